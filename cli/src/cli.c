@@ -1,0 +1,321 @@
+/*
+ * cli.c - the grammar of `patto` (DESIGN.md, "The CLI's conventions"): global options before
+ * or after the command, the command table, --help and --version, and how a failure is reported
+ * (one sentence on stderr, or one JSON error object on stdout with --json).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef PATTO_VERSION_STRING
+#error "PATTO_VERSION_STRING must be defined by the build (CMake's PROJECT_VERSION)"
+#endif
+
+static const cli__cmd commands[] = {
+    { "network init", "ADMIN [--schema FILE]",
+        "create an admin directory with the network admin key",
+        "Creates ADMIN (mode 0700) with admin.key (secret, mode 0600), admin.pub and an unsigned\n"
+        "working manifest manifest.json (no members, the default purposes, the hash of the\n"
+        "built-in schema or of FILE). Prints the admin public key. Refuses an ADMIN that\n"
+        "already holds admin.key.",
+        cli__network_init },
+    { "network add", "ADMIN ENTRY.json", "add a member (the entry patto init printed)",
+        "Adds the member described by ENTRY.json to ADMIN/manifest.json. The org id and the\n"
+        "keys must not be in the manifest already.",
+        cli__network_add },
+    { "network remove", "ADMIN ORG", "remove a member from the working manifest", NULL,
+        cli__network_remove },
+    { "network purpose", "ADMIN ID TEXT", "add or replace a purpose (id and description)", NULL,
+        cli__network_purpose },
+    { "network sign", "ADMIN --out FILE", "sign the working manifest as its next version",
+        "Signs ADMIN/manifest.json with the admin key as version N+1, writes the signed\n"
+        "manifest to FILE (binary) and records N+1 in manifest.json. Give FILE to the nodes\n"
+        "with patto manifest import FILE.",
+        cli__network_sign },
+    { "init",
+        "--dir DATA --org ORG --role ROLE --listen URL --admin-pub HEX [--name NAME] "
+        "[--operator NAME] [--schema FILE]",
+        "create a node's data directory, keys and config",
+        "Creates DATA (mode 0750) with identity.key (mode 0600), pattod.conf and schema.json\n"
+        "(the built-in schema, or a copy of FILE). ROLE is one of comune cpia cpi prefettura\n"
+        "coop coord; URL is tcp://HOST:PORT, where the other members reach this node; HEX is\n"
+        "the network admin's public key. --operator sets the operator recorded when none is\n"
+        "given. Prints the member entry (JSON) to give to the network admin.",
+        cli__init },
+    { "status", "", "the node's org, versions, peers, counts and alerts", NULL, cli__status },
+    { "digest", "", "per-origin version vector and the state digest of every readable tag", NULL,
+        cli__digest },
+    { "schema", "", "the scopes and fields of the node's record schema", NULL, cli__schema },
+    { "case new", "[EDIT ...]", "open a case; prints its id alone on the first line",
+        "EDIT is scope.field=VALUE (a register), scope.field+=VALUE (add to a set or counter,\n"
+        "append a JSON event to a timeline) or scope.field-=VALUE (remove from a set, subtract\n"
+        "from a counter). All edits are one change.",
+        cli__case_new },
+    { "case set", "CASE EDIT ...", "apply edits to a case as one change, durably",
+        "EDIT is scope.field=VALUE, scope.field+=VALUE or scope.field-=VALUE.", cli__case_set },
+    { "case unset", "CASE SCOPE.FIELD", "remove a field", NULL, cli__case_unset },
+    { "case show", "CASE", "the readable scopes of a case, conflicts marked", NULL,
+        cli__case_show },
+    { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
+    { "consent grant",
+        "CASE --to ORG --scopes S1,S2 --purpose ID --basis BASIS [--access read|write] "
+        "[--until YYYY-MM-DD] [--evidence REF]",
+        "grant a member access to scopes of a case",
+        "BASIS is public-task, legal-obligation, consent or explicit-consent; the purpose must\n"
+        "be in the network manifest. --access defaults to read.",
+        cli__consent_grant },
+    { "manifest import", "FILE", "hand a signed manifest (patto network sign) to the node", NULL,
+        cli__manifest_import },
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const char global_usage[]
+    = "usage: patto [--dir DATA] [--json] [--operator NAME] COMMAND ...\n"
+      "       patto --version | --help | COMMAND --help\n";
+
+static void print_help(void)
+{
+    printf("%s\n", global_usage);
+    printf("patto is the operator's tool for a patto node: it sets up the network and the node\n"
+           "(local commands) and asks the node in DATA for everything else.\n\n");
+    printf("global options (before or after the command):\n"
+           "  --dir DATA       the node's data directory (default $PATTO_DIR)\n"
+           "  --json           print results and errors as JSON on stdout\n"
+           "  --operator NAME  who is acting (default $PATTO_OPERATOR, then the node's own)\n\n");
+    printf("commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        printf("  %-17s %s\n", commands[i].name, commands[i].brief);
+    printf("\nexit codes: 0 done, 1 usage, 2 input refused, 3 not found or not readable here,\n"
+           "4 node unreachable, 5 internal error.\n");
+}
+
+static void print_cmd_help(const cli__cmd *c)
+{
+    printf(
+        "usage: patto %s%s%s\n\n%s.\n", c->name, c->args[0] != '\0' ? " " : "", c->args, c->brief);
+    if (c->help != NULL)
+        printf("\n%s\n", c->help);
+}
+
+static void print_group_help(const char *group)
+{
+    printf("patto %s commands:\n", group);
+    size_t n = strlen(group);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strncmp(commands[i].name, group, n) == 0 && commands[i].name[n] == ' ')
+            printf("  patto %s%s%s\n", commands[i].name, commands[i].args[0] != '\0' ? " " : "",
+                commands[i].args);
+}
+
+static bool is_group(const char *word)
+{
+    size_t n = strlen(word);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strncmp(commands[i].name, word, n) == 0 && commands[i].name[n] == ' ')
+            return true;
+    return false;
+}
+
+static cli_err print_version(cli__ctx *ctx)
+{
+    uint8_t hash[PROTO_HASH_LEN];
+    char hex[2 * PROTO_HASH_LEN + 1];
+    proto_schema_hash(patto_default_schema, patto_default_schema_len, hash);
+    cli_hex_encode(hash, PROTO_HASH_LEN, hex);
+    json_object *schema = NULL;
+    cli__ctx quiet = { 0 };
+    const char *name = "?";
+    int64_t version = 0;
+    if (cli__json_parse(&quiet, "the built-in schema", (const char *)patto_default_schema,
+            patto_default_schema_len, &schema)
+        == CLI_OK) {
+        json_object *v;
+        if (cli__json_str(schema, "schema") != NULL)
+            name = cli__json_str(schema, "schema");
+        if (json_object_object_get_ex(schema, "version", &v))
+            version = json_object_get_int64(v);
+    }
+    cli_err err = CLI_OK;
+    if (ctx->json) {
+        json_object *o = json_object_new_object();
+        if (o == NULL
+            || json_object_object_add(o, "program", json_object_new_string(PATTO_VERSION_STRING))
+                != 0
+            || json_object_object_add(o, "protocol", json_object_new_int(PROTO_VERSION)) != 0
+            || json_object_object_add(o, "schema", json_object_new_string(hex)) != 0
+            || json_object_object_add(o, "schema_name", json_object_new_string(name)) != 0
+            || json_object_object_add(o, "schema_version", json_object_new_int64(version)) != 0)
+            err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        else
+            err = cli__json_print(ctx, o);
+        json_object_put(o);
+    } else {
+        printf("patto %s\nprotocol %d\nschema %s (%s version %lld, built in)\n",
+            PATTO_VERSION_STRING, PROTO_VERSION, hex, name, (long long)version);
+    }
+    json_object_put(schema);
+    return err;
+}
+
+static void report(const cli__ctx *ctx)
+{
+    const char *msg = ctx->msg[0] != '\0' ? ctx->msg : cli_strerror(ctx->err);
+    if (ctx->json) {
+        json_object *o = json_object_new_object();
+        json_object *e = json_object_new_object();
+        if (o != NULL && e != NULL
+            && json_object_object_add(e, "code", json_object_new_int((int)ctx->err)) == 0
+            && json_object_object_add(e, "message", json_object_new_string(msg)) == 0
+            && json_object_object_add(o, "error", e) == 0) {
+            printf("%s\n",
+                json_object_to_json_string_ext(o,
+                    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
+                        | JSON_C_TO_STRING_NOSLASHESCAPE));
+            json_object_put(o);
+            fflush(stdout);
+            return;
+        }
+        if (o == NULL || !json_object_object_get_ex(o, "error", NULL))
+            json_object_put(e);
+        json_object_put(o);
+    }
+    fprintf(stderr, "patto: %s\n", msg);
+}
+
+/* Take the global options out of argv wherever they are (until `--`); the rest, in order, go to
+ * rest. */
+static cli_err globals(cli__ctx *ctx, int argc, char **argv, char **rest, int *nrest, bool *version,
+    const char **dir, const char **op)
+{
+    int n = 0;
+    bool options = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (options && strcmp(a, "--") == 0) {
+            options = false;
+            rest[n++] = argv[i]; /* the command's parser sees it too */
+            continue;
+        }
+        if (!options) {
+            rest[n++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            ctx->json = true;
+        } else if (strcmp(a, "--version") == 0 && n == 0) {
+            *version = true;
+        } else if (strcmp(a, "--dir") == 0 || strcmp(a, "--operator") == 0) {
+            if (i + 1 >= argc)
+                return cli__fail(ctx, CLI_EUSAGE, "option '%s' needs a value", a);
+            *(a[2] == 'd' ? dir : op) = argv[++i];
+        } else if (strncmp(a, "--dir=", 6) == 0) {
+            *dir = a + 6;
+        } else if (strncmp(a, "--operator=", 11) == 0) {
+            *op = a + 11;
+        } else {
+            rest[n++] = argv[i];
+        }
+    }
+    *nrest = n;
+    return CLI_OK;
+}
+
+static cli_err run(cli__ctx *ctx, int argc, char **argv)
+{
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (rest == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    int n = 0;
+    bool version = false;
+    const char *dir = NULL, *op = NULL;
+    cli_err err = globals(ctx, argc, argv, rest, &n, &version, &dir, &op);
+    if (err != CLI_OK)
+        goto done;
+    ctx->dir = dir != NULL ? dir : getenv("PATTO_DIR");
+    ctx->operator_flag = op;
+    ctx->operator_name = op != NULL ? op : getenv("PATTO_OPERATOR");
+    if (ctx->operator_name == NULL)
+        ctx->operator_name = "";
+    if (strlen(ctx->operator_name) > CLI__OPERATOR_MAX) {
+        err = cli__fail(
+            ctx, CLI_EUSAGE, "the operator name is longer than %d bytes", CLI__OPERATOR_MAX);
+        goto done;
+    }
+    if (version) {
+        err = print_version(ctx);
+        goto done;
+    }
+    if (n == 0) {
+        err = cli__fail(ctx, CLI_EUSAGE, "no command given; see patto --help");
+        goto done;
+    }
+    if (strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0
+        || strcmp(rest[0], "help") == 0) {
+        print_help();
+        goto done;
+    }
+    const cli__cmd *cmd = NULL;
+    int words = 0;
+    for (size_t i = 0; i < NCOMMANDS && cmd == NULL; i++) {
+        const char *name = commands[i].name;
+        const char *space = strchr(name, ' ');
+        if (space == NULL) {
+            if (strcmp(name, rest[0]) == 0) {
+                cmd = &commands[i];
+                words = 1;
+            }
+        } else if (n >= 2 && strncmp(name, rest[0], (size_t)(space - name)) == 0
+            && rest[0][space - name] == '\0' && strcmp(space + 1, rest[1]) == 0) {
+            cmd = &commands[i];
+            words = 2;
+        }
+    }
+    if (cmd == NULL) {
+        if (is_group(rest[0])) {
+            if (n >= 2 && (strcmp(rest[1], "--help") == 0 || strcmp(rest[1], "-h") == 0)) {
+                print_group_help(rest[0]);
+                goto done;
+            }
+            if (n < 2)
+                err = cli__fail(ctx, CLI_EUSAGE, "'%s' needs a subcommand; see patto %s --help",
+                    rest[0], rest[0]);
+            else
+                err = cli__fail(ctx, CLI_EUSAGE, "unknown command '%s %s'; see patto %s --help",
+                    rest[0], rest[1], rest[0]);
+        } else if (rest[0][0] == '-') {
+            err = cli__fail(ctx, CLI_EUSAGE, "unknown option '%s'; see patto --help", rest[0]);
+        } else {
+            err = cli__fail(ctx, CLI_EUSAGE, "unknown command '%s'; see patto --help", rest[0]);
+        }
+        goto done;
+    }
+    for (int i = words; i < n; i++) {
+        if (strcmp(rest[i], "--") == 0)
+            break;
+        if (strcmp(rest[i], "--help") == 0 || strcmp(rest[i], "-h") == 0) {
+            print_cmd_help(cmd);
+            goto done;
+        }
+    }
+    err = cmd->run_fn(ctx, cmd, n - words, rest + words);
+done:
+    free(rest);
+    return err;
+}
+
+int cli_main(int argc, char **argv)
+{
+    cli__ctx ctx = { 0 };
+    cli_err err = run(&ctx, argc, argv);
+    if (err != CLI_OK && ctx.err == CLI_OK)
+        cli__fail(&ctx, err, "%s", cli_strerror(err));
+    if (fflush(stdout) != 0 && ctx.err == CLI_OK)
+        cli__fail(&ctx, CLI_EINTERNAL, "cannot write to stdout: %s", strerror(errno));
+    if (ctx.err != CLI_OK)
+        report(&ctx);
+    return (int)ctx.err;
+}

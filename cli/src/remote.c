@@ -1,0 +1,624 @@
+/*
+ * remote.c - the commands answered by the node over the control socket (node/CONTROL.md):
+ * argument checks that need no node, the request, and the rendering of the answer (the
+ * payload itself with --json, a table or text for people without).
+ */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NO_VALUE "-"
+
+/* ---------------------------------------------------------------------------------------- */
+/* Small JSON readers for rendering: a missing or mistyped member renders as "-", never fails */
+
+static json_object *jget(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (o == NULL || !json_object_is_type(o, json_type_object)
+        || !json_object_object_get_ex(o, key, &v))
+        return NULL;
+    return v;
+}
+
+static const char *jtext(json_object *o, const char *key)
+{
+    json_object *v = jget(o, key);
+    if (v == NULL || json_object_is_type(v, json_type_null))
+        return NO_VALUE;
+    if (json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    return json_object_to_json_string_ext(
+        v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static size_t jlen(json_object *a)
+{
+    return a != NULL && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+}
+
+/* A value as a person reads it: strings bare, everything else as compact JSON. */
+static const char *plain(json_object *v)
+{
+    if (v == NULL || json_object_is_type(v, json_type_null))
+        return NO_VALUE;
+    if (json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    return json_object_to_json_string_ext(
+        v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static int text_width(const char *s)
+{
+    /* Columns of UTF-8 text: count the bytes that start a character. */
+    int w = 0;
+    for (; *s != '\0'; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            w++;
+    return w;
+}
+
+static void pad_print(const char *s, int width)
+{
+    int w = text_width(s);
+    fputs(s, stdout);
+    for (; w < width; w++)
+        putchar(' ');
+}
+
+static cli_err stdout_ok(cli__ctx *ctx)
+{
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout");
+    return CLI_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Shared shape of a remote command                                                          */
+
+typedef void (*render_fn)(json_object *payload, const char *const *sent, size_t nsent);
+
+/* Send command with args, then print the payload (JSON) or render it. */
+static cli_err exchange(cli__ctx *ctx, const char *command, const char *const *args, size_t nargs,
+    const proto_bytes *binary, render_fn render)
+{
+    proto_bytes *b = calloc(nargs + 1, sizeof *b);
+    if (b == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < nargs; i++)
+        b[n++] = (proto_bytes) { (const uint8_t *)args[i], strlen(args[i]) };
+    if (binary != NULL)
+        b[n++] = *binary;
+    json_object *payload = NULL;
+    cli_err err = cli__call(ctx, command, b, n, &payload);
+    free(b);
+    if (err != CLI_OK)
+        return err;
+    if (ctx->json)
+        err = cli__json_print(ctx, payload);
+    else
+        render(payload, args, nargs);
+    json_object_put(payload);
+    if (err != CLI_OK)
+        return err;
+    return stdout_ok(ctx);
+}
+
+static cli_err no_args(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[1];
+    size_t npos;
+    return cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 0, 0, &npos);
+}
+
+/* Check a case id here (a typo is caught before the node is asked) and send its canonical form. */
+static cli_err case_id(cli__ctx *ctx, const char *text, char out[PROTO_CASE_ID_TEXT_SIZE])
+{
+    proto_case_id id;
+    proto_err perr = proto_case_id_parse(text, strlen(text), &id);
+    if (perr != PROTO_OK)
+        return cli__fail(ctx, CLI_EINPUT, "'%s' is not a case id: %s", text, proto_strerror(perr));
+    proto_case_id_format(&id, out);
+    return CLI_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* status                                                                                    */
+
+static void render_status(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    json_object *v = jget(p, "versions");
+    json_object *c = jget(p, "counts");
+    json_object *w = jget(p, "waiting");
+    printf("org          %s (%s)\n", jtext(p, "org"), jtext(p, "role"));
+    printf("versions     program %s, protocol %s, schema %s, manifest %s\n", jtext(v, "program"),
+        jtext(v, "protocol"), jtext(v, "schema"), jtext(v, "manifest"));
+    printf("counts       cases %s, headers %s, bodies %s\n", jtext(c, "cases"), jtext(c, "headers"),
+        jtext(c, "bodies"));
+    printf("waiting      causal %s, clock %s, bodies %s\n", jtext(w, "causal"), jtext(w, "clock"),
+        jtext(w, "bodies"));
+    json_object *q = jget(p, "quarantined");
+    if (jlen(q) == 0) {
+        printf("quarantined  none\n");
+    } else {
+        for (size_t i = 0; i < jlen(q); i++) {
+            json_object *e = json_object_array_get_idx(q, i);
+            printf("%s  %s (origin %s): two different headers at seq %s\n",
+                i == 0 ? "QUARANTINED" : "           ", jtext(e, "org"), jtext(e, "origin"),
+                jtext(e, "seq"));
+        }
+    }
+    json_object *peers = jget(p, "peers");
+    printf("\n");
+    if (jlen(peers) == 0) {
+        printf("no peers\n");
+    } else {
+        printf("%-33s %-11s %8s  %s\n", "PEER", "STATE", "LAG", "LAST HEARD");
+        for (size_t i = 0; i < jlen(peers); i++) {
+            json_object *e = json_object_array_get_idx(peers, i);
+            json_object *heard = jget(e, "last_heard_s");
+            char h[64];
+            if (heard == NULL || json_object_is_type(heard, json_type_null))
+                snprintf(h, sizeof h, "never");
+            else
+                snprintf(h, sizeof h, "%.1f s ago", json_object_get_double(heard));
+            printf("%-33s %-11s %8s  %s\n", jtext(e, "org"), jtext(e, "state"), jtext(e, "lag"), h);
+        }
+    }
+    json_object *vv = jget(p, "vv");
+    if (vv != NULL && json_object_is_type(vv, json_type_object)
+        && json_object_object_length(vv) > 0) {
+        printf("\n%-64s  %s\n", "ORIGIN", "SEQ");
+        json_object_object_foreach(vv, origin, seq) printf("%-64s  %s\n", origin, plain(seq));
+    }
+    json_object *members = jget(p, "members");
+    if (jlen(members) > 0) {
+        printf("\nmembers     ");
+        for (size_t i = 0; i < jlen(members); i++) {
+            json_object *e = json_object_array_get_idx(members, i);
+            printf("%s%s (%s)", i > 0 ? ", " : "", jtext(e, "org"), jtext(e, "role"));
+        }
+        printf("\n");
+    }
+    json_object *purposes = jget(p, "purposes");
+    for (size_t i = 0; i < jlen(purposes); i++) {
+        json_object *e = json_object_array_get_idx(purposes, i);
+        printf("%s %-16s %s\n", i == 0 ? "purposes   " : "           ", jtext(e, "id"),
+            jtext(e, "description"));
+    }
+}
+
+cli_err cli__status(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    cli_err err = no_args(ctx, cmd, argc, argv);
+    if (err != CLI_OK)
+        return err;
+    return exchange(ctx, "status", NULL, 0, NULL, render_status);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* digest                                                                                    */
+
+static void render_digest(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    json_object *vv = jget(p, "vv");
+    json_object *tags = jget(p, "tags");
+    printf("%-64s  %s\n", "ORIGIN", "SEQ");
+    if (vv != NULL && json_object_is_type(vv, json_type_object)) {
+        json_object_object_foreach(vv, origin, seq) printf("%-64s  %s\n", origin, plain(seq));
+    }
+    printf("\n%-64s  %s\n", "TAG", "DIGEST");
+    if (tags != NULL && json_object_is_type(tags, json_type_object)) {
+        json_object_object_foreach(tags, tag, digest) printf("%-64s  %s\n", tag, plain(digest));
+    }
+}
+
+cli_err cli__digest(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    cli_err err = no_args(ctx, cmd, argc, argv);
+    if (err != CLI_OK)
+        return err;
+    return exchange(ctx, "digest", NULL, 0, NULL, render_digest);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* schema                                                                                    */
+
+static void render_schema(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    printf("schema %s version %s, hash %s\n", jtext(p, "schema"), jtext(p, "version"),
+        jtext(p, "hash"));
+    json_object *scopes = jget(p, "scopes");
+    for (size_t i = 0; i < jlen(scopes); i++) {
+        json_object *s = json_object_array_get_idx(scopes, i);
+        json_object *fields = jget(s, "fields");
+        printf("\n%s", jtext(s, "name"));
+        if (jget(s, "label") != NULL)
+            printf(" - %s", jtext(s, "label"));
+        printf("\n");
+        for (size_t j = 0; j < jlen(fields); j++) {
+            json_object *f = json_object_array_get_idx(fields, j);
+            char type[64];
+            if (jget(f, "of") != NULL)
+                snprintf(type, sizeof type, "%s of %s", jtext(f, "type"), jtext(f, "of"));
+            else
+                snprintf(type, sizeof type, "%s", jtext(f, "type"));
+            printf("  ");
+            pad_print(jtext(f, "name"), 24);
+            printf(" ");
+            pad_print(type, 16);
+            printf(" %s", jget(f, "label") != NULL ? jtext(f, "label") : "");
+            json_object *values = jget(f, "values");
+            if (jlen(values) > 0) {
+                printf(" [");
+                for (size_t k = 0; k < jlen(values); k++)
+                    printf("%s%s", k > 0 ? " " : "", plain(json_object_array_get_idx(values, k)));
+                printf("]");
+            }
+            if (jget(f, "min") != NULL || jget(f, "max") != NULL) {
+                if (jget(f, "min") != NULL)
+                    printf(" min %s", jtext(f, "min"));
+                if (jget(f, "max") != NULL)
+                    printf(" max %s", jtext(f, "max"));
+            }
+            printf("\n");
+        }
+    }
+}
+
+cli_err cli__schema(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    cli_err err = no_args(ctx, cmd, argc, argv);
+    if (err != CLI_OK)
+        return err;
+    return exchange(ctx, "schema", NULL, 0, NULL, render_schema);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case new, set, unset                                                                      */
+
+static void render_case_new(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    printf("%s\n", jtext(p, "id")); /* alone on the first line: scripts read it */
+}
+
+static void render_case_set(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *n = jget(p, "edits");
+    long long edits = n != NULL ? (long long)json_object_get_int64(n) : 0;
+    printf("%s: %lld edit%s recorded\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0], edits,
+        edits == 1 ? "" : "s");
+}
+
+static void render_case_unset(json_object *p, const char *const *sent, size_t nsent)
+{
+    printf("%s: %s removed\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
+        nsent > 1 ? sent[1] : "the field");
+}
+
+cli_err cli__case_new(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    if (pos == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    size_t n;
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 0, (size_t)argc, &n);
+    if (err == CLI_OK)
+        err = exchange(ctx, "case.new", pos, n, NULL, render_case_new);
+    free(pos);
+    return err;
+}
+
+cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    if (pos == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 0, (size_t)argc, &n);
+    if (err == CLI_OK && n == 0)
+        err = cli__usage(ctx, cmd, "missing CASE");
+    if (err == CLI_OK && n == 1)
+        err = cli__usage(ctx, cmd, "missing EDIT (scope.field=VALUE, += or -=)");
+    if (err == CLI_OK)
+        err = case_id(ctx, pos[0], id);
+    if (err == CLI_OK) {
+        pos[0] = id;
+        err = exchange(ctx, "case.set", pos, n, NULL, render_case_set);
+    }
+    free(pos);
+    return err;
+}
+
+cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[2];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 2, 2, &n);
+    if (err != CLI_OK)
+        return err;
+    if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
+        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    pos[0] = id;
+    return exchange(ctx, "case.unset", pos, 2, NULL, render_case_unset);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case show                                                                                 */
+
+static void print_field(const char *key, int width, json_object *value, json_object *conflict)
+{
+    pad_print(key, width);
+    printf("  ");
+    if (value != NULL && json_object_is_type(value, json_type_array)) {
+        size_t n = json_object_array_length(value);
+        json_object *first = n > 0 ? json_object_array_get_idx(value, 0) : NULL;
+        if (n == 0) {
+            printf("(empty)");
+        } else if (first != NULL && json_object_is_type(first, json_type_object)
+            && jget(first, "at") != NULL) {
+            /* A timeline: one event a line, in timeline order. */
+            for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(value, i);
+                if (i > 0) {
+                    printf("\n");
+                    pad_print("", width + 2);
+                }
+                json_object *red = jget(e, "redacted");
+                printf("%s  %s  %s", jtext(e, "at"), jtext(e, "by"),
+                    red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"));
+            }
+        } else {
+            for (size_t i = 0; i < n; i++)
+                printf("%s%s", i > 0 ? ", " : "", plain(json_object_array_get_idx(value, i)));
+        }
+    } else {
+        printf("%s", plain(value));
+    }
+    if (conflict != NULL && jlen(conflict) > 0) {
+        printf("  CONFLICT:");
+        for (size_t i = 0; i < jlen(conflict); i++)
+            printf("%s %s", i > 0 ? " |" : "", plain(json_object_array_get_idx(conflict, i)));
+    }
+    printf("\n");
+}
+
+static void render_case_show(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *scopes = jget(p, "scopes");
+    json_object *conflicts = jget(p, "conflicts");
+    char key[2 * PROTO_SCOPE_NAME_MAX + 64];
+    int width = 10;
+    if (scopes != NULL && json_object_is_type(scopes, json_type_object)) {
+        json_object_object_foreach(scopes, sname, fields)
+        {
+            if (fields != NULL && json_object_is_type(fields, json_type_object)) {
+                json_object_object_foreach(fields, fname, fvalue)
+                {
+                    (void)fvalue;
+                    snprintf(key, sizeof key, "%s.%s", sname, fname);
+                    if (text_width(key) > width)
+                        width = text_width(key);
+                }
+            }
+        }
+    }
+    printf("case %s\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
+    if (scopes == NULL || !json_object_is_type(scopes, json_type_object))
+        return;
+    json_object_object_foreach(scopes, sname, fields)
+    {
+        if (fields == NULL || !json_object_is_type(fields, json_type_object)
+            || json_object_object_length(fields) == 0) {
+            pad_print(sname, width);
+            printf("  (readable, no fields)\n");
+            continue;
+        }
+        json_object_object_foreach(fields, fname, fvalue)
+        {
+            snprintf(key, sizeof key, "%s.%s", sname, fname);
+            print_field(key, width, fvalue, jget(conflicts, key));
+        }
+    }
+}
+
+cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[1];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    pos[0] = id;
+    return exchange(ctx, "case.show", pos, 1, NULL, render_case_show);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case list                                                                                 */
+
+static void render_case_list(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    json_object *cases = jget(p, "cases");
+    if (jlen(cases) == 0) {
+        printf("no case readable on this node\n");
+        return;
+    }
+    printf("%-37s  %-25s  %s\n", "CASE", "LAST CHANGE", "SCOPES");
+    for (size_t i = 0; i < jlen(cases); i++) {
+        json_object *c = json_object_array_get_idx(cases, i);
+        json_object *scopes = jget(c, "scopes");
+        printf("%-37s  %-25s  ", jtext(c, "id"), jtext(c, "last_change"));
+        for (size_t j = 0; j < jlen(scopes); j++)
+            printf("%s%s", j > 0 ? "," : "", plain(json_object_array_get_idx(scopes, j)));
+        printf("\n");
+    }
+}
+
+cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    cli_err err = no_args(ctx, cmd, argc, argv);
+    if (err != CLI_OK)
+        return err;
+    return exchange(ctx, "case.list", NULL, 0, NULL, render_case_list);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* consent grant                                                                             */
+
+static const char *const bases[]
+    = { "public-task", "legal-obligation", "consent", "explicit-consent" };
+
+static void render_consent_grant(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *scopes = jget(p, "scopes");
+    printf("%s: %s access to ", jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
+        jget(p, "access") != NULL ? jtext(p, "access") : sent[5]);
+    if (scopes != NULL) {
+        for (size_t i = 0; i < jlen(scopes); i++)
+            printf("%s%s", i > 0 ? "," : "", plain(json_object_array_get_idx(scopes, i)));
+    } else {
+        printf("%s", sent[2]);
+    }
+    printf(" granted to %s (purpose %s, basis %s", jget(p, "to") != NULL ? jtext(p, "to") : sent[1],
+        jget(p, "purpose") != NULL ? jtext(p, "purpose") : sent[3],
+        jget(p, "basis") != NULL ? jtext(p, "basis") : sent[4]);
+    json_object *until = jget(p, "until");
+    if (until != NULL && !json_object_is_type(until, json_type_null))
+        printf(", until %s", plain(until));
+    printf(")\n");
+}
+
+static bool valid_scopes(const char *s)
+{
+    /* scope,scope,...: each [a-z0-9_-]{1,32}; the node checks that they exist. */
+    size_t run = 0;
+    for (const char *p = s;; p++) {
+        if (*p == ',' || *p == '\0') {
+            if (run == 0 || run > PROTO_SCOPE_NAME_MAX)
+                return false;
+            if (*p == '\0')
+                return true;
+            run = 0;
+            continue;
+        }
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+            return false;
+        run++;
+    }
+}
+
+cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *to = NULL, *scopes = NULL, *purpose = NULL, *basis = NULL, *access = NULL,
+               *until = NULL, *evidence = NULL;
+    const cli__opt opts[] = {
+        { "to", &to, NULL },
+        { "scopes", &scopes, NULL },
+        { "purpose", &purpose, NULL },
+        { "basis", &basis, NULL },
+        { "access", &access, NULL },
+        { "until", &until, NULL },
+        { "evidence", &evidence, NULL },
+    };
+    const char *pos[1];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err
+        = cli__parse(ctx, cmd, argc, argv, opts, sizeof opts / sizeof opts[0], pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    if (to == NULL || scopes == NULL || purpose == NULL || basis == NULL)
+        return cli__usage(ctx, cmd, "--to, --scopes, --purpose and --basis are required");
+    if (!cli_valid_org(to))
+        return cli__usage(ctx, cmd, "--to '%s' is not an org id ([a-z0-9-], 1-32 characters)", to);
+    if (!valid_scopes(scopes))
+        return cli__usage(ctx, cmd,
+            "--scopes '%s' is not a comma-separated list of scope names (e.g. lingua,anagrafica)",
+            scopes);
+    if (!cli_valid_org(purpose))
+        return cli__usage(
+            ctx, cmd, "--purpose '%s' is not a purpose id ([a-z0-9-], 1-32 characters)", purpose);
+    bool known = false;
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
+        known = known || strcmp(basis, bases[i]) == 0;
+    if (!known)
+        return cli__usage(ctx, cmd,
+            "--basis '%s' is not one of public-task legal-obligation consent explicit-consent",
+            basis);
+    if (access == NULL)
+        access = "read";
+    if (strcmp(access, "read") != 0 && strcmp(access, "write") != 0)
+        return cli__usage(ctx, cmd, "--access '%s' is not read or write", access);
+    if (until != NULL && !cli_valid_date(until))
+        return cli__usage(ctx, cmd, "--until '%s' is not a date YYYY-MM-DD", until);
+    if (evidence != NULL && evidence[0] != '\0' && !cli_valid_text(evidence, PROTO_TEXT_MAX))
+        return cli__usage(ctx, cmd,
+            "--evidence must be at most %d bytes of text without control characters",
+            PROTO_TEXT_MAX);
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    /* The order of CONTROL.md: case, org, scopes, purpose, basis, access, until, evidence. */
+    const char *args[] = { id, to, scopes, purpose, basis, access, until != NULL ? until : "",
+        evidence != NULL ? evidence : "" };
+    return exchange(
+        ctx, "consent.grant", args, sizeof args / sizeof args[0], NULL, render_consent_grant);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* manifest import                                                                           */
+
+static void render_manifest_import(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    printf("manifest version %s imported (%s members)\n", jtext(p, "version"), jtext(p, "members"));
+}
+
+cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[1];
+    size_t n;
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    /* Read before cli__call changes directory: FILE is relative to where the operator is. */
+    uint8_t *bytes;
+    size_t len;
+    if ((err = cli__read_file(ctx, pos[0], PROTO_MAX_MESSAGE_DEFAULT, &bytes, &len)) != CLI_OK)
+        return err;
+    unsigned kind = 0;
+    if (proto_peek(bytes, len, NULL, &kind, NULL) != PROTO_OK || kind != PROTO_K_MANIFEST) {
+        free(bytes);
+        return cli__fail(ctx, CLI_EINPUT,
+            "%s is not a signed manifest (write one with patto network sign ADMIN --out FILE)",
+            pos[0]);
+    }
+    proto_bytes b = { bytes, len };
+    err = exchange(ctx, "manifest.import", NULL, 0, &b, render_manifest_import);
+    free(bytes);
+    return err;
+}

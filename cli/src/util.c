@@ -1,0 +1,456 @@
+/* util.c - input checks, error reporting, option parsing, files and JSON for the CLI. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Errors                                                                                    */
+
+const char *cli_strerror(int err)
+{
+    switch (err) {
+#define CLI__CASE(name, num, text)                                                                 \
+    case num:                                                                                      \
+        return text;
+        CLI_ERRORS(CLI__CASE)
+#undef CLI__CASE
+    default:
+        return "unknown error";
+    }
+}
+
+cli_err cli__fail(cli__ctx *ctx, cli_err code, const char *fmt, ...)
+{
+    if (ctx->err != CLI_OK)
+        return code;
+    ctx->err = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+cli_err cli__usage(cli__ctx *ctx, const cli__cmd *cmd, const char *fmt, ...)
+{
+    char what[CLI__MSG_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return cli__fail(ctx, CLI_EUSAGE, "%s; usage: patto %s%s%s", what, cmd->name,
+        cmd->args[0] != '\0' ? " " : "", cmd->args);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Input checks                                                                              */
+
+bool cli_valid_org(const char *s)
+{
+    if (s == NULL)
+        return false;
+    size_t n = strlen(s);
+    if (n < 1 || n > PROTO_ORG_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int cli_role_parse(const char *s)
+{
+    if (s == NULL)
+        return 0;
+    for (unsigned r = PROTO_ROLE_COMUNE; r <= PROTO_ROLE_COORD; r++) {
+        const char *name = proto_role_name(r);
+        if (name != NULL && strcmp(name, s) == 0)
+            return (int)r;
+    }
+    return 0;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+bool cli_valid_url(const char *s)
+{
+    static const char prefix[] = "tcp://";
+    if (s == NULL || strncmp(s, prefix, sizeof prefix - 1) != 0 || strlen(s) > PROTO_TEXT_MAX)
+        return false;
+    const char *host = s + sizeof prefix - 1;
+    const char *colon;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (close == NULL || close == host + 1 || close[1] != ':')
+            return false;
+        for (const char *p = host + 1; p < close; p++)
+            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')
+                    || *p == ':' || *p == '.'))
+                return false;
+        colon = close + 1;
+    } else {
+        colon = strrchr(host, ':');
+        if (colon == NULL || colon == host)
+            return false;
+        for (const char *p = host; p < colon; p++)
+            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                    || *p == '-' || *p == '.'))
+                return false;
+    }
+    const char *port = colon + 1;
+    size_t n = strlen(port);
+    if (n > 5 || !all_digits(port, n))
+        return false;
+    long v = strtol(port, NULL, 10);
+    return v >= 1 && v <= 65535;
+}
+
+bool cli_valid_date(const char *s)
+{
+    if (s == NULL || strlen(s) != 10 || s[4] != '-' || s[7] != '-' || !all_digits(s, 4)
+        || !all_digits(s + 5, 2) || !all_digits(s + 8, 2))
+        return false;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    if (y < 1900 || y > 2200 || m < 1 || m > 12 || d < 1)
+        return false;
+    int max = days[m - 1];
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        max = 29;
+    return d <= max;
+}
+
+bool cli_valid_text(const char *s, size_t max)
+{
+    if (s == NULL)
+        return false;
+    size_t n = strlen(s);
+    if (n < 1 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool cli_hex_decode(const char *hex, uint8_t *out, size_t n)
+{
+    if (hex == NULL || strlen(hex) != 2 * n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+void cli_hex_encode(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void cli__wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n-- > 0)
+        *v++ = 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Options                                                                                   */
+
+static const cli__opt *find_opt(const cli__opt *opts, size_t nopts, const char *name, size_t len)
+{
+    for (size_t i = 0; i < nopts; i++)
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+cli_err cli__parse(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv, const cli__opt *opts,
+    size_t nopts, const char **pos, size_t minpos, size_t maxpos, size_t *npos)
+{
+    size_t n = 0;
+    bool options = true;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (options && strcmp(a, "--") == 0) {
+            options = false;
+            continue;
+        }
+        if (options && a[0] == '-' && a[1] != '\0') {
+            if (a[1] != '-')
+                return cli__usage(ctx, cmd, "unknown option '%s'", a);
+            const char *name = a + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+            const cli__opt *o = find_opt(opts, nopts, name, len);
+            if (o == NULL)
+                return cli__usage(ctx, cmd, "unknown option '--%.*s'", (int)len, name);
+            if (o->flag != NULL) {
+                if (eq != NULL)
+                    return cli__usage(ctx, cmd, "option '--%s' takes no value", o->name);
+                *o->flag = true;
+                continue;
+            }
+            const char *v;
+            if (eq != NULL) {
+                v = eq + 1;
+            } else {
+                if (i + 1 >= argc)
+                    return cli__usage(ctx, cmd, "option '--%s' needs a value", o->name);
+                v = argv[++i];
+            }
+            if (*o->value != NULL)
+                return cli__usage(ctx, cmd, "option '--%s' given twice", o->name);
+            *o->value = v;
+            continue;
+        }
+        if (n >= maxpos)
+            return cli__usage(ctx, cmd, "unexpected argument '%s'", a);
+        pos[n++] = a;
+    }
+    if (n < minpos)
+        return cli__usage(ctx, cmd, "missing argument");
+    *npos = n;
+    return CLI_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Files                                                                                     */
+
+bool cli__exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+cli_err cli__path(cli__ctx *ctx, char *out, size_t n, const char *dir, const char *name)
+{
+    int w = snprintf(out, n, "%s/%s", dir, name);
+    if (w < 0 || (size_t)w >= n)
+        return cli__fail(ctx, CLI_EINPUT, "path too long: %s/%s", dir, name);
+    return CLI_OK;
+}
+
+cli_err cli__read_file(cli__ctx *ctx, const char *path, size_t max, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
+    cli_err err = CLI_OK;
+    uint8_t *buf = NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        err = cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        err = cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: not a regular file", path);
+        goto fail;
+    }
+    if ((uintmax_t)st.st_size > max) {
+        err = cli__fail(ctx, CLI_EINPUT, "%s is too large (%jd bytes; at most %zu)", path,
+            (intmax_t)st.st_size, max);
+        goto fail;
+    }
+    size_t cap = (size_t)st.st_size;
+    buf = malloc(cap + 1);
+    if (buf == NULL) {
+        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory reading %s", path);
+        goto fail;
+    }
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            err = cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (r == 0)
+            break; /* the file shrank while we read it: take what is there */
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    close(fd);
+    *out = buf;
+    *len = got;
+    return CLI_OK;
+fail:
+    free(buf);
+    close(fd);
+    return err;
+}
+
+static void dir_of(const char *path, char *out, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(out, n, ".");
+    } else if (slash == path) {
+        snprintf(out, n, "/");
+    } else {
+        snprintf(out, n, "%.*s", (int)(slash - path), path);
+    }
+}
+
+cli_err cli__write_file(
+    cli__ctx *ctx, const char *path, const void *data, size_t len, mode_t mode, bool exclusive)
+{
+    char tmp[PATH_MAX];
+    int w = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
+    if (w < 0 || (size_t)w >= sizeof tmp)
+        return cli__fail(ctx, CLI_EINPUT, "path too long: %s", path);
+    int fd = mkstemp(tmp); /* mode 0600 until the fchmod below: never wider than asked */
+    if (fd < 0)
+        return cli__fail(ctx, CLI_EINPUT, "cannot write %s: %s", path, strerror(errno));
+    cli_err err = CLI_OK;
+    if (fchmod(fd, mode) != 0) {
+        err = cli__fail(ctx, CLI_EINTERNAL, "cannot set the mode of %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    const uint8_t *p = data;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = write(fd, p + done, len - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            err = cli__fail(ctx, CLI_EINTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+            goto fail;
+        }
+        done += (size_t)r;
+    }
+    if (fsync(fd) != 0) {
+        err = cli__fail(ctx, CLI_EINTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        err = cli__fail(ctx, CLI_EINTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (exclusive) {
+        /* link() refuses an existing target, so two concurrent inits cannot both win. */
+        if (link(tmp, path) != 0) {
+            err = errno == EEXIST
+                ? cli__fail(ctx, CLI_EINPUT, "%s already exists; refusing to overwrite it", path)
+                : cli__fail(ctx, CLI_EINPUT, "cannot create %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        unlink(tmp);
+    } else if (rename(tmp, path) != 0) {
+        err = cli__fail(ctx, CLI_EINPUT, "cannot write %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    char dir[PATH_MAX];
+    dir_of(path, dir, sizeof dir);
+    int dfd = open(dir, O_RDONLY);
+    if (dfd >= 0) {
+        (void)fsync(dfd); /* best effort: some file systems refuse fsync on directories */
+        close(dfd);
+    }
+    return CLI_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* JSON                                                                                      */
+
+cli_err cli__json_parse(
+    cli__ctx *ctx, const char *what, const char *text, size_t len, json_object **out)
+{
+    *out = NULL;
+    if (len > INT_MAX)
+        return cli__fail(ctx, CLI_EINPUT, "%s is too large to be read as JSON", what);
+    json_tokener *tok = json_tokener_new();
+    if (tok == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory reading %s", what);
+    json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t used = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (obj == NULL || jerr != json_tokener_success) {
+        json_object_put(obj);
+        if (jerr == json_tokener_continue)
+            return cli__fail(ctx, CLI_EINPUT, "%s is not valid JSON: it ends too early", what);
+        return cli__fail(ctx, CLI_EINPUT, "%s is not valid JSON: %s at byte %zu", what,
+            json_tokener_error_desc(jerr), used);
+    }
+    for (size_t i = used; i < len; i++) {
+        if (text[i] != ' ' && text[i] != '\n' && text[i] != '\r' && text[i] != '\t') {
+            json_object_put(obj);
+            return cli__fail(ctx, CLI_EINPUT,
+                "%s is not valid JSON: unexpected text after the value at byte %zu", what, i);
+        }
+    }
+    *out = obj;
+    return CLI_OK;
+}
+
+cli_err cli__json_print(cli__ctx *ctx, json_object *obj)
+{
+    const char *s = json_object_to_json_string_ext(
+        obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (s == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory printing JSON");
+    if (printf("%s\n", s) < 0)
+        return cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout: %s", strerror(errno));
+    return CLI_OK;
+}
+
+const char *cli__json_str(json_object *obj, const char *key)
+{
+    json_object *v;
+    if (obj == NULL || !json_object_object_get_ex(obj, key, &v)
+        || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}

@@ -1,0 +1,21 @@
+# patto_add_test(NAME name SOURCES a.c ... LIBS lib ... [TIMEOUT seconds] [ENV K=V ...])
+# Builds one test executable and registers it with ctest under NAME (e.g. crdt.register).
+# cmocka is linked to every test; the executable is named like NAME with '.' turned to '-'.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+function(patto_add_test)
+    cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;ENV;ARGS" ${ARGN})
+    string(REPLACE "." "-" exe "test-${T_NAME}")
+    add_executable(${exe} ${T_SOURCES})
+    target_link_libraries(${exe} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
+    target_include_directories(${exe} PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)
+    add_test(NAME ${T_NAME} COMMAND ${exe} ${T_ARGS})
+    if(NOT T_TIMEOUT)
+        set(T_TIMEOUT 120)
+    endif()
+    set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT})
+    if(T_ENV)
+        set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${T_ENV}")
+    endif()
+endfunction()

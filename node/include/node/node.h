@@ -1,0 +1,303 @@
+/*
+ * node.h - the parts of pattod that other directories (its main program and the tests) may
+ * use: errors, logging, the configuration file, the data-directory lock and the LMDB store.
+ *
+ * Threads: the store and the configuration are used from the node's libuv loop thread only
+ * (DESIGN.md, "Node internals"); logging may be called from any thread.
+ */
+#ifndef NODE_NODE_H
+#define NODE_NODE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <crdt/crdt.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NODE_NODISCARD __attribute__((warn_unused_result))
+#define NODE_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define NODE_NODISCARD
+#define NODE_PRINTF(f, a)
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Errors                                                                                    */
+
+#define NODE_ERRORS(X)                                                                             \
+    X(NODE_OK, "success")                                                                          \
+    X(NODE_EINVAL, "invalid argument")                                                             \
+    X(NODE_ENOMEM, "out of memory")                                                                \
+    X(NODE_ECONFIG, "invalid configuration")                                                       \
+    X(NODE_EIO, "input/output error")                                                              \
+    X(NODE_ELOCKED, "the data directory is in use by another pattod")                              \
+    X(NODE_ESTORE, "store error")                                                                  \
+    X(NODE_ENOTFOUND, "not found")                                                                 \
+    X(NODE_EFULL, "the store reached its maximum size")                                            \
+    X(NODE_ECORRUPT, "stored data is corrupt")
+
+typedef enum node_err {
+#define NODE__ENUM(name, text) name,
+    NODE_ERRORS(NODE__ENUM)
+#undef NODE__ENUM
+        NODE_ERR_COUNT
+} node_err;
+
+/* A static sentence for an error code; never NULL. */
+const char *node_strerror(node_err err);
+
+/*
+ * Where a failed call says what went wrong, in a sentence a person can act on (it names the
+ * file, line, key or path involved). Functions that take a `node_errmsg *` fill it on error
+ * when it is not NULL.
+ */
+typedef struct node_errmsg {
+    char text[512];
+} node_errmsg;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Logging: key=value lines on stderr, level-filtered.                                       */
+
+typedef enum node_log_level {
+    NODE_LOG_ERROR = 0,
+    NODE_LOG_WARN = 1,
+    NODE_LOG_INFO = 2,
+    NODE_LOG_DEBUG = 3,
+} node_log_level;
+
+/* Lines below `level` are dropped. Default NODE_LOG_INFO. */
+void node_log_set_level(node_log_level level);
+/* Where lines go (borrowed; NULL restores stderr). For tests. */
+void node_log_set_output(FILE *out);
+/* Parse "error", "warn", "info" or "debug". NODE_EINVAL otherwise. */
+NODE_NODISCARD node_err node_log_level_parse(const char *text, node_log_level *out);
+
+/*
+ * Write one line: `ts=<RFC 3339 UTC> level=<level> event=<event> <fmt...>\n`. `fmt` carries
+ * the rest as key=value pairs, e.g. node_log(NODE_LOG_INFO, "peer.up", "org=%s", org).
+ */
+void node_log(node_log_level level, const char *event, const char *fmt, ...) NODE_PRINTF(3, 4);
+#define NODE_ERROR(event, ...) node_log(NODE_LOG_ERROR, event, __VA_ARGS__)
+#define NODE_WARN(event, ...) node_log(NODE_LOG_WARN, event, __VA_ARGS__)
+#define NODE_INFO(event, ...) node_log(NODE_LOG_INFO, event, __VA_ARGS__)
+#define NODE_DEBUG(event, ...) node_log(NODE_LOG_DEBUG, event, __VA_ARGS__)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Configuration (DATA/pattod.conf, INI; reference in node/CONFIG.md)                        */
+
+#define NODE_ORG_MAX 32
+#define NODE_URL_MAX 255
+#define NODE_OPERATOR_MAX 64
+
+typedef struct node_dial {
+    char org[NODE_ORG_MAX + 1];
+    char url[NODE_URL_MAX + 1];
+} node_dial;
+
+typedef struct node_config {
+    char org[NODE_ORG_MAX + 1];                /* [node] org: this member's org id (required) */
+    char role[16];                             /* [node] role (required) */
+    char listen[NODE_URL_MAX + 1];             /* [node] listen: tcp://HOST:PORT (required) */
+    char operator_name[NODE_OPERATOR_MAX + 1]; /* [node] operator: default operator name */
+    node_log_level log_level;                  /* [node] log_level, default info */
+    uint64_t map_size;                         /* [store] map_size_mb * 2^20, default 256 MiB */
+    uint64_t map_size_max;                     /* [store] max_size_mb * 2^20, default 1 TiB */
+    uint64_t max_clock_ahead_ms;               /* [sync] max_clock_ahead_ms, default 600000 */
+    uint64_t max_message_bytes;                /* [sync] max_message_bytes, default 16 MiB */
+    uint64_t handshake_timeout_ms;             /* [sync] handshake_timeout_ms, default 5000 */
+    uint64_t anti_entropy_ms;                  /* [sync] anti_entropy_ms, default 2000 */
+    uint64_t idle_timeout_ms;                  /* [sync] idle_timeout_ms, default 20000 */
+    uint8_t admin_pub[32];         /* [network] admin_pub: the pinned admin key (required) */
+    char schema[NODE_URL_MAX + 1]; /* [network] schema: file in DATA, default schema.json */
+    node_dial *dials;              /* [dial] ORG = URL overrides, owned */
+    size_t ndials;
+} node_config;
+
+/* Fill *cfg with the defaults (no org, role or listen). */
+void node_config_defaults(node_config *cfg);
+/*
+ * Read and validate a configuration file into *cfg (replacing what it held; call
+ * node_config_fini after). Errors: NODE_EIO (cannot read: msg names the path and why),
+ * NODE_ECONFIG (msg is "PATH:LINE: what is wrong"), NODE_ENOMEM.
+ */
+NODE_NODISCARD node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg);
+void node_config_fini(node_config *cfg);
+/* The URL to dial for org: the [dial] override, or NULL to use the manifest's default. */
+const char *node_config_dial_url(const node_config *cfg, const char *org);
+
+/* Org ids are [a-z0-9-]{1,32}; roles are comune cpia cpi prefettura coop coord. */
+bool node_org_valid(const char *org);
+bool node_role_valid(const char *role);
+
+/* ---------------------------------------------------------------------------------------- */
+/* The data-directory lock: one pattod per DATA.                                             */
+
+/*
+ * Take an exclusive lock on DIR/pattod.lock (created mode 0600) and write this process id
+ * into it; *fd receives the open descriptor, which holds the lock until node_lock_release.
+ * Errors: NODE_ELOCKED (msg names the process holding it), NODE_EIO.
+ */
+NODE_NODISCARD node_err node_lock_acquire(const char *dir, int *fd, node_errmsg *msg);
+void node_lock_release(int fd);
+
+/* ---------------------------------------------------------------------------------------- */
+/* The store: one LMDB environment with a named database per kind of record.                 */
+
+typedef enum node_db {
+    NODE_DB_HEADERS,
+    NODE_DB_BODIES,
+    NODE_DB_VV,
+    NODE_DB_STATE,
+    NODE_DB_KEYS,
+    NODE_DB_CONSENTS,
+    NODE_DB_MANIFEST,
+    NODE_DB_AUDIT,
+    NODE_DB_META,
+    NODE_DB_COUNT
+} node_db;
+
+/* The LMDB name of a database ("headers", "bodies", ...). */
+const char *node_db_name(node_db db);
+
+typedef struct node_store node_store;
+typedef struct node_txn node_txn;
+
+/*
+ * Open (creating if needed) the store in directory `dir` with an initial map of `map_size`
+ * bytes that may grow up to `map_size_max`. Returns owned, free with node_store_close.
+ * Errors: NODE_EIO, NODE_ESTORE (msg carries LMDB's own text), NODE_ENOMEM, NODE_EINVAL.
+ */
+NODE_NODISCARD node_err node_store_open(
+    const char *dir, uint64_t map_size, uint64_t map_size_max, node_store **out, node_errmsg *msg);
+void node_store_close(node_store *st);
+/* The current map size in bytes. */
+uint64_t node_store_map_size(const node_store *st);
+
+/*
+ * The body of a transaction: runs with a live transaction; returns NODE_OK to commit (write)
+ * or an error to abort. A write body may run more than once (see node_store_write), so it
+ * must not have effects outside the transaction that a rerun would repeat.
+ */
+typedef node_err (*node_txn_cb)(node_txn *txn, void *ctx);
+
+/*
+ * Run `fn` in one write transaction and commit it durably (fsync'd) before returning.
+ * When the map is full the transaction is aborted, the map doubled (up to map_size_max) and
+ * `fn` run again. Returns fn's error (transaction aborted), NODE_EFULL when the map cannot
+ * grow further, NODE_ESTORE on an LMDB failure (msg says which).
+ */
+NODE_NODISCARD node_err node_store_write(
+    node_store *st, node_txn_cb fn, void *ctx, node_errmsg *msg);
+/* Run `fn` in a read-only transaction (a consistent snapshot). */
+NODE_NODISCARD node_err node_store_read(
+    node_store *st, node_txn_cb fn, void *ctx, node_errmsg *msg);
+
+/* Inside a transaction. Keys are 1..511 bytes (LMDB's limit). */
+NODE_NODISCARD node_err node_txn_put(
+    node_txn *txn, node_db db, const void *key, size_t klen, const void *val, size_t vlen);
+/* *val is borrowed until the transaction ends. NODE_ENOTFOUND if absent. */
+NODE_NODISCARD node_err node_txn_get(
+    node_txn *txn, node_db db, const void *key, size_t klen, const void **val, size_t *vlen);
+/* NODE_ENOTFOUND if absent. */
+NODE_NODISCARD node_err node_txn_del(node_txn *txn, node_db db, const void *key, size_t klen);
+/*
+ * Call fn for each record whose key starts with `prefix` (plen may be 0: all), in key
+ * order; key and value are borrowed for the call. fn returns true to go on, false to stop.
+ */
+typedef bool (*node_iter_cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ctx);
+NODE_NODISCARD node_err node_txn_scan(
+    node_txn *txn, node_db db, const void *prefix, size_t plen, node_iter_cb fn, void *ctx);
+
+/* ---------------------------------------------------------------------------------------- */
+/* The schema: scopes, fields, types and validation, shipped as data (node/schema/default.json, */
+/* format in node/SCHEMA.md). Its identity in the manifest is the hash of the file's bytes.   */
+
+typedef enum node_ftype {
+    NODE_F_TEXT,     /* register of UTF-8 text, 1..max bytes, no control characters */
+    NODE_F_DATE,     /* register of a calendar date YYYY-MM-DD */
+    NODE_F_ENUM,     /* register of one of `values` */
+    NODE_F_NUMBER,   /* register of an integer in [min, max], kept as canonical decimal */
+    NODE_F_SET,      /* add-wins set of text or enum elements (`of`) */
+    NODE_F_COUNTER,  /* PN-counter */
+    NODE_F_TIMELINE, /* timeline of JSON objects */
+} node_ftype;
+
+typedef struct node_field {
+    char *name;  /* [a-z0-9_]{1,32} */
+    char *label; /* for people */
+    node_ftype type;
+    node_ftype of;    /* NODE_F_SET: NODE_F_TEXT or NODE_F_ENUM */
+    size_t max_len;   /* text (and set of text): maximum bytes */
+    int64_t min, max; /* number */
+    char **values;    /* enum (and set of enum) */
+    size_t nvalues;
+} node_field;
+
+typedef struct node_scope_def {
+    char *name; /* [a-z0-9_]{1,32} */
+    char *label;
+    node_field *fields;
+    size_t nfields;
+} node_scope_def;
+
+typedef struct node_schema {
+    char *name;
+    int64_t version;
+    node_scope_def *scopes;
+    size_t nscopes;
+} node_schema;
+
+/* The edit operators of the CLI grammar: scope.field=V, +=V, -=V. */
+typedef enum node_edit_op { NODE_EDIT_SET, NODE_EDIT_ADD, NODE_EDIT_REMOVE } node_edit_op;
+
+/*
+ * Parse a schema from JSON text. Returns owned, free with node_schema_free. Errors:
+ * NODE_ECONFIG (msg names `origin` - a file name or "schema" - and what is wrong, with the
+ * JSON path, e.g. "scopes[2].fields[4].type"), NODE_ENOMEM.
+ */
+NODE_NODISCARD node_err node_schema_parse(
+    const char *json, size_t len, const char *origin, node_schema **out, node_errmsg *msg);
+void node_schema_free(node_schema *schema);
+/* Borrowed lookups; NULL when absent. */
+const node_scope_def *node_schema_scope(const node_schema *schema, const char *scope);
+const node_field *node_schema_field(
+    const node_schema *schema, const char *scope, const char *field);
+/* The CRDT that holds a field of this type. */
+crdt_type node_ftype_crdt(node_ftype type);
+/* "text", "date", "enum", "number", "set", "counter", "timeline". */
+const char *node_ftype_name(node_ftype type);
+
+/*
+ * Check one edit of a field against the schema and give the bytes to store: the canonical
+ * form of VALUE (a number without leading zeros or '+', a timeline event re-serialised as
+ * compact JSON) in `out` (NUL-terminated, at most outsize - 1 bytes). For a counter, *amount
+ * receives the signed change (negated for NODE_EDIT_REMOVE). Errors: NODE_EINVAL with a
+ * sentence for the operator in msg ("lingua.livello must be one of pre-A1 A1 ...", "'=' does
+ * not apply to a set: use += to add or -= to remove").
+ */
+NODE_NODISCARD node_err node_schema_check(const node_scope_def *scope, const node_field *field,
+    node_edit_op op, const char *value, char *out, size_t outsize, int64_t *amount,
+    node_errmsg *msg);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Running a node                                                                            */
+
+/*
+ * Run pattod on data directory `dir` until SIGINT or SIGTERM: chdir into it, take its lock,
+ * read pattod.conf, identity.key and the schema, open the store, listen, sync. Returns the
+ * process exit status (0 after a clean stop, 1 when it could not start; the reason is
+ * logged with the file, line or path involved).
+ */
+int node_run(const char *dir);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NODE_NODE_H */

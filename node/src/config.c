@@ -1,0 +1,288 @@
+/* The configuration file, parsed with inih (Debian's libinih). The reference of every key is
+ * node/CONFIG.md; keep the two in step. */
+#include "internal.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const roles[] = { "comune", "cpia", "cpi", "prefettura", "coop", "coord" };
+
+bool node_org_valid(const char *org)
+{
+    if (org == NULL)
+        return false;
+    size_t n = strlen(org);
+    if (n == 0 || n > NODE_ORG_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = org[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool node_role_valid(const char *role)
+{
+    if (role == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+        if (strcmp(role, roles[i]) == 0)
+            return true;
+    return false;
+}
+
+void node_config_defaults(node_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->log_level = NODE_LOG_INFO;
+    cfg->map_size = UINT64_C(256) << 20;
+    cfg->map_size_max = UINT64_C(1) << 40;
+    cfg->max_clock_ahead_ms = 600000;
+    cfg->max_message_bytes = UINT64_C(16) << 20;
+    cfg->handshake_timeout_ms = 5000;
+    cfg->anti_entropy_ms = 2000;
+    cfg->idle_timeout_ms = 20000;
+    strcpy(cfg->schema, "schema.json");
+}
+
+void node_config_fini(node_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->dials);
+    cfg->dials = NULL;
+    cfg->ndials = 0;
+}
+
+const char *node_config_dial_url(const node_config *cfg, const char *org)
+{
+    for (size_t i = 0; i < cfg->ndials; i++)
+        if (strcmp(cfg->dials[i].org, org) == 0)
+            return cfg->dials[i].url;
+    return NULL;
+}
+
+typedef struct parse_ctx {
+    node_config *cfg;
+    char error[400]; /* the first error; inih reports its line */
+    bool oom;
+    unsigned seen; /* bit per [node]/[store]/[sync]/[network] key, to refuse duplicates */
+    bool have_admin;
+} parse_ctx;
+
+/* Record the first error and tell inih this line is bad. */
+static int bad(parse_ctx *p, const char *fmt, ...) NODE_PRINTF(2, 3);
+static int bad(parse_ctx *p, const char *fmt, ...)
+{
+    if (p->error[0] == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->error, sizeof(p->error), fmt, ap);
+        va_end(ap);
+    }
+    return 0;
+}
+
+static bool url_valid(const char *url)
+{
+    size_t n = strlen(url);
+    return n > 6 && n <= NODE_URL_MAX && strncmp(url, "tcp://", 6) == 0
+        && strchr(url + 6, ':') != NULL;
+}
+
+/* A decimal number in [lo, hi], nothing else on the value. */
+static bool number(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (*v < '0' || *v > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno != 0 || *end != 0 || x < lo || x > hi)
+        return false;
+    *out = x;
+    return true;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+typedef enum key_kind { K_ORG, K_ROLE, K_URL, K_OPERATOR, K_LEVEL, K_NUM, K_KEY, K_FILE } key_kind;
+
+typedef struct key_def {
+    const char *section, *name;
+    key_kind kind;
+    size_t offset;         /* into node_config */
+    uint64_t lo, hi, unit; /* K_NUM: range of the written number, multiplier */
+} key_def;
+
+#define OFF(f) offsetof(node_config, f)
+static const key_def keys[] = {
+    { "node", "org", K_ORG, OFF(org), 0, 0, 0 },
+    { "node", "role", K_ROLE, OFF(role), 0, 0, 0 },
+    { "node", "listen", K_URL, OFF(listen), 0, 0, 0 },
+    { "node", "operator", K_OPERATOR, OFF(operator_name), 0, 0, 0 },
+    { "node", "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
+    { "store", "map_size_mb", K_NUM, OFF(map_size), 1, 1 << 20, 1 << 20 },
+    { "store", "max_size_mb", K_NUM, OFF(map_size_max), 1, 1 << 24, 1 << 20 },
+    { "sync", "max_clock_ahead_ms", K_NUM, OFF(max_clock_ahead_ms), 0, 86400000, 1 },
+    { "sync", "max_message_bytes", K_NUM, OFF(max_message_bytes), 65536, 1u << 30, 1 },
+    { "sync", "handshake_timeout_ms", K_NUM, OFF(handshake_timeout_ms), 100, 60000, 1 },
+    { "sync", "anti_entropy_ms", K_NUM, OFF(anti_entropy_ms), 50, 3600000, 1 },
+    { "sync", "idle_timeout_ms", K_NUM, OFF(idle_timeout_ms), 1000, 3600000, 1 },
+    { "network", "admin_pub", K_KEY, OFF(admin_pub), 0, 0, 0 },
+    { "network", "schema", K_FILE, OFF(schema), 0, 0, 0 },
+};
+#undef OFF
+
+static int set_key(parse_ctx *p, const key_def *k, const char *value)
+{
+    char *base = (char *)p->cfg;
+    uint64_t num;
+    switch (k->kind) {
+    case K_ORG:
+        if (!node_org_valid(value))
+            return bad(p, "org '%s' is not a valid org id (1-32 of a-z 0-9 -)", value);
+        strcpy(base + k->offset, value);
+        return 1;
+    case K_ROLE:
+        if (!node_role_valid(value))
+            return bad(
+                p, "role '%s' is not one of comune cpia cpi prefettura coop coord%s", value, "");
+        strcpy(base + k->offset, value);
+        return 1;
+    case K_URL:
+        if (!url_valid(value))
+            return bad(p, "%s '%s' is not a tcp://HOST:PORT URL", k->name, value);
+        strcpy(base + k->offset, value);
+        return 1;
+    case K_OPERATOR:
+        if (value[0] == 0 || strlen(value) > NODE_OPERATOR_MAX)
+            return bad(p, "operator must be 1 to 64 characters");
+        strcpy(base + k->offset, value);
+        return 1;
+    case K_LEVEL:
+        if (node_log_level_parse(value, (node_log_level *)(void *)(base + k->offset)) != NODE_OK)
+            return bad(p, "log_level '%s' is not one of error warn info debug", value);
+        return 1;
+    case K_KEY: {
+        uint8_t *out = (uint8_t *)base + k->offset;
+        if (strlen(value) != 64)
+            return bad(p, "%s must be 64 hexadecimal digits (a 32-byte key)", k->name);
+        for (size_t i = 0; i < 32; i++) {
+            int hi = hexval(value[2 * i]), lo = hexval(value[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                return bad(p, "%s must be 64 hexadecimal digits (a 32-byte key)", k->name);
+            out[i] = (uint8_t)(hi << 4 | lo);
+        }
+        p->have_admin = true;
+        return 1;
+    }
+    case K_FILE:
+        if (value[0] == 0 || strlen(value) > NODE_URL_MAX || strchr(value, '/') != NULL
+            || value[0] == '.')
+            return bad(p, "%s must be a file name inside the data directory", k->name);
+        strcpy(base + k->offset, value);
+        return 1;
+    case K_NUM:
+        if (!number(value, k->lo, k->hi, &num)) {
+            return bad(p, "%s must be a whole number from %llu to %llu", k->name,
+                (unsigned long long)k->lo, (unsigned long long)k->hi);
+        }
+        *(uint64_t *)(void *)(base + k->offset) = num * k->unit;
+        return 1;
+    }
+    return 0;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    parse_ctx *p = user;
+    if (strcmp(section, "dial") == 0) {
+        if (!node_org_valid(name))
+            return bad(p, "[dial] key '%s' is not a valid org id", name);
+        if (!url_valid(value))
+            return bad(p, "[dial] %s: '%s' is not a tcp://HOST:PORT URL", name, value);
+        if (node_config_dial_url(p->cfg, name) != NULL)
+            return bad(p, "[dial] %s is given twice", name);
+        node_dial *d = realloc(p->cfg->dials, (p->cfg->ndials + 1) * sizeof(*d));
+        if (d == NULL) {
+            p->oom = true;
+            return 0;
+        }
+        p->cfg->dials = d;
+        d = &d[p->cfg->ndials++];
+        strcpy(d->org, name);
+        strcpy(d->url, value);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (strcmp(section, keys[i].section) == 0 && strcmp(name, keys[i].name) == 0) {
+            if (p->seen & (1u << i))
+                return bad(p, "%s is given twice in this section", name);
+            p->seen |= 1u << i;
+            return set_key(p, &keys[i], value);
+        }
+    }
+    if (strcmp(section, "node") && strcmp(section, "store") && strcmp(section, "sync")
+        && strcmp(section, "network"))
+        return bad(p, "unknown section [%s] (known: node, store, sync, network, dial)", section);
+    return bad(p, "unknown key '%s' in [%s]", name, section);
+}
+
+node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg)
+{
+    if (path == NULL || cfg == NULL)
+        return NODE_EINVAL;
+    node_config next;
+    node_config_defaults(&next);
+    parse_ctx p = { .cfg = &next };
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return node__fail(msg, NODE_EIO, "cannot read %s: %s", path, strerror(errno));
+    int line = ini_parse_file(f, on_key, &p);
+    fclose(f);
+    node_err err = NODE_OK;
+    if (p.oom)
+        err = node__fail(msg, NODE_ENOMEM, "%s: out of memory", path);
+    else if (line > 0)
+        err = node__fail(msg, NODE_ECONFIG, "%s:%d: %s", path, line,
+            p.error[0] ? p.error : "not a key = value line or [section]");
+    else if (line < 0)
+        err = node__fail(msg, NODE_EIO, "cannot read %s", path);
+    else if (next.org[0] == 0 || next.role[0] == 0 || next.listen[0] == 0)
+        err = node__fail(msg, NODE_ECONFIG, "%s: [node] needs org, role and listen (missing: %s)",
+            path,
+            next.org[0] == 0        ? "org"
+                : next.role[0] == 0 ? "role"
+                                    : "listen");
+    else if (!p.have_admin)
+        err = node__fail(msg, NODE_ECONFIG,
+            "%s: [network] needs admin_pub, the network admin's public key", path);
+    else if (next.map_size > next.map_size_max)
+        err = node__fail(
+            msg, NODE_ECONFIG, "%s: [store] map_size_mb is larger than max_size_mb", path);
+    else if (next.idle_timeout_ms < 3 * next.anti_entropy_ms)
+        err = node__fail(msg, NODE_ECONFIG,
+            "%s: [sync] idle_timeout_ms must be at least 3 times anti_entropy_ms (keepalives are "
+            "sent on the anti-entropy tick)",
+            path);
+    if (err != NODE_OK) {
+        node_config_fini(&next);
+        return err;
+    }
+    node_config_fini(cfg);
+    *cfg = next;
+    return NODE_OK;
+}

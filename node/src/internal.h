@@ -1,0 +1,51 @@
+/* Internal helpers shared by node/src files. Not part of the public interface. */
+#ifndef NODE_INTERNAL_H
+#define NODE_INTERNAL_H
+
+#include "node/node.h"
+
+#ifndef _POSIX_C_SOURCE
+#error "node/ is built with _POSIX_C_SOURCE=200809L (uv.h needs it)"
+#endif
+
+/* Fill msg (when not NULL) with a formatted sentence and return err. */
+node_err node__fail(node_errmsg *msg, node_err err, const char *fmt, ...) NODE_PRINTF(3, 4);
+
+/* ---------------------------------------------------------------------------------------- */
+/* net.c: nng sockets (peers: pair1 poly; control: rep0 on ipc://control.sock)               */
+
+#include <uv.h>
+
+typedef struct node_net node_net;
+
+typedef enum node_net_ev {
+    NODE_NET_PIPE_UP,   /* a peer connection is up (dialer != 0 when we dialled it) */
+    NODE_NET_PIPE_DOWN, /* a peer connection is gone */
+    NODE_NET_MESSAGE,   /* a message from a peer pipe */
+    NODE_NET_CONTROL,   /* a control request; answer with node_net_ctl_reply */
+} node_net_ev;
+
+/* Runs on the loop thread. data is borrowed for the call. */
+typedef void (*node_net_cb)(
+    void *ctx, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data, size_t len);
+
+/* Open both sockets, listen on listen_url and on ipc://control.sock (relative to the current
+ * directory, the data directory). On error the loop must run once more to free what was
+ * made. */
+node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_message, node_net_cb cb,
+    void *ctx, node_net **out, node_errmsg *msg);
+uint16_t node_net_port(const node_net *n);
+/* Dial url in the background, reconnecting with backoff; *dialer names the pipes it makes. */
+node_err node_net_dial(node_net *n, const char *url, uint32_t *dialer, node_errmsg *msg);
+void node_net_undial(node_net *n, uint32_t dialer);
+/* Queue a message to one pipe without blocking; NODE_EIO when its queue is full,
+ * NODE_ENOTFOUND when the connection is gone or going (its DOWN event, with the reason, is on
+ * the way). */
+node_err node_net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len);
+void node_net_drop(node_net *n, uint32_t pipe);
+/* Answer the control request in progress and wait for the next one. */
+node_err node_net_ctl_reply(node_net *n, const uint8_t *buf, size_t len);
+/* Close everything; done(ctx) runs on the loop once n is freed. */
+void node_net_close(node_net *n, void (*done)(void *), void *ctx);
+
+#endif /* NODE_INTERNAL_H */

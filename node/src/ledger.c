@@ -1,0 +1,568 @@
+/* The node's records on top of the LMDB store; the key layout is in ledger.h. */
+#include "ledger.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void ledger_be64(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+uint64_t ledger_get64(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | in[i];
+    return v;
+}
+
+/* A key made of a one-byte prefix and up to three parts. */
+typedef struct lkey {
+    uint8_t b[1 + 32 + 32 + 40];
+    size_t n;
+} lkey;
+
+static lkey mk(char prefix, const void *a, size_t alen, const void *b, size_t blen)
+{
+    lkey k;
+    k.b[0] = (uint8_t)prefix;
+    k.n = 1;
+    if (alen) {
+        memcpy(k.b + k.n, a, alen);
+        k.n += alen;
+    }
+    if (blen) {
+        memcpy(k.b + k.n, b, blen);
+        k.n += blen;
+    }
+    return k;
+}
+
+node_err ledger_header_put(node_txn *t, const proto_header *h, const uint8_t *bytes, size_t len)
+{
+    uint8_t seq[8], loc[40];
+    ledger_be64(seq, h->seq);
+    lkey hk = mk('H', h->origin, 32, seq, 8);
+    lkey ik = mk('I', h->id, 32, NULL, 0);
+    lkey tk = mk('T', h->tag, 32, h->id, 32);
+    memcpy(loc, h->origin, 32);
+    memcpy(loc + 32, seq, 8);
+    node_err err;
+    if ((err = node_txn_put(t, NODE_DB_HEADERS, hk.b, hk.n, bytes, len)) != NODE_OK
+        || (err = node_txn_put(t, NODE_DB_HEADERS, ik.b, ik.n, loc, sizeof(loc))) != NODE_OK
+        || (err = node_txn_put(t, NODE_DB_HEADERS, tk.b, tk.n, "", 0)) != NODE_OK)
+        return err;
+    if (h->seq > ledger_vv_get(t, h->origin)) {
+        uint8_t v[40];
+        memcpy(v, seq, 8);
+        memcpy(v + 8, h->id, 32);
+        return node_txn_put(t, NODE_DB_VV, h->origin, 32, v, sizeof(v));
+    }
+    return NODE_OK;
+}
+
+node_err ledger_header_get(
+    node_txn *t, const uint8_t origin[32], uint64_t seq, const void **bytes, size_t *len)
+{
+    uint8_t s[8];
+    ledger_be64(s, seq);
+    lkey hk = mk('H', origin, 32, s, 8);
+    return node_txn_get(t, NODE_DB_HEADERS, hk.b, hk.n, bytes, len);
+}
+
+node_err ledger_header_by_id(node_txn *t, const uint8_t id[32], const void **bytes, size_t *len)
+{
+    lkey ik = mk('I', id, 32, NULL, 0);
+    const void *loc;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_HEADERS, ik.b, ik.n, &loc, &n);
+    if (err != NODE_OK)
+        return err;
+    if (n != 40)
+        return NODE_ECORRUPT;
+    const uint8_t *l = loc;
+    return ledger_header_get(t, l, ledger_get64(l + 32), bytes, len);
+}
+
+uint64_t ledger_vv_get(node_txn *t, const uint8_t origin[32])
+{
+    uint8_t id[32];
+    return ledger_vv_last(t, origin, id);
+}
+
+uint64_t ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[32])
+{
+    const void *v;
+    size_t n;
+    if (node_txn_get(t, NODE_DB_VV, origin, 32, &v, &n) != NODE_OK || n != 40) {
+        memset(id, 0, 32);
+        return 0;
+    }
+    memcpy(id, (const uint8_t *)v + 8, 32);
+    return ledger_get64(v);
+}
+
+typedef struct vv_collect {
+    crdt_vv_entry *e;
+    size_t n, cap;
+    bool oom;
+} vv_collect;
+
+static bool vv_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    vv_collect *c = ctx;
+    if (kl != 32 || vl != 40)
+        return true;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        crdt_vv_entry *e = realloc(c->e, cap * sizeof(*e));
+        if (e == NULL) {
+            c->oom = true;
+            return false;
+        }
+        c->e = e;
+        c->cap = cap;
+    }
+    memcpy(c->e[c->n].origin.b, k, 32);
+    c->e[c->n].max = ledger_get64(v);
+    c->n++;
+    return true;
+}
+
+node_err ledger_vv_all(node_txn *t, crdt_vv_entry **out, size_t *n)
+{
+    vv_collect c = { NULL, 0, 0, false };
+    node_err err = node_txn_scan(t, NODE_DB_VV, NULL, 0, vv_cb, &c);
+    if (err == NODE_OK && c.oom)
+        err = NODE_ENOMEM;
+    if (err != NODE_OK) {
+        free(c.e);
+        return err;
+    }
+    *out = c.e;
+    *n = c.n;
+    return NODE_OK;
+}
+
+typedef struct tag_ids {
+    ledger_id_cb fn;
+    void *ctx;
+} tag_ids;
+
+static bool tag_ids_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    tag_ids *c = ctx;
+    if (kl != 65)
+        return true;
+    return c->fn((const uint8_t *)k + 33, c->ctx);
+}
+
+node_err ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_cb fn, void *ctx)
+{
+    lkey tk = mk('T', tag, 32, NULL, 0);
+    tag_ids c = { fn, ctx };
+    return node_txn_scan(t, NODE_DB_HEADERS, tk.b, tk.n, tag_ids_cb, &c);
+}
+
+node_err ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len)
+{
+    return node_txn_put(t, NODE_DB_BODIES, id, 32, body, len);
+}
+
+node_err ledger_body_get(node_txn *t, const uint8_t id[32], const void **body, size_t *len)
+{
+    return node_txn_get(t, NODE_DB_BODIES, id, 32, body, len);
+}
+
+bool ledger_body_has(node_txn *t, const uint8_t id[32])
+{
+    const void *b;
+    size_t n;
+    return ledger_body_get(t, id, &b, &n) == NODE_OK;
+}
+
+/* Key record: case(16) epoch(8) owner(32) key(32) scope(rest). */
+node_err ledger_key_put(node_txn *t, const ledger_key *k)
+{
+    uint8_t rec[16 + 8 + 32 + 32 + PROTO_SCOPE_NAME_MAX];
+    size_t sl = strlen(k->scope);
+    memcpy(rec, k->case_id.b, 16);
+    ledger_be64(rec + 16, k->epoch);
+    memcpy(rec + 24, k->owner, 32);
+    memcpy(rec + 56, k->key, 32);
+    memcpy(rec + 88, k->scope, sl);
+    lkey kk = mk('K', k->tag, 32, NULL, 0);
+    node_err err = node_txn_put(t, NODE_DB_KEYS, kk.b, kk.n, rec, 88 + sl);
+    proto_wipe(rec, sizeof(rec));
+    if (err != NODE_OK)
+        return err;
+    /* The scope's newest epoch is what new writes use. */
+    ledger_key cur;
+    node_err e2 = ledger_key_for(t, &k->case_id, k->scope, &cur);
+    bool newer = e2 == NODE_ENOTFOUND || (e2 == NODE_OK && k->epoch >= cur.epoch);
+    proto_wipe(&cur, sizeof(cur));
+    if (e2 != NODE_OK && e2 != NODE_ENOTFOUND)
+        return e2;
+    if (!newer)
+        return NODE_OK;
+    lkey ck = mk('C', k->case_id.b, 16, k->scope, sl);
+    return node_txn_put(t, NODE_DB_KEYS, ck.b, ck.n, k->tag, 32);
+}
+
+node_err ledger_key_get(node_txn *t, const uint8_t tag[32], ledger_key *out)
+{
+    lkey kk = mk('K', tag, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_KEYS, kk.b, kk.n, &v, &n);
+    if (err != NODE_OK)
+        return err;
+    if (n <= 88 || n > 88 + PROTO_SCOPE_NAME_MAX)
+        return NODE_ECORRUPT;
+    const uint8_t *r = v;
+    memcpy(out->tag, tag, 32);
+    memcpy(out->case_id.b, r, 16);
+    out->epoch = ledger_get64(r + 16);
+    memcpy(out->owner, r + 24, 32);
+    memcpy(out->key, r + 56, 32);
+    memcpy(out->scope, r + 88, n - 88);
+    out->scope[n - 88] = 0;
+    return NODE_OK;
+}
+
+node_err ledger_key_for(node_txn *t, const proto_case_id *c, const char *scope, ledger_key *out)
+{
+    lkey ck = mk('C', c->b, 16, scope, strlen(scope));
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_KEYS, ck.b, ck.n, &v, &n);
+    if (err != NODE_OK)
+        return err;
+    if (n != 32)
+        return NODE_ECORRUPT;
+    uint8_t tag[32];
+    memcpy(tag, v, 32);
+    return ledger_key_get(t, tag, out);
+}
+
+node_err ledger_case_own(node_txn *t, const proto_case_id *c, uint64_t now_ms)
+{
+    uint8_t v[8];
+    ledger_be64(v, now_ms);
+    lkey ok = mk('O', c->b, 16, NULL, 0);
+    return node_txn_put(t, NODE_DB_KEYS, ok.b, ok.n, v, 8);
+}
+
+bool ledger_case_owned(node_txn *t, const proto_case_id *c)
+{
+    lkey ok = mk('O', c->b, 16, NULL, 0);
+    const void *v;
+    size_t n;
+    return node_txn_get(t, NODE_DB_KEYS, ok.b, ok.n, &v, &n) == NODE_OK;
+}
+
+typedef struct scopes_ctx {
+    ledger_scope_cb fn;
+    void *ctx;
+    size_t n;
+} scopes_ctx;
+
+static bool scopes_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    scopes_ctx *c = ctx;
+    if (kl <= 17 || kl > 17 + PROTO_SCOPE_NAME_MAX || vl != 32)
+        return true;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    memcpy(scope, (const uint8_t *)k + 17, kl - 17);
+    scope[kl - 17] = 0;
+    c->n++;
+    return c->fn == NULL || c->fn(scope, v, c->ctx);
+}
+
+node_err ledger_case_scopes(node_txn *t, const proto_case_id *c, ledger_scope_cb fn, void *ctx)
+{
+    lkey ck = mk('C', c->b, 16, NULL, 0);
+    scopes_ctx sc = { fn, ctx, 0 };
+    return node_txn_scan(t, NODE_DB_KEYS, ck.b, ck.n, scopes_cb, &sc);
+}
+
+bool ledger_case_known(node_txn *t, const proto_case_id *c)
+{
+    if (ledger_case_owned(t, c))
+        return true;
+    lkey ck = mk('C', c->b, 16, NULL, 0);
+    scopes_ctx sc = { NULL, NULL, 0 };
+    return node_txn_scan(t, NODE_DB_KEYS, ck.b, ck.n, scopes_cb, &sc) == NODE_OK && sc.n > 0;
+}
+
+node_err ledger_state_get(
+    node_txn *t, const uint8_t tag[32], const proto_limits *lim, crdt_scope **out)
+{
+    lkey sk = mk('S', tag, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_STATE, sk.b, sk.n, &v, &n);
+    if (err == NODE_ENOTFOUND)
+        return crdt_scope_new(NULL, out) == CRDT_OK ? NODE_OK : NODE_ENOMEM;
+    if (err != NODE_OK)
+        return err;
+    proto_diag diag;
+    proto_err perr = proto_scope_decode(v, n, lim, NULL, out, &diag);
+    if (perr == PROTO_ENOMEM)
+        return NODE_ENOMEM;
+    return perr == PROTO_OK ? NODE_OK : NODE_ECORRUPT;
+}
+
+node_err ledger_state_put(node_txn *t, const uint8_t tag[32], const crdt_scope *s, uint64_t now_ms)
+{
+    proto_buf buf = { NULL, 0 };
+    proto_err perr = proto_scope_encode(s, &buf);
+    if (perr != PROTO_OK)
+        return perr == PROTO_ENOMEM ? NODE_ENOMEM : NODE_EINVAL;
+    lkey sk = mk('S', tag, 32, NULL, 0);
+    node_err err = node_txn_put(t, NODE_DB_STATE, sk.b, sk.n, buf.p, buf.len);
+    proto_buf_free(&buf);
+    if (err != NODE_OK)
+        return err;
+    uint8_t ms[8];
+    ledger_be64(ms, now_ms);
+    lkey lk = mk('L', tag, 32, NULL, 0);
+    return node_txn_put(t, NODE_DB_STATE, lk.b, lk.n, ms, 8);
+}
+
+uint64_t ledger_last_change(node_txn *t, const uint8_t tag[32])
+{
+    lkey lk = mk('L', tag, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    if (node_txn_get(t, NODE_DB_STATE, lk.b, lk.n, &v, &n) != NODE_OK || n != 8)
+        return 0;
+    return ledger_get64(v);
+}
+
+node_err ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied how)
+{
+    uint8_t v = (uint8_t)how;
+    lkey ak = mk('A', id, 32, NULL, 0);
+    return node_txn_put(t, NODE_DB_STATE, ak.b, ak.n, &v, 1);
+}
+
+int ledger_applied_get(node_txn *t, const uint8_t id[32])
+{
+    lkey ak = mk('A', id, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    if (node_txn_get(t, NODE_DB_STATE, ak.b, ak.n, &v, &n) != NODE_OK || n != 1)
+        return 0;
+    return *(const uint8_t *)v;
+}
+
+node_err ledger_grant_put(
+    node_txn *t, const uint8_t tag[32], const uint8_t recipient[32], const uint8_t grantor[32])
+{
+    lkey gk = mk('G', tag, 32, recipient, 32);
+    node_err err = node_txn_put(t, NODE_DB_CONSENTS, gk.b, gk.n, grantor, 32);
+    if (err != NODE_OK)
+        return err;
+    /* The grantor holds the key too: record it as a holder of its own tag. */
+    lkey ok = mk('G', tag, 32, grantor, 32);
+    return node_txn_put(t, NODE_DB_CONSENTS, ok.b, ok.n, grantor, 32);
+}
+
+bool ledger_holds(node_txn *t, const uint8_t tag[32], const uint8_t member[32])
+{
+    lkey gk = mk('G', tag, 32, member, 32);
+    const void *v;
+    size_t n;
+    return node_txn_get(t, NODE_DB_CONSENTS, gk.b, gk.n, &v, &n) == NODE_OK;
+}
+
+node_err ledger_own_get(node_txn *t, uint64_t *seq, uint8_t last[32])
+{
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_META, "own", 3, &v, &n);
+    if (err == NODE_ENOTFOUND) {
+        *seq = 0;
+        memset(last, 0, 32);
+        return NODE_OK;
+    }
+    if (err != NODE_OK)
+        return err;
+    if (n != 40)
+        return NODE_ECORRUPT;
+    *seq = ledger_get64(v);
+    memcpy(last, (const uint8_t *)v + 8, 32);
+    return NODE_OK;
+}
+
+node_err ledger_own_put(node_txn *t, uint64_t seq, const uint8_t last[32])
+{
+    uint8_t v[40];
+    ledger_be64(v, seq);
+    memcpy(v + 8, last, 32);
+    return node_txn_put(t, NODE_DB_META, "own", 3, v, sizeof(v));
+}
+
+node_err ledger_hlc_get(node_txn *t, crdt_hlc *out)
+{
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_META, "hlc", 3, &v, &n);
+    if (err == NODE_ENOTFOUND) {
+        out->wall = 0;
+        out->logical = 0;
+        return NODE_OK;
+    }
+    if (err != NODE_OK)
+        return err;
+    if (n != 10)
+        return NODE_ECORRUPT;
+    const uint8_t *p = v;
+    out->wall = ledger_get64(p);
+    out->logical = (uint16_t)(p[8] << 8 | p[9]);
+    return NODE_OK;
+}
+
+node_err ledger_hlc_put(node_txn *t, const crdt_hlc *h)
+{
+    uint8_t v[10];
+    ledger_be64(v, h->wall);
+    v[8] = (uint8_t)(h->logical >> 8);
+    v[9] = (uint8_t)h->logical;
+    return node_txn_put(t, NODE_DB_META, "hlc", 3, v, sizeof(v));
+}
+
+node_err ledger_quarantine_put(node_txn *t, const uint8_t origin[32], const uint8_t *a, size_t alen,
+    const uint8_t *b, size_t blen)
+{
+    if (alen > UINT32_MAX || blen > UINT32_MAX)
+        return NODE_EINVAL;
+    uint8_t *v = malloc(8 + alen + blen);
+    if (v == NULL)
+        return NODE_ENOMEM;
+    for (int i = 0; i < 4; i++) {
+        v[i] = (uint8_t)(alen >> (24 - 8 * i));
+        v[4 + i] = (uint8_t)(blen >> (24 - 8 * i));
+    }
+    memcpy(v + 8, a, alen);
+    memcpy(v + 8 + alen, b, blen);
+    lkey qk = mk('Q', origin, 32, NULL, 0);
+    node_err err = node_txn_put(t, NODE_DB_META, qk.b, qk.n, v, 8 + alen + blen);
+    free(v);
+    return err;
+}
+
+bool ledger_quarantined(node_txn *t, const uint8_t origin[32])
+{
+    lkey qk = mk('Q', origin, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    return node_txn_get(t, NODE_DB_META, qk.b, qk.n, &v, &n) == NODE_OK;
+}
+
+typedef struct cases_ctx {
+    ledger_case_cb fn;
+    void *ctx;
+} cases_ctx;
+
+static bool cases_c_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    cases_ctx *c = ctx;
+    if (kl <= 17 || kl > 17 + PROTO_SCOPE_NAME_MAX || vl != 32)
+        return true;
+    proto_case_id id;
+    memcpy(id.b, (const uint8_t *)k + 1, 16);
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    memcpy(scope, (const uint8_t *)k + 17, kl - 17);
+    scope[kl - 17] = 0;
+    return c->fn(&id, scope, v, c->ctx);
+}
+
+static bool cases_o_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    cases_ctx *c = ctx;
+    if (kl != 17)
+        return true;
+    proto_case_id id;
+    memcpy(id.b, (const uint8_t *)k + 1, 16);
+    return c->fn(&id, NULL, NULL, c->ctx);
+}
+
+node_err ledger_cases(node_txn *t, ledger_case_cb fn, void *ctx)
+{
+    cases_ctx c = { fn, ctx };
+    node_err err = node_txn_scan(t, NODE_DB_KEYS, "O", 1, cases_o_cb, &c);
+    if (err != NODE_OK)
+        return err;
+    return node_txn_scan(t, NODE_DB_KEYS, "C", 1, cases_c_cb, &c);
+}
+
+typedef struct tags_ctx {
+    ledger_tag_cb fn;
+    void *ctx;
+} tags_ctx;
+
+static bool tags_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    tags_ctx *c = ctx;
+    if (kl != 33)
+        return true;
+    return c->fn((const uint8_t *)k + 1, c->ctx);
+}
+
+node_err ledger_key_tags(node_txn *t, ledger_tag_cb fn, void *ctx)
+{
+    tags_ctx c = { fn, ctx };
+    return node_txn_scan(t, NODE_DB_KEYS, "K", 1, tags_cb, &c);
+}
+
+typedef struct quar_ctx {
+    const proto_limits *lim;
+    ledger_quarantine_cb fn;
+    void *ctx;
+} quar_ctx;
+
+static bool quar_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    quar_ctx *c = ctx;
+    if (kl != 33)
+        return true;
+    /* The proof is len(4) len(4) and the two headers; both carry the same seq. */
+    uint64_t seq = 0;
+    const uint8_t *p = v;
+    if (vl >= 8) {
+        size_t alen = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        proto_header h;
+        if (alen <= vl - 8 && proto_header_decode(p + 8, alen, c->lim, &h, NULL) == PROTO_OK) {
+            seq = h.seq;
+            proto_header_fini(&h);
+        }
+    }
+    return c->fn((const uint8_t *)k + 1, seq, c->ctx);
+}
+
+node_err ledger_quarantine_list(
+    node_txn *t, const proto_limits *lim, ledger_quarantine_cb fn, void *ctx)
+{
+    quar_ctx c = { lim, fn, ctx };
+    return node_txn_scan(t, NODE_DB_META, "Q", 1, quar_cb, &c);
+}
+
+static bool count_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)k, (void)kl, (void)v, (void)vl;
+    (*(size_t *)ctx)++;
+    return true;
+}
+
+node_err ledger_count(node_txn *t, node_db db, const char *prefix, size_t *n)
+{
+    *n = 0;
+    return node_txn_scan(t, db, prefix, prefix ? strlen(prefix) : 0, count_cb, n);
+}

@@ -1,0 +1,54 @@
+/* key=value log lines on stderr. One fprintf per line, so lines from several threads do not
+ * interleave (stdio locks the stream for each call). */
+#include "internal.h"
+
+#include <string.h>
+#include <time.h>
+
+static node_log_level log_level = NODE_LOG_INFO;
+static FILE *log_out;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void node_log_set_level(node_log_level level)
+{
+    log_level = level;
+}
+
+void node_log_set_output(FILE *out)
+{
+    log_out = out;
+}
+
+node_err node_log_level_parse(const char *text, node_log_level *out)
+{
+    if (text == NULL || out == NULL)
+        return NODE_EINVAL;
+    for (int i = 0; i <= NODE_LOG_DEBUG; i++) {
+        if (strcmp(text, level_names[i]) == 0) {
+            *out = (node_log_level)i;
+            return NODE_OK;
+        }
+    }
+    return NODE_EINVAL;
+}
+
+void node_log(node_log_level level, const char *event, const char *fmt, ...)
+{
+    if (level > log_level || (unsigned)level > NODE_LOG_DEBUG)
+        return;
+    struct timespec ts;
+    struct tm tm;
+    char when[32] = "1970-01-01T00:00:00.000Z";
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && gmtime_r(&ts.tv_sec, &tm) != NULL) {
+        size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+    }
+    char rest[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rest, sizeof(rest), fmt, ap);
+    va_end(ap);
+    fprintf(log_out ? log_out : stderr, "ts=%s level=%s event=%s%s%s\n", when, level_names[level],
+        event, rest[0] ? " " : "", rest);
+}

@@ -1,0 +1,632 @@
+/* The schema file (JSON, read with json-c) and the validation of operator edits against it.
+ * The format is specified in node/SCHEMA.md; keep the two in step. */
+#include "internal.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_MAX_LEN 32
+#define LABEL_MAX_LEN 200
+#define ENUM_VALUE_MAX 64
+#define TEXT_MAX_DEFAULT 1000
+#define TEXT_MAX_LIMIT 65536
+#define EVENT_MAX 16384
+#define COUNTER_STEP_MAX 1000000000
+#define NUMBER_LIMIT INT64_C(1000000000000) /* bounds of a number field's min and max */
+
+static const char *const ftype_names[]
+    = { "text", "set", "date", "enum", "number", "counter", "timeline" };
+static const node_ftype ftype_values[] = { NODE_F_TEXT, NODE_F_SET, NODE_F_DATE, NODE_F_ENUM,
+    NODE_F_NUMBER, NODE_F_COUNTER, NODE_F_TIMELINE };
+
+const char *node_ftype_name(node_ftype type)
+{
+    for (size_t i = 0; i < sizeof(ftype_values) / sizeof(ftype_values[0]); i++)
+        if (ftype_values[i] == type)
+            return ftype_names[i];
+    return "?";
+}
+
+crdt_type node_ftype_crdt(node_ftype type)
+{
+    switch (type) {
+    case NODE_F_SET:
+        return CRDT_SET;
+    case NODE_F_COUNTER:
+        return CRDT_COUNTER;
+    case NODE_F_TIMELINE:
+        return CRDT_TIMELINE;
+    case NODE_F_TEXT:
+    case NODE_F_DATE:
+    case NODE_F_ENUM:
+    case NODE_F_NUMBER:
+        break;
+    }
+    return CRDT_REGISTER;
+}
+
+static void field_fini(node_field *f)
+{
+    free(f->name);
+    free(f->label);
+    for (size_t i = 0; i < f->nvalues; i++)
+        free(f->values[i]);
+    free(f->values);
+}
+
+void node_schema_free(node_schema *schema)
+{
+    if (schema == NULL)
+        return;
+    for (size_t i = 0; i < schema->nscopes; i++) {
+        node_scope_def *s = &schema->scopes[i];
+        for (size_t j = 0; j < s->nfields; j++)
+            field_fini(&s->fields[j]);
+        free(s->fields);
+        free(s->name);
+        free(s->label);
+    }
+    free(schema->scopes);
+    free(schema->name);
+    free(schema);
+}
+
+const node_scope_def *node_schema_scope(const node_schema *schema, const char *scope)
+{
+    if (schema == NULL || scope == NULL)
+        return NULL;
+    for (size_t i = 0; i < schema->nscopes; i++)
+        if (strcmp(schema->scopes[i].name, scope) == 0)
+            return &schema->scopes[i];
+    return NULL;
+}
+
+const node_field *node_schema_field(const node_schema *schema, const char *scope, const char *field)
+{
+    const node_scope_def *s = node_schema_scope(schema, scope);
+    if (s == NULL || field == NULL)
+        return NULL;
+    for (size_t i = 0; i < s->nfields; i++)
+        if (strcmp(s->fields[i].name, field) == 0)
+            return &s->fields[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Parsing                                                                                   */
+
+typedef struct parser {
+    const char *origin;
+    node_errmsg *msg;
+    node_err err;
+} parser;
+
+static bool fail(parser *p, const char *path, const char *fmt, ...) NODE_PRINTF(3, 4);
+static bool fail(parser *p, const char *path, const char *fmt, ...)
+{
+    if (p->err != NODE_OK)
+        return false;
+    p->err = NODE_ECONFIG;
+    if (p->msg != NULL) {
+        char what[300];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        snprintf(p->msg->text, sizeof(p->msg->text), "%s: %s%s%s", p->origin, path,
+            path[0] ? ": " : "", what);
+    }
+    return false;
+}
+
+static bool oom(parser *p)
+{
+    if (p->err == NODE_OK) {
+        p->err = NODE_ENOMEM;
+        if (p->msg != NULL)
+            snprintf(p->msg->text, sizeof(p->msg->text), "%s: out of memory", p->origin);
+    }
+    return false;
+}
+
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
+}
+
+/* Every key of obj must be one of `allowed` (NULL-terminated). */
+static bool only_keys(parser *p, const char *path, json_object *obj, const char *const *allowed)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (size_t i = 0; allowed[i] != NULL && !ok; i++)
+            ok = strcmp(key, allowed[i]) == 0;
+        if (!ok)
+            return fail(p, path, "unknown key \"%s\"", key);
+    }
+    return true;
+}
+
+/* A required (or optional, with *out left NULL) string member, copied. */
+static bool get_string(parser *p, const char *path, json_object *obj, const char *key,
+    bool required, size_t maxlen, char **out)
+{
+    json_object *v;
+    *out = NULL;
+    if (!json_object_object_get_ex(obj, key, &v)) {
+        if (required)
+            return fail(p, path, "missing \"%s\"", key);
+        return true;
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return fail(p, path, "\"%s\" must be a string", key);
+    const char *s = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    if (n == 0 || n > maxlen || strlen(s) != n)
+        return fail(p, path, "\"%s\" must be 1 to %zu bytes", key, maxlen);
+    if ((*out = strdup(s)) == NULL)
+        return oom(p);
+    return true;
+}
+
+static bool get_int(parser *p, const char *path, json_object *obj, const char *key, bool required,
+    int64_t lo, int64_t hi, int64_t *out)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(obj, key, &v)) {
+        if (required)
+            return fail(p, path, "missing \"%s\"", key);
+        return true;
+    }
+    if (!json_object_is_type(v, json_type_int))
+        return fail(p, path, "\"%s\" must be a whole number", key);
+    errno = 0;
+    int64_t x = json_object_get_int64(v);
+    if (errno != 0 || x < lo || x > hi)
+        return fail(p, path, "\"%s\" must be from %lld to %lld", key, (long long)lo, (long long)hi);
+    *out = x;
+    return true;
+}
+
+static bool parse_values(parser *p, const char *path, json_object *obj, node_field *f)
+{
+    json_object *arr;
+    if (!json_object_object_get_ex(obj, "values", &arr))
+        return fail(p, path, "an enum needs \"values\"");
+    if (!json_object_is_type(arr, json_type_array) || json_object_array_length(arr) == 0
+        || json_object_array_length(arr) > 256)
+        return fail(p, path, "\"values\" must be an array of 1 to 256 strings");
+    size_t n = json_object_array_length(arr);
+    if ((f->values = calloc(n, sizeof(*f->values))) == NULL)
+        return oom(p);
+    for (size_t i = 0; i < n; i++) {
+        json_object *v = json_object_array_get_idx(arr, i);
+        size_t len
+            = json_object_is_type(v, json_type_string) ? (size_t)json_object_get_string_len(v) : 0;
+        const char *s = len ? json_object_get_string(v) : "";
+        if (len == 0 || len > ENUM_VALUE_MAX || strlen(s) != len || strchr(s, ' ') != NULL)
+            return fail(p, path, "values[%zu] must be a string of 1 to %d bytes without spaces", i,
+                ENUM_VALUE_MAX);
+        for (size_t j = 0; j < f->nvalues; j++)
+            if (strcmp(f->values[j], s) == 0)
+                return fail(p, path, "values[%zu] \"%s\" is listed twice", i, s);
+        if ((f->values[f->nvalues] = strdup(s)) == NULL)
+            return oom(p);
+        f->nvalues++;
+    }
+    return true;
+}
+
+static bool ftype_parse(const char *s, node_ftype *out)
+{
+    for (size_t i = 0; i < sizeof(ftype_values) / sizeof(ftype_values[0]); i++) {
+        if (strcmp(s, ftype_names[i]) == 0) {
+            *out = ftype_values[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The parameters of a text or enum (also as the element type of a set). */
+static bool parse_params(parser *p, const char *path, json_object *obj, node_ftype t, node_field *f)
+{
+    if (t == NODE_F_TEXT) {
+        int64_t max = TEXT_MAX_DEFAULT;
+        if (!get_int(p, path, obj, "max", false, 1, TEXT_MAX_LIMIT, &max))
+            return false;
+        f->max_len = (size_t)max;
+    } else if (t == NODE_F_ENUM) {
+        return parse_values(p, path, obj, f);
+    }
+    return true;
+}
+
+static bool parse_field(parser *p, const char *path, json_object *obj, node_field *f)
+{
+    if (!json_object_is_type(obj, json_type_object))
+        return fail(p, path, "must be an object");
+    static const char *const keys[]
+        = { "name", "label", "type", "of", "max", "min", "values", NULL };
+    char *type = NULL;
+    bool ok = only_keys(p, path, obj, keys)
+        && get_string(p, path, obj, "name", true, NAME_MAX_LEN, &f->name)
+        && get_string(p, path, obj, "label", false, LABEL_MAX_LEN, &f->label)
+        && get_string(p, path, obj, "type", true, 16, &type);
+    if (ok && !name_ok(f->name))
+        ok = fail(p, path, "name \"%s\" must be 1 to 32 of a-z 0-9 _", f->name);
+    if (ok && !ftype_parse(type, &f->type))
+        ok = fail(
+            p, path, "type \"%s\" is not one of text date enum number set counter timeline", type);
+    free(type);
+    if (!ok)
+        return false;
+    json_object *tmp;
+    bool has_of = json_object_object_get_ex(obj, "of", &tmp);
+    bool has_values = json_object_object_get_ex(obj, "values", &tmp);
+    bool has_max = json_object_object_get_ex(obj, "max", &tmp);
+    bool has_min = json_object_object_get_ex(obj, "min", &tmp);
+    switch (f->type) {
+    case NODE_F_SET: {
+        char *of = NULL;
+        if (!get_string(p, path, obj, "of", true, 16, &of))
+            return false;
+        bool known = ftype_parse(of, &f->of) && (f->of == NODE_F_TEXT || f->of == NODE_F_ENUM);
+        free(of);
+        if (!known)
+            return fail(p, path, "a set's \"of\" must be \"text\" or \"enum\"");
+        if ((has_values && f->of != NODE_F_ENUM) || has_min || (has_max && f->of != NODE_F_TEXT))
+            return fail(p, path, "a set of %s takes %s", node_ftype_name(f->of),
+                f->of == NODE_F_TEXT ? "\"max\" only" : "\"values\" only");
+        return parse_params(p, path, obj, f->of, f);
+    }
+    case NODE_F_TEXT:
+        if (has_of || has_values || has_min)
+            return fail(p, path, "a text field takes \"max\" only");
+        return parse_params(p, path, obj, NODE_F_TEXT, f);
+    case NODE_F_ENUM:
+        if (has_of || has_max || has_min)
+            return fail(p, path, "an enum field takes \"values\" only");
+        return parse_params(p, path, obj, NODE_F_ENUM, f);
+    case NODE_F_NUMBER:
+        if (has_of || has_values)
+            return fail(p, path, "a number field takes \"min\" and \"max\" only");
+        f->min = -NUMBER_LIMIT;
+        f->max = NUMBER_LIMIT;
+        if (!get_int(p, path, obj, "min", false, -NUMBER_LIMIT, NUMBER_LIMIT, &f->min)
+            || !get_int(p, path, obj, "max", false, -NUMBER_LIMIT, NUMBER_LIMIT, &f->max))
+            return false;
+        if (f->min > f->max)
+            return fail(p, path, "\"min\" is larger than \"max\"");
+        return true;
+    case NODE_F_DATE:
+    case NODE_F_COUNTER:
+    case NODE_F_TIMELINE:
+        if (has_of || has_values || has_max || has_min)
+            return fail(p, path, "a %s field takes no parameters", node_ftype_name(f->type));
+        return true;
+    }
+    return true;
+}
+
+static bool parse_scope(parser *p, const char *path, json_object *obj, node_scope_def *s)
+{
+    if (!json_object_is_type(obj, json_type_object))
+        return fail(p, path, "must be an object");
+    static const char *const keys[] = { "name", "label", "fields", NULL };
+    if (!only_keys(p, path, obj, keys)
+        || !get_string(p, path, obj, "name", true, NAME_MAX_LEN, &s->name)
+        || !get_string(p, path, obj, "label", false, LABEL_MAX_LEN, &s->label))
+        return false;
+    if (!name_ok(s->name))
+        return fail(p, path, "name \"%s\" must be 1 to 32 of a-z 0-9 _", s->name);
+    json_object *arr;
+    if (!json_object_object_get_ex(obj, "fields", &arr)
+        || !json_object_is_type(arr, json_type_array) || json_object_array_length(arr) == 0
+        || json_object_array_length(arr) > 256)
+        return fail(p, path, "\"fields\" must be an array of 1 to 256 fields");
+    size_t n = json_object_array_length(arr);
+    if ((s->fields = calloc(n, sizeof(*s->fields))) == NULL)
+        return oom(p);
+    for (size_t i = 0; i < n; i++) {
+        char sub[128];
+        snprintf(sub, sizeof(sub), "%s.fields[%zu]", path, i);
+        node_field *f = &s->fields[s->nfields];
+        s->nfields++; /* counted first, so node_schema_free releases a half-parsed field */
+        if (!parse_field(p, sub, json_object_array_get_idx(arr, i), f))
+            return false;
+        for (size_t j = 0; j + 1 < s->nfields; j++)
+            if (strcmp(s->fields[j].name, f->name) == 0)
+                return fail(
+                    p, sub, "field \"%s\" is defined twice in scope \"%s\"", f->name, s->name);
+    }
+    return true;
+}
+
+node_err node_schema_parse(
+    const char *json, size_t len, const char *origin, node_schema **out, node_errmsg *msg)
+{
+    if (json == NULL || out == NULL || len > INT32_MAX)
+        return NODE_EINVAL;
+    parser p = { origin ? origin : "schema", msg, NODE_OK };
+    node_schema *schema = calloc(1, sizeof(*schema));
+    json_tokener *tok = json_tokener_new();
+    json_object *root = NULL;
+    if (schema == NULL || tok == NULL) {
+        oom(&p);
+        goto done;
+    }
+    root = json_tokener_parse_ex(tok, json, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    while (end < len
+        && (json[end] == ' ' || json[end] == '\n' || json[end] == '\r' || json[end] == '\t'))
+        end++;
+    if (root == NULL || jerr != json_tokener_success || end != len) {
+        fail(&p, "", "not valid JSON near byte %zu (%s)", json_tokener_get_parse_end(tok),
+            root == NULL || jerr != json_tokener_success ? json_tokener_error_desc(jerr)
+                                                         : "text after the end");
+        goto done;
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        fail(&p, "", "the schema must be a JSON object");
+        goto done;
+    }
+    static const char *const keys[] = { "schema", "version", "scopes", NULL };
+    if (!only_keys(&p, "", root, keys)
+        || !get_string(&p, "", root, "schema", true, LABEL_MAX_LEN, &schema->name)
+        || !get_int(&p, "", root, "version", true, 1, INT32_MAX, &schema->version))
+        goto done;
+    json_object *arr;
+    if (!json_object_object_get_ex(root, "scopes", &arr)
+        || !json_object_is_type(arr, json_type_array) || json_object_array_length(arr) == 0
+        || json_object_array_length(arr) > 64) {
+        fail(&p, "", "\"scopes\" must be an array of 1 to 64 scopes");
+        goto done;
+    }
+    size_t n = json_object_array_length(arr);
+    if ((schema->scopes = calloc(n, sizeof(*schema->scopes))) == NULL) {
+        oom(&p);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "scopes[%zu]", i);
+        node_scope_def *s = &schema->scopes[schema->nscopes++];
+        if (!parse_scope(&p, path, json_object_array_get_idx(arr, i), s))
+            goto done;
+        for (size_t j = 0; j + 1 < schema->nscopes; j++)
+            if (strcmp(schema->scopes[j].name, s->name) == 0) {
+                fail(&p, path, "scope \"%s\" is defined twice", s->name);
+                goto done;
+            }
+    }
+done:
+    if (root != NULL)
+        json_object_put(root);
+    if (tok != NULL)
+        json_tokener_free(tok);
+    if (p.err != NODE_OK) {
+        node_schema_free(schema);
+        return p.err;
+    }
+    *out = schema;
+    return NODE_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Checking edits                                                                            */
+
+/* Well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF) without control chars. */
+static bool text_ok(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned cp;
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            len = 4, cp = c & 0x07;
+        else
+            return false;
+        if (i + len > n)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((u[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (u[i + k] & 0x3f);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+            || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0x80 && cp <= 0x9f))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+static bool date_ok(const char *s)
+{
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return false;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    if (y < 1900 || y > 2200 || m < 1 || m > 12 || d < 1)
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return d <= days[m - 1] + (m == 2 && leap);
+}
+
+/* A decimal integer: optional '-', digits only. */
+static bool integer(const char *s, int64_t *out)
+{
+    const char *d = s[0] == '-' ? s + 1 : s;
+    if (*d == 0 || strspn(d, "0123456789") != strlen(d))
+        return false;
+    errno = 0;
+    char *end;
+    long long x = strtoll(s, &end, 10);
+    if (errno != 0 || *end != 0)
+        return false;
+    *out = x;
+    return true;
+}
+
+static node_err refuse(node_errmsg *msg, const node_scope_def *scope, const node_field *field,
+    const char *fmt, ...) NODE_PRINTF(4, 5);
+static node_err refuse(
+    node_errmsg *msg, const node_scope_def *scope, const node_field *field, const char *fmt, ...)
+{
+    if (msg != NULL) {
+        char what[400];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        snprintf(msg->text, sizeof(msg->text), "%s.%s %s", scope->name, field->name, what);
+    }
+    return NODE_EINVAL;
+}
+
+static node_err put(node_errmsg *msg, const node_scope_def *scope, const node_field *field,
+    const char *value, char *out, size_t outsize)
+{
+    size_t n = strlen(value);
+    if (n >= outsize)
+        return refuse(msg, scope, field, "value is too long (%zu bytes)", n);
+    memcpy(out, value, n + 1);
+    return NODE_OK;
+}
+
+/* A scalar of type t (text, date, enum, number) as a register value or set element. */
+static node_err check_scalar(const node_scope_def *scope, const node_field *field, node_ftype t,
+    const char *value, char *out, size_t outsize, node_errmsg *msg)
+{
+    size_t n = strlen(value);
+    int64_t x;
+    switch (t) {
+    case NODE_F_TEXT:
+        if (n == 0)
+            return refuse(
+                msg, scope, field, "cannot be empty: use 'patto case unset' to remove it");
+        if (n > field->max_len)
+            return refuse(msg, scope, field, "is at most %zu bytes (got %zu)", field->max_len, n);
+        if (!text_ok(value, n))
+            return refuse(
+                msg, scope, field, "must be UTF-8 text without control characters or newlines");
+        return put(msg, scope, field, value, out, outsize);
+    case NODE_F_DATE:
+        if (!date_ok(value))
+            return refuse(msg, scope, field, "must be a date YYYY-MM-DD (got '%s')", value);
+        return put(msg, scope, field, value, out, outsize);
+    case NODE_F_ENUM: {
+        for (size_t i = 0; i < field->nvalues; i++)
+            if (strcmp(value, field->values[i]) == 0)
+                return put(msg, scope, field, value, out, outsize);
+        char list[300] = "";
+        for (size_t i = 0, k = 0; i < field->nvalues && k + 1 < sizeof(list); i++)
+            k += (size_t)snprintf(
+                list + k, sizeof(list) - k, "%s%s", i ? " " : "", field->values[i]);
+        return refuse(msg, scope, field, "must be one of %s (got '%s')", list, value);
+    }
+    case NODE_F_NUMBER:
+        if (!integer(value, &x) || x < field->min || x > field->max)
+            return refuse(msg, scope, field, "must be a whole number from %lld to %lld (got '%s')",
+                (long long)field->min, (long long)field->max, value);
+        if ((size_t)snprintf(out, outsize, "%lld", (long long)x) >= outsize)
+            return NODE_EINVAL;
+        return NODE_OK;
+    case NODE_F_SET:
+    case NODE_F_COUNTER:
+    case NODE_F_TIMELINE:
+        break;
+    }
+    return NODE_EINVAL;
+}
+
+node_err node_schema_check(const node_scope_def *scope, const node_field *field, node_edit_op op,
+    const char *value, char *out, size_t outsize, int64_t *amount, node_errmsg *msg)
+{
+    if (scope == NULL || field == NULL || value == NULL || out == NULL || outsize == 0)
+        return NODE_EINVAL;
+    const char *opname = op == NODE_EDIT_SET ? "=" : op == NODE_EDIT_ADD ? "+=" : "-=";
+    switch (field->type) {
+    case NODE_F_TEXT:
+    case NODE_F_DATE:
+    case NODE_F_ENUM:
+    case NODE_F_NUMBER:
+        if (op != NODE_EDIT_SET)
+            return refuse(msg, scope, field, "is a %s: '%s' does not apply, use = to set it",
+                node_ftype_name(field->type), opname);
+        return check_scalar(scope, field, field->type, value, out, outsize, msg);
+    case NODE_F_SET:
+        if (op == NODE_EDIT_SET)
+            return refuse(
+                msg, scope, field, "is a set: '=' does not apply, use += to add or -= to remove");
+        return check_scalar(scope, field, field->of, value, out, outsize, msg);
+    case NODE_F_COUNTER: {
+        int64_t x;
+        if (op == NODE_EDIT_SET)
+            return refuse(msg, scope, field,
+                "is a counter: '=' does not apply, use += N to add or -= N to subtract");
+        if (!integer(value, &x) || x <= 0 || x > COUNTER_STEP_MAX)
+            return refuse(msg, scope, field, "takes a whole number from 1 to %d (got '%s')",
+                COUNTER_STEP_MAX, value);
+        if (amount != NULL)
+            *amount = op == NODE_EDIT_REMOVE ? -x : x;
+        if ((size_t)snprintf(out, outsize, "%lld", (long long)x) >= outsize)
+            return NODE_EINVAL;
+        return NODE_OK;
+    }
+    case NODE_F_TIMELINE: {
+        if (op != NODE_EDIT_ADD)
+            return refuse(msg, scope, field,
+                "is a timeline: only += applies, with a JSON object for the event");
+        size_t n = strlen(value);
+        if (n > EVENT_MAX)
+            return refuse(msg, scope, field, "event is larger than %d bytes", EVENT_MAX);
+        json_tokener *tok = json_tokener_new();
+        if (tok == NULL)
+            return NODE_ENOMEM;
+        json_object *obj = json_tokener_parse_ex(tok, value, (int)n);
+        bool ok = obj != NULL && json_tokener_get_error(tok) == json_tokener_success
+            && json_tokener_get_parse_end(tok) == n && json_object_is_type(obj, json_type_object);
+        json_tokener_free(tok);
+        node_err err;
+        if (!ok)
+            err = refuse(msg, scope, field,
+                "event must be one JSON object, e.g. "
+                "'{\"tipo\":\"colloquio\",\"data\":\"2026-11-20\"}'");
+        else
+            err = put(msg, scope, field,
+                json_object_to_json_string_ext(
+                    obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+                out, outsize);
+        json_object_put(obj);
+        return err;
+    }
+    }
+    return NODE_EINVAL;
+}

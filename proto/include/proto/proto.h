@@ -1,0 +1,651 @@
+/*
+ * proto.h - the wire protocol and crypto envelope of patto: every byte that leaves a patto
+ * process is encoded, signed, encrypted, decoded and checked here. The byte layouts and the
+ * cryptographic construction are specified in proto/PROTOCOL.md; this header is the C
+ * contract.
+ *
+ * Pure functions of their arguments: no I/O, no clock, no logging. Randomness comes from an
+ * injectable proto_rng (NULL: the operating system's, through libsodium). Every function that
+ * can fail returns a proto_err; decoders also fill an optional proto_diag with the byte offset
+ * and a short reason.
+ *
+ * Decoding is strict and bounded (PROTOCOL.md section "Decoding rules"): input is pre-scanned
+ * before msgpack-c sees it, so memory stays a small multiple of the input length; every
+ * encoding is canonical and any other encoding is rejected.
+ *
+ * Ownership vocabulary (STYLE.md): "borrowed" pointers in decoded structs point into the input
+ * buffer and stay valid while it does; arrays a decoder allocates are released by the
+ * struct's _fini function. proto_buf results are owned by the caller: proto_buf_free.
+ *
+ * Secrets (signing keys, box keys, scope keys, handshake and session keys) live in
+ * sodium_malloc'd memory inside opaque objects and are wiped when freed.
+ *
+ * Threads: proto_init() once before anything else (it is idempotent and thread-safe). Objects
+ * are not synchronised; read-only use of one identity or scope key from several threads is
+ * fine, sessions and handshakes belong to one thread at a time.
+ */
+#ifndef PROTO_PROTO_H
+#define PROTO_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <crdt/crdt.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PROTO_NODISCARD __attribute__((warn_unused_result))
+#else
+#define PROTO_NODISCARD
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Constants (PROTOCOL.md, "Constants")                                                      */
+
+#define PROTO_VERSION 1            /* first element of every top-level message */
+#define PROTO_ORIGIN_LEN 32        /* Ed25519 public key */
+#define PROTO_BOX_PK_LEN 32        /* X25519 public key */
+#define PROTO_SEED_LEN 32          /* key seeds */
+#define PROTO_HASH_LEN 32          /* BLAKE2b-256 digests, header ids */
+#define PROTO_TAG_LEN 32           /* routing tags */
+#define PROTO_SIG_LEN 64           /* Ed25519 signatures */
+#define PROTO_KEY_LEN 32           /* scope keys */
+#define PROTO_NONCE_LEN 24         /* XChaCha20-Poly1305 nonces */
+#define PROTO_CASE_ID_LEN 16       /* random 128-bit case ids */
+#define PROTO_CASE_ID_TEXT_SIZE 38 /* "pc-" + 5 groups of 5 + 1 group of 4, dashes, NUL */
+#define PROTO_PAD_BLOCK 256        /* delta bodies are padded to a multiple of this */
+#define PROTO_GRANT_PAD_BLOCK 256  /* sealed key-grant plaintexts are padded to exactly this */
+#define PROTO_SCOPE_NAME_MAX 32    /* [a-z0-9_-]{1,32} */
+#define PROTO_ORG_MAX 32           /* [a-z0-9-]{1,32} */
+#define PROTO_TEXT_MAX 1024        /* names, purposes, descriptions, operators, evidence, URLs */
+#define PROTO_RECIPIENTS_MAX 256   /* recipients of one key grant */
+#define PROTO_MEMBERS_MAX 4096     /* members in a manifest */
+#define PROTO_VV_MAX 65536         /* entries in a version vector */
+#define PROTO_BATCH_MAX 65536      /* items in a headers/bodies/want batch or control args */
+#define PROTO_MAX_MESSAGE_DEFAULT (16u * 1024u * 1024u)
+#define PROTO_MAX_DEPTH_DEFAULT 8
+#define PROTO_MAX_ITEMS_DEFAULT (1u << 21)
+#define PROTO_MAX_DEPTH_LIMIT 32 /* a proto_limits.max_depth above this is clamped */
+
+/* Message kinds: the second element of every top-level message (PROTOCOL.md, "Kinds"). */
+#define PROTO_KINDS(X)                                                                             \
+    X(PROTO_K_HEADER, 1, "header")                                                                 \
+    X(PROTO_K_HEADER_FIELDS, 2, "header-fields")                                                   \
+    X(PROTO_K_DELTA_PLAIN, 3, "delta-plaintext")                                                   \
+    X(PROTO_K_GRANT_BODY, 4, "grant-body")                                                         \
+    X(PROTO_K_GRANT_PLAIN, 5, "grant-plaintext")                                                   \
+    X(PROTO_K_RECEIPT, 6, "receipt")                                                               \
+    X(PROTO_K_RECEIPT_FIELDS, 7, "receipt-fields")                                                 \
+    X(PROTO_K_MANIFEST, 8, "manifest")                                                             \
+    X(PROTO_K_MANIFEST_FIELDS, 9, "manifest-fields")                                               \
+    X(PROTO_K_HELLO, 10, "hello")                                                                  \
+    X(PROTO_K_HELLO_REPLY, 11, "hello-reply")                                                      \
+    X(PROTO_K_HELLO_FINISH, 12, "hello-finish")                                                    \
+    X(PROTO_K_VV, 13, "version-vector")                                                            \
+    X(PROTO_K_HEADERS, 14, "headers")                                                              \
+    X(PROTO_K_BODIES, 15, "bodies")                                                                \
+    X(PROTO_K_WANT, 16, "want")                                                                    \
+    X(PROTO_K_CTL_REQUEST, 17, "control-request")                                                  \
+    X(PROTO_K_CTL_RESPONSE, 18, "control-response")                                                \
+    X(PROTO_K_CTL_ERROR, 19, "control-error")                                                      \
+    X(PROTO_K_SCOPE, 20, "scope")                                                                  \
+    X(PROTO_K_ACCESS, 21, "access")                                                                \
+    X(PROTO_K_FORGET_PLAIN, 22, "forget-plaintext")                                                \
+    X(PROTO_K_FRAME, 23, "session-frame")
+
+typedef enum proto_kind {
+#define PROTO__KIND(name, num, text) name = num,
+    PROTO_KINDS(PROTO__KIND)
+#undef PROTO__KIND
+} proto_kind;
+
+/* The kind's name as in PROTOCOL.md, or "unknown". */
+const char *proto_kind_name(unsigned kind);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Errors                                                                                    */
+
+#define PROTO_ERRORS(X)                                                                            \
+    X(PROTO_OK, "success")                                                                         \
+    X(PROTO_EINVAL, "invalid argument: NULL pointer or value out of range (a bug in the caller)")  \
+    X(PROTO_ENOMEM, "out of memory")                                                               \
+    X(PROTO_ECRYPTO, "libsodium could not be initialised (no entropy source?)")                    \
+    X(PROTO_ETOOBIG,                                                                               \
+        "message larger than the configured maximum size; raise max_message only "                 \
+        "if the peer is trusted")                                                                  \
+    X(PROTO_ETRUNC, "message truncated: a length or count claims more bytes than remain")          \
+    X(PROTO_EDEPTH, "message nested deeper than the decoder allows")                               \
+    X(PROTO_EITEMS, "message holds more items than the decoder allows")                            \
+    X(PROTO_ENONCANON,                                                                             \
+        "non-canonical encoding: a shorter msgpack form exists or the order is "                   \
+        "not canonical; the sender's encoder is not patto-compatible")                             \
+    X(PROTO_EMSGPACK,                                                                              \
+        "byte is not valid msgpack or uses a type patto never sends (map, float, "                 \
+        "ext, nil)")                                                                               \
+    X(PROTO_ETRAILING, "bytes left over after the message")                                        \
+    X(PROTO_EVERSION, "unknown protocol version: the peer runs an incompatible patto release")     \
+    X(PROTO_EKIND, "unexpected message kind for this decoder")                                     \
+    X(PROTO_ESHAPE, "a field has the wrong type or the message the wrong number of fields")        \
+    X(PROTO_ELIMIT, "a length or count exceeds the limit PROTOCOL.md sets for this field")         \
+    X(PROTO_EVALUE, "a field holds a value outside its allowed range or alphabet")                 \
+    X(PROTO_ESIG, "signature does not verify: forged, corrupted, or signed by another key")        \
+    X(PROTO_EBODYLEN, "body length differs from the length its header announces")                  \
+    X(PROTO_EBODYHASH, "body hash differs from the hash its header announces")                     \
+    X(PROTO_EDECRYPT, "authenticated decryption failed: wrong key, or body or header altered")     \
+    X(PROTO_EPAD, "padding is malformed")                                                          \
+    X(PROTO_EKEY, "the key given does not belong to this header's routing tag")                    \
+    X(PROTO_EMISMATCH, "decrypted contents disagree with the header or key they came with")        \
+    X(PROTO_ENOTRECIPIENT, "this node is not among the key grant's recipients")                    \
+    X(PROTO_ESEAL, "sealed key grant cannot be opened with this node's key")                       \
+    X(PROTO_ENOTMEMBER, "peer is not a member of the current manifest")                            \
+    X(PROTO_EPEER, "peer identity differs from the member this node dialled")                      \
+    X(PROTO_EREPLAY, "replayed or out-of-order session frame")                                     \
+    X(PROTO_ESTATE, "object used in the wrong state (handshake step out of order or failed)")      \
+    X(PROTO_ECASEID, "malformed case id text: expected pc- followed by 29 base32 characters")      \
+    X(PROTO_ECHECKSUM, "case id checksum mismatch: a character was mistyped")                      \
+    X(PROTO_ECRDT, "decoded scope rejected by the CRDT core (see crdt_strerror)")
+
+typedef enum proto_err {
+#define PROTO__ENUM(name, text) name,
+    PROTO_ERRORS(PROTO__ENUM)
+#undef PROTO__ENUM
+        PROTO_ERR_COUNT
+} proto_err;
+
+/* A static sentence for an error code; never NULL. */
+const char *proto_strerror(proto_err err);
+
+/* Where and why a decoder rejected its input. offset is a byte offset into the input given to
+ * the decoder (for nested encodings carried as bin: into that inner encoding, see reason). */
+typedef struct proto_diag {
+    size_t offset;
+    const char *reason; /* static string, never NULL after a failed decode */
+} proto_diag;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Setup, limits, randomness, buffers                                                        */
+
+/* Initialise libsodium. Idempotent, thread-safe. Errors: PROTO_ECRYPTO. */
+PROTO_NODISCARD proto_err proto_init(void);
+
+/* Decoder limits. Every decoder takes a const proto_limits * (NULL: the defaults). */
+typedef struct proto_limits {
+    size_t max_message; /* bytes; default PROTO_MAX_MESSAGE_DEFAULT */
+    unsigned max_depth; /* nesting of arrays; default PROTO_MAX_DEPTH_DEFAULT, max 32 */
+    size_t max_items;   /* msgpack items in one message; default PROTO_MAX_ITEMS_DEFAULT */
+} proto_limits;
+
+void proto_limits_default(proto_limits *l);
+
+/* Randomness source: fill buf with n bytes. NULL where one is taken: randombytes_buf. Tests and
+ * the test vectors inject deterministic bytes through this. */
+typedef struct proto_rng {
+    void (*fill_cb)(void *ctx, uint8_t *buf, size_t n);
+    void *ctx;
+} proto_rng;
+
+/* An owned byte buffer (malloc'd). proto_buf_free frees and zeroes the struct; safe on an empty
+ * buffer. */
+typedef struct proto_buf {
+    uint8_t *p;
+    size_t len;
+} proto_buf;
+void proto_buf_free(proto_buf *b);
+
+/* A borrowed byte string. */
+typedef struct proto_bytes {
+    const uint8_t *p;
+    size_t len;
+} proto_bytes;
+
+/* Peek at a top-level message: pre-scan it under limits and read its version and kind.
+ * Errors: any pre-scan error, PROTO_ESHAPE, PROTO_EVERSION. */
+PROTO_NODISCARD proto_err proto_peek(
+    const uint8_t *msg, size_t len, const proto_limits *lim, unsigned *kind, proto_diag *diag);
+
+/* BLAKE2b-256 of a byte string: the identity of the record schema file in the manifest
+ * (PROTOCOL.md, "Manifest": schema hash = BLAKE2b-256 of the schema file's exact bytes). */
+void proto_schema_hash(const uint8_t *bytes, size_t len, uint8_t out[PROTO_HASH_LEN]);
+
+/* Wipe a secret held outside proto's objects (sodium_memzero), e.g. a key read from disk. */
+void proto_wipe(void *p, size_t n);
+
+struct proto_header;
+/* Check a body against the length and BLAKE2b-256 hash its verified header announces, without
+ * any key: what a node checks before storing or relaying a body it cannot open.
+ * Errors: PROTO_EINVAL, PROTO_EBODYLEN, PROTO_EBODYHASH. */
+PROTO_NODISCARD proto_err proto_body_check(
+    const struct proto_header *h, const uint8_t *body, size_t len);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Case ids                                                                                  */
+
+typedef struct proto_case_id {
+    uint8_t b[PROTO_CASE_ID_LEN];
+} proto_case_id;
+
+PROTO_NODISCARD proto_err proto_case_id_new(const proto_rng *rng, proto_case_id *out);
+/* Text form, e.g. "pc-7k2qm-..." (PROTOCOL.md, "Case id text"); out is NUL-terminated. */
+void proto_case_id_format(const proto_case_id *id, char out[PROTO_CASE_ID_TEXT_SIZE]);
+/* Parse the text form; accepts upper case, omitted dashes, and Crockford's o/i/l aliases.
+ * Errors: PROTO_EINVAL, PROTO_ECASEID, PROTO_ECHECKSUM. */
+PROTO_NODISCARD proto_err proto_case_id_parse(const char *text, size_t len, proto_case_id *out);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Identities and scope keys (opaque; secrets in sodium_malloc memory)                      */
+
+typedef struct proto_identity proto_identity;
+
+/* A node's keys: Ed25519 (origin) and X25519 (key grants), from two 32-byte seeds.
+ * Returns owned, free with proto_identity_free. Errors: PROTO_EINVAL, PROTO_ENOMEM. */
+PROTO_NODISCARD proto_err proto_identity_from_seeds(const uint8_t sign_seed[PROTO_SEED_LEN],
+    const uint8_t box_seed[PROTO_SEED_LEN], proto_identity **out);
+PROTO_NODISCARD proto_err proto_identity_new(const proto_rng *rng, proto_identity **out);
+/* Copy the seeds out (for the node's key files). */
+void proto_identity_seeds(
+    const proto_identity *id, uint8_t sign_seed[PROTO_SEED_LEN], uint8_t box_seed[PROTO_SEED_LEN]);
+/* Borrowed until proto_identity_free. */
+const uint8_t *proto_identity_origin(const proto_identity *id);
+const uint8_t *proto_identity_box_pk(const proto_identity *id);
+void proto_identity_free(proto_identity *id);
+
+/* The key of one (case, scope, epoch), its derived subkeys and its routing tag. */
+typedef struct proto_scope_key proto_scope_key;
+
+/* scope: [a-z0-9_-]{1,32}, NUL-terminated. Returns owned, free with proto_scope_key_free.
+ * Errors: PROTO_EINVAL, PROTO_EVALUE (scope name), PROTO_ENOMEM. */
+PROTO_NODISCARD proto_err proto_scope_key_new(const proto_case_id *case_id, const char *scope,
+    uint64_t epoch, const proto_rng *rng, proto_scope_key **out);
+PROTO_NODISCARD proto_err proto_scope_key_from_bytes(const proto_case_id *case_id,
+    const char *scope, uint64_t epoch, const uint8_t key[PROTO_KEY_LEN], proto_scope_key **out);
+void proto_scope_key_export(const proto_scope_key *k, uint8_t key[PROTO_KEY_LEN]);
+/* Borrowed until proto_scope_key_free. */
+const uint8_t *proto_scope_key_tag(const proto_scope_key *k);
+const proto_case_id *proto_scope_key_case(const proto_scope_key *k);
+const char *proto_scope_key_scope(const proto_scope_key *k);
+uint64_t proto_scope_key_epoch(const proto_scope_key *k);
+void proto_scope_key_free(proto_scope_key *k);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Headers                                                                                   */
+
+typedef enum proto_header_kind {
+    PROTO_HDR_DELTA = 1,     /* body: an encrypted delta or forget plaintext */
+    PROTO_HDR_KEY_GRANT = 2, /* body: sealed scope keys, one per recipient */
+} proto_header_kind;
+
+typedef struct proto_origin_bytes {
+    uint8_t b[PROTO_ORIGIN_LEN];
+} proto_origin_bytes;
+
+/*
+ * A decoded (or to-be-encoded) header. In a decoded header, `recipients` is owned (free with
+ * proto_header_fini) and `signed_bytes` borrowed from the input.
+ */
+typedef struct proto_header {
+    uint8_t kind; /* proto_header_kind */
+    uint8_t origin[PROTO_ORIGIN_LEN];
+    uint64_t seq;                 /* >= 1, per origin */
+    uint8_t prev[PROTO_HASH_LEN]; /* id of the origin's header seq-1; zeros when seq == 1 */
+    crdt_hlc hlc;
+    uint8_t tag[PROTO_TAG_LEN];
+    proto_origin_bytes *recipients; /* key grants: sorted, unique; deltas: none */
+    size_t nrecipients;
+    uint64_t body_len;
+    uint8_t body_hash[PROTO_HASH_LEN];
+    uint8_t sig[PROTO_SIG_LEN];
+    uint8_t id[PROTO_HASH_LEN]; /* BLAKE2b-256 of the signed bytes; set by decode and seal */
+    proto_bytes signed_bytes;   /* the exact bytes the signature covers */
+} proto_header;
+
+/* Decode a HEADER message (structure only; call proto_header_verify before trusting it).
+ * On success out->recipients is owned (proto_header_fini). */
+PROTO_NODISCARD proto_err proto_header_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_header *out, proto_diag *diag);
+/* Verify the signature over the exact signed bytes with h->origin. Errors: PROTO_ESIG. */
+PROTO_NODISCARD proto_err proto_header_verify(const proto_header *h);
+/* Re-encode a header from its fields and signature (for storage and the vectors). */
+PROTO_NODISCARD proto_err proto_header_encode(const proto_header *h, proto_buf *out);
+void proto_header_fini(proto_header *h);
+
+/* The fields of a new header that the caller chooses. */
+typedef struct proto_seal_info {
+    uint64_t seq;
+    uint8_t prev[PROTO_HASH_LEN];
+    crdt_hlc hlc;
+} proto_seal_info;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Delta bodies                                                                              */
+
+typedef enum proto_body_kind {
+    PROTO_BODY_DELTA = PROTO_K_DELTA_PLAIN,   /* a CRDT delta on the scope */
+    PROTO_BODY_FORGET = PROTO_K_FORGET_PLAIN, /* erasure tombstone of the scope */
+} proto_body_kind;
+
+typedef enum proto_forget_reason {
+    PROTO_FORGET_REQUEST = 1,   /* the beneficiary's right to erasure */
+    PROTO_FORGET_RETENTION = 2, /* retention period over */
+    PROTO_FORGET_PARTNER = 3,   /* partner leaving the network */
+} proto_forget_reason;
+
+/*
+ * A delta body's plaintext. For sealing, the caller fills kind, vv and either delta (an
+ * encoded SCOPE message, from proto_scope_encode) or the forget fields; case, scope and epoch
+ * come from the key. A decoded body owns its plaintext buffer and vv array and is released
+ * with proto_body_fini; delta and operator_name point into that plaintext.
+ */
+typedef struct proto_body {
+    uint8_t kind; /* proto_body_kind */
+    proto_case_id case_id;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    uint64_t epoch;
+    const crdt_vv_entry *vv; /* the author's version vector of the scope, sorted by origin */
+    size_t nvv;
+    proto_bytes delta;         /* DELTA: an encoded SCOPE message */
+    uint8_t forget_reason;     /* FORGET: proto_forget_reason */
+    proto_bytes operator_name; /* FORGET: who recorded the erasure (UTF-8, <= TEXT_MAX) */
+    /* private */
+    uint8_t *plain_;
+    size_t plain_len_;
+    crdt_vv_entry *vv_;
+} proto_body;
+
+/* Seal a delta or forget body: encode the plaintext, pad to PROTO_PAD_BLOCK, encrypt under the
+ * key's body subkey with a random nonce and the header's associated data, hash, sign.
+ * Writes the HEADER message to *header and the body to *body (both owned).
+ * Errors: PROTO_EINVAL, PROTO_ENOMEM, PROTO_ELIMIT, PROTO_EVALUE. */
+PROTO_NODISCARD proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *key,
+    const proto_seal_info *info, const proto_body *plain, const proto_rng *rng, proto_buf *header,
+    proto_buf *body);
+
+/* Open a body under a verified header: checks length, hash, the tag against the key, decrypts
+ * with the header's associated data, unpads, decodes, and checks case, scope and epoch against
+ * the key. Errors: PROTO_EKIND (not a delta header), PROTO_EKEY, PROTO_EBODYLEN,
+ * PROTO_EBODYHASH, PROTO_EDECRYPT, PROTO_EPAD, PROTO_EMISMATCH, decode errors. */
+PROTO_NODISCARD proto_err proto_body_open(const proto_header *h, const proto_scope_key *key,
+    const uint8_t *body, size_t len, const proto_limits *lim, proto_body *out, proto_diag *diag);
+void proto_body_fini(proto_body *b);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Key grants                                                                                */
+
+typedef struct proto_recipient {
+    uint8_t origin[PROTO_ORIGIN_LEN];
+    uint8_t box_pk[PROTO_BOX_PK_LEN];
+} proto_recipient;
+
+/* Seal key to each recipient (1..PROTO_RECIPIENTS_MAX, unique origins, any order) in a
+ * KEY_GRANT header and body. Errors: PROTO_EINVAL, PROTO_ELIMIT, PROTO_EVALUE (duplicate
+ * recipient), PROTO_ENOMEM. */
+PROTO_NODISCARD proto_err proto_key_grant_seal(const proto_identity *grantor,
+    const proto_scope_key *key, const proto_seal_info *info, const proto_recipient *recipients,
+    size_t n, const proto_rng *rng, proto_buf *header, proto_buf *body);
+
+/* Open this node's sealed key from a verified KEY_GRANT header and its body. On success *out
+ * is owned (proto_scope_key_free) and its tag equals h->tag. Errors: PROTO_EKIND,
+ * PROTO_ENOTRECIPIENT, PROTO_EBODYLEN, PROTO_EBODYHASH, PROTO_ESEAL, PROTO_EPAD,
+ * PROTO_EMISMATCH (grantor or tag differ), decode errors. */
+PROTO_NODISCARD proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me,
+    const uint8_t *body, size_t len, const proto_limits *lim, proto_scope_key **out,
+    proto_diag *diag);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Scope states and deltas (canonical, PROTOCOL.md "Scope encoding")                        */
+
+/* Encode a scope (state or delta) as a SCOPE message. Same scope, same bytes. */
+PROTO_NODISCARD proto_err proto_scope_encode(const crdt_scope *s, proto_buf *out);
+/* Decode a SCOPE message into a new scope allocated from mem (NULL: default). Rejects every
+ * non-canonical encoding. Returns owned, free with crdt_scope_free. */
+PROTO_NODISCARD proto_err proto_scope_decode(const uint8_t *msg, size_t len,
+    const proto_limits *lim, const crdt_mem *mem, crdt_scope **out, proto_diag *diag);
+/* The state's identity: BLAKE2b-256 of its SCOPE encoding. */
+PROTO_NODISCARD proto_err proto_scope_digest(const crdt_scope *s, uint8_t out[PROTO_HASH_LEN]);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Access map entries (events of the scope's "@access" timeline field, PROTOCOL.md sec. 10) */
+
+typedef enum proto_access_level {
+    PROTO_ACCESS_NONE = 0, /* revoked */
+    PROTO_ACCESS_READ = 1,
+    PROTO_ACCESS_WRITE = 2,
+} proto_access_level;
+
+typedef enum proto_basis {
+    PROTO_BASIS_PUBLIC_TASK = 1,
+    PROTO_BASIS_LEGAL_OBLIGATION = 2,
+    PROTO_BASIS_CONSENT = 3,
+    PROTO_BASIS_EXPLICIT_CONSENT = 4,
+} proto_basis;
+
+/* Strings borrowed (from the caller on encode, from the input on decode). */
+typedef struct proto_access {
+    proto_bytes grantee; /* org id */
+    uint8_t access;      /* proto_access_level */
+    proto_bytes purpose; /* purpose id from the manifest */
+    uint8_t basis;       /* proto_basis */
+    uint64_t expiry_ms;  /* 0: no expiry */
+    proto_bytes operator_name;
+    proto_bytes evidence;
+} proto_access;
+
+PROTO_NODISCARD proto_err proto_access_encode(const proto_access *a, proto_buf *out);
+PROTO_NODISCARD proto_err proto_access_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_access *out, proto_diag *diag);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Receipts (delivery and erasure)                                                           */
+
+typedef enum proto_receipt_kind {
+    PROTO_RECEIPT_DELIVERY = 1,
+    PROTO_RECEIPT_ERASURE = 2,
+} proto_receipt_kind;
+
+typedef struct proto_receipt {
+    uint8_t kind;                      /* proto_receipt_kind */
+    uint8_t signer[PROTO_ORIGIN_LEN];  /* the receiving node */
+    uint8_t header_id[PROTO_HASH_LEN]; /* the delta (or forget delta) received */
+    uint64_t time_ms;                  /* reception time, ms since the Unix epoch */
+    uint8_t sig[PROTO_SIG_LEN];
+    proto_bytes signed_bytes; /* borrowed */
+} proto_receipt;
+
+/* Sign a receipt; r->signer is set from the identity. */
+PROTO_NODISCARD proto_err proto_receipt_sign(
+    const proto_receipt *r, const proto_identity *signer, proto_buf *out);
+PROTO_NODISCARD proto_err proto_receipt_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_receipt *out, proto_diag *diag);
+PROTO_NODISCARD proto_err proto_receipt_verify(const proto_receipt *r);
+PROTO_NODISCARD proto_err proto_receipt_encode(const proto_receipt *r, proto_buf *out);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Network manifest                                                                          */
+
+typedef enum proto_role {
+    PROTO_ROLE_COMUNE = 1,
+    PROTO_ROLE_CPIA = 2,
+    PROTO_ROLE_CPI = 3,
+    PROTO_ROLE_PREFETTURA = 4,
+    PROTO_ROLE_COOP = 5,
+    PROTO_ROLE_COORD = 6,
+} proto_role;
+
+const char *proto_role_name(unsigned role); /* "comune", ...; NULL if unknown */
+
+typedef struct proto_member {
+    proto_bytes org; /* [a-z0-9-]{1,32} */
+    proto_bytes name;
+    uint8_t role; /* proto_role */
+    uint8_t origin[PROTO_ORIGIN_LEN];
+    uint8_t box_pk[PROTO_BOX_PK_LEN];
+    proto_bytes url;
+} proto_member;
+
+typedef struct proto_purpose {
+    proto_bytes id; /* [a-z0-9-]{1,32} */
+    proto_bytes description;
+} proto_purpose;
+
+/* Members sorted by org id (unique, origins unique), purposes by id (unique). A decoded
+ * manifest owns its arrays (proto_manifest_fini); strings are borrowed from the input. */
+typedef struct proto_manifest {
+    uint64_t version; /* >= 1; a node accepts only newer versions */
+    uint8_t schema_hash[PROTO_HASH_LEN];
+    const proto_member *members;
+    size_t nmembers;
+    const proto_purpose *purposes;
+    size_t npurposes;
+    uint8_t sig[PROTO_SIG_LEN];
+    proto_bytes signed_bytes;
+    /* private */
+    proto_member *members_;
+    proto_purpose *purposes_;
+} proto_manifest;
+
+PROTO_NODISCARD proto_err proto_manifest_sign(
+    const proto_manifest *m, const proto_identity *admin, proto_buf *out);
+PROTO_NODISCARD proto_err proto_manifest_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_manifest *out, proto_diag *diag);
+PROTO_NODISCARD proto_err proto_manifest_verify(
+    const proto_manifest *m, const uint8_t admin_pk[PROTO_ORIGIN_LEN]);
+PROTO_NODISCARD proto_err proto_manifest_encode(const proto_manifest *m, proto_buf *out);
+/* The member with this origin, or NULL. */
+const proto_member *proto_manifest_find(
+    const proto_manifest *m, const uint8_t origin[PROTO_ORIGIN_LEN]);
+void proto_manifest_fini(proto_manifest *m);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Peer sync messages                                                                        */
+
+/* VV: a version vector, sorted by origin, unique, max >= 1. Decoded: entries owned. */
+typedef struct proto_vv_msg {
+    const crdt_vv_entry *entries;
+    size_t n;
+    crdt_vv_entry *entries_; /* private */
+} proto_vv_msg;
+
+/* HEADERS: a batch of HEADER messages, each carried as bin (borrowed). */
+typedef struct proto_headers_msg {
+    const proto_bytes *headers;
+    size_t n;
+    proto_bytes *headers_;
+} proto_headers_msg;
+
+/* BODIES: (header id, body) pairs. */
+typedef struct proto_body_item {
+    uint8_t header_id[PROTO_HASH_LEN];
+    proto_bytes body;
+} proto_body_item;
+typedef struct proto_bodies_msg {
+    const proto_body_item *items;
+    size_t n;
+    proto_body_item *items_;
+} proto_bodies_msg;
+
+/* WANT: header ids whose bodies the sender asks for. */
+typedef struct proto_hash_bytes {
+    uint8_t b[PROTO_HASH_LEN];
+} proto_hash_bytes;
+typedef struct proto_want_msg {
+    const proto_hash_bytes *ids;
+    size_t n;
+    proto_hash_bytes *ids_;
+} proto_want_msg;
+
+PROTO_NODISCARD proto_err proto_vv_encode(const proto_vv_msg *m, proto_buf *out);
+PROTO_NODISCARD proto_err proto_vv_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_vv_msg *out, proto_diag *diag);
+void proto_vv_fini(proto_vv_msg *m);
+PROTO_NODISCARD proto_err proto_headers_encode(const proto_headers_msg *m, proto_buf *out);
+PROTO_NODISCARD proto_err proto_headers_decode(const uint8_t *msg, size_t len,
+    const proto_limits *lim, proto_headers_msg *out, proto_diag *diag);
+void proto_headers_fini(proto_headers_msg *m);
+PROTO_NODISCARD proto_err proto_bodies_encode(const proto_bodies_msg *m, proto_buf *out);
+PROTO_NODISCARD proto_err proto_bodies_decode(const uint8_t *msg, size_t len,
+    const proto_limits *lim, proto_bodies_msg *out, proto_diag *diag);
+void proto_bodies_fini(proto_bodies_msg *m);
+PROTO_NODISCARD proto_err proto_want_encode(const proto_want_msg *m, proto_buf *out);
+PROTO_NODISCARD proto_err proto_want_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_want_msg *out, proto_diag *diag);
+void proto_want_fini(proto_want_msg *m);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Control messages (CLI <-> node)                                                           */
+
+typedef struct proto_ctl_request {
+    uint64_t id;             /* chosen by the CLI, echoed in the answer */
+    proto_bytes command;     /* e.g. "case.show"; [a-z0-9._-]{1,64} */
+    const proto_bytes *args; /* opaque arguments */
+    size_t nargs;
+    proto_bytes *args_; /* private */
+} proto_ctl_request;
+
+typedef struct proto_ctl_response {
+    uint64_t id;
+    proto_bytes payload; /* opaque (the CLI README documents it) */
+} proto_ctl_response;
+
+typedef struct proto_ctl_error {
+    uint64_t id;
+    uint64_t code;       /* the CLI's exit code family (DESIGN.md) */
+    proto_bytes message; /* a sentence for a person, UTF-8, <= PROTO_TEXT_MAX */
+} proto_ctl_error;
+
+PROTO_NODISCARD proto_err proto_ctl_request_encode(const proto_ctl_request *m, proto_buf *out);
+PROTO_NODISCARD proto_err proto_ctl_request_decode(const uint8_t *msg, size_t len,
+    const proto_limits *lim, proto_ctl_request *out, proto_diag *diag);
+void proto_ctl_request_fini(proto_ctl_request *m);
+PROTO_NODISCARD proto_err proto_ctl_response_encode(const proto_ctl_response *m, proto_buf *out);
+PROTO_NODISCARD proto_err proto_ctl_response_decode(const uint8_t *msg, size_t len,
+    const proto_limits *lim, proto_ctl_response *out, proto_diag *diag);
+PROTO_NODISCARD proto_err proto_ctl_error_encode(const proto_ctl_error *m, proto_buf *out);
+PROTO_NODISCARD proto_err proto_ctl_error_decode(const uint8_t *msg, size_t len,
+    const proto_limits *lim, proto_ctl_error *out, proto_diag *diag);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Handshake and sessions (PROTOCOL.md "Handshake")                                          */
+
+typedef struct proto_handshake proto_handshake;
+typedef struct proto_session proto_session;
+
+/* Does origin belong to the newest verified manifest? */
+typedef bool (*proto_member_cb)(void *ctx, const uint8_t origin[PROTO_ORIGIN_LEN]);
+
+/* Initiator, step 1: make HELLO for the member `peer`. *hs owned (proto_handshake_free);
+ * `me` is borrowed until *hs is freed. Ephemeral secrets live in sodium_malloc memory. */
+PROTO_NODISCARD proto_err proto_hs_initiate(const proto_identity *me,
+    const uint8_t peer[PROTO_ORIGIN_LEN], const proto_rng *rng, proto_handshake **hs,
+    proto_buf *hello);
+/* Responder, step 2: check HELLO (sender must be a member: PROTO_ENOTMEMBER, and nothing is
+ * produced), make HELLO_REPLY. is_member is called once, synchronously. *hs owned; `me`
+ * borrowed until *hs is freed. */
+PROTO_NODISCARD proto_err proto_hs_respond(const proto_identity *me, proto_member_cb is_member,
+    void *ctx, const uint8_t *hello, size_t len, const proto_rng *rng, proto_handshake **hs,
+    proto_buf *reply, proto_diag *diag);
+/* Initiator, step 3: check HELLO_REPLY (PROTO_EPEER, PROTO_ESIG), make HELLO_FINISH and the
+ * session (owned, proto_session_free). A failed step poisons hs (PROTO_ESTATE after). */
+PROTO_NODISCARD proto_err proto_hs_finish(proto_handshake *hs, const uint8_t *reply, size_t len,
+    proto_buf *finish, proto_session **out, proto_diag *diag);
+/* Responder, step 4: check HELLO_FINISH (PROTO_ESIG) and make the session. */
+PROTO_NODISCARD proto_err proto_hs_accept(
+    proto_handshake *hs, const uint8_t *finish, size_t len, proto_session **out, proto_diag *diag);
+void proto_handshake_free(proto_handshake *hs);
+
+/* Encrypt one message as a FRAME with the next send counter. */
+PROTO_NODISCARD proto_err proto_session_seal(
+    proto_session *s, const uint8_t *m, size_t len, proto_buf *frame);
+/* Decrypt a FRAME; its counter must be the next expected one (PROTO_EREPLAY otherwise). A
+ * frame that fails authentication does not advance the counter. */
+PROTO_NODISCARD proto_err proto_session_open(proto_session *s, const uint8_t *frame, size_t len,
+    const proto_limits *lim, proto_buf *out, proto_diag *diag);
+const uint8_t *proto_session_peer(const proto_session *s); /* the authenticated peer origin */
+void proto_session_free(proto_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PROTO_PROTO_H */

@@ -1,0 +1,769 @@
+/*
+ * messages.c - access entries, receipts, the manifest, peer sync and control messages
+ * (PROTOCOL.md, sections "Access entry" to "Control messages").
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Access entries                                                                            */
+
+static void enc_access(proto__w *w, const void *arg)
+{
+    const proto_access *a = arg;
+    proto__w_head(w, 9, PROTO_K_ACCESS);
+    proto__w_str(w, a->grantee.p, a->grantee.len);
+    proto__w_uint(w, a->access);
+    proto__w_str(w, a->purpose.p, a->purpose.len);
+    proto__w_uint(w, a->basis);
+    proto__w_uint(w, a->expiry_ms);
+    proto__w_str(w, a->operator_name.p, a->operator_name.len);
+    proto__w_str(w, a->evidence.p, a->evidence.len);
+}
+
+proto_err proto_access_encode(const proto_access *a, proto_buf *out)
+{
+    if (a == NULL || out == NULL)
+        return PROTO_EINVAL;
+    if (!proto__valid_org(a->grantee.p, a->grantee.len) || a->access > PROTO_ACCESS_WRITE
+        || !proto__valid_org(a->purpose.p, a->purpose.len) || a->basis < PROTO_BASIS_PUBLIC_TASK
+        || a->basis > PROTO_BASIS_EXPLICIT_CONSENT
+        || !proto__valid_text(a->operator_name.p, a->operator_name.len)
+        || !proto__valid_text(a->evidence.p, a->evidence.len))
+        return PROTO_EVALUE;
+    return proto__encode(enc_access, a, out);
+}
+
+proto_err proto_access_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_access *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_ACCESS, 9, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    uint64_t access, basis;
+    if (!proto__d_str(&d, &f[2], PROTO_ORG_MAX, &out->grantee, "grantee must be an org id")
+        || !proto__d_uint(&d, &f[3], PROTO_ACCESS_WRITE, &access,
+            "access must be 0 (revoked), 1 (read) or 2 (write)")
+        || !proto__d_str(&d, &f[4], PROTO_ORG_MAX, &out->purpose, "purpose must be a purpose id")
+        || !proto__d_uint(
+            &d, &f[5], PROTO_BASIS_EXPLICIT_CONSENT, &basis, "legal basis must be 1..4")
+        || !proto__d_uint(&d, &f[6], UINT64_MAX, &out->expiry_ms, "expiry")
+        || !proto__d_str(&d, &f[7], PROTO_TEXT_MAX, &out->operator_name,
+            "operator must be str of at most 1024 bytes")
+        || !proto__d_str(&d, &f[8], PROTO_TEXT_MAX, &out->evidence,
+            "evidence must be str of at most 1024 bytes"))
+        return proto__d_fail(&d, diag);
+    if (!proto__valid_org(out->grantee.p, out->grantee.len))
+        proto__d_err(&d, &f[2], PROTO_EVALUE, "grantee must match [a-z0-9-]{1,32}");
+    else if (!proto__valid_org(out->purpose.p, out->purpose.len))
+        proto__d_err(&d, &f[4], PROTO_EVALUE, "purpose id must match [a-z0-9-]{1,32}");
+    else if (basis == 0)
+        proto__d_err(&d, &f[5], PROTO_EVALUE, "legal basis must be 1..4");
+    else if (!proto__valid_text(out->operator_name.p, out->operator_name.len))
+        proto__d_err(&d, &f[7], PROTO_EVALUE, "operator must not contain NUL");
+    else if (!proto__valid_text(out->evidence.p, out->evidence.len))
+        proto__d_err(&d, &f[8], PROTO_EVALUE, "evidence must not contain NUL");
+    if (d.err != PROTO_OK)
+        return proto__d_fail(&d, diag);
+    out->access = (uint8_t)access;
+    out->basis = (uint8_t)basis;
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Receipts                                                                                  */
+
+static void enc_receipt_fields(proto__w *w, const void *arg)
+{
+    const proto_receipt *r = arg;
+    proto__w_head(w, 6, PROTO_K_RECEIPT_FIELDS);
+    proto__w_uint(w, r->kind);
+    proto__w_bin(w, r->signer, PROTO_ORIGIN_LEN);
+    proto__w_bin(w, r->header_id, PROTO_HASH_LEN);
+    proto__w_uint(w, r->time_ms);
+}
+
+static proto_err receipt_out(const proto_receipt *r, const proto_identity *signer, proto_buf *out)
+{
+    if (r->kind != PROTO_RECEIPT_DELIVERY && r->kind != PROTO_RECEIPT_ERASURE)
+        return PROTO_EVALUE;
+    proto_receipt tmp = *r;
+    if (signer != NULL)
+        memcpy(tmp.signer, signer->origin, PROTO_ORIGIN_LEN);
+    proto_buf fields;
+    proto_err err = proto__encode(enc_receipt_fields, &tmp, &fields);
+    if (err != PROTO_OK)
+        return err;
+    if (signer != NULL)
+        proto__sign(signer, fields.p, fields.len, tmp.sig);
+    err = proto__encode_signed(
+        PROTO_K_RECEIPT, (proto_bytes) { fields.p, fields.len }, tmp.sig, out);
+    proto_buf_free(&fields);
+    return err;
+}
+
+proto_err proto_receipt_sign(const proto_receipt *r, const proto_identity *signer, proto_buf *out)
+{
+    if (r == NULL || signer == NULL || out == NULL)
+        return PROTO_EINVAL;
+    return receipt_out(r, signer, out);
+}
+
+proto_err proto_receipt_encode(const proto_receipt *r, proto_buf *out)
+{
+    if (r == NULL || out == NULL)
+        return PROTO_EINVAL;
+    return receipt_out(r, NULL, out);
+}
+
+proto_err proto_receipt_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_receipt *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto_bytes fb;
+    proto_err err = proto__decode_signed(msg, len, lim, PROTO_K_RECEIPT, &fb, out->sig, diag);
+    if (err != PROTO_OK)
+        return err;
+    proto__d d;
+    const msgpack_object *f;
+    err = proto__d_open(
+        &d, fb.p, fb.len, lim, (size_t)(fb.p - msg), PROTO_K_RECEIPT_FIELDS, 6, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    uint64_t kind;
+    if (!proto__d_uint(&d, &f[2], PROTO_RECEIPT_ERASURE, &kind,
+            "receipt kind must be 1 (delivery) or 2 (erasure)")
+        || !proto__d_fixed(&d, &f[3], PROTO_ORIGIN_LEN, out->signer, "signer must be bin of 32")
+        || !proto__d_fixed(&d, &f[4], PROTO_HASH_LEN, out->header_id, "header id must be bin of 32")
+        || !proto__d_uint(&d, &f[5], UINT64_MAX, &out->time_ms, "time"))
+        return proto__d_fail(&d, diag);
+    if (kind == 0) {
+        proto__d_err(&d, &f[2], PROTO_EVALUE, "receipt kind must be 1 (delivery) or 2 (erasure)");
+        return proto__d_fail(&d, diag);
+    }
+    out->kind = (uint8_t)kind;
+    out->signed_bytes = fb;
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+proto_err proto_receipt_verify(const proto_receipt *r)
+{
+    if (r == NULL || r->signed_bytes.p == NULL)
+        return PROTO_EINVAL;
+    return proto__verify(r->signer, r->signed_bytes.p, r->signed_bytes.len, r->sig) ? PROTO_OK
+                                                                                    : PROTO_ESIG;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Manifest                                                                                  */
+
+static const char *const role_names[]
+    = { NULL, "comune", "cpia", "cpi", "prefettura", "coop", "coord" };
+
+const char *proto_role_name(unsigned role)
+{
+    if (role >= 1 && role <= PROTO_ROLE_COORD)
+        return role_names[role];
+    return NULL;
+}
+
+static int role_parse(const uint8_t *p, size_t n)
+{
+    for (int r = 1; r <= PROTO_ROLE_COORD; r++)
+        if (strlen(role_names[r]) == n && memcmp(role_names[r], p, n) == 0)
+            return r;
+    return 0;
+}
+
+static int bytes_cmp(proto_bytes a, proto_bytes b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n > 0 ? memcmp(a.p, b.p, n) : 0;
+    if (c != 0)
+        return c;
+    return a.len < b.len ? -1 : a.len > b.len ? 1 : 0;
+}
+
+static void enc_manifest_fields(proto__w *w, const void *arg)
+{
+    const proto_manifest *m = arg;
+    proto__w_head(w, 6, PROTO_K_MANIFEST_FIELDS);
+    proto__w_uint(w, m->version);
+    proto__w_bin(w, m->schema_hash, PROTO_HASH_LEN);
+    proto__w_array(w, m->nmembers);
+    for (size_t i = 0; i < m->nmembers; i++) {
+        const proto_member *e = &m->members[i];
+        const char *role = proto_role_name(e->role);
+        proto__w_array(w, 6);
+        proto__w_str(w, e->org.p, e->org.len);
+        proto__w_str(w, e->name.p, e->name.len);
+        proto__w_str(w, role, role != NULL ? strlen(role) : 0);
+        proto__w_bin(w, e->origin, PROTO_ORIGIN_LEN);
+        proto__w_bin(w, e->box_pk, PROTO_BOX_PK_LEN);
+        proto__w_str(w, e->url.p, e->url.len);
+    }
+    proto__w_array(w, m->npurposes);
+    for (size_t i = 0; i < m->npurposes; i++) {
+        proto__w_array(w, 2);
+        proto__w_str(w, m->purposes[i].id.p, m->purposes[i].id.len);
+        proto__w_str(w, m->purposes[i].description.p, m->purposes[i].description.len);
+    }
+}
+
+static bool manifest_ok(const proto_manifest *m)
+{
+    if (m->version == 0 || m->nmembers > PROTO_MEMBERS_MAX || m->npurposes > PROTO_MEMBERS_MAX)
+        return false;
+    if ((m->nmembers > 0 && m->members == NULL) || (m->npurposes > 0 && m->purposes == NULL))
+        return false;
+    for (size_t i = 0; i < m->nmembers; i++) {
+        const proto_member *e = &m->members[i];
+        if (!proto__valid_org(e->org.p, e->org.len) || !proto__valid_text(e->name.p, e->name.len)
+            || proto_role_name(e->role) == NULL || !proto__valid_text(e->url.p, e->url.len))
+            return false;
+        if (i > 0 && bytes_cmp(m->members[i - 1].org, e->org) >= 0)
+            return false;
+        for (size_t j = 0; j < i; j++)
+            if (memcmp(m->members[j].origin, e->origin, PROTO_ORIGIN_LEN) == 0)
+                return false;
+    }
+    for (size_t i = 0; i < m->npurposes; i++) {
+        const proto_purpose *p = &m->purposes[i];
+        if (!proto__valid_org(p->id.p, p->id.len)
+            || !proto__valid_text(p->description.p, p->description.len))
+            return false;
+        if (i > 0 && bytes_cmp(m->purposes[i - 1].id, p->id) >= 0)
+            return false;
+    }
+    return true;
+}
+
+static proto_err manifest_out(const proto_manifest *m, const proto_identity *admin, proto_buf *out)
+{
+    if (!manifest_ok(m))
+        return PROTO_EVALUE;
+    proto_buf fields;
+    proto_err err = proto__encode(enc_manifest_fields, m, &fields);
+    if (err != PROTO_OK)
+        return err;
+    uint8_t sig[PROTO_SIG_LEN];
+    memcpy(sig, m->sig, PROTO_SIG_LEN);
+    if (admin != NULL)
+        proto__sign(admin, fields.p, fields.len, sig);
+    err = proto__encode_signed(PROTO_K_MANIFEST, (proto_bytes) { fields.p, fields.len }, sig, out);
+    proto_buf_free(&fields);
+    return err;
+}
+
+proto_err proto_manifest_sign(const proto_manifest *m, const proto_identity *admin, proto_buf *out)
+{
+    if (m == NULL || admin == NULL || out == NULL)
+        return PROTO_EINVAL;
+    return manifest_out(m, admin, out);
+}
+
+proto_err proto_manifest_encode(const proto_manifest *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL)
+        return PROTO_EINVAL;
+    return manifest_out(m, NULL, out);
+}
+
+void proto_manifest_fini(proto_manifest *m)
+{
+    if (m == NULL)
+        return;
+    free(m->members_);
+    free(m->purposes_);
+    memset(m, 0, sizeof *m);
+}
+
+proto_err proto_manifest_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_manifest *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto_bytes fb;
+    proto_err err = proto__decode_signed(msg, len, lim, PROTO_K_MANIFEST, &fb, out->sig, diag);
+    if (err != PROTO_OK)
+        return err;
+    proto__d d;
+    const msgpack_object *f, *mem, *pur;
+    size_t nm, np;
+    err = proto__d_open(
+        &d, fb.p, fb.len, lim, (size_t)(fb.p - msg), PROTO_K_MANIFEST_FIELDS, 6, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_uint(&d, &f[2], UINT64_MAX, &out->version, "manifest version")
+        || !proto__d_fixed(
+            &d, &f[3], PROTO_HASH_LEN, out->schema_hash, "schema hash must be bin of 32")
+        || !proto__d_arr(&d, &f[4], PROTO_MEMBERS_MAX, &mem, &nm, "members must be an array")
+        || !proto__d_arr(&d, &f[5], PROTO_MEMBERS_MAX, &pur, &np, "purposes must be an array"))
+        return proto__d_fail(&d, diag);
+    if (out->version == 0) {
+        proto__d_err(&d, &f[2], PROTO_EVALUE, "manifest version starts at 1");
+        return proto__d_fail(&d, diag);
+    }
+    out->members_ = proto__calloc(nm, sizeof *out->members_);
+    out->purposes_ = proto__calloc(np, sizeof *out->purposes_);
+    if (out->members_ == NULL || out->purposes_ == NULL) {
+        proto__d_close(&d);
+        proto_manifest_fini(out);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < nm && d.err == PROTO_OK; i++) {
+        proto_member *e = &out->members_[i];
+        const msgpack_object *x;
+        proto_bytes role;
+        if (!proto__d_tuple(
+                &d, &mem[i], 6, &x, "member is [org, name, role, origin, x25519 key, url]")
+            || !proto__d_str(&d, &x[0], PROTO_ORG_MAX, &e->org, "member org id")
+            || !proto__d_str(&d, &x[1], PROTO_TEXT_MAX, &e->name, "member name")
+            || !proto__d_str(&d, &x[2], 16, &role, "member role")
+            || !proto__d_fixed(
+                &d, &x[3], PROTO_ORIGIN_LEN, e->origin, "member origin must be bin of 32")
+            || !proto__d_fixed(
+                &d, &x[4], PROTO_BOX_PK_LEN, e->box_pk, "member x25519 key must be bin of 32")
+            || !proto__d_str(&d, &x[5], PROTO_TEXT_MAX, &e->url, "member url"))
+            break;
+        int r = role_parse(role.p, role.len);
+        if (!proto__valid_org(e->org.p, e->org.len))
+            proto__d_err(&d, &x[0], PROTO_EVALUE, "member org id must match [a-z0-9-]{1,32}");
+        else if (r == 0)
+            proto__d_err(&d, &x[2], PROTO_EVALUE,
+                "member role must be comune, cpia, cpi, prefettura, coop or coord");
+        else if (!proto__valid_text(e->name.p, e->name.len)
+            || !proto__valid_text(e->url.p, e->url.len))
+            proto__d_err(&d, &mem[i], PROTO_EVALUE, "member name and url must not contain NUL");
+        else if (i > 0 && bytes_cmp(out->members_[i - 1].org, e->org) >= 0)
+            proto__d_err(&d, &mem[i], PROTO_ENONCANON,
+                "members must be sorted by org id without duplicates");
+        for (size_t j = 0; j < i && d.err == PROTO_OK; j++)
+            if (memcmp(out->members_[j].origin, e->origin, PROTO_ORIGIN_LEN) == 0)
+                proto__d_err(&d, &x[3], PROTO_EVALUE, "two members share one origin key");
+        e->role = (uint8_t)r;
+    }
+    for (size_t i = 0; i < np && d.err == PROTO_OK; i++) {
+        proto_purpose *p = &out->purposes_[i];
+        const msgpack_object *x;
+        if (!proto__d_tuple(&d, &pur[i], 2, &x, "purpose is [id, description]")
+            || !proto__d_str(&d, &x[0], PROTO_ORG_MAX, &p->id, "purpose id")
+            || !proto__d_str(&d, &x[1], PROTO_TEXT_MAX, &p->description, "purpose description"))
+            break;
+        if (!proto__valid_org(p->id.p, p->id.len))
+            proto__d_err(&d, &x[0], PROTO_EVALUE, "purpose id must match [a-z0-9-]{1,32}");
+        else if (!proto__valid_text(p->description.p, p->description.len))
+            proto__d_err(&d, &x[1], PROTO_EVALUE, "purpose description must not contain NUL");
+        else if (i > 0 && bytes_cmp(out->purposes_[i - 1].id, p->id) >= 0)
+            proto__d_err(
+                &d, &pur[i], PROTO_ENONCANON, "purposes must be sorted by id without duplicates");
+    }
+    if (d.err != PROTO_OK) {
+        proto_manifest_fini(out);
+        return proto__d_fail(&d, diag);
+    }
+    proto__d_close(&d);
+    out->members = out->members_;
+    out->nmembers = nm;
+    out->purposes = out->purposes_;
+    out->npurposes = np;
+    out->signed_bytes = fb;
+    return PROTO_OK;
+}
+
+proto_err proto_manifest_verify(const proto_manifest *m, const uint8_t admin_pk[PROTO_ORIGIN_LEN])
+{
+    if (m == NULL || admin_pk == NULL || m->signed_bytes.p == NULL)
+        return PROTO_EINVAL;
+    return proto__verify(admin_pk, m->signed_bytes.p, m->signed_bytes.len, m->sig) ? PROTO_OK
+                                                                                   : PROTO_ESIG;
+}
+
+const proto_member *proto_manifest_find(
+    const proto_manifest *m, const uint8_t origin[PROTO_ORIGIN_LEN])
+{
+    if (m == NULL || origin == NULL)
+        return NULL;
+    for (size_t i = 0; i < m->nmembers; i++)
+        if (memcmp(m->members[i].origin, origin, PROTO_ORIGIN_LEN) == 0)
+            return &m->members[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sync messages                                                                             */
+
+static void enc_vv(proto__w *w, const void *arg)
+{
+    const proto_vv_msg *m = arg;
+    proto__w_head(w, 3, PROTO_K_VV);
+    proto__w_vv(w, m->entries, m->n);
+}
+
+proto_err proto_vv_encode(const proto_vv_msg *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL)
+        return PROTO_EINVAL;
+    if (!proto__vv_ok(m->entries, m->n))
+        return PROTO_EVALUE;
+    return proto__encode(enc_vv, m, out);
+}
+
+proto_err proto_vv_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_vv_msg *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_VV, 3, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__decode_vv(&d, &f[2], &out->entries_, &out->n))
+        return proto__d_fail(&d, diag);
+    out->entries = out->entries_;
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+void proto_vv_fini(proto_vv_msg *m)
+{
+    if (m == NULL)
+        return;
+    free(m->entries_);
+    memset(m, 0, sizeof *m);
+}
+
+static void enc_headers(proto__w *w, const void *arg)
+{
+    const proto_headers_msg *m = arg;
+    proto__w_head(w, 3, PROTO_K_HEADERS);
+    proto__w_array(w, m->n);
+    for (size_t i = 0; i < m->n; i++)
+        proto__w_bin(w, m->headers[i].p, m->headers[i].len);
+}
+
+proto_err proto_headers_encode(const proto_headers_msg *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL || (m->n > 0 && m->headers == NULL))
+        return PROTO_EINVAL;
+    if (m->n > PROTO_BATCH_MAX)
+        return PROTO_ELIMIT;
+    return proto__encode(enc_headers, m, out);
+}
+
+proto_err proto_headers_decode(const uint8_t *msg, size_t len, const proto_limits *lim,
+    proto_headers_msg *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f, *items;
+    size_t n;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_HEADERS, 3, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_arr(&d, &f[2], PROTO_BATCH_MAX, &items, &n, "headers must be an array"))
+        return proto__d_fail(&d, diag);
+    out->headers_ = proto__calloc(n, sizeof *out->headers_);
+    if (out->headers_ == NULL) {
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!proto__d_bin(&d, &items[i], len, &out->headers_[i], "each header is carried as bin")) {
+            proto_headers_fini(out);
+            return proto__d_fail(&d, diag);
+        }
+    out->headers = out->headers_;
+    out->n = n;
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+void proto_headers_fini(proto_headers_msg *m)
+{
+    if (m == NULL)
+        return;
+    free(m->headers_);
+    memset(m, 0, sizeof *m);
+}
+
+static void enc_bodies(proto__w *w, const void *arg)
+{
+    const proto_bodies_msg *m = arg;
+    proto__w_head(w, 3, PROTO_K_BODIES);
+    proto__w_array(w, m->n);
+    for (size_t i = 0; i < m->n; i++) {
+        proto__w_array(w, 2);
+        proto__w_bin(w, m->items[i].header_id, PROTO_HASH_LEN);
+        proto__w_bin(w, m->items[i].body.p, m->items[i].body.len);
+    }
+}
+
+proto_err proto_bodies_encode(const proto_bodies_msg *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL || (m->n > 0 && m->items == NULL))
+        return PROTO_EINVAL;
+    if (m->n > PROTO_BATCH_MAX)
+        return PROTO_ELIMIT;
+    return proto__encode(enc_bodies, m, out);
+}
+
+proto_err proto_bodies_decode(const uint8_t *msg, size_t len, const proto_limits *lim,
+    proto_bodies_msg *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f, *items;
+    size_t n;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_BODIES, 3, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_arr(&d, &f[2], PROTO_BATCH_MAX, &items, &n, "bodies must be an array"))
+        return proto__d_fail(&d, diag);
+    out->items_ = proto__calloc(n, sizeof *out->items_);
+    if (out->items_ == NULL) {
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *x;
+        if (!proto__d_tuple(&d, &items[i], 2, &x, "body item is [header id, body]")
+            || !proto__d_fixed(
+                &d, &x[0], PROTO_HASH_LEN, out->items_[i].header_id, "header id must be bin of 32")
+            || !proto__d_bin(&d, &x[1], len, &out->items_[i].body, "body must be bin")) {
+            proto_bodies_fini(out);
+            return proto__d_fail(&d, diag);
+        }
+    }
+    out->items = out->items_;
+    out->n = n;
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+void proto_bodies_fini(proto_bodies_msg *m)
+{
+    if (m == NULL)
+        return;
+    free(m->items_);
+    memset(m, 0, sizeof *m);
+}
+
+static void enc_want(proto__w *w, const void *arg)
+{
+    const proto_want_msg *m = arg;
+    proto__w_head(w, 3, PROTO_K_WANT);
+    proto__w_array(w, m->n);
+    for (size_t i = 0; i < m->n; i++)
+        proto__w_bin(w, m->ids[i].b, PROTO_HASH_LEN);
+}
+
+proto_err proto_want_encode(const proto_want_msg *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL || (m->n > 0 && m->ids == NULL))
+        return PROTO_EINVAL;
+    if (m->n > PROTO_BATCH_MAX)
+        return PROTO_ELIMIT;
+    return proto__encode(enc_want, m, out);
+}
+
+proto_err proto_want_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_want_msg *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f, *items;
+    size_t n;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_WANT, 3, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_arr(&d, &f[2], PROTO_BATCH_MAX, &items, &n, "want must be an array"))
+        return proto__d_fail(&d, diag);
+    out->ids_ = proto__calloc(n, sizeof *out->ids_);
+    if (out->ids_ == NULL) {
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!proto__d_fixed(
+                &d, &items[i], PROTO_HASH_LEN, out->ids_[i].b, "header id must be bin of 32")) {
+            proto_want_fini(out);
+            return proto__d_fail(&d, diag);
+        }
+    out->ids = out->ids_;
+    out->n = n;
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+void proto_want_fini(proto_want_msg *m)
+{
+    if (m == NULL)
+        return;
+    free(m->ids_);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Control messages                                                                          */
+
+static void enc_ctl_request(proto__w *w, const void *arg)
+{
+    const proto_ctl_request *m = arg;
+    proto__w_head(w, 5, PROTO_K_CTL_REQUEST);
+    proto__w_uint(w, m->id);
+    proto__w_str(w, m->command.p, m->command.len);
+    proto__w_array(w, m->nargs);
+    for (size_t i = 0; i < m->nargs; i++)
+        proto__w_bin(w, m->args[i].p, m->args[i].len);
+}
+
+proto_err proto_ctl_request_encode(const proto_ctl_request *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL || (m->nargs > 0 && m->args == NULL))
+        return PROTO_EINVAL;
+    if (!proto__valid_command(m->command.p, m->command.len))
+        return PROTO_EVALUE;
+    if (m->nargs > PROTO_BATCH_MAX)
+        return PROTO_ELIMIT;
+    return proto__encode(enc_ctl_request, m, out);
+}
+
+proto_err proto_ctl_request_decode(const uint8_t *msg, size_t len, const proto_limits *lim,
+    proto_ctl_request *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f, *items;
+    size_t n;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_CTL_REQUEST, 5, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_uint(&d, &f[2], UINT64_MAX, &out->id, "request id")
+        || !proto__d_str(&d, &f[3], 64, &out->command, "command must be str of at most 64")
+        || !proto__d_arr(&d, &f[4], PROTO_BATCH_MAX, &items, &n, "arguments must be an array"))
+        return proto__d_fail(&d, diag);
+    if (!proto__valid_command(out->command.p, out->command.len)) {
+        proto__d_err(&d, &f[3], PROTO_EVALUE, "command must match [a-z0-9._-]{1,64}");
+        return proto__d_fail(&d, diag);
+    }
+    out->args_ = proto__calloc(n, sizeof *out->args_);
+    if (out->args_ == NULL) {
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!proto__d_bin(&d, &items[i], len, &out->args_[i], "each argument is bin")) {
+            proto_ctl_request_fini(out);
+            return proto__d_fail(&d, diag);
+        }
+    out->args = out->args_;
+    out->nargs = n;
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+void proto_ctl_request_fini(proto_ctl_request *m)
+{
+    if (m == NULL)
+        return;
+    free(m->args_);
+    memset(m, 0, sizeof *m);
+}
+
+static void enc_ctl_response(proto__w *w, const void *arg)
+{
+    const proto_ctl_response *m = arg;
+    proto__w_head(w, 4, PROTO_K_CTL_RESPONSE);
+    proto__w_uint(w, m->id);
+    proto__w_bin(w, m->payload.p, m->payload.len);
+}
+
+proto_err proto_ctl_response_encode(const proto_ctl_response *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL || (m->payload.len > 0 && m->payload.p == NULL))
+        return PROTO_EINVAL;
+    return proto__encode(enc_ctl_response, m, out);
+}
+
+proto_err proto_ctl_response_decode(const uint8_t *msg, size_t len, const proto_limits *lim,
+    proto_ctl_response *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_CTL_RESPONSE, 4, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_uint(&d, &f[2], UINT64_MAX, &out->id, "request id")
+        || !proto__d_bin(&d, &f[3], len, &out->payload, "payload must be bin"))
+        return proto__d_fail(&d, diag);
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+static void enc_ctl_error(proto__w *w, const void *arg)
+{
+    const proto_ctl_error *m = arg;
+    proto__w_head(w, 5, PROTO_K_CTL_ERROR);
+    proto__w_uint(w, m->id);
+    proto__w_uint(w, m->code);
+    proto__w_str(w, m->message.p, m->message.len);
+}
+
+proto_err proto_ctl_error_encode(const proto_ctl_error *m, proto_buf *out)
+{
+    if (m == NULL || out == NULL)
+        return PROTO_EINVAL;
+    if (!proto__valid_text(m->message.p, m->message.len))
+        return PROTO_EVALUE;
+    return proto__encode(enc_ctl_error, m, out);
+}
+
+proto_err proto_ctl_error_decode(
+    const uint8_t *msg, size_t len, const proto_limits *lim, proto_ctl_error *out, proto_diag *diag)
+{
+    if (msg == NULL || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    proto__d d;
+    const msgpack_object *f;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_CTL_ERROR, 5, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_uint(&d, &f[2], UINT64_MAX, &out->id, "request id")
+        || !proto__d_uint(&d, &f[3], UINT64_MAX, &out->code, "error code")
+        || !proto__d_str(&d, &f[4], PROTO_TEXT_MAX, &out->message,
+            "error message must be str of at most 1024 bytes"))
+        return proto__d_fail(&d, diag);
+    if (!proto__valid_text(out->message.p, out->message.len)) {
+        proto__d_err(&d, &f[4], PROTO_EVALUE, "error message must not contain NUL");
+        return proto__d_fail(&d, diag);
+    }
+    proto__d_close(&d);
+    return PROTO_OK;
+}

@@ -1,0 +1,1252 @@
+/*
+ * chaos.c - `patto-testnet chaos`: a seeded random run of operator operations and faults on a
+ * fresh testnet, then the checks (README.md "Chaos runs").
+ *
+ * The plan is a function of (seed, nodes, ops) only: every operation, its node, its values
+ * and every fault with its place among the operations are drawn before the network starts.
+ * What happens when the plan meets the network (which operations a node acknowledges, when
+ * deltas arrive) is recorded and checked, never fed back into the plan.
+ *
+ * Values are tokens "q" + 5 hex digits of the seed + "z" + the step number (6 digits) + 4
+ * check letters drawn from (seed, step), so each written value names the step that wrote it,
+ * and a node's data.mdb can be scanned for plaintext of scopes it was never granted. The
+ * check letters matter: LMDB leaves stale bytes in the unused middle of its pages, where a
+ * fragment of a node's own value can be overlaid by page bookkeeping; without a check, one
+ * changed digit turned a node's own value into another step's token (a false leak).
+ */
+#include "tn.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { F_REG, F_SET, F_CTR, F_TL };
+
+typedef struct field {
+    const char *scope, *name;
+    int type;
+    int scope_ix;
+} field;
+
+static const char *const scopes[] = { "anagrafica", "contatti", "lingua", "competenze", "lavoro" };
+#define NSCOPES 5
+
+static const field fields[] = {
+    { "anagrafica", "nome", F_REG, 0 },
+    { "anagrafica", "cognome", F_REG, 0 },
+    { "anagrafica", "nomi_varianti", F_SET, 0 },
+    { "contatti", "domicilio", F_REG, 1 },
+    { "contatti", "telefono", F_SET, 1 },
+    { "lingua", "cpia", F_REG, 2 },
+    { "lingua", "ore_frequenza", F_CTR, 2 },
+    { "competenze", "competenze", F_SET, 3 },
+    { "competenze", "esperienze", F_SET, 3 },
+    { "lavoro", "tirocini", F_TL, 4 },
+};
+#define NFIELDS (sizeof fields / sizeof fields[0])
+
+typedef enum {
+    S_NEW,
+    S_EDIT,
+    S_GRANT,
+    S_PARTITION,
+    S_SLOW,
+    S_HEAL,
+    S_STOP,
+    S_CONT,
+    S_KILL,
+    S_RESTART,
+} skind;
+
+static const char *const skind_names[]
+    = { "new", "edit", "grant", "partition", "slow", "heal", "stop", "cont", "kill", "restart" };
+
+typedef struct step {
+    skind kind;
+    int node;       /* where an operation runs; the node a fault acts on */
+    int c;          /* case (index in creation order) */
+    int f;          /* field (edit) or scope (grant) */
+    int to;         /* grant recipient; the other end of a slow link */
+    bool write;     /* grant access */
+    bool remove;    /* set remove or counter subtraction */
+    long amount;    /* counter */
+    unsigned tok;   /* token: this step's number, or (remove) the step that added it */
+    unsigned delay; /* slow */
+    unsigned loss;
+    int group[TN_MAX_NODES];
+} step;
+
+typedef enum { R_SKIP, R_ACK, R_REFUSED, R_UNKNOWN } result;
+
+typedef struct plan {
+    step *steps;
+    size_t n, cap;
+    size_t ncases;
+    int *owner; /* per case */
+} plan;
+
+/* ---------------------------------------------------------------------------------------- */
+/* The plan                                                                                  */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t next(rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static unsigned below(rng *r, unsigned n)
+{
+    return n == 0 ? 0 : (unsigned)(next(r) % n);
+}
+
+static step *push(plan *p)
+{
+    if (p->n == p->cap) {
+        size_t ncap = p->cap * 2 + 64;
+        step *ns = realloc(p->steps, ncap * sizeof *ns);
+        if (ns == NULL)
+            return NULL;
+        p->steps = ns;
+        p->cap = ncap;
+    }
+    step *s = &p->steps[p->n++];
+    memset(s, 0, sizeof *s);
+    s->tok = (unsigned)(p->n - 1);
+    return s;
+}
+
+#define TOK_LEN 17 /* q + 5 hex + z + 6 digits + 4 check letters */
+
+/* The 4 check letters of step tok in a run of seed (a splitmix64 finaliser). */
+static void tokcheck(uint64_t seed, unsigned tok, char out[4])
+{
+    uint64_t h = seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)tok + 1) * 0xc2b2ae3d27d4eb4full;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    for (int i = 0; i < 4; i++, h /= 26)
+        out[i] = (char)('a' + h % 26);
+}
+
+static void tokname(uint64_t seed, unsigned tok, char out[24])
+{
+    char check[4];
+    tokcheck(seed, tok, check);
+    snprintf(out, 24, "q%05xz%06u%.4s", (unsigned)((seed * 0x9e3779b97f4a7c15ull) >> 44) & 0xfffffu,
+        tok, check);
+}
+
+/* Per-case planning state: write grants per scope and node, set members added. */
+typedef struct pcase {
+    int owner;
+    unsigned char grant[NSCOPES][TN_MAX_NODES]; /* 0 none, 1 read, 2 write */
+    unsigned *added[NFIELDS];
+    size_t nadded[NFIELDS];
+} pcase;
+
+static int make_plan(plan *p, uint64_t seed, size_t nodes, size_t ops)
+{
+    rng r = { seed };
+    pcase *cs = calloc(ops + 1, sizeof *cs);
+    p->owner = calloc(ops + 1, sizeof *p->owner);
+    if (cs == NULL || p->owner == NULL) {
+        free(cs);
+        return -1;
+    }
+    bool down[TN_MAX_NODES] = { false }, killed[TN_MAX_NODES] = { false };
+    size_t recover_at[TN_MAX_NODES] = { 0 };
+    size_t ndown = 0, max_down = nodes >= 3 ? (nodes - 1) / 2 : 0;
+    bool partitioned = false, slowed = false;
+    size_t heal_at = 0;
+    int rc = -1;
+    for (size_t done = 0; done < ops;) {
+        /* Recoveries and heals fall due first. */
+        for (size_t i = 0; i < nodes; i++)
+            if (down[i] && recover_at[i] <= done) {
+                step *s = push(p);
+                if (s == NULL)
+                    goto out;
+                s->kind = killed[i] ? S_RESTART : S_CONT;
+                s->node = (int)i;
+                down[i] = killed[i] = false;
+                ndown--;
+            }
+        if ((partitioned || slowed) && heal_at <= done) {
+            step *s = push(p);
+            if (s == NULL)
+                goto out;
+            s->kind = S_HEAL;
+            partitioned = slowed = false;
+        }
+        if (below(&r, 100) < 6) {
+            unsigned what = below(&r, 4);
+            step *s = push(p);
+            if (s == NULL)
+                goto out;
+            if (what == 0 && !partitioned) {
+                /* Two groups: a random non-empty proper subset against the rest. */
+                s->kind = S_PARTITION;
+                unsigned mask;
+                do
+                    mask = below(&r, 1u << nodes);
+                while (mask == 0 || mask == (1u << nodes) - 1);
+                for (size_t i = 0; i < nodes; i++)
+                    s->group[i] = (int)((mask >> i) & 1u);
+                partitioned = true;
+                heal_at = done + 10 + below(&r, 60);
+            } else if (what == 1) {
+                s->kind = S_SLOW;
+                s->node = (int)below(&r, (unsigned)nodes);
+                s->to = (int)((s->node + 1 + (int)below(&r, (unsigned)nodes - 1)) % (int)nodes);
+                s->delay = 20 + below(&r, 400);
+                s->loss = below(&r, 3) == 0 ? 5 + below(&r, 20) : 0;
+                if (!slowed && !partitioned)
+                    heal_at = done + 10 + below(&r, 60);
+                slowed = true;
+            } else if (ndown < max_down) {
+                int i;
+                do
+                    i = (int)below(&r, (unsigned)nodes);
+                while (down[i]);
+                s->kind = what == 2 ? S_STOP : S_KILL;
+                s->node = i;
+                down[i] = true;
+                killed[i] = s->kind == S_KILL;
+                recover_at[i] = done + 5 + below(&r, 40);
+                ndown++;
+            } else {
+                s->kind = S_HEAL;
+                partitioned = slowed = false;
+            }
+            continue;
+        }
+        /* An operation at a running node. */
+        unsigned live[TN_MAX_NODES], nlive = 0;
+        for (size_t i = 0; i < nodes; i++)
+            if (!down[i])
+                live[nlive++] = (unsigned)i;
+        step *s = push(p);
+        if (s == NULL)
+            goto out;
+        done++;
+        unsigned kind = below(&r, 100);
+        int c = p->ncases > 0 ? (int)below(&r, (unsigned)p->ncases) : -1;
+        pcase *pc = c >= 0 ? &cs[c] : NULL;
+        if (pc != NULL && kind >= 10 && kind < 25 && !down[pc->owner]) {
+            s->kind = S_GRANT;
+            s->c = c;
+            s->node = pc->owner;
+            s->f = (int)below(&r, NSCOPES);
+            s->to = (int)((pc->owner + 1 + (int)below(&r, (unsigned)nodes - 1)) % (int)nodes);
+            s->write = below(&r, 10) < 4;
+            unsigned char *g = &pc->grant[s->f][s->to];
+            *g = s->write ? 2 : 1;
+            continue;
+        }
+        if (pc != NULL && kind >= 25) {
+            /* An edit by the owner, or by a node the plan granted write. */
+            int writers[TN_MAX_NODES], nw = 0;
+            for (size_t i = 0; i < nodes; i++) {
+                if (down[i] || (int)i == pc->owner)
+                    continue;
+                for (int sc = 0; sc < NSCOPES; sc++)
+                    if (pc->grant[sc][i] == 2) {
+                        writers[nw++] = (int)i;
+                        break;
+                    }
+            }
+            int who = -1;
+            if (!down[pc->owner] && (nw == 0 || below(&r, 10) < 7))
+                who = pc->owner;
+            else if (nw > 0)
+                who = writers[below(&r, (unsigned)nw)];
+            if (who >= 0) {
+                unsigned cand[NFIELDS], nc = 0;
+                for (unsigned f = 0; f < NFIELDS; f++)
+                    if (who == pc->owner || pc->grant[fields[f].scope_ix][who] == 2)
+                        cand[nc++] = f;
+                unsigned f = cand[below(&r, nc)];
+                s->kind = S_EDIT;
+                s->c = c;
+                s->node = who;
+                s->f = (int)f;
+                if (fields[f].type == F_SET && pc->nadded[f] > 0 && below(&r, 5) == 0) {
+                    s->remove = true;
+                    s->tok = pc->added[f][below(&r, (unsigned)pc->nadded[f])];
+                } else if (fields[f].type == F_SET) {
+                    unsigned *na = realloc(pc->added[f], (pc->nadded[f] + 1) * sizeof *na);
+                    if (na == NULL)
+                        goto out;
+                    pc->added[f] = na;
+                    na[pc->nadded[f]++] = s->tok;
+                } else if (fields[f].type == F_CTR) {
+                    s->remove = below(&r, 4) == 0;
+                    s->amount = 1 + (long)below(&r, 9);
+                }
+                continue;
+            }
+        }
+        /* Otherwise: a new case at a running node. */
+        s->kind = S_NEW;
+        s->node = (int)live[below(&r, nlive)];
+        s->c = (int)p->ncases;
+        cs[p->ncases].owner = s->node;
+        p->owner[p->ncases] = s->node;
+        p->ncases++;
+    }
+    /* The end: every node back, every fault healed. */
+    for (size_t i = 0; i < nodes; i++)
+        if (down[i]) {
+            step *s = push(p);
+            if (s == NULL)
+                goto out;
+            s->kind = killed[i] ? S_RESTART : S_CONT;
+            s->node = (int)i;
+        }
+    step *s = push(p);
+    if (s == NULL)
+        goto out;
+    s->kind = S_HEAL;
+    rc = 0;
+out:
+    for (size_t c = 0; c <= ops; c++)
+        for (unsigned f = 0; f < NFIELDS; f++)
+            free(cs[c].added[f]);
+    free(cs);
+    return rc;
+}
+
+/* One line describing step s (also the plan's printed form). */
+static void describe(const tn_net *net, uint64_t seed, const step *s, char *buf, size_t size)
+{
+    char tok[24];
+    tokname(seed, s->tok, tok);
+    const char *at = net->nodes[s->node].name;
+    switch (s->kind) {
+    case S_NEW:
+        snprintf(buf, size, "new case#%d at %s anagrafica.nome=%s", s->c, at, tok);
+        break;
+    case S_EDIT: {
+        const field *f = &fields[s->f];
+        if (f->type == F_CTR)
+            snprintf(buf, size, "edit case#%d at %s %s.%s%s=%ld", s->c, at, f->scope, f->name,
+                s->remove ? "-" : "+", s->amount);
+        else if (f->type == F_TL)
+            snprintf(buf, size, "edit case#%d at %s %s.%s+={\"nota\":\"%s\"}", s->c, at, f->scope,
+                f->name, tok);
+        else
+            snprintf(buf, size, "edit case#%d at %s %s.%s%s=%s", s->c, at, f->scope, f->name,
+                f->type == F_REG ? ""
+                    : s->remove  ? "-"
+                                 : "+",
+                tok);
+        break;
+    }
+    case S_GRANT:
+        snprintf(buf, size, "grant case#%d at %s %s %s to %s", s->c, at, scopes[s->f],
+            s->write ? "write" : "read", net->nodes[s->to].name);
+        break;
+    case S_PARTITION: {
+        size_t used = (size_t)snprintf(buf, size, "partition");
+        for (int g = 0; g < 2; g++) {
+            bool first = true;
+            for (size_t i = 0; i < net->n && used < size; i++)
+                if (s->group[i] == g) {
+                    used += (size_t)snprintf(
+                        buf + used, size - used, "%s%s", first ? " " : ",", net->nodes[i].name);
+                    first = false;
+                }
+        }
+        break;
+    }
+    case S_SLOW:
+        snprintf(buf, size, "slow %s %s --delay-ms %u --loss-pct %u", at, net->nodes[s->to].name,
+            s->delay, s->loss);
+        break;
+    case S_HEAL:
+        snprintf(buf, size, "heal");
+        break;
+    case S_STOP:
+    case S_CONT:
+    case S_KILL:
+    case S_RESTART:
+        snprintf(buf, size, "%s %s", skind_names[s->kind], at);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The run                                                                                   */
+
+typedef struct run {
+    tn_net net;
+    plan p;
+    uint64_t seed;
+    size_t ops;
+    result *res;
+    char (*ids)[64]; /* per case: its id once created */
+    bool stopped[TN_MAX_NODES], killed[TN_MAX_NODES];
+    bool crashed[TN_MAX_NODES]; /* found down without the run having killed it */
+    unsigned long acked, refused, unknown, skipped, faults;
+    uint64_t start;
+    tn_report rep;
+    bool tty;
+    char active[512]; /* faults in force, for the progress line */
+} run;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static uint64_t elapsed(const run *x)
+{
+    return tn_now_ms() - x->start;
+}
+
+static void sample(run *x)
+{
+    tn_sample s;
+    memset(&s, 0, sizeof s);
+    s.t_ms = elapsed(x);
+    json_object *vv[TN_MAX_NODES] = { 0 };
+    json_object *maxvv = json_object_new_object();
+    for (size_t i = 0; i < x->net.n; i++) {
+        s.lag[i] = -1;
+        if (x->stopped[i] || x->killed[i])
+            continue;
+        tn_out o = tn_patto(&x->net, i, "digest", NULL);
+        json_object *v = o.status == 0 && o.json ? tn_jget(o.json, "vv") : NULL;
+        if (v != NULL) {
+            vv[i] = json_object_get(v);
+            json_object_object_foreach(v, origin, seq)
+            {
+                json_object *m = tn_jget(maxvv, origin);
+                if (m == NULL || json_object_get_int64(m) < json_object_get_int64(seq))
+                    json_object_object_add(
+                        maxvv, origin, json_object_new_int64(json_object_get_int64(seq)));
+            }
+        }
+        tn_out_free(&o);
+    }
+    for (size_t i = 0; i < x->net.n; i++) {
+        if (vv[i] == NULL)
+            continue;
+        int64_t lag = 0;
+        json_object_object_foreach(maxvv, origin, seq)
+        {
+            json_object *mine = tn_jget(vv[i], origin);
+            lag += json_object_get_int64(seq) - (mine ? json_object_get_int64(mine) : 0);
+        }
+        s.lag[i] = lag;
+        json_object_put(vv[i]);
+    }
+    json_object_put(maxvv);
+    tn_report_sample(&x->rep, &s);
+}
+
+static void progress(run *x, size_t done, bool final)
+{
+    char lags[256] = "";
+    const tn_sample *s = x->rep.nsamples ? &x->rep.samples[x->rep.nsamples - 1] : NULL;
+    for (size_t i = 0; s != NULL && i < x->net.n; i++) {
+        size_t used = strlen(lags);
+        if (s->lag[i] >= 0)
+            snprintf(lags + used, sizeof lags - used, " %lld", (long long)s->lag[i]);
+        else
+            snprintf(lags + used, sizeof lags - used, " -");
+    }
+    char line[1024];
+    snprintf(line, sizeof line, "chaos: %5.1fs ops %zu/%zu acked=%lu refused=%lu faults: %s lag:%s",
+        (double)elapsed(x) / 1000.0, done, x->ops, x->acked, x->refused,
+        x->active[0] ? x->active : "none", lags);
+    if (x->tty) {
+        fprintf(stderr, "\r\033[K%s", line);
+        if (final)
+            fputc('\n', stderr);
+    } else {
+        printf("%s\n", line);
+    }
+    fflush(NULL);
+}
+
+/* A line above the live progress line. */
+static void say(run *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(run *x, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (x->tty)
+        fputs("\r\033[K", stderr);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+static void update_active(run *x)
+{
+    char *ans = NULL;
+    x->active[0] = '\0';
+    if (tn_ctl(x->net.dir, "status", &ans, 5000) == 0) {
+        for (char *save = NULL, *l = strtok_r(ans, "\n", &save); l;
+             l = strtok_r(NULL, "\n", &save)) {
+            size_t used = strlen(x->active);
+            if (strncmp(l, "fault ", 6) == 0)
+                snprintf(
+                    x->active + used, sizeof x->active - used, "%s%s", used ? "; " : "", l + 6);
+        }
+    }
+    free(ans);
+    for (size_t i = 0; i < x->net.n; i++) {
+        size_t used = strlen(x->active);
+        if (x->stopped[i] || x->killed[i])
+            snprintf(x->active + used, sizeof x->active - used, "%s%s %s", used ? "; " : "",
+                x->stopped[i] ? "stopped" : "killed", x->net.nodes[i].name);
+    }
+}
+
+static int do_fault(run *x, const step *s, const char *desc)
+{
+    char line[1024];
+    const char *name = x->net.nodes[s->node].name;
+    switch (s->kind) {
+    case S_PARTITION:
+        snprintf(line, sizeof line, "%s", desc);
+        break;
+    case S_SLOW:
+        snprintf(line, sizeof line, "slow %s %s %u %u", name, x->net.nodes[s->to].name, s->delay,
+            s->loss);
+        break;
+    default:
+        snprintf(line, sizeof line, "%s %s", skind_names[s->kind], name);
+        if (s->kind == S_HEAL)
+            snprintf(line, sizeof line, "heal");
+        break;
+    }
+    char *ans = NULL;
+    int r = tn_ctl(x->net.dir, line, &ans, 30000);
+    char state[TN_MAX_NODES][16];
+    if (r == 1 && s->kind >= S_STOP && tn_node_states(&x->net, state) == 0
+        && strcmp(state[s->node], "down") == 0 && !x->killed[s->node]) {
+        /* The node went down on its own (verify counts the crash and fails the run): go on
+         * with the plan, so that the run still ends with every check and its evidence. */
+        x->crashed[s->node] = true;
+        x->stopped[s->node] = false;
+        say(x, "chaos: %6.1fs %s skipped: %s is down, it was not killed by this run (see %s.log)",
+            (double)elapsed(x) / 1000.0, desc, name, name);
+        tn_report_event(&x->rep, elapsed(x), "fault", "%s: skipped, %s is down", desc, name);
+        free(ans);
+        return 0;
+    }
+    if (r != 0) {
+        say(x, "chaos: fault \"%s\" failed: %s", line, r == 1 ? ans : "no supervisor");
+        free(ans);
+        return -1;
+    }
+    free(ans);
+    if (s->kind == S_STOP)
+        x->stopped[s->node] = true;
+    if (s->kind == S_CONT)
+        x->stopped[s->node] = false;
+    if (s->kind == S_KILL)
+        x->killed[s->node] = true;
+    if (s->kind == S_RESTART) {
+        x->killed[s->node] = false;
+        x->crashed[s->node] = false;
+        if (tn_wait_node(&x->net, (size_t)s->node, 15000) != 0)
+            return -1;
+    }
+    x->faults++;
+    update_active(x);
+    tn_report_event(&x->rep, elapsed(x), "fault", "%s", desc);
+    say(x, "chaos: %6.1fs %s", (double)elapsed(x) / 1000.0, desc);
+    return 0;
+}
+
+static result classify(int status)
+{
+    return status == 0                                ? R_ACK
+        : (status == 1 || status == 2 || status == 3) ? R_REFUSED
+                                                      : R_UNKNOWN;
+}
+
+static result do_op(run *x, const step *s)
+{
+    char tok[24], edit[256], ev[96];
+    tokname(x->seed, s->tok, tok);
+    if (s->kind == S_NEW) {
+        snprintf(edit, sizeof edit, "anagrafica.nome=%s", tok);
+        tn_out o = tn_patto(&x->net, (size_t)s->node, "case", "new", edit, NULL);
+        json_object *id = o.status == 0 && o.json ? tn_jget(o.json, "id") : NULL;
+        result r = id != NULL ? R_ACK : classify(o.status == 0 ? 5 : o.status);
+        if (id != NULL)
+            snprintf(x->ids[s->c], 64, "%s", json_object_get_string(id));
+        tn_out_free(&o);
+        return r;
+    }
+    if (x->ids[s->c][0] == '\0')
+        return R_SKIP; /* its case was never created */
+    tn_out o;
+    if (s->kind == S_GRANT) {
+        o = tn_patto(&x->net, (size_t)s->node, "consent", "grant", x->ids[s->c], "--to",
+            x->net.nodes[s->to].name, "--scopes", scopes[s->f], "--purpose", "integrazione",
+            "--basis", "public-task", "--access", s->write ? "write" : "read", NULL);
+    } else {
+        const field *f = &fields[s->f];
+        if (f->type == F_CTR)
+            snprintf(edit, sizeof edit, "%s.%s%s=%ld", f->scope, f->name, s->remove ? "-" : "+",
+                s->amount);
+        else if (f->type == F_TL) {
+            snprintf(ev, sizeof ev, "{\"nota\":\"%s\"}", tok);
+            snprintf(edit, sizeof edit, "%s.%s+=%s", f->scope, f->name, ev);
+        } else
+            snprintf(edit, sizeof edit, "%s.%s%s=%s", f->scope, f->name,
+                f->type == F_REG ? ""
+                    : s->remove  ? "-"
+                                 : "+",
+                tok);
+        o = tn_patto(&x->net, (size_t)s->node, "case", "set", x->ids[s->c], edit, NULL);
+    }
+    result r = classify(o.status);
+    if (r == R_UNKNOWN)
+        say(x, "chaos: step %u: exit %d: %s%s", s->tok, o.status, o.out, o.err);
+    tn_out_free(&o);
+    return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The checks                                                                                */
+
+typedef struct verdict {
+    unsigned long lost, phantom, leaks, crashes;
+    unsigned long seen; /* tokens found in the stores of nodes that may read them */
+    char first[8][300];
+    size_t nfirst;
+} verdict;
+
+static void note(verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(verdict *v, const char *fmt, ...)
+{
+    if (v->nfirst >= 8)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->first[v->nfirst++], sizeof v->first[0], fmt, ap);
+    va_end(ap);
+}
+
+/* Final access of node i to scope sc of case c from acknowledged grants: 0 none, 1 read or
+ * write; 2 when an unknown-outcome grant leaves it open. */
+static int access_of(const run *x, int c, int sc, size_t i)
+{
+    if (x->p.owner[c] == (int)i)
+        return 1;
+    int a = 0;
+    for (size_t k = 0; k < x->p.n; k++) {
+        const step *s = &x->p.steps[k];
+        if (s->kind == S_GRANT && s->c == c && s->f == sc && s->to == (int)i) {
+            if (x->res[k] == R_ACK)
+                a = 1;
+            else if (x->res[k] == R_UNKNOWN && a == 0)
+                a = 2;
+        }
+    }
+    return a;
+}
+
+static bool json_has_string(json_object *arr, const char *v)
+{
+    for (size_t k = 0; arr && k < json_object_array_length(arr); k++) {
+        json_object *e = json_object_array_get_idx(arr, k);
+        const char *sv = json_object_get_string(e);
+        if (sv != NULL && strcmp(sv, v) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool timeline_has(json_object *arr, const char *tok)
+{
+    for (size_t k = 0; arr && k < json_object_array_length(arr); k++) {
+        json_object *n = tn_jget(json_object_array_get_idx(arr, k), "event/nota");
+        if (n != NULL && strcmp(json_object_get_string(n), tok) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Check what node i shows of case c against every acknowledged step. */
+static void check_case_at(run *x, int c, size_t i, json_object *show, bool *lost_step, verdict *v)
+{
+    const char *who = x->net.nodes[i].name;
+    for (unsigned f = 0; f < NFIELDS; f++) {
+        const field *fd = &fields[f];
+        if (access_of(x, c, fd->scope_ix, i) != 1)
+            continue;
+        char path[128], conf[96];
+        snprintf(path, sizeof path, "scopes/%s/%s", fd->scope, fd->name);
+        snprintf(conf, sizeof conf, "%s.%s", fd->scope, fd->name);
+        json_object *val = tn_jget(show, path);
+        json_object *conflicts = NULL;
+        json_object *call = tn_jget(show, "conflicts");
+        if (call != NULL)
+            json_object_object_get_ex(call, conf, &conflicts);
+        long sum = 0;
+        bool unknown_ctr = false;
+        long last_reg = -1;
+        bool unknown_after_reg = false;
+        for (size_t k = 0; k < x->p.n; k++) {
+            const step *s = &x->p.steps[k];
+            bool on_field = (s->kind == S_EDIT && s->c == c && s->f == (int)f)
+                || (s->kind == S_NEW && s->c == c && f == 0);
+            if (!on_field)
+                continue;
+            result r = x->res[k];
+            char tok[24];
+            tokname(x->seed, s->tok, tok);
+            if (fd->type == F_REG) {
+                if (r == R_ACK) {
+                    last_reg = (long)k;
+                    unknown_after_reg = false;
+                } else if (r == R_UNKNOWN)
+                    unknown_after_reg = true;
+            } else if (fd->type == F_CTR) {
+                if (r == R_ACK)
+                    sum += s->remove ? -s->amount : s->amount;
+                else if (r == R_UNKNOWN)
+                    unknown_ctr = true;
+            } else if (fd->type == F_SET && !s->remove) {
+                /* An element some remove was tried on is not checked either way. */
+                bool removed = false;
+                for (size_t m = k + 1; m < x->p.n && !removed; m++) {
+                    const step *t = &x->p.steps[m];
+                    removed = t->kind == S_EDIT && t->c == c && t->f == (int)f && t->remove
+                        && t->tok == s->tok && x->res[m] != R_SKIP;
+                }
+                bool has = json_has_string(val, tok);
+                if (r == R_ACK && !removed && !has) {
+                    lost_step[k] = true;
+                    note(v, "%s lacks %s (step %zu, acknowledged) in %s of case#%d", who, tok, k,
+                        conf, c);
+                }
+                if ((r == R_REFUSED || r == R_SKIP) && has) {
+                    v->phantom++;
+                    note(v, "%s shows %s (step %zu, refused) in %s of case#%d", who, tok, k, conf,
+                        c);
+                }
+            } else if (fd->type == F_TL && r == R_ACK && !timeline_has(val, tok)) {
+                lost_step[k] = true;
+                note(v, "%s lacks event %s (step %zu, acknowledged) in %s of case#%d", who, tok, k,
+                    conf, c);
+            }
+        }
+        if (fd->type == F_REG && last_reg >= 0 && !unknown_after_reg) {
+            char tok[24];
+            tokname(x->seed, x->p.steps[last_reg].tok, tok);
+            const char *win = val ? json_object_get_string(val) : NULL;
+            if (!(win != NULL && strcmp(win, tok) == 0) && !json_has_string(conflicts, tok)) {
+                lost_step[last_reg] = true;
+                note(v, "%s shows %s=%s, not the last acknowledged %s (step %ld) of case#%d", who,
+                    conf, win ? win : "(nothing)", tok, last_reg, c);
+            }
+        }
+        if (fd->type == F_CTR && !unknown_ctr) {
+            long got = val ? (long)json_object_get_int64(val) : 0;
+            if (got != sum) {
+                v->lost++;
+                note(v, "%s shows %s=%ld of case#%d, the acknowledged changes add up to %ld", who,
+                    conf, got, c, sum);
+            }
+        }
+    }
+}
+
+/* Scan node i's data.mdb for tokens of scopes it may not read. */
+static void scan_store(run *x, size_t i, verdict *v)
+{
+    char path[TN_PATH_MAX + 60];
+    tn_path(path, sizeof path, "%s/%s/data.mdb", x->net.dir, x->net.nodes[i].name);
+    size_t len = 0;
+    char *db = tn_read_file(path, &len);
+    if (db == NULL) {
+        note(v, "cannot read %s: %s", path, strerror(errno));
+        v->leaks++;
+        return;
+    }
+    char prefix[24];
+    tokname(x->seed, 0, prefix);
+    prefix[7] = '\0'; /* "q" + 5 hex + "z" */
+    for (char *p = db; (size_t)(p - db) + TOK_LEN <= len; p++) {
+        p = memchr(p, 'q', len - (size_t)(p - db) - (TOK_LEN - 1));
+        if (p == NULL)
+            break;
+        if (memcmp(p, prefix, 7) != 0)
+            continue;
+        unsigned k = 0;
+        bool digits = true;
+        for (int d = 7; d < 13; d++) {
+            digits = digits && p[d] >= '0' && p[d] <= '9';
+            k = k * 10 + (unsigned)(p[d] - '0');
+        }
+        char check[4];
+        if (!digits || k >= x->p.n)
+            continue;
+        tokcheck(x->seed, k, check);
+        if (memcmp(p + 13, check, 4) != 0)
+            continue; /* a damaged fragment, not a value */
+        const step *s = &x->p.steps[k];
+        int sc = s->kind == S_NEW ? 0 : s->kind == S_EDIT ? fields[s->f].scope_ix : -1;
+        if (sc < 0)
+            continue;
+        if (access_of(x, s->c, sc, i) != 0) {
+            v->seen++;
+            continue;
+        }
+        v->leaks++;
+        note(v, "%s's data.mdb holds %.17s, written in %s of case#%d, never granted to it",
+            x->net.nodes[i].name, p, scopes[sc], s->c);
+    }
+    free(db);
+}
+
+static void verify(run *x, verdict *v)
+{
+    bool *lost_step = calloc(x->p.n, sizeof *lost_step);
+    if (lost_step == NULL)
+        return;
+    for (size_t c = 0; c < x->p.ncases; c++) {
+        if (x->ids[c][0] == '\0')
+            continue;
+        for (size_t i = 0; i < x->net.n; i++) {
+            tn_out o = tn_patto(&x->net, i, "case", "show", x->ids[c], NULL);
+            bool any = false, open = false;
+            for (int sc = 0; sc < NSCOPES; sc++) {
+                int a = access_of(x, (int)c, sc, i);
+                any = any || a == 1;
+                open = open || a == 2;
+                char path[64];
+                snprintf(path, sizeof path, "scopes/%s", scopes[sc]);
+                bool shown = o.status == 0 && o.json && tn_jget(o.json, path) != NULL;
+                if (a == 0 && shown) {
+                    v->leaks++;
+                    note(v, "%s shows scope %s of case#%d (%s), never granted to it",
+                        x->net.nodes[i].name, scopes[sc], (int)c, x->ids[c]);
+                }
+                if (a == 1 && !shown) {
+                    /* A grant acknowledged (or the owner's own scope) must be readable. */
+                    for (size_t k = 0; k < x->p.n; k++) {
+                        const step *s = &x->p.steps[k];
+                        if (s->kind == S_GRANT && s->c == (int)c && s->f == sc && s->to == (int)i
+                            && x->res[k] == R_ACK)
+                            lost_step[k] = true;
+                    }
+                }
+            }
+            if (!any && !open && o.status != 3) {
+                v->leaks++;
+                note(v, "%s: case show %s gives exit %d, not 3, with no grant",
+                    x->net.nodes[i].name, x->ids[c], o.status);
+            }
+            if (any && o.status == 0 && o.json != NULL)
+                check_case_at(x, (int)c, i, o.json, lost_step, v);
+            else if (any) {
+                v->lost++;
+                note(v, "%s cannot show case#%d (%s): exit %d %s", x->net.nodes[i].name, (int)c,
+                    x->ids[c], o.status, o.out);
+            }
+            tn_out_free(&o);
+        }
+    }
+    for (size_t k = 0; k < x->p.n; k++)
+        if (lost_step[k])
+            v->lost++;
+    free(lost_step);
+    for (size_t i = 0; i < x->net.n; i++)
+        scan_store(x, i, v);
+    /* No node died that the run did not kill. */
+    char *ans = NULL;
+    if (tn_ctl(x->net.dir, "status", &ans, 5000) == 0) {
+        for (char *save = NULL, *l = strtok_r(ans, "\n", &save); l;
+             l = strtok_r(NULL, "\n", &save)) {
+            char name[64];
+            unsigned crashes = 0;
+            const char *cr = strstr(l, "crashes=");
+            if (sscanf(l, "node %63s", name) == 1 && cr != NULL
+                && sscanf(cr, "crashes=%u", &crashes) == 1 && crashes > 0) {
+                v->crashes += crashes;
+                note(v, "%s crashed %u time(s) (supervisor.log, %s.log)", name, crashes, name);
+            }
+        }
+    } else {
+        v->crashes++;
+        note(v, "the supervisor does not answer");
+    }
+    free(ans);
+}
+
+/* Count the warnings and errors the nodes logged, by event, and print them: they do not fail
+ * a run (a node is meant to survive what it warns about), but they show what it went
+ * through, e.g. links dropped for bad frames. */
+static void log_summary(run *x, const char *dir)
+{
+    char names[32][64];
+    unsigned long counts[32];
+    size_t n = 0;
+    for (size_t i = 0; i < x->net.n; i++) {
+        char path[TN_PATH_MAX + 60];
+        tn_path(path, sizeof path, "%s/%s.log", dir, x->net.nodes[i].name);
+        char *log = tn_read_file(path, NULL);
+        for (char *save = NULL, *l = log ? strtok_r(log, "\n", &save) : NULL; l;
+             l = strtok_r(NULL, "\n", &save)) {
+            if (strstr(l, "level=warn") == NULL && strstr(l, "level=error") == NULL)
+                continue;
+            const char *ev = strstr(l, "event=");
+            char name[64];
+            if (ev == NULL || sscanf(ev, "event=%63s", name) != 1)
+                continue;
+            /* peer.reject: keep the reason's first words, they say what went wrong. */
+            const char *why = strstr(l, "reason=\"");
+            if (why != NULL) {
+                size_t used = strlen(name), len = strcspn(why + 8, "(\"");
+                while (len > 0 && why[8 + len - 1] == ' ')
+                    len--;
+                snprintf(name + used, sizeof name - used, "(%.*s)", (int)len, why + 8);
+            }
+            size_t k = 0;
+            while (k < n && strcmp(names[k], name) != 0)
+                k++;
+            if (k == n && n < 32) {
+                snprintf(names[n], sizeof names[n], "%s", name);
+                counts[n++] = 0;
+            }
+            if (k < n)
+                counts[k]++;
+        }
+        free(log);
+    }
+    for (size_t k = 0; k < n; k++)
+        printf("chaos: node logs: %lu x %s\n", counts[k], names[k]);
+}
+
+/* Whether any log of the run (written until every process exited) holds a sanitizer
+ * report (a sanitizer build of pattod or of the supervisor reports leaks at exit), or the
+ * supervisor saw a node exit that nobody asked for (also during the final stop). */
+static bool sanitizer_report(run *x, const char *dir)
+{
+    bool found = false;
+    for (size_t i = 0; i <= x->net.n; i++) {
+        char path[TN_PATH_MAX + 60];
+        tn_path(path, sizeof path, "%s/%s.log", dir,
+            i < x->net.n ? x->net.nodes[i].name : "supervisor");
+        char *log = tn_read_file(path, NULL);
+        if (log != NULL
+            && (strstr(log, "Sanitizer") != NULL || strstr(log, "runtime error:") != NULL)) {
+            printf("chaos: a sanitizer report in %s\n", path);
+            found = true;
+        }
+        /* Also the stop at the end: a node must exit 0 on SIGTERM. */
+        if (log != NULL && i == x->net.n && strstr(log, "expected=no") != NULL) {
+            printf("chaos: a node exited on its own (expected=no in %s)\n", path);
+            found = true;
+        }
+        free(log);
+    }
+    return found;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The command                                                                               */
+
+static int usage(void)
+{
+    tn_err("usage: patto-testnet chaos --nodes N --ops K --seed S [--duration SECONDS] [--dir "
+           "DIR] [--report FILE.json] [--plan] [--keep]");
+    return TN_EXIT_USAGE;
+}
+
+int tn_cmd_chaos(int argc, char **argv)
+{
+    long nodes = 0, ops = -1, duration = 0;
+    unsigned long long seed = 0;
+    bool have_seed = false, plan_only = false, keep = false;
+    const char *dir = NULL, *report = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--plan") == 0)
+            plan_only = true;
+        else if (strcmp(a, "--keep") == 0)
+            keep = true;
+        else if (val == NULL)
+            return usage();
+        else if (strcmp(a, "--nodes") == 0)
+            nodes = strtol(val, NULL, 10), i++;
+        else if (strcmp(a, "--ops") == 0)
+            ops = strtol(val, NULL, 10), i++;
+        else if (strcmp(a, "--seed") == 0)
+            seed = strtoull(val, NULL, 10), have_seed = true, i++;
+        else if (strcmp(a, "--duration") == 0)
+            duration = strtol(val, NULL, 10), i++;
+        else if (strcmp(a, "--dir") == 0)
+            dir = val, i++;
+        else if (strcmp(a, "--report") == 0)
+            report = val, i++;
+        else
+            return usage();
+    }
+    if (nodes < 2 || nodes > 16 || ops < 0 || ops > 1000000 || !have_seed || duration < 0)
+        return usage();
+    /* By default 20 operations a second, so that faults last long enough to matter. */
+    if (duration == 0)
+        duration = (ops + 19) / 20;
+    run *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return TN_EXIT_ERROR;
+    int rc = TN_EXIT_ERROR;
+    bool made_dir = false, up = false;
+    char summary[256] = "";
+    x->seed = seed;
+    x->ops = (size_t)ops;
+    if (make_plan(&x->p, seed, (size_t)nodes, (size_t)ops) != 0) {
+        tn_err("chaos: out of memory planning %ld operations", ops);
+        goto done;
+    }
+    if (plan_only) {
+        /* The names without a network: the plan names nodes by the fixed order. */
+        x->net.n = (size_t)nodes;
+        for (size_t i = 0; i < x->net.n; i++)
+            tn_node_name(i, x->net.nodes[i].name, x->net.nodes[i].role);
+        for (size_t k = 0; k < x->p.n; k++) {
+            char d[512];
+            describe(&x->net, seed, &x->p.steps[k], d, sizeof d);
+            printf("%zu %s\n", k, d);
+        }
+        rc = TN_EXIT_OK;
+        goto done;
+    }
+    x->res = calloc(x->p.n, sizeof *x->res);
+    x->ids = calloc(x->p.ncases + 1, sizeof *x->ids);
+    if (x->res == NULL || x->ids == NULL)
+        goto done;
+    char tmp[64] = "/tmp/patto-chaos-XXXXXX";
+    if (dir == NULL) {
+        if (mkdtemp(tmp) == NULL) {
+            tn_err("chaos: cannot create a directory in /tmp: %s", strerror(errno));
+            goto done;
+        }
+        dir = tmp;
+        made_dir = true;
+    } else {
+        char conf[TN_PATH_MAX + 20];
+        tn_path(conf, sizeof conf, "%s/" TN_CONF, dir);
+        if (tn_exists(conf)) {
+            tn_err("chaos: %s already holds a testnet; give a new directory", dir);
+            rc = TN_EXIT_USAGE;
+            goto done;
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    x->tty = isatty(2) == 1;
+    printf("chaos: seed=%llu nodes=%ld ops=%ld steps=%zu dir=%s\n", seed, nodes, ops, x->p.n, dir);
+    printf("chaos: nodes (lag listed in this order):");
+    for (long i = 0; i < nodes; i++) {
+        char name[33], role[16];
+        tn_node_name((size_t)i, name, role);
+        printf(" %s", name);
+    }
+    printf("\n");
+    fflush(stdout);
+    x->start = tn_now_ms();
+    up = true;
+    if (tn_up(dir, (size_t)nodes, 0, true) != TN_EXIT_OK || tn_net_load(&x->net, dir) != 0) {
+        tn_err("chaos: the network did not come up (see %s)", dir);
+        goto finish;
+    }
+    tn_report_event(&x->rep, elapsed(x), "fault", "up %ld nodes", nodes);
+    sample(x);
+    uint64_t last_sample = tn_now_ms(), last_progress = 0;
+    size_t done_ops = 0;
+    uint64_t run_start = tn_now_ms();
+    bool broken = false;
+    for (size_t k = 0; k < x->p.n && !interrupted && !broken; k++) {
+        step *s = &x->p.steps[k];
+        if (duration > 0) {
+            uint64_t due = run_start + (uint64_t)duration * 1000u * k / x->p.n;
+            while (tn_now_ms() < due && !interrupted)
+                tn_sleep_ms((unsigned)(due - tn_now_ms() > 50 ? 50 : due - tn_now_ms()));
+        }
+        char desc[512];
+        describe(&x->net, seed, s, desc, sizeof desc);
+        if (s->kind >= S_PARTITION) {
+            if (do_fault(x, s, desc) != 0)
+                broken = true;
+            continue;
+        }
+        result r = do_op(x, s);
+        x->res[k] = r;
+        done_ops++;
+        if (r == R_ACK)
+            x->acked++;
+        else if (r == R_REFUSED)
+            x->refused++;
+        else if (r == R_UNKNOWN)
+            x->unknown++;
+        else
+            x->skipped++;
+        tn_report_event(&x->rep, elapsed(x), "op", "%s: %s", desc,
+            r == R_ACK           ? "acked"
+                : r == R_REFUSED ? "refused"
+                : r == R_UNKNOWN ? "unknown"
+                                 : "skipped");
+        if (tn_now_ms() - last_sample >= 500) {
+            sample(x);
+            last_sample = tn_now_ms();
+        }
+        if (tn_now_ms() - last_progress >= (x->tty ? 200u : 5000u)) {
+            progress(x, done_ops, false);
+            last_progress = tn_now_ms();
+        }
+    }
+    if (interrupted) {
+        say(x, "chaos: interrupted");
+        goto finish;
+    }
+    if (broken)
+        goto finish;
+    progress(x, done_ops, true);
+    /* Every node back and connected, every fault healed (the plan ends so); then converge.
+     * A node that went down on its own is started again, so that the checks can still tell
+     * whether it lost anything (its crash fails the run anyway). */
+    uint64_t heal_t = tn_now_ms();
+    char state[TN_MAX_NODES][16];
+    for (size_t i = 0; tn_node_states(&x->net, state) == 0 && i < x->net.n; i++) {
+        if (strcmp(state[i], "down") != 0)
+            continue;
+        char line[64], *ans = NULL;
+        snprintf(line, sizeof line, "start %s", x->net.nodes[i].name);
+        say(x,
+            "chaos: %s is down at the end without having been killed: starting it for the checks",
+            x->net.nodes[i].name);
+        if (tn_ctl(x->net.dir, line, &ans, 20000) == 0)
+            tn_wait_node(&x->net, i, 15000);
+        free(ans);
+        x->crashed[i] = false;
+    }
+    if (tn_wait_connected(&x->net, 30000, false) != 0)
+        say(x, "chaos: not every node reconnected within 30 s");
+    uint64_t took = 0;
+    char *why = NULL;
+    int conv = 0;
+    for (;;) {
+        free(why);
+        why = NULL;
+        conv = tn_converged(&x->net, &why);
+        took = tn_now_ms() - heal_t;
+        if (conv != 0 || took > 90000 || interrupted)
+            break;
+        if (tn_now_ms() - last_sample >= 500) {
+            sample(x);
+            last_sample = tn_now_ms();
+        }
+        tn_sleep_ms(200);
+    }
+    sample(x);
+    tn_report_event(&x->rep, elapsed(x), "check", "%s after %.1f s",
+        conv == 1 ? "converged" : "not converged", (double)took / 1000.0);
+    say(x, "chaos: %s %.1f s after the last fault", conv == 1 ? "converged" : "NOT converged",
+        (double)took / 1000.0);
+    if (conv != 1)
+        say(x, "%s", why ? why : "");
+    free(why);
+    verdict v;
+    memset(&v, 0, sizeof v);
+    verify(x, &v);
+    for (size_t k = 0; k < v.nfirst; k++)
+        say(x, "chaos: %s", v.first[k]);
+    /* The scan for plaintext finds what it looks for where it may be: not a vacuous check. */
+    say(x, "chaos: plaintext scan of every data.mdb: %lu values where readable, %lu where not",
+        v.seen, v.leaks);
+    if (v.leaks || v.crashes || v.phantom)
+        say(x, "chaos: leaks=%lu crashes=%lu phantom=%lu", v.leaks, v.crashes, v.phantom);
+    bool ok = conv == 1 && v.lost == 0 && v.leaks == 0 && v.crashes == 0 && v.phantom == 0;
+    if (report != NULL) {
+        json_object *head = json_object_new_object();
+        json_object_object_add(head, "seed", json_object_new_int64((int64_t)seed));
+        json_object_object_add(head, "nodes", json_object_new_int64(nodes));
+        json_object_object_add(head, "ops", json_object_new_int64(ops));
+        json_object_object_add(head, "acked", json_object_new_int64((int64_t)x->acked));
+        json_object_object_add(head, "refused", json_object_new_int64((int64_t)x->refused));
+        json_object_object_add(head, "unknown", json_object_new_int64((int64_t)x->unknown));
+        json_object_object_add(head, "lost", json_object_new_int64((int64_t)v.lost));
+        json_object_object_add(head, "leaks", json_object_new_int64((int64_t)v.leaks));
+        json_object_object_add(head, "crashes", json_object_new_int64((int64_t)v.crashes));
+        json_object_object_add(head, "converged", json_object_new_boolean(conv == 1));
+        json_object_object_add(head, "convergence_s", json_object_new_double((double)took / 1e3));
+        tn_report_write(report, &x->net, &x->rep, head);
+        json_object_put(head);
+    }
+    if (!ok)
+        keep = true;
+    rc = ok ? TN_EXIT_OK : TN_EXIT_FAIL;
+    snprintf(summary, sizeof summary,
+        "chaos: seed=%llu nodes=%ld ops=%ld acked=%lu lost=%lu converged=%s seconds=%.1f\n", seed,
+        nodes, ops, x->acked, v.lost, conv == 1 ? "yes" : "no", (double)elapsed(x) / 1000.0);
+finish:
+    if (up)
+        tn_down(dir, true);
+    if (up && (rc == TN_EXIT_OK || rc == TN_EXIT_FAIL))
+        log_summary(x, dir);
+    if (up && rc == TN_EXIT_OK && sanitizer_report(x, dir)) {
+        rc = TN_EXIT_FAIL;
+        keep = true;
+    }
+    if (rc != TN_EXIT_OK && rc != TN_EXIT_FAIL) {
+        keep = true;
+        snprintf(summary, sizeof summary,
+            "chaos: seed=%llu nodes=%ld ops=%ld acked=%lu lost=0 converged=no seconds=%.1f\n", seed,
+            nodes, ops, x->acked, (double)elapsed(x) / 1000.0);
+        say(x, "chaos: the run could not finish");
+    }
+    if (rc != TN_EXIT_OK) {
+        /* Every failure, also one found after the final stop (a sanitizer report, a node that
+         * did not exit cleanly), says where the evidence is and how to replay the seed. */
+        say(x, "chaos: FAILED; the network is kept in %s (every node's log, supervisor.log)", dir);
+        say(x,
+            "chaos: replay: patto-testnet chaos --nodes %ld --ops %ld --seed %llu --duration %ld",
+            nodes, ops, seed, duration);
+    }
+    if (made_dir && !keep) {
+        const char *rm[] = { "/bin/rm", "-rf", dir, NULL };
+        tn_out o = tn_run(rm);
+        tn_out_free(&o);
+    }
+done:
+    fputs(summary, stdout); /* the last line, whatever happened */
+    fflush(stdout);
+    tn_report_fini(&x->rep);
+    free(x->p.steps);
+    free(x->p.owner);
+    free(x->res);
+    free(x->ids);
+    free(x);
+    return rc;
+}

@@ -1,0 +1,346 @@
+/*
+ * node.cluster: three real pattod processes on 127.0.0.1 (a comune, a CPIA, a Prefettura),
+ * driven with the patto CLI as operators would:
+ * - a case opened at the comune with its lingua scope granted to the CPIA reaches the CPIA
+ *   readable, and the Prefettura as headers only, whose bytes hold nothing of the case id;
+ * - a partner with a read grant cannot write; with a write grant its edits reach the owner;
+ * - a stopped node catches up after its restart;
+ * - a node killed with SIGKILL in the middle of a stream of writes loses no acknowledged
+ *   write, reuses no sequence number, and its peers accept its log after the restart.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include <proto/proto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { COMUNE = 0, CPIA = 1, PREF = 2 };
+
+static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia", "prefettura-1:prefettura" };
+
+static int setup(void **state)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    if (th_net_up(net, 3, orgs) != 0) {
+        net->keep = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    th_net *net = *state;
+    int rc = th_net_down(net);
+    free(net);
+    return rc;
+}
+
+/* Fail the test with the nodes' logs kept. */
+#define CHECK(net, cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            (net)->keep = true;                                                                    \
+            fail_msg(__VA_ARGS__);                                                                 \
+        }                                                                                          \
+    } while (0)
+
+static const char *jstr(json_object *o, const char *path)
+{
+    /* path: keys separated by '/' */
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", path);
+    json_object *cur = o;
+    for (char *save = NULL, *k = strtok_r(buf, "/", &save); k && cur;
+         k = strtok_r(NULL, "/", &save))
+        if (!json_object_object_get_ex(cur, k, &cur))
+            return NULL;
+    return cur ? json_object_get_string(cur) : NULL;
+}
+
+static json_object *jget(json_object *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", path);
+    json_object *cur = o;
+    for (char *save = NULL, *k = strtok_r(buf, "/", &save); k && cur;
+         k = strtok_r(NULL, "/", &save))
+        if (!json_object_object_get_ex(cur, k, &cur))
+            return NULL;
+    return cur;
+}
+
+/* Open a case at the comune; returns its id in id. */
+static void new_case(th_net *net, char id[64], const char *edit1, const char *edit2)
+{
+    th_out o = th_patto(net, COMUNE, "case", "new", edit1, edit2, NULL);
+    CHECK(net, o.status == 0 && o.json != NULL, "case new: %d %s %s", o.status, o.out, o.err);
+    snprintf(id, 64, "%s", jstr(o.json, "id"));
+    th_out_free(&o);
+}
+
+static void grant(
+    th_net *net, const char *id, const char *to, const char *scopes, const char *access)
+{
+    th_out o = th_patto(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", scopes,
+        "--purpose", "lingua", "--basis", "public-task", "--access", access, NULL);
+    CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+}
+
+typedef struct show_want {
+    size_t node;
+    const char *id;
+    const char *path; /* e.g. "scopes/lingua/livello" */
+    const char *value;
+} show_want;
+
+static bool shows(th_net *net, void *ctx)
+{
+    show_want *w = ctx;
+    th_out o = th_patto(net, w->node, "case", "show", w->id, NULL);
+    const char *v = o.status == 0 && o.json ? jstr(o.json, w->path) : NULL;
+    bool ok = v != NULL && strcmp(v, w->value) == 0;
+    th_out_free(&o);
+    return ok;
+}
+
+static uint64_t headers_of(th_net *net, size_t node)
+{
+    th_out o = th_patto(net, node, "status", NULL);
+    json_object *h = o.json ? jget(o.json, "counts/headers") : NULL;
+    uint64_t n = h ? (uint64_t)json_object_get_int64(h) : 0;
+    th_out_free(&o);
+    return n;
+}
+
+typedef struct same_headers {
+    size_t a, b;
+} same_headers;
+
+static bool has_all_headers(th_net *net, void *ctx)
+{
+    same_headers *s = ctx;
+    uint64_t a = headers_of(net, s->a);
+    return a > 0 && a == headers_of(net, s->b);
+}
+
+/* Whether a file contains a byte string. */
+static bool file_has(const char *path, const uint8_t *needle, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)len + 1);
+    size_t got = buf ? fread(buf, 1, (size_t)len, f) : 0;
+    fclose(f);
+    bool found = false;
+    for (size_t i = 0; i + n <= got && !found; i++)
+        found = memcmp(buf + i, needle, n) == 0;
+    free(buf);
+    return found;
+}
+
+static void consent_decides_who_reads(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "anagrafica.nome=Amina", "lingua.livello=A1");
+    grant(net, id, "cpia-1", "lingua", "read");
+
+    show_want w = { CPIA, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &w), "the CPIA never read lingua.livello=A1");
+    th_out o = th_patto(net, CPIA, "case", "show", id, NULL);
+    CHECK(net, o.json && jget(o.json, "scopes/anagrafica") == NULL,
+        "the CPIA reads anagrafica without a grant: %s", o.out);
+    th_out_free(&o);
+
+    /* The Prefettura gets every header, and nothing it could read. */
+    same_headers s = { PREF, COMUNE };
+    CHECK(net, th_wait(net, 10000, has_all_headers, &s),
+        "the Prefettura did not receive every header");
+    o = th_patto(net, PREF, "case", "show", id, NULL);
+    CHECK(net, o.status == 3, "prefettura case show: want exit 3, got %d %s", o.status, o.out);
+    CHECK(net, strstr(o.out, "no readable scope of case") != NULL, "message: %s", o.out);
+    th_out_free(&o);
+
+    /* A case that does not exist gets the same answer. */
+    proto_case_id other;
+    assert_int_equal(proto_case_id_new(NULL, &other), PROTO_OK);
+    char other_text[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(&other, other_text);
+    o = th_patto(net, PREF, "case", "show", other_text, NULL);
+    CHECK(net, o.status == 3 && strstr(o.out, "no readable scope of case") != NULL,
+        "unknown case: %d %s", o.status, o.out);
+    th_out_free(&o);
+
+    /* Nothing of the case id is in the Prefettura's store (stop it so the file is final). */
+    proto_case_id cid;
+    assert_int_equal(proto_case_id_parse(id, strlen(id), &cid), PROTO_OK);
+    assert_int_equal(th_stop(net, PREF, SIGTERM), 0);
+    char db[700];
+    snprintf(db, sizeof(db), "%s/data.mdb", net->nodes[PREF].dir);
+    CHECK(net, !file_has(db, cid.b, 8), "the Prefettura's store holds the case id's bytes");
+    CHECK(net, !file_has(db, (const uint8_t *)id + 3, 10),
+        "the Prefettura's store holds the case id's text");
+    /* The CPIA, which holds a key of the case, does index it by id (so the check above can
+     * fail). */
+    assert_int_equal(th_stop(net, CPIA, SIGTERM), 0);
+    snprintf(db, sizeof(db), "%s/data.mdb", net->nodes[CPIA].dir);
+    CHECK(net, file_has(db, cid.b, 8), "the CPIA's store lacks the case it may read");
+}
+
+static void write_needs_a_write_grant(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "lingua.ore_previste=100");
+    grant(net, id, "cpia-1", "lingua", "read");
+    show_want w = { CPIA, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &w), "the CPIA never read the case");
+
+    th_out o = th_patto(net, CPIA, "case", "set", id, "lingua.livello=A2", NULL);
+    CHECK(net, o.status == 2 && strstr(o.out, "no write grant") != NULL,
+        "a read grant let the CPIA write: %d %s", o.status, o.out);
+    th_out_free(&o);
+
+    grant(net, id, "cpia-1", "lingua", "write");
+    /* The CPIA may write once the write grant has reached it. */
+    bool written = false;
+    for (int k = 0; k < 500 && !written; k++) {
+        o = th_patto(net, CPIA, "case", "set", id, "lingua.livello=B1", NULL);
+        written = o.status == 0;
+        th_out_free(&o);
+        if (!written) {
+            struct timespec ts = { 0, 20000000L };
+            nanosleep(&ts, NULL);
+        }
+    }
+    CHECK(net, written, "the CPIA could not write with a write grant");
+    show_want back = { COMUNE, id, "scopes/lingua/livello", "B1" };
+    CHECK(net, th_wait(net, 10000, shows, &back), "the owner never merged the CPIA's write");
+}
+
+static void stopped_node_catches_up(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "lingua.ore_previste=10");
+    grant(net, id, "cpia-1", "lingua", "read");
+    show_want w = { CPIA, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &w), "the CPIA never read the case");
+    assert_int_equal(th_stop(net, CPIA, SIGTERM), 0);
+    for (int i = 0; i < 20; i++) {
+        th_out o = th_patto(net, COMUNE, "case", "set", id, "lingua.ore_frequenza+=2", NULL);
+        CHECK(net, o.status == 0, "write %d: %s", i, o.out);
+        th_out_free(&o);
+    }
+    th_out o = th_patto(net, COMUNE, "case", "set", id, "lingua.livello=B2", NULL);
+    th_out_free(&o);
+    assert_int_equal(th_start(net, CPIA), 0);
+    show_want done = { CPIA, id, "scopes/lingua/livello", "B2" };
+    CHECK(net, th_wait(net, 15000, shows, &done), "the restarted CPIA did not catch up");
+    show_want hours = { CPIA, id, "scopes/lingua/ore_frequenza", "40" };
+    CHECK(net, th_wait(net, 5000, shows, &hours), "the restarted CPIA lacks some hours");
+}
+
+static void sigkill_loses_no_acknowledged_write(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "lingua.ore_previste=10");
+    grant(net, id, "cpia-1", "lingua", "read");
+
+    /* A writer process counts the writes the comune acknowledged, until one fails. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t writer = fork();
+    assert_true(writer >= 0);
+    if (writer == 0) {
+        close(fds[0]);
+        for (int i = 0; i < 100000; i++) {
+            th_out o = th_patto(net, COMUNE, "case", "set", id, "lingua.ore_frequenza+=1", NULL);
+            int st = o.status;
+            th_out_free(&o);
+            if (st != 0)
+                _exit(0);
+            if (write(fds[1], "+", 1) != 1)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    int acked = 0;
+    char c;
+    while (acked < 25 && read(fds[0], &c, 1) == 1)
+        acked++;
+    assert_int_equal(th_stop(net, COMUNE, SIGKILL), 128 + SIGKILL);
+    while (read(fds[0], &c, 1) == 1)
+        acked++;
+    close(fds[0]);
+    int st;
+    waitpid(writer, &st, 0);
+    CHECK(net, acked >= 25, "only %d writes were acknowledged", acked);
+
+    assert_int_equal(th_start(net, COMUNE), 0);
+    th_out o = th_patto(net, COMUNE, "case", "show", id, NULL);
+    json_object *v = o.json ? jget(o.json, "scopes/lingua/ore_frequenza") : NULL;
+    int64_t have = v ? json_object_get_int64(v) : -1;
+    th_out_free(&o);
+    /* Every acknowledged write is there; at most one more (committed, reply lost). */
+    CHECK(net, have >= acked && have <= acked + 1, "acked %d writes, the comune has %lld", acked,
+        (long long)have);
+
+    /* New writes after the restart continue the log: peers accept them, nobody sees two
+     * headers for one sequence number. */
+    o = th_patto(net, COMUNE, "case", "set", id, "lingua.livello=C1", NULL);
+    CHECK(net, o.status == 0, "write after restart: %s", o.out);
+    th_out_free(&o);
+    show_want w = { CPIA, id, "scopes/lingua/livello", "C1" };
+    CHECK(net, th_wait(net, 15000, shows, &w), "the CPIA did not accept the restarted log");
+    char want[32];
+    snprintf(want, sizeof(want), "%lld", (long long)have);
+    show_want hours = { CPIA, id, "scopes/lingua/ore_frequenza", want };
+    CHECK(net, th_wait(net, 5000, shows, &hours), "the CPIA's hours differ from the comune's");
+    for (size_t i = 0; i < 3; i++) {
+        o = th_patto(net, i, "status", NULL);
+        json_object *q = o.json ? jget(o.json, "quarantined") : NULL;
+        CHECK(net, q != NULL && json_object_array_length(q) == 0,
+            "node %zu quarantined an origin: %s", i, o.out);
+        th_out_free(&o);
+        CHECK(net, !th_log_has(net, i, "origin.equivocation"), "node %zu saw an equivocation", i);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    th_programs(PATTO_BIN, PATTOD_BIN);
+    if (proto_init() != PROTO_OK)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(consent_decides_who_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(write_needs_a_write_grant, setup, teardown),
+        cmocka_unit_test_setup_teardown(stopped_node_catches_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(sigkill_loses_no_acknowledged_write, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

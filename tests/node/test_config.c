@@ -1,0 +1,232 @@
+/* node.config: the configuration file is read, validated, and every error names the file and
+ * the line (or the missing key). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "node/node.h"
+#include "tmpdir.h"
+
+typedef struct fixture {
+    char *dir;
+    char path[4400];
+    node_config cfg;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    if (f == NULL || (f->dir = tmpdir_new()) == NULL)
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/pattod.conf", f->dir);
+    node_config_defaults(&f->cfg);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    node_config_fini(&f->cfg);
+    tmpdir_free(f->dir);
+    free(f);
+    return 0;
+}
+
+static node_err load(fixture *f, const char *text, node_errmsg *msg)
+{
+    assert_int_equal(write_file(f->dir, "pattod.conf", text), 0);
+    memset(msg, 0, sizeof(*msg));
+    return node_config_load(f->path, &f->cfg, msg);
+}
+
+static const char *const good = "; a comment\n"
+                                "[node]\n"
+                                "org = comune-1\n"
+                                "role = comune\n"
+                                "listen = tcp://127.0.0.1:7401\n"
+                                "operator = sportello-1\n"
+                                "log_level = debug\n"
+                                "[store]\n"
+                                "map_size_mb = 64\n"
+                                "max_size_mb = 4096\n"
+                                "[sync]\n"
+                                "max_clock_ahead_ms = 1000\n"
+                                "[network]\n"
+                                "admin_pub = 00112233445566778899aabbccddeeff"
+                                "00112233445566778899AABBCCDDEEFF\n"
+                                "[dial]\n"
+                                "cpia-1 = tcp://127.0.0.1:9001\n"
+                                "prefettura-1 = tcp://127.0.0.1:9002\n";
+
+static void reads_every_key(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    assert_int_equal(load(f, good, &msg), NODE_OK);
+    assert_string_equal(f->cfg.org, "comune-1");
+    assert_string_equal(f->cfg.role, "comune");
+    assert_string_equal(f->cfg.listen, "tcp://127.0.0.1:7401");
+    assert_string_equal(f->cfg.operator_name, "sportello-1");
+    assert_int_equal(f->cfg.log_level, NODE_LOG_DEBUG);
+    assert_int_equal(f->cfg.map_size, UINT64_C(64) << 20);
+    assert_int_equal(f->cfg.map_size_max, UINT64_C(4096) << 20);
+    assert_int_equal(f->cfg.max_clock_ahead_ms, 1000);
+    assert_int_equal(f->cfg.max_message_bytes, UINT64_C(16) << 20); /* default kept */
+    assert_int_equal(f->cfg.ndials, 2);
+    assert_string_equal(node_config_dial_url(&f->cfg, "cpia-1"), "tcp://127.0.0.1:9001");
+    assert_string_equal(node_config_dial_url(&f->cfg, "prefettura-1"), "tcp://127.0.0.1:9002");
+    assert_null(node_config_dial_url(&f->cfg, "cpi-1"));
+    assert_int_equal(f->cfg.admin_pub[0], 0x00);
+    assert_int_equal(f->cfg.admin_pub[1], 0x11);
+    assert_int_equal(f->cfg.admin_pub[31], 0xff);
+    assert_string_equal(f->cfg.schema, "schema.json");
+}
+
+/* Each bad file, the error code, and text the message must contain (file:line first). */
+#define ADMIN                                                                                      \
+    "[network]\nadmin_pub = "                                                                      \
+    "0000000000000000000000000000000000000000000000000000000000000000\n"
+
+static void errors_name_file_and_line(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *text;
+        node_err err;
+        const char *says;
+    } cases[] = {
+        { "[node]\norg = Comune!\nrole = comune\nlisten = tcp://127.0.0.1:1\n", NODE_ECONFIG,
+            ":2: org 'Comune!' is not a valid org id" },
+        { "[node]\norg = comune-1\nrole = sindaco\nlisten = tcp://127.0.0.1:1\n", NODE_ECONFIG,
+            ":3: role 'sindaco' is not one of" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = http://x\n", NODE_ECONFIG,
+            ":4: listen 'http://x' is not a tcp://HOST:PORT URL" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\ncolour = blue\n",
+            NODE_ECONFIG, ":5: unknown key 'colour' in [node]" },
+        { "[nodo]\norg = comune-1\n", NODE_ECONFIG, ":2: unknown section [nodo]" },
+        { "[node]\norg = comune-1\norg = comune-2\n", NODE_ECONFIG, ":3: org is given twice" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n[store]\n"
+          "map_size_mb = lots\n",
+            NODE_ECONFIG, ":6: map_size_mb must be a whole number from 1 to" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n[sync]\n"
+          "max_message_bytes = 10\n",
+            NODE_ECONFIG, ":6: max_message_bytes must be a whole number from 65536" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n[dial]\n"
+          "cpia-1 = tcp://127.0.0.1:2\ncpia-1 = tcp://127.0.0.1:3\n",
+            NODE_ECONFIG, ":7: [dial] cpia-1 is given twice" },
+        { "[node]\norg = comune-1\nthis line has no equals sign\n", NODE_ECONFIG, ":3: " },
+        { "[node]\norg = comune-1\nrole = comune\n", NODE_ECONFIG,
+            "[node] needs org, role and listen (missing: listen)" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n" ADMIN
+          "[store]\nmap_size_mb = 100\nmax_size_mb = 10\n",
+            NODE_ECONFIG, "map_size_mb is larger than max_size_mb" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n", NODE_ECONFIG,
+            "[network] needs admin_pub" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n[network]\n"
+          "admin_pub = 12zz\n",
+            NODE_ECONFIG, ":6: admin_pub must be 64 hexadecimal digits" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n" ADMIN
+          "schema = ../etc/passwd\n",
+            NODE_ECONFIG, ":7: schema must be a file name inside the data directory" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        node_errmsg msg;
+        node_config_fini(&f->cfg);
+        node_config_defaults(&f->cfg);
+        node_err err = load(f, cases[i].text, &msg);
+        if (err != cases[i].err || strstr(msg.text, cases[i].says) == NULL
+            || strstr(msg.text, f->path) != msg.text)
+            fail_msg("case %zu: got %s \"%s\", want %s containing \"%s\"", i, node_strerror(err),
+                msg.text, node_strerror(cases[i].err), cases[i].says);
+    }
+}
+
+static void failed_load_keeps_previous_config(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    assert_int_equal(load(f, good, &msg), NODE_OK);
+    assert_int_equal(load(f, "[node]\norg = BAD\n", &msg), NODE_ECONFIG);
+    assert_string_equal(f->cfg.org, "comune-1");
+    assert_int_equal(f->cfg.ndials, 2);
+}
+
+static void missing_file_is_io_error(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    char path[4500];
+    snprintf(path, sizeof(path), "%s/nope.conf", f->dir);
+    assert_int_equal(node_config_load(path, &f->cfg, &msg), NODE_EIO);
+    assert_non_null(strstr(msg.text, "nope.conf"));
+    assert_non_null(strstr(msg.text, "No such file"));
+}
+
+static void org_and_role_rules(void **state)
+{
+    (void)state;
+    assert_true(node_org_valid("comune-latina"));
+    assert_true(node_org_valid("cpia-1"));
+    assert_true(node_org_valid("abcdefghijklmnopqrstuvwxyz012345"));   /* 32 */
+    assert_false(node_org_valid("abcdefghijklmnopqrstuvwxyz0123456")); /* 33 */
+    assert_false(node_org_valid(""));
+    assert_false(node_org_valid("Comune"));
+    assert_false(node_org_valid("comune_1"));
+    assert_false(node_org_valid(NULL));
+    const char *roles[] = { "comune", "cpia", "cpi", "prefettura", "coop", "coord" };
+    for (size_t i = 0; i < 6; i++)
+        assert_true(node_role_valid(roles[i]));
+    assert_false(node_role_valid("admin"));
+    assert_false(node_role_valid(""));
+}
+
+static void strerror_covers_every_code(void **state)
+{
+    (void)state;
+    for (int e = 0; e < NODE_ERR_COUNT; e++)
+        assert_true(strlen(node_strerror((node_err)e)) > 0);
+    assert_string_equal(node_strerror(NODE_ERR_COUNT), "unknown node error");
+}
+
+static void log_lines_are_key_value(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    node_log_set_output(out);
+    node_log_set_level(NODE_LOG_INFO);
+    NODE_INFO("peer.up", "org=%s lag=%d", "cpia-1", 3);
+    NODE_DEBUG("hidden", "x=%d", 1);
+    NODE_ERROR("store.fail", "path=%s", "/var/lib/patto");
+    node_log_set_output(NULL);
+    fclose(out);
+    assert_non_null(strstr(buf, " level=info event=peer.up org=cpia-1 lag=3\n"));
+    assert_non_null(strstr(buf, " level=error event=store.fail path=/var/lib/patto\n"));
+    assert_null(strstr(buf, "hidden"));
+    assert_true(strncmp(buf, "ts=", 3) == 0);
+    assert_int_equal(buf[3 + 23], 'Z'); /* ts=YYYY-MM-DDTHH:MM:SS.mmmZ */
+    free(buf);
+    node_log_level lv;
+    assert_int_equal(node_log_level_parse("warn", &lv), NODE_OK);
+    assert_int_equal(lv, NODE_LOG_WARN);
+    assert_int_equal(node_log_level_parse("loud", &lv), NODE_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(reads_every_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(errors_name_file_and_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_load_keeps_previous_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(missing_file_is_io_error, setup, teardown),
+        cmocka_unit_test(org_and_role_rules),
+        cmocka_unit_test(strerror_covers_every_code),
+        cmocka_unit_test(log_lines_are_key_value),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,228 @@
+/*
+ * node.daemon: pattod as a partner's IT officer meets it - a bad config file or a key file
+ * others can read stops the start with a message naming the file (and line); a second
+ * pattod on the same data directory is refused; SIGTERM stops a node cleanly within 2 s;
+ * a newer manifest imported at one node reaches the others by gossip, and an older or
+ * foreign one is refused.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia", "prefettura-1:prefettura" };
+
+static int setup_made(void **state)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    return th_net_make(net, 1, orgs);
+}
+
+static int setup_up(void **state)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    if (th_net_up(net, 3, orgs) != 0) {
+        net->keep = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    th_net *net = *state;
+    int rc = th_net_down(net);
+    free(net);
+    return rc;
+}
+
+/* Run pattod on node 0's directory to its end; returns its exit status and its log. */
+static int run_to_end(th_net *net, char *log, size_t logsize)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        execl(PATTOD_BIN, PATTOD_BIN, "--dir", net->nodes[0].dir, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < logsize && (r = read(fds[0], log + n, logsize - 1 - n)) > 0)
+        n += (size_t)r;
+    log[n] = 0;
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void bad_config_names_file_and_line(void **state)
+{
+    th_net *net = *state;
+    /* pattod.conf ends with the [network] section: a typo in it is line N+1. */
+    char conf[700];
+    snprintf(conf, sizeof(conf), "%s/pattod.conf", net->nodes[0].dir);
+    FILE *f = fopen(conf, "r");
+    assert_non_null(f);
+    int lines = 0;
+    for (int c; (c = fgetc(f)) != EOF;)
+        lines += c == '\n';
+    fclose(f);
+    assert_int_equal(th_conf_append(net, 0, "admin_pubb = 00\n"), 0);
+    char log[8192], want[800];
+    assert_int_equal(run_to_end(net, log, sizeof(log)), 1);
+    snprintf(
+        want, sizeof(want), "pattod.conf:%d: unknown key 'admin_pubb' in [network]", lines + 1);
+    if (strstr(log, want) == NULL)
+        fail_msg("log lacks \"%s\":\n%s", want, log);
+}
+
+static void readable_identity_is_refused(void **state)
+{
+    th_net *net = *state;
+    char key[700];
+    snprintf(key, sizeof(key), "%s/identity.key", net->nodes[0].dir);
+    assert_int_equal(chmod(key, 0644), 0);
+    char log[8192];
+    assert_int_equal(run_to_end(net, log, sizeof(log)), 1);
+    if (strstr(log, "identity.key is readable by others (mode 644)") == NULL)
+        fail_msg("log: %s", log);
+    assert_int_equal(chmod(key, 0600), 0);
+}
+
+static void second_node_on_same_dir_is_refused(void **state)
+{
+    th_net *net = *state;
+    char log[8192];
+    assert_int_equal(run_to_end(net, log, sizeof(log)), 1);
+    if (strstr(log, "is in use by another pattod") == NULL)
+        fail_msg("log: %s", log);
+    /* The first node still answers. */
+    th_out o = th_patto(net, 0, "status", NULL);
+    assert_int_equal(o.status, 0);
+    th_out_free(&o);
+}
+
+static void sigterm_stops_cleanly_within_two_seconds(void **state)
+{
+    th_net *net = *state;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int st = th_stop(net, 1, SIGTERM);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    assert_int_equal(st, 0);
+    if (secs >= 2.0)
+        fail_msg("pattod took %.2f s to stop", secs);
+    assert_true(th_log_has(net, 1, "event=node.stopped"));
+    /* It starts again on the same directory (no stale lock). */
+    assert_int_equal(th_start(net, 1), 0);
+}
+
+typedef struct version_want {
+    size_t node;
+    int64_t version;
+} version_want;
+
+static bool has_version(th_net *net, void *ctx)
+{
+    version_want *w = ctx;
+    th_out o = th_patto(net, w->node, "status", NULL);
+    json_object *v = NULL, *versions = NULL;
+    bool ok = o.json && json_object_object_get_ex(o.json, "versions", &versions)
+        && json_object_object_get_ex(versions, "manifest", &v)
+        && json_object_get_int64(v) == w->version;
+    th_out_free(&o);
+    return ok;
+}
+
+static void manifest_spreads_by_gossip(void **state)
+{
+    th_net *net = *state;
+    char v2[400];
+    snprintf(v2, sizeof(v2), "%s/manifest-v2.bin", net->root);
+    const char *purpose[]
+        = { "network", "purpose", net->admin, "sanita", "Accesso ai servizi sanitari", NULL };
+    th_out o = th_patto_raw(purpose);
+    assert_int_equal(o.status, 0);
+    th_out_free(&o);
+    const char *sign[] = { "network", "sign", net->admin, "--out", v2, NULL };
+    o = th_patto_raw(sign);
+    assert_int_equal(o.status, 0);
+    th_out_free(&o);
+
+    o = th_patto(net, 0, "manifest", "import", v2, NULL);
+    assert_int_equal(o.status, 0);
+    th_out_free(&o);
+    for (size_t i = 1; i < 3; i++) {
+        version_want w = { i, 2 };
+        if (!th_wait(net, 10000, has_version, &w)) {
+            net->keep = true;
+            fail_msg("node %zu did not receive manifest version 2 by gossip", i);
+        }
+    }
+    /* An older manifest is refused and changes nothing. */
+    o = th_patto(net, 1, "manifest", "import", net->manifest, NULL);
+    assert_int_equal(o.status, 2);
+    assert_non_null(strstr(o.out, "is not newer than version 2"));
+    th_out_free(&o);
+
+    /* A manifest signed by another admin is refused. */
+    char other[400], other_manifest[400], entry[700];
+    snprintf(other, sizeof(other), "%s/other-admin", net->root);
+    snprintf(other_manifest, sizeof(other_manifest), "%s/other.bin", net->root);
+    snprintf(entry, sizeof(entry), "%s/%s.entry.json", net->root, net->nodes[1].org);
+    const char *init[] = { "network", "init", other, NULL };
+    const char *add[] = { "network", "add", other, entry, NULL };
+    const char *sign2[] = { "network", "sign", other, "--out", other_manifest, NULL };
+    const char *const *steps[] = { init, add, sign2, sign2, sign2 };
+    for (size_t k = 0; k < 5; k++) {
+        o = th_patto_raw(steps[k]);
+        assert_int_equal(o.status, 0);
+        th_out_free(&o);
+    }
+    o = th_patto(net, 1, "manifest", "import", other_manifest, NULL);
+    assert_int_equal(o.status, 2);
+    assert_non_null(strstr(o.out, "not signed by this network's admin key"));
+    th_out_free(&o);
+    version_want still = { 1, 2 };
+    assert_true(has_version(net, &still));
+}
+
+int main(void)
+{
+    th_programs(PATTO_BIN, PATTOD_BIN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(bad_config_names_file_and_line, setup_made, teardown),
+        cmocka_unit_test_setup_teardown(readable_identity_is_refused, setup_made, teardown),
+        cmocka_unit_test_setup_teardown(second_node_on_same_dir_is_refused, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(
+            sigterm_stops_cleanly_within_two_seconds, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(manifest_spreads_by_gossip, setup_up, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

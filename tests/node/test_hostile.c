@@ -1,0 +1,1605 @@
+/*
+ * node.hostile: hostile peers against real pattod processes (issue 8, section 6). Each
+ * scenario starts its own network of three nodes on 127.0.0.1 (comune-1, cpia-1,
+ * prefettura-1) and talks to the comune through fakepeer.h: a test-side nng pair1 peer that
+ * can handshake under any identity and send any bytes.
+ *
+ * 1. A stranger (keys not in the manifest) gets nothing, not even a HELLO_REPLY; an
+ *    impersonator that names a member's origin gets the reply but fails HELLO_FINISH.
+ * 2. Garbage, a non-HELLO message, or a member's plaintext HEADERS as the first message close
+ *    the pipe; so does silence, or a HELLO never finished, after handshake_timeout_ms.
+ * 3. An oversized message (nng's receive limit) and truncated, bit-flipped or replayed
+ *    session frames close the session; a sealed frame holding garbage or an unexpected kind
+ *    is refused and logged while the session stays up. An oversized message before the
+ *    handshake must be logged too (oversized_is_logged).
+ * 4. Forged and replayed headers under a member's identity (read from its data directory
+ *    while it is stopped): bad signature, a stranger's header, broken chain, duplicates, an
+ *    equivocation (quarantine, and nothing more taken from that origin); a replayed delta
+ *    is merged once (a counter does not count it twice).
+ * 5. Causal write authorisation: a delta from a partner that holds only a read grant is not
+ *    merged by any holder; once a write grant reaches it, its later deltas are.
+ * 6. A delta whose HLC is far ahead of the receiver's clock waits (and does not move the
+ *    receiver's clock); with a small max_clock_ahead_ms it is merged once its time comes.
+ *
+ * After each attack the node must keep serving: `patto status` answers and a new case still
+ * reaches the other nodes. Every node must stop cleanly at the end, and under the sanitizers
+ * a report in a node's log fails the scenario.
+ *
+ * PATTO_TEST_KEEP=1 keeps every network's directory (logs) of a passing run;
+ * HOSTILE_FILTER=pattern runs only the matching scenarios.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "fakepeer.h"
+#include "harness.h"
+
+#include <node/node.h>
+#include <proto/proto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { COMUNE = 0, CPIA = 1, PREF = 2 };
+
+static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia", "prefettura-1:prefettura" };
+
+/* What the fake peer accepts from the node: a little more than the node's largest message. */
+#define FP_RECV_MAX (PROTO_MAX_MESSAGE_DEFAULT + 65536u)
+#define HOUR_MS 3600000u
+
+static int setup(void **state)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    if (th_net_up(net, 3, orgs) != 0) {
+        net->keep = true;
+        th_dump_logs(net);
+        return -1;
+    }
+    return 0;
+}
+
+/* A network whose comune starts with extra pattod.conf lines (conf). */
+static int setup_with(void **state, const char *conf)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    int rc = th_net_make(net, 3, orgs);
+    if (rc == 0)
+        rc = th_conf_append(net, COMUNE, conf);
+    for (size_t i = 0; rc == 0 && i < net->n; i++)
+        rc = th_join(net, i);
+    if (rc != 0) {
+        net->keep = true;
+        th_dump_logs(net);
+    }
+    return rc;
+}
+
+/* Silence is tested with a 1 s handshake deadline. */
+static int setup_short_handshake(void **state)
+{
+    return setup_with(state, "\n[sync]\nhandshake_timeout_ms = 1000\n");
+}
+
+/* Idle links are tested with a 1.5 s idle timeout at the comune (pings every 0.5 s). */
+static int setup_short_idle(void **state)
+{
+    return setup_with(state, "\n[sync]\nidle_timeout_ms = 1500\nanti_entropy_ms = 250\n");
+}
+
+/* Time coming into bounds is tested with a 1 s maximum clock offset. */
+static int setup_tight_clock(void **state)
+{
+    return setup_with(state, "\n[sync]\nmax_clock_ahead_ms = 1000\n");
+}
+
+static int teardown(void **state)
+{
+    th_net *net = *state;
+    if (getenv("PATTO_TEST_KEEP") != NULL)
+        net->keep = true; /* to read the nodes' logs of a passing run */
+    /* Bad input must never crash a node: under the sanitizers, a report in a node's log (it
+     * is the node's stderr) fails the scenario. Stop the nodes first so their logs are whole;
+     * a node that does not stop cleanly fails it too. */
+    int rc = 0;
+    for (size_t i = 0; i < net->n; i++) {
+        int st = th_stop(net, i, SIGTERM);
+        if (st != 0) {
+            fprintf(
+                stderr, "%s did not stop cleanly on SIGTERM (status %d)\n", net->nodes[i].org, st);
+            rc = -1;
+        }
+    }
+    static const char *const reports[]
+        = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" };
+    for (size_t i = 0; i < net->n; i++)
+        for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++)
+            if (th_log_has(net, i, reports[k])) {
+                fprintf(stderr, "%s's log holds a sanitizer report (%s)\n", net->nodes[i].org,
+                    reports[k]);
+                rc = -1;
+            }
+    if (rc != 0)
+        net->keep = true;
+    th_net_down(net);
+    free(net);
+    return rc;
+}
+
+/* Fail the test with the nodes' logs kept. */
+#define CHECK(net, cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            (net)->keep = true;                                                                    \
+            fail_msg(__VA_ARGS__);                                                                 \
+        }                                                                                          \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Small helpers: JSON, hex, files, logs                                                     */
+
+static json_object *jget(json_object *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", path);
+    json_object *cur = o;
+    for (char *save = NULL, *k = strtok_r(buf, "/", &save); k && cur;
+         k = strtok_r(NULL, "/", &save))
+        if (!json_object_object_get_ex(cur, k, &cur))
+            return NULL;
+    return cur;
+}
+
+static const char *jstr(json_object *o, const char *path)
+{
+    json_object *v = jget(o, path);
+    return v ? json_object_get_string(v) : NULL;
+}
+
+static void unhex(const char *hex, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        sscanf(hex + 2 * i, "%2x", &v);
+        out[i] = (uint8_t)v;
+    }
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(n > 0 ? (size_t)n + 1 : 1);
+    size_t got = buf != NULL && n > 0 ? fread(buf, 1, (size_t)n, f) : 0;
+    fclose(f);
+    if (buf != NULL)
+        buf[got] = 0;
+    if (len != NULL)
+        *len = got;
+    return buf;
+}
+
+/* Lines of node i's log that contain every one of the (NULL-terminated) strings. */
+static size_t log_count(th_net *net, size_t i, ...)
+{
+    char *log = read_file(net->nodes[i].log, NULL);
+    if (log == NULL)
+        return 0;
+    size_t n = 0;
+    for (char *save = NULL, *line = strtok_r(log, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        va_list ap;
+        va_start(ap, i);
+        bool all = true;
+        for (const char *s; all && (s = va_arg(ap, const char *)) != NULL;)
+            all = strstr(line, s) != NULL;
+        va_end(ap);
+        n += all;
+    }
+    free(log);
+    return n;
+}
+
+/* Lines of node i's log with an event=peer.* event that names no member's org: what the node
+ * says about pipes that never authenticated. */
+static size_t log_count_unknown_peers(th_net *net, size_t i)
+{
+    size_t all = log_count(net, i, "event=peer.", (const char *)NULL);
+    for (size_t k = 0; k < net->n; k++) {
+        char org[48];
+        snprintf(org, sizeof(org), "org=%s ", net->nodes[k].org);
+        all -= log_count(net, i, "event=peer.", org, (const char *)NULL);
+    }
+    return all;
+}
+
+static bool unknown_peers_grew(th_net *net, void *ctx)
+{
+    return log_count_unknown_peers(net, COMUNE) > *(size_t *)ctx;
+}
+
+typedef struct log_want {
+    size_t node;
+    size_t more_than;
+    const char *a, *b, *c;
+} log_want;
+
+static bool log_grew(th_net *net, void *ctx)
+{
+    log_want *w = ctx;
+    return log_count(net, w->node, w->a, w->b, w->c, (const char *)NULL) > w->more_than;
+}
+
+/* Wait up to timeout_ms for a new line of node's log holding a, b and c (b, c may be NULL). */
+static bool wait_log(th_net *net, size_t node, size_t before, int timeout_ms, const char *a,
+    const char *b, const char *c)
+{
+    log_want w = { node, before, a, b, c };
+    return th_wait(net, timeout_ms, log_grew, &w);
+}
+
+static size_t count3(th_net *net, size_t node, const char *a, const char *b, const char *c)
+{
+    return log_count(net, node, a, b, c, (const char *)NULL);
+}
+
+/* Stop node i with SIGTERM; it must stop cleanly (exit 0, within the harness's 5 s). */
+static void stop_node(th_net *net, size_t i)
+{
+    int st = th_stop(net, i, SIGTERM);
+    CHECK(net, st == 0, "%s did not stop cleanly on SIGTERM (status %d)", net->nodes[i].org, st);
+}
+
+static void node_url(th_net *net, size_t i, char url[64])
+{
+    snprintf(url, 64, "tcp://127.0.0.1:%u", (unsigned)net->nodes[i].port);
+}
+
+static void node_origin(th_net *net, size_t i, uint8_t origin[32])
+{
+    unhex(net->nodes[i].origin, origin, 32);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Replace every occurrence of a 32-byte string in buf. Returns how many. */
+static size_t replace32(uint8_t *buf, size_t len, const uint8_t *from, const uint8_t *to)
+{
+    size_t n = 0;
+    for (size_t i = 0; i + 32 <= len; i++) {
+        if (memcmp(buf + i, from, 32) == 0) {
+            memcpy(buf + i, to, 32);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The CLI                                                                                   */
+
+static void new_case(th_net *net, char id[64], const char *edit)
+{
+    th_out o = th_patto(net, COMUNE, "case", "new", edit, NULL);
+    CHECK(net, o.status == 0 && o.json != NULL, "case new: %d %s %s", o.status, o.out, o.err);
+    snprintf(id, 64, "%s", jstr(o.json, "id"));
+    th_out_free(&o);
+}
+
+static void grant(th_net *net, const char *id, const char *to, const char *access)
+{
+    th_out o = th_patto(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "public-task", "--access", access, NULL);
+    CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+}
+
+typedef struct show_want {
+    size_t node;
+    const char *id;
+    const char *path;
+    const char *value;
+} show_want;
+
+static bool shows(th_net *net, void *ctx)
+{
+    show_want *w = ctx;
+    th_out o = th_patto(net, w->node, "case", "show", w->id, NULL);
+    const char *v = o.status == 0 && o.json ? jstr(o.json, w->path) : NULL;
+    bool ok = v != NULL && strcmp(v, w->value) == 0;
+    th_out_free(&o);
+    return ok;
+}
+
+/* The value node shows at path ("" when unreadable); copied into out. */
+static void show_value(th_net *net, size_t node, const char *id, const char *path, char out[64])
+{
+    th_out o = th_patto(net, node, "case", "show", id, NULL);
+    const char *v = o.status == 0 && o.json ? jstr(o.json, path) : NULL;
+    snprintf(out, 64, "%s", v ? v : "");
+    th_out_free(&o);
+}
+
+/* A number from node's `patto status --json` (-1 when status fails or the path is absent). */
+static int64_t status_num(th_net *net, size_t node, const char *path)
+{
+    th_out o = th_patto(net, node, "status", NULL);
+    json_object *v = o.status == 0 && o.json ? jget(o.json, path) : NULL;
+    int64_t n = v ? json_object_get_int64(v) : -1;
+    th_out_free(&o);
+    return n;
+}
+
+/* Node's header version vector entry for the origin of node `of` (0 when absent). */
+static int64_t vv_of(th_net *net, size_t node, size_t of)
+{
+    th_out o = th_patto(net, node, "status", NULL);
+    int64_t n = -1;
+    if (o.status == 0 && o.json != NULL) {
+        json_object *vv = jget(o.json, "vv"), *v = NULL;
+        n = vv != NULL && json_object_object_get_ex(vv, net->nodes[of].origin, &v)
+            ? json_object_get_int64(v)
+            : 0;
+    }
+    th_out_free(&o);
+    return n;
+}
+
+static bool quarantined(th_net *net, size_t node, const char *org)
+{
+    th_out o = th_patto(net, node, "status", NULL);
+    json_object *q = o.status == 0 && o.json ? jget(o.json, "quarantined") : NULL;
+    bool found = false;
+    for (size_t i = 0; q != NULL && i < json_object_array_length(q); i++) {
+        const char *s = jstr(json_object_array_get_idx(q, i), "org");
+        found = found || (s != NULL && strcmp(s, org) == 0);
+    }
+    th_out_free(&o);
+    return found;
+}
+
+typedef struct vv_want {
+    size_t node, of;
+    int64_t value;
+} vv_want;
+
+static bool vv_is(th_net *net, void *ctx)
+{
+    vv_want *w = ctx;
+    return vv_of(net, w->node, w->of) == w->value;
+}
+
+/* Node holds every header the comune wrote, and waits for nothing (bodies, keys, causal
+ * past, clock, out-of-order headers). */
+static bool settled(th_net *net, void *ctx)
+{
+    size_t node = *(size_t *)ctx;
+    int64_t want = vv_of(net, COMUNE, COMUNE);
+    if (want <= 0 || vv_of(net, node, COMUNE) != want)
+        return false;
+    th_out o = th_patto(net, node, "status", NULL);
+    bool idle = o.status == 0 && o.json != NULL;
+    static const char *const keys[] = { "causal", "clock", "key", "bodies", "headers" };
+    for (size_t i = 0; idle && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "waiting/%s", keys[i]);
+        json_object *v = jget(o.json, path);
+        idle = v != NULL && json_object_get_int64(v) == 0;
+    }
+    th_out_free(&o);
+    return idle;
+}
+
+/* The comune still answers and a new case still reaches every other running node: the CPIA
+ * reads it (when it runs and may be granted), the Prefettura holds its headers. */
+static void still_serving(th_net *net, bool grant_cpia)
+{
+    th_out o = th_patto(net, COMUNE, "status", NULL);
+    CHECK(net, o.status == 0 && o.json != NULL, "the comune's status no longer answers: %d %s %s",
+        o.status, o.out, o.err);
+    th_out_free(&o);
+    char id[64];
+    new_case(net, id, "lingua.livello=B2");
+    if (grant_cpia && net->nodes[CPIA].pid > 0) {
+        grant(net, id, "cpia-1", "read");
+        show_want w = { CPIA, id, "scopes/lingua/livello", "B2" };
+        CHECK(net, th_wait(net, 15000, shows, &w), "a new case no longer reaches the CPIA");
+    }
+    if (net->nodes[PREF].pid > 0) {
+        vv_want w = { PREF, COMUNE, vv_of(net, COMUNE, COMUNE) };
+        CHECK(net, w.value > 0 && th_wait(net, 15000, vv_is, &w),
+            "the Prefettura no longer receives the comune's headers (wants %lld, has %lld)",
+            (long long)w.value, (long long)vv_of(net, PREF, COMUNE));
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* A member's secrets, read from its data directory while it is stopped                      */
+
+static proto_identity *member_identity(th_net *net, size_t i)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/identity.key", net->nodes[i].dir);
+    size_t len = 0;
+    char *buf = read_file(path, &len);
+    proto_identity *id = NULL;
+    bool ok = buf != NULL && len == 64
+        && proto_identity_from_seeds((const uint8_t *)buf, (const uint8_t *)buf + 32, &id)
+            == PROTO_OK;
+    if (buf != NULL) {
+        proto_wipe(buf, len);
+        free(buf);
+    }
+    CHECK(net, ok, "cannot read %s (64 bytes: sign seed, box seed)", path);
+    return id;
+}
+
+/* What a member's store holds of one (case, scope) and of its own log. */
+typedef struct member_view {
+    const proto_case_id *case_id;
+    const char *scope;
+    /* out */
+    proto_scope_key *key;
+    crdt_scope *state;
+    uint64_t own_seq;
+    uint8_t own_last[32];
+    char why[200];
+} member_view;
+
+/* Layout of node/src/ledger.h: keys 'C' case(16) scope -> tag; 'K' tag -> case(16) epoch(8)
+ * owner(32) key(32) scope; state 'S' tag -> SCOPE message; meta "own" -> seq(8) id(32). */
+static node_err view_cb(node_txn *t, void *ctx)
+{
+    member_view *v = ctx;
+    uint8_t k[1 + 32 + PROTO_SCOPE_NAME_MAX];
+    size_t sl = strlen(v->scope);
+    const void *val;
+    size_t n;
+    k[0] = 'C';
+    memcpy(k + 1, v->case_id->b, 16);
+    memcpy(k + 17, v->scope, sl);
+    if (node_txn_get(t, NODE_DB_KEYS, k, 17 + sl, &val, &n) != NODE_OK || n != 32) {
+        snprintf(v->why, sizeof(v->why), "no key of scope %s of that case", v->scope);
+        return NODE_ENOTFOUND;
+    }
+    uint8_t tag[32];
+    memcpy(tag, val, 32);
+    k[0] = 'K';
+    memcpy(k + 1, tag, 32);
+    if (node_txn_get(t, NODE_DB_KEYS, k, 33, &val, &n) != NODE_OK || n < 88) {
+        snprintf(v->why, sizeof(v->why), "no key record for the tag");
+        return NODE_ENOTFOUND;
+    }
+    const uint8_t *r = val;
+    uint64_t epoch = 0;
+    for (int i = 0; i < 8; i++)
+        epoch = epoch << 8 | r[16 + i];
+    if (proto_scope_key_from_bytes(v->case_id, v->scope, epoch, r + 56, &v->key) != PROTO_OK
+        || memcmp(proto_scope_key_tag(v->key), tag, 32) != 0) {
+        snprintf(v->why, sizeof(v->why), "the stored key does not give the stored tag");
+        return NODE_ECORRUPT;
+    }
+    k[0] = 'S';
+    if (node_txn_get(t, NODE_DB_STATE, k, 33, &val, &n) != NODE_OK
+        || proto_scope_decode(val, n, NULL, NULL, &v->state, NULL) != PROTO_OK) {
+        snprintf(v->why, sizeof(v->why), "no readable state for the tag");
+        return NODE_ENOTFOUND;
+    }
+    v->own_seq = 0;
+    memset(v->own_last, 0, 32);
+    if (node_txn_get(t, NODE_DB_META, "own", 3, &val, &n) == NODE_OK && n == 40) {
+        for (int i = 0; i < 8; i++)
+            v->own_seq = v->own_seq << 8 | ((const uint8_t *)val)[i];
+        memcpy(v->own_last, (const uint8_t *)val + 8, 32);
+    }
+    return NODE_OK;
+}
+
+static void member_view_read(th_net *net, size_t i, member_view *v)
+{
+    CHECK(
+        net, net->nodes[i].pid == 0, "read %s's store only while it is stopped", net->nodes[i].org);
+    node_store *st = NULL;
+    node_errmsg msg;
+    node_err err = node_store_open(net->nodes[i].dir, 256u << 20, 1ull << 40, &st, &msg);
+    CHECK(net, err == NODE_OK, "cannot open %s's store: %s", net->nodes[i].org, msg.text);
+    err = node_store_read(st, view_cb, v, &msg);
+    node_store_close(st);
+    CHECK(net, err == NODE_OK, "%s's store: %s", net->nodes[i].org, v->why);
+}
+
+static void member_view_fini(member_view *v)
+{
+    proto_scope_key_free(v->key);
+    crdt_scope_free(v->state);
+    v->key = NULL;
+    v->state = NULL;
+}
+
+typedef struct own_pos {
+    uint64_t seq;
+    uint8_t id[32];
+} own_pos;
+
+static node_err own_put_cb(node_txn *t, void *ctx)
+{
+    own_pos *o = ctx;
+    uint8_t v[40];
+    for (int i = 0; i < 8; i++)
+        v[i] = (uint8_t)(o->seq >> (56 - 8 * i));
+    memcpy(v + 8, o->id, 32);
+    return node_txn_put(t, NODE_DB_META, "own", 3, v, sizeof(v));
+}
+
+/* Record (seq, id) as the last header of member i's own log, as if it had written it itself
+ * (a modified node that wrote the forged delta): its next write then continues the chain
+ * instead of forking it. */
+static void member_own_put(th_net *net, size_t i, uint64_t seq, const uint8_t id[32])
+{
+    node_store *st = NULL;
+    node_errmsg msg;
+    node_err err = node_store_open(net->nodes[i].dir, 256u << 20, 1ull << 40, &st, &msg);
+    CHECK(net, err == NODE_OK, "cannot open %s's store: %s", net->nodes[i].org, msg.text);
+    own_pos o = { seq, { 0 } };
+    memcpy(o.id, id, 32);
+    err = node_store_write(st, own_put_cb, &o, &msg);
+    node_store_close(st);
+    CHECK(net, err == NODE_OK, "cannot write %s's store: %s", net->nodes[i].org, msg.text);
+}
+
+/* The access org holds in a scope state: its newest "@access" event (timeline order). */
+static uint8_t access_in(const crdt_scope *state, const char *org)
+{
+    size_t n = 0;
+    uint8_t level = PROTO_ACCESS_NONE;
+    if (crdt_timeline_count(state, "@access", &n) != CRDT_OK)
+        return level;
+    for (size_t i = 0; i < n; i++) {
+        crdt_event ev;
+        proto_access a;
+        if (crdt_timeline_at(state, "@access", i, &ev) != CRDT_OK || ev.redacted
+            || proto_access_decode(ev.content.p, ev.content.len, NULL, &a, NULL) != PROTO_OK)
+            continue;
+        if (a.grantee.len == strlen(org) && memcmp(a.grantee.p, org, a.grantee.len) == 0)
+            level = a.access;
+    }
+    return level;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Forging                                                                                   */
+
+/* A delta sealed by `author` under `key`, made on a copy of `state` (the delta's causal past
+ * is the state's version vector), at (seq, prev) with HLC wall: field=value on a register,
+ * or (value NULL) field += amount on a counter, or (field NULL) no change at all. */
+typedef struct forged {
+    proto_buf header, body;
+    uint8_t id[32];
+} forged;
+
+static void forged_free(forged *f)
+{
+    proto_buf_free(&f->header);
+    proto_buf_free(&f->body);
+}
+
+static proto_err forge_delta(const proto_identity *author, const proto_scope_key *key,
+    const crdt_scope *state, const char *field, const char *value, int64_t amount, uint64_t seq,
+    const uint8_t prev[32], uint64_t wall, forged *out)
+{
+    memset(out, 0, sizeof(*out));
+    crdt_scope *s = NULL, *delta = NULL;
+    proto_buf enc = { NULL, 0 };
+    crdt_vv_entry *vv = NULL;
+    proto_err err = PROTO_ENOMEM;
+    if (state != NULL ? crdt_scope_clone(state, &s) != CRDT_OK
+                      : crdt_scope_new(NULL, &s) != CRDT_OK)
+        goto out;
+    if (crdt_scope_new(NULL, &delta) != CRDT_OK)
+        goto out;
+    const crdt_cc *cc = crdt_scope_cc(s);
+    size_t nvv = cc->nvv;
+    if (nvv > 0) {
+        if ((vv = malloc(nvv * sizeof(*vv))) == NULL)
+            goto out;
+        memcpy(vv, cc->vv, nvv * sizeof(*vv));
+    }
+    crdt_hlc hlc = { wall, 0 };
+    const crdt_origin *me = (const crdt_origin *)(const void *)proto_identity_origin(author);
+    crdt_err cerr = CRDT_OK;
+    if (field != NULL && value != NULL)
+        cerr = crdt_register_set(s, delta, me, &hlc, field, value, strlen(value));
+    else if (field != NULL)
+        cerr = crdt_counter_add(s, delta, me, field, amount);
+    if (cerr != CRDT_OK) {
+        err = PROTO_EVALUE;
+        goto out;
+    }
+    if ((err = proto_scope_encode(delta, &enc)) != PROTO_OK)
+        goto out;
+    proto_body plain;
+    memset(&plain, 0, sizeof(plain));
+    plain.kind = PROTO_BODY_DELTA;
+    plain.vv = vv;
+    plain.nvv = nvv;
+    plain.delta.p = enc.p;
+    plain.delta.len = enc.len;
+    proto_seal_info info;
+    memset(&info, 0, sizeof(info));
+    info.seq = seq;
+    memcpy(info.prev, prev, 32);
+    info.hlc = hlc;
+    if ((err = proto_delta_seal(author, key, &info, &plain, NULL, &out->header, &out->body))
+        != PROTO_OK)
+        goto out;
+    proto_header h;
+    if ((err = proto_header_decode(out->header.p, out->header.len, NULL, &h, NULL)) != PROTO_OK)
+        goto out;
+    memcpy(out->id, h.id, 32);
+    proto_header_fini(&h);
+out:
+    if (err != PROTO_OK)
+        forged_free(out);
+    free(vv);
+    proto_buf_free(&enc);
+    crdt_scope_free(s);
+    crdt_scope_free(delta);
+    return err;
+}
+
+/* A delta header of `author` on a random case nobody else knows (an empty delta). */
+static proto_err forge_header(
+    const proto_identity *author, uint64_t seq, const uint8_t prev[32], uint64_t wall, forged *out)
+{
+    proto_case_id c;
+    proto_scope_key *key = NULL;
+    proto_err err = proto_case_id_new(NULL, &c);
+    if (err == PROTO_OK)
+        err = proto_scope_key_new(&c, "lingua", 0, NULL, &key);
+    if (err == PROTO_OK)
+        err = forge_delta(author, key, NULL, NULL, NULL, 0, seq, prev, wall, out);
+    proto_scope_key_free(key);
+    return err;
+}
+
+static proto_buf headers_msg(const proto_buf *const *h, size_t n)
+{
+    proto_bytes items[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        items[i].p = h[i]->p;
+        items[i].len = h[i]->len;
+    }
+    proto_headers_msg m = { items, n, NULL };
+    proto_buf out = { NULL, 0 };
+    assert_int_equal(proto_headers_encode(&m, &out), PROTO_OK);
+    return out;
+}
+
+static proto_buf bodies_msg(const forged *f)
+{
+    proto_body_item it;
+    memcpy(it.header_id, f->id, 32);
+    it.body.p = f->body.p;
+    it.body.len = f->body.len;
+    proto_bodies_msg m = { &it, 1, NULL };
+    proto_buf out = { NULL, 0 };
+    assert_int_equal(proto_bodies_encode(&m, &out), PROTO_OK);
+    return out;
+}
+
+static proto_buf empty_vv_msg(void)
+{
+    proto_vv_msg m = { NULL, 0, NULL };
+    proto_buf out = { NULL, 0 };
+    assert_int_equal(proto_vv_encode(&m, &out), PROTO_OK);
+    return out;
+}
+
+/* Send in the session and fail the test if the send fails. */
+static void send_msg(th_net *net, fp_peer *p, const proto_buf *m)
+{
+    fp_result r = fp_send(p, m->p, m->len);
+    CHECK(net, r == FP_OK, "fake peer send: %s", fp_error(p));
+}
+
+/* Everything sent on this session before now has been handled by the node: the node answers
+ * a VV claiming nothing with the HEADERS the peer lacks, in order after earlier messages
+ * (the node must hold at least one header). */
+static void barrier_get(th_net *net, fp_peer *p, proto_buf *headers)
+{
+    proto_buf vv = empty_vv_msg();
+    send_msg(net, p, &vv);
+    proto_buf_free(&vv);
+    proto_buf m;
+    fp_result r = fp_recv_kind(p, PROTO_K_HEADERS, 10000, &m);
+    CHECK(net, r == FP_OK, "no HEADERS answered an empty VV: %s", fp_error(p));
+    if (headers != NULL)
+        *headers = m;
+    else
+        proto_buf_free(&m);
+}
+
+static void barrier(th_net *net, fp_peer *p)
+{
+    barrier_get(net, p, NULL);
+}
+
+/* Connect to node `to` as member `as` (identity given) and finish the handshake. */
+static fp_peer *connect_with(th_net *net, size_t to, const proto_identity *me, bool raw_tcp)
+{
+    char url[64];
+    node_url(net, to, url);
+    uint8_t peer[32];
+    node_origin(net, to, peer);
+    fp_peer *p = NULL;
+    fp_result dr = raw_tcp ? fp_dial_tcp(net->nodes[to].port, FP_RECV_MAX, &p)
+                           : fp_dial(url, FP_RECV_MAX, &p);
+    CHECK(net, dr == FP_OK, "cannot dial %s", url);
+    proto_err perr = PROTO_OK;
+    fp_result r = fp_handshake(p, me, peer, 10000, &perr);
+    if (r != FP_OK) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s", fp_error(p));
+        fp_close(p);
+        CHECK(net, false, "handshake with %s failed: %s", net->nodes[to].org, why);
+    }
+    /* The node sends its manifest first once the session is up. */
+    proto_buf m;
+    r = fp_recv_kind(p, PROTO_K_MANIFEST, 10000, &m);
+    proto_buf_free(&m);
+    CHECK(net, r == FP_OK, "no manifest after the handshake: %s", fp_error(p));
+    return p;
+}
+
+/* Sessions use the raw SP/TCP mode: nng's pair1 polyamorous socket queues at most two
+ * messages per pipe and silently drops the rest of a burst (pair1_poly.c, send_queue of 2 and
+ * nni_msgq_tryput), which would lose the test's own messages. */
+static fp_peer *connect_as(th_net *net, size_t to, const proto_identity *me)
+{
+    return connect_with(net, to, me, true);
+}
+
+/* The length a message over [sync] max_message_bytes announces (with pair1's 4-byte header,
+ * whichever way the limit counts it). */
+#define OVERSIZED ((uint64_t)PROTO_MAX_MESSAGE_DEFAULT + 5u)
+
+/* ---------------------------------------------------------------------------------------- */
+/* 1. Strangers                                                                              */
+
+static void stranger_gets_nothing(void **state)
+{
+    th_net *net = *state;
+    char url[64];
+    node_url(net, COMUNE, url);
+    uint8_t comune[32];
+    node_origin(net, COMUNE, comune);
+    /* Some data at the comune, so that there would be something to leak. */
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+
+    proto_identity *stranger = NULL;
+    assert_int_equal(proto_identity_new(NULL, &stranger), PROTO_OK);
+    size_t rejects = count3(net, COMUNE, "event=peer.reject", "not a member", NULL);
+
+    /* A fresh identity: HELLO, and then nothing at all comes back. */
+    fp_peer *p = NULL;
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    CHECK(net, fp_send_hello(p, stranger, comune) == FP_OK, "HELLO: %s", fp_error(p));
+    CHECK(net, fp_wait_closed(p, 8000), "the comune kept a stranger's pipe open");
+    proto_buf m;
+    fp_result r = fp_recv_raw(p, 300, &m);
+    CHECK(net, r == FP_TIMEOUT && fp_received(p) == 0,
+        "the stranger received %zu messages (first %zu bytes)", fp_received(p), m.len);
+    CHECK(net, wait_log(net, COMUNE, rejects, 5000, "event=peer.reject", "not a member", NULL),
+        "the comune did not log peer.reject for the stranger");
+    CHECK(net, count3(net, COMUNE, "event=peer.up", "dialled=no", "org=?") == 0,
+        "a stranger's session came up");
+    fp_close(p);
+
+    /* The full handshake as a stranger fails at the first step. */
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    proto_err perr = PROTO_OK;
+    r = fp_handshake(p, stranger, comune, 3000, &perr);
+    CHECK(
+        net, r == FP_TIMEOUT, "a stranger's handshake got an answer (%d: %s)", (int)r, fp_error(p));
+    CHECK(net, fp_received(p) == 0, "the stranger received %zu messages", fp_received(p));
+    CHECK(net, fp_wait_closed(p, 8000), "the comune kept a stranger's pipe open");
+    fp_close(p);
+
+    /* An impersonator names cpia-1's origin in HELLO: the reply is public (the comune's own
+     * origin and signature), but without cpia-1's key HELLO_FINISH cannot be signed. */
+    uint8_t cpia[32];
+    node_origin(net, CPIA, cpia);
+    proto_handshake *hs = NULL;
+    proto_buf hello = { NULL, 0 };
+    assert_int_equal(proto_hs_initiate(stranger, comune, NULL, &hs, &hello), PROTO_OK);
+    proto_handshake_free(hs);
+    assert_int_equal(replace32(hello.p, hello.len, proto_identity_origin(stranger), cpia), 1);
+    size_t bad_finish = count3(net, COMUNE, "event=peer.reject", "state=2", "signature");
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    CHECK(net, fp_send_raw(p, hello.p, hello.len) == FP_OK, "HELLO: %s", fp_error(p));
+    proto_buf_free(&hello);
+    r = fp_recv_raw(p, 5000, &m);
+    unsigned kind = 0;
+    CHECK(net,
+        r == FP_OK && proto_peek(m.p, m.len, NULL, &kind, NULL) == PROTO_OK
+            && kind == PROTO_K_HELLO_REPLY,
+        "no HELLO_REPLY to a member's HELLO: %s", fp_error(p));
+    proto_buf_free(&m);
+    uint8_t finish[5 + 64] = { 0x93, 0x01, 0x0c, 0xc4, 0x40 };
+    for (size_t i = 5; i < sizeof(finish); i++)
+        finish[i] = (uint8_t)(i * 37u + 11u);
+    CHECK(net, fp_send_raw(p, finish, sizeof(finish)) == FP_OK, "FINISH: %s", fp_error(p));
+    CHECK(net, fp_wait_closed(p, 8000), "the comune kept the impersonator's pipe open");
+    CHECK(net, fp_recv_raw(p, 300, &m) == FP_TIMEOUT && fp_received(p) == 1,
+        "the impersonator received %zu messages", fp_received(p));
+    CHECK(net, wait_log(net, COMUNE, bad_finish, 5000, "event=peer.reject", "state=2", "signature"),
+        "the comune did not log the bad HELLO_FINISH");
+    fp_close(p);
+    proto_identity_free(stranger);
+    still_serving(net, true);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* 2. The first message must be HELLO, within handshake_timeout_ms                           */
+
+static void handshake_or_nothing(void **state)
+{
+    th_net *net = *state;
+    char url[64];
+    node_url(net, COMUNE, url);
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+
+    /* Garbage first. */
+    size_t before = count3(net, COMUNE, "event=peer.reject", "state=1", NULL);
+    fp_peer *p = NULL;
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    uint8_t junk[200];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 131u + 7u);
+    CHECK(net, fp_send_raw(p, junk, sizeof(junk)) == FP_OK, "send: %s", fp_error(p));
+    CHECK(net, fp_wait_closed(p, 5000), "garbage first did not close the pipe");
+    long ms = fp_closed_after_ms(p);
+    CHECK(net, ms < 900, "garbage first was dropped only after %ld ms (the deadline?)", ms);
+    CHECK(net, fp_received(p) == 0, "garbage got %zu answers", fp_received(p));
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "state=1", NULL),
+        "no peer.reject logged for garbage");
+    fp_close(p);
+
+    /* A well-formed message of another kind first: a VV. */
+    before = count3(net, COMUNE, "event=peer.reject", "state=1", NULL);
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    proto_buf vv = empty_vv_msg();
+    CHECK(net, fp_send_raw(p, vv.p, vv.len) == FP_OK, "send: %s", fp_error(p));
+    proto_buf_free(&vv);
+    CHECK(net, fp_wait_closed(p, 5000), "a VV first did not close the pipe");
+    CHECK(net, fp_closed_after_ms(p) < 900, "a VV first was dropped only at the deadline");
+    CHECK(net, fp_received(p) == 0, "a VV first got %zu answers", fp_received(p));
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "state=1", NULL),
+        "no peer.reject logged for a VV first");
+    fp_close(p);
+
+    /* A member's validly signed header, in plaintext HEADERS without a session: not taken. */
+    proto_identity *cpia = member_identity(net, CPIA);
+    forged f;
+    uint8_t zero[32] = { 0 };
+    assert_int_equal(forge_header(cpia, 1, zero, now_ms(), &f), PROTO_OK);
+    const proto_buf *one[] = { &f.header };
+    proto_buf hm = headers_msg(one, 1);
+    before = count3(net, COMUNE, "event=peer.reject", "state=1", NULL);
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    CHECK(net, fp_send_raw(p, hm.p, hm.len) == FP_OK, "send: %s", fp_error(p));
+    proto_buf_free(&hm);
+    CHECK(net, fp_wait_closed(p, 5000), "plaintext HEADERS first did not close the pipe");
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "state=1", NULL),
+        "no peer.reject logged for plaintext HEADERS");
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 0, "the comune stored a header sent before HELLO");
+    fp_close(p);
+    forged_free(&f);
+    proto_identity_free(cpia);
+
+    /* Nothing at all: closed at the deadline, not before. */
+    before = count3(net, COMUNE, "event=peer.drop", "handshake not completed in time", NULL);
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    CHECK(net, fp_wait_closed(p, 8000), "a silent pipe was never closed");
+    ms = fp_closed_after_ms(p);
+    CHECK(
+        net, ms >= 800 && ms <= 4000, "a silent pipe was closed after %ld ms (deadline 1000)", ms);
+    CHECK(net,
+        wait_log(
+            net, COMUNE, before, 5000, "event=peer.drop", "handshake not completed in time", NULL),
+        "the comune did not log the handshake deadline");
+    fp_close(p);
+
+    /* HELLO from a member, then silence: the half-done handshake hits the same deadline. */
+    proto_identity *pref = member_identity(net, PREF);
+    uint8_t comune[32];
+    node_origin(net, COMUNE, comune);
+    before = count3(net, COMUNE, "event=peer.drop", "handshake not completed in time", NULL);
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    CHECK(net, fp_send_hello(p, pref, comune) == FP_OK, "HELLO: %s", fp_error(p));
+    proto_buf m;
+    CHECK(net, fp_recv_raw(p, 5000, &m) == FP_OK, "no HELLO_REPLY to a member");
+    proto_buf_free(&m);
+    CHECK(net, fp_wait_closed(p, 8000), "a handshake left half done was never closed");
+    ms = fp_closed_after_ms(p);
+    CHECK(net, ms >= 800 && ms <= 4000, "a half handshake was closed after %ld ms", ms);
+    CHECK(net,
+        wait_log(
+            net, COMUNE, before, 5000, "event=peer.drop", "handshake not completed in time", NULL),
+        "the comune did not log the handshake deadline");
+    fp_close(p);
+    proto_identity_free(pref);
+    still_serving(net, true);
+}
+
+/* A member's HELLO sent the moment the connection is up must be answered. nng starts receiving
+ * on a new pipe before it runs the pipe's ADD_POST callback, so the node may be handed the
+ * first message of a pipe before it learns that the pipe exists. */
+static void hello_at_once_is_answered(void **state)
+{
+    th_net *net = *state;
+    char url[64];
+    node_url(net, COMUNE, url);
+    uint8_t comune[32];
+    node_origin(net, COMUNE, comune);
+    proto_identity *pref = member_identity(net, PREF);
+    enum { TRIES = 300 };
+    int lost = 0, first_lost = -1;
+    for (int i = 0; i < TRIES && lost == 0; i++) {
+        proto_handshake *hs = NULL;
+        proto_buf hello = { NULL, 0 };
+        assert_int_equal(proto_hs_initiate(pref, comune, NULL, &hs, &hello), PROTO_OK);
+        proto_handshake_free(hs);
+        fp_peer *p = NULL;
+        fp_result dr = fp_dial_send(url, FP_RECV_MAX, hello.p, hello.len, &p);
+        proto_buf_free(&hello);
+        CHECK(net, dr == FP_OK, "cannot dial the comune and send HELLO");
+        proto_buf m;
+        fp_result r = fp_recv_raw(p, 3000, &m);
+        proto_buf_free(&m);
+        if (r != FP_OK) {
+            lost++;
+            if (first_lost < 0)
+                first_lost = i;
+        }
+        fp_close(p);
+    }
+    proto_identity_free(pref);
+    CHECK(net, lost == 0,
+        "the HELLO of connection %d of %d, sent right after connecting, got no HELLO_REPLY "
+        "within 3 s: the node dropped it without a log line and closed the pipe at the "
+        "handshake deadline",
+        first_lost + 1, TRIES);
+    still_serving(net, true);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* 3. Oversized messages and bad session frames                                              */
+
+static void bad_frames(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    /* Speak as the Prefettura while it is stopped, so every log line about prefettura-1 is
+     * about the fake peer. */
+    stop_node(net, PREF);
+    proto_identity *pref = member_identity(net, PREF);
+    uint8_t some[64] = { 0 };
+
+    /* Oversized before the handshake: a length prefix over the limit (nng's receive limit)
+     * drops the pipe at once, without waiting for the bytes; so does one announcing 1 TiB,
+     * which a node without the limit would try to allocate. */
+    static const uint64_t announced[] = { OVERSIZED, (uint64_t)1 << 40 };
+    fp_peer *p = NULL;
+    for (size_t i = 0; i < sizeof(announced) / sizeof(announced[0]); i++) {
+        CHECK(net, fp_dial_tcp(net->nodes[COMUNE].port, FP_RECV_MAX, &p) == FP_OK,
+            "cannot connect to the comune");
+        CHECK(net, fp_send_announced(p, announced[i], some, sizeof(some)) == FP_OK, "send: %s",
+            fp_error(p));
+        CHECK(net, fp_wait_closed(p, 5000), "announcing %llu bytes did not close the pipe",
+            (unsigned long long)announced[i]);
+        CHECK(net, fp_closed_after_ms(p) < 900, "the oversized message was not dropped at once");
+        CHECK(net, fp_received(p) == 0, "the oversized message got an answer");
+        fp_close(p);
+    }
+
+    /* Oversized inside a session. */
+    size_t downs = count3(net, COMUNE, "event=peer.down", "org=prefettura-1", NULL);
+    p = connect_with(net, COMUNE, pref, true);
+    CHECK(
+        net, fp_send_announced(p, OVERSIZED, some, sizeof(some)) == FP_OK, "send: %s", fp_error(p));
+    CHECK(net, fp_wait_closed(p, 5000), "an oversized frame did not close the session");
+    CHECK(net, wait_log(net, COMUNE, downs, 5000, "event=peer.down", "org=prefettura-1", NULL),
+        "the comune did not log the session going down");
+    fp_close(p);
+
+    proto_buf vv = empty_vv_msg();
+    proto_buf frame = { NULL, 0 };
+
+    /* Truncated frame. */
+    size_t rej = count3(net, COMUNE, "event=peer.reject", "state=3", "truncated");
+    p = connect_as(net, COMUNE, pref);
+    CHECK(net, fp_seal(p, vv.p, vv.len, &frame) == FP_OK, "seal: %s", fp_error(p));
+    CHECK(net, fp_send_raw(p, frame.p, frame.len - 1) == FP_OK, "send: %s", fp_error(p));
+    proto_buf_free(&frame);
+    CHECK(net, fp_wait_closed(p, 5000), "a truncated frame did not close the session");
+    CHECK(net, wait_log(net, COMUNE, rej, 5000, "event=peer.reject", "state=3", "truncated"),
+        "no peer.reject logged for a truncated frame");
+    CHECK(net, fp_kind_count(p, PROTO_K_HEADERS) == 0, "headers answered a truncated frame");
+    fp_close(p);
+
+    /* Bit-flipped frame (one bit of the authentication tag). */
+    rej = count3(net, COMUNE, "event=peer.reject", "state=3", "authenticated decryption");
+    p = connect_as(net, COMUNE, pref);
+    CHECK(net, fp_seal(p, vv.p, vv.len, &frame) == FP_OK, "seal: %s", fp_error(p));
+    frame.p[frame.len - 1] ^= 0x10;
+    CHECK(net, fp_send_raw(p, frame.p, frame.len) == FP_OK, "send: %s", fp_error(p));
+    proto_buf_free(&frame);
+    CHECK(net, fp_wait_closed(p, 5000), "a bit-flipped frame did not close the session");
+    CHECK(net,
+        wait_log(
+            net, COMUNE, rej, 5000, "event=peer.reject", "state=3", "authenticated decryption"),
+        "no peer.reject logged for a bit-flipped frame");
+    CHECK(net, fp_kind_count(p, PROTO_K_HEADERS) == 0, "headers answered a bit-flipped frame");
+    fp_close(p);
+
+    /* Replayed frame: the first copy is answered, the second closes the session. */
+    rej = count3(net, COMUNE, "event=peer.reject", "state=3", "replayed");
+    p = connect_as(net, COMUNE, pref);
+    CHECK(net, fp_seal(p, vv.p, vv.len, &frame) == FP_OK, "seal: %s", fp_error(p));
+    CHECK(net, fp_send_raw(p, frame.p, frame.len) == FP_OK, "send: %s", fp_error(p));
+    proto_buf m;
+    CHECK(net, fp_recv_kind(p, PROTO_K_HEADERS, 10000, &m) == FP_OK,
+        "the original frame was not answered: %s", fp_error(p));
+    proto_buf_free(&m);
+    CHECK(net, fp_send_raw(p, frame.p, frame.len) == FP_OK, "send: %s", fp_error(p));
+    proto_buf_free(&frame);
+    CHECK(net, fp_wait_closed(p, 5000), "a replayed frame did not close the session");
+    CHECK(net, wait_log(net, COMUNE, rej, 5000, "event=peer.reject", "state=3", "replayed"),
+        "no peer.reject logged for a replayed frame");
+    fp_close(p);
+
+    /* Well-sealed frames holding garbage, or a kind that has no place in a session: refused
+     * and logged, and the session stays up. */
+    rej = count3(net, COMUNE, "event=peer.reject", "org=prefettura-1", NULL);
+    p = connect_as(net, COMUNE, pref);
+    uint8_t junk[64];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(0xc1 ^ i); /* 0xc1 is never valid msgpack */
+    CHECK(net, fp_send(p, junk, sizeof(junk)) == FP_OK, "send: %s", fp_error(p));
+    uint8_t hello_in_session[] = { 0x92, 0x01, 0x0a };
+    CHECK(net, fp_send(p, hello_in_session, sizeof(hello_in_session)) == FP_OK, "send: %s",
+        fp_error(p));
+    proto_ctl_request ctl = { 1, { (const uint8_t *)"status", 6 }, NULL, 0, NULL };
+    proto_buf cm = { NULL, 0 };
+    assert_int_equal(proto_ctl_request_encode(&ctl, &cm), PROTO_OK);
+    send_msg(net, p, &cm);
+    proto_buf_free(&cm);
+    barrier(net, p);
+    CHECK(net, fp_closed_count(p) == 0, "a bad message inside a session closed it");
+    CHECK(net, wait_log(net, COMUNE, rej + 2, 5000, "event=peer.reject", "org=prefettura-1", NULL),
+        "the comune logged %zu of 3 refused messages",
+        count3(net, COMUNE, "event=peer.reject", "org=prefettura-1", NULL) - rej);
+    CHECK(net, count3(net, COMUNE, "unexpected message kind control-request", NULL, NULL) == 1,
+        "a control request from a peer was not refused as such");
+    CHECK(net, fp_kind_count(p, PROTO_K_CTL_RESPONSE) == 0, "a peer got a control response");
+    fp_close(p);
+    proto_buf_free(&vv);
+    proto_identity_free(pref);
+    still_serving(net, true);
+}
+
+/* An oversized message from a pipe that has not finished the handshake is rejected by nng's
+ * receive limit; issue 8 asks that it also be logged. nng 1.5.2 does not tell the node why a
+ * pipe closed, so what can be asked is that the node logs the drop of a pipe that never
+ * completed the handshake. */
+static void oversized_is_logged(void **state)
+{
+    th_net *net = *state;
+    uint8_t some[64] = { 0 };
+    size_t before = log_count_unknown_peers(net, COMUNE);
+    fp_peer *p = NULL;
+    CHECK(net, fp_dial_tcp(net->nodes[COMUNE].port, FP_RECV_MAX, &p) == FP_OK,
+        "cannot connect to the comune");
+    CHECK(
+        net, fp_send_announced(p, OVERSIZED, some, sizeof(some)) == FP_OK, "send: %s", fp_error(p));
+    CHECK(net, fp_wait_closed(p, 5000), "an oversized message did not close the pipe");
+    fp_close(p);
+    CHECK(net, th_wait(net, 3000, unknown_peers_grew, &before),
+        "the comune dropped a pipe that announced a message over [sync] max_message_bytes (16 MiB "
+        "+ 5 bytes, before the handshake) without logging anything");
+    still_serving(net, true);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* 4. Forged and replayed headers                                                            */
+
+/* A member whose session goes silent (a half-open connection after a partition looks the
+ * same: no error, nothing arriving) is pinged and then dropped, while the comune's healthy
+ * but idle links to the real nodes, pinged the same way, stay up. */
+static void silent_peer_is_dropped(void **state)
+{
+    th_net *net = *state;
+    proto_identity *pref = member_identity(net, PREF);
+    size_t idle_before = count3(net, COMUNE, "event=peer.drop", "nothing heard", NULL);
+    fp_peer *p = connect_as(net, COMUNE, pref);
+    proto_identity_free(pref);
+    /* The node pings the quiet session with an empty WANT. */
+    proto_buf m = { NULL, 0 };
+    fp_result r = fp_recv_kind(p, PROTO_K_WANT, 3000, &m);
+    proto_want_msg w = { NULL, 0, NULL };
+    bool ping = r == FP_OK && proto_want_decode(m.p, m.len, NULL, &w, NULL) == PROTO_OK && w.n == 0;
+    proto_want_fini(&w);
+    proto_buf_free(&m);
+    CHECK(net, ping, "no ping (empty WANT) on a quiet session within 3 s: %s", fp_error(p));
+    /* We never answer: the node must end the session. */
+    CHECK(net, fp_wait_closed(p, 5000), "a silent session was not closed within 5 s");
+    fp_close(p);
+    CHECK(net, wait_log(net, COMUNE, idle_before, 3000, "event=peer.drop", "nothing heard", NULL),
+        "no peer.drop with reason \"nothing heard\" for the silent session");
+    /* Three more idle timeouts with no writes anywhere: the real links answer the pings. */
+    struct timespec ts = { 4, 500000000 };
+    nanosleep(&ts, NULL);
+    CHECK(net, count3(net, COMUNE, "nothing heard", "org=cpia-1", NULL) == 0,
+        "the comune dropped its idle but healthy link to cpia-1");
+    still_serving(net, true);
+}
+
+static void forged_headers(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    stop_node(net, CPIA);
+    proto_identity *cpia = member_identity(net, CPIA), *stranger = NULL;
+    assert_int_equal(proto_identity_new(NULL, &stranger), PROTO_OK);
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    int64_t base = status_num(net, COMUNE, "counts/headers");
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 0, "cpia-1 has a log before the test");
+    uint8_t zero[32] = { 0 };
+
+    /* (a) cpia-1's origin, signed by another key. */
+    forged bad;
+    assert_int_equal(forge_header(stranger, 1, zero, now_ms(), &bad), PROTO_OK);
+    assert_int_equal(replace32(bad.header.p, bad.header.len, proto_identity_origin(stranger),
+                         proto_identity_origin(cpia)),
+        1);
+    size_t before = count3(net, COMUNE, "event=header.reject", "bad signature", NULL);
+    const proto_buf *one[] = { &bad.header };
+    proto_buf hm = headers_msg(one, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=header.reject", "bad signature", NULL),
+        "no header.reject for a bad signature");
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 0, "a badly signed header moved cpia-1's vv");
+    forged_free(&bad);
+
+    /* (a') a stranger's own, validly signed header. */
+    assert_int_equal(forge_header(stranger, 1, zero, now_ms(), &bad), PROTO_OK);
+    before = count3(net, COMUNE, "event=header.reject", "not a member", NULL);
+    hm = headers_msg(one, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=header.reject", "not a member", NULL),
+        "no header.reject for a stranger's header");
+    forged_free(&bad);
+    CHECK(net, status_num(net, COMUNE, "counts/headers") == base, "a rejected header was stored");
+
+    /* (c) the correct next header, twice in one batch and again in another: stored once. */
+    forged h1, h2;
+    assert_int_equal(forge_header(cpia, 1, zero, now_ms(), &h1), PROTO_OK);
+    const proto_buf *twice[] = { &h1.header, &h1.header };
+    hm = headers_msg(twice, 2);
+    send_msg(net, p, &hm);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    /* ... and then its successor, which shows that both copies were handled. */
+    assert_int_equal(forge_header(cpia, 2, h1.id, now_ms(), &h2), PROTO_OK);
+    const proto_buf *next[] = { &h2.header };
+    hm = headers_msg(next, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    vv_want w = { COMUNE, CPIA, 2 };
+    CHECK(net, th_wait(net, 5000, vv_is, &w), "cpia-1's chain did not reach seq 2 (vv %lld)",
+        (long long)vv_of(net, COMUNE, CPIA));
+    CHECK(net, status_num(net, COMUNE, "counts/headers") == base + 2,
+        "the replayed header changed the log (%lld headers, want %lld)",
+        (long long)status_num(net, COMUNE, "counts/headers"), (long long)base + 2);
+    CHECK(net,
+        !quarantined(net, COMUNE, "cpia-1")
+            && count3(net, COMUNE, "origin.equivocation", NULL, NULL) == 0,
+        "the same header twice was taken for an equivocation");
+
+    /* Headers the comune sent, replayed back to it, change nothing either. */
+    proto_buf echo;
+    barrier_get(net, p, &echo);
+    send_msg(net, p, &echo);
+    proto_buf_free(&echo);
+    barrier(net, p);
+    CHECK(net, status_num(net, COMUNE, "counts/headers") == base + 2,
+        "headers replayed to their sender were stored again");
+    CHECK(net, !quarantined(net, COMUNE, "comune-1") && !quarantined(net, COMUNE, "cpia-1"),
+        "a replay was taken for an equivocation");
+
+    /* (b) a header whose prev is not the id of the previous one. */
+    forged broken;
+    uint8_t wrong[32];
+    memset(wrong, 0x5a, sizeof(wrong));
+    assert_int_equal(forge_header(cpia, 3, wrong, now_ms(), &broken), PROTO_OK);
+    before = count3(net, COMUNE, "event=header.reject", "hash chain broken", NULL);
+    const proto_buf *b1[] = { &broken.header };
+    hm = headers_msg(b1, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    CHECK(net,
+        wait_log(net, COMUNE, before, 5000, "event=header.reject", "hash chain broken", NULL),
+        "no header.reject for a broken chain");
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 2, "a header off the chain was stored");
+    forged_free(&broken);
+
+    /* (d) a second, different, validly signed header for seq 2: equivocation. */
+    forged fork;
+    assert_int_equal(forge_header(cpia, 2, h1.id, now_ms() + 1, &fork), PROTO_OK);
+    CHECK(net, memcmp(fork.id, h2.id, 32) != 0, "the fork is the same header");
+    const proto_buf *f1[] = { &fork.header };
+    hm = headers_msg(f1, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    CHECK(net, wait_log(net, COMUNE, 0, 5000, "event=origin.equivocation", "org=cpia-1", "seq=2"),
+        "no origin.equivocation logged");
+    CHECK(net, quarantined(net, COMUNE, "cpia-1"), "status does not list cpia-1 as quarantined");
+
+    /* A quarantined origin's headers are no longer taken, even correct ones. */
+    forged h3;
+    assert_int_equal(forge_header(cpia, 3, h2.id, now_ms(), &h3), PROTO_OK);
+    const proto_buf *n3[] = { &h3.header };
+    hm = headers_msg(n3, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    barrier(net, p);
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 2, "a quarantined origin's header was stored");
+    CHECK(net, fp_closed_count(p) == 0, "the session was closed");
+
+    fp_close(p);
+    forged_free(&h1);
+    forged_free(&h2);
+    forged_free(&h3);
+    forged_free(&fork);
+    proto_identity_free(cpia);
+    proto_identity_free(stranger);
+    still_serving(net, false);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* 5. Causal write authorisation over the network                                            */
+
+static void read_grant_cannot_write(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "read");
+    size_t cpia_node = CPIA;
+    CHECK(net, th_wait(net, 15000, settled, &cpia_node), "the CPIA did not settle");
+    show_want a1 = { CPIA, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, shows(net, &a1), "the CPIA cannot read the case");
+    stop_node(net, CPIA);
+
+    proto_case_id cid;
+    assert_int_equal(proto_case_id_parse(id, strlen(id), &cid), PROTO_OK);
+    member_view v = { .case_id = &cid, .scope = "lingua" };
+    member_view_read(net, CPIA, &v);
+    CHECK(net, access_in(v.state, "cpia-1") == PROTO_ACCESS_READ,
+        "the CPIA's state does not hold its read grant");
+    proto_identity *cpia = member_identity(net, CPIA);
+
+    /* cpia-1 writes with a read grant only: correctly chained, signed and encrypted. */
+    forged f;
+    uint64_t seq = v.own_seq + 1;
+    assert_int_equal(
+        forge_delta(cpia, v.key, v.state, "livello", "C2", 0, seq, v.own_last, now_ms(), &f),
+        PROTO_OK);
+    size_t refuse = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", NULL);
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    const proto_buf *one[] = { &f.header };
+    proto_buf hm = headers_msg(one, 1), bm = bodies_msg(&f);
+    send_msg(net, p, &hm);
+    send_msg(net, p, &bm);
+    proto_buf_free(&hm);
+    proto_buf_free(&bm);
+    CHECK(net,
+        wait_log(net, COMUNE, refuse, 10000, "event=delta.refuse", "org=cpia-1", "scope=lingua"),
+        "the comune did not refuse a delta written with a read grant");
+    char val[64];
+    show_value(net, COMUNE, id, "scopes/lingua/livello", val);
+    CHECK(net, strcmp(val, "A1") == 0, "the comune merged it: lingua.livello is '%s'", val);
+    CHECK(net, vv_of(net, COMUNE, CPIA) == (int64_t)seq,
+        "the refused delta's header is not kept as a verified header");
+    fp_close(p);
+
+    /* The Prefettura holds no key: it stores the header, nothing more. */
+    vv_want pw = { PREF, CPIA, (int64_t)seq };
+    CHECK(net, th_wait(net, 10000, vv_is, &pw), "the Prefettura did not store the header");
+
+    /* Now a write grant; cpia-1 restarts with the forged delta as the last of its own log (as
+     * if it had written it itself), so its next write continues the chain. */
+    member_own_put(net, CPIA, seq, f.id);
+    grant(net, id, "cpia-1", "write");
+    size_t cpia_refuse = count3(net, CPIA, "event=delta.refuse", "org=cpia-1", NULL);
+    CHECK(net, th_start(net, CPIA) == 0, "the CPIA did not restart");
+    vv_want own = { CPIA, CPIA, (int64_t)seq };
+    CHECK(net, th_wait(net, 15000, vv_is, &own), "the CPIA did not get its own header back");
+    CHECK(net, th_wait(net, 15000, settled, &cpia_node), "the CPIA did not settle");
+    /* Every holder decides alike: the CPIA refuses its own old delta too. */
+    CHECK(net,
+        wait_log(net, CPIA, cpia_refuse, 10000, "event=delta.refuse", "org=cpia-1", "scope=lingua"),
+        "the CPIA did not refuse the delta made with a read grant");
+    show_value(net, CPIA, id, "scopes/lingua/livello", val);
+    CHECK(net, strcmp(val, "A1") == 0, "the CPIA merged its read-grant delta: '%s'", val);
+
+    th_out o = th_patto(net, CPIA, "case", "set", id, "lingua.livello=B1", NULL);
+    CHECK(net, o.status == 0, "the CPIA could not write with a write grant: %d %s %s", o.status,
+        o.out, o.err);
+    th_out_free(&o);
+    show_want b1 = { COMUNE, id, "scopes/lingua/livello", "B1" };
+    CHECK(net, th_wait(net, 10000, shows, &b1), "the comune did not merge the CPIA's write");
+    o = th_patto(net, COMUNE, "case", "show", id, NULL);
+    json_object *conf = o.json ? jget(o.json, "conflicts") : NULL;
+    CHECK(net, conf != NULL && json_object_object_length(conf) == 0,
+        "the refused value shows up as a conflict: %s", o.out);
+    th_out_free(&o);
+    vv_want pw2 = { PREF, CPIA, (int64_t)seq + 1 };
+    CHECK(net, th_wait(net, 10000, vv_is, &pw2), "the Prefettura lacks the CPIA's new header");
+    o = th_patto(net, PREF, "case", "show", id, NULL);
+    CHECK(net, o.status == 3, "the Prefettura reads the case: %d %s", o.status, o.out);
+    th_out_free(&o);
+    for (size_t i = 0; i < 3; i++)
+        CHECK(net, !quarantined(net, i, "cpia-1"), "node %zu quarantined cpia-1", i);
+
+    forged_free(&f);
+    member_view_fini(&v);
+    proto_identity_free(cpia);
+    still_serving(net, true);
+}
+
+/* As a stopped cpia-1 holding a write grant on the case's lingua scope, forge a delta (see
+ * forge_delta for field, value and amount) with HLC wall `wall`. */
+static void forge_as_cpia(th_net *net, const char *id, const char *field, const char *value,
+    int64_t amount, uint64_t wall, forged *f, proto_identity **cpia_out)
+{
+    size_t cpia_node = CPIA;
+    CHECK(net, th_wait(net, 15000, settled, &cpia_node), "the CPIA did not settle");
+    stop_node(net, CPIA);
+    proto_case_id cid;
+    assert_int_equal(proto_case_id_parse(id, strlen(id), &cid), PROTO_OK);
+    member_view v = { .case_id = &cid, .scope = "lingua" };
+    member_view_read(net, CPIA, &v);
+    CHECK(net, access_in(v.state, "cpia-1") == PROTO_ACCESS_WRITE,
+        "the CPIA's state does not hold its write grant");
+    proto_identity *cpia = member_identity(net, CPIA);
+    proto_err perr = forge_delta(
+        cpia, v.key, v.state, field, value, amount, v.own_seq + 1, v.own_last, wall, f);
+    member_view_fini(&v);
+    CHECK(net, perr == PROTO_OK, "cannot forge: %s", proto_strerror(perr));
+    *cpia_out = cpia;
+}
+
+/* Send a forged delta's header, then its body. */
+static void push_delta(th_net *net, fp_peer *p, const forged *f)
+{
+    const proto_buf *one[] = { &f->header };
+    proto_buf hm = headers_msg(one, 1), bm = bodies_msg(f);
+    send_msg(net, p, &hm);
+    send_msg(net, p, &bm);
+    proto_buf_free(&hm);
+    proto_buf_free(&bm);
+}
+
+/* Forge as cpia-1 (write grant) a delta setting lingua.livello=value at HLC wall, and push it
+ * to the comune. Returns the open session (as cpia-1) for the caller. */
+static fp_peer *push_write_as_cpia(
+    th_net *net, const char *id, const char *value, uint64_t wall, proto_identity **cpia_out)
+{
+    forged f;
+    forge_as_cpia(net, id, "livello", value, 0, wall, &f, cpia_out);
+    fp_peer *p = connect_as(net, COMUNE, *cpia_out);
+    push_delta(net, p, &f);
+    forged_free(&f);
+    return p;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* 4b. A replayed delta is merged once                                                       */
+
+typedef struct counter_want {
+    size_t node;
+    const char *id;
+    int64_t value;
+} counter_want;
+
+static bool counter_is(th_net *net, void *ctx)
+{
+    counter_want *w = ctx;
+    th_out o = th_patto(net, w->node, "case", "show", w->id, NULL);
+    json_object *v = o.status == 0 && o.json ? jget(o.json, "scopes/lingua/ore_frequenza") : NULL;
+    bool ok = v != NULL && json_object_get_int64(v) == w->value;
+    th_out_free(&o);
+    return ok;
+}
+
+static void replayed_delta_merged_once(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "write");
+    forged f;
+    proto_identity *cpia = NULL;
+    forge_as_cpia(net, id, "ore_frequenza", NULL, 5, now_ms(), &f, &cpia);
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    push_delta(net, p, &f);
+    counter_want w = { COMUNE, id, 5 };
+    CHECK(net, th_wait(net, 10000, counter_is, &w), "the comune did not merge +5 hours");
+    /* The same delta again: in new frames, twice in one HEADERS batch, on a new session. */
+    push_delta(net, p, &f);
+    const proto_buf *twice[] = { &f.header, &f.header };
+    proto_buf hm = headers_msg(twice, 2);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    barrier(net, p);
+    fp_close(p);
+    p = connect_as(net, COMUNE, cpia);
+    push_delta(net, p, &f);
+    barrier(net, p);
+    CHECK(net, counter_is(net, &w), "a replayed +5 was counted again");
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 1, "a replayed header moved cpia-1's log");
+    CHECK(net, !quarantined(net, COMUNE, "cpia-1"), "a replay was taken for an equivocation");
+    fp_close(p);
+    forged_free(&f);
+    proto_identity_free(cpia);
+    still_serving(net, false);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* 6. A clock far ahead                                                                      */
+
+typedef struct num_want {
+    size_t node;
+    const char *path;
+    int64_t value;
+} num_want;
+
+static bool num_is(th_net *net, void *ctx)
+{
+    num_want *w = ctx;
+    return status_num(net, w->node, w->path) == w->value;
+}
+
+static void clock_ahead_waits(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "write");
+    size_t waits = count3(net, COMUNE, "event=delta.wait", "reason=\"clock ahead\"", NULL);
+    proto_identity *cpia = NULL;
+    fp_peer *p = push_write_as_cpia(net, id, "C2", now_ms() + HOUR_MS, &cpia);
+    CHECK(net,
+        wait_log(net, COMUNE, waits, 10000, "event=delta.wait", "reason=\"clock ahead\"", NULL),
+        "the comune did not report a delta an hour ahead");
+    num_want w = { COMUNE, "waiting/clock", 1 };
+    CHECK(net, th_wait(net, 5000, num_is, &w), "status waiting.clock is %lld, not 1",
+        (long long)status_num(net, COMUNE, "waiting/clock"));
+    char val[64];
+    show_value(net, COMUNE, id, "scopes/lingua/livello", val);
+    CHECK(net, strcmp(val, "A1") == 0, "the comune merged a delta an hour ahead: '%s'", val);
+
+    /* The comune's clock did not jump: its next header is stamped with the present. */
+    th_out o = th_patto(net, COMUNE, "case", "set", id, "lingua.livello=B1", NULL);
+    CHECK(net, o.status == 0, "write at the comune: %s", o.out);
+    th_out_free(&o);
+    uint8_t comune[32];
+    node_origin(net, COMUNE, comune);
+    bool seen = false;
+    for (int k = 0; k < 20 && !seen; k++) {
+        proto_buf m;
+        if (fp_recv_kind(p, PROTO_K_HEADERS, 5000, &m) != FP_OK)
+            break;
+        proto_headers_msg hm;
+        if (proto_headers_decode(m.p, m.len, NULL, &hm, NULL) == PROTO_OK) {
+            for (size_t i = 0; i < hm.n; i++) {
+                proto_header h;
+                if (proto_header_decode(hm.headers[i].p, hm.headers[i].len, NULL, &h, NULL)
+                    != PROTO_OK)
+                    continue;
+                if (memcmp(h.origin, comune, 32) == 0
+                    && h.seq == (uint64_t)vv_of(net, COMUNE, COMUNE)) {
+                    seen = true;
+                    CHECK(net, h.hlc.wall < now_ms() + 60000,
+                        "the comune's clock jumped ahead: its new header says %llu ms ahead",
+                        (unsigned long long)(h.hlc.wall - now_ms()));
+                }
+                proto_header_fini(&h);
+            }
+            proto_headers_fini(&hm);
+        }
+        proto_buf_free(&m);
+    }
+    CHECK(net, seen, "the comune did not push its new header to the (fake) CPIA");
+    CHECK(net, status_num(net, COMUNE, "waiting/clock") == 1, "the delta stopped waiting");
+    fp_close(p);
+    proto_identity_free(cpia);
+    still_serving(net, false);
+}
+
+/* With max_clock_ahead_ms = 1000, a delta 4 s ahead waits, then is merged once in bounds. */
+static void clock_ahead_merges_in_time(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "write");
+    size_t waits = count3(net, COMUNE, "event=delta.wait", "reason=\"clock ahead\"", NULL);
+    proto_identity *cpia = NULL;
+    fp_peer *p = push_write_as_cpia(net, id, "C1", now_ms() + 4000, &cpia);
+    CHECK(net,
+        wait_log(net, COMUNE, waits, 3000, "event=delta.wait", "reason=\"clock ahead\"", NULL),
+        "the comune did not hold a delta 4 s ahead (limit 1 s)");
+    show_want c1 = { COMUNE, id, "scopes/lingua/livello", "C1" };
+    CHECK(net, th_wait(net, 15000, shows, &c1), "the delta was never merged once in bounds");
+    num_want w = { COMUNE, "waiting/clock", 0 };
+    CHECK(net, th_wait(net, 5000, num_is, &w), "status still counts it as waiting");
+    fp_close(p);
+    proto_identity_free(cpia);
+    still_serving(net, false);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    th_programs(PATTO_BIN, PATTOD_BIN);
+    /* HOSTILE_FILTER=name runs the scenarios whose names match (cmocka's pattern). */
+    if (getenv("HOSTILE_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("HOSTILE_FILTER"));
+    if (proto_init() != PROTO_OK)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(stranger_gets_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(handshake_or_nothing, setup_short_handshake, teardown),
+        cmocka_unit_test_setup_teardown(hello_at_once_is_answered, setup_short_handshake, teardown),
+        cmocka_unit_test_setup_teardown(bad_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(oversized_is_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(silent_peer_is_dropped, setup_short_idle, teardown),
+        cmocka_unit_test_setup_teardown(forged_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(replayed_delta_merged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(read_grant_cannot_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(clock_ahead_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(clock_ahead_merges_in_time, setup_tight_clock, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

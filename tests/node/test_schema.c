@@ -1,0 +1,214 @@
+/* node.schema: the shipped schema parses; bad schema files are refused with the JSON path of
+ * the problem; every edit is checked against its field's type with a sentence an operator can
+ * act on, and values are stored in canonical form. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "node/node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = malloc(1 << 20);
+    *len = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[*len] = 0;
+    return buf;
+}
+
+static int load_default(void **state)
+{
+    size_t len;
+    char *json = slurp(PATTO_SOURCE_DIR "/node/schema/default.json", &len);
+    if (json == NULL)
+        return -1;
+    node_schema *schema = NULL;
+    node_errmsg msg = { { 0 } };
+    node_err err = node_schema_parse(json, len, "default.json", &schema, &msg);
+    free(json);
+    if (err != NODE_OK) {
+        fprintf(stderr, "default schema: %s\n", msg.text);
+        return -1;
+    }
+    *state = schema;
+    return 0;
+}
+
+static int free_schema(void **state)
+{
+    node_schema_free(*state);
+    return 0;
+}
+
+static void default_schema_has_the_design_scopes(void **state)
+{
+    const node_schema *s = *state;
+    const char *scopes[] = { "anagrafica", "documenti", "lingua", "competenze", "lavoro",
+        "alloggio", "sociale", "piano", "servizi", "invii" };
+    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++)
+        assert_non_null(node_schema_scope(s, scopes[i]));
+    struct {
+        const char *scope, *field;
+        node_ftype type;
+        crdt_type crdt;
+    } fields[] = {
+        { "anagrafica", "nome", NODE_F_TEXT, CRDT_REGISTER },
+        { "anagrafica", "cognome", NODE_F_TEXT, CRDT_REGISTER },
+        { "anagrafica", "data_nascita", NODE_F_DATE, CRDT_REGISTER },
+        { "documenti", "permesso_tipo", NODE_F_ENUM, CRDT_REGISTER },
+        { "documenti", "permesso_scadenza", NODE_F_DATE, CRDT_REGISTER },
+        { "lingua", "livello", NODE_F_ENUM, CRDT_REGISTER },
+        { "lingua", "ore_frequenza", NODE_F_COUNTER, CRDT_COUNTER },
+        { "competenze", "competenze", NODE_F_SET, CRDT_SET },
+        { "servizi", "eventi", NODE_F_TIMELINE, CRDT_TIMELINE },
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const node_field *f = node_schema_field(s, fields[i].scope, fields[i].field);
+        assert_non_null(f);
+        assert_int_equal(f->type, fields[i].type);
+        assert_int_equal(node_ftype_crdt(f->type), fields[i].crdt);
+    }
+    assert_null(node_schema_field(s, "lingua", "nope"));
+    assert_null(node_schema_field(s, "nope", "livello"));
+    const node_field *lv = node_schema_field(s, "lingua", "livello");
+    assert_int_equal(lv->nvalues, 7);
+    assert_string_equal(lv->values[0], "pre-A1");
+}
+
+typedef struct edit_case {
+    const char *scope, *field;
+    node_edit_op op;
+    const char *value;
+    node_err err;
+    const char *want; /* stored form on success, or text the error must contain */
+} edit_case;
+
+static void edits_are_checked(void **state)
+{
+    const node_schema *s = *state;
+    static const edit_case cases[] = {
+        { "anagrafica", "nome", NODE_EDIT_SET, "Amina", NODE_OK, "Amina" },
+        { "anagrafica", "nome", NODE_EDIT_SET, "Zoë Ñandú", NODE_OK, "Zoë Ñandú" },
+        { "anagrafica", "nome", NODE_EDIT_SET, "", NODE_EINVAL, "cannot be empty" },
+        { "anagrafica", "nome", NODE_EDIT_SET, "a\nb", NODE_EINVAL, "without control" },
+        { "anagrafica", "nome", NODE_EDIT_SET, "\xc3\x28", NODE_EINVAL, "UTF-8" },
+        { "anagrafica", "nome", NODE_EDIT_SET, "\xed\xa0\x80", NODE_EINVAL, "UTF-8" },
+        { "anagrafica", "nome", NODE_EDIT_ADD, "x", NODE_EINVAL, "use = to set it" },
+        { "anagrafica", "paese_nascita", NODE_EDIT_SET, "SENE", NODE_EINVAL, "at most 3 bytes" },
+        { "anagrafica", "data_nascita", NODE_EDIT_SET, "1994-03-12", NODE_OK, "1994-03-12" },
+        { "anagrafica", "data_nascita", NODE_EDIT_SET, "2023-02-29", NODE_EINVAL,
+            "must be a date YYYY-MM-DD" },
+        { "anagrafica", "data_nascita", NODE_EDIT_SET, "2024-02-29", NODE_OK, "2024-02-29" },
+        { "anagrafica", "data_nascita", NODE_EDIT_SET, "12/03/1994", NODE_EINVAL, "YYYY-MM-DD" },
+        { "lingua", "livello", NODE_EDIT_SET, "B1", NODE_OK, "B1" },
+        { "lingua", "livello", NODE_EDIT_SET, "b1", NODE_EINVAL,
+            "lingua.livello must be one of pre-A1 A1 A2 B1 B2 C1 C2 (got 'b1')" },
+        { "documenti", "crediti_accordo", NODE_EDIT_SET, "030", NODE_OK, "30" },
+        { "documenti", "crediti_accordo", NODE_EDIT_SET, "61", NODE_EINVAL, "from 0 to 60" },
+        { "documenti", "crediti_accordo", NODE_EDIT_SET, "3.5", NODE_EINVAL, "whole number" },
+        { "competenze", "competenze", NODE_EDIT_ADD, "cucina", NODE_OK, "cucina" },
+        { "competenze", "competenze", NODE_EDIT_REMOVE, "cucina", NODE_OK, "cucina" },
+        { "competenze", "competenze", NODE_EDIT_SET, "cucina", NODE_EINVAL,
+            "is a set: '=' does not apply, use += to add or -= to remove" },
+        { "competenze", "patente", NODE_EDIT_ADD, "B", NODE_OK, "B" },
+        { "competenze", "patente", NODE_EDIT_ADD, "Z", NODE_EINVAL, "must be one of AM A B" },
+        { "lingua", "ore_frequenza", NODE_EDIT_ADD, "4", NODE_OK, "4" },
+        { "lingua", "ore_frequenza", NODE_EDIT_SET, "4", NODE_EINVAL, "is a counter" },
+        { "lingua", "ore_frequenza", NODE_EDIT_ADD, "-4", NODE_EINVAL, "from 1 to" },
+        { "lingua", "ore_frequenza", NODE_EDIT_ADD, "quattro", NODE_EINVAL, "from 1 to" },
+        { "servizi", "eventi", NODE_EDIT_ADD, "{ \"tipo\" : \"colloquio\", \"ore\": 2 }", NODE_OK,
+            "{\"tipo\":\"colloquio\",\"ore\":2}" },
+        { "servizi", "eventi", NODE_EDIT_ADD, "[1,2]", NODE_EINVAL, "one JSON object" },
+        { "servizi", "eventi", NODE_EDIT_ADD, "{\"a\":1} x", NODE_EINVAL, "one JSON object" },
+        { "servizi", "eventi", NODE_EDIT_SET, "{}", NODE_EINVAL, "only += applies" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const edit_case *c = &cases[i];
+        const node_scope_def *sc = node_schema_scope(s, c->scope);
+        const node_field *f = node_schema_field(s, c->scope, c->field);
+        assert_non_null(f);
+        char out[1024] = "";
+        int64_t amount = 0;
+        node_errmsg msg = { { 0 } };
+        node_err err = node_schema_check(sc, f, c->op, c->value, out, sizeof(out), &amount, &msg);
+        if (err != c->err)
+            fail_msg("case %zu (%s.%s '%s'): got %s \"%s\"", i, c->scope, c->field, c->value,
+                node_strerror(err), msg.text);
+        if (err == NODE_OK && strcmp(out, c->want) != 0)
+            fail_msg("case %zu: stored '%s', want '%s'", i, out, c->want);
+        if (err != NODE_OK && strstr(msg.text, c->want) == NULL)
+            fail_msg("case %zu: message \"%s\" lacks \"%s\"", i, msg.text, c->want);
+    }
+    /* The counter's signed amount follows the operator. */
+    const node_scope_def *sc = node_schema_scope(s, "lingua");
+    const node_field *f = node_schema_field(s, "lingua", "ore_frequenza");
+    char out[32];
+    int64_t amount = 0;
+    assert_int_equal(
+        node_schema_check(sc, f, NODE_EDIT_REMOVE, "3", out, sizeof(out), &amount, NULL), NODE_OK);
+    assert_int_equal(amount, -3);
+}
+
+static void bad_schemas_name_the_place(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *says;
+    } cases[] = {
+        { "{", "not valid JSON" },
+        { "[]", "must be a JSON object" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[]}", "\"scopes\" must be an array of 1" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"colour\"}]}]}",
+            "scopes[0].fields[0]: type \"colour\" is not one of" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"enum\"}]}]}",
+            "scopes[0].fields[0]: an enum needs \"values\"" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"text\"},{\"name\":\"f\",\"type\":\"date\"}]}]}",
+            "scopes[0].fields[1]: field \"f\" is defined twice" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"A b\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"text\"}]}]}",
+            "scopes[0]: name \"A b\" must be" },
+        { "{\"schema\":\"x\",\"version\":1,\"colour\":2,\"scopes\":[]}", "unknown key \"colour\"" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"set\",\"of\":\"counter\"}]}]}",
+            "a set's \"of\" must be" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"number\",\"min\":5,\"max\":1}]}]}",
+            "\"min\" is larger than \"max\"" },
+        { "{\"schema\":\"x\",\"version\":0,\"scopes\":[]}", "\"version\" must be from 1" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        node_schema *schema = NULL;
+        node_errmsg msg = { { 0 } };
+        node_err err
+            = node_schema_parse(cases[i].json, strlen(cases[i].json), "t.json", &schema, &msg);
+        if (err != NODE_ECONFIG || strstr(msg.text, cases[i].says) == NULL
+            || strncmp(msg.text, "t.json: ", 8) != 0)
+            fail_msg("case %zu: got %s \"%s\", want ECONFIG with \"%s\"", i, node_strerror(err),
+                msg.text, cases[i].says);
+        assert_null(schema);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            default_schema_has_the_design_scopes, load_default, free_schema),
+        cmocka_unit_test_setup_teardown(edits_are_checked, load_default, free_schema),
+        cmocka_unit_test(bad_schemas_name_the_place),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

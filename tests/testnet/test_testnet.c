@@ -1,0 +1,627 @@
+/*
+ * testnet.*: patto-testnet driven as a program, as an integrator would, on 127.0.0.1:
+ * - up, check and down on a three-node network;
+ * - a partition blocks propagation (check fails naming the missing origin at the nodes on the
+ *   other side) and heal restores convergence;
+ * - a node killed with SIGKILL in the middle of a stream of acknowledged writes loses none of
+ *   them after restart;
+ * - a slow link holds deltas for its delay, a 100 % lossy one lets nothing through (and the
+ *   proxies count the refused and dropped connections), heal restores convergence;
+ * - a stopped node is named by status and check, and cont brings it back without a crash;
+ * - check names a tag whose digest differs (a patto that lies about one node's digests);
+ * - node names, ports and [dial] sections of a six-node network, kept by a later up.
+ * argv: patto-testnet patto [links|procs] (the group to run: links, the default, is
+ * testnet.basic; procs is testnet.procs). Every test brings its network down in its teardown,
+ * also when it fails (the directory is kept then, with the logs).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *testnet_bin, *patto_bin;
+
+typedef struct run_out {
+    int status;
+    char out[65536];
+} run_out;
+
+/* Run argv, stdout and stderr together in o->out. */
+static void run(run_out *o, const char *const *argv)
+{
+    int p[2];
+    o->status = -1;
+    o->out[0] = '\0';
+    if (pipe(p) != 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        execv(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t got;
+    while ((got = read(p[0], o->out + n, sizeof o->out - 1 - n)) > 0 || (got < 0 && errno == EINTR))
+        if (got > 0)
+            n += (size_t)got;
+    o->out[n] = '\0';
+    close(p[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    o->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static run_out *tn(const char *cmd, const char *dir, ...)
+{
+    static run_out o;
+    const char *argv[24] = { testnet_bin, cmd, dir };
+    size_t n = 3;
+    va_list ap;
+    va_start(ap, dir);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    run(&o, argv);
+    return &o;
+}
+
+static run_out *patto(const char *dir, const char *node, ...)
+{
+    static run_out o;
+    char d[600];
+    snprintf(d, sizeof d, "%s/%s", dir, node);
+    const char *argv[24] = { patto_bin, "--dir", d, "--json" };
+    size_t n = 4;
+    va_list ap;
+    va_start(ap, node);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    run(&o, argv);
+    return &o;
+}
+
+typedef struct net {
+    char dir[256];
+    bool keep;
+} net;
+
+static int setup(void **state)
+{
+    net *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return -1;
+    *state = t;
+    snprintf(t->dir, sizeof t->dir, "/tmp/patto-testnet-XXXXXX");
+    if (mkdtemp(t->dir) == NULL)
+        return -1;
+    run_out *o = tn("up", t->dir, "--nodes", "3", NULL);
+    if (o->status != 0) {
+        fprintf(stderr, "up failed (%d): %s\n", o->status, o->out);
+        tn("down", t->dir, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* A fresh directory and no network yet: the test brings it up itself. */
+static int setup_empty(void **state)
+{
+    net *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return -1;
+    *state = t;
+    snprintf(t->dir, sizeof t->dir, "/tmp/patto-testnet-XXXXXX");
+    return mkdtemp(t->dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    net *t = *state;
+    run_out *o = tn("down", t->dir, NULL);
+    int rc = o->status == 0 ? 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "down failed (%d): %s\n", o->status, o->out);
+    /* A node that died on its own, or a sanitizer report in any log, fails the test. */
+    DIR *d = opendir(t->dir);
+    for (struct dirent *e = d ? readdir(d) : NULL; e != NULL; e = readdir(d)) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".log") != 0)
+            continue;
+        char log[600];
+        snprintf(log, sizeof log, "%s/%s", t->dir, e->d_name);
+        FILE *f = fopen(log, "r");
+        char line[1024];
+        while (f != NULL && fgets(line, sizeof line, f) != NULL)
+            if (strstr(line, "expected=no") != NULL || strstr(line, "Sanitizer") != NULL
+                || strstr(line, "runtime error:") != NULL) {
+                fprintf(stderr, "%s: %s", e->d_name, line);
+                rc = -1;
+            }
+        if (f != NULL)
+            fclose(f);
+    }
+    if (d != NULL)
+        closedir(d);
+    if (rc != 0 || t->keep) {
+        fprintf(stderr, "kept %s\n", t->dir);
+    } else {
+        const char *rm[] = { "/bin/rm", "-rf", t->dir, NULL };
+        run_out r;
+        run(&r, rm);
+    }
+    free(t);
+    return rc;
+}
+
+#define CHECK(t, cond, ...)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            (t)->keep = true;                                                                      \
+            fail_msg(__VA_ARGS__);                                                                 \
+        }                                                                                          \
+    } while (0)
+
+/* Open a case at comune-1 with one edit and put its id in id. */
+static void new_case_at_comune(net *t, const char *edit, char id[64])
+{
+    run_out *o = patto(t->dir, "comune-1", "case", "new", edit, NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    json_object *j = json_tokener_parse(o->out), *idj = NULL;
+    CHECK(t, j && json_object_object_get_ex(j, "id", &idj), "case new: %s", o->out);
+    snprintf(id, 64, "%s", json_object_get_string(idj));
+    json_object_put(j);
+}
+
+static void up_check_down(void **state)
+{
+    net *t = *state;
+    /* up printed the names in the documented order and every node answers. */
+    run_out *o = tn("status", t->dir, NULL);
+    CHECK(t, o->status == 0, "status: %d %s", o->status, o->out);
+    CHECK(t,
+        strstr(o->out, "comune-1") && strstr(o->out, "cpia-1") && strstr(o->out, "prefettura-1")
+            && strstr(o->out, "faults: none"),
+        "status: %s", o->out);
+    o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Amina", NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    o = tn("check", t->dir, "--timeout", "30", NULL);
+    CHECK(t, o->status == 0 && strstr(o->out, "converged: 3 nodes agree"), "check: %d %s",
+        o->status, o->out);
+    /* up again is harmless: the same network, still connected. */
+    o = tn("up", t->dir, NULL);
+    CHECK(t, o->status == 0 && strncmp(o->out, "comune-1\ncpia-1\nprefettura-1\n", 29) == 0,
+        "up again: %d %s", o->status, o->out);
+}
+
+static void partition_blocks_then_heals(void **state)
+{
+    net *t = *state;
+    run_out *o = tn("partition", t->dir, "comune-1", "cpia-1,prefettura-1", NULL);
+    CHECK(t, o->status == 0, "partition: %d %s", o->status, o->out);
+    o = tn("status", t->dir, NULL);
+    CHECK(t, strstr(o->out, "partition comune-1 cpia-1,prefettura-1"), "status: %s", o->out);
+    o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Blocked", NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    o = patto(t->dir, "cpia-1", "case", "new", "lingua.livello=A2", NULL);
+    CHECK(t, o->status == 0, "case new at cpia-1: %s", o->out);
+    /* cpia-1 and prefettura-1 agree with each other but miss comune-1's delta. */
+    o = tn("check", t->dir, "--timeout", "3", NULL);
+    CHECK(t, o->status == 1, "check during the partition: want 1, got %d %s", o->status, o->out);
+    CHECK(t,
+        strstr(o->out, "cpia-1 lacks deltas of origin comune-1")
+            && strstr(o->out, "prefettura-1 lacks deltas of origin comune-1")
+            && strstr(o->out, "comune-1 lacks deltas of origin cpia-1")
+            && !strstr(o->out, "prefettura-1 lacks deltas of origin cpia-1"),
+        "check names what is missing where: %s", o->out);
+    /* At the socket level: no connection open across the cut, and the redials refused. */
+    o = tn("status", t->dir, "--links", NULL);
+    const char *l = strstr(o->out, "  comune-1 cpia-1 open=");
+    CHECK(t,
+        l != NULL && strncmp(l, "  comune-1 cpia-1 open=0 ", 24) == 0
+            && strstr(l, "refused=0 ") != strstr(l, "refused="),
+        "links during the partition: %s", o->out);
+    o = tn("heal", t->dir, NULL);
+    CHECK(t, o->status == 0, "heal: %s", o->out);
+    o = tn("check", t->dir, "--timeout", "30", NULL);
+    CHECK(t, o->status == 0, "check after heal: %d %s", o->status, o->out);
+    o = tn("status", t->dir, NULL);
+    CHECK(t, strstr(o->out, "faults: none"), "status after heal: %s", o->out);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static long headers(net *t, const char *node)
+{
+    run_out *o = patto(t->dir, node, "status", NULL);
+    json_object *j = o->status == 0 ? json_tokener_parse(o->out) : NULL, *v = NULL;
+    long h = -1;
+    if (j != NULL && json_object_object_get_ex(j, "counts", &v)
+        && json_object_object_get_ex(v, "headers", &v))
+        h = (long)json_object_get_int64(v);
+    json_object_put(j);
+    return h;
+}
+
+/* A slow link holds deltas for its delay; a lossy one (100 %) lets nothing through; heal
+ * restores convergence. prefettura-1 is cut off so that nothing goes around the link. */
+static void slow_and_lossy_links(void **state)
+{
+    net *t = *state;
+    run_out *o = tn("partition", t->dir, "prefettura-1", NULL);
+    CHECK(t, o->status == 0, "partition: %s", o->out);
+    o = tn("slow", t->dir, "comune-1", "cpia-1", "--delay-ms", "2000", NULL);
+    CHECK(t, o->status == 0, "slow: %s", o->out);
+    long before = headers(t, "cpia-1");
+    uint64_t t0 = now_ms();
+    o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Lenta", NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    long early = headers(t, "cpia-1");
+    uint64_t looked = now_ms() - t0;
+    if (looked < 1800)
+        CHECK(t, early == before, "cpia-1 had the delta after %llu ms through a 2000 ms link",
+            (unsigned long long)looked);
+    long after = early;
+    while (after == before && now_ms() - t0 < 20000) {
+        struct timespec ts = { 0, 50 * 1000000L };
+        nanosleep(&ts, NULL);
+        after = headers(t, "cpia-1");
+    }
+    uint64_t took = now_ms() - t0;
+    CHECK(t, after > before, "cpia-1 never received the delta through the slow link");
+    CHECK(t, took >= 1900, "the delta arrived after %llu ms through a 2000 ms link",
+        (unsigned long long)took);
+    /* Every connection between comune-1 and cpia-1 dies at its first byte. */
+    o = tn("slow", t->dir, "comune-1", "cpia-1", "--delay-ms", "0", "--loss-pct", "100", NULL);
+    CHECK(t, o->status == 0, "slow with loss: %s", o->out);
+    before = headers(t, "cpia-1");
+    o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Persa", NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    o = tn("check", t->dir, "--timeout", "3", NULL);
+    CHECK(t, o->status == 1 && strstr(o->out, "cpia-1 lacks deltas of origin comune-1"),
+        "check through a lossy link: %d %s", o->status, o->out);
+    CHECK(t, headers(t, "cpia-1") == before, "cpia-1 received a delta through a 100%% lossy link");
+    o = tn("status", t->dir, "--links", NULL);
+    const char *lk = strstr(o->out, "  comune-1 cpia-1 open=");
+    unsigned long dropped = 0;
+    CHECK(t,
+        strstr(o->out, "slow comune-1 cpia-1 delay-ms=0 loss-pct=100") && lk != NULL
+            && sscanf(strstr(lk, "dropped="), "dropped=%lu", &dropped) == 1 && dropped > 0,
+        "status with loss: %s", o->out);
+    o = tn("heal", t->dir, NULL);
+    CHECK(t, o->status == 0, "heal: %s", o->out);
+    o = tn("check", t->dir, "--timeout", "30", NULL);
+    CHECK(t, o->status == 0, "check after heal: %d %s", o->status, o->out);
+}
+
+static int64_t hours(net *t, const char *node, const char *id)
+{
+    run_out *o = patto(t->dir, node, "case", "show", id, NULL);
+    json_object *j = o->status == 0 ? json_tokener_parse(o->out) : NULL, *v = NULL;
+    int64_t h = -1;
+    if (j != NULL && json_object_object_get_ex(j, "scopes", &v)
+        && json_object_object_get_ex(v, "lingua", &v)
+        && json_object_object_get_ex(v, "ore_frequenza", &v))
+        h = json_object_get_int64(v);
+    json_object_put(j);
+    return h;
+}
+
+static void kill_restart_loses_nothing(void **state)
+{
+    net *t = *state;
+    char id[64];
+    new_case_at_comune(t, "lingua.ore_frequenza+=1", id);
+    run_out *o;
+    /* A writer adds 1 hour per acknowledged write until the node is gone; the parent kills
+     * the node after the fifth acknowledged write. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t w = fork();
+    if (w == 0) {
+        close(p[0]);
+        long acked = 1;
+        for (int k = 0; k < 2000; k++) {
+            run_out *r
+                = patto(t->dir, "comune-1", "case", "set", id, "lingua.ore_frequenza+=1", NULL);
+            if (r->status != 0)
+                break;
+            acked++;
+            if (write(p[1], "+", 1) != 1)
+                break;
+        }
+        dprintf(p[1], "=%ld\n", acked);
+        _exit(0);
+    }
+    close(p[1]);
+    char buf[64];
+    int plus = 0;
+    while (plus < 5 && read(p[0], buf, 1) == 1)
+        plus++;
+    o = tn("kill", t->dir, "comune-1", NULL);
+    CHECK(t, o->status == 0, "kill: %s", o->out);
+    char tail[4096] = "";
+    size_t n = 0;
+    ssize_t got;
+    while ((got = read(p[0], tail + n, sizeof tail - 1 - n)) > 0)
+        n += (size_t)got;
+    tail[n] = '\0';
+    close(p[0]);
+    waitpid(w, NULL, 0);
+    char *eq = strchr(tail, '=');
+    CHECK(t, eq != NULL, "the writer reported nothing: %s", tail);
+    long acked = strtol(eq + 1, NULL, 10);
+    o = tn("restart", t->dir, "comune-1", NULL);
+    CHECK(t, o->status == 0, "restart: %s", o->out);
+    int64_t h = hours(t, "comune-1", id);
+    /* Every acknowledged write is there; at most the one in flight at the kill is extra. */
+    CHECK(t, h >= acked && h <= acked + 1, "hours %lld after %ld acknowledged writes", (long long)h,
+        acked);
+    o = tn("check", t->dir, "--timeout", "30", NULL);
+    CHECK(t, o->status == 0, "check after restart: %d %s", o->status, o->out);
+    o = tn("status", t->dir, NULL);
+    CHECK(t, strstr(o->out, "last-exit=signal-9") && strstr(o->out, "starts=2"), "status: %s",
+        o->out);
+}
+
+/* The line of `status` that describes node name (its name padded to 14 columns), or "". */
+static const char *node_line(const char *out, const char *name, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    size_t len = strlen(name);
+    for (const char *l = out; l != NULL && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, name, len) == 0 && l[len] == ' ') {
+            size_t n = strcspn(l, "\n");
+            snprintf(buf, size, "%.*s", (int)n, l);
+            break;
+        }
+    return buf;
+}
+
+/* A stopped (hung) node: status says so, check fails naming it while the others still get
+ * every delta; cont resumes it, the network converges, and no crash is counted. */
+static void stop_cont_hung_node(void **state)
+{
+    net *t = *state;
+    char line[512];
+    long before = headers(t, "prefettura-1");
+    run_out *o = tn("stop", t->dir, "cpia-1", NULL);
+    CHECK(t, o->status == 0, "stop: %d %s", o->status, o->out);
+    o = tn("status", t->dir, NULL);
+    CHECK(t, strstr(node_line(o->out, "cpia-1", line, sizeof line), " stopped pid=") != NULL,
+        "status of a stopped node: %s", o->out);
+    o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Ferma", NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    /* The delta reaches prefettura-1 while cpia-1 hangs. */
+    uint64_t t0 = now_ms();
+    long after = headers(t, "prefettura-1");
+    while (after <= before && now_ms() - t0 < 20000) {
+        struct timespec ts = { 0, 50 * 1000000L };
+        nanosleep(&ts, NULL);
+        after = headers(t, "prefettura-1");
+    }
+    CHECK(t, after > before, "prefettura-1 never received the delta while cpia-1 was stopped");
+    o = tn("check", t->dir, "--timeout", "2", NULL);
+    CHECK(t, o->status == 1 && strstr(o->out, "cpia-1 is stopped: it cannot be compared"),
+        "check with a stopped node: %d %s", o->status, o->out);
+    /* The supervisor refuses what makes no sense, with exit 2. */
+    o = tn("stop", t->dir, "cpia-1", NULL);
+    CHECK(
+        t, o->status == 2 && strstr(o->out, "not running"), "stop twice: %d %s", o->status, o->out);
+    o = tn("cont", t->dir, "nobody-1", NULL);
+    CHECK(t, o->status == 2 && strstr(o->out, "no node nobody-1"), "cont of an unknown node: %d %s",
+        o->status, o->out);
+    o = tn("cont", t->dir, "cpia-1", NULL);
+    CHECK(t, o->status == 0, "cont: %d %s", o->status, o->out);
+    o = tn("check", t->dir, "--timeout", "30", NULL);
+    CHECK(t, o->status == 0 && strstr(o->out, "converged: 3 nodes agree (took "),
+        "check after cont: %d %s", o->status, o->out);
+    o = tn("status", t->dir, NULL);
+    node_line(o->out, "cpia-1", line, sizeof line);
+    CHECK(t, strstr(line, " running pid=") && strstr(line, "starts=1 crashes=0 last-exit=none"),
+        "status after cont: %s", o->out);
+}
+
+/* check names a tag whose state digest differs between two nodes that hold it. Converged
+ * nodes never differ, so this test runs `check` with a patto (this program, see main) that
+ * changes every digest cpia-1 reports. */
+static const char *self_exe(void)
+{
+    static char path[1024];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    path[n > 0 ? n : 0] = '\0';
+    return path;
+}
+
+static void check_names_differing_tags(void **state)
+{
+    net *t = *state;
+    char id[64];
+    new_case_at_comune(t, "anagrafica.nome=Dora", id);
+    run_out *o;
+    o = patto(t->dir, "comune-1", "consent", "grant", id, "--to", "cpia-1", "--scopes",
+        "anagrafica", "--purpose", "integrazione", "--basis", "public-task", "--access", "read",
+        NULL);
+    CHECK(t, o->status == 0, "grant: %s", o->out);
+    o = tn("check", t->dir, "--timeout", "30", NULL);
+    CHECK(t, o->status == 0, "check: %d %s", o->status, o->out);
+    setenv("PATTO_BIN", self_exe(), 1);
+    setenv("TN_TEST_REAL_PATTO", patto_bin, 1);
+    setenv("TN_TEST_FAKE_DIGEST", "cpia-1", 1);
+    o = tn("check", t->dir, "--timeout", "1", NULL);
+    unsetenv("PATTO_BIN");
+    unsetenv("TN_TEST_FAKE_DIGEST");
+    const char *tag = strstr(o->out, "\ntag ");
+    char tagline[512] = "";
+    if (tag != NULL)
+        snprintf(tagline, sizeof tagline, "%.*s", (int)strcspn(tag + 1, "\n"), tag + 1);
+    /* The tag of the anagrafica scope: comune-1 and cpia-1 hold it, prefettura-1 does not. */
+    CHECK(t,
+        o->status == 1 && strstr(tagline, " differs: comune-1=") && strstr(tagline, " cpia-1=")
+            && !strstr(tagline, "prefettura-1") && !strstr(o->out, "lacks deltas"),
+        "check with a differing tag: %d %s", o->status, o->out);
+}
+
+/* Node names in the documented order, ports from --base-port as documented, every node's
+ * [dial] section through its proxies, and a later `up` keeps all of it. */
+static void names_and_ports(void **state)
+{
+    net *t = *state;
+    const unsigned n = 6;
+    unsigned base = 20000 + (unsigned)(getpid() % 300) * 50;
+    char b[16];
+    snprintf(b, sizeof b, "%u", base);
+    static const char names[] = "comune-1\ncpia-1\nprefettura-1\ncomune-2\ncpi-1\ncoop-1\n";
+    run_out *o = tn("up", t->dir, "--nodes", "6", "--base-port", b, NULL);
+    CHECK(
+        t, o->status == 0 && strcmp(o->out, names) == 0, "up --nodes 6: %d %s", o->status, o->out);
+    char path[600];
+    snprintf(path, sizeof path, "%s/testnet.json", t->dir);
+    json_object *doc = json_object_from_file(path), *nodes = NULL, *proxies = NULL;
+    CHECK(t,
+        doc && json_object_object_get_ex(doc, "nodes", &nodes)
+            && json_object_object_get_ex(doc, "proxies", &proxies)
+            && json_object_array_length(nodes) == n,
+        "testnet.json");
+    for (unsigned i = 0; i < n; i++) {
+        json_object *port = NULL;
+        json_object_object_get_ex(json_object_array_get_idx(nodes, i), "port", &port);
+        CHECK(t, json_object_get_int(port) == (int)(base + i), "node %u listens on %d", i,
+            json_object_get_int(port));
+        for (unsigned k = 0; k < n; k++)
+            if (k != i) {
+                int p = json_object_get_int(
+                    json_object_array_get_idx(json_object_array_get_idx(proxies, i), k));
+                CHECK(t, p == (int)(base + n + i * n + k), "proxy %u->%u on %d", i, k, p);
+            }
+    }
+    json_object_put(doc);
+    /* comune-2 (node 3) dials cpi-1 (node 4) through proxy 3->4. */
+    snprintf(path, sizeof path, "%s/comune-2/pattod.conf", t->dir);
+    FILE *f = fopen(path, "r");
+    char conf[8192] = "", want[80];
+    size_t got = f ? fread(conf, 1, sizeof conf - 1, f) : 0;
+    conf[got] = '\0';
+    if (f != NULL)
+        fclose(f);
+    snprintf(want, sizeof want, "\ncpi-1 = tcp://127.0.0.1:%u\n", base + n + 3 * n + 4);
+    CHECK(t, strstr(conf, "[dial]") && strstr(conf, want), "pattod.conf of comune-2: %s", conf);
+    /* patto works against any node, and every node sees every other one up. */
+    o = patto(t->dir, "coop-1", "status", NULL);
+    json_object *st = o->status == 0 ? json_tokener_parse(o->out) : NULL, *peers = NULL;
+    CHECK(t,
+        st && json_object_object_get_ex(st, "peers", &peers)
+            && json_object_array_length(peers) == n - 1,
+        "status of coop-1: %s", o->out);
+    for (size_t k = 0; k < n - 1; k++) {
+        json_object *ps = NULL;
+        json_object_object_get_ex(json_object_array_get_idx(peers, k), "state", &ps);
+        CHECK(t, strcmp(json_object_get_string(ps), "up") == 0, "coop-1's peers: %s", o->out);
+    }
+    json_object_put(st);
+    o = tn("up", t->dir, "--nodes", "3", NULL);
+    CHECK(t, o->status == 2, "up with another --nodes on an existing testnet: %d %s", o->status,
+        o->out);
+    o = tn("down", t->dir, NULL);
+    CHECK(t, o->status == 0, "down: %d %s", o->status, o->out);
+    o = tn("status", t->dir, NULL);
+    CHECK(t, o->status == 3, "status of a testnet that is down: %d %s", o->status, o->out);
+    o = tn("up", t->dir, NULL);
+    CHECK(t, o->status == 0 && strcmp(o->out, names) == 0, "up again: %d %s", o->status, o->out);
+    o = patto(t->dir, "comune-1", "status", NULL);
+    CHECK(t, o->status == 0, "patto after the second up: %s", o->out);
+}
+
+/* Called as patto by check_names_differing_tags: run the real patto and, for the node named
+ * in TN_TEST_FAKE_DIGEST, change the digest of every tag that `digest` reports. */
+static int fake_patto(int argc, char **argv)
+{
+    const char *real = getenv("TN_TEST_REAL_PATTO"), *node = getenv("TN_TEST_FAKE_DIGEST");
+    bool fake = false;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--dir") == 0) {
+            const char *slash = strrchr(argv[i + 1], '/');
+            fake = slash != NULL && strcmp(slash + 1, node) == 0;
+        }
+    fake = fake && strcmp(argv[argc - 1], "digest") == 0;
+    argv[0] = (char *)(uintptr_t)real;
+    if (!fake) {
+        execv(real, argv);
+        return 127;
+    }
+    static run_out o;
+    run(&o, (const char *const *)argv);
+    json_object *j = json_tokener_parse(o.out), *tags = NULL;
+    if (o.status != 0 || j == NULL || !json_object_object_get_ex(j, "tags", &tags)) {
+        fputs(o.out, stdout);
+        return o.status;
+    }
+    json_object *changed = json_object_new_object();
+    json_object_object_foreach(tags, tag, digest)
+    {
+        char d[256];
+        snprintf(d, sizeof d, "%s", json_object_get_string(digest));
+        d[0] = d[0] == '0' ? '1' : '0';
+        json_object_object_add(changed, tag, json_object_new_string(d));
+    }
+    json_object_object_add(j, "tags", changed);
+    puts(json_object_to_json_string(j));
+    json_object_put(j);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (getenv("TN_TEST_FAKE_DIGEST") != NULL)
+        return fake_patto(argc, argv);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s PATTO_TESTNET PATTO\n", argv[0]);
+        return 2;
+    }
+    testnet_bin = argv[1];
+    patto_bin = argv[2];
+    /* Two groups, each its own ctest test, so that each stays well under two minutes. */
+    const struct CMUnitTest links[] = {
+        cmocka_unit_test_setup_teardown(up_check_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(partition_blocks_then_heals, setup, teardown),
+        cmocka_unit_test_setup_teardown(slow_and_lossy_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(check_names_differing_tags, setup, teardown),
+    };
+    const struct CMUnitTest procs[] = {
+        cmocka_unit_test_setup_teardown(kill_restart_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_cont_hung_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(names_and_ports, setup_empty, teardown),
+    };
+    if (argc > 3 && strcmp(argv[3], "procs") == 0)
+        return cmocka_run_group_tests(procs, NULL, NULL);
+    return cmocka_run_group_tests(links, NULL, NULL);
+}
