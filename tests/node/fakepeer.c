@@ -4,10 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <nng/nng.h>
-#include <nng/protocol/pair1/pair.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +15,8 @@
 #define FP_KINDS 32
 
 struct fp_peer {
-    int fd; /* raw SP-over-TCP mode (fp_dial_tcp) when >= 0; nng otherwise */
+    int fd; /* the TCP connection, speaking SP over TCP as a pair1 peer */
     size_t recv_max;
-    nng_socket sock;
-    nng_dialer dialer;
-    bool open;
     proto_session *sess;
     proto_limits lim;
     char err[256];
@@ -30,7 +24,6 @@ struct fp_peer {
     size_t kinds[FP_KINDS];
     uint64_t up_ms; /* monotonic, end of fp_dial */
 
-    pthread_mutex_t lock; /* guards what nng's pipe callback writes */
     size_t closed;
     uint64_t closed_ms;
 };
@@ -42,118 +35,11 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static fp_result nng_failed(fp_peer *p, const char *what, int rv)
-{
-    snprintf(p->err, sizeof(p->err), "%s: %s", what, nng_strerror(rv));
-    return rv == NNG_ETIMEDOUT ? FP_TIMEOUT : FP_ENNG;
-}
-
 static fp_result proto_failed(fp_peer *p, const char *what, proto_err perr, const proto_diag *d)
 {
     snprintf(p->err, sizeof(p->err), "%s: %s (%s at byte %zu)", what, proto_strerror(perr),
         d != NULL && d->reason != NULL ? d->reason : "-", d != NULL ? d->offset : 0);
     return FP_EPROTO;
-}
-
-static void pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
-{
-    (void)pipe;
-    fp_peer *p = arg;
-    if (ev != NNG_PIPE_EV_REM_POST)
-        return;
-    pthread_mutex_lock(&p->lock);
-    if (p->closed++ == 0)
-        p->closed_ms = mono_ms();
-    pthread_mutex_unlock(&p->lock);
-}
-
-static fp_result dial(
-    const char *url, size_t recv_max, const void *first, size_t first_len, fp_peer **out);
-
-fp_result fp_dial(const char *url, size_t recv_max, fp_peer **out)
-{
-    return dial(url, recv_max, NULL, 0, out);
-}
-
-fp_result fp_dial_send(
-    const char *url, size_t recv_max, const void *first, size_t first_len, fp_peer **out)
-{
-    return dial(url, recv_max, first, first_len, out);
-}
-
-static fp_result dial(
-    const char *url, size_t recv_max, const void *first, size_t first_len, fp_peer **out)
-{
-    *out = NULL;
-    fp_peer *p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        return FP_ENNG;
-    p->fd = -1;
-    p->recv_max = recv_max;
-    pthread_mutex_init(&p->lock, NULL);
-    proto_limits_default(&p->lim);
-    fp_result r;
-    int rv;
-    if ((rv = nng_pair1_open_poly(&p->sock)) != 0) {
-        r = nng_failed(p, "nng_pair1_open_poly", rv);
-        goto fail;
-    }
-    p->open = true;
-    /* Never redial: a test watches the one pipe it opened. */
-    if ((rv = nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, recv_max)) != 0
-        || (rv = nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 3600000)) != 0
-        || (rv = nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 3600000)) != 0
-        || (rv = nng_socket_set_ms(p->sock, NNG_OPT_SENDTIMEO, 5000)) != 0
-        || (rv = nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, pipe_cb, p)) != 0) {
-        r = nng_failed(p, "configuring the socket", rv);
-        goto fail;
-    }
-    if ((rv = nng_dialer_create(&p->dialer, p->sock, url)) != 0
-        || (rv = nng_dialer_set_size(p->dialer, NNG_OPT_RECVMAXSZ, recv_max)) != 0
-        || (rv = nng_dialer_set_ms(p->dialer, NNG_OPT_RECONNMINT, 3600000)) != 0
-        || (rv = nng_dialer_set_ms(p->dialer, NNG_OPT_RECONNMAXT, 3600000)) != 0) {
-        r = nng_failed(p, "creating the dialer", rv);
-        goto fail;
-    }
-    if (first != NULL) {
-        /* Queue the first message before dialling: the socket hands it to the pipe the moment
-         * the pipe starts, as early as any peer could send. */
-        nng_aio *aio = NULL;
-        nng_msg *m = NULL;
-        if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0 || (rv = nng_msg_alloc(&m, 0)) != 0
-            || (rv = nng_msg_append(m, first, first_len)) != 0) {
-            if (m != NULL)
-                nng_msg_free(m);
-            nng_aio_free(aio);
-            r = nng_failed(p, "queueing the first message", rv);
-            goto fail;
-        }
-        nng_aio_set_timeout(aio, 5000);
-        nng_aio_set_msg(aio, m);
-        nng_send_aio(p->sock, aio);
-        if ((rv = nng_dialer_start(p->dialer, NNG_FLAG_NONBLOCK)) == 0) {
-            nng_aio_wait(aio);
-            rv = nng_aio_result(aio);
-        }
-        if (rv != 0 && nng_aio_get_msg(aio) != NULL)
-            nng_msg_free(nng_aio_get_msg(aio));
-        nng_aio_free(aio);
-        if (rv != 0) {
-            r = nng_failed(p, "dialling and sending the first message", rv);
-            goto fail;
-        }
-    } else if ((rv = nng_dialer_start(p->dialer, 0)) != 0) {
-        /* A blocking start returns once the pipe is connected, or with the dial's error. */
-        r = nng_failed(p, "dialling", rv);
-        goto fail;
-    }
-    p->up_ms = mono_ms();
-    *out = p;
-    return FP_OK;
-fail:
-    fprintf(stderr, "fakepeer: %s (%s)\n", p->err, url);
-    fp_close(p);
-    return r;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -163,10 +49,8 @@ fail:
 
 static void tcp_mark_closed(fp_peer *p)
 {
-    pthread_mutex_lock(&p->lock);
     if (p->closed++ == 0)
         p->closed_ms = mono_ms();
-    pthread_mutex_unlock(&p->lock);
 }
 
 /* Read exactly n bytes before deadline (monotonic ms). 0 done, 1 timed out, -1 closed. */
@@ -219,7 +103,6 @@ fp_result fp_dial_tcp(uint16_t port, size_t recv_max, fp_peer **out)
     fp_peer *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return FP_ENNG;
-    pthread_mutex_init(&p->lock, NULL);
     proto_limits_default(&p->lim);
     p->recv_max = recv_max;
     p->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -249,12 +132,37 @@ fail:
     return FP_ENNG;
 }
 
+fp_result fp_dial(const char *url, size_t recv_max, fp_peer **out)
+{
+    static const char prefix[] = "tcp://127.0.0.1:";
+    *out = NULL;
+    char *end = NULL;
+    unsigned long port = 0;
+    if (strncmp(url, prefix, sizeof(prefix) - 1) == 0) {
+        errno = 0;
+        port = strtoul(url + sizeof(prefix) - 1, &end, 10);
+    }
+    if (end == NULL || *end != '\0' || errno != 0 || port == 0 || port > 65535) {
+        fprintf(stderr, "fakepeer: %s is not tcp://127.0.0.1:PORT\n", url);
+        return FP_ENNG;
+    }
+    return fp_dial_tcp((uint16_t)port, recv_max, out);
+}
+
+fp_result fp_dial_send(
+    const char *url, size_t recv_max, const void *first, size_t first_len, fp_peer **out)
+{
+    fp_result r = fp_dial(url, recv_max, out);
+    if (r == FP_OK && (r = fp_send_raw(*out, first, first_len)) != FP_OK) {
+        fprintf(stderr, "fakepeer: %s (%s)\n", fp_error(*out), url);
+        fp_close(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
 fp_result fp_send_announced(fp_peer *p, uint64_t announced, const void *some, size_t n)
 {
-    if (p->fd < 0) {
-        snprintf(p->err, sizeof(p->err), "fp_send_announced needs fp_dial_tcp");
-        return FP_EPROTO;
-    }
     uint8_t len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (uint8_t)(announced >> (56 - 8 * i));
@@ -273,10 +181,13 @@ static fp_result tcp_recv_msg(fp_peer *p, int timeout_ms, proto_buf *out)
 {
     uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint8_t len[8];
-    int rv = tcp_read(p, len, sizeof(len), deadline);
+    int rv = p->closed > 0 ? -1 : tcp_read(p, len, sizeof(len), deadline);
     if (rv != 0) {
-        snprintf(p->err, sizeof(p->err), "%s", rv > 0 ? "receive: timed out" : "receive: closed");
-        return rv > 0 ? FP_TIMEOUT : FP_ENNG;
+        /* Closed before a message began: nothing arrives, now or later (as with an nng socket
+         * whose only pipe is gone, FP_TIMEOUT). */
+        snprintf(p->err, sizeof(p->err), "%s",
+            rv > 0 ? "receive: timed out" : "receive: the node closed the connection");
+        return FP_TIMEOUT;
     }
     uint64_t n = 0;
     for (int i = 0; i < 8; i++)
@@ -308,11 +219,7 @@ void fp_close(fp_peer *p)
         return;
     if (p->fd >= 0)
         close(p->fd);
-
-    if (p->open)
-        nng_close(p->sock); /* waits for running pipe callbacks */
     proto_session_free(p->sess);
-    pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
@@ -323,47 +230,14 @@ const char *fp_error(const fp_peer *p)
 
 fp_result fp_send_raw(fp_peer *p, const void *buf, size_t len)
 {
-    if (p->fd >= 0)
-        return tcp_send_msg(p, buf, len);
-    nng_msg *m;
-    int rv = nng_msg_alloc(&m, 0);
-    if (rv != 0)
-        return nng_failed(p, "nng_msg_alloc", rv);
-    if ((rv = nng_msg_append(m, buf, len)) != 0) {
-        nng_msg_free(m);
-        return nng_failed(p, "nng_msg_append", rv);
-    }
-    if ((rv = nng_sendmsg(p->sock, m, 0)) != 0) {
-        nng_msg_free(m);
-        return nng_failed(p, "nng_sendmsg", rv);
-    }
-    return FP_OK;
+    return tcp_send_msg(p, buf, len);
 }
 
 fp_result fp_recv_raw(fp_peer *p, int timeout_ms, proto_buf *out)
 {
     out->p = NULL;
     out->len = 0;
-    if (p->fd >= 0)
-        return tcp_recv_msg(p, timeout_ms, out);
-    int rv = nng_socket_set_ms(p->sock, NNG_OPT_RECVTIMEO, timeout_ms);
-    if (rv != 0)
-        return nng_failed(p, "setting the receive timeout", rv);
-    nng_msg *m;
-    if ((rv = nng_recvmsg(p->sock, &m, 0)) != 0)
-        return nng_failed(p, "nng_recvmsg", rv);
-    p->received++;
-    size_t n = nng_msg_len(m);
-    out->p = malloc(n ? n : 1);
-    if (out->p == NULL) {
-        nng_msg_free(m);
-        snprintf(p->err, sizeof(p->err), "out of memory");
-        return FP_ENNG;
-    }
-    memcpy(out->p, nng_msg_body(m), n);
-    out->len = n;
-    nng_msg_free(m);
-    return FP_OK;
+    return tcp_recv_msg(p, timeout_ms, out);
 }
 
 size_t fp_received(const fp_peer *p)
@@ -492,45 +366,33 @@ size_t fp_kind_count(const fp_peer *p, unsigned kind)
 
 size_t fp_closed_count(fp_peer *p)
 {
-    pthread_mutex_lock(&p->lock);
-    size_t n = p->closed;
-    pthread_mutex_unlock(&p->lock);
-    return n;
+    return p->closed;
 }
 
 bool fp_wait_closed(fp_peer *p, int timeout_ms)
 {
-    if (p->fd >= 0) {
-        /* Read (and drop) whatever the node still sends until it closes the connection. */
-        uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-        uint8_t scratch[4096];
-        while (fp_closed_count(p) == 0) {
-            uint64_t now = mono_ms();
-            if (now >= deadline)
-                return false;
-            struct pollfd pfd = { p->fd, POLLIN, 0 };
-            if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
-                continue;
-            ssize_t r = recv(p->fd, scratch, sizeof(scratch), 0);
-            if (r <= 0 && !(r < 0 && errno == EINTR))
-                tcp_mark_closed(p);
-        }
-        return true;
-    }
-    for (int waited = 0;; waited += 10) {
-        if (fp_closed_count(p) > 0)
-            return true;
-        if (waited >= timeout_ms)
+    /* Read what the node still sends until it closes the connection. Whole messages count
+     * as received (fp_received), so that "nothing came back" stays checkable. */
+    uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    while (p->closed == 0) {
+        uint64_t now = mono_ms();
+        if (now >= deadline)
             return false;
-        struct timespec ts = { 0, 10000000L };
-        nanosleep(&ts, NULL);
+        proto_buf m = { NULL, 0 };
+        fp_result r = tcp_recv_msg(p, (int)(deadline - now), &m);
+        proto_buf_free(&m);
+        if (r == FP_TIMEOUT)
+            return p->closed > 0;
+        if (r == FP_EPROTO) {
+            /* A length prefix over recv_max: something came back; drop the connection. */
+            p->received++;
+            tcp_mark_closed(p);
+        }
     }
+    return true;
 }
 
 long fp_closed_after_ms(fp_peer *p)
 {
-    pthread_mutex_lock(&p->lock);
-    long ms = p->closed > 0 ? (long)(p->closed_ms - p->up_ms) : -1;
-    pthread_mutex_unlock(&p->lock);
-    return ms;
+    return p->closed > 0 ? (long)(p->closed_ms - p->up_ms) : -1;
 }

@@ -1,15 +1,19 @@
 /*
- * fakepeer: a test-side peer for hostile-peer scenarios. It dials a real pattod on its listen
- * URL (tcp://127.0.0.1:PORT) with an nng pair1 polyamorous socket, as pattod itself does, and
- * lets a test send what a well-behaved node would never send: raw bytes before or instead of
- * the handshake, a handshake under any proto_identity (a stranger's, or a member's read from
- * its data directory), and session frames built, altered or replayed at will.
+ * fakepeer: a test-side peer for hostile-peer scenarios. It connects to a real pattod on its
+ * listen address (tcp://127.0.0.1:PORT) with a plain TCP socket that speaks nng's SP-over-TCP
+ * framing as a pair1 peer (the 8-byte SP header, then 64-bit big-endian length prefixes and
+ * pair1's 4-byte hop header), which is what pattod's own dialler sends. It lets a test send
+ * what a well-behaved node would never send: raw bytes before or instead of the handshake, a
+ * length prefix that lies, a handshake under any proto_identity (a stranger's, or a member's
+ * read from its data directory), and session frames built, altered or replayed at will.
  *
- * The dialer sets NNG_OPT_RECVMAXSZ (STYLE.md, trap 2) and never redials: each fp_peer has at
- * most one pipe, so a test can watch the node close it (fp_wait_closed).
+ * Why not an nng socket: nng's pair1 polyamorous socket queues two messages per pipe and
+ * silently drops the rest of a burst, and nng 1.5.2 now and then leaked a closed socket's
+ * dialler and pipe (LeakSanitizer, in CI) or hung in nng_close when the node dropped the pipe
+ * mid-write. A plain socket has one connection, never redials, and closes at once, so a test
+ * can watch the node close it (fp_wait_closed).
  *
- * Threads: one fp_peer belongs to one test thread; nng's pipe callbacks only update counters
- * under the peer's lock.
+ * Threads: one fp_peer belongs to one test thread; nothing runs in the background.
  */
 #ifndef TESTS_NODE_FAKEPEER_H
 #define TESTS_NODE_FAKEPEER_H
@@ -23,29 +27,24 @@
 typedef enum fp_result {
     FP_OK = 0,
     FP_TIMEOUT, /* nothing arrived in time */
-    FP_ENNG,    /* an nng call failed (fp_error says which) */
+    FP_ENNG,    /* the connection failed or was closed (fp_error says which) */
     FP_EPROTO,  /* proto/ refused what arrived, or could not build what was asked */
 } fp_result;
 
 typedef struct fp_peer fp_peer;
 
-/* Dial url and wait until connected (at most 5 s). recv_max: the receive-size limit of the
- * dialer's pipes. Returns owned, free with fp_close. FP_ENNG when the dial fails. */
+/* Connect to url (tcp://127.0.0.1:PORT only) and exchange SP headers (at most 5 s).
+ * recv_max: the largest message this peer accepts. Returns owned, free with fp_close.
+ * FP_ENNG when the connection fails. */
 fp_result fp_dial(const char *url, size_t recv_max, fp_peer **out);
-/* The same, with `first` queued before the dial starts, so that it leaves the moment the pipe
- * is up (the earliest any peer could send); returns once it was handed to the pipe. */
+/* The same, then `first` sent the moment the connection is up (the earliest any peer could
+ * send); returns once it was written. */
 fp_result fp_dial_send(
     const char *url, size_t recv_max, const void *first, size_t first_len, fp_peer **out);
-/* Connect to 127.0.0.1:port with a plain TCP socket speaking nng's SP-over-TCP framing as a
- * pair1 peer: the same peer to the node, but the test controls the length prefix of each
- * message (fp_send_announced). Everything else below works in this mode too; "the pipe" is
- * the TCP connection, seen closed when the node ends it (fp_wait_closed drops what the node
- * sends until then). Use it for sessions and oversized messages: nng's pair1 polyamorous
- * socket queues two messages per pipe and silently drops the rest of a burst, and sending
- * 16 MiB for real makes nng 1.5.2's nng_close hang now and then when the node drops the pipe
- * in the middle of the write. */
+/* fp_dial by port. "The pipe" is the TCP connection, seen closed when the node ends it
+ * (fp_wait_closed reads and counts what the node sends until then). */
 fp_result fp_dial_tcp(uint16_t port, size_t recv_max, fp_peer **out);
-/* Raw SP mode only: send a message length prefix announcing `announced` bytes, followed by
+/* Send a message length prefix announcing `announced` bytes, followed by
  * only the n bytes of `some`. */
 fp_result fp_send_announced(fp_peer *p, uint64_t announced, const void *some, size_t n);
 /* Close the socket (its pipe goes down at the node) and free the peer. NULL is fine. */
@@ -54,11 +53,11 @@ void fp_close(fp_peer *p);
 /* The last failure, as a sentence (static storage inside p). */
 const char *fp_error(const fp_peer *p);
 
-/* Send bytes as one nng message on the pipe, whatever they are. */
+/* Send bytes as one SP message on the connection, whatever they are. */
 fp_result fp_send_raw(fp_peer *p, const void *buf, size_t len);
-/* Receive one nng message within timeout_ms into *out (owned: proto_buf_free). */
+/* Receive one SP message within timeout_ms into *out (owned: proto_buf_free). */
 fp_result fp_recv_raw(fp_peer *p, int timeout_ms, proto_buf *out);
-/* How many nng messages arrived on this peer so far (raw or in session). */
+/* How many messages arrived on this peer so far (raw or in session). */
 size_t fp_received(const fp_peer *p);
 
 /* Initiator handshake as `me` with the member `peer`: send HELLO, wait up to timeout_ms for

@@ -1,8 +1,8 @@
 /*
  * node.hostile: hostile peers against real pattod processes (issue 8, section 6). Each
  * scenario starts its own network of three nodes on 127.0.0.1 (comune-1, cpia-1,
- * prefettura-1) and talks to the comune through fakepeer.h: a test-side nng pair1 peer that
- * can handshake under any identity and send any bytes.
+ * prefettura-1) and talks to the comune through fakepeer.h: a test-side pair1 peer (plain TCP
+ * speaking nng's SP framing) that can handshake under any identity and send any bytes.
  *
  * 1. A stranger (keys not in the manifest) gets nothing, not even a HELLO_REPLY; an
  *    impersonator that names a member's origin gets the reply but fails HELLO_FINISH.
@@ -746,15 +746,14 @@ static void barrier(th_net *net, fp_peer *p)
 }
 
 /* Connect to node `to` as member `as` (identity given) and finish the handshake. */
-static fp_peer *connect_with(th_net *net, size_t to, const proto_identity *me, bool raw_tcp)
+static fp_peer *connect_as(th_net *net, size_t to, const proto_identity *me)
 {
     char url[64];
     node_url(net, to, url);
     uint8_t peer[32];
     node_origin(net, to, peer);
     fp_peer *p = NULL;
-    fp_result dr = raw_tcp ? fp_dial_tcp(net->nodes[to].port, FP_RECV_MAX, &p)
-                           : fp_dial(url, FP_RECV_MAX, &p);
+    fp_result dr = fp_dial(url, FP_RECV_MAX, &p);
     CHECK(net, dr == FP_OK, "cannot dial %s", url);
     proto_err perr = PROTO_OK;
     fp_result r = fp_handshake(p, me, peer, 10000, &perr);
@@ -770,14 +769,6 @@ static fp_peer *connect_with(th_net *net, size_t to, const proto_identity *me, b
     proto_buf_free(&m);
     CHECK(net, r == FP_OK, "no manifest after the handshake: %s", fp_error(p));
     return p;
-}
-
-/* Sessions use the raw SP/TCP mode: nng's pair1 polyamorous socket queues at most two
- * messages per pipe and silently drops the rest of a burst (pair1_poly.c, send_queue of 2 and
- * nni_msgq_tryput), which would lose the test's own messages. */
-static fp_peer *connect_as(th_net *net, size_t to, const proto_identity *me)
-{
-    return connect_with(net, to, me, true);
 }
 
 /* The length a message over [sync] max_message_bytes announces (with pair1's 4-byte header,
@@ -1029,7 +1020,7 @@ static void bad_frames(void **state)
 
     /* Oversized inside a session. */
     size_t downs = count3(net, COMUNE, "event=peer.down", "org=prefettura-1", NULL);
-    p = connect_with(net, COMUNE, pref, true);
+    p = connect_as(net, COMUNE, pref);
     CHECK(
         net, fp_send_announced(p, OVERSIZED, some, sizeof(some)) == FP_OK, "send: %s", fp_error(p));
     CHECK(net, fp_wait_closed(p, 5000), "an oversized frame did not close the session");
