@@ -502,11 +502,14 @@ static void dial_cb(void *arg)
     dialer *d = arg;
     node_net *n = d->net;
     int rv = nng_aio_result(d->aio);
-    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-        return;
     pthread_mutex_lock(&n->lock);
     bool closed = d->closed || n->closing;
     pthread_mutex_unlock(&n->lock);
+    /* Only our own closing ends a dialer. NNG_ECANCELED or NNG_ECLOSED while it is open is
+     * a failed attempt like any other: nng 1.5.2's TCP stream dialer, after an attempt timed
+     * out, aborts its internal connect and hands that stale cancellation to whichever dial
+     * is queued first when the abort lands (tcp_dial_con_cb), which can be the next attempt.
+     * Returning on it left the pair without a connection until the peer table's redial. */
     if (closed) {
         if (d->state == DIAL_DIALLING && rv == 0) {
             nng_stream *s = nng_aio_get_output(d->aio, 0);
