@@ -146,6 +146,7 @@ static void engine_free(node_engine *e)
     free(e->manifest_bytes);
     node_schema_free(e->schema);
     node_keycache_free(e);
+    node_vpool_free(e->vpool);
     proto_identity_free(e->me);
     node_store_close(e->store);
     node_config_fini(&e->cfg);
@@ -189,7 +190,8 @@ int node_run(const char *dir)
     if ((err = node_store_open(".", e->cfg.map_size, e->cfg.map_size_max, &e->store, &msg))
         != NODE_OK)
         goto fail;
-    if ((err = node_engine_load(e, &msg)) != NODE_OK)
+    if ((err = node_engine_load(e, &msg)) != NODE_OK
+        || (err = node_vpool_new(node_vpool_default_workers(), &e->vpool, &msg)) != NODE_OK)
         goto fail;
     if (uv_loop_init(&loop) != 0) {
         node__fail(&msg, NODE_EIO, "cannot start the event loop");

@@ -253,6 +253,7 @@ typedef struct ingest_ctx {
     node_engine *e;
     const proto_bytes *headers;
     size_t n;
+    const uint8_t *sig; /* per header: SIG_*, checked before the write (NULL: none checked) */
     crdt_hlc clock;
     /* outputs */
     node_want *wants;
@@ -361,7 +362,6 @@ static bool pending_held(
     return false;
 }
 
-/* One header: chain it, or hold it, or drop it. *next_seq gets seq when stored (else 0). */
 /* A header of our own beyond our log position: this store was restored from an older copy. */
 static void log_own_behind(uint64_t seq, uint64_t own_seq)
 {
@@ -371,8 +371,19 @@ static void log_own_behind(uint64_t seq, uint64_t own_seq)
         seq, own_seq);
 }
 
+/* What is known of a header's signature before ingest_one looks at it. */
+enum { SIG_UNKNOWN = 0, SIG_GOOD, SIG_BAD };
+
+static bool sig_good(const proto_header *h, uint8_t sig)
+{
+    return sig == SIG_GOOD || (sig == SIG_UNKNOWN && proto_header_verify(h) == PROTO_OK);
+}
+
+/* One header: chain it, or hold it, or drop it. *next_seq gets seq when stored (else 0).
+ * sig: SIG_GOOD when these exact bytes were verified already (preverify, or a header held
+ * out of order, which is verified before it is held). */
 static node_err ingest_one(node_txn *t, ingest_ctx *c, const uint8_t *bytes, size_t len,
-    uint8_t origin_out[32], uint64_t *next_seq)
+    uint8_t sig, uint8_t origin_out[32], uint64_t *next_seq)
 {
     node_engine *e = c->e;
     *next_seq = 0;
@@ -411,7 +422,7 @@ static node_err ingest_one(node_txn *t, ingest_ctx *c, const uint8_t *bytes, siz
         if ((err = stored_id(t, h.origin, h.seq, &e->lim, id)) != NODE_OK)
             goto out;
         if (memcmp(id, h.id, 32) != 0) {
-            if (proto_header_verify(&h) != PROTO_OK) {
+            if (!sig_good(&h, sig)) {
                 NODE_WARN("header.reject", "origin=%s seq=%" PRIu64 " reason=\"bad signature\"",
                     who, h.seq);
                 c->rejected++;
@@ -436,7 +447,7 @@ static node_err ingest_one(node_txn *t, ingest_ctx *c, const uint8_t *bytes, siz
         if (pending_held(e, h.origin, h.seq, bytes, len))
             goto out;
     }
-    if (proto_header_verify(&h) != PROTO_OK) {
+    if (!sig_good(&h, sig)) {
         NODE_WARN(
             "header.reject", "origin=%s seq=%" PRIu64 " reason=\"bad signature\"", who, h.seq);
         c->rejected++;
@@ -512,7 +523,8 @@ static node_err ingest_cb(node_txn *t, void *ctx)
     for (size_t i = 0; i < c->n; i++) {
         uint8_t origin[32];
         uint64_t next;
-        node_err err = ingest_one(t, c, c->headers[i].p, c->headers[i].len, origin, &next);
+        node_err err = ingest_one(t, c, c->headers[i].p, c->headers[i].len,
+            c->sig != NULL ? c->sig[i] : SIG_UNKNOWN, origin, &next);
         /* Headers held out of order may now follow. */
         while (err == NODE_OK && next != 0) {
             size_t k = 0;
@@ -526,11 +538,12 @@ static node_err ingest_cb(node_txn *t, void *ctx)
                 j++;
             if (k < e->npending) {
                 c->used_pending[k] = true;
-                err = ingest_one(t, c, e->pending[k].bytes, e->pending[k].len, origin, &next);
+                err = ingest_one(
+                    t, c, e->pending[k].bytes, e->pending[k].len, SIG_GOOD, origin, &next);
             } else if (j < c->npend) {
                 node_pending p = c->pend[j];
                 c->pend[j] = c->pend[--c->npend];
-                err = ingest_one(t, c, p.bytes, p.len, origin, &next);
+                err = ingest_one(t, c, p.bytes, p.len, SIG_GOOD, origin, &next);
             } else {
                 next = 0;
             }
@@ -579,12 +592,72 @@ node_err node_ingest_headers(
     return NODE_OK;
 }
 
+/* Signature checks for a batch, spread over the cores before the write transaction (which
+ * runs on the loop thread alone). Only headers that ingest_one would verify are checked:
+ * from a member, not quarantined, beyond what this node holds of that origin. */
+typedef struct preverify {
+    node_engine *e;
+    const proto_bytes *headers;
+    size_t n;
+    proto_header *h; /* decoded, [nidx] */
+    size_t *idx;     /* which header each h is */
+    size_t nidx;
+    uint8_t *sig; /* [n], SIG_* */
+} preverify;
+
+static node_err preverify_cb(node_txn *t, void *ctx)
+{
+    preverify *pv = ctx;
+    for (size_t i = 0; i < pv->n; i++) {
+        proto_header *h = &pv->h[pv->nidx];
+        if (proto_header_decode(pv->headers[i].p, pv->headers[i].len, &pv->e->lim, h, NULL)
+            != PROTO_OK)
+            continue;
+        if (node_member_by_origin(pv->e, h->origin) == NULL || ledger_quarantined(t, h->origin)
+            || h->seq <= ledger_vv_get(t, h->origin)) {
+            proto_header_fini(h);
+            continue;
+        }
+        pv->idx[pv->nidx++] = i;
+    }
+    return NODE_OK;
+}
+
+static void preverify_one(void *ctx, size_t k)
+{
+    preverify *pv = ctx;
+    pv->sig[pv->idx[k]] = proto_header_verify(&pv->h[k]) == PROTO_OK ? SIG_GOOD : SIG_BAD;
+}
+
+/* Returns the SIG_* of every header (owned), or NULL when it could not (ingest_one then
+ * verifies on its own). */
+static uint8_t *preverify_batch(node_engine *e, const proto_bytes *headers, size_t n)
+{
+    preverify pv = { e, headers, n, calloc(n, sizeof(proto_header)), calloc(n, sizeof(size_t)), 0,
+        calloc(n, 1) };
+    node_errmsg msg;
+    if (pv.h == NULL || pv.idx == NULL || pv.sig == NULL
+        || node_store_read(e->store, preverify_cb, &pv, &msg) != NODE_OK) {
+        free(pv.sig);
+        pv.sig = NULL;
+    } else {
+        node_vpool_for(e->vpool, pv.nidx, preverify_one, &pv);
+    }
+    for (size_t k = 0; k < pv.nidx; k++)
+        proto_header_fini(&pv.h[k]);
+    free(pv.h);
+    free(pv.idx);
+    return pv.sig;
+}
+
 static node_err ingest_batch(
     node_engine *e, const proto_bytes *headers, size_t n, node_member *from)
 {
     ingest_ctx c = { .e = e, .headers = headers, .n = n };
     if (e->npending > 0 && (c.used_pending = calloc(e->npending, sizeof(bool))) == NULL)
         return NODE_ENOMEM;
+    uint8_t *sig = n > 0 ? preverify_batch(e, headers, n) : NULL;
+    c.sig = sig;
     node_errmsg msg;
     node_err err = node_store_write(e->store, ingest_cb, &c, &msg);
     if (err != NODE_OK) {
@@ -624,6 +697,7 @@ static node_err ingest_batch(
         if ((err = want_add(e, c.wants[i].id, c.wants[i].tag, c.wants[i].origin)) != NODE_OK)
             break;
 out:
+    free(sig);
     free(c.wants);
     free(c.pend);
     free(c.used_pending);

@@ -7,6 +7,7 @@
 
 #include "idset.h"
 #include "ledger.h"
+#include "vpool.h"
 
 /* A member of the manifest, as this node sees it at run time. */
 typedef struct node_member {
@@ -120,6 +121,7 @@ struct node_engine {
 
     uint64_t rng;       /* xorshift state for picking anti-entropy peers */
     node_keyslot *keys; /* open scope keys by tag (keycache.c) */
+    node_vpool *vpool;  /* threads that check header signatures beside the loop */
 
     /* counters for status */
     uint64_t rejected, refused;
