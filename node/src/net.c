@@ -28,6 +28,7 @@
  */
 #include "internal.h"
 
+#include <inttypes.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
@@ -510,6 +511,9 @@ static void dial_cb(void *arg)
      * out, aborts its internal connect and hands that stale cancellation to whichever dial
      * is queued first when the abort lands (tcp_dial_con_cb), which can be the next attempt.
      * Returning on it left the pair without a connection until the peer table's redial. */
+    static const char *const states[] = { "dialling", "connected", "sleeping" };
+    NODE_DEBUG("net.dial", "dialer=%" PRIu32 " state=%s result=\"%s\" closed=%d", d->id,
+        states[d->state], rv == 0 ? "ok" : nng_strerror(rv), (int)closed);
     if (closed) {
         if (d->state == DIAL_DIALLING && rv == 0) {
             nng_stream *s = nng_aio_get_output(d->aio, 0);
@@ -582,6 +586,8 @@ static void reap(node_net *n, uint32_t id)
         d->state = DIAL_SLEEPING;
     }
     pthread_mutex_unlock(&n->lock);
+    NODE_DEBUG("net.reap", "pipe=%" PRIu32 " found=%d dialer=%" PRIu32 " redial=%d wait=%d", id,
+        c != NULL, c != NULL ? c->dialer : 0, (int)redial, (int)wait);
     if (c != NULL)
         conn_free(c); /* waits for a callback that is still returning */
     if (redial) {
@@ -815,6 +821,8 @@ void node_net_drop(node_net *n, uint32_t pipe)
     conn *c = conn_find_locked(n, pipe);
     bool close = c != NULL && kill_locked(c, "dropped by this node");
     bool wake = c != NULL && maybe_down_locked(c);
+    NODE_DEBUG("net.drop", "pipe=%" PRIu32 " found=%d rx_busy=%d tx_busy=%d down=%d", pipe,
+        c != NULL, c != NULL && c->rx_busy, c != NULL && c->tx_busy, c != NULL && c->down_sent);
     pthread_mutex_unlock(&n->lock);
     if (close)
         nng_stream_close(c->s);
