@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -898,6 +899,11 @@ int main(int argc, char **argv)
             o.keep = true;
         else
             usage();
+    }
+    if (o.perf != NULL && mkdir(o.perf, 0755) != 0 && errno != EEXIST) {
+        fprintf(
+            stderr, "node-bench: cannot create --perf directory %s: %s\n", o.perf, strerror(errno));
+        return 2;
     }
     th_programs(PATTO_BIN, PATTOD_BIN);
     if (proto_init() != PROTO_OK)
