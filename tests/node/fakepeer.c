@@ -170,15 +170,17 @@ fp_result fp_send_announced(fp_peer *p, uint64_t announced, const void *some, si
     return r == FP_OK && n > 0 ? tcp_write(p, some, n) : r;
 }
 
-static fp_result tcp_send_msg(fp_peer *p, const void *buf, size_t len)
+fp_result fp_send_raw(fp_peer *p, const void *buf, size_t len)
 {
     uint8_t hop[4] = { 0, 0, 0, 1 }; /* pair1's hop count header */
     fp_result r = fp_send_announced(p, (uint64_t)len + 4, hop, sizeof(hop));
     return r == FP_OK ? tcp_write(p, buf, len) : r;
 }
 
-static fp_result tcp_recv_msg(fp_peer *p, int timeout_ms, proto_buf *out)
+fp_result fp_recv_raw(fp_peer *p, int timeout_ms, proto_buf *out)
 {
+    out->p = NULL;
+    out->len = 0;
     uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint8_t len[8];
     int rv = p->closed > 0 ? -1 : tcp_read(p, len, sizeof(len), deadline);
@@ -226,18 +228,6 @@ void fp_close(fp_peer *p)
 const char *fp_error(const fp_peer *p)
 {
     return p->err;
-}
-
-fp_result fp_send_raw(fp_peer *p, const void *buf, size_t len)
-{
-    return tcp_send_msg(p, buf, len);
-}
-
-fp_result fp_recv_raw(fp_peer *p, int timeout_ms, proto_buf *out)
-{
-    out->p = NULL;
-    out->len = 0;
-    return tcp_recv_msg(p, timeout_ms, out);
 }
 
 size_t fp_received(const fp_peer *p)
@@ -379,7 +369,7 @@ bool fp_wait_closed(fp_peer *p, int timeout_ms)
         if (now >= deadline)
             return false;
         proto_buf m = { NULL, 0 };
-        fp_result r = tcp_recv_msg(p, (int)(deadline - now), &m);
+        fp_result r = fp_recv_raw(p, (int)(deadline - now), &m);
         proto_buf_free(&m);
         if (r == FP_TIMEOUT)
             return p->closed > 0;

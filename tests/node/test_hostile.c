@@ -8,7 +8,7 @@
  *    impersonator that names a member's origin gets the reply but fails HELLO_FINISH.
  * 2. Garbage, a non-HELLO message, or a member's plaintext HEADERS as the first message close
  *    the pipe; so does silence, or a HELLO never finished, after handshake_timeout_ms.
- * 3. An oversized message (nng's receive limit) and truncated, bit-flipped or replayed
+ * 3. An oversized message ([sync] max_message_bytes) and truncated, bit-flipped or replayed
  *    session frames close the session; a sealed frame holding garbage or an unexpected kind
  *    is refused and logged while the session stays up. An oversized message before the
  *    handshake must be logged too (oversized_is_logged).
@@ -946,9 +946,9 @@ static void handshake_or_nothing(void **state)
     still_serving(net, true);
 }
 
-/* A member's HELLO sent the moment the connection is up must be answered. nng starts receiving
- * on a new pipe before it runs the pipe's ADD_POST callback, so the node may be handed the
- * first message of a pipe before it learns that the pipe exists. */
+/* A member's HELLO sent the moment the connection is up must be answered: the node may read
+ * the first message of a connection on an nng thread before its loop has handled the
+ * connection's arrival. */
 static void hello_at_once_is_answered(void **state)
 {
     th_net *net = *state;
@@ -1001,7 +1001,7 @@ static void bad_frames(void **state)
     proto_identity *pref = member_identity(net, PREF);
     uint8_t some[64] = { 0 };
 
-    /* Oversized before the handshake: a length prefix over the limit (nng's receive limit)
+    /* Oversized before the handshake: a length prefix over [sync] max_message_bytes
      * drops the pipe at once, without waiting for the bytes; so does one announcing 1 TiB,
      * which a node without the limit would try to allocate. */
     static const uint64_t announced[] = { OVERSIZED, (uint64_t)1 << 40 };
@@ -1104,10 +1104,9 @@ static void bad_frames(void **state)
     still_serving(net, true);
 }
 
-/* An oversized message from a pipe that has not finished the handshake is rejected by nng's
- * receive limit; issue 8 asks that it also be logged. nng 1.5.2 does not tell the node why a
- * pipe closed, so what can be asked is that the node logs the drop of a pipe that never
- * completed the handshake. */
+/* An oversized message from a pipe that has not finished the handshake is refused by the
+ * node's reader before anything is allocated; issue 8 asks that it also be logged: the drop of
+ * a pipe that never completed the handshake is. */
 static void oversized_is_logged(void **state)
 {
     th_net *net = *state;
