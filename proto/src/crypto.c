@@ -4,7 +4,9 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <string.h>
 
 _Static_assert(crypto_sign_PUBLICKEYBYTES == PROTO_ORIGIN_LEN, "origin is an Ed25519 key");
@@ -28,17 +30,93 @@ void proto__random(const proto_rng *rng, uint8_t *buf, size_t n)
         randombytes_buf(buf, n);
 }
 
-void *proto__secret_alloc(size_t n)
+/*
+ * Secret memory. Every secret lives in libsodium's guarded, locked memory and is wiped when
+ * freed. One sodium_malloc per secret costs an mmap, mprotects of its guard pages and an
+ * mlock, and the same again to free it; in a process with threads each of those changes of
+ * the address space also interrupts every other core to flush its TLB. A node opening
+ * thousands of key grants a second spent most of its time there. So small secrets are slots
+ * of slabs: each slab is one sodium_malloc region (guard pages around the slab, locked)
+ * carved into slots of one size class; a freed slot is wiped and kept for reuse, slabs are
+ * never unmapped. Larger secrets get their own sodium_malloc region as before.
+ *
+ * Each allocation starts with a 16-byte prefix (not secret) naming its class, so that free
+ * needs no lookup; the secret follows, 16-byte aligned. The lists are shared by all threads
+ * behind one mutex (the vpool threads of the node open keys too).
+ */
+#define SLAB_BYTES (64u * 1024u)
+#define SLOT_PREFIX 16u
+#define NCLASSES 5
+#define CLASS_LARGE 0xffu
+static const size_t slot_bytes[NCLASSES] = { 64, 128, 256, 512, 1024 }; /* prefix included */
+
+typedef struct secret_slot {
+    struct secret_slot *next; /* on the free list; overwritten by the prefix when in use */
+} secret_slot;
+
+static pthread_mutex_t secret_lock = PTHREAD_MUTEX_INITIALIZER;
+static secret_slot *secret_free_list[NCLASSES];
+
+/* A new slab for class c, its slots on the free list. Called with secret_lock held. */
+static bool slab_grow(unsigned c)
 {
-    void *p = sodium_malloc(n);
-    if (p != NULL)
-        sodium_memzero(p, n);
-    return p;
+    uint8_t *slab = sodium_malloc(SLAB_BYTES);
+    if (slab == NULL)
+        return false;
+    for (size_t off = 0; off + slot_bytes[c] <= SLAB_BYTES; off += slot_bytes[c]) {
+        secret_slot *s = (secret_slot *)(void *)(slab + off);
+        s->next = secret_free_list[c];
+        secret_free_list[c] = s;
+    }
+    return true;
 }
 
-void proto__secret_free(void *p)
+void *proto__secret_alloc(size_t n)
 {
-    sodium_free(p); /* wipes before unmapping; NULL is a no-op */
+    if (n > SIZE_MAX - 2 * SLOT_PREFIX)
+        return NULL;
+    size_t need = (n + SLOT_PREFIX + 15u) & ~(size_t)15u; /* keeps sodium_malloc aligned */
+    unsigned c = 0;
+    while (c < NCLASSES && slot_bytes[c] < need)
+        c++;
+    uint8_t *p;
+    if (c == NCLASSES) {
+        if ((p = sodium_malloc(need)) == NULL)
+            return NULL;
+        p[0] = CLASS_LARGE;
+    } else {
+        pthread_mutex_lock(&secret_lock);
+        if (secret_free_list[c] == NULL && !slab_grow(c)) {
+            pthread_mutex_unlock(&secret_lock);
+            return NULL;
+        }
+        secret_slot *s = secret_free_list[c];
+        secret_free_list[c] = s->next;
+        pthread_mutex_unlock(&secret_lock);
+        p = (uint8_t *)s;
+        p[0] = (uint8_t)c;
+    }
+    sodium_memzero(p + 1, SLOT_PREFIX - 1);
+    sodium_memzero(p + SLOT_PREFIX, need - SLOT_PREFIX);
+    return p + SLOT_PREFIX;
+}
+
+void proto__secret_free(void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    uint8_t *p = (uint8_t *)ptr - SLOT_PREFIX;
+    if (p[0] == CLASS_LARGE) {
+        sodium_free(p); /* wipes before unmapping */
+        return;
+    }
+    unsigned c = p[0];
+    sodium_memzero(p, slot_bytes[c]);
+    secret_slot *s = (secret_slot *)(void *)p;
+    pthread_mutex_lock(&secret_lock);
+    s->next = secret_free_list[c];
+    secret_free_list[c] = s;
+    pthread_mutex_unlock(&secret_lock);
 }
 
 void proto__wipe(void *p, size_t n)
