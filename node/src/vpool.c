@@ -1,8 +1,7 @@
-/* A parallel for over a fixed set of worker threads (see vpool.h). */
+/* Worker threads taking chunks of queued jobs (see vpool.h). */
 #include "vpool.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,46 +17,59 @@ struct node_vpool {
     unsigned nthreads;
 
     pthread_mutex_t lock;
-    pthread_cond_t start, done;
-    uint64_t gen;     /* bumped for every job; workers wait for a change */
-    unsigned running; /* workers still inside the current job */
+    pthread_cond_t work, done; /* a job was queued / a job's last chunk ended */
+    node_vjob *head, *tail;    /* jobs with indices nobody has taken yet */
     bool quit;
-
-    /* the current job */
-    void (*fn)(void *ctx, size_t i);
-    void *ctx;
-    size_t n;
-    atomic_size_t next;
 };
 
-static void run_share(node_vpool *p)
+/* Take the next chunk of the first queued job: [*from, *to). Called with the lock held. A job
+ * whose last chunk is taken leaves the queue. */
+static node_vjob *take_locked(node_vpool *p, node_vjob *only, size_t *from, size_t *to)
 {
-    for (;;) {
-        size_t i = atomic_fetch_add(&p->next, VPOOL_CHUNK);
-        if (i >= p->n)
-            return;
-        size_t end = p->n - i < VPOOL_CHUNK ? p->n : i + VPOOL_CHUNK;
-        for (; i < end; i++)
-            p->fn(p->ctx, i);
+    node_vjob *j = only != NULL ? only : p->head;
+    if (j == NULL || j->next >= j->n)
+        return NULL;
+    *from = j->next;
+    *to = j->n - j->next < VPOOL_CHUNK ? j->n : j->next + VPOOL_CHUNK;
+    j->next = *to;
+    if (j->next >= j->n && j->queued) {
+        node_vjob **pp = &p->head, *prev = NULL;
+        while (*pp != j) {
+            prev = *pp;
+            pp = &(*pp)->qnext;
+        }
+        *pp = j->qnext;
+        if (p->tail == j)
+            p->tail = prev;
+        j->queued = false;
     }
+    return j;
+}
+
+/* Run [from, to) of j, lock not held; then count it done (lock taken and kept). */
+static void run_chunk(node_vpool *p, node_vjob *j, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        j->fn(j->ctx, i);
+    pthread_mutex_lock(&p->lock);
+    j->finished += to - from;
+    if (j->finished == j->n)
+        pthread_cond_broadcast(&p->done);
 }
 
 static void *worker(void *arg)
 {
     node_vpool *p = arg;
-    uint64_t seen = 0;
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->quit && p->gen == seen)
-            pthread_cond_wait(&p->start, &p->lock);
+        size_t from, to;
+        node_vjob *j;
+        while (!p->quit && (j = take_locked(p, NULL, &from, &to)) == NULL)
+            pthread_cond_wait(&p->work, &p->lock);
         if (p->quit)
             break;
-        seen = p->gen;
         pthread_mutex_unlock(&p->lock);
-        run_share(p);
-        pthread_mutex_lock(&p->lock);
-        if (--p->running == 0)
-            pthread_cond_signal(&p->done);
+        run_chunk(p, j, from, to);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -78,9 +90,8 @@ node_err node_vpool_new(unsigned workers, node_vpool **out, node_errmsg *msg)
     if (p == NULL)
         return node__fail(msg, NODE_ENOMEM, "out of memory for the verification threads");
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
-    atomic_init(&p->next, 0);
     if (workers > VPOOL_MAX)
         workers = VPOOL_MAX;
     for (; p->nthreads < workers; p->nthreads++) {
@@ -101,38 +112,70 @@ void node_vpool_free(node_vpool *p)
         return;
     pthread_mutex_lock(&p->lock);
     p->quit = true;
-    pthread_cond_broadcast(&p->start);
+    pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);
     for (unsigned i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
-    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
-void node_vpool_for(node_vpool *p, size_t n, void (*fn)(void *ctx, size_t i), void *ctx)
+void node_vpool_submit(node_vpool *p, node_vjob *j)
 {
-    /* Small jobs are not worth waking anybody. */
-    if (p == NULL || p->nthreads == 0 || n < 2 * VPOOL_CHUNK) {
-        for (size_t i = 0; i < n; i++)
-            fn(ctx, i);
+    j->next = j->finished = 0;
+    j->qnext = NULL;
+    j->queued = false;
+    /* Small jobs are not worth waking anybody: the caller runs them in finish. */
+    if (p == NULL || p->nthreads == 0 || j->n < 2 * VPOOL_CHUNK)
+        return;
+    pthread_mutex_lock(&p->lock);
+    j->queued = true;
+    if (p->tail != NULL)
+        p->tail->qnext = j;
+    else
+        p->head = j;
+    p->tail = j;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+}
+
+bool node_vpool_done(node_vpool *p, node_vjob *j)
+{
+    if (p == NULL)
+        return j->finished == j->n;
+    pthread_mutex_lock(&p->lock);
+    bool done = j->finished == j->n;
+    pthread_mutex_unlock(&p->lock);
+    return done;
+}
+
+void node_vpool_finish(node_vpool *p, node_vjob *j)
+{
+    if (p == NULL) {
+        for (; j->next < j->n; j->next++)
+            j->fn(j->ctx, j->next);
+        j->finished = j->n;
         return;
     }
     pthread_mutex_lock(&p->lock);
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n = n;
-    atomic_store(&p->next, 0);
-    p->running = p->nthreads;
-    p->gen++;
-    pthread_cond_broadcast(&p->start);
-    pthread_mutex_unlock(&p->lock);
-
-    run_share(p);
-
-    pthread_mutex_lock(&p->lock);
-    while (p->running > 0)
+    size_t from, to;
+    for (;;) {
+        node_vjob *got = take_locked(p, j, &from, &to);
+        if (got == NULL)
+            break;
+        pthread_mutex_unlock(&p->lock);
+        run_chunk(p, j, from, to);
+    }
+    while (j->finished < j->n)
         pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
+}
+
+void node_vpool_for(node_vpool *p, size_t n, void (*fn)(void *ctx, size_t i), void *ctx)
+{
+    node_vjob j = { .fn = fn, .ctx = ctx, .n = n };
+    node_vpool_submit(p, &j);
+    node_vpool_finish(p, &j);
 }

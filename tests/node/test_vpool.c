@@ -1,6 +1,7 @@
-/* node.vpool: the parallel for that spreads header signature checks over the cores runs every
- * index exactly once, for any pool size and job size, job after job, and on more than one
- * thread when it has workers. */
+/* node.vpool: the pool that spreads header signature checks over the cores runs every index
+ * exactly once, for any pool size and job size, job after job, and on more than one thread
+ * when it has workers; jobs queued with submit run while the caller does other things, in any
+ * number, and finish (with the caller's help) in any order. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,11 +93,61 @@ static void workers_take_a_share(void **state)
     node_vpool_free(NULL);
 }
 
+/* Several jobs queued at once, finished in an order other than their submission, each index
+ * of each job run once; the workers make progress while the caller does not help. */
+static void queued_jobs(void **state)
+{
+    (void)state;
+    enum { JOBS = 6 };
+    static const size_t sizes[JOBS] = { 3000, 0, 15, 5000, 1, 2048 };
+    for (unsigned workers = 0; workers <= 2; workers++) {
+        node_vpool *p = NULL;
+        node_errmsg msg;
+        assert_int_equal(node_vpool_new(workers, &p, &msg), NODE_OK);
+        for (int round = 0; round < 10; round++) {
+            job j[JOBS];
+            node_vjob vj[JOBS];
+            for (int k = 0; k < JOBS; k++) {
+                size_t n = sizes[k];
+                j[k].hits = calloc(n ? n : 1, sizeof(atomic_uint));
+                j[k].who = calloc(n ? n : 1, sizeof(pthread_t));
+                assert_non_null(j[k].hits);
+                assert_non_null(j[k].who);
+                for (size_t i = 0; i < n; i++)
+                    atomic_init(&j[k].hits[i], 0);
+                vj[k] = (node_vjob){ .fn = count, .ctx = &j[k], .n = n };
+                node_vpool_submit(p, &vj[k]);
+            }
+            if (workers > 0 && round == 0) {
+                /* Nobody helps: the workers alone finish the first job. */
+                while (!node_vpool_done(p, &vj[0]))
+                    sched_yield();
+                for (size_t i = 0; i < sizes[0]; i++)
+                    assert_int_equal(atomic_load(&j[0].hits[i]), 1);
+            }
+            static const int order[JOBS] = { 5, 0, 3, 1, 4, 2 };
+            for (int o = 0; o < JOBS; o++) {
+                int k = order[o];
+                node_vpool_finish(p, &vj[k]);
+                assert_true(node_vpool_done(p, &vj[k]));
+                for (size_t i = 0; i < sizes[k]; i++)
+                    assert_int_equal(atomic_load(&j[k].hits[i]), 1);
+            }
+            for (int k = 0; k < JOBS; k++) {
+                free(j[k].hits);
+                free(j[k].who);
+            }
+        }
+        node_vpool_free(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_index_once),
         cmocka_unit_test(workers_take_a_share),
+        cmocka_unit_test(queued_jobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
