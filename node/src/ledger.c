@@ -167,14 +167,37 @@ node_err ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_cb fn,
     return node_txn_scan(t, NODE_DB_HEADERS, tk.b, tk.n, tag_ids_cb, &c);
 }
 
+/* Bodies and applied marks are keyed by their header's place in its origin's log, not by id:
+ * ids are uniform hashes, so every new body would land on its own page of a large tree and a
+ * group commit of a thousand bodies rewrote a thousand pages (a fifth of a syncing node's time
+ * went to writing them). In log order, new records fill the same few pages. The header's 'I'
+ * record gives the place; a body or mark without a stored header has none. */
+static node_err log_place(node_txn *t, const uint8_t id[32], uint8_t place[40])
+{
+    lkey ik = mk('I', id, 32, NULL, 0);
+    const void *loc;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_HEADERS, ik.b, ik.n, &loc, &n);
+    if (err != NODE_OK)
+        return err;
+    if (n != 40)
+        return NODE_ECORRUPT;
+    memcpy(place, loc, 40);
+    return NODE_OK;
+}
+
 node_err ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len)
 {
-    return node_txn_put(t, NODE_DB_BODIES, id, 32, body, len);
+    uint8_t place[40];
+    node_err err = log_place(t, id, place);
+    return err != NODE_OK ? err : node_txn_put(t, NODE_DB_BODIES, place, 40, body, len);
 }
 
 node_err ledger_body_get(node_txn *t, const uint8_t id[32], const void **body, size_t *len)
 {
-    return node_txn_get(t, NODE_DB_BODIES, id, 32, body, len);
+    uint8_t place[40];
+    node_err err = log_place(t, id, place);
+    return err != NODE_OK ? err : node_txn_get(t, NODE_DB_BODIES, place, 40, body, len);
 }
 
 bool ledger_body_has(node_txn *t, const uint8_t id[32])
@@ -345,19 +368,111 @@ uint64_t ledger_last_change(node_txn *t, const uint8_t tag[32])
 
 node_err ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied how)
 {
-    uint8_t v = (uint8_t)how;
-    lkey ak = mk('A', id, 32, NULL, 0);
+    uint8_t v = (uint8_t)how, place[40];
+    node_err err = log_place(t, id, place);
+    if (err != NODE_OK)
+        return err;
+    lkey ak = mk('A', place, 40, NULL, 0);
     return node_txn_put(t, NODE_DB_STATE, ak.b, ak.n, &v, 1);
 }
 
 int ledger_applied_get(node_txn *t, const uint8_t id[32])
 {
-    lkey ak = mk('A', id, 32, NULL, 0);
+    uint8_t place[40];
+    if (log_place(t, id, place) != NODE_OK)
+        return 0;
+    lkey ak = mk('A', place, 40, NULL, 0);
     const void *v;
     size_t n;
     if (node_txn_get(t, NODE_DB_STATE, ak.b, ak.n, &v, &n) != NODE_OK || n != 1)
         return 0;
     return *(const uint8_t *)v;
+}
+
+/* Stores written before bodies and applied marks were keyed by log place held them by id
+ * (32-byte body keys, 33-byte 'A' keys): move them. */
+typedef struct old_keys {
+    size_t klen; /* of an old key: the id after klen - 32 bytes of prefix */
+    uint8_t (*ids)[32];
+    size_t n, cap;
+    bool oom;
+} old_keys;
+
+static bool old_key_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    old_keys *o = ctx;
+    if (kl != o->klen)
+        return true;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 256;
+        uint8_t(*ids)[32] = realloc(o->ids, cap * sizeof(*ids));
+        if (ids == NULL) {
+            o->oom = true;
+            return false;
+        }
+        o->ids = ids;
+        o->cap = cap;
+    }
+    memcpy(o->ids[o->n++], (const uint8_t *)k + (kl - 32), 32);
+    return true;
+}
+
+/* Move the records of db under prefix (NULL: bodies, whole keys are ids) to log places. */
+static node_err migrate_db(node_txn *t, node_db db, const char *prefix, size_t *moved)
+{
+    size_t plen = prefix != NULL ? 1 : 0;
+    old_keys o = { 32 + plen, NULL, 0, 0, false };
+    node_err err = node_txn_scan(t, db, prefix, plen, old_key_cb, &o);
+    if (err == NODE_OK && o.oom)
+        err = NODE_ENOMEM;
+    for (size_t i = 0; i < o.n && err == NODE_OK; i++) {
+        lkey old = plen ? mk(prefix[0], o.ids[i], 32, NULL, 0) : mk(0, NULL, 0, NULL, 0);
+        const uint8_t *okey = plen ? old.b : o.ids[i];
+        size_t oklen = plen ? old.n : 32;
+        const void *v;
+        size_t vl;
+        uint8_t place[40];
+        if ((err = node_txn_get(t, db, okey, oklen, &v, &vl)) != NODE_OK)
+            break;
+        if (log_place(t, o.ids[i], place) == NODE_OK) {
+            uint8_t *copy = malloc(vl ? vl : 1); /* v points into the map; the put moves it */
+            if (copy == NULL) {
+                err = NODE_ENOMEM;
+                break;
+            }
+            memcpy(copy, v, vl);
+            lkey nk = mk(plen ? prefix[0] : 0, place, 40, NULL, 0);
+            err = node_txn_put(t, db, plen ? nk.b : place, plen ? nk.n : 40, copy, vl);
+            free(copy);
+            if (err != NODE_OK)
+                break;
+        }
+        err = node_txn_del(t, db, okey, oklen);
+        (*moved)++;
+    }
+    free(o.ids);
+    return err;
+}
+
+#define LAYOUT_KEY "layout"
+#define LAYOUT_LOG_PLACE 2
+
+node_err ledger_migrate(node_txn *t, size_t *moved)
+{
+    *moved = 0;
+    const void *v;
+    size_t n;
+    if (node_txn_get(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &v, &n) == NODE_OK && n == 1
+        && *(const uint8_t *)v >= LAYOUT_LOG_PLACE)
+        return NODE_OK;
+    node_err err = migrate_db(t, NODE_DB_BODIES, NULL, moved);
+    if (err == NODE_OK)
+        err = migrate_db(t, NODE_DB_STATE, "A", moved);
+    uint8_t layout = LAYOUT_LOG_PLACE;
+    return err != NODE_OK
+        ? err
+        : node_txn_put(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &layout, 1);
 }
 
 node_err ledger_grant_put(

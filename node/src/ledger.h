@@ -7,16 +7,17 @@
  *            'I' id(32)                 -> origin(32) seq(8)
  *            'T' tag(32) id(32)         -> ""            (headers by routing tag)
  *   vv       origin(32)                 -> seq(8) id(32) (contiguous headers held, last id)
- *   bodies   id(32)                     -> body bytes
+ *   bodies   origin(32) seq(8)          -> body bytes   (of the header at that place: 'I')
  *   keys     'K' tag(32)                -> key record (ledger_key)
  *            'C' case(16) scope         -> tag(32)       (newest epoch of a scope)
  *            'O' case(16)               -> created ms(8) (cases this node opened)
  *   state    'S' tag(32)                -> SCOPE message (the scope's state)
- *            'A' id(32)                 -> status(1)     (body applied, or refused)
+ *            'A' origin(32) seq(8)      -> status(1)     (body applied, or refused)
  *            'L' tag(32)                -> last change ms(8)
  *   consents 'G' tag(32) recipient(32)  -> grantor(32)   (from key-grant headers)
  *   manifest "current"                  -> signed manifest bytes
  *   meta     "own"                      -> last seq(8) last id(32)
+ *            "layout"                   -> 2 (bodies and 'A' keyed by log place)
  *            "hlc"                      -> wall(8) logical(2)
  *            'Q' origin(32)             -> proof: len(4) header len(4) header
  */
@@ -102,6 +103,9 @@ node_err ledger_state_put(node_txn *t, const uint8_t tag[32], const crdt_scope *
 uint64_t ledger_last_change(node_txn *t, const uint8_t tag[32]);
 node_err ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied how);
 int ledger_applied_get(node_txn *t, const uint8_t id[32]); /* 0 when not yet */
+/* Move bodies and applied marks of a store written by an older pattod (keyed by id) to their
+ * places in the log; *moved counts them. A no-op on a current store. */
+node_err ledger_migrate(node_txn *t, size_t *moved);
 
 /* Grants: who holds the key of a tag (as key-grant headers say). */
 node_err ledger_grant_put(
