@@ -108,6 +108,8 @@ static void stop(node_engine *e, const char *why)
         uv_close((uv_handle_t *)&e->want_timer, closed_cb);
         uv_idle_stop(&e->retry_idle);
         uv_close((uv_handle_t *)&e->retry_idle, closed_cb);
+        uv_idle_stop(&e->inq_idle);
+        uv_close((uv_handle_t *)&e->inq_idle, closed_cb);
         e->timers_on = false;
     }
     uv_signal_stop(&e->sigint);
@@ -115,6 +117,7 @@ static void stop(node_engine *e, const char *why)
     uv_close((uv_handle_t *)&e->sigint, closed_cb);
     uv_close((uv_handle_t *)&e->sigterm, closed_cb);
     node_links_close(e);
+    node_inq_free(e);
     if (e->net != NULL)
         node_net_close(e->net, net_closed, e);
 }
@@ -218,6 +221,8 @@ int node_run(const char *dir)
     e->want_timer.data = e;
     uv_idle_init(&loop, &e->retry_idle);
     e->retry_idle.data = e;
+    uv_idle_init(&loop, &e->inq_idle);
+    e->inq_idle.data = e;
     e->timers_on = true;
     node_wants_schedule(e);
     if (e->nwaits > 0)

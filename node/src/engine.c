@@ -380,7 +380,7 @@ static bool sig_good(const proto_header *h, uint8_t sig)
 }
 
 /* One header: chain it, or hold it, or drop it. *next_seq gets seq when stored (else 0).
- * sig: SIG_GOOD when these exact bytes were verified already (preverify, or a header held
+ * sig: SIG_GOOD when these exact bytes were verified already (node_hcheck, or a header held
  * out of order, which is verified before it is held). */
 static node_err ingest_one(node_txn *t, ingest_ctx *c, const uint8_t *bytes, size_t len,
     uint8_t sig, uint8_t origin_out[32], uint64_t *next_seq)
@@ -578,24 +578,14 @@ static void own_pending(node_engine *e, const node_pending *p)
 #define INGEST_BATCH 4096
 
 static node_err ingest_batch(
-    node_engine *e, const proto_bytes *headers, size_t n, node_member *from);
+    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from);
 
-node_err node_ingest_headers(
-    node_engine *e, const proto_bytes *headers, size_t n, node_member *from)
-{
-    for (size_t i = 0; i < n; i += INGEST_BATCH) {
-        node_err err
-            = ingest_batch(e, headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH, from);
-        if (err != NODE_OK)
-            return err;
-    }
-    return NODE_OK;
-}
-
-/* Signature checks for a batch, spread over the cores before the write transaction (which
+/* Signature checks of a batch, done on the worker threads before the write transaction (which
  * runs on the loop thread alone). Only headers that ingest_one would verify are checked:
- * from a member, not quarantined, beyond what this node holds of that origin. */
-typedef struct preverify {
+ * from a member, not quarantined, beyond what this node holds of that origin when the check
+ * starts (a header ingested meanwhile is simply checked for nothing). */
+struct node_hcheck {
+    node_vjob job;
     node_engine *e;
     const proto_bytes *headers;
     size_t n;
@@ -603,11 +593,12 @@ typedef struct preverify {
     size_t *idx;     /* which header each h is */
     size_t nidx;
     uint8_t *sig; /* [n], SIG_* */
-} preverify;
+    bool finished;
+};
 
-static node_err preverify_cb(node_txn *t, void *ctx)
+static node_err hcheck_pick_cb(node_txn *t, void *ctx)
 {
-    preverify *pv = ctx;
+    node_hcheck *pv = ctx;
     for (size_t i = 0; i < pv->n; i++) {
         proto_header *h = &pv->h[pv->nidx];
         if (proto_header_decode(pv->headers[i].p, pv->headers[i].len, &pv->e->lim, h, NULL)
@@ -623,41 +614,89 @@ static node_err preverify_cb(node_txn *t, void *ctx)
     return NODE_OK;
 }
 
-static void preverify_one(void *ctx, size_t k)
+static void hcheck_one(void *ctx, size_t k)
 {
-    preverify *pv = ctx;
+    node_hcheck *pv = ctx;
     pv->sig[pv->idx[k]] = proto_header_verify(&pv->h[k]) == PROTO_OK ? SIG_GOOD : SIG_BAD;
 }
 
-/* Returns the SIG_* of every header (owned), or NULL when it could not (ingest_one then
- * verifies on its own). */
-static uint8_t *preverify_batch(node_engine *e, const proto_bytes *headers, size_t n)
+node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_t n)
 {
-    preverify pv = { e, headers, n, calloc(n, sizeof(proto_header)), calloc(n, sizeof(size_t)), 0,
-        calloc(n, 1) };
+    node_hcheck *pv = calloc(1, sizeof(*pv));
+    if (pv == NULL)
+        return NULL;
+    pv->e = e;
+    pv->headers = headers;
+    pv->n = n;
+    pv->h = calloc(n ? n : 1, sizeof(proto_header));
+    pv->idx = calloc(n ? n : 1, sizeof(size_t));
+    pv->sig = calloc(n ? n : 1, 1);
     node_errmsg msg;
-    if (pv.h == NULL || pv.idx == NULL || pv.sig == NULL
-        || node_store_read(e->store, preverify_cb, &pv, &msg) != NODE_OK) {
-        free(pv.sig);
-        pv.sig = NULL;
-    } else {
-        node_vpool_for(e->vpool, pv.nidx, preverify_one, &pv);
+    if (pv->h == NULL || pv->idx == NULL || pv->sig == NULL
+        || node_store_read(e->store, hcheck_pick_cb, pv, &msg) != NODE_OK) {
+        node_hcheck_free(e, pv);
+        return NULL;
     }
-    for (size_t k = 0; k < pv.nidx; k++)
-        proto_header_fini(&pv.h[k]);
-    free(pv.h);
-    free(pv.idx);
-    return pv.sig;
+    pv->job.fn = hcheck_one;
+    pv->job.ctx = pv;
+    pv->job.n = pv->nidx;
+    node_vpool_submit(e->vpool, &pv->job);
+    return pv;
+}
+
+bool node_hcheck_ready(node_engine *e, node_hcheck *pv)
+{
+    return pv == NULL || pv->finished || node_vpool_done(e->vpool, &pv->job);
+}
+
+/* Wait for the checks (helping), and release the decoded headers. */
+static void hcheck_finish(node_engine *e, node_hcheck *pv)
+{
+    if (pv->finished)
+        return;
+    if (pv->job.fn != NULL)
+        node_vpool_finish(e->vpool, &pv->job);
+    for (size_t k = 0; k < pv->nidx; k++)
+        proto_header_fini(&pv->h[k]);
+    pv->finished = true;
+}
+
+void node_hcheck_free(node_engine *e, node_hcheck *pv)
+{
+    if (pv == NULL)
+        return;
+    hcheck_finish(e, pv);
+    free(pv->h);
+    free(pv->idx);
+    free(pv->sig);
+    free(pv);
+}
+
+node_err node_ingest_headers(
+    node_engine *e, const proto_bytes *headers, size_t n, node_member *from, node_hcheck *chk)
+{
+    node_hcheck *own = NULL;
+    if (chk == NULL && n > 0)
+        chk = own = node_hcheck_start(e, headers, n);
+    const uint8_t *sig = NULL;
+    if (chk != NULL && chk->headers == headers && chk->n == n) {
+        hcheck_finish(e, chk);
+        sig = chk->sig;
+    }
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < n && err == NODE_OK; i += INGEST_BATCH)
+        err = ingest_batch(e, headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH,
+            sig != NULL ? sig + i : NULL, from);
+    node_hcheck_free(e, own);
+    return err;
 }
 
 static node_err ingest_batch(
-    node_engine *e, const proto_bytes *headers, size_t n, node_member *from)
+    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from)
 {
-    ingest_ctx c = { .e = e, .headers = headers, .n = n };
+    ingest_ctx c = { .e = e, .headers = headers, .n = n, .sig = sig };
     if (e->npending > 0 && (c.used_pending = calloc(e->npending, sizeof(bool))) == NULL)
         return NODE_ENOMEM;
-    uint8_t *sig = n > 0 ? preverify_batch(e, headers, n) : NULL;
-    c.sig = sig;
     node_errmsg msg;
     node_err err = node_store_write(e->store, ingest_cb, &c, &msg);
     if (err != NODE_OK) {
@@ -697,7 +736,6 @@ static node_err ingest_batch(
         if ((err = want_add(e, c.wants[i].id, c.wants[i].tag, c.wants[i].origin)) != NODE_OK)
             break;
 out:
-    free(sig);
     free(c.wants);
     free(c.pend);
     free(c.used_pending);
@@ -1283,8 +1321,22 @@ static node_err manifest_read_cb(node_txn *t, void *ctx)
     return NODE_OK;
 }
 
+static node_err migrate_cb(node_txn *t, void *ctx)
+{
+    return ledger_migrate(t, ctx);
+}
+
 node_err node_engine_load(node_engine *e, node_errmsg *msg)
 {
+    size_t moved = 0;
+    node_err err0 = node_store_write(e->store, migrate_cb, &moved, msg);
+    if (err0 != NODE_OK)
+        return err0;
+    if (moved > 0)
+        NODE_INFO("store.migrate",
+            "records=%zu detail=\"bodies and applied marks keyed by log "
+            "place\"",
+            moved);
     manifest_read r = { NULL, 0 };
     node_err err = node_store_read(e->store, manifest_read_cb, &r, msg);
     if (err == NODE_OK) {

@@ -35,6 +35,7 @@ typedef enum link_state {
 } link_state;
 
 typedef struct node_engine node_engine;
+typedef struct node_inmsg node_inmsg; /* a session message waiting its turn (peers.c) */
 
 /* One nng pipe to a peer. */
 typedef struct node_keyslot node_keyslot;
@@ -111,6 +112,9 @@ struct node_engine {
     uv_timer_t tick;
     uv_timer_t want_timer; /* asks for wants once their grace period is over */
     uv_idle_t retry_idle;  /* merges waiting bodies left over from the last loop turn */
+    uv_idle_t inq_idle;    /* takes the next message off the inbound queue */
+    node_inmsg *inq_head, *inq_tail;
+    size_t inq_bytes;      /* of the messages in it */
     size_t retry_at;       /* where the pass over the waits stopped */
     size_t retry_passes;   /* passes made since the last call that finished */
     size_t apply_progress; /* bodies merged in the current pass */
@@ -145,9 +149,20 @@ node_member *node_member_by_org(node_engine *e, const char *org);
  * "@access" event for it whose dot lies in vv. */
 uint8_t node_access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
     size_t nvv, const proto_limits *lim);
-/* Verify, store and act on a batch of HEADER messages from a peer (one transaction). */
+/* Signature checks of a batch of HEADER messages, started on the worker threads so that the
+ * loop can do other work meanwhile. The headers are borrowed until node_hcheck_free. NULL when
+ * it could not start (out of memory): ingest then checks on its own. */
+typedef struct node_hcheck node_hcheck;
+node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_t n);
+/* Whether the checks have all run (a NULL check is ready). */
+bool node_hcheck_ready(node_engine *e, node_hcheck *chk);
+/* Wait for the checks (the calling thread helps) and free. NULL is fine. */
+void node_hcheck_free(node_engine *e, node_hcheck *chk);
+/* Verify, store and act on a batch of HEADER messages from a peer (one transaction per 4096).
+ * chk: the checks started for these headers, or NULL (they are checked here). chk stays the
+ * caller's. */
 node_err node_ingest_headers(
-    node_engine *e, const proto_bytes *headers, size_t n, node_member *from);
+    node_engine *e, const proto_bytes *headers, size_t n, node_member *from, node_hcheck *chk);
 /* Check and store bodies from a peer, then merge what can be merged. */
 node_err node_ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from);
@@ -200,6 +215,7 @@ void node_anti_entropy(node_engine *e);   /* one round, from the tick timer */
 void node_wants_due(node_engine *e);      /* ask for bodies missing longer than the grace */
 void node_wants_schedule(node_engine *e); /* a want was added: make sure it is asked in time */
 void node_links_close(node_engine *e);
+void node_inq_free(node_engine *e); /* drop the inbound queue (at stop) */
 
 /* ctl.c */
 void node_ctl_handle(node_engine *e, const uint8_t *req, size_t len);

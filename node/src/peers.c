@@ -528,6 +528,19 @@ static node_err serve_cb(node_txn *t, void *ctx)
 /* ---------------------------------------------------------------------------------------- */
 /* Messages inside a session                                                                 */
 
+static void headers_in(
+    node_engine *e, node_link *l, node_member *m, const proto_headers_msg *hm, node_hcheck *chk)
+{
+    size_t pending = e->npending;
+    (void)node_ingest_headers(e, hm->headers, hm->n, m, chk);
+    /* Answers to our version vector are followed by the sender's own, which makes us ask
+     * for the rest. A gap in pushed headers (held out of order) asks at once, at most
+     * every GAP_VV_MS; bodies usually follow their headers, so wants wait (WANT_GRACE_MS). */
+    uint64_t now = node_now_ms();
+    if (e->npending > pending && now - m->vv_sent_ms >= GAP_VV_MS)
+        send_vv(e, m, l, false);
+}
+
 static void on_message(node_engine *e, node_link *l, node_member *m, const uint8_t *p, size_t len)
 {
     unsigned kind = 0;
@@ -564,15 +577,8 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
         proto_headers_msg hm;
         if ((perr = proto_headers_decode(p, len, &e->lim, &hm, &diag)) != PROTO_OK)
             break;
-        size_t pending = e->npending;
-        (void)node_ingest_headers(e, hm.headers, hm.n, m);
+        headers_in(e, l, m, &hm, NULL);
         proto_headers_fini(&hm);
-        /* Answers to our version vector are followed by the sender's own, which makes us ask
-         * for the rest. A gap in pushed headers (held out of order) asks at once, at most
-         * every GAP_VV_MS; bodies usually follow their headers, so wants wait (WANT_GRACE_MS). */
-        uint64_t now = node_now_ms();
-        if (e->npending > pending && now - m->vv_sent_ms >= GAP_VV_MS)
-            send_vv(e, m, l, false);
         return;
     }
     case PROTO_K_BODIES: {
@@ -619,6 +625,131 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
     }
     NODE_WARN("peer.reject", "org=%s kind=%s reason=\"%s\" detail=\"%s\" offset=%zu", m->org,
         proto_kind_name(kind), proto_strerror(perr), diag.reason, diag.offset);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The inbound queue                                                                         */
+
+/*
+ * A HEADERS message starts the signature checks of its headers on the worker threads as soon
+ * as it is read, and waits in this queue; every session message read after it, from any peer,
+ * queues behind it, so that bodies still find their headers and version vectors still
+ * describe what was ingested. The loop takes one message off the queue per turn (an idle
+ * handle), so that it reads what arrived meanwhile in between: the loop ingests one batch of
+ * headers while the workers check the next. At stop the queue is dropped: nothing in it was
+ * acknowledged, and the peers send it again.
+ *
+ * A message in the queue no longer counts against its connection's receive buffer (net.c
+ * pauses reading a connection that is that far ahead), so the queue has its own bound: beyond
+ * INQ_MAX_BYTES of messages, the loop works the queue down before it takes another one, and
+ * reading waits meanwhile as it did before the queue.
+ */
+#define INQ_MAX_BYTES (32u << 20)
+struct node_inmsg {
+    node_inmsg *next;
+    uint8_t origin[32];
+    uint32_t pipe;
+    proto_buf plain; /* the message (owned) */
+    bool is_headers;
+    proto_headers_msg hm; /* decoded from plain when is_headers */
+    node_hcheck *chk;
+};
+
+static void inmsg_free(node_engine *e, node_inmsg *q)
+{
+    node_hcheck_free(e, q->chk);
+    if (q->is_headers)
+        proto_headers_fini(&q->hm);
+    proto_buf_free(&q->plain);
+    free(q);
+}
+
+static void inq_idle_cb(uv_idle_t *h);
+static void inq_step(node_engine *e);
+
+/* Take the message, HEADERS always, anything else when the queue is not empty; false when it
+ * is for on_message at once. */
+static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *plain)
+{
+    unsigned kind = 0;
+    if (proto_peek(plain->p, plain->len, &e->lim, &kind, NULL) != PROTO_OK)
+        return false;
+    if (kind != PROTO_K_HEADERS && e->inq_head == NULL)
+        return false;
+    while (e->inq_head != NULL && e->inq_bytes >= INQ_MAX_BYTES)
+        inq_step(e);
+    node_inmsg *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return false;
+    if (kind == PROTO_K_HEADERS) {
+        if (proto_headers_decode(plain->p, plain->len, &e->lim, &q->hm, NULL) == PROTO_OK) {
+            q->is_headers = true;
+        } else if (e->inq_head == NULL) {
+            free(q);
+            return false; /* on_message says why */
+        }
+    }
+    memcpy(q->origin, m->origin, 32);
+    q->pipe = l->pipe;
+    q->plain = *plain;
+    plain->p = NULL;
+    plain->len = 0;
+    if (q->is_headers)
+        q->chk = node_hcheck_start(e, q->hm.headers, q->hm.n);
+    if (e->inq_tail != NULL)
+        e->inq_tail->next = q;
+    else
+        e->inq_head = q;
+    e->inq_tail = q;
+    e->inq_bytes += q->plain.len;
+    if (e->timers_on && !e->stopping && !uv_is_active((uv_handle_t *)&e->inq_idle))
+        uv_idle_start(&e->inq_idle, inq_idle_cb);
+    return true;
+}
+
+/* The first message of the queue: ingested (its checks finished, with this thread's help if
+ * need be) or handed to on_message. */
+static void inq_step(node_engine *e)
+{
+    node_inmsg *q = e->inq_head;
+    if (q == NULL)
+        return;
+    e->inq_head = q->next;
+    if (e->inq_head == NULL)
+        e->inq_tail = NULL;
+    e->inq_bytes -= q->plain.len;
+    node_member *m = node_member_by_origin(e, q->origin);
+    node_link *l = link_find(e, q->pipe);
+    if (l != NULL && (l->state != LINK_UP || l->closing))
+        l = NULL;
+    if (m != NULL && l == NULL)
+        l = link_up_to(e, m);
+    if (m != NULL && q->is_headers)
+        headers_in(e, l, m, &q->hm, q->chk);
+    else if (m != NULL && l != NULL)
+        on_message(e, l, m, q->plain.p, q->plain.len);
+    /* else: the member left, or the link an answer would go back on is gone */
+    inmsg_free(e, q);
+}
+
+static void inq_idle_cb(uv_idle_t *h)
+{
+    node_engine *e = h->data;
+    if (!e->stopping)
+        inq_step(e);
+    if (e->inq_head == NULL || e->stopping)
+        uv_idle_stop(h);
+}
+
+void node_inq_free(node_engine *e)
+{
+    while (e->inq_head != NULL) {
+        node_inmsg *q = e->inq_head;
+        e->inq_head = q->next;
+        inmsg_free(e, q);
+    }
+    e->inq_tail = NULL;
+    e->inq_bytes = 0;
 }
 
 static void established(node_engine *e, node_link *l)
@@ -699,7 +830,8 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
         if (perr != PROTO_OK)
             break;
         m->last_heard_ms = l->rx_ms = node_now_ms();
-        on_message(e, l, m, out.p, out.len);
+        if (!inq_take(e, l, m, &out))
+            on_message(e, l, m, out.p, out.len);
         proto_buf_free(&out);
         return;
     }
