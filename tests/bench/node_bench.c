@@ -397,7 +397,8 @@ static void proxies_sum(nb_proxy *const *p, size_t n, uint64_t *bytes, double *f
     }
 }
 
-/* perf record -g of a running node, when --perf DIR was given. */
+/* perf record -g of a running node, when --perf DIR was given (NODE_BENCH_CALLGRAPH=dwarf
+ * unwinds through libraries built without frame pointers, at a higher cost). */
 static pid_t perf_start(const opts *o, pid_t target, const char *name)
 {
     if (o->perf == NULL)
@@ -407,7 +408,9 @@ static pid_t perf_start(const opts *o, pid_t target, const char *name)
     snprintf(pid, sizeof(pid), "%d", (int)target);
     pid_t p = fork();
     if (p == 0) {
-        execlp("perf", "perf", "record", "-g", "-q", "-o", out, "-p", pid, (char *)NULL);
+        const char *cg = getenv("NODE_BENCH_CALLGRAPH");
+        execlp("perf", "perf", "record", "--call-graph", cg != NULL && *cg ? cg : "fp", "-q", "-o",
+            out, "-p", pid, (char *)NULL);
         _exit(127);
     }
     printf("  perf record -g -p %s -> %s\n", pid, out);
