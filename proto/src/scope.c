@@ -249,11 +249,22 @@ struct dec {
     bool *used;
 };
 
+/* An index into the origin table of n entries (none is valid when the table is empty). */
+static bool dec_index(proto__d *d, const msgpack_object *o, size_t n, uint64_t *i)
+{
+    if (!proto__d_uint(
+            d, o, n == 0 ? 0 : n - 1, i, "origin index must point into the origin table"))
+        return false;
+    if (n == 0)
+        return proto__d_err(
+            d, o, PROTO_EVALUE, "origin index must point into the origin table (it is empty)");
+    return true;
+}
+
 static bool dec_oi(struct dec *x, const msgpack_object *o, crdt_origin *out)
 {
     uint64_t i;
-    if (!proto__d_uint(x->d, o, x->norigins == 0 ? 0 : x->norigins - 1, &i,
-            "origin index must point into the origin table"))
+    if (!dec_index(x->d, o, x->norigins, &i))
         return false;
     *out = x->origins[i];
     x->used[i] = true;
@@ -380,9 +391,7 @@ proto_err proto_scope_decode(const uint8_t *msg, size_t len, const proto_limits 
         const msgpack_object *it;
         uint64_t oi;
         if (!proto__d_tuple(&d, &vv[i], 2, &it, "vv entry is [oi, max]")
-            || !proto__d_uint(&d, &it[0], nor == 0 ? 0 : nor - 1, &oi,
-                "origin index must point into the origin table")
-            || !dec_counter(&x, &it[1], &cc.vv[i].max))
+            || !dec_index(&d, &it[0], nor, &oi) || !dec_counter(&x, &it[1], &cc.vv[i].max))
             goto fail;
         if (i > 0 && oi <= prev_oi) {
             proto__d_err(&d, &vv[i], PROTO_ENONCANON, "vv must be sorted by origin, unique");

@@ -175,6 +175,31 @@ static void non_canonical_rejected(void **state)
     }
 }
 
+/* A SCOPE whose vv or cloud names origin index 0 while the origin table is empty (found by
+ * the scope fuzzer: index 0 passed the bound check of an empty table). */
+static void empty_origin_table_has_no_index(void **state)
+{
+    (void)state;
+    static const struct {
+        uint8_t b[16];
+        size_t n;
+        size_t off;
+    } cases[] = {
+        /* [1, 20, [], [], [[0, 20]], []]: a cloud dot */
+        { { 0x96, 0x01, 0x14, 0x90, 0x90, 0x91, 0x92, 0x00, 0x14, 0x90 }, 10, 7 },
+        /* [1, 20, [], [[0, 3]], [], []]: a vv entry */
+        { { 0x96, 0x01, 0x14, 0x90, 0x91, 0x92, 0x00, 0x03, 0x90, 0x90 }, 10, 6 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        crdt_scope *sc = NULL;
+        proto_diag d = { 0, NULL };
+        assert_int_equal(
+            proto_scope_decode(cases[i].b, cases[i].n, NULL, NULL, &sc, &d), PROTO_EVALUE);
+        assert_null(sc);
+        assert_int_equal(d.offset, cases[i].off);
+    }
+}
+
 static void forbidden_types_rejected(void **state)
 {
     (void)state;
@@ -386,6 +411,7 @@ int main(void)
         cmocka_unit_test(depth_limit),
         cmocka_unit_test(item_and_size_limits),
         cmocka_unit_test(non_canonical_rejected),
+        cmocka_unit_test(empty_origin_table_has_no_index),
         cmocka_unit_test(forbidden_types_rejected),
         cmocka_unit_test(framing_errors),
         cmocka_unit_test(nested_offsets),
