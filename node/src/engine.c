@@ -743,89 +743,6 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Bodies                                                                                    */
-
-typedef struct bodies_ctx {
-    node_engine *e;
-    const proto_body_item *items;
-    size_t n;
-    bool *stored; /* per item */
-    uint8_t (*tags)[32];
-    uint8_t *kinds;
-} bodies_ctx;
-
-static node_err bodies_cb(node_txn *t, void *ctx)
-{
-    bodies_ctx *c = ctx;
-    node_engine *e = c->e;
-    const uint8_t *me = proto_identity_origin(e->me);
-    for (size_t i = 0; i < c->n; i++) {
-        c->stored[i] = false;
-        const proto_body_item *it = &c->items[i];
-        if (ledger_body_has(t, it->header_id))
-            continue;
-        const void *hb;
-        size_t hl;
-        if (ledger_header_by_id(t, it->header_id, &hb, &hl) != NODE_OK)
-            continue; /* no header yet: the body comes again with anti-entropy */
-        proto_header h;
-        if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
-            return NODE_ECORRUPT;
-        bool ok;
-        if (h.kind == PROTO_HDR_KEY_GRANT) {
-            ok = false;
-            for (size_t r = 0; r < h.nrecipients; r++)
-                ok = ok || memcmp(h.recipients[r].b, me, 32) == 0;
-        } else {
-            ok = reads_tag(t, e, h.tag);
-        }
-        proto_err perr = ok ? proto_body_check(&h, it->body.p, it->body.len) : PROTO_OK;
-        memcpy(c->tags[i], h.tag, 32);
-        c->kinds[i] = h.kind;
-        proto_header_fini(&h);
-        if (!ok)
-            continue; /* not ours to hold: never store what we may not read */
-        if (perr != PROTO_OK) {
-            NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
-            continue;
-        }
-        node_err err = ledger_body_put(t, it->header_id, it->body.p, it->body.len);
-        if (err != NODE_OK)
-            return err;
-        c->stored[i] = true;
-    }
-    return NODE_OK;
-}
-
-node_err node_ingest_bodies(
-    node_engine *e, const proto_body_item *items, size_t n, node_member *from)
-{
-    bodies_ctx c = { e, items, n, calloc(n ? n : 1, sizeof(bool)),
-        calloc(n ? n : 1, sizeof(*c.tags)), calloc(n ? n : 1, 1) };
-    node_err err = NODE_ENOMEM;
-    if (c.stored == NULL || c.tags == NULL || c.kinds == NULL)
-        goto out;
-    node_errmsg msg;
-    if ((err = node_store_write(e->store, bodies_cb, &c, &msg)) != NODE_OK) {
-        NODE_ERROR("ingest.fail", "peer=%s error=\"%s\"", from ? from->org : "?", msg.text);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!c.stored[i])
-            continue;
-        want_remove(e, items[i].header_id);
-        if ((err = wait_add(e, items[i].header_id, c.tags[i], c.kinds[i])) != NODE_OK)
-            goto out;
-    }
-    node_retry_waits(e);
-out:
-    free(c.stored);
-    free(c.tags);
-    free(c.kinds);
-    return err;
-}
-
-/* ---------------------------------------------------------------------------------------- */
 /* Merging                                                                                   */
 
 typedef enum auth { AUTH_OK, AUTH_WAIT, AUTH_NO } auth;
@@ -1101,6 +1018,136 @@ done_plain:
     proto_wipe(&k, sizeof(k));
 out:
     proto_header_fini(&h);
+    return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Bodies                                                                                    */
+
+/* A BODIES message is stored and merged in one transaction: a key grant and the deltas under
+ * it usually come in the same message, and a second transaction (and its fsync) per message
+ * was a large share of a syncing node's time. What cannot be merged yet joins the waits. */
+typedef struct bodies_ctx {
+    node_engine *e;
+    const proto_body_item *items;
+    size_t n;
+    bool *stored; /* per item */
+    uint8_t (*tags)[32];
+    uint8_t *kinds;
+    node_wait *w;     /* per item: the wait it would be */
+    bool *done;       /* per item: merged, refused or not ours */
+    wait_reason *why; /* per item not done: what it waits for */
+    apply_ctx a;
+} bodies_ctx;
+
+static node_err bodies_cb(node_txn *t, void *ctx)
+{
+    bodies_ctx *c = ctx;
+    node_engine *e = c->e;
+    const uint8_t *me = proto_identity_origin(e->me);
+    for (size_t i = 0; i < c->n; i++) {
+        c->stored[i] = false;
+        const proto_body_item *it = &c->items[i];
+        if (ledger_body_has(t, it->header_id))
+            continue;
+        const void *hb;
+        size_t hl;
+        if (ledger_header_by_id(t, it->header_id, &hb, &hl) != NODE_OK)
+            continue; /* no header yet: the body comes again with anti-entropy */
+        proto_header h;
+        if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+            return NODE_ECORRUPT;
+        bool ok;
+        if (h.kind == PROTO_HDR_KEY_GRANT) {
+            ok = false;
+            for (size_t r = 0; r < h.nrecipients; r++)
+                ok = ok || memcmp(h.recipients[r].b, me, 32) == 0;
+        } else {
+            ok = reads_tag(t, e, h.tag);
+        }
+        proto_err perr = ok ? proto_body_check(&h, it->body.p, it->body.len) : PROTO_OK;
+        memcpy(c->tags[i], h.tag, 32);
+        c->kinds[i] = h.kind;
+        proto_header_fini(&h);
+        if (!ok)
+            continue; /* not ours to hold: never store what we may not read */
+        if (perr != PROTO_OK) {
+            NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
+            continue;
+        }
+        node_err err = ledger_body_put(t, it->header_id, it->body.p, it->body.len);
+        if (err != NODE_OK)
+            return err;
+        c->stored[i] = true;
+    }
+    /* Merge what was stored; passes repeat while they merge something (a grant, then the
+     * deltas under its key, then those that depend on them). */
+    c->a.progress = c->a.refused = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        c->done[i] = !c->stored[i];
+        c->why[i] = WAIT_KEY;
+        memcpy(c->w[i].id, c->items[i].header_id, 32);
+        memcpy(c->w[i].tag, c->tags[i], 32);
+        c->w[i].kind = c->kinds[i];
+    }
+    for (size_t pass = 0; pass < 8; pass++) {
+        size_t before = c->a.progress;
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->done[i])
+                continue;
+            c->w[i].why = c->why[i];
+            node_err err = apply_one(t, &c->a, &c->w[i], &c->done[i], &c->why[i]);
+            if (err != NODE_OK)
+                return err;
+        }
+        if (c->a.progress == before)
+            break;
+    }
+    return NODE_OK;
+}
+
+node_err node_ingest_bodies(
+    node_engine *e, const proto_body_item *items, size_t n, node_member *from)
+{
+    size_t k = n ? n : 1;
+    bodies_ctx c = { .e = e,
+        .items = items,
+        .n = n,
+        .stored = calloc(k, sizeof(bool)),
+        .tags = calloc(k, sizeof(*c.tags)),
+        .kinds = calloc(k, 1),
+        .w = calloc(k, sizeof(node_wait)),
+        .done = calloc(k, sizeof(bool)),
+        .why = calloc(k, sizeof(wait_reason)) };
+    c.a.e = e;
+    node_err err = NODE_ENOMEM;
+    if (c.stored == NULL || c.tags == NULL || c.kinds == NULL || c.w == NULL || c.done == NULL
+        || c.why == NULL)
+        goto out;
+    node_errmsg msg;
+    if ((err = node_store_write(e->store, bodies_cb, &c, &msg)) != NODE_OK) {
+        NODE_ERROR("ingest.fail", "peer=%s error=\"%s\"", from ? from->org : "?", msg.text);
+        goto out;
+    }
+    e->refused += c.a.refused;
+    for (size_t i = 0; i < n; i++) {
+        if (!c.stored[i])
+            continue;
+        want_remove(e, items[i].header_id);
+        if (c.done[i])
+            continue;
+        if ((err = wait_add(e, items[i].header_id, c.tags[i], c.kinds[i])) != NODE_OK)
+            goto out;
+        e->waits[idset_get(&e->wait_ix, items[i].header_id)].why = c.why[i];
+    }
+    node_retry_waits(e); /* older waits may follow what was merged */
+out:
+    free(c.stored);
+    free(c.tags);
+    free(c.kinds);
+    free(c.w);
+    free(c.done);
+    free(c.why);
     return err;
 }
 
