@@ -104,12 +104,23 @@ typedef struct dialer {
     bool closed;
 } dialer;
 
+/* One request of the control socket at a time per slot (a rep0 context): several operators'
+ * (or a benchmark's) requests wait for the same loop turn instead of one turn each. */
+#define CTL_SLOTS 8
+typedef struct ctl_slot {
+    node_net *n;
+    nng_ctx ctx;
+    nng_aio *rx, *tx;
+    bool open;
+} ctl_slot;
+
 struct node_net {
     nng_stream_listener *lst;
     nng_aio *accept;
     bool accept_sleeping;
     nng_socket ctl;
-    nng_aio *ctl_rx;
+    ctl_slot slots[CTL_SLOTS];
+    int ctl_cur; /* the slot of the request being handled on the loop, -1 when none */
     bool ctl_open, closing;
     uint16_t port;
     size_t max_message;
@@ -543,13 +554,15 @@ static void dial_cb(void *arg)
 
 static void ctl_rx_cb(void *arg)
 {
-    node_net *n = arg;
-    int rv = nng_aio_result(n->ctl_rx);
+    ctl_slot *sl = arg;
+    node_net *n = sl->n;
+    int rv = nng_aio_result(sl->rx);
     if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
         return;
     if (rv == 0) {
-        /* The next receive is armed by node_net_ctl_reply: rep0 answers one at a time. */
-        net_ev ev = { NULL, NODE_NET_CONTROL, 0, 0, nng_aio_get_msg(n->ctl_rx), NULL, 0, 0 };
+        /* The slot's next receive is armed when its reply has gone (ctl_tx_cb). */
+        net_ev ev = { NULL, NODE_NET_CONTROL, (uint32_t)(sl - n->slots), 0, nng_aio_get_msg(sl->rx),
+            NULL, 0, 0 };
         pthread_mutex_lock(&n->lock);
         bool ok = push_locked(n, ev);
         pthread_mutex_unlock(&n->lock);
@@ -559,7 +572,21 @@ static void ctl_rx_cb(void *arg)
         }
         nng_msg_free(ev.msg);
     }
-    nng_recv_aio(n->ctl, n->ctl_rx);
+    nng_ctx_recv(sl->ctx, sl->rx);
+}
+
+static void ctl_tx_cb(void *arg)
+{
+    ctl_slot *sl = arg;
+    int rv = nng_aio_result(sl->tx);
+    if (rv != 0) {
+        nng_msg *m = nng_aio_get_msg(sl->tx);
+        if (m != NULL)
+            nng_msg_free(m);
+    }
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+        return;
+    nng_ctx_recv(sl->ctx, sl->rx);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -607,7 +634,11 @@ static void wake_cb(uv_async_t *h)
         net_ev *next = ev->next;
         if (!n->closing) {
             if (ev->kind == NODE_NET_CONTROL) {
+                n->ctl_cur = (int)ev->pipe;
                 n->cb(n->cb_ctx, ev->kind, 0, 0, nng_msg_body(ev->msg), nng_msg_len(ev->msg));
+                if (n->ctl_cur >= 0) /* not answered: take the slot's next request */
+                    nng_ctx_recv(n->slots[n->ctl_cur].ctx, n->slots[n->ctl_cur].rx);
+                n->ctl_cur = -1;
             } else {
                 n->cb(n->cb_ctx, ev->kind, ev->pipe, ev->dialer, ev->buf ? ev->buf + ev->off : NULL,
                     ev->len);
@@ -662,10 +693,19 @@ node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_messa
         return node__fail(msg, NODE_EIO, "uv_async_init: %s", uv_strerror(rv));
     }
     node_err err;
-    if ((rv = nng_aio_alloc(&n->accept, accept_cb, n)) != 0
-        || (rv = nng_aio_alloc(&n->ctl_rx, ctl_rx_cb, n)) != 0) {
+    n->ctl_cur = -1;
+    if ((rv = nng_aio_alloc(&n->accept, accept_cb, n)) != 0) {
         err = nng_fail(msg, "cannot allocate network operations", rv);
         goto fail;
+    }
+    for (int i = 0; i < CTL_SLOTS; i++) {
+        n->slots[i].n = n;
+        if ((rv = nng_aio_alloc(&n->slots[i].rx, ctl_rx_cb, &n->slots[i])) != 0
+            || (rv = nng_aio_alloc(&n->slots[i].tx, ctl_tx_cb, &n->slots[i])) != 0) {
+            err = nng_fail(msg, "cannot allocate network operations", rv);
+            goto fail;
+        }
+        nng_aio_set_timeout(n->slots[i].tx, CTL_SEND_MS);
     }
     if ((rv = nng_stream_listener_alloc(&n->lst, listen_url)) != 0
         || (rv = nng_stream_listener_listen(n->lst)) != 0) {
@@ -685,7 +725,6 @@ node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_messa
     n->ctl_open = true;
     nng_listener cl;
     if ((rv = nng_socket_set_size(n->ctl, NNG_OPT_RECVMAXSZ, max_message)) != 0
-        || (rv = nng_socket_set_ms(n->ctl, NNG_OPT_SENDTIMEO, CTL_SEND_MS)) != 0
         || (rv = nng_listener_create(&cl, n->ctl, "ipc://control.sock")) != 0
         || (rv = nng_listener_set_size(cl, NNG_OPT_RECVMAXSZ, max_message)) != 0
         || (rv = nng_listener_set_int(cl, NNG_OPT_IPC_PERMISSIONS, 0660)) != 0
@@ -693,8 +732,16 @@ node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_messa
         err = nng_fail(msg, "cannot listen on the control socket control.sock", rv);
         goto fail;
     }
+    for (int i = 0; i < CTL_SLOTS; i++) {
+        if ((rv = nng_ctx_open(&n->slots[i].ctx, n->ctl)) != 0) {
+            err = nng_fail(msg, "cannot open the control socket", rv);
+            goto fail;
+        }
+        n->slots[i].open = true;
+    }
     nng_stream_listener_accept(n->lst, n->accept);
-    nng_recv_aio(n->ctl, n->ctl_rx);
+    for (int i = 0; i < CTL_SLOTS; i++)
+        nng_ctx_recv(n->slots[i].ctx, n->slots[i].rx);
     *out = n;
     return NODE_OK;
 
@@ -832,15 +879,23 @@ void node_net_drop(node_net *n, uint32_t pipe)
 
 node_err node_net_ctl_reply(node_net *n, const uint8_t *buf, size_t len)
 {
+    if (n->ctl_cur < 0)
+        return NODE_EINVAL; /* no request in hand, or it was answered already */
+    ctl_slot *sl = &n->slots[n->ctl_cur];
+    n->ctl_cur = -1;
     nng_msg *m;
     int rv = nng_msg_alloc(&m, 0);
     if (rv == 0 && (rv = nng_msg_append(m, buf, len)) != 0)
         nng_msg_free(m);
-    /* Blocking, bounded by NNG_OPT_SENDTIMEO: a non-blocking send can lose the reply. */
-    if (rv == 0 && (rv = nng_sendmsg(n->ctl, m, 0)) != 0)
-        nng_msg_free(m);
-    nng_recv_aio(n->ctl, n->ctl_rx);
-    return rv == 0 ? NODE_OK : NODE_EIO;
+    if (rv != 0) {
+        nng_ctx_recv(sl->ctx, sl->rx);
+        return NODE_ENOMEM;
+    }
+    /* Sent without blocking the loop, bounded by CTL_SEND_MS; the slot takes its next
+     * request once the reply has gone (ctl_tx_cb). */
+    nng_aio_set_msg(sl->tx, m);
+    nng_ctx_send(sl->ctx, sl->tx);
+    return NODE_OK;
 }
 
 static void net_closed_cb(uv_handle_t *h)
@@ -886,9 +941,13 @@ static void shut(node_net *n)
         ds = next;
     }
     if (n->ctl_open)
-        nng_close(n->ctl);
-    if (n->ctl_rx != NULL)
-        nng_aio_stop(n->ctl_rx);
+        nng_close(n->ctl); /* closes the contexts too */
+    for (int i = 0; i < CTL_SLOTS; i++) {
+        if (n->slots[i].rx != NULL)
+            nng_aio_stop(n->slots[i].rx);
+        if (n->slots[i].tx != NULL)
+            nng_aio_stop(n->slots[i].tx);
+    }
 
     pthread_mutex_lock(&n->lock);
     conn *cs = n->conns;
@@ -907,8 +966,12 @@ static void shut(node_net *n)
     }
     if (n->accept != NULL)
         nng_aio_free(n->accept);
-    if (n->ctl_rx != NULL)
-        nng_aio_free(n->ctl_rx);
+    for (int i = 0; i < CTL_SLOTS; i++) {
+        if (n->slots[i].rx != NULL)
+            nng_aio_free(n->slots[i].rx);
+        if (n->slots[i].tx != NULL)
+            nng_aio_free(n->slots[i].tx);
+    }
     if (n->lst != NULL)
         nng_stream_listener_free(n->lst);
     uv_close((uv_handle_t *)&n->wake, net_closed_cb);

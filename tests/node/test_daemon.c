@@ -3,7 +3,8 @@
  * others can read stops the start with a message naming the file (and line); a second
  * pattod on the same data directory is refused; SIGTERM stops a node cleanly within 2 s;
  * a newer manifest imported at one node reaches the others by gossip, and an older or
- * foreign one is refused.
+ * foreign one is refused; many operators at once (more than the node's 8 control slots) are
+ * all answered, each with its own case.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -143,6 +144,53 @@ static void sigterm_stops_cleanly_within_two_seconds(void **state)
     assert_int_equal(th_start(net, 1), 0);
 }
 
+/* Twelve operators (CLI processes) at once, five requests each, each about its own case. */
+static void concurrent_operators_all_answered(void **state)
+{
+    th_net *net = *state;
+    enum { OPS = 12, ROUNDS = 5 };
+    char ids[OPS][64];
+    for (int k = 0; k < OPS; k++) {
+        char edit[64];
+        snprintf(edit, sizeof(edit), "anagrafica.nome=Persona%d", k);
+        th_out o = th_patto(net, 0, "case", "new", edit, NULL);
+        assert_int_equal(o.status, 0);
+        assert_non_null(o.json);
+        json_object *id = NULL;
+        assert_true(json_object_object_get_ex(o.json, "id", &id));
+        snprintf(ids[k], sizeof(ids[k]), "%s", json_object_get_string(id));
+        th_out_free(&o);
+    }
+    pid_t kids[OPS];
+    for (int k = 0; k < OPS; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            char want[64];
+            snprintf(want, sizeof(want), "Persona%d", k);
+            for (int r = 0; r < ROUNDS; r++) {
+                th_out o = th_patto(net, 0, "case", "show", ids[k], NULL);
+                bool ok = o.status == 0 && o.out != NULL && strstr(o.out, ids[k]) != NULL
+                    && strstr(o.out, want) != NULL;
+                if (!ok)
+                    fprintf(stderr, "operator %d round %d: %d %s %s\n", k, r, o.status,
+                        o.out ? o.out : "", o.err ? o.err : "");
+                th_out_free(&o);
+                if (!ok)
+                    _exit(1);
+            }
+            _exit(0);
+        }
+    }
+    int failed = 0;
+    for (int k = 0; k < OPS; k++) {
+        int st = 0;
+        assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    assert_int_equal(failed, 0);
+}
+
 typedef struct version_want {
     size_t node;
     int64_t version;
@@ -223,6 +271,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             sigterm_stops_cleanly_within_two_seconds, setup_up, teardown),
         cmocka_unit_test_setup_teardown(manifest_spreads_by_gossip, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_operators_all_answered, setup_up, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
