@@ -644,11 +644,6 @@ node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_
     return pv;
 }
 
-bool node_hcheck_ready(node_engine *e, node_hcheck *pv)
-{
-    return pv == NULL || pv->finished || node_vpool_done(e->vpool, &pv->job);
-}
-
 /* Wait for the checks (helping), and release the decoded headers. */
 static void hcheck_finish(node_engine *e, node_hcheck *pv)
 {

@@ -154,8 +154,6 @@ uint8_t node_access_as_of(const crdt_scope *state, const char *org, const crdt_v
  * it could not start (out of memory): ingest then checks on its own. */
 typedef struct node_hcheck node_hcheck;
 node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_t n);
-/* Whether the checks have all run (a NULL check is ready). */
-bool node_hcheck_ready(node_engine *e, node_hcheck *chk);
 /* Wait for the checks (the calling thread helps) and free. NULL is fine. */
 void node_hcheck_free(node_engine *e, node_hcheck *chk);
 /* Verify, store and act on a batch of HEADER messages from a peer (one transaction per 4096).

@@ -72,7 +72,12 @@ node_err ledger_header_get(
     return node_txn_get(t, NODE_DB_HEADERS, hk.b, hk.n, bytes, len);
 }
 
-node_err ledger_header_by_id(node_txn *t, const uint8_t id[32], const void **bytes, size_t *len)
+/* Bodies and applied marks are keyed by their header's place in its origin's log, not by id:
+ * ids are uniform hashes, so every new body would land on its own page of a large tree and a
+ * group commit of a thousand bodies rewrote a thousand pages (a fifth of a syncing node's time
+ * went to writing them). In log order, new records fill the same few pages. The header's 'I'
+ * record gives the place; a body or mark without a stored header has none. */
+static node_err log_place(node_txn *t, const uint8_t id[32], uint8_t place[40])
 {
     lkey ik = mk('I', id, 32, NULL, 0);
     const void *loc;
@@ -82,8 +87,15 @@ node_err ledger_header_by_id(node_txn *t, const uint8_t id[32], const void **byt
         return err;
     if (n != 40)
         return NODE_ECORRUPT;
-    const uint8_t *l = loc;
-    return ledger_header_get(t, l, ledger_get64(l + 32), bytes, len);
+    memcpy(place, loc, 40);
+    return NODE_OK;
+}
+
+node_err ledger_header_by_id(node_txn *t, const uint8_t id[32], const void **bytes, size_t *len)
+{
+    uint8_t place[40];
+    node_err err = log_place(t, id, place);
+    return err != NODE_OK ? err : ledger_header_get(t, place, ledger_get64(place + 32), bytes, len);
 }
 
 uint64_t ledger_vv_get(node_txn *t, const uint8_t origin[32])
@@ -165,25 +177,6 @@ node_err ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_cb fn,
     lkey tk = mk('T', tag, 32, NULL, 0);
     tag_ids c = { fn, ctx };
     return node_txn_scan(t, NODE_DB_HEADERS, tk.b, tk.n, tag_ids_cb, &c);
-}
-
-/* Bodies and applied marks are keyed by their header's place in its origin's log, not by id:
- * ids are uniform hashes, so every new body would land on its own page of a large tree and a
- * group commit of a thousand bodies rewrote a thousand pages (a fifth of a syncing node's time
- * went to writing them). In log order, new records fill the same few pages. The header's 'I'
- * record gives the place; a body or mark without a stored header has none. */
-static node_err log_place(node_txn *t, const uint8_t id[32], uint8_t place[40])
-{
-    lkey ik = mk('I', id, 32, NULL, 0);
-    const void *loc;
-    size_t n;
-    node_err err = node_txn_get(t, NODE_DB_HEADERS, ik.b, ik.n, &loc, &n);
-    if (err != NODE_OK)
-        return err;
-    if (n != 40)
-        return NODE_ECORRUPT;
-    memcpy(place, loc, 40);
-    return NODE_OK;
 }
 
 node_err ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len)
@@ -418,21 +411,22 @@ static bool old_key_cb(const void *k, size_t kl, const void *v, size_t vl, void 
     return true;
 }
 
-/* Move the records of db under prefix (NULL: bodies, whole keys are ids) to log places. */
+/* Move the records of db under prefix ("" or one byte; the rest of an old key is the id) to
+ * log places. */
 static node_err migrate_db(node_txn *t, node_db db, const char *prefix, size_t *moved)
 {
-    size_t plen = prefix != NULL ? 1 : 0;
+    size_t plen = strlen(prefix);
     old_keys o = { 32 + plen, NULL, 0, 0, false };
     node_err err = node_txn_scan(t, db, prefix, plen, old_key_cb, &o);
     if (err == NODE_OK && o.oom)
         err = NODE_ENOMEM;
     for (size_t i = 0; i < o.n && err == NODE_OK; i++) {
-        lkey old = plen ? mk(prefix[0], o.ids[i], 32, NULL, 0) : mk(0, NULL, 0, NULL, 0);
-        const uint8_t *okey = plen ? old.b : o.ids[i];
-        size_t oklen = plen ? old.n : 32;
+        uint8_t okey[1 + 32], nkey[1 + 40], place[40];
+        memcpy(okey, prefix, plen);
+        memcpy(okey + plen, o.ids[i], 32);
+        size_t oklen = plen + 32;
         const void *v;
         size_t vl;
-        uint8_t place[40];
         if ((err = node_txn_get(t, db, okey, oklen, &v, &vl)) != NODE_OK)
             break;
         if (log_place(t, o.ids[i], place) == NODE_OK) {
@@ -442,8 +436,9 @@ static node_err migrate_db(node_txn *t, node_db db, const char *prefix, size_t *
                 break;
             }
             memcpy(copy, v, vl);
-            lkey nk = mk(plen ? prefix[0] : 0, place, 40, NULL, 0);
-            err = node_txn_put(t, db, plen ? nk.b : place, plen ? nk.n : 40, copy, vl);
+            memcpy(nkey, prefix, plen);
+            memcpy(nkey + plen, place, 40);
+            err = node_txn_put(t, db, nkey, plen + 40, copy, vl);
             free(copy);
             if (err != NODE_OK)
                 break;
@@ -466,7 +461,7 @@ node_err ledger_migrate(node_txn *t, size_t *moved)
     if (node_txn_get(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &v, &n) == NODE_OK && n == 1
         && *(const uint8_t *)v >= LAYOUT_LOG_PLACE)
         return NODE_OK;
-    node_err err = migrate_db(t, NODE_DB_BODIES, NULL, moved);
+    node_err err = migrate_db(t, NODE_DB_BODIES, "", moved);
     if (err == NODE_OK)
         err = migrate_db(t, NODE_DB_STATE, "A", moved);
     uint8_t layout = LAYOUT_LOG_PLACE;

@@ -111,7 +111,6 @@ typedef struct ctl_slot {
     node_net *n;
     nng_ctx ctx;
     nng_aio *rx, *tx;
-    bool open;
 } ctl_slot;
 
 struct node_net {
@@ -737,7 +736,6 @@ node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_messa
             err = nng_fail(msg, "cannot open the control socket", rv);
             goto fail;
         }
-        n->slots[i].open = true;
     }
     nng_stream_listener_accept(n->lst, n->accept);
     for (int i = 0; i < CTL_SLOTS; i++)
