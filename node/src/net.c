@@ -88,6 +88,7 @@ typedef struct conn {
     bool tx_busy;
 
     bool dead, down_sent;
+    bool starting; /* conn_start has not finished starting its operations */
     char why[192];
 } conn;
 
@@ -184,7 +185,7 @@ static dialer *dialer_find_locked(node_net *n, uint32_t id)
  * true when the loop must be woken. */
 static bool maybe_down_locked(conn *c)
 {
-    if (!c->dead || c->rx_busy || c->tx_busy || c->down_sent)
+    if (!c->dead || c->rx_busy || c->tx_busy || c->down_sent || c->starting)
         return false;
     size_t len = strlen(c->why);
     uint8_t *why = malloc(len + 1);
@@ -230,6 +231,22 @@ static void conn_fail(conn *c, const char *why, bool from_rx, bool from_tx)
 /* ---------------------------------------------------------------------------------------- */
 /* Receiving                                                                                 */
 
+/* After starting an operation on c's stream (no lock held): if c died meanwhile, abort it.
+ * nng 1.5.2's TCP stream queues a send or receive started after nng_stream_close and never
+ * completes it (tcp_dowrite / tcp_doread return at once on a closed connection), so an
+ * operation started on one thread while another closed the stream would keep its busy flag
+ * forever and the conn's DOWN would never come. Either the killer's dead flag is seen here
+ * (and the operation is aborted), or the operation was queued before the close, which
+ * completes it with NNG_ECLOSED. Aborting an operation that has finished is a no-op. */
+static void abort_if_dead(conn *c, nng_aio *aio)
+{
+    pthread_mutex_lock(&c->net->lock);
+    bool dead = c->dead;
+    pthread_mutex_unlock(&c->net->lock);
+    if (dead)
+        nng_aio_abort(aio, NNG_ECLOSED);
+}
+
 /* Start the next read (no lock; rx_busy is set). */
 static void rx_submit(conn *c)
 {
@@ -243,6 +260,7 @@ static void rx_submit(conn *c)
     }
     nng_aio_set_iov(c->rx, 1, &iov);
     nng_stream_recv(c->s, c->rx);
+    abort_if_dead(c, c->rx);
 }
 
 static uint64_t get_be64(const uint8_t *p)
@@ -349,6 +367,7 @@ static void tx_submit(conn *c)
     nng_iov iov = { t->data + t->off, t->len - t->off };
     nng_aio_set_iov(c->tx, 1, &iov);
     nng_stream_send(c->s, c->tx);
+    abort_if_dead(c, c->tx);
 }
 
 static void tx_cb(void *arg)
@@ -468,10 +487,19 @@ static bool conn_start(node_net *n, nng_stream *s, uint32_t dialer_id)
     n->conns = c;
     enqueue_locked(c, t);
     c->rx_busy = true;
+    /* Until both operations are started, no DOWN: the loop frees a conn when it handles its
+     * DOWN, and this thread still uses c after starting the read. */
+    c->starting = true;
     pthread_mutex_unlock(&n->lock);
     uv_async_send(&n->wake);
     tx_submit(c);
     rx_submit(c);
+    pthread_mutex_lock(&n->lock);
+    c->starting = false;
+    bool wake = maybe_down_locked(c);
+    pthread_mutex_unlock(&n->lock);
+    if (wake)
+        uv_async_send(&n->wake);
     return true;
 }
 

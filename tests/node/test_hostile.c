@@ -1125,6 +1125,42 @@ static void oversized_is_logged(void **state)
     still_serving(net, true);
 }
 
+/* A session ended by the peer's oversized frame while the node is sending on it: each time,
+ * the node logs the session going down. (nng 1.5.2 never completes a send started on a
+ * stream another thread has just closed; the node aborts such a send. Before it did, the
+ * connection stayed half-dead without a peer.down, seen once in CI under ASan.) Each round
+ * asks for everything the comune holds and at once sends the oversized frame, so that the
+ * frame is read while the node is queueing its answer. */
+static void session_ends_while_node_sends(void **state)
+{
+    th_net *net = *state;
+    enum { CASES = 20, ROUNDS = 30 };
+    for (int i = 0; i < CASES; i++) {
+        char id[64];
+        new_case(net, id, "lingua.livello=A2");
+    }
+    stop_node(net, PREF);
+    proto_identity *pref = member_identity(net, PREF);
+    proto_buf vv = empty_vv_msg();
+    uint8_t some[64] = { 0 };
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t downs = count3(net, COMUNE, "event=peer.down", "org=prefettura-1", NULL);
+        fp_peer *p = connect_as(net, COMUNE, pref);
+        send_msg(net, p, &vv);
+        CHECK(net, fp_send_announced(p, OVERSIZED, some, sizeof(some)) == FP_OK, "send: %s",
+            fp_error(p));
+        CHECK(net, fp_wait_closed(p, 5000),
+            "round %d: an oversized frame did not close the session", round);
+        fp_close(p);
+        CHECK(net, wait_log(net, COMUNE, downs, 5000, "event=peer.down", "org=prefettura-1", NULL),
+            "round %d of %d: the comune closed the session without logging it going down",
+            round + 1, ROUNDS);
+    }
+    proto_buf_free(&vv);
+    proto_identity_free(pref);
+    still_serving(net, true);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* 4. Forged and replayed headers                                                            */
 
@@ -1584,6 +1620,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(hello_at_once_is_answered, setup_short_handshake, teardown),
         cmocka_unit_test_setup_teardown(bad_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_is_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(session_ends_while_node_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(silent_peer_is_dropped, setup_short_idle, teardown),
         cmocka_unit_test_setup_teardown(forged_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(replayed_delta_merged_once, setup, teardown),
