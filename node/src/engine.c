@@ -577,9 +577,6 @@ static void own_pending(node_engine *e, const node_pending *p)
  * taken in several commits, all in this loop turn. */
 #define INGEST_BATCH 4096
 
-static node_err ingest_batch(
-    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from);
-
 /* Signature checks of a batch, done on the worker threads before the write transaction (which
  * runs on the loop thread alone). Only headers that ingest_one would verify are checked:
  * from a member, not quarantined, beyond what this node holds of that origin when the check
@@ -656,6 +653,19 @@ static void hcheck_finish(node_engine *e, node_hcheck *pv)
     pv->finished = true;
 }
 
+bool node_hcheck_ready(node_engine *e, node_hcheck *pv)
+{
+    return pv == NULL || pv->finished || pv->job.fn == NULL || node_vpool_done(e->vpool, &pv->job);
+}
+
+const uint8_t *node_hcheck_results(node_engine *e, node_hcheck *pv)
+{
+    if (pv == NULL)
+        return NULL;
+    hcheck_finish(e, pv);
+    return pv->sig;
+}
+
 void node_hcheck_free(node_engine *e, node_hcheck *pv)
 {
     if (pv == NULL)
@@ -668,52 +678,41 @@ void node_hcheck_free(node_engine *e, node_hcheck *pv)
 }
 
 node_err node_ingest_headers(
-    node_engine *e, const proto_bytes *headers, size_t n, node_member *from, node_hcheck *chk)
+    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from)
 {
     node_hcheck *own = NULL;
-    if (chk == NULL && n > 0)
-        chk = own = node_hcheck_start(e, headers, n);
-    const uint8_t *sig = NULL;
-    if (chk != NULL && chk->headers == headers && chk->n == n) {
-        hcheck_finish(e, chk);
-        sig = chk->sig;
-    }
+    if (sig == NULL && n > 0 && (own = node_hcheck_start(e, headers, n)) != NULL)
+        sig = node_hcheck_results(e, own);
     node_err err = NODE_OK;
-    for (size_t i = 0; i < n && err == NODE_OK; i += INGEST_BATCH)
-        err = ingest_batch(e, headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH,
-            sig != NULL ? sig + i : NULL, from);
+    for (size_t i = 0; i < n && err == NODE_OK; i += INGEST_BATCH) {
+        node_ingest_in in = { headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH,
+            sig != NULL ? sig + i : NULL, NULL, 0 };
+        err = node_ingest(e, &in, from);
+    }
     node_hcheck_free(e, own);
     return err;
 }
 
-static node_err ingest_batch(
-    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from)
+/* After the commit: adopt the clock and log position, keep the headers held out of order,
+ * and want the bodies this node may read. */
+static node_err ingest_post(node_engine *e, ingest_ctx *c)
 {
-    ingest_ctx c = { .e = e, .headers = headers, .n = n, .sig = sig };
-    if (e->npending > 0 && (c.used_pending = calloc(e->npending, sizeof(bool))) == NULL)
-        return NODE_ENOMEM;
-    node_errmsg msg;
-    node_err err = node_store_write(e->store, ingest_cb, &c, &msg);
-    if (err != NODE_OK) {
-        NODE_ERROR("ingest.fail", "peer=%s error=\"%s\"", from ? from->org : "?", msg.text);
-        goto out;
-    }
-    e->clock = c.clock;
-    e->rejected += c.rejected;
-    e->own_seq = c.own_seq;
-    memcpy(e->own_last, c.own_last, 32);
+    e->clock = c->clock;
+    e->rejected += c->rejected;
+    e->own_seq = c->own_seq;
+    memcpy(e->own_last, c->own_last, 32);
     /* Drop consumed pending headers, keep new ones (bounded). */
     size_t w = 0;
     for (size_t i = 0; i < e->npending; i++) {
-        if (c.used_pending != NULL && c.used_pending[i])
+        if (c->used_pending != NULL && c->used_pending[i])
             free(e->pending[i].bytes);
         else
             e->pending[w++] = e->pending[i];
     }
     e->npending = w;
-    for (size_t i = 0; i < c.npend && e->npending < PENDING_MAX; i++) {
+    for (size_t i = 0; i < c->npend && e->npending < PENDING_MAX; i++) {
         node_pending *p = realloc(e->pending, (e->npending + 1) * sizeof(*p));
-        uint8_t *copy = malloc(c.pend[i].len);
+        uint8_t *copy = malloc(c->pend[i].len);
         if (p == NULL || copy == NULL) {
             free(copy);
             if (p != NULL)
@@ -721,19 +720,15 @@ static node_err ingest_batch(
             break;
         }
         e->pending = p;
-        memcpy(copy, c.pend[i].bytes, c.pend[i].len);
-        p[e->npending] = c.pend[i];
+        memcpy(copy, c->pend[i].bytes, c->pend[i].len);
+        p[e->npending] = c->pend[i];
         p[e->npending].bytes = copy;
         e->npending++;
         own_pending(e, &p[e->npending - 1]);
     }
-    for (size_t i = 0; i < c.nwants; i++)
-        if ((err = want_add(e, c.wants[i].id, c.wants[i].tag, c.wants[i].origin)) != NODE_OK)
-            break;
-out:
-    free(c.wants);
-    free(c.pend);
-    free(c.used_pending);
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < c->nwants && err == NODE_OK; i++)
+        err = want_add(e, c->wants[i].id, c->wants[i].tag, c->wants[i].origin);
     return err;
 }
 
@@ -1101,49 +1096,83 @@ static node_err bodies_cb(node_txn *t, void *ctx)
     return NODE_OK;
 }
 
-node_err node_ingest_bodies(
-    node_engine *e, const proto_body_item *items, size_t n, node_member *from)
+/* Headers and bodies from peers, stored in one transaction: the headers first, so that the
+ * bodies find theirs. */
+typedef struct group_ctx {
+    ingest_ctx h;
+    bodies_ctx b;
+} group_ctx;
+
+static node_err group_cb(node_txn *t, void *ctx)
 {
-    size_t k = n ? n : 1;
-    bodies_ctx c = { .e = e,
-        .items = items,
-        .n = n,
-        .stored = calloc(k, sizeof(bool)),
-        .tags = calloc(k, sizeof(*c.tags)),
-        .kinds = calloc(k, 1),
-        .w = calloc(k, sizeof(node_wait)),
-        .done = calloc(k, sizeof(bool)),
-        .why = calloc(k, sizeof(wait_reason)) };
-    c.a.e = e;
+    group_ctx *g = ctx;
+    node_err err = g->h.n > 0 ? ingest_cb(t, &g->h) : NODE_OK;
+    if (err == NODE_OK && g->b.n > 0)
+        err = bodies_cb(t, &g->b);
+    return err;
+}
+
+node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from)
+{
+    size_t k = in->nbodies ? in->nbodies : 1;
+    group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders, .sig = in->sig },
+        .b = { .e = e,
+            .items = in->bodies,
+            .n = in->nbodies,
+            .stored = calloc(k, sizeof(bool)),
+            .tags = calloc(k, sizeof(*g.b.tags)),
+            .kinds = calloc(k, 1),
+            .w = calloc(k, sizeof(node_wait)),
+            .done = calloc(k, sizeof(bool)),
+            .why = calloc(k, sizeof(wait_reason)) } };
+    g.b.a.e = e;
     node_err err = NODE_ENOMEM;
-    if (c.stored == NULL || c.tags == NULL || c.kinds == NULL || c.w == NULL || c.done == NULL
-        || c.why == NULL)
+    if (g.b.stored == NULL || g.b.tags == NULL || g.b.kinds == NULL || g.b.w == NULL
+        || g.b.done == NULL || g.b.why == NULL)
+        goto out;
+    if (in->nheaders > 0 && e->npending > 0
+        && (g.h.used_pending = calloc(e->npending, sizeof(bool))) == NULL)
         goto out;
     node_errmsg msg;
-    if ((err = node_store_write(e->store, bodies_cb, &c, &msg)) != NODE_OK) {
-        NODE_ERROR("ingest.fail", "peer=%s error=\"%s\"", from ? from->org : "?", msg.text);
+    if ((err = node_store_write(e->store, group_cb, &g, &msg)) != NODE_OK) {
+        NODE_ERROR("ingest.fail", "peer=%s headers=%zu bodies=%zu error=\"%s\"",
+            from ? from->org : "?", in->nheaders, in->nbodies, msg.text);
         goto out;
     }
-    e->refused += c.a.refused;
-    for (size_t i = 0; i < n; i++) {
-        if (!c.stored[i])
+    if (in->nheaders > 0 && (err = ingest_post(e, &g.h)) != NODE_OK)
+        goto out;
+    if (in->nbodies == 0)
+        goto out;
+    e->refused += g.b.a.refused;
+    for (size_t i = 0; i < in->nbodies; i++) {
+        if (!g.b.stored[i])
             continue;
-        want_remove(e, items[i].header_id);
-        if (c.done[i])
+        want_remove(e, in->bodies[i].header_id);
+        if (g.b.done[i])
             continue;
-        if ((err = wait_add(e, items[i].header_id, c.tags[i], c.kinds[i])) != NODE_OK)
+        if ((err = wait_add(e, in->bodies[i].header_id, g.b.tags[i], g.b.kinds[i])) != NODE_OK)
             goto out;
-        e->waits[idset_get(&e->wait_ix, items[i].header_id)].why = c.why[i];
+        e->waits[idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
     }
     node_retry_waits(e); /* older waits may follow what was merged */
 out:
-    free(c.stored);
-    free(c.tags);
-    free(c.kinds);
-    free(c.w);
-    free(c.done);
-    free(c.why);
+    free(g.h.wants);
+    free(g.h.pend);
+    free(g.h.used_pending);
+    free(g.b.stored);
+    free(g.b.tags);
+    free(g.b.kinds);
+    free(g.b.w);
+    free(g.b.done);
+    free(g.b.why);
     return err;
+}
+
+node_err node_ingest_bodies(
+    node_engine *e, const proto_body_item *items, size_t n, node_member *from)
+{
+    node_ingest_in in = { NULL, 0, NULL, items, n };
+    return node_ingest(e, &in, from);
 }
 
 static node_err apply_cb(node_txn *t, void *ctx)

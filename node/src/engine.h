@@ -156,11 +156,27 @@ typedef struct node_hcheck node_hcheck;
 node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_t n);
 /* Wait for the checks (the calling thread helps) and free. NULL is fine. */
 void node_hcheck_free(node_engine *e, node_hcheck *chk);
+/* True when the workers have finished the checks (NULL: nothing to wait for). */
+bool node_hcheck_ready(node_engine *e, node_hcheck *chk);
+/* The checks' results, one SIG_* per header (waiting for them, with this thread's help), or
+ * NULL when chk is NULL: ingest then checks the headers itself. Valid until node_hcheck_free. */
+const uint8_t *node_hcheck_results(node_engine *e, node_hcheck *chk);
+/* What node_ingest stores in one transaction: headers (sig: their checks' results, or NULL)
+ * and bodies, all from peers. Headers go first, so bodies find theirs. */
+typedef struct node_ingest_in {
+    const proto_bytes *headers;
+    size_t nheaders;
+    const uint8_t *sig;
+    const proto_body_item *bodies;
+    size_t nbodies;
+} node_ingest_in;
+/* Verify, store and act on headers and bodies from peers in one transaction (a group commit
+ * of queued messages), then merge what can be merged. from: for the log, may be NULL. */
+node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from);
 /* Verify, store and act on a batch of HEADER messages from a peer (one transaction per 4096).
- * chk: the checks started for these headers, or NULL (they are checked here). chk stays the
- * caller's. */
+ * sig: their checks' results (node_hcheck_results), or NULL (they are checked here). */
 node_err node_ingest_headers(
-    node_engine *e, const proto_bytes *headers, size_t n, node_member *from, node_hcheck *chk);
+    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from);
 /* Check and store bodies from a peer, then merge what can be merged. */
 node_err node_ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from);

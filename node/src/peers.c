@@ -528,17 +528,22 @@ static node_err serve_cb(node_txn *t, void *ctx)
 /* ---------------------------------------------------------------------------------------- */
 /* Messages inside a session                                                                 */
 
-static void headers_in(
-    node_engine *e, node_link *l, node_member *m, const proto_headers_msg *hm, node_hcheck *chk)
+/* After headers from m were ingested: answers to our version vector are followed by the
+ * sender's own, which makes us ask for the rest. A gap in pushed headers (held out of order,
+ * e->npending grew) asks at once, at most every GAP_VV_MS; bodies usually follow their
+ * headers, so wants wait (WANT_GRACE_MS). */
+static void gap_vv(node_engine *e, node_link *l, node_member *m, size_t pending_before)
+{
+    uint64_t now = node_now_ms();
+    if (e->npending > pending_before && now - m->vv_sent_ms >= GAP_VV_MS)
+        send_vv(e, m, l, false);
+}
+
+static void headers_in(node_engine *e, node_link *l, node_member *m, const proto_headers_msg *hm)
 {
     size_t pending = e->npending;
-    (void)node_ingest_headers(e, hm->headers, hm->n, m, chk);
-    /* Answers to our version vector are followed by the sender's own, which makes us ask
-     * for the rest. A gap in pushed headers (held out of order) asks at once, at most
-     * every GAP_VV_MS; bodies usually follow their headers, so wants wait (WANT_GRACE_MS). */
-    uint64_t now = node_now_ms();
-    if (e->npending > pending && now - m->vv_sent_ms >= GAP_VV_MS)
-        send_vv(e, m, l, false);
+    (void)node_ingest_headers(e, hm->headers, hm->n, NULL, m);
+    gap_vv(e, l, m, pending);
 }
 
 static void on_message(node_engine *e, node_link *l, node_member *m, const uint8_t *p, size_t len)
@@ -577,7 +582,7 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
         proto_headers_msg hm;
         if ((perr = proto_headers_decode(p, len, &e->lim, &hm, &diag)) != PROTO_OK)
             break;
-        headers_in(e, l, m, &hm, NULL);
+        headers_in(e, l, m, &hm);
         proto_headers_fini(&hm);
         return;
     }
@@ -634,10 +639,14 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
  * A HEADERS message starts the signature checks of its headers on the worker threads as soon
  * as it is read, and waits in this queue; every session message read after it, from any peer,
  * queues behind it, so that bodies still find their headers and version vectors still
- * describe what was ingested. The loop takes one message off the queue per turn (an idle
- * handle), so that it reads what arrived meanwhile in between: the loop ingests one batch of
- * headers while the workers check the next. At stop the queue is dropped: nothing in it was
- * acknowledged, and the peers send it again.
+ * describe what was ingested. The loop takes one group off the queue per turn (an idle
+ * handle), so that it reads what arrived meanwhile in between: the loop ingests one group
+ * while the workers check the next headers. A group is a run of HEADERS and BODIES messages
+ * (from any peers, up to GROUP_BYTES), stored in one transaction: a peer answers a version
+ * vector with alternating HEADERS and BODIES of about 1 MiB each, and one commit (and fsync)
+ * per message was most of a syncing node's waiting. A HEADERS message whose checks are still
+ * running ends the group unless it is the first. At stop the queue is dropped: nothing in it
+ * was acknowledged, and the peers send it again.
  *
  * A message in the queue no longer counts against its connection's receive buffer (net.c
  * pauses reading a connection that is that far ahead), so the queue has its own bound: beyond
@@ -645,13 +654,16 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
  * reading waits meanwhile as it did before the queue.
  */
 #define INQ_MAX_BYTES (32u << 20)
+#define GROUP_BYTES (6u << 20)    /* a whole answer (RESPONSE_BYTES) and its framing */
+#define GROUP_HEADERS (2 * 4096u) /* headers per group (a first message may hold more) */
 struct node_inmsg {
     node_inmsg *next;
     uint8_t origin[32];
     uint32_t pipe;
     proto_buf plain; /* the message (owned) */
-    bool is_headers;
+    bool is_headers, is_bodies;
     proto_headers_msg hm; /* decoded from plain when is_headers */
+    proto_bodies_msg bm;  /* decoded from plain when is_bodies */
     node_hcheck *chk;
 };
 
@@ -660,6 +672,8 @@ static void inmsg_free(node_engine *e, node_inmsg *q)
     node_hcheck_free(e, q->chk);
     if (q->is_headers)
         proto_headers_fini(&q->hm);
+    if (q->is_bodies)
+        proto_bodies_fini(&q->bm);
     proto_buf_free(&q->plain);
     free(q);
 }
@@ -688,6 +702,9 @@ static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *pl
             free(q);
             return false; /* on_message says why */
         }
+    } else if (kind == PROTO_K_BODIES) {
+        /* Not decodable: on_message says why in its turn. */
+        q->is_bodies = proto_bodies_decode(plain->p, plain->len, &e->lim, &q->bm, NULL) == PROTO_OK;
     }
     memcpy(q->origin, m->origin, 32);
     q->pipe = l->pipe;
@@ -707,29 +724,126 @@ static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *pl
     return true;
 }
 
-/* The first message of the queue: ingested (its checks finished, with this thread's help if
- * need be) or handed to on_message. */
-static void inq_step(node_engine *e)
+/* The link an answer to q would go back on (NULL when gone), and q's member (NULL when it
+ * left the manifest). */
+static node_member *inmsg_sender(node_engine *e, const node_inmsg *q, node_link **lp)
 {
-    node_inmsg *q = e->inq_head;
-    if (q == NULL)
-        return;
-    e->inq_head = q->next;
-    if (e->inq_head == NULL)
-        e->inq_tail = NULL;
-    e->inq_bytes -= q->plain.len;
     node_member *m = node_member_by_origin(e, q->origin);
     node_link *l = link_find(e, q->pipe);
     if (l != NULL && (l->state != LINK_UP || l->closing))
         l = NULL;
     if (m != NULL && l == NULL)
         l = link_up_to(e, m);
-    if (m != NULL && q->is_headers)
-        headers_in(e, l, m, &q->hm, q->chk);
-    else if (m != NULL && l != NULL)
+    *lp = l;
+    return m;
+}
+
+static void inq_unlink(node_engine *e, node_inmsg *q)
+{
+    e->inq_head = q->next;
+    if (e->inq_head == NULL)
+        e->inq_tail = NULL;
+    e->inq_bytes -= q->plain.len;
+}
+
+/* The head of the queue, handed to on_message. */
+static void inq_one(node_engine *e)
+{
+    node_inmsg *q = e->inq_head;
+    inq_unlink(e, q);
+    node_link *l;
+    node_member *m = inmsg_sender(e, q, &l);
+    if (m != NULL && l != NULL)
         on_message(e, l, m, q->plain.p, q->plain.len);
     /* else: the member left, or the link an answer would go back on is gone */
     inmsg_free(e, q);
+}
+
+/* A group from the head of the queue (see above), ingested in one transaction. */
+static void inq_group(node_engine *e)
+{
+    size_t nmsg = 0, nh = 0, nb = 0, bytes = 0;
+    for (node_inmsg *q = e->inq_head; q != NULL && (q->is_headers || q->is_bodies); q = q->next) {
+        size_t qh = q->is_headers ? q->hm.n : 0;
+        if (nmsg > 0
+            && (bytes + q->plain.len > GROUP_BYTES || nh + qh > GROUP_HEADERS
+                || (q->is_headers && !node_hcheck_ready(e, q->chk))))
+            break;
+        nmsg++;
+        nh += qh;
+        nb += q->is_bodies ? q->bm.n : 0;
+        bytes += q->plain.len;
+    }
+    node_inmsg **msgs = calloc(nmsg, sizeof(*msgs));
+    proto_bytes *headers = calloc(nh ? nh : 1, sizeof(*headers));
+    uint8_t *sig = calloc(nh ? nh : 1, 1); /* 0: not checked yet */
+    proto_body_item *bodies = calloc(nb ? nb : 1, sizeof(*bodies));
+    if (msgs == NULL || headers == NULL || sig == NULL || bodies == NULL) {
+        free(msgs);
+        free(headers);
+        free(sig);
+        free(bodies);
+        inq_one(e); /* out of memory: one message the old way */
+        return;
+    }
+    nh = nb = 0;
+    node_member *from = NULL;
+    for (size_t i = 0; i < nmsg; i++) {
+        node_inmsg *q = msgs[i] = e->inq_head;
+        inq_unlink(e, q);
+        node_link *l;
+        if (inmsg_sender(e, q, &l) == NULL)
+            continue; /* the member left */
+        if (from == NULL)
+            from = node_member_by_origin(e, q->origin);
+        if (q->is_headers) {
+            const uint8_t *r = node_hcheck_results(e, q->chk);
+            memcpy(headers + nh, q->hm.headers, q->hm.n * sizeof(*headers));
+            if (r != NULL)
+                memcpy(sig + nh, r, q->hm.n);
+            nh += q->hm.n;
+        } else {
+            memcpy(bodies + nb, q->bm.items, q->bm.n * sizeof(*bodies));
+            nb += q->bm.n;
+        }
+    }
+    size_t pending = e->npending;
+    if (nh > GROUP_HEADERS) {
+        /* A first message larger than a group (a peer with a larger max_message_bytes) is
+         * alone in it, and taken in several transactions. */
+        (void)node_ingest_headers(e, headers, nh, sig, from);
+    } else {
+        node_ingest_in in = { headers, nh, sig, bodies, nb };
+        (void)node_ingest(e, &in, from);
+    }
+    for (size_t i = 0; i < nmsg; i++) {
+        node_inmsg *q = msgs[i];
+        node_link *l;
+        node_member *m;
+        /* Each sender of headers once (the first of its messages). */
+        bool first = true;
+        for (size_t j = 0; j < i && first; j++)
+            first = !msgs[j]->is_headers || memcmp(msgs[j]->origin, q->origin, 32) != 0;
+        if (q->is_headers && first && (m = inmsg_sender(e, q, &l)) != NULL)
+            gap_vv(e, l, m, pending);
+        inmsg_free(e, q);
+    }
+    free(msgs);
+    free(headers);
+    free(sig);
+    free(bodies);
+}
+
+/* The head of the queue: a group of HEADERS and BODIES, or another message for on_message. */
+static void inq_step(node_engine *e)
+{
+    node_inmsg *q = e->inq_head;
+    if (q == NULL)
+        return;
+    if (q->is_headers || q->is_bodies)
+        inq_group(e);
+    else
+        inq_one(e);
 }
 
 static void inq_idle_cb(uv_idle_t *h)
