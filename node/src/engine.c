@@ -589,7 +589,9 @@ struct node_hcheck {
     proto_header *h; /* decoded, [nidx] */
     size_t *idx;     /* which header each h is */
     size_t nidx;
-    uint8_t *sig; /* [n], SIG_* */
+    uint8_t *sig;     /* [n], SIG_* */
+    node_vvrun *runs; /* of every header that decodes, [nruns] */
+    size_t nruns;
     bool finished;
 };
 
@@ -601,8 +603,19 @@ static node_err hcheck_pick_cb(node_txn *t, void *ctx)
         if (proto_header_decode(pv->headers[i].p, pv->headers[i].len, &pv->e->lim, h, NULL)
             != PROTO_OK)
             continue;
-        if (node_member_by_origin(pv->e, h->origin) == NULL || ledger_quarantined(t, h->origin)
-            || h->seq <= ledger_vv_get(t, h->origin)) {
+        if (node_member_by_origin(pv->e, h->origin) == NULL || ledger_quarantined(t, h->origin)) {
+            proto_header_fini(h);
+            continue;
+        }
+        node_vvrun *r = pv->nruns > 0 ? &pv->runs[pv->nruns - 1] : NULL;
+        if (r != NULL && memcmp(r->origin, h->origin, 32) == 0 && h->seq == r->last + 1) {
+            r->last = h->seq;
+        } else {
+            r = &pv->runs[pv->nruns++];
+            memcpy(r->origin, h->origin, 32);
+            r->first = r->last = h->seq;
+        }
+        if (h->seq <= ledger_vv_get(t, h->origin)) {
             proto_header_fini(h);
             continue;
         }
@@ -628,8 +641,9 @@ node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_
     pv->h = calloc(n ? n : 1, sizeof(proto_header));
     pv->idx = calloc(n ? n : 1, sizeof(size_t));
     pv->sig = calloc(n ? n : 1, 1);
+    pv->runs = calloc(n ? n : 1, sizeof(node_vvrun));
     node_errmsg msg;
-    if (pv->h == NULL || pv->idx == NULL || pv->sig == NULL
+    if (pv->h == NULL || pv->idx == NULL || pv->sig == NULL || pv->runs == NULL
         || node_store_read(e->store, hcheck_pick_cb, pv, &msg) != NODE_OK) {
         node_hcheck_free(e, pv);
         return NULL;
@@ -653,6 +667,12 @@ static void hcheck_finish(node_engine *e, node_hcheck *pv)
     pv->finished = true;
 }
 
+const node_vvrun *node_hcheck_runs(const node_hcheck *pv, size_t *n)
+{
+    *n = pv != NULL ? pv->nruns : 0;
+    return pv != NULL ? pv->runs : NULL;
+}
+
 bool node_hcheck_ready(node_engine *e, node_hcheck *pv)
 {
     return pv == NULL || pv->finished || pv->job.fn == NULL || node_vpool_done(e->vpool, &pv->job);
@@ -674,6 +694,7 @@ void node_hcheck_free(node_engine *e, node_hcheck *pv)
     free(pv->h);
     free(pv->idx);
     free(pv->sig);
+    free(pv->runs);
     free(pv);
 }
 

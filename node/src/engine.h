@@ -156,6 +156,13 @@ typedef struct node_hcheck node_hcheck;
 node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_t n);
 /* Wait for the checks (the calling thread helps) and free. NULL is fine. */
 void node_hcheck_free(node_engine *e, node_hcheck *chk);
+/* Headers of one origin with consecutive sequence numbers first..last, in a batch. */
+typedef struct node_vvrun {
+    uint8_t origin[32];
+    uint64_t first, last;
+} node_vvrun;
+/* The runs of the batch chk checks, in batch order (*n = 0 for NULL). */
+const node_vvrun *node_hcheck_runs(const node_hcheck *chk, size_t *n);
 /* True when the workers have finished the checks (NULL: nothing to wait for). */
 bool node_hcheck_ready(node_engine *e, node_hcheck *chk);
 /* The checks' results, one SIG_* per header (waiting for them, with this thread's help), or

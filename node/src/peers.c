@@ -170,14 +170,18 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
     return h;
 }
 
-/* Send m our version vector on link l (NULL: the link send_to picks). With only_new, not when
- * the same one went to m within VV_REPEAT_MS. */
+static void vv_add_queue(node_engine *e, vv_read *r);
+
+/* Send m our version vector on link l (NULL: the link send_to picks): what is stored, and the
+ * headers in the inbound queue that follow it (vv_add_queue). With only_new, not when the same
+ * one went to m within VV_REPEAT_MS. */
 static void send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
 {
     vv_read r = { NULL, 0 };
     node_errmsg msg;
     if (node_store_read(e->store, vv_read_cb, &r, &msg) != NODE_OK)
         return;
+    vv_add_queue(e, &r);
     proto_vv_msg v = { r.vv, r.n, NULL };
     proto_buf out = { NULL, 0 };
     uint64_t now = node_now_ms();
@@ -638,13 +642,14 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
 /*
  * A HEADERS message starts the signature checks of its headers on the worker threads as soon
  * as it is read, and waits in this queue; every session message read after it, from any peer,
- * queues behind it, so that bodies still find their headers and version vectors still
- * describe what was ingested. The loop takes one group off the queue per turn (an idle
- * handle), so that it reads what arrived meanwhile in between: the loop ingests one group
- * while the workers check the next headers. A group is a run of HEADERS and BODIES messages
- * (from any peers, up to GROUP_BYTES), stored in one transaction: a peer answers a version
- * vector with alternating HEADERS and BODIES of about 1 MiB each, and one commit (and fsync)
- * per message was most of a syncing node's waiting. A HEADERS message whose checks are still
+ * queues behind it, so that bodies still find their headers, except version vectors: they are
+ * answered at once, and the version vector this node sends counts the queued headers, so that
+ * the next answer of a peer is on its way while this one is ingested. The loop takes one group off
+ * the queue per turn (an idle handle), so that it reads what arrived meanwhile in between: the loop
+ * ingests one group while the workers check the next headers. A group is a run of HEADERS and
+ * BODIES messages (from any peers, up to GROUP_BYTES), stored in one transaction: a peer answers a
+ * version vector with alternating HEADERS and BODIES of about 1 MiB each, and one commit (and
+ * fsync) per message was most of a syncing node's waiting. A HEADERS message whose checks are still
  * running ends the group unless it is the first. At stop the queue is dropped: nothing in it
  * was acknowledged, and the peers send it again.
  *
@@ -688,7 +693,9 @@ static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *pl
     unsigned kind = 0;
     if (proto_peek(plain->p, plain->len, &e->lim, &kind, NULL) != PROTO_OK)
         return false;
-    if (kind != PROTO_K_HEADERS && e->inq_head == NULL)
+    /* A version vector is answered at once: what it asks for is what this node has stored,
+     * and the one this node sends back counts the queue (vv_add_queue). */
+    if (kind == PROTO_K_VV || (kind != PROTO_K_HEADERS && e->inq_head == NULL))
         return false;
     while (e->inq_head != NULL && e->inq_bytes >= INQ_MAX_BYTES)
         inq_step(e);
@@ -722,6 +729,46 @@ static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *pl
     if (e->timers_on && !e->stopping && !uv_is_active((uv_handle_t *)&e->inq_idle))
         uv_idle_start(&e->inq_idle, inq_idle_cb);
     return true;
+}
+
+static int vv_entry_cmp(const void *a, const void *b)
+{
+    return memcmp(((const crdt_vv_entry *)a)->origin.b, ((const crdt_vv_entry *)b)->origin.b, 32);
+}
+
+/* Raise r (the stored version vector) by the queued headers that continue it: a peer that
+ * answers it sends what comes after the queue, so the next answer travels while this node
+ * ingests the last one, and the workers always have headers to check. A queued header that
+ * is then refused (or a queue dropped at stop) only means a later version vector asks for it
+ * again. On allocation failure r stays as stored. */
+static void vv_add_queue(node_engine *e, vv_read *r)
+{
+    bool added = false;
+    for (node_inmsg *q = e->inq_head; q != NULL; q = q->next) {
+        size_t nruns;
+        const node_vvrun *runs = node_hcheck_runs(q->chk, &nruns);
+        for (size_t k = 0; k < nruns; k++) {
+            size_t i = 0;
+            while (i < r->n && memcmp(r->vv[i].origin.b, runs[k].origin, 32) != 0)
+                i++;
+            if (i == r->n) {
+                if (runs[k].first != 1)
+                    continue;
+                crdt_vv_entry *more = realloc(r->vv, (r->n + 1) * sizeof(*more));
+                if (more == NULL)
+                    continue;
+                r->vv = more;
+                memcpy(r->vv[i].origin.b, runs[k].origin, 32);
+                r->vv[i].max = 0;
+                r->n++;
+                added = true;
+            }
+            if (runs[k].first <= r->vv[i].max + 1 && runs[k].last > r->vv[i].max)
+                r->vv[i].max = runs[k].last;
+        }
+    }
+    if (added)
+        qsort(r->vv, r->n, sizeof(*r->vv), vv_entry_cmp);
 }
 
 /* The link an answer to q would go back on (NULL when gone), and q's member (NULL when it
