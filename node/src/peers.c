@@ -659,8 +659,8 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
  * reading waits meanwhile as it did before the queue.
  */
 #define INQ_MAX_BYTES (32u << 20)
-#define GROUP_BYTES (6u << 20)    /* a whole answer (RESPONSE_BYTES) and its framing */
-#define GROUP_HEADERS (2 * 4096u) /* headers per group (a first message may hold more) */
+#define GROUP_BYTES (6u << 20)     /* a whole answer (RESPONSE_BYTES) and its framing */
+#define GROUP_HEADERS (2 * 4096u)  /* headers per group (a first message may hold more) */
 struct node_inmsg {
     node_inmsg *next;
     uint8_t origin[32];
@@ -694,7 +694,8 @@ static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *pl
     if (proto_peek(plain->p, plain->len, &e->lim, &kind, NULL) != PROTO_OK)
         return false;
     /* A version vector is answered at once: what it asks for is what this node has stored,
-     * and the one this node sends back counts the queue (vv_add_queue). */
+     * and the one this node sends back counts the queue (vv_add_queue). The queue's bound
+     * (INQ_MAX_BYTES) is what limits how far ahead a peer's answers run. */
     if (kind == PROTO_K_VV || (kind != PROTO_K_HEADERS && e->inq_head == NULL))
         return false;
     while (e->inq_head != NULL && e->inq_bytes >= INQ_MAX_BYTES)
