@@ -170,7 +170,7 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
     return h;
 }
 
-static void vv_add_queue(node_engine *e, vv_read *r);
+static void vv_add_queue(node_engine *e, vv_read *r, const node_member *to);
 
 /* Send m our version vector on link l (NULL: the link send_to picks): what is stored, and the
  * headers in the inbound queue that follow it (vv_add_queue). With only_new, not when the same
@@ -181,7 +181,7 @@ static void send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
     node_errmsg msg;
     if (node_store_read(e->store, vv_read_cb, &r, &msg) != NODE_OK)
         return;
-    vv_add_queue(e, &r);
+    vv_add_queue(e, &r, m);
     proto_vv_msg v = { r.vv, r.n, NULL };
     proto_buf out = { NULL, 0 };
     uint64_t now = node_now_ms();
@@ -659,8 +659,8 @@ static void on_message(node_engine *e, node_link *l, node_member *m, const uint8
  * reading waits meanwhile as it did before the queue.
  */
 #define INQ_MAX_BYTES (32u << 20)
-#define GROUP_BYTES (6u << 20)     /* a whole answer (RESPONSE_BYTES) and its framing */
-#define GROUP_HEADERS (2 * 4096u)  /* headers per group (a first message may hold more) */
+#define GROUP_BYTES (6u << 20)    /* a whole answer (RESPONSE_BYTES) and its framing */
+#define GROUP_HEADERS (2 * 4096u) /* headers per group (a first message may hold more) */
 struct node_inmsg {
     node_inmsg *next;
     uint8_t origin[32];
@@ -737,18 +737,24 @@ static int vv_entry_cmp(const void *a, const void *b)
     return memcmp(((const crdt_vv_entry *)a)->origin.b, ((const crdt_vv_entry *)b)->origin.b, 32);
 }
 
-/* Raise r (the stored version vector) by the queued headers that continue it: a peer that
- * answers it sends what comes after the queue, so the next answer travels while this node
- * ingests the last one, and the workers always have headers to check. A queued header that
- * is then refused (or a queue dropped at stop) only means a later version vector asks for it
- * again. On allocation failure r stays as stored. */
-static void vv_add_queue(node_engine *e, vv_read *r)
+/* Raise r (the stored version vector, to be sent to member `to`) by the queued headers that
+ * continue it: a peer that answers it sends what comes after the queue, so the next answer
+ * travels while this node ingests the last one, and the workers always have headers to
+ * check. A queued header that is then refused (or a queue dropped at stop) only means a later
+ * version vector asks for it again. Queued headers are not verified yet, so for `to`'s own
+ * log only those `to` sent count: a peer refuses local writes while another holds more of
+ * its log than it does (write.c), and a third member's forged headers in this queue must not
+ * make this node claim that. On allocation failure r stays as stored. */
+static void vv_add_queue(node_engine *e, vv_read *r, const node_member *to)
 {
     bool added = false;
     for (node_inmsg *q = e->inq_head; q != NULL; q = q->next) {
         size_t nruns;
         const node_vvrun *runs = node_hcheck_runs(q->chk, &nruns);
+        bool from_to = memcmp(q->origin, to->origin, 32) == 0;
         for (size_t k = 0; k < nruns; k++) {
+            if (!from_to && memcmp(runs[k].origin, to->origin, 32) == 0)
+                continue;
             size_t i = 0;
             while (i < r->n && memcmp(r->vv[i].origin.b, runs[k].origin, 32) != 0)
                 i++;
