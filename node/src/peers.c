@@ -880,8 +880,9 @@ static void inq_group(node_engine *e)
             first = !msgs[j]->is_headers || memcmp(msgs[j]->origin, q->origin, 32) != 0;
         if (q->is_headers && first && (m = inmsg_sender(e, q, &l)) != NULL)
             gap_vv(e, l, m, pending);
-        inmsg_free(e, q);
     }
+    for (size_t i = 0; i < nmsg; i++)
+        inmsg_free(e, msgs[i]);
     free(msgs);
     free(headers);
     free(sig);
