@@ -675,7 +675,7 @@ const node_vvrun *node_hcheck_runs(const node_hcheck *pv, size_t *n)
 
 bool node_hcheck_ready(node_engine *e, node_hcheck *pv)
 {
-    return pv == NULL || pv->finished || pv->job.fn == NULL || node_vpool_done(e->vpool, &pv->job);
+    return pv == NULL || pv->finished || node_vpool_done(e->vpool, &pv->job);
 }
 
 const uint8_t *node_hcheck_results(node_engine *e, node_hcheck *pv)

@@ -846,10 +846,11 @@ static void inq_group(node_engine *e)
         node_inmsg *q = msgs[i] = e->inq_head;
         inq_unlink(e, q);
         node_link *l;
-        if (inmsg_sender(e, q, &l) == NULL)
+        node_member *m = inmsg_sender(e, q, &l);
+        if (m == NULL)
             continue; /* the member left */
         if (from == NULL)
-            from = node_member_by_origin(e, q->origin);
+            from = m;
         if (q->is_headers) {
             const uint8_t *r = node_hcheck_results(e, q->chk);
             memcpy(headers + nh, q->hm.headers, q->hm.n * sizeof(*headers));

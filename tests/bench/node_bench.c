@@ -88,18 +88,13 @@ static double now_s(void)
 /* now_s() of a wall-clock time written by a node ("YYYY-MM-DDTHH:MM:SS.mmmZ", UTC), or -1. */
 static double node_time_s(const char *rfc3339)
 {
-    int y, mo, d, h, mi, sec, ms;
-    if (rfc3339 == NULL
-        || sscanf(rfc3339, "%d-%d-%dT%d:%d:%d.%dZ", &y, &mo, &d, &h, &mi, &sec, &ms) != 7)
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *rest = rfc3339 != NULL ? strptime(rfc3339, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    unsigned ms = 0;
+    if (rest == NULL || sscanf(rest, ".%3uZ", &ms) != 1)
         return -1;
-    /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-    y -= mo <= 2;
-    long era = (y >= 0 ? y : y - 399) / 400;
-    long yoe = y - era * 400;
-    long doy = (153L * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    long days = era * 146097 + doe - 719468;
-    double wall = (double)days * 86400.0 + h * 3600.0 + mi * 60.0 + sec + ms / 1000.0;
+    double wall = (double)timegm(&tm) + ms / 1000.0;
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     double wall_now = (double)rt.tv_sec + (double)rt.tv_nsec * 1e-9;

@@ -152,15 +152,18 @@ static void item_and_size_limits(void **state)
     free(payload);
 }
 
+/* A message of n bytes that a decoder refuses at byte offset off. */
+typedef struct bad_bytes {
+    uint8_t b[16];
+    size_t n;
+    size_t off;
+} bad_bytes;
+
 static void non_canonical_rejected(void **state)
 {
     (void)state;
     /* [1, 19, id, code, message] with one field in a longer form than needed */
-    static const struct {
-        uint8_t b[16];
-        size_t n;
-        size_t off;
-    } cases[] = {
+    static const bad_bytes cases[] = {
         { { 0x95, 0x01, 0x13, 0xcc, 0x05, 0x03, 0xa1, 'x' }, 8, 3 },       /* uint8 for 5 */
         { { 0x95, 0x01, 0x13, 0xcd, 0x00, 0xc8, 0x03, 0xa1, 'x' }, 9, 3 }, /* uint16 for 200 */
         { { 0x95, 0x01, 0x13, 0xce, 0x00, 0x00, 0xff, 0xff, 0x03, 0xa0 }, 10, 3 }, /* uint32 */
@@ -180,11 +183,7 @@ static void non_canonical_rejected(void **state)
 static void empty_origin_table_has_no_index(void **state)
 {
     (void)state;
-    static const struct {
-        uint8_t b[16];
-        size_t n;
-        size_t off;
-    } cases[] = {
+    static const bad_bytes cases[] = {
         /* [1, 20, [], [], [[0, 20]], []]: a cloud dot */
         { { 0x96, 0x01, 0x14, 0x90, 0x90, 0x91, 0x92, 0x00, 0x14, 0x90 }, 10, 7 },
         /* [1, 20, [], [[0, 3]], [], []]: a vv entry */
