@@ -252,13 +252,10 @@ struct dec {
 /* An index into the origin table of n entries (none is valid when the table is empty). */
 static bool dec_index(proto__d *d, const msgpack_object *o, size_t n, uint64_t *i)
 {
-    if (!proto__d_uint(
-            d, o, n == 0 ? 0 : n - 1, i, "origin index must point into the origin table"))
-        return false;
     if (n == 0)
         return proto__d_err(
             d, o, PROTO_EVALUE, "origin index must point into the origin table (it is empty)");
-    return true;
+    return proto__d_uint(d, o, n - 1, i, "origin index must point into the origin table");
 }
 
 static bool dec_oi(struct dec *x, const msgpack_object *o, crdt_origin *out)
