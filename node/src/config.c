@@ -4,35 +4,9 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <proto/proto.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const roles[] = { "comune", "cpia", "cpi", "prefettura", "coop", "coord" };
-
-bool node_org_valid(const char *org)
-{
-    if (org == NULL)
-        return false;
-    size_t n = strlen(org);
-    if (n == 0 || n > NODE_ORG_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = org[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-bool node_role_valid(const char *role)
-{
-    if (role == NULL)
-        return false;
-    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
-        if (strcmp(role, roles[i]) == 0)
-            return true;
-    return false;
-}
 
 void node_config_defaults(node_config *cfg)
 {
@@ -55,6 +29,20 @@ void node_config_fini(node_config *cfg)
     free(cfg->dials);
     cfg->dials = NULL;
     cfg->ndials = 0;
+}
+
+bool node_url_wildcard(const char *url)
+{
+    static const char *const any[] = { "tcp://0.0.0.0:", "tcp://[::]:" };
+    for (size_t i = 0; i < sizeof(any) / sizeof(any[0]); i++)
+        if (strncmp(url, any[i], strlen(any[i])) == 0)
+            return true;
+    return false;
+}
+
+const char *node_config_advertise(const node_config *cfg)
+{
+    return cfg->advertise[0] != 0 ? cfg->advertise : cfg->listen;
 }
 
 const char *node_config_dial_url(const node_config *cfg, const char *org)
@@ -88,9 +76,7 @@ static int bad(parse_ctx *p, const char *fmt, ...)
 
 static bool url_valid(const char *url)
 {
-    size_t n = strlen(url);
-    return n > 6 && n <= NODE_URL_MAX && strncmp(url, "tcp://", 6) == 0
-        && strchr(url + 6, ':') != NULL;
+    return proto_url_valid(url, strlen(url));
 }
 
 /* A decimal number in [lo, hi], nothing else on the value. */
@@ -107,17 +93,6 @@ static bool number(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 typedef enum key_kind { K_ORG, K_ROLE, K_URL, K_OPERATOR, K_LEVEL, K_NUM, K_KEY, K_FILE } key_kind;
 
 typedef struct key_def {
@@ -132,6 +107,7 @@ static const key_def keys[] = {
     { "node", "org", K_ORG, OFF(org), 0, 0, 0 },
     { "node", "role", K_ROLE, OFF(role), 0, 0, 0 },
     { "node", "listen", K_URL, OFF(listen), 0, 0, 0 },
+    { "node", "advertise", K_URL, OFF(advertise), 0, 0, 0 },
     { "node", "operator", K_OPERATOR, OFF(operator_name), 0, 0, 0 },
     { "node", "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
     { "store", "map_size_mb", K_NUM, OFF(map_size), 1, 1 << 20, 1 << 20 },
@@ -152,12 +128,12 @@ static int set_key(parse_ctx *p, const key_def *k, const char *value)
     uint64_t num;
     switch (k->kind) {
     case K_ORG:
-        if (!node_org_valid(value))
+        if (!proto_org_valid(value, strlen(value)))
             return bad(p, "org '%s' is not a valid org id (1-32 of a-z 0-9 -)", value);
         strcpy(base + k->offset, value);
         return 1;
     case K_ROLE:
-        if (!node_role_valid(value))
+        if (proto_role_parse(value, strlen(value)) == 0)
             return bad(
                 p, "role '%s' is not one of comune cpia cpi prefettura coop coord%s", value, "");
         strcpy(base + k->offset, value);
@@ -168,8 +144,9 @@ static int set_key(parse_ctx *p, const key_def *k, const char *value)
         strcpy(base + k->offset, value);
         return 1;
     case K_OPERATOR:
-        if (value[0] == 0 || strlen(value) > NODE_OPERATOR_MAX)
-            return bad(p, "operator must be 1 to 64 characters");
+        if (!proto_text_valid(value, strlen(value), NODE_OPERATOR_MAX))
+            return bad(
+                p, "operator must be 1 to 64 bytes of UTF-8 text without control characters");
         strcpy(base + k->offset, value);
         return 1;
     case K_LEVEL:
@@ -178,14 +155,8 @@ static int set_key(parse_ctx *p, const key_def *k, const char *value)
         return 1;
     case K_KEY: {
         uint8_t *out = (uint8_t *)base + k->offset;
-        if (strlen(value) != 64)
+        if (!proto_hex_decode(value, strlen(value), out, 32))
             return bad(p, "%s must be 64 hexadecimal digits (a 32-byte key)", k->name);
-        for (size_t i = 0; i < 32; i++) {
-            int hi = hexval(value[2 * i]), lo = hexval(value[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                return bad(p, "%s must be 64 hexadecimal digits (a 32-byte key)", k->name);
-            out[i] = (uint8_t)(hi << 4 | lo);
-        }
         p->have_admin = true;
         return 1;
     }
@@ -210,7 +181,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 {
     parse_ctx *p = user;
     if (strcmp(section, "dial") == 0) {
-        if (!node_org_valid(name))
+        if (!proto_org_valid(name, strlen(name)))
             return bad(p, "[dial] key '%s' is not a valid org id", name);
         if (!url_valid(value))
             return bad(p, "[dial] %s: '%s' is not a tcp://HOST:PORT URL", name, value);
@@ -267,6 +238,11 @@ node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg)
             next.org[0] == 0        ? "org"
                 : next.role[0] == 0 ? "role"
                                     : "listen");
+    else if (next.advertise[0] == 0 && node_url_wildcard(next.listen))
+        err = node__fail(msg, NODE_ECONFIG,
+            "%s: [node] listen = %s binds every address of this machine: set [node] advertise = "
+            "tcp://HOST:PORT, the address the other members dial",
+            path, next.listen);
     else if (!p.have_admin)
         err = node__fail(msg, NODE_ECONFIG,
             "%s: [network] needs admin_pub, the network admin's public key", path);

@@ -13,7 +13,6 @@
 /* The CLI's exit codes (DESIGN.md). */
 enum { CODE_USAGE = 1, CODE_REFUSED = 2, CODE_NOTFOUND = 3, CODE_INTERNAL = 5 };
 
-#define ACCESS_FIELD "@access"
 #define EDITS_MAX 256
 
 typedef struct req {
@@ -88,7 +87,7 @@ static void rfc3339(uint64_t ms, char out[32])
 static json_object *hexstr(const uint8_t *p, size_t n)
 {
     char buf[2 * 64 + 1];
-    node_hex(p, n, buf);
+    proto_hex_encode(p, n, buf);
     return json_object_new_string(buf);
 }
 
@@ -116,7 +115,7 @@ static const char *org_of(node_engine *e, const uint8_t origin[32], char hex[65]
     node_member *m = node_member_by_origin(e, origin);
     if (m != NULL)
         return m->org;
-    node_hex(origin, 32, hex);
+    proto_hex_encode(origin, 32, hex);
     return hex;
 }
 
@@ -684,7 +683,7 @@ static json_object *vv_json(const crdt_vv_entry *vv, size_t n)
     json_object *o = json_object_new_object();
     for (size_t i = 0; i < n; i++) {
         char hex[65];
-        node_hex(vv[i].origin.b, 32, hex);
+        proto_hex_encode(vv[i].origin.b, 32, hex);
         json_object_object_add(o, hex, json_object_new_int64((int64_t)vv[i].max));
     }
     return o;
@@ -806,7 +805,7 @@ static bool digest_tag_cb(const uint8_t tag[32], void *ctx)
     }
     crdt_scope_free(s);
     char hex[65];
-    node_hex(tag, 32, hex);
+    proto_hex_encode(tag, 32, hex);
     json_object_object_add(c->tags, hex, hexstr(d, 32));
     return true;
 }

@@ -229,7 +229,7 @@ int node_run(const char *dir)
         node_retry_waits(e); /* what node_engine_load left for the loop */
     node_peers_sync(e);
     char origin[65];
-    node_hex(proto_identity_origin(e->me), 32, origin);
+    proto_hex_encode(proto_identity_origin(e->me), 32, origin);
     NODE_INFO("node.start", "org=%s role=%s listen=%s port=%u origin=%s manifest=%llu pid=%ld",
         e->cfg.org, e->cfg.role, e->cfg.listen, (unsigned)node_net_port(e->net), origin,
         e->have_manifest ? (unsigned long long)e->manifest.version : 0ULL, (long)getpid());

@@ -14,23 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-#define ACCESS_FIELD "@access"
-
 uint64_t node_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void node_hex(const uint8_t *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = 0;
 }
 
 node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32])
@@ -132,8 +120,8 @@ node_err node_manifest_offer(
     }
     if (memcmp(m.schema_hash, e->schema_hash, 32) != 0) {
         char want[65], have[65];
-        node_hex(m.schema_hash, 32, want);
-        node_hex(e->schema_hash, 32, have);
+        proto_hex_encode(m.schema_hash, 32, want);
+        proto_hex_encode(e->schema_hash, 32, have);
         err = node__fail(msg, NODE_EINVAL,
             "the manifest names schema %s but this node's %s is %s: install the "
             "network's schema file first",
@@ -398,7 +386,7 @@ static node_err ingest_one(node_txn *t, ingest_ctx *c, const uint8_t *bytes, siz
     }
     node_err err = NODE_OK;
     char who[65];
-    node_hex(h.origin, 32, who);
+    proto_hex_encode(h.origin, 32, who);
     node_member *m = node_member_by_origin(e, h.origin);
     if (m == NULL) {
         NODE_WARN("header.reject", "origin=%s seq=%" PRIu64 " reason=\"not a member\"", who, h.seq);
@@ -814,11 +802,11 @@ uint8_t node_access_as_of(const crdt_scope *state, const char *org, const crdt_v
 {
     size_t n;
     uint8_t level = PROTO_ACCESS_NONE;
-    if (crdt_timeline_count(state, ACCESS_FIELD, &n) != CRDT_OK)
+    if (crdt_timeline_count(state, PROTO_ACCESS_FIELD, &n) != CRDT_OK)
         return level;
     for (size_t i = 0; i < n; i++) {
         crdt_event ev;
-        if (crdt_timeline_at(state, ACCESS_FIELD, i, &ev) != CRDT_OK || ev.redacted)
+        if (crdt_timeline_at(state, PROTO_ACCESS_FIELD, i, &ev) != CRDT_OK || ev.redacted)
             continue;
         uint64_t max = 0;
         for (size_t k = 0; k < nvv; k++)
@@ -897,7 +885,7 @@ static node_err apply_one(
     node_err err = NODE_OK;
     proto_diag diag = { 0, "" };
     char who[65];
-    node_hex(h.origin, 32, who);
+    proto_hex_encode(h.origin, 32, who);
     if (h.kind == PROTO_HDR_KEY_GRANT) {
         proto_scope_key *sk = NULL;
         proto_err perr = proto_key_grant_open(&h, e->me, bb, bl, &e->lim, &sk, &diag);

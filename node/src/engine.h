@@ -138,8 +138,6 @@ void node_keycache_free(node_engine *e);
 
 /* Wall-clock milliseconds since the Unix epoch. */
 uint64_t node_now_ms(void);
-/* Hex of n bytes into out (2n+1 bytes). */
-void node_hex(const uint8_t *p, size_t n, char *out);
 /* The member with this origin / org, or NULL. */
 node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32]);
 node_member *node_member_by_org(node_engine *e, const char *org);

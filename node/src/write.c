@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ACCESS_FIELD "@access"
-
 node_err node_edit_parse(node_engine *e, const char *text, node_edit *out, node_errmsg *msg)
 {
     memset(out, 0, sizeof(*out));
@@ -393,7 +391,7 @@ static node_err grant_cb(node_txn *t, void *ctx)
         if ((err = tick(w, &hl)) != NODE_OK)
             goto next;
         if (crdt_scope_new(NULL, &delta) != CRDT_OK
-            || crdt_timeline_add(state, delta, self, &hl, ACCESS_FIELD, acc.p, acc.len, NULL)
+            || crdt_timeline_add(state, delta, self, &hl, PROTO_ACCESS_FIELD, acc.p, acc.len, NULL)
                 != CRDT_OK) {
             err = NODE_ENOMEM;
             goto next;

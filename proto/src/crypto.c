@@ -402,3 +402,20 @@ void proto_scope_key_free(proto_scope_key *k)
     sodium_memzero(k, sizeof *k);
     free(k);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Hex                                                                                       */
+
+void proto_hex_encode(const uint8_t *p, size_t n, char *out)
+{
+    sodium_bin2hex(out, 2 * n + 1, p, n);
+}
+
+bool proto_hex_decode(const char *hex, size_t len, uint8_t *out, size_t n)
+{
+    size_t got = 0;
+    const char *end = NULL;
+    if (hex == NULL || len != 2 * n)
+        return false;
+    return sodium_hex2bin(out, n, hex, len, NULL, &got, &end) == 0 && got == n && end == hex + len;
+}

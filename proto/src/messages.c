@@ -168,24 +168,6 @@ proto_err proto_receipt_verify(const proto_receipt *r)
 /* ---------------------------------------------------------------------------------------- */
 /* Manifest                                                                                  */
 
-static const char *const role_names[]
-    = { NULL, "comune", "cpia", "cpi", "prefettura", "coop", "coord" };
-
-const char *proto_role_name(unsigned role)
-{
-    if (role >= 1 && role <= PROTO_ROLE_COORD)
-        return role_names[role];
-    return NULL;
-}
-
-static int role_parse(const uint8_t *p, size_t n)
-{
-    for (int r = 1; r <= PROTO_ROLE_COORD; r++)
-        if (strlen(role_names[r]) == n && memcmp(role_names[r], p, n) == 0)
-            return r;
-    return 0;
-}
-
 static int bytes_cmp(proto_bytes a, proto_bytes b)
 {
     size_t n = a.len < b.len ? a.len : b.len;
@@ -338,7 +320,7 @@ proto_err proto_manifest_decode(
                 &d, &x[4], PROTO_BOX_PK_LEN, e->box_pk, "member x25519 key must be bin of 32")
             || !proto__d_str(&d, &x[5], PROTO_TEXT_MAX, &e->url, "member url"))
             break;
-        int r = role_parse(role.p, role.len);
+        int r = (int)proto_role_parse((const char *)role.p, role.len);
         if (!proto__valid_org(e->org.p, e->org.len))
             proto__d_err(&d, &x[0], PROTO_EVALUE, "member org id must match [a-z0-9-]{1,32}");
         else if (r == 0)

@@ -165,22 +165,44 @@ static void missing_file_is_io_error(void **state)
     assert_non_null(strstr(msg.text, "No such file"));
 }
 
-static void org_and_role_rules(void **state)
+static const char *const base = "[node]\norg = comune-1\nrole = comune\n"
+                                "[network]\nadmin_pub = 00112233445566778899aabbccddeeff"
+                                "00112233445566778899aabbccddeeff\n";
+
+/* A listen URL that binds every address cannot be dialled: peers need an advertised one. */
+static void advertise_separates_bind_from_dial(void **state)
 {
-    (void)state;
-    assert_true(node_org_valid("comune-latina"));
-    assert_true(node_org_valid("cpia-1"));
-    assert_true(node_org_valid("abcdefghijklmnopqrstuvwxyz012345"));   /* 32 */
-    assert_false(node_org_valid("abcdefghijklmnopqrstuvwxyz0123456")); /* 33 */
-    assert_false(node_org_valid(""));
-    assert_false(node_org_valid("Comune"));
-    assert_false(node_org_valid("comune_1"));
-    assert_false(node_org_valid(NULL));
-    const char *roles[] = { "comune", "cpia", "cpi", "prefettura", "coop", "coord" };
-    for (size_t i = 0; i < 6; i++)
-        assert_true(node_role_valid(roles[i]));
-    assert_false(node_role_valid("admin"));
-    assert_false(node_role_valid(""));
+    fixture *f = *state;
+    node_errmsg msg;
+    char text[512];
+    snprintf(text, sizeof(text), "%s[node]\nlisten = tcp://0.0.0.0:7401\n", base);
+    assert_int_equal(load(f, text, &msg), NODE_ECONFIG);
+    assert_non_null(strstr(msg.text, "advertise"));
+    snprintf(text, sizeof(text), "%s[node]\nlisten = tcp://[::]:7401\n", base);
+    assert_int_equal(load(f, text, &msg), NODE_ECONFIG);
+    snprintf(text, sizeof(text),
+        "%s[node]\nlisten = tcp://0.0.0.0:7401\nadvertise = tcp://comune-1.example:7401\n", base);
+    assert_int_equal(load(f, text, &msg), NODE_OK);
+    assert_string_equal(f->cfg.listen, "tcp://0.0.0.0:7401");
+    assert_string_equal(node_config_advertise(&f->cfg), "tcp://comune-1.example:7401");
+    snprintf(text, sizeof(text), "%s[node]\nlisten = tcp://127.0.0.1:7401\n", base);
+    assert_int_equal(load(f, text, &msg), NODE_OK);
+    assert_string_equal(node_config_advertise(&f->cfg), "tcp://127.0.0.1:7401");
+    snprintf(text, sizeof(text),
+        "%s[node]\nlisten = tcp://127.0.0.1:7401\nadvertise = tcp://bad host:1\n", base);
+    assert_int_equal(load(f, text, &msg), NODE_ECONFIG);
+    assert_non_null(strstr(msg.text, "advertise"));
+}
+
+/* Operator names are text for people: no control character can reach a log line. */
+static void operator_is_text(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    char text[512];
+    snprintf(text, sizeof(text), "%s[node]\nlisten = tcp://127.0.0.1:1\noperator = a\tb\n", base);
+    assert_int_equal(load(f, text, &msg), NODE_ECONFIG);
+    assert_non_null(strstr(msg.text, "operator"));
 }
 
 static void strerror_covers_every_code(void **state)
@@ -224,7 +246,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(errors_name_file_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_load_keeps_previous_config, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_file_is_io_error, setup, teardown),
-        cmocka_unit_test(org_and_role_rules),
+        cmocka_unit_test_setup_teardown(advertise_separates_bind_from_dial, setup, teardown),
+        cmocka_unit_test_setup_teardown(operator_is_text, setup, teardown),
         cmocka_unit_test(strerror_covers_every_code),
         cmocka_unit_test(log_lines_are_key_value),
     };

@@ -572,12 +572,12 @@ static uint8_t access_in(const crdt_scope *state, const char *org)
 {
     size_t n = 0;
     uint8_t level = PROTO_ACCESS_NONE;
-    if (crdt_timeline_count(state, "@access", &n) != CRDT_OK)
+    if (crdt_timeline_count(state, PROTO_ACCESS_FIELD, &n) != CRDT_OK)
         return level;
     for (size_t i = 0; i < n; i++) {
         crdt_event ev;
         proto_access a;
-        if (crdt_timeline_at(state, "@access", i, &ev) != CRDT_OK || ev.redacted
+        if (crdt_timeline_at(state, PROTO_ACCESS_FIELD, i, &ev) != CRDT_OK || ev.redacted
             || proto_access_decode(ev.content.p, ev.content.len, NULL, &a, NULL) != PROTO_OK)
             continue;
         if (a.grantee.len == strlen(org) && memcmp(a.grantee.p, org, a.grantee.len) == 0)

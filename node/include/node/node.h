@@ -105,6 +105,7 @@ typedef struct node_config {
     char org[NODE_ORG_MAX + 1];                /* [node] org: this member's org id (required) */
     char role[16];                             /* [node] role (required) */
     char listen[NODE_URL_MAX + 1];             /* [node] listen: tcp://HOST:PORT (required) */
+    char advertise[NODE_URL_MAX + 1];          /* [node] advertise: the URL peers dial */
     char operator_name[NODE_OPERATOR_MAX + 1]; /* [node] operator: default operator name */
     node_log_level log_level;                  /* [node] log_level, default info */
     uint64_t map_size;                         /* [store] map_size_mb * 2^20, default 256 MiB */
@@ -132,9 +133,11 @@ void node_config_fini(node_config *cfg);
 /* The URL to dial for org: the [dial] override, or NULL to use the manifest's default. */
 const char *node_config_dial_url(const node_config *cfg, const char *org);
 
-/* Org ids are [a-z0-9-]{1,32}; roles are comune cpia cpi prefettura coop coord. */
-bool node_org_valid(const char *org);
-bool node_role_valid(const char *role);
+/* The URL the other members dial to reach this node: [node] advertise, else [node] listen. */
+const char *node_config_advertise(const node_config *cfg);
+/* Does url bind every address (tcp://0.0.0.0:P or tcp://[::]:P)? Such a listen URL
+ * cannot be dialled: it needs an advertise URL beside it. */
+bool node_url_wildcard(const char *url);
 
 /* ---------------------------------------------------------------------------------------- */
 /* The data-directory lock: one pattod per DATA.                                             */

@@ -222,6 +222,69 @@ PROTO_NODISCARD proto_err proto_body_check(
     const struct proto_header *h, const uint8_t *body, size_t len);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Names and values: the one definition of each rule that several programs check            */
+/* (PROTOCOL.md, "Names and values"). Strings are len bytes, NUL-terminated or not.          */
+
+#define PROTO_URL_MAX 255        /* tcp://HOST:PORT */
+#define PROTO_DATE_YEAR_MIN 1900 /* calendar dates YYYY-MM-DD */
+#define PROTO_DATE_YEAR_MAX 2200
+/* The reserved field of a scope that holds its access map (grants). */
+#define PROTO_ACCESS_FIELD "@access"
+
+/* [a-z0-9-]{1,32} */
+bool proto_org_valid(const char *s, size_t len);
+/* [a-z0-9_-]{1,32} */
+bool proto_scope_name_valid(const char *s, size_t len);
+/* tcp://HOST:PORT: HOST a DNS name or IPv4 address ([A-Za-z0-9.-]+) or [IPv6 address], PORT
+ * 1..65535, at most PROTO_URL_MAX bytes. */
+bool proto_url_valid(const char *s, size_t len);
+/* Well-formed UTF-8 without control characters (C0, DEL, C1): no overlong forms, no
+ * surrogates, nothing beyond U+10FFFF. An empty string is valid. */
+bool proto_utf8_valid(const char *s, size_t len);
+/* Text for people (names, values, purposes, evidence, operator names): 1..max bytes of
+ * proto_utf8_valid text that is not only spaces. */
+bool proto_text_valid(const char *s, size_t len, size_t max);
+/* Roles, legal bases and access levels by name: "comune" ... "coord" (proto_role),
+ * "public-task" "legal-obligation" "consent" "explicit-consent" (proto_basis), "none" "read"
+ * "write" (proto_access_level). The _name functions return NULL for an unknown value, the
+ * _parse functions 0 (roles, bases) or false (access) for an unknown name. */
+const char *proto_role_name(unsigned role);
+unsigned proto_role_parse(const char *s, size_t len);
+const char *proto_basis_name(unsigned basis);
+unsigned proto_basis_parse(const char *s, size_t len);
+const char *proto_access_name(unsigned access);
+bool proto_access_parse(const char *s, size_t len, uint8_t *out);
+
+/* A calendar date as people type it: YYYY-MM-DD, a day that exists (2026-02-31 does not),
+ * year PROTO_DATE_YEAR_MIN..PROTO_DATE_YEAR_MAX. What the date means in time (which day in
+ * which zone) is the caller's: see node/ and cli/. Errors: PROTO_EINVAL, PROTO_EVALUE. */
+typedef struct proto_date {
+    int year, month, day;
+} proto_date;
+PROTO_NODISCARD proto_err proto_date_parse(const char *s, size_t len, proto_date *out);
+
+/* Europe/Rome civil time, which people read and type (the wire and the stores hold UTC ms):
+ * computed from the EU rule (CET, and CEST from 01:00 UTC on the last Sunday of March to 01:00
+ * UTC on the last Sunday of October), not read from the machine's tz database, so that every
+ * program turns a date into the same instant. */
+typedef struct proto_civil {
+    int year, month, day, hour, minute, second, ms;
+    int offset_min; /* from UTC: 60 (CET) or 120 (CEST) */
+} proto_civil;
+/* The offset of Rome from UTC at an instant, in minutes: 60 or 120. */
+int proto_rome_offset_min(uint64_t utc_ms);
+/* The civil time in Rome at an instant. */
+void proto_rome_civil(uint64_t utc_ms, proto_civil *out);
+/* The first and the last millisecond of day d in Rome, as UTC ms since the Unix epoch. */
+uint64_t proto_rome_day_start_ms(const proto_date *d);
+uint64_t proto_rome_day_end_ms(const proto_date *d);
+
+/* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
+void proto_hex_encode(const uint8_t *p, size_t n, char *out);
+/* Exactly 2n hex digits (either case) in hex[0..len) into out[n]; false otherwise. */
+bool proto_hex_decode(const char *hex, size_t len, uint8_t *out, size_t n);
+
+/* ---------------------------------------------------------------------------------------- */
 /* Case ids                                                                                  */
 
 typedef struct proto_case_id {
@@ -474,7 +537,6 @@ typedef enum proto_role {
     PROTO_ROLE_COORD = 6,
 } proto_role;
 
-const char *proto_role_name(unsigned role); /* "comune", ...; NULL if unknown */
 
 typedef struct proto_member {
     proto_bytes org; /* [a-z0-9-]{1,32} */
