@@ -166,11 +166,14 @@ int node_run(const char *dir)
     uv_loop_t loop;
     bool loop_ok = false;
 
+    e->started_ms = node_now_ms();
     if (chdir(dir) != 0) {
         NODE_ERROR(
             "node.fail", "error=\"cannot enter the data directory %s: %s\"", dir, strerror(errno));
         return 1;
     }
+    if (getcwd(e->dir, sizeof(e->dir)) == NULL)
+        snprintf(e->dir, sizeof(e->dir), "%s", dir);
     node_config_defaults(&e->cfg);
     node_err err;
     if ((err = node_lock_acquire(".", &lock, &msg)) != NODE_OK) {

@@ -21,6 +21,18 @@ uint64_t node_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+#define CLOCK_WINDOW_MS 600000
+
+void node_clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms)
+{
+    int64_t s = wall_ms >= now_ms ? (int64_t)(wall_ms - now_ms) : -(int64_t)(now_ms - wall_ms);
+    if (m->clock_sampled_ms == 0 || s > m->clock_offset_ms
+        || now_ms - m->clock_sampled_ms >= CLOCK_WINDOW_MS) {
+        m->clock_offset_ms = s;
+        m->clock_sampled_ms = now_ms;
+    }
+}
+
 node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32])
 {
     for (size_t i = 0; i < e->nmembers; i++)
@@ -63,6 +75,8 @@ static node_err members_rebuild(node_engine *e)
             nm->dialer = old->dialer;
             nm->pipe = old->pipe;
             nm->last_heard_ms = old->last_heard_ms;
+            nm->clock_offset_ms = old->clock_offset_ms;
+            nm->clock_sampled_ms = old->clock_sampled_ms;
             nm->vv = old->vv;
             nm->nvv = old->nvv;
             old->vv = NULL;
@@ -110,6 +124,12 @@ node_err node_manifest_offer(
         err = node__fail(msg, NODE_EINVAL,
             "the manifest is not signed by this network's admin key "
             "([network] admin_pub)");
+        goto out;
+    }
+    if (e->have_manifest && m.version == e->manifest.version && len == e->manifest_len
+        && memcmp(bytes, e->manifest_bytes, len) == 0) {
+        /* The one in force, offered again (an automated set-up repeating its steps). */
+        node__fail(msg, NODE_OK, "manifest version %" PRIu64 " is already in force", m.version);
         goto out;
     }
     if (e->have_manifest && m.version <= e->manifest.version) {

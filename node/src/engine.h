@@ -25,6 +25,10 @@ typedef struct node_member {
     size_t nvv;
     uint64_t vv_sent_ms;   /* when this node last sent it its version vector */
     uint64_t vv_sent_hash; /* and a hash of its bytes */
+    /* Its clock's offset from this node's, estimated from the clocks of headers it pushed
+     * (node_clock_sample); valid when clock_sampled_ms != 0. */
+    int64_t clock_offset_ms;
+    uint64_t clock_sampled_ms; /* when the estimate was last raised or renewed */
 } node_member;
 
 typedef enum link_state {
@@ -81,6 +85,8 @@ typedef struct node_want {
 
 struct node_engine {
     uv_loop_t *loop;
+    char dir[4096];      /* the data directory, absolute (the node runs chdir'd into it) */
+    uint64_t started_ms; /* when node_run started */
     node_config cfg;
     node_store *store;
     node_net *net;
@@ -138,6 +144,10 @@ void node_keycache_free(node_engine *e);
 
 /* Wall-clock milliseconds since the Unix epoch. */
 uint64_t node_now_ms(void);
+/* A header of member m's own log, stamped wall_ms by m's clock, arrived from m itself at now_ms:
+ * a sample of m's clock offset. Transit only makes a sample smaller, so the estimate is the
+ * largest sample of the last CLOCK_WINDOW_MS (node/README.md, "Clocks"). */
+void node_clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms);
 /* The member with this origin / org, or NULL. */
 node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32]);
 node_member *node_member_by_org(node_engine *e, const char *org);
@@ -188,7 +198,8 @@ node_err node_ingest_bodies(
 /* Retry every waiting body (after a key arrived, a state changed, or time passed). */
 void node_retry_waits(node_engine *e);
 /* Accept a signed manifest if the pinned key signed it, it is newer, and its schema hash is
- * ours. *changed tells whether it replaced the current one. */
+ * ours. *changed tells whether it replaced the current one. The manifest in force offered
+ * again is NODE_OK with *changed false and msg "manifest version N is already in force". */
 node_err node_manifest_offer(
     node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg);
 /* Load what the node knows at start: manifest, own log position, clock, waits and wants. */

@@ -686,6 +686,26 @@ static void inmsg_free(node_engine *e, node_inmsg *q)
 static void inq_idle_cb(uv_idle_t *h);
 static void inq_step(node_engine *e);
 
+/* A push (a HEADERS message of a few headers) carries its author's newest headers at once:
+ * their clocks sample the author's clock offset. Answers to version vectors carry old headers,
+ * whose samples would only be smaller: they are not decoded for this. */
+#define CLOCK_SAMPLE_HEADERS 4
+static void clock_samples(node_engine *e, node_member *m, const proto_headers_msg *hm)
+{
+    if (hm->n > CLOCK_SAMPLE_HEADERS)
+        return;
+    uint64_t now = node_now_ms();
+    for (size_t i = 0; i < hm->n; i++) {
+        proto_header h;
+        if (proto_header_decode(hm->headers[i].p, hm->headers[i].len, &e->lim, &h, NULL)
+            != PROTO_OK)
+            continue;
+        if (memcmp(h.origin, m->origin, 32) == 0)
+            node_clock_sample(m, h.hlc.wall, now);
+        proto_header_fini(&h);
+    }
+}
+
 /* Take the message, HEADERS always, anything else when the queue is not empty; false when it
  * is for on_message at once. */
 static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *plain)
@@ -706,6 +726,7 @@ static bool inq_take(node_engine *e, node_link *l, node_member *m, proto_buf *pl
     if (kind == PROTO_K_HEADERS) {
         if (proto_headers_decode(plain->p, plain->len, &e->lim, &q->hm, NULL) == PROTO_OK) {
             q->is_headers = true;
+            clock_samples(e, m, &q->hm);
         } else if (e->inq_head == NULL) {
             free(q);
             return false; /* on_message says why */
