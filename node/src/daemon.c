@@ -101,21 +101,21 @@ static void stop(node_engine *e, const char *why)
         return;
     e->stopping = true;
     NODE_INFO("node.stop", "reason=%s", why);
-    uv_timer_stop(&e->tick);
-    uv_close((uv_handle_t *)&e->tick, closed_cb);
     if (e->timers_on) {
+        uv_timer_stop(&e->tick);
+        uv_close((uv_handle_t *)&e->tick, closed_cb);
         uv_timer_stop(&e->want_timer);
         uv_close((uv_handle_t *)&e->want_timer, closed_cb);
         uv_idle_stop(&e->retry_idle);
         uv_close((uv_handle_t *)&e->retry_idle, closed_cb);
         uv_idle_stop(&e->inq_idle);
         uv_close((uv_handle_t *)&e->inq_idle, closed_cb);
+        uv_signal_stop(&e->sigint);
+        uv_signal_stop(&e->sigterm);
+        uv_close((uv_handle_t *)&e->sigint, closed_cb);
+        uv_close((uv_handle_t *)&e->sigterm, closed_cb);
         e->timers_on = false;
     }
-    uv_signal_stop(&e->sigint);
-    uv_signal_stop(&e->sigterm);
-    uv_close((uv_handle_t *)&e->sigint, closed_cb);
-    uv_close((uv_handle_t *)&e->sigterm, closed_cb);
     node_links_close(e);
     node_inq_free(e);
     if (e->net != NULL)
@@ -172,14 +172,16 @@ int node_run(const char *dir)
             "node.fail", "error=\"cannot enter the data directory %s: %s\"", dir, strerror(errno));
         return 1;
     }
-    if (getcwd(e->dir, sizeof(e->dir)) == NULL)
-        snprintf(e->dir, sizeof(e->dir), "%s", dir);
+    if (getcwd(e->dir, sizeof(e->dir)) == NULL) {
+        NODE_ERROR("node.fail", "error=\"cannot tell the path of the data directory %s: %s\"", dir,
+            strerror(errno));
+        return 1;
+    }
     node_config_defaults(&e->cfg);
     node_err err;
-    if ((err = node_lock_acquire(".", &lock, &msg)) != NODE_OK) {
+    /* The data directory is named by its absolute path in messages: "." tells nobody which. */
+    if ((err = node_lock_acquire(e->dir, &lock, &msg)) != NODE_OK) {
         NODE_ERROR("node.fail", "error=\"%s\"", msg.text);
-        if (err == NODE_ELOCKED)
-            NODE_ERROR("node.fail", "dir=%s error=\"another pattod runs on this directory\"", dir);
         return 1;
     }
     if ((err = node_config_load("pattod.conf", &e->cfg, &msg)) != NODE_OK)
@@ -193,7 +195,7 @@ int node_run(const char *dir)
         goto fail;
     proto_limits_default(&e->lim);
     e->lim.max_message = e->cfg.max_message_bytes;
-    if ((err = node_store_open(".", e->cfg.map_size, e->cfg.map_size_max, &e->store, &msg))
+    if ((err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, &msg))
         != NODE_OK)
         goto fail;
     if ((err = node_engine_load(e, &msg)) != NODE_OK
@@ -206,20 +208,13 @@ int node_run(const char *dir)
     loop_ok = true;
     e->loop = &loop;
     e->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
-    if ((err = node_net_open(
-             &loop, e->cfg.listen, e->cfg.max_message_bytes, node_net_event, e, &e->net, &msg))
-        != NODE_OK) {
-        e->net = NULL;
-        goto fail;
-    }
+    /* Every handle is initialised before anything can fail, so that stop() may close them all
+     * whatever the point of failure. */
     uv_signal_init(&loop, &e->sigint);
     uv_signal_init(&loop, &e->sigterm);
     e->sigint.data = e->sigterm.data = e;
-    uv_signal_start(&e->sigint, signal_cb, SIGINT);
-    uv_signal_start(&e->sigterm, signal_cb, SIGTERM);
     uv_timer_init(&loop, &e->tick);
     e->tick.data = e;
-    uv_timer_start(&e->tick, tick_cb, e->cfg.anti_entropy_ms, e->cfg.anti_entropy_ms);
     uv_timer_init(&loop, &e->want_timer);
     e->want_timer.data = e;
     uv_idle_init(&loop, &e->retry_idle);
@@ -227,6 +222,15 @@ int node_run(const char *dir)
     uv_idle_init(&loop, &e->inq_idle);
     e->inq_idle.data = e;
     e->timers_on = true;
+    if ((err = node_net_open(
+             &loop, e->cfg.listen, e->cfg.max_message_bytes, node_net_event, e, &e->net, &msg))
+        != NODE_OK) {
+        e->net = NULL;
+        goto fail;
+    }
+    uv_signal_start(&e->sigint, signal_cb, SIGINT);
+    uv_signal_start(&e->sigterm, signal_cb, SIGTERM);
+    uv_timer_start(&e->tick, tick_cb, e->cfg.anti_entropy_ms, e->cfg.anti_entropy_ms);
     node_wants_schedule(e);
     if (e->nwaits > 0)
         node_retry_waits(e); /* what node_engine_load left for the loop */

@@ -14,7 +14,10 @@
 
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +57,17 @@ static int teardown(void **state)
     int rc = th_net_down(net);
     free(net);
     return rc;
+}
+
+static int write_text(const char *dir, const char *name, const char *text)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int rc = fputs(text, f) < 0 ? -1 : 0;
+    return fclose(f) != 0 ? -1 : rc;
 }
 
 /* Run pattod on node 0's directory to its end; returns its exit status and its log. */
@@ -120,12 +134,49 @@ static void second_node_on_same_dir_is_refused(void **state)
     th_net *net = *state;
     char log[8192];
     assert_int_equal(run_to_end(net, log, sizeof(log)), 1);
-    if (strstr(log, "is in use by another pattod") == NULL)
-        fail_msg("log: %s", log);
+    char want[700];
+    snprintf(want, sizeof(want), "%s is in use by another pattod", net->nodes[0].dir);
+    if (strstr(log, want) == NULL)
+        fail_msg("log lacks \"%s\": %s", want, log);
     /* The first node still answers. */
     th_out o = th_patto(net, 0, "status", NULL);
     assert_int_equal(o.status, 0);
     th_out_free(&o);
+}
+
+/* The port pattod should listen on is taken: a clear error naming the URL, exit 1, and no
+ * abort on the way out (every libuv handle is safe to close whatever failed). */
+static void busy_port_is_a_clear_error(void **state)
+{
+    th_net *net = *state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(net->nodes[0].port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    char log[8192], want[200];
+    int st = run_to_end(net, log, sizeof(log));
+    close(fd);
+    if (st != 1)
+        fail_msg("pattod exited %d, not 1:\n%s", st, log);
+    snprintf(want, sizeof(want), "cannot listen on tcp://127.0.0.1:%u", net->nodes[0].port);
+    if (strstr(log, want) == NULL || strstr(log, "Address in use") == NULL)
+        fail_msg("log lacks \"%s: Address in use\":\n%s", want, log);
+    if (strstr(log, "Assertion") != NULL)
+        fail_msg("pattod asserted on the way out:\n%s", log);
+}
+
+/* A store that is not an LMDB file: the message names the data directory, not ".". */
+static void bad_store_names_the_directory(void **state)
+{
+    th_net *net = *state;
+    assert_int_equal(write_text(net->nodes[0].dir, "data.mdb", "this is not an LMDB file\n"), 0);
+    char log[8192], want[700];
+    assert_int_equal(run_to_end(net, log, sizeof(log)), 1);
+    snprintf(want, sizeof(want), "cannot open the store in %s", net->nodes[0].dir);
+    if (strstr(log, want) == NULL)
+        fail_msg("log lacks \"%s\":\n%s", want, log);
 }
 
 static void sigterm_stops_cleanly_within_two_seconds(void **state)
@@ -267,6 +318,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(bad_config_names_file_and_line, setup_made, teardown),
         cmocka_unit_test_setup_teardown(readable_identity_is_refused, setup_made, teardown),
+        cmocka_unit_test_setup_teardown(busy_port_is_a_clear_error, setup_made, teardown),
+        cmocka_unit_test_setup_teardown(bad_store_names_the_directory, setup_made, teardown),
         cmocka_unit_test_setup_teardown(second_node_on_same_dir_is_refused, setup_up, teardown),
         cmocka_unit_test_setup_teardown(
             sigterm_stops_cleanly_within_two_seconds, setup_up, teardown),
