@@ -155,6 +155,76 @@ static void engine_free(node_engine *e)
     node_config_fini(&e->cfg);
 }
 
+/* The steps of a start that read the data directory: enter it, take its lock (when lock is not
+ * NULL), read pattod.conf, identity.key and the schema. NODE_EINVAL: the directory could not
+ * be entered or locked (logged here); other errors are in msg. */
+static node_err open_dir(node_engine *e, const char *dir, int *lock, node_errmsg *msg)
+{
+    if (chdir(dir) != 0) {
+        NODE_ERROR(
+            "node.fail", "error=\"cannot enter the data directory %s: %s\"", dir, strerror(errno));
+        return NODE_EINVAL;
+    }
+    if (getcwd(e->dir, sizeof(e->dir)) == NULL) {
+        NODE_ERROR("node.fail", "error=\"cannot tell the path of the data directory %s: %s\"", dir,
+            strerror(errno));
+        return NODE_EINVAL;
+    }
+    node_config_defaults(&e->cfg);
+    node_err err;
+    /* The data directory is named by its absolute path in messages: "." tells nobody which. */
+    if (lock != NULL && (err = node_lock_acquire(e->dir, lock, msg)) != NODE_OK) {
+        NODE_ERROR("node.fail", "error=\"%s\"", msg->text);
+        return NODE_EINVAL;
+    }
+    if ((err = node_config_load("pattod.conf", &e->cfg, msg)) != NODE_OK)
+        return err;
+    node_log_set_level(e->cfg.log_level);
+    if (proto_init() != PROTO_OK)
+        return node__fail(msg, NODE_EIO, "libsodium cannot start (no entropy source?)");
+    if ((err = load_identity(e, msg)) != NODE_OK || (err = load_schema(e, msg)) != NODE_OK)
+        return err;
+    proto_limits_default(&e->lim);
+    e->lim.max_message = e->cfg.max_message_bytes;
+    return NODE_OK;
+}
+
+int node_check(const char *dir)
+{
+    node_engine eng;
+    node_engine *e = &eng;
+    memset(e, 0, sizeof(*e));
+    node_errmsg msg = { { 0 } };
+    node_err err = open_dir(e, dir, NULL, &msg);
+    if (err == NODE_EINVAL)
+        return 1; /* said already */
+    /* A node that never ran has no store yet: nothing more to check. */
+    if (err == NODE_OK && access("data.mdb", F_OK) == 0) {
+        err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, &msg);
+        if (err == NODE_OK)
+            err = node_manifest_load(e, &msg);
+        if (err == NODE_OK)
+            err = node_config_dials_fit(e, &e->manifest, &msg);
+    }
+    int code = 0;
+    if (err == NODE_OK || err == NODE_ENOTFOUND) {
+        char hash[65];
+        proto_hex_encode(e->schema_hash, 32, hash);
+        printf("pattod: %s: pattod.conf, %s and %s (schema %.16s) are valid", e->dir, IDENTITY_FILE,
+            e->cfg.schema, hash);
+        if (e->have_manifest)
+            printf("; manifest version %llu fits this node (org %s)\n",
+                (unsigned long long)e->manifest.version, e->cfg.org);
+        else
+            printf("; no manifest imported yet\n");
+    } else {
+        NODE_ERROR("node.check", "dir=%s error=\"%s\"", e->dir, msg.text);
+        code = 1;
+    }
+    engine_free(e);
+    return code;
+}
+
 int node_run(const char *dir)
 {
     node_engine eng;
@@ -167,34 +237,11 @@ int node_run(const char *dir)
     bool loop_ok = false;
 
     e->started_ms = node_now_ms();
-    if (chdir(dir) != 0) {
-        NODE_ERROR(
-            "node.fail", "error=\"cannot enter the data directory %s: %s\"", dir, strerror(errno));
-        return 1;
-    }
-    if (getcwd(e->dir, sizeof(e->dir)) == NULL) {
-        NODE_ERROR("node.fail", "error=\"cannot tell the path of the data directory %s: %s\"", dir,
-            strerror(errno));
-        return 1;
-    }
-    node_config_defaults(&e->cfg);
-    node_err err;
-    /* The data directory is named by its absolute path in messages: "." tells nobody which. */
-    if ((err = node_lock_acquire(e->dir, &lock, &msg)) != NODE_OK) {
-        NODE_ERROR("node.fail", "error=\"%s\"", msg.text);
-        return 1;
-    }
-    if ((err = node_config_load("pattod.conf", &e->cfg, &msg)) != NODE_OK)
+    node_err err = open_dir(e, dir, &lock, &msg);
+    if (err == NODE_EINVAL)
+        return 1; /* said already */
+    if (err != NODE_OK)
         goto fail;
-    node_log_set_level(e->cfg.log_level);
-    if (proto_init() != PROTO_OK) {
-        node__fail(&msg, NODE_EIO, "libsodium cannot start (no entropy source?)");
-        goto fail;
-    }
-    if ((err = load_identity(e, &msg)) != NODE_OK || (err = load_schema(e, &msg)) != NODE_OK)
-        goto fail;
-    proto_limits_default(&e->lim);
-    e->lim.max_message = e->cfg.max_message_bytes;
     if ((err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, &msg))
         != NODE_OK)
         goto fail;

@@ -97,6 +97,52 @@ static node_err members_rebuild(node_engine *e)
     return NODE_OK;
 }
 
+node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
+{
+    const proto_member *me = proto_manifest_find(m, proto_identity_origin(e->me));
+    if (me == NULL)
+        return node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " does not list this node's key (identity.key): ask the "
+            "network admin to add this node's member entry",
+            m->version);
+    if (memcmp(m->schema_hash, e->schema_hash, 32) != 0) {
+        char want[65], have[65];
+        proto_hex_encode(m->schema_hash, 32, want);
+        proto_hex_encode(e->schema_hash, 32, have);
+        return node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " names schema %s but this node's %s is %s: install "
+            "the network's schema file",
+            m->version, want, e->cfg.schema, have);
+    }
+    const char *role = proto_role_name(me->role);
+    if (me->org.len != strlen(e->cfg.org) || memcmp(me->org.p, e->cfg.org, me->org.len) != 0
+        || role == NULL || strcmp(role, e->cfg.role) != 0)
+        return node__fail(msg, NODE_EINVAL,
+            "pattod.conf says org %s, role %s, but manifest version %" PRIu64
+            " lists this node's key (identity.key) as org %.*s, role %s: correct [node] org and "
+            "role, or use the identity.key of org %s",
+            e->cfg.org, e->cfg.role, m->version, (int)me->org.len, (const char *)me->org.p,
+            role ? role : "?", e->cfg.org);
+    return NODE_OK;
+}
+
+node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
+{
+    for (size_t i = 0; i < e->cfg.ndials; i++) {
+        const char *org = e->cfg.dials[i].org;
+        bool member = false;
+        for (size_t k = 0; k < m->nmembers && !member; k++)
+            member = m->members[k].org.len == strlen(org)
+                && memcmp(m->members[k].org.p, org, m->members[k].org.len) == 0;
+        if (!member)
+            return node__fail(msg, NODE_ECONFIG,
+                "pattod.conf: [dial] names org %s, which is not a member of manifest version "
+                "%" PRIu64 " (see 'patto status' for the members): correct or remove the line",
+                org, m->version);
+    }
+    return NODE_OK;
+}
+
 typedef struct put_manifest {
     const uint8_t *bytes;
     size_t len;
@@ -138,22 +184,11 @@ node_err node_manifest_offer(
             m.version, e->manifest.version);
         goto out;
     }
-    if (memcmp(m.schema_hash, e->schema_hash, 32) != 0) {
-        char want[65], have[65];
-        proto_hex_encode(m.schema_hash, 32, want);
-        proto_hex_encode(e->schema_hash, 32, have);
-        err = node__fail(msg, NODE_EINVAL,
-            "the manifest names schema %s but this node's %s is %s: install the "
-            "network's schema file first",
-            want, e->cfg.schema, have);
+    if ((err = node_manifest_fits(e, &m, msg)) != NODE_OK)
         goto out;
-    }
-    if (proto_manifest_find(&m, proto_identity_origin(e->me)) == NULL) {
-        err = node__fail(msg, NODE_EINVAL,
-            "this node (org %s) is not a member of manifest version %" PRIu64, e->cfg.org,
-            m.version);
-        goto out;
-    }
+    node_errmsg dial;
+    if (node_config_dials_fit(e, &m, &dial) != NODE_OK)
+        NODE_ERROR("config.dial", "detail=\"%s\"", dial.text);
     /* The decoded manifest borrows from its input: keep our own copy of the bytes. */
     if ((copy = malloc(len)) == NULL) {
         err = NODE_ENOMEM;
@@ -1426,6 +1461,39 @@ static node_err migrate_cb(node_txn *t, void *ctx)
     return ledger_migrate(t, ctx);
 }
 
+node_err node_manifest_load(node_engine *e, node_errmsg *msg)
+{
+    manifest_read r = { NULL, 0 };
+    node_err err = node_store_read(e->store, manifest_read_cb, &r, msg);
+    if (err != NODE_OK)
+        return err == NODE_ENOTFOUND ? node__fail(msg, NODE_ENOTFOUND, "no manifest imported yet")
+                                     : err;
+    proto_manifest m;
+    proto_diag diag = { 0, "" };
+    if (proto_manifest_decode(r.bytes, r.len, &e->lim, &m, &diag) != PROTO_OK) {
+        free(r.bytes);
+        return node__fail(msg, NODE_ECORRUPT, "the stored manifest does not decode: %s at byte %zu",
+            diag.reason, diag.offset);
+    }
+    if (proto_manifest_verify(&m, e->cfg.admin_pub) != PROTO_OK)
+        err = node__fail(msg, NODE_ECONFIG,
+            "the stored manifest (version %" PRIu64 ") is not signed by [network] admin_pub: "
+            "pattod.conf names another network's admin key",
+            m.version);
+    else if ((err = node_manifest_fits(e, &m, msg)) != NODE_OK)
+        err = NODE_ECONFIG;
+    if (err != NODE_OK) {
+        proto_manifest_fini(&m);
+        free(r.bytes);
+        return err;
+    }
+    e->manifest = m;
+    e->manifest_bytes = r.bytes;
+    e->manifest_len = r.len;
+    e->have_manifest = true;
+    return NODE_OK;
+}
+
 node_err node_engine_load(node_engine *e, node_errmsg *msg)
 {
     size_t moved = 0;
@@ -1437,24 +1505,11 @@ node_err node_engine_load(node_engine *e, node_errmsg *msg)
             "records=%zu detail=\"bodies and applied marks keyed by log "
             "place\"",
             moved);
-    manifest_read r = { NULL, 0 };
-    node_err err = node_store_read(e->store, manifest_read_cb, &r, msg);
-    if (err == NODE_OK) {
-        proto_diag diag;
-        if (proto_manifest_decode(r.bytes, r.len, &e->lim, &e->manifest, &diag) != PROTO_OK
-            || proto_manifest_verify(&e->manifest, e->cfg.admin_pub) != PROTO_OK) {
-            free(r.bytes);
-            return node__fail(
-                msg, NODE_ECORRUPT, "the stored manifest does not verify with [network] admin_pub");
-        }
-        e->manifest_bytes = r.bytes;
-        e->manifest_len = r.len;
-        e->have_manifest = true;
-        if ((err = members_rebuild(e)) != NODE_OK)
-            return err;
-    } else if (err != NODE_ENOTFOUND) {
+    node_err err = node_manifest_load(e, msg);
+    if (err == NODE_OK && (err = node_config_dials_fit(e, &e->manifest, msg)) == NODE_OK)
+        err = members_rebuild(e);
+    if (err != NODE_OK && err != NODE_ENOTFOUND)
         return err;
-    }
     load_ctx c = { .e = e };
     if ((err = node_store_read(e->store, load_cb, &c, msg)) != NODE_OK) {
         free(c.wants);

@@ -202,6 +202,16 @@ void node_retry_waits(node_engine *e);
  * again is NODE_OK with *changed false and msg "manifest version N is already in force". */
 node_err node_manifest_offer(
     node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg);
+/* Does manifest m fit this node: does it name this node's schema, and list this node's
+ * identity key under [node] org and role? NODE_EINVAL with a sentence saying what to correct. */
+node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
+/* Is every [dial] org of pattod.conf a member of m? NODE_ECONFIG naming the first that is not
+ * (a typo is never ignored: it stops a start, and is logged when a manifest arrives). */
+node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
+/* Read the manifest stored in force, check its signature and that it fits this node
+ * (node_manifest_fits), and adopt it (without rebuilding the member table). NODE_ENOTFOUND
+ * when none was imported yet; NODE_ECONFIG when it does not fit this configuration. */
+node_err node_manifest_load(node_engine *e, node_errmsg *msg);
 /* Load what the node knows at start: manifest, own log position, clock, waits and wants. */
 node_err node_engine_load(node_engine *e, node_errmsg *msg);
 

@@ -70,8 +70,9 @@ static int write_text(const char *dir, const char *name, const char *text)
     return fclose(f) != 0 ? -1 : rc;
 }
 
-/* Run pattod on node 0's directory to its end; returns its exit status and its log. */
-static int run_to_end(th_net *net, char *log, size_t logsize)
+/* Run pattod on node 0's directory to its end (with extra, an option, or NULL); returns its
+ * exit status and what it wrote (stderr, then stdout). */
+static int run_args(th_net *net, const char *extra, char *log, size_t logsize)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -79,8 +80,9 @@ static int run_to_end(th_net *net, char *log, size_t logsize)
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(fds[1], 2);
+        dup2(fds[1], 1);
         close(fds[0]);
-        execl(PATTOD_BIN, PATTOD_BIN, "--dir", net->nodes[0].dir, (char *)NULL);
+        execl(PATTOD_BIN, PATTOD_BIN, "--dir", net->nodes[0].dir, extra, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -93,6 +95,27 @@ static int run_to_end(th_net *net, char *log, size_t logsize)
     int st;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run_to_end(th_net *net, char *log, size_t logsize)
+{
+    return run_args(net, NULL, log, logsize);
+}
+
+/* Replace the first occurrence of from by to in node i's pattod.conf. */
+static void conf_replace(th_net *net, size_t i, const char *from, const char *to)
+{
+    char path[700], text[4096], out[4200];
+    snprintf(path, sizeof(path), "%s/pattod.conf", net->nodes[i].dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    assert_int_equal(write_text(net->nodes[i].dir, "pattod.conf", out), 0);
 }
 
 static void bad_config_names_file_and_line(void **state)
@@ -259,6 +282,85 @@ static bool has_version(th_net *net, void *ctx)
     return ok;
 }
 
+/* --check-config reads everything a start reads and says whether it fits, without starting. */
+static void check_config_without_starting(void **state)
+{
+    th_net *net = *state;
+    char out[8192];
+    /* A stopped node that holds a store and a manifest. */
+    assert_int_equal(th_stop(net, 0, SIGTERM), 0);
+    assert_int_equal(run_args(net, "--check-config", out, sizeof(out)), 0);
+    if (strstr(out, "manifest version 1 fits this node (org comune-1)") == NULL)
+        fail_msg("output: %s", out);
+    /* It takes no lock: a running node can be checked. */
+    assert_int_equal(th_start(net, 0), 0);
+    assert_int_equal(run_args(net, "--check-config", out, sizeof(out)), 0);
+    assert_int_equal(th_stop(net, 0, SIGTERM), 0);
+    /* A typo stops it with the file and line. */
+    assert_int_equal(th_conf_append(net, 0, "admin_pubb = 00\n"), 0);
+    assert_int_equal(run_args(net, "--check-config", out, sizeof(out)), 1);
+    if (strstr(out, "unknown key 'admin_pubb' in [network]") == NULL)
+        fail_msg("output: %s", out);
+}
+
+/* A directory fresh from patto init (no store yet) is checked as far as it goes. */
+static void check_config_before_first_start(void **state)
+{
+    th_net *net = *state;
+    char out[8192];
+    assert_int_equal(run_args(net, "--check-config", out, sizeof(out)), 0);
+    if (strstr(out, "are valid; no manifest imported yet") == NULL)
+        fail_msg("output: %s", out);
+    char data[700];
+    snprintf(data, sizeof(data), "%s/data.mdb", net->nodes[0].dir);
+    assert_int_equal(access(data, F_OK), -1); /* the check created no store */
+}
+
+/* A [dial] line for an org that is not a member is a typo: never ignored. */
+static void dial_for_non_member_is_refused(void **state)
+{
+    th_net *net = *state;
+    assert_int_equal(th_stop(net, 0, SIGTERM), 0);
+    assert_int_equal(th_conf_append(net, 0, "[dial]\ncpia-2 = tcp://127.0.0.1:9\n"), 0);
+    char log[8192];
+    const char *want = "[dial] names org cpia-2, which is not a member of manifest version 1";
+    assert_int_equal(run_to_end(net, log, sizeof(log)), 1);
+    if (strstr(log, want) == NULL)
+        fail_msg("start: log lacks \"%s\":\n%s", want, log);
+    assert_int_equal(run_args(net, "--check-config", log, sizeof(log)), 1);
+    if (strstr(log, want) == NULL)
+        fail_msg("check: output lacks \"%s\":\n%s", want, log);
+}
+
+/* pattod.conf naming another org than the one the manifest lists for this node's key. */
+static void org_must_match_identity_key(void **state)
+{
+    th_net *net = *state;
+    assert_int_equal(th_stop(net, 0, SIGTERM), 0);
+    conf_replace(net, 0, "org = comune-1", "org = cpia-1");
+    char log[8192];
+    const char *want = "pattod.conf says org cpia-1, role comune, but manifest version 1 lists "
+                       "this node's key (identity.key) as org comune-1, role comune";
+    assert_int_equal(run_to_end(net, log, sizeof(log)), 1);
+    if (strstr(log, want) == NULL)
+        fail_msg("log lacks \"%s\":\n%s", want, log);
+    assert_int_equal(run_args(net, "--check-config", log, sizeof(log)), 1);
+    if (strstr(log, want) == NULL)
+        fail_msg("check: output lacks \"%s\":\n%s", want, log);
+}
+
+/* Importing the manifest in force again is a no-op that succeeds (automation repeats steps). */
+static void same_manifest_again_is_a_no_op(void **state)
+{
+    th_net *net = *state;
+    th_out o = th_patto(net, 0, "manifest", "import", net->manifest, NULL);
+    if (o.status != 0)
+        fail_msg("exit %d: %s %s", o.status, o.out ? o.out : "", o.err ? o.err : "");
+    th_out_free(&o);
+    version_want still = { 0, 1 };
+    assert_true(has_version(net, &still));
+}
+
 static void manifest_spreads_by_gossip(void **state)
 {
     th_net *net = *state;
@@ -324,6 +426,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             sigterm_stops_cleanly_within_two_seconds, setup_up, teardown),
         cmocka_unit_test_setup_teardown(manifest_spreads_by_gossip, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(check_config_without_starting, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(check_config_before_first_start, setup_made, teardown),
+        cmocka_unit_test_setup_teardown(dial_for_non_member_is_refused, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(org_must_match_identity_key, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(same_manifest_again_is_a_no_op, setup_up, teardown),
         cmocka_unit_test_setup_teardown(concurrent_operators_all_answered, setup_up, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

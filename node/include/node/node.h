@@ -300,6 +300,16 @@ NODE_NODISCARD node_err node_schema_check(const node_scope_def *scope, const nod
  */
 int node_run(const char *dir);
 
+/*
+ * Check data directory `dir` without starting a node (pattod --check-config): pattod.conf,
+ * identity.key, the schema, and, when the node has a store, that the manifest in force is
+ * signed by [network] admin_pub, names this schema, lists this node's key under [node] org and
+ * role, and has every [dial] org as a member. Takes no lock (a running node may be checked).
+ * Prints one line on stdout and returns 0 when all is well; logs the first problem and returns
+ * 1 otherwise.
+ */
+int node_check(const char *dir);
+
 #ifdef __cplusplus
 }
 #endif
