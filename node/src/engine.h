@@ -55,6 +55,7 @@ typedef struct node_link {
     uv_timer_t timer;               /* handshake deadline */
     uint64_t rx_ms, tx_ms, ping_ms; /* last frame received / sent, last ping (node_now_ms) */
     bool closing;
+    char addr[64]; /* the remote address, "IP:PORT" */
 } node_link;
 
 /* A body this node holds but has not merged yet, and why. */
@@ -135,6 +136,7 @@ struct node_engine {
 
     /* counters for status */
     uint64_t rejected, refused;
+    node_loglimit peer_log; /* peer.reject and peer.drop lines of peers that keep trying */
 };
 
 /* keycache.c: the open scope key of k (its tag), borrowed from the engine's cache and valid

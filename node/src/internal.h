@@ -12,6 +12,31 @@
 node_err node__fail(node_errmsg *msg, node_err err, const char *fmt, ...) NODE_PRINTF(3, 4);
 
 /* ---------------------------------------------------------------------------------------- */
+/* log.c: a line that could repeat without end (a stranger dialling again and again) is logged
+ * once per key, then at most once per interval, the interval doubling from NODE_LOGLIMIT_MIN_MS
+ * to NODE_LOGLIMIT_MAX_MS (and starting again after that long without the key), with the
+ * count of lines held back. At most NODE_LOGLIMIT_KEYS keys are remembered; a new key takes
+ * the place of the one seen least recently. Not synchronised: one thread per limiter. */
+
+#define NODE_LOGLIMIT_KEYS 64
+#define NODE_LOGLIMIT_MIN_MS 10000u
+#define NODE_LOGLIMIT_MAX_MS 3600000u
+
+typedef struct node_loglimit_slot {
+    char key[96];
+    uint64_t seen_ms, next_ms, interval_ms;
+    uint64_t held;
+} node_loglimit_slot;
+
+typedef struct node_loglimit {
+    node_loglimit_slot slot[NODE_LOGLIMIT_KEYS];
+} node_loglimit;
+
+/* Should the line of this key be logged at now_ms? When true, *held is how many were held
+ * back since the last one logged. */
+bool node_loglimit_pass(node_loglimit *l, const char *key, uint64_t now_ms, uint64_t *held);
+
+/* ---------------------------------------------------------------------------------------- */
 /* net.c: nng sockets (peers: pair1 poly; control: rep0 on ipc://control.sock)               */
 
 #include <uv.h>
@@ -19,7 +44,8 @@ node_err node__fail(node_errmsg *msg, node_err err, const char *fmt, ...) NODE_P
 typedef struct node_net node_net;
 
 typedef enum node_net_ev {
-    NODE_NET_PIPE_UP,   /* a peer connection is up (dialer != 0 when we dialled it) */
+    NODE_NET_PIPE_UP,   /* a peer connection is up (dialer != 0 when we dialled it); data is
+                         * the remote address, "IP:PORT" */
     NODE_NET_PIPE_DOWN, /* a peer connection is gone */
     NODE_NET_MESSAGE,   /* a message from a peer pipe */
     NODE_NET_CONTROL,   /* a control request; answer with node_net_ctl_reply */

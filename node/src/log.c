@@ -52,3 +52,37 @@ void node_log(node_log_level level, const char *event, const char *fmt, ...)
     fprintf(log_out ? log_out : stderr, "ts=%s level=%s event=%s%s%s\n", when, level_names[level],
         event, rest[0] ? " " : "", rest);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Rate limits                                                                               */
+
+bool node_loglimit_pass(node_loglimit *l, const char *key, uint64_t now_ms, uint64_t *held)
+{
+    node_loglimit_slot *s = NULL, *oldest = &l->slot[0];
+    for (size_t i = 0; i < NODE_LOGLIMIT_KEYS && s == NULL; i++) {
+        node_loglimit_slot *x = &l->slot[i];
+        if (x->seen_ms != 0 && strcmp(x->key, key) == 0)
+            s = x;
+        else if (x->seen_ms < oldest->seen_ms)
+            oldest = x;
+    }
+    if (s != NULL && now_ms - s->seen_ms >= NODE_LOGLIMIT_MAX_MS)
+        s->interval_ms = 0; /* quiet for the longest interval: start afresh */
+    if (s == NULL) {
+        s = oldest; /* a free slot (seen_ms 0), or the key seen least recently */
+        memset(s, 0, sizeof(*s));
+        snprintf(s->key, sizeof(s->key), "%s", key);
+    }
+    s->seen_ms = now_ms;
+    if (s->interval_ms != 0 && now_ms < s->next_ms) {
+        s->held++;
+        return false;
+    }
+    *held = s->held;
+    s->held = 0;
+    s->interval_ms = s->interval_ms == 0            ? NODE_LOGLIMIT_MIN_MS
+        : s->interval_ms * 2 > NODE_LOGLIMIT_MAX_MS ? NODE_LOGLIMIT_MAX_MS
+                                                    : s->interval_ms * 2;
+    s->next_ms = now_ms + s->interval_ms;
+    return true;
+}

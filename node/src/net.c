@@ -438,6 +438,28 @@ static void conn_free(conn *c)
     free(c);
 }
 
+/* The remote address of a stream as text, "IP:PORT" ("?" when nng cannot tell). */
+static void remote_addr(nng_stream *s, char *out, size_t size)
+{
+    nng_sockaddr sa;
+    snprintf(out, size, "?");
+    if (nng_stream_get_addr(s, NNG_OPT_REMADDR, &sa) != 0)
+        return;
+    if (sa.s_family == NNG_AF_INET) {
+        const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+        const uint8_t *p = (const uint8_t *)&sa.s_in.sa_port;
+        snprintf(out, size, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], (unsigned)(p[0] << 8 | p[1]));
+    } else if (sa.s_family == NNG_AF_INET6) {
+        const uint8_t *a = sa.s_in6.sa_addr, *p = (const uint8_t *)&sa.s_in6.sa_port;
+        size_t o = (size_t)snprintf(out, size, "[");
+        for (int i = 0; i < 16 && o < size; i += 2)
+            o += (size_t)snprintf(
+                out + o, size - o, "%s%x", i ? ":" : "", (unsigned)(a[i] << 8 | a[i + 1]));
+        if (o < size)
+            snprintf(out + o, size - o, "]:%u", (unsigned)(p[0] << 8 | p[1]));
+    }
+}
+
 /* A stream is connected (nng thread): announce it, send our SP header, start reading. On
  * failure the stream is closed and false returned. */
 static bool conn_start(node_net *n, nng_stream *s, uint32_t dialer_id)
@@ -476,9 +498,13 @@ static bool conn_start(node_net *n, nng_stream *s, uint32_t dialer_id)
     do
         c->id = ++n->next_conn;
     while (c->id == 0 || conn_find_locked(n, c->id) != NULL);
-    net_ev ev = { NULL, NODE_NET_PIPE_UP, c->id, dialer_id, NULL, NULL, 0, 0 };
-    if (!push_locked(n, ev)) {
+    char addr[64];
+    remote_addr(s, addr, sizeof(addr));
+    net_ev ev = { NULL, NODE_NET_PIPE_UP, c->id, dialer_id, NULL, (uint8_t *)strdup(addr), 0,
+        strlen(addr) };
+    if (ev.buf == NULL || !push_locked(n, ev)) {
         pthread_mutex_unlock(&n->lock);
+        free(ev.buf);
         free(t);
         conn_free(c);
         return false;

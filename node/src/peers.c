@@ -71,11 +71,40 @@ static void link_free(node_engine *e, node_link *l)
     uv_close((uv_handle_t *)&l->timer, link_closed_cb);
 }
 
-static void link_drop(node_engine *e, node_link *l, const char *why)
+/* A line about a link that could repeat for as long as its peer keeps trying (a stranger, a
+ * member with another manifest): once per address and cause, then backing off (log.c). The
+ * key is the address without its port, which changes with every connection. */
+static bool peer_log_pass(node_engine *e, const node_link *l, const char *cause, uint64_t *held)
+{
+    char key[96];
+    const char *colon = strrchr(l->addr, ':');
+    int n = colon != NULL ? (int)(colon - l->addr) : (int)strlen(l->addr);
+    snprintf(key, sizeof(key), "%.*s %s", n, l->addr, cause);
+    return node_loglimit_pass(&e->peer_log, key, node_now_ms(), held);
+}
+
+/* The org of the member at the other end, once known (dialled or authenticated). */
+static const char *link_org(node_engine *e, const node_link *l)
 {
     node_member *m = node_member_by_origin(e, l->peer);
-    NODE_INFO(
-        "peer.drop", "pipe=%" PRIu32 " org=%s reason=\"%s\"", l->pipe, m ? m->org : "unknown", why);
+    return m != NULL ? m->org : "unknown";
+}
+
+/* The level of a line that peer_log_pass may hold back: held lines still go to debug. */
+static node_log_level peer_log_level(
+    node_engine *e, const node_link *l, const char *cause, node_log_level level, uint64_t *held)
+{
+    *held = 0;
+    return peer_log_pass(e, l, cause, held) ? level : NODE_LOG_DEBUG;
+}
+
+static void link_drop(node_engine *e, node_link *l, const char *why)
+{
+    uint64_t held = 0;
+    node_log_level lv
+        = l->state == LINK_UP ? NODE_LOG_INFO : peer_log_level(e, l, why, NODE_LOG_INFO, &held);
+    node_log(lv, "peer.drop", "addr=%s org=%s reason=\"%s\" held=%" PRIu64, l->addr, link_org(e, l),
+        why, held);
     uint32_t pipe = l->pipe;
     link_free(e, l);
     node_net_drop(e->net, pipe);
@@ -972,6 +1001,29 @@ static void established(node_engine *e, node_link *l)
         send_vv(e, m, l, false);
 }
 
+static const char *const stage_names[] = { "hello-reply", "hello", "hello-finish", "session" };
+
+/* A handshake or session frame refused: one readable line per address and cause (then
+ * backing off), and the link dropped without a line of its own. A node that has no manifest
+ * yet refuses everyone: that is said once as what it is. */
+static void peer_reject(node_engine *e, node_link *l, proto_err perr, const proto_diag *diag)
+{
+    const char *reason = proto_strerror(perr);
+    if (!e->have_manifest && perr == PROTO_ENOTMEMBER)
+        reason = "this node has no manifest yet, so it knows no member: import one with "
+                 "'patto manifest import FILE'";
+    uint64_t held;
+    node_log_level lv = peer_log_level(e, l, reason, NODE_LOG_WARN, &held);
+    char detail[160] = "";
+    if (diag->reason[0] != 0)
+        snprintf(detail, sizeof(detail), " detail=\"%s at byte %zu\"", diag->reason, diag->offset);
+    node_log(lv, "peer.reject", "addr=%s org=%s stage=%s reason=\"%s\"%s held=%" PRIu64, l->addr,
+        link_org(e, l), stage_names[l->state], reason, detail, held);
+    uint32_t pipe = l->pipe;
+    link_free(e, l);
+    node_net_drop(e->net, pipe);
+}
+
 static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, size_t len)
 {
     proto_diag diag = { 0, "" };
@@ -1027,12 +1079,7 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
         return;
     }
     }
-    char what[256];
-    snprintf(
-        what, sizeof(what), "%s (%s at byte %zu)", proto_strerror(perr), diag.reason, diag.offset);
-    NODE_WARN(
-        "peer.reject", "pipe=%" PRIu32 " state=%d reason=\"%s\"", l->pipe, (int)l->state, what);
-    link_drop(e, l, "bad handshake or frame");
+    peer_reject(e, l, perr, &diag);
 }
 
 void node_net_event(
@@ -1056,6 +1103,8 @@ void node_net_event(
         l->eng = e;
         l->pipe = pipe;
         l->dialer = dialer;
+        snprintf(l->addr, sizeof(l->addr), "%.*s", (int)(len < 63 ? len : 63),
+            data != NULL ? (const char *)data : "?");
         l->timer.data = l;
         uv_timer_init(e->loop, &l->timer);
         uv_timer_start(&l->timer, timer_cb, e->cfg.handshake_timeout_ms, 0);
@@ -1090,12 +1139,16 @@ void node_net_event(
         node_member *m = node_member_by_origin(e, l->peer);
         int wl = (int)(len < 160 ? len : 160);
         const char *why = data != NULL ? (const char *)data : "";
+        uint64_t held = 0;
         if (l->state == LINK_UP)
-            NODE_INFO("peer.down", "org=%s pipe=%" PRIu32 " reason=\"%.*s\"", m ? m->org : "?",
-                pipe, wl, why);
+            NODE_INFO(
+                "peer.down", "org=%s addr=%s reason=\"%.*s\"", m ? m->org : "?", l->addr, wl, why);
         else
-            NODE_INFO("peer.drop", "pipe=%" PRIu32 " org=%s state=%d reason=\"%.*s\"", pipe,
-                m ? m->org : "unknown", (int)l->state, wl, why);
+            node_log(peer_log_level(e, l, "closed during the handshake", NODE_LOG_INFO, &held),
+                "peer.drop",
+                "addr=%s org=%s stage=%s reason=\"closed during the handshake: %.*s\" "
+                "held=%" PRIu64,
+                l->addr, m ? m->org : "unknown", stage_names[l->state], wl, why, held);
         link_free(e, l);
         return;
     }

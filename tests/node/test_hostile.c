@@ -53,21 +53,9 @@ static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia", "prefettur
 #define FP_RECV_MAX (PROTO_MAX_MESSAGE_DEFAULT + 65536u)
 #define HOUR_MS 3600000u
 
-static int setup(void **state)
-{
-    th_net *net = calloc(1, sizeof(*net));
-    if (net == NULL)
-        return -1;
-    *state = net;
-    if (th_net_up(net, 3, orgs) != 0) {
-        net->keep = true;
-        th_dump_logs(net);
-        return -1;
-    }
-    return 0;
-}
-
-/* A network whose comune starts with extra pattod.conf lines (conf). */
+/* A network whose comune starts with extra pattod.conf lines (conf). The comune logs at debug
+ * level: a line a peer could repeat without end is logged at its own level once per address
+ * and cause, then at debug level while it is held back, and the scenarios count every one. */
 static int setup_with(void **state, const char *conf)
 {
     th_net *net = calloc(1, sizeof(*net));
@@ -75,6 +63,8 @@ static int setup_with(void **state, const char *conf)
         return -1;
     *state = net;
     int rc = th_net_make(net, 3, orgs);
+    if (rc == 0)
+        rc = th_conf_append(net, COMUNE, "\n[node]\nlog_level = debug\n");
     if (rc == 0)
         rc = th_conf_append(net, COMUNE, conf);
     for (size_t i = 0; rc == 0 && i < net->n; i++)
@@ -84,6 +74,11 @@ static int setup_with(void **state, const char *conf)
         th_dump_logs(net);
     }
     return rc;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, "");
 }
 
 /* Silence is tested with a 1 s handshake deadline. */
@@ -827,7 +822,7 @@ static void stranger_gets_nothing(void **state)
     assert_int_equal(proto_hs_initiate(stranger, comune, NULL, &hs, &hello), PROTO_OK);
     proto_handshake_free(hs);
     assert_int_equal(replace32(hello.p, hello.len, proto_identity_origin(stranger), cpia), 1);
-    size_t bad_finish = count3(net, COMUNE, "event=peer.reject", "state=2", "signature");
+    size_t bad_finish = count3(net, COMUNE, "event=peer.reject", "stage=hello-finish", "signature");
     CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
     CHECK(net, fp_send_raw(p, hello.p, hello.len) == FP_OK, "HELLO: %s", fp_error(p));
     proto_buf_free(&hello);
@@ -845,11 +840,83 @@ static void stranger_gets_nothing(void **state)
     CHECK(net, fp_wait_closed(p, 8000), "the comune kept the impersonator's pipe open");
     CHECK(net, fp_recv_raw(p, 300, &m) == FP_TIMEOUT && fp_received(p) == 1,
         "the impersonator received %zu messages", fp_received(p));
-    CHECK(net, wait_log(net, COMUNE, bad_finish, 5000, "event=peer.reject", "state=2", "signature"),
+    CHECK(net,
+        wait_log(
+            net, COMUNE, bad_finish, 5000, "event=peer.reject", "stage=hello-finish", "signature"),
         "the comune did not log the bad HELLO_FINISH");
     fp_close(p);
     proto_identity_free(stranger);
     still_serving(net, true);
+}
+
+/* A stranger that dials again and again: one warn line for its address and cause, the rest
+ * held back to debug level (the log of a node under a redialling stranger stays readable). */
+static void stranger_redialling_is_logged_once(void **state)
+{
+    th_net *net = *state;
+    char url[64];
+    node_url(net, COMUNE, url);
+    uint8_t comune[32];
+    node_origin(net, COMUNE, comune);
+    proto_identity *stranger = NULL;
+    assert_int_equal(proto_identity_new(NULL, &stranger), PROTO_OK);
+    const char *reason = "reason=\"peer is not a member of the current manifest\"";
+    size_t warn = count3(net, COMUNE, "level=warn event=peer.reject", reason, "addr=127.0.0.1:");
+    size_t all = count3(net, COMUNE, "event=peer.reject", reason, "addr=127.0.0.1:");
+    enum { TRIES = 12 };
+    for (int k = 0; k < TRIES; k++) {
+        fp_peer *p = NULL;
+        CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+        CHECK(net, fp_send_hello(p, stranger, comune) == FP_OK, "HELLO: %s", fp_error(p));
+        CHECK(net, fp_wait_closed(p, 8000), "the comune kept a stranger's pipe open");
+        fp_close(p);
+    }
+    CHECK(net,
+        wait_log(
+            net, COMUNE, all + TRIES - 1, 5000, "event=peer.reject", reason, "addr=127.0.0.1:"),
+        "the comune did not refuse the stranger %d times", TRIES);
+    size_t warned = count3(net, COMUNE, "level=warn event=peer.reject", reason, "addr=127.0.0.1:");
+    CHECK(net, warned == warn + 1, "%zu warn lines for %d refusals of one stranger", warned - warn,
+        TRIES);
+    proto_identity_free(stranger);
+    still_serving(net, true);
+}
+
+/* A node without a manifest refuses every peer, and says why as what it is. */
+static void no_manifest_says_so(void **state)
+{
+    th_net *net = *state;
+    CHECK(net, th_start(net, COMUNE) == 0, "the comune did not start");
+    char url[64];
+    node_url(net, COMUNE, url);
+    uint8_t comune[32];
+    node_origin(net, COMUNE, comune);
+    proto_identity *cpia = member_identity(net, CPIA);
+    fp_peer *p = NULL;
+    CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
+    CHECK(net, fp_send_hello(p, cpia, comune) == FP_OK, "HELLO: %s", fp_error(p));
+    CHECK(net, fp_wait_closed(p, 8000), "the comune kept the pipe open");
+    CHECK(net, fp_received(p) == 0, "the comune answered without a manifest");
+    fp_close(p);
+    CHECK(net,
+        wait_log(net, COMUNE, 0, 5000, "level=warn event=peer.reject",
+            "this node has no manifest yet", "patto manifest import"),
+        "the comune did not say it has no manifest");
+    CHECK(net, count3(net, COMUNE, "not a member of the current manifest", NULL, NULL) == 0,
+        "the comune blamed the peer for its own missing manifest");
+    proto_identity_free(cpia);
+}
+
+static int setup_no_manifest(void **state)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    int rc = th_net_make(net, 3, orgs);
+    if (rc != 0)
+        net->keep = true;
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -864,7 +931,7 @@ static void handshake_or_nothing(void **state)
     new_case(net, id, "lingua.livello=A1");
 
     /* Garbage first. */
-    size_t before = count3(net, COMUNE, "event=peer.reject", "state=1", NULL);
+    size_t before = count3(net, COMUNE, "event=peer.reject", "stage=hello", NULL);
     fp_peer *p = NULL;
     CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
     uint8_t junk[200];
@@ -875,12 +942,12 @@ static void handshake_or_nothing(void **state)
     long ms = fp_closed_after_ms(p);
     CHECK(net, ms < 900, "garbage first was dropped only after %ld ms (the deadline?)", ms);
     CHECK(net, fp_received(p) == 0, "garbage got %zu answers", fp_received(p));
-    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "state=1", NULL),
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "stage=hello", NULL),
         "no peer.reject logged for garbage");
     fp_close(p);
 
     /* A well-formed message of another kind first: a VV. */
-    before = count3(net, COMUNE, "event=peer.reject", "state=1", NULL);
+    before = count3(net, COMUNE, "event=peer.reject", "stage=hello", NULL);
     CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
     proto_buf vv = empty_vv_msg();
     CHECK(net, fp_send_raw(p, vv.p, vv.len) == FP_OK, "send: %s", fp_error(p));
@@ -888,7 +955,7 @@ static void handshake_or_nothing(void **state)
     CHECK(net, fp_wait_closed(p, 5000), "a VV first did not close the pipe");
     CHECK(net, fp_closed_after_ms(p) < 900, "a VV first was dropped only at the deadline");
     CHECK(net, fp_received(p) == 0, "a VV first got %zu answers", fp_received(p));
-    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "state=1", NULL),
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "stage=hello", NULL),
         "no peer.reject logged for a VV first");
     fp_close(p);
 
@@ -899,12 +966,12 @@ static void handshake_or_nothing(void **state)
     assert_int_equal(forge_header(cpia, 1, zero, now_ms(), &f), PROTO_OK);
     const proto_buf *one[] = { &f.header };
     proto_buf hm = headers_msg(one, 1);
-    before = count3(net, COMUNE, "event=peer.reject", "state=1", NULL);
+    before = count3(net, COMUNE, "event=peer.reject", "stage=hello", NULL);
     CHECK(net, fp_dial(url, FP_RECV_MAX, &p) == FP_OK, "cannot dial the comune");
     CHECK(net, fp_send_raw(p, hm.p, hm.len) == FP_OK, "send: %s", fp_error(p));
     proto_buf_free(&hm);
     CHECK(net, fp_wait_closed(p, 5000), "plaintext HEADERS first did not close the pipe");
-    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "state=1", NULL),
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=peer.reject", "stage=hello", NULL),
         "no peer.reject logged for plaintext HEADERS");
     CHECK(net, vv_of(net, COMUNE, CPIA) == 0, "the comune stored a header sent before HELLO");
     fp_close(p);
@@ -1032,19 +1099,19 @@ static void bad_frames(void **state)
     proto_buf frame = { NULL, 0 };
 
     /* Truncated frame. */
-    size_t rej = count3(net, COMUNE, "event=peer.reject", "state=3", "truncated");
+    size_t rej = count3(net, COMUNE, "event=peer.reject", "stage=session", "truncated");
     p = connect_as(net, COMUNE, pref);
     CHECK(net, fp_seal(p, vv.p, vv.len, &frame) == FP_OK, "seal: %s", fp_error(p));
     CHECK(net, fp_send_raw(p, frame.p, frame.len - 1) == FP_OK, "send: %s", fp_error(p));
     proto_buf_free(&frame);
     CHECK(net, fp_wait_closed(p, 5000), "a truncated frame did not close the session");
-    CHECK(net, wait_log(net, COMUNE, rej, 5000, "event=peer.reject", "state=3", "truncated"),
+    CHECK(net, wait_log(net, COMUNE, rej, 5000, "event=peer.reject", "stage=session", "truncated"),
         "no peer.reject logged for a truncated frame");
     CHECK(net, fp_kind_count(p, PROTO_K_HEADERS) == 0, "headers answered a truncated frame");
     fp_close(p);
 
     /* Bit-flipped frame (one bit of the authentication tag). */
-    rej = count3(net, COMUNE, "event=peer.reject", "state=3", "authenticated decryption");
+    rej = count3(net, COMUNE, "event=peer.reject", "stage=session", "authenticated decryption");
     p = connect_as(net, COMUNE, pref);
     CHECK(net, fp_seal(p, vv.p, vv.len, &frame) == FP_OK, "seal: %s", fp_error(p));
     frame.p[frame.len - 1] ^= 0x10;
@@ -1052,14 +1119,14 @@ static void bad_frames(void **state)
     proto_buf_free(&frame);
     CHECK(net, fp_wait_closed(p, 5000), "a bit-flipped frame did not close the session");
     CHECK(net,
-        wait_log(
-            net, COMUNE, rej, 5000, "event=peer.reject", "state=3", "authenticated decryption"),
+        wait_log(net, COMUNE, rej, 5000, "event=peer.reject", "stage=session",
+            "authenticated decryption"),
         "no peer.reject logged for a bit-flipped frame");
     CHECK(net, fp_kind_count(p, PROTO_K_HEADERS) == 0, "headers answered a bit-flipped frame");
     fp_close(p);
 
     /* Replayed frame: the first copy is answered, the second closes the session. */
-    rej = count3(net, COMUNE, "event=peer.reject", "state=3", "replayed");
+    rej = count3(net, COMUNE, "event=peer.reject", "stage=session", "replayed");
     p = connect_as(net, COMUNE, pref);
     CHECK(net, fp_seal(p, vv.p, vv.len, &frame) == FP_OK, "seal: %s", fp_error(p));
     CHECK(net, fp_send_raw(p, frame.p, frame.len) == FP_OK, "send: %s", fp_error(p));
@@ -1070,7 +1137,7 @@ static void bad_frames(void **state)
     CHECK(net, fp_send_raw(p, frame.p, frame.len) == FP_OK, "send: %s", fp_error(p));
     proto_buf_free(&frame);
     CHECK(net, fp_wait_closed(p, 5000), "a replayed frame did not close the session");
-    CHECK(net, wait_log(net, COMUNE, rej, 5000, "event=peer.reject", "state=3", "replayed"),
+    CHECK(net, wait_log(net, COMUNE, rej, 5000, "event=peer.reject", "stage=session", "replayed"),
         "no peer.reject logged for a replayed frame");
     fp_close(p);
 
@@ -1616,6 +1683,8 @@ int main(int argc, char **argv)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(stranger_gets_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(stranger_redialling_is_logged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_manifest_says_so, setup_no_manifest, teardown),
         cmocka_unit_test_setup_teardown(handshake_or_nothing, setup_short_handshake, teardown),
         cmocka_unit_test_setup_teardown(hello_at_once_is_answered, setup_short_handshake, teardown),
         cmocka_unit_test_setup_teardown(bad_frames, setup, teardown),
