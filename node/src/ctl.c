@@ -30,9 +30,9 @@ static void reply_error(node_engine *e, uint64_t id, int code, const char *messa
         m.message.len = PROTO_TEXT_MAX;
     proto_buf out = { NULL, 0 };
     if (proto_ctl_error_encode(&m, &out) == PROTO_OK)
-        (void)node_net_ctl_reply(e->net, out.p, out.len);
+        e->host.ctl_reply(e->host.ctx, out.p, out.len);
     else
-        (void)node_net_ctl_reply(e->net, (const uint8_t *)"", 0);
+        e->host.ctl_reply(e->host.ctx, (const uint8_t *)"", 0);
     proto_buf_free(&out);
 }
 
@@ -43,7 +43,7 @@ static void reply_json(node_engine *e, uint64_t id, json_object *doc)
     proto_ctl_response m = { id, { (const uint8_t *)text, strlen(text) } };
     proto_buf out = { NULL, 0 };
     if (proto_ctl_response_encode(&m, &out) == PROTO_OK)
-        (void)node_net_ctl_reply(e->net, out.p, out.len);
+        e->host.ctl_reply(e->host.ctx, out.p, out.len);
     else
         reply_error(e, id, CODE_INTERNAL, "the answer is too large to encode");
     proto_buf_free(&out);
@@ -419,6 +419,17 @@ static void cmd_case_list(req *r)
 /* ---------------------------------------------------------------------------------------- */
 /* Writing                                                                                   */
 
+/* A write, durable when it returns, then pushed to the peers. */
+static node_err write_and_push(node_engine *e, const proto_case_id *c, bool create,
+    const node_edit *edits, size_t n, node_errmsg *msg)
+{
+    node_outs outs = { NULL, 0, 0 };
+    node_err err = node_case_write(e, c, create, edits, n, &outs, msg);
+    node__push(e, &outs);
+    node_outs_free(&outs);
+    return err;
+}
+
 static void cmd_case_write(req *r, bool create, bool unset)
 {
     size_t first = create ? 1 : 2;
@@ -474,7 +485,7 @@ static void cmd_case_write(req *r, bool create, bool unset)
         }
     }
     if (err == NODE_OK)
-        err = node_case_write(r->e, &c, create, edits, n, &msg);
+        err = write_and_push(r->e, &c, create, edits, n, &msg);
     free(edits);
     if (err != NODE_OK) {
         reply_error(r->e, r->id, code_of(err), msg.text);
@@ -595,7 +606,10 @@ static void cmd_consent_grant(req *r)
         return;
     }
     node_errmsg msg = { { 0 } };
-    node_err err = node_case_grant(e, &c, list, ns, &g, &msg);
+    node_outs outs = { NULL, 0, 0 };
+    node_err err = node_case_grant(e, &c, list, ns, &g, &outs, &msg);
+    node__push(e, &outs);
+    node_outs_free(&outs);
     if (err != NODE_OK) {
         reply_error(e, r->id, code_of(err), msg.text);
         return;
@@ -711,7 +725,7 @@ static void cmd_status(req *r)
         e->have_manifest ? json_object_new_int64((int64_t)e->manifest.version) : NULL);
     json_object_object_add(doc, "versions", versions);
     json_object *peers = json_object_new_array(), *members = json_object_new_array();
-    uint64_t now = node_now_ms();
+    uint64_t now = node__now(e);
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];
         json_object *mo = json_object_new_object();

@@ -84,6 +84,96 @@ static node_err load_schema(node_engine *e, node_errmsg *msg)
     return err;
 }
 
+/* The daemon: the engine, and what it runs in (a libuv loop, nng through net.c). */
+typedef struct daemon {
+    node_engine e;
+    uv_loop_t loop;
+    node_net *net;
+    uv_timer_t tick;
+    uv_timer_t work_timer[NODE_WORK_COUNT]; /* node_work after a delay */
+    uv_idle_t work_idle[NODE_WORK_COUNT];   /* node_work in the next loop turn */
+    uv_signal_t sigint, sigterm;
+    bool handles_on; /* every handle above is initialised */
+} daemon;
+
+static uint64_t host_now(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static node_err host_send(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len)
+{
+    daemon *d = ctx;
+    return d->net != NULL ? node_net_send(d->net, pipe, buf, len) : NODE_ENOTFOUND;
+}
+
+static void host_drop(void *ctx, uint32_t pipe)
+{
+    daemon *d = ctx;
+    if (d->net != NULL)
+        node_net_drop(d->net, pipe);
+}
+
+static node_err host_dial(void *ctx, const char *url, uint32_t *dialer, node_errmsg *msg)
+{
+    daemon *d = ctx;
+    return d->net != NULL ? node_net_dial(d->net, url, dialer, msg) : NODE_EIO;
+}
+
+static void host_undial(void *ctx, uint32_t dialer)
+{
+    daemon *d = ctx;
+    if (d->net != NULL)
+        node_net_undial(d->net, dialer);
+}
+
+static void host_ctl_reply(void *ctx, const uint8_t *buf, size_t len)
+{
+    daemon *d = ctx;
+    if (d->net != NULL)
+        (void)node_net_ctl_reply(d->net, buf, len);
+}
+
+static void work_idle_cb(uv_idle_t *h)
+{
+    daemon *d = h->data;
+    uv_idle_stop(h);
+    node_work_run(&d->e, (node_work)(h - d->work_idle));
+}
+
+static void work_timer_cb(uv_timer_t *t)
+{
+    daemon *d = t->data;
+    node_work_run(&d->e, (node_work)(t - d->work_timer));
+}
+
+/* node_work(w) no later than delay_ms from now: an earlier request that is due sooner stays. */
+static void host_schedule(void *ctx, node_work w, uint64_t delay_ms)
+{
+    daemon *d = ctx;
+    if (!d->handles_on || d->e.stopping || (unsigned)w >= NODE_WORK_COUNT)
+        return;
+    if (delay_ms == 0) {
+        if (!uv_is_active((uv_handle_t *)&d->work_idle[w]))
+            uv_idle_start(&d->work_idle[w], work_idle_cb);
+        return;
+    }
+    uv_timer_t *t = &d->work_timer[w];
+    if (uv_is_active((uv_handle_t *)t) && uv_timer_get_due_in(t) <= delay_ms)
+        return;
+    uv_timer_start(t, work_timer_cb, delay_ms, 0);
+}
+
+static void net_cb(
+    void *ctx, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data, size_t len)
+{
+    daemon *d = ctx;
+    node_event(&d->e, ev, pipe, dialer, data, len);
+}
+
 static void closed_cb(uv_handle_t *h)
 {
     (void)h;
@@ -91,35 +181,33 @@ static void closed_cb(uv_handle_t *h)
 
 static void net_closed(void *ctx)
 {
-    node_engine *e = ctx;
-    e->net = NULL;
+    daemon *d = ctx;
+    d->net = NULL;
 }
 
-static void stop(node_engine *e, const char *why)
+static void stop(daemon *d, const char *why)
 {
-    if (e->stopping)
+    if (d->e.stopping)
         return;
-    e->stopping = true;
     NODE_INFO("node.stop", "reason=%s", why);
-    if (e->timers_on) {
-        uv_timer_stop(&e->tick);
-        uv_close((uv_handle_t *)&e->tick, closed_cb);
-        uv_timer_stop(&e->want_timer);
-        uv_close((uv_handle_t *)&e->want_timer, closed_cb);
-        uv_idle_stop(&e->retry_idle);
-        uv_close((uv_handle_t *)&e->retry_idle, closed_cb);
-        uv_idle_stop(&e->inq_idle);
-        uv_close((uv_handle_t *)&e->inq_idle, closed_cb);
-        uv_signal_stop(&e->sigint);
-        uv_signal_stop(&e->sigterm);
-        uv_close((uv_handle_t *)&e->sigint, closed_cb);
-        uv_close((uv_handle_t *)&e->sigterm, closed_cb);
-        e->timers_on = false;
+    node_engine_stop(&d->e);
+    if (d->handles_on) {
+        uv_timer_stop(&d->tick);
+        uv_close((uv_handle_t *)&d->tick, closed_cb);
+        for (int w = 0; w < NODE_WORK_COUNT; w++) {
+            uv_timer_stop(&d->work_timer[w]);
+            uv_close((uv_handle_t *)&d->work_timer[w], closed_cb);
+            uv_idle_stop(&d->work_idle[w]);
+            uv_close((uv_handle_t *)&d->work_idle[w], closed_cb);
+        }
+        uv_signal_stop(&d->sigint);
+        uv_signal_stop(&d->sigterm);
+        uv_close((uv_handle_t *)&d->sigint, closed_cb);
+        uv_close((uv_handle_t *)&d->sigterm, closed_cb);
+        d->handles_on = false;
     }
-    node_links_close(e);
-    node_inq_free(e);
-    if (e->net != NULL)
-        node_net_close(e->net, net_closed, e);
+    if (d->net != NULL)
+        node_net_close(d->net, net_closed, d);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -129,30 +217,26 @@ static void signal_cb(uv_signal_t *h, int signum)
 
 static void tick_cb(uv_timer_t *t)
 {
-    node_anti_entropy(t->data);
+    daemon *d = t->data;
+    node_tick(&d->e);
 }
 
-static void engine_free(node_engine *e)
+/* Every handle is initialised before anything can fail, so that stop() may close them all
+ * whatever the point of failure. */
+static void handles_init(daemon *d)
 {
-    for (size_t i = 0; i < e->nmembers; i++)
-        free(e->members[i].vv);
-    free(e->members);
-    for (size_t i = 0; i < e->npending; i++)
-        free(e->pending[i].bytes);
-    free(e->pending);
-    free(e->waits);
-    free(e->wants);
-    idset_free(&e->want_ix);
-    idset_free(&e->wait_ix);
-    if (e->have_manifest)
-        proto_manifest_fini(&e->manifest);
-    free(e->manifest_bytes);
-    node_schema_free(e->schema);
-    node_keycache_free(e);
-    node_vpool_free(e->vpool);
-    proto_identity_free(e->me);
-    node_store_close(e->store);
-    node_config_fini(&e->cfg);
+    uv_signal_init(&d->loop, &d->sigint);
+    uv_signal_init(&d->loop, &d->sigterm);
+    d->sigint.data = d->sigterm.data = d;
+    uv_timer_init(&d->loop, &d->tick);
+    d->tick.data = d;
+    for (int w = 0; w < NODE_WORK_COUNT; w++) {
+        uv_timer_init(&d->loop, &d->work_timer[w]);
+        d->work_timer[w].data = d;
+        uv_idle_init(&d->loop, &d->work_idle[w]);
+        d->work_idle[w].data = d;
+    }
+    d->handles_on = true;
 }
 
 /* The steps of a start that read the data directory: enter it, take its lock (when lock is not
@@ -221,73 +305,58 @@ int node_check(const char *dir)
         NODE_ERROR("node.check", "dir=%s error=\"%s\"", e->dir, msg.text);
         code = 1;
     }
-    engine_free(e);
+    node_engine_free(e);
     return code;
 }
 
 int node_run(const char *dir)
 {
-    node_engine eng;
-    node_engine *e = &eng;
-    memset(e, 0, sizeof(*e));
+    daemon *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        NODE_ERROR("node.fail", "error=\"out of memory\"");
+        return 1;
+    }
+    node_engine *e = &d->e;
     node_errmsg msg = { { 0 } };
     int lock = -1;
     int code = 1;
-    uv_loop_t loop;
     bool loop_ok = false;
 
-    e->started_ms = node_now_ms();
+    e->host = (node_host) { d, host_now, host_send, host_drop, host_dial, host_undial,
+        host_ctl_reply, host_schedule };
+    e->started_ms = host_now(d);
     node_err err = open_dir(e, dir, &lock, &msg);
-    if (err == NODE_EINVAL)
+    if (err == NODE_EINVAL) {
+        node_engine_free(e);
+        free(d);
         return 1; /* said already */
-    if (err != NODE_OK)
+    }
+    if (err != NODE_OK
+        || (err = node_engine_open(e, node_vpool_default_workers(), &msg)) != NODE_OK)
         goto fail;
-    if ((err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, &msg))
-        != NODE_OK)
-        goto fail;
-    if ((err = node_engine_load(e, &msg)) != NODE_OK
-        || (err = node_vpool_new(node_vpool_default_workers(), &e->vpool, &msg)) != NODE_OK)
-        goto fail;
-    if (uv_loop_init(&loop) != 0) {
+    if (uv_loop_init(&d->loop) != 0) {
         node__fail(&msg, NODE_EIO, "cannot start the event loop");
         goto fail;
     }
     loop_ok = true;
-    e->loop = &loop;
     e->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
-    /* Every handle is initialised before anything can fail, so that stop() may close them all
-     * whatever the point of failure. */
-    uv_signal_init(&loop, &e->sigint);
-    uv_signal_init(&loop, &e->sigterm);
-    e->sigint.data = e->sigterm.data = e;
-    uv_timer_init(&loop, &e->tick);
-    e->tick.data = e;
-    uv_timer_init(&loop, &e->want_timer);
-    e->want_timer.data = e;
-    uv_idle_init(&loop, &e->retry_idle);
-    e->retry_idle.data = e;
-    uv_idle_init(&loop, &e->inq_idle);
-    e->inq_idle.data = e;
-    e->timers_on = true;
+    handles_init(d);
     if ((err = node_net_open(
-             &loop, e->cfg.listen, e->cfg.max_message_bytes, node_net_event, e, &e->net, &msg))
+             &d->loop, e->cfg.listen, e->cfg.max_message_bytes, net_cb, d, &d->net, &msg))
         != NODE_OK) {
-        e->net = NULL;
+        d->net = NULL;
         goto fail;
     }
-    uv_signal_start(&e->sigint, signal_cb, SIGINT);
-    uv_signal_start(&e->sigterm, signal_cb, SIGTERM);
-    uv_timer_start(&e->tick, tick_cb, e->cfg.anti_entropy_ms, e->cfg.anti_entropy_ms);
-    node_wants_schedule(e);
-    if (e->nwaits > 0)
-        node_retry_waits(e); /* what node_engine_load left for the loop */
-    node_peers_sync(e);
+    uv_signal_start(&d->sigint, signal_cb, SIGINT);
+    uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
+    uv_timer_start(&d->tick, tick_cb, e->cfg.anti_entropy_ms, e->cfg.anti_entropy_ms);
+    node_engine_run(e);
     char origin[65];
     proto_hex_encode(proto_identity_origin(e->me), 32, origin);
     NODE_INFO("node.start", "org=%s role=%s listen=%s port=%u origin=%s manifest=%llu pid=%ld",
-        e->cfg.org, e->cfg.role, e->cfg.listen, (unsigned)node_net_port(e->net), origin,
+        e->cfg.org, e->cfg.role, e->cfg.listen, (unsigned)node_net_port(d->net), origin,
         e->have_manifest ? (unsigned long long)e->manifest.version : 0ULL, (long)getpid());
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
     code = 0;
     goto done;
 
@@ -296,14 +365,17 @@ fail:
 done:
     if (loop_ok) {
         if (!e->stopping)
-            stop(e, "error");
-        uv_run(&loop, UV_RUN_DEFAULT);
-        if (uv_loop_close(&loop) != 0)
+            stop(d, "error");
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&d->loop) != 0)
             NODE_WARN("node.stop", "detail=\"event loop closed with handles open\"");
     }
-    engine_free(e);
+    char org[NODE_ORG_MAX + 1];
+    snprintf(org, sizeof(org), "%s", e->cfg.org[0] ? e->cfg.org : "?");
+    node_engine_free(e);
     node_lock_release(lock);
+    free(d);
     if (code == 0)
-        NODE_INFO("node.stopped", "org=%s", e->cfg.org[0] ? e->cfg.org : "?");
+        NODE_INFO("node.stopped", "org=%s", org);
     return code;
 }

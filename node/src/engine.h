@@ -1,6 +1,17 @@
 /*
- * The running node: its state on the loop thread, shared by engine.c (ingest, apply, local
- * writes), peers.c (sessions and sync), ctl.c (control commands) and daemon.c (start, stop).
+ * The running node's state on its loop thread, and the host it runs in. node_engine is owned
+ * in parts: each group of fields below names the file that writes it; other files read it or
+ * go through that file's functions.
+ *
+ * The engine never calls libuv or nng itself: its clock, its wire (the connections to peers),
+ * the replies to control requests and its deferred work go through node_host, which the daemon
+ * (daemon.c: libuv and net.c) or a test (a fake clock and a fake wire) provides.
+ *
+ * The files of node/, top to bottom (a file calls only files below it):
+ *   main.c -> daemon.c -> engine.c -> ctl.c -> write.c, peers.c
+ *   peers.c -> sync.c -> inq.c, ingest.c -> apply.c -> access.c, hcheck.c
+ *   -> link.c, state.c, keycache.c -> ledger.c -> store.c; net.c (the wire, for daemon.c)
+ * and beside them config.c, schema.c, lock.c, log.c, vpool.c, idset.c, common.c.
  */
 #ifndef NODE_ENGINE_H
 #define NODE_ENGINE_H
@@ -8,6 +19,33 @@
 #include "idset.h"
 #include "ledger.h"
 #include "vpool.h"
+
+/* Work the engine asks its host to run later (node_host.schedule), by calling node_work. */
+typedef enum node_work {
+    NODE_WORK_INQ,   /* take the next group off the inbound queue (inq.c) */
+    NODE_WORK_APPLY, /* merge waiting bodies left over from the last call (apply.c) */
+    NODE_WORK_WANTS, /* ask peers for bodies whose grace period is over (sync.c) */
+    NODE_WORK_LINKS, /* drop links whose handshake deadline has passed (peers.c) */
+    NODE_WORK_COUNT
+} node_work;
+
+/*
+ * What the engine needs from the world, all called on the loop thread. now_ms is the wall
+ * clock in ms since the Unix epoch. send/drop/dial/undial are node_net_send/drop/dial/undial
+ * (internal.h) or a test's fake wire: events come back through node_event. ctl_reply answers
+ * the control request being handled. schedule asks for node_work(e, w) in delay_ms (0: as soon
+ * as the loop is free); a request for w replaces an earlier one for w.
+ */
+typedef struct node_host {
+    void *ctx;
+    uint64_t (*now_ms)(void *ctx);
+    node_err (*send)(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len);
+    void (*drop)(void *ctx, uint32_t pipe);
+    node_err (*dial)(void *ctx, const char *url, uint32_t *dialer, node_errmsg *msg);
+    void (*undial)(void *ctx, uint32_t dialer);
+    void (*ctl_reply)(void *ctx, const uint8_t *buf, size_t len);
+    void (*schedule)(void *ctx, node_work w, uint64_t delay_ms);
+} node_host;
 
 /* A member of the manifest, as this node sees it at run time. */
 typedef struct node_member {
@@ -52,8 +90,8 @@ typedef struct node_link {
     proto_handshake *hs;
     proto_session *sess;
     uint8_t peer[32];               /* the member's origin, known once authenticated (or dialled) */
-    uv_timer_t timer;               /* handshake deadline */
-    uint64_t rx_ms, tx_ms, ping_ms; /* last frame received / sent, last ping (node_now_ms) */
+    uint64_t born_ms;               /* the handshake must end by born_ms + handshake_timeout */
+    uint64_t rx_ms, tx_ms, ping_ms; /* last frame received / sent, last ping */
     bool closing;
     char addr[64]; /* the remote address, "IP:PORT" */
 } node_link;
@@ -85,17 +123,21 @@ typedef struct node_want {
 } node_want;
 
 struct node_engine {
-    uv_loop_t *loop;
+    /* node_engine_open / node_engine_close (engine.c); read everywhere */
+    node_host host;
     char dir[4096];      /* the data directory, absolute (the node runs chdir'd into it) */
-    uint64_t started_ms; /* when node_run started */
+    uint64_t started_ms; /* when the node started */
     node_config cfg;
     node_store *store;
-    node_net *net;
     proto_identity *me;
     node_schema *schema;
     uint8_t schema_hash[32];
     proto_limits lim;
+    node_vpool *vpool;  /* threads that check header signatures beside the loop */
+    node_keyslot *keys; /* open scope keys by tag (keycache.c) */
+    bool stopping;
 
+    /* state.c: the manifest in force and the member table */
     uint8_t *manifest_bytes; /* the newest verified manifest (owned) */
     size_t manifest_len;
     proto_manifest manifest;
@@ -103,49 +145,78 @@ struct node_engine {
     node_member *members;
     size_t nmembers;
 
-    node_link *links;
+    /* write.c and ingest.c: this node's clock and own log position */
     crdt_hlc clock;
     uint64_t own_seq;
     uint8_t own_last[32];
 
-    node_pending *pending;
+    /* state.c: what this node waits for (in memory; rebuilt from the store at start) */
+    node_pending *pending; /* headers held out of order */
     size_t npending;
-    node_wait *waits;
+    node_wait *waits; /* bodies held, not merged yet */
     size_t nwaits;
-    node_want *wants;
+    node_want *wants; /* bodies lacked */
     size_t nwants;
     idset want_ix, wait_ix; /* id -> index in wants / waits */
 
-    uv_timer_t tick;
-    uv_timer_t want_timer; /* asks for wants once their grace period is over */
-    uv_idle_t retry_idle;  /* merges waiting bodies left over from the last loop turn */
-    uv_idle_t inq_idle;    /* takes the next message off the inbound queue */
-    node_inmsg *inq_head, *inq_tail;
-    size_t inq_bytes;      /* of the messages in it */
+    /* apply.c: the pass over the waits */
     size_t retry_at;       /* where the pass over the waits stopped */
     size_t retry_passes;   /* passes made since the last call that finished */
     size_t apply_progress; /* bodies merged in the current pass */
-    bool timers_on;        /* tick and want_timer are initialised */
-    uv_signal_t sigint, sigterm;
-    bool stopping;
-    int exit_code;
 
-    uint64_t rng;       /* xorshift state for picking anti-entropy peers */
-    node_keyslot *keys; /* open scope keys by tag (keycache.c) */
-    node_vpool *vpool;  /* threads that check header signatures beside the loop */
+    /* peers.c, sync.c and inq.c: links, the inbound queue */
+    node_link *links;
+    node_link *dead_links; /* freed, to be reaped at the end of the entry point (link.c) */
+    node_inmsg *inq_head, *inq_tail;
+    size_t inq_bytes;       /* of the messages in it */
+    uint64_t rng;           /* xorshift state for picking anti-entropy peers */
+    node_loglimit peer_log; /* peer.reject and peer.drop lines of peers that keep trying */
 
     /* counters for status */
     uint64_t rejected, refused;
-    node_loglimit peer_log; /* peer.reject and peer.drop lines of peers that keep trying */
 };
 
-/* keycache.c: the open scope key of k (its tag), borrowed from the engine's cache and valid
- * until the next node_keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
+/* The wall clock of the host, in ms since the Unix epoch. */
+static inline uint64_t node__now(const node_engine *e)
+{
+    return e->host.now_ms(e->host.ctx);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* engine.c: the engine's life and its entry points from the host                           */
+
+/* Start the engine whose host, dir, cfg, me, schema, schema_hash and lim are set: open the
+ * store in dir, load what it holds (manifest, own log position, clock, waits, wants) and make
+ * a pool of `workers` signature-check threads. Nothing is sent yet: node_engine_run does that
+ * once the host can carry it. On error call node_engine_free. */
+node_err node_engine_open(node_engine *e, unsigned workers, node_errmsg *msg);
+/* The host is ready: schedule what the store left to do, dial the members. */
+void node_engine_run(node_engine *e);
+/* Stop: close every link and drop the inbound queue; nothing more is sent or scheduled. */
+void node_engine_stop(node_engine *e);
+/* Free everything the engine holds (also after a failed node_engine_open). */
+void node_engine_free(node_engine *e);
+/* An event of the wire (NODE_NET_PIPE_UP/DOWN/MESSAGE) or a control request (NODE_NET_CONTROL,
+ * answered through host.ctl_reply). data is borrowed for the call. */
+void node_event(node_engine *e, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data,
+    size_t len);
+/* Work scheduled through host.schedule, now due. */
+void node_work_run(node_engine *e, node_work w);
+/* The periodic tick (every [sync] anti_entropy_ms): keepalives, redials, one anti-entropy
+ * round, wants, and waits for time or causality. */
+void node_tick(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* keycache.c                                                                                */
+
+/* The open scope key of k (its tag), borrowed from the engine's cache and valid until the next
+ * node_keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
 node_err node_keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out);
 void node_keycache_free(node_engine *e);
 
-/* Wall-clock milliseconds since the Unix epoch. */
-uint64_t node_now_ms(void);
+/* ---------------------------------------------------------------------------------------- */
+/* state.c: manifest, members, and the lists of what the node waits for                     */
+
 /* A header of member m's own log, stamped wall_ms by m's clock, arrived from m itself at now_ms:
  * a sample of m's clock offset. Transit only makes a sample smaller, so the estimate is the
  * largest sample of the last CLOCK_WINDOW_MS (node/README.md, "Clocks"). */
@@ -153,12 +224,67 @@ void node_clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms);
 /* The member with this origin / org, or NULL. */
 node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32]);
 node_member *node_member_by_org(node_engine *e, const char *org);
+/* Rebuild the member table from the current manifest, keeping what is known of members that
+ * stay (their dialer, link and version vector); members that left are undialled and dropped. */
+node_err node__members_rebuild(node_engine *e);
+/* Accept a signed manifest if the pinned key signed it, it is newer, and its schema hash is
+ * ours. *changed tells whether it replaced the current one. The manifest in force offered
+ * again is NODE_OK with *changed false and msg "manifest version N is already in force". */
+node_err node_manifest_offer(
+    node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg);
+/* Does manifest m fit this node: does it name this node's schema, and list this node's
+ * identity key under [node] org and role? NODE_EINVAL with a sentence saying what to correct. */
+node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
+/* Is every [dial] org of pattod.conf a member of m? NODE_ECONFIG naming the first that is not
+ * (a typo is never ignored: it stops a start, and is logged when a manifest arrives). */
+node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
+/* Read the manifest stored in force, check its signature and that it fits this node
+ * (node_manifest_fits), and adopt it (without rebuilding the member table). NODE_ENOTFOUND
+ * when none was imported yet; NODE_ECONFIG when it does not fit this configuration. */
+node_err node_manifest_load(node_engine *e, node_errmsg *msg);
+/* The wants (bodies lacked) and waits (bodies held, not merged yet), indexed by header id.
+ * Adding a want schedules NODE_WORK_WANTS after its grace period. */
+bool node__want_has(node_engine *e, const uint8_t id[32]);
+node_err node__want_add(
+    node_engine *e, const uint8_t id[32], const uint8_t tag[32], const uint8_t origin[32]);
+void node__want_remove(node_engine *e, const uint8_t id[32]);
+node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[32], uint8_t kind);
+/* Rebuild the wait index after the list was compacted. */
+node_err node__waits_reindex(node_engine *e);
+/* A want is asked only when its body has not come this long after its header (it usually
+ * follows in the next message). */
+#define NODE_WANT_GRACE_MS 500
+/* A want was added: make sure NODE_WORK_WANTS comes within the grace period. */
+void node__wants_schedule(node_engine *e);
 
-/* engine.c */
+/* ---------------------------------------------------------------------------------------- */
+/* access.c: the access rule                                                                 */
+
+/* Is this node a reader of bodies with this tag (key held, or granted by a grant header)? */
+bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32]);
+/* May this node write to the scope of key k, whose state is `state`: it owns the case, or
+ * holds a write grant in the state? */
+bool node__may_write(node_engine *e, const ledger_key *k, const crdt_scope *state);
+/* May member m receive the body of header h (the sender-side filter)? */
+bool node__may_receive(node_txn *t, const proto_header *h, const node_member *m);
 /* The access (proto_access_level) org holds in a scope as of version vector vv: the newest
  * "@access" event for it whose dot lies in vv. */
 uint8_t node_access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
     size_t nvv, const proto_limits *lim);
+/* Is every entry of delta its author's own (a dot of author, or of its counter origin)? */
+bool node__entries_by(const crdt_scope *delta, const uint8_t author[32]);
+typedef enum node_auth { NODE_AUTH_OK, NODE_AUTH_WAIT, NODE_AUTH_NO } node_auth;
+/* May author's delta (plain, decoded as delta) be merged into state under key k: the owner
+ * always; another member when it touches no reserved field and holds a write grant in the
+ * causal past it claims; NODE_AUTH_WAIT while that past is not in state yet. */
+node_auth node__authorise(node_engine *e, const ledger_key *k, const crdt_scope *state,
+    const uint8_t author[32], const proto_body *plain, const crdt_scope *delta);
+
+/* ---------------------------------------------------------------------------------------- */
+/* hcheck.c: header signatures checked on the worker threads                                */
+
+/* What is known of a header's signature before ingest looks at it. */
+enum { SIG_UNKNOWN = 0, SIG_GOOD, SIG_BAD };
 /* Signature checks of a batch of HEADER messages, started on the worker threads so that the
  * loop can do other work meanwhile. The headers are borrowed until node_hcheck_free. NULL when
  * it could not start (out of memory): ingest then checks on its own. */
@@ -178,6 +304,29 @@ bool node_hcheck_ready(node_engine *e, node_hcheck *chk);
 /* The checks' results, one SIG_* per header (waiting for them, with this thread's help), or
  * NULL when chk is NULL: ingest then checks the headers itself. Valid until node_hcheck_free. */
 const uint8_t *node_hcheck_results(node_engine *e, node_hcheck *chk);
+
+/* ---------------------------------------------------------------------------------------- */
+/* apply.c: merging held bodies                                                              */
+
+/* One transaction's try at waits (apply.c) or at the bodies of a group (ingest.c). */
+typedef struct apply_ctx {
+    node_engine *e;
+    size_t from, n;   /* the waits tried in this transaction: [from, from + n) */
+    wait_reason *why; /* per wait tried: new reason */
+    bool *done;       /* per wait tried: merged, refused or not ours: drop it */
+    size_t progress;
+    size_t refused;
+} apply_ctx;
+/* Try to merge one held body. Sets *done (merged, refused, or not ours) or *why. */
+node_err node__apply_one(
+    node_txn *t, apply_ctx *c, const node_wait *w, bool *done, wait_reason *why);
+/* Retry the waiting bodies (after a key arrived, a state changed, or time passed), a bounded
+ * number per call; schedules NODE_WORK_APPLY when it stopped with more to do. */
+void node_retry_waits(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ingest.c: headers and bodies from peers                                                   */
+
 /* What node_ingest stores in one transaction: headers (sig: their checks' results, or NULL)
  * and bodies, all from peers. Headers go first, so bodies find theirs. */
 typedef struct node_ingest_in {
@@ -197,25 +346,11 @@ node_err node_ingest_headers(
 /* Check and store bodies from a peer, then merge what can be merged. */
 node_err node_ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from);
-/* Retry every waiting body (after a key arrived, a state changed, or time passed). */
-void node_retry_waits(node_engine *e);
-/* Accept a signed manifest if the pinned key signed it, it is newer, and its schema hash is
- * ours. *changed tells whether it replaced the current one. The manifest in force offered
- * again is NODE_OK with *changed false and msg "manifest version N is already in force". */
-node_err node_manifest_offer(
-    node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg);
-/* Does manifest m fit this node: does it name this node's schema, and list this node's
- * identity key under [node] org and role? NODE_EINVAL with a sentence saying what to correct. */
-node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
-/* Is every [dial] org of pattod.conf a member of m? NODE_ECONFIG naming the first that is not
- * (a typo is never ignored: it stops a start, and is logged when a manifest arrives). */
-node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
-/* Read the manifest stored in force, check its signature and that it fits this node
- * (node_manifest_fits), and adopt it (without rebuilding the member table). NODE_ENOTFOUND
- * when none was imported yet; NODE_ECONFIG when it does not fit this configuration. */
-node_err node_manifest_load(node_engine *e, node_errmsg *msg);
-/* Load what the node knows at start: manifest, own log position, clock, waits and wants. */
-node_err node_engine_load(node_engine *e, node_errmsg *msg);
+/* At start: this node's log position and clock, and the waits and wants, from the store. */
+node_err node__ingest_load(node_engine *e, node_errmsg *msg);
+
+/* ---------------------------------------------------------------------------------------- */
+/* write.c: local changes                                                                    */
 
 /* A local change to one case, gathered edit by edit and committed at once. */
 typedef struct node_edit {
@@ -227,13 +362,27 @@ typedef struct node_edit {
     int64_t amount;        /* counters */
 } node_edit;
 
+/* A delta this node wrote, to push to its peers: the encoded header and body, and the header
+ * decoded (borrowing from `header`). */
+typedef struct node_out {
+    proto_buf header, body;
+    proto_header h;
+} node_out;
+/* What a write made (owned; node_outs_free). */
+typedef struct node_outs {
+    node_out *v;
+    size_t n, cap;
+} node_outs;
+void node_outs_free(node_outs *o);
+
 /* Parse "scope.field=V" / "+=" / "-=" against the schema. Errors: NODE_EINVAL (msg says). */
 node_err node_edit_parse(node_engine *e, const char *text, node_edit *out, node_errmsg *msg);
 /* Apply edits to a case as one durable change (one header per scope touched). When create
- * is set the case is new and owned here. Errors: NODE_EINVAL (refused input),
- * NODE_ENOTFOUND (no such readable case / no write access), store errors. */
+ * is set the case is new and owned here. *out receives the deltas to push (node__push).
+ * Errors: NODE_EINVAL (refused input), NODE_ENOTFOUND (no such readable case / no write
+ * access), store errors; *out is then empty. */
 node_err node_case_write(node_engine *e, const proto_case_id *c, bool create,
-    const node_edit *edits, size_t n, node_errmsg *msg);
+    const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg);
 /* Grant scopes of a case this node owns to a member. */
 typedef struct node_grant {
     char to[PROTO_ORG_MAX + 1];
@@ -245,21 +394,106 @@ typedef struct node_grant {
     char evidence[256];
 } node_grant;
 node_err node_case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
-    size_t nscopes, const node_grant *g, node_errmsg *msg);
+    size_t nscopes, const node_grant *g, node_outs *out, node_errmsg *msg);
 
-/* peers.c */
-void node_peers_sync(node_engine *e); /* (re)dial members after a manifest */
-void node_net_event(void *ctx, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data,
-    size_t len); /* the net callback */
-void node_push(node_engine *e, const proto_buf *header, const proto_buf *body,
-    const uint8_t tag[32]);               /* eager push of a new local delta */
-void node_anti_entropy(node_engine *e);   /* one round, from the tick timer */
-void node_wants_due(node_engine *e);      /* ask for bodies missing longer than the grace */
-void node_wants_schedule(node_engine *e); /* a want was added: make sure it is asked in time */
+/* ---------------------------------------------------------------------------------------- */
+/* link.c: the links to peers                                                                */
+
+node_link *node__link_find(node_engine *e, uint32_t pipe);
+/* An established link to m (not closing), or NULL. */
+node_link *node__link_up_to(node_engine *e, const node_member *m);
+/* Forget a link (its connection is gone or being dropped). Its memory stays valid (with no
+ * session) until node__links_reap, at the end of the engine's entry point: an answer being sent
+ * on it may still hold it. */
+void node__link_free(node_engine *e, node_link *l);
+void node__links_reap(node_engine *e);
+/* Drop a link and its connection, logging why (peer_log limits lines of links that never came
+ * up). */
+void node__link_drop(node_engine *e, node_link *l, const char *why);
+/* The org of the member at the other end, once known (dialled or authenticated). */
+const char *node__link_org(node_engine *e, const node_link *l);
+/* The level a line of this link and cause is logged at: `level` once per address and cause,
+ * then NODE_LOG_DEBUG while node_loglimit holds it back (*held: lines held before this one). */
+node_log_level node__link_log_level(
+    node_engine *e, const node_link *l, const char *cause, node_log_level level, uint64_t *held);
+/* Seal and send one message on an established link; false when it could not (the link is then
+ * dropped, or ending). */
+bool node__link_send(node_engine *e, node_link *l, const proto_buf *m);
+/* The same on any established link to m. */
+bool node__send_to(node_engine *e, node_member *m, const proto_buf *msg);
+/* (Re)dial every member not dialled yet (after a manifest). */
+void node_peers_sync(node_engine *e);
 void node_links_close(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* inq.c: the inbound queue of session messages                                              */
+
+/* Headers per group commit (a first message may hold more; it is then taken alone). */
+#define NODE_GROUP_HEADERS (2 * 4096u)
+/* A session message waiting its turn. */
+struct node_inmsg {
+    node_inmsg *next;
+    uint8_t origin[32]; /* the member it came from */
+    uint32_t pipe;      /* and the connection */
+    unsigned kind;
+    proto_buf plain; /* the message (owned) */
+    bool is_headers, is_bodies;
+    proto_headers_msg hm; /* decoded from plain when is_headers */
+    proto_bodies_msg bm;  /* decoded from plain when is_bodies */
+    node_hcheck *chk;
+};
+/* Queue the decrypted session message plain (taking it over) of kind from m on l: HEADERS
+ * always, anything else but VV when the queue is not empty; schedules NODE_WORK_INQ. false: not
+ * queued (plain is untouched), handle it now. */
+bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind, proto_buf *plain);
+/* The queue holds INQ_MAX_BYTES or more: work it down before taking more. */
+bool node__inq_full(const node_engine *e);
+/* Raise *vv (this node's stored version vector, *n entries, malloc'd, sorted) by the queued
+ * headers that continue it, as sent to member `to`. */
+void node__inq_vv(node_engine *e, crdt_vv_entry **vv, size_t *n, const node_member *to);
+/* The head of the queue, unlinked (NULL when empty); free with node__inmsg_free. */
+node_inmsg *node__inq_pop(node_engine *e);
+/* How many messages at the head make the next group commit (0: the head is not HEADERS or
+ * BODIES), with their headers and bodies. */
+size_t node__inq_group_len(node_engine *e, size_t *nh, size_t *nb);
+/* q's member (NULL when it left the manifest) and the link an answer goes back on (NULL when
+ * gone). */
+node_member *node__inq_sender(node_engine *e, const node_inmsg *q, node_link **lp);
+void node__inmsg_free(node_engine *e, node_inmsg *q);
 void node_inq_free(node_engine *e); /* drop the inbound queue (at stop) */
 
-/* ctl.c */
+/* ---------------------------------------------------------------------------------------- */
+/* sync.c: the sync protocol inside a session                                                */
+
+/* A session message from m on l (decrypted, its kind peeked). */
+void node__sync_message(
+    node_engine *e, node_link *l, node_member *m, unsigned kind, const uint8_t *p, size_t len);
+/* Send m this node's version vector on l (NULL: any link to m). With only_new, not when the
+ * same one went to m within VV_REPEAT_MS. */
+void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new);
+/* Work the inbound queue down by one group (NODE_WORK_INQ); true when more is queued. */
+bool node__sync_step(node_engine *e);
+/* Eager push of the deltas a local write made. */
+void node__push(node_engine *e, const node_outs *outs);
+/* One anti-entropy round with a random peer that is up. */
+void node__anti_entropy(node_engine *e);
+/* Ask for bodies missing longer than the grace period. */
+void node_wants_due(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* peers.c: connections, the handshake, keepalives                                           */
+
+/* A wire event (NODE_NET_PIPE_UP/DOWN/MESSAGE). */
+void node__peers_event(node_engine *e, node_net_ev ev, uint32_t pipe, uint32_t dialer,
+    const uint8_t *data, size_t len);
+/* Keepalives, idle links, stuck dialers. */
+void node__peers_tick(node_engine *e);
+/* Drop links whose handshake deadline has passed; schedule the next deadline. */
+void node__links_due(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl.c: control requests                                                                   */
+
 void node_ctl_handle(node_engine *e, const uint8_t *req, size_t len);
 
 #endif

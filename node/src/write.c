@@ -1,8 +1,9 @@
 /*
  * Local changes: operator edits and consent grants become signed, encrypted deltas in this
  * node's log. All the deltas of one command are written in one transaction, and the command
- * is acknowledged only after it commits (DESIGN.md: durable before acknowledged; the next
- * sequence number is stored with the header, so a crash never reuses one).
+ * is acknowledged only after it commits; the caller pushes what a write returns (DESIGN.md: durable
+ * before acknowledged; the next sequence number is stored with the header, so a crash never reuses
+ * one).
  */
 #include "engine.h"
 
@@ -45,11 +46,6 @@ node_err node_edit_parse(node_engine *e, const char *text, node_edit *out, node_
 
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct out_msg {
-    proto_buf header, body;
-    uint8_t tag[32];
-} out_msg;
-
 typedef struct write_ctx {
     node_engine *e;
     const proto_case_id *c;
@@ -64,19 +60,18 @@ typedef struct write_ctx {
     crdt_hlc clock;
     uint64_t seq;
     uint8_t last[32];
-    out_msg *out;
-    size_t nout;
+    node_outs *out;
 } write_ctx;
 
-static void outs_free(write_ctx *w)
+void node_outs_free(node_outs *o)
 {
-    for (size_t i = 0; i < w->nout; i++) {
-        proto_buf_free(&w->out[i].header);
-        proto_buf_free(&w->out[i].body);
+    for (size_t i = 0; i < o->n; i++) {
+        proto_header_fini(&o->v[i].h);
+        proto_buf_free(&o->v[i].header);
+        proto_buf_free(&o->v[i].body);
     }
-    free(w->out);
-    w->out = NULL;
-    w->nout = 0;
+    free(o->v);
+    memset(o, 0, sizeof(*o));
 }
 
 static node_err no_case(write_ctx *w)
@@ -108,17 +103,25 @@ static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_k
     return ledger_key_put(t, k);
 }
 
-static node_err push_out(write_ctx *w, proto_buf *header, proto_buf *body, const uint8_t tag[32])
+/* Keep a delta this transaction wrote, to push after the commit (takes the buffers and the
+ * decoded header). */
+static node_err push_out(write_ctx *w, proto_buf *header, proto_buf *body, proto_header *h)
 {
-    out_msg *o = realloc(w->out, (w->nout + 1) * sizeof(*o));
-    if (o == NULL)
-        return NODE_ENOMEM;
-    w->out = o;
-    o[w->nout].header = *header;
-    o[w->nout].body = *body;
-    memcpy(o[w->nout].tag, tag, 32);
-    w->nout++;
+    node_outs *o = w->out;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 4;
+        node_out *v = realloc(o->v, cap * sizeof(*v));
+        if (v == NULL)
+            return NODE_ENOMEM;
+        o->v = v;
+        o->cap = cap;
+    }
+    node_out *x = &o->v[o->n++];
+    x->header = *header;
+    x->body = *body;
+    x->h = *h;
     header->p = body->p = NULL;
+    memset(h, 0, sizeof(*h));
     return NODE_OK;
 }
 
@@ -173,9 +176,9 @@ static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
     }
     if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
         || (err = ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK
-        || (err = ledger_state_put(t, k->tag, state, node_now_ms())) != NODE_OK)
+        || (err = ledger_state_put(t, k->tag, state, node__now(w->e))) != NODE_OK)
         goto out;
-    err = push_out(w, &header, &body, k->tag);
+    err = push_out(w, &header, &body, &h);
 out:
     proto_header_fini(&h);
     proto_buf_free(&enc);
@@ -199,7 +202,7 @@ static node_err snapshot_vv(const crdt_scope *state, crdt_vv_entry **vv, size_t 
 
 static node_err tick(write_ctx *w, crdt_hlc *out)
 {
-    crdt_err cerr = crdt_hlc_send(&w->clock, node_now_ms(), out);
+    crdt_err cerr = crdt_hlc_send(&w->clock, node__now(w->e), out);
     return cerr == CRDT_OK ? NODE_OK
                            : node__fail(w->msg, NODE_EIO, "clock: %s", crdt_strerror(cerr));
 }
@@ -256,7 +259,7 @@ static node_err apply_edit(write_ctx *w, crdt_scope *state, crdt_scope *delta, c
 /* Every run of a transaction body starts from the node's committed position... */
 static void begin(write_ctx *w)
 {
-    outs_free(w);
+    node_outs_free(w->out);
     w->clock = w->e->clock;
     w->seq = w->e->own_seq;
     memcpy(w->last, w->e->own_last, 32);
@@ -275,9 +278,8 @@ static node_err write_cb(node_txn *t, void *ctx)
     node_engine *e = w->e;
     begin(w);
     node_err err;
-    if (w->create && (err = ledger_case_own(t, w->c, node_now_ms())) != NODE_OK)
+    if (w->create && (err = ledger_case_own(t, w->c, node__now(e))) != NODE_OK)
         return err;
-    const uint8_t *me = proto_identity_origin(e->me);
     for (size_t i = 0; i < w->n; i++) {
         /* The first edit of each scope gathers all its edits into one delta. */
         bool first = true;
@@ -303,16 +305,12 @@ static node_err write_cb(node_txn *t, void *ctx)
         size_t nvv = 0;
         if ((err = ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK)
             goto scope_done;
-        if (memcmp(k.owner, me, 32) != 0) {
-            const crdt_cc *cc = crdt_scope_cc(state);
-            if (node_access_as_of(state, e->cfg.org, cc->vv, cc->nvv, &e->lim)
-                != PROTO_ACCESS_WRITE) {
-                char id[PROTO_CASE_ID_TEXT_SIZE];
-                proto_case_id_format(w->c, id);
-                err = node__fail(w->msg, NODE_EINVAL,
-                    "this node holds no write grant for scope %s of case %s", scope, id);
-                goto scope_done;
-            }
+        if (!node__may_write(e, &k, state)) {
+            char id[PROTO_CASE_ID_TEXT_SIZE];
+            proto_case_id_format(w->c, id);
+            err = node__fail(w->msg, NODE_EINVAL,
+                "this node holds no write grant for scope %s of case %s", scope, id);
+            goto scope_done;
         }
         if ((err = snapshot_vv(state, &vv, &nvv)) != NODE_OK)
             goto scope_done;
@@ -419,7 +417,7 @@ static node_err grant_cb(node_txn *t, void *ctx)
         if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
             || (err = ledger_grant_put(t, k.tag, to->origin, me)) != NODE_OK)
             goto next;
-        err = push_out(w, &header, &body, k.tag);
+        err = push_out(w, &header, &body, &h);
     next:
         proto_header_fini(&h);
         proto_buf_free(&acc);
@@ -457,7 +455,7 @@ static node_err own_log_behind(node_engine *e, node_errmsg *msg)
     return NODE_OK;
 }
 
-/* Run a write body; on success adopt its log position and clock, then push what it made. */
+/* Run a write body; on success adopt its log position and clock; w->out holds what it made. */
 static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
 {
     node_errmsg smsg;
@@ -469,28 +467,27 @@ static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
     if (err != NODE_OK) {
         if (w->msg->text[0] == 0)
             snprintf(w->msg->text, sizeof(w->msg->text), "%s", smsg.text);
-        outs_free(w);
+        node_outs_free(w->out);
         return err;
     }
     e->clock = w->clock;
     e->own_seq = w->seq;
     memcpy(e->own_last, w->last, 32);
-    for (size_t i = 0; i < w->nout; i++)
-        node_push(e, &w->out[i].header, &w->out[i].body, w->out[i].tag);
-    outs_free(w);
     return NODE_OK;
 }
 
 node_err node_case_write(node_engine *e, const proto_case_id *c, bool create,
-    const node_edit *edits, size_t n, node_errmsg *msg)
+    const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg)
 {
-    write_ctx w = { .e = e, .c = c, .create = create, .edits = edits, .n = n, .msg = msg };
+    write_ctx w
+        = { .e = e, .c = c, .create = create, .edits = edits, .n = n, .msg = msg, .out = out };
     return run(e, &w, write_cb);
 }
 
 node_err node_case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
-    size_t nscopes, const node_grant *g, node_errmsg *msg)
+    size_t nscopes, const node_grant *g, node_outs *out, node_errmsg *msg)
 {
-    write_ctx w = { .e = e, .c = c, .scopes = scopes, .nscopes = nscopes, .g = g, .msg = msg };
+    write_ctx w
+        = { .e = e, .c = c, .scopes = scopes, .nscopes = nscopes, .g = g, .msg = msg, .out = out };
     return run(e, &w, grant_cb);
 }

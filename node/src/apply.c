@@ -1,0 +1,274 @@
+/*
+ * Apply: merging a body this node holds into the state of its scope, once its key, its causal
+ * past and its time have come: a key grant opens into a key record; a delta is decrypted,
+ * checked against the access rule and joined. The waits are retried in passes, a bounded
+ * number per call, so that the loop keeps answering peers and operators during a large
+ * backlog. May call: access.c, state.c, keycache.c, ledger.c, proto, crdt.
+ */
+#include "engine.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Try to merge one waiting body. Sets *done or *why. */
+node_err node__apply_one(
+    node_txn *t, apply_ctx *c, const node_wait *w, bool *done, wait_reason *why)
+{
+    node_engine *e = c->e;
+    *done = false;
+    *why = w->why;
+    if (ledger_applied_get(t, w->id) != 0) {
+        *done = true;
+        return NODE_OK;
+    }
+    if (w->kind == PROTO_HDR_DELTA) {
+        /* Most waits wait for their key: tell that without decoding anything. */
+        ledger_key probe;
+        bool have = ledger_key_get(t, w->tag, &probe) == NODE_OK;
+        proto_wipe(&probe, sizeof(probe));
+        if (!have) {
+            *why = WAIT_KEY;
+            return NODE_OK;
+        }
+    }
+    const void *hb, *bb;
+    size_t hl, bl;
+    if (ledger_header_by_id(t, w->id, &hb, &hl) != NODE_OK
+        || ledger_body_get(t, w->id, &bb, &bl) != NODE_OK) {
+        *done = true;
+        return NODE_OK;
+    }
+    proto_header h;
+    if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+        return NODE_ECORRUPT;
+    node_err err = NODE_OK;
+    proto_diag diag = { 0, "" };
+    char who[65];
+    proto_hex_encode(h.origin, 32, who);
+    if (h.kind == PROTO_HDR_KEY_GRANT) {
+        proto_scope_key *sk = NULL;
+        proto_err perr = proto_key_grant_open(&h, e->me, bb, bl, &e->lim, &sk, &diag);
+        if (perr == PROTO_ENOTRECIPIENT) {
+            *done = true;
+            goto out;
+        }
+        if (perr != PROTO_OK) {
+            NODE_WARN("grant.reject", "origin=%s seq=%" PRIu64 " reason=\"%s\" detail=\"%s\"", who,
+                h.seq, proto_strerror(perr), diag.reason);
+            err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+            *done = true;
+            c->refused++;
+            goto out;
+        }
+        ledger_key k;
+        memset(&k, 0, sizeof(k));
+        memcpy(k.tag, proto_scope_key_tag(sk), 32);
+        k.case_id = *proto_scope_key_case(sk);
+        snprintf(k.scope, sizeof(k.scope), "%s", proto_scope_key_scope(sk));
+        k.epoch = proto_scope_key_epoch(sk);
+        memcpy(k.owner, h.origin, 32);
+        proto_scope_key_export(sk, k.key);
+        proto_scope_key_free(sk);
+        err = ledger_key_put(t, &k);
+        proto_wipe(&k, sizeof(k));
+        if (err == NODE_OK)
+            err = ledger_applied_put(t, w->id, LEDGER_APPLIED);
+        *done = true;
+        c->progress++;
+        goto out;
+    }
+    ledger_key k;
+    if (ledger_key_get(t, h.tag, &k) != NODE_OK) {
+        *why = WAIT_KEY;
+        goto out;
+    }
+    uint64_t now = node__now(e);
+    if (h.hlc.wall > now && h.hlc.wall - now > e->cfg.max_clock_ahead_ms) {
+        if (*why != WAIT_CLOCK) {
+            node_member *m = node_member_by_origin(e, h.origin);
+            NODE_WARN("delta.wait",
+                "org=%s seq=%" PRIu64 " reason=\"clock ahead\" ahead_ms=%" PRIu64, m ? m->org : who,
+                h.seq, h.hlc.wall - now);
+        }
+        *why = WAIT_CLOCK;
+        proto_wipe(&k, sizeof(k));
+        goto out;
+    }
+    proto_scope_key *sk = NULL;
+    if ((err = node_keycache_get(e, &k, &sk)) != NODE_OK) {
+        proto_wipe(&k, sizeof(k));
+        goto out;
+    }
+    proto_body plain;
+    proto_err perr = proto_body_open(&h, sk, bb, bl, &e->lim, &plain, &diag);
+    if (perr != PROTO_OK) {
+        NODE_WARN("delta.reject", "origin=%s seq=%" PRIu64 " reason=\"%s\" detail=\"%s\"", who,
+            h.seq, proto_strerror(perr), diag.reason);
+        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        *done = true;
+        c->refused++;
+        proto_wipe(&k, sizeof(k));
+        goto out;
+    }
+    if (plain.kind != PROTO_BODY_DELTA) {
+        /* Erasure (forget) is later work: keep the body, merge nothing. */
+        NODE_WARN("delta.skip", "origin=%s seq=%" PRIu64 " reason=\"forget not implemented\"", who,
+            h.seq);
+        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        *done = true;
+        goto done_plain;
+    }
+    crdt_scope *delta = NULL, *state = NULL;
+    if (proto_scope_decode(plain.delta.p, plain.delta.len, &e->lim, NULL, &delta, &diag)
+        != PROTO_OK) {
+        NODE_WARN(
+            "delta.reject", "origin=%s seq=%" PRIu64 " reason=\"bad scope encoding\"", who, h.seq);
+        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        *done = true;
+        c->refused++;
+        goto done_plain;
+    }
+    if (!node__entries_by(delta, h.origin)) {
+        NODE_WARN("delta.reject",
+            "origin=%s seq=%" PRIu64 " reason=\"an entry carries another member's dot\"", who,
+            h.seq);
+        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        *done = true;
+        c->refused++;
+        goto done_scopes;
+    }
+    if ((err = ledger_state_get(t, h.tag, &e->lim, &state)) != NODE_OK)
+        goto done_scopes;
+    node_auth a = node__authorise(e, &k, state, h.origin, &plain, delta);
+    if (a == NODE_AUTH_WAIT) {
+        *why = WAIT_CAUSAL;
+        goto done_scopes;
+    }
+    if (a == NODE_AUTH_NO) {
+        node_member *m = node_member_by_origin(e, h.origin);
+        NODE_WARN("delta.refuse",
+            "org=%s seq=%" PRIu64 " scope=%s reason=\"no write grant in the delta's "
+            "causal past\"",
+            m ? m->org : "?", h.seq, k.scope);
+        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        *done = true;
+        c->refused++;
+        goto done_scopes;
+    }
+    crdt_err cerr = crdt_scope_join(state, delta);
+    if (cerr != CRDT_OK) {
+        NODE_WARN("delta.reject", "origin=%s seq=%" PRIu64 " reason=\"%s\"", who, h.seq,
+            crdt_strerror(cerr));
+        err = cerr == CRDT_ENOMEM ? NODE_ENOMEM : ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        *done = err == NODE_OK;
+        goto done_scopes;
+    }
+    if ((err = ledger_state_put(t, h.tag, state, node__now(e))) == NODE_OK
+        && (err = ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK) {
+        *done = true;
+        c->progress++;
+    }
+done_scopes:
+    crdt_scope_free(delta);
+    crdt_scope_free(state);
+done_plain:
+    proto_body_fini(&plain);
+    proto_wipe(&k, sizeof(k));
+out:
+    proto_header_fini(&h);
+    return err;
+}
+
+static node_err apply_cb(node_txn *t, void *ctx)
+{
+    apply_ctx *c = ctx;
+    c->progress = c->refused = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        node_err err = node__apply_one(t, c, &c->e->waits[c->from + i], &c->done[i], &c->why[i]);
+        if (err != NODE_OK)
+            return err;
+    }
+    return NODE_OK;
+}
+
+/* Bodies tried in one transaction (1024: about 60 ms of work, one fsync), and in one call
+ * (one loop turn): a large backlog (a key that unlocks thousands of bodies, a restart) is
+ * merged over several turns, so that the loop keeps answering peers and operators meanwhile. */
+#define APPLY_BATCH 1024
+#define APPLY_TURN 2048
+
+/* One transaction over waits [from, from + n). Returns how many were merged (or refused, or
+ * found not ours), or SIZE_MAX on error; the list is compacted. */
+static size_t apply_batch(node_engine *e, size_t from, size_t n)
+{
+    apply_ctx c
+        = { e, from, n, calloc(n ? n : 1, sizeof(wait_reason)), calloc(n ? n : 1, 1), 0, 0 };
+    size_t finished = SIZE_MAX;
+    node_errmsg msg;
+    if (c.why == NULL || c.done == NULL)
+        goto out;
+    if (node_store_write(e->store, apply_cb, &c, &msg) != NODE_OK) {
+        NODE_ERROR("apply.fail", "error=\"%s\"", msg.text);
+        goto out;
+    }
+    e->refused += c.refused;
+    size_t w = from;
+    finished = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c.done[i]) {
+            finished++;
+            continue;
+        }
+        e->waits[from + i].why = c.why[i];
+        e->waits[w++] = e->waits[from + i];
+    }
+    memmove(&e->waits[w], &e->waits[from + n], (e->nwaits - from - n) * sizeof(*e->waits));
+    e->nwaits -= finished;
+    e->apply_progress += c.progress;
+out:
+    free(c.why);
+    free(c.done);
+    return finished;
+}
+
+void node_retry_waits(node_engine *e)
+{
+    /* Passes go round the list from a cursor; each pass may unlock the next (a key, then the
+     * deltas under it, then those that depend on them): repeat while passes make progress,
+     * within APPLY_TURN tries per call, and continue on the next loop turn when it is used up. */
+    size_t budget = APPLY_TURN;
+    if (e->retry_at == 0)
+        e->apply_progress = 0;
+    while (e->nwaits > 0 && budget > 0) {
+        if (e->retry_at >= e->nwaits) {
+            /* A pass ended: another one only if it merged something. */
+            e->retry_at = 0;
+            if (e->apply_progress == 0)
+                break;
+            e->apply_progress = 0;
+            if (++e->retry_passes >= 64)
+                break;
+        }
+        size_t n = e->nwaits - e->retry_at;
+        if (n > APPLY_BATCH)
+            n = APPLY_BATCH;
+        if (n > budget)
+            n = budget;
+        size_t finished = apply_batch(e, e->retry_at, n);
+        if (finished == SIZE_MAX)
+            break;
+        budget -= n;
+        e->retry_at += n - finished;
+    }
+    bool more = e->nwaits > 0 && budget == 0 && e->retry_passes < 64;
+    if (!more) {
+        e->retry_at = 0;
+        e->retry_passes = 0;
+        e->apply_progress = 0;
+    }
+    if (node__waits_reindex(e) != NODE_OK)
+        NODE_ERROR("apply.fail", "error=\"out of memory indexing waiting bodies\"");
+    if (more && !e->stopping)
+        e->host.schedule(e->host.ctx, NODE_WORK_APPLY, 0);
+}

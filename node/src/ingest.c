@@ -1,0 +1,664 @@
+/*
+ * Ingest: headers and bodies from peers, verified, chained per origin (or held out of order,
+ * or kept as a proof of equivocation), stored, and the bodies merged at once when they can be,
+ * in one transaction per group of queued messages (a group commit). What cannot be merged yet
+ * joins the waits (apply.c takes them up). At start, the waits and wants are rebuilt from the
+ * store. Transaction bodies may run twice (the store reruns them after growing a full map), so
+ * they work on copies of in-memory state and the caller adopts the copies after the commit.
+ * May call: apply.c, hcheck.c, access.c, state.c, ledger.c, proto.
+ */
+#include "engine.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Headers                                                                                   */
+
+/* What a batch of header ingestion decided, adopted after the commit. */
+typedef struct ingest_ctx {
+    node_engine *e;
+    const proto_bytes *headers;
+    size_t n;
+    const uint8_t *sig; /* per header: SIG_*, checked before the write (NULL: none checked) */
+    crdt_hlc clock;
+    /* outputs */
+    node_want *wants;
+    size_t nwants;
+    node_pending *pend; /* headers to hold out of order (bytes point into the input) */
+    size_t npend;
+    bool *used_pending; /* e->pending entries consumed */
+    size_t stored, rejected;
+    uint64_t own_seq; /* this node's log position, raised by its own headers seen from peers */
+    uint8_t own_last[32];
+} ingest_ctx;
+
+static void ingest_reset(ingest_ctx *c)
+{
+    c->clock = c->e->clock;
+    c->nwants = 0;
+    c->npend = 0;
+    c->stored = c->rejected = 0;
+    c->own_seq = c->e->own_seq;
+    memcpy(c->own_last, c->e->own_last, 32);
+    if (c->used_pending)
+        memset(c->used_pending, 0, c->e->npending * sizeof(bool));
+}
+
+static node_err ctx_want(ingest_ctx *c, const proto_header *h)
+{
+    node_want *w = realloc(c->wants, (c->nwants + 1) * sizeof(*w));
+    if (w == NULL)
+        return NODE_ENOMEM;
+    c->wants = w;
+    memcpy(w[c->nwants].id, h->id, 32);
+    memcpy(w[c->nwants].tag, h->tag, 32);
+    memcpy(w[c->nwants].origin, h->origin, 32);
+    c->nwants++;
+    return NODE_OK;
+}
+
+typedef struct tag_want {
+    ingest_ctx *c;
+    node_txn *t;
+    node_err err;
+} tag_want;
+
+static bool tag_want_cb(const uint8_t id[32], void *ctx)
+{
+    tag_want *w = ctx;
+    if (ledger_body_has(w->t, id))
+        return true;
+    const void *hb;
+    size_t hl;
+    proto_header h;
+    if (ledger_header_by_id(w->t, id, &hb, &hl) != NODE_OK
+        || proto_header_decode(hb, hl, &w->c->e->lim, &h, NULL) != PROTO_OK)
+        return true;
+    if (h.kind == PROTO_HDR_DELTA)
+        w->err = ctx_want(w->c, &h);
+    proto_header_fini(&h);
+    return w->err == NODE_OK;
+}
+
+/* This node has just been granted a tag: want the bodies of every delta it already has a
+ * header of (they were not ours to receive before). */
+static node_err want_tag(node_txn *t, ingest_ctx *c, const uint8_t tag[32])
+{
+    tag_want w = { c, t, NODE_OK };
+    node_err err = ledger_tag_headers(t, tag, tag_want_cb, &w);
+    return err != NODE_OK ? err : w.err;
+}
+
+/* The id of the header at (origin, seq), by decoding what is stored. */
+static node_err stored_id(
+    node_txn *t, const uint8_t origin[32], uint64_t seq, const proto_limits *lim, uint8_t id[32])
+{
+    const void *b;
+    size_t n;
+    node_err err = ledger_header_get(t, origin, seq, &b, &n);
+    if (err != NODE_OK)
+        return err;
+    proto_header h;
+    if (proto_header_decode(b, n, lim, &h, NULL) != PROTO_OK)
+        return NODE_ECORRUPT;
+    memcpy(id, h.id, 32);
+    proto_header_fini(&h);
+    return NODE_OK;
+}
+
+/* Is this exact header already held out of order (verified when it was held)? */
+static bool pending_held(
+    const node_engine *e, const uint8_t origin[32], uint64_t seq, const uint8_t *bytes, size_t len)
+{
+    for (size_t i = 0; i < e->npending; i++) {
+        const node_pending *p = &e->pending[i];
+        if (p->seq == seq && p->len == len && memcmp(p->origin, origin, 32) == 0
+            && memcmp(p->bytes, bytes, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A header of our own beyond our log position: this store was restored from an older copy. */
+static void log_own_behind(uint64_t seq, uint64_t own_seq)
+{
+    NODE_WARN("own.behind",
+        "seq=%" PRIu64 " own_seq=%" PRIu64 " detail=\"a peer holds a newer header of this "
+        "node's log (restored from an older copy?); continuing after it\"",
+        seq, own_seq);
+}
+
+static bool sig_good(const proto_header *h, uint8_t sig)
+{
+    return sig == SIG_GOOD || (sig == SIG_UNKNOWN && proto_header_verify(h) == PROTO_OK);
+}
+
+/* One header: chain it, or hold it, or drop it. *next_seq gets seq when stored (else 0).
+ * sig: SIG_GOOD when these exact bytes were verified already (node_hcheck, or a header held
+ * out of order, which is verified before it is held). */
+static node_err ingest_one(node_txn *t, ingest_ctx *c, const uint8_t *bytes, size_t len,
+    uint8_t sig, uint8_t origin_out[32], uint64_t *next_seq)
+{
+    node_engine *e = c->e;
+    *next_seq = 0;
+    proto_header h;
+    proto_diag diag = { 0, "" };
+    proto_err perr = proto_header_decode(bytes, len, &e->lim, &h, &diag);
+    if (perr != PROTO_OK) {
+        NODE_WARN("header.reject", "reason=\"%s\" detail=\"%s\" offset=%zu", proto_strerror(perr),
+            diag.reason, diag.offset);
+        c->rejected++;
+        return NODE_OK;
+    }
+    node_err err = NODE_OK;
+    char who[65];
+    proto_hex_encode(h.origin, 32, who);
+    node_member *m = node_member_by_origin(e, h.origin);
+    if (m == NULL) {
+        NODE_WARN("header.reject", "origin=%s seq=%" PRIu64 " reason=\"not a member\"", who, h.seq);
+        c->rejected++;
+        goto out;
+    }
+    if (ledger_quarantined(t, h.origin))
+        goto out;
+    uint64_t have = ledger_vv_get(t, h.origin);
+    if (h.seq <= have) {
+        /* Most headers a peer sends are ones this node already holds: the same bytes (or the
+         * same id) at (origin, seq) need no signature check. Only a different header there,
+         * a candidate proof of equivocation, is verified. */
+        const void *other;
+        size_t olen;
+        if ((err = ledger_header_get(t, h.origin, h.seq, &other, &olen)) != NODE_OK)
+            goto out;
+        if (olen == len && memcmp(other, bytes, len) == 0)
+            goto out;
+        uint8_t id[32];
+        if ((err = stored_id(t, h.origin, h.seq, &e->lim, id)) != NODE_OK)
+            goto out;
+        if (memcmp(id, h.id, 32) != 0) {
+            if (!sig_good(&h, sig)) {
+                NODE_WARN("header.reject", "origin=%s seq=%" PRIu64 " reason=\"bad signature\"",
+                    who, h.seq);
+                c->rejected++;
+                goto out;
+            }
+            /* Two validly signed, different headers for one (origin, seq): keep both (the
+             * stored one was verified when it was stored). */
+            if ((err = ledger_quarantine_put(t, h.origin, other, olen, bytes, len)) != NODE_OK)
+                goto out;
+            NODE_ERROR("origin.equivocation",
+                "org=%s origin=%s seq=%" PRIu64
+                " action=quarantined detail=\"two different signed headers for one "
+                "sequence number; proof kept\"",
+                m->org, who, h.seq);
+        }
+        goto out;
+    }
+    if (h.seq > have + 1) {
+        for (size_t i = 0; i < c->npend; i++)
+            if (memcmp(c->pend[i].origin, h.origin, 32) == 0 && c->pend[i].seq == h.seq)
+                goto out;
+        if (pending_held(e, h.origin, h.seq, bytes, len))
+            goto out;
+    }
+    if (!sig_good(&h, sig)) {
+        NODE_WARN(
+            "header.reject", "origin=%s seq=%" PRIu64 " reason=\"bad signature\"", who, h.seq);
+        c->rejected++;
+        goto out;
+    }
+    if (h.seq > have + 1) {
+        node_pending *p = realloc(c->pend, (c->npend + 1) * sizeof(*p));
+        if (p == NULL) {
+            err = NODE_ENOMEM;
+            goto out;
+        }
+        c->pend = p;
+        memcpy(p[c->npend].origin, h.origin, 32);
+        p[c->npend].seq = h.seq;
+        p[c->npend].bytes = (uint8_t *)(uintptr_t)bytes;
+        p[c->npend].len = len;
+        c->npend++;
+        goto out;
+    }
+    uint8_t prev[32];
+    (void)ledger_vv_last(t, h.origin, prev);
+    if (memcmp(prev, h.prev, 32) != 0) {
+        NODE_WARN("header.reject",
+            "org=%s seq=%" PRIu64 " reason=\"hash chain broken: prev is not the id of "
+            "the previous header\"",
+            m->org, h.seq);
+        c->rejected++;
+        goto out;
+    }
+    if ((err = ledger_header_put(t, &h, bytes, len)) != NODE_OK)
+        goto out;
+    c->stored++;
+    const uint8_t *me = proto_identity_origin(e->me);
+    if (memcmp(h.origin, me, 32) == 0 && h.seq > c->own_seq) {
+        /* A header of our own that our log position does not cover: this store was restored
+         * from an older copy. Never reuse its sequence number. */
+        log_own_behind(h.seq, c->own_seq);
+        c->own_seq = h.seq;
+        memcpy(c->own_last, h.id, 32);
+        if ((err = ledger_own_put(t, c->own_seq, c->own_last)) != NODE_OK)
+            goto out;
+    }
+    if (h.kind == PROTO_HDR_KEY_GRANT) {
+        bool mine = false;
+        for (size_t i = 0; i < h.nrecipients && err == NODE_OK; i++) {
+            err = ledger_grant_put(t, h.tag, h.recipients[i].b, h.origin);
+            mine = mine || memcmp(h.recipients[i].b, me, 32) == 0;
+        }
+        if (err == NODE_OK && mine && !ledger_body_has(t, h.id))
+            err = ctx_want(c, &h);
+        if (err == NODE_OK && mine)
+            err = want_tag(t, c, h.tag);
+    } else if (node__reads_tag(t, e, h.tag) && !ledger_body_has(t, h.id)) {
+        err = ctx_want(c, &h);
+    }
+    /* A clock too far ahead is not adopted here; its delta waits when it is merged. */
+    crdt_hlc tmp;
+    crdt_err ahead
+        = crdt_hlc_recv(&c->clock, node__now(e), &h.hlc, e->cfg.max_clock_ahead_ms, &tmp);
+    (void)ahead;
+    memcpy(origin_out, h.origin, 32);
+    *next_seq = h.seq + 1;
+out:
+    proto_header_fini(&h);
+    return err;
+}
+
+static node_err ingest_cb(node_txn *t, void *ctx)
+{
+    ingest_ctx *c = ctx;
+    node_engine *e = c->e;
+    ingest_reset(c);
+    for (size_t i = 0; i < c->n; i++) {
+        uint8_t origin[32];
+        uint64_t next;
+        node_err err = ingest_one(t, c, c->headers[i].p, c->headers[i].len,
+            c->sig != NULL ? c->sig[i] : SIG_UNKNOWN, origin, &next);
+        /* Headers held out of order may now follow. */
+        while (err == NODE_OK && next != 0) {
+            size_t k = 0;
+            while (k < e->npending
+                && (c->used_pending[k] || e->pending[k].seq != next
+                    || memcmp(e->pending[k].origin, origin, 32) != 0))
+                k++;
+            size_t j = 0;
+            while (j < c->npend
+                && (c->pend[j].seq != next || memcmp(c->pend[j].origin, origin, 32) != 0))
+                j++;
+            if (k < e->npending) {
+                c->used_pending[k] = true;
+                err = ingest_one(
+                    t, c, e->pending[k].bytes, e->pending[k].len, SIG_GOOD, origin, &next);
+            } else if (j < c->npend) {
+                node_pending p = c->pend[j];
+                c->pend[j] = c->pend[--c->npend];
+                err = ingest_one(t, c, p.bytes, p.len, SIG_GOOD, origin, &next);
+            } else {
+                next = 0;
+            }
+        }
+        if (err != NODE_OK)
+            return err;
+    }
+    return ledger_hlc_put(t, &c->clock);
+}
+
+#define PENDING_MAX 100000
+
+/* A verified header of our own log beyond what we hold (restored from an older copy): the
+ * next local write continues after it, so that no sequence number is used twice. */
+static void own_pending(node_engine *e, const node_pending *p)
+{
+    if (p->seq <= e->own_seq || memcmp(p->origin, proto_identity_origin(e->me), 32) != 0)
+        return;
+    proto_header h;
+    if (proto_header_decode(p->bytes, p->len, &e->lim, &h, NULL) != PROTO_OK)
+        return;
+    log_own_behind(h.seq, e->own_seq);
+    e->own_seq = h.seq;
+    memcpy(e->own_last, h.id, 32);
+    proto_header_fini(&h);
+}
+
+/* Headers per transaction: a group commit. A 1 MiB HEADERS message holds about 4,600
+ * headers, so it is mostly one commit; smaller groups (512) made the fsyncs of the commits a
+ * large share of ingest time. A larger message (a peer with a larger max_message_bytes) is
+ * taken in several commits, all in this loop turn. */
+#define INGEST_BATCH 4096
+
+node_err node_ingest_headers(
+    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from)
+{
+    node_hcheck *own = NULL;
+    if (sig == NULL && n > 0 && (own = node_hcheck_start(e, headers, n)) != NULL)
+        sig = node_hcheck_results(e, own);
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < n && err == NODE_OK; i += INGEST_BATCH) {
+        node_ingest_in in = { headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH,
+            sig != NULL ? sig + i : NULL, NULL, 0 };
+        err = node_ingest(e, &in, from);
+    }
+    node_hcheck_free(e, own);
+    return err;
+}
+
+/* After the commit: adopt the clock and log position, keep the headers held out of order,
+ * and want the bodies this node may read. */
+static node_err ingest_post(node_engine *e, ingest_ctx *c)
+{
+    e->clock = c->clock;
+    e->rejected += c->rejected;
+    e->own_seq = c->own_seq;
+    memcpy(e->own_last, c->own_last, 32);
+    /* Drop consumed pending headers, keep new ones (bounded). */
+    size_t w = 0;
+    for (size_t i = 0; i < e->npending; i++) {
+        if (c->used_pending != NULL && c->used_pending[i])
+            free(e->pending[i].bytes);
+        else
+            e->pending[w++] = e->pending[i];
+    }
+    e->npending = w;
+    for (size_t i = 0; i < c->npend && e->npending < PENDING_MAX; i++) {
+        node_pending *p = realloc(e->pending, (e->npending + 1) * sizeof(*p));
+        uint8_t *copy = malloc(c->pend[i].len);
+        if (p == NULL || copy == NULL) {
+            free(copy);
+            if (p != NULL)
+                e->pending = p;
+            break;
+        }
+        e->pending = p;
+        memcpy(copy, c->pend[i].bytes, c->pend[i].len);
+        p[e->npending] = c->pend[i];
+        p[e->npending].bytes = copy;
+        e->npending++;
+        own_pending(e, &p[e->npending - 1]);
+    }
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < c->nwants && err == NODE_OK; i++)
+        err = node__want_add(e, c->wants[i].id, c->wants[i].tag, c->wants[i].origin);
+    return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Bodies                                                                                    */
+
+/* A BODIES message is stored and merged in one transaction: a key grant and the deltas under
+ * it usually come in the same message, and a second transaction (and its fsync) per message
+ * was a large share of a syncing node's time. What cannot be merged yet joins the waits. */
+typedef struct bodies_ctx {
+    node_engine *e;
+    const proto_body_item *items;
+    size_t n;
+    bool *stored; /* per item */
+    uint8_t (*tags)[32];
+    uint8_t *kinds;
+    node_wait *w;     /* per item: the wait it would be */
+    bool *done;       /* per item: merged, refused or not ours */
+    wait_reason *why; /* per item not done: what it waits for */
+    apply_ctx a;
+} bodies_ctx;
+
+static node_err bodies_cb(node_txn *t, void *ctx)
+{
+    bodies_ctx *c = ctx;
+    node_engine *e = c->e;
+    const uint8_t *me = proto_identity_origin(e->me);
+    for (size_t i = 0; i < c->n; i++) {
+        c->stored[i] = false;
+        const proto_body_item *it = &c->items[i];
+        if (ledger_body_has(t, it->header_id))
+            continue;
+        const void *hb;
+        size_t hl;
+        if (ledger_header_by_id(t, it->header_id, &hb, &hl) != NODE_OK)
+            continue; /* no header yet: the body comes again with anti-entropy */
+        proto_header h;
+        if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+            return NODE_ECORRUPT;
+        bool ok;
+        if (h.kind == PROTO_HDR_KEY_GRANT) {
+            ok = false;
+            for (size_t r = 0; r < h.nrecipients; r++)
+                ok = ok || memcmp(h.recipients[r].b, me, 32) == 0;
+        } else {
+            ok = node__reads_tag(t, e, h.tag);
+        }
+        proto_err perr = ok ? proto_body_check(&h, it->body.p, it->body.len) : PROTO_OK;
+        memcpy(c->tags[i], h.tag, 32);
+        c->kinds[i] = h.kind;
+        proto_header_fini(&h);
+        if (!ok)
+            continue; /* not ours to hold: never store what we may not read */
+        if (perr != PROTO_OK) {
+            NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
+            continue;
+        }
+        node_err err = ledger_body_put(t, it->header_id, it->body.p, it->body.len);
+        if (err != NODE_OK)
+            return err;
+        c->stored[i] = true;
+    }
+    /* Merge what was stored; passes repeat while they merge something (a grant, then the
+     * deltas under its key, then those that depend on them). */
+    c->a.progress = c->a.refused = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        c->done[i] = !c->stored[i];
+        c->why[i] = WAIT_KEY;
+        memcpy(c->w[i].id, c->items[i].header_id, 32);
+        memcpy(c->w[i].tag, c->tags[i], 32);
+        c->w[i].kind = c->kinds[i];
+    }
+    for (size_t pass = 0; pass < 8; pass++) {
+        size_t before = c->a.progress;
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->done[i])
+                continue;
+            c->w[i].why = c->why[i];
+            node_err err = node__apply_one(t, &c->a, &c->w[i], &c->done[i], &c->why[i]);
+            if (err != NODE_OK)
+                return err;
+        }
+        if (c->a.progress == before)
+            break;
+    }
+    return NODE_OK;
+}
+
+/* Headers and bodies from peers, stored in one transaction: the headers first, so that the
+ * bodies find theirs. */
+typedef struct group_ctx {
+    ingest_ctx h;
+    bodies_ctx b;
+} group_ctx;
+
+static node_err group_cb(node_txn *t, void *ctx)
+{
+    group_ctx *g = ctx;
+    node_err err = g->h.n > 0 ? ingest_cb(t, &g->h) : NODE_OK;
+    if (err == NODE_OK && g->b.n > 0)
+        err = bodies_cb(t, &g->b);
+    return err;
+}
+
+node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from)
+{
+    size_t k = in->nbodies ? in->nbodies : 1;
+    group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders, .sig = in->sig },
+        .b = { .e = e,
+            .items = in->bodies,
+            .n = in->nbodies,
+            .stored = calloc(k, sizeof(bool)),
+            .tags = calloc(k, sizeof(*g.b.tags)),
+            .kinds = calloc(k, 1),
+            .w = calloc(k, sizeof(node_wait)),
+            .done = calloc(k, sizeof(bool)),
+            .why = calloc(k, sizeof(wait_reason)) } };
+    g.b.a.e = e;
+    node_err err = NODE_ENOMEM;
+    if (g.b.stored == NULL || g.b.tags == NULL || g.b.kinds == NULL || g.b.w == NULL
+        || g.b.done == NULL || g.b.why == NULL)
+        goto out;
+    if (in->nheaders > 0 && e->npending > 0
+        && (g.h.used_pending = calloc(e->npending, sizeof(bool))) == NULL)
+        goto out;
+    node_errmsg msg;
+    if ((err = node_store_write(e->store, group_cb, &g, &msg)) != NODE_OK) {
+        NODE_ERROR("ingest.fail", "peer=%s headers=%zu bodies=%zu error=\"%s\"",
+            from ? from->org : "?", in->nheaders, in->nbodies, msg.text);
+        goto out;
+    }
+    if (in->nheaders > 0 && (err = ingest_post(e, &g.h)) != NODE_OK)
+        goto out;
+    if (in->nbodies == 0)
+        goto out;
+    e->refused += g.b.a.refused;
+    for (size_t i = 0; i < in->nbodies; i++) {
+        if (!g.b.stored[i])
+            continue;
+        node__want_remove(e, in->bodies[i].header_id);
+        if (g.b.done[i])
+            continue;
+        if ((err = node__wait_add(e, in->bodies[i].header_id, g.b.tags[i], g.b.kinds[i]))
+            != NODE_OK)
+            goto out;
+        e->waits[idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
+    }
+    node_retry_waits(e); /* older waits may follow what was merged */
+out:
+    free(g.h.wants);
+    free(g.h.pend);
+    free(g.h.used_pending);
+    free(g.b.stored);
+    free(g.b.tags);
+    free(g.b.kinds);
+    free(g.b.w);
+    free(g.b.done);
+    free(g.b.why);
+    return err;
+}
+
+node_err node_ingest_bodies(
+    node_engine *e, const proto_body_item *items, size_t n, node_member *from)
+{
+    node_ingest_in in = { NULL, 0, NULL, items, n };
+    return node_ingest(e, &in, from);
+}
+
+typedef struct load_ctx {
+    node_engine *e;
+    node_want *wants;
+    size_t nwants;
+    node_wait *waits;
+    size_t nwaits;
+    node_txn *t;
+    bool oom;
+} load_ctx;
+
+static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    load_ctx *c = ctx;
+    if (kl != 65)
+        return true;
+    const uint8_t *tag = (const uint8_t *)k + 1, *id = (const uint8_t *)k + 33;
+    bool has_body = ledger_body_has(c->t, id);
+    if (has_body && ledger_applied_get(c->t, id) == 0) {
+        node_wait *w = realloc(c->waits, (c->nwaits + 1) * sizeof(*w));
+        if (w == NULL) {
+            c->oom = true;
+            return false;
+        }
+        c->waits = w;
+        memcpy(w[c->nwaits].id, id, 32);
+        memcpy(w[c->nwaits].tag, tag, 32);
+        w[c->nwaits].why = WAIT_KEY;
+        w[c->nwaits].kind = 0; /* unknown until tried: apply_one decodes it */
+        c->nwaits++;
+    } else if (!has_body) {
+        const void *hb;
+        size_t hl;
+        proto_header h;
+        if (ledger_header_by_id(c->t, id, &hb, &hl) != NODE_OK
+            || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
+            return true;
+        bool want = false;
+        const uint8_t *me = proto_identity_origin(c->e->me);
+        if (h.kind == PROTO_HDR_KEY_GRANT) {
+            for (size_t r = 0; r < h.nrecipients; r++)
+                want = want || memcmp(h.recipients[r].b, me, 32) == 0;
+        } else {
+            want = node__reads_tag(c->t, c->e, tag);
+        }
+        if (want) {
+            node_want *w = realloc(c->wants, (c->nwants + 1) * sizeof(*w));
+            if (w == NULL) {
+                c->oom = true;
+                proto_header_fini(&h);
+                return false;
+            }
+            c->wants = w;
+            memcpy(w[c->nwants].id, id, 32);
+            memcpy(w[c->nwants].tag, tag, 32);
+            memcpy(w[c->nwants].origin, h.origin, 32);
+            w[c->nwants].since_ms = 0; /* missing since before the start: ask at once */
+            w[c->nwants].asked_ms = 0;
+            c->nwants++;
+        }
+        proto_header_fini(&h);
+    }
+    return true;
+}
+
+static node_err load_cb(node_txn *t, void *ctx)
+{
+    load_ctx *c = ctx;
+    node_engine *e = c->e;
+    c->t = t;
+    node_err err;
+    if ((err = ledger_own_get(t, &e->own_seq, e->own_last)) != NODE_OK
+        || (err = ledger_hlc_get(t, &e->clock)) != NODE_OK)
+        return err;
+    /* The next sequence number is one past the highest of our own headers held here, whether
+     * this node wrote it or it came back from a peer after a restore from an older copy. */
+    uint8_t last[32];
+    uint64_t held = ledger_vv_last(t, proto_identity_origin(e->me), last);
+    if (held > e->own_seq) {
+        NODE_WARN("own.behind",
+            "seq=%" PRIu64 " own_seq=%" PRIu64 " detail=\"the store holds newer headers of this "
+            "node's log than its own position; continuing after them\"",
+            held, e->own_seq);
+        e->own_seq = held;
+        memcpy(e->own_last, last, 32);
+    }
+    if ((err = node_txn_scan(t, NODE_DB_HEADERS, "T", 1, load_tag_cb, c)) != NODE_OK)
+        return err;
+    return c->oom ? NODE_ENOMEM : NODE_OK;
+}
+
+node_err node__ingest_load(node_engine *e, node_errmsg *msg)
+{
+    load_ctx c = { .e = e };
+    node_err err = node_store_read(e->store, load_cb, &c, msg);
+    if (err != NODE_OK) {
+        free(c.wants);
+        free(c.waits);
+        return err;
+    }
+    e->wants = c.wants;
+    e->nwants = c.nwants;
+    e->waits = c.waits;
+    e->nwaits = c.nwaits;
+    for (size_t i = 0; i < e->nwants; i++)
+        if (!idset_put(&e->want_ix, e->wants[i].id, i))
+            return NODE_ENOMEM;
+    return node__waits_reindex(e);
+}

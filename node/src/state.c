@@ -1,0 +1,337 @@
+/*
+ * The node's state on the loop thread: the manifest in force and the member table, and the
+ * in-memory lists of what it waits for (headers held out of order, bodies held but not merged,
+ * bodies lacked), with their indexes. May call: ledger.c, store.c, proto; the host (for the
+ * want timer). Called by every file above it.
+ */
+#include "engine.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLOCK_WINDOW_MS 600000
+
+void node_clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms)
+{
+    int64_t s = wall_ms >= now_ms ? (int64_t)(wall_ms - now_ms) : -(int64_t)(now_ms - wall_ms);
+    if (m->clock_sampled_ms == 0 || s > m->clock_offset_ms
+        || now_ms - m->clock_sampled_ms >= CLOCK_WINDOW_MS) {
+        m->clock_offset_ms = s;
+        m->clock_sampled_ms = now_ms;
+    }
+}
+
+node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32])
+{
+    for (size_t i = 0; i < e->nmembers; i++)
+        if (memcmp(e->members[i].origin, origin, 32) == 0)
+            return &e->members[i];
+    return NULL;
+}
+
+node_member *node_member_by_org(node_engine *e, const char *org)
+{
+    for (size_t i = 0; i < e->nmembers; i++)
+        if (strcmp(e->members[i].org, org) == 0)
+            return &e->members[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Manifest                                                                                  */
+
+/* Rebuild the member table from the current manifest, keeping what is known of members that
+ * stay (their dialer, link and version vector). */
+node_err node__members_rebuild(node_engine *e)
+{
+    node_member *next = calloc(e->manifest.nmembers ? e->manifest.nmembers : 1, sizeof(*next));
+    if (next == NULL)
+        return NODE_ENOMEM;
+    for (size_t i = 0; i < e->manifest.nmembers; i++) {
+        const proto_member *m = &e->manifest.members[i];
+        node_member *nm = &next[i];
+        size_t ol = m->org.len < PROTO_ORG_MAX ? m->org.len : PROTO_ORG_MAX;
+        memcpy(nm->org, m->org.p, ol);
+        size_t ul = m->url.len < NODE_URL_MAX ? m->url.len : NODE_URL_MAX;
+        memcpy(nm->url, m->url.p, ul);
+        nm->role = m->role;
+        memcpy(nm->origin, m->origin, 32);
+        memcpy(nm->box_pk, m->box_pk, 32);
+        nm->self = memcmp(m->origin, proto_identity_origin(e->me), 32) == 0;
+        node_member *old = node_member_by_origin(e, m->origin);
+        if (old != NULL) {
+            nm->dialer = old->dialer;
+            nm->pipe = old->pipe;
+            nm->last_heard_ms = old->last_heard_ms;
+            nm->clock_offset_ms = old->clock_offset_ms;
+            nm->clock_sampled_ms = old->clock_sampled_ms;
+            nm->vv = old->vv;
+            nm->nvv = old->nvv;
+            old->vv = NULL;
+            old->dialer = 0;
+        }
+    }
+    /* Members that left: stop dialling them and drop their links. */
+    for (size_t i = 0; i < e->nmembers; i++) {
+        if (e->members[i].dialer != 0)
+            e->host.undial(e->host.ctx, e->members[i].dialer);
+        if (e->members[i].pipe != 0)
+            e->host.drop(e->host.ctx, e->members[i].pipe);
+        free(e->members[i].vv);
+    }
+    free(e->members);
+    e->members = next;
+    e->nmembers = e->manifest.nmembers;
+    return NODE_OK;
+}
+
+node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
+{
+    const proto_member *me = proto_manifest_find(m, proto_identity_origin(e->me));
+    if (me == NULL)
+        return node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " does not list this node's key (identity.key): ask the "
+            "network admin to add this node's member entry",
+            m->version);
+    if (memcmp(m->schema_hash, e->schema_hash, 32) != 0) {
+        char want[65], have[65];
+        proto_hex_encode(m->schema_hash, 32, want);
+        proto_hex_encode(e->schema_hash, 32, have);
+        return node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " names schema %s but this node's %s is %s: install "
+            "the network's schema file",
+            m->version, want, e->cfg.schema, have);
+    }
+    const char *role = proto_role_name(me->role);
+    if (me->org.len != strlen(e->cfg.org) || memcmp(me->org.p, e->cfg.org, me->org.len) != 0
+        || role == NULL || strcmp(role, e->cfg.role) != 0)
+        return node__fail(msg, NODE_EINVAL,
+            "pattod.conf says org %s, role %s, but manifest version %" PRIu64
+            " lists this node's key (identity.key) as org %.*s, role %s: correct [node] org and "
+            "role, or use the identity.key of org %s",
+            e->cfg.org, e->cfg.role, m->version, (int)me->org.len, (const char *)me->org.p,
+            role ? role : "?", e->cfg.org);
+    return NODE_OK;
+}
+
+node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
+{
+    for (size_t i = 0; i < e->cfg.ndials; i++) {
+        const char *org = e->cfg.dials[i].org;
+        bool member = false;
+        for (size_t k = 0; k < m->nmembers && !member; k++)
+            member = m->members[k].org.len == strlen(org)
+                && memcmp(m->members[k].org.p, org, m->members[k].org.len) == 0;
+        if (!member)
+            return node__fail(msg, NODE_ECONFIG,
+                "pattod.conf: [dial] names org %s, which is not a member of manifest version "
+                "%" PRIu64 " (see 'patto status' for the members): correct or remove the line",
+                org, m->version);
+    }
+    return NODE_OK;
+}
+
+typedef struct put_manifest {
+    const uint8_t *bytes;
+    size_t len;
+} put_manifest;
+
+static node_err put_manifest_cb(node_txn *t, void *ctx)
+{
+    put_manifest *p = ctx;
+    return node_txn_put(t, NODE_DB_MANIFEST, "current", 7, p->bytes, p->len);
+}
+
+node_err node_manifest_offer(
+    node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg)
+{
+    *changed = false;
+    proto_manifest m;
+    proto_diag diag = { 0, "" };
+    proto_err perr = proto_manifest_decode(bytes, len, &e->lim, &m, &diag);
+    if (perr != PROTO_OK)
+        return node__fail(msg, NODE_EINVAL, "not a valid manifest: %s (%s at byte %zu)",
+            proto_strerror(perr), diag.reason, diag.offset);
+    node_err err = NODE_OK;
+    uint8_t *copy = NULL;
+    if (proto_manifest_verify(&m, e->cfg.admin_pub) != PROTO_OK) {
+        err = node__fail(msg, NODE_EINVAL,
+            "the manifest is not signed by this network's admin key "
+            "([network] admin_pub)");
+        goto out;
+    }
+    if (e->have_manifest && m.version == e->manifest.version && len == e->manifest_len
+        && memcmp(bytes, e->manifest_bytes, len) == 0) {
+        /* The one in force, offered again (an automated set-up repeating its steps). */
+        node__fail(msg, NODE_OK, "manifest version %" PRIu64 " is already in force", m.version);
+        goto out;
+    }
+    if (e->have_manifest && m.version <= e->manifest.version) {
+        err = node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " is not newer than version %" PRIu64 " already in force",
+            m.version, e->manifest.version);
+        goto out;
+    }
+    if ((err = node_manifest_fits(e, &m, msg)) != NODE_OK)
+        goto out;
+    node_errmsg dial;
+    if (node_config_dials_fit(e, &m, &dial) != NODE_OK)
+        NODE_ERROR("config.dial", "detail=\"%s\"", dial.text);
+    /* The decoded manifest borrows from its input: keep our own copy of the bytes. */
+    if ((copy = malloc(len)) == NULL) {
+        err = NODE_ENOMEM;
+        goto out;
+    }
+    memcpy(copy, bytes, len);
+    put_manifest pm = { copy, len };
+    if ((err = node_store_write(e->store, put_manifest_cb, &pm, msg)) != NODE_OK)
+        goto out;
+    proto_manifest_fini(&m);
+    if (proto_manifest_decode(copy, len, &e->lim, &m, &diag) != PROTO_OK) {
+        free(copy);
+        return node__fail(msg, NODE_ECORRUPT, "manifest decode changed its mind");
+    }
+    if (e->have_manifest)
+        proto_manifest_fini(&e->manifest);
+    free(e->manifest_bytes);
+    e->manifest = m;
+    e->manifest_bytes = copy;
+    e->manifest_len = len;
+    e->have_manifest = true;
+    *changed = true;
+    NODE_INFO("manifest.accept", "version=%" PRIu64 " members=%zu", m.version, m.nmembers);
+    return node__members_rebuild(e);
+out:
+    free(copy);
+    proto_manifest_fini(&m);
+    return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Wants and waits (in memory; rebuilt from the store at start)                              */
+
+bool node__want_has(node_engine *e, const uint8_t id[32])
+{
+    return idset_get(&e->want_ix, id) != SIZE_MAX;
+}
+
+node_err node__want_add(
+    node_engine *e, const uint8_t id[32], const uint8_t tag[32], const uint8_t origin[32])
+{
+    if (node__want_has(e, id))
+        return NODE_OK;
+    node_want *w = realloc(e->wants, (e->nwants + 1) * sizeof(*w));
+    if (w == NULL)
+        return NODE_ENOMEM;
+    e->wants = w;
+    if (!idset_put(&e->want_ix, id, e->nwants))
+        return NODE_ENOMEM;
+    memcpy(w[e->nwants].id, id, 32);
+    memcpy(w[e->nwants].tag, tag, 32);
+    memcpy(w[e->nwants].origin, origin, 32);
+    w[e->nwants].since_ms = node__now(e);
+    w[e->nwants].asked_ms = 0;
+    e->nwants++;
+    node__wants_schedule(e);
+    return NODE_OK;
+}
+
+void node__want_remove(node_engine *e, const uint8_t id[32])
+{
+    size_t i = idset_get(&e->want_ix, id);
+    if (i == SIZE_MAX)
+        return;
+    idset_del(&e->want_ix, id);
+    if (i != --e->nwants) {
+        e->wants[i] = e->wants[e->nwants];
+        (void)idset_put(&e->want_ix, e->wants[i].id, i); /* updates in place: no allocation */
+    }
+}
+
+node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[32], uint8_t kind)
+{
+    if (idset_get(&e->wait_ix, id) != SIZE_MAX)
+        return NODE_OK;
+    node_wait *w = realloc(e->waits, (e->nwaits + 1) * sizeof(*w));
+    if (w == NULL)
+        return NODE_ENOMEM;
+    e->waits = w;
+    if (!idset_put(&e->wait_ix, id, e->nwaits))
+        return NODE_ENOMEM;
+    memcpy(w[e->nwaits].id, id, 32);
+    memcpy(w[e->nwaits].tag, tag, 32);
+    w[e->nwaits].why = WAIT_KEY;
+    w[e->nwaits].kind = kind;
+    e->nwaits++;
+    return NODE_OK;
+}
+
+/* Rebuild the wait index after the list was compacted. */
+node_err node__waits_reindex(node_engine *e)
+{
+    idset_free(&e->wait_ix);
+    for (size_t i = 0; i < e->nwaits; i++)
+        if (!idset_put(&e->wait_ix, e->waits[i].id, i))
+            return NODE_ENOMEM;
+    return NODE_OK;
+}
+
+typedef struct manifest_read {
+    uint8_t *bytes;
+    size_t len;
+} manifest_read;
+
+static node_err manifest_read_cb(node_txn *t, void *ctx)
+{
+    manifest_read *r = ctx;
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_MANIFEST, "current", 7, &v, &n);
+    if (err != NODE_OK)
+        return err;
+    if ((r->bytes = malloc(n)) == NULL)
+        return NODE_ENOMEM;
+    memcpy(r->bytes, v, n);
+    r->len = n;
+    return NODE_OK;
+}
+
+node_err node_manifest_load(node_engine *e, node_errmsg *msg)
+{
+    manifest_read r = { NULL, 0 };
+    node_err err = node_store_read(e->store, manifest_read_cb, &r, msg);
+    if (err != NODE_OK)
+        return err == NODE_ENOTFOUND ? node__fail(msg, NODE_ENOTFOUND, "no manifest imported yet")
+                                     : err;
+    proto_manifest m;
+    proto_diag diag = { 0, "" };
+    if (proto_manifest_decode(r.bytes, r.len, &e->lim, &m, &diag) != PROTO_OK) {
+        free(r.bytes);
+        return node__fail(msg, NODE_ECORRUPT, "the stored manifest does not decode: %s at byte %zu",
+            diag.reason, diag.offset);
+    }
+    if (proto_manifest_verify(&m, e->cfg.admin_pub) != PROTO_OK)
+        err = node__fail(msg, NODE_ECONFIG,
+            "the stored manifest (version %" PRIu64 ") is not signed by [network] admin_pub: "
+            "pattod.conf names another network's admin key",
+            m.version);
+    else if ((err = node_manifest_fits(e, &m, msg)) != NODE_OK)
+        err = NODE_ECONFIG;
+    if (err != NODE_OK) {
+        proto_manifest_fini(&m);
+        free(r.bytes);
+        return err;
+    }
+    e->manifest = m;
+    e->manifest_bytes = r.bytes;
+    e->manifest_len = r.len;
+    e->have_manifest = true;
+    return NODE_OK;
+}
+
+void node__wants_schedule(node_engine *e)
+{
+    if (!e->stopping && e->nwants > 0)
+        e->host.schedule(e->host.ctx, NODE_WORK_WANTS, NODE_WANT_GRACE_MS);
+}

@@ -1,0 +1,638 @@
+/*
+ * The sync protocol inside a session: eager push of new deltas, anti-entropy by version
+ * vectors, bodies only to members that hold the key of their tag, wants for bodies this node
+ * lacks, and the work through the inbound queue (group commits of HEADERS and BODIES).
+ * May call: inq.c, ingest.c, apply.c, access.c, link.c, state.c, ledger.c, proto.
+ */
+#include "engine.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH_BYTES (1u << 20)    /* one HEADERS or BODIES message */
+#define RESPONSE_BYTES (4u << 20) /* all the messages answering one VV or WANT */
+#define WANT_MAX 4096
+/* A want is asked only when its body has not come NODE_WANT_GRACE_MS after its header (it
+ * usually follows in the next message), and asked again at most this often. */
+#define WANT_RETRY_MS 2000
+/* A gap seen in pushed headers asks the pusher for its log at most this often. */
+#define GAP_VV_MS 1000
+/* The same version vector is not sent to a member again within this time only to ask for
+ * what it has: the answer to the first one is on its way (the two links of a pair each carry
+ * a version vector when they come up, and each would be answered in full). */
+#define VV_REPEAT_MS 2000
+
+typedef struct vv_read {
+    crdt_vv_entry *vv;
+    size_t n;
+} vv_read;
+
+static node_err vv_read_cb(node_txn *t, void *ctx)
+{
+    vv_read *r = ctx;
+    return ledger_vv_all(t, &r->vv, &r->n);
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3u;
+    return h;
+}
+
+/* What is stored, and the headers in the inbound queue that follow it (node__inq_vv). */
+void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
+{
+    vv_read r = { NULL, 0 };
+    node_errmsg msg;
+    if (node_store_read(e->store, vv_read_cb, &r, &msg) != NODE_OK)
+        return;
+    node__inq_vv(e, &r.vv, &r.n, m);
+    proto_vv_msg v = { r.vv, r.n, NULL };
+    proto_buf out = { NULL, 0 };
+    uint64_t now = node__now(e);
+    if (proto_vv_encode(&v, &out) == PROTO_OK) {
+        uint64_t h = fnv1a(out.p, out.len);
+        if (!only_new || h != m->vv_sent_hash || now - m->vv_sent_ms >= VV_REPEAT_MS) {
+            m->vv_sent_ms = now;
+            m->vv_sent_hash = h;
+            (void)(l != NULL ? node__link_send(e, l, &out) : node__send_to(e, m, &out));
+        }
+    }
+    proto_buf_free(&out);
+    free(r.vv);
+}
+
+static uint64_t vv_lookup(const crdt_vv_entry *vv, size_t n, const uint8_t origin[32])
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(vv[i].origin.b, origin, 32) == 0)
+            return vv[i].max;
+    return 0;
+}
+
+/* A growing batch of HEADERS or BODIES, flushed as messages of at most BATCH_BYTES. */
+typedef struct batch {
+    proto_bytes *items;
+    proto_body_item *bodies;
+    size_t n, cap, bytes;
+} batch;
+
+static bool batch_add(batch *b, const uint8_t *p, size_t len, const uint8_t *id)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        proto_bytes *it = realloc(b->items, cap * sizeof(*it));
+        if (it == NULL)
+            return false;
+        b->items = it;
+        proto_body_item *bd = realloc(b->bodies, cap * sizeof(*bd));
+        if (bd == NULL)
+            return false;
+        b->bodies = bd;
+        b->cap = cap;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return false;
+    memcpy(copy, p, len);
+    b->items[b->n].p = copy;
+    b->items[b->n].len = len;
+    if (id != NULL)
+        memcpy(b->bodies[b->n].header_id, id, 32);
+    b->bodies[b->n].body.p = copy;
+    b->bodies[b->n].body.len = len;
+    b->n++;
+    b->bytes += len + 48;
+    return true;
+}
+
+static void batch_clear(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free((void *)(uintptr_t)b->items[i].p);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+static void batch_free(batch *b)
+{
+    batch_clear(b);
+    free(b->items);
+    free(b->bodies);
+}
+
+/* Answers go back on the link the request came on (l). */
+static void flush_headers(node_engine *e, node_link *l, batch *b)
+{
+    if (b->n == 0)
+        return;
+    proto_headers_msg hm = { b->items, b->n, NULL };
+    proto_buf out = { NULL, 0 };
+    if (proto_headers_encode(&hm, &out) == PROTO_OK)
+        (void)node__link_send(e, l, &out);
+    proto_buf_free(&out);
+    batch_clear(b);
+}
+
+static void flush_bodies(node_engine *e, node_link *l, batch *b)
+{
+    if (b->n == 0)
+        return;
+    proto_bodies_msg bm = { b->bodies, b->n, NULL };
+    proto_buf out = { NULL, 0 };
+    if (proto_bodies_encode(&bm, &out) == PROTO_OK)
+        (void)node__link_send(e, l, &out);
+    proto_buf_free(&out);
+    batch_clear(b);
+}
+
+typedef struct lack_ctx {
+    node_engine *e;
+    node_member *m;
+    node_link *l;
+    batch headers, bodies;
+    size_t sent;
+    bool truncated; /* more to send than one answer holds */
+    bool ahead;     /* m has headers this node lacks */
+} lack_ctx;
+
+/* Send m the headers it lacks (and the bodies it may hold), up to RESPONSE_BYTES. */
+static node_err lack_cb(node_txn *t, void *ctx)
+{
+    lack_ctx *c = ctx;
+    node_engine *e = c->e;
+    crdt_vv_entry *mine = NULL;
+    size_t n = 0;
+    node_err err = ledger_vv_all(t, &mine, &n);
+    if (err != NODE_OK)
+        return err;
+    for (size_t i = 0; i < c->m->nvv; i++)
+        if (vv_lookup(mine, n, c->m->vv[i].origin.b) < c->m->vv[i].max)
+            c->ahead = true;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t theirs = vv_lookup(c->m->vv, c->m->nvv, mine[i].origin.b);
+        if (theirs < mine[i].max && c->sent >= RESPONSE_BYTES) {
+            c->truncated = true;
+            break;
+        }
+        for (uint64_t s = theirs + 1; s <= mine[i].max; s++) {
+            if (c->sent >= RESPONSE_BYTES) {
+                c->truncated = true;
+                break;
+            }
+            const void *hb;
+            size_t hl;
+            if (ledger_header_get(t, mine[i].origin.b, s, &hb, &hl) != NODE_OK)
+                break;
+            proto_header h;
+            if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+                break;
+            if (!batch_add(&c->headers, hb, hl, NULL)) {
+                proto_header_fini(&h);
+                err = NODE_ENOMEM;
+                goto out;
+            }
+            c->sent += hl;
+            const void *bb;
+            size_t bl;
+            if (node__may_receive(t, &h, c->m) && ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
+                if (!batch_add(&c->bodies, bb, bl, h.id)) {
+                    proto_header_fini(&h);
+                    err = NODE_ENOMEM;
+                    goto out;
+                }
+                c->sent += bl;
+            }
+            proto_header_fini(&h);
+            /* Headers go first, so that bodies always find theirs at the peer. */
+            if (c->headers.bytes >= BATCH_BYTES || c->bodies.bytes >= BATCH_BYTES) {
+                flush_headers(e, c->l, &c->headers);
+                flush_bodies(e, c->l, &c->bodies);
+            }
+        }
+    }
+out:
+    free(mine);
+    return err;
+}
+
+/* Answer m's version vector on l. *truncated: the answer was cut at RESPONSE_BYTES; *ahead:
+ * m has headers this node lacks. */
+static void send_lacking(node_engine *e, node_link *l, node_member *m, bool *truncated, bool *ahead)
+{
+    lack_ctx c = { .e = e, .m = m, .l = l };
+    node_errmsg msg;
+    if (node_store_read(e->store, lack_cb, &c, &msg) == NODE_OK) {
+        flush_headers(e, l, &c.headers);
+        flush_bodies(e, l, &c.bodies);
+    }
+    batch_free(&c.headers);
+    batch_free(&c.bodies);
+    *truncated = c.truncated;
+    *ahead = c.ahead;
+}
+
+/* Ask holders for the bodies this node lacks: each want goes to its header's author when it
+ * is up, else to any up member that holds the tag. */
+typedef struct want_ctx {
+    node_engine *e;
+    node_member **target; /* per want */
+} want_ctx;
+
+/* Is want w to be asked now? Not within its grace (the body is probably in the next message)
+ * nor again within WANT_RETRY_MS of the last time. */
+static bool want_due(const node_want *w, uint64_t now)
+{
+    return now - w->since_ms >= NODE_WANT_GRACE_MS
+        && (w->asked_ms == 0 || now - w->asked_ms >= WANT_RETRY_MS);
+}
+
+static node_err want_cb(node_txn *t, void *ctx)
+{
+    want_ctx *c = ctx;
+    node_engine *e = c->e;
+    uint64_t now = node__now(e);
+    for (size_t i = 0; i < e->nwants; i++) {
+        c->target[i] = NULL;
+        if (!want_due(&e->wants[i], now))
+            continue;
+        e->wants[i].asked_ms = now; /* tried now, whether a holder is up or not */
+        node_member *a = node_member_by_origin(e, e->wants[i].origin);
+        if (a != NULL && !a->self && node__link_up_to(e, a) != NULL) {
+            c->target[i] = a;
+            continue;
+        }
+        for (size_t k = 0; k < e->nmembers && c->target[i] == NULL; k++) {
+            node_member *m = &e->members[k];
+            if (!m->self && node__link_up_to(e, m) != NULL
+                && ledger_holds(t, e->wants[i].tag, m->origin))
+                c->target[i] = m;
+        }
+    }
+    return NODE_OK;
+}
+
+static void want_timer_next(node_engine *e);
+
+static void send_wants(node_engine *e)
+{
+    if (e->nwants == 0)
+        return;
+    want_ctx c = { e, calloc(e->nwants, sizeof(node_member *)) };
+    proto_hash_bytes *ids = calloc(e->nwants < WANT_MAX ? e->nwants : WANT_MAX, sizeof(*ids));
+    node_errmsg msg;
+    if (c.target == NULL || ids == NULL || node_store_read(e->store, want_cb, &c, &msg) != NODE_OK)
+        goto out;
+    for (size_t k = 0; k < e->nmembers; k++) {
+        node_member *m = &e->members[k];
+        size_t n = 0;
+        for (size_t i = 0; i < e->nwants && n < WANT_MAX; i++) {
+            if (c.target[i] == m)
+                memcpy(ids[n++].b, e->wants[i].id, 32);
+        }
+        if (n == 0)
+            continue;
+        proto_want_msg w = { ids, n, NULL };
+        proto_buf out = { NULL, 0 };
+        if (proto_want_encode(&w, &out) == PROTO_OK)
+            node__send_to(e, m, &out);
+        proto_buf_free(&out);
+    }
+out:
+    free(c.target);
+    free(ids);
+    want_timer_next(e);
+}
+
+/* Schedule NODE_WORK_WANTS at the earliest moment a want falls due. */
+static void want_timer_next(node_engine *e)
+{
+    if (e->stopping || e->nwants == 0)
+        return;
+    uint64_t now = node__now(e), wait = WANT_RETRY_MS;
+    for (size_t i = 0; i < e->nwants && wait > 0; i++) {
+        const node_want *w = &e->wants[i];
+        uint64_t due = w->since_ms + NODE_WANT_GRACE_MS;
+        if (w->asked_ms != 0 && w->asked_ms + WANT_RETRY_MS > due)
+            due = w->asked_ms + WANT_RETRY_MS;
+        uint64_t left = due > now ? due - now : 0;
+        if (left < wait)
+            wait = left;
+    }
+    e->host.schedule(e->host.ctx, NODE_WORK_WANTS, wait ? wait : 1);
+}
+
+void node_wants_due(node_engine *e)
+{
+    send_wants(e);
+}
+
+typedef struct serve_ctx {
+    node_engine *e;
+    node_link *l;
+    node_member *m;
+    const proto_want_msg *want;
+    batch bodies;
+} serve_ctx;
+
+static node_err serve_cb(node_txn *t, void *ctx)
+{
+    serve_ctx *c = ctx;
+    size_t sent = 0;
+    for (size_t i = 0; i < c->want->n && sent < RESPONSE_BYTES; i++) {
+        const uint8_t *id = c->want->ids[i].b;
+        const void *hb, *bb;
+        size_t hl, bl;
+        if (ledger_header_by_id(t, id, &hb, &hl) != NODE_OK
+            || ledger_body_get(t, id, &bb, &bl) != NODE_OK)
+            continue;
+        proto_header h;
+        if (proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
+            continue;
+        bool ok = node__may_receive(t, &h, c->m);
+        proto_header_fini(&h);
+        if (!ok)
+            continue; /* filter at the sender: never ship a body to a non-holder */
+        if (!batch_add(&c->bodies, bb, bl, id))
+            return NODE_ENOMEM;
+        sent += bl;
+        if (c->bodies.bytes >= BATCH_BYTES)
+            flush_bodies(c->e, c->l, &c->bodies);
+    }
+    return NODE_OK;
+}
+
+/* After headers from m were ingested: answers to our version vector are followed by the
+ * sender's own, which makes us ask for the rest. A gap in pushed headers (held out of order,
+ * e->npending grew) asks at once, at most every GAP_VV_MS; bodies usually follow their
+ * headers, so wants wait (NODE_WANT_GRACE_MS). */
+static void gap_vv(node_engine *e, node_link *l, node_member *m, size_t pending_before)
+{
+    uint64_t now = node__now(e);
+    if (e->npending > pending_before && now - m->vv_sent_ms >= GAP_VV_MS)
+        node__send_vv(e, m, l, false);
+}
+
+static void headers_in(node_engine *e, node_link *l, node_member *m, const proto_headers_msg *hm)
+{
+    size_t pending = e->npending;
+    (void)node_ingest_headers(e, hm->headers, hm->n, NULL, m);
+    gap_vv(e, l, m, pending);
+}
+
+void node__sync_message(
+    node_engine *e, node_link *l, node_member *m, unsigned kind, const uint8_t *p, size_t len)
+{
+    proto_diag diag = { 0, "" };
+    proto_err perr = PROTO_OK;
+    switch (kind) {
+    case PROTO_K_VV: {
+        proto_vv_msg v;
+        if ((perr = proto_vv_decode(p, len, &e->lim, &v, &diag)) != PROTO_OK)
+            break;
+        crdt_vv_entry *copy = malloc(v.n ? v.n * sizeof(*copy) : 1);
+        if (copy != NULL) {
+            memcpy(copy, v.entries, v.n * sizeof(*copy));
+            free(m->vv);
+            m->vv = copy;
+            m->nvv = v.n;
+        }
+        proto_vv_fini(&v);
+        /* Our version vector asks m for what we lack, or, after an answer cut short, makes m
+         * ask again for the rest once it has taken this part: one answer in flight at a time.
+         * When neither holds, both sides are done. */
+        bool truncated = false, ahead = false;
+        send_lacking(e, l, m, &truncated, &ahead);
+        if (truncated || ahead)
+            node__send_vv(e, m, l, !truncated);
+        return;
+    }
+    case PROTO_K_HEADERS: {
+        proto_headers_msg hm;
+        if ((perr = proto_headers_decode(p, len, &e->lim, &hm, &diag)) != PROTO_OK)
+            break;
+        headers_in(e, l, m, &hm);
+        proto_headers_fini(&hm);
+        return;
+    }
+    case PROTO_K_BODIES: {
+        proto_bodies_msg bm;
+        if ((perr = proto_bodies_decode(p, len, &e->lim, &bm, &diag)) != PROTO_OK)
+            break;
+        (void)node_ingest_bodies(e, bm.items, bm.n, m);
+        proto_bodies_fini(&bm);
+        return;
+    }
+    case PROTO_K_WANT: {
+        proto_want_msg w;
+        if ((perr = proto_want_decode(p, len, &e->lim, &w, &diag)) != PROTO_OK)
+            break;
+        if (w.n == 0) {
+            /* A ping (keepalive): answered with an empty BODIES. */
+            proto_bodies_msg pong = { NULL, 0, NULL };
+            proto_buf out = { NULL, 0 };
+            if (proto_bodies_encode(&pong, &out) == PROTO_OK)
+                (void)node__link_send(e, l, &out);
+            proto_buf_free(&out);
+            proto_want_fini(&w);
+            return;
+        }
+        serve_ctx c = { .e = e, .l = l, .m = m, .want = &w };
+        node_errmsg msg;
+        if (node_store_read(e->store, serve_cb, &c, &msg) == NODE_OK)
+            flush_bodies(e, l, &c.bodies);
+        batch_free(&c.bodies);
+        proto_want_fini(&w);
+        return;
+    }
+    case PROTO_K_MANIFEST: {
+        bool changed = false;
+        node_errmsg msg;
+        if (node_manifest_offer(e, p, len, &changed, &msg) == NODE_OK && changed)
+            node_peers_sync(e);
+        return;
+    }
+    default:
+        NODE_WARN("peer.reject", "org=%s reason=\"unexpected message kind %s\"", m->org,
+            proto_kind_name(kind));
+        return;
+    }
+    NODE_WARN("peer.reject", "org=%s kind=%s reason=\"%s\" detail=\"%s\" offset=%zu", m->org,
+        proto_kind_name(kind), proto_strerror(perr), diag.reason, diag.offset);
+}
+
+/* The head of the queue, handed to node__sync_message. */
+static void inq_one(node_engine *e)
+{
+    node_inmsg *q = node__inq_pop(e);
+    node_link *l;
+    node_member *m = node__inq_sender(e, q, &l);
+    if (m != NULL && l != NULL)
+        node__sync_message(e, l, m, q->kind, q->plain.p, q->plain.len);
+    /* else: the member left, or the link an answer would go back on is gone */
+    node__inmsg_free(e, q);
+}
+
+/* A group from the head of the queue (inq.c), ingested in one transaction. */
+static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
+{
+    node_inmsg **msgs = calloc(nmsg, sizeof(*msgs));
+    proto_bytes *headers = calloc(nh ? nh : 1, sizeof(*headers));
+    uint8_t *sig = calloc(nh ? nh : 1, 1); /* 0: not checked yet */
+    proto_body_item *bodies = calloc(nb ? nb : 1, sizeof(*bodies));
+    if (msgs == NULL || headers == NULL || sig == NULL || bodies == NULL) {
+        free(msgs);
+        free(headers);
+        free(sig);
+        free(bodies);
+        inq_one(e); /* out of memory: one message the old way */
+        return;
+    }
+    nh = nb = 0;
+    node_member *from = NULL;
+    for (size_t i = 0; i < nmsg; i++) {
+        node_inmsg *q = msgs[i] = node__inq_pop(e);
+        node_link *l;
+        node_member *m = node__inq_sender(e, q, &l);
+        if (m == NULL)
+            continue; /* the member left */
+        if (from == NULL)
+            from = m;
+        if (q->is_headers) {
+            const uint8_t *r = node_hcheck_results(e, q->chk);
+            memcpy(headers + nh, q->hm.headers, q->hm.n * sizeof(*headers));
+            if (r != NULL)
+                memcpy(sig + nh, r, q->hm.n);
+            nh += q->hm.n;
+        } else {
+            memcpy(bodies + nb, q->bm.items, q->bm.n * sizeof(*bodies));
+            nb += q->bm.n;
+        }
+    }
+    size_t pending = e->npending;
+    if (nh > NODE_GROUP_HEADERS) {
+        /* A first message larger than a group (a peer with a larger max_message_bytes) is
+         * alone in it, and taken in several transactions. */
+        (void)node_ingest_headers(e, headers, nh, sig, from);
+    } else {
+        node_ingest_in in = { headers, nh, sig, bodies, nb };
+        (void)node_ingest(e, &in, from);
+    }
+    for (size_t i = 0; i < nmsg; i++) {
+        node_inmsg *q = msgs[i];
+        node_link *l;
+        node_member *m;
+        /* Each sender of headers once (the first of its messages). */
+        bool first = true;
+        for (size_t j = 0; j < i && first; j++)
+            first = !msgs[j]->is_headers || memcmp(msgs[j]->origin, q->origin, 32) != 0;
+        if (q->is_headers && first && (m = node__inq_sender(e, q, &l)) != NULL)
+            gap_vv(e, l, m, pending);
+    }
+    for (size_t i = 0; i < nmsg; i++)
+        node__inmsg_free(e, msgs[i]);
+    free(msgs);
+    free(headers);
+    free(sig);
+    free(bodies);
+}
+
+bool node__sync_step(node_engine *e)
+{
+    size_t nh, nb, nmsg = node__inq_group_len(e, &nh, &nb);
+    if (nmsg > 0)
+        inq_group(e, nmsg, nh, nb);
+    else if (e->inq_head != NULL)
+        inq_one(e);
+    return e->inq_head != NULL;
+}
+
+typedef struct push_ctx {
+    node_engine *e;
+    const node_outs *outs;
+    bool *may; /* per delta, per member */
+} push_ctx;
+
+static node_err push_cb(node_txn *t, void *ctx)
+{
+    push_ctx *c = ctx;
+    for (size_t k = 0; k < c->outs->n; k++)
+        for (size_t i = 0; i < c->e->nmembers; i++)
+            c->may[k * c->e->nmembers + i]
+                = node__may_receive(t, &c->outs->v[k].h, &c->e->members[i]);
+    return NODE_OK;
+}
+
+/* Each delta in a HEADERS message of its own and its body in a BODIES message of its own, to
+ * every member that is up (the body only to those that may receive it). */
+void node__push(node_engine *e, const node_outs *outs)
+{
+    size_t nm = e->nmembers ? e->nmembers : 1;
+    push_ctx c = { e, outs, calloc(outs->n ? outs->n * nm : 1, sizeof(bool)) };
+    node_errmsg msg;
+    if (c.may == NULL || node_store_read(e->store, push_cb, &c, &msg) != NODE_OK)
+        goto out;
+    for (size_t k = 0; k < outs->n; k++) {
+        const node_out *o = &outs->v[k];
+        proto_bytes hb = { o->header.p, o->header.len };
+        proto_headers_msg hm = { &hb, 1, NULL };
+        proto_buf hmsg = { NULL, 0 }, bmsg = { NULL, 0 };
+        proto_body_item item;
+        memcpy(item.header_id, o->h.id, 32);
+        item.body.p = o->body.p;
+        item.body.len = o->body.len;
+        proto_bodies_msg bm = { &item, 1, NULL };
+        if (proto_headers_encode(&hm, &hmsg) == PROTO_OK
+            && proto_bodies_encode(&bm, &bmsg) == PROTO_OK) {
+            for (size_t i = 0; i < e->nmembers; i++) {
+                node_member *m = &e->members[i];
+                if (m->self || node__link_up_to(e, m) == NULL)
+                    continue;
+                if (node__send_to(e, m, &hmsg) && c.may[k * e->nmembers + i])
+                    node__send_to(e, m, &bmsg);
+            }
+        }
+        proto_buf_free(&hmsg);
+        proto_buf_free(&bmsg);
+    }
+out:
+    free(c.may);
+}
+
+void node__anti_entropy(node_engine *e)
+{
+    size_t up = 0;
+    for (size_t i = 0; i < e->nmembers; i++)
+        if (!e->members[i].self && node__link_up_to(e, &e->members[i]) != NULL)
+            up++;
+    if (up > 0) {
+        /* Which peer does not need to be unpredictable, only spread: xorshift64. */
+        e->rng ^= e->rng << 13;
+        e->rng ^= e->rng >> 7;
+        e->rng ^= e->rng << 17;
+        size_t pick = (size_t)(e->rng % up);
+        for (size_t i = 0; i < e->nmembers; i++) {
+            if (e->members[i].self || node__link_up_to(e, &e->members[i]) == NULL)
+                continue;
+            if (pick-- == 0) {
+                /* A peer we sent a version vector to within the round is syncing with us
+                 * already (each answer makes us ask again): another one would cross it and
+                 * be answered with what is already on the way. */
+                node_member *m = &e->members[i];
+                if (node__now(e) - m->vv_sent_ms >= e->cfg.anti_entropy_ms)
+                    node__send_vv(e, m, NULL, false);
+                break;
+            }
+        }
+    }
+    send_wants(e);
+    for (size_t i = 0; i < e->nwaits; i++) {
+        if (e->waits[i].why == WAIT_CLOCK || e->waits[i].why == WAIT_CAUSAL) {
+            node_retry_waits(e);
+            break;
+        }
+    }
+}
