@@ -4,7 +4,7 @@
  * owner's origin); grants are the "@access" events of the scope's state; a write needs a
  * write grant in the causal past the delta claims. May call: state.c (members), ledger.c.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

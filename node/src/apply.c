@@ -5,7 +5,7 @@
  * number per call, so that the loop keeps answering peers and operators during a large
  * backlog. May call: access.c, state.c, keycache.c, ledger.c, proto, crdt.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * The control socket's commands (node/CONTROL.md): one request in, one JSON document or one
  * error (with the CLI's exit code) out. JSON is built with json-c.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <json-c/json.h>

@@ -3,7 +3,7 @@
  * Every LMDB write happens synchronously inside a loop callback, so by the time the signal
  * callback runs no transaction is in flight.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
  * both drive the engine through these functions only. May call: ctl.c, peers.c, sync.c,
  * apply.c, ingest.c, state.c, link.c, ledger.c, store.c, vpool.c.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * worker threads (vpool.c) while the loop thread does other work, and ingest trusts the
  * results. May call: vpool.c, state.c (members), ledger.c, proto.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

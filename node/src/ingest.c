@@ -7,7 +7,7 @@
  * they work on copies of in-memory state and the caller adopts the copies after the commit.
  * May call: apply.c, hcheck.c, access.c, state.c, ledger.c, proto.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

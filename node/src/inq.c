@@ -2,7 +2,7 @@
  * The inbound queue of session messages (see below). May call: hcheck.c, state.c (clock
  * samples), link.c (the link an answer goes back on), proto.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

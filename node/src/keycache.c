@@ -6,7 +6,7 @@
  * and a collision closes the key that was there. Keys stay in sodium memory while cached;
  * the LMDB copy they come from is the same secret at rest, so nothing new is exposed.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <stdlib.h>
 #include <string.h>

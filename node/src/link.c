@@ -6,7 +6,7 @@
  * say it is gone: no session), because an answer being sent may still hold it. May call:
  * state.c (members), the host (send, drop, dial), proto (sessions).
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

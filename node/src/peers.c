@@ -6,7 +6,7 @@
  * the inbound queue (inq.c) or straight to the sync protocol (sync.c). May call: sync.c,
  * inq.c, link.c, state.c, proto.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * bodies lacked), with their indexes. May call: ledger.c, store.c, proto; the host (for the
  * want timer). Called by every file above it.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * lacks, and the work through the inbound queue (group commits of HEADERS and BODIES).
  * May call: inq.c, ingest.c, apply.c, access.c, link.c, state.c, ledger.c, proto.
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * before acknowledged; the next sequence number is stored with the header, so a crash never reuses
  * one).
  */
-#include "engine.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

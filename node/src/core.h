@@ -13,8 +13,8 @@
  *   -> link.c, state.c, keycache.c -> ledger.c -> store.c; net.c (the wire, for daemon.c)
  * and beside them config.c, schema.c, lock.c, log.c, vpool.c, idset.c, common.c.
  */
-#ifndef NODE_ENGINE_H
-#define NODE_ENGINE_H
+#ifndef NODE_CORE_H
+#define NODE_CORE_H
 
 #include "idset.h"
 #include "ledger.h"
