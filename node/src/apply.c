@@ -12,6 +12,157 @@
 #include <string.h>
 
 /* Try to merge one waiting body. Sets *done or *why. */
+/* A held body that this node has decided not to merge: logged once with why, marked refused
+ * in the store (it stays held and served), and done. */
+static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const char *event, const char *scope, const char *why, const char *detail, bool *done)
+{
+    char hex[65];
+    const node_member *m = node_member_by_origin(c->e, h->origin);
+    if (m == NULL)
+        proto_hex_encode(h->origin, 32, hex);
+    NODE_WARN(event, "org=%s seq=%" PRIu64 " scope=%s reason=\"%s\" detail=\"%s\"",
+        m != NULL ? m->org : hex, h->seq, scope, why, detail);
+    *done = true;
+    c->refused++;
+    return ledger_applied_put(t, w->id, LEDGER_REFUSED);
+}
+
+/* A key grant held here: opened into the key record of its (case, scope, epoch), or refused.
+ * One that is not for this node is done (it is held for others). */
+static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const void *body, size_t len, bool *done)
+{
+    node_engine *e = c->e;
+    proto_diag diag = { 0, "" };
+    proto_scope_key *sk = NULL;
+    proto_err perr = proto_key_grant_open(h, e->me, body, len, &e->lim, &sk, &diag);
+    if (perr == PROTO_ENOTRECIPIENT) {
+        *done = true;
+        return NODE_OK;
+    }
+    if (perr != PROTO_OK)
+        return refuse(t, c, w, h, "grant.reject", "?", proto_strerror(perr), diag.reason, done);
+    ledger_key k;
+    memset(&k, 0, sizeof(k));
+    memcpy(k.tag, proto_scope_key_tag(sk), 32);
+    k.case_id = *proto_scope_key_case(sk);
+    snprintf(k.scope, sizeof(k.scope), "%s", proto_scope_key_scope(sk));
+    k.epoch = proto_scope_key_epoch(sk);
+    memcpy(k.owner, h->origin, 32);
+    proto_scope_key_export(sk, k.key);
+    proto_scope_key_free(sk);
+    node_err err = ledger_key_put(t, &k);
+    proto_wipe(&k, sizeof(k));
+    if (err == NODE_OK)
+        err = ledger_applied_put(t, w->id, LEDGER_APPLIED);
+    *done = true;
+    c->progress++;
+    return err;
+}
+
+/* Is a delta's clock so far ahead of this node's that it must wait (DESIGN.md, "Clocks")? */
+static bool clock_ahead(apply_ctx *c, const proto_header *h, wait_reason was)
+{
+    uint64_t now = node__now(c->e);
+    if (h->hlc.wall <= now || h->hlc.wall - now <= c->e->cfg.max_clock_ahead_ms)
+        return false;
+    if (was != WAIT_CLOCK) {
+        char hex[65];
+        const node_member *m = node_member_by_origin(c->e, h->origin);
+        if (m == NULL)
+            proto_hex_encode(h->origin, 32, hex);
+        NODE_WARN("delta.wait", "org=%s seq=%" PRIu64 " reason=\"clock ahead\" ahead_ms=%" PRIu64,
+            m != NULL ? m->org : hex, h->seq, h->hlc.wall - now);
+    }
+    return true;
+}
+
+/* A decrypted delta under key k: checked against the access rule and joined into the state
+ * of its scope, or refused, or left waiting for its causal past. */
+static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const ledger_key *k, const proto_body *plain, bool *done, wait_reason *why)
+{
+    node_engine *e = c->e;
+    proto_diag diag = { 0, "" };
+    crdt_scope *delta = NULL, *state = NULL;
+    node_err err = NODE_OK;
+    if (proto_scope_decode(plain->delta.p, plain->delta.len, &e->lim, NULL, &delta, &diag)
+        != PROTO_OK) {
+        err = refuse(t, c, w, h, "delta.reject", k->scope, "bad scope encoding", diag.reason, done);
+        goto out;
+    }
+    if (!node__entries_by(delta, h->origin)) {
+        err = refuse(t, c, w, h, "delta.reject", k->scope, "an entry carries another member's dot",
+            "", done);
+        goto out;
+    }
+    if ((err = ledger_state_get(t, h->tag, &e->lim, &state)) != NODE_OK)
+        goto out;
+    switch (node__authorise(e, k, state, h->origin, plain, delta)) {
+    case NODE_AUTH_WAIT:
+        *why = WAIT_CAUSAL;
+        goto out;
+    case NODE_AUTH_NO:
+        err = refuse(t, c, w, h, "delta.refuse", k->scope,
+            "no write grant in the delta's causal past", "", done);
+        goto out;
+    case NODE_AUTH_OK:
+        break;
+    }
+    crdt_err cerr = crdt_scope_join(state, delta);
+    if (cerr == CRDT_ENOMEM) {
+        err = NODE_ENOMEM;
+    } else if (cerr != CRDT_OK) {
+        err = refuse(t, c, w, h, "delta.reject", k->scope, crdt_strerror(cerr), "", done);
+    } else if ((err = ledger_state_put(t, h->tag, state, node__now(e))) == NODE_OK
+        && (err = ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK) {
+        *done = true;
+        c->progress++;
+    }
+out:
+    crdt_scope_free(delta);
+    crdt_scope_free(state);
+    return err;
+}
+
+/* A delta held here: once its key is here and its clock is not too far ahead, decrypted and
+ * merged (merge_delta). */
+static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const void *body, size_t len, bool *done, wait_reason *why)
+{
+    node_engine *e = c->e;
+    ledger_key k;
+    if (ledger_key_get(t, h->tag, &k) != NODE_OK) {
+        *why = WAIT_KEY;
+        return NODE_OK;
+    }
+    node_err err = NODE_OK;
+    proto_scope_key *sk = NULL;
+    proto_body plain;
+    memset(&plain, 0, sizeof(plain));
+    proto_diag diag = { 0, "" };
+    if (clock_ahead(c, h, *why)) {
+        *why = WAIT_CLOCK;
+    } else if ((err = node_keycache_get(e, &k, &sk)) != NODE_OK) {
+        /* the key record does not make a key: err says so */
+    } else if (proto_body_open(h, sk, body, len, &e->lim, &plain, &diag) != PROTO_OK) {
+        err = refuse(
+            t, c, w, h, "delta.reject", k.scope, "the body does not open", diag.reason, done);
+    } else if (plain.kind != PROTO_BODY_DELTA) {
+        /* Erasure (forget) is later work: keep the body, merge nothing. */
+        NODE_WARN("delta.skip", "scope=%s seq=%" PRIu64 " reason=\"forget not implemented\"",
+            k.scope, h->seq);
+        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        *done = true;
+    } else {
+        err = merge_delta(t, c, w, h, &k, &plain, done, why);
+    }
+    proto_body_fini(&plain);
+    proto_wipe(&k, sizeof(k));
+    return err;
+}
+
 node_err node__apply_one(
     node_txn *t, apply_ctx *c, const node_wait *w, bool *done, wait_reason *why)
 {
@@ -42,140 +193,8 @@ node_err node__apply_one(
     proto_header h;
     if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
         return NODE_ECORRUPT;
-    node_err err = NODE_OK;
-    proto_diag diag = { 0, "" };
-    char who[65];
-    proto_hex_encode(h.origin, 32, who);
-    if (h.kind == PROTO_HDR_KEY_GRANT) {
-        proto_scope_key *sk = NULL;
-        proto_err perr = proto_key_grant_open(&h, e->me, bb, bl, &e->lim, &sk, &diag);
-        if (perr == PROTO_ENOTRECIPIENT) {
-            *done = true;
-            goto out;
-        }
-        if (perr != PROTO_OK) {
-            NODE_WARN("grant.reject", "origin=%s seq=%" PRIu64 " reason=\"%s\" detail=\"%s\"", who,
-                h.seq, proto_strerror(perr), diag.reason);
-            err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
-            *done = true;
-            c->refused++;
-            goto out;
-        }
-        ledger_key k;
-        memset(&k, 0, sizeof(k));
-        memcpy(k.tag, proto_scope_key_tag(sk), 32);
-        k.case_id = *proto_scope_key_case(sk);
-        snprintf(k.scope, sizeof(k.scope), "%s", proto_scope_key_scope(sk));
-        k.epoch = proto_scope_key_epoch(sk);
-        memcpy(k.owner, h.origin, 32);
-        proto_scope_key_export(sk, k.key);
-        proto_scope_key_free(sk);
-        err = ledger_key_put(t, &k);
-        proto_wipe(&k, sizeof(k));
-        if (err == NODE_OK)
-            err = ledger_applied_put(t, w->id, LEDGER_APPLIED);
-        *done = true;
-        c->progress++;
-        goto out;
-    }
-    ledger_key k;
-    if (ledger_key_get(t, h.tag, &k) != NODE_OK) {
-        *why = WAIT_KEY;
-        goto out;
-    }
-    uint64_t now = node__now(e);
-    if (h.hlc.wall > now && h.hlc.wall - now > e->cfg.max_clock_ahead_ms) {
-        if (*why != WAIT_CLOCK) {
-            node_member *m = node_member_by_origin(e, h.origin);
-            NODE_WARN("delta.wait",
-                "org=%s seq=%" PRIu64 " reason=\"clock ahead\" ahead_ms=%" PRIu64, m ? m->org : who,
-                h.seq, h.hlc.wall - now);
-        }
-        *why = WAIT_CLOCK;
-        proto_wipe(&k, sizeof(k));
-        goto out;
-    }
-    proto_scope_key *sk = NULL;
-    if ((err = node_keycache_get(e, &k, &sk)) != NODE_OK) {
-        proto_wipe(&k, sizeof(k));
-        goto out;
-    }
-    proto_body plain;
-    proto_err perr = proto_body_open(&h, sk, bb, bl, &e->lim, &plain, &diag);
-    if (perr != PROTO_OK) {
-        NODE_WARN("delta.reject", "origin=%s seq=%" PRIu64 " reason=\"%s\" detail=\"%s\"", who,
-            h.seq, proto_strerror(perr), diag.reason);
-        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
-        *done = true;
-        c->refused++;
-        proto_wipe(&k, sizeof(k));
-        goto out;
-    }
-    if (plain.kind != PROTO_BODY_DELTA) {
-        /* Erasure (forget) is later work: keep the body, merge nothing. */
-        NODE_WARN("delta.skip", "origin=%s seq=%" PRIu64 " reason=\"forget not implemented\"", who,
-            h.seq);
-        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
-        *done = true;
-        goto done_plain;
-    }
-    crdt_scope *delta = NULL, *state = NULL;
-    if (proto_scope_decode(plain.delta.p, plain.delta.len, &e->lim, NULL, &delta, &diag)
-        != PROTO_OK) {
-        NODE_WARN(
-            "delta.reject", "origin=%s seq=%" PRIu64 " reason=\"bad scope encoding\"", who, h.seq);
-        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
-        *done = true;
-        c->refused++;
-        goto done_plain;
-    }
-    if (!node__entries_by(delta, h.origin)) {
-        NODE_WARN("delta.reject",
-            "origin=%s seq=%" PRIu64 " reason=\"an entry carries another member's dot\"", who,
-            h.seq);
-        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
-        *done = true;
-        c->refused++;
-        goto done_scopes;
-    }
-    if ((err = ledger_state_get(t, h.tag, &e->lim, &state)) != NODE_OK)
-        goto done_scopes;
-    node_auth a = node__authorise(e, &k, state, h.origin, &plain, delta);
-    if (a == NODE_AUTH_WAIT) {
-        *why = WAIT_CAUSAL;
-        goto done_scopes;
-    }
-    if (a == NODE_AUTH_NO) {
-        node_member *m = node_member_by_origin(e, h.origin);
-        NODE_WARN("delta.refuse",
-            "org=%s seq=%" PRIu64 " scope=%s reason=\"no write grant in the delta's "
-            "causal past\"",
-            m ? m->org : "?", h.seq, k.scope);
-        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
-        *done = true;
-        c->refused++;
-        goto done_scopes;
-    }
-    crdt_err cerr = crdt_scope_join(state, delta);
-    if (cerr != CRDT_OK) {
-        NODE_WARN("delta.reject", "origin=%s seq=%" PRIu64 " reason=\"%s\"", who, h.seq,
-            crdt_strerror(cerr));
-        err = cerr == CRDT_ENOMEM ? NODE_ENOMEM : ledger_applied_put(t, w->id, LEDGER_REFUSED);
-        *done = err == NODE_OK;
-        goto done_scopes;
-    }
-    if ((err = ledger_state_put(t, h.tag, state, node__now(e))) == NODE_OK
-        && (err = ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK) {
-        *done = true;
-        c->progress++;
-    }
-done_scopes:
-    crdt_scope_free(delta);
-    crdt_scope_free(state);
-done_plain:
-    proto_body_fini(&plain);
-    proto_wipe(&k, sizeof(k));
-out:
+    node_err err = h.kind == PROTO_HDR_KEY_GRANT ? apply_grant(t, c, w, &h, bb, bl, done)
+                                                 : apply_delta(t, c, w, &h, bb, bl, done, why);
     proto_header_fini(&h);
     return err;
 }
