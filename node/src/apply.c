@@ -142,13 +142,13 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     proto_body plain;
     memset(&plain, 0, sizeof(plain));
     proto_diag diag = { 0, "" };
+    proto_err perr = PROTO_OK;
     if (clock_ahead(c, h, *why)) {
         *why = WAIT_CLOCK;
     } else if ((err = node_keycache_get(e, &k, &sk)) != NODE_OK) {
         /* the key record does not make a key: err says so */
-    } else if (proto_body_open(h, sk, body, len, &e->lim, &plain, &diag) != PROTO_OK) {
-        err = refuse(
-            t, c, w, h, "delta.reject", k.scope, "the body does not open", diag.reason, done);
+    } else if ((perr = proto_body_open(h, sk, body, len, &e->lim, &plain, &diag)) != PROTO_OK) {
+        err = refuse(t, c, w, h, "delta.reject", k.scope, proto_strerror(perr), diag.reason, done);
     } else if (plain.kind != PROTO_BODY_DELTA) {
         /* Erasure (forget) is later work: keep the body, merge nothing. */
         NODE_WARN("delta.skip", "scope=%s seq=%" PRIu64 " reason=\"forget not implemented\"",
