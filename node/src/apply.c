@@ -163,8 +163,8 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     return err;
 }
 
-node_err node__apply_one(
-    node_txn *t, apply_ctx *c, const node_wait *w, bool *done, wait_reason *why)
+node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const node_held *held,
+    bool *done, wait_reason *why)
 {
     node_engine *e = c->e;
     *done = false;
@@ -183,6 +183,10 @@ node_err node__apply_one(
             return NODE_OK;
         }
     }
+    if (held != NULL)
+        return held->h->kind == PROTO_HDR_KEY_GRANT
+            ? apply_grant(t, c, w, held->h, held->body, held->len, done)
+            : apply_delta(t, c, w, held->h, held->body, held->len, done, why);
     const void *hb, *bb;
     size_t hl, bl;
     if (ledger_header_by_id(t, w->id, &hb, &hl) != NODE_OK
@@ -204,7 +208,8 @@ static node_err apply_cb(node_txn *t, void *ctx)
     apply_ctx *c = ctx;
     c->progress = c->refused = 0;
     for (size_t i = 0; i < c->n; i++) {
-        node_err err = node__apply_one(t, c, &c->e->waits[c->from + i], &c->done[i], &c->why[i]);
+        node_err err
+            = node__apply_one(t, c, &c->e->waits[c->from + i], NULL, &c->done[i], &c->why[i]);
         if (err != NODE_OK)
             return err;
     }

@@ -285,12 +285,30 @@ node_auth node__authorise(node_engine *e, const ledger_key *k, const crdt_scope 
 
 /* What is known of a header's signature before ingest looks at it. */
 enum { SIG_UNKNOWN = 0, SIG_GOOD, SIG_BAD };
-/* Signature checks of a batch of HEADER messages, started on the worker threads so that the
- * loop can do other work meanwhile. The headers are borrowed until node_hcheck_free. NULL when
- * it could not start (out of memory): ingest then checks on its own. */
+/* A header on its way in, decoded once: the bytes it came as (borrowed from its message), its
+ * fields when they decode (perr PROTO_OK; h borrows from bytes), and what is known of its
+ * signature (SIG_*). */
+typedef struct node_hdr {
+    proto_bytes bytes;
+    proto_header h;
+    proto_err perr;
+    proto_diag diag;
+    uint8_t sig;
+} node_hdr;
+/* Decode n headers (borrowing bytes): returns an owned array (node__hdrs_free), or NULL when
+ * out of memory. */
+node_hdr *node__hdrs_decode(node_engine *e, const proto_bytes *bytes, size_t n);
+void node__hdrs_free(node_hdr *hs, size_t n);
+/* Signature checks of a batch of headers, started on the worker threads so that the loop can
+ * do other work meanwhile: the headers ingest would verify (from a member, not quarantined,
+ * beyond what this node holds of that origin). Their sig fields are written by the workers:
+ * read them only after node_hcheck_wait. hdrs is borrowed until node_hcheck_free. NULL when it
+ * could not start (out of memory): ingest then checks on its own. */
 typedef struct node_hcheck node_hcheck;
-node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_t n);
-/* Wait for the checks (the calling thread helps) and free. NULL is fine. */
+node_hcheck *node_hcheck_start(node_engine *e, node_hdr *hdrs, size_t n);
+/* Wait for the checks (the calling thread helps). NULL is fine. */
+void node_hcheck_wait(node_engine *e, node_hcheck *chk);
+/* Wait and free. NULL is fine. */
 void node_hcheck_free(node_engine *e, node_hcheck *chk);
 /* Headers of one origin with consecutive sequence numbers first..last, in a batch. */
 typedef struct node_vvrun {
@@ -301,9 +319,6 @@ typedef struct node_vvrun {
 const node_vvrun *node_hcheck_runs(const node_hcheck *chk, size_t *n);
 /* True when the workers have finished the checks (NULL: nothing to wait for). */
 bool node_hcheck_ready(node_engine *e, node_hcheck *chk);
-/* The checks' results, one SIG_* per header (waiting for them, with this thread's help), or
- * NULL when chk is NULL: ingest then checks the headers itself. Valid until node_hcheck_free. */
-const uint8_t *node_hcheck_results(node_engine *e, node_hcheck *chk);
 
 /* ---------------------------------------------------------------------------------------- */
 /* apply.c: merging held bodies                                                              */
@@ -317,9 +332,16 @@ typedef struct apply_ctx {
     size_t progress;
     size_t refused;
 } apply_ctx;
-/* Try to merge one held body. Sets *done (merged, refused, or not ours) or *why. */
-node_err node__apply_one(
-    node_txn *t, apply_ctx *c, const node_wait *w, bool *done, wait_reason *why);
+/* A held body as its caller knows it: its header decoded, and its bytes. */
+typedef struct node_held {
+    const proto_header *h;
+    const void *body;
+    size_t len;
+} node_held;
+/* Try to merge one held body (held: known already, or NULL to read it from the store). Sets
+ * *done (merged, refused, or not ours) or *why. */
+node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const node_held *held,
+    bool *done, wait_reason *why);
 /* Retry the waiting bodies (after a key arrived, a state changed, or time passed), a bounded
  * number per call; schedules NODE_WORK_APPLY when it stopped with more to do. */
 void node_retry_waits(node_engine *e);
@@ -327,22 +349,20 @@ void node_retry_waits(node_engine *e);
 /* ---------------------------------------------------------------------------------------- */
 /* ingest.c: headers and bodies from peers                                                   */
 
-/* What node_ingest stores in one transaction: headers (sig: their checks' results, or NULL)
- * and bodies, all from peers. Headers go first, so bodies find theirs. */
+/* What node_ingest stores in one transaction: headers (decoded, their sig fields set by the
+ * checks or SIG_UNKNOWN) and bodies, all from peers. Headers go first, so bodies find theirs. */
 typedef struct node_ingest_in {
-    const proto_bytes *headers;
+    node_hdr *headers;
     size_t nheaders;
-    const uint8_t *sig;
     const proto_body_item *bodies;
     size_t nbodies;
 } node_ingest_in;
 /* Verify, store and act on headers and bodies from peers in one transaction (a group commit
  * of queued messages), then merge what can be merged. from: for the log, may be NULL. */
 node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from);
-/* Verify, store and act on a batch of HEADER messages from a peer (one transaction per 4096).
- * sig: their checks' results (node_hcheck_results), or NULL (they are checked here). */
-node_err node_ingest_headers(
-    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from);
+/* The same for many headers (one transaction per INGEST_BATCH); headers whose signatures were
+ * not checked yet are checked here first. */
+node_err node_ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_member *from);
 /* Check and store bodies from a peer, then merge what can be merged. */
 node_err node_ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from);
@@ -439,6 +459,7 @@ struct node_inmsg {
     proto_buf plain; /* the message (owned) */
     bool is_headers, is_bodies;
     proto_headers_msg hm; /* decoded from plain when is_headers */
+    node_hdr *hdrs;       /* and its headers, each decoded once, [hm.n] */
     proto_bodies_msg bm;  /* decoded from plain when is_bodies */
     node_hcheck *chk;
 };

@@ -16,29 +16,44 @@
 struct node_hcheck {
     node_vjob job;
     node_engine *e;
-    const proto_bytes *headers;
+    node_hdr *hdrs; /* borrowed */
     size_t n;
-    proto_header *h; /* decoded, [nidx] */
-    size_t *idx;     /* which header each h is */
+    size_t *idx; /* which headers are checked, [nidx] */
     size_t nidx;
-    uint8_t *sig;     /* [n], SIG_* */
     node_vvrun *runs; /* of every header that decodes, [nruns] */
     size_t nruns;
     bool finished;
 };
 
+node_hdr *node__hdrs_decode(node_engine *e, const proto_bytes *bytes, size_t n)
+{
+    node_hdr *hs = calloc(n ? n : 1, sizeof(*hs));
+    if (hs == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        hs[i].bytes = bytes[i];
+        hs[i].perr = proto_header_decode(bytes[i].p, bytes[i].len, &e->lim, &hs[i].h, &hs[i].diag);
+        hs[i].sig = SIG_UNKNOWN;
+    }
+    return hs;
+}
+
+void node__hdrs_free(node_hdr *hs, size_t n)
+{
+    for (size_t i = 0; hs != NULL && i < n; i++)
+        if (hs[i].perr == PROTO_OK)
+            proto_header_fini(&hs[i].h);
+    free(hs);
+}
+
 static node_err hcheck_pick_cb(node_txn *t, void *ctx)
 {
     node_hcheck *pv = ctx;
     for (size_t i = 0; i < pv->n; i++) {
-        proto_header *h = &pv->h[pv->nidx];
-        if (proto_header_decode(pv->headers[i].p, pv->headers[i].len, &pv->e->lim, h, NULL)
-            != PROTO_OK)
+        const proto_header *h = &pv->hdrs[i].h;
+        if (pv->hdrs[i].perr != PROTO_OK || node_member_by_origin(pv->e, h->origin) == NULL
+            || ledger_quarantined(t, h->origin))
             continue;
-        if (node_member_by_origin(pv->e, h->origin) == NULL || ledger_quarantined(t, h->origin)) {
-            proto_header_fini(h);
-            continue;
-        }
         node_vvrun *r = pv->nruns > 0 ? &pv->runs[pv->nruns - 1] : NULL;
         if (r != NULL && memcmp(r->origin, h->origin, 32) == 0 && h->seq == r->last + 1) {
             r->last = h->seq;
@@ -47,11 +62,8 @@ static node_err hcheck_pick_cb(node_txn *t, void *ctx)
             memcpy(r->origin, h->origin, 32);
             r->first = r->last = h->seq;
         }
-        if (h->seq <= ledger_vv_get(t, h->origin)) {
-            proto_header_fini(h);
-            continue;
-        }
-        pv->idx[pv->nidx++] = i;
+        if (pv->hdrs[i].sig == SIG_UNKNOWN && h->seq > ledger_vv_get(t, h->origin))
+            pv->idx[pv->nidx++] = i;
     }
     return NODE_OK;
 }
@@ -59,23 +71,22 @@ static node_err hcheck_pick_cb(node_txn *t, void *ctx)
 static void hcheck_one(void *ctx, size_t k)
 {
     node_hcheck *pv = ctx;
-    pv->sig[pv->idx[k]] = proto_header_verify(&pv->h[k]) == PROTO_OK ? SIG_GOOD : SIG_BAD;
+    node_hdr *hd = &pv->hdrs[pv->idx[k]];
+    hd->sig = proto_header_verify(&hd->h) == PROTO_OK ? SIG_GOOD : SIG_BAD;
 }
 
-node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_t n)
+node_hcheck *node_hcheck_start(node_engine *e, node_hdr *hdrs, size_t n)
 {
     node_hcheck *pv = calloc(1, sizeof(*pv));
     if (pv == NULL)
         return NULL;
     pv->e = e;
-    pv->headers = headers;
+    pv->hdrs = hdrs;
     pv->n = n;
-    pv->h = calloc(n ? n : 1, sizeof(proto_header));
     pv->idx = calloc(n ? n : 1, sizeof(size_t));
-    pv->sig = calloc(n ? n : 1, 1);
     pv->runs = calloc(n ? n : 1, sizeof(node_vvrun));
     node_errmsg msg;
-    if (pv->h == NULL || pv->idx == NULL || pv->sig == NULL || pv->runs == NULL
+    if (pv->idx == NULL || pv->runs == NULL
         || node_store_read(e->store, hcheck_pick_cb, pv, &msg) != NODE_OK) {
         node_hcheck_free(e, pv);
         return NULL;
@@ -87,15 +98,12 @@ node_hcheck *node_hcheck_start(node_engine *e, const proto_bytes *headers, size_
     return pv;
 }
 
-/* Wait for the checks (helping), and release the decoded headers. */
-static void hcheck_finish(node_engine *e, node_hcheck *pv)
+void node_hcheck_wait(node_engine *e, node_hcheck *pv)
 {
-    if (pv->finished)
+    if (pv == NULL || pv->finished)
         return;
     if (pv->job.fn != NULL)
         node_vpool_finish(e->vpool, &pv->job);
-    for (size_t k = 0; k < pv->nidx; k++)
-        proto_header_fini(&pv->h[k]);
     pv->finished = true;
 }
 
@@ -110,22 +118,12 @@ bool node_hcheck_ready(node_engine *e, node_hcheck *pv)
     return pv == NULL || pv->finished || node_vpool_done(e->vpool, &pv->job);
 }
 
-const uint8_t *node_hcheck_results(node_engine *e, node_hcheck *pv)
-{
-    if (pv == NULL)
-        return NULL;
-    hcheck_finish(e, pv);
-    return pv->sig;
-}
-
 void node_hcheck_free(node_engine *e, node_hcheck *pv)
 {
     if (pv == NULL)
         return;
-    hcheck_finish(e, pv);
-    free(pv->h);
+    node_hcheck_wait(e, pv);
     free(pv->idx);
-    free(pv->sig);
     free(pv->runs);
     free(pv);
 }

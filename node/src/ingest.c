@@ -19,9 +19,8 @@
 /* What a batch of header ingestion decided, adopted after the commit. */
 typedef struct ingest_ctx {
     node_engine *e;
-    const proto_bytes *headers;
+    const node_hdr *headers; /* decoded, with what is known of their signatures */
     size_t n;
-    const uint8_t *sig; /* per header: SIG_*, checked before the write (NULL: none checked) */
     crdt_hlc clock;
     /* outputs */
     node_want *wants;
@@ -130,144 +129,174 @@ static void log_own_behind(uint64_t seq, uint64_t own_seq)
         seq, own_seq);
 }
 
-static bool sig_good(const proto_header *h, uint8_t sig)
+static bool sig_good(const node_hdr *hd)
 {
-    return sig == SIG_GOOD || (sig == SIG_UNKNOWN && proto_header_verify(h) == PROTO_OK);
+    return hd->sig == SIG_GOOD
+        || (hd->sig == SIG_UNKNOWN && proto_header_verify(&hd->h) == PROTO_OK);
 }
 
-/* One header: chain it, or hold it, or drop it. *next_seq gets seq when stored (else 0).
- * sig: SIG_GOOD when these exact bytes were verified already (node_hcheck, or a header held
- * out of order, which is verified before it is held). */
-static node_err ingest_one(node_txn *t, ingest_ctx *c, const uint8_t *bytes, size_t len,
-    uint8_t sig, uint8_t origin_out[32], uint64_t *next_seq)
+/* A header refused: one line (the member's org, or the origin of a stranger), counted. */
+static void hdr_reject(ingest_ctx *c, const node_hdr *hd, const char *reason)
+{
+    char hex[65];
+    const node_member *m = node_member_by_origin(c->e, hd->h.origin);
+    if (m == NULL)
+        proto_hex_encode(hd->h.origin, 32, hex);
+    NODE_WARN("header.reject", "%s=%s seq=%" PRIu64 " reason=\"%s\"", m ? "org" : "origin",
+        m ? m->org : hex, hd->h.seq, reason);
+    c->rejected++;
+}
+
+/* A header at a place this node holds already: the same bytes (or the same id) need no
+ * signature check, as most headers a peer sends are ones held. Only a different header there,
+ * a candidate proof of equivocation, is verified, and then both are kept as the proof (the
+ * stored one was verified when it was stored) and the origin is quarantined. */
+static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, const node_member *m)
+{
+    const proto_header *h = &hd->h;
+    const void *other;
+    size_t olen;
+    node_err err = ledger_header_get(t, h->origin, h->seq, &other, &olen);
+    if (err != NODE_OK || (olen == hd->bytes.len && memcmp(other, hd->bytes.p, olen) == 0))
+        return err;
+    uint8_t id[32];
+    if ((err = stored_id(t, h->origin, h->seq, &c->e->lim, id)) != NODE_OK
+        || memcmp(id, h->id, 32) == 0)
+        return err;
+    if (!sig_good(hd)) {
+        hdr_reject(c, hd, "bad signature");
+        return NODE_OK;
+    }
+    if ((err = ledger_quarantine_put(t, h->origin, other, olen, hd->bytes.p, hd->bytes.len))
+        != NODE_OK)
+        return err;
+    char who[65];
+    proto_hex_encode(h->origin, 32, who);
+    NODE_ERROR("origin.equivocation",
+        "org=%s origin=%s seq=%" PRIu64 " action=quarantined detail=\"two different signed "
+        "headers for one sequence number; proof kept\"",
+        m->org, who, h->seq);
+    return NODE_OK;
+}
+
+/* A verified header beyond the next one expected of its origin: held (in memory) until the
+ * headers before it come. Its bytes are borrowed from the input until ingest_post copies them. */
+static node_err hold(ingest_ctx *c, const node_hdr *hd)
+{
+    node_pending *p = realloc(c->pend, (c->npend + 1) * sizeof(*p));
+    if (p == NULL)
+        return NODE_ENOMEM;
+    c->pend = p;
+    memcpy(p[c->npend].origin, hd->h.origin, 32);
+    p[c->npend].seq = hd->h.seq;
+    p[c->npend].bytes = (uint8_t *)(uintptr_t)hd->bytes.p;
+    p[c->npend].len = hd->bytes.len;
+    c->npend++;
+    return NODE_OK;
+}
+
+/* The next header of its origin, chained and verified: stored, and acted on (this node's own
+ * log position, key-grant holders, the bodies this node may read, the clock). */
+static node_err store_next(node_txn *t, ingest_ctx *c, const node_hdr *hd)
 {
     node_engine *e = c->e;
+    const proto_header *h = &hd->h;
+    node_err err = ledger_header_put(t, h, hd->bytes.p, hd->bytes.len);
+    if (err != NODE_OK)
+        return err;
+    c->stored++;
+    const uint8_t *me = proto_identity_origin(e->me);
+    if (memcmp(h->origin, me, 32) == 0 && h->seq > c->own_seq) {
+        /* A header of our own that our log position does not cover: this store was restored
+         * from an older copy. Never reuse its sequence number. */
+        log_own_behind(h->seq, c->own_seq);
+        c->own_seq = h->seq;
+        memcpy(c->own_last, h->id, 32);
+        if ((err = ledger_own_put(t, c->own_seq, c->own_last)) != NODE_OK)
+            return err;
+    }
+    if (h->kind == PROTO_HDR_KEY_GRANT) {
+        bool mine = false;
+        for (size_t i = 0; i < h->nrecipients && err == NODE_OK; i++) {
+            err = ledger_grant_put(t, h->tag, h->recipients[i].b, h->origin);
+            mine = mine || memcmp(h->recipients[i].b, me, 32) == 0;
+        }
+        if (err == NODE_OK && mine && !ledger_body_has(t, h->id))
+            err = ctx_want(c, h);
+        if (err == NODE_OK && mine)
+            err = want_tag(t, c, h->tag);
+    } else if (node__reads_tag(t, e, h->tag) && !ledger_body_has(t, h->id)) {
+        err = ctx_want(c, h);
+    }
+    /* A clock too far ahead is not adopted here (crdt_hlc_recv refuses it); its delta waits
+     * when it is merged. */
+    crdt_hlc tmp;
+    if (crdt_hlc_recv(&c->clock, node__now(e), &h->hlc, e->cfg.max_clock_ahead_ms, &tmp) != CRDT_OK)
+        NODE_DEBUG("clock.ahead", "seq=%" PRIu64 " detail=\"not adopted\"", h->seq);
+    return err;
+}
+
+/* One header: chain it, or hold it, or drop it. *next_seq gets its seq + 1 when stored (else
+ * 0), and origin_out its origin. */
+static node_err ingest_one(
+    node_txn *t, ingest_ctx *c, const node_hdr *hd, uint8_t origin_out[32], uint64_t *next_seq)
+{
+    node_engine *e = c->e;
+    const proto_header *h = &hd->h;
     *next_seq = 0;
-    proto_header h;
-    proto_diag diag = { 0, "" };
-    proto_err perr = proto_header_decode(bytes, len, &e->lim, &h, &diag);
-    if (perr != PROTO_OK) {
-        NODE_WARN("header.reject", "reason=\"%s\" detail=\"%s\" offset=%zu", proto_strerror(perr),
-            diag.reason, diag.offset);
+    if (hd->perr != PROTO_OK) {
+        NODE_WARN("header.reject", "reason=\"%s\" detail=\"%s\" offset=%zu",
+            proto_strerror(hd->perr), hd->diag.reason, hd->diag.offset);
         c->rejected++;
         return NODE_OK;
     }
-    node_err err = NODE_OK;
-    char who[65];
-    proto_hex_encode(h.origin, 32, who);
-    node_member *m = node_member_by_origin(e, h.origin);
+    node_member *m = node_member_by_origin(e, h->origin);
     if (m == NULL) {
-        NODE_WARN("header.reject", "origin=%s seq=%" PRIu64 " reason=\"not a member\"", who, h.seq);
-        c->rejected++;
-        goto out;
+        hdr_reject(c, hd, "not a member");
+        return NODE_OK;
     }
-    if (ledger_quarantined(t, h.origin))
-        goto out;
-    uint64_t have = ledger_vv_get(t, h.origin);
-    if (h.seq <= have) {
-        /* Most headers a peer sends are ones this node already holds: the same bytes (or the
-         * same id) at (origin, seq) need no signature check. Only a different header there,
-         * a candidate proof of equivocation, is verified. */
-        const void *other;
-        size_t olen;
-        if ((err = ledger_header_get(t, h.origin, h.seq, &other, &olen)) != NODE_OK)
-            goto out;
-        if (olen == len && memcmp(other, bytes, len) == 0)
-            goto out;
-        uint8_t id[32];
-        if ((err = stored_id(t, h.origin, h.seq, &e->lim, id)) != NODE_OK)
-            goto out;
-        if (memcmp(id, h.id, 32) != 0) {
-            if (!sig_good(&h, sig)) {
-                NODE_WARN("header.reject", "origin=%s seq=%" PRIu64 " reason=\"bad signature\"",
-                    who, h.seq);
-                c->rejected++;
-                goto out;
-            }
-            /* Two validly signed, different headers for one (origin, seq): keep both (the
-             * stored one was verified when it was stored). */
-            if ((err = ledger_quarantine_put(t, h.origin, other, olen, bytes, len)) != NODE_OK)
-                goto out;
-            NODE_ERROR("origin.equivocation",
-                "org=%s origin=%s seq=%" PRIu64
-                " action=quarantined detail=\"two different signed headers for one "
-                "sequence number; proof kept\"",
-                m->org, who, h.seq);
-        }
-        goto out;
-    }
-    if (h.seq > have + 1) {
+    if (ledger_quarantined(t, h->origin))
+        return NODE_OK;
+    uint64_t have = ledger_vv_get(t, h->origin);
+    if (h->seq <= have)
+        return ingest_held(t, c, hd, m);
+    if (h->seq > have + 1) {
         for (size_t i = 0; i < c->npend; i++)
-            if (memcmp(c->pend[i].origin, h.origin, 32) == 0 && c->pend[i].seq == h.seq)
-                goto out;
-        if (pending_held(e, h.origin, h.seq, bytes, len))
-            goto out;
+            if (memcmp(c->pend[i].origin, h->origin, 32) == 0 && c->pend[i].seq == h->seq)
+                return NODE_OK;
+        if (pending_held(e, h->origin, h->seq, hd->bytes.p, hd->bytes.len))
+            return NODE_OK;
     }
-    if (!sig_good(&h, sig)) {
-        NODE_WARN(
-            "header.reject", "origin=%s seq=%" PRIu64 " reason=\"bad signature\"", who, h.seq);
-        c->rejected++;
-        goto out;
+    if (!sig_good(hd)) {
+        hdr_reject(c, hd, "bad signature");
+        return NODE_OK;
     }
-    if (h.seq > have + 1) {
-        node_pending *p = realloc(c->pend, (c->npend + 1) * sizeof(*p));
-        if (p == NULL) {
-            err = NODE_ENOMEM;
-            goto out;
-        }
-        c->pend = p;
-        memcpy(p[c->npend].origin, h.origin, 32);
-        p[c->npend].seq = h.seq;
-        p[c->npend].bytes = (uint8_t *)(uintptr_t)bytes;
-        p[c->npend].len = len;
-        c->npend++;
-        goto out;
-    }
+    if (h->seq > have + 1)
+        return hold(c, hd);
     uint8_t prev[32];
-    (void)ledger_vv_last(t, h.origin, prev);
-    if (memcmp(prev, h.prev, 32) != 0) {
-        NODE_WARN("header.reject",
-            "org=%s seq=%" PRIu64 " reason=\"hash chain broken: prev is not the id of "
-            "the previous header\"",
-            m->org, h.seq);
-        c->rejected++;
-        goto out;
+    (void)ledger_vv_last(t, h->origin, prev);
+    if (memcmp(prev, h->prev, 32) != 0) {
+        hdr_reject(c, hd, "hash chain broken: prev is not the id of the previous header");
+        return NODE_OK;
     }
-    if ((err = ledger_header_put(t, &h, bytes, len)) != NODE_OK)
-        goto out;
-    c->stored++;
-    const uint8_t *me = proto_identity_origin(e->me);
-    if (memcmp(h.origin, me, 32) == 0 && h.seq > c->own_seq) {
-        /* A header of our own that our log position does not cover: this store was restored
-         * from an older copy. Never reuse its sequence number. */
-        log_own_behind(h.seq, c->own_seq);
-        c->own_seq = h.seq;
-        memcpy(c->own_last, h.id, 32);
-        if ((err = ledger_own_put(t, c->own_seq, c->own_last)) != NODE_OK)
-            goto out;
+    node_err err = store_next(t, c, hd);
+    if (err == NODE_OK) {
+        memcpy(origin_out, h->origin, 32);
+        *next_seq = h->seq + 1;
     }
-    if (h.kind == PROTO_HDR_KEY_GRANT) {
-        bool mine = false;
-        for (size_t i = 0; i < h.nrecipients && err == NODE_OK; i++) {
-            err = ledger_grant_put(t, h.tag, h.recipients[i].b, h.origin);
-            mine = mine || memcmp(h.recipients[i].b, me, 32) == 0;
-        }
-        if (err == NODE_OK && mine && !ledger_body_has(t, h.id))
-            err = ctx_want(c, &h);
-        if (err == NODE_OK && mine)
-            err = want_tag(t, c, h.tag);
-    } else if (node__reads_tag(t, e, h.tag) && !ledger_body_has(t, h.id)) {
-        err = ctx_want(c, &h);
-    }
-    /* A clock too far ahead is not adopted here; its delta waits when it is merged. */
-    crdt_hlc tmp;
-    crdt_err ahead
-        = crdt_hlc_recv(&c->clock, node__now(e), &h.hlc, e->cfg.max_clock_ahead_ms, &tmp);
-    (void)ahead;
-    memcpy(origin_out, h.origin, 32);
-    *next_seq = h.seq + 1;
-out:
-    proto_header_fini(&h);
+    return err;
+}
+
+/* A header held out of order (verified when it was held), now next in its chain. */
+static node_err ingest_held_bytes(node_txn *t, ingest_ctx *c, const uint8_t *bytes, size_t len,
+    uint8_t origin_out[32], uint64_t *next_seq)
+{
+    proto_bytes b = { bytes, len };
+    node_hdr hd = { .bytes = b, .sig = SIG_GOOD };
+    hd.perr = proto_header_decode(bytes, len, &c->e->lim, &hd.h, &hd.diag);
+    node_err err = ingest_one(t, c, &hd, origin_out, next_seq);
+    if (hd.perr == PROTO_OK)
+        proto_header_fini(&hd.h);
     return err;
 }
 
@@ -279,8 +308,7 @@ static node_err ingest_cb(node_txn *t, void *ctx)
     for (size_t i = 0; i < c->n; i++) {
         uint8_t origin[32];
         uint64_t next;
-        node_err err = ingest_one(t, c, c->headers[i].p, c->headers[i].len,
-            c->sig != NULL ? c->sig[i] : SIG_UNKNOWN, origin, &next);
+        node_err err = ingest_one(t, c, &c->headers[i], origin, &next);
         /* Headers held out of order may now follow. */
         while (err == NODE_OK && next != 0) {
             size_t k = 0;
@@ -294,12 +322,12 @@ static node_err ingest_cb(node_txn *t, void *ctx)
                 j++;
             if (k < e->npending) {
                 c->used_pending[k] = true;
-                err = ingest_one(
-                    t, c, e->pending[k].bytes, e->pending[k].len, SIG_GOOD, origin, &next);
+                err = ingest_held_bytes(
+                    t, c, e->pending[k].bytes, e->pending[k].len, origin, &next);
             } else if (j < c->npend) {
                 node_pending p = c->pend[j];
                 c->pend[j] = c->pend[--c->npend];
-                err = ingest_one(t, c, p.bytes, p.len, SIG_GOOD, origin, &next);
+                err = ingest_held_bytes(t, c, p.bytes, p.len, origin, &next);
             } else {
                 next = 0;
             }
@@ -333,16 +361,14 @@ static void own_pending(node_engine *e, const node_pending *p)
  * taken in several commits, all in this loop turn. */
 #define INGEST_BATCH 4096
 
-node_err node_ingest_headers(
-    node_engine *e, const proto_bytes *headers, size_t n, const uint8_t *sig, node_member *from)
+node_err node_ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_member *from)
 {
-    node_hcheck *own = NULL;
-    if (sig == NULL && n > 0 && (own = node_hcheck_start(e, headers, n)) != NULL)
-        sig = node_hcheck_results(e, own);
+    /* What was not checked yet is checked on the workers first (ingest would one by one). */
+    node_hcheck *own = node_hcheck_start(e, headers, n);
+    node_hcheck_wait(e, own);
     node_err err = NODE_OK;
     for (size_t i = 0; i < n && err == NODE_OK; i += INGEST_BATCH) {
-        node_ingest_in in = { headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH,
-            sig != NULL ? sig + i : NULL, NULL, 0 };
+        node_ingest_in in = { headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH, NULL, 0 };
         err = node_ingest(e, &in, from);
     }
     node_hcheck_free(e, own);
@@ -398,18 +424,44 @@ typedef struct bodies_ctx {
     node_engine *e;
     const proto_body_item *items;
     size_t n;
-    bool *stored; /* per item */
-    uint8_t (*tags)[32];
-    uint8_t *kinds;
+    const node_hdr *hdrs; /* the group's headers, decoded once */
+    idset hdr_ix;         /* their ids -> index in hdrs */
+    bool *stored;         /* per item */
+    proto_header *own;    /* per item whose header is not in the group: decoded from the store */
+    bool *own_ok;
+    node_held *held;  /* per item: its header and body */
     node_wait *w;     /* per item: the wait it would be */
     bool *done;       /* per item: merged, refused or not ours */
     wait_reason *why; /* per item not done: what it waits for */
     apply_ctx a;
 } bodies_ctx;
 
-static node_err bodies_cb(node_txn *t, void *ctx)
+/* The header of body item i, if this node holds it: the group's decoded one (the id covers
+ * every field a body is checked and merged against), else decoded from the store. NULL when
+ * the header is not here (the body comes again with anti-entropy). */
+static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, node_err *err)
 {
-    bodies_ctx *c = ctx;
+    const uint8_t *id = c->items[i].header_id;
+    const void *hb;
+    size_t hl;
+    *err = NODE_OK;
+    if (ledger_header_by_id(t, id, &hb, &hl) != NODE_OK)
+        return NULL;
+    size_t k = idset_get(&c->hdr_ix, id);
+    if (k != SIZE_MAX)
+        return &c->hdrs[k].h;
+    if (proto_header_decode(hb, hl, &c->e->lim, &c->own[i], NULL) != PROTO_OK) {
+        *err = NODE_ECORRUPT;
+        return NULL;
+    }
+    c->own_ok[i] = true;
+    return &c->own[i];
+}
+
+/* Store the bodies this node may hold (never one it may not read), each checked against its
+ * header. */
+static node_err bodies_store(node_txn *t, bodies_ctx *c)
+{
     node_engine *e = c->e;
     const uint8_t *me = proto_identity_origin(e->me);
     for (size_t i = 0; i < c->n; i++) {
@@ -417,45 +469,55 @@ static node_err bodies_cb(node_txn *t, void *ctx)
         const proto_body_item *it = &c->items[i];
         if (ledger_body_has(t, it->header_id))
             continue;
-        const void *hb;
-        size_t hl;
-        if (ledger_header_by_id(t, it->header_id, &hb, &hl) != NODE_OK)
-            continue; /* no header yet: the body comes again with anti-entropy */
-        proto_header h;
-        if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
-            return NODE_ECORRUPT;
+        node_err err;
+        const proto_header *h = item_header(t, c, i, &err);
+        if (err != NODE_OK)
+            return err;
+        if (h == NULL)
+            continue;
         bool ok;
-        if (h.kind == PROTO_HDR_KEY_GRANT) {
+        if (h->kind == PROTO_HDR_KEY_GRANT) {
             ok = false;
-            for (size_t r = 0; r < h.nrecipients; r++)
-                ok = ok || memcmp(h.recipients[r].b, me, 32) == 0;
+            for (size_t r = 0; r < h->nrecipients; r++)
+                ok = ok || memcmp(h->recipients[r].b, me, 32) == 0;
         } else {
-            ok = node__reads_tag(t, e, h.tag);
+            ok = node__reads_tag(t, e, h->tag);
         }
-        proto_err perr = ok ? proto_body_check(&h, it->body.p, it->body.len) : PROTO_OK;
-        memcpy(c->tags[i], h.tag, 32);
-        c->kinds[i] = h.kind;
-        proto_header_fini(&h);
         if (!ok)
-            continue; /* not ours to hold: never store what we may not read */
+            continue; /* not ours to hold */
+        proto_err perr = proto_body_check(h, it->body.p, it->body.len);
         if (perr != PROTO_OK) {
             NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
             continue;
         }
-        node_err err = ledger_body_put(t, it->header_id, it->body.p, it->body.len);
-        if (err != NODE_OK)
+        if ((err = ledger_body_put(t, it->header_id, it->body.p, it->body.len)) != NODE_OK)
             return err;
         c->stored[i] = true;
+        c->held[i] = (node_held) { h, it->body.p, it->body.len };
+        memcpy(c->w[i].id, it->header_id, 32);
+        memcpy(c->w[i].tag, h->tag, 32);
+        c->w[i].kind = h->kind;
     }
+    return NODE_OK;
+}
+
+static node_err bodies_cb(node_txn *t, void *ctx)
+{
+    bodies_ctx *c = ctx;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->own_ok[i]) { /* a rerun of the transaction */
+            proto_header_fini(&c->own[i]);
+            c->own_ok[i] = false;
+        }
+    node_err err = bodies_store(t, c);
+    if (err != NODE_OK)
+        return err;
     /* Merge what was stored; passes repeat while they merge something (a grant, then the
      * deltas under its key, then those that depend on them). */
     c->a.progress = c->a.refused = 0;
     for (size_t i = 0; i < c->n; i++) {
         c->done[i] = !c->stored[i];
         c->why[i] = WAIT_KEY;
-        memcpy(c->w[i].id, c->items[i].header_id, 32);
-        memcpy(c->w[i].tag, c->tags[i], 32);
-        c->w[i].kind = c->kinds[i];
     }
     for (size_t pass = 0; pass < 8; pass++) {
         size_t before = c->a.progress;
@@ -463,7 +525,7 @@ static node_err bodies_cb(node_txn *t, void *ctx)
             if (c->done[i])
                 continue;
             c->w[i].why = c->why[i];
-            node_err err = node__apply_one(t, &c->a, &c->w[i], &c->done[i], &c->why[i]);
+            err = node__apply_one(t, &c->a, &c->w[i], &c->held[i], &c->done[i], &c->why[i]);
             if (err != NODE_OK)
                 return err;
         }
@@ -492,21 +554,26 @@ static node_err group_cb(node_txn *t, void *ctx)
 node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from)
 {
     size_t k = in->nbodies ? in->nbodies : 1;
-    group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders, .sig = in->sig },
+    group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders },
         .b = { .e = e,
             .items = in->bodies,
             .n = in->nbodies,
+            .hdrs = in->headers,
             .stored = calloc(k, sizeof(bool)),
-            .tags = calloc(k, sizeof(*g.b.tags)),
-            .kinds = calloc(k, 1),
+            .own = calloc(k, sizeof(proto_header)),
+            .own_ok = calloc(k, sizeof(bool)),
+            .held = calloc(k, sizeof(node_held)),
             .w = calloc(k, sizeof(node_wait)),
             .done = calloc(k, sizeof(bool)),
             .why = calloc(k, sizeof(wait_reason)) } };
     g.b.a.e = e;
     node_err err = NODE_ENOMEM;
-    if (g.b.stored == NULL || g.b.tags == NULL || g.b.kinds == NULL || g.b.w == NULL
-        || g.b.done == NULL || g.b.why == NULL)
+    if (g.b.stored == NULL || g.b.own == NULL || g.b.own_ok == NULL || g.b.held == NULL
+        || g.b.w == NULL || g.b.done == NULL || g.b.why == NULL)
         goto out;
+    for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
+        if (in->headers[i].perr == PROTO_OK && !idset_put(&g.b.hdr_ix, in->headers[i].h.id, i))
+            goto out;
     if (in->nheaders > 0 && e->npending > 0
         && (g.h.used_pending = calloc(e->npending, sizeof(bool))) == NULL)
         goto out;
@@ -527,7 +594,7 @@ node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from
         node__want_remove(e, in->bodies[i].header_id);
         if (g.b.done[i])
             continue;
-        if ((err = node__wait_add(e, in->bodies[i].header_id, g.b.tags[i], g.b.kinds[i]))
+        if ((err = node__wait_add(e, in->bodies[i].header_id, g.b.w[i].tag, g.b.w[i].kind))
             != NODE_OK)
             goto out;
         e->waits[idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
@@ -537,9 +604,14 @@ out:
     free(g.h.wants);
     free(g.h.pend);
     free(g.h.used_pending);
+    for (size_t i = 0; g.b.own_ok != NULL && i < in->nbodies; i++)
+        if (g.b.own_ok[i])
+            proto_header_fini(&g.b.own[i]);
+    idset_free(&g.b.hdr_ix);
     free(g.b.stored);
-    free(g.b.tags);
-    free(g.b.kinds);
+    free(g.b.own);
+    free(g.b.own_ok);
+    free(g.b.held);
     free(g.b.w);
     free(g.b.done);
     free(g.b.why);
@@ -549,7 +621,7 @@ out:
 node_err node_ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from)
 {
-    node_ingest_in in = { NULL, 0, NULL, items, n };
+    node_ingest_in in = { NULL, 0, items, n };
     return node_ingest(e, &in, from);
 }
 

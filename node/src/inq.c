@@ -33,8 +33,10 @@
 void node__inmsg_free(node_engine *e, node_inmsg *q)
 {
     node_hcheck_free(e, q->chk);
-    if (q->is_headers)
+    if (q->is_headers) {
+        node__hdrs_free(q->hdrs, q->hm.n);
         proto_headers_fini(&q->hm);
+    }
     if (q->is_bodies)
         proto_bodies_fini(&q->bm);
     proto_buf_free(&q->plain);
@@ -45,20 +47,14 @@ void node__inmsg_free(node_engine *e, node_inmsg *q)
  * their clocks sample the author's clock offset. Answers to version vectors carry old headers,
  * whose samples would only be smaller: they are not decoded for this. */
 #define CLOCK_SAMPLE_HEADERS 4
-static void clock_samples(node_engine *e, node_member *m, const proto_headers_msg *hm)
+static void clock_samples(node_engine *e, node_member *m, const node_hdr *hs, size_t n)
 {
-    if (hm->n > CLOCK_SAMPLE_HEADERS)
+    if (n > CLOCK_SAMPLE_HEADERS)
         return;
     uint64_t now = node__now(e);
-    for (size_t i = 0; i < hm->n; i++) {
-        proto_header h;
-        if (proto_header_decode(hm->headers[i].p, hm->headers[i].len, &e->lim, &h, NULL)
-            != PROTO_OK)
-            continue;
-        if (memcmp(h.origin, m->origin, 32) == 0)
-            node_clock_sample(m, h.hlc.wall, now);
-        proto_header_fini(&h);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (hs[i].perr == PROTO_OK && memcmp(hs[i].h.origin, m->origin, 32) == 0)
+            node_clock_sample(m, hs[i].h.hlc.wall, now);
 }
 
 bool node__inq_full(const node_engine *e)
@@ -78,8 +74,14 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
         return false;
     if (kind == PROTO_K_HEADERS) {
         if (proto_headers_decode(plain->p, plain->len, &e->lim, &q->hm, NULL) == PROTO_OK) {
+            /* Every header decoded once, here; the checks and ingest use these. */
+            if ((q->hdrs = node__hdrs_decode(e, q->hm.headers, q->hm.n)) == NULL) {
+                proto_headers_fini(&q->hm);
+                free(q);
+                return false;
+            }
             q->is_headers = true;
-            clock_samples(e, m, &q->hm);
+            clock_samples(e, m, q->hdrs, q->hm.n);
         } else if (e->inq_head == NULL) {
             free(q);
             return false; /* the sync protocol says why */
@@ -95,7 +97,7 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
     plain->p = NULL;
     plain->len = 0;
     if (q->is_headers)
-        q->chk = node_hcheck_start(e, q->hm.headers, q->hm.n);
+        q->chk = node_hcheck_start(e, q->hdrs, q->hm.n);
     if (e->inq_tail != NULL)
         e->inq_tail->next = q;
     else

@@ -376,10 +376,15 @@ static void gap_vv(node_engine *e, node_link *l, node_member *m, size_t pending_
         node__send_vv(e, m, l, false);
 }
 
+/* HEADERS not taken by the queue (it could not hold them). */
 static void headers_in(node_engine *e, node_link *l, node_member *m, const proto_headers_msg *hm)
 {
     size_t pending = e->npending;
-    (void)node_ingest_headers(e, hm->headers, hm->n, NULL, m);
+    node_hdr *hs = node__hdrs_decode(e, hm->headers, hm->n);
+    if (hs == NULL)
+        return;
+    (void)node_ingest_headers(e, hs, hm->n, m);
+    node__hdrs_free(hs, hm->n);
     gap_vv(e, l, m, pending);
 }
 
@@ -480,13 +485,11 @@ static void inq_one(node_engine *e)
 static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
 {
     node_inmsg **msgs = calloc(nmsg, sizeof(*msgs));
-    proto_bytes *headers = calloc(nh ? nh : 1, sizeof(*headers));
-    uint8_t *sig = calloc(nh ? nh : 1, 1); /* 0: not checked yet */
+    node_hdr *headers = calloc(nh ? nh : 1, sizeof(*headers)); /* shallow: the messages own */
     proto_body_item *bodies = calloc(nb ? nb : 1, sizeof(*bodies));
-    if (msgs == NULL || headers == NULL || sig == NULL || bodies == NULL) {
+    if (msgs == NULL || headers == NULL || bodies == NULL) {
         free(msgs);
         free(headers);
-        free(sig);
         free(bodies);
         inq_one(e); /* out of memory: one message the old way */
         return;
@@ -502,10 +505,8 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
         if (from == NULL)
             from = m;
         if (q->is_headers) {
-            const uint8_t *r = node_hcheck_results(e, q->chk);
-            memcpy(headers + nh, q->hm.headers, q->hm.n * sizeof(*headers));
-            if (r != NULL)
-                memcpy(sig + nh, r, q->hm.n);
+            node_hcheck_wait(e, q->chk);
+            memcpy(headers + nh, q->hdrs, q->hm.n * sizeof(*headers));
             nh += q->hm.n;
         } else {
             memcpy(bodies + nb, q->bm.items, q->bm.n * sizeof(*bodies));
@@ -516,9 +517,9 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
     if (nh > NODE_GROUP_HEADERS) {
         /* A first message larger than a group (a peer with a larger max_message_bytes) is
          * alone in it, and taken in several transactions. */
-        (void)node_ingest_headers(e, headers, nh, sig, from);
+        (void)node_ingest_headers(e, headers, nh, from);
     } else {
-        node_ingest_in in = { headers, nh, sig, bodies, nb };
+        node_ingest_in in = { headers, nh, bodies, nb };
         (void)node_ingest(e, &in, from);
     }
     for (size_t i = 0; i < nmsg; i++) {
@@ -536,7 +537,6 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
         node__inmsg_free(e, msgs[i]);
     free(msgs);
     free(headers);
-    free(sig);
     free(bodies);
 }
 
