@@ -1,6 +1,8 @@
 #include "internal.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *const node__messages[] = {
 #define NODE__TEXT(name, text) text,
@@ -24,4 +26,28 @@ node_err node__fail(node_errmsg *msg, node_err err, const char *fmt, ...)
         va_end(ap);
     }
     return err;
+}
+
+node_err node__vec_reserve(void *field, size_t *cap, size_t need, size_t size, size_t max)
+{
+    if (need <= *cap)
+        return NODE_OK;
+    if (need > max)
+        return NODE_EFULL;
+    size_t next = *cap < NODE_VEC_MIN ? NODE_VEC_MIN : *cap;
+    while (next < need)
+        next = next > SIZE_MAX / 2 ? SIZE_MAX : next * 2;
+    if (next > max)
+        next = max;
+    if (next > SIZE_MAX / size)
+        return NODE_ENOMEM;
+    /* The element pointer is read and written as bytes: field points at a T *, not a void *. */
+    void *old;
+    memcpy(&old, field, sizeof(old));
+    void *grown = realloc(old, next * size);
+    if (grown == NULL)
+        return NODE_ENOMEM;
+    memcpy(field, &grown, sizeof(grown));
+    *cap = next;
+    return NODE_OK;
 }

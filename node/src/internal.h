@@ -4,12 +4,38 @@
 
 #include "node/node.h"
 
+#include <stdlib.h>
+
 #ifndef _POSIX_C_SOURCE
 #error "node/ is built with _POSIX_C_SOURCE=200809L (uv.h needs it)"
 #endif
 
 /* Fill msg (when not NULL) with a formatted sentence and return err. */
 node_err node__fail(node_errmsg *msg, node_err err, const char *fmt, ...) NODE_PRINTF(3, 4);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Growing arrays: every one in node/ is a NODE_VEC, which doubles its capacity as it grows
+ * (from NODE_VEC_MIN) and never beyond the maximum its user states where it grows it.        */
+
+#define NODE_VEC_MIN 8
+/* A vector of T: v[0..n), room for cap. Zero-initialise it; free v when done. */
+#define NODE_VEC(T)                                                                                \
+    struct {                                                                                       \
+        T *v;                                                                                      \
+        size_t n, cap;                                                                             \
+    }
+/* Make room for `need` elements in vector vec, never beyond max: NODE_OK, NODE_EFULL (need >
+ * max) or NODE_ENOMEM; on failure vec is untouched. */
+#define NODE_VEC_RESERVE(vec, need, max)                                                           \
+    node__vec_reserve(&(vec)->v, &(vec)->cap, (need), sizeof(*(vec)->v), (max))
+/* A new element at the end of vec (uninitialised), or NULL when it holds max already or memory
+ * is out. */
+#define NODE_VEC_PUSH(vec, max)                                                                    \
+    (NODE_VEC_RESERVE((vec), (vec)->n + 1, (max)) == NODE_OK ? &(vec)->v[(vec)->n++] : NULL)
+/* Free the elements' array and empty the vector. */
+#define NODE_VEC_FREE(vec) ((void)(free((vec)->v), (vec)->v = NULL, (vec)->n = (vec)->cap = 0))
+/* field: the address of a vector's element pointer (any T **). */
+node_err node__vec_reserve(void *field, size_t *cap, size_t need, size_t size, size_t max);
 
 /* ---------------------------------------------------------------------------------------- */
 /* log.c: a line that could repeat without end (a stranger dialling again and again) is logged

@@ -1,0 +1,137 @@
+/*
+ * net_int.h - the private structures of the nng wrapper, shared by net.c (the object: listener,
+ * dialers, control socket, the hand-off of events to the loop) and conn.c (one connection: SP
+ * framing, its send queue and reads). Only these two files of node/ call nng.
+ */
+#ifndef NODE_NET_INT_H
+#define NODE_NET_INT_H
+
+#include "internal.h"
+
+#include <nng/nng.h>
+#include <pthread.h>
+
+#define SP_HEADER_LEN 8
+#define SP_PAIR1 0x11
+#define FRAME_PREFIX 12 /* 64-bit length + 32-bit pair1 hop count */
+#define TX_QUEUE_MAX ((size_t)96 << 20)
+#define RX_PAUSE_BYTES ((size_t)32 << 20)
+#define REDIAL_MIN_MS 100
+#define REDIAL_MAX_MS 2000
+#define STABLE_MS 10000 /* a connection that lived this long resets its dialer's backoff */
+/* A connect that has not completed by then is abandoned and tried again: a listener whose
+ * backlog is full (a stopped process, a proxy not accepting) leaves SYNs unanswered, and the
+ * kernel's own retries would stretch one attempt over minutes. */
+#define DIAL_TIMEOUT_MS 5000
+#define CTL_SEND_MS 2000
+
+typedef struct net_ev {
+    struct net_ev *next;
+    node_net_ev kind;
+    uint32_t pipe, dialer;
+    nng_msg *msg; /* control requests */
+    uint8_t *buf; /* peer messages (payload at buf + 4) and DOWN reasons */
+    size_t off, len;
+} net_ev;
+
+typedef struct tx_item {
+    struct tx_item *next;
+    size_t len, off;
+    uint8_t data[];
+} tx_item;
+
+typedef enum { RX_SP, RX_LEN, RX_BODY } rx_state;
+
+typedef struct conn {
+    struct conn *next;
+    node_net *net;
+    uint32_t id, dialer;
+    uint64_t born_ms;
+    nng_stream *s;
+    nng_aio *rx, *tx;
+
+    rx_state rs;
+    uint8_t hdr[8];
+    size_t hdr_got;
+    uint8_t *body;
+    size_t body_len, body_got;
+    size_t rx_pending; /* bytes handed to the loop and not yet consumed */
+    bool rx_busy, rx_paused;
+
+    tx_item *txq, *txq_tail;
+    size_t txq_bytes;
+    bool tx_busy;
+
+    bool dead, down_sent;
+    bool starting; /* conn_start has not finished starting its operations */
+    char why[192];
+} conn;
+
+typedef enum { DIAL_DIALLING, DIAL_CONNECTED, DIAL_SLEEPING } dial_state;
+
+typedef struct dialer {
+    struct dialer *next;
+    node_net *net;
+    uint32_t id;
+    nng_stream_dialer *d;
+    nng_aio *aio;
+    dial_state state;
+    nng_duration backoff;
+    bool closed;
+} dialer;
+
+/* One request of the control socket at a time per slot (a rep0 context): several operators'
+ * (or a benchmark's) requests wait for the same loop turn instead of one turn each. */
+#define CTL_SLOTS 8
+typedef struct ctl_slot {
+    node_net *n;
+    nng_ctx ctx;
+    nng_aio *rx, *tx;
+} ctl_slot;
+
+struct node_net {
+    nng_stream_listener *lst;
+    nng_aio *accept;
+    bool accept_sleeping;
+    nng_socket ctl;
+    ctl_slot slots[CTL_SLOTS];
+    int ctl_cur; /* the slot of the request being handled on the loop, -1 when none */
+    bool ctl_open, closing;
+    uint16_t port;
+    size_t max_message;
+
+    pthread_mutex_t lock; /* everything below, and the fields of conns and dialers */
+    conn *conns;
+    dialer *dialers;
+    uint32_t next_conn, next_dialer;
+    net_ev *head, *tail;
+
+    uv_async_t wake;
+    node_net_cb cb;
+    void *cb_ctx;
+    void (*closed_cb)(void *);
+    void *closed_ctx;
+};
+
+/* net.c */
+uint64_t net__mono_ms(void);
+/* Queue an event for the loop (lock held); false when out of memory. */
+bool net__push_locked(node_net *n, net_ev ev);
+dialer *net__dialer_find_locked(node_net *n, uint32_t id);
+void net__dial_later(dialer *d, nng_duration ms);
+
+/* conn.c */
+conn *net__conn_find_locked(node_net *n, uint32_t id);
+/* Mark a conn dead with a reason (lock held). Returns true when the stream must be closed. */
+bool net__kill_locked(conn *c, const char *why);
+/* Lock held: when a dead conn has no operation running, announce its end (once). Returns true
+ * when the loop must be woken. */
+bool net__maybe_down_locked(conn *c);
+void net__conn_free(conn *c);
+/* A stream is connected (nng thread): announce it, send our SP header, start reading. On
+ * failure the stream is closed and false returned. */
+bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id);
+/* Resume reading a conn the loop caught up with. */
+void net__rx_submit(conn *c);
+
+#endif
