@@ -1,6 +1,8 @@
 /*
  * ledger: the node's records on top of the store (store.c), one function per kind of record.
- * Everything here runs inside a transaction given by the caller, on the loop thread.
+ * Everything here runs inside a transaction given by the caller, on the loop thread. Bytes a
+ * getter returns (headers, bodies) are borrowed as node_txn_get's are: valid until the next
+ * write in the transaction or its end.
  *
  * Key layout (all integers big-endian, so keys sort in numeric order):
  *   headers  'H' origin(32) seq(8)      -> HEADER message bytes

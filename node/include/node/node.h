@@ -205,7 +205,10 @@ NODE_NODISCARD node_err node_store_read(
 /* Inside a transaction. Keys are 1..511 bytes (LMDB's limit). */
 NODE_NODISCARD node_err node_txn_put(
     node_txn *txn, node_db db, const void *key, size_t klen, const void *val, size_t vlen);
-/* *val is borrowed until the transaction ends. NODE_ENOTFOUND if absent. */
+/* *val is borrowed from the store's pages: valid until the next put or del in this transaction
+ * or the end of the transaction, whichever comes first (LMDB's rule for mdb_get: "valid only
+ * until a subsequent update operation, or the end of the transaction"). Copy what must outlive
+ * a write. NODE_ENOTFOUND if absent. */
 NODE_NODISCARD node_err node_txn_get(
     node_txn *txn, node_db db, const void *key, size_t klen, const void **val, size_t *vlen);
 /* NODE_ENOTFOUND if absent. */
