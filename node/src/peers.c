@@ -129,8 +129,18 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
                 "addr=%s org=%s stage=session reason=\"%s\" detail=\"%s at byte %zu\" "
                 "held=%" PRIu64,
                 l->addr, m->org, proto_strerror(perr), diag.reason, diag.offset, held);
-        } else if (!node__inq_take(e, l, m, kind, &out)) {
-            node__sync_message(e, l, m, kind, out.p, out.len);
+        } else {
+            /* The queue's bound: beyond it, work it down before taking more (reading waits
+             * meanwhile). What that runs may change the member table (a newer manifest) or
+             * drop this link, so both are looked up again after it. */
+            while (node__inq_full(e) && !e->stopping)
+                (void)node__sync_step(e);
+            m = node_member_by_origin(e, l->peer);
+            if (m == NULL || l->sess == NULL || e->stopping) {
+                /* the member left, or the link went: the message goes with it */
+            } else if (!node__inq_take(e, l, m, kind, &out)) {
+                node__sync_message(e, l, m, kind, out.p, out.len);
+            }
         }
         proto_buf_free(&out);
         return;
