@@ -366,8 +366,18 @@ tn_err tn_ctl(const char *dir, const char *line, char **answer, int timeout_ms)
     int fd = ctl_connect(dir, timeout_ms);
     if (fd < 0)
         goto fail;
+    /* One send of the whole line: a supervisor may answer and close as soon as it has it. */
     size_t len = strlen(line);
-    if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len || send(fd, "\n", 1, MSG_NOSIGNAL) != 1)
+    char *msg = malloc(len + 1);
+    if (msg == NULL) {
+        err = TN_ENOMEM;
+        goto fail;
+    }
+    memcpy(msg, line, len);
+    msg[len] = '\n';
+    bool sent = send(fd, msg, len + 1, MSG_NOSIGNAL) == (ssize_t)(len + 1);
+    free(msg);
+    if (!sent)
         goto fail;
     /* Until the supervisor closes the connection: an answer cut by the timeout is none. */
     for (;;) {
