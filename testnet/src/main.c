@@ -19,6 +19,13 @@
 
 #define NODES_RANGE "2 to 32"
 
+/* kill, stop, cont, restart, start: DIR NAME, forwarded to the supervisor (tn_cmd_proc). */
+#define PROC_COMMAND(cmd, text)                                                                    \
+    {                                                                                              \
+        .name = cmd, .pos = "DIR NAME", .pos_min = 2, .pos_max = 2, .summary = text,               \
+        .run = tn_cmd_proc,                                                                        \
+    }
+
 static const tn_cmdspec commands[] = {
     {
         .name = "up",
@@ -117,47 +124,12 @@ static const tn_cmdspec commands[] = {
         .summary = "end every partition and slow link",
         .run = tn_cmd_fault,
     },
-    {
-        .name = "kill",
-        .pos = "DIR NAME",
-        .pos_min = 2,
-        .pos_max = 2,
-        .summary = "SIGKILL node NAME",
-        .run = tn_cmd_proc,
-    },
-    {
-        .name = "stop",
-        .pos = "DIR NAME",
-        .pos_min = 2,
-        .pos_max = 2,
-        .summary = "SIGSTOP node NAME (a hung process)",
-        .run = tn_cmd_proc,
-    },
-    {
-        .name = "cont",
-        .pos = "DIR NAME",
-        .pos_min = 2,
-        .pos_max = 2,
-        .summary = "SIGCONT node NAME; returns when it answers again",
-        .run = tn_cmd_proc,
-    },
-    {
-        .name = "restart",
-        .pos = "DIR NAME",
-        .pos_min = 2,
-        .pos_max = 2,
-        .summary = "SIGTERM node NAME and start it again (or start it if down); returns when it "
-                   "answers",
-        .run = tn_cmd_proc,
-    },
-    {
-        .name = "start",
-        .pos = "DIR NAME",
-        .pos_min = 2,
-        .pos_max = 2,
-        .summary = "start node NAME, which is down",
-        .run = tn_cmd_proc,
-    },
+    PROC_COMMAND("kill", "SIGKILL node NAME"),
+    PROC_COMMAND("stop", "SIGSTOP node NAME (a hung process)"),
+    PROC_COMMAND("cont", "SIGCONT node NAME; returns when it answers again"),
+    PROC_COMMAND("restart",
+        "SIGTERM node NAME and start it again (or start it if down); returns when it answers"),
+    PROC_COMMAND("start", "start node NAME, which is down"),
     {
         .name = "chaos",
         .pos = "",
