@@ -82,9 +82,14 @@ typedef struct step {
 
 typedef enum { R_SKIP, R_ACK, R_REFUSED, R_UNKNOWN } result;
 
+/* The most steps a plan may have: the largest plan (1,000,000 operations, with its faults
+ * about 1,070,000 steps) fits, and every step finds room in the run's report. */
+#define PLAN_STEPS_MAX (TN_REPORT_EVENTS_MAX - 16)
+
 typedef struct plan {
-    step *steps;
-    size_t n, cap;
+    tn_vec v;    /* of step, at most PLAN_STEPS_MAX */
+    step *steps; /* once planned: v's items, */
+    size_t n;    /* and how many */
     size_t ncases;
     int *owner; /* per case */
 } plan;
@@ -96,33 +101,9 @@ typedef struct rng {
     uint64_t s;
 } rng;
 
-static uint64_t next(rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static unsigned below(rng *r, unsigned n)
 {
-    return n == 0 ? 0 : (unsigned)(next(r) % n);
-}
-
-static step *push(plan *p)
-{
-    if (p->n == p->cap) {
-        size_t ncap = p->cap * 2 + 64;
-        step *ns = realloc(p->steps, ncap * sizeof *ns);
-        if (ns == NULL)
-            return NULL;
-        p->steps = ns;
-        p->cap = ncap;
-    }
-    step *s = &p->steps[p->n++];
-    memset(s, 0, sizeof *s);
-    s->tok = (unsigned)(p->n - 1);
-    return s;
+    return n == 0 ? 0 : (unsigned)(tn_splitmix64(&r->s) % n);
 }
 
 #define TOK_LEN 17 /* q + 5 hex + z + 6 digits + 4 check letters */
@@ -130,12 +111,8 @@ static step *push(plan *p)
 /* The 4 check letters of step tok in a run of seed (a splitmix64 finaliser). */
 static void tokcheck(uint64_t seed, unsigned tok, char out[4])
 {
-    uint64_t h = seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)tok + 1) * 0xc2b2ae3d27d4eb4full;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
+    uint64_t h
+        = tn_mix64(seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)tok + 1) * 0xc2b2ae3d27d4eb4full);
     for (int i = 0; i < 4; i++, h /= 26)
         out[i] = (char)('a' + h % 26);
 }
@@ -152,180 +129,278 @@ static void tokname(uint64_t seed, unsigned tok, char out[24])
 typedef struct pcase {
     int owner;
     unsigned char grant[NSCOPES][TN_MAX_NODES]; /* 0 none, 1 read, 2 write */
-    unsigned *added[NFIELDS];
-    size_t nadded[NFIELDS];
+    tn_vec added[NFIELDS]; /* of unsigned (the step that added it), at most ops */
 } pcase;
 
-static int make_plan(plan *p, uint64_t seed, size_t nodes, size_t ops)
+/* Everything the planner knows between two draws. Its draws are the plan: change nothing of
+ * their order (tests/testnet/plans/ holds plans the program made before, byte for byte). */
+typedef struct planner {
+    plan *p;
+    rng r;
+    size_t nodes, ops;
+    size_t done;  /* operations planned so far */
+    tn_vec cases; /* of pcase, one per case created, at most ops */
+    bool down[TN_MAX_NODES], killed[TN_MAX_NODES];
+    size_t recover_at[TN_MAX_NODES];
+    size_t ndown, max_down;
+    bool partitioned, slowed;
+    size_t heal_at;
+} planner;
+
+/* A new zeroed step at the end, its token its own number. NULL with *err when full. */
+static step *plan_push(plan *p, tn_err *err)
 {
-    rng r = { seed };
-    pcase *cs = calloc(ops + 1, sizeof *cs);
-    p->owner = calloc(ops + 1, sizeof *p->owner);
-    if (cs == NULL || p->owner == NULL) {
-        free(cs);
-        return -1;
-    }
-    bool down[TN_MAX_NODES] = { false }, killed[TN_MAX_NODES] = { false };
-    size_t recover_at[TN_MAX_NODES] = { 0 };
-    size_t ndown = 0, max_down = nodes >= 3 ? (nodes - 1) / 2 : 0;
-    bool partitioned = false, slowed = false;
-    size_t heal_at = 0;
-    int rc = -1;
-    for (size_t done = 0; done < ops;) {
-        /* Recoveries and heals fall due first. */
-        for (size_t i = 0; i < nodes; i++)
-            if (down[i] && recover_at[i] <= done) {
-                step *s = push(p);
-                if (s == NULL)
-                    goto out;
-                s->kind = killed[i] ? S_RESTART : S_CONT;
-                s->node = (int)i;
-                down[i] = killed[i] = false;
-                ndown--;
-            }
-        if ((partitioned || slowed) && heal_at <= done) {
-            step *s = push(p);
+    step *s = tn_vec_push(&p->v, err);
+    if (s != NULL)
+        s->tok = (unsigned)(p->v.n - 1);
+    return s;
+}
+
+/* Recoveries and heals that fall due before the next draw: every node stopped or killed
+ * comes back at its time (SIGCONT or restart), then the faults on links heal at theirs. */
+static tn_err plan_due(planner *pl)
+{
+    tn_err err = TN_OK;
+    for (size_t i = 0; i < pl->nodes; i++)
+        if (pl->down[i] && pl->recover_at[i] <= pl->done) {
+            step *s = plan_push(pl->p, &err);
             if (s == NULL)
-                goto out;
-            s->kind = S_HEAL;
-            partitioned = slowed = false;
+                return err;
+            s->kind = pl->killed[i] ? S_RESTART : S_CONT;
+            s->node = (int)i;
+            pl->down[i] = pl->killed[i] = false;
+            pl->ndown--;
         }
-        if (below(&r, 100) < 6) {
-            unsigned what = below(&r, 4);
-            step *s = push(p);
-            if (s == NULL)
-                goto out;
-            if (what == 0 && !partitioned) {
-                /* Two groups: a random non-empty proper subset against the rest. */
-                s->kind = S_PARTITION;
-                unsigned mask;
-                do
-                    mask = below(&r, 1u << nodes);
-                while (mask == 0 || mask == (1u << nodes) - 1);
-                for (size_t i = 0; i < nodes; i++)
-                    s->group[i] = (int)((mask >> i) & 1u);
-                partitioned = true;
-                heal_at = done + 10 + below(&r, 60);
-            } else if (what == 1) {
-                s->kind = S_SLOW;
-                s->node = (int)below(&r, (unsigned)nodes);
-                s->to = (int)((s->node + 1 + (int)below(&r, (unsigned)nodes - 1)) % (int)nodes);
-                s->delay = 20 + below(&r, 400);
-                s->loss = below(&r, 3) == 0 ? 5 + below(&r, 20) : 0;
-                if (!slowed && !partitioned)
-                    heal_at = done + 10 + below(&r, 60);
-                slowed = true;
-            } else if (ndown < max_down) {
-                int i;
-                do
-                    i = (int)below(&r, (unsigned)nodes);
-                while (down[i]);
-                s->kind = what == 2 ? S_STOP : S_KILL;
-                s->node = i;
-                down[i] = true;
-                killed[i] = s->kind == S_KILL;
-                recover_at[i] = done + 5 + below(&r, 40);
-                ndown++;
-            } else {
-                s->kind = S_HEAL;
-                partitioned = slowed = false;
-            }
-            continue;
-        }
-        /* An operation at a running node. */
-        unsigned live[TN_MAX_NODES], nlive = 0;
-        for (size_t i = 0; i < nodes; i++)
-            if (!down[i])
-                live[nlive++] = (unsigned)i;
-        step *s = push(p);
+    if ((pl->partitioned || pl->slowed) && pl->heal_at <= pl->done) {
+        step *s = plan_push(pl->p, &err);
         if (s == NULL)
-            goto out;
-        done++;
-        unsigned kind = below(&r, 100);
-        int c = p->ncases > 0 ? (int)below(&r, (unsigned)p->ncases) : -1;
-        pcase *pc = c >= 0 ? &cs[c] : NULL;
-        if (pc != NULL && kind >= 10 && kind < 25 && !down[pc->owner]) {
-            s->kind = S_GRANT;
-            s->c = c;
-            s->node = pc->owner;
-            s->f = (int)below(&r, NSCOPES);
-            s->to = (int)((pc->owner + 1 + (int)below(&r, (unsigned)nodes - 1)) % (int)nodes);
-            s->write = below(&r, 10) < 4;
-            unsigned char *g = &pc->grant[s->f][s->to];
-            *g = s->write ? 2 : 1;
-            continue;
-        }
-        if (pc != NULL && kind >= 25) {
-            /* An edit by the owner, or by a node the plan granted write. */
-            int writers[TN_MAX_NODES], nw = 0;
-            for (size_t i = 0; i < nodes; i++) {
-                if (down[i] || (int)i == pc->owner)
-                    continue;
-                for (int sc = 0; sc < NSCOPES; sc++)
-                    if (pc->grant[sc][i] == 2) {
-                        writers[nw++] = (int)i;
-                        break;
-                    }
-            }
-            int who = -1;
-            if (!down[pc->owner] && (nw == 0 || below(&r, 10) < 7))
-                who = pc->owner;
-            else if (nw > 0)
-                who = writers[below(&r, (unsigned)nw)];
-            if (who >= 0) {
-                unsigned cand[NFIELDS], nc = 0;
-                for (unsigned f = 0; f < NFIELDS; f++)
-                    if (who == pc->owner || pc->grant[fields[f].scope_ix][who] == 2)
-                        cand[nc++] = f;
-                unsigned f = cand[below(&r, nc)];
-                s->kind = S_EDIT;
-                s->c = c;
-                s->node = who;
-                s->f = (int)f;
-                if (fields[f].type == F_SET && pc->nadded[f] > 0 && below(&r, 5) == 0) {
-                    s->remove = true;
-                    s->tok = pc->added[f][below(&r, (unsigned)pc->nadded[f])];
-                } else if (fields[f].type == F_SET) {
-                    unsigned *na = realloc(pc->added[f], (pc->nadded[f] + 1) * sizeof *na);
-                    if (na == NULL)
-                        goto out;
-                    pc->added[f] = na;
-                    na[pc->nadded[f]++] = s->tok;
-                } else if (fields[f].type == F_CTR) {
-                    s->remove = below(&r, 4) == 0;
-                    s->amount = 1 + (long)below(&r, 9);
-                }
-                continue;
-            }
-        }
-        /* Otherwise: a new case at a running node. */
-        s->kind = S_NEW;
-        s->node = (int)live[below(&r, nlive)];
-        s->c = (int)p->ncases;
-        cs[p->ncases].owner = s->node;
-        p->owner[p->ncases] = s->node;
-        p->ncases++;
+            return err;
+        s->kind = S_HEAL;
+        pl->partitioned = pl->slowed = false;
     }
-    /* The end: every node back, every fault healed. */
-    for (size_t i = 0; i < nodes; i++)
-        if (down[i]) {
-            step *s = push(p);
+    return TN_OK;
+}
+
+/* One fault: a partition into two groups, a slow (perhaps lossy) link, a stop or kill of one
+ * more node while at most (N-1)/2 are down, or else a heal. */
+static tn_err plan_fault(planner *pl)
+{
+    rng *r = &pl->r;
+    size_t nodes = pl->nodes;
+    unsigned what = below(r, 4);
+    tn_err err;
+    step *s = plan_push(pl->p, &err);
+    if (s == NULL)
+        return err;
+    if (what == 0 && !pl->partitioned) {
+        /* Two groups: a random non-empty proper subset against the rest. */
+        s->kind = S_PARTITION;
+        unsigned mask;
+        do
+            mask = below(r, 1u << nodes);
+        while (mask == 0 || mask == (1u << nodes) - 1);
+        for (size_t i = 0; i < nodes; i++)
+            s->group[i] = (int)((mask >> i) & 1u);
+        pl->partitioned = true;
+        pl->heal_at = pl->done + 10 + below(r, 60);
+    } else if (what == 1) {
+        s->kind = S_SLOW;
+        s->node = (int)below(r, (unsigned)nodes);
+        s->to = (int)((s->node + 1 + (int)below(r, (unsigned)nodes - 1)) % (int)nodes);
+        s->delay = 20 + below(r, 400);
+        s->loss = below(r, 3) == 0 ? 5 + below(r, 20) : 0;
+        if (!pl->slowed && !pl->partitioned)
+            pl->heal_at = pl->done + 10 + below(r, 60);
+        pl->slowed = true;
+    } else if (pl->ndown < pl->max_down) {
+        int i;
+        do
+            i = (int)below(r, (unsigned)nodes);
+        while (pl->down[i]);
+        s->kind = what == 2 ? S_STOP : S_KILL;
+        s->node = i;
+        pl->down[i] = true;
+        pl->killed[i] = s->kind == S_KILL;
+        pl->recover_at[i] = pl->done + 5 + below(r, 40);
+        pl->ndown++;
+    } else {
+        s->kind = S_HEAL;
+        pl->partitioned = pl->slowed = false;
+    }
+    return TN_OK;
+}
+
+/* Step s becomes a grant of case c by its owner: a scope, read or write, to another node. */
+static void plan_grant(planner *pl, step *s, int c)
+{
+    pcase *pc = TN_VEC_AT(&pl->cases, pcase, c);
+    s->kind = S_GRANT;
+    s->c = c;
+    s->node = pc->owner;
+    s->f = (int)below(&pl->r, NSCOPES);
+    s->to = (int)((pc->owner + 1 + (int)below(&pl->r, (unsigned)pl->nodes - 1)) % (int)pl->nodes);
+    s->write = below(&pl->r, 10) < 4;
+    pc->grant[s->f][s->to] = s->write ? 2 : 1;
+}
+
+/* Who edits case c: its owner, or a running node the plan granted write; -1 when nobody can. */
+static int plan_editor(planner *pl, const pcase *pc)
+{
+    int writers[TN_MAX_NODES], nw = 0;
+    for (size_t i = 0; i < pl->nodes; i++) {
+        if (pl->down[i] || (int)i == pc->owner)
+            continue;
+        for (int sc = 0; sc < NSCOPES; sc++)
+            if (pc->grant[sc][i] == 2) {
+                writers[nw++] = (int)i;
+                break;
+            }
+    }
+    if (!pl->down[pc->owner] && (nw == 0 || below(&pl->r, 10) < 7))
+        return pc->owner;
+    if (nw > 0)
+        return writers[below(&pl->r, (unsigned)nw)];
+    return -1;
+}
+
+/* Step s becomes an edit of case c by node who: a field it may write, and what is written
+ * (a set add, a set remove of an element added before, a counter change, a value). */
+static tn_err plan_edit(planner *pl, step *s, int c, int who)
+{
+    pcase *pc = TN_VEC_AT(&pl->cases, pcase, c);
+    rng *r = &pl->r;
+    unsigned cand[NFIELDS], nc = 0;
+    for (unsigned f = 0; f < NFIELDS; f++)
+        if (who == pc->owner || pc->grant[fields[f].scope_ix][who] == 2)
+            cand[nc++] = f;
+    unsigned f = cand[below(r, nc)];
+    s->kind = S_EDIT;
+    s->c = c;
+    s->node = who;
+    s->f = (int)f;
+    tn_vec *added = &pc->added[f];
+    if (fields[f].type == F_SET && added->n > 0 && below(r, 5) == 0) {
+        s->remove = true;
+        s->tok = *TN_VEC_AT(added, unsigned, below(r, (unsigned)added->n));
+    } else if (fields[f].type == F_SET) {
+        tn_err err;
+        unsigned *tok = tn_vec_push(added, &err);
+        if (tok == NULL)
+            return err;
+        *tok = s->tok;
+    } else if (fields[f].type == F_CTR) {
+        s->remove = below(r, 4) == 0;
+        s->amount = 1 + (long)below(r, 9);
+    }
+    return TN_OK;
+}
+
+/* Step s becomes a new case at a running node (live: the nlive running ones). */
+static tn_err plan_new(planner *pl, step *s, const unsigned *live, unsigned nlive)
+{
+    plan *p = pl->p;
+    s->kind = S_NEW;
+    s->node = (int)live[below(&pl->r, nlive)];
+    s->c = (int)p->ncases;
+    tn_err err;
+    pcase *pc = tn_vec_push(&pl->cases, &err);
+    if (pc == NULL)
+        return err;
+    for (unsigned f = 0; f < NFIELDS; f++)
+        tn_vec_init(&pc->added[f], sizeof(unsigned), pl->ops);
+    pc->owner = s->node;
+    p->owner[p->ncases] = s->node;
+    p->ncases++;
+    return TN_OK;
+}
+
+/* One operation at a running node: a grant, an edit, or else a new case. */
+static tn_err plan_op(planner *pl)
+{
+    plan *p = pl->p;
+    unsigned live[TN_MAX_NODES], nlive = 0;
+    for (size_t i = 0; i < pl->nodes; i++)
+        if (!pl->down[i])
+            live[nlive++] = (unsigned)i;
+    tn_err err;
+    step *s = plan_push(p, &err);
+    if (s == NULL)
+        return err;
+    pl->done++;
+    unsigned kind = below(&pl->r, 100);
+    int c = p->ncases > 0 ? (int)below(&pl->r, (unsigned)p->ncases) : -1;
+    const pcase *pc = c >= 0 ? TN_VEC_AT(&pl->cases, pcase, c) : NULL;
+    if (pc != NULL && kind >= 10 && kind < 25 && !pl->down[pc->owner]) {
+        plan_grant(pl, s, c);
+        return TN_OK;
+    }
+    if (pc != NULL && kind >= 25) {
+        int who = plan_editor(pl, pc);
+        if (who >= 0)
+            return plan_edit(pl, s, c, who);
+    }
+    return plan_new(pl, s, live, nlive);
+}
+
+/* The end: every node back, every fault healed. */
+static tn_err plan_end(planner *pl)
+{
+    tn_err err;
+    for (size_t i = 0; i < pl->nodes; i++)
+        if (pl->down[i]) {
+            step *s = plan_push(pl->p, &err);
             if (s == NULL)
-                goto out;
-            s->kind = killed[i] ? S_RESTART : S_CONT;
+                return err;
+            s->kind = pl->killed[i] ? S_RESTART : S_CONT;
             s->node = (int)i;
         }
-    step *s = push(p);
+    step *s = plan_push(pl->p, &err);
     if (s == NULL)
-        goto out;
+        return err;
     s->kind = S_HEAL;
-    rc = 0;
-out:
-    for (size_t c = 0; c <= ops; c++)
+    return TN_OK;
+}
+
+/* Draw the plan of (seed, nodes, ops) into p (README.md "Chaos runs": about 6 faults per 100
+ * operations, each draw below). TN_ENOMEM, TN_EFULL (more than PLAN_STEPS_MAX steps). */
+static tn_err plan_make(plan *p, uint64_t seed, size_t nodes, size_t ops)
+{
+    tn_vec_init(&p->v, sizeof(step), PLAN_STEPS_MAX);
+    planner *pl = calloc(1, sizeof *pl);
+    p->owner = calloc(ops + 1, sizeof *p->owner);
+    if (pl == NULL || p->owner == NULL) {
+        free(pl);
+        return TN_ENOMEM;
+    }
+    pl->p = p;
+    pl->r.s = seed;
+    pl->nodes = nodes;
+    pl->ops = ops;
+    pl->max_down = nodes >= 3 ? (nodes - 1) / 2 : 0;
+    tn_vec_init(&pl->cases, sizeof(pcase), ops);
+    tn_err err = TN_OK;
+    while (pl->done < ops && err == TN_OK) {
+        err = plan_due(pl);
+        if (err == TN_OK)
+            err = below(&pl->r, 100) < 6 ? plan_fault(pl) : plan_op(pl);
+    }
+    if (err == TN_OK)
+        err = plan_end(pl);
+    for (size_t c = 0; c < pl->cases.n; c++)
         for (unsigned f = 0; f < NFIELDS; f++)
-            free(cs[c].added[f]);
-    free(cs);
-    return rc;
+            tn_vec_fini(&TN_VEC_AT(&pl->cases, pcase, c)->added[f]);
+    tn_vec_fini(&pl->cases);
+    free(pl);
+    p->steps = p->v.items;
+    p->n = p->v.n;
+    return err;
+}
+
+static void plan_fini(plan *p)
+{
+    tn_vec_fini(&p->v);
+    free(p->owner);
+    memset(p, 0, sizeof *p);
 }
 
 /* One line describing step s (also the plan's printed form). */
@@ -359,16 +434,9 @@ static void describe(const tn_net *net, uint64_t seed, const step *s, char *buf,
             s->write ? "write" : "read", net->nodes[s->to].name);
         break;
     case S_PARTITION: {
-        size_t used = (size_t)snprintf(buf, size, "partition");
-        for (int g = 0; g < 2; g++) {
-            bool first = true;
-            for (size_t i = 0; i < net->n && used < size; i++)
-                if (s->group[i] == g) {
-                    used += (size_t)snprintf(
-                        buf + used, size - used, "%s%s", first ? " " : ",", net->nodes[i].name);
-                    first = false;
-                }
-        }
+        size_t used = (size_t)snprintf(buf, size, "partition ");
+        if (used < size)
+            tn_groups_text(net, s->group, 2, buf + used, size - used);
         break;
     }
     case S_SLOW:
@@ -390,6 +458,16 @@ static void describe(const tn_net *net, uint64_t seed, const step *s, char *buf,
 /* ---------------------------------------------------------------------------------------- */
 /* The run                                                                                   */
 
+/* The command line of a run (README.md "Chaos runs"). */
+typedef struct chaos_opts {
+    size_t nodes, ops;
+    uint64_t seed;
+    uint64_t duration; /* seconds the plan is paced over */
+    const char *dir;   /* NULL: a new directory in /tmp */
+    const char *report;
+    bool plan_only, keep;
+} chaos_opts;
+
 typedef struct run {
     tn_net net;
     plan p;
@@ -403,7 +481,13 @@ typedef struct run {
     uint64_t start;
     tn_report rep;
     bool tty;
-    char active[512]; /* faults in force, for the progress line */
+    char active[512];      /* faults in force, for the progress line */
+    char dir[TN_PATH_MAX]; /* where the network runs */
+    bool made_dir;         /* dir is the run's own (removed unless kept) */
+    bool up;               /* the network was started (it is stopped at the end) */
+    bool keep;             /* keep dir */
+    size_t done_ops;
+    uint64_t last_sample;
 } run;
 
 static volatile sig_atomic_t interrupted;
@@ -419,51 +503,31 @@ static uint64_t elapsed(const run *x)
     return tn_now_ms() - x->start;
 }
 
+/* Every node's lag now (tn_lags, from `patto digest`), into the report. */
 static void sample(run *x)
 {
     tn_sample s;
     memset(&s, 0, sizeof s);
     s.t_ms = elapsed(x);
-    json_object *vv[TN_MAX_NODES] = { 0 };
-    json_object *maxvv = json_object_new_object();
+    int64_t headers[TN_MAX_NODES];
     for (size_t i = 0; i < x->net.n; i++) {
-        s.lag[i] = -1;
+        headers[i] = -1;
         if (x->stopped[i] || x->killed[i])
             continue;
         tn_out o = tn_patto(&x->net, i, "digest", NULL);
-        json_object *v = o.status == 0 && o.json ? tn_jget(o.json, "vv") : NULL;
-        if (v != NULL) {
-            vv[i] = json_object_get(v);
-            json_object_object_foreach(v, origin, seq)
-            {
-                json_object *m = tn_jget(maxvv, origin);
-                if (m == NULL || json_object_get_int64(m) < json_object_get_int64(seq))
-                    json_object_object_add(
-                        maxvv, origin, json_object_new_int64(json_object_get_int64(seq)));
-            }
-        }
+        if (o.status == 0 && o.json != NULL)
+            headers[i] = tn_vv_headers(tn_jget(o.json, "vv"));
         tn_out_free(&o);
     }
-    for (size_t i = 0; i < x->net.n; i++) {
-        if (vv[i] == NULL)
-            continue;
-        int64_t lag = 0;
-        json_object_object_foreach(maxvv, origin, seq)
-        {
-            json_object *mine = tn_jget(vv[i], origin);
-            lag += json_object_get_int64(seq) - (mine ? json_object_get_int64(mine) : 0);
-        }
-        s.lag[i] = lag;
-        json_object_put(vv[i]);
-    }
-    json_object_put(maxvv);
+    tn_lags(x->net.n, headers, s.lag);
     tn_report_sample(&x->rep, &s);
+    x->last_sample = tn_now_ms();
 }
 
 static void progress(run *x, size_t done, bool final)
 {
     char lags[256] = "";
-    const tn_sample *s = x->rep.nsamples ? &x->rep.samples[x->rep.nsamples - 1] : NULL;
+    const tn_sample *s = tn_report_last(&x->rep);
     for (size_t i = 0; s != NULL && i < x->net.n; i++) {
         size_t used = strlen(lags);
         if (s->lag[i] >= 0)
@@ -486,7 +550,7 @@ static void progress(run *x, size_t done, bool final)
 }
 
 /* A line above the live progress line. */
-static void say(run *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(run *x, const char *fmt, ...) TN_PRINTF(2, 3);
 static void say(run *x, const char *fmt, ...)
 {
     va_list ap;
@@ -501,18 +565,11 @@ static void say(run *x, const char *fmt, ...)
 
 static void update_active(run *x)
 {
-    char *ans = NULL;
     x->active[0] = '\0';
-    if (tn_ctl(x->net.dir, "status", &ans, 5000) == 0) {
-        for (char *save = NULL, *l = strtok_r(ans, "\n", &save); l;
-             l = strtok_r(NULL, "\n", &save)) {
-            size_t used = strlen(x->active);
-            if (strncmp(l, "fault ", 6) == 0)
-                snprintf(
-                    x->active + used, sizeof x->active - used, "%s%s", used ? "; " : "", l + 6);
-        }
-    }
-    free(ans);
+    tn_sv_status *st = malloc(sizeof *st);
+    if (st != NULL && tn_sv_status_get(&x->net, st) == TN_OK)
+        tn_sv_faults_text(&x->net, st, "; ", x->active, sizeof x->active);
+    free(st);
     for (size_t i = 0; i < x->net.n; i++) {
         size_t used = strlen(x->active);
         if (x->stopped[i] || x->killed[i])
@@ -521,7 +578,7 @@ static void update_active(run *x)
     }
 }
 
-static int do_fault(run *x, const step *s, const char *desc)
+static tn_err do_fault(run *x, const step *s, const char *desc)
 {
     char line[1024];
     const char *name = x->net.nodes[s->node].name;
@@ -540,9 +597,9 @@ static int do_fault(run *x, const step *s, const char *desc)
         break;
     }
     char *ans = NULL;
-    int r = tn_ctl(x->net.dir, line, &ans, 30000);
+    tn_err err = tn_ctl(x->net.dir, line, &ans, 30000);
     char state[TN_MAX_NODES][16];
-    if (r == 1 && s->kind >= S_STOP && tn_node_states(&x->net, state) == 0
+    if (err == TN_EREFUSED && s->kind >= S_STOP && tn_node_states(&x->net, state) == TN_OK
         && strcmp(state[s->node], "down") == 0 && !x->killed[s->node]) {
         /* The node went down on its own (verify counts the crash and fails the run): go on
          * with the plan, so that the run still ends with every check and its evidence. */
@@ -552,12 +609,15 @@ static int do_fault(run *x, const step *s, const char *desc)
             (double)elapsed(x) / 1000.0, desc, name, name);
         tn_report_event(&x->rep, elapsed(x), "fault", "%s: skipped, %s is down", desc, name);
         free(ans);
-        return 0;
+        return TN_OK;
     }
-    if (r != 0) {
-        say(x, "chaos: fault \"%s\" failed: %s", line, r == 1 ? ans : "no supervisor");
+    if (err != TN_OK) {
+        say(x, "chaos: fault \"%s\" failed: %s", line,
+            err == TN_EREFUSED           ? ans
+                : err == TN_EUNREACHABLE ? "no supervisor"
+                                         : tn_strerror(err));
         free(ans);
-        return -1;
+        return err;
     }
     free(ans);
     if (s->kind == S_STOP)
@@ -569,14 +629,14 @@ static int do_fault(run *x, const step *s, const char *desc)
     if (s->kind == S_RESTART) {
         x->killed[s->node] = false;
         x->crashed[s->node] = false;
-        if (tn_wait_node(&x->net, (size_t)s->node, 15000) != 0)
-            return -1;
+        if ((err = tn_wait_node(&x->net, (size_t)s->node, 15000)) != TN_OK)
+            return err;
     }
     x->faults++;
     update_active(x);
     tn_report_event(&x->rep, elapsed(x), "fault", "%s", desc);
     say(x, "chaos: %6.1fs %s", (double)elapsed(x) / 1000.0, desc);
-    return 0;
+    return TN_OK;
 }
 
 static result classify(int status)
@@ -640,7 +700,7 @@ typedef struct verdict {
     size_t nfirst;
 } verdict;
 
-static void note(verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(verdict *v, const char *fmt, ...) TN_PRINTF(2, 3);
 static void note(verdict *v, const char *fmt, ...)
 {
     if (v->nfirst >= 8)
@@ -783,8 +843,8 @@ static void scan_store(run *x, size_t i, verdict *v)
     char path[TN_PATH_MAX + 60];
     tn_path(path, sizeof path, "%s/%s/data.mdb", x->net.dir, x->net.nodes[i].name);
     size_t len = 0;
-    char *db = tn_read_file(path, &len);
-    if (db == NULL) {
+    char *db = NULL;
+    if (tn_read_file(path, TN_STORE_FILE_MAX, &db, &len) != TN_OK) {
         note(v, "cannot read %s: %s", path, strerror(errno));
         v->leaks++;
         return;
@@ -880,24 +940,21 @@ static void verify(run *x, verdict *v)
     for (size_t i = 0; i < x->net.n; i++)
         scan_store(x, i, v);
     /* No node died that the run did not kill. */
-    char *ans = NULL;
-    if (tn_ctl(x->net.dir, "status", &ans, 5000) == 0) {
-        for (char *save = NULL, *l = strtok_r(ans, "\n", &save); l;
-             l = strtok_r(NULL, "\n", &save)) {
-            char name[64];
-            unsigned crashes = 0;
-            const char *cr = strstr(l, "crashes=");
-            if (sscanf(l, "node %63s", name) == 1 && cr != NULL
-                && sscanf(cr, "crashes=%u", &crashes) == 1 && crashes > 0) {
+    tn_sv_status *st = malloc(sizeof *st);
+    if (st != NULL && tn_sv_status_get(&x->net, st) == TN_OK) {
+        for (size_t i = 0; i < x->net.n; i++) {
+            unsigned long crashes = st->nodes[i].crashes;
+            const char *name = x->net.nodes[i].name;
+            if (crashes > 0) {
                 v->crashes += crashes;
-                note(v, "%s crashed %u time(s) (supervisor.log, %s.log)", name, crashes, name);
+                note(v, "%s crashed %lu time(s) (supervisor.log, %s.log)", name, crashes, name);
             }
         }
     } else {
         v->crashes++;
         note(v, "the supervisor does not answer");
     }
-    free(ans);
+    free(st);
 }
 
 /* Count the warnings and errors the nodes logged, by event, and print them: they do not fail
@@ -911,7 +968,9 @@ static void log_summary(run *x, const char *dir)
     for (size_t i = 0; i < x->net.n; i++) {
         char path[TN_PATH_MAX + 60];
         tn_path(path, sizeof path, "%s/%s.log", dir, x->net.nodes[i].name);
-        char *log = tn_read_file(path, NULL);
+        char *log = NULL;
+        if (tn_read_file(path, TN_LOG_FILE_MAX, &log, NULL) != TN_OK)
+            log = NULL;
         for (char *save = NULL, *l = log ? strtok_r(log, "\n", &save) : NULL; l;
              l = strtok_r(NULL, "\n", &save)) {
             if (strstr(l, "level=warn") == NULL && strstr(l, "level=error") == NULL)
@@ -954,7 +1013,9 @@ static bool sanitizer_report(run *x, const char *dir)
         char path[TN_PATH_MAX + 60];
         tn_path(path, sizeof path, "%s/%s.log", dir,
             i < x->net.n ? x->net.nodes[i].name : "supervisor");
-        char *log = tn_read_file(path, NULL);
+        char *log = NULL;
+        if (tn_read_file(path, TN_LOG_FILE_MAX, &log, NULL) != TN_OK)
+            log = NULL;
         if (log != NULL
             && (strstr(log, "Sanitizer") != NULL || strstr(log, "runtime error:") != NULL)) {
             printf("chaos: a sanitizer report in %s\n", path);
@@ -971,93 +1032,63 @@ static bool sanitizer_report(run *x, const char *dir)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* The command                                                                               */
+/* The command, step by step                                                                 */
 
-static int usage(void)
+/* The options, already checked against their ranges by the command table (main.c). */
+static void chaos_options(const tn_args *a, chaos_opts *o)
 {
-    tn_err("usage: patto-testnet chaos --nodes N --ops K --seed S [--duration SECONDS] [--dir "
-           "DIR] [--report FILE.json] [--plan] [--keep]");
-    return TN_EXIT_USAGE;
+    memset(o, 0, sizeof *o);
+    o->nodes = (size_t)tn_num(a, "--nodes", 0);
+    o->ops = (size_t)tn_num(a, "--ops", 0);
+    o->seed = tn_num(a, "--seed", 0);
+    o->duration = tn_num(a, "--duration", 0);
+    o->dir = tn_text(a, "--dir");
+    o->report = tn_text(a, "--report");
+    o->plan_only = tn_given(a, "--plan");
+    o->keep = tn_given(a, "--keep");
+    /* By default 20 operations a second, so that faults last long enough to matter. */
+    if (o->duration == 0)
+        o->duration = (o->ops + 19) / 20;
 }
 
-int tn_cmd_chaos(int argc, char **argv)
+/* `--plan`: every step, numbered, as the run would do it; the nodes named by the fixed order,
+ * without a network. */
+static void plan_print(run *x, const chaos_opts *o)
 {
-    long nodes = 0, ops = -1, duration = 0;
-    unsigned long long seed = 0;
-    bool have_seed = false, plan_only = false, keep = false;
-    const char *dir = NULL, *report = NULL;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--plan") == 0)
-            plan_only = true;
-        else if (strcmp(a, "--keep") == 0)
-            keep = true;
-        else if (val == NULL)
-            return usage();
-        else if (strcmp(a, "--nodes") == 0)
-            nodes = strtol(val, NULL, 10), i++;
-        else if (strcmp(a, "--ops") == 0)
-            ops = strtol(val, NULL, 10), i++;
-        else if (strcmp(a, "--seed") == 0)
-            seed = strtoull(val, NULL, 10), have_seed = true, i++;
-        else if (strcmp(a, "--duration") == 0)
-            duration = strtol(val, NULL, 10), i++;
-        else if (strcmp(a, "--dir") == 0)
-            dir = val, i++;
-        else if (strcmp(a, "--report") == 0)
-            report = val, i++;
-        else
-            return usage();
+    x->net.n = o->nodes;
+    for (size_t i = 0; i < x->net.n; i++)
+        tn_node_name(i, x->net.nodes[i].name, x->net.nodes[i].role);
+    for (size_t k = 0; k < x->p.n; k++) {
+        char d[512];
+        describe(&x->net, o->seed, &x->p.steps[k], d, sizeof d);
+        printf("%zu %s\n", k, d);
     }
-    if (nodes < 2 || nodes > 16 || ops < 0 || ops > 1000000 || !have_seed || duration < 0)
-        return usage();
-    /* By default 20 operations a second, so that faults last long enough to matter. */
-    if (duration == 0)
-        duration = (ops + 19) / 20;
-    run *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return TN_EXIT_ERROR;
-    int rc = TN_EXIT_ERROR;
-    bool made_dir = false, up = false;
-    char summary[256] = "";
-    x->seed = seed;
-    x->ops = (size_t)ops;
-    if (make_plan(&x->p, seed, (size_t)nodes, (size_t)ops) != 0) {
-        tn_err("chaos: out of memory planning %ld operations", ops);
-        goto done;
-    }
-    if (plan_only) {
-        /* The names without a network: the plan names nodes by the fixed order. */
-        x->net.n = (size_t)nodes;
-        for (size_t i = 0; i < x->net.n; i++)
-            tn_node_name(i, x->net.nodes[i].name, x->net.nodes[i].role);
-        for (size_t k = 0; k < x->p.n; k++) {
-            char d[512];
-            describe(&x->net, seed, &x->p.steps[k], d, sizeof d);
-            printf("%zu %s\n", k, d);
-        }
-        rc = TN_EXIT_OK;
-        goto done;
-    }
+}
+
+/* Before the network: the results' storage, the directory (a new one in /tmp, or DIR that
+ * holds no testnet yet), the signals that interrupt the run, and the run's first lines. */
+static tn_err run_prepare(run *x, const chaos_opts *o)
+{
     x->res = calloc(x->p.n, sizeof *x->res);
     x->ids = calloc(x->p.ncases + 1, sizeof *x->ids);
-    if (x->res == NULL || x->ids == NULL)
-        goto done;
-    char tmp[64] = "/tmp/patto-chaos-XXXXXX";
-    if (dir == NULL) {
-        if (mkdtemp(tmp) == NULL) {
-            tn_err("chaos: cannot create a directory in /tmp: %s", strerror(errno));
-            goto done;
+    if (x->res == NULL || x->ids == NULL) {
+        tn_msg("chaos: out of memory for the results of %zu steps", x->p.n);
+        return TN_ENOMEM;
+    }
+    if (o->dir == NULL) {
+        snprintf(x->dir, sizeof x->dir, "/tmp/patto-chaos-XXXXXX");
+        if (mkdtemp(x->dir) == NULL) {
+            tn_msg("chaos: cannot create a directory in /tmp: %s", strerror(errno));
+            return TN_EIO;
         }
-        dir = tmp;
-        made_dir = true;
+        x->made_dir = true;
     } else {
+        tn_path(x->dir, sizeof x->dir, "%s", o->dir);
         char conf[TN_PATH_MAX + 20];
-        tn_path(conf, sizeof conf, "%s/" TN_CONF, dir);
+        tn_path(conf, sizeof conf, "%s/" TN_CONF, x->dir);
         if (tn_exists(conf)) {
-            tn_err("chaos: %s already holds a testnet; give a new directory", dir);
-            rc = TN_EXIT_USAGE;
-            goto done;
+            tn_msg("chaos: %s already holds a testnet; give a new directory", x->dir);
+            return TN_EEXIST;
         }
     }
     struct sigaction sa;
@@ -1066,79 +1097,101 @@ int tn_cmd_chaos(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     x->tty = isatty(2) == 1;
-    printf("chaos: seed=%llu nodes=%ld ops=%ld steps=%zu dir=%s\n", seed, nodes, ops, x->p.n, dir);
+    printf("chaos: seed=%llu nodes=%zu ops=%zu steps=%zu dir=%s\n", (unsigned long long)o->seed,
+        o->nodes, o->ops, x->p.n, x->dir);
     printf("chaos: nodes (lag listed in this order):");
-    for (long i = 0; i < nodes; i++) {
+    for (size_t i = 0; i < o->nodes; i++) {
         char name[33], role[16];
-        tn_node_name((size_t)i, name, role);
+        tn_node_name(i, name, role);
         printf(" %s", name);
     }
     printf("\n");
     fflush(stdout);
+    return TN_OK;
+}
+
+/* A fresh network of o->nodes nodes in x->dir, its first event and sample. */
+static tn_err run_up(run *x, const chaos_opts *o)
+{
     x->start = tn_now_ms();
-    up = true;
-    if (tn_up(dir, (size_t)nodes, 0, true) != TN_EXIT_OK || tn_net_load(&x->net, dir) != 0) {
-        tn_err("chaos: the network did not come up (see %s)", dir);
-        goto finish;
+    x->up = true;
+    tn_err err = tn_up(x->dir, o->nodes, 0, true);
+    if (err == TN_OK)
+        err = tn_net_load(&x->net, x->dir);
+    if (err != TN_OK) {
+        tn_msg("chaos: the network did not come up (see %s)", x->dir);
+        return err;
     }
-    tn_report_event(&x->rep, elapsed(x), "fault", "up %ld nodes", nodes);
+    tn_report_event(&x->rep, elapsed(x), "fault", "up %zu nodes", o->nodes);
     sample(x);
-    uint64_t last_sample = tn_now_ms(), last_progress = 0;
-    size_t done_ops = 0;
-    uint64_t run_start = tn_now_ms();
-    bool broken = false;
-    for (size_t k = 0; k < x->p.n && !interrupted && !broken; k++) {
-        step *s = &x->p.steps[k];
-        if (duration > 0) {
-            uint64_t due = run_start + (uint64_t)duration * 1000u * k / x->p.n;
+    return TN_OK;
+}
+
+/* Operation k of the plan, done, counted and recorded. */
+static void run_op(run *x, size_t k, const char *desc)
+{
+    result r = do_op(x, &x->p.steps[k]);
+    x->res[k] = r;
+    x->done_ops++;
+    if (r == R_ACK)
+        x->acked++;
+    else if (r == R_REFUSED)
+        x->refused++;
+    else if (r == R_UNKNOWN)
+        x->unknown++;
+    else
+        x->skipped++;
+    tn_report_event(&x->rep, elapsed(x), "op", "%s: %s", desc,
+        r == R_ACK           ? "acked"
+            : r == R_REFUSED ? "refused"
+            : r == R_UNKNOWN ? "unknown"
+                             : "skipped");
+}
+
+/* Every step of the plan in order, paced over o->duration seconds, with lag samples twice a
+ * second and the progress line. TN_OK; TN_EINTERRUPTED (SIGINT, SIGTERM); the error of a
+ * fault the supervisor could not do. */
+static tn_err run_steps(run *x, const chaos_opts *o)
+{
+    uint64_t last_progress = 0, run_start = tn_now_ms();
+    for (size_t k = 0; k < x->p.n && !interrupted; k++) {
+        const step *s = &x->p.steps[k];
+        if (o->duration > 0) {
+            uint64_t due = run_start + o->duration * 1000u * k / x->p.n;
             while (tn_now_ms() < due && !interrupted)
                 tn_sleep_ms((unsigned)(due - tn_now_ms() > 50 ? 50 : due - tn_now_ms()));
         }
         char desc[512];
-        describe(&x->net, seed, s, desc, sizeof desc);
+        describe(&x->net, x->seed, s, desc, sizeof desc);
         if (s->kind >= S_PARTITION) {
-            if (do_fault(x, s, desc) != 0)
-                broken = true;
+            tn_err err = do_fault(x, s, desc);
+            if (err != TN_OK)
+                return err;
             continue;
         }
-        result r = do_op(x, s);
-        x->res[k] = r;
-        done_ops++;
-        if (r == R_ACK)
-            x->acked++;
-        else if (r == R_REFUSED)
-            x->refused++;
-        else if (r == R_UNKNOWN)
-            x->unknown++;
-        else
-            x->skipped++;
-        tn_report_event(&x->rep, elapsed(x), "op", "%s: %s", desc,
-            r == R_ACK           ? "acked"
-                : r == R_REFUSED ? "refused"
-                : r == R_UNKNOWN ? "unknown"
-                                 : "skipped");
-        if (tn_now_ms() - last_sample >= 500) {
+        run_op(x, k, desc);
+        if (tn_now_ms() - x->last_sample >= 500)
             sample(x);
-            last_sample = tn_now_ms();
-        }
         if (tn_now_ms() - last_progress >= (x->tty ? 200u : 5000u)) {
-            progress(x, done_ops, false);
+            progress(x, x->done_ops, false);
             last_progress = tn_now_ms();
         }
     }
     if (interrupted) {
         say(x, "chaos: interrupted");
-        goto finish;
+        return TN_EINTERRUPTED;
     }
-    if (broken)
-        goto finish;
-    progress(x, done_ops, true);
-    /* Every node back and connected, every fault healed (the plan ends so); then converge.
-     * A node that went down on its own is started again, so that the checks can still tell
-     * whether it lost anything (its crash fails the run anyway). */
-    uint64_t heal_t = tn_now_ms();
+    progress(x, x->done_ops, true);
+    return TN_OK;
+}
+
+/* Every node back and connected (the plan ends with every fault healed). A node that went
+ * down on its own is started again, so that the checks can still tell whether it lost
+ * anything (its crash fails the run anyway). */
+static void run_recover(run *x)
+{
     char state[TN_MAX_NODES][16];
-    for (size_t i = 0; tn_node_states(&x->net, state) == 0 && i < x->net.n; i++) {
+    for (size_t i = 0; tn_node_states(&x->net, state) == TN_OK && i < x->net.n; i++) {
         if (strcmp(state[i], "down") != 0)
             continue;
         char line[64], *ans = NULL;
@@ -1146,37 +1199,84 @@ int tn_cmd_chaos(int argc, char **argv)
         say(x,
             "chaos: %s is down at the end without having been killed: starting it for the checks",
             x->net.nodes[i].name);
-        if (tn_ctl(x->net.dir, line, &ans, 20000) == 0)
-            tn_wait_node(&x->net, i, 15000);
+        if (tn_ctl(x->net.dir, line, &ans, 20000) == TN_OK) {
+            tn_err err = tn_wait_node(&x->net, i, 15000); /* says why when it fails */
+            (void)err;
+        }
         free(ans);
         x->crashed[i] = false;
     }
-    if (tn_wait_connected(&x->net, 30000, false) != 0)
+    if (tn_wait_connected(&x->net, 30000, false) != TN_OK)
         say(x, "chaos: not every node reconnected within 30 s");
-    uint64_t took = 0;
-    char *why = NULL;
-    int conv = 0;
-    for (;;) {
-        free(why);
-        why = NULL;
-        conv = tn_converged(&x->net, &why);
-        took = tn_now_ms() - heal_t;
-        if (conv != 0 || took > 90000 || interrupted)
-            break;
-        if (tn_now_ms() - last_sample >= 500) {
-            sample(x);
-            last_sample = tn_now_ms();
-        }
-        tn_sleep_ms(200);
-    }
+}
+
+/* Between two convergence checks: a lag sample every 500 ms; false once interrupted. */
+static bool converge_tick(void *arg)
+{
+    run *x = arg;
+    if (tn_now_ms() - x->last_sample >= 500)
+        sample(x);
+    return !interrupted;
+}
+
+#define CONVERGE_MS 90000
+
+/* Wait (CONVERGE_MS at most since heal_t, the end of the plan) until the network converges,
+ * and say so or what differs. *took is the time since heal_t. Returns whether it did. */
+static bool run_converge(run *x, uint64_t heal_t, uint64_t *took)
+{
+    uint64_t before = tn_now_ms() - heal_t, waited = 0;
+    json_object *gaps = NULL;
+    size_t omitted = 0;
+    tn_err err = tn_wait_converged(&x->net, before < CONVERGE_MS ? (int)(CONVERGE_MS - before) : 0,
+        converge_tick, x, &waited, &gaps, &omitted);
+    *took = tn_now_ms() - heal_t;
+    bool converged = err == TN_OK;
     sample(x);
     tn_report_event(&x->rep, elapsed(x), "check", "%s after %.1f s",
-        conv == 1 ? "converged" : "not converged", (double)took / 1000.0);
-    say(x, "chaos: %s %.1f s after the last fault", conv == 1 ? "converged" : "NOT converged",
-        (double)took / 1000.0);
-    if (conv != 1)
+        converged ? "converged" : "not converged", (double)*took / 1000.0);
+    say(x, "chaos: %s %.1f s after the last fault", converged ? "converged" : "NOT converged",
+        (double)*took / 1000.0);
+    if (!converged) {
+        char *why = err == TN_ENOTCONVERGED
+            ? tn_gaps_text(gaps)
+            : strdup("the supervisor does not answer: is the testnet up?\n");
         say(x, "%s", why ? why : "");
-    free(why);
+        free(why);
+    }
+    json_object_put(gaps);
+    return converged;
+}
+
+/* FILE.json and FILE.svg of the run (a report that cannot be written is said, and does not
+ * fail the run). */
+static void run_report(run *x, const chaos_opts *o, const verdict *v, bool converged, uint64_t took)
+{
+    json_object *head = json_object_new_object();
+    json_object_object_add(head, "seed", json_object_new_int64((int64_t)o->seed));
+    json_object_object_add(head, "nodes", json_object_new_int64((int64_t)o->nodes));
+    json_object_object_add(head, "ops", json_object_new_int64((int64_t)o->ops));
+    json_object_object_add(head, "acked", json_object_new_int64((int64_t)x->acked));
+    json_object_object_add(head, "refused", json_object_new_int64((int64_t)x->refused));
+    json_object_object_add(head, "unknown", json_object_new_int64((int64_t)x->unknown));
+    json_object_object_add(head, "lost", json_object_new_int64((int64_t)v->lost));
+    json_object_object_add(head, "leaks", json_object_new_int64((int64_t)v->leaks));
+    json_object_object_add(head, "crashes", json_object_new_int64((int64_t)v->crashes));
+    json_object_object_add(head, "converged", json_object_new_boolean(converged));
+    json_object_object_add(head, "convergence_s", json_object_new_double((double)took / 1e3));
+    tn_err err = tn_report_write(o->report, &x->net, &x->rep, head);
+    if (err != TN_OK)
+        say(x, "chaos: the report could not be written: %s", tn_strerror(err));
+    json_object_put(head);
+}
+
+/* After the plan: heal, converge, verify every acknowledged write, no leak, no crash; the
+ * report; the summary line. TN_OK when every check holds, else TN_EVIOLATION. */
+static tn_err run_check(run *x, const chaos_opts *o, char *summary, size_t size)
+{
+    uint64_t heal_t = tn_now_ms(), took = 0;
+    run_recover(x);
+    bool converged = run_converge(x, heal_t, &took);
     verdict v;
     memset(&v, 0, sizeof v);
     verify(x, &v);
@@ -1187,66 +1287,88 @@ int tn_cmd_chaos(int argc, char **argv)
         v.seen, v.leaks);
     if (v.leaks || v.crashes || v.phantom)
         say(x, "chaos: leaks=%lu crashes=%lu phantom=%lu", v.leaks, v.crashes, v.phantom);
-    bool ok = conv == 1 && v.lost == 0 && v.leaks == 0 && v.crashes == 0 && v.phantom == 0;
-    if (report != NULL) {
-        json_object *head = json_object_new_object();
-        json_object_object_add(head, "seed", json_object_new_int64((int64_t)seed));
-        json_object_object_add(head, "nodes", json_object_new_int64(nodes));
-        json_object_object_add(head, "ops", json_object_new_int64(ops));
-        json_object_object_add(head, "acked", json_object_new_int64((int64_t)x->acked));
-        json_object_object_add(head, "refused", json_object_new_int64((int64_t)x->refused));
-        json_object_object_add(head, "unknown", json_object_new_int64((int64_t)x->unknown));
-        json_object_object_add(head, "lost", json_object_new_int64((int64_t)v.lost));
-        json_object_object_add(head, "leaks", json_object_new_int64((int64_t)v.leaks));
-        json_object_object_add(head, "crashes", json_object_new_int64((int64_t)v.crashes));
-        json_object_object_add(head, "converged", json_object_new_boolean(conv == 1));
-        json_object_object_add(head, "convergence_s", json_object_new_double((double)took / 1e3));
-        tn_report_write(report, &x->net, &x->rep, head);
-        json_object_put(head);
-    }
-    if (!ok)
-        keep = true;
-    rc = ok ? TN_EXIT_OK : TN_EXIT_FAIL;
-    snprintf(summary, sizeof summary,
-        "chaos: seed=%llu nodes=%ld ops=%ld acked=%lu lost=%lu converged=%s seconds=%.1f\n", seed,
-        nodes, ops, x->acked, v.lost, conv == 1 ? "yes" : "no", (double)elapsed(x) / 1000.0);
-finish:
-    if (up)
-        tn_down(dir, true);
-    if (up && (rc == TN_EXIT_OK || rc == TN_EXIT_FAIL))
-        log_summary(x, dir);
-    if (up && rc == TN_EXIT_OK && sanitizer_report(x, dir)) {
-        rc = TN_EXIT_FAIL;
-        keep = true;
-    }
-    if (rc != TN_EXIT_OK && rc != TN_EXIT_FAIL) {
-        keep = true;
-        snprintf(summary, sizeof summary,
-            "chaos: seed=%llu nodes=%ld ops=%ld acked=%lu lost=0 converged=no seconds=%.1f\n", seed,
-            nodes, ops, x->acked, (double)elapsed(x) / 1000.0);
+    bool ok = converged && v.lost == 0 && v.leaks == 0 && v.crashes == 0 && v.phantom == 0;
+    if (o->report != NULL)
+        run_report(x, o, &v, converged, took);
+    snprintf(summary, size,
+        "chaos: seed=%llu nodes=%zu ops=%zu acked=%lu lost=%lu converged=%s seconds=%.1f\n",
+        (unsigned long long)o->seed, o->nodes, o->ops, x->acked, v.lost, converged ? "yes" : "no",
+        (double)elapsed(x) / 1000.0);
+    return ok ? TN_OK : TN_EVIOLATION;
+}
+
+/* The end of every run that started a network: stop it, count what its logs say, look for a
+ * sanitizer report, say how to replay a failure, remove the directory unless kept. err is
+ * the run's so far; returns it, or TN_EVIOLATION when the logs fail a passing run. */
+static tn_err run_finish(run *x, const chaos_opts *o, tn_err err, char *summary, size_t size)
+{
+    bool checked = err == TN_OK || err == TN_EVIOLATION;
+    if (x->up)
+        tn_down(x->dir, true);
+    if (x->up && checked)
+        log_summary(x, x->dir);
+    if (x->up && err == TN_OK && sanitizer_report(x, x->dir))
+        err = TN_EVIOLATION;
+    if (!checked) {
+        snprintf(summary, size,
+            "chaos: seed=%llu nodes=%zu ops=%zu acked=%lu lost=0 converged=no seconds=%.1f\n",
+            (unsigned long long)o->seed, o->nodes, o->ops, x->acked, (double)elapsed(x) / 1000.0);
         say(x, "chaos: the run could not finish");
     }
-    if (rc != TN_EXIT_OK) {
+    if (err != TN_OK) {
         /* Every failure, also one found after the final stop (a sanitizer report, a node that
          * did not exit cleanly), says where the evidence is and how to replay the seed. */
-        say(x, "chaos: FAILED; the network is kept in %s (every node's log, supervisor.log)", dir);
+        x->keep = true;
+        say(x, "chaos: FAILED; the network is kept in %s (every node's log, supervisor.log)",
+            x->dir);
         say(x,
-            "chaos: replay: patto-testnet chaos --nodes %ld --ops %ld --seed %llu --duration %ld",
-            nodes, ops, seed, duration);
+            "chaos: replay: patto-testnet chaos --nodes %zu --ops %zu --seed %llu --duration %llu",
+            o->nodes, o->ops, (unsigned long long)o->seed, (unsigned long long)o->duration);
     }
-    if (made_dir && !keep) {
-        const char *rm[] = { "/bin/rm", "-rf", dir, NULL };
-        tn_out o = tn_run(rm);
-        tn_out_free(&o);
+    if (x->made_dir && !x->keep) {
+        const char *rm[] = { "/bin/rm", "-rf", x->dir, NULL };
+        tn_out out = tn_run(rm);
+        tn_out_free(&out);
     }
+    return err;
+}
+
+tn_err tn_cmd_chaos(const tn_args *a)
+{
+    chaos_opts o;
+    chaos_options(a, &o);
+    run *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return TN_ENOMEM;
+    tn_report_init(&x->rep);
+    x->seed = o.seed;
+    x->ops = o.ops;
+    x->keep = o.keep;
+    char summary[256] = "";
+    tn_err err = plan_make(&x->p, o.seed, o.nodes, o.ops);
+    if (err != TN_OK) {
+        tn_msg("chaos: cannot plan %zu operations: %s", o.ops, tn_strerror(err));
+        goto done;
+    }
+    if (o.plan_only) {
+        plan_print(x, &o);
+        goto done;
+    }
+    if ((err = run_prepare(x, &o)) != TN_OK)
+        goto done;
+    err = run_up(x, &o);
+    if (err == TN_OK)
+        err = run_steps(x, &o);
+    if (err == TN_OK)
+        err = run_check(x, &o, summary, sizeof summary);
+    err = run_finish(x, &o, err, summary, sizeof summary);
 done:
     fputs(summary, stdout); /* the last line, whatever happened */
     fflush(stdout);
     tn_report_fini(&x->rep);
-    free(x->p.steps);
-    free(x->p.owner);
+    plan_fini(&x->p);
     free(x->res);
     free(x->ids);
     free(x);
-    return rc;
+    return err;
 }

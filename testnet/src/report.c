@@ -7,17 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+void tn_report_init(tn_report *r)
+{
+    memset(r, 0, sizeof *r);
+    tn_vec_init(&r->events, sizeof(tn_event), TN_REPORT_EVENTS_MAX);
+    tn_vec_init(&r->samples, sizeof(tn_sample), TN_REPORT_SAMPLES_MAX);
+}
+
 void tn_report_event(tn_report *r, uint64_t t_ms, const char *kind, const char *fmt, ...)
 {
-    if (r->nevents == r->capevents) {
-        size_t ncap = r->capevents * 2 + 256;
-        tn_event *ne = realloc(r->events, ncap * sizeof *ne);
-        if (ne == NULL)
-            return; /* the report loses an event; the run goes on */
-        r->events = ne;
-        r->capevents = ncap;
+    tn_event *e = tn_vec_push(&r->events, NULL);
+    if (e == NULL) {
+        r->dropped_events++; /* the report loses an event (and says so); the run goes on */
+        return;
     }
-    tn_event *e = &r->events[r->nevents++];
     e->t_ms = t_ms;
     snprintf(e->kind, sizeof e->kind, "%s", kind);
     va_list ap;
@@ -28,22 +31,22 @@ void tn_report_event(tn_report *r, uint64_t t_ms, const char *kind, const char *
 
 void tn_report_sample(tn_report *r, const tn_sample *s)
 {
-    if (r->nsamples == r->capsamples) {
-        size_t ncap = r->capsamples * 2 + 256;
-        tn_sample *ns = realloc(r->samples, ncap * sizeof *ns);
-        if (ns == NULL)
-            return;
-        r->samples = ns;
-        r->capsamples = ncap;
-    }
-    r->samples[r->nsamples++] = *s;
+    tn_sample *to = tn_vec_push(&r->samples, NULL);
+    if (to == NULL)
+        r->dropped_samples++;
+    else
+        *to = *s;
+}
+
+const tn_sample *tn_report_last(const tn_report *r)
+{
+    return r->samples.n > 0 ? TN_VEC_AT(&r->samples, tn_sample, r->samples.n - 1) : NULL;
 }
 
 void tn_report_fini(tn_report *r)
 {
-    free(r->events);
-    free(r->samples);
-    memset(r, 0, sizeof *r);
+    tn_vec_fini(&r->events);
+    tn_vec_fini(&r->samples);
 }
 
 /* A fault interval for the picture: from an event that starts it to the one that ends it. */
@@ -69,61 +72,76 @@ static void xml_text(FILE *f, const char *s)
     }
 }
 
-static int write_svg(const char *path, const tn_net *net, const tn_report *r)
+/* The fault spans of the events: partition/slow until heal; stop until cont; kill until
+ * restart. At most one per event. */
+static tn_err fault_spans(const tn_report *r, tn_vec *spans)
 {
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        tn_err("cannot write %s: %s", path, strerror(errno));
-        return -1;
-    }
-    double tmax = 1.0;
-    int64_t lmax = 1;
-    for (size_t k = 0; k < r->nsamples; k++) {
-        if ((double)r->samples[k].t_ms / 1000.0 > tmax)
-            tmax = (double)r->samples[k].t_ms / 1000.0;
-        for (size_t i = 0; i < net->n; i++)
-            if (r->samples[k].lag[i] > lmax)
-                lmax = r->samples[k].lag[i];
-    }
-    for (size_t k = 0; k < r->nevents; k++)
-        if ((double)r->events[k].t_ms / 1000.0 > tmax)
-            tmax = (double)r->events[k].t_ms / 1000.0;
-    /* Fault spans: partition/slow until heal; stop until cont; kill until restart. */
-    size_t nspans = 0, cap = 64;
-    span *spans = malloc(cap * sizeof *spans);
-    for (size_t k = 0; spans != NULL && k < r->nevents; k++) {
-        const tn_event *e = &r->events[k];
+    const tn_event *events = r->events.items;
+    for (size_t k = 0; k < r->events.n; k++) {
+        const tn_event *e = &events[k];
         if (strcmp(e->kind, "fault") != 0)
             continue;
         double t = (double)e->t_ms / 1000.0;
         const char *w = e->what;
+        span *open = spans->items;
         if (strncmp(w, "heal", 4) == 0) {
-            for (size_t s = 0; s < nspans; s++)
-                if (spans[s].kind == 0 && spans[s].t1 < 0)
-                    spans[s].t1 = t;
+            for (size_t s = 0; s < spans->n; s++)
+                if (open[s].kind == 0 && open[s].t1 < 0)
+                    open[s].t1 = t;
             continue;
         }
         if (strncmp(w, "cont ", 5) == 0 || strncmp(w, "restart ", 8) == 0) {
             const char *name = strchr(w, ' ') + 1;
-            for (size_t s = 0; s < nspans; s++)
-                if (spans[s].kind != 0 && spans[s].t1 < 0 && strstr(spans[s].label, name))
-                    spans[s].t1 = t;
+            for (size_t s = 0; s < spans->n; s++)
+                if (open[s].kind != 0 && open[s].t1 < 0 && strstr(open[s].label, name))
+                    open[s].t1 = t;
             continue;
         }
         int kind = strncmp(w, "stop ", 5) == 0 ? 1 : strncmp(w, "kill ", 5) == 0 ? 2 : 0;
         if (strncmp(w, "partition", 9) != 0 && strncmp(w, "slow", 4) != 0 && kind == 0)
             continue;
-        if (nspans == cap) {
-            span *ns = realloc(spans, cap * 2 * sizeof *ns);
-            if (ns == NULL)
-                break;
-            spans = ns;
-            cap *= 2;
-        }
-        spans[nspans] = (span) { t, -1.0, "", kind };
-        snprintf(spans[nspans].label, sizeof spans[nspans].label, "%s", w);
-        nspans++;
+        tn_err err;
+        span *sp = tn_vec_push(spans, &err);
+        if (sp == NULL)
+            return err;
+        *sp = (span) { t, -1.0, "", kind };
+        snprintf(sp->label, sizeof sp->label, "%s", w);
     }
+    return TN_OK;
+}
+
+static tn_err write_svg(const char *path, const tn_net *net, const tn_report *r)
+{
+    const tn_sample *samples = r->samples.items;
+    const tn_event *events = r->events.items;
+    size_t nsamples = r->samples.n;
+    tn_vec spanv = TN_VEC_INIT(span, TN_REPORT_EVENTS_MAX);
+    tn_err err = fault_spans(r, &spanv);
+    if (err != TN_OK) {
+        tn_msg("cannot draw the faults of %s: %s", path, tn_strerror(err));
+        tn_vec_fini(&spanv);
+        return err;
+    }
+    const span *spans = spanv.items;
+    size_t nspans = spanv.n;
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        tn_msg("cannot write %s: %s", path, strerror(errno));
+        tn_vec_fini(&spanv);
+        return TN_EIO;
+    }
+    double tmax = 1.0;
+    int64_t lmax = 1;
+    for (size_t k = 0; k < nsamples; k++) {
+        if ((double)samples[k].t_ms / 1000.0 > tmax)
+            tmax = (double)samples[k].t_ms / 1000.0;
+        for (size_t i = 0; i < net->n; i++)
+            if (samples[k].lag[i] > lmax)
+                lmax = samples[k].lag[i];
+    }
+    for (size_t k = 0; k < r->events.n; k++)
+        if ((double)events[k].t_ms / 1000.0 > tmax)
+            tmax = (double)events[k].t_ms / 1000.0;
     const double W = 1000, H = 420, L = 60, R = 160, T = 30, B = 40;
     const double pw = W - L - R, ph = H - T - B;
     static const char *const colors[] = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -167,8 +185,8 @@ static int write_svg(const char *path, const tn_net *net, const tn_report *r)
         const char *col = colors[i % 10];
         /* One polyline per stretch of samples: a node that did not answer is a gap. */
         bool open = false;
-        for (size_t k = 0; k < r->nsamples; k++) {
-            if (r->samples[k].lag[i] < 0) {
+        for (size_t k = 0; k < nsamples; k++) {
+            if (samples[k].lag[i] < 0) {
                 if (open)
                     fputs("\"/>\n", f);
                 open = false;
@@ -178,8 +196,8 @@ static int write_svg(const char *path, const tn_net *net, const tn_report *r)
                 fprintf(
                     f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", col);
             open = true;
-            fprintf(f, "%.1f,%.1f ", L + pw * ((double)r->samples[k].t_ms / 1000.0) / tmax,
-                T + ph - ph * (double)r->samples[k].lag[i] / (double)lmax);
+            fprintf(f, "%.1f,%.1f ", L + pw * ((double)samples[k].t_ms / 1000.0) / tmax,
+                T + ph - ph * (double)samples[k].lag[i] / (double)lmax);
         }
         if (open)
             fputs("\"/>\n", f);
@@ -197,16 +215,18 @@ static int write_svg(const char *path, const tn_net *net, const tn_report *r)
         L + pw + 10, ly, L + pw + 24, ly + 9, L + pw + 10, ly + 16, L + pw + 24, ly + 25,
         L + pw + 10, ly + 32, L + pw + 24, ly + 41);
     fprintf(f, "</svg>\n");
-    free(spans);
+    tn_vec_fini(&spanv);
     if (fclose(f) != 0) {
-        tn_err("cannot write %s: %s", path, strerror(errno));
-        return -1;
+        tn_msg("cannot write %s: %s", path, strerror(errno));
+        return TN_EIO;
     }
-    return 0;
+    return TN_OK;
 }
 
-int tn_report_write(const char *path, const tn_net *net, const tn_report *r, json_object *head)
+tn_err tn_report_write(const char *path, const tn_net *net, const tn_report *r, json_object *head)
 {
+    const tn_event *events = r->events.items;
+    const tn_sample *samples = r->samples.items;
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "run", json_object_get(head));
     json_object *names = json_object_new_array();
@@ -214,30 +234,35 @@ int tn_report_write(const char *path, const tn_net *net, const tn_report *r, jso
         json_object_array_add(names, json_object_new_string(net->nodes[i].name));
     json_object_object_add(doc, "node_names", names);
     json_object *ev = json_object_new_array();
-    for (size_t k = 0; k < r->nevents; k++) {
+    for (size_t k = 0; k < r->events.n; k++) {
         json_object *e = json_object_new_object();
-        json_object_object_add(e, "t", json_object_new_double((double)r->events[k].t_ms / 1e3));
-        json_object_object_add(e, "kind", json_object_new_string(r->events[k].kind));
-        json_object_object_add(e, "what", json_object_new_string(r->events[k].what));
+        json_object_object_add(e, "t", json_object_new_double((double)events[k].t_ms / 1e3));
+        json_object_object_add(e, "kind", json_object_new_string(events[k].kind));
+        json_object_object_add(e, "what", json_object_new_string(events[k].what));
         json_object_array_add(ev, e);
     }
     json_object_object_add(doc, "events", ev);
     json_object *sm = json_object_new_array();
-    for (size_t k = 0; k < r->nsamples; k++) {
+    for (size_t k = 0; k < r->samples.n; k++) {
         json_object *s = json_object_new_object(), *lag = json_object_new_object();
-        json_object_object_add(s, "t", json_object_new_double((double)r->samples[k].t_ms / 1e3));
+        json_object_object_add(s, "t", json_object_new_double((double)samples[k].t_ms / 1e3));
         for (size_t i = 0; i < net->n; i++)
             json_object_object_add(lag, net->nodes[i].name,
-                r->samples[k].lag[i] < 0 ? NULL : json_object_new_int64(r->samples[k].lag[i]));
+                samples[k].lag[i] < 0 ? NULL : json_object_new_int64(samples[k].lag[i]));
         json_object_object_add(s, "lag", lag);
         json_object_array_add(sm, s);
     }
     json_object_object_add(doc, "lag_samples", sm);
-    int rc = tn_write_file(path, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY));
+    /* What did not fit (TN_REPORT_EVENTS_MAX, TN_REPORT_SAMPLES_MAX). */
+    json_object_object_add(
+        doc, "events_dropped", json_object_new_int64((int64_t)r->dropped_events));
+    json_object_object_add(
+        doc, "lag_samples_dropped", json_object_new_int64((int64_t)r->dropped_samples));
+    tn_err err = tn_write_file(path, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY));
     json_object_put(doc);
-    if (rc != 0) {
-        tn_err("cannot write %s: %s", path, strerror(errno));
-        return -1;
+    if (err != TN_OK) {
+        tn_msg("cannot write %s: %s", path, strerror(errno));
+        return err;
     }
     char svg[TN_PATH_MAX];
     size_t len = strlen(path);

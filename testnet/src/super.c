@@ -133,16 +133,13 @@ struct sv {
     bool shutting_down, closed;
     client *down_waiter;
     uint64_t rng;
-    int exit_code;
+    tn_err exit_err;
 };
 
+/* Loss decisions (not part of any schedule). */
 static uint64_t rnd(sv *s)
 {
-    /* splitmix64: loss decisions only (not part of any schedule). */
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return tn_splitmix64(&s->rng);
 }
 
 static bool link_cut(const sv *s, size_t a, size_t b)
@@ -391,7 +388,8 @@ static void write_pidfile(node *nd, int pid)
     }
     char text[32];
     snprintf(text, sizeof text, "%d\n", pid);
-    tn_write_file(p, text);
+    if (tn_write_file(p, text) != TN_OK)
+        SV_LOG("error", "event=node.pidfile path=%s error=\"%s\"", p, strerror(errno));
 }
 
 static void node_exit_cb(uv_process_t *p, int64_t status, int sig);
@@ -403,11 +401,11 @@ static void spawn_failed_closed_cb(uv_handle_t *h)
     maybe_finish(nd->s);
 }
 
-static int node_spawn(node *nd)
+static tn_err node_spawn(node *nd)
 {
     sv *s = nd->s;
     if (nd->proc_closing)
-        return -1;
+        return TN_EPROC;
     const char *name = s->net.nodes[nd->i].name;
     char logp[64], dir[TN_PATH_MAX + 40];
     snprintf(logp, sizeof logp, "%s.log", name);
@@ -415,7 +413,7 @@ static int node_spawn(node *nd)
     int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         SV_LOG("error", "event=node.spawn node=%s error=\"%s: %s\"", name, logp, strerror(errno));
-        return -1;
+        return TN_EIO;
     }
     char *args[] = { (char *)(uintptr_t)s->pattod, (char *)(uintptr_t) "--dir", dir, NULL };
     uv_stdio_container_t stdio[3];
@@ -440,7 +438,7 @@ static int node_spawn(node *nd)
          * only once it is closed. */
         nd->proc_closing = true;
         uv_close((uv_handle_t *)&nd->proc, spawn_failed_closed_cb);
-        return -1;
+        return TN_EPROC;
     }
     nd->has_proc = true;
     nd->state = N_RUNNING;
@@ -449,7 +447,7 @@ static int node_spawn(node *nd)
     nd->starts++;
     write_pidfile(nd, nd->pid);
     SV_LOG("info", "event=node.start node=%s pid=%d", name, nd->pid);
-    return 0;
+    return TN_OK;
 }
 
 static void node_proc_closed_cb(uv_handle_t *h)
@@ -460,11 +458,11 @@ static void node_proc_closed_cb(uv_handle_t *h)
     uv_timer_stop(&nd->kill_timer);
     if (nd->restart_after && !s->shutting_down) {
         nd->restart_after = false;
-        int rc = node_spawn(nd);
+        tn_err err = node_spawn(nd);
         if (nd->waiter != NULL) {
             client *w = nd->waiter;
             nd->waiter = NULL;
-            if (rc == 0)
+            if (err == TN_OK)
                 reply(w, "ok started pid=%d", nd->pid);
             else
                 reply(w, "error %s could not be started (see supervisor.log)",
@@ -625,14 +623,6 @@ static void reply(client *cl, const char *fmt, ...)
         uv_close((uv_handle_t *)&cl->pipe, client_closed_cb);
 }
 
-static int find_node(sv *s, const char *name)
-{
-    for (size_t i = 0; i < s->net.n; i++)
-        if (strcmp(s->net.nodes[i].name, name) == 0)
-            return (int)i;
-    return -1;
-}
-
 static void describe(sv *s, char *buf, size_t size)
 {
     size_t used = (size_t)snprintf(buf, size, "ok\n");
@@ -645,18 +635,9 @@ static void describe(sv *s, char *buf, size_t size)
             nd->last_exit[0] ? nd->last_exit : "none");
     }
     if (s->partitioned && used < size) {
-        used += (size_t)snprintf(buf + used, size - used, "fault partition");
-        for (int g = 0; g <= (int)s->net.n && used < size; g++) {
-            bool first = true;
-            for (size_t i = 0; i < s->net.n && used < size; i++)
-                if (s->group[i] == g) {
-                    used += (size_t)snprintf(
-                        buf + used, size - used, "%s%s", first ? " " : ",", s->net.nodes[i].name);
-                    first = false;
-                }
-        }
-        if (used < size)
-            used += (size_t)snprintf(buf + used, size - used, "\n");
+        char groups[TN_MAX_NODES * 34];
+        tn_groups_text(&s->net, s->group, (int)s->net.n + 1, groups, sizeof groups);
+        used += (size_t)snprintf(buf + used, size - used, "fault partition %s\n", groups);
     }
     for (size_t a = 0; a < s->net.n && used < size; a++)
         for (size_t b = a + 1; b < s->net.n && used < size; b++)
@@ -690,8 +671,8 @@ static void cmd_partition(sv *s, client *cl, char *rest)
     for (char *save = NULL, *w = strtok_r(rest, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
         for (char *s2 = NULL, *name = strtok_r(w, ",", &s2); name;
              name = strtok_r(NULL, ",", &s2)) {
-            int i = find_node(s, name);
-            if (i < 0) {
+            size_t i = tn_net_index(&s->net, name);
+            if (i == s->net.n) {
                 reply(cl, "error no node %s in this testnet", name);
                 return;
             }
@@ -729,20 +710,28 @@ static void cmd_partition(sv *s, client *cl, char *rest)
 
 static void cmd_slow(sv *s, client *cl, char *rest)
 {
-    char an[64], bn[64];
-    unsigned delay, loss;
-    if (sscanf(rest, "%63s %63s %u %u", an, bn, &delay, &loss) != 4 || loss > 100) {
-        reply(cl, "error usage: slow A B DELAY_MS LOSS_PCT");
+    char *w[5] = { NULL };
+    size_t nw = 0;
+    for (char *save = NULL, *t = strtok_r(rest, " ", &save); t != NULL;
+         t = strtok_r(NULL, " ", &save))
+        if (nw < 5)
+            w[nw++] = t;
+    uint64_t delay, loss;
+    if (nw != 4 || tn_parse_u64(w[2], 0, UINT32_MAX, &delay) != TN_OK
+        || tn_parse_u64(w[3], 0, 100, &loss) != TN_OK) {
+        reply(cl, "error usage: slow A B DELAY_MS LOSS_PCT (LOSS_PCT from 0 to 100)");
         return;
     }
-    int a = find_node(s, an), b = find_node(s, bn);
-    if (a < 0 || b < 0 || a == b) {
+    const char *an = w[0], *bn = w[1];
+    size_t a = tn_net_index(&s->net, an), b = tn_net_index(&s->net, bn);
+    if (a == s->net.n || b == s->net.n || a == b) {
         reply(cl, "error slow needs two different nodes of this testnet (%s, %s)", an, bn);
         return;
     }
-    s->delay[a][b] = s->delay[b][a] = delay;
-    s->loss[a][b] = s->loss[b][a] = loss;
-    SV_LOG("info", "event=fault.slow a=%s b=%s delay_ms=%u loss_pct=%u", an, bn, delay, loss);
+    s->delay[a][b] = s->delay[b][a] = (unsigned)delay;
+    s->loss[a][b] = s->loss[b][a] = (unsigned)loss;
+    SV_LOG("info", "event=fault.slow a=%s b=%s delay_ms=%u loss_pct=%u", an, bn, (unsigned)delay,
+        (unsigned)loss);
     reply(cl, "ok");
 }
 
@@ -758,8 +747,8 @@ static void cmd_heal(sv *s, client *cl)
 
 static void cmd_proc(sv *s, client *cl, const char *verb, const char *name)
 {
-    int i = find_node(s, name);
-    if (i < 0) {
+    size_t i = tn_net_index(&s->net, name);
+    if (i == s->net.n) {
         reply(cl, "error no node %s in this testnet", name);
         return;
     }
@@ -795,7 +784,7 @@ static void cmd_proc(sv *s, client *cl, const char *verb, const char *name)
         reply(cl, "ok");
     } else if (strcmp(verb, "start") == 0 || strcmp(verb, "restart") == 0) {
         if (!nd->has_proc) {
-            if (node_spawn(nd) != 0)
+            if (node_spawn(nd) != TN_OK)
                 reply(cl, "error %s could not be started (see supervisor.log)", name);
             else
                 reply(cl, "ok started pid=%d", nd->pid);
@@ -906,7 +895,7 @@ static void ctl_conn_cb(uv_stream_t *server, int status)
 /* ---------------------------------------------------------------------------------------- */
 /* Start                                                                                     */
 
-static int listen_all(sv *s)
+static tn_err listen_all(sv *s)
 {
     for (size_t a = 0; a < s->net.n; a++)
         for (size_t b = 0; b < s->net.n; b++) {
@@ -928,7 +917,7 @@ static int listen_all(sv *s)
                 SV_LOG("error", "event=proxy.listen from=%s to=%s port=%u error=\"%s\"",
                     s->net.nodes[a].name, s->net.nodes[b].name, (unsigned)s->net.proxy[a][b],
                     uv_strerror(rc));
-                return -1;
+                return TN_EIO;
             }
         }
     unlink(TN_SOCK);
@@ -940,26 +929,33 @@ static int listen_all(sv *s)
         rc = uv_listen((uv_stream_t *)&s->ctl, 16, ctl_conn_cb);
     if (rc != 0) {
         SV_LOG("error", "event=control.listen path=%s error=\"%s\"", TN_SOCK, uv_strerror(rc));
-        return -1;
+        return TN_EIO;
     }
-    return 0;
+    return TN_OK;
 }
 
-int tn_supervise(const char *dir, const char *pattod)
+tn_err tn_cmd_supervise(const tn_args *a)
 {
+    const char *dir = a->pos[0], *pattod = a->pos[1];
     sv *s = calloc(1, sizeof *s);
     if (s == NULL)
-        return TN_EXIT_ERROR;
-    if (tn_net_load(&s->net, dir) != 0 || chdir(s->net.dir) != 0) {
+        return TN_ENOMEM;
+    tn_err err = tn_net_load(&s->net, dir);
+    if (err == TN_OK && chdir(s->net.dir) != 0) {
+        tn_msg("cannot enter %s: %s", s->net.dir, strerror(errno));
+        err = TN_EIO;
+    }
+    if (err != TN_OK) {
         free(s);
-        return TN_EXIT_ERROR;
+        return err;
     }
     signal(SIGPIPE, SIG_IGN);
     s->pattod = pattod;
     s->rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ tn_wall_ms();
     char pid[32];
     snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    tn_write_file("supervisor.pid", pid);
+    if (tn_write_file("supervisor.pid", pid) != TN_OK)
+        SV_LOG("error", "event=supervisor.pidfile error=\"%s\"", strerror(errno));
     uv_loop_init(&s->loop);
     uv_signal_init(&s->loop, &s->sigterm);
     uv_signal_init(&s->loop, &s->sigint);
@@ -975,21 +971,22 @@ int tn_supervise(const char *dir, const char *pattod)
     }
     SV_LOG("info", "event=supervisor.start dir=%s nodes=%zu pid=%d", s->net.dir, s->net.n,
         (int)getpid());
-    if (listen_all(s) != 0) {
-        s->exit_code = TN_EXIT_ERROR;
+    if ((s->exit_err = listen_all(s)) != TN_OK) {
         s->shutting_down = true;
         close_all(s);
     } else {
-        for (size_t i = 0; i < s->net.n; i++)
-            if (node_spawn(&s->nodes[i]) != 0)
-                s->exit_code = TN_EXIT_ERROR;
+        for (size_t i = 0; i < s->net.n; i++) {
+            tn_err e = node_spawn(&s->nodes[i]);
+            if (e != TN_OK)
+                s->exit_err = e;
+        }
     }
     uv_run(&s->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&s->loop);
     if (rc != 0)
         SV_LOG("error", "event=supervisor.exit error=\"loop not closed: %s\"", uv_strerror(rc));
-    SV_LOG("info", "event=supervisor.exit code=%d", s->exit_code);
-    int code = s->exit_code;
+    SV_LOG("info", "event=supervisor.exit code=%d", (int)tn_exit_code(s->exit_err));
+    err = s->exit_err;
     free(s);
-    return code;
+    return err;
 }

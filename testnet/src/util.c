@@ -27,13 +27,38 @@ const char *tn_pattod_bin(void)
     return e != NULL && e[0] != '\0' ? e : TN_PATTOD_BIN_DEFAULT;
 }
 
-void tn_err(const char *fmt, ...)
+/* With --json, messages are kept for the error object instead of printed (the first ones,
+ * up to the size of this buffer: the rest is cut). */
+static bool collect;
+static char collected[2048];
+
+void tn_msg_collect(bool on)
+{
+    collect = on;
+    collected[0] = '\0';
+}
+
+const char *tn_msg_collected(void)
+{
+    return collected;
+}
+
+void tn_msg(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("patto-testnet: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (collect) {
+        size_t used = strlen(collected);
+        if (used > 0 && used + 2 < sizeof collected) {
+            memcpy(collected + used, "; ", 3);
+            used += 2;
+        }
+        vsnprintf(collected + used, sizeof collected - used, fmt, ap);
+    } else {
+        fputs("patto-testnet: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
     va_end(ap);
 }
 
@@ -44,8 +69,8 @@ void tn_path(char *buf, size_t size, const char *fmt, ...)
     int n = vsnprintf(buf, size, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= size) {
-        tn_err("path too long: %s...", buf);
-        exit(TN_EXIT_ERROR);
+        tn_msg("path too long: %s... (use a shorter DIR)", buf);
+        exit(TN_EXIT_USAGE);
     }
 }
 
@@ -70,31 +95,44 @@ void tn_sleep_ms(unsigned ms)
         ;
 }
 
-/* Append what fd has to *buf (growing it); false at end of file or error. */
-static bool drain(int fd, char **buf, size_t *len, size_t *cap)
+/* Append what fd has to v (at most TN_RUN_OUTPUT_MAX bytes; what comes beyond is read and
+ * dropped, so the child is not blocked, and *over is set). False at end of file or error. */
+static bool drain(int fd, tn_vec *v, bool *over)
 {
-    if (*cap - *len < 4096) {
-        size_t ncap = *cap * 2 + 8192;
-        char *nb = realloc(*buf, ncap);
-        if (nb == NULL)
-            return false;
-        *buf = nb;
-        *cap = ncap;
+    char *at, spill[4096];
+    size_t room;
+    if (tn_vec_room(v, 65536, &at, &room) != TN_OK) {
+        at = spill;
+        room = sizeof spill;
+        *over = true;
     }
-    ssize_t got = read(fd, *buf + *len, *cap - *len - 1);
+    ssize_t got = read(fd, at, room);
     if (got < 0 && (errno == EINTR || errno == EAGAIN))
         return true;
     if (got <= 0)
         return false;
-    *len += (size_t)got;
-    (*buf)[*len] = '\0';
+    if (at != spill) {
+        v->n += (size_t)got;
+        ((char *)v->items)[v->n] = '\0';
+    }
     return true;
+}
+
+/* The captured text of v (owned by the caller from now on), "" when nothing came. */
+static char *take_text(tn_vec *v)
+{
+    char *text = v->items;
+    v->items = NULL;
+    v->n = v->cap = 0;
+    return text != NULL ? text : calloc(1, 1);
 }
 
 tn_out tn_run(const char *const *argv)
 {
     tn_out o = { -1, NULL, NULL, NULL };
-    size_t olen = 0, ocap = 0, elen = 0, ecap = 0;
+    tn_vec out = TN_VEC_INIT(char, TN_RUN_OUTPUT_MAX + 1),
+           err = TN_VEC_INIT(char, TN_RUN_OUTPUT_MAX + 1);
+    bool over = false;
     int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
     if (pipe(po) != 0 || pipe(pe) != 0)
         goto done;
@@ -126,14 +164,19 @@ tn_out tn_run(const char *const *argv)
             break;
         }
         if (open_o && fds[0].revents != 0)
-            open_o = drain(po[0], &o.out, &olen, &ocap);
+            open_o = drain(po[0], &out, &over);
         if (open_e && fds[1].revents != 0)
-            open_e = drain(pe[0], &o.err, &elen, &ecap);
+            open_e = drain(pe[0], &err, &over);
     }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     o.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (over) {
+        tn_msg(
+            "%s wrote more than %u MiB: its output is not used", argv[0], TN_RUN_OUTPUT_MAX >> 20);
+        o.status = -1;
+    }
 done:
     for (int k = 0; k < 2; k++) {
         if (po[k] >= 0)
@@ -141,11 +184,9 @@ done:
         if (pe[k] >= 0)
             close(pe[k]);
     }
-    if (o.out == NULL)
-        o.out = calloc(1, 1);
-    if (o.err == NULL)
-        o.err = calloc(1, 1);
-    if (o.out != NULL && o.out[0] != '\0')
+    o.out = take_text(&out);
+    o.err = take_text(&err);
+    if (o.status >= 0 && o.out != NULL && o.out[0] != '\0')
         o.json = json_tokener_parse(o.out);
     return o;
 }
@@ -189,56 +230,76 @@ void tn_out_free(tn_out *o)
     memset(o, 0, sizeof *o);
 }
 
-char *tn_read_file(const char *path, size_t *len)
+json_object *tn_node_status(const tn_net *net, size_t i)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 8192, n = 0;
-    char *buf = malloc(cap);
-    while (buf != NULL) {
-        if (cap - n < 4096) {
-            char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
+    tn_out o = tn_patto(net, i, "status", NULL);
+    json_object *j = NULL;
+    if (o.status == 0 && o.json != NULL) {
+        j = o.json;
+        o.json = NULL;
     }
-    bool bad = ferror(f) != 0;
-    fclose(f);
-    if (buf == NULL || bad) {
-        free(buf);
-        errno = bad ? EIO : ENOMEM;
-        return NULL;
-    }
-    buf[n] = '\0';
-    if (len != NULL)
-        *len = n;
-    return buf;
+    tn_out_free(&o);
+    return j;
 }
 
-int tn_write_file(const char *path, const char *text)
+tn_err tn_read_file(const char *path, size_t max, char **text, size_t *len)
+{
+    *text = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return errno == ENOENT ? TN_ENOTFOUND : TN_EIO;
+    tn_vec buf = TN_VEC_INIT(char, max + 1);
+    tn_err err = TN_OK;
+    for (;;) {
+        char *at;
+        size_t room;
+        err = tn_vec_room(&buf, 65536, &at, &room);
+        if (err == TN_EFULL) {
+            /* Full: only a file longer than max has more to give. */
+            err = fgetc(f) == EOF ? TN_OK : TN_ETOOBIG;
+            break;
+        }
+        if (err != TN_OK)
+            break;
+        size_t got = fread(at, 1, room, f);
+        buf.n += got;
+        if (got < room)
+            break;
+    }
+    int saved = errno;
+    if (err == TN_OK && ferror(f) != 0)
+        err = TN_EIO;
+    fclose(f);
+    if (err == TN_OK && buf.items == NULL && tn_vec_reserve(&buf, 1) != TN_OK)
+        err = TN_ENOMEM;
+    if (err != TN_OK) {
+        tn_vec_fini(&buf);
+        errno = err == TN_EIO ? saved : err == TN_ETOOBIG ? EFBIG : ENOMEM;
+        return err;
+    }
+    ((char *)buf.items)[buf.n] = '\0';
+    if (len != NULL)
+        *len = buf.n;
+    *text = buf.items;
+    return TN_OK;
+}
+
+tn_err tn_write_file(const char *path, const char *text)
 {
     char tmp[TN_PATH_MAX + 8];
     tn_path(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (f == NULL)
-        return -1;
+        return TN_EIO;
     bool ok = fputs(text, f) >= 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
+        int saved = errno;
         unlink(tmp);
-        return -1;
+        errno = saved;
+        return TN_EIO;
     }
-    return 0;
+    return TN_OK;
 }
 
 bool tn_exists(const char *path)

@@ -5,7 +5,7 @@
  *   --report FILE.json (parameters, timeline, lag samples) and FILE.svg beside it;
  * - on a terminal the progress line is redrawn in place;
  * - a node that dies on its own fails the run, which still runs every check, keeps the
- *   directory and prints the command that replays the seed.
+ *   directory and prints the command that replays the seed (exit 6, a check failed).
  * argv: patto-testnet.
  */
 #include <stdarg.h>
@@ -312,8 +312,8 @@ static void crash_fails_run_and_prints_replay(void **state)
     run(&o, argv, -1, crash_on_progress, &c);
     char last[512], want[256];
     assert_true(c.pid > 0);
-    if (o.status != 1 || !summary_ok(last_line(o.out, last, sizeof last), 6, 3, 60, NULL, "yes"))
-        fail_msg("chaos with a crash: want exit 1 and the summary last, got %d, \"%s\":\n%s",
+    if (o.status != 6 || !summary_ok(last_line(o.out, last, sizeof last), 6, 3, 60, NULL, "yes"))
+        fail_msg("chaos with a crash: want exit 6 and the summary last, got %d, \"%s\":\n%s",
             o.status, last, o.out);
     snprintf(want, sizeof want, "chaos: FAILED; the network is kept in %s", dir);
     assert_non_null(strstr(o.out, want));

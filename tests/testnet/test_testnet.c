@@ -9,6 +9,8 @@
  *   proxies count the refused and dropped connections), heal restores convergence;
  * - a stopped node is named by status and check, and cont brings it back without a crash;
  * - check names a tag whose digest differs (a patto that lies about one node's digests);
+ * - status measures lag as README.md says (headers behind the most advanced node, per node and
+ *   per peer), status --json and check --json have the documented keys;
  * - node names, ports and [dial] sections of a six-node network, kept by a later up.
  * argv: patto-testnet patto [links|procs] (the group to run: links, the default, is
  * testnet.basic; procs is testnet.procs). Every test brings its network down in its teardown,
@@ -231,7 +233,7 @@ static void partition_blocks_then_heals(void **state)
     CHECK(t, o->status == 0, "case new at cpia-1: %s", o->out);
     /* cpia-1 and prefettura-1 agree with each other but miss comune-1's delta. */
     o = tn("check", t->dir, "--timeout", "3", NULL);
-    CHECK(t, o->status == 1, "check during the partition: want 1, got %d %s", o->status, o->out);
+    CHECK(t, o->status == 6, "check during the partition: want 6, got %d %s", o->status, o->out);
     CHECK(t,
         strstr(o->out, "cpia-1 lacks deltas of origin comune-1")
             && strstr(o->out, "prefettura-1 lacks deltas of origin comune-1")
@@ -252,6 +254,8 @@ static void partition_blocks_then_heals(void **state)
     o = tn("status", t->dir, NULL);
     CHECK(t, strstr(o->out, "faults: none"), "status after heal: %s", o->out);
 }
+
+static const char *node_line(const char *out, const char *name, char *buf, size_t size);
 
 static uint64_t now_ms(void)
 {
@@ -307,7 +311,7 @@ static void slow_and_lossy_links(void **state)
     o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Persa", NULL);
     CHECK(t, o->status == 0, "case new: %s", o->out);
     o = tn("check", t->dir, "--timeout", "3", NULL);
-    CHECK(t, o->status == 1 && strstr(o->out, "cpia-1 lacks deltas of origin comune-1"),
+    CHECK(t, o->status == 6 && strstr(o->out, "cpia-1 lacks deltas of origin comune-1"),
         "check through a lossy link: %d %s", o->status, o->out);
     CHECK(t, headers(t, "cpia-1") == before, "cpia-1 received a delta through a 100%% lossy link");
     o = tn("status", t->dir, "--links", NULL);
@@ -321,6 +325,183 @@ static void slow_and_lossy_links(void **state)
     CHECK(t, o->status == 0, "heal: %s", o->out);
     o = tn("check", t->dir, "--timeout", "30", NULL);
     CHECK(t, o->status == 0, "check after heal: %d %s", o->status, o->out);
+}
+
+/* The "headers H  lag L" of node name's line in `status`, and the lag of its peer's line
+ * ("    peer PEER STATE lag L"); -2 when not found, -1 for "-". */
+static void status_lags(
+    const char *out, const char *name, long *headers, long *lag, const char *peer, long *peer_lag)
+{
+    char line[512];
+    *headers = *lag = *peer_lag = -2;
+    node_line(out, name, line, sizeof line);
+    const char *h = strstr(line, "  headers ");
+    if (h == NULL || sscanf(h, "  headers %ld  lag %ld", headers, lag) != 2)
+        return;
+    const char *l = strstr(out, line) + strlen(line);
+    char want[64];
+    snprintf(want, sizeof want, "    peer %s ", peer);
+    for (l = strchr(l, '\n'); l != NULL && strncmp(l + 1, "    peer ", 9) == 0;
+         l = strchr(l + 1, '\n'))
+        if (strncmp(l + 1, want, strlen(want)) == 0) {
+            const char *v = strstr(l + 1, " lag ");
+            if (v != NULL && sscanf(v, " lag %ld", peer_lag) != 1)
+                *peer_lag = v[5] == '-' ? -1 : -2;
+            return;
+        }
+}
+
+static json_object *jpath(json_object *o, const char *k1, const char *k2)
+{
+    json_object *v = NULL;
+    if (o == NULL || !json_object_object_get_ex(o, k1, &v))
+        return NULL;
+    if (k2 != NULL && !json_object_object_get_ex(v, k2, &v))
+        return NULL;
+    return v;
+}
+
+/* The node object of name in `status --json`, or NULL. */
+static json_object *json_node(json_object *doc, const char *name)
+{
+    json_object *nodes = jpath(doc, "nodes", NULL);
+    for (size_t i = 0; nodes != NULL && i < json_object_array_length(nodes); i++) {
+        json_object *n = json_object_array_get_idx(nodes, i);
+        if (strcmp(json_object_get_string(jpath(n, "name", NULL)), name) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+static long json_peer_lag(json_object *node, const char *peer)
+{
+    json_object *peers = jpath(node, "peers", NULL);
+    for (size_t i = 0; peers != NULL && i < json_object_array_length(peers); i++) {
+        json_object *p = json_object_array_get_idx(peers, i), *lag = jpath(p, "lag", NULL);
+        if (strcmp(json_object_get_string(jpath(p, "name", NULL)), peer) == 0)
+            return lag == NULL ? -1 : (long)json_object_get_int64(lag);
+    }
+    return -2;
+}
+
+/* Whether the gaps of `check --json` hold a "lacks" entry: node lacks deltas of origin_node. */
+static bool json_lacks(json_object *doc, const char *node, const char *origin_node)
+{
+    json_object *missing = jpath(doc, "missing", NULL);
+    for (size_t i = 0; missing != NULL && i < json_object_array_length(missing); i++) {
+        json_object *g = json_object_array_get_idx(missing, i);
+        if (strcmp(json_object_get_string(jpath(g, "kind", NULL)), "lacks") == 0
+            && strcmp(json_object_get_string(jpath(g, "node", NULL)), node) == 0
+            && strcmp(json_object_get_string(jpath(g, "origin_node", NULL)), origin_node) == 0
+            && jpath(g, "origin", NULL) != NULL && jpath(g, "has", NULL) != NULL
+            && jpath(g, "of", NULL) != NULL)
+            return true;
+    }
+    return false;
+}
+
+/* Lag is what README.md says: the headers a node is behind the most advanced node, on its
+ * line and on every peer line that names it; --json says the same with the documented keys;
+ * check --json lists what is missing where. comune-1, cut off, writes two cases and cpia-1
+ * one: comune-1 holds the most headers (lag 0) though it lacks cpia-1's delta. */
+static void status_lag_and_json(void **state)
+{
+    net *t = *state;
+    run_out *o = tn("partition", t->dir, "comune-1", "cpia-1,prefettura-1", NULL);
+    CHECK(t, o->status == 0, "partition: %d %s", o->status, o->out);
+    o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Uno", NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    o = patto(t->dir, "comune-1", "case", "new", "anagrafica.nome=Due", NULL);
+    CHECK(t, o->status == 0, "case new: %s", o->out);
+    o = patto(t->dir, "cpia-1", "case", "new", "anagrafica.nome=Tre", NULL);
+    CHECK(t, o->status == 0, "case new at cpia-1: %s", o->out);
+    /* prefettura-1 gets cpia-1's delta; nothing crosses the cut. */
+    uint64_t t0 = now_ms();
+    long hc = headers(t, "comune-1"), hp = headers(t, "cpia-1"), hf = headers(t, "prefettura-1");
+    while (hf != hp && now_ms() - t0 < 20000) {
+        struct timespec ts = { 0, 50 * 1000000L };
+        nanosleep(&ts, NULL);
+        hf = headers(t, "prefettura-1");
+    }
+    CHECK(t, hf == hp && hc > hp && hp > 0, "headers comune-1 %ld cpia-1 %ld prefettura-1 %ld", hc,
+        hp, hf);
+    long h, lag, peer_lag;
+    o = tn("status", t->dir, NULL);
+    CHECK(t, o->status == 0, "status: %d %s", o->status, o->out);
+    status_lags(o->out, "comune-1", &h, &lag, "cpia-1", &peer_lag);
+    CHECK(t, h == hc && lag == 0 && peer_lag == hc - hp,
+        "comune-1 holds the most headers: want headers %ld lag 0, peer cpia-1 lag %ld; got "
+        "headers %ld lag %ld, peer lag %ld:\n%s",
+        hc, hc - hp, h, lag, peer_lag, o->out);
+    status_lags(o->out, "cpia-1", &h, &lag, "comune-1", &peer_lag);
+    CHECK(t, h == hp && lag == hc - hp && peer_lag == 0,
+        "cpia-1: want headers %ld lag %ld, peer comune-1 lag 0; got headers %ld lag %ld, peer "
+        "lag %ld:\n%s",
+        hp, hc - hp, h, lag, peer_lag, o->out);
+    status_lags(o->out, "prefettura-1", &h, &lag, "cpia-1", &peer_lag);
+    CHECK(t, h == hp && lag == hc - hp && peer_lag == hc - hp, "prefettura-1: %s", o->out);
+
+    o = tn("status", t->dir, "--json", "--links", NULL);
+    json_object *doc = json_tokener_parse(o->out);
+    CHECK(t, o->status == 0 && doc != NULL, "status --json: %d %s", o->status, o->out);
+    static const char *const keys[] = { "name", "state", "pid", "starts", "crashes", "last_exit",
+        "answers", "headers", "lag", "peers" };
+    json_object *cn = json_node(doc, "comune-1"), *cp = json_node(doc, "cpia-1");
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        json_object *v = NULL;
+        CHECK(t, cn != NULL && json_object_object_get_ex(cn, keys[k], &v),
+            "status --json: no \"%s\" in %s", keys[k], o->out);
+    }
+    CHECK(t,
+        strcmp(json_object_get_string(jpath(cn, "state", NULL)), "running") == 0
+            && json_object_get_int64(jpath(cn, "pid", NULL)) > 0
+            && json_object_get_int64(jpath(cn, "starts", NULL)) == 1
+            && json_object_get_int64(jpath(cn, "crashes", NULL)) == 0
+            && jpath(cn, "last_exit", NULL) == NULL
+            && json_object_get_int64(jpath(cn, "headers", NULL)) == hc
+            && json_object_get_int64(jpath(cn, "lag", NULL)) == 0
+            && json_object_get_int64(jpath(cp, "lag", NULL)) == hc - hp
+            && json_peer_lag(cn, "cpia-1") == hc - hp && json_peer_lag(cp, "comune-1") == 0,
+        "status --json: %s", o->out);
+    json_object *peer0 = json_object_array_get_idx(jpath(cn, "peers", NULL), 0), *v = NULL;
+    CHECK(t,
+        peer0 != NULL && json_object_object_get_ex(peer0, "state", &v)
+            && json_object_object_get_ex(peer0, "last_heard_s", &v),
+        "status --json peers: %s", o->out);
+    json_object *faults = jpath(doc, "faults", NULL), *f0 = json_object_array_get_idx(faults, 0);
+    json_object *groups = jpath(f0, "groups", NULL);
+    CHECK(t,
+        json_object_array_length(faults) == 1
+            && strcmp(json_object_get_string(jpath(f0, "kind", NULL)), "partition") == 0
+            && json_object_array_length(groups) == 2
+            && json_object_array_length(json_object_array_get_idx(groups, 1)) == 2,
+        "status --json faults: %s", o->out);
+    json_object *links = jpath(doc, "links", NULL), *l0 = json_object_array_get_idx(links, 0);
+    CHECK(t,
+        json_object_array_length(links) == 6 && jpath(l0, "from", NULL) && jpath(l0, "to", NULL)
+            && jpath(l0, "open", NULL) && jpath(l0, "accepted", NULL) && jpath(l0, "refused", NULL)
+            && jpath(l0, "dropped", NULL),
+        "status --json links: %s", o->out);
+    json_object_put(doc);
+
+    o = tn("check", t->dir, "--timeout", "2", "--json", NULL);
+    doc = json_tokener_parse(o->out);
+    CHECK(t,
+        o->status == 6 && doc != NULL && !json_object_get_boolean(jpath(doc, "converged", NULL))
+            && json_object_get_int64(jpath(doc, "took_ms", NULL)) >= 2000
+            && json_lacks(doc, "cpia-1", "comune-1") && json_lacks(doc, "prefettura-1", "comune-1")
+            && json_lacks(doc, "comune-1", "cpia-1") && !json_lacks(doc, "prefettura-1", "cpia-1"),
+        "check --json during the partition: %d %s", o->status, o->out);
+    json_object_put(doc);
+    o = tn("heal", t->dir, NULL);
+    CHECK(t, o->status == 0, "heal: %s", o->out);
+    o = tn("check", t->dir, "--timeout", "30", "--json", NULL);
+    doc = json_tokener_parse(o->out);
+    CHECK(t,
+        o->status == 0 && doc != NULL && json_object_get_boolean(jpath(doc, "converged", NULL))
+            && jpath(doc, "took_ms", NULL) != NULL && jpath(doc, "missing", NULL) == NULL,
+        "check --json after heal: %d %s", o->status, o->out);
+    json_object_put(doc);
 }
 
 static int64_t hours(net *t, const char *node, const char *id)
@@ -431,15 +612,24 @@ static void stop_cont_hung_node(void **state)
     }
     CHECK(t, after > before, "prefettura-1 never received the delta while cpia-1 was stopped");
     o = tn("check", t->dir, "--timeout", "2", NULL);
-    CHECK(t, o->status == 1 && strstr(o->out, "cpia-1 is stopped: it cannot be compared"),
+    CHECK(t, o->status == 6 && strstr(o->out, "cpia-1 is stopped: it cannot be compared"),
         "check with a stopped node: %d %s", o->status, o->out);
-    /* The supervisor refuses what makes no sense, with exit 2. */
+    /* The supervisor refuses what makes no sense (exit 2, input refused); a name that is no
+     * node of this testnet is not found (exit 3), whichever command names it. */
     o = tn("stop", t->dir, "cpia-1", NULL);
     CHECK(
         t, o->status == 2 && strstr(o->out, "not running"), "stop twice: %d %s", o->status, o->out);
     o = tn("cont", t->dir, "nobody-1", NULL);
-    CHECK(t, o->status == 2 && strstr(o->out, "no node nobody-1"), "cont of an unknown node: %d %s",
+    CHECK(t, o->status == 3 && strstr(o->out, "no node nobody-1"), "cont of an unknown node: %d %s",
         o->status, o->out);
+    o = tn("partition", t->dir, "comune-1,nobody-1", NULL);
+    CHECK(t, o->status == 3 && strstr(o->out, "no node nobody-1"),
+        "partition with an unknown node: %d %s", o->status, o->out);
+    o = tn("slow", t->dir, "comune-1", "nobody-1", "--delay-ms", "10", NULL);
+    CHECK(t, o->status == 3 && strstr(o->out, "no node nobody-1"),
+        "slow with an unknown node: %d %s", o->status, o->out);
+    o = tn("slow", t->dir, "comune-1", "comune-1", "--delay-ms", "10", NULL);
+    CHECK(t, o->status == 2, "slow from a node to itself: %d %s", o->status, o->out);
     o = tn("cont", t->dir, "cpia-1", NULL);
     CHECK(t, o->status == 0, "cont: %d %s", o->status, o->out);
     o = tn("check", t->dir, "--timeout", "30", NULL);
@@ -486,7 +676,7 @@ static void check_names_differing_tags(void **state)
         snprintf(tagline, sizeof tagline, "%.*s", (int)strcspn(tag + 1, "\n"), tag + 1);
     /* The tag of the anagrafica scope: comune-1 and cpia-1 hold it, prefettura-1 does not. */
     CHECK(t,
-        o->status == 1 && strstr(tagline, " differs: comune-1=") && strstr(tagline, " cpia-1=")
+        o->status == 6 && strstr(tagline, " differs: comune-1=") && strstr(tagline, " cpia-1=")
             && !strstr(tagline, "prefettura-1") && !strstr(o->out, "lacks deltas"),
         "check with a differing tag: %d %s", o->status, o->out);
 }
@@ -497,7 +687,9 @@ static void names_and_ports(void **state)
 {
     net *t = *state;
     const unsigned n = 6;
-    unsigned base = 20000 + (unsigned)(getpid() % 300) * 50;
+    /* Below the kernel's ephemeral ports (32768 and up): there, any outgoing connection of a
+     * test running beside this one may hold a port of the range. */
+    unsigned base = 20000 + (unsigned)(getpid() % 250) * 50;
     char b[16];
     snprintf(b, sizeof b, "%u", base);
     static const char names[] = "comune-1\ncpia-1\nprefettura-1\ncomune-2\ncpi-1\ncoop-1\n";
@@ -554,7 +746,7 @@ static void names_and_ports(void **state)
     o = tn("down", t->dir, NULL);
     CHECK(t, o->status == 0, "down: %d %s", o->status, o->out);
     o = tn("status", t->dir, NULL);
-    CHECK(t, o->status == 3, "status of a testnet that is down: %d %s", o->status, o->out);
+    CHECK(t, o->status == 4, "status of a testnet that is down: %d %s", o->status, o->out);
     o = tn("up", t->dir, NULL);
     CHECK(t, o->status == 0 && strcmp(o->out, names) == 0, "up again: %d %s", o->status, o->out);
     o = patto(t->dir, "comune-1", "status", NULL);
@@ -615,6 +807,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(partition_blocks_then_heals, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_and_lossy_links, setup, teardown),
         cmocka_unit_test_setup_teardown(check_names_differing_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_lag_and_json, setup, teardown),
     };
     const struct CMUnitTest procs[] = {
         cmocka_unit_test_setup_teardown(kill_restart_loses_nothing, setup, teardown),
