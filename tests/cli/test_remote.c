@@ -380,8 +380,9 @@ static void test_case_show(void **state)
     assert_non_null(strstr(r.out, "lingua.ore_frequenza"));
     assert_non_null(strstr(r.out, "42\n"));
     assert_non_null(strstr(r.out, "lavoro  CONFLICT: lavoro | studio\n"));
-    assert_non_null(strstr(r.out, "2025-03-01T09:00:00Z  comune-1  {\"tipo\":\"colloquio\"}"));
-    assert_non_null(strstr(r.out, "2025-03-02T09:00:00Z  cpia-1  (redacted)"));
+    /* times in Europe/Rome for people (the JSON below keeps UTC) */
+    assert_non_null(strstr(r.out, "2025-03-01 10:00:00 CET  comune-1  {\"tipo\":\"colloquio\"}"));
+    assert_non_null(strstr(r.out, "2025-03-02 10:00:00 CET  cpia-1  (redacted)"));
     assert_non_null(strstr(r.out, "piano"));
     /* one line per field, the key first */
     const char *line = strstr(r.out, "\nanagrafica.nome ");

@@ -49,6 +49,8 @@ static void roles_bases_access(void **state)
     assert_int_equal(proto_role_parse(S("admin")), 0);
     assert_int_equal(proto_role_parse(S("")), 0);
     assert_int_equal(proto_role_parse(S("comunex")), 0);
+    assert_int_equal(proto_role_parse(S("Comune")), 0);
+    assert_int_equal(proto_role_parse(NULL, 0), 0);
     assert_null(proto_role_name(0));
     assert_null(proto_role_name(7));
 
