@@ -706,26 +706,30 @@ static void test_advertise(void **state)
     fixture *f = *state;
     const char *pub = f->admin_pub;
     /* a listen URL that binds every address needs the address the others dial */
-    run_result r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune", "--listen",
-        "tcp://0.0.0.0:7401", "--admin-pub", pub);
-    expect_err(&r, 1, "add --advertise tcp://HOST:PORT");
-    run_result_fini(&r);
-    r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune", "--listen",
-        "tcp://[::]:7401", "--admin-pub", pub);
-    expect_err(&r, 1, "--listen tcp://[::]:7401 binds every address of this machine");
-    run_result_fini(&r);
-    r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune", "--listen",
-        "tcp://0.0.0.0:7401", "--advertise", "tcp://0.0.0.0:7401", "--admin-pub", pub);
-    expect_err(&r, 2, "--advertise tcp://0.0.0.0:7401 binds every address");
-    run_result_fini(&r);
-    r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune", "--listen",
-        "tcp://0.0.0.0:7401", "--advertise", "10.0.0.5:7401", "--admin-pub", pub);
-    expect_err(&r, 2, "advertise URL '10.0.0.5:7401' is not tcp://HOST:PORT");
-    run_result_fini(&r);
+    static const struct {
+        const char *listen, *advertise;
+        int code;
+        const char *needle;
+    } refused[] = {
+        { "tcp://0.0.0.0:7401", NULL, 1, "add --advertise tcp://HOST:PORT" },
+        { "tcp://[::]:7401", NULL, 1, "--listen tcp://[::]:7401 binds every address" },
+        { "tcp://0.0.0.0:7401", "tcp://0.0.0.0:7401", 2,
+            "--advertise tcp://0.0.0.0:7401 binds every address" },
+        { "tcp://0.0.0.0:7401", "10.0.0.5:7401", 2,
+            "advertise URL '10.0.0.5:7401' is not tcp://HOST:PORT" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        const char *adv = refused[i].advertise;
+        run_result r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune",
+            "--listen", refused[i].listen, "--admin-pub", pub, adv != NULL ? "--advertise" : "--",
+            adv != NULL ? adv : NULL);
+        expect_err(&r, refused[i].code, refused[i].needle);
+        run_result_fini(&r);
+    }
     assert_int_equal(access(at(f, "w"), F_OK), -1);
 
     /* with it: pattod.conf binds the one and the entry names the other */
-    r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune", "--listen",
+    run_result r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune", "--listen",
         "tcp://0.0.0.0:7401", "--advertise", "tcp://10.0.0.5:7401", "--admin-pub", pub,
         "--operator", "sportello-1");
     expect_exit(&r, 0, "init --advertise");

@@ -603,10 +603,10 @@ static void test_consent_grant_usage(void **state)
     assert_int_equal(requests(f), 0);
 }
 
-static void test_manifest_import(void **state)
+/* A real signed manifest of version 4 with one member, made with proto directly, written to
+ * DIR/m.bin (path, 4200 bytes); its bytes in *out (owned: proto_buf_free). */
+static void write_manifest(fake_node *f, char *path, proto_buf *out)
 {
-    fake_node *f = *state;
-    /* a real signed manifest, made with proto directly */
     proto_identity *admin = NULL;
     assert_int_equal(proto_identity_new(NULL, &admin), PROTO_OK);
     proto_member m = { .org = { (const uint8_t *)"comune-1", 8 },
@@ -616,15 +616,22 @@ static void test_manifest_import(void **state)
     memcpy(m.origin, proto_identity_origin(admin), PROTO_ORIGIN_LEN);
     memcpy(m.box_pk, proto_identity_box_pk(admin), PROTO_BOX_PK_LEN);
     proto_manifest man = { .version = 4, .members = &m, .nmembers = 1 };
-    proto_buf signed_bytes = { NULL, 0 };
-    assert_int_equal(proto_manifest_sign(&man, admin, &signed_bytes), PROTO_OK);
+    *out = (proto_buf) { NULL, 0 };
+    assert_int_equal(proto_manifest_sign(&man, admin, out), PROTO_OK);
     proto_identity_free(admin);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/m.bin", f->dir);
+    snprintf(path, 4200, "%s/m.bin", f->dir);
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
-    assert_int_equal(fwrite(signed_bytes.p, 1, signed_bytes.len, fp), signed_bytes.len);
+    assert_int_equal(fwrite(out->p, 1, out->len, fp), out->len);
     assert_int_equal(fclose(fp), 0);
+}
+
+static void test_manifest_import(void **state)
+{
+    fake_node *f = *state;
+    char path[4200];
+    proto_buf signed_bytes;
+    write_manifest(f, path, &signed_bytes);
 
     f->payload = "{\"version\": 4, \"members\": 1}";
     run_result r = RUN(f, "manifest", "import", path);
@@ -786,18 +793,9 @@ static void test_status_for_people(void **state)
 static void test_manifest_already_in_force(void **state)
 {
     fake_node *f = *state;
-    proto_identity *admin = NULL;
-    assert_int_equal(proto_identity_new(NULL, &admin), PROTO_OK);
-    proto_manifest man = { .version = 4 };
-    proto_buf signed_bytes = { NULL, 0 };
-    assert_int_equal(proto_manifest_sign(&man, admin, &signed_bytes), PROTO_OK);
-    proto_identity_free(admin);
     char path[4200];
-    snprintf(path, sizeof path, "%s/m.bin", f->dir);
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(signed_bytes.p, 1, signed_bytes.len, fp), signed_bytes.len);
-    assert_int_equal(fclose(fp), 0);
+    proto_buf signed_bytes;
+    write_manifest(f, path, &signed_bytes);
     proto_buf_free(&signed_bytes);
     f->payload = "{\"version\": 4, \"members\": 3, \"already_in_force\": true}";
     run_result r = RUN(f, "manifest", "import", path);
