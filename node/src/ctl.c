@@ -612,7 +612,7 @@ static void cmd_consent_grant(req *r)
         return;
     }
     snprintf(g.operator_name, sizeof(g.operator_name), "%s", r->operator_name);
-    snprintf(g.evidence, sizeof(g.evidence), "%s", evidence);
+    memcpy(g.evidence, evidence, strlen(evidence) + 1); /* at most sizeof - 1: checked above */
     const char *list[64];
     size_t ns = grant_scopes(r, scopes, list, sizeof(list) / sizeof(list[0]));
     if (ns == 0)
