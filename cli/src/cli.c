@@ -20,7 +20,7 @@ static const cli__cmd commands[] = {
         "Creates ADMIN (mode 0700) with admin.key (secret, mode 0600), admin.pub and an unsigned\n"
         "working manifest manifest.json (no members, the default purposes, the hash of the\n"
         "built-in schema or of FILE). Prints the admin public key. Refuses an ADMIN that\n"
-        "already holds admin.key.",
+        "already holds admin.key, and one in a node's data directory.",
         cli__network_init },
     { "network add", "ADMIN ENTRY.json", "add a member (the entry patto init printed)",
         "Adds the member described by ENTRY.json to ADMIN/manifest.json. The org id and the\n"
@@ -36,14 +36,17 @@ static const cli__cmd commands[] = {
         "with patto manifest import FILE.",
         cli__network_sign },
     { "init",
-        "--dir DATA --org ORG --role ROLE --listen URL --admin-pub HEX [--name NAME] "
-        "[--operator NAME] [--schema FILE]",
+        "--dir DATA --org ORG --role ROLE --listen URL [--advertise URL] --admin-pub HEX "
+        "[--operator NAME] [--name NAME] [--schema FILE]",
         "create a node's data directory, keys and config",
         "Creates DATA (mode 0750) with identity.key (mode 0600), pattod.conf and schema.json\n"
         "(the built-in schema, or a copy of FILE). ROLE is one of comune cpia cpi prefettura\n"
-        "coop coord; URL is tcp://HOST:PORT, where the other members reach this node; HEX is\n"
-        "the network admin's public key. --operator sets the operator recorded when none is\n"
-        "given. Prints the member entry (JSON) to give to the network admin.",
+        "coop coord; --listen is the tcp://HOST:PORT the node binds, --advertise the one the\n"
+        "other members dial (default: the listen URL; required when it binds every address,\n"
+        "tcp://0.0.0.0:PORT); HEX is the network admin's public key. --operator NAME is\n"
+        "recorded for writes that name no operator: without it, every write needs --operator\n"
+        "or PATTO_OPERATOR. DATA must not be in an admin directory. Prints the member entry\n"
+        "(JSON) to give to the network admin.",
         cli__init },
     { "status", "", "the node's org, versions, peers, counts and alerts", NULL, cli__status },
     { "digest", "", "per-origin version vector and the state digest of every readable tag", NULL,
@@ -89,8 +92,16 @@ static void print_help(void)
     printf("commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         printf("  %-17s %s\n", commands[i].name, commands[i].brief);
-    printf("\nexit codes: 0 done, 1 usage, 2 input refused, 3 not found or not readable here,\n"
-           "4 node unreachable, 5 internal error.\n");
+    printf("\nexit codes (the same for patto-testnet):\n"
+           "  0  done\n"
+           "  1  usage: the command line is wrong (unknown command or option, missing or\n"
+           "     malformed argument)\n"
+           "  2  input refused: well-formed but not allowed (schema, validation, a rule of the\n"
+           "     network)\n"
+           "  3  not found or not readable here\n"
+           "  4  unreachable: the node (or the testnet supervisor) does not answer\n"
+           "  5  internal error\n"
+           "  6  a check failed (patto-testnet check and chaos only)\n");
 }
 
 static void print_cmd_help(const cli__cmd *c)
@@ -125,7 +136,7 @@ static cli_err print_version(cli__ctx *ctx)
     uint8_t hash[PROTO_HASH_LEN];
     char hex[2 * PROTO_HASH_LEN + 1];
     proto_schema_hash(patto_default_schema, patto_default_schema_len, hash);
-    cli_hex_encode(hash, PROTO_HASH_LEN, hex);
+    proto_hex_encode(hash, PROTO_HASH_LEN, hex);
     json_object *schema = NULL;
     cli__ctx quiet = { 0 };
     const char *name = "?";
@@ -240,9 +251,13 @@ static cli_err run(cli__ctx *ctx, int argc, char **argv)
     ctx->operator_name = op != NULL ? op : getenv("PATTO_OPERATOR");
     if (ctx->operator_name == NULL)
         ctx->operator_name = "";
-    if (strlen(ctx->operator_name) > CLI__OPERATOR_MAX) {
-        err = cli__fail(
-            ctx, CLI_EUSAGE, "the operator name is longer than %d bytes", CLI__OPERATOR_MAX);
+    /* Empty: the node records its own [node] operator. */
+    size_t oplen = strlen(ctx->operator_name);
+    if (oplen > 0 && !proto_text_valid(ctx->operator_name, oplen, CLI__OPERATOR_MAX)) {
+        err = cli__fail(ctx, CLI_EINPUT,
+            "the operator name (%s) must be 1-%d bytes of text without control characters, and "
+            "not only spaces",
+            op != NULL ? "--operator" : "PATTO_OPERATOR", CLI__OPERATOR_MAX);
         goto done;
     }
     if (version) {

@@ -17,7 +17,10 @@
 
 #define CONTROL_URL "ipc://control.sock"
 #define CONTROL_MAX_ANSWER (16 * 1024 * 1024) /* NNG_OPT_RECVMAXSZ: STYLE.md trap 2 */
+/* How long the CLI waits for the node's answer, from the moment it dials (cli/README.md). */
 #define CONTROL_TIMEOUT_MS 30000
+/* Tests only (cli/README.md): a shorter wait, 1 to CONTROL_TIMEOUT_MS ms. */
+#define CONTROL_TIMEOUT_ENV "PATTO_TEST_TIMEOUT_MS"
 /* nng 1.5.2 redials after a random delay below NNG_OPT_RECONNMINT and has no "never" (an
  * infinite duration wraps in its arithmetic): a day makes a redial within our 30 s unlikely, and
  * the pipe callback below ends the wait before one could happen anyway. */
@@ -47,14 +50,14 @@ static void pipe_removed_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
     pthread_mutex_unlock(&watch.mu);
 }
 
-/* Wait for the answer (owned message in *out, free with nng_msg_free). */
-static int receive(nng_socket sock, nng_msg **out)
+/* Wait for the answer up to wait_ms (owned message in *out, free with nng_msg_free). */
+static int receive(nng_socket sock, int wait_ms, nng_msg **out)
 {
     nng_aio *aio;
     int rv = nng_aio_alloc(&aio, NULL, NULL);
     if (rv != 0)
         return rv;
-    nng_aio_set_timeout(aio, CONTROL_TIMEOUT_MS);
+    nng_aio_set_timeout(aio, wait_ms);
     nng_recv_aio(sock, aio);
     pthread_mutex_lock(&watch.mu);
     watch.aio = aio;
@@ -81,6 +84,115 @@ static uint64_t request_id(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+}
+
+static int timeout_ms(void)
+{
+    const char *s = getenv(CONTROL_TIMEOUT_ENV);
+    if (s == NULL || s[0] == '\0')
+        return CONTROL_TIMEOUT_MS;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return errno == 0 && *end == '\0' && v >= 1 && v <= CONTROL_TIMEOUT_MS ? (int)v
+                                                                           : CONTROL_TIMEOUT_MS;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What is left of the wait that ends at deadline, at least 1 ms (0 would not wait at all). */
+static int left_ms(int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    return left > 0 ? (int)left : 1;
+}
+
+/* One synchronous dial on its own thread, so that the caller can stop waiting for it. */
+typedef struct dial_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nng_dialer dialer;
+    bool done;
+    int rv;
+} dial_wait;
+
+static void *dial_thread(void *arg)
+{
+    dial_wait *w = arg;
+    int rv = nng_dialer_start(w->dialer, 0);
+    pthread_mutex_lock(&w->mu);
+    w->rv = rv;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* One attempt, given up at deadline (NNG_ETIMEDOUT, the dialer closed). */
+static int dial_once(nng_dialer dialer, int64_t deadline)
+{
+    dial_wait w = { .dialer = dialer, .done = false, .rv = 0 };
+    pthread_condattr_t attr;
+    pthread_t thread;
+    bool mu = false, at = false, cv = false;
+    int rv = NNG_ENOMEM;
+    if (!(mu = pthread_mutex_init(&w.mu, NULL) == 0) || !(at = pthread_condattr_init(&attr) == 0)
+        || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0
+        || !(cv = pthread_cond_init(&w.cv, &attr) == 0)
+        || pthread_create(&thread, NULL, dial_thread, &w) != 0)
+        goto done;
+    struct timespec until = { (time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L };
+    int waited = 0;
+    pthread_mutex_lock(&w.mu);
+    while (!w.done && waited != ETIMEDOUT)
+        waited = pthread_cond_timedwait(&w.cv, &w.mu, &until);
+    bool gave_up = !w.done;
+    pthread_mutex_unlock(&w.mu);
+    if (gave_up)
+        nng_dialer_close(dialer); /* ends the dial: the thread returns */
+    pthread_join(thread, NULL);
+    rv = gave_up ? NNG_ETIMEDOUT : w.rv;
+done:
+    if (cv)
+        pthread_cond_destroy(&w.cv);
+    if (at)
+        pthread_condattr_destroy(&attr);
+    if (mu)
+        pthread_mutex_destroy(&w.mu);
+    return rv;
+}
+
+/*
+ * Connect, waiting no later than deadline. A node that is not there refuses at once. One that
+ * accepts the connection but does not answer (hung, stopped) makes nng 1.5.2 give up the
+ * connection's handshake after its fixed 10 s: the CLI dials again until its own deadline, so
+ * that one timeout governs the whole wait. No request has been sent before the dial succeeds.
+ */
+static int dial(nng_dialer dialer, int64_t deadline)
+{
+    int rv;
+    do
+        rv = dial_once(dialer, deadline);
+    while (rv == NNG_ETIMEDOUT && now_ms() < deadline);
+    return rv;
+}
+
+/* The node accepted the connection but gave no answer in time. */
+static cli_err no_answer(cli__ctx *ctx, int waited_ms)
+{
+    char waited[32];
+    if (waited_ms % 1000 == 0)
+        snprintf(waited, sizeof waited, "%d s", waited_ms / 1000);
+    else
+        snprintf(waited, sizeof waited, "%d.%d s", waited_ms / 1000, waited_ms % 1000 / 100);
+    return cli__fail(ctx, CLI_EUNREACHABLE,
+        "the node at %s does not answer (waited %s): the command may or may not have been done",
+        ctx->dir, waited);
 }
 
 static cli_err unreachable(cli__ctx *ctx, int rv)
@@ -189,6 +301,8 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
         goto done;
     }
 
+    int wait_ms = timeout_ms();
+    int64_t deadline = now_ms() + wait_ms;
     int rv = nng_req0_open(&sock);
     if (rv != 0) {
         err = cli__fail(ctx, CLI_EINTERNAL, "cannot open a control socket: %s", nng_strerror(rv));
@@ -196,10 +310,8 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
     }
     opened = true;
     nng_dialer dialer;
-    if ((rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, CONTROL_TIMEOUT_MS)) != 0
-        || (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, CONTROL_TIMEOUT_MS)) != 0
-        /* A request is not idempotent (case new): never resend it. */
-        || (rv = nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0
+    /* A request is not idempotent (case new): never resend it. */
+    if ((rv = nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0
         || (rv = nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, pipe_removed_cb, NULL)) != 0
         || (rv = nng_dialer_create(&dialer, sock, CONTROL_URL)) != 0
         || (rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, CONTROL_MAX_ANSWER)) != 0
@@ -209,25 +321,19 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
             ctx, CLI_EINTERNAL, "cannot set up the control socket: %s", nng_strerror(rv));
         goto done;
     }
-    /* Synchronous: fails at once when nothing listens on the socket file. */
-    if ((rv = nng_dialer_start(dialer, 0)) != 0) {
-        err = unreachable(ctx, rv);
+    if ((rv = dial(dialer, deadline)) != 0) {
+        err = rv == NNG_ETIMEDOUT ? no_answer(ctx, wait_ms) : unreachable(ctx, rv);
         goto done;
     }
-    if ((rv = nng_send(sock, req.p, req.len, 0)) != 0) {
-        err = rv == NNG_ETIMEDOUT ? cli__fail(ctx, CLI_EUNREACHABLE,
-                  "the node at %s did not take the request within %d s", ctx->dir,
-                  CONTROL_TIMEOUT_MS / 1000)
-                                  : unreachable(ctx, rv);
+    if ((rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, left_ms(deadline))) != 0
+        || (rv = nng_send(sock, req.p, req.len, 0)) != 0) {
+        err = rv == NNG_ETIMEDOUT ? no_answer(ctx, wait_ms) : unreachable(ctx, rv);
         goto done;
     }
-    if ((rv = receive(sock, &answer)) != 0) {
+    if ((rv = receive(sock, left_ms(deadline), &answer)) != 0) {
         answer = NULL;
         if (rv == NNG_ETIMEDOUT)
-            err = cli__fail(ctx, CLI_EUNREACHABLE,
-                "the node at %s did not answer within %d s; the command may or may not have "
-                "been applied",
-                ctx->dir, CONTROL_TIMEOUT_MS / 1000);
+            err = no_answer(ctx, wait_ms);
         else
             err = cli__fail(ctx, CLI_EUNREACHABLE,
                 "lost the node at %s/control.sock before it answered (%s); the command may or "

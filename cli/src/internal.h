@@ -28,6 +28,11 @@
 extern const unsigned char patto_default_schema[];
 extern const size_t patto_default_schema_len;
 
+/* The files that make a directory an admin directory or a node's data directory. */
+#define CLI__ADMIN_KEY "admin.key"
+#define CLI__NODE_CONF "pattod.conf"
+#define CLI__NODE_KEY "identity.key"
+
 #define CLI__MSG_MAX 1400
 #define CLI__FILE_MAX (16u * 1024u * 1024u) /* largest file the CLI reads (manifests, JSON) */
 #define CLI__OPERATOR_MAX 64
@@ -78,7 +83,7 @@ cli_err cli__usage(cli__ctx *ctx, const cli__cmd *cmd, const char *fmt, ...) CLI
 typedef struct cli__member {
     const char *org;
     const char *name;
-    int role; /* proto_role */
+    unsigned role; /* proto_role */
     uint8_t origin[PROTO_ORIGIN_LEN];
     uint8_t box_pk[PROTO_BOX_PK_LEN];
     const char *url;
@@ -129,12 +134,15 @@ CLI__NODISCARD cli_err cli__write_file(
 /* Does path exist (any type)? */
 bool cli__exists(const char *path);
 
+/* Is path, or a directory above it, one that holds one of the files marks[0..nmarks)? Then
+ * dir (n bytes) receives that directory (absolute) and *mark the file found. path need not
+ * exist yet: its parent is looked at then. */
+bool cli__inside(const char *path, const char *const *marks, size_t nmarks, char *dir, size_t n,
+    const char **mark);
+
 /* "dir/name" into out (size n). Errors: CLI_EINPUT when the path is too long. */
 CLI__NODISCARD cli_err cli__path(
     cli__ctx *ctx, char *out, size_t n, const char *dir, const char *name);
-
-/* Overwrite secrets in a way the compiler keeps. */
-void cli__wipe(void *p, size_t n);
 
 /* ---- JSON (util.c) ---- */
 

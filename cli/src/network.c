@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ADMIN_KEY "admin.key"
 #define ADMIN_PUB "admin.pub"
 #define MANIFEST_JSON "manifest.json"
 
@@ -74,23 +73,24 @@ static cli_err member_read(cli__ctx *ctx, const char *what, json_object *o, cli_
         || (err = need_str(ctx, what, o, "box_pk", &box_pk)) != CLI_OK
         || (err = need_str(ctx, what, o, "url", &m->url)) != CLI_OK)
         return err;
-    if (!cli_valid_org(m->org))
+    if (!proto_org_valid(m->org, strlen(m->org)))
         return cli__fail(ctx, CLI_EINPUT,
             "%s: org '%s' is not an org id (1-32 of a-z 0-9 -, e.g. comune-latina)", what, m->org);
-    if (!cli_valid_text(m->name, PROTO_TEXT_MAX))
+    if (!proto_text_valid(m->name, strlen(m->name), PROTO_TEXT_MAX))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: the name of %s must be 1-%d bytes of text without control characters", what,
-            m->org, PROTO_TEXT_MAX);
-    if ((m->role = cli_role_parse(role)) == 0)
+            "%s: the name of %s must be 1-%d bytes of text without control characters, and not "
+            "only spaces",
+            what, m->org, PROTO_TEXT_MAX);
+    if ((m->role = proto_role_parse(role, strlen(role))) == 0)
         return cli__fail(ctx, CLI_EINPUT,
             "%s: role '%s' is not one of comune cpia cpi prefettura coop coord", what, role);
-    if (!cli_hex_decode(origin, m->origin, PROTO_ORIGIN_LEN))
+    if (!proto_hex_decode(origin, strlen(origin), m->origin, PROTO_ORIGIN_LEN))
         return cli__fail(ctx, CLI_EINPUT, "%s: origin of %s must be 64 hex digits (an Ed25519 key)",
             what, m->org);
-    if (!cli_hex_decode(box_pk, m->box_pk, PROTO_BOX_PK_LEN))
+    if (!proto_hex_decode(box_pk, strlen(box_pk), m->box_pk, PROTO_BOX_PK_LEN))
         return cli__fail(ctx, CLI_EINPUT, "%s: box_pk of %s must be 64 hex digits (an X25519 key)",
             what, m->org);
-    if (!cli_valid_url(m->url))
+    if (!proto_url_valid(m->url, strlen(m->url)))
         return cli__fail(
             ctx, CLI_EINPUT, "%s: url '%s' of %s is not tcp://HOST:PORT", what, m->url, m->org);
     return CLI_OK;
@@ -111,14 +111,14 @@ static bool put(json_object *o, const char *key, json_object *v)
 json_object *cli__entry_new(const cli__member *m)
 {
     char origin[2 * PROTO_ORIGIN_LEN + 1], box_pk[2 * PROTO_BOX_PK_LEN + 1];
-    cli_hex_encode(m->origin, PROTO_ORIGIN_LEN, origin);
-    cli_hex_encode(m->box_pk, PROTO_BOX_PK_LEN, box_pk);
+    proto_hex_encode(m->origin, PROTO_ORIGIN_LEN, origin);
+    proto_hex_encode(m->box_pk, PROTO_BOX_PK_LEN, box_pk);
     json_object *o = json_object_new_object();
     if (o == NULL)
         return NULL;
     if (!put(o, "org", json_object_new_string(m->org))
         || !put(o, "name", json_object_new_string(m->name))
-        || !put(o, "role", json_object_new_string(proto_role_name((unsigned)m->role)))
+        || !put(o, "role", json_object_new_string(proto_role_name(m->role)))
         || !put(o, "origin", json_object_new_string(origin))
         || !put(o, "box_pk", json_object_new_string(box_pk))
         || !put(o, "url", json_object_new_string(m->url))) {
@@ -198,13 +198,14 @@ static cli_err working_check(cli__ctx *ctx, working *w)
             || (err = need_str(ctx, what, p, "id", &id)) != CLI_OK
             || (err = need_str(ctx, what, p, "description", &desc)) != CLI_OK)
             return err;
-        if (!cli_valid_org(id))
+        if (!proto_org_valid(id, strlen(id)))
             return cli__fail(
                 ctx, CLI_EINPUT, "%s: purpose id '%s' is not 1-32 of a-z 0-9 -", what, id);
-        if (!cli_valid_text(desc, PROTO_TEXT_MAX))
+        if (!proto_text_valid(desc, strlen(desc), PROTO_TEXT_MAX))
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: the description of %s must be 1-%d bytes without control characters", what, id,
-                PROTO_TEXT_MAX);
+                "%s: the description of %s must be 1-%d bytes of text without control characters, "
+                "and not only spaces",
+                what, id, PROTO_TEXT_MAX);
         for (size_t j = 0; j < i; j++)
             if (strcmp(id, cli__json_str(json_object_array_get_idx(w->purposes, j), "id")) == 0)
                 return cli__fail(ctx, CLI_EINPUT, "%s: purpose %s is listed twice", w->path, id);
@@ -221,12 +222,12 @@ static cli_err working_load(cli__ctx *ctx, const char *admin, working *w)
     if (err != CLI_OK)
         return err;
     char key[4200];
-    if ((err = cli__path(ctx, key, sizeof key, admin, ADMIN_KEY)) != CLI_OK)
+    if ((err = cli__path(ctx, key, sizeof key, admin, CLI__ADMIN_KEY)) != CLI_OK)
         return err;
     if (!cli__exists(key))
         return cli__fail(ctx, CLI_ENOTFOUND,
             "%s is not an admin directory (no %s); create one with patto network init %s", admin,
-            ADMIN_KEY, admin);
+            CLI__ADMIN_KEY, admin);
     uint8_t *text;
     size_t len;
     if ((err = cli__read_file(ctx, w->path, CLI__FILE_MAX, &text, &len)) != CLI_OK)
@@ -249,7 +250,8 @@ static cli_err working_load(cli__ctx *ctx, const char *admin, working *w)
     }
     if (!json_object_object_get_ex(w->root, "schema_hash", &h)
         || !json_object_is_type(h, json_type_string)
-        || !cli_hex_decode(json_object_get_string(h), w->schema_hash, PROTO_HASH_LEN)) {
+        || !proto_hex_decode(json_object_get_string(h), (size_t)json_object_get_string_len(h),
+            w->schema_hash, PROTO_HASH_LEN)) {
         err = cli__fail(ctx, CLI_EINPUT, "%s: \"schema_hash\" must be 64 hex digits", w->path);
         goto fail;
     }
@@ -334,7 +336,7 @@ static cli_err add_int(cli__ctx *ctx, json_object *o, const char *key, int64_t v
 static json_object *new_manifest(const uint8_t hash[PROTO_HASH_LEN])
 {
     char hex[2 * PROTO_HASH_LEN + 1];
-    cli_hex_encode(hash, PROTO_HASH_LEN, hex);
+    proto_hex_encode(hash, PROTO_HASH_LEN, hex);
     json_object *purposes = json_object_new_array();
     if (purposes == NULL)
         return NULL;
@@ -398,7 +400,7 @@ cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
         return err;
     const char *admin = pos[0];
     char key[4200], pub[4200], man[4200];
-    if ((err = cli__path(ctx, key, sizeof key, admin, ADMIN_KEY)) != CLI_OK
+    if ((err = cli__path(ctx, key, sizeof key, admin, CLI__ADMIN_KEY)) != CLI_OK
         || (err = cli__path(ctx, pub, sizeof pub, admin, ADMIN_PUB)) != CLI_OK
         || (err = cli__path(ctx, man, sizeof man, admin, MANIFEST_JSON)) != CLI_OK)
         return err;
@@ -409,6 +411,14 @@ cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
         return cli__fail(ctx, CLI_EINPUT,
             "%s already holds %s or %s; use an empty or new directory", admin, ADMIN_PUB,
             MANIFEST_JSON);
+    static const char *const node_marks[] = { CLI__NODE_CONF, CLI__NODE_KEY };
+    char node[4200];
+    const char *mark;
+    if (cli__inside(admin, node_marks, 2, node, sizeof node, &mark))
+        return cli__fail(ctx, CLI_EINPUT,
+            "%s is in the data directory of a node, %s (it holds %s): the network admin key "
+            "never enters a node; create the admin directory outside it",
+            admin, node, mark);
     uint8_t hash[PROTO_HASH_LEN];
     if (schema != NULL) {
         uint8_t *bytes;
@@ -446,11 +456,11 @@ cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
     }
     proto_identity_seeds(id, seeds, seeds + PROTO_SEED_LEN);
     err = cli__write_file(ctx, key, seeds, sizeof seeds, 0600, true);
-    cli__wipe(seeds, sizeof seeds);
+    proto_wipe(seeds, sizeof seeds);
     if (err != CLI_OK)
         goto fail;
     wrote_key = true;
-    cli_hex_encode(proto_identity_origin(id), PROTO_ORIGIN_LEN, hex);
+    proto_hex_encode(proto_identity_origin(id), PROTO_ORIGIN_LEN, hex);
     hex[2 * PROTO_ORIGIN_LEN] = '\n';
     hex[2 * PROTO_ORIGIN_LEN + 1] = '\0';
     if ((err = cli__write_file(ctx, pub, hex, 2 * PROTO_ORIGIN_LEN + 1, 0644, true)) != CLI_OK)
@@ -465,7 +475,7 @@ cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
         goto fail;
 
     char hash_hex[2 * PROTO_HASH_LEN + 1];
-    cli_hex_encode(hash, PROTO_HASH_LEN, hash_hex);
+    proto_hex_encode(hash, PROTO_HASH_LEN, hash_hex);
     if ((out = json_object_new_object()) == NULL) {
         err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
         goto done;
@@ -566,8 +576,7 @@ cli_err cli__network_add(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
     snprintf(human, sizeof human,
         "%s (%s) added to %s (%zu members); sign a new version with patto network sign %s --out "
         "FILE",
-        m.org, proto_role_name((unsigned)m.role), w.path, json_object_array_length(w.members),
-        pos[0]);
+        m.org, proto_role_name(m.role), w.path, json_object_array_length(w.members), pos[0]);
     if ((err = add_str(ctx, out, "org", m.org)) == CLI_OK
         && (err = add_int(ctx, out, "members", (int64_t)json_object_array_length(w.members)))
             == CLI_OK)
@@ -588,7 +597,7 @@ cli_err cli__network_remove(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
     if (err != CLI_OK)
         return err;
     const char *org = pos[1];
-    if (!cli_valid_org(org))
+    if (!proto_org_valid(org, strlen(org)))
         return cli__fail(ctx, CLI_EINPUT, "'%s' is not an org id (1-32 of a-z 0-9 -)", org);
     working w;
     if ((err = working_load(ctx, pos[0], &w)) != CLI_OK)
@@ -635,12 +644,13 @@ cli_err cli__network_purpose(cli__ctx *ctx, const cli__cmd *cmd, int argc, char 
     if (err != CLI_OK)
         return err;
     const char *id = pos[1], *text = pos[2];
-    if (!cli_valid_org(id))
+    if (!proto_org_valid(id, strlen(id)))
         return cli__fail(ctx, CLI_EINPUT, "purpose id '%s' is not 1-32 of a-z 0-9 -", id);
-    if (!cli_valid_text(text, PROTO_TEXT_MAX))
+    if (!proto_text_valid(text, strlen(text), PROTO_TEXT_MAX))
         return cli__fail(ctx, CLI_EINPUT,
-            "the description of %s must be 1-%d bytes of text without control characters", id,
-            PROTO_TEXT_MAX);
+            "the description of %s must be 1-%d bytes of text without control characters, and "
+            "not only spaces",
+            id, PROTO_TEXT_MAX);
     working w;
     if ((err = working_load(ctx, pos[0], &w)) != CLI_OK)
         return err;
@@ -696,7 +706,7 @@ static cli_err admin_identity(cli__ctx *ctx, const char *admin, proto_identity *
 {
     char key[4200], pub[4200];
     cli_err err;
-    if ((err = cli__path(ctx, key, sizeof key, admin, ADMIN_KEY)) != CLI_OK
+    if ((err = cli__path(ctx, key, sizeof key, admin, CLI__ADMIN_KEY)) != CLI_OK
         || (err = cli__path(ctx, pub, sizeof pub, admin, ADMIN_PUB)) != CLI_OK)
         return err;
     uint8_t *seeds = NULL, *pubtext = NULL;
@@ -724,7 +734,7 @@ static cli_err admin_identity(cli__ctx *ctx, const char *admin, proto_identity *
     uint8_t want[PROTO_ORIGIN_LEN];
     if (publen > 0 && pubtext[publen - 1] == '\n')
         pubtext[--publen] = '\0';
-    if (!cli_hex_decode((const char *)pubtext, want, PROTO_ORIGIN_LEN)
+    if (!proto_hex_decode((const char *)pubtext, publen, want, PROTO_ORIGIN_LEN)
         || memcmp(want, proto_identity_origin(*out), PROTO_ORIGIN_LEN) != 0) {
         err = cli__fail(ctx, CLI_EINPUT,
             "%s does not hold the public key of %s; the admin directory is damaged", pub, key);
@@ -736,7 +746,7 @@ done:
         *out = NULL;
     }
     if (seeds != NULL)
-        cli__wipe(seeds, len);
+        proto_wipe(seeds, len);
     free(seeds);
     free(pubtext);
     return err;

@@ -120,14 +120,119 @@ static cli_err case_id(cli__ctx *ctx, const char *text, char out[PROTO_CASE_ID_T
 {
     proto_case_id id;
     proto_err perr = proto_case_id_parse(text, strlen(text), &id);
+    if (perr == PROTO_ECHECKSUM)
+        return cli__fail(ctx, CLI_EINPUT,
+            "'%s' is not a case id: its checksum does not match (a character is mistyped)", text);
     if (perr != PROTO_OK)
-        return cli__fail(ctx, CLI_EINPUT, "'%s' is not a case id: %s", text, proto_strerror(perr));
+        return cli__fail(ctx, CLI_EUSAGE,
+            "'%s' is not a case id: expected pc- followed by 29 letters and digits", text);
     proto_case_id_format(&id, out);
     return CLI_OK;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* status                                                                                    */
+
+/* A time the node wrote, for people (Europe/Rome); the text as it came when it is not one. */
+static const char *when(json_object *o, const char *key, char buf[CLI_TIME_TEXT_SIZE])
+{
+    const char *t = jtext(o, key);
+    return cli_rome_time(t, buf, CLI_TIME_TEXT_SIZE) ? buf : t;
+}
+
+/* Whole seconds as "2 h 5 min" (the two largest units). */
+static void duration_text(json_object *v, char *out, size_t n)
+{
+    if (v == NULL || !json_object_is_type(v, json_type_int)) {
+        snprintf(out, n, NO_VALUE);
+        return;
+    }
+    long long s = (long long)json_object_get_int64(v);
+    if (s >= 86400)
+        snprintf(out, n, "%lld d %lld h", s / 86400, s % 86400 / 3600);
+    else if (s >= 3600)
+        snprintf(out, n, "%lld h %lld min", s / 3600, s % 3600 / 60);
+    else if (s >= 60)
+        snprintf(out, n, "%lld min %lld s", s / 60, s % 60);
+    else
+        snprintf(out, n, "%lld s", s);
+}
+
+/* A peer's last_heard_s: whole seconds (a fraction from an older node), or null for never. */
+static void heard_text(json_object *v, char *out, size_t n)
+{
+    if (v == NULL || json_object_is_type(v, json_type_null))
+        snprintf(out, n, "never");
+    else if (json_object_is_type(v, json_type_int))
+        snprintf(out, n, "%lld s ago", (long long)json_object_get_int64(v));
+    else
+        snprintf(out, n, "%.1f s ago", json_object_get_double(v));
+}
+
+/* A clock offset in ms as "+1.2 s" (the peer ahead) or "-0.3 s", or "unknown" for null. */
+static void offset_text(json_object *v, char *out, size_t n)
+{
+    if (v == NULL || !json_object_is_type(v, json_type_int)) {
+        snprintf(out, n, "unknown");
+        return;
+    }
+    int64_t ms = json_object_get_int64(v);
+    uint64_t tenths = ((ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms) + 50) / 100;
+    snprintf(out, n, "%c%" PRIu64 ".%u s", ms < 0 && tenths > 0 ? '-' : '+', tenths / 10,
+        (unsigned)(tenths % 10));
+}
+
+/* The org of an origin (64 hex) from the status's members, or the origin itself. */
+static const char *origin_org(json_object *members, const char *origin)
+{
+    for (size_t i = 0; i < jlen(members); i++) {
+        json_object *m = json_object_array_get_idx(members, i);
+        json_object *o = jget(m, "origin");
+        if (o != NULL && json_object_is_type(o, json_type_string)
+            && strcmp(json_object_get_string(o), origin) == 0)
+            return jtext(m, "org");
+    }
+    return origin;
+}
+
+static void render_peers(json_object *peers)
+{
+    if (jlen(peers) == 0) {
+        printf("no peers\n");
+        return;
+    }
+    printf("%-33s %-11s %8s  %-12s  %s\n", "PEER", "STATE", "LAG", "LAST HEARD", "CLOCK");
+    for (size_t i = 0; i < jlen(peers); i++) {
+        json_object *e = json_object_array_get_idx(peers, i);
+        char heard[64], clock[64];
+        heard_text(jget(e, "last_heard_s"), heard, sizeof heard);
+        offset_text(jget(e, "clock_offset_ms"), clock, sizeof clock);
+        printf("%-33s %-11s %8s  %-12s  %s\n", jtext(e, "org"), jtext(e, "state"), jtext(e, "lag"),
+            heard, clock);
+    }
+}
+
+/* The version vector with each origin by its org name (members carry the origins). */
+static void render_vv(json_object *vv, json_object *members)
+{
+    if (vv == NULL || !json_object_is_type(vv, json_type_object)
+        || json_object_object_length(vv) == 0)
+        return;
+    int width = (int)strlen("ORIGIN");
+    json_object_object_foreach(vv, origin, seq)
+    {
+        (void)seq;
+        int w = text_width(origin_org(members, origin));
+        if (w > width)
+            width = w;
+    }
+    printf("\n%-*s  %s\n", width, "ORIGIN", "SEQ");
+    json_object_object_foreach(vv, o2, s2)
+    {
+        pad_print(origin_org(members, o2), width);
+        printf("  %s\n", plain(s2));
+    }
+}
 
 static void render_status(json_object *p, const char *const *sent, size_t nsent)
 {
@@ -136,48 +241,34 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     json_object *v = jget(p, "versions");
     json_object *c = jget(p, "counts");
     json_object *w = jget(p, "waiting");
+    json_object *members = jget(p, "members");
+    char up[64];
+    duration_text(jget(p, "uptime_s"), up, sizeof up);
     printf("org          %s (%s)\n", jtext(p, "org"), jtext(p, "role"));
+    printf("node         pid %s, up %s, data %s\n", jtext(p, "pid"), up, jtext(p, "dir"));
+    printf("address      listen %s, advertised %s\n", jtext(p, "listen"), jtext(p, "advertise"));
     printf("versions     program %s, protocol %s, schema %s, manifest %s\n", jtext(v, "program"),
         jtext(v, "protocol"), jtext(v, "schema"), jtext(v, "manifest"));
+    json_object *manifest = NULL;
+    if (v != NULL && json_object_object_get_ex(v, "manifest", &manifest) && manifest == NULL)
+        printf("no manifest yet: import one with patto manifest import FILE\n");
     printf("counts       cases %s, headers %s, bodies %s\n", jtext(c, "cases"), jtext(c, "headers"),
         jtext(c, "bodies"));
-    printf("waiting      causal %s, clock %s, bodies %s\n", jtext(w, "causal"), jtext(w, "clock"),
-        jtext(w, "bodies"));
+    printf("waiting      causal %s, clock %s, key %s, bodies %s, headers %s\n", jtext(w, "causal"),
+        jtext(w, "clock"), jtext(w, "key"), jtext(w, "bodies"), jtext(w, "headers"));
     json_object *q = jget(p, "quarantined");
     if (jlen(q) == 0) {
         printf("quarantined  none\n");
     } else {
         for (size_t i = 0; i < jlen(q); i++) {
             json_object *e = json_object_array_get_idx(q, i);
-            printf("%s  %s (origin %s): two different headers at seq %s\n",
-                i == 0 ? "QUARANTINED" : "           ", jtext(e, "org"), jtext(e, "origin"),
-                jtext(e, "seq"));
+            printf("%s  %s: two different headers at seq %s\n",
+                i == 0 ? "QUARANTINED" : "           ", jtext(e, "org"), jtext(e, "seq"));
         }
     }
-    json_object *peers = jget(p, "peers");
     printf("\n");
-    if (jlen(peers) == 0) {
-        printf("no peers\n");
-    } else {
-        printf("%-33s %-11s %8s  %s\n", "PEER", "STATE", "LAG", "LAST HEARD");
-        for (size_t i = 0; i < jlen(peers); i++) {
-            json_object *e = json_object_array_get_idx(peers, i);
-            json_object *heard = jget(e, "last_heard_s");
-            char h[64];
-            if (heard == NULL || json_object_is_type(heard, json_type_null))
-                snprintf(h, sizeof h, "never");
-            else
-                snprintf(h, sizeof h, "%.1f s ago", json_object_get_double(heard));
-            printf("%-33s %-11s %8s  %s\n", jtext(e, "org"), jtext(e, "state"), jtext(e, "lag"), h);
-        }
-    }
-    json_object *vv = jget(p, "vv");
-    if (vv != NULL && json_object_is_type(vv, json_type_object)
-        && json_object_object_length(vv) > 0) {
-        printf("\n%-64s  %s\n", "ORIGIN", "SEQ");
-        json_object_object_foreach(vv, origin, seq) printf("%-64s  %s\n", origin, plain(seq));
-    }
-    json_object *members = jget(p, "members");
+    render_peers(jget(p, "peers"));
+    render_vv(jget(p, "vv"), members);
     if (jlen(members) > 0) {
         printf("\nmembers     ");
         for (size_t i = 0; i < jlen(members); i++) {
@@ -382,7 +473,8 @@ static void print_field(const char *key, int width, json_object *value, json_obj
                     pad_print("", width + 2);
                 }
                 json_object *red = jget(e, "redacted");
-                printf("%s  %s  %s", jtext(e, "at"), jtext(e, "by"),
+                char at[CLI_TIME_TEXT_SIZE];
+                printf("%s  %s  %s", when(e, "at", at), jtext(e, "by"),
                     red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"));
             }
         } else {
@@ -470,7 +562,8 @@ static void render_case_list(json_object *p, const char *const *sent, size_t nse
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
         json_object *scopes = jget(c, "scopes");
-        printf("%-37s  %-25s  ", jtext(c, "id"), jtext(c, "last_change"));
+        char at[CLI_TIME_TEXT_SIZE];
+        printf("%-37s  %-25s  ", jtext(c, "id"), when(c, "last_change", at));
         for (size_t j = 0; j < jlen(scopes); j++)
             printf("%s%s", j > 0 ? "," : "", plain(json_object_array_get_idx(scopes, j)));
         printf("\n");
@@ -487,9 +580,6 @@ cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
 
 /* ---------------------------------------------------------------------------------------- */
 /* consent grant                                                                             */
-
-static const char *const bases[]
-    = { "public-task", "legal-obligation", "consent", "explicit-consent" };
 
 static void render_consent_grant(json_object *p, const char *const *sent, size_t nsent)
 {
@@ -512,22 +602,23 @@ static void render_consent_grant(json_object *p, const char *const *sent, size_t
     printf(")\n");
 }
 
-static bool valid_scopes(const char *s)
+/* --scopes: comma-separated scope names, none named twice (the node checks that they exist). */
+static cli_err check_scopes(cli__ctx *ctx, const cli__cmd *cmd, const char *list)
 {
-    /* scope,scope,...: each [a-z0-9_-]{1,32}; the node checks that they exist. */
-    size_t run = 0;
-    for (const char *p = s;; p++) {
-        if (*p == ',' || *p == '\0') {
-            if (run == 0 || run > PROTO_SCOPE_NAME_MAX)
-                return false;
-            if (*p == '\0')
-                return true;
-            run = 0;
-            continue;
-        }
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
-            return false;
-        run++;
+    for (const char *name = list;;) {
+        const char *comma = strchr(name, ',');
+        size_t n = comma != NULL ? (size_t)(comma - name) : strlen(name);
+        if (!proto_scope_name_valid(name, n))
+            return cli__usage(ctx, cmd,
+                "--scopes '%s' is not a comma-separated list of scope names (e.g. "
+                "lingua,anagrafica)",
+                list);
+        for (const char *seen = list; seen < name; seen = strchr(seen, ',') + 1)
+            if (strncmp(seen, name, n) == 0 && seen[n] == ',')
+                return cli__usage(ctx, cmd, "--scopes names %.*s twice", (int)n, name);
+        if (comma == NULL)
+            return CLI_OK;
+        name = comma + 1;
     }
 }
 
@@ -553,31 +644,31 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
         return err;
     if (to == NULL || scopes == NULL || purpose == NULL || basis == NULL)
         return cli__usage(ctx, cmd, "--to, --scopes, --purpose and --basis are required");
-    if (!cli_valid_org(to))
+    if (!proto_org_valid(to, strlen(to)))
         return cli__usage(ctx, cmd, "--to '%s' is not an org id ([a-z0-9-], 1-32 characters)", to);
-    if (!valid_scopes(scopes))
-        return cli__usage(ctx, cmd,
-            "--scopes '%s' is not a comma-separated list of scope names (e.g. lingua,anagrafica)",
-            scopes);
-    if (!cli_valid_org(purpose))
+    if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
+        return err;
+    if (!proto_org_valid(purpose, strlen(purpose)))
         return cli__usage(
             ctx, cmd, "--purpose '%s' is not a purpose id ([a-z0-9-], 1-32 characters)", purpose);
-    bool known = false;
-    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
-        known = known || strcmp(basis, bases[i]) == 0;
-    if (!known)
+    if (proto_basis_parse(basis, strlen(basis)) == 0)
         return cli__usage(ctx, cmd,
             "--basis '%s' is not one of public-task legal-obligation consent explicit-consent",
             basis);
     if (access == NULL)
         access = "read";
-    if (strcmp(access, "read") != 0 && strcmp(access, "write") != 0)
+    uint8_t level;
+    if (!proto_access_parse(access, strlen(access), &level) || level == PROTO_ACCESS_NONE)
         return cli__usage(ctx, cmd, "--access '%s' is not read or write", access);
-    if (until != NULL && !cli_valid_date(until))
+    proto_date day;
+    if (until != NULL && proto_date_parse(until, strlen(until), &day) != PROTO_OK)
         return cli__usage(ctx, cmd, "--until '%s' is not a date YYYY-MM-DD", until);
-    if (evidence != NULL && evidence[0] != '\0' && !cli_valid_text(evidence, PROTO_TEXT_MAX))
+    /* Empty evidence is none; the node bounds its length. */
+    if (evidence != NULL && evidence[0] != '\0'
+        && !proto_text_valid(evidence, strlen(evidence), PROTO_TEXT_MAX))
         return cli__usage(ctx, cmd,
-            "--evidence must be at most %d bytes of text without control characters",
+            "--evidence must be at most %d bytes of text without control characters, and not "
+            "only spaces",
             PROTO_TEXT_MAX);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
@@ -595,7 +686,13 @@ static void render_manifest_import(json_object *p, const char *const *sent, size
 {
     (void)sent;
     (void)nsent;
-    printf("manifest version %s imported (%s members)\n", jtext(p, "version"), jtext(p, "members"));
+    json_object *again = jget(p, "already_in_force");
+    if (again != NULL && json_object_get_boolean(again))
+        printf("manifest version %s is already in force (%s members): nothing changed\n",
+            jtext(p, "version"), jtext(p, "members"));
+    else
+        printf("manifest version %s imported (%s members)\n", jtext(p, "version"),
+            jtext(p, "members"));
 }
 
 cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)

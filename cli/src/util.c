@@ -1,4 +1,5 @@
-/* util.c - input checks, error reporting, option parsing, files and JSON for the CLI. */
+/* util.c - error reporting, option parsing, files, JSON and times for people, for the CLI. */
+#define _DEFAULT_SOURCE /* timegm */
 #include "internal.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------------------------------- */
@@ -51,147 +53,53 @@ cli_err cli__usage(cli__ctx *ctx, const cli__cmd *cmd, const char *fmt, ...)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Input checks                                                                              */
+/* Times for people                                                                          */
 
-bool cli_valid_org(const char *s)
+static bool digits(const char *s, size_t n)
 {
-    if (s == NULL)
-        return false;
-    size_t n = strlen(s);
-    if (n < 1 || n > PROTO_ORG_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-int cli_role_parse(const char *s)
-{
-    if (s == NULL)
-        return 0;
-    for (unsigned r = PROTO_ROLE_COMUNE; r <= PROTO_ROLE_COORD; r++) {
-        const char *name = proto_role_name(r);
-        if (name != NULL && strcmp(name, s) == 0)
-            return (int)r;
-    }
-    return 0;
-}
-
-static bool all_digits(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
     for (size_t i = 0; i < n; i++)
         if (s[i] < '0' || s[i] > '9')
             return false;
     return true;
 }
 
-bool cli_valid_url(const char *s)
+/* Two digits (checked by digits) as a number. */
+static int two(const char *s)
 {
-    static const char prefix[] = "tcp://";
-    if (s == NULL || strncmp(s, prefix, sizeof prefix - 1) != 0 || strlen(s) > PROTO_TEXT_MAX)
-        return false;
-    const char *host = s + sizeof prefix - 1;
-    const char *colon;
-    if (host[0] == '[') {
-        const char *close = strchr(host, ']');
-        if (close == NULL || close == host + 1 || close[1] != ':')
-            return false;
-        for (const char *p = host + 1; p < close; p++)
-            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')
-                    || *p == ':' || *p == '.'))
-                return false;
-        colon = close + 1;
-    } else {
-        colon = strrchr(host, ':');
-        if (colon == NULL || colon == host)
-            return false;
-        for (const char *p = host; p < colon; p++)
-            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                    || *p == '-' || *p == '.'))
-                return false;
-    }
-    const char *port = colon + 1;
-    size_t n = strlen(port);
-    if (n > 5 || !all_digits(port, n))
-        return false;
-    long v = strtol(port, NULL, 10);
-    return v >= 1 && v <= 65535;
+    return (s[0] - '0') * 10 + (s[1] - '0');
 }
 
-bool cli_valid_date(const char *s)
+bool cli_rome_time(const char *utc, char *out, size_t n)
 {
-    if (s == NULL || strlen(s) != 10 || s[4] != '-' || s[7] != '-' || !all_digits(s, 4)
-        || !all_digits(s + 5, 2) || !all_digits(s + 8, 2))
+    /* YYYY-MM-DDTHH:MM:SS, an optional fraction, Z: how the node writes times (CONTROL.md). */
+    size_t len = utc != NULL ? strlen(utc) : 0;
+    proto_date d;
+    if (len < 20 || proto_date_parse(utc, 10, &d) != PROTO_OK || utc[10] != 'T' || utc[13] != ':'
+        || utc[16] != ':' || utc[len - 1] != 'Z' || !digits(utc + 11, 2) || !digits(utc + 14, 2)
+        || !digits(utc + 17, 2))
         return false;
-    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-    static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    if (y < 1900 || y > 2200 || m < 1 || m > 12 || d < 1)
+    if (len != 20 && (utc[19] != '.' || len < 22 || !digits(utc + 20, len - 21)))
         return false;
-    int max = days[m - 1];
-    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-        max = 29;
-    return d <= max;
-}
-
-bool cli_valid_text(const char *s, size_t max)
-{
-    if (s == NULL)
+    struct tm tm = { .tm_year = d.year - 1900,
+        .tm_mon = d.month - 1,
+        .tm_mday = d.day,
+        .tm_hour = two(utc + 11),
+        .tm_min = two(utc + 14),
+        .tm_sec = two(utc + 17) };
+    if (tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 59)
         return false;
-    size_t n = strlen(s);
-    if (n < 1 || n > max)
+    time_t t = timegm(&tm);
+    if (t < 0)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return false;
-    }
+    proto_civil c;
+    proto_rome_civil((uint64_t)t * 1000, &c); /* whole seconds are enough for people */
+    char text[CLI_TIME_TEXT_SIZE];
+    int w = snprintf(text, sizeof text, "%04d-%02d-%02d %02d:%02d:%02d %s", c.year, c.month, c.day,
+        c.hour, c.minute, c.second, c.offset_min == 120 ? "CEST" : "CET");
+    if (w < 0 || (size_t)w >= n)
+        return false;
+    memcpy(out, text, (size_t)w + 1);
     return true;
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-bool cli_hex_decode(const char *hex, uint8_t *out, size_t n)
-{
-    if (hex == NULL || strlen(hex) != 2 * n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
-void cli_hex_encode(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-void cli__wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n-- > 0)
-        *v++ = 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -263,6 +171,46 @@ bool cli__exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
+static void dir_of(const char *path, char *out, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(out, n, ".");
+    } else if (slash == path) {
+        snprintf(out, n, "/");
+    } else {
+        snprintf(out, n, "%.*s", (int)(slash - path), path);
+    }
+}
+
+bool cli__inside(const char *path, const char *const *marks, size_t nmarks, char *dir, size_t n,
+    const char **mark)
+{
+    char at[PATH_MAX];
+    if (realpath(path, at) == NULL) {
+        /* Not there yet: its parent is (or creating it fails later, saying why). */
+        char parent[PATH_MAX];
+        dir_of(path, parent, sizeof parent);
+        if (realpath(parent, at) == NULL)
+            return false;
+    }
+    for (;;) {
+        for (size_t i = 0; i < nmarks; i++) {
+            char file[PATH_MAX + 64];
+            int w = snprintf(file, sizeof file, "%s/%s", at, marks[i]);
+            if (w > 0 && (size_t)w < sizeof file && cli__exists(file)) {
+                snprintf(dir, n, "%s", at);
+                *mark = marks[i];
+                return true;
+            }
+        }
+        char *slash = strrchr(at, '/');
+        if (slash == NULL || slash == at)
+            return false; /* the root directory holds neither */
+        *slash = '\0';
+    }
+}
+
 cli_err cli__path(cli__ctx *ctx, char *out, size_t n, const char *dir, const char *name)
 {
     int w = snprintf(out, n, "%s/%s", dir, name);
@@ -322,18 +270,6 @@ fail:
     free(buf);
     close(fd);
     return err;
-}
-
-static void dir_of(const char *path, char *out, size_t n)
-{
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL) {
-        snprintf(out, n, ".");
-    } else if (slash == path) {
-        snprintf(out, n, "/");
-    } else {
-        snprintf(out, n, "%.*s", (int)(slash - path), path);
-    }
 }
 
 cli_err cli__write_file(

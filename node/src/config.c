@@ -31,15 +31,6 @@ void node_config_fini(node_config *cfg)
     cfg->ndials = 0;
 }
 
-bool node_url_wildcard(const char *url)
-{
-    static const char *const any[] = { "tcp://0.0.0.0:", "tcp://[::]:" };
-    for (size_t i = 0; i < sizeof(any) / sizeof(any[0]); i++)
-        if (strncmp(url, any[i], strlen(any[i])) == 0)
-            return true;
-    return false;
-}
-
 const char *node_config_advertise(const node_config *cfg)
 {
     return cfg->advertise[0] != 0 ? cfg->advertise : cfg->listen;
@@ -238,7 +229,7 @@ node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg)
             next.org[0] == 0        ? "org"
                 : next.role[0] == 0 ? "role"
                                     : "listen");
-    else if (next.advertise[0] == 0 && node_url_wildcard(next.listen))
+    else if (next.advertise[0] == 0 && proto_url_wildcard(next.listen, strlen(next.listen)))
         err = node__fail(msg, NODE_ECONFIG,
             "%s: [node] listen = %s binds every address of this machine: set [node] advertise = "
             "tcp://HOST:PORT, the address the other members dial",

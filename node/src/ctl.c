@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-/* The CLI's exit codes (DESIGN.md). */
+/* The CLI's exit codes (cli/README.md, "Exit codes and errors"). */
 enum { CODE_USAGE = 1, CODE_REFUSED = 2, CODE_NOTFOUND = 3, CODE_INTERNAL = 5 };
 
 #define EDITS_MAX 256
@@ -91,20 +92,26 @@ static json_object *hexstr(const uint8_t *p, size_t n)
     return json_object_new_string(buf);
 }
 
-static bool parse_case(const req *r, size_t i, proto_case_id *c)
-{
-    char text[128];
-    return arg(r, i, text, sizeof(text)) && proto_case_id_parse(text, strlen(text), c) == PROTO_OK;
-}
-
-static void bad_case(const req *r)
+/* The case id in args[1]; when it is not one, the reply says why (a mistyped character fails
+ * the checksum: refused; anything else is not a case id's shape: usage) and false. */
+static bool case_arg(const req *r, proto_case_id *c)
 {
     char text[128] = "";
-    (void)arg(r, 1, text, sizeof(text));
+    proto_err perr = arg(r, 1, text, sizeof(text)) ? proto_case_id_parse(text, strlen(text), c)
+                                                   : PROTO_ECASEID;
+    if (perr == PROTO_OK)
+        return true;
     char msg[300];
-    snprintf(msg, sizeof(msg),
-        "'%s' is not a case id (expected pc- followed by 29 letters and digits)", text);
-    reply_error(r->e, r->id, CODE_USAGE, msg);
+    if (perr == PROTO_ECHECKSUM) {
+        snprintf(msg, sizeof(msg),
+            "'%s' is not a case id: its checksum does not match (a character is mistyped)", text);
+        reply_error(r->e, r->id, CODE_REFUSED, msg);
+    } else {
+        snprintf(msg, sizeof(msg),
+            "'%s' is not a case id: expected pc- followed by 29 letters and digits", text);
+        reply_error(r->e, r->id, CODE_USAGE, msg);
+    }
+    return false;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -259,10 +266,8 @@ static node_err show_cb(node_txn *t, void *ctx)
 static void cmd_case_show(req *r)
 {
     proto_case_id c;
-    if (!parse_case(r, 1, &c)) {
-        bad_case(r);
+    if (!case_arg(r, &c))
         return;
-    }
     show_ctx sc
         = { .e = r->e, .scopes = json_object_new_object(), .conflicts = json_object_new_object() };
     show_req s = { &sc, &c, false };
@@ -434,10 +439,8 @@ static void cmd_case_write(req *r, bool create, bool unset)
 {
     size_t first = create ? 1 : 2;
     proto_case_id c;
-    if (!create && !parse_case(r, 1, &c)) {
-        bad_case(r);
+    if (!create && !case_arg(r, &c))
         return;
-    }
     if (create && proto_case_id_new(NULL, &c) != PROTO_OK) {
         reply_error(r->e, r->id, CODE_INTERNAL, "cannot draw a random case id");
         return;
@@ -502,36 +505,57 @@ static void cmd_case_write(req *r, bool create, bool unset)
     reply_json(r->e, r->id, doc);
 }
 
-static const char *const basis_names[]
-    = { NULL, "public-task", "legal-obligation", "consent", "explicit-consent" };
-
-static bool date_ms(const char *s, uint64_t *out)
+/* The last millisecond of day D in Europe/Rome, what "until D" means (PROTOCOL.md, "Names
+ * and values"); false when D is not a date. A day that ended before 1970 cannot be written as
+ * UTC ms: it becomes the first millisecond that can (0 means no end), past all the same. */
+static bool until_ms(const char *text, uint64_t *out)
 {
-    int y, m, d;
-    char tail;
-    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || strlen(s) != 10 || y < 1970 || m < 1
-        || m > 12 || d < 1 || d > 31)
+    proto_date d;
+    if (proto_date_parse(text, strlen(text), &d) != PROTO_OK)
         return false;
-    /* days from civil (Howard Hinnant's algorithm) */
-    y -= m <= 2;
-    long era = (y >= 0 ? y : y - 399) / 400;
-    long yoe = y - era * 400;
-    long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    long days = era * 146097 + doe - 719468;
-    *out = (uint64_t)days * 86400000u;
+    uint64_t end = proto_rome_day_end_ms(&d);
+    *out = end == UINT64_MAX ? 1 : end;
     return true;
+}
+
+/* Split the comma-separated scopes into list (borrowing from scopes, which is cut): each a scope
+ * of the schema, none twice. Replies the refusal itself and returns 0 when they are not. */
+static size_t grant_scopes(req *r, char *scopes, const char **list, size_t max)
+{
+    size_t ns = 0;
+    char m[400];
+    for (char *save = NULL, *s = strtok_r(scopes, ",", &save); s != NULL;
+         s = strtok_r(NULL, ",", &save)) {
+        if (node_schema_scope(r->e->schema, s) == NULL) {
+            snprintf(m, sizeof(m), "unknown scope '%s' (see 'patto schema')", s);
+            reply_error(r->e, r->id, CODE_REFUSED, m);
+            return 0;
+        }
+        for (size_t i = 0; i < ns; i++)
+            if (strcmp(list[i], s) == 0) {
+                snprintf(m, sizeof(m), "scope '%s' is named twice", s);
+                reply_error(r->e, r->id, CODE_USAGE, m);
+                return 0;
+            }
+        if (ns == max) {
+            snprintf(m, sizeof(m), "at most %zu scopes in one grant", max);
+            reply_error(r->e, r->id, CODE_USAGE, m);
+            return 0;
+        }
+        list[ns++] = s;
+    }
+    if (ns == 0)
+        reply_error(r->e, r->id, CODE_USAGE, "give at least one scope to grant");
+    return ns;
 }
 
 static void cmd_consent_grant(req *r)
 {
     proto_case_id c;
-    if (!parse_case(r, 1, &c)) {
-        bad_case(r);
+    if (!case_arg(r, &c))
         return;
-    }
     char to[PROTO_ORG_MAX + 1], scopes[512], purpose[PROTO_ORG_MAX + 1], basis[32], access[16],
-        until[16], evidence[256];
+        until[16], evidence[PROTO_TEXT_MAX + 1];
     if (!arg(r, 2, to, sizeof(to)) || !arg(r, 3, scopes, sizeof(scopes))
         || !arg(r, 4, purpose, sizeof(purpose)) || !arg(r, 5, basis, sizeof(basis))
         || !arg(r, 6, access, sizeof(access)) || !arg(r, 7, until, sizeof(until))
@@ -547,9 +571,11 @@ static void cmd_consent_grant(req *r)
     char m[400];
     node_member *mem = node_member_by_org(e, to);
     if (mem == NULL || mem->self) {
-        snprintf(
-            m, sizeof(m), "'%s' is not another member of the network (see 'patto status')", to);
-        reply_error(e, r->id, CODE_REFUSED, m);
+        snprintf(m, sizeof(m),
+            mem == NULL ? "'%s' is not a member of the network (see 'patto status')"
+                        : "'%s' is this node's own org: it reads every scope it writes",
+            to);
+        reply_error(e, r->id, mem == NULL ? CODE_NOTFOUND : CODE_REFUSED, m);
         return;
     }
     snprintf(g.to, sizeof(g.to), "%s", to);
@@ -564,47 +590,33 @@ static void cmd_consent_grant(req *r)
         return;
     }
     snprintf(g.purpose, sizeof(g.purpose), "%s", purpose);
-    for (uint8_t b = 1; b <= 4; b++)
-        if (strcmp(basis, basis_names[b]) == 0)
-            g.basis = b;
-    if (g.basis == 0) {
+    if ((g.basis = (uint8_t)proto_basis_parse(basis, strlen(basis))) == 0) {
         reply_error(e, r->id, CODE_USAGE,
             "basis must be public-task, legal-obligation, consent or explicit-consent");
         return;
     }
-    if (strcmp(access, "read") == 0)
-        g.access = PROTO_ACCESS_READ;
-    else if (strcmp(access, "write") == 0)
-        g.access = PROTO_ACCESS_WRITE;
-    else {
+    if (!proto_access_parse(access, strlen(access), &g.access) || g.access == PROTO_ACCESS_NONE) {
         reply_error(e, r->id, CODE_USAGE, "access must be read or write");
         return;
     }
-    if (until[0] != 0 && !date_ms(until, &g.until_ms)) {
-        reply_error(e, r->id, CODE_USAGE, "until must be a date YYYY-MM-DD");
+    if (until[0] != 0 && !until_ms(until, &g.until_ms)) {
+        reply_error(e, r->id, CODE_USAGE, "until must be a date YYYY-MM-DD (a day that exists)");
+        return;
+    }
+    if (evidence[0] != 0 && !proto_text_valid(evidence, strlen(evidence), sizeof(g.evidence) - 1)) {
+        snprintf(m, sizeof(m),
+            "evidence must be at most %zu bytes of text without control characters, and not "
+            "only spaces",
+            sizeof(g.evidence) - 1);
+        reply_error(e, r->id, CODE_USAGE, m);
         return;
     }
     snprintf(g.operator_name, sizeof(g.operator_name), "%s", r->operator_name);
-    snprintf(g.evidence, sizeof(g.evidence), "%s", evidence);
+    memcpy(g.evidence, evidence, strlen(evidence) + 1); /* at most sizeof - 1: checked above */
     const char *list[64];
-    size_t ns = 0;
-    for (char *save = NULL, *s = strtok_r(scopes, ",", &save); s != NULL;
-         s = strtok_r(NULL, ",", &save)) {
-        if (node_schema_scope(e->schema, s) == NULL) {
-            snprintf(m, sizeof(m), "unknown scope '%s' (see 'patto schema')", s);
-            reply_error(e, r->id, CODE_REFUSED, m);
-            return;
-        }
-        if (ns == 64) {
-            reply_error(e, r->id, CODE_USAGE, "at most 64 scopes in one grant");
-            return;
-        }
-        list[ns++] = s;
-    }
-    if (ns == 0) {
-        reply_error(e, r->id, CODE_USAGE, "give at least one scope to grant");
+    size_t ns = grant_scopes(r, scopes, list, sizeof(list) / sizeof(list[0]));
+    if (ns == 0)
         return;
-    }
     node_errmsg msg = { { 0 } };
     node_outs outs = { NULL, 0, 0 };
     node_err err = node_case_grant(e, &c, list, ns, &g, &outs, &msg);
@@ -614,10 +626,13 @@ static void cmd_consent_grant(req *r)
         reply_error(e, r->id, code_of(err), msg.text);
         return;
     }
-    char id[PROTO_CASE_ID_TEXT_SIZE];
+    char id[PROTO_CASE_ID_TEXT_SIZE], end[32] = "none";
     proto_case_id_format(&c, id);
-    NODE_INFO("consent.grant", "case=%s to=%s scopes=%zu access=%s purpose=%s basis=%s operator=%s",
-        id, to, ns, access, purpose, basis, r->operator_name);
+    if (g.until_ms != 0)
+        rfc3339(g.until_ms, end);
+    NODE_INFO("consent.grant",
+        "case=%s to=%s scopes=%zu access=%s purpose=%s basis=%s until=%s operator=%s", id, to, ns,
+        access, purpose, basis, end, r->operator_name);
     json_object *doc = json_object_new_object(), *sa = json_object_new_array();
     for (size_t i = 0; i < ns; i++)
         json_object_array_add(sa, json_object_new_string(list[i]));
@@ -644,10 +659,13 @@ static void cmd_manifest_import(req *r)
         reply_error(r->e, r->id, err == NODE_EINVAL ? CODE_REFUSED : CODE_INTERNAL, msg.text);
         return;
     }
-    node_peers_sync(r->e);
+    /* The one in force offered again is done already: automation may repeat its steps. */
+    if (changed)
+        node_peers_sync(r->e);
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "version", json_object_new_int64((int64_t)r->e->manifest.version));
     json_object_object_add(doc, "members", json_object_new_int64((int64_t)r->e->nmembers));
+    json_object_object_add(doc, "already_in_force", json_object_new_boolean(!changed));
     reply_json(r->e, r->id, doc);
 }
 
@@ -716,8 +734,16 @@ static void cmd_status(req *r)
         return;
     }
     json_object *doc = json_object_new_object(), *versions = json_object_new_object();
+    uint64_t now = node__now(e);
     json_object_object_add(doc, "org", json_object_new_string(e->cfg.org));
     json_object_object_add(doc, "role", json_object_new_string(e->cfg.role));
+    json_object_object_add(doc, "pid", json_object_new_int64((int64_t)getpid()));
+    json_object_object_add(doc, "uptime_s",
+        json_object_new_int64(now > e->started_ms ? (int64_t)((now - e->started_ms) / 1000) : 0));
+    json_object_object_add(doc, "listen", json_object_new_string(e->cfg.listen));
+    json_object_object_add(
+        doc, "advertise", json_object_new_string(node_config_advertise(&e->cfg)));
+    json_object_object_add(doc, "dir", json_object_new_string(e->dir));
     json_object_object_add(versions, "program", json_object_new_string(PATTO_VERSION));
     json_object_object_add(versions, "protocol", json_object_new_int(PROTO_VERSION));
     json_object_object_add(versions, "schema", hexstr(e->schema_hash, 32));
@@ -725,13 +751,13 @@ static void cmd_status(req *r)
         e->have_manifest ? json_object_new_int64((int64_t)e->manifest.version) : NULL);
     json_object_object_add(doc, "versions", versions);
     json_object *peers = json_object_new_array(), *members = json_object_new_array();
-    uint64_t now = node__now(e);
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];
         json_object *mo = json_object_new_object();
         json_object_object_add(mo, "org", json_object_new_string(m->org));
         json_object_object_add(mo, "role",
             json_object_new_string(proto_role_name(m->role) ? proto_role_name(m->role) : "?"));
+        json_object_object_add(mo, "origin", hexstr(m->origin, 32));
         json_object_array_add(members, mo);
         if (m->self)
             continue;
@@ -751,9 +777,13 @@ static void cmd_status(req *r)
                 lag += m->vv[k].max - mine;
         }
         json_object_object_add(p, "lag", json_object_new_int64((int64_t)lag));
+        /* Whole seconds: a fraction printed as a double would show its binary rounding. */
         json_object_object_add(p, "last_heard_s",
-            m->last_heard_ms ? json_object_new_double((double)(now - m->last_heard_ms) / 1000.0)
+            m->last_heard_ms ? json_object_new_int64(
+                now > m->last_heard_ms ? (int64_t)((now - m->last_heard_ms) / 1000) : 0)
                              : NULL);
+        json_object_object_add(p, "clock_offset_ms",
+            m->clock_sampled_ms ? json_object_new_int64(m->clock_offset_ms) : NULL);
         json_object_array_add(peers, p);
     }
     json_object_object_add(doc, "peers", peers);
@@ -913,8 +943,19 @@ void node_ctl_handle(node_engine *e, const uint8_t *data, size_t len)
     size_t cl = m.command.len < 64 ? m.command.len : 64;
     memcpy(cmd, m.command.p, cl);
     cmd[cl] = 0;
-    if (m.nargs < 1 || !arg(&r, 0, r.operator_name, sizeof(r.operator_name))) {
+    if (m.nargs < 1) {
         reply_error(e, m.id, CODE_USAGE, "the request names no operator (args[0])");
+        goto out;
+    }
+    if (m.args[0].len > 0
+        && (!arg(&r, 0, r.operator_name, sizeof(r.operator_name))
+            || !proto_text_valid(r.operator_name, strlen(r.operator_name), NODE_OPERATOR_MAX))) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+            "the operator name must be 1-%d bytes of text without control characters, and not "
+            "only spaces",
+            NODE_OPERATOR_MAX);
+        reply_error(e, m.id, CODE_REFUSED, msg);
         goto out;
     }
     if (r.operator_name[0] == 0)
@@ -922,14 +963,18 @@ void node_ctl_handle(node_engine *e, const uint8_t *data, size_t len)
     bool writes = strncmp(cmd, "case.", 5) == 0 || strcmp(cmd, "consent.grant") == 0;
     bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0;
     if (writes && !reads_only && r.operator_name[0] == 0) {
-        reply_error(e, m.id, CODE_USAGE,
-            "no operator: pass --operator NAME or set [node] operator in pattod.conf");
+        char msg[sizeof(e->dir) + 300];
+        snprintf(msg, sizeof(msg),
+            "no operator: give --operator NAME (or set PATTO_OPERATOR), or give this node a "
+            "default: add 'operator = NAME' under [node] in %s/pattod.conf and restart pattod",
+            e->dir);
+        reply_error(e, m.id, CODE_USAGE, msg);
         goto out;
     }
     if (!e->have_manifest && strcmp(cmd, "manifest.import") != 0 && strcmp(cmd, "status") != 0
         && strcmp(cmd, "schema") != 0 && strcmp(cmd, "digest") != 0) {
-        reply_error(e, m.id, CODE_USAGE,
-            "this node has no network manifest yet: run 'patto manifest import FILE'");
+        reply_error(e, m.id, CODE_REFUSED,
+            "this node has no network manifest yet: import one with patto manifest import FILE");
         goto out;
     }
     if (strcmp(cmd, "status") == 0)

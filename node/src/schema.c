@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <proto/proto.h>
+
 #define NAME_MAX_LEN 32
 #define LABEL_MAX_LEN 200
 #define ENUM_VALUE_MAX 64
@@ -131,15 +133,11 @@ static bool oom(parser *p)
     return false;
 }
 
+/* A scope or field name: a scope name of the protocol without '-', which the edit grammar
+ * reads as part of "-=". */
 static bool name_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > NAME_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    return true;
+    return proto_scope_name_valid(s, strlen(s)) && strchr(s, '-') == NULL;
 }
 
 /* Every key of obj must be one of `allowed` (NULL-terminated). */
@@ -427,58 +425,6 @@ done:
 /* ---------------------------------------------------------------------------------------- */
 /* Checking edits                                                                            */
 
-/* Well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF) without control chars. */
-static bool text_ok(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned c = u[i];
-        if (c < 0x20 || c == 0x7f)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned cp;
-        if (c >= 0xc2 && c <= 0xdf)
-            len = 2, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            len = 3, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            len = 4, cp = c & 0x07;
-        else
-            return false;
-        if (i + len > n)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((u[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (u[i + k] & 0x3f);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-            || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0x80 && cp <= 0x9f))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
-static bool date_ok(const char *s)
-{
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-            return false;
-    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-    static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    if (y < 1900 || y > 2200 || m < 1 || m > 12 || d < 1)
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return d <= days[m - 1] + (m == 2 && leap);
-}
-
 /* A decimal integer: optional '-', digits only. */
 static bool integer(const char *s, int64_t *out)
 {
@@ -528,19 +474,23 @@ static node_err check_scalar(const node_scope_def *scope, const node_field *fiel
     int64_t x;
     switch (t) {
     case NODE_F_TEXT:
-        if (n == 0)
-            return refuse(
-                msg, scope, field, "cannot be empty: use 'patto case unset' to remove it");
         if (n > field->max_len)
             return refuse(msg, scope, field, "is at most %zu bytes (got %zu)", field->max_len, n);
-        if (!text_ok(value, n))
+        if (!proto_utf8_valid(value, n))
             return refuse(
                 msg, scope, field, "must be UTF-8 text without control characters or newlines");
+        if (!proto_text_valid(value, n, field->max_len))
+            return refuse(msg, scope, field, "cannot be %s: use 'patto case unset' to remove it",
+                n == 0 ? "empty" : "only spaces");
         return put(msg, scope, field, value, out, outsize);
-    case NODE_F_DATE:
-        if (!date_ok(value))
-            return refuse(msg, scope, field, "must be a date YYYY-MM-DD (got '%s')", value);
+    case NODE_F_DATE: {
+        proto_date d;
+        if (proto_date_parse(value, n, &d) != PROTO_OK)
+            return refuse(msg, scope, field,
+                "must be a date YYYY-MM-DD, a day that exists, years %d-%d (got '%s')",
+                PROTO_DATE_YEAR_MIN, PROTO_DATE_YEAR_MAX, value);
         return put(msg, scope, field, value, out, outsize);
+    }
     case NODE_F_ENUM: {
         for (size_t i = 0; i < field->nvalues; i++)
             if (strcmp(value, field->values[i]) == 0)

@@ -113,6 +113,19 @@ bool proto_url_valid(const char *s, size_t len)
     return v >= 1 && v <= 65535;
 }
 
+bool proto_url_wildcard(const char *s, size_t len)
+{
+    static const char *const any[] = { "tcp://0.0.0.0:", "tcp://[::]:" };
+    if (s == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof(any) / sizeof(any[0]); i++) {
+        size_t n = strlen(any[i]);
+        if (len > n && memcmp(s, any[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
 bool proto_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;

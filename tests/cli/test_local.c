@@ -629,6 +629,11 @@ static void test_help_and_version(void **state)
     assert_non_null(strstr(r.out, "usage: patto [--dir DATA] [--json] [--operator NAME] COMMAND"));
     assert_non_null(strstr(r.out, "consent grant"));
     assert_non_null(strstr(r.out, "network sign"));
+    /* the one table of exit codes, patto-testnet's 6 included */
+    assert_non_null(strstr(r.out, "exit codes (the same for patto-testnet):\n  0  done\n"));
+    assert_non_null(strstr(r.out, "\n  3  not found or not readable here\n"));
+    assert_non_null(strstr(r.out, "\n  4  unreachable: the node (or the testnet supervisor)"));
+    assert_non_null(strstr(r.out, "\n  6  a check failed (patto-testnet check and chaos only)\n"));
     run_result_fini(&r);
 
     /* every command has --help, which never runs the command */
@@ -652,6 +657,161 @@ static void test_help_and_version(void **state)
     run_result_fini(&r);
 }
 
+/* Nothing of dir changed: the files listed are absent, its mode is mode. */
+static void untouched(const fixture *f, const char *dir, mode_t mode, const char *const *absent)
+{
+    assert_int_equal(file_mode(at(f, dir)), mode);
+    for (size_t i = 0; absent[i] != NULL; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s/%s", dir, absent[i]);
+        assert_int_equal(access(at(f, name), F_OK), -1);
+    }
+}
+
+static void test_admin_and_node_apart(void **state)
+{
+    fixture *f = *state;
+    json_object *e = init_node(f, "n1", "comune-1", "comune", "tcp://127.0.0.1:7401", false);
+    json_object_put(e);
+    static const char *const admin_files[] = { "admin.key", "admin.pub", "manifest.json", NULL };
+    static const char *const node_files[] = { "identity.key", "pattod.conf", "schema.json", NULL };
+
+    /* the admin key never goes into a node's directory, nor below it */
+    run_result r = RUN(f, "network", "init", "n1");
+    expect_err(&r, 2, "n1 is in the data directory of a node");
+    assert_non_null(strstr(r.err, "(it holds pattod.conf)"));
+    run_result_fini(&r);
+    untouched(f, "n1", 0750, admin_files); /* still open to the node's group */
+    r = RUN(f, "network", "init", "n1/adm");
+    expect_err(&r, 2, "n1/adm is in the data directory of a node");
+    run_result_fini(&r);
+    assert_int_equal(access(at(f, "n1/adm"), F_OK), -1);
+
+    /* a node never goes into an admin directory, nor below it */
+    r = RUN(f, "init", "--dir", "adm", "--org", "cpia-1", "--role", "cpia", "--listen",
+        "tcp://127.0.0.1:7402", "--admin-pub", f->admin_pub, "--operator", "op");
+    expect_err(&r, 2, "adm is in the network admin directory");
+    assert_non_null(strstr(r.err, "(it holds admin.key)"));
+    run_result_fini(&r);
+    untouched(f, "adm", 0700, node_files);
+    r = RUN(f, "init", "--dir", "adm/node", "--org", "cpia-1", "--role", "cpia", "--listen",
+        "tcp://127.0.0.1:7402", "--admin-pub", f->admin_pub);
+    expect_err(&r, 2, "adm/node is in the network admin directory");
+    run_result_fini(&r);
+    assert_int_equal(access(at(f, "adm/node"), F_OK), -1);
+}
+
+static void test_advertise(void **state)
+{
+    fixture *f = *state;
+    const char *pub = f->admin_pub;
+    /* a listen URL that binds every address needs the address the others dial */
+    static const struct {
+        const char *listen, *advertise;
+        int code;
+        const char *needle;
+    } refused[] = {
+        { "tcp://0.0.0.0:7401", NULL, 1, "add --advertise tcp://HOST:PORT" },
+        { "tcp://[::]:7401", NULL, 1, "--listen tcp://[::]:7401 binds every address" },
+        { "tcp://0.0.0.0:7401", "tcp://0.0.0.0:7401", 2,
+            "--advertise tcp://0.0.0.0:7401 binds every address" },
+        { "tcp://0.0.0.0:7401", "10.0.0.5:7401", 2,
+            "advertise URL '10.0.0.5:7401' is not tcp://HOST:PORT" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        const char *adv = refused[i].advertise;
+        run_result r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune",
+            "--listen", refused[i].listen, "--admin-pub", pub, adv != NULL ? "--advertise" : "--",
+            adv != NULL ? adv : NULL);
+        expect_err(&r, refused[i].code, refused[i].needle);
+        run_result_fini(&r);
+    }
+    assert_int_equal(access(at(f, "w"), F_OK), -1);
+
+    /* with it: pattod.conf binds the one and the entry names the other */
+    run_result r = RUN(f, "init", "--dir", "w", "--org", "comune-1", "--role", "comune", "--listen",
+        "tcp://0.0.0.0:7401", "--advertise", "tcp://10.0.0.5:7401", "--admin-pub", pub,
+        "--operator", "sportello-1");
+    expect_exit(&r, 0, "init --advertise");
+    json_object *entry = json_tokener_parse(r.out);
+    assert_non_null(entry);
+    assert_string_equal(
+        json_object_get_string(json_object_object_get(entry, "url")), "tcp://10.0.0.5:7401");
+    write_text(at(f, "w.json"), r.out);
+    json_object_put(entry);
+    run_result_fini(&r);
+    char *conf = slurp_file(at(f, "w/pattod.conf"), NULL);
+    assert_non_null(conf);
+    assert_non_null(strstr(conf,
+        "listen = tcp://0.0.0.0:7401\nadvertise = tcp://10.0.0.5:7401\noperator = sportello-1\n"));
+    free(conf);
+    r = RUN(f, "network", "add", "adm", "w.json");
+    expect_exit(&r, 0, "network add of an advertised entry");
+    run_result_fini(&r);
+}
+
+static void test_blank_text(void **state)
+{
+    fixture *f = *state;
+    run_result r = RUN(f, "network", "purpose", "adm", "sanita", " ");
+    expect_err(&r, 2, "the description of sanita must be 1-1024 bytes of text");
+    assert_non_null(strstr(r.err, "not only spaces"));
+    run_result_fini(&r);
+    r = RUN(f, "init", "--dir", "b", "--org", "coop-1", "--role", "coop", "--listen",
+        "tcp://127.0.0.1:1", "--admin-pub", f->admin_pub, "--name", "   ");
+    expect_err(&r, 2, "--name must be 1-1024 bytes of text");
+    run_result_fini(&r);
+    r = RUN(f, "init", "--dir", "b", "--org", "coop-1", "--role", "coop", "--listen",
+        "tcp://127.0.0.1:1", "--admin-pub", f->admin_pub, "--operator", " ");
+    expect_err(&r, 2, "the operator name (--operator) must be 1-64 bytes of text");
+    run_result_fini(&r);
+    assert_int_equal(access(at(f, "b"), F_OK), -1);
+    /* a member entry with a blank name */
+    json_object *e = init_node(f, "n1", "coop-1", "coop", "tcp://127.0.0.1:7401", false);
+    json_object_object_add(e, "name", json_object_new_string(" "));
+    write_text(at(f, "blank.json"), json_object_to_json_string(e));
+    json_object_put(e);
+    r = RUN(f, "network", "add", "adm", "blank.json");
+    expect_err(&r, 2, "the name of coop-1 must be");
+    run_result_fini(&r);
+}
+
+/* Every `patto init` example of the documentation (a command line in a code block or a
+ * comment, continued with backslashes) gives --operator: following it literally, the first
+ * write works. */
+static void test_docs_init_examples(void **state)
+{
+    (void)state;
+    const char *docs[] = { PATTO_SOURCE_DIR "/cli/README.md", PATTO_SOURCE_DIR "/node/README.md",
+        PATTO_SOURCE_DIR "/node/pattod.service" };
+    int examples = 0;
+    for (size_t d = 0; d < sizeof docs / sizeof docs[0]; d++) {
+        char *text = slurp_file(docs[d], NULL);
+        assert_non_null(text);
+        for (char *line = text; line != NULL && *line != '\0';) {
+            char *start = line;
+            while (*start == ' ' || *start == '#')
+                start++;
+            char *end = strchr(line, '\n');
+            /* the command and its continuation lines */
+            while (end != NULL && end > line && end[-1] == '\\')
+                end = strchr(end + 1, '\n');
+            size_t n = end != NULL ? (size_t)(end - start) : strlen(start);
+            if (strncmp(start, "patto init ", 11) == 0) {
+                examples++;
+                char *cmd = strndup(start, n);
+                assert_non_null(cmd);
+                if (strstr(cmd, "--operator ") == NULL)
+                    fail_msg("%s: an example without --operator: %s", docs[d], cmd);
+                free(cmd);
+            }
+            line = end != NULL ? end + 1 : NULL;
+        }
+        free(text);
+    }
+    assert_true(examples >= 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -661,6 +821,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_network_errors, setup_admin, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_and_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_and_node_apart, setup_admin, teardown),
+        cmocka_unit_test_setup_teardown(test_advertise, setup_admin, teardown),
+        cmocka_unit_test_setup_teardown(test_blank_text, setup_admin, teardown),
+        cmocka_unit_test(test_docs_init_examples),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,8 @@ typedef enum answer_kind {
     ANSWER_WRONG_ID,   /* control-response with another request's id */
     ANSWER_NOT_JSON,   /* control-response whose payload is not JSON */
     ANSWER_WRONG_KIND, /* a manifest-shaped message (not a control answer) */
-    ANSWER_HANG_UP     /* close the socket instead of answering */
+    ANSWER_HANG_UP,    /* close the socket instead of answering */
+    ANSWER_SILENT      /* take the request and never answer (a hung node) */
 } answer_kind;
 
 typedef struct request {
@@ -117,6 +118,8 @@ static void *serve(void *arg)
             nng_close(f->sock); /* the node dies with the request in hand */
             break;
         }
+        if (f->kind == ANSWER_SILENT)
+            continue;
         reply(f, id);
     }
     return NULL;
@@ -170,19 +173,28 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run patto with --dir set to the fake node's directory through PATTO_DIR. */
-static run_result run_env(fake_node *f, const char *op_env, const char *const *args)
+/* Run patto with --dir set to the fake node's directory through PATTO_DIR; extra: one more
+ * KEY=VALUE for its environment, or NULL. */
+static run_result run_env_extra(
+    fake_node *f, const char *op_env, const char *extra, const char *const *args)
 {
     char dir_env[4200], op[200];
     snprintf(dir_env, sizeof dir_env, "PATTO_DIR=%s", f->dir);
-    const char *env[3] = { dir_env, NULL, NULL };
+    const char *env[4] = { dir_env, NULL, NULL, NULL };
+    size_t n = 1;
     if (op_env != NULL) {
         snprintf(op, sizeof op, "PATTO_OPERATOR=%s", op_env);
-        env[1] = op;
+        env[n++] = op;
     }
+    env[n] = extra;
     run_result r;
     assert_int_equal(run_patto(&r, NULL, env, args), 0);
     return r;
+}
+
+static run_result run_env(fake_node *f, const char *op_env, const char *const *args)
+{
+    return run_env_extra(f, op_env, NULL, args);
 }
 
 #define RUN(f, ...) run_env((f), NULL, (const char *const[]) { __VA_ARGS__, NULL })
@@ -346,7 +358,17 @@ static void test_case_usage_never_asks_the_node(void **state)
     typo[5] = typo[5] == 'a' ? 'b' : 'a'; /* one mistyped character: the checksum catches it */
     r = RUN(f, "case", "show", typo);
     expect_exit(&r, 2);
-    assert_non_null(strstr(r.err, "is not a case id"));
+    assert_non_null(strstr(r.err,
+        "is not a case id: its checksum does not match (a character is "
+        "mistyped)"));
+    run_result_fini(&r);
+    r = RUN(f, "case", "show", "pc-hello");
+    expect_exit(&r, 1); /* not a case id's shape at all: the command line is wrong */
+    assert_non_null(strstr(r.err, "'pc-hello' is not a case id: expected pc- followed by 29"));
+    run_result_fini(&r);
+    r = RUN_OP(f, " ", "case", "show", id);
+    expect_exit(&r, 2); /* an operator name of only spaces */
+    assert_non_null(strstr(r.err, "the operator name (PATTO_OPERATOR) must be"));
     run_result_fini(&r);
     r = RUN(f, "case", "unset", id, "documenti");
     expect_exit(&r, 1);
@@ -380,8 +402,9 @@ static void test_case_show(void **state)
     assert_non_null(strstr(r.out, "lingua.ore_frequenza"));
     assert_non_null(strstr(r.out, "42\n"));
     assert_non_null(strstr(r.out, "lavoro  CONFLICT: lavoro | studio\n"));
-    assert_non_null(strstr(r.out, "2025-03-01T09:00:00Z  comune-1  {\"tipo\":\"colloquio\"}"));
-    assert_non_null(strstr(r.out, "2025-03-02T09:00:00Z  cpia-1  (redacted)"));
+    /* times in Europe/Rome for people (the JSON below keeps UTC) */
+    assert_non_null(strstr(r.out, "2025-03-01 10:00:00 CET  comune-1  {\"tipo\":\"colloquio\"}"));
+    assert_non_null(strstr(r.out, "2025-03-02 10:00:00 CET  cpia-1  (redacted)"));
     assert_non_null(strstr(r.out, "piano"));
     /* one line per field, the key first */
     const char *line = strstr(r.out, "\nanagrafica.nome ");
@@ -551,13 +574,17 @@ static void test_consent_grant_usage(void **state)
         { "--until", "31/12/2026", "--until '31/12/2026' is not a date" },
         { "--to", "CPIA", "--to 'CPIA' is not an org id" },
         { "--scopes", "lingua,,sociale", "--scopes 'lingua,,sociale' is not" },
+        { "--scopes", "lavoro,lingua,lavoro", "--scopes names lavoro twice" },
+        { "--scopes", "lingua,lingua", "--scopes names lingua twice" },
+        { "--evidence", " ", "--evidence must be" },
+        { "--access", "none", "--access 'none' is not read or write" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *to = strcmp(bad[i].opt, "--to") == 0 ? bad[i].val : "cpia-1";
         const char *scopes = strcmp(bad[i].opt, "--scopes") == 0 ? bad[i].val : "lingua";
         const char *basis = strcmp(bad[i].opt, "--basis") == 0 ? bad[i].val : "consent";
-        const char *extra_opt
-            = strcmp(bad[i].opt, "--access") == 0 || strcmp(bad[i].opt, "--until") == 0
+        const char *extra_opt = strcmp(bad[i].opt, "--access") == 0
+                || strcmp(bad[i].opt, "--until") == 0 || strcmp(bad[i].opt, "--evidence") == 0
             ? bad[i].opt
             : "--evidence";
         const char *extra_val = extra_opt == bad[i].opt ? bad[i].val : "ref";
@@ -576,10 +603,10 @@ static void test_consent_grant_usage(void **state)
     assert_int_equal(requests(f), 0);
 }
 
-static void test_manifest_import(void **state)
+/* A real signed manifest of version 4 with one member, made with proto directly, written to
+ * DIR/m.bin (path, 4200 bytes); its bytes in *out (owned: proto_buf_free). */
+static void write_manifest(fake_node *f, char *path, proto_buf *out)
 {
-    fake_node *f = *state;
-    /* a real signed manifest, made with proto directly */
     proto_identity *admin = NULL;
     assert_int_equal(proto_identity_new(NULL, &admin), PROTO_OK);
     proto_member m = { .org = { (const uint8_t *)"comune-1", 8 },
@@ -589,15 +616,22 @@ static void test_manifest_import(void **state)
     memcpy(m.origin, proto_identity_origin(admin), PROTO_ORIGIN_LEN);
     memcpy(m.box_pk, proto_identity_box_pk(admin), PROTO_BOX_PK_LEN);
     proto_manifest man = { .version = 4, .members = &m, .nmembers = 1 };
-    proto_buf signed_bytes = { NULL, 0 };
-    assert_int_equal(proto_manifest_sign(&man, admin, &signed_bytes), PROTO_OK);
+    *out = (proto_buf) { NULL, 0 };
+    assert_int_equal(proto_manifest_sign(&man, admin, out), PROTO_OK);
     proto_identity_free(admin);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/m.bin", f->dir);
+    snprintf(path, 4200, "%s/m.bin", f->dir);
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
-    assert_int_equal(fwrite(signed_bytes.p, 1, signed_bytes.len, fp), signed_bytes.len);
+    assert_int_equal(fwrite(out->p, 1, out->len, fp), out->len);
     assert_int_equal(fclose(fp), 0);
+}
+
+static void test_manifest_import(void **state)
+{
+    fake_node *f = *state;
+    char path[4200];
+    proto_buf signed_bytes;
+    write_manifest(f, path, &signed_bytes);
 
     f->payload = "{\"version\": 4, \"members\": 1}";
     run_result r = RUN(f, "manifest", "import", path);
@@ -678,6 +712,119 @@ static void test_status_digest_schema(void **state)
     pthread_mutex_unlock(&f->mu);
 }
 
+static void test_times_in_rome(void **state)
+{
+    fake_node *f = *state;
+    char a[PROTO_CASE_ID_TEXT_SIZE], b[PROTO_CASE_ID_TEXT_SIZE], payload[400];
+    new_case_id(a);
+    new_case_id(b);
+    snprintf(payload, sizeof payload,
+        "{\"cases\": [{\"id\": \"%s\", \"scopes\": [\"lingua\"], \"last_change\": "
+        "\"2026-12-06T12:29:31.000Z\"}, {\"id\": \"%s\", \"scopes\": [\"lingua\"], "
+        "\"last_change\": \"2026-07-01T09:00:00.250Z\"}]}",
+        a, b);
+    f->payload = payload;
+    run_result r = RUN(f, "case", "list");
+    expect_exit(&r, 0);
+    assert_non_null(strstr(r.out, "2026-12-06 13:29:31 CET"));
+    assert_non_null(strstr(r.out, "2026-07-01 11:00:00 CEST"));
+    assert_null(strstr(r.out, "T12:29:31"));
+    run_result_fini(&r);
+    /* --json keeps the node's UTC times */
+    r = RUN(f, "--json", "case", "list");
+    expect_exit(&r, 0);
+    json_object *got = json_tokener_parse(r.out), *want = json_tokener_parse(payload);
+    assert_non_null(got);
+    assert_true(json_object_equal(got, want));
+    json_object_put(got);
+    json_object_put(want);
+    run_result_fini(&r);
+}
+
+static void test_status_for_people(void **state)
+{
+    fake_node *f = *state;
+    char payload[2000];
+    const char *o1 = "1111111111111111111111111111111111111111111111111111111111111111";
+    const char *o2 = "2222222222222222222222222222222222222222222222222222222222222222";
+    const char *o3 = "3333333333333333333333333333333333333333333333333333333333333333";
+    snprintf(payload, sizeof payload,
+        "{\"org\": \"comune-1\", \"role\": \"comune\", \"pid\": 4242, \"uptime_s\": 7260, "
+        "\"dir\": \"/var/lib/patto\", \"listen\": \"tcp://0.0.0.0:7401\", \"advertise\": "
+        "\"tcp://10.0.0.5:7401\", \"versions\": {\"program\": \"0.1.0\", \"protocol\": 1, "
+        "\"schema\": \"ab\", \"manifest\": null}, \"peers\": [{\"org\": \"cpia-1\", "
+        "\"state\": \"up\", \"lag\": 0, \"last_heard_s\": 2, \"clock_offset_ms\": 1234}, "
+        "{\"org\": \"coop-1\", \"state\": \"up\", \"lag\": 0, \"last_heard_s\": 0, "
+        "\"clock_offset_ms\": -260}, {\"org\": \"pref-lt\", \"state\": \"down\", \"lag\": "
+        "0, \"last_heard_s\": null, \"clock_offset_ms\": null}], \"vv\": {\"%s\": 12, "
+        "\"%s\": 5, \"%s\": 1}, \"counts\": {\"cases\": 1, \"headers\": 18, \"bodies\": 3}, "
+        "\"quarantined\": [], \"waiting\": {\"causal\": 1, \"clock\": 2, \"key\": 3, "
+        "\"bodies\": 4, \"headers\": 5}, \"members\": [{\"org\": \"comune-1\", \"role\": "
+        "\"comune\", \"origin\": \"%s\"}, {\"org\": \"cpia-1\", \"role\": \"cpia\", "
+        "\"origin\": \"%s\"}], \"purposes\": []}",
+        o1, o2, o3, o1, o2);
+    f->payload = payload;
+    run_result r = RUN(f, "status");
+    expect_exit(&r, 0);
+    assert_non_null(strstr(r.out, "node         pid 4242, up 2 h 1 min, data /var/lib/patto\n"));
+    assert_non_null(
+        strstr(r.out, "address      listen tcp://0.0.0.0:7401, advertised tcp://10.0.0.5:7401\n"));
+    assert_non_null(
+        strstr(r.out, "\nno manifest yet: import one with patto manifest import FILE\n"));
+    assert_non_null(strstr(r.out, "waiting      causal 1, clock 2, key 3, bodies 4, headers 5\n"));
+    assert_non_null(strstr(r.out, "2 s ago       +1.2 s\n"));
+    assert_non_null(strstr(r.out, "0 s ago       -0.3 s\n"));
+    assert_non_null(strstr(r.out, "never         unknown\n"));
+    /* the vv by org; an origin that is no member as its hex */
+    const char *vv = strstr(r.out, "\nORIGIN ");
+    assert_non_null(vv);
+    const char *rows[][2] = { { "\ncomune-1 ", "  12\n" }, { "\ncpia-1 ", "  5\n" } };
+    for (size_t i = 0; i < 2; i++) {
+        const char *row = strstr(vv, rows[i][0]), *eol = row ? strchr(row + 1, '\n') : NULL;
+        assert_non_null(eol);
+        assert_int_equal(strncmp(eol + 1 - strlen(rows[i][1]), rows[i][1], strlen(rows[i][1])), 0);
+    }
+    assert_null(strstr(r.out, o1));
+    assert_null(strstr(r.out, o2));
+    assert_non_null(strstr(r.out, o3));
+    run_result_fini(&r);
+}
+
+static void test_manifest_already_in_force(void **state)
+{
+    fake_node *f = *state;
+    char path[4200];
+    proto_buf signed_bytes;
+    write_manifest(f, path, &signed_bytes);
+    proto_buf_free(&signed_bytes);
+    f->payload = "{\"version\": 4, \"members\": 3, \"already_in_force\": true}";
+    run_result r = RUN(f, "manifest", "import", path);
+    expect_exit(&r, 0);
+    assert_string_equal(
+        r.out, "manifest version 4 is already in force (3 members): nothing changed\n");
+    run_result_fini(&r);
+}
+
+/* A node that takes the request and never answers: the CLI's one timeout (shortened for the
+ * test) ends the wait, and says the command may have been done. */
+static void test_node_never_answers(void **state)
+{
+    fake_node *f = *state;
+    f->kind = ANSWER_SILENT;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run_result r = run_env_extra(f, NULL, "PATTO_TEST_TIMEOUT_MS=800",
+        (const char *const[]) { "case", "new", "anagrafica.nome=Amina", NULL });
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    expect_exit(&r, 4);
+    assert_non_null(
+        strstr(r.err, "does not answer (waited 0.8 s): the command may or may not have been done"));
+    run_result_fini(&r);
+    long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 800 && ms < 10000);
+    assert_int_equal(requests(f), 1);
+}
+
 static void test_no_node(void **state)
 {
     (void)state;
@@ -733,6 +880,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_consent_grant_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_digest_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_times_in_rome, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_for_people, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_already_in_force, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_never_answers, setup, teardown),
         cmocka_unit_test(test_no_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

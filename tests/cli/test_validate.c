@@ -1,4 +1,5 @@
-/* cli.validate: the CLI's pure input checks (cli.h), which decide exit codes 1 and 2. */
+/* cli.validate: the CLI's pure helpers (cli.h): the sentences of its exit codes and the times
+ * it shows people. Its input checks are proto's, tested in proto.names. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,109 +10,51 @@
 #include <string.h>
 
 #include <cli/cli.h>
-#include <proto/proto.h>
 
-static void test_org(void **state)
+static void expect_time(const char *utc, const char *want)
 {
-    (void)state;
-    assert_true(cli_valid_org("comune-latina"));
-    assert_true(cli_valid_org("a"));
-    assert_true(cli_valid_org("cpia-1"));
-    assert_true(cli_valid_org("abcdefghijklmnopqrstuvwxyz012345"));   /* 32 */
-    assert_false(cli_valid_org("abcdefghijklmnopqrstuvwxyz0123456")); /* 33 */
-    assert_false(cli_valid_org(""));
-    assert_false(cli_valid_org(NULL));
-    assert_false(cli_valid_org("Comune"));
-    assert_false(cli_valid_org("comune_1"));
-    assert_false(cli_valid_org("comune 1"));
-    assert_false(cli_valid_org("comuné"));
+    char out[CLI_TIME_TEXT_SIZE] = "untouched";
+    bool ok = cli_rome_time(utc, out, sizeof out);
+    if (want == NULL) {
+        if (ok)
+            fail_msg("'%s' was taken as a time: '%s'", utc, out);
+        assert_string_equal(out, "untouched");
+        return;
+    }
+    if (!ok)
+        fail_msg("'%s' was not taken as a time", utc);
+    assert_string_equal(out, want);
 }
 
-static void test_role(void **state)
+static void test_rome_time(void **state)
 {
     (void)state;
-    assert_int_equal(cli_role_parse("comune"), PROTO_ROLE_COMUNE);
-    assert_int_equal(cli_role_parse("cpia"), PROTO_ROLE_CPIA);
-    assert_int_equal(cli_role_parse("cpi"), PROTO_ROLE_CPI);
-    assert_int_equal(cli_role_parse("prefettura"), PROTO_ROLE_PREFETTURA);
-    assert_int_equal(cli_role_parse("coop"), PROTO_ROLE_COOP);
-    assert_int_equal(cli_role_parse("coord"), PROTO_ROLE_COORD);
-    assert_int_equal(cli_role_parse("Comune"), 0);
-    assert_int_equal(cli_role_parse("sindaco"), 0);
-    assert_int_equal(cli_role_parse(""), 0);
-    assert_int_equal(cli_role_parse(NULL), 0);
-}
-
-static void test_url(void **state)
-{
-    (void)state;
-    assert_true(cli_valid_url("tcp://127.0.0.1:7401"));
-    assert_true(cli_valid_url("tcp://node-1.comune.example.it:65535"));
-    assert_true(cli_valid_url("tcp://[::1]:1"));
-    assert_true(cli_valid_url("tcp://[fe80::1]:7401"));
-    assert_false(cli_valid_url("tcp://127.0.0.1"));
-    assert_false(cli_valid_url("tcp://127.0.0.1:"));
-    assert_false(cli_valid_url("tcp://127.0.0.1:0"));
-    assert_false(cli_valid_url("tcp://127.0.0.1:65536"));
-    assert_false(cli_valid_url("tcp://127.0.0.1:12a"));
-    assert_false(cli_valid_url("tcp://:7401"));
-    assert_false(cli_valid_url("tcp://[]:7401"));
-    assert_false(cli_valid_url("tcp://[::1]7401"));
-    assert_false(cli_valid_url("tcp://a b:1"));
-    assert_false(cli_valid_url("http://host:80"));
-    assert_false(cli_valid_url("ipc://control.sock"));
-    assert_false(cli_valid_url(""));
-    assert_false(cli_valid_url(NULL));
-}
-
-static void test_date(void **state)
-{
-    (void)state;
-    assert_true(cli_valid_date("2025-12-31"));
-    assert_true(cli_valid_date("2024-02-29"));
-    assert_true(cli_valid_date("2000-02-29"));
-    assert_false(cli_valid_date("1900-02-29"));
-    assert_false(cli_valid_date("2025-02-29"));
-    assert_false(cli_valid_date("2025-04-31"));
-    assert_false(cli_valid_date("2025-13-01"));
-    assert_false(cli_valid_date("2025-00-10"));
-    assert_false(cli_valid_date("2025-1-01"));
-    assert_false(cli_valid_date("25-01-01"));
-    assert_false(cli_valid_date("2025/01/01"));
-    assert_false(cli_valid_date("1899-12-31"));
-    assert_false(cli_valid_date("2201-01-01"));
-    assert_false(cli_valid_date("2025-01-01x"));
-    assert_false(cli_valid_date(NULL));
-}
-
-static void test_text(void **state)
-{
-    (void)state;
-    assert_true(cli_valid_text("Comune di Latina", 64));
-    assert_true(cli_valid_text("Città", 64));
-    assert_false(cli_valid_text("", 64));
-    assert_false(cli_valid_text("a\nb", 64));
-    assert_false(cli_valid_text("a\tb", 64));
-    assert_false(cli_valid_text("abcd", 3));
-    assert_false(cli_valid_text(NULL, 3));
-}
-
-static void test_hex(void **state)
-{
-    (void)state;
-    uint8_t b[4];
-    char s[9];
-    assert_true(cli_hex_decode("00ff7Aa0", b, 4));
-    assert_int_equal(b[0], 0x00);
-    assert_int_equal(b[1], 0xff);
-    assert_int_equal(b[2], 0x7a);
-    assert_int_equal(b[3], 0xa0);
-    cli_hex_encode(b, 4, s);
-    assert_string_equal(s, "00ff7aa0");
-    assert_false(cli_hex_decode("00ff7a", b, 4));
-    assert_false(cli_hex_decode("00ff7aa0b", b, 4));
-    assert_false(cli_hex_decode("00ff7ag0", b, 4));
-    assert_false(cli_hex_decode(NULL, b, 4));
+    /* winter (CET, UTC+1) and summer (CEST, UTC+2), with and without a fraction */
+    expect_time("2026-12-06T12:29:31.123Z", "2026-12-06 13:29:31 CET");
+    expect_time("2026-07-01T09:00:00Z", "2026-07-01 11:00:00 CEST");
+    expect_time("2026-12-31T23:30:00.000Z", "2027-01-01 00:30:00 CET"); /* the next day in Rome */
+    /* the changes of 2026: 29 March and 25 October at 01:00 UTC */
+    expect_time("2026-03-29T00:59:59.999Z", "2026-03-29 01:59:59 CET");
+    expect_time("2026-03-29T01:00:00.000Z", "2026-03-29 03:00:00 CEST");
+    expect_time("2026-10-25T00:59:59Z", "2026-10-25 02:59:59 CEST");
+    expect_time("2026-10-25T01:00:00Z", "2026-10-25 02:00:00 CET");
+    /* anything else is not a time the node wrote */
+    expect_time("2026-12-06 12:29:31Z", NULL);
+    expect_time("2026-12-06T12:29:31", NULL);
+    expect_time("2026-12-06T12:29:31+01:00", NULL);
+    expect_time("2026-02-30T12:29:31Z", NULL);
+    expect_time("2026-12-06T24:00:00Z", NULL);
+    expect_time("2026-12-06T12:60:00Z", NULL);
+    expect_time("2026-12-06T12:29:31.Z", NULL);
+    expect_time("2026-12-06T12:29:31.1x3Z", NULL);
+    expect_time("2026-12-06T1a:29:31Z", NULL);
+    expect_time("1950-01-01T00:00:00Z", NULL); /* before the epoch: never a node's time */
+    expect_time("", NULL);
+    expect_time("-", NULL);
+    expect_time(NULL, NULL);
+    char small[16] = "untouched"; /* too small for the text: refused, untouched */
+    assert_false(cli_rome_time("2026-12-06T12:29:31Z", small, 8));
+    assert_string_equal(small, "untouched");
 }
 
 static void test_strerror(void **state)
@@ -129,12 +72,7 @@ static void test_strerror(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_org),
-        cmocka_unit_test(test_role),
-        cmocka_unit_test(test_url),
-        cmocka_unit_test(test_date),
-        cmocka_unit_test(test_text),
-        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_rome_time),
         cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -100,6 +100,11 @@ static void edits_are_checked(void **state)
         { "anagrafica", "nome", NODE_EDIT_SET, "Amina", NODE_OK, "Amina" },
         { "anagrafica", "nome", NODE_EDIT_SET, "Zoë Ñandú", NODE_OK, "Zoë Ñandú" },
         { "anagrafica", "nome", NODE_EDIT_SET, "", NODE_EINVAL, "cannot be empty" },
+        { "anagrafica", "nome", NODE_EDIT_SET, " ", NODE_EINVAL, "cannot be only spaces" },
+        { "anagrafica", "nome", NODE_EDIT_SET, "   ", NODE_EINVAL, "cannot be only spaces" },
+        { "anagrafica", "nome", NODE_EDIT_SET, " Amina ", NODE_OK, " Amina " },
+        { "competenze", "competenze", NODE_EDIT_ADD, " ", NODE_EINVAL, "cannot be only spaces" },
+        { "competenze", "competenze", NODE_EDIT_ADD, "\xc2\x85", NODE_EINVAL, "UTF-8" },
         { "anagrafica", "nome", NODE_EDIT_SET, "a\nb", NODE_EINVAL, "without control" },
         { "anagrafica", "nome", NODE_EDIT_SET, "\xc3\x28", NODE_EINVAL, "UTF-8" },
         { "anagrafica", "nome", NODE_EDIT_SET, "\xed\xa0\x80", NODE_EINVAL, "UTF-8" },
@@ -110,6 +115,11 @@ static void edits_are_checked(void **state)
             "must be a date YYYY-MM-DD" },
         { "anagrafica", "data_nascita", NODE_EDIT_SET, "2024-02-29", NODE_OK, "2024-02-29" },
         { "anagrafica", "data_nascita", NODE_EDIT_SET, "12/03/1994", NODE_EINVAL, "YYYY-MM-DD" },
+        { "anagrafica", "data_nascita", NODE_EDIT_SET, "2026-02-31", NODE_EINVAL,
+            "a day that exists" },
+        { "anagrafica", "data_nascita", NODE_EDIT_SET, "1950-01-01", NODE_OK, "1950-01-01" },
+        { "anagrafica", "data_nascita", NODE_EDIT_SET, "1899-12-31", NODE_EINVAL,
+            "years 1900-2200" },
         { "lingua", "livello", NODE_EDIT_SET, "B1", NODE_OK, "B1" },
         { "lingua", "livello", NODE_EDIT_SET, "b1", NODE_EINVAL,
             "lingua.livello must be one of pre-A1 A1 A2 B1 B2 C1 C2 (got 'b1')" },
@@ -180,6 +190,12 @@ static void bad_schemas_name_the_place(void **state)
         { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"A b\",\"fields\":[{\"name\":"
           "\"f\",\"type\":\"text\"}]}]}",
             "scopes[0]: name \"A b\" must be" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a-b\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"text\"}]}]}",
+            "scopes[0]: name \"a-b\" must be 1 to 32 of a-z 0-9 _" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f-\",\"type\":\"counter\"}]}]}",
+            "scopes[0].fields[0]: name \"f-\" must be" },
         { "{\"schema\":\"x\",\"version\":1,\"colour\":2,\"scopes\":[]}", "unknown key \"colour\"" },
         { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
           "\"f\",\"type\":\"set\",\"of\":\"counter\"}]}]}",

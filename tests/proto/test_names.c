@@ -23,6 +23,9 @@ static void org_ids(void **state)
     assert_false(proto_org_valid(S("comune_1")));
     assert_false(proto_org_valid(NULL, 0));
     assert_false(proto_org_valid("cpia\0x", 6)); /* a NUL inside */
+    assert_true(proto_org_valid(S("a")));
+    assert_false(proto_org_valid(S("comune 1")));
+    assert_false(proto_org_valid(S("comun\xc3\xa9")));
 }
 
 static void scope_names(void **state)
@@ -46,6 +49,8 @@ static void roles_bases_access(void **state)
     assert_int_equal(proto_role_parse(S("admin")), 0);
     assert_int_equal(proto_role_parse(S("")), 0);
     assert_int_equal(proto_role_parse(S("comunex")), 0);
+    assert_int_equal(proto_role_parse(S("Comune")), 0);
+    assert_int_equal(proto_role_parse(NULL, 0), 0);
     assert_null(proto_role_name(0));
     assert_null(proto_role_name(7));
 
@@ -83,6 +88,28 @@ static void urls(void **state)
     memset(long_url + 6, 'a', 250);
     strcpy(long_url + 256, ":1");
     assert_false(proto_url_valid(S(long_url))); /* 258 bytes */
+    assert_true(proto_url_valid(S("tcp://[fe80::1]:7401")));
+    assert_false(proto_url_valid(S("tcp://127.0.0.1:")));
+    assert_false(proto_url_valid(S("tcp://127.0.0.1:12a")));
+    assert_false(proto_url_valid(S("tcp://[]:7401")));
+    assert_false(proto_url_valid(S("tcp://[::1]7401")));
+    assert_false(proto_url_valid(S("http://host:80")));
+    assert_false(proto_url_valid(S("")));
+    assert_false(proto_url_valid(NULL, 0));
+}
+
+static void wildcard_urls(void **state)
+{
+    (void)state;
+    assert_true(proto_url_wildcard(S("tcp://0.0.0.0:7401")));
+    assert_true(proto_url_wildcard(S("tcp://[::]:7401")));
+    assert_false(proto_url_wildcard(S("tcp://127.0.0.1:7401")));
+    assert_false(proto_url_wildcard(S("tcp://10.0.0.5:7401")));
+    assert_false(proto_url_wildcard(S("tcp://[::1]:7401")));
+    assert_false(proto_url_wildcard(S("tcp://0.0.0.01:7401"))); /* another host */
+    assert_false(proto_url_wildcard(S("tcp://0.0.0.0:")));      /* no port: not even a URL */
+    assert_false(proto_url_wildcard("tcp://0.0.0.0:7401", 10)); /* only its first len bytes */
+    assert_false(proto_url_wildcard(NULL, 0));
 }
 
 static void text(void **state)
@@ -101,6 +128,8 @@ static void text(void **state)
     assert_false(proto_text_valid(S("\xed\xa0\x80"), 64)); /* a surrogate */
     assert_false(proto_text_valid(S("\xe2\x82"), 64));     /* truncated */
     assert_false(proto_text_valid(S("abcd"), 3));
+    assert_true(proto_text_valid(S("abc"), 3));
+    assert_false(proto_text_valid(NULL, 0, 3));
     assert_true(proto_utf8_valid(S("")));
 }
 
@@ -195,6 +224,7 @@ int main(void)
         cmocka_unit_test(scope_names),
         cmocka_unit_test(roles_bases_access),
         cmocka_unit_test(urls),
+        cmocka_unit_test(wildcard_urls),
         cmocka_unit_test(text),
         cmocka_unit_test(dates),
         cmocka_unit_test(rome),

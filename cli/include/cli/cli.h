@@ -1,12 +1,12 @@
 /*
- * cli.h - `patto`, the operator CLI: one entry point and the pure input checks it applies
- * before anything is written or sent (exposed for the unit tests).
+ * cli.h - `patto`, the operator CLI: one entry point, and the pure helpers of its output (exposed
+ * for the unit tests). The input checks are proto's (proto.h, "Names and values").
  *
  * The CLI's grammar, exit codes and JSON output are documented in cli/README.md; it talks to
  * its node only through the control socket (node/CONTROL.md) and never opens the store.
  *
  * Threads: cli_main is meant to run once per process (it may chdir() into the data directory
- * and writes to stdout and stderr). The checks are pure and thread-safe.
+ * and writes to stdout and stderr). The helpers are pure and thread-safe.
  */
 #ifndef CLI_CLI_H
 #define CLI_CLI_H
@@ -19,8 +19,8 @@
 extern "C" {
 #endif
 
-/* The CLI's exit codes (DESIGN.md, "The CLI's conventions"); a node's control-error code is one
- * of these too. */
+/* The CLI's exit codes (cli/README.md, "Exit codes and errors"; patto-testnet shares the table and
+ * adds 6, a check that failed); a node's control-error code is one of 1-5 too. */
 #define CLI_ERRORS(X)                                                                              \
     X(CLI_OK, 0, "done")                                                                           \
     X(CLI_EUSAGE, 1, "usage error: see patto --help")                                              \
@@ -42,21 +42,11 @@ const char *cli_strerror(int err);
  * results to stdout and errors to stderr (or, with --json, an error object to stdout). */
 int cli_main(int argc, char **argv);
 
-/* An org id or purpose id: [a-z0-9-]{1,32}. s may be NULL (false). */
-bool cli_valid_org(const char *s);
-/* A role name (comune cpia cpi prefettura coop coord): its proto_role number, or 0. */
-int cli_role_parse(const char *s);
-/* tcp://HOST:PORT with a non-empty host name, IPv4 address or [IPv6] address and a port
- * 1-65535. */
-bool cli_valid_url(const char *s);
-/* YYYY-MM-DD, a real calendar date (years 1900-2200, as the schema's dates). */
-bool cli_valid_date(const char *s);
-/* Text for people (names, descriptions): 1..max bytes, no control characters. */
-bool cli_valid_text(const char *s, size_t max);
-/* Decode exactly 2*n hex digits (either case) into out. Returns false on any other input. */
-bool cli_hex_decode(const char *hex, uint8_t *out, size_t n);
-/* Lowercase hex of n bytes into out (2*n+1 bytes, NUL-terminated). */
-void cli_hex_encode(const uint8_t *in, size_t n, char *out);
+/* A time the node wrote (RFC 3339 UTC, "2026-12-06T12:29:31.123Z", CONTROL.md) as people read it,
+ * in Europe/Rome civil time: "2026-12-06 13:29:31 CET" (CEST in summer), into out (n bytes, at
+ * least CLI_TIME_TEXT_SIZE). Returns false, out untouched, for anything else. */
+#define CLI_TIME_TEXT_SIZE 32
+bool cli_rome_time(const char *utc, char *out, size_t n);
 
 #ifdef __cplusplus
 }

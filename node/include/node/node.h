@@ -135,9 +135,6 @@ const char *node_config_dial_url(const node_config *cfg, const char *org);
 
 /* The URL the other members dial to reach this node: [node] advertise, else [node] listen. */
 const char *node_config_advertise(const node_config *cfg);
-/* Does url bind every address (tcp://0.0.0.0:P or tcp://[::]:P)? Such a listen URL
- * cannot be dialled: it needs an advertise URL beside it. */
-bool node_url_wildcard(const char *url);
 
 /* ---------------------------------------------------------------------------------------- */
 /* The data-directory lock: one pattod per DATA.                                             */

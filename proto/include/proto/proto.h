@@ -238,6 +238,10 @@ bool proto_scope_name_valid(const char *s, size_t len);
 /* tcp://HOST:PORT: HOST a DNS name or IPv4 address ([A-Za-z0-9.-]+) or [IPv6 address], PORT
  * 1..65535, at most PROTO_URL_MAX bytes. */
 bool proto_url_valid(const char *s, size_t len);
+/* Does the URL bind every address of the machine (tcp://0.0.0.0:PORT or tcp://[::]:PORT)? Such
+ * a URL can be listened on but not dialled: a node that listens on it needs another URL, the
+ * one the other members dial, beside it ([node] advertise, `patto init --advertise`). */
+bool proto_url_wildcard(const char *s, size_t len);
 /* Well-formed UTF-8 without control characters (C0, DEL, C1): no overlong forms, no
  * surrogates, nothing beyond U+10FFFF. An empty string is valid. */
 bool proto_utf8_valid(const char *s, size_t len);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# cli.demo: scripts/demo end to end, three ways: with its output in a file, it succeeds and
+# writes no colour codes (ESC); on a terminal (script(1) gives it one) its headings are bold,
+# unless NO_COLOR is set. Usage: demo.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+src=$1 build=$2
+out=$(mktemp "${TMPDIR:-/tmp}/patto-demo-out-XXXXXX")
+trap 'rm -f "$out"' EXIT
+fail() { cat "$out"; echo "cli.demo: $*" >&2; exit 1; }
+esc=$'\033'
+
+env -u NO_COLOR "$src/scripts/demo" "$build" > "$out" 2>&1 </dev/null || fail "the demo failed"
+grep -q "== Done: three nodes" "$out" || fail "the demo did not finish"
+! grep -q "$esc" "$out" || fail "colour codes written into a file"
+
+demo_on_terminal() {
+    script -qec "$(printf '%q ' "$@" "$src/scripts/demo" "$build")" /dev/null > "$out" 2>&1 \
+        </dev/null || fail "the demo failed on a terminal"
+    grep -q "== Done: three nodes" "$out" || fail "the demo did not finish on a terminal"
+}
+demo_on_terminal env -u NO_COLOR
+grep -q "${esc}\[1m== Done" "$out" || fail "no bold headings on a terminal"
+demo_on_terminal env NO_COLOR=1
+! grep -q "$esc" "$out" || fail "colour codes on a terminal with NO_COLOR set"
+echo "cli.demo: ok"

@@ -1,0 +1,513 @@
+/*
+ * cli.node: the CLI against real pattod processes on 127.0.0.1 (tests/node/harness.c): what
+ * `patto status` shows, a manifest imported again, the rules of a consent grant as the node
+ * applies them (also to requests sent straight to its control socket, as another client could),
+ * the "no operator" sentence, a node without a manifest, and a hung node. Every node is stopped
+ * at the end, also on failure.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include <proto/proto.h>
+
+#include "harness.h"
+
+#ifndef PATTO_BIN
+#error "PATTO_BIN and PATTOD_BIN must name the programs under test"
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Helpers                                                                                   */
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v;
+    if (o == NULL || !json_object_object_get_ex(o, key, &v)
+        || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+/* The JSON error message of a failed run (--json), or "". */
+static const char *error_message(const th_out *o)
+{
+    json_object *e;
+    if (o->json == NULL || !json_object_object_get_ex(o->json, "error", &e))
+        return "";
+    const char *m = jstr(e, "message");
+    return m != NULL ? m : "";
+}
+
+static void expect_status(th_net *net, const th_out *o, int status, const char *needle)
+{
+    if (o->status != status
+        || (needle != NULL && strstr(o->out, needle) == NULL && strstr(o->err, needle) == NULL)) {
+        net->keep = true;
+        fail_msg("want exit %d with \"%s\", got %d:\n%s%s", status, needle ? needle : "", o->status,
+            o->out, o->err);
+    }
+}
+
+/* `patto --dir DIR ARGS...` without --json (th_patto always adds it). */
+static th_out patto_text(th_net *net, size_t i, const char *a1, const char *a2, const char *a3)
+{
+    const char *argv[] = { "--dir", net->nodes[i].dir, a1, a2, a3, NULL };
+    return th_patto_raw(argv);
+}
+
+/* A new case at node i; its id into id. */
+static void new_case(th_net *net, size_t i, char id[PROTO_CASE_ID_TEXT_SIZE])
+{
+    th_out o = th_patto(net, i, "case", "new", "anagrafica.nome=Amina", NULL);
+    expect_status(net, &o, 0, NULL);
+    const char *s = jstr(o.json, "id");
+    assert_non_null(s);
+    snprintf(id, PROTO_CASE_ID_TEXT_SIZE, "%s", s);
+    th_out_free(&o);
+}
+
+typedef struct ctl_answer {
+    uint64_t code; /* 0: a control-response */
+    char message[PROTO_TEXT_MAX + 1];
+    json_object *payload; /* owned, for a control-response */
+} ctl_answer;
+
+/* One request straight to node i's control socket (node/CONTROL.md), as any client could send
+ * it: args[0] is the operator. */
+static void ctl_raw(th_net *net, size_t i, const char *command, const char *const *args,
+    size_t nargs, ctl_answer *a)
+{
+    memset(a, 0, sizeof *a);
+    char url[700];
+    snprintf(url, sizeof url, "ipc://%s/control.sock", net->nodes[i].dir);
+    proto_bytes b[16];
+    assert_true(nargs <= 16);
+    for (size_t k = 0; k < nargs; k++)
+        b[k] = (proto_bytes) { (const uint8_t *)args[k], strlen(args[k]) };
+    proto_ctl_request r = { .id = 77,
+        .command = { (const uint8_t *)command, strlen(command) },
+        .args = b,
+        .nargs = nargs };
+    proto_buf req = { NULL, 0 };
+    assert_int_equal(proto_ctl_request_encode(&r, &req), PROTO_OK);
+    nng_socket s;
+    assert_int_equal(nng_req0_open(&s), 0);
+    void *msg = NULL;
+    size_t len = 0;
+    int rv;
+    if ((rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 20000)) != 0
+        || (rv = nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 20000)) != 0
+        || (rv = nng_dial(s, url, NULL, 0)) != 0 || (rv = nng_send(s, req.p, req.len, 0)) != 0
+        || (rv = nng_recv(s, &msg, &len, NNG_FLAG_ALLOC)) != 0) {
+        nng_close(s);
+        proto_buf_free(&req);
+        fail_msg("control request %s: %s", command, nng_strerror(rv));
+    }
+    nng_close(s);
+    proto_buf_free(&req);
+    unsigned kind = 0;
+    proto_err perr = proto_peek(msg, len, NULL, &kind, NULL);
+    if (perr == PROTO_OK && kind == PROTO_K_CTL_ERROR) {
+        proto_ctl_error e;
+        perr = proto_ctl_error_decode(msg, len, NULL, &e, NULL);
+        if (perr == PROTO_OK) {
+            a->code = e.code;
+            snprintf(a->message, sizeof a->message, "%.*s", (int)e.message.len,
+                (const char *)e.message.p);
+        }
+    } else if (perr == PROTO_OK) {
+        proto_ctl_response resp;
+        perr = proto_ctl_response_decode(msg, len, NULL, &resp, NULL);
+        if (perr == PROTO_OK) {
+            char *text = strndup((const char *)resp.payload.p, resp.payload.len);
+            a->payload = text != NULL ? json_tokener_parse(text) : NULL;
+            free(text);
+        }
+    }
+    nng_free(msg, len);
+    assert_int_equal(perr, PROTO_OK);
+}
+
+static void expect_refusal(th_net *net, size_t i, const char *command, const char *const *args,
+    size_t nargs, uint64_t code, const char *needle)
+{
+    ctl_answer a;
+    ctl_raw(net, i, command, args, nargs, &a);
+    json_object_put(a.payload);
+    if (a.code != code || strstr(a.message, needle) == NULL) {
+        net->keep = true;
+        fail_msg("%s: want code %llu with \"%s\", got %llu \"%s\"", command,
+            (unsigned long long)code, needle, (unsigned long long)a.code, a.message);
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* A three-node network: comune-1, cpia-1, and coop-1 without a configured operator          */
+
+static int setup_net(void **state)
+{
+    static th_net net;
+    const char *nodes[] = { "comune-1:comune", "cpia-1:cpia", "coop-1:coop" };
+    if (proto_init() != PROTO_OK || th_net_make(&net, 3, nodes) != 0)
+        return -1;
+    *state = &net;
+    /* coop-1 as `patto init` without --operator writes it: no [node] operator line. */
+    char path[700];
+    snprintf(path, sizeof path, "%s/pattod.conf", net.nodes[2].dir);
+    FILE *f = fopen(path, "r");
+    char conf[4096] = "", line[512];
+    size_t n = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "operator", 8) != 0)
+            n += (size_t)snprintf(conf + n, sizeof conf - n, "%s", line);
+    if (f == NULL || fclose(f) != 0 || (f = fopen(path, "w")) == NULL)
+        return -1;
+    if (fputs(conf, f) < 0 || fclose(f) != 0)
+        return -1;
+    for (size_t i = 0; i < 3; i++)
+        if (th_join(&net, i) != 0)
+            return -1;
+    return 0;
+}
+
+static int teardown_net(void **state)
+{
+    th_net *net = *state;
+    return net != NULL ? th_net_down(net) : 0;
+}
+
+static bool has_clock_offset(th_net *net, void *ctx)
+{
+    (void)ctx;
+    th_out o = th_patto(net, 1, "status", NULL);
+    json_object *peers;
+    bool ok = false;
+    if (o.json != NULL && json_object_object_get_ex(o.json, "peers", &peers))
+        for (size_t k = 0; k < json_object_array_length(peers); k++) {
+            json_object *p = json_object_array_get_idx(peers, k), *off;
+            const char *org = jstr(p, "org");
+            if (org != NULL && strcmp(org, "comune-1") == 0
+                && json_object_object_get_ex(p, "clock_offset_ms", &off)
+                && json_object_is_type(off, json_type_int))
+                ok = llabs((long long)json_object_get_int64(off)) < 60000;
+        }
+    th_out_free(&o);
+    return ok;
+}
+
+static void test_status(void **state)
+{
+    th_net *net = *state;
+    th_out o = th_patto(net, 0, "status", NULL);
+    expect_status(net, &o, 0, NULL);
+    json_object *v;
+    char real[PATH_MAX], listen[64];
+    assert_non_null(realpath(net->nodes[0].dir, real));
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%u", (unsigned)net->nodes[0].port);
+    assert_true(json_object_object_get_ex(o.json, "pid", &v));
+    assert_int_equal(json_object_get_int64(v), net->nodes[0].pid);
+    assert_true(json_object_object_get_ex(o.json, "uptime_s", &v));
+    assert_true(json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0);
+    assert_string_equal(jstr(o.json, "dir"), real);
+    assert_string_equal(jstr(o.json, "listen"), listen);
+    assert_string_equal(jstr(o.json, "advertise"), listen);
+    /* members carry their origins, which name them in vv */
+    json_object *members, *peers;
+    assert_true(json_object_object_get_ex(o.json, "members", &members));
+    assert_int_equal(json_object_array_length(members), 3);
+    for (size_t k = 0; k < 3; k++) {
+        json_object *m = json_object_array_get_idx(members, k);
+        for (size_t i = 0; i < 3; i++)
+            if (strcmp(jstr(m, "org"), net->nodes[i].org) == 0)
+                assert_string_equal(jstr(m, "origin"), net->nodes[i].origin);
+    }
+    /* whole seconds (or null) and a clock offset (or null) for every peer */
+    assert_true(json_object_object_get_ex(o.json, "peers", &peers));
+    assert_int_equal(json_object_array_length(peers), 2);
+    for (size_t k = 0; k < 2; k++) {
+        json_object *p = json_object_array_get_idx(peers, k), *heard, *off;
+        assert_true(json_object_object_get_ex(p, "last_heard_s", &heard));
+        assert_true(heard == NULL || json_object_is_type(heard, json_type_int));
+        assert_true(json_object_object_get_ex(p, "clock_offset_ms", &off));
+        assert_true(off == NULL || json_object_is_type(off, json_type_int));
+    }
+    th_out_free(&o);
+
+    /* A write at the comune pushes its headers: the CPIA estimates the comune's clock. */
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    new_case(net, 0, id);
+    if (!th_wait(net, 15000, has_clock_offset, NULL)) {
+        net->keep = true;
+        fail_msg("cpia-1 has no clock offset for comune-1 after its write");
+    }
+
+    /* For people: the node, its addresses, waiting in full, the vv by org name. */
+    o = patto_text(net, 0, "status", NULL, NULL);
+    expect_status(net, &o, 0, NULL);
+    char want[PATH_MAX + 200];
+    snprintf(want, sizeof want, "node         pid %d, up ", (int)net->nodes[0].pid);
+    assert_non_null(strstr(o.out, want));
+    snprintf(want, sizeof want, ", data %s\n", real);
+    assert_non_null(strstr(o.out, want));
+    snprintf(want, sizeof want, "address      listen %s, advertised %s\n", listen, listen);
+    assert_non_null(strstr(o.out, want));
+    assert_non_null(strstr(o.out, "waiting      causal 0, clock 0, key 0, bodies "));
+    assert_non_null(strstr(o.out, ", headers 0\n"));
+    assert_non_null(strstr(o.out, "LAST HEARD    CLOCK\n"));
+    const char *vv = strstr(o.out, "\nORIGIN");
+    assert_non_null(vv);
+    assert_non_null(strstr(vv, "\ncomune-1 "));
+    for (size_t i = 0; i < 3; i++)
+        assert_null(strstr(o.out, net->nodes[i].origin)); /* no origin as 64 hex digits */
+    assert_null(strstr(o.out, "no manifest yet"));
+    th_out_free(&o);
+    o = patto_text(net, 1, "status", NULL, NULL);
+    expect_status(net, &o, 0, NULL);
+    /* the peers table comes first: comune-1's line ends with its clock offset, "+0.0 s" */
+    const char *line = strstr(o.out, "\ncomune-1 ");
+    assert_non_null(line);
+    const char *eol = strchr(line + 1, '\n');
+    assert_non_null(eol);
+    char row[200];
+    snprintf(row, sizeof row, "%.*s", (int)(eol - line), line);
+    assert_null(strstr(row, "unknown"));
+    assert_true(strlen(row) > 2 && strcmp(row + strlen(row) - 2, " s") == 0);
+    assert_true(strchr(row, '.') != NULL);
+    th_out_free(&o);
+}
+
+static void test_manifest_again(void **state)
+{
+    th_net *net = *state;
+    th_out o = th_patto(net, 0, "manifest", "import", net->manifest, NULL);
+    expect_status(net, &o, 0, NULL);
+    json_object *v;
+    assert_true(json_object_object_get_ex(o.json, "already_in_force", &v));
+    assert_true(json_object_get_boolean(v));
+    assert_true(json_object_object_get_ex(o.json, "version", &v));
+    assert_int_equal(json_object_get_int64(v), 1);
+    th_out_free(&o);
+    o = patto_text(net, 0, "manifest", "import", net->manifest);
+    expect_status(net, &o, 0, "manifest version 1 is already in force (3 members)");
+    th_out_free(&o);
+}
+
+static void test_grant_rules(void **state)
+{
+    th_net *net = *state;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    new_case(net, 0, id);
+
+    /* to an org that is no member: not found (3) */
+    th_out o = th_patto(net, 0, "consent", "grant", id, "--to", "nobody-1", "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "consent", NULL);
+    expect_status(net, &o, 3, "'nobody-1' is not a member of the network");
+    th_out_free(&o);
+
+    /* until: the last millisecond of the day in Rome (CET, then CEST), computed by the node */
+    o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "consent", "--until", "2026-12-31", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+    assert_true(th_log_has(net, 0, "until=2026-12-31T22:59:59.999Z"));
+    o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "documenti",
+        "--purpose", "documenti", "--basis", "consent", "--until", "2026-07-15", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+    assert_true(th_log_has(net, 0, "until=2026-07-15T21:59:59.999Z"));
+    /* a date of the schema's range before 1970 is a date too (whether a past one is refused
+     * is not decided here) */
+    o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "consent", "--until", "1950-01-01", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+
+    /* The same rules on the control socket itself, whoever the client is. */
+    const char *no_day[]
+        = { "op", id, "cpia-1", "lingua", "lingua", "consent", "read", "2026-02-31", "" };
+    expect_refusal(net, 0, "consent.grant", no_day, 9, 1, "until must be a date");
+    const char *twice[]
+        = { "op", id, "cpia-1", "lingua,anagrafica,lingua", "lingua", "consent", "read", "", "" };
+    expect_refusal(net, 0, "consent.grant", twice, 9, 1, "scope 'lingua' is named twice");
+    const char *blank[] = { "op", id, "cpia-1", "lingua", "lingua", "consent", "read", "", " " };
+    expect_refusal(net, 0, "consent.grant", blank, 9, 1, "evidence must be");
+    const char *none[] = { "op", id, "cpia-1", "lingua", "lingua", "consent", "none", "", "" };
+    expect_refusal(net, 0, "consent.grant", none, 9, 1, "access must be read or write");
+    const char *blank_op[] = { "  ", id };
+    expect_refusal(net, 0, "case.show", blank_op, 2, 2, "the operator name must be");
+    char typo[PROTO_CASE_ID_TEXT_SIZE];
+    memcpy(typo, id, sizeof typo);
+    typo[5] = typo[5] == 'a' ? 'b' : 'a';
+    const char *mistyped[] = { "op", typo };
+    expect_refusal(net, 0, "case.show", mistyped, 2, 2,
+        "its checksum does not match (a character is mistyped)");
+    const char *shape[] = { "op", "pc-hello" };
+    expect_refusal(net, 0, "case.show", shape, 2, 1, "expected pc- followed by 29");
+
+    /* a text value of only spaces is refused like an empty one */
+    o = th_patto(net, 0, "case", "set", id, "anagrafica.cognome= ", NULL);
+    expect_status(net, &o, 2, "anagrafica.cognome cannot be only spaces");
+    th_out_free(&o);
+}
+
+static void test_no_operator(void **state)
+{
+    th_net *net = *state;
+    th_out o = th_patto(net, 2, "case", "new", "anagrafica.nome=Amina", NULL);
+    char real[PATH_MAX], want[PATH_MAX + 100];
+    assert_non_null(realpath(net->nodes[2].dir, real));
+    snprintf(want, sizeof want, "add 'operator = NAME' under [node] in %s/pattod.conf", real);
+    expect_status(net, &o, 1, want);
+    assert_non_null(strstr(error_message(&o), "give --operator NAME (or set PATTO_OPERATOR)"));
+    th_out_free(&o);
+    /* doing what it says works */
+    o = th_patto(net, 2, "--operator", "sportello-2", "case", "new", "anagrafica.nome=Amina", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* One node, each test its own                                                               */
+
+static int setup_one(void **state)
+{
+    th_net *net = calloc(1, sizeof *net);
+    *state = net;
+    return net != NULL && proto_init() == PROTO_OK ? 0 : -1;
+}
+
+static int teardown_one(void **state)
+{
+    th_net *net = *state;
+    if (net == NULL)
+        return 0;
+    for (size_t i = 0; i < net->n; i++)
+        th_signal(net, i, SIGCONT); /* a test that failed with its node stopped */
+    int rc = net->n > 0 ? th_net_down(net) : 0;
+    free(net);
+    return rc;
+}
+
+/* A node set up by hand with --advertise, started without a manifest. */
+static void test_advertised_node_without_manifest(void **state)
+{
+    th_net *net = *state;
+    const char *one[] = { "comune-9:comune" };
+    assert_int_equal(th_net_make(net, 1, one), 0);
+    /* the harness made it with --listen only; make it again with --advertise */
+    th_node *nd = &net->nodes[0];
+    char conf[700], key[700], schema[700], pubpath[400], pub[80] = "";
+    snprintf(conf, sizeof conf, "%s/pattod.conf", nd->dir);
+    snprintf(key, sizeof key, "%s/identity.key", nd->dir);
+    snprintf(schema, sizeof schema, "%s/schema.json", nd->dir);
+    assert_int_equal(unlink(conf), 0);
+    assert_int_equal(unlink(key), 0);
+    assert_int_equal(unlink(schema), 0);
+    snprintf(pubpath, sizeof pubpath, "%s/admin.pub", net->admin);
+    FILE *f = fopen(pubpath, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(pub, sizeof pub, f));
+    fclose(f);
+    pub[64] = '\0';
+    char listen[64], advertise[64];
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%u", (unsigned)nd->port);
+    snprintf(advertise, sizeof advertise, "tcp://localhost:%u", (unsigned)nd->port);
+    const char *init[]
+        = { "init", "--dir", nd->dir, "--org", nd->org, "--role", "comune", "--listen", listen,
+              "--advertise", advertise, "--admin-pub", pub, "--operator", "op", NULL };
+    th_out o = th_patto_raw(init);
+    expect_status(net, &o, 0, NULL);
+    assert_string_equal(jstr(o.json, "url"), advertise);
+    th_out_free(&o);
+    assert_int_equal(th_start(net, 0), 0);
+
+    o = th_patto(net, 0, "status", NULL);
+    expect_status(net, &o, 0, NULL);
+    assert_string_equal(jstr(o.json, "listen"), listen);
+    assert_string_equal(jstr(o.json, "advertise"), advertise);
+    json_object *versions, *manifest;
+    assert_true(json_object_object_get_ex(o.json, "versions", &versions));
+    assert_true(json_object_object_get_ex(versions, "manifest", &manifest));
+    assert_true(json_object_is_type(manifest, json_type_null));
+    th_out_free(&o);
+    o = patto_text(net, 0, "status", NULL, NULL);
+    expect_status(net, &o, 0, "\nno manifest yet: import one with patto manifest import FILE\n");
+    th_out_free(&o);
+    o = th_patto(net, 0, "case", "new", "anagrafica.nome=Amina", NULL);
+    expect_status(net, &o, 2, "no network manifest yet: import one with patto manifest import");
+    th_out_free(&o);
+}
+
+/* A hung node (SIGSTOP) does not answer; a stopped one is not running. */
+static void test_hung_node(void **state)
+{
+    th_net *net = *state;
+    const char *one[] = { "comune-1:comune" };
+    assert_int_equal(th_net_up(net, 1, one), 0);
+    assert_int_equal(th_signal(net, 0, SIGSTOP), 0);
+    assert_int_equal(setenv("PATTO_TEST_TIMEOUT_MS", "1500", 1), 0);
+    int64_t t0 = now_ms();
+    th_out o = th_patto(net, 0, "case", "new", "anagrafica.nome=Amina", NULL);
+    int64_t took = now_ms() - t0;
+    unsetenv("PATTO_TEST_TIMEOUT_MS");
+    th_signal(net, 0, SIGCONT);
+    expect_status(
+        net, &o, 4, "does not answer (waited 1.5 s): the command may or may not have been done");
+    th_out_free(&o);
+    if (took < 1500 || took > 8000) {
+        net->keep = true;
+        fail_msg("the CLI gave up after %lld ms, not after its 1.5 s", (long long)took);
+    }
+
+    /* the node gone: told at once, differently */
+    assert_int_equal(th_stop(net, 0, SIGTERM), 0);
+    t0 = now_ms();
+    o = th_patto(net, 0, "status", NULL);
+    took = now_ms() - t0;
+    expect_status(net, &o, 4, "control.sock (is pattod running?)");
+    th_out_free(&o);
+    assert_true(took < 1500);
+}
+
+int main(void)
+{
+    th_programs(PATTO_BIN, PATTOD_BIN);
+    const struct CMUnitTest net_tests[] = {
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_manifest_again),
+        cmocka_unit_test(test_grant_rules),
+        cmocka_unit_test(test_no_operator),
+    };
+    const struct CMUnitTest one_tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_advertised_node_without_manifest, setup_one, teardown_one),
+        cmocka_unit_test_setup_teardown(test_hung_node, setup_one, teardown_one),
+    };
+    int net_failed = cmocka_run_group_tests_name("network", net_tests, setup_net, teardown_net);
+    int one_failed = cmocka_run_group_tests_name("one node", one_tests, NULL, NULL);
+    return net_failed != 0 || one_failed != 0;
+}
