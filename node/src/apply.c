@@ -209,7 +209,7 @@ static node_err apply_cb(node_txn *t, void *ctx)
     c->progress = c->refused = 0;
     for (size_t i = 0; i < c->n; i++) {
         node_err err
-            = node__apply_one(t, c, &c->e->waits[c->from + i], NULL, &c->done[i], &c->why[i]);
+            = node__apply_one(t, c, &c->e->waits.v[c->from + i], NULL, &c->done[i], &c->why[i]);
         if (err != NODE_OK)
             return err;
     }
@@ -244,11 +244,11 @@ static size_t apply_batch(node_engine *e, size_t from, size_t n)
             finished++;
             continue;
         }
-        e->waits[from + i].why = c.why[i];
-        e->waits[w++] = e->waits[from + i];
+        e->waits.v[from + i].why = c.why[i];
+        e->waits.v[w++] = e->waits.v[from + i];
     }
-    memmove(&e->waits[w], &e->waits[from + n], (e->nwaits - from - n) * sizeof(*e->waits));
-    e->nwaits -= finished;
+    memmove(&e->waits.v[w], &e->waits.v[from + n], (e->waits.n - from - n) * sizeof(*e->waits.v));
+    e->waits.n -= finished;
     e->apply_progress += c.progress;
 out:
     free(c.why);
@@ -264,8 +264,8 @@ void node_retry_waits(node_engine *e)
     size_t budget = APPLY_TURN;
     if (e->retry_at == 0)
         e->apply_progress = 0;
-    while (e->nwaits > 0 && budget > 0) {
-        if (e->retry_at >= e->nwaits) {
+    while (e->waits.n > 0 && budget > 0) {
+        if (e->retry_at >= e->waits.n) {
             /* A pass ended: another one only if it merged something. */
             e->retry_at = 0;
             if (e->apply_progress == 0)
@@ -274,7 +274,7 @@ void node_retry_waits(node_engine *e)
             if (++e->retry_passes >= 64)
                 break;
         }
-        size_t n = e->nwaits - e->retry_at;
+        size_t n = e->waits.n - e->retry_at;
         if (n > APPLY_BATCH)
             n = APPLY_BATCH;
         if (n > budget)
@@ -285,7 +285,7 @@ void node_retry_waits(node_engine *e)
         budget -= n;
         e->retry_at += n - finished;
     }
-    bool more = e->nwaits > 0 && budget == 0 && e->retry_passes < 64;
+    bool more = e->waits.n > 0 && budget == 0 && e->retry_passes < 64;
     if (!more) {
         e->retry_at = 0;
         e->retry_passes = 0;

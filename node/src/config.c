@@ -50,6 +50,7 @@ typedef struct parse_ctx {
     bool oom;
     unsigned seen; /* bit per [node]/[store]/[sync]/[network] key, to refuse duplicates */
     bool have_admin;
+    size_t dials_cap;
 } parse_ctx;
 
 /* Record the first error and tell inih this line is bad. */
@@ -178,13 +179,15 @@ static int on_key(void *user, const char *section, const char *name, const char 
             return bad(p, "[dial] %s: '%s' is not a tcp://HOST:PORT URL", name, value);
         if (node_config_dial_url(p->cfg, name) != NULL)
             return bad(p, "[dial] %s is given twice", name);
-        node_dial *d = realloc(p->cfg->dials, (p->cfg->ndials + 1) * sizeof(*d));
-        if (d == NULL) {
+        node_err err = node__vec_reserve(&p->cfg->dials, &p->dials_cap, p->cfg->ndials + 1,
+            sizeof(*p->cfg->dials), PROTO_MEMBERS_MAX);
+        if (err == NODE_EFULL)
+            return bad(p, "[dial] names more than %d orgs", PROTO_MEMBERS_MAX);
+        if (err != NODE_OK) {
             p->oom = true;
             return 0;
         }
-        p->cfg->dials = d;
-        d = &d[p->cfg->ndials++];
+        node_dial *d = &p->cfg->dials[p->cfg->ndials++];
         strcpy(d->org, name);
         strcpy(d->url, value);
         return 1;

@@ -122,6 +122,12 @@ typedef struct node_want {
     uint64_t asked_ms;  /* when it was last asked for, 0 if never */
 } node_want;
 
+typedef NODE_VEC(node_want) node_want_vec;
+typedef NODE_VEC(node_wait) node_wait_vec;
+typedef NODE_VEC(node_pending) node_pending_vec;
+/* Headers held out of order, at most (each up to max_message_bytes in the worst case). */
+#define PENDING_MAX ((size_t)100000)
+
 struct node_engine {
     /* node_engine_open / node_engine_close (engine.c); read everywhere */
     node_host host;
@@ -151,13 +157,10 @@ struct node_engine {
     uint8_t own_last[32];
 
     /* state.c: what this node waits for (in memory; rebuilt from the store at start) */
-    node_pending *pending; /* headers held out of order */
-    size_t npending;
-    node_wait *waits; /* bodies held, not merged yet */
-    size_t nwaits;
-    node_want *wants; /* bodies lacked */
-    size_t nwants;
-    idset want_ix, wait_ix; /* id -> index in wants / waits */
+    node_pending_vec pending; /* headers held out of order (at most PENDING_MAX) */
+    node_wait_vec waits;      /* bodies held, not merged yet (NODE_WAITS_MAX) */
+    node_want_vec wants;      /* bodies lacked (NODE_WANTS_MAX) */
+    idset want_ix, wait_ix;   /* id -> index in wants / waits */
 
     /* apply.c: the pass over the waits */
     size_t retry_at;       /* where the pass over the waits stopped */
@@ -242,8 +245,12 @@ node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, no
  * (node_manifest_fits), and adopt it (without rebuilding the member table). NODE_ENOTFOUND
  * when none was imported yet; NODE_ECONFIG when it does not fit this configuration. */
 node_err node_manifest_load(node_engine *e, node_errmsg *msg);
-/* The wants (bodies lacked) and waits (bodies held, not merged yet), indexed by header id.
- * Adding a want schedules NODE_WORK_WANTS after its grace period. */
+/* The wants (bodies lacked) and waits (bodies held, not merged yet), indexed by header id, at
+ * most NODE_WANTS_MAX and NODE_WAITS_MAX (about 112 and 72 MiB at their bounds; beyond them
+ * NODE_EFULL, and what was not listed is found again when the store is next loaded). Adding a
+ * want schedules NODE_WORK_WANTS after its grace period. */
+#define NODE_WANTS_MAX ((size_t)1 << 20)
+#define NODE_WAITS_MAX ((size_t)1 << 20)
 bool node__want_has(node_engine *e, const uint8_t id[32]);
 node_err node__want_add(
     node_engine *e, const uint8_t id[32], const uint8_t tag[32], const uint8_t origin[32]);
@@ -388,11 +395,10 @@ typedef struct node_out {
     proto_buf header, body;
     proto_header h;
 } node_out;
-/* What a write made (owned; node_outs_free). */
-typedef struct node_outs {
-    node_out *v;
-    size_t n, cap;
-} node_outs;
+/* What a write made (owned; node_outs_free): one delta per scope an edit touches, or an
+ * access delta and a key grant per scope granted, at most NODE_OUTS_MAX. */
+#define NODE_OUTS_MAX 1024
+typedef NODE_VEC(node_out) node_outs;
 void node_outs_free(node_outs *o);
 
 /* Parse "scope.field=V" / "+=" / "-=" against the schema. Errors: NODE_EINVAL (msg says). */

@@ -15,6 +15,7 @@
 enum { CODE_USAGE = 1, CODE_REFUSED = 2, CODE_NOTFOUND = 3, CODE_INTERNAL = 5 };
 
 #define EDITS_MAX 256
+#define LIST_MAX ((size_t)1 << 22) /* cases in one case.list answer */
 
 typedef struct req {
     node_engine *e;
@@ -319,15 +320,10 @@ static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *ta
     if (l->n > 0 && memcmp(l->items[l->n - 1].id.b, c->b, 16) == 0)
         it = &l->items[l->n - 1];
     if (it == NULL) {
-        if (l->n == l->cap) {
-            size_t cap = l->cap ? l->cap * 2 : 64;
-            list_item *items = realloc(l->items, cap * sizeof(*items));
-            if (items == NULL) {
-                l->oom = true;
-                return false;
-            }
-            l->items = items;
-            l->cap = cap;
+        if (node__vec_reserve(&l->items, &l->cap, l->n + 1, sizeof(*l->items), LIST_MAX)
+            != NODE_OK) {
+            l->oom = true;
+            return false;
         }
         it = &l->items[l->n++];
         it->id = *c;
@@ -798,17 +794,17 @@ static void cmd_status(req *r)
     json_object_object_add(doc, "counts", counts);
     json_object_object_add(doc, "quarantined", c.quarantined);
     size_t causal = 0, clock = 0, key = 0;
-    for (size_t i = 0; i < e->nwaits; i++) {
-        causal += e->waits[i].why == WAIT_CAUSAL;
-        clock += e->waits[i].why == WAIT_CLOCK;
-        key += e->waits[i].why == WAIT_KEY;
+    for (size_t i = 0; i < e->waits.n; i++) {
+        causal += e->waits.v[i].why == WAIT_CAUSAL;
+        clock += e->waits.v[i].why == WAIT_CLOCK;
+        key += e->waits.v[i].why == WAIT_KEY;
     }
     json_object *waiting = json_object_new_object();
     json_object_object_add(waiting, "causal", json_object_new_int64((int64_t)causal));
     json_object_object_add(waiting, "clock", json_object_new_int64((int64_t)clock));
     json_object_object_add(waiting, "key", json_object_new_int64((int64_t)key));
-    json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)e->nwants));
-    json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->npending));
+    json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)e->wants.n));
+    json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->pending.n));
     json_object_object_add(doc, "waiting", waiting);
     json_object_object_add(doc, "members", members);
     json_object *purposes = json_object_new_array();

@@ -38,9 +38,9 @@ node_err node_engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
 
 void node_engine_run(node_engine *e)
 {
-    if (e->nwants > 0)
+    if (e->wants.n > 0)
         node__wants_schedule(e);
-    if (e->nwaits > 0)
+    if (e->waits.n > 0)
         node_retry_waits(e); /* what the store left */
     node_peers_sync(e);
 }
@@ -59,11 +59,11 @@ void node_engine_free(node_engine *e)
     for (size_t i = 0; i < e->nmembers; i++)
         free(e->members[i].vv);
     free(e->members);
-    for (size_t i = 0; i < e->npending; i++)
-        free(e->pending[i].bytes);
-    free(e->pending);
-    free(e->waits);
-    free(e->wants);
+    for (size_t i = 0; i < e->pending.n; i++)
+        free(e->pending.v[i].bytes);
+    NODE_VEC_FREE(&e->pending);
+    NODE_VEC_FREE(&e->waits);
+    NODE_VEC_FREE(&e->wants);
     idset_free(&e->want_ix);
     idset_free(&e->wait_ix);
     if (e->have_manifest)

@@ -23,11 +23,9 @@ typedef struct ingest_ctx {
     size_t n;
     crdt_hlc clock;
     /* outputs */
-    node_want *wants;
-    size_t nwants;
-    node_pending *pend; /* headers to hold out of order (bytes point into the input) */
-    size_t npend;
-    bool *used_pending; /* e->pending entries consumed */
+    node_want_vec wants;
+    node_pending_vec pend; /* headers to hold out of order (bytes point into the input) */
+    bool *used_pending;    /* e->pending entries consumed */
     size_t stored, rejected;
     uint64_t own_seq; /* this node's log position, raised by its own headers seen from peers */
     uint8_t own_last[32];
@@ -36,25 +34,23 @@ typedef struct ingest_ctx {
 static void ingest_reset(ingest_ctx *c)
 {
     c->clock = c->e->clock;
-    c->nwants = 0;
-    c->npend = 0;
+    c->wants.n = 0;
+    c->pend.n = 0;
     c->stored = c->rejected = 0;
     c->own_seq = c->e->own_seq;
     memcpy(c->own_last, c->e->own_last, 32);
     if (c->used_pending)
-        memset(c->used_pending, 0, c->e->npending * sizeof(bool));
+        memset(c->used_pending, 0, c->e->pending.n * sizeof(bool));
 }
 
 static node_err ctx_want(ingest_ctx *c, const proto_header *h)
 {
-    node_want *w = realloc(c->wants, (c->nwants + 1) * sizeof(*w));
+    node_want *w = NODE_VEC_PUSH(&c->wants, NODE_WANTS_MAX);
     if (w == NULL)
         return NODE_ENOMEM;
-    c->wants = w;
-    memcpy(w[c->nwants].id, h->id, 32);
-    memcpy(w[c->nwants].tag, h->tag, 32);
-    memcpy(w[c->nwants].origin, h->origin, 32);
-    c->nwants++;
+    memcpy(w->id, h->id, 32);
+    memcpy(w->tag, h->tag, 32);
+    memcpy(w->origin, h->origin, 32);
     return NODE_OK;
 }
 
@@ -111,8 +107,8 @@ static node_err stored_id(
 static bool pending_held(
     const node_engine *e, const uint8_t origin[32], uint64_t seq, const uint8_t *bytes, size_t len)
 {
-    for (size_t i = 0; i < e->npending; i++) {
-        const node_pending *p = &e->pending[i];
+    for (size_t i = 0; i < e->pending.n; i++) {
+        const node_pending *p = &e->pending.v[i];
         if (p->seq == seq && p->len == len && memcmp(p->origin, origin, 32) == 0
             && memcmp(p->bytes, bytes, len) == 0)
             return true;
@@ -183,15 +179,13 @@ static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, cons
  * headers before it come. Its bytes are borrowed from the input until ingest_post copies them. */
 static node_err hold(ingest_ctx *c, const node_hdr *hd)
 {
-    node_pending *p = realloc(c->pend, (c->npend + 1) * sizeof(*p));
+    node_pending *p = NODE_VEC_PUSH(&c->pend, PENDING_MAX);
     if (p == NULL)
-        return NODE_ENOMEM;
-    c->pend = p;
-    memcpy(p[c->npend].origin, hd->h.origin, 32);
-    p[c->npend].seq = hd->h.seq;
-    p[c->npend].bytes = (uint8_t *)(uintptr_t)hd->bytes.p;
-    p[c->npend].len = hd->bytes.len;
-    c->npend++;
+        return NODE_OK; /* beyond the bound: asked for again by the next version vector */
+    memcpy(p->origin, hd->h.origin, 32);
+    p->seq = hd->h.seq;
+    p->bytes = (uint8_t *)(uintptr_t)hd->bytes.p;
+    p->len = hd->bytes.len;
     return NODE_OK;
 }
 
@@ -261,8 +255,8 @@ static node_err ingest_one(
     if (h->seq <= have)
         return ingest_held(t, c, hd, m);
     if (h->seq > have + 1) {
-        for (size_t i = 0; i < c->npend; i++)
-            if (memcmp(c->pend[i].origin, h->origin, 32) == 0 && c->pend[i].seq == h->seq)
+        for (size_t i = 0; i < c->pend.n; i++)
+            if (memcmp(c->pend.v[i].origin, h->origin, 32) == 0 && c->pend.v[i].seq == h->seq)
                 return NODE_OK;
         if (pending_held(e, h->origin, h->seq, hd->bytes.p, hd->bytes.len))
             return NODE_OK;
@@ -312,21 +306,21 @@ static node_err ingest_cb(node_txn *t, void *ctx)
         /* Headers held out of order may now follow. */
         while (err == NODE_OK && next != 0) {
             size_t k = 0;
-            while (k < e->npending
-                && (c->used_pending[k] || e->pending[k].seq != next
-                    || memcmp(e->pending[k].origin, origin, 32) != 0))
+            while (k < e->pending.n
+                && (c->used_pending[k] || e->pending.v[k].seq != next
+                    || memcmp(e->pending.v[k].origin, origin, 32) != 0))
                 k++;
             size_t j = 0;
-            while (j < c->npend
-                && (c->pend[j].seq != next || memcmp(c->pend[j].origin, origin, 32) != 0))
+            while (j < c->pend.n
+                && (c->pend.v[j].seq != next || memcmp(c->pend.v[j].origin, origin, 32) != 0))
                 j++;
-            if (k < e->npending) {
+            if (k < e->pending.n) {
                 c->used_pending[k] = true;
                 err = ingest_held_bytes(
-                    t, c, e->pending[k].bytes, e->pending[k].len, origin, &next);
-            } else if (j < c->npend) {
-                node_pending p = c->pend[j];
-                c->pend[j] = c->pend[--c->npend];
+                    t, c, e->pending.v[k].bytes, e->pending.v[k].len, origin, &next);
+            } else if (j < c->pend.n) {
+                node_pending p = c->pend.v[j];
+                c->pend.v[j] = c->pend.v[--c->pend.n];
                 err = ingest_held_bytes(t, c, p.bytes, p.len, origin, &next);
             } else {
                 next = 0;
@@ -337,8 +331,6 @@ static node_err ingest_cb(node_txn *t, void *ctx)
     }
     return ledger_hlc_put(t, &c->clock);
 }
-
-#define PENDING_MAX 100000
 
 /* A verified header of our own log beyond what we hold (restored from an older copy): the
  * next local write continues after it, so that no sequence number is used twice. */
@@ -385,32 +377,28 @@ static node_err ingest_post(node_engine *e, ingest_ctx *c)
     memcpy(e->own_last, c->own_last, 32);
     /* Drop consumed pending headers, keep new ones (bounded). */
     size_t w = 0;
-    for (size_t i = 0; i < e->npending; i++) {
+    for (size_t i = 0; i < e->pending.n; i++) {
         if (c->used_pending != NULL && c->used_pending[i])
-            free(e->pending[i].bytes);
+            free(e->pending.v[i].bytes);
         else
-            e->pending[w++] = e->pending[i];
+            e->pending.v[w++] = e->pending.v[i];
     }
-    e->npending = w;
-    for (size_t i = 0; i < c->npend && e->npending < PENDING_MAX; i++) {
-        node_pending *p = realloc(e->pending, (e->npending + 1) * sizeof(*p));
-        uint8_t *copy = malloc(c->pend[i].len);
-        if (p == NULL || copy == NULL) {
+    e->pending.n = w;
+    for (size_t i = 0; i < c->pend.n; i++) {
+        uint8_t *copy = malloc(c->pend.v[i].len);
+        node_pending *p = copy != NULL ? NODE_VEC_PUSH(&e->pending, PENDING_MAX) : NULL;
+        if (p == NULL) {
             free(copy);
-            if (p != NULL)
-                e->pending = p;
-            break;
+            break; /* beyond the bound: asked for again by a later version vector */
         }
-        e->pending = p;
-        memcpy(copy, c->pend[i].bytes, c->pend[i].len);
-        p[e->npending] = c->pend[i];
-        p[e->npending].bytes = copy;
-        e->npending++;
-        own_pending(e, &p[e->npending - 1]);
+        memcpy(copy, c->pend.v[i].bytes, c->pend.v[i].len);
+        *p = c->pend.v[i];
+        p->bytes = copy;
+        own_pending(e, p);
     }
     node_err err = NODE_OK;
-    for (size_t i = 0; i < c->nwants && err == NODE_OK; i++)
-        err = node__want_add(e, c->wants[i].id, c->wants[i].tag, c->wants[i].origin);
+    for (size_t i = 0; i < c->wants.n && err == NODE_OK; i++)
+        err = node__want_add(e, c->wants.v[i].id, c->wants.v[i].tag, c->wants.v[i].origin);
     return err;
 }
 
@@ -574,8 +562,8 @@ node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from
     for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
         if (in->headers[i].perr == PROTO_OK && !idset_put(&g.b.hdr_ix, in->headers[i].h.id, i))
             goto out;
-    if (in->nheaders > 0 && e->npending > 0
-        && (g.h.used_pending = calloc(e->npending, sizeof(bool))) == NULL)
+    if (in->nheaders > 0 && e->pending.n > 0
+        && (g.h.used_pending = calloc(e->pending.n, sizeof(bool))) == NULL)
         goto out;
     node_errmsg msg;
     if ((err = node_store_write(e->store, group_cb, &g, &msg)) != NODE_OK) {
@@ -597,12 +585,12 @@ node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from
         if ((err = node__wait_add(e, in->bodies[i].header_id, g.b.w[i].tag, g.b.w[i].kind))
             != NODE_OK)
             goto out;
-        e->waits[idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
+        e->waits.v[idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
     }
     node_retry_waits(e); /* older waits may follow what was merged */
 out:
-    free(g.h.wants);
-    free(g.h.pend);
+    NODE_VEC_FREE(&g.h.wants);
+    NODE_VEC_FREE(&g.h.pend);
     free(g.h.used_pending);
     for (size_t i = 0; g.b.own_ok != NULL && i < in->nbodies; i++)
         if (g.b.own_ok[i])
@@ -627,12 +615,10 @@ node_err node_ingest_bodies(
 
 typedef struct load_ctx {
     node_engine *e;
-    node_want *wants;
-    size_t nwants;
-    node_wait *waits;
-    size_t nwaits;
+    node_want_vec wants;
+    node_wait_vec waits;
     node_txn *t;
-    bool oom;
+    bool full; /* a list reached its bound */
 } load_ctx;
 
 static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
@@ -644,17 +630,15 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
     const uint8_t *tag = (const uint8_t *)k + 1, *id = (const uint8_t *)k + 33;
     bool has_body = ledger_body_has(c->t, id);
     if (has_body && ledger_applied_get(c->t, id) == 0) {
-        node_wait *w = realloc(c->waits, (c->nwaits + 1) * sizeof(*w));
+        node_wait *w = NODE_VEC_PUSH(&c->waits, NODE_WAITS_MAX);
         if (w == NULL) {
-            c->oom = true;
-            return false;
+            c->full = true; /* over the bound: found again at a later start, once these merged */
+            return true;
         }
-        c->waits = w;
-        memcpy(w[c->nwaits].id, id, 32);
-        memcpy(w[c->nwaits].tag, tag, 32);
-        w[c->nwaits].why = WAIT_KEY;
-        w[c->nwaits].kind = 0; /* unknown until tried: apply_one decodes it */
-        c->nwaits++;
+        memcpy(w->id, id, 32);
+        memcpy(w->tag, tag, 32);
+        w->why = WAIT_KEY;
+        w->kind = 0; /* unknown until tried: apply_one decodes it */
     } else if (!has_body) {
         const void *hb;
         size_t hl;
@@ -671,19 +655,17 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
             want = node__reads_tag(c->t, c->e, tag);
         }
         if (want) {
-            node_want *w = realloc(c->wants, (c->nwants + 1) * sizeof(*w));
+            node_want *w = NODE_VEC_PUSH(&c->wants, NODE_WANTS_MAX);
             if (w == NULL) {
-                c->oom = true;
+                c->full = true;
                 proto_header_fini(&h);
-                return false;
+                return true;
             }
-            c->wants = w;
-            memcpy(w[c->nwants].id, id, 32);
-            memcpy(w[c->nwants].tag, tag, 32);
-            memcpy(w[c->nwants].origin, h.origin, 32);
-            w[c->nwants].since_ms = 0; /* missing since before the start: ask at once */
-            w[c->nwants].asked_ms = 0;
-            c->nwants++;
+            memcpy(w->id, id, 32);
+            memcpy(w->tag, tag, 32);
+            memcpy(w->origin, h.origin, 32);
+            w->since_ms = 0; /* missing since before the start: ask at once */
+            w->asked_ms = 0;
         }
         proto_header_fini(&h);
     }
@@ -713,7 +695,7 @@ static node_err load_cb(node_txn *t, void *ctx)
     }
     if ((err = node_txn_scan(t, NODE_DB_HEADERS, "T", 1, load_tag_cb, c)) != NODE_OK)
         return err;
-    return c->oom ? NODE_ENOMEM : NODE_OK;
+    return NODE_OK;
 }
 
 node_err node__ingest_load(node_engine *e, node_errmsg *msg)
@@ -721,16 +703,19 @@ node_err node__ingest_load(node_engine *e, node_errmsg *msg)
     load_ctx c = { .e = e };
     node_err err = node_store_read(e->store, load_cb, &c, msg);
     if (err != NODE_OK) {
-        free(c.wants);
-        free(c.waits);
+        NODE_VEC_FREE(&c.wants);
+        NODE_VEC_FREE(&c.waits);
         return err;
     }
     e->wants = c.wants;
-    e->nwants = c.nwants;
     e->waits = c.waits;
-    e->nwaits = c.nwaits;
-    for (size_t i = 0; i < e->nwants; i++)
-        if (!idset_put(&e->want_ix, e->wants[i].id, i))
+    if (c.full)
+        NODE_WARN("store.load",
+            "wants=%zu waits=%zu detail=\"more bodies are lacked or held than "
+            "the in-memory lists hold; the rest is taken up at a later start\"",
+            e->wants.n, e->waits.n);
+    for (size_t i = 0; i < e->wants.n; i++)
+        if (!idset_put(&e->want_ix, e->wants.v[i].id, i))
             return NODE_ENOMEM;
     return node__waits_reindex(e);
 }

@@ -125,7 +125,7 @@ static int vv_entry_cmp(const void *a, const void *b)
 void node__inq_vv(node_engine *e, crdt_vv_entry **vvp, size_t *np, const node_member *to)
 {
     crdt_vv_entry *vv = *vvp;
-    size_t n = *np;
+    size_t n = *np, cap = n;
     bool added = false;
     for (node_inmsg *q = e->inq_head; q != NULL; q = q->next) {
         size_t nruns;
@@ -140,10 +140,8 @@ void node__inq_vv(node_engine *e, crdt_vv_entry **vvp, size_t *np, const node_me
             if (i == n) {
                 if (runs[k].first != 1)
                     continue;
-                crdt_vv_entry *more = realloc(vv, (n + 1) * sizeof(*more));
-                if (more == NULL)
+                if (node__vec_reserve(&vv, &cap, n + 1, sizeof(*vv), PROTO_VV_MAX) != NODE_OK)
                     continue;
-                vv = more;
                 memcpy(vv[i].origin.b, runs[k].origin, 32);
                 vv[i].max = 0;
                 n++;

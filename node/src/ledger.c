@@ -127,15 +127,9 @@ static bool vv_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
     vv_collect *c = ctx;
     if (kl != 32 || vl != 40)
         return true;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 16;
-        crdt_vv_entry *e = realloc(c->e, cap * sizeof(*e));
-        if (e == NULL) {
-            c->oom = true;
-            return false;
-        }
-        c->e = e;
-        c->cap = cap;
+    if (node__vec_reserve(&c->e, &c->cap, c->n + 1, sizeof(*c->e), PROTO_VV_MAX) != NODE_OK) {
+        c->oom = true;
+        return false;
     }
     memcpy(c->e[c->n].origin.b, k, 32);
     c->e[c->n].max = ledger_get64(v);
@@ -383,7 +377,9 @@ int ledger_applied_get(node_txn *t, const uint8_t id[32])
 }
 
 /* Stores written before bodies and applied marks were keyed by log place held them by id
- * (32-byte body keys, 33-byte 'A' keys): move them. */
+ * (32-byte body keys, 33-byte 'A' keys): move them, at most MIGRATE_MAX records of a kind (a
+ * 512 MiB list of ids; a larger store of that layout cannot be moved by this pattod). */
+#define MIGRATE_MAX ((size_t)1 << 24)
 typedef struct old_keys {
     size_t klen; /* of an old key: the id after klen - 32 bytes of prefix */
     uint8_t (*ids)[32];
@@ -397,15 +393,9 @@ static bool old_key_cb(const void *k, size_t kl, const void *v, size_t vl, void 
     old_keys *o = ctx;
     if (kl != o->klen)
         return true;
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 256;
-        uint8_t(*ids)[32] = realloc(o->ids, cap * sizeof(*ids));
-        if (ids == NULL) {
-            o->oom = true;
-            return false;
-        }
-        o->ids = ids;
-        o->cap = cap;
+    if (node__vec_reserve(&o->ids, &o->cap, o->n + 1, sizeof(*o->ids), MIGRATE_MAX) != NODE_OK) {
+        o->oom = true;
+        return false;
     }
     memcpy(o->ids[o->n++], (const uint8_t *)k + (kl - 32), 32);
     return true;

@@ -221,18 +221,17 @@ node_err node__want_add(
 {
     if (node__want_has(e, id))
         return NODE_OK;
-    node_want *w = realloc(e->wants, (e->nwants + 1) * sizeof(*w));
-    if (w == NULL)
+    node_err err = NODE_VEC_RESERVE(&e->wants, e->wants.n + 1, NODE_WANTS_MAX);
+    if (err != NODE_OK)
+        return err; /* beyond the bound: asked again when the store is loaded next */
+    if (!idset_put(&e->want_ix, id, e->wants.n))
         return NODE_ENOMEM;
-    e->wants = w;
-    if (!idset_put(&e->want_ix, id, e->nwants))
-        return NODE_ENOMEM;
-    memcpy(w[e->nwants].id, id, 32);
-    memcpy(w[e->nwants].tag, tag, 32);
-    memcpy(w[e->nwants].origin, origin, 32);
-    w[e->nwants].since_ms = node__now(e);
-    w[e->nwants].asked_ms = 0;
-    e->nwants++;
+    node_want *w = &e->wants.v[e->wants.n++];
+    memcpy(w->id, id, 32);
+    memcpy(w->tag, tag, 32);
+    memcpy(w->origin, origin, 32);
+    w->since_ms = node__now(e);
+    w->asked_ms = 0;
     node__wants_schedule(e);
     return NODE_OK;
 }
@@ -243,9 +242,9 @@ void node__want_remove(node_engine *e, const uint8_t id[32])
     if (i == SIZE_MAX)
         return;
     idset_del(&e->want_ix, id);
-    if (i != --e->nwants) {
-        e->wants[i] = e->wants[e->nwants];
-        (void)idset_put(&e->want_ix, e->wants[i].id, i); /* updates in place: no allocation */
+    if (i != --e->wants.n) {
+        e->wants.v[i] = e->wants.v[e->wants.n];
+        (void)idset_put(&e->want_ix, e->wants.v[i].id, i); /* updates in place: no allocation */
     }
 }
 
@@ -253,17 +252,16 @@ node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[
 {
     if (idset_get(&e->wait_ix, id) != SIZE_MAX)
         return NODE_OK;
-    node_wait *w = realloc(e->waits, (e->nwaits + 1) * sizeof(*w));
-    if (w == NULL)
+    node_err err = NODE_VEC_RESERVE(&e->waits, e->waits.n + 1, NODE_WAITS_MAX);
+    if (err != NODE_OK)
+        return err; /* beyond the bound: tried again when the store is loaded next */
+    if (!idset_put(&e->wait_ix, id, e->waits.n))
         return NODE_ENOMEM;
-    e->waits = w;
-    if (!idset_put(&e->wait_ix, id, e->nwaits))
-        return NODE_ENOMEM;
-    memcpy(w[e->nwaits].id, id, 32);
-    memcpy(w[e->nwaits].tag, tag, 32);
-    w[e->nwaits].why = WAIT_KEY;
-    w[e->nwaits].kind = kind;
-    e->nwaits++;
+    node_wait *w = &e->waits.v[e->waits.n++];
+    memcpy(w->id, id, 32);
+    memcpy(w->tag, tag, 32);
+    w->why = WAIT_KEY;
+    w->kind = kind;
     return NODE_OK;
 }
 
@@ -271,8 +269,8 @@ node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[
 node_err node__waits_reindex(node_engine *e)
 {
     idset_free(&e->wait_ix);
-    for (size_t i = 0; i < e->nwaits; i++)
-        if (!idset_put(&e->wait_ix, e->waits[i].id, i))
+    for (size_t i = 0; i < e->waits.n; i++)
+        if (!idset_put(&e->wait_ix, e->waits.v[i].id, i))
             return NODE_ENOMEM;
     return NODE_OK;
 }
@@ -332,6 +330,6 @@ node_err node_manifest_load(node_engine *e, node_errmsg *msg)
 
 void node__wants_schedule(node_engine *e)
 {
-    if (!e->stopping && e->nwants > 0)
+    if (!e->stopping && e->wants.n > 0)
         e->host.schedule(e->host.ctx, NODE_WORK_WANTS, NODE_WANT_GRACE_MS);
 }

@@ -74,62 +74,55 @@ static uint64_t vv_lookup(const crdt_vv_entry *vv, size_t n, const uint8_t origi
 }
 
 /* A growing batch of HEADERS or BODIES, flushed as messages of at most BATCH_BYTES. */
+/* A growing HEADERS or BODIES message, flushed at BATCH_BYTES, so it holds far fewer than
+ * PROTO_BATCH_MAX items. items[i] and bodies[i].body are the same copy. */
 typedef struct batch {
-    proto_bytes *items;
-    proto_body_item *bodies;
-    size_t n, cap, bytes;
+    NODE_VEC(proto_bytes) items;
+    NODE_VEC(proto_body_item) bodies;
+    size_t bytes;
 } batch;
 
 static bool batch_add(batch *b, const uint8_t *p, size_t len, const uint8_t *id)
 {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        proto_bytes *it = realloc(b->items, cap * sizeof(*it));
-        if (it == NULL)
-            return false;
-        b->items = it;
-        proto_body_item *bd = realloc(b->bodies, cap * sizeof(*bd));
-        if (bd == NULL)
-            return false;
-        b->bodies = bd;
-        b->cap = cap;
-    }
+    size_t n = b->items.n;
+    if (NODE_VEC_RESERVE(&b->items, n + 1, PROTO_BATCH_MAX) != NODE_OK
+        || NODE_VEC_RESERVE(&b->bodies, n + 1, PROTO_BATCH_MAX) != NODE_OK)
+        return false;
     uint8_t *copy = malloc(len ? len : 1);
     if (copy == NULL)
         return false;
     memcpy(copy, p, len);
-    b->items[b->n].p = copy;
-    b->items[b->n].len = len;
+    b->items.v[n] = (proto_bytes) { copy, len };
+    proto_body_item *it = &b->bodies.v[n];
     if (id != NULL)
-        memcpy(b->bodies[b->n].header_id, id, 32);
-    b->bodies[b->n].body.p = copy;
-    b->bodies[b->n].body.len = len;
-    b->n++;
+        memcpy(it->header_id, id, 32);
+    it->body = (proto_bytes) { copy, len };
+    b->items.n = b->bodies.n = n + 1;
     b->bytes += len + 48;
     return true;
 }
 
 static void batch_clear(batch *b)
 {
-    for (size_t i = 0; i < b->n; i++)
-        free((void *)(uintptr_t)b->items[i].p);
-    b->n = 0;
+    for (size_t i = 0; i < b->items.n; i++)
+        free((void *)(uintptr_t)b->items.v[i].p);
+    b->items.n = b->bodies.n = 0;
     b->bytes = 0;
 }
 
 static void batch_free(batch *b)
 {
     batch_clear(b);
-    free(b->items);
-    free(b->bodies);
+    NODE_VEC_FREE(&b->items);
+    NODE_VEC_FREE(&b->bodies);
 }
 
 /* Answers go back on the link the request came on (l). */
 static void flush_headers(node_engine *e, node_link *l, batch *b)
 {
-    if (b->n == 0)
+    if (b->items.n == 0)
         return;
-    proto_headers_msg hm = { b->items, b->n, NULL };
+    proto_headers_msg hm = { b->items.v, b->items.n, NULL };
     proto_buf out = { NULL, 0 };
     if (proto_headers_encode(&hm, &out) == PROTO_OK)
         (void)node__link_send(e, l, &out);
@@ -139,9 +132,9 @@ static void flush_headers(node_engine *e, node_link *l, batch *b)
 
 static void flush_bodies(node_engine *e, node_link *l, batch *b)
 {
-    if (b->n == 0)
+    if (b->bodies.n == 0)
         return;
-    proto_bodies_msg bm = { b->bodies, b->n, NULL };
+    proto_bodies_msg bm = { b->bodies.v, b->bodies.n, NULL };
     proto_buf out = { NULL, 0 };
     if (proto_bodies_encode(&bm, &out) == PROTO_OK)
         (void)node__link_send(e, l, &out);
@@ -255,12 +248,12 @@ static node_err want_cb(node_txn *t, void *ctx)
     want_ctx *c = ctx;
     node_engine *e = c->e;
     uint64_t now = node__now(e);
-    for (size_t i = 0; i < e->nwants; i++) {
+    for (size_t i = 0; i < e->wants.n; i++) {
         c->target[i] = NULL;
-        if (!want_due(&e->wants[i], now))
+        if (!want_due(&e->wants.v[i], now))
             continue;
-        e->wants[i].asked_ms = now; /* tried now, whether a holder is up or not */
-        node_member *a = node_member_by_origin(e, e->wants[i].origin);
+        e->wants.v[i].asked_ms = now; /* tried now, whether a holder is up or not */
+        node_member *a = node_member_by_origin(e, e->wants.v[i].origin);
         if (a != NULL && !a->self && node__link_up_to(e, a) != NULL) {
             c->target[i] = a;
             continue;
@@ -268,7 +261,7 @@ static node_err want_cb(node_txn *t, void *ctx)
         for (size_t k = 0; k < e->nmembers && c->target[i] == NULL; k++) {
             node_member *m = &e->members[k];
             if (!m->self && node__link_up_to(e, m) != NULL
-                && ledger_holds(t, e->wants[i].tag, m->origin))
+                && ledger_holds(t, e->wants.v[i].tag, m->origin))
                 c->target[i] = m;
         }
     }
@@ -279,19 +272,19 @@ static void want_timer_next(node_engine *e);
 
 static void send_wants(node_engine *e)
 {
-    if (e->nwants == 0)
+    if (e->wants.n == 0)
         return;
-    want_ctx c = { e, calloc(e->nwants, sizeof(node_member *)) };
-    proto_hash_bytes *ids = calloc(e->nwants < WANT_MAX ? e->nwants : WANT_MAX, sizeof(*ids));
+    want_ctx c = { e, calloc(e->wants.n, sizeof(node_member *)) };
+    proto_hash_bytes *ids = calloc(e->wants.n < WANT_MAX ? e->wants.n : WANT_MAX, sizeof(*ids));
     node_errmsg msg;
     if (c.target == NULL || ids == NULL || node_store_read(e->store, want_cb, &c, &msg) != NODE_OK)
         goto out;
     for (size_t k = 0; k < e->nmembers; k++) {
         node_member *m = &e->members[k];
         size_t n = 0;
-        for (size_t i = 0; i < e->nwants && n < WANT_MAX; i++) {
+        for (size_t i = 0; i < e->wants.n && n < WANT_MAX; i++) {
             if (c.target[i] == m)
-                memcpy(ids[n++].b, e->wants[i].id, 32);
+                memcpy(ids[n++].b, e->wants.v[i].id, 32);
         }
         if (n == 0)
             continue;
@@ -310,11 +303,11 @@ out:
 /* Schedule NODE_WORK_WANTS at the earliest moment a want falls due. */
 static void want_timer_next(node_engine *e)
 {
-    if (e->stopping || e->nwants == 0)
+    if (e->stopping || e->wants.n == 0)
         return;
     uint64_t now = node__now(e), wait = WANT_RETRY_MS;
-    for (size_t i = 0; i < e->nwants && wait > 0; i++) {
-        const node_want *w = &e->wants[i];
+    for (size_t i = 0; i < e->wants.n && wait > 0; i++) {
+        const node_want *w = &e->wants.v[i];
         uint64_t due = w->since_ms + NODE_WANT_GRACE_MS;
         if (w->asked_ms != 0 && w->asked_ms + WANT_RETRY_MS > due)
             due = w->asked_ms + WANT_RETRY_MS;
@@ -367,19 +360,19 @@ static node_err serve_cb(node_txn *t, void *ctx)
 
 /* After headers from m were ingested: answers to our version vector are followed by the
  * sender's own, which makes us ask for the rest. A gap in pushed headers (held out of order,
- * e->npending grew) asks at once, at most every GAP_VV_MS; bodies usually follow their
+ * e->pending.n grew) asks at once, at most every GAP_VV_MS; bodies usually follow their
  * headers, so wants wait (NODE_WANT_GRACE_MS). */
 static void gap_vv(node_engine *e, node_link *l, node_member *m, size_t pending_before)
 {
     uint64_t now = node__now(e);
-    if (e->npending > pending_before && now - m->vv_sent_ms >= GAP_VV_MS)
+    if (e->pending.n > pending_before && now - m->vv_sent_ms >= GAP_VV_MS)
         node__send_vv(e, m, l, false);
 }
 
 /* HEADERS not taken by the queue (it could not hold them). */
 static void headers_in(node_engine *e, node_link *l, node_member *m, const proto_headers_msg *hm)
 {
-    size_t pending = e->npending;
+    size_t pending = e->pending.n;
     node_hdr *hs = node__hdrs_decode(e, hm->headers, hm->n);
     if (hs == NULL)
         return;
@@ -513,7 +506,7 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
             nb += q->bm.n;
         }
     }
-    size_t pending = e->npending;
+    size_t pending = e->pending.n;
     if (nh > NODE_GROUP_HEADERS) {
         /* A first message larger than a group (a peer with a larger max_message_bytes) is
          * alone in it, and taken in several transactions. */
@@ -629,8 +622,8 @@ void node__anti_entropy(node_engine *e)
         }
     }
     send_wants(e);
-    for (size_t i = 0; i < e->nwaits; i++) {
-        if (e->waits[i].why == WAIT_CLOCK || e->waits[i].why == WAIT_CAUSAL) {
+    for (size_t i = 0; i < e->waits.n; i++) {
+        if (e->waits.v[i].why == WAIT_CLOCK || e->waits.v[i].why == WAIT_CAUSAL) {
             node_retry_waits(e);
             break;
         }

@@ -107,16 +107,9 @@ static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_k
  * decoded header). */
 static node_err push_out(write_ctx *w, proto_buf *header, proto_buf *body, proto_header *h)
 {
-    node_outs *o = w->out;
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 4;
-        node_out *v = realloc(o->v, cap * sizeof(*v));
-        if (v == NULL)
-            return NODE_ENOMEM;
-        o->v = v;
-        o->cap = cap;
-    }
-    node_out *x = &o->v[o->n++];
+    node_out *x = NODE_VEC_PUSH(w->out, NODE_OUTS_MAX);
+    if (x == NULL)
+        return NODE_ENOMEM;
     x->header = *header;
     x->body = *body;
     x->h = *h;
