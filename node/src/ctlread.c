@@ -1,0 +1,560 @@
+/*
+ * ctlread.c - the control commands that read (node/CONTROL.md): case.show, case.list, status,
+ * digest, schema. May call: ctlreq.c, state.c, ledger.c, store.c, proto, crdt.
+ */
+#include "ctl.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LIST_MAX ((size_t)1 << 22) /* cases in one case.list answer */
+
+/* ---------------------------------------------------------------------------------------- */
+/* Reading a case                                                                            */
+
+/* The JSON of one field's value (what a person reads), adding conflicts when there are. */
+static json_object *field_json(node_engine *e, const crdt_scope *s, const char *scope,
+    const char *field, crdt_type type, json_object *conflicts)
+{
+    const node_field *f = node_schema_field(e->schema, scope, field);
+    size_t n = 0;
+    switch (type) {
+    case CRDT_REGISTER: {
+        if (crdt_register_count(s, field, &n) != CRDT_OK || n == 0)
+            return NULL;
+        json_object *winner = NULL, *all = n > 1 ? json_object_new_array() : NULL;
+        for (size_t i = 0; i < n; i++) {
+            crdt_reg_value v;
+            if (crdt_register_at(s, field, i, &v) != CRDT_OK)
+                continue;
+            json_object *j;
+            char buf[64];
+            if (f != NULL && f->type == NODE_F_NUMBER && v.value.len < sizeof(buf)) {
+                memcpy(buf, v.value.p, v.value.len);
+                buf[v.value.len] = 0;
+                j = json_object_new_int64(strtoll(buf, NULL, 10));
+            } else {
+                j = json_object_new_string_len((const char *)v.value.p, (int)v.value.len);
+            }
+            if (i == 0)
+                winner = j;
+            if (all != NULL)
+                json_object_array_add(all, i == 0 ? json_object_get(j) : j);
+        }
+        if (all != NULL) {
+            char key[PROTO_SCOPE_NAME_MAX + CRDT_FIELD_MAX + 2];
+            snprintf(key, sizeof(key), "%s.%s", scope, field);
+            json_object_object_add(conflicts, key, all);
+        }
+        return winner;
+    }
+    case CRDT_SET: {
+        json_object *a = json_object_new_array();
+        if (crdt_set_count(s, field, &n) == CRDT_OK)
+            for (size_t i = 0; i < n; i++) {
+                crdt_bytes b;
+                if (crdt_set_at(s, field, i, &b) == CRDT_OK)
+                    json_object_array_add(
+                        a, json_object_new_string_len((const char *)b.p, (int)b.len));
+            }
+        return a;
+    }
+    case CRDT_COUNTER: {
+        int64_t v = 0;
+        if (crdt_counter_value(s, field, &v) != CRDT_OK)
+            return NULL;
+        return json_object_new_int64(v);
+    }
+    case CRDT_TIMELINE: {
+        json_object *a = json_object_new_array();
+        if (crdt_timeline_count(s, field, &n) == CRDT_OK)
+            for (size_t i = 0; i < n; i++) {
+                crdt_event ev;
+                if (crdt_timeline_at(s, field, i, &ev) != CRDT_OK)
+                    continue;
+                json_object *o = json_object_new_object();
+                char at[32], hex[65];
+                node__rfc3339(ev.hlc.wall, at);
+                json_object_object_add(o, "at", json_object_new_string(at));
+                json_object_object_add(
+                    o, "by", json_object_new_string(node__org_of(e, ev.id.origin.b, hex)));
+                if (ev.redacted) {
+                    json_object_object_add(o, "event", NULL);
+                    json_object_object_add(o, "redacted", json_object_new_boolean(1));
+                } else {
+                    /* Contents are stored without a NUL: parse a terminated copy. */
+                    json_object *body = NULL;
+                    char *copy = malloc(ev.content.len + 1);
+                    if (copy != NULL) {
+                        memcpy(copy, ev.content.p, ev.content.len);
+                        copy[ev.content.len] = 0;
+                        body = json_tokener_parse(copy);
+                        free(copy);
+                    }
+                    json_object_object_add(o, "event", body);
+                }
+                json_object_array_add(a, o);
+            }
+        return a;
+    }
+    }
+    return NULL;
+}
+
+typedef struct show_ctx {
+    node_engine *e;
+    json_object *scopes, *conflicts;
+    size_t n;
+    node_err err;
+    node_txn *t;
+} show_ctx;
+
+static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
+{
+    show_ctx *c = ctx;
+    crdt_scope *s = NULL;
+    if ((c->err = ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
+        return false;
+    json_object *obj = json_object_new_object();
+    size_t nf = crdt_scope_field_count(s);
+    for (size_t i = 0; i < nf; i++) {
+        const char *name;
+        crdt_type type;
+        if (crdt_scope_field_at(s, i, &name, &type) != CRDT_OK || name[0] == '@')
+            continue;
+        json_object *v = field_json(c->e, s, scope, name, type, c->conflicts);
+        if (v != NULL)
+            json_object_object_add(obj, name, v);
+    }
+    json_object_object_add(c->scopes, scope, obj);
+    crdt_scope_free(s);
+    c->n++;
+    return true;
+}
+
+typedef struct show_req {
+    show_ctx *c;
+    const proto_case_id *id;
+    bool owned;
+} show_req;
+
+static node_err show_cb(node_txn *t, void *ctx)
+{
+    show_req *s = ctx;
+    s->c->t = t;
+    s->c->n = 0;
+    s->c->err = NODE_OK;
+    s->owned = ledger_case_owned(t, s->id);
+    node_err err = ledger_case_scopes(t, s->id, show_scope_cb, s->c);
+    return err != NODE_OK ? err : s->c->err;
+}
+
+void node__cmd_case_show(req *r)
+{
+    proto_case_id c;
+    if (!node__ctl_case(r, &c))
+        return;
+    show_ctx sc
+        = { .e = r->e, .scopes = json_object_new_object(), .conflicts = json_object_new_object() };
+    show_req s = { &sc, &c, false };
+    node_errmsg msg;
+    node_err err = node_store_read(r->e->store, show_cb, &s, &msg);
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(&c, id);
+    if (err != NODE_OK || (sc.n == 0 && !s.owned)) {
+        json_object_put(sc.scopes);
+        json_object_put(sc.conflicts);
+        if (err != NODE_OK) {
+            node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
+            return;
+        }
+        char m[128];
+        snprintf(m, sizeof(m), "no readable scope of case %s on this node", id);
+        node__ctl_error(r->e, r->id, CODE_NOTFOUND, m);
+        return;
+    }
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "id", json_object_new_string(id));
+    json_object_object_add(doc, "scopes", sc.scopes);
+    json_object_object_add(doc, "conflicts", sc.conflicts);
+    node__ctl_json(r->e, r->id, doc);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case list                                                                                 */
+
+typedef struct list_item {
+    proto_case_id id;
+    json_object *scopes;
+    uint64_t last;
+} list_item;
+
+typedef struct list_ctx {
+    node_txn *t;
+    list_item *items;
+    size_t n, cap;
+    bool oom;
+} list_ctx;
+
+/* ledger_cases gives the cases opened here in id order, then every readable scope in case
+ * order: a case is new unless it is the last one seen; list_merge joins the two runs. */
+static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *tag, void *ctx)
+{
+    list_ctx *l = ctx;
+    list_item *it = NULL;
+    if (l->n > 0 && memcmp(l->items[l->n - 1].id.b, c->b, 16) == 0)
+        it = &l->items[l->n - 1];
+    if (it == NULL) {
+        if (node__vec_reserve(&l->items, &l->cap, l->n + 1, sizeof(*l->items), LIST_MAX)
+            != NODE_OK) {
+            l->oom = true;
+            return false;
+        }
+        it = &l->items[l->n++];
+        it->id = *c;
+        it->scopes = json_object_new_array();
+        it->last = 0;
+    }
+    if (scope != NULL) {
+        json_object_array_add(it->scopes, json_object_new_string(scope));
+        uint64_t last = ledger_last_change(l->t, tag);
+        if (last > it->last)
+            it->last = last;
+    }
+    return true;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    const list_item *x = a, *y = b;
+    return memcmp(x->id.b, y->id.b, 16);
+}
+
+/* Sort by id and join the entries of one case (n log n). */
+static void list_merge(list_ctx *l)
+{
+    if (l->n < 2)
+        return;
+    qsort(l->items, l->n, sizeof(*l->items), by_id);
+    size_t w = 0;
+    for (size_t i = 1; i < l->n; i++) {
+        list_item *to = &l->items[w], *from = &l->items[i];
+        if (memcmp(to->id.b, from->id.b, 16) != 0) {
+            l->items[++w] = *from;
+            continue;
+        }
+        size_t ns = json_object_array_length(from->scopes);
+        for (size_t k = 0; k < ns; k++)
+            json_object_array_add(
+                to->scopes, json_object_get(json_object_array_get_idx(from->scopes, k)));
+        json_object_put(from->scopes);
+        if (from->last > to->last)
+            to->last = from->last;
+    }
+    l->n = w + 1;
+}
+
+static node_err list_txn_cb(node_txn *t, void *ctx)
+{
+    list_ctx *l = ctx;
+    l->t = t;
+    node_err err = ledger_cases(t, list_cb, l);
+    if (err == NODE_OK && !l->oom)
+        list_merge(l);
+    return err != NODE_OK ? err : l->oom ? NODE_ENOMEM : NODE_OK;
+}
+
+static int by_last_desc(const void *a, const void *b)
+{
+    const list_item *x = a, *y = b;
+    return (x->last < y->last) - (x->last > y->last);
+}
+
+void node__cmd_case_list(req *r)
+{
+    list_ctx l = { NULL, NULL, 0, 0, false };
+    node_errmsg msg;
+    node_err err = node_store_read(r->e->store, list_txn_cb, &l, &msg);
+    json_object *doc = json_object_new_object(), *cases = json_object_new_array();
+    if (err == NODE_OK)
+        qsort(l.items, l.n, sizeof(*l.items), by_last_desc);
+    for (size_t i = 0; i < l.n; i++) {
+        json_object *o = json_object_new_object();
+        char id[PROTO_CASE_ID_TEXT_SIZE], at[32];
+        proto_case_id_format(&l.items[i].id, id);
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "scopes", l.items[i].scopes);
+        if (l.items[i].last) {
+            node__rfc3339(l.items[i].last, at);
+            json_object_object_add(o, "last_change", json_object_new_string(at));
+        } else {
+            json_object_object_add(o, "last_change", NULL);
+        }
+        json_object_array_add(cases, o);
+    }
+    free(l.items);
+    json_object_object_add(doc, "cases", cases);
+    if (err != NODE_OK) {
+        json_object_put(doc);
+        node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
+        return;
+    }
+    node__ctl_json(r->e, r->id, doc);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* status, digest, schema                                                                    */
+
+typedef struct status_ctx {
+    node_engine *e;
+    crdt_vv_entry *vv;
+    size_t nvv;
+    size_t cases, bodies;
+    json_object *quarantined;
+} status_ctx;
+
+static bool quar_json_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
+{
+    status_ctx *c = ctx;
+    json_object *o = json_object_new_object();
+    char hex[65];
+    json_object_object_add(o, "org", json_object_new_string(node__org_of(c->e, origin, hex)));
+    json_object_object_add(o, "origin", node__hexstr(origin, 32));
+    json_object_object_add(o, "seq", json_object_new_int64((int64_t)seq));
+    json_object_array_add(c->quarantined, o);
+    return true;
+}
+
+static node_err status_cb(node_txn *t, void *ctx)
+{
+    status_ctx *c = ctx;
+    node_err err;
+    if ((err = ledger_vv_all(t, &c->vv, &c->nvv)) != NODE_OK
+        || (err = ledger_count(t, NODE_DB_BODIES, NULL, &c->bodies)) != NODE_OK)
+        return err;
+    list_ctx l = { t, NULL, 0, 0, false };
+    err = list_txn_cb(t, &l);
+    for (size_t i = 0; i < l.n; i++)
+        json_object_put(l.items[i].scopes);
+    free(l.items);
+    c->cases = l.n;
+    if (err != NODE_OK)
+        return err;
+    return ledger_quarantine_list(t, &c->e->lim, quar_json_cb, c);
+}
+
+static json_object *vv_json(const crdt_vv_entry *vv, size_t n)
+{
+    json_object *o = json_object_new_object();
+    for (size_t i = 0; i < n; i++) {
+        char hex[65];
+        proto_hex_encode(vv[i].origin.b, 32, hex);
+        json_object_object_add(o, hex, json_object_new_int64((int64_t)vv[i].max));
+    }
+    return o;
+}
+
+void node__cmd_status(req *r)
+{
+    node_engine *e = r->e;
+    status_ctx c = { .e = e, .quarantined = json_object_new_array() };
+    node_errmsg msg;
+    node_err err = node_store_read(e->store, status_cb, &c, &msg);
+    if (err != NODE_OK) {
+        json_object_put(c.quarantined);
+        free(c.vv);
+        node__ctl_error(e, r->id, CODE_INTERNAL, msg.text);
+        return;
+    }
+    json_object *doc = json_object_new_object(), *versions = json_object_new_object();
+    uint64_t now = node__now(e);
+    json_object_object_add(doc, "org", json_object_new_string(e->cfg.org));
+    json_object_object_add(doc, "role", json_object_new_string(e->cfg.role));
+    json_object_object_add(doc, "pid", json_object_new_int64((int64_t)getpid()));
+    json_object_object_add(doc, "uptime_s",
+        json_object_new_int64(now > e->started_ms ? (int64_t)((now - e->started_ms) / 1000) : 0));
+    json_object_object_add(doc, "listen", json_object_new_string(e->cfg.listen));
+    json_object_object_add(
+        doc, "advertise", json_object_new_string(node_config_advertise(&e->cfg)));
+    json_object_object_add(doc, "dir", json_object_new_string(e->dir));
+    json_object_object_add(versions, "program", json_object_new_string(PATTO_VERSION));
+    json_object_object_add(versions, "protocol", json_object_new_int(PROTO_VERSION));
+    json_object_object_add(versions, "schema", node__hexstr(e->schema_hash, 32));
+    json_object_object_add(versions, "manifest",
+        e->have_manifest ? json_object_new_int64((int64_t)e->manifest.version) : NULL);
+    json_object_object_add(doc, "versions", versions);
+    json_object *peers = json_object_new_array(), *members = json_object_new_array();
+    for (size_t i = 0; i < e->nmembers; i++) {
+        node_member *m = &e->members[i];
+        json_object *mo = json_object_new_object();
+        json_object_object_add(mo, "org", json_object_new_string(m->org));
+        json_object_object_add(mo, "role",
+            json_object_new_string(proto_role_name(m->role) ? proto_role_name(m->role) : "?"));
+        json_object_object_add(mo, "origin", node__hexstr(m->origin, 32));
+        json_object_array_add(members, mo);
+        if (m->self)
+            continue;
+        json_object *p = json_object_new_object();
+        json_object_object_add(p, "org", json_object_new_string(m->org));
+        json_object_object_add(p, "state",
+            json_object_new_string(m->pipe ? "up"
+                    : m->dialer            ? "connecting"
+                                           : "down"));
+        uint64_t lag = 0;
+        for (size_t k = 0; k < m->nvv; k++) {
+            uint64_t mine = 0;
+            for (size_t j = 0; j < c.nvv; j++)
+                if (memcmp(c.vv[j].origin.b, m->vv[k].origin.b, 32) == 0)
+                    mine = c.vv[j].max;
+            if (m->vv[k].max > mine)
+                lag += m->vv[k].max - mine;
+        }
+        json_object_object_add(p, "lag", json_object_new_int64((int64_t)lag));
+        /* Whole seconds: a fraction printed as a double would show its binary rounding. */
+        json_object_object_add(p, "last_heard_s",
+            m->last_heard_ms ? json_object_new_int64(
+                now > m->last_heard_ms ? (int64_t)((now - m->last_heard_ms) / 1000) : 0)
+                             : NULL);
+        json_object_object_add(p, "clock_offset_ms",
+            m->clock_sampled_ms ? json_object_new_int64(m->clock_offset_ms) : NULL);
+        json_object_array_add(peers, p);
+    }
+    json_object_object_add(doc, "peers", peers);
+    json_object_object_add(doc, "vv", vv_json(c.vv, c.nvv));
+    uint64_t headers = 0;
+    for (size_t i = 0; i < c.nvv; i++)
+        headers += c.vv[i].max;
+    json_object *counts = json_object_new_object();
+    json_object_object_add(counts, "cases", json_object_new_int64((int64_t)c.cases));
+    json_object_object_add(counts, "headers", json_object_new_int64((int64_t)headers));
+    json_object_object_add(counts, "bodies", json_object_new_int64((int64_t)c.bodies));
+    json_object_object_add(doc, "counts", counts);
+    json_object_object_add(doc, "quarantined", c.quarantined);
+    size_t causal = 0, clock = 0, key = 0;
+    for (size_t i = 0; i < e->waits.n; i++) {
+        causal += e->waits.v[i].why == WAIT_CAUSAL;
+        clock += e->waits.v[i].why == WAIT_CLOCK;
+        key += e->waits.v[i].why == WAIT_KEY;
+    }
+    json_object *waiting = json_object_new_object();
+    json_object_object_add(waiting, "causal", json_object_new_int64((int64_t)causal));
+    json_object_object_add(waiting, "clock", json_object_new_int64((int64_t)clock));
+    json_object_object_add(waiting, "key", json_object_new_int64((int64_t)key));
+    json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)e->wants.n));
+    json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->pending.n));
+    json_object_object_add(doc, "waiting", waiting);
+    json_object_object_add(doc, "members", members);
+    json_object *purposes = json_object_new_array();
+    for (size_t i = 0; e->have_manifest && i < e->manifest.npurposes; i++) {
+        json_object *p = json_object_new_object();
+        const proto_purpose *pp = &e->manifest.purposes[i];
+        json_object_object_add(
+            p, "id", json_object_new_string_len((const char *)pp->id.p, (int)pp->id.len));
+        json_object_object_add(p, "description",
+            json_object_new_string_len((const char *)pp->description.p, (int)pp->description.len));
+        json_object_array_add(purposes, p);
+    }
+    json_object_object_add(doc, "purposes", purposes);
+    free(c.vv);
+    node__ctl_json(e, r->id, doc);
+}
+
+typedef struct digest_ctx {
+    node_engine *e;
+    node_txn *t;
+    json_object *tags;
+    crdt_vv_entry *vv;
+    size_t nvv;
+    node_err err;
+} digest_ctx;
+
+static bool digest_tag_cb(const uint8_t tag[32], void *ctx)
+{
+    digest_ctx *c = ctx;
+    crdt_scope *s = NULL;
+    if ((c->err = ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
+        return false;
+    uint8_t d[32];
+    if (proto_scope_digest(s, d) != PROTO_OK) {
+        crdt_scope_free(s);
+        c->err = NODE_ENOMEM;
+        return false;
+    }
+    crdt_scope_free(s);
+    char hex[65];
+    proto_hex_encode(tag, 32, hex);
+    json_object_object_add(c->tags, hex, node__hexstr(d, 32));
+    return true;
+}
+
+static node_err digest_cb(node_txn *t, void *ctx)
+{
+    digest_ctx *c = ctx;
+    c->t = t;
+    node_err err = ledger_vv_all(t, &c->vv, &c->nvv);
+    if (err == NODE_OK)
+        err = ledger_key_tags(t, digest_tag_cb, c);
+    return err != NODE_OK ? err : c->err;
+}
+
+void node__cmd_digest(req *r)
+{
+    digest_ctx c = { .e = r->e, .tags = json_object_new_object() };
+    node_errmsg msg;
+    node_err err = node_store_read(r->e->store, digest_cb, &c, &msg);
+    if (err != NODE_OK) {
+        json_object_put(c.tags);
+        free(c.vv);
+        node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
+        return;
+    }
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "vv", vv_json(c.vv, c.nvv));
+    json_object_object_add(doc, "tags", c.tags);
+    free(c.vv);
+    node__ctl_json(r->e, r->id, doc);
+}
+
+void node__cmd_schema(req *r)
+{
+    node_engine *e = r->e;
+    json_object *doc = json_object_new_object(), *scopes = json_object_new_array();
+    json_object_object_add(doc, "schema", json_object_new_string(e->schema->name));
+    json_object_object_add(doc, "version", json_object_new_int64(e->schema->version));
+    json_object_object_add(doc, "hash", node__hexstr(e->schema_hash, 32));
+    for (size_t i = 0; i < e->schema->nscopes; i++) {
+        const node_scope_def *s = &e->schema->scopes[i];
+        json_object *so = json_object_new_object(), *fields = json_object_new_array();
+        json_object_object_add(so, "name", json_object_new_string(s->name));
+        json_object_object_add(so, "label", s->label ? json_object_new_string(s->label) : NULL);
+        for (size_t j = 0; j < s->nfields; j++) {
+            const node_field *f = &s->fields[j];
+            json_object *fo = json_object_new_object();
+            json_object_object_add(fo, "name", json_object_new_string(f->name));
+            json_object_object_add(fo, "type", json_object_new_string(node_ftype_name(f->type)));
+            json_object_object_add(fo, "label", f->label ? json_object_new_string(f->label) : NULL);
+            if (f->type == NODE_F_SET)
+                json_object_object_add(fo, "of", json_object_new_string(node_ftype_name(f->of)));
+            if (f->nvalues > 0) {
+                json_object *va = json_object_new_array();
+                for (size_t k = 0; k < f->nvalues; k++)
+                    json_object_array_add(va, json_object_new_string(f->values[k]));
+                json_object_object_add(fo, "values", va);
+            }
+            if (f->type == NODE_F_TEXT || (f->type == NODE_F_SET && f->of == NODE_F_TEXT))
+                json_object_object_add(fo, "max", json_object_new_int64((int64_t)f->max_len));
+            if (f->type == NODE_F_NUMBER) {
+                json_object_object_add(fo, "min", json_object_new_int64(f->min));
+                json_object_object_add(fo, "max", json_object_new_int64(f->max));
+            }
+            json_object_array_add(fields, fo);
+        }
+        json_object_object_add(so, "fields", fields);
+        json_object_array_add(scopes, so);
+    }
+    json_object_object_add(doc, "scopes", scopes);
+    node__ctl_json(e, r->id, doc);
+}
