@@ -29,7 +29,7 @@ bool net__maybe_down_locked(conn *c)
     uint8_t *why = malloc(len + 1);
     if (why != NULL)
         memcpy(why, c->why, len + 1);
-    net_ev ev = { NULL, NODE_NET_PIPE_DOWN, c->id, c->dialer, NULL, why, 0, why ? len : 0 };
+    net_ev ev = { NULL, NODE_NET_PIPE_DOWN, c->id, c->dialer, c->ctl, why, 0, why ? len : 0 };
     if (!net__push_locked(c->net, ev)) {
         free(why);
         return false; /* out of memory: the conn stays until the node stops */
@@ -86,6 +86,13 @@ static void abort_if_dead(conn *c, nng_aio *aio)
 }
 
 /* Start the next read (no lock; rx_busy is set). */
+/* The bytes read before a message: the SP header first, then each message's length (over ipc,
+ * after a message-type byte). */
+static size_t prefix_len(const conn *c)
+{
+    return c->rs == RX_SP ? SP_HEADER_LEN : c->ctl ? 9 : 8;
+}
+
 void net__rx_submit(conn *c)
 {
     nng_iov iov;
@@ -94,7 +101,7 @@ void net__rx_submit(conn *c)
         iov.iov_len = c->body_len - c->body_got;
     } else {
         iov.iov_buf = c->hdr + c->hdr_got;
-        iov.iov_len = sizeof(c->hdr) - c->hdr_got;
+        iov.iov_len = prefix_len(c) - c->hdr_got;
     }
     nng_aio_set_iov(c->rx, 1, &iov);
     nng_stream_recv(c->s, c->rx);
@@ -124,7 +131,7 @@ static void rx_cb(void *arg)
     char why[192];
     if (c->rs != RX_BODY) {
         c->hdr_got += got;
-        if (c->hdr_got < sizeof(c->hdr)) {
+        if (c->hdr_got < prefix_len(c)) {
             net__rx_submit(c);
             return;
         }
@@ -132,17 +139,24 @@ static void rx_cb(void *arg)
         if (c->rs == RX_SP) {
             const uint8_t *h = c->hdr;
             if (h[0] != 0 || h[1] != 'S' || h[2] != 'P' || h[3] != 0 || h[4] != 0
-                || h[5] != SP_PAIR1) {
-                conn_fail(c, "not a patto peer (no SP pair1 header)", true, false);
+                || h[5] != (c->ctl ? SP_REQ0 : SP_PAIR1)) {
+                conn_fail(c,
+                    c->ctl ? "not a patto client (no SP req0 header)"
+                           : "not a patto peer (no SP pair1 header)",
+                    true, false);
                 return;
             }
             c->rs = RX_LEN;
             net__rx_submit(c);
             return;
         }
-        uint64_t len = get_be64(c->hdr);
+        if (c->ctl && c->hdr[0] != IPC_MSG_TYPE) {
+            conn_fail(c, "not an SP ipc message", true, false);
+            return;
+        }
+        uint64_t len = get_be64(c->ctl ? c->hdr + 1 : c->hdr);
         if (len < 4) {
-            conn_fail(c, "a message without its pair1 header", true, false);
+            conn_fail(c, "a message without its SP header", true, false);
             return;
         }
         if (len - 4 > n->max_message) {
@@ -167,8 +181,15 @@ static void rx_cb(void *arg)
         net__rx_submit(c);
         return;
     }
-    /* A whole message: hand it to the loop (the hop count is not used: links are direct). */
-    net_ev ev = { NULL, NODE_NET_MESSAGE, c->id, c->dialer, NULL, c->body, 4, c->body_len - 4 };
+    /* A whole message: hand it to the loop. A peer's SP header (pair1's hop count) is not
+     * used, links being direct; a client's (req0) is the request id, its first byte's high bit
+     * set when it comes straight from the client, and it is echoed in the answer. */
+    if (c->ctl && (c->body[0] & 0x80) == 0) {
+        conn_fail(c, "a request through an SP device (not a patto client)", true, false);
+        return;
+    }
+    net_ev ev = { NULL, c->ctl ? NODE_NET_CONTROL : NODE_NET_MESSAGE, c->id, c->dialer, c->ctl,
+        c->body, 4, c->body_len - 4 };
     pthread_mutex_lock(&n->lock);
     bool ok = net__push_locked(n, ev);
     if (ok) {
@@ -300,7 +321,7 @@ static void remote_addr(nng_stream *s, char *out, size_t size)
 
 /* A stream is connected (nng thread): announce it, send our SP header, start reading. On
  * failure the stream is closed and false returned. */
-bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id)
+bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id, bool ctl)
 {
     conn *c = calloc(1, sizeof(*c));
     tx_item *t = malloc(sizeof(*t) + SP_HEADER_LEN);
@@ -318,9 +339,11 @@ bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id)
     c->net = n;
     c->s = s;
     c->dialer = dialer_id;
+    c->ctl = ctl;
     c->born_ms = net__mono_ms();
     c->rs = RX_SP;
-    static const uint8_t sp[SP_HEADER_LEN] = { 0x00, 'S', 'P', 0x00, 0x00, SP_PAIR1, 0x00, 0x00 };
+    const uint8_t sp[SP_HEADER_LEN]
+        = { 0x00, 'S', 'P', 0x00, 0x00, ctl ? SP_REP0 : SP_PAIR1, 0x00, 0x00 };
     t->next = NULL;
     t->len = SP_HEADER_LEN;
     t->off = 0;
@@ -336,17 +359,28 @@ bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id)
     do
         c->id = ++n->next_conn;
     while (c->id == 0 || net__conn_find_locked(n, c->id) != NULL);
-    char addr[64];
-    remote_addr(s, addr, sizeof(addr));
-    net_ev ev = { NULL, NODE_NET_PIPE_UP, c->id, dialer_id, NULL, (uint8_t *)strdup(addr), 0,
-        strlen(addr) };
-    if (ev.buf == NULL || !net__push_locked(n, ev)) {
+    if (ctl && n->nctl >= CTL_CONNS_MAX) {
         pthread_mutex_unlock(&n->lock);
-        free(ev.buf);
+        NODE_WARN(
+            "ctl.refuse", "reason=\"%d control connections are open already\"", CTL_CONNS_MAX);
         free(t);
         net__conn_free(c);
         return false;
     }
+    if (!ctl) {
+        char addr[64];
+        remote_addr(s, addr, sizeof(addr));
+        net_ev ev = { NULL, NODE_NET_PIPE_UP, c->id, dialer_id, false, (uint8_t *)strdup(addr), 0,
+            strlen(addr) };
+        if (ev.buf == NULL || !net__push_locked(n, ev)) {
+            pthread_mutex_unlock(&n->lock);
+            free(ev.buf);
+            free(t);
+            net__conn_free(c);
+            return false;
+        }
+    }
+    n->nctl += ctl;
     c->next = n->conns;
     n->conns = c;
     enqueue_locked(c, t);
@@ -367,26 +401,33 @@ bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id)
     return true;
 }
 
-node_err node_net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len)
+node_err net__send(node_net *n, uint32_t pipe, const uint8_t hdr[4], const uint8_t *buf, size_t len)
 {
     if (len > n->max_message)
         return NODE_EIO;
-    tx_item *t = malloc(sizeof(*t) + FRAME_PREFIX + len);
+    pthread_mutex_lock(&n->lock);
+    conn *c = net__conn_find_locked(n, pipe);
+    bool ipc = c != NULL && c->ctl;
+    pthread_mutex_unlock(&n->lock);
+    /* [ipc: type byte] 64-bit length of what follows, the 4-byte SP header, the message */
+    size_t pre = ipc ? 1 : 0;
+    tx_item *t = malloc(sizeof(*t) + pre + FRAME_PREFIX + len);
     if (t == NULL)
         return NODE_ENOMEM;
     t->next = NULL;
-    t->len = FRAME_PREFIX + len;
+    t->len = pre + FRAME_PREFIX + len;
     t->off = 0;
+    if (ipc)
+        t->data[0] = IPC_MSG_TYPE;
     uint64_t wire = (uint64_t)len + 4;
     for (int i = 0; i < 8; i++)
-        t->data[i] = (uint8_t)(wire >> (56 - 8 * i));
-    static const uint8_t hop[4] = { 0, 0, 0, 1 };
-    memcpy(t->data + 8, hop, 4);
+        t->data[pre + (size_t)i] = (uint8_t)(wire >> (56 - 8 * i));
+    memcpy(t->data + pre + 8, hdr, 4);
     if (len > 0)
-        memcpy(t->data + FRAME_PREFIX, buf, len);
+        memcpy(t->data + pre + FRAME_PREFIX, buf, len);
 
     pthread_mutex_lock(&n->lock);
-    conn *c = net__conn_find_locked(n, pipe);
+    c = net__conn_find_locked(n, pipe);
     node_err why = c == NULL || c->dead        ? NODE_ENOTFOUND
         : c->txq_bytes + t->len > TX_QUEUE_MAX ? NODE_EIO
                                                : NODE_OK;
@@ -398,10 +439,16 @@ node_err node_net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t le
     bool start = enqueue_locked(c, t);
     pthread_mutex_unlock(&n->lock);
     if (start) {
-        nng_aio_wait(c->tx); /* see "Re-arming" above */
+        nng_aio_wait(c->tx); /* see "Re-arming" in net.c */
         tx_submit(c);
     }
     return NODE_OK;
+}
+
+node_err node_net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len)
+{
+    static const uint8_t hop[4] = { 0, 0, 0, 1 }; /* pair1's hop count */
+    return net__send(n, pipe, hop, buf, len);
 }
 
 void node_net_drop(node_net *n, uint32_t pipe)

@@ -11,7 +11,10 @@
  *   byte-limited send queue (node_net_send fails instead of dropping), partial writes are
  *   resumed, and a length over [sync] max_message_bytes is rejected before anything is
  *   allocated (STYLE.md, trap 2).
- * - control: a rep0 socket on ipc://control.sock in the data directory, mode 0660.
+ * - control: ipc://control.sock in the data directory, mode 0660, an nng stream listener on
+ *   which conn.c speaks SP rep0 to the CLI's req0 sockets (the SP header with protocol 0x31,
+ *   then each request's 4-byte id echoed before its answer), one connection per client, at
+ *   most CTL_CONNS_MAX at once.
  *
  * nng calls back on its own threads. Callbacks touch the connection under the net lock and
  * hand events to the libuv loop through a locked queue and uv_async_send (STYLE.md, rule 8).
@@ -29,7 +32,6 @@
 #include "net_int.h"
 
 #include <inttypes.h>
-#include <nng/protocol/reqrep0/rep.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,23 +71,36 @@ dialer *net__dialer_find_locked(node_net *n, uint32_t id)
     return NULL;
 }
 
+/* A listener's next connection (nng thread): a peer's (listen URL) or a client's (control
+ * socket). */
+static void accepted(node_net *n, nng_stream_listener *l, nng_aio *aio, bool *sleeping, bool ctl)
+{
+    int rv = nng_aio_result(aio);
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+        return;
+    if (*sleeping) {
+        *sleeping = false;
+    } else if (rv == 0) {
+        net__conn_start(n, nng_aio_get_output(aio, 0), 0, ctl);
+    } else {
+        /* Out of descriptors or memory: pause instead of spinning. */
+        *sleeping = true;
+        nng_sleep_aio(100, aio);
+        return;
+    }
+    nng_stream_listener_accept(l, aio);
+}
+
 static void accept_cb(void *arg)
 {
     node_net *n = arg;
-    int rv = nng_aio_result(n->accept);
-    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-        return;
-    if (n->accept_sleeping) {
-        n->accept_sleeping = false;
-    } else if (rv == 0) {
-        net__conn_start(n, nng_aio_get_output(n->accept, 0), 0);
-    } else {
-        /* Out of descriptors or memory: pause instead of spinning. */
-        n->accept_sleeping = true;
-        nng_sleep_aio(100, n->accept);
-        return;
-    }
-    nng_stream_listener_accept(n->lst, n->accept);
+    accepted(n, n->lst, n->accept, &n->accept_sleeping, false);
+}
+
+static void ctl_accept_cb(void *arg)
+{
+    node_net *n = arg;
+    accepted(n, n->ctl_lst, n->ctl_accept, &n->ctl_accept_sleeping, true);
 }
 
 /* Start one connect attempt, bounded in time. */
@@ -133,7 +148,7 @@ static void dial_cb(void *arg)
     }
     if (rv == 0) {
         d->state = DIAL_CONNECTED;
-        if (net__conn_start(n, nng_aio_get_output(d->aio, 0), d->id))
+        if (net__conn_start(n, nng_aio_get_output(d->aio, 0), d->id, false))
             return;
     }
     d->state = DIAL_SLEEPING;
@@ -144,43 +159,6 @@ static void dial_cb(void *arg)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Control socket                                                                            */
-
-static void ctl_rx_cb(void *arg)
-{
-    ctl_slot *sl = arg;
-    node_net *n = sl->n;
-    int rv = nng_aio_result(sl->rx);
-    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-        return;
-    if (rv == 0) {
-        /* The slot's next receive is armed when its reply has gone (ctl_tx_cb). */
-        net_ev ev = { NULL, NODE_NET_CONTROL, (uint32_t)(sl - n->slots), 0, nng_aio_get_msg(sl->rx),
-            NULL, 0, 0 };
-        pthread_mutex_lock(&n->lock);
-        bool ok = net__push_locked(n, ev);
-        pthread_mutex_unlock(&n->lock);
-        if (ok) {
-            uv_async_send(&n->wake);
-            return;
-        }
-        nng_msg_free(ev.msg);
-    }
-    nng_ctx_recv(sl->ctx, sl->rx);
-}
-
-static void ctl_tx_cb(void *arg)
-{
-    ctl_slot *sl = arg;
-    int rv = nng_aio_result(sl->tx);
-    if (rv != 0) {
-        nng_msg *m = nng_aio_get_msg(sl->tx);
-        if (m != NULL)
-            nng_msg_free(m);
-    }
-    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-        return;
-    nng_ctx_recv(sl->ctx, sl->rx);
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* The loop side                                                                             */
@@ -193,8 +171,10 @@ static void reap(node_net *n, uint32_t id)
     while (*pp != NULL && (*pp)->id != id)
         pp = &(*pp)->next;
     conn *c = *pp;
-    if (c != NULL)
+    if (c != NULL) {
         *pp = c->next;
+        n->nctl -= c->ctl;
+    }
     dialer *d = c != NULL && c->dialer != 0 ? net__dialer_find_locked(n, c->dialer) : NULL;
     bool redial = d != NULL && !d->closed && d->state == DIAL_CONNECTED;
     nng_duration wait = 0;
@@ -227,16 +207,19 @@ static void wake_cb(uv_async_t *h)
         net_ev *next = ev->next;
         if (!n->closing) {
             if (ev->kind == NODE_NET_CONTROL) {
-                n->ctl_cur = (int)ev->pipe;
-                n->cb(n->cb_ctx, ev->kind, 0, 0, nng_msg_body(ev->msg), nng_msg_len(ev->msg));
-                if (n->ctl_cur >= 0) /* not answered: take the slot's next request */
-                    nng_ctx_recv(n->slots[n->ctl_cur].ctx, n->slots[n->ctl_cur].rx);
-                n->ctl_cur = -1;
-            } else {
+                /* Answered through node_net_ctl_reply, within the callback. */
+                n->ctl_pipe = ev->pipe;
+                memcpy(n->ctl_hdr, ev->buf, 4);
+                n->cb(n->cb_ctx, ev->kind, 0, 0, ev->buf + ev->off, ev->len);
+                n->ctl_pipe = 0;
+            } else if (ev->ctl && ev->kind == NODE_NET_PIPE_DOWN) {
+                NODE_DEBUG("ctl.down", "pipe=%" PRIu32 " reason=\"%.*s\"", ev->pipe,
+                    (int)(ev->len < 160 ? ev->len : 160), ev->buf ? (const char *)ev->buf : "");
+            } else if (!ev->ctl) {
                 n->cb(n->cb_ctx, ev->kind, ev->pipe, ev->dialer, ev->buf ? ev->buf + ev->off : NULL,
                     ev->len);
             }
-            if (ev->kind == NODE_NET_MESSAGE) {
+            if (ev->kind == NODE_NET_MESSAGE || ev->kind == NODE_NET_CONTROL) {
                 bool resume = false;
                 pthread_mutex_lock(&n->lock);
                 conn *c = net__conn_find_locked(n, ev->pipe);
@@ -257,8 +240,6 @@ static void wake_cb(uv_async_t *h)
                 reap(n, ev->pipe);
             }
         }
-        if (ev->msg != NULL)
-            nng_msg_free(ev->msg);
         free(ev->buf);
         free(ev);
         ev = next;
@@ -286,19 +267,10 @@ node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_messa
         return node__fail(msg, NODE_EIO, "uv_async_init: %s", uv_strerror(rv));
     }
     node_err err;
-    n->ctl_cur = -1;
-    if ((rv = nng_aio_alloc(&n->accept, accept_cb, n)) != 0) {
+    if ((rv = nng_aio_alloc(&n->accept, accept_cb, n)) != 0
+        || (rv = nng_aio_alloc(&n->ctl_accept, ctl_accept_cb, n)) != 0) {
         err = nng_fail(msg, "cannot allocate network operations", rv);
         goto fail;
-    }
-    for (int i = 0; i < CTL_SLOTS; i++) {
-        n->slots[i].n = n;
-        if ((rv = nng_aio_alloc(&n->slots[i].rx, ctl_rx_cb, &n->slots[i])) != 0
-            || (rv = nng_aio_alloc(&n->slots[i].tx, ctl_tx_cb, &n->slots[i])) != 0) {
-            err = nng_fail(msg, "cannot allocate network operations", rv);
-            goto fail;
-        }
-        nng_aio_set_timeout(n->slots[i].tx, CTL_SEND_MS);
     }
     if ((rv = nng_stream_listener_alloc(&n->lst, listen_url)) != 0
         || (rv = nng_stream_listener_listen(n->lst)) != 0) {
@@ -311,29 +283,18 @@ node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_messa
     if (nng_stream_listener_get_int(n->lst, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
         n->port = (uint16_t)port;
 
-    if ((rv = nng_rep0_open(&n->ctl)) != 0) {
-        err = nng_fail(msg, "cannot open the control socket", rv);
-        goto fail;
-    }
-    n->ctl_open = true;
-    nng_listener cl;
-    if ((rv = nng_socket_set_size(n->ctl, NNG_OPT_RECVMAXSZ, max_message)) != 0
-        || (rv = nng_listener_create(&cl, n->ctl, "ipc://control.sock")) != 0
-        || (rv = nng_listener_set_size(cl, NNG_OPT_RECVMAXSZ, max_message)) != 0
-        || (rv = nng_listener_set_int(cl, NNG_OPT_IPC_PERMISSIONS, 0660)) != 0
-        || (rv = nng_listener_start(cl, 0)) != 0) {
+    /* The control socket speaks SP req/rep over plain ipc streams (conn.c), not through an
+     * nng rep0 socket: nng 1.5.2's ipc listener stops accepting for good when a client goes
+     * away during its SP negotiation (nng issue #1518, fixed after 1.5.2), which a CLI
+     * interrupted at the wrong moment would do. */
+    if ((rv = nng_stream_listener_alloc(&n->ctl_lst, "ipc://control.sock")) != 0
+        || (rv = nng_stream_listener_set_int(n->ctl_lst, NNG_OPT_IPC_PERMISSIONS, 0660)) != 0
+        || (rv = nng_stream_listener_listen(n->ctl_lst)) != 0) {
         err = nng_fail(msg, "cannot listen on the control socket control.sock", rv);
         goto fail;
     }
-    for (int i = 0; i < CTL_SLOTS; i++) {
-        if ((rv = nng_ctx_open(&n->slots[i].ctx, n->ctl)) != 0) {
-            err = nng_fail(msg, "cannot open the control socket", rv);
-            goto fail;
-        }
-    }
     nng_stream_listener_accept(n->lst, n->accept);
-    for (int i = 0; i < CTL_SLOTS; i++)
-        nng_ctx_recv(n->slots[i].ctx, n->slots[i].rx);
+    nng_stream_listener_accept(n->ctl_lst, n->ctl_accept);
     *out = n;
     return NODE_OK;
 
@@ -419,23 +380,12 @@ void node_net_undial(node_net *n, uint32_t id)
 
 node_err node_net_ctl_reply(node_net *n, const uint8_t *buf, size_t len)
 {
-    if (n->ctl_cur < 0)
+    if (n->ctl_pipe == 0)
         return NODE_EINVAL; /* no request in hand, or it was answered already */
-    ctl_slot *sl = &n->slots[n->ctl_cur];
-    n->ctl_cur = -1;
-    nng_msg *m;
-    int rv = nng_msg_alloc(&m, 0);
-    if (rv == 0 && (rv = nng_msg_append(m, buf, len)) != 0)
-        nng_msg_free(m);
-    if (rv != 0) {
-        nng_ctx_recv(sl->ctx, sl->rx);
-        return NODE_ENOMEM;
-    }
-    /* Sent without blocking the loop, bounded by CTL_SEND_MS; the slot takes its next
-     * request once the reply has gone (ctl_tx_cb). */
-    nng_aio_set_msg(sl->tx, m);
-    nng_ctx_send(sl->ctx, sl->tx);
-    return NODE_OK;
+    uint32_t pipe = n->ctl_pipe;
+    n->ctl_pipe = 0;
+    /* Queued without blocking the loop, with the request's id (rep0's answer). */
+    return net__send(n, pipe, n->ctl_hdr, buf, len);
 }
 
 static void net_closed_cb(uv_handle_t *h)
@@ -447,8 +397,6 @@ static void net_closed_cb(uv_handle_t *h)
     net_ev *ev = n->head;
     while (ev != NULL) {
         net_ev *next = ev->next;
-        if (ev->msg)
-            nng_msg_free(ev->msg);
         free(ev->buf);
         free(ev);
         ev = next;
@@ -473,20 +421,16 @@ static void shut(node_net *n)
     /* No new connections: stop accepting and dialling first. */
     if (n->lst != NULL)
         nng_stream_listener_close(n->lst);
+    if (n->ctl_lst != NULL)
+        nng_stream_listener_close(n->ctl_lst);
     if (n->accept != NULL)
         nng_aio_stop(n->accept);
+    if (n->ctl_accept != NULL)
+        nng_aio_stop(n->ctl_accept);
     while (ds != NULL) {
         dialer *next = ds->next;
         dialer_free(ds);
         ds = next;
-    }
-    if (n->ctl_open)
-        nng_close(n->ctl); /* closes the contexts too */
-    for (int i = 0; i < CTL_SLOTS; i++) {
-        if (n->slots[i].rx != NULL)
-            nng_aio_stop(n->slots[i].rx);
-        if (n->slots[i].tx != NULL)
-            nng_aio_stop(n->slots[i].tx);
     }
 
     pthread_mutex_lock(&n->lock);
@@ -506,14 +450,12 @@ static void shut(node_net *n)
     }
     if (n->accept != NULL)
         nng_aio_free(n->accept);
-    for (int i = 0; i < CTL_SLOTS; i++) {
-        if (n->slots[i].rx != NULL)
-            nng_aio_free(n->slots[i].rx);
-        if (n->slots[i].tx != NULL)
-            nng_aio_free(n->slots[i].tx);
-    }
+    if (n->ctl_accept != NULL)
+        nng_aio_free(n->ctl_accept);
     if (n->lst != NULL)
         nng_stream_listener_free(n->lst);
+    if (n->ctl_lst != NULL)
+        nng_stream_listener_free(n->ctl_lst);
     uv_close((uv_handle_t *)&n->wake, net_closed_cb);
 }
 

@@ -23,14 +23,20 @@
  * backlog is full (a stopped process, a proxy not accepting) leaves SYNs unanswered, and the
  * kernel's own retries would stretch one attempt over minutes. */
 #define DIAL_TIMEOUT_MS 5000
-#define CTL_SEND_MS 2000
+/* Control connections open at once (CLI processes, scripts, the testnet); one more is closed
+ * at once. */
+#define CTL_CONNS_MAX 64
+#define SP_REQ0 0x30
+#define SP_REP0 0x31
+/* nng's ipc transport puts a message-type byte (1) before each message's 64-bit length. */
+#define IPC_MSG_TYPE 1
 
 typedef struct net_ev {
     struct net_ev *next;
     node_net_ev kind;
     uint32_t pipe, dialer;
-    nng_msg *msg; /* control requests */
-    uint8_t *buf; /* peer messages (payload at buf + 4) and DOWN reasons */
+    bool ctl;     /* of a control connection */
+    uint8_t *buf; /* messages (payload at buf + 4, after the SP header) and DOWN reasons */
     size_t off, len;
 } net_ev;
 
@@ -51,7 +57,7 @@ typedef struct conn {
     nng_aio *rx, *tx;
 
     rx_state rs;
-    uint8_t hdr[8];
+    uint8_t hdr[9]; /* the SP header (8 bytes), then each message's length prefix */
     size_t hdr_got;
     uint8_t *body;
     size_t body_len, body_got;
@@ -62,6 +68,7 @@ typedef struct conn {
     size_t txq_bytes;
     bool tx_busy;
 
+    bool ctl; /* a control connection (SP rep0 to a req0 client), else a peer's (pair1) */
     bool dead, down_sent;
     bool starting; /* conn_start has not finished starting its operations */
     char why[192];
@@ -80,23 +87,17 @@ typedef struct dialer {
     bool closed;
 } dialer;
 
-/* One request of the control socket at a time per slot (a rep0 context): several operators'
- * (or a benchmark's) requests wait for the same loop turn instead of one turn each. */
-#define CTL_SLOTS 8
-typedef struct ctl_slot {
-    node_net *n;
-    nng_ctx ctx;
-    nng_aio *rx, *tx;
-} ctl_slot;
-
 struct node_net {
     nng_stream_listener *lst;
     nng_aio *accept;
     bool accept_sleeping;
-    nng_socket ctl;
-    ctl_slot slots[CTL_SLOTS];
-    int ctl_cur; /* the slot of the request being handled on the loop, -1 when none */
-    bool ctl_open, closing;
+    nng_stream_listener *ctl_lst; /* ipc://control.sock */
+    nng_aio *ctl_accept;
+    bool ctl_accept_sleeping;
+    size_t nctl;        /* control connections open (at most CTL_CONNS_MAX) */
+    uint32_t ctl_pipe;  /* the control connection whose request the loop handles, or 0 */
+    uint8_t ctl_hdr[4]; /* and that request's SP request id, echoed in the answer */
+    bool closing;
     uint16_t port;
     size_t max_message;
 
@@ -128,9 +129,13 @@ bool net__kill_locked(conn *c, const char *why);
  * when the loop must be woken. */
 bool net__maybe_down_locked(conn *c);
 void net__conn_free(conn *c);
-/* A stream is connected (nng thread): announce it, send our SP header, start reading. On
- * failure the stream is closed and false returned. */
-bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id);
+/* A stream is connected (nng thread): announce it (a peer's: its control connections are the
+ * net's own), send our SP header, start reading. On failure the stream is closed and false
+ * returned. */
+bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id, bool ctl);
+/* Queue a message with its 4-byte SP header on connection pipe (see node_net_send). */
+node_err net__send(
+    node_net *n, uint32_t pipe, const uint8_t hdr[4], const uint8_t *buf, size_t len);
 /* Resume reading a conn the loop caught up with. */
 void net__rx_submit(conn *c);
 

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,39 @@ static void second_node_on_same_dir_is_refused(void **state)
     /* The first node still answers. */
     th_out o = th_patto(net, 0, "status", NULL);
     assert_int_equal(o.status, 0);
+    th_out_free(&o);
+}
+
+/* Clients that go away at every point of the control socket's SP negotiation (nng 1.5.2's own
+ * ipc listener stopped accepting for good after one of them): the node answers the next. */
+static void control_socket_survives_clients_that_leave(void **state)
+{
+    th_net *net = *state;
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    char path[600];
+    snprintf(path, sizeof(path), "%s/control.sock", net->nodes[0].dir);
+    assert_true(strlen(path) < sizeof(a.sun_path));
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    static const uint8_t sp_req0[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 };
+    static const uint8_t not_sp[8] = { 'G', 'E', 'T', ' ', '/', ' ', 'H', 'T' };
+    const struct {
+        const uint8_t *bytes;
+        size_t len;
+    } sends[] = { { NULL, 0 }, { sp_req0, 3 }, { sp_req0, 8 }, { not_sp, 8 } };
+    for (int round = 0; round < 3; round++) {
+        for (size_t k = 0; k < sizeof(sends) / sizeof(sends[0]); k++) {
+            int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+            assert_true(fd >= 0);
+            assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+            if (sends[k].len > 0)
+                assert_int_equal(write(fd, sends[k].bytes, sends[k].len), (ssize_t)sends[k].len);
+            close(fd);
+        }
+    }
+    th_out o = th_patto(net, 0, "status", NULL);
+    if (o.status != 0)
+        fail_msg("status after clients that left: exit %d: %s %s", o.status, o.out ? o.out : "",
+            o.err ? o.err : "");
     th_out_free(&o);
 }
 
@@ -423,6 +457,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(busy_port_is_a_clear_error, setup_made, teardown),
         cmocka_unit_test_setup_teardown(bad_store_names_the_directory, setup_made, teardown),
         cmocka_unit_test_setup_teardown(second_node_on_same_dir_is_refused, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(
+            control_socket_survives_clients_that_leave, setup_up, teardown),
         cmocka_unit_test_setup_teardown(
             sigterm_stops_cleanly_within_two_seconds, setup_up, teardown),
         cmocka_unit_test_setup_teardown(manifest_spreads_by_gossip, setup_up, teardown),
