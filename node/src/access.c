@@ -14,9 +14,9 @@
 bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32])
 {
     ledger_key k;
-    bool have = ledger_key_get(t, tag, &k) == NODE_OK;
+    bool have = node__ledger_key_get(t, tag, &k) == NODE_OK;
     proto_wipe(&k, sizeof(k));
-    return have || ledger_holds(t, tag, proto_identity_origin(e->me));
+    return have || node__ledger_holds(t, tag, proto_identity_origin(e->me));
 }
 
 /* Every entry a delta adds must be its author's own event: a dot of the author (a counter
@@ -70,7 +70,7 @@ static bool touches_reserved(const crdt_scope *delta, const crdt_scope *state)
 
 /* The access a member holds in a scope as of version vector vv: the newest @access event
  * for its org whose dot lies in vv. */
-uint8_t node_access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
+uint8_t node__access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
     size_t nvv, const proto_limits *lim)
 {
     size_t n;
@@ -107,10 +107,10 @@ node_auth node__authorise(node_engine *e, const ledger_key *k, const crdt_scope 
     for (size_t i = 0; i < plain->nvv; i++)
         if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
             return NODE_AUTH_WAIT;
-    node_member *m = node_member_by_origin(e, author);
+    node_member *m = node__member_by_origin(e, author);
     if (m == NULL)
         return NODE_AUTH_NO;
-    return node_access_as_of(state, m->org, plain->vv, plain->nvv, &e->lim) == PROTO_ACCESS_WRITE
+    return node__access_as_of(state, m->org, plain->vv, plain->nvv, &e->lim) == PROTO_ACCESS_WRITE
         ? NODE_AUTH_OK
         : NODE_AUTH_NO;
 }
@@ -124,7 +124,7 @@ bool node__may_receive(node_txn *t, const proto_header *h, const node_member *m)
                 return true;
         return false;
     }
-    return ledger_holds(t, h->tag, m->origin);
+    return node__ledger_holds(t, h->tag, m->origin);
 }
 
 bool node__may_write(node_engine *e, const ledger_key *k, const crdt_scope *state)
@@ -132,5 +132,5 @@ bool node__may_write(node_engine *e, const ledger_key *k, const crdt_scope *stat
     if (memcmp(k->owner, proto_identity_origin(e->me), 32) == 0)
         return true;
     const crdt_cc *cc = crdt_scope_cc(state);
-    return node_access_as_of(state, e->cfg.org, cc->vv, cc->nvv, &e->lim) == PROTO_ACCESS_WRITE;
+    return node__access_as_of(state, e->cfg.org, cc->vv, cc->nvv, &e->lim) == PROTO_ACCESS_WRITE;
 }

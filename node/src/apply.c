@@ -18,14 +18,14 @@ static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const prot
     const char *event, const char *scope, const char *why, const char *detail, bool *done)
 {
     char hex[65];
-    const node_member *m = node_member_by_origin(c->e, h->origin);
+    const node_member *m = node__member_by_origin(c->e, h->origin);
     if (m == NULL)
         proto_hex_encode(h->origin, 32, hex);
     NODE_WARN(event, "org=%s seq=%" PRIu64 " scope=%s reason=\"%s\" detail=\"%s\"",
         m != NULL ? m->org : hex, h->seq, scope, why, detail);
     *done = true;
     c->refused++;
-    return ledger_applied_put(t, w->id, LEDGER_REFUSED);
+    return node__ledger_applied_put(t, w->id, LEDGER_REFUSED);
 }
 
 /* A key grant held here: opened into the key record of its (case, scope, epoch), or refused.
@@ -52,10 +52,10 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
     memcpy(k.owner, h->origin, 32);
     proto_scope_key_export(sk, k.key);
     proto_scope_key_free(sk);
-    node_err err = ledger_key_put(t, &k);
+    node_err err = node__ledger_key_put(t, &k);
     proto_wipe(&k, sizeof(k));
     if (err == NODE_OK)
-        err = ledger_applied_put(t, w->id, LEDGER_APPLIED);
+        err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
     *done = true;
     c->progress++;
     return err;
@@ -69,7 +69,7 @@ static bool clock_ahead(apply_ctx *c, const proto_header *h, wait_reason was)
         return false;
     if (was != WAIT_CLOCK) {
         char hex[65];
-        const node_member *m = node_member_by_origin(c->e, h->origin);
+        const node_member *m = node__member_by_origin(c->e, h->origin);
         if (m == NULL)
             proto_hex_encode(h->origin, 32, hex);
         NODE_WARN("delta.wait", "org=%s seq=%" PRIu64 " reason=\"clock ahead\" ahead_ms=%" PRIu64,
@@ -97,7 +97,7 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
             "", done);
         goto out;
     }
-    if ((err = ledger_state_get(t, h->tag, &e->lim, &state)) != NODE_OK)
+    if ((err = node__ledger_state_get(t, h->tag, &e->lim, &state)) != NODE_OK)
         goto out;
     switch (node__authorise(e, k, state, h->origin, plain, delta)) {
     case NODE_AUTH_WAIT:
@@ -115,8 +115,8 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
         err = NODE_ENOMEM;
     } else if (cerr != CRDT_OK) {
         err = refuse(t, c, w, h, "delta.reject", k->scope, crdt_strerror(cerr), "", done);
-    } else if ((err = ledger_state_put(t, h->tag, state, node__now(e))) == NODE_OK
-        && (err = ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK) {
+    } else if ((err = node__ledger_state_put(t, h->tag, state, node__now(e))) == NODE_OK
+        && (err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK) {
         *done = true;
         c->progress++;
     }
@@ -133,7 +133,7 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
 {
     node_engine *e = c->e;
     ledger_key k;
-    if (ledger_key_get(t, h->tag, &k) != NODE_OK) {
+    if (node__ledger_key_get(t, h->tag, &k) != NODE_OK) {
         *why = WAIT_KEY;
         return NODE_OK;
     }
@@ -145,7 +145,7 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     proto_err perr = PROTO_OK;
     if (clock_ahead(c, h, *why)) {
         *why = WAIT_CLOCK;
-    } else if ((err = node_keycache_get(e, &k, &sk)) != NODE_OK) {
+    } else if ((err = node__keycache_get(e, &k, &sk)) != NODE_OK) {
         /* the key record does not make a key: err says so */
     } else if ((perr = proto_body_open(h, sk, body, len, &e->lim, &plain, &diag)) != PROTO_OK) {
         err = refuse(t, c, w, h, "delta.reject", k.scope, proto_strerror(perr), diag.reason, done);
@@ -153,7 +153,7 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
         /* Erasure (forget) is later work: keep the body, merge nothing. */
         NODE_WARN("delta.skip", "scope=%s seq=%" PRIu64 " reason=\"forget not implemented\"",
             k.scope, h->seq);
-        err = ledger_applied_put(t, w->id, LEDGER_REFUSED);
+        err = node__ledger_applied_put(t, w->id, LEDGER_REFUSED);
         *done = true;
     } else {
         err = merge_delta(t, c, w, h, &k, &plain, done, why);
@@ -169,14 +169,14 @@ node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const no
     node_engine *e = c->e;
     *done = false;
     *why = w->why;
-    if (ledger_applied_get(t, w->id) != 0) {
+    if (node__ledger_applied_get(t, w->id) != 0) {
         *done = true;
         return NODE_OK;
     }
     if (w->kind == PROTO_HDR_DELTA) {
         /* Most waits wait for their key: tell that without decoding anything. */
         ledger_key probe;
-        bool have = ledger_key_get(t, w->tag, &probe) == NODE_OK;
+        bool have = node__ledger_key_get(t, w->tag, &probe) == NODE_OK;
         proto_wipe(&probe, sizeof(probe));
         if (!have) {
             *why = WAIT_KEY;
@@ -189,8 +189,8 @@ node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const no
             : apply_delta(t, c, w, held->h, held->body, held->len, done, why);
     const void *hb, *bb;
     size_t hl, bl;
-    if (ledger_header_by_id(t, w->id, &hb, &hl) != NODE_OK
-        || ledger_body_get(t, w->id, &bb, &bl) != NODE_OK) {
+    if (node__ledger_header_by_id(t, w->id, &hb, &hl) != NODE_OK
+        || node__ledger_body_get(t, w->id, &bb, &bl) != NODE_OK) {
         *done = true;
         return NODE_OK;
     }
@@ -256,7 +256,7 @@ out:
     return finished;
 }
 
-void node_retry_waits(node_engine *e)
+void node__retry_waits(node_engine *e)
 {
     /* Passes go round the list from a cursor; each pass may unlock the next (a key, then the
      * deltas under it, then those that depend on them): repeat while passes make progress,

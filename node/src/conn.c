@@ -445,13 +445,13 @@ node_err net__send(node_net *n, uint32_t pipe, const uint8_t hdr[4], const uint8
     return NODE_OK;
 }
 
-node_err node_net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len)
+node_err node__net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len)
 {
     static const uint8_t hop[4] = { 0, 0, 0, 1 }; /* pair1's hop count */
     return net__send(n, pipe, hop, buf, len);
 }
 
-void node_net_drop(node_net *n, uint32_t pipe)
+void node__net_drop(node_net *n, uint32_t pipe)
 {
     pthread_mutex_lock(&n->lock);
     conn *c = net__conn_find_locked(n, pipe);

@@ -31,8 +31,8 @@ typedef enum node_work {
 
 /*
  * What the engine needs from the world, all called on the loop thread. now_ms is the wall
- * clock in ms since the Unix epoch. send/drop/dial/undial are node_net_send/drop/dial/undial
- * (internal.h) or a test's fake wire: events come back through node_event. ctl_reply answers
+ * clock in ms since the Unix epoch. send/drop/dial/undial are node__net_send/drop/dial/undial
+ * (internal.h) or a test's fake wire: events come back through node__event. ctl_reply answers
  * the control request being handled. schedule asks for node_work(e, w) in delay_ms (0: as soon
  * as the loop is free); a request for w replaces an earlier one for w.
  */
@@ -64,7 +64,7 @@ typedef struct node_member {
     uint64_t vv_sent_ms;   /* when this node last sent it its version vector */
     uint64_t vv_sent_hash; /* and a hash of its bytes */
     /* Its clock's offset from this node's, estimated from the clocks of headers it pushed
-     * (node_clock_sample); valid when clock_sampled_ms != 0. */
+     * (node__clock_sample); valid when clock_sampled_ms != 0. */
     int64_t clock_offset_ms;
     uint64_t clock_sampled_ms; /* when the estimate was last raised or renewed */
 } node_member;
@@ -129,7 +129,7 @@ typedef NODE_VEC(node_pending) node_pending_vec;
 #define PENDING_MAX ((size_t)100000)
 
 struct node_engine {
-    /* node_engine_open / node_engine_close (engine.c); read everywhere */
+    /* node__engine_open / node__engine_free (engine.c); read everywhere */
     node_host host;
     char dir[4096];      /* the data directory, absolute (the node runs chdir'd into it) */
     uint64_t started_ms; /* when the node started */
@@ -190,32 +190,32 @@ static inline uint64_t node__now(const node_engine *e)
 
 /* Start the engine whose host, dir, cfg, me, schema, schema_hash and lim are set: open the
  * store in dir, load what it holds (manifest, own log position, clock, waits, wants) and make
- * a pool of `workers` signature-check threads. Nothing is sent yet: node_engine_run does that
- * once the host can carry it. On error call node_engine_free. */
-node_err node_engine_open(node_engine *e, unsigned workers, node_errmsg *msg);
+ * a pool of `workers` signature-check threads. Nothing is sent yet: node__engine_run does that
+ * once the host can carry it. On error call node__engine_free. */
+node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg);
 /* The host is ready: schedule what the store left to do, dial the members. */
-void node_engine_run(node_engine *e);
+void node__engine_run(node_engine *e);
 /* Stop: close every link and drop the inbound queue; nothing more is sent or scheduled. */
-void node_engine_stop(node_engine *e);
-/* Free everything the engine holds (also after a failed node_engine_open). */
-void node_engine_free(node_engine *e);
+void node__engine_stop(node_engine *e);
+/* Free everything the engine holds (also after a failed node__engine_open). */
+void node__engine_free(node_engine *e);
 /* An event of the wire (NODE_NET_PIPE_UP/DOWN/MESSAGE) or a control request (NODE_NET_CONTROL,
  * answered through host.ctl_reply). data is borrowed for the call. */
-void node_event(node_engine *e, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data,
-    size_t len);
+void node__event(node_engine *e, node_net_ev ev, uint32_t pipe, uint32_t dialer,
+    const uint8_t *data, size_t len);
 /* Work scheduled through host.schedule, now due. */
-void node_work_run(node_engine *e, node_work w);
+void node__work_run(node_engine *e, node_work w);
 /* The periodic tick (every [sync] anti_entropy_ms): keepalives, redials, one anti-entropy
  * round, wants, and waits for time or causality. */
-void node_tick(node_engine *e);
+void node__tick(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* keycache.c                                                                                */
 
 /* The open scope key of k (its tag), borrowed from the engine's cache and valid until the next
- * node_keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
-node_err node_keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out);
-void node_keycache_free(node_engine *e);
+ * node__keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
+node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out);
+void node__keycache_free(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* state.c: manifest, members, and the lists of what the node waits for                     */
@@ -223,28 +223,28 @@ void node_keycache_free(node_engine *e);
 /* A header of member m's own log, stamped wall_ms by m's clock, arrived from m itself at now_ms:
  * a sample of m's clock offset. Transit only makes a sample smaller, so the estimate is the
  * largest sample of the last CLOCK_WINDOW_MS (node/README.md, "Clocks"). */
-void node_clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms);
+void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms);
 /* The member with this origin / org, or NULL. */
-node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32]);
-node_member *node_member_by_org(node_engine *e, const char *org);
+node_member *node__member_by_origin(node_engine *e, const uint8_t origin[32]);
+node_member *node__member_by_org(node_engine *e, const char *org);
 /* Rebuild the member table from the current manifest, keeping what is known of members that
  * stay (their dialer, link and version vector); members that left are undialled and dropped. */
 node_err node__members_rebuild(node_engine *e);
 /* Accept a signed manifest if the pinned key signed it, it is newer, and its schema hash is
  * ours. *changed tells whether it replaced the current one. The manifest in force offered
  * again is NODE_OK with *changed false and msg "manifest version N is already in force". */
-node_err node_manifest_offer(
+node_err node__manifest_offer(
     node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg);
 /* Does manifest m fit this node: does it name this node's schema, and list this node's
  * identity key under [node] org and role? NODE_EINVAL with a sentence saying what to correct. */
-node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
+node_err node__manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
 /* Is every [dial] org of pattod.conf a member of m? NODE_ECONFIG naming the first that is not
  * (a typo is never ignored: it stops a start, and is logged when a manifest arrives). */
-node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
+node_err node__config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg);
 /* Read the manifest stored in force, check its signature and that it fits this node
- * (node_manifest_fits), and adopt it (without rebuilding the member table). NODE_ENOTFOUND
+ * (node__manifest_fits), and adopt it (without rebuilding the member table). NODE_ENOTFOUND
  * when none was imported yet; NODE_ECONFIG when it does not fit this configuration. */
-node_err node_manifest_load(node_engine *e, node_errmsg *msg);
+node_err node__manifest_load(node_engine *e, node_errmsg *msg);
 /* The wants (bodies lacked) and waits (bodies held, not merged yet), indexed by header id, at
  * most NODE_WANTS_MAX and NODE_WAITS_MAX (about 112 and 72 MiB at their bounds; beyond them
  * NODE_EFULL, and what was not listed is found again when the store is next loaded). Adding a
@@ -276,7 +276,7 @@ bool node__may_write(node_engine *e, const ledger_key *k, const crdt_scope *stat
 bool node__may_receive(node_txn *t, const proto_header *h, const node_member *m);
 /* The access (proto_access_level) org holds in a scope as of version vector vv: the newest
  * "@access" event for it whose dot lies in vv. */
-uint8_t node_access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
+uint8_t node__access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
     size_t nvv, const proto_limits *lim);
 /* Is every entry of delta its author's own (a dot of author, or of its counter origin)? */
 bool node__entries_by(const crdt_scope *delta, const uint8_t author[32]);
@@ -309,23 +309,23 @@ void node__hdrs_free(node_hdr *hs, size_t n);
 /* Signature checks of a batch of headers, started on the worker threads so that the loop can
  * do other work meanwhile: the headers ingest would verify (from a member, not quarantined,
  * beyond what this node holds of that origin). Their sig fields are written by the workers:
- * read them only after node_hcheck_wait. hdrs is borrowed until node_hcheck_free. NULL when it
+ * read them only after node__hcheck_wait. hdrs is borrowed until node__hcheck_free. NULL when it
  * could not start (out of memory): ingest then checks on its own. */
 typedef struct node_hcheck node_hcheck;
-node_hcheck *node_hcheck_start(node_engine *e, node_hdr *hdrs, size_t n);
+node_hcheck *node__hcheck_start(node_engine *e, node_hdr *hdrs, size_t n);
 /* Wait for the checks (the calling thread helps). NULL is fine. */
-void node_hcheck_wait(node_engine *e, node_hcheck *chk);
+void node__hcheck_wait(node_engine *e, node_hcheck *chk);
 /* Wait and free. NULL is fine. */
-void node_hcheck_free(node_engine *e, node_hcheck *chk);
+void node__hcheck_free(node_engine *e, node_hcheck *chk);
 /* Headers of one origin with consecutive sequence numbers first..last, in a batch. */
 typedef struct node_vvrun {
     uint8_t origin[32];
     uint64_t first, last;
 } node_vvrun;
 /* The runs of the batch chk checks, in batch order (*n = 0 for NULL). */
-const node_vvrun *node_hcheck_runs(const node_hcheck *chk, size_t *n);
+const node_vvrun *node__hcheck_runs(const node_hcheck *chk, size_t *n);
 /* True when the workers have finished the checks (NULL: nothing to wait for). */
-bool node_hcheck_ready(node_engine *e, node_hcheck *chk);
+bool node__hcheck_ready(node_engine *e, node_hcheck *chk);
 
 /* ---------------------------------------------------------------------------------------- */
 /* apply.c: merging held bodies                                                              */
@@ -351,12 +351,12 @@ node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const no
     bool *done, wait_reason *why);
 /* Retry the waiting bodies (after a key arrived, a state changed, or time passed), a bounded
  * number per call; schedules NODE_WORK_APPLY when it stopped with more to do. */
-void node_retry_waits(node_engine *e);
+void node__retry_waits(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ingest.c: headers and bodies from peers                                                   */
 
-/* What node_ingest stores in one transaction: headers (decoded, their sig fields set by the
+/* What node__ingest stores in one transaction: headers (decoded, their sig fields set by the
  * checks or SIG_UNKNOWN) and bodies, all from peers. Headers go first, so bodies find theirs. */
 typedef struct node_ingest_in {
     node_hdr *headers;
@@ -366,12 +366,12 @@ typedef struct node_ingest_in {
 } node_ingest_in;
 /* Verify, store and act on headers and bodies from peers in one transaction (a group commit
  * of queued messages), then merge what can be merged. from: for the log, may be NULL. */
-node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from);
+node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *from);
 /* The same for many headers (one transaction per INGEST_BATCH); headers whose signatures were
  * not checked yet are checked here first. */
-node_err node_ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_member *from);
+node_err node__ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_member *from);
 /* Check and store bodies from a peer, then merge what can be merged. */
-node_err node_ingest_bodies(
+node_err node__ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from);
 /* At start: this node's log position and clock, and the waits and wants, from the store. */
 node_err node__ingest_load(node_engine *e, node_errmsg *msg);
@@ -395,19 +395,19 @@ typedef struct node_out {
     proto_buf header, body;
     proto_header h;
 } node_out;
-/* What a write made (owned; node_outs_free): one delta per scope an edit touches, or an
+/* What a write made (owned; node__outs_free): one delta per scope an edit touches, or an
  * access delta and a key grant per scope granted, at most NODE_OUTS_MAX. */
 #define NODE_OUTS_MAX 1024
 typedef NODE_VEC(node_out) node_outs;
-void node_outs_free(node_outs *o);
+void node__outs_free(node_outs *o);
 
 /* Parse "scope.field=V" / "+=" / "-=" against the schema. Errors: NODE_EINVAL (msg says). */
-node_err node_edit_parse(node_engine *e, const char *text, node_edit *out, node_errmsg *msg);
+node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node_errmsg *msg);
 /* Apply edits to a case as one durable change (one header per scope touched). When create
  * is set the case is new and owned here. *out receives the deltas to push (node__push).
  * Errors: NODE_EINVAL (refused input), NODE_ENOTFOUND (no such readable case / no write
  * access), store errors; *out is then empty. */
-node_err node_case_write(node_engine *e, const proto_case_id *c, bool create,
+node_err node__case_write(node_engine *e, const proto_case_id *c, bool create,
     const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg);
 /* Grant scopes of a case this node owns to a member. */
 typedef struct node_grant {
@@ -419,7 +419,7 @@ typedef struct node_grant {
     char operator_name[NODE_OPERATOR_MAX + 1];
     char evidence[256];
 } node_grant;
-node_err node_case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
+node_err node__case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, const node_grant *g, node_outs *out, node_errmsg *msg);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -448,8 +448,8 @@ bool node__link_send(node_engine *e, node_link *l, const proto_buf *m);
 /* The same on any established link to m. */
 bool node__send_to(node_engine *e, node_member *m, const proto_buf *msg);
 /* (Re)dial every member not dialled yet (after a manifest). */
-void node_peers_sync(node_engine *e);
-void node_links_close(node_engine *e);
+void node__peers_sync(node_engine *e);
+void node__links_close(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* inq.c: the inbound queue of session messages                                              */
@@ -487,7 +487,7 @@ size_t node__inq_group_len(node_engine *e, size_t *nh, size_t *nb);
  * gone). */
 node_member *node__inq_sender(node_engine *e, const node_inmsg *q, node_link **lp);
 void node__inmsg_free(node_engine *e, node_inmsg *q);
-void node_inq_free(node_engine *e); /* drop the inbound queue (at stop) */
+void node__inq_free(node_engine *e); /* drop the inbound queue (at stop) */
 
 /* ---------------------------------------------------------------------------------------- */
 /* sync.c: the sync protocol inside a session                                                */
@@ -505,7 +505,7 @@ void node__push(node_engine *e, const node_outs *outs);
 /* One anti-entropy round with a random peer that is up. */
 void node__anti_entropy(node_engine *e);
 /* Ask for bodies missing longer than the grace period. */
-void node_wants_due(node_engine *e);
+void node__wants_due(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* peers.c: connections, the handshake, keepalives                                           */
@@ -521,6 +521,6 @@ void node__links_due(node_engine *e);
 /* ---------------------------------------------------------------------------------------- */
 /* ctl.c: control requests                                                                   */
 
-void node_ctl_handle(node_engine *e, const uint8_t *req, size_t len);
+void node__ctl_handle(node_engine *e, const uint8_t *req, size_t len);
 
 #endif

@@ -21,9 +21,9 @@ static node_err write_and_push(node_engine *e, const proto_case_id *c, bool crea
     const node_edit *edits, size_t n, node_errmsg *msg)
 {
     node_outs outs = { NULL, 0, 0 };
-    node_err err = node_case_write(e, c, create, edits, n, &outs, msg);
+    node_err err = node__case_write(e, c, create, edits, n, &outs, msg);
     node__push(e, &outs);
-    node_outs_free(&outs);
+    node__outs_free(&outs);
     return err;
 }
 
@@ -76,7 +76,7 @@ static void cmd_case_write(req *r, bool create, bool unset)
             }
             ed->unset = true;
         } else {
-            err = node_edit_parse(r->e, text, &edits[i], &msg);
+            err = node__edit_parse(r->e, text, &edits[i], &msg);
         }
     }
     if (err == NODE_OK)
@@ -163,7 +163,7 @@ static void cmd_consent_grant(req *r)
     node_grant g;
     memset(&g, 0, sizeof(g));
     char m[400];
-    node_member *mem = node_member_by_org(e, to);
+    node_member *mem = node__member_by_org(e, to);
     if (mem == NULL || mem->self) {
         snprintf(m, sizeof(m),
             mem == NULL ? "'%s' is not a member of the network (see 'patto status')"
@@ -214,9 +214,9 @@ static void cmd_consent_grant(req *r)
         return;
     node_errmsg msg = { { 0 } };
     node_outs outs = { NULL, 0, 0 };
-    node_err err = node_case_grant(e, &c, list, ns, &g, &outs, &msg);
+    node_err err = node__case_grant(e, &c, list, ns, &g, &outs, &msg);
     node__push(e, &outs);
-    node_outs_free(&outs);
+    node__outs_free(&outs);
     if (err != NODE_OK) {
         node__ctl_error(e, r->id, node__ctl_code(err), msg.text);
         return;
@@ -249,14 +249,14 @@ static void cmd_manifest_import(req *r)
     }
     bool changed = false;
     node_errmsg msg = { { 0 } };
-    node_err err = node_manifest_offer(r->e, r->args[1].p, r->args[1].len, &changed, &msg);
+    node_err err = node__manifest_offer(r->e, r->args[1].p, r->args[1].len, &changed, &msg);
     if (err != NODE_OK) {
         node__ctl_error(r->e, r->id, err == NODE_EINVAL ? CODE_REFUSED : CODE_INTERNAL, msg.text);
         return;
     }
     /* The one in force offered again is done already: automation may repeat its steps. */
     if (changed)
-        node_peers_sync(r->e);
+        node__peers_sync(r->e);
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "version", json_object_new_int64((int64_t)r->e->manifest.version));
     json_object_object_add(doc, "members", json_object_new_int64((int64_t)r->e->nmembers));
@@ -266,7 +266,7 @@ static void cmd_manifest_import(req *r)
 
 /* ---------------------------------------------------------------------------------------- */
 
-void node_ctl_handle(node_engine *e, const uint8_t *data, size_t len)
+void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
 {
     proto_ctl_request m;
     proto_diag diag = { 0, "" };

@@ -116,7 +116,7 @@ static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
 {
     show_ctx *c = ctx;
     crdt_scope *s = NULL;
-    if ((c->err = ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
+    if ((c->err = node__ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
         return false;
     json_object *obj = json_object_new_object();
     size_t nf = crdt_scope_field_count(s);
@@ -147,8 +147,8 @@ static node_err show_cb(node_txn *t, void *ctx)
     s->c->t = t;
     s->c->n = 0;
     s->c->err = NODE_OK;
-    s->owned = ledger_case_owned(t, s->id);
-    node_err err = ledger_case_scopes(t, s->id, show_scope_cb, s->c);
+    s->owned = node__ledger_case_owned(t, s->id);
+    node_err err = node__ledger_case_scopes(t, s->id, show_scope_cb, s->c);
     return err != NODE_OK ? err : s->c->err;
 }
 
@@ -199,7 +199,7 @@ typedef struct list_ctx {
     bool oom;
 } list_ctx;
 
-/* ledger_cases gives the cases opened here in id order, then every readable scope in case
+/* node__ledger_cases gives the cases opened here in id order, then every readable scope in case
  * order: a case is new unless it is the last one seen; list_merge joins the two runs. */
 static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *tag, void *ctx)
 {
@@ -220,7 +220,7 @@ static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *ta
     }
     if (scope != NULL) {
         json_object_array_add(it->scopes, json_object_new_string(scope));
-        uint64_t last = ledger_last_change(l->t, tag);
+        uint64_t last = node__ledger_last_change(l->t, tag);
         if (last > it->last)
             it->last = last;
     }
@@ -261,7 +261,7 @@ static node_err list_txn_cb(node_txn *t, void *ctx)
 {
     list_ctx *l = ctx;
     l->t = t;
-    node_err err = ledger_cases(t, list_cb, l);
+    node_err err = node__ledger_cases(t, list_cb, l);
     if (err == NODE_OK && !l->oom)
         list_merge(l);
     return err != NODE_OK ? err : l->oom ? NODE_ENOMEM : NODE_OK;
@@ -332,8 +332,8 @@ static node_err status_cb(node_txn *t, void *ctx)
 {
     status_ctx *c = ctx;
     node_err err;
-    if ((err = ledger_vv_all(t, &c->vv, &c->nvv)) != NODE_OK
-        || (err = ledger_count(t, NODE_DB_BODIES, NULL, &c->bodies)) != NODE_OK)
+    if ((err = node__ledger_vv_all(t, &c->vv, &c->nvv)) != NODE_OK
+        || (err = node__ledger_count(t, NODE_DB_BODIES, NULL, &c->bodies)) != NODE_OK)
         return err;
     list_ctx l = { t, NULL, 0, 0, false };
     err = list_txn_cb(t, &l);
@@ -343,7 +343,7 @@ static node_err status_cb(node_txn *t, void *ctx)
     c->cases = l.n;
     if (err != NODE_OK)
         return err;
-    return ledger_quarantine_list(t, &c->e->lim, quar_json_cb, c);
+    return node__ledger_quarantine_list(t, &c->e->lim, quar_json_cb, c);
 }
 
 static json_object *vv_json(const crdt_vv_entry *vv, size_t n)
@@ -475,7 +475,7 @@ static bool digest_tag_cb(const uint8_t tag[32], void *ctx)
 {
     digest_ctx *c = ctx;
     crdt_scope *s = NULL;
-    if ((c->err = ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
+    if ((c->err = node__ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
         return false;
     uint8_t d[32];
     if (proto_scope_digest(s, d) != PROTO_OK) {
@@ -494,9 +494,9 @@ static node_err digest_cb(node_txn *t, void *ctx)
 {
     digest_ctx *c = ctx;
     c->t = t;
-    node_err err = ledger_vv_all(t, &c->vv, &c->nvv);
+    node_err err = node__ledger_vv_all(t, &c->vv, &c->nvv);
     if (err == NODE_OK)
-        err = ledger_key_tags(t, digest_tag_cb, c);
+        err = node__ledger_key_tags(t, digest_tag_cb, c);
     return err != NODE_OK ? err : c->err;
 }
 

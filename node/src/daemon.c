@@ -107,47 +107,47 @@ static uint64_t host_now(void *ctx)
 static node_err host_send(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len)
 {
     daemon *d = ctx;
-    return d->net != NULL ? node_net_send(d->net, pipe, buf, len) : NODE_ENOTFOUND;
+    return d->net != NULL ? node__net_send(d->net, pipe, buf, len) : NODE_ENOTFOUND;
 }
 
 static void host_drop(void *ctx, uint32_t pipe)
 {
     daemon *d = ctx;
     if (d->net != NULL)
-        node_net_drop(d->net, pipe);
+        node__net_drop(d->net, pipe);
 }
 
 static node_err host_dial(void *ctx, const char *url, uint32_t *dialer, node_errmsg *msg)
 {
     daemon *d = ctx;
-    return d->net != NULL ? node_net_dial(d->net, url, dialer, msg) : NODE_EIO;
+    return d->net != NULL ? node__net_dial(d->net, url, dialer, msg) : NODE_EIO;
 }
 
 static void host_undial(void *ctx, uint32_t dialer)
 {
     daemon *d = ctx;
     if (d->net != NULL)
-        node_net_undial(d->net, dialer);
+        node__net_undial(d->net, dialer);
 }
 
 static void host_ctl_reply(void *ctx, const uint8_t *buf, size_t len)
 {
     daemon *d = ctx;
     if (d->net != NULL)
-        (void)node_net_ctl_reply(d->net, buf, len);
+        (void)node__net_ctl_reply(d->net, buf, len);
 }
 
 static void work_idle_cb(uv_idle_t *h)
 {
     daemon *d = h->data;
     uv_idle_stop(h);
-    node_work_run(&d->e, (node_work)(h - d->work_idle));
+    node__work_run(&d->e, (node_work)(h - d->work_idle));
 }
 
 static void work_timer_cb(uv_timer_t *t)
 {
     daemon *d = t->data;
-    node_work_run(&d->e, (node_work)(t - d->work_timer));
+    node__work_run(&d->e, (node_work)(t - d->work_timer));
 }
 
 /* node_work(w) no later than delay_ms from now: an earlier request that is due sooner stays. */
@@ -171,7 +171,7 @@ static void net_cb(
     void *ctx, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data, size_t len)
 {
     daemon *d = ctx;
-    node_event(&d->e, ev, pipe, dialer, data, len);
+    node__event(&d->e, ev, pipe, dialer, data, len);
 }
 
 static void closed_cb(uv_handle_t *h)
@@ -190,7 +190,7 @@ static void stop(daemon *d, const char *why)
     if (d->e.stopping)
         return;
     NODE_INFO("node.stop", "reason=%s", why);
-    node_engine_stop(&d->e);
+    node__engine_stop(&d->e);
     if (d->handles_on) {
         uv_timer_stop(&d->tick);
         uv_close((uv_handle_t *)&d->tick, closed_cb);
@@ -207,7 +207,7 @@ static void stop(daemon *d, const char *why)
         d->handles_on = false;
     }
     if (d->net != NULL)
-        node_net_close(d->net, net_closed, d);
+        node__net_close(d->net, net_closed, d);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -218,7 +218,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 static void tick_cb(uv_timer_t *t)
 {
     daemon *d = t->data;
-    node_tick(&d->e);
+    node__tick(&d->e);
 }
 
 /* Every handle is initialised before anything can fail, so that stop() may close them all
@@ -286,9 +286,9 @@ int node_check(const char *dir)
     if (err == NODE_OK && access("data.mdb", F_OK) == 0) {
         err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, &msg);
         if (err == NODE_OK)
-            err = node_manifest_load(e, &msg);
+            err = node__manifest_load(e, &msg);
         if (err == NODE_OK)
-            err = node_config_dials_fit(e, &e->manifest, &msg);
+            err = node__config_dials_fit(e, &e->manifest, &msg);
     }
     int code = 0;
     if (err == NODE_OK || err == NODE_ENOTFOUND) {
@@ -305,7 +305,7 @@ int node_check(const char *dir)
         NODE_ERROR("node.check", "dir=%s error=\"%s\"", e->dir, msg.text);
         code = 1;
     }
-    node_engine_free(e);
+    node__engine_free(e);
     return code;
 }
 
@@ -327,12 +327,12 @@ int node_run(const char *dir)
     e->started_ms = host_now(d);
     node_err err = open_dir(e, dir, &lock, &msg);
     if (err == NODE_EINVAL) {
-        node_engine_free(e);
+        node__engine_free(e);
         free(d);
         return 1; /* said already */
     }
     if (err != NODE_OK
-        || (err = node_engine_open(e, node_vpool_default_workers(), &msg)) != NODE_OK)
+        || (err = node__engine_open(e, node__vpool_default_workers(), &msg)) != NODE_OK)
         goto fail;
     if (uv_loop_init(&d->loop) != 0) {
         node__fail(&msg, NODE_EIO, "cannot start the event loop");
@@ -341,7 +341,7 @@ int node_run(const char *dir)
     loop_ok = true;
     e->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
     handles_init(d);
-    if ((err = node_net_open(
+    if ((err = node__net_open(
              &d->loop, e->cfg.listen, e->cfg.max_message_bytes, net_cb, d, &d->net, &msg))
         != NODE_OK) {
         d->net = NULL;
@@ -350,11 +350,11 @@ int node_run(const char *dir)
     uv_signal_start(&d->sigint, signal_cb, SIGINT);
     uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
     uv_timer_start(&d->tick, tick_cb, e->cfg.anti_entropy_ms, e->cfg.anti_entropy_ms);
-    node_engine_run(e);
+    node__engine_run(e);
     char origin[65];
     proto_hex_encode(proto_identity_origin(e->me), 32, origin);
     NODE_INFO("node.start", "org=%s role=%s listen=%s port=%u origin=%s manifest=%llu pid=%ld",
-        e->cfg.org, e->cfg.role, e->cfg.listen, (unsigned)node_net_port(d->net), origin,
+        e->cfg.org, e->cfg.role, e->cfg.listen, (unsigned)node__net_port(d->net), origin,
         e->have_manifest ? (unsigned long long)e->manifest.version : 0ULL, (long)getpid());
     uv_run(&d->loop, UV_RUN_DEFAULT);
     code = 0;
@@ -372,7 +372,7 @@ done:
     }
     char org[NODE_ORG_MAX + 1];
     snprintf(org, sizeof(org), "%s", e->cfg.org[0] ? e->cfg.org : "?");
-    node_engine_free(e);
+    node__engine_free(e);
     node_lock_release(lock);
     free(d);
     if (code == 0)

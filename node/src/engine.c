@@ -12,10 +12,10 @@
 
 static node_err migrate_cb(node_txn *t, void *ctx)
 {
-    return ledger_migrate(t, ctx);
+    return node__ledger_migrate(t, ctx);
 }
 
-node_err node_engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
+node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
 {
     node_err err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, msg);
     if (err != NODE_OK)
@@ -26,36 +26,36 @@ node_err node_engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
     if (moved > 0)
         NODE_INFO("store.migrate",
             "records=%zu detail=\"bodies and applied marks keyed by log place\"", moved);
-    err = node_manifest_load(e, msg);
-    if (err == NODE_OK && (err = node_config_dials_fit(e, &e->manifest, msg)) == NODE_OK)
+    err = node__manifest_load(e, msg);
+    if (err == NODE_OK && (err = node__config_dials_fit(e, &e->manifest, msg)) == NODE_OK)
         err = node__members_rebuild(e);
     if (err != NODE_OK && err != NODE_ENOTFOUND)
         return err;
     if ((err = node__ingest_load(e, msg)) != NODE_OK)
         return err;
-    return node_vpool_new(workers, &e->vpool, msg);
+    return node__vpool_new(workers, &e->vpool, msg);
 }
 
-void node_engine_run(node_engine *e)
+void node__engine_run(node_engine *e)
 {
     if (e->wants.n > 0)
         node__wants_schedule(e);
     if (e->waits.n > 0)
-        node_retry_waits(e); /* what the store left */
-    node_peers_sync(e);
+        node__retry_waits(e); /* what the store left */
+    node__peers_sync(e);
 }
 
-void node_engine_stop(node_engine *e)
+void node__engine_stop(node_engine *e)
 {
     e->stopping = true;
-    node_links_close(e);
-    node_inq_free(e);
+    node__links_close(e);
+    node__inq_free(e);
 }
 
-void node_engine_free(node_engine *e)
+void node__engine_free(node_engine *e)
 {
-    node_links_close(e);
-    node_inq_free(e);
+    node__links_close(e);
+    node__inq_free(e);
     for (size_t i = 0; i < e->nmembers; i++)
         free(e->members[i].vv);
     free(e->members);
@@ -64,32 +64,32 @@ void node_engine_free(node_engine *e)
     NODE_VEC_FREE(&e->pending);
     NODE_VEC_FREE(&e->waits);
     NODE_VEC_FREE(&e->wants);
-    idset_free(&e->want_ix);
-    idset_free(&e->wait_ix);
+    node__idset_free(&e->want_ix);
+    node__idset_free(&e->wait_ix);
     if (e->have_manifest)
         proto_manifest_fini(&e->manifest);
     free(e->manifest_bytes);
     node_schema_free(e->schema);
-    node_keycache_free(e);
-    node_vpool_free(e->vpool);
+    node__keycache_free(e);
+    node__vpool_free(e->vpool);
     proto_identity_free(e->me);
     node_store_close(e->store);
     node_config_fini(&e->cfg);
 }
 
-void node_event(
+void node__event(
     node_engine *e, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data, size_t len)
 {
     if (e->stopping)
         return;
     if (ev == NODE_NET_CONTROL)
-        node_ctl_handle(e, data, len);
+        node__ctl_handle(e, data, len);
     else
         node__peers_event(e, ev, pipe, dialer, data, len);
     node__links_reap(e);
 }
 
-void node_work_run(node_engine *e, node_work w)
+void node__work_run(node_engine *e, node_work w)
 {
     if (e->stopping)
         return;
@@ -99,10 +99,10 @@ void node_work_run(node_engine *e, node_work w)
             e->host.schedule(e->host.ctx, NODE_WORK_INQ, 0);
         break;
     case NODE_WORK_APPLY:
-        node_retry_waits(e);
+        node__retry_waits(e);
         break;
     case NODE_WORK_WANTS:
-        node_wants_due(e);
+        node__wants_due(e);
         break;
     case NODE_WORK_LINKS:
         node__links_due(e);
@@ -113,7 +113,7 @@ void node_work_run(node_engine *e, node_work w)
     node__links_reap(e);
 }
 
-void node_tick(node_engine *e)
+void node__tick(node_engine *e)
 {
     if (e->stopping)
         return;

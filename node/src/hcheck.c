@@ -51,8 +51,8 @@ static node_err hcheck_pick_cb(node_txn *t, void *ctx)
     node_hcheck *pv = ctx;
     for (size_t i = 0; i < pv->n; i++) {
         const proto_header *h = &pv->hdrs[i].h;
-        if (pv->hdrs[i].perr != PROTO_OK || node_member_by_origin(pv->e, h->origin) == NULL
-            || ledger_quarantined(t, h->origin))
+        if (pv->hdrs[i].perr != PROTO_OK || node__member_by_origin(pv->e, h->origin) == NULL
+            || node__ledger_quarantined(t, h->origin))
             continue;
         node_vvrun *r = pv->nruns > 0 ? &pv->runs[pv->nruns - 1] : NULL;
         if (r != NULL && memcmp(r->origin, h->origin, 32) == 0 && h->seq == r->last + 1) {
@@ -62,7 +62,7 @@ static node_err hcheck_pick_cb(node_txn *t, void *ctx)
             memcpy(r->origin, h->origin, 32);
             r->first = r->last = h->seq;
         }
-        if (pv->hdrs[i].sig == SIG_UNKNOWN && h->seq > ledger_vv_get(t, h->origin))
+        if (pv->hdrs[i].sig == SIG_UNKNOWN && h->seq > node__ledger_vv_get(t, h->origin))
             pv->idx[pv->nidx++] = i;
     }
     return NODE_OK;
@@ -75,7 +75,7 @@ static void hcheck_one(void *ctx, size_t k)
     hd->sig = proto_header_verify(&hd->h) == PROTO_OK ? SIG_GOOD : SIG_BAD;
 }
 
-node_hcheck *node_hcheck_start(node_engine *e, node_hdr *hdrs, size_t n)
+node_hcheck *node__hcheck_start(node_engine *e, node_hdr *hdrs, size_t n)
 {
     node_hcheck *pv = calloc(1, sizeof(*pv));
     if (pv == NULL)
@@ -88,41 +88,41 @@ node_hcheck *node_hcheck_start(node_engine *e, node_hdr *hdrs, size_t n)
     node_errmsg msg;
     if (pv->idx == NULL || pv->runs == NULL
         || node_store_read(e->store, hcheck_pick_cb, pv, &msg) != NODE_OK) {
-        node_hcheck_free(e, pv);
+        node__hcheck_free(e, pv);
         return NULL;
     }
     pv->job.fn = hcheck_one;
     pv->job.ctx = pv;
     pv->job.n = pv->nidx;
-    node_vpool_submit(e->vpool, &pv->job);
+    node__vpool_submit(e->vpool, &pv->job);
     return pv;
 }
 
-void node_hcheck_wait(node_engine *e, node_hcheck *pv)
+void node__hcheck_wait(node_engine *e, node_hcheck *pv)
 {
     if (pv == NULL || pv->finished)
         return;
     if (pv->job.fn != NULL)
-        node_vpool_finish(e->vpool, &pv->job);
+        node__vpool_finish(e->vpool, &pv->job);
     pv->finished = true;
 }
 
-const node_vvrun *node_hcheck_runs(const node_hcheck *pv, size_t *n)
+const node_vvrun *node__hcheck_runs(const node_hcheck *pv, size_t *n)
 {
     *n = pv != NULL ? pv->nruns : 0;
     return pv != NULL ? pv->runs : NULL;
 }
 
-bool node_hcheck_ready(node_engine *e, node_hcheck *pv)
+bool node__hcheck_ready(node_engine *e, node_hcheck *pv)
 {
-    return pv == NULL || pv->finished || node_vpool_done(e->vpool, &pv->job);
+    return pv == NULL || pv->finished || node__vpool_done(e->vpool, &pv->job);
 }
 
-void node_hcheck_free(node_engine *e, node_hcheck *pv)
+void node__hcheck_free(node_engine *e, node_hcheck *pv)
 {
     if (pv == NULL)
         return;
-    node_hcheck_wait(e, pv);
+    node__hcheck_wait(e, pv);
     free(pv->idx);
     free(pv->runs);
     free(pv);

@@ -10,7 +10,7 @@ static size_t slot_of(const uint8_t id[32], size_t cap)
     return (size_t)(h & (cap - 1));
 }
 
-size_t idset_get(const idset *s, const uint8_t id[32])
+size_t node__idset_get(const idset *s, const uint8_t id[32])
 {
     if (s->cap == 0)
         return SIZE_MAX;
@@ -42,7 +42,7 @@ static bool grow(idset *s)
     return true;
 }
 
-bool idset_put(idset *s, const uint8_t id[32], size_t index)
+bool node__idset_put(idset *s, const uint8_t id[32], size_t index)
 {
     if ((s->n + 1) * 4 > s->cap * 3 && !grow(s))
         return false;
@@ -58,7 +58,7 @@ bool idset_put(idset *s, const uint8_t id[32], size_t index)
     return true;
 }
 
-void idset_del(idset *s, const uint8_t id[32])
+void node__idset_del(idset *s, const uint8_t id[32])
 {
     if (s->cap == 0)
         return;
@@ -83,7 +83,7 @@ void idset_del(idset *s, const uint8_t id[32])
     }
 }
 
-void idset_free(idset *s)
+void node__idset_free(idset *s)
 {
     free(s->slots);
     s->slots = NULL;

@@ -22,10 +22,10 @@ typedef struct idset {
 } idset;
 
 /* The index stored for id, or SIZE_MAX. */
-size_t idset_get(const idset *s, const uint8_t id[32]);
+size_t node__idset_get(const idset *s, const uint8_t id[32]);
 /* Insert or update. false when out of memory (the set is unchanged). */
-bool idset_put(idset *s, const uint8_t id[32], size_t index);
-void idset_del(idset *s, const uint8_t id[32]);
-void idset_free(idset *s);
+bool node__idset_put(idset *s, const uint8_t id[32], size_t index);
+void node__idset_del(idset *s, const uint8_t id[32]);
+void node__idset_free(idset *s);
 
 #endif

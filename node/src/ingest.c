@@ -63,12 +63,12 @@ typedef struct tag_want {
 static bool tag_want_cb(const uint8_t id[32], void *ctx)
 {
     tag_want *w = ctx;
-    if (ledger_body_has(w->t, id))
+    if (node__ledger_body_has(w->t, id))
         return true;
     const void *hb;
     size_t hl;
     proto_header h;
-    if (ledger_header_by_id(w->t, id, &hb, &hl) != NODE_OK
+    if (node__ledger_header_by_id(w->t, id, &hb, &hl) != NODE_OK
         || proto_header_decode(hb, hl, &w->c->e->lim, &h, NULL) != PROTO_OK)
         return true;
     if (h.kind == PROTO_HDR_DELTA)
@@ -82,7 +82,7 @@ static bool tag_want_cb(const uint8_t id[32], void *ctx)
 static node_err want_tag(node_txn *t, ingest_ctx *c, const uint8_t tag[32])
 {
     tag_want w = { c, t, NODE_OK };
-    node_err err = ledger_tag_headers(t, tag, tag_want_cb, &w);
+    node_err err = node__ledger_tag_headers(t, tag, tag_want_cb, &w);
     return err != NODE_OK ? err : w.err;
 }
 
@@ -92,7 +92,7 @@ static node_err stored_id(
 {
     const void *b;
     size_t n;
-    node_err err = ledger_header_get(t, origin, seq, &b, &n);
+    node_err err = node__ledger_header_get(t, origin, seq, &b, &n);
     if (err != NODE_OK)
         return err;
     proto_header h;
@@ -135,7 +135,7 @@ static bool sig_good(const node_hdr *hd)
 static void hdr_reject(ingest_ctx *c, const node_hdr *hd, const char *reason)
 {
     char hex[65];
-    const node_member *m = node_member_by_origin(c->e, hd->h.origin);
+    const node_member *m = node__member_by_origin(c->e, hd->h.origin);
     if (m == NULL)
         proto_hex_encode(hd->h.origin, 32, hex);
     NODE_WARN("header.reject", "%s=%s seq=%" PRIu64 " reason=\"%s\"", m ? "org" : "origin",
@@ -152,7 +152,7 @@ static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, cons
     const proto_header *h = &hd->h;
     const void *other;
     size_t olen;
-    node_err err = ledger_header_get(t, h->origin, h->seq, &other, &olen);
+    node_err err = node__ledger_header_get(t, h->origin, h->seq, &other, &olen);
     if (err != NODE_OK || (olen == hd->bytes.len && memcmp(other, hd->bytes.p, olen) == 0))
         return err;
     uint8_t id[32];
@@ -163,7 +163,7 @@ static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, cons
         hdr_reject(c, hd, "bad signature");
         return NODE_OK;
     }
-    if ((err = ledger_quarantine_put(t, h->origin, other, olen, hd->bytes.p, hd->bytes.len))
+    if ((err = node__ledger_quarantine_put(t, h->origin, other, olen, hd->bytes.p, hd->bytes.len))
         != NODE_OK)
         return err;
     char who[65];
@@ -195,7 +195,7 @@ static node_err store_next(node_txn *t, ingest_ctx *c, const node_hdr *hd)
 {
     node_engine *e = c->e;
     const proto_header *h = &hd->h;
-    node_err err = ledger_header_put(t, h, hd->bytes.p, hd->bytes.len);
+    node_err err = node__ledger_header_put(t, h, hd->bytes.p, hd->bytes.len);
     if (err != NODE_OK)
         return err;
     c->stored++;
@@ -206,20 +206,20 @@ static node_err store_next(node_txn *t, ingest_ctx *c, const node_hdr *hd)
         log_own_behind(h->seq, c->own_seq);
         c->own_seq = h->seq;
         memcpy(c->own_last, h->id, 32);
-        if ((err = ledger_own_put(t, c->own_seq, c->own_last)) != NODE_OK)
+        if ((err = node__ledger_own_put(t, c->own_seq, c->own_last)) != NODE_OK)
             return err;
     }
     if (h->kind == PROTO_HDR_KEY_GRANT) {
         bool mine = false;
         for (size_t i = 0; i < h->nrecipients && err == NODE_OK; i++) {
-            err = ledger_grant_put(t, h->tag, h->recipients[i].b, h->origin);
+            err = node__ledger_grant_put(t, h->tag, h->recipients[i].b, h->origin);
             mine = mine || memcmp(h->recipients[i].b, me, 32) == 0;
         }
-        if (err == NODE_OK && mine && !ledger_body_has(t, h->id))
+        if (err == NODE_OK && mine && !node__ledger_body_has(t, h->id))
             err = ctx_want(c, h);
         if (err == NODE_OK && mine)
             err = want_tag(t, c, h->tag);
-    } else if (node__reads_tag(t, e, h->tag) && !ledger_body_has(t, h->id)) {
+    } else if (node__reads_tag(t, e, h->tag) && !node__ledger_body_has(t, h->id)) {
         err = ctx_want(c, h);
     }
     /* A clock too far ahead is not adopted here (crdt_hlc_recv refuses it); its delta waits
@@ -244,14 +244,14 @@ static node_err ingest_one(
         c->rejected++;
         return NODE_OK;
     }
-    node_member *m = node_member_by_origin(e, h->origin);
+    node_member *m = node__member_by_origin(e, h->origin);
     if (m == NULL) {
         hdr_reject(c, hd, "not a member");
         return NODE_OK;
     }
-    if (ledger_quarantined(t, h->origin))
+    if (node__ledger_quarantined(t, h->origin))
         return NODE_OK;
-    uint64_t have = ledger_vv_get(t, h->origin);
+    uint64_t have = node__ledger_vv_get(t, h->origin);
     if (h->seq <= have)
         return ingest_held(t, c, hd, m);
     if (h->seq > have + 1) {
@@ -268,7 +268,7 @@ static node_err ingest_one(
     if (h->seq > have + 1)
         return hold(c, hd);
     uint8_t prev[32];
-    (void)ledger_vv_last(t, h->origin, prev);
+    (void)node__ledger_vv_last(t, h->origin, prev);
     if (memcmp(prev, h->prev, 32) != 0) {
         hdr_reject(c, hd, "hash chain broken: prev is not the id of the previous header");
         return NODE_OK;
@@ -329,7 +329,7 @@ static node_err ingest_cb(node_txn *t, void *ctx)
         if (err != NODE_OK)
             return err;
     }
-    return ledger_hlc_put(t, &c->clock);
+    return node__ledger_hlc_put(t, &c->clock);
 }
 
 /* A verified header of our own log beyond what we hold (restored from an older copy): the
@@ -353,17 +353,17 @@ static void own_pending(node_engine *e, const node_pending *p)
  * taken in several commits, all in this loop turn. */
 #define INGEST_BATCH 4096
 
-node_err node_ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_member *from)
+node_err node__ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_member *from)
 {
     /* What was not checked yet is checked on the workers first (ingest would one by one). */
-    node_hcheck *own = node_hcheck_start(e, headers, n);
-    node_hcheck_wait(e, own);
+    node_hcheck *own = node__hcheck_start(e, headers, n);
+    node__hcheck_wait(e, own);
     node_err err = NODE_OK;
     for (size_t i = 0; i < n && err == NODE_OK; i += INGEST_BATCH) {
         node_ingest_in in = { headers + i, n - i < INGEST_BATCH ? n - i : INGEST_BATCH, NULL, 0 };
-        err = node_ingest(e, &in, from);
+        err = node__ingest(e, &in, from);
     }
-    node_hcheck_free(e, own);
+    node__hcheck_free(e, own);
     return err;
 }
 
@@ -433,9 +433,9 @@ static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, nod
     const void *hb;
     size_t hl;
     *err = NODE_OK;
-    if (ledger_header_by_id(t, id, &hb, &hl) != NODE_OK)
+    if (node__ledger_header_by_id(t, id, &hb, &hl) != NODE_OK)
         return NULL;
-    size_t k = idset_get(&c->hdr_ix, id);
+    size_t k = node__idset_get(&c->hdr_ix, id);
     if (k != SIZE_MAX)
         return &c->hdrs[k].h;
     if (proto_header_decode(hb, hl, &c->e->lim, &c->own[i], NULL) != PROTO_OK) {
@@ -455,7 +455,7 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c)
     for (size_t i = 0; i < c->n; i++) {
         c->stored[i] = false;
         const proto_body_item *it = &c->items[i];
-        if (ledger_body_has(t, it->header_id))
+        if (node__ledger_body_has(t, it->header_id))
             continue;
         node_err err;
         const proto_header *h = item_header(t, c, i, &err);
@@ -478,7 +478,7 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c)
             NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
             continue;
         }
-        if ((err = ledger_body_put(t, it->header_id, it->body.p, it->body.len)) != NODE_OK)
+        if ((err = node__ledger_body_put(t, it->header_id, it->body.p, it->body.len)) != NODE_OK)
             return err;
         c->stored[i] = true;
         c->held[i] = (node_held) { h, it->body.p, it->body.len };
@@ -539,7 +539,7 @@ static node_err group_cb(node_txn *t, void *ctx)
     return err;
 }
 
-node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from)
+node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *from)
 {
     size_t k = in->nbodies ? in->nbodies : 1;
     group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders },
@@ -560,7 +560,8 @@ node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from
         || g.b.w == NULL || g.b.done == NULL || g.b.why == NULL)
         goto out;
     for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
-        if (in->headers[i].perr == PROTO_OK && !idset_put(&g.b.hdr_ix, in->headers[i].h.id, i))
+        if (in->headers[i].perr == PROTO_OK
+            && !node__idset_put(&g.b.hdr_ix, in->headers[i].h.id, i))
             goto out;
     if (in->nheaders > 0 && e->pending.n > 0
         && (g.h.used_pending = calloc(e->pending.n, sizeof(bool))) == NULL)
@@ -585,9 +586,9 @@ node_err node_ingest(node_engine *e, const node_ingest_in *in, node_member *from
         if ((err = node__wait_add(e, in->bodies[i].header_id, g.b.w[i].tag, g.b.w[i].kind))
             != NODE_OK)
             goto out;
-        e->waits.v[idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
+        e->waits.v[node__idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
     }
-    node_retry_waits(e); /* older waits may follow what was merged */
+    node__retry_waits(e); /* older waits may follow what was merged */
 out:
     NODE_VEC_FREE(&g.h.wants);
     NODE_VEC_FREE(&g.h.pend);
@@ -595,7 +596,7 @@ out:
     for (size_t i = 0; g.b.own_ok != NULL && i < in->nbodies; i++)
         if (g.b.own_ok[i])
             proto_header_fini(&g.b.own[i]);
-    idset_free(&g.b.hdr_ix);
+    node__idset_free(&g.b.hdr_ix);
     free(g.b.stored);
     free(g.b.own);
     free(g.b.own_ok);
@@ -606,11 +607,11 @@ out:
     return err;
 }
 
-node_err node_ingest_bodies(
+node_err node__ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from)
 {
     node_ingest_in in = { NULL, 0, items, n };
-    return node_ingest(e, &in, from);
+    return node__ingest(e, &in, from);
 }
 
 typedef struct load_ctx {
@@ -628,8 +629,8 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
     if (kl != 65)
         return true;
     const uint8_t *tag = (const uint8_t *)k + 1, *id = (const uint8_t *)k + 33;
-    bool has_body = ledger_body_has(c->t, id);
-    if (has_body && ledger_applied_get(c->t, id) == 0) {
+    bool has_body = node__ledger_body_has(c->t, id);
+    if (has_body && node__ledger_applied_get(c->t, id) == 0) {
         node_wait *w = NODE_VEC_PUSH(&c->waits, NODE_WAITS_MAX);
         if (w == NULL) {
             c->full = true; /* over the bound: found again at a later start, once these merged */
@@ -643,7 +644,7 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
         const void *hb;
         size_t hl;
         proto_header h;
-        if (ledger_header_by_id(c->t, id, &hb, &hl) != NODE_OK
+        if (node__ledger_header_by_id(c->t, id, &hb, &hl) != NODE_OK
             || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
             return true;
         bool want = false;
@@ -678,13 +679,13 @@ static node_err load_cb(node_txn *t, void *ctx)
     node_engine *e = c->e;
     c->t = t;
     node_err err;
-    if ((err = ledger_own_get(t, &e->own_seq, e->own_last)) != NODE_OK
-        || (err = ledger_hlc_get(t, &e->clock)) != NODE_OK)
+    if ((err = node__ledger_own_get(t, &e->own_seq, e->own_last)) != NODE_OK
+        || (err = node__ledger_hlc_get(t, &e->clock)) != NODE_OK)
         return err;
     /* The next sequence number is one past the highest of our own headers held here, whether
      * this node wrote it or it came back from a peer after a restore from an older copy. */
     uint8_t last[32];
-    uint64_t held = ledger_vv_last(t, proto_identity_origin(e->me), last);
+    uint64_t held = node__ledger_vv_last(t, proto_identity_origin(e->me), last);
     if (held > e->own_seq) {
         NODE_WARN("own.behind",
             "seq=%" PRIu64 " own_seq=%" PRIu64 " detail=\"the store holds newer headers of this "
@@ -715,7 +716,7 @@ node_err node__ingest_load(node_engine *e, node_errmsg *msg)
             "the in-memory lists hold; the rest is taken up at a later start\"",
             e->wants.n, e->waits.n);
     for (size_t i = 0; i < e->wants.n; i++)
-        if (!idset_put(&e->want_ix, e->wants.v[i].id, i))
+        if (!node__idset_put(&e->want_ix, e->wants.v[i].id, i))
             return NODE_ENOMEM;
     return node__waits_reindex(e);
 }

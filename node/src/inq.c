@@ -32,7 +32,7 @@
 
 void node__inmsg_free(node_engine *e, node_inmsg *q)
 {
-    node_hcheck_free(e, q->chk);
+    node__hcheck_free(e, q->chk);
     if (q->is_headers) {
         node__hdrs_free(q->hdrs, q->hm.n);
         proto_headers_fini(&q->hm);
@@ -54,7 +54,7 @@ static void clock_samples(node_engine *e, node_member *m, const node_hdr *hs, si
     uint64_t now = node__now(e);
     for (size_t i = 0; i < n; i++)
         if (hs[i].perr == PROTO_OK && memcmp(hs[i].h.origin, m->origin, 32) == 0)
-            node_clock_sample(m, hs[i].h.hlc.wall, now);
+            node__clock_sample(m, hs[i].h.hlc.wall, now);
 }
 
 bool node__inq_full(const node_engine *e)
@@ -97,7 +97,7 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
     plain->p = NULL;
     plain->len = 0;
     if (q->is_headers)
-        q->chk = node_hcheck_start(e, q->hdrs, q->hm.n);
+        q->chk = node__hcheck_start(e, q->hdrs, q->hm.n);
     if (e->inq_tail != NULL)
         e->inq_tail->next = q;
     else
@@ -129,7 +129,7 @@ void node__inq_vv(node_engine *e, crdt_vv_entry **vvp, size_t *np, const node_me
     bool added = false;
     for (node_inmsg *q = e->inq_head; q != NULL; q = q->next) {
         size_t nruns;
-        const node_vvrun *runs = node_hcheck_runs(q->chk, &nruns);
+        const node_vvrun *runs = node__hcheck_runs(q->chk, &nruns);
         bool from_to = memcmp(q->origin, to->origin, 32) == 0;
         for (size_t k = 0; k < nruns; k++) {
             if (!from_to && memcmp(runs[k].origin, to->origin, 32) == 0)
@@ -161,7 +161,7 @@ void node__inq_vv(node_engine *e, crdt_vv_entry **vvp, size_t *np, const node_me
  * left the manifest). */
 node_member *node__inq_sender(node_engine *e, const node_inmsg *q, node_link **lp)
 {
-    node_member *m = node_member_by_origin(e, q->origin);
+    node_member *m = node__member_by_origin(e, q->origin);
     node_link *l = node__link_find(e, q->pipe);
     if (l != NULL && (l->state != LINK_UP || l->closing))
         l = NULL;
@@ -192,7 +192,7 @@ size_t node__inq_group_len(node_engine *e, size_t *nh, size_t *nb)
         size_t qh = q->is_headers ? q->hm.n : 0;
         if (nmsg > 0
             && (bytes + q->plain.len > GROUP_BYTES || *nh + qh > NODE_GROUP_HEADERS
-                || (q->is_headers && !node_hcheck_ready(e, q->chk))))
+                || (q->is_headers && !node__hcheck_ready(e, q->chk))))
             break;
         nmsg++;
         *nh += qh;
@@ -202,7 +202,7 @@ size_t node__inq_group_len(node_engine *e, size_t *nh, size_t *nb)
     return nmsg;
 }
 
-void node_inq_free(node_engine *e)
+void node__inq_free(node_engine *e)
 {
     while (e->inq_head != NULL) {
         node_inmsg *q = e->inq_head;

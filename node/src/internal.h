@@ -60,7 +60,7 @@ typedef struct node_loglimit {
 
 /* Should the line of this key be logged at now_ms? When true, *held is how many were held
  * back since the last one logged. */
-bool node_loglimit_pass(node_loglimit *l, const char *key, uint64_t now_ms, uint64_t *held);
+bool node__loglimit_pass(node_loglimit *l, const char *key, uint64_t now_ms, uint64_t *held);
 
 /* ---------------------------------------------------------------------------------------- */
 /* net.c: nng sockets (peers: pair1 poly; control: rep0 on ipc://control.sock)               */
@@ -74,7 +74,7 @@ typedef enum node_net_ev {
                          * the remote address, "IP:PORT" */
     NODE_NET_PIPE_DOWN, /* a peer connection is gone */
     NODE_NET_MESSAGE,   /* a message from a peer pipe */
-    NODE_NET_CONTROL,   /* a control request; answer with node_net_ctl_reply */
+    NODE_NET_CONTROL,   /* a control request; answer with node__net_ctl_reply */
 } node_net_ev;
 
 /* Runs on the loop thread. data is borrowed for the call. */
@@ -84,20 +84,20 @@ typedef void (*node_net_cb)(
 /* Open both sockets, listen on listen_url and on ipc://control.sock (relative to the current
  * directory, the data directory). On error the loop must run once more to free what was
  * made. */
-node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_message, node_net_cb cb,
+node_err node__net_open(uv_loop_t *loop, const char *listen_url, size_t max_message, node_net_cb cb,
     void *ctx, node_net **out, node_errmsg *msg);
-uint16_t node_net_port(const node_net *n);
+uint16_t node__net_port(const node_net *n);
 /* Dial url in the background, reconnecting with backoff; *dialer names the pipes it makes. */
-node_err node_net_dial(node_net *n, const char *url, uint32_t *dialer, node_errmsg *msg);
-void node_net_undial(node_net *n, uint32_t dialer);
+node_err node__net_dial(node_net *n, const char *url, uint32_t *dialer, node_errmsg *msg);
+void node__net_undial(node_net *n, uint32_t dialer);
 /* Queue a message to one pipe without blocking; NODE_EIO when its queue is full,
  * NODE_ENOTFOUND when the connection is gone or going (its DOWN event, with the reason, is on
  * the way). */
-node_err node_net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len);
-void node_net_drop(node_net *n, uint32_t pipe);
+node_err node__net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len);
+void node__net_drop(node_net *n, uint32_t pipe);
 /* Answer the control request in progress and wait for the next one. */
-node_err node_net_ctl_reply(node_net *n, const uint8_t *buf, size_t len);
+node_err node__net_ctl_reply(node_net *n, const uint8_t *buf, size_t len);
 /* Close everything; done(ctx) runs on the loop once n is freed. */
-void node_net_close(node_net *n, void (*done)(void *), void *ctx);
+void node__net_close(node_net *n, void (*done)(void *), void *ctx);
 
 #endif /* NODE_INTERNAL_H */

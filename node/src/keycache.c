@@ -18,7 +18,7 @@ struct node_keyslot {
     proto_scope_key *key; /* NULL: empty */
 };
 
-node_err node_keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out)
+node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out)
 {
     if (e->keys == NULL && (e->keys = calloc(KEYCACHE_SLOTS, sizeof(*e->keys))) == NULL)
         return NODE_ENOMEM;
@@ -40,7 +40,7 @@ node_err node_keycache_get(node_engine *e, const ledger_key *k, proto_scope_key 
     return NODE_OK;
 }
 
-void node_keycache_free(node_engine *e)
+void node__keycache_free(node_engine *e)
 {
     if (e->keys == NULL)
         return;

@@ -4,13 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ledger_be64(uint8_t out[8], uint64_t v)
+void node__ledger_be64(uint8_t out[8], uint64_t v)
 {
     for (int i = 7; i >= 0; i--, v >>= 8)
         out[i] = (uint8_t)v;
 }
 
-uint64_t ledger_get64(const uint8_t in[8])
+uint64_t node__ledger_get64(const uint8_t in[8])
 {
     uint64_t v = 0;
     for (int i = 0; i < 8; i++)
@@ -40,10 +40,11 @@ static lkey mk(char prefix, const void *a, size_t alen, const void *b, size_t bl
     return k;
 }
 
-node_err ledger_header_put(node_txn *t, const proto_header *h, const uint8_t *bytes, size_t len)
+node_err node__ledger_header_put(
+    node_txn *t, const proto_header *h, const uint8_t *bytes, size_t len)
 {
     uint8_t seq[8], loc[40];
-    ledger_be64(seq, h->seq);
+    node__ledger_be64(seq, h->seq);
     lkey hk = mk('H', h->origin, 32, seq, 8);
     lkey ik = mk('I', h->id, 32, NULL, 0);
     lkey tk = mk('T', h->tag, 32, h->id, 32);
@@ -54,7 +55,7 @@ node_err ledger_header_put(node_txn *t, const proto_header *h, const uint8_t *by
         || (err = node_txn_put(t, NODE_DB_HEADERS, ik.b, ik.n, loc, sizeof(loc))) != NODE_OK
         || (err = node_txn_put(t, NODE_DB_HEADERS, tk.b, tk.n, "", 0)) != NODE_OK)
         return err;
-    if (h->seq > ledger_vv_get(t, h->origin)) {
+    if (h->seq > node__ledger_vv_get(t, h->origin)) {
         uint8_t v[40];
         memcpy(v, seq, 8);
         memcpy(v + 8, h->id, 32);
@@ -63,11 +64,11 @@ node_err ledger_header_put(node_txn *t, const proto_header *h, const uint8_t *by
     return NODE_OK;
 }
 
-node_err ledger_header_get(
+node_err node__ledger_header_get(
     node_txn *t, const uint8_t origin[32], uint64_t seq, const void **bytes, size_t *len)
 {
     uint8_t s[8];
-    ledger_be64(s, seq);
+    node__ledger_be64(s, seq);
     lkey hk = mk('H', origin, 32, s, 8);
     return node_txn_get(t, NODE_DB_HEADERS, hk.b, hk.n, bytes, len);
 }
@@ -91,20 +92,23 @@ static node_err log_place(node_txn *t, const uint8_t id[32], uint8_t place[40])
     return NODE_OK;
 }
 
-node_err ledger_header_by_id(node_txn *t, const uint8_t id[32], const void **bytes, size_t *len)
+node_err node__ledger_header_by_id(
+    node_txn *t, const uint8_t id[32], const void **bytes, size_t *len)
 {
     uint8_t place[40];
     node_err err = log_place(t, id, place);
-    return err != NODE_OK ? err : ledger_header_get(t, place, ledger_get64(place + 32), bytes, len);
+    return err != NODE_OK
+        ? err
+        : node__ledger_header_get(t, place, node__ledger_get64(place + 32), bytes, len);
 }
 
-uint64_t ledger_vv_get(node_txn *t, const uint8_t origin[32])
+uint64_t node__ledger_vv_get(node_txn *t, const uint8_t origin[32])
 {
     uint8_t id[32];
-    return ledger_vv_last(t, origin, id);
+    return node__ledger_vv_last(t, origin, id);
 }
 
-uint64_t ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[32])
+uint64_t node__ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[32])
 {
     const void *v;
     size_t n;
@@ -113,7 +117,7 @@ uint64_t ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[32])
         return 0;
     }
     memcpy(id, (const uint8_t *)v + 8, 32);
-    return ledger_get64(v);
+    return node__ledger_get64(v);
 }
 
 typedef struct vv_collect {
@@ -132,12 +136,12 @@ static bool vv_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
         return false;
     }
     memcpy(c->e[c->n].origin.b, k, 32);
-    c->e[c->n].max = ledger_get64(v);
+    c->e[c->n].max = node__ledger_get64(v);
     c->n++;
     return true;
 }
 
-node_err ledger_vv_all(node_txn *t, crdt_vv_entry **out, size_t *n)
+node_err node__ledger_vv_all(node_txn *t, crdt_vv_entry **out, size_t *n)
 {
     vv_collect c = { NULL, 0, 0, false };
     node_err err = node_txn_scan(t, NODE_DB_VV, NULL, 0, vv_cb, &c);
@@ -166,41 +170,41 @@ static bool tag_ids_cb(const void *k, size_t kl, const void *v, size_t vl, void 
     return c->fn((const uint8_t *)k + 33, c->ctx);
 }
 
-node_err ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_cb fn, void *ctx)
+node_err node__ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_cb fn, void *ctx)
 {
     lkey tk = mk('T', tag, 32, NULL, 0);
     tag_ids c = { fn, ctx };
     return node_txn_scan(t, NODE_DB_HEADERS, tk.b, tk.n, tag_ids_cb, &c);
 }
 
-node_err ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len)
+node_err node__ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len)
 {
     uint8_t place[40];
     node_err err = log_place(t, id, place);
     return err != NODE_OK ? err : node_txn_put(t, NODE_DB_BODIES, place, 40, body, len);
 }
 
-node_err ledger_body_get(node_txn *t, const uint8_t id[32], const void **body, size_t *len)
+node_err node__ledger_body_get(node_txn *t, const uint8_t id[32], const void **body, size_t *len)
 {
     uint8_t place[40];
     node_err err = log_place(t, id, place);
     return err != NODE_OK ? err : node_txn_get(t, NODE_DB_BODIES, place, 40, body, len);
 }
 
-bool ledger_body_has(node_txn *t, const uint8_t id[32])
+bool node__ledger_body_has(node_txn *t, const uint8_t id[32])
 {
     const void *b;
     size_t n;
-    return ledger_body_get(t, id, &b, &n) == NODE_OK;
+    return node__ledger_body_get(t, id, &b, &n) == NODE_OK;
 }
 
 /* Key record: case(16) epoch(8) owner(32) key(32) scope(rest). */
-node_err ledger_key_put(node_txn *t, const ledger_key *k)
+node_err node__ledger_key_put(node_txn *t, const ledger_key *k)
 {
     uint8_t rec[16 + 8 + 32 + 32 + PROTO_SCOPE_NAME_MAX];
     size_t sl = strlen(k->scope);
     memcpy(rec, k->case_id.b, 16);
-    ledger_be64(rec + 16, k->epoch);
+    node__ledger_be64(rec + 16, k->epoch);
     memcpy(rec + 24, k->owner, 32);
     memcpy(rec + 56, k->key, 32);
     memcpy(rec + 88, k->scope, sl);
@@ -211,7 +215,7 @@ node_err ledger_key_put(node_txn *t, const ledger_key *k)
         return err;
     /* The scope's newest epoch is what new writes use. */
     ledger_key cur;
-    node_err e2 = ledger_key_for(t, &k->case_id, k->scope, &cur);
+    node_err e2 = node__ledger_key_for(t, &k->case_id, k->scope, &cur);
     bool newer = e2 == NODE_ENOTFOUND || (e2 == NODE_OK && k->epoch >= cur.epoch);
     proto_wipe(&cur, sizeof(cur));
     if (e2 != NODE_OK && e2 != NODE_ENOTFOUND)
@@ -222,7 +226,7 @@ node_err ledger_key_put(node_txn *t, const ledger_key *k)
     return node_txn_put(t, NODE_DB_KEYS, ck.b, ck.n, k->tag, 32);
 }
 
-node_err ledger_key_get(node_txn *t, const uint8_t tag[32], ledger_key *out)
+node_err node__ledger_key_get(node_txn *t, const uint8_t tag[32], ledger_key *out)
 {
     lkey kk = mk('K', tag, 32, NULL, 0);
     const void *v;
@@ -235,7 +239,7 @@ node_err ledger_key_get(node_txn *t, const uint8_t tag[32], ledger_key *out)
     const uint8_t *r = v;
     memcpy(out->tag, tag, 32);
     memcpy(out->case_id.b, r, 16);
-    out->epoch = ledger_get64(r + 16);
+    out->epoch = node__ledger_get64(r + 16);
     memcpy(out->owner, r + 24, 32);
     memcpy(out->key, r + 56, 32);
     memcpy(out->scope, r + 88, n - 88);
@@ -243,7 +247,8 @@ node_err ledger_key_get(node_txn *t, const uint8_t tag[32], ledger_key *out)
     return NODE_OK;
 }
 
-node_err ledger_key_for(node_txn *t, const proto_case_id *c, const char *scope, ledger_key *out)
+node_err node__ledger_key_for(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_key *out)
 {
     lkey ck = mk('C', c->b, 16, scope, strlen(scope));
     const void *v;
@@ -255,18 +260,18 @@ node_err ledger_key_for(node_txn *t, const proto_case_id *c, const char *scope, 
         return NODE_ECORRUPT;
     uint8_t tag[32];
     memcpy(tag, v, 32);
-    return ledger_key_get(t, tag, out);
+    return node__ledger_key_get(t, tag, out);
 }
 
-node_err ledger_case_own(node_txn *t, const proto_case_id *c, uint64_t now_ms)
+node_err node__ledger_case_own(node_txn *t, const proto_case_id *c, uint64_t now_ms)
 {
     uint8_t v[8];
-    ledger_be64(v, now_ms);
+    node__ledger_be64(v, now_ms);
     lkey ok = mk('O', c->b, 16, NULL, 0);
     return node_txn_put(t, NODE_DB_KEYS, ok.b, ok.n, v, 8);
 }
 
-bool ledger_case_owned(node_txn *t, const proto_case_id *c)
+bool node__ledger_case_owned(node_txn *t, const proto_case_id *c)
 {
     lkey ok = mk('O', c->b, 16, NULL, 0);
     const void *v;
@@ -292,23 +297,24 @@ static bool scopes_cb(const void *k, size_t kl, const void *v, size_t vl, void *
     return c->fn == NULL || c->fn(scope, v, c->ctx);
 }
 
-node_err ledger_case_scopes(node_txn *t, const proto_case_id *c, ledger_scope_cb fn, void *ctx)
+node_err node__ledger_case_scopes(
+    node_txn *t, const proto_case_id *c, ledger_scope_cb fn, void *ctx)
 {
     lkey ck = mk('C', c->b, 16, NULL, 0);
     scopes_ctx sc = { fn, ctx, 0 };
     return node_txn_scan(t, NODE_DB_KEYS, ck.b, ck.n, scopes_cb, &sc);
 }
 
-bool ledger_case_known(node_txn *t, const proto_case_id *c)
+bool node__ledger_case_known(node_txn *t, const proto_case_id *c)
 {
-    if (ledger_case_owned(t, c))
+    if (node__ledger_case_owned(t, c))
         return true;
     lkey ck = mk('C', c->b, 16, NULL, 0);
     scopes_ctx sc = { NULL, NULL, 0 };
     return node_txn_scan(t, NODE_DB_KEYS, ck.b, ck.n, scopes_cb, &sc) == NODE_OK && sc.n > 0;
 }
 
-node_err ledger_state_get(
+node_err node__ledger_state_get(
     node_txn *t, const uint8_t tag[32], const proto_limits *lim, crdt_scope **out)
 {
     lkey sk = mk('S', tag, 32, NULL, 0);
@@ -326,7 +332,8 @@ node_err ledger_state_get(
     return perr == PROTO_OK ? NODE_OK : NODE_ECORRUPT;
 }
 
-node_err ledger_state_put(node_txn *t, const uint8_t tag[32], const crdt_scope *s, uint64_t now_ms)
+node_err node__ledger_state_put(
+    node_txn *t, const uint8_t tag[32], const crdt_scope *s, uint64_t now_ms)
 {
     proto_buf buf = { NULL, 0 };
     proto_err perr = proto_scope_encode(s, &buf);
@@ -338,22 +345,22 @@ node_err ledger_state_put(node_txn *t, const uint8_t tag[32], const crdt_scope *
     if (err != NODE_OK)
         return err;
     uint8_t ms[8];
-    ledger_be64(ms, now_ms);
+    node__ledger_be64(ms, now_ms);
     lkey lk = mk('L', tag, 32, NULL, 0);
     return node_txn_put(t, NODE_DB_STATE, lk.b, lk.n, ms, 8);
 }
 
-uint64_t ledger_last_change(node_txn *t, const uint8_t tag[32])
+uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag[32])
 {
     lkey lk = mk('L', tag, 32, NULL, 0);
     const void *v;
     size_t n;
     if (node_txn_get(t, NODE_DB_STATE, lk.b, lk.n, &v, &n) != NODE_OK || n != 8)
         return 0;
-    return ledger_get64(v);
+    return node__ledger_get64(v);
 }
 
-node_err ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied how)
+node_err node__ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied how)
 {
     uint8_t v = (uint8_t)how, place[40];
     node_err err = log_place(t, id, place);
@@ -363,7 +370,7 @@ node_err ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied ho
     return node_txn_put(t, NODE_DB_STATE, ak.b, ak.n, &v, 1);
 }
 
-int ledger_applied_get(node_txn *t, const uint8_t id[32])
+int node__ledger_applied_get(node_txn *t, const uint8_t id[32])
 {
     uint8_t place[40];
     if (log_place(t, id, place) != NODE_OK)
@@ -443,7 +450,7 @@ static node_err migrate_db(node_txn *t, node_db db, const char *prefix, size_t *
 #define LAYOUT_KEY "layout"
 #define LAYOUT_LOG_PLACE 2
 
-node_err ledger_migrate(node_txn *t, size_t *moved)
+node_err node__ledger_migrate(node_txn *t, size_t *moved)
 {
     *moved = 0;
     const void *v;
@@ -460,7 +467,7 @@ node_err ledger_migrate(node_txn *t, size_t *moved)
         : node_txn_put(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &layout, 1);
 }
 
-node_err ledger_grant_put(
+node_err node__ledger_grant_put(
     node_txn *t, const uint8_t tag[32], const uint8_t recipient[32], const uint8_t grantor[32])
 {
     lkey gk = mk('G', tag, 32, recipient, 32);
@@ -472,7 +479,7 @@ node_err ledger_grant_put(
     return node_txn_put(t, NODE_DB_CONSENTS, ok.b, ok.n, grantor, 32);
 }
 
-bool ledger_holds(node_txn *t, const uint8_t tag[32], const uint8_t member[32])
+bool node__ledger_holds(node_txn *t, const uint8_t tag[32], const uint8_t member[32])
 {
     lkey gk = mk('G', tag, 32, member, 32);
     const void *v;
@@ -480,7 +487,7 @@ bool ledger_holds(node_txn *t, const uint8_t tag[32], const uint8_t member[32])
     return node_txn_get(t, NODE_DB_CONSENTS, gk.b, gk.n, &v, &n) == NODE_OK;
 }
 
-node_err ledger_own_get(node_txn *t, uint64_t *seq, uint8_t last[32])
+node_err node__ledger_own_get(node_txn *t, uint64_t *seq, uint8_t last[32])
 {
     const void *v;
     size_t n;
@@ -494,20 +501,20 @@ node_err ledger_own_get(node_txn *t, uint64_t *seq, uint8_t last[32])
         return err;
     if (n != 40)
         return NODE_ECORRUPT;
-    *seq = ledger_get64(v);
+    *seq = node__ledger_get64(v);
     memcpy(last, (const uint8_t *)v + 8, 32);
     return NODE_OK;
 }
 
-node_err ledger_own_put(node_txn *t, uint64_t seq, const uint8_t last[32])
+node_err node__ledger_own_put(node_txn *t, uint64_t seq, const uint8_t last[32])
 {
     uint8_t v[40];
-    ledger_be64(v, seq);
+    node__ledger_be64(v, seq);
     memcpy(v + 8, last, 32);
     return node_txn_put(t, NODE_DB_META, "own", 3, v, sizeof(v));
 }
 
-node_err ledger_hlc_get(node_txn *t, crdt_hlc *out)
+node_err node__ledger_hlc_get(node_txn *t, crdt_hlc *out)
 {
     const void *v;
     size_t n;
@@ -522,22 +529,22 @@ node_err ledger_hlc_get(node_txn *t, crdt_hlc *out)
     if (n != 10)
         return NODE_ECORRUPT;
     const uint8_t *p = v;
-    out->wall = ledger_get64(p);
+    out->wall = node__ledger_get64(p);
     out->logical = (uint16_t)(p[8] << 8 | p[9]);
     return NODE_OK;
 }
 
-node_err ledger_hlc_put(node_txn *t, const crdt_hlc *h)
+node_err node__ledger_hlc_put(node_txn *t, const crdt_hlc *h)
 {
     uint8_t v[10];
-    ledger_be64(v, h->wall);
+    node__ledger_be64(v, h->wall);
     v[8] = (uint8_t)(h->logical >> 8);
     v[9] = (uint8_t)h->logical;
     return node_txn_put(t, NODE_DB_META, "hlc", 3, v, sizeof(v));
 }
 
-node_err ledger_quarantine_put(node_txn *t, const uint8_t origin[32], const uint8_t *a, size_t alen,
-    const uint8_t *b, size_t blen)
+node_err node__ledger_quarantine_put(node_txn *t, const uint8_t origin[32], const uint8_t *a,
+    size_t alen, const uint8_t *b, size_t blen)
 {
     if (alen > UINT32_MAX || blen > UINT32_MAX)
         return NODE_EINVAL;
@@ -556,7 +563,7 @@ node_err ledger_quarantine_put(node_txn *t, const uint8_t origin[32], const uint
     return err;
 }
 
-bool ledger_quarantined(node_txn *t, const uint8_t origin[32])
+bool node__ledger_quarantined(node_txn *t, const uint8_t origin[32])
 {
     lkey qk = mk('Q', origin, 32, NULL, 0);
     const void *v;
@@ -593,7 +600,7 @@ static bool cases_o_cb(const void *k, size_t kl, const void *v, size_t vl, void 
     return c->fn(&id, NULL, NULL, c->ctx);
 }
 
-node_err ledger_cases(node_txn *t, ledger_case_cb fn, void *ctx)
+node_err node__ledger_cases(node_txn *t, ledger_case_cb fn, void *ctx)
 {
     cases_ctx c = { fn, ctx };
     node_err err = node_txn_scan(t, NODE_DB_KEYS, "O", 1, cases_o_cb, &c);
@@ -616,7 +623,7 @@ static bool tags_cb(const void *k, size_t kl, const void *v, size_t vl, void *ct
     return c->fn((const uint8_t *)k + 1, c->ctx);
 }
 
-node_err ledger_key_tags(node_txn *t, ledger_tag_cb fn, void *ctx)
+node_err node__ledger_key_tags(node_txn *t, ledger_tag_cb fn, void *ctx)
 {
     tags_ctx c = { fn, ctx };
     return node_txn_scan(t, NODE_DB_KEYS, "K", 1, tags_cb, &c);
@@ -647,7 +654,7 @@ static bool quar_cb(const void *k, size_t kl, const void *v, size_t vl, void *ct
     return c->fn((const uint8_t *)k + 1, seq, c->ctx);
 }
 
-node_err ledger_quarantine_list(
+node_err node__ledger_quarantine_list(
     node_txn *t, const proto_limits *lim, ledger_quarantine_cb fn, void *ctx)
 {
     quar_ctx c = { lim, fn, ctx };
@@ -661,7 +668,7 @@ static bool count_cb(const void *k, size_t kl, const void *v, size_t vl, void *c
     return true;
 }
 
-node_err ledger_count(node_txn *t, node_db db, const char *prefix, size_t *n)
+node_err node__ledger_count(node_txn *t, node_db db, const char *prefix, size_t *n)
 {
     *n = 0;
     return node_txn_scan(t, db, prefix, prefix ? strlen(prefix) : 0, count_cb, n);

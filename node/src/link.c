@@ -69,13 +69,13 @@ static bool peer_log_pass(node_engine *e, const node_link *l, const char *cause,
     const char *colon = strrchr(l->addr, ':');
     int n = colon != NULL ? (int)(colon - l->addr) : (int)strlen(l->addr);
     snprintf(key, sizeof(key), "%.*s %s", n, l->addr, cause);
-    return node_loglimit_pass(&e->peer_log, key, node__now(e), held);
+    return node__loglimit_pass(&e->peer_log, key, node__now(e), held);
 }
 
 /* The org of the member at the other end, once known (dialled or authenticated). */
 const char *node__link_org(node_engine *e, const node_link *l)
 {
-    node_member *m = node_member_by_origin(e, l->peer);
+    node_member *m = node__member_by_origin(e, l->peer);
     return m != NULL ? m->org : "unknown";
 }
 
@@ -131,7 +131,7 @@ bool node__send_to(node_engine *e, node_member *m, const proto_buf *msg)
     return l != NULL && node__link_send(e, l, msg);
 }
 
-void node_peers_sync(node_engine *e)
+void node__peers_sync(node_engine *e)
 {
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];
@@ -149,7 +149,7 @@ void node_peers_sync(node_engine *e)
     }
 }
 
-void node_links_close(node_engine *e)
+void node__links_close(node_engine *e)
 {
     while (e->links != NULL)
         node__link_free(e, e->links);

@@ -56,7 +56,7 @@ void node_log(node_log_level level, const char *event, const char *fmt, ...)
 /* ---------------------------------------------------------------------------------------- */
 /* Rate limits                                                                               */
 
-bool node_loglimit_pass(node_loglimit *l, const char *key, uint64_t now_ms, uint64_t *held)
+bool node__loglimit_pass(node_loglimit *l, const char *key, uint64_t now_ms, uint64_t *held)
 {
     node_loglimit_slot *s = NULL, *oldest = &l->slot[0];
     for (size_t i = 0; i < NODE_LOGLIMIT_KEYS && s == NULL; i++) {

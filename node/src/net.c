@@ -8,7 +8,7 @@
  *   count and the payload. nng's own pair1 socket is not used because, in polyamorous mode,
  *   it silently drops a message when a pipe's two-slot send queue is full, which breaks the
  *   session's frame sequence. Here every connection has its own unbounded-by-count but
- *   byte-limited send queue (node_net_send fails instead of dropping), partial writes are
+ *   byte-limited send queue (node__net_send fails instead of dropping), partial writes are
  *   resumed, and a length over [sync] max_message_bytes is rejected before anything is
  *   allocated (STYLE.md, trap 2).
  * - control: ipc://control.sock in the data directory, mode 0660, an nng stream listener on
@@ -207,7 +207,7 @@ static void wake_cb(uv_async_t *h)
         net_ev *next = ev->next;
         if (!n->closing) {
             if (ev->kind == NODE_NET_CONTROL) {
-                /* Answered through node_net_ctl_reply, within the callback. */
+                /* Answered through node__net_ctl_reply, within the callback. */
                 n->ctl_pipe = ev->pipe;
                 memcpy(n->ctl_hdr, ev->buf, 4);
                 n->cb(n->cb_ctx, ev->kind, 0, 0, ev->buf + ev->off, ev->len);
@@ -249,7 +249,7 @@ static void wake_cb(uv_async_t *h)
 static void net_closed_cb(uv_handle_t *h);
 static void shut(node_net *n);
 
-node_err node_net_open(uv_loop_t *loop, const char *listen_url, size_t max_message, node_net_cb cb,
+node_err node__net_open(uv_loop_t *loop, const char *listen_url, size_t max_message, node_net_cb cb,
     void *ctx, node_net **out, node_errmsg *msg)
 {
     node_net *n = calloc(1, sizeof(*n));
@@ -304,7 +304,7 @@ fail:
     return err;
 }
 
-uint16_t node_net_port(const node_net *n)
+uint16_t node__net_port(const node_net *n)
 {
     return n->port;
 }
@@ -322,7 +322,7 @@ static void dialer_free(dialer *d)
     free(d);
 }
 
-node_err node_net_dial(node_net *n, const char *url, uint32_t *id, node_errmsg *msg)
+node_err node__net_dial(node_net *n, const char *url, uint32_t *id, node_errmsg *msg)
 {
     dialer *d = calloc(1, sizeof(*d));
     if (d == NULL)
@@ -351,7 +351,7 @@ node_err node_net_dial(node_net *n, const char *url, uint32_t *id, node_errmsg *
     return NODE_OK;
 }
 
-void node_net_undial(node_net *n, uint32_t id)
+void node__net_undial(node_net *n, uint32_t id)
 {
     pthread_mutex_lock(&n->lock);
     dialer **pp = &n->dialers;
@@ -375,10 +375,10 @@ void node_net_undial(node_net *n, uint32_t id)
             ids[k++] = c->id;
     pthread_mutex_unlock(&n->lock);
     for (size_t i = 0; i < k; i++)
-        node_net_drop(n, ids[i]);
+        node__net_drop(n, ids[i]);
 }
 
-node_err node_net_ctl_reply(node_net *n, const uint8_t *buf, size_t len)
+node_err node__net_ctl_reply(node_net *n, const uint8_t *buf, size_t len)
 {
     if (n->ctl_pipe == 0)
         return NODE_EINVAL; /* no request in hand, or it was answered already */
@@ -459,7 +459,7 @@ static void shut(node_net *n)
     uv_close((uv_handle_t *)&n->wake, net_closed_cb);
 }
 
-void node_net_close(node_net *n, void (*done)(void *), void *ctx)
+void node__net_close(node_net *n, void (*done)(void *), void *ctx)
 {
     n->closed_cb = done;
     n->closed_ctx = ctx;

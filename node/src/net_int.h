@@ -133,7 +133,7 @@ void net__conn_free(conn *c);
  * net's own), send our SP header, start reading. On failure the stream is closed and false
  * returned. */
 bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id, bool ctl);
-/* Queue a message with its 4-byte SP header on connection pipe (see node_net_send). */
+/* Queue a message with its 4-byte SP header on connection pipe (see node__net_send). */
 node_err net__send(
     node_net *n, uint32_t pipe, const uint8_t hdr[4], const uint8_t *buf, size_t len);
 /* Resume reading a conn the loop caught up with. */

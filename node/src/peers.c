@@ -15,7 +15,7 @@
 static bool is_member_cb(void *ctx, const uint8_t origin[PROTO_ORIGIN_LEN])
 {
     node_engine *e = ctx;
-    node_member *m = node_member_by_origin(e, origin);
+    node_member *m = node__member_by_origin(e, origin);
     return m != NULL && !m->self;
 }
 
@@ -23,7 +23,7 @@ static void established(node_engine *e, node_link *l)
 {
     l->state = LINK_UP;
     memcpy(l->peer, proto_session_peer(l->sess), 32);
-    node_member *m = node_member_by_origin(e, l->peer);
+    node_member *m = node__member_by_origin(e, l->peer);
     if (m == NULL || m->self) {
         node__link_drop(e, l, "not a member");
         return;
@@ -110,7 +110,7 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
         }
         break;
     case LINK_UP: {
-        node_member *m = node_member_by_origin(e, l->peer);
+        node_member *m = node__member_by_origin(e, l->peer);
         if (m == NULL) {
             node__link_drop(e, l, "no longer a member");
             return;
@@ -135,7 +135,7 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
              * drop this link, so both are looked up again after it. */
             while (node__inq_full(e) && !e->stopping)
                 (void)node__sync_step(e);
-            m = node_member_by_origin(e, l->peer);
+            m = node__member_by_origin(e, l->peer);
             if (m == NULL || l->sess == NULL || e->stopping) {
                 /* the member left, or the link went: the message goes with it */
             } else if (!node__inq_take(e, l, m, kind, &out)) {
@@ -195,7 +195,7 @@ void node__peers_event(
     if (l == NULL)
         return;
     if (ev == NODE_NET_PIPE_DOWN) {
-        node_member *m = node_member_by_origin(e, l->peer);
+        node_member *m = node__member_by_origin(e, l->peer);
         int wl = (int)(len < 160 ? len : 160);
         const char *why = data != NULL ? (const char *)data : "";
         uint64_t held = 0;
@@ -266,7 +266,7 @@ static void redial_stuck(node_engine *e)
         any = true;
     }
     if (any)
-        node_peers_sync(e);
+        node__peers_sync(e);
 }
 
 void node__peers_tick(node_engine *e)

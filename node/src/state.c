@@ -12,7 +12,7 @@
 
 #define CLOCK_WINDOW_MS 600000
 
-void node_clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms)
+void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms)
 {
     int64_t s = wall_ms >= now_ms ? (int64_t)(wall_ms - now_ms) : -(int64_t)(now_ms - wall_ms);
     if (m->clock_sampled_ms == 0 || s > m->clock_offset_ms
@@ -22,7 +22,7 @@ void node_clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms)
     }
 }
 
-node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32])
+node_member *node__member_by_origin(node_engine *e, const uint8_t origin[32])
 {
     for (size_t i = 0; i < e->nmembers; i++)
         if (memcmp(e->members[i].origin, origin, 32) == 0)
@@ -30,7 +30,7 @@ node_member *node_member_by_origin(node_engine *e, const uint8_t origin[32])
     return NULL;
 }
 
-node_member *node_member_by_org(node_engine *e, const char *org)
+node_member *node__member_by_org(node_engine *e, const char *org)
 {
     for (size_t i = 0; i < e->nmembers; i++)
         if (strcmp(e->members[i].org, org) == 0)
@@ -59,7 +59,7 @@ node_err node__members_rebuild(node_engine *e)
         memcpy(nm->origin, m->origin, 32);
         memcpy(nm->box_pk, m->box_pk, 32);
         nm->self = memcmp(m->origin, proto_identity_origin(e->me), 32) == 0;
-        node_member *old = node_member_by_origin(e, m->origin);
+        node_member *old = node__member_by_origin(e, m->origin);
         if (old != NULL) {
             nm->dialer = old->dialer;
             nm->pipe = old->pipe;
@@ -86,7 +86,7 @@ node_err node__members_rebuild(node_engine *e)
     return NODE_OK;
 }
 
-node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
+node_err node__manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
 {
     const proto_member *me = proto_manifest_find(m, proto_identity_origin(e->me));
     if (me == NULL)
@@ -115,7 +115,7 @@ node_err node_manifest_fits(const node_engine *e, const proto_manifest *m, node_
     return NODE_OK;
 }
 
-node_err node_config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
+node_err node__config_dials_fit(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
 {
     for (size_t i = 0; i < e->cfg.ndials; i++) {
         const char *org = e->cfg.dials[i].org;
@@ -143,7 +143,7 @@ static node_err put_manifest_cb(node_txn *t, void *ctx)
     return node_txn_put(t, NODE_DB_MANIFEST, "current", 7, p->bytes, p->len);
 }
 
-node_err node_manifest_offer(
+node_err node__manifest_offer(
     node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg)
 {
     *changed = false;
@@ -173,10 +173,10 @@ node_err node_manifest_offer(
             m.version, e->manifest.version);
         goto out;
     }
-    if ((err = node_manifest_fits(e, &m, msg)) != NODE_OK)
+    if ((err = node__manifest_fits(e, &m, msg)) != NODE_OK)
         goto out;
     node_errmsg dial;
-    if (node_config_dials_fit(e, &m, &dial) != NODE_OK)
+    if (node__config_dials_fit(e, &m, &dial) != NODE_OK)
         NODE_ERROR("config.dial", "detail=\"%s\"", dial.text);
     /* The decoded manifest borrows from its input: keep our own copy of the bytes. */
     if ((copy = malloc(len)) == NULL) {
@@ -213,7 +213,7 @@ out:
 
 bool node__want_has(node_engine *e, const uint8_t id[32])
 {
-    return idset_get(&e->want_ix, id) != SIZE_MAX;
+    return node__idset_get(&e->want_ix, id) != SIZE_MAX;
 }
 
 node_err node__want_add(
@@ -224,7 +224,7 @@ node_err node__want_add(
     node_err err = NODE_VEC_RESERVE(&e->wants, e->wants.n + 1, NODE_WANTS_MAX);
     if (err != NODE_OK)
         return err; /* beyond the bound: asked again when the store is loaded next */
-    if (!idset_put(&e->want_ix, id, e->wants.n))
+    if (!node__idset_put(&e->want_ix, id, e->wants.n))
         return NODE_ENOMEM;
     node_want *w = &e->wants.v[e->wants.n++];
     memcpy(w->id, id, 32);
@@ -238,24 +238,25 @@ node_err node__want_add(
 
 void node__want_remove(node_engine *e, const uint8_t id[32])
 {
-    size_t i = idset_get(&e->want_ix, id);
+    size_t i = node__idset_get(&e->want_ix, id);
     if (i == SIZE_MAX)
         return;
-    idset_del(&e->want_ix, id);
+    node__idset_del(&e->want_ix, id);
     if (i != --e->wants.n) {
         e->wants.v[i] = e->wants.v[e->wants.n];
-        (void)idset_put(&e->want_ix, e->wants.v[i].id, i); /* updates in place: no allocation */
+        (void)node__idset_put(
+            &e->want_ix, e->wants.v[i].id, i); /* updates in place: no allocation */
     }
 }
 
 node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[32], uint8_t kind)
 {
-    if (idset_get(&e->wait_ix, id) != SIZE_MAX)
+    if (node__idset_get(&e->wait_ix, id) != SIZE_MAX)
         return NODE_OK;
     node_err err = NODE_VEC_RESERVE(&e->waits, e->waits.n + 1, NODE_WAITS_MAX);
     if (err != NODE_OK)
         return err; /* beyond the bound: tried again when the store is loaded next */
-    if (!idset_put(&e->wait_ix, id, e->waits.n))
+    if (!node__idset_put(&e->wait_ix, id, e->waits.n))
         return NODE_ENOMEM;
     node_wait *w = &e->waits.v[e->waits.n++];
     memcpy(w->id, id, 32);
@@ -268,9 +269,9 @@ node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[
 /* Rebuild the wait index after the list was compacted. */
 node_err node__waits_reindex(node_engine *e)
 {
-    idset_free(&e->wait_ix);
+    node__idset_free(&e->wait_ix);
     for (size_t i = 0; i < e->waits.n; i++)
-        if (!idset_put(&e->wait_ix, e->waits.v[i].id, i))
+        if (!node__idset_put(&e->wait_ix, e->waits.v[i].id, i))
             return NODE_ENOMEM;
     return NODE_OK;
 }
@@ -295,7 +296,7 @@ static node_err manifest_read_cb(node_txn *t, void *ctx)
     return NODE_OK;
 }
 
-node_err node_manifest_load(node_engine *e, node_errmsg *msg)
+node_err node__manifest_load(node_engine *e, node_errmsg *msg)
 {
     manifest_read r = { NULL, 0 };
     node_err err = node_store_read(e->store, manifest_read_cb, &r, msg);
@@ -314,7 +315,7 @@ node_err node_manifest_load(node_engine *e, node_errmsg *msg)
             "the stored manifest (version %" PRIu64 ") is not signed by [network] admin_pub: "
             "pattod.conf names another network's admin key",
             m.version);
-    else if ((err = node_manifest_fits(e, &m, msg)) != NODE_OK)
+    else if ((err = node__manifest_fits(e, &m, msg)) != NODE_OK)
         err = NODE_ECONFIG;
     if (err != NODE_OK) {
         proto_manifest_fini(&m);

@@ -31,7 +31,7 @@ typedef struct vv_read {
 static node_err vv_read_cb(node_txn *t, void *ctx)
 {
     vv_read *r = ctx;
-    return ledger_vv_all(t, &r->vv, &r->n);
+    return node__ledger_vv_all(t, &r->vv, &r->n);
 }
 
 static uint64_t fnv1a(const uint8_t *p, size_t n)
@@ -159,7 +159,7 @@ static node_err lack_cb(node_txn *t, void *ctx)
     node_engine *e = c->e;
     crdt_vv_entry *mine = NULL;
     size_t n = 0;
-    node_err err = ledger_vv_all(t, &mine, &n);
+    node_err err = node__ledger_vv_all(t, &mine, &n);
     if (err != NODE_OK)
         return err;
     for (size_t i = 0; i < c->m->nvv; i++)
@@ -178,7 +178,7 @@ static node_err lack_cb(node_txn *t, void *ctx)
             }
             const void *hb;
             size_t hl;
-            if (ledger_header_get(t, mine[i].origin.b, s, &hb, &hl) != NODE_OK)
+            if (node__ledger_header_get(t, mine[i].origin.b, s, &hb, &hl) != NODE_OK)
                 break;
             proto_header h;
             if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
@@ -191,7 +191,8 @@ static node_err lack_cb(node_txn *t, void *ctx)
             c->sent += hl;
             const void *bb;
             size_t bl;
-            if (node__may_receive(t, &h, c->m) && ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
+            if (node__may_receive(t, &h, c->m)
+                && node__ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
                 if (!batch_add(&c->bodies, bb, bl, h.id)) {
                     proto_header_fini(&h);
                     err = NODE_ENOMEM;
@@ -253,7 +254,7 @@ static node_err want_cb(node_txn *t, void *ctx)
         if (!want_due(&e->wants.v[i], now))
             continue;
         e->wants.v[i].asked_ms = now; /* tried now, whether a holder is up or not */
-        node_member *a = node_member_by_origin(e, e->wants.v[i].origin);
+        node_member *a = node__member_by_origin(e, e->wants.v[i].origin);
         if (a != NULL && !a->self && node__link_up_to(e, a) != NULL) {
             c->target[i] = a;
             continue;
@@ -261,7 +262,7 @@ static node_err want_cb(node_txn *t, void *ctx)
         for (size_t k = 0; k < e->nmembers && c->target[i] == NULL; k++) {
             node_member *m = &e->members[k];
             if (!m->self && node__link_up_to(e, m) != NULL
-                && ledger_holds(t, e->wants.v[i].tag, m->origin))
+                && node__ledger_holds(t, e->wants.v[i].tag, m->origin))
                 c->target[i] = m;
         }
     }
@@ -318,7 +319,7 @@ static void want_timer_next(node_engine *e)
     e->host.schedule(e->host.ctx, NODE_WORK_WANTS, wait ? wait : 1);
 }
 
-void node_wants_due(node_engine *e)
+void node__wants_due(node_engine *e)
 {
     send_wants(e);
 }
@@ -339,8 +340,8 @@ static node_err serve_cb(node_txn *t, void *ctx)
         const uint8_t *id = c->want->ids[i].b;
         const void *hb, *bb;
         size_t hl, bl;
-        if (ledger_header_by_id(t, id, &hb, &hl) != NODE_OK
-            || ledger_body_get(t, id, &bb, &bl) != NODE_OK)
+        if (node__ledger_header_by_id(t, id, &hb, &hl) != NODE_OK
+            || node__ledger_body_get(t, id, &bb, &bl) != NODE_OK)
             continue;
         proto_header h;
         if (proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
@@ -376,7 +377,7 @@ static void headers_in(node_engine *e, node_link *l, node_member *m, const proto
     node_hdr *hs = node__hdrs_decode(e, hm->headers, hm->n);
     if (hs == NULL)
         return;
-    (void)node_ingest_headers(e, hs, hm->n, m);
+    (void)node__ingest_headers(e, hs, hm->n, m);
     node__hdrs_free(hs, hm->n);
     gap_vv(e, l, m, pending);
 }
@@ -420,7 +421,7 @@ void node__sync_message(
         proto_bodies_msg bm;
         if ((perr = proto_bodies_decode(p, len, &e->lim, &bm, &diag)) != PROTO_OK)
             break;
-        (void)node_ingest_bodies(e, bm.items, bm.n, m);
+        (void)node__ingest_bodies(e, bm.items, bm.n, m);
         proto_bodies_fini(&bm);
         return;
     }
@@ -449,8 +450,8 @@ void node__sync_message(
     case PROTO_K_MANIFEST: {
         bool changed = false;
         node_errmsg msg;
-        if (node_manifest_offer(e, p, len, &changed, &msg) == NODE_OK && changed)
-            node_peers_sync(e);
+        if (node__manifest_offer(e, p, len, &changed, &msg) == NODE_OK && changed)
+            node__peers_sync(e);
         return;
     }
     default:
@@ -498,7 +499,7 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
         if (from == NULL)
             from = m;
         if (q->is_headers) {
-            node_hcheck_wait(e, q->chk);
+            node__hcheck_wait(e, q->chk);
             memcpy(headers + nh, q->hdrs, q->hm.n * sizeof(*headers));
             nh += q->hm.n;
         } else {
@@ -510,10 +511,10 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
     if (nh > NODE_GROUP_HEADERS) {
         /* A first message larger than a group (a peer with a larger max_message_bytes) is
          * alone in it, and taken in several transactions. */
-        (void)node_ingest_headers(e, headers, nh, from);
+        (void)node__ingest_headers(e, headers, nh, from);
     } else {
         node_ingest_in in = { headers, nh, bodies, nb };
-        (void)node_ingest(e, &in, from);
+        (void)node__ingest(e, &in, from);
     }
     for (size_t i = 0; i < nmsg; i++) {
         node_inmsg *q = msgs[i];
@@ -624,7 +625,7 @@ void node__anti_entropy(node_engine *e)
     send_wants(e);
     for (size_t i = 0; i < e->waits.n; i++) {
         if (e->waits.v[i].why == WAIT_CLOCK || e->waits.v[i].why == WAIT_CAUSAL) {
-            node_retry_waits(e);
+            node__retry_waits(e);
             break;
         }
     }

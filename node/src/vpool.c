@@ -75,7 +75,7 @@ static void *worker(void *arg)
     return NULL;
 }
 
-unsigned node_vpool_default_workers(void)
+unsigned node__vpool_default_workers(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus <= 1)
@@ -83,7 +83,7 @@ unsigned node_vpool_default_workers(void)
     return cpus - 1 > VPOOL_MAX ? VPOOL_MAX : (unsigned)(cpus - 1);
 }
 
-node_err node_vpool_new(unsigned workers, node_vpool **out, node_errmsg *msg)
+node_err node__vpool_new(unsigned workers, node_vpool **out, node_errmsg *msg)
 {
     *out = NULL;
     node_vpool *p = calloc(1, sizeof(*p));
@@ -97,7 +97,7 @@ node_err node_vpool_new(unsigned workers, node_vpool **out, node_errmsg *msg)
     for (; p->nthreads < workers; p->nthreads++) {
         int rv = pthread_create(&p->threads[p->nthreads], NULL, worker, p);
         if (rv != 0) {
-            node_vpool_free(p);
+            node__vpool_free(p);
             return node__fail(
                 msg, NODE_EIO, "cannot start a verification thread: %s", strerror(rv));
         }
@@ -106,7 +106,7 @@ node_err node_vpool_new(unsigned workers, node_vpool **out, node_errmsg *msg)
     return NODE_OK;
 }
 
-void node_vpool_free(node_vpool *p)
+void node__vpool_free(node_vpool *p)
 {
     if (p == NULL)
         return;
@@ -122,7 +122,7 @@ void node_vpool_free(node_vpool *p)
     free(p);
 }
 
-void node_vpool_submit(node_vpool *p, node_vjob *j)
+void node__vpool_submit(node_vpool *p, node_vjob *j)
 {
     j->next = j->finished = 0;
     j->qnext = NULL;
@@ -141,7 +141,7 @@ void node_vpool_submit(node_vpool *p, node_vjob *j)
     pthread_mutex_unlock(&p->lock);
 }
 
-bool node_vpool_done(node_vpool *p, node_vjob *j)
+bool node__vpool_done(node_vpool *p, node_vjob *j)
 {
     if (p == NULL)
         return j->finished == j->n;
@@ -151,7 +151,7 @@ bool node_vpool_done(node_vpool *p, node_vjob *j)
     return done;
 }
 
-void node_vpool_finish(node_vpool *p, node_vjob *j)
+void node__vpool_finish(node_vpool *p, node_vjob *j)
 {
     if (p == NULL) {
         for (; j->next < j->n; j->next++)
@@ -173,9 +173,9 @@ void node_vpool_finish(node_vpool *p, node_vjob *j)
     pthread_mutex_unlock(&p->lock);
 }
 
-void node_vpool_for(node_vpool *p, size_t n, void (*fn)(void *ctx, size_t i), void *ctx)
+void node__vpool_for(node_vpool *p, size_t n, void (*fn)(void *ctx, size_t i), void *ctx)
 {
     node_vjob j = { .fn = fn, .ctx = ctx, .n = n };
-    node_vpool_submit(p, &j);
-    node_vpool_finish(p, &j);
+    node__vpool_submit(p, &j);
+    node__vpool_finish(p, &j);
 }

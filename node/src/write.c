@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-node_err node_edit_parse(node_engine *e, const char *text, node_edit *out, node_errmsg *msg)
+node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node_errmsg *msg)
 {
     memset(out, 0, sizeof(*out));
     const char *eq = strchr(text, '=');
@@ -63,7 +63,7 @@ typedef struct write_ctx {
     node_outs *out;
 } write_ctx;
 
-void node_outs_free(node_outs *o)
+void node__outs_free(node_outs *o)
 {
     for (size_t i = 0; i < o->n; i++) {
         proto_header_fini(&o->v[i].h);
@@ -84,10 +84,10 @@ static node_err no_case(write_ctx *w)
 /* The key of (case, scope): the stored one, or a new one when this node owns the case. */
 static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_key *k)
 {
-    node_err err = ledger_key_for(t, w->c, scope, k);
+    node_err err = node__ledger_key_for(t, w->c, scope, k);
     if (err != NODE_ENOTFOUND)
         return err;
-    if (!ledger_case_owned(t, w->c))
+    if (!node__ledger_case_owned(t, w->c))
         return NODE_ENOTFOUND;
     proto_scope_key *sk = NULL;
     if (proto_scope_key_new(w->c, scope, 0, NULL, &sk) != PROTO_OK)
@@ -100,7 +100,7 @@ static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_k
     memcpy(k->owner, proto_identity_origin(w->e->me), 32);
     proto_scope_key_export(sk, k->key);
     proto_scope_key_free(sk);
-    return ledger_key_put(t, k);
+    return node__ledger_key_put(t, k);
 }
 
 /* Keep a delta this transaction wrote, to push after the commit (takes the buffers and the
@@ -125,8 +125,8 @@ static node_err store_own(
     if (proto_header_decode(header->p, header->len, &w->e->lim, h, NULL) != PROTO_OK)
         return NODE_EINVAL;
     node_err err;
-    if ((err = ledger_header_put(t, h, header->p, header->len)) != NODE_OK
-        || (err = ledger_body_put(t, h->id, body->p, body->len)) != NODE_OK)
+    if ((err = node__ledger_header_put(t, h, header->p, header->len)) != NODE_OK
+        || (err = node__ledger_body_put(t, h->id, body->p, body->len)) != NODE_OK)
         return err;
     w->seq = h->seq;
     memcpy(w->last, h->id, 32);
@@ -147,7 +147,7 @@ static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
         err = NODE_ENOMEM;
         goto out;
     }
-    if ((err = node_keycache_get(w->e, k, &sk)) != NODE_OK)
+    if ((err = node__keycache_get(w->e, k, &sk)) != NODE_OK)
         goto out;
     proto_body plain;
     memset(&plain, 0, sizeof(plain));
@@ -168,8 +168,8 @@ static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
         goto out;
     }
     if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
-        || (err = ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK
-        || (err = ledger_state_put(t, k->tag, state, node__now(w->e))) != NODE_OK)
+        || (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK
+        || (err = node__ledger_state_put(t, k->tag, state, node__now(w->e))) != NODE_OK)
         goto out;
     err = push_out(w, &header, &body, &h);
 out:
@@ -252,7 +252,7 @@ static node_err apply_edit(write_ctx *w, crdt_scope *state, crdt_scope *delta, c
 /* Every run of a transaction body starts from the node's committed position... */
 static void begin(write_ctx *w)
 {
-    node_outs_free(w->out);
+    node__outs_free(w->out);
     w->clock = w->e->clock;
     w->seq = w->e->own_seq;
     memcpy(w->last, w->e->own_last, 32);
@@ -261,8 +261,8 @@ static void begin(write_ctx *w)
 /* ...and stores the new one in the same transaction as the headers it wrote. */
 static node_err finish(node_txn *t, write_ctx *w)
 {
-    node_err err = ledger_own_put(t, w->seq, w->last);
-    return err != NODE_OK ? err : ledger_hlc_put(t, &w->clock);
+    node_err err = node__ledger_own_put(t, w->seq, w->last);
+    return err != NODE_OK ? err : node__ledger_hlc_put(t, &w->clock);
 }
 
 static node_err write_cb(node_txn *t, void *ctx)
@@ -271,7 +271,7 @@ static node_err write_cb(node_txn *t, void *ctx)
     node_engine *e = w->e;
     begin(w);
     node_err err;
-    if (w->create && (err = ledger_case_own(t, w->c, node__now(e))) != NODE_OK)
+    if (w->create && (err = node__ledger_case_own(t, w->c, node__now(e))) != NODE_OK)
         return err;
     for (size_t i = 0; i < w->n; i++) {
         /* The first edit of each scope gathers all its edits into one delta. */
@@ -284,7 +284,7 @@ static node_err write_cb(node_txn *t, void *ctx)
         ledger_key k;
         err = scope_key(t, w, scope, &k);
         if (err == NODE_ENOTFOUND) {
-            if (!ledger_case_known(t, w->c))
+            if (!node__ledger_case_known(t, w->c))
                 return no_case(w);
             char id[PROTO_CASE_ID_TEXT_SIZE];
             proto_case_id_format(w->c, id);
@@ -296,7 +296,7 @@ static node_err write_cb(node_txn *t, void *ctx)
         crdt_scope *state = NULL, *delta = NULL;
         crdt_vv_entry *vv = NULL;
         size_t nvv = 0;
-        if ((err = ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK)
+        if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK)
             goto scope_done;
         if (!node__may_write(e, &k, state)) {
             char id[PROTO_CASE_ID_TEXT_SIZE];
@@ -332,8 +332,8 @@ static node_err grant_cb(node_txn *t, void *ctx)
     write_ctx *w = ctx;
     node_engine *e = w->e;
     begin(w);
-    if (!ledger_case_owned(t, w->c)) {
-        if (!ledger_case_known(t, w->c))
+    if (!node__ledger_case_owned(t, w->c)) {
+        if (!node__ledger_case_known(t, w->c))
             return no_case(w);
         char id[PROTO_CASE_ID_TEXT_SIZE];
         proto_case_id_format(w->c, id);
@@ -342,7 +342,7 @@ static node_err grant_cb(node_txn *t, void *ctx)
             "to it",
             id);
     }
-    node_member *to = node_member_by_org(e, w->g->to);
+    node_member *to = node__member_by_org(e, w->g->to);
     const uint8_t *me = proto_identity_origin(e->me);
     const crdt_origin *self = (const crdt_origin *)(const void *)me;
     node_err err = NODE_OK;
@@ -357,7 +357,7 @@ static node_err grant_cb(node_txn *t, void *ctx)
         memset(&h, 0, sizeof(h));
         if ((err = scope_key(t, w, w->scopes[i], &k)) != NODE_OK)
             goto next;
-        if ((err = ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK
+        if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK
             || (err = snapshot_vv(state, &vv, &nvv)) != NODE_OK)
             goto next;
         /* The grant, in the access map of the scope it grants. */
@@ -390,7 +390,7 @@ static node_err grant_cb(node_txn *t, void *ctx)
         if ((err = commit_delta(t, w, &k, state, delta, vv, nvv)) != NODE_OK)
             goto next;
         /* The key, sealed to the grantee. */
-        if ((err = node_keycache_get(e, &k, &sk)) != NODE_OK)
+        if ((err = node__keycache_get(e, &k, &sk)) != NODE_OK)
             goto next;
         proto_recipient r;
         memcpy(r.origin, to->origin, 32);
@@ -408,7 +408,7 @@ static node_err grant_cb(node_txn *t, void *ctx)
             goto next;
         }
         if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
-            || (err = ledger_grant_put(t, k.tag, to->origin, me)) != NODE_OK)
+            || (err = node__ledger_grant_put(t, k.tag, to->origin, me)) != NODE_OK)
             goto next;
         err = push_out(w, &header, &body, &h);
     next:
@@ -460,7 +460,7 @@ static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
     if (err != NODE_OK) {
         if (w->msg->text[0] == 0)
             snprintf(w->msg->text, sizeof(w->msg->text), "%s", smsg.text);
-        node_outs_free(w->out);
+        node__outs_free(w->out);
         return err;
     }
     e->clock = w->clock;
@@ -469,7 +469,7 @@ static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
     return NODE_OK;
 }
 
-node_err node_case_write(node_engine *e, const proto_case_id *c, bool create,
+node_err node__case_write(node_engine *e, const proto_case_id *c, bool create,
     const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg)
 {
     write_ctx w
@@ -477,7 +477,7 @@ node_err node_case_write(node_engine *e, const proto_case_id *c, bool create,
     return run(e, &w, write_cb);
 }
 
-node_err node_case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
+node_err node__case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, const node_grant *g, node_outs *out, node_errmsg *msg)
 {
     write_ctx w

@@ -54,7 +54,7 @@ static void id_of(size_t i, uint8_t id[32])
 static void place_of(size_t i, uint8_t place[40])
 {
     memset(place, (int)(0x10 + i % 2), 32);
-    ledger_be64(place + 32, (uint64_t)i + 1);
+    node__ledger_be64(place + 32, (uint64_t)i + 1);
 }
 
 /* The old layout: 'I' records, bodies under the id, 'A' + id marks. */
@@ -81,7 +81,7 @@ static node_err old_store_cb(node_txn *t, void *ctx)
 
 static node_err migrate_cb(node_txn *t, void *ctx)
 {
-    return ledger_migrate(t, ctx);
+    return node__ledger_migrate(t, ctx);
 }
 
 typedef struct counted {
@@ -109,18 +109,18 @@ static node_err check_cb(node_txn *t, void *ctx)
         id_of(i, id);
         const void *b;
         size_t n;
-        assert_int_equal(ledger_body_get(t, id, &b, &n), NODE_OK);
+        assert_int_equal(node__ledger_body_get(t, id, &b, &n), NODE_OK);
         assert_int_equal(n, 16 + i % 48);
         for (size_t k = 0; k < n; k++)
             assert_int_equal(((const uint8_t *)b)[k], (uint8_t)(i & 0xff));
-        assert_true(ledger_body_has(t, id));
-        assert_int_equal(ledger_applied_get(t, id), i % 3 != 0 ? (int)(1 + i % 2) : 0);
+        assert_true(node__ledger_body_has(t, id));
+        assert_int_equal(node__ledger_applied_get(t, id), i % 3 != 0 ? (int)(1 + i % 2) : 0);
     }
     /* An id without a header: no body, no mark. */
     uint8_t stray[32];
     memset(stray, 0xee, 32);
-    assert_false(ledger_body_has(t, stray));
-    assert_int_equal(ledger_applied_get(t, stray), 0);
+    assert_false(node__ledger_body_has(t, stray));
+    assert_int_equal(node__ledger_applied_get(t, stray), 0);
     node_err err = node_txn_scan(t, NODE_DB_BODIES, NULL, 0, count_cb, &c->bodies);
     if (err == NODE_OK)
         err = node_txn_scan(t, NODE_DB_STATE, "A", 1, count_cb, &c->marks);
@@ -152,7 +152,7 @@ static node_err new_store_cb(node_txn *t, void *ctx)
 {
     (void)ctx;
     size_t moved;
-    node_err err = ledger_migrate(t, &moved); /* an empty store: only the layout mark */
+    node_err err = node__ledger_migrate(t, &moved); /* an empty store: only the layout mark */
     for (size_t i = 0; i < N && err == NODE_OK; i++) {
         uint8_t id[32], place[40], ik[33], body[64];
         id_of(i, id);
@@ -161,12 +161,12 @@ static node_err new_store_cb(node_txn *t, void *ctx)
         memcpy(ik + 1, id, 32);
         memset(body, (int)(i & 0xff), sizeof(body));
         if ((err = node_txn_put(t, NODE_DB_HEADERS, ik, 33, place, 40)) == NODE_OK
-            && (err = ledger_body_put(t, id, body, 16 + i % 48)) == NODE_OK && i % 3 != 0)
-            err = ledger_applied_put(t, id, (ledger_applied)(1 + i % 2));
+            && (err = node__ledger_body_put(t, id, body, 16 + i % 48)) == NODE_OK && i % 3 != 0)
+            err = node__ledger_applied_put(t, id, (ledger_applied)(1 + i % 2));
     }
     uint8_t stray[32], body[8] = { 0 };
     memset(stray, 0xee, 32);
-    assert_int_equal(ledger_body_put(t, stray, body, sizeof(body)), NODE_ENOTFOUND);
+    assert_int_equal(node__ledger_body_put(t, stray, body, sizeof(body)), NODE_ENOTFOUND);
     return err;
 }
 

@@ -40,7 +40,7 @@ static size_t run(node_vpool *p, size_t n)
     assert_non_null(j.who);
     for (size_t i = 0; i < n; i++)
         atomic_init(&j.hits[i], 0);
-    node_vpool_for(p, n, count, &j);
+    node__vpool_for(p, n, count, &j);
     size_t threads = 0;
     pthread_t seen[16];
     for (size_t i = 0; i < n; i++) {
@@ -63,14 +63,14 @@ static void every_index_once(void **state)
     for (unsigned workers = 0; workers <= 3; workers++) {
         node_vpool *p = NULL;
         node_errmsg msg;
-        assert_int_equal(node_vpool_new(workers, &p, &msg), NODE_OK);
+        assert_int_equal(node__vpool_new(workers, &p, &msg), NODE_OK);
         for (int round = 0; round < 20; round++)
             for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
                 size_t threads
                     = run(p, sizes[round % 2 ? s : sizeof(sizes) / sizeof(sizes[0]) - 1 - s]);
                 assert_true(threads <= workers + 1);
             }
-        node_vpool_free(p);
+        node__vpool_free(p);
     }
     /* No pool: the caller runs everything. */
     assert_int_equal(run(NULL, 500), 1);
@@ -81,7 +81,7 @@ static void workers_take_a_share(void **state)
     (void)state;
     node_vpool *p = NULL;
     node_errmsg msg;
-    assert_int_equal(node_vpool_new(2, &p, &msg), NODE_OK);
+    assert_int_equal(node__vpool_new(2, &p, &msg), NODE_OK);
     /* Over many large jobs, some index is run by a thread other than the caller. */
     size_t most = 0;
     for (int round = 0; round < 50 && most < 2; round++) {
@@ -89,8 +89,8 @@ static void workers_take_a_share(void **state)
         most = t > most ? t : most;
     }
     assert_true(most >= 2);
-    node_vpool_free(p);
-    node_vpool_free(NULL);
+    node__vpool_free(p);
+    node__vpool_free(NULL);
 }
 
 /* Several jobs queued at once, finished in an order other than their submission, each index
@@ -103,7 +103,7 @@ static void queued_jobs(void **state)
     for (unsigned workers = 0; workers <= 2; workers++) {
         node_vpool *p = NULL;
         node_errmsg msg;
-        assert_int_equal(node_vpool_new(workers, &p, &msg), NODE_OK);
+        assert_int_equal(node__vpool_new(workers, &p, &msg), NODE_OK);
         for (int round = 0; round < 10; round++) {
             job j[JOBS];
             node_vjob vj[JOBS];
@@ -115,12 +115,12 @@ static void queued_jobs(void **state)
                 assert_non_null(j[k].who);
                 for (size_t i = 0; i < n; i++)
                     atomic_init(&j[k].hits[i], 0);
-                vj[k] = (node_vjob){ .fn = count, .ctx = &j[k], .n = n };
-                node_vpool_submit(p, &vj[k]);
+                vj[k] = (node_vjob) { .fn = count, .ctx = &j[k], .n = n };
+                node__vpool_submit(p, &vj[k]);
             }
             if (workers > 0 && round == 0) {
                 /* Nobody helps: the workers alone finish the first job. */
-                while (!node_vpool_done(p, &vj[0]))
+                while (!node__vpool_done(p, &vj[0]))
                     sched_yield();
                 for (size_t i = 0; i < sizes[0]; i++)
                     assert_int_equal(atomic_load(&j[0].hits[i]), 1);
@@ -128,8 +128,8 @@ static void queued_jobs(void **state)
             static const int order[JOBS] = { 5, 0, 3, 1, 4, 2 };
             for (int o = 0; o < JOBS; o++) {
                 int k = order[o];
-                node_vpool_finish(p, &vj[k]);
-                assert_true(node_vpool_done(p, &vj[k]));
+                node__vpool_finish(p, &vj[k]);
+                assert_true(node__vpool_done(p, &vj[k]));
                 for (size_t i = 0; i < sizes[k]; i++)
                     assert_int_equal(atomic_load(&j[k].hits[i]), 1);
             }
@@ -138,7 +138,7 @@ static void queued_jobs(void **state)
                 free(j[k].who);
             }
         }
-        node_vpool_free(p);
+        node__vpool_free(p);
     }
 }
 
