@@ -11,6 +11,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+uint64_t net__mono_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* Queue an event (lock held). On allocation failure a message is dropped (anti-entropy
+ * repairs it); an UP or DOWN is not droppable, so the caller's conn is failed instead. */
+bool net__push_locked(node_net *n, net_ev ev)
+{
+    net_ev *e = malloc(sizeof(*e));
+    if (e == NULL)
+        return false;
+    *e = ev;
+    e->next = NULL;
+    if (n->tail != NULL)
+        n->tail->next = e;
+    else
+        n->head = e;
+    n->tail = e;
+    return true;
+}
+
 conn *net__conn_find_locked(node_net *n, uint32_t id)
 {
     for (conn *c = n->conns; c != NULL; c = c->next)

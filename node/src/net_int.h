@@ -115,13 +115,13 @@ struct node_net {
 };
 
 /* net.c */
-uint64_t net__mono_ms(void);
-/* Queue an event for the loop (lock held); false when out of memory. */
-bool net__push_locked(node_net *n, net_ev ev);
 dialer *net__dialer_find_locked(node_net *n, uint32_t id);
 void net__dial_later(dialer *d, nng_duration ms);
 
 /* conn.c */
+uint64_t net__mono_ms(void);
+/* Queue an event for the loop (lock held); false when out of memory. */
+bool net__push_locked(node_net *n, net_ev ev);
 conn *net__conn_find_locked(node_net *n, uint32_t id);
 /* Mark a conn dead with a reason (lock held). Returns true when the stream must be closed. */
 bool net__kill_locked(conn *c, const char *why);
