@@ -1,4 +1,4 @@
-# Compiler flags shared by every target of the project: the warning set from STYLE.md,
+# Compiler flags shared by every target of the project: the warning set of ARCHITECTURE.md's house rules,
 # warnings as errors when PATTO_WERROR is on, and the sanitizers named in SANITIZE.
 set(PATTO_WARNINGS
     -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wcast-qual -Wmissing-prototypes

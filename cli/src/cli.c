@@ -1,5 +1,5 @@
 /*
- * cli.c - the grammar of `patto` (DESIGN.md, "The CLI's conventions"): global options before
+ * cli.c - the grammar of `patto` (cli/README.md): global options before
  * or after the command, the command table, --help and --version, and how a failure is reported
  * (one sentence on stderr, or one JSON error object on stdout with --json).
  */

@@ -10,14 +10,14 @@
  *   session's frame sequence. Here every connection has its own unbounded-by-count but
  *   byte-limited send queue (node__net_send fails instead of dropping), partial writes are
  *   resumed, and a length over [sync] max_message_bytes is rejected before anything is
- *   allocated (STYLE.md, trap 2).
+ *   allocated (ARCHITECTURE.md, house rule 3).
  * - control: ipc://control.sock in the data directory, mode 0660, an nng stream listener on
  *   which conn.c speaks SP rep0 to the CLI's req0 sockets (the SP header with protocol 0x31,
  *   then each request's 4-byte id echoed before its answer), one connection per client, at
  *   most CTL_CONNS_MAX at once.
  *
  * nng calls back on its own threads. Callbacks touch the connection under the net lock and
- * hand events to the libuv loop through a locked queue and uv_async_send (STYLE.md, rule 8).
+ * hand events to the libuv loop through a locked queue and uv_async_send (ARCHITECTURE.md, house rule 4).
  * Re-arming: a callback marks its operation idle under the lock and only then returns, so
  * the loop thread can see an idle operation whose callback is still running. Starting the
  * next operation on that aio from the loop at that moment races with nng's completion of the

@@ -1,5 +1,5 @@
 /*
- * Peers: the handshake on every connection, then the session (DESIGN.md, "Gossip"), keepalives
+ * Peers: the handshake on every connection, then the session (ARCHITECTURE.md, section 5), keepalives
  * and redials. A connection that has not finished the handshake within [sync]
  * handshake_timeout_ms, or that sends anything else first, is dropped. A non-member gets
  * nothing: the responder checks membership before it answers HELLO. Session messages go to

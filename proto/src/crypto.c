@@ -1,5 +1,5 @@
 /*
- * crypto.c - the one file of proto/ that calls libsodium (STYLE.md rule 1): identities, scope
+ * crypto.c - the one file of proto/ that calls libsodium (ARCHITECTURE.md, house rule 1): identities, scope
  * keys, hashing, signatures, AEAD, padding, sealed boxes and key exchange.
  */
 #include "internal.h"

@@ -1,5 +1,5 @@
 /*
- * node-bench - figures of real pattod processes on 127.0.0.1 (DESIGN.md targets, issue 8
+ * node-bench - figures of real pattod processes on 127.0.0.1 (the node issue's targets, issue 8
  * section 7). A program run by hand, never a ctest test; it prints figures and whether each
  * target was met, and fails only when it cannot measure.
  *

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ANSWER_MAX (256u * 1024u * 1024u) /* NNG_OPT_RECVMAXSZ (STYLE.md trap 2) */
+#define ANSWER_MAX (256u * 1024u * 1024u) /* NNG_OPT_RECVMAXSZ (ARCHITECTURE.md house rule 3) */
 #define CALL_TIMEOUT_MS (600 * 1000)      /* status of a large store may take long */
 #define NO_RESEND_MS (24 * 3600 * 1000)   /* a write must reach the node at most once */
 

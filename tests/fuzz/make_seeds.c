@@ -54,7 +54,7 @@ int main(int argc, char **argv)
         snprintf(dir, sizeof dir, "%s/%s", argv[2], argv[t]);
         if (mkdir_p(dir) != 0)
             return 1;
-        /* hostile claims (STYLE.md trap 1): the replay runs with -malloc_limit_mb, so a
+        /* hostile claims (ARCHITECTURE.md house rule 2): the replay runs with -malloc_limit_mb, so a
          * decoder that let msgpack-c allocate what these claim would fail there */
         static const uint8_t claims[][8] = {
             { 0xdd, 0xff, 0xff, 0xff, 0xff, 0, 0, 0 },          /* array32: 4 G elements */

@@ -3,7 +3,7 @@
  * use: errors, logging, the configuration file, the data-directory lock and the LMDB store.
  *
  * Threads: the store and the configuration are used from the node's libuv loop thread only
- * (DESIGN.md, "Node internals"); logging may be called from any thread.
+ * (ARCHITECTURE.md, section 1); logging may be called from any thread.
  */
 #ifndef NODE_NODE_H
 #define NODE_NODE_H

@@ -13,7 +13,7 @@
  * before msgpack-c sees it, so memory stays a small multiple of the input length; every
  * encoding is canonical and any other encoding is rejected.
  *
- * Ownership vocabulary (STYLE.md): "borrowed" pointers in decoded structs point into the input
+ * Ownership vocabulary (ARCHITECTURE.md, house rule 6): "borrowed" pointers in decoded structs point into the input
  * buffer and stay valid while it does; arrays a decoder allocates are released by the
  * struct's _fini function. proto_buf results are owned by the caller: proto_buf_free.
  *
@@ -657,7 +657,7 @@ typedef struct proto_ctl_response {
 
 typedef struct proto_ctl_error {
     uint64_t id;
-    uint64_t code;       /* the CLI's exit code family (DESIGN.md) */
+    uint64_t code;       /* the CLI's exit code family (cli/README.md) */
     proto_bytes message; /* a sentence for a person, UTF-8, <= PROTO_TEXT_MAX */
 } proto_ctl_error;
 
