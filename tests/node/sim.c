@@ -372,7 +372,7 @@ static void deliver(sim *s, size_t i, node_net_ev ev, uint32_t pipe, uint32_t di
 {
     trace_event(s, 100 + (unsigned)ev, i, pipe, dialer, data, len);
     enter(s, i);
-    node_event(s->node[i].e, ev, pipe, dialer, data, len);
+    node__event(s->node[i].e, ev, pipe, dialer, data, len);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -755,7 +755,7 @@ static void host_ctl_reply(void *ctx, const uint8_t *buf, size_t len)
         memcpy(nd->reply, buf, len);
 }
 
-/* node_work_run(w) no later than delay_ms from now: an earlier request due sooner stays. */
+/* node__work_run(w) no later than delay_ms from now: an earlier request due sooner stays. */
 static void host_schedule(void *ctx, node_work w, uint64_t delay_ms)
 {
     sim_node *nd = ctx;
@@ -813,7 +813,7 @@ static void process(sim *s, const sim_ev *ev)
         sw->armed = false;
         trace_event(s, 200 + ev->k, ev->node, 0, 0, NULL, 0);
         enter(s, ev->node);
-        node_work_run(nd->e, (node_work)ev->k);
+        node__work_run(nd->e, (node_work)ev->k);
         break;
     }
     case EV_TICK: {
@@ -821,7 +821,7 @@ static void process(sim *s, const sim_ev *ev)
         if (s->ticks) {
             trace_event(s, 300, ev->node, 0, 0, NULL, 0);
             enter(s, ev->node);
-            node_tick(nd->e);
+            node__tick(nd->e);
         }
         push_ev(s, s->now + s->o.anti_entropy_ms, EV_TICK, ev->node, 0, 0, 0, NULL);
         break;
@@ -1047,7 +1047,7 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
         host_schedule };
     engine_setup(nd, &host, &cfg, me, schema, s->schema_hash, &s->lim, rng_next(&s->net) | 1u);
     enter(s, i);
-    node_err err = node_engine_open(nd->e, 0, &msg);
+    node_err err = node__engine_open(nd->e, 0, &msg);
     if (err != NODE_OK) {
         fprintf(stderr, "sim: %s: cannot open the engine: %s\n", nd->org, msg.text);
         return false;
@@ -1056,7 +1056,7 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
     if (manifest == NULL)
         return true;
     bool changed = false;
-    err = node_manifest_offer(nd->e, manifest->p, manifest->len, &changed, &msg);
+    err = node__manifest_offer(nd->e, manifest->p, manifest->len, &changed, &msg);
     if (err != NODE_OK || !changed) {
         fprintf(stderr, "sim: %s refuses the manifest: %s\n", nd->org, msg.text);
         return false;
@@ -1090,8 +1090,8 @@ static void engine_end(sim *s, size_t i)
         return;
     enter(s, i);
     if (nd->opened)
-        node_engine_stop(nd->e);
-    node_engine_free(nd->e);
+        node__engine_stop(nd->e);
+    node__engine_free(nd->e);
     free(nd->e);
     nd->e = NULL;
     nd->opened = false;
@@ -1147,7 +1147,7 @@ bool sim_restart(sim *s, size_t i)
         return false;
     }
     enter(s, i);
-    node_engine_run(nd->e);
+    node__engine_run(nd->e);
     return true;
 }
 
@@ -1244,7 +1244,7 @@ sim *sim_new(const sim_opts *o)
     }
     for (size_t i = 0; i < s->n; i++) {
         enter(s, i);
-        node_engine_run(s->node[i].e);
+        node__engine_run(s->node[i].e);
         push_ev(s, s->now + 1 + rng_below(&s->net, s->o.anti_entropy_ms), EV_TICK, (uint32_t)i, 0,
             0, 0, NULL);
     }
@@ -1442,7 +1442,7 @@ static void after_write(sim *s, size_t i, node_err err, node_outs *outs)
             : SIZE_MAX;
         a->acked_ms = s->now;
     }
-    node_outs_free(outs);
+    node__outs_free(outs);
 }
 
 static node_err write_edits(sim *s, size_t i, const proto_case_id *c, bool create,
@@ -1455,10 +1455,10 @@ static node_err write_edits(sim *s, size_t i, const proto_case_id *c, bool creat
     enter(s, i);
     node_err err = NODE_OK;
     for (size_t k = 0; k < n && err == NODE_OK; k++)
-        err = node_edit_parse(e, edits[k], &ed[k], msg);
+        err = node__edit_parse(e, edits[k], &ed[k], msg);
     node_outs outs = { NULL, 0, 0 };
     if (err == NODE_OK)
-        err = node_case_write(e, c, create, ed, n, &outs, msg);
+        err = node__case_write(e, c, create, ed, n, &outs, msg);
     after_write(s, i, err, &outs);
     free(ed);
     return err;
@@ -1499,7 +1499,7 @@ node_err sim_grant(sim *s, size_t i, const proto_case_id *c, const char *const *
     snprintf(g.operator_name, sizeof(g.operator_name), "op-%s", s->node[i].org);
     enter(s, i);
     node_outs outs = { NULL, 0, 0 };
-    node_err err = node_case_grant(e, c, scopes, nscopes, &g, &outs, msg);
+    node_err err = node__case_grant(e, c, scopes, nscopes, &g, &outs, msg);
     after_write(s, i, err, &outs);
     return err;
 }
@@ -1538,7 +1538,7 @@ static bool view_tag_cb(const uint8_t tag[32], void *ctx)
     sim_tag *st = &c->v->tags[c->v->ntags];
     memcpy(st->tag, tag, 32);
     crdt_scope *state = NULL;
-    if ((c->err = ledger_state_get(c->t, tag, &c->s->lim, &state)) != NODE_OK)
+    if ((c->err = node__ledger_state_get(c->t, tag, &c->s->lim, &state)) != NODE_OK)
         return false;
     if (proto_scope_digest(state, st->digest) != PROTO_OK)
         c->err = NODE_ENOMEM;
@@ -1557,9 +1557,9 @@ static node_err view_cb(node_txn *t, void *ctx)
     free(c->v->tags);
     memset(c->v, 0, sizeof(*c->v));
     c->cap = 0;
-    node_err err = ledger_vv_all(t, &c->v->vv, &c->v->nvv);
+    node_err err = node__ledger_vv_all(t, &c->v->vv, &c->v->nvv);
     if (err == NODE_OK && c->digests)
-        err = ledger_key_tags(t, view_tag_cb, c);
+        err = node__ledger_key_tags(t, view_tag_cb, c);
     return err != NODE_OK ? err : c->err;
 }
 
@@ -1614,14 +1614,14 @@ typedef struct probe_ctx {
 static node_err probe_vv_cb(node_txn *t, void *ctx)
 {
     probe_ctx *c = ctx;
-    c->u = ledger_vv_get(t, c->key);
+    c->u = node__ledger_vv_get(t, c->key);
     return NODE_OK;
 }
 
 static node_err probe_applied_cb(node_txn *t, void *ctx)
 {
     probe_ctx *c = ctx;
-    c->applied = ledger_applied_get(t, c->key);
+    c->applied = node__ledger_applied_get(t, c->key);
     return NODE_OK;
 }
 
@@ -1629,7 +1629,7 @@ static node_err probe_key_cb(node_txn *t, void *ctx)
 {
     probe_ctx *c = ctx;
     ledger_key k;
-    c->has = ledger_key_get(t, c->key, &k) == NODE_OK;
+    c->has = node__ledger_key_get(t, c->key, &k) == NODE_OK;
     proto_wipe(&k, sizeof(k));
     return NODE_OK;
 }
@@ -1671,7 +1671,7 @@ static json_object *ctl_json(sim *s, size_t i, const char *command)
     nd->reply = NULL;
     nd->reply_len = 0;
     enter(s, i);
-    node_event(nd->e, NODE_NET_CONTROL, 0, 0, out.p, out.len);
+    node__event(nd->e, NODE_NET_CONTROL, 0, 0, out.p, out.len);
     proto_buf_free(&out);
     proto_ctl_response r;
     if (nd->reply == NULL
@@ -1861,13 +1861,13 @@ static node_err acked_cb(node_txn *t, void *ctx)
     for (size_t k = 0; k < s->nacked; k++) {
         const sim_hdr *h = &s->acked[k];
         const char *wrong = NULL;
-        if (ledger_vv_get(t, s->node[h->node].origin) < h->seq) {
+        if (node__ledger_vv_get(t, s->node[h->node].origin) < h->seq) {
             wrong = "its header is missing";
         } else {
             ledger_key key;
-            bool has = ledger_key_get(t, h->tag, &key) == NODE_OK;
+            bool has = node__ledger_key_get(t, h->tag, &key) == NODE_OK;
             proto_wipe(&key, sizeof(key));
-            int applied = ledger_applied_get(t, h->id);
+            int applied = node__ledger_applied_get(t, h->id);
             bool must = h->kind == PROTO_HDR_DELTA ? has : h->recipient == c->node;
             if (h->kind == PROTO_HDR_KEY_GRANT && h->recipient == c->node && !has)
                 wrong = "the recipient holds no key of its tag";

@@ -21,7 +21,7 @@
  *   the frames already sent, to the other end. A dialer whose connection is gone redials after
  *   a backoff of 100 ms doubling to 2 s (reset by a connection that lived 10 s), and a connect
  *   attempt to a node it cannot reach fails after 5 s, as net.c's does.
- * - The scheduler: host.schedule(w, delay) records "run node_work_run(e, w) no later than
+ * - The scheduler: host.schedule(w, delay) records "run node__work_run(e, w) no later than
  *   delay ms from now" (an earlier request that is due sooner stays, as in daemon.c); the tick
  *   runs node_tick every [sync] anti_entropy_ms of simulated time (each node from its own
  *   seeded phase). The loop takes the next event in simulated time (frame deliveries, UP and

@@ -18,7 +18,7 @@
  * SIM_SEED=N runs the seeded schedule for seed N only, SIM_SEEDS=N for seeds 1..N (default: a
  * fixed ten), SIM_OPS=N sets its number of operations; SIM_TEST=name runs one test. A failure
  * prints the seed and the command that replays it. SIM_NO_TICKS=1 runs the seeded schedule
- * without node_tick (no anti-entropy, keepalives or timed retries): it must fail, naming the
+ * without node__tick (no anti-entropy, keepalives or timed retries): it must fail, naming the
  * headers each node lacks, which shows that the test can fail.
  */
 #include <stdarg.h>
