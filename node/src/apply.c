@@ -61,7 +61,8 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
     return err;
 }
 
-/* Is a delta's clock so far ahead of this node's that it must wait (ARCHITECTURE.md, section 5, "Waits")? */
+/* Is a delta's clock so far ahead of this node's that it must wait (ARCHITECTURE.md, section 5,
+ * "Waits")? */
 static bool clock_ahead(apply_ctx *c, const proto_header *h, wait_reason was)
 {
     uint64_t now = node__now(c->e);

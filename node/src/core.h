@@ -31,14 +31,17 @@ typedef enum node_work {
 
 /*
  * What the engine needs from the world, all called on the loop thread. now_ms is the wall
- * clock in ms since the Unix epoch. send/drop/dial/undial are node__net_send/drop/dial/undial
- * (internal.h) or a test's fake wire: events come back through node__event. ctl_reply answers
- * the control request being handled. schedule asks for node_work(e, w) in delay_ms (0: as soon
- * as the loop is free); a request for w replaces an earlier one for w.
+ * clock in ms since the Unix epoch, for clocks and stamps (it may step back or forward);
+ * mono_ms a clock that never steps back, always > 0, for every elapsed time and timeout.
+ * send/drop/dial/undial are node__net_send/drop/dial/undial (internal.h) or a test's fake wire:
+ * events come back through node__event. ctl_reply answers the control request being handled.
+ * schedule asks for node_work(e, w) in delay_ms (0: as soon as the loop is free); a request for w
+ * replaces an earlier one for w.
  */
 typedef struct node_host {
     void *ctx;
     uint64_t (*now_ms)(void *ctx);
+    uint64_t (*mono_ms)(void *ctx);
     node_err (*send)(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len);
     void (*drop)(void *ctx, uint32_t pipe);
     node_err (*dial)(void *ctx, const char *url, uint32_t *dialer, node_errmsg *msg);
@@ -57,16 +60,16 @@ typedef struct node_member {
     bool self;
     uint32_t dialer;        /* 0: not dialled */
     uint32_t pipe;          /* an authenticated link to it, 0 if none */
-    uint64_t last_heard_ms; /* 0: never */
-    uint64_t dialled_ms;    /* when its current dialler was made */
+    uint64_t last_heard_ms; /* node__mono; 0: never */
+    uint64_t dialled_ms;    /* when its current dialler was made (node__mono) */
     crdt_vv_entry *vv;      /* its header version vector, as last received (malloc'd) */
     size_t nvv;
-    uint64_t vv_sent_ms;   /* when this node last sent it its version vector */
+    uint64_t vv_sent_ms;   /* when this node last sent it its version vector (node__mono) */
     uint64_t vv_sent_hash; /* and a hash of its bytes */
     /* Its clock's offset from this node's, estimated from the clocks of headers it pushed
      * (node__clock_sample); valid when clock_sampled_ms != 0. */
     int64_t clock_offset_ms;
-    uint64_t clock_sampled_ms; /* when the estimate was last raised or renewed */
+    uint64_t clock_sampled_ms; /* when the estimate was last raised or renewed (node__mono) */
 } node_member;
 
 typedef enum link_state {
@@ -91,7 +94,7 @@ typedef struct node_link {
     proto_session *sess;
     uint8_t peer[32];               /* the member's origin, known once authenticated (or dialled) */
     uint64_t born_ms;               /* the handshake must end by born_ms + handshake_timeout */
-    uint64_t rx_ms, tx_ms, ping_ms; /* last frame received / sent, last ping */
+    uint64_t rx_ms, tx_ms, ping_ms; /* last frame received / sent, last ping (all node__mono) */
     bool closing;
     char addr[64]; /* the remote address, "IP:PORT" */
 } node_link;
@@ -118,8 +121,8 @@ typedef struct node_want {
     uint8_t id[32];
     uint8_t tag[32];
     uint8_t origin[32]; /* the header's author: the first holder to ask */
-    uint64_t since_ms;  /* when the header came: its body is usually on the way */
-    uint64_t asked_ms;  /* when it was last asked for, 0 if never */
+    uint64_t since_ms;  /* when the header came (node__mono): its body is usually on the way */
+    uint64_t asked_ms;  /* when it was last asked for (node__mono), 0 if never */
 } node_want;
 
 typedef NODE_VEC(node_want) node_want_vec;
@@ -132,7 +135,7 @@ struct node_engine {
     /* node__engine_open / node__engine_free (engine.c); read everywhere */
     node_host host;
     char dir[4096];      /* the data directory, absolute (the node runs chdir'd into it) */
-    uint64_t started_ms; /* when the node started */
+    uint64_t started_ms; /* when the node started (node__mono) */
     node_config cfg;
     node_store *store;
     proto_identity *me;
@@ -179,10 +182,17 @@ struct node_engine {
     uint64_t rejected, refused;
 };
 
-/* The wall clock of the host, in ms since the Unix epoch. */
+/* The wall clock of the host, in ms since the Unix epoch: for HLCs, stamps and clock checks. */
 static inline uint64_t node__now(const node_engine *e)
 {
     return e->host.now_ms(e->host.ctx);
+}
+
+/* The host's monotonic clock in ms (> 0): for elapsed times, timeouts and deadlines, which a
+ * wall clock stepped back (an NTP correction) would otherwise make wrap. */
+static inline uint64_t node__mono(const node_engine *e)
+{
+    return e->host.mono_ms(e->host.ctx);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -220,10 +230,11 @@ void node__keycache_free(node_engine *e);
 /* ---------------------------------------------------------------------------------------- */
 /* state.c: manifest, members, and the lists of what the node waits for                     */
 
-/* A header of member m's own log, stamped wall_ms by m's clock, arrived from m itself at now_ms:
- * a sample of m's clock offset. Transit only makes a sample smaller, so the estimate is the
- * largest sample of the last CLOCK_WINDOW_MS (node/README.md, "Clocks"). */
-void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms);
+/* A header of member m's own log, stamped wall_ms by m's clock, arrived from m itself when this
+ * node's wall clock read now_ms (and its monotonic clock mono_ms): a sample of m's clock
+ * offset. Transit only makes a sample smaller, so the estimate is the largest sample of the
+ * last CLOCK_WINDOW_MS. */
+void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms, uint64_t mono_ms);
 /* The member with this origin / org, or NULL. */
 node_member *node__member_by_origin(node_engine *e, const uint8_t origin[32]);
 node_member *node__member_by_org(node_engine *e, const char *org);

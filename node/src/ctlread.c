@@ -370,7 +370,7 @@ void node__cmd_status(req *r)
         return;
     }
     json_object *doc = json_object_new_object(), *versions = json_object_new_object();
-    uint64_t now = node__now(e);
+    uint64_t now = node__mono(e);
     json_object_object_add(doc, "org", json_object_new_string(e->cfg.org));
     json_object_object_add(doc, "role", json_object_new_string(e->cfg.role));
     json_object_object_add(doc, "pid", json_object_new_int64((int64_t)getpid()));

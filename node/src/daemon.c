@@ -104,6 +104,14 @@ static uint64_t host_now(void *ctx)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static uint64_t host_mono(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + 1;
+}
+
 static node_err host_send(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len)
 {
     daemon *d = ctx;
@@ -322,9 +330,9 @@ int node_run(const char *dir)
     int code = 1;
     bool loop_ok = false;
 
-    e->host = (node_host) { d, host_now, host_send, host_drop, host_dial, host_undial,
+    e->host = (node_host) { d, host_now, host_mono, host_send, host_drop, host_dial, host_undial,
         host_ctl_reply, host_schedule };
-    e->started_ms = host_now(d);
+    e->started_ms = host_mono(d);
     node_err err = open_dir(e, dir, &lock, &msg);
     if (err == NODE_EINVAL) {
         node__engine_free(e);

@@ -51,10 +51,10 @@ static void clock_samples(node_engine *e, node_member *m, const node_hdr *hs, si
 {
     if (n > CLOCK_SAMPLE_HEADERS)
         return;
-    uint64_t now = node__now(e);
+    uint64_t now = node__now(e), mono = node__mono(e);
     for (size_t i = 0; i < n; i++)
         if (hs[i].perr == PROTO_OK && memcmp(hs[i].h.origin, m->origin, 32) == 0)
-            node__clock_sample(m, hs[i].h.hlc.wall, now);
+            node__clock_sample(m, hs[i].h.hlc.wall, now, mono);
 }
 
 bool node__inq_full(const node_engine *e)

@@ -69,7 +69,7 @@ static bool peer_log_pass(node_engine *e, const node_link *l, const char *cause,
     const char *colon = strrchr(l->addr, ':');
     int n = colon != NULL ? (int)(colon - l->addr) : (int)strlen(l->addr);
     snprintf(key, sizeof(key), "%.*s %s", n, l->addr, cause);
-    return node__loglimit_pass(&e->peer_log, key, node__now(e), held);
+    return node__loglimit_pass(&e->peer_log, key, node__mono(e), held);
 }
 
 /* The org of the member at the other end, once known (dialled or authenticated). */
@@ -121,7 +121,7 @@ bool node__link_send(node_engine *e, node_link *l, const proto_buf *m)
         node__link_drop(e, l, "send queue full");
         return false;
     }
-    l->tx_ms = node__now(e);
+    l->tx_ms = node__mono(e);
     return true;
 }
 
@@ -141,7 +141,7 @@ void node__peers_sync(node_engine *e)
         if (url == NULL)
             url = m->url;
         node_errmsg msg;
-        m->dialled_ms = node__now(e);
+        m->dialled_ms = node__mono(e);
         if (e->host.dial(e->host.ctx, url, &m->dialer, &msg) != NODE_OK)
             NODE_WARN("peer.dial", "org=%s url=%s error=\"%s\"", m->org, url, msg.text);
         else

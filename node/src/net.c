@@ -17,8 +17,8 @@
  *   most CTL_CONNS_MAX at once.
  *
  * nng calls back on its own threads. Callbacks touch the connection under the net lock and
- * hand events to the libuv loop through a locked queue and uv_async_send (ARCHITECTURE.md, house rule 4).
- * Re-arming: a callback marks its operation idle under the lock and only then returns, so
+ * hand events to the libuv loop through a locked queue and uv_async_send (ARCHITECTURE.md, house
+ * rule 4). Re-arming: a callback marks its operation idle under the lock and only then returns, so
  * the loop thread can see an idle operation whose callback is still running. Starting the
  * next operation on that aio from the loop at that moment races with nng's completion of the
  * callback (a dialer stalled for good that way in a chaos run), so the loop first waits for

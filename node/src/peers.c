@@ -1,6 +1,6 @@
 /*
- * Peers: the handshake on every connection, then the session (ARCHITECTURE.md, section 5), keepalives
- * and redials. A connection that has not finished the handshake within [sync]
+ * Peers: the handshake on every connection, then the session (ARCHITECTURE.md, section 5),
+ * keepalives and redials. A connection that has not finished the handshake within [sync]
  * handshake_timeout_ms, or that sends anything else first, is dropped. A non-member gets
  * nothing: the responder checks membership before it answers HELLO. Session messages go to
  * the inbound queue (inq.c) or straight to the sync protocol (sync.c). May call: sync.c,
@@ -28,7 +28,7 @@ static void established(node_engine *e, node_link *l)
         node__link_drop(e, l, "not a member");
         return;
     }
-    m->last_heard_ms = l->rx_ms = l->tx_ms = node__now(e);
+    m->last_heard_ms = l->rx_ms = l->tx_ms = node__mono(e);
     NODE_INFO(
         "peer.up", "org=%s pipe=%" PRIu32 " dialled=%s", m->org, l->pipe, l->dialer ? "yes" : "no");
     /* Both sides dial, so a pair usually has two links. Version vectors are exchanged on the
@@ -118,7 +118,7 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
         perr = proto_session_open(l->sess, data, len, &e->lim, &out, &diag);
         if (perr != PROTO_OK)
             break;
-        m->last_heard_ms = l->rx_ms = node__now(e);
+        m->last_heard_ms = l->rx_ms = node__mono(e);
         unsigned kind = 0;
         perr = proto_peek(out.p, out.len, &e->lim, &kind, &diag);
         if (perr != PROTO_OK) {
@@ -165,7 +165,7 @@ void node__peers_event(
         l->dialer = dialer;
         snprintf(l->addr, sizeof(l->addr), "%.*s", (int)(len < 63 ? len : 63),
             data != NULL ? (const char *)data : "?");
-        l->born_ms = node__now(e);
+        l->born_ms = node__mono(e);
         e->host.schedule(e->host.ctx, NODE_WORK_LINKS, e->cfg.handshake_timeout_ms);
         l->next = e->links;
         e->links = l;
@@ -222,7 +222,7 @@ void node__peers_event(
  * healthy idle link always has something arriving, whatever the peer's own settings. */
 static void keepalive(node_engine *e)
 {
-    uint64_t now = node__now(e), idle = e->cfg.idle_timeout_ms;
+    uint64_t now = node__mono(e), idle = e->cfg.idle_timeout_ms;
     node_link *next;
     for (node_link *l = e->links; l != NULL; l = next) {
         next = l->next;
@@ -250,7 +250,7 @@ static void keepalive(node_engine *e)
 
 static void redial_stuck(node_engine *e)
 {
-    uint64_t now = node__now(e);
+    uint64_t now = node__mono(e);
     bool any = false;
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];
@@ -277,7 +277,7 @@ void node__peers_tick(node_engine *e)
 
 void node__links_due(node_engine *e)
 {
-    uint64_t now = node__now(e), limit = e->cfg.handshake_timeout_ms, next = UINT64_MAX;
+    uint64_t now = node__mono(e), limit = e->cfg.handshake_timeout_ms, next = UINT64_MAX;
     node_link *after;
     for (node_link *l = e->links; l != NULL; l = after) {
         after = l->next;

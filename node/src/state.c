@@ -12,13 +12,13 @@
 
 #define CLOCK_WINDOW_MS 600000
 
-void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms)
+void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms, uint64_t mono_ms)
 {
     int64_t s = wall_ms >= now_ms ? (int64_t)(wall_ms - now_ms) : -(int64_t)(now_ms - wall_ms);
     if (m->clock_sampled_ms == 0 || s > m->clock_offset_ms
-        || now_ms - m->clock_sampled_ms >= CLOCK_WINDOW_MS) {
+        || mono_ms - m->clock_sampled_ms >= CLOCK_WINDOW_MS) {
         m->clock_offset_ms = s;
-        m->clock_sampled_ms = now_ms;
+        m->clock_sampled_ms = mono_ms;
     }
 }
 
@@ -230,7 +230,7 @@ node_err node__want_add(
     memcpy(w->id, id, 32);
     memcpy(w->tag, tag, 32);
     memcpy(w->origin, origin, 32);
-    w->since_ms = node__now(e);
+    w->since_ms = node__mono(e);
     w->asked_ms = 0;
     node__wants_schedule(e);
     return NODE_OK;

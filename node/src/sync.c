@@ -52,7 +52,7 @@ void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
     node__inq_vv(e, &r.vv, &r.n, m);
     proto_vv_msg v = { r.vv, r.n, NULL };
     proto_buf out = { NULL, 0 };
-    uint64_t now = node__now(e);
+    uint64_t now = node__mono(e);
     if (proto_vv_encode(&v, &out) == PROTO_OK) {
         uint64_t h = fnv1a(out.p, out.len);
         if (!only_new || h != m->vv_sent_hash || now - m->vv_sent_ms >= VV_REPEAT_MS) {
@@ -248,7 +248,7 @@ static node_err want_cb(node_txn *t, void *ctx)
 {
     want_ctx *c = ctx;
     node_engine *e = c->e;
-    uint64_t now = node__now(e);
+    uint64_t now = node__mono(e);
     for (size_t i = 0; i < e->wants.n; i++) {
         c->target[i] = NULL;
         if (!want_due(&e->wants.v[i], now))
@@ -306,7 +306,7 @@ static void want_timer_next(node_engine *e)
 {
     if (e->stopping || e->wants.n == 0)
         return;
-    uint64_t now = node__now(e), wait = WANT_RETRY_MS;
+    uint64_t now = node__mono(e), wait = WANT_RETRY_MS;
     for (size_t i = 0; i < e->wants.n && wait > 0; i++) {
         const node_want *w = &e->wants.v[i];
         uint64_t due = w->since_ms + NODE_WANT_GRACE_MS;
@@ -365,7 +365,7 @@ static node_err serve_cb(node_txn *t, void *ctx)
  * headers, so wants wait (NODE_WANT_GRACE_MS). */
 static void gap_vv(node_engine *e, node_link *l, node_member *m, size_t pending_before)
 {
-    uint64_t now = node__now(e);
+    uint64_t now = node__mono(e);
     if (e->pending.n > pending_before && now - m->vv_sent_ms >= GAP_VV_MS)
         node__send_vv(e, m, l, false);
 }
@@ -616,7 +616,7 @@ void node__anti_entropy(node_engine *e)
                  * already (each answer makes us ask again): another one would cross it and
                  * be answered with what is already on the way. */
                 node_member *m = &e->members[i];
-                if (node__now(e) - m->vv_sent_ms >= e->cfg.anti_entropy_ms)
+                if (node__mono(e) - m->vv_sent_ms >= e->cfg.anti_entropy_ms)
                     node__send_vv(e, m, NULL, false);
                 break;
             }

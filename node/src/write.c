@@ -1,9 +1,9 @@
 /*
  * Local changes: operator edits and consent grants become signed, encrypted deltas in this
  * node's log. All the deltas of one command are written in one transaction, and the command
- * is acknowledged only after it commits; the caller pushes what a write returns (ARCHITECTURE.md, section 5: durable
- * before acknowledged; the next sequence number is stored with the header, so a crash never reuses
- * one).
+ * is acknowledged only after it commits; the caller pushes what a write returns (ARCHITECTURE.md,
+ * section 5: durable before acknowledged; the next sequence number is stored with the header, so a
+ * crash never reuses one).
  */
 #include "core.h"
 

@@ -345,7 +345,7 @@ static void engine_setup(sim_node *nd, const node_host *host, const node_config 
     node_engine *e = nd->e;
     e->host = *host;
     snprintf(e->dir, sizeof(e->dir), "%s", nd->dir);
-    e->started_ms = host->now_ms(host->ctx);
+    e->started_ms = host->mono_ms(host->ctx);
     e->cfg = *cfg;
     e->me = me;
     e->schema = schema;
@@ -665,6 +665,14 @@ static uint64_t host_now(void *ctx)
 {
     sim_node *nd = ctx;
     return (uint64_t)((int64_t)nd->s->now + nd->offset);
+}
+
+/* The monotonic clock: simulated time itself (never stepped, no offset), plus one so that it
+ * is never 0 (the engine's contract). */
+static uint64_t host_mono(void *ctx)
+{
+    sim_node *nd = ctx;
+    return nd->s->now + 1;
 }
 
 static node_err host_send(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len)
@@ -1043,8 +1051,8 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
         cfg.handshake_timeout_ms = s->o.handshake_timeout_ms;
     s->o.anti_entropy_ms = cfg.anti_entropy_ms;
     s->lim.max_message = cfg.max_message_bytes;
-    node_host host = { nd, host_now, host_send, host_drop, host_dial, host_undial, host_ctl_reply,
-        host_schedule };
+    node_host host = { nd, host_now, host_mono, host_send, host_drop, host_dial, host_undial,
+        host_ctl_reply, host_schedule };
     engine_setup(nd, &host, &cfg, me, schema, s->schema_hash, &s->lim, rng_next(&s->net) | 1u);
     enter(s, i);
     node_err err = node__engine_open(nd->e, 0, &msg);
