@@ -226,10 +226,12 @@ static void usage(FILE *f)
             fprintf(f, "  %s\n        %s\n", line, commands[k].summary);
         }
     }
-    fputs("Every command takes --help. Programs: $PATTO_BIN and $PATTOD_BIN override the patto\n"
-          "and pattod built with this one.\n"
-          "Exit codes (the same for patto):\n",
-        f);
+    fprintf(f,
+        "Every command takes --help.\n"
+        "Programs (installed beside patto-testnet, else those it was built with;\n"
+        "$PATTO_BIN and $PATTOD_BIN override):\n  patto  %s\n  pattod %s\n"
+        "Exit codes (the same for patto):\n",
+        tn_patto_bin(), tn_pattod_bin());
     tn_print_exits(f, "  ");
 }
 

@@ -15,16 +15,37 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A program: $env, else the one installed beside this patto-testnet (cmake --install puts the
+ * three in one directory), else the one of the build tree it was built with. */
+static const char *program(
+    const char *env, const char *name, const char *built, char *buf, size_t size)
+{
+    const char *e = getenv(env);
+    if (e != NULL && e[0] != '\0')
+        return e;
+    char self[TN_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL
+            && (size_t)snprintf(buf, size, "%.*s/%s", (int)(slash - self), self, name) < size
+            && access(buf, X_OK) == 0)
+            return buf;
+    }
+    return built;
+}
+
 const char *tn_patto_bin(void)
 {
-    const char *e = getenv("PATTO_BIN");
-    return e != NULL && e[0] != '\0' ? e : TN_PATTO_BIN_DEFAULT;
+    static char buf[TN_PATH_MAX];
+    return program("PATTO_BIN", "patto", TN_PATTO_BIN_DEFAULT, buf, sizeof(buf));
 }
 
 const char *tn_pattod_bin(void)
 {
-    const char *e = getenv("PATTOD_BIN");
-    return e != NULL && e[0] != '\0' ? e : TN_PATTOD_BIN_DEFAULT;
+    static char buf[TN_PATH_MAX];
+    return program("PATTOD_BIN", "pattod", TN_PATTOD_BIN_DEFAULT, buf, sizeof(buf));
 }
 
 /* With --json, messages are kept for the error object instead of printed (the first ones,
