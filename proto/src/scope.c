@@ -332,6 +332,127 @@ static bool dec_entry(struct dec *x, const msgpack_object *o, crdt_type type, cr
     return proto__d_err(x->d, o, PROTO_EVALUE, "unknown field type");
 }
 
+/* The origin table: bin32 each, strictly ascending. */
+static bool dec_origins(proto__d *d, const msgpack_object *arr, size_t n, crdt_origin *origins)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!proto__d_fixed(d, &arr[i], CRDT_ORIGIN_LEN, origins[i].b, "origin must be bin of 32"))
+            return false;
+        if (i > 0 && crdt_origin_cmp(&origins[i - 1], &origins[i]) >= 0)
+            return proto__d_err(d, &arr[i], PROTO_ENONCANON,
+                "origin table must be sorted ascending without duplicates");
+    }
+    return true;
+}
+
+/* The context's version vector, checked canonical here (crdt_scope_set_cc copies it as given):
+ * [oi, max] entries strictly ascending by origin. */
+static bool dec_vv(struct dec *x, const msgpack_object *at, const msgpack_object *arr, size_t n,
+    const crdt_mem *mem, crdt_cc *cc)
+{
+    if (n > 0) {
+        if ((cc->vv = mem->realloc_fn(mem->ctx, NULL, n * sizeof *cc->vv)) == NULL)
+            return proto__d_err(x->d, at, PROTO_ENOMEM, "out of memory");
+        cc->capvv = n;
+    }
+    uint64_t prev_oi = 0;
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *it;
+        uint64_t oi;
+        if (!proto__d_tuple(x->d, &arr[i], 2, &it, "vv entry is [oi, max]")
+            || !dec_index(x->d, &it[0], x->norigins, &oi)
+            || !dec_counter(x, &it[1], &cc->vv[i].max))
+            return false;
+        if (i > 0 && oi <= prev_oi)
+            return proto__d_err(
+                x->d, &arr[i], PROTO_ENONCANON, "vv must be sorted by origin, unique");
+        prev_oi = oi;
+        x->used[oi] = true;
+        cc->vv[i].origin = x->origins[oi];
+        cc->nvv = i + 1;
+    }
+    return true;
+}
+
+/* The context's cloud: [oi, counter] dots strictly ascending, each beyond its origin's vv max
+ * + 1 (a dot right after it belongs in the vv). */
+static bool dec_cloud(struct dec *x, const msgpack_object *at, const msgpack_object *arr, size_t n,
+    const crdt_mem *mem, crdt_cc *cc)
+{
+    if (n > 0) {
+        if ((cc->cloud = mem->realloc_fn(mem->ctx, NULL, n * sizeof *cc->cloud)) == NULL)
+            return proto__d_err(x->d, at, PROTO_ENOMEM, "out of memory");
+        cc->capcloud = n;
+    }
+    size_t vk = 0;
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *it;
+        crdt_dot dot;
+        if (!proto__d_tuple(x->d, &arr[i], 2, &it, "cloud entry is [oi, counter]")
+            || !dec_oi(x, &it[0], &dot.origin) || !dec_counter(x, &it[1], &dot.counter))
+            return false;
+        if (i > 0 && crdt_dot_cmp(&cc->cloud[i - 1], &dot) >= 0)
+            return proto__d_err(x->d, &arr[i], PROTO_ENONCANON, "cloud must be sorted, unique");
+        /* vv and cloud are both sorted by origin: one merge pass, not a search per dot
+         * (a hostile message could hold a million of each) */
+        while (vk < cc->nvv && crdt_origin_cmp(&cc->vv[vk].origin, &dot.origin) < 0)
+            vk++;
+        uint64_t vmax = 0;
+        if (vk < cc->nvv && crdt_origin_cmp(&cc->vv[vk].origin, &dot.origin) == 0)
+            vmax = cc->vv[vk].max;
+        if (vmax == UINT64_MAX || dot.counter <= vmax + 1)
+            return proto__d_err(x->d, &arr[i], PROTO_ENONCANON,
+                "a cloud dot must lie beyond its origin's vv max + 1");
+        cc->cloud[i] = dot;
+        cc->ncloud = i + 1;
+    }
+    return true;
+}
+
+/* One field [name, type, entries]: its name after prev_name (strictly, by bytes), at least one
+ * entry, each appended to s in canonical order. */
+static bool dec_field(
+    struct dec *x, const msgpack_object *fo, const msgpack_object **prev_name, crdt_scope *s)
+{
+    proto__d *d = x->d;
+    const msgpack_object *it, *items;
+    proto_bytes name;
+    uint64_t type;
+    size_t nit;
+    if (!proto__d_tuple(d, fo, 3, &it, "field is [name, type, entries]")
+        || !proto__d_str(d, &it[0], CRDT_FIELD_MAX, &name, "field name must be str <= 64")
+        || !proto__d_uint(d, &it[1], CRDT_TIMELINE, &type, "field type must be 1..4")
+        || !proto__d_arr(
+            d, &it[2], CRDT_ENTRIES_MAX, &items, &nit, "field entries must be an array"))
+        return false;
+    if (type == 0 || name.len == 0 || memchr(name.p, 0, name.len) != NULL)
+        return proto__d_err(d, fo, PROTO_EVALUE, "field needs a name (no NUL) and type 1..4");
+    if (nit == 0)
+        return proto__d_err(d, &it[2], PROTO_ENONCANON, "a field with no entries is not encoded");
+    if (*prev_name != NULL) {
+        proto_bytes pn = { (const uint8_t *)(*prev_name)->via.str.ptr, (*prev_name)->via.str.size };
+        size_t m = pn.len < name.len ? pn.len : name.len;
+        int c = memcmp(pn.p, name.p, m);
+        if (c > 0 || (c == 0 && pn.len >= name.len))
+            return proto__d_err(d, fo, PROTO_ENONCANON, "fields must be sorted by name, unique");
+    }
+    *prev_name = &it[0];
+    for (size_t k = 0; k < nit; k++) {
+        crdt_entry e;
+        memset(&e, 0, sizeof e);
+        e.field = (crdt_bytes) { name.p, name.len };
+        e.type = (crdt_type)type;
+        if (!dec_entry(x, &items[k], e.type, &e))
+            return false;
+        crdt_err ce = crdt_scope_append(s, &e);
+        if (ce != CRDT_OK)
+            return proto__d_err(d, &items[k], crdt_to_proto(ce),
+                ce == CRDT_EORDER ? "entries must be in canonical order"
+                                  : "entry rejected by the CRDT core");
+    }
+    return true;
+}
+
 proto_err proto_scope_decode(const uint8_t *msg, size_t len, const proto_limits *lim,
     const crdt_mem *mem, crdt_scope **out, proto_diag *diag)
 {
@@ -341,8 +462,8 @@ proto_err proto_scope_decode(const uint8_t *msg, size_t len, const proto_limits 
     if (mem == NULL)
         mem = crdt_mem_default();
     proto__d d;
-    const msgpack_object *f, * or, *vv, *cl, *fl;
-    size_t nor, nvv, ncl, nfl;
+    const msgpack_object *f, *origin_arr, *vv, *cl, *fl;
+    size_t norigins, nvv, ncl, nfl;
     proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_SCOPE, 6, &f, diag);
     if (err != PROTO_OK)
         return err;
@@ -351,143 +472,34 @@ proto_err proto_scope_decode(const uint8_t *msg, size_t len, const proto_limits 
     crdt_scope *s = NULL;
     crdt_cc cc;
     crdt_cc_init(&cc, mem);
-    if (!proto__d_arr(&d, &f[2], SIZE_MAX, & or, &nor, "origins must be an array")
+    if (!proto__d_arr(&d, &f[2], SIZE_MAX, &origin_arr, &norigins, "origins must be an array")
         || !proto__d_arr(&d, &f[3], SIZE_MAX, &vv, &nvv, "vv must be an array")
         || !proto__d_arr(&d, &f[4], SIZE_MAX, &cl, &ncl, "cloud must be an array")
         || !proto__d_arr(&d, &f[5], SIZE_MAX, &fl, &nfl, "fields must be an array"))
         goto fail;
-    origins = proto__calloc(nor, sizeof *origins);
-    used = proto__calloc(nor, sizeof *used);
+    origins = proto__calloc(norigins, sizeof *origins);
+    used = proto__calloc(norigins, sizeof *used);
     if (origins == NULL || used == NULL) {
         proto__d_err(&d, &f[2], PROTO_ENOMEM, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < nor; i++) {
-        if (!proto__d_fixed(
-                &d, & or [i], CRDT_ORIGIN_LEN, origins[i].b, "origin must be bin of 32"))
-            goto fail;
-        if (i > 0 && crdt_origin_cmp(&origins[i - 1], &origins[i]) >= 0) {
-            proto__d_err(&d, & or [i], PROTO_ENONCANON,
-                "origin table must be sorted ascending without duplicates");
-            goto fail;
-        }
-    }
-    struct dec x = { &d, origins, nor, used };
-
-    /* The causal context, checked canonical here: crdt_scope_set_cc copies it as given. */
-    if (nvv > 0) {
-        cc.vv = mem->realloc_fn(mem->ctx, NULL, nvv * sizeof *cc.vv);
-        if (cc.vv == NULL) {
-            proto__d_err(&d, &f[3], PROTO_ENOMEM, "out of memory");
-            goto fail;
-        }
-        cc.capvv = nvv;
-    }
-    uint64_t prev_oi = 0;
-    for (size_t i = 0; i < nvv; i++) {
-        const msgpack_object *it;
-        uint64_t oi;
-        if (!proto__d_tuple(&d, &vv[i], 2, &it, "vv entry is [oi, max]")
-            || !dec_index(&d, &it[0], nor, &oi) || !dec_counter(&x, &it[1], &cc.vv[i].max))
-            goto fail;
-        if (i > 0 && oi <= prev_oi) {
-            proto__d_err(&d, &vv[i], PROTO_ENONCANON, "vv must be sorted by origin, unique");
-            goto fail;
-        }
-        prev_oi = oi;
-        used[oi] = true;
-        cc.vv[i].origin = origins[oi];
-        cc.nvv = i + 1;
-    }
-    if (ncl > 0) {
-        cc.cloud = mem->realloc_fn(mem->ctx, NULL, ncl * sizeof *cc.cloud);
-        if (cc.cloud == NULL) {
-            proto__d_err(&d, &f[4], PROTO_ENOMEM, "out of memory");
-            goto fail;
-        }
-        cc.capcloud = ncl;
-    }
-    size_t vk = 0;
-    for (size_t i = 0; i < ncl; i++) {
-        const msgpack_object *it;
-        crdt_dot dot;
-        if (!proto__d_tuple(&d, &cl[i], 2, &it, "cloud entry is [oi, counter]")
-            || !dec_oi(&x, &it[0], &dot.origin) || !dec_counter(&x, &it[1], &dot.counter))
-            goto fail;
-        if (i > 0 && crdt_dot_cmp(&cc.cloud[i - 1], &dot) >= 0) {
-            proto__d_err(&d, &cl[i], PROTO_ENONCANON, "cloud must be sorted, unique");
-            goto fail;
-        }
-        /* vv and cloud are both sorted by origin: one merge pass, not a search per dot
-         * (a hostile message could hold a million of each) */
-        while (vk < cc.nvv && crdt_origin_cmp(&cc.vv[vk].origin, &dot.origin) < 0)
-            vk++;
-        uint64_t vmax = 0;
-        if (vk < cc.nvv && crdt_origin_cmp(&cc.vv[vk].origin, &dot.origin) == 0)
-            vmax = cc.vv[vk].max;
-        if (vmax == UINT64_MAX || dot.counter <= vmax + 1) {
-            proto__d_err(
-                &d, &cl[i], PROTO_ENONCANON, "a cloud dot must lie beyond its origin's vv max + 1");
-            goto fail;
-        }
-        cc.cloud[i] = dot;
-        cc.ncloud = i + 1;
-    }
-
+    struct dec x = { &d, origins, norigins, used };
+    if (!dec_origins(&d, origin_arr, norigins, origins) || !dec_vv(&x, &f[3], vv, nvv, mem, &cc)
+        || !dec_cloud(&x, &f[4], cl, ncl, mem, &cc))
+        goto fail;
     crdt_err ce = crdt_scope_new(mem, &s);
     if (ce != CRDT_OK) {
         proto__d_err(&d, &f[5], crdt_to_proto(ce), "could not create the scope");
         goto fail;
     }
     const msgpack_object *prev_name = NULL;
-    for (size_t i = 0; i < nfl; i++) {
-        const msgpack_object *it, *items;
-        proto_bytes name;
-        uint64_t type;
-        size_t nit;
-        if (!proto__d_tuple(&d, &fl[i], 3, &it, "field is [name, type, entries]")
-            || !proto__d_str(&d, &it[0], CRDT_FIELD_MAX, &name, "field name must be str <= 64")
-            || !proto__d_uint(&d, &it[1], CRDT_TIMELINE, &type, "field type must be 1..4")
-            || !proto__d_arr(
-                &d, &it[2], CRDT_ENTRIES_MAX, &items, &nit, "field entries must be an array"))
+    for (size_t i = 0; i < nfl; i++)
+        if (!dec_field(&x, &fl[i], &prev_name, s))
             goto fail;
-        if (type == 0 || name.len == 0 || memchr(name.p, 0, name.len) != NULL) {
-            proto__d_err(&d, &fl[i], PROTO_EVALUE, "field needs a name (no NUL) and type 1..4");
-            goto fail;
-        }
-        if (nit == 0) {
-            proto__d_err(&d, &it[2], PROTO_ENONCANON, "a field with no entries is not encoded");
-            goto fail;
-        }
-        if (prev_name != NULL) {
-            proto_bytes pn = { (const uint8_t *)prev_name->via.str.ptr, prev_name->via.str.size };
-            size_t m = pn.len < name.len ? pn.len : name.len;
-            int c = memcmp(pn.p, name.p, m);
-            if (c > 0 || (c == 0 && pn.len >= name.len)) {
-                proto__d_err(&d, &fl[i], PROTO_ENONCANON, "fields must be sorted by name, unique");
-                goto fail;
-            }
-        }
-        prev_name = &it[0];
-        for (size_t k = 0; k < nit; k++) {
-            crdt_entry e;
-            memset(&e, 0, sizeof e);
-            e.field = (crdt_bytes) { name.p, name.len };
-            e.type = (crdt_type)type;
-            if (!dec_entry(&x, &items[k], e.type, &e))
-                goto fail;
-            ce = crdt_scope_append(s, &e);
-            if (ce != CRDT_OK) {
-                proto__d_err(&d, &items[k], crdt_to_proto(ce),
-                    ce == CRDT_EORDER ? "entries must be in canonical order"
-                                      : "entry rejected by the CRDT core");
-                goto fail;
-            }
-        }
-    }
-    for (size_t i = 0; i < nor; i++)
+    for (size_t i = 0; i < norigins; i++)
         if (!used[i]) {
-            proto__d_err(&d, & or [i], PROTO_ENONCANON, "origin table lists an unused origin");
+            proto__d_err(
+                &d, &origin_arr[i], PROTO_ENONCANON, "origin table lists an unused origin");
             goto fail;
         }
     ce = crdt_scope_set_cc(s, &cc);
