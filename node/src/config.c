@@ -237,6 +237,11 @@ node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg)
             "%s: [node] listen = %s binds every address of this machine: set [node] advertise = "
             "tcp://HOST:PORT, the address the other members dial",
             path, next.listen);
+    else if (proto_url_wildcard(next.advertise, strlen(next.advertise)))
+        err = node__fail(msg, NODE_ECONFIG,
+            "%s: [node] advertise = %s cannot be dialled: give the address of this machine the "
+            "other members reach",
+            path, next.advertise);
     else if (!p.have_admin)
         err = node__fail(msg, NODE_ECONFIG,
             "%s: [network] needs admin_pub, the network admin's public key", path);

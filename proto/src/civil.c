@@ -106,5 +106,6 @@ uint64_t proto_rome_day_end_ms(const proto_date *d)
     struct tm next;
     gmtime_r(&t, &next);
     proto_date after = { next.tm_year + 1900, next.tm_mon + 1, next.tm_mday };
-    return proto_rome_day_start_ms(&after) - 1;
+    uint64_t start = proto_rome_day_start_ms(&after);
+    return start > 0 ? start - 1 : 0; /* a day that ended before 1970: the epoch itself */
 }

@@ -189,6 +189,10 @@ static void advertise_separates_bind_from_dial(void **state)
     assert_int_equal(load(f, text, &msg), NODE_OK);
     assert_string_equal(node_config_advertise(&f->cfg), "tcp://127.0.0.1:7401");
     snprintf(text, sizeof(text),
+        "%s[node]\nlisten = tcp://127.0.0.1:7401\nadvertise = tcp://0.0.0.0:7401\n", base);
+    assert_int_equal(load(f, text, &msg), NODE_ECONFIG);
+    assert_non_null(strstr(msg.text, "cannot be dialled"));
+    snprintf(text, sizeof(text),
         "%s[node]\nlisten = tcp://127.0.0.1:7401\nadvertise = tcp://bad host:1\n", base);
     assert_int_equal(load(f, text, &msg), NODE_ECONFIG);
     assert_non_null(strstr(msg.text, "advertise"));

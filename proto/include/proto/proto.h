@@ -279,7 +279,8 @@ typedef struct proto_civil {
 int proto_rome_offset_min(uint64_t utc_ms);
 /* The civil time in Rome at an instant. */
 void proto_rome_civil(uint64_t utc_ms, proto_civil *out);
-/* The first and the last millisecond of day d in Rome, as UTC ms since the Unix epoch. */
+/* The first and the last millisecond of day d in Rome, as UTC ms since the Unix epoch (0 for a
+ * day before 1970: times before the epoch are not represented). */
 uint64_t proto_rome_day_start_ms(const proto_date *d);
 uint64_t proto_rome_day_end_ms(const proto_date *d);
 
