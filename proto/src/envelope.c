@@ -229,6 +229,19 @@ static proto_err header_sign(proto_header *h, const proto_identity *id, proto_bu
     return err;
 }
 
+/* The header fields an author fixes before its body is sealed: kind, origin, seq, prev, clock,
+ * and the tag of the key (the body's length and hash come after). */
+static void header_fixed(proto_header *h, uint8_t kind, const proto_identity *author,
+    const proto_seal_info *info, const proto_scope_key *key)
+{
+    h->kind = kind;
+    memcpy(h->origin, author->origin, PROTO_ORIGIN_LEN);
+    h->seq = info->seq;
+    memcpy(h->prev, info->prev, PROTO_HASH_LEN);
+    h->hlc = info->hlc;
+    memcpy(h->tag, key->tag, PROTO_TAG_LEN);
+}
+
 /* The associated data of a delta body: fixed-width header fields (PROTOCOL.md). */
 static void header_ad(const proto_header *h, uint8_t ad[AD_LEN])
 {
@@ -356,12 +369,7 @@ proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *
         goto fail;
     }
     proto_header h = { 0 };
-    h.kind = PROTO_HDR_DELTA;
-    memcpy(h.origin, author->origin, PROTO_ORIGIN_LEN);
-    h.seq = info->seq;
-    memcpy(h.prev, info->prev, PROTO_HASH_LEN);
-    h.hlc = info->hlc;
-    memcpy(h.tag, key->tag, PROTO_TAG_LEN);
+    header_fixed(&h, PROTO_HDR_DELTA, author, info, key);
     uint8_t ad[AD_LEN];
     header_ad(&h, ad);
     proto__random(rng, body->p, PROTO_NONCE_LEN);
@@ -655,12 +663,7 @@ proto_err proto_key_grant_seal(const proto_identity *grantor, const proto_scope_
     err = proto__encode(enc_grant_body, &gb, body);
     if (err != PROTO_OK)
         goto fail;
-    h.kind = PROTO_HDR_KEY_GRANT;
-    memcpy(h.origin, grantor->origin, PROTO_ORIGIN_LEN);
-    h.seq = info->seq;
-    memcpy(h.prev, info->prev, PROTO_HASH_LEN);
-    h.hlc = info->hlc;
-    memcpy(h.tag, key->tag, PROTO_TAG_LEN);
+    header_fixed(&h, PROTO_HDR_KEY_GRANT, grantor, info, key);
     h.body_len = body->len;
     proto_bytes bb = { body->p, body->len };
     proto__hash(h.body_hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);

@@ -447,6 +447,25 @@ proto_err proto_headers_encode(const proto_headers_msg *m, proto_buf *out)
     return proto__encode(enc_headers, m, out);
 }
 
+/* n bin items, borrowed from the input, into a new array (*out, owned). On failure nothing is
+ * left allocated and the decoder is closed with the error. */
+static proto_err dec_bins(proto__d *d, const msgpack_object *items, size_t n, size_t len,
+    proto_bytes **out, const char *what, proto_diag *diag)
+{
+    proto_bytes *v = proto__calloc(n, sizeof *v);
+    if (v == NULL) {
+        proto__d_close(d);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!proto__d_bin(d, &items[i], len, &v[i], what)) {
+            free(v);
+            return proto__d_fail(d, diag);
+        }
+    *out = v;
+    return PROTO_OK;
+}
+
 proto_err proto_headers_decode(const uint8_t *msg, size_t len, const proto_limits *lim,
     proto_headers_msg *out, proto_diag *diag)
 {
@@ -461,16 +480,9 @@ proto_err proto_headers_decode(const uint8_t *msg, size_t len, const proto_limit
         return err;
     if (!proto__d_arr(&d, &f[2], PROTO_BATCH_MAX, &items, &n, "headers must be an array"))
         return proto__d_fail(&d, diag);
-    out->headers_ = proto__calloc(n, sizeof *out->headers_);
-    if (out->headers_ == NULL) {
-        proto__d_close(&d);
-        return PROTO_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!proto__d_bin(&d, &items[i], len, &out->headers_[i], "each header is carried as bin")) {
-            proto_headers_fini(out);
-            return proto__d_fail(&d, diag);
-        }
+    if ((err = dec_bins(&d, items, n, len, &out->headers_, "each header is carried as bin", diag))
+        != PROTO_OK)
+        return err;
     out->headers = out->headers_;
     out->n = n;
     proto__d_close(&d);
@@ -651,16 +663,8 @@ proto_err proto_ctl_request_decode(const uint8_t *msg, size_t len, const proto_l
         proto__d_err(&d, &f[3], PROTO_EVALUE, "command must match [a-z0-9._-]{1,64}");
         return proto__d_fail(&d, diag);
     }
-    out->args_ = proto__calloc(n, sizeof *out->args_);
-    if (out->args_ == NULL) {
-        proto__d_close(&d);
-        return PROTO_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!proto__d_bin(&d, &items[i], len, &out->args_[i], "each argument is bin")) {
-            proto_ctl_request_fini(out);
-            return proto__d_fail(&d, diag);
-        }
+    if ((err = dec_bins(&d, items, n, len, &out->args_, "each argument is bin", diag)) != PROTO_OK)
+        return err;
     out->args = out->args_;
     out->nargs = n;
     proto__d_close(&d);
