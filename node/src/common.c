@@ -1,3 +1,5 @@
+/* Errors (node_strerror, node__fail) and the bounded vectors of node/ (node__vec_reserve).
+ * May call: libc only. */
 #include "internal.h"
 
 #include <stdint.h>

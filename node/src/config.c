@@ -1,5 +1,5 @@
 /* The configuration file, parsed with inih (Debian's libinih). The reference of every key is
- * node/CONFIG.md; keep the two in step. */
+ * node/CONFIG.md; keep the two in step. May call: common.c, proto (names and values). */
 #include "internal.h"
 
 #include <errno.h>

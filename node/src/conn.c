@@ -2,7 +2,8 @@
  * conn.c - one connection to a peer over an nng byte stream (see net.c's opening comment):
  * the SP header and framing, the byte-limited send queue with partial writes resumed, reads
  * that refuse a frame over [sync] max_message_bytes before allocating it, and the end of a
- * connection (one DOWN event with its reason, once no operation runs).
+ * connection (one DOWN event with its reason, once no operation runs). May call: nng, the
+ * loop's async handle (libuv), log.c.
  */
 #include "net_int.h"
 

@@ -1,6 +1,7 @@
 /*
  * ctlreq.c - requests and answers of the control socket: every request gets exactly one answer,
- * a JSON document (built with json-c) or an error with the CLI's exit code.
+ * a JSON document (built with json-c) or an error with the CLI's exit code. May call: state.c
+ * (members), the host (ctl_reply), proto.
  */
 #include "ctl.h"
 

@@ -1,7 +1,9 @@
 /*
  * pattod's life: open the data directory, run the loop, stop cleanly on SIGINT or SIGTERM.
  * Every LMDB write happens synchronously inside a loop callback, so by the time the signal
- * callback runs no transaction is in flight.
+ * callback runs no transaction is in flight. The daemon is the engine's host (node_host):
+ * libuv timers and idle handles for its deferred work, nng through net.c. May call: engine.c,
+ * net.c, state.c (the manifest check of --check-config), config.c, schema.c, lock.c, store.c.
  */
 #include "core.h"
 

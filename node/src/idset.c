@@ -1,3 +1,5 @@
+/* idset: a hash map from 32-byte header ids to list indexes (see idset.h). May call: libc
+ * only. */
 #include "idset.h"
 
 #include <stdlib.h>

@@ -4,7 +4,8 @@
  * every delta ingested or written, that was a fifth of a node's ingest time. The cache is
  * direct-mapped by the routing tag (tags are uniform hash outputs), so a lookup is one slot
  * and a collision closes the key that was there. Keys stay in sodium memory while cached;
- * the LMDB copy they come from is the same secret at rest, so nothing new is exposed.
+ * the LMDB copy they come from is the same secret at rest, so nothing new is exposed. May call:
+ * proto.
  */
 #include "core.h"
 

@@ -1,4 +1,5 @@
-/* The node's records on top of the LMDB store; the key layout is in ledger.h. */
+/* The node's records on top of the LMDB store, one function per kind of record; the key layout
+ * is in ledger.h. May call: store.c, proto (decoding stored scopes), crdt. */
 #include "ledger.h"
 
 #include <stdlib.h>

@@ -1,5 +1,6 @@
 /* One pattod per data directory: an fcntl write lock on DATA/pattod.lock, held for the life
- * of the process and released by the kernel if it dies, so a crash never leaves a stale lock. */
+ * of the process and released by the kernel if it dies, so a crash never leaves a stale lock.
+ * May call: common.c. */
 #include "internal.h"
 
 #include <errno.h>

@@ -1,5 +1,6 @@
-/* key=value log lines on stderr. One fprintf per line, so lines from several threads do not
- * interleave (stdio locks the stream for each call). */
+/* key=value log lines on stderr, and the rate limits of lines a peer could repeat without end.
+ * One fprintf per line, so lines from several threads do not interleave (stdio locks the
+ * stream for each call). May call: libc only. */
 #include "internal.h"
 
 #include <string.h>

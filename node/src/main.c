@@ -1,4 +1,5 @@
-/* pattod: the patto node. Usage in --help; configuration in node/CONFIG.md. */
+/* pattod: the patto node. Usage in --help; configuration in node/CONFIG.md. May call:
+ * daemon.c (node_run, node_check). */
 #include "node/node.h"
 
 #include <proto/proto.h>

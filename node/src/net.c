@@ -28,6 +28,8 @@
  * (with the reason as data). A connection is freed on the loop thread when its DOWN event is
  * handled, once neither of its operations is running. A reader whose undelivered messages
  * pass RX_PAUSE_BYTES stops reading until the loop catches up.
+ *
+ * May call: conn.c, nng, libuv (the async handle), log.c.
  */
 #include "net_int.h"
 

@@ -1,5 +1,6 @@
 /* The schema file (JSON, read with json-c) and the validation of operator edits against it.
- * The format is specified in node/SCHEMA.md; keep the two in step. */
+ * The format is specified in node/SCHEMA.md; keep the two in step. May call: common.c, proto
+ * (names, text and dates), crdt (field types). */
 #include "internal.h"
 
 #include <errno.h>

@@ -1,6 +1,7 @@
 /* The LMDB wrapper: the only file of patto that calls LMDB. One environment per data
  * directory, one named database per kind of record, commits durable (LMDB's default
- * fsync on commit), and a full map grown and the transaction rerun instead of failing. */
+ * fsync on commit), and a full map grown and the transaction rerun instead of failing.
+ * May call: LMDB, common.c, log.c. */
 #include "internal.h"
 
 #include <lmdb.h>

@@ -1,4 +1,4 @@
-/* Worker threads taking chunks of queued jobs (see vpool.h). */
+/* Worker threads taking chunks of queued jobs (see vpool.h). May call: pthreads, common.c. */
 #include "vpool.h"
 
 #include <pthread.h>

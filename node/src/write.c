@@ -3,7 +3,8 @@
  * node's log. All the deltas of one command are written in one transaction, and the command
  * is acknowledged only after it commits; the caller pushes what a write returns (ARCHITECTURE.md,
  * section 5: durable before acknowledged; the next sequence number is stored with the header, so a
- * crash never reuses one).
+ * crash never reuses one). May call: access.c, state.c, keycache.c, ledger.c, store.c,
+ * schema.c, proto, crdt.
  */
 #include "core.h"
 
