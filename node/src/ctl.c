@@ -88,8 +88,8 @@ static void cmd_case_write(req *r, bool create, bool unset)
     }
     char id[PROTO_CASE_ID_TEXT_SIZE];
     proto_case_id_format(&c, id);
-    NODE_INFO("case.write", "case=%s operator=%s edits=%zu created=%s", id, r->operator_name, n,
-        create ? "yes" : "no");
+    NODE_INFO("case.write", "case=%s operator=\"%s\" edits=%zu created=%s", id,
+        node__logq(r->operator_name), n, create ? "yes" : "no");
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "id", json_object_new_string(id));
     if (!create)
@@ -226,8 +226,8 @@ static void cmd_consent_grant(req *r)
     if (g.until_ms != 0)
         node__rfc3339(g.until_ms, end);
     NODE_INFO("consent.grant",
-        "case=%s to=%s scopes=%zu access=%s purpose=%s basis=%s until=%s operator=%s", id, to, ns,
-        access, purpose, basis, end, r->operator_name);
+        "case=%s to=%s scopes=%zu access=%s purpose=%s basis=%s until=%s operator=\"%s\"", id, to,
+        ns, access, purpose, basis, end, node__logq(r->operator_name));
     json_object *doc = json_object_new_object(), *sa = json_object_new_array();
     for (size_t i = 0; i < ns; i++)
         json_object_array_add(sa, json_object_new_string(list[i]));

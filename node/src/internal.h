@@ -38,6 +38,17 @@ node_err node__fail(node_errmsg *msg, node_err err, const char *fmt, ...) NODE_P
 node_err node__vec_reserve(void *field, size_t *cap, size_t need, size_t size, size_t max);
 
 /* ---------------------------------------------------------------------------------------- */
+/* log.c: values from outside the node (operator names, URLs, evidence) are logged inside double
+ * quotes through node__logq, so that no value adds a key=value pair of its own; node_log itself
+ * writes every control character of a line as \xNN, so that no value starts a line. */
+
+#define NODE_LOGQ_MAX 256
+/* s escaped for a quoted log value: " and \ backslashed, control characters as \xNN, cut at
+ * NODE_LOGQ_MAX characters ("..." then). The text is in a buffer of this thread that the fourth
+ * next call reuses: use it within one node_log call. */
+const char *node__logq(const char *s);
+
+/* ---------------------------------------------------------------------------------------- */
 /* log.c: a line that could repeat without end (a stranger dialling again and again) is logged
  * once per key, then at most once per interval, the interval doubling from NODE_LOGLIMIT_MIN_MS
  * to NODE_LOGLIMIT_MAX_MS (and starting again after that long without the key), with the

@@ -143,9 +143,10 @@ void node__peers_sync(node_engine *e)
         node_errmsg msg;
         m->dialled_ms = node__mono(e);
         if (e->host.dial(e->host.ctx, url, &m->dialer, &msg) != NODE_OK)
-            NODE_WARN("peer.dial", "org=%s url=%s error=\"%s\"", m->org, url, msg.text);
+            NODE_WARN("peer.dial", "org=%s url=\"%s\" error=\"%s\"", m->org, node__logq(url),
+                node__logq(msg.text));
         else
-            NODE_DEBUG("peer.dial", "org=%s url=%s", m->org, url);
+            NODE_DEBUG("peer.dial", "org=%s url=\"%s\"", m->org, node__logq(url));
     }
 }
 

@@ -45,13 +45,48 @@ void node_log(node_log_level level, const char *event, const char *fmt, ...)
         size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
         snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000L);
     }
-    char rest[1024];
+    char raw[1024], rest[4 * sizeof(raw)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rest, sizeof(rest), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    /* A line is one line: whatever a value holds, no control character reaches the log (a
+     * newline would start a forged line; an escape sequence would paint a terminal). */
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)raw; *p != 0; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            o += (size_t)snprintf(rest + o, sizeof(rest) - o, "\\x%02x", *p);
+        else
+            rest[o++] = (char)*p;
+    }
+    rest[o] = 0;
     fprintf(log_out ? log_out : stderr, "ts=%s level=%s event=%s%s%s\n", when, level_names[level],
         event, rest[0] ? " " : "", rest);
+}
+
+const char *node__logq(const char *s)
+{
+    static _Thread_local char bufs[4][NODE_LOGQ_MAX * 4 + 4];
+    static _Thread_local unsigned next;
+    char *b = bufs[next++ % 4];
+    size_t o = 0, n = 0;
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p != 0; p++, n++) {
+        if (n == NODE_LOGQ_MAX) {
+            memcpy(b + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (*p == '"' || *p == '\\') {
+            b[o++] = '\\';
+            b[o++] = (char)*p;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            o += (size_t)snprintf(b + o, 5, "\\x%02x", *p);
+        } else {
+            b[o++] = (char)*p;
+        }
+    }
+    b[o] = 0;
+    return b;
 }
 
 /* ---------------------------------------------------------------------------------------- */

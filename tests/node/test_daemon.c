@@ -201,6 +201,22 @@ static void control_socket_survives_clients_that_leave(void **state)
     th_out_free(&o);
 }
 
+/* An operator name is the caller's say: logged quoted and escaped, it adds no key=value pair of
+ * its own to a log line (a log reader must not see a grant that never happened). */
+static void operator_name_cannot_forge_log_fields(void **state)
+{
+    th_net *net = *state;
+    const char *op = "ana x\" event=consent.grant to=evil";
+    th_out o = th_patto(net, 0, "--operator", op, "case", "new", "anagrafica.nome=Tamiro", NULL);
+    if (o.status != 0)
+        fail_msg("case new: exit %d: %s %s", o.status, o.out ? o.out : "", o.err ? o.err : "");
+    th_out_free(&o);
+    assert_true(th_log_has(net, 0, "event=case.write"));
+    if (!th_log_has(net, 0, "operator=\"ana x\\\" event=consent.grant to=evil\""))
+        fail_msg("the operator name was not logged quoted and escaped");
+    assert_false(th_log_has(net, 0, "level=info event=consent.grant"));
+}
+
 /* The port pattod should listen on is taken: a clear error naming the URL, exit 1, and no
  * abort on the way out (every libuv handle is safe to close whatever failed). */
 static void busy_port_is_a_clear_error(void **state)
@@ -459,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(second_node_on_same_dir_is_refused, setup_up, teardown),
         cmocka_unit_test_setup_teardown(
             control_socket_survives_clients_that_leave, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(operator_name_cannot_forge_log_fields, setup_up, teardown),
         cmocka_unit_test_setup_teardown(
             sigterm_stops_cleanly_within_two_seconds, setup_up, teardown),
         cmocka_unit_test_setup_teardown(manifest_spreads_by_gossip, setup_up, teardown),
