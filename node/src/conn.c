@@ -182,10 +182,14 @@ static void rx_cb(void *arg)
             conn_fail(c, "a message without its SP header", true, false);
             return;
         }
-        if (len - 4 > n->max_message) {
+        pthread_mutex_lock(&n->lock);
+        size_t max = c->trusted ? n->max_message : HANDSHAKE_MSG_MAX;
+        pthread_mutex_unlock(&n->lock);
+        if (len - 4 > max) {
             snprintf(why, sizeof(why),
-                "announced a %llu-byte message, over [sync] max_message_bytes (%zu)",
-                (unsigned long long)(len - 4), n->max_message);
+                c->trusted ? "announced a %llu-byte message, over [sync] max_message_bytes (%zu)"
+                           : "announced a %llu-byte message before its handshake (at most %zu)",
+                (unsigned long long)(len - 4), max);
             conn_fail(c, why, true, false);
             return;
         }
@@ -363,6 +367,7 @@ bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id, bool ctl)
     c->s = s;
     c->dialer = dialer_id;
     c->ctl = ctl;
+    c->trusted = ctl;
     c->born_ms = net__mono_ms();
     c->rs = RX_SP;
     const uint8_t sp[SP_HEADER_LEN]
@@ -487,4 +492,13 @@ void node__net_drop(node_net *n, uint32_t pipe)
         nng_stream_close(c->s);
     if (wake)
         uv_async_send(&n->wake);
+}
+
+void node__net_trust(node_net *n, uint32_t pipe)
+{
+    pthread_mutex_lock(&n->lock);
+    conn *c = net__conn_find_locked(n, pipe);
+    if (c != NULL)
+        c->trusted = true;
+    pthread_mutex_unlock(&n->lock);
 }

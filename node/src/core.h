@@ -33,6 +33,8 @@ typedef enum node_work {
  * What the engine needs from the world, all called on the loop thread. now_ms is the wall
  * clock in ms since the Unix epoch, for clocks and stamps (it may step back or forward);
  * mono_ms a clock that never steps back, always > 0, for every elapsed time and timeout.
+ * trust lifts a connection's message limit from the handshake's size to max_message once its
+ * peer has proven its identity.
  * send/drop/dial/undial are node__net_send/drop/dial/undial (internal.h) or a test's fake wire:
  * events come back through node__event. ctl_reply answers the control request being handled.
  * schedule asks for node_work(e, w) in delay_ms (0: as soon as the loop is free); a request for w
@@ -44,6 +46,7 @@ typedef struct node_host {
     uint64_t (*mono_ms)(void *ctx);
     node_err (*send)(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len);
     void (*drop)(void *ctx, uint32_t pipe);
+    void (*trust)(void *ctx, uint32_t pipe);
     node_err (*dial)(void *ctx, const char *url, uint32_t *dialer, node_errmsg *msg);
     void (*undial)(void *ctx, uint32_t dialer);
     void (*ctl_reply)(void *ctx, const uint8_t *buf, size_t len);

@@ -127,6 +127,13 @@ static void host_drop(void *ctx, uint32_t pipe)
         node__net_drop(d->net, pipe);
 }
 
+static void host_trust(void *ctx, uint32_t pipe)
+{
+    daemon *d = ctx;
+    if (d->net != NULL)
+        node__net_trust(d->net, pipe);
+}
+
 static node_err host_dial(void *ctx, const char *url, uint32_t *dialer, node_errmsg *msg)
 {
     daemon *d = ctx;
@@ -332,8 +339,8 @@ int node_run(const char *dir)
     int code = 1;
     bool loop_ok = false;
 
-    e->host = (node_host) { d, host_now, host_mono, host_send, host_drop, host_dial, host_undial,
-        host_ctl_reply, host_schedule };
+    e->host = (node_host) { d, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
+        host_undial, host_ctl_reply, host_schedule };
     e->started_ms = host_mono(d);
     node_err err = open_dir(e, dir, &lock, &msg);
     if (err == NODE_EINVAL) {

@@ -106,6 +106,9 @@ void node__net_undial(node_net *n, uint32_t dialer);
  * the way). */
 node_err node__net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len);
 void node__net_drop(node_net *n, uint32_t pipe);
+/* The peer on this connection proved its identity: its messages may be as large as
+ * max_message (until then, at most a handshake message's size). */
+void node__net_trust(node_net *n, uint32_t pipe);
 /* Answer the control request in progress and wait for the next one. */
 node_err node__net_ctl_reply(node_net *n, const uint8_t *buf, size_t len);
 /* Close everything; done(ctx) runs on the loop once n is freed. */

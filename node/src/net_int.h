@@ -26,6 +26,9 @@
 /* Control connections open at once (CLI processes, scripts, the testnet); one more is closed
  * at once. */
 #define CTL_CONNS_MAX 64
+/* The largest message of a connection whose peer has not proven its identity yet: the
+ * handshake's messages (PROTOCOL.md section 15: at most 144 bytes), with room to spare. */
+#define HANDSHAKE_MSG_MAX 256
 #define SP_REQ0 0x30
 #define SP_REP0 0x31
 /* nng's ipc transport puts a message-type byte (1) before each message's 64-bit length. */
@@ -68,7 +71,9 @@ typedef struct conn {
     size_t txq_bytes;
     bool tx_busy;
 
-    bool ctl; /* a control connection (SP rep0 to a req0 client), else a peer's (pair1) */
+    bool ctl;     /* a control connection (SP rep0 to a req0 client), else a peer's (pair1) */
+    bool trusted; /* a peer's whose handshake is done: messages up to max_message, else
+                   * HANDSHAKE_MSG_MAX (control connections are local and always trusted) */
     bool dead, down_sent;
     bool starting; /* conn_start has not finished starting its operations */
     char why[192];

@@ -2,7 +2,8 @@
  * Peers: the handshake on every connection, then the session (ARCHITECTURE.md, section 5),
  * keepalives and redials. A connection that has not finished the handshake within [sync]
  * handshake_timeout_ms, or that sends anything else first, is dropped. A non-member gets
- * nothing: the responder checks membership before it answers HELLO. Session messages go to
+ * nothing: the responder answers every HELLO (whether it answers must not tell which origins
+ * are members) and checks membership once HELLO_FINISH proves the initiator's key. Session messages go to
  * the inbound queue (inq.c) or straight to the sync protocol (sync.c). May call: sync.c,
  * inq.c, link.c, state.c, proto.
  */
@@ -12,22 +13,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_member_cb(void *ctx, const uint8_t origin[PROTO_ORIGIN_LEN])
+/* HELLO is answered whoever it names: whether a reply comes must not tell a stranger which
+ * origins are members (the reply is this node's own signature, the same for every name).
+ * Membership is checked once HELLO_FINISH has proven the initiator holds its key. */
+static bool any_origin_cb(void *ctx, const uint8_t origin[PROTO_ORIGIN_LEN])
 {
-    node_engine *e = ctx;
-    node_member *m = node__member_by_origin(e, origin);
-    return m != NULL && !m->self;
+    (void)ctx;
+    (void)origin;
+    return true;
 }
+
+static void peer_reject(node_engine *e, node_link *l, proto_err perr, const proto_diag *diag);
 
 static void established(node_engine *e, node_link *l)
 {
-    l->state = LINK_UP;
     memcpy(l->peer, proto_session_peer(l->sess), 32);
     node_member *m = node__member_by_origin(e, l->peer);
     if (m == NULL || m->self) {
-        node__link_drop(e, l, "not a member");
+        /* Refused without a word: the stranger proved its key, and learns nothing more. */
+        proto_diag none = { 0, "" };
+        peer_reject(e, l, PROTO_ENOTMEMBER, &none);
         return;
     }
+    l->state = LINK_UP;
+    e->host.trust(e->host.ctx, l->pipe);
     m->last_heard_ms = l->rx_ms = l->tx_ms = node__mono(e);
     NODE_INFO(
         "peer.up", "org=%s pipe=%" PRIu32 " dialled=%s", m->org, l->pipe, l->dialer ? "yes" : "no");
@@ -77,7 +86,7 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
     proto_err perr = PROTO_OK;
     switch (l->state) {
     case LINK_WAIT_HELLO:
-        perr = proto_hs_respond(e->me, is_member_cb, e, data, len, NULL, &l->hs, &out, &diag);
+        perr = proto_hs_respond(e->me, any_origin_cb, e, data, len, NULL, &l->hs, &out, &diag);
         if (perr == PROTO_OK) {
             node_err err = e->host.send(e->host.ctx, l->pipe, out.p, out.len);
             proto_buf_free(&out);
@@ -149,6 +158,35 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
     peer_reject(e, l, perr, &diag);
 }
 
+/* Connections waiting for their handshake: at most PENDING_LINKS_MAX in all and
+ * PENDING_LINKS_PER_ADDR from one address (its IP), so that strangers opening connections
+ * cannot hold more than that many handshake-sized buffers (conn.c) or deadlines. NULL when l
+ * may wait, else why it is dropped. */
+#define PENDING_LINKS_MAX 64
+#define PENDING_LINKS_PER_ADDR 16
+
+static size_t ip_len(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    return colon != NULL ? (size_t)(colon - addr) : strlen(addr);
+}
+
+static const char *too_many_waiting(node_engine *e, const node_link *l)
+{
+    size_t all = 0, same = 0, n = ip_len(l->addr);
+    for (const node_link *o = e->links; o != NULL; o = o->next) {
+        if (o->state == LINK_UP || o->closing || o->dialer != 0)
+            continue;
+        all++;
+        same += ip_len(o->addr) == n && memcmp(o->addr, l->addr, n) == 0;
+    }
+    if (all > PENDING_LINKS_MAX)
+        return "too many connections waiting for their handshake";
+    if (same > PENDING_LINKS_PER_ADDR)
+        return "too many connections from one address waiting for their handshake";
+    return NULL;
+}
+
 void node__peers_event(
     node_engine *e, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data, size_t len)
 {
@@ -170,6 +208,11 @@ void node__peers_event(
         l->next = e->links;
         e->links = l;
         l->state = LINK_WAIT_HELLO;
+        const char *crowd = dialer == 0 ? too_many_waiting(e, l) : NULL;
+        if (crowd != NULL) {
+            node__link_drop(e, l, crowd);
+            return;
+        }
         if (dialer != 0) {
             node_member *m = NULL;
             for (size_t i = 0; i < e->nmembers && m == NULL; i++)

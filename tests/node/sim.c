@@ -675,6 +675,13 @@ static uint64_t host_mono(void *ctx)
     return nd->s->now + 1;
 }
 
+/* The sim's wire has no message limit: nothing to lift. */
+static void host_trust(void *ctx, uint32_t pipe)
+{
+    (void)ctx;
+    (void)pipe;
+}
+
 static node_err host_send(void *ctx, uint32_t pipe, const uint8_t *buf, size_t len)
 {
     sim_node *nd = ctx;
@@ -1051,8 +1058,8 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
         cfg.handshake_timeout_ms = s->o.handshake_timeout_ms;
     s->o.anti_entropy_ms = cfg.anti_entropy_ms;
     s->lim.max_message = cfg.max_message_bytes;
-    node_host host = { nd, host_now, host_mono, host_send, host_drop, host_dial, host_undial,
-        host_ctl_reply, host_schedule };
+    node_host host = { nd, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
+        host_undial, host_ctl_reply, host_schedule };
     engine_setup(nd, &host, &cfg, me, schema, s->schema_hash, &s->lim, rng_next(&s->net) | 1u);
     enter(s, i);
     node_err err = node__engine_open(nd->e, 0, &msg);
