@@ -34,7 +34,7 @@ static void sleep_ms(int ms)
         ;
 }
 
-uint16_t th_free_port(void)
+static uint16_t bind_port(uint16_t want)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -43,6 +43,7 @@ uint16_t th_free_port(void)
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(want);
     socklen_t len = sizeof(a);
     uint16_t port = 0;
     if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0
@@ -50,6 +51,34 @@ uint16_t th_free_port(void)
         port = ntohs(a.sin_port);
     close(fd);
     return port;
+}
+
+/* Below the kernel's ephemeral range when it can: a port from that range can become the local
+ * end of any outgoing connection (the nodes' own dials included) before pattod binds it. */
+uint16_t th_free_port(void)
+{
+    unsigned lo = 32768, hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%u %u", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
+    }
+    static uint64_t x;
+    if (x == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = ((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32)) | 1;
+    }
+    for (int tries = 0; lo > 11024 && tries < 200; tries++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint16_t p = bind_port((uint16_t)(10000 + x % (lo - 10000)));
+        if (p != 0)
+            return p;
+    }
+    return bind_port(0);
 }
 
 static char *read_all(const char *path)
