@@ -64,15 +64,17 @@ bool node__grant_for(node_txn *t, const proto_case_id *c, const char *scope, con
 }
 
 /* Does org hold access of at least `level` in the scope of k, for a header stamped at `at`
- * (the newest grant entry for it, and not expired at that time)? The owner always does. */
-static bool holds(node_txn *t, const ledger_key *k, const char *org, uint8_t level, uint64_t at)
+ * (the newest grant entry for it among entries 1..upto, and not expired at that time)? The
+ * owner always does. */
+static bool holds(
+    node_txn *t, const ledger_key *k, const char *org, uint8_t level, uint64_t at, uint64_t upto)
 {
     if (strcmp(org, k->owner_org) == 0)
         return true;
     ledger_entry *en = malloc(sizeof(*en));
     if (en == NULL)
         return false;
-    bool ok = node__grant_for(t, &k->case_id, k->scope, org, UINT64_MAX, en) && en->access >= level
+    bool ok = node__grant_for(t, &k->case_id, k->scope, org, upto, en) && en->access >= level
         && (en->expiry_ms == 0 || at <= en->expiry_ms);
     free(en);
     return ok;
@@ -89,7 +91,7 @@ bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const
     ledger_key k;
     if (node__ledger_key_get(t, h->tag, &k) != NODE_OK)
         return false;
-    bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, h->hlc.wall);
+    bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, h->hlc.wall, UINT64_MAX);
     proto_wipe(&k, sizeof(k));
     return ok;
 }
@@ -99,14 +101,17 @@ bool node__holder(node_txn *t, const uint8_t tag[32], const node_member *m)
     ledger_key k;
     if (node__ledger_key_get(t, tag, &k) != NODE_OK)
         return false;
-    bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, 0);
+    bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, 0, UINT64_MAX);
     proto_wipe(&k, sizeof(k));
     return ok;
 }
 
 bool node__may_write(node_txn *t, node_engine *e, const ledger_key *k)
 {
-    return holds(t, k, e->cfg.org, PROTO_ACCESS_WRITE, node__now(e));
+    /* By the rule every holder applies to the delta (node__authorise): the newest grant among
+     * the entries this node holds without a gap, the number its delta states. */
+    return holds(t, k, e->cfg.org, PROTO_ACCESS_WRITE, node__now(e),
+        node__ledger_entries_contiguous(t, &k->case_id, k->scope));
 }
 
 /* Every entry a delta adds must be its author's own: a dot of the author (a counter entry: of
@@ -179,52 +184,46 @@ static const char *entries_valid(
     return NULL;
 }
 
-static int dot_cmp(const void *a, const void *b)
+static int origin_cmp(const void *a, const void *b)
 {
-    const crdt_dot *x = a, *y = b;
-    int c = crdt_origin_cmp(&x->origin, &y->origin);
-    return c != 0 ? c : x->counter < y->counter ? -1 : x->counter > y->counter;
+    return crdt_origin_cmp(a, b);
 }
 
-/* Is dot d not covered by the state, and then one of the delta's own (sorted dots[n])? Counts
- * the uncovered ones in *missing. */
-static bool covered_or_own(
-    const crdt_cc *have, const crdt_dot *d, const crdt_dot *dots, size_t n, size_t *missing)
-{
-    if (crdt_cc_contains(have, d))
-        return true;
-    return ++*missing <= n && bsearch(d, dots, n, sizeof(*dots), dot_cmp) != NULL;
-}
-
-/* Are the dots the delta's causal context names all covered by the state (decided here) or
- * created by the delta itself? A context naming dots this node has not decided would let a
- * member claim the future of another's counter (and with it delete what that member writes
- * next, or exhaust its counter); such a delta waits until they are covered. Every dot not
- * covered must be one of the delta's entries', so the walk stops after as many of them. */
-static node_auth context_covered(const crdt_scope *state, const crdt_scope *delta)
+/* Are the dots the delta's causal context names all covered by the state (decided here) or the
+ * author's own (its origin's, or its counter origins' of the counter fields the delta carries:
+ * the dots it creates, some of them superseded within the delta itself)? A context naming
+ * another member's dots this node has not decided would let an author claim the future of
+ * that member's counter (and with it delete what it writes next, or exhaust its counter);
+ * such a delta waits until they are covered. (That an author's new dots follow its last ones
+ * without a gap is the writers' stage of this work: a gap harms only the author's own
+ * counters.) */
+static node_auth context_covered(
+    const crdt_scope *state, const crdt_scope *delta, const uint8_t author[32])
 {
     const crdt_cc *have = crdt_scope_cc(state), *cc = crdt_scope_cc(delta);
-    size_t n = crdt_scope_entry_count(delta), k = 0, missing = 0;
-    crdt_dot *dots = malloc((n ? n : 1) * sizeof(*dots));
-    if (dots == NULL)
+    size_t n = crdt_scope_entry_count(delta), k = 0;
+    crdt_origin *own = malloc((n + 1) * sizeof(*own));
+    if (own == NULL)
         return NODE_AUTH_WAIT;
+    memcpy(own[k++].b, author, 32);
     for (size_t i = 0; i < n; i++) {
         crdt_entry en;
-        if (crdt_scope_entry_at(delta, i, &en) == CRDT_OK)
-            dots[k++] = en.dot;
+        if (crdt_scope_entry_at(delta, i, &en) == CRDT_OK && en.type == CRDT_COUNTER)
+            proto_counter_origin(author, (const char *)en.field.p, en.field.len, own[k++].b);
     }
-    qsort(dots, k, sizeof(*dots), dot_cmp);
+    qsort(own, k, sizeof(*own), origin_cmp);
     bool ok = true;
     for (size_t i = 0; i < cc->nvv && ok; i++) {
-        uint64_t c = crdt_cc_vv_max(have, &cc->vv[i].origin);
-        while (ok && c < cc->vv[i].max) {
-            crdt_dot d = { cc->vv[i].origin, ++c };
-            ok = covered_or_own(have, &d, dots, k, &missing);
-        }
+        if (bsearch(&cc->vv[i].origin, own, k, sizeof(*own), origin_cmp) != NULL)
+            continue;
+        /* Another's dots 1..max: the state covers them all only in its contiguous part (a
+         * cloud dot is never right after it). */
+        ok = crdt_cc_vv_max(have, &cc->vv[i].origin) >= cc->vv[i].max;
     }
     for (size_t i = 0; i < cc->ncloud && ok; i++)
-        ok = covered_or_own(have, &cc->cloud[i], dots, k, &missing);
-    free(dots);
+        ok = bsearch(&cc->cloud[i].origin, own, k, sizeof(*own), origin_cmp) != NULL
+            || crdt_cc_contains(have, &cc->cloud[i]);
+    free(own);
     return ok ? NODE_AUTH_OK : NODE_AUTH_WAIT;
 }
 
@@ -263,7 +262,7 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
             if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
                 r = NODE_AUTH_WAIT;
         if (r == NODE_AUTH_OK)
-            r = context_covered(state, delta);
+            r = context_covered(state, delta, h->origin);
         if (r == NODE_AUTH_WAIT)
             *why = "waits for the causal past it names";
     }

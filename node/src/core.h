@@ -72,7 +72,7 @@ typedef struct node_member {
     uint64_t vv_sent_ms;   /* when this node last sent it its version vector (node__mono) */
     uint64_t vv_sent_hash; /* and a hash of its bytes */
     /* This node's own log as it claims to hold it (state.c, node__own_log_settled): whether it
-     * sent its version vector since its link came up, how far it claims this node's log runs,
+     * sent a version vector since this node started, how far it claims this node's log runs,
      * and the probe of that claim (rounds of VV + ping answered without the headers coming). */
     bool vv_seen;
     uint64_t own_claim;
@@ -270,9 +270,9 @@ node_member *node__author(node_engine *e, const uint8_t origin[32], const proto_
  * reason; *m gets the author (NULL when not a member). */
 const char *node__header_admitted(node_engine *e, const proto_header *h, node_member **m);
 /* May this node write now, as far as its own log goes? Not while a member whose link is up has
- * not sent its version vector since, nor while one claims to hold more of this node's log than
- * this node does and the claim is being probed (a restored store must not reuse a sequence
- * number). A claim is probed by rounds of this node's version vector and a ping; two rounds
+ * sent no version vector since this node started (a store restored from a backup is found out
+ * at a start), nor while one claims to hold more of this node's log than this node does and the
+ * claim is being probed (a restored store must not reuse a sequence number). A claim is probed by rounds of this node's version vector and a ping; two rounds
  * answered without any header coming make it disbelieved (a peer's word alone never stops
  * writes for good). NODE_EIO with a sentence when not. */
 node_err node__own_log_settled(node_engine *e, node_errmsg *msg);

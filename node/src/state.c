@@ -64,8 +64,8 @@ node_err node__own_log_settled(node_engine *e, node_errmsg *msg)
             continue;
         if (!m->vv_seen)
             return node__fail(msg, NODE_EIO,
-                "%s has just connected and has not told yet what it holds of this node's log: "
-                "retry in a moment",
+                "%s has just connected and has not told yet what it holds of this node's log "
+                "(checked once after each start): retry in a moment",
                 m->org);
         if (m->own_claim > e->own_seq && !m->own_disbelieved) {
             NODE_WARN("own.behind",
