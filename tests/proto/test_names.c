@@ -182,7 +182,7 @@ static void rome(void **state)
     assert_true(day_end("2026-03-28") == UINT64_C(1774738799999)); /* CET the next midnight */
     assert_true(day_end("2026-03-29") == UINT64_C(1774821599999)); /* CEST the next midnight */
     assert_true(day_end("2026-12-31") == UINT64_C(1798757999999)); /* across the year */
-    assert_true(day_end("1950-01-01") == 0);                        /* before the epoch */
+    assert_true(day_end("1950-01-01") == 0);                       /* before the epoch */
     assert_true(day_end("1969-12-31") == 0);
     proto_date d;
     assert_int_equal(proto_date_parse(S("2026-10-25"), &d), PROTO_OK);
