@@ -117,8 +117,9 @@ static void ed25519_edges(
     tu_vector *v = tu_vectors_add(vs, "ed25519-edge");
     tu_vector_put(v, "what",
         "alice's signature of the delta's header_signed, and variants libsodium 1.0.18 refuses: "
-        "S + L; A the identity or an order-8 point (R = [5]B, S = 5: [S]B = R + [h]A holds for "
-        "every message); R the identity (S = h a mod L: the equation holds); A with y = p + 3");
+        "S + L; A the identity or an order-8 point (R = [5]B, S = 5: the equation holds for every "
+        "message, cofactored for the order-8 point); R the identity (S = h a mod L: the equation "
+        "holds); A with y = p + 3");
     tu_vector_put_hex(v, "pk", pk, 32);
     tu_vector_put_hex(v, "signed_bytes", msg.p, msg.len);
     tu_vector_put_hex(v, "sig", sig, 64);
