@@ -58,12 +58,15 @@ int proto_key_grant_slot(
         return -1; /* a low-order grantor key: no hint is meant for anyone */
     hint_from_ss(ss, grantor_box_pk, me->box_pk, h->origin, h->seq, mine);
     proto__wipe(ss, sizeof ss);
-    /* Every slot is compared, in constant time, whichever matches. */
+    /* Every slot is compared, each in constant time, and the first match is taken without a
+     * branch on the comparisons. */
     int found = -1;
+    unsigned matched = 0;
     for (int i = 0; i < PROTO_HINT_SLOTS; i++) {
-        bool eq = proto__memcmp_ct(mine, h->hints[i].b, PROTO_HINT_LEN) == 0;
-        if (eq && found < 0)
-            found = i;
+        unsigned eq = (unsigned)(proto__memcmp_ct(mine, h->hints[i].b, PROTO_HINT_LEN) == 0);
+        unsigned first = eq & ~matched & 1u;
+        found += (int)first * (i + 1); /* -1 + (i + 1) = i */
+        matched |= eq;
     }
     proto__wipe(mine, sizeof mine);
     return found;

@@ -341,8 +341,8 @@ void proto_identity_free(proto_identity *id);
 /* The key of one (case, scope, epoch), its derived subkeys and its routing tag. */
 typedef struct proto_scope_key proto_scope_key;
 
-/* scope: [a-z0-9_-]{1,32}, NUL-terminated. Returns owned, free with proto_scope_key_free.
- * Errors: PROTO_EINVAL, PROTO_EVALUE (scope name), PROTO_ENOMEM. */
+/* scope: [a-z0-9_-]{1,32}, NUL-terminated; epoch >= PROTO_EPOCH_FIRST. Returns owned, free with
+ * proto_scope_key_free. Errors: PROTO_EINVAL, PROTO_EVALUE (scope name, epoch 0), PROTO_ENOMEM. */
 PROTO_NODISCARD proto_err proto_scope_key_new(const proto_case_id *case_id, const char *scope,
     uint64_t epoch, const proto_rng *rng, proto_scope_key **out);
 PROTO_NODISCARD proto_err proto_scope_key_from_bytes(const proto_case_id *case_id,
