@@ -32,7 +32,7 @@ static const cli__cmd commands[] = {
         "give an org a new origin key (its new node's entry)",
         "Gives the org of ENTRY.json (what patto init printed on its new node) a new origin key.\n"
         "Its current key is retired after its header N: N is the seq of the org's own origin\n"
-        "that its node shows in patto status (under ORIGIN SEQ; stop writing there first).\n"
+        "that its old node shows in patto status (ORIGIN SEQ), read once it stopped writing.\n"
         "The new key takes effect H hours (1-8760, default 72) after the next patto network\n"
         "sign. Every node refuses a manifest whose new key takes effect sooner than its\n"
         "[network] rekey_notice_hours (default 72) after signing, and alerts its operators of\n"
