@@ -193,8 +193,8 @@ static cli_err entry_load(cli__ctx *ctx, const char *path, json_object **json, c
     return err;
 }
 
-/* Refuse an entry whose origin or box key any member has had (except org itself, current key,
- * which `network add` treats as the same node). */
+/* Refuse an entry whose origin or box key any org has had, saying whose and what to do (a
+ * caller that accepts an org's own current key, as `network add` does, checks it first). */
 static cli_err keys_unused(
     cli__ctx *ctx, const cli__working *w, const char *path, const cli__member *e)
 {
