@@ -183,7 +183,8 @@ static void consent_decides_who_reads(void **state)
 
     /* A case that does not exist gets the same answer. */
     proto_case_id other;
-    assert_int_equal(proto_case_id_new(NULL, &other), PROTO_OK);
+    proto_case_nonce nonce;
+    assert_int_equal(proto_case_id_new("comune-1", 8, NULL, &other, &nonce), PROTO_OK);
     char other_text[PROTO_CASE_ID_TEXT_SIZE];
     proto_case_id_format(&other, other_text);
     o = th_patto(net, PREF, "case", "show", other_text, NULL);
