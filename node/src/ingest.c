@@ -539,6 +539,7 @@ typedef struct bodies_ctx {
     const node_hdr *hdrs; /* the group's headers, decoded once */
     idset hdr_ix;         /* their ids -> index in hdrs */
     bool *stored;         /* per item */
+    bool *seen;           /* per item: looked at by bodies_store */
     proto_header *own;    /* per item whose header is not in the group: decoded from the store */
     bool *own_ok;
     node_held *held;  /* per item: its header and body */
@@ -557,6 +558,8 @@ static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, nod
     const void *hb;
     size_t hl;
     *err = NODE_OK;
+    if (c->own_ok[i])
+        return &c->own[i]; /* decoded by an earlier look in this transaction */
     if (node__ledger_header_by_id(t, id, &hb, &hl) != NODE_OK)
         return NULL;
     size_t k = node__idset_get(&c->hdr_ix, id);
@@ -570,24 +573,24 @@ static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, nod
     return &c->own[i];
 }
 
-/* Store the bodies this node may hold (never one it may not read), each checked against its
- * header. */
-static node_err bodies_store(node_txn *t, bodies_ctx *c)
+/* Store the bodies of kind `kind` (0: every kind not stored yet) that this node may hold
+ * (never one it may not read), each checked against its header. */
+static node_err bodies_store(node_txn *t, bodies_ctx *c, uint8_t kind)
 {
     node_engine *e = c->e;
     for (size_t i = 0; i < c->n; i++) {
-        c->stored[i] = false;
-        const proto_body_item *it = &c->items[i];
-        if (node__ledger_body_has(t, it->header_id))
+        if (c->stored[i] || c->seen[i])
             continue;
+        const proto_body_item *it = &c->items[i];
         node_err err;
         const proto_header *h = item_header(t, c, i, &err);
         if (err != NODE_OK)
             return err;
-        if (h == NULL)
+        if (h == NULL || (kind != 0 && h->kind != kind))
             continue;
-        if (!node__may_hold(t, e, h))
-            continue; /* not ours to hold */
+        c->seen[i] = true;
+        if (node__ledger_body_has(t, it->header_id) || !node__may_hold(t, e, h))
+            continue; /* held already, or not ours to hold */
         proto_err perr = proto_body_check(h, it->body.p, it->body.len);
         if (perr != PROTO_OK) {
             NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
@@ -607,22 +610,35 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c)
 static node_err bodies_cb(node_txn *t, void *ctx)
 {
     bodies_ctx *c = ctx;
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         if (c->own_ok[i]) { /* a rerun of the transaction */
             proto_header_fini(&c->own[i]);
             c->own_ok[i] = false;
         }
-    c->a.wants.n = 0;
-    node_err err = bodies_store(t, c);
-    if (err != NODE_OK)
-        return err;
-    /* Merge what was stored; passes repeat while they merge something (a grant, then the
-     * deltas under its key, then those that depend on them). */
-    c->a.progress = c->a.refused = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        c->done[i] = !c->stored[i];
+        c->stored[i] = c->seen[i] = false;
+        c->done[i] = true;
         c->why[i] = WAIT_KEY;
     }
+    c->a.wants.n = 0;
+    c->a.progress = c->a.refused = 0;
+    /* The key grants first: a grant and the bodies under its key usually come in one group,
+     * and those bodies are this node's to hold only once it holds the key. Then the rest are
+     * stored and merged in the order they came (their authors' log order: merged out of order,
+     * a scope's causal context holds a cloud of dots that every later merge decodes and encodes
+     * again); passes repeat while they merge something (deltas that depend on others). */
+    node_err err = bodies_store(t, c, PROTO_HDR_KEY_GRANT);
+    for (size_t i = 0; i < c->n && err == NODE_OK; i++) {
+        c->done[i] = !c->stored[i];
+        if (c->stored[i])
+            err = node__apply_one(t, &c->a, &c->w[i], &c->held[i], &c->done[i], &c->why[i]);
+    }
+    if (err == NODE_OK)
+        err = bodies_store(t, c, 0);
+    if (err != NODE_OK)
+        return err;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->stored[i] && c->w[i].kind != PROTO_HDR_KEY_GRANT)
+            c->done[i] = false;
     for (size_t pass = 0; pass < 8; pass++) {
         size_t before = c->a.progress;
         for (size_t i = 0; i < c->n; i++) {
@@ -664,6 +680,7 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .n = in->nbodies,
             .hdrs = in->headers,
             .stored = calloc(k, sizeof(bool)),
+            .seen = calloc(k, sizeof(bool)),
             .own = calloc(k, sizeof(proto_header)),
             .own_ok = calloc(k, sizeof(bool)),
             .held = calloc(k, sizeof(node_held)),
@@ -672,8 +689,8 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .why = calloc(k, sizeof(wait_reason)) } };
     g.b.a.e = e;
     node_err err = NODE_ENOMEM;
-    if (g.b.stored == NULL || g.b.own == NULL || g.b.own_ok == NULL || g.b.held == NULL
-        || g.b.w == NULL || g.b.done == NULL || g.b.why == NULL)
+    if (g.b.stored == NULL || g.b.seen == NULL || g.b.own == NULL || g.b.own_ok == NULL
+        || g.b.held == NULL || g.b.w == NULL || g.b.done == NULL || g.b.why == NULL)
         goto out;
     for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
         if (in->headers[i].perr == PROTO_OK
@@ -717,6 +734,7 @@ out:
             proto_header_fini(&g.b.own[i]);
     node__idset_free(&g.b.hdr_ix);
     free(g.b.stored);
+    free(g.b.seen);
     free(g.b.own);
     free(g.b.own_ok);
     free(g.b.held);

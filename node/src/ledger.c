@@ -219,6 +219,23 @@ bool node__ledger_body_has(node_txn *t, const uint8_t id[32])
     return node__ledger_body_get(t, id, &b, &n) == NODE_OK;
 }
 
+/* 'P' case(16) len(1) scope epoch(8) -> tag: every key of a (case, scope), in epoch order. */
+static lkey epoch_key(const proto_case_id *c, const char *scope, uint64_t epoch, bool with_epoch)
+{
+    lkey k;
+    size_t sl = strlen(scope);
+    k.b[0] = 'P';
+    memcpy(k.b + 1, c->b, 16);
+    k.b[17] = (uint8_t)sl;
+    memcpy(k.b + 18, scope, sl);
+    k.n = 18 + sl;
+    if (with_epoch) {
+        node__ledger_be64(k.b + k.n, epoch);
+        k.n += 8;
+    }
+    return k;
+}
+
 /* Key record: case(16) nonce(16) epoch(8) confirmed(1) key(32) len(1) owner org, then the
  * scope (the rest). */
 #define KEY_FIXED (16 + 16 + 8 + 1 + 32 + 1)
@@ -240,7 +257,10 @@ node_err node__ledger_key_put(node_txn *t, const ledger_key *k)
     lkey kk = mk('K', k->tag, 32, NULL, 0);
     node_err err = node_txn_put(t, NODE_DB_KEYS, kk.b, kk.n, rec, KEY_FIXED + ol + sl);
     proto_wipe(rec, sizeof(rec));
-    if (err != NODE_OK || !k->confirmed)
+    if (err != NODE_OK)
+        return err;
+    lkey pk = epoch_key(&k->case_id, k->scope, k->epoch, true);
+    if ((err = node_txn_put(t, NODE_DB_KEYS, pk.b, pk.n, k->tag, 32)) != NODE_OK || !k->confirmed)
         return err;
     /* The scope's newest confirmed epoch is what new writes use. */
     ledger_key cur;
@@ -303,60 +323,37 @@ node_err node__ledger_key_for(
     return node__ledger_key_get(t, tag, out);
 }
 
-/* Every key record is scanned: a node holds keys of the scopes it reads, thousands, and this
- * runs when a grant or an epoch announcement is decided, not per message. */
 typedef struct scope_keys {
-    const proto_case_id *c;
-    const char *scope;
+    node_txn *t;
+    size_t prefix;
     ledger_key_cb fn;
     void *ctx;
-    ledger_key *found;
-    size_t n, cap;
     node_err err;
 } scope_keys;
 
 static bool scope_keys_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
 {
+    (void)k;
     scope_keys *c = ctx;
-    ledger_key key;
-    if (kl != 33 || key_decode((const uint8_t *)k + 1, v, vl, &key) != NODE_OK)
+    if (kl != c->prefix + 8 || vl != 32)
         return true;
-    if (memcmp(key.case_id.b, c->c->b, 16) == 0 && strcmp(key.scope, c->scope) == 0) {
-        if (node__vec_reserve(
-                &c->found, &c->cap, c->n + 1, sizeof(*c->found), PROTO_GRANT_EPOCHS_MAX)
-            != NODE_OK) {
-            c->err = NODE_ENOMEM;
-            proto_wipe(&key, sizeof(key));
-            return false;
-        }
-        c->found[c->n++] = key;
-    }
+    uint8_t tag[32];
+    memcpy(tag, v, 32);
+    ledger_key key;
+    if ((c->err = node__ledger_key_get(c->t, tag, &key)) != NODE_OK)
+        return false;
+    bool more = c->fn(&key, c->ctx);
     proto_wipe(&key, sizeof(key));
-    return true;
-}
-
-static int key_epoch_cmp(const void *a, const void *b)
-{
-    uint64_t x = ((const ledger_key *)a)->epoch, y = ((const ledger_key *)b)->epoch;
-    return x < y ? -1 : x > y;
+    return more;
 }
 
 node_err node__ledger_scope_keys(
     node_txn *t, const proto_case_id *c, const char *scope, ledger_key_cb fn, void *ctx)
 {
-    scope_keys sk = { c, scope, fn, ctx, NULL, 0, 0, NODE_OK };
-    node_err err = node_txn_scan(t, NODE_DB_KEYS, "K", 1, scope_keys_cb, &sk);
-    if (err == NODE_OK)
-        err = sk.err;
-    if (err == NODE_OK && sk.n > 1)
-        qsort(sk.found, sk.n, sizeof(*sk.found), key_epoch_cmp);
-    for (size_t i = 0; i < sk.n && err == NODE_OK; i++)
-        if (!fn(&sk.found[i], ctx))
-            break;
-    if (sk.found != NULL)
-        proto_wipe(sk.found, sk.cap * sizeof(*sk.found));
-    free(sk.found);
-    return err;
+    lkey pk = epoch_key(c, scope, 0, false);
+    scope_keys sk = { t, pk.n, fn, ctx, NODE_OK };
+    node_err err = node_txn_scan(t, NODE_DB_KEYS, pk.b, pk.n, scope_keys_cb, &sk);
+    return err != NODE_OK ? err : sk.err;
 }
 
 node_err node__ledger_case_own(

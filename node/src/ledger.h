@@ -13,6 +13,7 @@
  *   bodies   origin(32) seq(8)          -> body bytes   (of the header at that place: 'I')
  *   keys     'K' tag(32)                -> key record (ledger_key)
  *            'C' case(16) scope         -> tag(32)       (newest confirmed epoch of a scope)
+ *            'P' case(16) len(1) scope epoch(8) -> tag(32) (every key of a scope, by epoch)
  *            'O' case(16)               -> created ms(8) nonce(16) (cases this node opened)
  *   state    'S' tag(32)                -> SCOPE message (the scope's state)
  *            'A' origin(32) seq(8)      -> status(1)     (body applied, or refused)
