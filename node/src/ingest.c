@@ -19,11 +19,6 @@
 /* Distinct (author, reason) pairs of refused headers logged per group; the rest are counted in
  * one more line. */
 #define INGEST_REJECT_LINES 8
-/* Headers held out of order: at most this many per origin and these many bytes in all; beyond
- * them the highest seqs are dropped first (the next version vector asks for them again, in seq
- * order, once the gap before them is filled). */
-#define PENDING_PER_ORIGIN 10000
-#define PENDING_BYTES_MAX ((size_t)64 << 20)
 
 /* What a batch of header ingestion decided, adopted after the commit. */
 typedef struct ingest_ctx {
@@ -214,16 +209,17 @@ static size_t held_of(
 }
 
 /* A verified header beyond the next one expected of its origin: held (in memory) until the
- * headers before it come. At the bounds (PENDING_PER_ORIGIN, PENDING_BYTES_MAX) one above
- * every held one of its origin is not held; one below is, and ingest_post drops the highest
- * instead. What is not held is asked for again by a later version vector. Its bytes are
- * borrowed from the input until ingest_post copies them. */
+ * headers before it come. At the bounds ([sync] held_headers_per_origin, default 10,000, and
+ * held_headers_mb, default 64 MiB in all) one above every held one of its origin is not held;
+ * one below is, and ingest_post drops the highest instead. What is not held is asked for again by a
+ * later version vector. Its bytes are borrowed from the input until ingest_post copies them. */
 static node_err hold(ingest_ctx *c, const node_hdr *hd)
 {
+    const node_engine *e = c->e;
     uint64_t max_seq;
     size_t bytes;
     size_t n = held_of(c, hd->h.origin, &max_seq, &bytes);
-    if ((n >= PENDING_PER_ORIGIN || bytes + hd->bytes.len > PENDING_BYTES_MAX)
+    if ((n >= (size_t)e->cfg.held_per_origin || bytes + hd->bytes.len > (size_t)e->cfg.held_bytes)
         && hd->h.seq > max_seq)
         return NODE_OK;
     node_pending *p = NODE_VEC_PUSH(&c->pend, NODE_GROUP_HEADERS);
@@ -466,25 +462,27 @@ static void pending_trim(node_engine *e, const uint8_t origin[32], size_t keep, 
     pending_restat(e);
 }
 
-/* Keep the held headers within PENDING_PER_ORIGIN per origin and PENDING_BYTES_MAX in all. */
+/* Keep the held headers within [sync] held_headers_per_origin per origin and held_headers_mb in
+ * all: beyond, the highest seqs are dropped first (a later version vector asks for them again,
+ * in seq order, once the gap before them is filled). */
 static void pending_bound(node_engine *e)
 {
     pending_restat(e);
     for (size_t k = 0; k < e->pending_stats.n; k++)
-        if (e->pending_stats.v[k].count > PENDING_PER_ORIGIN) {
+        if (e->pending_stats.v[k].count > (size_t)e->cfg.held_per_origin) {
             uint8_t o[32];
             memcpy(o, e->pending_stats.v[k].origin, 32);
-            pending_trim(e, o, PENDING_PER_ORIGIN, SIZE_MAX);
+            pending_trim(e, o, (size_t)e->cfg.held_per_origin, SIZE_MAX);
             k = (size_t)-1; /* the stats were counted again */
         }
-    while (e->pending_bytes > PENDING_BYTES_MAX && e->pending_stats.n > 0) {
+    while (e->pending_bytes > (size_t)e->cfg.held_bytes && e->pending_stats.n > 0) {
         size_t big = 0;
         for (size_t k = 1; k < e->pending_stats.n; k++)
             if (e->pending_stats.v[k].bytes > e->pending_stats.v[big].bytes)
                 big = k;
         uint8_t o[32];
         memcpy(o, e->pending_stats.v[big].origin, 32);
-        pending_trim(e, o, SIZE_MAX, PENDING_BYTES_MAX);
+        pending_trim(e, o, SIZE_MAX, (size_t)e->cfg.held_bytes);
     }
 }
 
