@@ -272,9 +272,10 @@ const char *node__header_admitted(node_engine *e, const proto_header *h, node_me
 /* May this node write now, as far as its own log goes? Not while a member whose link is up has
  * sent no version vector since this node started (a store restored from a backup is found out
  * at a start), nor while one claims to hold more of this node's log than this node does and the
- * claim is being probed (a restored store must not reuse a sequence number). A claim is probed by rounds of this node's version vector and a ping; two rounds
- * answered without any header coming make it disbelieved (a peer's word alone never stops
- * writes for good). NODE_EIO with a sentence when not. */
+ * claim is being probed (a restored store must not reuse a sequence number). A claim is probed by
+ * rounds of this node's version vector and a ping; two rounds answered without any header coming
+ * make it disbelieved (a peer's word alone never stops writes for good). NODE_EIO with a sentence
+ * when not. */
 node_err node__own_log_settled(node_engine *e, node_errmsg *msg);
 /* How far ahead of this node's clock a delta may be stamped before it waits: the manifest's
  * max_clock_ahead_ms (one value for the network). */
@@ -570,6 +571,9 @@ void node__inq_free(node_engine *e); /* drop the inbound queue (at stop) */
 /* A session message from m on l (decrypted, its kind peeked). */
 void node__sync_message(
     node_engine *e, node_link *l, node_member *m, unsigned kind, const uint8_t *p, size_t len);
+/* A ping on l (an empty WANT): its answer, an empty BODIES, comes after the answers to
+ * everything sent before it. */
+void node__send_ping(node_engine *e, node_link *l);
 /* Send m this node's version vector on l (NULL: any link to m). With only_new, not when the
  * same one went to m within VV_REPEAT_MS. */
 void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new);

@@ -54,6 +54,8 @@ static void established(node_engine *e, node_link *l)
     }
     if (!second)
         node__send_vv(e, m, l, false);
+    if (!m->vv_seen)
+        node__send_ping(e, l); /* its answer bounds how long m's version vector may take */
 }
 
 static const char *const stage_names[] = { "hello-reply", "hello", "hello-finish", "session" };

@@ -428,7 +428,7 @@ static void headers_in(node_engine *e, node_link *l, node_member *m, const proto
 }
 
 /* A ping (an empty WANT), answered with an empty BODIES after everything before it. */
-static void send_ping(node_engine *e, node_link *l)
+void node__send_ping(node_engine *e, node_link *l)
 {
     proto_want_msg w = { NULL, 0, NULL };
     proto_buf out = { NULL, 0 };
@@ -444,7 +444,7 @@ static void own_probe_round(node_engine *e, node_link *l, node_member *m)
 {
     m->own_progress = e->headers_stored;
     node__send_vv(e, m, l, false);
-    send_ping(e, l);
+    node__send_ping(e, l);
 }
 
 /* m's version vector has come: what it claims to hold of this node's log. */
@@ -464,6 +464,16 @@ static void own_claim_seen(node_engine *e, node_link *l, node_member *m)
  * this node's log: m's claim is not believed. */
 static void own_pong(node_engine *e, node_link *l, node_member *m)
 {
+    if (!m->vv_seen) {
+        /* A member sends its version vector as its first link comes up, before it can answer
+         * the ping this node sent then (node__peers_event): one that answered without it claims
+         * nothing, and must not hold back writes by its silence. */
+        m->vv_seen = true;
+        NODE_WARN("own.claim",
+            "org=%s detail=\"a peer answered a ping without having sent its version vector; "
+            "it is taken to hold nothing of this node's log\"",
+            m->org);
+    }
     if (!m->own_probe)
         return;
     if (m->own_claim <= e->own_seq) {
