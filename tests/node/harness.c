@@ -248,6 +248,12 @@ static int checked(th_out o, const char *what)
 
 int th_net_make(th_net *net, size_t n, const char *const *org_roles)
 {
+    return th_net_make_opts(net, n, org_roles, NULL);
+}
+
+int th_net_make_opts(
+    th_net *net, size_t n, const char *const *org_roles, const char *const *sign_args)
+{
     memset(net, 0, sizeof(*net));
     snprintf(net->root, sizeof(net->root), "/tmp/patto-net-XXXXXX");
     if (mkdtemp(net->root) == NULL || n > TH_MAX_NODES)
@@ -307,7 +313,11 @@ int th_net_make(th_net *net, size_t n, const char *const *org_roles)
         }
     }
     free(pub);
-    const char *sign[] = { "network", "sign", net->admin, "--out", net->manifest, NULL };
+    const char *sign[24] = { "network", "sign", net->admin, "--out", net->manifest };
+    size_t ns = 5;
+    for (size_t i = 0; sign_args != NULL && sign_args[i] != NULL && ns < 23; i++)
+        sign[ns++] = sign_args[i];
+    sign[ns] = NULL;
     if (checked(th_patto_raw(sign), "patto network sign") != 0)
         return -1;
     return 0;

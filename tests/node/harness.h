@@ -52,6 +52,10 @@ int th_net_up(th_net *net, size_t n, const char *const *org_roles);
  * the signed manifest without starting any node (so a test can edit a node's pattod.conf
  * first, see th_conf_append); th_join starts node i and imports the manifest into it. */
 int th_net_make(th_net *net, size_t n, const char *const *org_roles);
+/* th_net_make with extra arguments for `patto network sign` (NULL-terminated, or NULL), e.g.
+ * { "--max-clock-ahead-ms", "1000", NULL }. */
+int th_net_make_opts(
+    th_net *net, size_t n, const char *const *org_roles, const char *const *sign_args);
 int th_join(th_net *net, size_t i);
 /* Append text (whole lines, e.g. a "[dial]" section) to node i's pattod.conf; takes effect
  * at the node's next start. Returns 0 or -1 (and prints why). */

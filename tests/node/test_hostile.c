@@ -36,6 +36,7 @@
 
 #include "fakepeer.h"
 #include "harness.h"
+#include "ledger.h"
 
 #include <node/node.h>
 #include <proto/proto.h>
@@ -56,13 +57,13 @@ static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia", "prefettur
 /* A network whose comune starts with extra pattod.conf lines (conf). The comune logs at debug
  * level: a line a peer could repeat without end is logged at its own level once per address
  * and cause, then at debug level while it is held back, and the scenarios count every one. */
-static int setup_with(void **state, const char *conf)
+static int setup_with_opts(void **state, const char *conf, const char *const *sign_args)
 {
     th_net *net = calloc(1, sizeof(*net));
     if (net == NULL)
         return -1;
     *state = net;
-    int rc = th_net_make(net, 3, orgs);
+    int rc = th_net_make_opts(net, 3, orgs, sign_args);
     if (rc == 0)
         rc = th_conf_append(net, COMUNE, "\n[node]\nlog_level = debug\n");
     if (rc == 0)
@@ -74,6 +75,11 @@ static int setup_with(void **state, const char *conf)
         th_dump_logs(net);
     }
     return rc;
+}
+
+static int setup_with(void **state, const char *conf)
+{
+    return setup_with_opts(state, conf, NULL);
 }
 
 static int setup(void **state)
@@ -93,10 +99,18 @@ static int setup_short_idle(void **state)
     return setup_with(state, "\n[sync]\nidle_timeout_ms = 1500\nanti_entropy_ms = 250\n");
 }
 
-/* Time coming into bounds is tested with a 1 s maximum clock offset. */
+/* Time coming into bounds is tested with a 1 s maximum clock offset (the manifest's). */
 static int setup_tight_clock(void **state)
 {
-    return setup_with(state, "\n[sync]\nmax_clock_ahead_ms = 1000\n");
+    static const char *const sign[] = { "--max-clock-ahead-ms", "1000", NULL };
+    return setup_with_opts(state, "", sign);
+}
+
+/* The schema scenario signs a counter limit of 1000 per author. */
+static int setup_counter_limit(void **state)
+{
+    static const char *const sign[] = { "--counter-limit", "1000", NULL };
+    return setup_with_opts(state, "", sign);
 }
 
 static int teardown(void **state)
@@ -195,6 +209,13 @@ static size_t log_count(th_net *net, size_t i, ...)
     char *log = read_file(net->nodes[i].log, NULL);
     if (log == NULL)
         return 0;
+    /* Whole lines only: the node may be writing the last one (a half-written "org=cpia-" would
+     * count as no member's). */
+    char *end = strrchr(log, '\n');
+    if (end != NULL)
+        end[1] = 0;
+    else
+        log[0] = 0;
     size_t n = 0;
     for (char *save = NULL, *line = strtok_r(log, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
@@ -293,12 +314,28 @@ static size_t replace32(uint8_t *buf, size_t len, const uint8_t *from, const uin
 /* ---------------------------------------------------------------------------------------- */
 /* The CLI                                                                                   */
 
-static void new_case(th_net *net, char id[64], const char *edit)
+/* `case new` at the comune. A node writes nothing until every member whose link is up has sent
+ * its version vector (ARCHITECTURE.md, section 5): a fake peer's session that the test has just
+ * closed may still be up there for a moment, so a refusal that says to retry is retried for up
+ * to 10 s. */
+static void new_case2(th_net *net, char id[64], const char *edit1, const char *edit2)
 {
-    th_out o = th_patto(net, COMUNE, "case", "new", edit, NULL);
+    th_out o = th_patto(net, COMUNE, "case", "new", edit1, edit2, NULL);
+    for (int k = 0; k < 500 && o.status == 5 && o.out != NULL && strstr(o.out, "retry") != NULL;
+         k++) {
+        th_out_free(&o);
+        struct timespec ts = { 0, 20000000L };
+        nanosleep(&ts, NULL);
+        o = th_patto(net, COMUNE, "case", "new", edit1, edit2, NULL);
+    }
     CHECK(net, o.status == 0 && o.json != NULL, "case new: %d %s %s", o.status, o.out, o.err);
     snprintf(id, 64, "%s", jstr(o.json, "id"));
     th_out_free(&o);
+}
+
+static void new_case(th_net *net, char id[64], const char *edit)
+{
+    new_case2(net, id, edit, NULL);
 }
 
 static void grant(th_net *net, const char *id, const char *to, const char *access)
@@ -449,68 +486,75 @@ static proto_identity *member_identity(th_net *net, size_t i)
     return id;
 }
 
-/* What a member's store holds of one (case, scope) and of its own log. */
+/* What a member's store holds of one (case, scope), its access log and its own log: read
+ * through the ledger API (node/src/ledger.h) while the member is stopped. */
 typedef struct member_view {
     const proto_case_id *case_id;
     const char *scope;
+    const char *org; /* whose newest grant to look up in the access log */
     /* out */
-    proto_scope_key *key;
+    proto_scope_key *key; /* the newest confirmed epoch's key */
+    proto_case_nonce nonce;
+    char owner[PROTO_ORG_MAX + 1];
     crdt_scope *state;
+    uint64_t access_seen; /* entries 1..access_seen held without a gap */
+    uint64_t entries;     /* entries held */
+    uint8_t access;       /* org's access by its newest grant among them (PROTO_ACCESS_*) */
     uint64_t own_seq;
     uint8_t own_last[32];
     char why[200];
 } member_view;
 
-/* Layout of node/src/ledger.h: keys 'C' case(16) scope -> tag; 'K' tag -> case(16) epoch(8)
- * owner(32) key(32) scope; state 'S' tag -> SCOPE message; meta "own" -> seq(8) id(32). */
+static bool view_entry_cb(const ledger_entry *en, void *ctx)
+{
+    member_view *v = ctx;
+    v->entries++;
+    if (en->kind == PROTO_BODY_ACCESS_GRANT && v->org != NULL && strcmp(en->grantee, v->org) == 0)
+        v->access = en->access;
+    return true;
+}
+
 static node_err view_cb(node_txn *t, void *ctx)
 {
     member_view *v = ctx;
-    uint8_t k[1 + 32 + PROTO_SCOPE_NAME_MAX];
-    size_t sl = strlen(v->scope);
-    const void *val;
-    size_t n;
-    k[0] = 'C';
-    memcpy(k + 1, v->case_id->b, 16);
-    memcpy(k + 17, v->scope, sl);
-    if (node_txn_get(t, NODE_DB_KEYS, k, 17 + sl, &val, &n) != NODE_OK || n != 32) {
+    ledger_key k;
+    node_err err = node__ledger_key_for(t, v->case_id, v->scope, &k);
+    if (err != NODE_OK) {
         snprintf(v->why, sizeof(v->why), "no key of scope %s of that case", v->scope);
-        return NODE_ENOTFOUND;
+        return err;
     }
-    uint8_t tag[32];
-    memcpy(tag, val, 32);
-    k[0] = 'K';
-    memcpy(k + 1, tag, 32);
-    if (node_txn_get(t, NODE_DB_KEYS, k, 33, &val, &n) != NODE_OK || n < 88) {
-        snprintf(v->why, sizeof(v->why), "no key record for the tag");
-        return NODE_ENOTFOUND;
-    }
-    const uint8_t *r = val;
-    uint64_t epoch = 0;
-    for (int i = 0; i < 8; i++)
-        epoch = epoch << 8 | r[16 + i];
-    if (proto_scope_key_from_bytes(v->case_id, v->scope, epoch, r + 56, &v->key) != PROTO_OK
-        || memcmp(proto_scope_key_tag(v->key), tag, 32) != 0) {
+    v->nonce = k.nonce;
+    snprintf(v->owner, sizeof(v->owner), "%s", k.owner_org);
+    proto_err perr = proto_scope_key_from_bytes(v->case_id, v->scope, k.epoch, k.key, &v->key);
+    if (perr != PROTO_OK || memcmp(proto_scope_key_tag(v->key), k.tag, 32) != 0) {
+        proto_wipe(&k, sizeof(k));
         snprintf(v->why, sizeof(v->why), "the stored key does not give the stored tag");
         return NODE_ECORRUPT;
     }
-    k[0] = 'S';
-    if (node_txn_get(t, NODE_DB_STATE, k, 33, &val, &n) != NODE_OK
-        || proto_scope_decode(val, n, NULL, NULL, &v->state, NULL) != PROTO_OK) {
+    err = node__ledger_state_get(t, k.tag, NULL, &v->state);
+    proto_wipe(&k, sizeof(k));
+    if (err != NODE_OK) {
         snprintf(v->why, sizeof(v->why), "no readable state for the tag");
-        return NODE_ENOTFOUND;
+        return err;
     }
+    v->entries = 0;
+    v->access = PROTO_ACCESS_NONE;
+    if ((err = node__ledger_entries(t, v->case_id, v->scope, view_entry_cb, v)) != NODE_OK) {
+        snprintf(v->why, sizeof(v->why), "the access log does not read");
+        return err;
+    }
+    v->access_seen = node__ledger_entries_contiguous(t, v->case_id, v->scope);
     v->own_seq = 0;
     memset(v->own_last, 0, 32);
-    if (node_txn_get(t, NODE_DB_META, "own", 3, &val, &n) == NODE_OK && n == 40) {
-        for (int i = 0; i < 8; i++)
-            v->own_seq = v->own_seq << 8 | ((const uint8_t *)val)[i];
-        memcpy(v->own_last, (const uint8_t *)val + 8, 32);
-    }
-    return NODE_OK;
+    err = node__ledger_own_get(t, &v->own_seq, v->own_last);
+    if (err == NODE_ENOTFOUND)
+        err = NODE_OK;
+    if (err != NODE_OK)
+        snprintf(v->why, sizeof(v->why), "its own log position does not read");
+    return err;
 }
 
-static void member_view_read(th_net *net, size_t i, member_view *v)
+static void member_store_read(th_net *net, size_t i, node_txn_cb fn, void *ctx, const char *why)
 {
     CHECK(
         net, net->nodes[i].pid == 0, "read %s's store only while it is stopped", net->nodes[i].org);
@@ -518,9 +562,14 @@ static void member_view_read(th_net *net, size_t i, member_view *v)
     node_errmsg msg;
     node_err err = node_store_open(net->nodes[i].dir, 256u << 20, 1ull << 40, &st, &msg);
     CHECK(net, err == NODE_OK, "cannot open %s's store: %s", net->nodes[i].org, msg.text);
-    err = node_store_read(st, view_cb, v, &msg);
+    err = node_store_read(st, fn, ctx, &msg);
     node_store_close(st);
-    CHECK(net, err == NODE_OK, "%s's store: %s", net->nodes[i].org, v->why);
+    CHECK(net, err == NODE_OK, "%s's store: %s", net->nodes[i].org, why);
+}
+
+static void member_view_read(th_net *net, size_t i, member_view *v)
+{
+    member_store_read(net, i, view_cb, v, v->why);
 }
 
 static void member_view_fini(member_view *v)
@@ -539,11 +588,7 @@ typedef struct own_pos {
 static node_err own_put_cb(node_txn *t, void *ctx)
 {
     own_pos *o = ctx;
-    uint8_t v[40];
-    for (int i = 0; i < 8; i++)
-        v[i] = (uint8_t)(o->seq >> (56 - 8 * i));
-    memcpy(v + 8, o->id, 32);
-    return node_txn_put(t, NODE_DB_META, "own", 3, v, sizeof(v));
+    return node__ledger_own_put(t, o->seq, o->id);
 }
 
 /* Record (seq, id) as the last header of member i's own log, as if it had written it itself
@@ -562,31 +607,16 @@ static void member_own_put(th_net *net, size_t i, uint64_t seq, const uint8_t id
     CHECK(net, err == NODE_OK, "cannot write %s's store: %s", net->nodes[i].org, msg.text);
 }
 
-/* The access org holds in a scope state: its newest "@access" event (timeline order). */
-static uint8_t access_in(const crdt_scope *state, const char *org)
+/* The access org holds in a member's view of a scope: by the newest grant for it in the
+ * scope's access log (the consents database), PROTO_ACCESS_NONE without one. */
+static uint8_t access_in(const member_view *v)
 {
-    size_t n = 0;
-    uint8_t level = PROTO_ACCESS_NONE;
-    if (crdt_timeline_count(state, PROTO_ACCESS_FIELD, &n) != CRDT_OK)
-        return level;
-    for (size_t i = 0; i < n; i++) {
-        crdt_event ev;
-        proto_access a;
-        if (crdt_timeline_at(state, PROTO_ACCESS_FIELD, i, &ev) != CRDT_OK || ev.redacted
-            || proto_access_decode(ev.content.p, ev.content.len, NULL, &a, NULL) != PROTO_OK)
-            continue;
-        if (a.grantee.len == strlen(org) && memcmp(a.grantee.p, org, a.grantee.len) == 0)
-            level = a.access;
-    }
-    return level;
+    return v->access;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Forging                                                                                   */
 
-/* A delta sealed by `author` under `key`, made on a copy of `state` (the delta's causal past
- * is the state's version vector), at (seq, prev) with HLC wall: field=value on a register,
- * or (value NULL) field += amount on a counter, or (field NULL) no change at all. */
 typedef struct forged {
     proto_buf header, body;
     uint8_t id[32];
@@ -598,65 +628,93 @@ static void forged_free(forged *f)
     proto_buf_free(&f->body);
 }
 
-static proto_err forge_delta(const proto_identity *author, const proto_scope_key *key,
-    const crdt_scope *state, const char *field, const char *value, int64_t amount, uint64_t seq,
+static void forged_id(forged *f)
+{
+    proto_header h;
+    memset(f->id, 0, 32);
+    if (proto_header_decode(f->header.p, f->header.len, NULL, &h, NULL) == PROTO_OK)
+        memcpy(f->id, h.id, 32);
+}
+
+/* Seal a body (already filled: kind and that kind's fields) by `author` under `key`, at
+ * (seq, prev) with HLC (wall, 0). */
+static proto_err forge_body(const proto_identity *author, const proto_scope_key *key,
+    const proto_body *plain, uint64_t seq, const uint8_t prev[32], uint64_t wall, forged *out)
+{
+    memset(out, 0, sizeof(*out));
+    proto_seal_info info;
+    memset(&info, 0, sizeof(info));
+    info.seq = seq;
+    memcpy(info.prev, prev, 32);
+    info.hlc.wall = wall;
+    proto_err err = proto_delta_seal(author, key, &info, plain, NULL, &out->header, &out->body);
+    if (err != PROTO_OK) {
+        forged_free(out);
+        return err;
+    }
+    forged_id(out);
+    return PROTO_OK;
+}
+
+/* Seal a CRDT delta: its causal past is `vv_of` (a state: its version vector), its author states
+ * access_seen. */
+static proto_err forge_delta_of(const proto_identity *author, const proto_scope_key *key,
+    const crdt_scope *vv_of, const crdt_scope *delta, uint64_t access_seen, uint64_t seq,
     const uint8_t prev[32], uint64_t wall, forged *out)
 {
     memset(out, 0, sizeof(*out));
-    crdt_scope *s = NULL, *delta = NULL;
     proto_buf enc = { NULL, 0 };
-    crdt_vv_entry *vv = NULL;
+    proto_err err = proto_scope_encode(delta, &enc);
+    if (err != PROTO_OK)
+        return err;
+    proto_body plain;
+    memset(&plain, 0, sizeof(plain));
+    plain.kind = PROTO_BODY_DELTA;
+    if (vv_of != NULL) {
+        const crdt_cc *cc = crdt_scope_cc(vv_of);
+        plain.vv = cc->vv;
+        plain.nvv = cc->nvv;
+    }
+    plain.access_seen = access_seen;
+    plain.delta.p = enc.p;
+    plain.delta.len = enc.len;
+    err = forge_body(author, key, &plain, seq, prev, wall, out);
+    proto_buf_free(&enc);
+    return err;
+}
+
+/* A delta sealed by `author` under `key`, made on a copy of `state` (the delta's causal past
+ * is the state's version vector) stating access_seen, at (seq, prev) with HLC wall:
+ * field=value on a register, or (value NULL) field += amount on a counter (under the author's
+ * counter origin for the field), or (field NULL) no change at all. */
+static proto_err forge_delta(const proto_identity *author, const proto_scope_key *key,
+    const crdt_scope *state, uint64_t access_seen, const char *field, const char *value,
+    int64_t amount, uint64_t seq, const uint8_t prev[32], uint64_t wall, forged *out)
+{
+    memset(out, 0, sizeof(*out));
+    crdt_scope *s = NULL, *delta = NULL;
     proto_err err = PROTO_ENOMEM;
     if (state != NULL ? crdt_scope_clone(state, &s) != CRDT_OK
                       : crdt_scope_new(NULL, &s) != CRDT_OK)
         goto out;
     if (crdt_scope_new(NULL, &delta) != CRDT_OK)
         goto out;
-    const crdt_cc *cc = crdt_scope_cc(s);
-    size_t nvv = cc->nvv;
-    if (nvv > 0) {
-        if ((vv = malloc(nvv * sizeof(*vv))) == NULL)
-            goto out;
-        memcpy(vv, cc->vv, nvv * sizeof(*vv));
-    }
     crdt_hlc hlc = { wall, 0 };
     const crdt_origin *me = (const crdt_origin *)(const void *)proto_identity_origin(author);
     crdt_err cerr = CRDT_OK;
-    if (field != NULL && value != NULL)
+    if (field != NULL && value != NULL) {
         cerr = crdt_register_set(s, delta, me, &hlc, field, value, strlen(value));
-    else if (field != NULL)
-        cerr = crdt_counter_add(s, delta, me, field, amount);
+    } else if (field != NULL) {
+        crdt_origin co;
+        proto_counter_origin(me->b, field, strlen(field), co.b);
+        cerr = crdt_counter_add(s, delta, &co, field, amount);
+    }
     if (cerr != CRDT_OK) {
         err = PROTO_EVALUE;
         goto out;
     }
-    if ((err = proto_scope_encode(delta, &enc)) != PROTO_OK)
-        goto out;
-    proto_body plain;
-    memset(&plain, 0, sizeof(plain));
-    plain.kind = PROTO_BODY_DELTA;
-    plain.vv = vv;
-    plain.nvv = nvv;
-    plain.delta.p = enc.p;
-    plain.delta.len = enc.len;
-    proto_seal_info info;
-    memset(&info, 0, sizeof(info));
-    info.seq = seq;
-    memcpy(info.prev, prev, 32);
-    info.hlc = hlc;
-    if ((err = proto_delta_seal(author, key, &info, &plain, NULL, &out->header, &out->body))
-        != PROTO_OK)
-        goto out;
-    proto_header h;
-    if ((err = proto_header_decode(out->header.p, out->header.len, NULL, &h, NULL)) != PROTO_OK)
-        goto out;
-    memcpy(out->id, h.id, 32);
-    proto_header_fini(&h);
+    err = forge_delta_of(author, key, state, delta, access_seen, seq, prev, wall, out);
 out:
-    if (err != PROTO_OK)
-        forged_free(out);
-    free(vv);
-    proto_buf_free(&enc);
     crdt_scope_free(s);
     crdt_scope_free(delta);
     return err;
@@ -667,16 +725,16 @@ static proto_err forge_header(
     const proto_identity *author, uint64_t seq, const uint8_t prev[32], uint64_t wall, forged *out)
 {
     proto_case_id c;
+    proto_case_nonce nonce;
     proto_scope_key *key = NULL;
-    proto_err err = proto_case_id_new(NULL, &c);
+    proto_err err = proto_case_id_new("nobody", 6, NULL, &c, &nonce);
     if (err == PROTO_OK)
-        err = proto_scope_key_new(&c, "lingua", 0, NULL, &key);
+        err = proto_scope_key_new(&c, "lingua", PROTO_EPOCH_FIRST, NULL, &key);
     if (err == PROTO_OK)
-        err = forge_delta(author, key, NULL, NULL, NULL, 0, seq, prev, wall, out);
+        err = forge_delta(author, key, NULL, 0, NULL, NULL, 0, seq, prev, wall, out);
     proto_scope_key_free(key);
     return err;
 }
-
 static proto_buf headers_msg(const proto_buf *const *h, size_t n)
 {
     proto_bytes items[8];
@@ -856,7 +914,7 @@ static void stranger_gets_nothing(void **state)
             && kind == PROTO_K_HELLO_REPLY,
         "no HELLO_REPLY to a member's HELLO: %s", fp_error(p));
     proto_buf_free(&m);
-    uint8_t finish[5 + 64] = { 0x93, 0x01, 0x0c, 0xc4, 0x40 };
+    uint8_t finish[5 + 64] = { 0x93, PROTO_VERSION, 0x0c, 0xc4, 0x40 };
     for (size_t i = 5; i < sizeof(finish); i++)
         finish[i] = (uint8_t)(i * 37u + 11u);
     CHECK(net, fp_send_raw(p, finish, sizeof(finish)) == FP_OK, "FINISH: %s", fp_error(p));
@@ -1468,17 +1526,16 @@ static void read_grant_cannot_write(void **state)
 
     proto_case_id cid;
     assert_int_equal(proto_case_id_parse(id, strlen(id), &cid), PROTO_OK);
-    member_view v = { .case_id = &cid, .scope = "lingua" };
+    member_view v = { .case_id = &cid, .scope = "lingua", .org = "cpia-1" };
     member_view_read(net, CPIA, &v);
-    CHECK(net, access_in(v.state, "cpia-1") == PROTO_ACCESS_READ,
-        "the CPIA's state does not hold its read grant");
+    CHECK(net, access_in(&v) == PROTO_ACCESS_READ, "the CPIA's state does not hold its read grant");
     proto_identity *cpia = member_identity(net, CPIA);
 
     /* cpia-1 writes with a read grant only: correctly chained, signed and encrypted. */
     forged f;
     uint64_t seq = v.own_seq + 1;
-    assert_int_equal(
-        forge_delta(cpia, v.key, v.state, "livello", "C2", 0, seq, v.own_last, now_ms(), &f),
+    assert_int_equal(forge_delta(cpia, v.key, v.state, v.access_seen, "livello", "C2", 0, seq,
+                         v.own_last, now_ms(), &f),
         PROTO_OK);
     size_t refuse = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", NULL);
     fp_peer *p = connect_as(net, COMUNE, cpia);
@@ -1553,13 +1610,13 @@ static void forge_as_cpia(th_net *net, const char *id, const char *field, const 
     stop_node(net, CPIA);
     proto_case_id cid;
     assert_int_equal(proto_case_id_parse(id, strlen(id), &cid), PROTO_OK);
-    member_view v = { .case_id = &cid, .scope = "lingua" };
+    member_view v = { .case_id = &cid, .scope = "lingua", .org = "cpia-1" };
     member_view_read(net, CPIA, &v);
-    CHECK(net, access_in(v.state, "cpia-1") == PROTO_ACCESS_WRITE,
-        "the CPIA's state does not hold its write grant");
+    CHECK(
+        net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA's state does not hold its write grant");
     proto_identity *cpia = member_identity(net, CPIA);
-    proto_err perr = forge_delta(
-        cpia, v.key, v.state, field, value, amount, v.own_seq + 1, v.own_last, wall, f);
+    proto_err perr = forge_delta(cpia, v.key, v.state, v.access_seen, field, value, amount,
+        v.own_seq + 1, v.own_last, wall, f);
     member_view_fini(&v);
     CHECK(net, perr == PROTO_OK, "cannot forge: %s", proto_strerror(perr));
     *cpia_out = cpia;
@@ -1735,6 +1792,128 @@ static void clock_ahead_merges_in_time(void **state)
     still_serving(net, false);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* 7. The security review's findings on protocol version 2 (ARCHITECTURE.md, section 6)      */
+
+/* A member's own log as a modified node would continue it: the next seq and the previous id. */
+typedef struct chain {
+    uint64_t seq; /* of the next header */
+    uint8_t prev[32];
+} chain;
+
+static void chain_next(chain *c, const forged *f)
+{
+    c->seq++;
+    memcpy(c->prev, f->id, 32);
+}
+
+/* Stop member i once it holds every header the comune wrote and waits for nothing, and read its
+ * view of (case id, scope) and its identity. */
+static proto_identity *stopped_member(
+    th_net *net, size_t i, const char *id, proto_case_id *cid, const char *scope, member_view *v)
+{
+    size_t node = i;
+    CHECK(net, th_wait(net, 15000, settled, &node), "%s did not settle", net->nodes[i].org);
+    stop_node(net, i);
+    assert_int_equal(proto_case_id_parse(id, strlen(id), cid), PROTO_OK);
+    memset(v, 0, sizeof(*v));
+    v->case_id = cid;
+    v->scope = scope;
+    v->org = net->nodes[i].org;
+    member_view_read(net, i, v);
+    return member_identity(net, i);
+}
+
+/* A delta of one register (or, value NULL, counter) write, sealed as cpia-1 next in its chain,
+ * pushed on p. */
+static void push_write(th_net *net, fp_peer *p, const proto_identity *me, const member_view *v,
+    chain *c, const char *field, const char *value, int64_t amount, forged *keep)
+{
+    forged f;
+    proto_err perr = forge_delta(
+        me, v->key, v->state, v->access_seen, field, value, amount, c->seq, c->prev, now_ms(), &f);
+    CHECK(net, perr == PROTO_OK, "cannot forge %s: %s", field, proto_strerror(perr));
+    push_delta(net, p, &f);
+    chain_next(c, &f);
+    if (keep != NULL)
+        *keep = f;
+    else
+        forged_free(&f);
+}
+
+/* Finding 8: a write grantee's deltas are checked against the network's schema and the
+ * manifest's counter limit at every holder; the owner refuses each one and shows none. */
+static void merged_deltas_follow_the_schema(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "write");
+    proto_case_id cid;
+    member_view v;
+    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
+    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
+    chain c = { v.own_seq + 1, { 0 } };
+    memcpy(c.prev, v.own_last, 32);
+    size_t big_len = 60 * 1024;
+    char *big = malloc(big_len + 1);
+    assert_non_null(big);
+    memset(big, 'x', big_len);
+    big[big_len] = 0;
+    static const char *const value_reason = "a value the network's schema does not admit";
+    static const char *const field_reason
+        = "a field the network's schema does not have, or of another type";
+    static const char *const counter_reason = "a counter beyond the network's per-author limit";
+    size_t before_value = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", value_reason);
+    size_t before_field = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", field_reason);
+    size_t before_counter = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", counter_reason);
+
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    push_write(net, p, cpia, &v, &c, "livello", "Z9", 0, NULL);          /* not an enum value */
+    push_write(net, p, cpia, &v, &c, "cpia", big, 0, NULL);              /* text max 32, 60 KB */
+    push_write(net, p, cpia, &v, &c, "diagnosi", "riservata", 0, NULL);  /* no such field */
+    push_write(net, p, cpia, &v, &c, "diagnosi", big, 0, NULL);          /* and 60 KB of it */
+    push_write(net, p, cpia, &v, &c, "ore_frequenza", NULL, 1001, NULL); /* limit 1000 */
+    CHECK(net,
+        wait_log(
+            net, COMUNE, before_value + 1, 15000, "event=delta.refuse", "org=cpia-1", value_reason),
+        "the comune did not refuse an enum value outside the schema and a 60 KB text (%zu of 2 "
+        "refused)",
+        count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", value_reason) - before_value);
+    CHECK(net,
+        wait_log(
+            net, COMUNE, before_field + 1, 15000, "event=delta.refuse", "org=cpia-1", field_reason),
+        "the comune did not refuse two deltas on a field the schema does not have (%zu of 2)",
+        count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", field_reason) - before_field);
+    CHECK(net,
+        wait_log(
+            net, COMUNE, before_counter, 15000, "event=delta.refuse", "org=cpia-1", counter_reason),
+        "the comune did not refuse a counter of 1001 with a limit of 1000");
+
+    /* A delta within the schema and the limit is merged: the refusals were for the reasons
+     * given, not for the author. */
+    push_write(net, p, cpia, &v, &c, "ore_frequenza", NULL, 1000, NULL);
+    counter_want cw = { COMUNE, id, 1000 };
+    CHECK(net, th_wait(net, 15000, counter_is, &cw),
+        "the comune did not merge +1000 hours (the limit)");
+    th_out o = th_patto(net, COMUNE, "case", "show", id, NULL);
+    CHECK(net, o.status == 0 && o.json != NULL, "case show: %d %s", o.status, o.out);
+    const char *liv = jstr(o.json, "scopes/lingua/livello");
+    CHECK(net, liv != NULL && strcmp(liv, "A1") == 0, "lingua.livello is %s", liv ? liv : "?");
+    CHECK(net, jget(o.json, "scopes/lingua/cpia") == NULL, "the 60 KB text shows: %.200s", o.out);
+    CHECK(net, jget(o.json, "scopes/lingua/diagnosi") == NULL,
+        "a field outside the schema shows: %.200s", o.out);
+    json_object *conf = jget(o.json, "conflicts");
+    CHECK(net, conf != NULL && json_object_object_length(conf) == 0,
+        "a refused value shows as a conflict: %.300s", o.out);
+    th_out_free(&o);
+    free(big);
+    fp_close(p);
+    member_view_fini(&v);
+    proto_identity_free(cpia);
+    still_serving(net, false);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -1761,6 +1940,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(read_grant_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(clock_ahead_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(clock_ahead_merges_in_time, setup_tight_clock, teardown),
+        cmocka_unit_test_setup_teardown(
+            merged_deltas_follow_the_schema, setup_counter_limit, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
