@@ -165,6 +165,31 @@ th_out th_patto(th_net *net, size_t i, ...)
     return run(argv);
 }
 
+th_out th_patto_write(th_net *net, size_t i, ...)
+{
+    const char *argv[40];
+    size_t n = 0;
+    argv[n++] = patto_bin;
+    argv[n++] = "--dir";
+    argv[n++] = net->nodes[i].dir;
+    argv[n++] = "--json";
+    va_list ap;
+    va_start(ap, i);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 39)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    th_out o = run(argv);
+    for (int k = 0; k < 500 && o.status == 5 && o.out != NULL && strstr(o.out, "retry") != NULL;
+         k++) {
+        th_out_free(&o);
+        sleep_ms(20);
+        o = run(argv);
+    }
+    return o;
+}
+
 int th_spawn(th_net *net, size_t i)
 {
     th_node *nd = &net->nodes[i];

@@ -75,6 +75,10 @@ int th_signal(th_net *net, size_t i, int sig);
 
 /* Run `patto --dir DIR --json ARGS...` (args NULL-terminated) against node i. */
 th_out th_patto(th_net *net, size_t i, ...);
+/* th_patto for a write (case new/set, consent grant): a node writes nothing until every member
+ * whose link is up has sent its version vector (ARCHITECTURE.md, section 5), so a refusal that
+ * says to retry (exit 5, "retry ...") is retried every 20 ms for up to 10 s. */
+th_out th_patto_write(th_net *net, size_t i, ...);
 /* Run `patto ARGS...` (no --dir) in the network's root. */
 th_out th_patto_raw(const char *const *argv);
 void th_out_free(th_out *o);
