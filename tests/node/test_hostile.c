@@ -13,13 +13,23 @@
  *    is refused and logged while the session stays up. An oversized message before the
  *    handshake must be logged too (oversized_is_logged).
  * 4. Forged and replayed headers under a member's identity (read from its data directory
- *    while it is stopped): bad signature, a stranger's header, broken chain, duplicates, an
- *    equivocation (quarantine, and nothing more taken from that origin); a replayed delta
- *    is merged once (a counter does not count it twice).
+ *    while it is stopped; its store is read through the ledger API, node/src/ledger.h): bad
+ * signature, a stranger's header, broken chain, duplicates, an equivocation (quarantine, and
+ * nothing more taken from that origin); a replayed delta is merged once (a counter does not count
+ * it twice).
  * 5. Causal write authorisation: a delta from a partner that holds only a read grant is not
  *    merged by any holder; once a write grant reaches it, its later deltas are.
  * 6. A delta whose HLC is far ahead of the receiver's clock waits (and does not move the
- *    receiver's clock); with a small max_clock_ahead_ms it is merged once its time comes.
+ *    receiver's clock); with a small max_clock_ahead_ms (the manifest's) it is merged once its
+ *    time comes.
+ * 7. The findings of the security review on protocol version 2 (ARCHITECTURE.md, section 6),
+ *    each as a member's modified node would act, with its own valid keys: re-sealing a key it
+ *    reads or making keys for another scope (findings 1, 2), naming the owner's future dot or
+ *    redacting the owner's event (3), a key-grant header of its own (4), claiming the node's
+ *    own log, or never saying what it holds (5), equivocating to two nodes (6), deltas outside
+ *    the schema or stamped after their header (8, 9), floods of out-of-order or badly signed
+ *    headers (11). What proto/ refuses to build (a key grant naming an owner the case id does
+ *    not derive from, a key-grant header for another's tag) is built here with libsodium.
  *
  * After each attack the node must keep serving: `patto status` answers and a new case still
  * reaches the other nodes. Every node must stop cleanly at the end, and under the sanitizers
@@ -3059,6 +3069,46 @@ static void future_dot_in_context_waits(void **state)
     still_serving(net, true);
 }
 
+/* Finding 5, by silence: after a start the comune writes nothing until every member whose link
+ * is up has sent its version vector. A member that connects right after the start, answers
+ * every ping and never sends a version vector must not stop the comune's writes for long any
+ * more than one that claims too much of its log (own_log_claim_is_probed_not_believed). */
+static void silent_member_cannot_stop_writes(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    stop_node(net, PREF);
+    stop_node(net, COMUNE);
+    proto_identity *pref = member_identity(net, PREF);
+    CHECK(net, th_start(net, COMUNE) == 0, "the comune did not restart");
+    fp_peer *p = connect_as(net, COMUNE, pref);
+    barrier_ping(net, p);
+    bool written = false;
+    int refused = 0;
+    char last[400] = "";
+    uint64_t until = now_ms() + 20000;
+    while (!written && now_ms() < until) {
+        th_out o = th_patto(net, COMUNE, "case", "new", "lingua.livello=B1", NULL);
+        written = o.status == 0;
+        if (!written) {
+            refused++;
+            snprintf(last, sizeof(last), "%s", o.out);
+        }
+        th_out_free(&o);
+        if (!written)
+            pump(net, p, 200);
+    }
+    CHECK(net, fp_closed_count(p) == 0, "the comune closed the silent member's session");
+    CHECK(net, written,
+        "a member connected without sending its version vector stopped every write at the comune "
+        "for 20 s (%d refusals, the last: %s)",
+        refused, last);
+    fp_close(p);
+    proto_identity_free(pref);
+    still_serving(net, true);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -3091,6 +3141,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(key_grant_header_adds_no_recipient, setup, teardown),
         cmocka_unit_test_setup_teardown(own_log_claim_is_probed_not_believed, setup, teardown),
         cmocka_unit_test_setup_teardown(equivocation_found_by_version_vectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(silent_member_cannot_stop_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(
             merged_deltas_follow_the_schema, setup_counter_limit, teardown),
         cmocka_unit_test_setup_teardown(entry_clocks_not_after_header, setup, teardown),
