@@ -281,7 +281,7 @@ static void concurrent_operators_all_answered(void **state)
     for (int k = 0; k < OPS; k++) {
         char edit[64];
         snprintf(edit, sizeof(edit), "anagrafica.nome=Persona%d", k);
-        th_out o = th_patto(net, 0, "case", "new", edit, NULL);
+        th_out o = th_patto_write(net, 0, "case", "new", edit, NULL);
         assert_int_equal(o.status, 0);
         assert_non_null(o.json);
         json_object *id = NULL;
