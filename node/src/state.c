@@ -233,8 +233,9 @@ static node_err manifest_follows(
                 || a->effective_ms != b->effective_ms
                 || (a->retired && (!b->retired || a->last_seq != b->last_seq)))
                 return node__fail(msg, NODE_EINVAL,
-                    "manifest version %" PRIu64 " changes key %zu of org %.*s (its origin, "
-                    "effective time or retirement), which version %" PRIu64 " stated: refused",
+                    "manifest version %" PRIu64 " changes key %zu of org %.*s (its origin, X25519 "
+                    "key, effective time or retirement), which version %" PRIu64 " stated: "
+                    "refused",
                     m->version, k + 1, ol, org, old->version);
         }
         if (n->nkeys > o->nkeys && !proto_member_active(o))
