@@ -18,22 +18,50 @@ static const cli__cmd commands[] = {
     { "network init", "ADMIN [--schema FILE]",
         "create an admin directory with the network admin key",
         "Creates ADMIN (mode 0700) with admin.key (secret, mode 0600), admin.pub and an unsigned\n"
-        "working manifest manifest.json (no members, the default purposes, the hash of the\n"
-        "built-in schema or of FILE). Prints the admin public key. Refuses an ADMIN that\n"
+        "working manifest manifest.json (no members, the default purposes and options, the hash\n"
+        "of the built-in schema or of FILE). Prints the admin public key. Refuses an ADMIN that\n"
         "already holds admin.key, and one in a node's data directory.",
         cli__network_init },
-    { "network add", "ADMIN ENTRY.json", "add a member (the entry patto init printed)",
-        "Adds the member described by ENTRY.json to ADMIN/manifest.json. The org id and the\n"
-        "keys must not be in the manifest already.",
+    { "network add", "ADMIN ENTRY.json", "add an org (the entry patto init printed)",
+        "Adds the org of ENTRY.json to ADMIN/manifest.json with its origin key. The same org\n"
+        "with the same origin key again updates its name, role and url. The same org with\n"
+        "another origin key is refused: a signed org gets a new key with patto network rekey.\n"
+        "A key that any org has had is refused, and so is an org that left the network.",
         cli__network_add },
-    { "network remove", "ADMIN ORG", "remove a member from the working manifest", NULL,
+    { "network rekey", "ADMIN ENTRY.json --last-seq N [--notice-hours H]",
+        "give an org a new origin key (its new node's entry)",
+        "Gives the org of ENTRY.json (what patto init printed on its new node) a new origin key.\n"
+        "Its current key is retired after its header N: N is the seq of the org's own origin\n"
+        "that its old node shows in patto status (ORIGIN SEQ), read once it stopped writing.\n"
+        "The new key takes effect H hours (1-8760, default 72) after the next patto network\n"
+        "sign. Every node refuses a manifest whose new key takes effect sooner than its\n"
+        "[network] rekey_notice_hours (default 72) after signing, and alerts its operators of\n"
+        "every new key. Run again before signing to replace the new key. Name, role and url\n"
+        "are taken from ENTRY.json.",
+        cli__network_rekey },
+    { "network retire", "ADMIN ORG --last-seq N", "an org leaves: its key is retired",
+        "ORG leaves the network: its current key is retired after its header N (N: the seq of\n"
+        "ORG's own origin that its node shows in patto status); nodes refuse its later headers\n"
+        "once the next manifest is signed. ORG stays listed and its org id is never used again.\n"
+        "A new key of ORG that no manifest has signed is dropped. Removing a member entirely\n"
+        "(new keys for the scopes it held) is not built yet.",
+        cli__network_retire },
+    { "network remove", "ADMIN ORG", "remove an org that no signed manifest has listed",
+        "Once a manifest has listed an org, it stays listed for ever: retire it with patto\n"
+        "network retire ADMIN ORG --last-seq N.",
         cli__network_remove },
     { "network purpose", "ADMIN ID TEXT", "add or replace a purpose (id and description)", NULL,
         cli__network_purpose },
-    { "network sign", "ADMIN --out FILE", "sign the working manifest as its next version",
-        "Signs ADMIN/manifest.json with the admin key as version N+1, writes the signed\n"
-        "manifest to FILE (binary) and records N+1 in manifest.json. Give FILE to the nodes\n"
-        "with patto manifest import FILE.",
+    { "network sign", "ADMIN --out FILE [--max-clock-ahead-ms N] [--counter-limit N]",
+        "sign the working manifest as its next version",
+        "Signs ADMIN/manifest.json with the admin key as version N+1 at the current time (UTC),\n"
+        "writes the signed manifest to FILE (binary) and records in manifest.json N+1, the\n"
+        "version that first listed each new org, and the effective time of each new key (the\n"
+        "signing time plus its notice). --max-clock-ahead-ms (1000-86400000, default 600000:\n"
+        "a delta stamped further ahead waits) and --counter-limit (1-9007199254740992, default\n"
+        "1000000000: per author, per counter field) are kept in manifest.json for later\n"
+        "signatures. A working manifest that a node would refuse is refused. Give FILE to the\n"
+        "nodes with patto manifest import FILE.",
         cli__network_sign },
     { "init",
         "--dir DATA --org ORG --role ROLE --listen URL [--advertise URL] --admin-pub HEX "
@@ -48,7 +76,10 @@ static const cli__cmd commands[] = {
         "or PATTO_OPERATOR. DATA must not be in an admin directory. Prints the member entry\n"
         "(JSON) to give to the network admin.",
         cli__init },
-    { "status", "", "the node's org, versions, peers, counts and alerts", NULL, cli__status },
+    { "status", "", "the node's org, versions, peers, members, counts and alerts",
+        "Members that left the network (their key is retired) are marked, and so is a member's\n"
+        "new key that takes effect later (with its time, in Europe/Rome).",
+        cli__status },
     { "digest", "", "per-origin version vector and the state digest of every readable tag", NULL,
         cli__digest },
     { "schema", "", "the scopes and fields of the node's record schema", NULL, cli__schema },
@@ -60,15 +91,20 @@ static const cli__cmd commands[] = {
     { "case set", "CASE EDIT ...", "apply edits to a case as one change, durably",
         "EDIT is scope.field=VALUE, scope.field+=VALUE or scope.field-=VALUE.", cli__case_set },
     { "case unset", "CASE SCOPE.FIELD", "remove a field", NULL, cli__case_unset },
-    { "case show", "CASE", "the readable scopes of a case, conflicts marked", NULL,
+    { "case show", "CASE", "the owner, readable scopes and access log of a case",
+        "Shows the org that owns the case, every readable field (conflicts marked) and, under\n"
+        "each scope, its access log: grants (to, access, purpose, basis, provision, until,\n"
+        "operator) and new epochs. Times in Europe/Rome.",
         cli__case_show },
     { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
     { "consent grant",
         "CASE --to ORG --scopes S1,S2 --purpose ID --basis BASIS [--access read|write] "
-        "[--until YYYY-MM-DD] [--evidence REF]",
+        "[--until YYYY-MM-DD] [--evidence REF] [--provision TEXT]",
         "grant a member access to scopes of a case",
         "BASIS is public-task, legal-obligation, consent or explicit-consent; the purpose must\n"
-        "be in the network manifest. --access defaults to read.",
+        "be in the network manifest. --access defaults to read. --until D: the access ends\n"
+        "with day D in Europe/Rome. --provision names the legal provision the grant rests on\n"
+        "(e.g. \"D.Lgs. 286/1998 art. 4-bis\"), at most 255 bytes of text.",
         cli__consent_grant },
     { "manifest import", "FILE", "hand a signed manifest (patto network sign) to the node", NULL,
         cli__manifest_import },

@@ -30,6 +30,7 @@ extern const size_t patto_default_schema_len;
 
 /* The files that make a directory an admin directory or a node's data directory. */
 #define CLI__ADMIN_KEY "admin.key"
+#define CLI__ADMIN_PUB "admin.pub"
 #define CLI__NODE_CONF "pattod.conf"
 #define CLI__NODE_KEY "identity.key"
 
@@ -79,6 +80,11 @@ CLI__NODISCARD cli_err cli__parse(cli__ctx *ctx, const cli__cmd *cmd, int argc, 
 /* A usage failure: "<sentence>; usage: patto <name> <args>". */
 cli_err cli__usage(cli__ctx *ctx, const cli__cmd *cmd, const char *fmt, ...) CLI__PRINTF(3, 4);
 
+/* The value of option `--name` as a whole number min..max: decimal digits only (no sign, no
+ * space, no suffix). Errors: CLI_EUSAGE, naming the option and the range. */
+CLI__NODISCARD cli_err cli__parse_u64(cli__ctx *ctx, const cli__cmd *cmd, const char *name,
+    const char *text, uint64_t min, uint64_t max, uint64_t *out);
+
 /* A member entry (the JSON `patto init` prints and `network add` reads); strings borrowed. */
 typedef struct cli__member {
     const char *org;
@@ -93,14 +99,21 @@ typedef struct cli__member {
  * when out of memory. */
 json_object *cli__entry_new(const cli__member *m);
 
+/* Read and check a member entry (exactly the keys org, name, role, origin, box_pk, url); what
+ * names it in errors. Strings borrowed from o. Errors: CLI_EINPUT. */
+CLI__NODISCARD cli_err cli__entry_read(
+    cli__ctx *ctx, const char *what, json_object *o, cli__member *m);
+
 /* Read a record schema file (it must be a JSON object with "scopes"; the node checks the
  * rest, node/SCHEMA.md) and its hash. *out owned: free(). Errors: CLI_ENOTFOUND, CLI_EINPUT. */
 CLI__NODISCARD cli_err cli__schema_read(
     cli__ctx *ctx, const char *path, uint8_t **out, size_t *len, uint8_t hash[PROTO_HASH_LEN]);
 
-/* Local commands (network.c, init.c). */
+/* Local commands (network.c, sign.c, init.c). */
 cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__network_add(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__network_rekey(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__network_retire(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__network_remove(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__network_purpose(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__network_sign(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
@@ -156,6 +169,19 @@ CLI__NODISCARD cli_err cli__json_print(cli__ctx *ctx, json_object *obj);
 
 /* A JSON string member of obj, or NULL if absent or not a string. */
 const char *cli__json_str(json_object *obj, const char *key);
+
+/* Add v to o under key; v is consumed whatever happens. Errors: CLI_EINTERNAL (v NULL: out of
+ * memory). The _str and _u64 forms make the value. */
+CLI__NODISCARD cli_err cli__jadd(cli__ctx *ctx, json_object *o, const char *key, json_object *v);
+CLI__NODISCARD cli_err cli__jadd_str(
+    cli__ctx *ctx, json_object *o, const char *key, const char *value);
+CLI__NODISCARD cli_err cli__jadd_u64(
+    cli__ctx *ctx, json_object *o, const char *key, uint64_t value);
+
+/* A local command's result: a new JSON object (NULL, with ctx's failure recorded, when out of
+ * memory), printed as JSON with --json and as the sentence human without. */
+json_object *cli__result_new(cli__ctx *ctx);
+CLI__NODISCARD cli_err cli__result_print(cli__ctx *ctx, json_object *obj, const char *human);
 
 /* ---- the control socket (control.c) ---- */
 

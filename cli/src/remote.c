@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NO_VALUE "-"
+#define PROVISION_MAX 255 /* bytes of the legal provision of a grant (node/CONTROL.md) */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Small JSON readers for rendering: a missing or mistyped member renders as "-", never fails */
@@ -132,6 +134,13 @@ static cli_err case_id(cli__ctx *ctx, const char *text, char out[PROTO_CASE_ID_T
 
 /* ---------------------------------------------------------------------------------------- */
 /* status                                                                                    */
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* A time the node wrote, for people (Europe/Rome); the text as it came when it is not one. */
 static const char *when(json_object *o, const char *key, char buf[CLI_TIME_TEXT_SIZE])
@@ -269,11 +278,22 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     printf("\n");
     render_peers(jget(p, "peers"));
     render_vv(jget(p, "vv"), members);
-    if (jlen(members) > 0) {
-        printf("\nmembers     ");
-        for (size_t i = 0; i < jlen(members); i++) {
-            json_object *e = json_object_array_get_idx(members, i);
-            printf("%s%s (%s)", i > 0 ? ", " : "", jtext(e, "org"), jtext(e, "role"));
+    if (jlen(members) > 0)
+        printf("\n");
+    uint64_t now = wall_ms();
+    for (size_t i = 0; i < jlen(members); i++) {
+        json_object *e = json_object_array_get_idx(members, i);
+        printf("%s %s (%s)", i == 0 ? "members    " : "           ", jtext(e, "org"),
+            jtext(e, "role"));
+        json_object *active = jget(e, "active"), *from = jget(e, "key_effective_ms");
+        if (active != NULL && json_object_is_type(active, json_type_boolean)
+            && !json_object_get_boolean(active)) {
+            printf(", left the network");
+        } else if (from != NULL && json_object_is_type(from, json_type_int)
+            && json_object_get_int64(from) > 0 && (uint64_t)json_object_get_int64(from) > now) {
+            char at[CLI_TIME_TEXT_SIZE] = "?";
+            cli_rome_time_ms((uint64_t)json_object_get_int64(from), at, sizeof at);
+            printf(", new key from %s", at);
         }
         printf("\n");
     }
@@ -492,11 +512,52 @@ static void print_field(const char *key, int width, json_object *value, json_obj
     printf("\n");
 }
 
-static void render_case_show(json_object *p, const char *const *sent, size_t nsent)
+/* One access-log entry (CONTROL.md, case.show "access"), on one line. */
+static void print_access_entry(json_object *e)
 {
-    (void)nsent;
-    json_object *scopes = jget(p, "scopes");
-    json_object *conflicts = jget(p, "conflicts");
+    char at[CLI_TIME_TEXT_SIZE], until[CLI_TIME_TEXT_SIZE];
+    printf("#%s  %s  ", jtext(e, "number"), when(e, "recorded_at", at));
+    if (strcmp(jtext(e, "kind"), "epoch") == 0) {
+        printf("new epoch %s (a new key for the scope)", jtext(e, "epoch"));
+        return;
+    }
+    if (strcmp(jtext(e, "kind"), "grant") != 0) {
+        printf("%s", jtext(e, "kind")); /* a kind this CLI does not know yet */
+        return;
+    }
+    printf("grant to %s: %s, purpose %s, basis %s", jtext(e, "to"), jtext(e, "access"),
+        jtext(e, "purpose"), jtext(e, "basis"));
+    json_object *provision = jget(e, "provision");
+    if (provision != NULL && json_object_is_type(provision, json_type_string))
+        printf(", provision %s", json_object_get_string(provision));
+    json_object *end = jget(e, "until");
+    if (end != NULL && json_object_is_type(end, json_type_string))
+        printf(", until %s", when(e, "until", until));
+    printf(", by %s", jtext(e, "operator"));
+    json_object *user = jget(e, "unix_user");
+    if (user != NULL && json_object_is_type(user, json_type_string))
+        printf(" (unix user %s)", json_object_get_string(user));
+    json_object *evidence = jget(e, "evidence");
+    if (evidence != NULL && json_object_is_type(evidence, json_type_string))
+        printf(", evidence %s", json_object_get_string(evidence));
+}
+
+/* The access log of a scope, under the key "SCOPE access", one entry a line. */
+static void print_access(const char *scope, int width, json_object *entries)
+{
+    char key[PROTO_SCOPE_NAME_MAX + 64];
+    snprintf(key, sizeof key, "%s access", scope);
+    for (size_t i = 0; i < jlen(entries); i++) {
+        pad_print(i == 0 ? key : "", width);
+        printf("  ");
+        print_access_entry(json_object_array_get_idx(entries, i));
+        printf("\n");
+    }
+}
+
+/* The width of the key column: every "scope.field", "scope access" and "owner". */
+static int show_width(json_object *scopes, json_object *access)
+{
     char key[2 * PROTO_SCOPE_NAME_MAX + 64];
     int width = 10;
     if (scopes != NULL && json_object_is_type(scopes, json_type_object)) {
@@ -513,21 +574,53 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
             }
         }
     }
-    printf("case %s\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
-    if (scopes == NULL || !json_object_is_type(scopes, json_type_object))
-        return;
-    json_object_object_foreach(scopes, sname, fields)
-    {
-        if (fields == NULL || !json_object_is_type(fields, json_type_object)
-            || json_object_object_length(fields) == 0) {
-            pad_print(sname, width);
-            printf("  (readable, no fields)\n");
-            continue;
-        }
-        json_object_object_foreach(fields, fname, fvalue)
+    if (access != NULL && json_object_is_type(access, json_type_object)) {
+        json_object_object_foreach(access, aname, entries)
         {
-            snprintf(key, sizeof key, "%s.%s", sname, fname);
-            print_field(key, width, fvalue, jget(conflicts, key));
+            snprintf(key, sizeof key, "%s access", aname);
+            if (jlen(entries) > 0 && text_width(key) > width)
+                width = text_width(key);
+        }
+    }
+    return width;
+}
+
+static void render_case_show(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *scopes = jget(p, "scopes");
+    json_object *conflicts = jget(p, "conflicts");
+    json_object *access = jget(p, "access");
+    char key[2 * PROTO_SCOPE_NAME_MAX + 64];
+    int width = show_width(scopes, access);
+    printf("case %s\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
+    if (jget(p, "owner") != NULL) {
+        pad_print("owner", width);
+        printf("  %s\n", jtext(p, "owner"));
+    }
+    if (scopes != NULL && json_object_is_type(scopes, json_type_object)) {
+        json_object_object_foreach(scopes, sname, fields)
+        {
+            if (fields == NULL || !json_object_is_type(fields, json_type_object)
+                || json_object_object_length(fields) == 0) {
+                pad_print(sname, width);
+                printf("  (readable, no fields)\n");
+            } else {
+                json_object_object_foreach(fields, fname, fvalue)
+                {
+                    snprintf(key, sizeof key, "%s.%s", sname, fname);
+                    print_field(key, width, fvalue, jget(conflicts, key));
+                }
+            }
+            print_access(sname, width, jget(access, sname));
+        }
+    }
+    /* An access log of a scope without fields here (not expected from a node, shown anyway). */
+    if (access != NULL && json_object_is_type(access, json_type_object)) {
+        json_object_object_foreach(access, aname, entries)
+        {
+            if (jget(scopes, aname) == NULL)
+                print_access(aname, width, entries);
         }
     }
 }
@@ -583,7 +676,6 @@ cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
 
 static void render_consent_grant(json_object *p, const char *const *sent, size_t nsent)
 {
-    (void)nsent;
     json_object *scopes = jget(p, "scopes");
     printf("%s: %s access to ", jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
         jget(p, "access") != NULL ? jtext(p, "access") : sent[5]);
@@ -596,6 +688,11 @@ static void render_consent_grant(json_object *p, const char *const *sent, size_t
     printf(" granted to %s (purpose %s, basis %s", jget(p, "to") != NULL ? jtext(p, "to") : sent[1],
         jget(p, "purpose") != NULL ? jtext(p, "purpose") : sent[3],
         jget(p, "basis") != NULL ? jtext(p, "basis") : sent[4]);
+    json_object *provision = jget(p, "provision"); /* the answer's, else what was sent */
+    if (provision != NULL && json_object_is_type(provision, json_type_string))
+        printf(", provision %s", json_object_get_string(provision));
+    else if (provision == NULL && nsent > 8 && sent[8][0] != '\0')
+        printf(", provision %s", sent[8]);
     json_object *until = jget(p, "until");
     if (until != NULL && !json_object_is_type(until, json_type_null))
         printf(", until %s", plain(until));
@@ -625,7 +722,7 @@ static cli_err check_scopes(cli__ctx *ctx, const cli__cmd *cmd, const char *list
 cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
     const char *to = NULL, *scopes = NULL, *purpose = NULL, *basis = NULL, *access = NULL,
-               *until = NULL, *evidence = NULL;
+               *until = NULL, *evidence = NULL, *provision = NULL;
     const cli__opt opts[] = {
         { "to", &to, NULL },
         { "scopes", &scopes, NULL },
@@ -634,6 +731,7 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
         { "access", &access, NULL },
         { "until", &until, NULL },
         { "evidence", &evidence, NULL },
+        { "provision", &provision, NULL },
     };
     const char *pos[1];
     size_t n;
@@ -670,11 +768,19 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
             "--evidence must be at most %d bytes of text without control characters, and not "
             "only spaces",
             PROTO_TEXT_MAX);
+    /* Empty provision is none, like evidence. */
+    if (provision != NULL && provision[0] != '\0'
+        && !proto_text_valid(provision, strlen(provision), PROVISION_MAX))
+        return cli__usage(ctx, cmd,
+            "--provision must be at most %d bytes of text without control characters, and not "
+            "only spaces (e.g. \"D.Lgs. 286/1998 art. 4-bis\")",
+            PROVISION_MAX);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
-    /* The order of CONTROL.md: case, org, scopes, purpose, basis, access, until, evidence. */
+    /* The order of CONTROL.md: case, org, scopes, purpose, basis, access, until, evidence,
+     * provision. */
     const char *args[] = { id, to, scopes, purpose, basis, access, until != NULL ? until : "",
-        evidence != NULL ? evidence : "" };
+        evidence != NULL ? evidence : "", provision != NULL ? provision : "" };
     return exchange(
         ctx, "consent.grant", args, sizeof args / sizeof args[0], NULL, render_consent_grant);
 }

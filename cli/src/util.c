@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,6 +53,23 @@ cli_err cli__usage(cli__ctx *ctx, const cli__cmd *cmd, const char *fmt, ...)
         cmd->args[0] != '\0' ? " " : "", cmd->args);
 }
 
+cli_err cli__parse_u64(cli__ctx *ctx, const cli__cmd *cmd, const char *name, const char *text,
+    uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    bool ok = text[0] != '\0';
+    for (const char *p = text; ok && *p != '\0'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        ok = *p >= '0' && *p <= '9' && v <= (UINT64_MAX - d) / 10;
+        v = ok ? v * 10 + d : v;
+    }
+    if (!ok || v < min || v > max)
+        return cli__usage(ctx, cmd, "--%s '%s' is not a whole number from %" PRIu64 " to %" PRIu64,
+            name, text, min, max);
+    *out = v;
+    return CLI_OK;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Times for people                                                                          */
 
@@ -91,8 +109,13 @@ bool cli_rome_time(const char *utc, char *out, size_t n)
     time_t t = timegm(&tm);
     if (t < 0)
         return false;
+    return cli_rome_time_ms((uint64_t)t * 1000, out, n); /* whole seconds are enough for people */
+}
+
+bool cli_rome_time_ms(uint64_t utc_ms, char *out, size_t n)
+{
     proto_civil c;
-    proto_rome_civil((uint64_t)t * 1000, &c); /* whole seconds are enough for people */
+    proto_rome_civil(utc_ms, &c);
     char text[CLI_TIME_TEXT_SIZE];
     int w = snprintf(text, sizeof text, "%04d-%02d-%02d %02d:%02d:%02d %s", c.year, c.month, c.day,
         c.hour, c.minute, c.second, c.offset_min == 120 ? "CEST" : "CET");
@@ -389,4 +412,40 @@ const char *cli__json_str(json_object *obj, const char *key)
         || !json_object_is_type(v, json_type_string))
         return NULL;
     return json_object_get_string(v);
+}
+
+cli_err cli__jadd(cli__ctx *ctx, json_object *o, const char *key, json_object *v)
+{
+    if (v == NULL || json_object_object_add(o, key, v) != 0) {
+        json_object_put(v);
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    }
+    return CLI_OK;
+}
+
+cli_err cli__jadd_str(cli__ctx *ctx, json_object *o, const char *key, const char *value)
+{
+    return cli__jadd(ctx, o, key, json_object_new_string(value));
+}
+
+cli_err cli__jadd_u64(cli__ctx *ctx, json_object *o, const char *key, uint64_t value)
+{
+    return cli__jadd(ctx, o, key, json_object_new_uint64(value));
+}
+
+json_object *cli__result_new(cli__ctx *ctx)
+{
+    json_object *o = json_object_new_object();
+    if (o == NULL)
+        cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    return o;
+}
+
+cli_err cli__result_print(cli__ctx *ctx, json_object *obj, const char *human)
+{
+    if (ctx->json)
+        return cli__json_print(ctx, obj);
+    if (printf("%s\n", human) < 0)
+        return cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout: %s", strerror(errno));
+    return CLI_OK;
 }

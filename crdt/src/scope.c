@@ -591,54 +591,17 @@ crdt_err crdt_set_remove(
     return err;
 }
 
-/* 64-bit finaliser of splitmix64: a bijective mix of one word. */
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
-void crdt_counter_origin(const crdt_origin *self, const char *field, crdt_origin *out)
-{
-    /* Four lanes absorb the origin's bytes, then the field name's length and bytes. Not a
-     * cryptographic hash: the node checks that a delta's counter entries carry exactly this
-     * value for their author and field, so a collision cannot be chosen by a peer. */
-    uint64_t lane[4] = { UINT64_C(0x7061747463747231), UINT64_C(0x636f756e74657221),
-        UINT64_C(0x9e3779b97f4a7c15), UINT64_C(0xd1b54a32d192ed03) };
-    size_t flen = strlen(field);
-    size_t total = CRDT_ORIGIN_LEN + 8 + flen;
-    for (size_t i = 0; i < total; i++) {
-        uint8_t b;
-        if (i < CRDT_ORIGIN_LEN)
-            b = self->b[i];
-        else if (i < CRDT_ORIGIN_LEN + 8)
-            b = (uint8_t)((uint64_t)flen >> (8 * (i - CRDT_ORIGIN_LEN)));
-        else
-            b = (uint8_t)field[i - CRDT_ORIGIN_LEN - 8];
-        uint64_t *l = &lane[i % 4];
-        *l = mix64(*l ^ ((uint64_t)b << (8 * ((i / 4) % 8))) ^ (uint64_t)i);
-    }
-    for (int r = 0; r < 4; r++)
-        for (int k = 0; k < 4; k++)
-            lane[k] = mix64(lane[k] ^ lane[(k + 1) % 4] ^ (uint64_t)(r * 4 + k));
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 8; j++)
-            out->b[8 * k + j] = (uint8_t)(lane[k] >> (8 * j));
-}
-
-crdt_err crdt_counter_add(
-    crdt_scope *s, crdt_scope *delta, const crdt_origin *self, const char *field, int64_t amount)
+crdt_err crdt_counter_add(crdt_scope *s, crdt_scope *delta, const crdt_origin *counter_origin,
+    const char *field, int64_t amount)
 {
     crdt_err err = check_common(s, field, NULL, 0);
     if (err != CRDT_OK)
         return err;
-    if (self == NULL)
+    if (counter_origin == NULL)
         return CRDT_EINVAL;
-    /* Counter entries use the origin's own dot sequence for this field (SPEC.md I8), so the
-     * delta's context can name every earlier entry of it as one range. */
-    crdt_origin co;
-    crdt_counter_origin(self, field, &co);
+    /* The caller's counter origin carries only this author's entries of this field (SPEC.md
+     * I8), so the delta's context can name every earlier entry of it as one range. */
+    crdt_origin co = *counter_origin;
     size_t lo, hi;
     crdt_dot dot;
     if ((err = field_range(s, field, CRDT_COUNTER, &lo, &hi)) != CRDT_OK

@@ -1,8 +1,10 @@
 /*
- * The access rule, in one place: who may read a tag (and so receive and hold its bodies), who
- * may write a scope, and what a delta may contain. Ownership comes from the key record (its
- * owner's origin); grants are the "@access" events of the scope's state; a write needs a
- * write grant in the causal past the delta claims. May call: state.c (members), ledger.c.
+ * The access rule, in one place: who owns a case, who may read a tag (and so receive and hold
+ * its bodies), who may write a scope, and what a delta may contain. Every decision here depends
+ * only on signed data: the manifest in force, the key records (whose owner org is checked
+ * against the case id when the key is taken in), and the scope's access log (entries decided
+ * from the owner's authentic headers only). May call: state.c (members), ledger.c, schema.c,
+ * proto, crdt.
  */
 #include "core.h"
 
@@ -10,127 +12,260 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Is this node a reader of bodies with this tag (key held, or granted by a grant header)? */
 bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32])
 {
+    (void)e;
     ledger_key k;
-    bool have = node__ledger_key_get(t, tag, &k) == NODE_OK;
+    bool have = node__ledger_key_get(t, tag, &k) == NODE_OK && k.confirmed;
     proto_wipe(&k, sizeof(k));
-    return have || node__ledger_holds(t, tag, proto_identity_origin(e->me));
+    return have;
 }
 
-/* Every entry a delta adds must be its author's own event: a dot of the author (a counter
- * entry: of crdt_counter_origin(author, field)); only a redaction names another's event.
- * Otherwise a member could forge entries in another member's name, or take a dot that
- * member will use and make its later delta conflict. */
-bool node__entries_by(const crdt_scope *delta, const uint8_t author[32])
+bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h)
+{
+    if (node__reads_tag(t, e, h->tag))
+        return true;
+    const proto_member_key *key;
+    return h->kind == PROTO_HDR_KEY_GRANT && node__author(e, h->origin, &key) != NULL
+        && proto_key_grant_slot(h, e->me, key->box_pk) >= 0;
+}
+
+bool node__is_owner(const ledger_key *k, const node_member *m)
+{
+    return m != NULL && strcmp(m->org, k->owner_org) == 0;
+}
+
+typedef struct grant_find {
+    const char *org;
+    uint64_t upto;
+    ledger_entry *out;
+    bool found;
+} grant_find;
+
+static bool grant_find_cb(const ledger_entry *en, void *ctx)
+{
+    grant_find *g = ctx;
+    if (en->number > g->upto)
+        return false;
+    if (en->kind == PROTO_BODY_ACCESS_GRANT && strcmp(en->grantee, g->org) == 0) {
+        *g->out = *en; /* entries come in number order: the last one found is the newest */
+        g->found = true;
+    }
+    return true;
+}
+
+bool node__grant_for(node_txn *t, const proto_case_id *c, const char *scope, const char *org,
+    uint64_t upto, ledger_entry *out)
+{
+    grant_find g = { org, upto, out, false };
+    if (node__ledger_entries(t, c, scope, grant_find_cb, &g) != NODE_OK)
+        return false;
+    return g.found;
+}
+
+/* Does org hold access of at least `level` in the scope of k, for a header stamped at `at`
+ * (the newest grant entry for it among entries 1..upto, and not expired at that time)? The
+ * owner always does. */
+static bool holds(
+    node_txn *t, const ledger_key *k, const char *org, uint8_t level, uint64_t at, uint64_t upto)
+{
+    if (strcmp(org, k->owner_org) == 0)
+        return true;
+    ledger_entry *en = malloc(sizeof(*en));
+    if (en == NULL)
+        return false;
+    bool ok = node__grant_for(t, &k->case_id, k->scope, org, upto, en) && en->access >= level
+        && (en->expiry_ms == 0 || at <= en->expiry_ms);
+    free(en);
+    return ok;
+}
+
+bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const node_member *m)
+{
+    (void)e;
+    /* Only a body decided here (merged or refused: what this node wrote is decided too) leaves
+     * it, and only to those the access log of its scope names. A key-grant body goes the same
+     * way: its tag is its scope's, and its recipients were granted read first. */
+    if (node__ledger_applied_get(t, h->id) == 0)
+        return false;
+    ledger_key k;
+    if (node__ledger_key_get(t, h->tag, &k) != NODE_OK)
+        return false;
+    bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, h->hlc.wall, UINT64_MAX);
+    proto_wipe(&k, sizeof(k));
+    return ok;
+}
+
+bool node__holder(node_txn *t, const uint8_t tag[32], const node_member *m)
+{
+    ledger_key k;
+    if (node__ledger_key_get(t, tag, &k) != NODE_OK)
+        return false;
+    bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, 0, UINT64_MAX);
+    proto_wipe(&k, sizeof(k));
+    return ok;
+}
+
+bool node__may_write(node_txn *t, node_engine *e, const ledger_key *k)
+{
+    /* By the rule every holder applies to the delta (node__authorise): the newest grant among
+     * the entries this node holds without a gap, the number its delta states. */
+    return holds(t, k, e->cfg.org, PROTO_ACCESS_WRITE, node__now(e),
+        node__ledger_entries_contiguous(t, &k->case_id, k->scope));
+}
+
+/* Every entry a delta adds must be its author's own: a dot of the author (a counter entry: of
+ * its counter origin for that field). Only a redaction names another's event, and only the
+ * case owner may redact another's event. Otherwise a member could forge entries in another
+ * member's name, or take a dot that member will use and make its later delta conflict. */
+static const char *entries_by(const crdt_scope *delta, const uint8_t author[32], bool owner)
 {
     const crdt_origin *a = (const crdt_origin *)(const void *)author;
     size_t n = crdt_scope_entry_count(delta);
     for (size_t i = 0; i < n; i++) {
         crdt_entry en;
         if (crdt_scope_entry_at(delta, i, &en) != CRDT_OK)
-            return false;
-        if (en.type == CRDT_TIMELINE && en.redacted)
-            continue;
+            return "the delta does not read back";
         crdt_origin want = *a;
-        if (en.type == CRDT_COUNTER) {
-            char field[CRDT_FIELD_MAX + 1];
-            memcpy(field, en.field.p, en.field.len);
-            field[en.field.len] = 0;
-            crdt_counter_origin(a, field, &want);
+        if (en.type == CRDT_TIMELINE && en.redacted) {
+            if (owner || crdt_origin_cmp(&en.dot.origin, a) == 0)
+                continue;
+            return "a redaction of another member's event by a member that does not own the case";
         }
+        if (en.type == CRDT_COUNTER)
+            proto_counter_origin(author, (const char *)en.field.p, en.field.len, want.b);
         if (crdt_origin_cmp(&en.dot.origin, &want) != 0)
-            return false;
+            return "an entry carries another member's dot";
     }
-    return true;
+    return NULL;
 }
 
-/* Does the delta write or remove a reserved field (the access map, "@...")? A removal shows
- * only in its context: it covers the dots of state entries it does not carry. */
-static bool touches_reserved(const crdt_scope *delta, const crdt_scope *state)
+/* Does every entry pass the network's schema (the field exists in this scope with this CRDT,
+ * its value is one the schema admits, in canonical form), every counter stay within the
+ * manifest's per-author limit, and every entry's clock not come after its header's? */
+static const char *entries_valid(
+    node_engine *e, const char *scope, const crdt_scope *delta, const crdt_hlc *hclock)
 {
+    const node_scope_def *sd = node_schema_scope(e->schema, scope);
+    if (sd == NULL)
+        return "a scope the network's schema does not have";
+    static char value[65536 + 1], canon[65536 + 1];
     size_t n = crdt_scope_entry_count(delta);
     for (size_t i = 0; i < n; i++) {
         crdt_entry en;
-        if (crdt_scope_entry_at(delta, i, &en) == CRDT_OK && en.field.len > 0
-            && en.field.p[0] == '@')
-            return true;
+        if (crdt_scope_entry_at(delta, i, &en) != CRDT_OK)
+            return "the delta does not read back";
+        char field[CRDT_FIELD_MAX + 1];
+        memcpy(field, en.field.p, en.field.len);
+        field[en.field.len] = 0;
+        const node_field *f = node_schema_field(e->schema, scope, field);
+        if (f == NULL || node_ftype_crdt(f->type) != en.type)
+            return "a field the network's schema does not have, or of another type";
+        if ((en.type == CRDT_REGISTER || en.type == CRDT_TIMELINE)
+            && crdt_hlc_cmp(&en.hlc, hclock) > 0)
+            return "an entry stamped later than its header";
+        if (en.type == CRDT_COUNTER) {
+            if (en.pos > e->manifest.counter_limit || en.neg > e->manifest.counter_limit)
+                return "a counter beyond the network's per-author limit";
+            continue;
+        }
+        if (en.type == CRDT_TIMELINE && en.redacted)
+            continue;
+        const crdt_bytes *v = en.type == CRDT_SET ? &en.elem : &en.value;
+        if (v->len > sizeof(value) - 1 || memchr(v->p, 0, v->len) != NULL)
+            return "a value the network's schema does not admit";
+        memcpy(value, v->p, v->len);
+        value[v->len] = 0;
+        node_edit_op op = en.type == CRDT_REGISTER ? NODE_EDIT_SET : NODE_EDIT_ADD;
+        if (node_schema_check(sd, f, op, value, canon, sizeof(canon), NULL, NULL) != NODE_OK
+            || strcmp(value, canon) != 0)
+            return "a value the network's schema does not admit";
     }
-    const crdt_cc *cc = crdt_scope_cc(delta);
-    n = crdt_scope_entry_count(state);
+    return NULL;
+}
+
+static int origin_cmp(const void *a, const void *b)
+{
+    return crdt_origin_cmp(a, b);
+}
+
+/* Are the dots the delta's causal context names all covered by the state (decided here) or the
+ * author's own (its origin's, or its counter origins' of the counter fields the delta carries:
+ * the dots it creates, some of them superseded within the delta itself)? A context naming
+ * another member's dots this node has not decided would let an author claim the future of
+ * that member's counter (and with it delete what it writes next, or exhaust its counter);
+ * such a delta waits until they are covered. (That an author's new dots follow its last ones
+ * without a gap is the writers' stage of this work: a gap harms only the author's own
+ * counters.) */
+static node_auth context_covered(
+    const crdt_scope *state, const crdt_scope *delta, const uint8_t author[32])
+{
+    const crdt_cc *have = crdt_scope_cc(state), *cc = crdt_scope_cc(delta);
+    size_t n = crdt_scope_entry_count(delta), k = 0;
+    crdt_origin *own = malloc((n + 1) * sizeof(*own));
+    if (own == NULL)
+        return NODE_AUTH_WAIT;
+    memcpy(own[k++].b, author, 32);
     for (size_t i = 0; i < n; i++) {
         crdt_entry en;
-        if (crdt_scope_entry_at(state, i, &en) == CRDT_OK && en.field.len > 0
-            && en.field.p[0] == '@' && crdt_cc_contains(cc, &en.dot))
-            return true;
+        if (crdt_scope_entry_at(delta, i, &en) == CRDT_OK && en.type == CRDT_COUNTER)
+            proto_counter_origin(author, (const char *)en.field.p, en.field.len, own[k++].b);
     }
-    return false;
+    qsort(own, k, sizeof(*own), origin_cmp);
+    bool ok = true;
+    for (size_t i = 0; i < cc->nvv && ok; i++) {
+        if (bsearch(&cc->vv[i].origin, own, k, sizeof(*own), origin_cmp) != NULL)
+            continue;
+        /* Another's dots 1..max: the state covers them all only in its contiguous part (a
+         * cloud dot is never right after it). */
+        ok = crdt_cc_vv_max(have, &cc->vv[i].origin) >= cc->vv[i].max;
+    }
+    for (size_t i = 0; i < cc->ncloud && ok; i++)
+        ok = bsearch(&cc->cloud[i].origin, own, k, sizeof(*own), origin_cmp) != NULL
+            || crdt_cc_contains(have, &cc->cloud[i]);
+    free(own);
+    return ok ? NODE_AUTH_OK : NODE_AUTH_WAIT;
 }
 
-/* The access a member holds in a scope as of version vector vv: the newest @access event
- * for its org whose dot lies in vv. */
-uint8_t node__access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
-    size_t nvv, const proto_limits *lim)
+node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, const crdt_scope *state,
+    const proto_header *h, const node_member *author, const proto_body *plain,
+    const crdt_scope *delta, const char **why)
 {
-    size_t n;
-    uint8_t level = PROTO_ACCESS_NONE;
-    if (crdt_timeline_count(state, PROTO_ACCESS_FIELD, &n) != CRDT_OK)
-        return level;
-    for (size_t i = 0; i < n; i++) {
-        crdt_event ev;
-        if (crdt_timeline_at(state, PROTO_ACCESS_FIELD, i, &ev) != CRDT_OK || ev.redacted)
-            continue;
-        uint64_t max = 0;
-        for (size_t k = 0; k < nvv; k++)
-            if (memcmp(vv[k].origin.b, ev.id.origin.b, 32) == 0)
-                max = vv[k].max;
-        if (ev.id.counter > max)
-            continue;
-        proto_access a;
-        if (proto_access_decode(ev.content.p, ev.content.len, lim, &a, NULL) != PROTO_OK)
-            continue;
-        if (a.grantee.len == strlen(org) && memcmp(a.grantee.p, org, a.grantee.len) == 0)
-            level = a.access; /* events come in timeline order: the last one wins */
-    }
-    return level;
-}
-
-node_auth node__authorise(node_engine *e, const ledger_key *k, const crdt_scope *state,
-    const uint8_t author[32], const proto_body *plain, const crdt_scope *delta)
-{
-    if (memcmp(author, k->owner, 32) == 0)
-        return NODE_AUTH_OK;
-    if (touches_reserved(delta, state))
+    bool owner = node__is_owner(k, author);
+    if ((*why = entries_by(delta, h->origin, owner)) != NULL
+        || (*why = entries_valid(e, k->scope, delta, &h->hlc)) != NULL)
         return NODE_AUTH_NO;
-    const crdt_cc *cc = crdt_scope_cc(state);
-    for (size_t i = 0; i < plain->nvv; i++)
-        if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
-            return NODE_AUTH_WAIT;
-    node_member *m = node__member_by_origin(e, author);
-    if (m == NULL)
-        return NODE_AUTH_NO;
-    return node__access_as_of(state, m->org, plain->vv, plain->nvv, &e->lim) == PROTO_ACCESS_WRITE
-        ? NODE_AUTH_OK
-        : NODE_AUTH_NO;
-}
-
-/* May member m receive the body of header h? */
-bool node__may_receive(node_txn *t, const proto_header *h, const node_member *m)
-{
-    if (h->kind == PROTO_HDR_KEY_GRANT) {
-        for (size_t r = 0; r < h->nrecipients; r++)
-            if (memcmp(h->recipients[r].b, m->origin, 32) == 0)
-                return true;
-        return false;
+    if (owner)
+        return NODE_AUTH_OK; /* the owner's acts are decided from its own signed data */
+    /* Another member's delta is authorised by the newest grant among the access-log entries
+     * its author had seen (1..access_seen), once they are all decided here. */
+    if (node__ledger_entries_contiguous(t, &k->case_id, k->scope) < plain->access_seen) {
+        *why = "waits for the access-log entries its author had seen";
+        return NODE_AUTH_WAIT;
     }
-    return node__ledger_holds(t, h->tag, m->origin);
-}
-
-bool node__may_write(node_engine *e, const ledger_key *k, const crdt_scope *state)
-{
-    if (memcmp(k->owner, proto_identity_origin(e->me), 32) == 0)
-        return true;
-    const crdt_cc *cc = crdt_scope_cc(state);
-    return node__access_as_of(state, e->cfg.org, cc->vv, cc->nvv, &e->lim) == PROTO_ACCESS_WRITE;
+    ledger_entry *en = malloc(sizeof(*en));
+    if (en == NULL) {
+        *why = "out of memory";
+        return NODE_AUTH_WAIT;
+    }
+    bool granted = node__grant_for(t, &k->case_id, k->scope, author->org, plain->access_seen, en);
+    node_auth r = NODE_AUTH_OK;
+    if (!granted || en->access != PROTO_ACCESS_WRITE) {
+        *why = "no write grant among the access-log entries its author had seen";
+        r = NODE_AUTH_NO;
+    } else if (en->expiry_ms != 0 && h->hlc.wall > en->expiry_ms) {
+        *why = "stamped after its write grant expired";
+        r = NODE_AUTH_NO;
+    } else {
+        const crdt_cc *cc = crdt_scope_cc(state);
+        for (size_t i = 0; i < plain->nvv && r == NODE_AUTH_OK; i++)
+            if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
+                r = NODE_AUTH_WAIT;
+        if (r == NODE_AUTH_OK)
+            r = context_covered(state, delta, h->origin);
+        if (r == NODE_AUTH_WAIT)
+            *why = "waits for the causal past it names";
+    }
+    free(en);
+    return r;
 }

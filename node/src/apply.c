@@ -1,9 +1,10 @@
 /*
- * Apply: merging a body this node holds into the state of its scope, once its key, its causal
- * past and its time have come: a key grant opens into a key record; a delta is decrypted,
- * checked against the access rule and joined. The waits are retried in passes, a bounded
- * number per call, so that the loop keeps answering peers and operators during a large
- * backlog. May call: access.c, state.c, keycache.c, ledger.c, proto, crdt.
+ * Apply: deciding a body this node holds, once its key, what it names and its time have come: a
+ * key grant addressed to this node opens into key records (its owner checked); a body under a
+ * scope key is decrypted, and an access-log entry is recorded (from the owner only) or a delta
+ * checked against the access rule and joined into the state of its scope. The waits are retried in
+ * passes, a bounded number per call, so that the loop keeps answering peers and operators during a
+ * large backlog. May call: access.c, state.c, keycache.c, ledger.c, proto, crdt.
  */
 #include "core.h"
 
@@ -11,14 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Try to merge one waiting body. Sets *done or *why. */
 /* A held body that this node has decided not to merge: logged once with why, marked refused
  * in the store (it stays held and served), and done. */
 static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
     const char *event, const char *scope, const char *why, const char *detail, bool *done)
 {
     char hex[65];
-    const node_member *m = node__member_by_origin(c->e, h->origin);
+    const node_member *m = node__author(c->e, h->origin, NULL);
     if (m == NULL)
         proto_hex_encode(h->origin, 32, hex);
     NODE_WARN(event, "org=%s seq=%" PRIu64 " scope=%s reason=\"%s\" detail=\"%s\"",
@@ -28,32 +28,276 @@ static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const prot
     return node__ledger_applied_put(t, w->id, LEDGER_REFUSED);
 }
 
-/* A key grant held here: opened into the key record of its (case, scope, epoch), or refused.
- * One that is not for this node is done (it is held for others). */
+/* Want the bodies of every header of this tag that this node lacks: a key has just made them
+ * readable here. The wants are adopted after the commit (node__apply_adopt). */
+typedef struct tag_want {
+    apply_ctx *c;
+    node_txn *t;
+    node_err err;
+} tag_want;
+
+static bool tag_want_cb(const uint8_t id[32], void *ctx)
+{
+    tag_want *w = ctx;
+    if (node__ledger_body_has(w->t, id))
+        return true;
+    const void *hb;
+    size_t hl;
+    proto_header h;
+    if (node__ledger_header_by_id(w->t, id, &hb, &hl) != NODE_OK
+        || proto_header_decode(hb, hl, &w->c->e->lim, &h, NULL) != PROTO_OK)
+        return true;
+    node_want *nw = NODE_VEC_PUSH(&w->c->wants, NODE_WANTS_MAX);
+    if (nw == NULL) {
+        w->err = NODE_ENOMEM;
+        return false;
+    }
+    memcpy(nw->id, h.id, 32);
+    memcpy(nw->tag, h.tag, 32);
+    memcpy(nw->origin, h.origin, 32);
+    return true;
+}
+
+static node_err want_tag(node_txn *t, apply_ctx *c, const uint8_t tag[32])
+{
+    tag_want w = { c, t, NODE_OK };
+    node_err err = node__ledger_tag_headers(t, tag, tag_want_cb, &w);
+    return err != NODE_OK ? err : w.err;
+}
+
+node_err node__apply_adopt(node_engine *e, apply_ctx *c)
+{
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < c->wants.n && err == NODE_OK; i++)
+        err = node__want_add(e, c->wants.v[i].id, c->wants.v[i].tag, c->wants.v[i].origin);
+    NODE_VEC_FREE(&c->wants);
+    return err;
+}
+
+/* Keys of (case, scope) already held here, to compare a grant's with. */
+typedef struct held_keys {
+    ledger_key *v;
+    size_t n;
+} held_keys;
+
+static bool held_keys_cb(const ledger_key *k, void *ctx)
+{
+    held_keys *h = ctx;
+    if (h->n < PROTO_GRANT_EPOCHS_MAX)
+        h->v[h->n++] = *k;
+    return true;
+}
+
+/* Is there an epoch announcement for k's epoch in its scope's access log, with k's hash? */
+static bool announced(node_txn *t, const ledger_key *k, const proto_scope_key *sk)
+{
+    uint8_t want[32];
+    proto_epoch_key_hash(sk, want);
+    ledger_entry *en = malloc(sizeof(*en));
+    bool ok = false;
+    for (uint64_t n = 1; en != NULL && !ok; n++) {
+        if (node__ledger_entry_get(t, &k->case_id, k->scope, n, en) != NODE_OK)
+            break;
+        ok = en->kind == PROTO_BODY_ACCESS_EPOCH && en->new_epoch == k->epoch
+            && memcmp(en->key_hash, want, 32) == 0;
+    }
+    free(en);
+    return ok;
+}
+
+/* Take one key of a grant: a key of an epoch already held must be the same key (nothing
+ * replaces a key); the first epoch's is taken as it comes, a later one is confirmed only by its
+ * announcement in the access log (until then it is held unconfirmed, and deltas under it wait). */
+static node_err take_key(node_txn *t, apply_ctx *c, const proto_grant *g, proto_scope_key *sk,
+    const held_keys *held, const proto_header *h)
+{
+    ledger_key k;
+    memset(&k, 0, sizeof(k));
+    memcpy(k.tag, proto_scope_key_tag(sk), 32);
+    k.case_id = g->case_id;
+    k.nonce = g->nonce;
+    snprintf(k.scope, sizeof(k.scope), "%s", g->scope);
+    snprintf(k.owner_org, sizeof(k.owner_org), "%s", g->owner_org);
+    k.epoch = proto_scope_key_epoch(sk);
+    proto_scope_key_export(sk, k.key);
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < held->n; i++) {
+        if (held->v[i].epoch != k.epoch)
+            continue;
+        if (memcmp(held->v[i].key, k.key, 32) != 0)
+            NODE_WARN("grant.key",
+                "owner=%s seq=%" PRIu64 " epoch=%" PRIu64
+                " reason=\"another key for an epoch already held: kept the one held\"",
+                g->owner_org, h->seq, k.epoch);
+        goto out;
+    }
+    k.confirmed = k.epoch == PROTO_EPOCH_FIRST || announced(t, &k, sk);
+    if ((err = node__ledger_key_put(t, &k)) == NODE_OK && k.confirmed)
+        err = want_tag(t, c, k.tag);
+out:
+    proto_wipe(&k, sizeof(k));
+    return err;
+}
+
+/* A key grant held here: when one of its hint slots is this node's, opened, its owner checked
+ * (the case id derives from the owner org and the nonce, and the header's author is a key of
+ * that org), and its keys taken. One that is not for this node is done (it is held for
+ * others). */
 static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
     const void *body, size_t len, bool *done)
 {
     node_engine *e = c->e;
-    proto_diag diag = { 0, "" };
-    proto_scope_key *sk = NULL;
-    proto_err perr = proto_key_grant_open(h, e->me, body, len, &e->lim, &sk, &diag);
-    if (perr == PROTO_ENOTRECIPIENT) {
-        *done = true;
+    const proto_member_key *key;
+    node_member *author = node__author(e, h->origin, &key);
+    if (author == NULL) {
+        *done = true; /* not held: node__may_hold admits a grant of a listed author only */
         return NODE_OK;
     }
+    if (proto_key_grant_slot(h, e->me, key->box_pk) < 0) {
+        /* A grant to another holder of a scope this node reads: held to pass on. */
+        *done = true;
+        return node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
+    }
+    proto_diag diag = { 0, "" };
+    proto_grant g;
+    memset(&g, 0, sizeof(g));
+    proto_err perr = proto_key_grant_open(h, e->me, key->box_pk, body, len, &e->lim, &g, &diag);
     if (perr != PROTO_OK)
         return refuse(t, c, w, h, "grant.reject", "?", proto_strerror(perr), diag.reason, done);
-    ledger_key k;
-    memset(&k, 0, sizeof(k));
-    memcpy(k.tag, proto_scope_key_tag(sk), 32);
-    k.case_id = *proto_scope_key_case(sk);
-    snprintf(k.scope, sizeof(k.scope), "%s", proto_scope_key_scope(sk));
-    k.epoch = proto_scope_key_epoch(sk);
-    memcpy(k.owner, h->origin, 32);
-    proto_scope_key_export(sk, k.key);
+    node_err err = NODE_OK;
+    if (strcmp(g.owner_org, author->org) != 0) {
+        err = refuse(t, c, w, h, "grant.reject", g.scope, "a key grant for a case another org owns",
+            g.owner_org, done);
+    } else if (strcmp(g.owner_org, e->cfg.org) == 0) {
+        err = refuse(
+            t, c, w, h, "grant.reject", g.scope, "a key grant for a case this node owns", "", done);
+    } else {
+        held_keys held = { calloc(PROTO_GRANT_EPOCHS_MAX, sizeof(ledger_key)), 0 };
+        if (held.v == NULL) {
+            err = NODE_ENOMEM;
+        } else if ((err = node__ledger_scope_keys(t, &g.case_id, g.scope, held_keys_cb, &held))
+            == NODE_OK) {
+            for (size_t i = 0; i < g.nkeys && err == NODE_OK; i++)
+                err = take_key(t, c, &g, g.keys[i], &held, h);
+        }
+        if (held.v != NULL)
+            proto_wipe(held.v, PROTO_GRANT_EPOCHS_MAX * sizeof(ledger_key));
+        free(held.v);
+        if (err == NODE_OK)
+            err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
+        *done = true;
+        c->progress++;
+    }
+    proto_grant_fini(&g);
+    return err;
+}
+
+/* Is there a key of this epoch held unconfirmed? Confirm it when its hash matches. */
+typedef struct confirm_ctx {
+    const ledger_entry *en;
+    ledger_key found;
+    bool have;
+} confirm_ctx;
+
+static bool confirm_cb(const ledger_key *k, void *ctx)
+{
+    confirm_ctx *c = ctx;
+    if (k->epoch != c->en->new_epoch)
+        return true;
+    c->found = *k;
+    c->have = true;
+    return false;
+}
+
+static node_err confirm_epoch(
+    node_txn *t, apply_ctx *c, const ledger_key *k, const ledger_entry *en)
+{
+    confirm_ctx cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.en = en;
+    node_err err = node__ledger_scope_keys(t, &k->case_id, k->scope, confirm_cb, &cc);
+    if (err != NODE_OK || !cc.have || cc.found.confirmed)
+        goto out;
+    proto_scope_key *sk = NULL;
+    if (proto_scope_key_from_bytes(
+            &cc.found.case_id, cc.found.scope, cc.found.epoch, cc.found.key, &sk)
+        != PROTO_OK) {
+        err = NODE_ECORRUPT;
+        goto out;
+    }
+    uint8_t hash[32];
+    proto_epoch_key_hash(sk, hash);
     proto_scope_key_free(sk);
-    node_err err = node__ledger_key_put(t, &k);
-    proto_wipe(&k, sizeof(k));
+    if (memcmp(hash, en->key_hash, 32) != 0) {
+        NODE_WARN("grant.key",
+            "scope=%s epoch=%" PRIu64 " reason=\"the key held for this epoch is not the one its "
+            "announcement names: not used\"",
+            k->scope, en->new_epoch);
+        goto out;
+    }
+    cc.found.confirmed = true;
+    if ((err = node__ledger_key_put(t, &cc.found)) == NODE_OK)
+        err = want_tag(t, c, cc.found.tag);
+out:
+    proto_wipe(&cc.found, sizeof(cc.found));
+    return err;
+}
+
+/* An access-log entry of the scope of k: only from the case owner's authentic headers; numbered
+ * once (a second entry under a number held is the owner's fork: the first is kept and the
+ * second refused until fork handling decides). An epoch announcement confirms the key of its
+ * epoch when this node holds it already (held unconfirmed). */
+static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const ledger_key *k, const node_member *author, const proto_body *plain, bool *done)
+{
+    if (!node__is_owner(k, author))
+        return refuse(t, c, w, h, "access.reject", k->scope,
+            "an access-log entry from a member that does not own the case", "", done);
+    ledger_entry *en = calloc(1, sizeof(*en));
+    if (en == NULL)
+        return NODE_ENOMEM;
+    node_err err = node__ledger_entry_get(t, &k->case_id, k->scope, plain->entry, en);
+    if (err == NODE_OK) {
+        bool same = memcmp(en->id, h->id, 32) == 0;
+        free(en);
+        if (same) {
+            *done = true;
+            return node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
+        }
+        return refuse(t, c, w, h, "access.fork", k->scope,
+            "a second access-log entry under a number held (the owner forked its log)", "", done);
+    }
+    if (err != NODE_ENOTFOUND) {
+        free(en);
+        return err;
+    }
+    memset(en, 0, sizeof(*en));
+    en->number = plain->entry;
+    en->kind = plain->kind;
+    memcpy(en->id, h->id, 32);
+    en->hlc = h->hlc;
+    en->epoch = plain->epoch;
+    if (plain->kind == PROTO_BODY_ACCESS_GRANT) {
+        const proto_access *a = &plain->grant;
+#define COPY(dst, b) snprintf(dst, sizeof(dst), "%.*s", (int)(b).len, (const char *)(b).p)
+        COPY(en->grantee, a->grantee);
+        COPY(en->purpose, a->purpose);
+        COPY(en->provision, a->provision);
+        COPY(en->operator_name, a->operator_name);
+        COPY(en->unix_user, a->unix_user);
+        COPY(en->evidence, a->evidence);
+#undef COPY
+        en->access = a->access;
+        en->basis = a->basis;
+        en->expiry_ms = a->expiry_ms;
+    } else {
+        en->new_epoch = plain->new_epoch;
+        memcpy(en->key_hash, plain->key_hash, 32);
+    }
+    err = node__ledger_entry_put(t, &k->case_id, k->scope, en);
+    if (err == NODE_OK && plain->kind == PROTO_BODY_ACCESS_EPOCH)
+        err = confirm_epoch(t, c, k, en);
+    free(en);
     if (err == NODE_OK)
         err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
     *done = true;
@@ -62,15 +306,15 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
 }
 
 /* Is a delta's clock so far ahead of this node's that it must wait (ARCHITECTURE.md, section 5,
- * "Waits")? */
+ * "Waits")? The wait delays the decision only: the header is stored and relayed already. */
 static bool clock_ahead(apply_ctx *c, const proto_header *h, wait_reason was)
 {
     uint64_t now = node__now(c->e);
-    if (h->hlc.wall <= now || h->hlc.wall - now <= c->e->cfg.max_clock_ahead_ms)
+    if (h->hlc.wall <= now || h->hlc.wall - now <= node__clock_ahead_ms(c->e))
         return false;
     if (was != WAIT_CLOCK) {
         char hex[65];
-        const node_member *m = node__member_by_origin(c->e, h->origin);
+        const node_member *m = node__author(c->e, h->origin, NULL);
         if (m == NULL)
             proto_hex_encode(h->origin, 32, hex);
         NODE_WARN("delta.wait", "org=%s seq=%" PRIu64 " reason=\"clock ahead\" ahead_ms=%" PRIu64,
@@ -79,10 +323,11 @@ static bool clock_ahead(apply_ctx *c, const proto_header *h, wait_reason was)
     return true;
 }
 
-/* A decrypted delta under key k: checked against the access rule and joined into the state
- * of its scope, or refused, or left waiting for its causal past. */
+/* A decrypted delta under key k: checked against the access rule and joined into the state of
+ * its scope, or refused, or left waiting for what it names. */
 static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
-    const ledger_key *k, const proto_body *plain, bool *done, wait_reason *why)
+    const ledger_key *k, const node_member *author, const proto_body *plain, bool *done,
+    wait_reason *why)
 {
     node_engine *e = c->e;
     proto_diag diag = { 0, "" };
@@ -93,20 +338,15 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
         err = refuse(t, c, w, h, "delta.reject", k->scope, "bad scope encoding", diag.reason, done);
         goto out;
     }
-    if (!node__entries_by(delta, h->origin)) {
-        err = refuse(t, c, w, h, "delta.reject", k->scope, "an entry carries another member's dot",
-            "", done);
-        goto out;
-    }
     if ((err = node__ledger_state_get(t, h->tag, &e->lim, &state)) != NODE_OK)
         goto out;
-    switch (node__authorise(e, k, state, h->origin, plain, delta)) {
+    const char *reason = "";
+    switch (node__authorise(t, e, k, state, h, author, plain, delta, &reason)) {
     case NODE_AUTH_WAIT:
         *why = WAIT_CAUSAL;
         goto out;
     case NODE_AUTH_NO:
-        err = refuse(t, c, w, h, "delta.refuse", k->scope,
-            "no write grant in the delta's causal past", "", done);
+        err = refuse(t, c, w, h, "delta.refuse", k->scope, reason, "", done);
         goto out;
     case NODE_AUTH_OK:
         break;
@@ -115,7 +355,11 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     if (cerr == CRDT_ENOMEM) {
         err = NODE_ENOMEM;
     } else if (cerr != CRDT_OK) {
-        err = refuse(t, c, w, h, "delta.reject", k->scope, crdt_strerror(cerr), "", done);
+        /* The checks above admit only what joins; a join that fails all the same is this
+         * node's fault, not the author's: alert, and keep the body for another try. */
+        NODE_ERROR("delta.join", "scope=%s seq=%" PRIu64 " error=\"%s\"", k->scope, h->seq,
+            crdt_strerror(cerr));
+        *why = WAIT_CAUSAL;
     } else if ((err = node__ledger_state_put(t, h->tag, state, node__now(e))) == NODE_OK
         && (err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK) {
         *done = true;
@@ -127,14 +371,16 @@ out:
     return err;
 }
 
-/* A delta held here: once its key is here and its clock is not too far ahead, decrypted and
- * merged (merge_delta). */
+/* A body under a scope key held here: once the key is confirmed and the header's clock is not
+ * too far ahead, decrypted and decided by its kind: a delta (merge_delta), an access-log entry
+ * (apply_entry). */
 static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
     const void *body, size_t len, bool *done, wait_reason *why)
 {
     node_engine *e = c->e;
     ledger_key k;
-    if (node__ledger_key_get(t, h->tag, &k) != NODE_OK) {
+    if (node__ledger_key_get(t, h->tag, &k) != NODE_OK || !k.confirmed) {
+        proto_wipe(&k, sizeof(k));
         *why = WAIT_KEY;
         return NODE_OK;
     }
@@ -144,20 +390,28 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     memset(&plain, 0, sizeof(plain));
     proto_diag diag = { 0, "" };
     proto_err perr = PROTO_OK;
-    if (clock_ahead(c, h, *why)) {
+    node_member *author = NULL;
+    const char *inadmissible = node__header_admitted(e, h, &author);
+    if (author == NULL) {
+        *why = WAIT_CAUSAL; /* an org a later manifest may list */
+    } else if (inadmissible != NULL) {
+        err = refuse(t, c, w, h, "delta.refuse", k.scope, inadmissible, "", done);
+    } else if (clock_ahead(c, h, *why)) {
         *why = WAIT_CLOCK;
     } else if ((err = node__keycache_get(e, &k, &sk)) != NODE_OK) {
         /* the key record does not make a key: err says so */
     } else if ((perr = proto_body_open(h, sk, body, len, &e->lim, &plain, &diag)) != PROTO_OK) {
         err = refuse(t, c, w, h, "delta.reject", k.scope, proto_strerror(perr), diag.reason, done);
-    } else if (plain.kind != PROTO_BODY_DELTA) {
+    } else if (plain.kind == PROTO_BODY_DELTA) {
+        err = merge_delta(t, c, w, h, &k, author, &plain, done, why);
+    } else if (plain.kind == PROTO_BODY_ACCESS_GRANT || plain.kind == PROTO_BODY_ACCESS_EPOCH) {
+        err = apply_entry(t, c, w, h, &k, author, &plain, done);
+    } else {
         /* Erasure (forget) is later work: keep the body, merge nothing. */
         NODE_WARN("delta.skip", "scope=%s seq=%" PRIu64 " reason=\"forget not implemented\"",
             k.scope, h->seq);
         err = node__ledger_applied_put(t, w->id, LEDGER_REFUSED);
         *done = true;
-    } else {
-        err = merge_delta(t, c, w, h, &k, &plain, done, why);
     }
     proto_body_fini(&plain);
     proto_wipe(&k, sizeof(k));
@@ -177,7 +431,7 @@ node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const no
     if (w->kind == PROTO_HDR_DELTA) {
         /* Most waits wait for their key: tell that without decoding anything. */
         ledger_key probe;
-        bool have = node__ledger_key_get(t, w->tag, &probe) == NODE_OK;
+        bool have = node__ledger_key_get(t, w->tag, &probe) == NODE_OK && probe.confirmed;
         proto_wipe(&probe, sizeof(probe));
         if (!have) {
             *why = WAIT_KEY;
@@ -208,6 +462,7 @@ static node_err apply_cb(node_txn *t, void *ctx)
 {
     apply_ctx *c = ctx;
     c->progress = c->refused = 0;
+    c->wants.n = 0; /* a rerun of the transaction starts again */
     for (size_t i = 0; i < c->n; i++) {
         node_err err
             = node__apply_one(t, c, &c->e->waits.v[c->from + i], NULL, &c->done[i], &c->why[i]);
@@ -227,8 +482,11 @@ static node_err apply_cb(node_txn *t, void *ctx)
  * found not ours), or SIZE_MAX on error; the list is compacted. */
 static size_t apply_batch(node_engine *e, size_t from, size_t n)
 {
-    apply_ctx c
-        = { e, from, n, calloc(n ? n : 1, sizeof(wait_reason)), calloc(n ? n : 1, 1), 0, 0 };
+    apply_ctx c = { .e = e,
+        .from = from,
+        .n = n,
+        .why = calloc(n ? n : 1, sizeof(wait_reason)),
+        .done = calloc(n ? n : 1, 1) };
     size_t finished = SIZE_MAX;
     node_errmsg msg;
     if (c.why == NULL || c.done == NULL)
@@ -251,7 +509,10 @@ static size_t apply_batch(node_engine *e, size_t from, size_t n)
     memmove(&e->waits.v[w], &e->waits.v[from + n], (e->waits.n - from - n) * sizeof(*e->waits.v));
     e->waits.n -= finished;
     e->apply_progress += c.progress;
+    if (node__apply_adopt(e, &c) != NODE_OK)
+        NODE_ERROR("apply.fail", "error=\"out of memory listing the bodies a key unlocked\"");
 out:
+    NODE_VEC_FREE(&c.wants);
     free(c.why);
     free(c.done);
     return finished;

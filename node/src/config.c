@@ -14,7 +14,9 @@ void node_config_defaults(node_config *cfg)
     cfg->log_level = NODE_LOG_INFO;
     cfg->map_size = UINT64_C(256) << 20;
     cfg->map_size_max = UINT64_C(1) << 40;
-    cfg->max_clock_ahead_ms = 600000;
+    cfg->rekey_notice_ms = UINT64_C(72) * 3600000;
+    cfg->held_per_origin = 10000;
+    cfg->held_bytes = UINT64_C(64) << 20;
     cfg->max_message_bytes = UINT64_C(16) << 20;
     cfg->handshake_timeout_ms = 5000;
     cfg->anti_entropy_ms = 2000;
@@ -104,13 +106,15 @@ static const key_def keys[] = {
     { "node", "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
     { "store", "map_size_mb", K_NUM, OFF(map_size), 1, 1 << 20, 1 << 20 },
     { "store", "max_size_mb", K_NUM, OFF(map_size_max), 1, 1 << 24, 1 << 20 },
-    { "sync", "max_clock_ahead_ms", K_NUM, OFF(max_clock_ahead_ms), 0, 86400000, 1 },
     { "sync", "max_message_bytes", K_NUM, OFF(max_message_bytes), 65536, 1u << 30, 1 },
     { "sync", "handshake_timeout_ms", K_NUM, OFF(handshake_timeout_ms), 100, 60000, 1 },
     { "sync", "anti_entropy_ms", K_NUM, OFF(anti_entropy_ms), 50, 3600000, 1 },
     { "sync", "idle_timeout_ms", K_NUM, OFF(idle_timeout_ms), 1000, 3600000, 1 },
+    { "sync", "held_headers_per_origin", K_NUM, OFF(held_per_origin), 100, 1000000, 1 },
+    { "sync", "held_headers_mb", K_NUM, OFF(held_bytes), 1, 4096, 1 << 20 },
     { "network", "admin_pub", K_KEY, OFF(admin_pub), 0, 0, 0 },
     { "network", "schema", K_FILE, OFF(schema), 0, 0, 0 },
+    { "network", "rekey_notice_hours", K_NUM, OFF(rekey_notice_ms), 0, 8760, 3600000 },
 };
 #undef OFF
 

@@ -225,7 +225,11 @@ static void rx_cb(void *arg)
     }
     c->rs = RX_LEN;
     bool go = !c->dead;
-    if (go && c->rx_pending > RX_PAUSE_BYTES) {
+    /* Before its handshake a connection has one message at the loop at a time: the next is
+     * read once the loop has taken this one, so that a session frame sent right after
+     * HELLO_FINISH is read under the limit the handshake's outcome sets (node__net_trust is
+     * called while the loop takes HELLO_FINISH), not the handshake's. */
+    if (go && (c->rx_pending > RX_PAUSE_BYTES || (ok && !c->trusted))) {
         c->rx_paused = true;
         go = false;
     }

@@ -53,22 +53,32 @@ typedef struct node_host {
     void (*schedule)(void *ctx, node_work w, uint64_t delay_ms);
 } node_host;
 
-/* A member of the manifest, as this node sees it at run time. */
+/* A member of the manifest (every org ever listed), as this node sees it at run time; its
+ * index is its index in the manifest's members. */
 typedef struct node_member {
     char org[PROTO_ORG_MAX + 1];
     uint8_t role;
-    uint8_t origin[32];
+    uint8_t origin[32]; /* its current key (the last the manifest lists) */
     uint8_t box_pk[32];
     char url[NODE_URL_MAX + 1];
+    bool active; /* its current key is not retired: it is in the network */
     bool self;
     uint32_t dialer;        /* 0: not dialled */
     uint32_t pipe;          /* an authenticated link to it, 0 if none */
     uint64_t last_heard_ms; /* node__mono; 0: never */
     uint64_t dialled_ms;    /* when its current dialler was made (node__mono) */
-    crdt_vv_entry *vv;      /* its header version vector, as last received (malloc'd) */
+    proto_vv_item *vv;      /* its header version vector, as last received (malloc'd) */
     size_t nvv;
     uint64_t vv_sent_ms;   /* when this node last sent it its version vector (node__mono) */
     uint64_t vv_sent_hash; /* and a hash of its bytes */
+    /* This node's own log as it claims to hold it (state.c, node__own_log_settled): whether it
+     * sent a version vector since this node started, how far it claims this node's log runs,
+     * and the probe of that claim (rounds of VV + ping answered without the headers coming). */
+    bool vv_seen;
+    uint64_t own_claim;
+    bool own_probe, own_disbelieved;
+    uint8_t own_rounds;
+    uint64_t own_progress; /* e->headers_stored at the last round */
     /* Its clock's offset from this node's, estimated from the clocks of headers it pushed
      * (node__clock_sample); valid when clock_sampled_ms != 0. */
     int64_t clock_offset_ms;
@@ -131,8 +141,15 @@ typedef struct node_want {
 typedef NODE_VEC(node_want) node_want_vec;
 typedef NODE_VEC(node_wait) node_wait_vec;
 typedef NODE_VEC(node_pending) node_pending_vec;
+/* How many headers of one origin are held out of order, their bytes and highest seq. */
+typedef struct node_pending_stat {
+    uint8_t origin[32];
+    size_t count, bytes;
+    uint64_t max_seq;
+} node_pending_stat;
+typedef NODE_VEC(node_pending_stat) node_pending_stat_vec;
 /* Headers held out of order, at most (each up to max_message_bytes in the worst case). */
-#define PENDING_MAX ((size_t)100000)
+#define PENDING_MAX ((size_t)1 << 19) /* a count bound above the bytes bound of ingest.c */
 
 struct node_engine {
     /* node__engine_open / node__engine_free (engine.c); read everywhere */
@@ -163,10 +180,12 @@ struct node_engine {
     uint8_t own_last[32];
 
     /* state.c: what this node waits for (in memory; rebuilt from the store at start) */
-    node_pending_vec pending; /* headers held out of order (at most PENDING_MAX) */
-    node_wait_vec waits;      /* bodies held, not merged yet (NODE_WAITS_MAX) */
-    node_want_vec wants;      /* bodies lacked (NODE_WANTS_MAX) */
-    idset want_ix, wait_ix;   /* id -> index in wants / waits */
+    node_pending_vec pending;            /* headers held out of order (bounds in ingest.c) */
+    node_pending_stat_vec pending_stats; /* per origin, counted again after each change */
+    size_t pending_bytes;
+    node_wait_vec waits;    /* bodies held, not merged yet (NODE_WAITS_MAX) */
+    node_want_vec wants;    /* bodies lacked (NODE_WANTS_MAX) */
+    idset want_ix, wait_ix; /* id -> index in wants / waits */
 
     /* apply.c: the pass over the waits */
     size_t retry_at;       /* where the pass over the waits stopped */
@@ -183,6 +202,7 @@ struct node_engine {
 
     /* counters for status */
     uint64_t rejected, refused;
+    uint64_t headers_stored; /* from peers, since the start (ingest.c) */
 };
 
 /* The wall clock of the host, in ms since the Unix epoch: for HLCs, stamps and clock checks. */
@@ -238,15 +258,37 @@ void node__keycache_free(node_engine *e);
  * offset. Transit only makes a sample smaller, so the estimate is the largest sample of the
  * last CLOCK_WINDOW_MS. */
 void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms, uint64_t mono_ms);
-/* The member with this origin / org, or NULL. */
+/* The member in the network whose current key is origin (a peer this node may link with), or
+ * NULL. */
 node_member *node__member_by_origin(node_engine *e, const uint8_t origin[32]);
 node_member *node__member_by_org(node_engine *e, const char *org);
+/* The member that has or had origin among its keys (retired ones too), and that key; NULL when
+ * the manifest in force lists no such key. */
+node_member *node__author(node_engine *e, const uint8_t origin[32], const proto_member_key **key);
+/* May the manifest in force admit header h: is its origin a member's key, h not beyond that
+ * key's retirement and not stamped before its effective time? NULL when it may, else the
+ * reason; *m gets the author (NULL when not a member). */
+const char *node__header_admitted(node_engine *e, const proto_header *h, node_member **m);
+/* May this node write now, as far as its own log goes? Not while a member whose link is up has
+ * sent no version vector since this node started (a store restored from a backup is found out
+ * at a start), nor while one claims to hold more of this node's log than this node does and the
+ * claim is being probed (a restored store must not reuse a sequence number). A claim is probed by
+ * rounds of this node's version vector and a ping; two rounds answered without any header coming
+ * make it disbelieved (a peer's word alone never stops writes for good). NODE_EIO with a sentence
+ * when not. */
+node_err node__own_log_settled(node_engine *e, node_errmsg *msg);
+/* How far ahead of this node's clock a delta may be stamped before it waits: the manifest's
+ * max_clock_ahead_ms (one value for the network). */
+uint64_t node__clock_ahead_ms(const node_engine *e);
 /* Rebuild the member table from the current manifest, keeping what is known of members that
  * stay (their dialer, link and version vector); members that left are undialled and dropped. */
 node_err node__members_rebuild(node_engine *e);
-/* Accept a signed manifest if the pinned key signed it, it is newer, and its schema hash is
- * ours. *changed tells whether it replaced the current one. The manifest in force offered
- * again is NODE_OK with *changed false and msg "manifest version N is already in force". */
+/* Accept a signed manifest if the pinned key signed it, it is newer, its schema hash is ours,
+ * it lists this node's key as current, and it follows the one in force (every org and key still
+ * listed, nothing stated changed, a new key effective at least [network] rekey_notice_hours
+ * after the signing, no purpose dropped). *changed tells whether it replaced the current one.
+ * The manifest in force offered again is NODE_OK with *changed false and msg "manifest version
+ * N is already in force". */
 node_err node__manifest_offer(
     node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg);
 /* Does manifest m fit this node: does it name this node's schema, and list this node's
@@ -281,25 +323,39 @@ void node__wants_schedule(node_engine *e);
 /* ---------------------------------------------------------------------------------------- */
 /* access.c: the access rule                                                                 */
 
-/* Is this node a reader of bodies with this tag (key held, or granted by a grant header)? */
+/* Does this node hold a confirmed key of this tag (and so read its bodies)? */
 bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32]);
-/* May this node write to the scope of key k, whose state is `state`: it owns the case, or
- * holds a write grant in the state? */
-bool node__may_write(node_engine *e, const ledger_key *k, const crdt_scope *state);
-/* May member m receive the body of header h (the sender-side filter)? */
-bool node__may_receive(node_txn *t, const proto_header *h, const node_member *m);
-/* The access (proto_access_level) org holds in a scope as of version vector vv: the newest
- * "@access" event for it whose dot lies in vv. */
-uint8_t node__access_as_of(const crdt_scope *state, const char *org, const crdt_vv_entry *vv,
-    size_t nvv, const proto_limits *lim);
-/* Is every entry of delta its author's own (a dot of author, or of its counter origin)? */
-bool node__entries_by(const crdt_scope *delta, const uint8_t author[32]);
+/* May this node hold the body of header h: it reads its tag (a key grant of a scope it reads is
+ * held to pass on to other holders), or h is a key grant one of whose hint slots is this
+ * node's? */
+bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h);
+/* Is member m (an author, a peer) of the org that owns the case of key k? */
+bool node__is_owner(const ledger_key *k, const node_member *m);
+/* The newest grant entry for org among entries 1..upto of the (case, scope) access log
+ * (UINT64_MAX: all held); false when there is none. */
+bool node__grant_for(node_txn *t, const proto_case_id *c, const char *scope, const char *org,
+    uint64_t upto, ledger_entry *out);
+/* May member m receive the body of header h (the sender-side filter)? Only a body decided here,
+ * of a tag whose key this node holds, to the case owner or to an org whose newest grant entry
+ * gives it read (or write) and had not expired at the header's clock. */
+bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const node_member *m);
+/* Does member m hold the scope of this tag (owner, or granted), as far as this node knows: the
+ * peers to ask for its bodies. */
+bool node__holder(node_txn *t, const uint8_t tag[32], const node_member *m);
+/* May this node write to the scope of key k: it owns the case, or its newest grant entry gives
+ * it write and has not expired? */
+bool node__may_write(node_txn *t, node_engine *e, const ledger_key *k);
 typedef enum node_auth { NODE_AUTH_OK, NODE_AUTH_WAIT, NODE_AUTH_NO } node_auth;
-/* May author's delta (plain, decoded as delta) be merged into state under key k: the owner
- * always; another member when it touches no reserved field and holds a write grant in the
- * causal past it claims; NODE_AUTH_WAIT while that past is not in state yet. */
-node_auth node__authorise(node_engine *e, const ledger_key *k, const crdt_scope *state,
-    const uint8_t author[32], const proto_body *plain, const crdt_scope *delta);
+/* May the delta of header h by `author` (plain, decoded as delta) be merged into state under key
+ * k? Every delta: its entries are the author's own (a redaction of another's event only by the
+ * owner), pass the schema and the manifest's counter limit, and are not stamped after h. The
+ * owner's: nothing more. Another member's: the newest grant for its org among the access-log
+ * entries it had seen gives write, not expired at h's clock; it waits (NODE_AUTH_WAIT) until
+ * those entries and the causal past it names are decided here. *why says why not (or why it
+ * waits). */
+node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, const crdt_scope *state,
+    const proto_header *h, const node_member *author, const proto_body *plain,
+    const crdt_scope *delta, const char **why);
 
 /* ---------------------------------------------------------------------------------------- */
 /* hcheck.c: header signatures checked on the worker threads                                */
@@ -335,6 +391,7 @@ void node__hcheck_free(node_engine *e, node_hcheck *chk);
 typedef struct node_vvrun {
     uint8_t origin[32];
     uint64_t first, last;
+    uint8_t last_id[32]; /* the id of the header at last */
 } node_vvrun;
 /* The runs of the batch chk checks, in batch order (*n = 0 for NULL). */
 const node_vvrun *node__hcheck_runs(const node_hcheck *chk, size_t *n);
@@ -352,6 +409,7 @@ typedef struct apply_ctx {
     bool *done;       /* per wait tried: merged, refused or not ours: drop it */
     size_t progress;
     size_t refused;
+    node_want_vec wants; /* bodies a key taken in made readable: adopted after the commit */
 } apply_ctx;
 /* A held body as its caller knows it: its header decoded, and its bytes. */
 typedef struct node_held {
@@ -363,6 +421,8 @@ typedef struct node_held {
  * *done (merged, refused, or not ours) or *why. */
 node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const node_held *held,
     bool *done, wait_reason *why);
+/* After the commit of a transaction that applied bodies: want what its keys made readable. */
+node_err node__apply_adopt(node_engine *e, apply_ctx *c);
 /* Retry the waiting bodies (after a key arrived, a state changed, or time passed), a bounded
  * number per call; schedules NODE_WORK_APPLY when it stopped with more to do. */
 void node__retry_waits(node_engine *e);
@@ -417,11 +477,11 @@ void node__outs_free(node_outs *o);
 
 /* Parse "scope.field=V" / "+=" / "-=" against the schema. Errors: NODE_EINVAL (msg says). */
 node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node_errmsg *msg);
-/* Apply edits to a case as one durable change (one header per scope touched). When create
- * is set the case is new and owned here. *out receives the deltas to push (node__push).
- * Errors: NODE_EINVAL (refused input), NODE_ENOTFOUND (no such readable case / no write
- * access), store errors; *out is then empty. */
-node_err node__case_write(node_engine *e, const proto_case_id *c, bool create,
+/* Apply edits to a case as one durable change (one header per scope touched). With a nonce
+ * the case is new, opened here (its id derives from this node's org and the nonce). *out receives
+ * the deltas to push (node__push). Errors: NODE_EINVAL (refused input), NODE_ENOTFOUND (no such
+ * readable case / no write access), store errors; *out is then empty. */
+node_err node__case_write(node_engine *e, const proto_case_id *c, const proto_case_nonce *nonce,
     const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg);
 /* Grant scopes of a case this node owns to a member. */
 typedef struct node_grant {
@@ -432,6 +492,8 @@ typedef struct node_grant {
     uint64_t until_ms;
     char operator_name[NODE_OPERATOR_MAX + 1];
     char evidence[256];
+    char provision[256];                 /* the legal provision, or empty */
+    char unix_user[LEDGER_USER_MAX + 1]; /* who asked, as the control socket saw it, or empty */
 } node_grant;
 node_err node__case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, const node_grant *g, node_outs *out, node_errmsg *msg);
@@ -491,7 +553,7 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
 bool node__inq_full(const node_engine *e);
 /* Raise *vv (this node's stored version vector, *n entries, malloc'd, sorted) by the queued
  * headers that continue it, as sent to member `to`. */
-void node__inq_vv(node_engine *e, crdt_vv_entry **vv, size_t *n, const node_member *to);
+void node__inq_vv(node_engine *e, proto_vv_item **vv, size_t *n, const node_member *to);
 /* The head of the queue, unlinked (NULL when empty); free with node__inmsg_free. */
 node_inmsg *node__inq_pop(node_engine *e);
 /* How many messages at the head make the next group commit (0: the head is not HEADERS or
@@ -509,6 +571,9 @@ void node__inq_free(node_engine *e); /* drop the inbound queue (at stop) */
 /* A session message from m on l (decrypted, its kind peeked). */
 void node__sync_message(
     node_engine *e, node_link *l, node_member *m, unsigned kind, const uint8_t *p, size_t len);
+/* A ping on l (an empty WANT): its answer, an empty BODIES, comes after the answers to
+ * everything sent before it. */
+void node__send_ping(node_engine *e, node_link *l);
 /* Send m this node's version vector on l (NULL: any link to m). With only_new, not when the
  * same one went to m within VV_REPEAT_MS. */
 void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new);

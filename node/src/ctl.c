@@ -17,11 +17,11 @@
 /* Writing                                                                                   */
 
 /* A write, durable when it returns, then pushed to the peers. */
-static node_err write_and_push(node_engine *e, const proto_case_id *c, bool create,
-    const node_edit *edits, size_t n, node_errmsg *msg)
+static node_err write_and_push(node_engine *e, const proto_case_id *c,
+    const proto_case_nonce *nonce, const node_edit *edits, size_t n, node_errmsg *msg)
 {
     node_outs outs = { NULL, 0, 0 };
-    node_err err = node__case_write(e, c, create, edits, n, &outs, msg);
+    node_err err = node__case_write(e, c, nonce, edits, n, &outs, msg);
     node__push(e, &outs);
     node__outs_free(&outs);
     return err;
@@ -31,9 +31,11 @@ static void cmd_case_write(req *r, bool create, bool unset)
 {
     size_t first = create ? 1 : 2;
     proto_case_id c;
+    proto_case_nonce nonce;
     if (!create && !node__ctl_case(r, &c))
         return;
-    if (create && proto_case_id_new(NULL, &c) != PROTO_OK) {
+    if (create
+        && proto_case_id_new(r->e->cfg.org, strlen(r->e->cfg.org), NULL, &c, &nonce) != PROTO_OK) {
         node__ctl_error(r->e, r->id, CODE_INTERNAL, "cannot draw a random case id");
         return;
     }
@@ -80,7 +82,7 @@ static void cmd_case_write(req *r, bool create, bool unset)
         }
     }
     if (err == NODE_OK)
-        err = write_and_push(r->e, &c, create, edits, n, &msg);
+        err = write_and_push(r->e, &c, create ? &nonce : NULL, edits, n, &msg);
     free(edits);
     if (err != NODE_OK) {
         node__ctl_error(r->e, r->id, node__ctl_code(err), msg.text);
@@ -164,7 +166,7 @@ static void cmd_consent_grant(req *r)
     memset(&g, 0, sizeof(g));
     char m[400];
     node_member *mem = node__member_by_org(e, to);
-    if (mem == NULL || mem->self) {
+    if (mem == NULL || !mem->active || mem->self) {
         snprintf(m, sizeof(m),
             mem == NULL ? "'%s' is not a member of the network (see 'patto status')"
                         : "'%s' is this node's own org: it reads every scope it writes",
@@ -207,6 +209,16 @@ static void cmd_consent_grant(req *r)
         return;
     }
     snprintf(g.operator_name, sizeof(g.operator_name), "%s", r->operator_name);
+    if (r->nargs > 9
+        && (!node__ctl_arg(r, 9, g.provision, sizeof(g.provision))
+            || (g.provision[0] != 0
+                && !proto_text_valid(g.provision, strlen(g.provision), sizeof(g.provision) - 1)))) {
+        snprintf(m, sizeof(m),
+            "provision must be at most %zu bytes of text without control characters",
+            sizeof(g.provision) - 1);
+        node__ctl_error(e, r->id, CODE_USAGE, m);
+        return;
+    }
     memcpy(g.evidence, evidence, strlen(evidence) + 1); /* at most sizeof - 1: checked above */
     const char *list[64];
     size_t ns = grant_scopes(r, scopes, list, sizeof(list) / sizeof(list[0]));

@@ -106,11 +106,47 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
 
 typedef struct show_ctx {
     node_engine *e;
-    json_object *scopes, *conflicts;
+    json_object *scopes, *conflicts, *access;
+    char owner[PROTO_ORG_MAX + 1];
     size_t n;
     node_err err;
     node_txn *t;
 } show_ctx;
+
+/* One access-log entry as JSON (node/CONTROL.md, case.show "access"). */
+static bool entry_json_cb(const ledger_entry *en, void *ctx)
+{
+    json_object *o = json_object_new_object(), *a = ctx;
+    char at[32];
+    json_object_object_add(o, "number", json_object_new_int64((int64_t)en->number));
+    node__rfc3339(en->hlc.wall, at);
+    json_object_object_add(o, "recorded_at", json_object_new_string(at));
+    if (en->kind == PROTO_BODY_ACCESS_EPOCH) {
+        json_object_object_add(o, "kind", json_object_new_string("epoch"));
+        json_object_object_add(o, "epoch", json_object_new_int64((int64_t)en->new_epoch));
+        json_object_array_add(a, o);
+        return true;
+    }
+    json_object_object_add(o, "kind", json_object_new_string("grant"));
+    json_object_object_add(o, "to", json_object_new_string(en->grantee));
+    const char *acc = proto_access_name(en->access), *basis = proto_basis_name(en->basis);
+    json_object_object_add(o, "access", json_object_new_string(acc ? acc : "?"));
+    json_object_object_add(o, "purpose", json_object_new_string(en->purpose));
+    json_object_object_add(o, "basis", json_object_new_string(basis ? basis : "?"));
+    json_object_object_add(
+        o, "provision", en->provision[0] ? json_object_new_string(en->provision) : NULL);
+    char until[32];
+    if (en->expiry_ms != 0)
+        node__rfc3339(en->expiry_ms, until);
+    json_object_object_add(o, "until", en->expiry_ms != 0 ? json_object_new_string(until) : NULL);
+    json_object_object_add(o, "operator", json_object_new_string(en->operator_name));
+    json_object_object_add(
+        o, "unix_user", en->unix_user[0] ? json_object_new_string(en->unix_user) : NULL);
+    json_object_object_add(
+        o, "evidence", en->evidence[0] ? json_object_new_string(en->evidence) : NULL);
+    json_object_array_add(a, o);
+    return true;
+}
 
 static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
 {
@@ -123,7 +159,7 @@ static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
     for (size_t i = 0; i < nf; i++) {
         const char *name;
         crdt_type type;
-        if (crdt_scope_field_at(s, i, &name, &type) != CRDT_OK || name[0] == '@')
+        if (crdt_scope_field_at(s, i, &name, &type) != CRDT_OK)
             continue;
         json_object *v = field_json(c->e, s, scope, name, type, c->conflicts);
         if (v != NULL)
@@ -131,8 +167,16 @@ static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
     }
     json_object_object_add(c->scopes, scope, obj);
     crdt_scope_free(s);
+    ledger_key k;
+    if ((c->err = node__ledger_key_get(c->t, tag, &k)) != NODE_OK)
+        return false;
+    snprintf(c->owner, sizeof(c->owner), "%s", k.owner_org);
+    json_object *entries = json_object_new_array();
+    c->err = node__ledger_entries(c->t, &k.case_id, scope, entry_json_cb, entries);
+    proto_wipe(&k, sizeof(k));
+    json_object_object_add(c->access, scope, entries);
     c->n++;
-    return true;
+    return c->err == NODE_OK;
 }
 
 typedef struct show_req {
@@ -147,7 +191,7 @@ static node_err show_cb(node_txn *t, void *ctx)
     s->c->t = t;
     s->c->n = 0;
     s->c->err = NODE_OK;
-    s->owned = node__ledger_case_owned(t, s->id);
+    s->owned = node__ledger_case_owned(t, s->id, NULL);
     node_err err = node__ledger_case_scopes(t, s->id, show_scope_cb, s->c);
     return err != NODE_OK ? err : s->c->err;
 }
@@ -157,8 +201,10 @@ void node__cmd_case_show(req *r)
     proto_case_id c;
     if (!node__ctl_case(r, &c))
         return;
-    show_ctx sc
-        = { .e = r->e, .scopes = json_object_new_object(), .conflicts = json_object_new_object() };
+    show_ctx sc = { .e = r->e,
+        .scopes = json_object_new_object(),
+        .conflicts = json_object_new_object(),
+        .access = json_object_new_object() };
     show_req s = { &sc, &c, false };
     node_errmsg msg;
     node_err err = node_store_read(r->e->store, show_cb, &s, &msg);
@@ -167,6 +213,7 @@ void node__cmd_case_show(req *r)
     if (err != NODE_OK || (sc.n == 0 && !s.owned)) {
         json_object_put(sc.scopes);
         json_object_put(sc.conflicts);
+        json_object_put(sc.access);
         if (err != NODE_OK) {
             node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
             return;
@@ -178,8 +225,11 @@ void node__cmd_case_show(req *r)
     }
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "id", json_object_new_string(id));
+    json_object_object_add(
+        doc, "owner", json_object_new_string(s.owned ? r->e->cfg.org : sc.owner));
     json_object_object_add(doc, "scopes", sc.scopes);
     json_object_object_add(doc, "conflicts", sc.conflicts);
+    json_object_object_add(doc, "access", sc.access);
     node__ctl_json(r->e, r->id, doc);
 }
 
@@ -310,7 +360,7 @@ void node__cmd_case_list(req *r)
 
 typedef struct status_ctx {
     node_engine *e;
-    crdt_vv_entry *vv;
+    proto_vv_item *vv;
     size_t nvv;
     size_t cases, bodies;
     json_object *quarantined;
@@ -346,13 +396,13 @@ static node_err status_cb(node_txn *t, void *ctx)
     return node__ledger_quarantine_list(t, &c->e->lim, quar_json_cb, c);
 }
 
-static json_object *vv_json(const crdt_vv_entry *vv, size_t n)
+static json_object *vv_json(const proto_vv_item *vv, size_t n)
 {
     json_object *o = json_object_new_object();
     for (size_t i = 0; i < n; i++) {
         char hex[65];
-        proto_hex_encode(vv[i].origin.b, 32, hex);
-        json_object_object_add(o, hex, json_object_new_int64((int64_t)vv[i].max));
+        proto_hex_encode(vv[i].origin, 32, hex);
+        json_object_object_add(o, hex, json_object_new_int64((int64_t)vv[i].seq));
     }
     return o;
 }
@@ -394,8 +444,13 @@ void node__cmd_status(req *r)
         json_object_object_add(mo, "role",
             json_object_new_string(proto_role_name(m->role) ? proto_role_name(m->role) : "?"));
         json_object_object_add(mo, "origin", node__hexstr(m->origin, 32));
+        json_object_object_add(mo, "active", json_object_new_boolean(m->active));
+        const proto_member *pm = &e->manifest.members[i];
+        json_object_object_add(mo, "keys", json_object_new_int64((int64_t)pm->nkeys));
+        json_object_object_add(mo, "key_effective_ms",
+            json_object_new_int64((int64_t)proto_member_current(pm)->effective_ms));
         json_object_array_add(members, mo);
-        if (m->self)
+        if (m->self || !m->active)
             continue;
         json_object *p = json_object_new_object();
         json_object_object_add(p, "org", json_object_new_string(m->org));
@@ -407,10 +462,10 @@ void node__cmd_status(req *r)
         for (size_t k = 0; k < m->nvv; k++) {
             uint64_t mine = 0;
             for (size_t j = 0; j < c.nvv; j++)
-                if (memcmp(c.vv[j].origin.b, m->vv[k].origin.b, 32) == 0)
-                    mine = c.vv[j].max;
-            if (m->vv[k].max > mine)
-                lag += m->vv[k].max - mine;
+                if (memcmp(c.vv[j].origin, m->vv[k].origin, 32) == 0)
+                    mine = c.vv[j].seq;
+            if (m->vv[k].seq > mine)
+                lag += m->vv[k].seq - mine;
         }
         json_object_object_add(p, "lag", json_object_new_int64((int64_t)lag));
         /* Whole seconds: a fraction printed as a double would show its binary rounding. */
@@ -426,7 +481,7 @@ void node__cmd_status(req *r)
     json_object_object_add(doc, "vv", vv_json(c.vv, c.nvv));
     uint64_t headers = 0;
     for (size_t i = 0; i < c.nvv; i++)
-        headers += c.vv[i].max;
+        headers += c.vv[i].seq;
     json_object *counts = json_object_new_object();
     json_object_object_add(counts, "cases", json_object_new_int64((int64_t)c.cases));
     json_object_object_add(counts, "headers", json_object_new_int64((int64_t)headers));
@@ -466,7 +521,7 @@ typedef struct digest_ctx {
     node_engine *e;
     node_txn *t;
     json_object *tags;
-    crdt_vv_entry *vv;
+    proto_vv_item *vv;
     size_t nvv;
     node_err err;
 } digest_ctx;

@@ -104,7 +104,7 @@ bool node__ctl_case(const req *r, proto_case_id *c)
 
 const char *node__org_of(node_engine *e, const uint8_t origin[32], char hex[65])
 {
-    node_member *m = node__member_by_origin(e, origin);
+    node_member *m = node__author(e, origin, NULL);
     if (m != NULL)
         return m->org;
     proto_hex_encode(origin, 32, hex);

@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static node_err migrate_cb(node_txn *t, void *ctx)
+static node_err layout_cb(node_txn *t, void *ctx)
 {
-    return node__ledger_migrate(t, ctx);
+    (void)ctx;
+    return node__ledger_layout(t);
 }
 
 node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
@@ -20,12 +21,14 @@ node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
     node_err err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, msg);
     if (err != NODE_OK)
         return err;
-    size_t moved = 0;
-    if ((err = node_store_write(e->store, migrate_cb, &moved, msg)) != NODE_OK)
+    if ((err = node_store_write(e->store, layout_cb, NULL, msg)) == NODE_ECONFIG)
+        return node__fail(msg, NODE_ECONFIG,
+            "the store in %s was written by a pattod of protocol version 1, which this pattod "
+            "(protocol version %d) cannot read: move data.mdb and lock.mdb away and let the "
+            "node sync again from its peers",
+            e->dir, PROTO_VERSION);
+    if (err != NODE_OK)
         return err;
-    if (moved > 0)
-        NODE_INFO("store.migrate",
-            "records=%zu detail=\"bodies and applied marks keyed by log place\"", moved);
     err = node__manifest_load(e, msg);
     if (err == NODE_OK && (err = node__config_dials_fit(e, &e->manifest, msg)) == NODE_OK)
         err = node__members_rebuild(e);
@@ -62,6 +65,7 @@ void node__engine_free(node_engine *e)
     for (size_t i = 0; i < e->pending.n; i++)
         free(e->pending.v[i].bytes);
     NODE_VEC_FREE(&e->pending);
+    NODE_VEC_FREE(&e->pending_stats);
     NODE_VEC_FREE(&e->waits);
     NODE_VEC_FREE(&e->wants);
     node__idset_free(&e->want_ix);

@@ -51,7 +51,7 @@ static node_err hcheck_pick_cb(node_txn *t, void *ctx)
     node_hcheck *pv = ctx;
     for (size_t i = 0; i < pv->n; i++) {
         const proto_header *h = &pv->hdrs[i].h;
-        if (pv->hdrs[i].perr != PROTO_OK || node__member_by_origin(pv->e, h->origin) == NULL
+        if (pv->hdrs[i].perr != PROTO_OK || node__author(pv->e, h->origin, NULL) == NULL
             || node__ledger_quarantined(t, h->origin))
             continue;
         node_vvrun *r = pv->nruns > 0 ? &pv->runs[pv->nruns - 1] : NULL;
@@ -62,6 +62,7 @@ static node_err hcheck_pick_cb(node_txn *t, void *ctx)
             memcpy(r->origin, h->origin, 32);
             r->first = r->last = h->seq;
         }
+        memcpy(r->last_id, h->id, 32);
         if (pv->hdrs[i].sig == SIG_UNKNOWN && h->seq > node__ledger_vv_get(t, h->origin))
             pv->idx[pv->nidx++] = i;
     }

@@ -16,6 +16,10 @@
 /* ---------------------------------------------------------------------------------------- */
 /* Headers                                                                                   */
 
+/* Distinct (author, reason) pairs of refused headers logged per group; the rest are counted in
+ * one more line. */
+#define INGEST_REJECT_LINES 8
+
 /* What a batch of header ingestion decided, adopted after the commit. */
 typedef struct ingest_ctx {
     node_engine *e;
@@ -29,6 +33,14 @@ typedef struct ingest_ctx {
     size_t stored, rejected;
     uint64_t own_seq; /* this node's log position, raised by its own headers seen from peers */
     uint8_t own_last[32];
+    /* refused headers, one line per author and reason when the group is done */
+    struct {
+        char who[72];
+        const char *reason;
+        uint64_t first_seq;
+        size_t count;
+    } rej[INGEST_REJECT_LINES];
+    size_t nrej, rej_other;
 } ingest_ctx;
 
 static void ingest_reset(ingest_ctx *c)
@@ -37,6 +49,7 @@ static void ingest_reset(ingest_ctx *c)
     c->wants.n = 0;
     c->pend.n = 0;
     c->stored = c->rejected = 0;
+    c->nrej = c->rej_other = 0;
     c->own_seq = c->e->own_seq;
     memcpy(c->own_last, c->e->own_last, 32);
     if (c->used_pending)
@@ -52,38 +65,6 @@ static node_err ctx_want(ingest_ctx *c, const proto_header *h)
     memcpy(w->tag, h->tag, 32);
     memcpy(w->origin, h->origin, 32);
     return NODE_OK;
-}
-
-typedef struct tag_want {
-    ingest_ctx *c;
-    node_txn *t;
-    node_err err;
-} tag_want;
-
-static bool tag_want_cb(const uint8_t id[32], void *ctx)
-{
-    tag_want *w = ctx;
-    if (node__ledger_body_has(w->t, id))
-        return true;
-    const void *hb;
-    size_t hl;
-    proto_header h;
-    if (node__ledger_header_by_id(w->t, id, &hb, &hl) != NODE_OK
-        || proto_header_decode(hb, hl, &w->c->e->lim, &h, NULL) != PROTO_OK)
-        return true;
-    if (h.kind == PROTO_HDR_DELTA)
-        w->err = ctx_want(w->c, &h);
-    proto_header_fini(&h);
-    return w->err == NODE_OK;
-}
-
-/* This node has just been granted a tag: want the bodies of every delta it already has a
- * header of (they were not ours to receive before). */
-static node_err want_tag(node_txn *t, ingest_ctx *c, const uint8_t tag[32])
-{
-    tag_want w = { c, t, NODE_OK };
-    node_err err = node__ledger_tag_headers(t, tag, tag_want_cb, &w);
-    return err != NODE_OK ? err : w.err;
 }
 
 /* The id of the header at (origin, seq), by decoding what is stored. */
@@ -131,16 +112,45 @@ static bool sig_good(const node_hdr *hd)
         || (hd->sig == SIG_UNKNOWN && proto_header_verify(&hd->h) == PROTO_OK);
 }
 
-/* A header refused: one line (the member's org, or the origin of a stranger), counted. */
+/* A header refused: counted, and logged once the group is done, one line per author and
+ * reason (a message of 65,536 refused headers is one line, not 65,536). */
 static void hdr_reject(ingest_ctx *c, const node_hdr *hd, const char *reason)
 {
-    char hex[65];
-    const node_member *m = node__member_by_origin(c->e, hd->h.origin);
-    if (m == NULL)
+    char who[72];
+    const node_member *m = hd->perr == PROTO_OK ? node__author(c->e, hd->h.origin, NULL) : NULL;
+    if (m != NULL) {
+        snprintf(who, sizeof(who), "org=%s", m->org);
+    } else if (hd->perr == PROTO_OK) {
+        char hex[65];
         proto_hex_encode(hd->h.origin, 32, hex);
-    NODE_WARN("header.reject", "%s=%s seq=%" PRIu64 " reason=\"%s\"", m ? "org" : "origin",
-        m ? m->org : hex, hd->h.seq, reason);
+        snprintf(who, sizeof(who), "origin=%s", hex);
+    } else {
+        snprintf(who, sizeof(who), "origin=?");
+    }
     c->rejected++;
+    for (size_t i = 0; i < c->nrej; i++)
+        if (c->rej[i].reason == reason && strcmp(c->rej[i].who, who) == 0) {
+            c->rej[i].count++;
+            return;
+        }
+    if (c->nrej == INGEST_REJECT_LINES) {
+        c->rej_other++;
+        return;
+    }
+    snprintf(c->rej[c->nrej].who, sizeof(c->rej[c->nrej].who), "%s", who);
+    c->rej[c->nrej].reason = reason;
+    c->rej[c->nrej].first_seq = hd->perr == PROTO_OK ? hd->h.seq : 0;
+    c->rej[c->nrej].count = 1;
+    c->nrej++;
+}
+
+static void rejects_log(const ingest_ctx *c)
+{
+    for (size_t i = 0; i < c->nrej; i++)
+        NODE_WARN("header.reject", "%s seq=%" PRIu64 " count=%zu reason=\"%s\"", c->rej[i].who,
+            c->rej[i].first_seq, c->rej[i].count, c->rej[i].reason);
+    if (c->rej_other > 0)
+        NODE_WARN("header.reject", "count=%zu reason=\"other authors and reasons\"", c->rej_other);
 }
 
 /* A header at a place this node holds already: the same bytes (or the same id) need no
@@ -175,13 +185,46 @@ static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, cons
     return NODE_OK;
 }
 
+/* How many headers of origin are held out of order (in the engine and in this group), the
+ * highest seq among those in the engine, and the bytes held in all. */
+static size_t held_of(
+    const ingest_ctx *c, const uint8_t origin[32], uint64_t *max_seq, size_t *bytes)
+{
+    size_t n = 0;
+    *max_seq = 0;
+    *bytes = c->e->pending_bytes;
+    for (size_t i = 0; i < c->e->pending_stats.n; i++) {
+        const node_pending_stat *st = &c->e->pending_stats.v[i];
+        if (memcmp(st->origin, origin, 32) == 0) {
+            n = st->count;
+            *max_seq = st->max_seq;
+        }
+    }
+    for (size_t i = 0; i < c->pend.n; i++) {
+        *bytes += c->pend.v[i].len;
+        if (memcmp(c->pend.v[i].origin, origin, 32) == 0)
+            n++;
+    }
+    return n;
+}
+
 /* A verified header beyond the next one expected of its origin: held (in memory) until the
- * headers before it come. Its bytes are borrowed from the input until ingest_post copies them. */
+ * headers before it come. At the bounds ([sync] held_headers_per_origin, default 10,000, and
+ * held_headers_mb, default 64 MiB in all) one above every held one of its origin is not held;
+ * one below is, and ingest_post drops the highest instead. What is not held is asked for again by a
+ * later version vector. Its bytes are borrowed from the input until ingest_post copies them. */
 static node_err hold(ingest_ctx *c, const node_hdr *hd)
 {
-    node_pending *p = NODE_VEC_PUSH(&c->pend, PENDING_MAX);
+    const node_engine *e = c->e;
+    uint64_t max_seq;
+    size_t bytes;
+    size_t n = held_of(c, hd->h.origin, &max_seq, &bytes);
+    if ((n >= (size_t)e->cfg.held_per_origin || bytes + hd->bytes.len > (size_t)e->cfg.held_bytes)
+        && hd->h.seq > max_seq)
+        return NODE_OK;
+    node_pending *p = NODE_VEC_PUSH(&c->pend, NODE_GROUP_HEADERS);
     if (p == NULL)
-        return NODE_OK; /* beyond the bound: asked for again by the next version vector */
+        return NODE_OK;
     memcpy(p->origin, hd->h.origin, 32);
     p->seq = hd->h.seq;
     p->bytes = (uint8_t *)(uintptr_t)hd->bytes.p;
@@ -190,7 +233,7 @@ static node_err hold(ingest_ctx *c, const node_hdr *hd)
 }
 
 /* The next header of its origin, chained and verified: stored, and acted on (this node's own
- * log position, key-grant holders, the bodies this node may read, the clock). */
+ * log position, the bodies this node may read or a key grant meant for it, the clock). */
 static node_err store_next(node_txn *t, ingest_ctx *c, const node_hdr *hd)
 {
     node_engine *e = c->e;
@@ -201,31 +244,20 @@ static node_err store_next(node_txn *t, ingest_ctx *c, const node_hdr *hd)
     c->stored++;
     const uint8_t *me = proto_identity_origin(e->me);
     if (memcmp(h->origin, me, 32) == 0 && h->seq > c->own_seq) {
-        /* A header of our own that our log position does not cover: this store was restored
-         * from an older copy. Never reuse its sequence number. */
+        /* An authentic header of our own that our log position does not cover: this store was
+         * restored from an older copy. Never reuse its sequence number. */
         log_own_behind(h->seq, c->own_seq);
         c->own_seq = h->seq;
         memcpy(c->own_last, h->id, 32);
         if ((err = node__ledger_own_put(t, c->own_seq, c->own_last)) != NODE_OK)
             return err;
     }
-    if (h->kind == PROTO_HDR_KEY_GRANT) {
-        bool mine = false;
-        for (size_t i = 0; i < h->nrecipients && err == NODE_OK; i++) {
-            err = node__ledger_grant_put(t, h->tag, h->recipients[i].b, h->origin);
-            mine = mine || memcmp(h->recipients[i].b, me, 32) == 0;
-        }
-        if (err == NODE_OK && mine && !node__ledger_body_has(t, h->id))
-            err = ctx_want(c, h);
-        if (err == NODE_OK && mine)
-            err = want_tag(t, c, h->tag);
-    } else if (node__reads_tag(t, e, h->tag) && !node__ledger_body_has(t, h->id)) {
+    if (!node__ledger_body_has(t, h->id) && node__may_hold(t, e, h))
         err = ctx_want(c, h);
-    }
     /* A clock too far ahead is not adopted here (crdt_hlc_recv refuses it); its delta waits
      * when it is merged. */
     crdt_hlc tmp;
-    if (crdt_hlc_recv(&c->clock, node__now(e), &h->hlc, e->cfg.max_clock_ahead_ms, &tmp) != CRDT_OK)
+    if (crdt_hlc_recv(&c->clock, node__now(e), &h->hlc, node__clock_ahead_ms(e), &tmp) != CRDT_OK)
         NODE_DEBUG("clock.ahead", "seq=%" PRIu64 " detail=\"not adopted\"", h->seq);
     return err;
 }
@@ -239,14 +271,13 @@ static node_err ingest_one(
     const proto_header *h = &hd->h;
     *next_seq = 0;
     if (hd->perr != PROTO_OK) {
-        NODE_WARN("header.reject", "reason=\"%s\" detail=\"%s\" offset=%zu",
-            proto_strerror(hd->perr), hd->diag.reason, hd->diag.offset);
-        c->rejected++;
+        hdr_reject(c, hd, proto_strerror(hd->perr));
         return NODE_OK;
     }
-    node_member *m = node__member_by_origin(e, h->origin);
-    if (m == NULL) {
-        hdr_reject(c, hd, "not a member");
+    node_member *m;
+    const char *why = node__header_admitted(e, h, &m);
+    if (why != NULL) {
+        hdr_reject(c, hd, why);
         return NODE_OK;
     }
     if (node__ledger_quarantined(t, h->origin))
@@ -271,6 +302,11 @@ static node_err ingest_one(
     (void)node__ledger_vv_last(t, h->origin, prev);
     if (memcmp(prev, h->prev, 32) != 0) {
         hdr_reject(c, hd, "hash chain broken: prev is not the id of the previous header");
+        return NODE_OK;
+    }
+    crdt_hlc before = node__ledger_vv_clock(t, h->origin);
+    if (crdt_hlc_cmp(&h->hlc, &before) < 0) {
+        hdr_reject(c, hd, "its clock goes back along its origin's chain");
         return NODE_OK;
     }
     node_err err = store_next(t, c, hd);
@@ -367,15 +403,100 @@ node_err node__ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_
     return err;
 }
 
-/* After the commit: adopt the clock and log position, keep the headers held out of order,
- * and want the bodies this node may read. */
+/* The per-origin counts of the headers held out of order, and their bytes, counted again. */
+static void pending_restat(node_engine *e)
+{
+    e->pending_stats.n = 0;
+    e->pending_bytes = 0;
+    for (size_t i = 0; i < e->pending.n; i++) {
+        const node_pending *p = &e->pending.v[i];
+        e->pending_bytes += p->len;
+        node_pending_stat *st = NULL;
+        for (size_t k = 0; k < e->pending_stats.n && st == NULL; k++)
+            if (memcmp(e->pending_stats.v[k].origin, p->origin, 32) == 0)
+                st = &e->pending_stats.v[k];
+        if (st == NULL) {
+            if ((st = NODE_VEC_PUSH(&e->pending_stats, PROTO_VV_MAX)) == NULL)
+                continue; /* out of memory: the bounds are checked against what is counted */
+            memcpy(st->origin, p->origin, 32);
+            st->count = st->bytes = 0;
+            st->max_seq = 0;
+        }
+        st->count++;
+        st->bytes += p->len;
+        if (p->seq > st->max_seq)
+            st->max_seq = p->seq;
+    }
+}
+
+static int pending_seq_desc(const void *a, const void *b)
+{
+    uint64_t x = (*(node_pending *const *)a)->seq, y = (*(node_pending *const *)b)->seq;
+    return x > y ? -1 : x < y;
+}
+
+/* Drop the highest seqs of origin until it holds at most keep headers and the bytes held in
+ * all are at most max_bytes. */
+static void pending_trim(node_engine *e, const uint8_t origin[32], size_t keep, size_t max_bytes)
+{
+    size_t n = 0;
+    node_pending **of = malloc((e->pending.n ? e->pending.n : 1) * sizeof(*of));
+    if (of == NULL)
+        return;
+    for (size_t i = 0; i < e->pending.n; i++)
+        if (memcmp(e->pending.v[i].origin, origin, 32) == 0)
+            of[n++] = &e->pending.v[i];
+    qsort(of, n, sizeof(*of), pending_seq_desc);
+    size_t bytes = e->pending_bytes;
+    for (size_t i = 0; i < n && (n - i > keep || bytes > max_bytes); i++) {
+        bytes -= of[i]->len;
+        free(of[i]->bytes);
+        of[i]->bytes = NULL;
+    }
+    free(of);
+    size_t w = 0;
+    for (size_t i = 0; i < e->pending.n; i++)
+        if (e->pending.v[i].bytes != NULL)
+            e->pending.v[w++] = e->pending.v[i];
+    e->pending.n = w;
+    pending_restat(e);
+}
+
+/* Keep the held headers within [sync] held_headers_per_origin per origin and held_headers_mb in
+ * all: beyond, the highest seqs are dropped first (a later version vector asks for them again,
+ * in seq order, once the gap before them is filled). */
+static void pending_bound(node_engine *e)
+{
+    pending_restat(e);
+    for (size_t k = 0; k < e->pending_stats.n; k++)
+        if (e->pending_stats.v[k].count > (size_t)e->cfg.held_per_origin) {
+            uint8_t o[32];
+            memcpy(o, e->pending_stats.v[k].origin, 32);
+            pending_trim(e, o, (size_t)e->cfg.held_per_origin, SIZE_MAX);
+            k = (size_t)-1; /* the stats were counted again */
+        }
+    while (e->pending_bytes > (size_t)e->cfg.held_bytes && e->pending_stats.n > 0) {
+        size_t big = 0;
+        for (size_t k = 1; k < e->pending_stats.n; k++)
+            if (e->pending_stats.v[k].bytes > e->pending_stats.v[big].bytes)
+                big = k;
+        uint8_t o[32];
+        memcpy(o, e->pending_stats.v[big].origin, 32);
+        pending_trim(e, o, SIZE_MAX, (size_t)e->cfg.held_bytes);
+    }
+}
+
+/* After the commit: adopt the clock and log position, keep the headers held out of order
+ * (within their bounds), log what was refused, and want the bodies this node may read. */
 static node_err ingest_post(node_engine *e, ingest_ctx *c)
 {
     e->clock = c->clock;
     e->rejected += c->rejected;
+    e->headers_stored += c->stored;
     e->own_seq = c->own_seq;
     memcpy(e->own_last, c->own_last, 32);
-    /* Drop consumed pending headers, keep new ones (bounded). */
+    rejects_log(c);
+    /* Drop consumed pending headers, keep new ones. */
     size_t w = 0;
     for (size_t i = 0; i < e->pending.n; i++) {
         if (c->used_pending != NULL && c->used_pending[i])
@@ -396,6 +517,7 @@ static node_err ingest_post(node_engine *e, ingest_ctx *c)
         p->bytes = copy;
         own_pending(e, p);
     }
+    pending_bound(e);
     node_err err = NODE_OK;
     for (size_t i = 0; i < c->wants.n && err == NODE_OK; i++)
         err = node__want_add(e, c->wants.v[i].id, c->wants.v[i].tag, c->wants.v[i].origin);
@@ -415,6 +537,7 @@ typedef struct bodies_ctx {
     const node_hdr *hdrs; /* the group's headers, decoded once */
     idset hdr_ix;         /* their ids -> index in hdrs */
     bool *stored;         /* per item */
+    bool *seen;           /* per item: looked at by bodies_store */
     proto_header *own;    /* per item whose header is not in the group: decoded from the store */
     bool *own_ok;
     node_held *held;  /* per item: its header and body */
@@ -433,6 +556,8 @@ static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, nod
     const void *hb;
     size_t hl;
     *err = NODE_OK;
+    if (c->own_ok[i])
+        return &c->own[i]; /* decoded by an earlier look in this transaction */
     if (node__ledger_header_by_id(t, id, &hb, &hl) != NODE_OK)
         return NULL;
     size_t k = node__idset_get(&c->hdr_ix, id);
@@ -446,33 +571,24 @@ static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, nod
     return &c->own[i];
 }
 
-/* Store the bodies this node may hold (never one it may not read), each checked against its
- * header. */
-static node_err bodies_store(node_txn *t, bodies_ctx *c)
+/* Store the bodies of kind `kind` (0: every kind not stored yet) that this node may hold
+ * (never one it may not read), each checked against its header. */
+static node_err bodies_store(node_txn *t, bodies_ctx *c, uint8_t kind)
 {
     node_engine *e = c->e;
-    const uint8_t *me = proto_identity_origin(e->me);
     for (size_t i = 0; i < c->n; i++) {
-        c->stored[i] = false;
-        const proto_body_item *it = &c->items[i];
-        if (node__ledger_body_has(t, it->header_id))
+        if (c->stored[i] || c->seen[i])
             continue;
+        const proto_body_item *it = &c->items[i];
         node_err err;
         const proto_header *h = item_header(t, c, i, &err);
         if (err != NODE_OK)
             return err;
-        if (h == NULL)
+        if (h == NULL || (kind != 0 && h->kind != kind))
             continue;
-        bool ok;
-        if (h->kind == PROTO_HDR_KEY_GRANT) {
-            ok = false;
-            for (size_t r = 0; r < h->nrecipients; r++)
-                ok = ok || memcmp(h->recipients[r].b, me, 32) == 0;
-        } else {
-            ok = node__reads_tag(t, e, h->tag);
-        }
-        if (!ok)
-            continue; /* not ours to hold */
+        c->seen[i] = true;
+        if (node__ledger_body_has(t, it->header_id) || !node__may_hold(t, e, h))
+            continue; /* held already, or not ours to hold */
         proto_err perr = proto_body_check(h, it->body.p, it->body.len);
         if (perr != PROTO_OK) {
             NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
@@ -492,21 +608,35 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c)
 static node_err bodies_cb(node_txn *t, void *ctx)
 {
     bodies_ctx *c = ctx;
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         if (c->own_ok[i]) { /* a rerun of the transaction */
             proto_header_fini(&c->own[i]);
             c->own_ok[i] = false;
         }
-    node_err err = bodies_store(t, c);
-    if (err != NODE_OK)
-        return err;
-    /* Merge what was stored; passes repeat while they merge something (a grant, then the
-     * deltas under its key, then those that depend on them). */
-    c->a.progress = c->a.refused = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        c->done[i] = !c->stored[i];
+        c->stored[i] = c->seen[i] = false;
+        c->done[i] = true;
         c->why[i] = WAIT_KEY;
     }
+    c->a.wants.n = 0;
+    c->a.progress = c->a.refused = 0;
+    /* The key grants first: a grant and the bodies under its key usually come in one group,
+     * and those bodies are this node's to hold only once it holds the key. Then the rest are
+     * stored and merged in the order they came (their authors' log order: merged out of order,
+     * a scope's causal context holds a cloud of dots that every later merge decodes and encodes
+     * again); passes repeat while they merge something (deltas that depend on others). */
+    node_err err = bodies_store(t, c, PROTO_HDR_KEY_GRANT);
+    for (size_t i = 0; i < c->n && err == NODE_OK; i++) {
+        c->done[i] = !c->stored[i];
+        if (c->stored[i])
+            err = node__apply_one(t, &c->a, &c->w[i], &c->held[i], &c->done[i], &c->why[i]);
+    }
+    if (err == NODE_OK)
+        err = bodies_store(t, c, 0);
+    if (err != NODE_OK)
+        return err;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->stored[i] && c->w[i].kind != PROTO_HDR_KEY_GRANT)
+            c->done[i] = false;
     for (size_t pass = 0; pass < 8; pass++) {
         size_t before = c->a.progress;
         for (size_t i = 0; i < c->n; i++) {
@@ -548,6 +678,7 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .n = in->nbodies,
             .hdrs = in->headers,
             .stored = calloc(k, sizeof(bool)),
+            .seen = calloc(k, sizeof(bool)),
             .own = calloc(k, sizeof(proto_header)),
             .own_ok = calloc(k, sizeof(bool)),
             .held = calloc(k, sizeof(node_held)),
@@ -556,8 +687,8 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .why = calloc(k, sizeof(wait_reason)) } };
     g.b.a.e = e;
     node_err err = NODE_ENOMEM;
-    if (g.b.stored == NULL || g.b.own == NULL || g.b.own_ok == NULL || g.b.held == NULL
-        || g.b.w == NULL || g.b.done == NULL || g.b.why == NULL)
+    if (g.b.stored == NULL || g.b.seen == NULL || g.b.own == NULL || g.b.own_ok == NULL
+        || g.b.held == NULL || g.b.w == NULL || g.b.done == NULL || g.b.why == NULL)
         goto out;
     for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
         if (in->headers[i].perr == PROTO_OK
@@ -577,6 +708,8 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
     if (in->nbodies == 0)
         goto out;
     e->refused += g.b.a.refused;
+    if ((err = node__apply_adopt(e, &g.b.a)) != NODE_OK)
+        goto out;
     for (size_t i = 0; i < in->nbodies; i++) {
         if (!g.b.stored[i])
             continue;
@@ -590,6 +723,7 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
     }
     node__retry_waits(e); /* older waits may follow what was merged */
 out:
+    NODE_VEC_FREE(&g.b.a.wants);
     NODE_VEC_FREE(&g.h.wants);
     NODE_VEC_FREE(&g.h.pend);
     free(g.h.used_pending);
@@ -598,6 +732,7 @@ out:
             proto_header_fini(&g.b.own[i]);
     node__idset_free(&g.b.hdr_ix);
     free(g.b.stored);
+    free(g.b.seen);
     free(g.b.own);
     free(g.b.own_ok);
     free(g.b.held);
@@ -647,15 +782,7 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
         if (node__ledger_header_by_id(c->t, id, &hb, &hl) != NODE_OK
             || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
             return true;
-        bool want = false;
-        const uint8_t *me = proto_identity_origin(c->e->me);
-        if (h.kind == PROTO_HDR_KEY_GRANT) {
-            for (size_t r = 0; r < h.nrecipients; r++)
-                want = want || memcmp(h.recipients[r].b, me, 32) == 0;
-        } else {
-            want = node__reads_tag(c->t, c->e, tag);
-        }
-        if (want) {
+        if (node__may_hold(c->t, c->e, &h)) {
             node_want *w = NODE_VEC_PUSH(&c->wants, NODE_WANTS_MAX);
             if (w == NULL) {
                 c->full = true;

@@ -111,7 +111,7 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
 
 static int vv_entry_cmp(const void *a, const void *b)
 {
-    return memcmp(((const crdt_vv_entry *)a)->origin.b, ((const crdt_vv_entry *)b)->origin.b, 32);
+    return memcmp(((const proto_vv_item *)a)->origin, ((const proto_vv_item *)b)->origin, 32);
 }
 
 /* Raise vv (the stored version vector, to be sent to member `to`) by the queued headers that
@@ -119,12 +119,12 @@ static int vv_entry_cmp(const void *a, const void *b)
  * travels while this node ingests the last one, and the workers always have headers to
  * check. A queued header that is then refused (or a queue dropped at stop) only means a later
  * version vector asks for it again. Queued headers are not verified yet, so for `to`'s own
- * log only those `to` sent count: a peer refuses local writes while another holds more of
- * its log than it does (write.c), and a third member's forged headers in this queue must not
- * make this node claim that. On allocation failure vv stays as stored. */
-void node__inq_vv(node_engine *e, crdt_vv_entry **vvp, size_t *np, const node_member *to)
+ * log only those `to` sent count: a node probes a peer's claim on its own log
+ * (node__own_log_settled), and a third member's forged headers in this queue must not make
+ * this node claim that. On allocation failure vv stays as stored. */
+void node__inq_vv(node_engine *e, proto_vv_item **vvp, size_t *np, const node_member *to)
 {
-    crdt_vv_entry *vv = *vvp;
+    proto_vv_item *vv = *vvp;
     size_t n = *np, cap = n;
     bool added = false;
     for (node_inmsg *q = e->inq_head; q != NULL; q = q->next) {
@@ -135,20 +135,22 @@ void node__inq_vv(node_engine *e, crdt_vv_entry **vvp, size_t *np, const node_me
             if (!from_to && memcmp(runs[k].origin, to->origin, 32) == 0)
                 continue;
             size_t i = 0;
-            while (i < n && memcmp(vv[i].origin.b, runs[k].origin, 32) != 0)
+            while (i < n && memcmp(vv[i].origin, runs[k].origin, 32) != 0)
                 i++;
             if (i == n) {
                 if (runs[k].first != 1)
                     continue;
                 if (node__vec_reserve(&vv, &cap, n + 1, sizeof(*vv), PROTO_VV_MAX) != NODE_OK)
                     continue;
-                memcpy(vv[i].origin.b, runs[k].origin, 32);
-                vv[i].max = 0;
+                memcpy(vv[i].origin, runs[k].origin, 32);
+                vv[i].seq = 0;
                 n++;
                 added = true;
             }
-            if (runs[k].first <= vv[i].max + 1 && runs[k].last > vv[i].max)
-                vv[i].max = runs[k].last;
+            if (runs[k].first <= vv[i].seq + 1 && runs[k].last > vv[i].seq) {
+                vv[i].seq = runs[k].last;
+                memcpy(vv[i].id, runs[k].last_id, 32);
+            }
         }
     }
     if (added)

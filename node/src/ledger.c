@@ -41,6 +41,9 @@ static lkey mk(char prefix, const void *a, size_t alen, const void *b, size_t bl
     return k;
 }
 
+/* A vv record: seq(8) id(32) wall(8) logical(2). */
+#define VV_REC 50
+
 node_err node__ledger_header_put(
     node_txn *t, const proto_header *h, const uint8_t *bytes, size_t len)
 {
@@ -57,9 +60,12 @@ node_err node__ledger_header_put(
         || (err = node_txn_put(t, NODE_DB_HEADERS, tk.b, tk.n, "", 0)) != NODE_OK)
         return err;
     if (h->seq > node__ledger_vv_get(t, h->origin)) {
-        uint8_t v[40];
+        uint8_t v[VV_REC];
         memcpy(v, seq, 8);
         memcpy(v + 8, h->id, 32);
+        node__ledger_be64(v + 40, h->hlc.wall);
+        v[48] = (uint8_t)(h->hlc.logical >> 8);
+        v[49] = (uint8_t)h->hlc.logical;
         return node_txn_put(t, NODE_DB_VV, h->origin, 32, v, sizeof(v));
     }
     return NODE_OK;
@@ -113,7 +119,7 @@ uint64_t node__ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[
 {
     const void *v;
     size_t n;
-    if (node_txn_get(t, NODE_DB_VV, origin, 32, &v, &n) != NODE_OK || n != 40) {
+    if (node_txn_get(t, NODE_DB_VV, origin, 32, &v, &n) != NODE_OK || n != VV_REC) {
         memset(id, 0, 32);
         return 0;
     }
@@ -121,8 +127,21 @@ uint64_t node__ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[
     return node__ledger_get64(v);
 }
 
+crdt_hlc node__ledger_vv_clock(node_txn *t, const uint8_t origin[32])
+{
+    crdt_hlc h = { 0, 0 };
+    const void *v;
+    size_t n;
+    if (node_txn_get(t, NODE_DB_VV, origin, 32, &v, &n) == NODE_OK && n == VV_REC) {
+        const uint8_t *p = v;
+        h.wall = node__ledger_get64(p + 40);
+        h.logical = (uint16_t)(p[48] << 8 | p[49]);
+    }
+    return h;
+}
+
 typedef struct vv_collect {
-    crdt_vv_entry *e;
+    proto_vv_item *e;
     size_t n, cap;
     bool oom;
 } vv_collect;
@@ -130,19 +149,20 @@ typedef struct vv_collect {
 static bool vv_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
 {
     vv_collect *c = ctx;
-    if (kl != 32 || vl != 40)
+    if (kl != 32 || vl != VV_REC)
         return true;
     if (node__vec_reserve(&c->e, &c->cap, c->n + 1, sizeof(*c->e), PROTO_VV_MAX) != NODE_OK) {
         c->oom = true;
         return false;
     }
-    memcpy(c->e[c->n].origin.b, k, 32);
-    c->e[c->n].max = node__ledger_get64(v);
+    memcpy(c->e[c->n].origin, k, 32);
+    c->e[c->n].seq = node__ledger_get64(v);
+    memcpy(c->e[c->n].id, (const uint8_t *)v + 8, 32);
     c->n++;
     return true;
 }
 
-node_err node__ledger_vv_all(node_txn *t, crdt_vv_entry **out, size_t *n)
+node_err node__ledger_vv_all(node_txn *t, proto_vv_item **out, size_t *n)
 {
     vv_collect c = { NULL, 0, 0, false };
     node_err err = node_txn_scan(t, NODE_DB_VV, NULL, 0, vv_cb, &c);
@@ -199,22 +219,50 @@ bool node__ledger_body_has(node_txn *t, const uint8_t id[32])
     return node__ledger_body_get(t, id, &b, &n) == NODE_OK;
 }
 
-/* Key record: case(16) epoch(8) owner(32) key(32) scope(rest). */
+/* 'P' case(16) len(1) scope epoch(8) -> tag: every key of a (case, scope), in epoch order. */
+static lkey epoch_key(const proto_case_id *c, const char *scope, uint64_t epoch, bool with_epoch)
+{
+    lkey k;
+    size_t sl = strlen(scope);
+    k.b[0] = 'P';
+    memcpy(k.b + 1, c->b, 16);
+    k.b[17] = (uint8_t)sl;
+    memcpy(k.b + 18, scope, sl);
+    k.n = 18 + sl;
+    if (with_epoch) {
+        node__ledger_be64(k.b + k.n, epoch);
+        k.n += 8;
+    }
+    return k;
+}
+
+/* Key record: case(16) nonce(16) epoch(8) confirmed(1) key(32) len(1) owner org, then the
+ * scope (the rest). */
+#define KEY_FIXED (16 + 16 + 8 + 1 + 32 + 1)
+
 node_err node__ledger_key_put(node_txn *t, const ledger_key *k)
 {
-    uint8_t rec[16 + 8 + 32 + 32 + PROTO_SCOPE_NAME_MAX];
-    size_t sl = strlen(k->scope);
+    uint8_t rec[KEY_FIXED + PROTO_ORG_MAX + PROTO_SCOPE_NAME_MAX];
+    size_t sl = strlen(k->scope), ol = strlen(k->owner_org);
+    if (sl == 0 || sl > PROTO_SCOPE_NAME_MAX || ol == 0 || ol > PROTO_ORG_MAX)
+        return NODE_EINVAL;
     memcpy(rec, k->case_id.b, 16);
-    node__ledger_be64(rec + 16, k->epoch);
-    memcpy(rec + 24, k->owner, 32);
-    memcpy(rec + 56, k->key, 32);
-    memcpy(rec + 88, k->scope, sl);
+    memcpy(rec + 16, k->nonce.b, 16);
+    node__ledger_be64(rec + 32, k->epoch);
+    rec[40] = k->confirmed ? 1 : 0;
+    memcpy(rec + 41, k->key, 32);
+    rec[73] = (uint8_t)ol;
+    memcpy(rec + KEY_FIXED, k->owner_org, ol);
+    memcpy(rec + KEY_FIXED + ol, k->scope, sl);
     lkey kk = mk('K', k->tag, 32, NULL, 0);
-    node_err err = node_txn_put(t, NODE_DB_KEYS, kk.b, kk.n, rec, 88 + sl);
+    node_err err = node_txn_put(t, NODE_DB_KEYS, kk.b, kk.n, rec, KEY_FIXED + ol + sl);
     proto_wipe(rec, sizeof(rec));
     if (err != NODE_OK)
         return err;
-    /* The scope's newest epoch is what new writes use. */
+    lkey pk = epoch_key(&k->case_id, k->scope, k->epoch, true);
+    if ((err = node_txn_put(t, NODE_DB_KEYS, pk.b, pk.n, k->tag, 32)) != NODE_OK || !k->confirmed)
+        return err;
+    /* The scope's newest confirmed epoch is what new writes use. */
     ledger_key cur;
     node_err e2 = node__ledger_key_for(t, &k->case_id, k->scope, &cur);
     bool newer = e2 == NODE_ENOTFOUND || (e2 == NODE_OK && k->epoch >= cur.epoch);
@@ -227,25 +275,36 @@ node_err node__ledger_key_put(node_txn *t, const ledger_key *k)
     return node_txn_put(t, NODE_DB_KEYS, ck.b, ck.n, k->tag, 32);
 }
 
+static node_err key_decode(const uint8_t tag[32], const void *v, size_t n, ledger_key *out)
+{
+    const uint8_t *r = v;
+    if (n <= KEY_FIXED)
+        return NODE_ECORRUPT;
+    size_t ol = r[73];
+    if (ol == 0 || ol > PROTO_ORG_MAX || n <= KEY_FIXED + ol
+        || n - KEY_FIXED - ol > PROTO_SCOPE_NAME_MAX)
+        return NODE_ECORRUPT;
+    size_t sl = n - KEY_FIXED - ol;
+    memcpy(out->tag, tag, 32);
+    memcpy(out->case_id.b, r, 16);
+    memcpy(out->nonce.b, r + 16, 16);
+    out->epoch = node__ledger_get64(r + 32);
+    out->confirmed = r[40] != 0;
+    memcpy(out->key, r + 41, 32);
+    memcpy(out->owner_org, r + KEY_FIXED, ol);
+    out->owner_org[ol] = 0;
+    memcpy(out->scope, r + KEY_FIXED + ol, sl);
+    out->scope[sl] = 0;
+    return NODE_OK;
+}
+
 node_err node__ledger_key_get(node_txn *t, const uint8_t tag[32], ledger_key *out)
 {
     lkey kk = mk('K', tag, 32, NULL, 0);
     const void *v;
     size_t n;
     node_err err = node_txn_get(t, NODE_DB_KEYS, kk.b, kk.n, &v, &n);
-    if (err != NODE_OK)
-        return err;
-    if (n <= 88 || n > 88 + PROTO_SCOPE_NAME_MAX)
-        return NODE_ECORRUPT;
-    const uint8_t *r = v;
-    memcpy(out->tag, tag, 32);
-    memcpy(out->case_id.b, r, 16);
-    out->epoch = node__ledger_get64(r + 16);
-    memcpy(out->owner, r + 24, 32);
-    memcpy(out->key, r + 56, 32);
-    memcpy(out->scope, r + 88, n - 88);
-    out->scope[n - 88] = 0;
-    return NODE_OK;
+    return err != NODE_OK ? err : key_decode(tag, v, n, out);
 }
 
 node_err node__ledger_key_for(
@@ -264,20 +323,59 @@ node_err node__ledger_key_for(
     return node__ledger_key_get(t, tag, out);
 }
 
-node_err node__ledger_case_own(node_txn *t, const proto_case_id *c, uint64_t now_ms)
+typedef struct scope_keys {
+    node_txn *t;
+    size_t prefix;
+    ledger_key_cb fn;
+    void *ctx;
+    node_err err;
+} scope_keys;
+
+static bool scope_keys_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
 {
-    uint8_t v[8];
-    node__ledger_be64(v, now_ms);
-    lkey ok = mk('O', c->b, 16, NULL, 0);
-    return node_txn_put(t, NODE_DB_KEYS, ok.b, ok.n, v, 8);
+    (void)k;
+    scope_keys *c = ctx;
+    if (kl != c->prefix + 8 || vl != 32)
+        return true;
+    uint8_t tag[32];
+    memcpy(tag, v, 32);
+    ledger_key key;
+    if ((c->err = node__ledger_key_get(c->t, tag, &key)) != NODE_OK)
+        return false;
+    bool more = c->fn(&key, c->ctx);
+    proto_wipe(&key, sizeof(key));
+    return more;
 }
 
-bool node__ledger_case_owned(node_txn *t, const proto_case_id *c)
+node_err node__ledger_scope_keys(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_key_cb fn, void *ctx)
+{
+    lkey pk = epoch_key(c, scope, 0, false);
+    scope_keys sk = { t, pk.n, fn, ctx, NODE_OK };
+    node_err err = node_txn_scan(t, NODE_DB_KEYS, pk.b, pk.n, scope_keys_cb, &sk);
+    return err != NODE_OK ? err : sk.err;
+}
+
+node_err node__ledger_case_own(
+    node_txn *t, const proto_case_id *c, const proto_case_nonce *nonce, uint64_t now_ms)
+{
+    uint8_t v[8 + 16];
+    node__ledger_be64(v, now_ms);
+    memcpy(v + 8, nonce->b, 16);
+    lkey ok = mk('O', c->b, 16, NULL, 0);
+    return node_txn_put(t, NODE_DB_KEYS, ok.b, ok.n, v, sizeof(v));
+}
+
+bool node__ledger_case_owned(node_txn *t, const proto_case_id *c, proto_case_nonce *nonce)
 {
     lkey ok = mk('O', c->b, 16, NULL, 0);
     const void *v;
     size_t n;
-    return node_txn_get(t, NODE_DB_KEYS, ok.b, ok.n, &v, &n) == NODE_OK;
+    if (node_txn_get(t, NODE_DB_KEYS, ok.b, ok.n, &v, &n) != NODE_OK || n != 24)
+        return false;
+    if (nonce != NULL)
+        memcpy(nonce->b, (const uint8_t *)v + 8, 16);
+    return true;
 }
 
 typedef struct scopes_ctx {
@@ -308,7 +406,7 @@ node_err node__ledger_case_scopes(
 
 bool node__ledger_case_known(node_txn *t, const proto_case_id *c)
 {
-    if (node__ledger_case_owned(t, c))
+    if (node__ledger_case_owned(t, c, NULL))
         return true;
     lkey ck = mk('C', c->b, 16, NULL, 0);
     scopes_ctx sc = { NULL, NULL, 0 };
@@ -384,108 +482,219 @@ int node__ledger_applied_get(node_txn *t, const uint8_t id[32])
     return *(const uint8_t *)v;
 }
 
-/* Stores written before bodies and applied marks were keyed by log place held them by id
- * (32-byte body keys, 33-byte 'A' keys): move them, at most MIGRATE_MAX records of a kind (a
- * 512 MiB list of ids; a larger store of that layout cannot be moved by this pattod). */
-#define MIGRATE_MAX ((size_t)1 << 24)
-typedef struct old_keys {
-    size_t klen; /* of an old key: the id after klen - 32 bytes of prefix */
-    uint8_t (*ids)[32];
-    size_t n, cap;
-    bool oom;
-} old_keys;
+#define LAYOUT_KEY "layout"
+#define LAYOUT_V2 3 /* protocol version 2; bodies and 'A' marks keyed by log place */
 
-static bool old_key_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+node_err node__ledger_layout(node_txn *t)
 {
-    (void)v, (void)vl;
-    old_keys *o = ctx;
-    if (kl != o->klen)
-        return true;
-    if (node__vec_reserve(&o->ids, &o->cap, o->n + 1, sizeof(*o->ids), MIGRATE_MAX) != NODE_OK) {
-        o->oom = true;
-        return false;
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &v, &n);
+    if (err == NODE_OK)
+        return n == 1 && *(const uint8_t *)v == LAYOUT_V2 ? NODE_OK : NODE_ECONFIG;
+    if (err != NODE_ENOTFOUND)
+        return err;
+    /* No layout mark: a new store, or one of a pattod before layouts were marked. A store
+     * that holds anything without the mark is of protocol version 1. */
+    size_t held = 0;
+    if ((err = node__ledger_count(t, NODE_DB_META, NULL, &held)) != NODE_OK)
+        return err;
+    if (held > 0)
+        return NODE_ECONFIG;
+    uint8_t layout = LAYOUT_V2;
+    return node_txn_put(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &layout, 1);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The access log: 'E' case(16) len(1) scope number(8) -> kind(1) id(32) wall(8) logical(2)
+ * epoch(8), then for a grant access(1) basis(1) expiry(8) and six strings (len(2) bytes):
+ * grantee, purpose, provision, operator, unix user, evidence; for an epoch announcement
+ * new_epoch(8) key_hash(32). */
+
+#define ENTRY_HEAD (1 + 32 + 8 + 2 + 8)
+
+static lkey entry_key(const proto_case_id *c, const char *scope, uint64_t number, bool with_number)
+{
+    lkey k;
+    size_t sl = strlen(scope);
+    k.b[0] = 'E';
+    memcpy(k.b + 1, c->b, 16);
+    k.b[17] = (uint8_t)sl;
+    memcpy(k.b + 18, scope, sl);
+    k.n = 18 + sl;
+    if (with_number) {
+        node__ledger_be64(k.b + k.n, number);
+        k.n += 8;
     }
-    memcpy(o->ids[o->n++], (const uint8_t *)k + (kl - 32), 32);
+    return k;
+}
+
+static size_t put_str(uint8_t *p, const char *s)
+{
+    size_t n = strlen(s);
+    p[0] = (uint8_t)(n >> 8);
+    p[1] = (uint8_t)n;
+    memcpy(p + 2, s, n);
+    return 2 + n;
+}
+
+static bool get_str(const uint8_t **p, size_t *left, char *out, size_t max)
+{
+    if (*left < 2)
+        return false;
+    size_t n = (size_t)(*p)[0] << 8 | (*p)[1];
+    if (n > max || *left - 2 < n)
+        return false;
+    memcpy(out, *p + 2, n);
+    out[n] = 0;
+    *p += 2 + n;
+    *left -= 2 + n;
     return true;
 }
 
-/* Move the records of db under prefix ("" or one byte; the rest of an old key is the id) to
- * log places. */
-static node_err migrate_db(node_txn *t, node_db db, const char *prefix, size_t *moved)
+node_err node__ledger_entry_put(
+    node_txn *t, const proto_case_id *c, const char *scope, const ledger_entry *en)
 {
-    size_t plen = strlen(prefix);
-    old_keys o = { 32 + plen, NULL, 0, 0, false };
-    node_err err = node_txn_scan(t, db, prefix, plen, old_key_cb, &o);
-    if (err == NODE_OK && o.oom)
-        err = NODE_ENOMEM;
-    for (size_t i = 0; i < o.n && err == NODE_OK; i++) {
-        uint8_t okey[1 + 32], nkey[1 + 40], place[40];
-        memcpy(okey, prefix, plen);
-        memcpy(okey + plen, o.ids[i], 32);
-        size_t oklen = plen + 32;
-        const void *v;
-        size_t vl;
-        if ((err = node_txn_get(t, db, okey, oklen, &v, &vl)) != NODE_OK)
-            break;
-        if (log_place(t, o.ids[i], place) == NODE_OK) {
-            uint8_t *copy = malloc(vl ? vl : 1); /* v points into the map; the put moves it */
-            if (copy == NULL) {
-                err = NODE_ENOMEM;
-                break;
-            }
-            memcpy(copy, v, vl);
-            memcpy(nkey, prefix, plen);
-            memcpy(nkey + plen, place, 40);
-            err = node_txn_put(t, db, nkey, plen + 40, copy, vl);
-            free(copy);
-            if (err != NODE_OK)
-                break;
-        }
-        err = node_txn_del(t, db, okey, oklen);
-        (*moved)++;
+    uint8_t *v = malloc(
+        ENTRY_HEAD + 10 + 6 * 2 + 2 * PROTO_ORG_MAX + 3 * PROTO_TEXT_MAX + LEDGER_USER_MAX + 40);
+    if (v == NULL)
+        return NODE_ENOMEM;
+    size_t n = 0;
+    v[n++] = en->kind;
+    memcpy(v + n, en->id, 32);
+    n += 32;
+    node__ledger_be64(v + n, en->hlc.wall);
+    n += 8;
+    v[n++] = (uint8_t)(en->hlc.logical >> 8);
+    v[n++] = (uint8_t)en->hlc.logical;
+    node__ledger_be64(v + n, en->epoch);
+    n += 8;
+    if (en->kind == PROTO_BODY_ACCESS_GRANT) {
+        v[n++] = en->access;
+        v[n++] = en->basis;
+        node__ledger_be64(v + n, en->expiry_ms);
+        n += 8;
+        n += put_str(v + n, en->grantee);
+        n += put_str(v + n, en->purpose);
+        n += put_str(v + n, en->provision);
+        n += put_str(v + n, en->operator_name);
+        n += put_str(v + n, en->unix_user);
+        n += put_str(v + n, en->evidence);
+    } else {
+        node__ledger_be64(v + n, en->new_epoch);
+        n += 8;
+        memcpy(v + n, en->key_hash, 32);
+        n += 32;
     }
-    free(o.ids);
+    lkey k = entry_key(c, scope, en->number, true);
+    node_err err = node_txn_put(t, NODE_DB_CONSENTS, k.b, k.n, v, n);
+    free(v);
     return err;
 }
 
-#define LAYOUT_KEY "layout"
-#define LAYOUT_LOG_PLACE 2
-
-node_err node__ledger_migrate(node_txn *t, size_t *moved)
+static node_err entry_decode(uint64_t number, const void *val, size_t len, ledger_entry *out)
 {
-    *moved = 0;
-    const void *v;
-    size_t n;
-    if (node_txn_get(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &v, &n) == NODE_OK && n == 1
-        && *(const uint8_t *)v >= LAYOUT_LOG_PLACE)
+    const uint8_t *p = val;
+    memset(out, 0, sizeof(*out));
+    if (len < ENTRY_HEAD)
+        return NODE_ECORRUPT;
+    out->number = number;
+    out->kind = p[0];
+    memcpy(out->id, p + 1, 32);
+    out->hlc.wall = node__ledger_get64(p + 33);
+    out->hlc.logical = (uint16_t)(p[41] << 8 | p[42]);
+    out->epoch = node__ledger_get64(p + 43);
+    p += ENTRY_HEAD;
+    size_t left = len - ENTRY_HEAD;
+    if (out->kind == PROTO_BODY_ACCESS_GRANT) {
+        if (left < 10)
+            return NODE_ECORRUPT;
+        out->access = p[0];
+        out->basis = p[1];
+        out->expiry_ms = node__ledger_get64(p + 2);
+        p += 10;
+        left -= 10;
+        if (!get_str(&p, &left, out->grantee, PROTO_ORG_MAX)
+            || !get_str(&p, &left, out->purpose, PROTO_ORG_MAX)
+            || !get_str(&p, &left, out->provision, PROTO_TEXT_MAX)
+            || !get_str(&p, &left, out->operator_name, PROTO_TEXT_MAX)
+            || !get_str(&p, &left, out->unix_user, LEDGER_USER_MAX)
+            || !get_str(&p, &left, out->evidence, PROTO_TEXT_MAX) || left != 0)
+            return NODE_ECORRUPT;
         return NODE_OK;
-    node_err err = migrate_db(t, NODE_DB_BODIES, "", moved);
-    if (err == NODE_OK)
-        err = migrate_db(t, NODE_DB_STATE, "A", moved);
-    uint8_t layout = LAYOUT_LOG_PLACE;
-    return err != NODE_OK
-        ? err
-        : node_txn_put(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &layout, 1);
+    }
+    if (out->kind != PROTO_BODY_ACCESS_EPOCH || left != 40)
+        return NODE_ECORRUPT;
+    out->new_epoch = node__ledger_get64(p);
+    memcpy(out->key_hash, p + 8, 32);
+    return NODE_OK;
 }
 
-node_err node__ledger_grant_put(
-    node_txn *t, const uint8_t tag[32], const uint8_t recipient[32], const uint8_t grantor[32])
+node_err node__ledger_entry_get(
+    node_txn *t, const proto_case_id *c, const char *scope, uint64_t number, ledger_entry *out)
 {
-    lkey gk = mk('G', tag, 32, recipient, 32);
-    node_err err = node_txn_put(t, NODE_DB_CONSENTS, gk.b, gk.n, grantor, 32);
-    if (err != NODE_OK)
-        return err;
-    /* The grantor holds the key too: record it as a holder of its own tag. */
-    lkey ok = mk('G', tag, 32, grantor, 32);
-    return node_txn_put(t, NODE_DB_CONSENTS, ok.b, ok.n, grantor, 32);
-}
-
-bool node__ledger_holds(node_txn *t, const uint8_t tag[32], const uint8_t member[32])
-{
-    lkey gk = mk('G', tag, 32, member, 32);
+    lkey k = entry_key(c, scope, number, true);
     const void *v;
     size_t n;
-    return node_txn_get(t, NODE_DB_CONSENTS, gk.b, gk.n, &v, &n) == NODE_OK;
+    node_err err = node_txn_get(t, NODE_DB_CONSENTS, k.b, k.n, &v, &n);
+    return err != NODE_OK ? err : entry_decode(number, v, n, out);
+}
+
+typedef struct entries_ctx {
+    size_t prefix;
+    ledger_entry_cb fn;
+    void *ctx;
+    ledger_entry *en;
+    node_err err;
+} entries_ctx;
+
+static bool entries_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    entries_ctx *c = ctx;
+    if (kl != c->prefix + 8)
+        return true;
+    if ((c->err = entry_decode(node__ledger_get64((const uint8_t *)k + c->prefix), v, vl, c->en))
+        != NODE_OK)
+        return false;
+    return c->fn(c->en, c->ctx);
+}
+
+node_err node__ledger_entries(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_entry_cb fn, void *ctx)
+{
+    lkey k = entry_key(c, scope, 0, false);
+    entries_ctx ec = { k.n, fn, ctx, malloc(sizeof(ledger_entry)), NODE_OK };
+    if (ec.en == NULL)
+        return NODE_ENOMEM;
+    node_err err = node_txn_scan(t, NODE_DB_CONSENTS, k.b, k.n, entries_cb, &ec);
+    free(ec.en);
+    return err != NODE_OK ? err : ec.err;
+}
+
+typedef struct contig_ctx {
+    size_t prefix;
+    uint64_t n;
+} contig_ctx;
+
+static bool contig_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    contig_ctx *c = ctx;
+    if (kl != c->prefix + 8)
+        return true;
+    if (node__ledger_get64((const uint8_t *)k + c->prefix) != c->n + 1)
+        return false;
+    c->n++;
+    return true;
+}
+
+uint64_t node__ledger_entries_contiguous(node_txn *t, const proto_case_id *c, const char *scope)
+{
+    lkey k = entry_key(c, scope, 0, false);
+    contig_ctx cc = { k.n, 0 };
+    if (node_txn_scan(t, NODE_DB_CONSENTS, k.b, k.n, contig_cb, &cc) != NODE_OK)
+        return 0; /* nothing counts as held: what waits for entries waits longer */
+    return cc.n;
 }
 
 node_err node__ledger_own_get(node_txn *t, uint64_t *seq, uint8_t last[32])

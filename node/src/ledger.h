@@ -8,18 +8,20 @@
  *   headers  'H' origin(32) seq(8)      -> HEADER message bytes
  *            'I' id(32)                 -> origin(32) seq(8)
  *            'T' tag(32) id(32)         -> ""            (headers by routing tag)
- *   vv       origin(32)                 -> seq(8) id(32) (contiguous headers held, last id)
+ *   vv       origin(32)                 -> seq(8) id(32) wall(8) logical(2)
+ *                                          (contiguous headers held: the last one's id and clock)
  *   bodies   origin(32) seq(8)          -> body bytes   (of the header at that place: 'I')
  *   keys     'K' tag(32)                -> key record (ledger_key)
- *            'C' case(16) scope         -> tag(32)       (newest epoch of a scope)
- *            'O' case(16)               -> created ms(8) (cases this node opened)
+ *            'C' case(16) scope         -> tag(32)       (newest confirmed epoch of a scope)
+ *            'P' case(16) len(1) scope epoch(8) -> tag(32) (every key of a scope, by epoch)
+ *            'O' case(16)               -> created ms(8) nonce(16) (cases this node opened)
  *   state    'S' tag(32)                -> SCOPE message (the scope's state)
  *            'A' origin(32) seq(8)      -> status(1)     (body applied, or refused)
  *            'L' tag(32)                -> last change ms(8)
- *   consents 'G' tag(32) recipient(32)  -> grantor(32)   (from key-grant headers)
+ *   consents 'E' case(16) len(1) scope number(8) -> access-log entry (ledger_entry)
  *   manifest "current"                  -> signed manifest bytes
  *   meta     "own"                      -> last seq(8) last id(32)
- *            "layout"                   -> 2 (bodies and 'A' keyed by log place)
+ *            "layout"                   -> 3 (protocol version 2; bodies and 'A' by log place)
  *            "hlc"                      -> wall(8) logical(2)
  *            'Q' origin(32)             -> proof: len(4) header len(4) header
  */
@@ -36,11 +38,37 @@
 typedef struct ledger_key {
     uint8_t tag[32];
     proto_case_id case_id;
+    proto_case_nonce nonce; /* case_id derives from (owner_org, nonce): the owner is checked */
     char scope[PROTO_SCOPE_NAME_MAX + 1];
     uint64_t epoch;
-    uint8_t owner[32]; /* the case owner's origin: who may grant and write without a grant */
-    uint8_t key[32];   /* secret */
+    char owner_org[PROTO_ORG_MAX + 1]; /* the org that opened the case: it grants and writes */
+    bool confirmed;  /* the first epoch, or a later one whose announcement matched this key */
+    uint8_t key[32]; /* secret */
 } ledger_key;
+
+/* One entry of a (case, scope)'s access log, as this node stores it (decided from the owner's
+ * authentic headers only). */
+#define LEDGER_USER_MAX 64
+typedef struct ledger_entry {
+    uint64_t number; /* 1, 2, ... in the scope's log */
+    uint8_t kind;    /* PROTO_BODY_ACCESS_GRANT or PROTO_BODY_ACCESS_EPOCH */
+    uint8_t id[32];  /* the header that carried it */
+    crdt_hlc hlc;    /* and that header's clock: when the owner recorded it */
+    uint64_t epoch;  /* the epoch of the key it was sealed under */
+    /* grant */
+    char grantee[PROTO_ORG_MAX + 1];
+    uint8_t access; /* proto_access_level */
+    char purpose[PROTO_ORG_MAX + 1];
+    uint8_t basis; /* proto_basis */
+    uint64_t expiry_ms;
+    char provision[PROTO_TEXT_MAX + 1];
+    char operator_name[PROTO_TEXT_MAX + 1];
+    char unix_user[LEDGER_USER_MAX + 1];
+    char evidence[PROTO_TEXT_MAX + 1];
+    /* epoch announcement */
+    uint64_t new_epoch;
+    uint8_t key_hash[32];
+} ledger_entry;
 
 typedef enum ledger_applied {
     LEDGER_APPLIED = 1, /* merged into the state */
@@ -50,7 +78,8 @@ typedef enum ledger_applied {
 void node__ledger_be64(uint8_t out[8], uint64_t v);
 uint64_t node__ledger_get64(const uint8_t in[8]);
 
-/* Headers and the per-origin version vector. */
+/* Headers and the per-origin version vector. A stored header is the next of its origin's chain
+ * (the caller checked that), or a stored one again (nothing changes). */
 node_err node__ledger_header_put(
     node_txn *t, const proto_header *h, const uint8_t *bytes, size_t len);
 node_err node__ledger_header_get(
@@ -60,8 +89,10 @@ node_err node__ledger_header_by_id(
 uint64_t node__ledger_vv_get(node_txn *t, const uint8_t origin[32]);
 /* The same, and the id of that last header (zeros when none). */
 uint64_t node__ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[32]);
-/* The whole version vector; *out is malloc'd (free), sorted by origin. */
-node_err node__ledger_vv_all(node_txn *t, crdt_vv_entry **out, size_t *n);
+/* The clock of that last header (0.0 when none). */
+crdt_hlc node__ledger_vv_clock(node_txn *t, const uint8_t origin[32]);
+/* The whole version vector (with the last ids); *out is malloc'd (free), sorted by origin. */
+node_err node__ledger_vv_all(node_txn *t, proto_vv_item **out, size_t *n);
 
 /* The ids of the headers with a routing tag ('T' index), in id order. */
 typedef bool (*ledger_id_cb)(const uint8_t id[32], void *ctx);
@@ -77,8 +108,10 @@ node_err node__ledger_key_put(node_txn *t, const ledger_key *k);
 node_err node__ledger_key_get(node_txn *t, const uint8_t tag[32], ledger_key *out);
 node_err node__ledger_key_for(
     node_txn *t, const proto_case_id *c, const char *scope, ledger_key *out);
-node_err node__ledger_case_own(node_txn *t, const proto_case_id *c, uint64_t now_ms);
-bool node__ledger_case_owned(node_txn *t, const proto_case_id *c);
+node_err node__ledger_case_own(
+    node_txn *t, const proto_case_id *c, const proto_case_nonce *nonce, uint64_t now_ms);
+/* Did this node open the case? *nonce (optional) gets its nonce. */
+bool node__ledger_case_owned(node_txn *t, const proto_case_id *c, proto_case_nonce *nonce);
 /* Owned here, or some scope of it readable here. */
 bool node__ledger_case_known(node_txn *t, const proto_case_id *c);
 /* Call fn(scope, tag) for each scope of the case readable here, in name order. */
@@ -110,15 +143,28 @@ node_err node__ledger_state_put(
 uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag[32]);
 node_err node__ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied how);
 int node__ledger_applied_get(node_txn *t, const uint8_t id[32]); /* 0 when not yet */
-/* Move bodies and applied marks of a store written by an older pattod (keyed by id) to their
- * places in the log; *moved counts them. A no-op on a current store. */
-node_err node__ledger_migrate(node_txn *t, size_t *moved);
+/* A store of this layout, or a new one (marked as this layout): NODE_OK. A store written by a
+ * pattod of protocol version 1: NODE_ECONFIG (it cannot be read; the node says so). */
+node_err node__ledger_layout(node_txn *t);
 
-/* Grants: who holds the key of a tag (as key-grant headers say). */
-node_err node__ledger_grant_put(
-    node_txn *t, const uint8_t tag[32], const uint8_t recipient[32], const uint8_t grantor[32]);
-/* True when member is a recipient of tag, or its grantor (the owner) in some grant. */
-bool node__ledger_holds(node_txn *t, const uint8_t tag[32], const uint8_t member[32]);
+/* The access log of (case, scope). entry_put stores entry en->number (the caller has checked
+ * with entry_get that the number is not held: two entries under one number are an owner's
+ * fork). entry_get reads one (NODE_ENOTFOUND). entries calls fn for each held entry in number
+ * order (fn returns false to stop). */
+node_err node__ledger_entry_put(
+    node_txn *t, const proto_case_id *c, const char *scope, const ledger_entry *en);
+node_err node__ledger_entry_get(
+    node_txn *t, const proto_case_id *c, const char *scope, uint64_t number, ledger_entry *out);
+typedef bool (*ledger_entry_cb)(const ledger_entry *en, void *ctx);
+node_err node__ledger_entries(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_entry_cb fn, void *ctx);
+/* The highest n such that entries 1..n are all held (0: none). */
+uint64_t node__ledger_entries_contiguous(node_txn *t, const proto_case_id *c, const char *scope);
+/* The keys held of (case, scope), every epoch (confirmed or not), ascending; fn returns false
+ * to stop. The record is wiped after each call. */
+typedef bool (*ledger_key_cb)(const ledger_key *k, void *ctx);
+node_err node__ledger_scope_keys(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_key_cb fn, void *ctx);
 
 /* Meta. */
 node_err node__ledger_own_get(node_txn *t, uint64_t *seq, uint8_t last[32]);

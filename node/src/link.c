@@ -41,6 +41,8 @@ void node__link_free(node_engine *e, node_link *l)
             e->members[i].pipe = 0;
             node_link *other = node__link_up_to(e, &e->members[i]);
             e->members[i].pipe = other ? other->pipe : 0;
+            if (other == NULL)
+                e->members[i].own_probe = false; /* its claim is probed again when it is back */
         }
     }
     proto_handshake_free(l->hs);

@@ -27,7 +27,8 @@
  * at once. */
 #define CTL_CONNS_MAX 64
 /* The largest message of a connection whose peer has not proven its identity yet: the
- * handshake's messages (PROTOCOL.md section 15: at most 144 bytes), with room to spare. */
+ * handshake's messages (PROTOCOL.md "Handshake and session frames": at most 144 bytes), with room
+ * to spare. */
 #define HANDSHAKE_MSG_MAX 256
 #define SP_REQ0 0x30
 #define SP_REP0 0x31

@@ -3,8 +3,8 @@
  * keepalives and redials. A connection that has not finished the handshake within [sync]
  * handshake_timeout_ms, or that sends anything else first, is dropped. A non-member gets
  * nothing: the responder answers every HELLO (whether it answers must not tell which origins
- * are members) and checks membership once HELLO_FINISH proves the initiator's key. Session messages go to
- * the inbound queue (inq.c) or straight to the sync protocol (sync.c). May call: sync.c,
+ * are members) and checks membership once HELLO_FINISH proves the initiator's key. Session messages
+ * go to the inbound queue (inq.c) or straight to the sync protocol (sync.c). May call: sync.c,
  * inq.c, link.c, state.c, proto.
  */
 #include "core.h"
@@ -54,6 +54,8 @@ static void established(node_engine *e, node_link *l)
     }
     if (!second)
         node__send_vv(e, m, l, false);
+    if (!m->vv_seen)
+        node__send_ping(e, l); /* its answer bounds how long m's version vector may take */
 }
 
 static const char *const stage_names[] = { "hello-reply", "hello", "hello-finish", "session" };

@@ -7,6 +7,7 @@
 #include "core.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,9 +26,64 @@ void node__clock_sample(node_member *m, uint64_t wall_ms, uint64_t now_ms, uint6
 node_member *node__member_by_origin(node_engine *e, const uint8_t origin[32])
 {
     for (size_t i = 0; i < e->nmembers; i++)
-        if (memcmp(e->members[i].origin, origin, 32) == 0)
+        if (e->members[i].active && memcmp(e->members[i].origin, origin, 32) == 0)
             return &e->members[i];
     return NULL;
+}
+
+node_member *node__author(node_engine *e, const uint8_t origin[32], const proto_member_key **key)
+{
+    size_t ki;
+    const proto_member *pm
+        = e->have_manifest ? proto_manifest_find(&e->manifest, origin, &ki) : NULL;
+    if (pm == NULL)
+        return NULL;
+    if (key != NULL)
+        *key = &pm->keys[ki];
+    return &e->members[pm - e->manifest.members];
+}
+
+const char *node__header_admitted(node_engine *e, const proto_header *h, node_member **m)
+{
+    const proto_member_key *k;
+    *m = node__author(e, h->origin, &k);
+    if (*m == NULL)
+        return "not a member";
+    if (k->retired && h->seq > k->last_seq)
+        return "beyond the retirement of its key";
+    if (h->hlc.wall < k->effective_ms)
+        return "stamped before its key took effect";
+    return NULL;
+}
+
+node_err node__own_log_settled(node_engine *e, node_errmsg *msg)
+{
+    for (size_t i = 0; i < e->nmembers; i++) {
+        const node_member *m = &e->members[i];
+        if (m->self || !m->active || m->pipe == 0)
+            continue;
+        if (!m->vv_seen)
+            return node__fail(msg, NODE_EIO,
+                "%s has just connected and has not told yet what it holds of this node's log "
+                "(checked once after each start): retry in a moment",
+                m->org);
+        if (m->own_claim > e->own_seq && !m->own_disbelieved) {
+            NODE_WARN("own.behind",
+                "org=%s seq=%" PRIu64 " own_seq=%" PRIu64 " detail=\"write refused until the "
+                "peer's copy of this node's log is back\"",
+                m->org, m->own_claim, e->own_seq);
+            return node__fail(msg, NODE_EIO,
+                "%s holds this node's log up to %" PRIu64 " but this node only up to %" PRIu64
+                " (restored from an older copy?): retry once it has synced",
+                m->org, m->own_claim, e->own_seq);
+        }
+    }
+    return NODE_OK;
+}
+
+uint64_t node__clock_ahead_ms(const node_engine *e)
+{
+    return e->have_manifest ? e->manifest.max_clock_ahead_ms : PROTO_MAX_CLOCK_AHEAD_DEFAULT_MS;
 }
 
 node_member *node__member_by_org(node_engine *e, const char *org)
@@ -50,16 +106,23 @@ node_err node__members_rebuild(node_engine *e)
         return NODE_ENOMEM;
     for (size_t i = 0; i < e->manifest.nmembers; i++) {
         const proto_member *m = &e->manifest.members[i];
+        const proto_member_key *cur = proto_member_current(m);
         node_member *nm = &next[i];
         size_t ol = m->org.len < PROTO_ORG_MAX ? m->org.len : PROTO_ORG_MAX;
         memcpy(nm->org, m->org.p, ol);
         size_t ul = m->url.len < NODE_URL_MAX ? m->url.len : NODE_URL_MAX;
         memcpy(nm->url, m->url.p, ul);
         nm->role = m->role;
-        memcpy(nm->origin, m->origin, 32);
-        memcpy(nm->box_pk, m->box_pk, 32);
-        nm->self = memcmp(m->origin, proto_identity_origin(e->me), 32) == 0;
-        node_member *old = node__member_by_origin(e, m->origin);
+        memcpy(nm->origin, cur->origin, 32);
+        memcpy(nm->box_pk, cur->box_pk, 32);
+        nm->active = proto_member_active(m);
+        nm->self = memcmp(cur->origin, proto_identity_origin(e->me), 32) == 0;
+        /* What is known of a member that stays with the same key (a re-keyed one starts
+         * anew: its old links and dialer go below). */
+        node_member *old = NULL;
+        for (size_t k = 0; k < e->nmembers && old == NULL; k++)
+            if (memcmp(e->members[k].origin, cur->origin, 32) == 0 && nm->active)
+                old = &e->members[k];
         if (old != NULL) {
             nm->dialer = old->dialer;
             nm->pipe = old->pipe;
@@ -88,12 +151,18 @@ node_err node__members_rebuild(node_engine *e)
 
 node_err node__manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
 {
-    const proto_member *me = proto_manifest_find(m, proto_identity_origin(e->me));
+    size_t ki;
+    const proto_member *me = proto_manifest_find(m, proto_identity_origin(e->me), &ki);
     if (me == NULL)
         return node__fail(msg, NODE_EINVAL,
             "manifest version %" PRIu64 " does not list this node's key (identity.key): ask the "
             "network admin to add this node's member entry",
             m->version);
+    if (me->keys[ki].retired || ki + 1 != me->nkeys)
+        return node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " lists this node's key (identity.key) as retired for "
+            "org %.*s: this node may no longer write for it",
+            m->version, (int)me->org.len, (const char *)me->org.p);
     if (memcmp(m->schema_hash, e->schema_hash, 32) != 0) {
         char want[65], have[65];
         proto_hex_encode(m->schema_hash, 32, want);
@@ -130,6 +199,98 @@ node_err node__config_dials_fit(const node_engine *e, const proto_manifest *m, n
                 org, m->version);
     }
     return NODE_OK;
+}
+
+/* Does manifest m follow old, as "membership over time" requires (ARCHITECTURE.md, section 4):
+ * every org still listed with every key it had, nothing once stated changed, a new key of an org
+ * effective at least the notice period after m was signed, no new key for an org that left,
+ * every purpose still listed? */
+static node_err manifest_follows(
+    const node_engine *e, const proto_manifest *old, const proto_manifest *m, node_errmsg *msg)
+{
+    if (m->signed_at_ms < old->signed_at_ms)
+        return node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " is signed earlier than version %" PRIu64
+            " in force: refused",
+            m->version, old->version);
+    for (size_t i = 0; i < old->nmembers; i++) {
+        const proto_member *o = &old->members[i];
+        int ol = (int)o->org.len;
+        const char *org = (const char *)o->org.p;
+        const proto_member *n = proto_manifest_find_org(m, org, o->org.len);
+        if (n == NULL)
+            return node__fail(msg, NODE_EINVAL,
+                "manifest version %" PRIu64 " no longer lists org %.*s: an org stays listed "
+                "for ever (retire its keys instead)",
+                m->version, ol, org);
+        if (n->nkeys < o->nkeys)
+            return node__fail(msg, NODE_EINVAL,
+                "manifest version %" PRIu64 " drops a key of org %.*s: every key stays listed",
+                m->version, ol, org);
+        for (size_t k = 0; k < o->nkeys; k++) {
+            const proto_member_key *a = &o->keys[k], *b = &n->keys[k];
+            if (memcmp(a->origin, b->origin, 32) != 0 || memcmp(a->box_pk, b->box_pk, 32) != 0
+                || a->effective_ms != b->effective_ms
+                || (a->retired && (!b->retired || a->last_seq != b->last_seq)))
+                return node__fail(msg, NODE_EINVAL,
+                    "manifest version %" PRIu64 " changes key %zu of org %.*s (its origin, X25519 "
+                    "key, effective time or retirement), which version %" PRIu64 " stated: "
+                    "refused",
+                    m->version, k + 1, ol, org, old->version);
+        }
+        if (n->nkeys > o->nkeys && !proto_member_active(o))
+            return node__fail(msg, NODE_EINVAL,
+                "manifest version %" PRIu64 " gives a new key to org %.*s, which left the "
+                "network: org ids are never reused",
+                m->version, ol, org);
+        for (size_t k = o->nkeys; k < n->nkeys; k++)
+            if (n->keys[k].effective_ms < m->signed_at_ms + e->cfg.rekey_notice_ms)
+                return node__fail(msg, NODE_EINVAL,
+                    "manifest version %" PRIu64 " gives org %.*s a new key effective sooner "
+                    "than %" PRIu64 " h after the manifest was signed ([network] "
+                    "rekey_notice_hours): refused",
+                    m->version, ol, org, e->cfg.rekey_notice_ms / 3600000);
+    }
+    for (size_t i = 0; i < old->npurposes; i++) {
+        const proto_purpose *p = &old->purposes[i];
+        bool kept = false;
+        for (size_t k = 0; k < m->npurposes && !kept; k++)
+            kept = m->purposes[k].id.len == p->id.len
+                && memcmp(m->purposes[k].id.p, p->id.p, p->id.len) == 0;
+        if (!kept)
+            return node__fail(msg, NODE_EINVAL,
+                "manifest version %" PRIu64 " drops purpose %.*s: purposes only grow", m->version,
+                (int)p->id.len, (const char *)p->id.p);
+    }
+    return NODE_OK;
+}
+
+/* An instant as people read it: "YYYY-MM-DD HH:MM" in Rome. */
+static void rome_time(uint64_t utc_ms, char *out, size_t n)
+{
+    proto_civil c;
+    proto_rome_civil(utc_ms, &c);
+    snprintf(
+        out, n, "%04d-%02d-%02d %02d:%02d Europe/Rome", c.year, c.month, c.day, c.hour, c.minute);
+}
+
+/* Alert the operators of every member that the new manifest gives a new key. */
+static void rekeys_log(const proto_manifest *old, const proto_manifest *m)
+{
+    for (size_t i = 0; i < m->nmembers; i++) {
+        const proto_member *n = &m->members[i];
+        const proto_member *o
+            = old != NULL ? proto_manifest_find_org(old, (const char *)n->org.p, n->org.len) : NULL;
+        if (o == NULL || n->nkeys <= o->nkeys)
+            continue;
+        char when[32];
+        rome_time(proto_member_current(n)->effective_ms, when, sizeof(when));
+        NODE_ERROR("member.rekey",
+            "org=%.*s version=%" PRIu64 " effective=\"%s\" detail=\"the network admin gave this "
+            "org a new key; its headers count from then on: confirm with the org that it asked "
+            "for it\"",
+            (int)n->org.len, (const char *)n->org.p, m->version, when);
+    }
 }
 
 typedef struct put_manifest {
@@ -173,8 +334,10 @@ node_err node__manifest_offer(
             m.version, e->manifest.version);
         goto out;
     }
-    if ((err = node__manifest_fits(e, &m, msg)) != NODE_OK)
+    if ((err = node__manifest_fits(e, &m, msg)) != NODE_OK
+        || (e->have_manifest && (err = manifest_follows(e, &e->manifest, &m, msg)) != NODE_OK))
         goto out;
+    rekeys_log(e->have_manifest ? &e->manifest : NULL, &m);
     node_errmsg dial;
     if (node__config_dials_fit(e, &m, &dial) != NODE_OK)
         NODE_ERROR("config.dial", "detail=\"%s\"", dial.text);

@@ -24,7 +24,7 @@
 #define VV_REPEAT_MS 2000
 
 typedef struct vv_read {
-    crdt_vv_entry *vv;
+    proto_vv_item *vv;
     size_t n;
 } vv_read;
 
@@ -65,12 +65,26 @@ void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
     free(r.vv);
 }
 
-static uint64_t vv_lookup(const crdt_vv_entry *vv, size_t n, const uint8_t origin[32])
+static const proto_vv_item *vv_find(const proto_vv_item *vv, size_t n, const uint8_t origin[32])
 {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(vv[i].origin.b, origin, 32) == 0)
-            return vv[i].max;
-    return 0;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(vv[mid].origin, origin, 32);
+        if (c == 0)
+            return &vv[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static uint64_t vv_lookup(const proto_vv_item *vv, size_t n, const uint8_t origin[32])
+{
+    const proto_vv_item *it = vv_find(vv, n, origin);
+    return it != NULL ? it->seq : 0;
 }
 
 /* A growing batch of HEADERS or BODIES, flushed as messages of at most BATCH_BYTES. */
@@ -152,63 +166,95 @@ typedef struct lack_ctx {
     bool ahead;     /* m has headers this node lacks */
 } lack_ctx;
 
-/* Send m the headers it lacks (and the bodies it may hold), up to RESPONSE_BYTES. */
+/* A header of ours and its body (when m may hold it) into the answer. */
+static node_err lack_add(node_txn *t, lack_ctx *c, const void *hb, size_t hl)
+{
+    node_engine *e = c->e;
+    proto_header h;
+    if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+        return NODE_ECORRUPT;
+    node_err err = NODE_OK;
+    if (!batch_add(&c->headers, hb, hl, NULL)) {
+        err = NODE_ENOMEM;
+        goto out;
+    }
+    c->sent += hl;
+    const void *bb;
+    size_t bl;
+    if (node__may_receive(t, e, &h, c->m) && node__ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
+        if (!batch_add(&c->bodies, bb, bl, h.id)) {
+            err = NODE_ENOMEM;
+            goto out;
+        }
+        c->sent += bl;
+    }
+    /* Headers go first, so that bodies always find theirs at the peer. */
+    if (c->headers.bytes >= BATCH_BYTES || c->bodies.bytes >= BATCH_BYTES) {
+        flush_headers(e, c->l, &c->headers);
+        flush_bodies(e, c->l, &c->bodies);
+    }
+out:
+    proto_header_fini(&h);
+    return err;
+}
+
+/* Where m's version vector names a header of an origin that this node holds at that seq under
+ * another id, the two are an equivocation: send m ours, so that both hold the proof. */
+static node_err lack_fork(
+    node_txn *t, lack_ctx *c, const proto_vv_item *theirs, const proto_vv_item *mine)
+{
+    if (mine == NULL || mine->seq < theirs->seq)
+        return NODE_OK;
+    if (mine->seq == theirs->seq && memcmp(mine->id, theirs->id, 32) == 0)
+        return NODE_OK;
+    const void *hb;
+    size_t hl;
+    if (node__ledger_header_get(t, theirs->origin, theirs->seq, &hb, &hl) != NODE_OK)
+        return NODE_OK;
+    if (mine->seq > theirs->seq) {
+        proto_header h;
+        if (proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
+            return NODE_ECORRUPT;
+        bool same = memcmp(h.id, theirs->id, 32) == 0;
+        proto_header_fini(&h);
+        if (same)
+            return NODE_OK;
+    }
+    return lack_add(t, c, hb, hl);
+}
+
+/* Send m the headers it lacks (and the bodies it may hold), up to RESPONSE_BYTES, and the
+ * header of ours at any place where m holds another. */
 static node_err lack_cb(node_txn *t, void *ctx)
 {
     lack_ctx *c = ctx;
-    node_engine *e = c->e;
-    crdt_vv_entry *mine = NULL;
+    proto_vv_item *mine = NULL;
     size_t n = 0;
     node_err err = node__ledger_vv_all(t, &mine, &n);
     if (err != NODE_OK)
         return err;
-    for (size_t i = 0; i < c->m->nvv; i++)
-        if (vv_lookup(mine, n, c->m->vv[i].origin.b) < c->m->vv[i].max)
+    for (size_t i = 0; i < c->m->nvv && err == NODE_OK; i++) {
+        const proto_vv_item *my = vv_find(mine, n, c->m->vv[i].origin);
+        if (my == NULL || my->seq < c->m->vv[i].seq)
             c->ahead = true;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t theirs = vv_lookup(c->m->vv, c->m->nvv, mine[i].origin.b);
-        if (theirs < mine[i].max && c->sent >= RESPONSE_BYTES) {
-            c->truncated = true;
-            break;
-        }
-        for (uint64_t s = theirs + 1; s <= mine[i].max; s++) {
+        err = lack_fork(t, c, &c->m->vv[i], my);
+    }
+    for (size_t i = 0; i < n && err == NODE_OK; i++) {
+        uint64_t theirs = vv_lookup(c->m->vv, c->m->nvv, mine[i].origin);
+        for (uint64_t s = theirs + 1; s <= mine[i].seq && err == NODE_OK; s++) {
             if (c->sent >= RESPONSE_BYTES) {
                 c->truncated = true;
                 break;
             }
             const void *hb;
             size_t hl;
-            if (node__ledger_header_get(t, mine[i].origin.b, s, &hb, &hl) != NODE_OK)
+            if (node__ledger_header_get(t, mine[i].origin, s, &hb, &hl) != NODE_OK)
                 break;
-            proto_header h;
-            if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
-                break;
-            if (!batch_add(&c->headers, hb, hl, NULL)) {
-                proto_header_fini(&h);
-                err = NODE_ENOMEM;
-                goto out;
-            }
-            c->sent += hl;
-            const void *bb;
-            size_t bl;
-            if (node__may_receive(t, &h, c->m)
-                && node__ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
-                if (!batch_add(&c->bodies, bb, bl, h.id)) {
-                    proto_header_fini(&h);
-                    err = NODE_ENOMEM;
-                    goto out;
-                }
-                c->sent += bl;
-            }
-            proto_header_fini(&h);
-            /* Headers go first, so that bodies always find theirs at the peer. */
-            if (c->headers.bytes >= BATCH_BYTES || c->bodies.bytes >= BATCH_BYTES) {
-                flush_headers(e, c->l, &c->headers);
-                flush_bodies(e, c->l, &c->bodies);
-            }
+            err = lack_add(t, c, hb, hl);
         }
+        if (c->truncated)
+            break;
     }
-out:
     free(mine);
     return err;
 }
@@ -254,15 +300,14 @@ static node_err want_cb(node_txn *t, void *ctx)
         if (!want_due(&e->wants.v[i], now))
             continue;
         e->wants.v[i].asked_ms = now; /* tried now, whether a holder is up or not */
-        node_member *a = node__member_by_origin(e, e->wants.v[i].origin);
+        node_member *a = node__author(e, e->wants.v[i].origin, NULL);
         if (a != NULL && !a->self && node__link_up_to(e, a) != NULL) {
             c->target[i] = a;
             continue;
         }
         for (size_t k = 0; k < e->nmembers && c->target[i] == NULL; k++) {
             node_member *m = &e->members[k];
-            if (!m->self && node__link_up_to(e, m) != NULL
-                && node__ledger_holds(t, e->wants.v[i].tag, m->origin))
+            if (!m->self && node__link_up_to(e, m) != NULL && node__holder(t, e->wants.v[i].tag, m))
                 c->target[i] = m;
         }
     }
@@ -346,7 +391,7 @@ static node_err serve_cb(node_txn *t, void *ctx)
         proto_header h;
         if (proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
             continue;
-        bool ok = node__may_receive(t, &h, c->m);
+        bool ok = node__may_receive(t, c->e, &h, c->m);
         proto_header_fini(&h);
         if (!ok)
             continue; /* filter at the sender: never ship a body to a non-holder */
@@ -382,6 +427,73 @@ static void headers_in(node_engine *e, node_link *l, node_member *m, const proto
     gap_vv(e, l, m, pending);
 }
 
+/* A ping (an empty WANT), answered with an empty BODIES after everything before it. */
+void node__send_ping(node_engine *e, node_link *l)
+{
+    proto_want_msg w = { NULL, 0, NULL };
+    proto_buf out = { NULL, 0 };
+    if (proto_want_encode(&w, &out) == PROTO_OK)
+        (void)node__link_send(e, l, &out);
+    proto_buf_free(&out);
+}
+
+/* One round of the probe of m's claim on this node's log: our version vector (m answers it with
+ * the headers of ours it holds beyond our position), then a ping, whose answer comes after them
+ * (node__own_log_settled). */
+static void own_probe_round(node_engine *e, node_link *l, node_member *m)
+{
+    m->own_progress = e->headers_stored;
+    node__send_vv(e, m, l, false);
+    node__send_ping(e, l);
+}
+
+/* m's version vector has come: what it claims to hold of this node's log. */
+static void own_claim_seen(node_engine *e, node_link *l, node_member *m)
+{
+    m->vv_seen = true;
+    m->own_claim = vv_lookup(m->vv, m->nvv, proto_identity_origin(e->me));
+    if (m->own_claim > e->own_seq && !m->own_disbelieved && !m->own_probe) {
+        m->own_probe = true;
+        m->own_rounds = 0;
+        own_probe_round(e, l, m);
+    }
+}
+
+/* m answered a ping: a round of the probe is over. Headers came (of any origin: a long answer
+ * is cut in parts): another round; none came twice running and the claim still runs beyond
+ * this node's log: m's claim is not believed. */
+static void own_pong(node_engine *e, node_link *l, node_member *m)
+{
+    if (!m->vv_seen) {
+        /* A member sends its version vector as its first link comes up, before it can answer
+         * the ping this node sent then (node__peers_event): one that answered without it claims
+         * nothing, and must not hold back writes by its silence. */
+        m->vv_seen = true;
+        NODE_WARN("own.claim",
+            "org=%s detail=\"a peer answered a ping without having sent its version vector; "
+            "it is taken to hold nothing of this node's log\"",
+            m->org);
+    }
+    if (!m->own_probe)
+        return;
+    if (m->own_claim <= e->own_seq) {
+        m->own_probe = false;
+        return;
+    }
+    if (e->headers_stored != m->own_progress)
+        m->own_rounds = 0;
+    else if (++m->own_rounds >= 2) {
+        m->own_probe = false;
+        m->own_disbelieved = true;
+        NODE_WARN("own.claim",
+            "org=%s claims=%" PRIu64 " own_seq=%" PRIu64 " detail=\"a peer says it holds more of "
+            "this node's log than it sends: its claim is not believed\"",
+            m->org, m->own_claim, e->own_seq);
+        return;
+    }
+    own_probe_round(e, l, m);
+}
+
 void node__sync_message(
     node_engine *e, node_link *l, node_member *m, unsigned kind, const uint8_t *p, size_t len)
 {
@@ -392,7 +504,7 @@ void node__sync_message(
         proto_vv_msg v;
         if ((perr = proto_vv_decode(p, len, &e->lim, &v, &diag)) != PROTO_OK)
             break;
-        crdt_vv_entry *copy = malloc(v.n ? v.n * sizeof(*copy) : 1);
+        proto_vv_item *copy = malloc(v.n ? v.n * sizeof(*copy) : 1);
         if (copy != NULL) {
             memcpy(copy, v.entries, v.n * sizeof(*copy));
             free(m->vv);
@@ -400,6 +512,7 @@ void node__sync_message(
             m->nvv = v.n;
         }
         proto_vv_fini(&v);
+        own_claim_seen(e, l, m);
         /* Our version vector asks m for what we lack, or, after an answer cut short, makes m
          * ask again for the rest once it has taken this part: one answer in flight at a time.
          * When neither holds, both sides are done. */
@@ -421,7 +534,10 @@ void node__sync_message(
         proto_bodies_msg bm;
         if ((perr = proto_bodies_decode(p, len, &e->lim, &bm, &diag)) != PROTO_OK)
             break;
-        (void)node__ingest_bodies(e, bm.items, bm.n, m);
+        if (bm.n == 0)
+            own_pong(e, l, m);
+        else
+            (void)node__ingest_bodies(e, bm.items, bm.n, m);
         proto_bodies_fini(&bm);
         return;
     }
@@ -520,6 +636,8 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
         node_inmsg *q = msgs[i];
         node_link *l;
         node_member *m;
+        if (q->is_bodies && q->bm.n == 0 && (m = node__inq_sender(e, q, &l)) != NULL && l != NULL)
+            own_pong(e, l, m); /* after what came before it was ingested */
         /* Each sender of headers once (the first of its messages). */
         bool first = true;
         for (size_t j = 0; j < i && first; j++)
@@ -556,7 +674,7 @@ static node_err push_cb(node_txn *t, void *ctx)
     for (size_t k = 0; k < c->outs->n; k++)
         for (size_t i = 0; i < c->e->nmembers; i++)
             c->may[k * c->e->nmembers + i]
-                = node__may_receive(t, &c->outs->v[k].h, &c->e->members[i]);
+                = node__may_receive(t, c->e, &c->outs->v[k].h, &c->e->members[i]);
     return NODE_OK;
 }
 

@@ -50,6 +50,7 @@ node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node
 typedef struct write_ctx {
     node_engine *e;
     const proto_case_id *c;
+    const proto_case_nonce *nonce; /* a new case's (create) */
     bool create;
     const node_edit *edits;
     size_t n;
@@ -82,23 +83,27 @@ static node_err no_case(write_ctx *w)
     return node__fail(w->msg, NODE_ENOTFOUND, "no readable scope of case %s on this node", id);
 }
 
-/* The key of (case, scope): the stored one, or a new one when this node owns the case. */
+/* The key of (case, scope): the stored one, or a new one (of the first epoch) when this node
+ * owns the case. */
 static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_key *k)
 {
     node_err err = node__ledger_key_for(t, w->c, scope, k);
     if (err != NODE_ENOTFOUND)
         return err;
-    if (!node__ledger_case_owned(t, w->c))
+    proto_case_nonce nonce;
+    if (!node__ledger_case_owned(t, w->c, &nonce))
         return NODE_ENOTFOUND;
     proto_scope_key *sk = NULL;
-    if (proto_scope_key_new(w->c, scope, 0, NULL, &sk) != PROTO_OK)
+    if (proto_scope_key_new(w->c, scope, PROTO_EPOCH_FIRST, NULL, &sk) != PROTO_OK)
         return NODE_ENOMEM;
     memset(k, 0, sizeof(*k));
     memcpy(k->tag, proto_scope_key_tag(sk), 32);
     k->case_id = *w->c;
+    k->nonce = nonce;
     snprintf(k->scope, sizeof(k->scope), "%s", scope);
-    k->epoch = 0;
-    memcpy(k->owner, proto_identity_origin(w->e->me), 32);
+    snprintf(k->owner_org, sizeof(k->owner_org), "%s", w->e->cfg.org);
+    k->epoch = PROTO_EPOCH_FIRST;
+    k->confirmed = true;
     proto_scope_key_export(sk, k->key);
     proto_scope_key_free(sk);
     return node__ledger_key_put(t, k);
@@ -134,50 +139,70 @@ static node_err store_own(
     return NODE_OK;
 }
 
-/* Seal one delta on (case, scope) and store it with the new state. vv: the state's version
- * vector before the change (the delta's causal past). */
-static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
-    const crdt_scope *state, const crdt_scope *delta, const crdt_vv_entry *vv, size_t nvv)
+static node_err tick(write_ctx *w, crdt_hlc *out)
+{
+    crdt_err cerr = crdt_hlc_send(&w->clock, node__now(w->e), out);
+    return cerr == CRDT_OK ? NODE_OK
+                           : node__fail(w->msg, NODE_EIO, "clock: %s", crdt_strerror(cerr));
+}
+
+/* Seal one body under key k (a delta or an access-log entry: plain), store it as this node's
+ * next header, mark it decided, and keep it to push. *id gets the header's id. */
+static node_err seal_body(
+    node_txn *t, write_ctx *w, const ledger_key *k, proto_body *plain, uint8_t id[32])
 {
     node_err err;
-    proto_buf enc = { NULL, 0 }, header = { NULL, 0 }, body = { NULL, 0 };
+    proto_buf header = { NULL, 0 }, body = { NULL, 0 };
     proto_scope_key *sk = NULL;
     proto_header h;
     memset(&h, 0, sizeof(h));
-    if (proto_scope_encode(delta, &enc) != PROTO_OK) {
-        err = NODE_ENOMEM;
-        goto out;
-    }
     if ((err = node__keycache_get(w->e, k, &sk)) != NODE_OK)
         goto out;
-    proto_body plain;
-    memset(&plain, 0, sizeof(plain));
-    plain.kind = PROTO_BODY_DELTA;
-    plain.vv = vv;
-    plain.nvv = nvv;
-    plain.delta.p = enc.p;
-    plain.delta.len = enc.len;
     proto_seal_info info;
     memset(&info, 0, sizeof(info));
     info.seq = w->seq + 1;
     memcpy(info.prev, w->last, 32);
-    info.hlc = w->clock;
-    proto_err perr = proto_delta_seal(w->e->me, sk, &info, &plain, NULL, &header, &body);
+    if ((err = tick(w, &info.hlc)) != NODE_OK)
+        goto out;
+    proto_err perr = proto_delta_seal(w->e->me, sk, &info, plain, NULL, &header, &body);
     if (perr != PROTO_OK) {
         err = node__fail(w->msg, perr == PROTO_ENOMEM ? NODE_ENOMEM : NODE_EINVAL,
             "cannot seal the change: %s", proto_strerror(perr));
         goto out;
     }
     if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
-        || (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK
-        || (err = node__ledger_state_put(t, k->tag, state, node__now(w->e))) != NODE_OK)
+        || (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK)
         goto out;
+    memcpy(id, h.id, 32);
     err = push_out(w, &header, &body, &h);
 out:
     proto_header_fini(&h);
-    proto_buf_free(&enc);
     proto_buf_free(&header);
     proto_buf_free(&body);
+    return err;
+}
+
+/* Seal one delta on (case, scope) and store it with the new state. vv: the state's version
+ * vector before the change (the delta's causal past). */
+static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
+    const crdt_scope *state, const crdt_scope *delta, const crdt_vv_entry *vv, size_t nvv)
+{
+    proto_buf enc = { NULL, 0 };
+    if (proto_scope_encode(delta, &enc) != PROTO_OK)
+        return NODE_ENOMEM;
+    proto_body plain;
+    memset(&plain, 0, sizeof(plain));
+    plain.kind = PROTO_BODY_DELTA;
+    plain.vv = vv;
+    plain.nvv = nvv;
+    plain.access_seen = node__ledger_entries_contiguous(t, &k->case_id, k->scope);
+    plain.delta.p = enc.p;
+    plain.delta.len = enc.len;
+    uint8_t id[32];
+    node_err err = seal_body(t, w, k, &plain, id);
+    if (err == NODE_OK)
+        err = node__ledger_state_put(t, k->tag, state, node__now(w->e));
+    proto_buf_free(&enc);
     return err;
 }
 
@@ -192,13 +217,6 @@ static node_err snapshot_vv(const crdt_scope *state, crdt_vv_entry **vv, size_t 
         return NODE_ENOMEM;
     memcpy(*vv, cc->vv, cc->nvv * sizeof(**vv));
     return NODE_OK;
-}
-
-static node_err tick(write_ctx *w, crdt_hlc *out)
-{
-    crdt_err cerr = crdt_hlc_send(&w->clock, node__now(w->e), out);
-    return cerr == CRDT_OK ? NODE_OK
-                           : node__fail(w->msg, NODE_EIO, "clock: %s", crdt_strerror(cerr));
 }
 
 /* Apply one edit to state, gathering the delta. */
@@ -229,9 +247,12 @@ static node_err apply_edit(write_ctx *w, crdt_scope *state, crdt_scope *delta, c
                         ed->scope, ed->field);
             }
             break;
-        case NODE_F_COUNTER:
-            cerr = crdt_counter_add(state, delta, me, ed->field, ed->amount);
+        case NODE_F_COUNTER: {
+            crdt_origin co;
+            proto_counter_origin(me->b, ed->field, strlen(ed->field), co.b);
+            cerr = crdt_counter_add(state, delta, &co, ed->field, ed->amount);
             break;
+        }
         case NODE_F_TIMELINE:
             cerr = crdt_timeline_add(state, delta, me, &h, ed->field, ed->value, vl, NULL);
             break;
@@ -272,7 +293,7 @@ static node_err write_cb(node_txn *t, void *ctx)
     node_engine *e = w->e;
     begin(w);
     node_err err;
-    if (w->create && (err = node__ledger_case_own(t, w->c, node__now(e))) != NODE_OK)
+    if (w->create && (err = node__ledger_case_own(t, w->c, w->nonce, node__now(e))) != NODE_OK)
         return err;
     for (size_t i = 0; i < w->n; i++) {
         /* The first edit of each scope gathers all its edits into one delta. */
@@ -299,7 +320,7 @@ static node_err write_cb(node_txn *t, void *ctx)
         size_t nvv = 0;
         if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK)
             goto scope_done;
-        if (!node__may_write(e, &k, state)) {
+        if (!node__may_write(t, e, &k)) {
             char id[PROTO_CASE_ID_TEXT_SIZE];
             proto_case_id_format(w->c, id);
             err = node__fail(w->msg, NODE_EINVAL,
@@ -328,125 +349,142 @@ static node_err write_cb(node_txn *t, void *ctx)
     return finish(t, w);
 }
 
+/* The confirmed keys of a scope, opened (owned), for a grant that seals every epoch. */
+typedef struct grant_keys {
+    proto_scope_key *v[PROTO_GRANT_EPOCHS_MAX];
+    size_t n;
+    bool bad;
+} grant_keys;
+
+static bool grant_keys_cb(const ledger_key *k, void *ctx)
+{
+    grant_keys *g = ctx;
+    if (!k->confirmed || g->n == PROTO_GRANT_EPOCHS_MAX)
+        return true;
+    if (proto_scope_key_from_bytes(&k->case_id, k->scope, k->epoch, k->key, &g->v[g->n])
+        != PROTO_OK) {
+        g->bad = true;
+        return false;
+    }
+    g->n++;
+    return true;
+}
+
+static void grant_keys_free(grant_keys *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        proto_scope_key_free(g->v[i]);
+    g->n = 0;
+}
+
+/* One scope granted: the grant entry in its access log (sealed under its current key, like a
+ * delta, numbered after the last entry), then a key grant sealing every epoch's key to the
+ * grantee. */
+static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const node_member *to)
+{
+    node_engine *e = w->e;
+    ledger_key k;
+    node_err err = scope_key(t, w, scope, &k);
+    if (err != NODE_OK)
+        return err;
+    const node_grant *g = w->g;
+    proto_body plain;
+    memset(&plain, 0, sizeof(plain));
+    plain.kind = PROTO_BODY_ACCESS_GRANT;
+    plain.entry = node__ledger_entries_contiguous(t, &k.case_id, k.scope) + 1;
+#define BYTES(s) ((proto_bytes) { (const uint8_t *)(s), strlen(s) })
+    plain.grant.grantee = BYTES(g->to);
+    plain.grant.access = g->access;
+    plain.grant.purpose = BYTES(g->purpose);
+    plain.grant.basis = g->basis;
+    plain.grant.provision = BYTES(g->provision);
+    plain.grant.expiry_ms = g->until_ms;
+    plain.grant.operator_name = BYTES(g->operator_name);
+    plain.grant.unix_user = BYTES(g->unix_user);
+    plain.grant.evidence = BYTES(g->evidence);
+#undef BYTES
+    ledger_entry *en = calloc(1, sizeof(*en));
+    grant_keys keys = { { NULL }, 0, false };
+    proto_buf header = { NULL, 0 }, body = { NULL, 0 };
+    proto_header h;
+    memset(&h, 0, sizeof(h));
+    if (en == NULL) {
+        err = NODE_ENOMEM;
+        goto out;
+    }
+    en->number = plain.entry;
+    en->kind = PROTO_BODY_ACCESS_GRANT;
+    en->epoch = k.epoch;
+    snprintf(en->grantee, sizeof(en->grantee), "%s", g->to);
+    en->access = g->access;
+    snprintf(en->purpose, sizeof(en->purpose), "%s", g->purpose);
+    en->basis = g->basis;
+    en->expiry_ms = g->until_ms;
+    snprintf(en->provision, sizeof(en->provision), "%s", g->provision);
+    snprintf(en->operator_name, sizeof(en->operator_name), "%s", g->operator_name);
+    snprintf(en->unix_user, sizeof(en->unix_user), "%s", g->unix_user);
+    snprintf(en->evidence, sizeof(en->evidence), "%s", g->evidence);
+    if ((err = seal_body(t, w, &k, &plain, en->id)) != NODE_OK)
+        goto out;
+    en->hlc = w->clock;
+    if ((err = node__ledger_entry_put(t, &k.case_id, k.scope, en)) != NODE_OK)
+        goto out;
+    /* The keys, sealed to the grantee's current key. */
+    if ((err = node__ledger_scope_keys(t, &k.case_id, k.scope, grant_keys_cb, &keys)) != NODE_OK)
+        goto out;
+    if (keys.bad || keys.n == 0) {
+        err = NODE_ECORRUPT;
+        goto out;
+    }
+    proto_recipient r;
+    memcpy(r.box_pk, to->box_pk, 32);
+    proto_seal_info info;
+    memset(&info, 0, sizeof(info));
+    info.seq = w->seq + 1;
+    memcpy(info.prev, w->last, 32);
+    if ((err = tick(w, &info.hlc)) != NODE_OK)
+        goto out;
+    proto_err perr = proto_key_grant_seal(e->me, e->cfg.org, &k.nonce,
+        (const proto_scope_key *const *)keys.v, keys.n, &info, &r, 1, NULL, &header, &body);
+    if (perr != PROTO_OK) {
+        err = node__fail(
+            w->msg, NODE_EINVAL, "cannot seal the key grant: %s", proto_strerror(perr));
+        goto out;
+    }
+    if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
+        || (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK)
+        goto out;
+    err = push_out(w, &header, &body, &h);
+out:
+    proto_header_fini(&h);
+    proto_buf_free(&header);
+    proto_buf_free(&body);
+    grant_keys_free(&keys);
+    free(en);
+    proto_wipe(&k, sizeof(k));
+    return err;
+}
+
 static node_err grant_cb(node_txn *t, void *ctx)
 {
     write_ctx *w = ctx;
     node_engine *e = w->e;
     begin(w);
-    if (!node__ledger_case_owned(t, w->c)) {
+    if (!node__ledger_case_owned(t, w->c, NULL)) {
         if (!node__ledger_case_known(t, w->c))
             return no_case(w);
         char id[PROTO_CASE_ID_TEXT_SIZE];
         proto_case_id_format(w->c, id);
         return node__fail(w->msg, NODE_EINVAL,
-            "case %s was not opened on this node: only its owner can grant access "
-            "to it",
-            id);
+            "case %s was not opened on this node: only its owner can grant access to it", id);
     }
     node_member *to = node__member_by_org(e, w->g->to);
-    const uint8_t *me = proto_identity_origin(e->me);
-    const crdt_origin *self = (const crdt_origin *)(const void *)me;
+    if (to == NULL || !to->active)
+        return node__fail(w->msg, NODE_ENOTFOUND, "'%s' is not a member of the network", w->g->to);
     node_err err = NODE_OK;
-    for (size_t i = 0; i < w->nscopes && err == NODE_OK; i++) {
-        ledger_key k;
-        crdt_scope *state = NULL, *delta = NULL;
-        crdt_vv_entry *vv = NULL;
-        size_t nvv = 0;
-        proto_buf acc = { NULL, 0 }, header = { NULL, 0 }, body = { NULL, 0 };
-        proto_scope_key *sk = NULL;
-        proto_header h;
-        memset(&h, 0, sizeof(h));
-        if ((err = scope_key(t, w, w->scopes[i], &k)) != NODE_OK)
-            goto next;
-        if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK
-            || (err = snapshot_vv(state, &vv, &nvv)) != NODE_OK)
-            goto next;
-        /* The grant, in the access map of the scope it grants. */
-        proto_access a;
-        memset(&a, 0, sizeof(a));
-        a.grantee.p = (const uint8_t *)w->g->to;
-        a.grantee.len = strlen(w->g->to);
-        a.access = w->g->access;
-        a.purpose.p = (const uint8_t *)w->g->purpose;
-        a.purpose.len = strlen(w->g->purpose);
-        a.basis = w->g->basis;
-        a.expiry_ms = w->g->until_ms;
-        a.operator_name.p = (const uint8_t *)w->g->operator_name;
-        a.operator_name.len = strlen(w->g->operator_name);
-        a.evidence.p = (const uint8_t *)w->g->evidence;
-        a.evidence.len = strlen(w->g->evidence);
-        crdt_hlc hl;
-        if (proto_access_encode(&a, &acc) != PROTO_OK) {
-            err = node__fail(w->msg, NODE_EINVAL, "the grant cannot be encoded");
-            goto next;
-        }
-        if ((err = tick(w, &hl)) != NODE_OK)
-            goto next;
-        if (crdt_scope_new(NULL, &delta) != CRDT_OK
-            || crdt_timeline_add(state, delta, self, &hl, PROTO_ACCESS_FIELD, acc.p, acc.len, NULL)
-                != CRDT_OK) {
-            err = NODE_ENOMEM;
-            goto next;
-        }
-        if ((err = commit_delta(t, w, &k, state, delta, vv, nvv)) != NODE_OK)
-            goto next;
-        /* The key, sealed to the grantee. */
-        if ((err = node__keycache_get(e, &k, &sk)) != NODE_OK)
-            goto next;
-        proto_recipient r;
-        memcpy(r.origin, to->origin, 32);
-        memcpy(r.box_pk, to->box_pk, 32);
-        proto_seal_info info;
-        memset(&info, 0, sizeof(info));
-        info.seq = w->seq + 1;
-        memcpy(info.prev, w->last, 32);
-        if ((err = tick(w, &info.hlc)) != NODE_OK)
-            goto next;
-        proto_err perr = proto_key_grant_seal(e->me, sk, &info, &r, 1, NULL, &header, &body);
-        if (perr != PROTO_OK) {
-            err = node__fail(
-                w->msg, NODE_EINVAL, "cannot seal the key grant: %s", proto_strerror(perr));
-            goto next;
-        }
-        if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
-            || (err = node__ledger_grant_put(t, k.tag, to->origin, me)) != NODE_OK)
-            goto next;
-        err = push_out(w, &header, &body, &h);
-    next:
-        proto_header_fini(&h);
-        proto_buf_free(&acc);
-        proto_buf_free(&header);
-        proto_buf_free(&body);
-        proto_wipe(&k, sizeof(k));
-        free(vv);
-        crdt_scope_free(state);
-        crdt_scope_free(delta);
-    }
+    for (size_t i = 0; i < w->nscopes && err == NODE_OK; i++)
+        err = grant_scope(t, w, w->scopes[i], to);
     return err != NODE_OK ? err : finish(t, w);
-}
-
-/* A peer that holds more of this node's own log than this node does (its store was restored
- * from an older copy): writing now would reuse a sequence number, an equivocation. The peer
- * sends those headers back at the next version-vector exchange. */
-static node_err own_log_behind(node_engine *e, node_errmsg *msg)
-{
-    const uint8_t *me = proto_identity_origin(e->me);
-    for (size_t i = 0; i < e->nmembers; i++) {
-        const node_member *m = &e->members[i];
-        for (size_t k = 0; k < m->nvv; k++) {
-            if (memcmp(m->vv[k].origin.b, me, 32) != 0 || m->vv[k].max <= e->own_seq)
-                continue;
-            NODE_WARN("own.behind",
-                "org=%s seq=%" PRIu64 " own_seq=%" PRIu64 " detail=\"write refused until the "
-                "peer's copy of this node's log is back\"",
-                m->org, m->vv[k].max, e->own_seq);
-            return node__fail(msg, NODE_EIO,
-                "%s holds this node's log up to %" PRIu64 " but this node only up to %" PRIu64
-                " (restored from an older copy?): retry once it has synced",
-                m->org, m->vv[k].max, e->own_seq);
-        }
-    }
-    return NODE_OK;
 }
 
 /* Run a write body; on success adopt its log position and clock; w->out holds what it made. */
@@ -454,7 +492,7 @@ static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
 {
     node_errmsg smsg;
     w->msg->text[0] = 0;
-    node_err err0 = own_log_behind(e, w->msg);
+    node_err err0 = node__own_log_settled(e, w->msg);
     if (err0 != NODE_OK)
         return err0;
     node_err err = node_store_write(e->store, cb, w, &smsg);
@@ -470,11 +508,17 @@ static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
     return NODE_OK;
 }
 
-node_err node__case_write(node_engine *e, const proto_case_id *c, bool create,
+node_err node__case_write(node_engine *e, const proto_case_id *c, const proto_case_nonce *nonce,
     const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg)
 {
-    write_ctx w
-        = { .e = e, .c = c, .create = create, .edits = edits, .n = n, .msg = msg, .out = out };
+    write_ctx w = { .e = e,
+        .c = c,
+        .nonce = nonce,
+        .create = nonce != NULL,
+        .edits = edits,
+        .n = n,
+        .msg = msg,
+        .out = out };
     return run(e, &w, write_cb);
 }
 

@@ -1,13 +1,15 @@
 /*
- * caseid.c - case ids and their text form: "pc-" then Crockford base32 of the 16 id bytes
- * followed by a 2-byte checksum, 29 characters in groups of 5 (PROTOCOL.md, "Case id text").
+ * caseid.c - case ids, derived from the owner org and a random nonce, and their text form:
+ * "pc-" then Crockford base32 of the 16 id bytes followed by a 2-byte checksum, 29 characters
+ * in groups of 5 (PROTOCOL.md, "Case ids").
  */
 #include "internal.h"
 
 #include <string.h>
 
 static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
-static const char check_label[] = "patto-case-id-v1";
+static const char check_label[] = "patto-case-id-v1"; /* the text checksum, unchanged in v2 */
+static const char derive_label[] = "patto-case-id-v2";
 #define RAW_LEN (PROTO_CASE_ID_LEN + 2)
 #define CHARS 29 /* ceil(144 / 5) */
 
@@ -21,12 +23,35 @@ static void checksum(const proto_case_id *id, uint8_t out[2])
     out[1] = h[1];
 }
 
-proto_err proto_case_id_new(const proto_rng *rng, proto_case_id *out)
+proto_err proto_case_id_derive(
+    const char *org, size_t org_len, const proto_case_nonce *nonce, proto_case_id *out)
 {
-    if (out == NULL)
+    if (org == NULL || nonce == NULL || out == NULL)
         return PROTO_EINVAL;
-    proto__random(rng, out->b, PROTO_CASE_ID_LEN);
+    if (!proto__valid_org((const uint8_t *)org, org_len))
+        return PROTO_EVALUE;
+    /* first 16 bytes of H("patto-case-id-v2" || u8(len(org)) || org || nonce) */
+    uint8_t len8 = (uint8_t)org_len, h[PROTO_HASH_LEN];
+    proto_bytes parts[] = {
+        { (const uint8_t *)derive_label, sizeof derive_label - 1 },
+        { &len8, 1 },
+        { (const uint8_t *)org, org_len },
+        { nonce->b, PROTO_CASE_NONCE_LEN },
+    };
+    proto__hash(h, sizeof h, NULL, 0, parts, 4);
+    memcpy(out->b, h, PROTO_CASE_ID_LEN);
     return PROTO_OK;
+}
+
+proto_err proto_case_id_new(const char *org, size_t org_len, const proto_rng *rng,
+    proto_case_id *out, proto_case_nonce *nonce)
+{
+    if (org == NULL || out == NULL || nonce == NULL)
+        return PROTO_EINVAL;
+    if (!proto__valid_org((const uint8_t *)org, org_len))
+        return PROTO_EVALUE;
+    proto__random(rng, nonce->b, PROTO_CASE_NONCE_LEN);
+    return proto_case_id_derive(org, org_len, nonce, out);
 }
 
 void proto_case_id_format(const proto_case_id *id, char out[PROTO_CASE_ID_TEXT_SIZE])

@@ -1,6 +1,6 @@
 /*
- * crypto.c - the one file of proto/ that calls libsodium (ARCHITECTURE.md, house rule 1): identities, scope
- * keys, hashing, signatures, AEAD, padding, sealed boxes and key exchange.
+ * crypto.c - the one file of proto/ that calls libsodium (ARCHITECTURE.md, house rule 1):
+ * identities, scope keys, hashing, signatures, AEAD, padding, sealed boxes and key exchange.
  */
 #include "internal.h"
 
@@ -13,7 +13,8 @@ _Static_assert(crypto_sign_PUBLICKEYBYTES == PROTO_ORIGIN_LEN, "origin is an Ed2
 _Static_assert(crypto_sign_BYTES == PROTO_SIG_LEN, "Ed25519 signature size");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == PROTO_NONCE_LEN, "nonce size");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == PROTO__AEAD_ABYTES, "tag size");
-_Static_assert(crypto_box_SEALBYTES + PROTO_GRANT_PAD_BLOCK == PROTO__SEALED_LEN, "sealed size");
+_Static_assert(crypto_box_SEALBYTES == PROTO__BOX_OVERHEAD, "sealed box overhead");
+_Static_assert(crypto_scalarmult_BYTES == PROTO_KEY_LEN, "X25519 shared secret size");
 _Static_assert(crypto_kx_SESSIONKEYBYTES == PROTO_KEY_LEN, "session key size");
 _Static_assert(crypto_kdf_KEYBYTES == PROTO_KEY_LEN, "kdf key size");
 
@@ -176,6 +177,13 @@ void proto__sign(
     crypto_sign_detached(sig, NULL, m, mlen, id->sec->sign_sk);
 }
 
+/*
+ * Ed25519 verification is libsodium 1.0.18's crypto_sign_verify_detached, whose rules are the
+ * protocol's (PROTOCOL.md, "Signatures"): S must be below the group order L, R and A must not
+ * be points of small order (any encoding of one), A must be canonically encoded (y < p), and
+ * then [S]B = R + [H(R || A || M)]A must hold exactly (cofactorless). Every rule is checked by
+ * a vector in vectors.txt ([ed25519-edge]).
+ */
 bool proto__verify(const uint8_t pk[PROTO_ORIGIN_LEN], const uint8_t *m, size_t mlen,
     const uint8_t sig[PROTO_SIG_LEN])
 {
@@ -228,7 +236,20 @@ bool proto__seal(uint8_t *c, const uint8_t *m, size_t mlen, const uint8_t rpk[PR
 
 bool proto__seal_open(uint8_t *m, const uint8_t *c, size_t clen, const proto_identity *me)
 {
-    return crypto_box_seal_open(m, c, clen, me->box_pk, me->sec->box_sk) == 0;
+    return clen >= crypto_box_SEALBYTES
+        && crypto_box_seal_open(m, c, clen, me->box_pk, me->sec->box_sk) == 0;
+}
+
+bool proto__box_shared(
+    const proto_identity *me, const uint8_t other[PROTO_BOX_PK_LEN], uint8_t ss[PROTO_KEY_LEN])
+{
+    /* crypto_scalarmult refuses an all-zero result itself (1.0.18); checked again here so that
+     * the rule does not rest on one library version. */
+    if (crypto_scalarmult(ss, me->sec->box_sk, other) != 0 || sodium_is_zero(ss, PROTO_KEY_LEN)) {
+        sodium_memzero(ss, PROTO_KEY_LEN);
+        return false;
+    }
+    return true;
 }
 
 void proto__kx_keypair(
@@ -323,7 +344,7 @@ proto_err proto_scope_key_from_bytes(const proto_case_id *case_id, const char *s
         return PROTO_EINVAL;
     *out = NULL;
     size_t slen = strlen(scope);
-    if (!proto__valid_scope((const uint8_t *)scope, slen))
+    if (!proto__valid_scope((const uint8_t *)scope, slen) || epoch < PROTO_EPOCH_FIRST)
         return PROTO_EVALUE;
     proto_scope_key *k = proto__calloc(1, sizeof *k);
     if (k == NULL)
@@ -401,6 +422,45 @@ void proto_scope_key_free(proto_scope_key *k)
     proto__secret_free(k->sec);
     sodium_memzero(k, sizeof *k);
     free(k);
+}
+
+static const char epoch_key_label[] = "patto-epoch-key-v2";
+
+void proto_epoch_key_hash(const proto_scope_key *k, uint8_t out[PROTO_HASH_LEN])
+{
+    /* H("patto-epoch-key-v2" || case_id || u8(len(scope)) || scope || be64(epoch) || key) */
+    size_t slen = strlen(k->scope);
+    uint8_t slen8 = (uint8_t)slen, ep[8];
+    proto__be64(ep, k->epoch);
+    proto_bytes parts[] = {
+        { (const uint8_t *)epoch_key_label, sizeof epoch_key_label - 1 },
+        { k->case_id.b, PROTO_CASE_ID_LEN },
+        { &slen8, 1 },
+        { (const uint8_t *)k->scope, slen },
+        { ep, 8 },
+        { k->sec->key, PROTO_KEY_LEN },
+    };
+    proto__hash(out, PROTO_HASH_LEN, NULL, 0, parts, 6);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Counter origins                                                                           */
+
+static const char counter_label[] = "patto-counter-origin-v2";
+
+void proto_counter_origin(
+    const uint8_t author[PROTO_ORIGIN_LEN], const char *field, size_t len, uint8_t out[32])
+{
+    /* H("patto-counter-origin-v2" || author || u8(len(field)) || field); field is 1..64 bytes
+     * (CRDT_FIELD_MAX), so its length fits the byte. */
+    uint8_t len8 = (uint8_t)len;
+    proto_bytes parts[] = {
+        { (const uint8_t *)counter_label, sizeof counter_label - 1 },
+        { author, PROTO_ORIGIN_LEN },
+        { &len8, 1 },
+        { (const uint8_t *)field, len },
+    };
+    proto__hash(out, 32, NULL, 0, parts, 4);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /*
- * envelope.c - headers, delta bodies and key grants (PROTOCOL.md, "Envelope").
+ * envelope.c - headers and the bodies of delta headers: deltas, access-log entries and forgets
+ * (PROTOCOL.md, "Headers" and "Bodies"). Key grants are in grant.c.
  */
 #include "internal.h"
 
@@ -10,9 +11,12 @@
 #define BODY_OVERHEAD (PROTO_NONCE_LEN + PROTO__AEAD_ABYTES)
 #define BODY_LEN_MAX UINT32_MAX
 
-static const char ad_label[] = "patto-ad-v1";
+static const char ad_label[] = "patto-ad-v2";
 #define AD_LEN                                                                                     \
-    (sizeof ad_label - 1 + 1 + 1 + PROTO_ORIGIN_LEN + 8 + PROTO_HASH_LEN + 8 + 2 + PROTO_TAG_LEN)
+    (sizeof ad_label - 1 + 1 + PROTO_ORIGIN_LEN + 8 + PROTO_HASH_LEN + 8 + 2 + PROTO_TAG_LEN)
+
+/* Field positions in HEADER_FIELDS, for diagnostics. */
+enum { HF_KIND = 2, HF_SEQ = 4, HF_PREV = 5, HF_HINTS = 9, HF_BODY_LEN = 10 };
 
 /* ---------------------------------------------------------------------------------------- */
 /* Header                                                                                    */
@@ -28,14 +32,14 @@ static void enc_fields(proto__w *w, const void *arg)
     proto__w_uint(w, h->hlc.wall);
     proto__w_uint(w, h->hlc.logical);
     proto__w_bin(w, h->tag, PROTO_TAG_LEN);
-    proto__w_array(w, h->nrecipients);
-    for (size_t i = 0; i < h->nrecipients; i++)
-        proto__w_bin(w, h->recipients[i].b, PROTO_ORIGIN_LEN);
+    proto__w_array(w, h->nhints);
+    for (size_t i = 0; i < h->nhints; i++)
+        proto__w_bin(w, h->hints[i].b, PROTO_HINT_LEN);
     proto__w_uint(w, h->body_len);
     proto__w_bin(w, h->body_hash, PROTO_HASH_LEN);
 }
 
-/* The outer HEADER message: [1, 1, fields bin, sig bin]. arg: {fields, sig}. */
+/* The outer signed message: [2, kind, fields bin, sig bin64]. */
 struct signed_msg {
     unsigned kind;
     proto_bytes fields;
@@ -57,40 +61,61 @@ proto_err proto__encode_signed(
     return proto__encode(enc_signed, &s, out);
 }
 
-static bool header_fields_ok(const proto_header *h)
+/* Is len the length of a GRANT_BODY: four boxes of 48 + 512k bytes, 1 <= k <= the most a
+ * GRANT_PLAIN can need? Checked without the body, on the header alone. */
+static bool grant_body_len_ok(uint64_t len)
 {
+    if (len < PROTO__GRANT_BODY_LEN(1) || len > PROTO__GRANT_BODY_LEN(PROTO__GRANT_BLOCKS_MAX))
+        return false;
+    return (len - PROTO__GRANT_BODY_LEN(0)) % (4u * PROTO_GRANT_PAD_BLOCK) == 0;
+}
+
+/* The value rules of a header's fields (the types and sizes are the decoder's). Returns NULL
+ * when they hold, else the reason, with *field the position of the offending field. */
+static const char *header_rule(const proto_header *h, int *field)
+{
+    *field = HF_KIND;
     if (h->kind != PROTO_HDR_DELTA && h->kind != PROTO_HDR_KEY_GRANT)
-        return false;
-    if (h->seq == 0 || h->hlc.wall > CRDT_HLC_WALL_MAX || h->body_len > BODY_LEN_MAX)
-        return false;
-    if (h->kind == PROTO_HDR_DELTA && h->nrecipients != 0)
-        return false;
-    if (h->kind == PROTO_HDR_KEY_GRANT
-        && (h->nrecipients == 0 || h->nrecipients > PROTO_RECIPIENTS_MAX))
-        return false;
-    for (size_t i = 1; i < h->nrecipients; i++)
-        if (memcmp(h->recipients[i - 1].b, h->recipients[i].b, PROTO_ORIGIN_LEN) >= 0)
-            return false;
-    return true;
+        return "header kind must be 1 (delta) or 2 (key grant)";
+    *field = HF_SEQ;
+    if (h->seq == 0)
+        return "seq starts at 1";
+    *field = HF_PREV;
+    if (h->seq == 1 && !proto__is_zero(h->prev, PROTO_HASH_LEN))
+        return "prev of seq 1 must be 32 zero bytes";
+    *field = HF_HINTS;
+    if (h->kind == PROTO_HDR_DELTA && h->nhints != 0)
+        return "a delta header has no hints";
+    if (h->kind == PROTO_HDR_KEY_GRANT && h->nhints != PROTO_HINT_SLOTS)
+        return "a key-grant header has exactly 4 hints";
+    *field = HF_BODY_LEN;
+    if (h->kind == PROTO_HDR_DELTA
+        && (h->body_len < BODY_OVERHEAD + PROTO_PAD_BLOCK
+            || (h->body_len - BODY_OVERHEAD) % PROTO_PAD_BLOCK != 0))
+        return "delta body length must be 40 + a positive multiple of 256";
+    if (h->kind == PROTO_HDR_KEY_GRANT && !grant_body_len_ok(h->body_len))
+        return "key-grant body length must be that of four boxes of 48 + 512k bytes";
+    return NULL;
 }
 
 proto_err proto_header_encode(const proto_header *h, proto_buf *out)
 {
-    if (h == NULL || out == NULL || (h->nrecipients > 0 && h->recipients == NULL))
+    if (h == NULL || out == NULL)
         return PROTO_EINVAL;
-    if (!header_fields_ok(h))
+    int field;
+    if (h->nhints > PROTO_HINT_SLOTS || h->hlc.wall > CRDT_HLC_WALL_MAX
+        || h->body_len > BODY_LEN_MAX || header_rule(h, &field) != NULL)
         return PROTO_EVALUE;
     proto_buf fields;
     proto_err err = proto__encode(enc_fields, h, &fields);
     if (err != PROTO_OK)
         return err;
-    struct signed_msg s = { PROTO_K_HEADER, { fields.p, fields.len }, h->sig };
-    err = proto__encode(enc_signed, &s, out);
+    err = proto__encode_signed(PROTO_K_HEADER, (proto_bytes) { fields.p, fields.len }, h->sig, out);
     proto_buf_free(&fields);
     return err;
 }
 
-/* Decode [1, kind, fields bin, sig bin64] and return the fields' bytes. */
+/* Decode [2, kind, fields bin, sig bin64] and return the fields' bytes. */
 proto_err proto__decode_signed(const uint8_t *msg, size_t len, const proto_limits *lim,
     unsigned kind, proto_bytes *fields, uint8_t sig[PROTO_SIG_LEN], proto_diag *diag)
 {
@@ -108,11 +133,7 @@ proto_err proto__decode_signed(const uint8_t *msg, size_t len, const proto_limit
 
 void proto_header_fini(proto_header *h)
 {
-    if (h == NULL)
-        return;
-    free(h->recipients);
-    h->recipients = NULL;
-    h->nrecipients = 0;
+    (void)h; /* a header owns nothing since version 2 */
 }
 
 proto_err proto_header_decode(
@@ -132,8 +153,8 @@ proto_err proto_header_decode(
     if (err != PROTO_OK)
         return err;
     uint64_t kind, logical;
-    const msgpack_object *rc;
-    size_t nr;
+    const msgpack_object *hints;
+    size_t nh;
     if (!proto__d_uint(&d, &f[2], 255, &kind, "header kind must be 1 (delta) or 2 (key grant)")
         || !proto__d_fixed(&d, &f[3], PROTO_ORIGIN_LEN, out->origin, "origin must be bin of 32")
         || !proto__d_uint(&d, &f[4], UINT64_MAX, &out->seq, "seq must be an unsigned integer")
@@ -143,64 +164,30 @@ proto_err proto_header_decode(
         || !proto__d_uint(&d, &f[7], CRDT_HLC_LOGICAL_MAX, &logical,
             "hlc logical must be an unsigned integer < 2^16")
         || !proto__d_fixed(&d, &f[8], PROTO_TAG_LEN, out->tag, "tag must be bin of 32")
-        || !proto__d_arr(&d, &f[9], PROTO_RECIPIENTS_MAX, &rc, &nr,
-            "recipients must be an array of at most 256 origins")
+        || !proto__d_arr(&d, &f[9], PROTO_HINT_SLOTS, &hints, &nh,
+            "hints must be an array of at most 4 bins of 16")
         || !proto__d_uint(&d, &f[10], BODY_LEN_MAX, &out->body_len,
             "body length must be an unsigned integer < 2^32")
         || !proto__d_fixed(
             &d, &f[11], PROTO_HASH_LEN, out->body_hash, "body hash must be bin of 32"))
         return proto__d_fail(&d, diag);
+    for (size_t i = 0; i < nh; i++)
+        if (!proto__d_fixed(&d, &hints[i], PROTO_HINT_LEN, out->hints[i].b, "a hint is bin of 16"))
+            return proto__d_fail(&d, diag);
     out->kind = (uint8_t)kind;
     out->hlc.logical = (uint16_t)logical;
-    if (kind != PROTO_HDR_DELTA && kind != PROTO_HDR_KEY_GRANT) {
-        proto__d_err(&d, &f[2], PROTO_EVALUE, "header kind must be 1 (delta) or 2 (key grant)");
+    out->nhints = nh;
+    int field;
+    const char *why = header_rule(out, &field);
+    if (why != NULL) {
+        proto__d_err(&d, &f[field], PROTO_EVALUE, why);
         return proto__d_fail(&d, diag);
-    }
-    if (out->seq == 0) {
-        proto__d_err(&d, &f[4], PROTO_EVALUE, "seq starts at 1");
-        return proto__d_fail(&d, diag);
-    }
-    if (out->seq == 1 && !proto__is_zero(out->prev, PROTO_HASH_LEN)) {
-        proto__d_err(&d, &f[5], PROTO_EVALUE, "prev of seq 1 must be 32 zero bytes");
-        return proto__d_fail(&d, diag);
-    }
-    if ((kind == PROTO_HDR_DELTA) != (nr == 0)) {
-        proto__d_err(
-            &d, &f[9], PROTO_EVALUE, "a delta header has no recipients, a key grant at least one");
-        return proto__d_fail(&d, diag);
-    }
-    if (kind == PROTO_HDR_DELTA
-        && (out->body_len < BODY_OVERHEAD + PROTO_PAD_BLOCK
-            || (out->body_len - BODY_OVERHEAD) % PROTO_PAD_BLOCK != 0)) {
-        proto__d_err(
-            &d, &f[10], PROTO_EVALUE, "delta body length must be 40 + a positive multiple of 256");
-        return proto__d_fail(&d, diag);
-    }
-    if (nr > 0) {
-        out->recipients = proto__calloc(nr, sizeof *out->recipients);
-        if (out->recipients == NULL) {
-            proto__d_close(&d);
-            return PROTO_ENOMEM;
-        }
-        out->nrecipients = nr;
-        for (size_t i = 0; i < nr; i++) {
-            if (!proto__d_fixed(&d, &rc[i], PROTO_ORIGIN_LEN, out->recipients[i].b,
-                    "recipient must be bin of 32"))
-                break;
-            if (i > 0 && memcmp(out->recipients[i - 1].b, out->recipients[i].b, 32) >= 0) {
-                proto__d_err(&d, &rc[i], PROTO_ENONCANON,
-                    "recipients must be sorted ascending without duplicates");
-                break;
-            }
-        }
-        if (d.err != PROTO_OK) {
-            proto_header_fini(out);
-            return proto__d_fail(&d, diag);
-        }
     }
     proto__d_close(&d);
     out->signed_bytes = fb;
-    proto__hash(out->id, PROTO_HASH_LEN, NULL, 0, &fb, 1);
+    /* The id covers the whole message, signature included: prev commits to every signature. */
+    proto_bytes whole = { msg, len };
+    proto__hash(out->id, PROTO_HASH_LEN, NULL, 0, &whole, 1);
     return PROTO_OK;
 }
 
@@ -213,25 +200,29 @@ proto_err proto_header_verify(const proto_header *h)
     return PROTO_OK;
 }
 
-/* Sign h's fields with id and write the HEADER message; sets h->sig and h->id. */
-static proto_err header_sign(proto_header *h, const proto_identity *id, proto_buf *out)
+proto_err proto__header_sign(proto_header *h, const proto_identity *id, proto_buf *out)
 {
     proto_buf fields;
     proto_err err = proto__encode(enc_fields, h, &fields);
     if (err != PROTO_OK)
         return err;
     proto__sign(id, fields.p, fields.len, h->sig);
-    proto_bytes fb = { fields.p, fields.len };
-    proto__hash(h->id, PROTO_HASH_LEN, NULL, 0, &fb, 1);
-    struct signed_msg s = { PROTO_K_HEADER, fb, h->sig };
-    err = proto__encode(enc_signed, &s, out);
+    err = proto__encode_signed(PROTO_K_HEADER, (proto_bytes) { fields.p, fields.len }, h->sig, out);
     proto_buf_free(&fields);
-    return err;
+    if (err != PROTO_OK)
+        return err;
+    proto_bytes whole = { out->p, out->len };
+    proto__hash(h->id, PROTO_HASH_LEN, NULL, 0, &whole, 1);
+    return PROTO_OK;
 }
 
-/* The header fields an author fixes before its body is sealed: kind, origin, seq, prev, clock,
- * and the tag of the key (the body's length and hash come after). */
-static void header_fixed(proto_header *h, uint8_t kind, const proto_identity *author,
+bool proto__seal_info_ok(const proto_seal_info *info)
+{
+    return info->seq != 0 && info->hlc.wall <= CRDT_HLC_WALL_MAX
+        && (info->seq != 1 || proto__is_zero(info->prev, PROTO_HASH_LEN));
+}
+
+void proto__header_fixed(proto_header *h, uint8_t kind, const proto_identity *author,
     const proto_seal_info *info, const proto_scope_key *key)
 {
     h->kind = kind;
@@ -242,13 +233,12 @@ static void header_fixed(proto_header *h, uint8_t kind, const proto_identity *au
     memcpy(h->tag, key->tag, PROTO_TAG_LEN);
 }
 
-/* The associated data of a delta body: fixed-width header fields (PROTOCOL.md). */
+/* The associated data of a body: the header fields fixed before it is sealed (PROTOCOL.md). */
 static void header_ad(const proto_header *h, uint8_t ad[AD_LEN])
 {
     size_t o = 0;
     memcpy(ad, ad_label, sizeof ad_label - 1);
     o += sizeof ad_label - 1;
-    ad[o++] = PROTO_VERSION;
     ad[o++] = h->kind;
     memcpy(ad + o, h->origin, PROTO_ORIGIN_LEN);
     o += PROTO_ORIGIN_LEN;
@@ -264,7 +254,45 @@ static void header_ad(const proto_header *h, uint8_t ad[AD_LEN])
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Delta and forget plaintexts                                                               */
+/* Body plaintexts                                                                           */
+
+/* Field positions in the plaintexts, for diagnostics and arity. */
+enum {
+    BF_CASE = 2,
+    BF_SCOPE = 3,
+    BF_EPOCH = 4,
+    BF_VV = 5,
+    BF_ACCESS_SEEN = 6, /* DELTA */
+    BF_DELTA = 7,
+    BF_REASON = 6, /* FORGET */
+    BF_OPERATOR = 7,
+    BF_ENTRY = 5, /* ACCESS_GRANT, ACCESS_EPOCH */
+    BF_GRANTEE = 6,
+    BF_ACCESS = 7,
+    BF_PURPOSE = 8,
+    BF_BASIS = 9,
+    BF_PROVISION = 10,
+    BF_EXPIRY = 11,
+    BF_G_OPERATOR = 12,
+    BF_UNIX_USER = 13,
+    BF_EVIDENCE = 14,
+    BF_NEW_EPOCH = 6, /* ACCESS_EPOCH */
+    BF_KEY_HASH = 7,
+};
+
+static size_t plain_fields(unsigned kind)
+{
+    switch (kind) {
+    case PROTO_K_DELTA_PLAIN:
+    case PROTO_K_FORGET_PLAIN:
+    case PROTO_K_ACCESS_EPOCH:
+        return 8;
+    case PROTO_K_ACCESS_GRANT:
+        return 15;
+    default:
+        return 0;
+    }
+}
 
 void proto__w_vv(proto__w *w, const crdt_vv_entry *vv, size_t n)
 {
@@ -276,6 +304,11 @@ void proto__w_vv(proto__w *w, const crdt_vv_entry *vv, size_t n)
     }
 }
 
+static void w_bytes_str(proto__w *w, proto_bytes b)
+{
+    proto__w_str(w, b.p, b.len);
+}
+
 struct plain_arg {
     const proto_body *b;
     const proto_scope_key *k;
@@ -285,17 +318,38 @@ static void enc_plain(proto__w *w, const void *arg)
 {
     const struct plain_arg *a = arg;
     const proto_body *b = a->b;
-    bool forget = b->kind == PROTO_BODY_FORGET;
-    proto__w_head(w, forget ? 8 : 7, b->kind);
+    proto__w_head(w, plain_fields(b->kind), b->kind);
     proto__w_bin(w, a->k->case_id.b, PROTO_CASE_ID_LEN);
     proto__w_str(w, a->k->scope, strlen(a->k->scope));
     proto__w_uint(w, a->k->epoch);
-    proto__w_vv(w, b->vv, b->nvv);
-    if (forget) {
-        proto__w_uint(w, b->forget_reason);
-        proto__w_str(w, b->operator_name.p, b->operator_name.len);
-    } else {
+    switch (b->kind) {
+    case PROTO_BODY_DELTA:
+        proto__w_vv(w, b->vv, b->nvv);
+        proto__w_uint(w, b->access_seen);
         proto__w_bin(w, b->delta.p, b->delta.len);
+        break;
+    case PROTO_BODY_FORGET:
+        proto__w_vv(w, b->vv, b->nvv);
+        proto__w_uint(w, b->forget_reason);
+        w_bytes_str(w, b->operator_name);
+        break;
+    case PROTO_BODY_ACCESS_GRANT:
+        proto__w_uint(w, b->entry);
+        w_bytes_str(w, b->grant.grantee);
+        proto__w_uint(w, b->grant.access);
+        w_bytes_str(w, b->grant.purpose);
+        proto__w_uint(w, b->grant.basis);
+        w_bytes_str(w, b->grant.provision);
+        proto__w_uint(w, b->grant.expiry_ms);
+        w_bytes_str(w, b->grant.operator_name);
+        w_bytes_str(w, b->grant.unix_user);
+        w_bytes_str(w, b->grant.evidence);
+        break;
+    default: /* PROTO_BODY_ACCESS_EPOCH */
+        proto__w_uint(w, b->entry);
+        proto__w_uint(w, b->new_epoch);
+        proto__w_bin(w, b->key_hash, PROTO_HASH_LEN);
+        break;
     }
 }
 
@@ -312,20 +366,70 @@ bool proto__vv_ok(const crdt_vv_entry *vv, size_t n)
     return true;
 }
 
-static proto_err plain_check(const proto_body *b)
+/* The value rules of a grant entry (PROTOCOL.md, "The access log"). NULL when they hold, else
+ * the reason, with *field the position of the offending field in ACCESS_GRANT. */
+static const char *access_rule(const proto_access *a, int *field)
 {
-    if (b->kind == PROTO_BODY_DELTA) {
-        if (b->delta.p == NULL && b->delta.len > 0)
+    *field = BF_GRANTEE;
+    if (!proto__valid_org(a->grantee.p, a->grantee.len))
+        return "grantee must be an org id [a-z0-9-]{1,32}";
+    *field = BF_ACCESS;
+    if (a->access != PROTO_ACCESS_READ && a->access != PROTO_ACCESS_WRITE)
+        return "access must be 1 (read) or 2 (write)";
+    *field = BF_PURPOSE;
+    if (!proto__valid_org(a->purpose.p, a->purpose.len))
+        return "purpose must be a purpose id [a-z0-9-]{1,32}";
+    *field = BF_BASIS;
+    if (a->basis < PROTO_BASIS_PUBLIC_TASK || a->basis > PROTO_BASIS_EXPLICIT_CONSENT)
+        return "legal basis must be 1..4";
+    *field = BF_PROVISION;
+    if (!proto__text_or_empty(a->provision.p, a->provision.len))
+        return "provision must be empty or text (UTF-8, no control characters, not blank)";
+    *field = BF_G_OPERATOR;
+    if (!proto__text(a->operator_name.p, a->operator_name.len))
+        return "operator must be text (UTF-8, no control characters, not blank)";
+    *field = BF_UNIX_USER;
+    if (!proto__valid_unix_user(a->unix_user.p, a->unix_user.len))
+        return "unix user must be empty or 1..64 bytes of printable ASCII without space";
+    *field = BF_EVIDENCE;
+    if (!proto__text_or_empty(a->evidence.p, a->evidence.len))
+        return "evidence must be empty or text (UTF-8, no control characters, not blank)";
+    return NULL;
+}
+
+static bool bytes_arg_ok(proto_bytes b)
+{
+    return b.len == 0 || b.p != NULL;
+}
+
+static proto_err plain_check(const proto_body *b, const proto_scope_key *key)
+{
+    int field;
+    switch (b->kind) {
+    case PROTO_BODY_DELTA:
+        if (!bytes_arg_ok(b->delta))
             return PROTO_EINVAL;
-    } else if (b->kind == PROTO_BODY_FORGET) {
-        if (b->forget_reason < PROTO_FORGET_REQUEST || b->forget_reason > PROTO_FORGET_PARTNER)
+        return proto__vv_ok(b->vv, b->nvv) ? PROTO_OK : PROTO_EVALUE;
+    case PROTO_BODY_FORGET:
+        if (!bytes_arg_ok(b->operator_name))
+            return PROTO_EINVAL;
+        if (b->forget_reason < PROTO_FORGET_REQUEST || b->forget_reason > PROTO_FORGET_PARTNER
+            || !proto__text(b->operator_name.p, b->operator_name.len))
             return PROTO_EVALUE;
-        if (!proto__valid_text(b->operator_name.p, b->operator_name.len))
-            return PROTO_EVALUE;
-    } else {
+        return proto__vv_ok(b->vv, b->nvv) ? PROTO_OK : PROTO_EVALUE;
+    case PROTO_BODY_ACCESS_GRANT: {
+        const proto_access *a = &b->grant;
+        if (!bytes_arg_ok(a->grantee) || !bytes_arg_ok(a->purpose) || !bytes_arg_ok(a->provision)
+            || !bytes_arg_ok(a->operator_name) || !bytes_arg_ok(a->unix_user)
+            || !bytes_arg_ok(a->evidence))
+            return PROTO_EINVAL;
+        return b->entry >= 1 && access_rule(a, &field) == NULL ? PROTO_OK : PROTO_EVALUE;
+    }
+    case PROTO_BODY_ACCESS_EPOCH:
+        return b->entry >= 1 && b->new_epoch > key->epoch ? PROTO_OK : PROTO_EVALUE;
+    default:
         return PROTO_EVALUE;
     }
-    return proto__vv_ok(b->vv, b->nvv) ? PROTO_OK : PROTO_EVALUE;
 }
 
 proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *key,
@@ -337,11 +441,10 @@ proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *
         return PROTO_EINVAL;
     header->p = body->p = NULL;
     header->len = body->len = 0;
-    proto_err err = plain_check(plain);
+    proto_err err = plain_check(plain, key);
     if (err != PROTO_OK)
         return err;
-    if (info->seq == 0 || info->hlc.wall > CRDT_HLC_WALL_MAX
-        || (info->seq == 1 && !proto__is_zero(info->prev, PROTO_HASH_LEN)))
+    if (!proto__seal_info_ok(info) || key->epoch < PROTO_EPOCH_FIRST)
         return PROTO_EVALUE;
 
     struct plain_arg pa = { plain, key };
@@ -369,7 +472,7 @@ proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *
         goto fail;
     }
     proto_header h = { 0 };
-    header_fixed(&h, PROTO_HDR_DELTA, author, info, key);
+    proto__header_fixed(&h, PROTO_HDR_DELTA, author, info, key);
     uint8_t ad[AD_LEN];
     header_ad(&h, ad);
     proto__random(rng, body->p, PROTO_NONCE_LEN);
@@ -379,7 +482,7 @@ proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *
     h.body_len = body->len;
     proto_bytes bb = { body->p, body->len };
     proto__hash(h.body_hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
-    err = header_sign(&h, author, header);
+    err = proto__header_sign(&h, author, header);
     if (err != PROTO_OK)
         goto fail;
     proto__wipe(buf, padded_max);
@@ -446,7 +549,35 @@ fail:
     return false;
 }
 
-/* Decode a delta or forget plaintext (borrowing from msg) into out. */
+/* The fields of an ACCESS_GRANT after its entry number, borrowed from the plaintext. */
+static bool decode_access(proto__d *d, const msgpack_object *f, proto_access *a)
+{
+    uint64_t access, basis;
+    if (!proto__d_str(d, &f[BF_GRANTEE], PROTO_ORG_MAX, &a->grantee, "grantee must be an org id")
+        || !proto__d_uint(d, &f[BF_ACCESS], 255, &access, "access must be 1 (read) or 2 (write)")
+        || !proto__d_str(
+            d, &f[BF_PURPOSE], PROTO_ORG_MAX, &a->purpose, "purpose must be a purpose id")
+        || !proto__d_uint(d, &f[BF_BASIS], 255, &basis, "legal basis must be 1..4")
+        || !proto__d_str(d, &f[BF_PROVISION], PROTO_TEXT_MAX, &a->provision,
+            "provision must be str of at most 1024 bytes")
+        || !proto__d_uint(d, &f[BF_EXPIRY], UINT64_MAX, &a->expiry_ms, "expiry")
+        || !proto__d_str(d, &f[BF_G_OPERATOR], PROTO_TEXT_MAX, &a->operator_name,
+            "operator must be str of at most 1024 bytes")
+        || !proto__d_str(d, &f[BF_UNIX_USER], PROTO__UNIX_USER_MAX, &a->unix_user,
+            "unix user must be str of at most 64 bytes")
+        || !proto__d_str(d, &f[BF_EVIDENCE], PROTO_TEXT_MAX, &a->evidence,
+            "evidence must be str of at most 1024 bytes"))
+        return false;
+    a->access = (uint8_t)access;
+    a->basis = (uint8_t)basis;
+    int field;
+    const char *why = access_rule(a, &field);
+    if (why != NULL)
+        return proto__d_err(d, &f[field], PROTO_EVALUE, why);
+    return true;
+}
+
+/* Decode a body plaintext (borrowing from msg) into out. */
 static proto_err decode_plain(
     const uint8_t *msg, size_t len, const proto_limits *lim, proto_body *out, proto_diag *diag)
 {
@@ -455,48 +586,85 @@ static proto_err decode_plain(
     proto_err err = proto__d_open(&d, msg, len, lim, 0, 0, 0, &f, diag);
     if (err != PROTO_OK)
         return err;
-    uint64_t kind = d.u.data.via.array.ptr[1].via.u64;
+    uint64_t kind = f[1].via.u64;
     size_t nf = d.u.data.via.array.size;
-    if (kind != PROTO_K_DELTA_PLAIN && kind != PROTO_K_FORGET_PLAIN) {
-        proto__d_err(&d, &f[1], PROTO_EKIND, "body plaintext must be a delta or a forget");
+    if (plain_fields(kind > 255 ? 0 : (unsigned)kind) == 0) {
+        proto__d_err(&d, &f[1], PROTO_EKIND,
+            "body plaintext must be a delta, an access grant, a forget or an access epoch");
         return proto__d_fail(&d, diag);
     }
-    if (nf != (kind == PROTO_K_DELTA_PLAIN ? 7u : 8u)) {
+    if (nf != plain_fields((unsigned)kind)) {
         proto__d_err(&d, &d.u.data, PROTO_ESHAPE, "wrong number of fields in body plaintext");
         return proto__d_fail(&d, diag);
     }
     out->kind = (uint8_t)kind;
     proto_bytes scope;
-    if (!proto__d_fixed(&d, &f[2], PROTO_CASE_ID_LEN, out->case_id.b, "case id must be bin of 16")
+    if (!proto__d_fixed(
+            &d, &f[BF_CASE], PROTO_CASE_ID_LEN, out->case_id.b, "case id must be bin of 16")
         || !proto__d_str(
-            &d, &f[3], PROTO_SCOPE_NAME_MAX, &scope, "scope must be str of at most 32 bytes")
-        || !proto__d_uint(&d, &f[4], UINT64_MAX, &out->epoch, "epoch"))
+            &d, &f[BF_SCOPE], PROTO_SCOPE_NAME_MAX, &scope, "scope must be str of at most 32 bytes")
+        || !proto__d_uint(&d, &f[BF_EPOCH], UINT64_MAX, &out->epoch, "epoch"))
         return proto__d_fail(&d, diag);
     if (!proto__valid_scope(scope.p, scope.len)) {
-        proto__d_err(&d, &f[3], PROTO_EVALUE, "scope name must match [a-z0-9_-]{1,32}");
+        proto__d_err(&d, &f[BF_SCOPE], PROTO_EVALUE, "scope name must match [a-z0-9_-]{1,32}");
+        return proto__d_fail(&d, diag);
+    }
+    if (out->epoch < PROTO_EPOCH_FIRST) {
+        proto__d_err(&d, &f[BF_EPOCH], PROTO_EVALUE, "epochs start at 1");
         return proto__d_fail(&d, diag);
     }
     memcpy(out->scope, scope.p, scope.len);
     out->scope[scope.len] = '\0';
-    if (!proto__decode_vv(&d, &f[5], &out->vv_, &out->nvv))
-        return proto__d_fail(&d, diag);
-    out->vv = out->vv_;
-    if (kind == PROTO_K_DELTA_PLAIN) {
-        if (!proto__d_bin(&d, &f[6], len, &out->delta, "delta must be bin (a SCOPE message)"))
+    uint64_t reason;
+    switch (kind) {
+    case PROTO_K_DELTA_PLAIN:
+        if (!proto__decode_vv(&d, &f[BF_VV], &out->vv_, &out->nvv)
+            || !proto__d_uint(&d, &f[BF_ACCESS_SEEN], UINT64_MAX, &out->access_seen,
+                "access seen must be an unsigned integer")
+            || !proto__d_bin(&d, &f[BF_DELTA], len, &out->delta, "delta must be bin (a SCOPE)"))
             return proto__d_fail(&d, diag);
-    } else {
-        uint64_t reason;
-        if (!proto__d_uint(
-                &d, &f[6], PROTO_FORGET_PARTNER, &reason, "forget reason must be 1, 2 or 3")
-            || !proto__d_str(&d, &f[7], PROTO_TEXT_MAX, &out->operator_name,
+        break;
+    case PROTO_K_FORGET_PLAIN:
+        if (!proto__decode_vv(&d, &f[BF_VV], &out->vv_, &out->nvv)
+            || !proto__d_uint(
+                &d, &f[BF_REASON], PROTO_FORGET_PARTNER, &reason, "forget reason must be 1, 2 or 3")
+            || !proto__d_str(&d, &f[BF_OPERATOR], PROTO_TEXT_MAX, &out->operator_name,
                 "operator must be str of at most 1024 bytes"))
             return proto__d_fail(&d, diag);
         if (reason == 0) {
-            proto__d_err(&d, &f[6], PROTO_EVALUE, "forget reason must be 1, 2 or 3");
+            proto__d_err(&d, &f[BF_REASON], PROTO_EVALUE, "forget reason must be 1, 2 or 3");
+            return proto__d_fail(&d, diag);
+        }
+        if (!proto__text(out->operator_name.p, out->operator_name.len)) {
+            proto__d_err(&d, &f[BF_OPERATOR], PROTO_EVALUE,
+                "operator must be text (UTF-8, no control characters, not blank)");
             return proto__d_fail(&d, diag);
         }
         out->forget_reason = (uint8_t)reason;
+        break;
+    case PROTO_K_ACCESS_GRANT:
+        if (!proto__d_uint(&d, &f[BF_ENTRY], UINT64_MAX, &out->entry, "entry number")
+            || !decode_access(&d, f, &out->grant))
+            return proto__d_fail(&d, diag);
+        break;
+    default: /* PROTO_K_ACCESS_EPOCH */
+        if (!proto__d_uint(&d, &f[BF_ENTRY], UINT64_MAX, &out->entry, "entry number")
+            || !proto__d_uint(&d, &f[BF_NEW_EPOCH], UINT64_MAX, &out->new_epoch, "new epoch")
+            || !proto__d_fixed(
+                &d, &f[BF_KEY_HASH], PROTO_HASH_LEN, out->key_hash, "key hash must be bin of 32"))
+            return proto__d_fail(&d, diag);
+        if (out->new_epoch <= out->epoch) {
+            proto__d_err(&d, &f[BF_NEW_EPOCH], PROTO_EVALUE,
+                "the new epoch must be greater than the epoch of the key it is sealed under");
+            return proto__d_fail(&d, diag);
+        }
+        break;
     }
+    if ((kind == PROTO_K_ACCESS_GRANT || kind == PROTO_K_ACCESS_EPOCH) && out->entry == 0) {
+        proto__d_err(&d, &f[BF_ENTRY], PROTO_EVALUE, "access-log entries are numbered from 1");
+        return proto__d_fail(&d, diag);
+    }
+    out->vv = out->vv_;
     proto__d_close(&d);
     return PROTO_OK;
 }
@@ -557,230 +725,5 @@ proto_err proto_body_open(const proto_header *h, const proto_scope_key *key, con
 fail:
     proto__wipe(pt, padded);
     free(pt);
-    return err;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Key grants                                                                                */
-
-struct grant_plain_arg {
-    const uint8_t *grantor;
-    const proto_scope_key *k;
-};
-
-static void enc_grant_plain(proto__w *w, const void *arg)
-{
-    const struct grant_plain_arg *a = arg;
-    proto__w_head(w, 7, PROTO_K_GRANT_PLAIN);
-    proto__w_bin(w, a->grantor, PROTO_ORIGIN_LEN);
-    proto__w_bin(w, a->k->case_id.b, PROTO_CASE_ID_LEN);
-    proto__w_str(w, a->k->scope, strlen(a->k->scope));
-    proto__w_uint(w, a->k->epoch);
-    proto__w_bin(w, a->k->sec->key, PROTO_KEY_LEN);
-}
-
-struct grant_body_arg {
-    const uint8_t *boxes; /* n * PROTO__SEALED_LEN */
-    size_t n;
-};
-
-static void enc_grant_body(proto__w *w, const void *arg)
-{
-    const struct grant_body_arg *a = arg;
-    proto__w_head(w, 3, PROTO_K_GRANT_BODY);
-    proto__w_array(w, a->n);
-    for (size_t i = 0; i < a->n; i++)
-        proto__w_bin(w, a->boxes + i * PROTO__SEALED_LEN, PROTO__SEALED_LEN);
-}
-
-static int recipient_cmp(const void *a, const void *b)
-{
-    return memcmp(((const proto_recipient *)a)->origin, ((const proto_recipient *)b)->origin,
-        PROTO_ORIGIN_LEN);
-}
-
-proto_err proto_key_grant_seal(const proto_identity *grantor, const proto_scope_key *key,
-    const proto_seal_info *info, const proto_recipient *recipients, size_t n, const proto_rng *rng,
-    proto_buf *header, proto_buf *body)
-{
-    if (grantor == NULL || key == NULL || info == NULL || recipients == NULL || header == NULL
-        || body == NULL)
-        return PROTO_EINVAL;
-    header->p = body->p = NULL;
-    header->len = body->len = 0;
-    if (n == 0 || n > PROTO_RECIPIENTS_MAX)
-        return PROTO_ELIMIT;
-    if (info->seq == 0 || info->hlc.wall > CRDT_HLC_WALL_MAX
-        || (info->seq == 1 && !proto__is_zero(info->prev, PROTO_HASH_LEN)))
-        return PROTO_EVALUE;
-
-    proto_err err;
-    proto_recipient *sorted = proto__calloc(n, sizeof *sorted);
-    uint8_t *boxes = proto__calloc(n, PROTO__SEALED_LEN);
-    uint8_t *pt = proto__secret_alloc(PROTO_GRANT_PAD_BLOCK);
-    uint8_t *seed = proto__secret_alloc(PROTO_SEED_LEN);
-    proto_buf plain = { 0 };
-    proto_header h = { 0 };
-    if (sorted == NULL || boxes == NULL || pt == NULL || seed == NULL) {
-        err = PROTO_ENOMEM;
-        goto fail;
-    }
-    memcpy(sorted, recipients, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, recipient_cmp);
-    for (size_t i = 1; i < n; i++)
-        if (memcmp(sorted[i - 1].origin, sorted[i].origin, PROTO_ORIGIN_LEN) == 0) {
-            err = PROTO_EVALUE;
-            goto fail;
-        }
-    struct grant_plain_arg ga = { grantor->origin, key };
-    err = proto__encode(enc_grant_plain, &ga, &plain);
-    if (err != PROTO_OK)
-        goto fail;
-    memcpy(pt, plain.p, plain.len);
-    size_t padded;
-    if (plain.len >= PROTO_GRANT_PAD_BLOCK
-        || !proto__pad(pt, plain.len, PROTO_GRANT_PAD_BLOCK, PROTO_GRANT_PAD_BLOCK, &padded)
-        || padded != PROTO_GRANT_PAD_BLOCK) {
-        err = PROTO_EPAD;
-        goto fail;
-    }
-    h.recipients = proto__calloc(n, sizeof *h.recipients);
-    if (h.recipients == NULL) {
-        err = PROTO_ENOMEM;
-        goto fail;
-    }
-    h.nrecipients = n;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(h.recipients[i].b, sorted[i].origin, PROTO_ORIGIN_LEN);
-        proto__random(rng, seed, PROTO_SEED_LEN);
-        if (!proto__seal(
-                boxes + i * PROTO__SEALED_LEN, pt, PROTO_GRANT_PAD_BLOCK, sorted[i].box_pk, seed)) {
-            err = PROTO_EVALUE;
-            goto fail;
-        }
-    }
-    struct grant_body_arg gb = { boxes, n };
-    err = proto__encode(enc_grant_body, &gb, body);
-    if (err != PROTO_OK)
-        goto fail;
-    header_fixed(&h, PROTO_HDR_KEY_GRANT, grantor, info, key);
-    h.body_len = body->len;
-    proto_bytes bb = { body->p, body->len };
-    proto__hash(h.body_hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
-    err = header_sign(&h, grantor, header);
-    if (err != PROTO_OK)
-        goto fail;
-    goto done;
-fail:
-    proto_buf_free(body);
-    proto_buf_free(header);
-done:
-    if (plain.p != NULL)
-        proto__wipe(plain.p, plain.len);
-    proto_buf_free(&plain);
-    proto_header_fini(&h);
-    free(sorted);
-    free(boxes);
-    proto__secret_free(pt);
-    proto__secret_free(seed);
-    return err;
-}
-
-proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me, const uint8_t *body,
-    size_t len, const proto_limits *lim, proto_scope_key **out, proto_diag *diag)
-{
-    if (h == NULL || me == NULL || (body == NULL && len > 0) || out == NULL)
-        return PROTO_EINVAL;
-    *out = NULL;
-    if (h->kind != PROTO_HDR_KEY_GRANT)
-        return PROTO_EKIND;
-    size_t mine = h->nrecipients;
-    for (size_t i = 0; i < h->nrecipients; i++)
-        if (memcmp(h->recipients[i].b, me->origin, PROTO_ORIGIN_LEN) == 0)
-            mine = i;
-    if (mine == h->nrecipients)
-        return PROTO_ENOTRECIPIENT;
-    if (len != h->body_len)
-        return PROTO_EBODYLEN;
-    uint8_t hash[PROTO_HASH_LEN];
-    proto_bytes bb = { body, len };
-    proto__hash(hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
-    if (proto__memcmp_ct(hash, h->body_hash, PROTO_HASH_LEN) != 0)
-        return PROTO_EBODYHASH;
-
-    proto__d d;
-    const msgpack_object *f, *boxes;
-    size_t nb;
-    proto_err err = proto__d_open(&d, body, len, lim, 0, PROTO_K_GRANT_BODY, 3, &f, diag);
-    if (err != PROTO_OK)
-        return err;
-    if (!proto__d_arr(&d, &f[2], PROTO_RECIPIENTS_MAX, &boxes, &nb, "sealed keys must be an array"))
-        return proto__d_fail(&d, diag);
-    if (nb != h->nrecipients) {
-        proto__d_err(&d, &f[2], PROTO_EMISMATCH, "one sealed key per recipient in the header");
-        return proto__d_fail(&d, diag);
-    }
-    for (size_t i = 0; i < nb; i++)
-        if (boxes[i].type != MSGPACK_OBJECT_BIN || boxes[i].via.bin.size != PROTO__SEALED_LEN) {
-            proto__d_err(&d, &boxes[i], PROTO_ESHAPE, "a sealed key is bin of 304 bytes");
-            return proto__d_fail(&d, diag);
-        }
-    uint8_t *pt = proto__secret_alloc(PROTO_GRANT_PAD_BLOCK);
-    if (pt == NULL) {
-        proto__d_close(&d);
-        return PROTO_ENOMEM;
-    }
-    bool opened
-        = proto__seal_open(pt, (const uint8_t *)boxes[mine].via.bin.ptr, PROTO__SEALED_LEN, me);
-    proto__d_close(&d);
-    if (!opened) {
-        proto__secret_free(pt);
-        return PROTO_ESEAL;
-    }
-    size_t plen;
-    if (!proto__unpad(pt, PROTO_GRANT_PAD_BLOCK, PROTO_GRANT_PAD_BLOCK, &plen)) {
-        proto__secret_free(pt);
-        return PROTO_EPAD;
-    }
-    uint8_t grantor[PROTO_ORIGIN_LEN];
-    proto_case_id cid;
-    proto_bytes scope;
-    uint64_t epoch;
-    uint8_t *key = proto__secret_alloc(PROTO_KEY_LEN);
-    char sname[PROTO_SCOPE_NAME_MAX + 1];
-    err = key == NULL ? PROTO_ENOMEM
-                      : proto__d_open(&d, pt, plen, lim, 0, PROTO_K_GRANT_PLAIN, 7, &f, diag);
-    if (err != PROTO_OK)
-        goto done;
-    if (!proto__d_fixed(&d, &f[2], PROTO_ORIGIN_LEN, grantor, "grantor must be bin of 32")
-        || !proto__d_fixed(&d, &f[3], PROTO_CASE_ID_LEN, cid.b, "case id must be bin of 16")
-        || !proto__d_str(&d, &f[4], PROTO_SCOPE_NAME_MAX, &scope, "scope must be str")
-        || !proto__d_uint(&d, &f[5], UINT64_MAX, &epoch, "epoch")
-        || !proto__d_fixed(&d, &f[6], PROTO_KEY_LEN, key, "key must be bin of 32")) {
-        err = proto__d_fail(&d, diag);
-        goto done;
-    }
-    memcpy(sname, scope.p, scope.len);
-    sname[scope.len] = '\0';
-    proto__d_close(&d);
-    if (memcmp(grantor, h->origin, PROTO_ORIGIN_LEN) != 0) {
-        err = PROTO_EMISMATCH;
-        goto done;
-    }
-    if (!proto__valid_scope(scope.p, scope.len)) {
-        err = PROTO_EVALUE;
-        goto done;
-    }
-    err = proto_scope_key_from_bytes(&cid, sname, epoch, key, out);
-    if (err != PROTO_OK)
-        goto done;
-    if (proto__memcmp_ct((*out)->tag, h->tag, PROTO_TAG_LEN) != 0) {
-        proto_scope_key_free(*out);
-        *out = NULL;
-        err = PROTO_EMISMATCH;
-    }
-done:
-    proto__secret_free(key);
-    proto__secret_free(pt);
     return err;
 }

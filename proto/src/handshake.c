@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HELLO_MAX 80  /* [1,10,bin32,bin32] = 71 bytes */
-#define REPLY_MAX 144 /* [1,11,bin32,bin32,bin64] = 137 bytes */
+#define HELLO_MAX 80  /* [2,10,bin32,bin32] = 71 bytes */
+#define REPLY_MAX 144 /* [2,11,bin32,bin32,bin64] = 137 bytes */
 
 static const char reply_label[] = "patto-hs-reply-v1";
 static const char finish_label[] = "patto-hs-finish-v1";
@@ -287,7 +287,7 @@ proto_err proto_hs_accept(
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Session frames: [1, 23, counter, ciphertext bin]; nonce = 16 zero bytes || be64(counter). */
+/* Session frames: [2, 23, counter, ciphertext bin]; nonce = 16 zero bytes || be64(counter). */
 
 struct frame_arg {
     uint64_t counter;

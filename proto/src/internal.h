@@ -11,7 +11,7 @@
 /* ---------------------------------------------------------------------------------------- */
 /* crypto.c: the only file that calls libsodium                                              */
 
-#define PROTO__SEALED_LEN (32 + 16 + PROTO_GRANT_PAD_BLOCK) /* crypto_box_SEALBYTES + block */
+#define PROTO__BOX_OVERHEAD 48 /* crypto_box_SEALBYTES: ephemeral key and MAC of one sealed box */
 #define PROTO__AEAD_ABYTES 16
 #define PROTO__KX_LEN 32
 
@@ -64,10 +64,15 @@ bool proto__aead_open(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *
 bool proto__pad(uint8_t *buf, size_t unpadded, size_t block, size_t max, size_t *padded);
 bool proto__unpad(const uint8_t *buf, size_t padded, size_t block, size_t *unpadded);
 /* crypto_box_seal with the ephemeral key pair derived from eph_seed (so vectors are fixed);
- * c has room for mlen + 48. */
+ * c has room for mlen + 48. False for a recipient key of low order. */
 bool proto__seal(uint8_t *c, const uint8_t *m, size_t mlen, const uint8_t rpk[PROTO_BOX_PK_LEN],
     const uint8_t eph_seed[PROTO_SEED_LEN]);
+/* crypto_box_seal_open with me's box key pair; m has room for clen - 48. */
 bool proto__seal_open(uint8_t *m, const uint8_t *c, size_t clen, const proto_identity *me);
+/* X25519 of me's box secret key and other's public key (crypto_scalarmult); false (ss wiped)
+ * when the result is all zero (other is a low-order point). */
+bool proto__box_shared(
+    const proto_identity *me, const uint8_t other[PROTO_BOX_PK_LEN], uint8_t ss[PROTO_KEY_LEN]);
 /* Key exchange (crypto_kx) from a seed. */
 void proto__kx_keypair(
     const uint8_t seed[PROTO_SEED_LEN], uint8_t pk[PROTO__KX_LEN], uint8_t sk[PROTO__KX_LEN]);
@@ -149,22 +154,49 @@ bool proto__valid_org(const uint8_t *p, size_t n);
 bool proto__valid_scope(const uint8_t *p, size_t n);
 bool proto__valid_command(const uint8_t *p, size_t n);
 bool proto__valid_text(const uint8_t *p, size_t n); /* no NUL, <= PROTO_TEXT_MAX */
+/* Text for people (proto_text_valid, at most PROTO_TEXT_MAX bytes); _or_empty also takes "". */
+bool proto__text(const uint8_t *p, size_t n);
+bool proto__text_or_empty(const uint8_t *p, size_t n);
+/* A Unix user name as a node saw it: empty, or 1..64 bytes of printable ASCII without space
+ * (0x21..0x7e). */
+#define PROTO__UNIX_USER_MAX 64
+bool proto__valid_unix_user(const uint8_t *p, size_t n);
 
 /* Allocation helpers (malloc with overflow check). */
 void *proto__calloc(size_t n, size_t size);
 
 /* ---------------------------------------------------------------------------------------- */
-/* envelope.c helpers shared with the tests through the public API only                      */
+/* envelope.c helpers shared with grant.c and messages.c                                     */
 
 void proto__be64(uint8_t out[8], uint64_t v);
+/* The seal info a header needs: seq >= 1, wall < 2^48, prev zero when seq is 1. */
+bool proto__seal_info_ok(const proto_seal_info *info);
+/* The header fields an author fixes before its body is sealed: kind, origin, seq, prev, clock,
+ * and the tag of the key (the body's length and hash come after). */
+void proto__header_fixed(proto_header *h, uint8_t kind, const proto_identity *author,
+    const proto_seal_info *info, const proto_scope_key *key);
+/* Sign h's fields with id and write the HEADER message; sets h->sig and h->id. */
+proto_err proto__header_sign(proto_header *h, const proto_identity *id, proto_buf *out);
 /* Version vectors [[origin bin32, max]...], sorted by origin, unique, max >= 1. */
 void proto__w_vv(proto__w *w, const crdt_vv_entry *vv, size_t n);
 bool proto__vv_ok(const crdt_vv_entry *vv, size_t n);
 bool proto__decode_vv(proto__d *d, const msgpack_object *o, crdt_vv_entry **out, size_t *n);
-/* Signed messages [1, kind, fields bin, sig bin64] (header, receipt, manifest). */
+/* Signed messages [2, kind, fields bin, sig bin64] (header, receipt, manifest). */
 proto_err proto__encode_signed(
     unsigned kind, proto_bytes fields, const uint8_t *sig, proto_buf *out);
 proto_err proto__decode_signed(const uint8_t *msg, size_t len, const proto_limits *lim,
     unsigned kind, proto_bytes *fields, uint8_t sig[PROTO_SIG_LEN], proto_diag *diag);
+
+/* ---------------------------------------------------------------------------------------- */
+/* grant.c                                                                                   */
+
+/* The longest GRANT_PLAIN (PROTOCOL.md, "Key grants"): array head, version, kind, case id and
+ * nonce (bin 16), owner org and scope (str of 32), 256 keys [epoch uint64, key bin 32] in an
+ * array16; and the longest padded one. A grant body's boxes are 48 + 512k bytes, 1 <= k <=
+ * PROTO__GRANT_BLOCKS_MAX. */
+#define PROTO__GRANT_PLAIN_MAX (3 + 18 + 18 + 34 + 34 + 3 + PROTO_GRANT_EPOCHS_MAX * 44)
+#define PROTO__GRANT_BLOCKS_MAX (PROTO__GRANT_PLAIN_MAX / PROTO_GRANT_PAD_BLOCK + 1)
+/* The length of a GRANT_BODY whose boxes hold k blocks: [2, 4, [4 x bin16 of 48 + 512k]]. */
+#define PROTO__GRANT_BODY_LEN(k) (4 + 4 * (3 + PROTO__BOX_OVERHEAD + PROTO_GRANT_PAD_BLOCK * (k)))
 
 #endif /* PROTO_INTERNAL_H */

@@ -1,82 +1,11 @@
 /*
- * messages.c - access entries, receipts, the manifest, peer sync and control messages
- * (PROTOCOL.md, sections "Access entry" to "Control messages").
+ * messages.c - receipts, the manifest, peer sync and control messages (PROTOCOL.md, sections
+ * "Receipts" to "Control messages").
  */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ---------------------------------------------------------------------------------------- */
-/* Access entries                                                                            */
-
-static void enc_access(proto__w *w, const void *arg)
-{
-    const proto_access *a = arg;
-    proto__w_head(w, 9, PROTO_K_ACCESS);
-    proto__w_str(w, a->grantee.p, a->grantee.len);
-    proto__w_uint(w, a->access);
-    proto__w_str(w, a->purpose.p, a->purpose.len);
-    proto__w_uint(w, a->basis);
-    proto__w_uint(w, a->expiry_ms);
-    proto__w_str(w, a->operator_name.p, a->operator_name.len);
-    proto__w_str(w, a->evidence.p, a->evidence.len);
-}
-
-proto_err proto_access_encode(const proto_access *a, proto_buf *out)
-{
-    if (a == NULL || out == NULL)
-        return PROTO_EINVAL;
-    if (!proto__valid_org(a->grantee.p, a->grantee.len) || a->access > PROTO_ACCESS_WRITE
-        || !proto__valid_org(a->purpose.p, a->purpose.len) || a->basis < PROTO_BASIS_PUBLIC_TASK
-        || a->basis > PROTO_BASIS_EXPLICIT_CONSENT
-        || !proto__valid_text(a->operator_name.p, a->operator_name.len)
-        || !proto__valid_text(a->evidence.p, a->evidence.len))
-        return PROTO_EVALUE;
-    return proto__encode(enc_access, a, out);
-}
-
-proto_err proto_access_decode(
-    const uint8_t *msg, size_t len, const proto_limits *lim, proto_access *out, proto_diag *diag)
-{
-    if (msg == NULL || out == NULL)
-        return PROTO_EINVAL;
-    memset(out, 0, sizeof *out);
-    proto__d d;
-    const msgpack_object *f;
-    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_ACCESS, 9, &f, diag);
-    if (err != PROTO_OK)
-        return err;
-    uint64_t access, basis;
-    if (!proto__d_str(&d, &f[2], PROTO_ORG_MAX, &out->grantee, "grantee must be an org id")
-        || !proto__d_uint(&d, &f[3], PROTO_ACCESS_WRITE, &access,
-            "access must be 0 (revoked), 1 (read) or 2 (write)")
-        || !proto__d_str(&d, &f[4], PROTO_ORG_MAX, &out->purpose, "purpose must be a purpose id")
-        || !proto__d_uint(
-            &d, &f[5], PROTO_BASIS_EXPLICIT_CONSENT, &basis, "legal basis must be 1..4")
-        || !proto__d_uint(&d, &f[6], UINT64_MAX, &out->expiry_ms, "expiry")
-        || !proto__d_str(&d, &f[7], PROTO_TEXT_MAX, &out->operator_name,
-            "operator must be str of at most 1024 bytes")
-        || !proto__d_str(&d, &f[8], PROTO_TEXT_MAX, &out->evidence,
-            "evidence must be str of at most 1024 bytes"))
-        return proto__d_fail(&d, diag);
-    if (!proto__valid_org(out->grantee.p, out->grantee.len))
-        proto__d_err(&d, &f[2], PROTO_EVALUE, "grantee must match [a-z0-9-]{1,32}");
-    else if (!proto__valid_org(out->purpose.p, out->purpose.len))
-        proto__d_err(&d, &f[4], PROTO_EVALUE, "purpose id must match [a-z0-9-]{1,32}");
-    else if (basis == 0)
-        proto__d_err(&d, &f[5], PROTO_EVALUE, "legal basis must be 1..4");
-    else if (!proto__valid_text(out->operator_name.p, out->operator_name.len))
-        proto__d_err(&d, &f[7], PROTO_EVALUE, "operator must not contain NUL");
-    else if (!proto__valid_text(out->evidence.p, out->evidence.len))
-        proto__d_err(&d, &f[8], PROTO_EVALUE, "evidence must not contain NUL");
-    if (d.err != PROTO_OK)
-        return proto__d_fail(&d, diag);
-    out->access = (uint8_t)access;
-    out->basis = (uint8_t)basis;
-    proto__d_close(&d);
-    return PROTO_OK;
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Receipts                                                                                  */
@@ -168,6 +97,13 @@ proto_err proto_receipt_verify(const proto_receipt *r)
 /* ---------------------------------------------------------------------------------------- */
 /* Manifest                                                                                  */
 
+#define MANIFEST_FIELDS 9
+#define MEMBER_FIELDS 5
+#define KEY_FIELDS 5
+#define CLOCK_AHEAD_MIN 1000u
+#define CLOCK_AHEAD_MAX 86400000u
+#define COUNTER_LIMIT_MAX (UINT64_C(1) << 53)
+
 static int bytes_cmp(proto_bytes a, proto_bytes b)
 {
     size_t n = a.len < b.len ? a.len : b.len;
@@ -180,20 +116,31 @@ static int bytes_cmp(proto_bytes a, proto_bytes b)
 static void enc_manifest_fields(proto__w *w, const void *arg)
 {
     const proto_manifest *m = arg;
-    proto__w_head(w, 6, PROTO_K_MANIFEST_FIELDS);
+    proto__w_head(w, MANIFEST_FIELDS, PROTO_K_MANIFEST_FIELDS);
     proto__w_uint(w, m->version);
+    proto__w_uint(w, m->signed_at_ms);
     proto__w_bin(w, m->schema_hash, PROTO_HASH_LEN);
+    proto__w_uint(w, m->max_clock_ahead_ms);
+    proto__w_uint(w, m->counter_limit);
     proto__w_array(w, m->nmembers);
     for (size_t i = 0; i < m->nmembers; i++) {
         const proto_member *e = &m->members[i];
         const char *role = proto_role_name(e->role);
-        proto__w_array(w, 6);
+        proto__w_array(w, MEMBER_FIELDS);
         proto__w_str(w, e->org.p, e->org.len);
         proto__w_str(w, e->name.p, e->name.len);
         proto__w_str(w, role, role != NULL ? strlen(role) : 0);
-        proto__w_bin(w, e->origin, PROTO_ORIGIN_LEN);
-        proto__w_bin(w, e->box_pk, PROTO_BOX_PK_LEN);
         proto__w_str(w, e->url.p, e->url.len);
+        proto__w_array(w, e->nkeys);
+        for (size_t k = 0; k < e->nkeys; k++) {
+            const proto_member_key *x = &e->keys[k];
+            proto__w_array(w, KEY_FIELDS);
+            proto__w_bin(w, x->origin, PROTO_ORIGIN_LEN);
+            proto__w_bin(w, x->box_pk, PROTO_BOX_PK_LEN);
+            proto__w_uint(w, x->effective_ms);
+            proto__w_bool(w, x->retired);
+            proto__w_uint(w, x->last_seq);
+        }
     }
     proto__w_array(w, m->npurposes);
     for (size_t i = 0; i < m->npurposes; i++) {
@@ -203,40 +150,132 @@ static void enc_manifest_fields(proto__w *w, const void *arg)
     }
 }
 
-static bool manifest_ok(const proto_manifest *m)
+/* The rules of a manifest's scalar fields: NULL when they hold, else the reason and, in *field,
+ * the position of the offending field in MANIFEST_FIELDS. */
+static const char *manifest_head_rule(const proto_manifest *m, int *field)
 {
-    if (m->version == 0 || m->nmembers > PROTO_MEMBERS_MAX || m->npurposes > PROTO_MEMBERS_MAX)
+    *field = 2;
+    if (m->version == 0)
+        return "manifest version starts at 1";
+    *field = 5;
+    if (m->max_clock_ahead_ms < CLOCK_AHEAD_MIN || m->max_clock_ahead_ms > CLOCK_AHEAD_MAX)
+        return "max clock ahead must be 1000..86400000 ms";
+    *field = 6;
+    if (m->counter_limit == 0 || m->counter_limit > COUNTER_LIMIT_MAX)
+        return "counter limit must be 1..2^53";
+    return NULL;
+}
+
+/* The rules of one member's own fields (not its order among the others): NULL when they hold,
+ * else the reason, *code the error, and in *field the member field (0..4) or, for a key,
+ * 5 + the key's index. */
+static const char *member_rule(const proto_member *e, proto_err *code, size_t *field)
+{
+    *code = PROTO_EVALUE;
+    *field = 0;
+    if (!proto__valid_org(e->org.p, e->org.len))
+        return "member org id must match [a-z0-9-]{1,32}";
+    *field = 1;
+    if (!proto__text(e->name.p, e->name.len))
+        return "member name must be text (UTF-8, no control characters, not blank)";
+    *field = 2;
+    if (proto_role_name(e->role) == NULL || e->role == 0)
+        return "member role must be comune, cpia, cpi, prefettura, coop or coord";
+    *field = 3;
+    if (!proto_url_valid((const char *)e->url.p, e->url.len))
+        return "member url must be tcp://HOST:PORT";
+    *field = 4;
+    if (e->nkeys == 0 || e->nkeys > PROTO_MEMBER_KEYS_MAX)
+        return "a member has 1..16 keys";
+    for (size_t k = 0; k < e->nkeys; k++) {
+        const proto_member_key *x = &e->keys[k];
+        *field = 5 + k;
+        if (!x->retired && x->last_seq != 0) {
+            *code = PROTO_ENONCANON;
+            return "a key that is not retired has last seq 0";
+        }
+        if (k + 1 < e->nkeys && !x->retired)
+            return "every key of a member but the last is retired";
+        if (k > 0 && x->effective_ms < e->keys[k - 1].effective_ms)
+            return "a member's keys are oldest first (effective times do not decrease)";
+    }
+    return NULL;
+}
+
+static int origin_ptr_cmp(const void *a, const void *b)
+{
+    return memcmp(*(const uint8_t *const *)a, *(const uint8_t *const *)b, PROTO_ORIGIN_LEN);
+}
+
+/* Are the n origins unique? *dup: one origin that appears twice. n <= 65536: sorted, not
+ * compared pairwise. false with *dup NULL: out of memory. */
+static bool origins_unique(const proto_member_key *keys, size_t n, const uint8_t **dup)
+{
+    *dup = NULL;
+    const uint8_t **v = proto__calloc(n, sizeof *v);
+    if (v == NULL)
         return false;
+    for (size_t i = 0; i < n; i++)
+        v[i] = keys[i].origin;
+    qsort(v, n, sizeof *v, origin_ptr_cmp);
+    for (size_t i = 1; i < n && *dup == NULL; i++)
+        if (memcmp(v[i - 1], v[i], PROTO_ORIGIN_LEN) == 0)
+            *dup = v[i];
+    free(v);
+    return *dup == NULL;
+}
+
+static proto_err manifest_ok(const proto_manifest *m)
+{
     if ((m->nmembers > 0 && m->members == NULL) || (m->npurposes > 0 && m->purposes == NULL))
-        return false;
+        return PROTO_EINVAL;
+    if (m->nmembers > PROTO_MEMBERS_MAX || m->npurposes > PROTO_MEMBERS_MAX)
+        return PROTO_ELIMIT;
+    int hf;
+    if (manifest_head_rule(m, &hf) != NULL)
+        return PROTO_EVALUE;
+    size_t total = 0;
     for (size_t i = 0; i < m->nmembers; i++) {
         const proto_member *e = &m->members[i];
-        if (!proto__valid_org(e->org.p, e->org.len) || !proto__valid_text(e->name.p, e->name.len)
-            || proto_role_name(e->role) == NULL || !proto__valid_text(e->url.p, e->url.len))
-            return false;
+        if (e->nkeys > 0 && e->keys == NULL)
+            return PROTO_EINVAL;
+        proto_err code;
+        size_t field;
+        if (member_rule(e, &code, &field) != NULL)
+            return PROTO_EVALUE;
         if (i > 0 && bytes_cmp(m->members[i - 1].org, e->org) >= 0)
-            return false;
-        for (size_t j = 0; j < i; j++)
-            if (memcmp(m->members[j].origin, e->origin, PROTO_ORIGIN_LEN) == 0)
-                return false;
+            return PROTO_EVALUE;
+        total += e->nkeys;
     }
+    proto_member_key *all = proto__calloc(total, sizeof *all);
+    if (all == NULL)
+        return PROTO_ENOMEM;
+    for (size_t i = 0, o = 0; i < m->nmembers; i++)
+        for (size_t k = 0; k < m->members[i].nkeys; k++)
+            all[o++] = m->members[i].keys[k];
+    const uint8_t *dup;
+    bool unique = origins_unique(all, total, &dup);
+    free(all);
+    if (!unique)
+        return dup == NULL ? PROTO_ENOMEM : PROTO_EVALUE;
     for (size_t i = 0; i < m->npurposes; i++) {
         const proto_purpose *p = &m->purposes[i];
         if (!proto__valid_org(p->id.p, p->id.len)
-            || !proto__valid_text(p->description.p, p->description.len))
-            return false;
+            || !proto__text(p->description.p, p->description.len))
+            return PROTO_EVALUE;
         if (i > 0 && bytes_cmp(m->purposes[i - 1].id, p->id) >= 0)
-            return false;
+            return PROTO_EVALUE;
     }
-    return true;
+    return PROTO_OK;
 }
 
 static proto_err manifest_out(const proto_manifest *m, const proto_identity *admin, proto_buf *out)
 {
-    if (!manifest_ok(m))
-        return PROTO_EVALUE;
+    proto_err err = manifest_ok(m);
+    if (err != PROTO_OK)
+        return err;
     proto_buf fields;
-    proto_err err = proto__encode(enc_manifest_fields, m, &fields);
+    err = proto__encode(enc_manifest_fields, m, &fields);
     if (err != PROTO_OK)
         return err;
     uint8_t sig[PROTO_SIG_LEN];
@@ -267,8 +306,89 @@ void proto_manifest_fini(proto_manifest *m)
     if (m == NULL)
         return;
     free(m->members_);
+    free(m->keys_);
     free(m->purposes_);
     memset(m, 0, sizeof *m);
+}
+
+/* Decode one member key [origin, box_pk, effective, retired, last seq] into x. */
+static bool decode_member_key(proto__d *d, const msgpack_object *o, proto_member_key *x)
+{
+    const msgpack_object *y;
+    return proto__d_tuple(d, o, KEY_FIELDS, &y,
+               "member key is [origin, x25519 key, effective, retired, last seq]")
+        && proto__d_fixed(d, &y[0], PROTO_ORIGIN_LEN, x->origin, "key origin must be bin of 32")
+        && proto__d_fixed(d, &y[1], PROTO_BOX_PK_LEN, x->box_pk, "key x25519 key must be bin of 32")
+        && proto__d_uint(d, &y[2], UINT64_MAX, &x->effective_ms, "key effective time")
+        && proto__d_bool(d, &y[3], &x->retired, "key retired must be a boolean")
+        && proto__d_uint(d, &y[4], UINT64_MAX, &x->last_seq, "key last seq");
+}
+
+/* Decode the members (f: the MANIFEST_FIELDS items) into out->members_ and out->keys_. */
+static bool decode_members(proto__d *d, const msgpack_object *mem, size_t nm, proto_manifest *out)
+{
+    /* first pass: shapes and the number of keys, so that one array holds them all */
+    size_t total = 0;
+    for (size_t i = 0; i < nm; i++) {
+        const msgpack_object *x, *ks;
+        size_t nk;
+        if (!proto__d_tuple(d, &mem[i], MEMBER_FIELDS, &x, "member is [org, name, role, url, keys]")
+            || !proto__d_arr(d, &x[4], PROTO_MEMBER_KEYS_MAX, &ks, &nk,
+                "member keys must be an array of at most 16"))
+            return false;
+        total += nk;
+    }
+    out->members_ = proto__calloc(nm, sizeof *out->members_);
+    out->keys_ = proto__calloc(total, sizeof *out->keys_);
+    if (out->members_ == NULL || out->keys_ == NULL)
+        return proto__d_err(d, NULL, PROTO_ENOMEM, "out of memory for the manifest");
+    /* the msgpack object of each key, to report a duplicate origin where it is */
+    const msgpack_object **where = proto__calloc(total, sizeof *where);
+    if (where == NULL)
+        return proto__d_err(d, NULL, PROTO_ENOMEM, "out of memory for the manifest");
+    size_t o = 0;
+    for (size_t i = 0; i < nm && d->err == PROTO_OK; i++) {
+        proto_member *e = &out->members_[i];
+        const msgpack_object *x = mem[i].via.array.ptr, *ks = x[4].via.array.ptr;
+        proto_bytes role;
+        if (!proto__d_str(d, &x[0], PROTO_ORG_MAX, &e->org, "member org id")
+            || !proto__d_str(d, &x[1], PROTO_TEXT_MAX, &e->name, "member name")
+            || !proto__d_str(d, &x[2], 16, &role, "member role")
+            || !proto__d_str(d, &x[3], PROTO_URL_MAX, &e->url, "member url"))
+            break;
+        e->role = (uint8_t)proto_role_parse((const char *)role.p, role.len);
+        e->keys = out->keys_ + o;
+        e->nkeys = x[4].via.array.size;
+        for (size_t k = 0; k < e->nkeys; k++, o++) {
+            where[o] = &ks[k];
+            if (!decode_member_key(d, &ks[k], &out->keys_[o]))
+                break;
+        }
+        if (d->err != PROTO_OK)
+            break;
+        proto_err code;
+        size_t field;
+        const char *why = member_rule(e, &code, &field);
+        if (why != NULL)
+            proto__d_err(d, field < 4 ? &x[field] : field == 4 ? &x[4] : &ks[field - 5], code, why);
+        else if (i > 0 && bytes_cmp(out->members_[i - 1].org, e->org) >= 0)
+            proto__d_err(
+                d, &mem[i], PROTO_ENONCANON, "members must be sorted by org id without duplicates");
+    }
+    if (d->err == PROTO_OK) {
+        const uint8_t *dup;
+        if (!origins_unique(out->keys_, total, &dup)) {
+            if (dup == NULL) {
+                proto__d_err(d, NULL, PROTO_ENOMEM, "out of memory for the manifest");
+            } else {
+                size_t k = (size_t)(dup - out->keys_[0].origin) / sizeof out->keys_[0];
+                proto__d_err(d, where[k], PROTO_EVALUE,
+                    "an origin appears twice (origins are unique over all keys of all members)");
+            }
+        }
+    }
+    free(where);
+    return d->err == PROTO_OK;
 }
 
 proto_err proto_manifest_decode(
@@ -284,73 +404,47 @@ proto_err proto_manifest_decode(
     proto__d d;
     const msgpack_object *f, *mem, *pur;
     size_t nm, np;
-    err = proto__d_open(
-        &d, fb.p, fb.len, lim, (size_t)(fb.p - msg), PROTO_K_MANIFEST_FIELDS, 6, &f, diag);
+    err = proto__d_open(&d, fb.p, fb.len, lim, (size_t)(fb.p - msg), PROTO_K_MANIFEST_FIELDS,
+        MANIFEST_FIELDS, &f, diag);
     if (err != PROTO_OK)
         return err;
     if (!proto__d_uint(&d, &f[2], UINT64_MAX, &out->version, "manifest version")
+        || !proto__d_uint(&d, &f[3], UINT64_MAX, &out->signed_at_ms, "signed at")
         || !proto__d_fixed(
-            &d, &f[3], PROTO_HASH_LEN, out->schema_hash, "schema hash must be bin of 32")
-        || !proto__d_arr(&d, &f[4], PROTO_MEMBERS_MAX, &mem, &nm, "members must be an array")
-        || !proto__d_arr(&d, &f[5], PROTO_MEMBERS_MAX, &pur, &np, "purposes must be an array"))
+            &d, &f[4], PROTO_HASH_LEN, out->schema_hash, "schema hash must be bin of 32")
+        || !proto__d_uint(&d, &f[5], UINT64_MAX, &out->max_clock_ahead_ms, "max clock ahead")
+        || !proto__d_uint(&d, &f[6], UINT64_MAX, &out->counter_limit, "counter limit")
+        || !proto__d_arr(&d, &f[7], PROTO_MEMBERS_MAX, &mem, &nm, "members must be an array")
+        || !proto__d_arr(&d, &f[8], PROTO_MEMBERS_MAX, &pur, &np, "purposes must be an array"))
         return proto__d_fail(&d, diag);
-    if (out->version == 0) {
-        proto__d_err(&d, &f[2], PROTO_EVALUE, "manifest version starts at 1");
+    int hf;
+    const char *why = manifest_head_rule(out, &hf);
+    if (why != NULL) {
+        proto__d_err(&d, &f[hf], PROTO_EVALUE, why);
         return proto__d_fail(&d, diag);
     }
-    out->members_ = proto__calloc(nm, sizeof *out->members_);
     out->purposes_ = proto__calloc(np, sizeof *out->purposes_);
-    if (out->members_ == NULL || out->purposes_ == NULL) {
+    if (out->purposes_ == NULL) {
         proto__d_close(&d);
-        proto_manifest_fini(out);
         return PROTO_ENOMEM;
     }
-    for (size_t i = 0; i < nm && d.err == PROTO_OK; i++) {
-        proto_member *e = &out->members_[i];
-        const msgpack_object *x;
-        proto_bytes role;
-        if (!proto__d_tuple(
-                &d, &mem[i], 6, &x, "member is [org, name, role, origin, x25519 key, url]")
-            || !proto__d_str(&d, &x[0], PROTO_ORG_MAX, &e->org, "member org id")
-            || !proto__d_str(&d, &x[1], PROTO_TEXT_MAX, &e->name, "member name")
-            || !proto__d_str(&d, &x[2], 16, &role, "member role")
-            || !proto__d_fixed(
-                &d, &x[3], PROTO_ORIGIN_LEN, e->origin, "member origin must be bin of 32")
-            || !proto__d_fixed(
-                &d, &x[4], PROTO_BOX_PK_LEN, e->box_pk, "member x25519 key must be bin of 32")
-            || !proto__d_str(&d, &x[5], PROTO_TEXT_MAX, &e->url, "member url"))
-            break;
-        int r = (int)proto_role_parse((const char *)role.p, role.len);
-        if (!proto__valid_org(e->org.p, e->org.len))
-            proto__d_err(&d, &x[0], PROTO_EVALUE, "member org id must match [a-z0-9-]{1,32}");
-        else if (r == 0)
-            proto__d_err(&d, &x[2], PROTO_EVALUE,
-                "member role must be comune, cpia, cpi, prefettura, coop or coord");
-        else if (!proto__valid_text(e->name.p, e->name.len)
-            || !proto__valid_text(e->url.p, e->url.len))
-            proto__d_err(&d, &mem[i], PROTO_EVALUE, "member name and url must not contain NUL");
-        else if (i > 0 && bytes_cmp(out->members_[i - 1].org, e->org) >= 0)
-            proto__d_err(&d, &mem[i], PROTO_ENONCANON,
-                "members must be sorted by org id without duplicates");
-        for (size_t j = 0; j < i && d.err == PROTO_OK; j++)
-            if (memcmp(out->members_[j].origin, e->origin, PROTO_ORIGIN_LEN) == 0)
-                proto__d_err(&d, &x[3], PROTO_EVALUE, "two members share one origin key");
-        e->role = (uint8_t)r;
-    }
-    for (size_t i = 0; i < np && d.err == PROTO_OK; i++) {
-        proto_purpose *p = &out->purposes_[i];
-        const msgpack_object *x;
-        if (!proto__d_tuple(&d, &pur[i], 2, &x, "purpose is [id, description]")
-            || !proto__d_str(&d, &x[0], PROTO_ORG_MAX, &p->id, "purpose id")
-            || !proto__d_str(&d, &x[1], PROTO_TEXT_MAX, &p->description, "purpose description"))
-            break;
-        if (!proto__valid_org(p->id.p, p->id.len))
-            proto__d_err(&d, &x[0], PROTO_EVALUE, "purpose id must match [a-z0-9-]{1,32}");
-        else if (!proto__valid_text(p->description.p, p->description.len))
-            proto__d_err(&d, &x[1], PROTO_EVALUE, "purpose description must not contain NUL");
-        else if (i > 0 && bytes_cmp(out->purposes_[i - 1].id, p->id) >= 0)
-            proto__d_err(
-                &d, &pur[i], PROTO_ENONCANON, "purposes must be sorted by id without duplicates");
+    if (decode_members(&d, mem, nm, out)) {
+        for (size_t i = 0; i < np && d.err == PROTO_OK; i++) {
+            proto_purpose *p = &out->purposes_[i];
+            const msgpack_object *x;
+            if (!proto__d_tuple(&d, &pur[i], 2, &x, "purpose is [id, description]")
+                || !proto__d_str(&d, &x[0], PROTO_ORG_MAX, &p->id, "purpose id")
+                || !proto__d_str(&d, &x[1], PROTO_TEXT_MAX, &p->description, "purpose description"))
+                break;
+            if (!proto__valid_org(p->id.p, p->id.len))
+                proto__d_err(&d, &x[0], PROTO_EVALUE, "purpose id must match [a-z0-9-]{1,32}");
+            else if (!proto__text(p->description.p, p->description.len))
+                proto__d_err(&d, &x[1], PROTO_EVALUE,
+                    "purpose description must be text (UTF-8, no control characters, not blank)");
+            else if (i > 0 && bytes_cmp(out->purposes_[i - 1].id, p->id) >= 0)
+                proto__d_err(&d, &pur[i], PROTO_ENONCANON,
+                    "purposes must be sorted by id without duplicates");
+        }
     }
     if (d.err != PROTO_OK) {
         proto_manifest_fini(out);
@@ -374,14 +468,42 @@ proto_err proto_manifest_verify(const proto_manifest *m, const uint8_t admin_pk[
 }
 
 const proto_member *proto_manifest_find(
-    const proto_manifest *m, const uint8_t origin[PROTO_ORIGIN_LEN])
+    const proto_manifest *m, const uint8_t origin[PROTO_ORIGIN_LEN], size_t *key_index)
 {
     if (m == NULL || origin == NULL)
         return NULL;
     for (size_t i = 0; i < m->nmembers; i++)
-        if (memcmp(m->members[i].origin, origin, PROTO_ORIGIN_LEN) == 0)
+        for (size_t k = 0; k < m->members[i].nkeys; k++)
+            if (memcmp(m->members[i].keys[k].origin, origin, PROTO_ORIGIN_LEN) == 0) {
+                if (key_index != NULL)
+                    *key_index = k;
+                return &m->members[i];
+            }
+    return NULL;
+}
+
+const proto_member *proto_manifest_find_org(const proto_manifest *m, const char *org, size_t len)
+{
+    if (m == NULL || org == NULL)
+        return NULL;
+    proto_bytes want = { (const uint8_t *)org, len };
+    for (size_t i = 0; i < m->nmembers; i++)
+        if (bytes_cmp(m->members[i].org, want) == 0)
             return &m->members[i];
     return NULL;
+}
+
+const proto_member_key *proto_member_current(const proto_member *mb)
+{
+    if (mb == NULL || mb->nkeys == 0 || mb->keys == NULL)
+        return NULL;
+    return &mb->keys[mb->nkeys - 1];
+}
+
+bool proto_member_active(const proto_member *mb)
+{
+    const proto_member_key *k = proto_member_current(mb);
+    return k != NULL && !k->retired;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -391,15 +513,26 @@ static void enc_vv(proto__w *w, const void *arg)
 {
     const proto_vv_msg *m = arg;
     proto__w_head(w, 3, PROTO_K_VV);
-    proto__w_vv(w, m->entries, m->n);
+    proto__w_array(w, m->n);
+    for (size_t i = 0; i < m->n; i++) {
+        proto__w_array(w, 3);
+        proto__w_bin(w, m->entries[i].origin, PROTO_ORIGIN_LEN);
+        proto__w_uint(w, m->entries[i].seq);
+        proto__w_bin(w, m->entries[i].id, PROTO_HASH_LEN);
+    }
 }
 
 proto_err proto_vv_encode(const proto_vv_msg *m, proto_buf *out)
 {
-    if (m == NULL || out == NULL)
+    if (m == NULL || out == NULL || (m->n > 0 && m->entries == NULL))
         return PROTO_EINVAL;
-    if (!proto__vv_ok(m->entries, m->n))
-        return PROTO_EVALUE;
+    if (m->n > PROTO_VV_MAX)
+        return PROTO_ELIMIT;
+    for (size_t i = 0; i < m->n; i++)
+        if (m->entries[i].seq == 0
+            || (i > 0
+                && memcmp(m->entries[i - 1].origin, m->entries[i].origin, PROTO_ORIGIN_LEN) >= 0))
+            return PROTO_EVALUE;
     return proto__encode(enc_vv, m, out);
 }
 
@@ -410,13 +543,38 @@ proto_err proto_vv_decode(
         return PROTO_EINVAL;
     memset(out, 0, sizeof *out);
     proto__d d;
-    const msgpack_object *f;
+    const msgpack_object *f, *items;
+    size_t n;
     proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_VV, 3, &f, diag);
     if (err != PROTO_OK)
         return err;
-    if (!proto__decode_vv(&d, &f[2], &out->entries_, &out->n))
+    if (!proto__d_arr(&d, &f[2], PROTO_VV_MAX, &items, &n, "version vector must be an array"))
         return proto__d_fail(&d, diag);
+    out->entries_ = proto__calloc(n, sizeof *out->entries_);
+    if (out->entries_ == NULL) {
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < n && d.err == PROTO_OK; i++) {
+        proto_vv_item *e = &out->entries_[i];
+        const msgpack_object *x;
+        if (!proto__d_tuple(&d, &items[i], 3, &x, "version vector entry is [origin, seq, id]")
+            || !proto__d_fixed(&d, &x[0], PROTO_ORIGIN_LEN, e->origin, "origin must be bin of 32")
+            || !proto__d_uint(&d, &x[1], UINT64_MAX, &e->seq, "seq")
+            || !proto__d_fixed(&d, &x[2], PROTO_HASH_LEN, e->id, "header id must be bin of 32"))
+            break;
+        if (e->seq == 0)
+            proto__d_err(&d, &x[1], PROTO_EVALUE, "seq starts at 1");
+        else if (i > 0 && memcmp(out->entries_[i - 1].origin, e->origin, PROTO_ORIGIN_LEN) >= 0)
+            proto__d_err(&d, &items[i], PROTO_ENONCANON,
+                "version vector must be sorted by origin without duplicates");
+    }
+    if (d.err != PROTO_OK) {
+        proto_vv_fini(out);
+        return proto__d_fail(&d, diag);
+    }
     out->entries = out->entries_;
+    out->n = n;
     proto__d_close(&d);
     return PROTO_OK;
 }

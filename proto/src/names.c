@@ -173,6 +173,26 @@ bool proto_text_valid(const char *s, size_t len, size_t max)
     return false; /* only spaces: as empty as an empty value */
 }
 
+bool proto__text(const uint8_t *p, size_t n)
+{
+    return proto_text_valid((const char *)p, n, PROTO_TEXT_MAX);
+}
+
+bool proto__text_or_empty(const uint8_t *p, size_t n)
+{
+    return n == 0 || proto__text(p, n);
+}
+
+bool proto__valid_unix_user(const uint8_t *p, size_t n)
+{
+    if (n > PROTO__UNIX_USER_MAX || (n > 0 && p == NULL))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x21 || p[i] > 0x7e)
+            return false;
+    return true;
+}
+
 static const char *const role_names[]
     = { NULL, "comune", "cpia", "cpi", "prefettura", "coop", "coord" };
 static const char *const basis_names[]

@@ -2,7 +2,7 @@
  * scope.c - the canonical SCOPE encoding of crdt scopes (states and deltas), PROTOCOL.md
  * "Scope encoding":
  *
- *   [1, 20, origins, vv, cloud, fields]
+ *   [2, 20, origins, vv, cloud, fields]
  *   origins = [bin32 ...]            every origin the scope mentions, sorted, unique
  *   vv      = [[oi, max] ...]        by origin index
  *   cloud   = [[oi, counter] ...]    by (origin index, counter)

@@ -44,6 +44,16 @@ static crdt_origin origin_of(int k)
     return o;
 }
 
+/* The origin of author k's counter entries (a node derives it from the author and the field
+ * with proto_counter_origin; crdt/ has no hash, and any origin apart from the author's will
+ * do here). */
+static crdt_origin counter_origin_of(int k)
+{
+    crdt_origin o;
+    memset(o.b, 0x60 + k, sizeof(o.b));
+    return o;
+}
+
 static uint64_t wall = 1767225600000;
 
 static crdt_hlc next_hlc(crdt_hlc *clock)
@@ -84,7 +94,7 @@ static crdt_scope *make_case(void)
     for (size_t i = 0; i < 6; i++)
         CHECK(crdt_set_add(s, NULL, &o0, "competenze", skills[i], strlen(skills[i])));
     for (int k = 0; k < 3; k++) {
-        crdt_origin o = origin_of(k);
+        crdt_origin o = counter_origin_of(k);
         CHECK(crdt_counter_add(s, NULL, &o, "ore_frequenza", 10 + k));
     }
     for (int i = 0; i < 20; i++) {
@@ -118,9 +128,11 @@ static void edit(crdt_scope *s, crdt_scope *delta, op kind, int i, crdt_hlc *clo
         n = snprintf(buf, sizeof(buf), "skill-%d", i % 11);
         CHECK(crdt_set_add(s, delta, &o, "competenze", buf, (size_t)n));
         break;
-    case OP_COUNTER:
-        CHECK(crdt_counter_add(s, delta, &o, "ore_frequenza", 2));
+    case OP_COUNTER: {
+        crdt_origin co = counter_origin_of(1);
+        CHECK(crdt_counter_add(s, delta, &co, "ore_frequenza", 2));
         break;
+    }
     case OP_TIMELINE:
         n = snprintf(buf, sizeof(buf), "{\"tipo\":\"lezione\",\"n\":%d}", i);
         CHECK(crdt_timeline_add(s, delta, &o, &h, "eventi", buf, (size_t)n, NULL));

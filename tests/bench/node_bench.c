@@ -195,8 +195,9 @@ static void seal_delta(sealed *s, const char *const *fields, const char *const *
     memset(s, 0, sizeof(*s));
     DIE(proto_identity_new(NULL, &s->id));
     proto_case_id cid;
-    DIE(proto_case_id_new(NULL, &cid));
-    DIE(proto_scope_key_new(&cid, "anagrafica", 0, NULL, &s->key));
+    proto_case_nonce nonce;
+    DIE(proto_case_id_new("comune-1", 8, NULL, &cid, &nonce));
+    DIE(proto_scope_key_new(&cid, "anagrafica", PROTO_EPOCH_FIRST, NULL, &s->key));
     DIE(crdt_scope_new(NULL, &s->state));
     DIE(crdt_scope_new(NULL, &s->delta));
     crdt_origin o[4];

@@ -141,7 +141,8 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     DIE(proto_identity_new(NULL, &c.id));
     proto_case_id cid;
-    DIE(proto_case_id_new(NULL, &cid));
+    proto_case_nonce nonce;
+    DIE(proto_case_id_new("comune-1", 8, NULL, &cid, &nonce));
     DIE(proto_scope_key_new(&cid, "anagrafica", 1, NULL, &c.key));
 
     /* The typical delta: 12 register writes (names, dates, identifiers) by one origin, on a

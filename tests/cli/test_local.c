@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <time.h>
 #include <json-c/json.h>
 
 #include <proto/proto.h>
@@ -113,9 +114,21 @@ static void write_text(const char *path, const char *text)
     assert_int_equal(fclose(fp), 0);
 }
 
+static json_object *init_node_as(const fixture *f, const char *dir, const char *org,
+    const char *role, const char *url, bool json, const char *file);
+
 /* `patto init` of one node; its entry saved as <org>.json. Returns the parsed entry. */
 static json_object *init_node(const fixture *f, const char *dir, const char *org, const char *role,
     const char *url, bool json)
+{
+    char file[64];
+    snprintf(file, sizeof file, "%s.json", org);
+    return init_node_as(f, dir, org, role, url, json, file);
+}
+
+/* The same, the entry saved as file. */
+static json_object *init_node_as(const fixture *f, const char *dir, const char *org,
+    const char *role, const char *url, bool json, const char *file)
 {
     char name[128];
     snprintf(name, sizeof name, "Ente %s", org);
@@ -133,8 +146,6 @@ static json_object *init_node(const fixture *f, const char *dir, const char *org
     assert_string_equal(json_object_get_string(json_object_object_get(entry, "name")), name);
     assert_int_equal(strlen(json_object_get_string(json_object_object_get(entry, "origin"))), 64);
     assert_int_equal(strlen(json_object_get_string(json_object_object_get(entry, "box_pk"))), 64);
-    char file[64];
-    snprintf(file, sizeof file, "%s.json", org);
     write_text(at(f, file), r.out);
     run_result_fini(&r);
     return entry;
@@ -180,18 +191,75 @@ static bool bytes_is(proto_bytes b, const char *s)
     return b.len == strlen(s) && memcmp(b.p, s, b.len) == 0;
 }
 
+static const char *jstr(json_object *o, const char *key)
+{
+    return json_object_get_string(json_object_object_get(o, key));
+}
+
+/* Key k of m is the entry's origin and box key. */
+static void expect_key(const proto_member *m, size_t k, json_object *entry)
+{
+    uint8_t want[32];
+    assert_true(k < m->nkeys);
+    hex32(jstr(entry, "origin"), want);
+    assert_memory_equal(m->keys[k].origin, want, 32);
+    hex32(jstr(entry, "box_pk"), want);
+    assert_memory_equal(m->keys[k].box_pk, want, 32);
+}
+
+/* m is the entry's org with the entry's key as its only one, in force from the start. */
 static void expect_member(const proto_member *m, json_object *entry)
 {
-    uint8_t k[32];
-    assert_true(bytes_is(m->org, json_object_get_string(json_object_object_get(entry, "org"))));
-    assert_true(bytes_is(m->name, json_object_get_string(json_object_object_get(entry, "name"))));
-    assert_true(bytes_is(m->url, json_object_get_string(json_object_object_get(entry, "url"))));
-    assert_string_equal(
-        proto_role_name(m->role), json_object_get_string(json_object_object_get(entry, "role")));
-    hex32(json_object_get_string(json_object_object_get(entry, "origin")), k);
-    assert_memory_equal(m->origin, k, 32);
-    hex32(json_object_get_string(json_object_object_get(entry, "box_pk")), k);
-    assert_memory_equal(m->box_pk, k, 32);
+    assert_true(bytes_is(m->org, jstr(entry, "org")));
+    assert_true(bytes_is(m->name, jstr(entry, "name")));
+    assert_true(bytes_is(m->url, jstr(entry, "url")));
+    assert_string_equal(proto_role_name(m->role), jstr(entry, "role"));
+    assert_int_equal(m->nkeys, 1);
+    expect_key(m, 0, entry);
+    assert_int_equal(m->keys[0].effective_ms, 0);
+    assert_false(m->keys[0].retired);
+    assert_int_equal(m->keys[0].last_seq, 0);
+}
+
+/* ADMIN/manifest.json, parsed (owned). */
+static json_object *working_json(const fixture *f, const char *admin)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s/manifest.json", admin);
+    char *text = slurp_file(at(f, name), NULL);
+    assert_non_null(text);
+    json_object *o = json_tokener_parse(text);
+    free(text);
+    assert_non_null(o);
+    return o;
+}
+
+/* The working manifest's member org (borrowed from w). */
+static json_object *working_member(json_object *w, const char *org)
+{
+    json_object *members = json_object_object_get(w, "members");
+    for (size_t i = 0; i < json_object_array_length(members); i++) {
+        json_object *m = json_object_array_get_idx(members, i);
+        if (strcmp(jstr(m, "org"), org) == 0)
+            return m;
+    }
+    fail_msg("%s is not in the working manifest", org);
+    return NULL;
+}
+
+static int64_t jint(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+        fail_msg("\"%s\" is missing or not a whole number", key);
+    return json_object_get_int64(v);
+}
+
+static json_object *key_at(json_object *member, size_t k)
+{
+    json_object *keys = json_object_object_get(member, "keys");
+    assert_true(k < json_object_array_length(keys));
+    return json_object_array_get_idx(keys, k);
 }
 
 static void test_network_flow(void **state)
@@ -310,20 +378,39 @@ static void test_network_flow(void **state)
     json_object_put(o);
     free(text);
 
-    /* remove a member, sign: version 3 without it */
+    /* a signed org is never removed: it is retired, and stays listed */
     r = RUN(f, "network", "remove", "adm", "cpia-1");
-    expect_exit(&r, 0, "network remove");
+    expect_err(&r, 2,
+        "cpia-1 is in signed manifest version 1: an org stays listed for ever; retire it with "
+        "patto network retire adm cpia-1 --last-seq N");
+    run_result_fini(&r);
+    r = RUN(f, "network", "retire", "adm", "cpia-1", "--last-seq", "40");
+    expect_exit(&r, 0, "network retire");
+    assert_non_null(strstr(r.out, "cpia-1 leaves the network: its key is retired after header 40"));
     run_result_fini(&r);
     r = RUN(f, "network", "sign", "adm", "--out", "m3.bin");
-    expect_exit(&r, 0, "network sign after remove");
+    expect_exit(&r, 0, "network sign after retire");
     run_result_fini(&r);
     load_manifest(f, "m3.bin", &bytes, &m);
     assert_int_equal(m.version, 3);
-    assert_int_equal(m.nmembers, 2);
+    assert_int_equal(m.nmembers, 3);
     expect_member(&m.members[0], e1);
-    expect_member(&m.members[1], e3);
+    expect_member(&m.members[2], e3);
+    assert_true(bytes_is(m.members[1].org, "cpia-1"));
+    assert_int_equal(m.members[1].nkeys, 1);
+    expect_key(&m.members[1], 0, e2);
+    assert_true(m.members[1].keys[0].retired);
+    assert_int_equal(m.members[1].keys[0].last_seq, 40);
+    assert_false(proto_member_active(&m.members[1]));
+    assert_true(proto_member_active(&m.members[0]));
     proto_manifest_fini(&m);
     free(bytes);
+    o = working_json(f, "adm");
+    json_object *cpia = working_member(o, "cpia-1");
+    assert_int_equal(jint(cpia, "since"), 1);
+    assert_true(json_object_get_boolean(json_object_object_get(key_at(cpia, 0), "retired")));
+    assert_int_equal(jint(key_at(cpia, 0), "last_seq"), 40);
+    json_object_put(o);
 
     /* nothing half-written left behind */
     DIR *d = opendir(at(f, "adm"));
@@ -370,6 +457,10 @@ static void test_network_init_custom_schema(void **state)
     hex32(json_object_get_string(json_object_object_get(o, "schema_hash")), got);
     assert_memory_equal(got, want, PROTO_HASH_LEN);
     assert_int_equal(json_object_get_int(json_object_object_get(o, "version")), 0);
+    assert_int_equal(json_object_get_int64(json_object_object_get(o, "max_clock_ahead_ms")),
+        PROTO_MAX_CLOCK_AHEAD_DEFAULT_MS);
+    assert_int_equal(json_object_get_int64(json_object_object_get(o, "counter_limit")),
+        PROTO_COUNTER_LIMIT_DEFAULT);
     assert_int_equal(json_object_array_length(json_object_object_get(o, "members")), 0);
     assert_true(json_object_array_length(json_object_object_get(o, "purposes")) >= 1);
     json_object_put(o);
@@ -471,9 +562,14 @@ static void test_network_errors(void **state)
     expect_exit(&r, 0, "network add");
     run_result_fini(&r);
 
-    /* the same org again */
-    r = RUN(f, "network", "add", "adm", "coop-sole.json");
-    expect_err(&r, 2, "coop-sole is already a member");
+    /* the same entry again: nothing but name, role and url can change */
+    r = RUN(f, "--json", "network", "add", "adm", "coop-sole.json");
+    expect_exit(&r, 0, "network add again");
+    json_object *again = json_tokener_parse(r.out);
+    assert_non_null(again);
+    assert_true(json_object_get_boolean(json_object_object_get(again, "updated")));
+    assert_int_equal(json_object_get_int(json_object_object_get(again, "members")), 1);
+    json_object_put(again);
     run_result_fini(&r);
 
     /* the same keys under another org */
@@ -485,7 +581,8 @@ static void test_network_errors(void **state)
     json_object_object_add(entry, "org", json_object_new_string("coop-luna"));
     write_text(at(f, "dup.json"), json_object_to_json_string(entry));
     r = RUN(f, "network", "add", "adm", "dup.json");
-    expect_err(&r, 2, "the origin key of coop-luna is already the key of member coop-sole");
+    expect_err(
+        &r, 2, "the origin key of coop-luna in dup.json is already a key of member coop-sole");
     run_result_fini(&r);
 
     /* a bad role, an unknown key, a bad URL, a bad key in an entry */
@@ -637,11 +734,11 @@ static void test_help_and_version(void **state)
     run_result_fini(&r);
 
     /* every command has --help, which never runs the command */
-    const char *cmds[][2] = { { "network", "init" }, { "network", "add" }, { "network", "remove" },
-        { "network", "purpose" }, { "network", "sign" }, { "init", NULL }, { "status", NULL },
-        { "digest", NULL }, { "schema", NULL }, { "case", "new" }, { "case", "set" },
-        { "case", "unset" }, { "case", "show" }, { "case", "list" }, { "consent", "grant" },
-        { "manifest", "import" } };
+    const char *cmds[][2] = { { "network", "init" }, { "network", "add" }, { "network", "rekey" },
+        { "network", "retire" }, { "network", "remove" }, { "network", "purpose" },
+        { "network", "sign" }, { "init", NULL }, { "status", NULL }, { "digest", NULL },
+        { "schema", NULL }, { "case", "new" }, { "case", "set" }, { "case", "unset" },
+        { "case", "show" }, { "case", "list" }, { "consent", "grant" }, { "manifest", "import" } };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         r = cmds[i][1] != NULL ? RUN(f, cmds[i][0], cmds[i][1], "--help")
                                : RUN(f, cmds[i][0], "--help");
@@ -812,6 +909,442 @@ static void test_docs_init_examples(void **state)
     assert_true(examples >= 3);
 }
 
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define HOUR_MS INT64_C(3600000)
+
+/* A signed org gets a new key: its current key retired after header N, the new key effective
+ * its notice after the next signature; before that signature the new key can be replaced. */
+static void test_rekey(void **state)
+{
+    fixture *f = *state;
+    json_object *old = init_node(f, "n1", "cpia-1", "cpia", "tcp://127.0.0.1:7402", false);
+    json_object *e2 = init_node(f, "n2", "comune-1", "comune", "tcp://127.0.0.1:7401", false);
+    json_object *neu
+        = init_node_as(f, "n1b", "cpia-1", "cpia", "tcp://127.0.0.1:7412", false, "new.json");
+    json_object *neu2
+        = init_node_as(f, "n1c", "cpia-1", "cpia", "tcp://127.0.0.1:7422", false, "new2.json");
+    json_object *stranger = init_node(f, "n9", "coop-9", "coop", "tcp://127.0.0.1:7409", false);
+    json_object_put(stranger);
+    run_result r = RUN(f, "network", "add", "adm", "cpia-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+    r = RUN(f, "network", "add", "adm", "comune-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+
+    /* never signed: no node knows its key, so it is replaced, not re-keyed */
+    r = RUN(f, "network", "rekey", "adm", "new.json", "--last-seq", "3");
+    expect_err(&r, 2,
+        "cpia-1 was never in a signed manifest, so no node knows its key yet: remove it with "
+        "patto network remove adm cpia-1, then add its new entry");
+    run_result_fini(&r);
+    r = RUN(f, "network", "add", "adm", "new.json");
+    expect_err(&r, 2,
+        "no manifest has signed it yet: to replace its entry, first run patto "
+        "network remove adm cpia-1");
+    run_result_fini(&r);
+
+    r = RUN(f, "network", "sign", "adm", "--out", "m1.bin");
+    expect_exit(&r, 0, "network sign");
+    run_result_fini(&r);
+
+    /* signed: another origin for the same org is a rekey */
+    r = RUN(f, "network", "add", "adm", "new.json");
+    expect_err(&r, 2,
+        "cpia-1 is already a member with another origin key (in signed manifest version 1): to "
+        "give it this node's key, run patto network rekey adm new.json --last-seq N (N: the seq "
+        "of cpia-1's own origin that its node shows in patto status)");
+    run_result_fini(&r);
+
+    /* usage, refused keys, strangers */
+    static const struct {
+        const char *a[4];
+        int code;
+        const char *needle;
+    } bad[] = {
+        { { "new.json", NULL }, 1, "--last-seq N is required" },
+        { { "new.json", "--last-seq", "-1", NULL }, 1,
+            "--last-seq '-1' is not a whole number from 0 to 9223372036854775807" },
+        { { "new.json", "--last-seq", "12abc", NULL }, 1, "--last-seq '12abc' is not a whole" },
+        { { "new.json", "--last-seq", "", NULL }, 1, "--last-seq '' is not a whole" },
+        { { "new.json", "--last-seq", "3", "--notice-hours=0" }, 1,
+            "--notice-hours '0' is not a whole number from 1 to 8760" },
+        { { "new.json", "--last-seq", "3", "--notice-hours=8761" }, 1,
+            "--notice-hours '8761' is not a whole number from 1 to 8760" },
+        { { "cpia-1.json", "--last-seq", "3", NULL }, 2,
+            "cpia-1.json holds the current key of cpia-1: a new key comes from a new identity" },
+        { { "coop-9.json", "--last-seq", "3", NULL }, 3,
+            "coop-9 is not a member in adm/manifest.json; add it with patto network add adm" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[9] = { "network", "rekey", "adm" };
+        for (size_t k = 0; k < 4 && bad[i].a[k] != NULL; k++)
+            args[3 + k] = bad[i].a[k];
+        r = run_in(f, args);
+        expect_err(&r, bad[i].code, bad[i].needle);
+        run_result_fini(&r);
+    }
+
+    /* the working manifest holds both keys: the old one retired after N */
+    r = RUN(f, "--json", "network", "rekey", "adm", "new2.json", "--last-seq", "8");
+    expect_exit(&r, 0, "network rekey");
+    run_result_fini(&r);
+    r = RUN(f, "--json", "network", "rekey", "adm", "new.json", "--last-seq", "7", "--notice-hours",
+        "100");
+    expect_exit(&r, 0, "network rekey again (replaces the unsigned key)");
+    json_object *o = json_tokener_parse(r.out);
+    assert_non_null(o);
+    assert_string_equal(jstr(o, "org"), "cpia-1");
+    assert_int_equal(jint(o, "keys"), 2);
+    assert_int_equal(jint(o, "last_seq"), 7);
+    assert_int_equal(jint(o, "notice_hours"), 100);
+    json_object_put(o);
+    run_result_fini(&r);
+    o = working_json(f, "adm");
+    json_object *cpia = working_member(o, "cpia-1");
+    assert_int_equal(json_object_array_length(json_object_object_get(cpia, "keys")), 2);
+    assert_string_equal(jstr(cpia, "url"), "tcp://127.0.0.1:7412");
+    json_object *k0 = key_at(cpia, 0), *k1 = key_at(cpia, 1);
+    assert_string_equal(jstr(k0, "origin"), jstr(old, "origin"));
+    assert_true(json_object_get_boolean(json_object_object_get(k0, "retired")));
+    assert_int_equal(jint(k0, "last_seq"), 7);
+    assert_int_equal(jint(k0, "effective_ms"), 0);
+    assert_string_equal(jstr(k1, "origin"), jstr(neu, "origin"));
+    assert_string_equal(jstr(k1, "box_pk"), jstr(neu, "box_pk"));
+    assert_false(json_object_get_boolean(json_object_object_get(k1, "retired")));
+    assert_int_equal(jint(k1, "last_seq"), 0);
+    assert_int_equal(jint(k1, "effective_ms"), 0);
+    assert_int_equal(jint(k1, "notice_hours"), 100);
+    json_object_put(o);
+
+    /* sign: the new key takes effect signed_at + 100 h */
+    int64_t before = wall_now_ms();
+    r = RUN(f, "--json", "network", "sign", "adm", "--out", "m2.bin");
+    int64_t after = wall_now_ms();
+    expect_exit(&r, 0, "network sign with a new key");
+    o = json_tokener_parse(r.out);
+    assert_non_null(o);
+    int64_t signed_at = jint(o, "signed_at_ms");
+    assert_true(signed_at >= before && signed_at <= after);
+    json_object *nk = json_object_object_get(o, "new_keys");
+    assert_int_equal(json_object_array_length(nk), 1);
+    assert_string_equal(jstr(json_object_array_get_idx(nk, 0), "org"), "cpia-1");
+    int64_t effective = jint(json_object_array_get_idx(nk, 0), "effective_ms");
+    assert_int_equal(effective, signed_at + 100 * HOUR_MS);
+    json_object_put(o);
+    run_result_fini(&r);
+    char *bytes;
+    proto_manifest m;
+    load_manifest(f, "m2.bin", &bytes, &m);
+    assert_int_equal(m.version, 2);
+    assert_int_equal((int64_t)m.signed_at_ms, signed_at);
+    const proto_member *mc = proto_manifest_find_org(&m, "cpia-1", 6);
+    assert_non_null(mc);
+    assert_int_equal(mc->nkeys, 2);
+    expect_key(mc, 0, old);
+    expect_key(mc, 1, neu);
+    assert_true(mc->keys[0].retired);
+    assert_int_equal(mc->keys[0].last_seq, 7);
+    assert_int_equal(mc->keys[0].effective_ms, 0);
+    assert_false(mc->keys[1].retired);
+    assert_int_equal((int64_t)mc->keys[1].effective_ms, signed_at + 100 * HOUR_MS);
+    assert_true(proto_member_active(mc));
+    expect_member(proto_manifest_find_org(&m, "comune-1", 8), e2);
+    proto_manifest_fini(&m);
+    free(bytes);
+    o = working_json(f, "adm");
+    k1 = key_at(working_member(o, "cpia-1"), 1);
+    assert_int_equal(jint(k1, "effective_ms"), effective);
+    assert_false(json_object_object_get_ex(k1, "notice_hours", NULL));
+    json_object_put(o);
+
+    /* signing again changes nothing stated */
+    r = RUN(f, "--json", "network", "sign", "adm", "--out", "m3.bin");
+    expect_exit(&r, 0, "network sign again");
+    o = json_tokener_parse(r.out);
+    assert_non_null(o);
+    assert_int_equal(json_object_array_length(json_object_object_get(o, "new_keys")), 0);
+    json_object_put(o);
+    run_result_fini(&r);
+    load_manifest(f, "m3.bin", &bytes, &m);
+    mc = proto_manifest_find_org(&m, "cpia-1", 6);
+    assert_non_null(mc);
+    assert_int_equal((int64_t)mc->keys[1].effective_ms, effective);
+    proto_manifest_fini(&m);
+    free(bytes);
+
+    /* a retired key never comes back */
+    r = RUN(f, "network", "rekey", "adm", "cpia-1.json", "--last-seq", "9");
+    expect_err(&r, 2,
+        "cpia-1.json holds a key cpia-1 had before (retired after header 7): a retired key never "
+        "comes back");
+    run_result_fini(&r);
+    r = RUN(f, "network", "add", "adm", "cpia-1.json");
+    expect_err(&r, 2, "cpia-1.json holds a key cpia-1 had before (retired after header 7)");
+    run_result_fini(&r);
+    json_object_put(old);
+    json_object_put(e2);
+    json_object_put(neu);
+    json_object_put(neu2);
+}
+
+/* An org leaves: its key is retired; it stays listed, and its id is never used again. */
+static void test_retire(void **state)
+{
+    fixture *f = *state;
+    json_object *e = init_node(f, "n1", "coop-1", "coop", "tcp://127.0.0.1:7401", false);
+    json_object *neu
+        = init_node_as(f, "n1b", "coop-1", "coop", "tcp://127.0.0.1:7411", false, "new.json");
+    run_result r = RUN(f, "network", "add", "adm", "coop-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+    r = RUN(f, "network", "retire", "adm", "coop-1", "--last-seq", "5");
+    expect_err(&r, 2,
+        "coop-1 was never in a signed manifest, so no node knows its key yet: remove it with "
+        "patto network remove adm coop-1\n");
+    run_result_fini(&r);
+    r = RUN(f, "network", "retire", "adm", "coop-9", "--last-seq", "5");
+    expect_err(&r, 3, "coop-9 is not a member in adm/manifest.json");
+    run_result_fini(&r);
+    r = RUN(f, "network", "retire", "adm", "coop-1");
+    expect_err(&r, 1, "--last-seq N is required");
+    run_result_fini(&r);
+    r = RUN(f, "network", "retire", "adm", "Coop", "--last-seq", "5");
+    expect_err(&r, 2, "'Coop' is not an org id");
+    run_result_fini(&r);
+
+    r = RUN(f, "network", "sign", "adm", "--out", "m1.bin");
+    expect_exit(&r, 0, "network sign");
+    run_result_fini(&r);
+    /* a new key not signed yet goes with the org */
+    r = RUN(f, "network", "rekey", "adm", "new.json", "--last-seq", "4");
+    expect_exit(&r, 0, "network rekey");
+    run_result_fini(&r);
+    r = RUN(f, "--json", "network", "retire", "adm", "coop-1", "--last-seq", "5");
+    expect_exit(&r, 0, "network retire");
+    json_object *o = json_tokener_parse(r.out);
+    assert_non_null(o);
+    assert_string_equal(jstr(o, "org"), "coop-1");
+    assert_int_equal(jint(o, "last_seq"), 5);
+    assert_int_equal(jint(o, "members"), 1);
+    json_object_put(o);
+    run_result_fini(&r);
+    o = working_json(f, "adm");
+    json_object *coop = working_member(o, "coop-1");
+    assert_int_equal(json_object_array_length(json_object_object_get(coop, "keys")), 1);
+    assert_string_equal(jstr(key_at(coop, 0), "origin"), jstr(e, "origin"));
+    assert_true(json_object_get_boolean(json_object_object_get(key_at(coop, 0), "retired")));
+    assert_int_equal(jint(key_at(coop, 0), "last_seq"), 5);
+    json_object_put(o);
+
+    /* gone for good */
+    const char *left = "coop-1 has left the network (its key is retired after header 5): an org "
+                       "id is never used again";
+    r = RUN(f, "network", "retire", "adm", "coop-1", "--last-seq", "6");
+    expect_err(&r, 2, left);
+    run_result_fini(&r);
+    r = RUN(f, "network", "add", "adm", "coop-1.json");
+    expect_err(&r, 2, left);
+    run_result_fini(&r);
+    r = RUN(f, "network", "rekey", "adm", "new.json", "--last-seq", "6");
+    expect_err(&r, 2, left);
+    run_result_fini(&r);
+    r = RUN(f, "network", "remove", "adm", "coop-1");
+    expect_err(&r, 2, "coop-1 is in signed manifest version 1: an org stays listed for ever");
+    run_result_fini(&r);
+
+    r = RUN(f, "network", "sign", "adm", "--out", "m2.bin");
+    expect_exit(&r, 0, "network sign after retire");
+    run_result_fini(&r);
+    char *bytes;
+    proto_manifest m;
+    load_manifest(f, "m2.bin", &bytes, &m);
+    assert_int_equal(m.nmembers, 1);
+    assert_int_equal(m.members[0].nkeys, 1);
+    assert_true(m.members[0].keys[0].retired);
+    assert_int_equal(m.members[0].keys[0].last_seq, 5);
+    assert_false(proto_member_active(&m.members[0]));
+    proto_manifest_fini(&m);
+    free(bytes);
+    json_object_put(e);
+    json_object_put(neu);
+}
+
+/* A member that no manifest has signed can still be removed. */
+static void test_remove_before_signing(void **state)
+{
+    fixture *f = *state;
+    json_object *e = init_node(f, "n1", "coop-1", "coop", "tcp://127.0.0.1:7401", false);
+    json_object_put(e);
+    e = init_node(f, "n2", "cpi-1", "cpi", "tcp://127.0.0.1:7402", false);
+    json_object_put(e);
+    run_result r = RUN(f, "network", "add", "adm", "coop-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+    r = RUN(f, "network", "sign", "adm", "--out", "m1.bin");
+    expect_exit(&r, 0, "network sign");
+    run_result_fini(&r);
+    r = RUN(f, "network", "add", "adm", "cpi-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+    r = RUN(f, "--json", "network", "remove", "adm", "cpi-1");
+    expect_exit(&r, 0, "network remove");
+    json_object *o = json_tokener_parse(r.out);
+    assert_non_null(o);
+    assert_int_equal(jint(o, "members"), 1);
+    json_object_put(o);
+    run_result_fini(&r);
+    o = working_json(f, "adm");
+    assert_int_equal(json_object_array_length(json_object_object_get(o, "members")), 1);
+    assert_int_equal(jint(working_member(o, "coop-1"), "since"), 1);
+    json_object_put(o);
+}
+
+/* sign's options go into the manifest and are kept for later signatures. */
+static void test_sign_options(void **state)
+{
+    fixture *f = *state;
+    json_object *e = init_node(f, "n1", "cpi-1", "cpi", "tcp://127.0.0.1:7401", false);
+    json_object_put(e);
+    run_result r = RUN(f, "network", "add", "adm", "cpi-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+    static const struct {
+        const char *opt, *val, *needle;
+    } bad[] = {
+        { "--max-clock-ahead-ms", "999",
+            "--max-clock-ahead-ms '999' is not a whole number from "
+            "1000 to 86400000" },
+        { "--max-clock-ahead-ms", "86400001", "is not a whole number from 1000 to 86400000" },
+        { "--max-clock-ahead-ms", "1e4", "--max-clock-ahead-ms '1e4' is not a whole number" },
+        { "--counter-limit", "0",
+            "--counter-limit '0' is not a whole number from 1 to "
+            "9007199254740992" },
+        { "--counter-limit", "9007199254740993", "is not a whole number from 1 to" },
+        { "--counter-limit", "18446744073709551616", "is not a whole number from 1 to" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = RUN(f, "network", "sign", "adm", "--out", "m.bin", bad[i].opt, bad[i].val);
+        expect_err(&r, 1, bad[i].needle);
+        run_result_fini(&r);
+    }
+    assert_int_equal(access(at(f, "m.bin"), F_OK), -1);
+
+    /* defaults */
+    r = RUN(f, "network", "sign", "adm", "--out", "m1.bin");
+    expect_exit(&r, 0, "network sign");
+    run_result_fini(&r);
+    char *bytes;
+    proto_manifest m;
+    load_manifest(f, "m1.bin", &bytes, &m);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.max_clock_ahead_ms, PROTO_MAX_CLOCK_AHEAD_DEFAULT_MS);
+    assert_int_equal(m.counter_limit, PROTO_COUNTER_LIMIT_DEFAULT);
+    proto_manifest_fini(&m);
+    free(bytes);
+
+    /* given once, kept */
+    r = RUN(f, "--json", "network", "sign", "adm", "--out", "m2.bin", "--max-clock-ahead-ms=5000",
+        "--counter-limit", "9007199254740992");
+    expect_exit(&r, 0, "network sign with options");
+    json_object *o = json_tokener_parse(r.out);
+    assert_non_null(o);
+    assert_int_equal(jint(o, "max_clock_ahead_ms"), 5000);
+    assert_int_equal(jint(o, "counter_limit"), INT64_C(9007199254740992));
+    json_object_put(o);
+    run_result_fini(&r);
+    o = working_json(f, "adm");
+    assert_int_equal(jint(o, "max_clock_ahead_ms"), 5000);
+    assert_int_equal(jint(o, "counter_limit"), INT64_C(9007199254740992));
+    json_object_put(o);
+    r = RUN(f, "network", "sign", "adm", "--out", "m3.bin", "--counter-limit", "77");
+    expect_exit(&r, 0, "network sign with one option");
+    run_result_fini(&r);
+    load_manifest(f, "m3.bin", &bytes, &m);
+    assert_int_equal(m.version, 3);
+    assert_int_equal(m.max_clock_ahead_ms, 5000);
+    assert_int_equal(m.counter_limit, 77);
+    proto_manifest_fini(&m);
+    free(bytes);
+    r = RUN(f, "network", "sign", "adm", "--out", "m4.bin");
+    expect_exit(&r, 0, "network sign without options");
+    run_result_fini(&r);
+    load_manifest(f, "m4.bin", &bytes, &m);
+    assert_int_equal(m.max_clock_ahead_ms, 5000);
+    assert_int_equal(m.counter_limit, 77);
+    proto_manifest_fini(&m);
+    free(bytes);
+}
+
+/* A working manifest edited by hand into one a node would refuse is not signed. */
+static void test_sign_refuses_broken(void **state)
+{
+    fixture *f = *state;
+    json_object *e1 = init_node(f, "n1", "comune-1", "comune", "tcp://127.0.0.1:7401", false);
+    json_object *e2 = init_node(f, "n2", "cpia-1", "cpia", "tcp://127.0.0.1:7402", false);
+    run_result r = RUN(f, "network", "add", "adm", "comune-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+    r = RUN(f, "network", "add", "adm", "cpia-1.json");
+    expect_exit(&r, 0, "network add");
+    run_result_fini(&r);
+    char *good = slurp_file(at(f, "adm/manifest.json"), NULL);
+    assert_non_null(good);
+    const char *other = "abababababababababababababababababababababababababababababababab";
+    for (int c = 0; c < 6; c++) {
+        json_object *o = json_tokener_parse(good);
+        assert_non_null(o);
+        json_object *cpia = working_member(o, "cpia-1");
+        json_object *keys = json_object_object_get(cpia, "keys");
+        json_object *k0 = json_object_array_get_idx(keys, 0);
+        const char *needle = NULL;
+        if (c == 0) { /* an unretired key before the last */
+            json_object *k1 = NULL;
+            assert_int_equal(json_object_deep_copy(k0, &k1, NULL), 0);
+            json_object_object_add(k1, "origin", json_object_new_string(other));
+            json_object_object_add(k1, "box_pk", json_object_new_string(other));
+            json_object_array_add(keys, k1);
+            needle = "members[1].keys[0]: key 1 of cpia-1 is not retired but a newer key follows";
+        } else if (c == 1) { /* an org without keys */
+            json_object_array_del_idx(keys, 0, 1);
+            needle = "\"keys\" of cpia-1 must be an array of its origin keys, oldest first (an "
+                     "org without keys cannot be signed)";
+        } else if (c == 2) { /* one origin key for two orgs */
+            json_object_object_add(k0, "origin",
+                json_object_new_string(jstr(key_at(working_member(o, "comune-1"), 0), "origin")));
+            needle = " is listed twice (comune-1 and cpia-1): every key belongs to one node";
+        } else if (c == 3) { /* a last seq on a key in force */
+            json_object_object_add(k0, "last_seq", json_object_new_int(3));
+            needle = "\"last_seq\" is 3 but the key is not retired";
+        } else if (c == 4) { /* signed in a version that does not exist */
+            json_object_object_add(cpia, "since", json_object_new_int(1));
+            needle = "\"since\" names a signed version, but no version is signed yet";
+        } else { /* an option out of range */
+            json_object_object_add(o, "counter_limit", json_object_new_int(0));
+            needle = "\"counter_limit\" must be a whole number from 1 to 9007199254740992";
+        }
+        write_text(at(f, "adm/manifest.json"), json_object_to_json_string(o));
+        json_object_put(o);
+        r = RUN(f, "network", "sign", "adm", "--out", "m.bin");
+        expect_err(&r, 2, needle);
+        run_result_fini(&r);
+        assert_int_equal(access(at(f, "m.bin"), F_OK), -1);
+    }
+    write_text(at(f, "adm/manifest.json"), good);
+    free(good);
+    r = RUN(f, "network", "sign", "adm", "--out", "m.bin");
+    expect_exit(&r, 0, "network sign of the manifest as it was");
+    run_result_fini(&r);
+    json_object_put(e1);
+    json_object_put(e2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -819,6 +1352,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_network_init_custom_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_errors, setup_admin, teardown),
         cmocka_unit_test_setup_teardown(test_network_errors, setup_admin, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey, setup_admin, teardown),
+        cmocka_unit_test_setup_teardown(test_retire, setup_admin, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_before_signing, setup_admin, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_options, setup_admin, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_refuses_broken, setup_admin, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_and_node_apart, setup_admin, teardown),

@@ -2,8 +2,9 @@
  * cli.node: the CLI against real pattod processes on 127.0.0.1 (tests/node/harness.c): what
  * `patto status` shows, a manifest imported again, the rules of a consent grant as the node
  * applies them (also to requests sent straight to its control socket, as another client could),
- * the "no operator" sentence, a node without a manifest, and a hung node. Every node is stopped
- * at the end, also on failure.
+ * a grant's provision in the access log that case show prints, members in status, a rekey and
+ * a retirement taken by a node, the "no operator" sentence, a node without a manifest, and a
+ * hung node. Every node is stopped at the end, also on failure.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -374,6 +375,212 @@ static void test_grant_rules(void **state)
     th_out_free(&o);
 }
 
+/* The legal provision of a grant reaches the access log; case show tells owner and access. */
+static void test_grant_provision_and_access(void **state)
+{
+    th_net *net = *state;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    new_case(net, 0, id);
+    th_out o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "legal-obligation", "--until", "2026-12-31", "--evidence",
+        "prot. 12/2026", "--provision", "D.Lgs. 286/1998 art. 4-bis", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+
+    o = th_patto(net, 0, "case", "show", id, NULL);
+    expect_status(net, &o, 0, NULL);
+    assert_string_equal(jstr(o.json, "owner"), "comune-1");
+    json_object *access, *lingua;
+    assert_true(json_object_object_get_ex(o.json, "access", &access));
+    assert_true(json_object_object_get_ex(access, "lingua", &lingua));
+    json_object *grant = NULL;
+    for (size_t k = 0; k < json_object_array_length(lingua); k++) {
+        json_object *e = json_object_array_get_idx(lingua, k);
+        if (jstr(e, "kind") != NULL && strcmp(jstr(e, "kind"), "grant") == 0)
+            grant = e;
+    }
+    if (grant == NULL) {
+        net->keep = true;
+        fail_msg("no grant in the access log of lingua: %s", o.out);
+    }
+    assert_string_equal(jstr(grant, "to"), "cpia-1");
+    assert_string_equal(jstr(grant, "access"), "read");
+    assert_string_equal(jstr(grant, "purpose"), "lingua");
+    assert_string_equal(jstr(grant, "basis"), "legal-obligation");
+    assert_string_equal(jstr(grant, "provision"), "D.Lgs. 286/1998 art. 4-bis");
+    assert_string_equal(jstr(grant, "evidence"), "prot. 12/2026");
+    assert_string_equal(jstr(grant, "until"), "2026-12-31T22:59:59.999Z");
+    assert_string_equal(jstr(grant, "operator"), "op-comune-1");
+    th_out_free(&o);
+
+    o = patto_text(net, 0, "case", "show", id);
+    expect_status(net, &o, 0, "\nlingua access ");
+    expect_status(net, &o, 0,
+        "grant to cpia-1: read, purpose lingua, basis legal-obligation, "
+        "provision D.Lgs. 286/1998 art. 4-bis, until 2026-12-31 23:59:59 "
+        "CET, by op-comune-1");
+    const char *owner = strstr(o.out, "\nowner ");
+    assert_non_null(owner);
+    assert_non_null(strstr(owner, " comune-1\n"));
+    th_out_free(&o);
+
+    /* the node's bound on the provision is the CLI's: 255 bytes */
+    char longest[257];
+    memset(longest, 'x', 256);
+    longest[256] = '\0';
+    const char *too_long[]
+        = { "op", id, "cpia-1", "lingua", "lingua", "consent", "read", "", "", longest };
+    expect_refusal(net, 0, "consent.grant", too_long, 10, 1, "provision must be at most 255 bytes");
+}
+
+/* Every member in status says whether it is in the network and how many keys it has had. */
+static void test_members_in_status(void **state)
+{
+    th_net *net = *state;
+    th_out o = th_patto(net, 0, "status", NULL);
+    expect_status(net, &o, 0, NULL);
+    json_object *members;
+    assert_true(json_object_object_get_ex(o.json, "members", &members));
+    assert_int_equal(json_object_array_length(members), 3);
+    for (size_t k = 0; k < 3; k++) {
+        json_object *m = json_object_array_get_idx(members, k), *v;
+        assert_true(json_object_object_get_ex(m, "active", &v));
+        assert_true(json_object_get_boolean(v));
+        assert_true(json_object_object_get_ex(m, "keys", &v));
+        assert_int_equal(json_object_get_int64(v), 1);
+        assert_true(json_object_object_get_ex(m, "key_effective_ms", &v));
+        assert_int_equal(json_object_get_int64(v), 0);
+    }
+    th_out_free(&o);
+}
+
+/* The seq of org's origin in node i's version vector (0 when it has none). */
+static uint64_t seq_of(th_net *net, size_t i, size_t org)
+{
+    th_out o = th_patto(net, i, "status", NULL);
+    expect_status(net, &o, 0, NULL);
+    json_object *vv, *v;
+    uint64_t seq = 0;
+    if (json_object_object_get_ex(o.json, "vv", &vv)
+        && json_object_object_get_ex(vv, net->nodes[org].origin, &v))
+        seq = (uint64_t)json_object_get_int64(v);
+    th_out_free(&o);
+    return seq;
+}
+
+/* A new identity for org, as `patto init` on its new node prints it, saved to path. */
+static void new_identity(
+    th_net *net, const char *org, const char *role, const char *name, char *path, size_t n)
+{
+    char dir[400], pubpath[400], pub[80] = "", listen[64];
+    snprintf(dir, sizeof dir, "%s/%s", net->root, name);
+    snprintf(path, n, "%s/%s.entry.json", net->root, name);
+    snprintf(pubpath, sizeof pubpath, "%s/admin.pub", net->admin);
+    FILE *f = fopen(pubpath, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(pub, sizeof pub, f));
+    fclose(f);
+    pub[64] = '\0';
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%u", (unsigned)th_free_port());
+    const char *init[] = { "init", "--dir", dir, "--org", org, "--role", role, "--listen", listen,
+        "--admin-pub", pub, "--operator", "op", NULL };
+    th_out o = th_patto_raw(init);
+    expect_status(net, &o, 0, NULL);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(o.out, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    th_out_free(&o);
+}
+
+/* Give the newest key of org in the working manifest its notice back (cli/README.md, "When
+ * nodes refuse a new key"): effective_ms 0 and notice_hours. */
+static void notice_back(th_net *net, const char *org, int hours)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/manifest.json", net->admin);
+    json_object *w = json_object_from_file(path), *members;
+    assert_non_null(w);
+    assert_true(json_object_object_get_ex(w, "members", &members));
+    for (size_t i = 0; i < json_object_array_length(members); i++) {
+        json_object *m = json_object_array_get_idx(members, i), *keys;
+        if (strcmp(jstr(m, "org"), org) != 0)
+            continue;
+        assert_true(json_object_object_get_ex(m, "keys", &keys));
+        json_object *k = json_object_array_get_idx(keys, json_object_array_length(keys) - 1);
+        json_object_object_add(k, "effective_ms", json_object_new_int(0));
+        json_object_object_add(k, "notice_hours", json_object_new_int(hours));
+    }
+    assert_int_equal(json_object_to_file_ext(path, w, JSON_C_TO_STRING_PRETTY), 0);
+    json_object_put(w);
+}
+
+/* Last of the network's tests: cpia-1 gets a new key and coop-1 leaves. The comune's node
+ * refuses a new key with less notice than it requires ([network] rekey_notice_hours, 72 h),
+ * takes the manifest signed again with the notice given back, and shows both. */
+static void test_rekey_and_retire(void **state)
+{
+    th_net *net = *state;
+    char entry[600], seq[32], seq2[32], m2[400], m3[400];
+    new_identity(net, "cpia-1", "cpia", "cpia-1-new", entry, sizeof entry);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)seq_of(net, 1, 1));
+    snprintf(seq2, sizeof seq2, "%llu", (unsigned long long)seq_of(net, 2, 2));
+    const char *hasty[]
+        = { "network", "rekey", net->admin, entry, "--last-seq", seq, "--notice-hours", "1", NULL };
+    th_out o = th_patto_raw(hasty);
+    expect_status(net, &o, 0, "nodes with the default [network] rekey_notice_hours (72)");
+    th_out_free(&o);
+    const char *retire[] = { "network", "retire", net->admin, "coop-1", "--last-seq", seq2, NULL };
+    o = th_patto_raw(retire);
+    expect_status(net, &o, 0, "coop-1 leaves the network");
+    th_out_free(&o);
+    snprintf(m2, sizeof m2, "%s/manifest-2.bin", net->root);
+    const char *sign[] = { "network", "sign", net->admin, "--out", m2, NULL };
+    o = th_patto_raw(sign);
+    expect_status(net, &o, 0, "the new key of cpia-1 takes effect at ");
+    th_out_free(&o);
+    o = th_patto(net, 0, "manifest", "import", m2, NULL);
+    expect_status(net, &o, 2, "new key effective sooner than 72 h after the manifest was signed");
+    th_out_free(&o);
+
+    /* no node took version 2: the key gets its notice back, and version 3 is taken */
+    notice_back(net, "cpia-1", 72);
+    snprintf(m3, sizeof m3, "%s/manifest-3.bin", net->root);
+    const char *sign3[] = { "network", "sign", net->admin, "--out", m3, NULL };
+    o = th_patto_raw(sign3);
+    expect_status(net, &o, 0, "(72 h notice)");
+    th_out_free(&o);
+    o = th_patto(net, 0, "manifest", "import", m3, NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+    assert_true(th_log_has(net, 0, "member.rekey"));
+    o = th_patto(net, 0, "status", NULL);
+    expect_status(net, &o, 0, NULL);
+    json_object *members;
+    assert_true(json_object_object_get_ex(o.json, "members", &members));
+    for (size_t k = 0; k < json_object_array_length(members); k++) {
+        json_object *m = json_object_array_get_idx(members, k), *active, *keys, *from;
+        assert_true(json_object_object_get_ex(m, "active", &active));
+        assert_true(json_object_object_get_ex(m, "keys", &keys));
+        assert_true(json_object_object_get_ex(m, "key_effective_ms", &from));
+        if (strcmp(jstr(m, "org"), "coop-1") == 0) {
+            assert_false(json_object_get_boolean(active));
+        } else if (strcmp(jstr(m, "org"), "cpia-1") == 0) {
+            assert_true(json_object_get_boolean(active));
+            assert_int_equal(json_object_get_int64(keys), 2);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            assert_true(json_object_get_int64(from) > now + 71 * INT64_C(3600000));
+        }
+    }
+    th_out_free(&o);
+    o = patto_text(net, 0, "status", NULL, NULL);
+    expect_status(net, &o, 0, "coop-1 (coop), left the network\n");
+    expect_status(net, &o, 0, "cpia-1 (cpia), new key from ");
+    th_out_free(&o);
+}
+
 static void test_no_operator(void **state)
 {
     th_net *net = *state;
@@ -497,10 +704,10 @@ int main(void)
 {
     th_programs(PATTO_BIN, PATTOD_BIN);
     const struct CMUnitTest net_tests[] = {
-        cmocka_unit_test(test_status),
-        cmocka_unit_test(test_manifest_again),
-        cmocka_unit_test(test_grant_rules),
-        cmocka_unit_test(test_no_operator),
+        cmocka_unit_test(test_status), cmocka_unit_test(test_manifest_again),
+        cmocka_unit_test(test_grant_rules), cmocka_unit_test(test_grant_provision_and_access),
+        cmocka_unit_test(test_members_in_status), cmocka_unit_test(test_no_operator),
+        cmocka_unit_test(test_rekey_and_retire), /* last: it changes the network */
     };
     const struct CMUnitTest one_tests[] = {
         cmocka_unit_test_setup_teardown(

@@ -239,7 +239,8 @@ static void arg_is(const request *q, size_t i, const char *want)
 static void new_case_id(char out[PROTO_CASE_ID_TEXT_SIZE])
 {
     proto_case_id id;
-    assert_int_equal(proto_case_id_new(NULL, &id), PROTO_OK);
+    proto_case_nonce nonce;
+    assert_int_equal(proto_case_id_new("comune-1", 8, NULL, &id, &nonce), PROTO_OK);
     proto_case_id_format(&id, out);
 }
 
@@ -524,7 +525,7 @@ static void test_consent_grant(void **state)
     expect_exit(&r, 0);
     assert_non_null(strstr(r.out, "granted to cpia-1"));
     run_result_fini(&r);
-    const request *q = only_request(f, "consent.grant", 9);
+    const request *q = only_request(f, "consent.grant", 10);
     arg_is(q, 0, "");
     arg_is(q, 1, id);
     arg_is(q, 2, "cpia-1");
@@ -534,6 +535,7 @@ static void test_consent_grant(void **state)
     arg_is(q, 6, "read"); /* the default */
     arg_is(q, 7, "");
     arg_is(q, 8, "");
+    arg_is(q, 9, ""); /* no provision */
 }
 
 static void test_consent_grant_all_options(void **state)
@@ -542,13 +544,13 @@ static void test_consent_grant_all_options(void **state)
     char id[PROTO_CASE_ID_TEXT_SIZE];
     new_case_id(id);
     f->payload = "{}";
-    run_result r
-        = RUN(f, "--operator", "ass-sociale-2", "consent", "grant", id, "--basis=explicit-consent",
-            "--evidence", "modulo 12/2025 firmato", "--until", "2026-02-28", "--access", "write",
-            "--purpose", "integrazione", "--scopes", "sociale", "--to", "coop-sole", "--json");
+    run_result r = RUN(f, "--operator", "ass-sociale-2", "consent", "grant", id,
+        "--basis=explicit-consent", "--evidence", "modulo 12/2025 firmato", "--until", "2026-02-28",
+        "--access", "write", "--provision", "D.Lgs. 286/1998 art. 4-bis", "--purpose",
+        "integrazione", "--scopes", "sociale", "--to", "coop-sole", "--json");
     expect_exit(&r, 0);
     run_result_fini(&r);
-    const request *q = only_request(f, "consent.grant", 9);
+    const request *q = only_request(f, "consent.grant", 10);
     arg_is(q, 0, "ass-sociale-2");
     arg_is(q, 1, id);
     arg_is(q, 2, "coop-sole");
@@ -558,13 +560,143 @@ static void test_consent_grant_all_options(void **state)
     arg_is(q, 6, "write");
     arg_is(q, 7, "2026-02-28");
     arg_is(q, 8, "modulo 12/2025 firmato");
+    arg_is(q, 9, "D.Lgs. 286/1998 art. 4-bis"); /* the 9th argument after the operator */
+}
+
+/* The provision is said in the human answer, whether or not the node's answer carries it. */
+static void test_consent_grant_provision_shown(void **state)
+{
+    fake_node *f = *state;
+    char id[PROTO_CASE_ID_TEXT_SIZE], payload[400];
+    new_case_id(id);
+    snprintf(payload, sizeof payload,
+        "{\"id\": \"%s\", \"to\": \"pref-lt\", \"scopes\": [\"documenti\"], \"access\": "
+        "\"read\", \"purpose\": \"documenti\", \"basis\": \"legal-obligation\", \"until\": "
+        "\"2026-12-31\"}",
+        id);
+    f->payload = payload;
+    run_result r = RUN(f, "consent", "grant", id, "--to", "pref-lt", "--scopes", "documenti",
+        "--purpose", "documenti", "--basis", "legal-obligation", "--until", "2026-12-31",
+        "--provision=D.Lgs. 286/1998 art. 5");
+    expect_exit(&r, 0);
+    char want[300];
+    snprintf(want, sizeof want,
+        "%s: read access to documenti granted to pref-lt (purpose documenti, basis "
+        "legal-obligation, provision D.Lgs. 286/1998 art. 5, until 2026-12-31)\n",
+        id);
+    assert_string_equal(r.out, want);
+    run_result_fini(&r);
+    const request *q = only_request(f, "consent.grant", 10);
+    arg_is(q, 9, "D.Lgs. 286/1998 art. 5");
+}
+
+/* 255 bytes of provision is the most; the CLI sends it as it is. */
+static void test_consent_grant_provision_longest(void **state)
+{
+    fake_node *f = *state;
+    char id[PROTO_CASE_ID_TEXT_SIZE], provision[256];
+    new_case_id(id);
+    memset(provision, 'x', 255);
+    provision[255] = '\0';
+    f->payload = "{}";
+    run_result r = RUN(f, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "consent", "--provision", provision);
+    expect_exit(&r, 0);
+    run_result_fini(&r);
+    const request *q = only_request(f, "consent.grant", 10);
+    arg_is(q, 9, provision);
+}
+
+/* case show for people: the owner, and under each scope its access log. */
+static void test_case_show_owner_and_access(void **state)
+{
+    fake_node *f = *state;
+    char id[PROTO_CASE_ID_TEXT_SIZE], payload[3000];
+    new_case_id(id);
+    snprintf(payload, sizeof payload,
+        "{\"id\": \"%s\", \"owner\": \"comune-1\", \"scopes\": {"
+        "\"anagrafica\": {\"nome\": \"Amina\"}, \"lingua\": {\"livello\": \"A2\"}, "
+        "\"documenti\": {}}, \"conflicts\": {}, \"access\": {"
+        "\"anagrafica\": [], "
+        "\"lingua\": [{\"number\": 1, \"recorded_at\": \"2026-12-06T12:29:31.000Z\", \"kind\": "
+        "\"grant\", \"to\": \"cpia-1\", \"access\": \"write\", \"purpose\": \"lingua\", "
+        "\"basis\": \"public-task\", \"provision\": null, \"until\": null, \"operator\": "
+        "\"sportello-1\", \"unix_user\": null, \"evidence\": null}, "
+        "{\"number\": 2, \"recorded_at\": \"2026-12-07T08:00:00.000Z\", \"kind\": \"epoch\", "
+        "\"epoch\": 2}], "
+        "\"documenti\": [{\"number\": 1, \"recorded_at\": \"2026-07-01T09:00:00.250Z\", "
+        "\"kind\": \"grant\", \"to\": \"pref-lt\", \"access\": \"read\", \"purpose\": "
+        "\"documenti\", \"basis\": \"legal-obligation\", \"provision\": \"D.Lgs. 286/1998 art. "
+        "5\", \"until\": \"2026-12-31T22:59:59.999Z\", \"operator\": \"ins-rossi\", "
+        "\"unix_user\": \"patto-op\", \"evidence\": \"prot. 4711/2026\"}]}}",
+        id);
+    f->payload = payload;
+    run_result r = RUN(f, "case", "show", id);
+    expect_exit(&r, 0);
+    char want[3000];
+    snprintf(want, sizeof want,
+        "case %s\n"
+        "owner             comune-1\n"
+        "anagrafica.nome   Amina\n"
+        "lingua.livello    A2\n"
+        "lingua access     #1  2026-12-06 13:29:31 CET  grant to cpia-1: write, purpose lingua, "
+        "basis public-task, by sportello-1\n"
+        "                  #2  2026-12-07 09:00:00 CET  new epoch 2 (a new key for the scope)\n"
+        "documenti         (readable, no fields)\n"
+        "documenti access  #1  2026-07-01 11:00:00 CEST  grant to pref-lt: read, purpose "
+        "documenti, basis legal-obligation, provision D.Lgs. 286/1998 art. 5, until 2026-12-31 "
+        "23:59:59 CET, by ins-rossi (unix user patto-op), evidence prot. 4711/2026\n",
+        id);
+    if (strcmp(r.out, want) != 0)
+        run_dump("case show", &r);
+    assert_string_equal(r.out, want);
+    run_result_fini(&r);
+
+    /* --json: the node's document itself */
+    r = RUN(f, "--json", "case", "show", id);
+    expect_exit(&r, 0);
+    json_object *got = json_tokener_parse(r.out), *doc = json_tokener_parse(payload);
+    assert_non_null(got);
+    assert_true(json_object_equal(got, doc));
+    json_object_put(got);
+    json_object_put(doc);
+    run_result_fini(&r);
+}
+
+/* status for people: orgs that left, and a new key that takes effect later. */
+static void test_status_members(void **state)
+{
+    fake_node *f = *state;
+    f->payload
+        = "{\"org\": \"comune-1\", \"role\": \"comune\", \"versions\": {\"manifest\": 3}, "
+          "\"peers\": [], \"vv\": {}, \"members\": ["
+          "{\"org\": \"comune-1\", \"role\": \"comune\", \"origin\": \"11\", \"active\": true, "
+          "\"keys\": 1, \"key_effective_ms\": 0}, "
+          "{\"org\": \"coop-1\", \"role\": \"coop\", \"origin\": \"22\", \"active\": false, "
+          "\"keys\": 1, \"key_effective_ms\": 0}, "
+          "{\"org\": \"cpia-1\", \"role\": \"cpia\", \"origin\": \"33\", \"active\": true, "
+          "\"keys\": 2, \"key_effective_ms\": 4102444800000}, "
+          "{\"org\": \"cpi-1\", \"role\": \"cpi\", \"origin\": \"44\", \"active\": true, "
+          "\"keys\": 2, \"key_effective_ms\": 1000}], \"purposes\": []}";
+    run_result r = RUN(f, "status");
+    expect_exit(&r, 0);
+    const char *want = "\nmembers     comune-1 (comune)\n"
+                       "            coop-1 (coop), left the network\n"
+                       "            cpia-1 (cpia), new key from 2100-01-01 01:00:00 CET\n"
+                       "            cpi-1 (cpi)\n";
+    if (strstr(r.out, want) == NULL)
+        run_dump("status", &r);
+    assert_non_null(strstr(r.out, want));
+    run_result_fini(&r);
 }
 
 static void test_consent_grant_usage(void **state)
 {
     fake_node *f = *state;
-    char id[PROTO_CASE_ID_TEXT_SIZE];
+    char id[PROTO_CASE_ID_TEXT_SIZE], long_provision[257];
     new_case_id(id);
+    memset(long_provision, 'a', 256); /* one byte too many */
+    long_provision[256] = '\0';
     struct {
         const char *opt, *val, *needle;
     } bad[] = {
@@ -578,6 +710,9 @@ static void test_consent_grant_usage(void **state)
         { "--scopes", "lingua,lingua", "--scopes names lingua twice" },
         { "--evidence", " ", "--evidence must be" },
         { "--access", "none", "--access 'none' is not read or write" },
+        { "--provision", " ", "--provision must be at most 255 bytes of text" },
+        { "--provision", "art.\t4", "--provision must be at most 255 bytes of text" },
+        { "--provision", long_provision, "--provision must be at most 255 bytes of text" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *to = strcmp(bad[i].opt, "--to") == 0 ? bad[i].val : "cpia-1";
@@ -585,6 +720,7 @@ static void test_consent_grant_usage(void **state)
         const char *basis = strcmp(bad[i].opt, "--basis") == 0 ? bad[i].val : "consent";
         const char *extra_opt = strcmp(bad[i].opt, "--access") == 0
                 || strcmp(bad[i].opt, "--until") == 0 || strcmp(bad[i].opt, "--evidence") == 0
+                || strcmp(bad[i].opt, "--provision") == 0
             ? bad[i].opt
             : "--evidence";
         const char *extra_val = extra_opt == bad[i].opt ? bad[i].val : "ref";
@@ -609,13 +745,21 @@ static void write_manifest(fake_node *f, char *path, proto_buf *out)
 {
     proto_identity *admin = NULL;
     assert_int_equal(proto_identity_new(NULL, &admin), PROTO_OK);
+    proto_member_key k = { .retired = false };
+    memcpy(k.origin, proto_identity_origin(admin), PROTO_ORIGIN_LEN);
+    memcpy(k.box_pk, proto_identity_box_pk(admin), PROTO_BOX_PK_LEN);
     proto_member m = { .org = { (const uint8_t *)"comune-1", 8 },
         .name = { (const uint8_t *)"Comune", 6 },
         .role = PROTO_ROLE_COMUNE,
-        .url = { (const uint8_t *)"tcp://127.0.0.1:7401", 20 } };
-    memcpy(m.origin, proto_identity_origin(admin), PROTO_ORIGIN_LEN);
-    memcpy(m.box_pk, proto_identity_box_pk(admin), PROTO_BOX_PK_LEN);
-    proto_manifest man = { .version = 4, .members = &m, .nmembers = 1 };
+        .url = { (const uint8_t *)"tcp://127.0.0.1:7401", 20 },
+        .keys = &k,
+        .nkeys = 1 };
+    proto_manifest man = { .version = 4,
+        .signed_at_ms = UINT64_C(1796000000000),
+        .max_clock_ahead_ms = PROTO_MAX_CLOCK_AHEAD_DEFAULT_MS,
+        .counter_limit = PROTO_COUNTER_LIMIT_DEFAULT,
+        .members = &m,
+        .nmembers = 1 };
     *out = (proto_buf) { NULL, 0 };
     assert_int_equal(proto_manifest_sign(&man, admin, out), PROTO_OK);
     proto_identity_free(admin);
@@ -877,6 +1021,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_hangs_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consent_grant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consent_grant_all_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consent_grant_provision_shown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consent_grant_provision_longest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_case_show_owner_and_access, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_members, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consent_grant_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_digest_schema, setup, teardown),

@@ -1,5 +1,6 @@
 /* cli.validate: the CLI's pure helpers (cli.h): the sentences of its exit codes and the times
- * it shows people. Its input checks are proto's, tested in proto.names. */
+ * it shows people (from the node's RFC 3339 text and from milliseconds). Its input checks are
+ * proto's, tested in proto.names. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,6 +58,22 @@ static void test_rome_time(void **state)
     assert_string_equal(small, "untouched");
 }
 
+static void test_rome_time_ms(void **state)
+{
+    (void)state;
+    char out[CLI_TIME_TEXT_SIZE] = "untouched";
+    /* 2026-12-06T12:29:31.999Z: seconds cut, not rounded */
+    assert_true(cli_rome_time_ms(UINT64_C(1796560171999), out, sizeof out));
+    assert_string_equal(out, "2026-12-06 13:29:31 CET");
+    assert_true(cli_rome_time_ms(UINT64_C(1782896400000), out, sizeof out)); /* 2026-07-01 09:00Z */
+    assert_string_equal(out, "2026-07-01 11:00:00 CEST");
+    assert_true(cli_rome_time_ms(0, out, sizeof out));
+    assert_string_equal(out, "1970-01-01 01:00:00 CET");
+    char small[16] = "untouched";
+    assert_false(cli_rome_time_ms(0, small, 8));
+    assert_string_equal(small, "untouched");
+}
+
 static void test_strerror(void **state)
 {
     (void)state;
@@ -73,6 +90,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rome_time),
+        cmocka_unit_test(test_rome_time_ms),
         cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,54 @@ static inline crdt_origin tu_origin(uint8_t i)
     return o;
 }
 
+/* A counter origin for (self, field) (SPEC.md I8): a deterministic 32-byte mix of both, never
+ * self. patto's nodes use proto_counter_origin (a BLAKE2b hash); crdt/ is libc only, so its
+ * tests use this splitmix64-based mix, which is all the CRDT laws need. */
+static inline uint64_t tu_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static inline crdt_origin tu_counter_origin(const crdt_origin *self, const char *field)
+{
+    uint64_t lane[4] = { UINT64_C(0x7061747463747231), UINT64_C(0x636f756e74657221),
+        UINT64_C(0x9e3779b97f4a7c15), UINT64_C(0xd1b54a32d192ed03) };
+    size_t flen = strlen(field);
+    size_t total = CRDT_ORIGIN_LEN + 8 + flen;
+    for (size_t i = 0; i < total; i++) {
+        uint8_t b;
+        if (i < CRDT_ORIGIN_LEN)
+            b = self->b[i];
+        else if (i < CRDT_ORIGIN_LEN + 8)
+            b = (uint8_t)((uint64_t)flen >> (8 * (i - CRDT_ORIGIN_LEN)));
+        else
+            b = (uint8_t)field[i - CRDT_ORIGIN_LEN - 8];
+        uint64_t *l = &lane[i % 4];
+        *l = tu_mix64(*l ^ ((uint64_t)b << (8 * ((i / 4) % 8))) ^ (uint64_t)i);
+    }
+    for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 4; k++)
+            lane[k] = tu_mix64(lane[k] ^ lane[(k + 1) % 4] ^ (uint64_t)(r * 4 + k));
+    crdt_origin out;
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 8; j++)
+            out.b[8 * k + j] = (uint8_t)(lane[k] >> (8 * j));
+    return out;
+}
+
+/* crdt_counter_add by node `self`: its entry's dot is self's counter origin for the field, as a
+ * node makes it. NULL self or field are passed through (for the argument checks). */
+static inline crdt_err tu_counter_add(
+    crdt_scope *s, crdt_scope *delta, const crdt_origin *self, const char *field, int64_t amount)
+{
+    if (self == NULL || field == NULL)
+        return crdt_counter_add(s, delta, self, field, amount);
+    crdt_origin co = tu_counter_origin(self, field);
+    return crdt_counter_add(s, delta, &co, field, amount);
+}
+
 static inline crdt_dot tu_dot(uint8_t origin, uint64_t counter)
 {
     crdt_dot d;

@@ -54,8 +54,8 @@ static void fill(crdt_scope *s)
     OK(crdt_set_add(s, NULL, &o1, "set", "a", 1));
     OK(crdt_set_add(s, NULL, &o1, "set", "b", 1));
     OK(crdt_set_add(b, NULL, &o2, "set", "a", 1));
-    OK(crdt_counter_add(s, NULL, &o1, "ctr", 5));
-    OK(crdt_counter_add(b, NULL, &o2, "ctr", -3));
+    OK(tu_counter_add(s, NULL, &o1, "ctr", 5));
+    OK(tu_counter_add(b, NULL, &o2, "ctr", -3));
     OK(crdt_timeline_add(s, NULL, &o1, &h, "tl", "one", 3, &ev));
     OK(crdt_timeline_add(b, NULL, &o2, &h, "tl", "two", 3, &g_ev_two));
     OK(crdt_timeline_add(s, NULL, &o1, &h, "tl", "three", 5, &g_ev_three));
@@ -247,7 +247,7 @@ static void test_limits(void **state)
         assert_int_equal(crdt_register_set(s, d, &o, &h, f, "v", 1), CRDT_ELIMIT);
         assert_int_equal(crdt_set_add(s, d, &o, f, "e", 1), CRDT_ELIMIT);
         assert_int_equal(crdt_set_remove(s, d, f, "e", 1), CRDT_ELIMIT);
-        assert_int_equal(crdt_counter_add(s, d, &o, f, 1), CRDT_ELIMIT);
+        assert_int_equal(tu_counter_add(s, d, &o, f, 1), CRDT_ELIMIT);
         assert_int_equal(crdt_timeline_add(s, d, &o, &h, f, "x", 1, NULL), CRDT_ELIMIT);
         assert_int_equal(crdt_timeline_redact(s, d, f, &ev), CRDT_ELIMIT);
         assert_int_equal(crdt_field_remove(s, d, f), CRDT_ELIMIT);
@@ -390,49 +390,49 @@ static void test_counter_overflow(void **state)
     crdt_scope *s = mk(NULL), *d = mk(NULL);
     crdt_origin a = tu_origin(1), b = tu_origin(2), c = tu_origin(3);
     int64_t v;
-    OK(crdt_counter_add(s, d, &a, "n", INT64_MAX));
+    OK(tu_counter_add(s, d, &a, "n", INT64_MAX));
     crdt_scope *before = clone_of(s), *dbefore = clone_of(d);
-    assert_int_equal(crdt_counter_add(s, d, &a, "n", 1), CRDT_EOVERFLOW);
+    assert_int_equal(tu_counter_add(s, d, &a, "n", 1), CRDT_EOVERFLOW);
     assert_same(s, before);
     assert_same(d, dbefore);
     /* Decrements are counted apart: -1 then +1 still passes INT64_MAX in increments. */
-    OK(crdt_counter_add(s, d, &a, "n", -1));
+    OK(tu_counter_add(s, d, &a, "n", -1));
     OK(crdt_counter_value(s, "n", &v));
     assert_int_equal(v, INT64_MAX - 1);
     crdt_scope_free(before);
     crdt_scope_free(dbefore);
     before = clone_of(s);
     dbefore = clone_of(d);
-    assert_int_equal(crdt_counter_add(s, d, &a, "n", 1), CRDT_EOVERFLOW);
+    assert_int_equal(tu_counter_add(s, d, &a, "n", 1), CRDT_EOVERFLOW);
     assert_same(s, before);
     assert_same(d, dbefore);
 
     /* Decrements: INT64_MIN alone is more than INT64_MAX of decrements. */
-    assert_int_equal(crdt_counter_add(s, d, &b, "m", INT64_MIN), CRDT_EOVERFLOW);
+    assert_int_equal(tu_counter_add(s, d, &b, "m", INT64_MIN), CRDT_EOVERFLOW);
     assert_same(s, before);
-    OK(crdt_counter_add(s, d, &b, "m", -INT64_MAX));
+    OK(tu_counter_add(s, d, &b, "m", -INT64_MAX));
     OK(crdt_counter_value(s, "m", &v));
     assert_int_equal(v, -INT64_MAX);
     crdt_scope_free(before);
     crdt_scope_free(dbefore);
     before = clone_of(s);
     dbefore = clone_of(d);
-    assert_int_equal(crdt_counter_add(s, d, &b, "m", -1), CRDT_EOVERFLOW);
+    assert_int_equal(tu_counter_add(s, d, &b, "m", -1), CRDT_EOVERFLOW);
     assert_same(s, before);
     assert_same(d, dbefore);
 
     /* The value would leave int64 through another origin's add. */
     crdt_scope *s2 = mk(NULL);
-    OK(crdt_counter_add(s2, NULL, &a, "n", INT64_MAX));
+    OK(tu_counter_add(s2, NULL, &a, "n", INT64_MAX));
     crdt_scope *s2b = clone_of(s2);
-    assert_int_equal(crdt_counter_add(s2, NULL, &c, "n", 1), CRDT_EOVERFLOW);
+    assert_int_equal(tu_counter_add(s2, NULL, &c, "n", 1), CRDT_EOVERFLOW);
     assert_same(s2, s2b);
-    OK(crdt_counter_add(s2, NULL, &c, "n", -1));
+    OK(tu_counter_add(s2, NULL, &c, "n", -1));
 
     /* Concurrent adds whose sum leaves int64: the join holds both, the read reports it. */
     crdt_scope *x = mk(NULL), *y = mk(NULL);
-    OK(crdt_counter_add(x, NULL, &a, "n", INT64_MAX));
-    OK(crdt_counter_add(y, NULL, &b, "n", 2));
+    OK(tu_counter_add(x, NULL, &a, "n", INT64_MAX));
+    OK(tu_counter_add(y, NULL, &b, "n", 2));
     OK(crdt_scope_join(x, y));
     assert_int_equal(crdt_counter_value(x, "n", &v), CRDT_EOVERFLOW);
     crdt_scope *all[] = { s, d, before, dbefore, s2, s2b, x, y };
@@ -458,8 +458,8 @@ static void test_conflict(void **state)
             OK(crdt_register_set(y, NULL, &o, &h2, "f", "a", 1));
             break;
         case 2: /* counter totals */
-            OK(crdt_counter_add(x, NULL, &o, "f", 1));
-            OK(crdt_counter_add(y, NULL, &o, "f", 2));
+            OK(tu_counter_add(x, NULL, &o, "f", 1));
+            OK(tu_counter_add(y, NULL, &o, "f", 2));
             break;
         case 3: /* timeline content */
             OK(crdt_timeline_add(x, NULL, &o, &h, "f", "a", 1, NULL));
@@ -573,7 +573,7 @@ static crdt_err op_set_remove(crdt_scope *s, crdt_scope *d)
 static crdt_err op_counter(crdt_scope *s, crdt_scope *d)
 {
     crdt_origin o = tu_origin(1);
-    return crdt_counter_add(s, d, &o, "ctr", -7);
+    return tu_counter_add(s, d, &o, "ctr", -7);
 }
 static crdt_err op_timeline_add(crdt_scope *s, crdt_scope *d)
 {
@@ -695,7 +695,7 @@ static void test_enomem_join(void **state)
             /* src has seen dst's entries, removed some and added others. */
             OK(crdt_field_remove(src, NULL, "set"));
             OK(crdt_register_set(src, NULL, &o, &h, "reg", "quattro", 7));
-            OK(crdt_counter_add(src, NULL, &o, "ctr", 9));
+            OK(tu_counter_add(src, NULL, &o, "ctr", 9));
             OK(crdt_timeline_add(src, NULL, &o, &h, "new", "e", 1, NULL));
             OK(crdt_timeline_redact(src, NULL, "tl", &g_ev_three));
         }

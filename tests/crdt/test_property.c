@@ -300,9 +300,9 @@ static bool do_mutation(history *h, int i, bool allow_remove)
         int64_t amount = test_rng_range(r, -50, 50);
         int64_t v0 = 0, v1 = 0;
         crdt_err e0 = crdt_counter_value(rp->s, f, &v0);
-        err = crdt_counter_add(rp->s, rp->open, &rp->origin, f, amount);
+        err = tu_counter_add(rp->s, rp->open, &rp->origin, f, amount);
         if (twin)
-            err2 = crdt_counter_add(twin, single, &rp->origin, f, amount);
+            err2 = tu_counter_add(twin, single, &rp->origin, f, amount);
         PCALL(crdt_counter_value(rp->s, f, &v1));
         PCHECK(v1 == (e0 == CRDT_OK ? v0 : 0) + amount);
     } else {
@@ -719,7 +719,7 @@ static void case_counter_model(uint64_t seed, int variant)
                 ? test_rng_range(&h.r, -(INT64_C(1) << 40), INT64_C(1) << 40)
                 : test_rng_range(&h.r, -100, 100);
             crdt_scope *d = pnew();
-            PCALL(crdt_counter_add(h.rep[i].s, d, &h.rep[i].origin, f, amount));
+            PCALL(tu_counter_add(h.rep[i].s, d, &h.rep[i].origin, f, amount));
             prefix[i][nops[i] + 1] = (nops[i] ? prefix[i][nops[i]] : 0) + amount;
             nops[i]++;
             known[i][i] = nops[i];
@@ -828,7 +828,7 @@ static void case_sequential_model(uint64_t seed, int variant)
         }
         case 3: {
             int64_t a = test_rng_range(&r, -1000, 1000);
-            PCALL(crdt_counter_add(s, NULL, &o, "c", a));
+            PCALL(tu_counter_add(s, NULL, &o, "c", a));
             m.ctr += a;
             m.ctr_set = true;
             break;

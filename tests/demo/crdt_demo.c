@@ -24,6 +24,10 @@
 typedef struct replica {
     const char *name;
     crdt_origin origin;
+    /* The origin of this replica's ore_frequenza entries (crdt SPEC.md I8): its own, apart
+     * from `origin`. A node computes it with proto_counter_origin; this demo of the CRDT core
+     * alone takes a fixed value. */
+    crdt_origin hours_origin;
     crdt_hlc clock;
     crdt_scope *state;
 } replica;
@@ -105,6 +109,8 @@ int main(void)
     replica a = { .name = "comune-1" }, b = { .name = "cpia-1" };
     memset(a.origin.b, 0xA1, CRDT_ORIGIN_LEN);
     memset(b.origin.b, 0xB2, CRDT_ORIGIN_LEN);
+    memset(a.hours_origin.b, 0xA3, CRDT_ORIGIN_LEN);
+    memset(b.hours_origin.b, 0xB4, CRDT_ORIGIN_LEN);
     CHECK(crdt_scope_new(NULL, &a.state));
     CHECK(crdt_scope_new(NULL, &b.state));
 
@@ -112,7 +118,7 @@ int main(void)
     crdt_scope *d0;
     CHECK(crdt_scope_new(NULL, &d0));
     set_text(&a, d0, "livello", "A1");
-    CHECK(crdt_counter_add(a.state, d0, &a.origin, "ore_frequenza", 10));
+    CHECK(crdt_counter_add(a.state, d0, &a.hours_origin, "ore_frequenza", 10));
     CHECK(crdt_set_add(a.state, d0, &a.origin, "competenze", "cucina", 6));
     CHECK(crdt_scope_join(b.state, d0));
     printf("after the first sync, both replicas hold:\n");
@@ -123,14 +129,14 @@ int main(void)
     CHECK(crdt_scope_new(NULL, &da));
     CHECK(crdt_scope_new(NULL, &db));
     set_text(&a, da, "livello", "A2");
-    CHECK(crdt_counter_add(a.state, da, &a.origin, "ore_frequenza", 4));
+    CHECK(crdt_counter_add(a.state, da, &a.hours_origin, "ore_frequenza", 4));
     CHECK(crdt_set_add(a.state, da, &a.origin, "competenze", "cucina", 6));
     crdt_hlc h = tick(&a);
     CHECK(crdt_timeline_add(
         a.state, da, &a.origin, &h, "eventi", "{\"tipo\":\"colloquio\"}", 20, NULL));
 
     set_text(&b, db, "livello", "A2+");
-    CHECK(crdt_counter_add(b.state, db, &b.origin, "ore_frequenza", 12));
+    CHECK(crdt_counter_add(b.state, db, &b.hours_origin, "ore_frequenza", 12));
     CHECK(crdt_set_remove(b.state, db, "competenze", "cucina", 6));
     CHECK(crdt_set_add(b.state, db, &b.origin, "competenze", "sartoria", 8));
     h = tick(&b);

@@ -1,7 +1,9 @@
 /*
  * make_seeds.c - writes the fuzz seed corpora from proto/vectors.txt: every value of every
- * vector (as bytes when it is hex, as text otherwise), the unpadded form of padded values, and
- * bob's opened key-grant plaintext, into OUTDIR/<target>/ for each target named.
+ * vector (as bytes when it is hex, as text otherwise), the unpadded form of padded values
+ * (delta bodies pad to 256 bytes, grant plaintexts to 512), and the fields of access-grant
+ * plaintexts after their fixed head (what the access_grant target appends to that head), into
+ * OUTDIR/<target>/ for each target named.
  *
  * usage: fuzz-make-seeds VECTORS OUTDIR TARGET...
  */
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tdecode.h"
 #include "tutil.h"
 
 static int write_seed(const char *dir, const char *name, const uint8_t *p, size_t n)
@@ -45,22 +48,20 @@ int main(int argc, char **argv)
     }
     if (mkdir_p(argv[2]) != 0)
         return 1;
-    /* bob's X25519 key pair, as in the vectors (box seed 0x61...) */
-    uint8_t seed[32], pk[32], sk[32];
-    tu_pattern(seed, 32, 0x61);
-    crypto_box_seed_keypair(pk, sk, seed);
+    uint8_t head[32];
+    size_t head_len = tdec_access_grant_head(head);
     for (int t = 3; t < argc; t++) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/%s", argv[2], argv[t]);
         if (mkdir_p(dir) != 0)
             return 1;
-        /* hostile claims (ARCHITECTURE.md house rule 2): the replay runs with -malloc_limit_mb, so a
-         * decoder that let msgpack-c allocate what these claim would fail there */
+        /* hostile claims (ARCHITECTURE.md house rule 2): the replay runs with -malloc_limit_mb, so
+         * a decoder that let msgpack-c allocate what these claim would fail there */
         static const uint8_t claims[][8] = {
             { 0xdd, 0xff, 0xff, 0xff, 0xff, 0, 0, 0 },          /* array32: 4 G elements */
-            { 0x93, 0x01, 0x0e, 0xdd, 0x7f, 0xff, 0xff, 0xff }, /* HEADERS of 2 G */
-            { 0x93, 0x01, 0x0f, 0xdc, 0xff, 0xff, 0x92, 0xc4 }, /* BODIES of 65535 */
-            { 0x96, 0x01, 0x14, 0xdd, 0x0f, 0xff, 0xff, 0xff }, /* SCOPE origins of 268 M */
+            { 0x93, 0x02, 0x0e, 0xdd, 0x7f, 0xff, 0xff, 0xff }, /* HEADERS of 2 G */
+            { 0x93, 0x02, 0x0f, 0xdc, 0xff, 0xff, 0x92, 0xc4 }, /* BODIES of 65535 */
+            { 0x96, 0x02, 0x14, 0xdd, 0x0f, 0xff, 0xff, 0xff }, /* SCOPE origins of 268 M */
         };
         for (size_t c = 0; c < sizeof claims / sizeof claims[0]; c++) {
             char name[64];
@@ -83,18 +84,18 @@ int main(int argc, char **argv)
                 }
                 if (write_seed(dir, name, p, n) != 0)
                     return 1;
-                size_t un;
-                if (n > 0 && n % 256 == 0 && sodium_unpad(&un, p, n, 256) == 0) {
-                    strncat(name, "-unpadded", sizeof name - strlen(name) - 1);
-                    if (write_seed(dir, name, p, un) != 0)
+                static const size_t blocks[2] = { 256, 512 };
+                for (int b = 0; b < 2; b++) {
+                    size_t un;
+                    if (n == 0 || n % blocks[b] != 0 || sodium_unpad(&un, p, n, blocks[b]) != 0)
+                        continue;
+                    char uname[600];
+                    snprintf(uname, sizeof uname, "%s-unpadded%zu", name, blocks[b]);
+                    if (write_seed(dir, uname, p, un) != 0)
                         return 1;
-                }
-                for (size_t off = 0; off + 304 <= n; off++) {
-                    uint8_t m[256];
-                    if (crypto_box_seal_open(m, p + off, 304, pk, sk) == 0
-                        && sodium_unpad(&un, m, 256, 256) == 0) {
-                        snprintf(name, sizeof name, "%03d-grant-plaintext", k++);
-                        if (write_seed(dir, name, m, un) != 0)
+                    if (un > head_len && memcmp(p, head, head_len) == 0) {
+                        snprintf(uname, sizeof uname, "%s-entry-fields", name);
+                        if (write_seed(dir, uname, p + head_len, un - head_len) != 0)
                             return 1;
                     }
                 }
@@ -102,5 +103,6 @@ int main(int argc, char **argv)
             }
     }
     tu_vectors_free(&vs);
+    tdec_cleanup();
     return 0;
 }

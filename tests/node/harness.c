@@ -165,6 +165,31 @@ th_out th_patto(th_net *net, size_t i, ...)
     return run(argv);
 }
 
+th_out th_patto_write(th_net *net, size_t i, ...)
+{
+    const char *argv[40];
+    size_t n = 0;
+    argv[n++] = patto_bin;
+    argv[n++] = "--dir";
+    argv[n++] = net->nodes[i].dir;
+    argv[n++] = "--json";
+    va_list ap;
+    va_start(ap, i);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 39)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    th_out o = run(argv);
+    for (int k = 0; k < 500 && o.status == 5 && o.out != NULL && strstr(o.out, "retry") != NULL;
+         k++) {
+        th_out_free(&o);
+        sleep_ms(20);
+        o = run(argv);
+    }
+    return o;
+}
+
 int th_spawn(th_net *net, size_t i)
 {
     th_node *nd = &net->nodes[i];
@@ -248,6 +273,12 @@ static int checked(th_out o, const char *what)
 
 int th_net_make(th_net *net, size_t n, const char *const *org_roles)
 {
+    return th_net_make_opts(net, n, org_roles, NULL);
+}
+
+int th_net_make_opts(
+    th_net *net, size_t n, const char *const *org_roles, const char *const *sign_args)
+{
     memset(net, 0, sizeof(*net));
     snprintf(net->root, sizeof(net->root), "/tmp/patto-net-XXXXXX");
     if (mkdtemp(net->root) == NULL || n > TH_MAX_NODES)
@@ -307,7 +338,11 @@ int th_net_make(th_net *net, size_t n, const char *const *org_roles)
         }
     }
     free(pub);
-    const char *sign[] = { "network", "sign", net->admin, "--out", net->manifest, NULL };
+    const char *sign[24] = { "network", "sign", net->admin, "--out", net->manifest };
+    size_t ns = 5;
+    for (size_t i = 0; sign_args != NULL && sign_args[i] != NULL && ns < 23; i++)
+        sign[ns++] = sign_args[i];
+    sign[ns] = NULL;
     if (checked(th_patto_raw(sign), "patto network sign") != 0)
         return -1;
     return 0;

@@ -52,6 +52,10 @@ int th_net_up(th_net *net, size_t n, const char *const *org_roles);
  * the signed manifest without starting any node (so a test can edit a node's pattod.conf
  * first, see th_conf_append); th_join starts node i and imports the manifest into it. */
 int th_net_make(th_net *net, size_t n, const char *const *org_roles);
+/* th_net_make with extra arguments for `patto network sign` (NULL-terminated, or NULL), e.g.
+ * { "--max-clock-ahead-ms", "1000", NULL }. */
+int th_net_make_opts(
+    th_net *net, size_t n, const char *const *org_roles, const char *const *sign_args);
 int th_join(th_net *net, size_t i);
 /* Append text (whole lines, e.g. a "[dial]" section) to node i's pattod.conf; takes effect
  * at the node's next start. Returns 0 or -1 (and prints why). */
@@ -71,6 +75,10 @@ int th_signal(th_net *net, size_t i, int sig);
 
 /* Run `patto --dir DIR --json ARGS...` (args NULL-terminated) against node i. */
 th_out th_patto(th_net *net, size_t i, ...);
+/* th_patto for a write (case new/set, consent grant): a node writes nothing until every member
+ * whose link is up has sent its version vector (ARCHITECTURE.md, section 5), so a refusal that
+ * says to retry (exit 5, "retry ...") is retried every 20 ms for up to 10 s. */
+th_out th_patto_write(th_net *net, size_t i, ...);
 /* Run `patto ARGS...` (no --dir) in the network's root. */
 th_out th_patto_raw(const char *const *argv);
 void th_out_free(th_out *o);

@@ -220,6 +220,7 @@ typedef struct sim_node {
 
 struct sim {
     sim_opts o;
+    proto_case_nonce nonce; /* of the case being opened */
     char name[64], replay_env[128];
     char root[512];
     size_t n;
@@ -978,6 +979,7 @@ static bool make_manifest(sim *s, const proto_identity *const *ids, const proto_
     const uint8_t schema_hash[32], proto_buf *out)
 {
     proto_member m[SIM_MAX_NODES];
+    proto_member_key keys[SIM_MAX_NODES];
     size_t order[SIM_MAX_NODES];
     for (size_t i = 0; i < s->n; i++) {
         order[i] = i;
@@ -994,8 +996,11 @@ static bool make_manifest(sim *s, const proto_identity *const *ids, const proto_
         m[k].org = (proto_bytes) { (const uint8_t *)members[i].org, strlen(members[i].org) };
         m[k].name = (proto_bytes) { (const uint8_t *)members[i].name, strlen(members[i].name) };
         m[k].role = members[i].role;
-        memcpy(m[k].origin, proto_identity_origin(ids[i]), 32);
-        memcpy(m[k].box_pk, proto_identity_box_pk(ids[i]), 32);
+        memset(&keys[k], 0, sizeof(keys[k]));
+        memcpy(keys[k].origin, proto_identity_origin(ids[i]), 32);
+        memcpy(keys[k].box_pk, proto_identity_box_pk(ids[i]), 32);
+        m[k].keys = &keys[k];
+        m[k].nkeys = 1;
         m[k].url = (proto_bytes) { (const uint8_t *)s->node[i].url, strlen(s->node[i].url) };
     }
     static const char *const pur[][2] = {
@@ -1010,6 +1015,10 @@ static bool make_manifest(sim *s, const proto_identity *const *ids, const proto_
     proto_manifest man;
     memset(&man, 0, sizeof(man));
     man.version = 1;
+    man.signed_at_ms = s->now;
+    man.max_clock_ahead_ms
+        = s->o.max_clock_ahead_ms > 0 ? s->o.max_clock_ahead_ms : PROTO_MAX_CLOCK_AHEAD_DEFAULT_MS;
+    man.counter_limit = PROTO_COUNTER_LIMIT_DEFAULT;
     memcpy(man.schema_hash, schema_hash, 32);
     man.members = m;
     man.nmembers = s->n;
@@ -1050,8 +1059,6 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
     cfg.map_size = UINT64_C(16) << 20;
     if (s->o.anti_entropy_ms > 0)
         cfg.anti_entropy_ms = s->o.anti_entropy_ms;
-    if (s->o.max_clock_ahead_ms > 0)
-        cfg.max_clock_ahead_ms = s->o.max_clock_ahead_ms;
     if (s->o.idle_timeout_ms > 0)
         cfg.idle_timeout_ms = s->o.idle_timeout_ms;
     if (s->o.handshake_timeout_ms > 0)
@@ -1419,12 +1426,27 @@ void sim_set_ticks(sim *s, bool on)
 /* ---------------------------------------------------------------------------------------- */
 /* Writes                                                                                    */
 
-static size_t node_of_origin(const sim *s, const uint8_t origin[32])
+/* The node a key grant of node `from` is addressed to: the one that finds a hint slot of its
+ * own in it. */
+static size_t grant_recipient(const sim *s, size_t from, const proto_header *h)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (memcmp(s->node[i].origin, origin, 32) == 0)
-            return i;
-    return SIZE_MAX;
+    proto_identity *author = NULL;
+    if (proto_identity_from_seeds(s->node[from].seed_sign, s->node[from].seed_box, &author)
+        != PROTO_OK)
+        return SIZE_MAX;
+    size_t found = SIZE_MAX;
+    for (size_t i = 0; i < s->n && found == SIZE_MAX; i++) {
+        proto_identity *me = NULL;
+        if (i == from
+            || proto_identity_from_seeds(s->node[i].seed_sign, s->node[i].seed_box, &me)
+                != PROTO_OK)
+            continue;
+        if (proto_key_grant_slot(h, me, proto_identity_box_pk(author)) >= 0)
+            found = i;
+        proto_identity_free(me);
+    }
+    proto_identity_free(author);
+    return found;
 }
 
 /* Push what a write made (ctl.c's write_and_push), and keep what was acknowledged. */
@@ -1452,9 +1474,7 @@ static void after_write(sim *s, size_t i, node_err err, node_outs *outs)
         memcpy(a->id, h->id, 32);
         memcpy(a->tag, h->tag, 32);
         a->kind = h->kind;
-        a->recipient = h->kind == PROTO_HDR_KEY_GRANT && h->nrecipients > 0
-            ? node_of_origin(s, h->recipients[0].b)
-            : SIZE_MAX;
+        a->recipient = h->kind == PROTO_HDR_KEY_GRANT ? grant_recipient(s, i, h) : SIZE_MAX;
         a->acked_ms = s->now;
     }
     node__outs_free(outs);
@@ -1473,7 +1493,7 @@ static node_err write_edits(sim *s, size_t i, const proto_case_id *c, bool creat
         err = node__edit_parse(e, edits[k], &ed[k], msg);
     node_outs outs = { NULL, 0, 0 };
     if (err == NODE_OK)
-        err = node__case_write(e, c, create, ed, n, &outs, msg);
+        err = node__case_write(e, c, create ? &s->nonce : NULL, ed, n, &outs, msg);
     after_write(s, i, err, &outs);
     free(ed);
     return err;
@@ -1488,7 +1508,8 @@ node_err sim_case_new(
     sim *s, size_t i, const char *const *edits, size_t n, proto_case_id *out, node_errmsg *msg)
 {
     proto_rng rng = { case_rng_fill, &s->work };
-    if (proto_case_id_new(&rng, out) != PROTO_OK)
+    const char *org = s->node[i].org;
+    if (proto_case_id_new(org, strlen(org), &rng, out, &s->nonce) != PROTO_OK)
         return node__fail(msg, NODE_EINVAL, "cannot make a case id");
     return write_edits(s, i, out, true, edits, n, msg);
 }
@@ -1613,8 +1634,8 @@ void sim_view_fini(sim_view *v)
 static uint64_t vv_of(const sim_view *v, const uint8_t origin[32])
 {
     for (size_t k = 0; k < v->nvv; k++)
-        if (memcmp(v->vv[k].origin.b, origin, 32) == 0)
-            return v->vv[k].max;
+        if (memcmp(v->vv[k].origin, origin, 32) == 0)
+            return v->vv[k].seq;
     return 0;
 }
 
@@ -1765,11 +1786,13 @@ static void app_waiting(sim *s, char *why, size_t len, size_t *off)
 {
     for (size_t i = 0; i < s->n; i++) {
         sim_waiting w;
+        char hx[65];
+        proto_hex_encode(s->node[i].origin, 32, hx);
         if (sim_waiting_read(s, i, &w))
             app(why, len, off,
-                "\n  node %zu (%s) waits: causal=%lld clock=%lld key=%lld bodies=%lld "
-                "headers=%lld",
-                i, s->node[i].org, w.causal, w.clock, w.key, w.bodies, w.headers);
+                "\n  node %zu (%s, origin %.16s) waits: causal=%lld clock=%lld key=%lld "
+                "bodies=%lld headers=%lld",
+                i, s->node[i].org, hx, w.causal, w.clock, w.key, w.bodies, w.headers);
     }
 }
 
@@ -1799,6 +1822,59 @@ static bool vv_report(sim *s, const sim_view *v, char *why, size_t len, size_t *
         }
     }
     return ok;
+}
+
+/* What node i holds of a tag: its headers, their bodies, and how many are merged or refused. */
+typedef struct tag_count {
+    sim *s;
+    node_txn *t;
+    const uint8_t *tag;
+    size_t headers, bodies, applied, refused;
+    char first[160]; /* the first held body that is neither merged nor refused */
+} tag_count;
+
+static bool tag_count_cb(const uint8_t id[32], void *ctx)
+{
+    tag_count *c = ctx;
+    c->headers++;
+    c->bodies += node__ledger_body_has(c->t, id);
+    int a = node__ledger_applied_get(c->t, id);
+    c->applied += a == LEDGER_APPLIED;
+    c->refused += a == LEDGER_REFUSED;
+    const void *hb;
+    size_t hl;
+    proto_header h;
+    if (a == 0 && c->first[0] == 0 && node__ledger_body_has(c->t, id)
+        && node__ledger_header_by_id(c->t, id, &hb, &hl) == NODE_OK
+        && proto_header_decode(hb, hl, &c->s->lim, &h, NULL) == PROTO_OK) {
+        size_t o = 0;
+        while (o < c->s->n && memcmp(c->s->node[o].origin, h.origin, 32) != 0)
+            o++;
+        char hx[65];
+        proto_hex_encode(h.id, 32, hx);
+        snprintf(c->first, sizeof(c->first),
+            " (first unmerged: kind %u of node %zu, seq %" PRIu64 ", id %.16s)", h.kind, o, h.seq,
+            hx);
+    }
+    return true;
+}
+
+static node_err tag_count_txn(node_txn *t, void *ctx)
+{
+    tag_count *c = ctx;
+    c->t = t;
+    return node__ledger_tag_headers(t, c->tag, tag_count_cb, c);
+}
+
+static void tag_report(sim *s, size_t i, const uint8_t tag[32], char *why, size_t len, size_t *off)
+{
+    tag_count c = { s, NULL, tag, 0, 0, 0, 0, "" };
+    node_errmsg msg;
+    if (node_store_read(engine_store(&s->node[i]), tag_count_txn, &c, &msg) != NODE_OK)
+        return;
+    app(why, len, off,
+        "\n    node %zu (%s): %zu headers of the tag, %zu bodies, %zu merged, %zu refused%s", i,
+        s->node[i].org, c.headers, c.bodies, c.applied, c.refused, c.first);
 }
 
 bool sim_converged(sim *s, char *why, size_t len)
@@ -1836,6 +1912,8 @@ bool sim_converged(sim *s, char *why, size_t len)
                             "\n  tag %.16s: node %zu (%s) and node %zu (%s) hold different "
                             "states",
                             hex, i, s->node[i].org, j, s->node[j].org);
+                        tag_report(s, i, t->tag, why, len, &off);
+                        tag_report(s, j, t->tag, why, len, &off);
                     }
                 }
             }

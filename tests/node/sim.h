@@ -223,7 +223,7 @@ typedef struct sim_tag {
 /* A node's version vector and the digest of every scope state it holds a key for, as ctl.c's
  * digest command computes them. */
 typedef struct sim_view {
-    crdt_vv_entry *vv;
+    proto_vv_item *vv;
     size_t nvv;
     sim_tag *tags; /* sorted by tag */
     size_t ntags;

@@ -87,7 +87,7 @@ static json_object *jget(json_object *o, const char *path)
 /* Open a case at the comune; returns its id in id. */
 static void new_case(th_net *net, char id[64], const char *edit1, const char *edit2)
 {
-    th_out o = th_patto(net, COMUNE, "case", "new", edit1, edit2, NULL);
+    th_out o = th_patto_write(net, COMUNE, "case", "new", edit1, edit2, NULL);
     CHECK(net, o.status == 0 && o.json != NULL, "case new: %d %s %s", o.status, o.out, o.err);
     snprintf(id, 64, "%s", jstr(o.json, "id"));
     th_out_free(&o);
@@ -96,7 +96,7 @@ static void new_case(th_net *net, char id[64], const char *edit1, const char *ed
 static void grant(
     th_net *net, const char *id, const char *to, const char *scopes, const char *access)
 {
-    th_out o = th_patto(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", scopes,
+    th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", scopes,
         "--purpose", "lingua", "--basis", "public-task", "--access", access, NULL);
     CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
     th_out_free(&o);
@@ -183,7 +183,8 @@ static void consent_decides_who_reads(void **state)
 
     /* A case that does not exist gets the same answer. */
     proto_case_id other;
-    assert_int_equal(proto_case_id_new(NULL, &other), PROTO_OK);
+    proto_case_nonce nonce;
+    assert_int_equal(proto_case_id_new("comune-1", 8, NULL, &other, &nonce), PROTO_OK);
     char other_text[PROTO_CASE_ID_TEXT_SIZE];
     proto_case_id_format(&other, other_text);
     o = th_patto(net, PREF, "case", "show", other_text, NULL);
@@ -216,7 +217,7 @@ static void write_needs_a_write_grant(void **state)
     show_want w = { CPIA, id, "scopes/lingua/livello", "A1" };
     CHECK(net, th_wait(net, 10000, shows, &w), "the CPIA never read the case");
 
-    th_out o = th_patto(net, CPIA, "case", "set", id, "lingua.livello=A2", NULL);
+    th_out o = th_patto_write(net, CPIA, "case", "set", id, "lingua.livello=A2", NULL);
     CHECK(net, o.status == 2 && strstr(o.out, "no write grant") != NULL,
         "a read grant let the CPIA write: %d %s", o.status, o.out);
     th_out_free(&o);
@@ -248,11 +249,11 @@ static void stopped_node_catches_up(void **state)
     CHECK(net, th_wait(net, 10000, shows, &w), "the CPIA never read the case");
     assert_int_equal(th_stop(net, CPIA, SIGTERM), 0);
     for (int i = 0; i < 20; i++) {
-        th_out o = th_patto(net, COMUNE, "case", "set", id, "lingua.ore_frequenza+=2", NULL);
+        th_out o = th_patto_write(net, COMUNE, "case", "set", id, "lingua.ore_frequenza+=2", NULL);
         CHECK(net, o.status == 0, "write %d: %s", i, o.out);
         th_out_free(&o);
     }
-    th_out o = th_patto(net, COMUNE, "case", "set", id, "lingua.livello=B2", NULL);
+    th_out o = th_patto_write(net, COMUNE, "case", "set", id, "lingua.livello=B2", NULL);
     th_out_free(&o);
     assert_int_equal(th_start(net, CPIA), 0);
     show_want done = { CPIA, id, "scopes/lingua/livello", "B2" };
@@ -276,7 +277,8 @@ static void sigkill_loses_no_acknowledged_write(void **state)
     if (writer == 0) {
         close(fds[0]);
         for (int i = 0; i < 100000; i++) {
-            th_out o = th_patto(net, COMUNE, "case", "set", id, "lingua.ore_frequenza+=1", NULL);
+            th_out o
+                = th_patto_write(net, COMUNE, "case", "set", id, "lingua.ore_frequenza+=1", NULL);
             int st = o.status;
             th_out_free(&o);
             if (st != 0)
@@ -310,7 +312,7 @@ static void sigkill_loses_no_acknowledged_write(void **state)
 
     /* New writes after the restart continue the log: peers accept them, nobody sees two
      * headers for one sequence number. */
-    o = th_patto(net, COMUNE, "case", "set", id, "lingua.livello=C1", NULL);
+    o = th_patto_write(net, COMUNE, "case", "set", id, "lingua.livello=C1", NULL);
     CHECK(net, o.status == 0, "write after restart: %s", o.out);
     th_out_free(&o);
     show_want w = { CPIA, id, "scopes/lingua/livello", "C1" };

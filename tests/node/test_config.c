@@ -53,10 +53,11 @@ static const char *const good = "; a comment\n"
                                 "map_size_mb = 64\n"
                                 "max_size_mb = 4096\n"
                                 "[sync]\n"
-                                "max_clock_ahead_ms = 1000\n"
+                                "anti_entropy_ms = 1000\n"
                                 "[network]\n"
                                 "admin_pub = 00112233445566778899aabbccddeeff"
                                 "00112233445566778899AABBCCDDEEFF\n"
+                                "rekey_notice_hours = 96\n"
                                 "[dial]\n"
                                 "cpia-1 = tcp://127.0.0.1:9001\n"
                                 "prefettura-1 = tcp://127.0.0.1:9002\n";
@@ -73,7 +74,8 @@ static void reads_every_key(void **state)
     assert_int_equal(f->cfg.log_level, NODE_LOG_DEBUG);
     assert_int_equal(f->cfg.map_size, UINT64_C(64) << 20);
     assert_int_equal(f->cfg.map_size_max, UINT64_C(4096) << 20);
-    assert_int_equal(f->cfg.max_clock_ahead_ms, 1000);
+    assert_int_equal(f->cfg.anti_entropy_ms, 1000);
+    assert_int_equal(f->cfg.rekey_notice_ms, UINT64_C(96) * 3600000);
     assert_int_equal(f->cfg.max_message_bytes, UINT64_C(16) << 20); /* default kept */
     assert_int_equal(f->cfg.ndials, 2);
     assert_string_equal(node_config_dial_url(&f->cfg, "cpia-1"), "tcp://127.0.0.1:9001");

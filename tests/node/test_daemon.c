@@ -4,7 +4,9 @@
  * pattod on the same data directory is refused; SIGTERM stops a node cleanly within 2 s;
  * a newer manifest imported at one node reaches the others by gossip, and an older or
  * foreign one is refused; many operators at once (more than the node's 8 control slots) are
- * all answered, each with its own case.
+ * all answered, each with its own case; a newer manifest that does not follow the one in force
+ * (an org dropped, a stated key changed, a new key with less than the notice) is refused, and a
+ * proper re-key is taken with an alert.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,8 @@
 #include <cmocka.h>
 
 #include "harness.h"
+
+#include <proto/proto.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -277,7 +281,7 @@ static void concurrent_operators_all_answered(void **state)
     for (int k = 0; k < OPS; k++) {
         char edit[64];
         snprintf(edit, sizeof(edit), "anagrafica.nome=Persona%d", k);
-        th_out o = th_patto(net, 0, "case", "new", edit, NULL);
+        th_out o = th_patto_write(net, 0, "case", "new", edit, NULL);
         assert_int_equal(o.status, 0);
         assert_non_null(o.json);
         json_object *id = NULL;
@@ -464,6 +468,227 @@ static void manifest_spreads_by_gossip(void **state)
     assert_true(has_version(net, &still));
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* A newer manifest must follow the one in force (ARCHITECTURE.md, section 3)                */
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
+    *len = buf != NULL && n > 0 ? fread(buf, 1, (size_t)n, f) : 0;
+    fclose(f);
+    return buf;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A copy of the manifest in force that a test may change, member by member and key by key,
+ * then sign with the network's admin key as a later version. */
+typedef struct man_copy {
+    uint8_t *bytes;
+    size_t len;
+    proto_manifest m;
+    proto_member members[8];
+    proto_member_key keys[8][PROTO_MEMBER_KEYS_MAX];
+} man_copy;
+
+static void man_load(th_net *net, man_copy *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->bytes = slurp(net->manifest, &c->len);
+    assert_non_null(c->bytes);
+    assert_int_equal(proto_manifest_decode(c->bytes, c->len, NULL, &c->m, NULL), PROTO_OK);
+    assert_true(c->m.nmembers <= 8);
+    for (size_t i = 0; i < c->m.nmembers; i++) {
+        c->members[i] = c->m.members[i];
+        memcpy(c->keys[i], c->m.members[i].keys, c->m.members[i].nkeys * sizeof(proto_member_key));
+        c->members[i].keys = c->keys[i];
+    }
+}
+
+static void man_free(man_copy *c)
+{
+    proto_manifest_fini(&c->m);
+    free(c->bytes);
+}
+
+/* Sign members[0..n) (the rest of the manifest as in force) as the next version and write it
+ * to DIR/name; returns the path in path. */
+static void man_sign(th_net *net, const man_copy *c, size_t n, const char *name, char path[400])
+{
+    proto_manifest m;
+    memset(&m, 0, sizeof(m));
+    m.version = c->m.version + 1;
+    m.signed_at_ms = wall_ms();
+    memcpy(m.schema_hash, c->m.schema_hash, sizeof(m.schema_hash));
+    m.max_clock_ahead_ms = c->m.max_clock_ahead_ms;
+    m.counter_limit = c->m.counter_limit;
+    m.members = c->members;
+    m.nmembers = n;
+    m.purposes = c->m.purposes;
+    m.npurposes = c->m.npurposes;
+    char keypath[400];
+    snprintf(keypath, sizeof(keypath), "%s/admin.key", net->admin);
+    size_t len = 0;
+    uint8_t *seeds = slurp(keypath, &len);
+    assert_true(seeds != NULL && len == 64);
+    proto_identity *admin = NULL;
+    assert_int_equal(proto_identity_from_seeds(seeds, seeds + 32, &admin), PROTO_OK);
+    proto_wipe(seeds, len);
+    free(seeds);
+    proto_buf out = { NULL, 0 };
+    assert_int_equal(proto_manifest_sign(&m, admin, &out), PROTO_OK);
+    proto_identity_free(admin);
+    snprintf(path, 400, "%s/%s", net->root, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(out.p, 1, out.len, f), out.len);
+    assert_int_equal(fclose(f), 0);
+    proto_buf_free(&out);
+}
+
+/* `patto manifest import` of path at node 0: refused with exit 2 and a sentence holding want,
+ * and the manifest in force stays. */
+static void import_refused(th_net *net, const char *path, const char *want)
+{
+    th_out o = th_patto(net, 0, "manifest", "import", path, NULL);
+    if (o.status != 2 || o.out == NULL || strstr(o.out, want) == NULL) {
+        net->keep = true;
+        fail_msg("import of %s: want exit 2 saying \"%s\", got %d: %s %s", path, want, o.status,
+            o.out ? o.out : "", o.err ? o.err : "");
+    }
+    th_out_free(&o);
+    version_want still = { 0, 1 };
+    if (!has_version(net, &still)) {
+        net->keep = true;
+        fail_msg("node 0 no longer has manifest version 1 after a refused import of %s", path);
+    }
+}
+
+static size_t member_of(const man_copy *c, const char *org)
+{
+    for (size_t i = 0; i < c->m.nmembers; i++)
+        if (c->members[i].org.len == strlen(org)
+            && memcmp(c->members[i].org.p, org, c->members[i].org.len) == 0)
+            return i;
+    fail_msg("no member %s in the manifest", org);
+    return 0;
+}
+
+/* The node refuses a newer manifest, signed by the admin key, that does not follow the one in
+ * force: one that drops an org, one that changes a key it stated (origin, X25519 key, effective
+ * time), one that gives an org a new key effective sooner than [network] rekey_notice_hours
+ * after its signing; a proper re-key is taken and alerted at level error. (cli.node covers what
+ * the CLI refuses to sign; these are signed by hand, as a stolen or careless admin key could.) */
+static void manifest_must_follow(void **state)
+{
+    th_net *net = *state;
+    char path[400];
+    man_copy c;
+    assert_int_equal(proto_init(), PROTO_OK);
+
+    /* An org dropped (prefettura-1, the last one). */
+    man_load(net, &c);
+    size_t pref = member_of(&c, "prefettura-1");
+    assert_int_equal(pref, c.m.nmembers - 1);
+    man_sign(net, &c, c.m.nmembers - 1, "drop.bin", path);
+    import_refused(net, path, "no longer lists org prefettura-1: an org stays listed for ever");
+    man_free(&c);
+
+    /* A stated key changed: its origin; its X25519 key; its effective time. */
+    static const char *const what[] = { "origin", "box", "effective" };
+    for (size_t k = 0; k < 3; k++) {
+        man_load(net, &c);
+        size_t cpia = member_of(&c, "cpia-1");
+        proto_member_key *key = &c.keys[cpia][0];
+        if (k == 0)
+            key->origin[5] ^= 0x01;
+        else if (k == 1)
+            key->box_pk[5] ^= 0x01;
+        else
+            key->effective_ms += 1;
+        char name[32];
+        snprintf(name, sizeof(name), "change-%s.bin", what[k]);
+        man_sign(net, &c, c.m.nmembers, name, path);
+        import_refused(net, path, "changes key 1 of org cpia-1");
+        man_free(&c);
+    }
+
+    /* A new key for cpia-1 effective one hour after signing (the notice is 72 h). */
+    man_load(net, &c);
+    size_t cpia = member_of(&c, "cpia-1");
+    proto_member *mb = &c.members[cpia];
+    proto_identity *fresh = NULL;
+    assert_int_equal(proto_identity_new(NULL, &fresh), PROTO_OK);
+    c.keys[cpia][0].retired = true;
+    c.keys[cpia][0].last_seq = 0;
+    proto_member_key *nk = &c.keys[cpia][mb->nkeys];
+    memset(nk, 0, sizeof(*nk));
+    memcpy(nk->origin, proto_identity_origin(fresh), 32);
+    memcpy(nk->box_pk, proto_identity_box_pk(fresh), 32);
+    nk->effective_ms = wall_ms() + 3600000u;
+    mb->nkeys++;
+    man_sign(net, &c, c.m.nmembers, "soon.bin", path);
+    import_refused(net, path, "gives org cpia-1 a new key effective sooner than 72 h");
+    man_free(&c);
+    proto_identity_free(fresh);
+
+    /* A proper re-key (patto network rekey, 72 h of notice): taken and alerted. */
+    char dir[400], entry[400], v2[400];
+    snprintf(dir, sizeof(dir), "%s/cpia-1-new", net->root);
+    snprintf(entry, sizeof(entry), "%s/cpia-1-new.entry.json", net->root);
+    snprintf(v2, sizeof(v2), "%s/rekey.bin", net->root);
+    const char *init[] = { "init", "--dir", dir, "--org", "cpia-1", "--role", "cpia", "--listen",
+        "tcp://127.0.0.1:1", "--admin-pub", "0", "--operator", "op", NULL };
+    /* --admin-pub: the network's (admin.pub). */
+    char pubpath[400];
+    snprintf(pubpath, sizeof(pubpath), "%s/admin.pub", net->admin);
+    size_t publen = 0;
+    uint8_t *pub = slurp(pubpath, &publen);
+    assert_true(pub != NULL && publen >= 64);
+    char pubhex[65];
+    memcpy(pubhex, pub, 64);
+    pubhex[64] = 0;
+    free(pub);
+    init[10] = pubhex;
+    th_out o = th_patto_raw(init);
+    assert_int_equal(o.status, 0);
+    FILE *f = fopen(entry, "w");
+    assert_non_null(f);
+    fputs(o.out, f);
+    fclose(f);
+    th_out_free(&o);
+    const char *rekey[] = { "network", "rekey", net->admin, entry, "--last-seq", "0", NULL };
+    o = th_patto_raw(rekey);
+    if (o.status != 0)
+        fail_msg("network rekey: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    const char *sign[] = { "network", "sign", net->admin, "--out", v2, NULL };
+    o = th_patto_raw(sign);
+    assert_int_equal(o.status, 0);
+    th_out_free(&o);
+    o = th_patto(net, 0, "manifest", "import", v2, NULL);
+    if (o.status != 0)
+        fail_msg("import of a proper re-key: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    version_want two = { 0, 2 };
+    assert_true(has_version(net, &two));
+    if (!th_log_has(net, 0, "level=error event=member.rekey org=cpia-1 version=2")) {
+        net->keep = true;
+        fail_msg("node 0 took the re-key without an alert at level error");
+    }
+}
+
 int main(void)
 {
     th_programs(PATTO_BIN, PATTOD_BIN);
@@ -485,6 +710,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(org_must_match_identity_key, setup_up, teardown),
         cmocka_unit_test_setup_teardown(same_manifest_again_is_a_no_op, setup_up, teardown),
         cmocka_unit_test_setup_teardown(concurrent_operators_all_answered, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(manifest_must_follow, setup_up, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

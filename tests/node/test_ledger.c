@@ -1,6 +1,8 @@
 /* node.ledger: bodies and applied marks are found by header id through the header's place in
- * its origin's log; a store written by an older pattod (bodies and marks keyed by id) is
- * moved to that layout once, losing nothing, and a body without a stored header has no place. */
+ * its origin's log, and a body without a stored header has no place; a new store is marked with
+ * the layout of protocol version 2 and a store of version 1 is refused; key records keep their
+ * owner org, nonce and confirmation, and only a confirmed key becomes a scope's current one;
+ * access-log entries round-trip and their contiguous run is counted. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,31 +59,200 @@ static void place_of(size_t i, uint8_t place[40])
     node__ledger_be64(place + 32, (uint64_t)i + 1);
 }
 
-/* The old layout: 'I' records, bodies under the id, 'A' + id marks. */
-static node_err old_store_cb(node_txn *t, void *ctx)
+static node_err layout_cb(node_txn *t, void *ctx)
 {
     (void)ctx;
-    for (size_t i = 0; i < N; i++) {
-        uint8_t id[32], place[40], ik[33], ak[33], body[64], mark = (uint8_t)(1 + i % 2);
-        id_of(i, id);
-        place_of(i, place);
-        ik[0] = 'I';
-        memcpy(ik + 1, id, 32);
-        ak[0] = 'A';
-        memcpy(ak + 1, id, 32);
-        memset(body, (int)(i & 0xff), sizeof(body));
-        node_err err;
-        if ((err = node_txn_put(t, NODE_DB_HEADERS, ik, 33, place, 40)) != NODE_OK
-            || (err = node_txn_put(t, NODE_DB_BODIES, id, 32, body, 16 + i % 48)) != NODE_OK
-            || (i % 3 != 0 && (err = node_txn_put(t, NODE_DB_STATE, ak, 33, &mark, 1)) != NODE_OK))
-            return err;
-    }
+    return node__ledger_layout(t);
+}
+
+/* A store of protocol version 1 (its layout mark says 2) is refused; a new one is marked and
+ * then accepted at every start. */
+static node_err v1_store_cb(node_txn *t, void *ctx)
+{
+    (void)ctx;
+    uint8_t layout = 2;
+    return node_txn_put(t, NODE_DB_META, "layout", 6, &layout, 1);
+}
+
+static void layout_of_version_2(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    assert_int_equal(node_store_write(f->st, layout_cb, NULL, &msg), NODE_OK);
+    assert_int_equal(node_store_write(f->st, layout_cb, NULL, &msg), NODE_OK);
+    assert_int_equal(node_store_write(f->st, v1_store_cb, NULL, &msg), NODE_OK);
+    assert_int_equal(node_store_write(f->st, layout_cb, NULL, &msg), NODE_ECONFIG);
+}
+
+static node_err unmarked_cb(node_txn *t, void *ctx)
+{
+    (void)ctx;
+    uint8_t own[40] = { 0 };
+    return node_txn_put(t, NODE_DB_META, "own", 3, own, sizeof(own));
+}
+
+/* A store that holds records but no layout mark was written before marks existed: refused. */
+static void unmarked_store_refused(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    assert_int_equal(node_store_write(f->st, unmarked_cb, NULL, &msg), NODE_OK);
+    assert_int_equal(node_store_write(f->st, layout_cb, NULL, &msg), NODE_ECONFIG);
+}
+
+static void key_of(ledger_key *k, uint64_t epoch, bool confirmed, uint8_t fill)
+{
+    memset(k, 0, sizeof(*k));
+    memset(k->tag, fill, 32);
+    memset(k->case_id.b, 0x11, 16);
+    memset(k->nonce.b, 0x22, 16);
+    snprintf(k->scope, sizeof(k->scope), "lingua");
+    snprintf(k->owner_org, sizeof(k->owner_org), "comune-latina");
+    k->epoch = epoch;
+    k->confirmed = confirmed;
+    memset(k->key, fill ^ 0x5a, 32);
+}
+
+typedef struct keys_seen {
+    uint64_t epochs[8];
+    size_t n;
+} keys_seen;
+
+static bool keys_seen_cb(const ledger_key *k, void *ctx)
+{
+    keys_seen *s = ctx;
+    s->epochs[s->n++] = k->epoch;
+    return true;
+}
+
+static node_err keys_cb(node_txn *t, void *ctx)
+{
+    (void)ctx;
+    ledger_key a, b, c, got;
+    key_of(&a, 1, true, 0xa1);
+    key_of(&b, 3, false, 0xb3); /* announced later: not current */
+    key_of(&c, 2, true, 0xc2);
+    assert_int_equal(node__ledger_key_put(t, &a), NODE_OK);
+    assert_int_equal(node__ledger_key_put(t, &b), NODE_OK);
+    assert_int_equal(node__ledger_key_put(t, &c), NODE_OK);
+    assert_int_equal(node__ledger_key_get(t, b.tag, &got), NODE_OK);
+    assert_int_equal(got.epoch, 3);
+    assert_false(got.confirmed);
+    assert_string_equal(got.owner_org, "comune-latina");
+    assert_string_equal(got.scope, "lingua");
+    assert_memory_equal(got.nonce.b, b.nonce.b, 16);
+    assert_memory_equal(got.key, b.key, 32);
+    /* The current key of the scope: the newest confirmed one. */
+    assert_int_equal(node__ledger_key_for(t, &a.case_id, "lingua", &got), NODE_OK);
+    assert_int_equal(got.epoch, 2);
+    keys_seen seen = { { 0 }, 0 };
+    assert_int_equal(
+        node__ledger_scope_keys(t, &a.case_id, "lingua", keys_seen_cb, &seen), NODE_OK);
+    assert_int_equal(seen.n, 3);
+    assert_int_equal(seen.epochs[0], 1);
+    assert_int_equal(seen.epochs[1], 2);
+    assert_int_equal(seen.epochs[2], 3);
+    /* Confirmed at last: current. */
+    b.confirmed = true;
+    assert_int_equal(node__ledger_key_put(t, &b), NODE_OK);
+    assert_int_equal(node__ledger_key_for(t, &a.case_id, "lingua", &got), NODE_OK);
+    assert_int_equal(got.epoch, 3);
     return NODE_OK;
 }
 
-static node_err migrate_cb(node_txn *t, void *ctx)
+static void keys_keep_owner_and_confirmation(void **state)
 {
-    return node__ledger_migrate(t, ctx);
+    fixture *f = *state;
+    node_errmsg msg;
+    assert_int_equal(node_store_write(f->st, keys_cb, NULL, &msg), NODE_OK);
+}
+
+static void entry_of(ledger_entry *en, uint64_t number, const char *to, uint8_t access)
+{
+    memset(en, 0, sizeof(*en));
+    en->number = number;
+    en->kind = PROTO_BODY_ACCESS_GRANT;
+    memset(en->id, (int)number, 32);
+    en->hlc.wall = 1700000000000u + number;
+    en->hlc.logical = (uint16_t)number;
+    en->epoch = 1;
+    snprintf(en->grantee, sizeof(en->grantee), "%s", to);
+    en->access = access;
+    snprintf(en->purpose, sizeof(en->purpose), "lingua");
+    en->basis = PROTO_BASIS_PUBLIC_TASK;
+    en->expiry_ms = number == 2 ? 1800000000000u : 0;
+    snprintf(en->provision, sizeof(en->provision), "D.Lgs. 286/1998 art. 4-bis");
+    snprintf(en->operator_name, sizeof(en->operator_name), "sportello %u", (unsigned)number);
+    snprintf(en->evidence, sizeof(en->evidence), "%s", number == 1 ? "" : "modulo 12");
+}
+
+typedef struct entries_seen {
+    uint64_t numbers[8];
+    size_t n;
+} entries_seen;
+
+static bool entries_seen_cb(const ledger_entry *en, void *ctx)
+{
+    entries_seen *s = ctx;
+    s->numbers[s->n++] = en->number;
+    return true;
+}
+
+static node_err entries_cb(node_txn *t, void *ctx)
+{
+    (void)ctx;
+    proto_case_id c;
+    memset(c.b, 0x33, 16);
+    ledger_entry a, b, d, got;
+    entry_of(&a, 1, "cpia-1", PROTO_ACCESS_READ);
+    entry_of(&b, 2, "cpi-2", PROTO_ACCESS_WRITE);
+    entry_of(&d, 4, "cpia-1", PROTO_ACCESS_WRITE);
+    assert_int_equal(node__ledger_entries_contiguous(t, &c, "lingua"), 0);
+    assert_int_equal(node__ledger_entry_put(t, &c, "lingua", &a), NODE_OK);
+    assert_int_equal(node__ledger_entry_put(t, &c, "lingua", &b), NODE_OK);
+    assert_int_equal(node__ledger_entry_put(t, &c, "lingua", &d), NODE_OK);
+    /* Another scope's log, whose name starts like this one's, is apart. */
+    assert_int_equal(node__ledger_entry_put(t, &c, "lingua2", &a), NODE_OK);
+    assert_int_equal(node__ledger_entries_contiguous(t, &c, "lingua"), 2);
+    assert_int_equal(node__ledger_entry_get(t, &c, "lingua", 3, &got), NODE_ENOTFOUND);
+    assert_int_equal(node__ledger_entry_get(t, &c, "lingua", 2, &got), NODE_OK);
+    assert_int_equal(got.number, 2);
+    assert_int_equal(got.kind, PROTO_BODY_ACCESS_GRANT);
+    assert_memory_equal(got.id, b.id, 32);
+    assert_int_equal(got.hlc.wall, b.hlc.wall);
+    assert_int_equal(got.hlc.logical, b.hlc.logical);
+    assert_string_equal(got.grantee, "cpi-2");
+    assert_int_equal(got.access, PROTO_ACCESS_WRITE);
+    assert_int_equal(got.expiry_ms, 1800000000000u);
+    assert_string_equal(got.provision, "D.Lgs. 286/1998 art. 4-bis");
+    assert_string_equal(got.operator_name, "sportello 2");
+    assert_string_equal(got.evidence, "modulo 12");
+    entries_seen seen = { { 0 }, 0 };
+    assert_int_equal(node__ledger_entries(t, &c, "lingua", entries_seen_cb, &seen), NODE_OK);
+    assert_int_equal(seen.n, 3);
+    assert_int_equal(seen.numbers[2], 4);
+    /* An epoch announcement. */
+    ledger_entry ep;
+    memset(&ep, 0, sizeof(ep));
+    ep.number = 3;
+    ep.kind = PROTO_BODY_ACCESS_EPOCH;
+    ep.epoch = 1;
+    ep.new_epoch = 2;
+    memset(ep.key_hash, 0x77, 32);
+    assert_int_equal(node__ledger_entry_put(t, &c, "lingua", &ep), NODE_OK);
+    assert_int_equal(node__ledger_entries_contiguous(t, &c, "lingua"), 4);
+    assert_int_equal(node__ledger_entry_get(t, &c, "lingua", 3, &got), NODE_OK);
+    assert_int_equal(got.kind, PROTO_BODY_ACCESS_EPOCH);
+    assert_int_equal(got.new_epoch, 2);
+    assert_memory_equal(got.key_hash, ep.key_hash, 32);
+    return NODE_OK;
+}
+
+static void access_log_round_trip(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    assert_int_equal(node_store_write(f->st, entries_cb, NULL, &msg), NODE_OK);
 }
 
 typedef struct counted {
@@ -127,32 +298,11 @@ static node_err check_cb(node_txn *t, void *ctx)
     return err;
 }
 
-static void old_layout_moves_once(void **state)
-{
-    fixture *f = *state;
-    node_errmsg msg;
-    assert_int_equal(node_store_write(f->st, old_store_cb, NULL, &msg), NODE_OK);
-    size_t moved = 0;
-    assert_int_equal(node_store_write(f->st, migrate_cb, &moved, &msg), NODE_OK);
-    assert_int_equal(moved, N + (N - (N + 2) / 3));
-    check c;
-    memset(&c, 0, sizeof(c));
-    assert_int_equal(node_store_read(f->st, check_cb, &c, &msg), NODE_OK);
-    assert_int_equal(c.bodies.n32, 0);
-    assert_int_equal(c.bodies.n40, N);
-    assert_int_equal(c.marks.n32, 0);
-    assert_int_equal(c.marks.n40, N - (N + 2) / 3);
-    /* Once only: a second start moves nothing. */
-    assert_int_equal(node_store_write(f->st, migrate_cb, &moved, &msg), NODE_OK);
-    assert_int_equal(moved, 0);
-}
-
 /* New records go straight to their place; a body for an id without a header is refused. */
 static node_err new_store_cb(node_txn *t, void *ctx)
 {
     (void)ctx;
-    size_t moved;
-    node_err err = node__ledger_migrate(t, &moved); /* an empty store: only the layout mark */
+    node_err err = node__ledger_layout(t); /* an empty store: only the layout mark */
     for (size_t i = 0; i < N && err == NODE_OK; i++) {
         uint8_t id[32], place[40], ik[33], body[64];
         id_of(i, id);
@@ -186,7 +336,10 @@ static void new_records_by_place(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(old_layout_moves_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(layout_of_version_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(unmarked_store_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(keys_keep_owner_and_confirmation, setup, teardown),
+        cmocka_unit_test_setup_teardown(access_log_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(new_records_by_place, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,8 +6,9 @@
  * the input back byte for byte (canonical encodings: exactly one encoding per value).
  * A violation abort()s, which both cmocka and libFuzzer report.
  *
- * The body and key-grant entries encrypt or seal the fuzz input with libsodium directly, per
- * PROTOCOL.md, so that the decoders behind the AEAD and the sealed box are reached too.
+ * The body, access_grant and key-grant entries encrypt or seal the fuzz input with libsodium
+ * directly, per PROTOCOL.md, so that the decoders behind the AEAD and the sealed box are reached
+ * too; an accepted plaintext must seal back to the same bytes.
  */
 #include "tdecode.h"
 
@@ -56,17 +57,6 @@ static proto_err d_scope(const uint8_t *p, size_t n)
     proto_buf out;
     same_or_abort("scope", p, n, proto_scope_encode(s, &out), &out);
     crdt_scope_free(s);
-    return PROTO_OK;
-}
-
-static proto_err d_access(const uint8_t *p, size_t n)
-{
-    proto_access a;
-    proto_err err = proto_access_decode(p, n, NULL, &a, NULL);
-    if (err != PROTO_OK)
-        return err;
-    proto_buf out;
-    same_or_abort("access", p, n, proto_access_encode(&a, &out), &out);
     return PROTO_OK;
 }
 
@@ -120,10 +110,11 @@ SIMPLE(
 SIMPLE(ctl_error, proto_ctl_error, proto_ctl_error_decode, proto_ctl_error_encode, (void)0)
 
 /* ---------------------------------------------------------------------------------------- */
-/* Fixed keys shared by the stateful entries.                                                */
+/* Fixed keys shared by the stateful entries: those of vectors.txt.                          */
 
 static proto_identity *alice, *bob;
-static proto_scope_key *key;
+static proto_scope_key *key, *key2; /* (case, sociale) epochs 1 and 2 */
+static proto_case_id cid;
 
 static void fixed_init(void)
 {
@@ -133,21 +124,23 @@ static void fixed_init(void)
         abort();
     alice = tu_identity(0x01);
     bob = tu_identity(0x41);
-    proto_case_id cid;
-    tu_pattern(cid.b, 16, 0x10);
-    uint8_t k[32];
+    proto_case_nonce nonce;
+    tu_pattern(nonce.b, 16, 0x00);
+    uint8_t k[32], k2[32];
     tu_pattern(k, 32, 0x50);
-    if (proto_scope_key_from_bytes(&cid, "sociale", 1, k, &key) != PROTO_OK)
+    tu_pattern(k2, 32, 0x70);
+    if (proto_case_id_derive("comune-1", 8, &nonce, &cid) != PROTO_OK
+        || proto_scope_key_from_bytes(&cid, "sociale", 1, k, &key) != PROTO_OK
+        || proto_scope_key_from_bytes(&cid, "sociale", 2, k2, &key2) != PROTO_OK)
         abort();
 }
 
 /* The AD of PROTOCOL.md, built independently of proto/src. */
-static size_t spec_ad(const proto_header *h, uint8_t ad[127])
+static size_t spec_ad(const proto_header *h, uint8_t ad[126])
 {
     size_t o = 0;
-    memcpy(ad, "patto-ad-v1", 11);
+    memcpy(ad, "patto-ad-v2", 11);
     o = 11;
-    ad[o++] = 1;
     ad[o++] = h->kind;
     memcpy(ad + o, h->origin, 32);
     o += 32;
@@ -163,9 +156,28 @@ static size_t spec_ad(const proto_header *h, uint8_t ad[127])
     return o + 32;
 }
 
-size_t tdec_spec_ad(const proto_header *h, uint8_t ad[127])
+size_t tdec_spec_ad(const proto_header *h, uint8_t ad[126])
 {
     return spec_ad(h, ad);
+}
+
+/* Oracle of an opened body: sealing what was decoded again gives the same plaintext. */
+static void reseal_same(const proto_body *b, const uint8_t *padded, size_t padded_len)
+{
+    proto_seal_info info = { 1, { 0 }, { 1700000000000, 0 } };
+    proto_buf hb, bb;
+    proto_header h;
+    proto_body again;
+    if (proto_delta_seal(alice, key, &info, b, NULL, &hb, &bb) != PROTO_OK
+        || proto_header_decode(hb.p, hb.len, NULL, &h, NULL) != PROTO_OK
+        || proto_body_open(&h, key, bb.p, bb.len, NULL, &again, NULL) != PROTO_OK
+        || again.plain_len_ != padded_len || memcmp(again.plain_, padded, padded_len) != 0) {
+        fprintf(stderr, "body: an accepted plaintext does not seal back to itself\n");
+        abort();
+    }
+    proto_body_fini(&again);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
 }
 
 /* Encrypt plaintext p as a delta body under the fixed key, per PROTOCOL.md, and open it. */
@@ -190,7 +202,7 @@ static proto_err d_body(const uint8_t *p, size_t n)
     h.seq = 1;
     h.hlc.wall = 1700000000000;
     memcpy(h.tag, proto_scope_key_tag(key), 32);
-    uint8_t ad[127], bodykey[32], k[32];
+    uint8_t ad[126], bodykey[32], k[32];
     spec_ad(&h, ad);
     proto_scope_key_export(key, k);
     crypto_kdf_derive_from_key(bodykey, 32, 2, "pattoscp", k);
@@ -202,30 +214,140 @@ static proto_err d_body(const uint8_t *p, size_t n)
     crypto_generichash(h.body_hash, 32, body, blen, NULL, 0);
     proto_body b;
     proto_err err = proto_body_open(&h, key, body, blen, NULL, &b, NULL);
-    if (err == PROTO_OK)
+    if (err == PROTO_OK) {
+        reseal_same(&b, buf, padded);
         proto_body_fini(&b);
+    }
     free(buf);
     free(body);
     return err;
 }
 
+size_t tdec_access_grant_head(uint8_t out[32])
+{
+    fixed_init();
+    size_t o = 0;
+    out[o++] = 0x9f; /* fixarray of 15 */
+    out[o++] = PROTO_VERSION;
+    out[o++] = PROTO_K_ACCESS_GRANT;
+    out[o++] = 0xc4;
+    out[o++] = 16;
+    memcpy(out + o, cid.b, 16);
+    o += 16;
+    out[o++] = 0xa7;
+    memcpy(out + o, "sociale", 7);
+    o += 7;
+    out[o++] = 1; /* epoch */
+    return o;
+}
+
+/* An ACCESS_GRANT plaintext of the fixed key whose fields from the entry number on are p. */
+static proto_err d_access_grant(const uint8_t *p, size_t n)
+{
+    if (n > 1u << 16)
+        return PROTO_ELIMIT;
+    uint8_t head[32];
+    size_t hl = tdec_access_grant_head(head);
+    uint8_t *m = malloc(hl + n + 1);
+    if (m == NULL)
+        abort();
+    memcpy(m, head, hl);
+    if (n > 0)
+        memcpy(m + hl, p, n);
+    proto_err err = d_body(m, hl + n);
+    free(m);
+    return err;
+}
+
+/* The hint of bob in a grant by alice at seq 1, per PROTOCOL.md with libsodium alone. */
+static void spec_bob_hint(uint8_t out[16])
+{
+    uint8_t sign_seed[32], box_seed[32], pk[32], sk[32], ss[32], k[32], h[32];
+    proto_identity_seeds(bob, sign_seed, box_seed);
+    crypto_box_seed_keypair(pk, sk, box_seed);
+    if (crypto_scalarmult(ss, sk, proto_identity_box_pk(alice)) != 0)
+        abort();
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-hint-key-v2", 17);
+    crypto_generichash_update(&st, ss, 32);
+    crypto_generichash_update(&st, proto_identity_box_pk(alice), 32);
+    crypto_generichash_update(&st, pk, 32);
+    crypto_generichash_final(&st, k, 32);
+    const uint8_t seq1[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+    crypto_generichash_init(&st, k, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-hint-v2", 13);
+    crypto_generichash_update(&st, proto_identity_origin(alice), 32);
+    crypto_generichash_update(&st, seq1, 8);
+    crypto_generichash_final(&st, h, 32);
+    memcpy(out, h, 16);
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(ss, sizeof ss);
+    sodium_memzero(sign_seed, sizeof sign_seed);
+    sodium_memzero(box_seed, sizeof box_seed);
+}
+
+/* Open slot 0 of a grant body with bob's key and libsodium alone; the unpadded plaintext. */
+static uint8_t *spec_open_slot0(const uint8_t *body, size_t n, size_t *plen)
+{
+    uint8_t sign_seed[32], box_seed[32], pk[32], sk[32];
+    proto_identity_seeds(bob, sign_seed, box_seed);
+    crypto_box_seed_keypair(pk, sk, box_seed);
+    size_t l = (n - 16) / 4; /* four bin16 boxes: 16 + 4L bytes */
+    uint8_t *m = malloc(l);
+    if (m == NULL || l < 48 + 512 || crypto_box_seal_open(m, body + 7, l, pk, sk) != 0
+        || sodium_unpad(plen, m, l - 48, PROTO_GRANT_PAD_BLOCK) != 0)
+        abort();
+    sodium_memzero(sk, sizeof sk);
+    return m;
+}
+
+/* Oracle of an opened grant: sealing what was decoded again gives the same plaintext. */
+static void reseal_grant_same(const proto_grant *g, const uint8_t *body, size_t n)
+{
+    size_t l1, l2;
+    uint8_t *p1 = spec_open_slot0(body, n, &l1);
+    proto_recipient rc;
+    memcpy(rc.box_pk, proto_identity_box_pk(bob), 32);
+    proto_seal_info info = { 1, { 0 }, { 1700000000000, 0 } };
+    proto_buf hb, bb;
+    if (proto_key_grant_seal(alice, g->owner_org, &g->nonce,
+            (const proto_scope_key *const *)g->keys, g->nkeys, &info, &rc, 1, NULL, &hb, &bb)
+        != PROTO_OK)
+        abort();
+    uint8_t *p2 = spec_open_slot0(bb.p, bb.len, &l2);
+    if (l1 != l2 || memcmp(p1, p2, l1) != 0) {
+        fprintf(stderr, "grant: an accepted plaintext does not seal back to itself\n");
+        abort();
+    }
+    free(p1);
+    free(p2);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+}
+
+/* Open body as a key grant from alice to bob (bob's hint in slot 0, the tag of epoch 2). */
 static proto_err grant_open_body(const uint8_t *body, size_t n)
 {
     proto_header h;
     memset(&h, 0, sizeof h);
-    proto_origin_bytes rc;
-    memcpy(rc.b, proto_identity_origin(bob), 32);
     h.kind = PROTO_HDR_KEY_GRANT;
     memcpy(h.origin, proto_identity_origin(alice), 32);
     h.seq = 1;
-    memcpy(h.tag, proto_scope_key_tag(key), 32);
-    h.recipients = &rc;
-    h.nrecipients = 1;
+    memcpy(h.tag, proto_scope_key_tag(key2), 32);
+    h.nhints = PROTO_HINT_SLOTS;
+    spec_bob_hint(h.hints[0].b);
+    for (int i = 1; i < PROTO_HINT_SLOTS; i++)
+        memset(h.hints[i].b, 0xe0 + i, PROTO_HINT_LEN);
     h.body_len = n;
     crypto_generichash(h.body_hash, 32, body, n, NULL, 0);
-    proto_scope_key *out = NULL;
-    proto_err err = proto_key_grant_open(&h, bob, body, n, NULL, &out, NULL);
-    proto_scope_key_free(out);
+    proto_grant g;
+    proto_err err
+        = proto_key_grant_open(&h, bob, proto_identity_box_pk(alice), body, n, NULL, &g, NULL);
+    if (err == PROTO_OK) {
+        reseal_grant_same(&g, body, n);
+        proto_grant_fini(&g);
+    }
     return err;
 }
 
@@ -235,27 +357,34 @@ static proto_err d_grant_body(const uint8_t *p, size_t n)
     return grant_open_body(p, n);
 }
 
-/* Pad p to 256 bytes, seal it to bob, and wrap it in a GRANT_BODY. */
+/* Pad p to a multiple of 512, seal it to bob, and wrap it in a GRANT_BODY as box 0 of 4. */
 static proto_err d_grant_plain(const uint8_t *p, size_t n)
 {
     fixed_init();
-    if (n >= PROTO_GRANT_PAD_BLOCK)
+    if (n > 16384) /* a GRANT_PLAIN is at most 11374 bytes */
         return PROTO_ELIMIT;
-    uint8_t pt[PROTO_GRANT_PAD_BLOCK], sealed[48 + PROTO_GRANT_PAD_BLOCK];
-    size_t padded;
+    size_t padded_max = (n / PROTO_GRANT_PAD_BLOCK + 1) * PROTO_GRANT_PAD_BLOCK, padded;
+    size_t l = 48 + padded_max;
+    uint8_t *pt = malloc(padded_max), *boxes = malloc(4 * l);
+    if (pt == NULL || boxes == NULL)
+        abort();
     if (n > 0)
         memcpy(pt, p, n);
-    if (sodium_pad(&padded, pt, n, PROTO_GRANT_PAD_BLOCK, sizeof pt) != 0)
+    if (sodium_pad(&padded, pt, n, PROTO_GRANT_PAD_BLOCK, padded_max) != 0)
         abort();
-    crypto_box_seal(sealed, pt, padded, proto_identity_box_pk(bob));
+    crypto_box_seal(boxes, pt, padded, proto_identity_box_pk(bob));
+    memset(boxes + l, 0x5a, 3 * l);
     tb b = { 0 };
     tb_array(&b, 3);
-    tb_uint(&b, 1);
+    tb_uint(&b, PROTO_VERSION);
     tb_uint(&b, PROTO_K_GRANT_BODY);
-    tb_array(&b, 1);
-    tb_bin(&b, sealed, sizeof sealed);
+    tb_array(&b, 4);
+    for (int i = 0; i < 4; i++)
+        tb_bin(&b, boxes + i * l, l);
     proto_err err = grant_open_body(b.p, b.len);
     tb_free(&b);
+    free(pt);
+    free(boxes);
     return err;
 }
 
@@ -364,7 +493,7 @@ const tdec tdecoders[] = {
     { "grant_body", d_grant_body },
     { "grant_plain", d_grant_plain },
     { "scope", d_scope },
-    { "access", d_access },
+    { "access_grant", d_access_grant },
     { "receipt", d_receipt },
     { "manifest", d_manifest },
     { "vv", d_vv },
@@ -395,6 +524,7 @@ void tdec_cleanup(void)
     proto_identity_free(alice);
     proto_identity_free(bob);
     proto_scope_key_free(key);
+    proto_scope_key_free(key2);
     alice = bob = NULL;
-    key = NULL;
+    key = key2 = NULL;
 }

@@ -12,8 +12,11 @@ typedef struct tdec {
 extern const tdec tdecoders[];
 extern const size_t ntdecoders;
 const tdec *tdec_find(const char *name);
-/* The associated data of a delta header as PROTOCOL.md defines it (127 bytes). */
-size_t tdec_spec_ad(const proto_header *h, uint8_t ad[127]);
+/* The associated data of a delta header as PROTOCOL.md defines it (126 bytes). */
+size_t tdec_spec_ad(const proto_header *h, uint8_t ad[126]);
+/* The first bytes of an ACCESS_GRANT plaintext of the fixed key, up to its entry number (the
+ * access_grant entry appends its input to them); returns their length. */
+size_t tdec_access_grant_head(uint8_t out[32]);
 void tdec_cleanup(void);
 
 #endif

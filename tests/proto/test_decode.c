@@ -62,11 +62,11 @@ static void huge_claims_rejected(void **state)
     (void)state;
     static const uint8_t claims[][16] = {
         { 0xdd, 0xff, 0xff, 0xff, 0xff },                   /* array32 of 4 G items */
-        { 0x93, 0x01, 0x0e, 0xdd, 0x7f, 0xff, 0xff, 0xff }, /* headers batch of 2 G */
-        { 0x93, 0x01, 0x0e, 0xc6, 0xff, 0xff, 0xff, 0xf0 }, /* bin32 of 4 GB */
-        { 0x93, 0x01, 0x0e, 0xdb, 0xff, 0xff, 0xff, 0xf0 }, /* str32 of 4 GB */
-        { 0x93, 0x01, 0x0e, 0xdc, 0xff, 0xff },             /* array16 of 65535 */
-        { 0x9f, 0x01, 0x0e, 0x9f, 0x9f, 0x9f, 0x9f },       /* nested arrays owing 70 items */
+        { 0x93, 0x02, 0x0e, 0xdd, 0x7f, 0xff, 0xff, 0xff }, /* headers batch of 2 G */
+        { 0x93, 0x02, 0x0e, 0xc6, 0xff, 0xff, 0xff, 0xf0 }, /* bin32 of 4 GB */
+        { 0x93, 0x02, 0x0e, 0xdb, 0xff, 0xff, 0xff, 0xf0 }, /* str32 of 4 GB */
+        { 0x93, 0x02, 0x0e, 0xdc, 0xff, 0xff },             /* array16 of 65535 */
+        { 0x9f, 0x02, 0x0e, 0x9f, 0x9f, 0x9f, 0x9f },       /* nested arrays owing 70 items */
     };
     static const size_t lens[] = { 5, 8, 8, 8, 6, 7 };
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
@@ -81,6 +81,7 @@ static void huge_claims_rejected(void **state)
     }
 }
 
+/* The top-level array counts: max_depth 8 allows eight nested arrays in all. */
 static void depth_limit(void **state)
 {
     (void)state;
@@ -115,7 +116,7 @@ static void item_and_size_limits(void **state)
     /* 100 ids: 3 + 100 items */
     tb b = { 0 };
     tb_array(&b, 3);
-    tb_uint(&b, 1);
+    tb_uint(&b, PROTO_VERSION);
     tb_uint(&b, PROTO_K_WANT);
     tb_array(&b, 100);
     uint8_t id[32] = { 0 };
@@ -162,14 +163,14 @@ typedef struct bad_bytes {
 static void non_canonical_rejected(void **state)
 {
     (void)state;
-    /* [1, 19, id, code, message] with one field in a longer form than needed */
+    /* [2, 19, id, code, message] with one field in a longer form than needed */
     static const bad_bytes cases[] = {
-        { { 0x95, 0x01, 0x13, 0xcc, 0x05, 0x03, 0xa1, 'x' }, 8, 3 },       /* uint8 for 5 */
-        { { 0x95, 0x01, 0x13, 0xcd, 0x00, 0xc8, 0x03, 0xa1, 'x' }, 9, 3 }, /* uint16 for 200 */
-        { { 0x95, 0x01, 0x13, 0xce, 0x00, 0x00, 0xff, 0xff, 0x03, 0xa0 }, 10, 3 }, /* uint32 */
-        { { 0x95, 0x01, 0x13, 0x07, 0x03, 0xd9, 0x01, 'x' }, 8, 5 },               /* str8 for 1 */
-        { { 0xdc, 0x00, 0x05, 0x01, 0x13, 0x07, 0x03, 0xa0 }, 8, 0 }, /* array16 for 5 */
-        { { 0x94, 0x01, 0x12, 0x07, 0xc5, 0x00, 0x01, 'x' }, 8, 4 },  /* bin16 for 1 */
+        { { 0x95, 0x02, 0x13, 0xcc, 0x05, 0x03, 0xa1, 'x' }, 8, 3 },       /* uint8 for 5 */
+        { { 0x95, 0x02, 0x13, 0xcd, 0x00, 0xc8, 0x03, 0xa1, 'x' }, 9, 3 }, /* uint16 for 200 */
+        { { 0x95, 0x02, 0x13, 0xce, 0x00, 0x00, 0xff, 0xff, 0x03, 0xa0 }, 10, 3 }, /* uint32 */
+        { { 0x95, 0x02, 0x13, 0x07, 0x03, 0xd9, 0x01, 'x' }, 8, 5 },               /* str8 for 1 */
+        { { 0xdc, 0x00, 0x05, 0x02, 0x13, 0x07, 0x03, 0xa0 }, 8, 0 }, /* array16 for 5 */
+        { { 0x94, 0x02, 0x12, 0x07, 0xc5, 0x00, 0x01, 'x' }, 8, 4 },  /* bin16 for 1 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         proto_diag d = { 0, NULL };
@@ -184,10 +185,10 @@ static void empty_origin_table_has_no_index(void **state)
 {
     (void)state;
     static const bad_bytes cases[] = {
-        /* [1, 20, [], [], [[0, 20]], []]: a cloud dot */
-        { { 0x96, 0x01, 0x14, 0x90, 0x90, 0x91, 0x92, 0x00, 0x14, 0x90 }, 10, 7 },
-        /* [1, 20, [], [[0, 3]], [], []]: a vv entry */
-        { { 0x96, 0x01, 0x14, 0x90, 0x91, 0x92, 0x00, 0x03, 0x90, 0x90 }, 10, 6 },
+        /* [2, 20, [], [], [[0, 20]], []]: a cloud dot */
+        { { 0x96, 0x02, 0x14, 0x90, 0x90, 0x91, 0x92, 0x00, 0x14, 0x90 }, 10, 7 },
+        /* [2, 20, [], [[0, 3]], [], []]: a vv entry */
+        { { 0x96, 0x02, 0x14, 0x90, 0x91, 0x92, 0x00, 0x03, 0x90, 0x90 }, 10, 6 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         crdt_scope *sc = NULL;
@@ -205,7 +206,7 @@ static void forbidden_types_rejected(void **state)
     static const uint8_t forms[]
         = { 0x80, 0xde, 0xc0, 0xc1, 0xca, 0xcb, 0xd0, 0xe0, 0xff, 0xd4, 0xc7 };
     for (size_t i = 0; i < sizeof forms; i++) {
-        uint8_t m[16] = { 0x93, 0x01, 0x13 };
+        uint8_t m[16] = { 0x93, 0x02, 0x13 };
         m[3] = forms[i];
         proto_diag d = { 0, NULL };
         proto_err err = scan(m, sizeof m, NULL, &d);
@@ -220,28 +221,30 @@ static void framing_errors(void **state)
     proto_diag d;
     proto_ctl_error e;
     /* trailing byte */
-    static const uint8_t trailing[] = { 0x95, 0x01, 0x13, 0x07, 0x03, 0xa0, 0x00 };
+    static const uint8_t trailing[] = { 0x95, 0x02, 0x13, 0x07, 0x03, 0xa1, 'x', 0x00 };
     assert_int_equal(
         proto_ctl_error_decode(trailing, sizeof trailing, NULL, &e, &d), PROTO_ETRAILING);
-    assert_int_equal(d.offset, 6);
-    /* unknown version */
-    static const uint8_t v2[] = { 0x95, 0x02, 0x13, 0x07, 0x03, 0xa0 };
-    assert_int_equal(proto_ctl_error_decode(v2, sizeof v2, NULL, &e, &d), PROTO_EVERSION);
+    assert_int_equal(d.offset, 7);
+    /* version 1, and an unknown version */
+    static const uint8_t v1[] = { 0x95, 0x01, 0x13, 0x07, 0x03, 0xa1, 'x' };
+    assert_int_equal(proto_ctl_error_decode(v1, sizeof v1, NULL, &e, &d), PROTO_EVERSION);
     assert_int_equal(d.offset, 1);
+    static const uint8_t v3[] = { 0x95, 0x03, 0x13, 0x07, 0x03, 0xa1, 'x' };
+    assert_int_equal(proto_ctl_error_decode(v3, sizeof v3, NULL, &e, &d), PROTO_EVERSION);
     /* another kind */
-    static const uint8_t k18[] = { 0x95, 0x01, 0x12, 0x07, 0x03, 0xa0 };
+    static const uint8_t k18[] = { 0x95, 0x02, 0x12, 0x07, 0x03, 0xa1, 'x' };
     assert_int_equal(proto_ctl_error_decode(k18, sizeof k18, NULL, &e, &d), PROTO_EKIND);
     assert_int_equal(d.offset, 2);
     /* wrong arity */
-    static const uint8_t ar[] = { 0x94, 0x01, 0x13, 0x07, 0x03 };
+    static const uint8_t ar[] = { 0x94, 0x02, 0x13, 0x07, 0x03 };
     assert_int_equal(proto_ctl_error_decode(ar, sizeof ar, NULL, &e, &d), PROTO_ESHAPE);
     /* a field of the wrong type: offset points at it */
-    static const uint8_t ty[] = { 0x95, 0x01, 0x13, 0x07, 0xc4, 0x00, 0xa0 };
+    static const uint8_t ty[] = { 0x95, 0x02, 0x13, 0x07, 0xc4, 0x00, 0xa0 };
     assert_int_equal(proto_ctl_error_decode(ty, sizeof ty, NULL, &e, &d), PROTO_ESHAPE);
     assert_int_equal(d.offset, 4);
     assert_non_null(strstr(d.reason, "error code"));
     /* NUL in a text field */
-    static const uint8_t nul[] = { 0x95, 0x01, 0x13, 0x07, 0x03, 0xa2, 'a', 0x00 };
+    static const uint8_t nul[] = { 0x95, 0x02, 0x13, 0x07, 0x03, 0xa2, 'a', 0x00 };
     assert_int_equal(proto_ctl_error_decode(nul, sizeof nul, NULL, &e, &d), PROTO_EVALUE);
     assert_int_equal(d.offset, 5);
     /* every error code has its own sentence */
@@ -257,7 +260,7 @@ static void nested_offsets(void **state)
     (void)state;
     tb in = { 0 };
     tb_array(&in, 6);
-    tb_uint(&in, 1);
+    tb_uint(&in, PROTO_VERSION);
     tb_uint(&in, PROTO_K_RECEIPT_FIELDS);
     tb_uint(&in, 9); /* bad receipt kind */
     uint8_t z[64] = { 0 };
@@ -266,7 +269,7 @@ static void nested_offsets(void **state)
     tb_uint(&in, 5);
     tb out = { 0 };
     tb_array(&out, 4);
-    tb_uint(&out, 1);
+    tb_uint(&out, PROTO_VERSION);
     tb_uint(&out, PROTO_K_RECEIPT);
     tb_bin(&out, in.p, in.len);
     tb_bin(&out, z, 64);
@@ -278,10 +281,56 @@ static void nested_offsets(void **state)
     tb_free(&out);
 }
 
+/* Every top-level message of the vectors, its version changed to 1 (the previous protocol):
+ * refused with PROTO_EVERSION by its decoder, at offset 1. */
+static const char *const wrapped[] = { "body", "access_grant", "grant_plain", "case_id" };
+static size_t n_v1;
+static void version_1_refused(const char *where, const uint8_t *p, size_t n)
+{
+    unsigned kind;
+    if (n < 2 || (p[0] & 0xf0) != 0x90 || proto_peek(p, n, NULL, &kind, NULL) != PROTO_OK)
+        return;
+    if (kind == PROTO_K_HEADER_FIELDS || kind == PROTO_K_DELTA_PLAIN || kind == PROTO_K_GRANT_PLAIN
+        || kind == PROTO_K_ACCESS_GRANT || kind == PROTO_K_ACCESS_EPOCH
+        || kind == PROTO_K_FORGET_PLAIN)
+        return; /* found only inside others (their versions: below) */
+    uint8_t *q = malloc(n);
+    assert_non_null(q);
+    memcpy(q, p, n);
+    q[1] = 1;
+    proto_diag d = { 0, NULL };
+    assert_int_equal(proto_peek(q, n, NULL, &kind, &d), PROTO_EVERSION);
+    assert_int_equal(d.offset, 1);
+    for (size_t k = 0; k < ntdecoders; k++) {
+        bool skip = false;
+        for (size_t w = 0; w < sizeof wrapped / sizeof wrapped[0]; w++)
+            skip = skip || strcmp(tdecoders[k].name, wrapped[w]) == 0;
+        proto_err err = tdecoders[k].fn(q, n);
+        /* the handshake decoders' own limits (size, depth 2, 8 items) may refuse it first */
+        bool limited = strncmp(tdecoders[k].name, "hs_", 3) == 0
+            && (err == PROTO_ETOOBIG || err == PROTO_EDEPTH || err == PROTO_EITEMS);
+        if (!skip && err != PROTO_EVERSION && !limited)
+            fail_msg("%s: %s of version 1 gave %s", tdecoders[k].name, where, proto_strerror(err));
+    }
+    free(q);
+    n_v1++;
+}
+
+static void version_1_everywhere(void **state)
+{
+    (void)state;
+    each_vector_value(version_1_refused);
+    assert_true(n_v1 >= 20);
+    /* inside: a plaintext of version 1 under the right key and header */
+    const tdec *body = tdec_find("body");
+    static const uint8_t want_v1[] = { 0x93, 0x01, 0x10, 0x90 };
+    assert_int_equal(body->fn(want_v1, sizeof want_v1), PROTO_EVERSION);
+}
+
 static size_t n_trunc;
 static void truncate_everywhere(const char *where, const uint8_t *p, size_t n)
 {
-    if (strcmp(where, "plaintext_padded") == 0)
+    if (strcmp(where, "plaintext_padded") == 0 || strcmp(where, "grant_plain_padded") == 0)
         return; /* padding: a prefix of it is the (valid) plaintext */
     for (size_t cut = 0; cut < n; cut++) {
         uint8_t *q = malloc(cut + 1);
@@ -358,7 +407,7 @@ static void large_scope_decodes(void **state)
     const uint32_t n = 100000;
     tb b = { 0 };
     tb_array(&b, 6);
-    tb_uint(&b, 1);
+    tb_uint(&b, PROTO_VERSION);
     tb_uint(&b, PROTO_K_SCOPE);
     tb_array(&b, n);
     for (uint32_t i = 0; i < n; i++) {
@@ -414,6 +463,7 @@ int main(void)
         cmocka_unit_test(forbidden_types_rejected),
         cmocka_unit_test(framing_errors),
         cmocka_unit_test(nested_offsets),
+        cmocka_unit_test(version_1_everywhere),
         cmocka_unit_test(truncation_at_every_offset),
         cmocka_unit_test(single_byte_corruption),
         cmocka_unit_test(random_bytes),

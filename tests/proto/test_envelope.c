@@ -1,7 +1,8 @@
 /*
- * proto.envelope - signed headers, encrypted bodies and key grants: round trips, tampering
- * with every bit, bodies moved under other headers, wrong keys, what headers reveal,
- * padding, and an independent check of PROTOCOL.md's construction with libsodium directly.
+ * proto.envelope - signed headers, encrypted bodies (deltas, access-log entries, forgets) and
+ * key grants: round trips, tampering with every bit, bodies moved under other headers, wrong
+ * keys, what headers reveal, padding, hint slots, the Ed25519 edge cases, and an independent
+ * check of PROTOCOL.md's construction with libsodium directly against vectors.txt.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,8 +19,9 @@
 #include "tutil.h"
 
 typedef struct fx {
-    proto_identity *alice, *bob, *carol, *dave;
+    proto_identity *alice, *bob, *carol, *dave, *erin;
     proto_case_id cid;
+    proto_case_nonce nonce;
     proto_scope_key *key;
     crdt_scope *state, *delta;
     proto_buf dmsg; /* the encoded delta */
@@ -27,13 +30,18 @@ typedef struct fx {
 } fx;
 
 static const char *const secrets[]
-    = { "sociale", "telefono", "+39 333 1234567", "vulnerabilita", "V07" };
+    = { "sociale", "telefono", "+39 333 1234567", "vulnerabilita", "V07", "comune-1" };
 
 static crdt_origin origin_of(const proto_identity *id)
 {
     crdt_origin o;
     memcpy(o.b, proto_identity_origin(id), 32);
     return o;
+}
+
+static proto_bytes txt(const char *s)
+{
+    return (proto_bytes) { (const uint8_t *)s, strlen(s) };
 }
 
 static void make_delta(fx *f, uint64_t seq, const uint8_t prev[32], proto_buf *hdr, proto_buf *body)
@@ -44,6 +52,7 @@ static void make_delta(fx *f, uint64_t seq, const uint8_t prev[32], proto_buf *h
     const crdt_cc *cc = crdt_scope_cc(f->state);
     plain.vv = cc->vv;
     plain.nvv = cc->nvv;
+    plain.access_seen = 3;
     plain.delta = (proto_bytes) { f->dmsg.p, f->dmsg.len };
     proto_seal_info info = { seq, { 0 }, { 1700000000000 + seq, 0 } };
     if (prev != NULL)
@@ -62,7 +71,8 @@ static int setup(void **state)
     f->bob = tu_identity(0x41);
     f->carol = tu_identity(0x81);
     f->dave = tu_identity(0x11);
-    if (proto_case_id_new(tu_rng(), &f->cid) != PROTO_OK
+    f->erin = tu_identity(0x91);
+    if (proto_case_id_new("comune-1", 8, tu_rng(), &f->cid, &f->nonce) != PROTO_OK
         || proto_scope_key_new(&f->cid, "sociale", 1, tu_rng(), &f->key) != PROTO_OK
         || crdt_scope_new(NULL, &f->state) != CRDT_OK || crdt_scope_new(NULL, &f->delta) != CRDT_OK)
         return -1;
@@ -94,8 +104,23 @@ static int teardown(void **state)
     proto_identity_free(f->bob);
     proto_identity_free(f->carol);
     proto_identity_free(f->dave);
+    proto_identity_free(f->erin);
+    tdec_cleanup();
     free(f);
     return 0;
+}
+
+/* Seal plain under key as alice at seq 1, decode and open it again. */
+static proto_err seal_open(fx *f, const proto_scope_key *key, const proto_body *plain,
+    proto_body *out, proto_header *h, proto_buf *hb, proto_buf *bb)
+{
+    proto_seal_info info = { 1, { 0 }, { 1700000000009, 1 } };
+    proto_err err = proto_delta_seal(f->alice, key, &info, plain, tu_rng(), hb, bb);
+    if (err != PROTO_OK)
+        return err;
+    assert_int_equal(proto_header_decode(hb->p, hb->len, NULL, h, NULL), PROTO_OK);
+    assert_int_equal(proto_header_verify(h), PROTO_OK);
+    return proto_body_open(h, key, bb->p, bb->len, NULL, out, NULL);
 }
 
 static void delta_round_trip(void **state)
@@ -104,6 +129,7 @@ static void delta_round_trip(void **state)
     assert_int_equal(proto_header_verify(&f->h), PROTO_OK);
     assert_int_equal(f->h.kind, PROTO_HDR_DELTA);
     assert_int_equal(f->h.seq, 1);
+    assert_int_equal(f->h.nhints, 0);
     assert_memory_equal(f->h.origin, proto_identity_origin(f->alice), 32);
     assert_memory_equal(f->h.tag, proto_scope_key_tag(f->key), 32);
     assert_int_equal(f->h.body_len, f->body.len);
@@ -115,6 +141,7 @@ static void delta_round_trip(void **state)
     assert_memory_equal(b.case_id.b, f->cid.b, 16);
     assert_string_equal(b.scope, "sociale");
     assert_int_equal(b.epoch, 1);
+    assert_int_equal(b.access_seen, 3);
     const crdt_cc *cc = crdt_scope_cc(f->state);
     assert_int_equal(b.nvv, cc->nvv);
     assert_memory_equal(b.vv, cc->vv, cc->nvv * sizeof *cc->vv);
@@ -132,7 +159,7 @@ static void forget_round_trip(void **state)
     memset(&plain, 0, sizeof plain);
     plain.kind = PROTO_BODY_FORGET;
     plain.forget_reason = PROTO_FORGET_RETENTION;
-    plain.operator_name = (proto_bytes) { (const uint8_t *)"op.verdi", 8 };
+    plain.operator_name = txt("op.verdi");
     proto_seal_info info = { 2, { 0 }, { 1700000000009, 1 } };
     memcpy(info.prev, f->h.id, 32);
     proto_buf hb, bb;
@@ -150,6 +177,160 @@ static void forget_round_trip(void **state)
     assert_memory_equal(b.operator_name.p, "op.verdi", 8);
     proto_body_fini(&b);
     proto_header_fini(&h);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+}
+
+static proto_body grant_entry(void)
+{
+    proto_body p;
+    memset(&p, 0, sizeof p);
+    p.kind = PROTO_BODY_ACCESS_GRANT;
+    p.entry = 4;
+    p.grant = (proto_access) { txt("coop-aurora"), PROTO_ACCESS_WRITE, txt("lavoro"),
+        PROTO_BASIS_EXPLICIT_CONSENT, txt("Reg. UE 2016/679, art. 9.2.a"), UINT64_C(1767225599999),
+        txt("Giulia Neri"), txt("gneri"), txt("consenso firmato, prot. 88/2025") };
+    return p;
+}
+
+static void access_grant_round_trip(void **state)
+{
+    fx *f = *state;
+    proto_body plain = grant_entry(), b;
+    proto_header h;
+    proto_buf hb, bb;
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_OK);
+    assert_int_equal(b.kind, PROTO_BODY_ACCESS_GRANT);
+    assert_int_equal(b.entry, 4);
+    assert_int_equal(b.epoch, 1);
+    const proto_access *a = &b.grant, *w = &plain.grant;
+    assert_int_equal(a->access, PROTO_ACCESS_WRITE);
+    assert_int_equal(a->basis, PROTO_BASIS_EXPLICIT_CONSENT);
+    assert_int_equal(a->expiry_ms, w->expiry_ms);
+    const proto_bytes got[]
+        = { a->grantee, a->purpose, a->provision, a->operator_name, a->unix_user, a->evidence };
+    const proto_bytes want[]
+        = { w->grantee, w->purpose, w->provision, w->operator_name, w->unix_user, w->evidence };
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(got[i].len, want[i].len);
+        assert_memory_equal(got[i].p, want[i].p, want[i].len);
+    }
+    assert_int_equal(b.nvv, 0);
+    proto_body_fini(&b);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    /* the optional fields may be empty */
+    plain.grant.provision = plain.grant.unix_user = plain.grant.evidence = txt("");
+    plain.grant.expiry_ms = 0;
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_OK);
+    assert_int_equal(b.grant.provision.len + b.grant.unix_user.len + b.grant.evidence.len, 0);
+    proto_body_fini(&b);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+}
+
+static void access_epoch_round_trip(void **state)
+{
+    fx *f = *state;
+    proto_scope_key *k2;
+    assert_int_equal(proto_scope_key_new(&f->cid, "sociale", 2, tu_rng(), &k2), PROTO_OK);
+    proto_body plain, b;
+    memset(&plain, 0, sizeof plain);
+    plain.kind = PROTO_BODY_ACCESS_EPOCH;
+    plain.entry = 5;
+    plain.new_epoch = 2;
+    proto_epoch_key_hash(k2, plain.key_hash);
+    proto_header h;
+    proto_buf hb, bb;
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_OK);
+    assert_int_equal(b.kind, PROTO_BODY_ACCESS_EPOCH);
+    assert_int_equal(b.entry, 5);
+    assert_int_equal(b.epoch, 1);
+    assert_int_equal(b.new_epoch, 2);
+    assert_memory_equal(b.key_hash, plain.key_hash, 32);
+    proto_body_fini(&b);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    /* the hash names the key: another key of the same epoch has another hash */
+    proto_scope_key *k2b;
+    uint8_t other[32];
+    assert_int_equal(proto_scope_key_new(&f->cid, "sociale", 2, tu_rng(), &k2b), PROTO_OK);
+    proto_epoch_key_hash(k2b, other);
+    assert_memory_not_equal(other, plain.key_hash, 32);
+    /* and says nothing of the tag */
+    assert_memory_not_equal(proto_scope_key_tag(k2), plain.key_hash, 32);
+    proto_scope_key_free(k2b);
+    /* an epoch announced must be later than the key's own */
+    plain.new_epoch = 1;
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_EVALUE);
+    assert_int_equal(seal_open(f, k2, &plain, &b, &h, &hb, &bb), PROTO_EVALUE);
+    plain.new_epoch = 3;
+    plain.entry = 0;
+    assert_int_equal(seal_open(f, k2, &plain, &b, &h, &hb, &bb), PROTO_EVALUE);
+    proto_scope_key_free(k2);
+}
+
+/* Every rule of a grant entry is checked on sealing. */
+static void access_grant_values_checked(void **state)
+{
+    fx *f = *state;
+    proto_body b;
+    proto_header h;
+    proto_buf hb, bb;
+    char big[1100];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    for (int c = 0; c < 13; c++) {
+        proto_body p = grant_entry();
+        switch (c) {
+        case 0:
+            p.entry = 0;
+            break;
+        case 1:
+            p.grant.grantee = txt("Coop");
+            break;
+        case 2:
+            p.grant.access = PROTO_ACCESS_NONE;
+            break;
+        case 3:
+            p.grant.access = 3;
+            break;
+        case 4:
+            p.grant.purpose = txt("");
+            break;
+        case 5:
+            p.grant.basis = 0;
+            break;
+        case 6:
+            p.grant.basis = 5;
+            break;
+        case 7:
+            p.grant.provision = txt("   ");
+            break;
+        case 8:
+            p.grant.operator_name = txt("");
+            break;
+        case 9:
+            p.grant.operator_name = txt("a\nb");
+            break;
+        case 10:
+            p.grant.unix_user = txt("mario rossi");
+            break;
+        case 11:
+            p.grant.unix_user = (proto_bytes) { (const uint8_t *)big, 65 };
+            break;
+        default:
+            p.grant.evidence = txt(big);
+            break;
+        }
+        if (seal_open(f, f->key, &p, &b, &h, &hb, &bb) != PROTO_EVALUE)
+            fail_msg("grant entry case %d was sealed", c);
+    }
+    /* a Unix user is any printable ASCII without space: dots, @ and upper case included */
+    proto_body p = grant_entry();
+    p.grant.unix_user = txt("Mario.Rossi@COMUNE.local$");
+    assert_int_equal(seal_open(f, f->key, &p, &b, &h, &hb, &bb), PROTO_OK);
+    proto_body_fini(&b);
     proto_buf_free(&hb);
     proto_buf_free(&bb);
 }
@@ -172,6 +353,88 @@ static void header_bit_flips_rejected(void **state)
         }
     }
     free(q);
+}
+
+/* The header id covers the signature: the same fields under another signature are another
+ * header, so a chain (prev) commits to every signature before it. */
+static void header_id_covers_the_signature(void **state)
+{
+    fx *f = *state;
+    uint8_t want[32];
+    crypto_generichash(want, 32, f->hdr.p, f->hdr.len, NULL, 0);
+    assert_memory_equal(f->h.id, want, 32);
+    proto_header h = f->h;
+    h.sig[5] ^= 0x40;
+    proto_buf other;
+    assert_int_equal(proto_header_encode(&h, &other), PROTO_OK);
+    proto_header d;
+    assert_int_equal(proto_header_decode(other.p, other.len, NULL, &d, NULL), PROTO_OK);
+    assert_int_equal(d.signed_bytes.len, f->h.signed_bytes.len);
+    assert_memory_equal(d.signed_bytes.p, f->h.signed_bytes.p, d.signed_bytes.len);
+    assert_memory_not_equal(d.id, f->h.id, 32);
+    proto_buf_free(&other);
+}
+
+/* Hints: none in a delta header, exactly 4 in a key grant; body lengths by kind. */
+static void header_hints_and_lengths_checked(void **state)
+{
+    fx *f = *state;
+    proto_header h = f->h;
+    proto_buf out;
+    h.nhints = 1;
+    assert_int_equal(proto_header_encode(&h, &out), PROTO_EVALUE);
+    h.nhints = 0;
+    h.body_len = f->h.body_len + 1;
+    assert_int_equal(proto_header_encode(&h, &out), PROTO_EVALUE);
+    h.body_len = 40;
+    assert_int_equal(proto_header_encode(&h, &out), PROTO_EVALUE);
+    h = f->h;
+    h.kind = PROTO_HDR_KEY_GRANT;
+    h.nhints = 4;
+    h.body_len = 16 + 4 * (48 + 512); /* one block */
+    assert_int_equal(proto_header_encode(&h, &out), PROTO_OK);
+    proto_header d;
+    assert_int_equal(proto_header_decode(out.p, out.len, NULL, &d, NULL), PROTO_OK);
+    proto_buf_free(&out);
+    h.nhints = 3;
+    assert_int_equal(proto_header_encode(&h, &out), PROTO_EVALUE);
+    h.nhints = 4;
+    const uint64_t bad[]
+        = { 16 + 4 * 560 + 1, 16 + 4 * 48, 16 + 4 * (48 + 256), 2048, 16 + 4 * (48 + 512 * 24) };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        h.body_len = bad[i];
+        assert_int_equal(proto_header_encode(&h, &out), PROTO_EVALUE);
+    }
+    h.body_len = 16 + 4 * (48 + 512 * 23); /* the most a grant of 256 keys needs */
+    assert_int_equal(proto_header_encode(&h, &out), PROTO_OK);
+    proto_buf_free(&out);
+    /* and the decoder refuses the same: a delta header with a hint, made by hand */
+    tb in = { 0 };
+    tb_array(&in, 12);
+    tb_uint(&in, PROTO_VERSION);
+    tb_uint(&in, PROTO_K_HEADER_FIELDS);
+    tb_uint(&in, PROTO_HDR_DELTA);
+    tb_bin(&in, f->h.origin, 32);
+    tb_uint(&in, 1);
+    tb_bin(&in, f->h.prev, 32);
+    tb_uint(&in, 5);
+    tb_uint(&in, 0);
+    tb_bin(&in, f->h.tag, 32);
+    tb_array(&in, 1);
+    tb_bin(&in, f->h.tag, 16);
+    tb_uint(&in, f->h.body_len);
+    tb_bin(&in, f->h.body_hash, 32);
+    tb outer = { 0 };
+    tb_array(&outer, 4);
+    tb_uint(&outer, PROTO_VERSION);
+    tb_uint(&outer, PROTO_K_HEADER);
+    tb_bin(&outer, in.p, in.len);
+    tb_bin(&outer, f->h.sig, 64);
+    proto_diag dg;
+    assert_int_equal(proto_header_decode(outer.p, outer.len, NULL, &d, &dg), PROTO_EVALUE);
+    assert_non_null(strstr(dg.reason, "no hints"));
+    tb_free(&in);
+    tb_free(&outer);
 }
 
 /* Flip every bit of the body: rejected (hash), and also by the AEAD itself when the hash is
@@ -279,6 +542,45 @@ static void wrong_key_rejected(void **state)
     proto_scope_key_free(other);
 }
 
+/* A plaintext encrypted and authenticated under the right key and header (tdecode's body
+ * entry, with vectors.txt's key of (case, sociale, 1)) whose case, scope or epoch is not the
+ * key's: refused after decryption. And the value rules of an ACCESS_EPOCH. */
+static void body_case_scope_epoch_checked(void **state)
+{
+    (void)state;
+    const tdec *body = tdec_find("body");
+    assert_non_null(body);
+    proto_case_nonce cn;
+    proto_case_id id;
+    tu_pattern(cn.b, 16, 0x00);
+    assert_int_equal(proto_case_id_derive("comune-1", 8, &cn, &id), PROTO_OK);
+    uint8_t hash[32];
+    tu_pattern(hash, 32, 0x99);
+    static const proto_err want[] = { PROTO_OK, PROTO_EMISMATCH, PROTO_EMISMATCH, PROTO_EMISMATCH,
+        PROTO_EVALUE, PROTO_EVALUE, PROTO_EVALUE, PROTO_EKIND, PROTO_ESHAPE };
+    for (int c = 0; c < 9; c++) {
+        tb b = { 0 };
+        tb_array(&b, c == 8 ? 7 : 8);
+        tb_uint(&b, PROTO_VERSION);
+        tb_uint(&b, c == 7 ? PROTO_K_GRANT_PLAIN : PROTO_K_ACCESS_EPOCH);
+        proto_case_id x = id;
+        if (c == 1)
+            x.b[3] ^= 1;
+        tb_bin(&b, x.b, 16);
+        tb_str(&b, c == 2 ? "lavoro" : "sociale");
+        tb_uint(&b, c == 3 ? 2 : c == 4 ? 0 : 1); /* epoch */
+        tb_uint(&b, c == 5 ? 0 : 1);              /* entry */
+        tb_uint(&b, c == 6 ? 1 : 3);              /* new epoch */
+        if (c != 8)
+            tb_bin(&b, hash, 32);
+        proto_err err = body->fn(b.p, b.len);
+        if (err != want[c])
+            fail_msg("access epoch case %d: %s, want %s", c, proto_strerror(err),
+                proto_strerror(want[c]));
+        tb_free(&b);
+    }
+}
+
 static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
 {
     if (m == 0 || m > n)
@@ -294,28 +596,44 @@ static void assert_names_nothing(const fx *f, const uint8_t *p, size_t n)
     char text[PROTO_CASE_ID_TEXT_SIZE];
     proto_case_id_format(&f->cid, text);
     assert_false(contains(p, n, f->cid.b, 16));
-    for (size_t k = 4; k <= 16; k += 4) /* nor any 4-byte window of it */
+    for (size_t k = 4; k <= 16; k += 4) /* nor any 4-byte window of it, nor of its nonce */
         assert_false(contains(p, n, f->cid.b + k - 4, 4));
+    for (size_t k = 4; k <= 16; k += 4)
+        assert_false(contains(p, n, f->nonce.b + k - 4, 4));
     assert_false(contains(p, n, text, strlen(text)));
     assert_false(contains(p, n, text + 3, 10));
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
         assert_false(contains(p, n, secrets[i], strlen(secrets[i])));
 }
 
+static proto_err grant_to(fx *f, const proto_identity *const *to, size_t n,
+    const proto_scope_key *const *keys, size_t nkeys, proto_buf *hb, proto_buf *bb)
+{
+    proto_recipient rc[8];
+    for (size_t i = 0; i < n && i < 8; i++)
+        memcpy(rc[i].box_pk, proto_identity_box_pk(to[i]), 32);
+    proto_seal_info info = { 5, { 1 }, { 1700000000000, 0 } };
+    return proto_key_grant_seal(
+        f->alice, "comune-1", &f->nonce, keys, nkeys, &info, rc, n, tu_rng(), hb, bb);
+}
+
 static void headers_name_nothing(void **state)
 {
     fx *f = *state;
     assert_names_nothing(f, f->hdr.p, f->hdr.len);
-    proto_recipient rc;
-    memcpy(rc.origin, proto_identity_origin(f->bob), 32);
-    memcpy(rc.box_pk, proto_identity_box_pk(f->bob), 32);
-    proto_seal_info info = { 5, { 1 }, { 1700000000000, 0 } };
+    const proto_identity *to[1] = { f->bob };
+    const proto_scope_key *keys[1] = { f->key };
     proto_buf gh, gb;
-    assert_int_equal(
-        proto_key_grant_seal(f->alice, f->key, &info, &rc, 1, tu_rng(), &gh, &gb), PROTO_OK);
+    assert_int_equal(grant_to(f, to, 1, keys, 1, &gh, &gb), PROTO_OK);
     assert_names_nothing(f, gh.p, gh.len);
-    /* nor does the grant body show the scope in clear */
+    /* nor does the grant body show the scope, the owner or the nonce in clear */
     assert_names_nothing(f, gb.p, gb.len);
+    /* nor a recipient's keys */
+    proto_header h;
+    assert_int_equal(proto_header_decode(gh.p, gh.len, NULL, &h, NULL), PROTO_OK);
+    assert_false(contains(gh.p, gh.len, proto_identity_origin(f->bob), 32));
+    assert_false(contains(gh.p, gh.len, proto_identity_box_pk(f->bob), 32));
+    assert_false(contains(gb.p, gb.len, proto_identity_box_pk(f->bob), 32));
     proto_buf_free(&gh);
     proto_buf_free(&gb);
 }
@@ -351,13 +669,13 @@ static void padding_hides_lengths(void **state)
     size_t first = 0;
     size_t sizes[600];
     for (size_t n = 0; n < 600; n++) {
-        char op[600];
-        memset(op, 'x', n);
+        char op[601];
+        memset(op, 'x', sizeof op); /* operator text of 1..600 bytes (never empty) */
         proto_body plain;
         memset(&plain, 0, sizeof plain);
         plain.kind = PROTO_BODY_FORGET;
         plain.forget_reason = 1;
-        plain.operator_name = (proto_bytes) { (const uint8_t *)op, n };
+        plain.operator_name = (proto_bytes) { (const uint8_t *)op, n + 1 };
         proto_seal_info info = { 1, { 0 }, { 1, 0 } };
         proto_buf hb, bb;
         assert_int_equal(
@@ -388,88 +706,372 @@ static void padding_hides_lengths(void **state)
     assert_int_equal(sizes[599] - first, 2 * PROTO_PAD_BLOCK);
 }
 
-static void key_grant_round_trip_and_tamper(void **state)
+/* ---------------------------------------------------------------------------------------- */
+/* Key grants                                                                                */
+
+static void key_grant_round_trip(void **state)
 {
     fx *f = *state;
-    proto_recipient rc[2];
-    memcpy(rc[0].origin, proto_identity_origin(f->carol), 32);
-    memcpy(rc[0].box_pk, proto_identity_box_pk(f->carol), 32);
-    memcpy(rc[1].origin, proto_identity_origin(f->bob), 32);
-    memcpy(rc[1].box_pk, proto_identity_box_pk(f->bob), 32);
-    proto_seal_info info = { 3, { 7 }, { 1700000000000, 2 } };
+    proto_scope_key *k2, *k5;
+    assert_int_equal(proto_scope_key_new(&f->cid, "sociale", 2, tu_rng(), &k2), PROTO_OK);
+    assert_int_equal(proto_scope_key_new(&f->cid, "sociale", 5, tu_rng(), &k5), PROTO_OK);
+    const proto_scope_key *keys[3] = { f->key, k2, k5 };
+    const proto_identity *to[2] = { f->carol, f->bob };
     proto_buf hb, bb;
-    assert_int_equal(
-        proto_key_grant_seal(f->alice, f->key, &info, rc, 2, tu_rng(), &hb, &bb), PROTO_OK);
+    assert_int_equal(grant_to(f, to, 2, keys, 3, &hb, &bb), PROTO_OK);
     proto_header h;
     assert_int_equal(proto_header_decode(hb.p, hb.len, NULL, &h, NULL), PROTO_OK);
     assert_int_equal(proto_header_verify(&h), PROTO_OK);
     assert_int_equal(h.kind, PROTO_HDR_KEY_GRANT);
-    assert_int_equal(h.nrecipients, 2);
-    assert_true(memcmp(h.recipients[0].b, h.recipients[1].b, 32) < 0);
-    assert_memory_equal(h.tag, proto_scope_key_tag(f->key), 32);
-    const proto_identity *who[2] = { f->bob, f->carol };
-    uint8_t want[32], got_b[32];
-    proto_scope_key_export(f->key, want);
+    assert_int_equal(h.nhints, PROTO_HINT_SLOTS);
+    assert_memory_equal(h.tag, proto_scope_key_tag(k5), 32); /* the newest key's */
+    const uint8_t *apk = proto_identity_box_pk(f->alice);
+    /* recipients in the order given: carol in slot 0, bob in slot 1 */
+    assert_int_equal(proto_key_grant_slot(&h, f->carol, apk), 0);
+    assert_int_equal(proto_key_grant_slot(&h, f->bob, apk), 1);
     for (int i = 0; i < 2; i++) {
-        proto_scope_key *got;
+        proto_grant g;
         assert_int_equal(
-            proto_key_grant_open(&h, who[i], bb.p, bb.len, NULL, &got, NULL), PROTO_OK);
-        proto_scope_key_export(got, got_b);
-        assert_memory_equal(got_b, want, 32);
-        assert_string_equal(proto_scope_key_scope(got), "sociale");
-        assert_int_equal(proto_scope_key_epoch(got), 1);
-        assert_memory_equal(proto_scope_key_case(got)->b, f->cid.b, 16);
-        proto_scope_key_free(got);
+            proto_key_grant_open(&h, to[i], apk, bb.p, bb.len, NULL, &g, NULL), PROTO_OK);
+        assert_memory_equal(g.case_id.b, f->cid.b, 16);
+        assert_memory_equal(g.nonce.b, f->nonce.b, 16);
+        assert_string_equal(g.owner_org, "comune-1");
+        assert_string_equal(g.scope, "sociale");
+        assert_int_equal(g.nkeys, 3);
+        for (size_t k = 0; k < 3; k++) {
+            uint8_t a[32], b[32];
+            proto_scope_key_export(g.keys[k], a);
+            proto_scope_key_export(keys[k], b);
+            assert_memory_equal(a, b, 32);
+            assert_int_equal(proto_scope_key_epoch(g.keys[k]), proto_scope_key_epoch(keys[k]));
+            assert_memory_equal(proto_scope_key_tag(g.keys[k]), proto_scope_key_tag(keys[k]), 32);
+        }
+        proto_grant_fini(&g);
     }
-    proto_scope_key *got = NULL;
+    proto_header_fini(&h);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    proto_scope_key_free(k2);
+    proto_scope_key_free(k5);
+}
+
+/* A hint matches only its recipient: a non-recipient, or a recipient told the wrong grantor
+ * key, finds no slot; the slots of a grant to one recipient are all different. */
+static void hints_match_only_the_recipient(void **state)
+{
+    fx *f = *state;
+    const proto_identity *to[1] = { f->bob };
+    const proto_scope_key *keys[1] = { f->key };
+    proto_buf hb, bb;
+    assert_int_equal(grant_to(f, to, 1, keys, 1, &hb, &bb), PROTO_OK);
+    proto_header h;
+    assert_int_equal(proto_header_decode(hb.p, hb.len, NULL, &h, NULL), PROTO_OK);
+    const uint8_t *apk = proto_identity_box_pk(f->alice);
+    assert_int_equal(proto_key_grant_slot(&h, f->bob, apk), 0);
+    assert_int_equal(proto_key_grant_slot(&h, f->carol, apk), -1);
+    assert_int_equal(proto_key_grant_slot(&h, f->dave, apk), -1);
+    assert_int_equal(proto_key_grant_slot(&h, f->alice, apk), -1);
+    assert_int_equal(proto_key_grant_slot(&h, f->bob, proto_identity_box_pk(f->carol)), -1);
+    uint8_t zero[32] = { 0 }; /* a low-order grantor key: no slot for anyone */
+    assert_int_equal(proto_key_grant_slot(&h, f->bob, zero), -1);
+    proto_grant g;
     assert_int_equal(
-        proto_key_grant_open(&h, f->dave, bb.p, bb.len, NULL, &got, NULL), PROTO_ENOTRECIPIENT);
-    /* every bit of the body */
-    assert_int_equal(bb.len, 4 + 2 * 307);
-    size_t bob_i = memcmp(h.recipients[0].b, proto_identity_origin(f->bob), 32) == 0 ? 0 : 1;
+        proto_key_grant_open(&h, f->carol, apk, bb.p, bb.len, NULL, &g, NULL), PROTO_ENOTRECIPIENT);
+    /* the hint is bound to the header's place: the same hints at another seq match nobody */
+    proto_header moved = h;
+    moved.seq++;
+    assert_int_equal(proto_key_grant_slot(&moved, f->bob, apk), -1);
+    memcpy(moved.origin, proto_identity_origin(f->carol), 32);
+    moved.seq = h.seq;
+    assert_int_equal(proto_key_grant_slot(&moved, f->bob, apk), -1);
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++)
+            assert_memory_not_equal(h.hints[i].b, h.hints[j].b, PROTO_HINT_LEN);
+    /* a delta header has no slots */
+    assert_int_equal(proto_key_grant_slot(&f->h, f->bob, apk), -1);
+    assert_int_equal(
+        proto_key_grant_open(&f->h, f->bob, apk, bb.p, bb.len, NULL, &g, NULL), PROTO_EKIND);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+}
+
+/* Whatever the number of recipients, a grant body is four boxes of one length. */
+static void grant_shape_hides_the_recipients(void **state)
+{
+    fx *f = *state;
+    const proto_identity *to[4] = { f->bob, f->carol, f->dave, f->erin };
+    const proto_scope_key *keys[1] = { f->key };
+    size_t lens[4];
+    for (size_t n = 1; n <= 4; n++) {
+        proto_buf hb, bb;
+        assert_int_equal(grant_to(f, to, n, keys, 1, &hb, &bb), PROTO_OK);
+        lens[n - 1] = bb.len;
+        proto_header h;
+        assert_int_equal(proto_header_decode(hb.p, hb.len, NULL, &h, NULL), PROTO_OK);
+        /* [2, 4, [4 x bin16 of L]]: 4 header bytes, then boxes at 4 + 3 + i (3 + L) */
+        size_t l = (bb.len - 16) / 4;
+        assert_int_equal(bb.len, 16 + 4 * l);
+        assert_int_equal(l, 48 + 512);
+        for (size_t i = 0; i < 4; i++) {
+            const uint8_t *hdr = bb.p + 4 + i * (3 + l);
+            assert_int_equal(hdr[0], 0xc5);
+            assert_int_equal((size_t)hdr[1] << 8 | hdr[2], l);
+        }
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(
+                proto_key_grant_slot(&h, to[i], proto_identity_box_pk(f->alice)), (int)i);
+            proto_grant g;
+            assert_int_equal(proto_key_grant_open(&h, to[i], proto_identity_box_pk(f->alice), bb.p,
+                                 bb.len, NULL, &g, NULL),
+                PROTO_OK);
+            proto_grant_fini(&g);
+        }
+        proto_buf_free(&hb);
+        proto_buf_free(&bb);
+    }
+    assert_int_equal(lens[0], lens[3]);
+    assert_int_equal(lens[1], lens[2]);
+    assert_int_equal(lens[0], lens[1]);
+}
+
+/* The largest grant: 256 keys with 9-byte epochs, an owner and a scope of 32 bytes. Its body
+ * length is the largest the header rule allows (23 blocks), and it opens. */
+static void largest_grant_fits(void **state)
+{
+    fx *f = *state;
+    const char *owner = "comune-di-sezze-romano-latina-lt"; /* 32 */
+    const char *scope = "scope_with_a_name_of_32_bytes_xx";
+    assert_int_equal(strlen(owner), 32);
+    assert_int_equal(strlen(scope), 32);
+    proto_case_nonce nonce;
+    proto_case_id cid;
+    assert_int_equal(proto_case_id_new(owner, 32, tu_rng(), &cid, &nonce), PROTO_OK);
+    proto_scope_key *keys[PROTO_GRANT_EPOCHS_MAX];
+    for (size_t i = 0; i < PROTO_GRANT_EPOCHS_MAX; i++)
+        assert_int_equal(
+            proto_scope_key_new(&cid, scope, UINT64_MAX - 256 + i, tu_rng(), &keys[i]), PROTO_OK);
+    proto_recipient rc;
+    memcpy(rc.box_pk, proto_identity_box_pk(f->bob), 32);
+    proto_seal_info info = { 9, { 1 }, { 1700000000000, 0 } };
+    proto_buf hb, bb;
+    assert_int_equal(
+        proto_key_grant_seal(f->alice, owner, &nonce, (const proto_scope_key *const *)keys,
+            PROTO_GRANT_EPOCHS_MAX, &info, &rc, 1, tu_rng(), &hb, &bb),
+        PROTO_OK);
+    assert_int_equal(bb.len, 16 + 4 * (48 + 512 * 23));
+    proto_header h;
+    assert_int_equal(proto_header_decode(hb.p, hb.len, NULL, &h, NULL), PROTO_OK);
+    proto_grant g;
+    assert_int_equal(proto_key_grant_open(
+                         &h, f->bob, proto_identity_box_pk(f->alice), bb.p, bb.len, NULL, &g, NULL),
+        PROTO_OK);
+    assert_int_equal(g.nkeys, PROTO_GRANT_EPOCHS_MAX);
+    assert_int_equal(proto_scope_key_epoch(g.keys[255]), UINT64_MAX - 1);
+    proto_grant_fini(&g);
+    /* one key more is refused */
+    proto_scope_key *extra[PROTO_GRANT_EPOCHS_MAX + 1];
+    memcpy(extra, keys, sizeof keys);
+    extra[PROTO_GRANT_EPOCHS_MAX] = keys[0];
+    proto_buf x, y;
+    assert_int_equal(
+        proto_key_grant_seal(f->alice, owner, &nonce, (const proto_scope_key *const *)extra,
+            PROTO_GRANT_EPOCHS_MAX + 1, &info, &rc, 1, tu_rng(), &x, &y),
+        PROTO_ELIMIT);
+    for (size_t i = 0; i < PROTO_GRANT_EPOCHS_MAX; i++)
+        proto_scope_key_free(keys[i]);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+}
+
+static void grant_seal_arguments_checked(void **state)
+{
+    fx *f = *state;
+    proto_scope_key *k2, *other_scope, *other_case, *k2b;
+    proto_case_id c2;
+    proto_case_nonce n2;
+    assert_int_equal(proto_case_id_new("cpia-1", 6, tu_rng(), &c2, &n2), PROTO_OK);
+    assert_int_equal(proto_scope_key_new(&f->cid, "sociale", 2, tu_rng(), &k2), PROTO_OK);
+    assert_int_equal(proto_scope_key_new(&f->cid, "sociale", 2, tu_rng(), &k2b), PROTO_OK);
+    assert_int_equal(proto_scope_key_new(&f->cid, "lavoro", 2, tu_rng(), &other_scope), PROTO_OK);
+    assert_int_equal(proto_scope_key_new(&c2, "sociale", 2, tu_rng(), &other_case), PROTO_OK);
+    proto_recipient rc[5];
+    const proto_identity *who[5] = { f->bob, f->carol, f->dave, f->erin, f->alice };
+    for (int i = 0; i < 5; i++)
+        memcpy(rc[i].box_pk, proto_identity_box_pk(who[i]), 32);
+    proto_seal_info info = { 3, { 7 }, { 1700000000000, 2 } };
+    proto_buf hb, bb;
+#define SEAL(owner, nonce, keys, nkeys, rcs, n)                                                    \
+    proto_key_grant_seal(f->alice, owner, nonce, keys, nkeys, &info, rcs, n, tu_rng(), &hb, &bb)
+    const proto_scope_key *ok[2] = { f->key, k2 };
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, rc, 4), PROTO_OK);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    /* a case id that is not owner_org's: another org, another nonce */
+    assert_int_equal(SEAL("cpia-1", &f->nonce, ok, 2, rc, 1), PROTO_EVALUE);
+    assert_int_equal(SEAL("comune-1", &n2, ok, 2, rc, 1), PROTO_EVALUE);
+    assert_int_equal(SEAL("Comune-1", &f->nonce, ok, 2, rc, 1), PROTO_EVALUE);
+    /* keys of another scope or case, epochs not strictly ascending */
+    const proto_scope_key *mixed1[2] = { f->key, other_scope };
+    const proto_scope_key *mixed2[2] = { f->key, other_case };
+    const proto_scope_key *down[2] = { k2, f->key };
+    const proto_scope_key *same[2] = { k2, k2b };
+    assert_int_equal(SEAL("comune-1", &f->nonce, mixed1, 2, rc, 1), PROTO_EVALUE);
+    assert_int_equal(SEAL("comune-1", &f->nonce, mixed2, 2, rc, 1), PROTO_EVALUE);
+    assert_int_equal(SEAL("comune-1", &f->nonce, down, 2, rc, 1), PROTO_EVALUE);
+    assert_int_equal(SEAL("comune-1", &f->nonce, same, 2, rc, 1), PROTO_EVALUE);
+    /* recipients: 1..4, distinct, not of low order */
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, rc, 5), PROTO_ELIMIT);
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, rc, 0), PROTO_ELIMIT);
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 0, rc, 1), PROTO_ELIMIT);
+    proto_recipient dup[2] = { rc[1], rc[1] };
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, dup, 2), PROTO_EVALUE);
+    proto_recipient low[1];
+    memset(low, 0, sizeof low);
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, low, 1), PROTO_EVALUE);
+    assert_null(hb.p);
+    assert_null(bb.p);
+    /* seq 1 takes no prev; seq 0 does not exist */
+    info.seq = 1;
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, rc, 1), PROTO_EVALUE);
+    info.seq = 0;
+    assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, rc, 1), PROTO_EVALUE);
+    assert_int_equal(SEAL(NULL, &f->nonce, ok, 2, rc, 1), PROTO_EINVAL);
+#undef SEAL
+    proto_scope_key_free(k2);
+    proto_scope_key_free(k2b);
+    proto_scope_key_free(other_scope);
+    proto_scope_key_free(other_case);
+}
+
+/* A GRANT_PLAIN sealed by hand (tdecode's grant_plain entry: padded, sealed to bob in slot 0 of
+ * four boxes, under a header by alice with the tag of vectors.txt's epoch-2 key): the case id
+ * must derive from the owner org and nonce, and the newest key's tag be the header's. */
+static void grant_case_id_checked_on_open(void **state)
+{
+    (void)state;
+    const tdec *gp = tdec_find("grant_plain");
+    assert_non_null(gp);
+    uint8_t cid[16], nonce[16], key1[32], key2[32];
+    proto_case_nonce cn;
+    proto_case_id id;
+    tu_pattern(cn.b, 16, 0x00);
+    assert_int_equal(proto_case_id_derive("comune-1", 8, &cn, &id), PROTO_OK);
+    memcpy(cid, id.b, 16);
+    memcpy(nonce, cn.b, 16);
+    tu_pattern(key1, 32, 0x50);
+    tu_pattern(key2, 32, 0x70);
+    for (int c = 0; c < 8; c++) {
+        tb b = { 0 };
+        tb_array(&b, 7);
+        tb_uint(&b, PROTO_VERSION);
+        tb_uint(&b, PROTO_K_GRANT_PLAIN);
+        uint8_t x[16];
+        memcpy(x, cid, 16);
+        if (c == 3)
+            x[0] ^= 1;
+        tb_bin(&b, x, 16);
+        memcpy(x, nonce, 16);
+        if (c == 2)
+            x[15] ^= 1;
+        tb_bin(&b, x, 16);
+        tb_str(&b, c == 1 ? "comune-2" : "comune-1");
+        tb_str(&b, "sociale");
+        tb_array(&b, c == 6 ? 1 : 2);
+        if (c != 6) {
+            tb_array(&b, 2);
+            tb_uint(&b, c == 5 ? 2 : 1);
+            tb_bin(&b, key1, 32);
+        }
+        tb_array(&b, 2);
+        tb_uint(&b, c == 7 ? 0 : 2);
+        uint8_t k[32];
+        memcpy(k, key2, 32);
+        if (c == 4)
+            k[9] ^= 1;
+        tb_bin(&b, k, 32);
+        proto_err err = gp->fn(b.p, b.len);
+        static const proto_err want[8] = { PROTO_OK, PROTO_EMISMATCH, PROTO_EMISMATCH,
+            PROTO_EMISMATCH, PROTO_EMISMATCH, PROTO_ENONCANON, PROTO_OK, PROTO_EVALUE };
+        if (err != want[c])
+            fail_msg("grant plaintext case %d: %s, want %s", c, proto_strerror(err),
+                proto_strerror(want[c]));
+        tb_free(&b);
+    }
+}
+
+static void key_grant_tampering_rejected(void **state)
+{
+    fx *f = *state;
+    const proto_identity *to[2] = { f->bob, f->carol };
+    const proto_scope_key *keys[1] = { f->key };
+    proto_buf hb, bb;
+    assert_int_equal(grant_to(f, to, 2, keys, 1, &hb, &bb), PROTO_OK);
+    proto_header h;
+    assert_int_equal(proto_header_decode(hb.p, hb.len, NULL, &h, NULL), PROTO_OK);
+    const uint8_t *apk = proto_identity_box_pk(f->alice);
+    proto_grant g;
+    size_t l = (bb.len - 16) / 4;
     uint8_t *q = malloc(bb.len);
     for (size_t bit = 0; bit < bb.len * 8; bit++) {
         memcpy(q, bb.p, bb.len);
         q[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         assert_int_equal(
-            proto_key_grant_open(&h, f->bob, q, bb.len, NULL, &got, NULL), PROTO_EBODYHASH);
+            proto_key_grant_open(&h, f->bob, apk, q, bb.len, NULL, &g, NULL), PROTO_EBODYHASH);
         /* with the hash recomputed: bob's box fails to open, framing fails to decode, and a
-         * change in carol's box does not concern bob */
+         * change in another box does not concern bob */
         proto_header h2 = h;
         crypto_generichash(h2.body_hash, 32, q, bb.len, NULL, 0);
-        size_t byte = bit / 8;
-        size_t bob_box = 4 + bob_i * 307 + 3, other_box = 4 + (1 - bob_i) * 307 + 3;
-        proto_err err = proto_key_grant_open(&h2, f->bob, q, bb.len, NULL, &got, NULL);
-        if (byte >= bob_box && byte < bob_box + 304)
+        size_t byte = bit / 8, box = 4, in_box = 4;
+        for (size_t i = 0; i < 4; i++) {
+            size_t start = 4 + i * (3 + l) + 3; /* box i's bytes after its bin16 header */
+            if (byte >= start && byte < start + l)
+                in_box = i;
+        }
+        proto_err err = proto_key_grant_open(&h2, f->bob, apk, q, bb.len, NULL, &g, NULL);
+        if (in_box == 0) /* bob's */
             assert_int_equal(err, PROTO_ESEAL);
-        else if (byte >= other_box && byte < other_box + 304)
+        else if (in_box < box)
             assert_int_equal(err, PROTO_OK);
         else
             assert_int_not_equal(err, PROTO_OK);
-        proto_scope_key_free(got);
-        got = NULL;
+        if (err == PROTO_OK)
+            proto_grant_fini(&g);
     }
     free(q);
-    /* a header (re-signed by an insider) claiming another tag or another grantor */
+    /* a header (re-signed by an insider) claiming another tag */
     proto_header h2 = h;
     h2.tag[0] ^= 1;
     assert_int_equal(
-        proto_key_grant_open(&h2, f->bob, bb.p, bb.len, NULL, &got, NULL), PROTO_EMISMATCH);
-    h2 = h;
-    memcpy(h2.origin, proto_identity_origin(f->carol), 32);
+        proto_key_grant_open(&h2, f->bob, apk, bb.p, bb.len, NULL, &g, NULL), PROTO_EMISMATCH);
+    /* a body of the wrong length */
     assert_int_equal(
-        proto_key_grant_open(&h2, f->bob, bb.p, bb.len, NULL, &got, NULL), PROTO_EMISMATCH);
-    /* a delta header is not a grant */
-    assert_int_equal(
-        proto_key_grant_open(&f->h, f->bob, bb.p, bb.len, NULL, &got, NULL), PROTO_EKIND);
-    /* duplicates refused */
-    rc[1] = rc[0];
-    proto_buf x, y;
-    assert_int_equal(
-        proto_key_grant_seal(f->alice, f->key, &info, rc, 2, tu_rng(), &x, &y), PROTO_EVALUE);
+        proto_key_grant_open(&h, f->bob, apk, bb.p, bb.len - 1, NULL, &g, NULL), PROTO_EBODYLEN);
     proto_header_fini(&h);
     proto_buf_free(&hb);
     proto_buf_free(&bb);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Against vectors.txt with libsodium alone                                                  */
+
+static const tu_vector *vec(const tu_vectors *vs, const char *name)
+{
+    for (size_t i = 0; i < vs->n; i++)
+        if (strcmp(vs->v[i].name, name) == 0)
+            return &vs->v[i];
+    fail_msg("no vector [%s]", name);
+    return NULL;
+}
+
+static uint8_t *hexv(const tu_vector *v, const char *key, size_t *n)
+{
+    const char *s = tu_vector_get(v, key);
+    if (s == NULL)
+        fail_msg("no %s in [%s]", key, v->name);
+    size_t dummy;
+    uint8_t *p = tu_unhex(s, n != NULL ? n : &dummy);
+    assert_non_null(p);
+    return p;
 }
 
 /* PROTOCOL.md's construction, redone here with libsodium and checked against vectors.txt. */
@@ -478,29 +1080,31 @@ static void spec_reimplementation_matches_vectors(void **state)
     (void)state;
     tu_vectors vs;
     assert_true(tu_vectors_load(PROTO_VECTORS_FILE, &vs));
-    const tu_vector *tag = NULL, *dl = NULL, *kg = NULL, *ids = NULL;
-    for (size_t i = 0; i < vs.n; i++) {
-        if (strcmp(vs.v[i].name, "routing-tag") == 0)
-            tag = &vs.v[i];
-        if (strcmp(vs.v[i].name, "delta") == 0)
-            dl = &vs.v[i];
-        if (strcmp(vs.v[i].name, "key-grant") == 0)
-            kg = &vs.v[i];
-        if (strcmp(vs.v[i].name, "identities") == 0)
-            ids = &vs.v[i];
-    }
-    assert_non_null(tag);
-    assert_non_null(dl);
-    assert_non_null(kg);
-    assert_non_null(ids);
+    const tu_vector *cv = vec(&vs, "case-id"), *tag = vec(&vs, "routing-tag");
+    const tu_vector *dl = vec(&vs, "delta"), *kg = vec(&vs, "key-grant");
+    const tu_vector *ids = vec(&vs, "identities"), *ek = vec(&vs, "epoch-key");
+    const tu_vector *co = vec(&vs, "counter-origin");
     size_t n;
-    uint8_t *key = tu_unhex(tu_vector_get(tag, "scope_key"), &n);
-    uint8_t *cid = tu_unhex(tu_vector_get(tag, "case_id"), &n);
-    uint8_t *want_tag = tu_unhex(tu_vector_get(tag, "tag"), &n);
+
+    /* case id: first 16 bytes of H("patto-case-id-v2" || u8 len || org || nonce) */
+    uint8_t *nonce = hexv(cv, "nonce", NULL), *want_cid = hexv(cv, "case_id", NULL), h32[32];
+    const char *org = tu_vector_get(cv, "org");
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-case-id-v2", 16);
+    uint8_t ol = (uint8_t)strlen(org);
+    crypto_generichash_update(&st, &ol, 1);
+    crypto_generichash_update(&st, (const uint8_t *)org, ol);
+    crypto_generichash_update(&st, nonce, 16);
+    crypto_generichash_final(&st, h32, 32);
+    assert_memory_equal(h32, want_cid, 16);
+
+    /* routing tag */
+    uint8_t *key = hexv(tag, "scope_key", NULL), *cid = hexv(tag, "case_id", NULL);
+    uint8_t *want_tag = hexv(tag, "tag", NULL);
     uint8_t tagkey[32], bodykey[32], t[32];
     crypto_kdf_derive_from_key(tagkey, 32, 1, "pattoscp", key);
     crypto_kdf_derive_from_key(bodykey, 32, 2, "pattoscp", key);
-    crypto_generichash_state st;
     crypto_generichash_init(&st, tagkey, 32, 32);
     crypto_generichash_update(&st, (const uint8_t *)"patto-tag-v1", 12);
     crypto_generichash_update(&st, cid, 16);
@@ -509,29 +1113,49 @@ static void spec_reimplementation_matches_vectors(void **state)
     crypto_generichash_final(&st, t, 32);
     assert_memory_equal(t, want_tag, 32);
 
-    /* header: signature over the signed bytes, id, body hash, AEAD with the AD */
+    /* epoch key hash: H("patto-epoch-key-v2" || case || u8 len || scope || be64 epoch || key) */
+    uint8_t *k2 = hexv(ek, "scope_key", NULL), *want_kh = hexv(ek, "key_hash", NULL);
+    const uint8_t mid2[] = { 7, 's', 'o', 'c', 'i', 'a', 'l', 'e', 0, 0, 0, 0, 0, 0, 0, 2 };
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-epoch-key-v2", 18);
+    crypto_generichash_update(&st, cid, 16);
+    crypto_generichash_update(&st, mid2, sizeof mid2);
+    crypto_generichash_update(&st, k2, 32);
+    crypto_generichash_final(&st, h32, 32);
+    assert_memory_equal(h32, want_kh, 32);
+
+    /* counter origin: H("patto-counter-origin-v2" || author || u8 len || field) */
+    uint8_t *author = hexv(co, "author", NULL), *want_co = hexv(co, "counter_origin", NULL);
+    const char *field = tu_vector_get(co, "field");
+    uint8_t fl = (uint8_t)strlen(field);
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-counter-origin-v2", 23);
+    crypto_generichash_update(&st, author, 32);
+    crypto_generichash_update(&st, &fl, 1);
+    crypto_generichash_update(&st, (const uint8_t *)field, fl);
+    crypto_generichash_final(&st, h32, 32);
+    assert_memory_equal(h32, want_co, 32);
+
+    /* header: signature over the signed bytes, id over the whole message, body hash, AEAD */
     size_t hl, bl, sl, pl;
-    uint8_t *hdr = tu_unhex(tu_vector_get(dl, "header"), &hl);
-    uint8_t *body = tu_unhex(tu_vector_get(dl, "body"), &bl);
-    uint8_t *sgn = tu_unhex(tu_vector_get(dl, "header_signed"), &sl);
-    uint8_t *pad = tu_unhex(tu_vector_get(dl, "plaintext_padded"), &pl);
-    uint8_t *sig = tu_unhex(tu_vector_get(dl, "signature"), &n);
-    uint8_t *origin = tu_unhex(tu_vector_get(ids, "alice_origin"), &n);
+    uint8_t *hdr = hexv(dl, "header", &hl), *body = hexv(dl, "body", &bl);
+    uint8_t *sgn = hexv(dl, "header_signed", &sl), *pad = hexv(dl, "plaintext_padded", &pl);
+    uint8_t *sig = hexv(dl, "signature", NULL), *origin = hexv(ids, "alice_origin", NULL);
     assert_int_equal(crypto_sign_verify_detached(sig, sgn, sl, origin), 0);
     uint8_t hid[32], bh[32];
-    crypto_generichash(hid, 32, sgn, sl, NULL, 0);
-    uint8_t *want_id = tu_unhex(tu_vector_get(dl, "header_id"), &n);
+    crypto_generichash(hid, 32, hdr, hl, NULL, 0);
+    uint8_t *want_id = hexv(dl, "header_id", NULL);
     assert_memory_equal(hid, want_id, 32);
     crypto_generichash(bh, 32, body, bl, NULL, 0);
     proto_header h;
     assert_int_equal(proto_header_decode(hdr, hl, NULL, &h, NULL), PROTO_OK);
     assert_memory_equal(bh, h.body_hash, 32);
-    uint8_t ad[127];
-    assert_int_equal(tdec_spec_ad(&h, ad), 127);
+    uint8_t ad[126];
+    assert_int_equal(tdec_spec_ad(&h, ad), 126);
     uint8_t *pt = malloc(bl);
     unsigned long long ptl;
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                         pt, &ptl, NULL, body + 24, bl - 24, ad, 127, body, bodykey),
+                         pt, &ptl, NULL, body + 24, bl - 24, ad, 126, body, bodykey),
         0);
     assert_int_equal(ptl, pl);
     assert_memory_equal(pt, pad, pl);
@@ -539,42 +1163,155 @@ static void spec_reimplementation_matches_vectors(void **state)
     assert_int_equal(sodium_unpad(&unpadded, pt, ptl, 256), 0);
     assert_true(unpadded < ptl);
 
-    /* key grant: bob opens his sealed box with crypto_box_seal_open */
-    size_t gl;
-    uint8_t *gb = tu_unhex(tu_vector_get(kg, "body"), &gl);
-    proto_bodies_msg dummy;
-    (void)dummy;
-    proto_identity *bob = tu_identity(0x41);
-    uint8_t bob_sk[32], bob_sign[32];
-    proto_identity_seeds(bob, bob_sign, bob_sk);
-    uint8_t bpk[32], bsk[32];
-    crypto_box_seed_keypair(bpk, bsk, bob_sk);
-    /* bob is recipient 0 or 1 (sorted by origin): one of the two boxes opens */
-    int opened = 0;
-    for (size_t off = 0; off + 304 <= gl; off++) {
-        uint8_t m[256];
-        if (crypto_box_seal_open(m, gb + off, 304, bpk, bsk) == 0) {
-            size_t ml;
-            assert_int_equal(sodium_unpad(&ml, m, 256, 256), 0);
-            assert_true(contains(m, ml, key, 32));
-            opened++;
-        }
+    /* key grant: bob opens box 0 with crypto_box_seal_open; the hints of PROTOCOL.md */
+    size_t gl, ghl, ppl;
+    uint8_t *gb = hexv(kg, "body", &gl), *gh = hexv(kg, "header", &ghl);
+    uint8_t *gpp = hexv(kg, "grant_plain_padded", &ppl), *eph = hexv(kg, "ephemeral_seed", NULL);
+    uint8_t *want_ss = hexv(kg, "hint_shared_secret", NULL), *want_hk = hexv(kg, "hint_key", NULL);
+    uint8_t *hint0 = hexv(kg, "hint_0", NULL);
+    uint8_t bpk[32], bsk[32], apk[32], ask[32], seed[32];
+    tu_pattern(seed, 32, 0x61);
+    crypto_box_seed_keypair(bpk, bsk, seed);
+    tu_pattern(seed, 32, 0x21);
+    crypto_box_seed_keypair(apk, ask, seed);
+    size_t l = (gl - 16) / 4;
+    assert_int_equal(l, 48 + ppl);
+    assert_int_equal(ppl % 512, 0);
+    uint8_t *m = malloc(ppl);
+    assert_int_equal(crypto_box_seal_open(m, gb + 7, l, bpk, bsk), 0);
+    assert_memory_equal(m, gpp, ppl);
+    size_t ml;
+    assert_int_equal(sodium_unpad(&ml, m, ppl, 512), 0);
+    assert_true(contains(m, ml, key, 32)); /* epoch 1's key */
+    assert_true(contains(m, ml, k2, 32));  /* epoch 2's key */
+    /* box 0 is epk || crypto_box_easy with epk from crypto_box_seed_keypair(seed) */
+    uint8_t epk[32], esk[32];
+    crypto_box_seed_keypair(epk, esk, eph);
+    assert_memory_equal(gb + 7, epk, 32);
+    uint8_t ss[32], hk[32], hint[32];
+    assert_int_equal(crypto_scalarmult(ss, bsk, apk), 0); /* bob's side */
+    assert_memory_equal(ss, want_ss, 32);
+    assert_int_equal(crypto_scalarmult(ss, ask, bpk), 0); /* alice's side: the same */
+    assert_memory_equal(ss, want_ss, 32);
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-hint-key-v2", 17);
+    crypto_generichash_update(&st, ss, 32);
+    crypto_generichash_update(&st, apk, 32);
+    crypto_generichash_update(&st, bpk, 32);
+    crypto_generichash_final(&st, hk, 32);
+    assert_memory_equal(hk, want_hk, 32);
+    proto_header g;
+    assert_int_equal(proto_header_decode(gh, ghl, NULL, &g, NULL), PROTO_OK);
+    uint8_t be[8];
+    for (int i = 0; i < 8; i++)
+        be[i] = (uint8_t)(g.seq >> (56 - 8 * i));
+    crypto_generichash_init(&st, hk, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-hint-v2", 13);
+    crypto_generichash_update(&st, g.origin, 32);
+    crypto_generichash_update(&st, be, 8);
+    crypto_generichash_final(&st, hint, 32);
+    assert_memory_equal(hint, hint0, 16);
+    assert_memory_equal(g.hints[0].b, hint0, 16);
+
+    uint8_t *all[] = { nonce, want_cid, key, cid, want_tag, k2, want_kh, author, want_co, hdr, body,
+        sgn, pad, sig, origin, want_id, pt, gb, gh, gpp, eph, want_ss, want_hk, hint0, m };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    (void)n;
+    tu_vectors_free(&vs);
+}
+
+/* The Ed25519 rules (libsodium 1.0.18's crypto_sign_verify_detached): every variant of
+ * [ed25519-edge] is refused by proto_header_verify, including a whole HEADER message signed
+ * with S + L; and each variant is what it claims to be. */
+static void ed25519_edges_refused(void **state)
+{
+    (void)state;
+    tu_vectors vs;
+    assert_true(tu_vectors_load(PROTO_VECTORS_FILE, &vs));
+    const tu_vector *e = vec(&vs, "ed25519-edge");
+    size_t ml, hl;
+    uint8_t *pk = hexv(e, "pk", NULL), *msg = hexv(e, "signed_bytes", &ml);
+    uint8_t *sig = hexv(e, "sig", NULL), *spl = hexv(e, "sig_s_plus_l", NULL);
+    uint8_t *hspl = hexv(e, "header_s_plus_l", &hl);
+    uint8_t *pki = hexv(e, "pk_identity", NULL), *sigi = hexv(e, "sig_identity", NULL);
+    uint8_t *pk8 = hexv(e, "pk_order8", NULL), *sig8 = hexv(e, "sig_order8", NULL);
+    uint8_t *sigr = hexv(e, "sig_small_r", NULL), *pkn = hexv(e, "pk_noncanonical", NULL);
+
+    proto_header h;
+    memset(&h, 0, sizeof h);
+    h.signed_bytes = (proto_bytes) { msg, ml };
+    struct {
+        const uint8_t *pk, *sig;
+        proto_err want;
+    } cases[] = {
+        { pk, sig, PROTO_OK },
+        { pk, spl, PROTO_ESIG },
+        { pki, sigi, PROTO_ESIG },
+        { pk8, sig8, PROTO_ESIG },
+        { pk, sigr, PROTO_ESIG },
+        { pkn, sig, PROTO_ESIG },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(h.origin, cases[i].pk, 32);
+        memcpy(h.sig, cases[i].sig, 64);
+        if (proto_header_verify(&h) != cases[i].want)
+            fail_msg("ed25519 case %zu", i);
     }
-    assert_int_equal(opened, 1);
-    proto_identity_free(bob);
-    proto_header_fini(&h);
-    free(gb);
-    free(pt);
-    free(want_id);
-    free(origin);
-    free(sig);
-    free(pad);
-    free(sgn);
-    free(body);
-    free(hdr);
-    free(want_tag);
-    free(cid);
-    free(key);
+    /* the S + L header decodes (its signature is 64 bytes like any) and does not verify */
+    proto_header d;
+    assert_int_equal(proto_header_decode(hspl, hl, NULL, &d, NULL), PROTO_OK);
+    assert_memory_equal(d.origin, pk, 32);
+    assert_memory_equal(d.sig, spl, 64);
+    assert_int_equal(proto_header_verify(&d), PROTO_ESIG);
+
+    /* S + L reduces to S: a verifier that reduced S would accept it */
+    uint8_t wide[64] = { 0 }, red[32];
+    memcpy(wide, spl + 32, 32);
+    crypto_core_ed25519_scalar_reduce(red, wide);
+    assert_memory_equal(red, sig + 32, 32);
+    assert_memory_not_equal(spl + 32, sig + 32, 32);
+    /* identity and order-8 keys: R = [S]B, so [S]B = R + [h]A whenever [h]A is the identity */
+    uint8_t sb[32];
+    assert_int_equal(crypto_scalarmult_ed25519_base_noclamp(sb, sigi + 32), 0);
+    assert_memory_equal(sb, sigi, 32);
+    assert_int_equal(crypto_core_ed25519_is_valid_point(pki), 0);
+    assert_int_equal(crypto_core_ed25519_is_valid_point(pk8), 0);
+    uint8_t acc[32], next[32]; /* [8]A8 is the identity, [4]A8 is not */
+    memcpy(acc, pk8, 32);
+    for (int k = 2; k <= 8; k++) {
+        assert_int_equal(crypto_core_ed25519_add(next, acc, pk8), 0);
+        memcpy(acc, next, 32);
+        if (k == 4)
+            assert_memory_not_equal(acc, pki, 32);
+    }
+    assert_memory_equal(acc, pki, 32);
+    /* small-order R: [S]B = R + [h]A holds exactly, R being the identity */
+    uint8_t hram[64], hred[32], ha[32];
+    crypto_hash_sha512_state st;
+    crypto_hash_sha512_init(&st);
+    crypto_hash_sha512_update(&st, sigr, 32);
+    crypto_hash_sha512_update(&st, pk, 32);
+    crypto_hash_sha512_update(&st, msg, ml);
+    crypto_hash_sha512_final(&st, hram);
+    crypto_core_ed25519_scalar_reduce(hred, hram);
+    assert_int_equal(crypto_scalarmult_ed25519_base_noclamp(sb, sigr + 32), 0);
+    assert_int_equal(crypto_scalarmult_ed25519_noclamp(ha, hred, pk), 0);
+    assert_memory_equal(sb, ha, 32);
+    assert_memory_equal(sigr, pki, 32);
+    /* the non-canonical key is y = p + 3: a point whose canonical encoding decodes too */
+    uint8_t canon[32] = { 3 }, base[32], sum[32];
+    uint8_t one[32] = { 1 };
+    assert_int_equal(crypto_scalarmult_ed25519_base_noclamp(base, one), 0);
+    assert_int_equal(crypto_core_ed25519_add(sum, canon, base), 0);
+    assert_int_equal(pkn[0], 0xf0);
+    assert_int_equal(pkn[31], 0x7f);
+    for (int i = 1; i < 31; i++)
+        assert_int_equal(pkn[i], 0xff);
+
+    uint8_t *all[] = { pk, msg, sig, spl, hspl, pki, sigi, pk8, sig8, sigr, pkn };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
     tu_vectors_free(&vs);
 }
 
@@ -596,6 +1333,9 @@ static void seal_arguments_checked(void **state)
     plain.kind = 99;
     assert_int_equal(
         proto_delta_seal(f->alice, f->key, &info, &plain, NULL, &hb, &bb), PROTO_EVALUE);
+    plain.kind = PROTO_K_GRANT_PLAIN; /* a kind, but not of a body */
+    assert_int_equal(
+        proto_delta_seal(f->alice, f->key, &info, &plain, NULL, &hb, &bb), PROTO_EVALUE);
     plain.kind = PROTO_BODY_DELTA;
     crdt_vv_entry vv[2];
     memset(vv, 0, sizeof vv);
@@ -605,9 +1345,20 @@ static void seal_arguments_checked(void **state)
     assert_int_equal(
         proto_delta_seal(f->alice, f->key, &info, &plain, NULL, &hb, &bb), PROTO_EVALUE);
     assert_int_equal(proto_delta_seal(NULL, f->key, &info, &plain, NULL, &hb, &bb), PROTO_EINVAL);
+    /* forget: reason 1..3, the operator is text */
+    memset(&plain, 0, sizeof plain);
+    plain.kind = PROTO_BODY_FORGET;
+    plain.forget_reason = 4;
+    plain.operator_name = txt("op");
+    assert_int_equal(
+        proto_delta_seal(f->alice, f->key, &info, &plain, NULL, &hb, &bb), PROTO_EVALUE);
+    plain.forget_reason = 1;
+    plain.operator_name = txt(" ");
+    assert_int_equal(
+        proto_delta_seal(f->alice, f->key, &info, &plain, NULL, &hb, &bb), PROTO_EVALUE);
 }
 
-/* Helpers the node uses: body check without a key, schema hash, wipe. */
+/* Helpers the node uses: body check without a key, schema hash, wipe, counter origins. */
 static void keyless_body_check_schema_hash_wipe(void **state)
 {
     fx *f = *state;
@@ -628,6 +1379,20 @@ static void keyless_body_check_schema_hash_wipe(void **state)
     memset(secret, 0xa5, sizeof secret);
     proto_wipe(secret, sizeof secret);
     assert_memory_equal(secret, zero, sizeof secret);
+
+    /* counter origins: one per (author, field), none an author's own origin */
+    uint8_t a[32], b[32], c[32], d[32];
+    proto_counter_origin(proto_identity_origin(f->alice), "ore", 3, a);
+    proto_counter_origin(proto_identity_origin(f->alice), "ore", 3, b);
+    proto_counter_origin(proto_identity_origin(f->bob), "ore", 3, c);
+    proto_counter_origin(proto_identity_origin(f->alice), "ore2", 4, d);
+    assert_memory_equal(a, b, 32);
+    assert_memory_not_equal(a, c, 32);
+    assert_memory_not_equal(a, d, 32);
+    assert_memory_not_equal(a, proto_identity_origin(f->alice), 32);
+    /* the field is len bytes, not a C string */
+    proto_counter_origin(proto_identity_origin(f->alice), "ore2", 3, d);
+    assert_memory_equal(a, d, 32);
 }
 
 int main(void)
@@ -635,16 +1400,29 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(delta_round_trip),
         cmocka_unit_test(forget_round_trip),
+        cmocka_unit_test(access_grant_round_trip),
+        cmocka_unit_test(access_epoch_round_trip),
+        cmocka_unit_test(access_grant_values_checked),
         cmocka_unit_test(header_bit_flips_rejected),
+        cmocka_unit_test(header_id_covers_the_signature),
+        cmocka_unit_test(header_hints_and_lengths_checked),
         cmocka_unit_test(body_bit_flips_rejected),
         cmocka_unit_test(associated_data_bit_flips_rejected),
         cmocka_unit_test(body_swapped_under_other_header_rejected),
         cmocka_unit_test(wrong_key_rejected),
+        cmocka_unit_test(body_case_scope_epoch_checked),
         cmocka_unit_test(headers_name_nothing),
         cmocka_unit_test(tags_differ_and_need_the_key),
         cmocka_unit_test(padding_hides_lengths),
-        cmocka_unit_test(key_grant_round_trip_and_tamper),
+        cmocka_unit_test(key_grant_round_trip),
+        cmocka_unit_test(hints_match_only_the_recipient),
+        cmocka_unit_test(grant_shape_hides_the_recipients),
+        cmocka_unit_test(largest_grant_fits),
+        cmocka_unit_test(grant_seal_arguments_checked),
+        cmocka_unit_test(grant_case_id_checked_on_open),
+        cmocka_unit_test(key_grant_tampering_rejected),
         cmocka_unit_test(spec_reimplementation_matches_vectors),
+        cmocka_unit_test(ed25519_edges_refused),
         cmocka_unit_test(seal_arguments_checked),
         cmocka_unit_test(keyless_body_check_schema_hash_wipe),
     };

@@ -133,12 +133,21 @@ static void impostor_initiator_fails(void **state)
     uint8_t eph[32];
     tu_pattern(eph, 32, 9);
     tb_array(&b, 4);
-    tb_uint(&b, 1);
+    tb_uint(&b, PROTO_VERSION);
     tb_uint(&b, PROTO_K_HELLO);
     tb_bin(&b, proto_identity_origin(f->alice), 32);
     tb_bin(&b, eph, 32);
     proto_handshake *hr;
     proto_buf reply;
+    /* the same hello in version 1: refused, nothing produced */
+    b.p[1] = 1;
+    proto_diag dg;
+    assert_int_equal(proto_hs_respond(f->bob, is_member, f, b.p, b.len, tu_rng(), &hr, &reply, &dg),
+        PROTO_EVERSION);
+    assert_null(hr);
+    assert_null(reply.p);
+    assert_int_equal(dg.offset, 1);
+    b.p[1] = PROTO_VERSION;
     assert_int_equal(
         proto_hs_respond(f->bob, is_member, f, b.p, b.len, tu_rng(), &hr, &reply, NULL), PROTO_OK);
     /* eve signs the finish with her own key */

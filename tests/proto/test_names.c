@@ -182,7 +182,7 @@ static void rome(void **state)
     assert_true(day_end("2026-03-28") == UINT64_C(1774738799999)); /* CET the next midnight */
     assert_true(day_end("2026-03-29") == UINT64_C(1774821599999)); /* CEST the next midnight */
     assert_true(day_end("2026-12-31") == UINT64_C(1798757999999)); /* across the year */
-    assert_true(day_end("1950-01-01") == 0);                        /* before the epoch */
+    assert_true(day_end("1950-01-01") == 0);                       /* before the epoch */
     assert_true(day_end("1969-12-31") == 0);
     proto_date d;
     assert_int_equal(proto_date_parse(S("2026-10-25"), &d), PROTO_OK);
@@ -201,6 +201,23 @@ static void rome(void **state)
     assert_int_equal(c.hour, 2);
     assert_int_equal(c.minute, 59);
     assert_int_equal(c.offset_min, 120);
+}
+
+/* The kinds of version 2 by name (PROTOCOL.md, "Kinds"); 25 is reserved, not a kind. */
+static void kind_names(void **state)
+{
+    (void)state;
+    assert_int_equal(PROTO_VERSION, 2);
+    assert_string_equal(proto_kind_name(PROTO_K_ACCESS_GRANT), "access-grant");
+    assert_int_equal(PROTO_K_ACCESS_GRANT, 21);
+    assert_string_equal(proto_kind_name(PROTO_K_ACCESS_EPOCH), "access-epoch");
+    assert_int_equal(PROTO_K_ACCESS_EPOCH, 24);
+    assert_string_equal(proto_kind_name(PROTO_K_GRANT_BODY), "grant-body");
+    assert_string_equal(proto_kind_name(PROTO_K_FORGET_PLAIN), "forget-plaintext");
+    assert_string_equal(proto_kind_name(25), "unknown");
+    assert_string_equal(proto_kind_name(0), "unknown");
+    for (unsigned k = 1; k <= 24; k++)
+        assert_string_not_equal(proto_kind_name(k), "unknown");
 }
 
 static void hex(void **state)
@@ -231,6 +248,7 @@ int main(void)
         cmocka_unit_test(dates),
         cmocka_unit_test(rome),
         cmocka_unit_test(hex),
+        cmocka_unit_test(kind_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,9 +2,13 @@
  * tvgen.c - builds every test vector of proto/vectors.txt from fixed inputs (fixed key seeds,
  * nonces and ephemeral seeds injected through proto_rng). test_vectors.c checks that the file
  * equals what this produces, entry by entry; `test-proto-vectors --write FILE` rewrites it.
+ *
+ * The Ed25519 edge cases are made here with libsodium's group operations (tests may call
+ * libsodium directly; proto/ may not outside crypto.c).
  */
 #include "tvgen.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,7 @@
     } while (0)
 
 static const char *const scope_name = "sociale";
+static const char *const owner_org = "comune-1";
 
 static void put_identity(tu_vector *v, const char *who, uint8_t base, const proto_identity *id)
 {
@@ -42,9 +47,144 @@ static crdt_origin origin_of(const proto_identity *id)
     return o;
 }
 
-static void put_buf(tu_vector *v, const char *key, proto_buf *b)
+static void put_buf(tu_vector *v, const char *key, const proto_buf *b)
 {
     tu_vector_put_hex(v, key, b->p, b->len);
+}
+
+static proto_bytes txt(const char *s)
+{
+    return (proto_bytes) { (const uint8_t *)s, strlen(s) };
+}
+
+/* A stream of deterministic bytes (libsodium's randombytes_buf_deterministic of a seed), drawn
+ * in order: the "seeded rng" of the key-grant vector. */
+typedef struct stream_rng {
+    uint8_t buf[8192];
+    size_t off;
+} stream_rng;
+
+static void stream_fill(void *ctx, uint8_t *out, size_t n)
+{
+    stream_rng *s = ctx;
+    if (n > sizeof s->buf - s->off)
+        abort();
+    memcpy(out, s->buf + s->off, n);
+    s->off += n;
+}
+
+/* Seal one body of alice's log under key; returns the decoded header (id in h->id). */
+static void seal_body(const proto_identity *author, const proto_scope_key *key, uint64_t seq,
+    const uint8_t prev[32], crdt_hlc hlc, const proto_body *plain, uint8_t nonce_base,
+    proto_buf *hdr, proto_buf *body, proto_header *h, uint8_t nonce[24])
+{
+    proto_seal_info info = { seq, { 0 }, hlc };
+    if (prev != NULL)
+        memcpy(info.prev, prev, 32);
+    tu_pattern(nonce, 24, nonce_base);
+    tu_fixed fx = { nonce, 24, 0 };
+    proto_rng rng = tu_fixed_rng(&fx);
+    CHECK(proto_delta_seal(author, key, &info, plain, &rng, hdr, body));
+    CHECK(proto_header_decode(hdr->p, hdr->len, NULL, h, NULL));
+    CHECK(proto_header_verify(h));
+}
+
+/* The opened plaintext (padded) of a body, for the vectors. */
+static void put_plaintext(tu_vector *v, const proto_header *h, const proto_scope_key *key,
+    const proto_buf *body, proto_body *out)
+{
+    CHECK(proto_body_open(h, key, body->p, body->len, NULL, out, NULL));
+    tu_vector_put_hex(v, "plaintext_padded", out->plain_, out->plain_len_);
+}
+
+/* Ed25519 edge cases ([ed25519-edge]): signatures that satisfy the verification equation, or
+ * would to a lax verifier, and that libsodium 1.0.18 (so patto) refuses. */
+static void ed25519_edges(
+    tu_vectors *vs, const proto_identity *alice, proto_bytes msg, const proto_buf *header)
+{
+    static const uint8_t L[32] = { 0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+        0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10 };
+    /* the order-8 point with x positive (one of the encodings libsodium's list of small-order
+     * points holds), and the identity */
+    static const uint8_t order8[32] = { 0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3,
+        0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1,
+        0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05 };
+    static const uint8_t identity[32] = { 1 };
+    const uint8_t *pk = proto_identity_origin(alice);
+    proto_header h;
+    CHECK(proto_header_decode(header->p, header->len, NULL, &h, NULL));
+    const uint8_t *sig = h.sig;
+    tu_vector *v = tu_vectors_add(vs, "ed25519-edge");
+    tu_vector_put(v, "what",
+        "alice's signature of the delta's header_signed, and variants libsodium 1.0.18 refuses: "
+        "S + L; A the identity or an order-8 point (R = [5]B, S = 5: the equation holds for every "
+        "message, cofactored for the order-8 point); R the identity (S = h a mod L: the equation "
+        "holds); A with y = p + 3");
+    tu_vector_put_hex(v, "pk", pk, 32);
+    tu_vector_put_hex(v, "signed_bytes", msg.p, msg.len);
+    tu_vector_put_hex(v, "sig", sig, 64);
+
+    /* S + L, as 256-bit little-endian integers (S < L < 2^253: no carry out) */
+    uint8_t s_plus_l[64];
+    memcpy(s_plus_l, sig, 64);
+    unsigned carry = 0;
+    for (int i = 0; i < 32; i++) {
+        unsigned t = (unsigned)s_plus_l[32 + i] + L[i] + carry;
+        s_plus_l[32 + i] = (uint8_t)t;
+        carry = t >> 8;
+    }
+    CHECK(carry != 0);
+    tu_vector_put_hex(v, "sig_s_plus_l", s_plus_l, 64);
+    memcpy(h.sig, s_plus_l, 64);
+    proto_buf bad;
+    CHECK(proto_header_encode(&h, &bad));
+    put_buf(v, "header_s_plus_l", &bad);
+    proto_buf_free(&bad);
+
+    /* small-order A: R = [5]B, S = 5 */
+    uint8_t five[32] = { 5 }, r5[32], sig5[64];
+    CHECK(crypto_scalarmult_ed25519_base_noclamp(r5, five));
+    memcpy(sig5, r5, 32);
+    memcpy(sig5 + 32, five, 32);
+    tu_vector_put_hex(v, "pk_identity", identity, 32);
+    tu_vector_put_hex(v, "sig_identity", sig5, 64);
+    tu_vector_put_hex(v, "pk_order8", order8, 32);
+    tu_vector_put_hex(v, "sig_order8", sig5, 64);
+
+    /* small-order R: R = identity, S = h a mod L with a alice's secret scalar */
+    uint8_t seed[32], az[64], a[64] = { 0 }, ared[32], hram[64], hred[32], s[32], sig_r[64];
+    tu_pattern(seed, 32, 0x01);
+    crypto_hash_sha512(az, seed, 32);
+    az[0] &= 248;
+    az[31] &= 127;
+    az[31] |= 64;
+    memcpy(a, az, 32);
+    crypto_core_ed25519_scalar_reduce(ared, a);
+    crypto_hash_sha512_state st;
+    crypto_hash_sha512_init(&st);
+    crypto_hash_sha512_update(&st, identity, 32);
+    crypto_hash_sha512_update(&st, pk, 32);
+    crypto_hash_sha512_update(&st, msg.p, msg.len);
+    crypto_hash_sha512_final(&st, hram);
+    crypto_core_ed25519_scalar_reduce(hred, hram);
+    crypto_core_ed25519_scalar_mul(s, hred, ared);
+    memcpy(sig_r, identity, 32);
+    memcpy(sig_r + 32, s, 32);
+    uint8_t sb[32], ha[32];
+    CHECK(crypto_scalarmult_ed25519_base_noclamp(sb, s));
+    CHECK(crypto_scalarmult_ed25519_noclamp(ha, hred, pk));
+    CHECK(memcmp(sb, ha, 32)); /* [S]B = R + [h]A with R the identity */
+    tu_vector_put_hex(v, "sig_small_r", sig_r, 64);
+
+    /* A with a non-canonical y: p + 3 (a curve point, not of small order; canonical 03 00..) */
+    uint8_t noncanon[32];
+    memset(noncanon, 0xff, 32);
+    noncanon[0] = 0xf0;
+    noncanon[31] = 0x7f;
+    tu_vector_put_hex(v, "pk_noncanonical", noncanon, 32);
+    sodium_memzero(az, sizeof az);
+    sodium_memzero(a, sizeof a);
+    sodium_memzero(ared, sizeof ared);
 }
 
 void tv_generate(tu_vectors *vs)
@@ -52,6 +192,7 @@ void tv_generate(tu_vectors *vs)
     CHECK(proto_init());
     proto_identity *alice = tu_identity(0x01), *bob = tu_identity(0x41);
     proto_identity *carol = tu_identity(0x81), *admin = tu_identity(0xc1);
+    proto_identity *alice_old = tu_identity(0x11);
     crdt_origin oa = origin_of(alice), ob = origin_of(bob);
     tu_vector *v;
 
@@ -61,29 +202,59 @@ void tv_generate(tu_vectors *vs)
     put_identity(v, "bob", 0x41, bob);
     put_identity(v, "carol", 0x81, carol);
     put_identity(v, "admin", 0xc1, admin);
+    put_identity(v, "alice_old", 0x11, alice_old);
 
+    /* The case: comune-1's, nonce 00..0f. */
+    proto_case_nonce cnonce;
+    tu_pattern(cnonce.b, 16, 0x00);
     proto_case_id cid;
-    tu_pattern(cid.b, 16, 0x10);
+    CHECK(proto_case_id_derive(owner_org, strlen(owner_org), &cnonce, &cid));
     char text[PROTO_CASE_ID_TEXT_SIZE];
     proto_case_id_format(&cid, text);
     v = tu_vectors_add(vs, "case-id");
+    tu_vector_put(v, "what", "the case id of org comune-1 with nonce 00..0f, and its text");
+    tu_vector_put(v, "org", owner_org);
+    tu_vector_put_hex(v, "nonce", cnonce.b, 16);
     tu_vector_put_hex(v, "case_id", cid.b, 16);
     tu_vector_put(v, "text", text);
 
-    uint8_t keyb[32];
+    uint8_t keyb[32], key2b[32];
     tu_pattern(keyb, 32, 0x50);
+    tu_pattern(key2b, 32, 0x70);
     proto_scope_key *key, *key2, *key3;
     CHECK(proto_scope_key_from_bytes(&cid, scope_name, 1, keyb, &key));
-    CHECK(proto_scope_key_from_bytes(&cid, scope_name, 2, keyb, &key2));
+    CHECK(proto_scope_key_from_bytes(&cid, scope_name, 2, key2b, &key2));
     CHECK(proto_scope_key_from_bytes(&cid, "documenti", 1, keyb, &key3));
     v = tu_vectors_add(vs, "routing-tag");
+    tu_vector_put(v, "what",
+        "the routing tag of (case, sociale, 1); of epoch 2 (its own key); of "
+        "scope documenti with the same key bytes");
     tu_vector_put_hex(v, "scope_key", keyb, 32);
     tu_vector_put_hex(v, "case_id", cid.b, 16);
     tu_vector_put(v, "scope", scope_name);
     tu_vector_put_u64(v, "epoch", 1);
     tu_vector_put_hex(v, "tag", proto_scope_key_tag(key), 32);
+    tu_vector_put_hex(v, "scope_key_epoch_2", key2b, 32);
     tu_vector_put_hex(v, "tag_epoch_2", proto_scope_key_tag(key2), 32);
     tu_vector_put_hex(v, "tag_scope_documenti", proto_scope_key_tag(key3), 32);
+
+    uint8_t khash[32];
+    proto_epoch_key_hash(key2, khash);
+    v = tu_vectors_add(vs, "epoch-key");
+    tu_vector_put(v, "what", "the key hash an ACCESS_EPOCH carries for epoch 2 of (case, sociale)");
+    tu_vector_put_hex(v, "case_id", cid.b, 16);
+    tu_vector_put(v, "scope", scope_name);
+    tu_vector_put_u64(v, "epoch", 2);
+    tu_vector_put_hex(v, "scope_key", key2b, 32);
+    tu_vector_put_hex(v, "key_hash", khash, 32);
+
+    crdt_origin co;
+    proto_counter_origin(ob.b, "ore_frequenza", 13, co.b);
+    v = tu_vectors_add(vs, "counter-origin");
+    tu_vector_put(v, "what", "the origin of bob's entries of counter field ore_frequenza");
+    tu_vector_put_hex(v, "author", ob.b, 32);
+    tu_vector_put(v, "field", "ore_frequenza");
+    tu_vector_put_hex(v, "counter_origin", co.b, 32);
 
     /* A scope state: a register with two concurrent values, a set, a counter, a timeline. */
     crdt_scope *s, *s2, *base, *delta;
@@ -94,7 +265,7 @@ void tv_generate(tu_vectors *vs)
     CHECK(crdt_set_add(s, NULL, &oa, "lingue", "ar", 2));
     CHECK(crdt_set_add(s, NULL, &oa, "lingue", "fr", 2));
     CHECK(crdt_register_set(s2, NULL, &ob, &h2, "nome", "Aminah", 6));
-    CHECK(crdt_counter_add(s2, NULL, &ob, "ore_frequenza", 12));
+    CHECK(crdt_counter_add(s2, NULL, &co, "ore_frequenza", 12));
     CHECK(crdt_timeline_add(s2, NULL, &ob, &h3, "servizi", "{\"tipo\":\"colloquio\"}", 20, NULL));
     CHECK(crdt_scope_join(s, s2));
     proto_buf state;
@@ -104,44 +275,70 @@ void tv_generate(tu_vectors *vs)
     v = tu_vectors_add(vs, "scope-state");
     tu_vector_put(v, "what",
         "alice: nome=Amina, lingue+=ar, lingue+=fr; bob concurrently: nome=Aminah, "
-        "ore_frequenza+=12, servizi+={\"tipo\":\"colloquio\"}; joined");
+        "ore_frequenza+=12 (under bob's counter origin), servizi+={\"tipo\":\"colloquio\"}; "
+        "joined");
     put_buf(v, "msg", &state);
     tu_vector_put_hex(v, "digest", digest, 32);
+    const crdt_cc *cc = crdt_scope_cc(s);
 
-    /* A delta: alice sets one register on top of the state. */
+    /* alice's log: 1 access grant, 2 delta, 3 access epoch, 4 key grant, 5 forget */
+    proto_header hdr;
+    proto_body opened;
+    uint8_t nonce[24];
+
+    proto_body ag;
+    memset(&ag, 0, sizeof ag);
+    ag.kind = PROTO_BODY_ACCESS_GRANT;
+    ag.entry = 1;
+    ag.grant = (proto_access) { txt("cpia-1"), PROTO_ACCESS_READ, txt("integrazione"),
+        PROTO_BASIS_PUBLIC_TASK, txt("L. 328/2000, art. 22"), UINT64_C(1735689599999),
+        txt("m.bianchi"), txt("mbianchi"), txt("verbale 12/2024") };
+    proto_buf agh, agb;
+    seal_body(
+        alice, key, 1, NULL, (crdt_hlc) { 1700000090000, 0 }, &ag, 0x30, &agh, &agb, &hdr, nonce);
+    uint8_t grant_entry_id[32];
+    memcpy(grant_entry_id, hdr.id, 32);
+    v = tu_vectors_add(vs, "access-grant");
+    tu_vector_put(v, "what",
+        "alice (seq 1) records access-log entry 1 of (case, sociale): cpia-1 may read for "
+        "integrazione, public task, until 2024-12-31T23:59:59.999Z");
+    tu_vector_put_u64(v, "seq", 1);
+    tu_vector_put_hex(v, "nonce", nonce, 24);
+    put_plaintext(v, &hdr, key, &agb, &opened);
+    proto_body_fini(&opened);
+    put_buf(v, "body", &agb);
+    tu_vector_put_hex(v, "header_id", hdr.id, 32);
+    put_buf(v, "header", &agh);
+
+    /* A delta: alice sets one register on top of the state, having seen access entry 1. */
     CHECK(crdt_scope_clone(s, &base));
     CHECK(crdt_scope_new(NULL, &delta));
     crdt_hlc hd = { 1700000100000, 3 };
     CHECK(crdt_register_set(base, delta, &oa, &hd, "telefono", "+39 333 0000000", 15));
     proto_buf dmsg;
     CHECK(proto_scope_encode(delta, &dmsg));
-    const crdt_cc *cc = crdt_scope_cc(base);
     proto_body plain;
     memset(&plain, 0, sizeof plain);
     plain.kind = PROTO_BODY_DELTA;
-    plain.vv = cc->vv;
+    plain.vv = cc->vv; /* the version vector of the scope before the delta */
     plain.nvv = cc->nvv;
+    plain.access_seen = 1;
     plain.delta = (proto_bytes) { dmsg.p, dmsg.len };
-    proto_seal_info info = { 1, { 0 }, hd };
-    uint8_t nonce[24];
-    tu_pattern(nonce, 24, 0x70);
-    tu_fixed fx = { nonce, 24, 0 };
-    proto_rng rng = tu_fixed_rng(&fx);
     proto_buf dh, db;
-    CHECK(proto_delta_seal(alice, key, &info, &plain, &rng, &dh, &db));
-    proto_header hdr;
-    CHECK(proto_header_decode(dh.p, dh.len, NULL, &hdr, NULL));
-    proto_body opened;
-    CHECK(proto_body_open(&hdr, key, db.p, db.len, NULL, &opened, NULL));
+    seal_body(alice, key, 2, grant_entry_id, hd, &plain, 0x70, &dh, &db, &hdr, nonce);
     v = tu_vectors_add(vs, "delta");
-    tu_vector_put(v, "what", "alice (seq 1) sets telefono under the routing-tag key");
+    tu_vector_put(v, "what",
+        "alice (seq 2, prev = the access grant) sets telefono, having seen access entry 1; "
+        "header_id = H(header), the whole HEADER message");
     tu_vector_put_hex(v, "scope_key", keyb, 32);
-    tu_vector_put_u64(v, "seq", 1);
+    tu_vector_put_u64(v, "seq", 2);
     tu_vector_put_u64(v, "hlc_wall", hd.wall);
     tu_vector_put_u64(v, "hlc_logical", hd.logical);
+    tu_vector_put_u64(v, "access_seen", 1);
     put_buf(v, "delta_scope", &dmsg);
     tu_vector_put_hex(v, "nonce", nonce, 24);
-    tu_vector_put_hex(v, "plaintext_padded", opened.plain_, opened.plain_len_);
+    put_plaintext(v, &hdr, key, &db, &opened);
+    proto_body_fini(&opened);
     put_buf(v, "body", &db);
     tu_vector_put_hex(v, "body_hash", hdr.body_hash, 32);
     tu_vector_put_hex(v, "header_signed", hdr.signed_bytes.p, hdr.signed_bytes.len);
@@ -150,76 +347,139 @@ void tv_generate(tu_vectors *vs)
     put_buf(v, "header", &dh);
     uint8_t delta_id[32];
     memcpy(delta_id, hdr.id, 32);
-    proto_body_fini(&opened);
-    proto_header_fini(&hdr);
+    proto_bytes dsigned = hdr.signed_bytes; /* points into dh */
 
-    /* A forget (erasure) delta, seq 2. */
+    /* Access-log entry 2: epoch 2 announced, under the epoch-1 key. */
+    proto_body ae;
+    memset(&ae, 0, sizeof ae);
+    ae.kind = PROTO_BODY_ACCESS_EPOCH;
+    ae.entry = 2;
+    ae.new_epoch = 2;
+    memcpy(ae.key_hash, khash, 32);
+    proto_buf aeh, aeb;
+    seal_body(alice, key, 3, delta_id, (crdt_hlc) { 1700000150000, 0 }, &ae, 0xb0, &aeh, &aeb, &hdr,
+        nonce);
+    uint8_t epoch_entry_id[32];
+    memcpy(epoch_entry_id, hdr.id, 32);
+    v = tu_vectors_add(vs, "access-epoch");
+    tu_vector_put(v, "what",
+        "alice (seq 3, prev = the delta) records access-log entry 2: epoch 2 of (case, sociale), "
+        "its key hash as in [epoch-key]");
+    tu_vector_put_u64(v, "seq", 3);
+    tu_vector_put_hex(v, "nonce", nonce, 24);
+    put_plaintext(v, &hdr, key, &aeb, &opened);
+    proto_body_fini(&opened);
+    put_buf(v, "body", &aeb);
+    tu_vector_put_hex(v, "header_id", hdr.id, 32);
+    put_buf(v, "header", &aeh);
+
+    /* A key grant of epochs 1 and 2 to bob alone, seq 4; slots 1..3 from the seeded stream. */
+    stream_rng sr;
+    uint8_t stream_seed[randombytes_SEEDBYTES];
+    tu_pattern(stream_seed, sizeof stream_seed, 0xa0);
+    randombytes_buf_deterministic(sr.buf, sizeof sr.buf, stream_seed);
+    sr.off = 0;
+    proto_rng grng = { stream_fill, &sr };
+    proto_recipient rc;
+    memcpy(rc.box_pk, proto_identity_box_pk(bob), 32);
+    proto_seal_info info4 = { 4, { 0 }, { 1700000200000, 0 } };
+    memcpy(info4.prev, epoch_entry_id, 32);
+    const proto_scope_key *gkeys[2] = { key, key2 };
+    proto_buf gh, gb;
+    CHECK(
+        proto_key_grant_seal(alice, owner_org, &cnonce, gkeys, 2, &info4, &rc, 1, &grng, &gh, &gb));
+    CHECK(proto_header_decode(gh.p, gh.len, NULL, &hdr, NULL));
+    CHECK(proto_header_verify(&hdr));
+    CHECK(proto_key_grant_slot(&hdr, bob, proto_identity_box_pk(alice)) != 0);
+    proto_grant got;
+    CHECK(proto_key_grant_open(
+        &hdr, bob, proto_identity_box_pk(alice), gb.p, gb.len, NULL, &got, NULL));
+    proto_grant_fini(&got);
+    /* bob's box, opened here with libsodium alone, and the hint's intermediate values */
+    uint8_t bob_seed[32], bob_pk[32], bob_sk[32];
+    uint8_t alice_box_seed[32], alice_box_pk[32], alice_box_sk[32];
+    tu_pattern(bob_seed, 32, 0x61);
+    tu_pattern(alice_box_seed, 32, 0x21);
+    crypto_box_seed_keypair(bob_pk, bob_sk, bob_seed);
+    crypto_box_seed_keypair(alice_box_pk, alice_box_sk, alice_box_seed);
+    size_t box_len = (gb.len - 4) / 4 - 3;
+    uint8_t *padded = malloc(box_len - 48);
+    CHECK(padded == NULL);
+    CHECK(crypto_box_seal_open(padded, gb.p + 4 + 3, box_len, bob_pk, bob_sk));
+    uint8_t ss[32], hk[32];
+    CHECK(crypto_scalarmult(ss, alice_box_sk, bob_pk));
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    crypto_generichash_update(&hs, (const uint8_t *)"patto-hint-key-v2", 17);
+    crypto_generichash_update(&hs, ss, 32);
+    crypto_generichash_update(&hs, alice_box_pk, 32);
+    crypto_generichash_update(&hs, bob_pk, 32);
+    crypto_generichash_final(&hs, hk, 32);
+    v = tu_vectors_add(vs, "key-grant");
+    tu_vector_put(v, "what",
+        "alice (seq 4, prev = the access epoch) grants the keys of epochs 1 and 2 of (case, "
+        "sociale) to bob alone: slot 0 bob's, slots 1..3 random");
+    tu_vector_put(v, "owner_org", owner_org);
+    tu_vector_put_hex(v, "case_nonce", cnonce.b, 16);
+    tu_vector_put(v, "rng",
+        "randombytes_buf_deterministic(8192 bytes, seed = stream_seed), drawn in order: slot 0 "
+        "ephemeral seed (32), slot 1 filler box (L) and hint (16), slot 2 the same, slot 3 the "
+        "same");
+    tu_vector_put_hex(v, "stream_seed", stream_seed, sizeof stream_seed);
+    tu_vector_put_hex(v, "ephemeral_seed", sr.buf, 32);
+    tu_vector_put_hex(v, "grant_plain_padded", padded, box_len - 48);
+    tu_vector_put_u64(v, "box_len", box_len);
+    tu_vector_put_hex(v, "hint_shared_secret", ss, 32);
+    tu_vector_put_hex(v, "hint_key", hk, 32);
+    for (int i = 0; i < PROTO_HINT_SLOTS; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "hint_%d", i);
+        tu_vector_put_hex(v, k, hdr.hints[i].b, PROTO_HINT_LEN);
+    }
+    put_buf(v, "body", &gb);
+    tu_vector_put_hex(v, "header_id", hdr.id, 32);
+    put_buf(v, "header", &gh);
+    uint8_t grant_id[32];
+    memcpy(grant_id, hdr.id, 32);
+    sodium_memzero(ss, sizeof ss);
+    sodium_memzero(hk, sizeof hk);
+    sodium_memzero(alice_box_sk, sizeof alice_box_sk);
+    sodium_memzero(bob_sk, sizeof bob_sk);
+    sodium_memzero(padded, box_len - 48);
+    free(padded);
+
+    /* A forget (erasure) delta under the epoch-2 key, seq 5. */
     proto_body fg;
     memset(&fg, 0, sizeof fg);
     fg.kind = PROTO_BODY_FORGET;
     fg.vv = cc->vv;
     fg.nvv = cc->nvv;
     fg.forget_reason = PROTO_FORGET_REQUEST;
-    fg.operator_name = (proto_bytes) { (const uint8_t *)"op.rossi", 8 };
-    proto_seal_info info2 = { 2, { 0 }, { 1700000200000, 0 } };
-    memcpy(info2.prev, delta_id, 32);
-    tu_pattern(nonce, 24, 0x90);
-    fx = (tu_fixed) { nonce, 24, 0 };
+    fg.operator_name = txt("op.rossi");
     proto_buf fh, fb;
-    CHECK(proto_delta_seal(alice, key, &info2, &fg, &rng, &fh, &fb));
-    CHECK(proto_header_decode(fh.p, fh.len, NULL, &hdr, NULL));
+    seal_body(alice, key2, 5, grant_id, (crdt_hlc) { 1700000300000, 0 }, &fg, 0x90, &fh, &fb, &hdr,
+        nonce);
     uint8_t forget_id[32];
     memcpy(forget_id, hdr.id, 32);
     v = tu_vectors_add(vs, "forget");
-    tu_vector_put(v, "what", "alice (seq 2, prev = delta) erases the scope: reason 1, op.rossi");
+    tu_vector_put(v, "what",
+        "alice (seq 5, prev = the key grant) erases the scope under the epoch-2 key: reason 1, "
+        "op.rossi");
     tu_vector_put_hex(v, "nonce", nonce, 24);
+    put_plaintext(v, &hdr, key2, &fb, &opened);
+    proto_body_fini(&opened);
     put_buf(v, "body", &fb);
     tu_vector_put_hex(v, "header_id", hdr.id, 32);
     put_buf(v, "header", &fh);
-    proto_header_fini(&hdr);
 
-    /* A key grant to bob and carol, seq 3; ephemeral seeds in recipient (sorted) order. */
-    proto_recipient rc[2];
-    memcpy(rc[0].origin, proto_identity_origin(bob), 32);
-    memcpy(rc[0].box_pk, proto_identity_box_pk(bob), 32);
-    memcpy(rc[1].origin, proto_identity_origin(carol), 32);
-    memcpy(rc[1].box_pk, proto_identity_box_pk(carol), 32);
-    proto_seal_info info3 = { 3, { 0 }, { 1700000300000, 0 } };
-    memcpy(info3.prev, forget_id, 32);
-    uint8_t eph[64];
-    tu_pattern(eph, 64, 0xa0);
-    fx = (tu_fixed) { eph, 64, 0 };
-    proto_buf gh, gb;
-    CHECK(proto_key_grant_seal(alice, key, &info3, rc, 2, &rng, &gh, &gb));
-    CHECK(proto_header_decode(gh.p, gh.len, NULL, &hdr, NULL));
-    proto_scope_key *got;
-    CHECK(proto_key_grant_open(&hdr, bob, gb.p, gb.len, NULL, &got, NULL));
-    proto_scope_key_free(got);
-    uint8_t grant_id[32];
-    memcpy(grant_id, hdr.id, 32);
-    v = tu_vectors_add(vs, "key-grant");
-    tu_vector_put(v, "what", "alice (seq 3, prev = forget) seals the scope key to bob and carol");
-    tu_vector_put_hex(v, "ephemeral_seeds", eph, 64);
-    put_buf(v, "body", &gb);
-    tu_vector_put_hex(v, "header_id", hdr.id, 32);
-    put_buf(v, "header", &gh);
-    proto_header_fini(&hdr);
+    ed25519_edges(vs, alice, dsigned, &dh);
 
     proto_buf m;
-    proto_access acc = { { (const uint8_t *)"cpia-1", 6 }, PROTO_ACCESS_READ,
-        { (const uint8_t *)"integrazione", 12 }, PROTO_BASIS_PUBLIC_TASK, UINT64_C(1735689600000),
-        { (const uint8_t *)"m.bianchi", 9 }, { (const uint8_t *)"verbale 12/2024", 15 } };
-    CHECK(proto_access_encode(&acc, &m));
-    v = tu_vectors_add(vs, "access");
-    tu_vector_put(v, "what", "register value of field @access/cpia-1: read, public task");
-    put_buf(v, "msg", &m);
-    proto_buf_free(&m);
-
     proto_receipt r;
     memset(&r, 0, sizeof r);
     r.kind = PROTO_RECEIPT_DELIVERY;
     memcpy(r.header_id, delta_id, 32);
-    r.time_ms = 1700000001000;
+    r.time_ms = 1700000101000;
     CHECK(proto_receipt_sign(&r, bob, &m));
     v = tu_vectors_add(vs, "receipt");
     tu_vector_put(v, "what", "bob's delivery receipt for the delta");
@@ -227,59 +487,91 @@ void tv_generate(tu_vectors *vs)
     proto_buf_free(&m);
     r.kind = PROTO_RECEIPT_ERASURE;
     memcpy(r.header_id, forget_id, 32);
-    r.time_ms = 1700000201000;
+    r.time_ms = 1700000301000;
     CHECK(proto_receipt_sign(&r, carol, &m));
     v = tu_vectors_add(vs, "receipt-erasure");
     tu_vector_put(v, "what", "carol's erasure receipt for the forget delta");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 
+    /* Manifest: comune-1 has had two keys (alice_old, retired after seq 42, then alice). */
+    proto_member_key mk[4];
+    memset(mk, 0, sizeof mk);
+    const proto_identity *kid[4] = { alice_old, alice, bob, carol };
+    const uint64_t eff[4] = { 1690000000000, 1699000000000, 1690000000000, 1690000000000 };
+    for (int i = 0; i < 4; i++) {
+        memcpy(mk[i].origin, proto_identity_origin(kid[i]), 32);
+        memcpy(mk[i].box_pk, proto_identity_box_pk(kid[i]), 32);
+        mk[i].effective_ms = eff[i];
+    }
+    mk[0].retired = true;
+    mk[0].last_seq = 42;
     proto_member mem[3];
     memset(mem, 0, sizeof mem);
-    const char *orgs[3] = { "comune-latina", "cpia-1", "prefettura-lt" };
+    const char *orgs[3] = { "comune-1", "cpia-1", "prefettura-lt" };
     const char *names[3] = { "Comune di Latina", "CPIA 1 Latina", "Prefettura di Latina" };
     const char *urls[3] = { "tcp://10.0.0.1:7400", "tcp://10.0.0.2:7400", "tcp://10.0.0.3:7400" };
     const uint8_t roles[3] = { PROTO_ROLE_COMUNE, PROTO_ROLE_CPIA, PROTO_ROLE_PREFETTURA };
-    const proto_identity *ids[3] = { alice, bob, carol };
+    const size_t first[3] = { 0, 2, 3 }, nk[3] = { 2, 1, 1 };
     for (int i = 0; i < 3; i++) {
-        mem[i].org = (proto_bytes) { (const uint8_t *)orgs[i], strlen(orgs[i]) };
-        mem[i].name = (proto_bytes) { (const uint8_t *)names[i], strlen(names[i]) };
+        mem[i].org = txt(orgs[i]);
+        mem[i].name = txt(names[i]);
         mem[i].role = roles[i];
-        memcpy(mem[i].origin, proto_identity_origin(ids[i]), 32);
-        memcpy(mem[i].box_pk, proto_identity_box_pk(ids[i]), 32);
-        mem[i].url = (proto_bytes) { (const uint8_t *)urls[i], strlen(urls[i]) };
+        mem[i].url = txt(urls[i]);
+        mem[i].keys = &mk[first[i]];
+        mem[i].nkeys = nk[i];
     }
     proto_purpose pur[2] = {
-        { { (const uint8_t *)"integrazione", 12 },
-            { (const uint8_t *)"Percorso di integrazione", 24 } },
-        { { (const uint8_t *)"lavoro", 6 }, { (const uint8_t *)"Inserimento lavorativo", 22 } },
+        { txt("integrazione"), txt("Percorso di integrazione") },
+        { txt("lavoro"), txt("Inserimento lavorativo") },
     };
     proto_manifest man;
     memset(&man, 0, sizeof man);
     man.version = 3;
+    man.signed_at_ms = 1699500000000;
     tu_pattern(man.schema_hash, 32, 0x33);
+    man.max_clock_ahead_ms = PROTO_MAX_CLOCK_AHEAD_DEFAULT_MS;
+    man.counter_limit = PROTO_COUNTER_LIMIT_DEFAULT;
     man.members = mem;
     man.nmembers = 3;
     man.purposes = pur;
     man.npurposes = 2;
     CHECK(proto_manifest_sign(&man, admin, &m));
     v = tu_vectors_add(vs, "manifest");
-    tu_vector_put(v, "what", "version 3, members alice/bob/carol, two purposes, signed by admin");
+    tu_vector_put(v, "what",
+        "version 3 signed by admin: comune-1 with a retired key (alice_old, last seq 42) and its "
+        "current key (alice), cpia-1 (bob), prefettura-lt (carol); two purposes");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 
-    proto_vv_msg vm = { cc->vv, cc->nvv, NULL };
+    /* VV: alice's log up to the forget, bob's and carol's up to made-up ids. */
+    proto_vv_item vi[3];
+    memset(vi, 0, sizeof vi);
+    const proto_identity *vid[3] = { carol, alice, bob }; /* ascending origins: 02.., 79.., ad.. */
+    const uint64_t vseq[3] = { 1, 5, 7 };
+    for (int i = 0; i < 3; i++) {
+        memcpy(vi[i].origin, proto_identity_origin(vid[i]), 32);
+        vi[i].seq = vseq[i];
+        tu_pattern(vi[i].id, 32, (uint8_t)(0xc0 + 0x10 * i));
+    }
+    memcpy(vi[1].id, forget_id, 32);
+    CHECK(
+        memcmp(vi[0].origin, vi[1].origin, 32) >= 0 || memcmp(vi[1].origin, vi[2].origin, 32) >= 0);
+    proto_vv_msg vm = { vi, 3, NULL };
     CHECK(proto_vv_encode(&vm, &m));
     v = tu_vectors_add(vs, "vv");
-    tu_vector_put(v, "what", "the version vector of the delta's base scope");
+    tu_vector_put(v, "what",
+        "carol seq 1, alice seq 5 (the forget's id), bob seq 7: the last contiguous header of "
+        "each origin and its id");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 
-    proto_bytes hb[3] = { { dh.p, dh.len }, { fh.p, fh.len }, { gh.p, gh.len } };
-    proto_headers_msg hm = { hb, 3, NULL };
+    proto_bytes hb[5] = { { agh.p, agh.len }, { dh.p, dh.len }, { aeh.p, aeh.len },
+        { gh.p, gh.len }, { fh.p, fh.len } };
+    proto_headers_msg hm = { hb, 5, NULL };
     CHECK(proto_headers_encode(&hm, &m));
     v = tu_vectors_add(vs, "headers");
-    tu_vector_put(v, "what", "the three headers above");
+    tu_vector_put(v, "what", "alice's five headers above, in seq order");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 
@@ -304,46 +596,54 @@ void tv_generate(tu_vectors *vs)
     proto_buf_free(&m);
 
     proto_bytes arg = { (const uint8_t *)text, strlen(text) };
-    proto_ctl_request cr = { 7, { (const uint8_t *)"case.show", 9 }, &arg, 1, NULL };
+    proto_ctl_request cr = { 7, txt("case.show"), &arg, 1, NULL };
     CHECK(proto_ctl_request_encode(&cr, &m));
     v = tu_vectors_add(vs, "ctl-request");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
-    proto_ctl_response cs = { 7, { (const uint8_t *)"{\"ok\":true}", 11 } };
+    proto_ctl_response cs = { 7, txt("{\"ok\":true}") };
     CHECK(proto_ctl_response_encode(&cs, &m));
     v = tu_vectors_add(vs, "ctl-response");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
     char emsg[128];
     snprintf(emsg, sizeof emsg, "no readable scope of case %s on this node", text);
-    proto_ctl_error ce = { 7, 3, { (const uint8_t *)emsg, strlen(emsg) } };
+    proto_ctl_error ce = { 7, 3, txt(emsg) };
     CHECK(proto_ctl_error_encode(&ce, &m));
     v = tu_vectors_add(vs, "ctl-error");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 
-    /* Handshake alice -> bob and one frame each way. */
+    /* Handshake alice -> bob, then a ping (an empty WANT) and its answer (an empty BODIES). */
     uint8_t ea[32], eb[32];
     tu_pattern(ea, 32, 0xb0);
     tu_pattern(eb, 32, 0xd0);
     tu_fixed fa = { ea, 32, 0 }, fbx = { eb, 32, 0 };
     proto_rng ra = tu_fixed_rng(&fa), rb = tu_fixed_rng(&fbx);
     proto_handshake *hi, *hr;
-    proto_session *si, *sr;
-    proto_buf hello, reply, fin, f1, f2;
+    proto_session *si, *sr2;
+    proto_buf hello, reply, fin, f1, f2, ping, pong;
+    proto_want_msg pw = { NULL, 0, NULL };
+    proto_bodies_msg pb = { NULL, 0, NULL };
+    CHECK(proto_want_encode(&pw, &ping));
+    CHECK(proto_bodies_encode(&pb, &pong));
     CHECK(proto_hs_initiate(alice, proto_identity_origin(bob), &ra, &hi, &hello));
     CHECK(proto_hs_respond(bob, tv_member_any, NULL, hello.p, hello.len, &rb, &hr, &reply, NULL));
     CHECK(proto_hs_finish(hi, reply.p, reply.len, &fin, &si, NULL));
-    CHECK(proto_hs_accept(hr, fin.p, fin.len, &sr, NULL));
-    CHECK(proto_session_seal(si, (const uint8_t *)"ping", 4, &f1));
-    CHECK(proto_session_seal(sr, (const uint8_t *)"pong", 4, &f2));
+    CHECK(proto_hs_accept(hr, fin.p, fin.len, &sr2, NULL));
+    CHECK(proto_session_seal(si, ping.p, ping.len, &f1));
+    CHECK(proto_session_seal(sr2, pong.p, pong.len, &f2));
     v = tu_vectors_add(vs, "handshake");
-    tu_vector_put(v, "what", "alice initiates to bob; then alice sends ping, bob sends pong");
+    tu_vector_put(v, "what",
+        "alice initiates to bob; then alice sends a ping (WANT with no ids), bob answers with a "
+        "BODIES with no items");
     tu_vector_put_hex(v, "alice_ephemeral_seed", ea, 32);
     tu_vector_put_hex(v, "bob_ephemeral_seed", eb, 32);
     put_buf(v, "hello", &hello);
     put_buf(v, "reply", &reply);
     put_buf(v, "finish", &fin);
+    put_buf(v, "ping", &ping);
+    put_buf(v, "pong", &pong);
     put_buf(v, "frame_alice_to_bob", &f1);
     put_buf(v, "frame_bob_to_alice", &f2);
     proto_buf_free(&hello);
@@ -351,13 +651,19 @@ void tv_generate(tu_vectors *vs)
     proto_buf_free(&fin);
     proto_buf_free(&f1);
     proto_buf_free(&f2);
+    proto_buf_free(&ping);
+    proto_buf_free(&pong);
     proto_handshake_free(hi);
     proto_handshake_free(hr);
     proto_session_free(si);
-    proto_session_free(sr);
+    proto_session_free(sr2);
 
+    proto_buf_free(&agh);
+    proto_buf_free(&agb);
     proto_buf_free(&dh);
     proto_buf_free(&db);
+    proto_buf_free(&aeh);
+    proto_buf_free(&aeb);
     proto_buf_free(&fh);
     proto_buf_free(&fb);
     proto_buf_free(&gh);
@@ -372,6 +678,7 @@ void tv_generate(tu_vectors *vs)
     proto_scope_key_free(key2);
     proto_scope_key_free(key3);
     proto_identity_free(alice);
+    proto_identity_free(alice_old);
     proto_identity_free(bob);
     proto_identity_free(carol);
     proto_identity_free(admin);

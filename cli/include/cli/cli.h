@@ -48,6 +48,10 @@ int cli_main(int argc, char **argv);
 #define CLI_TIME_TEXT_SIZE 32
 bool cli_rome_time(const char *utc, char *out, size_t n);
 
+/* An instant, in milliseconds since the Unix epoch (UTC), the same way (seconds cut, not
+ * rounded). Returns false, out untouched, when out is too small. */
+bool cli_rome_time_ms(uint64_t utc_ms, char *out, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

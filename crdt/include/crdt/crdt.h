@@ -229,14 +229,14 @@ CRDT_NODISCARD crdt_err crdt_set_remove(
     crdt_scope *s, crdt_scope *delta, const char *field, const void *elem, size_t len);
 /* Counter change by `amount` (negative to subtract). CRDT_EOVERFLOW if this origin's
  * increments or decrements would pass INT64_MAX in total, or the value would leave int64.
- * The entry's dot belongs to crdt_counter_origin(self, field), not to self (SPEC.md I8). */
-CRDT_NODISCARD crdt_err crdt_counter_add(
-    crdt_scope *s, crdt_scope *delta, const crdt_origin *self, const char *field, int64_t amount);
-/* The origin whose dots carry self's counter entries in `field`: a deterministic 32-byte
- * function of (self, field), so that all of self's earlier entries of that counter form one
- * range (origin, 1..n) that a new entry's delta supersedes at once. Nodes check that a
- * delta's counter entries carry exactly this origin for their author. */
-void crdt_counter_origin(const crdt_origin *self, const char *field, crdt_origin *out);
+ * `counter_origin` IS the origin of the new entry's dot, not the writing node's own origin:
+ * the caller gives each (author, field) an origin of its own whose dots carry nothing but that
+ * author's entries of that field, so that the new entry's delta can name every earlier one as
+ * the range (counter_origin, 1..n) (SPEC.md I8). Passing the node's own origin, whose dots
+ * also carry its other writes, would make that range remove them. patto's nodes compute it
+ * with proto_counter_origin (proto/PROTOCOL.md, "Counter origin"). */
+CRDT_NODISCARD crdt_err crdt_counter_add(crdt_scope *s, crdt_scope *delta,
+    const crdt_origin *counter_origin, const char *field, int64_t amount);
 /* Timeline append of one event; *event (optional) receives its id, the dot. */
 CRDT_NODISCARD crdt_err crdt_timeline_add(crdt_scope *s, crdt_scope *delta, const crdt_origin *self,
     const crdt_hlc *hlc, const char *field, const void *content, size_t len, crdt_dot *event);

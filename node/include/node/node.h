@@ -110,13 +110,15 @@ typedef struct node_config {
     node_log_level log_level;                  /* [node] log_level, default info */
     uint64_t map_size;                         /* [store] map_size_mb * 2^20, default 256 MiB */
     uint64_t map_size_max;                     /* [store] max_size_mb * 2^20, default 1 TiB */
-    uint64_t max_clock_ahead_ms;               /* [sync] max_clock_ahead_ms, default 600000 */
     uint64_t max_message_bytes;                /* [sync] max_message_bytes, default 16 MiB */
     uint64_t handshake_timeout_ms;             /* [sync] handshake_timeout_ms, default 5000 */
     uint64_t anti_entropy_ms;                  /* [sync] anti_entropy_ms, default 2000 */
     uint64_t idle_timeout_ms;                  /* [sync] idle_timeout_ms, default 20000 */
+    uint64_t held_per_origin;                  /* [sync] held_headers_per_origin, default 10000 */
+    uint64_t held_bytes;                       /* [sync] held_headers_mb * 2^20, default 64 MiB */
     uint8_t admin_pub[32];         /* [network] admin_pub: the pinned admin key (required) */
     char schema[NODE_URL_MAX + 1]; /* [network] schema: file in DATA, default schema.json */
+    uint64_t rekey_notice_ms;      /* [network] rekey_notice_hours * 3600000, default 72 h */
     node_dial *dials;              /* [dial] ORG = URL overrides, owned */
     size_t ndials;
 } node_config;

@@ -13,9 +13,9 @@
  * before msgpack-c sees it, so memory stays a small multiple of the input length; every
  * encoding is canonical and any other encoding is rejected.
  *
- * Ownership vocabulary (ARCHITECTURE.md, house rule 6): "borrowed" pointers in decoded structs point into the input
- * buffer and stay valid while it does; arrays a decoder allocates are released by the
- * struct's _fini function. proto_buf results are owned by the caller: proto_buf_free.
+ * Ownership vocabulary (ARCHITECTURE.md, house rule 6): "borrowed" pointers in decoded structs
+ * point into the input buffer and stay valid while it does; arrays a decoder allocates are released
+ * by the struct's _fini function. proto_buf results are owned by the caller: proto_buf_free.
  *
  * Secrets (signing keys, box keys, scope keys, handshake and session keys) live in
  * sodium_malloc'd memory inside opaque objects and are wiped when freed.
@@ -46,7 +46,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 /* Constants (PROTOCOL.md, "Constants")                                                      */
 
-#define PROTO_VERSION 1            /* first element of every top-level message */
+#define PROTO_VERSION 2            /* first element of every top-level message */
 #define PROTO_ORIGIN_LEN 32        /* Ed25519 public key */
 #define PROTO_BOX_PK_LEN 32        /* X25519 public key */
 #define PROTO_SEED_LEN 32          /* key seeds */
@@ -55,17 +55,23 @@ extern "C" {
 #define PROTO_SIG_LEN 64           /* Ed25519 signatures */
 #define PROTO_KEY_LEN 32           /* scope keys */
 #define PROTO_NONCE_LEN 24         /* XChaCha20-Poly1305 nonces */
-#define PROTO_CASE_ID_LEN 16       /* random 128-bit case ids */
+#define PROTO_CASE_ID_LEN 16       /* 128-bit case ids, derived from owner org and nonce */
+#define PROTO_CASE_NONCE_LEN 16    /* the random part of a case id, known to its holders only */
 #define PROTO_CASE_ID_TEXT_SIZE 38 /* "pc-" + 5 groups of 5 + 1 group of 4, dashes, NUL */
 #define PROTO_PAD_BLOCK 256        /* delta bodies are padded to a multiple of this */
-#define PROTO_GRANT_PAD_BLOCK 256  /* sealed key-grant plaintexts are padded to exactly this */
+#define PROTO_GRANT_PAD_BLOCK 512  /* sealed key-grant plaintexts: a multiple of this */
 #define PROTO_SCOPE_NAME_MAX 32    /* [a-z0-9_-]{1,32} */
 #define PROTO_ORG_MAX 32           /* [a-z0-9-]{1,32} */
 #define PROTO_TEXT_MAX 1024        /* names, purposes, descriptions, operators, evidence, URLs */
-#define PROTO_RECIPIENTS_MAX 256   /* recipients of one key grant */
-#define PROTO_MEMBERS_MAX 4096     /* members in a manifest */
-#define PROTO_VV_MAX 65536         /* entries in a version vector */
-#define PROTO_BATCH_MAX 65536      /* items in a headers/bodies/want batch or control args */
+#define PROTO_HINT_SLOTS 4         /* hint slots (and sealed boxes) of every key grant */
+#define PROTO_HINT_LEN 16          /* bytes of one hint */
+#define PROTO_RECIPIENTS_MAX PROTO_HINT_SLOTS /* recipients of one key grant */
+#define PROTO_GRANT_EPOCHS_MAX 256            /* keys (one per epoch) in one key grant */
+#define PROTO_EPOCH_FIRST 1                   /* the first epoch of every (case, scope) */
+#define PROTO_MEMBER_KEYS_MAX 16              /* origin keys an org has had, in one manifest */
+#define PROTO_MEMBERS_MAX 4096                /* members in a manifest */
+#define PROTO_VV_MAX 65536                    /* entries in a version vector */
+#define PROTO_BATCH_MAX 65536 /* items in a headers/bodies/want batch or control args */
 #define PROTO_MAX_MESSAGE_DEFAULT (16u * 1024u * 1024u)
 #define PROTO_MAX_DEPTH_DEFAULT 8
 #define PROTO_MAX_ITEMS_DEFAULT (1u << 21)
@@ -93,9 +99,10 @@ extern "C" {
     X(PROTO_K_CTL_RESPONSE, 18, "control-response")                                                \
     X(PROTO_K_CTL_ERROR, 19, "control-error")                                                      \
     X(PROTO_K_SCOPE, 20, "scope")                                                                  \
-    X(PROTO_K_ACCESS, 21, "access")                                                                \
+    X(PROTO_K_ACCESS_GRANT, 21, "access-grant")                                                    \
     X(PROTO_K_FORGET_PLAIN, 22, "forget-plaintext")                                                \
-    X(PROTO_K_FRAME, 23, "session-frame")
+    X(PROTO_K_FRAME, 23, "session-frame")                                                          \
+    X(PROTO_K_ACCESS_EPOCH, 24, "access-epoch")
 
 typedef enum proto_kind {
 #define PROTO__KIND(name, num, text) name = num,
@@ -228,8 +235,6 @@ PROTO_NODISCARD proto_err proto_body_check(
 #define PROTO_URL_MAX 255        /* tcp://HOST:PORT */
 #define PROTO_DATE_YEAR_MIN 1900 /* calendar dates YYYY-MM-DD */
 #define PROTO_DATE_YEAR_MAX 2200
-/* The reserved field of a scope that holds its access map (grants). */
-#define PROTO_ACCESS_FIELD "@access"
 
 /* [a-z0-9-]{1,32} */
 bool proto_org_valid(const char *s, size_t len);
@@ -296,7 +301,19 @@ typedef struct proto_case_id {
     uint8_t b[PROTO_CASE_ID_LEN];
 } proto_case_id;
 
-PROTO_NODISCARD proto_err proto_case_id_new(const proto_rng *rng, proto_case_id *out);
+typedef struct proto_case_nonce {
+    uint8_t b[PROTO_CASE_NONCE_LEN];
+} proto_case_nonce;
+
+/* The id of a case opened by org: the first 16 bytes of BLAKE2b-256("patto-case-id-v2" ||
+ * u8(len(org)) || org || nonce) (PROTOCOL.md, "Case ids"). Every holder of the nonce (it travels
+ * only inside sealed key grants) can check who owns a case; nobody else can test whether a case
+ * id is an org's. Errors: PROTO_EINVAL, PROTO_EVALUE (org not [a-z0-9-]{1,32}). */
+PROTO_NODISCARD proto_err proto_case_id_derive(
+    const char *org, size_t org_len, const proto_case_nonce *nonce, proto_case_id *out);
+/* A new case of org: a random nonce (from rng) and the id derived from it. */
+PROTO_NODISCARD proto_err proto_case_id_new(const char *org, size_t org_len, const proto_rng *rng,
+    proto_case_id *out, proto_case_nonce *nonce);
 /* Text form, e.g. "pc-7k2qm-..." (PROTOCOL.md, "Case id text"); out is NUL-terminated. */
 void proto_case_id_format(const proto_case_id *id, char out[PROTO_CASE_ID_TEXT_SIZE]);
 /* Parse the text form; accepts upper case, omitted dashes, and Crockford's o/i/l aliases.
@@ -324,8 +341,8 @@ void proto_identity_free(proto_identity *id);
 /* The key of one (case, scope, epoch), its derived subkeys and its routing tag. */
 typedef struct proto_scope_key proto_scope_key;
 
-/* scope: [a-z0-9_-]{1,32}, NUL-terminated. Returns owned, free with proto_scope_key_free.
- * Errors: PROTO_EINVAL, PROTO_EVALUE (scope name), PROTO_ENOMEM. */
+/* scope: [a-z0-9_-]{1,32}, NUL-terminated; epoch >= PROTO_EPOCH_FIRST. Returns owned, free with
+ * proto_scope_key_free. Errors: PROTO_EINVAL, PROTO_EVALUE (scope name, epoch 0), PROTO_ENOMEM. */
 PROTO_NODISCARD proto_err proto_scope_key_new(const proto_case_id *case_id, const char *scope,
     uint64_t epoch, const proto_rng *rng, proto_scope_key **out);
 PROTO_NODISCARD proto_err proto_scope_key_from_bytes(const proto_case_id *case_id,
@@ -337,22 +354,36 @@ const proto_case_id *proto_scope_key_case(const proto_scope_key *k);
 const char *proto_scope_key_scope(const proto_scope_key *k);
 uint64_t proto_scope_key_epoch(const proto_scope_key *k);
 void proto_scope_key_free(proto_scope_key *k);
+/* The hash an epoch announcement carries of its key: BLAKE2b-256("patto-epoch-key-v2" ||
+ * case_id || u8(len(scope)) || scope || be64(epoch) || key). It tells a holder which key is
+ * the epoch's without telling anyone the key or its routing tag. */
+void proto_epoch_key_hash(const proto_scope_key *k, uint8_t out[PROTO_HASH_LEN]);
+
+/* The origin whose dots carry an author's entries of one counter field (crdt_counter_add takes
+ * it): BLAKE2b-256("patto-counter-origin-v2" || author origin || u8(len(field)) || field).
+ * field: 1..CRDT_FIELD_MAX bytes. */
+void proto_counter_origin(
+    const uint8_t author[PROTO_ORIGIN_LEN], const char *field, size_t len, uint8_t out[32]);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Headers                                                                                   */
 
 typedef enum proto_header_kind {
-    PROTO_HDR_DELTA = 1,     /* body: an encrypted delta or forget plaintext */
-    PROTO_HDR_KEY_GRANT = 2, /* body: sealed scope keys, one per recipient */
+    PROTO_HDR_DELTA = 1,     /* body: an encrypted delta, access-log entry or forget plaintext */
+    PROTO_HDR_KEY_GRANT = 2, /* body: sealed scope keys in PROTO_HINT_SLOTS boxes */
 } proto_header_kind;
 
 typedef struct proto_origin_bytes {
     uint8_t b[PROTO_ORIGIN_LEN];
 } proto_origin_bytes;
 
+typedef struct proto_hint {
+    uint8_t b[PROTO_HINT_LEN];
+} proto_hint;
+
 /*
- * A decoded (or to-be-encoded) header. In a decoded header, `recipients` is owned (free with
- * proto_header_fini) and `signed_bytes` borrowed from the input.
+ * A decoded (or to-be-encoded) header. Nothing in it is allocated; `signed_bytes` is borrowed
+ * from the input.
  */
 typedef struct proto_header {
     uint8_t kind; /* proto_header_kind */
@@ -361,23 +392,29 @@ typedef struct proto_header {
     uint8_t prev[PROTO_HASH_LEN]; /* id of the origin's header seq-1; zeros when seq == 1 */
     crdt_hlc hlc;
     uint8_t tag[PROTO_TAG_LEN];
-    proto_origin_bytes *recipients; /* key grants: sorted, unique; deltas: none */
-    size_t nrecipients;
+    /* Key grants: exactly PROTO_HINT_SLOTS hints, one per sealed box (a recipient's, or random
+     * bytes); deltas: none. */
+    proto_hint hints[PROTO_HINT_SLOTS];
+    size_t nhints;
     uint64_t body_len;
     uint8_t body_hash[PROTO_HASH_LEN];
     uint8_t sig[PROTO_SIG_LEN];
-    uint8_t id[PROTO_HASH_LEN]; /* BLAKE2b-256 of the signed bytes; set by decode and seal */
-    proto_bytes signed_bytes;   /* the exact bytes the signature covers */
+    /* BLAKE2b-256 of the whole HEADER message (fields and signature), set by decode and seal:
+     * the chain (prev) commits to every earlier signature. */
+    uint8_t id[PROTO_HASH_LEN];
+    proto_bytes signed_bytes; /* the exact bytes the signature covers */
 } proto_header;
 
-/* Decode a HEADER message (structure only; call proto_header_verify before trusting it).
- * On success out->recipients is owned (proto_header_fini). */
+/* Decode a HEADER message (structure only; call proto_header_verify before trusting it). */
 PROTO_NODISCARD proto_err proto_header_decode(
     const uint8_t *msg, size_t len, const proto_limits *lim, proto_header *out, proto_diag *diag);
-/* Verify the signature over the exact signed bytes with h->origin. Errors: PROTO_ESIG. */
+/* Verify the signature over the exact signed bytes with h->origin, by libsodium 1.0.18's Ed25519
+ * rules (canonical S and point encodings, small-order points refused; PROTOCOL.md "Headers").
+ * Errors: PROTO_ESIG. */
 PROTO_NODISCARD proto_err proto_header_verify(const proto_header *h);
 /* Re-encode a header from its fields and signature (for storage and the vectors). */
 PROTO_NODISCARD proto_err proto_header_encode(const proto_header *h, proto_buf *out);
+/* Nothing to release since version 2; kept so that callers need not know. */
 void proto_header_fini(proto_header *h);
 
 /* The fields of a new header that the caller chooses. */
@@ -391,8 +428,10 @@ typedef struct proto_seal_info {
 /* Delta bodies                                                                              */
 
 typedef enum proto_body_kind {
-    PROTO_BODY_DELTA = PROTO_K_DELTA_PLAIN,   /* a CRDT delta on the scope */
-    PROTO_BODY_FORGET = PROTO_K_FORGET_PLAIN, /* erasure tombstone of the scope */
+    PROTO_BODY_DELTA = PROTO_K_DELTA_PLAIN,         /* a CRDT delta on the scope */
+    PROTO_BODY_ACCESS_GRANT = PROTO_K_ACCESS_GRANT, /* access log: a grant */
+    PROTO_BODY_FORGET = PROTO_K_FORGET_PLAIN,       /* erasure tombstone of the scope */
+    PROTO_BODY_ACCESS_EPOCH = PROTO_K_ACCESS_EPOCH, /* access log: a new epoch announced */
 } proto_body_kind;
 
 typedef enum proto_forget_reason {
@@ -401,31 +440,70 @@ typedef enum proto_forget_reason {
     PROTO_FORGET_PARTNER = 3,   /* partner leaving the network */
 } proto_forget_reason;
 
+typedef enum proto_access_level {
+    PROTO_ACCESS_NONE = 0, /* no access (never in a grant) */
+    PROTO_ACCESS_READ = 1,
+    PROTO_ACCESS_WRITE = 2,
+} proto_access_level;
+
+typedef enum proto_basis {
+    PROTO_BASIS_PUBLIC_TASK = 1,
+    PROTO_BASIS_LEGAL_OBLIGATION = 2,
+    PROTO_BASIS_CONSENT = 3,
+    PROTO_BASIS_EXPLICIT_CONSENT = 4,
+} proto_basis;
+
+/* A grant entry of a scope's access log (PROTOCOL.md, "The access log"). Strings borrowed
+ * (from the caller on sealing, from the plaintext on opening). */
+typedef struct proto_access {
+    proto_bytes grantee;       /* org id */
+    uint8_t access;            /* PROTO_ACCESS_READ or PROTO_ACCESS_WRITE */
+    proto_bytes purpose;       /* purpose id from the manifest */
+    uint8_t basis;             /* proto_basis */
+    proto_bytes provision;     /* the legal provision (text), or empty */
+    uint64_t expiry_ms;        /* last millisecond of access, UTC; 0: no expiry */
+    proto_bytes operator_name; /* who recorded it (text) */
+    proto_bytes unix_user;     /* the Unix user the node saw on its control socket, or empty */
+    proto_bytes evidence;      /* evidence reference (text), or empty */
+} proto_access;
+
 /*
- * A delta body's plaintext. For sealing, the caller fills kind, vv and either delta (an
- * encoded SCOPE message, from proto_scope_encode) or the forget fields; case, scope and epoch
- * come from the key. A decoded body owns its plaintext buffer and vv array and is released
- * with proto_body_fini; delta and operator_name point into that plaintext.
+ * A body's plaintext. For sealing, the caller fills kind and that kind's fields; case, scope
+ * and epoch come from the key. A decoded body owns its plaintext buffer and vv array and is
+ * released with proto_body_fini; bytes fields point into that plaintext.
  */
 typedef struct proto_body {
     uint8_t kind; /* proto_body_kind */
     proto_case_id case_id;
     char scope[PROTO_SCOPE_NAME_MAX + 1];
-    uint64_t epoch;
-    const crdt_vv_entry *vv; /* the author's version vector of the scope, sorted by origin */
+    uint64_t epoch; /* the epoch of the key the body is sealed under */
+    /* DELTA and FORGET: the author's version vector of the scope before this change (its
+     * causal past), sorted by origin. */
+    const crdt_vv_entry *vv;
     size_t nvv;
-    proto_bytes delta;         /* DELTA: an encoded SCOPE message */
-    uint8_t forget_reason;     /* FORGET: proto_forget_reason */
-    proto_bytes operator_name; /* FORGET: who recorded the erasure (UTF-8, <= TEXT_MAX) */
+    /* DELTA: the number of the last access-log entry of the scope its author had seen (0:
+     * none), and the encoded SCOPE message. */
+    uint64_t access_seen;
+    proto_bytes delta;
+    /* FORGET */
+    uint8_t forget_reason;     /* proto_forget_reason */
+    proto_bytes operator_name; /* who recorded the erasure (text) */
+    /* ACCESS_GRANT and ACCESS_EPOCH: the entry's number in the scope's access log (>= 1). */
+    uint64_t entry;
+    proto_access grant; /* ACCESS_GRANT */
+    /* ACCESS_EPOCH: the epoch announced (> epoch) and the hash of its key
+     * (proto_epoch_key_hash). */
+    uint64_t new_epoch;
+    uint8_t key_hash[PROTO_HASH_LEN];
     /* private */
     uint8_t *plain_;
     size_t plain_len_;
     crdt_vv_entry *vv_;
 } proto_body;
 
-/* Seal a delta or forget body: encode the plaintext, pad to PROTO_PAD_BLOCK, encrypt under the
- * key's body subkey with a random nonce and the header's associated data, hash, sign.
- * Writes the HEADER message to *header and the body to *body (both owned).
+/* Seal a body: encode the plaintext, pad to PROTO_PAD_BLOCK, encrypt under the key's body
+ * subkey with a random nonce and the header's associated data, hash, sign (a header of kind
+ * PROTO_HDR_DELTA). Writes the HEADER message to *header and the body to *body (both owned).
  * Errors: PROTO_EINVAL, PROTO_ENOMEM, PROTO_ELIMIT, PROTO_EVALUE. */
 PROTO_NODISCARD proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *key,
     const proto_seal_info *info, const proto_body *plain, const proto_rng *rng, proto_buf *header,
@@ -442,25 +520,50 @@ void proto_body_fini(proto_body *b);
 /* ---------------------------------------------------------------------------------------- */
 /* Key grants                                                                                */
 
+/* A recipient of a key grant: its X25519 key (the manifest's box_pk of its current key). */
 typedef struct proto_recipient {
-    uint8_t origin[PROTO_ORIGIN_LEN];
     uint8_t box_pk[PROTO_BOX_PK_LEN];
 } proto_recipient;
 
-/* Seal key to each recipient (1..PROTO_RECIPIENTS_MAX, unique origins, any order) in a
- * KEY_GRANT header and body. Errors: PROTO_EINVAL, PROTO_ELIMIT, PROTO_EVALUE (duplicate
- * recipient), PROTO_ENOMEM. */
-PROTO_NODISCARD proto_err proto_key_grant_seal(const proto_identity *grantor,
-    const proto_scope_key *key, const proto_seal_info *info, const proto_recipient *recipients,
-    size_t n, const proto_rng *rng, proto_buf *header, proto_buf *body);
+/*
+ * Seal the keys of one (case, scope) — 1..PROTO_GRANT_EPOCHS_MAX keys, one per epoch, strictly
+ * ascending — with the case's nonce and owner org to 1..PROTO_HINT_SLOTS recipients, in a
+ * KEY_GRANT header and body. The header's tag is the tag of the last (newest) key; each
+ * recipient's hint slot holds a hint only it (and the grantor) can compute; the other slots
+ * and boxes are random bytes of the same sizes. Errors: PROTO_EINVAL, PROTO_ELIMIT,
+ * PROTO_EVALUE (keys of different cases or scopes, epochs not ascending, a recipient twice,
+ * a case id that is not owner_org's), PROTO_ENOMEM.
+ */
+PROTO_NODISCARD proto_err proto_key_grant_seal(const proto_identity *grantor, const char *owner_org,
+    const proto_case_nonce *nonce, const proto_scope_key *const *keys, size_t nkeys,
+    const proto_seal_info *info, const proto_recipient *recipients, size_t n, const proto_rng *rng,
+    proto_buf *header, proto_buf *body);
 
-/* Open this node's sealed key from a verified KEY_GRANT header and its body. On success *out
- * is owned (proto_scope_key_free) and its tag equals h->tag. Errors: PROTO_EKIND,
- * PROTO_ENOTRECIPIENT, PROTO_EBODYLEN, PROTO_EBODYHASH, PROTO_ESEAL, PROTO_EPAD,
- * PROTO_EMISMATCH (grantor or tag differ), decode errors. */
+/* The hint slot of a verified KEY_GRANT header that is meant for this node, given the X25519
+ * key the manifest lists for the header's origin: 0..PROTO_HINT_SLOTS-1, or -1 when none is. */
+int proto_key_grant_slot(const proto_header *h, const proto_identity *me,
+    const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN]);
+
+/* What a key grant gave this node. The caller still checks that owner_org is the org of the
+ * header's origin (in the manifest, at the header's seq). */
+typedef struct proto_grant {
+    proto_case_id case_id;
+    proto_case_nonce nonce;
+    char owner_org[PROTO_ORG_MAX + 1];
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    proto_scope_key **keys; /* owned, ascending epochs; the last one's tag is the header's */
+    size_t nkeys;
+} proto_grant;
+
+/* Open this node's box of a verified KEY_GRANT header. Checks length and hash, opens the box of
+ * this node's slot, unpads, decodes, and checks that the case id derives from (owner org,
+ * nonce) and that the newest key's tag is the header's. On success *out is owned
+ * (proto_grant_fini). Errors: PROTO_EKIND, PROTO_ENOTRECIPIENT, PROTO_EBODYLEN,
+ * PROTO_EBODYHASH, PROTO_ESEAL, PROTO_EPAD, PROTO_EMISMATCH, decode errors. */
 PROTO_NODISCARD proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me,
-    const uint8_t *body, size_t len, const proto_limits *lim, proto_scope_key **out,
-    proto_diag *diag);
+    const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN], const uint8_t *body, size_t len,
+    const proto_limits *lim, proto_grant *out, proto_diag *diag);
+void proto_grant_fini(proto_grant *g);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Scope states and deltas (canonical, PROTOCOL.md "Scope encoding")                        */
@@ -473,37 +576,6 @@ PROTO_NODISCARD proto_err proto_scope_decode(const uint8_t *msg, size_t len,
     const proto_limits *lim, const crdt_mem *mem, crdt_scope **out, proto_diag *diag);
 /* The state's identity: BLAKE2b-256 of its SCOPE encoding. */
 PROTO_NODISCARD proto_err proto_scope_digest(const crdt_scope *s, uint8_t out[PROTO_HASH_LEN]);
-
-/* ---------------------------------------------------------------------------------------- */
-/* Access map entries (events of the scope's "@access" timeline field, PROTOCOL.md sec. 10) */
-
-typedef enum proto_access_level {
-    PROTO_ACCESS_NONE = 0, /* revoked */
-    PROTO_ACCESS_READ = 1,
-    PROTO_ACCESS_WRITE = 2,
-} proto_access_level;
-
-typedef enum proto_basis {
-    PROTO_BASIS_PUBLIC_TASK = 1,
-    PROTO_BASIS_LEGAL_OBLIGATION = 2,
-    PROTO_BASIS_CONSENT = 3,
-    PROTO_BASIS_EXPLICIT_CONSENT = 4,
-} proto_basis;
-
-/* Strings borrowed (from the caller on encode, from the input on decode). */
-typedef struct proto_access {
-    proto_bytes grantee; /* org id */
-    uint8_t access;      /* proto_access_level */
-    proto_bytes purpose; /* purpose id from the manifest */
-    uint8_t basis;       /* proto_basis */
-    uint64_t expiry_ms;  /* 0: no expiry */
-    proto_bytes operator_name;
-    proto_bytes evidence;
-} proto_access;
-
-PROTO_NODISCARD proto_err proto_access_encode(const proto_access *a, proto_buf *out);
-PROTO_NODISCARD proto_err proto_access_decode(
-    const uint8_t *msg, size_t len, const proto_limits *lim, proto_access *out, proto_diag *diag);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Receipts (delivery and erasure)                                                           */
@@ -542,14 +614,25 @@ typedef enum proto_role {
     PROTO_ROLE_COORD = 6,
 } proto_role;
 
+/* One origin key an org has had. Once a manifest states a key's effective time or its
+ * retirement, no later manifest changes it (a node refuses one that does). */
+typedef struct proto_member_key {
+    uint8_t origin[PROTO_ORIGIN_LEN];
+    uint8_t box_pk[PROTO_BOX_PK_LEN];
+    uint64_t effective_ms; /* headers of this key stamped before this (UTC ms) are refused */
+    bool retired;          /* headers of this key after last_seq are refused */
+    uint64_t last_seq;     /* 0 when not retired */
+} proto_member_key;
 
 typedef struct proto_member {
     proto_bytes org; /* [a-z0-9-]{1,32} */
     proto_bytes name;
     uint8_t role; /* proto_role */
-    uint8_t origin[PROTO_ORIGIN_LEN];
-    uint8_t box_pk[PROTO_BOX_PK_LEN];
     proto_bytes url;
+    /* Oldest first, 1..PROTO_MEMBER_KEYS_MAX; every key but the last is retired. An org whose
+     * last key is retired has left the network (it stays listed: org ids are never reused). */
+    const proto_member_key *keys;
+    size_t nkeys;
 } proto_member;
 
 typedef struct proto_purpose {
@@ -557,11 +640,15 @@ typedef struct proto_purpose {
     proto_bytes description;
 } proto_purpose;
 
-/* Members sorted by org id (unique, origins unique), purposes by id (unique). A decoded
- * manifest owns its arrays (proto_manifest_fini); strings are borrowed from the input. */
+/* Every org ever listed, sorted by org id (unique; origins unique over all keys), purposes by
+ * id (unique). A decoded manifest owns its arrays (proto_manifest_fini); strings are borrowed
+ * from the input. */
 typedef struct proto_manifest {
-    uint64_t version; /* >= 1; a node accepts only newer versions */
+    uint64_t version;      /* >= 1; a node accepts only newer versions */
+    uint64_t signed_at_ms; /* when the admin signed it (UTC ms) */
     uint8_t schema_hash[PROTO_HASH_LEN];
+    uint64_t max_clock_ahead_ms; /* a delta stamped further ahead than this waits */
+    uint64_t counter_limit;      /* per author, per counter field of a scope */
     const proto_member *members;
     size_t nmembers;
     const proto_purpose *purposes;
@@ -570,8 +657,13 @@ typedef struct proto_manifest {
     proto_bytes signed_bytes;
     /* private */
     proto_member *members_;
+    proto_member_key *keys_;
     proto_purpose *purposes_;
 } proto_manifest;
+
+/* What `patto network sign` writes unless told otherwise. */
+#define PROTO_MAX_CLOCK_AHEAD_DEFAULT_MS 600000u /* 10 minutes */
+#define PROTO_COUNTER_LIMIT_DEFAULT 1000000000u
 
 PROTO_NODISCARD proto_err proto_manifest_sign(
     const proto_manifest *m, const proto_identity *admin, proto_buf *out);
@@ -580,19 +672,32 @@ PROTO_NODISCARD proto_err proto_manifest_decode(
 PROTO_NODISCARD proto_err proto_manifest_verify(
     const proto_manifest *m, const uint8_t admin_pk[PROTO_ORIGIN_LEN]);
 PROTO_NODISCARD proto_err proto_manifest_encode(const proto_manifest *m, proto_buf *out);
-/* The member with this origin, or NULL. */
+/* The member one of whose keys is this origin (and that key's index in its keys), or NULL. */
 const proto_member *proto_manifest_find(
-    const proto_manifest *m, const uint8_t origin[PROTO_ORIGIN_LEN]);
+    const proto_manifest *m, const uint8_t origin[PROTO_ORIGIN_LEN], size_t *key_index);
+/* The member with this org id, or NULL. */
+const proto_member *proto_manifest_find_org(const proto_manifest *m, const char *org, size_t len);
+/* The member's current key (its last), and whether the member is still in the network (its last
+ * key is not retired). */
+const proto_member_key *proto_member_current(const proto_member *mb);
+bool proto_member_active(const proto_member *mb);
 void proto_manifest_fini(proto_manifest *m);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Peer sync messages                                                                        */
 
-/* VV: a version vector, sorted by origin, unique, max >= 1. Decoded: entries owned. */
+/* One origin in a VV: the last header held of its contiguous log, and that header's id. */
+typedef struct proto_vv_item {
+    uint8_t origin[PROTO_ORIGIN_LEN];
+    uint64_t seq; /* >= 1 */
+    uint8_t id[PROTO_HASH_LEN];
+} proto_vv_item;
+
+/* VV: sorted by origin, unique. Decoded: entries owned. */
 typedef struct proto_vv_msg {
-    const crdt_vv_entry *entries;
+    const proto_vv_item *entries;
     size_t n;
-    crdt_vv_entry *entries_; /* private */
+    proto_vv_item *entries_; /* private */
 } proto_vv_msg;
 
 /* HEADERS: a batch of HEADER messages, each carried as bin (borrowed). */

@@ -1,0 +1,430 @@
+/*
+ * grant.c - key grants (PROTOCOL.md, "Key grants" and "Hints"): the keys of one (case, scope),
+ * one per epoch, sealed to up to four recipients in four boxes of one length, with a hint slot
+ * per box in the header that only the grantor and that box's recipient can compute.
+ *
+ * Every grant looks the same from outside whatever the number of recipients: four hints of 16
+ * bytes, four boxes of one length, the unused ones random bytes. Only the length of the boxes
+ * shows, in whole blocks of 512 bytes, how many epochs the grant carries.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GRANT_PLAIN_FIELDS 7
+#define GRANT_BODY_FIELDS 3
+
+static const char hint_key_label[] = "patto-hint-key-v2";
+static const char hint_label[] = "patto-hint-v2";
+
+/* ---------------------------------------------------------------------------------------- */
+/* Hints                                                                                     */
+
+/* hint = first 16 bytes of H_k("patto-hint-v2" || origin || be64(seq)) with
+ * k = H("patto-hint-key-v2" || ss || grantor box_pk || recipient box_pk). */
+static void hint_from_ss(const uint8_t ss[PROTO_KEY_LEN],
+    const uint8_t grantor_pk[PROTO_BOX_PK_LEN], const uint8_t recipient_pk[PROTO_BOX_PK_LEN],
+    const uint8_t origin[PROTO_ORIGIN_LEN], uint64_t seq, uint8_t out[PROTO_HINT_LEN])
+{
+    uint8_t k[PROTO_HASH_LEN], h[PROTO_HASH_LEN], be[8];
+    proto_bytes kparts[] = {
+        { (const uint8_t *)hint_key_label, sizeof hint_key_label - 1 },
+        { ss, PROTO_KEY_LEN },
+        { grantor_pk, PROTO_BOX_PK_LEN },
+        { recipient_pk, PROTO_BOX_PK_LEN },
+    };
+    proto__hash(k, sizeof k, NULL, 0, kparts, 4);
+    proto__be64(be, seq);
+    proto_bytes hparts[] = {
+        { (const uint8_t *)hint_label, sizeof hint_label - 1 },
+        { origin, PROTO_ORIGIN_LEN },
+        { be, 8 },
+    };
+    proto__hash(h, sizeof h, k, sizeof k, hparts, 3);
+    memcpy(out, h, PROTO_HINT_LEN);
+    proto__wipe(k, sizeof k);
+    proto__wipe(h, sizeof h);
+}
+
+int proto_key_grant_slot(
+    const proto_header *h, const proto_identity *me, const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN])
+{
+    if (h == NULL || me == NULL || grantor_box_pk == NULL || h->kind != PROTO_HDR_KEY_GRANT
+        || h->nhints != PROTO_HINT_SLOTS)
+        return -1;
+    uint8_t ss[PROTO_KEY_LEN], mine[PROTO_HINT_LEN];
+    if (!proto__box_shared(me, grantor_box_pk, ss))
+        return -1; /* a low-order grantor key: no hint is meant for anyone */
+    hint_from_ss(ss, grantor_box_pk, me->box_pk, h->origin, h->seq, mine);
+    proto__wipe(ss, sizeof ss);
+    /* Every slot is compared, each in constant time, and the first match is taken without a
+     * branch on the comparisons. */
+    int found = -1;
+    unsigned matched = 0;
+    for (int i = 0; i < PROTO_HINT_SLOTS; i++) {
+        unsigned eq = (unsigned)(proto__memcmp_ct(mine, h->hints[i].b, PROTO_HINT_LEN) == 0);
+        unsigned first = eq & ~matched & 1u;
+        found += (int)first * (i + 1); /* -1 + (i + 1) = i */
+        matched |= eq;
+    }
+    proto__wipe(mine, sizeof mine);
+    return found;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sealing                                                                                   */
+
+struct grant_plain_arg {
+    const proto_case_nonce *nonce;
+    const char *owner;
+    size_t owner_len;
+    const proto_scope_key *const *keys;
+    size_t nkeys;
+};
+
+static void enc_grant_plain(proto__w *w, const void *arg)
+{
+    const struct grant_plain_arg *a = arg;
+    const proto_scope_key *k0 = a->keys[0];
+    proto__w_head(w, GRANT_PLAIN_FIELDS, PROTO_K_GRANT_PLAIN);
+    proto__w_bin(w, k0->case_id.b, PROTO_CASE_ID_LEN);
+    proto__w_bin(w, a->nonce->b, PROTO_CASE_NONCE_LEN);
+    proto__w_str(w, a->owner, a->owner_len);
+    proto__w_str(w, k0->scope, strlen(k0->scope));
+    proto__w_array(w, a->nkeys);
+    for (size_t i = 0; i < a->nkeys; i++) {
+        proto__w_array(w, 2);
+        proto__w_uint(w, a->keys[i]->epoch);
+        proto__w_bin(w, a->keys[i]->sec->key, PROTO_KEY_LEN);
+    }
+}
+
+struct grant_body_arg {
+    const uint8_t *boxes; /* PROTO_HINT_SLOTS boxes of len bytes */
+    size_t len;
+};
+
+static void enc_grant_body(proto__w *w, const void *arg)
+{
+    const struct grant_body_arg *a = arg;
+    proto__w_head(w, GRANT_BODY_FIELDS, PROTO_K_GRANT_BODY);
+    proto__w_array(w, PROTO_HINT_SLOTS);
+    for (size_t i = 0; i < PROTO_HINT_SLOTS; i++)
+        proto__w_bin(w, a->boxes + i * a->len, a->len);
+}
+
+/* The arguments of a seal that are values: keys of one case and scope, epochs ascending, the
+ * case id the owner's, recipients distinct. */
+static proto_err grant_args_check(const char *owner_org, const proto_case_nonce *nonce,
+    const proto_scope_key *const *keys, size_t nkeys, const proto_recipient *recipients, size_t n)
+{
+    for (size_t i = 0; i < nkeys; i++)
+        if (keys[i] == NULL)
+            return PROTO_EINVAL;
+    for (size_t i = 1; i < nkeys; i++)
+        if (memcmp(keys[i]->case_id.b, keys[0]->case_id.b, PROTO_CASE_ID_LEN) != 0
+            || strcmp(keys[i]->scope, keys[0]->scope) != 0 || keys[i]->epoch <= keys[i - 1]->epoch)
+            return PROTO_EVALUE;
+    proto_case_id cid;
+    proto_err err = proto_case_id_derive(owner_org, strlen(owner_org), nonce, &cid);
+    if (err != PROTO_OK)
+        return err;
+    if (memcmp(cid.b, keys[0]->case_id.b, PROTO_CASE_ID_LEN) != 0)
+        return PROTO_EVALUE;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (memcmp(recipients[i].box_pk, recipients[j].box_pk, PROTO_BOX_PK_LEN) == 0)
+                return PROTO_EVALUE;
+    return PROTO_OK;
+}
+
+proto_err proto_key_grant_seal(const proto_identity *grantor, const char *owner_org,
+    const proto_case_nonce *nonce, const proto_scope_key *const *keys, size_t nkeys,
+    const proto_seal_info *info, const proto_recipient *recipients, size_t n, const proto_rng *rng,
+    proto_buf *header, proto_buf *body)
+{
+    if (grantor == NULL || owner_org == NULL || nonce == NULL || keys == NULL || info == NULL
+        || recipients == NULL || header == NULL || body == NULL)
+        return PROTO_EINVAL;
+    header->p = body->p = NULL;
+    header->len = body->len = 0;
+    if (n == 0 || n > PROTO_RECIPIENTS_MAX || nkeys == 0 || nkeys > PROTO_GRANT_EPOCHS_MAX)
+        return PROTO_ELIMIT;
+    proto_err err = grant_args_check(owner_org, nonce, keys, nkeys, recipients, n);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__seal_info_ok(info))
+        return PROTO_EVALUE;
+
+    struct grant_plain_arg ga = { nonce, owner_org, strlen(owner_org), keys, nkeys };
+    proto_buf plain = { 0 };
+    uint8_t *pt = NULL, *boxes = NULL, *seed = NULL;
+    size_t padded_max = 0, box_len = 0;
+    proto_header h = { 0 };
+    err = proto__encode(enc_grant_plain, &ga, &plain);
+    if (err != PROTO_OK)
+        goto fail;
+    /* sodium_pad to a multiple of 512, at least one byte added; in secret memory (the keys) */
+    padded_max = (plain.len / PROTO_GRANT_PAD_BLOCK + 1) * PROTO_GRANT_PAD_BLOCK;
+    box_len = PROTO__BOX_OVERHEAD + padded_max;
+    pt = proto__secret_alloc(padded_max);
+    seed = proto__secret_alloc(PROTO_SEED_LEN);
+    boxes = proto__calloc(PROTO_HINT_SLOTS, box_len);
+    if (pt == NULL || seed == NULL || boxes == NULL) {
+        err = PROTO_ENOMEM;
+        goto fail;
+    }
+    memcpy(pt, plain.p, plain.len);
+    size_t padded;
+    if (!proto__pad(pt, plain.len, PROTO_GRANT_PAD_BLOCK, padded_max, &padded)
+        || padded != padded_max) {
+        err = PROTO_EPAD;
+        goto fail;
+    }
+    proto__header_fixed(&h, PROTO_HDR_KEY_GRANT, grantor, info, keys[nkeys - 1]);
+    h.nhints = PROTO_HINT_SLOTS;
+    /* The rng draw order is part of the vectors (PROTOCOL.md): per slot, in order, a
+     * recipient's 32-byte seed, or an unused slot's filler box and then its random hint. */
+    for (size_t slot = 0; slot < PROTO_HINT_SLOTS; slot++) {
+        uint8_t *box = boxes + slot * box_len;
+        if (slot >= n) {
+            proto__random(rng, box, box_len);
+            proto__random(rng, h.hints[slot].b, PROTO_HINT_LEN);
+            continue;
+        }
+        const uint8_t *rpk = recipients[slot].box_pk;
+        uint8_t ss[PROTO_KEY_LEN];
+        proto__random(rng, seed, PROTO_SEED_LEN);
+        if (!proto__box_shared(grantor, rpk, ss)) {
+            err = PROTO_EVALUE; /* a low-order recipient key */
+            goto fail;
+        }
+        hint_from_ss(ss, grantor->box_pk, rpk, h.origin, h.seq, h.hints[slot].b);
+        proto__wipe(ss, sizeof ss);
+        if (!proto__seal(box, pt, padded, rpk, seed)) {
+            err = PROTO_EVALUE;
+            goto fail;
+        }
+    }
+    struct grant_body_arg gb = { boxes, box_len };
+    err = proto__encode(enc_grant_body, &gb, body);
+    if (err != PROTO_OK)
+        goto fail;
+    h.body_len = body->len;
+    proto_bytes bb = { body->p, body->len };
+    proto__hash(h.body_hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
+    err = proto__header_sign(&h, grantor, header);
+    if (err != PROTO_OK)
+        goto fail;
+    goto done;
+fail:
+    proto_buf_free(body);
+    proto_buf_free(header);
+done:
+    if (plain.p != NULL)
+        proto__wipe(plain.p, plain.len);
+    proto_buf_free(&plain);
+    free(boxes);
+    proto__secret_free(pt);
+    proto__secret_free(seed);
+    return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Opening                                                                                   */
+
+void proto_grant_fini(proto_grant *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < g->nkeys; i++)
+        proto_scope_key_free(g->keys[i]);
+    free(g->keys);
+    proto__wipe(g, sizeof *g);
+}
+
+static void set_diag(proto_diag *diag, const char *reason)
+{
+    if (diag != NULL) {
+        diag->offset = 0;
+        diag->reason = reason;
+    }
+}
+
+/* Decode the GRANT_BODY and open the box of slot into a new secret buffer (*pt, *padded). */
+static proto_err open_box(const uint8_t *body, size_t len, const proto_limits *lim, int slot,
+    const proto_identity *me, uint8_t **pt, size_t *padded, proto_diag *diag)
+{
+    proto__d d;
+    const msgpack_object *f, *boxes;
+    size_t nb;
+    proto_err err
+        = proto__d_open(&d, body, len, lim, 0, PROTO_K_GRANT_BODY, GRANT_BODY_FIELDS, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_arr(&d, &f[2], PROTO_HINT_SLOTS, &boxes, &nb, "boxes must be an array of 4"))
+        return proto__d_fail(&d, diag);
+    if (nb != PROTO_HINT_SLOTS) {
+        proto__d_err(&d, &f[2], PROTO_ESHAPE, "a grant body holds exactly 4 boxes");
+        return proto__d_fail(&d, diag);
+    }
+    proto_bytes b[PROTO_HINT_SLOTS];
+    for (size_t i = 0; i < nb; i++) {
+        if (!proto__d_bin(&d, &boxes[i], len, &b[i], "a box is bin"))
+            return proto__d_fail(&d, diag);
+        if (b[i].len != b[0].len) {
+            proto__d_err(&d, &boxes[i], PROTO_ESHAPE, "the 4 boxes of a grant have one length");
+            return proto__d_fail(&d, diag);
+        }
+    }
+    size_t l = b[0].len;
+    if (l < PROTO__BOX_OVERHEAD + PROTO_GRANT_PAD_BLOCK
+        || (l - PROTO__BOX_OVERHEAD) % PROTO_GRANT_PAD_BLOCK != 0) {
+        proto__d_err(&d, &boxes[0], PROTO_EVALUE, "a box is 48 + a positive multiple of 512 bytes");
+        return proto__d_fail(&d, diag);
+    }
+    *padded = l - PROTO__BOX_OVERHEAD;
+    *pt = proto__secret_alloc(*padded);
+    if (*pt == NULL) {
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    bool opened = proto__seal_open(*pt, b[slot].p, l, me);
+    proto__d_close(&d);
+    if (!opened) {
+        proto__secret_free(*pt);
+        *pt = NULL;
+        return PROTO_ESEAL;
+    }
+    return PROTO_OK;
+}
+
+/* Decode a GRANT_PLAIN (in secret memory) into out, making its keys. */
+static proto_err decode_grant_plain(
+    const uint8_t *pt, size_t plen, const proto_limits *lim, proto_grant *out, proto_diag *diag)
+{
+    proto__d d;
+    const msgpack_object *f, *items;
+    size_t nk;
+    proto_bytes owner, scope;
+    proto_err err
+        = proto__d_open(&d, pt, plen, lim, 0, PROTO_K_GRANT_PLAIN, GRANT_PLAIN_FIELDS, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_fixed(&d, &f[2], PROTO_CASE_ID_LEN, out->case_id.b, "case id must be bin of 16")
+        || !proto__d_fixed(
+            &d, &f[3], PROTO_CASE_NONCE_LEN, out->nonce.b, "case nonce must be bin of 16")
+        || !proto__d_str(&d, &f[4], PROTO_ORG_MAX, &owner, "owner must be an org id")
+        || !proto__d_str(&d, &f[5], PROTO_SCOPE_NAME_MAX, &scope, "scope must be a scope name")
+        || !proto__d_arr(&d, &f[6], PROTO_GRANT_EPOCHS_MAX, &items, &nk,
+            "keys must be an array of at most 256 [epoch, key]"))
+        return proto__d_fail(&d, diag);
+    if (!proto__valid_org(owner.p, owner.len)) {
+        proto__d_err(&d, &f[4], PROTO_EVALUE, "owner must match [a-z0-9-]{1,32}");
+        return proto__d_fail(&d, diag);
+    }
+    if (!proto__valid_scope(scope.p, scope.len)) {
+        proto__d_err(&d, &f[5], PROTO_EVALUE, "scope name must match [a-z0-9_-]{1,32}");
+        return proto__d_fail(&d, diag);
+    }
+    if (nk == 0) {
+        proto__d_err(&d, &f[6], PROTO_EVALUE, "a grant carries at least one key");
+        return proto__d_fail(&d, diag);
+    }
+    memcpy(out->owner_org, owner.p, owner.len);
+    out->owner_org[owner.len] = '\0';
+    memcpy(out->scope, scope.p, scope.len);
+    out->scope[scope.len] = '\0';
+    out->keys = proto__calloc(nk, sizeof *out->keys);
+    if (out->keys == NULL) {
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    uint64_t prev = 0;
+    for (size_t i = 0; i < nk; i++) {
+        const msgpack_object *x;
+        uint64_t epoch;
+        if (!proto__d_tuple(&d, &items[i], 2, &x, "a key is [epoch, key]")
+            || !proto__d_uint(&d, &x[0], UINT64_MAX, &epoch, "epoch"))
+            return proto__d_fail(&d, diag);
+        if (x[1].type != MSGPACK_OBJECT_BIN || x[1].via.bin.size != PROTO_KEY_LEN) {
+            proto__d_err(&d, &x[1], PROTO_ESHAPE, "key must be bin of 32");
+            return proto__d_fail(&d, diag);
+        }
+        if (epoch < PROTO_EPOCH_FIRST) {
+            proto__d_err(&d, &x[0], PROTO_EVALUE, "epochs start at 1");
+            return proto__d_fail(&d, diag);
+        }
+        if (i > 0 && epoch <= prev) {
+            proto__d_err(
+                &d, &items[i], PROTO_ENONCANON, "keys must be in strictly ascending epochs");
+            return proto__d_fail(&d, diag);
+        }
+        prev = epoch;
+        /* the key bytes are read in place: pt is secret memory */
+        err = proto_scope_key_from_bytes(
+            &out->case_id, out->scope, epoch, (const uint8_t *)x[1].via.bin.ptr, &out->keys[i]);
+        if (err != PROTO_OK) {
+            proto__d_close(&d);
+            return err;
+        }
+        out->nkeys = i + 1;
+    }
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me,
+    const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN], const uint8_t *body, size_t len,
+    const proto_limits *lim, proto_grant *out, proto_diag *diag)
+{
+    if (h == NULL || me == NULL || grantor_box_pk == NULL || (body == NULL && len > 0)
+        || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (h->kind != PROTO_HDR_KEY_GRANT)
+        return PROTO_EKIND;
+    int slot = proto_key_grant_slot(h, me, grantor_box_pk);
+    if (slot < 0)
+        return PROTO_ENOTRECIPIENT;
+    if (len != h->body_len)
+        return PROTO_EBODYLEN;
+    uint8_t hash[PROTO_HASH_LEN];
+    proto_bytes bb = { body, len };
+    proto__hash(hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
+    if (proto__memcmp_ct(hash, h->body_hash, PROTO_HASH_LEN) != 0)
+        return PROTO_EBODYHASH;
+
+    uint8_t *pt = NULL;
+    size_t padded = 0, plen;
+    proto_err err = open_box(body, len, lim, slot, me, &pt, &padded, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__unpad(pt, padded, PROTO_GRANT_PAD_BLOCK, &plen)) {
+        err = PROTO_EPAD;
+        goto fail;
+    }
+    err = decode_grant_plain(pt, plen, lim, out, diag);
+    if (err != PROTO_OK)
+        goto fail;
+    proto_case_id cid;
+    if (proto_case_id_derive(out->owner_org, strlen(out->owner_org), &out->nonce, &cid) != PROTO_OK
+        || memcmp(cid.b, out->case_id.b, PROTO_CASE_ID_LEN) != 0) {
+        set_diag(diag, "the case id does not derive from the owner org and nonce in the grant");
+        err = PROTO_EMISMATCH;
+        goto fail;
+    }
+    if (proto__memcmp_ct(proto_scope_key_tag(out->keys[out->nkeys - 1]), h->tag, PROTO_TAG_LEN)
+        != 0) {
+        set_diag(diag, "the newest key's routing tag is not the header's");
+        err = PROTO_EMISMATCH;
+        goto fail;
+    }
+    proto__secret_free(pt);
+    return PROTO_OK;
+fail:
+    proto__secret_free(pt);
+    proto_grant_fini(out);
+    return err;
+}
