@@ -189,22 +189,14 @@ static int origin_cmp(const void *a, const void *b)
     return crdt_origin_cmp(a, b);
 }
 
-/* Are the dots the delta's causal context names all covered by the state (decided here) or the
- * author's own (its origin's, or its counter origins' of the counter fields the delta carries:
- * the dots it creates, some of them superseded within the delta itself)? A context naming
- * another member's dots this node has not decided would let an author claim the future of
- * that member's counter (and with it delete what it writes next, or exhaust its counter);
- * such a delta waits until they are covered. (That an author's new dots follow its last ones
- * without a gap is the writers' stage of this work: a gap harms only the author's own
- * counters.) */
-static node_auth context_covered(
-    const crdt_scope *state, const crdt_scope *delta, const uint8_t author[32])
+/* The origins a delta's author creates dots under: its own, and its counter origins of the
+ * counter fields the delta carries; sorted. Returns how many (0: out of memory). */
+static size_t own_origins(const crdt_scope *delta, const uint8_t author[32], crdt_origin **out)
 {
-    const crdt_cc *have = crdt_scope_cc(state), *cc = crdt_scope_cc(delta);
     size_t n = crdt_scope_entry_count(delta), k = 0;
     crdt_origin *own = malloc((n + 1) * sizeof(*own));
-    if (own == NULL)
-        return NODE_AUTH_WAIT;
+    if ((*out = own) == NULL)
+        return 0;
     memcpy(own[k++].b, author, 32);
     for (size_t i = 0; i < n; i++) {
         crdt_entry en;
@@ -212,6 +204,50 @@ static node_auth context_covered(
             proto_counter_origin(author, (const char *)en.field.p, en.field.len, own[k++].b);
     }
     qsort(own, k, sizeof(*own), origin_cmp);
+    return k;
+}
+
+/* Do the dots a delta creates under each of its author's origins follow those its author had
+ * seen (the version vector the delta states) without a gap? Its dots up to what it had seen
+ * are its past; beyond, they must be the next numbers, one after another. A gap would let an
+ * author take the future of its own counters at every holder (ARCHITECTURE.md, section 6,
+ * finding 3). Decided from the delta's own signed data alone. */
+static const char *new_dots_follow(
+    const crdt_scope *delta, const proto_body *plain, const crdt_origin *own, size_t nown)
+{
+    const crdt_cc *cc = crdt_scope_cc(delta);
+    for (size_t i = 0; i < nown; i++) {
+        uint64_t seen = 0;
+        for (size_t k = 0; k < plain->nvv; k++)
+            if (crdt_origin_cmp(&plain->vv[k].origin, &own[i]) == 0)
+                seen = plain->vv[k].max;
+        uint64_t top = crdt_cc_vv_max(cc, &own[i]), hi;
+        if (top < seen)
+            top = seen;
+        hi = top;
+        uint64_t beyond = 0; /* cloud dots are distinct, each beyond the vv part of its origin */
+        for (size_t k = 0; k < cc->ncloud; k++)
+            if (crdt_origin_cmp(&cc->cloud[k].origin, &own[i]) == 0 && cc->cloud[k].counter > top) {
+                beyond++;
+                if (cc->cloud[k].counter > hi)
+                    hi = cc->cloud[k].counter;
+            }
+        if (hi - top != beyond)
+            return "its new dots skip numbers after those its author had seen";
+    }
+    return NULL;
+}
+
+/* Are the dots the delta's causal context names all covered by the state (decided here) or the
+ * author's own (own: its origin's, or its counter origins' of the counter fields the delta
+ * carries: the dots it creates, some of them superseded within the delta itself, which
+ * new_dots_follow checked)? A context naming another member's dots this node has not decided
+ * would let an author claim the future of that member's counter (and with it delete what it
+ * writes next, or exhaust its counter); such a delta waits until they are covered. */
+static node_auth context_covered(
+    const crdt_scope *state, const crdt_scope *delta, const crdt_origin *own, size_t k)
+{
+    const crdt_cc *have = crdt_scope_cc(state), *cc = crdt_scope_cc(delta);
     bool ok = true;
     for (size_t i = 0; i < cc->nvv && ok; i++) {
         if (bsearch(&cc->vv[i].origin, own, k, sizeof(*own), origin_cmp) != NULL)
@@ -223,7 +259,6 @@ static node_auth context_covered(
     for (size_t i = 0; i < cc->ncloud && ok; i++)
         ok = bsearch(&cc->cloud[i].origin, own, k, sizeof(*own), origin_cmp) != NULL
             || crdt_cc_contains(have, &cc->cloud[i]);
-    free(own);
     return ok ? NODE_AUTH_OK : NODE_AUTH_WAIT;
 }
 
@@ -235,22 +270,27 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
     if ((*why = entries_by(delta, h->origin, owner)) != NULL
         || (*why = entries_valid(e, k->scope, delta, &h->hlc)) != NULL)
         return NODE_AUTH_NO;
-    if (owner)
-        return NODE_AUTH_OK; /* the owner's acts are decided from its own signed data */
-    /* Another member's delta is authorised by the newest grant among the access-log entries
-     * its author had seen (1..access_seen), once they are all decided here. */
-    if (node__ledger_entries_contiguous(t, &k->case_id, k->scope) < plain->access_seen) {
-        *why = "waits for the access-log entries its author had seen";
-        return NODE_AUTH_WAIT;
-    }
-    ledger_entry *en = malloc(sizeof(*en));
-    if (en == NULL) {
-        *why = "out of memory";
-        return NODE_AUTH_WAIT;
-    }
-    bool granted = node__grant_for(t, &k->case_id, k->scope, author->org, plain->access_seen, en);
+    crdt_origin *own = NULL;
+    size_t nown = own_origins(delta, h->origin, &own);
     node_auth r = NODE_AUTH_OK;
-    if (!granted || en->access != PROTO_ACCESS_WRITE) {
+    ledger_entry *en = NULL;
+    if (nown == 0) {
+        *why = "out of memory";
+        r = NODE_AUTH_WAIT;
+    } else if ((*why = new_dots_follow(delta, plain, own, nown)) != NULL) {
+        r = NODE_AUTH_NO;
+    } else if (owner) {
+        r = NODE_AUTH_OK; /* the owner's acts are decided from its own signed data */
+    } else if (node__ledger_entries_contiguous(t, &k->case_id, k->scope) < plain->access_seen) {
+        /* Another member's delta is authorised by the newest grant among the access-log
+         * entries its author had seen (1..access_seen), once they are all decided here. */
+        *why = "waits for the access-log entries its author had seen";
+        r = NODE_AUTH_WAIT;
+    } else if ((en = malloc(sizeof(*en))) == NULL) {
+        *why = "out of memory";
+        r = NODE_AUTH_WAIT;
+    } else if (!node__grant_for(t, &k->case_id, k->scope, author->org, plain->access_seen, en)
+        || en->access != PROTO_ACCESS_WRITE) {
         *why = "no write grant among the access-log entries its author had seen";
         r = NODE_AUTH_NO;
     } else if (en->expiry_ms != 0 && h->hlc.wall > en->expiry_ms) {
@@ -262,10 +302,11 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
             if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
                 r = NODE_AUTH_WAIT;
         if (r == NODE_AUTH_OK)
-            r = context_covered(state, delta, h->origin);
+            r = context_covered(state, delta, own, nown);
         if (r == NODE_AUTH_WAIT)
             *why = "waits for the causal past it names";
     }
     free(en);
+    free(own);
     return r;
 }

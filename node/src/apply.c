@@ -55,6 +55,7 @@ static bool tag_want_cb(const uint8_t id[32], void *ctx)
     memcpy(nw->id, h.id, 32);
     memcpy(nw->tag, h.tag, 32);
     memcpy(nw->origin, h.origin, 32);
+    nw->seq = h.seq;
     return true;
 }
 
@@ -69,7 +70,7 @@ node_err node__apply_adopt(node_engine *e, apply_ctx *c)
 {
     node_err err = NODE_OK;
     for (size_t i = 0; i < c->wants.n && err == NODE_OK; i++)
-        err = node__want_add(e, c->wants.v[i].id, c->wants.v[i].tag, c->wants.v[i].origin);
+        err = node__quota_want(e, &c->wants.v[i]);
     NODE_VEC_FREE(&c->wants);
     return err;
 }
@@ -418,8 +419,16 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     return err;
 }
 
-node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const node_held *held,
-    bool *done, wait_reason *why)
+/* The header's place in its origin's log, for the pending quota (quota.c). */
+static void place(node_wait *w, const proto_header *h)
+{
+    memcpy(w->origin, h->origin, 32);
+    w->seq = h->seq;
+    w->placed = true;
+}
+
+node_err node__apply_one(
+    node_txn *t, apply_ctx *c, node_wait *w, const node_held *held, bool *done, wait_reason *why)
 {
     node_engine *e = c->e;
     *done = false;
@@ -438,10 +447,12 @@ node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const no
             return NODE_OK;
         }
     }
-    if (held != NULL)
+    if (held != NULL) {
+        place(w, held->h);
         return held->h->kind == PROTO_HDR_KEY_GRANT
             ? apply_grant(t, c, w, held->h, held->body, held->len, done)
             : apply_delta(t, c, w, held->h, held->body, held->len, done, why);
+    }
     const void *hb, *bb;
     size_t hl, bl;
     if (node__ledger_header_by_id(t, w->id, &hb, &hl) != NODE_OK
@@ -452,6 +463,7 @@ node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const no
     proto_header h;
     if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
         return NODE_ECORRUPT;
+    place(w, &h);
     node_err err = h.kind == PROTO_HDR_KEY_GRANT ? apply_grant(t, c, w, &h, bb, bl, done)
                                                  : apply_delta(t, c, w, &h, bb, bl, done, why);
     proto_header_fini(&h);
@@ -552,6 +564,7 @@ void node__retry_waits(node_engine *e)
         e->retry_at = 0;
         e->retry_passes = 0;
         e->apply_progress = 0;
+        node__quota_keep(e); /* between passes: the list may be compacted */
     }
     if (node__waits_reindex(e) != NODE_OK)
         NODE_ERROR("apply.fail", "error=\"out of memory indexing waiting bodies\"");

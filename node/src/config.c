@@ -17,6 +17,7 @@ void node_config_defaults(node_config *cfg)
     cfg->rekey_notice_ms = UINT64_C(72) * 3600000;
     cfg->held_per_origin = 10000;
     cfg->held_bytes = UINT64_C(64) << 20;
+    cfg->pending_per_author = 10000;
     cfg->max_message_bytes = UINT64_C(16) << 20;
     cfg->handshake_timeout_ms = 5000;
     cfg->anti_entropy_ms = 2000;
@@ -112,6 +113,7 @@ static const key_def keys[] = {
     { "sync", "idle_timeout_ms", K_NUM, OFF(idle_timeout_ms), 1000, 3600000, 1 },
     { "sync", "held_headers_per_origin", K_NUM, OFF(held_per_origin), 100, 1000000, 1 },
     { "sync", "held_headers_mb", K_NUM, OFF(held_bytes), 1, 4096, 1 << 20 },
+    { "sync", "pending_per_author", K_NUM, OFF(pending_per_author), 10, 1000000, 1 },
     { "network", "admin_pub", K_KEY, OFF(admin_pub), 0, 0, 0 },
     { "network", "schema", K_FILE, OFF(schema), 0, 0, 0 },
     { "network", "rekey_notice_hours", K_NUM, OFF(rekey_notice_ms), 0, 8760, 3600000 },

@@ -52,7 +52,8 @@ bool net__maybe_down_locked(conn *c)
     uint8_t *why = malloc(len + 1);
     if (why != NULL)
         memcpy(why, c->why, len + 1);
-    net_ev ev = { NULL, NODE_NET_PIPE_DOWN, c->id, c->dialer, c->ctl, why, 0, why ? len : 0 };
+    net_ev ev
+        = { NULL, NODE_NET_PIPE_DOWN, c->id, c->dialer, c->ctl, false, 0, why, 0, why ? len : 0 };
     if (!net__push_locked(c->net, ev)) {
         free(why);
         return false; /* out of memory: the conn stays until the node stops */
@@ -216,7 +217,7 @@ static void rx_cb(void *arg)
         return;
     }
     net_ev ev = { NULL, c->ctl ? NODE_NET_CONTROL : NODE_NET_MESSAGE, c->id, c->dialer, c->ctl,
-        c->body, 4, c->body_len - 4 };
+        c->uid_known, c->uid, c->body, 4, c->body_len - 4 };
     pthread_mutex_lock(&n->lock);
     bool ok = net__push_locked(n, ev);
     if (ok) {
@@ -372,6 +373,9 @@ bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id, bool ctl)
     c->dialer = dialer_id;
     c->ctl = ctl;
     c->trusted = ctl;
+    /* Who is at the other end of a control connection, as the kernel says: for the access log
+     * and the log lines of what it asks (nng reads SO_PEERCRED on Linux). */
+    c->uid_known = ctl && nng_stream_get_uint64(s, NNG_OPT_IPC_PEER_UID, &c->uid) == 0;
     c->born_ms = net__mono_ms();
     c->rs = RX_SP;
     const uint8_t sp[SP_HEADER_LEN]
@@ -402,8 +406,8 @@ bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id, bool ctl)
     if (!ctl) {
         char addr[64];
         remote_addr(s, addr, sizeof(addr));
-        net_ev ev = { NULL, NODE_NET_PIPE_UP, c->id, dialer_id, false, (uint8_t *)strdup(addr), 0,
-            strlen(addr) };
+        net_ev ev = { NULL, NODE_NET_PIPE_UP, c->id, dialer_id, false, false, 0,
+            (uint8_t *)strdup(addr), 0, strlen(addr) };
         if (ev.buf == NULL || !net__push_locked(n, ev)) {
             pthread_mutex_unlock(&n->lock);
             free(ev.buf);

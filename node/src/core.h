@@ -51,6 +51,8 @@ typedef struct node_host {
     void (*undial)(void *ctx, uint32_t dialer);
     void (*ctl_reply)(void *ctx, const uint8_t *buf, size_t len);
     void (*schedule)(void *ctx, node_work w, uint64_t delay_ms);
+    /* The Unix user of the control request being handled ("" when unknown); may be NULL. */
+    void (*ctl_user)(void *ctx, char *out, size_t size);
 } node_host;
 
 /* A member of the manifest (every org ever listed), as this node sees it at run time; its
@@ -117,8 +119,11 @@ typedef enum wait_reason { WAIT_KEY, WAIT_CAUSAL, WAIT_CLOCK } wait_reason;
 typedef struct node_wait {
     uint8_t id[32];
     uint8_t tag[32];
+    uint8_t origin[32]; /* the header's place in its origin's log, once known (placed) */
+    uint64_t seq;
     wait_reason why;
     uint8_t kind; /* proto_header_kind, 0 when not known yet */
+    bool placed;
 } node_wait;
 
 /* A header held out of order (its seq is beyond the next expected one). */
@@ -134,6 +139,7 @@ typedef struct node_want {
     uint8_t id[32];
     uint8_t tag[32];
     uint8_t origin[32]; /* the header's author: the first holder to ask */
+    uint64_t seq;       /* the header's place in its author's log */
     uint64_t since_ms;  /* when the header came (node__mono): its body is usually on the way */
     uint64_t asked_ms;  /* when it was last asked for (node__mono), 0 if never */
 } node_want;
@@ -148,6 +154,13 @@ typedef struct node_pending_stat {
     uint64_t max_seq;
 } node_pending_stat;
 typedef NODE_VEC(node_pending_stat) node_pending_stat_vec;
+/* An author whose bodies from seq `from` on are held back: more of them waited for their causal
+ * past than the pending quota allows (quota.c). At most one per origin of the manifest. */
+typedef struct node_held_back {
+    uint8_t origin[32];
+    uint64_t from;
+} node_held_back;
+typedef NODE_VEC(node_held_back) node_held_back_vec;
 /* Headers held out of order, at most (each up to max_message_bytes in the worst case). */
 #define PENDING_MAX ((size_t)1 << 19) /* a count bound above the bytes bound of ingest.c */
 
@@ -183,9 +196,10 @@ struct node_engine {
     node_pending_vec pending;            /* headers held out of order (bounds in ingest.c) */
     node_pending_stat_vec pending_stats; /* per origin, counted again after each change */
     size_t pending_bytes;
-    node_wait_vec waits;    /* bodies held, not merged yet (NODE_WAITS_MAX) */
-    node_want_vec wants;    /* bodies lacked (NODE_WANTS_MAX) */
-    idset want_ix, wait_ix; /* id -> index in wants / waits */
+    node_wait_vec waits;          /* bodies held, not merged yet (NODE_WAITS_MAX) */
+    node_held_back_vec held_back; /* authors over the pending quota (quota.c, PROTO_VV_MAX) */
+    node_want_vec wants;          /* bodies lacked (NODE_WANTS_MAX) */
+    idset want_ix, wait_ix;       /* id -> index in wants / waits */
 
     /* apply.c: the pass over the waits */
     size_t retry_at;       /* where the pass over the waits stopped */
@@ -308,10 +322,11 @@ node_err node__manifest_load(node_engine *e, node_errmsg *msg);
 #define NODE_WANTS_MAX ((size_t)1 << 20)
 #define NODE_WAITS_MAX ((size_t)1 << 20)
 bool node__want_has(node_engine *e, const uint8_t id[32]);
-node_err node__want_add(
-    node_engine *e, const uint8_t id[32], const uint8_t tag[32], const uint8_t origin[32]);
+/* Want w's body (its id, tag, origin and seq are read; node__quota_want is the door for bodies
+ * whose author may be held back). */
+node_err node__want_add(node_engine *e, const node_want *w);
 void node__want_remove(node_engine *e, const uint8_t id[32]);
-node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[32], uint8_t kind);
+node_err node__wait_add(node_engine *e, const node_wait *w);
 /* Rebuild the wait index after the list was compacted. */
 node_err node__waits_reindex(node_engine *e);
 /* A want is asked only when its body has not come this long after its header (it usually
@@ -418,14 +433,28 @@ typedef struct node_held {
     size_t len;
 } node_held;
 /* Try to merge one held body (held: known already, or NULL to read it from the store). Sets
- * *done (merged, refused, or not ours) or *why. */
-node_err node__apply_one(node_txn *t, apply_ctx *c, const node_wait *w, const node_held *held,
-    bool *done, wait_reason *why);
+ * *done (merged, refused, or not ours) or *why, and w's place once its header is read. */
+node_err node__apply_one(
+    node_txn *t, apply_ctx *c, node_wait *w, const node_held *held, bool *done, wait_reason *why);
 /* After the commit of a transaction that applied bodies: want what its keys made readable. */
 node_err node__apply_adopt(node_engine *e, apply_ctx *c);
 /* Retry the waiting bodies (after a key arrived, a state changed, or time passed), a bounded
  * number per call; schedules NODE_WORK_APPLY when it stopped with more to do. */
 void node__retry_waits(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* quota.c: the pending quota of each author                                                 */
+
+/* Are the bodies of origin from seq on held back (not stored, not asked for) because more of
+ * its bodies wait for their causal past than [sync] pending_per_author? */
+bool node__quota_holds_back(const node_engine *e, const uint8_t origin[32], uint64_t seq);
+/* node__want_add, unless w's author is held back from w's seq on: that body is asked for when
+ * the quota has room again. */
+node_err node__quota_want(node_engine *e, const node_want *w);
+/* After a pass over the waits: drop from the store the highest-seq bodies of every author over
+ * the quota (their headers stay; logged once per author and pass), and ask again, in seq order,
+ * for those of held-back authors that are back under it. */
+void node__quota_keep(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ingest.c: headers and bodies from peers                                                   */
@@ -447,8 +476,12 @@ node_err node__ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_
 /* Check and store bodies from a peer, then merge what can be merged. */
 node_err node__ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from);
+
+/* ---------------------------------------------------------------------------------------- */
+/* load.c: what the store holds, at start                                                    */
+
 /* At start: this node's log position and clock, and the waits and wants, from the store. */
-node_err node__ingest_load(node_engine *e, node_errmsg *msg);
+node_err node__load_store(node_engine *e, node_errmsg *msg);
 
 /* ---------------------------------------------------------------------------------------- */
 /* write.c: local changes                                                                    */

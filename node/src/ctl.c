@@ -90,8 +90,8 @@ static void cmd_case_write(req *r, bool create, bool unset)
     }
     char id[PROTO_CASE_ID_TEXT_SIZE];
     proto_case_id_format(&c, id);
-    NODE_INFO("case.write", "case=%s operator=\"%s\" edits=%zu created=%s", id,
-        node__logq(r->operator_name), n, create ? "yes" : "no");
+    NODE_INFO("case.write", "case=%s operator=\"%s\" user=\"%s\" edits=%zu created=%s", id,
+        node__logq(r->operator_name), node__logq(r->unix_user), n, create ? "yes" : "no");
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "id", json_object_new_string(id));
     if (!create)
@@ -209,6 +209,7 @@ static void cmd_consent_grant(req *r)
         return;
     }
     snprintf(g.operator_name, sizeof(g.operator_name), "%s", r->operator_name);
+    snprintf(g.unix_user, sizeof(g.unix_user), "%s", r->unix_user);
     if (r->nargs > 9
         && (!node__ctl_arg(r, 9, g.provision, sizeof(g.provision))
             || (g.provision[0] != 0
@@ -238,8 +239,10 @@ static void cmd_consent_grant(req *r)
     if (g.until_ms != 0)
         node__rfc3339(g.until_ms, end);
     NODE_INFO("consent.grant",
-        "case=%s to=%s scopes=%zu access=%s purpose=%s basis=%s until=%s operator=\"%s\"", id, to,
-        ns, access, purpose, basis, end, node__logq(r->operator_name));
+        "case=%s to=%s scopes=%zu access=%s purpose=%s basis=%s until=%s operator=\"%s\" "
+        "user=\"%s\"",
+        id, to, ns, access, purpose, basis, end, node__logq(r->operator_name),
+        node__logq(r->unix_user));
     json_object *doc = json_object_new_object(), *sa = json_object_new_array();
     for (size_t i = 0; i < ns; i++)
         json_object_array_add(sa, json_object_new_string(list[i]));
@@ -291,7 +294,9 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         node__ctl_error(e, 0, CODE_USAGE, msg);
         return;
     }
-    req r = { e, m.id, m.args, m.nargs, "" };
+    req r = { e, m.id, m.args, m.nargs, "", "" };
+    if (e->host.ctl_user != NULL)
+        e->host.ctl_user(e->host.ctx, r.unix_user, sizeof(r.unix_user));
     char cmd[65];
     size_t cl = m.command.len < 64 ? m.command.len : 64;
     memcpy(cmd, m.command.p, cl);

@@ -20,6 +20,7 @@ typedef struct req {
     const proto_bytes *args;
     size_t nargs;
     char operator_name[NODE_OPERATOR_MAX + 1];
+    char unix_user[LEDGER_USER_MAX + 1]; /* who sent it, as the kernel says, or "" */
 } req;
 
 /* ctlreq.c: answers (each request gets exactly one) and arguments. */

@@ -500,6 +500,8 @@ void node__cmd_status(req *r)
     json_object_object_add(waiting, "key", json_object_new_int64((int64_t)key));
     json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)e->wants.n));
     json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->pending.n));
+    json_object_object_add(
+        waiting, "held_back_authors", json_object_new_int64((int64_t)e->held_back.n));
     json_object_object_add(doc, "waiting", waiting);
     json_object_object_add(doc, "members", members);
     json_object *purposes = json_object_new_array();

@@ -154,6 +154,14 @@ static void host_ctl_reply(void *ctx, const uint8_t *buf, size_t len)
         (void)node__net_ctl_reply(d->net, buf, len);
 }
 
+static void host_ctl_user(void *ctx, char *out, size_t size)
+{
+    daemon *d = ctx;
+    out[0] = 0;
+    if (d->net != NULL)
+        node__net_ctl_user(d->net, out, size);
+}
+
 static void work_idle_cb(uv_idle_t *h)
 {
     daemon *d = h->data;
@@ -340,7 +348,7 @@ int node_run(const char *dir)
     bool loop_ok = false;
 
     e->host = (node_host) { d, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
-        host_undial, host_ctl_reply, host_schedule };
+        host_undial, host_ctl_reply, host_schedule, host_ctl_user };
     e->started_ms = host_mono(d);
     node_err err = open_dir(e, dir, &lock, &msg);
     if (err == NODE_EINVAL) {

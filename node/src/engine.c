@@ -3,7 +3,7 @@
  * run, stop, free; wire events and control requests; scheduled work; the periodic tick. The
  * host is the daemon (daemon.c: libuv and nng) or a test's simulation (a fake clock and wire):
  * both drive the engine through these functions only. May call: ctl.c, peers.c, sync.c,
- * apply.c, ingest.c, state.c, link.c, ledger.c, store.c, vpool.c.
+ * apply.c, ingest.c, load.c, state.c, link.c, ledger.c, store.c, vpool.c.
  */
 #include "core.h"
 
@@ -34,7 +34,7 @@ node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
         err = node__members_rebuild(e);
     if (err != NODE_OK && err != NODE_ENOTFOUND)
         return err;
-    if ((err = node__ingest_load(e, msg)) != NODE_OK)
+    if ((err = node__load_store(e, msg)) != NODE_OK)
         return err;
     return node__vpool_new(workers, &e->vpool, msg);
 }
@@ -66,6 +66,7 @@ void node__engine_free(node_engine *e)
         free(e->pending.v[i].bytes);
     NODE_VEC_FREE(&e->pending);
     NODE_VEC_FREE(&e->pending_stats);
+    NODE_VEC_FREE(&e->held_back);
     NODE_VEC_FREE(&e->waits);
     NODE_VEC_FREE(&e->wants);
     node__idset_free(&e->want_ix);

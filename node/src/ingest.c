@@ -2,10 +2,10 @@
  * Ingest: headers and bodies from peers, verified, chained per origin (or held out of order,
  * or kept as a proof of equivocation), stored, and the bodies merged at once when they can be,
  * in one transaction per group of queued messages (a group commit). What cannot be merged yet
- * joins the waits (apply.c takes them up). At start, the waits and wants are rebuilt from the
- * store. Transaction bodies may run twice (the store reruns them after growing a full map), so
- * they work on copies of in-memory state and the caller adopts the copies after the commit.
- * May call: apply.c, hcheck.c, access.c, state.c, ledger.c, proto.
+ * joins the waits (apply.c takes them up). Transaction bodies may run twice (the store reruns them
+ * after growing a full map), so they work on copies of in-memory state and the caller adopts the
+ * copies after the commit. May call: apply.c, quota.c, hcheck.c, access.c, state.c, ledger.c,
+ * proto.
  */
 #include "core.h"
 
@@ -64,6 +64,7 @@ static node_err ctx_want(ingest_ctx *c, const proto_header *h)
     memcpy(w->id, h->id, 32);
     memcpy(w->tag, h->tag, 32);
     memcpy(w->origin, h->origin, 32);
+    w->seq = h->seq;
     return NODE_OK;
 }
 
@@ -520,7 +521,7 @@ static node_err ingest_post(node_engine *e, ingest_ctx *c)
     pending_bound(e);
     node_err err = NODE_OK;
     for (size_t i = 0; i < c->wants.n && err == NODE_OK; i++)
-        err = node__want_add(e, c->wants.v[i].id, c->wants.v[i].tag, c->wants.v[i].origin);
+        err = node__quota_want(e, &c->wants.v[i]);
     return err;
 }
 
@@ -587,8 +588,9 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c, uint8_t kind)
         if (h == NULL || (kind != 0 && h->kind != kind))
             continue;
         c->seen[i] = true;
-        if (node__ledger_body_has(t, it->header_id) || !node__may_hold(t, e, h))
-            continue; /* held already, or not ours to hold */
+        if (node__ledger_body_has(t, it->header_id) || !node__may_hold(t, e, h)
+            || node__quota_holds_back(e, h->origin, h->seq))
+            continue; /* held already, not ours to hold, or beyond its author's quota */
         proto_err perr = proto_body_check(h, it->body.p, it->body.len);
         if (perr != PROTO_OK) {
             NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
@@ -600,6 +602,9 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c, uint8_t kind)
         c->held[i] = (node_held) { h, it->body.p, it->body.len };
         memcpy(c->w[i].id, it->header_id, 32);
         memcpy(c->w[i].tag, h->tag, 32);
+        memcpy(c->w[i].origin, h->origin, 32);
+        c->w[i].seq = h->seq;
+        c->w[i].placed = true;
         c->w[i].kind = h->kind;
     }
     return NODE_OK;
@@ -716,10 +721,9 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
         node__want_remove(e, in->bodies[i].header_id);
         if (g.b.done[i])
             continue;
-        if ((err = node__wait_add(e, in->bodies[i].header_id, g.b.w[i].tag, g.b.w[i].kind))
-            != NODE_OK)
+        g.b.w[i].why = g.b.why[i];
+        if ((err = node__wait_add(e, &g.b.w[i])) != NODE_OK)
             goto out;
-        e->waits.v[node__idset_get(&e->wait_ix, in->bodies[i].header_id)].why = g.b.why[i];
     }
     node__retry_waits(e); /* older waits may follow what was merged */
 out:
@@ -747,103 +751,4 @@ node_err node__ingest_bodies(
 {
     node_ingest_in in = { NULL, 0, items, n };
     return node__ingest(e, &in, from);
-}
-
-typedef struct load_ctx {
-    node_engine *e;
-    node_want_vec wants;
-    node_wait_vec waits;
-    node_txn *t;
-    bool full; /* a list reached its bound */
-} load_ctx;
-
-static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    (void)v, (void)vl;
-    load_ctx *c = ctx;
-    if (kl != 65)
-        return true;
-    const uint8_t *tag = (const uint8_t *)k + 1, *id = (const uint8_t *)k + 33;
-    bool has_body = node__ledger_body_has(c->t, id);
-    if (has_body && node__ledger_applied_get(c->t, id) == 0) {
-        node_wait *w = NODE_VEC_PUSH(&c->waits, NODE_WAITS_MAX);
-        if (w == NULL) {
-            c->full = true; /* over the bound: found again at a later start, once these merged */
-            return true;
-        }
-        memcpy(w->id, id, 32);
-        memcpy(w->tag, tag, 32);
-        w->why = WAIT_KEY;
-        w->kind = 0; /* unknown until tried: apply_one decodes it */
-    } else if (!has_body) {
-        const void *hb;
-        size_t hl;
-        proto_header h;
-        if (node__ledger_header_by_id(c->t, id, &hb, &hl) != NODE_OK
-            || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
-            return true;
-        if (node__may_hold(c->t, c->e, &h)) {
-            node_want *w = NODE_VEC_PUSH(&c->wants, NODE_WANTS_MAX);
-            if (w == NULL) {
-                c->full = true;
-                proto_header_fini(&h);
-                return true;
-            }
-            memcpy(w->id, id, 32);
-            memcpy(w->tag, tag, 32);
-            memcpy(w->origin, h.origin, 32);
-            w->since_ms = 0; /* missing since before the start: ask at once */
-            w->asked_ms = 0;
-        }
-        proto_header_fini(&h);
-    }
-    return true;
-}
-
-static node_err load_cb(node_txn *t, void *ctx)
-{
-    load_ctx *c = ctx;
-    node_engine *e = c->e;
-    c->t = t;
-    node_err err;
-    if ((err = node__ledger_own_get(t, &e->own_seq, e->own_last)) != NODE_OK
-        || (err = node__ledger_hlc_get(t, &e->clock)) != NODE_OK)
-        return err;
-    /* The next sequence number is one past the highest of our own headers held here, whether
-     * this node wrote it or it came back from a peer after a restore from an older copy. */
-    uint8_t last[32];
-    uint64_t held = node__ledger_vv_last(t, proto_identity_origin(e->me), last);
-    if (held > e->own_seq) {
-        NODE_WARN("own.behind",
-            "seq=%" PRIu64 " own_seq=%" PRIu64 " detail=\"the store holds newer headers of this "
-            "node's log than its own position; continuing after them\"",
-            held, e->own_seq);
-        e->own_seq = held;
-        memcpy(e->own_last, last, 32);
-    }
-    if ((err = node_txn_scan(t, NODE_DB_HEADERS, "T", 1, load_tag_cb, c)) != NODE_OK)
-        return err;
-    return NODE_OK;
-}
-
-node_err node__ingest_load(node_engine *e, node_errmsg *msg)
-{
-    load_ctx c = { .e = e };
-    node_err err = node_store_read(e->store, load_cb, &c, msg);
-    if (err != NODE_OK) {
-        NODE_VEC_FREE(&c.wants);
-        NODE_VEC_FREE(&c.waits);
-        return err;
-    }
-    e->wants = c.wants;
-    e->waits = c.waits;
-    if (c.full)
-        NODE_WARN("store.load",
-            "wants=%zu waits=%zu detail=\"more bodies are lacked or held than "
-            "the in-memory lists hold; the rest is taken up at a later start\"",
-            e->wants.n, e->waits.n);
-    for (size_t i = 0; i < e->wants.n; i++)
-        if (!node__idset_put(&e->want_ix, e->wants.v[i].id, i))
-            return NODE_ENOMEM;
-    return node__waits_reindex(e);
 }

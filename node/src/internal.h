@@ -111,6 +111,9 @@ void node__net_drop(node_net *n, uint32_t pipe);
 void node__net_trust(node_net *n, uint32_t pipe);
 /* Answer the control request in progress and wait for the next one. */
 node_err node__net_ctl_reply(node_net *n, const uint8_t *buf, size_t len);
+/* The Unix user who sent the control request being handled, as the kernel says: its name, or
+ * "uid:N" when the system has no printable name for it, or "" when not known. */
+void node__net_ctl_user(node_net *n, char *out, size_t size);
 /* Close everything; done(ctx) runs on the loop once n is freed. */
 void node__net_close(node_net *n, void (*done)(void *), void *ctx);
 

@@ -34,6 +34,12 @@
 
 #define LEDGER_ID_LEN 32
 
+/* A store key made of a one-byte prefix and up to three parts (ledger.c, ledger_log.c). */
+typedef struct lkey {
+    uint8_t b[1 + 32 + 32 + 40];
+    size_t n;
+} lkey;
+
 /* What is known of one (case, scope, epoch) key. */
 typedef struct ledger_key {
     uint8_t tag[32];
@@ -102,6 +108,8 @@ node_err node__ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_
 node_err node__ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len);
 node_err node__ledger_body_get(node_txn *t, const uint8_t id[32], const void **body, size_t *len);
 bool node__ledger_body_has(node_txn *t, const uint8_t id[32]);
+/* Drop a body not decided yet (its header stays: the body can be asked for again). */
+node_err node__ledger_body_del(node_txn *t, const uint8_t id[32]);
 
 /* Keys. The record is copied out; wipe it (sodium_memzero via proto) when done. */
 node_err node__ledger_key_put(node_txn *t, const ledger_key *k);

@@ -34,6 +34,7 @@
 #include "net_int.h"
 
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,8 @@ static void wake_cb(uv_async_t *h)
                 /* Answered through node__net_ctl_reply, within the callback. */
                 n->ctl_pipe = ev->pipe;
                 memcpy(n->ctl_hdr, ev->buf, 4);
+                n->ctl_uid_known = ev->uid_known;
+                n->ctl_uid = ev->uid;
                 n->cb(n->cb_ctx, ev->kind, 0, 0, ev->buf + ev->off, ev->len);
                 n->ctl_pipe = 0;
             } else if (ev->ctl && ev->kind == NODE_NET_PIPE_DOWN) {
@@ -356,6 +359,25 @@ void node__net_undial(node_net *n, uint32_t id)
     pthread_mutex_unlock(&n->lock);
     for (size_t i = 0; i < k; i++)
         node__net_drop(n, ids[i]);
+}
+
+void node__net_ctl_user(node_net *n, char *out, size_t size)
+{
+    out[0] = 0;
+    if (n->ctl_pipe == 0 || !n->ctl_uid_known || size == 0)
+        return;
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    /* The access log carries printable ASCII without spaces (PROTOCOL.md, ACCESS_GRANT): a
+     * name that is not, or none, is given as the number. */
+    bool named = getpwuid_r((uid_t)n->ctl_uid, &pw, buf, sizeof(buf), &found) == 0 && found != NULL
+        && found->pw_name[0] != 0 && strlen(found->pw_name) < size;
+    for (const char *p = named ? found->pw_name : ""; *p != 0 && named; p++)
+        named = *p >= 0x21 && *p <= 0x7e;
+    if (named)
+        snprintf(out, size, "%s", found->pw_name);
+    else
+        snprintf(out, size, "uid:%" PRIu64, n->ctl_uid);
 }
 
 node_err node__net_ctl_reply(node_net *n, const uint8_t *buf, size_t len)

@@ -39,7 +39,9 @@ typedef struct net_ev {
     struct net_ev *next;
     node_net_ev kind;
     uint32_t pipe, dialer;
-    bool ctl;     /* of a control connection */
+    bool ctl;       /* of a control connection */
+    bool uid_known; /* a control connection's peer user id (the kernel's word), when known */
+    uint64_t uid;
     uint8_t *buf; /* messages (payload at buf + 4, after the SP header) and DOWN reasons */
     size_t off, len;
 } net_ev;
@@ -72,7 +74,9 @@ typedef struct conn {
     size_t txq_bytes;
     bool tx_busy;
 
-    bool ctl;     /* a control connection (SP rep0 to a req0 client), else a peer's (pair1) */
+    bool ctl;       /* a control connection (SP rep0 to a req0 client), else a peer's (pair1) */
+    bool uid_known; /* a control connection's peer user id, from the kernel (SO_PEERCRED) */
+    uint64_t uid;
     bool trusted; /* a peer's whose handshake is done: messages up to max_message, else
                    * HANDSHAKE_MSG_MAX (control connections are local and always trusted) */
     bool dead, down_sent;
@@ -103,6 +107,8 @@ struct node_net {
     size_t nctl;        /* control connections open (at most CTL_CONNS_MAX) */
     uint32_t ctl_pipe;  /* the control connection whose request the loop handles, or 0 */
     uint8_t ctl_hdr[4]; /* and that request's SP request id, echoed in the answer */
+    bool ctl_uid_known; /* and its peer's user id, when the kernel told it */
+    uint64_t ctl_uid;
     bool closing;
     uint16_t port;
     size_t max_message;

@@ -379,20 +379,17 @@ bool node__want_has(node_engine *e, const uint8_t id[32])
     return node__idset_get(&e->want_ix, id) != SIZE_MAX;
 }
 
-node_err node__want_add(
-    node_engine *e, const uint8_t id[32], const uint8_t tag[32], const uint8_t origin[32])
+node_err node__want_add(node_engine *e, const node_want *src)
 {
-    if (node__want_has(e, id))
+    if (node__want_has(e, src->id))
         return NODE_OK;
     node_err err = NODE_VEC_RESERVE(&e->wants, e->wants.n + 1, NODE_WANTS_MAX);
     if (err != NODE_OK)
         return err; /* beyond the bound: asked again when the store is loaded next */
-    if (!node__idset_put(&e->want_ix, id, e->wants.n))
+    if (!node__idset_put(&e->want_ix, src->id, e->wants.n))
         return NODE_ENOMEM;
     node_want *w = &e->wants.v[e->wants.n++];
-    memcpy(w->id, id, 32);
-    memcpy(w->tag, tag, 32);
-    memcpy(w->origin, origin, 32);
+    *w = *src;
     w->since_ms = node__mono(e);
     w->asked_ms = 0;
     node__wants_schedule(e);
@@ -412,20 +409,16 @@ void node__want_remove(node_engine *e, const uint8_t id[32])
     }
 }
 
-node_err node__wait_add(node_engine *e, const uint8_t id[32], const uint8_t tag[32], uint8_t kind)
+node_err node__wait_add(node_engine *e, const node_wait *src)
 {
-    if (node__idset_get(&e->wait_ix, id) != SIZE_MAX)
+    if (node__idset_get(&e->wait_ix, src->id) != SIZE_MAX)
         return NODE_OK;
     node_err err = NODE_VEC_RESERVE(&e->waits, e->waits.n + 1, NODE_WAITS_MAX);
     if (err != NODE_OK)
         return err; /* beyond the bound: tried again when the store is loaded next */
-    if (!node__idset_put(&e->wait_ix, id, e->waits.n))
+    if (!node__idset_put(&e->wait_ix, src->id, e->waits.n))
         return NODE_ENOMEM;
-    node_wait *w = &e->waits.v[e->waits.n++];
-    memcpy(w->id, id, 32);
-    memcpy(w->tag, tag, 32);
-    w->why = WAIT_KEY;
-    w->kind = kind;
+    e->waits.v[e->waits.n++] = *src;
     return NODE_OK;
 }
 

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,6 +412,12 @@ static void test_grant_provision_and_access(void **state)
     assert_string_equal(jstr(grant, "evidence"), "prot. 12/2026");
     assert_string_equal(jstr(grant, "until"), "2026-12-31T22:59:59.999Z");
     assert_string_equal(jstr(grant, "operator"), "op-comune-1");
+    /* The Unix user is the kernel's word for who sent the request (this test's user), not
+     * anything the client said. */
+    const struct passwd *pw = getpwuid(getuid());
+    assert_non_null(pw);
+    assert_non_null(jstr(grant, "unix_user"));
+    assert_string_equal(jstr(grant, "unix_user"), pw->pw_name);
     th_out_free(&o);
 
     o = patto_text(net, 0, "case", "show", id);

@@ -1066,7 +1066,7 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
     s->o.anti_entropy_ms = cfg.anti_entropy_ms;
     s->lim.max_message = cfg.max_message_bytes;
     node_host host = { nd, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
-        host_undial, host_ctl_reply, host_schedule };
+        host_undial, host_ctl_reply, host_schedule, NULL };
     engine_setup(nd, &host, &cfg, me, schema, s->schema_hash, &s->lim, rng_next(&s->net) | 1u);
     enter(s, i);
     node_err err = node__engine_open(nd->e, 0, &msg);

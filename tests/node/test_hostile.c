@@ -98,6 +98,12 @@ static int setup(void **state)
     return setup_with(state, "");
 }
 
+/* The pending quota is tested with 20 bodies per author. */
+static int setup_small_quota(void **state)
+{
+    return setup_with(state, "\n[sync]\npending_per_author = 20\n");
+}
+
 /* Silence is tested with a 1 s handshake deadline. */
 static int setup_short_handshake(void **state)
 {
@@ -3091,6 +3097,192 @@ static void future_dot_in_context_waits(void **state)
     still_serving(net, true);
 }
 
+/* Finding 3, its last part: a write grantee's new dots must follow those it had seen without
+ * a gap. A delta of cpia-1 whose register entry carries its dot 11 (its version vector says it
+ * had seen none of its dots) is refused at the owner and shows nothing; its next delta, made
+ * right, merges. */
+static void new_dots_must_be_consecutive(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "write");
+    proto_case_id cid;
+    member_view v;
+    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
+    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
+    chain c = { v.own_seq + 1, { 0 } };
+    memcpy(c.prev, v.own_last, 32);
+    const crdt_origin *me = (const crdt_origin *)(const void *)proto_identity_origin(cpia);
+    CHECK(net, crdt_cc_vv_max(crdt_scope_cc(v.state), me) == 0,
+        "the CPIA wrote lingua before the test did");
+
+    /* livello=C2 on a state whose context pretends the CPIA's dot 10 was made already. */
+    crdt_scope *s = NULL, *delta = NULL;
+    assert_int_equal(crdt_scope_clone(v.state, &s), CRDT_OK);
+    crdt_cc cc;
+    crdt_cc_init(&cc, NULL);
+    assert_int_equal(crdt_cc_copy(&cc, crdt_scope_cc(s)), CRDT_OK);
+    crdt_dot ten = { *me, 10 };
+    assert_int_equal(crdt_cc_add(&cc, &ten), CRDT_OK);
+    assert_int_equal(crdt_scope_set_cc(s, &cc), CRDT_OK);
+    crdt_cc_fini(&cc);
+    assert_int_equal(crdt_scope_new(NULL, &delta), CRDT_OK);
+    crdt_hlc hlc = { now_ms(), 0 };
+    assert_int_equal(crdt_register_set(s, delta, me, &hlc, "livello", "C2", 2), CRDT_OK);
+    const crdt_cc *dcc = crdt_scope_cc(delta);
+    CHECK(net, crdt_cc_vv_max(dcc, me) == 0 && dcc->ncloud > 0,
+        "the forged delta does not carry a dot beyond a gap");
+    forged gap;
+    assert_int_equal(
+        forge_delta_of(cpia, v.key, v.state, delta, v.access_seen, c.seq, c.prev, hlc.wall, &gap),
+        PROTO_OK);
+    chain_next(&c, &gap);
+    crdt_scope_free(s);
+    crdt_scope_free(delta);
+
+    static const char *const why = "its new dots skip numbers";
+    size_t before = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", why);
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    push_all(net, p, &gap, 1);
+    CHECK(net, wait_log(net, COMUNE, before, 15000, "event=delta.refuse", "org=cpia-1", why),
+        "the comune did not refuse a delta whose new dot skips numbers");
+    show_want c2 = { COMUNE, id, "scopes/lingua/livello", "C2" };
+    CHECK(net, !shows(net, &c2), "the comune shows the refused value");
+    /* A delta made right (the CPIA's dot 1) merges. */
+    push_write(net, p, cpia, &v, &c, "livello", "B1", 0, NULL);
+    show_want b1 = { COMUNE, id, "scopes/lingua/livello", "B1" };
+    CHECK(net, th_wait(net, 15000, shows, &b1),
+        "the comune did not merge the CPIA's next delta, made right");
+    forged_free(&gap);
+    fp_close(p);
+    member_view_fini(&v);
+    proto_identity_free(cpia);
+    still_serving(net, false);
+}
+
+/* Read what the node sends on p for up to ms milliseconds, answering its pings (an empty
+ * WANT) and its wants of forged bodies (f[0..n)) as the bodies' author would; the rest is
+ * dropped. Returns how many bodies were asked for. */
+static size_t serve_wants(th_net *net, fp_peer *p, const forged *f, size_t n, int ms)
+{
+    size_t asked = 0;
+    uint64_t until = now_ms() + (uint64_t)ms;
+    for (uint64_t t = now_ms(); t < until; t = now_ms()) {
+        proto_buf m;
+        unsigned kind = 0;
+        if (fp_recv(p, (int)(until - t), &m, &kind) != FP_OK)
+            break;
+        proto_want_msg w;
+        if (kind == PROTO_K_WANT && proto_want_decode(m.p, m.len, NULL, &w, NULL) == PROTO_OK) {
+            if (w.n == 0) {
+                proto_bodies_msg pong = { NULL, 0, NULL };
+                proto_buf out = { NULL, 0 };
+                assert_int_equal(proto_bodies_encode(&pong, &out), PROTO_OK);
+                send_msg(net, p, &out);
+                proto_buf_free(&out);
+            }
+            for (size_t i = 0; i < w.n; i++)
+                for (size_t k = 0; k < n; k++) {
+                    if (memcmp(w.ids[i].b, f[k].id, 32) != 0)
+                        continue;
+                    proto_buf bm = bodies_msg(&f[k]);
+                    send_msg(net, p, &bm);
+                    proto_buf_free(&bm);
+                    asked++;
+                }
+            proto_want_fini(&w);
+        }
+        proto_buf_free(&m);
+    }
+    return asked;
+}
+
+/* Findings 3 and 11, the pending quota: a write grantee's deltas that state an access-log entry
+ * the owner has not written yet wait (they are never refused for waiting), but at most
+ * [sync] pending_per_author of them (20 here) at once: the highest seqs are dropped, logged once.
+ * When the owner writes that entry, the waiting ones merge and the dropped ones are asked for
+ * again, in seq order, and merge too: each delta adds one hour on top of the one before, so the
+ * count reaches N only when all of them merged. */
+static void waiting_deltas_within_quota(void **state)
+{
+    th_net *net = *state;
+    enum { N = 50, QUOTA = 20 };
+    char id[64];
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "write");
+    proto_case_id cid;
+    member_view v;
+    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
+    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
+    chain c = { v.own_seq + 1, { 0 } };
+    memcpy(c.prev, v.own_last, 32);
+    crdt_origin co;
+    proto_counter_origin(proto_identity_origin(cpia), "ore_frequenza", 13, co.b);
+    crdt_scope *s = NULL;
+    assert_int_equal(crdt_scope_clone(v.state, &s), CRDT_OK);
+    forged *f = calloc(N, sizeof(*f));
+    assert_non_null(f);
+    uint64_t t = now_ms();
+    for (size_t i = 0; i < N; i++) {
+        crdt_scope *before = NULL, *delta = NULL;
+        assert_int_equal(crdt_scope_clone(s, &before), CRDT_OK);
+        assert_int_equal(crdt_scope_new(NULL, &delta), CRDT_OK);
+        assert_int_equal(crdt_counter_add(s, delta, &co, "ore_frequenza", 1), CRDT_OK);
+        assert_int_equal(
+            forge_delta_of(cpia, v.key, before, delta, v.access_seen + 1, c.seq, c.prev, t, &f[i]),
+            PROTO_OK);
+        chain_next(&c, &f[i]);
+        crdt_scope_free(before);
+        crdt_scope_free(delta);
+    }
+    crdt_scope_free(s);
+
+    size_t drops = count3(net, COMUNE, "event=delta.drop", "org=cpia-1", "quota=20");
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    push_all(net, p, f, N);
+    barrier(net, p);
+    num_want waiting = { COMUNE, "waiting/causal", QUOTA };
+    CHECK(net, th_wait(net, 10000, num_is, &waiting),
+        "the comune does not hold exactly its quota of the CPIA's waiting deltas (%lld)",
+        (long long)status_num(net, COMUNE, "waiting/causal"));
+    CHECK(net, wait_log(net, COMUNE, drops, 10000, "event=delta.drop", "org=cpia-1", "quota=20"),
+        "the comune did not log that it dropped the CPIA's deltas beyond the quota");
+    CHECK(net, status_num(net, COMUNE, "waiting/held_back_authors") == 1,
+        "the comune does not hold the CPIA back");
+    CHECK(net, count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", "") == 0,
+        "the comune refused a waiting delta of the CPIA's");
+    /* More of them, pushed again, do not grow what waits. */
+    push_all(net, p, f, N);
+    barrier(net, p);
+    CHECK(net, status_num(net, COMUNE, "waiting/causal") == QUOTA,
+        "the comune holds %lld of the CPIA's waiting deltas after a second push (at most %d)",
+        (long long)status_num(net, COMUNE, "waiting/causal"), QUOTA);
+
+    /* The owner writes the entry they stated: all N merge, the dropped ones asked for again. */
+    grant(net, id, "prefettura-1", "read");
+    counter_want hours = { COMUNE, id, N };
+    size_t asked = 0;
+    uint64_t until = now_ms() + 30000;
+    while (!counter_is(net, &hours) && now_ms() < until)
+        asked += serve_wants(net, p, f, N, 300);
+    CHECK(net, counter_is(net, &hours), "the comune did not merge all %d deltas (asked for %zu)", N,
+        asked);
+    CHECK(net, asked >= N - QUOTA, "the comune asked for %zu dropped deltas again (%d dropped)",
+        asked, N - QUOTA);
+    CHECK(net,
+        status_num(net, COMUNE, "waiting/causal") == 0
+            && status_num(net, COMUNE, "waiting/held_back_authors") == 0,
+        "the comune still holds the CPIA back or waits");
+    fp_close(p);
+    for (size_t i = 0; i < N; i++)
+        forged_free(&f[i]);
+    free(f);
+    member_view_fini(&v);
+    proto_identity_free(cpia);
+    still_serving(net, true);
+}
+
 /* Finding 5, by silence: after a start the comune writes nothing until every member whose link
  * is up has sent its version vector. A member that connects right after the start, answers
  * every ping and never sends a version vector must not stop the comune's writes for long any
@@ -3161,6 +3353,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(reader_cannot_take_over_a_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(member_cannot_hijack_another_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(future_dot_in_context_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(waiting_deltas_within_quota, setup_small_quota, teardown),
+        cmocka_unit_test_setup_teardown(new_dots_must_be_consecutive, setup, teardown),
         cmocka_unit_test_setup_teardown(key_grant_header_adds_no_recipient, setup, teardown),
         cmocka_unit_test_setup_teardown(own_log_claim_is_probed_not_believed, setup, teardown),
         cmocka_unit_test_setup_teardown(equivocation_found_by_version_vectors, setup, teardown),

@@ -1,0 +1,197 @@
+/*
+ * The access log of each (case, scope) on top of the store: 'E' case(16) len(1) scope
+ * number(8) -> kind(1) id(32) wall(8) logical(2) epoch(8), then for a grant access(1) basis(1)
+ * expiry(8) and six strings (len(2) bytes): grantee, purpose, provision, operator, unix user,
+ * evidence; for an epoch announcement new_epoch(8) key_hash(32). The rest of the key layout
+ * is in ledger.h. May call: store.c, proto.
+ */
+#include "ledger.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ENTRY_HEAD (1 + 32 + 8 + 2 + 8)
+
+static lkey entry_key(const proto_case_id *c, const char *scope, uint64_t number, bool with_number)
+{
+    lkey k;
+    size_t sl = strlen(scope);
+    k.b[0] = 'E';
+    memcpy(k.b + 1, c->b, 16);
+    k.b[17] = (uint8_t)sl;
+    memcpy(k.b + 18, scope, sl);
+    k.n = 18 + sl;
+    if (with_number) {
+        node__ledger_be64(k.b + k.n, number);
+        k.n += 8;
+    }
+    return k;
+}
+
+static size_t put_str(uint8_t *p, const char *s)
+{
+    size_t n = strlen(s);
+    p[0] = (uint8_t)(n >> 8);
+    p[1] = (uint8_t)n;
+    memcpy(p + 2, s, n);
+    return 2 + n;
+}
+
+static bool get_str(const uint8_t **p, size_t *left, char *out, size_t max)
+{
+    if (*left < 2)
+        return false;
+    size_t n = (size_t)(*p)[0] << 8 | (*p)[1];
+    if (n > max || *left - 2 < n)
+        return false;
+    memcpy(out, *p + 2, n);
+    out[n] = 0;
+    *p += 2 + n;
+    *left -= 2 + n;
+    return true;
+}
+
+node_err node__ledger_entry_put(
+    node_txn *t, const proto_case_id *c, const char *scope, const ledger_entry *en)
+{
+    uint8_t *v = malloc(
+        ENTRY_HEAD + 10 + 6 * 2 + 2 * PROTO_ORG_MAX + 3 * PROTO_TEXT_MAX + LEDGER_USER_MAX + 40);
+    if (v == NULL)
+        return NODE_ENOMEM;
+    size_t n = 0;
+    v[n++] = en->kind;
+    memcpy(v + n, en->id, 32);
+    n += 32;
+    node__ledger_be64(v + n, en->hlc.wall);
+    n += 8;
+    v[n++] = (uint8_t)(en->hlc.logical >> 8);
+    v[n++] = (uint8_t)en->hlc.logical;
+    node__ledger_be64(v + n, en->epoch);
+    n += 8;
+    if (en->kind == PROTO_BODY_ACCESS_GRANT) {
+        v[n++] = en->access;
+        v[n++] = en->basis;
+        node__ledger_be64(v + n, en->expiry_ms);
+        n += 8;
+        n += put_str(v + n, en->grantee);
+        n += put_str(v + n, en->purpose);
+        n += put_str(v + n, en->provision);
+        n += put_str(v + n, en->operator_name);
+        n += put_str(v + n, en->unix_user);
+        n += put_str(v + n, en->evidence);
+    } else {
+        node__ledger_be64(v + n, en->new_epoch);
+        n += 8;
+        memcpy(v + n, en->key_hash, 32);
+        n += 32;
+    }
+    lkey k = entry_key(c, scope, en->number, true);
+    node_err err = node_txn_put(t, NODE_DB_CONSENTS, k.b, k.n, v, n);
+    free(v);
+    return err;
+}
+
+static node_err entry_decode(uint64_t number, const void *val, size_t len, ledger_entry *out)
+{
+    const uint8_t *p = val;
+    memset(out, 0, sizeof(*out));
+    if (len < ENTRY_HEAD)
+        return NODE_ECORRUPT;
+    out->number = number;
+    out->kind = p[0];
+    memcpy(out->id, p + 1, 32);
+    out->hlc.wall = node__ledger_get64(p + 33);
+    out->hlc.logical = (uint16_t)(p[41] << 8 | p[42]);
+    out->epoch = node__ledger_get64(p + 43);
+    p += ENTRY_HEAD;
+    size_t left = len - ENTRY_HEAD;
+    if (out->kind == PROTO_BODY_ACCESS_GRANT) {
+        if (left < 10)
+            return NODE_ECORRUPT;
+        out->access = p[0];
+        out->basis = p[1];
+        out->expiry_ms = node__ledger_get64(p + 2);
+        p += 10;
+        left -= 10;
+        if (!get_str(&p, &left, out->grantee, PROTO_ORG_MAX)
+            || !get_str(&p, &left, out->purpose, PROTO_ORG_MAX)
+            || !get_str(&p, &left, out->provision, PROTO_TEXT_MAX)
+            || !get_str(&p, &left, out->operator_name, PROTO_TEXT_MAX)
+            || !get_str(&p, &left, out->unix_user, LEDGER_USER_MAX)
+            || !get_str(&p, &left, out->evidence, PROTO_TEXT_MAX) || left != 0)
+            return NODE_ECORRUPT;
+        return NODE_OK;
+    }
+    if (out->kind != PROTO_BODY_ACCESS_EPOCH || left != 40)
+        return NODE_ECORRUPT;
+    out->new_epoch = node__ledger_get64(p);
+    memcpy(out->key_hash, p + 8, 32);
+    return NODE_OK;
+}
+
+node_err node__ledger_entry_get(
+    node_txn *t, const proto_case_id *c, const char *scope, uint64_t number, ledger_entry *out)
+{
+    lkey k = entry_key(c, scope, number, true);
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_CONSENTS, k.b, k.n, &v, &n);
+    return err != NODE_OK ? err : entry_decode(number, v, n, out);
+}
+
+typedef struct entries_ctx {
+    size_t prefix;
+    ledger_entry_cb fn;
+    void *ctx;
+    ledger_entry *en;
+    node_err err;
+} entries_ctx;
+
+static bool entries_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    entries_ctx *c = ctx;
+    if (kl != c->prefix + 8)
+        return true;
+    if ((c->err = entry_decode(node__ledger_get64((const uint8_t *)k + c->prefix), v, vl, c->en))
+        != NODE_OK)
+        return false;
+    return c->fn(c->en, c->ctx);
+}
+
+node_err node__ledger_entries(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_entry_cb fn, void *ctx)
+{
+    lkey k = entry_key(c, scope, 0, false);
+    entries_ctx ec = { k.n, fn, ctx, malloc(sizeof(ledger_entry)), NODE_OK };
+    if (ec.en == NULL)
+        return NODE_ENOMEM;
+    node_err err = node_txn_scan(t, NODE_DB_CONSENTS, k.b, k.n, entries_cb, &ec);
+    free(ec.en);
+    return err != NODE_OK ? err : ec.err;
+}
+
+typedef struct contig_ctx {
+    size_t prefix;
+    uint64_t n;
+} contig_ctx;
+
+static bool contig_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    contig_ctx *c = ctx;
+    if (kl != c->prefix + 8)
+        return true;
+    if (node__ledger_get64((const uint8_t *)k + c->prefix) != c->n + 1)
+        return false;
+    c->n++;
+    return true;
+}
+
+uint64_t node__ledger_entries_contiguous(node_txn *t, const proto_case_id *c, const char *scope)
+{
+    lkey k = entry_key(c, scope, 0, false);
+    contig_ctx cc = { k.n, 0 };
+    if (node_txn_scan(t, NODE_DB_CONSENTS, k.b, k.n, contig_cb, &cc) != NODE_OK)
+        return 0; /* nothing counts as held: what waits for entries waits longer */
+    return cc.n;
+}

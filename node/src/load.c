@@ -1,0 +1,110 @@
+/*
+ * Load: at start, this node's own log position and clock, and the lists of what it waits for
+ * (bodies held, not decided yet) and lacks (bodies it may hold, asked for at once), rebuilt from
+ * the store. May call: access.c, ledger.c, proto.
+ */
+#include "core.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct load_ctx {
+    node_engine *e;
+    node_want_vec wants;
+    node_wait_vec waits;
+    node_txn *t;
+    bool full; /* a list reached its bound */
+} load_ctx;
+
+static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    load_ctx *c = ctx;
+    if (kl != 65)
+        return true;
+    const uint8_t *tag = (const uint8_t *)k + 1, *id = (const uint8_t *)k + 33;
+    bool has_body = node__ledger_body_has(c->t, id);
+    if (has_body && node__ledger_applied_get(c->t, id) == 0) {
+        node_wait *w = NODE_VEC_PUSH(&c->waits, NODE_WAITS_MAX);
+        if (w == NULL) {
+            c->full = true; /* over the bound: found again at a later start, once these merged */
+            return true;
+        }
+        memcpy(w->id, id, 32);
+        memcpy(w->tag, tag, 32);
+        w->why = WAIT_KEY;
+        w->kind = 0; /* unknown until tried: apply_one decodes it */
+    } else if (!has_body) {
+        const void *hb;
+        size_t hl;
+        proto_header h;
+        if (node__ledger_header_by_id(c->t, id, &hb, &hl) != NODE_OK
+            || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
+            return true;
+        if (node__may_hold(c->t, c->e, &h)) {
+            node_want *w = NODE_VEC_PUSH(&c->wants, NODE_WANTS_MAX);
+            if (w == NULL) {
+                c->full = true;
+                proto_header_fini(&h);
+                return true;
+            }
+            memcpy(w->id, id, 32);
+            memcpy(w->tag, tag, 32);
+            memcpy(w->origin, h.origin, 32);
+            w->seq = h.seq;
+            w->since_ms = 0; /* missing since before the start: ask at once */
+            w->asked_ms = 0;
+        }
+        proto_header_fini(&h);
+    }
+    return true;
+}
+
+static node_err load_cb(node_txn *t, void *ctx)
+{
+    load_ctx *c = ctx;
+    node_engine *e = c->e;
+    c->t = t;
+    node_err err;
+    if ((err = node__ledger_own_get(t, &e->own_seq, e->own_last)) != NODE_OK
+        || (err = node__ledger_hlc_get(t, &e->clock)) != NODE_OK)
+        return err;
+    /* The next sequence number is one past the highest of our own headers held here, whether
+     * this node wrote it or it came back from a peer after a restore from an older copy. */
+    uint8_t last[32];
+    uint64_t held = node__ledger_vv_last(t, proto_identity_origin(e->me), last);
+    if (held > e->own_seq) {
+        NODE_WARN("own.behind",
+            "seq=%" PRIu64 " own_seq=%" PRIu64 " detail=\"the store holds newer headers of this "
+            "node's log than its own position; continuing after them\"",
+            held, e->own_seq);
+        e->own_seq = held;
+        memcpy(e->own_last, last, 32);
+    }
+    if ((err = node_txn_scan(t, NODE_DB_HEADERS, "T", 1, load_tag_cb, c)) != NODE_OK)
+        return err;
+    return NODE_OK;
+}
+
+node_err node__load_store(node_engine *e, node_errmsg *msg)
+{
+    load_ctx c = { .e = e };
+    node_err err = node_store_read(e->store, load_cb, &c, msg);
+    if (err != NODE_OK) {
+        NODE_VEC_FREE(&c.wants);
+        NODE_VEC_FREE(&c.waits);
+        return err;
+    }
+    e->wants = c.wants;
+    e->waits = c.waits;
+    if (c.full)
+        NODE_WARN("store.load",
+            "wants=%zu waits=%zu detail=\"more bodies are lacked or held than "
+            "the in-memory lists hold; the rest is taken up at a later start\"",
+            e->wants.n, e->waits.n);
+    for (size_t i = 0; i < e->wants.n; i++)
+        if (!node__idset_put(&e->want_ix, e->wants.v[i].id, i))
+            return NODE_ENOMEM;
+    return node__waits_reindex(e);
+}
