@@ -234,8 +234,100 @@ static const char *new_dots_follow(
             }
         if (hi - top != beyond)
             return "its new dots skip numbers after those its author had seen";
+        if (hi - seen > NODE_DELTA_DOTS_MAX)
+            return "it creates more dots under one origin than one delta may";
     }
     return NULL;
+}
+
+size_t node__new_dots(const crdt_scope *delta, const proto_body *plain, const uint8_t author[32],
+    node_dot_range *out, size_t max, node_err *err)
+{
+    crdt_origin *own = NULL;
+    size_t nown = own_origins(delta, author, &own), n = 0;
+    *err = nown == 0 ? NODE_ENOMEM : NODE_OK;
+    if (nown == 0 || new_dots_follow(delta, plain, own, nown) != NULL) {
+        free(own);
+        return 0; /* no dots it may be said to create */
+    }
+    const crdt_cc *dcc = crdt_scope_cc(delta);
+    for (size_t i = 0; i < nown; i++) {
+        uint64_t seen = 0;
+        for (size_t k = 0; k < plain->nvv; k++)
+            if (crdt_origin_cmp(&plain->vv[k].origin, &own[i]) == 0)
+                seen = plain->vv[k].max;
+        uint64_t hi = crdt_cc_max(dcc, &own[i]);
+        if (hi <= seen)
+            continue;
+        if (n == max) {
+            *err = NODE_EFULL;
+            break;
+        }
+        out[n++] = (node_dot_range) { own[i], seen + 1, hi };
+    }
+    free(own);
+    return n;
+}
+
+/* The new dots of a delta: at most one range per origin it creates dots under (its own, and
+ * one counter origin per counter entry). */
+static size_t new_dots_alloc(const crdt_scope *delta, const proto_body *plain,
+    const uint8_t author[32], node_dot_range **out, node_err *err)
+{
+    size_t max = crdt_scope_entry_count(delta) + 1;
+    if ((*out = malloc(max * sizeof(**out))) == NULL) {
+        *err = NODE_ENOMEM;
+        return 0;
+    }
+    return node__new_dots(delta, plain, author, *out, max, err);
+}
+
+node_err node__context_only(
+    crdt_scope *state, const crdt_scope *delta, const proto_body *plain, const uint8_t author[32])
+{
+    node_dot_range *r = NULL;
+    node_err err = NODE_OK;
+    size_t n = new_dots_alloc(delta, plain, author, &r, &err);
+    crdt_cc cc;
+    crdt_cc_init(&cc, NULL);
+    crdt_scope *dots = NULL;
+    for (size_t i = 0; i < n && err == NODE_OK; i++)
+        for (uint64_t d = r[i].lo; d <= r[i].hi && err == NODE_OK; d++) {
+            crdt_dot dot = { r[i].origin, d };
+            if (crdt_cc_add(&cc, &dot) != CRDT_OK)
+                err = NODE_ENOMEM;
+        }
+    if (err == NODE_OK && n > 0
+        && (crdt_scope_new(NULL, &dots) != CRDT_OK || crdt_scope_set_cc(dots, &cc) != CRDT_OK
+            || crdt_scope_join(state, dots) != CRDT_OK))
+        err = NODE_ENOMEM;
+    crdt_scope_free(dots);
+    crdt_cc_fini(&cc);
+    free(r);
+    return err;
+}
+
+bool node__dots_taken(const crdt_scope *state, const crdt_scope *delta, const proto_body *plain,
+    const uint8_t author[32])
+{
+    node_dot_range *r = NULL;
+    node_err err = NODE_OK;
+    size_t n = new_dots_alloc(delta, plain, author, &r, &err);
+    const crdt_cc *cc = crdt_scope_cc(state);
+    bool taken = false;
+    for (size_t i = 0; i < n && !taken; i++)
+        for (uint64_t d = r[i].lo; d <= r[i].hi && !taken; d++) {
+            crdt_dot dot = { r[i].origin, d };
+            taken = crdt_cc_contains(cc, &dot);
+        }
+    free(r);
+    return taken;
+}
+
+bool node__void(node_txn *t, node_engine *e, const proto_header *h)
+{
+    uint64_t fork = node__ledger_fork_seq(t, &e->lim, h->origin);
+    return fork != 0 && h->seq >= fork;
 }
 
 /* Are the dots the delta's causal context names all covered by the state (decided here) or the
@@ -262,9 +354,8 @@ static node_auth context_covered(
     return ok ? NODE_AUTH_OK : NODE_AUTH_WAIT;
 }
 
-node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, const crdt_scope *state,
-    const proto_header *h, const node_member *author, const proto_body *plain,
-    const crdt_scope *delta, const char **why)
+node_auth node__verdict(node_txn *t, node_engine *e, const ledger_key *k, const proto_header *h,
+    const node_member *author, const proto_body *plain, const crdt_scope *delta, const char **why)
 {
     bool owner = node__is_owner(k, author);
     if ((*why = entries_by(delta, h->origin, owner)) != NULL
@@ -296,17 +387,31 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
     } else if (en->expiry_ms != 0 && h->hlc.wall > en->expiry_ms) {
         *why = "stamped after its write grant expired";
         r = NODE_AUTH_NO;
-    } else {
-        const crdt_cc *cc = crdt_scope_cc(state);
-        for (size_t i = 0; i < plain->nvv && r == NODE_AUTH_OK; i++)
-            if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
-                r = NODE_AUTH_WAIT;
-        if (r == NODE_AUTH_OK)
-            r = context_covered(state, delta, own, nown);
-        if (r == NODE_AUTH_WAIT)
-            *why = "waits for the causal past it names";
     }
     free(en);
     free(own);
+    return r;
+}
+
+node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, const crdt_scope *state,
+    const proto_header *h, const node_member *author, const proto_body *plain,
+    const crdt_scope *delta, const char **why)
+{
+    node_auth r = node__verdict(t, e, k, h, author, plain, delta, why);
+    if (r != NODE_AUTH_OK || node__is_owner(k, author))
+        return r;
+    /* Another member's delta waits for the causal past it names. */
+    const crdt_cc *cc = crdt_scope_cc(state);
+    for (size_t i = 0; i < plain->nvv && r == NODE_AUTH_OK; i++)
+        if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
+            r = NODE_AUTH_WAIT;
+    if (r == NODE_AUTH_OK) {
+        crdt_origin *own = NULL;
+        size_t nown = own_origins(delta, h->origin, &own);
+        r = nown == 0 ? NODE_AUTH_WAIT : context_covered(state, delta, own, nown);
+        free(own);
+    }
+    if (r == NODE_AUTH_WAIT)
+        *why = "waits for the causal past it names";
     return r;
 }

@@ -4,7 +4,8 @@
  * scope key is decrypted, and an access-log entry is recorded (from the owner only) or a delta
  * checked against the access rule and joined into the state of its scope. The waits are retried in
  * passes, a bounded number per call, so that the loop keeps answering peers and operators during a
- * large backlog. May call: access.c, state.c, keycache.c, ledger.c, proto, crdt.
+ * large backlog. May call: rebuild.c, quota.c, access.c, state.c, keycache.c, ledger.c, proto,
+ * crdt.
  */
 #include "core.h"
 
@@ -13,9 +14,10 @@
 #include <string.h>
 
 /* A held body that this node has decided not to merge: logged once with why, marked refused
- * in the store (it stays held and served), and done. */
-static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
-    const char *event, const char *scope, const char *why, const char *detail, bool *done)
+ * (or void) in the store (it stays held and served), and done. */
+static node_err not_merged(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const char *event, const char *scope, const char *why, const char *detail, bool *done,
+    ledger_applied how)
 {
     char hex[65];
     const node_member *m = node__author(c->e, h->origin, NULL);
@@ -25,7 +27,13 @@ static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const prot
         m != NULL ? m->org : hex, h->seq, scope, why, detail);
     *done = true;
     c->refused++;
-    return node__ledger_applied_put(t, w->id, LEDGER_REFUSED);
+    return node__ledger_applied_put(t, w->id, how);
+}
+
+static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const char *event, const char *scope, const char *why, const char *detail, bool *done)
+{
+    return not_merged(t, c, w, h, event, scope, why, detail, done, LEDGER_REFUSED);
 }
 
 /* Want the bodies of every header of this tag that this node lacks: a key has just made them
@@ -254,6 +262,10 @@ static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const
     if (!node__is_owner(k, author))
         return refuse(t, c, w, h, "access.reject", k->scope,
             "an access-log entry from a member that does not own the case", "", done);
+    if (node__void(t, c->e, h)) {
+        *done = true;
+        return node__ledger_applied_put(t, w->id, LEDGER_VOID); /* the owner forked before it */
+    }
     ledger_entry *en = calloc(1, sizeof(*en));
     if (en == NULL)
         return NODE_ENOMEM;
@@ -342,15 +354,33 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     if ((err = node__ledger_state_get(t, h->tag, &e->lim, &state)) != NODE_OK)
         goto out;
     const char *reason = "";
-    switch (node__authorise(t, e, k, state, h, author, plain, delta, &reason)) {
-    case NODE_AUTH_WAIT:
+    node_auth verdict = node__void(t, e, h)
+        ? NODE_AUTH_NO
+        : node__authorise(t, e, k, state, h, author, plain, delta, &reason);
+    if (verdict == NODE_AUTH_WAIT) {
         *why = WAIT_CAUSAL;
         goto out;
-    case NODE_AUTH_NO:
-        err = refuse(t, c, w, h, "delta.refuse", k->scope, reason, "", done);
+    }
+    if (node__dots_taken(state, delta, plain, h->origin)) {
+        /* Another delta of its author created one of its dots: both are void, whichever came
+         * first, so the scope is decided again (rebuild.c), this one with it. */
+        if ((err = node__ledger_applied_put(t, w->id, LEDGER_VOID)) == NODE_OK
+            && (err = node__rebuild_scope(t, e, &k->case_id, k->scope)) == NODE_OK) {
+            *done = true;
+            c->refused++;
+        }
         goto out;
-    case NODE_AUTH_OK:
-        break;
+    }
+    if (verdict == NODE_AUTH_NO) {
+        /* Refused or void, its dots are joined as context only (so that its author's later
+         * deltas, which name them, are not held back), as the rebuild does (rebuild.c). */
+        if ((err = node__context_only(state, delta, plain, h->origin)) != NODE_OK
+            || (err = node__ledger_state_put(t, h->tag, state, node__now(e))) != NODE_OK)
+            goto out;
+        err = reason[0] == 0 ? not_merged(t, c, w, h, "delta.void", k->scope,
+                  "its origin forked at or before it", "", done, LEDGER_VOID)
+                             : refuse(t, c, w, h, "delta.refuse", k->scope, reason, "", done);
+        goto out;
     }
     crdt_err cerr = crdt_scope_join(state, delta);
     if (cerr == CRDT_ENOMEM) {

@@ -361,13 +361,41 @@ bool node__holder(node_txn *t, const uint8_t tag[32], const node_member *m);
  * it write and has not expired? */
 bool node__may_write(node_txn *t, node_engine *e, const ledger_key *k);
 typedef enum node_auth { NODE_AUTH_OK, NODE_AUTH_WAIT, NODE_AUTH_NO } node_auth;
+/* The most dots one delta may create under one of its author's origins (its own, or a counter
+ * origin): one per edit of a command at most (ctl.c EDITS_MAX). */
+#define NODE_DELTA_DOTS_MAX 256
+/* The verdict on a delta from its own signed data, the decided access log and the manifest
+ * alone, never from the state: NODE_AUTH_NO (and *why) when its entries are not its author's,
+ * break the schema or the counter limit, are stamped after h, create dots that do not follow
+ * its author's past (without a gap, at most NODE_DELTA_DOTS_MAX per origin), or (another
+ * member's) the newest grant for its org among the entries it had seen does not give write,
+ * unexpired at h's clock; NODE_AUTH_WAIT while those entries are not all decided here. */
+node_auth node__verdict(node_txn *t, node_engine *e, const ledger_key *k, const proto_header *h,
+    const node_member *author, const proto_body *plain, const crdt_scope *delta, const char **why);
+/* The dots a delta creates, as ranges [lo, hi] per origin of its author (its own and its
+ * counter origins): those beyond what its version vector says it had seen, when they follow the
+ * rule (none otherwise). Writes at most max ranges into out; returns how many; *err
+ * NODE_ENOMEM, or NODE_EFULL when more would have come. */
+typedef struct node_dot_range {
+    crdt_origin origin;
+    uint64_t lo, hi;
+} node_dot_range;
+size_t node__new_dots(const crdt_scope *delta, const proto_body *plain, const uint8_t author[32],
+    node_dot_range *out, size_t max, node_err *err);
+/* Does state hold a dot the delta creates already (another delta of its author created it:
+ * both are void, and the rebuild decides their scope again)? */
+bool node__dots_taken(const crdt_scope *state, const crdt_scope *delta, const proto_body *plain,
+    const uint8_t author[32]);
+/* Join into state, as context only, the dots a refused or void delta creates (those beyond what
+ * its author had seen under its own origins): its author's later deltas, which name them, are
+ * not held back, and nothing the delta carried is merged. */
+node_err node__context_only(
+    crdt_scope *state, const crdt_scope *delta, const proto_body *plain, const uint8_t author[32]);
+/* Is h void: its origin was caught equivocating at a seq at or below h's (the fork point)? */
+bool node__void(node_txn *t, node_engine *e, const proto_header *h);
 /* May the delta of header h by `author` (plain, decoded as delta) be merged into state under key
- * k? Every delta: its entries are the author's own (a redaction of another's event only by the
- * owner), pass the schema and the manifest's counter limit, and are not stamped after h. The
- * owner's: nothing more. Another member's: the newest grant for its org among the access-log
- * entries it had seen gives write, not expired at h's clock; it waits (NODE_AUTH_WAIT) until
- * those entries and the causal past it names are decided here. *why says why not (or why it
- * waits). */
+ * k? node__verdict; then another member's delta waits (NODE_AUTH_WAIT) until the causal past it
+ * names is decided here. *why says why not (or why it waits). */
 node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, const crdt_scope *state,
     const proto_header *h, const node_member *author, const proto_body *plain,
     const crdt_scope *delta, const char **why);
@@ -441,6 +469,17 @@ node_err node__apply_adopt(node_engine *e, apply_ctx *c);
 /* Retry the waiting bodies (after a key arrived, a state changed, or time passed), a bounded
  * number per call; schedules NODE_WORK_APPLY when it stopped with more to do. */
 void node__retry_waits(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* rebuild.c: deciding again what new signed data changed                                   */
+
+/* origin was caught equivocating at seq fork: its headers from there on are void. Decide
+ * every (case, scope) they touch again (inside the caller's transaction). */
+node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32], uint64_t fork);
+/* Decide one (case, scope) again (a delta created a dot another delta of its author created:
+ * both are void). */
+node_err node__rebuild_scope(
+    node_txn *t, node_engine *e, const proto_case_id *case_id, const char *scope);
 
 /* ---------------------------------------------------------------------------------------- */
 /* quota.c: the pending quota of each author                                                 */

@@ -4,8 +4,8 @@
  * in one transaction per group of queued messages (a group commit). What cannot be merged yet
  * joins the waits (apply.c takes them up). Transaction bodies may run twice (the store reruns them
  * after growing a full map), so they work on copies of in-memory state and the caller adopts the
- * copies after the commit. May call: apply.c, quota.c, hcheck.c, access.c, state.c, ledger.c,
- * proto.
+ * copies after the commit. May call: apply.c, rebuild.c, quota.c, hcheck.c, access.c, state.c,
+ * ledger.c, proto.
  */
 #include "core.h"
 
@@ -175,7 +175,8 @@ static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, cons
         return NODE_OK;
     }
     if ((err = node__ledger_quarantine_put(t, h->origin, other, olen, hd->bytes.p, hd->bytes.len))
-        != NODE_OK)
+            != NODE_OK
+        || (err = node__rebuild_from(t, c->e, h->origin, h->seq)) != NODE_OK)
         return err;
     char who[65];
     proto_hex_encode(h->origin, 32, who);
@@ -281,9 +282,10 @@ static node_err ingest_one(
         hdr_reject(c, hd, why);
         return NODE_OK;
     }
-    if (node__ledger_quarantined(t, h->origin))
-        return NODE_OK;
     uint64_t have = node__ledger_vv_get(t, h->origin);
+    uint64_t fork = node__ledger_fork_seq(t, &e->lim, h->origin);
+    if (fork != 0) /* quarantined: only a proof of an earlier fork point is taken */
+        return h->seq < fork && h->seq <= have ? ingest_held(t, c, hd, m) : NODE_OK;
     if (h->seq <= have)
         return ingest_held(t, c, hd, m);
     if (h->seq > have + 1) {

@@ -648,6 +648,29 @@ node_err node__ledger_key_tags(node_txn *t, ledger_tag_cb fn, void *ctx)
     return node_txn_scan(t, NODE_DB_KEYS, "K", 1, tags_cb, &c);
 }
 
+/* The proof is len(4) len(4) and the two headers; both carry the same seq. */
+static uint64_t proof_seq(const uint8_t *p, size_t vl, const proto_limits *lim)
+{
+    uint64_t seq = 0;
+    if (vl >= 8) {
+        size_t alen = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        proto_header h;
+        if (alen <= vl - 8 && proto_header_decode(p + 8, alen, lim, &h, NULL) == PROTO_OK) {
+            seq = h.seq;
+            proto_header_fini(&h);
+        }
+    }
+    return seq;
+}
+
+uint64_t node__ledger_fork_seq(node_txn *t, const proto_limits *lim, const uint8_t origin[32])
+{
+    lkey qk = mk('Q', origin, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    return node_txn_get(t, NODE_DB_META, qk.b, qk.n, &v, &n) == NODE_OK ? proof_seq(v, n, lim) : 0;
+}
+
 typedef struct quar_ctx {
     const proto_limits *lim;
     ledger_quarantine_cb fn;
@@ -659,18 +682,7 @@ static bool quar_cb(const void *k, size_t kl, const void *v, size_t vl, void *ct
     quar_ctx *c = ctx;
     if (kl != 33)
         return true;
-    /* The proof is len(4) len(4) and the two headers; both carry the same seq. */
-    uint64_t seq = 0;
-    const uint8_t *p = v;
-    if (vl >= 8) {
-        size_t alen = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-        proto_header h;
-        if (alen <= vl - 8 && proto_header_decode(p + 8, alen, c->lim, &h, NULL) == PROTO_OK) {
-            seq = h.seq;
-            proto_header_fini(&h);
-        }
-    }
-    return c->fn((const uint8_t *)k + 1, seq, c->ctx);
+    return c->fn((const uint8_t *)k + 1, proof_seq(v, vl, c->lim), c->ctx);
 }
 
 node_err node__ledger_quarantine_list(

@@ -79,6 +79,7 @@ typedef struct ledger_entry {
 typedef enum ledger_applied {
     LEDGER_APPLIED = 1, /* merged into the state */
     LEDGER_REFUSED = 2, /* verified header, body refused (write not authorised): never merged */
+    LEDGER_VOID = 3,    /* its origin forked at or below its seq, or it rests on a void entry */
 } ledger_applied;
 
 void node__ledger_be64(uint8_t out[8], uint64_t v);
@@ -182,5 +183,10 @@ node_err node__ledger_hlc_put(node_txn *t, const crdt_hlc *h);
 node_err node__ledger_quarantine_put(node_txn *t, const uint8_t origin[32], const uint8_t *a,
     size_t alen, const uint8_t *b, size_t blen);
 bool node__ledger_quarantined(node_txn *t, const uint8_t origin[32]);
+/* The seq of origin's proof of equivocation (its fork point), or 0 when it has none. */
+uint64_t node__ledger_fork_seq(node_txn *t, const proto_limits *lim, const uint8_t origin[32]);
+/* Drop an access-log entry (its header turned out void). */
+node_err node__ledger_entry_del(
+    node_txn *t, const proto_case_id *c, const char *scope, uint64_t number);
 
 #endif

@@ -139,6 +139,13 @@ node_err node__ledger_entry_get(
     return err != NODE_OK ? err : entry_decode(number, v, n, out);
 }
 
+node_err node__ledger_entry_del(
+    node_txn *t, const proto_case_id *c, const char *scope, uint64_t number)
+{
+    lkey k = entry_key(c, scope, number, true);
+    return node_txn_del(t, NODE_DB_CONSENTS, k.b, k.n);
+}
+
 typedef struct entries_ctx {
     size_t prefix;
     ledger_entry_cb fn;

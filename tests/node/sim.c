@@ -1119,12 +1119,58 @@ static void engine_end(sim *s, size_t i)
     nd->opened = false;
 }
 
+/* Copy the file from to the file to (replacing it). */
+static bool copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = in != NULL ? fopen(to, "wb") : NULL;
+    bool ok = in != NULL && out != NULL;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
+    ok = ok && !ferror(in);
+    if (in != NULL)
+        fclose(in);
+    if (out != NULL && fclose(out) != 0)
+        ok = false;
+    if (!ok)
+        fprintf(stderr, "sim: cannot copy %s to %s: %s\n", from, to, strerror(errno));
+    return ok;
+}
+
+static bool store_copy(sim *s, size_t i, bool restore)
+{
+    char live[sizeof(s->node[i].dir) + 16], copy[sizeof(s->node[i].dir) + 16];
+    snprintf(live, sizeof(live), "%s/data.mdb", s->node[i].dir);
+    snprintf(copy, sizeof(copy), "%s/backup.mdb", s->node[i].dir);
+    return restore ? copy_file(copy, live) : copy_file(live, copy);
+}
+
+bool sim_backup(sim *s, size_t i)
+{
+    return store_copy(s, i, false);
+}
+
+static bool restart(sim *s, size_t i, bool restore);
+
 bool sim_restart(sim *s, size_t i)
+{
+    return restart(s, i, false);
+}
+
+bool sim_restore(sim *s, size_t i)
+{
+    return restart(s, i, true);
+}
+
+static bool restart(sim *s, size_t i, bool restore)
 {
     sim_node *nd = &s->node[i];
     trace_event(s, 500, i, 0, 0, NULL, 0);
     s->st.restarts++;
     engine_end(s, i);
+    if (restore && !store_copy(s, i, true))
+        return false;
     /* Its connections end without a word to it; its peers hear a reset. */
     for (size_t id = 1; id < s->nconns; id++) {
         sim_conn *c = s->conns[id];

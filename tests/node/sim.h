@@ -176,6 +176,12 @@ void sim_cut_after_next(sim *s, size_t a, size_t b);
  * dialers and scheduled work are gone; a new engine opens the store and dials the others.
  * false when it does not start again (said). */
 bool sim_restart(sim *s, size_t i);
+/* A copy of node i's store as it is now (between two loop turns), kept beside it: an operator's
+ * backup. false when it cannot be made (said). */
+bool sim_backup(sim *s, size_t i);
+/* sim_restart, on the copy sim_backup made: the node restored from its backup, which no
+ * longer holds what it wrote since (its own log included). */
+bool sim_restore(sim *s, size_t i);
 /* Stop (false) or resume (true) the periodic node_tick of every node: for showing that the
  * checks catch a network that does not repair itself. */
 void sim_set_ticks(sim *s, bool on);

@@ -630,6 +630,66 @@ static void seeded_schedule(void **state)
     }
 }
 
+/* A write grantee restored from an old backup forks its own log: the CPIA writes livello=B1
+ * while the Prefettura is cut off, is restored from a copy of its store made before, and (cut
+ * off from the comune now, with the Prefettura telling it nothing more of its log) writes
+ * livello=C1 under the same seq. Healed, the version vectors bring every node the other header;
+ * each keeps the proof and voids both branches from the fork point: whatever order the
+ * headers, bodies and proofs arrive in (the seeds change every latency), every node ends with
+ * both writes void where it holds them and one digest per tag. */
+static void fork_voided_in_any_order(void **state)
+{
+    for (uint64_t seed = 21; seed < 27; seed++) {
+        sim_free(*state);
+        *state = NULL;
+        sim_opts o;
+        sim_opts_default(&o, 3, seed, "fork_voided_in_any_order");
+        o.lat_max_ms = 80;
+        o.jitter_ms = 15;
+        sim *s = start(state, &o);
+        proto_case_id a = new_case(s, COMUNE, "lingua.livello=A1");
+        grant(s, COMUNE, &a, "lingua", CPIA, true);
+        grant(s, COMUNE, &a, "lingua", PREF, false);
+        converge(s, 10000);
+        CHECK(s, sim_backup(s, CPIA), "no backup of the CPIA's store");
+        unsigned cut_pref[SIM_MAX_NODES] = { 0, 0, 1 };
+        sim_partition(s, cut_pref);
+        set(s, CPIA, &a, "lingua.livello=B1");
+        sim_hdr b1 = last(s, 0);
+        assert_true(sim_run_for(s, 2000));
+        unsigned cut_comune[SIM_MAX_NODES] = { 1, 0, 0 };
+        sim_partition(s, cut_comune);
+        CHECK(s, sim_restore(s, CPIA), "the CPIA does not start from its backup");
+        bool written = false;
+        char last_err[sizeof(((node_errmsg *)0)->text)] = "";
+        for (int k = 0; k < 60 && !written; k++) {
+            node_errmsg msg = { { 0 } };
+            const char *e[] = { "lingua.livello=C1" };
+            written = sim_case_set(s, CPIA, &a, e, 1, &msg) == NODE_OK;
+            snprintf(last_err, sizeof(last_err), "%s", msg.text);
+            if (!written)
+                assert_true(sim_run_for(s, 500));
+        }
+        CHECK(s, written, "the restored CPIA cannot write: %s", last_err);
+        sim_hdr c1 = last(s, 0);
+        CHECK(s, c1.seq == b1.seq && memcmp(c1.id, b1.id, 32) != 0,
+            "the restored CPIA did not write at the seq it had written before (%" PRIu64
+            " and %" PRIu64 ")",
+            b1.seq, c1.seq);
+        assert_true(sim_run_for(s, 2000));
+        sim_heal(s);
+        char why[4096];
+        CHECK(s, sim_converge(s, 60000, why, sizeof(why)), "seed %" PRIu64 ": %s", seed, why);
+        CHECK(s,
+            sim_applied(s, COMUNE, b1.id) == 3 && sim_applied(s, PREF, c1.id) == 3
+                && sim_applied(s, CPIA, c1.id) == 3,
+            "seed %" PRIu64 ": the branches are not void everywhere (comune %d, Prefettura %d, "
+            "CPIA %d)",
+            seed, sim_applied(s, COMUNE, b1.id), sim_applied(s, PREF, c1.id),
+            sim_applied(s, CPIA, c1.id));
+    }
+}
+
 /* A seed run twice delivers the same events in the same order, to the byte. */
 static void replay_is_exact(void **state)
 {
@@ -661,6 +721,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(clock_ahead_waits, teardown),
         cmocka_unit_test_teardown(clock_step_back, teardown),
         cmocka_unit_test_teardown(seeded_schedule, teardown),
+        cmocka_unit_test_teardown(fork_voided_in_any_order, teardown),
         cmocka_unit_test_teardown(replay_is_exact, teardown),
     };
     return cmocka_run_group_tests_name("node.sim", tests, NULL, NULL);

@@ -1,0 +1,334 @@
+/*
+ * The rebuild: when new signed data changes decisions already taken (an origin caught
+ * equivocating: its headers from the fork point on are void, both branches), every
+ * (case, scope) those headers touch is decided again from what this node holds, by the same
+ * rules as the incremental path (access.c node__verdict, which never reads the state): the
+ * access log loses the entries of void headers; each key's state is made again from empty by
+ * joining every decided delta still authorised, and only the dots of the others (refused, void,
+ * or resting on an entry now void) as context. Joins commute, so the order of the bodies does
+ * not matter, and an incremental decision on the same data gives the same state. Bodies still
+ * waiting are left to the waits. Cost: O(bodies of the scope) per scope. May call: access.c,
+ * keycache.c, state.c, ledger.c, proto, crdt.
+ */
+#include "core.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct scope_ref {
+    proto_case_id case_id;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+} scope_ref;
+typedef NODE_VEC(scope_ref) scope_ref_vec;
+typedef NODE_VEC(uint64_t) u64_vec;
+typedef struct id32 {
+    uint8_t b[32];
+} id32;
+typedef NODE_VEC(id32) id_vec;
+typedef NODE_VEC(ledger_key) key_vec;
+
+/* Scopes touched at most per rebuild, ids per tag, entries per scope (NODE_VEC bounds). */
+#define REBUILD_SCOPES_MAX ((size_t)1 << 20)
+#define REBUILD_IDS_MAX ((size_t)1 << 22)
+
+typedef struct void_entries {
+    node_txn *t;
+    node_engine *e;
+    u64_vec numbers;
+    node_err err;
+} void_entries;
+
+static bool void_entry_cb(const ledger_entry *en, void *ctx)
+{
+    void_entries *v = ctx;
+    const void *hb;
+    size_t hl;
+    proto_header h;
+    if (node__ledger_header_by_id(v->t, en->id, &hb, &hl) != NODE_OK
+        || proto_header_decode(hb, hl, &v->e->lim, &h, NULL) != PROTO_OK)
+        return true;
+    bool gone = node__void(v->t, v->e, &h);
+    proto_header_fini(&h);
+    uint64_t *n = gone ? NODE_VEC_PUSH(&v->numbers, REBUILD_IDS_MAX) : NULL;
+    if (gone && n == NULL) {
+        v->err = NODE_ENOMEM;
+        return false;
+    }
+    if (n != NULL)
+        *n = en->number;
+    return true;
+}
+
+static bool id_cb(const uint8_t id[32], void *ctx)
+{
+    id32 *d = NODE_VEC_PUSH((id_vec *)ctx, REBUILD_IDS_MAX);
+    if (d == NULL)
+        return false;
+    memcpy(d->b, id, 32);
+    return true;
+}
+
+static bool key_cb(const ledger_key *k, void *ctx)
+{
+    ledger_key *d = NODE_VEC_PUSH((key_vec *)ctx, PROTO_GRANT_EPOCHS_MAX);
+    if (d == NULL)
+        return false;
+    *d = *k;
+    return true;
+}
+
+/* One held, decided body of key k, opened: its header, and when it is a delta of a known
+ * author, the delta. */
+typedef struct opened {
+    int mark;
+    proto_header h;
+    bool h_ok;
+    proto_body plain;
+    crdt_scope *delta;
+    const node_member *author;
+} opened;
+
+static void opened_fini(opened *o)
+{
+    crdt_scope_free(o->delta);
+    proto_body_fini(&o->plain);
+    if (o->h_ok)
+        proto_header_fini(&o->h);
+}
+
+/* Open the body of id when it is a decided delta; o->delta stays NULL otherwise. */
+static node_err open_body(
+    node_txn *t, node_engine *e, proto_scope_key *sk, const uint8_t id[32], opened *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->mark = node__ledger_applied_get(t, id);
+    const void *hb, *bb;
+    size_t hl, bl;
+    if (o->mark == 0 || node__ledger_header_by_id(t, id, &hb, &hl) != NODE_OK
+        || node__ledger_body_get(t, id, &bb, &bl) != NODE_OK)
+        return NODE_OK;
+    if (proto_header_decode(hb, hl, &e->lim, &o->h, NULL) != PROTO_OK)
+        return NODE_ECORRUPT;
+    o->h_ok = true;
+    o->author = node__author(e, o->h.origin, NULL);
+    if (o->h.kind != PROTO_HDR_DELTA || o->author == NULL
+        || proto_body_open(&o->h, sk, bb, bl, &e->lim, &o->plain, NULL) != PROTO_OK
+        || o->plain.kind != PROTO_BODY_DELTA
+        || proto_scope_decode(o->plain.delta.p, o->plain.delta.len, &e->lim, NULL, &o->delta, NULL)
+            != PROTO_OK) {
+        crdt_scope_free(o->delta);
+        o->delta = NULL;
+    }
+    return NODE_OK;
+}
+
+/* The new dots of every decided delta of the tag, with the delta's index. */
+typedef struct dots_of {
+    node_dot_range r;
+    size_t body;
+} dots_of;
+typedef NODE_VEC(dots_of) dots_vec;
+
+static int dots_cmp(const void *a, const void *b)
+{
+    const dots_of *x = a, *y = b;
+    int c = crdt_origin_cmp(&x->r.origin, &y->r.origin);
+    return c != 0 ? c : x->r.lo < y->r.lo ? -1 : x->r.lo > y->r.lo;
+}
+
+/* Mark every delta whose new dots overlap another's (of the same author's origin): two deltas
+ * that create one dot are both void, whatever came first. */
+static void mark_clashes(dots_vec *d, bool *clash)
+{
+    qsort(d->v, d->n, sizeof(*d->v), dots_cmp);
+    for (size_t i = 0; i < d->n;) {
+        size_t j = i + 1;
+        uint64_t hi = d->v[i].r.hi;
+        while (j < d->n && crdt_origin_cmp(&d->v[j].r.origin, &d->v[i].r.origin) == 0
+            && d->v[j].r.lo <= hi) {
+            if (d->v[j].r.hi > hi)
+                hi = d->v[j].r.hi;
+            j++;
+        }
+        for (size_t k = i; j - i > 1 && k < j; k++)
+            clash[d->v[k].body] = true;
+        i = j;
+    }
+}
+
+static const char *mark_name(int mark)
+{
+    return mark == LEDGER_APPLIED ? "merged" : mark == LEDGER_REFUSED ? "refused" : "void";
+}
+
+/* Decide one opened delta again and join it into state (entries, or dots as context only). */
+static node_err redecide(node_txn *t, node_engine *e, const ledger_key *k, const uint8_t id[32],
+    opened *o, bool clash, crdt_scope *state, size_t *voided)
+{
+    const char *why = "";
+    ledger_applied how = LEDGER_VOID;
+    if (clash) {
+        why = "another delta of its author creates one of its dots";
+    } else if (node__void(t, e, &o->h)) {
+        why = "its origin forked at or before it";
+    } else {
+        node_auth r = node__verdict(t, e, k, &o->h, o->author, &o->plain, o->delta, &why);
+        /* Waiting here means the entries it had seen are no longer all there: one was void. */
+        how = r == NODE_AUTH_OK ? LEDGER_APPLIED : r == NODE_AUTH_NO ? LEDGER_REFUSED : LEDGER_VOID;
+        if (r == NODE_AUTH_WAIT)
+            why = "an access-log entry it rests on is void";
+    }
+    node_err err = NODE_OK;
+    if (how == LEDGER_APPLIED) {
+        crdt_err cerr = crdt_scope_join(state, o->delta);
+        if (cerr == CRDT_ENOMEM)
+            err = NODE_ENOMEM;
+        else if (cerr != CRDT_OK)
+            NODE_ERROR("rebuild.join", "scope=%s seq=%" PRIu64 " error=\"%s\"", k->scope, o->h.seq,
+                crdt_strerror(cerr));
+    } else {
+        err = node__context_only(state, o->delta, &o->plain, o->h.origin);
+    }
+    if (err == NODE_OK && (int)how != o->mark) {
+        *voided += how == LEDGER_VOID;
+        NODE_WARN("delta.redecided", "org=%s seq=%" PRIu64 " scope=%s was=%s now=%s reason=\"%s\"",
+            o->author->org, o->h.seq, k->scope, mark_name(o->mark), mark_name((int)how), why);
+        err = node__ledger_applied_put(t, id, how);
+    }
+    return err;
+}
+
+/* Make the state of key k again from the decided bodies under it: two passes over them (the
+ * first finds the deltas that create one dot twice), each body opened once per pass. */
+static node_err rebuild_key(
+    node_txn *t, node_engine *e, const ledger_key *k, const id_vec *ids, size_t *voided)
+{
+    proto_scope_key *sk = NULL;
+    crdt_scope *state = NULL;
+    dots_vec dots = { 0 };
+    bool *clash = calloc(ids->n ? ids->n : 1, sizeof(bool));
+    node_err err = clash == NULL ? NODE_ENOMEM : node__keycache_get(e, k, &sk);
+    for (size_t j = 0; err == NODE_OK && j < ids->n; j++) {
+        opened o;
+        if ((err = open_body(t, e, sk, ids->v[j].b, &o)) == NODE_OK && o.delta != NULL) {
+            /* One range per origin: its author's, and a counter origin per counter entry. */
+            size_t max = crdt_scope_entry_count(o.delta) + 1;
+            node_dot_range *r = malloc(max * sizeof(*r));
+            size_t n = r == NULL ? 0 : node__new_dots(o.delta, &o.plain, o.h.origin, r, max, &err);
+            if (r == NULL)
+                err = NODE_ENOMEM;
+            for (size_t i = 0; i < n && err == NODE_OK; i++) {
+                dots_of *d = NODE_VEC_PUSH(&dots, REBUILD_IDS_MAX);
+                if (d == NULL)
+                    err = NODE_ENOMEM;
+                else
+                    *d = (dots_of) { r[i], j };
+            }
+            free(r);
+        }
+        opened_fini(&o);
+    }
+    if (err == NODE_OK)
+        mark_clashes(&dots, clash);
+    if (err == NODE_OK && crdt_scope_new(NULL, &state) != CRDT_OK)
+        err = NODE_ENOMEM;
+    for (size_t j = 0; err == NODE_OK && j < ids->n; j++) {
+        opened o;
+        if ((err = open_body(t, e, sk, ids->v[j].b, &o)) == NODE_OK && o.delta != NULL)
+            err = redecide(t, e, k, ids->v[j].b, &o, clash[j], state, voided);
+        opened_fini(&o);
+    }
+    if (err == NODE_OK)
+        err = node__ledger_state_put(t, k->tag, state, node__now(e));
+    crdt_scope_free(state);
+    NODE_VEC_FREE(&dots);
+    free(clash);
+    return err;
+}
+
+/* Decide every held, decided body of one (case, scope) again. */
+static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, size_t *voided)
+{
+    void_entries v = { t, e, { 0 }, NODE_OK };
+    key_vec keys = { 0 };
+    id_vec ids = { 0 };
+    node_err err = node__ledger_entries(t, &s->case_id, s->scope, void_entry_cb, &v);
+    if (err == NODE_OK)
+        err = v.err;
+    for (size_t i = 0; err == NODE_OK && i < v.numbers.n; i++)
+        err = node__ledger_entry_del(t, &s->case_id, s->scope, v.numbers.v[i]);
+    if (err == NODE_OK)
+        err = node__ledger_scope_keys(t, &s->case_id, s->scope, key_cb, &keys);
+    for (size_t i = 0; err == NODE_OK && i < keys.n; i++) {
+        if (!keys.v[i].confirmed)
+            continue; /* nothing under it was decided */
+        ids.n = 0;
+        if ((err = node__ledger_tag_headers(t, keys.v[i].tag, id_cb, &ids)) == NODE_OK)
+            err = rebuild_key(t, e, &keys.v[i], &ids, voided);
+    }
+    if (err == NODE_OK && v.numbers.n > 0)
+        NODE_WARN("access.void", "scope=%s entries=%zu reason=\"the owner forked\"", s->scope,
+            v.numbers.n);
+    for (size_t i = 0; i < keys.n; i++)
+        proto_wipe(&keys.v[i], sizeof(keys.v[i]));
+    NODE_VEC_FREE(&keys);
+    NODE_VEC_FREE(&ids);
+    NODE_VEC_FREE(&v.numbers);
+    return err;
+}
+
+node_err node__rebuild_scope(
+    node_txn *t, node_engine *e, const proto_case_id *case_id, const char *scope)
+{
+    scope_ref s;
+    s.case_id = *case_id;
+    snprintf(s.scope, sizeof(s.scope), "%s", scope);
+    size_t voided = 0;
+    node_err err = rebuild_scope(t, e, &s, &voided);
+    if (err == NODE_OK)
+        NODE_WARN("rebuild.done", "scopes=1 voided=%zu reason=\"a dot created twice\"", voided);
+    return err;
+}
+
+node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32], uint64_t fork)
+{
+    /* The scopes the origin's headers from the fork point on touch (those this node holds a key
+     * of): each is rebuilt once. */
+    scope_ref_vec scopes = { 0 };
+    node_err err = NODE_OK;
+    uint64_t last = node__ledger_vv_get(t, origin);
+    for (uint64_t seq = fork; err == NODE_OK && seq <= last; seq++) {
+        const void *hb;
+        size_t hl;
+        proto_header h;
+        if (node__ledger_header_get(t, origin, seq, &hb, &hl) != NODE_OK)
+            continue;
+        if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+            return NODE_ECORRUPT;
+        ledger_key k;
+        if (node__ledger_key_get(t, h.tag, &k) == NODE_OK) {
+            bool seen = false;
+            for (size_t i = 0; i < scopes.n && !seen; i++)
+                seen = memcmp(&scopes.v[i].case_id, &k.case_id, sizeof(k.case_id)) == 0
+                    && strcmp(scopes.v[i].scope, k.scope) == 0;
+            scope_ref *r = seen ? NULL : NODE_VEC_PUSH(&scopes, REBUILD_SCOPES_MAX);
+            if (!seen && r == NULL)
+                err = NODE_ENOMEM;
+            if (r != NULL) {
+                r->case_id = k.case_id;
+                snprintf(r->scope, sizeof(r->scope), "%s", k.scope);
+            }
+        }
+        proto_wipe(&k, sizeof(k));
+        proto_header_fini(&h);
+    }
+    size_t voided = 0;
+    for (size_t i = 0; err == NODE_OK && i < scopes.n; i++)
+        err = rebuild_scope(t, e, &scopes.v[i], &voided);
+    if (err == NODE_OK && scopes.n > 0)
+        NODE_WARN(
+            "rebuild.done", "scopes=%zu voided=%zu from_seq=%" PRIu64, scopes.n, voided, fork);
+    NODE_VEC_FREE(&scopes);
+    return err;
+}
