@@ -61,7 +61,7 @@ proto_err proto__encode_signed(
     return proto__encode(enc_signed, &s, out);
 }
 
-/* Is len the length of a GRANT_BODY: four boxes of 48 + 512k bytes, 1 <= k <= the most a
+/* Is len the length of a GRANT_BODY: four boxes of 48 + 256k bytes, 1 <= k <= the most a
  * GRANT_PLAIN can need? Checked without the body, on the header alone. */
 static bool grant_body_len_ok(uint64_t len)
 {
@@ -94,7 +94,7 @@ static const char *header_rule(const proto_header *h, int *field)
             || (h->body_len - BODY_OVERHEAD) % PROTO_PAD_BLOCK != 0))
         return "delta body length must be 40 + a positive multiple of 256";
     if (h->kind == PROTO_HDR_KEY_GRANT && !grant_body_len_ok(h->body_len))
-        return "key-grant body length must be that of four boxes of 48 + 512k bytes";
+        return "key-grant body length must be that of four boxes of 48 + 256k bytes";
     return NULL;
 }
 

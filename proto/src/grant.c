@@ -5,7 +5,7 @@
  *
  * Every grant looks the same from outside whatever the number of recipients: four hints of 16
  * bytes, four boxes of one length, the unused ones random bytes. Only the length of the boxes
- * shows, in whole blocks of 512 bytes, how many epochs the grant carries.
+ * shows, in whole blocks of 256 bytes, how many epochs the grant carries.
  */
 #include "internal.h"
 
@@ -165,7 +165,7 @@ proto_err proto_key_grant_seal(const proto_identity *grantor, const char *owner_
     err = proto__encode(enc_grant_plain, &ga, &plain);
     if (err != PROTO_OK)
         goto fail;
-    /* sodium_pad to a multiple of 512, at least one byte added; in secret memory (the keys) */
+    /* sodium_pad to a multiple of 256, at least one byte added; in secret memory (the keys) */
     padded_max = (plain.len / PROTO_GRANT_PAD_BLOCK + 1) * PROTO_GRANT_PAD_BLOCK;
     box_len = PROTO__BOX_OVERHEAD + padded_max;
     pt = proto__secret_alloc(padded_max);
@@ -281,7 +281,7 @@ static proto_err open_box(const uint8_t *body, size_t len, const proto_limits *l
     size_t l = b[0].len;
     if (l < PROTO__BOX_OVERHEAD + PROTO_GRANT_PAD_BLOCK
         || (l - PROTO__BOX_OVERHEAD) % PROTO_GRANT_PAD_BLOCK != 0) {
-        proto__d_err(&d, &boxes[0], PROTO_EVALUE, "a box is 48 + a positive multiple of 512 bytes");
+        proto__d_err(&d, &boxes[0], PROTO_EVALUE, "a box is 48 + a positive multiple of 256 bytes");
         return proto__d_fail(&d, diag);
     }
     *padded = l - PROTO__BOX_OVERHEAD;

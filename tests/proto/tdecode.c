@@ -295,7 +295,7 @@ static uint8_t *spec_open_slot0(const uint8_t *body, size_t n, size_t *plen)
     crypto_box_seed_keypair(pk, sk, box_seed);
     size_t l = (n - 16) / 4; /* four bin16 boxes: 16 + 4L bytes */
     uint8_t *m = malloc(l);
-    if (m == NULL || l < 48 + 512 || crypto_box_seal_open(m, body + 7, l, pk, sk) != 0
+    if (m == NULL || l < 48 + 256 || crypto_box_seal_open(m, body + 7, l, pk, sk) != 0
         || sodium_unpad(plen, m, l - 48, PROTO_GRANT_PAD_BLOCK) != 0)
         abort();
     sodium_memzero(sk, sizeof sk);

@@ -59,7 +59,7 @@ extern "C" {
 #define PROTO_CASE_NONCE_LEN 16    /* the random part of a case id, known to its holders only */
 #define PROTO_CASE_ID_TEXT_SIZE 38 /* "pc-" + 5 groups of 5 + 1 group of 4, dashes, NUL */
 #define PROTO_PAD_BLOCK 256        /* delta bodies are padded to a multiple of this */
-#define PROTO_GRANT_PAD_BLOCK 512  /* sealed key-grant plaintexts: a multiple of this */
+#define PROTO_GRANT_PAD_BLOCK 256  /* sealed key-grant plaintexts: a multiple of this */
 #define PROTO_SCOPE_NAME_MAX 32    /* [a-z0-9_-]{1,32} */
 #define PROTO_ORG_MAX 32           /* [a-z0-9-]{1,32} */
 #define PROTO_TEXT_MAX 1024        /* names, purposes, descriptions, operators, evidence, URLs */
