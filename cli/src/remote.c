@@ -273,6 +273,12 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
             json_object *e = json_object_array_get_idx(q, i);
             printf("%s  %s: two different headers at seq %s\n",
                 i == 0 ? "QUARANTINED" : "           ", jtext(e, "org"), jtext(e, "seq"));
+            json_object *self = jget(e, "self");
+            if (self != NULL && json_object_get_boolean(self))
+                printf("             this node's own log forked: its %s writes from seq %s on are "
+                       "void at every node, and it cannot write again until the network "
+                       "administrator gives it a new key (patto network rekey)\n",
+                    jtext(e, "void_own"), jtext(e, "seq"));
         }
     }
     printf("\n");

@@ -360,6 +360,7 @@ void node__cmd_case_list(req *r)
 
 typedef struct status_ctx {
     node_engine *e;
+    node_txn *t;
     proto_vv_item *vv;
     size_t nvv;
     size_t cases, bodies;
@@ -374,6 +375,25 @@ static bool quar_json_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
     json_object_object_add(o, "org", json_object_new_string(node__org_of(c->e, origin, hex)));
     json_object_object_add(o, "origin", node__hexstr(origin, 32));
     json_object_object_add(o, "seq", json_object_new_int64((int64_t)seq));
+    bool self = memcmp(origin, proto_identity_origin(c->e->me), 32) == 0;
+    json_object_object_add(o, "self", json_object_new_boolean(self));
+    if (self) {
+        /* This node's own log forked (a restore from an old backup that wrote again): how many
+         * of its own writes from the fork point on are void everywhere. */
+        size_t voided = 0;
+        uint64_t last = node__ledger_vv_get(c->t, origin);
+        for (uint64_t s = seq; s <= last; s++) {
+            const void *hb;
+            size_t hl;
+            proto_header h;
+            if (node__ledger_header_get(c->t, origin, s, &hb, &hl) != NODE_OK
+                || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
+                continue;
+            voided += node__ledger_applied_get(c->t, h.id) == LEDGER_VOID;
+            proto_header_fini(&h);
+        }
+        json_object_object_add(o, "void_own", json_object_new_int64((int64_t)voided));
+    }
     json_object_array_add(c->quarantined, o);
     return true;
 }
@@ -381,6 +401,7 @@ static bool quar_json_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
 static node_err status_cb(node_txn *t, void *ctx)
 {
     status_ctx *c = ctx;
+    c->t = t;
     node_err err;
     if ((err = node__ledger_vv_all(t, &c->vv, &c->nvv)) != NODE_OK
         || (err = node__ledger_count(t, NODE_DB_BODIES, NULL, &c->bodies)) != NODE_OK)

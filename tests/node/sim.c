@@ -1793,6 +1793,31 @@ bool sim_waiting_read(sim *s, size_t i, sim_waiting *w)
     return true;
 }
 
+bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q)
+{
+    memset(q, 0, sizeof(*q));
+    json_object *doc = ctl_json(s, i, "status"), *list, *v;
+    if (doc == NULL)
+        return false;
+    char hex[65];
+    proto_hex_encode(s->node[origin].origin, 32, hex);
+    for (size_t k = 0;
+         json_object_object_get_ex(doc, "quarantined", &list) && k < json_object_array_length(list);
+         k++) {
+        json_object *e = json_object_array_get_idx(list, k);
+        if (!json_object_object_get_ex(e, "origin", &v) || strcmp(json_object_get_string(v), hex))
+            continue;
+        if (json_object_object_get_ex(e, "seq", &v))
+            q->seq = json_object_get_int64(v);
+        if (json_object_object_get_ex(e, "self", &v))
+            q->self = json_object_get_boolean(v);
+        if (json_object_object_get_ex(e, "void_own", &v))
+            q->void_own = json_object_get_int64(v);
+    }
+    json_object_put(doc);
+    return true;
+}
+
 size_t sim_peers_up(sim *s, size_t i)
 {
     json_object *doc = ctl_json(s, i, "status"), *peers;

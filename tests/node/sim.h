@@ -251,6 +251,15 @@ typedef struct sim_waiting {
     long long headers;            /* headers held out of order */
 } sim_waiting;
 bool sim_waiting_read(sim *s, size_t i, sim_waiting *w);
+/* What node i's status says of the quarantined origin of node `origin`: its fork point seq
+ * (0 when it is not quarantined there), whether it is node i's own ("self") and, then, how
+ * many of node i's own writes are void ("void_own"). */
+typedef struct sim_quarantine {
+    long long seq;
+    bool self;
+    long long void_own;
+} sim_quarantine;
+bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q);
 /* How many peers node i has a session with, from its status ("peers", state "up"). */
 size_t sim_peers_up(sim *s, size_t i);
 /* The engine's grace period before a missing body is asked for (NODE_WANT_GRACE_MS). */

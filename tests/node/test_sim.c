@@ -687,6 +687,14 @@ static void fork_voided_in_any_order(void **state)
             "CPIA %d)",
             seed, sim_applied(s, COMUNE, b1.id), sim_applied(s, PREF, c1.id),
             sim_applied(s, CPIA, c1.id));
+        for (size_t i = 0; i < 3; i++) {
+            sim_quarantine q;
+            CHECK(s, sim_quarantine_read(s, i, CPIA, &q) && q.seq == (long long)b1.seq,
+                "seed %" PRIu64 ": node %zu does not list the CPIA's fork at seq %" PRIu64, seed, i,
+                b1.seq);
+            CHECK(s, q.self == (i == CPIA) && (i != CPIA || q.void_own == 1),
+                "seed %" PRIu64 ": node %zu: self %d, void_own %lld", seed, i, q.self, q.void_own);
+        }
     }
 }
 
