@@ -3,8 +3,8 @@
  * its bodies), who may write a scope, and what a delta may contain. Every decision here depends
  * only on signed data: the manifest in force, the key records (whose owner org is checked
  * against the case id when the key is taken in), and the scope's access log (entries decided
- * from the owner's authentic headers only). May call: state.c (members), ledger.c, schema.c,
- * proto, crdt.
+ * from the owner's authentic headers only). May call: state.c (members), keycache.c, ledger.c,
+ * schema.c, proto, crdt.
  */
 #include "core.h"
 
@@ -27,7 +27,7 @@ bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h)
         return true;
     const proto_member_key *key;
     return h->kind == PROTO_HDR_KEY_GRANT && node__author(e, h->origin, &key) != NULL
-        && proto_key_grant_slot(h, e->me, key->box_pk) >= 0;
+        && node__grant_slot(e, h, key->box_pk) >= 0;
 }
 
 bool node__is_owner(const ledger_key *k, const node_member *m)

@@ -162,7 +162,8 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
         *done = true; /* not held: node__may_hold admits a grant of a listed author only */
         return NODE_OK;
     }
-    if (proto_key_grant_slot(h, e->me, key->box_pk) < 0) {
+    int slot = node__grant_slot(e, h, key->box_pk);
+    if (slot < 0) {
         /* A grant to another holder of a scope this node reads: held to pass on. */
         *done = true;
         return node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
@@ -170,7 +171,7 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
     proto_diag diag = { 0, "" };
     proto_grant g;
     memset(&g, 0, sizeof(g));
-    proto_err perr = proto_key_grant_open(h, e->me, key->box_pk, body, len, &e->lim, &g, &diag);
+    proto_err perr = proto_key_grant_open_slot(h, e->me, slot, body, len, &e->lim, &g, &diag);
     if (perr != PROTO_OK)
         return refuse(t, c, w, h, "grant.reject", "?", proto_strerror(perr), diag.reason, done);
     node_err err = NODE_OK;

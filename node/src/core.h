@@ -99,6 +99,7 @@ typedef struct node_inmsg node_inmsg; /* a session message waiting its turn (pee
 
 /* One nng pipe to a peer. */
 typedef struct node_keyslot node_keyslot;
+typedef struct node_hintkey node_hintkey;
 
 typedef struct node_link {
     struct node_link *next;
@@ -175,8 +176,10 @@ struct node_engine {
     node_schema *schema;
     uint8_t schema_hash[32];
     proto_limits lim;
-    node_vpool *vpool;  /* threads that check header signatures beside the loop */
-    node_keyslot *keys; /* open scope keys by tag (keycache.c) */
+    node_vpool *vpool;      /* threads that check header signatures beside the loop */
+    node_keyslot *keys;     /* open scope keys by tag (keycache.c) */
+    node_hintkey *hintkeys; /* hint keys by grantor box key (keycache.c) */
+    size_t nhintkeys, hintkey_next;
     bool stopping;
 
     /* state.c: the manifest in force and the member table */
@@ -263,6 +266,10 @@ void node__tick(node_engine *e);
  * node__keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
 node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out);
 void node__keycache_free(node_engine *e);
+/* This node's hint slot in key-grant header h of a grantor whose box key is grantor_box_pk
+ * (proto_key_grant_slot, with the pair's hint key computed once and kept), or -1. */
+int node__grant_slot(node_engine *e, const proto_header *h, const uint8_t grantor_box_pk[32]);
+void node__hintkeys_free(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* state.c: manifest, members, and the lists of what the node waits for                     */

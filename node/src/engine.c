@@ -76,6 +76,7 @@ void node__engine_free(node_engine *e)
     free(e->manifest_bytes);
     node_schema_free(e->schema);
     node__keycache_free(e);
+    node__hintkeys_free(e);
     node__vpool_free(e->vpool);
     proto_identity_free(e->me);
     node_store_close(e->store);

@@ -4,8 +4,10 @@
  * every delta ingested or written, that was a fifth of a node's ingest time. The cache is
  * direct-mapped by the routing tag (tags are uniform hash outputs), so a lookup is one slot
  * and a collision closes the key that was there. Keys stay in sodium memory while cached;
- * the LMDB copy they come from is the same secret at rest, so nothing new is exposed. May call:
- * proto.
+ * the LMDB copy they come from is the same secret at rest, so nothing new is exposed.
+ * Beside them, the hint key of each grantor box key (PROTOCOL.md, "Hints"): finding this node's
+ * slot in a key grant is then one hash instead of an X25519 (a new node takes a grant per case
+ * and scope it reads). May call: proto.
  */
 #include "core.h"
 
@@ -49,4 +51,42 @@ void node__keycache_free(node_engine *e)
         proto_scope_key_free(e->keys[i].key); /* wipes */
     free(e->keys);
     e->keys = NULL;
+}
+
+/* Hint keys by grantor box key: at most HINTKEYS_MAX (one per member key of the manifests seen;
+ * beyond, the oldest is replaced). Each is secret, wiped when replaced or freed. */
+#define HINTKEYS_MAX 1024
+
+struct node_hintkey {
+    uint8_t box_pk[32];
+    uint8_t k[32];
+    bool ok; /* false: a box key of low order (no slot for anyone) */
+};
+
+int node__grant_slot(node_engine *e, const proto_header *h, const uint8_t grantor_box_pk[32])
+{
+    node_hintkey *hk = NULL;
+    for (size_t i = 0; i < e->nhintkeys && hk == NULL; i++)
+        if (memcmp(e->hintkeys[i].box_pk, grantor_box_pk, 32) == 0)
+            hk = &e->hintkeys[i];
+    if (hk == NULL) {
+        if (e->hintkeys == NULL
+            && (e->hintkeys = calloc(HINTKEYS_MAX, sizeof(*e->hintkeys))) == NULL)
+            return proto_key_grant_slot(h, e->me, grantor_box_pk);
+        hk = &e->hintkeys[e->nhintkeys < HINTKEYS_MAX ? e->nhintkeys++
+                                                      : e->hintkey_next++ % HINTKEYS_MAX];
+        proto_wipe(hk, sizeof(*hk));
+        memcpy(hk->box_pk, grantor_box_pk, 32);
+        hk->ok = proto_hint_key(e->me, grantor_box_pk, hk->k);
+    }
+    return hk->ok ? proto_key_grant_slot_k(h, hk->k) : -1;
+}
+
+void node__hintkeys_free(node_engine *e)
+{
+    if (e->hintkeys != NULL)
+        proto_wipe(e->hintkeys, HINTKEYS_MAX * sizeof(*e->hintkeys));
+    free(e->hintkeys);
+    e->hintkeys = NULL;
+    e->nhintkeys = 0;
 }

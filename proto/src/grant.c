@@ -21,43 +21,65 @@ static const char hint_label[] = "patto-hint-v2";
 /* ---------------------------------------------------------------------------------------- */
 /* Hints                                                                                     */
 
-/* hint = first 16 bytes of H_k("patto-hint-v2" || origin || be64(seq)) with
- * k = H("patto-hint-key-v2" || ss || grantor box_pk || recipient box_pk). */
-static void hint_from_ss(const uint8_t ss[PROTO_KEY_LEN],
+/* k = H("patto-hint-key-v2" || ss || grantor box_pk || recipient box_pk): one per (grantor,
+ * recipient) pair. */
+static void hint_key_from_ss(const uint8_t ss[PROTO_KEY_LEN],
     const uint8_t grantor_pk[PROTO_BOX_PK_LEN], const uint8_t recipient_pk[PROTO_BOX_PK_LEN],
-    const uint8_t origin[PROTO_ORIGIN_LEN], uint64_t seq, uint8_t out[PROTO_HINT_LEN])
+    uint8_t k[PROTO_KEY_LEN])
 {
-    uint8_t k[PROTO_HASH_LEN], h[PROTO_HASH_LEN], be[8];
     proto_bytes kparts[] = {
         { (const uint8_t *)hint_key_label, sizeof hint_key_label - 1 },
         { ss, PROTO_KEY_LEN },
         { grantor_pk, PROTO_BOX_PK_LEN },
         { recipient_pk, PROTO_BOX_PK_LEN },
     };
-    proto__hash(k, sizeof k, NULL, 0, kparts, 4);
+    proto__hash(k, PROTO_KEY_LEN, NULL, 0, kparts, 4);
+}
+
+/* hint = first 16 bytes of H_k("patto-hint-v2" || origin || be64(seq)). */
+static void hint_from_k(const uint8_t k[PROTO_KEY_LEN], const uint8_t origin[PROTO_ORIGIN_LEN],
+    uint64_t seq, uint8_t out[PROTO_HINT_LEN])
+{
+    uint8_t h[PROTO_HASH_LEN], be[8];
     proto__be64(be, seq);
     proto_bytes hparts[] = {
         { (const uint8_t *)hint_label, sizeof hint_label - 1 },
         { origin, PROTO_ORIGIN_LEN },
         { be, 8 },
     };
-    proto__hash(h, sizeof h, k, sizeof k, hparts, 3);
+    proto__hash(h, sizeof h, k, PROTO_KEY_LEN, hparts, 3);
     memcpy(out, h, PROTO_HINT_LEN);
-    proto__wipe(k, sizeof k);
     proto__wipe(h, sizeof h);
 }
 
-int proto_key_grant_slot(
-    const proto_header *h, const proto_identity *me, const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN])
+static void hint_from_ss(const uint8_t ss[PROTO_KEY_LEN],
+    const uint8_t grantor_pk[PROTO_BOX_PK_LEN], const uint8_t recipient_pk[PROTO_BOX_PK_LEN],
+    const uint8_t origin[PROTO_ORIGIN_LEN], uint64_t seq, uint8_t out[PROTO_HINT_LEN])
 {
-    if (h == NULL || me == NULL || grantor_box_pk == NULL || h->kind != PROTO_HDR_KEY_GRANT
-        || h->nhints != PROTO_HINT_SLOTS)
-        return -1;
-    uint8_t ss[PROTO_KEY_LEN], mine[PROTO_HINT_LEN];
-    if (!proto__box_shared(me, grantor_box_pk, ss))
-        return -1; /* a low-order grantor key: no hint is meant for anyone */
-    hint_from_ss(ss, grantor_box_pk, me->box_pk, h->origin, h->seq, mine);
+    uint8_t k[PROTO_KEY_LEN];
+    hint_key_from_ss(ss, grantor_pk, recipient_pk, k);
+    hint_from_k(k, origin, seq, out);
+    proto__wipe(k, sizeof k);
+}
+
+bool proto_hint_key(const proto_identity *me, const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN],
+    uint8_t k[PROTO_KEY_LEN])
+{
+    uint8_t ss[PROTO_KEY_LEN];
+    if (me == NULL || grantor_box_pk == NULL || k == NULL
+        || !proto__box_shared(me, grantor_box_pk, ss))
+        return false; /* a low-order grantor key: no hint is meant for anyone */
+    hint_key_from_ss(ss, grantor_box_pk, me->box_pk, k);
     proto__wipe(ss, sizeof ss);
+    return true;
+}
+
+int proto_key_grant_slot_k(const proto_header *h, const uint8_t k[PROTO_KEY_LEN])
+{
+    if (h == NULL || k == NULL || h->kind != PROTO_HDR_KEY_GRANT || h->nhints != PROTO_HINT_SLOTS)
+        return -1;
+    uint8_t mine[PROTO_HINT_LEN];
+    hint_from_k(k, h->origin, h->seq, mine);
     /* Every slot is compared, each in constant time, and the first match is taken without a
      * branch on the comparisons. */
     int found = -1;
@@ -70,6 +92,17 @@ int proto_key_grant_slot(
     }
     proto__wipe(mine, sizeof mine);
     return found;
+}
+
+int proto_key_grant_slot(
+    const proto_header *h, const proto_identity *me, const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN])
+{
+    uint8_t k[PROTO_KEY_LEN];
+    if (h == NULL || h->kind != PROTO_HDR_KEY_GRANT || !proto_hint_key(me, grantor_box_pk, k))
+        return -1;
+    int slot = proto_key_grant_slot_k(h, k);
+    proto__wipe(k, sizeof k);
+    return slot;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -385,8 +418,19 @@ proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me,
     memset(out, 0, sizeof *out);
     if (h->kind != PROTO_HDR_KEY_GRANT)
         return PROTO_EKIND;
-    int slot = proto_key_grant_slot(h, me, grantor_box_pk);
-    if (slot < 0)
+    return proto_key_grant_open_slot(
+        h, me, proto_key_grant_slot(h, me, grantor_box_pk), body, len, lim, out, diag);
+}
+
+proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity *me, int slot,
+    const uint8_t *body, size_t len, const proto_limits *lim, proto_grant *out, proto_diag *diag)
+{
+    if (h == NULL || me == NULL || (body == NULL && len > 0) || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (h->kind != PROTO_HDR_KEY_GRANT)
+        return PROTO_EKIND;
+    if (slot < 0 || slot >= PROTO_HINT_SLOTS)
         return PROTO_ENOTRECIPIENT;
     if (len != h->body_len)
         return PROTO_EBODYLEN;

@@ -541,6 +541,13 @@ PROTO_NODISCARD proto_err proto_key_grant_seal(const proto_identity *grantor, co
 
 /* The hint slot of a verified KEY_GRANT header that is meant for this node, given the X25519
  * key the manifest lists for the header's origin: 0..PROTO_HINT_SLOTS-1, or -1 when none is. */
+/* The same from the hint key of the (grantor, this node) pair, which proto_hint_key computes
+ * once (one X25519): a node that sees many grants of one grantor keeps it (it is secret: wipe
+ * it). proto_hint_key returns false for a grantor box key of low order (no slot is ever
+ * meant for anyone then). */
+bool proto_hint_key(const proto_identity *me, const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN],
+    uint8_t k[PROTO_KEY_LEN]);
+int proto_key_grant_slot_k(const proto_header *h, const uint8_t k[PROTO_KEY_LEN]);
 int proto_key_grant_slot(const proto_header *h, const proto_identity *me,
     const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN]);
 
@@ -563,6 +570,11 @@ typedef struct proto_grant {
 PROTO_NODISCARD proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me,
     const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN], const uint8_t *body, size_t len,
     const proto_limits *lim, proto_grant *out, proto_diag *diag);
+/* The same when the caller knows its slot already (proto_key_grant_slot_k): slot out of
+ * 0..PROTO_HINT_SLOTS-1 gives PROTO_ENOTRECIPIENT. */
+PROTO_NODISCARD proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity *me,
+    int slot, const uint8_t *body, size_t len, const proto_limits *lim, proto_grant *out,
+    proto_diag *diag);
 void proto_grant_fini(proto_grant *g);
 
 /* ---------------------------------------------------------------------------------------- */
