@@ -729,6 +729,18 @@ static void key_grant_round_trip(void **state)
     /* recipients in the order given: carol in slot 0, bob in slot 1 */
     assert_int_equal(proto_key_grant_slot(&h, f->carol, apk), 0);
     assert_int_equal(proto_key_grant_slot(&h, f->bob, apk), 1);
+    /* The same slots from the hint keys a node keeps per grantor; a grant opens at its slot
+     * only. */
+    uint8_t kc[32], kb[32];
+    assert_true(proto_hint_key(f->carol, apk, kc));
+    assert_true(proto_hint_key(f->bob, apk, kb));
+    assert_int_equal(proto_key_grant_slot_k(&h, kc), 0);
+    assert_int_equal(proto_key_grant_slot_k(&h, kb), 1);
+    proto_grant wrong;
+    assert_int_not_equal(
+        proto_key_grant_open_slot(&h, f->bob, 0, bb.p, bb.len, NULL, &wrong, NULL), PROTO_OK);
+    assert_int_equal(proto_key_grant_open_slot(&h, f->bob, -1, bb.p, bb.len, NULL, &wrong, NULL),
+        PROTO_ENOTRECIPIENT);
     for (int i = 0; i < 2; i++) {
         proto_grant g;
         assert_int_equal(
