@@ -221,20 +221,26 @@ bool node__ledger_body_has(node_txn *t, const uint8_t id[32])
 }
 
 /* 'P' case(16) len(1) scope epoch(8) -> tag: every key of a (case, scope), in epoch order. */
-static lkey epoch_key(const proto_case_id *c, const char *scope, uint64_t epoch, bool with_epoch)
+lkey node__ledger_scope_key(
+    char prefix, const proto_case_id *c, const char *scope, uint64_t number, bool with_number)
 {
     lkey k;
     size_t sl = strlen(scope);
-    k.b[0] = 'P';
+    k.b[0] = (uint8_t)prefix;
     memcpy(k.b + 1, c->b, 16);
     k.b[17] = (uint8_t)sl;
     memcpy(k.b + 18, scope, sl);
     k.n = 18 + sl;
-    if (with_epoch) {
-        node__ledger_be64(k.b + k.n, epoch);
+    if (with_number) {
+        node__ledger_be64(k.b + k.n, number);
         k.n += 8;
     }
     return k;
+}
+
+static lkey epoch_key(const proto_case_id *c, const char *scope, uint64_t epoch, bool with_epoch)
+{
+    return node__ledger_scope_key('P', c, scope, epoch, with_epoch);
 }
 
 /* Key record: case(16) nonce(16) epoch(8) confirmed(1) key(32) len(1) owner org, then the

@@ -39,6 +39,10 @@ typedef struct lkey {
     uint8_t b[1 + 32 + 32 + 40];
     size_t n;
 } lkey;
+/* prefix case(16) len(1) scope [number(8)]: the keys of a (case, scope)'s epochs ('P') and
+ * access-log entries ('E'). */
+lkey node__ledger_scope_key(
+    char prefix, const proto_case_id *c, const char *scope, uint64_t number, bool with_number);
 
 /* What is known of one (case, scope, epoch) key. */
 typedef struct ledger_key {

@@ -14,18 +14,7 @@
 
 static lkey entry_key(const proto_case_id *c, const char *scope, uint64_t number, bool with_number)
 {
-    lkey k;
-    size_t sl = strlen(scope);
-    k.b[0] = 'E';
-    memcpy(k.b + 1, c->b, 16);
-    k.b[17] = (uint8_t)sl;
-    memcpy(k.b + 18, scope, sl);
-    k.n = 18 + sl;
-    if (with_number) {
-        node__ledger_be64(k.b + k.n, number);
-        k.n += 8;
-    }
-    return k;
+    return node__ledger_scope_key('E', c, scope, number, with_number);
 }
 
 static size_t put_str(uint8_t *p, const char *s)

@@ -2121,6 +2121,20 @@ static proto_identity *stopped_member(
     return member_identity(net, i);
 }
 
+/* A case the comune opened (lingua.livello=A1) with write on lingua granted to the CPIA, which
+ * is then stopped: its view of lingua (*v), the next place in its chain (*c), its identity. */
+static proto_identity *writer_cpia(
+    th_net *net, char id[64], proto_case_id *cid, member_view *v, chain *c)
+{
+    new_case(net, id, "lingua.livello=A1");
+    grant(net, id, "cpia-1", "write");
+    proto_identity *cpia = stopped_member(net, CPIA, id, cid, "lingua", v);
+    CHECK(net, access_in(v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
+    c->seq = v->own_seq + 1;
+    memcpy(c->prev, v->own_last, 32);
+    return cpia;
+}
+
 /* A delta of one register (or, value NULL, counter) write, sealed as cpia-1 next in its chain
  * and made on v's state (which then holds it: the next one follows it, as a node's writes
  * do), pushed on p. */
@@ -2145,14 +2159,10 @@ static void merged_deltas_follow_the_schema(void **state)
 {
     th_net *net = *state;
     char id[64];
-    new_case(net, id, "lingua.livello=A1");
-    grant(net, id, "cpia-1", "write");
     proto_case_id cid;
     member_view v;
-    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
-    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
-    chain c = { v.own_seq + 1, { 0 } };
-    memcpy(c.prev, v.own_last, 32);
+    chain c;
+    proto_identity *cpia = writer_cpia(net, id, &cid, &v, &c);
     size_t big_len = 60 * 1024;
     char *big = malloc(big_len + 1);
     assert_non_null(big);
@@ -2746,12 +2756,10 @@ static void entry_clocks_not_after_header(void **state)
 {
     th_net *net = *state;
     char id[64];
-    new_case(net, id, "lingua.livello=A1");
-    grant(net, id, "cpia-1", "write");
     proto_case_id cid;
     member_view v;
-    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
-    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
+    chain c;
+    proto_identity *cpia = writer_cpia(net, id, &cid, &v, &c);
     crdt_scope *s = NULL, *delta = NULL;
     assert_int_equal(crdt_scope_clone(v.state, &s), CRDT_OK);
     assert_int_equal(crdt_scope_new(NULL, &delta), CRDT_OK);
@@ -3209,14 +3217,10 @@ static void new_dots_must_be_consecutive(void **state)
 {
     th_net *net = *state;
     char id[64];
-    new_case(net, id, "lingua.livello=A1");
-    grant(net, id, "cpia-1", "write");
     proto_case_id cid;
     member_view v;
-    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
-    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
-    chain c = { v.own_seq + 1, { 0 } };
-    memcpy(c.prev, v.own_last, 32);
+    chain c;
+    proto_identity *cpia = writer_cpia(net, id, &cid, &v, &c);
     const crdt_origin *me = (const crdt_origin *)(const void *)proto_identity_origin(cpia);
     CHECK(net, crdt_cc_vv_max(crdt_scope_cc(v.state), me) == 0,
         "the CPIA wrote lingua before the test did");
@@ -3273,14 +3277,10 @@ static void one_dot_twice_voids_both(void **state)
 {
     th_net *net = *state;
     char id[64];
-    new_case(net, id, "lingua.livello=A1");
-    grant(net, id, "cpia-1", "write");
     proto_case_id cid;
     member_view v;
-    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
-    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
-    chain c = { v.own_seq + 1, { 0 } };
-    memcpy(c.prev, v.own_last, 32);
+    chain c;
+    proto_identity *cpia = writer_cpia(net, id, &cid, &v, &c);
     uint64_t t = now_ms();
     forged f[2];
     assert_int_equal(forge_delta(cpia, v.key, v.state, v.access_seen, "livello", "B1", 0, c.seq,
@@ -3369,14 +3369,10 @@ static void waiting_deltas_within_quota(void **state)
     th_net *net = *state;
     enum { N = 50, QUOTA = 20 };
     char id[64];
-    new_case(net, id, "lingua.livello=A1");
-    grant(net, id, "cpia-1", "write");
     proto_case_id cid;
     member_view v;
-    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
-    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
-    chain c = { v.own_seq + 1, { 0 } };
-    memcpy(c.prev, v.own_last, 32);
+    chain c;
+    proto_identity *cpia = writer_cpia(net, id, &cid, &v, &c);
     crdt_origin co;
     proto_counter_origin(proto_identity_origin(cpia), "ore_frequenza", 13, co.b);
     crdt_scope *s = NULL;
