@@ -5,7 +5,7 @@
  * joins the waits (apply.c takes them up). Transaction bodies may run twice (the store reruns them
  * after growing a full map), so they work on copies of in-memory state and the caller adopts the
  * copies after the commit. May call: apply.c, rebuild.c, quota.c, hcheck.c, access.c, state.c,
- * ledger.c, proto.
+ * link.c, ledger.c, proto.
  */
 #include "core.h"
 
@@ -19,6 +19,8 @@
 /* Distinct (author, reason) pairs of refused headers logged per group; the rest are counted in
  * one more line. */
 #define INGEST_REJECT_LINES 8
+/* Headers sent back per group to the peer that brought proofs of equivocation. */
+#define INGEST_FORK_REPLIES 16
 
 /* What a batch of header ingestion decided, adopted after the commit. */
 typedef struct ingest_ctx {
@@ -41,11 +43,22 @@ typedef struct ingest_ctx {
         size_t count;
     } rej[INGEST_REJECT_LINES];
     size_t nrej, rej_other;
+    /* places of this node's headers to send back to the peer that brought a proof of
+     * equivocation: the one at the proof's seq (so the peer holds the proof too) and, when the
+     * other branch does not chain to ours below it, the one below (to find the lowest differing
+     * seq, the fork point, one step a round trip) */
+    node_member *from;
+    struct {
+        uint8_t origin[32];
+        uint64_t seq;
+    } back[INGEST_FORK_REPLIES];
+    size_t nback;
 } ingest_ctx;
 
 static void ingest_reset(ingest_ctx *c)
 {
     c->clock = c->e->clock;
+    c->nback = 0;
     c->wants.n = 0;
     c->pend.n = 0;
     c->stored = c->rejected = 0;
@@ -178,12 +191,42 @@ static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, cons
             != NODE_OK
         || (err = node__rebuild_from(t, c->e, h->origin, h->seq)) != NODE_OK)
         return err;
+    /* Send ours at this seq back, and ours below it when the other branch does not chain to
+     * it: the peer then holds this proof, or finds a lower one. */
+    uint8_t below[32];
+    bool lower = h->seq > 1 && stored_id(t, h->origin, h->seq - 1, &c->e->lim, below) == NODE_OK
+        && memcmp(below, h->prev, 32) != 0;
+    for (uint64_t s = h->seq; s + (lower ? 1 : 0) >= h->seq && c->nback < INGEST_FORK_REPLIES;
+         s--) {
+        memcpy(c->back[c->nback].origin, h->origin, 32);
+        c->back[c->nback++].seq = s;
+        if (s == 1)
+            break;
+    }
     char who[65];
     proto_hex_encode(h->origin, 32, who);
     NODE_ERROR("origin.equivocation",
         "org=%s origin=%s seq=%" PRIu64 " action=quarantined detail=\"two different signed "
         "headers for one sequence number; proof kept\"",
         m->org, who, h->seq);
+    return NODE_OK;
+}
+
+/* A header of an origin quarantined here from seq `fork`, at or beyond it: when it is not the
+ * one this node holds at its place, the peer holds another branch and may not know the fork
+ * point yet: send it this node's header at the fork point (the lower proof). */
+static node_err fork_known(node_txn *t, ingest_ctx *c, const node_hdr *hd, uint64_t fork)
+{
+    const proto_header *h = &hd->h;
+    uint8_t mine[32];
+    if (stored_id(t, h->origin, h->seq, &c->e->lim, mine) != NODE_OK || memcmp(mine, h->id, 32) == 0
+        || c->nback >= INGEST_FORK_REPLIES)
+        return NODE_OK;
+    for (size_t i = 0; i < c->nback; i++)
+        if (c->back[i].seq == fork && memcmp(c->back[i].origin, h->origin, 32) == 0)
+            return NODE_OK;
+    memcpy(c->back[c->nback].origin, h->origin, 32);
+    c->back[c->nback++].seq = fork;
     return NODE_OK;
 }
 
@@ -285,7 +328,8 @@ static node_err ingest_one(
     uint64_t have = node__ledger_vv_get(t, h->origin);
     uint64_t fork = node__ledger_fork_seq(t, &e->lim, h->origin);
     if (fork != 0) /* quarantined: only a proof of an earlier fork point is taken */
-        return h->seq < fork && h->seq <= have ? ingest_held(t, c, hd, m) : NODE_OK;
+        return h->seq < fork && h->seq <= have ? ingest_held(t, c, hd, m)
+                                               : fork_known(t, c, hd, fork);
     if (h->seq <= have)
         return ingest_held(t, c, hd, m);
     if (h->seq > have + 1) {
@@ -491,8 +535,44 @@ static void pending_bound(node_engine *e)
 
 /* After the commit: adopt the clock and log position, keep the headers held out of order
  * (within their bounds), log what was refused, and want the bodies this node may read. */
+/* Send the peer that brought proofs of equivocation this node's headers at the places noted. */
+typedef struct back_ctx {
+    ingest_ctx *c;
+    proto_bytes items[INGEST_FORK_REPLIES];
+    size_t n;
+    proto_buf out;
+} back_ctx;
+
+static node_err back_cb(node_txn *t, void *ctx)
+{
+    back_ctx *b = ctx;
+    b->n = 0;
+    for (size_t i = 0; i < b->c->nback; i++) {
+        const void *hb;
+        size_t hl;
+        if (node__ledger_header_get(t, b->c->back[i].origin, b->c->back[i].seq, &hb, &hl)
+            == NODE_OK)
+            b->items[b->n++] = (proto_bytes) { hb, hl };
+    }
+    proto_headers_msg m = { b->items, b->n, NULL };
+    /* Encoded inside the transaction: the bytes are borrowed from it. */
+    return b->n == 0 || proto_headers_encode(&m, &b->out) == PROTO_OK ? NODE_OK : NODE_ENOMEM;
+}
+
+static void send_back(node_engine *e, ingest_ctx *c)
+{
+    if (c->nback == 0 || c->from == NULL)
+        return;
+    back_ctx b = { .c = c, .out = { NULL, 0 } };
+    node_errmsg msg;
+    if (node_store_read(e->store, back_cb, &b, &msg) == NODE_OK && b.out.p != NULL)
+        (void)node__send_to(e, c->from, &b.out);
+    proto_buf_free(&b.out);
+}
+
 static node_err ingest_post(node_engine *e, ingest_ctx *c)
 {
+    send_back(e, c);
     e->clock = c->clock;
     e->rejected += c->rejected;
     e->headers_stored += c->stored;
@@ -679,7 +759,7 @@ static node_err group_cb(node_txn *t, void *ctx)
 node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *from)
 {
     size_t k = in->nbodies ? in->nbodies : 1;
-    group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders },
+    group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders, .from = from },
         .b = { .e = e,
             .items = in->bodies,
             .n = in->nbodies,
