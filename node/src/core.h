@@ -489,6 +489,13 @@ node_err node__rebuild_scope(
     node_txn *t, node_engine *e, const proto_case_id *case_id, const char *scope);
 
 /* ---------------------------------------------------------------------------------------- */
+/* held.c: headers held out of order                                                          */
+
+/* Count the held headers again and keep them within their bounds (highest seqs dropped first:
+ * a later version vector asks for them again once the gap before them is filled). */
+void node__held_bound(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
 /* quota.c: the pending quota of each author                                                 */
 
 /* Are the bodies of origin from seq on held back (not stored, not asked for) because more of
