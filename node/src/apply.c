@@ -365,11 +365,10 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     if (node__dots_taken(state, delta, plain, h->origin)) {
         /* Another delta of its author created one of its dots: both are void, whichever came
          * first, so the scope is decided again (rebuild.c), this one with it. */
-        if ((err = node__ledger_applied_put(t, w->id, LEDGER_VOID)) == NODE_OK
-            && (err = node__rebuild_scope(t, e, &k->case_id, k->scope)) == NODE_OK) {
-            *done = true;
-            c->refused++;
-        }
+        if ((err = not_merged(t, c, w, h, "delta.void", k->scope,
+                 "another delta of its author created one of its dots", "", done, LEDGER_VOID))
+            == NODE_OK)
+            err = node__rebuild_scope(t, e, &k->case_id, k->scope);
         goto out;
     }
     if (verdict == NODE_AUTH_NO) {

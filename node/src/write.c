@@ -146,6 +146,15 @@ static node_err tick(write_ctx *w, crdt_hlc *out)
                            : node__fail(w->msg, NODE_EIO, "clock: %s", crdt_strerror(cerr));
 }
 
+/* The place and clock of this node's next header: after its last, stamped now. */
+static node_err next_place(write_ctx *w, proto_seal_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->seq = w->seq + 1;
+    memcpy(info->prev, w->last, 32);
+    return tick(w, &info->hlc);
+}
+
 /* Seal one body under key k (a delta or an access-log entry: plain), store it as this node's
  * next header, mark it decided, and keep it to push. *id gets the header's id. */
 static node_err seal_body(
@@ -159,10 +168,7 @@ static node_err seal_body(
     if ((err = node__keycache_get(w->e, k, &sk)) != NODE_OK)
         goto out;
     proto_seal_info info;
-    memset(&info, 0, sizeof(info));
-    info.seq = w->seq + 1;
-    memcpy(info.prev, w->last, 32);
-    if ((err = tick(w, &info.hlc)) != NODE_OK)
+    if ((err = next_place(w, &info)) != NODE_OK)
         goto out;
     proto_err perr = proto_delta_seal(w->e->me, sk, &info, plain, NULL, &header, &body);
     if (perr != PROTO_OK) {
@@ -439,10 +445,7 @@ static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const 
     proto_recipient r;
     memcpy(r.box_pk, to->box_pk, 32);
     proto_seal_info info;
-    memset(&info, 0, sizeof(info));
-    info.seq = w->seq + 1;
-    memcpy(info.prev, w->last, 32);
-    if ((err = tick(w, &info.hlc)) != NODE_OK)
+    if ((err = next_place(w, &info)) != NODE_OK)
         goto out;
     proto_err perr = proto_key_grant_seal(e->me, e->cfg.org, &k.nonce,
         (const proto_scope_key *const *)keys.v, keys.n, &info, &r, 1, NULL, &header, &body);

@@ -147,39 +147,37 @@ th_out th_patto_raw(const char *const *args)
     return run(argv);
 }
 
-th_out th_patto(th_net *net, size_t i, ...)
+/* patto --dir (node i) --json, then the arguments of ap up to NULL, into argv[40]. */
+static void patto_argv(th_net *net, size_t i, va_list ap, const char *argv[40])
 {
-    const char *argv[40];
     size_t n = 0;
     argv[n++] = patto_bin;
     argv[n++] = "--dir";
     argv[n++] = net->nodes[i].dir;
     argv[n++] = "--json";
-    va_list ap;
-    va_start(ap, i);
     const char *a;
     while ((a = va_arg(ap, const char *)) != NULL && n < 39)
         argv[n++] = a;
-    va_end(ap);
     argv[n] = NULL;
+}
+
+th_out th_patto(th_net *net, size_t i, ...)
+{
+    const char *argv[40];
+    va_list ap;
+    va_start(ap, i);
+    patto_argv(net, i, ap, argv);
+    va_end(ap);
     return run(argv);
 }
 
 th_out th_patto_write(th_net *net, size_t i, ...)
 {
     const char *argv[40];
-    size_t n = 0;
-    argv[n++] = patto_bin;
-    argv[n++] = "--dir";
-    argv[n++] = net->nodes[i].dir;
-    argv[n++] = "--json";
     va_list ap;
     va_start(ap, i);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 39)
-        argv[n++] = a;
+    patto_argv(net, i, ap, argv);
     va_end(ap);
-    argv[n] = NULL;
     th_out o = run(argv);
     for (int k = 0; k < 500 && o.status == 5 && o.out != NULL && strstr(o.out, "retry") != NULL;
          k++) {

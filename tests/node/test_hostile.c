@@ -3298,6 +3298,9 @@ static void one_dot_twice_voids_both(void **state)
     CHECK(net,
         wait_log(net, COMUNE, before, 15000, "event=delta.redecided", "org=cpia-1", "now=void"),
         "the comune did not void the first delta once the second created its dot again");
+    CHECK(net,
+        count3(net, COMUNE, "event=delta.void", "org=cpia-1", "another delta of its author") == 1,
+        "the comune did not log the second delta as void");
     show_want a1 = { COMUNE, id, "scopes/lingua/livello", "A1" };
     CHECK(net, shows(net, &a1), "the comune shows a value of a delta that created a dot twice");
     /* Made after both (their dots are its past), the CPIA's next delta merges. */
