@@ -337,12 +337,13 @@ bool node__void(node_txn *t, node_engine *e, const proto_header *h)
  * would let an author claim the future of that member's counter (and with it delete what it
  * writes next, or exhaust its counter); such a delta waits until they are covered. */
 static node_auth context_covered(
-    const crdt_scope *state, const crdt_scope *delta, const crdt_origin *own, size_t k)
+    node_txn *t, const crdt_scope *state, const crdt_scope *delta, const crdt_origin *own, size_t k)
 {
     const crdt_cc *have = crdt_scope_cc(state), *cc = crdt_scope_cc(delta);
     bool ok = true;
     for (size_t i = 0; i < cc->nvv && ok; i++) {
-        if (bsearch(&cc->vv[i].origin, own, k, sizeof(*own), origin_cmp) != NULL)
+        if (bsearch(&cc->vv[i].origin, own, k, sizeof(*own), origin_cmp) != NULL
+            || node__ledger_quarantined(t, cc->vv[i].origin.b))
             continue;
         /* Another's dots 1..max: the state covers them all only in its contiguous part (a
          * cloud dot is never right after it). */
@@ -350,8 +351,47 @@ static node_auth context_covered(
     }
     for (size_t i = 0; i < cc->ncloud && ok; i++)
         ok = bsearch(&cc->cloud[i].origin, own, k, sizeof(*own), origin_cmp) != NULL
-            || crdt_cc_contains(have, &cc->cloud[i]);
+            || crdt_cc_contains(have, &cc->cloud[i])
+            || node__ledger_quarantined(t, cc->cloud[i].origin.b);
     return ok ? NODE_AUTH_OK : NODE_AUTH_WAIT;
+}
+
+/* The access-log entry a non-owner delta says its author had seen last: number n, carried by
+ * the owner's header at (origin, seq). Decided from that signed claim, the entries held and
+ * the fork points: a place at or beyond its origin's fork point is void, whatever this node
+ * holds (it may never hold the other branch), and so is every delta resting on it; otherwise
+ * the delta waits until entries 1..n are all held here, and entry n must be the header at
+ * that place. */
+static node_auth seen_entry(node_txn *t, node_engine *e, const ledger_key *k,
+    const proto_body *plain, ledger_entry *en, const char **why)
+{
+    if (plain->access_seen == 0)
+        return NODE_AUTH_OK;
+    const node_member *signer = node__author(e, plain->access_origin, NULL);
+    if (signer == NULL || strcmp(signer->org, k->owner_org) != 0) {
+        *why = "names an access-log entry of a member that does not own the case";
+        return NODE_AUTH_NO;
+    }
+    uint64_t fork = node__ledger_fork_seq(t, &e->lim, plain->access_origin);
+    if (fork != 0 && plain->access_at >= fork) {
+        *why = "rests on an access-log entry that is void (the owner forked)";
+        return NODE_AUTH_NO;
+    }
+    if (node__ledger_entries_contiguous(t, &k->case_id, k->scope) < plain->access_seen) {
+        /* Another member's delta is authorised by the newest grant among the access-log
+         * entries its author had seen (1..access_seen), once they are all decided here. */
+        *why = "waits for the access-log entries its author had seen";
+        return NODE_AUTH_WAIT;
+    }
+    uint8_t origin[32];
+    uint64_t seq = 0;
+    if (node__ledger_entry_get(t, &k->case_id, k->scope, plain->access_seen, en) != NODE_OK
+        || node__ledger_place(t, en->id, origin, &seq) != NODE_OK || seq != plain->access_at
+        || memcmp(origin, plain->access_origin, 32) != 0) {
+        *why = "names an access-log entry the owner did not write at that place";
+        return NODE_AUTH_NO;
+    }
+    return NODE_AUTH_OK;
 }
 
 node_auth node__verdict(node_txn *t, node_engine *e, const ledger_key *k, const proto_header *h,
@@ -372,14 +412,11 @@ node_auth node__verdict(node_txn *t, node_engine *e, const ledger_key *k, const 
         r = NODE_AUTH_NO;
     } else if (owner) {
         r = NODE_AUTH_OK; /* the owner's acts are decided from its own signed data */
-    } else if (node__ledger_entries_contiguous(t, &k->case_id, k->scope) < plain->access_seen) {
-        /* Another member's delta is authorised by the newest grant among the access-log
-         * entries its author had seen (1..access_seen), once they are all decided here. */
-        *why = "waits for the access-log entries its author had seen";
-        r = NODE_AUTH_WAIT;
     } else if ((en = malloc(sizeof(*en))) == NULL) {
         *why = "out of memory";
         r = NODE_AUTH_WAIT;
+    } else if ((r = seen_entry(t, e, k, plain, en, why)) != NODE_AUTH_OK) {
+        /* it names an entry this node does not hold yet, or one it cannot rest on */
     } else if (!node__grant_for(t, &k->case_id, k->scope, author->org, plain->access_seen, en)
         || en->access != PROTO_ACCESS_WRITE) {
         *why = "no write grant among the access-log entries its author had seen";
@@ -400,15 +437,19 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
     node_auth r = node__verdict(t, e, k, h, author, plain, delta, why);
     if (r != NODE_AUTH_OK || node__is_owner(k, author))
         return r;
-    /* Another member's delta waits for the causal past it names. */
+    /* Another member's delta waits for the causal past it names, but for the dots of an origin
+     * caught forking: beyond its fork point those are void, and a node holding the other branch
+     * never decides them (void deltas join nothing, below), so waiting for them could last
+     * for ever. This delays, never changes, a verdict: node__verdict above does not look. */
     const crdt_cc *cc = crdt_scope_cc(state);
     for (size_t i = 0; i < plain->nvv && r == NODE_AUTH_OK; i++)
-        if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max)
+        if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max
+            && !node__ledger_quarantined(t, plain->vv[i].origin.b))
             r = NODE_AUTH_WAIT;
     if (r == NODE_AUTH_OK) {
         crdt_origin *own = NULL;
         size_t nown = own_origins(delta, h->origin, &own);
-        r = nown == 0 ? NODE_AUTH_WAIT : context_covered(state, delta, own, nown);
+        r = nown == 0 ? NODE_AUTH_WAIT : context_covered(t, state, delta, own, nown);
         free(own);
     }
     if (r == NODE_AUTH_WAIT)

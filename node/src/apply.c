@@ -264,8 +264,9 @@ static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const
         return refuse(t, c, w, h, "access.reject", k->scope,
             "an access-log entry from a member that does not own the case", "", done);
     if (node__void(t, c->e, h)) {
+        /* The owner forked before it: void, and so is whatever names it (access.c). */
         *done = true;
-        return node__ledger_applied_put(t, w->id, LEDGER_VOID); /* the owner forked before it */
+        return node__ledger_applied_put(t, w->id, LEDGER_VOID);
     }
     ledger_entry *en = calloc(1, sizeof(*en));
     if (en == NULL)
@@ -372,10 +373,13 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
         goto out;
     }
     if (verdict == NODE_AUTH_NO) {
-        /* Refused or void, its dots are joined as context only (so that its author's later
-         * deltas, which name them, are not held back), as the rebuild does (rebuild.c). */
-        if ((err = node__context_only(state, delta, plain, h->origin)) != NODE_OK
-            || (err = node__ledger_state_put(t, h->tag, state, node__now(e))) != NODE_OK)
+        /* Refused, its dots are joined as context only (so that its author's later deltas,
+         * which name them, are not held back), as the rebuild does (rebuild.c). Void by a
+         * fork, nothing: every later delta of its origin is void too, and other nodes hold the
+         * other branch, so joining its dots would set their states apart. */
+        if (reason[0] != 0
+            && ((err = node__context_only(state, delta, plain, h->origin)) != NODE_OK
+                || (err = node__ledger_state_put(t, h->tag, state, node__now(e))) != NODE_OK))
             goto out;
         err = reason[0] == 0 ? not_merged(t, c, w, h, "delta.void", k->scope,
                   "its origin forked at or before it", "", done, LEDGER_VOID)

@@ -403,7 +403,7 @@ static node_err status_cb(node_txn *t, void *ctx)
     status_ctx *c = ctx;
     c->t = t;
     node_err err;
-    if ((err = node__ledger_vv_all(t, &c->vv, &c->nvv)) != NODE_OK
+    if ((err = node__ledger_vv_all(t, &c->e->lim, &c->vv, &c->nvv)) != NODE_OK
         || (err = node__ledger_count(t, NODE_DB_BODIES, NULL, &c->bodies)) != NODE_OK)
         return err;
     list_ctx l = { t, NULL, 0, 0, false };
@@ -572,7 +572,7 @@ static node_err digest_cb(node_txn *t, void *ctx)
 {
     digest_ctx *c = ctx;
     c->t = t;
-    node_err err = node__ledger_vv_all(t, &c->vv, &c->nvv);
+    node_err err = node__ledger_vv_all(t, &c->e->lim, &c->vv, &c->nvv);
     if (err == NODE_OK)
         err = node__ledger_key_tags(t, digest_tag_cb, c);
     return err != NODE_OK ? err : c->err;

@@ -93,6 +93,17 @@ static node_err log_place(node_txn *t, const uint8_t id[32], uint8_t place[40])
     return NODE_OK;
 }
 
+node_err node__ledger_place(node_txn *t, const uint8_t id[32], uint8_t origin[32], uint64_t *seq)
+{
+    uint8_t place[40];
+    node_err err = log_place(t, id, place);
+    if (err == NODE_OK) {
+        memcpy(origin, place, 32);
+        *seq = node__ledger_get64(place + 32);
+    }
+    return err;
+}
+
 node_err node__ledger_header_by_id(
     node_txn *t, const uint8_t id[32], const void **bytes, size_t *len)
 {
@@ -152,16 +163,39 @@ static bool vv_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
     memcpy(c->e[c->n].origin, k, 32);
     c->e[c->n].seq = node__ledger_get64(v);
     memcpy(c->e[c->n].id, (const uint8_t *)v + 8, 32);
+    c->e[c->n].fork = 0;
     c->n++;
     return true;
 }
 
-node_err node__ledger_vv_all(node_txn *t, proto_vv_item **out, size_t *n)
+/* A quarantined origin's fork point into its entry (a proof's seq is at most the contiguous
+ * seq: ingest takes only a proof at a held place). */
+static bool vv_fork_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
+{
+    vv_collect *c = ctx;
+    for (size_t lo = 0, hi = c->n; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = memcmp(c->e[mid].origin, origin, 32);
+        if (d == 0) {
+            c->e[mid].fork = seq <= c->e[mid].seq ? seq : 0;
+            break;
+        }
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return true;
+}
+
+node_err node__ledger_vv_all(node_txn *t, const proto_limits *lim, proto_vv_item **out, size_t *n)
 {
     vv_collect c = { NULL, 0, 0, false };
     node_err err = node_txn_scan(t, NODE_DB_VV, NULL, 0, vv_cb, &c);
     if (err == NODE_OK && c.oom)
         err = NODE_ENOMEM;
+    if (err == NODE_OK)
+        err = node__ledger_quarantine_list(t, lim, vv_fork_cb, &c);
     if (err != NODE_OK) {
         free(c.e);
         return err;
@@ -586,6 +620,27 @@ node_err node__ledger_quarantine_put(node_txn *t, const uint8_t origin[32], cons
     node_err err = node_txn_put(t, NODE_DB_META, qk.b, qk.n, v, 8 + alen + blen);
     free(v);
     return err;
+}
+
+node_err node__ledger_quarantine_get(node_txn *t, const uint8_t origin[32], const uint8_t **a,
+    size_t *alen, const uint8_t **b, size_t *blen)
+{
+    lkey qk = mk('Q', origin, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_META, qk.b, qk.n, &v, &n);
+    if (err != NODE_OK)
+        return err;
+    const uint8_t *p = v;
+    if (n < 8)
+        return NODE_ECORRUPT;
+    *alen = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    *blen = (size_t)p[4] << 24 | (size_t)p[5] << 16 | (size_t)p[6] << 8 | p[7];
+    if (*alen > n - 8 || *blen != n - 8 - *alen)
+        return NODE_ECORRUPT;
+    *a = p + 8;
+    *b = p + 8 + *alen;
+    return NODE_OK;
 }
 
 bool node__ledger_quarantined(node_txn *t, const uint8_t origin[32])

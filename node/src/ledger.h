@@ -95,6 +95,8 @@ node_err node__ledger_header_put(
     node_txn *t, const proto_header *h, const uint8_t *bytes, size_t len);
 node_err node__ledger_header_get(
     node_txn *t, const uint8_t origin[32], uint64_t seq, const void **bytes, size_t *len);
+/* The place (origin, seq) of the stored header with this id; NODE_ENOTFOUND when none. */
+node_err node__ledger_place(node_txn *t, const uint8_t id[32], uint8_t origin[32], uint64_t *seq);
 node_err node__ledger_header_by_id(
     node_txn *t, const uint8_t id[32], const void **bytes, size_t *len);
 uint64_t node__ledger_vv_get(node_txn *t, const uint8_t origin[32]);
@@ -102,8 +104,9 @@ uint64_t node__ledger_vv_get(node_txn *t, const uint8_t origin[32]);
 uint64_t node__ledger_vv_last(node_txn *t, const uint8_t origin[32], uint8_t id[32]);
 /* The clock of that last header (0.0 when none). */
 crdt_hlc node__ledger_vv_clock(node_txn *t, const uint8_t origin[32]);
-/* The whole version vector (with the last ids); *out is malloc'd (free), sorted by origin. */
-node_err node__ledger_vv_all(node_txn *t, proto_vv_item **out, size_t *n);
+/* The whole version vector (with the last ids, and the fork point of each quarantined origin);
+ * *out is malloc'd (free), sorted by origin. */
+node_err node__ledger_vv_all(node_txn *t, const proto_limits *lim, proto_vv_item **out, size_t *n);
 
 /* The ids of the headers with a routing tag ('T' index), in id order. */
 typedef bool (*ledger_id_cb)(const uint8_t id[32], void *ctx);
@@ -186,6 +189,9 @@ node_err node__ledger_hlc_get(node_txn *t, crdt_hlc *out);
 node_err node__ledger_hlc_put(node_txn *t, const crdt_hlc *h);
 node_err node__ledger_quarantine_put(node_txn *t, const uint8_t origin[32], const uint8_t *a,
     size_t alen, const uint8_t *b, size_t blen);
+/* The two headers of origin's proof (borrowed); NODE_ENOTFOUND when it has none. */
+node_err node__ledger_quarantine_get(node_txn *t, const uint8_t origin[32], const uint8_t **a,
+    size_t *alen, const uint8_t **b, size_t *blen);
 bool node__ledger_quarantined(node_txn *t, const uint8_t origin[32]);
 /* The seq of origin's proof of equivocation (its fork point), or 0 when it has none. */
 uint64_t node__ledger_fork_seq(node_txn *t, const proto_limits *lim, const uint8_t origin[32]);

@@ -4,8 +4,9 @@
  * (case, scope) those headers touch is decided again from what this node holds, by the same
  * rules as the incremental path (access.c node__verdict, which never reads the state): the
  * access log loses the entries of void headers; each key's state is made again from empty by
- * joining every decided delta still authorised, and only the dots of the others (refused, void,
- * or resting on an entry now void) as context. Joins commute, so the order of the bodies does
+ * joining every decided delta still authorised, and only the dots of the others (refused, void
+ * by a clash, or resting on an entry now void) as context; a delta void by its origin's fork
+ * adds nothing. Joins commute, so the order of the bodies does
  * not matter, and an incremental decision on the same data gives the same state. Bodies still
  * waiting are left to the waits. Cost: O(bodies of the scope) per scope. May call: access.c,
  * keycache.c, state.c, ledger.c, proto, crdt.
@@ -36,6 +37,7 @@ typedef struct void_entries {
     node_txn *t;
     node_engine *e;
     u64_vec numbers;
+    id_vec ids; /* of their headers */
     node_err err;
 } void_entries;
 
@@ -51,12 +53,15 @@ static bool void_entry_cb(const ledger_entry *en, void *ctx)
     bool gone = node__void(v->t, v->e, &h);
     proto_header_fini(&h);
     uint64_t *n = gone ? NODE_VEC_PUSH(&v->numbers, REBUILD_IDS_MAX) : NULL;
-    if (gone && n == NULL) {
+    id32 *id = n != NULL ? NODE_VEC_PUSH(&v->ids, REBUILD_IDS_MAX) : NULL;
+    if (gone && id == NULL) {
         v->err = NODE_ENOMEM;
         return false;
     }
-    if (n != NULL)
+    if (id != NULL) {
         *n = en->number;
+        memcpy(id->b, en->id, 32);
+    }
     return true;
 }
 
@@ -168,9 +173,10 @@ static node_err redecide(node_txn *t, node_engine *e, const ledger_key *k, const
 {
     const char *why = "";
     ledger_applied how = LEDGER_VOID;
+    bool forked = false;
     if (clash) {
         why = "another delta of its author creates one of its dots";
-    } else if (node__void(t, e, &o->h)) {
+    } else if ((forked = node__void(t, e, &o->h))) {
         why = "its origin forked at or before it";
     } else {
         node_auth r = node__verdict(t, e, k, &o->h, o->author, &o->plain, o->delta, &why);
@@ -187,7 +193,9 @@ static node_err redecide(node_txn *t, node_engine *e, const ledger_key *k, const
         else if (cerr != CRDT_OK)
             NODE_ERROR("rebuild.join", "scope=%s seq=%" PRIu64 " error=\"%s\"", k->scope, o->h.seq,
                 crdt_strerror(cerr));
-    } else {
+    } else if (!forked) {
+        /* refused, or void with a clash: its dots as context (void by a fork: nothing, as the
+         * incremental path does, apply.c) */
         err = node__context_only(state, o->delta, &o->plain, o->h.origin);
     }
     if (err == NODE_OK && (int)how != o->mark) {
@@ -250,14 +258,15 @@ static node_err rebuild_key(
 /* Decide every held, decided body of one (case, scope) again. */
 static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, size_t *voided)
 {
-    void_entries v = { t, e, { 0 }, NODE_OK };
+    void_entries v = { t, e, { 0 }, { 0 }, NODE_OK };
     key_vec keys = { 0 };
     id_vec ids = { 0 };
     node_err err = node__ledger_entries(t, &s->case_id, s->scope, void_entry_cb, &v);
     if (err == NODE_OK)
         err = v.err;
     for (size_t i = 0; err == NODE_OK && i < v.numbers.n; i++)
-        err = node__ledger_entry_del(t, &s->case_id, s->scope, v.numbers.v[i]);
+        if ((err = node__ledger_entry_del(t, &s->case_id, s->scope, v.numbers.v[i])) == NODE_OK)
+            err = node__ledger_applied_put(t, v.ids.v[i].b, LEDGER_VOID);
     if (err == NODE_OK)
         err = node__ledger_scope_keys(t, &s->case_id, s->scope, key_cb, &keys);
     for (size_t i = 0; err == NODE_OK && i < keys.n; i++) {
@@ -275,6 +284,7 @@ static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, s
     NODE_VEC_FREE(&keys);
     NODE_VEC_FREE(&ids);
     NODE_VEC_FREE(&v.numbers);
+    NODE_VEC_FREE(&v.ids);
     return err;
 }
 

@@ -24,6 +24,7 @@
 #define VV_REPEAT_MS 2000
 
 typedef struct vv_read {
+    const proto_limits *lim;
     proto_vv_item *vv;
     size_t n;
 } vv_read;
@@ -31,7 +32,7 @@ typedef struct vv_read {
 static node_err vv_read_cb(node_txn *t, void *ctx)
 {
     vv_read *r = ctx;
-    return node__ledger_vv_all(t, &r->vv, &r->n);
+    return node__ledger_vv_all(t, r->lim, &r->vv, &r->n);
 }
 
 static uint64_t fnv1a(const uint8_t *p, size_t n)
@@ -45,7 +46,7 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
 /* What is stored, and the headers in the inbound queue that follow it (node__inq_vv). */
 void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
 {
-    vv_read r = { NULL, 0 };
+    vv_read r = { &e->lim, NULL, 0 };
     node_errmsg msg;
     if (node_store_read(e->store, vv_read_cb, &r, &msg) != NODE_OK)
         return;
@@ -199,11 +200,13 @@ out:
 }
 
 /* Where m's version vector names a header of an origin that this node holds at that seq under
- * another id, the two are an equivocation: send m ours, so that both hold the proof. */
+ * another id, the two are an equivocation: send m ours, so that both hold the proof. Not when m
+ * names a fork point of that origin already (it holds a proof; section "forks" below). */
 static node_err lack_fork(
     node_txn *t, lack_ctx *c, const proto_vv_item *theirs, const proto_vv_item *mine)
 {
-    if (mine == NULL || mine->seq < theirs->seq)
+    if (mine == NULL || mine->seq < theirs->seq || theirs->fork != 0
+        || (mine->fork != 0 && theirs->seq >= mine->fork)) /* lack_cb sends the proof */
         return NODE_OK;
     if (mine->seq == theirs->seq && memcmp(mine->id, theirs->id, 32) == 0)
         return NODE_OK;
@@ -223,25 +226,46 @@ static node_err lack_fork(
     return lack_add(t, c, hb, hl);
 }
 
+/* The fork point both sides know of an origin, the lower when they differ (0: none). Beyond
+ * it every header of the origin is void, both branches: not worth trading. */
+static uint64_t fork_of(const proto_vv_item *theirs, const proto_vv_item *mine)
+{
+    uint64_t a = theirs != NULL ? theirs->fork : 0, b = mine != NULL ? mine->fork : 0;
+    return a == 0 ? b : b == 0 || a < b ? a : b;
+}
+
+/* How far a version vector entry reaches for trading: its seq, or below the fork point. */
+static uint64_t reach(const proto_vv_item *it, uint64_t fork)
+{
+    uint64_t seq = it != NULL ? it->seq : 0;
+    return fork != 0 && seq >= fork ? fork - 1 : seq;
+}
+
 /* Send m the headers it lacks (and the bodies it may hold), up to RESPONSE_BYTES, and the
- * header of ours at any place where m holds another. */
+ * header of ours at any place where m holds another. Of an origin this node knows forked, m
+ * gets the headers below the fork point, and the proof when it names no fork point or a
+ * higher one (so every holder ends with the lowest proof, and nobody trades the branches). */
 static node_err lack_cb(node_txn *t, void *ctx)
 {
     lack_ctx *c = ctx;
     proto_vv_item *mine = NULL;
     size_t n = 0;
-    node_err err = node__ledger_vv_all(t, &mine, &n);
+    node_err err = node__ledger_vv_all(t, &c->e->lim, &mine, &n);
     if (err != NODE_OK)
         return err;
     for (size_t i = 0; i < c->m->nvv && err == NODE_OK; i++) {
-        const proto_vv_item *my = vv_find(mine, n, c->m->vv[i].origin);
-        if (my == NULL || my->seq < c->m->vv[i].seq)
+        const proto_vv_item *theirs = &c->m->vv[i], *my = vv_find(mine, n, theirs->origin);
+        uint64_t fork = fork_of(theirs, my);
+        if (reach(my, fork) < reach(theirs, fork) || (theirs->fork != 0 && fork_of(NULL, my) == 0))
             c->ahead = true;
-        err = lack_fork(t, c, &c->m->vv[i], my);
+        err = lack_fork(t, c, theirs, my);
     }
     for (size_t i = 0; i < n && err == NODE_OK; i++) {
-        uint64_t theirs = vv_lookup(c->m->vv, c->m->nvv, mine[i].origin);
-        for (uint64_t s = theirs + 1; s <= mine[i].seq && err == NODE_OK; s++) {
+        const proto_vv_item *theirs = vv_find(c->m->vv, c->m->nvv, mine[i].origin);
+        uint64_t fork = fork_of(theirs, &mine[i]);
+        uint64_t last = reach(&mine[i], fork);
+        for (uint64_t s = (theirs != NULL ? theirs->seq : 0) + 1; s <= last && err == NODE_OK;
+             s++) {
             if (c->sent >= RESPONSE_BYTES) {
                 c->truncated = true;
                 break;
@@ -254,6 +278,13 @@ static node_err lack_cb(node_txn *t, void *ctx)
         }
         if (c->truncated)
             break;
+        const uint8_t *a, *b;
+        size_t al, bl;
+        if (mine[i].fork != 0
+            && (theirs == NULL || theirs->fork == 0 || theirs->fork > mine[i].fork)
+            && node__ledger_quarantine_get(t, mine[i].origin, &a, &al, &b, &bl) == NODE_OK
+            && (err = lack_add(t, c, a, al)) == NODE_OK)
+            err = lack_add(t, c, b, bl);
     }
     free(mine);
     return err;

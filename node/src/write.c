@@ -188,6 +188,23 @@ out:
     return err;
 }
 
+/* The last access-log entry of (case, scope) held without a gap, and the place of the owner's
+ * header that carried it, into a delta's plaintext (none: access_seen 0). */
+static node_err seen_place(node_txn *t, const ledger_key *k, proto_body *plain)
+{
+    plain->access_seen = node__ledger_entries_contiguous(t, &k->case_id, k->scope);
+    if (plain->access_seen == 0)
+        return NODE_OK;
+    ledger_entry *en = malloc(sizeof(*en));
+    if (en == NULL)
+        return NODE_ENOMEM;
+    node_err err = node__ledger_entry_get(t, &k->case_id, k->scope, plain->access_seen, en);
+    if (err == NODE_OK)
+        err = node__ledger_place(t, en->id, plain->access_origin, &plain->access_at);
+    free(en);
+    return err;
+}
+
 /* Seal one delta on (case, scope) and store it with the new state. vv: the state's version
  * vector before the change (the delta's causal past). */
 static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
@@ -201,11 +218,12 @@ static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
     plain.kind = PROTO_BODY_DELTA;
     plain.vv = vv;
     plain.nvv = nvv;
-    plain.access_seen = node__ledger_entries_contiguous(t, &k->case_id, k->scope);
+    node_err err = seen_place(t, k, &plain);
     plain.delta.p = enc.p;
     plain.delta.len = enc.len;
     uint8_t id[32];
-    node_err err = seal_body(t, w, k, &plain, id);
+    if (err == NODE_OK)
+        err = seal_body(t, w, k, &plain, id);
     if (err == NODE_OK)
         err = node__ledger_state_put(t, k->tag, state, node__now(w->e));
     proto_buf_free(&enc);

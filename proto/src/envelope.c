@@ -325,7 +325,12 @@ static void enc_plain(proto__w *w, const void *arg)
     switch (b->kind) {
     case PROTO_BODY_DELTA:
         proto__w_vv(w, b->vv, b->nvv);
-        proto__w_uint(w, b->access_seen);
+        proto__w_array(w, b->access_seen != 0 ? 3 : 0);
+        if (b->access_seen != 0) {
+            proto__w_uint(w, b->access_seen);
+            proto__w_bin(w, b->access_origin, PROTO_ORIGIN_LEN);
+            proto__w_uint(w, b->access_at);
+        }
         proto__w_bin(w, b->delta.p, b->delta.len);
         break;
     case PROTO_BODY_FORGET:
@@ -409,6 +414,8 @@ static proto_err plain_check(const proto_body *b, const proto_scope_key *key)
     case PROTO_BODY_DELTA:
         if (!bytes_arg_ok(b->delta))
             return PROTO_EINVAL;
+        if (b->access_seen != 0 && b->access_at == 0)
+            return PROTO_EVALUE;
         return proto__vv_ok(b->vv, b->nvv) ? PROTO_OK : PROTO_EVALUE;
     case PROTO_BODY_FORGET:
         if (!bytes_arg_ok(b->operator_name))
@@ -577,6 +584,25 @@ static bool decode_access(proto__d *d, const msgpack_object *f, proto_access *a)
     return true;
 }
 
+/* A delta's access_seen: [] (no entry seen) or [number, origin, seq], number and seq >= 1. */
+static bool decode_access_seen(proto__d *d, const msgpack_object *o, proto_body *out)
+{
+    const char *what = "access seen must be [] or [entry number, origin, seq]";
+    bool some = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 3;
+    const msgpack_object *x;
+    if (!proto__d_tuple(d, o, some ? 3 : 0, &x, what))
+        return false;
+    if (!some)
+        return true;
+    if (!proto__d_uint(d, &x[0], UINT64_MAX, &out->access_seen, what)
+        || !proto__d_fixed(d, &x[1], PROTO_ORIGIN_LEN, out->access_origin, what)
+        || !proto__d_uint(d, &x[2], UINT64_MAX, &out->access_at, what))
+        return false;
+    if (out->access_seen == 0 || out->access_at == 0)
+        return proto__d_err(d, o, PROTO_EVALUE, "access seen: entry numbers and seqs start at 1");
+    return true;
+}
+
 /* Decode a body plaintext (borrowing from msg) into out. */
 static proto_err decode_plain(
     const uint8_t *msg, size_t len, const proto_limits *lim, proto_body *out, proto_diag *diag)
@@ -619,8 +645,7 @@ static proto_err decode_plain(
     switch (kind) {
     case PROTO_K_DELTA_PLAIN:
         if (!proto__decode_vv(&d, &f[BF_VV], &out->vv_, &out->nvv)
-            || !proto__d_uint(&d, &f[BF_ACCESS_SEEN], UINT64_MAX, &out->access_seen,
-                "access seen must be an unsigned integer")
+            || !decode_access_seen(&d, &f[BF_ACCESS_SEEN], out)
             || !proto__d_bin(&d, &f[BF_DELTA], len, &out->delta, "delta must be bin (a SCOPE)"))
             return proto__d_fail(&d, diag);
         break;

@@ -515,10 +515,12 @@ static void enc_vv(proto__w *w, const void *arg)
     proto__w_head(w, 3, PROTO_K_VV);
     proto__w_array(w, m->n);
     for (size_t i = 0; i < m->n; i++) {
-        proto__w_array(w, 3);
+        proto__w_array(w, m->entries[i].fork != 0 ? 4 : 3);
         proto__w_bin(w, m->entries[i].origin, PROTO_ORIGIN_LEN);
         proto__w_uint(w, m->entries[i].seq);
         proto__w_bin(w, m->entries[i].id, PROTO_HASH_LEN);
+        if (m->entries[i].fork != 0)
+            proto__w_uint(w, m->entries[i].fork);
     }
 }
 
@@ -529,7 +531,7 @@ proto_err proto_vv_encode(const proto_vv_msg *m, proto_buf *out)
     if (m->n > PROTO_VV_MAX)
         return PROTO_ELIMIT;
     for (size_t i = 0; i < m->n; i++)
-        if (m->entries[i].seq == 0
+        if (m->entries[i].seq == 0 || m->entries[i].fork > m->entries[i].seq
             || (i > 0
                 && memcmp(m->entries[i - 1].origin, m->entries[i].origin, PROTO_ORIGIN_LEN) >= 0))
             return PROTO_EVALUE;
@@ -558,13 +560,18 @@ proto_err proto_vv_decode(
     for (size_t i = 0; i < n && d.err == PROTO_OK; i++) {
         proto_vv_item *e = &out->entries_[i];
         const msgpack_object *x;
-        if (!proto__d_tuple(&d, &items[i], 3, &x, "version vector entry is [origin, seq, id]")
+        bool forked = items[i].type == MSGPACK_OBJECT_ARRAY && items[i].via.array.size == 4;
+        if (!proto__d_tuple(&d, &items[i], forked ? 4 : 3, &x,
+                "version vector entry is [origin, seq, id] or [origin, seq, id, fork]")
             || !proto__d_fixed(&d, &x[0], PROTO_ORIGIN_LEN, e->origin, "origin must be bin of 32")
             || !proto__d_uint(&d, &x[1], UINT64_MAX, &e->seq, "seq")
-            || !proto__d_fixed(&d, &x[2], PROTO_HASH_LEN, e->id, "header id must be bin of 32"))
+            || !proto__d_fixed(&d, &x[2], PROTO_HASH_LEN, e->id, "header id must be bin of 32")
+            || (forked && !proto__d_uint(&d, &x[3], UINT64_MAX, &e->fork, "fork")))
             break;
         if (e->seq == 0)
             proto__d_err(&d, &x[1], PROTO_EVALUE, "seq starts at 1");
+        else if (forked && (e->fork == 0 || e->fork > e->seq))
+            proto__d_err(&d, &x[3], PROTO_EVALUE, "a fork point is 1 to seq");
         else if (i > 0 && memcmp(out->entries_[i - 1].origin, e->origin, PROTO_ORIGIN_LEN) >= 0)
             proto__d_err(&d, &items[i], PROTO_ENONCANON,
                 "version vector must be sorted by origin without duplicates");

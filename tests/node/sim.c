@@ -1639,7 +1639,7 @@ static node_err view_cb(node_txn *t, void *ctx)
     free(c->v->tags);
     memset(c->v, 0, sizeof(*c->v));
     c->cap = 0;
-    node_err err = node__ledger_vv_all(t, &c->v->vv, &c->v->nvv);
+    node_err err = node__ledger_vv_all(t, &c->s->lim, &c->v->vv, &c->v->nvv);
     if (err == NODE_OK && c->digests)
         err = node__ledger_key_tags(t, view_tag_cb, c);
     return err != NODE_OK ? err : c->err;
@@ -1868,14 +1868,39 @@ static void app_waiting(sim *s, char *why, size_t len, size_t *off)
 }
 
 /* Which node lacks which origin's headers; true when none does. */
+/* Of an origin known forked, the nodes must agree on the fork point and hold its log up to
+ * just below it (beyond, both branches are void and the nodes do not trade them). */
+static uint64_t fork_of(const sim_view *v, const uint8_t origin[32])
+{
+    for (size_t k = 0; k < v->nvv; k++)
+        if (memcmp(v->vv[k].origin, origin, 32) == 0)
+            return v->vv[k].fork;
+    return 0;
+}
+
 static bool vv_report(sim *s, const sim_view *v, char *why, size_t len, size_t *off)
 {
     bool ok = true;
     for (size_t o = 0; o < s->n; o++) {
-        uint64_t max = 0;
+        uint64_t max = 0, fork = 0;
         size_t holder = 0;
         for (size_t i = 0; i < s->n; i++) {
+            uint64_t f = fork_of(&v[i], s->node[o].origin);
+            fork = f != 0 && (fork == 0 || f < fork) ? f : fork;
+        }
+        for (size_t i = 0; fork != 0 && i < s->n; i++) {
+            uint64_t f = fork_of(&v[i], s->node[o].origin);
+            if (f != fork) {
+                ok = false;
+                app(why, len, off,
+                    "\n  node %zu (%s) holds the fork point %" PRIu64 " of origin %s (node %zu), "
+                    "not %" PRIu64,
+                    i, s->node[i].org, f, s->node[o].org, o, fork);
+            }
+        }
+        for (size_t i = 0; i < s->n; i++) {
             uint64_t h = vv_of(&v[i], s->node[o].origin);
+            h = fork != 0 && h >= fork ? fork - 1 : h;
             if (h > max) {
                 max = h;
                 holder = i;
@@ -1883,6 +1908,7 @@ static bool vv_report(sim *s, const sim_view *v, char *why, size_t len, size_t *
         }
         for (size_t i = 0; i < s->n; i++) {
             uint64_t h = vv_of(&v[i], s->node[o].origin);
+            h = fork != 0 && h >= fork ? fork - 1 : h;
             if (h < max) {
                 ok = false;
                 app(why, len, off,

@@ -265,7 +265,8 @@ size_t sim_peers_up(sim *s, size_t i);
 /* The engine's grace period before a missing body is asked for (NODE_WANT_GRACE_MS). */
 uint64_t sim_want_grace_ms(void);
 
-/* Converged: equal version vectors, equal digests of every tag held by more than one node, and
+/* Converged: equal version vectors (of an origin known forked: one fork point, and its log up
+ * to just below it), equal digests of every tag held by more than one node, and
  * no node waiting for anything (sim_waiting all zero). false with why filled (which node lacks
  * which origin's headers, which tags differ, what the nodes wait for). */
 bool sim_converged(sim *s, char *why, size_t whylen);

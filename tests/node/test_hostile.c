@@ -507,6 +507,14 @@ static proto_identity *member_identity(th_net *net, size_t i)
 
 /* What a member's store holds of one (case, scope), its access log and its own log: read
  * through the ledger API (node/src/ledger.h) while the member is stopped. */
+/* The access-log entry a delta says its author had seen last: its number (0: none) and the
+ * place of the owner's header that carried it. */
+typedef struct seen_entry {
+    uint64_t n;
+    uint8_t origin[32];
+    uint64_t at;
+} seen_entry;
+
 typedef struct member_view {
     const proto_case_id *case_id;
     const char *scope;
@@ -516,9 +524,9 @@ typedef struct member_view {
     proto_case_nonce nonce;
     char owner[PROTO_ORG_MAX + 1];
     crdt_scope *state;
-    uint64_t access_seen; /* entries 1..access_seen held without a gap */
-    uint64_t entries;     /* entries held */
-    uint8_t access;       /* org's access by its newest grant among them (PROTO_ACCESS_*) */
+    seen_entry seen;  /* entries 1..seen.n held without a gap, and where n came from */
+    uint64_t entries; /* entries held */
+    uint8_t access;   /* org's access by its newest grant among them (PROTO_ACCESS_*) */
     uint64_t own_seq;
     uint8_t own_last[32];
     char why[200];
@@ -562,7 +570,17 @@ static node_err view_cb(node_txn *t, void *ctx)
         snprintf(v->why, sizeof(v->why), "the access log does not read");
         return err;
     }
-    v->access_seen = node__ledger_entries_contiguous(t, v->case_id, v->scope);
+    memset(&v->seen, 0, sizeof(v->seen));
+    v->seen.n = node__ledger_entries_contiguous(t, v->case_id, v->scope);
+    ledger_entry *en = v->seen.n != 0 ? malloc(sizeof(*en)) : NULL;
+    if (en != NULL
+        && (node__ledger_entry_get(t, v->case_id, v->scope, v->seen.n, en) != NODE_OK
+            || node__ledger_place(t, en->id, v->seen.origin, &v->seen.at) != NODE_OK)) {
+        free(en);
+        snprintf(v->why, sizeof(v->why), "entry %" PRIu64 " has no header", v->seen.n);
+        return NODE_ECORRUPT;
+    }
+    free(en);
     v->own_seq = 0;
     memset(v->own_last, 0, 32);
     err = node__ledger_own_get(t, &v->own_seq, v->own_last);
@@ -676,9 +694,9 @@ static proto_err forge_body(const proto_identity *author, const proto_scope_key 
 }
 
 /* Seal a CRDT delta: its causal past is `vv_of` (a state: its version vector), its author states
- * access_seen. */
+ * the access-log entry it had seen last (NULL: none). */
 static proto_err forge_delta_of(const proto_identity *author, const proto_scope_key *key,
-    const crdt_scope *vv_of, const crdt_scope *delta, uint64_t access_seen, uint64_t seq,
+    const crdt_scope *vv_of, const crdt_scope *delta, const seen_entry *seen, uint64_t seq,
     const uint8_t prev[32], uint64_t wall, forged *out)
 {
     memset(out, 0, sizeof(*out));
@@ -694,7 +712,11 @@ static proto_err forge_delta_of(const proto_identity *author, const proto_scope_
         plain.vv = cc->vv;
         plain.nvv = cc->nvv;
     }
-    plain.access_seen = access_seen;
+    if (seen != NULL && seen->n != 0) {
+        plain.access_seen = seen->n;
+        memcpy(plain.access_origin, seen->origin, 32);
+        plain.access_at = seen->at;
+    }
     plain.delta.p = enc.p;
     plain.delta.len = enc.len;
     err = forge_body(author, key, &plain, seq, prev, wall, out);
@@ -703,12 +725,12 @@ static proto_err forge_delta_of(const proto_identity *author, const proto_scope_
 }
 
 /* A delta sealed by `author` under `key`, made on `s` (changed in place: the author's state
- * after the write; the delta's causal past is s's version vector before it) stating
- * access_seen, at (seq, prev) with HLC wall: field=value on a register, or (value NULL)
+ * after the write; the delta's causal past is s's version vector before it) stating the
+ * entry seen, at (seq, prev) with HLC wall: field=value on a register, or (value NULL)
  * field += amount on a counter (under the author's counter origin for the field), or (field
  * NULL) no change at all. */
 static proto_err forge_delta_on(const proto_identity *author, const proto_scope_key *key,
-    crdt_scope *s, uint64_t access_seen, const char *field, const char *value, int64_t amount,
+    crdt_scope *s, const seen_entry *seen, const char *field, const char *value, int64_t amount,
     uint64_t seq, const uint8_t prev[32], uint64_t wall, forged *out)
 {
     memset(out, 0, sizeof(*out));
@@ -730,7 +752,7 @@ static proto_err forge_delta_on(const proto_identity *author, const proto_scope_
         err = PROTO_EVALUE;
         goto out;
     }
-    err = forge_delta_of(author, key, before, delta, access_seen, seq, prev, wall, out);
+    err = forge_delta_of(author, key, before, delta, seen, seq, prev, wall, out);
 out:
     crdt_scope_free(before);
     crdt_scope_free(delta);
@@ -739,7 +761,7 @@ out:
 
 /* forge_delta_on a copy of `state` (NULL: an empty scope), which stays as it is. */
 static proto_err forge_delta(const proto_identity *author, const proto_scope_key *key,
-    const crdt_scope *state, uint64_t access_seen, const char *field, const char *value,
+    const crdt_scope *state, const seen_entry *seen, const char *field, const char *value,
     int64_t amount, uint64_t seq, const uint8_t prev[32], uint64_t wall, forged *out)
 {
     memset(out, 0, sizeof(*out));
@@ -748,7 +770,7 @@ static proto_err forge_delta(const proto_identity *author, const proto_scope_key
                       : crdt_scope_new(NULL, &s) != CRDT_OK)
         return PROTO_ENOMEM;
     proto_err err
-        = forge_delta_on(author, key, s, access_seen, field, value, amount, seq, prev, wall, out);
+        = forge_delta_on(author, key, s, seen, field, value, amount, seq, prev, wall, out);
     crdt_scope_free(s);
     return err;
 }
@@ -1578,8 +1600,8 @@ static void read_grant_cannot_write(void **state)
     /* cpia-1 writes with a read grant only: correctly chained, signed and encrypted. */
     forged f;
     uint64_t seq = v.own_seq + 1;
-    assert_int_equal(forge_delta(cpia, v.key, v.state, v.access_seen, "livello", "C2", 0, seq,
-                         v.own_last, now_ms(), &f),
+    assert_int_equal(forge_delta(cpia, v.key, v.state, &v.seen, "livello", "C2", 0, seq, v.own_last,
+                         now_ms(), &f),
         PROTO_OK);
     size_t refuse = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", NULL);
     fp_peer *p = connect_as(net, COMUNE, cpia);
@@ -1659,8 +1681,8 @@ static void forge_as_cpia(th_net *net, const char *id, const char *field, const 
     CHECK(
         net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA's state does not hold its write grant");
     proto_identity *cpia = member_identity(net, CPIA);
-    proto_err perr = forge_delta(cpia, v.key, v.state, v.access_seen, field, value, amount,
-        v.own_seq + 1, v.own_last, wall, f);
+    proto_err perr = forge_delta(
+        cpia, v.key, v.state, &v.seen, field, value, amount, v.own_seq + 1, v.own_last, wall, f);
     member_view_fini(&v);
     CHECK(net, perr == PROTO_OK, "cannot forge: %s", proto_strerror(perr));
     *cpia_out = cpia;
@@ -2143,7 +2165,7 @@ static void push_write(th_net *net, fp_peer *p, const proto_identity *me, member
 {
     forged f;
     proto_err perr = forge_delta_on(
-        me, v->key, v->state, v->access_seen, field, value, amount, c->seq, c->prev, now_ms(), &f);
+        me, v->key, v->state, &v->seen, field, value, amount, c->seq, c->prev, now_ms(), &f);
     CHECK(net, perr == PROTO_OK, "cannot forge %s: %s", field, proto_strerror(perr));
     push_delta(net, p, &f);
     chain_next(c, &f);
@@ -2557,11 +2579,11 @@ static void fork_voids_both_branches(void **state)
     CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
     uint64_t t = now_ms();
     forged a, b;
-    assert_int_equal(forge_delta(cpia, v.key, v.state, v.access_seen, "livello", "B1", 0,
-                         v.own_seq + 1, v.own_last, t, &a),
+    assert_int_equal(forge_delta(cpia, v.key, v.state, &v.seen, "livello", "B1", 0, v.own_seq + 1,
+                         v.own_last, t, &a),
         PROTO_OK);
-    assert_int_equal(forge_delta(cpia, v.key, v.state, v.access_seen, "livello", "C1", 0,
-                         v.own_seq + 1, v.own_last, t + 1, &b),
+    assert_int_equal(forge_delta(cpia, v.key, v.state, &v.seen, "livello", "C1", 0, v.own_seq + 1,
+                         v.own_last, t + 1, &b),
         PROTO_OK);
     CHECK(net, memcmp(a.id, b.id, 32) != 0, "the two deltas are one");
     fp_peer *pa = connect_as(net, COMUNE, cpia), *pb = connect_as(net, PREF, cpia);
@@ -2767,8 +2789,8 @@ static void entry_clocks_not_after_header(void **state)
     const crdt_origin *me = (const crdt_origin *)(const void *)proto_identity_origin(cpia);
     assert_int_equal(crdt_register_set(s, delta, me, &far, "livello", "C2", 2), CRDT_OK);
     forged f;
-    assert_int_equal(forge_delta_of(cpia, v.key, v.state, delta, v.access_seen, v.own_seq + 1,
-                         v.own_last, now_ms(), &f),
+    assert_int_equal(forge_delta_of(cpia, v.key, v.state, delta, &v.seen, v.own_seq + 1, v.own_last,
+                         now_ms(), &f),
         PROTO_OK);
     const char *reason = "an entry stamped later than its header";
     size_t before = count3(net, COMUNE, "event=delta.refuse", "org=cpia-1", reason);
@@ -3142,8 +3164,7 @@ static void future_dot_in_context_waits(void **state)
     crdt_cc_fini(&cc);
     forged f[2];
     assert_int_equal(
-        forge_delta_of(cpia, v.key, v.state, delta, v.access_seen, c.seq, c.prev, t, &f[0]),
-        PROTO_OK);
+        forge_delta_of(cpia, v.key, v.state, delta, &v.seen, c.seq, c.prev, t, &f[0]), PROTO_OK);
     chain_next(&c, &f[0]);
     crdt_scope_free(s);
     crdt_scope_free(delta);
@@ -3156,8 +3177,7 @@ static void future_dot_in_context_waits(void **state)
     assert_int_equal(crdt_scope_new(NULL, &delta), CRDT_OK);
     assert_int_equal(crdt_timeline_redact(s, delta, "eventi", &ev.id), CRDT_OK);
     assert_int_equal(
-        forge_delta_of(cpia, sv.key, sv.state, delta, sv.access_seen, c.seq, c.prev, t, &f[1]),
-        PROTO_OK);
+        forge_delta_of(cpia, sv.key, sv.state, delta, &sv.seen, c.seq, c.prev, t, &f[1]), PROTO_OK);
     chain_next(&c, &f[1]);
     crdt_scope_free(s);
     crdt_scope_free(delta);
@@ -3243,7 +3263,7 @@ static void new_dots_must_be_consecutive(void **state)
         "the forged delta does not carry a dot beyond a gap");
     forged gap;
     assert_int_equal(
-        forge_delta_of(cpia, v.key, v.state, delta, v.access_seen, c.seq, c.prev, hlc.wall, &gap),
+        forge_delta_of(cpia, v.key, v.state, delta, &v.seen, c.seq, c.prev, hlc.wall, &gap),
         PROTO_OK);
     chain_next(&c, &gap);
     crdt_scope_free(s);
@@ -3283,12 +3303,12 @@ static void one_dot_twice_voids_both(void **state)
     proto_identity *cpia = writer_cpia(net, id, &cid, &v, &c);
     uint64_t t = now_ms();
     forged f[2];
-    assert_int_equal(forge_delta(cpia, v.key, v.state, v.access_seen, "livello", "B1", 0, c.seq,
-                         c.prev, t, &f[0]),
+    assert_int_equal(
+        forge_delta(cpia, v.key, v.state, &v.seen, "livello", "B1", 0, c.seq, c.prev, t, &f[0]),
         PROTO_OK);
     chain_next(&c, &f[0]);
-    assert_int_equal(forge_delta(cpia, v.key, v.state, v.access_seen, "livello", "C1", 0, c.seq,
-                         c.prev, t + 1, &f[1]),
+    assert_int_equal(
+        forge_delta(cpia, v.key, v.state, &v.seen, "livello", "C1", 0, c.seq, c.prev, t + 1, &f[1]),
         PROTO_OK);
     chain_next(&c, &f[1]);
     size_t before = count3(net, COMUNE, "event=delta.redecided", "org=cpia-1", "now=void");
@@ -3382,6 +3402,9 @@ static void waiting_deltas_within_quota(void **state)
     assert_int_equal(crdt_scope_clone(v.state, &s), CRDT_OK);
     forged *f = calloc(N, sizeof(*f));
     assert_non_null(f);
+    /* The entry the comune writes next, at its next seq (the grant below). */
+    seen_entry next = { v.seen.n + 1, { 0 }, (uint64_t)vv_of(net, COMUNE, COMUNE) + 1 };
+    node_origin(net, COMUNE, next.origin);
     uint64_t t = now_ms();
     for (size_t i = 0; i < N; i++) {
         crdt_scope *before = NULL, *delta = NULL;
@@ -3389,8 +3412,7 @@ static void waiting_deltas_within_quota(void **state)
         assert_int_equal(crdt_scope_new(NULL, &delta), CRDT_OK);
         assert_int_equal(crdt_counter_add(s, delta, &co, "ore_frequenza", 1), CRDT_OK);
         assert_int_equal(
-            forge_delta_of(cpia, v.key, before, delta, v.access_seen + 1, c.seq, c.prev, t, &f[i]),
-            PROTO_OK);
+            forge_delta_of(cpia, v.key, before, delta, &next, c.seq, c.prev, t, &f[i]), PROTO_OK);
         chain_next(&c, &f[i]);
         crdt_scope_free(before);
         crdt_scope_free(delta);

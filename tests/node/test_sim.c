@@ -13,6 +13,9 @@
  * - a seeded schedule: 3 to 5 nodes, a few hundred random writes and grants (invented names),
  *   random cuts, delays, reordering, duplicates and partitions, then healing: the nodes
  *   converge and no acknowledged write is lost;
+ * - forks: a write grantee restored from an old backup forks its own log, and an owner restored
+ *   from one forks the access log: every node voids both branches from the fork point and
+ *   refuses what rests on a void entry, in any order of arrival;
  * - replay: a seed run twice delivers the same events (the same trace hash), another seed not.
  *
  * SIM_SEED=N runs the seeded schedule for seed N only, SIM_SEEDS=N for seeds 1..N (default: a
@@ -707,6 +710,85 @@ static void fork_voided_in_any_order(void **state)
     }
 }
 
+/* The owner forks: the comune grants the CPIA write on lingua while the Prefettura is cut off,
+ * the CPIA writes livello=B1 on that grant, and the comune is restored from a copy of its store
+ * made before the grant; cut off from the CPIA, it writes livello=C1 at the seq of the grant.
+ * Healed, every node finds the fork at that seq and agrees on it (version vectors carry it),
+ * though the branches beyond it differ in length: the access-log entry and C1 are void where
+ * held, and B1, which names the void entry, is refused everywhere, whether a node merged it
+ * before it knew of the fork (the CPIA) or got it after, never holding that entry (the comune
+ * restored, and the Prefettura when C1 reaches it first: the seed decides). The nodes converge:
+ * one fork point, equal logs below it, one digest per tag. */
+static void owner_fork_voids_access_entries(void **state)
+{
+    for (uint64_t seed = 31; seed < 35; seed++) {
+        sim_free(*state);
+        *state = NULL;
+        sim_opts o;
+        sim_opts_default(&o, 3, seed, "owner_fork_voids_access_entries");
+        o.lat_max_ms = 80;
+        o.jitter_ms = 15;
+        sim *s = start(state, &o);
+        proto_case_id a = new_case(s, COMUNE, "lingua.livello=A1");
+        grant(s, COMUNE, &a, "lingua", PREF, false);
+        converge(s, 10000);
+        CHECK(s, sim_backup(s, COMUNE), "no backup of the comune's store");
+        unsigned cut_pref[SIM_MAX_NODES] = { 0, 0, 1 };
+        sim_partition(s, cut_pref);
+        grant(s, COMUNE, &a, "lingua", CPIA, true);
+        sim_hdr entry = last(s, 1), key_grant = last(s, 0);
+        CHECK(s, key_grant.kind == PROTO_HDR_KEY_GRANT && entry.kind == PROTO_HDR_DELTA,
+            "the grant did not write an entry and then a key grant (%u %u)", entry.kind,
+            key_grant.kind);
+        assert_true(sim_run_for(s, 2000));
+        set(s, CPIA, &a, "lingua.livello=B1");
+        sim_hdr b1 = last(s, 0);
+        assert_true(sim_run_for(s, 2000));
+        CHECK(s, sim_applied(s, COMUNE, b1.id) == 1,
+            "seed %" PRIu64 ": the comune did not merge B1", seed);
+        unsigned cut_cpia[SIM_MAX_NODES] = { 0, 1, 0 };
+        sim_partition(s, cut_cpia);
+        CHECK(s, sim_restore(s, COMUNE), "the comune does not start from its backup");
+        bool written = false;
+        char last_err[sizeof(((node_errmsg *)0)->text)] = "";
+        for (int k = 0; k < 60 && !written; k++) {
+            node_errmsg msg = { { 0 } };
+            const char *e[] = { "lingua.livello=C1" };
+            written = sim_case_set(s, COMUNE, &a, e, 1, &msg) == NODE_OK;
+            snprintf(last_err, sizeof(last_err), "%s", msg.text);
+            if (!written)
+                assert_true(sim_run_for(s, 500));
+        }
+        CHECK(s, written, "the restored comune cannot write: %s", last_err);
+        sim_hdr c1 = last(s, 0);
+        CHECK(s, c1.seq == entry.seq,
+            "the restored comune wrote at seq %" PRIu64 ", not at the grant's %" PRIu64, c1.seq,
+            entry.seq);
+        assert_true(sim_run_for(s, 2000));
+        sim_heal(s);
+        char why[4096];
+        CHECK(s, sim_converge(s, 60000, why, sizeof(why)), "seed %" PRIu64 ": %s", seed, why);
+        for (size_t i = 0; i < 3; i++) {
+            int me = sim_applied(s, i, entry.id), mb = sim_applied(s, i, b1.id),
+                mc = sim_applied(s, i, c1.id);
+            /* Each node holds one of the two headers at the fork point (the CPIA the grant's,
+             * the comune C1, the Prefettura whichever came first) and the other in its proof. */
+            CHECK(s,
+                (me == 3 || (me == 0 && i != CPIA)) && mb == 2
+                    && (mc == 3 || (mc == 0 && i != COMUNE)) && (me == 3) != (mc == 3),
+                "seed %" PRIu64 ": node %zu: entry %d, B1 %d, C1 %d (want void or not held, "
+                "refused, void or not held; one of the two)",
+                seed, i, me, mb, mc);
+            sim_quarantine q;
+            CHECK(s, sim_quarantine_read(s, i, COMUNE, &q) && q.seq == (long long)entry.seq,
+                "seed %" PRIu64 ": node %zu does not list the comune's fork at seq %" PRIu64, seed,
+                i, entry.seq);
+            CHECK(
+                s, q.self == (i == COMUNE), "seed %" PRIu64 ": node %zu: self %d", seed, i, q.self);
+        }
+    }
+}
+
 /* A seed run twice delivers the same events in the same order, to the byte. */
 static void replay_is_exact(void **state)
 {
@@ -739,6 +821,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(clock_step_back, teardown),
         cmocka_unit_test_teardown(seeded_schedule, teardown),
         cmocka_unit_test_teardown(fork_voided_in_any_order, teardown),
+        cmocka_unit_test_teardown(owner_fork_voids_access_entries, teardown),
         cmocka_unit_test_teardown(replay_is_exact, teardown),
     };
     return cmocka_run_group_tests_name("node.sim", tests, NULL, NULL);

@@ -53,6 +53,8 @@ static void make_delta(fx *f, uint64_t seq, const uint8_t prev[32], proto_buf *h
     plain.vv = cc->vv;
     plain.nvv = cc->nvv;
     plain.access_seen = 3;
+    memset(plain.access_origin, 0xab, 32);
+    plain.access_at = 7;
     plain.delta = (proto_bytes) { f->dmsg.p, f->dmsg.len };
     proto_seal_info info = { seq, { 0 }, { 1700000000000 + seq, 0 } };
     if (prev != NULL)
@@ -142,6 +144,10 @@ static void delta_round_trip(void **state)
     assert_string_equal(b.scope, "sociale");
     assert_int_equal(b.epoch, 1);
     assert_int_equal(b.access_seen, 3);
+    assert_int_equal(b.access_at, 7);
+    uint8_t ab[32];
+    memset(ab, 0xab, 32);
+    assert_memory_equal(b.access_origin, ab, 32);
     const crdt_cc *cc = crdt_scope_cc(f->state);
     assert_int_equal(b.nvv, cc->nvv);
     assert_memory_equal(b.vv, cc->vv, cc->nvv * sizeof *cc->vv);
@@ -150,6 +156,25 @@ static void delta_round_trip(void **state)
     assert_true(crdt_scope_equal(got, f->delta));
     crdt_scope_free(got);
     proto_body_fini(&b);
+    /* No entry seen: access_seen 0 travels as [] and opens as 0 with no place. */
+    proto_body plain;
+    memset(&plain, 0, sizeof plain);
+    plain.kind = PROTO_BODY_DELTA;
+    plain.vv = cc->vv;
+    plain.nvv = cc->nvv;
+    plain.delta = (proto_bytes) { f->dmsg.p, f->dmsg.len };
+    proto_header h;
+    proto_buf hb, bb;
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_OK);
+    assert_int_equal(b.access_seen, 0);
+    assert_int_equal(b.access_at, 0);
+    proto_body_fini(&b);
+    proto_header_fini(&h);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    /* An entry seen names the header that carried it: seq 0 is no place. */
+    plain.access_seen = 2;
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_EVALUE);
 }
 
 static void forget_round_trip(void **state)

@@ -51,6 +51,8 @@ static void sync_messages(void **state)
             rand_bytes(vv[i].origin, 32);
             vv[i].seq = 1 + tu_next() % (round % 2 ? UINT64_MAX - 1 : 300);
             rand_bytes(vv[i].id, 32);
+            /* every third origin known forked, at 1..seq */
+            vv[i].fork = tu_next() % 3 == 0 ? 1 + tu_next() % vv[i].seq : 0;
         }
         qsort(vv, n, sizeof vv[0], vv_cmp);
         proto_vv_msg m = { vv, n, NULL }, d;
@@ -137,6 +139,27 @@ static void sync_messages(void **state)
         proto_diag dg;
         static const proto_err want[3] = { PROTO_ENONCANON, PROTO_ENONCANON, PROTO_EVALUE };
         assert_int_equal(proto_vv_decode(b.p, b.len, NULL, &d, &dg), want[c]);
+        tb_free(&b);
+    }
+    /* a fork point is 1..seq: beyond the seq on encode, 0 or beyond on decode, refused */
+    bad[0].seq = 5;
+    bad[0].fork = 6;
+    assert_int_equal(proto_vv_encode(&m, &a), PROTO_EVALUE);
+    for (uint64_t fork = 0; fork <= 6; fork += 6) {
+        tb b = { 0 };
+        tb_array(&b, 3);
+        tb_uint(&b, PROTO_VERSION);
+        tb_uint(&b, PROTO_K_VV);
+        tb_array(&b, 1);
+        uint8_t o[32] = { 0 }, id[32] = { 0 };
+        tb_array(&b, 4);
+        tb_bin(&b, o, 32);
+        tb_uint(&b, 5);
+        tb_bin(&b, id, 32);
+        tb_uint(&b, fork);
+        proto_vv_msg d;
+        proto_diag dg;
+        assert_int_equal(proto_vv_decode(b.p, b.len, NULL, &d, &dg), PROTO_EVALUE);
         tb_free(&b);
     }
 }

@@ -322,19 +322,22 @@ void tv_generate(tu_vectors *vs)
     plain.kind = PROTO_BODY_DELTA;
     plain.vv = cc->vv; /* the version vector of the scope before the delta */
     plain.nvv = cc->nvv;
-    plain.access_seen = 1;
+    plain.access_seen = 1; /* entry 1, carried by alice's header seq 1 (the access grant) */
+    memcpy(plain.access_origin, proto_identity_origin(alice), 32);
+    plain.access_at = 1;
     plain.delta = (proto_bytes) { dmsg.p, dmsg.len };
     proto_buf dh, db;
     seal_body(alice, key, 2, grant_entry_id, hd, &plain, 0x70, &dh, &db, &hdr, nonce);
     v = tu_vectors_add(vs, "delta");
     tu_vector_put(v, "what",
-        "alice (seq 2, prev = the access grant) sets telefono, having seen access entry 1; "
-        "header_id = H(header), the whole HEADER message");
+        "alice (seq 2, prev = the access grant) sets telefono, having seen access entry 1, "
+        "which alice's header seq 1 carried; header_id = H(header), the whole HEADER message");
     tu_vector_put_hex(v, "scope_key", keyb, 32);
     tu_vector_put_u64(v, "seq", 2);
     tu_vector_put_u64(v, "hlc_wall", hd.wall);
     tu_vector_put_u64(v, "hlc_logical", hd.logical);
     tu_vector_put_u64(v, "access_seen", 1);
+    tu_vector_put_u64(v, "access_at", 1);
     put_buf(v, "delta_scope", &dmsg);
     tu_vector_put_hex(v, "nonce", nonce, 24);
     put_plaintext(v, &hdr, key, &db, &opened);
@@ -563,6 +566,14 @@ void tv_generate(tu_vectors *vs)
     tu_vector_put(v, "what",
         "carol seq 1, alice seq 5 (the forget's id), bob seq 7: the last contiguous header of "
         "each origin and its id");
+    put_buf(v, "msg", &m);
+    proto_buf_free(&m);
+    vi[2].fork = 4; /* bob's log known forked at seq 4 */
+    CHECK(proto_vv_encode(&vm, &m));
+    v = tu_vectors_add(vs, "vv_fork");
+    tu_vector_put(v, "what",
+        "the same, with bob's origin quarantined: the sender holds a proof of two headers at "
+        "bob's seq 4 (the fork point), so bob's entry has a fourth element");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 

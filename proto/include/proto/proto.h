@@ -482,8 +482,11 @@ typedef struct proto_body {
     const crdt_vv_entry *vv;
     size_t nvv;
     /* DELTA: the number of the last access-log entry of the scope its author had seen (0:
-     * none), and the encoded SCOPE message. */
+     * none) and the place of the owner's header that carried it (origin, seq; unset with 0),
+     * and the encoded SCOPE message. */
     uint64_t access_seen;
+    uint8_t access_origin[PROTO_ORIGIN_LEN];
+    uint64_t access_at;
     proto_bytes delta;
     /* FORGET */
     uint8_t forget_reason;     /* proto_forget_reason */
@@ -703,6 +706,7 @@ typedef struct proto_vv_item {
     uint8_t origin[PROTO_ORIGIN_LEN];
     uint64_t seq; /* >= 1 */
     uint8_t id[PROTO_HASH_LEN];
+    uint64_t fork; /* 0, or the origin's fork point the sender holds a proof of (1..seq) */
 } proto_vv_item;
 
 /* VV: sorted by origin, unique. Decoded: entries owned. */
