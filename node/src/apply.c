@@ -258,7 +258,8 @@ out:
  * second refused until fork handling decides). An epoch announcement confirms the key of its
  * epoch when this node holds it already (held unconfirmed). */
 static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
-    const ledger_key *k, const node_member *author, const proto_body *plain, bool *done)
+    const ledger_key *k, const node_member *author, const proto_body *plain, bool *done,
+    wait_reason *why)
 {
     if (!node__is_owner(k, author))
         return refuse(t, c, w, h, "access.reject", k->scope,
@@ -279,8 +280,17 @@ static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const
             *done = true;
             return node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
         }
-        return refuse(t, c, w, h, "access.fork", k->scope,
-            "a second access-log entry under a number held (the owner forked its log)", "", done);
+        /* A second entry under a number held: the owner forked (the one held is void once the
+         * proof comes, and the rebuild drops it), or wrote two under one number. It waits, so
+         * that whichever came first, the one that stands is the same at every node once the
+         * fork is known. */
+        if (*why != WAIT_CAUSAL)
+            NODE_WARN("access.fork",
+                "scope=%s seq=%" PRIu64 " entry=%" PRIu64
+                " detail=\"a second access-log entry under a number held: it waits\"",
+                k->scope, h->seq, plain->entry);
+        *why = WAIT_CAUSAL;
+        return NODE_OK;
     }
     if (err != NODE_ENOTFOUND) {
         free(en);
@@ -365,11 +375,12 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     }
     if (node__dots_taken(state, delta, plain, h->origin)) {
         /* Another delta of its author created one of its dots: both are void, whichever came
-         * first, so the scope is decided again (rebuild.c), this one with it. */
+         * first, so the scope is decided again (rebuild.c, once per transaction), this one
+         * with it. */
         if ((err = not_merged(t, c, w, h, "delta.void", k->scope,
                  "another delta of its author created one of its dots", "", done, LEDGER_VOID))
             == NODE_OK)
-            err = node__rebuild_scope(t, e, &k->case_id, k->scope);
+            err = node__rebuild_note(c, &k->case_id, k->scope);
         goto out;
     }
     if (verdict == NODE_AUTH_NO) {
@@ -440,7 +451,7 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     } else if (plain.kind == PROTO_BODY_DELTA) {
         err = merge_delta(t, c, w, h, &k, author, &plain, done, why);
     } else if (plain.kind == PROTO_BODY_ACCESS_GRANT || plain.kind == PROTO_BODY_ACCESS_EPOCH) {
-        err = apply_entry(t, c, w, h, &k, author, &plain, done);
+        err = apply_entry(t, c, w, h, &k, author, &plain, done, why);
     } else {
         /* Erasure (forget) is later work: keep the body, merge nothing. */
         NODE_WARN("delta.skip", "scope=%s seq=%" PRIu64 " reason=\"forget not implemented\"",
@@ -508,14 +519,14 @@ static node_err apply_cb(node_txn *t, void *ctx)
 {
     apply_ctx *c = ctx;
     c->progress = c->refused = 0;
-    c->wants.n = 0; /* a rerun of the transaction starts again */
+    c->wants.n = c->rebuild.n = 0; /* a rerun of the transaction starts again */
     for (size_t i = 0; i < c->n; i++) {
         node_err err
             = node__apply_one(t, c, &c->e->waits.v[c->from + i], NULL, &c->done[i], &c->why[i]);
         if (err != NODE_OK)
             return err;
     }
-    return NODE_OK;
+    return node__rebuild_noted(t, c);
 }
 
 /* Bodies tried in one transaction (1024: about 60 ms of work, one fsync), and in one call
@@ -559,6 +570,7 @@ static size_t apply_batch(node_engine *e, size_t from, size_t n)
         NODE_ERROR("apply.fail", "error=\"out of memory listing the bodies a key unlocked\"");
 out:
     NODE_VEC_FREE(&c.wants);
+    NODE_VEC_FREE(&c.rebuild);
     free(c.why);
     free(c.done);
     return finished;

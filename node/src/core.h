@@ -452,6 +452,13 @@ bool node__hcheck_ready(node_engine *e, node_hcheck *chk);
 /* apply.c: merging held bodies                                                              */
 
 /* One transaction's try at waits (apply.c) or at the bodies of a group (ingest.c). */
+/* A (case, scope). */
+typedef struct node_scope_ref {
+    proto_case_id case_id;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+} node_scope_ref;
+typedef NODE_VEC(node_scope_ref) node_scope_ref_vec;
+
 typedef struct apply_ctx {
     node_engine *e;
     size_t from, n;   /* the waits tried in this transaction: [from, from + n) */
@@ -459,7 +466,8 @@ typedef struct apply_ctx {
     bool *done;       /* per wait tried: merged, refused or not ours: drop it */
     size_t progress;
     size_t refused;
-    node_want_vec wants; /* bodies a key taken in made readable: adopted after the commit */
+    node_want_vec wants;        /* bodies a key taken in made readable: adopted after the commit */
+    node_scope_ref_vec rebuild; /* scopes to decide again before the commit (rebuild.c) */
 } apply_ctx;
 /* A held body as its caller knows it: its header decoded, and its bytes. */
 typedef struct node_held {
@@ -483,10 +491,11 @@ void node__retry_waits(node_engine *e);
 /* origin was caught equivocating at seq fork: its headers from there on are void. Decide
  * every (case, scope) they touch again (inside the caller's transaction). */
 node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32], uint64_t fork);
-/* Decide one (case, scope) again (a delta created a dot another delta of its author created:
- * both are void). */
-node_err node__rebuild_scope(
-    node_txn *t, node_engine *e, const proto_case_id *case_id, const char *scope);
+/* A delta created a dot another delta of its author created: both are void, and the (case,
+ * scope) is decided again once, at the end of the transaction, however many such deltas it
+ * takes in (rebuild_note, then rebuild_noted before the commit). */
+node_err node__rebuild_note(apply_ctx *c, const proto_case_id *case_id, const char *scope);
+node_err node__rebuild_noted(node_txn *t, apply_ctx *c);
 
 /* ---------------------------------------------------------------------------------------- */
 /* held.c: headers held out of order                                                          */

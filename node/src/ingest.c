@@ -621,7 +621,7 @@ static node_err bodies_cb(node_txn *t, void *ctx)
         c->done[i] = true;
         c->why[i] = WAIT_KEY;
     }
-    c->a.wants.n = 0;
+    c->a.wants.n = c->a.rebuild.n = 0;
     c->a.progress = c->a.refused = 0;
     /* The key grants first: a grant and the bodies under its key usually come in one group,
      * and those bodies are this node's to hold only once it holds the key. Then the rest are
@@ -654,7 +654,7 @@ static node_err bodies_cb(node_txn *t, void *ctx)
         if (c->a.progress == before)
             break;
     }
-    return NODE_OK;
+    return node__rebuild_noted(t, &c->a);
 }
 
 /* Headers and bodies from peers, stored in one transaction: the headers first, so that the
@@ -727,6 +727,7 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
     node__retry_waits(e); /* older waits may follow what was merged */
 out:
     NODE_VEC_FREE(&g.b.a.wants);
+    NODE_VEC_FREE(&g.b.a.rebuild);
     NODE_VEC_FREE(&g.h.wants);
     NODE_VEC_FREE(&g.h.pend);
     free(g.h.used_pending);

@@ -17,11 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct scope_ref {
-    proto_case_id case_id;
-    char scope[PROTO_SCOPE_NAME_MAX + 1];
-} scope_ref;
-typedef NODE_VEC(scope_ref) scope_ref_vec;
+typedef node_scope_ref scope_ref;
+typedef node_scope_ref_vec scope_ref_vec;
 typedef NODE_VEC(uint64_t) u64_vec;
 typedef struct id32 {
     uint8_t b[32];
@@ -288,16 +285,36 @@ static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, s
     return err;
 }
 
-node_err node__rebuild_scope(
-    node_txn *t, node_engine *e, const proto_case_id *case_id, const char *scope)
+/* Add (case, scope) to v unless it is there. */
+static node_err scope_add(scope_ref_vec *v, const proto_case_id *case_id, const char *scope)
 {
-    scope_ref s;
-    s.case_id = *case_id;
-    snprintf(s.scope, sizeof(s.scope), "%s", scope);
-    size_t voided = 0;
-    node_err err = rebuild_scope(t, e, &s, &voided);
-    if (err == NODE_OK)
-        NODE_WARN("rebuild.done", "scopes=1 voided=%zu reason=\"a dot created twice\"", voided);
+    for (size_t i = 0; i < v->n; i++)
+        if (memcmp(&v->v[i].case_id, case_id, sizeof(*case_id)) == 0
+            && strcmp(v->v[i].scope, scope) == 0)
+            return NODE_OK;
+    scope_ref *r = NODE_VEC_PUSH(v, REBUILD_SCOPES_MAX);
+    if (r == NULL)
+        return NODE_ENOMEM;
+    r->case_id = *case_id;
+    snprintf(r->scope, sizeof(r->scope), "%s", scope);
+    return NODE_OK;
+}
+
+node_err node__rebuild_note(apply_ctx *c, const proto_case_id *case_id, const char *scope)
+{
+    return scope_add(&c->rebuild, case_id, scope);
+}
+
+node_err node__rebuild_noted(node_txn *t, apply_ctx *c)
+{
+    size_t voided = 0, n = c->rebuild.n;
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < n && err == NODE_OK; i++)
+        err = rebuild_scope(t, c->e, &c->rebuild.v[i], &voided);
+    c->rebuild.n = 0;
+    if (err == NODE_OK && n > 0)
+        NODE_WARN(
+            "rebuild.done", "scopes=%zu voided=%zu reason=\"a dot created twice\"", n, voided);
     return err;
 }
 
@@ -317,19 +334,8 @@ node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32
         if (proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
             return NODE_ECORRUPT;
         ledger_key k;
-        if (node__ledger_key_get(t, h.tag, &k) == NODE_OK) {
-            bool seen = false;
-            for (size_t i = 0; i < scopes.n && !seen; i++)
-                seen = memcmp(&scopes.v[i].case_id, &k.case_id, sizeof(k.case_id)) == 0
-                    && strcmp(scopes.v[i].scope, k.scope) == 0;
-            scope_ref *r = seen ? NULL : NODE_VEC_PUSH(&scopes, REBUILD_SCOPES_MAX);
-            if (!seen && r == NULL)
-                err = NODE_ENOMEM;
-            if (r != NULL) {
-                r->case_id = k.case_id;
-                snprintf(r->scope, sizeof(r->scope), "%s", k.scope);
-            }
-        }
+        if (node__ledger_key_get(t, h.tag, &k) == NODE_OK)
+            err = scope_add(&scopes, &k.case_id, k.scope);
         proto_wipe(&k, sizeof(k));
         proto_header_fini(&h);
     }
