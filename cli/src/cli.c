@@ -52,6 +52,13 @@ static const cli__cmd commands[] = {
         cli__network_remove },
     { "network purpose", "ADMIN ID TEXT", "add or replace a purpose (id and description)", NULL,
         cli__network_purpose },
+    { "network schema", "ADMIN FILE", "make the working manifest name the schema FILE",
+        "Sets the schema hash of ADMIN/manifest.json to FILE's (a record schema, node/SCHEMA.md).\n"
+        "Install FILE as every node's schema file (pattod.conf [node] schema) and restart it\n"
+        "first: a node keeps the schema in force until a manifest names its file's, and refuses\n"
+        "a manifest whose schema drops a scope, a field or an enum value, changes a type, or\n"
+        "narrows a length or a range (a network's schema only grows).",
+        cli__network_schema },
     { "network sign", "ADMIN --out FILE [--max-clock-ahead-ms N] [--counter-limit N]",
         "sign the working manifest as its next version",
         "Signs ADMIN/manifest.json with the admin key as version N+1 at the current time (UTC),\n"

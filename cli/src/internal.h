@@ -116,6 +116,7 @@ cli_err cli__network_rekey(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
 cli_err cli__network_retire(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__network_remove(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__network_purpose(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__network_schema(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__network_sign(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 

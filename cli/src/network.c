@@ -550,3 +550,47 @@ done:
     cli__working_fini(&w);
     return err;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* network schema                                                                            */
+
+cli_err cli__network_schema(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[2];
+    size_t n;
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 2, 2, &n);
+    if (err != CLI_OK)
+        return err;
+    uint8_t hash[PROTO_HASH_LEN], *bytes = NULL;
+    size_t len;
+    if ((err = cli__schema_read(ctx, pos[1], &bytes, &len, hash)) != CLI_OK)
+        return err;
+    free(bytes);
+    cli__working w;
+    if ((err = cli__working_load(ctx, pos[0], &w)) != CLI_OK)
+        return err;
+    json_object *out = NULL;
+    bool same = memcmp(w.schema_hash, hash, PROTO_HASH_LEN) == 0;
+    memcpy(w.schema_hash, hash, PROTO_HASH_LEN);
+    if (!same && (err = cli__working_save(ctx, &w, false)) != CLI_OK)
+        goto done;
+    if ((out = cli__result_new(ctx)) == NULL) {
+        err = CLI_EINTERNAL;
+        goto done;
+    }
+    char hex[2 * PROTO_HASH_LEN + 1], human[CLI__HUMAN_MAX];
+    proto_hex_encode(hash, PROTO_HASH_LEN, hex);
+    snprintf(human, sizeof human,
+        same ? "%s already names schema %.16s (%s)"
+             : "%s now names schema %.16s (%s): give every node that file as its schema file "
+               "before it gets the next signed manifest; nodes refuse a schema that narrows the "
+               "one in force",
+        w.path, hex, pos[1]);
+    if ((err = cli__jadd_str(ctx, out, "schema_hash", hex)) == CLI_OK
+        && (err = cli__jadd_str(ctx, out, "changed", same ? "no" : "yes")) == CLI_OK)
+        err = cli__result_print(ctx, out, human);
+done:
+    json_object_put(out);
+    cli__working_fini(&w);
+    return err;
+}

@@ -261,6 +261,11 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     json_object *manifest = NULL;
     if (v != NULL && json_object_object_get_ex(v, "manifest", &manifest) && manifest == NULL)
         printf("no manifest yet: import one with patto manifest import FILE\n");
+    json_object *next = NULL;
+    if (v != NULL && json_object_object_get_ex(v, "schema_file", &next) && next != NULL)
+        printf("SCHEMA       the schema file (%s) waits for a manifest that names it; the "
+               "network's stays in force\n",
+            jtext(v, "schema_file"));
     printf("counts       cases %s, headers %s, bodies %s\n", jtext(c, "cases"), jtext(c, "headers"),
         jtext(c, "bodies"));
     printf("waiting      causal %s, clock %s, key %s, bodies %s, headers %s\n", jtext(w, "causal"),

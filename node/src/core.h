@@ -173,8 +173,16 @@ struct node_engine {
     node_config cfg;
     node_store *store;
     proto_identity *me;
-    node_schema *schema;
+    node_schema *schema; /* the schema in force: the one the manifest in force names */
     uint8_t schema_hash[32];
+    uint8_t *schema_bytes; /* its file's bytes (NULL when the host gave none) */
+    size_t schema_len;
+    /* The schema file, when it is not the one in force: it waits for a manifest that names it
+     * and only grows the one in force (state.c). NULL otherwise. */
+    node_schema *schema_next;
+    uint8_t schema_next_hash[32];
+    uint8_t *schema_next_bytes;
+    size_t schema_next_len;
     proto_limits lim;
     node_vpool *vpool;      /* threads that check header signatures beside the loop */
     node_keyslot *keys;     /* open scope keys by tag (keycache.c) */
@@ -187,6 +195,7 @@ struct node_engine {
     size_t manifest_len;
     proto_manifest manifest;
     bool have_manifest;
+    uint64_t manifest_refused; /* the last version a peer offered that was refused (logged) */
     node_member *members;
     size_t nmembers;
 

@@ -454,6 +454,8 @@ void node__cmd_status(req *r)
     json_object_object_add(versions, "program", json_object_new_string(PATTO_VERSION));
     json_object_object_add(versions, "protocol", json_object_new_int(PROTO_VERSION));
     json_object_object_add(versions, "schema", node__hexstr(e->schema_hash, 32));
+    json_object_object_add(versions, "schema_file",
+        e->schema_next != NULL ? node__hexstr(e->schema_next_hash, 32) : NULL);
     json_object_object_add(versions, "manifest",
         e->have_manifest ? json_object_new_int64((int64_t)e->manifest.version) : NULL);
     json_object_object_add(doc, "versions", versions);

@@ -80,10 +80,14 @@ static node_err load_schema(node_engine *e, node_errmsg *msg)
     if (err != NODE_OK)
         return err;
     err = node_schema_parse((const char *)buf, len, e->cfg.schema, &e->schema, msg);
-    if (err == NODE_OK)
-        proto_schema_hash(buf, len, e->schema_hash);
-    free(buf);
-    return err;
+    if (err != NODE_OK) {
+        free(buf);
+        return err;
+    }
+    proto_schema_hash(buf, len, e->schema_hash);
+    e->schema_bytes = buf; /* kept with the manifest that names it (state.c) */
+    e->schema_len = len;
+    return NODE_OK;
 }
 
 /* The daemon: the engine, and what it runs in (a libuv loop, nng through net.c). */

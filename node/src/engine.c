@@ -75,6 +75,9 @@ void node__engine_free(node_engine *e)
         proto_manifest_fini(&e->manifest);
     free(e->manifest_bytes);
     node_schema_free(e->schema);
+    node_schema_free(e->schema_next);
+    free(e->schema_bytes);
+    free(e->schema_next_bytes);
     node__keycache_free(e);
     node__hintkeys_free(e);
     node__vpool_free(e->vpool);

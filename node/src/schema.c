@@ -581,3 +581,56 @@ node_err node_schema_check(const node_scope_def *scope, const node_field *field,
     }
     return NODE_EINVAL;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* A newer schema only grows the one in force                                               */
+
+static bool has_value(const node_field *f, const char *v)
+{
+    for (size_t i = 0; i < f->nvalues; i++)
+        if (strcmp(f->values[i], v) == 0)
+            return true;
+    return false;
+}
+
+/* Does field b (newer) admit everything field a admits? NULL, or what it narrows. */
+static const char *field_narrows(const node_field *a, const node_field *b, const char **value)
+{
+    *value = NULL;
+    if (a->type != b->type || (a->type == NODE_F_SET && a->of != b->of))
+        return "changes its type";
+    bool text = a->type == NODE_F_TEXT || (a->type == NODE_F_SET && a->of == NODE_F_TEXT);
+    bool enumerated = a->type == NODE_F_ENUM || (a->type == NODE_F_SET && a->of == NODE_F_ENUM);
+    if (text && b->max_len < a->max_len)
+        return "lowers its maximum length";
+    if (a->type == NODE_F_NUMBER && (b->min > a->min || b->max < a->max))
+        return "narrows its range";
+    for (size_t i = 0; enumerated && i < a->nvalues; i++)
+        if (!has_value(b, a->values[i])) {
+            *value = a->values[i];
+            return "drops the value";
+        }
+    return NULL;
+}
+
+node_err node_schema_grows(const node_schema *old, const node_schema *new, node_errmsg *msg)
+{
+    for (size_t i = 0; i < old->nscopes; i++) {
+        const node_scope_def *a = &old->scopes[i];
+        const node_scope_def *b = node_schema_scope(new, a->name);
+        if (b == NULL)
+            return node__fail(msg, NODE_EINVAL, "it drops scope %s", a->name);
+        for (size_t k = 0; k < a->nfields; k++) {
+            const node_field *fa = &a->fields[k];
+            const node_field *fb = node_schema_field(new, a->name, fa->name);
+            if (fb == NULL)
+                return node__fail(msg, NODE_EINVAL, "it drops field %s.%s", a->name, fa->name);
+            const char *value;
+            const char *why = field_narrows(fa, fb, &value);
+            if (why != NULL)
+                return node__fail(msg, NODE_EINVAL, "field %s.%s %s%s%s", a->name, fa->name, why,
+                    value != NULL ? " " : "", value != NULL ? value : "");
+        }
+    }
+    return NODE_OK;
+}

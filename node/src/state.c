@@ -163,7 +163,8 @@ node_err node__manifest_fits(const node_engine *e, const proto_manifest *m, node
             "manifest version %" PRIu64 " lists this node's key (identity.key) as retired for "
             "org %.*s: this node may no longer write for it",
             m->version, (int)me->org.len, (const char *)me->org.p);
-    if (memcmp(m->schema_hash, e->schema_hash, 32) != 0) {
+    if (memcmp(m->schema_hash, e->schema_hash, 32) != 0
+        && (e->schema_next == NULL || memcmp(m->schema_hash, e->schema_next_hash, 32) != 0)) {
         char want[65], have[65];
         proto_hex_encode(m->schema_hash, 32, want);
         proto_hex_encode(e->schema_hash, 32, have);
@@ -293,15 +294,38 @@ static void rekeys_log(const proto_manifest *old, const proto_manifest *m)
     }
 }
 
+/* The manifest in force and the bytes of the schema file it names (when the host gave them:
+ * a later schema file is checked against it, state.c schema_in_force), side by side. */
 typedef struct put_manifest {
     const uint8_t *bytes;
     size_t len;
+    const uint8_t *schema;
+    size_t schema_len;
 } put_manifest;
 
 static node_err put_manifest_cb(node_txn *t, void *ctx)
 {
     put_manifest *p = ctx;
-    return node_txn_put(t, NODE_DB_MANIFEST, "current", 7, p->bytes, p->len);
+    node_err err = node_txn_put(t, NODE_DB_MANIFEST, "current", 7, p->bytes, p->len);
+    if (err == NODE_OK && p->schema != NULL)
+        err = node_txn_put(t, NODE_DB_MANIFEST, "schema", 6, p->schema, p->schema_len);
+    return err;
+}
+
+/* The schema file names the next schema: switch to it (the manifest naming it was taken). */
+static void schema_switch(node_engine *e)
+{
+    node_schema_free(e->schema);
+    free(e->schema_bytes);
+    e->schema = e->schema_next;
+    memcpy(e->schema_hash, e->schema_next_hash, 32);
+    e->schema_bytes = e->schema_next_bytes;
+    e->schema_len = e->schema_next_len;
+    e->schema_next = NULL;
+    e->schema_next_bytes = NULL;
+    e->schema_next_len = 0;
+    NODE_WARN("schema.accept", "schema=\"%s\" version=%" PRId64 " manifest=%" PRIu64,
+        e->schema->name, e->schema->version, e->manifest.version);
 }
 
 node_err node__manifest_offer(
@@ -337,6 +361,19 @@ node_err node__manifest_offer(
     if ((err = node__manifest_fits(e, &m, msg)) != NODE_OK
         || (e->have_manifest && (err = manifest_follows(e, &e->manifest, &m, msg)) != NODE_OK))
         goto out;
+    /* A manifest that names this node's schema file, not the schema in force: the network
+     * moves to that schema, which may only grow the one in force (stored values stay valid). */
+    bool next = memcmp(m.schema_hash, e->schema_hash, 32) != 0;
+    node_errmsg narrow;
+    if (next && node_schema_grows(e->schema, e->schema_next, &narrow) != NODE_OK) {
+        err = node__fail(msg, NODE_EINVAL,
+            "manifest version %" PRIu64 " names the schema of %s (%s, version %" PRId64
+            "), which narrows the schema in force (version %" PRId64 "): %s; a network's schema "
+            "only grows",
+            m.version, e->cfg.schema, e->schema_next->name, e->schema_next->version,
+            e->schema->version, narrow.text);
+        goto out;
+    }
     rekeys_log(e->have_manifest ? &e->manifest : NULL, &m);
     node_errmsg dial;
     if (node__config_dials_fit(e, &m, &dial) != NODE_OK)
@@ -347,7 +384,8 @@ node_err node__manifest_offer(
         goto out;
     }
     memcpy(copy, bytes, len);
-    put_manifest pm = { copy, len };
+    put_manifest pm = { copy, len, next ? e->schema_next_bytes : e->schema_bytes,
+        next ? e->schema_next_len : e->schema_len };
     if ((err = node_store_write(e->store, put_manifest_cb, &pm, msg)) != NODE_OK)
         goto out;
     proto_manifest_fini(&m);
@@ -364,6 +402,8 @@ node_err node__manifest_offer(
     e->have_manifest = true;
     *changed = true;
     NODE_INFO("manifest.accept", "version=%" PRIu64 " members=%zu", m.version, m.nmembers);
+    if (next)
+        schema_switch(e);
     return node__members_rebuild(e);
 out:
     free(copy);
@@ -433,6 +473,7 @@ node_err node__waits_reindex(node_engine *e)
 }
 
 typedef struct manifest_read {
+    const char *key;
     uint8_t *bytes;
     size_t len;
 } manifest_read;
@@ -442,19 +483,60 @@ static node_err manifest_read_cb(node_txn *t, void *ctx)
     manifest_read *r = ctx;
     const void *v;
     size_t n;
-    node_err err = node_txn_get(t, NODE_DB_MANIFEST, "current", 7, &v, &n);
+    node_err err = node_txn_get(t, NODE_DB_MANIFEST, r->key, strlen(r->key), &v, &n);
     if (err != NODE_OK)
         return err;
-    if ((r->bytes = malloc(n)) == NULL)
+    if ((r->bytes = malloc(n ? n : 1)) == NULL)
         return NODE_ENOMEM;
     memcpy(r->bytes, v, n);
     r->len = n;
     return NODE_OK;
 }
 
+/* The stored manifest names another schema than this node's schema file: when the store keeps
+ * that schema (the bytes stored with the manifest), it stays in force and the file's waits for
+ * a manifest that names it (an upgrade installed before the network's manifest came).
+ * Otherwise node__manifest_fits says what is wrong. */
+static node_err schema_in_force(node_engine *e, const proto_manifest *m, node_errmsg *msg)
+{
+    if (memcmp(m->schema_hash, e->schema_hash, 32) == 0 || e->schema_next != NULL)
+        return NODE_OK;
+    manifest_read r = { "schema", NULL, 0 };
+    node_errmsg ignore;
+    if (node_store_read(e->store, manifest_read_cb, &r, &ignore) != NODE_OK)
+        return NODE_OK;
+    uint8_t hash[32];
+    proto_schema_hash(r.bytes, r.len, hash);
+    node_schema *old = NULL;
+    if (memcmp(hash, m->schema_hash, 32) != 0) {
+        free(r.bytes);
+        return NODE_OK;
+    }
+    node_err err = node_schema_parse((const char *)r.bytes, r.len, "the stored schema", &old, msg);
+    if (err != NODE_OK) {
+        free(r.bytes);
+        return err;
+    }
+    e->schema_next = e->schema;
+    memcpy(e->schema_next_hash, e->schema_hash, 32);
+    e->schema_next_bytes = e->schema_bytes;
+    e->schema_next_len = e->schema_len;
+    e->schema = old;
+    memcpy(e->schema_hash, hash, 32);
+    e->schema_bytes = r.bytes;
+    e->schema_len = r.len;
+    NODE_WARN("schema.pending",
+        "file=%s schema=\"%s\" version=%" PRId64 " in_force=%" PRId64
+        " detail=\"the schema file is not the one manifest version %" PRIu64
+        " names: the node keeps the network's until a manifest names the file's\"",
+        e->cfg.schema, e->schema_next->name, e->schema_next->version, e->schema->version,
+        m->version);
+    return NODE_OK;
+}
+
 node_err node__manifest_load(node_engine *e, node_errmsg *msg)
 {
-    manifest_read r = { NULL, 0 };
+    manifest_read r = { "current", NULL, 0 };
     node_err err = node_store_read(e->store, manifest_read_cb, &r, msg);
     if (err != NODE_OK)
         return err == NODE_ENOTFOUND ? node__fail(msg, NODE_ENOTFOUND, "no manifest imported yet")
@@ -471,7 +553,8 @@ node_err node__manifest_load(node_engine *e, node_errmsg *msg)
             "the stored manifest (version %" PRIu64 ") is not signed by [network] admin_pub: "
             "pattod.conf names another network's admin key",
             m.version);
-    else if ((err = node__manifest_fits(e, &m, msg)) != NODE_OK)
+    else if ((err = schema_in_force(e, &m, msg)) != NODE_OK
+        || (err = node__manifest_fits(e, &m, msg)) != NODE_OK)
         err = NODE_ECONFIG;
     if (err != NODE_OK) {
         proto_manifest_fini(&m);

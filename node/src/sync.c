@@ -597,8 +597,24 @@ void node__sync_message(
     case PROTO_K_MANIFEST: {
         bool changed = false;
         node_errmsg msg;
-        if (node__manifest_offer(e, p, len, &changed, &msg) == NODE_OK && changed)
+        node_err err = node__manifest_offer(e, p, len, &changed, &msg);
+        if (err == NODE_OK && changed) {
             node__peers_sync(e);
+        } else if (err != NODE_OK) {
+            /* Logged once per version: peers offer it again at every link. */
+            proto_manifest pm;
+            uint64_t v = 0;
+            if (proto_manifest_decode(p, len, &e->lim, &pm, NULL) == PROTO_OK) {
+                v = pm.version;
+                proto_manifest_fini(&pm);
+            }
+            /* An older one (a peer behind) is no news; a newer one refused is. */
+            if ((v == 0 || !e->have_manifest || v > e->manifest.version)
+                && v != e->manifest_refused)
+                NODE_WARN("manifest.refuse", "org=%s version=%" PRIu64 " reason=\"%s\"", m->org, v,
+                    msg.text);
+            e->manifest_refused = v;
+        }
         return;
     }
     default:

@@ -412,6 +412,48 @@ static void test_network_flow(void **state)
     assert_int_equal(jint(key_at(cpia, 0), "last_seq"), 40);
     json_object_put(o);
 
+    /* a new schema: the working manifest names it, and the next signature carries it; a file
+     * that is not a record schema is refused and changes nothing */
+    size_t s2len = 0;
+    char *s2 = slurp_file(DEFAULT_SCHEMA, &s2len);
+    assert_non_null(s2);
+    char *grown = strstr(s2, "\"fields\": [");
+    assert_non_null(grown);
+    FILE *sf = fopen(at(f, "s2.json"), "wb");
+    assert_non_null(sf);
+    size_t head = (size_t)(grown - s2) + strlen("\"fields\": [");
+    fwrite(s2, 1, head, sf);
+    fputs(" { \"name\": \"nota_extra\", \"type\": \"text\" },", sf);
+    fwrite(s2 + head, 1, s2len - head, sf);
+    assert_int_equal(fclose(sf), 0);
+    free(s2);
+    s2 = slurp_file(at(f, "s2.json"), &s2len);
+    uint8_t h2[PROTO_HASH_LEN];
+    proto_schema_hash((const uint8_t *)s2, s2len, h2);
+    free(s2);
+    write_text(at(f, "notschema.json"), "{\"x\": 1}\n");
+    r = RUN(f, "network", "schema", "adm", "notschema.json");
+    expect_err(&r, 2, "is not a record schema");
+    run_result_fini(&r);
+    r = RUN(f, "--json", "network", "schema", "adm", "s2.json");
+    expect_exit(&r, 0, "network schema");
+    o = json_tokener_parse(r.out);
+    assert_non_null(o);
+    assert_string_equal(jstr(o, "changed"), "yes");
+    json_object_put(o);
+    run_result_fini(&r);
+    r = RUN(f, "network", "schema", "adm", "s2.json");
+    expect_exit(&r, 0, "network schema again");
+    assert_non_null(strstr(r.out, "already names schema"));
+    run_result_fini(&r);
+    r = RUN(f, "network", "sign", "adm", "--out", "m4.bin");
+    expect_exit(&r, 0, "network sign after schema");
+    run_result_fini(&r);
+    load_manifest(f, "m4.bin", &bytes, &m);
+    assert_memory_equal(m.schema_hash, h2, PROTO_HASH_LEN);
+    proto_manifest_fini(&m);
+    free(bytes);
+
     /* nothing half-written left behind */
     DIR *d = opendir(at(f, "adm"));
     assert_non_null(d);
@@ -736,9 +778,10 @@ static void test_help_and_version(void **state)
     /* every command has --help, which never runs the command */
     const char *cmds[][2] = { { "network", "init" }, { "network", "add" }, { "network", "rekey" },
         { "network", "retire" }, { "network", "remove" }, { "network", "purpose" },
-        { "network", "sign" }, { "init", NULL }, { "status", NULL }, { "digest", NULL },
-        { "schema", NULL }, { "case", "new" }, { "case", "set" }, { "case", "unset" },
-        { "case", "show" }, { "case", "list" }, { "consent", "grant" }, { "manifest", "import" } };
+        { "network", "schema" }, { "network", "sign" }, { "init", NULL }, { "status", NULL },
+        { "digest", NULL }, { "schema", NULL }, { "case", "new" }, { "case", "set" },
+        { "case", "unset" }, { "case", "show" }, { "case", "list" }, { "consent", "grant" },
+        { "manifest", "import" } };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         r = cmds[i][1] != NULL ? RUN(f, cmds[i][0], cmds[i][1], "--help")
                                : RUN(f, cmds[i][0], "--help");

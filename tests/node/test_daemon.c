@@ -6,7 +6,8 @@
  * foreign one is refused; many operators at once (more than the node's 8 control slots) are
  * all answered, each with its own case; a newer manifest that does not follow the one in force
  * (an org dropped, a stated key changed, a new key with less than the notice) is refused, and a
- * proper re-key is taken with an alert.
+ * proper re-key is taken with an alert; a new schema file waits for a manifest that names it,
+ * and a manifest naming a schema that narrows the one in force is refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -689,6 +690,139 @@ static void manifest_must_follow(void **state)
     }
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* The network's schema only grows (ARCHITECTURE.md, section 3)                              */
+
+static void write_bytes(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void hash_hex(const void *p, size_t n, char out[65])
+{
+    uint8_t h[32];
+    proto_schema_hash(p, n, h);
+    proto_hex_encode(h, 32, out);
+}
+
+/* versions.schema and versions.schema_file of node i's status ("" for null). */
+static void schema_versions(th_net *net, size_t i, char in_force[65], char file[65])
+{
+    th_out o = th_patto(net, i, "status", NULL);
+    json_object *versions = NULL, *a = NULL, *b = NULL;
+    assert_true(o.json && json_object_object_get_ex(o.json, "versions", &versions)
+        && json_object_object_get_ex(versions, "schema", &a)
+        && json_object_object_get_ex(versions, "schema_file", &b));
+    snprintf(in_force, 65, "%s", json_object_get_string(a));
+    snprintf(file, 65, "%s", b != NULL ? json_object_get_string(b) : "");
+    th_out_free(&o);
+}
+
+static bool schema_lists(th_net *net, size_t i, const char *field)
+{
+    th_out o = th_patto(net, i, "schema", NULL);
+    bool has = o.status == 0 && o.out != NULL && strstr(o.out, field) != NULL;
+    th_out_free(&o);
+    return has;
+}
+
+static bool refused_manifest_logged(th_net *net, void *ctx)
+{
+    (void)ctx;
+    return th_log_has(net, 1, "event=manifest.refuse org=comune-1 version=2");
+}
+
+/* A node given a newer schema file keeps the schema in force until a manifest names the file's
+ * (status says so), then switches to it; a manifest naming a schema that narrows the one in
+ * force (a field dropped) is refused, and so is, by a node whose file is still the old one, a
+ * manifest naming another schema (logged once when a peer brings it). */
+static void schema_changes_only_grow(void **state)
+{
+    th_net *net = *state;
+    assert_int_equal(proto_init(), PROTO_OK);
+    char path[600], man[400];
+    snprintf(path, sizeof(path), "%s/schema.json", net->nodes[0].dir);
+    size_t len = 0;
+    uint8_t *orig = slurp(path, &len);
+    assert_non_null(orig);
+    /* Grown: a text field added to the first scope. */
+    static const char mark[] = "\"fields\": [";
+    static const char extra[] = " { \"name\": \"nota_extra\", \"type\": \"text\", \"max\": 50 },";
+    const char *at = strstr((const char *)orig, mark);
+    assert_non_null(at);
+    size_t head = (size_t)(at - (const char *)orig) + strlen(mark), glen = len + strlen(extra);
+    char *grown = malloc(glen);
+    assert_non_null(grown);
+    memcpy(grown, orig, head);
+    memcpy(grown + head, extra, strlen(extra));
+    memcpy(grown + head + strlen(extra), orig + head, len - head);
+    char h_orig[65], h_grown[65], in_force[65], file[65];
+    hash_hex(orig, len, h_orig);
+    hash_hex(grown, glen, h_grown);
+
+    assert_int_equal(th_stop(net, 0, SIGTERM), 0);
+    write_bytes(path, grown, glen);
+    assert_int_equal(th_start(net, 0), 0);
+    schema_versions(net, 0, in_force, file);
+    if (strcmp(in_force, h_orig) != 0 || strcmp(file, h_grown) != 0)
+        fail_msg("a node given a new schema file: in force %s, file %s (want %s, %s)", in_force,
+            file, h_orig, h_grown);
+    assert_true(th_log_has(net, 0, "event=schema.pending"));
+    assert_false(schema_lists(net, 0, "nota_extra"));
+
+    /* Manifest version 2 names the grown schema: taken, and the node switches to it. */
+    man_copy c;
+    man_load(net, &c);
+    assert_true(proto_hex_decode(h_grown, 64, c.m.schema_hash, 32));
+    man_sign(net, &c, c.m.nmembers, "grown.bin", man);
+    man_free(&c);
+    th_out o = th_patto(net, 0, "manifest", "import", man, NULL);
+    if (o.status != 0)
+        fail_msg("import of a manifest naming a grown schema: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    schema_versions(net, 0, in_force, file);
+    assert_string_equal(in_force, h_grown);
+    assert_string_equal(file, "");
+    assert_true(schema_lists(net, 0, "nota_extra"));
+    assert_true(th_log_has(net, 0, "event=schema.accept"));
+    /* The CPIA's file is the old schema: it refuses version 2 when the comune gossips it. */
+    if (!th_wait(net, 15000, refused_manifest_logged, NULL)) {
+        net->keep = true;
+        fail_msg("the CPIA did not log the manifest it refused");
+    }
+
+    /* The old file again: it drops nota_extra, so a manifest naming it is refused. */
+    assert_int_equal(th_stop(net, 0, SIGTERM), 0);
+    write_bytes(path, orig, len);
+    assert_int_equal(th_start(net, 0), 0);
+    schema_versions(net, 0, in_force, file);
+    assert_string_equal(in_force, h_grown);
+    assert_string_equal(file, h_orig);
+    man_load(net, &c);
+    c.m.version = 2; /* signed as version 3 */
+    man_sign(net, &c, c.m.nmembers, "narrow.bin", man);
+    man_free(&c);
+    o = th_patto(net, 0, "manifest", "import", man, NULL);
+    if (o.status != 2 || o.out == NULL
+        || strstr(o.out,
+               "narrows the schema in force (version 1): it drops field "
+               "anagrafica.nota_extra")
+            == NULL) {
+        net->keep = true;
+        fail_msg("import of a manifest naming a narrower schema: %d %s %s", o.status,
+            o.out ? o.out : "", o.err ? o.err : "");
+    }
+    th_out_free(&o);
+    version_want two = { 0, 2 };
+    assert_true(has_version(net, &two));
+    assert_true(schema_lists(net, 0, "nota_extra"));
+    free(grown);
+    free(orig);
+}
+
 int main(void)
 {
     th_programs(PATTO_BIN, PATTOD_BIN);
@@ -711,6 +845,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(same_manifest_again_is_a_no_op, setup_up, teardown),
         cmocka_unit_test_setup_teardown(concurrent_operators_all_answered, setup_up, teardown),
         cmocka_unit_test_setup_teardown(manifest_must_follow, setup_up, teardown),
+        cmocka_unit_test_setup_teardown(schema_changes_only_grow, setup_up, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

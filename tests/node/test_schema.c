@@ -1,6 +1,6 @@
 /* node.schema: the shipped schema parses; bad schema files are refused with the JSON path of
  * the problem; every edit is checked against its field's type with a sentence an operator can
- * act on, and values are stored in canonical form. */
+ * act on, and values are stored in canonical form; a newer schema may only grow an older one. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -218,6 +218,103 @@ static void bad_schemas_name_the_place(void **state)
     }
 }
 
+/* A newer schema may only grow the one in force: scopes, fields and enum values added and
+ * labels changed are fine; a scope or field or value dropped, a type changed, a text made
+ * shorter or a number range narrower are each refused with a sentence naming the field. */
+static node_schema *parse(const char *json)
+{
+    node_schema *s = NULL;
+    node_errmsg msg = { { 0 } };
+    if (node_schema_parse(json, strlen(json), "test", &s, &msg) != NODE_OK)
+        fail_msg("schema does not parse: %s (%s)", msg.text, json);
+    return s;
+}
+
+#define BASE_SCOPES                                                                                \
+    "{\"name\":\"s\",\"fields\":[{\"name\":\"t\",\"type\":\"text\",\"max\":20},"                   \
+    "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\"]},"                                 \
+    "{\"name\":\"n\",\"type\":\"number\",\"min\":0,\"max\":10},"                                   \
+    "{\"name\":\"k\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"x\",\"y\"]}]}"
+
+static void schema_only_grows(void **state)
+{
+    (void)state;
+    node_schema *old = parse("{\"schema\":\"t\",\"version\":1,\"scopes\":[" BASE_SCOPES "]}");
+    static const struct {
+        const char *json, *want; /* want NULL: grows */
+    } cases[] = {
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[" BASE_SCOPES
+          ",{\"name\":\"s2\",\"fields\":[{\"name\":\"d\",\"type\":\"date\"}]}]}",
+            NULL },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"label\":\"new\","
+          "\"fields\":[{\"name\":\"t\",\"type\":\"text\",\"max\":30,\"label\":\"T\"},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\",\"c\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":-5,\"max\":10},"
+          "{\"name\":\"k\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"x\",\"y\",\"z\"]},"
+          "{\"name\":\"u\",\"type\":\"counter\"}]}]}",
+            NULL },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s2\",\"fields\":[{\"name\":"
+          "\"d\",\"type\":\"date\"}]}]}",
+            "it drops scope s" },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"fields\":["
+          "{\"name\":\"t\",\"type\":\"text\",\"max\":20},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":0,\"max\":10}]}]}",
+            "it drops field s.k" },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"fields\":["
+          "{\"name\":\"t\",\"type\":\"text\",\"max\":19},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":0,\"max\":10},"
+          "{\"name\":\"k\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"x\",\"y\"]}]}]}",
+            "field s.t lowers its maximum length" },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"fields\":["
+          "{\"name\":\"t\",\"type\":\"text\",\"max\":20},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"b\",\"c\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":0,\"max\":10},"
+          "{\"name\":\"k\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"x\",\"y\"]}]}]}",
+            "field s.e drops the value a" },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"fields\":["
+          "{\"name\":\"t\",\"type\":\"text\",\"max\":20},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":1,\"max\":10},"
+          "{\"name\":\"k\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"x\",\"y\"]}]}]}",
+            "field s.n narrows its range" },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"fields\":["
+          "{\"name\":\"t\",\"type\":\"text\",\"max\":20},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":0,\"max\":10},"
+          "{\"name\":\"k\",\"type\":\"set\",\"of\":\"text\"}]}]}",
+            "field s.k changes its type" },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"fields\":["
+          "{\"name\":\"t\",\"type\":\"date\"},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":0,\"max\":10},"
+          "{\"name\":\"k\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"x\",\"y\"]}]}]}",
+            "field s.t changes its type" },
+        { "{\"schema\":\"t\",\"version\":2,\"scopes\":[{\"name\":\"s\",\"fields\":["
+          "{\"name\":\"t\",\"type\":\"text\",\"max\":20},"
+          "{\"name\":\"e\",\"type\":\"enum\",\"values\":[\"a\",\"b\"]},"
+          "{\"name\":\"n\",\"type\":\"number\",\"min\":0,\"max\":10},"
+          "{\"name\":\"k\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"y\"]}]}]}",
+            "field s.k drops the value x" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        node_schema *s = parse(cases[i].json);
+        node_errmsg msg = { { 0 } };
+        node_err err = node_schema_grows(old, s, &msg);
+        if (cases[i].want == NULL && err != NODE_OK)
+            fail_msg("case %zu should grow the schema: %s", i, msg.text);
+        if (cases[i].want != NULL
+            && (err != NODE_EINVAL || strstr(msg.text, cases[i].want) == NULL))
+            fail_msg("case %zu: want \"%s\", got %d \"%s\"", i, cases[i].want, err, msg.text);
+        node_schema_free(s);
+    }
+    /* and a schema always grows itself */
+    node_errmsg msg = { { 0 } };
+    assert_int_equal(node_schema_grows(old, old, &msg), NODE_OK);
+    node_schema_free(old);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +322,7 @@ int main(void)
             default_schema_has_the_design_scopes, load_default, free_schema),
         cmocka_unit_test_setup_teardown(edits_are_checked, load_default, free_schema),
         cmocka_unit_test(bad_schemas_name_the_place),
+        cmocka_unit_test(schema_only_grows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -271,6 +271,12 @@ typedef enum node_edit_op { NODE_EDIT_SET, NODE_EDIT_ADD, NODE_EDIT_REMOVE } nod
 NODE_NODISCARD node_err node_schema_parse(
     const char *json, size_t len, const char *origin, node_schema **out, node_errmsg *msg);
 void node_schema_free(node_schema *schema);
+/* Does `new` only grow `old` (every scope and field of old still there with its type, no enum
+ * value dropped, no text shorter, no number range narrower; labels may change, and scopes,
+ * fields and values may be added)? NODE_OK, or NODE_EINVAL with msg saying what it narrows. A
+ * network's schema only grows: stored values must stay valid. */
+NODE_NODISCARD node_err node_schema_grows(
+    const node_schema *old, const node_schema *new, node_errmsg *msg);
 /* Borrowed lookups; NULL when absent. */
 const node_scope_def *node_schema_scope(const node_schema *schema, const char *scope);
 const node_field *node_schema_field(
