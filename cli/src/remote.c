@@ -284,6 +284,20 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
                        "void at every node, and it cannot write again until the network "
                        "administrator gives it a new key (patto network rekey)\n",
                     jtext(e, "void_own"), jtext(e, "seq"));
+            json_object *writes = jget(e, "void_own_writes");
+            for (size_t k = 0; k < jlen(writes); k++) {
+                json_object *wr = json_object_array_get_idx(writes, k);
+                char at[CLI_TIME_TEXT_SIZE];
+                json_object *ms = jget(wr, "at_ms");
+                cli_rome_time_ms(
+                    ms != NULL ? (uint64_t)json_object_get_int64(ms) : 0, at, sizeof at);
+                printf("             void: seq %s, %s, case %s, scope %s, written %s\n",
+                    jtext(wr, "seq"), jtext(wr, "kind"), jtext(wr, "case"), jtext(wr, "scope"),
+                    at);
+            }
+            if ((size_t)json_object_get_int64(jget(e, "void_own")) > jlen(writes))
+                printf("             (the first %zu of %s listed)\n", jlen(writes),
+                    jtext(e, "void_own"));
         }
     }
     printf("\n");

@@ -367,6 +367,30 @@ typedef struct status_ctx {
     json_object *quarantined;
 } status_ctx;
 
+/* This node's own writes voided by its own fork, listed in status: at most this many (the
+ * count is whole). */
+#define STATUS_VOID_LISTED 100
+
+/* One of them: its seq, clock, kind and, when this node holds the key of its tag, the case and
+ * scope. */
+static json_object *void_write_json(status_ctx *c, const proto_header *h)
+{
+    json_object *w = json_object_new_object();
+    json_object_object_add(w, "seq", json_object_new_int64((int64_t)h->seq));
+    json_object_object_add(w, "at_ms", json_object_new_int64((int64_t)h->hlc.wall));
+    json_object_object_add(w, "kind",
+        json_object_new_string(h->kind == PROTO_HDR_KEY_GRANT ? "key grant" : "delta"));
+    ledger_key k;
+    if (node__ledger_key_get(c->t, h->tag, &k) == NODE_OK) {
+        char id[PROTO_CASE_ID_TEXT_SIZE];
+        proto_case_id_format(&k.case_id, id);
+        json_object_object_add(w, "case", json_object_new_string(id));
+        json_object_object_add(w, "scope", json_object_new_string(k.scope));
+    }
+    proto_wipe(&k, sizeof(k));
+    return w;
+}
+
 static bool quar_json_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
 {
     status_ctx *c = ctx;
@@ -381,6 +405,7 @@ static bool quar_json_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
         /* This node's own log forked (a restore from an old backup that wrote again): how many
          * of its own writes from the fork point on are void everywhere. */
         size_t voided = 0;
+        json_object *list = json_object_new_array();
         uint64_t last = node__ledger_vv_get(c->t, origin);
         for (uint64_t s = seq; s <= last; s++) {
             const void *hb;
@@ -389,10 +414,13 @@ static bool quar_json_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
             if (node__ledger_header_get(c->t, origin, s, &hb, &hl) != NODE_OK
                 || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
                 continue;
-            voided += node__ledger_applied_get(c->t, h.id) == LEDGER_VOID;
+            if (node__ledger_applied_get(c->t, h.id) == LEDGER_VOID
+                && voided++ < STATUS_VOID_LISTED)
+                json_object_array_add(list, void_write_json(c, &h));
             proto_header_fini(&h);
         }
         json_object_object_add(o, "void_own", json_object_new_int64((int64_t)voided));
+        json_object_object_add(o, "void_own_writes", list);
     }
     json_object_array_add(c->quarantined, o);
     return true;

@@ -1813,6 +1813,16 @@ bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q)
             q->self = json_object_get_boolean(v);
         if (json_object_object_get_ex(e, "void_own", &v))
             q->void_own = json_object_get_int64(v);
+        if (json_object_object_get_ex(e, "void_own_writes", &v))
+            for (size_t w = 0; w < json_object_array_length(v) && w < SIM_VOID_LISTED; w++) {
+                json_object *wr = json_object_array_get_idx(v, w), *f;
+                if (json_object_object_get_ex(wr, "seq", &f))
+                    q->listed[w].seq = json_object_get_int64(f);
+                if (json_object_object_get_ex(wr, "scope", &f))
+                    snprintf(q->listed[w].scope, sizeof(q->listed[w].scope), "%s",
+                        json_object_get_string(f));
+                q->nlisted++;
+            }
     }
     json_object_put(doc);
     return true;

@@ -254,10 +254,16 @@ bool sim_waiting_read(sim *s, size_t i, sim_waiting *w);
 /* What node i's status says of the quarantined origin of node `origin`: its fork point seq
  * (0 when it is not quarantined there), whether it is node i's own ("self") and, then, how
  * many of node i's own writes are void ("void_own"). */
+#define SIM_VOID_LISTED 8
 typedef struct sim_quarantine {
     long long seq;
     bool self;
     long long void_own;
+    struct {
+        long long seq;
+        char scope[40];
+    } listed[SIM_VOID_LISTED]; /* the first of void_own_writes */
+    size_t nlisted;
 } sim_quarantine;
 bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q);
 /* How many peers node i has a session with, from its status ("peers", state "up"). */

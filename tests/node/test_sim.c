@@ -706,6 +706,14 @@ static void fork_voided_in_any_order(void **state)
                 b1.seq);
             CHECK(s, q.self == (i == CPIA) && (i != CPIA || q.void_own == 2),
                 "seed %" PRIu64 ": node %zu: self %d, void_own %lld", seed, i, q.self, q.void_own);
+            /* and lists them: C1 and C2, in lingua */
+            CHECK(s,
+                i != CPIA
+                    || (q.nlisted == 2 && q.listed[0].seq == (long long)c1.seq
+                        && q.listed[1].seq == (long long)c2.seq
+                        && strcmp(q.listed[0].scope, "lingua") == 0
+                        && strcmp(q.listed[1].scope, "lingua") == 0),
+                "seed %" PRIu64 ": the CPIA lists %zu void writes of its own", seed, q.nlisted);
         }
     }
 }
