@@ -3,8 +3,9 @@
  * its bodies), who may write a scope, and what a delta may contain. Every decision here depends
  * only on signed data: the manifest in force, the key records (whose owner org is checked
  * against the case id when the key is taken in), and the scope's access log (entries decided
- * from the owner's authentic headers only). May call: state.c (members), keycache.c, ledger.c,
- * schema.c, proto, crdt.
+ * from the owner's authentic headers only). And the generations of scopes that tell when a
+ * delta waiting for its causal past is worth another try. May call: state.c (members),
+ * keycache.c, ledger.c, schema.c, proto, crdt.
  */
 #include "core.h"
 
@@ -455,4 +456,23 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
     if (r == NODE_AUTH_WAIT)
         *why = "waits for the causal past it names";
     return r;
+}
+
+/* Generations of scopes, for the retry of deltas waiting for their causal past (core.h,
+ * node_engine.scope_gen). */
+uint16_t node__scope_slot(const proto_case_id *case_id, const char *scope)
+{
+    /* FNV-1a over the case id and the scope name: spreads slots, nothing secret about it */
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < sizeof(case_id->b); i++)
+        h = (h ^ case_id->b[i]) * 16777619u;
+    for (const char *p = scope; *p != 0; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return (uint16_t)(h ^ (h >> 16));
+}
+
+void node__scope_moved(node_engine *e, const proto_case_id *case_id, const char *scope)
+{
+    if (e->scope_gen != NULL)
+        e->scope_gen[node__scope_slot(case_id, scope)]++;
 }

@@ -15,6 +15,32 @@
 
 /* A held body that this node has decided not to merge: logged once with why, marked refused
  * (or void) in the store (it stays held and served), and done. */
+
+/* A body tried and left waiting for its causal past, in the (case, scope) of its tag: remember
+ * the generations now (core.h, node_engine.scope_gen). */
+static node_err waits_now(
+    node_txn *t, const node_engine *e, node_wait *w, bool done, wait_reason why)
+{
+    if (done || why != WAIT_CAUSAL || e->scope_gen == NULL)
+        return NODE_OK;
+    ledger_key k;
+    if (node__ledger_key_get(t, w->tag, &k) == NODE_OK) {
+        w->gen_known = true;
+        w->scope_slot = node__scope_slot(&k.case_id, k.scope);
+        w->scope_gen = e->scope_gen[w->scope_slot];
+        w->all_gen = e->all_gen;
+    }
+    proto_wipe(&k, sizeof(k));
+    return NODE_OK;
+}
+
+/* Nothing it may wait for moved since it was last tried. */
+static bool wait_stands(const node_engine *e, const node_wait *w)
+{
+    return w->why == WAIT_CAUSAL && w->gen_known && e->scope_gen != NULL && w->all_gen == e->all_gen
+        && e->scope_gen[w->scope_slot] == w->scope_gen;
+}
+
 static node_err not_merged(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
     const char *event, const char *scope, const char *why, const char *detail, bool *done,
     ledger_applied how)
@@ -459,6 +485,8 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
         err = node__ledger_applied_put(t, w->id, LEDGER_REFUSED);
         *done = true;
     }
+    if (err == NODE_OK && *done)
+        node__scope_moved(e, &k.case_id, k.scope); /* decided: its dots or entry are in */
     proto_body_fini(&plain);
     proto_wipe(&k, sizeof(k));
     return err;
@@ -478,6 +506,9 @@ node_err node__apply_one(
     node_engine *e = c->e;
     *done = false;
     *why = w->why;
+    if (wait_stands(e, w))
+        return NODE_OK; /* nothing it may wait for moved: not worth decrypting again */
+    e->waits_retried += w->why == WAIT_CAUSAL;
     if (node__ledger_applied_get(t, w->id) != 0) {
         *done = true;
         return NODE_OK;
@@ -492,11 +523,13 @@ node_err node__apply_one(
             return NODE_OK;
         }
     }
+    w->gen_known = false;
     if (held != NULL) {
         place(w, held->h);
-        return held->h->kind == PROTO_HDR_KEY_GRANT
+        node_err err = held->h->kind == PROTO_HDR_KEY_GRANT
             ? apply_grant(t, c, w, held->h, held->body, held->len, done)
             : apply_delta(t, c, w, held->h, held->body, held->len, done, why);
+        return err == NODE_OK ? waits_now(t, e, w, *done, *why) : err;
     }
     const void *hb, *bb;
     size_t hl, bl;
@@ -512,7 +545,7 @@ node_err node__apply_one(
     node_err err = h.kind == PROTO_HDR_KEY_GRANT ? apply_grant(t, c, w, &h, bb, bl, done)
                                                  : apply_delta(t, c, w, &h, bb, bl, done, why);
     proto_header_fini(&h);
-    return err;
+    return err == NODE_OK ? waits_now(t, e, w, *done, *why) : err;
 }
 
 static node_err apply_cb(node_txn *t, void *ctx)

@@ -117,6 +117,9 @@ typedef struct node_link {
 
 /* A body this node holds but has not merged yet, and why. */
 typedef enum wait_reason { WAIT_KEY, WAIT_CAUSAL, WAIT_CLOCK } wait_reason;
+/* Generations of scopes for the retry of waiting deltas (node_engine.scope_gen): 65,536 slots,
+ * 256 KiB. */
+#define NODE_SCOPE_SLOTS ((size_t)1 << 16)
 typedef struct node_wait {
     uint8_t id[32];
     uint8_t tag[32];
@@ -125,6 +128,12 @@ typedef struct node_wait {
     wait_reason why;
     uint8_t kind; /* proto_header_kind, 0 when not known yet */
     bool placed;
+    /* WAIT_CAUSAL, once decrypted: the slot of its (case, scope) among the engine's scope
+     * generations, and the generations when it was last tried (apply.c). It is not tried again
+     * until one of them moved. */
+    bool gen_known;
+    uint16_t scope_slot;
+    uint32_t scope_gen, all_gen;
 } node_wait;
 
 /* A header held out of order (its seq is beyond the next expected one). */
@@ -208,7 +217,16 @@ struct node_engine {
     node_pending_vec pending;            /* headers held out of order (bounds in ingest.c) */
     node_pending_stat_vec pending_stats; /* per origin, counted again after each change */
     size_t pending_bytes;
-    node_wait_vec waits;          /* bodies held, not merged yet (NODE_WAITS_MAX) */
+    node_wait_vec waits; /* bodies held, not merged yet (NODE_WAITS_MAX) */
+    /* What a delta waiting for its causal past may wait for changes only when its (case, scope)
+     * takes something in (a delta, its dots, an entry, an epoch, a rebuild: its slot of
+     * scope_gen, a hash of the case and scope, moves) or something of every scope changes (a
+     * fork proof, a manifest: all_gen moves). A retry pass skips the waits whose generations
+     * stand still, so many waiting bodies cost nothing while unrelated ones are merged.
+     * Slots are shared by hash (a collision costs a retry, never a decision). */
+    uint32_t *scope_gen; /* NODE_SCOPE_SLOTS of them (NULL: every wait is tried) */
+    uint32_t all_gen;
+    uint64_t waits_retried; /* causal waits tried again (decrypted, decided) since the start */
     node_held_back_vec held_back; /* authors over the pending quota (quota.c, PROTO_VV_MAX) */
     node_want_vec wants;          /* bodies lacked (NODE_WANTS_MAX) */
     idset want_ix, wait_ix;       /* id -> index in wants / waits */
@@ -354,6 +372,10 @@ void node__wants_schedule(node_engine *e);
 /* ---------------------------------------------------------------------------------------- */
 /* access.c: the access rule                                                                 */
 
+/* The slot of (case, scope) in e->scope_gen, and: (case, scope) took something in, so the
+ * deltas that wait in it are worth another try (apply.c skips the others). */
+uint16_t node__scope_slot(const proto_case_id *case_id, const char *scope);
+void node__scope_moved(node_engine *e, const proto_case_id *case_id, const char *scope);
 /* Does this node hold a confirmed key of this tag (and so read its bodies)? */
 bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32]);
 /* May this node hold the body of header h: it reads its tag (a key grant of a scope it reads is
@@ -504,6 +526,7 @@ node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32
  * scope) is decided again once, at the end of the transaction, however many such deltas it
  * takes in (rebuild_note, then rebuild_noted before the commit). */
 node_err node__rebuild_note(apply_ctx *c, const proto_case_id *case_id, const char *scope);
+
 node_err node__rebuild_noted(node_txn *t, apply_ctx *c);
 
 /* ---------------------------------------------------------------------------------------- */

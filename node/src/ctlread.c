@@ -378,8 +378,8 @@ static json_object *void_write_json(status_ctx *c, const proto_header *h)
     json_object *w = json_object_new_object();
     json_object_object_add(w, "seq", json_object_new_int64((int64_t)h->seq));
     json_object_object_add(w, "at_ms", json_object_new_int64((int64_t)h->hlc.wall));
-    json_object_object_add(w, "kind",
-        json_object_new_string(h->kind == PROTO_HDR_KEY_GRANT ? "key grant" : "delta"));
+    json_object_object_add(
+        w, "kind", json_object_new_string(h->kind == PROTO_HDR_KEY_GRANT ? "key grant" : "delta"));
     ledger_key k;
     if (node__ledger_key_get(c->t, h->tag, &k) == NODE_OK) {
         char id[PROTO_CASE_ID_TEXT_SIZE];
@@ -553,6 +553,7 @@ void node__cmd_status(req *r)
     json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->pending.n));
     json_object_object_add(
         waiting, "held_back_authors", json_object_new_int64((int64_t)e->held_back.n));
+    json_object_object_add(waiting, "retried", json_object_new_int64((int64_t)e->waits_retried));
     json_object_object_add(doc, "waiting", waiting);
     json_object_object_add(doc, "members", members);
     json_object *purposes = json_object_new_array();

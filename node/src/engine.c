@@ -36,6 +36,8 @@ node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
         return err;
     if ((err = node__load_store(e, msg)) != NODE_OK)
         return err;
+    if ((e->scope_gen = calloc(NODE_SCOPE_SLOTS, sizeof(*e->scope_gen))) == NULL)
+        return node__fail(msg, NODE_ENOMEM, "out of memory");
     return node__vpool_new(workers, &e->vpool, msg);
 }
 
@@ -74,6 +76,7 @@ void node__engine_free(node_engine *e)
     if (e->have_manifest)
         proto_manifest_fini(&e->manifest);
     free(e->manifest_bytes);
+    free(e->scope_gen);
     node_schema_free(e->schema);
     node_schema_free(e->schema_next);
     free(e->schema_bytes);

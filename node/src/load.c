@@ -31,6 +31,7 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
             c->full = true; /* over the bound: found again at a later start, once these merged */
             return true;
         }
+        memset(w, 0, sizeof(*w)); /* not placed, no generations: tried at once */
         memcpy(w->id, id, 32);
         memcpy(w->tag, tag, 32);
         w->why = WAIT_KEY;

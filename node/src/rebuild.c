@@ -273,6 +273,8 @@ static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, s
         if ((err = node__ledger_tag_headers(t, keys.v[i].tag, id_cb, &ids)) == NODE_OK)
             err = rebuild_key(t, e, &keys.v[i], &ids, voided);
     }
+    if (err == NODE_OK)
+        node__scope_moved(e, &s->case_id, s->scope);
     if (err == NODE_OK && v.numbers.n > 0)
         NODE_WARN("access.void", "scope=%s entries=%zu reason=\"the owner forked\"", s->scope,
             v.numbers.n);
@@ -324,6 +326,7 @@ node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32
      * of): each is rebuilt once. */
     scope_ref_vec scopes = { 0 };
     node_err err = NODE_OK;
+    e->all_gen++; /* deltas waiting for dots of this origin wait no more (access.c) */
     uint64_t last = node__ledger_vv_get(t, origin);
     for (uint64_t seq = fork; err == NODE_OK && seq <= last; seq++) {
         const void *hb;

@@ -226,6 +226,8 @@ static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
         err = seal_body(t, w, k, &plain, id);
     if (err == NODE_OK)
         err = node__ledger_state_put(t, k->tag, state, node__now(w->e));
+    if (err == NODE_OK)
+        node__scope_moved(w->e, &k->case_id, k->scope);
     proto_buf_free(&enc);
     return err;
 }
@@ -453,6 +455,7 @@ static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const 
     en->hlc = w->clock;
     if ((err = node__ledger_entry_put(t, &k.case_id, k.scope, en)) != NODE_OK)
         goto out;
+    node__scope_moved(w->e, &k.case_id, k.scope);
     /* The keys, sealed to the grantee's current key. */
     if ((err = node__ledger_scope_keys(t, &k.case_id, k.scope, grant_keys_cb, &keys)) != NODE_OK)
         goto out;

@@ -3405,7 +3405,8 @@ static size_t serve_wants(th_net *net, fp_peer *p, const forged *f, size_t n, in
 /* Findings 3 and 11, the pending quota: a write grantee's deltas that state an access-log entry
  * the owner has not written yet wait (they are never refused for waiting), but at most
  * [sync] pending_per_author of them (20 here) at once: the highest seqs are dropped, logged once.
- * When the owner writes that entry, the waiting ones merge and the dropped ones are asked for
+ * Unrelated cases merged meanwhile do not make the node decrypt them again. When the owner
+ * writes that entry, the waiting ones merge and the dropped ones are asked for
  * again, in seq order, and merge too: each delta adds one hour on top of the one before, so the
  * count reaches N only when all of them merged. */
 static void waiting_deltas_within_quota(void **state)
@@ -3460,6 +3461,33 @@ static void waiting_deltas_within_quota(void **state)
     CHECK(net, status_num(net, COMUNE, "waiting/causal") == QUOTA,
         "the comune holds %lld of the CPIA's waiting deltas after a second push (at most %d)",
         (long long)status_num(net, COMUNE, "waiting/causal"), QUOTA);
+
+    /* Unrelated work does not make the comune try them again: the Prefettura opens three
+     * cases and grants each to the comune, which merges them and tries none of the waiting
+     * ones again (their scope took nothing in). */
+    int64_t retried = status_num(net, COMUNE, "waiting/retried");
+    for (int k = 0; k < 3; k++) {
+        char other[64];
+        th_out o = th_patto_write(net, PREF, "case", "new", "lingua.livello=B2", NULL);
+        CHECK(net, o.status == 0 && o.json != NULL, "case new at the Prefettura: %d %s", o.status,
+            o.out);
+        snprintf(other, sizeof(other), "%s", jstr(o.json, "id"));
+        th_out_free(&o);
+        o = th_patto_write(net, PREF, "consent", "grant", other, "--to", "comune-1", "--scopes",
+            "lingua", "--purpose", "lingua", "--basis", "public-task", "--access", "read", NULL);
+        CHECK(net, o.status == 0, "consent grant at the Prefettura: %d %s", o.status, o.out);
+        th_out_free(&o);
+        show_want b2 = { COMUNE, other, "scopes/lingua/livello", "B2" };
+        CHECK(
+            net, th_wait(net, 15000, shows, &b2), "the comune did not merge the Prefettura's case");
+    }
+    int64_t again = status_num(net, COMUNE, "waiting/retried");
+    printf("hostile: %d waiting deltas tried again %lld times while 3 unrelated cases merged\n",
+        QUOTA, (long long)(again - retried));
+    CHECK(net, again - retried < QUOTA,
+        "the comune tried the CPIA's waiting deltas again %lld times while merging unrelated "
+        "cases",
+        (long long)(again - retried));
 
     /* The owner writes the entry they stated: all N merge, the dropped ones asked for again. */
     grant(net, id, "prefettura-1", "read");
