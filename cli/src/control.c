@@ -16,7 +16,8 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #define CONTROL_URL "ipc://control.sock"
-#define CONTROL_MAX_ANSWER (16 * 1024 * 1024) /* NNG_OPT_RECVMAXSZ: ARCHITECTURE.md house rule 3 */
+#define CONTROL_MAX_ANSWER (16 * 1024 * 1024) /* NNG_OPT_RECVMAXSZ: ARCHITECTURE.md house rule 3   \
+                                               */
 /* How long the CLI waits for the node's answer, from the moment it dials (cli/README.md). */
 #define CONTROL_TIMEOUT_MS 30000
 /* Tests only (cli/README.md): a shorter wait, 1 to CONTROL_TIMEOUT_MS ms. */

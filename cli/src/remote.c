@@ -292,8 +292,7 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
                 cli_rome_time_ms(
                     ms != NULL ? (uint64_t)json_object_get_int64(ms) : 0, at, sizeof at);
                 printf("             void: seq %s, %s, case %s, scope %s, written %s\n",
-                    jtext(wr, "seq"), jtext(wr, "kind"), jtext(wr, "case"), jtext(wr, "scope"),
-                    at);
+                    jtext(wr, "seq"), jtext(wr, "kind"), jtext(wr, "case"), jtext(wr, "scope"), at);
             }
             if ((size_t)json_object_get_int64(jget(e, "void_own")) > jlen(writes))
                 printf("             (the first %zu of %s listed)\n", jlen(writes),

@@ -2,8 +2,8 @@
  * scan.c - the pre-scan that runs before msgpack-c sees a single byte.
  *
  * msgpack-c 4.0.0 allocates whatever an array header claims before any element arrives
- * (ARCHITECTURE.md, house rule 2). This pass walks the encoding without allocating and rejects: lengths
- * and counts larger than the bytes that remain (counting every element still owed by every
+ * (ARCHITECTURE.md, house rule 2). This pass walks the encoding without allocating and rejects:
+ * lengths and counts larger than the bytes that remain (counting every element still owed by every
  * open array), nesting beyond max_depth, more than max_items items, msgpack types patto never
  * sends, and non-minimal forms. After it, msgpack-c allocates at most one msgpack_object per
  * input byte.

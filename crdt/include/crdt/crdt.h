@@ -100,8 +100,8 @@ CRDT_NODISCARD crdt_err crdt_hlc_send(crdt_hlc *clock, uint64_t now_ms, crdt_hlc
 /*
  * Merge a received timestamp into the clock. If remote->wall is more than max_ahead_ms ahead
  * of now_ms, the clock is left unchanged and CRDT_EAHEAD is returned: the caller makes the
- * delta wait (ARCHITECTURE.md, section 5: a fast clock must not win every tie). On success the clock is
- * greater than both its previous value and *remote, and *out (optional) receives it.
+ * delta wait (ARCHITECTURE.md, section 5: a fast clock must not win every tie). On success the
+ * clock is greater than both its previous value and *remote, and *out (optional) receives it.
  * Errors: CRDT_EINVAL, CRDT_EAHEAD, CRDT_ECLOCK.
  */
 CRDT_NODISCARD crdt_err crdt_hlc_recv(
