@@ -337,14 +337,46 @@ bool node__void(node_txn *t, node_engine *e, const proto_header *h)
  * new_dots_follow checked)? A context naming another member's dots this node has not decided
  * would let an author claim the future of that member's counter (and with it delete what it
  * writes next, or exhaust its counter); such a delta waits until they are covered. */
-static node_auth context_covered(
-    node_txn *t, const crdt_scope *state, const crdt_scope *delta, const crdt_origin *own, size_t k)
+/* Is origin o one whose dots a waiting delta no longer waits for: the origin of an author
+ * caught forking, or one of its counter origins for a counter field of the scope? */
+typedef struct forked_find {
+    node_engine *e;
+    const char *scope;
+    const uint8_t *o;
+    bool found;
+} forked_find;
+
+static bool forked_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
+{
+    (void)seq;
+    forked_find *f = ctx;
+    const node_scope_def *sd = node_schema_scope(f->e->schema, f->scope);
+    for (size_t i = 0; sd != NULL && i < sd->nfields && !f->found; i++) {
+        if (sd->fields[i].type != NODE_F_COUNTER)
+            continue;
+        uint8_t co[32];
+        proto_counter_origin(origin, sd->fields[i].name, strlen(sd->fields[i].name), co);
+        f->found = memcmp(co, f->o, 32) == 0;
+    }
+    return !f->found;
+}
+
+static bool forked_dots(node_txn *t, node_engine *e, const char *scope, const uint8_t o[32])
+{
+    if (node__ledger_quarantined(t, o))
+        return true;
+    forked_find f = { e, scope, o, false };
+    return node__ledger_quarantine_list(t, &e->lim, forked_cb, &f) == NODE_OK && f.found;
+}
+
+static node_auth context_covered(node_txn *t, node_engine *e, const ledger_key *key,
+    const crdt_scope *state, const crdt_scope *delta, const crdt_origin *own, size_t k)
 {
     const crdt_cc *have = crdt_scope_cc(state), *cc = crdt_scope_cc(delta);
     bool ok = true;
     for (size_t i = 0; i < cc->nvv && ok; i++) {
         if (bsearch(&cc->vv[i].origin, own, k, sizeof(*own), origin_cmp) != NULL
-            || node__ledger_quarantined(t, cc->vv[i].origin.b))
+            || forked_dots(t, e, key->scope, cc->vv[i].origin.b))
             continue;
         /* Another's dots 1..max: the state covers them all only in its contiguous part (a
          * cloud dot is never right after it). */
@@ -353,7 +385,7 @@ static node_auth context_covered(
     for (size_t i = 0; i < cc->ncloud && ok; i++)
         ok = bsearch(&cc->cloud[i].origin, own, k, sizeof(*own), origin_cmp) != NULL
             || crdt_cc_contains(have, &cc->cloud[i])
-            || node__ledger_quarantined(t, cc->cloud[i].origin.b);
+            || forked_dots(t, e, key->scope, cc->cloud[i].origin.b);
     return ok ? NODE_AUTH_OK : NODE_AUTH_WAIT;
 }
 
@@ -439,18 +471,19 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
     if (r != NODE_AUTH_OK || node__is_owner(k, author))
         return r;
     /* Another member's delta waits for the causal past it names, but for the dots of an origin
-     * caught forking: beyond its fork point those are void, and a node holding the other branch
-     * never decides them (void deltas join nothing, below), so waiting for them could last
-     * for ever. This delays, never changes, a verdict: node__verdict above does not look. */
+     * caught forking (its own and its counter origins'): beyond its fork point those are void, and
+     * a node holding the other branch never decides them (void deltas join nothing, apply.c), so
+     * waiting for them could last for ever. This delays, never changes, a verdict: node__verdict
+     * above does not look. */
     const crdt_cc *cc = crdt_scope_cc(state);
     for (size_t i = 0; i < plain->nvv && r == NODE_AUTH_OK; i++)
         if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max
-            && !node__ledger_quarantined(t, plain->vv[i].origin.b))
+            && !forked_dots(t, e, k->scope, plain->vv[i].origin.b))
             r = NODE_AUTH_WAIT;
     if (r == NODE_AUTH_OK) {
         crdt_origin *own = NULL;
         size_t nown = own_origins(delta, h->origin, &own);
-        r = nown == 0 ? NODE_AUTH_WAIT : context_covered(t, state, delta, own, nown);
+        r = nown == 0 ? NODE_AUTH_WAIT : context_covered(t, e, k, state, delta, own, nown);
         free(own);
     }
     if (r == NODE_AUTH_WAIT)
