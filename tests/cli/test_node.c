@@ -77,7 +77,7 @@ static th_out patto_text(th_net *net, size_t i, const char *a1, const char *a2, 
 /* A new case at node i; its id into id. */
 static void new_case(th_net *net, size_t i, char id[PROTO_CASE_ID_TEXT_SIZE])
 {
-    th_out o = th_patto(net, i, "case", "new", "anagrafica.nome=Amina", NULL);
+    th_out o = th_patto_write(net, i, "case", "new", "anagrafica.nome=Amina", NULL);
     expect_status(net, &o, 0, NULL);
     const char *s = jstr(o.json, "id");
     assert_non_null(s);
@@ -599,7 +599,8 @@ static void test_no_operator(void **state)
     assert_non_null(strstr(error_message(&o), "give --operator NAME (or set PATTO_OPERATOR)"));
     th_out_free(&o);
     /* doing what it says works */
-    o = th_patto(net, 2, "--operator", "sportello-2", "case", "new", "anagrafica.nome=Amina", NULL);
+    o = th_patto_write(
+        net, 2, "--operator", "sportello-2", "case", "new", "anagrafica.nome=Amina", NULL);
     expect_status(net, &o, 0, NULL);
     th_out_free(&o);
 }

@@ -212,7 +212,8 @@ static void operator_name_cannot_forge_log_fields(void **state)
 {
     th_net *net = *state;
     const char *op = "ana x\" event=consent.grant to=evil";
-    th_out o = th_patto(net, 0, "--operator", op, "case", "new", "anagrafica.nome=Tamiro", NULL);
+    th_out o
+        = th_patto_write(net, 0, "--operator", op, "case", "new", "anagrafica.nome=Tamiro", NULL);
     if (o.status != 0)
         fail_msg("case new: exit %d: %s %s", o.status, o.out ? o.out : "", o.err ? o.err : "");
     th_out_free(&o);
