@@ -110,9 +110,16 @@ static const cli__cmd commands[] = {
         "grant a member access to scopes of a case",
         "BASIS is public-task, legal-obligation, consent or explicit-consent; the purpose must\n"
         "be in the network manifest. --access defaults to read. --until D: the access ends\n"
-        "with day D in Europe/Rome. --provision names the legal provision the grant rests on\n"
+        "with day D in Europe/Rome (today or a later day). --provision names the legal provision "
+        "the grant rests on\n"
         "(e.g. \"D.Lgs. 286/1998 art. 4-bis\"), at most 255 bytes of text.",
         cli__consent_grant },
+    { "consent list", "CASE", "who holds which scope of a case, and in what state",
+        "Every grant in the access logs of the case this node can read, one line per scope and\n"
+        "grant: its state (active; expired, once its --until day has ended in Europe/Rome;\n"
+        "replaced, when a later grant to the same org stands), grantee, access, purpose, basis,\n"
+        "provision, until, who recorded it (operator and Unix user) and when, evidence.",
+        cli__consent_list },
     { "manifest import", "FILE", "hand a signed manifest (patto network sign) to the node", NULL,
         cli__manifest_import },
 };

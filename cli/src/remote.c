@@ -564,6 +564,10 @@ static void print_access_entry(json_object *e)
     json_object *evidence = jget(e, "evidence");
     if (evidence != NULL && json_object_is_type(evidence, json_type_string))
         printf(", evidence %s", json_object_get_string(evidence));
+    json_object *state = jget(e, "state");
+    if (state != NULL && json_object_is_type(state, json_type_string)
+        && strcmp(json_object_get_string(state), "active") != 0)
+        printf(" [%s]", json_object_get_string(state));
 }
 
 /* The access log of a scope, under the key "SCOPE access", one entry a line. */
@@ -661,6 +665,44 @@ cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
         return err;
     pos[0] = id;
     return exchange(ctx, "case.show", pos, 1, NULL, render_case_show);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* consent list                                                                              */
+
+static void render_consent_list(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    json_object *grants = jget(p, "grants");
+    printf("case %s, owner %s\n", jtext(p, "id"), jtext(p, "owner"));
+    if (jlen(grants) == 0) {
+        printf("no grant in the access logs this node can read\n");
+        return;
+    }
+    printf("%-8s  %-12s  ENTRY\n", "STATE", "SCOPE");
+    for (size_t i = 0; i < jlen(grants); i++) {
+        json_object *g = json_object_array_get_idx(grants, i);
+        printf("%-8s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
+        json_object_object_add(g, "kind", json_object_new_string("grant"));
+        json_object_object_add(g, "state", NULL); /* said in its column */
+        print_access_entry(g);
+        printf("\n");
+    }
+}
+
+cli_err cli__consent_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[1];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    pos[0] = id;
+    return exchange(ctx, "consent.list", pos, 1, NULL, render_consent_list);
 }
 
 /* ---------------------------------------------------------------------------------------- */

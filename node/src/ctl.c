@@ -200,6 +200,16 @@ static void cmd_consent_grant(req *r)
             e, r->id, CODE_USAGE, "until must be a date YYYY-MM-DD (a day that exists)");
         return;
     }
+    if (until[0] != 0 && g.until_ms < node__now(e)) {
+        /* Only the operator's input is judged by this node's clock here: the grant entry
+         * carries its end, and every holder judges writes by their signed clocks. */
+        snprintf(m, sizeof(m),
+            "until %s has passed (the day ended in Europe/Rome): the access would end before "
+            "it starts; give today or a later day",
+            until);
+        node__ctl_error(e, r->id, CODE_REFUSED, m);
+        return;
+    }
     if (evidence[0] != 0 && !proto_text_valid(evidence, strlen(evidence), sizeof(g.evidence) - 1)) {
         snprintf(m, sizeof(m),
             "evidence must be at most %zu bytes of text without control characters, and not "
@@ -349,6 +359,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         cmd_case_write(&r, false, true);
     else if (strcmp(cmd, "case.show") == 0)
         node__cmd_case_show(&r);
+    else if (strcmp(cmd, "consent.list") == 0)
+        node__cmd_consent_list(&r);
     else if (strcmp(cmd, "case.list") == 0)
         node__cmd_case_list(&r);
     else if (strcmp(cmd, "consent.grant") == 0)

@@ -41,6 +41,7 @@ const char *node__org_of(node_engine *e, const uint8_t origin[32], char hex[65])
 
 /* ctlread.c: the commands that read. */
 void node__cmd_case_show(req *r);
+void node__cmd_consent_list(req *r);
 void node__cmd_case_list(req *r);
 void node__cmd_status(req *r);
 void node__cmd_digest(req *r);

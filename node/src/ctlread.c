@@ -1,6 +1,6 @@
 /*
- * ctlread.c - the control commands that read (node/CONTROL.md): case.show, case.list, status,
- * digest, schema. May call: ctlreq.c, state.c, ledger.c, store.c, proto, crdt.
+ * ctlread.c - the control commands that read (node/CONTROL.md): case.show, consent.list,
+ * case.list, status, digest, schema. May call: ctlreq.c, state.c, ledger.c, store.c, proto, crdt.
  */
 #include "ctl.h"
 
@@ -139,6 +139,8 @@ static bool entry_json_cb(const ledger_entry *en, void *ctx)
     if (en->expiry_ms != 0)
         node__rfc3339(en->expiry_ms, until);
     json_object_object_add(o, "until", en->expiry_ms != 0 ? json_object_new_string(until) : NULL);
+    json_object_object_add(
+        o, "until_ms", en->expiry_ms != 0 ? json_object_new_int64((int64_t)en->expiry_ms) : NULL);
     json_object_object_add(o, "operator", json_object_new_string(en->operator_name));
     json_object_object_add(
         o, "unix_user", en->unix_user[0] ? json_object_new_string(en->unix_user) : NULL);
@@ -146,6 +148,36 @@ static bool entry_json_cb(const ledger_entry *en, void *ctx)
         o, "evidence", en->evidence[0] ? json_object_new_string(en->evidence) : NULL);
     json_object_array_add(a, o);
     return true;
+}
+
+/* The state of each grant of one scope's access log (entries in number order), as this node
+ * sees it now: "replaced" when a later entry grants the same org again (the newest one is the
+ * one in force), else "expired" once its end has passed by this node's clock (what a holder
+ * accepts is judged by the writes' signed clocks, ARCHITECTURE.md section 4), else "active". */
+static void grant_states(json_object *entries, uint64_t now)
+{
+    size_t n = json_object_array_length(entries);
+    for (size_t i = n; i-- > 0;) {
+        json_object *o = json_object_array_get_idx(entries, i), *v;
+        if (!json_object_object_get_ex(o, "kind", &v) || strcmp(json_object_get_string(v), "grant"))
+            continue;
+        const char *to = json_object_object_get_ex(o, "to", &v) ? json_object_get_string(v) : "";
+        bool replaced = false;
+        for (size_t j = i + 1; j < n && !replaced; j++) {
+            json_object *later = json_object_array_get_idx(entries, j), *w;
+            replaced = json_object_object_get_ex(later, "kind", &w)
+                && strcmp(json_object_get_string(w), "grant") == 0
+                && json_object_object_get_ex(later, "to", &w)
+                && strcmp(json_object_get_string(w), to) == 0;
+        }
+        json_object *until = NULL;
+        bool expired = json_object_object_get_ex(o, "until_ms", &until) && until != NULL
+            && (uint64_t)json_object_get_int64(until) < now;
+        json_object_object_add(o, "state",
+            json_object_new_string(replaced ? "replaced"
+                    : expired               ? "expired"
+                                            : "active"));
+    }
 }
 
 static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
@@ -174,6 +206,7 @@ static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
     json_object *entries = json_object_new_array();
     c->err = node__ledger_entries(c->t, &k.case_id, scope, entry_json_cb, entries);
     proto_wipe(&k, sizeof(k));
+    grant_states(entries, node__now(c->e));
     json_object_object_add(c->access, scope, entries);
     c->n++;
     return c->err == NODE_OK;
@@ -196,11 +229,13 @@ static node_err show_cb(node_txn *t, void *ctx)
     return err != NODE_OK ? err : s->c->err;
 }
 
-void node__cmd_case_show(req *r)
+/* What case.show answers: {"id", "owner", "scopes", "conflicts", "access"}; NULL after
+ * replying the refusal itself. */
+static json_object *case_doc(req *r)
 {
     proto_case_id c;
     if (!node__ctl_case(r, &c))
-        return;
+        return NULL;
     show_ctx sc = { .e = r->e,
         .scopes = json_object_new_object(),
         .conflicts = json_object_new_object(),
@@ -216,12 +251,12 @@ void node__cmd_case_show(req *r)
         json_object_put(sc.access);
         if (err != NODE_OK) {
             node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
-            return;
+            return NULL;
         }
         char m[128];
         snprintf(m, sizeof(m), "no readable scope of case %s on this node", id);
         node__ctl_error(r->e, r->id, CODE_NOTFOUND, m);
-        return;
+        return NULL;
     }
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "id", json_object_new_string(id));
@@ -230,7 +265,49 @@ void node__cmd_case_show(req *r)
     json_object_object_add(doc, "scopes", sc.scopes);
     json_object_object_add(doc, "conflicts", sc.conflicts);
     json_object_object_add(doc, "access", sc.access);
-    node__ctl_json(r->e, r->id, doc);
+    return doc;
+}
+
+void node__cmd_case_show(req *r)
+{
+    json_object *doc = case_doc(r);
+    if (doc != NULL)
+        node__ctl_json(r->e, r->id, doc);
+}
+
+/* consent.list: every grant of the access logs this node can read of the case, one row per
+ * (scope, entry), with the scope and its state. */
+void node__cmd_consent_list(req *r)
+{
+    json_object *doc = case_doc(r), *access, *id, *owner;
+    if (doc == NULL)
+        return;
+    json_object *out = json_object_new_object(), *grants = json_object_new_array();
+    json_object_object_get_ex(doc, "id", &id);
+    json_object_object_get_ex(doc, "owner", &owner);
+    json_object_object_add(out, "id", json_object_get(id));
+    json_object_object_add(out, "owner", json_object_get(owner));
+    json_object_object_get_ex(doc, "access", &access);
+    json_object_object_foreach(access, scope, entries)
+    {
+        for (size_t i = 0; i < json_object_array_length(entries); i++) {
+            json_object *e = json_object_array_get_idx(entries, i), *kind;
+            if (!json_object_object_get_ex(e, "kind", &kind)
+                || strcmp(json_object_get_string(kind), "grant") != 0)
+                continue;
+            json_object *row = json_object_new_object();
+            json_object_object_add(row, "scope", json_object_new_string(scope));
+            json_object_object_foreach(e, key, val)
+            {
+                if (strcmp(key, "kind") != 0)
+                    json_object_object_add(row, key, json_object_get(val));
+            }
+            json_object_array_add(grants, row);
+        }
+    }
+    json_object_object_add(out, "grants", grants);
+    json_object_put(doc);
+    node__ctl_json(r->e, r->id, out);
 }
 
 /* ---------------------------------------------------------------------------------------- */

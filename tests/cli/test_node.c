@@ -332,19 +332,29 @@ static void test_grant_rules(void **state)
 
     /* until: the last millisecond of the day in Rome (CET, then CEST), computed by the node */
     o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
-        "--purpose", "lingua", "--basis", "consent", "--until", "2026-12-31", NULL);
+        "--purpose", "lingua", "--basis", "consent", "--until", "2030-12-31", NULL);
     expect_status(net, &o, 0, NULL);
     th_out_free(&o);
-    assert_true(th_log_has(net, 0, "until=2026-12-31T22:59:59.999Z"));
+    assert_true(th_log_has(net, 0, "until=2030-12-31T22:59:59.999Z"));
     o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "documenti",
-        "--purpose", "documenti", "--basis", "consent", "--until", "2026-07-15", NULL);
+        "--purpose", "documenti", "--basis", "consent", "--until", "2030-07-15", NULL);
     expect_status(net, &o, 0, NULL);
     th_out_free(&o);
-    assert_true(th_log_has(net, 0, "until=2026-07-15T21:59:59.999Z"));
-    /* a date of the schema's range before 1970 is a date too (whether a past one is refused
-     * is not decided here) */
+    assert_true(th_log_has(net, 0, "until=2030-07-15T21:59:59.999Z"));
+    /* a day that has passed is refused (input error, exit 2), before 1970 too; today is not */
+    static const char *const past[] = { "2000-01-01", "1950-01-01" };
+    for (size_t k = 0; k < 2; k++) {
+        o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
+            "--purpose", "lingua", "--basis", "consent", "--until", past[k], NULL);
+        expect_status(net, &o, 2, "has passed (the day ended in Europe/Rome)");
+        th_out_free(&o);
+    }
+    char today[16];
+    proto_civil rome;
+    proto_rome_civil((uint64_t)time(NULL) * 1000u, &rome);
+    snprintf(today, sizeof today, "%04d-%02d-%02d", rome.year, rome.month, rome.day);
     o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
-        "--purpose", "lingua", "--basis", "consent", "--until", "1950-01-01", NULL);
+        "--purpose", "lingua", "--basis", "consent", "--until", today, NULL);
     expect_status(net, &o, 0, NULL);
     th_out_free(&o);
 
@@ -383,7 +393,7 @@ static void test_grant_provision_and_access(void **state)
     char id[PROTO_CASE_ID_TEXT_SIZE];
     new_case(net, 0, id);
     th_out o = th_patto(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
-        "--purpose", "lingua", "--basis", "legal-obligation", "--until", "2026-12-31", "--evidence",
+        "--purpose", "lingua", "--basis", "legal-obligation", "--until", "2030-12-31", "--evidence",
         "prot. 12/2026", "--provision", "D.Lgs. 286/1998 art. 4-bis", NULL);
     expect_status(net, &o, 0, NULL);
     th_out_free(&o);
@@ -410,7 +420,7 @@ static void test_grant_provision_and_access(void **state)
     assert_string_equal(jstr(grant, "basis"), "legal-obligation");
     assert_string_equal(jstr(grant, "provision"), "D.Lgs. 286/1998 art. 4-bis");
     assert_string_equal(jstr(grant, "evidence"), "prot. 12/2026");
-    assert_string_equal(jstr(grant, "until"), "2026-12-31T22:59:59.999Z");
+    assert_string_equal(jstr(grant, "until"), "2030-12-31T22:59:59.999Z");
     assert_string_equal(jstr(grant, "operator"), "op-comune-1");
     /* The Unix user is the kernel's word for who sent the request (this test's user), not
      * anything the client said. */
@@ -424,7 +434,7 @@ static void test_grant_provision_and_access(void **state)
     expect_status(net, &o, 0, "\nlingua access ");
     expect_status(net, &o, 0,
         "grant to cpia-1: read, purpose lingua, basis legal-obligation, "
-        "provision D.Lgs. 286/1998 art. 4-bis, until 2026-12-31 23:59:59 "
+        "provision D.Lgs. 286/1998 art. 4-bis, until 2030-12-31 23:59:59 "
         "CET, by op-comune-1");
     const char *owner = strstr(o.out, "\nowner ");
     assert_non_null(owner);
@@ -438,6 +448,59 @@ static void test_grant_provision_and_access(void **state)
     const char *too_long[]
         = { "op", id, "cpia-1", "lingua", "lingua", "consent", "read", "", "", longest };
     expect_refusal(net, 0, "consent.grant", too_long, 10, 1, "provision must be at most 255 bytes");
+}
+
+/* consent list: every grant of the case's access logs, a row per scope and grant, with its
+ * state; a grant to the same org again replaces the earlier one in the same scope. */
+static void test_consent_list(void **state)
+{
+    th_net *net = *state;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    new_case(net, 0, id);
+    th_out o = th_patto_write(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes",
+        "lingua,documenti", "--purpose", "lingua", "--basis", "consent", "--until", "2030-06-30",
+        "--evidence", "modulo 7/2026", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+    o = th_patto_write(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "consent", "--access", "write", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+
+    o = th_patto(net, 0, "consent", "list", id, NULL);
+    expect_status(net, &o, 0, NULL);
+    assert_string_equal(jstr(o.json, "owner"), "comune-1");
+    json_object *grants;
+    assert_true(json_object_object_get_ex(o.json, "grants", &grants));
+    assert_int_equal(json_object_array_length(grants), 3);
+    int replaced = 0, active_write = 0, active_doc = 0;
+    for (size_t k = 0; k < 3; k++) {
+        json_object *g = json_object_array_get_idx(grants, k);
+        const char *scope = jstr(g, "scope"), *st = jstr(g, "state"), *acc = jstr(g, "access");
+        assert_string_equal(jstr(g, "to"), "cpia-1");
+        replaced += strcmp(scope, "lingua") == 0 && strcmp(st, "replaced") == 0
+            && strcmp(acc, "read") == 0;
+        active_write += strcmp(scope, "lingua") == 0 && strcmp(st, "active") == 0
+            && strcmp(acc, "write") == 0;
+        active_doc += strcmp(scope, "documenti") == 0 && strcmp(st, "active") == 0
+            && strcmp(jstr(g, "evidence"), "modulo 7/2026") == 0;
+    }
+    if (replaced != 1 || active_write != 1 || active_doc != 1) {
+        net->keep = true;
+        fail_msg("consent list: %s", o.out);
+    }
+    th_out_free(&o);
+    o = patto_text(net, 0, "consent", "list", id);
+    expect_status(net, &o, 0, "owner comune-1\nSTATE     SCOPE         ENTRY\n");
+    expect_status(net, &o, 0, "replaced  lingua        #1  ");
+    expect_status(net, &o, 0,
+        "grant to cpia-1: read, purpose lingua, basis consent, until "
+        "2030-06-30 23:59:59 CEST, by op-comune-1");
+    th_out_free(&o);
+    /* at a node that reads no scope of the case: not found */
+    o = th_patto(net, 2, "consent", "list", id, NULL);
+    expect_status(net, &o, 3, "no readable scope of case");
+    th_out_free(&o);
 }
 
 /* Every member in status says whether it is in the network and how many keys it has had. */
@@ -714,7 +777,8 @@ int main(void)
     const struct CMUnitTest net_tests[] = {
         cmocka_unit_test(test_status), cmocka_unit_test(test_manifest_again),
         cmocka_unit_test(test_grant_rules), cmocka_unit_test(test_grant_provision_and_access),
-        cmocka_unit_test(test_members_in_status), cmocka_unit_test(test_no_operator),
+        cmocka_unit_test(test_consent_list), cmocka_unit_test(test_members_in_status),
+        cmocka_unit_test(test_no_operator),
         cmocka_unit_test(test_rekey_and_retire), /* last: it changes the network */
     };
     const struct CMUnitTest one_tests[] = {
