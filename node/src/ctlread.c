@@ -1,6 +1,7 @@
 /*
  * ctlread.c - the control commands that read (node/CONTROL.md): case.show, consent.list,
- * case.list, status, digest, schema. May call: ctlreq.c, state.c, ledger.c, store.c, proto, crdt.
+ * case.list, status, digest, schema. May call: ctlreq.c, access.c, state.c, ledger.c, store.c,
+ * proto, crdt.
  */
 #include "ctl.h"
 
@@ -104,8 +105,25 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
     return NULL;
 }
 
+/* This node is not the owner and its newest grant in (case, scope) of key tag has ended by its
+ * clock: the scope is no longer shown here (the owner sees its scopes always). What holders
+ * accept from this node is judged by the signed clocks of its writes, not by this view. */
+static bool ended_here(node_txn *t, const node_engine *e, const proto_case_id *c, const char *scope,
+    const uint8_t tag[32])
+{
+    ledger_key k;
+    bool mine = node__ledger_key_get(t, tag, &k) == NODE_OK && strcmp(k.owner_org, e->cfg.org) == 0;
+    proto_wipe(&k, sizeof(k));
+    ledger_entry *en = mine ? NULL : malloc(sizeof(*en));
+    bool ended = en != NULL && node__grant_for(t, c, scope, e->cfg.org, UINT64_MAX, en)
+        && en->expiry_ms != 0 && en->expiry_ms < node__now(e);
+    free(en);
+    return ended;
+}
+
 typedef struct show_ctx {
     node_engine *e;
+    const proto_case_id *id;
     json_object *scopes, *conflicts, *access;
     char owner[PROTO_ORG_MAX + 1];
     size_t n;
@@ -183,6 +201,8 @@ static void grant_states(json_object *entries, uint64_t now)
 static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
 {
     show_ctx *c = ctx;
+    if (ended_here(c->t, c->e, c->id, scope, tag))
+        return true; /* its grant here has ended */
     crdt_scope *s = NULL;
     if ((c->err = node__ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
         return false;
@@ -237,6 +257,7 @@ static json_object *case_doc(req *r)
     if (!node__ctl_case(r, &c))
         return NULL;
     show_ctx sc = { .e = r->e,
+        .id = &c,
         .scopes = json_object_new_object(),
         .conflicts = json_object_new_object(),
         .access = json_object_new_object() };
@@ -324,6 +345,7 @@ typedef struct list_ctx {
     list_item *items;
     size_t n, cap;
     bool oom;
+    const node_engine *e;
 } list_ctx;
 
 /* node__ledger_cases gives the cases opened here in id order, then every readable scope in case
@@ -345,7 +367,7 @@ static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *ta
         it->scopes = json_object_new_array();
         it->last = 0;
     }
-    if (scope != NULL) {
+    if (scope != NULL && !ended_here(l->t, l->e, c, scope, tag)) {
         json_object_array_add(it->scopes, json_object_new_string(scope));
         uint64_t last = node__ledger_last_change(l->t, tag);
         if (last > it->last)
@@ -402,7 +424,7 @@ static int by_last_desc(const void *a, const void *b)
 
 void node__cmd_case_list(req *r)
 {
-    list_ctx l = { NULL, NULL, 0, 0, false };
+    list_ctx l = { NULL, NULL, 0, 0, false, r->e };
     node_errmsg msg;
     node_err err = node_store_read(r->e->store, list_txn_cb, &l, &msg);
     json_object *doc = json_object_new_object(), *cases = json_object_new_array();
@@ -511,7 +533,7 @@ static node_err status_cb(node_txn *t, void *ctx)
     if ((err = node__ledger_vv_all(t, &c->e->lim, &c->vv, &c->nvv)) != NODE_OK
         || (err = node__ledger_count(t, NODE_DB_BODIES, NULL, &c->bodies)) != NODE_OK)
         return err;
-    list_ctx l = { t, NULL, 0, 0, false };
+    list_ctx l = { t, NULL, 0, 0, false, c->e };
     err = list_txn_cb(t, &l);
     for (size_t i = 0; i < l.n; i++)
         json_object_put(l.items[i].scopes);

@@ -102,12 +102,42 @@ typedef struct daemon {
     bool handles_on; /* every handle above is initialised */
 } daemon;
 
+/* Test builds only (CMake PATTO_TEST_CLOCK, off in Release builds): the node's wall clock moved
+ * by PATTOD_TEST_CLOCK_OFFSET_MS (at most ten years either way), so that tests see expiries
+ * pass without waiting a day. The start logs it at level warn. */
+static int64_t clock_offset_ms;
+
+static void test_clock_init(void)
+{
+#ifdef PATTO_TEST_CLOCK
+    const char *v = getenv("PATTOD_TEST_CLOCK_OFFSET_MS");
+    if (v == NULL || *v == 0)
+        return;
+    char *end = NULL;
+    errno = 0;
+    long long ms = strtoll(v, &end, 10);
+    const long long most = 10LL * 366 * 86400 * 1000;
+    if (errno != 0 || *end != 0 || ms < -most || ms > most) {
+        NODE_ERROR("clock.test",
+            "detail=\"PATTOD_TEST_CLOCK_OFFSET_MS is not a whole number of "
+            "milliseconds within ten years: ignored\"");
+        return;
+    }
+    clock_offset_ms = ms;
+    NODE_WARN(
+        "clock.test", "offset_ms=%lld detail=\"a test build: this node's clock is moved\"", ms);
+#endif
+}
+
 static uint64_t host_now(void *ctx)
 {
     (void)ctx;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return clock_offset_ms < 0 && (uint64_t)-clock_offset_ms > now
+        ? 0
+        : (uint64_t)((int64_t)now + clock_offset_ms);
 }
 
 static uint64_t host_mono(void *ctx)
@@ -351,6 +381,7 @@ int node_run(const char *dir)
     int code = 1;
     bool loop_ok = false;
 
+    test_clock_init();
     e->host = (node_host) { d, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
         host_undial, host_ctl_reply, host_schedule, host_ctl_user };
     e->started_ms = host_mono(d);

@@ -31,6 +31,9 @@
  *    headers (11). What proto/ refuses to build (a key grant naming an owner the case id does
  *    not derive from, a key-grant header for another's tag) is built here with libsodium.
  *
+ * 8. Expiry while the owner is offline: a holder (with a test clock two days on) refuses the
+ *    grantee's write stamped after its grant ended; the grantee's node no longer shows it.
+ *
  * After each attack the node must keep serving: `patto status` answers and a new case still
  * reaches the other nodes. Every node must stop cleanly at the end, and under the sanitizers
  * a report in a node's log fails the scenario.
@@ -3513,6 +3516,80 @@ static void waiting_deltas_within_quota(void **state)
     still_serving(net, true);
 }
 
+/* Expiry with the owner offline: the comune grants the CPIA write on lingua until today and the
+ * Prefettura read, then goes offline. Two days on (the test clock of a test build,
+ * PATTOD_TEST_CLOCK_OFFSET_MS), a delta of the CPIA's stamped then is refused by the Prefettura
+ * ("stamped after its write grant expired"), which shows the grant as expired in consent list;
+ * the CPIA's own node, two days on too, no longer shows the scope. */
+static void expiry_enforced_while_owner_offline(void **state)
+{
+    th_net *net = *state;
+    char id[64], today[16];
+    proto_civil rome;
+    proto_rome_civil(now_ms(), &rome);
+    snprintf(today, sizeof(today), "%04d-%02d-%02d", rome.year, rome.month, rome.day);
+    new_case(net, id, "lingua.livello=A1");
+    th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", "cpia-1", "--scopes",
+        "lingua", "--purpose", "lingua", "--basis", "consent", "--access", "write", "--until",
+        today, NULL);
+    CHECK(net, o.status == 0, "consent grant until today: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    grant(net, id, "prefettura-1", "read");
+    show_want a1 = { PREF, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 15000, shows, &a1), "the Prefettura does not show lingua");
+    proto_case_id cid;
+    member_view v;
+    proto_identity *cpia = stopped_member(net, CPIA, id, &cid, "lingua", &v);
+    CHECK(net, access_in(&v) == PROTO_ACCESS_WRITE, "the CPIA does not hold its write grant");
+    stop_node(net, COMUNE); /* the owner is offline from here on */
+
+    const uint64_t two_days = 2ull * 86400 * 1000;
+    stop_node(net, PREF);
+    setenv("PATTOD_TEST_CLOCK_OFFSET_MS", "172800000", 1);
+    int started = th_start(net, PREF);
+    unsetenv("PATTOD_TEST_CLOCK_OFFSET_MS");
+    CHECK(net, started == 0, "the Prefettura does not start with a test clock");
+    CHECK(net, wait_log(net, PREF, 0, 5000, "event=clock.test", "offset_ms=172800000", NULL),
+        "the Prefettura does not say its clock is moved (is this a test build?)");
+    forged f;
+    assert_int_equal(forge_delta(cpia, v.key, v.state, &v.seen, "livello", "C2", 0, v.own_seq + 1,
+                         v.own_last, now_ms() + two_days, &f),
+        PROTO_OK);
+    size_t before = count3(net, PREF, "event=delta.refuse", "org=cpia-1", "");
+    fp_peer *p = connect_as(net, PREF, cpia);
+    push_delta(net, p, &f);
+    barrier(net, p);
+    CHECK(net,
+        wait_log(net, PREF, before, 10000, "event=delta.refuse", "org=cpia-1",
+            "stamped after its write grant expired"),
+        "the Prefettura did not refuse a write stamped after the grant's end");
+    CHECK(net, shows(net, &a1), "the Prefettura shows a write stamped after the grant's end");
+    o = th_patto(net, PREF, "consent", "list", id, NULL);
+    json_object *grants = o.status == 0 && o.json ? jget(o.json, "grants") : NULL;
+    bool expired = false;
+    for (size_t k = 0; grants != NULL && k < json_object_array_length(grants); k++) {
+        json_object *g = json_object_array_get_idx(grants, k);
+        expired = expired
+            || (strcmp(jstr(g, "to"), "cpia-1") == 0 && strcmp(jstr(g, "state"), "expired") == 0);
+    }
+    CHECK(net, expired, "consent list at the Prefettura: %d %s", o.status, o.out);
+    th_out_free(&o);
+    fp_close(p);
+
+    /* The CPIA two days on: lingua, its only scope of the case, is no longer shown. */
+    setenv("PATTOD_TEST_CLOCK_OFFSET_MS", "172800000", 1);
+    started = th_start(net, CPIA);
+    unsetenv("PATTOD_TEST_CLOCK_OFFSET_MS");
+    CHECK(net, started == 0, "the CPIA does not start with a test clock");
+    o = th_patto(net, CPIA, "case", "show", id, NULL);
+    CHECK(net, o.status == 3, "the CPIA still shows a scope whose grant ended: %d %s", o.status,
+        o.out);
+    th_out_free(&o);
+    forged_free(&f);
+    member_view_fini(&v);
+    proto_identity_free(cpia);
+}
+
 /* Finding 5, by silence: after a start the comune writes nothing until every member whose link
  * is up has sent its version vector. A member that connects right after the start, answers
  * every ping and never sends a version vector must not stop the comune's writes for long any
@@ -3584,6 +3661,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(member_cannot_hijack_another_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(future_dot_in_context_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(waiting_deltas_within_quota, setup_small_quota, teardown),
+        cmocka_unit_test_setup_teardown(expiry_enforced_while_owner_offline, setup, teardown),
         cmocka_unit_test_setup_teardown(new_dots_must_be_consecutive, setup, teardown),
         cmocka_unit_test_setup_teardown(fork_voids_both_branches, setup, teardown),
         cmocka_unit_test_setup_teardown(one_dot_twice_voids_both, setup, teardown),
