@@ -653,7 +653,9 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
     }
 }
 
-cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+/* A command whose one argument is a case id: checked here, then the request. */
+static cli_err case_request(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv,
+    const char *request, render_fn render)
 {
     const char *pos[1];
     size_t n;
@@ -664,7 +666,12 @@ cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     pos[0] = id;
-    return exchange(ctx, "case.show", pos, 1, NULL, render_case_show);
+    return exchange(ctx, request, pos, 1, NULL, render);
+}
+
+cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    return case_request(ctx, cmd, argc, argv, "case.show", render_case_show);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -693,16 +700,7 @@ static void render_consent_list(json_object *p, const char *const *sent, size_t 
 
 cli_err cli__consent_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    const char *pos[1];
-    size_t n;
-    char id[PROTO_CASE_ID_TEXT_SIZE];
-    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 1, 1, &n);
-    if (err != CLI_OK)
-        return err;
-    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
-        return err;
-    pos[0] = id;
-    return exchange(ctx, "consent.list", pos, 1, NULL, render_consent_list);
+    return case_request(ctx, cmd, argc, argv, "consent.list", render_consent_list);
 }
 
 /* ---------------------------------------------------------------------------------------- */
