@@ -261,6 +261,11 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     json_object *manifest = NULL;
     if (v != NULL && json_object_object_get_ex(v, "manifest", &manifest) && manifest == NULL)
         printf("no manifest yet: import one with patto manifest import FILE\n");
+    json_object *removed = jget(p, "removed");
+    if (removed != NULL && json_object_get_boolean(removed))
+        printf("REMOVED      this node was removed from the network in manifest version %s (its "
+               "key is retired): it writes nothing and dials no one; its data stays readable\n",
+            jtext(v, "manifest"));
     json_object *next = NULL;
     if (v != NULL && json_object_object_get_ex(v, "schema_file", &next) && next != NULL)
         printf("SCHEMA       the schema file (%s) waits for a manifest that names it; the "

@@ -204,6 +204,9 @@ struct node_engine {
     size_t manifest_len;
     proto_manifest manifest;
     bool have_manifest;
+    /* The manifest in force retires this node's key (its org left the network, or has a new
+     * key on another node): it writes nothing and dials no one (state.c). */
+    bool removed;
     uint64_t manifest_refused; /* the last version a peer offered that was refused (logged) */
     node_member *members;
     size_t nmembers;
@@ -339,6 +342,8 @@ node_err node__members_rebuild(node_engine *e);
  * N is already in force". */
 node_err node__manifest_offer(
     node_engine *e, const uint8_t *bytes, size_t len, bool *changed, node_errmsg *msg);
+/* NODE_OK, or (NODE_EINVAL, msg) when the manifest in force retires this node's key. */
+node_err node__removed_why(const node_engine *e, node_errmsg *msg);
 /* Does manifest m fit this node: does it name this node's schema, and list this node's
  * identity key under [node] org and role? NODE_EINVAL with a sentence saying what to correct. */
 node_err node__manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg);

@@ -586,6 +586,7 @@ void node__cmd_status(req *r)
     json_object_object_add(versions, "manifest",
         e->have_manifest ? json_object_new_int64((int64_t)e->manifest.version) : NULL);
     json_object_object_add(doc, "versions", versions);
+    json_object_object_add(doc, "removed", json_object_new_boolean(e->removed));
     json_object *peers = json_object_new_array(), *members = json_object_new_array();
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];

@@ -137,8 +137,8 @@ void node__peers_sync(node_engine *e)
 {
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];
-        if (m->self || m->dialer != 0)
-            continue;
+        if (m->self || m->dialer != 0 || !m->active || e->removed)
+            continue; /* a member that left is not dialled, and a removed node dials no one */
         const char *url = node_config_dial_url(&e->cfg, m->org);
         if (url == NULL)
             url = m->url;

@@ -210,7 +210,9 @@ void node__peers_event(
         l->next = e->links;
         e->links = l;
         l->state = LINK_WAIT_HELLO;
-        const char *crowd = dialer == 0 ? too_many_waiting(e, l) : NULL;
+        const char *crowd = e->removed ? "this node was removed from the network"
+            : dialer == 0              ? too_many_waiting(e, l)
+                                       : NULL;
         if (crowd != NULL) {
             node__link_drop(e, l, crowd);
             return;
@@ -316,6 +318,16 @@ static void redial_stuck(node_engine *e)
 
 void node__peers_tick(node_engine *e)
 {
+    if (e->removed) {
+        /* removed from the network (state.c): no link stays, none is made */
+        node_link *after;
+        for (node_link *l = e->links; l != NULL; l = after) {
+            after = l->next;
+            if (!l->closing)
+                node__link_drop(e, l, "this node was removed from the network");
+        }
+        return;
+    }
     keepalive(e);
     redial_stuck(e);
 }

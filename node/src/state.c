@@ -149,6 +149,45 @@ node_err node__members_rebuild(node_engine *e)
     return NODE_OK;
 }
 
+/* Does m retire this node's key (its org left the network, or has another key now)? */
+static bool self_retired(const node_engine *e, const proto_manifest *m)
+{
+    size_t ki;
+    const proto_member *me = proto_manifest_find(m, proto_identity_origin(e->me), &ki);
+    return me != NULL && (me->keys[ki].retired || ki + 1 != me->nkeys);
+}
+
+/* The manifest in force retires this node's key: say so once and dial no one (its links go at
+ * the next tick, node__peers_tick); writes are refused with node__removed_why. */
+static void removed_check(node_engine *e)
+{
+    bool was = e->removed;
+    e->removed = self_retired(e, &e->manifest);
+    if (e->removed && !was) {
+        NODE_ERROR("node.removed",
+            "version=%" PRIu64 " detail=\"manifest version %" PRIu64 " retires this node's key: "
+            "it writes nothing and dials no one from now on; its data stays readable here\"",
+            e->manifest.version, e->manifest.version);
+        for (size_t i = 0; i < e->nmembers; i++)
+            if (e->members[i].dialer != 0) {
+                e->host.undial(e->host.ctx, e->members[i].dialer);
+                e->members[i].dialer = 0;
+            }
+        /* its links are dropped at the next tick (peers.c) */
+    }
+}
+
+node_err node__removed_why(const node_engine *e, node_errmsg *msg)
+{
+    if (!e->removed)
+        return NODE_OK;
+    return node__fail(msg, NODE_EINVAL,
+        "this node was removed from the network: manifest version %" PRIu64
+        " retires its key (identity.key), so it writes nothing; ask the network admin (a new "
+        "node of the org joins with patto network rekey)",
+        e->manifest.version);
+}
+
 node_err node__manifest_fits(const node_engine *e, const proto_manifest *m, node_errmsg *msg)
 {
     size_t ki;
@@ -158,11 +197,6 @@ node_err node__manifest_fits(const node_engine *e, const proto_manifest *m, node
             "manifest version %" PRIu64 " does not list this node's key (identity.key): ask the "
             "network admin to add this node's member entry",
             m->version);
-    if (me->keys[ki].retired || ki + 1 != me->nkeys)
-        return node__fail(msg, NODE_EINVAL,
-            "manifest version %" PRIu64 " lists this node's key (identity.key) as retired for "
-            "org %.*s: this node may no longer write for it",
-            m->version, (int)me->org.len, (const char *)me->org.p);
     if (memcmp(m->schema_hash, e->schema_hash, 32) != 0
         && (e->schema_next == NULL || memcmp(m->schema_hash, e->schema_next_hash, 32) != 0)) {
         char want[65], have[65];
@@ -405,6 +439,7 @@ node_err node__manifest_offer(
     NODE_INFO("manifest.accept", "version=%" PRIu64 " members=%zu", m.version, m.nmembers);
     if (next)
         schema_switch(e);
+    removed_check(e);
     return node__members_rebuild(e);
 out:
     free(copy);
@@ -566,6 +601,7 @@ node_err node__manifest_load(node_engine *e, node_errmsg *msg)
     e->manifest_bytes = r.bytes;
     e->manifest_len = r.len;
     e->have_manifest = true;
+    removed_check(e);
     return NODE_OK;
 }
 

@@ -516,7 +516,9 @@ static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
 {
     node_errmsg smsg;
     w->msg->text[0] = 0;
-    node_err err0 = node__own_log_settled(e, w->msg);
+    node_err err0 = node__removed_why(e, w->msg);
+    if (err0 == NODE_OK)
+        err0 = node__own_log_settled(e, w->msg);
     if (err0 != NODE_OK)
         return err0;
     node_err err = node_store_write(e->store, cb, w, &smsg);

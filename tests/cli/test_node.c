@@ -649,6 +649,36 @@ static void test_rekey_and_retire(void **state)
     expect_status(net, &o, 0, "coop-1 (coop), left the network\n");
     expect_status(net, &o, 0, "cpia-1 (cpia), new key from ");
     th_out_free(&o);
+
+    /* coop-1's own node takes the manifest that retires it: it says it was removed, writes
+     * nothing, dials no one, and starts again so */
+    o = th_patto(net, 2, "manifest", "import", m3, NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+    assert_true(th_log_has(net, 2, "event=node.removed version=3"));
+    for (int pass = 0; pass < 2; pass++) {
+        o = th_patto(net, 2, "status", NULL);
+        expect_status(net, &o, 0, NULL);
+        json_object *removed;
+        assert_true(json_object_object_get_ex(o.json, "removed", &removed));
+        assert_true(json_object_get_boolean(removed));
+        th_out_free(&o);
+        o = patto_text(net, 2, "status", NULL, NULL);
+        expect_status(net, &o, 0,
+            "REMOVED      this node was removed from the network in manifest "
+            "version 3");
+        th_out_free(&o);
+        o = th_patto(
+            net, 2, "--operator", "sportello-2", "case", "new", "anagrafica.nome=Amina", NULL);
+        expect_status(net, &o, 2,
+            "this node was removed from the network: manifest version 3 "
+            "retires its key");
+        th_out_free(&o);
+        if (pass == 0) {
+            assert_int_equal(th_stop(net, 2, SIGTERM), 0);
+            assert_int_equal(th_start(net, 2), 0);
+        }
+    }
 }
 
 static void test_no_operator(void **state)
