@@ -327,6 +327,9 @@ bool node__dots_taken(const crdt_scope *state, const crdt_scope *delta, const pr
 
 bool node__void(node_txn *t, node_engine *e, const proto_header *h)
 {
+    const proto_member_key *k;
+    if (node__author(e, h->origin, &k) != NULL && k->retired && h->seq > k->last_seq)
+        return true; /* beyond its key's retirement: the manifest's cut, for every scope */
     uint64_t fork = node__ledger_fork_seq(t, &e->lim, h->origin);
     return fork != 0 && h->seq >= fork;
 }
@@ -338,7 +341,8 @@ bool node__void(node_txn *t, node_engine *e, const proto_header *h)
  * would let an author claim the future of that member's counter (and with it delete what it
  * writes next, or exhaust its counter); such a delta waits until they are covered. */
 /* Is origin o one whose dots a waiting delta no longer waits for: the origin of an author
- * caught forking, or one of its counter origins for a counter field of the scope? */
+ * caught forking or whose key the manifest retired, or one of its counter origins for a
+ * counter field of the scope? */
 typedef struct forked_find {
     node_engine *e;
     const char *scope;
@@ -350,6 +354,8 @@ static bool forked_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
 {
     (void)seq;
     forked_find *f = ctx;
+    if (memcmp(origin, f->o, 32) == 0)
+        f->found = true;
     const node_scope_def *sd = node_schema_scope(f->e->schema, f->scope);
     for (size_t i = 0; sd != NULL && i < sd->nfields && !f->found; i++) {
         if (sd->fields[i].type != NODE_F_COUNTER)
@@ -366,7 +372,14 @@ static bool forked_dots(node_txn *t, node_engine *e, const char *scope, const ui
     if (node__ledger_quarantined(t, o))
         return true;
     forked_find f = { e, scope, o, false };
-    return node__ledger_quarantine_list(t, &e->lim, forked_cb, &f) == NODE_OK && f.found;
+    if (node__ledger_quarantine_list(t, &e->lim, forked_cb, &f) != NODE_OK)
+        return false;
+    /* and the keys the manifest retired: what they wrote beyond their retirement is void */
+    for (size_t i = 0; i < e->manifest.nmembers && !f.found; i++)
+        for (size_t k = 0; k < e->manifest.members[i].nkeys && !f.found; k++)
+            if (e->manifest.members[i].keys[k].retired)
+                (void)forked_cb(e->manifest.members[i].keys[k].origin, 0, &f);
+    return f.found;
 }
 
 static node_auth context_covered(node_txn *t, node_engine *e, const ledger_key *key,

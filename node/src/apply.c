@@ -418,9 +418,9 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
             && ((err = node__context_only(state, delta, plain, h->origin)) != NODE_OK
                 || (err = node__ledger_state_put(t, h->tag, state, node__now(e))) != NODE_OK))
             goto out;
-        err = reason[0] == 0 ? not_merged(t, c, w, h, "delta.void", k->scope,
-                  "its origin forked at or before it", "", done, LEDGER_VOID)
-                             : refuse(t, c, w, h, "delta.refuse", k->scope, reason, "", done);
+        err = reason[0] == 0
+            ? not_merged(t, c, w, h, "delta.void", k->scope, NODE_VOID_WHY, "", done, LEDGER_VOID)
+            : refuse(t, c, w, h, "delta.refuse", k->scope, reason, "", done);
         goto out;
     }
     crdt_err cerr = crdt_scope_join(state, delta);
@@ -466,6 +466,8 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     const char *inadmissible = node__header_admitted(e, h, &author);
     if (author == NULL) {
         *why = WAIT_CAUSAL; /* an org a later manifest may list */
+    } else if (node__void(t, e, h)) {
+        err = not_merged(t, c, w, h, "delta.void", k.scope, NODE_VOID_WHY, "", done, LEDGER_VOID);
     } else if (inadmissible != NULL) {
         err = refuse(t, c, w, h, "delta.refuse", k.scope, inadmissible, "", done);
     } else if (clock_ahead(c, h, *why)) {

@@ -434,8 +434,11 @@ bool node__dots_taken(const crdt_scope *state, const crdt_scope *delta, const pr
  * not held back, and nothing the delta carried is merged. */
 node_err node__context_only(
     crdt_scope *state, const crdt_scope *delta, const proto_body *plain, const uint8_t author[32]);
-/* Is h void: its origin was caught equivocating at a seq at or below h's (the fork point)? */
+/* Is h void: its origin was caught equivocating at a seq at or below h's (the fork point), or
+ * the manifest in force retired its key before h's seq? Nothing of a void header is merged,
+ * not even its dots (NODE_VOID_WHY says so in the log). */
 bool node__void(node_txn *t, node_engine *e, const proto_header *h);
+#define NODE_VOID_WHY "its origin forked at or before it, or its key was retired before it"
 /* May the delta of header h by `author` (plain, decoded as delta) be merged into state under key
  * k? node__verdict; then another member's delta waits (NODE_AUTH_WAIT) until the causal past it
  * names is decided here. *why says why not (or why it waits). */
@@ -533,6 +536,10 @@ node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32
 node_err node__rebuild_note(apply_ctx *c, const proto_case_id *case_id, const char *scope);
 
 node_err node__rebuild_noted(node_txn *t, apply_ctx *c);
+/* The manifest in force retires keys: what this node decided of a key beyond its retirement
+ * seq (stored before the manifest came) is void, and its scopes are decided again, in one
+ * transaction. Run after a manifest is taken, and at start. */
+node_err node__retired_voids(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* held.c: headers held out of order                                                          */

@@ -1,7 +1,7 @@
 /*
  * The control socket's commands (node/CONTROL.md): the dispatch of a request, and the commands
  * that write (case.new/set/unset, consent.grant, manifest.import). May call: ctlread.c,
- * ctlreq.c, write.c, sync.c (push), link.c (dial), state.c.
+ * ctlreq.c, write.c, sync.c (push), link.c (dial), rebuild.c (retired keys), state.c.
  */
 #include "ctl.h"
 
@@ -280,8 +280,10 @@ static void cmd_manifest_import(req *r)
         return;
     }
     /* The one in force offered again is done already: automation may repeat its steps. */
-    if (changed)
+    if (changed) {
+        (void)node__retired_voids(r->e); /* logged; tried again at the next start */
         node__peers_sync(r->e);
+    }
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "version", json_object_new_int64((int64_t)r->e->manifest.version));
     json_object_object_add(doc, "members", json_object_new_int64((int64_t)r->e->nmembers));

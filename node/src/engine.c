@@ -3,7 +3,7 @@
  * run, stop, free; wire events and control requests; scheduled work; the periodic tick. The
  * host is the daemon (daemon.c: libuv and nng) or a test's simulation (a fake clock and wire):
  * both drive the engine through these functions only. May call: ctl.c, peers.c, sync.c,
- * apply.c, ingest.c, load.c, state.c, link.c, ledger.c, store.c, vpool.c.
+ * apply.c, rebuild.c, ingest.c, load.c, state.c, link.c, ledger.c, store.c, vpool.c.
  */
 #include "core.h"
 
@@ -36,6 +36,7 @@ node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
         return err;
     if ((err = node__load_store(e, msg)) != NODE_OK)
         return err;
+    (void)node__retired_voids(e); /* a manifest taken just before a crash: logged if it fails */
     if ((e->scope_gen = calloc(NODE_SCOPE_SLOTS, sizeof(*e->scope_gen))) == NULL)
         return node__fail(msg, NODE_ENOMEM, "out of memory");
     return node__vpool_new(workers, &e->vpool, msg);

@@ -174,7 +174,7 @@ static node_err redecide(node_txn *t, node_engine *e, const ledger_key *k, const
     if (clash) {
         why = "another delta of its author creates one of its dots";
     } else if ((forked = node__void(t, e, &o->h))) {
-        why = "its origin forked at or before it";
+        why = NODE_VOID_WHY;
     } else {
         node_auth r = node__verdict(t, e, k, &o->h, o->author, &o->plain, o->delta, &why);
         /* Waiting here means the entries it had seen are no longer all there: one was void. */
@@ -349,5 +349,58 @@ node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32
         NODE_WARN(
             "rebuild.done", "scopes=%zu voided=%zu from_seq=%" PRIu64, scopes.n, voided, fork);
     NODE_VEC_FREE(&scopes);
+    return err;
+}
+
+/* Has this node decided (merged or refused) a delta of origin beyond seq `after`, up to `last`?
+ * Void ones are decided for good; key grants are not undone (a key once held stays held). */
+static bool decided_beyond(
+    node_txn *t, node_engine *e, const uint8_t origin[32], uint64_t after, uint64_t last)
+{
+    for (uint64_t seq = after + 1; seq <= last; seq++) {
+        const void *hb;
+        size_t hl;
+        proto_header h;
+        if (node__ledger_header_get(t, origin, seq, &hb, &hl) != NODE_OK
+            || proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+            continue;
+        int mark = h.kind == PROTO_HDR_DELTA ? node__ledger_applied_get(t, h.id) : 0;
+        proto_header_fini(&h);
+        if (mark == LEDGER_APPLIED || mark == LEDGER_REFUSED)
+            return true;
+    }
+    return false;
+}
+
+static node_err retired_cb(node_txn *t, void *ctx)
+{
+    node_engine *e = ctx;
+    node_err err = NODE_OK;
+    for (size_t i = 0; err == NODE_OK && i < e->manifest.nmembers; i++) {
+        const proto_member *m = &e->manifest.members[i];
+        for (size_t k = 0; err == NODE_OK && k < m->nkeys; k++) {
+            const proto_member_key *key = &m->keys[k];
+            uint64_t last = key->retired ? node__ledger_vv_get(t, key->origin) : 0;
+            if (last > key->last_seq && decided_beyond(t, e, key->origin, key->last_seq, last)) {
+                NODE_WARN("rebuild.retired",
+                    "org=%.*s from_seq=%" PRIu64 " detail=\"manifest version %" PRIu64
+                    " retired this key: what it wrote after that is void\"",
+                    (int)m->org.len, (const char *)m->org.p, key->last_seq + 1,
+                    e->manifest.version);
+                err = node__rebuild_from(t, e, key->origin, key->last_seq + 1);
+            }
+        }
+    }
+    return err;
+}
+
+node_err node__retired_voids(node_engine *e)
+{
+    if (!e->have_manifest)
+        return NODE_OK;
+    node_errmsg msg;
+    node_err err = node_store_write(e->store, retired_cb, e, &msg);
+    if (err != NODE_OK)
+        NODE_ERROR("rebuild.fail", "error=\"%s\"", node__logq(msg.text));
     return err;
 }

@@ -2,7 +2,7 @@
  * The sync protocol inside a session: eager push of new deltas, anti-entropy by version
  * vectors, bodies only to members that hold the key of their tag, wants for bodies this node
  * lacks, and the work through the inbound queue (group commits of HEADERS and BODIES).
- * May call: inq.c, ingest.c, apply.c, access.c, link.c, state.c, ledger.c, proto.
+ * May call: inq.c, ingest.c, apply.c, rebuild.c, access.c, link.c, state.c, ledger.c, proto.
  */
 #include "core.h"
 
@@ -234,6 +234,20 @@ static uint64_t fork_of(const proto_vv_item *theirs, const proto_vv_item *mine)
     return a == 0 ? b : b == 0 || a < b ? a : b;
 }
 
+/* Of a key the manifest retired, nothing beyond its retirement seq is traded (those headers are
+ * refused, or void where stored before the manifest came): the first seq not traded, as a fork
+ * point is (0: none). */
+static uint64_t retired_cut(node_engine *e, const uint8_t origin[32])
+{
+    const proto_member_key *k;
+    return node__author(e, origin, &k) != NULL && k->retired ? k->last_seq + 1 : 0;
+}
+
+static uint64_t lower_cut(uint64_t a, uint64_t b)
+{
+    return a == 0 ? b : b == 0 || a < b ? a : b;
+}
+
 /* How far a version vector entry reaches for trading: its seq, or below the fork point. */
 static uint64_t reach(const proto_vv_item *it, uint64_t fork)
 {
@@ -255,14 +269,14 @@ static node_err lack_cb(node_txn *t, void *ctx)
         return err;
     for (size_t i = 0; i < c->m->nvv && err == NODE_OK; i++) {
         const proto_vv_item *theirs = &c->m->vv[i], *my = vv_find(mine, n, theirs->origin);
-        uint64_t fork = fork_of(theirs, my);
+        uint64_t fork = lower_cut(fork_of(theirs, my), retired_cut(c->e, theirs->origin));
         if (reach(my, fork) < reach(theirs, fork) || (theirs->fork != 0 && fork_of(NULL, my) == 0))
             c->ahead = true;
         err = lack_fork(t, c, theirs, my);
     }
     for (size_t i = 0; i < n && err == NODE_OK; i++) {
         const proto_vv_item *theirs = vv_find(c->m->vv, c->m->nvv, mine[i].origin);
-        uint64_t fork = fork_of(theirs, &mine[i]);
+        uint64_t fork = lower_cut(fork_of(theirs, &mine[i]), retired_cut(c->e, mine[i].origin));
         uint64_t last = reach(&mine[i], fork);
         for (uint64_t s = (theirs != NULL ? theirs->seq : 0) + 1; s <= last && err == NODE_OK;
              s++) {
@@ -599,6 +613,7 @@ void node__sync_message(
         node_errmsg msg;
         node_err err = node__manifest_offer(e, p, len, &changed, &msg);
         if (err == NODE_OK && changed) {
+            (void)node__retired_voids(e); /* logged; tried again at the next start */
             node__peers_sync(e);
         } else if (err != NODE_OK) {
             /* Logged once per version: peers offer it again at every link. */

@@ -31,7 +31,9 @@
  *    headers (11). What proto/ refuses to build (a key grant naming an owner the case id does
  *    not derive from, a key-grant header for another's tag) is built here with libsodium.
  *
- * 8. Expiry while the owner is offline: a holder (with a test clock two days on) refuses the
+ * 8. A retirement is a cut: a write of a key beyond its retirement, merged before the manifest
+ *    came, is void once it comes.
+ * 9. Expiry while the owner is offline: a holder (with a test clock two days on) refuses the
  *    grantee's write stamped after its grant ended; the grantee's node no longer shows it.
  *
  * After each attack the node must keep serving: `patto status` answers and a new case still
@@ -3590,6 +3592,55 @@ static void expiry_enforced_while_owner_offline(void **state)
     proto_identity_free(cpia);
 }
 
+/* A retirement is a cut for every scope: the CPIA (write grant) writes livello=B2 and the
+ * comune merges it; then the admin retires the CPIA's key after a seq before that write. Once
+ * the comune takes that manifest, the write is void (decided again through the rebuild) and the
+ * comune shows A1 again, also after a restart. */
+static void retired_key_voids_what_came_before_the_manifest(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    proto_case_id cid;
+    member_view v;
+    chain c;
+    proto_identity *cpia = writer_cpia(net, id, &cid, &v, &c);
+    char seq[32], man[400];
+    snprintf(seq, sizeof(seq), "%" PRIu64, v.own_seq);
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    push_write(net, p, cpia, &v, &c, "livello", "B2", 0, NULL);
+    show_want b2 = { COMUNE, id, "scopes/lingua/livello", "B2" };
+    CHECK(net, th_wait(net, 15000, shows, &b2), "the comune did not merge the CPIA's write");
+    fp_close(p);
+
+    const char *retire[] = { "network", "retire", net->admin, "cpia-1", "--last-seq", seq, NULL };
+    th_out o = th_patto_raw(retire);
+    CHECK(net, o.status == 0, "network retire: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    snprintf(man, sizeof(man), "%s/retire.bin", net->root);
+    const char *sign[] = { "network", "sign", net->admin, "--out", man, NULL };
+    o = th_patto_raw(sign);
+    CHECK(net, o.status == 0, "network sign: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    size_t before = count3(net, COMUNE, "event=delta.redecided", "org=cpia-1", "now=void");
+    o = th_patto(net, COMUNE, "manifest", "import", man, NULL);
+    CHECK(net, o.status == 0, "manifest import: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    show_want a1 = { COMUNE, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &a1),
+        "the comune still shows a write of a key retired before it");
+    CHECK(net,
+        count3(net, COMUNE, "event=delta.redecided", "org=cpia-1", "now=void") == before + 1
+            && count3(net, COMUNE, "event=rebuild.retired", "org=cpia-1", "") == 1,
+        "the comune did not say it voided the CPIA's write once");
+    stop_node(net, COMUNE);
+    CHECK(net, th_start(net, COMUNE) == 0, "the comune does not start again");
+    CHECK(net, shows(net, &a1), "after a restart the comune shows the retired key's write");
+    CHECK(net, count3(net, COMUNE, "event=rebuild.retired", "org=cpia-1", "") == 1,
+        "the comune decided the scope again at its restart, with nothing left to decide");
+    member_view_fini(&v);
+    proto_identity_free(cpia);
+}
+
 /* Finding 5, by silence: after a start the comune writes nothing until every member whose link
  * is up has sent its version vector. A member that connects right after the start, answers
  * every ping and never sends a version vector must not stop the comune's writes for long any
@@ -3662,6 +3713,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(future_dot_in_context_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(waiting_deltas_within_quota, setup_small_quota, teardown),
         cmocka_unit_test_setup_teardown(expiry_enforced_while_owner_offline, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            retired_key_voids_what_came_before_the_manifest, setup, teardown),
         cmocka_unit_test_setup_teardown(new_dots_must_be_consecutive, setup, teardown),
         cmocka_unit_test_setup_teardown(fork_voids_both_branches, setup, teardown),
         cmocka_unit_test_setup_teardown(one_dot_twice_voids_both, setup, teardown),
