@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -349,6 +350,29 @@ static uint16_t try_port(uint16_t want)
     return port;
 }
 
+/* A port this process claims until it exits: a lock on DIR/patto-ports/PORT (flock, released
+ * when the process ends), so that networks started at once on one machine (and the tests'
+ * harness, which claims ports the same way) never pick the same free port between the check and
+ * the listener's bind. */
+static bool claim_port(uint16_t port)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/patto-ports", tmp != NULL && *tmp != 0 ? tmp : "/tmp");
+    if (mkdir(dir, 01777) != 0 && errno != EEXIST)
+        return true; /* no claims possible here: the bind check alone */
+    (void)chmod(dir, 01777);
+    snprintf(path, sizeof path, "%s/%u", dir, (unsigned)port);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return true;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return false; /* another process holds it */
+    }
+    return true; /* fd stays open: the claim lasts as long as this process */
+}
+
 /* A port free now, below the kernel's ephemeral range when it can: a port from that range
  * can be taken by any outgoing connection's local end between this check and the listener's
  * bind (seen as "address already in use" when several networks ran at once). */
@@ -370,7 +394,7 @@ uint16_t tn_free_port(void)
             x ^= x >> 7;
             x ^= x << 17;
             uint16_t p = try_port((uint16_t)(10000 + x % (lo - 10000)));
-            if (p != 0)
+            if (p != 0 && claim_port(p))
                 return p;
         }
     }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,6 +54,29 @@ static uint16_t bind_port(uint16_t want)
     return port;
 }
 
+/* A port this process claims until it exits: a lock on DIR/patto-ports/PORT (flock, released
+ * when the process ends, however it ends), so that tests running at once on one machine never
+ * pick the same free port between the check and pattod's bind (seen as "Address in use").
+ * testnet/src/util.c and scripts/demo claim ports the same way. */
+static bool claim_port(uint16_t port)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/patto-ports", tmp != NULL && *tmp != 0 ? tmp : "/tmp");
+    if (mkdir(dir, 01777) != 0 && errno != EEXIST)
+        return true; /* no claims possible here: the bind check alone */
+    (void)chmod(dir, 01777);
+    snprintf(path, sizeof(path), "%s/%u", dir, (unsigned)port);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return true;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return false; /* another process holds it */
+    }
+    return true; /* fd stays open: the claim lasts as long as this process */
+}
+
 /* Below the kernel's ephemeral range when it can: a port from that range can become the local
  * end of any outgoing connection (the nodes' own dials included) before pattod binds it. */
 uint16_t th_free_port(void)
@@ -75,7 +99,7 @@ uint16_t th_free_port(void)
         x ^= x >> 7;
         x ^= x << 17;
         uint16_t p = bind_port((uint16_t)(10000 + x % (lo - 10000)));
-        if (p != 0)
+        if (p != 0 && claim_port(p))
             return p;
     }
     return bind_port(0);
@@ -223,7 +247,12 @@ int th_start(th_net *net, size_t i)
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             nd->pid = 0;
-            fprintf(stderr, "harness: pattod %s exited during start\n", nd->org);
+            if (WIFSIGNALED(status))
+                fprintf(stderr, "harness: pattod %s was killed by signal %d during start\n",
+                    nd->org, WTERMSIG(status));
+            else
+                fprintf(stderr, "harness: pattod %s exited during start with status %d\n",
+                    nd->org, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
             return -1;
         }
         sleep_ms(20);
@@ -359,8 +388,15 @@ int th_net_up(th_net *net, size_t n, const char *const *org_roles)
     if (th_net_make(net, n, org_roles) != 0)
         return -1;
     for (size_t i = 0; i < n; i++)
-        if (th_join(net, i) != 0)
+        if (th_join(net, i) != 0) {
+            /* A failed set-up gets no teardown (cmocka): stop what started, keep the logs. */
+            th_dump_logs(net);
+            for (size_t k = 0; k < n; k++)
+                if (net->nodes[k].pid > 0)
+                    (void)th_stop(net, k, SIGTERM);
+            net->keep = true;
             return -1;
+        }
     return 0;
 }
 
