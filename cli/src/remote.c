@@ -541,8 +541,9 @@ static void print_field(const char *key, int width, json_object *value, json_obj
     printf("\n");
 }
 
-/* One access-log entry (CONTROL.md, case.show "access"), on one line. */
-static void print_access_entry(json_object *e)
+/* One access-log entry (CONTROL.md, case.show "access"), on one line; a grant's state when it
+ * is not active and with_state. */
+static void print_access_entry(json_object *e, bool with_state)
 {
     char at[CLI_TIME_TEXT_SIZE], until[CLI_TIME_TEXT_SIZE];
     printf("#%s  %s  ", jtext(e, "number"), when(e, "recorded_at", at));
@@ -569,7 +570,7 @@ static void print_access_entry(json_object *e)
     json_object *evidence = jget(e, "evidence");
     if (evidence != NULL && json_object_is_type(evidence, json_type_string))
         printf(", evidence %s", json_object_get_string(evidence));
-    json_object *state = jget(e, "state");
+    json_object *state = with_state ? jget(e, "state") : NULL;
     if (state != NULL && json_object_is_type(state, json_type_string)
         && strcmp(json_object_get_string(state), "active") != 0)
         printf(" [%s]", json_object_get_string(state));
@@ -583,7 +584,7 @@ static void print_access(const char *scope, int width, json_object *entries)
     for (size_t i = 0; i < jlen(entries); i++) {
         pad_print(i == 0 ? key : "", width);
         printf("  ");
-        print_access_entry(json_object_array_get_idx(entries, i));
+        print_access_entry(json_object_array_get_idx(entries, i), true);
         printf("\n");
     }
 }
@@ -696,9 +697,7 @@ static void render_consent_list(json_object *p, const char *const *sent, size_t 
     for (size_t i = 0; i < jlen(grants); i++) {
         json_object *g = json_object_array_get_idx(grants, i);
         printf("%-8s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
-        json_object_object_add(g, "kind", json_object_new_string("grant"));
-        json_object_object_add(g, "state", NULL); /* said in its column */
-        print_access_entry(g);
+        print_access_entry(g, false); /* the state is said in its column */
         printf("\n");
     }
 }

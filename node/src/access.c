@@ -334,12 +334,6 @@ bool node__void(node_txn *t, node_engine *e, const proto_header *h)
     return fork != 0 && h->seq >= fork;
 }
 
-/* Are the dots the delta's causal context names all covered by the state (decided here) or the
- * author's own (own: its origin's, or its counter origins' of the counter fields the delta
- * carries: the dots it creates, some of them superseded within the delta itself, which
- * new_dots_follow checked)? A context naming another member's dots this node has not decided
- * would let an author claim the future of that member's counter (and with it delete what it
- * writes next, or exhaust its counter); such a delta waits until they are covered. */
 /* Is origin o one whose dots a waiting delta no longer waits for: the origin of an author
  * caught forking or whose key the manifest retired, or one of its counter origins for a
  * counter field of the scope? */
@@ -382,6 +376,12 @@ static bool forked_dots(node_txn *t, node_engine *e, const char *scope, const ui
     return f.found;
 }
 
+/* Are the dots the delta's causal context names all covered by the state (decided here) or the
+ * author's own (own: its origin's, or its counter origins' of the counter fields the delta
+ * carries: the dots it creates, some of them superseded within the delta itself, which
+ * new_dots_follow checked)? A context naming another member's dots this node has not decided
+ * would let an author claim the future of that member's counter (and with it delete what it
+ * writes next, or exhaust its counter); such a delta waits until they are covered. */
 static node_auth context_covered(node_txn *t, node_engine *e, const ledger_key *key,
     const crdt_scope *state, const crdt_scope *delta, const crdt_origin *own, size_t k)
 {

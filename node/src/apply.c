@@ -13,16 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A held body that this node has decided not to merge: logged once with why, marked refused
- * (or void) in the store (it stays held and served), and done. */
-
 /* A body tried and left waiting for its causal past, in the (case, scope) of its tag: remember
  * the generations now (core.h, node_engine.scope_gen). */
-static node_err waits_now(
-    node_txn *t, const node_engine *e, node_wait *w, bool done, wait_reason why)
+static void waits_now(node_txn *t, const node_engine *e, node_wait *w, bool done, wait_reason why)
 {
     if (done || why != WAIT_CAUSAL || e->scope_gen == NULL)
-        return NODE_OK;
+        return;
     ledger_key k;
     if (node__ledger_key_get(t, w->tag, &k) == NODE_OK) {
         w->gen_known = true;
@@ -31,7 +27,6 @@ static node_err waits_now(
         w->all_gen = e->all_gen;
     }
     proto_wipe(&k, sizeof(k));
-    return NODE_OK;
 }
 
 /* Nothing it may wait for moved since it was last tried. */
@@ -41,6 +36,8 @@ static bool wait_stands(const node_engine *e, const node_wait *w)
         && e->scope_gen[w->scope_slot] == w->scope_gen;
 }
 
+/* A held body that this node has decided not to merge: logged once with why, marked refused
+ * (or void) in the store (it stays held and served), and done. */
 static node_err not_merged(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
     const char *event, const char *scope, const char *why, const char *detail, bool *done,
     ledger_applied how)
@@ -280,9 +277,8 @@ out:
 }
 
 /* An access-log entry of the scope of k: only from the case owner's authentic headers; numbered
- * once (a second entry under a number held is the owner's fork: the first is kept and the
- * second refused until fork handling decides). An epoch announcement confirms the key of its
- * epoch when this node holds it already (held unconfirmed). */
+ * once (a second entry under a number held waits, below). An epoch announcement confirms the key of
+ * its epoch when this node holds it already (held unconfirmed). */
 static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
     const ledger_key *k, const node_member *author, const proto_body *plain, bool *done,
     wait_reason *why)
@@ -290,11 +286,6 @@ static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const
     if (!node__is_owner(k, author))
         return refuse(t, c, w, h, "access.reject", k->scope,
             "an access-log entry from a member that does not own the case", "", done);
-    if (node__void(t, c->e, h)) {
-        /* The owner forked before it: void, and so is whatever names it (access.c). */
-        *done = true;
-        return node__ledger_applied_put(t, w->id, LEDGER_VOID);
-    }
     ledger_entry *en = calloc(1, sizeof(*en));
     if (en == NULL)
         return NODE_ENOMEM;
@@ -391,10 +382,9 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     }
     if ((err = node__ledger_state_get(t, h->tag, &e->lim, &state)) != NODE_OK)
         goto out;
+    /* (a void header never gets here: apply_delta decides it before decrypting) */
     const char *reason = "";
-    node_auth verdict = node__void(t, e, h)
-        ? NODE_AUTH_NO
-        : node__authorise(t, e, k, state, h, author, plain, delta, &reason);
+    node_auth verdict = node__authorise(t, e, k, state, h, author, plain, delta, &reason);
     if (verdict == NODE_AUTH_WAIT) {
         *why = WAIT_CAUSAL;
         goto out;
@@ -411,16 +401,11 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     }
     if (verdict == NODE_AUTH_NO) {
         /* Refused, its dots are joined as context only (so that its author's later deltas,
-         * which name them, are not held back), as the rebuild does (rebuild.c). Void by a
-         * fork, nothing: every later delta of its origin is void too, and other nodes hold the
-         * other branch, so joining its dots would set their states apart. */
-        if (reason[0] != 0
-            && ((err = node__context_only(state, delta, plain, h->origin)) != NODE_OK
-                || (err = node__ledger_state_put(t, h->tag, state, node__now(e))) != NODE_OK))
+         * which name them, are not held back), as the rebuild does (rebuild.c). */
+        if ((err = node__context_only(state, delta, plain, h->origin)) != NODE_OK
+            || (err = node__ledger_state_put(t, h->tag, state, node__now(e))) != NODE_OK)
             goto out;
-        err = reason[0] == 0
-            ? not_merged(t, c, w, h, "delta.void", k->scope, NODE_VOID_WHY, "", done, LEDGER_VOID)
-            : refuse(t, c, w, h, "delta.refuse", k->scope, reason, "", done);
+        err = refuse(t, c, w, h, "delta.refuse", k->scope, reason, "", done);
         goto out;
     }
     crdt_err cerr = crdt_scope_join(state, delta);
@@ -467,6 +452,8 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
     if (author == NULL) {
         *why = WAIT_CAUSAL; /* an org a later manifest may list */
     } else if (node__void(t, e, h)) {
+        /* Nothing of a void header is merged, not even its dots: every later header of its
+         * origin is void too, and other nodes may hold another branch (core.h). */
         err = not_merged(t, c, w, h, "delta.void", k.scope, NODE_VOID_WHY, "", done, LEDGER_VOID);
     } else if (inadmissible != NULL) {
         err = refuse(t, c, w, h, "delta.refuse", k.scope, inadmissible, "", done);
@@ -531,7 +518,9 @@ node_err node__apply_one(
         node_err err = held->h->kind == PROTO_HDR_KEY_GRANT
             ? apply_grant(t, c, w, held->h, held->body, held->len, done)
             : apply_delta(t, c, w, held->h, held->body, held->len, done, why);
-        return err == NODE_OK ? waits_now(t, e, w, *done, *why) : err;
+        if (err == NODE_OK)
+            waits_now(t, e, w, *done, *why);
+        return err;
     }
     const void *hb, *bb;
     size_t hl, bl;
@@ -547,7 +536,9 @@ node_err node__apply_one(
     node_err err = h.kind == PROTO_HDR_KEY_GRANT ? apply_grant(t, c, w, &h, bb, bl, done)
                                                  : apply_delta(t, c, w, &h, bb, bl, done, why);
     proto_header_fini(&h);
-    return err == NODE_OK ? waits_now(t, e, w, *done, *why) : err;
+    if (err == NODE_OK)
+        waits_now(t, e, w, *done, *why);
+    return err;
 }
 
 static node_err apply_cb(node_txn *t, void *ctx)

@@ -174,28 +174,22 @@ static bool entry_json_cb(const ledger_entry *en, void *ctx)
  * accepts is judged by the writes' signed clocks, ARCHITECTURE.md section 4), else "active". */
 static void grant_states(json_object *entries, uint64_t now)
 {
-    size_t n = json_object_array_length(entries);
-    for (size_t i = n; i-- > 0;) {
-        json_object *o = json_object_array_get_idx(entries, i), *v;
+    json_object *later = json_object_new_object(); /* orgs granted by a later entry */
+    for (size_t i = json_object_array_length(entries); i-- > 0;) {
+        json_object *o = json_object_array_get_idx(entries, i), *v, *until = NULL;
         if (!json_object_object_get_ex(o, "kind", &v) || strcmp(json_object_get_string(v), "grant"))
             continue;
         const char *to = json_object_object_get_ex(o, "to", &v) ? json_object_get_string(v) : "";
-        bool replaced = false;
-        for (size_t j = i + 1; j < n && !replaced; j++) {
-            json_object *later = json_object_array_get_idx(entries, j), *w;
-            replaced = json_object_object_get_ex(later, "kind", &w)
-                && strcmp(json_object_get_string(w), "grant") == 0
-                && json_object_object_get_ex(later, "to", &w)
-                && strcmp(json_object_get_string(w), to) == 0;
-        }
-        json_object *until = NULL;
+        bool replaced = json_object_object_get_ex(later, to, NULL);
         bool expired = json_object_object_get_ex(o, "until_ms", &until) && until != NULL
             && (uint64_t)json_object_get_int64(until) < now;
         json_object_object_add(o, "state",
             json_object_new_string(replaced ? "replaced"
                     : expired               ? "expired"
                                             : "active"));
+        json_object_object_add(later, to, NULL);
     }
+    json_object_put(later);
 }
 
 static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
@@ -320,8 +314,7 @@ void node__cmd_consent_list(req *r)
             json_object_object_add(row, "scope", json_object_new_string(scope));
             json_object_object_foreach(e, key, val)
             {
-                if (strcmp(key, "kind") != 0)
-                    json_object_object_add(row, key, json_object_get(val));
+                json_object_object_add(row, key, json_object_get(val));
             }
             json_object_array_add(grants, row);
         }

@@ -633,6 +633,25 @@ static void seeded_schedule(void **state)
     }
 }
 
+/* Node i restarts from the copy of its store sim_backup made and writes edit on case c once it
+ * may (a restored node writes nothing until its peers said what they hold of its log). */
+static sim_hdr restore_and_write(sim *s, size_t i, const proto_case_id *c, const char *edit)
+{
+    CHECK(s, sim_restore(s, i), "node %zu does not start from its backup", i);
+    bool written = false;
+    char last_err[sizeof(((node_errmsg *)0)->text)] = "";
+    for (int k = 0; k < 60 && !written; k++) {
+        node_errmsg msg = { { 0 } };
+        const char *e[] = { edit };
+        written = sim_case_set(s, i, c, e, 1, &msg) == NODE_OK;
+        snprintf(last_err, sizeof(last_err), "%s", msg.text);
+        if (!written)
+            assert_true(sim_run_for(s, 500));
+    }
+    CHECK(s, written, "the restored node %zu cannot write: %s", i, last_err);
+    return last(s, 0);
+}
+
 /* A write grantee restored from an old backup forks its own log: the CPIA writes livello=B1
  * and then B2 while the Prefettura is cut off, is restored from a copy of its store made
  * before, and (cut off from the comune now, with the Prefettura telling it nothing more of its
@@ -667,19 +686,7 @@ static void fork_voided_in_any_order(void **state)
         assert_true(sim_run_for(s, 2000));
         unsigned cut_comune[SIM_MAX_NODES] = { 1, 0, 0 };
         sim_partition(s, cut_comune);
-        CHECK(s, sim_restore(s, CPIA), "the CPIA does not start from its backup");
-        bool written = false;
-        char last_err[sizeof(((node_errmsg *)0)->text)] = "";
-        for (int k = 0; k < 60 && !written; k++) {
-            node_errmsg msg = { { 0 } };
-            const char *e[] = { "lingua.livello=C1" };
-            written = sim_case_set(s, CPIA, &a, e, 1, &msg) == NODE_OK;
-            snprintf(last_err, sizeof(last_err), "%s", msg.text);
-            if (!written)
-                assert_true(sim_run_for(s, 500));
-        }
-        CHECK(s, written, "the restored CPIA cannot write: %s", last_err);
-        sim_hdr c1 = last(s, 0);
+        sim_hdr c1 = restore_and_write(s, CPIA, &a, "lingua.livello=C1");
         set(s, CPIA, &a, "lingua.livello=C2");
         sim_hdr c2 = last(s, 0);
         CHECK(s, c1.seq == b1.seq && memcmp(c1.id, b1.id, 32) != 0,
@@ -756,19 +763,7 @@ static void owner_fork_voids_access_entries(void **state)
             "seed %" PRIu64 ": the comune did not merge B1", seed);
         unsigned cut_cpia[SIM_MAX_NODES] = { 0, 1, 0 };
         sim_partition(s, cut_cpia);
-        CHECK(s, sim_restore(s, COMUNE), "the comune does not start from its backup");
-        bool written = false;
-        char last_err[sizeof(((node_errmsg *)0)->text)] = "";
-        for (int k = 0; k < 60 && !written; k++) {
-            node_errmsg msg = { { 0 } };
-            const char *e[] = { "lingua.livello=C1" };
-            written = sim_case_set(s, COMUNE, &a, e, 1, &msg) == NODE_OK;
-            snprintf(last_err, sizeof(last_err), "%s", msg.text);
-            if (!written)
-                assert_true(sim_run_for(s, 500));
-        }
-        CHECK(s, written, "the restored comune cannot write: %s", last_err);
-        sim_hdr c1 = last(s, 0);
+        sim_hdr c1 = restore_and_write(s, COMUNE, &a, "lingua.livello=C1");
         CHECK(s, c1.seq == entry.seq,
             "the restored comune wrote at seq %" PRIu64 ", not at the grant's %" PRIu64, c1.seq,
             entry.seq);
