@@ -630,6 +630,8 @@ void node__cmd_status(req *r)
     json_object_object_add(counts, "cases", json_object_new_int64((int64_t)c.cases));
     json_object_object_add(counts, "headers", json_object_new_int64((int64_t)headers));
     json_object_object_add(counts, "bodies", json_object_new_int64((int64_t)c.bodies));
+    json_object_object_add(
+        counts, "waits_retried", json_object_new_int64((int64_t)e->waits_retried));
     json_object_object_add(doc, "counts", counts);
     json_object_object_add(doc, "quarantined", c.quarantined);
     size_t causal = 0, clock = 0, key = 0;
@@ -646,7 +648,6 @@ void node__cmd_status(req *r)
     json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->pending.n));
     json_object_object_add(
         waiting, "held_back_authors", json_object_new_int64((int64_t)e->held_back.n));
-    json_object_object_add(waiting, "retried", json_object_new_int64((int64_t)e->waits_retried));
     json_object_object_add(doc, "waiting", waiting);
     json_object_object_add(doc, "members", members);
     json_object *purposes = json_object_new_array();

@@ -3470,7 +3470,7 @@ static void waiting_deltas_within_quota(void **state)
     /* Unrelated work does not make the comune try them again: the Prefettura opens three
      * cases and grants each to the comune, which merges them and tries none of the waiting
      * ones again (their scope took nothing in). */
-    int64_t retried = status_num(net, COMUNE, "waiting/retried");
+    int64_t retried = status_num(net, COMUNE, "counts/waits_retried");
     for (int k = 0; k < 3; k++) {
         char other[64];
         th_out o = th_patto_write(net, PREF, "case", "new", "lingua.livello=B2", NULL);
@@ -3486,7 +3486,7 @@ static void waiting_deltas_within_quota(void **state)
         CHECK(
             net, th_wait(net, 15000, shows, &b2), "the comune did not merge the Prefettura's case");
     }
-    int64_t again = status_num(net, COMUNE, "waiting/retried");
+    int64_t again = status_num(net, COMUNE, "counts/waits_retried");
     printf("hostile: %d waiting deltas tried again %lld times while 3 unrelated cases merged\n",
         QUOTA, (long long)(again - retried));
     CHECK(net, again - retried < QUOTA,
