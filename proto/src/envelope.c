@@ -278,6 +278,13 @@ enum {
     BF_EVIDENCE = 14,
     BF_NEW_EPOCH = 6, /* ACCESS_EPOCH */
     BF_KEY_HASH = 7,
+    BF_N_GRANTEE = 6, /* ACCESS_NARROW */
+    BF_N_ACCESS = 7,
+    BF_N_REASON = 8,
+    BF_CUT = 9,
+    BF_N_OPERATOR = 10,
+    BF_N_UNIX_USER = 11,
+    BF_NOTE = 12,
 };
 
 static size_t plain_fields(unsigned kind)
@@ -287,6 +294,8 @@ static size_t plain_fields(unsigned kind)
     case PROTO_K_FORGET_PLAIN:
     case PROTO_K_ACCESS_EPOCH:
         return 8;
+    case PROTO_K_ACCESS_NARROW:
+        return 13;
     case PROTO_K_ACCESS_GRANT:
         return 15;
     default:
@@ -350,6 +359,22 @@ static void enc_plain(proto__w *w, const void *arg)
         w_bytes_str(w, b->grant.unix_user);
         w_bytes_str(w, b->grant.evidence);
         break;
+    case PROTO_BODY_ACCESS_NARROW:
+        proto__w_uint(w, b->entry);
+        w_bytes_str(w, b->narrow.grantee);
+        proto__w_uint(w, b->narrow.access);
+        proto__w_uint(w, b->narrow.reason);
+        proto__w_array(w, b->narrow.ncut);
+        for (size_t i = 0; i < b->narrow.ncut; i++) {
+            proto__w_array(w, 3);
+            proto__w_bin(w, b->narrow.cut[i].origin, PROTO_ORIGIN_LEN);
+            proto__w_uint(w, b->narrow.cut[i].seq);
+            proto__w_bin(w, b->narrow.cut[i].id, PROTO_HASH_LEN);
+        }
+        w_bytes_str(w, b->narrow.operator_name);
+        w_bytes_str(w, b->narrow.unix_user);
+        w_bytes_str(w, b->narrow.note);
+        break;
     default: /* PROTO_BODY_ACCESS_EPOCH */
         proto__w_uint(w, b->entry);
         proto__w_uint(w, b->new_epoch);
@@ -402,6 +427,41 @@ static const char *access_rule(const proto_access *a, int *field)
     return NULL;
 }
 
+/* The value rules of a narrowing entry (PROTOCOL.md, "The access log"). NULL when they hold,
+ * else the reason, with *field the position of the offending field in ACCESS_NARROW. The cut's
+ * length and order are checked here too; a decoder refuses them first (ELIMIT, ENONCANON). */
+static const char *narrow_rule(const proto_narrow *n, int *field)
+{
+    *field = BF_N_GRANTEE;
+    if (!proto__valid_org(n->grantee.p, n->grantee.len))
+        return "grantee must be an org id [a-z0-9-]{1,32}";
+    *field = BF_N_ACCESS;
+    if (n->access != PROTO_ACCESS_NONE && n->access != PROTO_ACCESS_READ)
+        return "narrowed access must be 0 (none) or 1 (read)";
+    *field = BF_N_REASON;
+    if (n->reason < PROTO_NARROW_REVOKED || n->reason > PROTO_NARROW_EXPIRED)
+        return "narrowing reason must be 1..4";
+    *field = BF_CUT;
+    if (n->ncut > PROTO_CUT_MAX)
+        return "a cut holds at most 16 origins";
+    for (size_t i = 0; i < n->ncut; i++) {
+        if (n->cut[i].seq == 0)
+            return "cut seqs start at 1";
+        if (i > 0 && memcmp(n->cut[i - 1].origin, n->cut[i].origin, PROTO_ORIGIN_LEN) >= 0)
+            return "cut must be sorted by origin without duplicates";
+    }
+    *field = BF_N_OPERATOR;
+    if (!proto__text(n->operator_name.p, n->operator_name.len))
+        return "operator must be text (UTF-8, no control characters, not blank)";
+    *field = BF_N_UNIX_USER;
+    if (!proto__valid_unix_user(n->unix_user.p, n->unix_user.len))
+        return "unix user must be empty or 1..64 bytes of printable ASCII without space";
+    *field = BF_NOTE;
+    if (!proto__text_or_empty(n->note.p, n->note.len))
+        return "note must be empty or text (UTF-8, no control characters, not blank)";
+    return NULL;
+}
+
 static bool bytes_arg_ok(proto_bytes b)
 {
     return b.len == 0 || b.p != NULL;
@@ -434,6 +494,16 @@ static proto_err plain_check(const proto_body *b, const proto_scope_key *key)
     }
     case PROTO_BODY_ACCESS_EPOCH:
         return b->entry >= 1 && b->new_epoch > key->epoch ? PROTO_OK : PROTO_EVALUE;
+    case PROTO_BODY_ACCESS_NARROW: {
+        const proto_narrow *n = &b->narrow;
+        if (!bytes_arg_ok(n->grantee) || !bytes_arg_ok(n->operator_name)
+            || !bytes_arg_ok(n->unix_user) || !bytes_arg_ok(n->note)
+            || (n->ncut > 0 && n->cut == NULL))
+            return PROTO_EINVAL;
+        if (n->ncut > PROTO_CUT_MAX)
+            return PROTO_ELIMIT;
+        return b->entry >= 1 && narrow_rule(n, &field) == NULL ? PROTO_OK : PROTO_EVALUE;
+    }
     default:
         return PROTO_EVALUE;
     }
@@ -517,6 +587,7 @@ void proto_body_fini(proto_body *b)
         proto__wipe(b->plain_, b->plain_len_);
     free(b->plain_);
     free(b->vv_);
+    free(b->cut_);
     memset(b, 0, sizeof *b);
 }
 
@@ -584,6 +655,62 @@ static bool decode_access(proto__d *d, const msgpack_object *f, proto_access *a)
     return true;
 }
 
+/* A narrowing's cut [[origin, seq, id]...]: at most PROTO_CUT_MAX, sorted by origin, unique,
+ * seq >= 1. Allocated into *out (also on failure: the body's fini frees it). */
+static bool decode_cut(proto__d *d, const msgpack_object *o, proto_cut **out, size_t *n)
+{
+    const msgpack_object *items;
+    if (!proto__d_arr(d, o, PROTO_CUT_MAX, &items, n, "cut must be an array of at most 16 items"))
+        return false;
+    proto_cut *cut = proto__calloc(*n, sizeof *cut);
+    *out = cut;
+    if (cut == NULL)
+        return proto__d_err(d, o, PROTO_ENOMEM, "out of memory for the cut");
+    for (size_t i = 0; i < *n; i++) {
+        const msgpack_object *e;
+        if (!proto__d_tuple(d, &items[i], 3, &e, "cut item is [origin, seq, id]")
+            || !proto__d_fixed(
+                d, &e[0], PROTO_ORIGIN_LEN, cut[i].origin, "cut origin must be bin of 32")
+            || !proto__d_uint(d, &e[1], UINT64_MAX, &cut[i].seq, "cut seq")
+            || !proto__d_fixed(d, &e[2], PROTO_HASH_LEN, cut[i].id, "cut id must be bin of 32"))
+            return false;
+        if (cut[i].seq == 0)
+            return proto__d_err(d, &e[1], PROTO_EVALUE, "cut seqs start at 1");
+        if (i > 0 && memcmp(cut[i - 1].origin, cut[i].origin, PROTO_ORIGIN_LEN) >= 0)
+            return proto__d_err(
+                d, &items[i], PROTO_ENONCANON, "cut must be sorted by origin without duplicates");
+    }
+    return true;
+}
+
+/* The fields of an ACCESS_NARROW after its entry number, borrowed from the plaintext (the cut
+ * allocated into out->cut_). */
+static bool decode_narrow(proto__d *d, const msgpack_object *f, proto_body *out)
+{
+    proto_narrow *n = &out->narrow;
+    uint64_t access, reason;
+    if (!proto__d_str(d, &f[BF_N_GRANTEE], PROTO_ORG_MAX, &n->grantee, "grantee must be an org id")
+        || !proto__d_uint(
+            d, &f[BF_N_ACCESS], 255, &access, "narrowed access must be 0 (none) or 1 (read)")
+        || !proto__d_uint(d, &f[BF_N_REASON], 255, &reason, "narrowing reason must be 1..4")
+        || !decode_cut(d, &f[BF_CUT], &out->cut_, &n->ncut)
+        || !proto__d_str(d, &f[BF_N_OPERATOR], PROTO_TEXT_MAX, &n->operator_name,
+            "operator must be str of at most 1024 bytes")
+        || !proto__d_str(d, &f[BF_N_UNIX_USER], PROTO__UNIX_USER_MAX, &n->unix_user,
+            "unix user must be str of at most 64 bytes")
+        || !proto__d_str(
+            d, &f[BF_NOTE], PROTO_TEXT_MAX, &n->note, "note must be str of at most 1024 bytes"))
+        return false;
+    n->cut = out->cut_;
+    n->access = (uint8_t)access;
+    n->reason = (uint8_t)reason;
+    int field;
+    const char *why = narrow_rule(n, &field);
+    if (why != NULL)
+        return proto__d_err(d, &f[field], PROTO_EVALUE, why);
+    return true;
+}
+
 /* A delta's access_seen: [] (no entry seen) or [number, origin, seq], number and seq >= 1. */
 static bool decode_access_seen(proto__d *d, const msgpack_object *o, proto_body *out)
 {
@@ -616,7 +743,8 @@ static proto_err decode_plain(
     size_t nf = d.u.data.via.array.size;
     if (plain_fields(kind > 255 ? 0 : (unsigned)kind) == 0) {
         proto__d_err(&d, &f[1], PROTO_EKIND,
-            "body plaintext must be a delta, an access grant, a forget or an access epoch");
+            "body plaintext must be a delta, an access grant, a forget, an access epoch or an "
+            "access narrowing");
         return proto__d_fail(&d, diag);
     }
     if (nf != plain_fields((unsigned)kind)) {
@@ -672,6 +800,11 @@ static proto_err decode_plain(
             || !decode_access(&d, f, &out->grant))
             return proto__d_fail(&d, diag);
         break;
+    case PROTO_K_ACCESS_NARROW:
+        if (!proto__d_uint(&d, &f[BF_ENTRY], UINT64_MAX, &out->entry, "entry number")
+            || !decode_narrow(&d, f, out))
+            return proto__d_fail(&d, diag);
+        break;
     default: /* PROTO_K_ACCESS_EPOCH */
         if (!proto__d_uint(&d, &f[BF_ENTRY], UINT64_MAX, &out->entry, "entry number")
             || !proto__d_uint(&d, &f[BF_NEW_EPOCH], UINT64_MAX, &out->new_epoch, "new epoch")
@@ -685,11 +818,14 @@ static proto_err decode_plain(
         }
         break;
     }
-    if ((kind == PROTO_K_ACCESS_GRANT || kind == PROTO_K_ACCESS_EPOCH) && out->entry == 0) {
+    if ((kind == PROTO_K_ACCESS_GRANT || kind == PROTO_K_ACCESS_EPOCH
+            || kind == PROTO_K_ACCESS_NARROW)
+        && out->entry == 0) {
         proto__d_err(&d, &f[BF_ENTRY], PROTO_EVALUE, "access-log entries are numbered from 1");
         return proto__d_fail(&d, diag);
     }
     out->vv = out->vv_;
+    out->narrow.cut = out->cut_;
     proto__d_close(&d);
     return PROTO_OK;
 }

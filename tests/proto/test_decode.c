@@ -292,7 +292,7 @@ static void version_1_refused(const char *where, const uint8_t *p, size_t n)
         return;
     if (kind == PROTO_K_HEADER_FIELDS || kind == PROTO_K_DELTA_PLAIN || kind == PROTO_K_GRANT_PLAIN
         || kind == PROTO_K_ACCESS_GRANT || kind == PROTO_K_ACCESS_EPOCH
-        || kind == PROTO_K_FORGET_PLAIN)
+        || kind == PROTO_K_ACCESS_NARROW || kind == PROTO_K_FORGET_PLAIN)
         return; /* found only inside others (their versions: below) */
     uint8_t *q = malloc(n);
     assert_non_null(q);

@@ -295,6 +295,379 @@ static void access_epoch_round_trip(void **state)
     proto_scope_key_free(k2);
 }
 
+/* A narrowing entry: entry 6, coop-aurora's access down to read, with a cut of n origins from
+ * cut[] (sorted by the caller). */
+static proto_body narrow_entry(const proto_cut *cut, size_t n)
+{
+    proto_body p;
+    memset(&p, 0, sizeof p);
+    p.kind = PROTO_BODY_ACCESS_NARROW;
+    p.entry = 6;
+    p.narrow = (proto_narrow) { txt("coop-aurora"), PROTO_ACCESS_READ, PROTO_NARROW_WITHDRAWN, cut,
+        n, txt("Giulia Neri"), txt("gneri"), txt("revoca del consenso, prot. 91/2025") };
+    return p;
+}
+
+/* Two cut items, bob's and carol's origins in ascending order. */
+static void two_cuts(const fx *f, proto_cut cut[2])
+{
+    memset(cut, 0, 2 * sizeof *cut);
+    const uint8_t *ob = proto_identity_origin(f->bob), *oc = proto_identity_origin(f->carol);
+    bool bob_first = memcmp(ob, oc, 32) < 0;
+    memcpy(cut[0].origin, bob_first ? ob : oc, 32);
+    memcpy(cut[1].origin, bob_first ? oc : ob, 32);
+    cut[0].seq = 12;
+    cut[1].seq = UINT64_C(1) << 40;
+    memset(cut[0].id, 0x5c, 32);
+    memset(cut[1].id, 0xc5, 32);
+}
+
+static void assert_bytes_equal(proto_bytes got, proto_bytes want)
+{
+    assert_int_equal(got.len, want.len);
+    if (want.len > 0)
+        assert_memory_equal(got.p, want.p, want.len);
+}
+
+static void access_narrow_round_trip(void **state)
+{
+    fx *f = *state;
+    proto_cut cut[PROTO_CUT_MAX];
+    two_cuts(f, cut);
+    proto_body plain = narrow_entry(cut, 2), b;
+    proto_header h;
+    proto_buf hb, bb;
+    /* two cut items, access read, every field set */
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_OK);
+    assert_int_equal(b.kind, PROTO_BODY_ACCESS_NARROW);
+    assert_memory_equal(b.case_id.b, f->cid.b, 16);
+    assert_string_equal(b.scope, "sociale");
+    assert_int_equal(b.epoch, 1);
+    assert_int_equal(b.entry, 6);
+    assert_int_equal(b.nvv, 0);
+    const proto_narrow *n = &b.narrow, *w = &plain.narrow;
+    assert_int_equal(n->access, PROTO_ACCESS_READ);
+    assert_int_equal(n->reason, PROTO_NARROW_WITHDRAWN);
+    assert_bytes_equal(n->grantee, w->grantee);
+    assert_bytes_equal(n->operator_name, w->operator_name);
+    assert_bytes_equal(n->unix_user, w->unix_user);
+    assert_bytes_equal(n->note, w->note);
+    assert_int_equal(n->ncut, 2);
+    assert_non_null(n->cut);
+    for (size_t i = 0; i < 2; i++) {
+        assert_memory_equal(n->cut[i].origin, cut[i].origin, 32);
+        assert_int_equal(n->cut[i].seq, cut[i].seq);
+        assert_memory_equal(n->cut[i].id, cut[i].id, 32);
+    }
+    assert_ptr_not_equal(n->cut, cut); /* the decoded body's own array */
+    proto_body_fini(&b);
+    assert_null(b.narrow.cut);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    /* no cut, access none, every reason, the optional fields empty */
+    for (uint8_t r = PROTO_NARROW_REVOKED; r <= PROTO_NARROW_EXPIRED; r++) {
+        plain = narrow_entry(NULL, 0);
+        plain.narrow.access = PROTO_ACCESS_NONE;
+        plain.narrow.reason = r;
+        plain.narrow.unix_user = plain.narrow.note = txt("");
+        assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_OK);
+        assert_int_equal(b.kind, PROTO_BODY_ACCESS_NARROW);
+        assert_int_equal(b.entry, 6);
+        assert_int_equal(b.narrow.access, PROTO_ACCESS_NONE);
+        assert_int_equal(b.narrow.reason, r);
+        assert_int_equal(b.narrow.ncut, 0);
+        assert_int_equal(b.narrow.unix_user.len + b.narrow.note.len, 0);
+        assert_bytes_equal(b.narrow.grantee, plain.narrow.grantee);
+        assert_bytes_equal(b.narrow.operator_name, plain.narrow.operator_name);
+        proto_body_fini(&b);
+        proto_buf_free(&hb);
+        proto_buf_free(&bb);
+    }
+    /* the largest cut: PROTO_CUT_MAX origins */
+    for (size_t i = 0; i < PROTO_CUT_MAX; i++) {
+        memset(&cut[i], 0, sizeof cut[i]);
+        memset(cut[i].origin, (int)(0x10 + i), 32);
+        cut[i].seq = i + 1;
+        memset(cut[i].id, (int)(0x80 + i), 32);
+    }
+    plain = narrow_entry(cut, PROTO_CUT_MAX);
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_OK);
+    assert_int_equal(b.narrow.ncut, PROTO_CUT_MAX);
+    assert_memory_equal(b.narrow.cut, cut, sizeof cut);
+    proto_body_fini(&b);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    /* a cut of some items and no array is a caller's bug */
+    plain = narrow_entry(NULL, 1);
+    assert_int_equal(seal_open(f, f->key, &plain, &b, &h, &hb, &bb), PROTO_EINVAL);
+}
+
+/* The refused narrowings: each case as a proto_narrow variant of narrow_entry, the field it
+ * breaks (position in ACCESS_NARROW), and the errors of sealing and of decoding. */
+enum { NARROW_CASES = 15 };
+static int narrow_variant(const fx *f, int c, proto_body *p, proto_cut cut[PROTO_CUT_MAX + 1],
+    proto_err *seal_err, proto_err *decode_err)
+{
+    two_cuts(f, cut);
+    *p = narrow_entry(cut, 2);
+    *seal_err = *decode_err = PROTO_EVALUE;
+    switch (c) {
+    case 0:
+        p->narrow.access = PROTO_ACCESS_WRITE;
+        return 7;
+    case 1:
+        p->narrow.access = 3;
+        return 7;
+    case 2:
+        p->narrow.reason = 0;
+        return 8;
+    case 3:
+        p->narrow.reason = 5;
+        return 8;
+    case 4:
+        p->entry = 0;
+        return 5;
+    case 5: { /* unsorted */
+        proto_cut t = cut[0];
+        cut[0] = cut[1];
+        cut[1] = t;
+        *decode_err = PROTO_ENONCANON;
+        return 9;
+    }
+    case 6: /* one origin twice */
+        memcpy(cut[1].origin, cut[0].origin, 32);
+        *decode_err = PROTO_ENONCANON;
+        return 9;
+    case 7:
+        cut[1].seq = 0;
+        return 9;
+    case 8: /* PROTO_CUT_MAX + 1 items, sorted */
+        for (size_t i = 0; i <= PROTO_CUT_MAX; i++) {
+            memset(&cut[i], 0, sizeof cut[i]);
+            memset(cut[i].origin, (int)(0x10 + i), 32);
+            cut[i].seq = 1;
+        }
+        p->narrow.ncut = PROTO_CUT_MAX + 1;
+        *seal_err = *decode_err = PROTO_ELIMIT;
+        return 9;
+    case 9:
+        p->narrow.grantee = txt("Coop Aurora");
+        return 6;
+    case 10:
+        p->narrow.grantee = txt("");
+        return 6;
+    case 11:
+        p->narrow.operator_name = txt("   ");
+        return 10;
+    case 12:
+        p->narrow.operator_name = txt("");
+        return 10;
+    case 13:
+        p->narrow.unix_user = txt("mario rossi");
+        return 11;
+    default:
+        p->narrow.note = txt("a\tb");
+        return 12;
+    }
+}
+
+/* Every rule of a narrowing entry is checked on sealing. */
+static void access_narrow_values_checked(void **state)
+{
+    fx *f = *state;
+    proto_body p, b;
+    proto_header h;
+    proto_buf hb, bb;
+    proto_cut cut[PROTO_CUT_MAX + 1];
+    for (int c = 0; c < NARROW_CASES; c++) {
+        proto_err want, unused;
+        (void)narrow_variant(f, c, &p, cut, &want, &unused);
+        proto_err err = seal_open(f, f->key, &p, &b, &h, &hb, &bb);
+        if (err != want)
+            fail_msg("narrowing case %d sealed with %s, want %s", c, proto_strerror(err),
+                proto_strerror(want));
+        assert_null(hb.p);
+        assert_null(bb.p);
+    }
+}
+
+static void tb_bytes(tb *b, proto_bytes s)
+{
+    uint8_t head[3];
+    size_t hl;
+    if (s.len < 32) {
+        head[0] = (uint8_t)(0xa0 | s.len);
+        hl = 1;
+    } else if (s.len < 256) {
+        head[0] = 0xd9;
+        head[1] = (uint8_t)s.len;
+        hl = 2;
+    } else {
+        head[0] = 0xda;
+        head[1] = (uint8_t)(s.len >> 8);
+        head[2] = (uint8_t)s.len;
+        hl = 3;
+    }
+    tb_raw(b, head, hl);
+    tb_raw(b, s.p, s.len);
+}
+
+/* An ACCESS_NARROW plaintext of f->key as PROTOCOL.md lays it out, whatever its values;
+ * off[i] is the offset of field i. */
+static void narrow_plain(const fx *f, const proto_body *p, tb *b, size_t off[13])
+{
+    const proto_narrow *n = &p->narrow;
+    tb_array(b, 13);
+    off[0] = b->len;
+    tb_uint(b, PROTO_VERSION);
+    off[1] = b->len;
+    tb_uint(b, PROTO_K_ACCESS_NARROW);
+    off[2] = b->len;
+    tb_bin(b, f->cid.b, 16);
+    off[3] = b->len;
+    tb_str(b, "sociale");
+    off[4] = b->len;
+    tb_uint(b, 1);
+    off[5] = b->len;
+    tb_uint(b, p->entry);
+    off[6] = b->len;
+    tb_bytes(b, n->grantee);
+    off[7] = b->len;
+    tb_uint(b, n->access);
+    off[8] = b->len;
+    tb_uint(b, n->reason);
+    off[9] = b->len;
+    tb_array(b, (uint32_t)n->ncut);
+    for (size_t i = 0; i < n->ncut; i++) {
+        tb_array(b, 3);
+        tb_bin(b, n->cut[i].origin, 32);
+        tb_uint(b, n->cut[i].seq);
+        tb_bin(b, n->cut[i].id, 32);
+    }
+    off[10] = b->len;
+    tb_bytes(b, n->operator_name);
+    off[11] = b->len;
+    tb_bytes(b, n->unix_user);
+    off[12] = b->len;
+    tb_bytes(b, n->note);
+}
+
+/* Encrypt plaintext m under f->key and a header of alice's, per PROTOCOL.md with libsodium
+ * alone, and open it with proto_body_open. */
+static proto_err open_spec(
+    const fx *f, const uint8_t *m, size_t n, proto_body *out, proto_diag *diag)
+{
+    size_t padded_max = (n / PROTO_PAD_BLOCK + 1) * PROTO_PAD_BLOCK, padded;
+    uint8_t *buf = malloc(padded_max), *body = malloc(24 + padded_max + 16);
+    assert_non_null(buf);
+    assert_non_null(body);
+    memcpy(buf, m, n);
+    assert_int_equal(sodium_pad(&padded, buf, n, PROTO_PAD_BLOCK, padded_max), 0);
+    proto_header h;
+    memset(&h, 0, sizeof h);
+    h.kind = PROTO_HDR_DELTA;
+    memcpy(h.origin, proto_identity_origin(f->alice), 32);
+    h.seq = 3;
+    memset(h.prev, 0x77, 32);
+    h.hlc.wall = 1700000000000;
+    memcpy(h.tag, proto_scope_key_tag(f->key), 32);
+    uint8_t ad[126], k[32], bodykey[32];
+    assert_int_equal(tdec_spec_ad(&h, ad), sizeof ad);
+    proto_scope_key_export(f->key, k);
+    crypto_kdf_derive_from_key(bodykey, 32, 2, "pattoscp", k);
+    randombytes_buf(body, 24);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(
+        body + 24, NULL, buf, padded, ad, sizeof ad, NULL, body, bodykey);
+    h.body_len = 24 + padded + 16;
+    crypto_generichash(h.body_hash, 32, body, h.body_len, NULL, 0);
+    proto_err err = proto_body_open(&h, f->key, body, h.body_len, NULL, out, diag);
+    sodium_memzero(k, sizeof k);
+    sodium_memzero(bodykey, sizeof bodykey);
+    free(buf);
+    free(body);
+    return err;
+}
+
+/* Every rule of a narrowing entry is checked on decoding too, at the offending field: the
+ * plaintexts made by hand, encrypted under the right key and header. */
+static void access_narrow_decode_checked(void **state)
+{
+    fx *f = *state;
+    proto_body p, b;
+    proto_diag d;
+    size_t off[13];
+    proto_cut cut[PROTO_CUT_MAX + 1];
+    /* the hand-made form of a good narrowing is what proto_delta_seal writes */
+    two_cuts(f, cut);
+    p = narrow_entry(cut, 2);
+    tb m = { 0 };
+    narrow_plain(f, &p, &m, off);
+    assert_int_equal(open_spec(f, m.p, m.len, &b, &d), PROTO_OK);
+    assert_int_equal(b.kind, PROTO_BODY_ACCESS_NARROW);
+    assert_int_equal(b.narrow.ncut, 2);
+    assert_memory_equal(b.narrow.cut, cut, 2 * sizeof *cut);
+    proto_body again;
+    proto_header h;
+    proto_buf hb, bb;
+    assert_int_equal(seal_open(f, f->key, &b, &again, &h, &hb, &bb), PROTO_OK);
+    assert_int_equal(again.plain_len_, b.plain_len_);
+    assert_memory_equal(again.plain_, b.plain_, b.plain_len_);
+    proto_body_fini(&again);
+    proto_body_fini(&b);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+    tb_free(&m);
+    for (int c = 0; c < NARROW_CASES; c++) {
+        proto_err unused, want;
+        int field = narrow_variant(f, c, &p, cut, &unused, &want);
+        m = (tb) { 0 };
+        narrow_plain(f, &p, &m, off);
+        d = (proto_diag) { 0, NULL };
+        proto_err err = open_spec(f, m.p, m.len, &b, &d);
+        if (err != want)
+            fail_msg("narrowing case %d decoded with %s, want %s", c, proto_strerror(err),
+                proto_strerror(want));
+        assert_non_null(d.reason);
+        /* the offending field, or for the cut's order and seqs an item inside it */
+        if (field == 9 && (c == 5 || c == 6 || c == 7))
+            assert_true(d.offset > off[9] && d.offset < off[10]);
+        else if (d.offset != off[field])
+            fail_msg(
+                "narrowing case %d: offset %zu (%s), want %zu", c, d.offset, d.reason, off[field]);
+        tb_free(&m);
+    }
+    /* a cut item that is not [origin, seq, id] */
+    m = (tb) { 0 };
+    tb_array(&m, 13);
+    tb_uint(&m, PROTO_VERSION);
+    tb_uint(&m, PROTO_K_ACCESS_NARROW);
+    tb_bin(&m, f->cid.b, 16);
+    tb_str(&m, "sociale");
+    tb_uint(&m, 1);
+    tb_uint(&m, 6);
+    tb_str(&m, "coop-aurora");
+    tb_uint(&m, 0);
+    tb_uint(&m, 1);
+    tb_array(&m, 1);
+    tb_array(&m, 2);
+    tb_bin(&m, cut[0].origin, 32);
+    tb_uint(&m, 1);
+    tb_str(&m, "op");
+    tb_str(&m, "");
+    tb_str(&m, "");
+    assert_int_equal(open_spec(f, m.p, m.len, &b, &d), PROTO_ESHAPE);
+    tb_free(&m);
+    /* 12 elements (the note missing) */
+    two_cuts(f, cut);
+    p = narrow_entry(cut, 2);
+    m = (tb) { 0 };
+    narrow_plain(f, &p, &m, off);
+    m.p[0] = 0x9c;
+    m.len = off[12];
+    assert_int_equal(open_spec(f, m.p, m.len, &b, &d), PROTO_ESHAPE);
+    tb_free(&m);
+}
+
 /* Every rule of a grant entry is checked on sealing. */
 static void access_grant_values_checked(void **state)
 {
@@ -1440,6 +1813,9 @@ int main(void)
         cmocka_unit_test(access_grant_round_trip),
         cmocka_unit_test(access_epoch_round_trip),
         cmocka_unit_test(access_grant_values_checked),
+        cmocka_unit_test(access_narrow_round_trip),
+        cmocka_unit_test(access_narrow_values_checked),
+        cmocka_unit_test(access_narrow_decode_checked),
         cmocka_unit_test(header_bit_flips_rejected),
         cmocka_unit_test(header_id_covers_the_signature),
         cmocka_unit_test(header_hints_and_lengths_checked),

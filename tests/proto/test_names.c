@@ -203,7 +203,7 @@ static void rome(void **state)
     assert_int_equal(c.offset_min, 120);
 }
 
-/* The kinds of version 2 by name (PROTOCOL.md, "Kinds"); 25 is reserved, not a kind. */
+/* The kinds of version 2 by name (PROTOCOL.md, "Kinds"): 1 to 25, nothing else. */
 static void kind_names(void **state)
 {
     (void)state;
@@ -212,11 +212,14 @@ static void kind_names(void **state)
     assert_int_equal(PROTO_K_ACCESS_GRANT, 21);
     assert_string_equal(proto_kind_name(PROTO_K_ACCESS_EPOCH), "access-epoch");
     assert_int_equal(PROTO_K_ACCESS_EPOCH, 24);
+    assert_string_equal(proto_kind_name(PROTO_K_ACCESS_NARROW), "access-narrow");
+    assert_int_equal(PROTO_K_ACCESS_NARROW, 25);
+    assert_int_equal(PROTO_BODY_ACCESS_NARROW, PROTO_K_ACCESS_NARROW);
     assert_string_equal(proto_kind_name(PROTO_K_GRANT_BODY), "grant-body");
     assert_string_equal(proto_kind_name(PROTO_K_FORGET_PLAIN), "forget-plaintext");
-    assert_string_equal(proto_kind_name(25), "unknown");
+    assert_string_equal(proto_kind_name(26), "unknown");
     assert_string_equal(proto_kind_name(0), "unknown");
-    for (unsigned k = 1; k <= 24; k++)
+    for (unsigned k = 1; k <= 25; k++)
         assert_string_not_equal(proto_kind_name(k), "unknown");
 }
 

@@ -281,7 +281,8 @@ void tv_generate(tu_vectors *vs)
     tu_vector_put_hex(v, "digest", digest, 32);
     const crdt_cc *cc = crdt_scope_cc(s);
 
-    /* alice's log: 1 access grant, 2 delta, 3 access epoch, 4 key grant, 5 forget */
+    /* alice's log: 1 access grant, 2 delta, 3 access epoch, 4 key grant, 5 forget, 6 access
+     * narrowing */
     proto_header hdr;
     proto_body opened;
     uint8_t nonce[24];
@@ -474,6 +475,42 @@ void tv_generate(tu_vectors *vs)
     put_buf(v, "body", &fb);
     tu_vector_put_hex(v, "header_id", hdr.id, 32);
     put_buf(v, "header", &fh);
+
+    /* Access-log entry 3, seq 6 under the epoch-2 key: cpia-1's access narrowed to none, with a
+     * cut of two origins (carol at seq 1, bob at seq 7, the ids of [vv] below). */
+    proto_cut cut[2];
+    memset(cut, 0, sizeof cut);
+    memcpy(cut[0].origin, proto_identity_origin(carol), 32);
+    cut[0].seq = 1;
+    tu_pattern(cut[0].id, 32, 0xc0);
+    memcpy(cut[1].origin, proto_identity_origin(bob), 32);
+    cut[1].seq = 7;
+    tu_pattern(cut[1].id, 32, 0xe0);
+    CHECK(memcmp(cut[0].origin, cut[1].origin, 32) >= 0);
+    proto_body an;
+    memset(&an, 0, sizeof an);
+    an.kind = PROTO_BODY_ACCESS_NARROW;
+    an.entry = 3;
+    an.narrow = (proto_narrow) { txt("cpia-1"), PROTO_ACCESS_NONE, PROTO_NARROW_REVOKED, cut, 2,
+        txt("m.bianchi"), txt("mbianchi"), txt("revoca, prot. 15/2025") };
+    proto_buf anh, anb;
+    seal_body(alice, key2, 6, forget_id, (crdt_hlc) { 1700000400000, 0 }, &an, 0x10, &anh, &anb,
+        &hdr, nonce);
+    v = tu_vectors_add(vs, "access-narrow");
+    tu_vector_put(v, "what",
+        "alice (seq 6, prev = the forget) records access-log entry 3 of (case, sociale) under the "
+        "epoch-2 key: cpia-1's access becomes none, reason 1 (revoked), with a cut of carol at "
+        "seq 1 and bob at seq 7 (ids as in [vv]); m.bianchi, unix user mbianchi");
+    tu_vector_put_u64(v, "seq", 6);
+    tu_vector_put_hex(v, "nonce", nonce, 24);
+    put_plaintext(v, &hdr, key2, &anb, &opened);
+    CHECK(opened.narrow.ncut != 2 || memcmp(opened.narrow.cut, cut, sizeof cut) != 0);
+    proto_body_fini(&opened);
+    put_buf(v, "body", &anb);
+    tu_vector_put_hex(v, "header_id", hdr.id, 32);
+    put_buf(v, "header", &anh);
+    proto_buf_free(&anh);
+    proto_buf_free(&anb);
 
     ed25519_edges(vs, alice, dsigned, &dh);
 

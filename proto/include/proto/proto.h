@@ -102,7 +102,8 @@ extern "C" {
     X(PROTO_K_ACCESS_GRANT, 21, "access-grant")                                                    \
     X(PROTO_K_FORGET_PLAIN, 22, "forget-plaintext")                                                \
     X(PROTO_K_FRAME, 23, "session-frame")                                                          \
-    X(PROTO_K_ACCESS_EPOCH, 24, "access-epoch")
+    X(PROTO_K_ACCESS_EPOCH, 24, "access-epoch")                                                    \
+    X(PROTO_K_ACCESS_NARROW, 25, "access-narrow")
 
 typedef enum proto_kind {
 #define PROTO__KIND(name, num, text) name = num,
@@ -428,11 +429,20 @@ typedef struct proto_seal_info {
 /* Delta bodies                                                                              */
 
 typedef enum proto_body_kind {
-    PROTO_BODY_DELTA = PROTO_K_DELTA_PLAIN,         /* a CRDT delta on the scope */
-    PROTO_BODY_ACCESS_GRANT = PROTO_K_ACCESS_GRANT, /* access log: a grant */
-    PROTO_BODY_FORGET = PROTO_K_FORGET_PLAIN,       /* erasure tombstone of the scope */
-    PROTO_BODY_ACCESS_EPOCH = PROTO_K_ACCESS_EPOCH, /* access log: a new epoch announced */
+    PROTO_BODY_DELTA = PROTO_K_DELTA_PLAIN,           /* a CRDT delta on the scope */
+    PROTO_BODY_ACCESS_GRANT = PROTO_K_ACCESS_GRANT,   /* access log: a grant */
+    PROTO_BODY_FORGET = PROTO_K_FORGET_PLAIN,         /* erasure tombstone of the scope */
+    PROTO_BODY_ACCESS_EPOCH = PROTO_K_ACCESS_EPOCH,   /* access log: a new epoch announced */
+    PROTO_BODY_ACCESS_NARROW = PROTO_K_ACCESS_NARROW, /* access log: access narrowed, a cut */
 } proto_body_kind;
+
+/* Why an access-log narrowing entry narrows (PROTOCOL.md, "The access log"). */
+typedef enum proto_narrow_reason {
+    PROTO_NARROW_REVOKED = 1,   /* the owner revoked or downgraded the grant */
+    PROTO_NARROW_WITHDRAWN = 2, /* the beneficiary withdrew consent */
+    PROTO_NARROW_DROPPED = 3,   /* the grantee gave the grant up */
+    PROTO_NARROW_EXPIRED = 4,   /* the grant's term ended */
+} proto_narrow_reason;
 
 typedef enum proto_forget_reason {
     PROTO_FORGET_REQUEST = 1,   /* the beneficiary's right to erasure */
@@ -467,10 +477,33 @@ typedef struct proto_access {
     proto_bytes evidence;      /* evidence reference (text), or empty */
 } proto_access;
 
+/* One origin of a narrowing's cut: the seq and id of the last header of that origin the owner
+ * held when it narrowed (PROTOCOL.md, "The access log"). */
+#define PROTO_CUT_MAX PROTO_MEMBER_KEYS_MAX /* origins in one cut: an org's keys */
+typedef struct proto_cut {
+    uint8_t origin[PROTO_ORIGIN_LEN];
+    uint64_t seq; /* >= 1 */
+    uint8_t id[PROTO_HASH_LEN];
+} proto_cut;
+
+/* A narrowing entry of a scope's access log: the grantee's access becomes `access` (none or
+ * read) and its deltas beyond the cut stand only on a later grant. Strings borrowed as in
+ * proto_access. */
+typedef struct proto_narrow {
+    proto_bytes grantee;  /* org id */
+    uint8_t access;       /* PROTO_ACCESS_NONE or PROTO_ACCESS_READ */
+    uint8_t reason;       /* proto_narrow_reason */
+    const proto_cut *cut; /* 0..PROTO_CUT_MAX, sorted by origin, unique */
+    size_t ncut;
+    proto_bytes operator_name; /* who recorded it (text) */
+    proto_bytes unix_user;     /* the Unix user the node saw on its control socket, or empty */
+    proto_bytes note;          /* the reason in words, or evidence of a withdrawal, or empty */
+} proto_narrow;
+
 /*
  * A body's plaintext. For sealing, the caller fills kind and that kind's fields; case, scope
- * and epoch come from the key. A decoded body owns its plaintext buffer and vv array and is
- * released with proto_body_fini; bytes fields point into that plaintext.
+ * and epoch come from the key. A decoded body owns its plaintext buffer and its vv and cut
+ * arrays and is released with proto_body_fini; bytes fields point into that plaintext.
  */
 typedef struct proto_body {
     uint8_t kind; /* proto_body_kind */
@@ -491,9 +524,11 @@ typedef struct proto_body {
     /* FORGET */
     uint8_t forget_reason;     /* proto_forget_reason */
     proto_bytes operator_name; /* who recorded the erasure (text) */
-    /* ACCESS_GRANT and ACCESS_EPOCH: the entry's number in the scope's access log (>= 1). */
+    /* ACCESS_GRANT, ACCESS_EPOCH and ACCESS_NARROW: the entry's number in the scope's access log
+     * (>= 1). */
     uint64_t entry;
-    proto_access grant; /* ACCESS_GRANT */
+    proto_access grant;  /* ACCESS_GRANT */
+    proto_narrow narrow; /* ACCESS_NARROW */
     /* ACCESS_EPOCH: the epoch announced (> epoch) and the hash of its key
      * (proto_epoch_key_hash). */
     uint64_t new_epoch;
@@ -502,6 +537,7 @@ typedef struct proto_body {
     uint8_t *plain_;
     size_t plain_len_;
     crdt_vv_entry *vv_;
+    proto_cut *cut_;
 } proto_body;
 
 /* Seal a body: encode the plaintext, pad to PROTO_PAD_BLOCK, encrypt under the key's body
