@@ -120,6 +120,21 @@ static const cli__cmd commands[] = {
         "replaced, when a later grant to the same org stands), grantee, access, purpose, basis,\n"
         "provision, until, who recorded it (operator and Unix user) and when, evidence.",
         cli__consent_list },
+    { "consent revoke", "CASE --from ORG [--scopes S1,S2] [--reason TEXT]",
+        "end a member's access to scopes of a case (all its scopes without --scopes)",
+        "Only the case's owner revokes. Each scope gets a narrowing entry in its access log with\n"
+        "a cut: the last write of ORG this node holds. Every holder refuses ORG's writes beyond\n"
+        "the cut, including writes ORG made while its grant stood that this node had not\n"
+        "received yet. The scope moves to a new key that goes to the remaining holders only:\n"
+        "ORG receives nothing written after this. At ORG's node, a consent-based grant is\n"
+        "purged; a public-task or legal-obligation one is kept, closed. A later grant lets ORG\n"
+        "in again.",
+        cli__consent_revoke },
+    { "consent downgrade", "CASE --from ORG [--scopes S1,S2] [--reason TEXT]",
+        "narrow a member's write access to read",
+        "Like revoke, but ORG keeps reading: its writes beyond the cut are refused everywhere,\n"
+        "and the key stays.",
+        cli__consent_downgrade },
     { "manifest import", "FILE", "hand a signed manifest (patto network sign) to the node", NULL,
         cli__manifest_import },
 };

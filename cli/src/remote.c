@@ -304,6 +304,21 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
                     jtext(e, "void_own"));
         }
     }
+    json_object *closed = jget(p, "closed");
+    for (size_t i = 0; i < jlen(closed); i++) {
+        json_object *x = json_object_array_get_idx(closed, i), *purged = jget(x, "purged");
+        char since[CLI_TIME_TEXT_SIZE];
+        printf("%s  case %s, scope %s: access %s by %s since %s (basis %s); %s; %s of this "
+               "node's writes refused\n",
+            i == 0 ? "CLOSED     " : "           ", jtext(x, "case"), jtext(x, "scope"),
+            strcmp(jtext(x, "access"), "read") == 0 ? "narrowed to read" : jtext(x, "reason"),
+            jtext(x, "owner"), when(x, "since", since), jtext(x, "basis"),
+            purged != NULL && json_object_get_boolean(purged) ? "purged here" : "kept, closed",
+            jtext(x, "own_writes_refused"));
+    }
+    if ((size_t)json_object_get_int64(jget(p, "closed_count")) > jlen(closed))
+        printf(
+            "             (the first %zu of %s listed)\n", jlen(closed), jtext(p, "closed_count"));
     printf("\n");
     render_peers(jget(p, "peers"));
     render_vv(jget(p, "vv"), members);
@@ -551,6 +566,18 @@ static void print_access_entry(json_object *e, bool with_state)
         printf("new epoch %s (a new key for the scope)", jtext(e, "epoch"));
         return;
     }
+    if (strcmp(jtext(e, "kind"), "narrowing") == 0) {
+        bool none = strcmp(jtext(e, "access"), "none") == 0;
+        printf("%s of %s (%s): %s", none ? "revocation" : "downgrade", jtext(e, "to"),
+            jtext(e, "reason"), none ? "no access" : "read only");
+        printf(", its writes beyond the cut refused, by %s", jtext(e, "operator"));
+        json_object *user = jget(e, "unix_user"), *note = jget(e, "note");
+        if (user != NULL && json_object_is_type(user, json_type_string))
+            printf(" (unix user %s)", json_object_get_string(user));
+        if (note != NULL && json_object_is_type(note, json_type_string))
+            printf(", reason: %s", json_object_get_string(note));
+        return;
+    }
     if (strcmp(jtext(e, "kind"), "grant") != 0) {
         printf("%s", jtext(e, "kind")); /* a kind this CLI does not know yet */
         return;
@@ -649,6 +676,17 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
             print_access(sname, width, jget(access, sname));
         }
     }
+    /* Scopes whose access ended here and whose data this node keeps, closed (public task). */
+    json_object *closed = jget(p, "closed");
+    if (closed != NULL && json_object_is_type(closed, json_type_object)) {
+        json_object_object_foreach(closed, cname, x)
+        {
+            char since[CLI_TIME_TEXT_SIZE];
+            pad_print(cname, width);
+            printf("  closed since %s (%s by %s, basis %s): kept, receives nothing new\n",
+                when(x, "since", since), jtext(x, "reason"), jtext(x, "owner"), jtext(x, "basis"));
+        }
+    }
     /* An access log of a scope without fields here (not expected from a node, shown anyway). */
     if (access != NULL && json_object_is_type(access, json_type_object)) {
         json_object_object_foreach(access, aname, entries)
@@ -693,10 +731,10 @@ static void render_consent_list(json_object *p, const char *const *sent, size_t 
         printf("no grant in the access logs this node can read\n");
         return;
     }
-    printf("%-8s  %-12s  ENTRY\n", "STATE", "SCOPE");
+    printf("%-10s  %-12s  ENTRY\n", "STATE", "SCOPE");
     for (size_t i = 0; i < jlen(grants); i++) {
         json_object *g = json_object_array_get_idx(grants, i);
-        printf("%-8s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
+        printf("%-10s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
         print_access_entry(g, false); /* the state is said in its column */
         printf("\n");
     }
@@ -738,6 +776,8 @@ cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
         return err;
     return exchange(ctx, "case.list", NULL, 0, NULL, render_case_list);
 }
+
+#define REASON_MAX 255 /* the node's bound on a revocation's reason */
 
 /* ---------------------------------------------------------------------------------------- */
 /* consent grant                                                                             */
@@ -851,6 +891,73 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
         evidence != NULL ? evidence : "", provision != NULL ? provision : "" };
     return exchange(
         ctx, "consent.grant", args, sizeof args / sizeof args[0], NULL, render_consent_grant);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* consent revoke, consent downgrade                                                         */
+
+static void render_consent_revoke(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *scopes = jget(p, "scopes");
+    bool down = strcmp(sent[3], "read") == 0;
+    for (size_t i = 0; scopes != NULL && i < jlen(scopes); i++) {
+        json_object *o = json_object_array_get_idx(scopes, i), *epoch = jget(o, "new_epoch");
+        printf("%s: %s %s on %s (access-log entry %s)",
+            jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
+            down ? "downgraded to read for" : "access revoked for", sent[1], jtext(o, "scope"),
+            jtext(o, "entry"));
+        if (epoch != NULL && !json_object_is_type(epoch, json_type_null))
+            printf("; new key, epoch %s, sent to the remaining holders", plain(epoch));
+        printf("\n");
+    }
+}
+
+static cli_err revoke(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv, const char *left)
+{
+    const char *from = NULL, *scopes = NULL, *reason = NULL;
+    const cli__opt opts[] = {
+        { "from", &from, NULL },
+        { "scopes", &scopes, NULL },
+        { "reason", &reason, NULL },
+    };
+    const char *pos[1];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err
+        = cli__parse(ctx, cmd, argc, argv, opts, sizeof opts / sizeof opts[0], pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    if (from == NULL)
+        return cli__usage(ctx, cmd, "--from ORG is required");
+    if (!proto_org_valid(from, strlen(from)))
+        return cli__usage(
+            ctx, cmd, "--from '%s' is not an org id ([a-z0-9-], 1-32 characters)", from);
+    if (scopes != NULL && (err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
+        return err;
+    if (reason != NULL && reason[0] != '\0'
+        && !proto_text_valid(reason, strlen(reason), REASON_MAX))
+        return cli__usage(ctx, cmd,
+            "--reason must be at most %d bytes of text without control characters, and not only "
+            "spaces",
+            REASON_MAX);
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    /* The order of CONTROL.md: case, org, scopes (empty: all), access left, reason. */
+    const char *args[]
+        = { id, from, scopes != NULL ? scopes : "", left, reason != NULL ? reason : "" };
+    return exchange(
+        ctx, "consent.revoke", args, sizeof args / sizeof args[0], NULL, render_consent_revoke);
+}
+
+cli_err cli__consent_revoke(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    return revoke(ctx, cmd, argc, argv, "none");
+}
+
+cli_err cli__consent_downgrade(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    return revoke(ctx, cmd, argc, argv, "read");
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -48,9 +48,13 @@ static bool grant_find_cb(const ledger_entry *en, void *ctx)
     grant_find *g = ctx;
     if (en->number > g->upto)
         return false;
-    if (en->kind == PROTO_BODY_ACCESS_GRANT && strcmp(en->grantee, g->org) == 0) {
+    if (strcmp(en->grantee, g->org) != 0)
+        return true;
+    if (en->kind == PROTO_BODY_ACCESS_GRANT) {
         *g->out = *en; /* entries come in number order: the last one found is the newest */
         g->found = true;
+    } else if (en->kind == PROTO_BODY_ACCESS_NARROW && g->found && en->access < g->out->access) {
+        g->out->access = en->access; /* a later narrowing lowers it, until a later grant */
     }
     return true;
 }
@@ -81,6 +85,24 @@ static bool holds(
     return ok;
 }
 
+/* The access-log entry carried by header id (its number, 0: none), and the newest narrowing of
+ * org's access (its number, 0: none). */
+typedef struct narrowed_find {
+    const char *org;
+    const uint8_t *id;
+    uint64_t entry, narrowing;
+} narrowed_find;
+
+static bool narrowed_cb(const ledger_entry *en, void *ctx)
+{
+    narrowed_find *f = ctx;
+    if (memcmp(en->id, f->id, 32) == 0)
+        f->entry = en->number;
+    if (en->kind == PROTO_BODY_ACCESS_NARROW && strcmp(en->grantee, f->org) == 0)
+        f->narrowing = en->number;
+    return true;
+}
+
 bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const node_member *m)
 {
     (void)e;
@@ -93,6 +115,13 @@ bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const
     if (node__ledger_key_get(t, h->tag, &k) != NODE_OK)
         return false;
     bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, h->hlc.wall, UINT64_MAX);
+    if (!ok && h->kind == PROTO_HDR_DELTA) {
+        /* An org whose access was narrowed still gets the access-log entries up to its newest
+         * narrowing (sealed under a key it holds): so it learns of the narrowing itself. */
+        narrowed_find f = { m->org, h->id, 0, 0 };
+        ok = node__ledger_entries(t, &k.case_id, k.scope, narrowed_cb, &f) == NODE_OK
+            && f.entry != 0 && f.entry <= f.narrowing;
+    }
     proto_wipe(&k, sizeof(k));
     return ok;
 }
@@ -440,6 +469,39 @@ static node_auth seen_entry(node_txn *t, node_engine *e, const ledger_key *k,
     return NODE_AUTH_OK;
 }
 
+/* Does a narrowing of org's access that the delta's author had not seen (numbered after
+ * access_seen) cut it: its header beyond the cut's seq for its origin (an origin absent from the
+ * cut: cut 0)? *number gets that narrowing's number. */
+typedef struct cut_find {
+    const char *org;
+    const proto_header *h;
+    uint64_t after, number;
+} cut_find;
+
+static bool cut_cb(const ledger_entry *en, void *ctx)
+{
+    cut_find *c = ctx;
+    if (en->number <= c->after || en->kind != PROTO_BODY_ACCESS_NARROW
+        || strcmp(en->grantee, c->org) != 0)
+        return true;
+    uint64_t cut = 0;
+    for (size_t i = 0; i < en->ncut; i++)
+        if (memcmp(en->cut[i].origin, c->h->origin, 32) == 0)
+            cut = en->cut[i].seq;
+    if (c->h->seq > cut)
+        c->number = en->number;
+    return c->number == 0;
+}
+
+uint64_t node__cut_by(
+    node_txn *t, const ledger_key *k, const char *org, const proto_header *h, uint64_t seen)
+{
+    cut_find c = { org, h, seen, 0 };
+    if (node__ledger_entries(t, &k->case_id, k->scope, cut_cb, &c) != NODE_OK)
+        return UINT64_MAX; /* unreadable log: as cut (never merged on a store error) */
+    return c.number;
+}
+
 node_auth node__verdict(node_txn *t, node_engine *e, const ledger_key *k, const proto_header *h,
     const node_member *author, const proto_body *plain, const crdt_scope *delta, const char **why)
 {
@@ -469,6 +531,9 @@ node_auth node__verdict(node_txn *t, node_engine *e, const ledger_key *k, const 
         r = NODE_AUTH_NO;
     } else if (en->expiry_ms != 0 && h->hlc.wall > en->expiry_ms) {
         *why = "stamped after its write grant expired";
+        r = NODE_AUTH_NO;
+    } else if (node__cut_by(t, k, author->org, h, plain->access_seen) != 0) {
+        *why = "written beyond the cut of a narrowing of its access (revoked or downgraded)";
         r = NODE_AUTH_NO;
     }
     free(en);

@@ -319,29 +319,60 @@ static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const
     memcpy(en->id, h->id, 32);
     en->hlc = h->hlc;
     en->epoch = plain->epoch;
+#define COPY(dst, b) snprintf(dst, sizeof(dst), "%.*s", (int)(b).len, (const char *)(b).p)
     if (plain->kind == PROTO_BODY_ACCESS_GRANT) {
         const proto_access *a = &plain->grant;
-#define COPY(dst, b) snprintf(dst, sizeof(dst), "%.*s", (int)(b).len, (const char *)(b).p)
         COPY(en->grantee, a->grantee);
         COPY(en->purpose, a->purpose);
         COPY(en->provision, a->provision);
         COPY(en->operator_name, a->operator_name);
         COPY(en->unix_user, a->unix_user);
         COPY(en->evidence, a->evidence);
-#undef COPY
         en->access = a->access;
         en->basis = a->basis;
         en->expiry_ms = a->expiry_ms;
+    } else if (plain->kind == PROTO_BODY_ACCESS_NARROW) {
+        const proto_narrow *n = &plain->narrow;
+        COPY(en->grantee, n->grantee);
+        COPY(en->operator_name, n->operator_name);
+        COPY(en->unix_user, n->unix_user);
+        COPY(en->evidence, n->note);
+        en->access = n->access;
+        en->reason = n->reason;
+        en->ncut = n->ncut;
+        memcpy(en->cut, n->cut, n->ncut * sizeof(*n->cut));
     } else {
         en->new_epoch = plain->new_epoch;
         memcpy(en->key_hash, plain->key_hash, 32);
     }
-    err = node__ledger_entry_put(t, &k->case_id, k->scope, en);
+#undef COPY
+    /* the grant a narrowing of this node's org ends, as it stood before it */
+    ledger_entry *ended = NULL;
+    bool here = plain->kind == PROTO_BODY_ACCESS_NARROW && strcmp(en->grantee, c->e->cfg.org) == 0;
+    err = NODE_OK;
+    if (here && (ended = malloc(sizeof(*ended))) == NULL) {
+        err = NODE_ENOMEM;
+    } else if (here
+        && !node__grant_for(t, &k->case_id, k->scope, en->grantee, en->number - 1, ended)) {
+        free(ended);
+        ended = NULL;
+    }
+    if (err == NODE_OK)
+        err = node__ledger_entry_put(t, &k->case_id, k->scope, en);
     if (err == NODE_OK && plain->kind == PROTO_BODY_ACCESS_EPOCH)
         err = confirm_epoch(t, c, k, en);
-    free(en);
+    /* A narrowing may cut deltas this node merged already: its scope is decided again. */
+    if (err == NODE_OK && plain->kind == PROTO_BODY_ACCESS_NARROW)
+        err = node__rebuild_note(c, &k->case_id, k->scope);
     if (err == NODE_OK)
         err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
+    if (err == NODE_OK && here)
+        err = node__narrowed_here(t, c->e, k, en, ended);
+    else if (err == NODE_OK && plain->kind == PROTO_BODY_ACCESS_GRANT
+        && strcmp(en->grantee, c->e->cfg.org) == 0)
+        err = node__granted_here(t, k, en); /* granted again */
+    free(ended);
+    free(en);
     *done = true;
     c->progress++;
     return err;
@@ -465,7 +496,8 @@ static node_err apply_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
         err = refuse(t, c, w, h, "delta.reject", k.scope, proto_strerror(perr), diag.reason, done);
     } else if (plain.kind == PROTO_BODY_DELTA) {
         err = merge_delta(t, c, w, h, &k, author, &plain, done, why);
-    } else if (plain.kind == PROTO_BODY_ACCESS_GRANT || plain.kind == PROTO_BODY_ACCESS_EPOCH) {
+    } else if (plain.kind == PROTO_BODY_ACCESS_GRANT || plain.kind == PROTO_BODY_ACCESS_EPOCH
+        || plain.kind == PROTO_BODY_ACCESS_NARROW) {
         err = apply_entry(t, c, w, h, &k, author, &plain, done, why);
     } else {
         /* Erasure (forget) is later work: keep the body, merge nothing. */
@@ -508,6 +540,8 @@ node_err node__apply_one(
         bool have = node__ledger_key_get(t, w->tag, &probe) == NODE_OK && probe.confirmed;
         proto_wipe(&probe, sizeof(probe));
         if (!have) {
+            /* its body gone too: its scope was destroyed here (purge.c), nothing to wait for */
+            *done = !node__ledger_body_has(t, w->id);
             *why = WAIT_KEY;
             return NODE_OK;
         }

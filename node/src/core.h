@@ -296,6 +296,8 @@ void node__tick(node_engine *e);
  * node__keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
 node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out);
 void node__keycache_free(node_engine *e);
+/* Close and wipe the cached key of this tag, if cached (its scope was destroyed). */
+void node__keycache_drop(node_engine *e, const uint8_t tag[32]);
 /* This node's hint slot in key-grant header h of a grantor whose box key is grantor_box_pk
  * (proto_key_grant_slot, with the pair's hint key computed once and kept), or -1. */
 int node__grant_slot(node_engine *e, const proto_header *h, const uint8_t grantor_box_pk[32]);
@@ -390,12 +392,14 @@ bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h);
 /* Is member m (an author, a peer) of the org that owns the case of key k? */
 bool node__is_owner(const ledger_key *k, const node_member *m);
 /* The newest grant entry for org among entries 1..upto of the (case, scope) access log
- * (UINT64_MAX: all held); false when there is none. */
+ * (UINT64_MAX: all held), its access lowered by the narrowings of org after it among them
+ * (PROTO_ACCESS_NONE when revoked); false when there is none. */
 bool node__grant_for(node_txn *t, const proto_case_id *c, const char *scope, const char *org,
     uint64_t upto, ledger_entry *out);
 /* May member m receive the body of header h (the sender-side filter)? Only a body decided here,
  * of a tag whose key this node holds, to the case owner or to an org whose newest grant entry
- * gives it read (or write) and had not expired at the header's clock. */
+ * gives it read (or write), not narrowed since, and had not expired at the header's clock; and
+ * to an org whose access was narrowed, the access-log entries up to its newest narrowing. */
 bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const node_member *m);
 /* Does member m hold the scope of this tag (owner, or granted), as far as this node knows: the
  * peers to ask for its bodies. */
@@ -412,9 +416,16 @@ typedef enum node_auth { NODE_AUTH_OK, NODE_AUTH_WAIT, NODE_AUTH_NO } node_auth;
  * break the schema or the counter limit, are stamped after h, create dots that do not follow
  * its author's past (without a gap, at most NODE_DELTA_DOTS_MAX per origin), or (another
  * member's) the newest grant for its org among the entries it had seen does not give write,
- * unexpired at h's clock; NODE_AUTH_WAIT while those entries are not all decided here. */
+ * unexpired at h's clock, or a narrowing of its org it had not seen cuts it (node__cut_by);
+ * NODE_AUTH_WAIT while those entries are not all decided here. */
 node_auth node__verdict(node_txn *t, node_engine *e, const ledger_key *k, const proto_header *h,
     const node_member *author, const proto_body *plain, const crdt_scope *delta, const char **why);
+/* The number of a narrowing of org's access in k's scope, numbered after `seen`, whose cut h
+ * lies beyond (h's seq above the cut's seq for h's origin; an origin absent: 0); 0 when none
+ * (UINT64_MAX when the log cannot be read). A delta of org resting on entry `seen` stands on
+ * nothing beyond such a cut. */
+uint64_t node__cut_by(
+    node_txn *t, const ledger_key *k, const char *org, const proto_header *h, uint64_t seen);
 /* The dots a delta creates, as ranges [lo, hi] per origin of its author (its own and its
  * counter origins): those beyond what its version vector says it had seen, when they follow the
  * rule (none otherwise). Writes at most max ranges into out; returns how many; *err
@@ -542,6 +553,28 @@ node_err node__rebuild_noted(node_txn *t, apply_ctx *c);
 node_err node__retired_voids(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
+/* purge.c: where access ends at this node                                                   */
+
+/* The destruction primitive: every key (all epochs), body, applied mark and state of (case,
+ * scope) and its access log removed in the caller's transaction, the cached keys wiped; the
+ * headers stay. Logical at once: the freed pages leave the store file when it is compacted.
+ * *bodies counts the bodies removed. */
+node_err node__destroy_scope(
+    node_txn *t, node_engine *e, const proto_case_id *c, const char *scope, size_t *bodies);
+/* Narrowing entry en of k's scope names this node's org: count its own writes beyond the cut,
+ * record the scope closed (ledger_closed), purge it when the grant it ends (`ended`, the
+ * effective grant before en; NULL when none) rested on consent and en leaves no access, and log
+ * event=access.narrowed. Nothing when a later grant to this org is held, or en was recorded
+ * already (an old narrowing read again after a re-grant). */
+node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
+    const ledger_entry *en, const ledger_entry *ended);
+/* "revoked", "withdrawn", "dropped" or "expired" (proto_narrow_reason). */
+const char *node__narrow_reason(uint8_t reason);
+/* Grant entry en of k's scope names this node's org: a closed record of an earlier narrowing
+ * is dropped (granted again). */
+node_err node__granted_here(node_txn *t, const ledger_key *k, const ledger_entry *en);
+
+/* ---------------------------------------------------------------------------------------- */
 /* held.c: headers held out of order                                                          */
 
 /* Count the held headers again and keep them within their bounds (highest seqs dropped first:
@@ -636,6 +669,28 @@ typedef struct node_grant {
 } node_grant;
 node_err node__case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, const node_grant *g, node_outs *out, node_errmsg *msg);
+/* Revoke (access none) or downgrade (access read) an org's access to scopes of a case this
+ * node owns (nscopes 0: every scope where its access is above that): per scope, a narrowing
+ * entry with the cut (the last header of each of the org's origins held here), and for a
+ * revocation a new epoch whose key goes to the orgs that read the scope now. */
+#define NODE_REVOKE_SCOPES_MAX 64
+typedef struct node_revoked {
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    uint64_t entry; /* the narrowing's number */
+    uint64_t epoch; /* the new epoch (0: none, a downgrade) */
+} node_revoked;
+typedef struct node_revoke {
+    char from[PROTO_ORG_MAX + 1];
+    uint8_t access; /* PROTO_ACCESS_NONE or PROTO_ACCESS_READ */
+    uint8_t reason; /* proto_narrow_reason */
+    char operator_name[NODE_OPERATOR_MAX + 1];
+    char unix_user[LEDGER_USER_MAX + 1];
+    char note[256];
+    node_revoked done[NODE_REVOKE_SCOPES_MAX]; /* out: what was narrowed */
+    size_t ndone;
+} node_revoke;
+node_err node__case_revoke(node_engine *e, const proto_case_id *c, const char *const *scopes,
+    size_t nscopes, node_revoke *rv, node_outs *out, node_errmsg *msg);
 
 /* ---------------------------------------------------------------------------------------- */
 /* link.c: the links to peers                                                                */

@@ -1,6 +1,6 @@
 /*
  * The control socket's commands (node/CONTROL.md): the dispatch of a request, and the commands
- * that write (case.new/set/unset, consent.grant, manifest.import). May call: ctlread.c,
+ * that write (case.new/set/unset, consent.grant/revoke, manifest.import). May call: ctlread.c,
  * ctlreq.c, write.c, sync.c (push), link.c (dial), rebuild.c (retired keys), state.c.
  */
 #include "ctl.h"
@@ -266,6 +266,91 @@ static void cmd_consent_grant(req *r)
     node__ctl_json(e, r->id, doc);
 }
 
+/* consent.revoke: case, org, scopes ("" for every scope org holds), access left ("none" to
+ * revoke, "read" to downgrade), note. */
+static void cmd_consent_revoke(req *r)
+{
+    proto_case_id c;
+    if (!node__ctl_case(r, &c))
+        return;
+    node_engine *e = r->e;
+    char scopes[512], access[16];
+    node_revoke *rv = calloc(1, sizeof(*rv));
+    if (rv == NULL) {
+        node__ctl_error(e, r->id, CODE_INTERNAL, "out of memory");
+        return;
+    }
+    if (!node__ctl_arg(r, 2, rv->from, sizeof(rv->from))
+        || !node__ctl_arg(r, 3, scopes, sizeof(scopes))
+        || !node__ctl_arg(r, 4, access, sizeof(access))
+        || !node__ctl_arg(r, 5, rv->note, sizeof(rv->note))) {
+        node__ctl_error(e, r->id, CODE_USAGE,
+            "consent.revoke takes: case, org, scopes (empty: all), access left (none or read), "
+            "reason (at most 255 bytes)");
+        goto out;
+    }
+    char m[400];
+    if (!proto_access_parse(access, strlen(access), &rv->access)
+        || rv->access == PROTO_ACCESS_WRITE) {
+        node__ctl_error(e, r->id, CODE_USAGE,
+            "the access left must be none (revoke) or read (downgrade a writer)");
+        goto out;
+    }
+    if (node__member_by_org(e, rv->from) == NULL || strcmp(rv->from, e->cfg.org) == 0) {
+        snprintf(m, sizeof(m),
+            strcmp(rv->from, e->cfg.org) == 0
+                ? "'%s' is this node's own org: the owner's access cannot be revoked"
+                : "'%s' is not a member of the network (see 'patto status')",
+            rv->from);
+        node__ctl_error(e, r->id, CODE_NOTFOUND, m);
+        goto out;
+    }
+    if (rv->note[0] != 0 && !proto_text_valid(rv->note, strlen(rv->note), sizeof(rv->note) - 1)) {
+        node__ctl_error(e, r->id, CODE_USAGE,
+            "the reason must be text without control characters, and not only spaces");
+        goto out;
+    }
+    rv->reason = PROTO_NARROW_REVOKED;
+    snprintf(rv->operator_name, sizeof(rv->operator_name), "%s", r->operator_name);
+    snprintf(rv->unix_user, sizeof(rv->unix_user), "%s", r->unix_user);
+    const char *list[NODE_REVOKE_SCOPES_MAX];
+    size_t ns = 0;
+    if (scopes[0] != 0 && (ns = grant_scopes(r, scopes, list, NODE_REVOKE_SCOPES_MAX)) == 0)
+        goto out;
+    node_errmsg msg = { { 0 } };
+    node_outs outs = { NULL, 0, 0 };
+    node_err err = node__case_revoke(e, &c, list, ns, rv, &outs, &msg);
+    node__push(e, &outs);
+    node__outs_free(&outs);
+    if (err != NODE_OK) {
+        node__ctl_error(e, r->id, node__ctl_code(err), msg.text);
+        goto out;
+    }
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(&c, id);
+    json_object *doc = json_object_new_object(), *sa = json_object_new_array();
+    for (size_t i = 0; i < rv->ndone; i++) {
+        NODE_INFO("consent.revoke",
+            "case=%s from=%s scope=%s access=%s entry=%" PRIu64 " new_epoch=%" PRIu64
+            " operator=\"%s\" user=\"%s\"",
+            id, rv->from, rv->done[i].scope, access, rv->done[i].entry, rv->done[i].epoch,
+            node__logq(r->operator_name), node__logq(r->unix_user));
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "scope", json_object_new_string(rv->done[i].scope));
+        json_object_object_add(o, "entry", json_object_new_int64((int64_t)rv->done[i].entry));
+        json_object_object_add(o, "new_epoch",
+            rv->done[i].epoch ? json_object_new_int64((int64_t)rv->done[i].epoch) : NULL);
+        json_object_array_add(sa, o);
+    }
+    json_object_object_add(doc, "id", json_object_new_string(id));
+    json_object_object_add(doc, "from", json_object_new_string(rv->from));
+    json_object_object_add(doc, "access", json_object_new_string(access));
+    json_object_object_add(doc, "scopes", sa);
+    node__ctl_json(e, r->id, doc);
+out:
+    free(rv);
+}
+
 static void cmd_manifest_import(req *r)
 {
     if (r->nargs < 2) {
@@ -330,7 +415,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
     }
     if (r.operator_name[0] == 0)
         snprintf(r.operator_name, sizeof(r.operator_name), "%s", e->cfg.operator_name);
-    bool writes = strncmp(cmd, "case.", 5) == 0 || strcmp(cmd, "consent.grant") == 0;
+    bool writes = strncmp(cmd, "case.", 5) == 0 || strcmp(cmd, "consent.grant") == 0
+        || strcmp(cmd, "consent.revoke") == 0;
     bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0;
     if (writes && !reads_only && r.operator_name[0] == 0) {
         char msg[sizeof(e->dir) + 300];
@@ -367,6 +453,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         node__cmd_case_list(&r);
     else if (strcmp(cmd, "consent.grant") == 0)
         cmd_consent_grant(&r);
+    else if (strcmp(cmd, "consent.revoke") == 0)
+        cmd_consent_revoke(&r);
     else if (strcmp(cmd, "manifest.import") == 0)
         cmd_manifest_import(&r);
     else {

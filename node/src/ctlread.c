@@ -116,15 +116,39 @@ static bool ended_here(node_txn *t, const node_engine *e, const proto_case_id *c
     proto_wipe(&k, sizeof(k));
     ledger_entry *en = mine ? NULL : malloc(sizeof(*en));
     bool ended = en != NULL && node__grant_for(t, c, scope, e->cfg.org, UINT64_MAX, en)
-        && en->expiry_ms != 0 && en->expiry_ms < node__now(e);
+        && ((en->expiry_ms != 0 && en->expiry_ms < node__now(e))
+            || en->access == PROTO_ACCESS_NONE); /* revoked: closed here */
     free(en);
     return ended;
+}
+
+/* A closed scope (ledger_closed) as JSON (node/CONTROL.md, status "closed"). */
+static json_object *closed_json(const proto_case_id *c, const char *scope, const ledger_closed *x)
+{
+    json_object *o = json_object_new_object();
+    char id[PROTO_CASE_ID_TEXT_SIZE], at[32];
+    if (c != NULL) {
+        proto_case_id_format(c, id);
+        json_object_object_add(o, "case", json_object_new_string(id));
+    }
+    json_object_object_add(o, "scope", json_object_new_string(scope));
+    json_object_object_add(o, "owner", json_object_new_string(x->owner_org));
+    json_object_object_add(o, "entry", json_object_new_int64((int64_t)x->entry));
+    node__rfc3339(x->at_ms, at);
+    json_object_object_add(o, "since", json_object_new_string(at));
+    json_object_object_add(o, "reason", json_object_new_string(node__narrow_reason(x->reason)));
+    const char *basis = proto_basis_name(x->basis), *acc = proto_access_name(x->access);
+    json_object_object_add(o, "basis", basis != NULL ? json_object_new_string(basis) : NULL);
+    json_object_object_add(o, "access", json_object_new_string(acc != NULL ? acc : "?"));
+    json_object_object_add(o, "purged", json_object_new_boolean(x->purged));
+    json_object_object_add(o, "own_writes_refused", json_object_new_int64((int64_t)x->refused));
+    return o;
 }
 
 typedef struct show_ctx {
     node_engine *e;
     const proto_case_id *id;
-    json_object *scopes, *conflicts, *access;
+    json_object *scopes, *conflicts, *access, *closed;
     char owner[PROTO_ORG_MAX + 1];
     size_t n;
     node_err err;
@@ -145,49 +169,78 @@ static bool entry_json_cb(const ledger_entry *en, void *ctx)
         json_object_array_add(a, o);
         return true;
     }
-    json_object_object_add(o, "kind", json_object_new_string("grant"));
-    json_object_object_add(o, "to", json_object_new_string(en->grantee));
+    bool narrow = en->kind == PROTO_BODY_ACCESS_NARROW;
     const char *acc = proto_access_name(en->access), *basis = proto_basis_name(en->basis);
+    json_object_object_add(o, "kind", json_object_new_string(narrow ? "narrowing" : "grant"));
+    json_object_object_add(o, "to", json_object_new_string(en->grantee));
     json_object_object_add(o, "access", json_object_new_string(acc ? acc : "?"));
-    json_object_object_add(o, "purpose", json_object_new_string(en->purpose));
-    json_object_object_add(o, "basis", json_object_new_string(basis ? basis : "?"));
-    json_object_object_add(
-        o, "provision", en->provision[0] ? json_object_new_string(en->provision) : NULL);
-    char until[32];
-    if (en->expiry_ms != 0)
-        node__rfc3339(en->expiry_ms, until);
-    json_object_object_add(o, "until", en->expiry_ms != 0 ? json_object_new_string(until) : NULL);
-    json_object_object_add(
-        o, "until_ms", en->expiry_ms != 0 ? json_object_new_int64((int64_t)en->expiry_ms) : NULL);
+    if (narrow) {
+        json_object_object_add(
+            o, "reason", json_object_new_string(node__narrow_reason(en->reason)));
+        json_object_object_add(o, "cut", json_object_new_int64((int64_t)en->ncut));
+    } else {
+        json_object_object_add(o, "purpose", json_object_new_string(en->purpose));
+        json_object_object_add(o, "basis", json_object_new_string(basis ? basis : "?"));
+        json_object_object_add(
+            o, "provision", en->provision[0] ? json_object_new_string(en->provision) : NULL);
+        char until[32];
+        if (en->expiry_ms != 0)
+            node__rfc3339(en->expiry_ms, until);
+        json_object_object_add(
+            o, "until", en->expiry_ms != 0 ? json_object_new_string(until) : NULL);
+        json_object_object_add(o, "until_ms",
+            en->expiry_ms != 0 ? json_object_new_int64((int64_t)en->expiry_ms) : NULL);
+    }
     json_object_object_add(o, "operator", json_object_new_string(en->operator_name));
     json_object_object_add(
         o, "unix_user", en->unix_user[0] ? json_object_new_string(en->unix_user) : NULL);
-    json_object_object_add(
-        o, "evidence", en->evidence[0] ? json_object_new_string(en->evidence) : NULL);
+    /* a narrowing's note is kept where a grant keeps its evidence */
+    json_object_object_add(o, narrow ? "note" : "evidence",
+        en->evidence[0] ? json_object_new_string(en->evidence) : NULL);
     json_object_array_add(a, o);
     return true;
 }
 
-/* The state of each grant of one scope's access log (entries in number order), as this node
- * sees it now: "replaced" when a later entry grants the same org again (the newest one is the
- * one in force), else "expired" once its end has passed by this node's clock (what a holder
- * accepts is judged by the writes' signed clocks, ARCHITECTURE.md section 4), else "active". */
+/* The state of each grant and narrowing of one scope's access log (entries in number order), as
+ * this node sees it now: a grant is "replaced" when a later entry grants the same org again (the
+ * newest one is the one in force), "revoked" or "downgraded" when a narrowing of that org
+ * follows it before any later grant, else "expired" once its end has passed by this node's clock
+ * (what a holder accepts is judged by the writes' signed clocks, ARCHITECTURE.md section 4),
+ * else "active". A narrowing is "revoked" or "downgraded", or "replaced" by a later grant. */
 static void grant_states(json_object *entries, uint64_t now)
 {
-    json_object *later = json_object_new_object(); /* orgs granted by a later entry */
+    /* per org, what comes after the entry at hand: "grant", or the lowest access a narrowing
+     * left since the next grant ("none", "read") */
+    json_object *later = json_object_new_object();
     for (size_t i = json_object_array_length(entries); i-- > 0;) {
-        json_object *o = json_object_array_get_idx(entries, i), *v, *until = NULL;
-        if (!json_object_object_get_ex(o, "kind", &v) || strcmp(json_object_get_string(v), "grant"))
+        json_object *o = json_object_array_get_idx(entries, i), *v, *until = NULL, *after;
+        const char *kind
+            = json_object_object_get_ex(o, "kind", &v) ? json_object_get_string(v) : "";
+        bool grant = strcmp(kind, "grant") == 0;
+        if (!grant && strcmp(kind, "narrowing") != 0)
             continue;
         const char *to = json_object_object_get_ex(o, "to", &v) ? json_object_get_string(v) : "";
-        bool replaced = json_object_object_get_ex(later, to, NULL);
-        bool expired = json_object_object_get_ex(o, "until_ms", &until) && until != NULL
-            && (uint64_t)json_object_get_int64(until) < now;
-        json_object_object_add(o, "state",
-            json_object_new_string(replaced ? "replaced"
-                    : expired               ? "expired"
-                                            : "active"));
-        json_object_object_add(later, to, NULL);
+        const char *acc
+            = json_object_object_get_ex(o, "access", &v) ? json_object_get_string(v) : "";
+        const char *next
+            = json_object_object_get_ex(later, to, &after) ? json_object_get_string(after) : "";
+        const char *state;
+        if (strcmp(next, "grant") == 0)
+            state = "replaced";
+        else if (!grant || strcmp(next, "none") == 0 || strcmp(next, "read") == 0)
+            state = strcmp(grant ? next : acc, "none") == 0 ? "revoked"
+                : grant && strcmp(acc, "read") == 0 ? "active" /* read narrowed to read */
+                                                    : "downgraded";
+        else
+            state = json_object_object_get_ex(o, "until_ms", &until) && until != NULL
+                    && (uint64_t)json_object_get_int64(until) < now
+                ? "expired"
+                : "active";
+        json_object_object_add(o, "state", json_object_new_string(state));
+        if (grant)
+            json_object_object_add(later, to, json_object_new_string("grant"));
+        else if (strcmp(next, "grant") != 0 && strcmp(next, "none") != 0)
+            json_object_object_add(later, to, json_object_new_string(acc));
     }
     json_object_put(later);
 }
@@ -226,6 +279,21 @@ static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
     return c->err == NODE_OK;
 }
 
+/* A closed scope of the case still held here (public task, legal obligation: kept, closed).
+ * A purged one is not shown: the case answers as one this node cannot read. */
+static bool show_closed_cb(
+    const proto_case_id *c, const char *scope, const ledger_closed *x, void *ctx)
+{
+    (void)c;
+    show_ctx *s = ctx;
+    if (!x->purged && x->access == PROTO_ACCESS_NONE) {
+        json_object_object_add(s->closed, scope, closed_json(NULL, scope, x));
+        snprintf(s->owner, sizeof(s->owner), "%s", x->owner_org);
+        s->n++;
+    }
+    return true;
+}
+
 typedef struct show_req {
     show_ctx *c;
     const proto_case_id *id;
@@ -240,6 +308,8 @@ static node_err show_cb(node_txn *t, void *ctx)
     s->c->err = NODE_OK;
     s->owned = node__ledger_case_owned(t, s->id, NULL);
     node_err err = node__ledger_case_scopes(t, s->id, show_scope_cb, s->c);
+    if (err == NODE_OK && s->c->err == NODE_OK)
+        err = node__ledger_closed_list(t, s->id, show_closed_cb, s->c);
     return err != NODE_OK ? err : s->c->err;
 }
 
@@ -254,7 +324,8 @@ static json_object *case_doc(req *r)
         .id = &c,
         .scopes = json_object_new_object(),
         .conflicts = json_object_new_object(),
-        .access = json_object_new_object() };
+        .access = json_object_new_object(),
+        .closed = json_object_new_object() };
     show_req s = { &sc, &c, false };
     node_errmsg msg;
     node_err err = node_store_read(r->e->store, show_cb, &s, &msg);
@@ -264,6 +335,7 @@ static json_object *case_doc(req *r)
         json_object_put(sc.scopes);
         json_object_put(sc.conflicts);
         json_object_put(sc.access);
+        json_object_put(sc.closed);
         if (err != NODE_OK) {
             node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
             return NULL;
@@ -280,6 +352,7 @@ static json_object *case_doc(req *r)
     json_object_object_add(doc, "scopes", sc.scopes);
     json_object_object_add(doc, "conflicts", sc.conflicts);
     json_object_object_add(doc, "access", sc.access);
+    json_object_object_add(doc, "closed", sc.closed);
     return doc;
 }
 
@@ -308,7 +381,8 @@ void node__cmd_consent_list(req *r)
         for (size_t i = 0; i < json_object_array_length(entries); i++) {
             json_object *e = json_object_array_get_idx(entries, i), *kind;
             if (!json_object_object_get_ex(e, "kind", &kind)
-                || strcmp(json_object_get_string(kind), "grant") != 0)
+                || (strcmp(json_object_get_string(kind), "grant") != 0
+                    && strcmp(json_object_get_string(kind), "narrowing") != 0))
                 continue;
             json_object *row = json_object_new_object();
             json_object_object_add(row, "scope", json_object_new_string(scope));
@@ -457,6 +531,8 @@ typedef struct status_ctx {
     size_t nvv;
     size_t cases, bodies;
     json_object *quarantined;
+    json_object *closed; /* scopes whose access ended here (the first STATUS_CLOSED_LISTED) */
+    size_t nclosed;
 } status_ctx;
 
 /* This node's own writes voided by its own fork, listed in status: at most this many (the
@@ -518,6 +594,18 @@ static bool quar_json_cb(const uint8_t origin[32], uint64_t seq, void *ctx)
     return true;
 }
 
+/* Closed scopes listed in status: at most this many (the count is whole). */
+#define STATUS_CLOSED_LISTED 100
+
+static bool status_closed_cb(
+    const proto_case_id *c, const char *scope, const ledger_closed *x, void *ctx)
+{
+    status_ctx *s = ctx;
+    if (s->nclosed++ < STATUS_CLOSED_LISTED)
+        json_object_array_add(s->closed, closed_json(c, scope, x));
+    return true;
+}
+
 static node_err status_cb(node_txn *t, void *ctx)
 {
     status_ctx *c = ctx;
@@ -532,7 +620,7 @@ static node_err status_cb(node_txn *t, void *ctx)
         json_object_put(l.items[i].scopes);
     free(l.items);
     c->cases = l.n;
-    if (err != NODE_OK)
+    if (err != NODE_OK || (err = node__ledger_closed_list(t, NULL, status_closed_cb, c)) != NODE_OK)
         return err;
     return node__ledger_quarantine_list(t, &c->e->lim, quar_json_cb, c);
 }
@@ -551,11 +639,13 @@ static json_object *vv_json(const proto_vv_item *vv, size_t n)
 void node__cmd_status(req *r)
 {
     node_engine *e = r->e;
-    status_ctx c = { .e = e, .quarantined = json_object_new_array() };
+    status_ctx c
+        = { .e = e, .quarantined = json_object_new_array(), .closed = json_object_new_array() };
     node_errmsg msg;
     node_err err = node_store_read(e->store, status_cb, &c, &msg);
     if (err != NODE_OK) {
         json_object_put(c.quarantined);
+        json_object_put(c.closed);
         free(c.vv);
         node__ctl_error(e, r->id, CODE_INTERNAL, msg.text);
         return;
@@ -634,6 +724,8 @@ void node__cmd_status(req *r)
         counts, "waits_retried", json_object_new_int64((int64_t)e->waits_retried));
     json_object_object_add(doc, "counts", counts);
     json_object_object_add(doc, "quarantined", c.quarantined);
+    json_object_object_add(doc, "closed", c.closed);
+    json_object_object_add(doc, "closed_count", json_object_new_int64((int64_t)c.nclosed));
     size_t causal = 0, clock = 0, key = 0;
     for (size_t i = 0; i < e->waits.n; i++) {
         causal += e->waits.v[i].why == WAIT_CAUSAL;

@@ -43,6 +43,19 @@ node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key
     return NODE_OK;
 }
 
+void node__keycache_drop(node_engine *e, const uint8_t tag[32])
+{
+    if (e->keys == NULL)
+        return;
+    uint64_t h = 0;
+    memcpy(&h, tag, sizeof(h));
+    node_keyslot *s = &e->keys[h % KEYCACHE_SLOTS];
+    if (s->key != NULL && memcmp(s->tag, tag, 32) == 0) {
+        proto_scope_key_free(s->key); /* wipes */
+        s->key = NULL;
+    }
+}
+
 void node__keycache_free(node_engine *e)
 {
     if (e->keys == NULL)

@@ -765,3 +765,109 @@ node_err node__ledger_count(node_txn *t, node_db db, const char *prefix, size_t 
     *n = 0;
     return node_txn_scan(t, db, prefix, prefix ? strlen(prefix) : 0, count_cb, n);
 }
+
+/* The destruction primitive's store part (ledger.h). Keys are gathered first, then deleted:
+ * no record is deleted under an open scan. */
+typedef struct key_list {
+    lkey *v;
+    size_t n, cap;
+    bool oom;
+} key_list;
+
+static bool key_list_push(key_list *l, lkey k)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->v, cap * sizeof(*l->v));
+        if (p == NULL) {
+            l->oom = true;
+            return false;
+        }
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n++] = k;
+    return true;
+}
+
+static bool key_list_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v;
+    (void)vl;
+    lkey x;
+    if (kl > sizeof(x.b))
+        return true;
+    memcpy(x.b, k, kl);
+    x.n = kl;
+    return key_list_push(ctx, x);
+}
+
+static bool tag_list_cb(const ledger_key *k, void *ctx)
+{
+    return key_list_push(ctx, mk('K', k->tag, 32, NULL, 0));
+}
+
+static bool id_list_cb(const uint8_t id[32], void *ctx)
+{
+    return key_list_push(ctx, mk('I', id, 32, NULL, 0));
+}
+
+/* Delete every key of l from db (those already gone are fine). */
+static node_err key_list_del(node_txn *t, node_db db, const key_list *l)
+{
+    node_err err = l->oom ? NODE_ENOMEM : NODE_OK;
+    for (size_t i = 0; i < l->n && err == NODE_OK; i++)
+        if ((err = node_txn_del(t, db, l->v[i].b, l->v[i].n)) == NODE_ENOTFOUND)
+            err = NODE_OK;
+    return err;
+}
+
+node_err node__ledger_scope_destroy(
+    node_txn *t, const proto_case_id *c, const char *scope, size_t *bodies)
+{
+    *bodies = 0;
+    key_list tags = { 0 }, ids = { 0 }, recs = { 0 };
+    node_err err = node__ledger_scope_keys(t, c, scope, tag_list_cb, &tags);
+    for (size_t i = 0; err == NODE_OK && !tags.oom && i < tags.n; i++) {
+        const uint8_t *tag = tags.v[i].b + 1;
+        ids.n = recs.n = 0;
+        err = node__ledger_tag_headers(t, tag, id_list_cb, &ids);
+        for (size_t j = 0; err == NODE_OK && !ids.oom && j < ids.n; j++) {
+            uint8_t place[40];
+            if (log_place(t, ids.v[j].b + 1, place) != NODE_OK)
+                continue;
+            if ((err = node_txn_del(t, NODE_DB_BODIES, place, 40)) == NODE_OK)
+                ++*bodies;
+            if (err == NODE_ENOTFOUND)
+                err = NODE_OK;
+            (void)key_list_push(&recs, mk('A', place, 40, NULL, 0));
+        }
+        (void)key_list_push(&recs, mk('S', tag, 32, NULL, 0));
+        (void)key_list_push(&recs, mk('L', tag, 32, NULL, 0));
+        if (err == NODE_OK && (ids.oom || recs.oom))
+            err = NODE_ENOMEM;
+        if (err == NODE_OK)
+            err = key_list_del(t, NODE_DB_STATE, &recs);
+    }
+    if (err == NODE_OK)
+        err = key_list_del(t, NODE_DB_KEYS, &tags); /* 'K' tag: the keys themselves */
+    /* the epoch index and the current epoch, then the access log */
+    recs.n = 0;
+    lkey pk = epoch_key(c, scope, 0, false);
+    if (err == NODE_OK)
+        err = node_txn_scan(t, NODE_DB_KEYS, pk.b, pk.n, key_list_cb, &recs);
+    if (err == NODE_OK)
+        (void)key_list_push(&recs, mk('C', c->b, 16, scope, strlen(scope)));
+    if (err == NODE_OK)
+        err = key_list_del(t, NODE_DB_KEYS, &recs);
+    recs.n = 0;
+    lkey ek = node__ledger_scope_key('E', c, scope, 0, false);
+    if (err == NODE_OK)
+        err = node_txn_scan(t, NODE_DB_CONSENTS, ek.b, ek.n, key_list_cb, &recs);
+    if (err == NODE_OK)
+        err = key_list_del(t, NODE_DB_CONSENTS, &recs);
+    free(tags.v);
+    free(ids.v);
+    free(recs.v);
+    return err;
+}

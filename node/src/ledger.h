@@ -19,6 +19,7 @@
  *            'A' origin(32) seq(8)      -> status(1)     (body applied, or refused)
  *            'L' tag(32)                -> last change ms(8)
  *   consents 'E' case(16) len(1) scope number(8) -> access-log entry (ledger_entry)
+ *            'X' case(16) len(1) scope  -> closed scope (ledger_closed): access ended here
  *   manifest "current"                  -> signed manifest bytes
  *   meta     "own"                      -> last seq(8) last id(32)
  *            "layout"                   -> 3 (protocol version 2; bodies and 'A' by log place)
@@ -61,11 +62,11 @@ typedef struct ledger_key {
 #define LEDGER_USER_MAX 64
 typedef struct ledger_entry {
     uint64_t number; /* 1, 2, ... in the scope's log */
-    uint8_t kind;    /* PROTO_BODY_ACCESS_GRANT or PROTO_BODY_ACCESS_EPOCH */
+    uint8_t kind;    /* PROTO_BODY_ACCESS_GRANT, _EPOCH or _NARROW */
     uint8_t id[32];  /* the header that carried it */
     crdt_hlc hlc;    /* and that header's clock: when the owner recorded it */
     uint64_t epoch;  /* the epoch of the key it was sealed under */
-    /* grant */
+    /* grant (and narrowing: grantee, access, operator, unix user; evidence holds its note) */
     char grantee[PROTO_ORG_MAX + 1];
     uint8_t access; /* proto_access_level */
     char purpose[PROTO_ORG_MAX + 1];
@@ -78,6 +79,10 @@ typedef struct ledger_entry {
     /* epoch announcement */
     uint64_t new_epoch;
     uint8_t key_hash[32];
+    /* narrowing: why, and the cut (per origin of the grantee: the last seq the owner held) */
+    uint8_t reason; /* proto_narrow_reason */
+    size_t ncut;
+    proto_cut cut[PROTO_CUT_MAX];
 } ledger_entry;
 
 typedef enum ledger_applied {
@@ -195,6 +200,36 @@ node_err node__ledger_quarantine_get(node_txn *t, const uint8_t origin[32], cons
 bool node__ledger_quarantined(node_txn *t, const uint8_t origin[32]);
 /* The seq of origin's proof of equivocation (its fork point), or 0 when it has none. */
 uint64_t node__ledger_fork_seq(node_txn *t, const proto_limits *lim, const uint8_t origin[32]);
+/* A (case, scope) whose access ended at this node by a narrowing of its org: kept after the
+ * scope's data is destroyed (purged) or kept closed, so its operator sees what happened. */
+typedef struct ledger_closed {
+    uint64_t entry;   /* the narrowing's number */
+    uint64_t at_ms;   /* the owner's clock on it */
+    uint8_t reason;   /* proto_narrow_reason */
+    uint8_t basis;    /* of the grant it ended: proto_basis */
+    uint8_t access;   /* what is left: PROTO_ACCESS_NONE or _READ */
+    bool purged;      /* keys, bodies and state destroyed here */
+    uint32_t refused; /* this node's own writes beyond the cut, refused */
+    char owner_org[PROTO_ORG_MAX + 1];
+} ledger_closed;
+node_err node__ledger_closed_put(
+    node_txn *t, const proto_case_id *c, const char *scope, const ledger_closed *x);
+node_err node__ledger_closed_get(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_closed *out);
+node_err node__ledger_closed_del(node_txn *t, const proto_case_id *c, const char *scope);
+/* Every closed scope of a case (c != NULL) or of all cases, in key order. */
+typedef bool (*ledger_closed_cb)(
+    const proto_case_id *c, const char *scope, const ledger_closed *x, void *ctx);
+node_err node__ledger_closed_list(
+    node_txn *t, const proto_case_id *c, ledger_closed_cb fn, void *ctx);
+
+/* The destruction primitive's store part: every key of (case, scope) (every epoch), the bodies
+ * and applied marks of the headers under their tags, their states, and the scope's access
+ * log. Headers stay (they are the network's log). *bodies counts the bodies removed. LMDB
+ * frees the pages; they leave the file only when the store is compacted. */
+node_err node__ledger_scope_destroy(
+    node_txn *t, const proto_case_id *c, const char *scope, size_t *bodies);
+
 /* Drop an access-log entry (its header turned out void). */
 node_err node__ledger_entry_del(
     node_txn *t, const proto_case_id *c, const char *scope, uint64_t number);

@@ -2,7 +2,9 @@
  * The access log of each (case, scope) on top of the store: 'E' case(16) len(1) scope
  * number(8) -> kind(1) id(32) wall(8) logical(2) epoch(8), then for a grant access(1) basis(1)
  * expiry(8) and six strings (len(2) bytes): grantee, purpose, provision, operator, unix user,
- * evidence; for an epoch announcement new_epoch(8) key_hash(32). The rest of the key layout
+ * evidence; for an epoch announcement new_epoch(8) key_hash(32); for a narrowing access(1)
+ * reason(1) ncut(1), ncut times origin(32) seq(8) id(32), and four strings: grantee,
+ * operator, unix user, note. The rest of the key layout
  * is in ledger.h. May call: store.c, proto.
  */
 #include "ledger.h"
@@ -43,8 +45,8 @@ static bool get_str(const uint8_t **p, size_t *left, char *out, size_t max)
 node_err node__ledger_entry_put(
     node_txn *t, const proto_case_id *c, const char *scope, const ledger_entry *en)
 {
-    uint8_t *v = malloc(
-        ENTRY_HEAD + 10 + 6 * 2 + 2 * PROTO_ORG_MAX + 3 * PROTO_TEXT_MAX + LEDGER_USER_MAX + 40);
+    uint8_t *v = malloc(ENTRY_HEAD + 10 + 6 * 2 + 2 * PROTO_ORG_MAX + 3 * PROTO_TEXT_MAX
+        + LEDGER_USER_MAX + 40 + PROTO_CUT_MAX * 72);
     if (v == NULL)
         return NODE_ENOMEM;
     size_t n = 0;
@@ -65,6 +67,21 @@ node_err node__ledger_entry_put(
         n += put_str(v + n, en->grantee);
         n += put_str(v + n, en->purpose);
         n += put_str(v + n, en->provision);
+        n += put_str(v + n, en->operator_name);
+        n += put_str(v + n, en->unix_user);
+        n += put_str(v + n, en->evidence);
+    } else if (en->kind == PROTO_BODY_ACCESS_NARROW) {
+        size_t nc = en->ncut < PROTO_CUT_MAX ? en->ncut : PROTO_CUT_MAX;
+        v[n++] = en->access;
+        v[n++] = en->reason;
+        v[n++] = (uint8_t)nc;
+        for (size_t i = 0; i < nc; i++) {
+            memcpy(v + n, en->cut[i].origin, 32);
+            node__ledger_be64(v + n + 32, en->cut[i].seq);
+            memcpy(v + n + 40, en->cut[i].id, 32);
+            n += 72;
+        }
+        n += put_str(v + n, en->grantee);
         n += put_str(v + n, en->operator_name);
         n += put_str(v + n, en->unix_user);
         n += put_str(v + n, en->evidence);
@@ -105,6 +122,26 @@ static node_err entry_decode(uint64_t number, const void *val, size_t len, ledge
         if (!get_str(&p, &left, out->grantee, PROTO_ORG_MAX)
             || !get_str(&p, &left, out->purpose, PROTO_ORG_MAX)
             || !get_str(&p, &left, out->provision, PROTO_TEXT_MAX)
+            || !get_str(&p, &left, out->operator_name, PROTO_TEXT_MAX)
+            || !get_str(&p, &left, out->unix_user, LEDGER_USER_MAX)
+            || !get_str(&p, &left, out->evidence, PROTO_TEXT_MAX) || left != 0)
+            return NODE_ECORRUPT;
+        return NODE_OK;
+    }
+    if (out->kind == PROTO_BODY_ACCESS_NARROW) {
+        if (left < 3 || p[2] > PROTO_CUT_MAX || left - 3 < (size_t)p[2] * 72)
+            return NODE_ECORRUPT;
+        out->access = p[0];
+        out->reason = p[1];
+        out->ncut = p[2];
+        p += 3;
+        left -= 3;
+        for (size_t i = 0; i < out->ncut; i++, p += 72, left -= 72) {
+            memcpy(out->cut[i].origin, p, 32);
+            out->cut[i].seq = node__ledger_get64(p + 32);
+            memcpy(out->cut[i].id, p + 40, 32);
+        }
+        if (!get_str(&p, &left, out->grantee, PROTO_ORG_MAX)
             || !get_str(&p, &left, out->operator_name, PROTO_TEXT_MAX)
             || !get_str(&p, &left, out->unix_user, LEDGER_USER_MAX)
             || !get_str(&p, &left, out->evidence, PROTO_TEXT_MAX) || left != 0)
@@ -190,4 +227,97 @@ uint64_t node__ledger_entries_contiguous(node_txn *t, const proto_case_id *c, co
     if (node_txn_scan(t, NODE_DB_CONSENTS, k.b, k.n, contig_cb, &cc) != NODE_OK)
         return 0; /* nothing counts as held: what waits for entries waits longer */
     return cc.n;
+}
+
+/* Closed scopes: 'X' case(16) len(1) scope -> entry(8) at(8) reason(1) basis(1) access(1)
+ * purged(1) refused(4) owner org (the rest). */
+#define CLOSED_FIXED (8 + 8 + 4 + 4)
+
+node_err node__ledger_closed_put(
+    node_txn *t, const proto_case_id *c, const char *scope, const ledger_closed *x)
+{
+    uint8_t v[CLOSED_FIXED + PROTO_ORG_MAX];
+    size_t ol = strlen(x->owner_org);
+    if (ol > PROTO_ORG_MAX)
+        return NODE_EINVAL;
+    node__ledger_be64(v, x->entry);
+    node__ledger_be64(v + 8, x->at_ms);
+    v[16] = x->reason;
+    v[17] = x->basis;
+    v[18] = x->access;
+    v[19] = x->purged ? 1 : 0;
+    v[20] = (uint8_t)(x->refused >> 24);
+    v[21] = (uint8_t)(x->refused >> 16);
+    v[22] = (uint8_t)(x->refused >> 8);
+    v[23] = (uint8_t)x->refused;
+    memcpy(v + CLOSED_FIXED, x->owner_org, ol);
+    lkey k = node__ledger_scope_key('X', c, scope, 0, false);
+    return node_txn_put(t, NODE_DB_CONSENTS, k.b, k.n, v, CLOSED_FIXED + ol);
+}
+
+static node_err closed_decode(const uint8_t *v, size_t n, ledger_closed *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (n < CLOSED_FIXED || n - CLOSED_FIXED > PROTO_ORG_MAX)
+        return NODE_ECORRUPT;
+    out->entry = node__ledger_get64(v);
+    out->at_ms = node__ledger_get64(v + 8);
+    out->reason = v[16];
+    out->basis = v[17];
+    out->access = v[18];
+    out->purged = v[19] != 0;
+    out->refused = (uint32_t)v[20] << 24 | (uint32_t)v[21] << 16 | (uint32_t)v[22] << 8 | v[23];
+    memcpy(out->owner_org, v + CLOSED_FIXED, n - CLOSED_FIXED);
+    return NODE_OK;
+}
+
+node_err node__ledger_closed_get(
+    node_txn *t, const proto_case_id *c, const char *scope, ledger_closed *out)
+{
+    lkey k = node__ledger_scope_key('X', c, scope, 0, false);
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_CONSENTS, k.b, k.n, &v, &n);
+    return err != NODE_OK ? err : closed_decode(v, n, out);
+}
+
+node_err node__ledger_closed_del(node_txn *t, const proto_case_id *c, const char *scope)
+{
+    lkey k = node__ledger_scope_key('X', c, scope, 0, false);
+    node_err err = node_txn_del(t, NODE_DB_CONSENTS, k.b, k.n);
+    return err == NODE_ENOTFOUND ? NODE_OK : err;
+}
+
+typedef struct closed_ctx {
+    ledger_closed_cb fn;
+    void *ctx;
+    node_err err;
+} closed_ctx;
+
+static bool closed_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    closed_ctx *c = ctx;
+    const uint8_t *p = k;
+    if (kl < 18 || p[17] == 0 || p[17] > PROTO_SCOPE_NAME_MAX || kl != 18u + p[17])
+        return true;
+    proto_case_id id;
+    memcpy(id.b, p + 1, 16);
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    memcpy(scope, p + 18, p[17]);
+    scope[p[17]] = 0;
+    ledger_closed x;
+    if ((c->err = closed_decode(v, vl, &x)) != NODE_OK)
+        return false;
+    return c->fn(&id, scope, &x, c->ctx);
+}
+
+node_err node__ledger_closed_list(
+    node_txn *t, const proto_case_id *c, ledger_closed_cb fn, void *ctx)
+{
+    uint8_t prefix[17] = { 'X' };
+    if (c != NULL)
+        memcpy(prefix + 1, c->b, 16);
+    closed_ctx cc = { fn, ctx, NODE_OK };
+    node_err err = node_txn_scan(t, NODE_DB_CONSENTS, prefix, c != NULL ? 17 : 1, closed_cb, &cc);
+    return err != NODE_OK ? err : cc.err;
 }

@@ -315,8 +315,8 @@ node_err node__rebuild_noted(node_txn *t, apply_ctx *c)
         err = rebuild_scope(t, c->e, &c->rebuild.v[i], &voided);
     c->rebuild.n = 0;
     if (err == NODE_OK && n > 0)
-        NODE_WARN(
-            "rebuild.done", "scopes=%zu voided=%zu reason=\"a dot created twice\"", n, voided);
+        NODE_WARN("rebuild.done",
+            "scopes=%zu voided=%zu reason=\"a dot created twice, or a narrowing\"", n, voided);
     return err;
 }
 

@@ -57,6 +57,7 @@ typedef struct write_ctx {
     const char *const *scopes; /* grant mode when g != NULL */
     size_t nscopes;
     const node_grant *g;
+    node_revoke *rv; /* revoke mode */
     node_errmsg *msg;
     /* copies adopted after the commit */
     crdt_hlc clock;
@@ -403,12 +404,37 @@ static void grant_keys_free(grant_keys *g)
     g->n = 0;
 }
 
+/* A key grant of keys (of k's scope) to 1..PROTO_HINT_SLOTS recipients: this node's next
+ * header, decided, kept to push. */
+static node_err seal_key_grant(node_txn *t, write_ctx *w, const ledger_key *k,
+    const grant_keys *keys, const proto_recipient *r, size_t nr)
+{
+    proto_buf header = { NULL, 0 }, body = { NULL, 0 };
+    proto_header h;
+    memset(&h, 0, sizeof(h));
+    proto_seal_info info;
+    node_err err = next_place(w, &info);
+    if (err != NODE_OK)
+        return err;
+    proto_err perr = proto_key_grant_seal(w->e->me, w->e->cfg.org, &k->nonce,
+        (const proto_scope_key *const *)keys->v, keys->n, &info, r, nr, NULL, &header, &body);
+    if (perr != PROTO_OK)
+        err = node__fail(
+            w->msg, NODE_EINVAL, "cannot seal the key grant: %s", proto_strerror(perr));
+    else if ((err = store_own(t, w, &header, &body, &h)) == NODE_OK
+        && (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) == NODE_OK)
+        err = push_out(w, &header, &body, &h);
+    proto_header_fini(&h);
+    proto_buf_free(&header);
+    proto_buf_free(&body);
+    return err;
+}
+
 /* One scope granted: the grant entry in its access log (sealed under its current key, like a
  * delta, numbered after the last entry), then a key grant sealing every epoch's key to the
  * grantee. */
 static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const node_member *to)
 {
-    node_engine *e = w->e;
     ledger_key k;
     node_err err = scope_key(t, w, scope, &k);
     if (err != NODE_OK)
@@ -431,9 +457,6 @@ static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const 
 #undef BYTES
     ledger_entry *en = calloc(1, sizeof(*en));
     grant_keys keys = { { NULL }, 0, false };
-    proto_buf header = { NULL, 0 }, body = { NULL, 0 };
-    proto_header h;
-    memset(&h, 0, sizeof(h));
     if (en == NULL) {
         err = NODE_ENOMEM;
         goto out;
@@ -465,28 +488,25 @@ static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const 
     }
     proto_recipient r;
     memcpy(r.box_pk, to->box_pk, 32);
-    proto_seal_info info;
-    if ((err = next_place(w, &info)) != NODE_OK)
-        goto out;
-    proto_err perr = proto_key_grant_seal(e->me, e->cfg.org, &k.nonce,
-        (const proto_scope_key *const *)keys.v, keys.n, &info, &r, 1, NULL, &header, &body);
-    if (perr != PROTO_OK) {
-        err = node__fail(
-            w->msg, NODE_EINVAL, "cannot seal the key grant: %s", proto_strerror(perr));
-        goto out;
-    }
-    if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
-        || (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK)
-        goto out;
-    err = push_out(w, &header, &body, &h);
+    err = seal_key_grant(t, w, &k, &keys, &r, 1);
 out:
-    proto_header_fini(&h);
-    proto_buf_free(&header);
-    proto_buf_free(&body);
     grant_keys_free(&keys);
     free(en);
     proto_wipe(&k, sizeof(k));
     return err;
+}
+
+/* Only the case's owner grants, revokes and downgrades. */
+static node_err owned_here(node_txn *t, write_ctx *w, const char *what)
+{
+    if (node__ledger_case_owned(t, w->c, NULL))
+        return NODE_OK;
+    if (!node__ledger_case_known(t, w->c))
+        return no_case(w);
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(w->c, id);
+    return node__fail(w->msg, NODE_EINVAL,
+        "case %s was not opened on this node: only its owner can %s", id, what);
 }
 
 static node_err grant_cb(node_txn *t, void *ctx)
@@ -494,20 +514,253 @@ static node_err grant_cb(node_txn *t, void *ctx)
     write_ctx *w = ctx;
     node_engine *e = w->e;
     begin(w);
-    if (!node__ledger_case_owned(t, w->c, NULL)) {
-        if (!node__ledger_case_known(t, w->c))
-            return no_case(w);
-        char id[PROTO_CASE_ID_TEXT_SIZE];
-        proto_case_id_format(w->c, id);
-        return node__fail(w->msg, NODE_EINVAL,
-            "case %s was not opened on this node: only its owner can grant access to it", id);
-    }
+    node_err err0 = owned_here(t, w, "grant access to it");
+    if (err0 != NODE_OK)
+        return err0;
     node_member *to = node__member_by_org(e, w->g->to);
     if (to == NULL || !to->active)
         return node__fail(w->msg, NODE_ENOTFOUND, "'%s' is not a member of the network", w->g->to);
     node_err err = NODE_OK;
     for (size_t i = 0; i < w->nscopes && err == NODE_OK; i++)
         err = grant_scope(t, w, w->scopes[i], to);
+    return err != NODE_OK ? err : finish(t, w);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Revoking and downgrading: a narrowing entry with its cut, then (access none) a new epoch.  */
+
+/* Seal an access-log entry (plain, numbered after the last held) under k and store it. */
+static node_err log_entry(
+    node_txn *t, write_ctx *w, const ledger_key *k, proto_body *plain, ledger_entry *en)
+{
+    en->number = plain->entry;
+    en->kind = plain->kind;
+    en->epoch = k->epoch;
+    node_err err = seal_body(t, w, k, plain, en->id);
+    if (err != NODE_OK)
+        return err;
+    en->hlc = w->clock;
+    if ((err = node__ledger_entry_put(t, &k->case_id, k->scope, en)) == NODE_OK)
+        node__scope_moved(w->e, &k->case_id, k->scope);
+    return err;
+}
+
+static int cut_cmp(const void *a, const void *b)
+{
+    return memcmp(((const proto_cut *)a)->origin, ((const proto_cut *)b)->origin, 32);
+}
+
+/* The cut: for every origin the manifest lists for org, the last header of it held here. */
+static size_t cut_of(node_txn *t, node_engine *e, const char *org, proto_cut *cut)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->manifest.nmembers; i++) {
+        const proto_member *m = &e->manifest.members[i];
+        if (m->org.len != strlen(org) || memcmp(m->org.p, org, m->org.len) != 0)
+            continue;
+        for (size_t j = 0; j < m->nkeys && n < PROTO_CUT_MAX; j++) {
+            uint64_t seq = node__ledger_vv_last(t, m->keys[j].origin, cut[n].id);
+            if (seq == 0)
+                continue;
+            memcpy(cut[n].origin, m->keys[j].origin, 32);
+            cut[n++].seq = seq;
+        }
+    }
+    qsort(cut, n, sizeof(*cut), cut_cmp);
+    return n;
+}
+
+/* The orgs that read k's scope now (by this node's clock): the recipients of a new key. */
+typedef struct readers {
+    node_txn *t;
+    node_engine *e;
+    const ledger_key *k;
+    proto_recipient v[PROTO_MEMBERS_MAX];
+    size_t n;
+    ledger_entry *tmp;
+} readers;
+
+static bool readers_cb(const ledger_entry *en, void *ctx)
+{
+    readers *r = ctx;
+    if (en->kind != PROTO_BODY_ACCESS_GRANT || strcmp(en->grantee, r->e->cfg.org) == 0)
+        return true;
+    node_member *m = node__member_by_org(r->e, en->grantee);
+    if (m == NULL || !m->active || r->n == PROTO_MEMBERS_MAX)
+        return true;
+    for (size_t i = 0; i < r->n; i++)
+        if (memcmp(r->v[i].box_pk, m->box_pk, 32) == 0)
+            return true; /* named already */
+    if (node__grant_for(r->t, &r->k->case_id, r->k->scope, en->grantee, UINT64_MAX, r->tmp)
+        && r->tmp->access >= PROTO_ACCESS_READ
+        && (r->tmp->expiry_ms == 0 || r->tmp->expiry_ms >= node__now(r->e)))
+        memcpy(r->v[r->n++].box_pk, m->box_pk, 32);
+    return true;
+}
+
+/* A new epoch of k's scope: its key, the announcement (sealed under k, the key in force), and
+ * key grants of the new key to the orgs that read the scope now, four to a grant. *k becomes
+ * the new key. */
+static node_err rotate(node_txn *t, write_ctx *w, ledger_key *k, uint64_t *epoch)
+{
+    proto_scope_key *sk = NULL;
+    readers *rd = calloc(1, sizeof(*rd));
+    ledger_entry *en = calloc(1, sizeof(*en));
+    node_err err = rd == NULL || en == NULL ? NODE_ENOMEM : NODE_OK;
+    grant_keys keys = { { NULL }, 0, false };
+    if (err == NODE_OK
+        && proto_scope_key_new(&k->case_id, k->scope, k->epoch + 1, NULL, &sk) != PROTO_OK)
+        err = NODE_ENOMEM;
+    if (err == NODE_OK) {
+        proto_body plain;
+        memset(&plain, 0, sizeof(plain));
+        plain.kind = PROTO_BODY_ACCESS_EPOCH;
+        plain.entry = node__ledger_entries_contiguous(t, &k->case_id, k->scope) + 1;
+        plain.new_epoch = k->epoch + 1;
+        proto_epoch_key_hash(sk, plain.key_hash);
+        en->new_epoch = plain.new_epoch;
+        memcpy(en->key_hash, plain.key_hash, 32);
+        err = log_entry(t, w, k, &plain, en);
+    }
+    if (err == NODE_OK) {
+        k->epoch++;
+        memcpy(k->tag, proto_scope_key_tag(sk), 32);
+        proto_scope_key_export(sk, k->key);
+        k->confirmed = true;
+        *epoch = k->epoch;
+        err = node__ledger_key_put(t, k);
+    }
+    if (err == NODE_OK) {
+        rd->t = t;
+        rd->e = w->e;
+        rd->k = k;
+        rd->tmp = en;
+        err = node__ledger_entries(t, &k->case_id, k->scope, readers_cb, rd);
+    }
+    if (err == NODE_OK) {
+        keys.v[0] = sk;
+        keys.n = 1;
+    }
+    for (size_t i = 0; err == NODE_OK && i < rd->n; i += PROTO_HINT_SLOTS)
+        err = seal_key_grant(
+            t, w, k, &keys, rd->v + i, rd->n - i < PROTO_HINT_SLOTS ? rd->n - i : PROTO_HINT_SLOTS);
+    proto_scope_key_free(sk);
+    free(rd);
+    free(en);
+    return err;
+}
+
+/* Narrow org's access to one scope: the narrowing entry with its cut, and (access none) a new
+ * epoch whose key the org never receives. */
+static node_err narrow_scope(node_txn *t, write_ctx *w, const char *scope)
+{
+    node_revoke *rv = w->rv;
+    ledger_key k;
+    ledger_entry *en = calloc(1, sizeof(*en));
+    node_err err = en == NULL ? NODE_ENOMEM : node__ledger_key_for(t, w->c, scope, &k);
+    if (err != NODE_OK) {
+        free(en);
+        return err;
+    }
+    proto_body plain;
+    memset(&plain, 0, sizeof(plain));
+    plain.kind = PROTO_BODY_ACCESS_NARROW;
+    plain.entry = node__ledger_entries_contiguous(t, &k.case_id, k.scope) + 1;
+    proto_narrow *n = &plain.narrow;
+#define BYTES(s) ((proto_bytes) { (const uint8_t *)(s), strlen(s) })
+    n->grantee = BYTES(rv->from);
+    n->access = rv->access;
+    n->reason = rv->reason;
+    n->operator_name = BYTES(rv->operator_name);
+    n->unix_user = BYTES(rv->unix_user);
+    n->note = BYTES(rv->note);
+#undef BYTES
+    en->ncut = cut_of(t, w->e, rv->from, en->cut);
+    n->cut = en->cut;
+    n->ncut = en->ncut;
+    snprintf(en->grantee, sizeof(en->grantee), "%s", rv->from);
+    en->access = rv->access;
+    en->reason = rv->reason;
+    snprintf(en->operator_name, sizeof(en->operator_name), "%s", rv->operator_name);
+    snprintf(en->unix_user, sizeof(en->unix_user), "%s", rv->unix_user);
+    snprintf(en->evidence, sizeof(en->evidence), "%s", rv->note);
+    err = log_entry(t, w, &k, &plain, en);
+    node_revoked *d = &rv->done[rv->ndone];
+    snprintf(d->scope, sizeof(d->scope), "%s", scope);
+    d->entry = en->number;
+    d->epoch = 0;
+    if (err == NODE_OK && rv->access == PROTO_ACCESS_NONE)
+        err = rotate(t, w, &k, &d->epoch);
+    if (err == NODE_OK)
+        rv->ndone++;
+    proto_wipe(&k, sizeof(k));
+    free(en);
+    return err;
+}
+
+/* The scopes of the case whose access for org stands above what the revocation leaves. */
+typedef struct above {
+    node_txn *t;
+    const proto_case_id *c;
+    const node_revoke *rv;
+    const char *v[NODE_REVOKE_SCOPES_MAX];
+    char names[NODE_REVOKE_SCOPES_MAX][PROTO_SCOPE_NAME_MAX + 1];
+    size_t n;
+    ledger_entry en;
+} above;
+
+static bool holds_above(above *a, const char *scope)
+{
+    return node__grant_for(a->t, a->c, scope, a->rv->from, UINT64_MAX, &a->en)
+        && a->en.access > a->rv->access;
+}
+
+static bool above_cb(const char *scope, const uint8_t tag[32], void *ctx)
+{
+    (void)tag;
+    above *a = ctx;
+    if (a->n < NODE_REVOKE_SCOPES_MAX && holds_above(a, scope)) {
+        snprintf(a->names[a->n], sizeof(a->names[a->n]), "%s", scope);
+        a->v[a->n] = a->names[a->n];
+        a->n++;
+    }
+    return true;
+}
+
+static node_err revoke_cb(node_txn *t, void *ctx)
+{
+    write_ctx *w = ctx;
+    node_revoke *rv = w->rv;
+    begin(w);
+    rv->ndone = 0;
+    node_err err = owned_here(t, w, "revoke access to it");
+    if (err != NODE_OK)
+        return err;
+    above *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NODE_ENOMEM;
+    *a = (above) { .t = t, .c = w->c, .rv = rv };
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(w->c, id);
+    bool down = rv->access == PROTO_ACCESS_READ;
+    const char *level = down ? "write access" : "access", *what = down ? "downgrade" : "revoke";
+    if (w->nscopes == 0) {
+        err = node__ledger_case_scopes(t, w->c, above_cb, a);
+        if (err == NODE_OK && a->n == 0)
+            err = node__fail(w->msg, NODE_ENOTFOUND, "%s holds no %s to case %s: nothing to %s",
+                rv->from, level, id, what);
+    } else {
+        for (size_t i = 0; i < w->nscopes && err == NODE_OK; i++) {
+            if (!holds_above(a, w->scopes[i]))
+                err = node__fail(w->msg, NODE_ENOTFOUND,
+                    "%s holds no %s to scope %s of case %s: nothing to %s", rv->from, level,
+                    w->scopes[i], id, what);
+            a->v[a->n++] = w->scopes[i];
+        }
+    }
+    for (size_t i = 0; i < a->n && err == NODE_OK; i++)
+        err = narrow_scope(t, w, a->v[i]);
+    free(a);
     return err != NODE_OK ? err : finish(t, w);
 }
 
@@ -554,4 +807,16 @@ node_err node__case_grant(node_engine *e, const proto_case_id *c, const char *co
     write_ctx w
         = { .e = e, .c = c, .scopes = scopes, .nscopes = nscopes, .g = g, .msg = msg, .out = out };
     return run(e, &w, grant_cb);
+}
+
+node_err node__case_revoke(node_engine *e, const proto_case_id *c, const char *const *scopes,
+    size_t nscopes, node_revoke *rv, node_outs *out, node_errmsg *msg)
+{
+    if (nscopes > NODE_REVOKE_SCOPES_MAX)
+        return node__fail(
+            msg, NODE_EINVAL, "at most %d scopes in one revocation", NODE_REVOKE_SCOPES_MAX);
+    write_ctx w = {
+        .e = e, .c = c, .scopes = scopes, .nscopes = nscopes, .rv = rv, .msg = msg, .out = out
+    };
+    return run(e, &w, revoke_cb);
 }

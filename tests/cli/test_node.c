@@ -491,8 +491,8 @@ static void test_consent_list(void **state)
     }
     th_out_free(&o);
     o = patto_text(net, 0, "consent", "list", id);
-    expect_status(net, &o, 0, "owner comune-1\nSTATE     SCOPE         ENTRY\n");
-    expect_status(net, &o, 0, "replaced  lingua        #1  ");
+    expect_status(net, &o, 0, "owner comune-1\nSTATE       SCOPE         ENTRY\n");
+    expect_status(net, &o, 0, "replaced    lingua        #1  ");
     expect_status(net, &o, 0,
         "grant to cpia-1: read, purpose lingua, basis consent, until "
         "2030-06-30 23:59:59 CEST, by op-comune-1");

@@ -93,13 +93,19 @@ static void new_case(th_net *net, char id[64], const char *edit1, const char *ed
     th_out_free(&o);
 }
 
+static void grant_on(th_net *net, const char *id, const char *to, const char *scopes,
+    const char *access, const char *basis)
+{
+    th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", scopes,
+        "--purpose", "lingua", "--basis", basis, "--access", access, NULL);
+    CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+}
+
 static void grant(
     th_net *net, const char *id, const char *to, const char *scopes, const char *access)
 {
-    th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", scopes,
-        "--purpose", "lingua", "--basis", "public-task", "--access", access, NULL);
-    CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
-    th_out_free(&o);
+    grant_on(net, id, to, scopes, access, "public-task");
 }
 
 typedef struct show_want {
@@ -331,6 +337,197 @@ static void sigkill_loses_no_acknowledged_write(void **state)
     }
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Revocation and downgrade                                                                  */
+
+typedef struct unreadable {
+    size_t node;
+    const char *id;
+} unreadable;
+
+static bool cannot_read(th_net *net, void *ctx)
+{
+    unreadable *u = ctx;
+    th_out o = th_patto(net, u->node, "case", "show", u->id, NULL);
+    bool gone = o.status == 3;
+    th_out_free(&o);
+    return gone;
+}
+
+/* node's status: its first closed scope (a new reference; NULL when none) and its body count. */
+static json_object *first_closed(th_net *net, size_t node, int64_t *bodies)
+{
+    th_out o = th_patto(net, node, "status", NULL);
+    json_object *c = o.json ? jget(o.json, "closed") : NULL,
+                *b = o.json ? jget(o.json, "counts/bodies") : NULL;
+    json_object *x = c != NULL && json_object_array_length(c) > 0
+        ? json_object_get(json_object_array_get_idx(c, 0))
+        : NULL;
+    if (bodies != NULL)
+        *bodies = b != NULL ? json_object_get_int64(b) : -1;
+    th_out_free(&o);
+    return x;
+}
+
+/* Write at node until it takes the edit (its grant may still be on its way): exit 0. */
+static void write_when_granted(th_net *net, size_t node, const char *id, const char *edit)
+{
+    bool written = false;
+    for (int k = 0; k < 500 && !written; k++) {
+        th_out o = th_patto(net, node, "case", "set", id, edit, NULL);
+        written = o.status == 0;
+        th_out_free(&o);
+        if (!written) {
+            struct timespec ts = { 0, 20000000L };
+            nanosleep(&ts, NULL);
+        }
+    }
+    CHECK(net, written, "node %zu could not write %s", node, edit);
+}
+
+/* A consent-based reader revoked: the owner's narrowing reaches it, its copy of the scope is
+ * purged (case show answers as for a case it cannot read; status lists the scope closed and
+ * purged), and what the owner writes next goes under a new key to the remaining holder only:
+ * the revoked node holds every header and no body. A later grant lets it read again. */
+static void revocation_purges_and_rekeys(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "lingua.cpia=MARKER-ONE-7f3a");
+    grant_on(net, id, "cpia-1", "lingua", "read", "consent");
+    grant(net, id, "prefettura-1", "lingua", "read");
+    show_want w = { CPIA, id, "scopes/lingua/cpia", "MARKER-ONE-7f3a" };
+    CHECK(net, th_wait(net, 10000, shows, &w), "the CPIA never read the case");
+    w.node = PREF;
+    CHECK(net, th_wait(net, 10000, shows, &w), "the Prefettura never read the case");
+    char db[700];
+    snprintf(db, sizeof(db), "%s/data.mdb", net->nodes[CPIA].dir);
+    CHECK(net, file_has(db, (const uint8_t *)"MARKER-ONE-7f3a", 15),
+        "the marker is not in the CPIA's store before the revocation: the test proves nothing");
+
+    th_out o = th_patto_write(net, COMUNE, "consent", "revoke", id, "--from", "cpia-1", "--reason",
+        "consenso revocato dalla beneficiaria", NULL);
+    json_object *sc = o.json ? jget(o.json, "scopes") : NULL;
+    json_object *first
+        = sc != NULL && json_object_array_length(sc) == 1 ? json_object_array_get_idx(sc, 0) : NULL;
+    CHECK(net,
+        o.status == 0 && first != NULL && strcmp(jstr(first, "scope"), "lingua") == 0
+            && json_object_get_int64(jget(first, "new_epoch")) == 2,
+        "revoke: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    o = th_patto_write(net, COMUNE, "case", "set", id, "lingua.cpia=MARKER-TWO-91bc", NULL);
+    CHECK(net, o.status == 0, "write after the revocation: %s", o.out);
+    th_out_free(&o);
+    show_want two = { PREF, id, "scopes/lingua/cpia", "MARKER-TWO-91bc" };
+    CHECK(net, th_wait(net, 10000, shows, &two), "the remaining holder never read the new epoch");
+
+    unreadable u = { CPIA, id };
+    CHECK(net, th_wait(net, 10000, cannot_read, &u), "the revoked CPIA still reads the case");
+    same_headers sh = { COMUNE, CPIA };
+    CHECK(net, th_wait(net, 10000, has_all_headers, &sh), "the CPIA lacks headers");
+    int64_t bodies = -1;
+    json_object *x = first_closed(net, CPIA, &bodies);
+    CHECK(net,
+        x != NULL && strcmp(jstr(x, "scope"), "lingua") == 0
+            && strcmp(jstr(x, "reason"), "revoked") == 0
+            && strcmp(jstr(x, "owner"), "comune-1") == 0
+            && json_object_get_boolean(jget(x, "purged")),
+        "the CPIA does not list the scope closed and purged: %s",
+        x ? json_object_to_json_string(x) : "none");
+    json_object_put(x);
+    CHECK(net, bodies == 0, "the revoked CPIA holds %lld bodies (want none)", (long long)bodies);
+    CHECK(
+        net, th_log_has(net, CPIA, "event=access.narrowed"), "the CPIA did not log the revocation");
+
+    /* The owner's consent list: the CPIA's grant and its narrowing revoked, the other active. */
+    o = th_patto(net, COMUNE, "consent", "list", id, NULL);
+    json_object *rows = o.json ? jget(o.json, "grants") : NULL;
+    int revoked = 0, active = 0;
+    for (size_t i = 0; rows != NULL && i < json_object_array_length(rows); i++) {
+        json_object *r = json_object_array_get_idx(rows, i);
+        revoked += strcmp(jstr(r, "to"), "cpia-1") == 0 && strcmp(jstr(r, "state"), "revoked") == 0;
+        active += strcmp(jstr(r, "to"), "prefettura-1") == 0
+            && strcmp(jstr(r, "state"), "active") == 0;
+    }
+    CHECK(net, revoked == 2 && active == 1, "consent list: %s", o.out);
+    th_out_free(&o);
+    /* Revoking again: nothing left to revoke. */
+    o = th_patto_write(net, COMUNE, "consent", "revoke", id, "--from", "cpia-1", NULL);
+    CHECK(net,
+        o.status == 3 && strstr(o.out, "cpia-1 holds no access to case") != NULL
+            && strstr(o.out, "nothing to revoke") != NULL,
+        "revoking twice: %d %s", o.status, o.out);
+    th_out_free(&o);
+
+    /* Granted again: every epoch's key comes, and the CPIA reads what was written since. */
+    grant_on(net, id, "cpia-1", "lingua", "read", "consent");
+    show_want back = { CPIA, id, "scopes/lingua/cpia", "MARKER-TWO-91bc" };
+    CHECK(net, th_wait(net, 15000, shows, &back), "the CPIA granted again does not read");
+    x = first_closed(net, CPIA, NULL);
+    CHECK(net, x == NULL, "the CPIA granted again still lists the scope closed");
+    json_object_put(x);
+}
+
+/* A writer downgraded to read while it was away: its write made after the owner's cut, resting
+ * on its old grant, is refused at every node (the writer's own too, once the narrowing reaches
+ * it), its write within the cut stays everywhere, and it can no longer write; a new write grant
+ * lets it write again. */
+static void downgrade_cuts_writes(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "lingua.ore_previste=10");
+    grant(net, id, "cpia-1", "lingua", "write");
+    grant(net, id, "prefettura-1", "lingua", "read");
+    write_when_granted(net, CPIA, id, "lingua.livello=A2");
+    show_want a2 = { COMUNE, id, "scopes/lingua/livello", "A2" };
+    CHECK(net, th_wait(net, 10000, shows, &a2), "the owner never merged the CPIA's write");
+    a2.node = PREF;
+    CHECK(net, th_wait(net, 10000, shows, &a2), "the Prefettura never merged the CPIA's write");
+
+    assert_int_equal(th_stop(net, CPIA, SIGTERM), 0);
+    th_out o = th_patto_write(net, COMUNE, "consent", "downgrade", id, "--from", "cpia-1", NULL);
+    CHECK(net, o.status == 0 && o.json != NULL && strcmp(jstr(o.json, "access"), "read") == 0,
+        "downgrade: %d %s", o.status, o.out);
+    th_out_free(&o);
+    /* The CPIA, alone, writes on its old grant: beyond the owner's cut. */
+    assert_int_equal(th_stop(net, COMUNE, SIGTERM), 0);
+    assert_int_equal(th_stop(net, PREF, SIGTERM), 0);
+    assert_int_equal(th_start(net, CPIA), 0);
+    o = th_patto_write(net, CPIA, "case", "set", id, "lingua.livello=B2", NULL);
+    CHECK(net, o.status == 0, "the CPIA, unaware, could not write: %d %s", o.status, o.out);
+    th_out_free(&o);
+    assert_int_equal(th_start(net, COMUNE), 0);
+    assert_int_equal(th_start(net, PREF), 0);
+
+    same_headers sc = { COMUNE, CPIA }, sp = { PREF, CPIA };
+    CHECK(net, th_wait(net, 15000, has_all_headers, &sc), "the comune lacks headers");
+    CHECK(net, th_wait(net, 15000, has_all_headers, &sp), "the Prefettura lacks headers");
+    a2.node = CPIA;
+    CHECK(net, th_wait(net, 15000, shows, &a2), "the CPIA kept its write beyond the cut");
+    for (size_t i = 0; i < 3; i++) {
+        show_want w = { i, id, "scopes/lingua/livello", "A2" };
+        CHECK(net, shows(net, &w), "node %zu took the write beyond the cut", i);
+    }
+    CHECK(net, th_log_has(net, COMUNE, "beyond the cut"), "the comune logged no refusal");
+    json_object *x = first_closed(net, CPIA, NULL);
+    CHECK(net,
+        x != NULL && strcmp(jstr(x, "access"), "read") == 0
+            && json_object_get_int64(jget(x, "own_writes_refused")) == 1
+            && !json_object_get_boolean(jget(x, "purged")),
+        "the CPIA does not say it was downgraded: %s", x ? json_object_to_json_string(x) : "none");
+    json_object_put(x);
+    o = th_patto_write(net, CPIA, "case", "set", id, "lingua.livello=B1", NULL);
+    CHECK(net, o.status == 2 && strstr(o.out, "no write grant") != NULL,
+        "a downgraded writer wrote: %d %s", o.status, o.out);
+    th_out_free(&o);
+
+    grant(net, id, "cpia-1", "lingua", "write");
+    write_when_granted(net, CPIA, id, "lingua.livello=C1");
+    show_want c1 = { PREF, id, "scopes/lingua/livello", "C1" };
+    CHECK(net, th_wait(net, 10000, shows, &c1), "a write after a new grant did not reach");
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -343,6 +540,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(write_needs_a_write_grant, setup, teardown),
         cmocka_unit_test_setup_teardown(stopped_node_catches_up, setup, teardown),
         cmocka_unit_test_setup_teardown(sigkill_loses_no_acknowledged_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(revocation_purges_and_rekeys, setup, teardown),
+        cmocka_unit_test_setup_teardown(downgrade_cuts_writes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
