@@ -215,6 +215,9 @@ struct node_engine {
     crdt_hlc clock;
     uint64_t own_seq;
     uint8_t own_last[32];
+    /* write.c: when the owner next closes the grants that ended (expired by this node's clock,
+     * or to an org the manifest no longer lists as in the network); node__mono ms, 0: now */
+    uint64_t ended_due_ms;
 
     /* state.c: what this node waits for (in memory; rebuilt from the store at start) */
     node_pending_vec pending;            /* headers held out of order (bounds in ingest.c) */
@@ -691,6 +694,17 @@ typedef struct node_revoke {
 } node_revoke;
 node_err node__case_revoke(node_engine *e, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, node_revoke *rv, node_outs *out, node_errmsg *msg);
+/* The owner closes grants that ended, in the cases it owns: each grant whose end has passed by
+ * this node's clock (reason expired), or to an org no longer in the network (reason revoked,
+ * noted "removed from the network"), gets a narrowing with its cut and the scope a new key for
+ * its remaining readers, as a revocation does. At most max scopes in one transaction; *closed
+ * counts them. Run by node__ended_tick. */
+node_err node__close_ended(
+    node_engine *e, size_t max, size_t *closed, node_outs *out, node_errmsg *msg);
+/* Every NODE_ENDED_EVERY_MS (and at once when ended_due_ms is 0: at start, after a manifest
+ * came): close the ended grants, 1,000 scopes per transaction, and push what was written. */
+#define NODE_ENDED_EVERY_MS (10 * 60 * 1000)
+void node__ended_tick(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* link.c: the links to peers                                                                */

@@ -203,14 +203,16 @@ static bool entry_json_cb(const ledger_entry *en, void *ctx)
 
 /* The state of each grant and narrowing of one scope's access log (entries in number order), as
  * this node sees it now: a grant is "replaced" when a later entry grants the same org again (the
- * newest one is the one in force), "revoked" or "downgraded" when a narrowing of that org
- * follows it before any later grant, else "expired" once its end has passed by this node's clock
+ * newest one is the one in force); "revoked", "expired" or "downgraded" when a narrowing of that
+ * org follows it before any later grant (the lowest access left decides; a narrowing to read of
+ * a read grant changes nothing); else "expired" once its end has passed by this node's clock
  * (what a holder accepts is judged by the writes' signed clocks, ARCHITECTURE.md section 4),
- * else "active". A narrowing is "revoked" or "downgraded", or "replaced" by a later grant. */
+ * else "active". A narrowing is "revoked", "expired" (its reason) or "downgraded", or "replaced"
+ * by a later grant. */
 static void grant_states(json_object *entries, uint64_t now)
 {
-    /* per org, what comes after the entry at hand: "grant", or the lowest access a narrowing
-     * left since the next grant ("none", "read") */
+    /* per org, what follows the entry at hand: "grant", or the word of the narrowing that
+     * leaves the least since the next grant */
     json_object *later = json_object_new_object();
     for (size_t i = json_object_array_length(entries); i-- > 0;) {
         json_object *o = json_object_array_get_idx(entries, i), *v, *until = NULL, *after;
@@ -224,23 +226,29 @@ static void grant_states(json_object *entries, uint64_t now)
             = json_object_object_get_ex(o, "access", &v) ? json_object_get_string(v) : "";
         const char *next
             = json_object_object_get_ex(later, to, &after) ? json_object_get_string(after) : "";
+        bool ends = strcmp(next, "revoked") == 0 || strcmp(next, "expired") == 0;
         const char *state;
-        if (strcmp(next, "grant") == 0)
+        if (strcmp(next, "grant") == 0) {
             state = "replaced";
-        else if (!grant || strcmp(next, "none") == 0 || strcmp(next, "read") == 0)
-            state = strcmp(grant ? next : acc, "none") == 0 ? "revoked"
-                : grant && strcmp(acc, "read") == 0 ? "active" /* read narrowed to read */
-                                                    : "downgraded";
-        else
+        } else if (!grant) {
+            const char *reason
+                = json_object_object_get_ex(o, "reason", &v) ? json_object_get_string(v) : "";
+            state = strcmp(acc, "read") == 0     ? "downgraded"
+                : strcmp(reason, "expired") == 0 ? "expired"
+                                                 : "revoked";
+            if (!ends)
+                json_object_object_add(later, to, json_object_new_string(state));
+        } else if (ends || (strcmp(next, "downgraded") == 0 && strcmp(acc, "write") == 0)) {
+            state = next;
+        } else {
             state = json_object_object_get_ex(o, "until_ms", &until) && until != NULL
                     && (uint64_t)json_object_get_int64(until) < now
                 ? "expired"
                 : "active";
+        }
         json_object_object_add(o, "state", json_object_new_string(state));
         if (grant)
             json_object_object_add(later, to, json_object_new_string("grant"));
-        else if (strcmp(next, "grant") != 0 && strcmp(next, "none") != 0)
-            json_object_object_add(later, to, json_object_new_string(acc));
     }
     json_object_put(later);
 }

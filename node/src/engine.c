@@ -126,10 +126,39 @@ void node__work_run(node_engine *e, node_work w)
     node__links_reap(e);
 }
 
+void node__ended_tick(node_engine *e)
+{
+    uint64_t now = node__mono(e);
+    if (!e->have_manifest || e->removed || (e->ended_due_ms != 0 && now < e->ended_due_ms))
+        return;
+    node_errmsg settle;
+    if (node__own_log_settled(e, &settle) != NODE_OK) {
+        e->ended_due_ms = now + 2000; /* a peer has not said yet what it holds of this log */
+        return;
+    }
+    e->ended_due_ms = now + NODE_ENDED_EVERY_MS;
+    size_t closed = 0, total = 0;
+    node_err err = NODE_OK;
+    do {
+        node_outs outs = { NULL, 0, 0 };
+        node_errmsg msg = { { 0 } };
+        err = node__close_ended(e, 1000, &closed, &outs, &msg);
+        node__push(e, &outs);
+        node__outs_free(&outs);
+        total += err == NODE_OK ? closed : 0;
+        if (err != NODE_OK)
+            NODE_WARN("consent.close", "error=\"%s\"", node__logq(msg.text));
+    } while (err == NODE_OK && closed == 1000);
+    if (total > 0)
+        NODE_INFO(
+            "consent.closed", "scopes=%zu detail=\"grants that ended: narrowed, re-keyed\"", total);
+}
+
 void node__tick(node_engine *e)
 {
     if (e->stopping)
         return;
+    node__ended_tick(e);
     node__peers_tick(e);
     node__anti_entropy(e);
     node__links_reap(e);

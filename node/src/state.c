@@ -436,6 +436,7 @@ node_err node__manifest_offer(
     e->have_manifest = true;
     *changed = true;
     e->all_gen++; /* authors it lists, keys it retires: every waiting delta is worth a try */
+    e->ended_due_ms = 0; /* an org it removes has its grants closed at the next tick */
     NODE_INFO("manifest.accept", "version=%" PRIu64 " members=%zu", m.version, m.nmembers);
     if (next)
         schema_switch(e);

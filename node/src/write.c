@@ -820,3 +820,125 @@ node_err node__case_revoke(node_engine *e, const proto_case_id *c, const char *c
     };
     return run(e, &w, revoke_cb);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Grants that ended: closed by the owner with a narrowing and a new key                     */
+
+typedef struct ended_item {
+    proto_case_id c;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    char org[PROTO_ORG_MAX + 1];
+    uint8_t reason;
+} ended_item;
+
+typedef struct ended_find {
+    node_txn *t;
+    node_engine *e;
+    ended_item *v;
+    size_t n, max;
+    const proto_case_id *c;
+    const char *scope;
+    ledger_entry en;
+    node_err err;
+} ended_find;
+
+/* A grant entry of a scope this node owns: its org's grant in force ended? (One item per org
+ * and scope: the newest grant decides.) */
+static bool ended_entry_cb(const ledger_entry *en, void *ctx)
+{
+    ended_find *f = ctx;
+    if (en->kind != PROTO_BODY_ACCESS_GRANT || f->n == f->max)
+        return f->n < f->max;
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->v[i].org, en->grantee) == 0 && strcmp(f->v[i].scope, f->scope) == 0
+            && memcmp(&f->v[i].c, f->c, sizeof(*f->c)) == 0)
+            return true;
+    if (!node__grant_for(f->t, f->c, f->scope, en->grantee, UINT64_MAX, &f->en)
+        || f->en.access == PROTO_ACCESS_NONE)
+        return true; /* closed already */
+    node_member *m = node__member_by_org(f->e, en->grantee);
+    bool gone = m == NULL || !m->active;
+    bool expired = f->en.expiry_ms != 0 && f->en.expiry_ms < node__now(f->e);
+    if (gone || expired) {
+        ended_item *it = &f->v[f->n++];
+        it->c = *f->c;
+        snprintf(it->scope, sizeof(it->scope), "%s", f->scope);
+        snprintf(it->org, sizeof(it->org), "%s", en->grantee);
+        it->reason = gone ? PROTO_NARROW_REVOKED : PROTO_NARROW_EXPIRED;
+    }
+    return true;
+}
+
+static bool ended_scope_cb(const proto_case_id *c, const char *scope, const uint8_t *tag, void *ctx)
+{
+    ended_find *f = ctx;
+    if (scope == NULL || !node__ledger_case_owned(f->t, c, NULL))
+        return true;
+    (void)tag;
+    f->c = c;
+    f->scope = scope;
+    f->err = node__ledger_entries(f->t, c, scope, ended_entry_cb, f);
+    return f->err == NODE_OK && f->n < f->max;
+}
+
+typedef struct ended_ctx {
+    write_ctx w;
+    ended_find f;
+    size_t *closed;
+} ended_ctx;
+
+static node_err ended_cb(node_txn *t, void *ctx)
+{
+    ended_ctx *x = ctx;
+    write_ctx *w = &x->w;
+    begin(w);
+    x->f.t = t;
+    x->f.n = 0;
+    x->f.err = NODE_OK;
+    *x->closed = 0;
+    node_err err = node__ledger_cases(t, ended_scope_cb, &x->f);
+    if (err == NODE_OK)
+        err = x->f.err;
+    for (size_t i = 0; i < x->f.n && err == NODE_OK; i++) {
+        ended_item *it = &x->f.v[i];
+        node_revoke *rv = w->rv;
+        memset(rv, 0, sizeof(*rv));
+        snprintf(rv->from, sizeof(rv->from), "%s", it->org);
+        rv->access = PROTO_ACCESS_NONE;
+        rv->reason = it->reason;
+        snprintf(rv->operator_name, sizeof(rv->operator_name), "pattod");
+        snprintf(rv->note, sizeof(rv->note), "%s",
+            it->reason == PROTO_NARROW_EXPIRED ? "the grant's term ended"
+                                               : "the org is no longer in the network");
+        w->c = &it->c;
+        if ((err = narrow_scope(t, w, it->scope)) == NODE_OK) {
+            char id[PROTO_CASE_ID_TEXT_SIZE];
+            proto_case_id_format(&it->c, id);
+            NODE_INFO("consent.close", "case=%s scope=%s org=%s reason=%s new_epoch=%" PRIu64, id,
+                it->scope, it->org, it->reason == PROTO_NARROW_EXPIRED ? "expired" : "removed",
+                rv->done[0].epoch);
+            ++*x->closed;
+        }
+    }
+    return err != NODE_OK ? err : finish(t, w);
+}
+
+node_err node__close_ended(
+    node_engine *e, size_t max, size_t *closed, node_outs *out, node_errmsg *msg)
+{
+    *closed = 0;
+    ended_ctx *x = calloc(1, sizeof(*x));
+    node_revoke *rv = calloc(1, sizeof(*rv));
+    ended_item *items = calloc(max ? max : 1, sizeof(*items));
+    node_err err = x == NULL || rv == NULL || items == NULL ? NODE_ENOMEM : NODE_OK;
+    if (err == NODE_OK) {
+        x->w = (write_ctx) { .e = e, .rv = rv, .msg = msg, .out = out };
+        x->f = (ended_find) { .e = e, .v = items, .max = max };
+        x->closed = closed;
+        err = run(e, &x->w, ended_cb);
+    }
+    free(items);
+    free(rv);
+    free(x);
+    return err;
+}

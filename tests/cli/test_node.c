@@ -588,10 +588,23 @@ static void notice_back(th_net *net, const char *org, int hours)
 /* Last of the network's tests: cpia-1 gets a new key and coop-1 leaves. The comune's node
  * refuses a new key with less notice than it requires ([network] rekey_notice_hours, 72 h),
  * takes the manifest signed again with the notice given back, and shows both. */
+/* Does node 0's log hold the text ctx? */
+static bool owner_log_says(th_net *net, void *ctx)
+{
+    return th_log_has(net, 0, ctx);
+}
+
 static void test_rekey_and_retire(void **state)
 {
     th_net *net = *state;
     char entry[600], seq[32], seq2[32], m2[400], m3[400];
+    /* a scope the owner granted to coop-1, which is removed below */
+    char removed_case[PROTO_CASE_ID_TEXT_SIZE];
+    new_case(net, 0, removed_case);
+    th_out g = th_patto_write(net, 0, "consent", "grant", removed_case, "--to", "coop-1",
+        "--scopes", "lingua", "--purpose", "lingua", "--basis", "public-task", NULL);
+    expect_status(net, &g, 0, NULL);
+    th_out_free(&g);
     new_identity(net, "cpia-1", "cpia", "cpia-1-new", entry, sizeof entry);
     snprintf(seq, sizeof seq, "%llu", (unsigned long long)seq_of(net, 1, 1));
     snprintf(seq2, sizeof seq2, "%llu", (unsigned long long)seq_of(net, 2, 2));
@@ -644,6 +657,14 @@ static void test_rekey_and_retire(void **state)
             assert_true(json_object_get_int64(from) > now + 71 * INT64_C(3600000));
         }
     }
+    th_out_free(&o);
+    /* the owner closes the grant of the org that left: a narrowing and a new key */
+    if (!th_wait(net, 10000, owner_log_says, "org=coop-1 reason=removed new_epoch=2")) {
+        net->keep = true;
+        fail_msg("the owner did not close the grant to the removed coop-1");
+    }
+    o = th_patto(net, 0, "consent", "list", removed_case, NULL);
+    expect_status(net, &o, 0, "the org is no longer in the network");
     th_out_free(&o);
     o = patto_text(net, 0, "status", NULL, NULL);
     expect_status(net, &o, 0, "coop-1 (coop), left the network\n");

@@ -3518,6 +3518,20 @@ static void waiting_deltas_within_quota(void **state)
     still_serving(net, true);
 }
 
+/* The CPIA's status lists lingua closed because it expired, purged. */
+static bool closed_as_expired(th_net *net, void *ctx)
+{
+    (void)ctx;
+    th_out o = th_patto(net, CPIA, "status", NULL);
+    json_object *c = o.status == 0 && o.json ? jget(o.json, "closed") : NULL;
+    json_object *x
+        = c != NULL && json_object_array_length(c) == 1 ? json_object_array_get_idx(c, 0) : NULL;
+    bool ok = x != NULL && strcmp(jstr(x, "scope"), "lingua") == 0
+        && strcmp(jstr(x, "reason"), "expired") == 0 && json_object_get_boolean(jget(x, "purged"));
+    th_out_free(&o);
+    return ok;
+}
+
 /* Expiry with the owner offline: the comune grants the CPIA write on lingua until today and the
  * Prefettura read, then goes offline. Two days on (the test clock of a test build,
  * PATTOD_TEST_CLOCK_OFFSET_MS), a delta of the CPIA's stamped then is refused by the Prefettura
@@ -3586,6 +3600,31 @@ static void expiry_enforced_while_owner_offline(void **state)
     o = th_patto(net, CPIA, "case", "show", id, NULL);
     CHECK(net, o.status == 3, "the CPIA still shows a scope whose grant ended: %d %s", o.status,
         o.out);
+    th_out_free(&o);
+
+    /* The owner back, two days on too: it closes the ended grant itself (a narrowing, reason
+     * expired, with its cut, and a new key for the Prefettura alone), and the CPIA, whose grant
+     * rested on consent, purges its copy. */
+    setenv("PATTOD_TEST_CLOCK_OFFSET_MS", "172800000", 1);
+    started = th_start(net, COMUNE);
+    unsetenv("PATTOD_TEST_CLOCK_OFFSET_MS");
+    CHECK(net, started == 0, "the comune does not start with a test clock");
+    CHECK(net,
+        wait_log(net, COMUNE, 0, 15000, "event=consent.close", "org=cpia-1", "reason=expired"),
+        "the owner did not close the grant that ended");
+    CHECK(net, th_wait(net, 15000, closed_as_expired, NULL),
+        "the CPIA did not purge the scope whose grant the owner closed");
+    o = th_patto(net, PREF, "consent", "list", id, NULL);
+    grants = o.status == 0 && o.json ? jget(o.json, "grants") : NULL;
+    bool narrowed = false;
+    for (size_t k = 0; grants != NULL && k < json_object_array_length(grants); k++) {
+        json_object *g = json_object_array_get_idx(grants, k);
+        narrowed = narrowed
+            || (strcmp(jstr(g, "kind"), "narrowing") == 0 && strcmp(jstr(g, "to"), "cpia-1") == 0
+                && strcmp(jstr(g, "reason"), "expired") == 0
+                && strcmp(jstr(g, "state"), "expired") == 0);
+    }
+    CHECK(net, narrowed, "the Prefettura lacks the owner's narrowing: %d %s", o.status, o.out);
     th_out_free(&o);
     forged_free(&f);
     member_view_fini(&v);
