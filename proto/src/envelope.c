@@ -1,6 +1,6 @@
 /*
  * envelope.c - headers and the bodies of delta headers: deltas, access-log entries and forgets
- * (PROTOCOL.md, "Headers" and "Bodies"). Key grants are in grant.c.
+ * (PROTOCOL.md, "Headers" and "Bodies"). Key grants and notes to an owner are in grant.c.
  */
 #include "internal.h"
 
@@ -74,9 +74,11 @@ static bool grant_body_len_ok(uint64_t len)
  * when they hold, else the reason, with *field the position of the offending field. */
 static const char *header_rule(const proto_header *h, int *field)
 {
+    /* Key grants and notes are sealed alike (grant.c): 4 hints, a GRANT_BODY of 4 boxes. */
+    bool sealed = h->kind == PROTO_HDR_KEY_GRANT || h->kind == PROTO_HDR_NOTE;
     *field = HF_KIND;
-    if (h->kind != PROTO_HDR_DELTA && h->kind != PROTO_HDR_KEY_GRANT)
-        return "header kind must be 1 (delta) or 2 (key grant)";
+    if (h->kind != PROTO_HDR_DELTA && !sealed)
+        return "header kind must be 1 (delta), 2 (key grant) or 3 (note)";
     *field = HF_SEQ;
     if (h->seq == 0)
         return "seq starts at 1";
@@ -86,15 +88,15 @@ static const char *header_rule(const proto_header *h, int *field)
     *field = HF_HINTS;
     if (h->kind == PROTO_HDR_DELTA && h->nhints != 0)
         return "a delta header has no hints";
-    if (h->kind == PROTO_HDR_KEY_GRANT && h->nhints != PROTO_HINT_SLOTS)
-        return "a key-grant header has exactly 4 hints";
+    if (sealed && h->nhints != PROTO_HINT_SLOTS)
+        return "a key-grant or note header has exactly 4 hints";
     *field = HF_BODY_LEN;
     if (h->kind == PROTO_HDR_DELTA
         && (h->body_len < BODY_OVERHEAD + PROTO_PAD_BLOCK
             || (h->body_len - BODY_OVERHEAD) % PROTO_PAD_BLOCK != 0))
         return "delta body length must be 40 + a positive multiple of 256";
-    if (h->kind == PROTO_HDR_KEY_GRANT && !grant_body_len_ok(h->body_len))
-        return "key-grant body length must be that of four boxes of 48 + 256k bytes";
+    if (sealed && !grant_body_len_ok(h->body_len))
+        return "key-grant or note body length must be that of four boxes of 48 + 256k bytes";
     return NULL;
 }
 
@@ -155,7 +157,8 @@ proto_err proto_header_decode(
     uint64_t kind, logical;
     const msgpack_object *hints;
     size_t nh;
-    if (!proto__d_uint(&d, &f[2], 255, &kind, "header kind must be 1 (delta) or 2 (key grant)")
+    if (!proto__d_uint(
+            &d, &f[2], 255, &kind, "header kind must be 1 (delta), 2 (key grant) or 3 (note)")
         || !proto__d_fixed(&d, &f[3], PROTO_ORIGIN_LEN, out->origin, "origin must be bin of 32")
         || !proto__d_uint(&d, &f[4], UINT64_MAX, &out->seq, "seq must be an unsigned integer")
         || !proto__d_fixed(&d, &f[5], PROTO_HASH_LEN, out->prev, "prev must be bin of 32")
@@ -223,14 +226,14 @@ bool proto__seal_info_ok(const proto_seal_info *info)
 }
 
 void proto__header_fixed(proto_header *h, uint8_t kind, const proto_identity *author,
-    const proto_seal_info *info, const proto_scope_key *key)
+    const proto_seal_info *info, const uint8_t tag[PROTO_TAG_LEN])
 {
     h->kind = kind;
     memcpy(h->origin, author->origin, PROTO_ORIGIN_LEN);
     h->seq = info->seq;
     memcpy(h->prev, info->prev, PROTO_HASH_LEN);
     h->hlc = info->hlc;
-    memcpy(h->tag, key->tag, PROTO_TAG_LEN);
+    memcpy(h->tag, tag, PROTO_TAG_LEN);
 }
 
 /* The associated data of a body: the header fields fixed before it is sealed (PROTOCOL.md). */
@@ -549,7 +552,7 @@ proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *
         goto fail;
     }
     proto_header h = { 0 };
-    proto__header_fixed(&h, PROTO_HDR_DELTA, author, info, key);
+    proto__header_fixed(&h, PROTO_HDR_DELTA, author, info, key->tag);
     uint8_t ad[AD_LEN];
     header_ad(&h, ad);
     proto__random(rng, body->p, PROTO_NONCE_LEN);

@@ -6,6 +6,9 @@
  * Every grant looks the same from outside whatever the number of recipients: four hints of 16
  * bytes, four boxes of one length, the unused ones random bytes. Only the length of the boxes
  * shows, in whole blocks of 256 bytes, how many epochs the grant carries.
+ *
+ * Notes to an owner (PROTOCOL.md, "Notes to an owner") are sealed the same way, by the same code
+ * (seal_boxes, open_sealed), to one recipient: the case's owner. Their header has a random tag.
  */
 #include "internal.h"
 
@@ -14,6 +17,16 @@
 
 #define GRANT_PLAIN_FIELDS 7
 #define GRANT_BODY_FIELDS 3
+#define NOTE_PLAIN_FIELDS 10
+
+/* The longest NOTE_PLAIN: fixarray head, version, kind, note kind; case id (bin 16); owner and
+ * grantee (str 8 of 32); 64 scopes (array 16, str 8 of 32 each); evidence and operator (str 16
+ * of 1024); unix user (str 8 of 64). Its boxes fit the key grants' body length rule. */
+#define NOTE_PLAIN_MAX                                                                             \
+    (4 + 18 + 2 * 34 + 3 + PROTO_NOTE_SCOPES_MAX * 34 + 2 * (3 + PROTO_TEXT_MAX) + 2               \
+        + PROTO__UNIX_USER_MAX)
+_Static_assert(NOTE_PLAIN_MAX / PROTO_GRANT_PAD_BLOCK + 1 <= PROTO__GRANT_BLOCKS_MAX,
+    "the longest note fits the body length rule of key grants");
 
 static const char hint_key_label[] = "patto-hint-key-v2";
 static const char hint_label[] = "patto-hint-v2";
@@ -74,9 +87,15 @@ bool proto_hint_key(const proto_identity *me, const uint8_t grantor_box_pk[PROTO
     return true;
 }
 
+/* Headers whose body is sealed in 4 boxes behind 4 hints: key grants and notes. */
+static bool sealed_kind(uint8_t kind)
+{
+    return kind == PROTO_HDR_KEY_GRANT || kind == PROTO_HDR_NOTE;
+}
+
 int proto_key_grant_slot_k(const proto_header *h, const uint8_t k[PROTO_KEY_LEN])
 {
-    if (h == NULL || k == NULL || h->kind != PROTO_HDR_KEY_GRANT || h->nhints != PROTO_HINT_SLOTS)
+    if (h == NULL || k == NULL || !sealed_kind(h->kind) || h->nhints != PROTO_HINT_SLOTS)
         return -1;
     uint8_t mine[PROTO_HINT_LEN];
     hint_from_k(k, h->origin, h->seq, mine);
@@ -98,7 +117,7 @@ int proto_key_grant_slot(
     const proto_header *h, const proto_identity *me, const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN])
 {
     uint8_t k[PROTO_KEY_LEN];
-    if (h == NULL || h->kind != PROTO_HDR_KEY_GRANT || !proto_hint_key(me, grantor_box_pk, k))
+    if (h == NULL || !sealed_kind(h->kind) || !proto_hint_key(me, grantor_box_pk, k))
         return -1;
     int slot = proto_key_grant_slot_k(h, k);
     proto__wipe(k, sizeof k);
@@ -172,6 +191,76 @@ static proto_err grant_args_check(const char *owner_org, const proto_case_nonce 
     return PROTO_OK;
 }
 
+/* Seal the plaintext plain (plen bytes) to recipients[0..n) (1..4, distinct: the caller's
+ * check) under a header whose fixed fields (kind, origin, seq, prev, clock, tag) the caller set in
+ * *h: pad it to a multiple of 256 in secret memory, fill the 4 slots, write the GRANT_BODY, hash
+ * it, sign the header. The rng draw order is part of the vectors (PROTOCOL.md, "Key grants"):
+ * per slot, in order, a recipient's 32-byte seed, or an unused slot's filler box and then its
+ * random hint. */
+static proto_err seal_boxes(const proto_identity *author, proto_header *h, const uint8_t *plain,
+    size_t plen, const proto_recipient *recipients, size_t n, const proto_rng *rng,
+    proto_buf *header, proto_buf *body)
+{
+    proto_err err = PROTO_OK;
+    /* sodium_pad to a multiple of 256, at least one byte added; in secret memory */
+    size_t padded_max = (plen / PROTO_GRANT_PAD_BLOCK + 1) * PROTO_GRANT_PAD_BLOCK;
+    size_t box_len = PROTO__BOX_OVERHEAD + padded_max;
+    uint8_t *pt = proto__secret_alloc(padded_max);
+    uint8_t *seed = proto__secret_alloc(PROTO_SEED_LEN);
+    uint8_t *boxes = proto__calloc(PROTO_HINT_SLOTS, box_len);
+    if (pt == NULL || seed == NULL || boxes == NULL) {
+        err = PROTO_ENOMEM;
+        goto fail;
+    }
+    memcpy(pt, plain, plen);
+    size_t padded;
+    if (!proto__pad(pt, plen, PROTO_GRANT_PAD_BLOCK, padded_max, &padded) || padded != padded_max) {
+        err = PROTO_EPAD;
+        goto fail;
+    }
+    h->nhints = PROTO_HINT_SLOTS;
+    for (size_t slot = 0; slot < PROTO_HINT_SLOTS; slot++) {
+        uint8_t *box = boxes + slot * box_len;
+        if (slot >= n) {
+            proto__random(rng, box, box_len);
+            proto__random(rng, h->hints[slot].b, PROTO_HINT_LEN);
+            continue;
+        }
+        const uint8_t *rpk = recipients[slot].box_pk;
+        uint8_t ss[PROTO_KEY_LEN];
+        proto__random(rng, seed, PROTO_SEED_LEN);
+        if (!proto__box_shared(author, rpk, ss)) {
+            err = PROTO_EVALUE; /* a low-order recipient key */
+            goto fail;
+        }
+        hint_from_ss(ss, author->box_pk, rpk, h->origin, h->seq, h->hints[slot].b);
+        proto__wipe(ss, sizeof ss);
+        if (!proto__seal(box, pt, padded, rpk, seed)) {
+            err = PROTO_EVALUE;
+            goto fail;
+        }
+    }
+    struct grant_body_arg gb = { boxes, box_len };
+    err = proto__encode(enc_grant_body, &gb, body);
+    if (err != PROTO_OK)
+        goto fail;
+    h->body_len = body->len;
+    proto_bytes bb = { body->p, body->len };
+    proto__hash(h->body_hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
+    err = proto__header_sign(h, author, header);
+    if (err != PROTO_OK)
+        goto fail;
+    goto done;
+fail:
+    proto_buf_free(body);
+    proto_buf_free(header);
+done:
+    free(boxes);
+    proto__secret_free(pt);
+    proto__secret_free(seed);
+    return err;
+}
+
 proto_err proto_key_grant_seal(const proto_identity *grantor, const char *owner_org,
     const proto_case_nonce *nonce, const proto_scope_key *const *keys, size_t nkeys,
     const proto_seal_info *info, const proto_recipient *recipients, size_t n, const proto_rng *rng,
@@ -192,75 +281,158 @@ proto_err proto_key_grant_seal(const proto_identity *grantor, const char *owner_
 
     struct grant_plain_arg ga = { nonce, owner_org, strlen(owner_org), keys, nkeys };
     proto_buf plain = { 0 };
-    uint8_t *pt = NULL, *boxes = NULL, *seed = NULL;
-    size_t padded_max = 0, box_len = 0;
-    proto_header h = { 0 };
     err = proto__encode(enc_grant_plain, &ga, &plain);
     if (err != PROTO_OK)
-        goto fail;
-    /* sodium_pad to a multiple of 256, at least one byte added; in secret memory (the keys) */
-    padded_max = (plain.len / PROTO_GRANT_PAD_BLOCK + 1) * PROTO_GRANT_PAD_BLOCK;
-    box_len = PROTO__BOX_OVERHEAD + padded_max;
-    pt = proto__secret_alloc(padded_max);
-    seed = proto__secret_alloc(PROTO_SEED_LEN);
-    boxes = proto__calloc(PROTO_HINT_SLOTS, box_len);
-    if (pt == NULL || seed == NULL || boxes == NULL) {
-        err = PROTO_ENOMEM;
-        goto fail;
-    }
-    memcpy(pt, plain.p, plain.len);
-    size_t padded;
-    if (!proto__pad(pt, plain.len, PROTO_GRANT_PAD_BLOCK, padded_max, &padded)
-        || padded != padded_max) {
-        err = PROTO_EPAD;
-        goto fail;
-    }
-    proto__header_fixed(&h, PROTO_HDR_KEY_GRANT, grantor, info, keys[nkeys - 1]);
-    h.nhints = PROTO_HINT_SLOTS;
-    /* The rng draw order is part of the vectors (PROTOCOL.md): per slot, in order, a
-     * recipient's 32-byte seed, or an unused slot's filler box and then its random hint. */
-    for (size_t slot = 0; slot < PROTO_HINT_SLOTS; slot++) {
-        uint8_t *box = boxes + slot * box_len;
-        if (slot >= n) {
-            proto__random(rng, box, box_len);
-            proto__random(rng, h.hints[slot].b, PROTO_HINT_LEN);
-            continue;
-        }
-        const uint8_t *rpk = recipients[slot].box_pk;
-        uint8_t ss[PROTO_KEY_LEN];
-        proto__random(rng, seed, PROTO_SEED_LEN);
-        if (!proto__box_shared(grantor, rpk, ss)) {
-            err = PROTO_EVALUE; /* a low-order recipient key */
-            goto fail;
-        }
-        hint_from_ss(ss, grantor->box_pk, rpk, h.origin, h.seq, h.hints[slot].b);
-        proto__wipe(ss, sizeof ss);
-        if (!proto__seal(box, pt, padded, rpk, seed)) {
-            err = PROTO_EVALUE;
-            goto fail;
-        }
-    }
-    struct grant_body_arg gb = { boxes, box_len };
-    err = proto__encode(enc_grant_body, &gb, body);
-    if (err != PROTO_OK)
-        goto fail;
-    h.body_len = body->len;
-    proto_bytes bb = { body->p, body->len };
-    proto__hash(h.body_hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
-    err = proto__header_sign(&h, grantor, header);
-    if (err != PROTO_OK)
-        goto fail;
-    goto done;
-fail:
-    proto_buf_free(body);
-    proto_buf_free(header);
-done:
-    if (plain.p != NULL)
-        proto__wipe(plain.p, plain.len);
+        return err;
+    proto_header h = { 0 };
+    proto__header_fixed(&h, PROTO_HDR_KEY_GRANT, grantor, info, keys[nkeys - 1]->tag);
+    err = seal_boxes(grantor, &h, plain.p, plain.len, recipients, n, rng, header, body);
+    proto__wipe(plain.p, plain.len); /* the keys */
     proto_buf_free(&plain);
-    free(boxes);
-    proto__secret_free(pt);
-    proto__secret_free(seed);
+    return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Notes to an owner: the plaintext                                                          */
+
+/* Field positions in NOTE_PLAIN, for diagnostics. */
+enum {
+    NF_KIND = 2,
+    NF_CASE = 3,
+    NF_OWNER = 4,
+    NF_GRANTEE = 5,
+    NF_SCOPES = 6,
+    NF_EVIDENCE = 7,
+    NF_OPERATOR = 8,
+    NF_UNIX_USER = 9,
+};
+
+/* A note's fields as byte strings: borrowed from a proto_note on sealing, from the plaintext on
+ * opening, so that one rule and one encoder serve both. */
+struct note_view {
+    uint64_t kind;
+    const uint8_t *case_id;
+    proto_bytes owner, grantee;
+    proto_bytes scopes[PROTO_NOTE_SCOPES_MAX];
+    size_t nscopes;
+    proto_bytes evidence, operator_name, unix_user;
+};
+
+/* The value rules of a note (PROTOCOL.md, "Notes to an owner"). NULL when they hold, else the
+ * reason, with *field the position of the offending field in NOTE_PLAIN and, for a scope, *item
+ * its index (else SIZE_MAX). The count of scopes over 64 is the caller's (PROTO_ELIMIT). */
+static const char *note_rule(const struct note_view *v, int *field, size_t *item)
+{
+    *item = SIZE_MAX;
+    *field = NF_KIND;
+    if (v->kind != PROTO_NOTE_WITHDRAWAL && v->kind != PROTO_NOTE_DROP)
+        return "note kind must be 1 (withdrawal) or 2 (drop)";
+    *field = NF_OWNER;
+    if (!proto__valid_org(v->owner.p, v->owner.len))
+        return "owner must be an org id [a-z0-9-]{1,32}";
+    *field = NF_GRANTEE;
+    if (!proto__valid_org(v->grantee.p, v->grantee.len))
+        return "grantee must be an org id [a-z0-9-]{1,32}";
+    if (v->grantee.len == v->owner.len && memcmp(v->grantee.p, v->owner.p, v->owner.len) == 0)
+        return "the grantee of a note is not the case's owner";
+    *field = NF_SCOPES;
+    if (v->nscopes == 0)
+        return "a note names at least one scope";
+    for (size_t i = 0; i < v->nscopes; i++) {
+        *item = i;
+        if (!proto__valid_scope(v->scopes[i].p, v->scopes[i].len))
+            return "scope name must match [a-z0-9_-]{1,32}";
+        for (size_t j = 0; j < i; j++)
+            if (v->scopes[j].len == v->scopes[i].len
+                && memcmp(v->scopes[j].p, v->scopes[i].p, v->scopes[i].len) == 0)
+                return "a note names each scope once";
+    }
+    *item = SIZE_MAX;
+    *field = NF_EVIDENCE;
+    if (!proto__text_or_empty(v->evidence.p, v->evidence.len))
+        return "evidence must be empty or text (UTF-8, no control characters, not blank)";
+    if (v->kind == PROTO_NOTE_WITHDRAWAL && v->evidence.len == 0)
+        return "a withdrawal of consent carries its evidence";
+    *field = NF_OPERATOR;
+    if (!proto__text(v->operator_name.p, v->operator_name.len))
+        return "operator must be text (UTF-8, no control characters, not blank)";
+    *field = NF_UNIX_USER;
+    if (!proto__valid_unix_user(v->unix_user.p, v->unix_user.len))
+        return "unix user must be empty or 1..64 bytes of printable ASCII without space";
+    return NULL;
+}
+
+static void w_bytes_str(proto__w *w, proto_bytes b)
+{
+    proto__w_str(w, b.p, b.len);
+}
+
+static void enc_note_plain(proto__w *w, const void *arg)
+{
+    const struct note_view *v = arg;
+    proto__w_head(w, NOTE_PLAIN_FIELDS, PROTO_K_NOTE_PLAIN);
+    proto__w_uint(w, v->kind);
+    proto__w_bin(w, v->case_id, PROTO_CASE_ID_LEN);
+    w_bytes_str(w, v->owner);
+    w_bytes_str(w, v->grantee);
+    proto__w_array(w, v->nscopes);
+    for (size_t i = 0; i < v->nscopes; i++)
+        w_bytes_str(w, v->scopes[i]);
+    w_bytes_str(w, v->evidence);
+    w_bytes_str(w, v->operator_name);
+    w_bytes_str(w, v->unix_user);
+}
+
+/* A NUL-terminated string held in an array of size bytes, as bytes; false without a NUL. */
+static bool held_str(const char *s, size_t size, proto_bytes *out)
+{
+    const char *nul = memchr(s, '\0', size);
+    if (nul == NULL)
+        return false;
+    *out = (proto_bytes) { (const uint8_t *)s, (size_t)(nul - s) };
+    return true;
+}
+
+proto_err proto_note_seal(const proto_identity *author, const proto_note *note,
+    const proto_seal_info *info, const proto_recipient *owner, const proto_rng *rng,
+    proto_buf *header, proto_buf *body)
+{
+    if (author == NULL || note == NULL || info == NULL || owner == NULL || header == NULL
+        || body == NULL)
+        return PROTO_EINVAL;
+    header->p = body->p = NULL;
+    header->len = body->len = 0;
+    if (note->nscopes > PROTO_NOTE_SCOPES_MAX)
+        return PROTO_ELIMIT;
+    struct note_view v
+        = { .kind = note->kind, .case_id = note->case_id.b, .nscopes = note->nscopes };
+    bool held = held_str(note->owner_org, sizeof note->owner_org, &v.owner)
+        && held_str(note->grantee, sizeof note->grantee, &v.grantee)
+        && held_str(note->evidence, sizeof note->evidence, &v.evidence)
+        && held_str(note->operator_name, sizeof note->operator_name, &v.operator_name)
+        && held_str(note->unix_user, sizeof note->unix_user, &v.unix_user);
+    for (size_t i = 0; held && i < note->nscopes; i++)
+        held = held_str(note->scopes[i], sizeof note->scopes[i], &v.scopes[i]);
+    if (!held)
+        return PROTO_EINVAL; /* a string without its NUL */
+    int field;
+    size_t item;
+    if (note_rule(&v, &field, &item) != NULL || !proto__seal_info_ok(info))
+        return PROTO_EVALUE;
+
+    proto_buf plain = { 0 };
+    proto_err err = proto__encode(enc_note_plain, &v, &plain);
+    if (err != PROTO_OK)
+        return err;
+    /* The rng draw order is part of the vectors (PROTOCOL.md, "Notes to an owner"): the tag
+     * first, then the slots as a key grant's (seal_boxes). */
+    uint8_t tag[PROTO_TAG_LEN];
+    proto__random(rng, tag, sizeof tag);
+    proto_header h = { 0 };
+    proto__header_fixed(&h, PROTO_HDR_NOTE, author, info, tag);
+    err = seal_boxes(author, &h, plain.p, plain.len, owner, 1, rng, header, body);
+    proto__wipe(plain.p, plain.len);
+    proto_buf_free(&plain);
     return err;
 }
 
@@ -422,14 +594,14 @@ proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me,
         h, me, proto_key_grant_slot(h, me, grantor_box_pk), body, len, lim, out, diag);
 }
 
-proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity *me, int slot,
-    const uint8_t *body, size_t len, const proto_limits *lim, proto_grant *out, proto_diag *diag)
+/* Check a sealed body (key grant or note) against its header, open the box of slot and unpad:
+ * on success *pt is new secret memory (free with proto__secret_free) whose first *plen bytes are
+ * the plaintext. The header's kind is the caller's check. */
+static proto_err open_sealed(const proto_header *h, const proto_identity *me, int slot,
+    const uint8_t *body, size_t len, const proto_limits *lim, uint8_t **pt, size_t *plen,
+    proto_diag *diag)
 {
-    if (h == NULL || me == NULL || (body == NULL && len > 0) || out == NULL)
-        return PROTO_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (h->kind != PROTO_HDR_KEY_GRANT)
-        return PROTO_EKIND;
+    *pt = NULL;
     if (slot < 0 || slot >= PROTO_HINT_SLOTS)
         return PROTO_ENOTRECIPIENT;
     if (len != h->body_len)
@@ -439,16 +611,31 @@ proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity 
     proto__hash(hash, PROTO_HASH_LEN, NULL, 0, &bb, 1);
     if (proto__memcmp_ct(hash, h->body_hash, PROTO_HASH_LEN) != 0)
         return PROTO_EBODYHASH;
-
-    uint8_t *pt = NULL;
-    size_t padded = 0, plen;
-    proto_err err = open_box(body, len, lim, slot, me, &pt, &padded, diag);
+    size_t padded = 0;
+    proto_err err = open_box(body, len, lim, slot, me, pt, &padded, diag);
     if (err != PROTO_OK)
         return err;
-    if (!proto__unpad(pt, padded, PROTO_GRANT_PAD_BLOCK, &plen)) {
-        err = PROTO_EPAD;
-        goto fail;
+    if (!proto__unpad(*pt, padded, PROTO_GRANT_PAD_BLOCK, plen)) {
+        proto__secret_free(*pt);
+        *pt = NULL;
+        return PROTO_EPAD;
     }
+    return PROTO_OK;
+}
+
+proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity *me, int slot,
+    const uint8_t *body, size_t len, const proto_limits *lim, proto_grant *out, proto_diag *diag)
+{
+    if (h == NULL || me == NULL || (body == NULL && len > 0) || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (h->kind != PROTO_HDR_KEY_GRANT)
+        return PROTO_EKIND;
+    uint8_t *pt;
+    size_t plen;
+    proto_err err = open_sealed(h, me, slot, body, len, lim, &pt, &plen, diag);
+    if (err != PROTO_OK)
+        return err;
     err = decode_grant_plain(pt, plen, lim, out, diag);
     if (err != PROTO_OK)
         goto fail;
@@ -470,5 +657,84 @@ proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity 
 fail:
     proto__secret_free(pt);
     proto_grant_fini(out);
+    return err;
+}
+
+/* Copy a decoded string (its length checked against dst's size by the decoder) and its NUL. */
+static void copy_str(char *dst, proto_bytes b)
+{
+    if (b.len > 0)
+        memcpy(dst, b.p, b.len);
+    dst[b.len] = '\0';
+}
+
+/* Decode a NOTE_PLAIN (in secret memory) and check its rules; its strings are copied into out. */
+static proto_err decode_note_plain(
+    const uint8_t *pt, size_t plen, const proto_limits *lim, proto_note *out, proto_diag *diag)
+{
+    proto__d d;
+    const msgpack_object *f, *items;
+    struct note_view v = { 0 };
+    proto_err err
+        = proto__d_open(&d, pt, plen, lim, 0, PROTO_K_NOTE_PLAIN, NOTE_PLAIN_FIELDS, &f, diag);
+    if (err != PROTO_OK)
+        return err;
+    if (!proto__d_uint(
+            &d, &f[NF_KIND], 255, &v.kind, "note kind must be 1 (withdrawal) or 2 (drop)")
+        || !proto__d_fixed(
+            &d, &f[NF_CASE], PROTO_CASE_ID_LEN, out->case_id.b, "case id must be bin of 16")
+        || !proto__d_str(&d, &f[NF_OWNER], PROTO_ORG_MAX, &v.owner, "owner must be an org id")
+        || !proto__d_str(&d, &f[NF_GRANTEE], PROTO_ORG_MAX, &v.grantee, "grantee must be an org id")
+        || !proto__d_arr(&d, &f[NF_SCOPES], PROTO_NOTE_SCOPES_MAX, &items, &v.nscopes,
+            "scopes must be an array of at most 64 scope names")
+        || !proto__d_str(&d, &f[NF_EVIDENCE], PROTO_TEXT_MAX, &v.evidence,
+            "evidence must be str of at most 1024 bytes")
+        || !proto__d_str(&d, &f[NF_OPERATOR], PROTO_TEXT_MAX, &v.operator_name,
+            "operator must be str of at most 1024 bytes")
+        || !proto__d_str(&d, &f[NF_UNIX_USER], PROTO__UNIX_USER_MAX, &v.unix_user,
+            "unix user must be str of at most 64 bytes"))
+        return proto__d_fail(&d, diag);
+    for (size_t i = 0; i < v.nscopes; i++)
+        if (!proto__d_str(&d, &items[i], PROTO_SCOPE_NAME_MAX, &v.scopes[i],
+                "a scope must be str of at most 32 bytes"))
+            return proto__d_fail(&d, diag);
+    v.case_id = out->case_id.b;
+    int field;
+    size_t item;
+    const char *why = note_rule(&v, &field, &item);
+    if (why != NULL) {
+        proto__d_err(&d, item != SIZE_MAX ? &items[item] : &f[field], PROTO_EVALUE, why);
+        return proto__d_fail(&d, diag);
+    }
+    out->kind = (uint8_t)v.kind;
+    copy_str(out->owner_org, v.owner);
+    copy_str(out->grantee, v.grantee);
+    for (size_t i = 0; i < v.nscopes; i++)
+        copy_str(out->scopes[i], v.scopes[i]);
+    out->nscopes = v.nscopes;
+    copy_str(out->evidence, v.evidence);
+    copy_str(out->operator_name, v.operator_name);
+    copy_str(out->unix_user, v.unix_user);
+    proto__d_close(&d);
+    return PROTO_OK;
+}
+
+proto_err proto_note_open_slot(const proto_header *h, const proto_identity *me, int slot,
+    const uint8_t *body, size_t len, const proto_limits *lim, proto_note *out, proto_diag *diag)
+{
+    if (h == NULL || me == NULL || (body == NULL && len > 0) || out == NULL)
+        return PROTO_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (h->kind != PROTO_HDR_NOTE)
+        return PROTO_EKIND;
+    uint8_t *pt;
+    size_t plen;
+    proto_err err = open_sealed(h, me, slot, body, len, lim, &pt, &plen, diag);
+    if (err != PROTO_OK)
+        return err;
+    err = decode_note_plain(pt, plen, lim, out, diag);
+    proto__secret_free(pt); /* wipes the plaintext */
+    if (err != PROTO_OK)
+        proto__wipe(out, sizeof *out);
     return err;
 }

@@ -172,9 +172,9 @@ void proto__be64(uint8_t out[8], uint64_t v);
 /* The seal info a header needs: seq >= 1, wall < 2^48, prev zero when seq is 1. */
 bool proto__seal_info_ok(const proto_seal_info *info);
 /* The header fields an author fixes before its body is sealed: kind, origin, seq, prev, clock,
- * and the tag of the key (the body's length and hash come after). */
+ * and the tag (of the key; random for a note) (the body's length and hash come after). */
 void proto__header_fixed(proto_header *h, uint8_t kind, const proto_identity *author,
-    const proto_seal_info *info, const proto_scope_key *key);
+    const proto_seal_info *info, const uint8_t tag[PROTO_TAG_LEN]);
 /* Sign h's fields with id and write the HEADER message; sets h->sig and h->id. */
 proto_err proto__header_sign(proto_header *h, const proto_identity *id, proto_buf *out);
 /* Version vectors [[origin bin32, max]...], sorted by origin, unique, max >= 1. */

@@ -6,7 +6,7 @@
  * the input back byte for byte (canonical encodings: exactly one encoding per value).
  * A violation abort()s, which both cmocka and libFuzzer report.
  *
- * The body, access_grant and key-grant entries encrypt or seal the fuzz input with libsodium
+ * The body, access_grant, key-grant and note entries encrypt or seal the fuzz input with libsodium
  * directly, per PROTOCOL.md, so that the decoders behind the AEAD and the sealed box are reached
  * too; an accepted plaintext must seal back to the same bytes.
  */
@@ -259,25 +259,27 @@ static proto_err d_access_grant(const uint8_t *p, size_t n)
     return err;
 }
 
-/* The hint of bob in a grant by alice at seq 1, per PROTOCOL.md with libsodium alone. */
-static void spec_bob_hint(uint8_t out[16])
+/* The hint of recipient in a grant (or note) by grantor at seq 1, per PROTOCOL.md with libsodium
+ * alone. */
+static void spec_hint(
+    const proto_identity *grantor, const proto_identity *recipient, uint8_t out[16])
 {
     uint8_t sign_seed[32], box_seed[32], pk[32], sk[32], ss[32], k[32], h[32];
-    proto_identity_seeds(bob, sign_seed, box_seed);
+    proto_identity_seeds(recipient, sign_seed, box_seed);
     crypto_box_seed_keypair(pk, sk, box_seed);
-    if (crypto_scalarmult(ss, sk, proto_identity_box_pk(alice)) != 0)
+    if (crypto_scalarmult(ss, sk, proto_identity_box_pk(grantor)) != 0)
         abort();
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, 32);
     crypto_generichash_update(&st, (const uint8_t *)"patto-hint-key-v2", 17);
     crypto_generichash_update(&st, ss, 32);
-    crypto_generichash_update(&st, proto_identity_box_pk(alice), 32);
+    crypto_generichash_update(&st, proto_identity_box_pk(grantor), 32);
     crypto_generichash_update(&st, pk, 32);
     crypto_generichash_final(&st, k, 32);
     const uint8_t seq1[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
     crypto_generichash_init(&st, k, 32, 32);
     crypto_generichash_update(&st, (const uint8_t *)"patto-hint-v2", 13);
-    crypto_generichash_update(&st, proto_identity_origin(alice), 32);
+    crypto_generichash_update(&st, proto_identity_origin(grantor), 32);
     crypto_generichash_update(&st, seq1, 8);
     crypto_generichash_final(&st, h, 32);
     memcpy(out, h, 16);
@@ -287,11 +289,13 @@ static void spec_bob_hint(uint8_t out[16])
     sodium_memzero(box_seed, sizeof box_seed);
 }
 
-/* Open slot 0 of a grant body with bob's key and libsodium alone; the unpadded plaintext. */
-static uint8_t *spec_open_slot0(const uint8_t *body, size_t n, size_t *plen)
+/* Open slot 0 of a grant (or note) body with me's key and libsodium alone; the unpadded
+ * plaintext. */
+static uint8_t *spec_open_slot0(
+    const proto_identity *me, const uint8_t *body, size_t n, size_t *plen)
 {
     uint8_t sign_seed[32], box_seed[32], pk[32], sk[32];
-    proto_identity_seeds(bob, sign_seed, box_seed);
+    proto_identity_seeds(me, sign_seed, box_seed);
     crypto_box_seed_keypair(pk, sk, box_seed);
     size_t l = (n - 16) / 4; /* four bin16 boxes: 16 + 4L bytes */
     uint8_t *m = malloc(l);
@@ -306,7 +310,7 @@ static uint8_t *spec_open_slot0(const uint8_t *body, size_t n, size_t *plen)
 static void reseal_grant_same(const proto_grant *g, const uint8_t *body, size_t n)
 {
     size_t l1, l2;
-    uint8_t *p1 = spec_open_slot0(body, n, &l1);
+    uint8_t *p1 = spec_open_slot0(bob, body, n, &l1);
     proto_recipient rc;
     memcpy(rc.box_pk, proto_identity_box_pk(bob), 32);
     proto_seal_info info = { 1, { 0 }, { 1700000000000, 0 } };
@@ -315,7 +319,7 @@ static void reseal_grant_same(const proto_grant *g, const uint8_t *body, size_t 
             (const proto_scope_key *const *)g->keys, g->nkeys, &info, &rc, 1, NULL, &hb, &bb)
         != PROTO_OK)
         abort();
-    uint8_t *p2 = spec_open_slot0(bb.p, bb.len, &l2);
+    uint8_t *p2 = spec_open_slot0(bob, bb.p, bb.len, &l2);
     if (l1 != l2 || memcmp(p1, p2, l1) != 0) {
         fprintf(stderr, "grant: an accepted plaintext does not seal back to itself\n");
         abort();
@@ -336,7 +340,7 @@ static proto_err grant_open_body(const uint8_t *body, size_t n)
     h.seq = 1;
     memcpy(h.tag, proto_scope_key_tag(key2), 32);
     h.nhints = PROTO_HINT_SLOTS;
-    spec_bob_hint(h.hints[0].b);
+    spec_hint(alice, bob, h.hints[0].b);
     for (int i = 1; i < PROTO_HINT_SLOTS; i++)
         memset(h.hints[i].b, 0xe0 + i, PROTO_HINT_LEN);
     h.body_len = n;
@@ -357,12 +361,10 @@ static proto_err d_grant_body(const uint8_t *p, size_t n)
     return grant_open_body(p, n);
 }
 
-/* Pad p to a multiple of 512, seal it to bob, and wrap it in a GRANT_BODY as box 0 of 4. */
-static proto_err d_grant_plain(const uint8_t *p, size_t n)
+/* Pad p to a multiple of 256, seal it to `to` with crypto_box_seal, and wrap it in a GRANT_BODY
+ * as box 0 of 4 (the others filler bytes), per PROTOCOL.md. */
+static void spec_sealed_body(const proto_identity *to, const uint8_t *p, size_t n, tb *b)
 {
-    fixed_init();
-    if (n > 16384) /* a GRANT_PLAIN is at most 11374 bytes */
-        return PROTO_ELIMIT;
     size_t padded_max = (n / PROTO_GRANT_PAD_BLOCK + 1) * PROTO_GRANT_PAD_BLOCK, padded;
     size_t l = 48 + padded_max;
     uint8_t *pt = malloc(padded_max), *boxes = malloc(4 * l);
@@ -372,19 +374,82 @@ static proto_err d_grant_plain(const uint8_t *p, size_t n)
         memcpy(pt, p, n);
     if (sodium_pad(&padded, pt, n, PROTO_GRANT_PAD_BLOCK, padded_max) != 0)
         abort();
-    crypto_box_seal(boxes, pt, padded, proto_identity_box_pk(bob));
+    crypto_box_seal(boxes, pt, padded, proto_identity_box_pk(to));
     memset(boxes + l, 0x5a, 3 * l);
-    tb b = { 0 };
-    tb_array(&b, 3);
-    tb_uint(&b, PROTO_VERSION);
-    tb_uint(&b, PROTO_K_GRANT_BODY);
-    tb_array(&b, 4);
+    tb_array(b, 3);
+    tb_uint(b, PROTO_VERSION);
+    tb_uint(b, PROTO_K_GRANT_BODY);
+    tb_array(b, 4);
     for (int i = 0; i < 4; i++)
-        tb_bin(&b, boxes + i * l, l);
-    proto_err err = grant_open_body(b.p, b.len);
-    tb_free(&b);
+        tb_bin(b, boxes + i * l, l);
     free(pt);
     free(boxes);
+}
+
+/* Seal p to bob as box 0 of a GRANT_BODY and open it as a key grant. */
+static proto_err d_grant_plain(const uint8_t *p, size_t n)
+{
+    fixed_init();
+    if (n > 16384) /* a GRANT_PLAIN is at most 11374 bytes */
+        return PROTO_ELIMIT;
+    tb b = { 0 };
+    spec_sealed_body(bob, p, n, &b);
+    proto_err err = grant_open_body(b.p, b.len);
+    tb_free(&b);
+    return err;
+}
+
+/* Oracle of an opened note: sealing what was decoded again gives the same plaintext. */
+static void reseal_note_same(const proto_note *nt, const uint8_t *p, size_t n)
+{
+    proto_recipient rc;
+    memcpy(rc.box_pk, proto_identity_box_pk(alice), 32);
+    proto_seal_info info = { 1, { 0 }, { 1700000000000, 0 } };
+    proto_buf hb, bb;
+    if (proto_note_seal(bob, nt, &info, &rc, NULL, &hb, &bb) != PROTO_OK)
+        abort();
+    size_t l;
+    uint8_t *q = spec_open_slot0(alice, bb.p, bb.len, &l);
+    if (l != n || memcmp(p, q, n) != 0) {
+        fprintf(stderr, "note: an accepted plaintext does not seal back to itself\n");
+        abort();
+    }
+    free(q);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
+}
+
+/* Seal p to alice as box 0 of a GRANT_BODY and open it as a note from bob to alice: a NOTE
+ * header by bob at seq 1 (alice's hint in slot 0, a random-looking tag). */
+static proto_err d_note_plain(const uint8_t *p, size_t n)
+{
+    fixed_init();
+    if (n > 16384) /* a NOTE_PLAIN is at most 4389 bytes */
+        return PROTO_ELIMIT;
+    tb b = { 0 };
+    spec_sealed_body(alice, p, n, &b);
+    proto_header h;
+    memset(&h, 0, sizeof h);
+    h.kind = PROTO_HDR_NOTE;
+    memcpy(h.origin, proto_identity_origin(bob), 32);
+    h.seq = 1;
+    memset(h.tag, 0x7e, 32);
+    h.nhints = PROTO_HINT_SLOTS;
+    spec_hint(bob, alice, h.hints[0].b);
+    for (int i = 1; i < PROTO_HINT_SLOTS; i++)
+        memset(h.hints[i].b, 0xe0 + i, PROTO_HINT_LEN);
+    h.body_len = b.len;
+    crypto_generichash(h.body_hash, 32, b.p, b.len, NULL, 0);
+    if (proto_key_grant_slot(&h, alice, proto_identity_box_pk(bob)) != 0)
+        abort(); /* the owner finds its slot in a note as in a key grant */
+    proto_note *nt = malloc(sizeof *nt);
+    if (nt == NULL)
+        abort();
+    proto_err err = proto_note_open_slot(&h, alice, 0, b.p, b.len, NULL, nt, NULL);
+    if (err == PROTO_OK)
+        reseal_note_same(nt, p, n);
+    free(nt);
+    tb_free(&b);
     return err;
 }
 
@@ -492,6 +557,7 @@ const tdec tdecoders[] = {
     { "body", d_body },
     { "grant_body", d_grant_body },
     { "grant_plain", d_grant_plain },
+    { "note_plain", d_note_plain },
     { "scope", d_scope },
     { "access_grant", d_access_grant },
     { "receipt", d_receipt },

@@ -283,7 +283,8 @@ static void nested_offsets(void **state)
 
 /* Every top-level message of the vectors, its version changed to 1 (the previous protocol):
  * refused with PROTO_EVERSION by its decoder, at offset 1. */
-static const char *const wrapped[] = { "body", "access_grant", "grant_plain", "case_id" };
+static const char *const wrapped[]
+    = { "body", "access_grant", "grant_plain", "note_plain", "case_id" };
 static size_t n_v1;
 static void version_1_refused(const char *where, const uint8_t *p, size_t n)
 {
@@ -292,7 +293,8 @@ static void version_1_refused(const char *where, const uint8_t *p, size_t n)
         return;
     if (kind == PROTO_K_HEADER_FIELDS || kind == PROTO_K_DELTA_PLAIN || kind == PROTO_K_GRANT_PLAIN
         || kind == PROTO_K_ACCESS_GRANT || kind == PROTO_K_ACCESS_EPOCH
-        || kind == PROTO_K_ACCESS_NARROW || kind == PROTO_K_FORGET_PLAIN)
+        || kind == PROTO_K_ACCESS_NARROW || kind == PROTO_K_FORGET_PLAIN
+        || kind == PROTO_K_NOTE_PLAIN)
         return; /* found only inside others (their versions: below) */
     uint8_t *q = malloc(n);
     assert_non_null(q);
@@ -330,7 +332,8 @@ static void version_1_everywhere(void **state)
 static size_t n_trunc;
 static void truncate_everywhere(const char *where, const uint8_t *p, size_t n)
 {
-    if (strcmp(where, "plaintext_padded") == 0 || strcmp(where, "grant_plain_padded") == 0)
+    if (strcmp(where, "plaintext_padded") == 0 || strcmp(where, "grant_plain_padded") == 0
+        || strcmp(where, "note_plain_padded") == 0)
         return; /* padding: a prefix of it is the (valid) plaintext */
     for (size_t cut = 0; cut < n; cut++) {
         uint8_t *q = malloc(cut + 1);
@@ -338,7 +341,8 @@ static void truncate_everywhere(const char *where, const uint8_t *p, size_t n)
         memcpy(q, p, cut);
         for (size_t k = 0; k < ntdecoders; k++)
             if (strcmp(tdecoders[k].name, "case_id") != 0 && strcmp(tdecoders[k].name, "body") != 0
-                && strcmp(tdecoders[k].name, "grant_plain") != 0)
+                && strcmp(tdecoders[k].name, "grant_plain") != 0
+                && strcmp(tdecoders[k].name, "note_plain") != 0)
                 if (tdecoders[k].fn(q, cut) == PROTO_OK)
                     fail_msg(
                         "%s accepted %s cut to %zu of %zu bytes", tdecoders[k].name, where, cut, n);

@@ -203,7 +203,8 @@ static void rome(void **state)
     assert_int_equal(c.offset_min, 120);
 }
 
-/* The kinds of version 2 by name (PROTOCOL.md, "Kinds"): 1 to 25, nothing else. */
+/* The kinds of version 2 by name (PROTOCOL.md, "Kinds"): 1 to 26, nothing else; the header
+ * kinds 1 to 3 (PROTOCOL.md, "Headers"). */
 static void kind_names(void **state)
 {
     (void)state;
@@ -217,10 +218,18 @@ static void kind_names(void **state)
     assert_int_equal(PROTO_BODY_ACCESS_NARROW, PROTO_K_ACCESS_NARROW);
     assert_string_equal(proto_kind_name(PROTO_K_GRANT_BODY), "grant-body");
     assert_string_equal(proto_kind_name(PROTO_K_FORGET_PLAIN), "forget-plaintext");
-    assert_string_equal(proto_kind_name(26), "unknown");
+    assert_string_equal(proto_kind_name(PROTO_K_NOTE_PLAIN), "note-plaintext");
+    assert_int_equal(PROTO_K_NOTE_PLAIN, 26);
+    assert_string_equal(proto_kind_name(27), "unknown");
     assert_string_equal(proto_kind_name(0), "unknown");
-    for (unsigned k = 1; k <= 25; k++)
+    assert_string_equal(proto_kind_name(UINT32_MAX), "unknown");
+    for (unsigned k = 1; k <= 26; k++)
         assert_string_not_equal(proto_kind_name(k), "unknown");
+    assert_int_equal(PROTO_HDR_DELTA, 1);
+    assert_int_equal(PROTO_HDR_KEY_GRANT, 2);
+    assert_int_equal(PROTO_HDR_NOTE, 3);
+    assert_int_equal(PROTO_NOTE_WITHDRAWAL, 1);
+    assert_int_equal(PROTO_NOTE_DROP, 2);
 }
 
 static void hex(void **state)

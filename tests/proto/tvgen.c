@@ -97,6 +97,67 @@ static void put_plaintext(tu_vector *v, const proto_header *h, const proto_scope
     tu_vector_put_hex(v, "plaintext_padded", out->plain_, out->plain_len_);
 }
 
+/* A note to the owner ([note], [note-drop]): sealed by author to owner (box seed pattern
+ * owner_box_base) with random bytes from the stream of seed pattern stream_base; the owner finds
+ * slot 0 and reads the note back; box 0 is opened here with libsodium alone. */
+static void note_vector(tu_vectors *vs, const char *name, const char *what,
+    const proto_identity *author, const proto_identity *owner, uint8_t owner_box_base,
+    const proto_note *note, const proto_seal_info *info, uint8_t stream_base)
+{
+    stream_rng sr;
+    uint8_t stream_seed[randombytes_SEEDBYTES];
+    tu_pattern(stream_seed, sizeof stream_seed, stream_base);
+    randombytes_buf_deterministic(sr.buf, sizeof sr.buf, stream_seed);
+    sr.off = 0;
+    proto_rng rng = { stream_fill, &sr };
+    proto_recipient rc;
+    memcpy(rc.box_pk, proto_identity_box_pk(owner), 32);
+    proto_buf nh, nb;
+    CHECK(proto_note_seal(author, note, info, &rc, &rng, &nh, &nb));
+    proto_header h;
+    CHECK(proto_header_decode(nh.p, nh.len, NULL, &h, NULL));
+    CHECK(proto_header_verify(&h));
+    CHECK(h.kind != PROTO_HDR_NOTE);
+    CHECK(memcmp(h.tag, sr.buf, 32)); /* the tag is drawn first */
+    CHECK(proto_key_grant_slot(&h, owner, proto_identity_box_pk(author)) != 0);
+    proto_note *got = malloc(sizeof *got);
+    CHECK(got == NULL);
+    CHECK(proto_note_open_slot(&h, owner, 0, nb.p, nb.len, NULL, got, NULL));
+    CHECK(memcmp(got, note, sizeof *got) != 0);
+    free(got);
+    uint8_t seed[32], pk[32], sk[32];
+    tu_pattern(seed, 32, owner_box_base);
+    crypto_box_seed_keypair(pk, sk, seed);
+    size_t box_len = (nb.len - 4) / 4 - 3;
+    uint8_t *padded = malloc(box_len - 48);
+    CHECK(padded == NULL);
+    CHECK(crypto_box_seal_open(padded, nb.p + 4 + 3, box_len, pk, sk));
+    tu_vector *v = tu_vectors_add(vs, name);
+    tu_vector_put(v, "what", what);
+    tu_vector_put(v, "rng",
+        "randombytes_buf_deterministic(8192 bytes, seed = stream_seed), drawn in order: the tag "
+        "(32), slot 0 ephemeral seed (32), slot 1 filler box (L) and hint (16), slot 2 the same, "
+        "slot 3 the same");
+    tu_vector_put_hex(v, "stream_seed", stream_seed, sizeof stream_seed);
+    tu_vector_put_hex(v, "tag", h.tag, 32);
+    tu_vector_put_hex(v, "ephemeral_seed", sr.buf + 32, 32);
+    tu_vector_put_hex(v, "note_plain_padded", padded, box_len - 48);
+    tu_vector_put_u64(v, "box_len", box_len);
+    for (int i = 0; i < PROTO_HINT_SLOTS; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "hint_%d", i);
+        tu_vector_put_hex(v, k, h.hints[i].b, PROTO_HINT_LEN);
+    }
+    put_buf(v, "body", &nb);
+    tu_vector_put_hex(v, "header_id", h.id, 32);
+    put_buf(v, "header", &nh);
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(padded, box_len - 48);
+    free(padded);
+    proto_buf_free(&nh);
+    proto_buf_free(&nb);
+}
+
 /* Ed25519 edge cases ([ed25519-edge]): signatures that satisfy the verification equation, or
  * would to a lax verifier, and that libsodium 1.0.18 (so patto) refuses. */
 static void ed25519_edges(
@@ -511,6 +572,44 @@ void tv_generate(tu_vectors *vs)
     put_buf(v, "header", &anh);
     proto_buf_free(&anh);
     proto_buf_free(&anb);
+
+    /* Notes to the owner, comune-1 (alice's box key): carol (prefettura-lt) records that the
+     * beneficiary withdrew consent to cpia-1's access, at carol's seq 2; bob (cpia-1) drops its
+     * grant of sociale, at bob's seq 8 (prevs: the ids of [vv] below). */
+    proto_note *note = calloc(1, sizeof *note);
+    CHECK(note == NULL);
+    note->kind = PROTO_NOTE_WITHDRAWAL;
+    note->case_id = cid;
+    strcpy(note->owner_org, owner_org);
+    strcpy(note->grantee, "cpia-1");
+    strcpy(note->scopes[0], scope_name);
+    strcpy(note->scopes[1], "documenti");
+    note->nscopes = 2;
+    strcpy(note->evidence, "modulo di revoca del consenso, prot. 41/2025");
+    strcpy(note->operator_name, "l.verdi");
+    strcpy(note->unix_user, "lverdi");
+    proto_seal_info ninfo = { 2, { 0 }, { 1700000500000, 0 } };
+    tu_pattern(ninfo.prev, 32, 0xc0);
+    note_vector(vs, "note",
+        "carol (prefettura-lt, seq 2, prev = carol's seq-1 id of [vv]) tells comune-1 (alice) that "
+        "the beneficiary withdrew consent to cpia-1's access to sociale and documenti: note kind "
+        "1, one recipient (alice, slot 0); l.verdi, unix user lverdi",
+        carol, alice, 0x21, note, &ninfo, 0xc0);
+    memset(note, 0, sizeof *note);
+    note->kind = PROTO_NOTE_DROP;
+    note->case_id = cid;
+    strcpy(note->owner_org, owner_org);
+    strcpy(note->grantee, "cpia-1");
+    strcpy(note->scopes[0], scope_name);
+    note->nscopes = 1;
+    strcpy(note->operator_name, "a.neri");
+    ninfo = (proto_seal_info) { 8, { 0 }, { 1700000600000, 0 } };
+    tu_pattern(ninfo.prev, 32, 0xe0);
+    note_vector(vs, "note-drop",
+        "bob (cpia-1, seq 8, prev = bob's seq-7 id of [vv]) tells comune-1 (alice) that cpia-1 "
+        "gives up its grant of sociale: note kind 2, no evidence, a.neri, no unix user",
+        bob, alice, 0x21, note, &ninfo, 0xe0);
+    free(note);
 
     ed25519_edges(vs, alice, dsigned, &dh);
 

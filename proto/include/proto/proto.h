@@ -103,7 +103,8 @@ extern "C" {
     X(PROTO_K_FORGET_PLAIN, 22, "forget-plaintext")                                                \
     X(PROTO_K_FRAME, 23, "session-frame")                                                          \
     X(PROTO_K_ACCESS_EPOCH, 24, "access-epoch")                                                    \
-    X(PROTO_K_ACCESS_NARROW, 25, "access-narrow")
+    X(PROTO_K_ACCESS_NARROW, 25, "access-narrow")                                                  \
+    X(PROTO_K_NOTE_PLAIN, 26, "note-plaintext")
 
 typedef enum proto_kind {
 #define PROTO__KIND(name, num, text) name = num,
@@ -372,6 +373,7 @@ void proto_counter_origin(
 typedef enum proto_header_kind {
     PROTO_HDR_DELTA = 1,     /* body: an encrypted delta, access-log entry or forget plaintext */
     PROTO_HDR_KEY_GRANT = 2, /* body: sealed scope keys in PROTO_HINT_SLOTS boxes */
+    PROTO_HDR_NOTE = 3,      /* body: a note to a case's owner, sealed like a key grant */
 } proto_header_kind;
 
 typedef struct proto_origin_bytes {
@@ -393,8 +395,8 @@ typedef struct proto_header {
     uint8_t prev[PROTO_HASH_LEN]; /* id of the origin's header seq-1; zeros when seq == 1 */
     crdt_hlc hlc;
     uint8_t tag[PROTO_TAG_LEN];
-    /* Key grants: exactly PROTO_HINT_SLOTS hints, one per sealed box (a recipient's, or random
-     * bytes); deltas: none. */
+    /* Key grants and notes: exactly PROTO_HINT_SLOTS hints, one per sealed box (a recipient's,
+     * or random bytes); deltas: none. */
     proto_hint hints[PROTO_HINT_SLOTS];
     size_t nhints;
     uint64_t body_len;
@@ -578,8 +580,11 @@ PROTO_NODISCARD proto_err proto_key_grant_seal(const proto_identity *grantor, co
     const proto_seal_info *info, const proto_recipient *recipients, size_t n, const proto_rng *rng,
     proto_buf *header, proto_buf *body);
 
-/* The hint slot of a verified KEY_GRANT header that is meant for this node, given the X25519
- * key the manifest lists for the header's origin: 0..PROTO_HINT_SLOTS-1, or -1 when none is. */
+/* The hint slot of a verified KEY_GRANT or NOTE header that is meant for this node, given the
+ * X25519 key the manifest lists for the header's origin: 0..PROTO_HINT_SLOTS-1, or -1 when none
+ * is (and for a header of any other kind). Hints depend only on the two box keys and the
+ * header's (origin, seq), so both kinds are served alike; the caller then opens the slot with
+ * proto_key_grant_open_slot or proto_note_open_slot by the header's kind. */
 /* The same from the hint key of the (grantor, this node) pair, which proto_hint_key computes
  * once (one X25519): a node that sees many grants of one grantor keeps it (it is secret: wipe
  * it). proto_hint_key returns false for a grantor box key of low order (no slot is ever
@@ -610,11 +615,57 @@ PROTO_NODISCARD proto_err proto_key_grant_open(const proto_header *h, const prot
     const uint8_t grantor_box_pk[PROTO_BOX_PK_LEN], const uint8_t *body, size_t len,
     const proto_limits *lim, proto_grant *out, proto_diag *diag);
 /* The same when the caller knows its slot already (proto_key_grant_slot_k): slot out of
- * 0..PROTO_HINT_SLOTS-1 gives PROTO_ENOTRECIPIENT. */
+ * 0..PROTO_HINT_SLOTS-1 gives PROTO_ENOTRECIPIENT. Both refuse a NOTE header (PROTO_EKIND). */
 PROTO_NODISCARD proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity *me,
     int slot, const uint8_t *body, size_t len, const proto_limits *lim, proto_grant *out,
     proto_diag *diag);
 void proto_grant_fini(proto_grant *g);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Notes to a case's owner                                                                   */
+
+/* A note asks the owner of a case to end a grant: a withdrawal of consent recorded at any
+ * member's desk, or a grantee giving up its own grant (PROTOCOL.md, "Notes to an owner"). It
+ * travels in a NOTE header (random tag, 4 hint slots, the owner's among them) whose body is
+ * sealed like a key grant's, to the owner alone. */
+typedef enum proto_note_kind {
+    PROTO_NOTE_WITHDRAWAL = 1, /* the beneficiary withdrew consent (evidence required) */
+    PROTO_NOTE_DROP = 2,       /* the grantee gives its grant up */
+} proto_note_kind;
+#define PROTO_NOTE_SCOPES_MAX 64
+typedef struct proto_note {
+    uint8_t kind; /* proto_note_kind */
+    proto_case_id case_id;
+    char owner_org[PROTO_ORG_MAX + 1]; /* the org the note is for: the case's owner */
+    char grantee[PROTO_ORG_MAX + 1];   /* whose access is to end */
+    char scopes[PROTO_NOTE_SCOPES_MAX][PROTO_SCOPE_NAME_MAX + 1]; /* none twice */
+    size_t nscopes;                                               /* 1..PROTO_NOTE_SCOPES_MAX */
+    char evidence[PROTO_TEXT_MAX + 1]; /* text; required (not empty) for a withdrawal */
+    char operator_name[PROTO_TEXT_MAX + 1];
+    char unix_user[64 + 1]; /* empty, or 1..64 printable ASCII without space */
+} proto_note;
+
+/* Seal a note to its owner (one recipient: the owner's box key) in a NOTE header (kind
+ * PROTO_HDR_NOTE, tag 32 random bytes, the owner's hint in slot 0 and random hints in slots 1..3,
+ * as a key grant to one recipient) and its body (a GRANT_BODY of 4 boxes). Random bytes are drawn
+ * from rng in this order: the tag (32), the owner's ephemeral seed (32), then for slots 1..3 a
+ * filler box and a hint (PROTOCOL.md, "Notes to an owner"). Strings are NUL-terminated within
+ * their arrays. Errors: PROTO_EINVAL (NULL, a string without its NUL), PROTO_ELIMIT (nscopes
+ * above PROTO_NOTE_SCOPES_MAX), PROTO_EVALUE (a rule of the note broken, the seal info, an owner
+ * box key of low order), PROTO_ENOMEM. */
+PROTO_NODISCARD proto_err proto_note_seal(const proto_identity *author, const proto_note *note,
+    const proto_seal_info *info, const proto_recipient *owner, const proto_rng *rng,
+    proto_buf *header, proto_buf *body);
+/* Open this node's box of a verified NOTE header, its slot found with proto_key_grant_slot_k or
+ * proto_key_grant_slot (which serve NOTE headers too). Checks length and hash, opens, unpads,
+ * decodes and checks the note's rules; the plaintext is wiped, *out holds copies (wiped on
+ * failure). The caller still checks that out->owner_org is its own org and that the header's
+ * origin is a member's key. Errors: PROTO_EKIND (not a NOTE header), PROTO_ENOTRECIPIENT (slot
+ * out of 0..PROTO_HINT_SLOTS-1), PROTO_EBODYLEN, PROTO_EBODYHASH, PROTO_ESEAL, PROTO_EPAD,
+ * decode errors (with diag: offset in the NOTE_PLAIN). */
+PROTO_NODISCARD proto_err proto_note_open_slot(const proto_header *h, const proto_identity *me,
+    int slot, const uint8_t *body, size_t len, const proto_limits *lim, proto_note *out,
+    proto_diag *diag);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Scope states and deltas (canonical, PROTOCOL.md "Scope encoding")                        */
