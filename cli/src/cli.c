@@ -135,8 +135,30 @@ static const cli__cmd commands[] = {
         "Like revoke, but ORG keeps reading: its writes beyond the cut are refused everywhere,\n"
         "and the key stays.",
         cli__consent_downgrade },
+    { "consent withdraw", "CASE --scopes S1,S2 --to ORG --evidence REF [--owner ORG]",
+        "record at this desk that the beneficiary withdrew consent to ORG's access",
+        "Any partner's node takes a withdrawal: it is sealed to the case's owner (only the owner\n"
+        "can read it) and shipped to the owner's node, which ends ORG's grants on those scopes\n"
+        "when they rest on consent (a narrowing and a new key, as consent revoke); a grant on\n"
+        "another basis waits for an operator there ('withdrawal pending' in consent list).\n"
+        "--evidence names the signed form or protocol number. --owner is needed only where this\n"
+        "node holds no scope of the case (case show prints the owner). At the owner's own desk\n"
+        "the withdrawal is applied at once.",
+        cli__consent_withdraw },
+    { "consent drop", "CASE --scopes S1,S2", "give up this node's own grant on scopes of a case",
+        "Sent to the case's owner like a withdrawal; once the owner ends the grant, this node's\n"
+        "copy of a consent-based scope is purged.",
+        cli__consent_drop },
     { "manifest import", "FILE", "hand a signed manifest (patto network sign) to the node", NULL,
         cli__manifest_import },
+    { "store compact", "", "rewrite the node's store file without its free pages",
+        "Purged data leaves data.mdb only when the file is rewritten: the node writes LMDB's\n"
+        "compacting copy beside it (it needs that much free disk, and refuses without it), then\n"
+        "puts the copy in its place. The node does nothing else meanwhile: no writes, no sync,\n"
+        "no other command. Prints how long that took, the file's size before and after, and the\n"
+        "disk the copy needed. The node also compacts on its own every [store]\n"
+        "compact_every_hours (default 24).",
+        cli__store_compact },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

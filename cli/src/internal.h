@@ -133,7 +133,10 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
 cli_err cli__consent_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__consent_revoke(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__consent_downgrade(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__consent_drop(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 
 /* ---- files (util.c) ---- */
 

@@ -578,6 +578,14 @@ static void print_access_entry(json_object *e, bool with_state)
             printf(", reason: %s", json_object_get_string(note));
         return;
     }
+    if (strcmp(jtext(e, "kind"), "withdrawal") == 0 || strcmp(jtext(e, "kind"), "drop") == 0) {
+        json_object *evidence = jget(e, "evidence");
+        printf("%s of %s's access recorded at %s by %s", jtext(e, "kind"), jtext(e, "to"),
+            jtext(e, "from"), jtext(e, "operator"));
+        if (evidence != NULL && json_object_is_type(evidence, json_type_string))
+            printf(", evidence %s", json_object_get_string(evidence));
+        return;
+    }
     if (strcmp(jtext(e, "kind"), "grant") != 0) {
         printf("%s", jtext(e, "kind")); /* a kind this CLI does not know yet */
         return;
@@ -731,10 +739,10 @@ static void render_consent_list(json_object *p, const char *const *sent, size_t 
         printf("no grant in the access logs this node can read\n");
         return;
     }
-    printf("%-10s  %-12s  ENTRY\n", "STATE", "SCOPE");
+    printf("%-18s  %-12s  ENTRY\n", "STATE", "SCOPE");
     for (size_t i = 0; i < jlen(grants); i++) {
         json_object *g = json_object_array_get_idx(grants, i);
-        printf("%-10s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
+        printf("%-18s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
         print_access_entry(g, false); /* the state is said in its column */
         printf("\n");
     }
@@ -961,6 +969,82 @@ cli_err cli__consent_downgrade(cli__ctx *ctx, const cli__cmd *cmd, int argc, cha
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* consent withdraw, consent drop                                                            */
+
+static void render_consent_note(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *scopes = jget(p, "scopes");
+    bool applied = strcmp(jtext(p, "state"), "applied") == 0;
+    printf("%s: ", jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
+    for (size_t i = 0; i < jlen(scopes); i++)
+        printf("%s%s", i > 0 ? "," : "", plain(json_object_array_get_idx(scopes, i)));
+    if (applied)
+        printf(": consent withdrawn, %s's access revoked here (this node owns the case)\n",
+            jtext(p, "grantee"));
+    else
+        printf(": %s of %s's access sent to the owner, %s; it ends the grant when it receives "
+               "it (a grant on another basis than consent waits for an operator there)\n",
+            nsent > 2 ? "withdrawal" : "drop", jtext(p, "grantee"), jtext(p, "owner"));
+}
+
+cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *scopes = NULL, *to = NULL, *evidence = NULL, *owner = NULL;
+    const cli__opt opts[] = {
+        { "scopes", &scopes, NULL },
+        { "to", &to, NULL },
+        { "evidence", &evidence, NULL },
+        { "owner", &owner, NULL },
+    };
+    const char *pos[1];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err
+        = cli__parse(ctx, cmd, argc, argv, opts, sizeof opts / sizeof opts[0], pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    if (scopes == NULL || to == NULL || evidence == NULL)
+        return cli__usage(ctx, cmd, "--scopes, --to and --evidence are required");
+    if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
+        return err;
+    if (!proto_org_valid(to, strlen(to))
+        || (owner != NULL && !proto_org_valid(owner, strlen(owner))))
+        return cli__usage(ctx, cmd, "--to and --owner take an org id ([a-z0-9-], 1-32 characters)");
+    if (evidence[0] == '\0' || !proto_text_valid(evidence, strlen(evidence), REASON_MAX))
+        return cli__usage(ctx, cmd,
+            "--evidence must be at most %d bytes of text without control characters, and not "
+            "only spaces (a reference to the signed form or protocol number)",
+            REASON_MAX);
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    /* The order of CONTROL.md: case, scopes, org, evidence, owner or empty. */
+    const char *args[] = { id, scopes, to, evidence, owner != NULL ? owner : "" };
+    return exchange(
+        ctx, "consent.withdraw", args, sizeof args / sizeof args[0], NULL, render_consent_note);
+}
+
+cli_err cli__consent_drop(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *scopes = NULL;
+    const cli__opt opts[] = { { "scopes", &scopes, NULL } };
+    const char *pos[1];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    if (scopes == NULL)
+        return cli__usage(ctx, cmd, "--scopes is required");
+    if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
+        return err;
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    const char *args[] = { id, scopes };
+    return exchange(ctx, "consent.drop", args, 2, NULL, render_consent_note);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* manifest import                                                                           */
 
 static void render_manifest_import(json_object *p, const char *const *sent, size_t nsent)
@@ -999,4 +1083,44 @@ cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char 
     err = exchange(ctx, "manifest.import", NULL, 0, &b, render_manifest_import);
     free(bytes);
     return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* store compact                                                                             */
+
+/* A size in bytes for people: "812.4 MiB" (KiB below a MiB, bytes below a KiB). */
+static void size_text(json_object *v, char *out, size_t n)
+{
+    if (v == NULL || !json_object_is_type(v, json_type_int)) {
+        snprintf(out, n, NO_VALUE);
+        return;
+    }
+    int64_t b = json_object_get_int64(v);
+    if (b >= 1024 * 1024)
+        snprintf(out, n, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+    else if (b >= 1024)
+        snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
+    else
+        snprintf(out, n, "%lld bytes", (long long)b);
+}
+
+static void render_store_compact(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    char before[64], after[64], needed[64];
+    size_text(jget(p, "bytes_before"), before, sizeof before);
+    size_text(jget(p, "bytes_after"), after, sizeof after);
+    size_text(jget(p, "disk_needed_bytes"), needed, sizeof needed);
+    printf("store compacted: data.mdb %s -> %s; the node paused %s ms; the copy needed %s of "
+           "disk\n",
+        before, after, jtext(p, "pause_ms"), needed);
+}
+
+cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    cli_err err = no_args(ctx, cmd, argc, argv);
+    if (err != CLI_OK)
+        return err;
+    return exchange(ctx, "store.compact", NULL, 0, NULL, render_store_compact);
 }

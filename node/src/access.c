@@ -27,8 +27,8 @@ bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h)
     if (node__reads_tag(t, e, h->tag))
         return true;
     const proto_member_key *key;
-    return h->kind == PROTO_HDR_KEY_GRANT && node__author(e, h->origin, &key) != NULL
-        && node__grant_slot(e, h, key->box_pk) >= 0;
+    return (h->kind == PROTO_HDR_KEY_GRANT || h->kind == PROTO_HDR_NOTE)
+        && node__author(e, h->origin, &key) != NULL && node__grant_slot(e, h, key->box_pk) >= 0;
 }
 
 bool node__is_owner(const ledger_key *k, const node_member *m)
@@ -111,6 +111,14 @@ bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const
      * way: its tag is its scope's, and its recipients were granted read first. */
     if (node__ledger_applied_get(t, h->id) == 0)
         return false;
+    if (h->kind == PROTO_HDR_NOTE) {
+        /* a note goes from its author to the owner it is sealed to, and nowhere else */
+        ledger_note *n = malloc(sizeof(*n));
+        bool to = n != NULL && node__ledger_note_get(t, true, h->id, n) == NODE_OK
+            && strcmp(n->note.owner_org, m->org) == 0;
+        free(n);
+        return to;
+    }
     ledger_key k;
     if (node__ledger_key_get(t, h->tag, &k) != NODE_OK)
         return false;

@@ -225,6 +225,56 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
     return err;
 }
 
+/* A note held here: when one of its hint slots is this node's, opened and kept for the close
+ * pass (write.c, node__close_ended), which narrows what it names; only for a case this node
+ * owns, and a drop only from the grantee's own org. One that is not for this node is done
+ * (no node but its owner holds it). */
+static node_err apply_note(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
+    const void *body, size_t len, bool *done)
+{
+    node_engine *e = c->e;
+    const proto_member_key *key;
+    node_member *author = node__author(e, h->origin, &key);
+    int slot = author != NULL ? node__grant_slot(e, h, key->box_pk) : -1;
+    *done = true;
+    if (slot < 0)
+        return author == NULL ? NODE_OK : node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
+    ledger_note *rec = calloc(1, sizeof(*rec));
+    if (rec == NULL)
+        return NODE_ENOMEM;
+    proto_diag diag = { 0, "" };
+    proto_err perr = proto_note_open_slot(h, e->me, slot, body, len, &e->lim, &rec->note, &diag);
+    node_err err = NODE_OK;
+    const proto_note *n = &rec->note;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(&n->case_id, id);
+    if (perr != PROTO_OK) {
+        err = refuse(t, c, w, h, "note.reject", "?", proto_strerror(perr), diag.reason, done);
+    } else if (strcmp(n->owner_org, e->cfg.org) != 0
+        || !node__ledger_case_owned(t, &n->case_id, NULL)) {
+        err = refuse(t, c, w, h, "note.reject", n->scopes[0],
+            "a note for a case this node does not own", id, done);
+    } else if (n->kind == PROTO_NOTE_DROP && strcmp(n->grantee, author->org) != 0) {
+        err = refuse(t, c, w, h, "note.reject", n->scopes[0], "a drop of another org's grant",
+            n->grantee, done);
+    } else {
+        memcpy(rec->id, h->id, 32);
+        rec->state = LEDGER_NOTE_PENDING;
+        rec->at_ms = node__now(e);
+        snprintf(rec->author_org, sizeof(rec->author_org), "%s", author->org);
+        if ((err = node__ledger_note_put(t, false, rec)) == NODE_OK)
+            err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
+        NODE_INFO("consent.note", "case=%s kind=%s grantee=%s scopes=%zu from=%s operator=\"%s\"",
+            id, n->kind == PROTO_NOTE_DROP ? "drop" : "withdrawal", n->grantee, n->nscopes,
+            author->org, node__logq(n->operator_name));
+        e->ended_due_ms = 0; /* the close pass takes it at the next tick */
+        c->progress++;
+    }
+    proto_wipe(rec, sizeof(*rec));
+    free(rec);
+    return err;
+}
+
 /* Is there a key of this epoch held unconfirmed? Confirm it when its hash matches. */
 typedef struct confirm_ctx {
     const ledger_entry *en;
@@ -551,6 +601,8 @@ node_err node__apply_one(
         place(w, held->h);
         node_err err = held->h->kind == PROTO_HDR_KEY_GRANT
             ? apply_grant(t, c, w, held->h, held->body, held->len, done)
+            : held->h->kind == PROTO_HDR_NOTE
+            ? apply_note(t, c, w, held->h, held->body, held->len, done)
             : apply_delta(t, c, w, held->h, held->body, held->len, done, why);
         if (err == NODE_OK)
             waits_now(t, e, w, *done, *why);
@@ -568,6 +620,7 @@ node_err node__apply_one(
         return NODE_ECORRUPT;
     place(w, &h);
     node_err err = h.kind == PROTO_HDR_KEY_GRANT ? apply_grant(t, c, w, &h, bb, bl, done)
+        : h.kind == PROTO_HDR_NOTE               ? apply_note(t, c, w, &h, bb, bl, done)
                                                  : apply_delta(t, c, w, &h, bb, bl, done, why);
     proto_header_fini(&h);
     if (err == NODE_OK)

@@ -14,6 +14,7 @@ void node_config_defaults(node_config *cfg)
     cfg->log_level = NODE_LOG_INFO;
     cfg->map_size = UINT64_C(256) << 20;
     cfg->map_size_max = UINT64_C(1) << 40;
+    cfg->compact_every_ms = UINT64_C(24) * 3600000;
     cfg->rekey_notice_ms = UINT64_C(72) * 3600000;
     cfg->held_per_origin = 10000;
     cfg->held_bytes = UINT64_C(64) << 20;
@@ -107,6 +108,7 @@ static const key_def keys[] = {
     { "node", "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
     { "store", "map_size_mb", K_NUM, OFF(map_size), 1, 1 << 20, 1 << 20 },
     { "store", "max_size_mb", K_NUM, OFF(map_size_max), 1, 1 << 24, 1 << 20 },
+    { "store", "compact_every_hours", K_NUM, OFF(compact_every_ms), 0, 8760, 3600000 },
     { "sync", "max_message_bytes", K_NUM, OFF(max_message_bytes), 65536, 1u << 30, 1 },
     { "sync", "handshake_timeout_ms", K_NUM, OFF(handshake_timeout_ms), 100, 60000, 1 },
     { "sync", "anti_entropy_ms", K_NUM, OFF(anti_entropy_ms), 50, 3600000, 1 },

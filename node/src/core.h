@@ -112,6 +112,9 @@ typedef struct node_link {
     uint64_t born_ms;               /* the handshake must end by born_ms + handshake_timeout */
     uint64_t rx_ms, tx_ms, ping_ms; /* last frame received / sent, last ping (all node__mono) */
     bool closing;
+    /* a former member (its key retired) that proved its key: it was sent the manifest that
+     * removed it and nothing else; dropped when it closes, or at the handshake deadline */
+    bool farewell;
     char addr[64]; /* the remote address, "IP:PORT" */
 } node_link;
 
@@ -694,10 +697,15 @@ typedef struct node_revoke {
 } node_revoke;
 node_err node__case_revoke(node_engine *e, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, node_revoke *rv, node_outs *out, node_errmsg *msg);
+/* Seal a note (a withdrawal recorded here, or this node dropping its grant) to the case's owner
+ * (note->owner_org, an active member) and store it as this node's next header, kept until the
+ * owner takes it (the sync serves its body to the owner alone). */
+node_err node__case_note(node_engine *e, const proto_note *note, node_outs *out, node_errmsg *msg);
 /* The owner closes grants that ended, in the cases it owns: each grant whose end has passed by
  * this node's clock (reason expired), or to an org no longer in the network (reason revoked,
- * noted "removed from the network"), gets a narrowing with its cut and the scope a new key for
- * its remaining readers, as a revocation does. At most max scopes in one transaction; *closed
+ * noted "removed from the network"), or named by a note received (withdrawn, dropped) when
+ * consent-based, gets a narrowing with its cut and the scope a new key for its remaining
+ * readers, as a revocation does. At most max scopes in one transaction; *closed
  * counts them. Run by node__ended_tick. */
 node_err node__close_ended(
     node_engine *e, size_t max, size_t *closed, node_outs *out, node_errmsg *msg);

@@ -351,6 +351,125 @@ out:
     free(rv);
 }
 
+/* consent.withdraw (case, scopes, grantee, evidence, owner or empty) and consent.drop (case,
+ * scopes): a note to the case's owner, or at the owner's own desk a withdrawal applied at once
+ * (a revocation, reason withdrawn). */
+static void cmd_consent_note(req *r, bool drop)
+{
+    proto_case_id c;
+    if (!node__ctl_case(r, &c))
+        return;
+    node_engine *e = r->e;
+    char scopes[512], given_owner[PROTO_ORG_MAX + 1] = "", m[600];
+    proto_note *n = calloc(1, sizeof(*n));
+    node_revoke *rv = calloc(1, sizeof(*rv));
+    if (n == NULL || rv == NULL) {
+        node__ctl_error(e, r->id, CODE_INTERNAL, "out of memory");
+        goto out;
+    }
+    if (!node__ctl_arg(r, 2, scopes, sizeof(scopes))
+        || (!drop
+            && (!node__ctl_arg(r, 3, n->grantee, sizeof(n->grantee))
+                || !node__ctl_arg(r, 4, n->evidence, 256)
+                || !node__ctl_arg(r, 5, given_owner, sizeof(given_owner))))) {
+        node__ctl_error(e, r->id, CODE_USAGE,
+            drop ? "consent.drop takes: case, scopes"
+                 : "consent.withdraw takes: case, scopes, org, evidence (at most 255 bytes), "
+                   "owner org or empty");
+        goto out;
+    }
+    n->kind = drop ? PROTO_NOTE_DROP : PROTO_NOTE_WITHDRAWAL;
+    n->case_id = c;
+    if (drop)
+        snprintf(n->grantee, sizeof(n->grantee), "%s", e->cfg.org);
+    if (!drop
+        && (n->evidence[0] == 0 || !proto_text_valid(n->evidence, strlen(n->evidence), 255))) {
+        node__ctl_error(e, r->id, CODE_USAGE,
+            "a withdrawal needs its evidence: a reference to the signed form or protocol number "
+            "(text, at most 255 bytes)");
+        goto out;
+    }
+    if (!drop && (node__member_by_org(e, n->grantee) == NULL)) {
+        snprintf(
+            m, sizeof(m), "'%s' is not a member of the network (see 'patto status')", n->grantee);
+        node__ctl_error(e, r->id, CODE_NOTFOUND, m);
+        goto out;
+    }
+    const char *list[PROTO_NOTE_SCOPES_MAX];
+    size_t ns = grant_scopes(r, scopes, list, PROTO_NOTE_SCOPES_MAX);
+    if (ns == 0)
+        goto out;
+    for (size_t i = 0; i < ns; i++)
+        snprintf(n->scopes[i], sizeof(n->scopes[i]), "%s", list[i]);
+    n->nscopes = ns;
+    snprintf(n->operator_name, sizeof(n->operator_name), "%s", r->operator_name);
+    snprintf(n->unix_user, sizeof(n->unix_user), "%s", r->unix_user);
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(&c, id);
+    node_err err = node__case_owner(e, &c, n->owner_org);
+    if (err == NODE_ENOTFOUND && given_owner[0] != 0) {
+        snprintf(n->owner_org, sizeof(n->owner_org), "%s", given_owner);
+    } else if (err == NODE_ENOTFOUND) {
+        snprintf(m, sizeof(m),
+            drop ? "this node holds no grant on case %s: nothing to drop"
+                 : "this node holds no scope of case %s, so it does not know its owner: give "
+                   "--owner ORG (the org that opened the case; the beneficiary's copy names it)",
+            id);
+        node__ctl_error(e, r->id, CODE_NOTFOUND, m);
+        goto out;
+    } else if (err != NODE_OK) {
+        node__ctl_error(e, r->id, CODE_INTERNAL, node_strerror(err));
+        goto out;
+    } else if (given_owner[0] != 0 && strcmp(given_owner, n->owner_org) != 0) {
+        snprintf(m, sizeof(m), "case %s is owned by %s, not %s", id, n->owner_org, given_owner);
+        node__ctl_error(e, r->id, CODE_REFUSED, m);
+        goto out;
+    }
+    node_errmsg msg = { { 0 } };
+    node_outs outs = { NULL, 0, 0 };
+    bool here = strcmp(n->owner_org, e->cfg.org) == 0;
+    if (here && drop) {
+        node__ctl_error(e, r->id, CODE_REFUSED,
+            "this node owns the case: it holds no grant to drop (use patto consent revoke)");
+        goto out;
+    }
+    if (here) {
+        /* At the owner's desk a withdrawal is applied at once, whatever the basis. */
+        snprintf(rv->from, sizeof(rv->from), "%s", n->grantee);
+        rv->access = PROTO_ACCESS_NONE;
+        rv->reason = PROTO_NARROW_WITHDRAWN;
+        snprintf(rv->operator_name, sizeof(rv->operator_name), "%s", r->operator_name);
+        snprintf(rv->unix_user, sizeof(rv->unix_user), "%s", r->unix_user);
+        snprintf(rv->note, sizeof(rv->note), "consent withdrawn, evidence %.200s", n->evidence);
+        err = node__case_revoke(e, &c, list, ns, rv, &outs, &msg);
+    } else {
+        err = node__case_note(e, n, &outs, &msg);
+    }
+    node__push(e, &outs);
+    node__outs_free(&outs);
+    if (err != NODE_OK) {
+        node__ctl_error(e, r->id, node__ctl_code(err), msg.text);
+        goto out;
+    }
+    NODE_INFO(drop ? "consent.drop" : "consent.withdraw",
+        "case=%s owner=%s grantee=%s scopes=%zu applied=%s operator=\"%s\" user=\"%s\"", id,
+        n->owner_org, n->grantee, ns, here ? "yes" : "no", node__logq(r->operator_name),
+        node__logq(r->unix_user));
+    json_object *doc = json_object_new_object(), *sa = json_object_new_array();
+    for (size_t i = 0; i < ns; i++)
+        json_object_array_add(sa, json_object_new_string(list[i]));
+    json_object_object_add(doc, "id", json_object_new_string(id));
+    json_object_object_add(doc, "owner", json_object_new_string(n->owner_org));
+    json_object_object_add(doc, "grantee", json_object_new_string(n->grantee));
+    json_object_object_add(doc, "scopes", sa);
+    json_object_object_add(
+        doc, "state", json_object_new_string(here ? "applied" : "sent to the owner"));
+    node__ctl_json(e, r->id, doc);
+out:
+    free(rv);
+    free(n);
+}
+
 static void cmd_manifest_import(req *r)
 {
     if (r->nargs < 2) {
@@ -373,6 +492,33 @@ static void cmd_manifest_import(req *r)
     json_object_object_add(doc, "version", json_object_new_int64((int64_t)r->e->manifest.version));
     json_object_object_add(doc, "members", json_object_new_int64((int64_t)r->e->nmembers));
     json_object_object_add(doc, "already_in_force", json_object_new_boolean(!changed));
+    node__ctl_json(r->e, r->id, doc);
+}
+
+/* store.compact: the store file rewritten without its free pages (node.h, node_store_compact),
+ * here on the loop thread: nothing else runs until it is done. */
+static void cmd_store_compact(req *r)
+{
+    node_compact c;
+    node_errmsg msg = { { 0 } };
+    node_err err = node_store_compact(r->e->store, &c, &msg);
+    if (err != NODE_OK) {
+        NODE_ERROR("store.compact", "trigger=control operator=\"%s\" user=\"%s\" error=\"%s\"",
+            node__logq(r->operator_name), node__logq(r->unix_user), node__logq(msg.text));
+        node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
+        return;
+    }
+    NODE_INFO("store.compact",
+        "trigger=control operator=\"%s\" user=\"%s\" pause_ms=%llu bytes_before=%llu "
+        "bytes_after=%llu disk_needed_bytes=%llu",
+        node__logq(r->operator_name), node__logq(r->unix_user), (unsigned long long)c.pause_ms,
+        (unsigned long long)c.bytes_before, (unsigned long long)c.bytes_after,
+        (unsigned long long)c.disk_needed);
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "pause_ms", json_object_new_int64((int64_t)c.pause_ms));
+    json_object_object_add(doc, "bytes_before", json_object_new_int64((int64_t)c.bytes_before));
+    json_object_object_add(doc, "bytes_after", json_object_new_int64((int64_t)c.bytes_after));
+    json_object_object_add(doc, "disk_needed_bytes", json_object_new_int64((int64_t)c.disk_needed));
     node__ctl_json(r->e, r->id, doc);
 }
 
@@ -416,7 +562,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
     if (r.operator_name[0] == 0)
         snprintf(r.operator_name, sizeof(r.operator_name), "%s", e->cfg.operator_name);
     bool writes = strncmp(cmd, "case.", 5) == 0 || strcmp(cmd, "consent.grant") == 0
-        || strcmp(cmd, "consent.revoke") == 0;
+        || strcmp(cmd, "consent.revoke") == 0 || strcmp(cmd, "consent.withdraw") == 0
+        || strcmp(cmd, "consent.drop") == 0;
     bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0;
     if (writes && !reads_only && r.operator_name[0] == 0) {
         char msg[sizeof(e->dir) + 300];
@@ -455,8 +602,14 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         cmd_consent_grant(&r);
     else if (strcmp(cmd, "consent.revoke") == 0)
         cmd_consent_revoke(&r);
+    else if (strcmp(cmd, "consent.withdraw") == 0)
+        cmd_consent_note(&r, false);
+    else if (strcmp(cmd, "consent.drop") == 0)
+        cmd_consent_note(&r, true);
     else if (strcmp(cmd, "manifest.import") == 0)
         cmd_manifest_import(&r);
+    else if (strcmp(cmd, "store.compact") == 0)
+        cmd_store_compact(&r);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown command '%s'", cmd);

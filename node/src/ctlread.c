@@ -371,8 +371,57 @@ void node__cmd_case_show(req *r)
         node__ctl_json(r->e, r->id, doc);
 }
 
-/* consent.list: every grant of the access logs this node can read of the case, one row per
- * (scope, entry), with the scope and its state. */
+/* The notes of a case, as consent.list rows: those received here (the owner) not applied yet
+ * ("withdrawal pending", "drop pending": an operator decides, the grant not resting on
+ * consent), and those written here ("sent": on their way to the owner, or taken there). */
+typedef struct note_rows {
+    const proto_case_id *c;
+    json_object *rows;
+    bool mine;
+} note_rows;
+
+static bool note_row_cb(const ledger_note *rec, void *ctx)
+{
+    note_rows *nr = ctx;
+    const proto_note *n = &rec->note;
+    if (memcmp(&n->case_id, nr->c, sizeof(*nr->c)) != 0
+        || (!nr->mine && rec->state != LEDGER_NOTE_PENDING))
+        return true;
+    bool drop = n->kind == PROTO_NOTE_DROP;
+    char at[32];
+    node__rfc3339(rec->at_ms, at);
+    for (size_t i = 0; i < n->nscopes; i++) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "scope", json_object_new_string(n->scopes[i]));
+        json_object_object_add(o, "kind", json_object_new_string(drop ? "drop" : "withdrawal"));
+        json_object_object_add(o, "recorded_at", json_object_new_string(at));
+        json_object_object_add(o, "to", json_object_new_string(n->grantee));
+        json_object_object_add(o, "from", json_object_new_string(rec->author_org));
+        json_object_object_add(o, "operator", json_object_new_string(n->operator_name));
+        json_object_object_add(
+            o, "unix_user", n->unix_user[0] ? json_object_new_string(n->unix_user) : NULL);
+        json_object_object_add(
+            o, "evidence", n->evidence[0] ? json_object_new_string(n->evidence) : NULL);
+        json_object_object_add(o, "state",
+            json_object_new_string(nr->mine ? "sent"
+                    : drop                  ? "drop pending"
+                                            : "withdrawal pending"));
+        json_object_array_add(nr->rows, o);
+    }
+    return true;
+}
+
+static node_err note_rows_cb(node_txn *t, void *ctx)
+{
+    note_rows *nr = ctx;
+    nr->mine = false;
+    node_err err = node__ledger_notes(t, false, note_row_cb, nr);
+    nr->mine = true;
+    return err != NODE_OK ? err : node__ledger_notes(t, true, note_row_cb, nr);
+}
+
+/* consent.list: every grant and narrowing of the access logs this node can read of the case,
+ * one row per (scope, entry), with the scope and its state, then the notes of the case. */
 void node__cmd_consent_list(req *r)
 {
     json_object *doc = case_doc(r), *access, *id, *owner;
@@ -400,6 +449,18 @@ void node__cmd_consent_list(req *r)
             }
             json_object_array_add(grants, row);
         }
+    }
+    proto_case_id c;
+    node_errmsg msg;
+    note_rows nr = { &c, grants, false };
+    if (proto_case_id_parse(json_object_get_string(id), strlen(json_object_get_string(id)), &c)
+            != PROTO_OK
+        || node_store_read(r->e->store, note_rows_cb, &nr, &msg) != NODE_OK) {
+        json_object_put(out);
+        json_object_put(grants);
+        json_object_put(doc);
+        node__ctl_error(r->e, r->id, CODE_INTERNAL, "cannot read the notes of the case");
+        return;
     }
     json_object_object_add(out, "grants", grants);
     json_object_put(doc);
@@ -777,6 +838,16 @@ typedef struct digest_ctx {
 static bool digest_tag_cb(const uint8_t tag[32], void *ctx)
 {
     digest_ctx *c = ctx;
+    /* A scope closed here (access ended, kept: public task) no longer follows the others: its
+     * state is what it held when its access ended, so it is left out. */
+    ledger_key k;
+    ledger_closed x;
+    bool closed = node__ledger_key_get(c->t, tag, &k) == NODE_OK
+        && node__ledger_closed_get(c->t, &k.case_id, k.scope, &x) == NODE_OK
+        && x.access == PROTO_ACCESS_NONE;
+    proto_wipe(&k, sizeof(k));
+    if (closed)
+        return true;
     crdt_scope *s = NULL;
     if ((c->err = node__ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
         return false;
@@ -860,4 +931,44 @@ void node__cmd_schema(req *r)
     }
     json_object_object_add(doc, "scopes", scopes);
     node__ctl_json(e, r->id, doc);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The owner of a case, as this node knows it                                                */
+
+typedef struct owner_find {
+    const proto_case_id *c;
+    char *owner;
+    bool owned;
+    node_txn *t;
+} owner_find;
+
+static bool owner_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
+{
+    (void)scope;
+    owner_find *f = ctx;
+    ledger_key k;
+    if (node__ledger_key_get(f->t, tag, &k) == NODE_OK)
+        snprintf(f->owner, PROTO_ORG_MAX + 1, "%s", k.owner_org);
+    proto_wipe(&k, sizeof(k));
+    return f->owner[0] == 0;
+}
+
+static node_err owner_cb(node_txn *t, void *ctx)
+{
+    owner_find *f = ctx;
+    f->t = t;
+    f->owned = node__ledger_case_owned(t, f->c, NULL);
+    return f->owned ? NODE_OK : node__ledger_case_scopes(t, f->c, owner_scope_cb, f);
+}
+
+node_err node__case_owner(node_engine *e, const proto_case_id *c, char owner[PROTO_ORG_MAX + 1])
+{
+    owner[0] = 0;
+    owner_find f = { c, owner, false, NULL };
+    node_errmsg msg;
+    node_err err = node_store_read(e->store, owner_cb, &f, &msg);
+    if (err == NODE_OK && f.owned)
+        snprintf(owner, PROTO_ORG_MAX + 1, "%s", e->cfg.org);
+    return err != NODE_OK ? err : owner[0] != 0 ? NODE_OK : NODE_ENOTFOUND;
 }

@@ -2,8 +2,10 @@
  * pattod's life: open the data directory, run the loop, stop cleanly on SIGINT or SIGTERM.
  * Every LMDB write happens synchronously inside a loop callback, so by the time the signal
  * callback runs no transaction is in flight. The daemon is the engine's host (node_host):
- * libuv timers and idle handles for its deferred work, nng through net.c. May call: engine.c,
- * net.c, state.c (the manifest check of --check-config), config.c, schema.c, lock.c, store.c.
+ * libuv timers and idle handles for its deferred work, nng through net.c; the store's
+ * compaction on its schedule ([store] compact_every_hours), on the loop thread like every other
+ * store call, so the node does nothing else while it runs. May call: engine.c, net.c, state.c
+ * (the manifest check of --check-config), config.c, schema.c, lock.c, store.c.
  */
 #include "core.h"
 
@@ -96,10 +98,12 @@ typedef struct daemon {
     uv_loop_t loop;
     node_net *net;
     uv_timer_t tick;
+    uv_timer_t compact;                     /* [store] compact_every_hours */
     uv_timer_t work_timer[NODE_WORK_COUNT]; /* node_work after a delay */
     uv_idle_t work_idle[NODE_WORK_COUNT];   /* node_work in the next loop turn */
     uv_signal_t sigint, sigterm;
-    bool handles_on; /* every handle above is initialised */
+    bool handles_on;   /* every handle above is initialised */
+    bool store_failed; /* a compaction left the store closed: stop, exit 1 */
 } daemon;
 
 /* Test builds only (CMake PATTO_TEST_CLOCK, off in Release builds): the node's wall clock moved
@@ -226,11 +230,28 @@ static void host_schedule(void *ctx, node_work w, uint64_t delay_ms)
     uv_timer_start(t, work_timer_cb, delay_ms, 0);
 }
 
+static void stop(daemon *d, const char *why);
+
+/* A compaction (a control request's or the schedule's) that could not open the store again
+ * leaves the node without one: it stops, and exits 1 so that its service manager restarts it. */
+static void check_store(daemon *d)
+{
+    if (d->e.store != NULL && !node_store_is_open(d->e.store) && !d->store_failed) {
+        d->store_failed = true;
+        NODE_ERROR("node.fail",
+            "error=\"the store is closed after a compaction that could not open it again: "
+            "stopping; start pattod again\"");
+        stop(d, "store");
+    }
+}
+
 static void net_cb(
     void *ctx, node_net_ev ev, uint32_t pipe, uint32_t dialer, const uint8_t *data, size_t len)
 {
     daemon *d = ctx;
     node__event(&d->e, ev, pipe, dialer, data, len);
+    if (ev == NODE_NET_CONTROL)
+        check_store(d);
 }
 
 static void closed_cb(uv_handle_t *h)
@@ -253,6 +274,8 @@ static void stop(daemon *d, const char *why)
     if (d->handles_on) {
         uv_timer_stop(&d->tick);
         uv_close((uv_handle_t *)&d->tick, closed_cb);
+        uv_timer_stop(&d->compact);
+        uv_close((uv_handle_t *)&d->compact, closed_cb);
         for (int w = 0; w < NODE_WORK_COUNT; w++) {
             uv_timer_stop(&d->work_timer[w]);
             uv_close((uv_handle_t *)&d->work_timer[w], closed_cb);
@@ -280,6 +303,28 @@ static void tick_cb(uv_timer_t *t)
     node__tick(&d->e);
 }
 
+/* [store] compact_every_hours: the store file rewritten without its free pages (node.h,
+ * node_store_compact). It runs here, on the loop thread, between two callbacks: no transaction
+ * is open, and nothing else runs until it is done (logged as pause_ms). */
+static void compact_cb(uv_timer_t *t)
+{
+    daemon *d = t->data;
+    if (d->e.stopping)
+        return;
+    node_compact c;
+    node_errmsg msg = { { 0 } };
+    node_err err = node_store_compact(d->e.store, &c, &msg);
+    if (err == NODE_OK)
+        NODE_INFO("store.compact",
+            "trigger=schedule pause_ms=%llu bytes_before=%llu bytes_after=%llu "
+            "disk_needed_bytes=%llu",
+            (unsigned long long)c.pause_ms, (unsigned long long)c.bytes_before,
+            (unsigned long long)c.bytes_after, (unsigned long long)c.disk_needed);
+    else
+        NODE_ERROR("store.compact", "trigger=schedule error=\"%s\"", node__logq(msg.text));
+    check_store(d);
+}
+
 /* Every handle is initialised before anything can fail, so that stop() may close them all
  * whatever the point of failure. */
 static void handles_init(daemon *d)
@@ -289,6 +334,8 @@ static void handles_init(daemon *d)
     d->sigint.data = d->sigterm.data = d;
     uv_timer_init(&d->loop, &d->tick);
     d->tick.data = d;
+    uv_timer_init(&d->loop, &d->compact);
+    d->compact.data = d;
     for (int w = 0; w < NODE_WORK_COUNT; w++) {
         uv_timer_init(&d->loop, &d->work_timer[w]);
         d->work_timer[w].data = d;
@@ -391,6 +438,11 @@ int node_run(const char *dir)
         free(d);
         return 1; /* said already */
     }
+    /* The copy of a compaction that a crash or a kill interrupted (logged when there is one):
+     * removed here, with the directory's lock held, never by a process that may run beside
+     * the node (--check-config). */
+    if (err == NODE_OK)
+        err = node_store_remove_leftover(e->dir, NULL, &msg);
     if (err != NODE_OK
         || (err = node__engine_open(e, node__vpool_default_workers(), &msg)) != NODE_OK)
         goto fail;
@@ -410,6 +462,9 @@ int node_run(const char *dir)
     uv_signal_start(&d->sigint, signal_cb, SIGINT);
     uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
     uv_timer_start(&d->tick, tick_cb, e->cfg.anti_entropy_ms, e->cfg.anti_entropy_ms);
+    /* The first compaction comes compact_every_hours after the start, then as often. */
+    if (e->cfg.compact_every_ms > 0)
+        uv_timer_start(&d->compact, compact_cb, e->cfg.compact_every_ms, e->cfg.compact_every_ms);
     node__engine_run(e);
     char origin[65];
     proto_hex_encode(proto_identity_origin(e->me), 32, origin);
@@ -417,7 +472,7 @@ int node_run(const char *dir)
         e->cfg.org, e->cfg.role, e->cfg.listen, (unsigned)node__net_port(d->net), origin,
         e->have_manifest ? (unsigned long long)e->manifest.version : 0ULL, (long)getpid());
     uv_run(&d->loop, UV_RUN_DEFAULT);
-    code = 0;
+    code = d->store_failed ? 1 : 0;
     goto done;
 
 fail:

@@ -454,9 +454,28 @@ bool node__ledger_case_known(node_txn *t, const proto_case_id *c)
     return node_txn_scan(t, NODE_DB_KEYS, ck.b, ck.n, scopes_cb, &sc) == NODE_OK && sc.n > 0;
 }
 
-node_err node__ledger_state_get(
-    node_txn *t, const uint8_t tag[32], const proto_limits *lim, crdt_scope **out)
+/* A scope has one state whatever the epoch its deltas were sealed under: it is kept under the
+ * tag of the scope's first epoch (every holder holds that key: a grant seals every epoch's). A
+ * tag whose key is not held here stands for itself. */
+static void state_tag(node_txn *t, const uint8_t tag[32], uint8_t out[32])
 {
+    memcpy(out, tag, 32);
+    ledger_key k;
+    if (node__ledger_key_get(t, tag, &k) == NODE_OK && k.epoch != PROTO_EPOCH_FIRST) {
+        lkey pk = epoch_key(&k.case_id, k.scope, PROTO_EPOCH_FIRST, true);
+        const void *v;
+        size_t n;
+        if (node_txn_get(t, NODE_DB_KEYS, pk.b, pk.n, &v, &n) == NODE_OK && n == 32)
+            memcpy(out, v, 32);
+    }
+    proto_wipe(&k, sizeof(k));
+}
+
+node_err node__ledger_state_get(
+    node_txn *t, const uint8_t tag0[32], const proto_limits *lim, crdt_scope **out)
+{
+    uint8_t tag[32];
+    state_tag(t, tag0, tag);
     lkey sk = mk('S', tag, 32, NULL, 0);
     const void *v;
     size_t n;
@@ -473,8 +492,10 @@ node_err node__ledger_state_get(
 }
 
 node_err node__ledger_state_put(
-    node_txn *t, const uint8_t tag[32], const crdt_scope *s, uint64_t now_ms)
+    node_txn *t, const uint8_t tag0[32], const crdt_scope *s, uint64_t now_ms)
 {
+    uint8_t tag[32];
+    state_tag(t, tag0, tag);
     proto_buf buf = { NULL, 0 };
     proto_err perr = proto_scope_encode(s, &buf);
     if (perr != PROTO_OK)
@@ -490,8 +511,10 @@ node_err node__ledger_state_put(
     return node_txn_put(t, NODE_DB_STATE, lk.b, lk.n, ms, 8);
 }
 
-uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag[32])
+uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag0[32])
 {
+    uint8_t tag[32];
+    state_tag(t, tag0, tag);
     lkey lk = mk('L', tag, 32, NULL, 0);
     const void *v;
     size_t n;

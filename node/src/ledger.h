@@ -20,6 +20,8 @@
  *            'L' tag(32)                -> last change ms(8)
  *   consents 'E' case(16) len(1) scope number(8) -> access-log entry (ledger_entry)
  *            'X' case(16) len(1) scope  -> closed scope (ledger_closed): access ended here
+ *            'N' id(32)                 -> a note this node wrote (ledger_note)
+ *            'W' id(32)                 -> a note to this node, as the case's owner (ledger_note)
  *   manifest "current"                  -> signed manifest bytes
  *   meta     "own"                      -> last seq(8) last id(32)
  *            "layout"                   -> 3 (protocol version 2; bodies and 'A' by log place)
@@ -156,7 +158,8 @@ node_err node__ledger_quarantine_list(
 /* Records in a database. */
 node_err node__ledger_count(node_txn *t, node_db db, const char *prefix, size_t *n);
 
-/* States. *out is a new scope (empty when none is stored yet). */
+/* States. *out is a new scope (empty when none is stored yet). A scope has one state for all
+ * its epochs: any of its tags names it (it is kept under the first epoch's tag). */
 node_err node__ledger_state_get(
     node_txn *t, const uint8_t tag[32], const proto_limits *lim, crdt_scope **out);
 node_err node__ledger_state_put(
@@ -222,6 +225,25 @@ typedef bool (*ledger_closed_cb)(
     const proto_case_id *c, const char *scope, const ledger_closed *x, void *ctx);
 node_err node__ledger_closed_list(
     node_txn *t, const proto_case_id *c, ledger_closed_cb fn, void *ctx);
+
+/* A note to a case's owner (proto_note): one this node wrote ('N', to note.owner_org), or one
+ * it received as the owner ('W', from author_org). */
+typedef enum ledger_note_state {
+    LEDGER_NOTE_PENDING = 1, /* written: on its way; received: not applied yet */
+    LEDGER_NOTE_APPLIED = 2, /* received: every scope it names is narrowed, or was already */
+} ledger_note_state;
+typedef struct ledger_note {
+    uint8_t id[32]; /* the NOTE header */
+    uint8_t state;  /* ledger_note_state */
+    uint64_t at_ms; /* written, or received, by this node's clock */
+    char author_org[PROTO_ORG_MAX + 1];
+    proto_note note;
+} ledger_note;
+node_err node__ledger_note_put(node_txn *t, bool mine, const ledger_note *n);
+node_err node__ledger_note_get(node_txn *t, bool mine, const uint8_t id[32], ledger_note *out);
+/* Every note written here (mine) or received here, in id order; fn returns false to stop. */
+typedef bool (*ledger_note_cb)(const ledger_note *n, void *ctx);
+node_err node__ledger_notes(node_txn *t, bool mine, ledger_note_cb fn, void *ctx);
 
 /* The destruction primitive's store part: every key of (case, scope) (every epoch), the bodies
  * and applied marks of the headers under their tags, their states, and the scope's access

@@ -321,3 +321,107 @@ node_err node__ledger_closed_list(
     node_err err = node_txn_scan(t, NODE_DB_CONSENTS, prefix, c != NULL ? 17 : 1, closed_cb, &cc);
     return err != NODE_OK ? err : cc.err;
 }
+
+/* Notes: 'N' or 'W' id(32) -> state(1) at(8) case(16) kind(1) nscopes(1), then strings (len(2)
+ * bytes): author org, owner org, grantee, each scope, evidence, operator, unix user. */
+static lkey note_key(bool mine, const uint8_t id[32])
+{
+    lkey k;
+    k.b[0] = mine ? 'N' : 'W';
+    memcpy(k.b + 1, id, 32);
+    k.n = 33;
+    return k;
+}
+
+node_err node__ledger_note_put(node_txn *t, bool mine, const ledger_note *n)
+{
+    const proto_note *x = &n->note;
+    if (x->nscopes == 0 || x->nscopes > PROTO_NOTE_SCOPES_MAX)
+        return NODE_EINVAL;
+    uint8_t *v = malloc(27 + 2 * 3 + 3 * PROTO_ORG_MAX
+        + PROTO_NOTE_SCOPES_MAX * (2 + PROTO_SCOPE_NAME_MAX) + 3 * 2 + 2 * PROTO_TEXT_MAX + 64);
+    if (v == NULL)
+        return NODE_ENOMEM;
+    size_t len = 0;
+    v[len++] = n->state;
+    node__ledger_be64(v + len, n->at_ms);
+    len += 8;
+    memcpy(v + len, x->case_id.b, 16);
+    len += 16;
+    v[len++] = x->kind;
+    v[len++] = (uint8_t)x->nscopes;
+    len += put_str(v + len, n->author_org);
+    len += put_str(v + len, x->owner_org);
+    len += put_str(v + len, x->grantee);
+    for (size_t i = 0; i < x->nscopes; i++)
+        len += put_str(v + len, x->scopes[i]);
+    len += put_str(v + len, x->evidence);
+    len += put_str(v + len, x->operator_name);
+    len += put_str(v + len, x->unix_user);
+    lkey k = note_key(mine, n->id);
+    node_err err = node_txn_put(t, NODE_DB_CONSENTS, k.b, k.n, v, len);
+    free(v);
+    return err;
+}
+
+static node_err note_decode(const uint8_t id[32], const uint8_t *p, size_t left, ledger_note *out)
+{
+    memset(out, 0, sizeof(*out));
+    memcpy(out->id, id, 32);
+    if (left < 27 || p[26] == 0 || p[26] > PROTO_NOTE_SCOPES_MAX)
+        return NODE_ECORRUPT;
+    proto_note *x = &out->note;
+    out->state = p[0];
+    out->at_ms = node__ledger_get64(p + 1);
+    memcpy(x->case_id.b, p + 9, 16);
+    x->kind = p[25];
+    x->nscopes = p[26];
+    p += 27;
+    left -= 27;
+    bool ok = get_str(&p, &left, out->author_org, PROTO_ORG_MAX)
+        && get_str(&p, &left, x->owner_org, PROTO_ORG_MAX)
+        && get_str(&p, &left, x->grantee, PROTO_ORG_MAX);
+    for (size_t i = 0; ok && i < x->nscopes; i++)
+        ok = get_str(&p, &left, x->scopes[i], PROTO_SCOPE_NAME_MAX);
+    ok = ok && get_str(&p, &left, x->evidence, PROTO_TEXT_MAX)
+        && get_str(&p, &left, x->operator_name, PROTO_TEXT_MAX)
+        && get_str(&p, &left, x->unix_user, sizeof(x->unix_user) - 1) && left == 0;
+    return ok ? NODE_OK : NODE_ECORRUPT;
+}
+
+node_err node__ledger_note_get(node_txn *t, bool mine, const uint8_t id[32], ledger_note *out)
+{
+    lkey k = note_key(mine, id);
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_CONSENTS, k.b, k.n, &v, &n);
+    return err != NODE_OK ? err : note_decode(id, v, n, out);
+}
+
+typedef struct notes_ctx {
+    ledger_note_cb fn;
+    void *ctx;
+    ledger_note *n;
+    node_err err;
+} notes_ctx;
+
+static bool notes_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    notes_ctx *c = ctx;
+    if (kl != 33)
+        return true;
+    if ((c->err = note_decode((const uint8_t *)k + 1, v, vl, c->n)) != NODE_OK)
+        return false;
+    return c->fn(c->n, c->ctx);
+}
+
+node_err node__ledger_notes(node_txn *t, bool mine, ledger_note_cb fn, void *ctx)
+{
+    uint8_t prefix = mine ? 'N' : 'W';
+    notes_ctx c = { fn, ctx, malloc(sizeof(ledger_note)), NODE_OK };
+    if (c.n == NULL)
+        return NODE_ENOMEM;
+    node_err err = node_txn_scan(t, NODE_DB_CONSENTS, &prefix, 1, notes_cb, &c);
+    free(c.n);
+    return err != NODE_OK ? err : c.err;
+}

@@ -29,6 +29,26 @@ static void established(node_engine *e, node_link *l)
 {
     memcpy(l->peer, proto_session_peer(l->sess), 32);
     node_member *m = node__member_by_origin(e, l->peer);
+    const proto_member_key *key = NULL;
+    node_member *former = m == NULL ? node__author(e, l->peer, &key) : NULL;
+    if (former != NULL && key != NULL && key->retired && !former->self && e->have_manifest) {
+        /* A node the manifest in force removed (its key retired) proved its key: it is handed
+         * that manifest, which tells it so (it stops writing and dialling), and nothing else. */
+        proto_buf mb = { e->manifest_bytes, e->manifest_len };
+        if (node__link_send(e, l, &mb)) {
+            uint64_t held;
+            char cause[PROTO_ORG_MAX + 16];
+            snprintf(cause, sizeof(cause), "farewell %s", former->org); /* one line per org */
+            node_log(node__link_log_level(e, l, cause, NODE_LOG_INFO, &held), "peer.farewell",
+                "org=%s addr=%s version=%" PRIu64 " detail=\"removed from the network: sent the "
+                "manifest, then closing\" held=%" PRIu64,
+                former->org, l->addr, e->manifest.version, held);
+            l->farewell = true;
+            l->born_ms = node__mono(e);
+            e->host.schedule(e->host.ctx, NODE_WORK_LINKS, e->cfg.handshake_timeout_ms);
+        }
+        return;
+    }
     if (m == NULL || m->self) {
         /* Refused without a word: the stranger proved its key, and learns nothing more. */
         proto_diag none = { 0, "" };
@@ -86,6 +106,8 @@ static void on_pipe_message(node_engine *e, node_link *l, const uint8_t *data, s
     proto_diag diag = { 0, "" };
     proto_buf out = { NULL, 0 };
     proto_err perr = PROTO_OK;
+    if (l->farewell)
+        return; /* a removed node: told, nothing more is read from it */
     switch (l->state) {
     case LINK_WAIT_HELLO:
         perr = proto_hs_respond(e->me, any_origin_cb, e, data, len, NULL, &l->hs, &out, &diag);
@@ -341,7 +363,9 @@ void node__links_due(node_engine *e)
         if (l->state == LINK_UP || l->closing)
             continue;
         if (now - l->born_ms >= limit)
-            node__link_drop(e, l, "handshake not completed in time");
+            node__link_drop(e, l,
+                l->farewell ? "a removed node was told, and did not close"
+                            : "handshake not completed in time");
         else if (limit - (now - l->born_ms) < next)
             next = limit - (now - l->born_ms);
     }

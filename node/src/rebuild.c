@@ -1,15 +1,16 @@
 /*
  * The rebuild: when new signed data changes decisions already taken (an origin caught
  * equivocating: its headers from the fork point on are void, both branches), every
- * (case, scope) those headers touch is decided again from what this node holds, by the same
+ * (case, scope) those headers touch (or a narrowing's scope, or a scope where a dot was created
+ * twice) is decided again from what this node holds, by the same
  * rules as the incremental path (access.c node__verdict, which never reads the state): the
- * access log loses the entries of void headers; each key's state is made again from empty by
- * joining every decided delta still authorised, and only the dots of the others (refused, void
- * by a clash, or resting on an entry now void) as context; a delta void by its origin's fork
- * adds nothing. Joins commute, so the order of the bodies does
- * not matter, and an incremental decision on the same data gives the same state. Bodies still
- * waiting are left to the waits. Cost: O(bodies of the scope) per scope. May call: access.c,
- * keycache.c, state.c, ledger.c, proto, crdt.
+ * access log loses the entries of void headers; the scope's one state (for all its epochs) is
+ * made again from empty by joining every decided delta still authorised, and only the dots of the
+ * others (refused, void by a clash, or resting on an entry now void) as context; a delta void by
+ * its origin's fork adds nothing. Joins commute, so the order of the bodies does not matter, and an
+ * incremental decision on the same data gives the same state. Bodies still waiting are left to the
+ * waits. Cost: O(bodies of the scope) per scope. May call: access.c, keycache.c, state.c, ledger.c,
+ * proto, crdt.
  */
 #include "core.h"
 
@@ -59,15 +60,6 @@ static bool void_entry_cb(const ledger_entry *en, void *ctx)
         *n = en->number;
         memcpy(id->b, en->id, 32);
     }
-    return true;
-}
-
-static bool id_cb(const uint8_t id[32], void *ctx)
-{
-    id32 *d = NODE_VEC_PUSH((id_vec *)ctx, REBUILD_IDS_MAX);
-    if (d == NULL)
-        return false;
-    memcpy(d->b, id, 32);
     return true;
 }
 
@@ -204,18 +196,29 @@ static node_err redecide(node_txn *t, node_engine *e, const ledger_key *k, const
     return err;
 }
 
-/* Make the state of key k again from the decided bodies under it: two passes over them (the
- * first finds the deltas that create one dot twice), each body opened once per pass. */
-static node_err rebuild_key(
-    node_txn *t, node_engine *e, const ledger_key *k, const id_vec *ids, size_t *voided)
+/* A decided body of the scope and the key (index in the scope's keys) its tag is under. */
+typedef struct kid {
+    uint8_t b[32];
+    size_t key;
+} kid;
+typedef NODE_VEC(kid) kid_vec;
+
+/* Make the state of the scope again from the decided bodies under all its keys (one state for
+ * every epoch, ledger.h): two passes over them (the first finds the deltas that create one dot
+ * twice, across epochs too: an author's dots run on from one epoch to the next), each body
+ * opened once per pass with its own key. */
+static node_err rebuild_state(
+    node_txn *t, node_engine *e, const key_vec *keys, const kid_vec *ids, size_t *voided)
 {
-    proto_scope_key *sk = NULL;
     crdt_scope *state = NULL;
     dots_vec dots = { 0 };
     bool *clash = calloc(ids->n ? ids->n : 1, sizeof(bool));
-    node_err err = clash == NULL ? NODE_ENOMEM : node__keycache_get(e, k, &sk);
+    node_err err = clash == NULL ? NODE_ENOMEM : NODE_OK;
     for (size_t j = 0; err == NODE_OK && j < ids->n; j++) {
         opened o;
+        proto_scope_key *sk = NULL;
+        if ((err = node__keycache_get(e, &keys->v[ids->v[j].key], &sk)) != NODE_OK)
+            break;
         if ((err = open_body(t, e, sk, ids->v[j].b, &o)) == NODE_OK && o.delta != NULL) {
             /* One range per origin: its author's, and a counter origin per counter entry. */
             size_t max = crdt_scope_entry_count(o.delta) + 1;
@@ -240,12 +243,16 @@ static node_err rebuild_key(
         err = NODE_ENOMEM;
     for (size_t j = 0; err == NODE_OK && j < ids->n; j++) {
         opened o;
+        proto_scope_key *sk = NULL;
+        const ledger_key *k = &keys->v[ids->v[j].key];
+        if ((err = node__keycache_get(e, k, &sk)) != NODE_OK)
+            break;
         if ((err = open_body(t, e, sk, ids->v[j].b, &o)) == NODE_OK && o.delta != NULL)
             err = redecide(t, e, k, ids->v[j].b, &o, clash[j], state, voided);
         opened_fini(&o);
     }
-    if (err == NODE_OK)
-        err = node__ledger_state_put(t, k->tag, state, node__now(e));
+    if (err == NODE_OK && keys->n > 0)
+        err = node__ledger_state_put(t, keys->v[0].tag, state, node__now(e));
     crdt_scope_free(state);
     NODE_VEC_FREE(&dots);
     free(clash);
@@ -253,11 +260,27 @@ static node_err rebuild_key(
 }
 
 /* Decide every held, decided body of one (case, scope) again. */
+typedef struct kid_ctx {
+    kid_vec *v;
+    size_t key;
+} kid_ctx;
+
+static bool kid_cb(const uint8_t id[32], void *ctx)
+{
+    kid_ctx *c = ctx;
+    kid *d = NODE_VEC_PUSH(c->v, REBUILD_IDS_MAX);
+    if (d == NULL)
+        return false;
+    memcpy(d->b, id, 32);
+    d->key = c->key;
+    return true;
+}
+
 static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, size_t *voided)
 {
     void_entries v = { t, e, { 0 }, { 0 }, NODE_OK };
     key_vec keys = { 0 };
-    id_vec ids = { 0 };
+    kid_vec ids = { 0 };
     node_err err = node__ledger_entries(t, &s->case_id, s->scope, void_entry_cb, &v);
     if (err == NODE_OK)
         err = v.err;
@@ -266,13 +289,23 @@ static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, s
             err = node__ledger_applied_put(t, v.ids.v[i].b, LEDGER_VOID);
     if (err == NODE_OK)
         err = node__ledger_scope_keys(t, &s->case_id, s->scope, key_cb, &keys);
+    /* the confirmed keys only: nothing under another was decided */
+    size_t nk = 0;
+    for (size_t i = 0; i < keys.n; i++)
+        if (keys.v[i].confirmed)
+            keys.v[nk++] = keys.v[i];
+        else
+            proto_wipe(&keys.v[i], sizeof(keys.v[i]));
+    keys.n = nk;
     for (size_t i = 0; err == NODE_OK && i < keys.n; i++) {
-        if (!keys.v[i].confirmed)
-            continue; /* nothing under it was decided */
-        ids.n = 0;
-        if ((err = node__ledger_tag_headers(t, keys.v[i].tag, id_cb, &ids)) == NODE_OK)
-            err = rebuild_key(t, e, &keys.v[i], &ids, voided);
+        kid_ctx kc = { &ids, i };
+        size_t before = ids.n;
+        err = node__ledger_tag_headers(t, keys.v[i].tag, kid_cb, &kc);
+        if (err == NODE_OK && ids.n == before && ids.n == REBUILD_IDS_MAX)
+            err = NODE_ENOMEM;
     }
+    if (err == NODE_OK)
+        err = rebuild_state(t, e, &keys, &ids, voided);
     if (err == NODE_OK)
         node__scope_moved(e, &s->case_id, s->scope);
     if (err == NODE_OK && v.numbers.n > 0)
@@ -311,12 +344,14 @@ node_err node__rebuild_noted(node_txn *t, apply_ctx *c)
 {
     size_t voided = 0, n = c->rebuild.n;
     node_err err = NODE_OK;
+    uint64_t t0 = n > 0 ? node__mono(c->e) : 0;
     for (size_t i = 0; i < n && err == NODE_OK; i++)
         err = rebuild_scope(t, c->e, &c->rebuild.v[i], &voided);
     c->rebuild.n = 0;
     if (err == NODE_OK && n > 0)
         NODE_WARN("rebuild.done",
-            "scopes=%zu voided=%zu reason=\"a dot created twice, or a narrowing\"", n, voided);
+            "scopes=%zu voided=%zu ms=%" PRIu64 " reason=\"a dot created twice, or a narrowing\"",
+            n, voided, node__mono(c->e) - t0);
     return err;
 }
 

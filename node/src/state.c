@@ -435,7 +435,7 @@ node_err node__manifest_offer(
     e->manifest_len = len;
     e->have_manifest = true;
     *changed = true;
-    e->all_gen++; /* authors it lists, keys it retires: every waiting delta is worth a try */
+    e->all_gen++;        /* authors it lists, keys it retires: every waiting delta is worth a try */
     e->ended_due_ms = 0; /* an org it removes has its grants closed at the next tick */
     NODE_INFO("manifest.accept", "version=%" PRIu64 " members=%zu", m.version, m.nmembers);
     if (next)

@@ -57,7 +57,8 @@ typedef struct write_ctx {
     const char *const *scopes; /* grant mode when g != NULL */
     size_t nscopes;
     const node_grant *g;
-    node_revoke *rv; /* revoke mode */
+    node_revoke *rv;        /* revoke mode */
+    const proto_note *note; /* note mode */
     node_errmsg *msg;
     /* copies adopted after the commit */
     crdt_hlc clock;
@@ -829,6 +830,7 @@ typedef struct ended_item {
     char scope[PROTO_SCOPE_NAME_MAX + 1];
     char org[PROTO_ORG_MAX + 1];
     uint8_t reason;
+    char note[256]; /* a withdrawal's or a drop's, for the narrowing */
 } ended_item;
 
 typedef struct ended_find {
@@ -881,6 +883,81 @@ static bool ended_scope_cb(const proto_case_id *c, const char *scope, const uint
     return f->err == NODE_OK && f->n < f->max;
 }
 
+/* Notes received (this node owns their cases) not applied yet: each scope whose grantee still
+ * holds a consent-based grant becomes an item (a narrowing, reason withdrawn or dropped);
+ * grants on another basis wait for an operator here (consent list shows them pending). A note
+ * whose scopes all hold nothing more is marked applied. */
+typedef struct notes_scan {
+    ended_find *f;
+    ledger_note *v;
+    size_t n, max;
+} notes_scan;
+
+static bool notes_scan_cb(const ledger_note *n, void *ctx)
+{
+    notes_scan *s = ctx;
+    if (n->state == LEDGER_NOTE_PENDING && s->n < s->max)
+        s->v[s->n++] = *n;
+    return s->n < s->max;
+}
+
+/* Drop an incomplete UTF-8 sequence at the end of s (left by a cut). */
+static void utf8_cut(char *s)
+{
+    size_t n = strlen(s), i = n, cont = 0;
+    while (i > 0 && ((uint8_t)s[i - 1] & 0xC0) == 0x80 && cont < 3) {
+        i--;
+        cont++;
+    }
+    if (i == 0 || ((uint8_t)s[i - 1] & 0x80) == 0)
+        return;
+    uint8_t lead = (uint8_t)s[i - 1];
+    size_t want = (lead & 0xE0) == 0xC0 ? 1
+        : (lead & 0xF0) == 0xE0         ? 2
+        : (lead & 0xF8) == 0xF0         ? 3
+                                        : 0;
+    if (want != cont)
+        s[i - 1] = 0;
+}
+
+static node_err notes_due(node_txn *t, ended_find *f)
+{
+    notes_scan s = { f, calloc(64, sizeof(ledger_note)), 0, 64 };
+    if (s.v == NULL)
+        return NODE_ENOMEM;
+    node_err err = node__ledger_notes(t, false, notes_scan_cb, &s);
+    for (size_t i = 0; i < s.n && err == NODE_OK; i++) {
+        ledger_note *rec = &s.v[i];
+        const proto_note *n = &rec->note;
+        bool waits = false;
+        for (size_t k = 0; k < n->nscopes && f->n < f->max; k++) {
+            if (!node__grant_for(t, &n->case_id, n->scopes[k], n->grantee, UINT64_MAX, &f->en)
+                || f->en.access == PROTO_ACCESS_NONE)
+                continue; /* nothing (more) to end */
+            if (f->en.basis != PROTO_BASIS_CONSENT && f->en.basis != PROTO_BASIS_EXPLICIT_CONSENT) {
+                waits = true; /* public task, legal obligation: an operator decides */
+                continue;
+            }
+            ended_item *it = &f->v[f->n++];
+            it->c = n->case_id;
+            snprintf(it->scope, sizeof(it->scope), "%s", n->scopes[k]);
+            snprintf(it->org, sizeof(it->org), "%s", n->grantee);
+            it->reason = n->kind == PROTO_NOTE_DROP ? PROTO_NARROW_DROPPED : PROTO_NARROW_WITHDRAWN;
+            int len = snprintf(it->note, sizeof(it->note), "%s at %s's desk (%s)%s%s",
+                n->kind == PROTO_NOTE_DROP ? "dropped" : "consent withdrawn", rec->author_org,
+                n->operator_name, n->evidence[0] ? ", evidence " : "", n->evidence);
+            if (len < 0 || (size_t)len >= sizeof(it->note))
+                utf8_cut(it->note); /* a cut text stays text */
+        }
+        if (!waits && f->n < f->max) {
+            rec->state = LEDGER_NOTE_APPLIED;
+            err = node__ledger_note_put(t, false, rec);
+        }
+    }
+    free(s.v);
+    return err;
+}
+
 typedef struct ended_ctx {
     write_ctx w;
     ended_find f;
@@ -899,6 +976,8 @@ static node_err ended_cb(node_txn *t, void *ctx)
     node_err err = node__ledger_cases(t, ended_scope_cb, &x->f);
     if (err == NODE_OK)
         err = x->f.err;
+    if (err == NODE_OK && x->f.n < x->f.max)
+        err = notes_due(t, &x->f);
     for (size_t i = 0; i < x->f.n && err == NODE_OK; i++) {
         ended_item *it = &x->f.v[i];
         node_revoke *rv = w->rv;
@@ -907,15 +986,19 @@ static node_err ended_cb(node_txn *t, void *ctx)
         rv->access = PROTO_ACCESS_NONE;
         rv->reason = it->reason;
         snprintf(rv->operator_name, sizeof(rv->operator_name), "pattod");
-        snprintf(rv->note, sizeof(rv->note), "%s",
-            it->reason == PROTO_NARROW_EXPIRED ? "the grant's term ended"
-                                               : "the org is no longer in the network");
+        if (it->reason == PROTO_NARROW_WITHDRAWN || it->reason == PROTO_NARROW_DROPPED)
+            snprintf(rv->note, sizeof(rv->note), "%s", it->note);
+        else
+            snprintf(rv->note, sizeof(rv->note), "%s",
+                it->reason == PROTO_NARROW_EXPIRED ? "the grant's term ended"
+                                                   : "the org is no longer in the network");
         w->c = &it->c;
         if ((err = narrow_scope(t, w, it->scope)) == NODE_OK) {
             char id[PROTO_CASE_ID_TEXT_SIZE];
             proto_case_id_format(&it->c, id);
             NODE_INFO("consent.close", "case=%s scope=%s org=%s reason=%s new_epoch=%" PRIu64, id,
-                it->scope, it->org, it->reason == PROTO_NARROW_EXPIRED ? "expired" : "removed",
+                it->scope, it->org,
+                it->reason == PROTO_NARROW_REVOKED ? "removed" : node__narrow_reason(it->reason),
                 rv->done[0].epoch);
             ++*x->closed;
         }
@@ -941,4 +1024,54 @@ node_err node__close_ended(
     free(rv);
     free(x);
     return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Notes to a case's owner: a withdrawal recorded at this desk, or this node dropping a grant */
+
+static node_err note_cb(node_txn *t, void *ctx)
+{
+    write_ctx *w = ctx;
+    node_engine *e = w->e;
+    begin(w);
+    const proto_note *n = w->note;
+    node_member *owner = node__member_by_org(e, n->owner_org);
+    if (owner == NULL || !owner->active)
+        return node__fail(w->msg, NODE_ENOTFOUND,
+            "'%s' is not a member of the network: the note cannot reach the case's owner",
+            n->owner_org);
+    proto_recipient r;
+    memcpy(r.box_pk, owner->box_pk, 32);
+    proto_buf header = { NULL, 0 }, body = { NULL, 0 };
+    proto_header h;
+    memset(&h, 0, sizeof(h));
+    proto_seal_info info;
+    ledger_note *rec = calloc(1, sizeof(*rec));
+    node_err err = rec == NULL ? NODE_ENOMEM : next_place(w, &info);
+    proto_err perr
+        = err == NODE_OK ? proto_note_seal(e->me, n, &info, &r, NULL, &header, &body) : PROTO_OK;
+    if (perr != PROTO_OK)
+        err = node__fail(w->msg, perr == PROTO_ENOMEM ? NODE_ENOMEM : NODE_EINVAL,
+            "cannot seal the note: %s", proto_strerror(perr));
+    if (err == NODE_OK && (err = store_own(t, w, &header, &body, &h)) == NODE_OK
+        && (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) == NODE_OK) {
+        memcpy(rec->id, h.id, 32);
+        rec->state = LEDGER_NOTE_PENDING;
+        rec->at_ms = node__now(e);
+        snprintf(rec->author_org, sizeof(rec->author_org), "%s", e->cfg.org);
+        rec->note = *n;
+        if ((err = node__ledger_note_put(t, true, rec)) == NODE_OK)
+            err = push_out(w, &header, &body, &h);
+    }
+    proto_header_fini(&h);
+    proto_buf_free(&header);
+    proto_buf_free(&body);
+    free(rec);
+    return err != NODE_OK ? err : finish(t, w);
+}
+
+node_err node__case_note(node_engine *e, const proto_note *note, node_outs *out, node_errmsg *msg)
+{
+    write_ctx w = { .e = e, .c = &note->case_id, .note = note, .msg = msg, .out = out };
+    return run(e, &w, note_cb);
 }

@@ -420,6 +420,11 @@ static void revocation_purges_and_rekeys(void **state)
     th_out_free(&o);
     show_want two = { PREF, id, "scopes/lingua/cpia", "MARKER-TWO-91bc" };
     CHECK(net, th_wait(net, 10000, shows, &two), "the remaining holder never read the new epoch");
+    /* one state for every epoch: what was written under the first key is still there */
+    show_want before = { PREF, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, shows(net, &before), "the new epoch lost what the first one held");
+    before.node = COMUNE;
+    CHECK(net, shows(net, &before), "the owner's new epoch lost what the first one held");
 
     unreadable u = { CPIA, id };
     CHECK(net, th_wait(net, 10000, cannot_read, &u), "the revoked CPIA still reads the case");
@@ -528,6 +533,117 @@ static void downgrade_cuts_writes(void **state)
     CHECK(net, th_wait(net, 10000, shows, &c1), "a write after a new grant did not reach");
 }
 
+/* consent list of node: does a row for org on scope have this state (and kind, when given)? */
+typedef struct row_want {
+    size_t node;
+    const char *id, *scope, *to, *kind, *state;
+} row_want;
+
+static bool has_row(th_net *net, void *ctx)
+{
+    row_want *w = ctx;
+    th_out o = th_patto(net, w->node, "consent", "list", w->id, NULL);
+    json_object *rows = o.status == 0 && o.json ? jget(o.json, "grants") : NULL;
+    bool found = false;
+    for (size_t i = 0; rows != NULL && i < json_object_array_length(rows) && !found; i++) {
+        json_object *r = json_object_array_get_idx(rows, i);
+        found = strcmp(jstr(r, "scope"), w->scope) == 0 && strcmp(jstr(r, "to"), w->to) == 0
+            && (w->kind == NULL || strcmp(jstr(r, "kind"), w->kind) == 0)
+            && strcmp(jstr(r, "state"), w->state) == 0;
+    }
+    th_out_free(&o);
+    return found;
+}
+
+static bool documenti_gone(th_net *net, void *ctx)
+{
+    th_out o = th_patto(net, CPIA, "case", "show", (const char *)ctx, NULL);
+    bool ok = o.status == 0 && o.json != NULL && jget(o.json, "scopes/documenti") == NULL
+        && jget(o.json, "scopes/lingua") != NULL;
+    th_out_free(&o);
+    return ok;
+}
+
+static bool shows_closed(th_net *net, void *ctx)
+{
+    th_out o = th_patto(net, PREF, "case", "show", (const char *)ctx, NULL);
+    bool ok = o.status == 0 && o.json != NULL && jget(o.json, "closed/lingua") != NULL
+        && jget(o.json, "scopes/lingua") == NULL;
+    th_out_free(&o);
+    return ok;
+}
+
+static bool pending_gone(th_net *net, void *ctx)
+{
+    return !has_row(net, ctx);
+}
+
+/* Withdrawal at any desk and a grantee's drop: notes sealed to the owner, which ends the
+ * consent-based grants they name (the grantee purges) and keeps the others pending for an
+ * operator; a node that holds no scope of the case names the owner itself. */
+static void withdrawal_at_any_desk(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "documenti.permesso_numero=PX-0001");
+    grant_on(net, id, "cpia-1", "lingua,documenti", "read", "consent");
+    grant(net, id, "prefettura-1", "lingua", "read");
+    show_want w = { CPIA, id, "scopes/documenti/permesso_numero", "PX-0001" };
+    CHECK(net, th_wait(net, 10000, shows, &w), "the CPIA never read the case");
+    show_want p = { PREF, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &p), "the Prefettura never read the case");
+
+    /* The CPIA drops documenti: the owner ends the grant, the CPIA keeps lingua only. */
+    th_out o = th_patto_write(net, CPIA, "consent", "drop", id, "--scopes", "documenti", NULL);
+    CHECK(net, o.status == 0 && strcmp(jstr(o.json, "owner"), "comune-1") == 0, "drop: %d %s",
+        o.status, o.out);
+    th_out_free(&o);
+    row_want dropped = { COMUNE, id, "documenti", "cpia-1", "narrowing", "revoked" };
+    CHECK(net, th_wait(net, 10000, has_row, &dropped), "the owner did not end the dropped grant");
+    CHECK(net, th_log_has(net, COMUNE, "reason=dropped"), "the owner's log does not say why");
+    CHECK(net, th_wait(net, 10000, shows, &(show_want) { CPIA, id, "scopes/lingua/livello", "A1" }),
+        "the CPIA lost lingua");
+    CHECK(net, th_wait(net, 10000, documenti_gone, id),
+        "the CPIA still shows documenti after its drop");
+
+    /* At the Prefettura's desk the beneficiary withdraws the CPIA's consent to lingua. */
+    o = th_patto_write(net, PREF, "consent", "withdraw", id, "--scopes", "lingua", "--to", "cpia-1",
+        "--evidence", "modulo revoca 3/2026", NULL);
+    CHECK(net, o.status == 0 && strcmp(jstr(o.json, "state"), "sent to the owner") == 0,
+        "withdraw at the Prefettura: %d %s", o.status, o.out);
+    th_out_free(&o);
+    unreadable u = { CPIA, id };
+    CHECK(
+        net, th_wait(net, 10000, cannot_read, &u), "the withdrawal did not end the CPIA's access");
+    row_want withdrawn = { COMUNE, id, "lingua", "cpia-1", "narrowing", "revoked" };
+    CHECK(net, has_row(net, &withdrawn), "the owner's consent list lacks the withdrawal");
+
+    /* At the CPIA's desk, which holds nothing of the case now, a withdrawal of the
+     * Prefettura's public-task grant: the owner must be named, and the grant, not resting on
+     * consent, waits for an operator at the owner. */
+    o = th_patto_write(net, CPIA, "consent", "withdraw", id, "--scopes", "lingua", "--to",
+        "prefettura-1", "--evidence", "modulo 4/2026", NULL);
+    CHECK(net, o.status == 3 && strstr(o.out, "give --owner") != NULL, "no owner: %d %s", o.status,
+        o.out);
+    th_out_free(&o);
+    o = th_patto_write(net, CPIA, "consent", "withdraw", id, "--scopes", "lingua", "--to",
+        "prefettura-1", "--evidence", "modulo 4/2026", "--owner", "comune-1", NULL);
+    CHECK(net, o.status == 0, "withdraw with --owner: %d %s", o.status, o.out);
+    th_out_free(&o);
+    row_want pending = { COMUNE, id, "lingua", "prefettura-1", "withdrawal", "withdrawal pending" };
+    CHECK(net, th_wait(net, 10000, has_row, &pending), "the owner shows no pending withdrawal");
+    CHECK(net, shows(net, &p), "a public-task grant ended without an operator");
+    o = th_patto_write(net, COMUNE, "consent", "revoke", id, "--from", "prefettura-1", NULL);
+    CHECK(net, o.status == 0, "revoke: %d %s", o.status, o.out);
+    th_out_free(&o);
+    /* the Prefettura keeps what it received (public task), closed */
+    CHECK(net, th_wait(net, 10000, shows_closed, (void *)id),
+        "the Prefettura does not show lingua closed");
+    row_want closed = { COMUNE, id, "lingua", "prefettura-1", "narrowing", "revoked" };
+    CHECK(net, has_row(net, &closed), "the operator's revocation is not in the log");
+    CHECK(net, th_wait(net, 15000, pending_gone, &pending), "the withdrawal is still pending");
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -542,6 +658,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(sigkill_loses_no_acknowledged_write, setup, teardown),
         cmocka_unit_test_setup_teardown(revocation_purges_and_rekeys, setup, teardown),
         cmocka_unit_test_setup_teardown(downgrade_cuts_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(withdrawal_at_any_desk, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,6 +110,7 @@ typedef struct node_config {
     node_log_level log_level;                  /* [node] log_level, default info */
     uint64_t map_size;                         /* [store] map_size_mb * 2^20, default 256 MiB */
     uint64_t map_size_max;                     /* [store] max_size_mb * 2^20, default 1 TiB */
+    uint64_t compact_every_ms;                 /* [store] compact_every_hours in ms; 0: never */
     uint64_t max_message_bytes;                /* [sync] max_message_bytes, default 16 MiB */
     uint64_t handshake_timeout_ms;             /* [sync] handshake_timeout_ms, default 5000 */
     uint64_t anti_entropy_ms;                  /* [sync] anti_entropy_ms, default 2000 */
@@ -182,6 +183,61 @@ NODE_NODISCARD node_err node_store_open(
 void node_store_close(node_store *st);
 /* The current map size in bytes. */
 uint64_t node_store_map_size(const node_store *st);
+
+/*
+ * Compaction: the store file rewritten without its free pages, so that what was deleted (a
+ * purged scope) leaves data.mdb. LMDB frees the pages of deleted records but never zeroes them,
+ * and a live page keeps stale bytes in its unused middle; LMDB's compacting copy
+ * (mdb_env_copyfd2 with MDB_CP_COMPACT) writes only the used part of each live page.
+ *
+ * node_store_compact writes that copy to DIR/data.mdb.compact (NODE_STORE_COMPACT_FILE),
+ * fsyncs it, checks that it opens and holds as many records in each database as the store,
+ * closes the environment, renames the copy over data.mdb, fsyncs DIR and opens the
+ * environment again, so that st stays the same pointer. It runs in the calling thread from
+ * start to end, and no transaction may be open meanwhile: in pattod that is the loop thread,
+ * so the node does nothing else (no writes, no reads, no peers, no control requests) until it
+ * returns; out->pause_ms says for how long.
+ *
+ * Before it starts: DIR's file system must have the copy's size (the store's used pages) plus
+ * NODE_STORE_COMPACT_SLACK free (statvfs), or nothing is done (NODE_EIO, msg says how much is
+ * needed and free). No other process may have the store open (an mdb_copy backup, mdb_stat,
+ * pattod --check-config): it would read the new file through the old file's lock, so then
+ * nothing is done either (NODE_EIO, msg says so).
+ *
+ * Crash safety: a crash before the rename leaves data.mdb as it was and a partial or whole
+ * copy beside it, which node_store_remove_leftover removes at the next start; the rename is
+ * atomic and the copy was fsync'd before it, so a crash after it leaves the whole new file.
+ * The old lock.mdb is emptied and removed with the swap (it names the old file's last
+ * transaction); LMDB makes a new one.
+ *
+ * On any failure before the rename the copy is removed, data.mdb is untouched and the store
+ * stays usable (reopened if it had been closed). If the environment cannot be opened again
+ * after the rename (or after a refused swap), the store is closed: every later transaction
+ * fails with NODE_ESTORE and node_store_is_open returns false (restart pattod; the data on disk
+ * is whole). Errors: NODE_EINVAL (st NULL, or called inside a transaction), NODE_EIO (disk
+ * space, another process, a file operation: msg names it), NODE_ESTORE, NODE_ECORRUPT (LMDB
+ * refused the copy, or the copy does not match the store), NODE_ENOMEM.
+ */
+#define NODE_STORE_COMPACT_FILE "data.mdb.compact"
+#define NODE_STORE_COMPACT_SLACK (UINT64_C(16) << 20) /* free disk kept beyond the copy */
+typedef struct node_compact {
+    uint64_t pause_ms;     /* from the call to its return: how long the caller's thread was held */
+    uint64_t bytes_before; /* data.mdb's size before */
+    uint64_t bytes_after;  /* and after */
+    uint64_t disk_needed;  /* the copy's size: the disk it took beside data.mdb until the swap */
+} node_compact;
+NODE_NODISCARD node_err node_store_compact(node_store *st, node_compact *out, node_errmsg *msg);
+/* False once a compaction could not open the store again (see node_store_compact). */
+bool node_store_is_open(const node_store *st);
+/*
+ * Remove DIR/data.mdb.compact, the copy of a compaction that was interrupted (a crash or a
+ * kill while it was written), logging event=store.compact.leftover with its size. Call it only
+ * with the data directory's lock held (node_lock_acquire) and before the store is opened: the
+ * file may be the copy a running pattod is writing. *removed (may be NULL) gets the bytes
+ * removed, 0 when there was none. Errors: NODE_EIO (msg names the file and why).
+ */
+NODE_NODISCARD node_err node_store_remove_leftover(
+    const char *dir, uint64_t *removed, node_errmsg *msg);
 
 /*
  * The body of a transaction: runs with a live transaction; returns NODE_OK to commit (write)
