@@ -85,19 +85,22 @@ static bool holds(
     return ok;
 }
 
-/* The access-log entry carried by header id (its number, 0: none), and the newest narrowing of
- * org's access (its number, 0: none). */
+/* The access-log entry carried by header id (its number, 0: none), the newest narrowing of org's
+ * access (its number, 0: none), and the announcement of an epoch. */
 typedef struct narrowed_find {
     const char *org;
-    const uint8_t *id;
+    const uint8_t *id; /* NULL: none looked for */
     uint64_t entry, narrowing;
+    uint64_t epoch, announced; /* the announcement of this epoch (its number, 0: none) */
 } narrowed_find;
 
 static bool narrowed_cb(const ledger_entry *en, void *ctx)
 {
     narrowed_find *f = ctx;
-    if (memcmp(en->id, f->id, 32) == 0)
+    if (f->id != NULL && memcmp(en->id, f->id, 32) == 0)
         f->entry = en->number;
+    if (en->kind == PROTO_BODY_ACCESS_EPOCH && f->epoch != 0 && en->new_epoch == f->epoch)
+        f->announced = en->number;
     if (en->kind == PROTO_BODY_ACCESS_NARROW && strcmp(en->grantee, f->org) == 0)
         f->narrowing = en->number;
     return true;
@@ -123,10 +126,18 @@ bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const
     if (node__ledger_key_get(t, h->tag, &k) != NODE_OK)
         return false;
     bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, h->hlc.wall, UINT64_MAX);
+    if (ok && k.epoch > PROTO_EPOCH_FIRST) {
+        /* A later epoch follows a narrowing that may be what excludes m: its bodies go out only
+         * once every entry up to its announcement is held here, the narrowing among them. */
+        narrowed_find f = { m->org, NULL, 0, 0, k.epoch, 0 };
+        ok = node__ledger_entries(t, &k.case_id, k.scope, narrowed_cb, &f) == NODE_OK
+            && f.announced != 0
+            && node__ledger_entries_contiguous(t, &k.case_id, k.scope) >= f.announced;
+    }
     if (!ok && h->kind == PROTO_HDR_DELTA) {
         /* An org whose access was narrowed still gets the access-log entries up to its newest
          * narrowing (sealed under a key it holds): so it learns of the narrowing itself. */
-        narrowed_find f = { m->org, h->id, 0, 0 };
+        narrowed_find f = { m->org, h->id, 0, 0, 0, 0 };
         ok = node__ledger_entries(t, &k.case_id, k.scope, narrowed_cb, &f) == NODE_OK
             && f.entry != 0 && f.entry <= f.narrowing;
     }
