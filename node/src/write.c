@@ -434,10 +434,44 @@ static node_err seal_key_grant(node_txn *t, write_ctx *w, const ledger_key *k,
 /* One scope granted: the grant entry in its access log (sealed under its current key, like a
  * delta, numbered after the last entry), then a key grant sealing every epoch's key to the
  * grantee. */
+static node_err narrow_scope(node_txn *t, write_ctx *w, const char *scope);
+
+/* A new grant that narrows the one in force (less access, or an end sooner, or an end where
+ * there was none) is preceded by a narrowing with its cut: otherwise the grantee's deltas
+ * resting on the old grant would be judged by it, beyond the new terms, whatever they claim
+ * to have seen (a writer downgraded by a new read grant writing on by naming the old one). */
+static node_err narrow_before_grant(node_txn *t, write_ctx *w, const char *scope)
+{
+    const node_grant *g = w->g;
+    ledger_entry *old = malloc(sizeof(*old));
+    node_revoke *rv = calloc(1, sizeof(*rv));
+    node_err err = old == NULL || rv == NULL ? NODE_ENOMEM : NODE_OK;
+    bool narrows = err == NODE_OK && node__grant_for(t, w->c, scope, g->to, UINT64_MAX, old)
+        && old->access != PROTO_ACCESS_NONE
+        && (g->access < old->access
+            || (g->until_ms != 0 && (old->expiry_ms == 0 || g->until_ms < old->expiry_ms)));
+    if (narrows) {
+        snprintf(rv->from, sizeof(rv->from), "%s", g->to);
+        rv->access = PROTO_ACCESS_READ; /* no new key: the grant that follows keeps it reading */
+        rv->reason = PROTO_NARROW_REVOKED;
+        snprintf(rv->operator_name, sizeof(rv->operator_name), "%s", g->operator_name);
+        snprintf(rv->unix_user, sizeof(rv->unix_user), "%s", g->unix_user);
+        snprintf(rv->note, sizeof(rv->note), "narrowed by the grant that follows");
+        w->rv = rv;
+        err = narrow_scope(t, w, scope);
+        w->rv = NULL;
+    }
+    free(rv);
+    free(old);
+    return err;
+}
+
 static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const node_member *to)
 {
     ledger_key k;
-    node_err err = scope_key(t, w, scope, &k);
+    node_err err = narrow_before_grant(t, w, scope);
+    if (err == NODE_OK)
+        err = scope_key(t, w, scope, &k);
     if (err != NODE_OK)
         return err;
     const node_grant *g = w->g;

@@ -497,6 +497,15 @@ static void test_consent_list(void **state)
         "grant to cpia-1: read, purpose lingua, basis consent, until "
         "2030-06-30 23:59:59 CEST, by op-comune-1");
     th_out_free(&o);
+    /* A new grant that narrows the one in force (write to read, and an end sooner) comes
+     * after a narrowing with a cut: the writer cannot go on writing on the old grant. */
+    o = th_patto_write(net, 0, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua",
+        "--purpose", "lingua", "--basis", "consent", "--until", "2029-01-31", NULL);
+    expect_status(net, &o, 0, NULL);
+    th_out_free(&o);
+    o = th_patto(net, 0, "consent", "list", id, NULL);
+    expect_status(net, &o, 0, "narrowed by the grant that follows");
+    th_out_free(&o);
     /* at a node that reads no scope of the case: not found */
     o = th_patto(net, 2, "consent", "list", id, NULL);
     expect_status(net, &o, 3, "no readable scope of case");
