@@ -87,6 +87,7 @@ static bool tag_want_cb(const uint8_t id[32], void *ctx)
     memcpy(nw->tag, h.tag, 32);
     memcpy(nw->origin, h.origin, 32);
     nw->seq = h.seq;
+    nw->since_ms = 1; /* held for a while: asked for at once (node__want_add) */
     return true;
 }
 

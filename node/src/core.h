@@ -153,7 +153,8 @@ typedef struct node_want {
     uint8_t tag[32];
     uint8_t origin[32]; /* the header's author: the first holder to ask */
     uint64_t seq;       /* the header's place in its author's log */
-    uint64_t since_ms;  /* when the header came (node__mono): its body is usually on the way */
+    uint64_t since_ms;  /* when the header came (node__mono): its body is usually on the way;
+                         * given non-zero to node__want_add: due at once (a key made it readable) */
     uint64_t asked_ms;  /* when it was last asked for (node__mono), 0 if never */
 } node_want;
 
@@ -649,7 +650,7 @@ typedef struct node_out {
 } node_out;
 /* What a write made (owned; node__outs_free): one delta per scope an edit touches, or an
  * access delta and a key grant per scope granted, at most NODE_OUTS_MAX. */
-#define NODE_OUTS_MAX 1024
+#define NODE_OUTS_MAX 4096
 typedef NODE_VEC(node_out) node_outs;
 void node__outs_free(node_outs *o);
 
@@ -705,10 +706,11 @@ node_err node__case_note(node_engine *e, const proto_note *note, node_outs *out,
  * this node's clock (reason expired), or to an org no longer in the network (reason revoked,
  * noted "removed from the network"), or named by a note received (withdrawn, dropped) when
  * consent-based, gets a narrowing with its cut and the scope a new key for its remaining
- * readers, as a revocation does. At most max scopes in one transaction; *closed
- * counts them. Run by node__ended_tick. */
+ * readers, as a revocation does. At most max scopes in one transaction, and no more than its
+ * outputs hold (NODE_OUTS_MAX); *closed counts them, *more says some are left for another
+ * transaction. Run by node__ended_tick. */
 node_err node__close_ended(
-    node_engine *e, size_t max, size_t *closed, node_outs *out, node_errmsg *msg);
+    node_engine *e, size_t max, size_t *closed, bool *more, node_outs *out, node_errmsg *msg);
 /* Every NODE_ENDED_EVERY_MS (and at once when ended_due_ms is 0: at start, after a manifest
  * came): close the ended grants, 1,000 scopes per transaction, and push what was written. */
 #define NODE_ENDED_EVERY_MS (10 * 60 * 1000)

@@ -138,17 +138,21 @@ void node__ended_tick(node_engine *e)
     }
     e->ended_due_ms = now + NODE_ENDED_EVERY_MS;
     size_t closed = 0, total = 0;
+    bool more = false;
     node_err err = NODE_OK;
     do {
         node_outs outs = { NULL, 0, 0 };
         node_errmsg msg = { { 0 } };
-        err = node__close_ended(e, 1000, &closed, &outs, &msg);
+        err = node__close_ended(e, 1000, &closed, &more, &outs, &msg);
         node__push(e, &outs);
         node__outs_free(&outs);
         total += err == NODE_OK ? closed : 0;
-        if (err != NODE_OK)
-            NODE_WARN("consent.close", "error=\"%s\"", node__logq(msg.text));
-    } while (err == NODE_OK && closed == 1000);
+        if (err != NODE_OK) {
+            NODE_WARN("consent.close", "error=\"%s\" detail=\"tried again in 30 s\"",
+                node__logq(msg.text));
+            e->ended_due_ms = now + 30 * 1000;
+        }
+    } while (err == NODE_OK && more && closed > 0);
     if (total > 0)
         NODE_INFO(
             "consent.closed", "scopes=%zu detail=\"grants that ended: narrowed, re-keyed\"", total);

@@ -78,6 +78,7 @@ static node_err ctx_want(ingest_ctx *c, const proto_header *h)
     memcpy(w->tag, h->tag, 32);
     memcpy(w->origin, h->origin, 32);
     w->seq = h->seq;
+    w->since_ms = 0; /* just came: its body is probably in the next message */
     return NODE_OK;
 }
 

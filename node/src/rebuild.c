@@ -156,7 +156,8 @@ static const char *mark_name(int mark)
     return mark == LEDGER_APPLIED ? "merged" : mark == LEDGER_REFUSED ? "refused" : "void";
 }
 
-/* Decide one opened delta again and join it into state (entries, or dots as context only). */
+/* Decide one opened delta again and join it into state (entries, or dots as context only);
+ * a changed decision is counted in voided[0] (now void), [1] (now refused) or [2] (now merged). */
 static node_err redecide(node_txn *t, node_engine *e, const ledger_key *k, const uint8_t id[32],
     opened *o, bool clash, crdt_scope *state, size_t *voided)
 {
@@ -188,7 +189,7 @@ static node_err redecide(node_txn *t, node_engine *e, const ledger_key *k, const
         err = node__context_only(state, o->delta, &o->plain, o->h.origin);
     }
     if (err == NODE_OK && (int)how != o->mark) {
-        *voided += how == LEDGER_VOID;
+        voided[how == LEDGER_VOID ? 0 : how == LEDGER_REFUSED ? 1 : 2]++;
         NODE_WARN("delta.redecided", "org=%s seq=%" PRIu64 " scope=%s was=%s now=%s reason=\"%s\"",
             o->author->org, o->h.seq, k->scope, mark_name(o->mark), mark_name((int)how), why);
         err = node__ledger_applied_put(t, id, how);
@@ -342,16 +343,17 @@ node_err node__rebuild_note(apply_ctx *c, const proto_case_id *case_id, const ch
 
 node_err node__rebuild_noted(node_txn *t, apply_ctx *c)
 {
-    size_t voided = 0, n = c->rebuild.n;
+    size_t voided[3] = { 0, 0, 0 }, n = c->rebuild.n; /* now void, refused, merged again */
     node_err err = NODE_OK;
     uint64_t t0 = n > 0 ? node__mono(c->e) : 0;
     for (size_t i = 0; i < n && err == NODE_OK; i++)
-        err = rebuild_scope(t, c->e, &c->rebuild.v[i], &voided);
+        err = rebuild_scope(t, c->e, &c->rebuild.v[i], voided);
     c->rebuild.n = 0;
     if (err == NODE_OK && n > 0)
         NODE_WARN("rebuild.done",
-            "scopes=%zu voided=%zu ms=%" PRIu64 " reason=\"a dot created twice, or a narrowing\"",
-            n, voided, node__mono(c->e) - t0);
+            "scopes=%zu voided=%zu refused=%zu merged=%zu ms=%" PRIu64
+            " reason=\"a dot created twice, or a narrowing\"",
+            n, voided[0], voided[1], voided[2], node__mono(c->e) - t0);
     return err;
 }
 
@@ -377,12 +379,12 @@ node_err node__rebuild_from(node_txn *t, node_engine *e, const uint8_t origin[32
         proto_wipe(&k, sizeof(k));
         proto_header_fini(&h);
     }
-    size_t voided = 0;
+    size_t voided[3] = { 0, 0, 0 };
     for (size_t i = 0; err == NODE_OK && i < scopes.n; i++)
-        err = rebuild_scope(t, e, &scopes.v[i], &voided);
+        err = rebuild_scope(t, e, &scopes.v[i], voided);
     if (err == NODE_OK && scopes.n > 0)
-        NODE_WARN(
-            "rebuild.done", "scopes=%zu voided=%zu from_seq=%" PRIu64, scopes.n, voided, fork);
+        NODE_WARN("rebuild.done", "scopes=%zu voided=%zu refused=%zu merged=%zu from_seq=%" PRIu64,
+            scopes.n, voided[0], voided[1], voided[2], fork);
     NODE_VEC_FREE(&scopes);
     return err;
 }

@@ -467,9 +467,15 @@ node_err node__want_add(node_engine *e, const node_want *src)
         return NODE_ENOMEM;
     node_want *w = &e->wants.v[e->wants.n++];
     *w = *src;
-    w->since_ms = node__mono(e);
+    bool due = src->since_ms != 0; /* its header came long ago: no body is on its way */
+    w->since_ms = due
+        ? node__mono(e) - (NODE_WANT_GRACE_MS < node__mono(e) ? NODE_WANT_GRACE_MS : node__mono(e))
+        : node__mono(e);
     w->asked_ms = 0;
-    node__wants_schedule(e);
+    if (due && !e->stopping)
+        e->host.schedule(e->host.ctx, NODE_WORK_WANTS, 0);
+    else
+        node__wants_schedule(e);
     return NODE_OK;
 }
 

@@ -802,7 +802,7 @@ static node_err revoke_cb(node_txn *t, void *ctx)
 /* Run a write body; on success adopt its log position and clock; w->out holds what it made. */
 static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
 {
-    node_errmsg smsg;
+    node_errmsg smsg = { { 0 } };
     w->msg->text[0] = 0;
     node_err err0 = node__removed_why(e, w->msg);
     if (err0 == NODE_OK)
@@ -812,7 +812,8 @@ static node_err run(node_engine *e, write_ctx *w, node_txn_cb cb)
     node_err err = node_store_write(e->store, cb, w, &smsg);
     if (err != NODE_OK) {
         if (w->msg->text[0] == 0)
-            snprintf(w->msg->text, sizeof(w->msg->text), "%s", smsg.text);
+            snprintf(w->msg->text, sizeof(w->msg->text), "%s",
+                smsg.text[0] != 0 ? smsg.text : node_strerror(err));
         node__outs_free(w->out);
         return err;
     }
@@ -954,23 +955,38 @@ static void utf8_cut(char *s)
         s[i - 1] = 0;
 }
 
-static node_err notes_due(node_txn *t, ended_find *f)
+/* The notes a pass takes: each with where its items end in the pass's list, whether all its
+ * scopes were looked at (the list had room), and whether one waits for an operator. A note is
+ * marked applied only once every item it made was written. */
+#define NOTES_PER_PASS 64
+typedef struct notes_taken {
+    ledger_note *v;
+    size_t end[NOTES_PER_PASS];
+    bool whole[NOTES_PER_PASS], waits[NOTES_PER_PASS];
+    size_t n;
+} notes_taken;
+
+static node_err notes_due(node_txn *t, ended_find *f, notes_taken *nt)
 {
-    notes_scan s = { f, calloc(64, sizeof(ledger_note)), 0, 64 };
-    if (s.v == NULL)
-        return NODE_ENOMEM;
+    notes_scan s = { f, nt->v, 0, NOTES_PER_PASS };
     node_err err = node__ledger_notes(t, false, notes_scan_cb, &s);
+    nt->n = s.n;
     for (size_t i = 0; i < s.n && err == NODE_OK; i++) {
         ledger_note *rec = &s.v[i];
         const proto_note *n = &rec->note;
-        bool waits = false;
-        for (size_t k = 0; k < n->nscopes && f->n < f->max; k++) {
+        nt->waits[i] = false;
+        nt->whole[i] = true;
+        for (size_t k = 0; k < n->nscopes; k++) {
             if (!node__grant_for(t, &n->case_id, n->scopes[k], n->grantee, UINT64_MAX, &f->en)
                 || f->en.access == PROTO_ACCESS_NONE)
                 continue; /* nothing (more) to end */
             if (f->en.basis != PROTO_BASIS_CONSENT && f->en.basis != PROTO_BASIS_EXPLICIT_CONSENT) {
-                waits = true; /* public task, legal obligation: an operator decides */
+                nt->waits[i] = true; /* public task, legal obligation: an operator decides */
                 continue;
+            }
+            if (f->n == f->max) {
+                nt->whole[i] = false;
+                break;
             }
             ended_item *it = &f->v[f->n++];
             it->c = n->case_id;
@@ -983,19 +999,51 @@ static node_err notes_due(node_txn *t, ended_find *f)
             if (len < 0 || (size_t)len >= sizeof(it->note))
                 utf8_cut(it->note); /* a cut text stays text */
         }
-        if (!waits && f->n < f->max) {
-            rec->state = LEDGER_NOTE_APPLIED;
-            err = node__ledger_note_put(t, false, rec);
-        }
+        nt->end[i] = f->n;
     }
-    free(s.v);
     return err;
+}
+
+/* The headers a narrowing of scope may write: itself, the announcement of a new epoch, and a
+ * key grant per 4 readers (bounded by the orgs its log names). */
+typedef struct grantees {
+    char v[PROTO_MEMBERS_MAX > 64 ? 64 : PROTO_MEMBERS_MAX][PROTO_ORG_MAX + 1];
+    size_t n, more;
+} grantees;
+
+static bool grantees_cb(const ledger_entry *en, void *ctx)
+{
+    grantees *g = ctx;
+    if (en->kind != PROTO_BODY_ACCESS_GRANT)
+        return true;
+    for (size_t i = 0; i < g->n; i++)
+        if (strcmp(g->v[i], en->grantee) == 0)
+            return true;
+    if (g->n < sizeof(g->v) / sizeof(g->v[0]))
+        snprintf(g->v[g->n++], sizeof(g->v[0]), "%s", en->grantee);
+    else
+        g->more++; /* counted as new each time: an overcount, never an undercount */
+    return true;
+}
+
+static size_t narrowing_headers(node_txn *t, const proto_case_id *c, const char *scope)
+{
+    grantees *g = calloc(1, sizeof(*g));
+    if (g == NULL || node__ledger_entries(t, c, scope, grantees_cb, g) != NODE_OK) {
+        free(g);
+        return 2 + PROTO_MEMBERS_MAX / PROTO_HINT_SLOTS;
+    }
+    size_t n = 2 + (g->n + g->more + PROTO_HINT_SLOTS - 1) / PROTO_HINT_SLOTS;
+    free(g);
+    return n;
 }
 
 typedef struct ended_ctx {
     write_ctx w;
     ended_find f;
+    notes_taken nt;
     size_t *closed;
+    bool *more;
 } ended_ctx;
 
 static node_err ended_cb(node_txn *t, void *ctx)
@@ -1006,14 +1054,22 @@ static node_err ended_cb(node_txn *t, void *ctx)
     x->f.t = t;
     x->f.n = 0;
     x->f.err = NODE_OK;
+    x->nt.n = 0;
     *x->closed = 0;
+    *x->more = false;
     node_err err = node__ledger_cases(t, ended_scope_cb, &x->f);
     if (err == NODE_OK)
         err = x->f.err;
-    if (err == NODE_OK && x->f.n < x->f.max)
-        err = notes_due(t, &x->f);
-    for (size_t i = 0; i < x->f.n && err == NODE_OK; i++) {
-        ended_item *it = &x->f.v[i];
+    if (err == NODE_OK)
+        err = notes_due(t, &x->f, &x->nt);
+    *x->more = x->f.n == x->f.max;
+    size_t done = 0;
+    for (; done < x->f.n && err == NODE_OK; done++) {
+        ended_item *it = &x->f.v[done];
+        if (w->out->n + narrowing_headers(t, &it->c, it->scope) > NODE_OUTS_MAX) {
+            *x->more = true; /* the rest in the next transaction */
+            break;
+        }
         node_revoke *rv = w->rv;
         memset(rv, 0, sizeof(*rv));
         snprintf(rv->from, sizeof(rv->from), "%s", it->org);
@@ -1037,23 +1093,35 @@ static node_err ended_cb(node_txn *t, void *ctx)
             ++*x->closed;
         }
     }
+    /* a note is applied once every item it made is written and none waits for an operator */
+    for (size_t i = 0; i < x->nt.n && err == NODE_OK; i++)
+        if (x->nt.whole[i] && !x->nt.waits[i] && x->nt.end[i] <= done) {
+            x->nt.v[i].state = LEDGER_NOTE_APPLIED;
+            err = node__ledger_note_put(t, false, &x->nt.v[i]);
+        }
     return err != NODE_OK ? err : finish(t, w);
 }
 
 node_err node__close_ended(
-    node_engine *e, size_t max, size_t *closed, node_outs *out, node_errmsg *msg)
+    node_engine *e, size_t max, size_t *closed, bool *more, node_outs *out, node_errmsg *msg)
 {
     *closed = 0;
+    *more = false;
     ended_ctx *x = calloc(1, sizeof(*x));
     node_revoke *rv = calloc(1, sizeof(*rv));
     ended_item *items = calloc(max ? max : 1, sizeof(*items));
-    node_err err = x == NULL || rv == NULL || items == NULL ? NODE_ENOMEM : NODE_OK;
+    ledger_note *notes = calloc(NOTES_PER_PASS, sizeof(*notes));
+    node_err err
+        = x == NULL || rv == NULL || items == NULL || notes == NULL ? NODE_ENOMEM : NODE_OK;
     if (err == NODE_OK) {
         x->w = (write_ctx) { .e = e, .rv = rv, .msg = msg, .out = out };
         x->f = (ended_find) { .e = e, .v = items, .max = max };
+        x->nt.v = notes;
         x->closed = closed;
+        x->more = more;
         err = run(e, &x->w, ended_cb);
     }
+    free(notes);
     free(items);
     free(rv);
     free(x);
