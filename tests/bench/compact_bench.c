@@ -23,6 +23,7 @@
  * Only synthetic data; only 127.0.0.1.
  */
 #include "harness.h"
+#include "nb_common.h"
 #include "node_bench_ctl.h"
 
 #include <proto/proto.h>
@@ -44,89 +45,13 @@
 #define PATTOD_BIN "pattod"
 #endif
 
-#define NFIELDS 12
+#define NFIELDS NB_NFIELDS
 #define LAT_MAX (1u << 22) /* write latencies kept, at most */
 
-static th_net *cur_net; /* stopped on a failure */
-
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "compact-bench: " __VA_ARGS__);                                            \
-        fprintf(stderr, "\n");                                                                     \
-        if (cur_net != NULL) {                                                                     \
-            cur_net->keep = true;                                                                  \
-            th_net_down(cur_net);                                                                  \
-        }                                                                                          \
-        exit(1);                                                                                   \
-    } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#define FAIL(...) nb_fail("compact-bench", __VA_ARGS__)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Synthetic records (node-bench's kind: invented names, dates and codes)                   */
-
-static const char *const nomi[] = { "Amina", "Kwame", "Yusuf", "Mariam", "Ibrahim", "Fatou",
-    "Samir", "Aisha", "Omar", "Nadia", "Tesfaye", "Lamin", "Chiara", "Giulia", "Mamadou", "Rahel" };
-static const char *const cognomi[] = { "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
-    "Marino", "Greco", "Bruno", "Gallo", "Conti", "De Luca", "Mancini", "Diallo", "Traore" };
-static const char *const paesi[]
-    = { "SEN", "NGA", "MAR", "EGY", "BGD", "PAK", "TUN", "GMB", "MLI", "CIV", "ERI", "AFG" };
-static const char *const sessi[] = { "F", "M", "X", "non-indicato" };
-static const char *const livelli[] = { "pre-A1", "A1", "A2", "B1", "B2", "C1", "C2" };
-static const char *const corsi[] = { "alfabetizzazione", "pre-A1", "A1", "A2", "B1" };
-static const char *const attestati[] = { "nessuno", "A1", "A2", "B1", "B2" };
-
-#define PICK(arr, k) (arr)[(k) % (sizeof(arr) / sizeof((arr)[0]))]
-
-typedef struct edits {
-    char text[NFIELDS][96];
-    const char *args[NFIELDS + 1]; /* args[0] free for the case id */
-} edits;
-
-/* The 12 edits of case i at generation gen. */
-static void make_edits(edits *e, unsigned long i, unsigned long gen)
-{
-    unsigned long k = i * 7 + gen * 13;
-    static const char cons[] = "BCDFGLMNPRSTVZ";
-    char cf[17];
-    snprintf(cf, sizeof(cf), "%c%c%c%c%c%c%02lu%c%02luZ%03lu%c", cons[k % 14], cons[(k / 3) % 14],
-        cons[(k / 5) % 14], cons[(i / 7) % 14], cons[(i / 11) % 14], cons[(i / 13) % 14],
-        60 + i % 40, "ABCDEHLMPRST"[i % 12], 1 + i % 28, (i * 37) % 1000, 'A' + (int)(k % 26));
-    snprintf(e->text[0], 96, "anagrafica.nome=%s", PICK(nomi, k));
-    snprintf(e->text[1], 96, "anagrafica.cognome=%s", PICK(cognomi, k / 3));
-    snprintf(e->text[2], 96, "anagrafica.sesso=%s", PICK(sessi, k));
-    snprintf(e->text[3], 96, "anagrafica.data_nascita=%04lu-%02lu-%02lu", 1960 + i % 45, 1 + i % 12,
-        1 + (i + gen) % 28);
-    snprintf(e->text[4], 96, "anagrafica.paese_nascita=%s", PICK(paesi, k));
-    snprintf(e->text[5], 96, "anagrafica.codice_fiscale=%s", cf);
-    snprintf(e->text[6], 96, "lingua.livello=%s", PICK(livelli, k));
-    snprintf(e->text[7], 96, "lingua.data_valutazione=%04lu-%02lu-%02lu", 2023 + gen % 3,
-        1 + (i + gen) % 12, 1 + (i * 3 + gen) % 28);
-    snprintf(e->text[8], 96, "lingua.cpia=cpia-%lu", 1 + k % 4);
-    snprintf(e->text[9], 96, "lingua.corso=%s", PICK(corsi, k));
-    snprintf(e->text[10], 96, "lingua.ore_previste=%lu", 100 + (i + gen * 10) % 400);
-    snprintf(e->text[11], 96, "lingua.attestato=%s", PICK(attestati, k));
-    for (int f = 0; f < NFIELDS; f++)
-        e->args[f + 1] = e->text[f];
-}
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -183,9 +108,9 @@ static void *write_loop(void *arg)
         const char *args[7]
             = { e.args[0], e.args[7], e.args[8], e.args[9], e.args[10], e.args[11], e.args[12] };
         json_object *doc = NULL;
-        double t0 = now_s();
+        double t0 = nb_now_s();
         int rc = nb_ctl_call(&w->c, "case.set", args, 7, 600000, &doc);
-        double t1 = now_s();
+        double t1 = nb_now_s();
         json_object_put(doc);
         if (rc != 0) {
             snprintf(w->failed, sizeof(w->failed), "case.set failed (%d): %s", rc, w->c.err);
@@ -231,7 +156,7 @@ static stats stats_of(const writer *w, double from, double to)
         if (w->sent[i] >= from && w->sent[i] < to)
             v[s.n++] = w->lat[i] * 1e3;
     if (s.n > 0) {
-        qsort(v, s.n, sizeof(*v), cmp_double);
+        qsort(v, s.n, sizeof(*v), nb_cmp_double);
         s.median = v[s.n / 2];
         s.p99 = v[(size_t)((double)(s.n - 1) * 0.99)];
         s.max = v[s.n - 1];
@@ -254,11 +179,11 @@ static void compact_under_writes(
     uint64_t file0 = file_bytes(dir, "data.mdb");
     pthread_t t;
     writer_start(w, &t);
-    sleep_ms((int)(lead_s * 1000));
-    double t0 = now_s();
+    nb_sleep_ms((int)(lead_s * 1000));
+    double t0 = nb_now_s();
     json_object *doc = call(c, "store.compact", NULL, 0);
-    double t1 = now_s();
-    sleep_ms((int)(lead_s * 1000));
+    double t1 = nb_now_s();
+    nb_sleep_ms((int)(lead_s * 1000));
     writer_stop(w, t);
     int64_t pause = jint(doc, "pause_ms"), b0 = jint(doc, "bytes_before"),
             b1 = jint(doc, "bytes_after"), need = jint(doc, "disk_needed_bytes");
@@ -329,7 +254,7 @@ int main(int argc, char **argv)
 
     static const char *const orgs[] = { "comune-1:comune" };
     th_net net;
-    cur_net = &net;
+    nb_cur_net = &net;
     if (th_net_make(&net, 1, orgs) != 0
         || (debug && th_conf_append(&net, 0, "\n[node]\nlog_level = debug\n") != 0)
         || th_join(&net, 0) != 0)
@@ -345,7 +270,7 @@ int main(int argc, char **argv)
     char(*ids)[PROTO_CASE_ID_TEXT_SIZE] = calloc((size_t)cases, sizeof(*ids));
     if (ids == NULL)
         FAIL("out of memory");
-    double t0 = now_s(), last = t0;
+    double t0 = nb_now_s(), last = t0;
     for (long i = 0; i < cases; i++) {
         edits e;
         make_edits(&e, (unsigned long)i, 0);
@@ -353,13 +278,13 @@ int main(int argc, char **argv)
         snprintf(
             ids[i], PROTO_CASE_ID_TEXT_SIZE, "%s", json_object_get_string(nb_json_at(doc, "id")));
         json_object_put(doc);
-        if (now_s() - last > 10) {
-            last = now_s();
+        if (nb_now_s() - last > 10) {
+            last = nb_now_s();
             printf("  case.new: %ld/%ld, %.0f/s\n", i + 1, cases, (double)(i + 1) / (last - t0));
         }
     }
-    double t_new = now_s() - t0;
-    t0 = now_s();
+    double t_new = nb_now_s() - t0;
+    t0 = nb_now_s();
     for (long k = 0; k < sets; k++) {
         edits e;
         unsigned long i = ((unsigned long)k * 104729u) % (unsigned long)cases;
@@ -368,7 +293,7 @@ int main(int argc, char **argv)
             = { ids[i], e.args[1], e.args[2], e.args[3], e.args[4], e.args[5], e.args[6] };
         json_object_put(call(&c, "case.set", args, 7));
     }
-    double t_set = now_s() - t0;
+    double t_set = nb_now_s() - t0;
     json_object *st = call(&c, "status", NULL, 0);
     printf("store: %ld cases (case.new of 12 fields, %.2f ms each), then %ld case.set of 6 fields "
            "(%.2f ms each); %lld headers, %lld bodies; data.mdb %.1f MiB\n",
@@ -390,7 +315,7 @@ int main(int argc, char **argv)
     pthread_t t;
     printf("\n== writes alone (%.0f s) ==\n", base);
     writer_start(&w, &t);
-    sleep_ms((int)(base * 1000));
+    nb_sleep_ms((int)(base * 1000));
     writer_stop(&w, t);
     print_stats("case.set of 6 fields", stats_of(&w, 0, 1e18));
 
@@ -415,6 +340,6 @@ int main(int argc, char **argv)
     free(w.lat);
     free(ids);
     int rc = th_net_down(&net);
-    cur_net = NULL;
+    nb_cur_net = NULL;
     return rc == 0 ? 0 : 1;
 }

@@ -28,6 +28,7 @@
  * stopped at the end, also when it fails (the network's directory is then kept, with the logs).
  */
 #include "harness.h"
+#include "nb_common.h"
 #include "node_bench_ctl.h"
 #include "node_bench_proxy.h"
 
@@ -78,26 +79,6 @@ typedef struct results {
 
 static results res;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static const char *pass(bool ok)
 {
     return ok ? "PASS" : "MISS";
@@ -116,35 +97,13 @@ static double log_time_s(const char *stamp)
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     double wall = (double)timegm(&tm) + ms / 1000.0;
-    return now_s() - ((double)rt.tv_sec + (double)rt.tv_nsec * 1e-9 - wall);
+    return nb_now_s() - ((double)rt.tv_sec + (double)rt.tv_nsec * 1e-9 - wall);
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Nodes and their control sockets                                                           */
 
-static th_net *cur_net; /* stopped on a failure */
-
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "consent-bench: " __VA_ARGS__);                                            \
-        fprintf(stderr, "\n");                                                                     \
-        if (cur_net != NULL) {                                                                     \
-            cur_net->keep = true;                                                                  \
-            th_net_down(cur_net);                                                                  \
-        }                                                                                          \
-        exit(1);                                                                                   \
-    } while (0)
-
-/* Open a control client to node i, waiting (up to 20 s) until it listens. */
-static void ctl_open(th_net *net, size_t i, nb_ctl *c)
-{
-    for (int k = 0; k < 4000; k++) {
-        if (nb_ctl_open(c, net->nodes[i].dir) == 0)
-            return;
-        sleep_ms(5);
-    }
-    FAIL("cannot reach %s's control socket: %s", net->nodes[i].org, c->err);
-}
+#define FAIL(...) nb_fail("consent-bench", __VA_ARGS__)
 
 static long write_retries; /* writes a node asked to retry (a peer had just connected) */
 
@@ -161,7 +120,7 @@ static int ask(nb_ctl *c, const char *cmd, const char *const *args, size_t nargs
             FAIL("%s failed (%d): %s", cmd, rc, c->err);
         if (rc == 5 && strstr(c->err, "retry") != NULL && attempt < 500) {
             write_retries++;
-            sleep_ms(20);
+            nb_sleep_ms(20);
             continue;
         }
         return rc;
@@ -210,7 +169,7 @@ static bool shows(nb_ctl *c, const char *id, const char *path, const char *text)
 /* Every node of c[0..n) up with n - 1 peers (within 30 s). */
 static void wait_links(nb_ctl *c, size_t n)
 {
-    double t0 = now_s();
+    double t0 = nb_now_s();
     for (;;) {
         bool all = true;
         for (size_t i = 0; i < n && all; i++) {
@@ -227,9 +186,9 @@ static void wait_links(nb_ctl *c, size_t n)
         }
         if (all)
             return;
-        if (now_s() - t0 > 30)
+        if (nb_now_s() - t0 > 30)
             FAIL("the nodes did not all connect within 30 s");
-        sleep_ms(20);
+        nb_sleep_ms(20);
     }
 }
 
@@ -333,7 +292,7 @@ static long log_num(const char *line, const char *key)
     return p != NULL ? strtol(p + strlen(key), NULL, 10) : -1;
 }
 
-/* The time stamp of a log line ("ts=... level=..."), as now_s() time, or -1. */
+/* The time stamp of a log line ("ts=... level=..."), as nb_now_s() time, or -1. */
 static double log_line_time(const char *line)
 {
     return strncmp(line, "ts=", 3) == 0 ? log_time_s(line + 3) : -1;
@@ -369,29 +328,29 @@ static void phase_revoke(const opts *o)
     static const char *const orgs[FIVE] = { "comune-1:comune", "cpia-1:cpia",
         "prefettura-1:prefettura", "cpi-1:cpi", "coop-1:coop" };
     th_net net;
-    cur_net = &net;
+    nb_cur_net = &net;
     printf("\n== 1: revocation latency on five nodes ==\n");
     if (th_net_up(&net, FIVE, orgs) != 0)
         FAIL("cannot start the network");
     net.keep = o->keep;
     nb_ctl c[FIVE];
     for (size_t i = 0; i < FIVE; i++)
-        ctl_open(&net, i, &c[i]);
+        nb_ctl_open_wait("consent-bench", &net, i, &c[i]);
     wait_links(c, FIVE);
     char id[PROTO_CASE_ID_TEXT_SIZE];
     open_case(&c[0], 1, id);
     for (size_t i = 1; i < FIVE; i++)
         grant(&c[0], id, net.nodes[i].org, "lingua", "read");
-    double t0 = now_s();
+    double t0 = nb_now_s();
     for (size_t i = 1; i < FIVE; i++)
         while (!shows(&c[i], id, "scopes/lingua/livello", NULL)) {
-            if (now_s() - t0 > 30)
+            if (nb_now_s() - t0 > 30)
                 FAIL("%s could not read the granted lingua within 30 s", net.nodes[i].org);
-            sleep_ms(10);
+            nb_sleep_ms(10);
         }
     printf("network %s up; case %s opened at %s, lingua granted read (basis consent) to the four "
            "others; all four read it %.3f s after the grants\n",
-        net.root, id, net.nodes[0].org, now_s() - t0);
+        net.root, id, net.nodes[0].org, nb_now_s() - t0);
 
     double *lat = calloc((size_t)o->rounds, sizeof(double));
     if (lat == NULL)
@@ -407,13 +366,13 @@ static void phase_revoke(const opts *o)
         snprintf(reason, sizeof(reason), "consent-bench round %ld", r + 1);
         const char *rev[] = { id, who, "lingua", "none", reason };
         const char *set[] = { id, edit };
-        double s = now_s();
+        double s = nb_now_s();
         json_object *doc = call(&c[0], "consent.revoke", rev, 5);
-        double revoked = now_s() - s;
+        double revoked = nb_now_s() - s;
         int64_t epoch = jint(json_object_array_get_idx(nb_json_at(doc, "scopes"), 0), "new_epoch");
         json_object_put(doc);
         json_object_put(call(&c[0], "case.set", set, 2));
-        double written = now_s() - s;
+        double written = nb_now_s() - s;
         double seen[FIVE] = { 0 }, gone = 0;
         size_t left = FIVE - 2; /* the remaining holders yet to show the value */
         while (left > 0 || gone == 0) {
@@ -421,21 +380,21 @@ static void phase_revoke(const opts *o)
                 if (i == k && gone == 0) {
                     json_object *d = show(&c[i], id);
                     if (d == NULL || nb_json_at(d, "scopes/lingua") == NULL)
-                        gone = now_s() - s;
+                        gone = nb_now_s() - s;
                     json_object_put(d);
                 } else if (i != k && seen[i] == 0
                     && shows(&c[i], id, "scopes/lingua/cpia", value)) {
-                    seen[i] = now_s() - s;
+                    seen[i] = nb_now_s() - s;
                     left--;
                 }
             }
-            double t = now_s() - s;
+            double t = nb_now_s() - s;
             if (left > 0 && t > 60)
                 FAIL("round %ld: the remaining holders did not all show the new value within 60 s",
                     r + 1);
             if (left == 0 && gone == 0 && t > 10)
                 break; /* the revoked node still reads, 10 s on: said below */
-            sleep_ms(2);
+            nb_sleep_ms(2);
         }
         double round = 0;
         for (size_t i = 1; i < FIVE; i++)
@@ -460,18 +419,18 @@ static void phase_revoke(const opts *o)
 
         /* Granted again (not timed), and read again before the next round. */
         grant(&c[0], id, who, "lingua", "read");
-        double g = now_s();
+        double g = nb_now_s();
         while (!shows(&c[k], id, "scopes/lingua/cpia", value)) {
-            if (now_s() - g > 30)
+            if (nb_now_s() - g > 30)
                 FAIL("round %ld: %s did not read lingua again within 30 s of its new grant", r + 1,
                     who);
-            sleep_ms(5);
+            nb_sleep_ms(5);
         }
         printf("          %s granted lingua again: reads it (with every epoch's key) %.1f ms "
                "after the grant\n",
-            who, (now_s() - g) * 1e3);
+            who, (nb_now_s() - g) * 1e3);
     }
-    qsort(lat, (size_t)o->rounds, sizeof(double), cmp_double);
+    qsort(lat, (size_t)o->rounds, sizeof(double), nb_cmp_double);
     res.rev_median = lat[o->rounds / 2];
     res.rev_max = lat[o->rounds - 1];
     res.rev_gone_max = gone_max;
@@ -489,7 +448,7 @@ static void phase_revoke(const opts *o)
         nb_ctl_close(&c[i]);
     if (th_net_down(&net) != 0)
         fprintf(stderr, "consent-bench: a node of section 1 did not stop cleanly (see above)\n");
-    cur_net = NULL;
+    nb_cur_net = NULL;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -501,62 +460,62 @@ static void phase_rebuild(const opts *o)
     static const char *const orgs[N3]
         = { "comune-1:comune", "cpia-1:cpia", "prefettura-1:prefettura" };
     th_net net;
-    cur_net = &net;
+    nb_cur_net = &net;
     printf("\n== 2: the rebuild of a scope of %ld deltas after a narrowing ==\n", o->deltas);
     if (th_net_up(&net, N3, orgs) != 0)
         FAIL("cannot start the network");
     net.keep = o->keep;
     nb_ctl c[N3];
     for (size_t i = 0; i < N3; i++)
-        ctl_open(&net, i, &c[i]);
+        nb_ctl_open_wait("consent-bench", &net, i, &c[i]);
     wait_links(c, N3);
     char id[PROTO_CASE_ID_TEXT_SIZE];
     open_case(&c[COMUNE], 2, id);
     grant(&c[COMUNE], id, net.nodes[CPIA].org, "lingua", "write");
     grant(&c[COMUNE], id, net.nodes[PREF].org, "lingua", "read");
-    double t0 = now_s();
+    double t0 = nb_now_s();
     while (!shows(&c[CPIA], id, "scopes/lingua/livello", NULL)
         || !shows(&c[PREF], id, "scopes/lingua/livello", NULL)) {
-        if (now_s() - t0 > 30)
+        if (nb_now_s() - t0 > 30)
             FAIL("the CPIA and the Prefettura could not read lingua within 30 s");
-        sleep_ms(10);
+        nb_sleep_ms(10);
     }
     printf("network %s up; case %s: lingua granted write to %s, read to %s (basis consent)\n",
         net.root, id, net.nodes[CPIA].org, net.nodes[PREF].org);
 
     const char *inc[] = { id, "lingua.ore_frequenza+=1" };
-    t0 = now_s();
+    t0 = nb_now_s();
     double last = t0;
     for (long d = 0; d < o->deltas; d++) {
         json_object_put(call(&c[CPIA], "case.set", inc, 2));
-        if (now_s() - last > 10) {
-            last = now_s();
+        if (nb_now_s() - last > 10) {
+            last = nb_now_s();
             printf("  CPIA writes: %ld/%ld\n", d + 1, o->deltas);
         }
     }
-    double wrote = now_s() - t0;
+    double wrote = nb_now_s() - t0;
     char want[32];
     snprintf(want, sizeof(want), "%ld", o->deltas);
-    double s = now_s();
+    double s = nb_now_s();
     /* The owner too: its narrowing's cut is the last header of the CPIA it holds, and a write
      * beyond it is refused at every holder (ARCHITECTURE.md section 4), so the downgrade waits
      * until the comune holds every one. */
     double pref_s = 0;
     for (;;) {
         if (pref_s == 0 && shows(&c[PREF], id, "scopes/lingua/ore_frequenza", want))
-            pref_s = now_s() - s;
+            pref_s = nb_now_s() - s;
         if (pref_s > 0 && shows(&c[COMUNE], id, "scopes/lingua/ore_frequenza", want))
             break;
-        if (now_s() - s > 600)
+        if (nb_now_s() - s > 600)
             FAIL("the Prefettura and the comune did not show ore_frequenza = %ld within 600 s",
                 o->deltas);
-        sleep_ms(20);
+        nb_sleep_ms(20);
     }
     json_object *st = call(&c[PREF], "status", NULL, 0);
     printf("the CPIA wrote %ld deltas (case.set lingua.ore_frequenza+=1, one per request) in "
            "%.2f s (%.0f/s); the Prefettura showed ore_frequenza = %ld %.2f s after the last (the "
            "comune %.2f s); the Prefettura holds %lld headers, %lld bodies\n",
-        o->deltas, wrote, (double)o->deltas / wrote, o->deltas, pref_s, now_s() - s,
+        o->deltas, wrote, (double)o->deltas / wrote, o->deltas, pref_s, nb_now_s() - s,
         (long long)jint(st, "counts/headers"), (long long)jint(st, "counts/bodies"));
     json_object_put(st);
 
@@ -565,9 +524,9 @@ static void phase_rebuild(const opts *o)
     for (size_t i = 0; i < N3; i++)
         pos[i] = file_size(net.nodes[i].log);
     const char *down[] = { id, net.nodes[CPIA].org, "lingua", "read", "consent-bench downgrade" };
-    double cmd = now_s();
+    double cmd = nb_now_s();
     json_object_put(call(&c[COMUNE], "consent.revoke", down, 5));
-    double answered = now_s() - cmd;
+    double answered = nb_now_s() - cmd;
     char line[N3][8192];
     bool got[N3] = { false };
     double seen_pref = 0;
@@ -575,18 +534,18 @@ static void phase_rebuild(const opts *o)
         got[PREF] = log_next(
             net.nodes[PREF].log, &pos[PREF], "event=rebuild.done", line[PREF], sizeof(line[PREF]));
         if (got[PREF])
-            seen_pref = now_s() - cmd;
-        else if (now_s() - cmd > 120)
+            seen_pref = nb_now_s() - cmd;
+        else if (nb_now_s() - cmd > 120)
             FAIL("no event=rebuild.done in the Prefettura's log within 120 s of the downgrade");
         else
-            sleep_ms(2);
+            nb_sleep_ms(2);
     }
     /* The others, within 10 s more (the owner writes the narrowing: it has no rebuild to log). */
-    for (double w = now_s(); now_s() - w < 10 && (!got[COMUNE] || !got[CPIA]);) {
+    for (double w = nb_now_s(); nb_now_s() - w < 10 && (!got[COMUNE] || !got[CPIA]);) {
         for (size_t i = 0; i < N3; i++)
             if (!got[i])
                 got[i] = log_next(net.nodes[i].log, &pos[i], "event=rebuild.done", line[i], 8192);
-        sleep_ms(5);
+        nb_sleep_ms(5);
     }
     printf("2. rebuild after the downgrade of %s to read (consent.revoke access read, answered "
            "in %.1f ms): a scope of %ld deltas of the CPIA plus the owner's opening delta and "
@@ -633,7 +592,7 @@ static void phase_rebuild(const opts *o)
         nb_ctl_close(&c[i]);
     if (th_net_down(&net) != 0)
         fprintf(stderr, "consent-bench: a node of section 2 did not stop cleanly (see above)\n");
-    cur_net = NULL;
+    nb_cur_net = NULL;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -641,20 +600,20 @@ static void phase_rebuild(const opts *o)
 
 static void progress(const char *what, long done, long total, double t0)
 {
-    double t = now_s() - t0, rate = t > 0 ? (double)done / t : 0;
+    double t = nb_now_s() - t0, rate = t > 0 ? (double)done / t : 0;
     printf("  %s: %ld/%ld, %.0f/s, %.1f s elapsed, ETA %.0f s\n", what, done, total, rate, t,
         rate > 0 ? (double)(total - done) / rate : 0.0);
 }
 
 static size_t tag_count(nb_ctl *c, double *took)
 {
-    double t = now_s();
+    double t = nb_now_s();
     json_object *d = call(c, "digest", NULL, 0);
     json_object *tags = nb_json_at(d, "tags");
     size_t n = tags != NULL ? (size_t)json_object_object_length(tags) : 0;
     json_object_put(d);
     if (took != NULL)
-        *took = now_s() - t;
+        *took = nb_now_s() - t;
     return n;
 }
 
@@ -677,7 +636,7 @@ static void phase_retire(const opts *o)
     static const char *const orgs[N3] = { "comune-1:comune", "cpia-1:cpia", "coop-1:coop" };
     const long S = o->scopes, ncases = o->scopes / 2;
     th_net net;
-    cur_net = &net;
+    nb_cur_net = &net;
     printf("\n== 3: removing a member that holds grants on %ld scopes ==\n", S);
     if (th_net_make(&net, N3, orgs) != 0)
         FAIL("cannot set up the network");
@@ -701,30 +660,30 @@ static void phase_retire(const opts *o)
             FAIL("cannot start %s", net.nodes[i].org);
     nb_ctl c[N3];
     for (size_t i = 0; i < N3; i++)
-        ctl_open(&net, i, &c[i]);
+        nb_ctl_open_wait("consent-bench", &net, i, &c[i]);
     wait_links(c, N3);
     printf("network %s: %s owns the cases; %s (dials the comune via proxy :%u, dialled via :%u) "
            "and %s read both scopes of each\n",
         net.root, net.nodes[COMUNE].org, net.nodes[CPIA].org, (unsigned)nb_proxy_port(px[1]),
         (unsigned)nb_proxy_port(px[0]), net.nodes[COOP].org);
 
-    double t0 = now_s(), last = t0;
+    double t0 = nb_now_s(), last = t0;
     for (long i = 0; i < ncases; i++) {
         char id[PROTO_CASE_ID_TEXT_SIZE];
         open_case(&c[COMUNE], (unsigned long)i + 100, id);
         grant(&c[COMUNE], id, net.nodes[COOP].org, "anagrafica,lingua", "read");
         grant(&c[COMUNE], id, net.nodes[CPIA].org, "anagrafica,lingua", "read");
-        if (now_s() - last > 10) {
-            last = now_s();
+        if (nb_now_s() - last > 10) {
+            last = nb_now_s();
             progress("setup (case.new + 2 consent.grant of 2 scopes)", i + 1, ncases, t0);
         }
     }
     printf("setup: %ld cases, %ld scopes granted read to %s and %s (basis consent) in %.1f s\n",
-        ncases, S, net.nodes[COOP].org, net.nodes[CPIA].org, now_s() - t0);
+        ncases, S, net.nodes[COOP].org, net.nodes[CPIA].org, nb_now_s() - t0);
     /* Both grantees hold every scope's key, and the CPIA has merged all the comune wrote (their
      * digests are equal: version vectors and the state of every tag), before the window opens:
      * its traffic is then the re-key's. */
-    t0 = now_s();
+    t0 = nb_now_s();
     last = t0;
     json_object *dc = call(&c[COMUNE], "digest", NULL, 0);
     for (size_t i = CPIA; i <= COOP; i++)
@@ -737,19 +696,19 @@ static void phase_retire(const opts *o)
             json_object_put(d);
             if (n >= (size_t)S && (i != CPIA || same))
                 break;
-            if (now_s() - t0 > 1800)
+            if (nb_now_s() - t0 > 1800)
                 FAIL("%s did not catch up within 1800 s (%zu tags of %ld)", net.nodes[i].org, n, S);
-            if (now_s() - last > 10) {
-                last = now_s();
+            if (nb_now_s() - last > 10) {
+                last = nb_now_s();
                 progress("grantees catch up (tags)", (long)n, S, t0);
             }
-            sleep_ms(200);
+            nb_sleep_ms(200);
         }
     json_object_put(dc);
     printf(
         "both grantees hold the key of every scope (%ld tags each), and the CPIA's digest equals "
         "the comune's, %.1f s after the setup\n",
-        S, now_s() - t0);
+        S, nb_now_s() - t0);
 
     /* coop-1 leaves: its node stops, the admin retires it and signs manifest version 2. */
     if (th_stop(&net, COOP, SIGTERM) != 0)
@@ -777,11 +736,11 @@ static void phase_retire(const opts *o)
     nb_proxy_counts a, b;
     nb_proxy_reset(px[0]);
     nb_proxy_reset(px[1]);
-    double idle0 = now_s();
-    sleep_ms(IDLE_S * 1000);
+    double idle0 = nb_now_s();
+    nb_sleep_ms(IDLE_S * 1000);
     nb_proxy_get(px[0], &a);
     nb_proxy_get(px[1], &b);
-    double idle_rate = (double)(a.to_target + b.from_target) / (now_s() - idle0);
+    double idle_rate = (double)(a.to_target + b.from_target) / (nb_now_s() - idle0);
     printf("idle, before the import: the comune sent the CPIA %.0f B/s over %d s (anti-entropy, "
            "keepalives)\n",
         idle_rate, IDLE_S);
@@ -790,14 +749,14 @@ static void phase_retire(const opts *o)
     size_t tags0 = tag_count(&c[CPIA], NULL);
     nb_proxy_reset(px[0]);
     nb_proxy_reset(px[1]);
-    double imp = now_s();
+    double imp = nb_now_s();
     th_out out = th_patto(&net, COMUNE, "manifest", "import", m2, NULL);
-    double imp_c = now_s() - imp;
+    double imp_c = nb_now_s() - imp;
     if (out.status != 0)
         FAIL("manifest import at the comune failed (%d): %s%s", out.status, out.out, out.err);
     th_out_free(&out);
     out = th_patto(&net, CPIA, "manifest", "import", m2, NULL);
-    double imp_p = now_s() - imp;
+    double imp_p = nb_now_s() - imp;
     if (out.status != 0)
         FAIL("manifest import at the CPIA failed (%d): %s%s", out.status, out.out, out.err);
     th_out_free(&out);
@@ -817,7 +776,7 @@ static void phase_retire(const opts *o)
             if (strstr(line, "event=consent.closed ") != NULL) {
                 closed += log_num(line, " scopes=");
                 if (closed >= S) {
-                    closed_at = now_s() - imp;
+                    closed_at = nb_now_s() - imp;
                     double at = log_line_time(line);
                     closed_logged = at > 0 ? at - imp : closed_at;
                 }
@@ -828,20 +787,20 @@ static void phase_retire(const opts *o)
         /* A digest of 20,000 tags costs the CPIA about 200 ms of its loop: polled once a
          * second, so that the measuring does not slow what it measures (the figure is then
          * within a second). */
-        if (keys_at == 0 && now_s() - last_poll >= 1.0) {
-            last_poll = now_s();
+        if (keys_at == 0 && nb_now_s() - last_poll >= 1.0) {
+            last_poll = nb_now_s();
             double took;
             tags = tag_count(&c[CPIA], &took);
             polls++;
             digest_max = took > digest_max ? took : digest_max;
             if (tags >= 2 * (size_t)S)
-                keys_at = now_s() - imp;
+                keys_at = nb_now_s() - imp;
         }
-        if (now_s() - imp > RETIRE_TIMEOUT_S)
+        if (nb_now_s() - imp > RETIRE_TIMEOUT_S)
             break;
-        sleep_ms(50);
+        nb_sleep_ms(50);
     }
-    double window = now_s() - imp;
+    double window = nb_now_s() - imp;
     nb_proxy_get(px[0], &a);
     nb_proxy_get(px[1], &b);
     uint64_t down = a.to_target + b.from_target, up = a.from_target + b.to_target;
@@ -885,7 +844,7 @@ static void phase_retire(const opts *o)
         nb_ctl_close(&c[i]);
     if (th_net_down(&net) != 0)
         fprintf(stderr, "consent-bench: a node of section 3 did not stop cleanly (see above)\n");
-    cur_net = NULL;
+    nb_cur_net = NULL;
     nb_proxy_free(px[0]);
     nb_proxy_free(px[1]);
 }
@@ -906,9 +865,8 @@ static void usage(void)
 
 static long num(const char *s)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end != 0 || v < 1)
+    long v = nb_positive(s);
+    if (v < 0)
         usage();
     return v;
 }

@@ -25,6 +25,7 @@
  * Only synthetic data (invented names, dates); only 127.0.0.1.
  */
 #include "harness.h"
+#include "nb_common.h"
 #include "node_bench_ctl.h"
 #include "node_bench_proxy.h"
 
@@ -50,7 +51,7 @@
 #endif
 
 #define PURPOSE "integrazione"
-#define NFIELDS 12
+#define NFIELDS NB_NFIELDS
 #define TARGET_INGEST_RATIO 0.70
 #define TARGET_SYNC_S 60.0
 #define TARGET_CONVERGE_S 1.0
@@ -78,14 +79,7 @@ typedef struct results {
 
 static results res;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* now_s() of a wall-clock time written by a node ("YYYY-MM-DDTHH:MM:SS.mmmZ", UTC), or -1. */
+/* nb_now_s() of a wall-clock time written by a node ("YYYY-MM-DDTHH:MM:SS.mmmZ", UTC), or -1. */
 static double node_time_s(const char *rfc3339)
 {
     struct tm tm;
@@ -98,20 +92,7 @@ static double node_time_s(const char *rfc3339)
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     double wall_now = (double)rt.tv_sec + (double)rt.tv_nsec * 1e-9;
-    return now_s() - (wall_now - wall);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return nb_now_s() - (wall_now - wall);
 }
 
 static const char *pass(bool ok)
@@ -121,52 +102,6 @@ static const char *pass(bool ok)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Synthetic records                                                                          */
-
-static const char *const nomi[] = { "Amina", "Kwame", "Yusuf", "Mariam", "Ibrahim", "Fatou",
-    "Samir", "Aisha", "Omar", "Nadia", "Tesfaye", "Lamin", "Chiara", "Giulia", "Mamadou", "Rahel" };
-static const char *const cognomi[] = { "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
-    "Marino", "Greco", "Bruno", "Gallo", "Conti", "De Luca", "Mancini", "Diallo", "Traore" };
-static const char *const paesi[]
-    = { "SEN", "NGA", "MAR", "EGY", "BGD", "PAK", "TUN", "GMB", "MLI", "CIV", "ERI", "AFG" };
-static const char *const sessi[] = { "F", "M", "X", "non-indicato" };
-static const char *const livelli[] = { "pre-A1", "A1", "A2", "B1", "B2", "C1", "C2" };
-static const char *const corsi[] = { "alfabetizzazione", "pre-A1", "A1", "A2", "B1" };
-static const char *const attestati[] = { "nessuno", "A1", "A2", "B1", "B2" };
-
-#define PICK(arr, k) (arr)[(k) % (sizeof(arr) / sizeof((arr)[0]))]
-
-typedef struct edits {
-    char text[NFIELDS][96];
-    const char *args[NFIELDS + 1]; /* args[0] free for the case id */
-} edits;
-
-/* The 12 edits of case i at generation gen (0: opening the case), 6 of anagrafica and 6 of
- * lingua, all registers. Fills e->args[1..12]. */
-static void make_edits(edits *e, unsigned long i, unsigned long gen)
-{
-    unsigned long k = i * 7 + gen * 13;
-    static const char cons[] = "BCDFGLMNPRSTVZ";
-    char cf[17];
-    snprintf(cf, sizeof(cf), "%c%c%c%c%c%c%02lu%c%02luZ%03lu%c", cons[k % 14], cons[(k / 3) % 14],
-        cons[(k / 5) % 14], cons[(i / 7) % 14], cons[(i / 11) % 14], cons[(i / 13) % 14],
-        60 + i % 40, "ABCDEHLMPRST"[i % 12], 1 + i % 28, (i * 37) % 1000, 'A' + (int)(k % 26));
-    snprintf(e->text[0], 96, "anagrafica.nome=%s", PICK(nomi, k));
-    snprintf(e->text[1], 96, "anagrafica.cognome=%s", PICK(cognomi, k / 3));
-    snprintf(e->text[2], 96, "anagrafica.sesso=%s", PICK(sessi, k));
-    snprintf(e->text[3], 96, "anagrafica.data_nascita=%04lu-%02lu-%02lu", 1960 + i % 45, 1 + i % 12,
-        1 + (i + gen) % 28);
-    snprintf(e->text[4], 96, "anagrafica.paese_nascita=%s", PICK(paesi, k));
-    snprintf(e->text[5], 96, "anagrafica.codice_fiscale=%s", cf);
-    snprintf(e->text[6], 96, "lingua.livello=%s", PICK(livelli, k));
-    snprintf(e->text[7], 96, "lingua.data_valutazione=%04lu-%02lu-%02lu", 2023 + gen % 3,
-        1 + (i + gen) % 12, 1 + (i * 3 + gen) % 28);
-    snprintf(e->text[8], 96, "lingua.cpia=cpia-%lu", 1 + k % 4);
-    snprintf(e->text[9], 96, "lingua.corso=%s", PICK(corsi, k));
-    snprintf(e->text[10], 96, "lingua.ore_previste=%lu", 100 + (i + gen * 10) % 400);
-    snprintf(e->text[11], 96, "lingua.attestato=%s", PICK(attestati, k));
-    for (int f = 0; f < NFIELDS; f++)
-        e->args[f + 1] = e->text[f];
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* The per-core ingest ceiling (as tests/bench/proto_bench.c measures it)                    */
@@ -261,12 +196,12 @@ static double per_op(sealed *s, ceiling_op op, double budget)
     for (int i = 0; i < 50; i++)
         run_op(s, op);
     long n = 0;
-    double t0 = now_s(), t;
+    double t0 = nb_now_s(), t;
     do {
         for (int i = 0; i < 64; i++)
             run_op(s, op);
         n += 64;
-        t = now_s() - t0;
+        t = nb_now_s() - t0;
     } while (t < budget);
     return t / (double)n;
 }
@@ -314,29 +249,7 @@ static void measure_ceiling(void)
 /* ---------------------------------------------------------------------------------------- */
 /* Nodes                                                                                      */
 
-static th_net *cur_net; /* stopped on a failure */
-
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "node-bench: " __VA_ARGS__);                                               \
-        fprintf(stderr, "\n");                                                                     \
-        if (cur_net != NULL) {                                                                     \
-            cur_net->keep = true;                                                                  \
-            th_net_down(cur_net);                                                                  \
-        }                                                                                          \
-        exit(1);                                                                                   \
-    } while (0)
-
-/* Open a control client to node i, waiting (up to 20 s) until it listens. */
-static void ctl_open(th_net *net, size_t i, nb_ctl *c)
-{
-    for (int k = 0; k < 4000; k++) {
-        if (nb_ctl_open(c, net->nodes[i].dir) == 0)
-            return;
-        sleep_ms(5);
-    }
-    FAIL("cannot reach %s's control socket: %s", net->nodes[i].org, c->err);
-}
+#define FAIL(...) nb_fail("node-bench", __VA_ARGS__)
 
 static long lost_answers; /* requests the node never answered (retried) */
 
@@ -449,7 +362,7 @@ static void perf_stop(pid_t p)
 
 static void progress(const char *what, long done, long total, double t0)
 {
-    double t = now_s() - t0;
+    double t = nb_now_s() - t0;
     double rate = t > 0 ? (double)done / t : 0;
     printf("  %s: %ld/%ld, %.0f/s, %.1f s elapsed, ETA %.0f s\n", what, done, total, rate, t,
         rate > 0 ? (double)(total - done) / rate : 0.0);
@@ -464,7 +377,7 @@ static void phase_pair(const opts *o)
     enum { A = 0, B = 1 };
     static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia" };
     th_net net;
-    cur_net = &net;
+    nb_cur_net = &net;
     printf("\n== 1-3: one node's durable writes, then a peer's ingest of them ==\n");
     if (th_net_make(&net, 2, orgs) != 0)
         FAIL("cannot set up the network");
@@ -490,7 +403,7 @@ static void phase_pair(const opts *o)
         (unsigned)nb_proxy_port(p[1]));
 
     nb_ctl ca;
-    ctl_open(&net, A, &ca);
+    nb_ctl_open_wait("node-bench", &net, A, &ca);
     long ng = o->grant_cases;
     char(*ids)[PROTO_CASE_ID_TEXT_SIZE] = calloc((size_t)ng, sizeof(*ids));
     if (ids == NULL)
@@ -504,22 +417,22 @@ static void phase_pair(const opts *o)
     double *lat = calloc((size_t)o->writes, sizeof(double));
     if (lat == NULL)
         FAIL("out of memory");
-    double t0 = now_s(), last = t0;
+    double t0 = nb_now_s(), last = t0;
     for (long w = 0; w < o->writes; w++) {
         edits e;
         long i = w % ng;
         make_edits(&e, (unsigned long)i, (unsigned long)(w / ng + 1));
         e.args[0] = ids[i];
-        double s = now_s();
+        double s = nb_now_s();
         json_object_put(call(&ca, "case.set", e.args, NFIELDS + 1));
-        lat[w] = now_s() - s;
-        if (now_s() - last > 10) {
-            last = now_s();
+        lat[w] = nb_now_s() - s;
+        if (nb_now_s() - last > 10) {
+            last = nb_now_s();
             progress("writes", w + 1, o->writes, t0);
         }
     }
-    double took = now_s() - t0;
-    qsort(lat, (size_t)o->writes, sizeof(double), cmp_double);
+    double took = nb_now_s() - t0;
+    qsort(lat, (size_t)o->writes, sizeof(double), nb_cmp_double);
     res.writes_s = (double)o->writes / took;
     printf("1. local durable writes: %ld case.set of %d fields (2 deltas each: anagrafica, lingua) "
            "over %ld cases in %.2f s = %.0f writes/s (%.0f deltas/s); latency p50 %.2f ms, "
@@ -535,11 +448,11 @@ static void phase_pair(const opts *o)
     /* 2, 3. B starts empty and catches up through the proxies. */
     nb_proxy_reset(p[0]);
     nb_proxy_reset(p[1]);
-    double spawn = now_s();
+    double spawn = nb_now_s();
     if (th_spawn(&net, B) != 0)
         FAIL("cannot start B");
     nb_ctl cb;
-    ctl_open(&net, B, &cb);
+    nb_ctl_open_wait("node-bench", &net, B, &cb);
     pid_t perf = perf_start(o, net.nodes[B].pid, "ingest-B");
     pid_t perf_a = perf_start(o, net.nodes[A].pid, "ingest-A");
     double done = 0;
@@ -549,12 +462,12 @@ static void phase_pair(const opts *o)
             && nb_json_same(nb_json_at(da, "tags"), nb_json_at(db, "tags"));
         json_object_put(db);
         if (same) {
-            done = now_s();
+            done = nb_now_s();
             break;
         }
-        if (now_s() - spawn > 600)
+        if (nb_now_s() - spawn > 600)
             FAIL("B did not catch up within 600 s");
-        sleep_ms(5);
+        nb_sleep_ms(5);
     }
     perf_stop(perf);
     perf_stop(perf_a);
@@ -582,7 +495,7 @@ static void phase_pair(const opts *o)
     nb_ctl_close(&cb);
     free(ids);
     th_net_down(&net);
-    cur_net = NULL;
+    nb_cur_net = NULL;
     nb_proxy_free(p[0]);
     nb_proxy_free(p[1]);
 }
@@ -631,14 +544,14 @@ static void *poll_cases(void *arg)
             atomic_fetch_add(&p->read, 1);
             continue;
         }
-        if (now_s() - p->spawn > 3600) {
+        if (nb_now_s() - p->spawn > 3600) {
             snprintf(p->failed, sizeof(p->failed),
                 "B could not read case %ld of %ld within an hour", next, p->cases);
             break;
         }
-        sleep_ms(20);
+        nb_sleep_ms(20);
     }
-    p->done = now_s();
+    p->done = nb_now_s();
     atomic_store(&p->finished, true);
     return NULL;
 }
@@ -649,7 +562,7 @@ static void phase_full(const opts *o)
     static const char *const orgs[]
         = { "comune-1:comune", "cpia-1:cpia", "prefettura-1:prefettura" };
     th_net net;
-    cur_net = &net;
+    nb_cur_net = &net;
     printf("\n== 4: a new node syncing %ld cases ==\n", o->cases);
     if (th_net_make(&net, 3, orgs) != 0)
         FAIL("cannot set up the network");
@@ -681,43 +594,43 @@ static void phase_full(const opts *o)
         net.root, net.nodes[A].org, net.nodes[B].org, net.nodes[C].org);
 
     nb_ctl ca;
-    ctl_open(&net, A, &ca);
+    nb_ctl_open_wait("node-bench", &net, A, &ca);
     char(*ids)[PROTO_CASE_ID_TEXT_SIZE] = calloc((size_t)o->cases, sizeof(*ids));
     if (ids == NULL)
         FAIL("out of memory");
     uint64_t per_case = 0;
-    double t0 = now_s(), last = t0, t_new = 0, t_grant = 0;
+    double t0 = nb_now_s(), last = t0, t_new = 0, t_grant = 0;
     for (long i = 0; i < o->cases; i++) {
-        double s = now_s();
+        double s = nb_now_s();
         open_case(&ca, (unsigned long)i, ids[i]);
-        double m = now_s();
+        double m = nb_now_s();
         grant(&ca, ids[i], "cpia-1");
         t_new += m - s;
-        t_grant += now_s() - m;
+        t_grant += nb_now_s() - m;
         if (i == 0) {
             json_object *st = call(&ca, "status", NULL, 0);
             per_case = (uint64_t)jint(st, "counts/headers");
             json_object_put(st);
         }
-        if (now_s() - last > 10) {
-            last = now_s();
+        if (nb_now_s() - last > 10) {
+            last = nb_now_s();
             progress("setup (case.new + consent.grant)", i + 1, o->cases, t0);
         }
     }
     uint64_t headers = per_case * (uint64_t)o->cases;
     printf("setup: %ld cases in %.1f s: case.new of 12 fields %.2f ms, consent.grant of 2 scopes "
            "%.2f ms on average; %llu headers per case, %llu in all\n",
-        o->cases, now_s() - t0, 1e3 * t_new / (double)o->cases, 1e3 * t_grant / (double)o->cases,
+        o->cases, nb_now_s() - t0, 1e3 * t_new / (double)o->cases, 1e3 * t_grant / (double)o->cases,
         (unsigned long long)per_case, (unsigned long long)headers);
 
     /* B: from its first connection until every case reads with both scopes. */
     nb_proxy_reset(pb[0]);
     nb_proxy_reset(pb[1]);
-    double spawn = now_s();
+    double spawn = nb_now_s();
     if (th_spawn(&net, B) != 0)
         FAIL("cannot start B");
     nb_ctl cb;
-    ctl_open(&net, B, &cb);
+    nb_ctl_open_wait("node-bench", &net, B, &cb);
     pid_t perf = perf_start(o, net.nodes[B].pid, "sync-B");
     pid_t perf_a = perf_start(o, net.nodes[A].pid, "sync-B-A");
     /* Every case is checked with case.show until it reads. One client in order was limited by
@@ -726,7 +639,7 @@ static void phase_full(const opts *o)
     poller pl[POLLERS];
     for (int k = 0; k < POLLERS; k++) {
         pl[k] = (poller) { .ids = ids, .cases = o->cases, .first = k, .spawn = spawn };
-        ctl_open(&net, B, &pl[k].c);
+        nb_ctl_open_wait("node-bench", &net, B, &pl[k].c);
         if (pthread_create(&pl[k].thread, NULL, poll_cases, &pl[k]) != 0)
             FAIL("cannot start a polling thread");
     }
@@ -740,11 +653,11 @@ static void phase_full(const opts *o)
         }
         if (all)
             break;
-        if (now_s() - last > 10) {
-            last = now_s();
+        if (nb_now_s() - last > 10) {
+            last = nb_now_s();
             progress("B reads", read, o->cases, spawn);
         }
-        sleep_ms(50);
+        nb_sleep_ms(50);
     }
     double done = 0;
     long polls = 0;
@@ -782,9 +695,9 @@ static void phase_full(const opts *o)
     res.full_read_s = merged - first;
     res.full_ingest_s = (double)headers / res.full_read_s;
     res.full_wire_per_delta = (double)bytes / (double)headers;
-    double ts = now_s();
+    double ts = nb_now_s();
     json_object *st = call(&cb, "status", NULL, 0);
-    double status_s = now_s() - ts;
+    double status_s = nb_now_s() - ts;
     printf("4a. B (granted) could read all %ld cases %.2f s after its first connection (its "
            "last merge; %.2f s after its process started) [target < %.0f s: %s]; the case.show "
            "polls had read every case at %.2f s; %llu deltas = %.0f deltas/s (%.0f%% of "
@@ -804,11 +717,11 @@ static void phase_full(const opts *o)
     /* C: from its first connection until it holds every header (B is down: only A serves). */
     nb_proxy_reset(pc[0]);
     nb_proxy_reset(pc[1]);
-    spawn = now_s();
+    spawn = nb_now_s();
     if (th_spawn(&net, C) != 0)
         FAIL("cannot start C");
     nb_ctl cc;
-    ctl_open(&net, C, &cc);
+    nb_ctl_open_wait("node-bench", &net, C, &cc);
     perf = perf_start(o, net.nodes[C].pid, "sync-C");
     perf_a = perf_start(o, net.nodes[A].pid, "sync-C-A");
     last = spawn;
@@ -818,15 +731,15 @@ static void phase_full(const opts *o)
         json_object_put(sc);
         if (have >= (int64_t)headers)
             break;
-        if (now_s() - last > 10) {
-            last = now_s();
+        if (nb_now_s() - last > 10) {
+            last = nb_now_s();
             progress("C headers", (long)have, (long)headers, spawn);
         }
-        if (now_s() - spawn > 3600)
+        if (nb_now_s() - spawn > 3600)
             FAIL("C did not receive every header within an hour");
-        sleep_ms(10);
+        nb_sleep_ms(10);
     }
-    done = now_s();
+    done = nb_now_s();
     perf_stop(perf);
     perf_stop(perf_a);
     proxies_sum(pc, 2, &bytes, &first);
@@ -843,7 +756,7 @@ static void phase_full(const opts *o)
     nb_ctl_close(&ca);
     free(ids);
     th_net_down(&net);
-    cur_net = NULL;
+    nb_cur_net = NULL;
     for (int i = 0; i < 2; i++) {
         nb_proxy_free(pb[i]);
         nb_proxy_free(pc[i]);
@@ -875,16 +788,16 @@ static void phase_five(const opts *o)
     static const char *const orgs[FIVE] = { "comune-1:comune", "cpia-1:cpia",
         "prefettura-1:prefettura", "cpi-1:cpi", "coop-1:coop" };
     th_net net;
-    cur_net = &net;
+    nb_cur_net = &net;
     printf("\n== 5: five nodes, a write at one, time until all five have converged ==\n");
     if (th_net_up(&net, FIVE, orgs) != 0)
         FAIL("cannot start the network");
     net.keep = o->keep;
     nb_ctl c[FIVE];
     for (size_t i = 0; i < FIVE; i++)
-        ctl_open(&net, i, &c[i]);
+        nb_ctl_open_wait("node-bench", &net, i, &c[i]);
     /* Every node up with every peer. */
-    double t0 = now_s();
+    double t0 = nb_now_s();
     for (bool all = false; !all;) {
         all = true;
         for (int i = 0; i < FIVE && all; i++) {
@@ -899,24 +812,24 @@ static void phase_five(const opts *o)
             all = all && n == FIVE - 1;
             json_object_put(st);
         }
-        if (!all && now_s() - t0 > 30)
+        if (!all && nb_now_s() - t0 > 30)
             FAIL("the five nodes did not all connect within 30 s");
         if (!all)
-            sleep_ms(20);
+            nb_sleep_ms(20);
     }
     char id[PROTO_CASE_ID_TEXT_SIZE];
     open_case(&c[0], 0, id);
     for (int i = 1; i < FIVE; i++)
         grant(&c[0], id, net.nodes[i].org);
-    t0 = now_s();
+    t0 = nb_now_s();
     while (!converged(c)) {
-        if (now_s() - t0 > 30)
+        if (nb_now_s() - t0 > 30)
             FAIL("the five nodes did not converge on the granted case within 30 s");
-        sleep_ms(10);
+        nb_sleep_ms(10);
     }
     printf("network %s up; case %s granted to the four others; converged %.3f s after the "
            "grants\n",
-        net.root, id, now_s() - t0);
+        net.root, id, nb_now_s() - t0);
     double *t = calloc((size_t)o->rounds, sizeof(double));
     if (t == NULL)
         FAIL("out of memory");
@@ -925,16 +838,16 @@ static void phase_five(const opts *o)
         make_edits(&e, 0, (unsigned long)r + 1);
         e.args[0] = id;
         json_object_put(call(&c[0], "case.set", e.args, NFIELDS + 1));
-        double s = now_s();
+        double s = nb_now_s();
         while (!converged(c)) {
-            if (now_s() - s > 60)
+            if (nb_now_s() - s > 60)
                 FAIL("no convergence within 60 s of write %ld", r + 1);
-            sleep_ms(2);
+            nb_sleep_ms(2);
         }
-        t[r] = now_s() - s;
-        sleep_ms(100);
+        t[r] = nb_now_s() - s;
+        nb_sleep_ms(100);
     }
-    qsort(t, (size_t)o->rounds, sizeof(double), cmp_double);
+    qsort(t, (size_t)o->rounds, sizeof(double), nb_cmp_double);
     res.conv_median = t[o->rounds / 2];
     res.conv_max = t[o->rounds - 1];
     res.conv_n = o->rounds;
@@ -947,7 +860,7 @@ static void phase_five(const opts *o)
     for (size_t i = 0; i < FIVE; i++)
         nb_ctl_close(&c[i]);
     th_net_down(&net);
-    cur_net = NULL;
+    nb_cur_net = NULL;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -968,9 +881,8 @@ static void usage(void)
 
 static long num(const char *s)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end != 0 || v < 1)
+    long v = nb_positive(s);
+    if (v < 0)
         usage();
     return v;
 }

@@ -1,0 +1,105 @@
+/*
+ * nb_common.c - what the benchmarks share (nb_common.h).
+ */
+#include "nb_common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+th_net *nb_cur_net;
+
+void nb_fail(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    if (nb_cur_net != NULL) {
+        nb_cur_net->keep = true;
+        th_net_down(nb_cur_net);
+    }
+    exit(1);
+}
+
+double nb_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void nb_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int nb_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+long nb_positive(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *end != 0 || end == s || v < 1 ? -1 : v;
+}
+
+void nb_ctl_open_wait(const char *prog, th_net *net, size_t i, nb_ctl *c)
+{
+    for (int k = 0; k < 4000; k++) {
+        if (nb_ctl_open(c, net->nodes[i].dir) == 0)
+            return;
+        nb_sleep_ms(5);
+    }
+    nb_fail(prog, "cannot reach %s's control socket: %s", net->nodes[i].org, c->err);
+}
+
+static const char *const nomi[] = { "Amina", "Kwame", "Yusuf", "Mariam", "Ibrahim", "Fatou",
+    "Samir", "Aisha", "Omar", "Nadia", "Tesfaye", "Lamin", "Chiara", "Giulia", "Mamadou", "Rahel" };
+static const char *const cognomi[] = { "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
+    "Marino", "Greco", "Bruno", "Gallo", "Conti", "De Luca", "Mancini", "Diallo", "Traore" };
+static const char *const paesi[]
+    = { "SEN", "NGA", "MAR", "EGY", "BGD", "PAK", "TUN", "GMB", "MLI", "CIV", "ERI", "AFG" };
+static const char *const sessi[] = { "F", "M", "X", "non-indicato" };
+static const char *const livelli[] = { "pre-A1", "A1", "A2", "B1", "B2", "C1", "C2" };
+static const char *const corsi[] = { "alfabetizzazione", "pre-A1", "A1", "A2", "B1" };
+static const char *const attestati[] = { "nessuno", "A1", "A2", "B1", "B2" };
+
+#define PICK(arr, k) (arr)[(k) % (sizeof(arr) / sizeof((arr)[0]))]
+
+/* The 12 edits of case i at generation gen (0: opening the case), 6 of anagrafica and 6 of
+ * lingua, all registers. Fills e->args[1..12]. */
+void make_edits(edits *e, unsigned long i, unsigned long gen)
+{
+    unsigned long k = i * 7 + gen * 13;
+    static const char cons[] = "BCDFGLMNPRSTVZ";
+    char cf[17];
+    snprintf(cf, sizeof(cf), "%c%c%c%c%c%c%02lu%c%02luZ%03lu%c", cons[k % 14], cons[(k / 3) % 14],
+        cons[(k / 5) % 14], cons[(i / 7) % 14], cons[(i / 11) % 14], cons[(i / 13) % 14],
+        60 + i % 40, "ABCDEHLMPRST"[i % 12], 1 + i % 28, (i * 37) % 1000, 'A' + (int)(k % 26));
+    snprintf(e->text[0], 96, "anagrafica.nome=%s", PICK(nomi, k));
+    snprintf(e->text[1], 96, "anagrafica.cognome=%s", PICK(cognomi, k / 3));
+    snprintf(e->text[2], 96, "anagrafica.sesso=%s", PICK(sessi, k));
+    snprintf(e->text[3], 96, "anagrafica.data_nascita=%04lu-%02lu-%02lu", 1960 + i % 45, 1 + i % 12,
+        1 + (i + gen) % 28);
+    snprintf(e->text[4], 96, "anagrafica.paese_nascita=%s", PICK(paesi, k));
+    snprintf(e->text[5], 96, "anagrafica.codice_fiscale=%s", cf);
+    snprintf(e->text[6], 96, "lingua.livello=%s", PICK(livelli, k));
+    snprintf(e->text[7], 96, "lingua.data_valutazione=%04lu-%02lu-%02lu", 2023 + gen % 3,
+        1 + (i + gen) % 12, 1 + (i * 3 + gen) % 28);
+    snprintf(e->text[8], 96, "lingua.cpia=cpia-%lu", 1 + k % 4);
+    snprintf(e->text[9], 96, "lingua.corso=%s", PICK(corsi, k));
+    snprintf(e->text[10], 96, "lingua.ore_previste=%lu", 100 + (i + gen * 10) % 400);
+    snprintf(e->text[11], 96, "lingua.attestato=%s", PICK(attestati, k));
+    for (int f = 0; f < NB_NFIELDS; f++)
+        e->args[f + 1] = e->text[f];
+}

@@ -1,0 +1,36 @@
+/*
+ * What the benchmarks share (node-bench, compact-bench, consent-bench): the synthetic records
+ * they write (invented names, dates and codes; never real personal data), the clock, the way
+ * they stop on a failure (every node they started is stopped, its directory kept), and opening
+ * a node's control socket.
+ */
+#ifndef TESTS_BENCH_NB_COMMON_H
+#define TESTS_BENCH_NB_COMMON_H
+
+#include "harness.h"
+#include "node_bench_ctl.h"
+
+#define NB_NFIELDS 12
+
+typedef struct edits {
+    char text[NB_NFIELDS][96];
+    const char *args[NB_NFIELDS + 1]; /* args[0] free for the case id */
+} edits;
+
+/* The 12 edits of case i at generation gen ("scope.field=VALUE"), in e->args[1..12]. */
+void make_edits(edits *e, unsigned long i, unsigned long gen);
+
+/* The network stopped by nb_fail (NULL: none running). */
+extern th_net *nb_cur_net;
+/* Print "PROG: message" on stderr, stop nb_cur_net (keeping its directory) and exit 1. */
+_Noreturn void nb_fail(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+double nb_now_s(void); /* CLOCK_MONOTONIC, in seconds */
+void nb_sleep_ms(int ms);
+int nb_cmp_double(const void *a, const void *b); /* for qsort of doubles */
+/* A whole number >= 1 written in s, or -1. */
+long nb_positive(const char *s);
+/* Open a control client to node i, waiting (up to 20 s) until it listens; nb_fail otherwise. */
+void nb_ctl_open_wait(const char *prog, th_net *net, size_t i, nb_ctl *c);
+
+#endif
