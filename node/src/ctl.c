@@ -1,6 +1,7 @@
 /*
  * The control socket's commands (node/CONTROL.md): the dispatch of a request, and the commands
- * that write (case.new/set/unset, consent.grant/revoke, manifest.import). May call: ctlread.c,
+ * that write (case.new/set/unset, consent.grant/revoke/withdraw/drop, manifest.import) and
+ * store.compact. May call: ctlread.c,
  * ctlreq.c, write.c, sync.c (push), link.c (dial), rebuild.c (retired keys), state.c.
  */
 #include "ctl.h"
