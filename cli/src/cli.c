@@ -112,7 +112,8 @@ static const cli__cmd commands[] = {
         "be in the network manifest. --access defaults to read. --until D: the access ends\n"
         "with day D in Europe/Rome (today or a later day). --provision names the legal provision "
         "the grant rests on\n"
-        "(e.g. \"D.Lgs. 286/1998 art. 4-bis\"), at most 255 bytes of text.",
+        "(e.g. \"D.Lgs. 286/1998 art. 4-bis\"), at most 255 bytes of text; required with\n"
+        "public-task and legal-obligation.",
         cli__consent_grant },
     { "consent list", "CASE", "who holds which scope of a case, and in what state",
         "Every grant in the access logs of the case this node can read, one line per scope and\n"

@@ -891,6 +891,13 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
             "--provision must be at most %d bytes of text without control characters, and not "
             "only spaces (e.g. \"D.Lgs. 286/1998 art. 4-bis\")",
             PROVISION_MAX);
+    uint8_t b = (uint8_t)proto_basis_parse(basis, strlen(basis));
+    if ((provision == NULL || provision[0] == '\0')
+        && (b == PROTO_BASIS_PUBLIC_TASK || b == PROTO_BASIS_LEGAL_OBLIGATION))
+        return cli__usage(ctx, cmd,
+            "--basis %s needs --provision TEXT: the legal provision the grant rests on (e.g. "
+            "\"D.Lgs. 286/1998 art. 4-bis\")",
+            basis);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     /* The order of CONTROL.md: case, org, scopes, purpose, basis, access, until, evidence,

@@ -231,6 +231,13 @@ static void cmd_consent_grant(req *r)
         node__ctl_error(e, r->id, CODE_USAGE, m);
         return;
     }
+    if (g.provision[0] == 0
+        && (g.basis == PROTO_BASIS_PUBLIC_TASK || g.basis == PROTO_BASIS_LEGAL_OBLIGATION)) {
+        node__ctl_error(e, r->id, CODE_USAGE,
+            "a grant on public-task or legal-obligation names the legal provision it rests on "
+            "(--provision TEXT, e.g. \"D.Lgs. 286/1998 art. 4-bis\")");
+        return;
+    }
     memcpy(g.evidence, evidence, strlen(evidence) + 1); /* at most sizeof - 1: checked above */
     const char *list[64];
     size_t ns = grant_scopes(r, scopes, list, sizeof(list) / sizeof(list[0]));

@@ -304,8 +304,9 @@ static void open_case(nb_ctl *c, unsigned long i, char id[PROTO_CASE_ID_TEXT_SIZ
 
 static void grant(nb_ctl *c, const char *id, const char *org)
 {
-    const char *args[] = { id, org, "anagrafica,lingua", PURPOSE, "public-task", "read", "", "" };
-    json_object_put(call(c, "consent.grant", args, 8));
+    const char *args[] = { id, org, "anagrafica,lingua", PURPOSE, "public-task", "read", "", "",
+        "L. 328/2000 art. 22" };
+    json_object_put(call(c, "consent.grant", args, 9));
 }
 
 /* Proxies between a and b both ways: a dials b through ab, b dials a through ba. */

@@ -89,8 +89,9 @@ static void new_case(th_net *net, size_t node, char id[64], const char *e1, cons
 
 static void grant(th_net *net, const char *id, const char *scopes, const char *basis)
 {
-    th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", "cpia-1", "--scopes",
-        scopes, "--purpose", "lingua", "--basis", basis, NULL);
+    th_out o
+        = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", "cpia-1", "--scopes", scopes,
+            "--purpose", "lingua", "--basis", basis, "--provision", "L. 328/2000 art. 22", NULL);
     CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
     th_out_free(&o);
 }

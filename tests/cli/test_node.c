@@ -369,6 +369,9 @@ static void test_grant_rules(void **state)
     expect_refusal(net, 0, "consent.grant", blank, 9, 1, "evidence must be");
     const char *none[] = { "op", id, "cpia-1", "lingua", "lingua", "consent", "none", "", "" };
     expect_refusal(net, 0, "consent.grant", none, 9, 1, "access must be read or write");
+    const char *no_law[]
+        = { "op", id, "cpia-1", "lingua", "lingua", "public-task", "read", "", "" };
+    expect_refusal(net, 0, "consent.grant", no_law, 9, 1, "names the legal provision it rests on");
     const char *blank_op[] = { "  ", id };
     expect_refusal(net, 0, "case.show", blank_op, 2, 2, "the operator name must be");
     char typo[PROTO_CASE_ID_TEXT_SIZE];
@@ -616,7 +619,8 @@ static void test_rekey_and_retire(void **state)
     char removed_case[PROTO_CASE_ID_TEXT_SIZE];
     new_case(net, 0, removed_case);
     th_out g = th_patto_write(net, 0, "consent", "grant", removed_case, "--to", "coop-1",
-        "--scopes", "lingua", "--purpose", "lingua", "--basis", "public-task", NULL);
+        "--scopes", "lingua", "--purpose", "lingua", "--basis", "public-task", "--provision",
+        "L. 328/2000 art. 22", NULL);
     expect_status(net, &g, 0, NULL);
     th_out_free(&g);
     new_identity(net, "cpia-1", "cpia", "cpia-1-new", entry, sizeof entry);

@@ -521,7 +521,7 @@ static void test_consent_grant(void **state)
         id);
     f->payload = payload;
     run_result r = RUN(f, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua,anagrafica",
-        "--purpose", "lingua", "--basis", "public-task");
+        "--purpose", "lingua", "--basis", "public-task", "--provision", "L. 328/2000 art. 22");
     expect_exit(&r, 0);
     assert_non_null(strstr(r.out, "granted to cpia-1"));
     run_result_fini(&r);
@@ -535,7 +535,7 @@ static void test_consent_grant(void **state)
     arg_is(q, 6, "read"); /* the default */
     arg_is(q, 7, "");
     arg_is(q, 8, "");
-    arg_is(q, 9, ""); /* no provision */
+    arg_is(q, 9, "L. 328/2000 art. 22");
 }
 
 static void test_consent_grant_all_options(void **state)
@@ -735,6 +735,12 @@ static void test_consent_grant_usage(void **state)
     run_result r = RUN(f, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua");
     expect_exit(&r, 1);
     assert_non_null(strstr(r.err, "--to, --scopes, --purpose and --basis are required"));
+    run_result_fini(&r);
+    /* public task and legal obligation name their legal provision */
+    r = RUN(f, "consent", "grant", id, "--to", "cpia-1", "--scopes", "lingua", "--purpose",
+        "lingua", "--basis", "legal-obligation");
+    expect_exit(&r, 1);
+    assert_non_null(strstr(r.err, "--basis legal-obligation needs --provision TEXT"));
     run_result_fini(&r);
     assert_int_equal(requests(f), 0);
 }

@@ -97,7 +97,8 @@ static void grant_on(th_net *net, const char *id, const char *to, const char *sc
     const char *access, const char *basis)
 {
     th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", scopes,
-        "--purpose", "lingua", "--basis", basis, "--access", access, NULL);
+        "--purpose", "lingua", "--basis", basis, "--access", access, "--provision",
+        "D.Lgs. 286/1998 art. 4-bis", NULL);
     CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
     th_out_free(&o);
 }

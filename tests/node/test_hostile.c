@@ -365,7 +365,8 @@ static void new_case(th_net *net, char id[64], const char *edit)
 static void grant(th_net *net, const char *id, const char *to, const char *access)
 {
     th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", to, "--scopes", "lingua",
-        "--purpose", "lingua", "--basis", "public-task", "--access", access, NULL);
+        "--purpose", "lingua", "--basis", "public-task", "--provision",
+        "D.Lgs. 286/1998 art. 4-bis", "--access", access, NULL);
     CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
     th_out_free(&o);
 }
@@ -3142,8 +3143,8 @@ static void future_dot_in_context_waits(void **state)
     char id[64];
     new_case2(net, id, "lingua.livello=A1", "servizi.eventi+={\"tipo\":\"colloquio\"}");
     th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", "cpia-1", "--scopes",
-        "lingua,servizi", "--purpose", "lingua", "--basis", "public-task", "--access", "write",
-        NULL);
+        "lingua,servizi", "--purpose", "lingua", "--basis", "public-task", "--provision",
+        "D.Lgs. 286/1998 art. 4-bis", "--access", "write", NULL);
     CHECK(net, o.status == 0, "consent grant: %d %s %s", o.status, o.out, o.err);
     th_out_free(&o);
     proto_case_id cid;
@@ -3479,7 +3480,8 @@ static void waiting_deltas_within_quota(void **state)
         snprintf(other, sizeof(other), "%s", jstr(o.json, "id"));
         th_out_free(&o);
         o = th_patto_write(net, PREF, "consent", "grant", other, "--to", "comune-1", "--scopes",
-            "lingua", "--purpose", "lingua", "--basis", "public-task", "--access", "read", NULL);
+            "lingua", "--purpose", "lingua", "--basis", "public-task", "--provision",
+            "D.Lgs. 286/1998 art. 4-bis", "--access", "read", NULL);
         CHECK(net, o.status == 0, "consent grant at the Prefettura: %d %s", o.status, o.out);
         th_out_free(&o);
         show_want b2 = { COMUNE, other, "scopes/lingua/livello", "B2" };

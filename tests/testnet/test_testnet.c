@@ -660,7 +660,7 @@ static void check_names_differing_tags(void **state)
     run_out *o;
     o = patto(t->dir, "comune-1", "consent", "grant", id, "--to", "cpia-1", "--scopes",
         "anagrafica", "--purpose", "integrazione", "--basis", "public-task", "--access", "read",
-        NULL);
+        "--provision", "L. 328/2000 art. 22", NULL);
     CHECK(t, o->status == 0, "grant: %s", o->out);
     o = tn("check", t->dir, "--timeout", "30", NULL);
     CHECK(t, o->status == 0, "check: %d %s", o->status, o->out);
