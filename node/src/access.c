@@ -22,10 +22,34 @@ bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32])
     return have;
 }
 
+/* Is h on the chain of the header that carried entry `number` of k's scope, at or before it? */
+static bool owner_before(node_txn *t, const ledger_key *k, uint64_t number, const proto_header *h)
+{
+    ledger_entry *en = malloc(sizeof(*en));
+    uint8_t origin[32];
+    uint64_t seq = 0;
+    bool ok = en != NULL && node__ledger_entry_get(t, &k->case_id, k->scope, number, en) == NODE_OK
+        && node__ledger_place(t, en->id, origin, &seq) == NODE_OK
+        && memcmp(origin, h->origin, 32) == 0 && h->seq <= seq;
+    free(en);
+    return ok;
+}
+
 bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h)
 {
-    if (node__reads_tag(t, e, h->tag))
-        return true;
+    ledger_key k;
+    if (node__ledger_key_get(t, h->tag, &k) == NODE_OK && k.confirmed) {
+        /* A scope whose access ended here takes nothing more under the keys it held then but
+         * what the owner wrote up to the narrowing (its holders ship nothing else of it to this
+         * node: node__may_receive); a later grant's keys are newer. */
+        ledger_closed x;
+        bool closed = node__ledger_closed_get(t, &k.case_id, k.scope, &x) == NODE_OK
+            && x.access == PROTO_ACCESS_NONE && k.epoch <= x.epoch;
+        bool take = !closed || owner_before(t, &k, x.entry, h);
+        proto_wipe(&k, sizeof(k));
+        return take;
+    }
+    proto_wipe(&k, sizeof(k));
     const proto_member_key *key;
     return (h->kind == PROTO_HDR_KEY_GRANT || h->kind == PROTO_HDR_NOTE)
         && node__author(e, h->origin, &key) != NULL && node__grant_slot(e, h, key->box_pk) >= 0;
@@ -91,6 +115,7 @@ typedef struct narrowed_find {
     const char *org;
     const uint8_t *id; /* NULL: none looked for */
     uint64_t entry, narrowing;
+    uint8_t narrowing_id[32];  /* the header of the newest narrowing */
     uint64_t epoch, announced; /* the announcement of this epoch (its number, 0: none) */
 } narrowed_find;
 
@@ -101,8 +126,10 @@ static bool narrowed_cb(const ledger_entry *en, void *ctx)
         f->entry = en->number;
     if (en->kind == PROTO_BODY_ACCESS_EPOCH && f->epoch != 0 && en->new_epoch == f->epoch)
         f->announced = en->number;
-    if (en->kind == PROTO_BODY_ACCESS_NARROW && strcmp(en->grantee, f->org) == 0)
+    if (en->kind == PROTO_BODY_ACCESS_NARROW && strcmp(en->grantee, f->org) == 0) {
         f->narrowing = en->number;
+        memcpy(f->narrowing_id, en->id, 32);
+    }
     return true;
 }
 
@@ -129,17 +156,22 @@ bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const
     if (ok && k.epoch > PROTO_EPOCH_FIRST) {
         /* A later epoch follows a narrowing that may be what excludes m: its bodies go out only
          * once every entry up to its announcement is held here, the narrowing among them. */
-        narrowed_find f = { m->org, NULL, 0, 0, k.epoch, 0 };
+        narrowed_find f = { m->org, NULL, 0, 0, { 0 }, k.epoch, 0 };
         ok = node__ledger_entries(t, &k.case_id, k.scope, narrowed_cb, &f) == NODE_OK
             && f.announced != 0
             && node__ledger_entries_contiguous(t, &k.case_id, k.scope) >= f.announced;
     }
-    if (!ok && h->kind == PROTO_HDR_DELTA) {
-        /* An org whose access was narrowed still gets the access-log entries up to its newest
-         * narrowing (sealed under a key it holds): so it learns of the narrowing itself. */
-        narrowed_find f = { m->org, h->id, 0, 0, 0, 0 };
+    if (!ok) {
+        /* An org whose access was narrowed still gets what the owner wrote on its chain up to
+         * its newest narrowing, that narrowing included (under keys it holds; key grants too):
+         * so it learns of the narrowing, and of the grant it ended when that came late. The same
+         * rule on its side says which bodies it still takes (node__may_hold). */
+        narrowed_find f = { m->org, NULL, 0, 0, { 0 }, 0, 0 };
+        uint8_t origin[32];
+        uint64_t seq = 0;
         ok = node__ledger_entries(t, &k.case_id, k.scope, narrowed_cb, &f) == NODE_OK
-            && f.entry != 0 && f.entry <= f.narrowing;
+            && f.narrowing != 0 && node__ledger_place(t, f.narrowing_id, origin, &seq) == NODE_OK
+            && memcmp(origin, h->origin, 32) == 0 && h->seq <= seq;
     }
     proto_wipe(&k, sizeof(k));
     return ok;

@@ -207,12 +207,23 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
             t, c, w, h, "grant.reject", g.scope, "a key grant for a case this node owns", "", done);
     } else {
         held_keys held = { calloc(PROTO_GRANT_EPOCHS_MAX, sizeof(ledger_key)), 0 };
+        /* A scope whose access ended here takes keys again only from a later grant: one that
+         * brings an epoch after those it held then (an old grant come late is kept, not taken:
+         * a purge stays a purge). */
+        ledger_closed x;
+        bool closed = node__ledger_closed_get(t, &g.case_id, g.scope, &x) == NODE_OK
+            && x.access == PROTO_ACCESS_NONE;
+        bool newer = g.nkeys > 0 && proto_scope_key_epoch(g.keys[g.nkeys - 1]) > x.epoch;
         if (held.v == NULL) {
             err = NODE_ENOMEM;
+        } else if (closed && !newer) {
+            /* kept, decided: nothing taken */
         } else if ((err = node__ledger_scope_keys(t, &g.case_id, g.scope, held_keys_cb, &held))
             == NODE_OK) {
             for (size_t i = 0; i < g.nkeys && err == NODE_OK; i++)
                 err = take_key(t, c, &g, g.keys[i], &held, h);
+            if (err == NODE_OK && closed)
+                err = node__ledger_closed_del(t, &g.case_id, g.scope); /* granted again */
         }
         if (held.v != NULL)
             proto_wipe(held.v, PROTO_GRANT_EPOCHS_MAX * sizeof(ledger_key));
@@ -421,7 +432,7 @@ static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const
         err = node__narrowed_here(t, c->e, k, en, ended);
     else if (err == NODE_OK && plain->kind == PROTO_BODY_ACCESS_GRANT
         && strcmp(en->grantee, c->e->cfg.org) == 0)
-        err = node__granted_here(t, k, en); /* granted again */
+        err = node__granted_here(t, c->e, k, en);
     free(ended);
     free(en);
     *done = true;

@@ -578,8 +578,10 @@ node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
 /* "revoked", "withdrawn", "dropped" or "expired" (proto_narrow_reason). */
 const char *node__narrow_reason(uint8_t reason);
 /* Grant entry en of k's scope names this node's org: a closed record of an earlier narrowing
- * is dropped (granted again). */
-node_err node__granted_here(node_txn *t, const ledger_key *k, const ledger_entry *en);
+ * is dropped (granted again); a grant from before it, taken after it, settles the basis of
+ * what the narrowing ended (and purges the scope when that was consent). */
+node_err node__granted_here(
+    node_txn *t, node_engine *e, const ledger_key *k, const ledger_entry *en);
 
 /* ---------------------------------------------------------------------------------------- */
 /* held.c: headers held out of order                                                          */

@@ -115,9 +115,13 @@ static bool ended_here(node_txn *t, const node_engine *e, const proto_case_id *c
     bool mine = node__ledger_key_get(t, tag, &k) == NODE_OK && strcmp(k.owner_org, e->cfg.org) == 0;
     proto_wipe(&k, sizeof(k));
     ledger_entry *en = mine ? NULL : malloc(sizeof(*en));
-    bool ended = en != NULL && node__grant_for(t, c, scope, e->cfg.org, UINT64_MAX, en)
-        && ((en->expiry_ms != 0 && en->expiry_ms < node__now(e))
-            || en->access == PROTO_ACCESS_NONE); /* revoked: closed here */
+    ledger_closed x;
+    bool ended = en != NULL
+        && ((node__grant_for(t, c, scope, e->cfg.org, UINT64_MAX, en)
+                && ((en->expiry_ms != 0 && en->expiry_ms < node__now(e))
+                    || en->access == PROTO_ACCESS_NONE)) /* revoked: closed here */
+            || (node__ledger_closed_get(t, c, scope, &x) == NODE_OK
+                && x.access == PROTO_ACCESS_NONE));
     free(en);
     return ended;
 }

@@ -213,6 +213,7 @@ typedef struct ledger_closed {
     uint8_t access;   /* what is left: PROTO_ACCESS_NONE or _READ */
     bool purged;      /* keys, bodies and state destroyed here */
     uint32_t refused; /* this node's own writes beyond the cut, refused */
+    uint64_t epoch;   /* the newest epoch held here when it closed: nothing under it is taken */
     char owner_org[PROTO_ORG_MAX + 1];
 } ledger_closed;
 node_err node__ledger_closed_put(

@@ -230,8 +230,8 @@ uint64_t node__ledger_entries_contiguous(node_txn *t, const proto_case_id *c, co
 }
 
 /* Closed scopes: 'X' case(16) len(1) scope -> entry(8) at(8) reason(1) basis(1) access(1)
- * purged(1) refused(4) owner org (the rest). */
-#define CLOSED_FIXED (8 + 8 + 4 + 4)
+ * purged(1) refused(4) epoch(8) owner org (the rest). */
+#define CLOSED_FIXED (8 + 8 + 4 + 4 + 8)
 
 node_err node__ledger_closed_put(
     node_txn *t, const proto_case_id *c, const char *scope, const ledger_closed *x)
@@ -250,6 +250,7 @@ node_err node__ledger_closed_put(
     v[21] = (uint8_t)(x->refused >> 16);
     v[22] = (uint8_t)(x->refused >> 8);
     v[23] = (uint8_t)x->refused;
+    node__ledger_be64(v + 24, x->epoch);
     memcpy(v + CLOSED_FIXED, x->owner_org, ol);
     lkey k = node__ledger_scope_key('X', c, scope, 0, false);
     return node_txn_put(t, NODE_DB_CONSENTS, k.b, k.n, v, CLOSED_FIXED + ol);
@@ -267,6 +268,7 @@ static node_err closed_decode(const uint8_t *v, size_t n, ledger_closed *out)
     out->access = v[18];
     out->purged = v[19] != 0;
     out->refused = (uint32_t)v[20] << 24 | (uint32_t)v[21] << 16 | (uint32_t)v[22] << 8 | v[23];
+    out->epoch = node__ledger_get64(v + 24);
     memcpy(out->owner_org, v + CLOSED_FIXED, n - CLOSED_FIXED);
     return NODE_OK;
 }

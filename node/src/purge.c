@@ -43,6 +43,22 @@ node_err node__destroy_scope(
     return err;
 }
 
+/* The newest epoch of k's scope whose key is held here. */
+static bool epoch_cb(const ledger_key *k, void *ctx)
+{
+    uint64_t *e = ctx;
+    if (k->epoch > *e)
+        *e = k->epoch;
+    return true;
+}
+
+static uint64_t newest_epoch(node_txn *t, const ledger_key *k)
+{
+    uint64_t e = k->epoch;
+    (void)node__ledger_scope_keys(t, &k->case_id, k->scope, epoch_cb, &e);
+    return e;
+}
+
 /* This node's own headers under a scope's tags beyond the cut for its origin. */
 typedef struct own_beyond {
     node_txn *t;
@@ -107,15 +123,39 @@ static bool later_cb(const ledger_entry *en, void *ctx)
     return !l->found;
 }
 
-node_err node__granted_here(node_txn *t, const ledger_key *k, const ledger_entry *en)
+node_err node__granted_here(
+    node_txn *t, node_engine *e, const ledger_key *k, const ledger_entry *en)
 {
     ledger_closed x;
     node_err err = node__ledger_closed_get(t, &k->case_id, k->scope, &x);
     if (err == NODE_ENOTFOUND)
         return NODE_OK;
-    if (err != NODE_OK || x.entry > en->number)
-        return err; /* a grant from before the narrowing, taken again */
-    return node__ledger_closed_del(t, &k->case_id, k->scope);
+    if (err != NODE_OK)
+        return err;
+    if (x.entry < en->number)
+        return node__ledger_closed_del(t, &k->case_id, k->scope); /* granted again */
+    /* A grant from before the narrowing, come after it (bodies arrive in any order): the grant
+     * the narrowing ended is known better now, and with it whether the scope is purged. */
+    ledger_entry *ended = malloc(sizeof(*ended));
+    if (ended == NULL)
+        return NODE_ENOMEM;
+    if (node__grant_for(t, &k->case_id, k->scope, e->cfg.org, x.entry - 1, ended))
+        x.basis = ended->basis;
+    free(ended);
+    bool consent = x.basis == PROTO_BASIS_CONSENT || x.basis == PROTO_BASIS_EXPLICIT_CONSENT;
+    size_t bodies = 0;
+    if (consent && x.access == PROTO_ACCESS_NONE && !x.purged) {
+        if ((err = node__destroy_scope(t, e, &k->case_id, k->scope, &bodies)) != NODE_OK)
+            return err;
+        x.purged = true;
+        char id[PROTO_CASE_ID_TEXT_SIZE];
+        proto_case_id_format(&k->case_id, id);
+        NODE_WARN("access.narrowed",
+            "case=%s scope=%s owner=%s entry=%" PRIu64 " detail=\"the grant it ended, come after "
+            "it, rested on consent: purged\" purged=yes bodies_destroyed=%zu",
+            id, k->scope, k->owner_org, x.entry, bodies);
+    }
+    return node__ledger_closed_put(t, &k->case_id, k->scope, &x);
 }
 
 node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
@@ -128,6 +168,10 @@ node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
     node_err err = node__ledger_entries(t, &k->case_id, k->scope, later_cb, &l);
     if (err != NODE_OK || l.found)
         return err;
+    /* Nor when this node holds a key of an epoch after the narrowing's: only a later grant
+     * brings it (the epoch the narrowing made goes to the others), its entry still on its way. */
+    if (en->access == PROTO_ACCESS_NONE && newest_epoch(t, k) > en->epoch)
+        return NODE_OK;
     if ((err = node__ledger_closed_get(t, &k->case_id, k->scope, &was)) == NODE_OK
         && was.entry >= en->number)
         return NODE_OK;
@@ -156,6 +200,7 @@ node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
         ? o.n
         : 0;
     snprintf(x.owner_org, sizeof(x.owner_org), "%s", k->owner_org);
+    x.epoch = newest_epoch(t, k);
     /* Consent-based access that ends leaves nothing readable behind; public task and legal
      * obligation keep what was received, closed. */
     bool consent = x.basis == PROTO_BASIS_CONSENT || x.basis == PROTO_BASIS_EXPLICIT_CONSENT;

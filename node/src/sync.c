@@ -325,6 +325,7 @@ static void send_lacking(node_engine *e, node_link *l, node_member *m, bool *tru
 typedef struct want_ctx {
     node_engine *e;
     node_member **target; /* per want */
+    bool *gone;           /* per want: no longer this node's to hold (its scope closed here) */
 } want_ctx;
 
 /* Is want w to be asked now? Not within its grace (the body is probably in the next message)
@@ -345,6 +346,16 @@ static node_err want_cb(node_txn *t, void *ctx)
         if (!want_due(&e->wants.v[i], now))
             continue;
         e->wants.v[i].asked_ms = now; /* tried now, whether a holder is up or not */
+        const void *hb;
+        size_t hl;
+        proto_header h;
+        if (node__ledger_header_by_id(t, e->wants.v[i].id, &hb, &hl) == NODE_OK
+            && proto_header_decode(hb, hl, &e->lim, &h, NULL) == PROTO_OK) {
+            c->gone[i] = !node__may_hold(t, e, &h);
+            proto_header_fini(&h);
+            if (c->gone[i])
+                continue;
+        }
         node_member *a = node__author(e, e->wants.v[i].origin, NULL);
         if (a != NULL && !a->self && node__link_up_to(e, a) != NULL) {
             c->target[i] = a;
@@ -365,10 +376,11 @@ static void send_wants(node_engine *e)
 {
     if (e->wants.n == 0)
         return;
-    want_ctx c = { e, calloc(e->wants.n, sizeof(node_member *)) };
+    want_ctx c = { e, calloc(e->wants.n, sizeof(node_member *)), calloc(e->wants.n, sizeof(bool)) };
     proto_hash_bytes *ids = calloc(e->wants.n < WANT_MAX ? e->wants.n : WANT_MAX, sizeof(*ids));
     node_errmsg msg;
-    if (c.target == NULL || ids == NULL || node_store_read(e->store, want_cb, &c, &msg) != NODE_OK)
+    if (c.target == NULL || c.gone == NULL || ids == NULL
+        || node_store_read(e->store, want_cb, &c, &msg) != NODE_OK)
         goto out;
     for (size_t k = 0; k < e->nmembers; k++) {
         node_member *m = &e->members[k];
@@ -385,8 +397,13 @@ static void send_wants(node_engine *e)
             node__send_to(e, m, &out);
         proto_buf_free(&out);
     }
+    /* the wants of scopes closed here go (from the end: removal moves the last one in) */
+    for (size_t i = e->wants.n; i-- > 0;)
+        if (c.gone[i])
+            node__want_remove(e, e->wants.v[i].id);
 out:
     free(c.target);
+    free(c.gone);
     free(ids);
     want_timer_next(e);
 }
