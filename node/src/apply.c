@@ -224,6 +224,10 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
                 err = take_key(t, c, &g, g.keys[i], &held, h);
             if (err == NODE_OK && closed)
                 err = node__ledger_closed_del(t, &g.case_id, g.scope); /* granted again */
+            /* what the closed scope did not take under the keys it kept is asked for again */
+            for (size_t i = 0; err == NODE_OK && closed && i < held.n; i++)
+                if (held.v[i].confirmed)
+                    err = want_tag(t, c, held.v[i].tag);
         }
         if (held.v != NULL)
             proto_wipe(held.v, PROTO_GRANT_EPOCHS_MAX * sizeof(ledger_key));
