@@ -53,7 +53,11 @@ typedef enum {
     S_NEW,
     S_EDIT,
     S_GRANT,
-    S_PARTITION,
+    S_REVOKE,    /* --consent-ops: the owner revokes a grant (consent revoke) */
+    S_DOWNGRADE, /* the owner narrows a write grant to read (consent downgrade) */
+    S_WITHDRAW,  /* a desk other than the owner records a withdrawal (consent withdraw) */
+    S_DROP,      /* the grantee drops its grant (consent drop) */
+    S_PARTITION, /* faults from here on */
     S_SLOW,
     S_HEAL,
     S_STOP,
@@ -62,16 +66,20 @@ typedef enum {
     S_RESTART,
 } skind;
 
-static const char *const skind_names[]
-    = { "new", "edit", "grant", "partition", "slow", "heal", "stop", "cont", "kill", "restart" };
+static const char *const skind_names[] = { "new", "edit", "grant", "revoke", "downgrade",
+    "withdraw", "drop", "partition", "slow", "heal", "stop", "cont", "kill", "restart" };
 
 typedef struct step {
     skind kind;
     int node;       /* where an operation runs; the node a fault acts on */
     int c;          /* case (index in creation order) */
-    int f;          /* field (edit) or scope (grant) */
-    int to;         /* grant recipient; the other end of a slow link */
+    int f;          /* field (edit) or scope (grant and the consent operations) */
+    int to;         /* grant recipient, the grantee a consent operation ends; the other end of
+                       a slow link */
+    int owner;      /* the case's owner (withdraw, drop: named in the note) */
     bool write;     /* grant access */
+    bool consent;   /* grant: its basis is consent (else public task); withdraw, drop: the
+                       grant they end rests on consent, as the plan has it */
     bool remove;    /* set remove or counter subtraction */
     long amount;    /* counter */
     unsigned tok;   /* token: this step's number, or (remove) the step that added it */
@@ -91,7 +99,8 @@ typedef struct plan {
     step *steps; /* once planned: v's items, */
     size_t n;    /* and how many */
     size_t ncases;
-    int *owner; /* per case */
+    int *owner;       /* per case */
+    bool consent_ops; /* planned with --consent-ops */
 } plan;
 
 /* ---------------------------------------------------------------------------------------- */
@@ -125,10 +134,13 @@ static void tokname(uint64_t seed, unsigned tok, char out[24])
         tok, check);
 }
 
-/* Per-case planning state: write grants per scope and node, set members added. */
+/* Per-case planning state: grants per scope and node (with --consent-ops also their basis
+ * and whether a grant there was ended), set members added. */
 typedef struct pcase {
     int owner;
     unsigned char grant[NSCOPES][TN_MAX_NODES]; /* 0 none, 1 read, 2 write */
+    bool consent[NSCOPES][TN_MAX_NODES];        /* the grant standing rests on consent */
+    bool ended[NSCOPES][TN_MAX_NODES];          /* a grant there was revoked or withdrawn */
     tn_vec added[NFIELDS]; /* of unsigned (the step that added it), at most ops */
 } pcase;
 
@@ -230,17 +242,92 @@ static tn_err plan_fault(planner *pl)
     return TN_OK;
 }
 
-/* Step s becomes a grant of case c by its owner: a scope, read or write, to another node. */
+/* Step s becomes a grant of case c by its owner: a scope, read or write, to another node.
+ * With --consent-ops, a third of the grants of a case where a grant was ended go again to one
+ * of those (scope, node)s (a re-grant), and each grant draws its basis: consent or public
+ * task, half each. Without it, exactly the draws the golden plans were made with. */
 static void plan_grant(planner *pl, step *s, int c)
 {
     pcase *pc = TN_VEC_AT(&pl->cases, pcase, c);
     s->kind = S_GRANT;
     s->c = c;
     s->node = pc->owner;
-    s->f = (int)below(&pl->r, NSCOPES);
-    s->to = (int)((pc->owner + 1 + (int)below(&pl->r, (unsigned)pl->nodes - 1)) % (int)pl->nodes);
+    bool again = false;
+    if (pl->p->consent_ops) {
+        unsigned ended[NSCOPES * TN_MAX_NODES], ne = 0;
+        for (unsigned sc = 0; sc < NSCOPES; sc++)
+            for (unsigned i = 0; i < pl->nodes; i++)
+                if (pc->ended[sc][i] && pc->grant[sc][i] == 0)
+                    ended[ne++] = sc * TN_MAX_NODES + i;
+        if (ne > 0 && below(&pl->r, 3) == 0) {
+            unsigned pick = ended[below(&pl->r, ne)];
+            s->f = (int)(pick / TN_MAX_NODES);
+            s->to = (int)(pick % TN_MAX_NODES);
+            again = true;
+        }
+    }
+    if (!again) {
+        s->f = (int)below(&pl->r, NSCOPES);
+        s->to
+            = (int)((pc->owner + 1 + (int)below(&pl->r, (unsigned)pl->nodes - 1)) % (int)pl->nodes);
+    }
     s->write = below(&pl->r, 10) < 4;
+    if (pl->p->consent_ops)
+        s->consent = below(&pl->r, 2) == 0;
     pc->grant[s->f][s->to] = s->write ? 2 : 1;
+    pc->consent[s->f][s->to] = s->consent;
+}
+
+/* With --consent-ops: step s becomes the consent operation `kind` on a grant the plan has
+ * standing, in case c or, when c has none that fits, in one of the next 16 cases: a
+ * revocation or a downgrade (of a write grant) by the owner, which must be running; a
+ * withdrawal recorded at a running node other than the owner; a drop at the grantee, which
+ * must be running. The planner's grants follow: a revocation ends the grant, a downgrade
+ * leaves read, a withdrawal or a drop ends a grant on consent and leaves one on public task
+ * (it waits for an operator at the owner). false when no case fits. */
+static bool plan_consent(planner *pl, step *s, int c, skind kind)
+{
+    for (size_t tried = 0; tried < 16 && tried < pl->p->ncases; tried++) {
+        int cc = (int)(((size_t)c + tried) % pl->p->ncases);
+        pcase *pc = TN_VEC_AT(&pl->cases, pcase, cc);
+        bool owner_up = !pl->down[pc->owner];
+        if ((kind == S_REVOKE || kind == S_DOWNGRADE) && !owner_up)
+            continue;
+        unsigned desks[TN_MAX_NODES], nd = 0;
+        for (unsigned i = 0; i < pl->nodes; i++)
+            if (!pl->down[i] && (int)i != pc->owner)
+                desks[nd++] = i;
+        if (kind == S_WITHDRAW && nd == 0)
+            continue;
+        unsigned cand[NSCOPES * TN_MAX_NODES], n = 0;
+        for (unsigned sc = 0; sc < NSCOPES; sc++)
+            for (unsigned i = 0; i < pl->nodes; i++) {
+                unsigned g = pc->grant[sc][i];
+                if (g == 0 || (kind == S_DOWNGRADE && g != 2) || (kind == S_DROP && pl->down[i]))
+                    continue;
+                cand[n++] = sc * TN_MAX_NODES + i;
+            }
+        if (n == 0)
+            continue;
+        unsigned pick = cand[below(&pl->r, n)];
+        s->kind = kind;
+        s->c = cc;
+        s->f = (int)(pick / TN_MAX_NODES);
+        s->to = (int)(pick % TN_MAX_NODES);
+        s->owner = pc->owner;
+        s->consent = pc->consent[s->f][s->to];
+        s->node = kind == S_WITHDRAW ? (int)desks[below(&pl->r, nd)]
+            : kind == S_DROP         ? s->to
+                                     : pc->owner;
+        if (kind == S_DOWNGRADE) {
+            pc->grant[s->f][s->to] = 1;
+        } else if (kind == S_REVOKE || s->consent) {
+            pc->grant[s->f][s->to] = 0;
+            pc->ended[s->f][s->to] = true;
+        }
+        return true;
+    }
+    return false;
 }
 
 /* Who edits case c: its owner, or a running node the plan granted write; -1 when nobody can. */
@@ -330,11 +417,23 @@ static tn_err plan_op(planner *pl)
     unsigned kind = below(&pl->r, 100);
     int c = p->ncases > 0 ? (int)below(&pl->r, (unsigned)p->ncases) : -1;
     const pcase *pc = c >= 0 ? TN_VEC_AT(&pl->cases, pcase, c) : NULL;
-    if (pc != NULL && kind >= 10 && kind < 25 && !pl->down[pc->owner]) {
+    /* With --consent-ops the grant and edit shares give 10 of 100 to the consent operations:
+     * grants 10-18, revocations 19-21, downgrades 22-23, withdrawals 24-26, drops 27-28 (one
+     * that finds no grant to act on becomes an edit), edits from 29. */
+    unsigned grants_end = p->consent_ops ? 19 : 25, edits_from = p->consent_ops ? 29 : 25;
+    if (pc != NULL && kind >= 10 && kind < grants_end && !pl->down[pc->owner]) {
         plan_grant(pl, s, c);
         return TN_OK;
     }
-    if (pc != NULL && kind >= 25) {
+    if (pc != NULL && kind >= grants_end && kind < edits_from) {
+        skind which = kind < 22 ? S_REVOKE
+            : kind < 24         ? S_DOWNGRADE
+            : kind < 27         ? S_WITHDRAW
+                                : S_DROP;
+        if (plan_consent(pl, s, c, which))
+            return TN_OK;
+    }
+    if (pc != NULL && kind >= grants_end) {
         int who = plan_editor(pl, pc);
         if (who >= 0)
             return plan_edit(pl, s, c, who);
@@ -361,11 +460,13 @@ static tn_err plan_end(planner *pl)
     return TN_OK;
 }
 
-/* Draw the plan of (seed, nodes, ops) into p (README.md "Chaos runs": about 6 faults per 100
- * operations, each draw below). TN_ENOMEM, TN_EFULL (more than PLAN_STEPS_MAX steps). */
-static tn_err plan_make(plan *p, uint64_t seed, size_t nodes, size_t ops)
+/* Draw the plan of (seed, nodes, ops) and --consent-ops into p (README.md "Chaos runs": about
+ * 6 faults per 100 operations, each draw below). TN_ENOMEM, TN_EFULL (more than PLAN_STEPS_MAX
+ * steps). */
+static tn_err plan_make(plan *p, uint64_t seed, size_t nodes, size_t ops, bool consent_ops)
 {
     tn_vec_init(&p->v, sizeof(step), PLAN_STEPS_MAX);
+    p->consent_ops = consent_ops;
     planner *pl = calloc(1, sizeof *pl);
     p->owner = calloc(ops + 1, sizeof *p->owner);
     if (pl == NULL || p->owner == NULL) {
@@ -403,8 +504,10 @@ static void plan_fini(plan *p)
     memset(p, 0, sizeof *p);
 }
 
-/* One line describing step s (also the plan's printed form). */
-static void describe(const tn_net *net, uint64_t seed, const step *s, char *buf, size_t size)
+/* One line describing step s (also the plan's printed form); with_basis (--consent-ops): a
+ * grant names its basis. */
+static void describe(
+    const tn_net *net, uint64_t seed, bool with_basis, const step *s, char *buf, size_t size)
 {
     char tok[24];
     tokname(seed, s->tok, tok);
@@ -430,8 +533,25 @@ static void describe(const tn_net *net, uint64_t seed, const step *s, char *buf,
         break;
     }
     case S_GRANT:
-        snprintf(buf, size, "grant case#%d at %s %s %s to %s", s->c, at, scopes[s->f],
-            s->write ? "write" : "read", net->nodes[s->to].name);
+        snprintf(buf, size, "grant case#%d at %s %s %s to %s%s%s", s->c, at, scopes[s->f],
+            s->write ? "write" : "read", net->nodes[s->to].name, with_basis ? " basis " : "",
+            !with_basis      ? ""
+                : s->consent ? "consent"
+                             : "public-task");
+        break;
+    case S_REVOKE:
+    case S_DOWNGRADE:
+        snprintf(buf, size, "%s case#%d at %s %s from %s", skind_names[s->kind], s->c, at,
+            scopes[s->f], net->nodes[s->to].name);
+        break;
+    case S_WITHDRAW:
+        snprintf(buf, size, "withdraw case#%d at %s %s to %s owner %s (a grant on %s)", s->c, at,
+            scopes[s->f], net->nodes[s->to].name, net->nodes[s->owner].name,
+            s->consent ? "consent" : "public-task");
+        break;
+    case S_DROP:
+        snprintf(buf, size, "drop case#%d at %s %s owner %s (a grant on %s)", s->c, at,
+            scopes[s->f], net->nodes[s->owner].name, s->consent ? "consent" : "public-task");
         break;
     case S_PARTITION: {
         size_t used = (size_t)snprintf(buf, size, "partition ");
@@ -466,6 +586,7 @@ typedef struct chaos_opts {
     const char *dir;   /* NULL: a new directory in /tmp */
     const char *report;
     bool plan_only, keep;
+    bool consent_ops; /* the consent lifecycle in the mix (README.md "Chaos runs") */
 } chaos_opts;
 
 typedef struct run {
@@ -474,10 +595,16 @@ typedef struct run {
     uint64_t seed;
     size_t ops;
     result *res;
-    char (*ids)[64]; /* per case: its id once created */
+    uint64_t *t_wall;        /* per step: the wall clock (ms) when the run began it */
+    bool *cut_risk;          /* per step: an edit by a grantee that may rest on a grant cut since */
+    unsigned char *narrowed; /* --consent-ops, per (case, scope, node), tix(): NARROWED_ANY
+                                when a step that may narrow it was acknowledged or unknown,
+                                NARROWED_NOTE also when it was a withdrawal or a drop */
+    char (*ids)[64];         /* per case: its id once created */
     bool stopped[TN_MAX_NODES], killed[TN_MAX_NODES];
     bool crashed[TN_MAX_NODES]; /* found down without the run having killed it */
     unsigned long acked, refused, unknown, skipped, faults;
+    unsigned long acked_kind[S_PARTITION]; /* acknowledged operations by kind */
     uint64_t start;
     tn_report rep;
     bool tty;
@@ -646,6 +773,93 @@ static result classify(int status)
                                                       : R_UNKNOWN;
 }
 
+#define NARROWED_ANY 1u
+#define NARROWED_NOTE 2u
+
+/* The index of (case c, scope sc, node i) in the run's per-grant tables. */
+static size_t tix(const run *x, int c, int sc, int i)
+{
+    return ((size_t)c * NSCOPES + (size_t)sc) * x->net.n + (size_t)i;
+}
+
+/* The access log of scope sc in a `case show` answer (an array of entries), or NULL. */
+static json_object *access_log(json_object *show, int sc)
+{
+    char path[64];
+    snprintf(path, sizeof path, "access/%s", scopes[sc]);
+    json_object *log = show != NULL ? tn_jget(show, path) : NULL;
+    return log != NULL && json_object_is_type(log, json_type_array) ? log : NULL;
+}
+
+static const char *entry_text(json_object *e, const char *key)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(e, key, &v) && v != NULL ? json_object_get_string(v) : "";
+}
+
+static uint64_t entry_number(json_object *e)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(e, "number", &v) ? (uint64_t)json_object_get_int64(v) : 0;
+}
+
+/* The entry of an access log with the highest number among those of `kind` (NULL: grants and
+ * narrowings) concerning org, or NULL. */
+static json_object *last_entry_for(json_object *log, const char *org, const char *kind)
+{
+    json_object *best = NULL;
+    for (size_t k = 0; log != NULL && k < json_object_array_length(log); k++) {
+        json_object *e = json_object_array_get_idx(log, k);
+        const char *ek = entry_text(e, "kind");
+        bool wanted = kind != NULL ? strcmp(ek, kind) == 0
+                                   : strcmp(ek, "grant") == 0 || strcmp(ek, "narrowing") == 0;
+        if (wanted && strcmp(entry_text(e, "to"), org) == 0
+            && (best == NULL || entry_number(e) > entry_number(best)))
+            best = e;
+    }
+    return best;
+}
+
+/* Whether an access log holds every entry numbered 1 to upto. */
+static bool log_holds(json_object *log, uint64_t upto)
+{
+    for (uint64_t n = 1; n <= upto; n++) {
+        bool found = false;
+        for (size_t k = 0; log != NULL && k < json_object_array_length(log) && !found; k++)
+            found = entry_number(json_object_array_get_idx(log, k)) == n;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* Before an edit by grantee G of a scope whose access the run may have narrowed before (a
+ * revocation, a downgrade, a withdrawal or a drop of a grant on consent, or a read grant,
+ * acknowledged or unknown), and granted write since (or G would not write): does G hold, without a
+ * gap, every access-log entry up to the owner's newest narrowing of G there? Then G's write rests
+ * on it or a later entry, and no narrowing so far can cut it. If not, G may not have heard of the
+ * narrowing yet and write on the grant it ended: every holder refuses that write, its own
+ * node too once the narrowing arrives (cli/README.md "Revoking and downgrading"), so its
+ * outcome is unknown. Two reads; the plan is not touched. */
+static bool edit_may_be_cut(run *x, const step *s)
+{
+    int owner = x->p.owner[s->c], sc = fields[s->f].scope_ix;
+    const char *org = x->net.nodes[s->node].name;
+    if (x->stopped[owner] || x->killed[owner] || x->crashed[owner])
+        return true;
+    tn_out o = tn_patto(&x->net, (size_t)owner, "case", "show", x->ids[s->c], NULL);
+    json_object *n
+        = o.status == 0 ? last_entry_for(access_log(o.json, sc), org, "narrowing") : NULL;
+    uint64_t upto = n != NULL ? entry_number(n) : 0;
+    tn_out_free(&o);
+    if (upto == 0) /* none yet; a withdrawal or a drop on its way may come after this write */
+        return (x->narrowed[tix(x, s->c, sc, s->node)] & NARROWED_NOTE) != 0;
+    tn_out g = tn_patto(&x->net, (size_t)s->node, "case", "show", x->ids[s->c], NULL);
+    bool holds = g.status == 0 && log_holds(access_log(g.json, sc), upto);
+    tn_out_free(&g);
+    return !holds;
+}
+
 static result do_op(run *x, const step *s)
 {
     char tok[24], edit[256], ev[96];
@@ -663,10 +877,29 @@ static result do_op(run *x, const step *s)
     if (x->ids[s->c][0] == '\0')
         return R_SKIP; /* its case was never created */
     tn_out o;
+    bool on_grant = s->kind >= S_GRANT && s->kind <= S_DROP; /* f is a scope, to a grantee */
+    const char *org = on_grant ? x->net.nodes[s->to].name : NULL;
+    const char *sc = on_grant ? scopes[s->f] : NULL;
+    char why[64];
+    snprintf(why, sizeof why, "chaos step %zu", (size_t)(s - x->p.steps));
     if (s->kind == S_GRANT) {
-        o = tn_patto(&x->net, (size_t)s->node, "consent", "grant", x->ids[s->c], "--to",
-            x->net.nodes[s->to].name, "--scopes", scopes[s->f], "--purpose", "integrazione",
-            "--basis", "public-task", "--access", s->write ? "write" : "read", NULL);
+        const char *args[] = { "consent", "grant", x->ids[s->c], "--to", org, "--scopes", sc,
+            "--purpose", "integrazione", "--basis", s->consent ? "consent" : "public-task",
+            "--access", s->write ? "write" : "read", NULL, NULL, NULL };
+        if (!s->consent) { /* a grant on public task names the provision it rests on */
+            args[13] = "--provision";
+            args[14] = "D.Lgs. 286/1998 art. 4-bis";
+        }
+        o = tn_pattov(&x->net, (size_t)s->node, args);
+    } else if (s->kind == S_REVOKE || s->kind == S_DOWNGRADE) {
+        o = tn_patto(&x->net, (size_t)s->node, "consent", skind_names[s->kind], x->ids[s->c],
+            "--from", org, "--scopes", sc, "--reason", why, NULL);
+    } else if (s->kind == S_WITHDRAW) {
+        o = tn_patto(&x->net, (size_t)s->node, "consent", "withdraw", x->ids[s->c], "--scopes", sc,
+            "--to", org, "--evidence", why, "--owner", x->net.nodes[s->owner].name, NULL);
+    } else if (s->kind == S_DROP) {
+        o = tn_patto(
+            &x->net, (size_t)s->node, "consent", "drop", x->ids[s->c], "--scopes", sc, NULL);
     } else {
         const field *f = &fields[s->f];
         if (f->type == F_CTR)
@@ -693,17 +926,21 @@ static result do_op(run *x, const step *s)
 /* ---------------------------------------------------------------------------------------- */
 /* The checks                                                                                */
 
+#define NOTES_MAX 16
+
 typedef struct verdict {
     unsigned long lost, phantom, leaks, crashes;
-    unsigned long seen; /* tokens found in the stores of nodes that may read them */
-    char first[8][300];
+    unsigned long seen;      /* tokens found in the stores of nodes that may read them */
+    unsigned long uncertain; /* acknowledged edits a narrowing may have cut: not checked */
+    unsigned long leak_never, leak_revoked, leak_sealed; /* tokens in a data.mdb, by why */
+    char first[NOTES_MAX][400];
     size_t nfirst;
 } verdict;
 
 static void note(verdict *v, const char *fmt, ...) TN_PRINTF(2, 3);
 static void note(verdict *v, const char *fmt, ...)
 {
-    if (v->nfirst >= 8)
+    if (v->nfirst >= NOTES_MAX)
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -711,23 +948,200 @@ static void note(verdict *v, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Final access of node i to scope sc of case c from acknowledged grants: 0 none, 1 read or
- * write; 2 when an unknown-outcome grant leaves it open. */
-static int access_of(const run *x, int c, int sc, size_t i)
+/* What node i may read of scope sc of case c at the end, from the acknowledged steps in plan
+ * order (README.md "Chaos runs"): a grant gives read or write, a revocation none, a downgrade
+ * read, a withdrawal or a drop none when the grant then standing rests on consent and nothing
+ * otherwise (a grant on public task waits for an operator at the owner); a step of unknown
+ * outcome that may have changed it leaves it open (checked neither way). */
+enum { A_NONE, A_READ, A_WRITE, A_OPEN };
+enum { B_PUBLIC, B_CONSENT, B_UNKNOWN };
+
+typedef struct tstate {
+    unsigned char acc;     /* A_*, at the end */
+    unsigned char basis;   /* B_*, of the grant standing */
+    bool ever;             /* an acknowledged or unknown grant: it may have read the scope */
+    bool await_note;       /* ended by an acknowledged withdrawal or drop: its owner applies it
+                              when the note arrives */
+    int last_grant;        /* the last acknowledged or unknown grant, -1 */
+    int last_ack_grant;    /* the last acknowledged grant, -1 */
+    int ended_by;          /* the last acknowledged step that ended the access, -1 */
+    int revoked_at;        /* the first acknowledged revocation after last_grant, -1 */
+    int last_narrow;       /* the last acknowledged or unknown step that may have narrowed it */
+    uint64_t sealed_ms;    /* from the owner's access log at the end: the owner's writes begun
+                              after this wall clock (ms) are under a key the node never got; 0 */
+    uint64_t sealed_entry; /* the narrowing that sealed it (its number) */
+} tstate;
+
+typedef struct model {
+    tstate *t;       /* per (case, scope, node), tix() */
+    bool *uncertain; /* per step: an acknowledged edit a narrowing may have cut */
+    unsigned long revokes, downgrades, withdrawals, drops, regrants; /* acknowledged */
+    unsigned long nuncertain;                                        /* edits marked in uncertain */
+} model;
+
+static void model_fini(model *m)
 {
-    if (x->p.owner[c] == (int)i)
-        return 1;
-    int a = 0;
+    free(m->t);
+    free(m->uncertain);
+    memset(m, 0, sizeof *m);
+}
+
+/* The model of the run's results: per (case, scope, node) what it may read, and the edits
+ * whose outcome a narrowing makes unknown: an edit by grantee G acknowledged before a
+ * revocation, downgrade, withdrawal or drop (acknowledged or unknown) that may end G's write
+ * access, or before a read grant that replaces a write grant (the owner writes a narrowing
+ * with a cut before it), lies beyond the owner's cut if the owner had not received it, and
+ * every holder refuses it; so may an edit G made on a grant it did not know was narrowed
+ * (edit_may_be_cut). TN_ENOMEM. */
+static tn_err model_build(run *x, model *m)
+{
+    memset(m, 0, sizeof *m);
+    size_t nt = (x->p.ncases + 1) * NSCOPES * x->net.n;
+    m->t = calloc(nt, sizeof *m->t);
+    m->uncertain = calloc(x->p.n + 1, sizeof *m->uncertain);
+    if (m->t == NULL || m->uncertain == NULL) {
+        model_fini(m);
+        return TN_ENOMEM;
+    }
+    for (size_t k = 0; k < nt; k++) {
+        tstate *t = &m->t[k];
+        t->last_grant = t->last_ack_grant = t->ended_by = t->revoked_at = t->last_narrow = -1;
+    }
     for (size_t k = 0; k < x->p.n; k++) {
         const step *s = &x->p.steps[k];
-        if (s->kind == S_GRANT && s->c == c && s->f == sc && s->to == (int)i) {
-            if (x->res[k] == R_ACK)
-                a = 1;
-            else if (x->res[k] == R_UNKNOWN && a == 0)
-                a = 2;
+        result r = x->res[k];
+        if (s->kind < S_GRANT || s->kind > S_DROP || (r != R_ACK && r != R_UNKNOWN))
+            continue;
+        tstate *t = &m->t[tix(x, s->c, s->f, s->to)];
+        bool ack = r == R_ACK, held = t->acc == A_READ || t->acc == A_WRITE;
+        int step_ix = (int)k;
+        if (s->kind == S_GRANT) {
+            unsigned char basis = s->consent ? B_CONSENT : B_PUBLIC;
+            if (ack && t->ended_by >= 0)
+                m->regrants++;
+            /* A read grant where write may stand narrows it first (a narrowing with a cut). */
+            if (!s->write && (t->acc == A_WRITE || t->acc == A_OPEN))
+                t->last_narrow = step_ix;
+            t->ever = true;
+            t->last_grant = step_ix;
+            t->revoked_at = -1;
+            t->await_note = false;
+            if (ack) {
+                t->acc = s->write ? A_WRITE : A_READ;
+                t->basis = basis;
+                t->last_ack_grant = step_ix;
+            } else if (!held) {
+                t->acc = A_OPEN;
+                t->basis = B_UNKNOWN;
+            } else if (t->basis != basis) {
+                t->basis = B_UNKNOWN;
+            }
+        } else if (s->kind == S_REVOKE) {
+            t->last_narrow = step_ix;
+            if (ack) {
+                m->revokes++;
+                t->acc = A_NONE;
+                t->await_note = false;
+                t->ended_by = step_ix;
+                if (t->revoked_at < 0)
+                    t->revoked_at = step_ix;
+            } else if (t->acc != A_NONE) {
+                t->acc = A_OPEN;
+            }
+        } else if (s->kind == S_DOWNGRADE) {
+            t->last_narrow = step_ix;
+            m->downgrades += ack;
+            if (t->acc == A_WRITE)
+                t->acc = A_READ;
+        } else { /* a withdrawal or a drop */
+            if (ack && s->kind == S_WITHDRAW)
+                m->withdrawals++;
+            if (ack && s->kind == S_DROP)
+                m->drops++;
+            if (t->acc == A_NONE || (held && t->basis == B_PUBLIC))
+                continue; /* nothing to end; a grant on public task waits for an operator */
+            t->last_narrow = step_ix;
+            if (ack && held && t->basis == B_CONSENT) {
+                t->acc = A_NONE;
+                t->await_note = true;
+                t->ended_by = step_ix;
+            } else {
+                t->acc = A_OPEN;
+            }
         }
     }
-    return a;
+    for (size_t k = 0; k < x->p.n; k++) {
+        const step *s = &x->p.steps[k];
+        if (s->kind != S_EDIT || x->res[k] != R_ACK || s->node == x->p.owner[s->c])
+            continue;
+        const tstate *t = &m->t[tix(x, s->c, fields[s->f].scope_ix, s->node)];
+        m->uncertain[k] = x->cut_risk[k] || t->last_narrow > (int)k;
+        m->nuncertain += m->uncertain[k];
+    }
+    return TN_OK;
+}
+
+/* Milliseconds since 1970 of an RFC 3339 UTC time as the nodes write it
+ * ("2026-12-06T12:29:31.000Z"), or 0. */
+static uint64_t rfc3339_ms(const char *text)
+{
+    int y, mo, d, h, mi, sec, ms = 0;
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &d, &h, &mi, &sec, &ms) < 6
+        || y < 1970 || mo < 1 || mo > 12)
+        return 0;
+    /* Days from civil (H. Hinnant's algorithm). */
+    int yy = y - (mo <= 2);
+    int era = yy / 400, yoe = yy - era * 400;
+    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    return (uint64_t)(((days * 24 + h) * 60 + mi) * 60 + sec) * 1000u + (uint64_t)ms;
+}
+
+/* The owner's access log of each scope of case c (its `case show`, owner_show): where its
+ * last entry for node i is a narrowing to none followed by a new epoch, every write the owner
+ * began after it (a second of margin for the clocks) is under a key i never got, as long as
+ * no grant to i follows (a grant hands over every epoch's key). Into the model's sealed_ms. */
+static void seal_from_owner(run *x, model *m, int c, json_object *owner_show)
+{
+    for (int sc = 0; sc < NSCOPES; sc++) {
+        json_object *log = access_log(owner_show, sc);
+        for (size_t i = 0; log != NULL && i < x->net.n; i++) {
+            json_object *e = last_entry_for(log, x->net.nodes[i].name, NULL);
+            if (e == NULL || strcmp(entry_text(e, "kind"), "narrowing") != 0
+                || strcmp(entry_text(e, "access"), "none") != 0)
+                continue;
+            bool rekeyed = false;
+            for (size_t k = 0; k < json_object_array_length(log) && !rekeyed; k++) {
+                json_object *ep = json_object_array_get_idx(log, k);
+                rekeyed = strcmp(entry_text(ep, "kind"), "epoch") == 0
+                    && entry_number(ep) > entry_number(e);
+            }
+            uint64_t at = rfc3339_ms(entry_text(e, "recorded_at"));
+            tstate *t = &m->t[tix(x, c, sc, (int)i)];
+            if (rekeyed && at != 0) {
+                t->sealed_ms = at + 1000;
+                t->sealed_entry = entry_number(e);
+            }
+        }
+    }
+}
+
+/* What the owner's access log says last of org in scope sc, for a note: "#N narrowing
+ * (withdrawn) at T: NOTE" or "#N grant write, basis B at T", or "nothing". */
+static void owner_says(json_object *owner_show, int sc, const char *org, char *buf, size_t size)
+{
+    json_object *e = last_entry_for(access_log(owner_show, sc), org, NULL);
+    if (e == NULL)
+        snprintf(buf, size, "nothing");
+    else if (strcmp(entry_text(e, "kind"), "narrowing") == 0)
+        snprintf(buf, size, "#%llu narrowing to %s (%s) at %s: %.120s",
+            (unsigned long long)entry_number(e), entry_text(e, "access"), entry_text(e, "reason"),
+            entry_text(e, "recorded_at"), entry_text(e, "note"));
+    else
+        snprintf(buf, size, "#%llu grant %s, basis %s, at %s (%s)",
+            (unsigned long long)entry_number(e), entry_text(e, "access"), entry_text(e, "basis"),
+            entry_text(e, "recorded_at"), entry_text(e, "state"));
 }
 
 static bool json_has_string(json_object *arr, const char *v)
@@ -751,15 +1165,21 @@ static bool timeline_has(json_object *arr, const char *tok)
     return false;
 }
 
-/* Check what node i shows of case c against every acknowledged step. */
-static void check_case_at(run *x, int c, size_t i, json_object *show, bool *lost_step, verdict *v)
+/* Check what node i shows of case c against every acknowledged step (an edit a narrowing may
+ * have cut counts as one of unknown outcome). */
+static void check_case_at(
+    run *x, const model *m, int c, size_t i, json_object *show, bool *lost_step, verdict *v)
 {
     const char *who = x->net.nodes[i].name;
     for (unsigned f = 0; f < NFIELDS; f++) {
         const field *fd = &fields[f];
-        if (access_of(x, c, fd->scope_ix, i) != 1)
-            continue;
+        unsigned char acc = m->t[tix(x, c, fd->scope_ix, (int)i)].acc;
         char path[128], conf[96];
+        snprintf(path, sizeof path, "scopes/%s", fd->scope);
+        /* A grantee's scope not shown at all is counted once, by verify. */
+        if (x->p.owner[c] != (int)i
+            && ((acc != A_READ && acc != A_WRITE) || tn_jget(show, path) == NULL))
+            continue;
         snprintf(path, sizeof path, "scopes/%s/%s", fd->scope, fd->name);
         snprintf(conf, sizeof conf, "%s.%s", fd->scope, fd->name);
         json_object *val = tn_jget(show, path);
@@ -777,7 +1197,7 @@ static void check_case_at(run *x, int c, size_t i, json_object *show, bool *lost
                 || (s->kind == S_NEW && s->c == c && f == 0);
             if (!on_field)
                 continue;
-            result r = x->res[k];
+            result r = x->res[k] == R_ACK && m->uncertain[k] ? R_UNKNOWN : x->res[k];
             char tok[24];
             tokname(x->seed, s->tok, tok);
             if (fd->type == F_REG) {
@@ -794,10 +1214,10 @@ static void check_case_at(run *x, int c, size_t i, json_object *show, bool *lost
             } else if (fd->type == F_SET && !s->remove) {
                 /* An element some remove was tried on is not checked either way. */
                 bool removed = false;
-                for (size_t m = k + 1; m < x->p.n && !removed; m++) {
-                    const step *t = &x->p.steps[m];
+                for (size_t n = k + 1; n < x->p.n && !removed; n++) {
+                    const step *t = &x->p.steps[n];
                     removed = t->kind == S_EDIT && t->c == c && t->f == (int)f && t->remove
-                        && t->tok == s->tok && x->res[m] != R_SKIP;
+                        && t->tok == s->tok && x->res[n] != R_SKIP;
                 }
                 bool has = json_has_string(val, tok);
                 if (r == R_ACK && !removed && !has) {
@@ -837,8 +1257,13 @@ static void check_case_at(run *x, int c, size_t i, json_object *show, bool *lost
     }
 }
 
-/* Scan node i's data.mdb for tokens of scopes it may not read. */
-static void scan_store(run *x, size_t i, verdict *v)
+/* Scan node i's data.mdb for tokens it may never hold: of a scope of a case it was never
+ * granted (acknowledged or unknown: the bytes of a purged scope stay in LMDB's free pages, so
+ * "ever granted" is what counts), and those the case's owner wrote, in an acknowledged step,
+ * under a key i never got: after an acknowledged revocation of i with no grant to i since, or
+ * after the owner's last entry for i there, a narrowing to none and a new key (a revocation,
+ * a withdrawal or a drop the owner applied). */
+static void scan_store(run *x, const model *m, size_t i, verdict *v)
 {
     char path[TN_PATH_MAX + 60];
     tn_path(path, sizeof path, "%s/%s/data.mdb", x->net.dir, x->net.nodes[i].name);
@@ -852,6 +1277,7 @@ static void scan_store(run *x, size_t i, verdict *v)
     char prefix[24];
     tokname(x->seed, 0, prefix);
     prefix[7] = '\0'; /* "q" + 5 hex + "z" */
+    const char *who = x->net.nodes[i].name;
     for (char *p = db; (size_t)(p - db) + TOK_LEN <= len; p++) {
         p = memchr(p, 'q', len - (size_t)(p - db) - (TOK_LEN - 1));
         if (p == NULL)
@@ -874,71 +1300,124 @@ static void scan_store(run *x, size_t i, verdict *v)
         int sc = s->kind == S_NEW ? 0 : s->kind == S_EDIT ? fields[s->f].scope_ix : -1;
         if (sc < 0)
             continue;
-        if (access_of(x, s->c, sc, i) != 0) {
+        int owner = x->p.owner[s->c];
+        if (owner == (int)i) {
             v->seen++;
             continue;
         }
-        v->leaks++;
-        note(v, "%s's data.mdb holds %.17s, written in %s of case#%d, never granted to it",
-            x->net.nodes[i].name, p, scopes[sc], s->c);
+        const tstate *t = &m->t[tix(x, s->c, sc, (int)i)];
+        bool by_owner = s->node == owner && x->res[k] == R_ACK;
+        if (!t->ever) {
+            v->leaks++;
+            v->leak_never++;
+            note(v, "%s's data.mdb holds %.17s, written in %s of case#%d, never granted to it", who,
+                p, scopes[sc], s->c);
+        } else if (by_owner && t->revoked_at >= 0 && (int)k > t->revoked_at) {
+            v->leaks++;
+            v->leak_revoked++;
+            note(v,
+                "%s's data.mdb holds %.17s, written by the owner %s in %s of case#%d at step %u, "
+                "after it revoked %s there (step %d) and with no grant to it since: under a key "
+                "%s never got",
+                who, p, x->net.nodes[owner].name, scopes[sc], s->c, k, who, t->revoked_at, who);
+        } else if (by_owner && t->sealed_ms != 0 && x->t_wall[k] > t->sealed_ms) {
+            v->leaks++;
+            v->leak_sealed++;
+            note(v,
+                "%s's data.mdb holds %.17s, written by the owner %s in %s of case#%d at step %u, "
+                "%.1f s after its narrowing #%llu of %s there (its last entry for it, a new key "
+                "after it): under a key %s never got",
+                who, p, x->net.nodes[owner].name, scopes[sc], s->c, k,
+                (double)(x->t_wall[k] - (t->sealed_ms - 1000)) / 1000.0,
+                (unsigned long long)t->sealed_entry, who, who);
+        } else {
+            v->seen++;
+        }
     }
     free(db);
 }
 
-static void verify(run *x, verdict *v)
+/* Every case at every node: the scopes it shows against what it may read at the end (none:
+ * not under "scopes"; read or write: shown), every acknowledged write where it may read, and
+ * then every store scanned and every crash counted. */
+static void verify(run *x, model *m, verdict *v)
 {
-    bool *lost_step = calloc(x->p.n, sizeof *lost_step);
-    if (lost_step == NULL)
+    bool *lost_step = calloc(x->p.n + 1, sizeof *lost_step);
+    if (lost_step == NULL) {
+        v->lost++;
+        note(v, "out of memory for the checks");
         return;
+    }
+    v->uncertain = m->nuncertain;
     for (size_t c = 0; c < x->p.ncases; c++) {
         if (x->ids[c][0] == '\0')
             continue;
+        int owner = x->p.owner[c];
+        tn_out oo = tn_patto(&x->net, (size_t)owner, "case", "show", x->ids[c], NULL);
+        json_object *owner_show = oo.status == 0 ? oo.json : NULL;
+        seal_from_owner(x, m, (int)c, owner_show);
         for (size_t i = 0; i < x->net.n; i++) {
-            tn_out o = tn_patto(&x->net, i, "case", "show", x->ids[c], NULL);
-            bool any = false, open = false;
-            for (int sc = 0; sc < NSCOPES; sc++) {
-                int a = access_of(x, (int)c, sc, i);
-                any = any || a == 1;
-                open = open || a == 2;
-                char path[64];
+            const char *who = x->net.nodes[i].name;
+            bool is_owner = (int)i == owner;
+            tn_out o = is_owner ? oo : tn_patto(&x->net, i, "case", "show", x->ids[c], NULL);
+            bool any = is_owner, open = false, ever = is_owner;
+            for (int sc = 0; sc < NSCOPES && !is_owner; sc++) {
+                const tstate *t = &m->t[tix(x, (int)c, sc, (int)i)];
+                char path[64], says[300];
                 snprintf(path, sizeof path, "scopes/%s", scopes[sc]);
                 bool shown = o.status == 0 && o.json && tn_jget(o.json, path) != NULL;
-                if (a == 0 && shown) {
+                bool held = t->acc == A_READ || t->acc == A_WRITE;
+                ever = ever || t->ever;
+                any = any || held;
+                open = open || t->acc == A_OPEN;
+                if (t->acc == A_OPEN || held == shown)
+                    continue;
+                owner_says(owner_show, sc, who, says, sizeof says);
+                if (shown) {
                     v->leaks++;
-                    note(v, "%s shows scope %s of case#%d (%s), never granted to it",
-                        x->net.nodes[i].name, scopes[sc], (int)c, x->ids[c]);
-                }
-                if (a == 1 && !shown) {
-                    /* A grant acknowledged (or the owner's own scope) must be readable. */
-                    for (size_t k = 0; k < x->p.n; k++) {
-                        const step *s = &x->p.steps[k];
-                        if (s->kind == S_GRANT && s->c == (int)c && s->f == sc && s->to == (int)i
-                            && x->res[k] == R_ACK)
-                            lost_step[k] = true;
-                    }
+                    if (t->ever)
+                        note(v,
+                            "%s shows scope %s of case#%d (%s), its access ended at step %d; "
+                            "the owner's last entry for it: %s",
+                            who, scopes[sc], (int)c, x->ids[c], t->ended_by, says);
+                    else
+                        note(v, "%s shows scope %s of case#%d (%s), never granted to it", who,
+                            scopes[sc], (int)c, x->ids[c]);
+                } else {
+                    /* A grant acknowledged (and not ended since) must be readable. */
+                    if (t->last_ack_grant >= 0)
+                        lost_step[t->last_ack_grant] = true;
+                    else
+                        v->lost++;
+                    note(v,
+                        "%s does not show scope %s of case#%d (%s), granted at step %d and not "
+                        "ended since; the owner's last entry for it: %s",
+                        who, scopes[sc], (int)c, x->ids[c], t->last_ack_grant, says);
                 }
             }
-            if (!any && !open && o.status != 3) {
+            if (!any && !open && !ever && o.status != 3) {
                 v->leaks++;
-                note(v, "%s: case show %s gives exit %d, not 3, with no grant",
-                    x->net.nodes[i].name, x->ids[c], o.status);
+                note(v, "%s: case show %s gives exit %d, not 3, with no grant", who, x->ids[c],
+                    o.status);
             }
             if (any && o.status == 0 && o.json != NULL)
-                check_case_at(x, (int)c, i, o.json, lost_step, v);
-            else if (any) {
+                check_case_at(x, m, (int)c, i, o.json, lost_step, v);
+            else if (any || (o.status != 0 && o.status != 3)) {
                 v->lost++;
-                note(v, "%s cannot show case#%d (%s): exit %d %s", x->net.nodes[i].name, (int)c,
-                    x->ids[c], o.status, o.out);
+                note(v, "%s cannot show case#%d (%s): exit %d %s", who, (int)c, x->ids[c], o.status,
+                    o.out);
             }
-            tn_out_free(&o);
+            if (!is_owner)
+                tn_out_free(&o);
         }
+        tn_out_free(&oo);
     }
     for (size_t k = 0; k < x->p.n; k++)
         if (lost_step[k])
             v->lost++;
     free(lost_step);
     for (size_t i = 0; i < x->net.n; i++)
-        scan_store(x, i, v);
+        scan_store(x, m, i, v);
     /* No node died that the run did not kill. */
     tn_sv_status *st = malloc(sizeof *st);
     if (st != NULL && tn_sv_status_get(&x->net, st) == TN_OK) {
@@ -1046,6 +1525,7 @@ static void chaos_options(const tn_args *a, chaos_opts *o)
     o->report = tn_text(a, "--report");
     o->plan_only = tn_given(a, "--plan");
     o->keep = tn_given(a, "--keep");
+    o->consent_ops = tn_given(a, "--consent-ops");
     /* By default 20 operations a second, so that faults last long enough to matter. */
     if (o->duration == 0)
         o->duration = (o->ops + 19) / 20;
@@ -1060,7 +1540,7 @@ static void plan_print(run *x, const chaos_opts *o)
         tn_node_name(i, x->net.nodes[i].name, x->net.nodes[i].role);
     for (size_t k = 0; k < x->p.n; k++) {
         char d[512];
-        describe(&x->net, o->seed, &x->p.steps[k], d, sizeof d);
+        describe(&x->net, o->seed, x->p.consent_ops, &x->p.steps[k], d, sizeof d);
         printf("%zu %s\n", k, d);
     }
 }
@@ -1070,8 +1550,12 @@ static void plan_print(run *x, const chaos_opts *o)
 static tn_err run_prepare(run *x, const chaos_opts *o)
 {
     x->res = calloc(x->p.n, sizeof *x->res);
+    x->t_wall = calloc(x->p.n, sizeof *x->t_wall);
+    x->cut_risk = calloc(x->p.n, sizeof *x->cut_risk);
+    x->narrowed = calloc((x->p.ncases + 1) * NSCOPES * o->nodes, sizeof *x->narrowed);
     x->ids = calloc(x->p.ncases + 1, sizeof *x->ids);
-    if (x->res == NULL || x->ids == NULL) {
+    if (x->res == NULL || x->ids == NULL || x->t_wall == NULL || x->cut_risk == NULL
+        || x->narrowed == NULL) {
         tn_msg("chaos: out of memory for the results of %zu steps", x->p.n);
         return TN_ENOMEM;
     }
@@ -1097,8 +1581,8 @@ static tn_err run_prepare(run *x, const chaos_opts *o)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     x->tty = isatty(2) == 1;
-    printf("chaos: seed=%llu nodes=%zu ops=%zu steps=%zu dir=%s\n", (unsigned long long)o->seed,
-        o->nodes, o->ops, x->p.n, x->dir);
+    printf("chaos: seed=%llu nodes=%zu ops=%zu%s steps=%zu dir=%s\n", (unsigned long long)o->seed,
+        o->nodes, o->ops, o->consent_ops ? " consent-ops" : "", x->p.n, x->dir);
     printf("chaos: nodes (lag listed in this order):");
     for (size_t i = 0; i < o->nodes; i++) {
         char name[33], role[16];
@@ -1130,12 +1614,23 @@ static tn_err run_up(run *x, const chaos_opts *o)
 /* Operation k of the plan, done, counted and recorded. */
 static void run_op(run *x, size_t k, const char *desc)
 {
-    result r = do_op(x, &x->p.steps[k]);
+    const step *s = &x->p.steps[k];
+    if (x->p.consent_ops && s->kind == S_EDIT && s->node != x->p.owner[s->c]
+        && x->ids[s->c][0] != '\0' && x->narrowed[tix(x, s->c, fields[s->f].scope_ix, s->node)])
+        x->cut_risk[k] = edit_may_be_cut(x, s);
+    x->t_wall[k] = tn_wall_ms();
+    result r = do_op(x, s);
     x->res[k] = r;
+    bool note = (s->kind == S_WITHDRAW || s->kind == S_DROP) && s->consent;
+    bool narrows = s->kind == S_REVOKE || s->kind == S_DOWNGRADE || note
+        || (s->kind == S_GRANT && !s->write); /* it may narrow a write grant */
+    if (narrows && (r == R_ACK || r == R_UNKNOWN))
+        x->narrowed[tix(x, s->c, s->f, s->to)] |= NARROWED_ANY | (note ? NARROWED_NOTE : 0u);
     x->done_ops++;
-    if (r == R_ACK)
+    if (r == R_ACK) {
         x->acked++;
-    else if (r == R_REFUSED)
+        x->acked_kind[s->kind]++;
+    } else if (r == R_REFUSED)
         x->refused++;
     else if (r == R_UNKNOWN)
         x->unknown++;
@@ -1162,7 +1657,7 @@ static tn_err run_steps(run *x, const chaos_opts *o)
                 tn_sleep_ms((unsigned)(due - tn_now_ms() > 50 ? 50 : due - tn_now_ms()));
         }
         char desc[512];
-        describe(&x->net, x->seed, s, desc, sizeof desc);
+        describe(&x->net, x->seed, x->p.consent_ops, s, desc, sizeof desc);
         if (s->kind >= S_PARTITION) {
             tn_err err = do_fault(x, s, desc);
             if (err != TN_OK)
@@ -1262,12 +1757,106 @@ static void run_report(run *x, const chaos_opts *o, const verdict *v, bool conve
     json_object_object_add(head, "lost", json_object_new_int64((int64_t)v->lost));
     json_object_object_add(head, "leaks", json_object_new_int64((int64_t)v->leaks));
     json_object_object_add(head, "crashes", json_object_new_int64((int64_t)v->crashes));
+    if (o->consent_ops) {
+        json_object *co = json_object_new_object();
+        static const skind kinds[] = { S_GRANT, S_REVOKE, S_DOWNGRADE, S_WITHDRAW, S_DROP };
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            json_object_object_add(
+                co, skind_names[kinds[k]], json_object_new_int64((int64_t)x->acked_kind[kinds[k]]));
+        json_object_object_add(co, "uncertain_edits", json_object_new_int64((int64_t)v->uncertain));
+        json_object_object_add(head, "consent_ops_acked", co);
+    }
     json_object_object_add(head, "converged", json_object_new_boolean(converged));
     json_object_object_add(head, "convergence_s", json_object_new_double((double)took / 1e3));
     tn_err err = tn_report_write(o->report, &x->net, &x->rep, head);
     if (err != TN_OK)
         say(x, "chaos: the report could not be written: %s", tn_strerror(err));
     json_object_put(head);
+}
+
+/* The last line of a run (README.md "Chaos runs"); with --consent-ops it counts the
+ * acknowledged consent operations too. */
+static void summary_line(
+    const run *x, const chaos_opts *o, unsigned long lost, bool converged, char *buf, size_t size)
+{
+    int used = snprintf(buf, size, "chaos: seed=%llu nodes=%zu ops=%zu acked=%lu",
+        (unsigned long long)o->seed, o->nodes, o->ops, x->acked);
+    if (o->consent_ops && used > 0 && (size_t)used < size)
+        used += snprintf(buf + used, size - (size_t)used,
+            " revokes=%lu downgrades=%lu withdrawals=%lu drops=%lu", x->acked_kind[S_REVOKE],
+            x->acked_kind[S_DOWNGRADE], x->acked_kind[S_WITHDRAW], x->acked_kind[S_DROP]);
+    if (used > 0 && (size_t)used < size)
+        snprintf(buf + used, size - (size_t)used, " lost=%lu converged=%s seconds=%.1f\n", lost,
+            converged ? "yes" : "no", (double)elapsed(x) / 1000.0);
+}
+
+/* --consent-ops, once converged: an owner applies a withdrawal or a drop in the pass after
+ * its note arrives (node__close_ended), and the narrowing then travels. Wait (60 s at most)
+ * until every access the model ends with an acknowledged withdrawal or drop has ended at its
+ * owner (the owner's last access-log entry for the grantee there is a narrowing to none), then
+ * for convergence again (90 s at most; 15 s when the network had not converged before, the
+ * notes being seldom what it lacked). Returns whether the network converged; *waited says how
+ * long it took (ms). */
+static bool run_await_notes(run *x, const model *m, bool converged, uint64_t *waited)
+{
+    uint64_t start = tn_now_ms();
+    size_t pending = 0, total = 0;
+    char first[300] = "";
+    for (;;) {
+        pending = total = 0;
+        for (size_t c = 0; c < x->p.ncases && !interrupted; c++) {
+            bool wanted = false;
+            for (int sc = 0; sc < NSCOPES && !wanted; sc++)
+                for (size_t i = 0; i < x->net.n && !wanted; i++)
+                    wanted = m->t[tix(x, (int)c, sc, (int)i)].await_note;
+            if (!wanted || x->ids[c][0] == '\0')
+                continue;
+            tn_out o = tn_patto(&x->net, (size_t)x->p.owner[c], "case", "show", x->ids[c], NULL);
+            for (int sc = 0; sc < NSCOPES; sc++)
+                for (size_t i = 0; i < x->net.n; i++) {
+                    const tstate *t = &m->t[tix(x, (int)c, sc, (int)i)];
+                    if (!t->await_note)
+                        continue;
+                    total++;
+                    json_object *e = o.status == 0
+                        ? last_entry_for(access_log(o.json, sc), x->net.nodes[i].name, NULL)
+                        : NULL;
+                    if (e != NULL && strcmp(entry_text(e, "kind"), "narrowing") == 0
+                        && strcmp(entry_text(e, "access"), "none") == 0)
+                        continue;
+                    if (pending++ == 0) {
+                        char says[300];
+                        owner_says(o.status == 0 ? o.json : NULL, sc, x->net.nodes[i].name, says,
+                            sizeof says);
+                        snprintf(first, sizeof first,
+                            "%s of case#%zu for %s (step %d); the owner's last entry for it: "
+                            "%.160s",
+                            scopes[sc], c, x->net.nodes[i].name, t->ended_by, says);
+                    }
+                }
+            tn_out_free(&o);
+        }
+        if (pending == 0 || interrupted || tn_now_ms() - start > 60000)
+            break;
+        converge_tick(x);
+        tn_sleep_ms(500);
+    }
+    say(x, "chaos: %zu of %zu withdrawals and drops applied by their owners after %.1f s%s%s",
+        total - pending, total, (double)(tn_now_ms() - start) / 1000.0, pending ? "; not: " : "",
+        pending ? first : "");
+    json_object *gaps = NULL;
+    size_t omitted = 0;
+    uint64_t took = 0;
+    tn_err err = tn_wait_converged(
+        &x->net, converged ? CONVERGE_MS : 15000, converge_tick, x, &took, &gaps, &omitted);
+    *waited = tn_now_ms() - start;
+    if (err != TN_OK) {
+        char *why = err == TN_ENOTCONVERGED ? tn_gaps_text(gaps) : NULL;
+        say(x, "chaos: NOT converged after the withdrawals and drops:\n%s", why ? why : "");
+        free(why);
+    }
+    json_object_put(gaps);
+    return err == TN_OK;
 }
 
 /* After the plan: heal, converge, verify every acknowledged write, no leak, no crash; the
@@ -1279,21 +1868,39 @@ static tn_err run_check(run *x, const chaos_opts *o, char *summary, size_t size)
     bool converged = run_converge(x, heal_t, &took);
     verdict v;
     memset(&v, 0, sizeof v);
-    verify(x, &v);
+    model m;
+    if (model_build(x, &m) != TN_OK) {
+        say(x, "chaos: out of memory for the checks");
+        summary_line(x, o, 0, converged, summary, size);
+        return TN_ENOMEM;
+    }
+    if (o->consent_ops) {
+        uint64_t waited = 0;
+        converged = run_await_notes(x, &m, converged, &waited) && converged;
+        say(x,
+            "chaos: consent: %lu grants acknowledged (%lu again after an end), %lu revocations, "
+            "%lu downgrades, %lu withdrawals, %lu drops; %lu edits a narrowing may have cut "
+            "(not checked)",
+            x->acked_kind[S_GRANT], m.regrants, m.revokes, m.downgrades, m.withdrawals, m.drops,
+            m.nuncertain);
+    }
+    verify(x, &m, &v);
+    model_fini(&m);
     for (size_t k = 0; k < v.nfirst; k++)
         say(x, "chaos: %s", v.first[k]);
     /* The scan for plaintext finds what it looks for where it may be: not a vacuous check. */
-    say(x, "chaos: plaintext scan of every data.mdb: %lu values where readable, %lu where not",
-        v.seen, v.leaks);
+    say(x,
+        "chaos: plaintext scan of every data.mdb: %lu values where readable, %lu where not (%lu "
+        "of scopes never granted, %lu written after a revocation, %lu after a narrowing and a new "
+        "key)",
+        v.seen, v.leak_never + v.leak_revoked + v.leak_sealed, v.leak_never, v.leak_revoked,
+        v.leak_sealed);
     if (v.leaks || v.crashes || v.phantom)
         say(x, "chaos: leaks=%lu crashes=%lu phantom=%lu", v.leaks, v.crashes, v.phantom);
     bool ok = converged && v.lost == 0 && v.leaks == 0 && v.crashes == 0 && v.phantom == 0;
     if (o->report != NULL)
         run_report(x, o, &v, converged, took);
-    snprintf(summary, size,
-        "chaos: seed=%llu nodes=%zu ops=%zu acked=%lu lost=%lu converged=%s seconds=%.1f\n",
-        (unsigned long long)o->seed, o->nodes, o->ops, x->acked, v.lost, converged ? "yes" : "no",
-        (double)elapsed(x) / 1000.0);
+    summary_line(x, o, v.lost, converged, summary, size);
     return ok ? TN_OK : TN_EVIOLATION;
 }
 
@@ -1310,9 +1917,7 @@ static tn_err run_finish(run *x, const chaos_opts *o, tn_err err, char *summary,
     if (x->up && err == TN_OK && sanitizer_report(x, x->dir))
         err = TN_EVIOLATION;
     if (!checked) {
-        snprintf(summary, size,
-            "chaos: seed=%llu nodes=%zu ops=%zu acked=%lu lost=0 converged=no seconds=%.1f\n",
-            (unsigned long long)o->seed, o->nodes, o->ops, x->acked, (double)elapsed(x) / 1000.0);
+        summary_line(x, o, 0, false, summary, size);
         say(x, "chaos: the run could not finish");
     }
     if (err != TN_OK) {
@@ -1322,8 +1927,10 @@ static tn_err run_finish(run *x, const chaos_opts *o, tn_err err, char *summary,
         say(x, "chaos: FAILED; the network is kept in %s (every node's log, supervisor.log)",
             x->dir);
         say(x,
-            "chaos: replay: patto-testnet chaos --nodes %zu --ops %zu --seed %llu --duration %llu",
-            o->nodes, o->ops, (unsigned long long)o->seed, (unsigned long long)o->duration);
+            "chaos: replay: patto-testnet chaos --nodes %zu --ops %zu --seed %llu --duration "
+            "%llu%s",
+            o->nodes, o->ops, (unsigned long long)o->seed, (unsigned long long)o->duration,
+            o->consent_ops ? " --consent-ops" : "");
     }
     if (x->made_dir && !x->keep) {
         const char *rm[] = { "/bin/rm", "-rf", x->dir, NULL };
@@ -1345,7 +1952,7 @@ tn_err tn_cmd_chaos(const tn_args *a)
     x->ops = o.ops;
     x->keep = o.keep;
     char summary[256] = "";
-    tn_err err = plan_make(&x->p, o.seed, o.nodes, o.ops);
+    tn_err err = plan_make(&x->p, o.seed, o.nodes, o.ops, o.consent_ops);
     if (err != TN_OK) {
         tn_msg("chaos: cannot plan %zu operations: %s", o.ops, tn_strerror(err));
         goto done;
@@ -1368,6 +1975,9 @@ done:
     tn_report_fini(&x->rep);
     plan_fini(&x->p);
     free(x->res);
+    free(x->t_wall);
+    free(x->cut_risk);
+    free(x->narrowed);
     free(x->ids);
     free(x);
     return err;

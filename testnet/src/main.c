@@ -154,6 +154,8 @@ static const tn_cmdspec commands[] = {
             { "--plan", TN_OPT_FLAG, NULL, 0, 0, false, "print the plan and exit" },
             { "--keep", TN_OPT_FLAG, NULL, 0, 0, false,
                 "keep the directory of a passing run too (a failing one is always kept)" },
+            { "--consent-ops", TN_OPT_FLAG, NULL, 0, 0, false,
+                "also revoke, downgrade, withdraw and drop grants (on consent or public task)" },
         },
         .run = tn_cmd_chaos,
     },

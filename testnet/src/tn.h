@@ -166,7 +166,7 @@ typedef struct tn_optspec {
     const char *help; /* one line */
 } tn_optspec;
 
-#define TN_OPTS_MAX 8
+#define TN_OPTS_MAX 10
 #define TN_POS_MAX (1 + TN_MAX_NODES) /* partition DIR and a group per node */
 
 struct tn_cmdspec;

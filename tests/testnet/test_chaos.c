@@ -5,8 +5,11 @@
  *   --report FILE.json (parameters, timeline, lag samples) and FILE.svg beside it;
  * - on a terminal the progress line is redrawn in place;
  * - a node that dies on its own fails the run, which still runs every check, keeps the
- *   directory and prints the command that replays the seed (exit 6, a check failed).
- * argv: patto-testnet.
+ *   directory and prints the command that replays the seed (exit 6, a check failed);
+ * - --consent-ops (argv[2] "consent", testnet.chaos.consent.run): the plan has every consent
+ *   operation, both bases and a re-grant (the same seed without it has none of them), and a
+ *   run acknowledges each kind and passes.
+ * argv: patto-testnet [consent].
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -123,6 +126,25 @@ static bool summary_ok(const char *line, unsigned seed, unsigned nodes, unsigned
         return false;
     return s == seed && n == nodes && k == ops && acked <= ops && secs > 0
         && (lost == NULL || strcmp(l, lost) == 0) && strcmp(c, converged) == 0;
+}
+
+/* Whether line is the summary line of a --consent-ops run of (seed, nodes, ops) that passed,
+ * with at least one acknowledged revocation, downgrade, withdrawal and drop. */
+static bool consent_summary_ok(const char *line, unsigned seed, unsigned nodes, unsigned ops)
+{
+    unsigned s, n, k, acked, rv, dg, wd, dr;
+    char l[16], c[8], tail[8] = "";
+    double secs;
+    int used = 0;
+    if (sscanf(line,
+            "chaos: seed=%u nodes=%u ops=%u acked=%u revokes=%u downgrades=%u withdrawals=%u "
+            "drops=%u lost=%15[0-9] converged=%7[a-z] seconds=%lf%n",
+            &s, &n, &k, &acked, &rv, &dg, &wd, &dr, l, c, &secs, &used)
+            != 11
+        || (size_t)used != strlen(line) || sscanf(line + used, "%7s", tail) == 1)
+        return false;
+    return s == seed && n == nodes && k == ops && acked <= ops && rv > 0 && dg > 0 && wd > 0
+        && dr > 0 && strcmp(l, "0") == 0 && strcmp(c, "yes") == 0 && secs > 0;
 }
 
 static void rm_rf(const char *dir)
@@ -340,10 +362,73 @@ static void crash_fails_run_and_prints_replay(void **state)
     rm_rf(top);
 }
 
+/* --consent-ops: what the plan has, and a run of it. Seed 33 at 3 nodes and 150 operations
+ * plans every consent operation (withdrawals and drops of grants on both bases), grants on
+ * both bases and four re-grants after a revocation. */
+static void consent_ops_plan_and_run(void **state)
+{
+    (void)state;
+    const char *plan_argv[] = { testnet_bin, "chaos", "--nodes", "3", "--ops", "150", "--seed",
+        "33", "--consent-ops", "--plan", NULL };
+    run_out plan;
+    run(&plan, plan_argv, -1, NULL, NULL);
+    assert_int_equal(plan.status, 0);
+    static const char *const kinds[] = { " revoke case#", " downgrade case#", " withdraw case#",
+        " drop case#", " basis consent\n", " basis public-task\n", "(a grant on consent)\n",
+        "(a grant on public-task)\n" };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (strstr(plan.out, kinds[k]) == NULL)
+            fail_msg("the --consent-ops plan of seed 33 lacks \"%s\":\n%s", kinds[k], plan.out);
+    /* A re-grant: a grant of (case, scope) to the node a revocation ended it for. */
+    static char ended[64][96];
+    size_t nended = 0;
+    bool regrant = false;
+    for (char *save = NULL, *l = strtok_r(plan.out, "\n", &save); l && !regrant;
+         l = strtok_r(NULL, "\n", &save)) {
+        char c[16], at[40], scope[24], access[8], to[40];
+        if (sscanf(l, "%*u revoke %15s at %39s %23s from %39s", c, at, scope, to) == 4
+            && nended < 64)
+            snprintf(ended[nended++], sizeof ended[0], "%s %s %s", c, scope, to);
+        if (sscanf(l, "%*u grant %15s at %39s %23s %7s to %39s", c, at, scope, access, to) == 5) {
+            char key[96];
+            snprintf(key, sizeof key, "%s %s %s", c, scope, to);
+            for (size_t k = 0; k < nended && !regrant; k++)
+                regrant = strcmp(ended[k], key) == 0;
+        }
+    }
+    assert_true(regrant);
+    free(plan.out);
+    /* Without the option: the draws of before, none of the new operations, no basis named. */
+    const char *old_argv[]
+        = { testnet_bin, "chaos", "--nodes", "3", "--ops", "150", "--seed", "33", "--plan", NULL };
+    run(&plan, old_argv, -1, NULL, NULL);
+    assert_int_equal(plan.status, 0);
+    static const char *const absent[]
+        = { " revoke ", " downgrade ", " withdraw ", " drop ", " basis " };
+    for (size_t k = 0; k < sizeof absent / sizeof absent[0]; k++)
+        if (strstr(plan.out, absent[k]) != NULL)
+            fail_msg("the plan of seed 33 without --consent-ops has \"%s\"", absent[k]);
+    assert_non_null(strstr(plan.out, " grant case#"));
+    free(plan.out);
+
+    const char *argv[] = { testnet_bin, "chaos", "--nodes", "3", "--ops", "150", "--seed", "33",
+        "--consent-ops", NULL };
+    run_out o;
+    run(&o, argv, -1, NULL, NULL);
+    char last[512];
+    if (o.status != 0 || !consent_summary_ok(last_line(o.out, last, sizeof last), 33, 3, 150))
+        fail_msg(
+            "chaos --consent-ops seed 33: exit %d, last line \"%s\":\n%s", o.status, last, o.out);
+    assert_non_null(strstr(o.out, "chaos: consent: "));
+    assert_non_null(strstr(o.out, " withdrawals and drops applied by their owners after "));
+    assert_non_null(strstr(o.out, "chaos: plaintext scan of every data.mdb: "));
+    free(o.out);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s PATTO_TESTNET\n", argv[0]);
+    if (argc < 2 || (argc == 3 && strcmp(argv[2], "consent") != 0) || argc > 3) {
+        fprintf(stderr, "usage: %s PATTO_TESTNET [consent]\n", argv[0]);
         return 2;
     }
     testnet_bin = argv[1];
@@ -352,5 +437,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(live_progress_on_a_terminal),
         cmocka_unit_test(crash_fails_run_and_prints_replay),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest consent[] = {
+        cmocka_unit_test(consent_ops_plan_and_run),
+    };
+    return argc == 3 ? cmocka_run_group_tests(consent, NULL, NULL)
+                     : cmocka_run_group_tests(tests, NULL, NULL);
 }

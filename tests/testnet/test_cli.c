@@ -260,7 +260,7 @@ static void help_from_one_table(void **state)
         { "start", { NULL } },
         { "chaos",
             { "--nodes", "--ops", "--seed", "--duration", "--dir", "--report", "--plan",
-                "--keep" } },
+                "--keep", "--consent-ops" } },
     };
     run_out *o = tn("--help", NULL);
     assert_int_equal(o->status, 0);
