@@ -259,8 +259,8 @@ static void help_from_one_table(void **state)
         { "restart", { NULL } },
         { "start", { NULL } },
         { "chaos",
-            { "--nodes", "--ops", "--seed", "--duration", "--dir", "--report", "--plan",
-                "--keep", "--consent-ops" } },
+            { "--nodes", "--ops", "--seed", "--duration", "--dir", "--report", "--plan", "--keep",
+                "--consent-ops" } },
     };
     run_out *o = tn("--help", NULL);
     assert_int_equal(o->status, 0);
