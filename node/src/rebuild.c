@@ -135,7 +135,8 @@ static int dots_cmp(const void *a, const void *b)
  * that create one dot are both void, whatever came first. */
 static void mark_clashes(dots_vec *d, bool *clash)
 {
-    qsort(d->v, d->n, sizeof(*d->v), dots_cmp);
+    if (d->n > 1) /* (an empty vector has no array: qsort must not see NULL) */
+        qsort(d->v, d->n, sizeof(*d->v), dots_cmp);
     for (size_t i = 0; i < d->n;) {
         size_t j = i + 1;
         uint64_t hi = d->v[i].r.hi;
