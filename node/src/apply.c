@@ -406,7 +406,8 @@ static node_err apply_entry(node_txn *t, apply_ctx *c, const node_wait *w, const
         en->access = n->access;
         en->reason = n->reason;
         en->ncut = n->ncut;
-        memcpy(en->cut, n->cut, n->ncut * sizeof(*n->cut));
+        if (n->ncut > 0) /* (an empty cut may have no array) */
+            memcpy(en->cut, n->cut, n->ncut * sizeof(*n->cut));
     } else {
         en->new_epoch = plain->new_epoch;
         memcpy(en->key_hash, plain->key_hash, 32);
