@@ -160,6 +160,22 @@ static const cli__cmd commands[] = {
         "disk the copy needed. The node also compacts on its own every [store]\n"
         "compact_every_hours (default 24).",
         cli__store_compact },
+    /* (before "inbox": the first name that matches is taken) */
+    { "inbox ack", "", "mark everything in your inbox as read",
+        "Marks every row there is now as read for you (the operator); later ones are new.",
+        cli__inbox_ack },
+    { "inbox", "[--since WHEN] [--all] [--limit N]",
+        "what reached this node for you: shared cases, ended access, partners' changes",
+        "Lists, newest first, what this node took that concerns its operators and that you\n"
+        "(the operator: --operator or PATTO_OPERATOR, else the node's default) have not marked\n"
+        "read: cases shared with this node (scope, access, purpose, basis, until), access\n"
+        "narrowed or ended (revoked, expired, withdrawn, dropped), partners' changes to cases\n"
+        "read here (one line a case), and at a case's owner the withdrawals and drops received.\n"
+        "Alerts come first: this node removed, a forked origin, a peer's clock beyond the\n"
+        "network's bound, writes waiting for a key. --all shows the rows read too; --since WHEN\n"
+        "(YYYY-MM-DD, or 30m, 12h, 7d ago) only the newer; --limit N at most N (default 50).\n"
+        "The node keeps at most 10,000 rows besides one row of changes a case.",
+        cli__inbox },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -137,6 +137,8 @@ cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char
 cli_err cli__consent_drop(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__inbox(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 
 /* ---- files (util.c) ---- */
 

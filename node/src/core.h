@@ -575,8 +575,6 @@ node_err node__destroy_scope(
  * already (an old narrowing read again after a re-grant). */
 node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
     const ledger_entry *en, const ledger_entry *ended);
-/* "revoked", "withdrawn", "dropped" or "expired" (proto_narrow_reason). */
-const char *node__narrow_reason(uint8_t reason);
 /* Grant entry en of k's scope names this node's org: a closed record of an earlier narrowing
  * is dropped (granted again); a grant from before it, taken after it, settles the basis of
  * what the narrowing ended (and purges the scope when that was consent). */
@@ -717,6 +715,46 @@ node_err node__close_ended(
  * came): close the ended grants, 1,000 scopes per transaction, and push what was written. */
 #define NODE_ENDED_EVERY_MS (10 * 60 * 1000)
 void node__ended_tick(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* inbox.c: what reached this node that concerns its operators                               */
+
+/* Rows kept at most: beyond, the oldest goes (a row is at most 150 bytes: about 1.5 MiB). */
+#define NODE_INBOX_MAX 10000
+typedef enum node_inbox_kind {
+    NODE_INBOX_SHARED = 1,     /* a grant to this node's org taken (entry, access, purpose...) */
+    NODE_INBOX_NARROWED = 2,   /* a narrowing of this node's org taken (access left, reason) */
+    NODE_INBOX_CHANGED = 3,    /* a partner's delta merged in a case read here: one row a case */
+    NODE_INBOX_WITHDRAWAL = 4, /* at the owner: a withdrawal received (org: who sent it) */
+    NODE_INBOX_DROP = 5,       /* at the owner: a drop received */
+} node_inbox_kind;
+typedef struct node_inbox_item {
+    uint64_t at_ms; /* when this node took it, by its clock */
+    uint8_t kind;   /* node_inbox_kind */
+    proto_case_id case_id;
+    uint64_t entry; /* the access-log entry (shared, narrowed); a note's first 8 id bytes */
+    /* (scope: a note's first scope; changed: the scope of the last delta merged) */
+    uint32_t count; /* changed: deltas merged since the row was made */
+    uint8_t access, basis, reason;
+    uint64_t until_ms;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    char org[PROTO_ORG_MAX + 1]; /* the grantor, the narrowing's owner, the writer, the sender */
+    char purpose[PROTO_ORG_MAX + 1]; /* shared; a note's grantee (withdrawal, drop) */
+} node_inbox_item;
+/* An item of kind for case c, scope and org, taken at at_ms; the rest zero. */
+void node__inbox_item(node_inbox_item *it, uint64_t at_ms, uint8_t kind, const proto_case_id *c,
+    const char *scope, const char *org);
+/* Add a row in the caller's transaction: nothing when its cause has a row already, except a
+ * change, whose case's row moves to the end with its count added. */
+node_err node__inbox_add(node_txn *t, const node_inbox_item *it);
+/* "revoked", "withdrawn", "dropped" or "expired" (proto_narrow_reason). */
+const char *node__narrow_reason(uint8_t reason);
+/* Forget the partners' changes row of case c (its scope destroyed here). */
+node_err node__inbox_forget_case(node_txn *t, const proto_case_id *c);
+/* The alerts an operator must not miss, from the node's state now (status, inbox): this node
+ * removed, a forked (quarantined) origin, a peer's clock beyond the bound, writes waiting for a
+ * key. A JSON array of {"kind", "org", "message", ...}. */
+struct json_object *node__alerts(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* link.c: the links to peers                                                                */

@@ -618,6 +618,10 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         cmd_manifest_import(&r);
     else if (strcmp(cmd, "store.compact") == 0)
         cmd_store_compact(&r);
+    else if (strcmp(cmd, "inbox") == 0)
+        node__cmd_inbox(&r);
+    else if (strcmp(cmd, "inbox.ack") == 0)
+        node__cmd_inbox_ack(&r);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown command '%s'", cmd);

@@ -46,6 +46,9 @@ void node__cmd_case_list(req *r);
 void node__cmd_status(req *r);
 void node__cmd_digest(req *r);
 void node__cmd_schema(req *r);
+/* inbox.c */
+void node__cmd_inbox(req *r);
+void node__cmd_inbox_ack(req *r);
 /* The org that owns case c, as this node knows it: its own org for a case it opened, else the
  * owner recorded with a key of the case it holds; NODE_ENOTFOUND when it holds none. */
 node_err node__case_owner(node_engine *e, const proto_case_id *c, char owner[PROTO_ORG_MAX + 1]);

@@ -743,6 +743,7 @@ void node__cmd_status(req *r)
         e->have_manifest ? json_object_new_int64((int64_t)e->manifest.version) : NULL);
     json_object_object_add(doc, "versions", versions);
     json_object_object_add(doc, "removed", json_object_new_boolean(e->removed));
+    json_object_object_add(doc, "alerts", node__alerts(e));
     json_object *peers = json_object_new_array(), *members = json_object_new_array();
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];
