@@ -97,7 +97,15 @@ static const cli__cmd commands[] = {
         cli__case_new },
     { "case set", "CASE EDIT ...", "apply edits to a case as one change, durably",
         "EDIT is scope.field=VALUE, scope.field+=VALUE or scope.field-=VALUE.", cli__case_set },
-    { "case unset", "CASE SCOPE.FIELD", "remove a field", NULL, cli__case_unset },
+    { "case unset", "CASE SCOPE.FIELD [--all]", "remove a field",
+        "Removes every value of the field seen here. A timeline's events go all at once, so\n"
+        "for a timeline it needs --all (to remove one event's content, use case redact).",
+        cli__case_unset },
+    { "case redact", "CASE SCOPE.FIELD EVENT", "redact one event of a timeline",
+        "Removes the content of one event (its time and author stay). EVENT is the id in\n"
+        "brackets that case show prints after each event. Only the event's author or the\n"
+        "case's owner may redact it: every node refuses anyone else's redaction.",
+        cli__case_redact },
     { "case show", "CASE", "the owner, readable scopes and access log of a case",
         "Shows the org that owns the case, every readable field (conflicts marked) and, under\n"
         "each scope, its access log: grants (to, access, purpose, basis, provision, until,\n"

@@ -508,10 +508,12 @@ cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 
 cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    const char *pos[2];
+    const char *pos[3];
     size_t n;
+    bool all = false;
+    const cli__opt opts[] = { { "all", NULL, &all } };
     char id[PROTO_CASE_ID_TEXT_SIZE];
-    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 2, 2, &n);
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 2, 2, &n);
     if (err != CLI_OK)
         return err;
     if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
@@ -519,7 +521,32 @@ cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **arg
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     pos[0] = id;
-    return exchange(ctx, "case.unset", pos, 2, NULL, render_case_unset);
+    pos[2] = "all";
+    return exchange(ctx, "case.unset", pos, all ? 3 : 2, NULL, render_case_unset);
+}
+
+static void render_case_redact(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    printf("%s: event %s of %s redacted (its time and author stay)\n", jtext(p, "id"),
+        jtext(p, "event"), jtext(p, "field"));
+}
+
+cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[3];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 3, 3, &n);
+    if (err != CLI_OK)
+        return err;
+    if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
+        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    pos[0] = id;
+    return exchange(ctx, "case.redact", pos, 3, NULL, render_case_redact);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -545,8 +572,9 @@ static void print_field(const char *key, int width, json_object *value, json_obj
                 }
                 json_object *red = jget(e, "redacted");
                 char at[CLI_TIME_TEXT_SIZE];
-                printf("%s  %s  %s", when(e, "at", at), jtext(e, "by"),
-                    red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"));
+                printf("%s  %s  %s  [%s]", when(e, "at", at), jtext(e, "by"),
+                    red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"),
+                    jtext(e, "id"));
             }
         } else {
             for (size_t i = 0; i < n; i++)

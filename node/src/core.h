@@ -638,9 +638,21 @@ typedef struct node_edit {
     char field[CRDT_FIELD_MAX + 1];
     node_edit_op op;
     bool unset;
+    /* a redaction of one timeline event (case.redact): named by the first NODE_EVENT_PREFIX
+     * bytes of its origin and its counter (node__event_id), found in the state */
+    bool redact;
+    uint8_t event_origin[6];
+    uint64_t event_counter;
     char value[16384 + 1]; /* canonical form from node_schema_check */
     int64_t amount;        /* counters */
 } node_edit;
+
+/* A timeline event's id as people see and type it: the first 6 bytes of its origin in hex, a
+ * dot and its counter ("3fa94c1be20d.17"); out holds 12 + 1 + 20 + 1 bytes. */
+#define NODE_EVENT_ID_SIZE 34
+void node__event_id(const crdt_dot *d, char out[NODE_EVENT_ID_SIZE]);
+/* Parse one into ed (redact, event_origin, event_counter); false when text is not one. */
+bool node__event_id_parse(const char *text, node_edit *ed);
 
 /* A delta this node wrote, to push to its peers: the encoded header and body, and the header
  * decoded (borrowing from `header`). */

@@ -82,6 +82,9 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
                 json_object_object_add(o, "at", json_object_new_string(at));
                 json_object_object_add(
                     o, "by", json_object_new_string(node__org_of(e, ev.id.origin.b, hex)));
+                char eid[NODE_EVENT_ID_SIZE];
+                node__event_id(&ev.id, eid);
+                json_object_object_add(o, "id", json_object_new_string(eid));
                 if (ev.redacted) {
                     json_object_object_add(o, "event", NULL);
                     json_object_object_add(o, "redacted", json_object_new_boolean(1));

@@ -8,6 +8,7 @@
  */
 #include "core.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,47 @@ node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node
         sd, f, out->op, eq + 1, out->value, sizeof(out->value), &out->amount, msg);
 }
 
+void node__event_id(const crdt_dot *d, char out[NODE_EVENT_ID_SIZE])
+{
+    char hex[13];
+    proto_hex_encode(d->origin.b, 6, hex);
+    snprintf(out, NODE_EVENT_ID_SIZE, "%s.%" PRIu64, hex, d->counter);
+}
+
+bool node__event_id_parse(const char *text, node_edit *ed)
+{
+    const char *dot = strchr(text, '.');
+    if (dot == NULL || dot - text != 12 || !proto_hex_decode(text, 12, ed->event_origin, 6)
+        || dot[1] < '0' || dot[1] > '9' || strlen(dot + 1) > 20)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long c = strtoull(dot + 1, &end, 10);
+    if (*end != '\0' || errno != 0)
+        return false;
+    ed->event_counter = c;
+    ed->redact = true;
+    return true;
+}
+
+/* The event of a timeline field that ed names, in state; false when there is none. */
+static bool event_find(const crdt_scope *state, const node_edit *ed, crdt_dot *out)
+{
+    size_t n = 0;
+    if (crdt_timeline_count(state, ed->field, &n) != CRDT_OK)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        crdt_event ev;
+        if (crdt_timeline_at(state, ed->field, i, &ev) == CRDT_OK
+            && ev.id.counter == ed->event_counter
+            && memcmp(ev.id.origin.b, ed->event_origin, 6) == 0) {
+            *out = ev.id;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 typedef struct write_ctx {
@@ -60,6 +102,7 @@ typedef struct write_ctx {
     node_revoke *rv;        /* revoke mode */
     const proto_note *note; /* note mode */
     node_errmsg *msg;
+    bool owner; /* this node's org owns the case (set per scope by write_cb) */
     /* copies adopted after the commit */
     crdt_hlc clock;
     uint64_t seq;
@@ -257,7 +300,23 @@ static node_err apply_edit(write_ctx *w, crdt_scope *state, crdt_scope *delta, c
     if (err != NODE_OK)
         return err;
     crdt_err cerr;
-    if (ed->unset) {
+    if (ed->redact) {
+        crdt_dot ev;
+        char eid[NODE_EVENT_ID_SIZE];
+        crdt_dot named = { .counter = ed->event_counter };
+        memcpy(named.origin.b, ed->event_origin, 6);
+        node__event_id(&named, eid);
+        if (!event_find(state, ed, &ev))
+            return node__fail(w->msg, NODE_ENOTFOUND, "%s.%s has no event %s (see case show)",
+                ed->scope, ed->field, eid);
+        /* Every holder refuses another's redaction unless it comes from the case's owner. */
+        if (memcmp(ev.origin.b, me->b, 32) != 0 && !w->owner)
+            return node__fail(w->msg, NODE_EINVAL,
+                "event %s of %s.%s was written by another member: only its author or the "
+                "case's owner may redact it",
+                eid, ed->scope, ed->field);
+        cerr = crdt_timeline_redact(state, delta, ed->field, &ev);
+    } else if (ed->unset) {
         cerr = crdt_field_remove(state, delta, ed->field);
         if (cerr == CRDT_ENOTFOUND)
             return node__fail(
@@ -361,6 +420,7 @@ static node_err write_cb(node_txn *t, void *ctx)
             err = NODE_ENOMEM;
             goto scope_done;
         }
+        w->owner = strcmp(k.owner_org, e->cfg.org) == 0;
         for (size_t j = i; j < w->n && err == NODE_OK; j++)
             if (strcmp(w->edits[j].scope, scope) == 0)
                 err = apply_edit(w, state, delta, &w->edits[j]);

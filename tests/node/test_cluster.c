@@ -791,8 +791,8 @@ static void inbox_tells_what_is_new(void **state)
     unsetenv("PATTOD_TEST_CLOCK_OFFSET_MS");
     CHECK(net, started == 0, "the Prefettura did not start with a test clock");
     /* (a peer's clock is read from the headers it writes) */
-    o = th_patto_write(net, PREF, "consent", "withdraw", id, "--scopes", "lingua", "--to",
-        "cpia-1", "--evidence", "modulo 13/2026", "--owner", "comune-1", NULL);
+    o = th_patto_write(net, PREF, "consent", "withdraw", id, "--scopes", "lingua", "--to", "cpia-1",
+        "--evidence", "modulo 13/2026", "--owner", "comune-1", NULL);
     CHECK(net, o.status == 0, "withdraw two days on: %d %s %s", o.status, o.out, o.err);
     th_out_free(&o);
     CHECK(net, th_wait(net, 15000, clock_alert, NULL), "the comune shows no clock alert");
@@ -801,6 +801,101 @@ static void inbox_tells_what_is_new(void **state)
     CHECK(net, alerts != NULL && json_object_array_length(alerts) >= 1,
         "the inbox shows no alert: %s", o.out);
     th_out_free(&o);
+}
+
+/* The id of event i of servizi.eventi at node, by case show, or "" when there is none. */
+static void event_id(th_net *net, size_t node, const char *id, size_t i, char out[64])
+{
+    th_out o = th_patto(net, node, "case", "show", id, NULL);
+    json_object *a = o.status == 0 && o.json ? jget(o.json, "scopes/servizi/eventi") : NULL;
+    json_object *e
+        = a != NULL && json_object_array_length(a) > i ? json_object_array_get_idx(a, i) : NULL;
+    snprintf(out, 64, "%s", e != NULL && jstr(e, "id") != NULL ? jstr(e, "id") : "");
+    th_out_free(&o);
+}
+
+typedef struct redacted_want {
+    size_t node;
+    const char *id;
+    size_t i;
+} redacted_want;
+
+static bool event_redacted(th_net *net, void *ctx)
+{
+    redacted_want *w = ctx;
+    th_out o = th_patto(net, w->node, "case", "show", w->id, NULL);
+    json_object *a = o.status == 0 && o.json ? jget(o.json, "scopes/servizi/eventi") : NULL;
+    json_object *e = a != NULL && json_object_array_length(a) > w->i
+        ? json_object_array_get_idx(a, w->i)
+        : NULL;
+    bool ok = e != NULL && json_object_get_boolean(jget(e, "redacted")) && jget(e, "by") != NULL
+        && jget(e, "at") != NULL;
+    th_out_free(&o);
+    return ok;
+}
+
+static bool has_event(th_net *net, void *ctx)
+{
+    redacted_want *w = ctx;
+    char eid[64];
+    event_id(net, w->node, w->id, w->i, eid);
+    return eid[0] != '\0';
+}
+
+/* Timelines: a member with a write grant redacts its own event (the redaction reaches the
+ * owner); it cannot redact the owner's (refused at its own desk, exit 2); the owner may redact
+ * any; an event id that names nothing is exit 3 and a malformed one exit 1; unset of a timeline
+ * needs --all (exit 1 without it, nothing removed). */
+static void timeline_redact_and_unset(void **state)
+{
+    th_net *net = *state;
+    char id[64], mine[64], theirs[64];
+    new_case(net, id, "servizi.eventi+={\"tipo\":\"colloquio\"}", "lingua.livello=A1");
+    grant_on(net, id, "cpia-1", "servizi", "write", "consent");
+    redacted_want seen = { CPIA, id, 0 };
+    CHECK(net, th_wait(net, 10000, has_event, &seen), "the CPIA never read the timeline");
+    th_out o = th_patto_write(
+        net, CPIA, "case", "set", id, "servizi.eventi+={\"tipo\":\"corso\"}", NULL);
+    CHECK(net, o.status == 0, "the CPIA's event: %d %s", o.status, o.out);
+    th_out_free(&o);
+    event_id(net, CPIA, id, 0, theirs);
+    event_id(net, CPIA, id, 1, mine);
+    CHECK(net, theirs[0] != '\0' && mine[0] != '\0', "events without ids");
+
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", theirs, NULL);
+    CHECK(net, o.status == 2 && strstr(o.out, "only its author or the case's owner") != NULL,
+        "the CPIA redacting the owner's event: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", "000000000000.99", NULL);
+    CHECK(net, o.status == 3, "an event that is not there: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", "nope", NULL);
+    CHECK(net, o.status == 1, "a malformed event id: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", mine, NULL);
+    CHECK(net, o.status == 0, "the CPIA redacting its own event: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    redacted_want at_owner = { COMUNE, id, 1 };
+    CHECK(net, th_wait(net, 10000, event_redacted, &at_owner),
+        "the owner did not take the CPIA's redaction of its own event");
+    o = th_patto_write(net, COMUNE, "case", "redact", id, "servizi.eventi", theirs, NULL);
+    CHECK(net, o.status == 0, "the owner redacting its event: %d %s", o.status, o.out);
+    th_out_free(&o);
+    redacted_want at_cpia = { CPIA, id, 0 };
+    CHECK(net, th_wait(net, 10000, event_redacted, &at_cpia),
+        "the CPIA did not take the owner's redaction");
+
+    o = th_patto_write(net, COMUNE, "case", "unset", id, "servizi.eventi", NULL);
+    CHECK(net, o.status == 1 && strstr(o.out, "--all") != NULL, "unset of a timeline: %d %s",
+        o.status, o.out);
+    th_out_free(&o);
+    event_id(net, COMUNE, id, 1, mine);
+    CHECK(net, mine[0] != '\0', "a refused unset removed events");
+    o = th_patto_write(net, COMUNE, "case", "unset", id, "servizi.eventi", "--all", NULL);
+    CHECK(net, o.status == 0, "unset --all: %d %s", o.status, o.out);
+    th_out_free(&o);
+    event_id(net, COMUNE, id, 0, mine);
+    CHECK(net, mine[0] == '\0', "unset --all left events");
 }
 
 int main(int argc, char **argv)
@@ -819,6 +914,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(downgrade_cuts_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(withdrawal_at_any_desk, setup, teardown),
         cmocka_unit_test_setup_teardown(inbox_tells_what_is_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(timeline_redact_and_unset, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
