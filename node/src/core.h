@@ -156,6 +156,8 @@ typedef struct node_want {
     uint64_t since_ms;  /* when the header came (node__mono): its body is usually on the way;
                          * given non-zero to node__want_add: due at once (a key made it readable) */
     uint64_t asked_ms;  /* when it was last asked for (node__mono), 0 if never */
+    uint32_t tries;     /* how many times asked: each time the next holder that is up (sync.c) */
+    bool moot;          /* its delta is cut for good (node__cut_for_good): asked rarely */
 } node_want;
 
 typedef NODE_VEC(node_want) node_want_vec;
@@ -396,6 +398,11 @@ bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32]);
  * held to pass on to other holders), or h is a key grant one of whose hint slots is this
  * node's? */
 bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h);
+/* Is h a member's delta beyond the cut of a narrowing of its org, with no grant to that org
+ * after it? Refused whatever its body says: nobody may be able to serve that body (its author
+ * purged its own copy with the scope; the owner cut before what it never got), so a want of it
+ * is moot (sync.c: asked rarely, not counted as waiting). */
+bool node__cut_for_good(node_txn *t, node_engine *e, const proto_header *h);
 /* Is member m (an author, a peer) of the org that owns the case of key k? */
 bool node__is_owner(const ledger_key *k, const node_member *m);
 /* The newest grant entry for org among entries 1..upto of the (case, scope) access log

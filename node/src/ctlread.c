@@ -813,7 +813,11 @@ void node__cmd_status(req *r)
     json_object_object_add(waiting, "causal", json_object_new_int64((int64_t)causal));
     json_object_object_add(waiting, "clock", json_object_new_int64((int64_t)clock));
     json_object_object_add(waiting, "key", json_object_new_int64((int64_t)key));
-    json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)e->wants.n));
+    size_t moot = 0;
+    for (size_t i = 0; i < e->wants.n; i++)
+        moot += e->wants.v[i].moot;
+    json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)(e->wants.n - moot)));
+    json_object_object_add(waiting, "bodies_refused", json_object_new_int64((int64_t)moot));
     json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->pending.n));
     json_object_object_add(
         waiting, "held_back_authors", json_object_new_int64((int64_t)e->held_back.n));
