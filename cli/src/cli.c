@@ -112,6 +112,12 @@ static const cli__cmd commands[] = {
         "operator) and new epochs. Times in Europe/Rome.",
         cli__case_show },
     { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
+    { "case log", "CASE [SCOPE.FIELD] [--limit N]", "every change to a case, newest first",
+        "Each change this node can read, newest first: when (Europe/Rome), the org that wrote\n"
+        "it, the field, and its value before -> after (a timeline: + the events added); a\n"
+        "conflict lists every value that stands, who wrote it and when. From the changes this\n"
+        "node merged (refused ones are not history). --limit N (default 100, at most 10000).",
+        cli__case_log },
     { "consent grant",
         "CASE --to ORG --scopes S1,S2 --purpose ID --basis BASIS [--access read|write] "
         "[--until YYYY-MM-DD] [--evidence REF] [--provision TEXT]",

@@ -128,6 +128,7 @@ cli_err cli__case_new(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);

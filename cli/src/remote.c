@@ -1291,3 +1291,95 @@ cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
         return err;
     return exchange(ctx, "inbox.ack", NULL, 0, NULL, render_inbox_ack);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* case log                                                                                  */
+
+/* A value in a change line: a set as "a, b", a timeline's events as their content. */
+static void print_log_value(json_object *v)
+{
+    if (v == NULL || json_object_is_type(v, json_type_null)) {
+        printf("(none)");
+        return;
+    }
+    if (!json_object_is_type(v, json_type_array)) {
+        printf("%s", plain(v));
+        return;
+    }
+    if (jlen(v) == 0)
+        printf("(empty)");
+    for (size_t i = 0; i < jlen(v); i++) {
+        json_object *x = json_object_array_get_idx(v, i);
+        json_object *red = json_object_is_type(x, json_type_object) ? jget(x, "redacted") : NULL;
+        printf("%s", i > 0 ? ", " : "");
+        if (red != NULL && json_object_get_boolean(red))
+            printf("(event %s redacted)", jtext(x, "id"));
+        else if (json_object_is_type(x, json_type_object) && jget(x, "event") != NULL)
+            printf("%s", plain(jget(x, "event")));
+        else
+            printf("%s", plain(x));
+    }
+}
+
+static void render_case_log(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    json_object *changes = jget(p, "changes");
+    printf("case %s\n", jtext(p, "id"));
+    if (jlen(changes) == 0)
+        printf("no change this node can read\n");
+    for (size_t i = 0; i < jlen(changes); i++) {
+        json_object *c = json_object_array_get_idx(changes, i);
+        char at[CLI_TIME_TEXT_SIZE], name[128];
+        snprintf(name, sizeof name, "%s.%s", jtext(c, "scope"), jtext(c, "field"));
+        printf("%-25s  %-14s  %-28s  ", when(c, "at", at), jtext(c, "by"), name);
+        json_object *old = jget(c, "old"), *nw = jget(c, "new");
+        json_object *first = jlen(nw) > 0 ? json_object_array_get_idx(nw, 0) : NULL;
+        if (old != NULL) {
+            print_log_value(old);
+            printf(" -> ");
+        } else if (first != NULL && json_object_is_type(first, json_type_object)) {
+            printf("+ "); /* a timeline's events */
+        } else {
+            printf("(none) -> ");
+        }
+        print_log_value(nw);
+        printf("\n");
+        json_object *conflict = jget(c, "conflict");
+        for (size_t k = 0; k < jlen(conflict); k++) {
+            json_object *x = json_object_array_get_idx(conflict, k);
+            char xat[CLI_TIME_TEXT_SIZE];
+            printf("%-25s  %-14s  %-28s  %s %s (by %s, %s)\n", "", "", "",
+                k == 0 ? "CONFLICT:" : "         ", jtext(x, "value"), jtext(x, "by"),
+                when(x, "at", xat));
+        }
+    }
+    json_object *more = jget(p, "more");
+    if (more != NULL && json_object_get_int64(more) > 0)
+        printf("(%s older changes: --limit N shows more)\n", jtext(p, "more"));
+}
+
+cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *limit = NULL;
+    const cli__opt opts[] = { { "limit", &limit, NULL } };
+    const char *pos[2];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE], lbuf[24] = "";
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 1, 2, &n);
+    if (err != CLI_OK)
+        return err;
+    if (n == 2 && (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL))
+        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+    uint64_t v;
+    if (limit != NULL) {
+        if ((err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 10000, &v)) != CLI_OK)
+            return err;
+        snprintf(lbuf, sizeof lbuf, "%" PRIu64, v);
+    }
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    const char *args[] = { id, n == 2 ? pos[1] : "", lbuf };
+    return exchange(ctx, "case.log", args, 3, NULL, render_case_log);
+}

@@ -565,6 +565,13 @@ node_err node__rebuild_noted(node_txn *t, apply_ctx *c);
  * seq (stored before the manifest came) is void, and its scopes are decided again, in one
  * transaction. Run after a manifest is taken, and at start. */
 node_err node__retired_voids(node_engine *e);
+/* Every held, decided delta body of (case c, scope) under its confirmed keys (every epoch),
+ * opened: fn gets its header, its mark (LEDGER_APPLIED, _REFUSED, _VOID), its author and the
+ * delta (fn may take it: set *delta to NULL). In no particular order; stops at fn's error. */
+typedef node_err (*node_delta_fn)(
+    const proto_header *h, int mark, const node_member *author, crdt_scope **delta, void *ctx);
+node_err node__scope_deltas(node_txn *t, node_engine *e, const proto_case_id *c, const char *scope,
+    node_delta_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------------------------------- */
 /* purge.c: where access ends at this node                                                   */

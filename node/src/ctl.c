@@ -645,7 +645,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
     bool writes = strncmp(cmd, "case.", 5) == 0 || strcmp(cmd, "consent.grant") == 0
         || strcmp(cmd, "consent.revoke") == 0 || strcmp(cmd, "consent.withdraw") == 0
         || strcmp(cmd, "consent.drop") == 0;
-    bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0;
+    bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0
+        || strcmp(cmd, "case.log") == 0;
     if (writes && !reads_only && r.operator_name[0] == 0) {
         char msg[sizeof(e->dir) + 300];
         snprintf(msg, sizeof(msg),
@@ -673,6 +674,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         cmd_case_write(&r, false, false);
     else if (strcmp(cmd, "case.unset") == 0)
         cmd_case_write(&r, false, true);
+    else if (strcmp(cmd, "case.log") == 0)
+        node__cmd_case_log(&r);
     else if (strcmp(cmd, "case.redact") == 0)
         cmd_case_redact(&r);
     else if (strcmp(cmd, "case.show") == 0)

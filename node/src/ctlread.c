@@ -17,7 +17,7 @@
 /* Reading a case                                                                            */
 
 /* The JSON of one field's value (what a person reads), adding conflicts when there are. */
-static json_object *field_json(node_engine *e, const crdt_scope *s, const char *scope,
+json_object *node__field_json(node_engine *e, const crdt_scope *s, const char *scope,
     const char *field, crdt_type type, json_object *conflicts)
 {
     const node_field *f = node_schema_field(e->schema, scope, field);
@@ -26,7 +26,8 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
     case CRDT_REGISTER: {
         if (crdt_register_count(s, field, &n) != CRDT_OK || n == 0)
             return NULL;
-        json_object *winner = NULL, *all = n > 1 ? json_object_new_array() : NULL;
+        json_object *winner = NULL,
+                    *all = n > 1 && conflicts != NULL ? json_object_new_array() : NULL;
         for (size_t i = 0; i < n; i++) {
             crdt_reg_value v;
             if (crdt_register_at(s, field, i, &v) != CRDT_OK)
@@ -111,7 +112,7 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
 /* This node is not the owner and its newest grant in (case, scope) of key tag has ended by its
  * clock: the scope is no longer shown here (the owner sees its scopes always). What holders
  * accept from this node is judged by the signed clocks of its writes, not by this view. */
-static bool ended_here(node_txn *t, const node_engine *e, const proto_case_id *c, const char *scope,
+bool node__ended_here(node_txn *t, const node_engine *e, const proto_case_id *c, const char *scope,
     const uint8_t tag[32])
 {
     ledger_key k;
@@ -263,7 +264,7 @@ static void grant_states(json_object *entries, uint64_t now)
 static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
 {
     show_ctx *c = ctx;
-    if (ended_here(c->t, c->e, c->id, scope, tag))
+    if (node__ended_here(c->t, c->e, c->id, scope, tag))
         return true; /* its grant here has ended */
     crdt_scope *s = NULL;
     if ((c->err = node__ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
@@ -275,7 +276,7 @@ static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
         crdt_type type;
         if (crdt_scope_field_at(s, i, &name, &type) != CRDT_OK)
             continue;
-        json_object *v = field_json(c->e, s, scope, name, type, c->conflicts);
+        json_object *v = node__field_json(c->e, s, scope, name, type, c->conflicts);
         if (v != NULL)
             json_object_object_add(obj, name, v);
     }
@@ -510,7 +511,7 @@ static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *ta
         it->scopes = json_object_new_array();
         it->last = 0;
     }
-    if (scope != NULL && !ended_here(l->t, l->e, c, scope, tag)) {
+    if (scope != NULL && !node__ended_here(l->t, l->e, c, scope, tag)) {
         json_object_array_add(it->scopes, json_object_new_string(scope));
         uint64_t last = node__ledger_last_change(l->t, tag);
         if (last > it->last)

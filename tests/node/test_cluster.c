@@ -898,6 +898,81 @@ static void timeline_redact_and_unset(void **state)
     CHECK(net, mine[0] == '\0', "unset --all left events");
 }
 
+typedef struct log_want {
+    size_t node;
+    const char *id, *by, *old, *new_; /* old NULL: none */
+    bool conflict;
+} log_want;
+
+/* node's case log of id has a change of lingua.livello by `by` from old to new_. */
+static bool log_has(th_net *net, void *ctx)
+{
+    log_want *w = ctx;
+    th_out o = th_patto(net, w->node, "case", "log", w->id, "lingua.livello", NULL);
+    json_object *ch = o.status == 0 && o.json ? jget(o.json, "changes") : NULL;
+    bool ok = false;
+    for (size_t i = 0; ch != NULL && i < json_object_array_length(ch) && !ok; i++) {
+        json_object *c = json_object_array_get_idx(ch, i);
+        const char *old = jstr(c, "old");
+        ok = strcmp(jstr(c, "by"), w->by) == 0 && strcmp(jstr(c, "new"), w->new_) == 0
+            && (w->old == NULL ? old == NULL : old != NULL && strcmp(old, w->old) == 0)
+            && (!w->conflict || json_object_array_length(jget(c, "conflict")) == 2);
+    }
+    th_out_free(&o);
+    return ok;
+}
+
+/* case log: the creation (none -> A1 by the comune), the CPIA's write (A1 -> A2 by the CPIA),
+ * newest first; two writes made apart (each node stopped while the other wrote) are a conflict
+ * at the owner once both are in, each side with its author; a node that reads nothing of the
+ * case answers exit 3; a field that is not in the schema exit 2. */
+static void case_log_tells_who_changed_what(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "anagrafica.nome=Zaira");
+    grant_on(net, id, "cpia-1", "lingua", "write", "consent");
+    show_want a1 = { CPIA, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &a1), "the CPIA never read the case");
+    th_out o = th_patto_write(net, CPIA, "case", "set", id, "lingua.livello=A2", NULL);
+    CHECK(net, o.status == 0, "the CPIA's write: %d %s", o.status, o.out);
+    th_out_free(&o);
+    log_want made = { COMUNE, id, "comune-1", NULL, "A1", false };
+    log_want changed = { COMUNE, id, "cpia-1", "A1", "A2", false };
+    CHECK(net, th_wait(net, 10000, log_has, &changed), "the owner's log lacks the CPIA's change");
+    CHECK(net, log_has(net, &made), "the owner's log lacks the creation");
+    o = th_patto(net, COMUNE, "case", "log", id, NULL);
+    json_object *ch = o.status == 0 && o.json ? jget(o.json, "changes") : NULL;
+    CHECK(net,
+        ch != NULL && json_object_array_length(ch) >= 3
+            && strcmp(jstr(json_object_array_get_idx(ch, 0), "by"), "cpia-1") == 0,
+        "the log is not newest first: %s", o.out);
+    th_out_free(&o);
+
+    /* Apart: the comune writes B2 while the CPIA is down, the CPIA B1 while the comune is. */
+    CHECK(net, th_stop(net, CPIA, SIGTERM) == 0, "the CPIA did not stop");
+    o = th_patto_write(net, COMUNE, "case", "set", id, "lingua.livello=B2", NULL);
+    CHECK(net, o.status == 0, "the comune's write: %d %s", o.status, o.out);
+    th_out_free(&o);
+    CHECK(net, th_stop(net, COMUNE, SIGTERM) == 0, "the comune did not stop");
+    CHECK(net, th_start(net, CPIA) == 0, "the CPIA did not start");
+    o = th_patto_write(net, CPIA, "case", "set", id, "lingua.livello=B1", NULL);
+    CHECK(net, o.status == 0, "the CPIA's write apart: %d %s", o.status, o.out);
+    th_out_free(&o);
+    CHECK(net, th_start(net, COMUNE) == 0, "the comune did not start");
+    log_want both = { COMUNE, id, "cpia-1", "B2", "B1", true };
+    log_want both2 = { COMUNE, id, "comune-1", "A2", "B2", true };
+    CHECK(net, th_wait(net, 15000, log_has, &both) || th_wait(net, 100, log_has, &both2),
+        "the owner's log shows no conflict of the two writes made apart");
+
+    o = th_patto(net, PREF, "case", "log", id, NULL);
+    CHECK(net, o.status == 3, "a node that reads nothing: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto(net, COMUNE, "case", "log", id, "lingua.nope", NULL);
+    CHECK(net, o.status == 2, "a field not in the schema: %d %s", o.status, o.out);
+    th_out_free(&o);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -915,6 +990,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(withdrawal_at_any_desk, setup, teardown),
         cmocka_unit_test_setup_teardown(inbox_tells_what_is_new, setup, teardown),
         cmocka_unit_test_setup_teardown(timeline_redact_and_unset, setup, teardown),
+        cmocka_unit_test_setup_teardown(case_log_tells_who_changed_what, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
