@@ -1,6 +1,7 @@
 /* check.c - convergence: the same per-origin version vector at every node, the same state
  * digest for every tag at every node that holds it (from `patto digest --json`), and no node
- * still waiting for a body, a key or a causal past (the "waiting" counts of `patto status`).
+ * still waiting for a body, a key or a causal past (the "waiting" counts of `patto status`, but
+ * bodies_refused).
  * What differs is kept as a list of gaps (JSON objects, README.md "check --json"), from which
  * the text for people is made. */
 #include "tn.h"
@@ -65,7 +66,9 @@ static void gaps_of_node(const tn_net *net, size_t i, json_object **dg, gapset *
     if (w != NULL) {
         json_object_object_foreach(w, what, count)
         {
-            if (json_object_get_int64(count) > 0)
+            /* (bodies of deltas cut for good are refused whatever they say: one nobody serves
+             * changes nothing, and one somebody holds shows as a digest that differs) */
+            if (json_object_get_int64(count) > 0 && strcmp(what, "bodies_refused") != 0)
                 gap_add(g, "waiting", name,
                     obj2("for", json_object_new_string(what), "count",
                         json_object_new_int64(json_object_get_int64(count))));
