@@ -106,10 +106,11 @@ static const cli__cmd commands[] = {
         "brackets that case show prints after each event. Only the event's author or the\n"
         "case's owner may redact it: every node refuses anyone else's redaction.",
         cli__case_redact },
-    { "case show", "CASE", "the owner, readable scopes and access log of a case",
+    { "case show", "CASE [--labels]", "the owner, readable scopes and access log of a case",
         "Shows the org that owns the case, every readable field (conflicts marked) and, under\n"
         "each scope, its access log: grants (to, access, purpose, basis, provision, until,\n"
-        "operator) and new epochs. Times in Europe/Rome.",
+        "operator) and new epochs. Times in Europe/Rome. --labels names fields by the\n"
+        "schema's labels (Italian) instead of scope.field.",
         cli__case_show },
     { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
     { "case log", "CASE [SCOPE.FIELD] [--limit N]", "every change to a case, newest first",

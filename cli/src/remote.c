@@ -660,9 +660,20 @@ static void print_access(const char *scope, int width, json_object *entries)
 }
 
 /* The width of the key column: every "scope.field", "scope access" and "owner". */
-static int show_width(json_object *scopes, json_object *access)
+/* How a field is named in case show: scope.field, or its label (with --labels: the node's
+ * "labels" map; a field without one keeps its name). conflicts stay keyed by scope.field. */
+static const char *field_key(json_object *labels, const char *sname, const char *fname, char *key,
+    size_t size, char *path, size_t psize)
 {
-    char key[2 * PROTO_SCOPE_NAME_MAX + 64];
+    snprintf(path, psize, "%s.%s", sname, fname);
+    json_object *l = jget(labels, path);
+    snprintf(key, size, "%s", l != NULL ? json_object_get_string(l) : path);
+    return key;
+}
+
+static int show_width(json_object *scopes, json_object *access, json_object *labels)
+{
+    char key[256], path[2 * PROTO_SCOPE_NAME_MAX + 64];
     int width = 10;
     if (scopes != NULL && json_object_is_type(scopes, json_type_object)) {
         json_object_object_foreach(scopes, sname, fields)
@@ -671,7 +682,7 @@ static int show_width(json_object *scopes, json_object *access)
                 json_object_object_foreach(fields, fname, fvalue)
                 {
                     (void)fvalue;
-                    snprintf(key, sizeof key, "%s.%s", sname, fname);
+                    field_key(labels, sname, fname, key, sizeof key, path, sizeof path);
                     if (text_width(key) > width)
                         width = text_width(key);
                 }
@@ -695,8 +706,9 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
     json_object *scopes = jget(p, "scopes");
     json_object *conflicts = jget(p, "conflicts");
     json_object *access = jget(p, "access");
-    char key[2 * PROTO_SCOPE_NAME_MAX + 64];
-    int width = show_width(scopes, access);
+    json_object *labels = jget(p, "labels");
+    char key[256], path[2 * PROTO_SCOPE_NAME_MAX + 64];
+    int width = show_width(scopes, access, labels);
     printf("case %s\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
     if (jget(p, "owner") != NULL) {
         pad_print("owner", width);
@@ -712,8 +724,8 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
             } else {
                 json_object_object_foreach(fields, fname, fvalue)
                 {
-                    snprintf(key, sizeof key, "%s.%s", sname, fname);
-                    print_field(key, width, fvalue, jget(conflicts, key));
+                    field_key(labels, sname, fname, key, sizeof key, path, sizeof path);
+                    print_field(key, width, fvalue, jget(conflicts, path));
                 }
             }
             print_access(sname, width, jget(access, sname));
@@ -758,7 +770,18 @@ static cli_err case_request(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
 
 cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    return case_request(ctx, cmd, argc, argv, "case.show", render_case_show);
+    bool labels = false;
+    const cli__opt opts[] = { { "labels", NULL, &labels } };
+    const char *pos[1];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 1, 1, &n);
+    if (err != CLI_OK)
+        return err;
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    const char *args[] = { id, "labels" };
+    return exchange(ctx, "case.show", args, labels ? 2 : 1, NULL, render_case_show);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -372,9 +372,42 @@ static json_object *case_doc(req *r)
     return doc;
 }
 
+/* The schema's labels of what doc shows: {"SCOPE": label, "SCOPE.FIELD": label}. */
+static json_object *labels_of(node_engine *e, json_object *doc)
+{
+    json_object *labels = json_object_new_object(), *scopes = NULL;
+    json_object_object_get_ex(doc, "scopes", &scopes);
+    json_object_object_foreach(scopes, sname, fields)
+    {
+        const node_scope_def *sd = node_schema_scope(e->schema, sname);
+        if (sd != NULL && sd->label != NULL)
+            json_object_object_add(labels, sname, json_object_new_string(sd->label));
+        json_object_object_foreach(fields, fname, v)
+        {
+            (void)v;
+            const node_field *f = node_schema_field(e->schema, sname, fname);
+            char key[PROTO_SCOPE_NAME_MAX + CRDT_FIELD_MAX + 2];
+            snprintf(key, sizeof key, "%s.%s", sname, fname);
+            if (f != NULL && f->label != NULL)
+                json_object_object_add(labels, key, json_object_new_string(f->label));
+        }
+    }
+    return labels;
+}
+
 void node__cmd_case_show(req *r)
 {
+    char opt[8] = "";
+    if (r->nargs > 3
+        || (r->nargs == 3
+            && (!node__ctl_arg(r, 2, opt, sizeof opt)
+                || (opt[0] != '\0' && strcmp(opt, "labels") != 0)))) {
+        node__ctl_error(r->e, r->id, CODE_USAGE, "case.show takes: case, and 'labels' or nothing");
+        return;
+    }
     json_object *doc = case_doc(r);
+    if (doc != NULL && strcmp(opt, "labels") == 0)
+        json_object_object_add(doc, "labels", labels_of(r->e, doc));
     if (doc != NULL)
         node__ctl_json(r->e, r->id, doc);
 }

@@ -965,6 +965,14 @@ static void case_log_tells_who_changed_what(void **state)
     CHECK(net, th_wait(net, 15000, log_has, &both) || th_wait(net, 100, log_has, &both2),
         "the owner's log shows no conflict of the two writes made apart");
 
+    /* case show --labels names the fields by the schema's labels */
+    o = th_patto(net, COMUNE, "case", "show", id, "--labels", NULL);
+    CHECK(net,
+        o.status == 0 && o.json != NULL && jstr(o.json, "labels") != NULL
+            && jget(jget(o.json, "labels"), "lingua.livello") != NULL
+            && strlen(json_object_get_string(jget(jget(o.json, "labels"), "lingua.livello"))) > 0,
+        "case show --labels: %d %s", o.status, o.out);
+    th_out_free(&o);
     o = th_patto(net, PREF, "case", "log", id, NULL);
     CHECK(net, o.status == 3, "a node that reads nothing: %d %s", o.status, o.out);
     th_out_free(&o);
