@@ -165,9 +165,20 @@ static bool narrowed_cb(const ledger_entry *en, void *ctx)
     return true;
 }
 
+/* A body of this node's own, kept when its scope was purged here (the key is gone): it goes to
+ * the case's owner alone, who may have counted the write in its cut without having it yet. */
+static bool own_purged_to(node_txn *t, node_engine *e, const proto_header *h, const node_member *m)
+{
+    proto_case_id c;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    ledger_closed x;
+    return memcmp(h->origin, proto_identity_origin(e->me), 32) == 0
+        && node__ledger_purged_get(t, h->tag, &c, scope) == NODE_OK
+        && node__ledger_closed_get(t, &c, scope, &x) == NODE_OK && strcmp(x.owner_org, m->org) == 0;
+}
+
 bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const node_member *m)
 {
-    (void)e;
     /* Only a body decided here (merged or refused: what this node wrote is decided too) leaves
      * it, and only to those the access log of its scope names. A key-grant body goes the same
      * way: its tag is its scope's, and its recipients were granted read first. */
@@ -183,7 +194,7 @@ bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const
     }
     ledger_key k;
     if (node__ledger_key_get(t, h->tag, &k) != NODE_OK)
-        return false;
+        return own_purged_to(t, e, h, m);
     bool ok = holds(t, &k, m->org, PROTO_ACCESS_READ, h->hlc.wall, UINT64_MAX);
     if (ok && k.epoch > PROTO_EPOCH_FIRST) {
         /* A later epoch follows a narrowing that may be what excludes m: its bodies go out only

@@ -846,19 +846,24 @@ static node_err key_list_del(node_txn *t, node_db db, const key_list *l)
 }
 
 node_err node__ledger_scope_destroy(
-    node_txn *t, const proto_case_id *c, const char *scope, size_t *bodies)
+    node_txn *t, const proto_case_id *c, const char *scope, const uint8_t *own, size_t *bodies)
 {
     *bodies = 0;
     key_list tags = { 0 }, ids = { 0 }, recs = { 0 };
     node_err err = node__ledger_scope_keys(t, c, scope, tag_list_cb, &tags);
     for (size_t i = 0; err == NODE_OK && !tags.oom && i < tags.n; i++) {
         const uint8_t *tag = tags.v[i].b + 1;
+        bool kept = false;
         ids.n = recs.n = 0;
         err = node__ledger_tag_headers(t, tag, id_list_cb, &ids);
         for (size_t j = 0; err == NODE_OK && !ids.oom && j < ids.n; j++) {
             uint8_t place[40];
             if (log_place(t, ids.v[j].b + 1, place) != NODE_OK)
                 continue;
+            if (own != NULL && memcmp(place, own, 32) == 0) {
+                kept = true; /* this node's own write: its ciphertext and mark stay */
+                continue;
+            }
             if ((err = node_txn_del(t, NODE_DB_BODIES, place, 40)) == NODE_OK)
                 ++*bodies;
             if (err == NODE_ENOTFOUND)
@@ -871,6 +876,14 @@ node_err node__ledger_scope_destroy(
             err = NODE_ENOMEM;
         if (err == NODE_OK)
             err = key_list_del(t, NODE_DB_STATE, &recs);
+        if (err == NODE_OK && kept) {
+            uint8_t v[16 + PROTO_SCOPE_NAME_MAX];
+            size_t sl = strnlen(scope, PROTO_SCOPE_NAME_MAX);
+            memcpy(v, c->b, 16);
+            memcpy(v + 16, scope, sl);
+            lkey gk = mk('G', tag, 32, NULL, 0);
+            err = node_txn_put(t, NODE_DB_KEYS, gk.b, gk.n, v, 16 + sl);
+        }
     }
     if (err == NODE_OK)
         err = key_list_del(t, NODE_DB_KEYS, &tags); /* 'K' tag: the keys themselves */
@@ -893,4 +906,21 @@ node_err node__ledger_scope_destroy(
     free(ids.v);
     free(recs.v);
     return err;
+}
+
+node_err node__ledger_purged_get(
+    node_txn *t, const uint8_t tag[32], proto_case_id *c, char scope[PROTO_SCOPE_NAME_MAX + 1])
+{
+    lkey gk = mk('G', tag, 32, NULL, 0);
+    const void *v;
+    size_t n;
+    node_err err = node_txn_get(t, NODE_DB_KEYS, gk.b, gk.n, &v, &n);
+    if (err != NODE_OK)
+        return err;
+    if (n <= 16 || n > 16 + PROTO_SCOPE_NAME_MAX)
+        return NODE_ECORRUPT;
+    memcpy(c->b, v, 16);
+    memcpy(scope, (const uint8_t *)v + 16, n - 16);
+    scope[n - 16] = '\0';
+    return NODE_OK;
 }

@@ -15,6 +15,7 @@
  *            'C' case(16) scope         -> tag(32)       (newest confirmed epoch of a scope)
  *            'P' case(16) len(1) scope epoch(8) -> tag(32) (every key of a scope, by epoch)
  *            'O' case(16)               -> created ms(8) nonce(16) (cases this node opened)
+ *            'G' tag(32)                -> case(16) scope (a purged scope's tag: own bodies kept)
  *   state    'S' tag(32)                -> SCOPE message (the scope's state)
  *            'A' origin(32) seq(8)      -> status(1)     (body applied, or refused)
  *            'L' tag(32)                -> last change ms(8)
@@ -248,10 +249,18 @@ node_err node__ledger_notes(node_txn *t, bool mine, ledger_note_cb fn, void *ctx
 
 /* The destruction primitive's store part: every key of (case, scope) (every epoch), the bodies
  * and applied marks of the headers under their tags, their states, and the scope's access
- * log. Headers stay (they are the network's log). *bodies counts the bodies removed. LMDB
- * frees the pages; they leave the file only when the store is compacted. */
+ * log. Headers stay (they are the network's log). The bodies of `own` (this node's origin, or
+ * NULL) stay with their marks, ciphertext under keys gone from here: a write of this node's
+ * that the owner counted in but has not received yet would otherwise be served by nobody; a
+ * 'G' record per tag under which one stayed names its (case, scope) (node__ledger_purged_get).
+ * *bodies counts the bodies removed. LMDB frees the pages; they leave the file only when the
+ * store is compacted. */
 node_err node__ledger_scope_destroy(
-    node_txn *t, const proto_case_id *c, const char *scope, size_t *bodies);
+    node_txn *t, const proto_case_id *c, const char *scope, const uint8_t *own, size_t *bodies);
+/* The (case, scope) of a tag whose scope was purged here with bodies of this node's kept;
+ * NODE_ENOTFOUND when none. */
+node_err node__ledger_purged_get(
+    node_txn *t, const uint8_t tag[32], proto_case_id *c, char scope[PROTO_SCOPE_NAME_MAX + 1]);
 
 /* Drop an access-log entry (its header turned out void). */
 node_err node__ledger_entry_del(

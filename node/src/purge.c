@@ -33,7 +33,7 @@ node_err node__destroy_scope(
         return NODE_ENOMEM;
     node_err err = node__ledger_scope_keys(t, c, scope, tag_cb, tags);
     if (err == NODE_OK)
-        err = node__ledger_scope_destroy(t, c, scope, bodies);
+        err = node__ledger_scope_destroy(t, c, scope, proto_identity_origin(e->me), bodies);
     if (err == NODE_OK)
         err = node__inbox_forget_case(t, c);
     if (err == NODE_OK) {

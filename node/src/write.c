@@ -646,85 +646,25 @@ static int cut_cmp(const void *a, const void *b)
 }
 
 /* The cut: for every origin the manifest lists for org, the last header of it held here. */
-/* The tags of a scope's keys (every epoch), to walk its headers. */
-typedef struct scope_tags {
-    uint8_t v[PROTO_GRANT_EPOCHS_MAX][32];
-    size_t n;
-} scope_tags;
-
-static bool scope_tag_cb(const ledger_key *k, void *ctx)
+/* A narrowing's cut of org's access: for each key the manifest lists for org, the seq and id
+ * of its last header this node holds (an origin left out is cut at 0: every write of it on the
+ * scope is beyond). A write counted in whose body has not come yet stays servable: the org's
+ * node keeps its own bodies when it purges the scope (node__destroy_scope). */
+static size_t cut_of(node_txn *t, node_engine *e, const char *org, proto_cut *cut)
 {
-    scope_tags *l = ctx;
-    if (l->n < PROTO_GRANT_EPOCHS_MAX)
-        memcpy(l->v[l->n++], k->tag, 32);
-    return true;
-}
-
-/* The first header of origin under a tag whose body this node has not taken (neither held nor
- * decided): its seq lowers the cut (cut_of). */
-typedef struct lacking {
-    node_txn *t;
-    const uint8_t *origin;
-    uint64_t first;
-} lacking;
-
-static bool lacking_cb(const uint8_t id[32], void *ctx)
-{
-    lacking *l = ctx;
-    uint8_t origin[32];
-    uint64_t seq;
-    const void *b;
-    size_t bl;
-    if (node__ledger_place(l->t, id, origin, &seq) == NODE_OK && memcmp(origin, l->origin, 32) == 0
-        && seq < l->first && node__ledger_applied_get(l->t, id) == 0
-        && node__ledger_body_get(l->t, id, &b, &bl) != NODE_OK)
-        l->first = seq;
-    return true;
-}
-
-/* A narrowing's cut of org's access to (case c, scope): for each key the manifest lists for
- * org, its last header this node holds, but before the first of its writes on this scope whose
- * body has not come (a cut over a body the owner never got would count it in, and the author's
- * copy may be purged with the scope: nobody could ever serve it). An origin left out is cut at
- * 0: every write of it on the scope is beyond. */
-static size_t cut_of(node_txn *t, node_engine *e, const char *org, const proto_case_id *c,
-    const char *scope, proto_cut *cut)
-{
-    scope_tags *tags = calloc(1, sizeof(*tags));
-    if (tags == NULL || node__ledger_scope_keys(t, c, scope, scope_tag_cb, tags) != NODE_OK) {
-        free(tags);
-        return 0; /* (every write of org on the scope is beyond: refused, never wrongly taken) */
-    }
     size_t n = 0;
     for (size_t i = 0; i < e->manifest.nmembers; i++) {
         const proto_member *m = &e->manifest.members[i];
         if (m->org.len != strlen(org) || memcmp(m->org.p, org, m->org.len) != 0)
             continue;
         for (size_t j = 0; j < m->nkeys && n < PROTO_CUT_MAX; j++) {
-            const uint8_t *origin = m->keys[j].origin;
-            uint64_t seq = node__ledger_vv_last(t, origin, cut[n].id);
-            lacking l = { t, origin, UINT64_MAX };
-            for (size_t k = 0; k < tags->n; k++)
-                if (node__ledger_tag_headers(t, tags->v[k], lacking_cb, &l) != NODE_OK)
-                    l.first = 1; /* unreadable: cut before everything */
-            const void *hb;
-            size_t hl;
-            proto_header h;
-            if (l.first <= seq) {
-                seq = l.first - 1;
-                if (seq == 0 || node__ledger_header_get(t, origin, seq, &hb, &hl) != NODE_OK
-                    || proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
-                    continue;
-                memcpy(cut[n].id, h.id, 32);
-                proto_header_fini(&h);
-            }
+            uint64_t seq = node__ledger_vv_last(t, m->keys[j].origin, cut[n].id);
             if (seq == 0)
                 continue;
-            memcpy(cut[n].origin, origin, 32);
+            memcpy(cut[n].origin, m->keys[j].origin, 32);
             cut[n++].seq = seq;
         }
     }
-    free(tags);
     qsort(cut, n, sizeof(*cut), cut_cmp);
     return n;
 }
@@ -834,7 +774,7 @@ static node_err narrow_scope(node_txn *t, write_ctx *w, const char *scope)
     n->unix_user = BYTES(rv->unix_user);
     n->note = BYTES(rv->note);
 #undef BYTES
-    en->ncut = cut_of(t, w->e, rv->from, &k.case_id, k.scope, en->cut);
+    en->ncut = cut_of(t, w->e, rv->from, en->cut);
     n->cut = en->cut;
     n->ncut = en->ncut;
     snprintf(en->grantee, sizeof(en->grantee), "%s", rv->from);
