@@ -664,6 +664,34 @@ node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node
  * readable case / no write access), store errors; *out is then empty. */
 node_err node__case_write(node_engine *e, const proto_case_id *c, const proto_case_nonce *nonce,
     const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg);
+/* case.batch: many case writes in one transaction, one durable commit. Each item is a new
+ * case (a random nonce, or keyed: the nonce derived from an identifier, proto_import_nonce) or
+ * edits to an existing case, and is all or nothing: an item whose edits are refused (by the
+ * schema, or by the write itself) is left out with its reason and the others are written. A
+ * keyed item whose case exists already is skipped (NODE_BATCH_EXISTS). Returns an error only
+ * when the batch as a whole fails (the store, memory, a node that may not write now): then
+ * nothing was written and *out is empty. */
+typedef enum node_batch_state {
+    NODE_BATCH_PENDING = 0,
+    NODE_BATCH_CREATED,
+    NODE_BATCH_UPDATED,
+    NODE_BATCH_EXISTS,
+    NODE_BATCH_REFUSED
+} node_batch_state;
+typedef struct node_batch_item {
+    proto_case_id c;
+    proto_case_nonce nonce; /* create */
+    bool create, keyed;
+    const char *const *edits; /* the edits' texts (scope.field=V, +=, -=), borrowed */
+    size_t n;                 /* 1..NODE_BATCH_EDITS_MAX */
+    node_batch_state state;   /* out */
+    node_err err;             /* out: why it was refused */
+    char reason[520];         /* out: the refusal for a person */
+} node_batch_item;
+#define NODE_BATCH_MAX 1000
+#define NODE_BATCH_EDITS_MAX 256
+node_err node__case_batch(
+    node_engine *e, node_batch_item *items, size_t n, node_outs *out, node_errmsg *msg);
 /* Grant scopes of a case this node owns to a member. */
 typedef struct node_grant {
     char to[PROTO_ORG_MAX + 1];

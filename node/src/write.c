@@ -60,6 +60,13 @@ typedef struct write_ctx {
     node_revoke *rv;        /* revoke mode */
     const proto_note *note; /* note mode */
     node_errmsg *msg;
+    size_t outs_max; /* 0: NODE_OUTS_MAX */
+    /* batch mode */
+    node_batch_item *items;
+    size_t nitems;
+    node_edit *scratch; /* NODE_BATCH_EDITS_MAX parsed edits */
+    bool retry;           /* an item was refused: run the batch again without it */
+    node_errmsg *batch_msg;
     /* copies adopted after the commit */
     crdt_hlc clock;
     uint64_t seq;
@@ -115,7 +122,7 @@ static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_k
  * decoded header). */
 static node_err push_out(write_ctx *w, proto_buf *header, proto_buf *body, proto_header *h)
 {
-    node_out *x = NODE_VEC_PUSH(w->out, NODE_OUTS_MAX);
+    node_out *x = NODE_VEC_PUSH(w->out, w->outs_max != 0 ? w->outs_max : NODE_OUTS_MAX);
     if (x == NULL)
         return NODE_ENOMEM;
     x->header = *header;
@@ -315,11 +322,10 @@ static node_err finish(node_txn *t, write_ctx *w)
     return err != NODE_OK ? err : node__ledger_hlc_put(t, &w->clock);
 }
 
-static node_err write_cb(node_txn *t, void *ctx)
+/* The edits of one case (w->c, w->edits), one delta per scope, without begin and finish. */
+static node_err write_case(node_txn *t, write_ctx *w)
 {
-    write_ctx *w = ctx;
     node_engine *e = w->e;
-    begin(w);
     node_err err;
     if (w->create && (err = node__ledger_case_own(t, w->c, w->nonce, node__now(e))) != NODE_OK)
         return err;
@@ -373,6 +379,74 @@ static node_err write_cb(node_txn *t, void *ctx)
         crdt_scope_free(delta);
         if (err != NODE_OK)
             return err;
+    }
+    return NODE_OK;
+}
+
+static node_err write_cb(node_txn *t, void *ctx)
+{
+    write_ctx *w = ctx;
+    begin(w);
+    node_err err = write_case(t, w);
+    return err != NODE_OK ? err : finish(t, w);
+}
+
+/* Parse an item's edits into w->scratch; false (the item refused, with its reason) when one
+ * is not an edit the schema allows. */
+static bool batch_parse(write_ctx *w, node_batch_item *it)
+{
+    for (size_t j = 0; j < it->n; j++) {
+        node_errmsg m = { { 0 } };
+        if (node__edit_parse(w->e, it->edits[j], &w->scratch[j], &m) != NODE_OK) {
+            it->state = NODE_BATCH_REFUSED;
+            it->err = NODE_EINVAL;
+            snprintf(it->reason, sizeof(it->reason), "edit %zu: %.480s", j + 1, m.text);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One attempt at the batch: every item not refused yet. An item the write refuses is marked
+ * and the attempt fails with w->retry set: the transaction is dropped and run again without it. */
+static node_err batch_cb(node_txn *t, void *ctx)
+{
+    write_ctx *w = ctx;
+    begin(w);
+    for (size_t i = 0; i < w->nitems; i++) {
+        node_batch_item *it = &w->items[i];
+        if (it->state == NODE_BATCH_REFUSED)
+            continue;
+        it->state = NODE_BATCH_PENDING;
+        if (!batch_parse(w, it)) {
+            w->retry = true;
+            return NODE_EINVAL;
+        }
+        if (it->keyed && node__ledger_case_known(t, &it->c)) {
+            it->state = NODE_BATCH_EXISTS;
+            continue;
+        }
+        node_errmsg m = { { 0 } };
+        w->c = &it->c;
+        w->nonce = it->create ? &it->nonce : NULL;
+        w->create = it->create;
+        w->edits = w->scratch;
+        w->n = it->n;
+        w->msg = &m;
+        node_err err = write_case(t, w);
+        w->msg = w->batch_msg;
+        if (err == NODE_EINVAL || err == NODE_ENOTFOUND) {
+            it->state = NODE_BATCH_REFUSED;
+            it->err = err;
+            snprintf(it->reason, sizeof(it->reason), "%s", m.text[0] ? m.text : node_strerror(err));
+            w->retry = true;
+            return err;
+        }
+        if (err != NODE_OK) {
+            snprintf(w->msg->text, sizeof(w->msg->text), "%s", m.text);
+            return err;
+        }
+        it->state = it->create ? NODE_BATCH_CREATED : NODE_BATCH_UPDATED;
     }
     return finish(t, w);
 }
@@ -835,6 +909,47 @@ node_err node__case_write(node_engine *e, const proto_case_id *c, const proto_ca
         .msg = msg,
         .out = out };
     return run(e, &w, write_cb);
+}
+
+node_err node__case_batch(
+    node_engine *e, node_batch_item *items, size_t n, node_outs *out, node_errmsg *msg)
+{
+    write_ctx w = { .e = e,
+        .msg = msg,
+        .batch_msg = msg,
+        .out = out,
+        .outs_max = NODE_BATCH_MAX * 16,
+        .items = items,
+        .nitems = n };
+    if ((w.scratch = calloc(NODE_BATCH_EDITS_MAX, sizeof(*w.scratch))) == NULL)
+        return node__fail(msg, NODE_ENOMEM, "out of memory");
+    node_err err = NODE_OK;
+    /* Refuse what the schema refuses before the transaction: a retry costs a whole attempt. */
+    for (size_t i = 0; i < n; i++) {
+        items[i].state = NODE_BATCH_PENDING;
+        if (items[i].n == 0 || items[i].n > NODE_BATCH_EDITS_MAX) {
+            items[i].state = NODE_BATCH_REFUSED;
+            items[i].err = NODE_EINVAL;
+            snprintf(items[i].reason, sizeof(items[i].reason), "give between 1 and %d edits",
+                NODE_BATCH_EDITS_MAX);
+        } else {
+            (void)batch_parse(&w, &items[i]);
+        }
+    }
+    for (size_t attempt = 0; attempt <= n; attempt++) {
+        w.retry = false;
+        err = run(e, &w, batch_cb);
+        if (err == NODE_OK || !w.retry)
+            break;
+        msg->text[0] = 0;
+    }
+    if (err != NODE_OK) {
+        for (size_t i = 0; i < n; i++)
+            if (items[i].state != NODE_BATCH_REFUSED)
+                items[i].state = NODE_BATCH_PENDING;
+    }
+    free(w.scratch);
+    return err;
 }
 
 node_err node__case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
