@@ -690,8 +690,10 @@ typedef struct node_batch_item {
 } node_batch_item;
 #define NODE_BATCH_MAX 1000
 #define NODE_BATCH_EDITS_MAX 256
-node_err node__case_batch(
-    node_engine *e, node_batch_item *items, size_t n, node_outs *out, node_errmsg *msg);
+/* dry_run: only the schema's checks of every edit, nothing written (states PENDING or
+ * REFUSED). */
+node_err node__case_batch(node_engine *e, node_batch_item *items, size_t n, bool dry_run,
+    node_outs *out, node_errmsg *msg);
 /* Grant scopes of a case this node owns to a member. */
 typedef struct node_grant {
     char to[PROTO_ORG_MAX + 1];

@@ -167,9 +167,8 @@ static bool batch_item(req *r, json_object *jit, const char *key_name, node_batc
         return false;
     }
     if (jcase != NULL) {
-        const char *t = json_object_is_type(jcase, json_type_string)
-            ? json_object_get_string(jcase)
-            : "";
+        const char *t
+            = json_object_is_type(jcase, json_type_string) ? json_object_get_string(jcase) : "";
         if (proto_case_id_parse(t, strlen(t), &it->c) != PROTO_OK) {
             snprintf(m, msize, "'%.64s' is not a case id", t);
             return false;
@@ -179,9 +178,8 @@ static bool batch_item(req *r, json_object *jit, const char *key_name, node_batc
     it->create = true;
     const char *org = r->e->cfg.org;
     if (jkey != NULL) {
-        const char *t = json_object_is_type(jkey, json_type_string)
-            ? json_object_get_string(jkey)
-            : NULL;
+        const char *t
+            = json_object_is_type(jkey, json_type_string) ? json_object_get_string(jkey) : NULL;
         size_t tl = t != NULL ? (size_t)json_object_get_string_len(jkey) : 0;
         if (t == NULL || !proto_text_valid(t, tl, PROTO_TEXT_MAX)) {
             snprintf(m, msize, "an item's key must be 1-%d bytes of text", PROTO_TEXT_MAX);
@@ -214,7 +212,7 @@ static void cmd_case_batch(req *r)
     }
     json_tokener *tok = json_tokener_new();
     json_object *doc = tok != NULL ? json_tokener_parse_ex(tok, (const char *)r->args[1].p,
-                                         (int)(r->args[1].len < INT32_MAX ? r->args[1].len : 0))
+                           (int)(r->args[1].len < INT32_MAX ? r->args[1].len : 0))
                                    : NULL;
     bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success
         && r->args[1].len < INT32_MAX && (size_t)json_tokener_get_parse_end(tok) == r->args[1].len;
@@ -265,8 +263,8 @@ static void cmd_case_batch(req *r)
             break;
         }
         char im[400] = "";
-        ok = batch_item(r, jit, key_name, &items[i], texts + i * NODE_BATCH_EDITS_MAX, im,
-            sizeof(im));
+        ok = batch_item(
+            r, jit, key_name, &items[i], texts + i * NODE_BATCH_EDITS_MAX, im, sizeof(im));
         if (!ok)
             snprintf(m, sizeof(m), "item %zu: %s", i, im);
     }
@@ -280,7 +278,9 @@ static void cmd_case_batch(req *r)
     node_errmsg msg = { { 0 } };
     node_outs outs = { NULL, 0, 0 };
     uint64_t t1 = mono_us();
-    node_err err = node__case_batch(e, items, n, &outs, &msg);
+    json_object *jdry = NULL;
+    bool dry = json_object_object_get_ex(doc, "dry_run", &jdry) && json_object_get_boolean(jdry);
+    node_err err = node__case_batch(e, items, n, dry, &outs, &msg);
     uint64_t t2 = mono_us();
     size_t deltas = outs.n;
     node__push(e, &outs);
@@ -299,11 +299,13 @@ static void cmd_case_batch(req *r)
         count[it->state]++;
         json_object *o = json_object_new_object();
         json_object_object_add(o, "index", json_object_new_int64((int64_t)i));
-        json_object_object_add(o, "state", json_object_new_string(batch_state_name(it->state)));
+        json_object_object_add(o, "state",
+            json_object_new_string(
+                dry && it->state == NODE_BATCH_PENDING ? "valid" : batch_state_name(it->state)));
         if (it->state == NODE_BATCH_REFUSED) {
             json_object_object_add(o, "code", json_object_new_int(node__ctl_code(it->err)));
             json_object_object_add(o, "reason", json_object_new_string(it->reason));
-        } else {
+        } else if (!dry) {
             char id[PROTO_CASE_ID_TEXT_SIZE];
             proto_case_id_format(&it->c, id);
             json_object_object_add(o, "id", json_object_new_string(id));
@@ -313,15 +315,19 @@ static void cmd_case_batch(req *r)
     uint64_t t3 = mono_us();
     NODE_INFO("case.batch",
         "operator=\"%s\" user=\"%s\" items=%zu created=%zu updated=%zu exists=%zu refused=%zu "
-        "deltas=%zu write_ms=%.1f",
+        "deltas=%zu write_ms=%.1f dry_run=%s",
         node__logq(r->operator_name), node__logq(r->unix_user), n, count[NODE_BATCH_CREATED],
         count[NODE_BATCH_UPDATED], count[NODE_BATCH_EXISTS], count[NODE_BATCH_REFUSED], deltas,
-        (double)(t2 - t1) / 1000.0);
+        (double)(t2 - t1) / 1000.0, dry ? "yes" : "no");
+    json_object_object_add(ans, "dry_run", json_object_new_boolean(dry));
     json_object_object_add(ans, "results", res);
-    json_object_object_add(ans, "created", json_object_new_int64((int64_t)count[NODE_BATCH_CREATED]));
-    json_object_object_add(ans, "updated", json_object_new_int64((int64_t)count[NODE_BATCH_UPDATED]));
+    json_object_object_add(
+        ans, "created", json_object_new_int64((int64_t)count[NODE_BATCH_CREATED]));
+    json_object_object_add(
+        ans, "updated", json_object_new_int64((int64_t)count[NODE_BATCH_UPDATED]));
     json_object_object_add(ans, "exists", json_object_new_int64((int64_t)count[NODE_BATCH_EXISTS]));
-    json_object_object_add(ans, "refused", json_object_new_int64((int64_t)count[NODE_BATCH_REFUSED]));
+    json_object_object_add(
+        ans, "refused", json_object_new_int64((int64_t)count[NODE_BATCH_REFUSED]));
     json_object_object_add(ans, "deltas", json_object_new_int64((int64_t)deltas));
     json_object_object_add(ans, "write_us", json_object_new_int64((int64_t)(t2 - t1)));
     json_object_object_add(ans, "total_us", json_object_new_int64((int64_t)(t3 - t0)));

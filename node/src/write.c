@@ -65,7 +65,7 @@ typedef struct write_ctx {
     node_batch_item *items;
     size_t nitems;
     node_edit *scratch; /* NODE_BATCH_EDITS_MAX parsed edits */
-    bool retry;           /* an item was refused: run the batch again without it */
+    bool retry;         /* an item was refused: run the batch again without it */
     node_errmsg *batch_msg;
     /* copies adopted after the commit */
     crdt_hlc clock;
@@ -911,8 +911,8 @@ node_err node__case_write(node_engine *e, const proto_case_id *c, const proto_ca
     return run(e, &w, write_cb);
 }
 
-node_err node__case_batch(
-    node_engine *e, node_batch_item *items, size_t n, node_outs *out, node_errmsg *msg)
+node_err node__case_batch(node_engine *e, node_batch_item *items, size_t n, bool dry_run,
+    node_outs *out, node_errmsg *msg)
 {
     write_ctx w = { .e = e,
         .msg = msg,
@@ -936,7 +936,7 @@ node_err node__case_batch(
             (void)batch_parse(&w, &items[i]);
         }
     }
-    for (size_t attempt = 0; attempt <= n; attempt++) {
+    for (size_t attempt = 0; attempt <= n && !dry_run; attempt++) {
         w.retry = false;
         err = run(e, &w, batch_cb);
         if (err == NODE_OK || !w.retry)
