@@ -859,6 +859,7 @@ static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t l
 
 typedef struct counts {
     size_t created, exists, refused, deltas;
+    uint64_t node_us; /* the node's time in its write transactions */
 } counts;
 
 /* One case.batch of rows idx[0..n) (dry: the schema's checks only). Refusals go to rep with
@@ -898,9 +899,11 @@ static cli_err send_batch(cli__ctx *ctx, rows *rs, const size_t *idx, size_t n,
         json_object_put(ans);
         return cli__fail(ctx, CLI_EINTERNAL, "the node's answer to case.batch has no results");
     }
-    json_object *d = jmember(ans, "deltas");
+    json_object *d = jmember(ans, "deltas"), *wus = jmember(ans, "write_us");
     if (d != NULL)
         cnt->deltas += (size_t)json_object_get_int64(d);
+    if (wus != NULL)
+        cnt->node_us += (uint64_t)json_object_get_int64(wus);
     for (size_t i = 0; i < n && err == CLI_OK; i++) {
         json_object *r = json_object_array_get_idx(res, i);
         const char *state = cli__json_str(r, "state");
@@ -1016,7 +1019,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     memset(&rs, 0, sizeof(rs));
     report rep = { NULL, 0, 0 };
     size_t *idx = NULL;
-    counts cnt = { 0, 0, 0, 0 };
+    counts cnt = { 0, 0, 0, 0, 0 };
     if ((err = cli__call(ctx, "schema", NULL, 0, &schema)) != CLI_OK)
         goto out;
     if (map_path != NULL && (err = map_read(ctx, mapabs, schema, &m)) != CLI_OK)
@@ -1048,7 +1051,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
             if (!rs.v[i].refused)
                 idx[k++] = i;
         if (k > 0) {
-            counts dummy = { 0, 0, 0, 0 };
+            counts dummy = { 0, 0, 0, 0, 0 };
             err = send_batch(ctx, &rs, idx, k, key_name, true, &rep, &dummy);
         }
     }
@@ -1125,6 +1128,8 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
                 (int64_t)(dry ? refused_checked : rs.n - cnt.created - cnt.exists)));
         json_object_object_add(o, "deltas", json_object_new_int64((int64_t)cnt.deltas));
         json_object_object_add(o, "seconds", json_object_new_double(secs));
+        json_object_object_add(
+            o, "node_write_seconds", json_object_new_double((double)cnt.node_us / 1e6));
         json_object_object_add(o, "refused_rows", ra);
         err = cli__json_print(ctx, o);
         json_object_put(o);
