@@ -302,6 +302,8 @@ void node__tick(node_engine *e);
 /* The open scope key of k (its tag), borrowed from the engine's cache and valid until the next
  * node__keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
 node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out);
+/* Keep sk (owned from now on, a key just made) as the cached key of tag. */
+node_err node__keycache_put(node_engine *e, const uint8_t tag[32], proto_scope_key *sk);
 void node__keycache_free(node_engine *e);
 /* Close and wipe the cached key of this tag, if cached (its scope was destroyed). */
 void node__keycache_drop(node_engine *e, const uint8_t tag[32]);

@@ -761,6 +761,11 @@ static node_err push_cb(node_txn *t, void *ctx)
  * every member that is up (the body only to those that may receive it). */
 void node__push(node_engine *e, const node_outs *outs)
 {
+    bool any = false;
+    for (size_t i = 0; i < e->nmembers && !any; i++)
+        any = !e->members[i].self && node__link_up_to(e, &e->members[i]) != NULL;
+    if (!any)
+        return; /* nobody to push to: the version vectors of the next sessions carry it */
     size_t nm = e->nmembers ? e->nmembers : 1;
     push_ctx c = { e, outs, calloc(outs->n ? outs->n * nm : 1, sizeof(bool)) };
     node_errmsg msg;

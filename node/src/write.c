@@ -96,12 +96,17 @@ static node_err no_case(write_ctx *w)
  * owns the case. */
 static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_key *k)
 {
-    node_err err = node__ledger_key_for(t, w->c, scope, k);
-    if (err != NODE_ENOTFOUND)
-        return err;
     proto_case_nonce nonce;
-    if (!node__ledger_case_owned(t, w->c, &nonce))
-        return NODE_ENOTFOUND;
+    if (w->create) {
+        /* A case opened by this write holds no key yet: no look-ups. */
+        nonce = *w->nonce;
+    } else {
+        node_err err = node__ledger_key_for(t, w->c, scope, k);
+        if (err != NODE_ENOTFOUND)
+            return err;
+        if (!node__ledger_case_owned(t, w->c, &nonce))
+            return NODE_ENOTFOUND;
+    }
     proto_scope_key *sk = NULL;
     if (proto_scope_key_new(w->c, scope, PROTO_EPOCH_FIRST, NULL, &sk) != PROTO_OK)
         return NODE_ENOMEM;
@@ -114,8 +119,9 @@ static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_k
     k->epoch = PROTO_EPOCH_FIRST;
     k->confirmed = true;
     proto_scope_key_export(sk, k->key);
-    proto_scope_key_free(sk);
-    return node__ledger_key_put(t, k);
+    /* The key is sealed with next: cache it rather than derive it again from its bytes. */
+    node_err err = node__keycache_put(w->e, k->tag, sk);
+    return err != NODE_OK ? err : node__ledger_key_put(t, k);
 }
 
 /* Keep a delta this transaction wrote, to push after the commit (takes the buffers and the
@@ -133,15 +139,15 @@ static node_err push_out(write_ctx *w, proto_buf *header, proto_buf *body, proto
     return NODE_OK;
 }
 
-/* Store a header this node sealed (as ingest would) and advance the own-log position. */
+/* Store a header this node sealed (as ingest would), with its body, marked applied, and
+ * advance the own-log position. */
 static node_err store_own(
     node_txn *t, write_ctx *w, const proto_buf *header, const proto_buf *body, proto_header *h)
 {
     if (proto_header_decode(header->p, header->len, &w->e->lim, h, NULL) != PROTO_OK)
         return NODE_EINVAL;
-    node_err err;
-    if ((err = node__ledger_header_put(t, h, header->p, header->len)) != NODE_OK
-        || (err = node__ledger_body_put(t, h->id, body->p, body->len)) != NODE_OK)
+    node_err err = node__ledger_sealed_put(t, h, header->p, header->len, body->p, body->len);
+    if (err != NODE_OK)
         return err;
     w->seq = h->seq;
     memcpy(w->last, h->id, 32);
@@ -185,8 +191,7 @@ static node_err seal_body(
             "cannot seal the change: %s", proto_strerror(perr));
         goto out;
     }
-    if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
-        || (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK)
+    if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK)
         goto out;
     memcpy(id, h.id, 32);
     err = push_out(w, &header, &body, &h);
@@ -227,7 +232,8 @@ static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
     plain.kind = PROTO_BODY_DELTA;
     plain.vv = vv;
     plain.nvv = nvv;
-    node_err err = seen_place(t, k, &plain);
+    /* A case opened by this write has no access log yet. */
+    node_err err = w->create ? NODE_OK : seen_place(t, k, &plain);
     plain.delta.p = enc.p;
     plain.delta.len = enc.len;
     uint8_t id[32];
@@ -352,9 +358,16 @@ static node_err write_case(node_txn *t, write_ctx *w)
         crdt_scope *state = NULL, *delta = NULL;
         crdt_vv_entry *vv = NULL;
         size_t nvv = 0;
-        if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK)
+        if (w->create) {
+            /* A new case: an empty state, written by its owner. */
+            if (crdt_scope_new(NULL, &state) != CRDT_OK) {
+                err = NODE_ENOMEM;
+                goto scope_done;
+            }
+        } else if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK) {
             goto scope_done;
-        if (!node__may_write(t, e, &k)) {
+        }
+        if (!w->create && !node__may_write(t, e, &k)) {
             char id[PROTO_CASE_ID_TEXT_SIZE];
             proto_case_id_format(w->c, id);
             err = node__fail(w->msg, NODE_EINVAL,
@@ -496,8 +509,7 @@ static node_err seal_key_grant(node_txn *t, write_ctx *w, const ledger_key *k,
     if (perr != PROTO_OK)
         err = node__fail(
             w->msg, NODE_EINVAL, "cannot seal the key grant: %s", proto_strerror(perr));
-    else if ((err = store_own(t, w, &header, &body, &h)) == NODE_OK
-        && (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) == NODE_OK)
+    else if ((err = store_own(t, w, &header, &body, &h)) == NODE_OK)
         err = push_out(w, &header, &body, &h);
     proto_header_fini(&h);
     proto_buf_free(&header);
@@ -1270,8 +1282,7 @@ static node_err note_cb(node_txn *t, void *ctx)
     if (perr != PROTO_OK)
         err = node__fail(w->msg, perr == PROTO_ENOMEM ? NODE_ENOMEM : NODE_EINVAL,
             "cannot seal the note: %s", proto_strerror(perr));
-    if (err == NODE_OK && (err = store_own(t, w, &header, &body, &h)) == NODE_OK
-        && (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) == NODE_OK) {
+    if (err == NODE_OK && (err = store_own(t, w, &header, &body, &h)) == NODE_OK) {
         memcpy(rec->id, h.id, 32);
         rec->state = LEDGER_NOTE_PENDING;
         rec->at_ms = node__now(e);

@@ -122,8 +122,8 @@ static void sign_rates(double budget, double *sign_per_s, double *seal_per_s)
     proto_identity_free(id);
 }
 
-static const char *const nomi[] = { "Amina", "Luca", "Fatou", "Giovanni", "Sara", "Omar",
-    "Elena", "Karim", "Marta", "Yusuf", "Aisha", "Paolo" };
+static const char *const nomi[] = { "Amina", "Luca", "Fatou", "Giovanni", "Sara", "Omar", "Elena",
+    "Karim", "Marta", "Yusuf", "Aisha", "Paolo" };
 static const char *const cognomi[] = { "Diallo", "Rossi", "Sow", "Bianchi", "Verdi", "Haddad",
     "Conti", "Mensah", "Greco", "Kaya", "Traore", "Russo" };
 static const char *const livelli[] = { "pre-A1", "A1", "A2", "B1", "B2" };
@@ -134,8 +134,9 @@ static void write_csv(const char *path, long rows)
 {
     FILE *f = fopen(path, "w");
     CHECK(f != NULL);
-    fprintf(f, "Codice fiscale;Nome;Cognome;Data di nascita;Email;Comune di residenza;"
-               "Numero permesso;Scadenza permesso;Livello;CPIA;Stato occupazionale;Alloggio\r\n");
+    fprintf(f,
+        "Codice fiscale;Nome;Cognome;Data di nascita;Email;Comune di residenza;"
+        "Numero permesso;Scadenza permesso;Livello;CPIA;Stato occupazionale;Alloggio\r\n");
     for (long i = 0; i < rows; i++) {
         unsigned long k = (unsigned long)i * 2654435761u;
         fprintf(f,
