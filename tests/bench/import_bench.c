@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <sodium.h>
@@ -122,6 +123,38 @@ static void sign_rates(double budget, double *sign_per_s, double *seal_per_s)
     proto_identity_free(id);
 }
 
+/* CPU seconds (user + system) pattod process pid has used, from /proc/PID/stat. */
+static double cpu_s(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (p == NULL
+        || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static const char *loadavg(void)
+{
+    static char buf[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f != NULL) {
+        if (fgets(buf, sizeof buf, f) == NULL)
+            snprintf(buf, sizeof buf, "?");
+        buf[strcspn(buf, "\n")] = '\0';
+        fclose(f);
+    }
+    return buf;
+}
+
 static const char *const nomi[] = { "Amina", "Luca", "Fatou", "Giovanni", "Sara", "Omar", "Elena",
     "Karim", "Marta", "Yusuf", "Aisha", "Paolo" };
 static const char *const cognomi[] = { "Diallo", "Rossi", "Sow", "Bianchi", "Verdi", "Haddad",
@@ -209,9 +242,9 @@ int main(int argc, char **argv)
 
     double sign0, seal0, sign1, seal1;
     sign_rates(1.0, &sign0, &seal0);
-    double t0 = now_s();
+    double c0 = cpu_s(net.nodes[0].pid), t0 = now_s();
     th_out o = th_patto(&net, 0, "import", csv, "--map", map, "--batch", batch, NULL);
-    double whole = now_s() - t0;
+    double whole = now_s() - t0, cpu = cpu_s(net.nodes[0].pid) - c0;
     if (o.status != 0 || o.json == NULL) {
         fprintf(stderr, "%s%s", o.out, o.err);
         die("patto import failed");
@@ -232,11 +265,15 @@ int main(int argc, char **argv)
         (double)rows / writes, deltas / writes);
     printf("  %-34s %8.2f s  %8.0f rows/s  %8.0f deltas/s\n", "node's write transactions", node,
         (double)rows / node, deltas / node);
+    printf("  %-34s %8.2f s  (pattod's user + system time over the whole command)\n",
+        "node CPU time", cpu);
     printf("  signing on this machine: Ed25519 %.0f/s (before %.0f, after %.0f); "
            "proto_delta_seal (sign + encrypt) %.0f/s (before %.0f, after %.0f)\n",
         sign, sign0, sign1, seal, seal0, seal1);
-    printf("  node deltas/s against Ed25519 signing: %.2f; against proto_delta_seal: %.2f\n",
-        deltas / node / sign, deltas / node / seal);
+    printf("  node deltas/s against Ed25519 signing: %.2f; against proto_delta_seal: %.2f; "
+           "signing's share of the node's CPU time: %.0f %%\n",
+        deltas / node / sign, deltas / node / seal, 100.0 * deltas / sign / cpu);
+    printf("  load average at the end: %s\n", loadavg());
     printf("  %.0f deltas; targets: 10,000 cases in <= 3 s (whole command: %s), >= 20,000 "
            "deltas/s durable at the node (%s)\n",
         deltas, whole <= 3.0 ? "met" : "missed", deltas / node >= 20000 ? "met" : "missed");
