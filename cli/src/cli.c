@@ -121,7 +121,7 @@ static const cli__cmd commands[] = {
         "and may name one column the key. NDJSON: one object a line, {\"_key\": ID,\n"
         "\"scope.field\": VALUE, ...} (what patto export --all writes). Every row is checked by\n"
         "the node's schema first and refused rows are reported with line, column and reason;\n"
-        "--dry-run stops there. Then the valid rows are written, N a batch (default 500, at most\n"
+        "--dry-run stops there. Then the valid rows are written, N a batch (default and at most\n"
         "1000), each batch one durable commit. A row whose key was imported already is\n"
         "skipped: an interrupted import run again finishes the rest. Exit 2 when a row was\n"
         "refused (the others are imported).",

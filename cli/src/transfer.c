@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define IMPORT_FILE_MAX (1024u * 1024u * 1024u) /* bytes of an import file */
-#define BATCH_DEFAULT 500
+#define BATCH_DEFAULT 1000
 #define BATCH_MAX 1000 /* the node's NODE_BATCH_MAX */
 #define EDITS_MAX 256  /* per row: the node's NODE_BATCH_EDITS_MAX */
 #define REFUSED_SHOWN 100

@@ -212,7 +212,7 @@ static double jnum(json_object *o, const char *key)
 int main(int argc, char **argv)
 {
     long rows = 10000;
-    const char *batch = "500";
+    const char *batch = "1000";
     bool keep = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc)

@@ -463,6 +463,26 @@ static const char *batch_state(json_object *results, size_t i, const char **id)
     return st != NULL ? st : "";
 }
 
+/* Node i's vv entry for node 0's origin (0 when none). */
+static int64_t vv_of_first(th_net *net, size_t i)
+{
+    th_out o = th_patto(net, i, "status", NULL);
+    json_object *vv = NULL, *v = NULL;
+    int64_t seq = 0;
+    if (o.json != NULL && json_object_object_get_ex(o.json, "vv", &vv)
+        && json_object_object_get_ex(vv, net->nodes[0].origin, &v))
+        seq = json_object_get_int64(v);
+    th_out_free(&o);
+    return seq;
+}
+
+static bool peers_hold_all_of_first(th_net *net, void *ctx)
+{
+    (void)ctx;
+    int64_t own = vv_of_first(net, 0);
+    return own > 0 && vv_of_first(net, 1) == own && vv_of_first(net, 2) == own;
+}
+
 /* case.batch straight on the control socket: keyed, random and existing cases in one commit,
  * each item all or nothing (refused by the schema before the transaction, or by the write inside
  * it), a key seen twice, and malformed batches. */
@@ -552,6 +572,21 @@ static void test_case_batch(void **state)
     json_object_put(a.payload);
     o = th_patto(net, 0, "case", "show", keyed, NULL);
     expect_status(net, &o, 0, "\"nome\": \"Amina\"");
+    th_out_free(&o);
+
+    /* The peers took the batch's chain of headers (sealed on the node's sealer thread): each
+     * checked its signature and its place after the one before; none is quarantined. */
+    new_case(net, 0, existing);
+    if (!th_wait(net, 20000, peers_hold_all_of_first, NULL)) {
+        net->keep = true;
+        fail_msg("the peers do not hold comune-1's headers up to seq %lld: %lld and %lld",
+            (long long)vv_of_first(net, 0), (long long)vv_of_first(net, 1),
+            (long long)vv_of_first(net, 2));
+    }
+    o = th_patto(net, 1, "status", NULL);
+    json_object *q = NULL;
+    assert_true(json_object_object_get_ex(o.json, "quarantined", &q));
+    assert_int_equal(json_object_array_length(q), 0);
     th_out_free(&o);
 
     /* Malformed batches: nothing written. */
