@@ -344,7 +344,7 @@ static bool jbool(json_object *o, const char *key, bool dflt)
     return v != NULL ? json_object_get_boolean(v) : dflt;
 }
 
-static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, map *m)
+static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bool ndjson, map *m)
 {
     memset(m, 0, sizeof(*m));
     uint8_t *bytes = NULL;
@@ -372,6 +372,8 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, ma
     }
     m->key_name = cli__json_str(m->doc, "key_name");
     json_object *cols = jmember(m->doc, "columns");
+    if (ndjson && cols == NULL)
+        return CLI_OK; /* NDJSON names its fields itself: only key_name counts */
     if (cols == NULL || !json_object_is_type(cols, json_type_array)
         || json_object_array_length(cols) == 0)
         return cli__fail(ctx, CLI_EINPUT,
@@ -1022,7 +1024,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     counts cnt = { 0, 0, 0, 0, 0 };
     if ((err = cli__call(ctx, "schema", NULL, 0, &schema)) != CLI_OK)
         goto out;
-    if (map_path != NULL && (err = map_read(ctx, mapabs, schema, &m)) != CLI_OK)
+    if (map_path != NULL && (err = map_read(ctx, mapabs, schema, ndjson, &m)) != CLI_OK)
         goto out;
     if (ndjson)
         err = ndjson_rows(ctx, path, text, len, schema, &rs, &rep);
