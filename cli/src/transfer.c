@@ -1091,7 +1091,8 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
             why, done, key_name[0] == '-' ? " only with a key column (the map has none)" : "");
         goto out;
     }
-    qsort(rep.v, rep.n, sizeof(*rep.v), refusal_cmp);
+    if (rep.n > 0)
+        qsort(rep.v, rep.n, sizeof(*rep.v), refusal_cmp);
     if (!ctx->json) {
         for (size_t i = 0; i < rep.n && i < REFUSED_SHOWN; i++)
             fprintf(stderr, "line %zu%s%s%s: %s\n", rep.v[i].line,
