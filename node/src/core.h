@@ -833,6 +833,9 @@ void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new);
 bool node__sync_step(node_engine *e);
 /* Eager push of the deltas a local write made. */
 void node__push(node_engine *e, const node_outs *outs);
+/* The same, but runs of deltas whose bodies go to no member in HEADERS messages of up to 256
+ * headers (case.batch: its new cases are shared with nobody yet). */
+void node__push_batch(node_engine *e, const node_outs *outs);
 /* One anti-entropy round with a random peer that is up. */
 void node__anti_entropy(node_engine *e);
 /* Ask for bodies missing longer than the grace period. */

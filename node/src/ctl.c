@@ -283,7 +283,7 @@ static void cmd_case_batch(req *r)
     node_err err = node__case_batch(e, items, n, dry, &outs, &msg);
     uint64_t t2 = mono_us();
     size_t deltas = outs.n;
-    node__push(e, &outs);
+    node__push_batch(e, &outs);
     node__outs_free(&outs);
     if (err != NODE_OK) {
         free(items);

@@ -2,7 +2,7 @@
  * import-bench - patto import of a synthetic CSV through a real pattod on 127.0.0.1
  * (tests/node/harness.c), against the signing rate of this machine measured in the same run.
  *
- *   build/tests/bench/import-bench [--rows N] [--batch N] [--keep]
+ *   build/tests/bench/import-bench [--rows N] [--batch N] [--nodes 1-5] [--keep]
  *
  * The CSV has 12 fields over 6 scopes (anagrafica 4, contatti 2, documenti 2, lingua 2,
  * lavoro 1, alloggio 1), semicolons, dd/mm/yyyy dates and a key column, invented values only:
@@ -214,15 +214,18 @@ int main(int argc, char **argv)
     long rows = 10000;
     const char *batch = "1000";
     bool keep = false;
+    long nodes = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc)
             rows = strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
             batch = argv[++i];
+        else if (strcmp(argv[i], "--nodes") == 0 && i + 1 < argc)
+            nodes = strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--keep") == 0)
             keep = true;
         else {
-            fprintf(stderr, "usage: import-bench [--rows N] [--batch N] [--keep]\n");
+            fprintf(stderr, "usage: import-bench [--rows N] [--batch N] [--nodes 1-5] [--keep]\n");
             return 1;
         }
     }
@@ -230,9 +233,12 @@ int main(int argc, char **argv)
         die("--rows takes a whole number >= 1");
     CHECK(proto_init() == PROTO_OK);
     th_programs(PATTO_BIN, PATTOD_BIN);
-    static const char *const one[] = { "comune-1:comune" };
-    if (th_net_up(&net, 1, one) != 0)
-        die("cannot start a node");
+    static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia", "prefettura-1:prefettura",
+        "cpi-1:cpi", "coop-1:coop" };
+    if (nodes < 1 || nodes > 5)
+        die("--nodes takes 1 to 5");
+    if (th_net_up(&net, (size_t)nodes, orgs) != 0)
+        die("cannot start the nodes");
     char csv[400], map[400];
     snprintf(csv, sizeof csv, "%s/bench.csv", net.root);
     snprintf(map, sizeof map, "%s/map.json", net.root);
@@ -256,9 +262,10 @@ int main(int argc, char **argv)
     if (created != (double)rows)
         die("not every row was created");
     double sign = (sign0 + sign1) / 2, seal = (seal0 + seal1) / 2;
-    printf("import-bench: %ld rows of 12 fields over 6 scopes, batches of %s, one pattod "
-           "(durable: one fsync'd LMDB commit per batch)\n",
-        rows, batch);
+    printf("import-bench: %ld rows of 12 fields over 6 scopes, batches of %s, into the first "
+           "of %ld pattod (durable: one fsync'd LMDB commit per batch; the others take the "
+           "headers pushed)\n",
+        rows, batch, nodes);
     printf("  %-34s %8.2f s  %8.0f rows/s  %8.0f deltas/s\n", "whole command (check + write)",
         whole, (double)rows / whole, deltas / whole);
     printf("  %-34s %8.2f s  %8.0f rows/s  %8.0f deltas/s\n", "write phase (CLI)", writes,
