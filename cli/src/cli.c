@@ -97,13 +97,27 @@ static const cli__cmd commands[] = {
         cli__case_new },
     { "case set", "CASE EDIT ...", "apply edits to a case as one change, durably",
         "EDIT is scope.field=VALUE, scope.field+=VALUE or scope.field-=VALUE.", cli__case_set },
-    { "case unset", "CASE SCOPE.FIELD", "remove a field", NULL, cli__case_unset },
+    { "case unset", "CASE SCOPE.FIELD [--all]", "remove a field",
+        "Removes every value of the field seen here. A timeline's events go all at once, so\n"
+        "for a timeline it needs --all (to remove one event's content, use case redact).",
+        cli__case_unset },
+    { "case redact", "CASE SCOPE.FIELD EVENT", "redact one event of a timeline",
+        "Removes the content of one event (its time and author stay). EVENT is the id in\n"
+        "brackets that case show prints after each event. Only the event's author or the\n"
+        "case's owner may redact it: every node refuses anyone else's redaction.",
+        cli__case_redact },
     { "case show", "CASE", "the owner, readable scopes and access log of a case",
         "Shows the org that owns the case, every readable field (conflicts marked) and, under\n"
         "each scope, its access log: grants (to, access, purpose, basis, provision, until,\n"
         "operator) and new epochs. Times in Europe/Rome.",
         cli__case_show },
     { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
+    { "case log", "CASE [SCOPE.FIELD] [--limit N]", "every change to a case, newest first",
+        "Each change this node can read, newest first: when (Europe/Rome), the org that wrote\n"
+        "it, the field, and its value before -> after (a timeline: + the events added); a\n"
+        "conflict lists every value that stands, who wrote it and when. From the changes this\n"
+        "node merged (refused ones are not history). --limit N (default 100, at most 10000).",
+        cli__case_log },
     { "case export", "CASE [--format json|csv]",
         "the beneficiary's copy of a case: readable fields with labels, access log, owner",
         "Prints every scope of CASE this node can read, each field with its schema label, the\n"
@@ -189,6 +203,22 @@ static const cli__cmd commands[] = {
         "disk the copy needed. The node also compacts on its own every [store]\n"
         "compact_every_hours (default 24).",
         cli__store_compact },
+    /* (before "inbox": the first name that matches is taken) */
+    { "inbox ack", "", "mark everything in your inbox as read",
+        "Marks every row there is now as read for you (the operator); later ones are new.",
+        cli__inbox_ack },
+    { "inbox", "[--since WHEN] [--all] [--limit N]",
+        "what reached this node for you: shared cases, ended access, partners' changes",
+        "Lists, newest first, what this node took that concerns its operators and that you\n"
+        "(the operator: --operator or PATTO_OPERATOR, else the node's default) have not marked\n"
+        "read: cases shared with this node (scope, access, purpose, basis, until), access\n"
+        "narrowed or ended (revoked, expired, withdrawn, dropped), partners' changes to cases\n"
+        "read here (one line a case), and at a case's owner the withdrawals and drops received.\n"
+        "Alerts come first: this node removed, a forked origin, a peer's clock beyond the\n"
+        "network's bound, writes waiting for a key. --all shows the rows read too; --since WHEN\n"
+        "(YYYY-MM-DD, or 30m, 12h, 7d ago) only the newer; --limit N at most N (default 50).\n"
+        "The node keeps at most 10,000 rows besides one row of changes a case.",
+        cli__inbox },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -129,6 +129,8 @@ cli_err cli__schema(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_new(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
@@ -139,6 +141,8 @@ cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char
 cli_err cli__consent_drop(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__inbox(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 
 /* Import and export (transfer.c). */
 cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);

@@ -275,6 +275,13 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
         jtext(c, "bodies"));
     printf("waiting      causal %s, clock %s, key %s, bodies %s, headers %s\n", jtext(w, "causal"),
         jtext(w, "clock"), jtext(w, "key"), jtext(w, "bodies"), jtext(w, "headers"));
+    json_object *alerts = jget(p, "alerts");
+    for (size_t i = 0; i < jlen(alerts); i++) {
+        json_object *a = json_object_array_get_idx(alerts, i);
+        const char *kind = jtext(a, "kind");
+        if (strcmp(kind, "removed") != 0 && strcmp(kind, "fork") != 0) /* (said below) */
+            printf("ALERT        %s\n", jtext(a, "message"));
+    }
     json_object *q = jget(p, "quarantined");
     if (jlen(q) == 0) {
         printf("quarantined  none\n");
@@ -501,10 +508,12 @@ cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 
 cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    const char *pos[2];
+    const char *pos[3];
     size_t n;
+    bool all = false;
+    const cli__opt opts[] = { { "all", NULL, &all } };
     char id[PROTO_CASE_ID_TEXT_SIZE];
-    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 2, 2, &n);
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 2, 2, &n);
     if (err != CLI_OK)
         return err;
     if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
@@ -512,7 +521,32 @@ cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **arg
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     pos[0] = id;
-    return exchange(ctx, "case.unset", pos, 2, NULL, render_case_unset);
+    pos[2] = "all";
+    return exchange(ctx, "case.unset", pos, all ? 3 : 2, NULL, render_case_unset);
+}
+
+static void render_case_redact(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    printf("%s: event %s of %s redacted (its time and author stay)\n", jtext(p, "id"),
+        jtext(p, "event"), jtext(p, "field"));
+}
+
+cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *pos[3];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 3, 3, &n);
+    if (err != CLI_OK)
+        return err;
+    if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
+        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    pos[0] = id;
+    return exchange(ctx, "case.redact", pos, 3, NULL, render_case_redact);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -538,8 +572,9 @@ static void print_field(const char *key, int width, json_object *value, json_obj
                 }
                 json_object *red = jget(e, "redacted");
                 char at[CLI_TIME_TEXT_SIZE];
-                printf("%s  %s  %s", when(e, "at", at), jtext(e, "by"),
-                    red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"));
+                printf("%s  %s  %s  [%s]", when(e, "at", at), jtext(e, "by"),
+                    red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"),
+                    jtext(e, "id"));
             }
         } else {
             for (size_t i = 0; i < n; i++)
@@ -1130,4 +1165,221 @@ cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
     if (err != CLI_OK)
         return err;
     return exchange(ctx, "store.compact", NULL, 0, NULL, render_store_compact);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* inbox                                                                                     */
+
+static void render_alerts(json_object *alerts)
+{
+    for (size_t i = 0; i < jlen(alerts); i++)
+        printf("ALERT  %s\n", jtext(json_object_array_get_idx(alerts, i), "message"));
+}
+
+static void render_inbox_row(json_object *it)
+{
+    char at[CLI_TIME_TEXT_SIZE];
+    const char *kind = jtext(it, "kind");
+    json_object *fresh = jget(it, "new");
+    printf("%-3s  %-25s  %-37s  ", fresh != NULL && json_object_get_boolean(fresh) ? "NEW" : "",
+        when(it, "at", at), jtext(it, "case"));
+    if (strcmp(kind, "shared") == 0) {
+        printf("%s shared by %s: %s, purpose %s, basis %s", jtext(it, "scope"), jtext(it, "org"),
+            jtext(it, "access"), jtext(it, "purpose"), jtext(it, "basis"));
+        if (jget(it, "until") != NULL) {
+            char until[CLI_TIME_TEXT_SIZE];
+            printf(", until %s", when(it, "until", until));
+        }
+    } else if (strcmp(kind, "narrowed") == 0) {
+        printf("%s: %s by %s (%s)", jtext(it, "scope"),
+            strcmp(jtext(it, "access"), "read") == 0 ? "narrowed to read" : "access ended",
+            jtext(it, "org"), jtext(it, "reason"));
+    } else if (strcmp(kind, "changed") == 0) {
+        printf("changed by %s (%s change%s, the last in %s)", jtext(it, "org"),
+            jtext(it, "changes"), strcmp(jtext(it, "changes"), "1") == 0 ? "" : "s",
+            jtext(it, "scope"));
+    } else {
+        printf("%s of %s's access received from %s (scope %s...): see consent list", kind,
+            jtext(it, "grantee"), jtext(it, "org"), jtext(it, "scope"));
+    }
+    printf("\n");
+}
+
+static void render_inbox(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    json_object *items = jget(p, "items");
+    render_alerts(jget(p, "alerts"));
+    if (jlen(items) == 0)
+        printf(
+            "nothing new for %s (patto inbox --all shows what was read)\n", jtext(p, "operator"));
+    for (size_t i = 0; i < jlen(items); i++)
+        render_inbox_row(json_object_array_get_idx(items, i));
+    json_object *more = jget(p, "more");
+    if (more != NULL && json_object_get_int64(more) > 0)
+        printf("(%s more: --limit N shows more)\n", jtext(p, "more"));
+}
+
+/* --since WHEN: YYYY-MM-DD (from the start of that day in Europe/Rome), or Nm, Nh, Nd ago. */
+static cli_err since_ms(cli__ctx *ctx, const cli__cmd *cmd, const char *text, uint64_t *out)
+{
+    proto_date day;
+    size_t n = strlen(text);
+    if (proto_date_parse(text, n, &day) == PROTO_OK) {
+        *out = proto_rome_day_start_ms(&day);
+        return CLI_OK;
+    }
+    uint64_t unit = n > 1 && text[n - 1] == 'm' ? 60000u
+        : n > 1 && text[n - 1] == 'h'           ? 3600000u
+        : n > 1 && text[n - 1] == 'd'           ? 86400000u
+                                                : 0;
+    char num[24];
+    uint64_t k = 0;
+    if (unit != 0 && n - 1 < sizeof num) {
+        memcpy(num, text, n - 1);
+        num[n - 1] = '\0';
+        if (cli__parse_u64(ctx, cmd, "since", num, 0, 36500, &k) == CLI_OK) {
+            uint64_t now = wall_ms(), ago = k * unit;
+            *out = now > ago ? now - ago : 0;
+            return CLI_OK;
+        }
+    }
+    return cli__usage(
+        ctx, cmd, "--since '%s' is not a date (YYYY-MM-DD) or a time ago (30m, 12h, 7d)", text);
+}
+
+cli_err cli__inbox(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *since = NULL, *limit = NULL;
+    bool all = false;
+    const cli__opt opts[]
+        = { { "since", &since, NULL }, { "limit", &limit, NULL }, { "all", NULL, &all } };
+    const char *pos[1];
+    size_t n;
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 3, pos, 0, 0, &n);
+    if (err != CLI_OK)
+        return err;
+    char sbuf[24] = "", lbuf[24] = "";
+    uint64_t v;
+    if (since != NULL) {
+        if ((err = since_ms(ctx, cmd, since, &v)) != CLI_OK)
+            return err;
+        snprintf(sbuf, sizeof sbuf, "%" PRIu64, v);
+    }
+    if (limit != NULL) {
+        if ((err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 100000, &v)) != CLI_OK)
+            return err;
+        snprintf(lbuf, sizeof lbuf, "%" PRIu64, v);
+    }
+    const char *args[] = { sbuf, all ? "all" : "new", lbuf };
+    return exchange(ctx, "inbox", args, 3, NULL, render_inbox);
+}
+
+static void render_inbox_ack(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    char at[CLI_TIME_TEXT_SIZE];
+    printf("inbox of %s read up to %s\n", jtext(p, "operator"), when(p, "acked_at", at));
+}
+
+cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    cli_err err = no_args(ctx, cmd, argc, argv);
+    if (err != CLI_OK)
+        return err;
+    return exchange(ctx, "inbox.ack", NULL, 0, NULL, render_inbox_ack);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case log                                                                                  */
+
+/* A value in a change line: a set as "a, b", a timeline's events as their content. */
+static void print_log_value(json_object *v)
+{
+    if (v == NULL || json_object_is_type(v, json_type_null)) {
+        printf("(none)");
+        return;
+    }
+    if (!json_object_is_type(v, json_type_array)) {
+        printf("%s", plain(v));
+        return;
+    }
+    if (jlen(v) == 0)
+        printf("(empty)");
+    for (size_t i = 0; i < jlen(v); i++) {
+        json_object *x = json_object_array_get_idx(v, i);
+        json_object *red = json_object_is_type(x, json_type_object) ? jget(x, "redacted") : NULL;
+        printf("%s", i > 0 ? ", " : "");
+        if (red != NULL && json_object_get_boolean(red))
+            printf("(event %s redacted)", jtext(x, "id"));
+        else if (json_object_is_type(x, json_type_object) && jget(x, "event") != NULL)
+            printf("%s", plain(jget(x, "event")));
+        else
+            printf("%s", plain(x));
+    }
+}
+
+static void render_case_log(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)sent;
+    (void)nsent;
+    json_object *changes = jget(p, "changes");
+    printf("case %s\n", jtext(p, "id"));
+    if (jlen(changes) == 0)
+        printf("no change this node can read\n");
+    for (size_t i = 0; i < jlen(changes); i++) {
+        json_object *c = json_object_array_get_idx(changes, i);
+        char at[CLI_TIME_TEXT_SIZE], name[128];
+        snprintf(name, sizeof name, "%s.%s", jtext(c, "scope"), jtext(c, "field"));
+        printf("%-25s  %-14s  %-28s  ", when(c, "at", at), jtext(c, "by"), name);
+        json_object *old = jget(c, "old"), *nw = jget(c, "new");
+        json_object *first = jlen(nw) > 0 ? json_object_array_get_idx(nw, 0) : NULL;
+        if (old != NULL) {
+            print_log_value(old);
+            printf(" -> ");
+        } else if (first != NULL && json_object_is_type(first, json_type_object)) {
+            printf("+ "); /* a timeline's events */
+        } else {
+            printf("(none) -> ");
+        }
+        print_log_value(nw);
+        printf("\n");
+        json_object *conflict = jget(c, "conflict");
+        for (size_t k = 0; k < jlen(conflict); k++) {
+            json_object *x = json_object_array_get_idx(conflict, k);
+            char xat[CLI_TIME_TEXT_SIZE];
+            printf("%-25s  %-14s  %-28s  %s %s (by %s, %s)\n", "", "", "",
+                k == 0 ? "CONFLICT:" : "         ", jtext(x, "value"), jtext(x, "by"),
+                when(x, "at", xat));
+        }
+    }
+    json_object *more = jget(p, "more");
+    if (more != NULL && json_object_get_int64(more) > 0)
+        printf("(%s older changes: --limit N shows more)\n", jtext(p, "more"));
+}
+
+cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *limit = NULL;
+    const cli__opt opts[] = { { "limit", &limit, NULL } };
+    const char *pos[2];
+    size_t n;
+    char id[PROTO_CASE_ID_TEXT_SIZE], lbuf[24] = "";
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 1, 2, &n);
+    if (err != CLI_OK)
+        return err;
+    if (n == 2 && (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL))
+        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+    uint64_t v;
+    if (limit != NULL) {
+        if ((err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 10000, &v)) != CLI_OK)
+            return err;
+        snprintf(lbuf, sizeof lbuf, "%" PRIu64, v);
+    }
+    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+        return err;
+    const char *args[] = { id, n == 2 ? pos[1] : "", lbuf };
+    return exchange(ctx, "case.log", args, 3, NULL, render_case_log);
 }

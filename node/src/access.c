@@ -35,6 +35,38 @@ static bool owner_before(node_txn *t, const ledger_key *k, uint64_t number, cons
     return ok;
 }
 
+/* Is a grant to org numbered after entry `after` in k's scope's log? */
+typedef struct grant_after {
+    const char *org;
+    uint64_t after;
+    bool found;
+} grant_after;
+
+static bool grant_after_cb(const ledger_entry *en, void *ctx)
+{
+    grant_after *g = ctx;
+    g->found = en->number > g->after && en->kind == PROTO_BODY_ACCESS_GRANT
+        && strcmp(en->grantee, g->org) == 0;
+    return !g->found;
+}
+
+bool node__cut_for_good(node_txn *t, node_engine *e, const proto_header *h)
+{
+    const node_member *author = node__author(e, h->origin, NULL);
+    ledger_key k;
+    bool cut = false;
+    if (h->kind == PROTO_HDR_DELTA && author != NULL
+        && node__ledger_key_get(t, h->tag, &k) == NODE_OK && !node__is_owner(&k, author)) {
+        uint64_t n = node__cut_by(t, &k, author->org, h, 0);
+        grant_after g = { author->org, n, false };
+        cut = n != 0 && n != UINT64_MAX
+            && node__ledger_entries(t, &k.case_id, k.scope, grant_after_cb, &g) == NODE_OK
+            && !g.found;
+    }
+    proto_wipe(&k, sizeof(k));
+    return cut;
+}
+
 bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h)
 {
     ledger_key k;

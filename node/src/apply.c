@@ -278,7 +278,14 @@ static node_err apply_note(node_txn *t, apply_ctx *c, const node_wait *w, const 
         rec->state = LEDGER_NOTE_PENDING;
         rec->at_ms = node__now(e);
         snprintf(rec->author_org, sizeof(rec->author_org), "%s", author->org);
-        if ((err = node__ledger_note_put(t, false, rec)) == NODE_OK)
+        node_inbox_item it;
+        node__inbox_item(&it, rec->at_ms,
+            n->kind == PROTO_NOTE_DROP ? NODE_INBOX_DROP : NODE_INBOX_WITHDRAWAL, &n->case_id,
+            n->scopes[0], author->org);
+        it.entry = node__ledger_get64(h->id);
+        snprintf(it.purpose, sizeof(it.purpose), "%s", n->grantee);
+        if ((err = node__ledger_note_put(t, false, rec)) == NODE_OK
+            && (err = node__inbox_add(t, &it)) == NODE_OK)
             err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED);
         NODE_INFO("consent.note", "case=%s kind=%s grantee=%s scopes=%zu from=%s operator=\"%s\"",
             id, n->kind == PROTO_NOTE_DROP ? "drop" : "withdrawal", n->grantee, n->nscopes,
@@ -463,6 +470,18 @@ static bool clock_ahead(apply_ctx *c, const proto_header *h, wait_reason was)
     return true;
 }
 
+/* A partner's delta merged: its case's row of changes in the inbox. */
+static node_err inbox_change(
+    node_txn *t, node_engine *e, const ledger_key *k, const node_member *author)
+{
+    if (author->self)
+        return NODE_OK;
+    node_inbox_item it;
+    node__inbox_item(&it, node__now(e), NODE_INBOX_CHANGED, &k->case_id, k->scope, author->org);
+    it.count = 1;
+    return node__inbox_add(t, &it);
+}
+
 /* A decrypted delta under key k: checked against the access rule and joined into the state of
  * its scope, or refused, or left waiting for what it names. */
 static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const proto_header *h,
@@ -516,7 +535,8 @@ static node_err merge_delta(node_txn *t, apply_ctx *c, const node_wait *w, const
             crdt_strerror(cerr));
         *why = WAIT_CAUSAL;
     } else if ((err = node__ledger_state_put(t, h->tag, state, node__now(e))) == NODE_OK
-        && (err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK) {
+        && (err = node__ledger_applied_put(t, w->id, LEDGER_APPLIED)) == NODE_OK
+        && (err = inbox_change(t, e, k, author)) == NODE_OK) {
         *done = true;
         c->progress++;
     }

@@ -156,6 +156,8 @@ typedef struct node_want {
     uint64_t since_ms;  /* when the header came (node__mono): its body is usually on the way;
                          * given non-zero to node__want_add: due at once (a key made it readable) */
     uint64_t asked_ms;  /* when it was last asked for (node__mono), 0 if never */
+    uint32_t tries;     /* how many times asked: each time the next holder that is up (sync.c) */
+    bool moot;          /* its delta is cut for good (node__cut_for_good): asked rarely */
 } node_want;
 
 typedef NODE_VEC(node_want) node_want_vec;
@@ -398,6 +400,11 @@ bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32]);
  * held to pass on to other holders), or h is a key grant one of whose hint slots is this
  * node's? */
 bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h);
+/* Is h a member's delta beyond the cut of a narrowing of its org, with no grant to that org
+ * after it? Refused whatever its body says: nobody may be able to serve that body (its author
+ * purged its own copy with the scope; the owner cut before what it never got), so a want of it
+ * is moot (sync.c: asked rarely, not counted as waiting). */
+bool node__cut_for_good(node_txn *t, node_engine *e, const proto_header *h);
 /* Is member m (an author, a peer) of the org that owns the case of key k? */
 bool node__is_owner(const ledger_key *k, const node_member *m);
 /* The newest grant entry for org among entries 1..upto of the (case, scope) access log
@@ -560,6 +567,13 @@ node_err node__rebuild_noted(node_txn *t, apply_ctx *c);
  * seq (stored before the manifest came) is void, and its scopes are decided again, in one
  * transaction. Run after a manifest is taken, and at start. */
 node_err node__retired_voids(node_engine *e);
+/* Every held, decided delta body of (case c, scope) under its confirmed keys (every epoch),
+ * opened: fn gets its header, its mark (LEDGER_APPLIED, _REFUSED, _VOID), its author and the
+ * delta (fn may take it: set *delta to NULL). In no particular order; stops at fn's error. */
+typedef node_err (*node_delta_fn)(
+    const proto_header *h, int mark, const node_member *author, crdt_scope **delta, void *ctx);
+node_err node__scope_deltas(node_txn *t, node_engine *e, const proto_case_id *c, const char *scope,
+    node_delta_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------------------------------- */
 /* purge.c: where access ends at this node                                                   */
@@ -577,8 +591,6 @@ node_err node__destroy_scope(
  * already (an old narrowing read again after a re-grant). */
 node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
     const ledger_entry *en, const ledger_entry *ended);
-/* "revoked", "withdrawn", "dropped" or "expired" (proto_narrow_reason). */
-const char *node__narrow_reason(uint8_t reason);
 /* Grant entry en of k's scope names this node's org: a closed record of an earlier narrowing
  * is dropped (granted again); a grant from before it, taken after it, settles the basis of
  * what the narrowing ended (and purges the scope when that was consent). */
@@ -642,9 +654,21 @@ typedef struct node_edit {
     char field[CRDT_FIELD_MAX + 1];
     node_edit_op op;
     bool unset;
+    /* a redaction of one timeline event (case.redact): named by the first NODE_EVENT_PREFIX
+     * bytes of its origin and its counter (node__event_id), found in the state */
+    bool redact;
+    uint8_t event_origin[6];
+    uint64_t event_counter;
     char value[16384 + 1]; /* canonical form from node_schema_check */
     int64_t amount;        /* counters */
 } node_edit;
+
+/* A timeline event's id as people see and type it: the first 6 bytes of its origin in hex, a
+ * dot and its counter ("3fa94c1be20d.17"); out holds 12 + 1 + 20 + 1 bytes. */
+#define NODE_EVENT_ID_SIZE 34
+void node__event_id(const crdt_dot *d, char out[NODE_EVENT_ID_SIZE]);
+/* Parse one into ed (redact, event_origin, event_counter); false when text is not one. */
+bool node__event_id_parse(const char *text, node_edit *ed);
 
 /* A delta this node wrote, to push to its peers: the encoded header and body, and the header
  * decoded (borrowing from `header`). */
@@ -749,6 +773,46 @@ node_err node__close_ended(
  * came): close the ended grants, 1,000 scopes per transaction, and push what was written. */
 #define NODE_ENDED_EVERY_MS (10 * 60 * 1000)
 void node__ended_tick(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* inbox.c: what reached this node that concerns its operators                               */
+
+/* Rows kept at most: beyond, the oldest goes (a row is at most 150 bytes: about 1.5 MiB). */
+#define NODE_INBOX_MAX 10000
+typedef enum node_inbox_kind {
+    NODE_INBOX_SHARED = 1,     /* a grant to this node's org taken (entry, access, purpose...) */
+    NODE_INBOX_NARROWED = 2,   /* a narrowing of this node's org taken (access left, reason) */
+    NODE_INBOX_CHANGED = 3,    /* a partner's delta merged in a case read here: one row a case */
+    NODE_INBOX_WITHDRAWAL = 4, /* at the owner: a withdrawal received (org: who sent it) */
+    NODE_INBOX_DROP = 5,       /* at the owner: a drop received */
+} node_inbox_kind;
+typedef struct node_inbox_item {
+    uint64_t at_ms; /* when this node took it, by its clock */
+    uint8_t kind;   /* node_inbox_kind */
+    proto_case_id case_id;
+    uint64_t entry; /* the access-log entry (shared, narrowed); a note's first 8 id bytes */
+    /* (scope: a note's first scope; changed: the scope of the last delta merged) */
+    uint32_t count; /* changed: deltas merged since the row was made */
+    uint8_t access, basis, reason;
+    uint64_t until_ms;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    char org[PROTO_ORG_MAX + 1]; /* the grantor, the narrowing's owner, the writer, the sender */
+    char purpose[PROTO_ORG_MAX + 1]; /* shared; a note's grantee (withdrawal, drop) */
+} node_inbox_item;
+/* An item of kind for case c, scope and org, taken at at_ms; the rest zero. */
+void node__inbox_item(node_inbox_item *it, uint64_t at_ms, uint8_t kind, const proto_case_id *c,
+    const char *scope, const char *org);
+/* Add a row in the caller's transaction: nothing when its cause has a row already, except a
+ * change, whose case's row moves to the end with its count added. */
+node_err node__inbox_add(node_txn *t, const node_inbox_item *it);
+/* "revoked", "withdrawn", "dropped" or "expired" (proto_narrow_reason). */
+const char *node__narrow_reason(uint8_t reason);
+/* Forget the partners' changes row of case c (its scope destroyed here). */
+node_err node__inbox_forget_case(node_txn *t, const proto_case_id *c);
+/* The alerts an operator must not miss, from the node's state now (status, inbox): this node
+ * removed, a forked (quarantined) origin, a peer's clock beyond the bound, writes waiting for a
+ * key. A JSON array of {"kind", "org", "message", ...}. */
+struct json_object *node__alerts(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* link.c: the links to peers                                                                */

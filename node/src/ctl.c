@@ -41,9 +41,14 @@ static void cmd_case_write(req *r, bool create, bool unset)
         return;
     }
     size_t n = r->nargs > first ? r->nargs - first : 0;
+    char all[4] = "";
+    bool every = unset && n == 2 && node__ctl_arg(r, first + 1, all, sizeof all)
+        && strcmp(all, "all") == 0;
+    if (every)
+        n = 1;
     if ((!create && n == 0) || n > EDITS_MAX || (unset && n != 1)) {
         node__ctl_error(r->e, r->id, CODE_USAGE,
-            unset ? "unset takes one scope.field"
+            unset ? "unset takes one scope.field, and 'all' for a timeline"
                   : "give between 1 and 256 edits: scope.field=VALUE, +=VALUE, -=VALUE");
         return;
     }
@@ -73,9 +78,18 @@ static void cmd_case_write(req *r, bool create, bool unset)
             }
             memcpy(ed->scope, text, (size_t)(dot - text));
             strcpy(ed->field, dot + 1);
-            if (node_schema_field(r->e->schema, ed->scope, ed->field) == NULL) {
+            const node_field *f = node_schema_field(r->e->schema, ed->scope, ed->field);
+            if (f == NULL) {
                 err = node__fail(&msg, NODE_EINVAL, "%s is not a field of the schema", text);
                 break;
+            }
+            if (f->type == NODE_F_TIMELINE && !every) {
+                /* (a usage error: the request lacks what it takes) */
+                node__ctl_error(r->e, r->id, CODE_USAGE,
+                    "this field is a timeline: unset removes every one of its events; give "
+                    "--all to do that, or redact one event with patto case redact");
+                free(edits);
+                return;
             }
             ed->unset = true;
         } else {
@@ -335,6 +349,65 @@ static void cmd_case_batch(req *r)
     free(texts);
     json_object_put(doc);
     node__ctl_json(e, r->id, ans);
+}
+
+/* case.redact: case id, scope.field (a timeline), event id (as case.show gives it). */
+static void cmd_case_redact(req *r)
+{
+    proto_case_id c;
+    if (!node__ctl_case(r, &c))
+        return;
+    char field[PROTO_SCOPE_NAME_MAX + CRDT_FIELD_MAX + 2], event[NODE_EVENT_ID_SIZE + 1];
+    node_edit *ed = calloc(1, sizeof(*ed));
+    if (ed == NULL) {
+        node__ctl_error(r->e, r->id, CODE_INTERNAL, "out of memory");
+        return;
+    }
+    const char *dot = NULL;
+    const node_field *f = NULL;
+    if (r->nargs != 4 || !node__ctl_arg(r, 2, field, sizeof field)
+        || !node__ctl_arg(r, 3, event, sizeof event) || (dot = strchr(field, '.')) == NULL
+        || dot == field || (size_t)(dot - field) > PROTO_SCOPE_NAME_MAX) {
+        free(ed);
+        node__ctl_error(r->e, r->id, CODE_USAGE, "case.redact takes: case, scope.field, event id");
+        return;
+    }
+    memcpy(ed->scope, field, (size_t)(dot - field));
+    snprintf(ed->field, sizeof ed->field, "%s", dot + 1);
+    char m[300];
+    int code = 0;
+    if ((f = node_schema_field(r->e->schema, ed->scope, ed->field)) == NULL) {
+        snprintf(m, sizeof m, "%s is not a field of the schema", field);
+        code = CODE_REFUSED;
+    } else if (f->type != NODE_F_TIMELINE) {
+        snprintf(m, sizeof m, "%s is not a timeline: only a timeline's events are redacted", field);
+        code = CODE_REFUSED;
+    } else if (!node__event_id_parse(event, ed)) {
+        snprintf(m, sizeof m,
+            "'%s' is not an event id: case show gives each event's, like 3fa94c1be20d.17", event);
+        code = CODE_USAGE;
+    }
+    if (code != 0) {
+        free(ed);
+        node__ctl_error(r->e, r->id, code, m);
+        return;
+    }
+    node_errmsg msg = { { 0 } };
+    node_err err = write_and_push(r->e, &c, NULL, ed, 1, &msg);
+    free(ed);
+    if (err != NODE_OK) {
+        node__ctl_error(r->e, r->id, node__ctl_code(err), msg.text);
+        return;
+    }
+    char id[PROTO_CASE_ID_TEXT_SIZE];
+    proto_case_id_format(&c, id);
+    NODE_INFO("case.redact", "case=%s field=%s event=%s operator=\"%s\" user=\"%s\"", id, field,
+        event, node__logq(r->operator_name), node__logq(r->unix_user));
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "id", json_object_new_string(id));
+    json_object_object_add(doc, "field", json_object_new_string(field));
+    json_object_object_add(doc, "event", json_object_new_string(event));
+    node__ctl_json(r->e, r->id, doc);
 }
 
 /* The last millisecond of day D in Europe/Rome, what "until D" means (PROTOCOL.md, "Names
@@ -809,7 +882,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
     bool writes = strncmp(cmd, "case.", 5) == 0 || strcmp(cmd, "consent.grant") == 0
         || strcmp(cmd, "consent.revoke") == 0 || strcmp(cmd, "consent.withdraw") == 0
         || strcmp(cmd, "consent.drop") == 0;
-    bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0;
+    bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0
+        || strcmp(cmd, "case.log") == 0;
     if (writes && !reads_only && r.operator_name[0] == 0) {
         char msg[sizeof(e->dir) + 300];
         snprintf(msg, sizeof(msg),
@@ -837,6 +911,10 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         cmd_case_write(&r, false, false);
     else if (strcmp(cmd, "case.unset") == 0)
         cmd_case_write(&r, false, true);
+    else if (strcmp(cmd, "case.log") == 0)
+        node__cmd_case_log(&r);
+    else if (strcmp(cmd, "case.redact") == 0)
+        cmd_case_redact(&r);
     else if (strcmp(cmd, "case.batch") == 0)
         cmd_case_batch(&r);
     else if (strcmp(cmd, "case.show") == 0)
@@ -857,6 +935,10 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         cmd_manifest_import(&r);
     else if (strcmp(cmd, "store.compact") == 0)
         cmd_store_compact(&r);
+    else if (strcmp(cmd, "inbox") == 0)
+        node__cmd_inbox(&r);
+    else if (strcmp(cmd, "inbox.ack") == 0)
+        node__cmd_inbox_ack(&r);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown command '%s'", cmd);

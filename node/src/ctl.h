@@ -46,6 +46,19 @@ void node__cmd_case_list(req *r);
 void node__cmd_status(req *r);
 void node__cmd_digest(req *r);
 void node__cmd_schema(req *r);
+/* A field of state s as case.show gives it (node/CONTROL.md); a register's concurrent values
+ * go to conflicts["scope.field"] when conflicts is not NULL. NULL when s holds nothing of it. */
+json_object *node__field_json(node_engine *e, const crdt_scope *s, const char *scope,
+    const char *field, crdt_type type, json_object *conflicts);
+/* Whether (case c, scope) of key tag is no longer shown here: its grant to this node ended (it
+ * is not the owner). */
+bool node__ended_here(node_txn *t, const node_engine *e, const proto_case_id *c, const char *scope,
+    const uint8_t tag[32]);
+/* history.c */
+void node__cmd_case_log(req *r);
+/* inbox.c */
+void node__cmd_inbox(req *r);
+void node__cmd_inbox_ack(req *r);
 /* The org that owns case c, as this node knows it: its own org for a case it opened, else the
  * owner recorded with a key of the case it holds; NODE_ENOTFOUND when it holds none. */
 node_err node__case_owner(node_engine *e, const proto_case_id *c, char owner[PROTO_ORG_MAX + 1]);

@@ -17,7 +17,7 @@
 /* Reading a case                                                                            */
 
 /* The JSON of one field's value (what a person reads), adding conflicts when there are. */
-static json_object *field_json(node_engine *e, const crdt_scope *s, const char *scope,
+json_object *node__field_json(node_engine *e, const crdt_scope *s, const char *scope,
     const char *field, crdt_type type, json_object *conflicts)
 {
     const node_field *f = node_schema_field(e->schema, scope, field);
@@ -26,7 +26,8 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
     case CRDT_REGISTER: {
         if (crdt_register_count(s, field, &n) != CRDT_OK || n == 0)
             return NULL;
-        json_object *winner = NULL, *all = n > 1 ? json_object_new_array() : NULL;
+        json_object *winner = NULL,
+                    *all = n > 1 && conflicts != NULL ? json_object_new_array() : NULL;
         for (size_t i = 0; i < n; i++) {
             crdt_reg_value v;
             if (crdt_register_at(s, field, i, &v) != CRDT_OK)
@@ -82,6 +83,9 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
                 json_object_object_add(o, "at", json_object_new_string(at));
                 json_object_object_add(
                     o, "by", json_object_new_string(node__org_of(e, ev.id.origin.b, hex)));
+                char eid[NODE_EVENT_ID_SIZE];
+                node__event_id(&ev.id, eid);
+                json_object_object_add(o, "id", json_object_new_string(eid));
                 if (ev.redacted) {
                     json_object_object_add(o, "event", NULL);
                     json_object_object_add(o, "redacted", json_object_new_boolean(1));
@@ -108,7 +112,7 @@ static json_object *field_json(node_engine *e, const crdt_scope *s, const char *
 /* This node is not the owner and its newest grant in (case, scope) of key tag has ended by its
  * clock: the scope is no longer shown here (the owner sees its scopes always). What holders
  * accept from this node is judged by the signed clocks of its writes, not by this view. */
-static bool ended_here(node_txn *t, const node_engine *e, const proto_case_id *c, const char *scope,
+bool node__ended_here(node_txn *t, const node_engine *e, const proto_case_id *c, const char *scope,
     const uint8_t tag[32])
 {
     ledger_key k;
@@ -260,7 +264,7 @@ static void grant_states(json_object *entries, uint64_t now)
 static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
 {
     show_ctx *c = ctx;
-    if (ended_here(c->t, c->e, c->id, scope, tag))
+    if (node__ended_here(c->t, c->e, c->id, scope, tag))
         return true; /* its grant here has ended */
     crdt_scope *s = NULL;
     if ((c->err = node__ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)
@@ -272,7 +276,7 @@ static bool show_scope_cb(const char *scope, const uint8_t tag[32], void *ctx)
         crdt_type type;
         if (crdt_scope_field_at(s, i, &name, &type) != CRDT_OK)
             continue;
-        json_object *v = field_json(c->e, s, scope, name, type, c->conflicts);
+        json_object *v = node__field_json(c->e, s, scope, name, type, c->conflicts);
         if (v != NULL)
             json_object_object_add(obj, name, v);
     }
@@ -507,7 +511,7 @@ static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *ta
         it->scopes = json_object_new_array();
         it->last = 0;
     }
-    if (scope != NULL && !ended_here(l->t, l->e, c, scope, tag)) {
+    if (scope != NULL && !node__ended_here(l->t, l->e, c, scope, tag)) {
         json_object_array_add(it->scopes, json_object_new_string(scope));
         uint64_t last = node__ledger_last_change(l->t, tag);
         if (last > it->last)
@@ -743,6 +747,7 @@ void node__cmd_status(req *r)
         e->have_manifest ? json_object_new_int64((int64_t)e->manifest.version) : NULL);
     json_object_object_add(doc, "versions", versions);
     json_object_object_add(doc, "removed", json_object_new_boolean(e->removed));
+    json_object_object_add(doc, "alerts", node__alerts(e));
     json_object *peers = json_object_new_array(), *members = json_object_new_array();
     for (size_t i = 0; i < e->nmembers; i++) {
         node_member *m = &e->members[i];
@@ -809,7 +814,11 @@ void node__cmd_status(req *r)
     json_object_object_add(waiting, "causal", json_object_new_int64((int64_t)causal));
     json_object_object_add(waiting, "clock", json_object_new_int64((int64_t)clock));
     json_object_object_add(waiting, "key", json_object_new_int64((int64_t)key));
-    json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)e->wants.n));
+    size_t moot = 0;
+    for (size_t i = 0; i < e->wants.n; i++)
+        moot += e->wants.v[i].moot;
+    json_object_object_add(waiting, "bodies", json_object_new_int64((int64_t)(e->wants.n - moot)));
+    json_object_object_add(waiting, "bodies_refused", json_object_new_int64((int64_t)moot));
     json_object_object_add(waiting, "headers", json_object_new_int64((int64_t)e->pending.n));
     json_object_object_add(
         waiting, "held_back_authors", json_object_new_int64((int64_t)e->held_back.n));

@@ -56,6 +56,8 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
             w->seq = h.seq;
             w->since_ms = 0; /* missing since before the start: ask at once */
             w->asked_ms = 0;
+            w->tries = 0;
+            w->moot = false;
         }
         proto_header_fini(&h);
     }

@@ -34,6 +34,8 @@ node_err node__destroy_scope(
     node_err err = node__ledger_scope_keys(t, c, scope, tag_cb, tags);
     if (err == NODE_OK)
         err = node__ledger_scope_destroy(t, c, scope, bodies);
+    if (err == NODE_OK)
+        err = node__inbox_forget_case(t, c);
     if (err == NODE_OK) {
         for (size_t i = 0; i < tags->n; i++)
             node__keycache_drop(e, tags->v[i]);
@@ -94,20 +96,6 @@ static bool own_key_cb(const ledger_key *k, void *ctx)
     return ok->err == NODE_OK;
 }
 
-const char *node__narrow_reason(uint8_t reason)
-{
-    switch (reason) {
-    case PROTO_NARROW_WITHDRAWN:
-        return "withdrawn";
-    case PROTO_NARROW_DROPPED:
-        return "dropped";
-    case PROTO_NARROW_EXPIRED:
-        return "expired";
-    default:
-        return "revoked";
-    }
-}
-
 /* Is there a grant to org numbered after `after` in the log? */
 typedef struct later_grant {
     const char *org;
@@ -123,11 +111,29 @@ static bool later_cb(const ledger_entry *en, void *ctx)
     return !l->found;
 }
 
+/* The inbox row of an access-log entry en naming this node's org. */
+static node_err inbox_entry(
+    node_txn *t, node_engine *e, const ledger_key *k, const ledger_entry *en, uint8_t kind)
+{
+    node_inbox_item it;
+    node__inbox_item(&it, node__now(e), kind, &k->case_id, k->scope, k->owner_org);
+    it.entry = en->number;
+    it.access = en->access;
+    it.basis = en->basis;
+    it.reason = en->reason;
+    it.until_ms = en->expiry_ms;
+    snprintf(it.purpose, sizeof(it.purpose), "%s", en->purpose);
+    return node__inbox_add(t, &it);
+}
+
 node_err node__granted_here(
     node_txn *t, node_engine *e, const ledger_key *k, const ledger_entry *en)
 {
     ledger_closed x;
-    node_err err = node__ledger_closed_get(t, &k->case_id, k->scope, &x);
+    node_err err = inbox_entry(t, e, k, en, NODE_INBOX_SHARED);
+    if (err != NODE_OK)
+        return err;
+    err = node__ledger_closed_get(t, &k->case_id, k->scope, &x);
     if (err == NODE_ENOTFOUND)
         return NODE_OK;
     if (err != NODE_OK)
@@ -212,6 +218,8 @@ node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
             return err;
         x.purged = true;
     }
+    if ((err = inbox_entry(t, e, k, en, NODE_INBOX_NARROWED)) != NODE_OK)
+        return err;
     NODE_WARN("access.narrowed",
         "case=%s scope=%s owner=%s entry=%" PRIu64
         " reason=%s access=%s own_writes_refused=%" PRIu32 " first_refused_seq=%" PRIu64

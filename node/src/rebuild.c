@@ -278,6 +278,56 @@ static bool kid_cb(const uint8_t id[32], void *ctx)
     return true;
 }
 
+/* The confirmed keys of (case c, scope) (nothing under another was decided) and the ids of the
+ * headers under their tags, each with its key's index. */
+static node_err scope_bodies(
+    node_txn *t, const proto_case_id *c, const char *scope, key_vec *keys, kid_vec *ids)
+{
+    node_err err = node__ledger_scope_keys(t, c, scope, key_cb, keys);
+    size_t nk = 0;
+    for (size_t i = 0; i < keys->n; i++)
+        if (keys->v[i].confirmed)
+            keys->v[nk++] = keys->v[i];
+        else
+            proto_wipe(&keys->v[i], sizeof(keys->v[i]));
+    keys->n = nk;
+    for (size_t i = 0; err == NODE_OK && i < keys->n; i++) {
+        kid_ctx kc = { ids, i };
+        size_t before = ids->n;
+        err = node__ledger_tag_headers(t, keys->v[i].tag, kid_cb, &kc);
+        if (err == NODE_OK && ids->n == before && ids->n == REBUILD_IDS_MAX)
+            err = NODE_ENOMEM;
+    }
+    return err;
+}
+
+static void keys_free(key_vec *keys)
+{
+    for (size_t i = 0; i < keys->n; i++)
+        proto_wipe(&keys->v[i], sizeof(keys->v[i]));
+    NODE_VEC_FREE(keys);
+}
+
+node_err node__scope_deltas(node_txn *t, node_engine *e, const proto_case_id *c, const char *scope,
+    node_delta_fn fn, void *ctx)
+{
+    key_vec keys = { 0 };
+    kid_vec ids = { 0 };
+    node_err err = scope_bodies(t, c, scope, &keys, &ids);
+    for (size_t j = 0; err == NODE_OK && j < ids.n; j++) {
+        opened o;
+        proto_scope_key *sk = NULL;
+        if ((err = node__keycache_get(e, &keys.v[ids.v[j].key], &sk)) != NODE_OK)
+            break;
+        if ((err = open_body(t, e, sk, ids.v[j].b, &o)) == NODE_OK && o.delta != NULL)
+            err = fn(&o.h, o.mark, o.author, &o.delta, ctx);
+        opened_fini(&o);
+    }
+    keys_free(&keys);
+    NODE_VEC_FREE(&ids);
+    return err;
+}
+
 static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, size_t *voided)
 {
     void_entries v = { t, e, { 0 }, { 0 }, NODE_OK };
@@ -290,22 +340,7 @@ static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, s
         if ((err = node__ledger_entry_del(t, &s->case_id, s->scope, v.numbers.v[i])) == NODE_OK)
             err = node__ledger_applied_put(t, v.ids.v[i].b, LEDGER_VOID);
     if (err == NODE_OK)
-        err = node__ledger_scope_keys(t, &s->case_id, s->scope, key_cb, &keys);
-    /* the confirmed keys only: nothing under another was decided */
-    size_t nk = 0;
-    for (size_t i = 0; i < keys.n; i++)
-        if (keys.v[i].confirmed)
-            keys.v[nk++] = keys.v[i];
-        else
-            proto_wipe(&keys.v[i], sizeof(keys.v[i]));
-    keys.n = nk;
-    for (size_t i = 0; err == NODE_OK && i < keys.n; i++) {
-        kid_ctx kc = { &ids, i };
-        size_t before = ids.n;
-        err = node__ledger_tag_headers(t, keys.v[i].tag, kid_cb, &kc);
-        if (err == NODE_OK && ids.n == before && ids.n == REBUILD_IDS_MAX)
-            err = NODE_ENOMEM;
-    }
+        err = scope_bodies(t, &s->case_id, s->scope, &keys, &ids);
     if (err == NODE_OK)
         err = rebuild_state(t, e, &keys, &ids, voided);
     if (err == NODE_OK)
@@ -313,9 +348,7 @@ static node_err rebuild_scope(node_txn *t, node_engine *e, const scope_ref *s, s
     if (err == NODE_OK && v.numbers.n > 0)
         NODE_WARN("access.void", "scope=%s entries=%zu reason=\"the owner forked\"", s->scope,
             v.numbers.n);
-    for (size_t i = 0; i < keys.n; i++)
-        proto_wipe(&keys.v[i], sizeof(keys.v[i]));
-    NODE_VEC_FREE(&keys);
+    keys_free(&keys);
     NODE_VEC_FREE(&ids);
     NODE_VEC_FREE(&v.numbers);
     NODE_VEC_FREE(&v.ids);

@@ -472,6 +472,8 @@ node_err node__want_add(node_engine *e, const node_want *src)
         ? node__mono(e) - (NODE_WANT_GRACE_MS < node__mono(e) ? NODE_WANT_GRACE_MS : node__mono(e))
         : node__mono(e);
     w->asked_ms = 0;
+    w->tries = 0;
+    w->moot = false;
     if (due && !e->stopping)
         e->host.schedule(e->host.ctx, NODE_WORK_WANTS, 0);
     else

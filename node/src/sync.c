@@ -16,6 +16,9 @@
 /* A want is asked only when its body has not come NODE_WANT_GRACE_MS after its header (it
  * usually follows in the next message), and asked again at most this often. */
 #define WANT_RETRY_MS 2000
+/* A moot want (a delta cut for good: refused whatever it says) is asked again this rarely: only
+ * the causal context of the refused delta is missed while nobody serves it. */
+#define WANT_MOOT_RETRY_MS 60000
 /* A gap seen in pushed headers asks the pusher for its log at most this often. */
 #define GAP_VV_MS 1000
 /* The same version vector is not sent to a member again within this time only to ask for
@@ -320,6 +323,16 @@ static void send_lacking(node_engine *e, node_link *l, node_member *m, bool *tru
     *ahead = c.ahead;
 }
 
+/* A header's author for the log: its org, or its origin in hex when no member has it. */
+static const char *author_name(node_engine *e, const uint8_t origin[32], char hex[65])
+{
+    const node_member *m = node__author(e, origin, NULL);
+    if (m != NULL)
+        return m->org;
+    proto_hex_encode(origin, 32, hex);
+    return hex;
+}
+
 /* Ask holders for the bodies this node lacks: each want goes to its header's author when it
  * is up, else to any up member that holds the tag. */
 typedef struct want_ctx {
@@ -330,10 +343,22 @@ typedef struct want_ctx {
 
 /* Is want w to be asked now? Not within its grace (the body is probably in the next message)
  * nor again within WANT_RETRY_MS of the last time. */
+static uint64_t want_retry(const node_want *w)
+{
+    return w->moot ? WANT_MOOT_RETRY_MS : WANT_RETRY_MS;
+}
+
 static bool want_due(const node_want *w, uint64_t now)
 {
     return now - w->since_ms >= NODE_WANT_GRACE_MS
-        && (w->asked_ms == 0 || now - w->asked_ms >= WANT_RETRY_MS);
+        && (w->asked_ms == 0 || now - w->asked_ms >= want_retry(w));
+}
+
+/* Is m, not this node nor the author a, up and a holder of tag (one to ask for a body)? */
+static bool want_holder(
+    node_txn *t, node_engine *e, node_member *m, const node_member *a, const uint8_t tag[32])
+{
+    return m != a && !m->self && node__link_up_to(e, m) != NULL && node__holder(t, tag, m);
 }
 
 static node_err want_cb(node_txn *t, void *ctx)
@@ -352,20 +377,34 @@ static node_err want_cb(node_txn *t, void *ctx)
         if (node__ledger_header_by_id(t, e->wants.v[i].id, &hb, &hl) == NODE_OK
             && proto_header_decode(hb, hl, &e->lim, &h, NULL) == PROTO_OK) {
             c->gone[i] = !node__may_hold(t, e, &h);
+            e->wants.v[i].moot = !c->gone[i] && node__cut_for_good(t, e, &h);
             proto_header_fini(&h);
             if (c->gone[i])
                 continue;
         }
+        /* The author first (it wrote the body), then each other holder that is up in turn: a
+         * holder may lack the body (an author's own copy goes with a scope purged there). */
         node_member *a = node__author(e, e->wants.v[i].origin, NULL);
-        if (a != NULL && !a->self && node__link_up_to(e, a) != NULL) {
+        bool author_up = a != NULL && !a->self && node__link_up_to(e, a) != NULL;
+        size_t n = author_up ? 1 : 0;
+        for (size_t k = 0; k < e->nmembers; k++)
+            n += want_holder(t, e, &e->members[k], a, e->wants.v[i].tag);
+        size_t pick = n > 0 ? e->wants.v[i].tries++ % n : 0;
+        if (author_up && pick == 0)
             c->target[i] = a;
-            continue;
-        }
-        for (size_t k = 0; k < e->nmembers && c->target[i] == NULL; k++) {
-            node_member *m = &e->members[k];
-            if (!m->self && node__link_up_to(e, m) != NULL && node__holder(t, e->wants.v[i].tag, m))
-                c->target[i] = m;
-        }
+        pick -= author_up ? 1 : 0;
+        for (size_t k = 0; k < e->nmembers && n > 0 && c->target[i] == NULL; k++)
+            if (want_holder(t, e, &e->members[k], a, e->wants.v[i].tag) && pick-- == 0)
+                c->target[i] = &e->members[k];
+        char hex[65], id[PROTO_CASE_ID_TEXT_SIZE] = "?";
+        ledger_key k;
+        bool known = node__ledger_key_get(t, e->wants.v[i].tag, &k) == NODE_OK;
+        if (known)
+            proto_case_id_format(&k.case_id, id);
+        NODE_DEBUG("want.ask", "author=%s seq=%" PRIu64 " case=%s scope=%s to=%s candidates=%zu",
+            author_name(e, e->wants.v[i].origin, hex), e->wants.v[i].seq, id, known ? k.scope : "?",
+            c->target[i] != NULL ? c->target[i]->org : "(no holder up)", n);
+        proto_wipe(&k, sizeof(k));
     }
     return NODE_OK;
 }
@@ -417,8 +456,8 @@ static void want_timer_next(node_engine *e)
     for (size_t i = 0; i < e->wants.n && wait > 0; i++) {
         const node_want *w = &e->wants.v[i];
         uint64_t due = w->since_ms + NODE_WANT_GRACE_MS;
-        if (w->asked_ms != 0 && w->asked_ms + WANT_RETRY_MS > due)
-            due = w->asked_ms + WANT_RETRY_MS;
+        if (w->asked_ms != 0 && w->asked_ms + want_retry(w) > due)
+            due = w->asked_ms + want_retry(w);
         uint64_t left = due > now ? due - now : 0;
         if (left < wait)
             wait = left;
@@ -454,6 +493,12 @@ static node_err serve_cb(node_txn *t, void *ctx)
         if (proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
             continue;
         bool ok = node__may_receive(t, c->e, &h, c->m);
+        if (!ok) {
+            char hex[65];
+            NODE_DEBUG("want.refuse",
+                "org=%s author=%s seq=%" PRIu64 " kind=%u detail=\"not this member's to receive\"",
+                c->m->org, author_name(c->e, h.origin, hex), h.seq, (unsigned)h.kind);
+        }
         proto_header_fini(&h);
         if (!ok)
             continue; /* filter at the sender: never ship a body to a non-holder */

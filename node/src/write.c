@@ -8,6 +8,7 @@
  */
 #include "core.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -46,6 +47,47 @@ node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node
         sd, f, out->op, eq + 1, out->value, sizeof(out->value), &out->amount, msg);
 }
 
+void node__event_id(const crdt_dot *d, char out[NODE_EVENT_ID_SIZE])
+{
+    char hex[13];
+    proto_hex_encode(d->origin.b, 6, hex);
+    snprintf(out, NODE_EVENT_ID_SIZE, "%s.%" PRIu64, hex, d->counter);
+}
+
+bool node__event_id_parse(const char *text, node_edit *ed)
+{
+    const char *dot = strchr(text, '.');
+    if (dot == NULL || dot - text != 12 || !proto_hex_decode(text, 12, ed->event_origin, 6)
+        || dot[1] < '0' || dot[1] > '9' || strlen(dot + 1) > 20)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long c = strtoull(dot + 1, &end, 10);
+    if (*end != '\0' || errno != 0)
+        return false;
+    ed->event_counter = c;
+    ed->redact = true;
+    return true;
+}
+
+/* The event of a timeline field that ed names, in state; false when there is none. */
+static bool event_find(const crdt_scope *state, const node_edit *ed, crdt_dot *out)
+{
+    size_t n = 0;
+    if (crdt_timeline_count(state, ed->field, &n) != CRDT_OK)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        crdt_event ev;
+        if (crdt_timeline_at(state, ed->field, i, &ev) == CRDT_OK
+            && ev.id.counter == ed->event_counter
+            && memcmp(ev.id.origin.b, ed->event_origin, 6) == 0) {
+            *out = ev.id;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 typedef struct write_ctx {
@@ -70,6 +112,7 @@ typedef struct write_ctx {
     struct sealer *sealer; /* a batch: deltas are sealed on the sealer's thread */
     proto_scope_key *made; /* the key scope_key just made (a batch takes it), or NULL */
     node_errmsg *batch_msg;
+    bool owner; /* this node's org owns the case (set per scope by write_cb) */
     /* copies adopted after the commit */
     crdt_hlc clock;
     uint64_t seq;
@@ -498,7 +541,23 @@ static node_err apply_edit(write_ctx *w, crdt_scope *state, crdt_scope *delta, c
     if (err != NODE_OK)
         return err;
     crdt_err cerr;
-    if (ed->unset) {
+    if (ed->redact) {
+        crdt_dot ev;
+        char eid[NODE_EVENT_ID_SIZE];
+        crdt_dot named = { .counter = ed->event_counter };
+        memcpy(named.origin.b, ed->event_origin, 6);
+        node__event_id(&named, eid);
+        if (!event_find(state, ed, &ev))
+            return node__fail(w->msg, NODE_ENOTFOUND, "%s.%s has no event %s (see case show)",
+                ed->scope, ed->field, eid);
+        /* Every holder refuses another's redaction unless it comes from the case's owner. */
+        if (memcmp(ev.origin.b, me->b, 32) != 0 && !w->owner)
+            return node__fail(w->msg, NODE_EINVAL,
+                "event %s of %s.%s was written by another member: only its author or the "
+                "case's owner may redact it",
+                eid, ed->scope, ed->field);
+        cerr = crdt_timeline_redact(state, delta, ed->field, &ev);
+    } else if (ed->unset) {
         cerr = crdt_field_remove(state, delta, ed->field);
         if (cerr == CRDT_ENOTFOUND)
             return node__fail(
@@ -608,6 +667,7 @@ static node_err write_case(node_txn *t, write_ctx *w)
             err = NODE_ENOMEM;
             goto scope_done;
         }
+        w->owner = strcmp(k.owner_org, e->cfg.org) == 0;
         for (size_t j = i; j < w->n && err == NODE_OK; j++)
             if (strcmp(w->edits[j].scope, scope) == 0)
                 err = apply_edit(w, state, delta, &w->edits[j]);
@@ -938,21 +998,85 @@ static int cut_cmp(const void *a, const void *b)
 }
 
 /* The cut: for every origin the manifest lists for org, the last header of it held here. */
-static size_t cut_of(node_txn *t, node_engine *e, const char *org, proto_cut *cut)
+/* The tags of a scope's keys (every epoch), to walk its headers. */
+typedef struct scope_tags {
+    uint8_t v[PROTO_GRANT_EPOCHS_MAX][32];
+    size_t n;
+} scope_tags;
+
+static bool scope_tag_cb(const ledger_key *k, void *ctx)
 {
+    scope_tags *l = ctx;
+    if (l->n < PROTO_GRANT_EPOCHS_MAX)
+        memcpy(l->v[l->n++], k->tag, 32);
+    return true;
+}
+
+/* The first header of origin under a tag whose body this node has not taken (neither held nor
+ * decided): its seq lowers the cut (cut_of). */
+typedef struct lacking {
+    node_txn *t;
+    const uint8_t *origin;
+    uint64_t first;
+} lacking;
+
+static bool lacking_cb(const uint8_t id[32], void *ctx)
+{
+    lacking *l = ctx;
+    uint8_t origin[32];
+    uint64_t seq;
+    const void *b;
+    size_t bl;
+    if (node__ledger_place(l->t, id, origin, &seq) == NODE_OK && memcmp(origin, l->origin, 32) == 0
+        && seq < l->first && node__ledger_applied_get(l->t, id) == 0
+        && node__ledger_body_get(l->t, id, &b, &bl) != NODE_OK)
+        l->first = seq;
+    return true;
+}
+
+/* A narrowing's cut of org's access to (case c, scope): for each key the manifest lists for
+ * org, its last header this node holds, but before the first of its writes on this scope whose
+ * body has not come (a cut over a body the owner never got would count it in, and the author's
+ * copy may be purged with the scope: nobody could ever serve it). An origin left out is cut at
+ * 0: every write of it on the scope is beyond. */
+static size_t cut_of(node_txn *t, node_engine *e, const char *org, const proto_case_id *c,
+    const char *scope, proto_cut *cut)
+{
+    scope_tags *tags = calloc(1, sizeof(*tags));
+    if (tags == NULL || node__ledger_scope_keys(t, c, scope, scope_tag_cb, tags) != NODE_OK) {
+        free(tags);
+        return 0; /* (every write of org on the scope is beyond: refused, never wrongly taken) */
+    }
     size_t n = 0;
     for (size_t i = 0; i < e->manifest.nmembers; i++) {
         const proto_member *m = &e->manifest.members[i];
         if (m->org.len != strlen(org) || memcmp(m->org.p, org, m->org.len) != 0)
             continue;
         for (size_t j = 0; j < m->nkeys && n < PROTO_CUT_MAX; j++) {
-            uint64_t seq = node__ledger_vv_last(t, m->keys[j].origin, cut[n].id);
+            const uint8_t *origin = m->keys[j].origin;
+            uint64_t seq = node__ledger_vv_last(t, origin, cut[n].id);
+            lacking l = { t, origin, UINT64_MAX };
+            for (size_t k = 0; k < tags->n; k++)
+                if (node__ledger_tag_headers(t, tags->v[k], lacking_cb, &l) != NODE_OK)
+                    l.first = 1; /* unreadable: cut before everything */
+            const void *hb;
+            size_t hl;
+            proto_header h;
+            if (l.first <= seq) {
+                seq = l.first - 1;
+                if (seq == 0 || node__ledger_header_get(t, origin, seq, &hb, &hl) != NODE_OK
+                    || proto_header_decode(hb, hl, &e->lim, &h, NULL) != PROTO_OK)
+                    continue;
+                memcpy(cut[n].id, h.id, 32);
+                proto_header_fini(&h);
+            }
             if (seq == 0)
                 continue;
-            memcpy(cut[n].origin, m->keys[j].origin, 32);
+            memcpy(cut[n].origin, origin, 32);
             cut[n++].seq = seq;
         }
     }
+    free(tags);
     qsort(cut, n, sizeof(*cut), cut_cmp);
     return n;
 }
@@ -1062,7 +1186,7 @@ static node_err narrow_scope(node_txn *t, write_ctx *w, const char *scope)
     n->unix_user = BYTES(rv->unix_user);
     n->note = BYTES(rv->note);
 #undef BYTES
-    en->ncut = cut_of(t, w->e, rv->from, en->cut);
+    en->ncut = cut_of(t, w->e, rv->from, &k.case_id, k.scope, en->cut);
     n->cut = en->cut;
     n->ncut = en->ncut;
     snprintf(en->grantee, sizeof(en->grantee), "%s", rv->from);
@@ -1369,10 +1493,21 @@ static node_err notes_due(node_txn *t, ended_find *f, notes_taken *nt)
         const proto_note *n = &rec->note;
         nt->waits[i] = false;
         nt->whole[i] = true;
+        /* The note's signed clock: it ends the grants recorded before it, not a grant the owner
+         * recorded later (new consent given after the withdrawal). */
+        crdt_hlc at = { UINT64_MAX, UINT16_MAX };
+        const void *hb;
+        size_t hl;
+        proto_header h;
+        if (node__ledger_header_by_id(t, rec->id, &hb, &hl) == NODE_OK
+            && proto_header_decode(hb, hl, &f->e->lim, &h, NULL) == PROTO_OK) {
+            at = h.hlc;
+            proto_header_fini(&h);
+        }
         for (size_t k = 0; k < n->nscopes; k++) {
             if (!node__grant_for(t, &n->case_id, n->scopes[k], n->grantee, UINT64_MAX, &f->en)
-                || f->en.access == PROTO_ACCESS_NONE)
-                continue; /* nothing (more) to end */
+                || f->en.access == PROTO_ACCESS_NONE || crdt_hlc_cmp(&f->en.hlc, &at) > 0)
+                continue; /* nothing (more) to end, or granted again after the note */
             if (f->en.basis != PROTO_BASIS_CONSENT && f->en.basis != PROTO_BASIS_EXPLICIT_CONSENT) {
                 nt->waits[i] = true; /* public task, legal obligation: an operator decides */
                 continue;

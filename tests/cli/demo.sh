@@ -14,6 +14,8 @@ esc=$'\033'
 if [[ $mode == file ]]; then
     env -u NO_COLOR "$src/scripts/demo" "$build" > "$out" 2>&1 </dev/null || fail "the demo failed"
     grep -q "== Done: three nodes" "$out" || fail "the demo did not finish"
+    grep -Eq "^NEW .* lingua shared by comune-1: write, purpose lingua, basis consent" "$out" \
+        || fail "the CPIA's inbox did not show the shared case"
     grep -Eq "^CLOSED .*scope lingua: access withdrawn by comune-1 .*purged here" "$out" \
         || fail "the revoked CPIA did not say its copy was purged"
     ! grep -q "$esc" "$out" || fail "colour codes written into a file"

@@ -645,6 +645,334 @@ static void withdrawal_at_any_desk(void **state)
     CHECK(net, th_wait(net, 15000, pending_gone, &pending), "the withdrawal is still pending");
 }
 
+/* The comune's status has a clock alert for the Prefettura. */
+static bool clock_alert(th_net *net, void *ctx)
+{
+    (void)ctx;
+    th_out o = th_patto(net, COMUNE, "status", NULL);
+    json_object *a = o.status == 0 && o.json ? jget(o.json, "alerts") : NULL;
+    bool ok = false;
+    for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
+        json_object *x = json_object_array_get_idx(a, i);
+        ok = ok
+            || (strcmp(jstr(x, "kind"), "clock") == 0
+                && strcmp(jstr(x, "org"), "prefettura-1") == 0);
+    }
+    th_out_free(&o);
+    return ok;
+}
+
+/* What to look for in node's inbox (as operator op, or the node's default when NULL): a row
+ * of kind for case id and scope (NULL: any), new when fresh; all: the rows read too. */
+typedef struct inbox_want {
+    size_t node;
+    const char *op;
+    const char *kind, *id, *scope;
+    bool fresh, all;
+} inbox_want;
+
+static th_out inbox_of(th_net *net, size_t node, const char *op, bool all)
+{
+    const char *a = all ? "--all" : "--limit";
+    const char *b = all ? "--limit" : "1000";
+    const char *c = all ? "1000" : NULL;
+    return op != NULL ? th_patto(net, node, "--operator", op, "inbox", a, b, c, NULL)
+                      : th_patto(net, node, "inbox", a, b, c, NULL);
+}
+
+static json_object *inbox_row(th_net *net, const inbox_want *w, th_out *o)
+{
+    *o = inbox_of(net, w->node, w->op, w->all);
+    json_object *items = o->status == 0 && o->json ? jget(o->json, "items") : NULL;
+    for (size_t i = 0; items != NULL && i < json_object_array_length(items); i++) {
+        json_object *it = json_object_array_get_idx(items, i);
+        if (strcmp(jstr(it, "kind"), w->kind) == 0 && strcmp(jstr(it, "case"), w->id) == 0
+            && (w->scope == NULL
+                || (jstr(it, "scope") != NULL && strcmp(jstr(it, "scope"), w->scope) == 0))
+            && (!w->fresh || json_object_get_boolean(jget(it, "new"))))
+            return it;
+    }
+    return NULL;
+}
+
+static bool inbox_has(th_net *net, void *ctx)
+{
+    th_out o;
+    bool ok = inbox_row(net, ctx, &o) != NULL;
+    th_out_free(&o);
+    return ok;
+}
+
+static size_t inbox_new(th_net *net, size_t node, const char *op)
+{
+    th_out o = inbox_of(net, node, op, false);
+    size_t n = o.status == 0 && o.json ? json_object_array_length(jget(o.json, "items")) : 999;
+    th_out_free(&o);
+    return n;
+}
+
+/* The CPIA's inbox: a case shared with it (scope, access, purpose, basis), marked read per
+ * operator; the owner's later changes as one new row of the case; the revocation, with the
+ * changes row gone with the purged scope; a withdrawal in the owner's inbox. A peer whose
+ * clock runs beyond the network's bound is an alert in status and in the inbox. */
+static void inbox_tells_what_is_new(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "documenti.permesso_numero=X0000001");
+    grant_on(net, id, "cpia-1", "lingua", "write", "consent");
+    inbox_want shared = { CPIA, NULL, "shared", id, "lingua", true, false };
+    CHECK(net, th_wait(net, 10000, inbox_has, &shared), "the CPIA's inbox lacks the shared case");
+    th_out o;
+    json_object *it = inbox_row(net, &shared, &o);
+    CHECK(net,
+        it != NULL && strcmp(jstr(it, "org"), "comune-1") == 0
+            && strcmp(jstr(it, "access"), "write") == 0 && strcmp(jstr(it, "basis"), "consent") == 0
+            && strcmp(jstr(it, "purpose"), "lingua") == 0,
+        "the shared row: %s", o.out);
+    th_out_free(&o);
+    /* Marked read by the default operator; another operator still sees it new. */
+    o = th_patto(net, CPIA, "inbox", "ack", NULL);
+    CHECK(net, o.status == 0, "inbox ack: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    CHECK(net, inbox_new(net, CPIA, NULL) == 0, "rows still new after inbox ack");
+    inbox_want other = { CPIA, "teacher-b", "shared", id, "lingua", true, false };
+    CHECK(net, inbox_has(net, &other), "another operator's inbox lost the shared case");
+    inbox_want old = { CPIA, NULL, "shared", id, "lingua", false, true };
+    CHECK(net, inbox_has(net, &old), "inbox --all lost the row read");
+
+    /* The owner changes the case: one new row of changes at the CPIA. */
+    o = th_patto_write(net, COMUNE, "case", "set", id, "lingua.livello=A2", NULL);
+    CHECK(net, o.status == 0, "case set: %d %s", o.status, o.out);
+    th_out_free(&o);
+    inbox_want changed = { CPIA, NULL, "changed", id, NULL, true, false };
+    CHECK(net, th_wait(net, 10000, inbox_has, &changed), "the CPIA's inbox lacks the change");
+    it = inbox_row(net, &changed, &o);
+    CHECK(net,
+        it != NULL && strcmp(jstr(it, "org"), "comune-1") == 0 && jget(it, "changes") != NULL
+            && json_object_get_int64(jget(it, "changes")) >= 1,
+        "the changes row: %s", o.out);
+    th_out_free(&o);
+    CHECK(net, inbox_new(net, CPIA, NULL) == 1, "not one row a case for changes");
+    /* The Prefettura, which reads nothing of the case, has no row of it. */
+    inbox_want none = { PREF, NULL, "changed", id, NULL, false, true };
+    CHECK(net, !inbox_has(net, &none), "a node that reads nothing of the case has its changes");
+
+    /* Revoked: a narrowed row; the consent-based scope purged, its changes row with it. */
+    o = th_patto_write(net, COMUNE, "consent", "revoke", id, "--from", "cpia-1", NULL);
+    CHECK(net, o.status == 0, "revoke: %d %s", o.status, o.out);
+    th_out_free(&o);
+    inbox_want narrowed = { CPIA, NULL, "narrowed", id, "lingua", true, false };
+    CHECK(net, th_wait(net, 10000, inbox_has, &narrowed), "the CPIA's inbox lacks the revocation");
+    it = inbox_row(net, &narrowed, &o);
+    CHECK(net,
+        it != NULL && strcmp(jstr(it, "reason"), "revoked") == 0
+            && strcmp(jstr(it, "access"), "none") == 0,
+        "the narrowed row: %s", o.out);
+    th_out_free(&o);
+    inbox_want gone = { CPIA, NULL, "changed", id, NULL, false, true };
+    CHECK(net, !inbox_has(net, &gone), "the purged case's changes row stayed");
+
+    /* A withdrawal received: a row at the owner. */
+    grant_on(net, id, "prefettura-1", "documenti", "read", "consent");
+    show_want p = { PREF, id, "scopes/documenti/permesso_numero", "X0000001" };
+    CHECK(net, th_wait(net, 10000, shows, &p), "the Prefettura never read the case");
+    o = th_patto_write(net, PREF, "consent", "withdraw", id, "--scopes", "documenti", "--to",
+        "prefettura-1", "--evidence", "modulo 12/2026", NULL);
+    CHECK(net, o.status == 0, "withdraw: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    inbox_want wd = { COMUNE, NULL, "withdrawal", id, "documenti", true, false };
+    CHECK(net, th_wait(net, 10000, inbox_has, &wd), "the owner's inbox lacks the withdrawal");
+
+    /* A peer two days ahead: an alert at the comune, in status and in the inbox. */
+    CHECK(net, th_stop(net, PREF, SIGTERM) == 0, "the Prefettura did not stop");
+    setenv("PATTOD_TEST_CLOCK_OFFSET_MS", "172800000", 1);
+    int started = th_start(net, PREF);
+    unsetenv("PATTOD_TEST_CLOCK_OFFSET_MS");
+    CHECK(net, started == 0, "the Prefettura did not start with a test clock");
+    /* (a peer's clock is read from the headers it writes) */
+    o = th_patto_write(net, PREF, "consent", "withdraw", id, "--scopes", "lingua", "--to", "cpia-1",
+        "--evidence", "modulo 13/2026", "--owner", "comune-1", NULL);
+    CHECK(net, o.status == 0, "withdraw two days on: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    CHECK(net, th_wait(net, 15000, clock_alert, NULL), "the comune shows no clock alert");
+    o = th_patto(net, COMUNE, "inbox", NULL);
+    json_object *alerts = o.status == 0 && o.json ? jget(o.json, "alerts") : NULL;
+    CHECK(net, alerts != NULL && json_object_array_length(alerts) >= 1,
+        "the inbox shows no alert: %s", o.out);
+    th_out_free(&o);
+}
+
+/* The id of event i of servizi.eventi at node, by case show, or "" when there is none. */
+static void event_id(th_net *net, size_t node, const char *id, size_t i, char out[64])
+{
+    th_out o = th_patto(net, node, "case", "show", id, NULL);
+    json_object *a = o.status == 0 && o.json ? jget(o.json, "scopes/servizi/eventi") : NULL;
+    json_object *e
+        = a != NULL && json_object_array_length(a) > i ? json_object_array_get_idx(a, i) : NULL;
+    snprintf(out, 64, "%s", e != NULL && jstr(e, "id") != NULL ? jstr(e, "id") : "");
+    th_out_free(&o);
+}
+
+typedef struct redacted_want {
+    size_t node;
+    const char *id;
+    size_t i;
+} redacted_want;
+
+static bool event_redacted(th_net *net, void *ctx)
+{
+    redacted_want *w = ctx;
+    th_out o = th_patto(net, w->node, "case", "show", w->id, NULL);
+    json_object *a = o.status == 0 && o.json ? jget(o.json, "scopes/servizi/eventi") : NULL;
+    json_object *e = a != NULL && json_object_array_length(a) > w->i
+        ? json_object_array_get_idx(a, w->i)
+        : NULL;
+    bool ok = e != NULL && json_object_get_boolean(jget(e, "redacted")) && jget(e, "by") != NULL
+        && jget(e, "at") != NULL;
+    th_out_free(&o);
+    return ok;
+}
+
+static bool has_event(th_net *net, void *ctx)
+{
+    redacted_want *w = ctx;
+    char eid[64];
+    event_id(net, w->node, w->id, w->i, eid);
+    return eid[0] != '\0';
+}
+
+/* Timelines: a member with a write grant redacts its own event (the redaction reaches the
+ * owner); it cannot redact the owner's (refused at its own desk, exit 2); the owner may redact
+ * any; an event id that names nothing is exit 3 and a malformed one exit 1; unset of a timeline
+ * needs --all (exit 1 without it, nothing removed). */
+static void timeline_redact_and_unset(void **state)
+{
+    th_net *net = *state;
+    char id[64], mine[64], theirs[64];
+    new_case(net, id, "servizi.eventi+={\"tipo\":\"colloquio\"}", "lingua.livello=A1");
+    grant_on(net, id, "cpia-1", "servizi", "write", "consent");
+    redacted_want seen = { CPIA, id, 0 };
+    CHECK(net, th_wait(net, 10000, has_event, &seen), "the CPIA never read the timeline");
+    th_out o = th_patto_write(
+        net, CPIA, "case", "set", id, "servizi.eventi+={\"tipo\":\"corso\"}", NULL);
+    CHECK(net, o.status == 0, "the CPIA's event: %d %s", o.status, o.out);
+    th_out_free(&o);
+    event_id(net, CPIA, id, 0, theirs);
+    event_id(net, CPIA, id, 1, mine);
+    CHECK(net, theirs[0] != '\0' && mine[0] != '\0', "events without ids");
+
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", theirs, NULL);
+    CHECK(net, o.status == 2 && strstr(o.out, "only its author or the case's owner") != NULL,
+        "the CPIA redacting the owner's event: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", "000000000000.99", NULL);
+    CHECK(net, o.status == 3, "an event that is not there: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", "nope", NULL);
+    CHECK(net, o.status == 1, "a malformed event id: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto_write(net, CPIA, "case", "redact", id, "servizi.eventi", mine, NULL);
+    CHECK(net, o.status == 0, "the CPIA redacting its own event: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    redacted_want at_owner = { COMUNE, id, 1 };
+    CHECK(net, th_wait(net, 10000, event_redacted, &at_owner),
+        "the owner did not take the CPIA's redaction of its own event");
+    o = th_patto_write(net, COMUNE, "case", "redact", id, "servizi.eventi", theirs, NULL);
+    CHECK(net, o.status == 0, "the owner redacting its event: %d %s", o.status, o.out);
+    th_out_free(&o);
+    redacted_want at_cpia = { CPIA, id, 0 };
+    CHECK(net, th_wait(net, 10000, event_redacted, &at_cpia),
+        "the CPIA did not take the owner's redaction");
+
+    o = th_patto_write(net, COMUNE, "case", "unset", id, "servizi.eventi", NULL);
+    CHECK(net, o.status == 1 && strstr(o.out, "--all") != NULL, "unset of a timeline: %d %s",
+        o.status, o.out);
+    th_out_free(&o);
+    event_id(net, COMUNE, id, 1, mine);
+    CHECK(net, mine[0] != '\0', "a refused unset removed events");
+    o = th_patto_write(net, COMUNE, "case", "unset", id, "servizi.eventi", "--all", NULL);
+    CHECK(net, o.status == 0, "unset --all: %d %s", o.status, o.out);
+    th_out_free(&o);
+    event_id(net, COMUNE, id, 0, mine);
+    CHECK(net, mine[0] == '\0', "unset --all left events");
+}
+
+typedef struct log_want {
+    size_t node;
+    const char *id, *by, *old, *new_; /* old NULL: none */
+    bool conflict;
+} log_want;
+
+/* node's case log of id has a change of lingua.livello by `by` from old to new_. */
+static bool log_has(th_net *net, void *ctx)
+{
+    log_want *w = ctx;
+    th_out o = th_patto(net, w->node, "case", "log", w->id, "lingua.livello", NULL);
+    json_object *ch = o.status == 0 && o.json ? jget(o.json, "changes") : NULL;
+    bool ok = false;
+    for (size_t i = 0; ch != NULL && i < json_object_array_length(ch) && !ok; i++) {
+        json_object *c = json_object_array_get_idx(ch, i);
+        const char *old = jstr(c, "old");
+        ok = strcmp(jstr(c, "by"), w->by) == 0 && strcmp(jstr(c, "new"), w->new_) == 0
+            && (w->old == NULL ? old == NULL : old != NULL && strcmp(old, w->old) == 0)
+            && (!w->conflict || json_object_array_length(jget(c, "conflict")) == 2);
+    }
+    th_out_free(&o);
+    return ok;
+}
+
+/* case log: the creation (none -> A1 by the comune), the CPIA's write (A1 -> A2 by the CPIA),
+ * newest first; two writes made apart (each node stopped while the other wrote) are a conflict
+ * at the owner once both are in, each side with its author; a node that reads nothing of the
+ * case answers exit 3; a field that is not in the schema exit 2. */
+static void case_log_tells_who_changed_what(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", "anagrafica.nome=Zaira");
+    grant_on(net, id, "cpia-1", "lingua", "write", "consent");
+    show_want a1 = { CPIA, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &a1), "the CPIA never read the case");
+    th_out o = th_patto_write(net, CPIA, "case", "set", id, "lingua.livello=A2", NULL);
+    CHECK(net, o.status == 0, "the CPIA's write: %d %s", o.status, o.out);
+    th_out_free(&o);
+    log_want made = { COMUNE, id, "comune-1", NULL, "A1", false };
+    log_want changed = { COMUNE, id, "cpia-1", "A1", "A2", false };
+    CHECK(net, th_wait(net, 10000, log_has, &changed), "the owner's log lacks the CPIA's change");
+    CHECK(net, log_has(net, &made), "the owner's log lacks the creation");
+    o = th_patto(net, COMUNE, "case", "log", id, NULL);
+    json_object *ch = o.status == 0 && o.json ? jget(o.json, "changes") : NULL;
+    CHECK(net,
+        ch != NULL && json_object_array_length(ch) >= 3
+            && strcmp(jstr(json_object_array_get_idx(ch, 0), "by"), "cpia-1") == 0,
+        "the log is not newest first: %s", o.out);
+    th_out_free(&o);
+
+    /* Apart: the comune writes B2 while the CPIA is down, the CPIA B1 while the comune is. */
+    CHECK(net, th_stop(net, CPIA, SIGTERM) == 0, "the CPIA did not stop");
+    o = th_patto_write(net, COMUNE, "case", "set", id, "lingua.livello=B2", NULL);
+    CHECK(net, o.status == 0, "the comune's write: %d %s", o.status, o.out);
+    th_out_free(&o);
+    CHECK(net, th_stop(net, COMUNE, SIGTERM) == 0, "the comune did not stop");
+    CHECK(net, th_start(net, CPIA) == 0, "the CPIA did not start");
+    o = th_patto_write(net, CPIA, "case", "set", id, "lingua.livello=B1", NULL);
+    CHECK(net, o.status == 0, "the CPIA's write apart: %d %s", o.status, o.out);
+    th_out_free(&o);
+    CHECK(net, th_start(net, COMUNE) == 0, "the comune did not start");
+    log_want both = { COMUNE, id, "cpia-1", "B2", "B1", true };
+    log_want both2 = { COMUNE, id, "comune-1", "A2", "B2", true };
+    CHECK(net, th_wait(net, 15000, log_has, &both) || th_wait(net, 100, log_has, &both2),
+        "the owner's log shows no conflict of the two writes made apart");
+
+    o = th_patto(net, PREF, "case", "log", id, NULL);
+    CHECK(net, o.status == 3, "a node that reads nothing: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto(net, COMUNE, "case", "log", id, "lingua.nope", NULL);
+    CHECK(net, o.status == 2, "a field not in the schema: %d %s", o.status, o.out);
+    th_out_free(&o);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -660,6 +988,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(revocation_purges_and_rekeys, setup, teardown),
         cmocka_unit_test_setup_teardown(downgrade_cuts_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(withdrawal_at_any_desk, setup, teardown),
+        cmocka_unit_test_setup_teardown(inbox_tells_what_is_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(timeline_redact_and_unset, setup, teardown),
+        cmocka_unit_test_setup_teardown(case_log_tells_who_changed_what, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
