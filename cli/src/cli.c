@@ -119,6 +119,35 @@ static const cli__cmd commands[] = {
         "conflict lists every value that stands, who wrote it and when. From the changes this\n"
         "node merged (refused ones are not history). --limit N (default 100, at most 10000).",
         cli__case_log },
+    { "case export", "CASE [--format json|csv]",
+        "the beneficiary's copy of a case: readable fields with labels, access log, owner",
+        "Prints every scope of CASE this node can read, each field with its schema label, the\n"
+        "access log of each scope and the org that owns the case. --format json (default) or\n"
+        "csv (for Excel: UTF-8 with a BOM, semicolons, one line per field and per access-log\n"
+        "entry).",
+        cli__case_export },
+    { "import",
+        "FILE [--map MAP.json] [--format csv|ndjson] [--encoding utf-8|windows-1252] "
+        "[--batch N] [--dry-run]",
+        "import cases from a CSV or NDJSON file, in batches, idempotently with a key column",
+        "CSV as Excel writes it (';' or ',' guessed from the header line, quoted fields, UTF-8\n"
+        "with or without a BOM, or --encoding windows-1252); MAP.json maps the header's columns\n"
+        "to scope.field with transforms (trim, upper, lower, date dd/mm/yyyy, split, values)\n"
+        "and may name one column the key. NDJSON: one object a line, {\"_key\": ID,\n"
+        "\"scope.field\": VALUE, ...} (what patto export --all writes). Every row is checked by\n"
+        "the node's schema first and refused rows are reported with line, column and reason;\n"
+        "--dry-run stops there. Then the valid rows are written, N a batch (default and at most\n"
+        "1000), each batch one durable commit. A row whose key was imported already is\n"
+        "skipped: an interrupted import run again finishes the rest. Exit 2 when a row was\n"
+        "refused (the others are imported).",
+        cli__import },
+    { "export", "--all [--format ndjson]",
+        "the readable caseload as NDJSON, one case a line (patto import reads it back)",
+        "One line per case this node can read: {\"_key\": CASE, \"_owner\": ORG,\n"
+        "\"scope.field\": VALUE, ...}. patto import --format ndjson of this file on another\n"
+        "network opens a case per line with the same fields (timeline events are appended\n"
+        "anew: new times, the importing org as author); importing it twice opens none twice.",
+        cli__export },
     { "consent grant",
         "CASE --to ORG --scopes S1,S2 --purpose ID --basis BASIS [--access read|write] "
         "[--until YYYY-MM-DD] [--evidence REF] [--provision TEXT]",
@@ -449,7 +478,7 @@ int cli_main(int argc, char **argv)
         cli__fail(&ctx, err, "%s", cli_strerror(err));
     if (fflush(stdout) != 0 && ctx.err == CLI_OK)
         cli__fail(&ctx, CLI_EINTERNAL, "cannot write to stdout: %s", strerror(errno));
-    if (ctx.err != CLI_OK)
+    if (ctx.err != CLI_OK && !(ctx.json && ctx.printed))
         report(&ctx);
     return (int)ctx.err;
 }

@@ -37,14 +37,19 @@ static struct {
     pthread_mutex_t mu;
     nng_aio *aio; /* the pending receive, or NULL */
     bool lost;    /* the pipe to the node is gone */
-} watch = { PTHREAD_MUTEX_INITIALIZER, NULL, false };
+    uintptr_t gen; /* the call being made: a late callback of an earlier call's socket (one
+                      process may call several times, patto import) changes nothing */
+} watch = { PTHREAD_MUTEX_INITIALIZER, NULL, false, 0 };
 
 static void pipe_removed_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
     (void)pipe;
     (void)ev;
-    (void)arg;
     pthread_mutex_lock(&watch.mu);
+    if ((uintptr_t)arg != watch.gen) {
+        pthread_mutex_unlock(&watch.mu);
+        return;
+    }
     watch.lost = true;
     if (watch.aio != NULL)
         nng_aio_cancel(watch.aio);
@@ -304,6 +309,11 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
 
     int wait_ms = timeout_ms();
     int64_t deadline = now_ms() + wait_ms;
+    pthread_mutex_lock(&watch.mu);
+    watch.gen++;
+    watch.lost = false;
+    void *gen = (void *)watch.gen;
+    pthread_mutex_unlock(&watch.mu);
     int rv = nng_req0_open(&sock);
     if (rv != 0) {
         err = cli__fail(ctx, CLI_EINTERNAL, "cannot open a control socket: %s", nng_strerror(rv));
@@ -313,7 +323,7 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
     nng_dialer dialer;
     /* A request is not idempotent (case new): never resend it. */
     if ((rv = nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0
-        || (rv = nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, pipe_removed_cb, NULL)) != 0
+        || (rv = nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, pipe_removed_cb, gen)) != 0
         || (rv = nng_dialer_create(&dialer, sock, CONTROL_URL)) != 0
         || (rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, CONTROL_MAX_ANSWER)) != 0
         || (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, CONTROL_NO_REDIAL_MS)) != 0

@@ -46,6 +46,8 @@ typedef struct cli__ctx {
     const char *operator_flag; /* --operator only (what `patto init` writes), else NULL */
     cli_err err;               /* the first failure */
     char msg[CLI__MSG_MAX];    /* its sentence */
+    bool printed;              /* with --json, the command printed its result, which tells the
+                                  failure (patto import's refused rows): only the exit code */
 } cli__ctx;
 
 /* Record a failure (the first one wins: it is the cause) and return code. */
@@ -141,6 +143,11 @@ cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char 
 cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__inbox(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+
+/* Import and export (transfer.c). */
+cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__case_export(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__export(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 
 /* ---- files (util.c) ---- */
 

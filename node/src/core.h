@@ -304,6 +304,8 @@ void node__tick(node_engine *e);
 /* The open scope key of k (its tag), borrowed from the engine's cache and valid until the next
  * node__keycache_get; NODE_ECORRUPT when k's bytes do not make a key. */
 node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key **out);
+/* Keep sk (owned from now on, a key just made) as the cached key of tag. */
+node_err node__keycache_put(node_engine *e, const uint8_t tag[32], proto_scope_key *sk);
 void node__keycache_free(node_engine *e);
 /* Close and wipe the cached key of this tag, if cached (its scope was destroyed). */
 void node__keycache_drop(node_engine *e, const uint8_t tag[32]);
@@ -688,6 +690,36 @@ node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node
  * readable case / no write access), store errors; *out is then empty. */
 node_err node__case_write(node_engine *e, const proto_case_id *c, const proto_case_nonce *nonce,
     const node_edit *edits, size_t n, node_outs *out, node_errmsg *msg);
+/* case.batch: many case writes in one transaction, one durable commit. Each item is a new
+ * case (a random nonce, or keyed: the nonce derived from an identifier, proto_import_nonce) or
+ * edits to an existing case, and is all or nothing: an item whose edits are refused (by the
+ * schema, or by the write itself) is left out with its reason and the others are written. A
+ * keyed item whose case exists already is skipped (NODE_BATCH_EXISTS). Returns an error only
+ * when the batch as a whole fails (the store, memory, a node that may not write now): then
+ * nothing was written and *out is empty. */
+typedef enum node_batch_state {
+    NODE_BATCH_PENDING = 0,
+    NODE_BATCH_CREATED,
+    NODE_BATCH_UPDATED,
+    NODE_BATCH_EXISTS,
+    NODE_BATCH_REFUSED
+} node_batch_state;
+typedef struct node_batch_item {
+    proto_case_id c;
+    proto_case_nonce nonce; /* create */
+    bool create, keyed;
+    const char *const *edits; /* the edits' texts (scope.field=V, +=, -=), borrowed */
+    size_t n;                 /* 1..NODE_BATCH_EDITS_MAX */
+    node_batch_state state;   /* out */
+    node_err err;             /* out: why it was refused */
+    char reason[520];         /* out: the refusal for a person */
+} node_batch_item;
+#define NODE_BATCH_MAX 1000
+#define NODE_BATCH_EDITS_MAX 256
+/* dry_run: only the schema's checks of every edit, nothing written (states PENDING or
+ * REFUSED). */
+node_err node__case_batch(node_engine *e, node_batch_item *items, size_t n, bool dry_run,
+    node_outs *out, node_errmsg *msg);
 /* Grant scopes of a case this node owns to a member. */
 typedef struct node_grant {
     char to[PROTO_ORG_MAX + 1];
@@ -865,6 +897,9 @@ void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new);
 bool node__sync_step(node_engine *e);
 /* Eager push of the deltas a local write made. */
 void node__push(node_engine *e, const node_outs *outs);
+/* The same, but runs of deltas whose bodies go to no member in HEADERS messages of up to 256
+ * headers (case.batch: its new cases are shared with nobody yet). */
+void node__push_batch(node_engine *e, const node_outs *outs);
 /* One anti-entropy round with a random peer that is up. */
 void node__anti_entropy(node_engine *e);
 /* Ask for bodies missing longer than the grace period. */

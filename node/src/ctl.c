@@ -114,6 +114,243 @@ static void cmd_case_write(req *r, bool create, bool unset)
     node__ctl_json(r->e, r->id, doc);
 }
 
+/* case.batch: args[1] a JSON document {"key_name": LABEL?, "items": [{"key": TEXT?, "case":
+ * CASE_ID?, "edits": [EDIT, ...]}, ...]} (CONTROL.md); one durable commit for all. */
+static const char batch_usage[]
+    = "case.batch takes one JSON document: {\"key_name\": LABEL (with keys), \"items\": [{\"key\": "
+      "TEXT or \"case\": CASE_ID or neither, \"edits\": [EDIT, ...]}, ...]}";
+
+static const char *batch_state_name(node_batch_state s)
+{
+    switch (s) {
+    case NODE_BATCH_CREATED:
+        return "created";
+    case NODE_BATCH_UPDATED:
+        return "updated";
+    case NODE_BATCH_EXISTS:
+        return "exists";
+    case NODE_BATCH_REFUSED:
+        return "refused";
+    case NODE_BATCH_PENDING:
+    default:
+        return "pending";
+    }
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Check one item of a batch and fill *it (edit texts borrowed from jit); false with m set. */
+static bool batch_item(req *r, json_object *jit, const char *key_name, node_batch_item *it,
+    const char **texts, char *m, size_t msize)
+{
+    json_object *jedits = NULL, *jkey = NULL, *jcase = NULL;
+    if (!json_object_is_type(jit, json_type_object)
+        || !json_object_object_get_ex(jit, "edits", &jedits)
+        || !json_object_is_type(jedits, json_type_array)) {
+        snprintf(m, msize, "an item is not an object with \"edits\": [EDIT, ...]");
+        return false;
+    }
+    json_object_object_foreach(jit, k, v)
+    {
+        (void)v;
+        if (strcmp(k, "edits") != 0 && strcmp(k, "key") != 0 && strcmp(k, "case") != 0) {
+            snprintf(m, msize, "an item has an unknown member '%.64s'", k);
+            return false;
+        }
+    }
+    (void)json_object_object_get_ex(jit, "key", &jkey);
+    (void)json_object_object_get_ex(jit, "case", &jcase);
+    size_t n = json_object_array_length(jedits);
+    for (size_t j = 0; j < n && j < NODE_BATCH_EDITS_MAX; j++) {
+        json_object *x = json_object_array_get_idx(jedits, j);
+        if (!json_object_is_type(x, json_type_string)) {
+            snprintf(m, msize, "edit %zu of an item is not a string", j + 1);
+            return false;
+        }
+        texts[j] = json_object_get_string(x);
+    }
+    it->edits = texts;
+    it->n = n;
+    if (jkey != NULL && jcase != NULL) {
+        snprintf(m, msize, "an item has both \"key\" and \"case\"");
+        return false;
+    }
+    if (jcase != NULL) {
+        const char *t
+            = json_object_is_type(jcase, json_type_string) ? json_object_get_string(jcase) : "";
+        if (proto_case_id_parse(t, strlen(t), &it->c) != PROTO_OK) {
+            snprintf(m, msize, "'%.64s' is not a case id", t);
+            return false;
+        }
+        return true;
+    }
+    it->create = true;
+    const char *org = r->e->cfg.org;
+    if (jkey != NULL) {
+        const char *t
+            = json_object_is_type(jkey, json_type_string) ? json_object_get_string(jkey) : NULL;
+        size_t tl = t != NULL ? (size_t)json_object_get_string_len(jkey) : 0;
+        if (t == NULL || !proto_text_valid(t, tl, PROTO_TEXT_MAX)) {
+            snprintf(m, msize, "an item's key must be 1-%d bytes of text", PROTO_TEXT_MAX);
+            return false;
+        }
+        it->keyed = true;
+        if (proto_import_nonce(
+                r->e->me, key_name, strlen(key_name), (const uint8_t *)t, tl, &it->nonce)
+                != PROTO_OK
+            || proto_case_id_derive(org, strlen(org), &it->nonce, &it->c) != PROTO_OK) {
+            snprintf(m, msize, "cannot derive a case id from a key");
+            return false;
+        }
+        return true;
+    }
+    if (proto_case_id_new(org, strlen(org), NULL, &it->c, &it->nonce) != PROTO_OK) {
+        snprintf(m, msize, "cannot draw a random case id");
+        return false;
+    }
+    return true;
+}
+
+static void cmd_case_batch(req *r)
+{
+    node_engine *e = r->e;
+    uint64_t t0 = mono_us();
+    if (r->nargs != 2) {
+        node__ctl_error(e, r->id, CODE_USAGE, batch_usage);
+        return;
+    }
+    json_tokener *tok = json_tokener_new();
+    json_object *doc = tok != NULL ? json_tokener_parse_ex(tok, (const char *)r->args[1].p,
+                           (int)(r->args[1].len < INT32_MAX ? r->args[1].len : 0))
+                                   : NULL;
+    bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success
+        && r->args[1].len < INT32_MAX && (size_t)json_tokener_get_parse_end(tok) == r->args[1].len;
+    if (tok != NULL)
+        json_tokener_free(tok);
+    json_object *jitems = NULL, *jkn = NULL;
+    if (doc == NULL || !whole || !json_object_is_type(doc, json_type_object)
+        || !json_object_object_get_ex(doc, "items", &jitems)
+        || !json_object_is_type(jitems, json_type_array)) {
+        json_object_put(doc);
+        node__ctl_error(e, r->id, CODE_USAGE, batch_usage);
+        return;
+    }
+    char m[600] = "";
+    const char *key_name = "";
+    if (json_object_object_get_ex(doc, "key_name", &jkn)) {
+        key_name = json_object_is_type(jkn, json_type_string) ? json_object_get_string(jkn) : "";
+        if (!proto_text_valid(key_name, strlen(key_name), 255)) {
+            json_object_put(doc);
+            node__ctl_error(e, r->id, CODE_USAGE, "key_name must be 1-255 bytes of text");
+            return;
+        }
+    }
+    size_t n = json_object_array_length(jitems);
+    if (n == 0 || n > NODE_BATCH_MAX) {
+        snprintf(m, sizeof(m), "a batch holds between 1 and %d items", NODE_BATCH_MAX);
+        json_object_put(doc);
+        node__ctl_error(e, r->id, CODE_USAGE, m);
+        return;
+    }
+    node_batch_item *items = calloc(n, sizeof(*items));
+    const char **texts = calloc(n * NODE_BATCH_EDITS_MAX, sizeof(*texts));
+    if (items == NULL || texts == NULL) {
+        free(items);
+        free(texts);
+        json_object_put(doc);
+        node__ctl_error(e, r->id, CODE_INTERNAL, "out of memory");
+        return;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
+        json_object *jit = json_object_array_get_idx(jitems, i);
+        json_object *jk = NULL;
+        if (key_name[0] == 0 && json_object_is_type(jit, json_type_object)
+            && json_object_object_get_ex(jit, "key", &jk)) {
+            snprintf(m, sizeof(m), "item %zu has a key but the batch names no key_name", i);
+            ok = false;
+            break;
+        }
+        char im[400] = "";
+        ok = batch_item(
+            r, jit, key_name, &items[i], texts + i * NODE_BATCH_EDITS_MAX, im, sizeof(im));
+        if (!ok)
+            snprintf(m, sizeof(m), "item %zu: %s", i, im);
+    }
+    if (!ok) {
+        free(items);
+        free(texts);
+        json_object_put(doc);
+        node__ctl_error(e, r->id, CODE_USAGE, m);
+        return;
+    }
+    node_errmsg msg = { { 0 } };
+    node_outs outs = { NULL, 0, 0 };
+    uint64_t t1 = mono_us();
+    json_object *jdry = NULL;
+    bool dry = json_object_object_get_ex(doc, "dry_run", &jdry) && json_object_get_boolean(jdry);
+    node_err err = node__case_batch(e, items, n, dry, &outs, &msg);
+    uint64_t t2 = mono_us();
+    size_t deltas = outs.n;
+    node__push_batch(e, &outs);
+    node__outs_free(&outs);
+    if (err != NODE_OK) {
+        free(items);
+        free(texts);
+        json_object_put(doc);
+        node__ctl_error(e, r->id, node__ctl_code(err), msg.text);
+        return;
+    }
+    size_t count[NODE_BATCH_REFUSED + 1] = { 0 };
+    json_object *ans = json_object_new_object(), *res = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        node_batch_item *it = &items[i];
+        count[it->state]++;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "index", json_object_new_int64((int64_t)i));
+        json_object_object_add(o, "state",
+            json_object_new_string(
+                dry && it->state == NODE_BATCH_PENDING ? "valid" : batch_state_name(it->state)));
+        if (it->state == NODE_BATCH_REFUSED) {
+            json_object_object_add(o, "code", json_object_new_int(node__ctl_code(it->err)));
+            json_object_object_add(o, "reason", json_object_new_string(it->reason));
+        } else if (!dry) {
+            char id[PROTO_CASE_ID_TEXT_SIZE];
+            proto_case_id_format(&it->c, id);
+            json_object_object_add(o, "id", json_object_new_string(id));
+        }
+        json_object_array_add(res, o);
+    }
+    uint64_t t3 = mono_us();
+    NODE_INFO("case.batch",
+        "operator=\"%s\" user=\"%s\" items=%zu created=%zu updated=%zu exists=%zu refused=%zu "
+        "deltas=%zu write_ms=%.1f dry_run=%s",
+        node__logq(r->operator_name), node__logq(r->unix_user), n, count[NODE_BATCH_CREATED],
+        count[NODE_BATCH_UPDATED], count[NODE_BATCH_EXISTS], count[NODE_BATCH_REFUSED], deltas,
+        (double)(t2 - t1) / 1000.0, dry ? "yes" : "no");
+    json_object_object_add(ans, "dry_run", json_object_new_boolean(dry));
+    json_object_object_add(ans, "results", res);
+    json_object_object_add(
+        ans, "created", json_object_new_int64((int64_t)count[NODE_BATCH_CREATED]));
+    json_object_object_add(
+        ans, "updated", json_object_new_int64((int64_t)count[NODE_BATCH_UPDATED]));
+    json_object_object_add(ans, "exists", json_object_new_int64((int64_t)count[NODE_BATCH_EXISTS]));
+    json_object_object_add(
+        ans, "refused", json_object_new_int64((int64_t)count[NODE_BATCH_REFUSED]));
+    json_object_object_add(ans, "deltas", json_object_new_int64((int64_t)deltas));
+    json_object_object_add(ans, "write_us", json_object_new_int64((int64_t)(t2 - t1)));
+    json_object_object_add(ans, "total_us", json_object_new_int64((int64_t)(t3 - t0)));
+    free(items);
+    free(texts);
+    json_object_put(doc);
+    node__ctl_json(e, r->id, ans);
+}
+
 /* case.redact: case id, scope.field (a timeline), event id (as case.show gives it). */
 static void cmd_case_redact(req *r)
 {
@@ -678,6 +915,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         node__cmd_case_log(&r);
     else if (strcmp(cmd, "case.redact") == 0)
         cmd_case_redact(&r);
+    else if (strcmp(cmd, "case.batch") == 0)
+        cmd_case_batch(&r);
     else if (strcmp(cmd, "case.show") == 0)
         node__cmd_case_show(&r);
     else if (strcmp(cmd, "consent.list") == 0)

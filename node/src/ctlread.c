@@ -605,7 +605,7 @@ void node__cmd_case_list(req *r)
     node_errmsg msg;
     node_err err = node_store_read(r->e->store, list_txn_cb, &l, &msg);
     json_object *doc = json_object_new_object(), *cases = json_object_new_array();
-    if (err == NODE_OK)
+    if (err == NODE_OK && l.n > 0) /* no cases: no array to sort (qsort of NULL) */
         qsort(l.items, l.n, sizeof(*l.items), by_last_desc);
     for (size_t i = 0; i < l.n; i++) {
         json_object *o = json_object_new_object();

@@ -43,6 +43,21 @@ node_err node__keycache_get(node_engine *e, const ledger_key *k, proto_scope_key
     return NODE_OK;
 }
 
+node_err node__keycache_put(node_engine *e, const uint8_t tag[32], proto_scope_key *sk)
+{
+    if (e->keys == NULL && (e->keys = calloc(KEYCACHE_SLOTS, sizeof(*e->keys))) == NULL) {
+        proto_scope_key_free(sk);
+        return NODE_ENOMEM;
+    }
+    uint64_t h = 0;
+    memcpy(&h, tag, sizeof(h));
+    node_keyslot *s = &e->keys[h % KEYCACHE_SLOTS];
+    proto_scope_key_free(s->key);
+    s->key = sk;
+    memcpy(s->tag, tag, 32);
+    return NODE_OK;
+}
+
 void node__keycache_drop(node_engine *e, const uint8_t tag[32])
 {
     if (e->keys == NULL)

@@ -533,6 +533,21 @@ node_err node__ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_appl
     return node_txn_put(t, NODE_DB_STATE, ak.b, ak.n, &v, 1);
 }
 
+node_err node__ledger_sealed_put(node_txn *t, const proto_header *h, const uint8_t *header,
+    size_t hlen, const uint8_t *body, size_t blen)
+{
+    uint8_t place[40], v = (uint8_t)LEDGER_APPLIED;
+    memcpy(place, h->origin, 32);
+    node__ledger_be64(place + 32, h->seq);
+    lkey ak = mk('A', place, 40, NULL, 0);
+    node_err err = node__ledger_header_put(t, h, header, hlen);
+    if (err == NODE_OK)
+        err = node_txn_put(t, NODE_DB_BODIES, place, 40, body, blen);
+    if (err == NODE_OK)
+        err = node_txn_put(t, NODE_DB_STATE, ak.b, ak.n, &v, 1);
+    return err;
+}
+
 int node__ledger_applied_get(node_txn *t, const uint8_t id[32])
 {
     uint8_t place[40];

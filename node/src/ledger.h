@@ -167,6 +167,10 @@ node_err node__ledger_state_put(
     node_txn *t, const uint8_t tag[32], const crdt_scope *s, uint64_t now_ms);
 uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag[32]);
 node_err node__ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_applied how);
+/* A header this node sealed, its body and its mark as applied, in one step: the place of the
+ * body and the mark is the header's own (origin, seq), so nothing is looked up again. */
+node_err node__ledger_sealed_put(node_txn *t, const proto_header *h, const uint8_t *header,
+    size_t hlen, const uint8_t *body, size_t blen);
 int node__ledger_applied_get(node_txn *t, const uint8_t id[32]); /* 0 when not yet */
 /* A store of this layout, or a new one (marked as this layout): NODE_OK. A store written by a
  * pattod of protocol version 1: NODE_ECONFIG (it cannot be read; the node says so). */

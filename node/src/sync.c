@@ -802,40 +802,83 @@ static node_err push_cb(node_txn *t, void *ctx)
     return NODE_OK;
 }
 
-/* Each delta in a HEADERS message of its own and its body in a BODIES message of its own, to
- * every member that is up (the body only to those that may receive it). */
-void node__push(node_engine *e, const node_outs *outs)
+static bool has_body_for_someone(node_engine *e, const push_ctx *c, size_t k)
 {
+    for (size_t i = 0; i < e->nmembers; i++)
+        if (c->may[k * e->nmembers + i] && !e->members[i].self)
+            return true;
+    return false;
+}
+
+/* The deltas to every member that is up, a body only to those that may receive it: runs of up
+ * to chunk deltas whose bodies go to no member in one HEADERS message each; any other delta in a
+ * HEADERS message of its own followed by a BODIES message of its own. */
+static void push_chunked(node_engine *e, const node_outs *outs, size_t chunk)
+{
+    bool any = false;
+    for (size_t i = 0; i < e->nmembers && !any; i++)
+        any = !e->members[i].self && node__link_up_to(e, &e->members[i]) != NULL;
+    if (!any)
+        return; /* nobody to push to: the version vectors of the next sessions carry it */
     size_t nm = e->nmembers ? e->nmembers : 1;
     push_ctx c = { e, outs, calloc(outs->n ? outs->n * nm : 1, sizeof(bool)) };
     node_errmsg msg;
     if (c.may == NULL || node_store_read(e->store, push_cb, &c, &msg) != NODE_OK)
         goto out;
-    for (size_t k = 0; k < outs->n; k++) {
-        const node_out *o = &outs->v[k];
-        proto_bytes hb = { o->header.p, o->header.len };
-        proto_headers_msg hm = { &hb, 1, NULL };
-        proto_buf hmsg = { NULL, 0 }, bmsg = { NULL, 0 };
-        proto_body_item item;
-        memcpy(item.header_id, o->h.id, 32);
-        item.body.p = o->body.p;
-        item.body.len = o->body.len;
-        proto_bodies_msg bm = { &item, 1, NULL };
-        if (proto_headers_encode(&hm, &hmsg) == PROTO_OK
-            && proto_bodies_encode(&bm, &bmsg) == PROTO_OK) {
-            for (size_t i = 0; i < e->nmembers; i++) {
-                node_member *m = &e->members[i];
-                if (m->self || node__link_up_to(e, m) == NULL)
+    proto_bytes *hb = calloc(chunk, sizeof(*hb));
+    proto_body_item *items = calloc(chunk, sizeof(*items));
+    for (size_t a = 0, b = 0; hb != NULL && items != NULL && a < outs->n; a = b) {
+        /* A run of deltas whose bodies go to no member shares HEADERS messages; a delta whose
+         * body goes somewhere is sent alone, its body right after its header, as node__push
+         * sends every delta (receivers see the same order of headers either way). */
+        b = a + 1;
+        while (b < outs->n && b - a < chunk && !has_body_for_someone(e, &c, a)
+            && !has_body_for_someone(e, &c, b))
+            b++;
+        for (size_t k = a; k < b; k++)
+            hb[k - a] = (proto_bytes) { outs->v[k].header.p, outs->v[k].header.len };
+        proto_headers_msg hm = { hb, b - a, NULL };
+        proto_buf hmsg = { NULL, 0 };
+        if (proto_headers_encode(&hm, &hmsg) != PROTO_OK)
+            break;
+        for (size_t i = 0; i < e->nmembers; i++) {
+            node_member *m = &e->members[i];
+            if (m->self || node__link_up_to(e, m) == NULL || !node__send_to(e, m, &hmsg))
+                continue;
+            size_t n = 0;
+            for (size_t k = a; k < b; k++) {
+                if (!c.may[k * e->nmembers + i])
                     continue;
-                if (node__send_to(e, m, &hmsg) && c.may[k * e->nmembers + i])
-                    node__send_to(e, m, &bmsg);
+                memcpy(items[n].header_id, outs->v[k].h.id, 32);
+                items[n].body.p = outs->v[k].body.p;
+                items[n].body.len = outs->v[k].body.len;
+                n++;
             }
+            proto_bodies_msg bm = { items, n, NULL };
+            proto_buf bmsg = { NULL, 0 };
+            if (n > 0 && proto_bodies_encode(&bm, &bmsg) == PROTO_OK)
+                node__send_to(e, m, &bmsg);
+            proto_buf_free(&bmsg);
         }
         proto_buf_free(&hmsg);
-        proto_buf_free(&bmsg);
     }
+    free(hb);
+    free(items);
 out:
     free(c.may);
+}
+
+/* Each delta in a HEADERS message of its own, its body in a BODIES message of its own. */
+void node__push(node_engine *e, const node_outs *outs)
+{
+    push_chunked(e, outs, 1);
+}
+
+/* A case.batch's thousands of deltas: the new cases' (whose bodies go to nobody yet) in
+ * messages of 256 headers. */
+void node__push_batch(node_engine *e, const node_outs *outs)
+{
+    push_chunked(e, outs, 256);
 }
 
 void node__anti_entropy(node_engine *e)

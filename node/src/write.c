@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,15 @@ typedef struct write_ctx {
     node_revoke *rv;        /* revoke mode */
     const proto_note *note; /* note mode */
     node_errmsg *msg;
+    size_t outs_max; /* 0: NODE_OUTS_MAX */
+    /* batch mode */
+    node_batch_item *items;
+    size_t nitems;
+    node_edit *scratch;    /* NODE_BATCH_EDITS_MAX parsed edits */
+    bool retry;            /* an item was refused: run the batch again without it */
+    struct sealer *sealer; /* a batch: deltas are sealed on the sealer's thread */
+    proto_scope_key *made; /* the key scope_key just made (a batch takes it), or NULL */
+    node_errmsg *batch_msg;
     bool owner; /* this node's org owns the case (set per scope by write_cb) */
     /* copies adopted after the commit */
     crdt_hlc clock;
@@ -132,12 +142,17 @@ static node_err no_case(write_ctx *w)
  * owns the case. */
 static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_key *k)
 {
-    node_err err = node__ledger_key_for(t, w->c, scope, k);
-    if (err != NODE_ENOTFOUND)
-        return err;
     proto_case_nonce nonce;
-    if (!node__ledger_case_owned(t, w->c, &nonce))
-        return NODE_ENOTFOUND;
+    if (w->create) {
+        /* A case opened by this write holds no key yet: no look-ups. */
+        nonce = *w->nonce;
+    } else {
+        node_err err = node__ledger_key_for(t, w->c, scope, k);
+        if (err != NODE_ENOTFOUND)
+            return err;
+        if (!node__ledger_case_owned(t, w->c, &nonce))
+            return NODE_ENOTFOUND;
+    }
     proto_scope_key *sk = NULL;
     if (proto_scope_key_new(w->c, scope, PROTO_EPOCH_FIRST, NULL, &sk) != PROTO_OK)
         return NODE_ENOMEM;
@@ -150,15 +165,22 @@ static node_err scope_key(node_txn *t, write_ctx *w, const char *scope, ledger_k
     k->epoch = PROTO_EPOCH_FIRST;
     k->confirmed = true;
     proto_scope_key_export(sk, k->key);
-    proto_scope_key_free(sk);
-    return node__ledger_key_put(t, k);
+    /* The key is sealed with next: a batch's sealer takes it, else the cache keeps it (rather
+     * than derive it again from its bytes). */
+    if (w->sealer != NULL) {
+        proto_scope_key_free(w->made);
+        w->made = sk;
+        return node__ledger_key_put(t, k);
+    }
+    node_err err = node__keycache_put(w->e, k->tag, sk);
+    return err != NODE_OK ? err : node__ledger_key_put(t, k);
 }
 
 /* Keep a delta this transaction wrote, to push after the commit (takes the buffers and the
  * decoded header). */
 static node_err push_out(write_ctx *w, proto_buf *header, proto_buf *body, proto_header *h)
 {
-    node_out *x = NODE_VEC_PUSH(w->out, NODE_OUTS_MAX);
+    node_out *x = NODE_VEC_PUSH(w->out, w->outs_max != 0 ? w->outs_max : NODE_OUTS_MAX);
     if (x == NULL)
         return NODE_ENOMEM;
     x->header = *header;
@@ -169,15 +191,15 @@ static node_err push_out(write_ctx *w, proto_buf *header, proto_buf *body, proto
     return NODE_OK;
 }
 
-/* Store a header this node sealed (as ingest would) and advance the own-log position. */
+/* Store a header this node sealed (as ingest would), with its body, marked applied, and
+ * advance the own-log position. */
 static node_err store_own(
     node_txn *t, write_ctx *w, const proto_buf *header, const proto_buf *body, proto_header *h)
 {
     if (proto_header_decode(header->p, header->len, &w->e->lim, h, NULL) != PROTO_OK)
         return NODE_EINVAL;
-    node_err err;
-    if ((err = node__ledger_header_put(t, h, header->p, header->len)) != NODE_OK
-        || (err = node__ledger_body_put(t, h->id, body->p, body->len)) != NODE_OK)
+    node_err err = node__ledger_sealed_put(t, h, header->p, header->len, body->p, body->len);
+    if (err != NODE_OK)
         return err;
     w->seq = h->seq;
     memcpy(w->last, h->id, 32);
@@ -221,8 +243,7 @@ static node_err seal_body(
             "cannot seal the change: %s", proto_strerror(perr));
         goto out;
     }
-    if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK
-        || (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) != NODE_OK)
+    if ((err = store_own(t, w, &header, &body, &h)) != NODE_OK)
         goto out;
     memcpy(id, h.id, 32);
     err = push_out(w, &header, &body, &h);
@@ -250,6 +271,202 @@ static node_err seen_place(node_txn *t, const ledger_key *k, proto_body *plain)
     return err;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* A batch's sealer: signing is most of a delta's cost and each header names the id of the one
+ * before it (a hash of its signed bytes), so the chain is sealed in order, on a thread of its
+ * own, while the loop thread makes the next deltas and stores the sealed ones (ARCHITECTURE.md:
+ * stateless CPU work may leave the loop thread; only the loop thread touches the store). */
+
+typedef struct seal_job {
+    proto_scope_key *sk; /* owned */
+    proto_body plain;    /* borrows vv and enc */
+    crdt_vv_entry *vv;   /* owned */
+    proto_buf enc;       /* owned: the delta */
+    crdt_hlc hlc;        /* the header's clock, ticked in order with the edits' */
+    proto_buf header, body;
+    proto_header h; /* decoded by the sealer */
+} seal_job;
+
+typedef struct sealer {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t more, sealed;
+    seal_job *jobs; /* its capacity is fixed before the thread starts: never moved */
+    size_t cap, njobs, nsealed;
+    bool closed, stop;
+    node_err err;
+    const proto_identity *me;
+    const proto_limits *lim;
+    uint64_t seq0;
+    uint8_t prev0[32];
+} sealer;
+
+static void *sealer_main(void *arg)
+{
+    sealer *s = arg;
+    uint8_t prev[32]; /* its own copy: the loop thread hands sealed headers on meanwhile */
+    memcpy(prev, s->prev0, 32);
+    for (size_t k = 0;; k++) {
+        pthread_mutex_lock(&s->mu);
+        while (k >= s->njobs && !s->closed && !s->stop)
+            pthread_cond_wait(&s->more, &s->mu);
+        bool done = s->stop || k >= s->njobs;
+        pthread_mutex_unlock(&s->mu);
+        if (done)
+            break;
+        seal_job *j = &s->jobs[k];
+        proto_seal_info info;
+        memset(&info, 0, sizeof(info));
+        info.seq = s->seq0 + k + 1;
+        memcpy(info.prev, prev, 32);
+        info.hlc = j->hlc;
+        proto_err perr
+            = proto_delta_seal(s->me, j->sk, &info, &j->plain, NULL, &j->header, &j->body);
+        if (perr == PROTO_OK)
+            perr = proto_header_decode(j->header.p, j->header.len, s->lim, &j->h, NULL);
+        if (perr == PROTO_OK)
+            memcpy(prev, j->h.id, 32);
+        pthread_mutex_lock(&s->mu);
+        if (perr != PROTO_OK) {
+            s->err = perr == PROTO_ENOMEM ? NODE_ENOMEM : NODE_EINVAL;
+            s->stop = true;
+        } else {
+            s->nsealed = k + 1;
+        }
+        pthread_cond_broadcast(&s->sealed);
+        pthread_mutex_unlock(&s->mu);
+        if (perr != PROTO_OK)
+            break;
+    }
+    return NULL;
+}
+
+static void sealer_free_jobs(sealer *s)
+{
+    for (size_t k = 0; k < s->njobs; k++) {
+        seal_job *j = &s->jobs[k];
+        proto_scope_key_free(j->sk);
+        free(j->vv);
+        proto_buf_free(&j->enc);
+        proto_buf_free(&j->header);
+        proto_buf_free(&j->body);
+        proto_header_fini(&j->h);
+    }
+    free(s->jobs);
+    s->jobs = NULL;
+    s->njobs = 0;
+}
+
+static node_err sealer_start(sealer *s, write_ctx *w, size_t cap)
+{
+    memset(s, 0, sizeof(*s));
+    if ((s->jobs = calloc(cap ? cap : 1, sizeof(*s->jobs))) == NULL)
+        return NODE_ENOMEM;
+    s->cap = cap;
+    s->me = w->e->me;
+    s->lim = &w->e->lim;
+    s->seq0 = w->seq;
+    memcpy(s->prev0, w->last, 32);
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s->jobs);
+        return NODE_ENOMEM;
+    }
+    if (pthread_cond_init(&s->more, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s->jobs);
+        return NODE_ENOMEM;
+    }
+    if (pthread_cond_init(&s->sealed, NULL) != 0) {
+        pthread_cond_destroy(&s->more);
+        pthread_mutex_destroy(&s->mu);
+        free(s->jobs);
+        return NODE_ENOMEM;
+    }
+    if (pthread_create(&s->thread, NULL, sealer_main, s) != 0) {
+        pthread_cond_destroy(&s->sealed);
+        pthread_cond_destroy(&s->more);
+        pthread_mutex_destroy(&s->mu);
+        free(s->jobs);
+        return NODE_ENOMEM;
+    }
+    s->started = true;
+    return NODE_OK;
+}
+
+/* Stop (what is not sealed yet is dropped), wait for the thread, free what was not handed on. */
+static void sealer_end(sealer *s)
+{
+    if (!s->started)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->more);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->more);
+    pthread_cond_destroy(&s->sealed);
+    pthread_mutex_destroy(&s->mu);
+    sealer_free_jobs(s);
+    s->started = false;
+}
+
+/* Queue one delta to seal; takes sk, vv and enc whatever happens. */
+static node_err sealer_add(sealer *s, proto_scope_key *sk, const proto_body *plain,
+    crdt_vv_entry *vv, proto_buf *enc, crdt_hlc hlc)
+{
+    if (s->njobs == s->cap) {
+        proto_scope_key_free(sk);
+        free(vv);
+        proto_buf_free(enc);
+        return NODE_ECORRUPT; /* the capacity was counted from the edits */
+    }
+    seal_job *j = &s->jobs[s->njobs];
+    j->sk = sk;
+    j->plain = *plain;
+    j->vv = vv;
+    j->enc = *enc;
+    enc->p = NULL;
+    enc->len = 0;
+    j->plain.vv = vv;
+    j->plain.delta.p = j->enc.p;
+    j->plain.delta.len = j->enc.len;
+    j->hlc = hlc;
+    pthread_mutex_lock(&s->mu);
+    s->njobs++;
+    pthread_cond_signal(&s->more);
+    pthread_mutex_unlock(&s->mu);
+    return NODE_OK;
+}
+
+/* No more deltas: store each one as it is sealed, in order, and keep it to push. */
+static node_err sealer_drain(node_txn *t, write_ctx *w, sealer *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    pthread_cond_broadcast(&s->more);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t k = 0; k < s->njobs; k++) {
+        pthread_mutex_lock(&s->mu);
+        while (s->nsealed <= k && !s->stop)
+            pthread_cond_wait(&s->sealed, &s->mu);
+        node_err err = s->nsealed > k ? NODE_OK : s->err != NODE_OK ? s->err : NODE_EINVAL;
+        pthread_mutex_unlock(&s->mu);
+        if (err != NODE_OK)
+            return node__fail(w->msg, err, "cannot seal the change");
+        seal_job *j = &s->jobs[k];
+        if ((err = node__ledger_sealed_put(
+                 t, &j->h, j->header.p, j->header.len, j->body.p, j->body.len))
+            != NODE_OK)
+            return err;
+        w->seq = j->h.seq;
+        memcpy(w->last, j->h.id, 32);
+        if ((err = push_out(w, &j->header, &j->body, &j->h)) != NODE_OK)
+            return err;
+    }
+    return NODE_OK;
+}
+
 /* Seal one delta on (case, scope) and store it with the new state. vv: the state's version
  * vector before the change (the delta's causal past). */
 static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
@@ -263,12 +480,36 @@ static node_err commit_delta(node_txn *t, write_ctx *w, const ledger_key *k,
     plain.kind = PROTO_BODY_DELTA;
     plain.vv = vv;
     plain.nvv = nvv;
-    node_err err = seen_place(t, k, &plain);
+    /* A case opened by this write has no access log yet. */
+    node_err err = w->create ? NODE_OK : seen_place(t, k, &plain);
     plain.delta.p = enc.p;
     plain.delta.len = enc.len;
     uint8_t id[32];
-    if (err == NODE_OK)
+    if (err == NODE_OK && w->sealer != NULL) {
+        /* A batch: the sealer signs it; its key is the one just made or a copy. */
+        proto_scope_key *sk = w->made;
+        crdt_vv_entry *vcopy = NULL;
+        proto_seal_info info;
+        w->made = NULL;
+        if (sk == NULL
+            && proto_scope_key_from_bytes(&k->case_id, k->scope, k->epoch, k->key, &sk) != PROTO_OK)
+            err = NODE_ENOMEM;
+        if (err == NODE_OK && nvv > 0 && (vcopy = malloc(nvv * sizeof(*vcopy))) == NULL)
+            err = NODE_ENOMEM;
+        if (err == NODE_OK) {
+            if (nvv > 0)
+                memcpy(vcopy, vv, nvv * sizeof(*vcopy));
+            err = next_place(w, &info);
+        }
+        if (err == NODE_OK) {
+            err = sealer_add(w->sealer, sk, &plain, vcopy, &enc, info.hlc);
+        } else {
+            proto_scope_key_free(sk);
+            free(vcopy);
+        }
+    } else if (err == NODE_OK) {
         err = seal_body(t, w, k, &plain, id);
+    }
     if (err == NODE_OK)
         err = node__ledger_state_put(t, k->tag, state, node__now(w->e));
     if (err == NODE_OK)
@@ -374,11 +615,10 @@ static node_err finish(node_txn *t, write_ctx *w)
     return err != NODE_OK ? err : node__ledger_hlc_put(t, &w->clock);
 }
 
-static node_err write_cb(node_txn *t, void *ctx)
+/* The edits of one case (w->c, w->edits), one delta per scope, without begin and finish. */
+static node_err write_case(node_txn *t, write_ctx *w)
 {
-    write_ctx *w = ctx;
     node_engine *e = w->e;
-    begin(w);
     node_err err;
     if (w->create && (err = node__ledger_case_own(t, w->c, w->nonce, node__now(e))) != NODE_OK)
         return err;
@@ -405,9 +645,16 @@ static node_err write_cb(node_txn *t, void *ctx)
         crdt_scope *state = NULL, *delta = NULL;
         crdt_vv_entry *vv = NULL;
         size_t nvv = 0;
-        if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK)
+        if (w->create) {
+            /* A new case: an empty state, written by its owner. */
+            if (crdt_scope_new(NULL, &state) != CRDT_OK) {
+                err = NODE_ENOMEM;
+                goto scope_done;
+            }
+        } else if ((err = node__ledger_state_get(t, k.tag, &e->lim, &state)) != NODE_OK) {
             goto scope_done;
-        if (!node__may_write(t, e, &k)) {
+        }
+        if (!w->create && !node__may_write(t, e, &k)) {
             char id[PROTO_CASE_ID_TEXT_SIZE];
             proto_case_id_format(w->c, id);
             err = node__fail(w->msg, NODE_EINVAL,
@@ -434,7 +681,113 @@ static node_err write_cb(node_txn *t, void *ctx)
         if (err != NODE_OK)
             return err;
     }
-    return finish(t, w);
+    return NODE_OK;
+}
+
+static node_err write_cb(node_txn *t, void *ctx)
+{
+    write_ctx *w = ctx;
+    begin(w);
+    node_err err = write_case(t, w);
+    return err != NODE_OK ? err : finish(t, w);
+}
+
+/* Parse an item's edits into w->scratch; false (the item refused, with its reason) when one
+ * is not an edit the schema allows. */
+static bool batch_parse(write_ctx *w, node_batch_item *it)
+{
+    for (size_t j = 0; j < it->n; j++) {
+        node_errmsg m = { { 0 } };
+        if (node__edit_parse(w->e, it->edits[j], &w->scratch[j], &m) != NODE_OK) {
+            it->state = NODE_BATCH_REFUSED;
+            it->err = NODE_EINVAL;
+            snprintf(it->reason, sizeof(it->reason), "edit %zu: %.480s", j + 1, m.text);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One attempt at the batch: every item not refused yet. An item the write refuses is marked
+ * and the attempt fails with w->retry set: the transaction is dropped and run again without it. */
+/* The deltas an item makes: one per scope its edits name. */
+static size_t item_scopes(const node_batch_item *it)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < it->n; j++) {
+        const char *dot = strchr(it->edits[j], '.');
+        size_t l = dot != NULL ? (size_t)(dot - it->edits[j]) : strlen(it->edits[j]);
+        bool seen = false;
+        for (size_t i = 0; i < j && !seen; i++)
+            seen = strncmp(it->edits[i], it->edits[j], l) == 0 && it->edits[i][l] == '.';
+        n += !seen;
+    }
+    return n;
+}
+
+static node_err batch_items(node_txn *t, write_ctx *w);
+
+static node_err batch_cb(node_txn *t, void *ctx)
+{
+    write_ctx *w = ctx;
+    begin(w);
+    size_t cap = 0;
+    for (size_t i = 0; i < w->nitems; i++)
+        if (w->items[i].state != NODE_BATCH_REFUSED)
+            cap += item_scopes(&w->items[i]);
+    sealer s;
+    node_err err = sealer_start(&s, w, cap);
+    if (err != NODE_OK)
+        return node__fail(w->msg, err, "cannot start the batch's sealer");
+    w->sealer = &s;
+    err = batch_items(t, w);
+    if (err == NODE_OK)
+        err = sealer_drain(t, w, &s);
+    w->sealer = NULL;
+    proto_scope_key_free(w->made);
+    w->made = NULL;
+    sealer_end(&s);
+    return err != NODE_OK ? err : finish(t, w);
+}
+
+static node_err batch_items(node_txn *t, write_ctx *w)
+{
+    for (size_t i = 0; i < w->nitems; i++) {
+        node_batch_item *it = &w->items[i];
+        if (it->state == NODE_BATCH_REFUSED)
+            continue;
+        it->state = NODE_BATCH_PENDING;
+        if (!batch_parse(w, it)) {
+            w->retry = true;
+            return NODE_EINVAL;
+        }
+        if (it->keyed && node__ledger_case_known(t, &it->c)) {
+            it->state = NODE_BATCH_EXISTS;
+            continue;
+        }
+        node_errmsg m = { { 0 } };
+        w->c = &it->c;
+        w->nonce = it->create ? &it->nonce : NULL;
+        w->create = it->create;
+        w->edits = w->scratch;
+        w->n = it->n;
+        w->msg = &m;
+        node_err err = write_case(t, w);
+        w->msg = w->batch_msg;
+        if (err == NODE_EINVAL || err == NODE_ENOTFOUND) {
+            it->state = NODE_BATCH_REFUSED;
+            it->err = err;
+            snprintf(it->reason, sizeof(it->reason), "%s", m.text[0] ? m.text : node_strerror(err));
+            w->retry = true;
+            return err;
+        }
+        if (err != NODE_OK) {
+            snprintf(w->msg->text, sizeof(w->msg->text), "%s", m.text);
+            return err;
+        }
+        it->state = it->create ? NODE_BATCH_CREATED : NODE_BATCH_UPDATED;
+    }
+    return NODE_OK;
 }
 
 /* The confirmed keys of a scope, opened (owned), for a grant that seals every epoch. */
@@ -482,8 +835,7 @@ static node_err seal_key_grant(node_txn *t, write_ctx *w, const ledger_key *k,
     if (perr != PROTO_OK)
         err = node__fail(
             w->msg, NODE_EINVAL, "cannot seal the key grant: %s", proto_strerror(perr));
-    else if ((err = store_own(t, w, &header, &body, &h)) == NODE_OK
-        && (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) == NODE_OK)
+    else if ((err = store_own(t, w, &header, &body, &h)) == NODE_OK)
         err = push_out(w, &header, &body, &h);
     proto_header_fini(&h);
     proto_buf_free(&header);
@@ -901,6 +1253,47 @@ node_err node__case_write(node_engine *e, const proto_case_id *c, const proto_ca
     return run(e, &w, write_cb);
 }
 
+node_err node__case_batch(node_engine *e, node_batch_item *items, size_t n, bool dry_run,
+    node_outs *out, node_errmsg *msg)
+{
+    write_ctx w = { .e = e,
+        .msg = msg,
+        .batch_msg = msg,
+        .out = out,
+        .outs_max = NODE_BATCH_MAX * 16,
+        .items = items,
+        .nitems = n };
+    if ((w.scratch = calloc(NODE_BATCH_EDITS_MAX, sizeof(*w.scratch))) == NULL)
+        return node__fail(msg, NODE_ENOMEM, "out of memory");
+    node_err err = NODE_OK;
+    /* Refuse what the schema refuses before the transaction: a retry costs a whole attempt. */
+    for (size_t i = 0; i < n; i++) {
+        items[i].state = NODE_BATCH_PENDING;
+        if (items[i].n == 0 || items[i].n > NODE_BATCH_EDITS_MAX) {
+            items[i].state = NODE_BATCH_REFUSED;
+            items[i].err = NODE_EINVAL;
+            snprintf(items[i].reason, sizeof(items[i].reason), "give between 1 and %d edits",
+                NODE_BATCH_EDITS_MAX);
+        } else {
+            (void)batch_parse(&w, &items[i]);
+        }
+    }
+    for (size_t attempt = 0; attempt <= n && !dry_run; attempt++) {
+        w.retry = false;
+        err = run(e, &w, batch_cb);
+        if (err == NODE_OK || !w.retry)
+            break;
+        msg->text[0] = 0;
+    }
+    if (err != NODE_OK) {
+        for (size_t i = 0; i < n; i++)
+            if (items[i].state != NODE_BATCH_REFUSED)
+                items[i].state = NODE_BATCH_PENDING;
+    }
+    free(w.scratch);
+    return err;
+}
+
 node_err node__case_grant(node_engine *e, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, const node_grant *g, node_outs *out, node_errmsg *msg)
 {
@@ -1230,8 +1623,7 @@ static node_err note_cb(node_txn *t, void *ctx)
     if (perr != PROTO_OK)
         err = node__fail(w->msg, perr == PROTO_ENOMEM ? NODE_ENOMEM : NODE_EINVAL,
             "cannot seal the note: %s", proto_strerror(perr));
-    if (err == NODE_OK && (err = store_own(t, w, &header, &body, &h)) == NODE_OK
-        && (err = node__ledger_applied_put(t, h.id, LEDGER_APPLIED)) == NODE_OK) {
+    if (err == NODE_OK && (err = store_own(t, w, &header, &body, &h)) == NODE_OK) {
         memcpy(rec->id, h.id, 32);
         rec->state = LEDGER_NOTE_PENDING;
         rec->at_ms = node__now(e);

@@ -54,6 +54,26 @@ proto_err proto_case_id_new(const char *org, size_t org_len, const proto_rng *rn
     return proto_case_id_derive(org, org_len, nonce, out);
 }
 
+proto_err proto_import_nonce(const proto_identity *me, const char *label, size_t label_len,
+    const uint8_t *value, size_t value_len, proto_case_nonce *out)
+{
+    static const char import_label[] = "patto-import-nonce-v1";
+    if (me == NULL || me->sec == NULL || label == NULL || label_len == 0 || label_len > 255
+        || (value == NULL && value_len > 0) || out == NULL)
+        return PROTO_EINVAL;
+    uint8_t len8 = (uint8_t)label_len, h[PROTO_HASH_LEN];
+    proto_bytes parts[] = {
+        { (const uint8_t *)import_label, sizeof import_label - 1 },
+        { &len8, 1 },
+        { (const uint8_t *)label, label_len },
+        { value, value_len },
+    };
+    proto__hash(h, sizeof h, me->sec->sign_seed, PROTO_SEED_LEN, parts, 4);
+    memcpy(out->b, h, PROTO_CASE_NONCE_LEN);
+    proto__wipe(h, sizeof h);
+    return PROTO_OK;
+}
+
 void proto_case_id_format(const proto_case_id *id, char out[PROTO_CASE_ID_TEXT_SIZE])
 {
     uint8_t raw[RAW_LEN];

@@ -455,6 +455,153 @@ static void test_grant_provision_and_access(void **state)
 
 /* consent list: every grant of the case's access logs, a row per scope and grant, with its
  * state; a grant to the same org again replaces the earlier one in the same scope. */
+static const char *batch_state(json_object *results, size_t i, const char **id)
+{
+    json_object *r = json_object_array_get_idx(results, i);
+    *id = jstr(r, "id");
+    const char *st = jstr(r, "state");
+    return st != NULL ? st : "";
+}
+
+/* Node i's vv entry for node 0's origin (0 when none). */
+static int64_t vv_of_first(th_net *net, size_t i)
+{
+    th_out o = th_patto(net, i, "status", NULL);
+    json_object *vv = NULL, *v = NULL;
+    int64_t seq = 0;
+    if (o.json != NULL && json_object_object_get_ex(o.json, "vv", &vv)
+        && json_object_object_get_ex(vv, net->nodes[0].origin, &v))
+        seq = json_object_get_int64(v);
+    th_out_free(&o);
+    return seq;
+}
+
+static bool peers_hold_all_of_first(th_net *net, void *ctx)
+{
+    (void)ctx;
+    int64_t own = vv_of_first(net, 0);
+    return own > 0 && vv_of_first(net, 1) == own && vv_of_first(net, 2) == own;
+}
+
+/* case.batch straight on the control socket: keyed, random and existing cases in one commit,
+ * each item all or nothing (refused by the schema before the transaction, or by the write inside
+ * it), a key seen twice, and malformed batches. */
+static void test_case_batch(void **state)
+{
+    th_net *net = *state;
+    char existing[PROTO_CASE_ID_TEXT_SIZE], missing[PROTO_CASE_ID_TEXT_SIZE];
+    new_case(net, 0, existing); /* also waits until the node may write */
+    proto_case_id cid;
+    proto_case_nonce nonce;
+    assert_int_equal(proto_case_id_new("comune-1", 8, NULL, &cid, &nonce), PROTO_OK);
+    proto_case_id_format(&cid, missing);
+    char doc[2048];
+    snprintf(doc, sizeof doc,
+        "{\"key_name\": \"anagrafica.codice_fiscale\", \"items\": ["
+        "{\"key\": \"TSTBTC80A01Z999A\", \"edits\": [\"anagrafica.nome=Amina\", "
+        "\"contatti.telefono+=333 111\", \"lingua.livello=A2\"]},"
+        "{\"case\": \"%s\", \"edits\": [\"anagrafica.nome=Nessuno\"]},"
+        "{\"edits\": [\"anagrafica.nome=Luca\", \"anagrafica.sesso=Z\"]},"
+        "{\"edits\": [\"anagrafica.nome=Fatou\"]},"
+        "{\"key\": \"TSTBTC80A01Z999A\", \"edits\": [\"anagrafica.nome=Altra\"]},"
+        "{\"case\": \"%s\", \"edits\": [\"lingua.livello=B1\"]}]}",
+        missing, existing);
+    const char *args[] = { "sportello-1", doc };
+    ctl_answer a;
+    ctl_raw(net, 0, "case.batch", args, 2, &a);
+    assert_int_equal(a.code, 0);
+    json_object *p = a.payload, *res = NULL;
+    assert_non_null(p);
+    assert_true(json_object_object_get_ex(p, "results", &res));
+    assert_int_equal(json_object_array_length(res), 6);
+    const char *id0, *id1, *id2, *id3, *id4, *id5;
+    assert_string_equal(batch_state(res, 0, &id0), "created");
+    assert_string_equal(batch_state(res, 1, &id1), "refused");
+    assert_string_equal(batch_state(res, 2, &id2), "refused");
+    assert_string_equal(batch_state(res, 3, &id3), "created");
+    assert_string_equal(batch_state(res, 4, &id4), "exists");
+    assert_string_equal(batch_state(res, 5, &id5), "updated");
+    assert_non_null(id0);
+    assert_non_null(id4);
+    assert_string_equal(id0, id4); /* the same key names the same case */
+    json_object *r1 = json_object_array_get_idx(res, 1), *r2 = json_object_array_get_idx(res, 2);
+    assert_non_null(strstr(jstr(r1, "reason"), "no readable scope of case"));
+    assert_non_null(strstr(jstr(r2, "reason"), "edit 2: anagrafica.sesso must be one of"));
+    json_object *v = NULL;
+    assert_true(json_object_object_get_ex(r1, "code", &v) && json_object_get_int(v) == 3);
+    assert_true(json_object_object_get_ex(r2, "code", &v) && json_object_get_int(v) == 2);
+    assert_true(json_object_object_get_ex(p, "deltas", &v));
+    assert_int_equal(json_object_get_int(v), 3 + 1 + 1); /* 3 scopes, 1 scope, 1 scope */
+    char keyed[PROTO_CASE_ID_TEXT_SIZE];
+    snprintf(keyed, sizeof keyed, "%s", id0);
+    json_object_put(p);
+
+    /* What was written is whole; what was refused left nothing. */
+    th_out o = th_patto(net, 0, "case", "show", keyed, NULL);
+    expect_status(net, &o, 0, "\"livello\": \"A2\"");
+    assert_non_null(strstr(o.out, "\"nome\": \"Amina\""));
+    assert_null(strstr(o.out, "Altra"));
+    th_out_free(&o);
+    o = th_patto(net, 0, "case", "show", existing, NULL);
+    expect_status(net, &o, 0, "\"livello\": \"B1\"");
+    th_out_free(&o);
+    o = th_patto(net, 0, "case", "show", missing, NULL);
+    expect_status(net, &o, 3, "no readable scope");
+    th_out_free(&o);
+    o = th_patto(net, 0, "case", "list", NULL);
+    assert_null(strstr(o.out, "Luca"));
+    th_out_free(&o);
+
+    /* Again: the key finds its case; a dry run writes nothing and answers "valid". */
+    snprintf(doc, sizeof doc,
+        "{\"key_name\": \"anagrafica.codice_fiscale\", \"dry_run\": true, \"items\": ["
+        "{\"key\": \"TSTBTC80A01Z999B\", \"edits\": [\"anagrafica.nome=Omar\"]}]}");
+    ctl_raw(net, 0, "case.batch", args, 2, &a);
+    assert_int_equal(a.code, 0);
+    assert_true(json_object_object_get_ex(a.payload, "results", &res));
+    assert_string_equal(batch_state(res, 0, &id0), "valid");
+    json_object_put(a.payload);
+    snprintf(doc, sizeof doc,
+        "{\"key_name\": \"anagrafica.codice_fiscale\", \"items\": ["
+        "{\"key\": \"TSTBTC80A01Z999A\", \"edits\": [\"anagrafica.nome=Amina\"]}]}");
+    ctl_raw(net, 0, "case.batch", args, 2, &a);
+    assert_int_equal(a.code, 0);
+    assert_true(json_object_object_get_ex(a.payload, "results", &res));
+    assert_string_equal(batch_state(res, 0, &id0), "exists");
+    assert_string_equal(id0, keyed);
+    json_object_put(a.payload);
+    o = th_patto(net, 0, "case", "show", keyed, NULL);
+    expect_status(net, &o, 0, "\"nome\": \"Amina\"");
+    th_out_free(&o);
+
+    /* The peers took the batch's chain of headers (sealed on the node's sealer thread): each
+     * checked its signature and its place after the one before; none is quarantined. */
+    new_case(net, 0, existing);
+    if (!th_wait(net, 20000, peers_hold_all_of_first, NULL)) {
+        net->keep = true;
+        fail_msg("the peers do not hold comune-1's headers up to seq %lld: %lld and %lld",
+            (long long)vv_of_first(net, 0), (long long)vv_of_first(net, 1),
+            (long long)vv_of_first(net, 2));
+    }
+    o = th_patto(net, 1, "status", NULL);
+    json_object *q = NULL;
+    assert_true(json_object_object_get_ex(o.json, "quarantined", &q));
+    assert_int_equal(json_object_array_length(q), 0);
+    th_out_free(&o);
+
+    /* Malformed batches: nothing written. */
+    const char *bad[] = { "not json", "{\"items\": []}",
+        "{\"items\": [{\"key\": \"x\", \"edits\": [\"anagrafica.nome=A\"]}]}",
+        "{\"items\": [{\"edits\": [\"anagrafica.nome=A\"], \"extra\": 1}]}",
+        "{\"items\": [{\"case\": \"pc-nope\", \"edits\": [\"anagrafica.nome=A\"]}]}" };
+    const char *need[] = { "case.batch takes one JSON document", "between 1 and 1000 items",
+        "names no key_name", "unknown member 'extra'", "is not a case id" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *b[] = { "sportello-1", bad[i] };
+        expect_refusal(net, 0, "case.batch", b, 2, 1, need[i]);
+    }
+}
+
 static void test_consent_list(void **state)
 {
     th_net *net = *state;
@@ -857,7 +1004,7 @@ int main(void)
         cmocka_unit_test(test_status), cmocka_unit_test(test_manifest_again),
         cmocka_unit_test(test_grant_rules), cmocka_unit_test(test_grant_provision_and_access),
         cmocka_unit_test(test_consent_list), cmocka_unit_test(test_members_in_status),
-        cmocka_unit_test(test_no_operator),
+        cmocka_unit_test(test_case_batch), cmocka_unit_test(test_no_operator),
         cmocka_unit_test(test_rekey_and_retire), /* last: it changes the network */
     };
     const struct CMUnitTest one_tests[] = {

@@ -1805,10 +1805,74 @@ static void keyless_body_check_schema_hash_wipe(void **state)
     assert_memory_equal(a, d, 32);
 }
 
+/* proto_import_nonce: PROTOCOL.md's construction recomputed with libsodium; the same identifier
+ * on the same node gives the same nonce; another node, label or value another; without the
+ * node's seed (a plain hash) nobody gets it. */
+static void import_nonce_keyed(void **state)
+{
+    (void)state;
+    uint8_t s1[32], b1[32], s2[32], b2[32];
+    memset(s1, 0x11, 32);
+    memset(b1, 0x22, 32);
+    memset(s2, 0x33, 32);
+    memset(b2, 0x44, 32);
+    proto_identity *id1 = NULL, *id2 = NULL;
+    assert_int_equal(proto_identity_from_seeds(s1, b1, &id1), PROTO_OK);
+    assert_int_equal(proto_identity_from_seeds(s2, b2, &id2), PROTO_OK);
+    static const char label[] = "anagrafica.codice_fiscale", cf[] = "TSTMRA80A01Z999X";
+    proto_case_nonce a, b, c, d, e;
+    assert_int_equal(
+        proto_import_nonce(id1, label, strlen(label), (const uint8_t *)cf, strlen(cf), &a),
+        PROTO_OK);
+    assert_int_equal(
+        proto_import_nonce(id1, label, strlen(label), (const uint8_t *)cf, strlen(cf), &b),
+        PROTO_OK);
+    assert_memory_equal(a.b, b.b, sizeof a.b);
+    assert_int_equal(
+        proto_import_nonce(id2, label, strlen(label), (const uint8_t *)cf, strlen(cf), &c),
+        PROTO_OK);
+    assert_memory_not_equal(a.b, c.b, sizeof a.b);
+    assert_int_equal(
+        proto_import_nonce(id1, "_key", 4, (const uint8_t *)cf, strlen(cf), &d), PROTO_OK);
+    assert_memory_not_equal(a.b, d.b, sizeof a.b);
+    assert_int_equal(
+        proto_import_nonce(id1, label, strlen(label), (const uint8_t *)cf, strlen(cf) - 1, &e),
+        PROTO_OK);
+    assert_memory_not_equal(a.b, e.b, sizeof a.b);
+
+    /* The construction: BLAKE2b-256 keyed with the Ed25519 seed, the first 16 bytes. */
+    crypto_generichash_state st;
+    uint8_t h[32], len8 = (uint8_t)strlen(label);
+    crypto_generichash_init(&st, s1, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-import-nonce-v1", 21);
+    crypto_generichash_update(&st, &len8, 1);
+    crypto_generichash_update(&st, (const uint8_t *)label, strlen(label));
+    crypto_generichash_update(&st, (const uint8_t *)cf, strlen(cf));
+    crypto_generichash_final(&st, h, 32);
+    assert_memory_equal(a.b, h, sizeof a.b);
+    /* Unkeyed, the same input gives something else: the seed is what hides the identifier. */
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"patto-import-nonce-v1", 21);
+    crypto_generichash_update(&st, &len8, 1);
+    crypto_generichash_update(&st, (const uint8_t *)label, strlen(label));
+    crypto_generichash_update(&st, (const uint8_t *)cf, strlen(cf));
+    crypto_generichash_final(&st, h, 32);
+    assert_memory_not_equal(a.b, h, sizeof a.b);
+
+    assert_int_equal(
+        proto_import_nonce(id1, "", 0, (const uint8_t *)cf, strlen(cf), &e), PROTO_EINVAL);
+    assert_int_equal(
+        proto_import_nonce(NULL, label, strlen(label), (const uint8_t *)cf, strlen(cf), &e),
+        PROTO_EINVAL);
+    proto_identity_free(id1);
+    proto_identity_free(id2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(delta_round_trip),
+        cmocka_unit_test(import_nonce_keyed),
         cmocka_unit_test(forget_round_trip),
         cmocka_unit_test(access_grant_round_trip),
         cmocka_unit_test(access_epoch_round_trip),

@@ -340,6 +340,16 @@ const uint8_t *proto_identity_origin(const proto_identity *id);
 const uint8_t *proto_identity_box_pk(const proto_identity *id);
 void proto_identity_free(proto_identity *id);
 
+/* The nonce of a case imported under an identifier (patto import): the first 16 bytes of
+ * BLAKE2b-256 keyed with me's Ed25519 seed over ("patto-import-nonce-v1" || u8(len(label)) ||
+ * label || value), label naming the identifier (e.g. "codice_fiscale"). The same node imports
+ * the same value to the same case id (a re-run finds the case and skips it); without this
+ * node's secret key nobody can compute it, so neither the nonce (which grantees receive) nor
+ * the case id lets anyone test a guessed identifier. A node with a new identity key derives
+ * other nonces. Errors: PROTO_EINVAL (NULL, label empty or over 255 bytes). */
+PROTO_NODISCARD proto_err proto_import_nonce(const proto_identity *me, const char *label,
+    size_t label_len, const uint8_t *value, size_t value_len, proto_case_nonce *out);
+
 /* The key of one (case, scope, epoch), its derived subkeys and its routing tag. */
 typedef struct proto_scope_key proto_scope_key;
 
