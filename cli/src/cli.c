@@ -104,6 +104,14 @@ static const cli__cmd commands[] = {
         "operator) and new epochs. Times in Europe/Rome.",
         cli__case_show },
     { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
+    { "case find", "QUERY [--fuzzy] [--limit N]", "find the cases this node can read",
+        "QUERY is a name (any of nome, cognome, nomi_varianti; every word must match the start\n"
+        "of a name word; case and accents do not matter), a codice fiscale (16 characters or\n"
+        "the 11-digit provisional one), a birth date (YYYY-MM-DD or dd/mm/yyyy) or a permit\n"
+        "number (documenti.permesso_numero). --fuzzy also matches names spelt another way\n"
+        "(Mohamed, Mohammed, Muhammad) by a phonetic key, closest spelling first. --limit N:\n"
+        "at most N cases (1-1000, default 20).",
+        cli__case_find },
     { "consent grant",
         "CASE --to ORG --scopes S1,S2 --purpose ID --basis BASIS [--access read|write] "
         "[--until YYYY-MM-DD] [--evidence REF] [--provision TEXT]",

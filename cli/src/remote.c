@@ -785,6 +785,74 @@ cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
     return exchange(ctx, "case.list", NULL, 0, NULL, render_case_list);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* case find                                                                                 */
+
+/* "COGNOME NOME" of a case row (either may be absent), in buf. */
+static const char *person_name(json_object *c, char *buf, size_t size)
+{
+    json_object *cg = jget(c, "cognome"), *nm = jget(c, "nome");
+    bool hc = cg != NULL && json_object_is_type(cg, json_type_string);
+    bool hn = nm != NULL && json_object_is_type(nm, json_type_string);
+    if (!hc && !hn)
+        return NO_VALUE;
+    snprintf(buf, size, "%s%s%s", hc ? json_object_get_string(cg) : "", hc && hn ? " " : "",
+        hn ? json_object_get_string(nm) : "");
+    return buf;
+}
+
+static void render_case_find(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *cases = jget(p, "cases");
+    if (jlen(cases) == 0) {
+        printf("no readable case matches '%s'%s\n", sent[0],
+            json_object_get_boolean(jget(p, "fuzzy")) ? ""
+                                                      : " (try --fuzzy for spelling variants)");
+        return;
+    }
+    int width = 4;
+    char name[420];
+    for (size_t i = 0; i < jlen(cases); i++) {
+        int w = text_width(person_name(json_object_array_get_idx(cases, i), name, sizeof name));
+        if (w > width)
+            width = w;
+    }
+    pad_print("NAME", width);
+    printf("  %-10s  %-16s  %-37s  %s\n", "BORN", "CODICE FISCALE", "CASE", "MATCHED");
+    for (size_t i = 0; i < jlen(cases); i++) {
+        json_object *c = json_object_array_get_idx(cases, i);
+        pad_print(person_name(c, name, sizeof name), width);
+        printf("  %-10s  %-16s  %-37s  %s\n", jtext(c, "data_nascita"), jtext(c, "codice_fiscale"),
+            jtext(c, "id"), jtext(c, "matched"));
+    }
+    if (json_object_get_boolean(jget(p, "more")))
+        printf("more cases match: narrow the query or raise --limit (now %s)\n", jtext(p, "limit"));
+}
+
+cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *limit = NULL;
+    bool fuzzy = false;
+    const cli__opt opts[] = { { "limit", &limit, NULL }, { "fuzzy", NULL, &fuzzy } };
+    const char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+    if (pos == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    size_t n;
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 2, pos, 1, 1, &n);
+    uint64_t lim = 20;
+    if (err == CLI_OK && limit != NULL)
+        err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 1000, &lim);
+    if (err == CLI_OK) {
+        char lims[24];
+        snprintf(lims, sizeof lims, "%" PRIu64, lim);
+        const char *args[3] = { pos[0], fuzzy ? "fuzzy" : "", lims };
+        err = exchange(ctx, "case.find", args, 3, NULL, render_case_find);
+    }
+    free(pos);
+    return err;
+}
+
 #define REASON_MAX 255 /* the node's bound on a revocation's reason */
 
 /* ---------------------------------------------------------------------------------------- */

@@ -1,9 +1,10 @@
 /*
  * ctlread.c - the control commands that read (node/CONTROL.md): case.show, consent.list,
- * case.list, status, digest, schema. May call: ctlreq.c, access.c, state.c, ledger.c, store.c,
- * proto, crdt.
+ * case.list, case.find, status, digest, schema. May call: ctlreq.c, access.c, state.c, ledger.c,
+ * findidx.c, store.c, proto, crdt.
  */
 #include "ctl.h"
+#include "findidx.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -591,6 +592,143 @@ void node__cmd_case_list(req *r)
         node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
         return;
     }
+    node__ctl_json(r->e, r->id, doc);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case find                                                                                 */
+
+#define FIND_LIMIT_DEFAULT 20
+#define FIND_LIMIT_MAX 1000
+
+/* Is scope of case c readable here now (a key held, its grant here not ended)? owner gets the
+ * case's owner when it is. */
+static bool readable_here(node_txn *t, const node_engine *e, const proto_case_id *c,
+    const char *scope, char owner[PROTO_ORG_MAX + 1])
+{
+    ledger_key k;
+    bool ok
+        = node__ledger_key_for(t, c, scope, &k) == NODE_OK && !ended_here(t, e, c, scope, k.tag);
+    if (ok && owner != NULL)
+        snprintf(owner, PROTO_ORG_MAX + 1, "%s", k.owner_org);
+    proto_wipe(&k, sizeof(k));
+    return ok;
+}
+
+static json_object *text_or_null(const char *s)
+{
+    return s[0] ? json_object_new_string(s) : NULL;
+}
+
+typedef struct find_ctx {
+    node_engine *e;
+    const char *query;
+    bool fuzzy;
+    size_t limit;
+    json_object *cases;
+    find_result res;
+    bool more;
+    node_errmsg qmsg;
+    bool refused; /* the query itself: qmsg says why */
+} find_ctx;
+
+static node_err find_cb(node_txn *t, void *ctx)
+{
+    find_ctx *f = ctx;
+    node_err err = node__find_query(t, f->query, f->fuzzy, &f->res, &f->qmsg);
+    if (err == NODE_EINVAL) {
+        f->refused = true;
+        return NODE_OK;
+    }
+    if (err != NODE_OK)
+        return err;
+    size_t shown = 0;
+    for (size_t i = 0; i < f->res.n; i++) {
+        const find_hit *h = &f->res.hits[i];
+        char owner[PROTO_ORG_MAX + 1];
+        if (!readable_here(t, f->e, &h->id, h->scope, owner))
+            continue; /* its grant here has ended: not shown, as in case show */
+        if (shown == f->limit) {
+            f->more = true;
+            break;
+        }
+        shown++;
+        find_summary s;
+        bool named = readable_here(t, f->e, &h->id, "anagrafica", NULL)
+            && node__find_summary(t, &h->id, &s);
+        if (!named)
+            memset(&s, 0, sizeof(s));
+        json_object *o = json_object_new_object();
+        char id[PROTO_CASE_ID_TEXT_SIZE];
+        proto_case_id_format(&h->id, id);
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "owner", json_object_new_string(owner));
+        json_object_object_add(o, "cognome", text_or_null(s.cognome));
+        json_object_object_add(o, "nome", text_or_null(s.nome));
+        json_object_object_add(o, "data_nascita", text_or_null(s.birth));
+        json_object_object_add(o, "codice_fiscale", text_or_null(s.cf));
+        json_object_object_add(o, "matched", json_object_new_string(h->matched));
+        json_object_object_add(o, "score", json_object_new_int64((int64_t)h->score));
+        json_object_array_add(f->cases, o);
+    }
+    return NODE_OK;
+}
+
+/* case.find: args query, "fuzzy" or "", limit ("" for the default). */
+void node__cmd_case_find(req *r)
+{
+    char query[600], mode[16], lim[16];
+    if (!node__ctl_arg(r, 1, query, sizeof(query))) {
+        node__ctl_error(r->e, r->id, CODE_USAGE, "case.find needs a query of at most 599 bytes");
+        return;
+    }
+    if (r->nargs > 2 && !node__ctl_arg(r, 2, mode, sizeof(mode)))
+        mode[0] = 0;
+    if (r->nargs <= 2)
+        mode[0] = 0;
+    if (mode[0] != 0 && strcmp(mode, "fuzzy") != 0) {
+        node__ctl_error(r->e, r->id, CODE_USAGE, "case.find: the mode must be \"fuzzy\" or empty");
+        return;
+    }
+    size_t limit = FIND_LIMIT_DEFAULT;
+    if (r->nargs > 3 && node__ctl_arg(r, 3, lim, sizeof(lim)) && lim[0] != 0) {
+        char *end;
+        unsigned long v = strtoul(lim, &end, 10);
+        if (*end != 0 || lim[0] < '0' || lim[0] > '9' || v < 1 || v > FIND_LIMIT_MAX) {
+            char m[128];
+            snprintf(m, sizeof(m), "the limit must be a whole number from 1 to %d (got '%s')",
+                FIND_LIMIT_MAX, lim);
+            node__ctl_error(r->e, r->id, CODE_REFUSED, m);
+            return;
+        }
+        limit = v;
+    }
+    find_ctx f = { .e = r->e,
+        .query = query,
+        .fuzzy = mode[0] != 0,
+        .limit = limit,
+        .cases = json_object_new_array() };
+    node_errmsg msg;
+    node_err err = node_store_read(r->e->store, find_cb, &f, &msg);
+    if (err != NODE_OK || f.refused) {
+        json_object_put(f.cases);
+        node__find_result_free(&f.res);
+        if (f.refused)
+            node__ctl_error(r->e, r->id, CODE_REFUSED, f.qmsg.text);
+        else
+            node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
+        return;
+    }
+    static const char *const kinds[] = { "name", "code", "birth_date" };
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "query", json_object_new_string(query));
+    json_object_object_add(doc, "kind", json_object_new_string(kinds[f.res.kind]));
+    json_object_object_add(doc, "term", json_object_new_string(f.res.term));
+    json_object_object_add(doc, "fuzzy", json_object_new_boolean(f.fuzzy));
+    json_object_object_add(doc, "limit", json_object_new_int64((int64_t)limit));
+    json_object_object_add(doc, "more", json_object_new_boolean(f.more || f.res.truncated));
+    json_object_object_add(doc, "cases", f.cases);
+    node__find_result_free(&f.res);
     node__ctl_json(r->e, r->id, doc);
 }
 

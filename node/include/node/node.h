@@ -164,6 +164,7 @@ typedef enum node_db {
     NODE_DB_MANIFEST,
     NODE_DB_AUDIT,
     NODE_DB_META,
+    NODE_DB_FIND, /* the find index (node/CONTROL.md, case.find) */
     NODE_DB_COUNT
 } node_db;
 

@@ -1,0 +1,340 @@
+/*
+ * node.find: `patto case find` and the find index on real pattod processes (a comune and a
+ * CPIA on 127.0.0.1), and the folding and phonetic keys it rests on:
+ * - names match whatever their case and accents, every query word the start of a name word;
+ * - --fuzzy matches transliteration variants (Mohamed / Mohammed / Muhammad), closest first;
+ * - a codice fiscale (16 characters, 11-digit provisional), a birth date typed YYYY-MM-DD or
+ *   dd/mm/yyyy, a permit number;
+ * - a grantee finds a case it reads (the index follows merged deltas); once a revocation purges
+ *   its anagrafica, find there no longer returns it and its store's find database holds none
+ *   of its terms.
+ * All names are invented.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "findidx.h"
+#include "harness.h"
+
+#include <node/node.h>
+#include <proto/proto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { COMUNE = 0, CPIA = 1 };
+
+static const char *const orgs[] = { "comune-1:comune", "cpia-1:cpia" };
+
+static int setup(void **state)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    if (th_net_up(net, 2, orgs) != 0) {
+        net->keep = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    th_net *net = *state;
+    int rc = th_net_down(net);
+    free(net);
+    return rc;
+}
+
+#define CHECK(net, cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            (net)->keep = true;                                                                    \
+            fail_msg(__VA_ARGS__);                                                                 \
+        }                                                                                          \
+    } while (0)
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v;
+    return o != NULL && json_object_object_get_ex(o, key, &v) && v != NULL
+        ? json_object_get_string(v)
+        : NULL;
+}
+
+/* Open a case at the comune with up to four edits; its id in id. */
+static void new_case(
+    th_net *net, char id[64], const char *e1, const char *e2, const char *e3, const char *e4)
+{
+    th_out o = th_patto_write(net, COMUNE, "case", "new", e1, e2, e3, e4, NULL);
+    CHECK(net, o.status == 0 && o.json != NULL, "case new: %d %s %s", o.status, o.out, o.err);
+    snprintf(id, 64, "%s", jstr(o.json, "id"));
+    th_out_free(&o);
+}
+
+/* The ids `patto case find` answers at node i (args NULL-terminated after the query), in
+ * order, joined by spaces; the matched kind of the first in matched. */
+static void find_ids(th_net *net, size_t i, char *out, size_t size, char *matched, ...)
+{
+    const char *a[6] = { NULL };
+    va_list ap;
+    va_start(ap, matched);
+    for (size_t k = 0; k < 5; k++)
+        if ((a[k] = va_arg(ap, const char *)) == NULL)
+            break;
+    va_end(ap);
+    th_out o = th_patto(net, i, "case", "find", a[0], a[1], a[2], a[3], a[4], NULL);
+    CHECK(net, o.status == 0 && o.json != NULL, "case find %s: %d %s %s", a[0], o.status, o.out,
+        o.err);
+    json_object *cases;
+    out[0] = 0;
+    if (matched != NULL)
+        matched[0] = 0;
+    if (json_object_object_get_ex(o.json, "cases", &cases))
+        for (size_t k = 0; k < json_object_array_length(cases); k++) {
+            json_object *c = json_object_array_get_idx(cases, k);
+            size_t l = strlen(out);
+            snprintf(out + l, size - l, "%s%s", l ? " " : "", jstr(c, "id"));
+            if (k == 0 && matched != NULL)
+                snprintf(matched, 32, "%s", jstr(c, "matched"));
+        }
+    th_out_free(&o);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void fold_and_phonetic(void **state)
+{
+    (void)state;
+    char f[128], k1[16], k2[16];
+    node__find_fold("Núñez-García, JOSÉ Luís", strlen("Núñez-García, JOSÉ Luís"), f, sizeof f);
+    assert_string_equal(f, "nunez garcia jose luis");
+    node__find_fold("Łukasz Żółć", strlen("Łukasz Żółć"), f, sizeof f);
+    assert_string_equal(f, "lukasz zolc");
+    static const char *const same[][2] = { { "mohamed", "muhammad" }, { "mohamed", "mohammed" },
+        { "mohamed", "mouhamed" }, { "youssef", "yusuf" }, { "yusuf", "jusuf" },
+        { "aisha", "aicha" }, { "aisha", "ayesha" }, { "hussein", "husain" }, { "ahmed", "ahmad" },
+        { "fatima", "fatimah" } };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        node__find_phonetic(same[i][0], k1, sizeof k1);
+        node__find_phonetic(same[i][1], k2, sizeof k2);
+        if (strcmp(k1, k2) != 0)
+            fail_msg("%s (%s) and %s (%s) should share a key", same[i][0], k1, same[i][1], k2);
+    }
+    node__find_phonetic("mohamed", k1, sizeof k1);
+    node__find_phonetic("martina", k2, sizeof k2);
+    assert_string_not_equal(k1, k2);
+    assert_int_equal(node__find_phonetic("ab12", k1, sizeof k1), 0);
+    assert_int_equal(node__find_distance("mohamed", "muhammad"), 3);
+    assert_int_equal(node__find_distance("", "abc"), 3);
+}
+
+static void find_by_name_code_date_permit(void **state)
+{
+    th_net *net = *state;
+    char a[64], b[64], c[64], d[64], got[512], m[32], want[200];
+    new_case(net, a, "anagrafica.nome=José Luis", "anagrafica.cognome=Núñez Ferrà",
+        "anagrafica.data_nascita=1990-01-01", "anagrafica.codice_fiscale=NNZJSL90A01Z131I");
+    new_case(net, b, "anagrafica.nome=Mohamed", "anagrafica.cognome=Benali",
+        "anagrafica.codice_fiscale=12345678903", "documenti.permesso_numero=I-ab 1234567");
+    new_case(net, c, "anagrafica.nome=Yusuf", "anagrafica.cognome=Okonkwo",
+        "anagrafica.nomi_varianti+=Youssef", "anagrafica.data_nascita=1985-12-10");
+    new_case(net, d, "anagrafica.nome=Mohammed", "anagrafica.cognome=Rossi", NULL, NULL);
+
+    /* names: case and accents do not matter; every word the start of a name word */
+    find_ids(net, COMUNE, got, sizeof got, m, "nunez", NULL);
+    CHECK(net, strcmp(got, a) == 0 && strcmp(m, "name") == 0, "nunez: %s (%s)", got, m);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "NÚÑEZ josé", NULL);
+    CHECK(net, strcmp(got, a) == 0, "NÚÑEZ josé: %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "ferra jos", NULL);
+    CHECK(net, strcmp(got, a) == 0, "ferra jos (prefixes): %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "nunez mohamed", NULL);
+    CHECK(net, got[0] == 0, "nunez mohamed matched %s (every word must match)", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "youssef", NULL);
+    CHECK(net, strcmp(got, c) == 0, "a name variant: %s", got);
+
+    /* --fuzzy: transliteration variants, the exact spelling first */
+    find_ids(net, COMUNE, got, sizeof got, NULL, "Muhammad", NULL);
+    CHECK(net, got[0] == 0, "Muhammad without --fuzzy matched %s", got);
+    find_ids(net, COMUNE, got, sizeof got, m, "Muhammad", "--fuzzy", NULL);
+    snprintf(want, sizeof want, "%s %s", d, b); /* Mohammed is closer to Muhammad */
+    CHECK(net, strcmp(got, want) == 0 && strcmp(m, "name (phonetic)") == 0,
+        "Muhammad --fuzzy: %s (%s), want %s", got, m, want);
+    find_ids(net, COMUNE, got, sizeof got, m, "mohamed", "--fuzzy", NULL);
+    snprintf(want, sizeof want, "%s %s", b, d); /* the exact spelling first */
+    CHECK(
+        net, strcmp(got, want) == 0 && strcmp(m, "name") == 0, "mohamed --fuzzy: %s (%s)", got, m);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "mohammed benali", "--fuzzy", NULL);
+    CHECK(net, strcmp(got, b) == 0, "mohammed benali --fuzzy: %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "Jusuf", "--fuzzy", NULL);
+    CHECK(net, strcmp(got, c) == 0, "Jusuf --fuzzy: %s", got);
+
+    /* codes: 16-character and provisional codice fiscale, permit number (spaces and dashes
+     * do not matter) */
+    find_ids(net, COMUNE, got, sizeof got, m, "nnzjsl90a01z131i", NULL);
+    CHECK(net, strcmp(got, a) == 0 && strcmp(m, "codice_fiscale") == 0, "cf: %s (%s)", got, m);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "12345678903", NULL);
+    CHECK(net, strcmp(got, b) == 0, "provisional cf: %s", got);
+    find_ids(net, COMUNE, got, sizeof got, m, "IAB1234567", NULL);
+    CHECK(net, strcmp(got, b) == 0 && strcmp(m, "permesso_numero") == 0, "permit: %s (%s)", got, m);
+
+    /* birth dates, both ways of typing them */
+    find_ids(net, COMUNE, got, sizeof got, m, "1985-12-10", NULL);
+    CHECK(net, strcmp(got, c) == 0 && strcmp(m, "data_nascita") == 0, "date: %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "10/12/1985", NULL);
+    CHECK(net, strcmp(got, c) == 0, "dd/mm/yyyy: %s", got);
+
+    /* an edit moves the case in the index */
+    th_out o = th_patto_write(net, COMUNE, "case", "set", c, "anagrafica.cognome=Adeyemi", NULL);
+    CHECK(net, o.status == 0, "case set: %s %s", o.out, o.err);
+    th_out_free(&o);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "okonkwo", NULL);
+    CHECK(net, got[0] == 0, "the old surname still finds %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "adeyemi yusuf", NULL);
+    CHECK(net, strcmp(got, c) == 0, "the new surname: %s", got);
+
+    /* --limit, and a query with nothing to look for */
+    o = th_patto(net, COMUNE, "case", "find", "mohamed", "--fuzzy", "--limit", "1", NULL);
+    json_object *cases = NULL;
+    CHECK(net,
+        o.status == 0 && json_object_object_get_ex(o.json, "cases", &cases)
+            && json_object_array_length(cases) == 1 && strcmp(jstr(o.json, "more"), "true") == 0,
+        "--limit 1: %s", o.out);
+    th_out_free(&o);
+    o = th_patto(net, COMUNE, "case", "find", "--limit", "0", "x", NULL);
+    CHECK(net, o.status == 1, "--limit 0: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto(net, COMUNE, "case", "find", " ,;", NULL);
+    CHECK(net, o.status == 2 && strstr(o.out, "nothing") == NULL && strstr(o.out, "look for"),
+        "an empty query: %d %s", o.status, o.out);
+    th_out_free(&o);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* A grantee finds what it reads, and nothing once a revocation purged it                     */
+
+typedef struct find_want {
+    const char *query, *id;
+    bool present;
+} find_want;
+
+static bool cpia_finds(th_net *net, void *ctx)
+{
+    find_want *w = ctx;
+    char got[512];
+    th_out o = th_patto(net, CPIA, "case", "find", w->query, NULL);
+    bool ok = o.status == 0 && o.json != NULL;
+    th_out_free(&o);
+    if (!ok)
+        return false;
+    find_ids(net, CPIA, got, sizeof got, NULL, w->query, NULL);
+    return (strstr(got, w->id) != NULL) == w->present;
+}
+
+typedef struct id_scan {
+    const uint8_t *id;
+    size_t hits, keys;
+} id_scan;
+
+static bool id_scan_cb(const void *key, size_t klen, const void *val, size_t vlen, void *ctx)
+{
+    id_scan *s = ctx;
+    s->keys++;
+    const uint8_t *k = key;
+    for (size_t i = 0; i + 16 <= klen; i++)
+        if (memcmp(k + i, s->id, 16) == 0) {
+            s->hits++;
+            break;
+        }
+    (void)val;
+    (void)vlen;
+    return true;
+}
+
+static node_err id_scan_txn(node_txn *t, void *ctx)
+{
+    return node_txn_scan(t, NODE_DB_FIND, NULL, 0, id_scan_cb, ctx);
+}
+
+/* Records of the find database of node i's store that name the case (the node stopped). */
+static size_t index_records(th_net *net, size_t i, const char *id_text, size_t *keys)
+{
+    proto_case_id c;
+    assert_int_equal(proto_case_id_parse(id_text, strlen(id_text), &c), PROTO_OK);
+    node_store *st = NULL;
+    node_errmsg msg;
+    CHECK(net, node_store_open(net->nodes[i].dir, 1 << 20, (uint64_t)1 << 30, &st, &msg) == NODE_OK,
+        "open the store: %s", msg.text);
+    id_scan s = { c.b, 0, 0 };
+    CHECK(net, node_store_read(st, id_scan_txn, &s, &msg) == NODE_OK, "scan: %s", msg.text);
+    node_store_close(st);
+    *keys = s.keys;
+    return s.hits;
+}
+
+static void purge_leaves_no_terms(void **state)
+{
+    th_net *net = *state;
+    char id[64], other[64];
+    new_case(net, id, "anagrafica.nome=Amina", "anagrafica.cognome=Traorè",
+        "anagrafica.codice_fiscale=BNCLRA92D45H501A", "documenti.permesso_numero=ZX9876543");
+    new_case(net, other, "anagrafica.nome=Amina", "anagrafica.cognome=Diallo", NULL, NULL);
+    th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", "cpia-1", "--scopes",
+        "anagrafica,documenti", "--purpose", "lingua", "--basis", "consent", NULL);
+    CHECK(net, o.status == 0, "grant: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    o = th_patto_write(net, COMUNE, "consent", "grant", other, "--to", "cpia-1", "--scopes",
+        "anagrafica", "--purpose", "lingua", "--basis", "consent", NULL);
+    CHECK(net, o.status == 0, "grant: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+
+    /* the grantee's index follows the deltas it merges */
+    find_want w = { "traore amina", id, true };
+    CHECK(net, th_wait(net, 10000, cpia_finds, &w), "the CPIA never found the case by name");
+    find_want by_cf = { "BNCLRA92D45H501A", id, true };
+    CHECK(net, cpia_finds(net, &by_cf), "the CPIA does not find the case by codice fiscale");
+    find_want by_permit = { "ZX9876543", id, true };
+    CHECK(net, th_wait(net, 10000, cpia_finds, &by_permit),
+        "the CPIA does not find the case by permit");
+    find_want kept = { "diallo", other, true };
+    CHECK(net, th_wait(net, 10000, cpia_finds, &kept), "the CPIA never found the other case");
+
+    o = th_patto_write(net, COMUNE, "consent", "revoke", id, "--from", "cpia-1", NULL);
+    CHECK(net, o.status == 0, "revoke: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    w.present = false;
+    CHECK(net, th_wait(net, 10000, cpia_finds, &w), "the CPIA still finds the revoked case");
+    by_cf.present = false;
+    by_permit.present = false;
+    CHECK(net, cpia_finds(net, &by_cf) && cpia_finds(net, &by_permit),
+        "the CPIA still finds the revoked case by a code");
+    CHECK(net, cpia_finds(net, &kept), "the CPIA lost the other case");
+
+    /* its store's find database holds nothing of the case, and still the other case */
+    CHECK(net, th_stop(net, CPIA, SIGTERM) == 0, "stop the CPIA");
+    size_t keys = 0, left = index_records(net, CPIA, id, &keys);
+    CHECK(net, left == 0, "the CPIA's find index still holds %zu records of the case", left);
+    size_t other_keys = 0, others = index_records(net, CPIA, other, &other_keys);
+    CHECK(net, others > 0, "the CPIA's find index lost the other case (the scan proves nothing)");
+    CHECK(net, th_start(net, CPIA) == 0, "restart the CPIA");
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    th_programs(PATTO_BIN, PATTOD_BIN);
+    if (proto_init() != PROTO_OK)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fold_and_phonetic),
+        cmocka_unit_test_setup_teardown(find_by_name_code_date_permit, setup, teardown),
+        cmocka_unit_test_setup_teardown(purge_leaves_no_terms, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
