@@ -426,6 +426,8 @@ static void render_schema(json_object *p, const char *const *sent, size_t nsent)
                 if (jget(f, "max") != NULL)
                     printf(" max %s", jtext(f, "max"));
             }
+            if (jget(f, "check") != NULL)
+                printf(" check %s", jtext(f, "check"));
             printf("\n");
         }
     }

@@ -1066,6 +1066,9 @@ void node__cmd_schema(req *r)
                 json_object_object_add(fo, "min", json_object_new_int64(f->min));
                 json_object_object_add(fo, "max", json_object_new_int64(f->max));
             }
+            if (f->check != NODE_CHECK_NONE)
+                json_object_object_add(
+                    fo, "check", json_object_new_string(node_check_name(f->check)));
             json_object_array_add(fields, fo);
         }
         json_object_object_add(so, "fields", fields);

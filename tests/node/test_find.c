@@ -215,6 +215,50 @@ static void find_by_name_code_date_permit(void **state)
     th_out_free(&o);
 }
 
+/* The schema's semantic checks refuse an operator's bad value with exit 2 and a sentence, and
+ * write nothing. */
+static void local_checks_refuse(void **state)
+{
+    th_net *net = *state;
+    static const struct {
+        const char *edit, *says;
+    } bad[] = {
+        { "anagrafica.codice_fiscale=RSSMRA85T10A562X", "its check character should be S, not X" },
+        { "anagrafica.codice_fiscale=12345678901", "its last digit should be 3, not 1" },
+        { "anagrafica.data_nascita=2199-01-01", "cannot be in the future" },
+        { "contatti.email=amina.example.it", "is not an e-mail address" },
+    };
+    th_out o = th_patto(net, COMUNE, "status", NULL);
+    json_object *counts = NULL, *cases = NULL;
+    CHECK(net,
+        o.json != NULL && json_object_object_get_ex(o.json, "counts", &counts)
+            && json_object_object_get_ex(counts, "cases", &cases),
+        "status: %s", o.out);
+    int64_t before = json_object_get_int64(cases);
+    th_out_free(&o);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        o = th_patto_write(net, COMUNE, "case", "new", "anagrafica.nome=Ilaria", bad[i].edit, NULL);
+        CHECK(net, o.status == 2 && strstr(o.out, bad[i].says) != NULL,
+            "%s: exit %d, %s %s (want 2 saying '%s')", bad[i].edit, o.status, o.out, o.err,
+            bad[i].says);
+        th_out_free(&o);
+    }
+    o = th_patto(net, COMUNE, "status", NULL);
+    CHECK(net,
+        o.json != NULL && json_object_object_get_ex(o.json, "counts", &counts)
+            && json_object_object_get_ex(counts, "cases", &cases)
+            && json_object_get_int64(cases) == before,
+        "a refused case was written: %s", o.out);
+    th_out_free(&o);
+    char id[64];
+    new_case(net, id, "anagrafica.codice_fiscale=RSSMRA85T10A562S",
+        "anagrafica.data_nascita=1985-12-10", "contatti.email=ilaria.rossi@example.it", NULL);
+    /* the field can still be removed */
+    o = th_patto_write(net, COMUNE, "case", "unset", id, "anagrafica.codice_fiscale", NULL);
+    CHECK(net, o.status == 0, "unset: %d %s", o.status, o.out);
+    th_out_free(&o);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* A grantee finds what it reads, and nothing once a revocation purged it                     */
 
@@ -334,6 +378,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fold_and_phonetic),
         cmocka_unit_test_setup_teardown(find_by_name_code_date_permit, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_checks_refuse, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_leaves_no_terms, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
