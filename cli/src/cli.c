@@ -103,7 +103,14 @@ static const cli__cmd commands[] = {
         "each scope, its access log: grants (to, access, purpose, basis, provision, until,\n"
         "operator) and new epochs. Times in Europe/Rome.",
         cli__case_show },
-    { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
+    { "case list", "[--where SCOPE.FIELD=VALUE] [--sort name|birth|change] [--limit N]",
+        "the cases this node can read, newest change first",
+        "Columns: NAME (cognome nome), BORN, OWNER, LAST CHANGE (Europe/Rome), CASE, SCOPES.\n"
+        "--where keeps the cases whose field equals VALUE (text: case and accents do not\n"
+        "matter; a set: holds VALUE); its scope must be readable here. --sort name (cognome,\n"
+        "nome), birth (oldest first) or change (newest first, the default); cases without a\n"
+        "name or date here come last. --limit N shows the first N.",
+        cli__case_list },
     { "case find", "QUERY [--fuzzy] [--limit N]", "find the cases this node can read",
         "QUERY is a name (any of nome, cognome, nomi_varianti; every word must match the start\n"
         "of a name word; case and accents do not matter), a codice fiscale (16 characters or\n"

@@ -650,6 +650,39 @@ static node_err scan(node_txn *t, cand_ctx *c, char kind, const char *term, bool
     return err != NODE_OK ? err : c->oom ? NODE_ENOMEM : NODE_OK;
 }
 
+/* How many keys start with KIND term (exact: the whole term), counted up to a cap: how
+ * selective a query word is. */
+typedef struct count_ctx {
+    size_t n, cap, plen;
+    bool exact;
+} count_ctx;
+
+static bool count_cb(const void *key, size_t klen, const void *val, size_t vlen, void *ctx)
+{
+    (void)key;
+    (void)val;
+    (void)vlen;
+    count_ctx *c = ctx;
+    if (!c->exact || klen == c->plen + 17)
+        c->n++;
+    return c->n < c->cap;
+}
+
+static size_t term_count(node_txn *t, char kind, const char *term, bool exact, size_t cap)
+{
+    uint8_t p[1 + FIND_TERM_MAX + 1];
+    size_t l = strlen(term);
+    p[0] = (uint8_t)kind;
+    memcpy(p + 1, term, l);
+    p[1 + l] = 0;
+    count_ctx c = { 0, cap, 1 + l, exact };
+    if (node_txn_scan(t, NODE_DB_FIND, p, exact ? l + 2 : l + 1, count_cb, &c) != NODE_OK)
+        return cap;
+    return c.n;
+}
+
+#define SELECT_CAP 256 /* keys counted per word to choose the one that gives the candidates */
+
 /* How well a case's name terms match each query word: 0 exact, 1 a prefix, 2 + distance when
  * only the phonetic key matches (fuzzy); UINT_MAX when some word matches nothing. */
 static unsigned name_score(
@@ -746,13 +779,22 @@ node_err node__find_query(
         char f[sizeof(q) * 2];
         size_t fl = node__find_fold(q, ql, f, sizeof(f));
         qword qw[FIND_WORDS_MAX];
-        size_t nw = 0, longest = 0;
+        size_t nw = 0, longest = 0, fewest = SIZE_MAX;
         for (char *w = strtok(f, " "); w != NULL && nw < FIND_WORDS_MAX; w = strtok(NULL, " ")) {
             snprintf(qw[nw].w, sizeof(qw[nw].w), "%s", w);
             node__find_phonetic(qw[nw].w, qw[nw].key, sizeof(qw[nw].key));
-            if (strlen(qw[nw].w) > strlen(qw[longest].w))
-                longest = nw;
             nw++;
+        }
+        /* the candidates come from the word that matches the fewest name terms (counted up to
+         * a cap; the longest word among equals) */
+        for (size_t i = 0; i < nw && fewest > 0; i++) {
+            size_t n = term_count(t, 'n', qw[i].w, false, SELECT_CAP);
+            if (fuzzy && qw[i].key[0] && n < SELECT_CAP)
+                n += term_count(t, 'p', qw[i].key, true, SELECT_CAP - n);
+            if (n < fewest || (n == fewest && strlen(qw[i].w) > strlen(qw[longest].w))) {
+                fewest = n;
+                longest = i;
+            }
         }
         if (fl == 0 || nw == 0)
             return node__fail(msg, NODE_EINVAL,

@@ -27,7 +27,7 @@
 
 #define FIND_TERM_MAX 64   /* bytes of one term */
 #define FIND_WORDS_MAX 8   /* words of a query */
-#define FIND_CAND_MAX 5000 /* cases a query looks at before it says it was cut short */
+#define FIND_CAND_MAX 1000 /* cases a query looks at before it says it was cut short */
 
 /* Re-index (case, scope) of key tag from its new state (called by node__ledger_state_put).
  * Scopes without indexed fields cost one key lookup. */

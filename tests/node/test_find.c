@@ -259,6 +259,90 @@ static void local_checks_refuse(void **state)
     th_out_free(&o);
 }
 
+/* The ids of `patto case list ARGS` at the comune, in order, joined by spaces. */
+static void list_ids(th_net *net, char *out, size_t size, json_object **first, ...)
+{
+    const char *a[6] = { NULL };
+    va_list ap;
+    va_start(ap, first);
+    for (size_t k = 0; k < 5; k++)
+        if ((a[k] = va_arg(ap, const char *)) == NULL)
+            break;
+    va_end(ap);
+    th_out o = th_patto(net, COMUNE, "case", "list", a[0], a[1], a[2], a[3], a[4], NULL);
+    CHECK(net, o.status == 0 && o.json != NULL, "case list: %d %s %s", o.status, o.out, o.err);
+    json_object *cases;
+    out[0] = 0;
+    if (json_object_object_get_ex(o.json, "cases", &cases))
+        for (size_t k = 0; k < json_object_array_length(cases); k++) {
+            json_object *c = json_object_array_get_idx(cases, k);
+            size_t l = strlen(out);
+            snprintf(out + l, size - l, "%s%s", l ? " " : "", jstr(c, "id"));
+            if (k == 0 && first != NULL)
+                *first = json_object_get(c);
+        }
+    th_out_free(&o);
+}
+
+static void list_columns_where_sort(void **state)
+{
+    th_net *net = *state;
+    char z[64], a[64], m[64], got[512], want[512];
+    new_case(net, z, "anagrafica.cognome=Zanetti", "anagrafica.nome=Bruno",
+        "anagrafica.data_nascita=1970-05-01", "lingua.livello=A1");
+    new_case(net, a, "anagrafica.cognome=Abate", "anagrafica.nome=Carla",
+        "anagrafica.data_nascita=1999-01-02", "lingua.livello=B1");
+    new_case(net, m, "anagrafica.cognome=Mancini", "anagrafica.nome=Àlvaro",
+        "anagrafica.data_nascita=1985-03-03", "lingua.livello=A1");
+
+    json_object *first = NULL;
+    list_ids(net, got, sizeof got, &first, NULL);
+    snprintf(want, sizeof want, "%s %s %s", m, a, z); /* newest change first */
+    CHECK(net, strcmp(got, want) == 0, "case list: %s, want %s", got, want);
+    CHECK(net,
+        first != NULL && strcmp(jstr(first, "owner"), "comune-1") == 0
+            && strcmp(jstr(first, "cognome"), "Mancini") == 0
+            && strcmp(jstr(first, "nome"), "Àlvaro") == 0
+            && strcmp(jstr(first, "data_nascita"), "1985-03-03") == 0
+            && jstr(first, "last_change") != NULL && jstr(first, "scopes") != NULL,
+        "case list row: %s", first ? json_object_to_json_string(first) : "none");
+    json_object_put(first);
+    list_ids(net, got, sizeof got, NULL, "--sort", "name", NULL);
+    snprintf(want, sizeof want, "%s %s %s", a, m, z);
+    CHECK(net, strcmp(got, want) == 0, "--sort name: %s, want %s", got, want);
+    list_ids(net, got, sizeof got, NULL, "--sort", "birth", NULL);
+    snprintf(want, sizeof want, "%s %s %s", z, m, a);
+    CHECK(net, strcmp(got, want) == 0, "--sort birth: %s, want %s", got, want);
+    list_ids(net, got, sizeof got, NULL, "--where", "lingua.livello=A1", "--sort", "name", NULL);
+    snprintf(want, sizeof want, "%s %s", m, z);
+    CHECK(net, strcmp(got, want) == 0, "--where lingua.livello=A1: %s, want %s", got, want);
+    list_ids(net, got, sizeof got, NULL, "--where", "anagrafica.nome=ALVARO", NULL);
+    CHECK(net, strcmp(got, m) == 0, "--where a name, case and accents aside: %s", got);
+    list_ids(net, got, sizeof got, NULL, "--where", "lingua.livello=a1", NULL);
+    CHECK(net, got[0] == 0, "an enum is compared exactly: %s", got);
+    list_ids(net, got, sizeof got, NULL, "--sort", "name", "--limit", "1", NULL);
+    CHECK(net, strcmp(got, a) == 0, "--limit 1: %s", got);
+
+    th_out o = th_patto(net, COMUNE, "case", "list", "--where", "lingua.colore=blu", NULL);
+    CHECK(net, o.status == 2 && strstr(o.out, "not a field of the schema"),
+        "--where an unknown field: %d %s", o.status, o.out);
+    th_out_free(&o);
+    o = th_patto(net, COMUNE, "case", "list", "--sort", "eta", NULL);
+    CHECK(net, o.status == 1, "--sort eta: %d %s", o.status, o.out);
+    th_out_free(&o);
+
+    /* what a person reads: the columns, a row, the time in Europe/Rome */
+    const char *argv[]
+        = { "--dir", net->nodes[COMUNE].dir, "case", "list", "--sort", "name", NULL };
+    o = th_patto_raw(argv);
+    CHECK(net,
+        o.status == 0 && strstr(o.out, "NAME") && strstr(o.out, "BORN") && strstr(o.out, "OWNER")
+            && strstr(o.out, "LAST CHANGE") && strstr(o.out, "Abate Carla     1999-01-02  comune-1")
+            && (strstr(o.out, " CET ") || strstr(o.out, " CEST ")),
+        "case list for people:\n%s", o.out);
+    th_out_free(&o);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* A grantee finds what it reads, and nothing once a revocation purged it                     */
 
@@ -379,6 +463,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(fold_and_phonetic),
         cmocka_unit_test_setup_teardown(find_by_name_code_date_permit, setup, teardown),
         cmocka_unit_test_setup_teardown(local_checks_refuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_columns_where_sort, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_leaves_no_terms, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
