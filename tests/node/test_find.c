@@ -259,6 +259,57 @@ static void local_checks_refuse(void **state)
     th_out_free(&o);
 }
 
+/* A store from before the find index: its find database empty and without the mark. */
+typedef struct wipe_ctx {
+    uint8_t keys[4096][96];
+    size_t klen[4096], n;
+} wipe_ctx;
+
+static bool wipe_cb(const void *key, size_t klen, const void *val, size_t vlen, void *ctx)
+{
+    (void)val;
+    (void)vlen;
+    wipe_ctx *w = ctx;
+    if (w->n < 4096 && klen <= 96) {
+        memcpy(w->keys[w->n], key, klen);
+        w->klen[w->n++] = klen;
+    }
+    return true;
+}
+
+static node_err wipe_txn(node_txn *t, void *ctx)
+{
+    wipe_ctx *w = ctx;
+    w->n = 0;
+    node_err err = node_txn_scan(t, NODE_DB_FIND, NULL, 0, wipe_cb, w);
+    for (size_t i = 0; err == NODE_OK && i < w->n; i++)
+        err = node_txn_del(t, NODE_DB_FIND, w->keys[i], w->klen[i]);
+    if (err == NODE_OK)
+        err = node_txn_del(t, NODE_DB_META, "find", 4);
+    return err;
+}
+
+static void index_built_for_an_old_store(void **state)
+{
+    th_net *net = *state;
+    char id[64], got[512];
+    new_case(net, id, "anagrafica.nome=Giacomo", "anagrafica.cognome=Lévêque", NULL, NULL);
+    CHECK(net, th_stop(net, COMUNE, SIGTERM) == 0, "stop the comune");
+    node_store *st = NULL;
+    node_errmsg msg;
+    CHECK(net,
+        node_store_open(net->nodes[COMUNE].dir, 1 << 20, (uint64_t)1 << 30, &st, &msg) == NODE_OK,
+        "open the store: %s", msg.text);
+    wipe_ctx *w = calloc(1, sizeof(*w));
+    CHECK(net, w != NULL && node_store_write(st, wipe_txn, w, &msg) == NODE_OK && w->n > 0,
+        "empty the find database: %s", msg.text);
+    free(w);
+    node_store_close(st);
+    CHECK(net, th_start(net, COMUNE) == 0, "restart the comune");
+    find_ids(net, COMUNE, got, sizeof got, NULL, "leveque giacomo", NULL);
+    CHECK(net, strcmp(got, id) == 0, "the index was not built at the start: %s", got);
+}
+
 /* The ids of `patto case list ARGS` at the comune, in order, joined by spaces. */
 static void list_ids(th_net *net, char *out, size_t size, json_object **first, ...)
 {
@@ -464,6 +515,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(find_by_name_code_date_permit, setup, teardown),
         cmocka_unit_test_setup_teardown(local_checks_refuse, setup, teardown),
         cmocka_unit_test_setup_teardown(list_columns_where_sort, setup, teardown),
+        cmocka_unit_test_setup_teardown(index_built_for_an_old_store, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_leaves_no_terms, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
