@@ -773,11 +773,11 @@ static const char *person_name(json_object *c, char *buf, size_t size)
 
 static void render_case_list(json_object *p, const char *const *sent, size_t nsent)
 {
-    (void)nsent;
     json_object *cases = jget(p, "cases");
     if (jlen(cases) == 0) {
         printf("%s\n",
-            sent[0][0] ? "no readable case matches --where" : "no case readable on this node");
+            nsent > 0 && sent[0][0] ? "no readable case matches --where"
+                                    : "no case readable on this node");
         return;
     }
     int width = 4, owidth = 5;
@@ -834,7 +834,9 @@ cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
         snprintf(lims, sizeof lims, "%" PRIu64, lim);
     }
     const char *args[3] = { where != NULL ? where : "", sort != NULL ? sort : "", lims };
-    return exchange(ctx, "case.list", args, 3, NULL, render_case_list);
+    /* without options, the request of old: no arguments after the operator */
+    bool plain_list = where == NULL && sort == NULL && limit == NULL;
+    return exchange(ctx, "case.list", args, plain_list ? 0 : 3, NULL, render_case_list);
 }
 
 /* ---------------------------------------------------------------------------------------- */
