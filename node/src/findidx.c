@@ -760,15 +760,15 @@ node_err node__find_query(
     cand_ctx c = { 0 };
     node_err err = NODE_OK;
     char date[11], code[FIND_TERM_MAX + 1];
+    size_t cl = code_norm(q, ql, code, sizeof(code));
     if (query_date(q, date)) {
         out->kind = FIND_BIRTH;
         snprintf(out->term, sizeof(out->term), "%s", date);
         err = scan(t, &c, 'b', date, true, "anagrafica", "data_nascita");
-    } else if (strchr(q, ' ') == NULL && strpbrk(q, "0123456789") != NULL) {
-        /* one word with a digit: a codice fiscale or a permit number */
-        size_t cl = code_norm(q, ql, code, sizeof(code));
-        if (cl == 0)
-            return node__fail(msg, NODE_EINVAL, "'%s' has no letter or digit to look for", q);
+    } else if (strpbrk(q, "0123456789") != NULL
+        && (strchr(q, ' ') == NULL || cl == 11 || cl == 16)) {
+        /* one word with a digit, or 11 or 16 letters and digits with a digit among them
+         * (a codice fiscale typed in groups): a codice fiscale or a permit number */
         out->kind = FIND_CODE;
         snprintf(out->term, sizeof(out->term), "%s", code);
         err = scan(t, &c, 'c', code, true, "anagrafica", "codice_fiscale");

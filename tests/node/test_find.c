@@ -178,6 +178,8 @@ static void find_by_name_code_date_permit(void **state)
      * do not matter) */
     find_ids(net, COMUNE, got, sizeof got, m, "nnzjsl90a01z131i", NULL);
     CHECK(net, strcmp(got, a) == 0 && strcmp(m, "codice_fiscale") == 0, "cf: %s (%s)", got, m);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "NNZ JSL 90A01 Z131I", NULL);
+    CHECK(net, strcmp(got, a) == 0, "cf in groups: %s", got);
     find_ids(net, COMUNE, got, sizeof got, NULL, "12345678903", NULL);
     CHECK(net, strcmp(got, b) == 0, "provisional cf: %s", got);
     find_ids(net, COMUNE, got, sizeof got, m, "IAB1234567", NULL);
