@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { COMUNE = 0, CPIA = 1 };
 
@@ -396,6 +397,89 @@ static void list_columns_where_sort(void **state)
     th_out_free(&o);
 }
 
+/* The checks bind local writes only: a birth date that is today at its author, and tomorrow by
+ * the clock of the node that receives it (test clocks, PATTOD_TEST_CLOCK_OFFSET_MS, put the two
+ * on either side of midnight in Rome), is merged there, while that node refuses the same value
+ * from its own operator. */
+static int setup_split_days(void **state)
+{
+    th_net *net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return -1;
+    *state = net;
+    static const char *const sign[] = { "--max-clock-ahead-ms", "86400000", NULL };
+    if (th_net_make_opts(net, 2, orgs, sign) != 0) {
+        net->keep = true;
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static bool cpia_shows_birth(th_net *net, void *ctx)
+{
+    const char *const *w = ctx; /* id, date */
+    th_out o = th_patto(net, CPIA, "case", "show", w[0], NULL);
+    json_object *scopes, *ana, *d;
+    bool ok = o.status == 0 && o.json != NULL
+        && json_object_object_get_ex(o.json, "scopes", &scopes)
+        && json_object_object_get_ex(scopes, "anagrafica", &ana)
+        && json_object_object_get_ex(ana, "data_nascita", &d)
+        && strcmp(json_object_get_string(d), w[1]) == 0;
+    th_out_free(&o);
+    return ok;
+}
+
+static void peer_values_are_not_checked(void **state)
+{
+    th_net *net = *state;
+    uint64_t now = wall_ms();
+    proto_civil rome;
+    proto_rome_civil(now, &rome);
+    int64_t since = (((int64_t)rome.hour * 60 + rome.minute) * 60 + rome.second) * 1000 + rome.ms;
+    int64_t to_midnight = 86400000 - since, margin = 5 * 60 * 1000;
+    /* the shorter way across midnight: the CPIA behind (still yesterday), or the comune ahead
+     * (already tomorrow) */
+    int64_t cpia_off = since <= to_midnight ? -(since + margin) : 0;
+    int64_t comune_off = since <= to_midnight ? 0 : to_midnight + margin;
+    char off[32];
+    snprintf(off, sizeof off, "%lld", (long long)comune_off);
+    setenv("PATTOD_TEST_CLOCK_OFFSET_MS", off, 1);
+    int rc = th_join(net, COMUNE);
+    snprintf(off, sizeof off, "%lld", (long long)cpia_off);
+    setenv("PATTOD_TEST_CLOCK_OFFSET_MS", off, 1);
+    rc = rc == 0 ? th_join(net, CPIA) : rc;
+    unsetenv("PATTOD_TEST_CLOCK_OFFSET_MS");
+    CHECK(net, rc == 0, "start the nodes with test clocks");
+    CHECK(net, th_log_has(net, CPIA, "event=clock.test") || cpia_off == 0,
+        "the CPIA's clock is not moved (is this a test build?)");
+    proto_civil at_author;
+    proto_rome_civil((uint64_t)((int64_t)now + comune_off), &at_author);
+    char day[16], edit[64];
+    snprintf(day, sizeof day, "%04d-%02d-%02d", at_author.year, at_author.month, at_author.day);
+    snprintf(edit, sizeof edit, "anagrafica.data_nascita=%s", day);
+
+    char id[64];
+    new_case(net, id, "anagrafica.nome=Sara", edit, NULL, NULL);
+    th_out o = th_patto_write(net, COMUNE, "consent", "grant", id, "--to", "cpia-1", "--scopes",
+        "anagrafica", "--purpose", "lingua", "--basis", "consent", NULL);
+    CHECK(net, o.status == 0, "grant: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    const char *want[2] = { id, day };
+    CHECK(net, th_wait(net, 15000, cpia_shows_birth, (void *)want),
+        "the CPIA did not merge the birth date %s of its peer", day);
+    o = th_patto_write(net, CPIA, "case", "new", edit, NULL);
+    CHECK(net, o.status == 2 && strstr(o.out, "cannot be in the future"),
+        "at the CPIA %s should be in the future for its own operator: %d %s", day, o.status, o.out);
+    th_out_free(&o);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* A grantee finds what it reads, and nothing once a revocation purged it                     */
 
@@ -518,6 +602,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(local_checks_refuse, setup, teardown),
         cmocka_unit_test_setup_teardown(list_columns_where_sort, setup, teardown),
         cmocka_unit_test_setup_teardown(index_built_for_an_old_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(peer_values_are_not_checked, setup_split_days, teardown),
         cmocka_unit_test_setup_teardown(purge_leaves_no_terms, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
