@@ -912,22 +912,21 @@ void node__cmd_case_find(req *r)
         node__ctl_error(r->e, r->id, CODE_USAGE, "case.find needs a query of at most 599 bytes");
         return;
     }
-    if (r->nargs > 2 && !node__ctl_arg(r, 2, mode, sizeof(mode)))
-        mode[0] = 0;
-    if (r->nargs <= 2)
-        mode[0] = 0;
-    if (mode[0] != 0 && strcmp(mode, "fuzzy") != 0) {
+    mode[0] = lim[0] = 0;
+    if ((r->nargs > 2 && !node__ctl_arg(r, 2, mode, sizeof(mode)))
+        || (mode[0] != 0 && strcmp(mode, "fuzzy") != 0)) {
         node__ctl_error(r->e, r->id, CODE_USAGE, "case.find: the mode must be \"fuzzy\" or empty");
         return;
     }
     size_t limit = FIND_LIMIT_DEFAULT;
-    if (r->nargs > 3 && node__ctl_arg(r, 3, lim, sizeof(lim)) && lim[0] != 0) {
-        char *end;
-        unsigned long v = strtoul(lim, &end, 10);
-        if (*end != 0 || lim[0] < '0' || lim[0] > '9' || v < 1 || v > FIND_LIMIT_MAX) {
+    bool lim_ok = r->nargs <= 3 || node__ctl_arg(r, 3, lim, sizeof(lim));
+    if (!lim_ok || lim[0] != 0) {
+        char *end = lim;
+        unsigned long v = lim_ok ? strtoul(lim, &end, 10) : 0;
+        if (!lim_ok || *end != 0 || lim[0] < '0' || lim[0] > '9' || v < 1 || v > FIND_LIMIT_MAX) {
             char m[128];
-            snprintf(m, sizeof(m), "the limit must be a whole number from 1 to %d (got '%s')",
-                FIND_LIMIT_MAX, lim);
+            snprintf(m, sizeof(m), "the limit must be a whole number from 1 to %d (got '%.15s')",
+                FIND_LIMIT_MAX, lim_ok ? lim : "?");
             node__ctl_error(r->e, r->id, CODE_REFUSED, m);
             return;
         }
