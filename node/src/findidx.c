@@ -683,8 +683,63 @@ static size_t term_count(node_txn *t, char kind, const char *term, bool exact, s
 
 #define SELECT_CAP 256 /* keys counted per word to choose the one that gives the candidates */
 
-/* How well a case's name terms match each query word: 0 exact, 1 a prefix, 2 + distance when
- * only the phonetic key matches (fuzzy); UINT_MAX when some word matches nothing. */
+/* Fuzzy matching of one name word against a query word: 2 + their edit distance when their
+ * phonetic keys are equal, 3 + the distance when the keys are one edit apart and the words at
+ * most FUZZY_NEAR_MAX edits (a typo or one more consonant: Ibrahim, Ibragim; Ahmed, Achmed);
+ * else UINT32_MAX. */
+#define FUZZY_NEAR_MAX 2
+#define NEAR_KEY_MIN 3     /* letters of a key whose neighbours are looked up */
+#define NEAR_WHEN_FEWER 20 /* ... when fewer cases than this match the word and its key */
+
+static unsigned fuzzy_score(const char *word, const qword *q)
+{
+    char key[16];
+    node__find_phonetic(word, key, sizeof(key));
+    if (key[0] == 0 || q->key[0] == 0)
+        return UINT32_MAX;
+    if (strcmp(key, q->key) == 0)
+        return 2 + (unsigned)node__find_distance(word, q->w);
+    if (node__find_distance(key, q->key) != 1)
+        return UINT32_MAX;
+    size_t d = node__find_distance(word, q->w);
+    return d <= FUZZY_NEAR_MAX ? 3 + (unsigned)d : UINT32_MAX;
+}
+
+/* The keys one edit away from key (a letter removed, changed or added), for the candidates of
+ * a fuzzy query: fn(neighbour) for each (some repeat; most name no term). */
+static const char KEY_LETTERS[] = "abfghklmnprstS";
+
+static node_err key_neighbours(const char *key, node_err (*fn)(const char *, void *), void *ctx)
+{
+    size_t k = strlen(key);
+    char v[18];
+    node_err err = NODE_OK;
+    for (size_t i = 0; i < k && err == NODE_OK; i++) { /* removed */
+        memcpy(v, key, i);
+        memcpy(v + i, key + i + 1, k - i);
+        if (v[0] != 0)
+            err = fn(v, ctx);
+    }
+    for (size_t i = 0; i < k && err == NODE_OK; i++) /* changed */
+        for (const char *l = KEY_LETTERS; *l && err == NODE_OK; l++) {
+            if (*l == key[i])
+                continue;
+            memcpy(v, key, k + 1);
+            v[i] = *l;
+            err = fn(v, ctx);
+        }
+    for (size_t i = 0; i <= k && k + 1 < sizeof(v) - 1 && err == NODE_OK; i++) /* added */
+        for (const char *l = KEY_LETTERS; *l && err == NODE_OK; l++) {
+            memcpy(v, key, i);
+            v[i] = *l;
+            memcpy(v + i + 1, key + i, k - i + 1);
+            err = fn(v, ctx);
+        }
+    return err;
+}
+
+/* How well a case's name terms match each query word: 0 exact, 1 a prefix, with fuzzy
+ * fuzzy_score's; UINT_MAX when some word matches nothing. */
 static unsigned name_score(
     node_txn *t, const proto_case_id *c, const qword *qw, size_t nw, bool fuzzy, bool *phonetic)
 {
@@ -707,22 +762,13 @@ static unsigned name_score(
                 unsigned s = l == wl ? 0 : 1;
                 if (s < best)
                     best = s;
-            } else if (fuzzy && r[i + 1] == 'p' && kl > 0 && l == kl
-                && memcmp(term, qw[q].key, kl) == 0 && best > 2) {
-                /* the distance to the closest name word with this key */
-                for (size_t j = 0; j + 1 < n; j += 1u + r[j]) {
-                    if (r[j + 1] != 'n' || r[j] - 1u > FIND_TERM_MAX)
-                        continue;
-                    char w[FIND_TERM_MAX + 1], key[16];
-                    memcpy(w, r + j + 2, r[j] - 1u);
-                    w[r[j] - 1u] = 0;
-                    if (node__find_phonetic(w, key, sizeof(key)) != kl
-                        || memcmp(key, qw[q].key, kl) != 0)
-                        continue;
-                    unsigned s = 2 + (unsigned)node__find_distance(w, qw[q].w);
-                    if (s < best)
-                        best = s;
-                }
+            } else if (fuzzy && r[i + 1] == 'n' && kl > 0 && best > 2 && l <= FIND_TERM_MAX) {
+                char w[FIND_TERM_MAX + 1];
+                memcpy(w, term, l);
+                w[l] = 0;
+                unsigned s = fuzzy_score(w, &qw[q]);
+                if (s < best)
+                    best = s;
             }
         }
         if (best == UINT32_MAX)
@@ -731,6 +777,19 @@ static unsigned name_score(
         total += best;
     }
     return total;
+}
+
+typedef struct near_ctx {
+    node_txn *t;
+    cand_ctx *c;
+} near_ctx;
+
+static node_err near_scan(const char *key, void *ctx)
+{
+    near_ctx *n = ctx;
+    if (n->c->truncated)
+        return NODE_OK;
+    return scan(n->t, n->c, 'p', key, true, "anagrafica", "name");
 }
 
 static int by_score(const void *a, const void *b)
@@ -806,6 +865,13 @@ node_err node__find_query(
         err = scan(t, &c, 'n', qw[longest].w, false, "anagrafica", "name");
         if (err == NODE_OK && fuzzy && qw[longest].key[0] && !c.truncated)
             err = scan(t, &c, 'p', qw[longest].key, true, "anagrafica", "name");
+        /* keys one edit away only when those spellings are few and the key is long enough to
+         * keep its neighbours apart: they find typos, and bring in many near names besides */
+        if (err == NODE_OK && fuzzy && strlen(qw[longest].key) >= NEAR_KEY_MIN
+            && c.n < NEAR_WHEN_FEWER && !c.truncated) {
+            near_ctx nc = { t, &c };
+            err = key_neighbours(qw[longest].key, near_scan, &nc);
+        }
         size_t w = 0;
         for (size_t i = 0; err == NODE_OK && i < c.n; i++) {
             bool phon;

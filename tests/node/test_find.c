@@ -174,6 +174,20 @@ static void find_by_name_code_date_permit(void **state)
     CHECK(net, strcmp(got, b) == 0, "mohammed benali --fuzzy: %s", got);
     find_ids(net, COMUNE, got, sizeof got, NULL, "Jusuf", "--fuzzy", NULL);
     CHECK(net, strcmp(got, c) == 0, "Jusuf --fuzzy: %s", got);
+    /* keys one edit apart, words at most two: a typo or a consonant more */
+    char e[64];
+    new_case(net, e, "anagrafica.nome=Ibrahim", "anagrafica.cognome=Sow", NULL, NULL);
+    find_ids(net, COMUNE, got, sizeof got, m, "Ibragim", "--fuzzy", NULL);
+    CHECK(net, strcmp(got, e) == 0 && strcmp(m, "name (phonetic)") == 0, "Ibragim --fuzzy: %s (%s)",
+        got, m);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "Ibraim sow", "--fuzzy", NULL);
+    CHECK(net, strcmp(got, e) == 0, "Ibraim sow --fuzzy: %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "Abraham", "--fuzzy", NULL);
+    CHECK(net, strcmp(got, e) == 0, "Abraham --fuzzy (the same key as Ibrahim): %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "Rahim", "--fuzzy", NULL);
+    CHECK(net, got[0] == 0, "Rahim --fuzzy is two key edits from Ibrahim: %s", got);
+    find_ids(net, COMUNE, got, sizeof got, NULL, "Martina", "--fuzzy", NULL);
+    CHECK(net, got[0] == 0, "Martina --fuzzy: %s", got);
 
     /* codes: 16-character and provisional codice fiscale, permit number (spaces and dashes
      * do not matter) */
