@@ -116,8 +116,9 @@ static const cli__cmd commands[] = {
         "of a name word; case and accents do not matter), a codice fiscale (16 characters or\n"
         "the 11-digit provisional one), a birth date (YYYY-MM-DD or dd/mm/yyyy) or a permit\n"
         "number (documenti.permesso_numero). --fuzzy also matches names spelt another way\n"
-        "(Mohamed, Mohammed, Muhammad) by a phonetic key, closest spelling first. --limit N:\n"
-        "at most N cases (1-1000, default 20).",
+        "(Mohamed, Mohammed, Muhammad) by a phonetic key, or one typo away (Ibragim for\n"
+        "Ibrahim), closest spelling first. --limit N: at most N cases (1-1000, default 20).\n"
+        "With --json, the node's answer (node/CONTROL.md, case.find).",
         cli__case_find },
     { "consent grant",
         "CASE --to ORG --scopes S1,S2 --purpose ID --basis BASIS [--access read|write] "
