@@ -112,7 +112,23 @@ static const cli__cmd commands[] = {
         "operator) and new epochs. Times in Europe/Rome. --labels names fields by the\n"
         "schema's labels (Italian) instead of scope.field.",
         cli__case_show },
-    { "case list", "", "the cases this node can read, newest change first", NULL, cli__case_list },
+    { "case list", "[--where SCOPE.FIELD=VALUE] [--sort name|birth|change] [--limit N]",
+        "the cases this node can read, newest change first",
+        "Columns: NAME (cognome nome), BORN, OWNER, LAST CHANGE (Europe/Rome), CASE, SCOPES.\n"
+        "--where keeps the cases whose field equals VALUE (text: case and accents do not\n"
+        "matter; a set: holds VALUE); its scope must be readable here. --sort name (cognome,\n"
+        "nome), birth (oldest first) or change (newest first, the default); cases without a\n"
+        "name or date here come last. --limit N shows the first N.",
+        cli__case_list },
+    { "case find", "QUERY [--fuzzy] [--limit N]", "find the cases this node can read",
+        "QUERY is a name (any of nome, cognome, nomi_varianti; every word must match the start\n"
+        "of a name word; case and accents do not matter), a codice fiscale (16 characters or\n"
+        "the 11-digit provisional one), a birth date (YYYY-MM-DD or dd/mm/yyyy) or a permit\n"
+        "number (documenti.permesso_numero). --fuzzy also matches names spelt another way\n"
+        "(Mohamed, Mohammed, Muhammad) by a phonetic key, or one typo away (Ibragim for\n"
+        "Ibrahim), closest spelling first. --limit N: at most N cases (1-1000, default 20).\n"
+        "With --json, the node's answer (node/CONTROL.md, case.find).",
+        cli__case_find },
     { "case log", "CASE [SCOPE.FIELD] [--limit N]", "every change to a case, newest first",
         "Each change this node can read, newest first: when (Europe/Rome), the org that wrote\n"
         "it, the field, and its value before -> after (a timeline: + the events added); a\n"

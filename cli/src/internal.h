@@ -133,6 +133,7 @@ cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
 cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
+cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__consent_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);
 cli_err cli__consent_revoke(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv);

@@ -433,6 +433,8 @@ static void render_schema(json_object *p, const char *const *sent, size_t nsent)
                 if (jget(f, "max") != NULL)
                     printf(" max %s", jtext(f, "max"));
             }
+            if (jget(f, "check") != NULL)
+                printf(" check %s", jtext(f, "check"));
             printf("\n");
         }
     }
@@ -814,33 +816,140 @@ cli_err cli__consent_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
 /* ---------------------------------------------------------------------------------------- */
 /* case list                                                                                 */
 
+/* "COGNOME NOME" of a case row (either may be absent), in buf. */
+static const char *person_name(json_object *c, char *buf, size_t size)
+{
+    json_object *cg = jget(c, "cognome"), *nm = jget(c, "nome");
+    bool hc = cg != NULL && json_object_is_type(cg, json_type_string);
+    bool hn = nm != NULL && json_object_is_type(nm, json_type_string);
+    if (!hc && !hn)
+        return NO_VALUE;
+    snprintf(buf, size, "%s%s%s", hc ? json_object_get_string(cg) : "", hc && hn ? " " : "",
+        hn ? json_object_get_string(nm) : "");
+    return buf;
+}
+
 static void render_case_list(json_object *p, const char *const *sent, size_t nsent)
 {
-    (void)sent;
-    (void)nsent;
     json_object *cases = jget(p, "cases");
     if (jlen(cases) == 0) {
-        printf("no case readable on this node\n");
+        printf("%s\n",
+            nsent > 0 && sent[0][0] ? "no readable case matches --where"
+                                    : "no case readable on this node");
         return;
     }
-    printf("%-37s  %-25s  %s\n", "CASE", "LAST CHANGE", "SCOPES");
+    int width = 4, owidth = 5;
+    char name[420];
+    for (size_t i = 0; i < jlen(cases); i++) {
+        json_object *c = json_object_array_get_idx(cases, i);
+        int w = text_width(person_name(c, name, sizeof name)), ow = text_width(jtext(c, "owner"));
+        width = w > width ? w : width;
+        owidth = ow > owidth ? ow : owidth;
+    }
+    pad_print("NAME", width);
+    printf("  %-10s  ", "BORN");
+    pad_print("OWNER", owidth);
+    printf("  %-25s  %-37s  %s\n", "LAST CHANGE", "CASE", "SCOPES");
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
         json_object *scopes = jget(c, "scopes");
         char at[CLI_TIME_TEXT_SIZE];
-        printf("%-37s  %-25s  ", jtext(c, "id"), when(c, "last_change", at));
+        pad_print(person_name(c, name, sizeof name), width);
+        printf("  %-10s  ", jtext(c, "data_nascita"));
+        pad_print(jtext(c, "owner"), owidth);
+        printf("  %-25s  %-37s  ", when(c, "last_change", at), jtext(c, "id"));
         for (size_t j = 0; j < jlen(scopes); j++)
             printf("%s%s", j > 0 ? "," : "", plain(json_object_array_get_idx(scopes, j)));
         printf("\n");
     }
+    json_object *total = jget(p, "total");
+    if (total != NULL && json_object_get_int64(total) > (int64_t)jlen(cases))
+        printf("%zu of %s cases shown (--limit)\n", jlen(cases), jtext(p, "total"));
 }
 
 cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    cli_err err = no_args(ctx, cmd, argc, argv);
+    const char *where = NULL, *sort = NULL, *limit = NULL;
+    const cli__opt opts[]
+        = { { "where", &where, NULL }, { "sort", &sort, NULL }, { "limit", &limit, NULL } };
+    const char *pos[1];
+    size_t n;
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 3, pos, 0, 0, &n);
     if (err != CLI_OK)
         return err;
-    return exchange(ctx, "case.list", NULL, 0, NULL, render_case_list);
+    if (sort != NULL && strcmp(sort, "name") != 0 && strcmp(sort, "birth") != 0
+        && strcmp(sort, "change") != 0)
+        return cli__usage(ctx, cmd, "--sort must be name, birth or change (got '%s')", sort);
+    if (where != NULL
+        && (strchr(where, '=') == NULL || strchr(where, '.') == NULL
+            || strchr(where, '.') > strchr(where, '=')))
+        return cli__usage(ctx, cmd, "--where takes scope.field=VALUE (got '%s')", where);
+    uint64_t lim = 0;
+    char lims[24] = "";
+    if (limit != NULL) {
+        if ((err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 1000000, &lim)) != CLI_OK)
+            return err;
+        snprintf(lims, sizeof lims, "%" PRIu64, lim);
+    }
+    const char *args[3] = { where != NULL ? where : "", sort != NULL ? sort : "", lims };
+    /* without options, the request of old: no arguments after the operator */
+    bool plain_list = where == NULL && sort == NULL && limit == NULL;
+    return exchange(ctx, "case.list", args, plain_list ? 0 : 3, NULL, render_case_list);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case find                                                                                 */
+
+static void render_case_find(json_object *p, const char *const *sent, size_t nsent)
+{
+    (void)nsent;
+    json_object *cases = jget(p, "cases");
+    if (jlen(cases) == 0) {
+        printf("no readable case matches '%s'%s\n", sent[0],
+            json_object_get_boolean(jget(p, "fuzzy")) ? ""
+                                                      : " (try --fuzzy for spelling variants)");
+        return;
+    }
+    int width = 4;
+    char name[420];
+    for (size_t i = 0; i < jlen(cases); i++) {
+        int w = text_width(person_name(json_object_array_get_idx(cases, i), name, sizeof name));
+        if (w > width)
+            width = w;
+    }
+    pad_print("NAME", width);
+    printf("  %-10s  %-16s  %-37s  %s\n", "BORN", "CODICE FISCALE", "CASE", "MATCHED");
+    for (size_t i = 0; i < jlen(cases); i++) {
+        json_object *c = json_object_array_get_idx(cases, i);
+        pad_print(person_name(c, name, sizeof name), width);
+        printf("  %-10s  %-16s  %-37s  %s\n", jtext(c, "data_nascita"), jtext(c, "codice_fiscale"),
+            jtext(c, "id"), jtext(c, "matched"));
+    }
+    if (json_object_get_boolean(jget(p, "more")))
+        printf("more cases match: narrow the query or raise --limit (now %s)\n", jtext(p, "limit"));
+}
+
+cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
+{
+    const char *limit = NULL;
+    bool fuzzy = false;
+    const cli__opt opts[] = { { "limit", &limit, NULL }, { "fuzzy", NULL, &fuzzy } };
+    const char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+    if (pos == NULL)
+        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+    size_t n;
+    cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 2, pos, 1, 1, &n);
+    uint64_t lim = 20;
+    if (err == CLI_OK && limit != NULL)
+        err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 1000, &lim);
+    if (err == CLI_OK) {
+        char lims[24];
+        snprintf(lims, sizeof lims, "%" PRIu64, lim);
+        const char *args[3] = { pos[0], fuzzy ? "fuzzy" : "", lims };
+        err = exchange(ctx, "case.find", args, 3, NULL, render_case_find);
+    }
+    free(pos);
+    return err;
 }
 
 #define REASON_MAX 255 /* the node's bound on a revocation's reason */

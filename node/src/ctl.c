@@ -883,7 +883,7 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         || strcmp(cmd, "consent.revoke") == 0 || strcmp(cmd, "consent.withdraw") == 0
         || strcmp(cmd, "consent.drop") == 0;
     bool reads_only = strcmp(cmd, "case.show") == 0 || strcmp(cmd, "case.list") == 0
-        || strcmp(cmd, "case.log") == 0;
+        || strcmp(cmd, "case.log") == 0 || strcmp(cmd, "case.find") == 0;
     if (writes && !reads_only && r.operator_name[0] == 0) {
         char msg[sizeof(e->dir) + 300];
         snprintf(msg, sizeof(msg),
@@ -923,6 +923,8 @@ void node__ctl_handle(node_engine *e, const uint8_t *data, size_t len)
         node__cmd_consent_list(&r);
     else if (strcmp(cmd, "case.list") == 0)
         node__cmd_case_list(&r);
+    else if (strcmp(cmd, "case.find") == 0)
+        node__cmd_case_find(&r);
     else if (strcmp(cmd, "consent.grant") == 0)
         cmd_consent_grant(&r);
     else if (strcmp(cmd, "consent.revoke") == 0)

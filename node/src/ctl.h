@@ -43,6 +43,7 @@ const char *node__org_of(node_engine *e, const uint8_t origin[32], char hex[65])
 void node__cmd_case_show(req *r);
 void node__cmd_consent_list(req *r);
 void node__cmd_case_list(req *r);
+void node__cmd_case_find(req *r);
 void node__cmd_status(req *r);
 void node__cmd_digest(req *r);
 void node__cmd_schema(req *r);

@@ -1,9 +1,10 @@
 /*
  * ctlread.c - the control commands that read (node/CONTROL.md): case.show, consent.list,
- * case.list, status, digest, schema. May call: ctlreq.c, access.c, state.c, ledger.c, store.c,
- * proto, crdt.
+ * case.list, case.find, status, digest, schema. May call: ctlreq.c, access.c, state.c, ledger.c,
+ * findidx.c, store.c, proto, crdt.
  */
 #include "ctl.h"
+#include "findidx.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -515,7 +516,17 @@ typedef struct list_item {
     proto_case_id id;
     json_object *scopes;
     uint64_t last;
+    char owner[PROTO_ORG_MAX + 1]; /* "" until a scope or the case's opening names it */
+    find_summary *sum;             /* case.list: its anagrafica when readable here, or NULL */
+    char sortkey[160];             /* --sort name: folded "cognome nome" */
 } list_item;
+
+/* case.list's --where scope.field=VALUE */
+typedef struct list_where {
+    char scope[PROTO_SCOPE_NAME_MAX + 1], field[CRDT_FIELD_MAX + 1];
+    const node_field *f;
+    char value[1024], folded[2048];
+} list_where;
 
 typedef struct list_ctx {
     node_txn *t;
@@ -523,6 +534,8 @@ typedef struct list_ctx {
     size_t n, cap;
     bool oom;
     const node_engine *e;
+    bool detail;             /* case.list: owners and names (status counts only) */
+    const list_where *where; /* or NULL */
 } list_ctx;
 
 /* node__ledger_cases gives the cases opened here in id order, then every readable scope in case
@@ -540,15 +553,21 @@ static bool list_cb(const proto_case_id *c, const char *scope, const uint8_t *ta
             return false;
         }
         it = &l->items[l->n++];
+        memset(it, 0, sizeof(*it));
         it->id = *c;
         it->scopes = json_object_new_array();
-        it->last = 0;
     }
+    if (scope == NULL && l->detail)
+        snprintf(it->owner, sizeof(it->owner), "%s", l->e->cfg.org);
     if (scope != NULL && !node__ended_here(l->t, l->e, c, scope, tag)) {
         json_object_array_add(it->scopes, json_object_new_string(scope));
         uint64_t last = node__ledger_last_change(l->t, tag);
         if (last > it->last)
             it->last = last;
+        ledger_key k;
+        if (l->detail && it->owner[0] == 0 && node__ledger_key_get(l->t, tag, &k) == NODE_OK)
+            snprintf(it->owner, sizeof(it->owner), "%s", k.owner_org);
+        proto_wipe(&k, sizeof(k));
     }
     return true;
 }
@@ -579,8 +598,113 @@ static void list_merge(list_ctx *l)
         json_object_put(from->scopes);
         if (from->last > to->last)
             to->last = from->last;
+        if (to->owner[0] == 0)
+            memcpy(to->owner, from->owner, sizeof(to->owner));
     }
     l->n = w + 1;
+}
+
+static bool has_scope(json_object *scopes, const char *scope)
+{
+    for (size_t i = 0; i < json_object_array_length(scopes); i++)
+        if (strcmp(json_object_get_string(json_object_array_get_idx(scopes, i)), scope) == 0)
+            return true;
+    return false;
+}
+
+/* Does the case's field equal the --where value? A register: its winning value (text folded:
+ * case and accents do not matter); a set: holds the value; a counter: its sum. Its scope must be
+ * readable here (it is in the item's scopes). */
+static node_err where_match(list_ctx *l, const list_item *it, bool *match)
+{
+    const list_where *w = l->where;
+    *match = false;
+    if (!has_scope(it->scopes, w->scope))
+        return NODE_OK;
+    ledger_key k;
+    node_err err = node__ledger_key_for(l->t, &it->id, w->scope, &k);
+    crdt_scope *s = NULL;
+    if (err == NODE_OK)
+        err = node__ledger_state_get(l->t, k.tag, &l->e->lim, &s);
+    proto_wipe(&k, sizeof(k));
+    if (err != NODE_OK)
+        return err == NODE_ENOTFOUND ? NODE_OK : err;
+    bool text = w->f->type == NODE_F_TEXT || (w->f->type == NODE_F_SET && w->f->of == NODE_F_TEXT);
+    char buf[2048];
+    size_t n = 0;
+    if (w->f->type == NODE_F_SET) {
+        crdt_bytes b;
+        if (crdt_set_count(s, w->field, &n) != CRDT_OK)
+            n = 0;
+        for (size_t i = 0; i < n && !*match; i++) {
+            if (crdt_set_at(s, w->field, i, &b) != CRDT_OK)
+                continue;
+            if (text)
+                node__find_fold((const char *)b.p, b.len, buf, sizeof(buf));
+            *match = text ? strcmp(buf, w->folded) == 0
+                          : b.len == strlen(w->value) && memcmp(b.p, w->value, b.len) == 0;
+        }
+    } else if (w->f->type == NODE_F_COUNTER) {
+        int64_t v;
+        *match = crdt_counter_value(s, w->field, &v) == CRDT_OK
+            && snprintf(buf, sizeof(buf), "%lld", (long long)v) > 0 && strcmp(buf, w->value) == 0;
+    } else {
+        crdt_reg_value rv;
+        if (crdt_register_count(s, w->field, &n) == CRDT_OK && n > 0
+            && crdt_register_at(s, w->field, 0, &rv) == CRDT_OK) {
+            if (text)
+                node__find_fold((const char *)rv.value.p, rv.value.len, buf, sizeof(buf));
+            *match = text ? strcmp(buf, w->folded) == 0
+                          : rv.value.len == strlen(w->value)
+                    && memcmp(rv.value.p, w->value, rv.value.len) == 0;
+        }
+    }
+    crdt_scope_free(s);
+    return NODE_OK;
+}
+
+/* On a failure at item i, the items kept so far and those not looked at yet stay listed (their
+ * scopes are freed with the answer). */
+static node_err list_stop(list_ctx *l, size_t w, size_t i, node_err err)
+{
+    memmove(&l->items[w], &l->items[i], (l->n - i) * sizeof(*l->items));
+    l->n = w + (l->n - i);
+    return err;
+}
+
+/* case.list: filter by --where, and each case's names (its anagrafica, when readable). */
+static node_err list_detail(list_ctx *l)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        list_item *it = &l->items[i];
+        bool keep = true;
+        if (l->where != NULL) {
+            node_err err = where_match(l, it, &keep);
+            if (err != NODE_OK)
+                return list_stop(l, w, i, err);
+        }
+        if (!keep) {
+            json_object_put(it->scopes);
+            continue;
+        }
+        if (has_scope(it->scopes, "anagrafica")) {
+            if ((it->sum = malloc(sizeof(*it->sum))) == NULL)
+                return list_stop(l, w, i, NODE_ENOMEM);
+            if (!node__find_summary(l->t, &it->id, it->sum)) {
+                free(it->sum);
+                it->sum = NULL;
+            }
+        }
+        if (it->sum != NULL) {
+            char both[sizeof(it->sum->cognome) + sizeof(it->sum->nome) + 2];
+            snprintf(both, sizeof(both), "%s %s", it->sum->cognome, it->sum->nome);
+            node__find_fold(both, strlen(both), it->sortkey, sizeof(it->sortkey));
+        }
+        l->items[w++] = *it;
+    }
+    l->n = w;
+    return NODE_OK;
 }
 
 static node_err list_txn_cb(node_txn *t, void *ctx)
@@ -590,37 +714,144 @@ static node_err list_txn_cb(node_txn *t, void *ctx)
     node_err err = node__ledger_cases(t, list_cb, l);
     if (err == NODE_OK && !l->oom)
         list_merge(l);
+    if (err == NODE_OK && !l->oom && l->detail)
+        err = list_detail(l);
     return err != NODE_OK ? err : l->oom ? NODE_ENOMEM : NODE_OK;
 }
 
 static int by_last_desc(const void *a, const void *b)
 {
     const list_item *x = a, *y = b;
-    return (x->last < y->last) - (x->last > y->last);
+    if (x->last != y->last)
+        return (x->last < y->last) - (x->last > y->last);
+    return memcmp(x->id.b, y->id.b, 16);
+}
+
+/* Cases without a name (or birth date) here come last, in change order. */
+static int by_name(const void *a, const void *b)
+{
+    const list_item *x = a, *y = b;
+    bool hx = x->sortkey[0] != 0, hy = y->sortkey[0] != 0;
+    if (hx != hy)
+        return hx ? -1 : 1;
+    int c = strcmp(x->sortkey, y->sortkey);
+    return c != 0 ? c : by_last_desc(a, b);
+}
+
+static int by_birth(const void *a, const void *b)
+{
+    const list_item *x = a, *y = b;
+    const char *bx = x->sum != NULL ? x->sum->birth : "", *by = y->sum != NULL ? y->sum->birth : "";
+    if ((bx[0] != 0) != (by[0] != 0))
+        return bx[0] != 0 ? -1 : 1;
+    int c = strcmp(bx, by);
+    return c != 0 ? c : by_name(a, b);
+}
+
+#define LIST_LIMIT_MAX 1000000
+
+/* The arguments of case.list (all optional): where, sort, limit. False after answering. */
+static bool list_args(
+    req *r, list_where *w, bool *where, int (**cmp)(const void *, const void *), size_t *limit)
+{
+    char arg[1100];
+    *where = false;
+    *cmp = by_last_desc;
+    *limit = SIZE_MAX;
+    if (r->nargs > 1 && node__ctl_arg(r, 1, arg, sizeof(arg)) && arg[0] != 0) {
+        const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
+        size_t sl = dot != NULL ? (size_t)(dot - arg) : 0;
+        size_t fl = dot != NULL && eq != NULL && eq > dot ? (size_t)(eq - dot - 1) : 0;
+        char m[1300];
+        if (eq == NULL || dot == NULL || dot > eq || sl == 0 || sl > PROTO_SCOPE_NAME_MAX || fl == 0
+            || fl > CRDT_FIELD_MAX) {
+            snprintf(m, sizeof(m), "--where '%s' is not scope.field=VALUE", arg);
+            node__ctl_error(r->e, r->id, CODE_USAGE, m);
+            return false;
+        }
+        memcpy(w->scope, arg, sl);
+        w->scope[sl] = 0;
+        memcpy(w->field, dot + 1, fl);
+        w->field[fl] = 0;
+        snprintf(w->value, sizeof(w->value), "%s", eq + 1);
+        w->f = node_schema_field(r->e->schema, w->scope, w->field);
+        if (w->f == NULL || w->f->type == NODE_F_TIMELINE) {
+            snprintf(m, sizeof(m),
+                w->f == NULL ? "--where: %s.%s is not a field of the schema (see 'patto schema')"
+                             : "--where: %s.%s is a timeline, which --where cannot compare",
+                w->scope, w->field);
+            node__ctl_error(r->e, r->id, CODE_REFUSED, m);
+            return false;
+        }
+        node__find_fold(w->value, strlen(w->value), w->folded, sizeof(w->folded));
+        *where = true;
+    }
+    if (r->nargs > 2 && node__ctl_arg(r, 2, arg, sizeof(arg)) && arg[0] != 0) {
+        if (strcmp(arg, "name") == 0)
+            *cmp = by_name;
+        else if (strcmp(arg, "birth") == 0)
+            *cmp = by_birth;
+        else if (strcmp(arg, "change") != 0) {
+            node__ctl_error(r->e, r->id, CODE_USAGE, "--sort must be name, birth or change");
+            return false;
+        }
+    }
+    if (r->nargs > 3 && node__ctl_arg(r, 3, arg, sizeof(arg)) && arg[0] != 0) {
+        char *end;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (*end != 0 || arg[0] < '0' || arg[0] > '9' || v < 1 || v > LIST_LIMIT_MAX) {
+            node__ctl_error(r->e, r->id, CODE_USAGE, "--limit must be a whole number from 1");
+            return false;
+        }
+        *limit = v;
+    }
+    return true;
 }
 
 void node__cmd_case_list(req *r)
 {
-    list_ctx l = { NULL, NULL, 0, 0, false, r->e };
+    list_where w;
+    bool has_where;
+    int (*cmp)(const void *, const void *);
+    size_t limit;
+    if (!list_args(r, &w, &has_where, &cmp, &limit))
+        return;
+    list_ctx l = { NULL, NULL, 0, 0, false, r->e, true, has_where ? &w : NULL };
     node_errmsg msg;
     node_err err = node_store_read(r->e->store, list_txn_cb, &l, &msg);
     json_object *doc = json_object_new_object(), *cases = json_object_new_array();
     if (err == NODE_OK && l.n > 0) /* no cases: no array to sort (qsort of NULL) */
-        qsort(l.items, l.n, sizeof(*l.items), by_last_desc);
+        qsort(l.items, l.n, sizeof(*l.items), cmp);
     for (size_t i = 0; i < l.n; i++) {
+        list_item *it = &l.items[i];
+        if (i >= limit) {
+            json_object_put(it->scopes);
+            free(it->sum);
+            continue;
+        }
         json_object *o = json_object_new_object();
         char id[PROTO_CASE_ID_TEXT_SIZE], at[32];
-        proto_case_id_format(&l.items[i].id, id);
+        proto_case_id_format(&it->id, id);
         json_object_object_add(o, "id", json_object_new_string(id));
-        json_object_object_add(o, "scopes", l.items[i].scopes);
-        if (l.items[i].last) {
-            node__rfc3339(l.items[i].last, at);
+        json_object_object_add(o, "scopes", it->scopes);
+        if (it->last) {
+            node__rfc3339(it->last, at);
             json_object_object_add(o, "last_change", json_object_new_string(at));
         } else {
             json_object_object_add(o, "last_change", NULL);
         }
+        json_object_object_add(o, "owner", it->owner[0] ? json_object_new_string(it->owner) : NULL);
+        const find_summary *s = it->sum;
+        json_object_object_add(
+            o, "cognome", s != NULL && s->cognome[0] ? json_object_new_string(s->cognome) : NULL);
+        json_object_object_add(
+            o, "nome", s != NULL && s->nome[0] ? json_object_new_string(s->nome) : NULL);
+        json_object_object_add(
+            o, "data_nascita", s != NULL && s->birth[0] ? json_object_new_string(s->birth) : NULL);
+        free(it->sum);
         json_object_array_add(cases, o);
     }
+    json_object_object_add(doc, "total", json_object_new_int64((int64_t)l.n));
     free(l.items);
     json_object_object_add(doc, "cases", cases);
     if (err != NODE_OK) {
@@ -628,6 +859,142 @@ void node__cmd_case_list(req *r)
         node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
         return;
     }
+    node__ctl_json(r->e, r->id, doc);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* case find                                                                                 */
+
+#define FIND_LIMIT_DEFAULT 20
+#define FIND_LIMIT_MAX 1000
+
+/* Is scope of case c readable here now (a key held, its grant here not ended)? owner gets the
+ * case's owner when it is. */
+static bool readable_here(node_txn *t, const node_engine *e, const proto_case_id *c,
+    const char *scope, char owner[PROTO_ORG_MAX + 1])
+{
+    ledger_key k;
+    bool ok
+        = node__ledger_key_for(t, c, scope, &k) == NODE_OK && !ended_here(t, e, c, scope, k.tag);
+    if (ok && owner != NULL)
+        snprintf(owner, PROTO_ORG_MAX + 1, "%s", k.owner_org);
+    proto_wipe(&k, sizeof(k));
+    return ok;
+}
+
+static json_object *text_or_null(const char *s)
+{
+    return s[0] ? json_object_new_string(s) : NULL;
+}
+
+typedef struct find_ctx {
+    node_engine *e;
+    const char *query;
+    bool fuzzy;
+    size_t limit;
+    json_object *cases;
+    find_result res;
+    bool more;
+    node_errmsg qmsg;
+    bool refused; /* the query itself: qmsg says why */
+} find_ctx;
+
+static node_err find_cb(node_txn *t, void *ctx)
+{
+    find_ctx *f = ctx;
+    node_err err = node__find_query(t, f->query, f->fuzzy, &f->res, &f->qmsg);
+    if (err == NODE_EINVAL) {
+        f->refused = true;
+        return NODE_OK;
+    }
+    if (err != NODE_OK)
+        return err;
+    size_t shown = 0;
+    for (size_t i = 0; i < f->res.n; i++) {
+        const find_hit *h = &f->res.hits[i];
+        char owner[PROTO_ORG_MAX + 1];
+        if (!readable_here(t, f->e, &h->id, h->scope, owner))
+            continue; /* its grant here has ended: not shown, as in case show */
+        if (shown == f->limit) {
+            f->more = true;
+            break;
+        }
+        shown++;
+        find_summary s;
+        bool named = readable_here(t, f->e, &h->id, "anagrafica", NULL)
+            && node__find_summary(t, &h->id, &s);
+        if (!named)
+            memset(&s, 0, sizeof(s));
+        json_object *o = json_object_new_object();
+        char id[PROTO_CASE_ID_TEXT_SIZE];
+        proto_case_id_format(&h->id, id);
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "owner", json_object_new_string(owner));
+        json_object_object_add(o, "cognome", text_or_null(s.cognome));
+        json_object_object_add(o, "nome", text_or_null(s.nome));
+        json_object_object_add(o, "data_nascita", text_or_null(s.birth));
+        json_object_object_add(o, "codice_fiscale", text_or_null(s.cf));
+        json_object_object_add(o, "matched", json_object_new_string(h->matched));
+        json_object_object_add(o, "score", json_object_new_int64((int64_t)h->score));
+        json_object_array_add(f->cases, o);
+    }
+    return NODE_OK;
+}
+
+/* case.find: args query, "fuzzy" or "", limit ("" for the default). */
+void node__cmd_case_find(req *r)
+{
+    char query[600], mode[16], lim[16];
+    if (!node__ctl_arg(r, 1, query, sizeof(query))) {
+        node__ctl_error(r->e, r->id, CODE_USAGE, "case.find needs a query of at most 599 bytes");
+        return;
+    }
+    mode[0] = lim[0] = 0;
+    if ((r->nargs > 2 && !node__ctl_arg(r, 2, mode, sizeof(mode)))
+        || (mode[0] != 0 && strcmp(mode, "fuzzy") != 0)) {
+        node__ctl_error(r->e, r->id, CODE_USAGE, "case.find: the mode must be \"fuzzy\" or empty");
+        return;
+    }
+    size_t limit = FIND_LIMIT_DEFAULT;
+    bool lim_ok = r->nargs <= 3 || node__ctl_arg(r, 3, lim, sizeof(lim));
+    if (!lim_ok || lim[0] != 0) {
+        char *end = lim;
+        unsigned long v = lim_ok ? strtoul(lim, &end, 10) : 0;
+        if (!lim_ok || *end != 0 || lim[0] < '0' || lim[0] > '9' || v < 1 || v > FIND_LIMIT_MAX) {
+            char m[128];
+            snprintf(m, sizeof(m), "the limit must be a whole number from 1 to %d (got '%.15s')",
+                FIND_LIMIT_MAX, lim_ok ? lim : "?");
+            node__ctl_error(r->e, r->id, CODE_REFUSED, m);
+            return;
+        }
+        limit = v;
+    }
+    find_ctx f = { .e = r->e,
+        .query = query,
+        .fuzzy = mode[0] != 0,
+        .limit = limit,
+        .cases = json_object_new_array() };
+    node_errmsg msg;
+    node_err err = node_store_read(r->e->store, find_cb, &f, &msg);
+    if (err != NODE_OK || f.refused) {
+        json_object_put(f.cases);
+        node__find_result_free(&f.res);
+        if (f.refused)
+            node__ctl_error(r->e, r->id, CODE_REFUSED, f.qmsg.text);
+        else
+            node__ctl_error(r->e, r->id, CODE_INTERNAL, msg.text);
+        return;
+    }
+    static const char *const kinds[] = { "name", "code", "birth_date" };
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "query", json_object_new_string(query));
+    json_object_object_add(doc, "kind", json_object_new_string(kinds[f.res.kind]));
+    json_object_object_add(doc, "term", json_object_new_string(f.res.term));
+    json_object_object_add(doc, "fuzzy", json_object_new_boolean(f.fuzzy));
+    json_object_object_add(doc, "limit", json_object_new_int64((int64_t)limit));
+    json_object_object_add(doc, "more", json_object_new_boolean(f.more || f.res.truncated));
+    json_object_object_add(doc, "cases", f.cases);
+    node__find_result_free(&f.res);
     node__ctl_json(r->e, r->id, doc);
 }
 
@@ -724,7 +1091,7 @@ static node_err status_cb(node_txn *t, void *ctx)
     if ((err = node__ledger_vv_all(t, &c->e->lim, &c->vv, &c->nvv)) != NODE_OK
         || (err = node__ledger_count(t, NODE_DB_BODIES, NULL, &c->bodies)) != NODE_OK)
         return err;
-    list_ctx l = { t, NULL, 0, 0, false, c->e };
+    list_ctx l = { t, NULL, 0, 0, false, c->e, false, NULL };
     err = list_txn_cb(t, &l);
     for (size_t i = 0; i < l.n; i++)
         json_object_put(l.items[i].scopes);
@@ -970,6 +1337,9 @@ void node__cmd_schema(req *r)
                 json_object_object_add(fo, "min", json_object_new_int64(f->min));
                 json_object_object_add(fo, "max", json_object_new_int64(f->max));
             }
+            if (f->check != NODE_CHECK_NONE)
+                json_object_object_add(
+                    fo, "check", json_object_new_string(node_check_name(f->check)));
             json_object_array_add(fields, fo);
         }
         json_object_object_add(so, "fields", fields);

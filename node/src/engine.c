@@ -6,14 +6,17 @@
  * apply.c, rebuild.c, ingest.c, load.c, state.c, link.c, ledger.c, store.c, vpool.c.
  */
 #include "core.h"
+#include "findidx.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static node_err layout_cb(node_txn *t, void *ctx)
 {
-    (void)ctx;
-    return node__ledger_layout(t);
+    node_engine *e = ctx;
+    node_err err = node__ledger_layout(t);
+    /* a store from before the find index: index what it holds, once */
+    return err == NODE_OK ? node__find_build(t, &e->lim) : err;
 }
 
 node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
@@ -21,7 +24,7 @@ node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
     node_err err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, msg);
     if (err != NODE_OK)
         return err;
-    if ((err = node_store_write(e->store, layout_cb, NULL, msg)) == NODE_ECONFIG)
+    if ((err = node_store_write(e->store, layout_cb, e, msg)) == NODE_ECONFIG)
         return node__fail(msg, NODE_ECONFIG,
             "the store in %s was written by a pattod of protocol version 1, which this pattod "
             "(protocol version %d) cannot read: move data.mdb and lock.mdb away and let the "

@@ -1,6 +1,7 @@
 /* The node's records on top of the LMDB store, one function per kind of record; the key layout
  * is in ledger.h. May call: store.c, proto (decoding stored scopes), crdt. */
 #include "ledger.h"
+#include "findidx.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -508,7 +509,10 @@ node_err node__ledger_state_put(
     uint8_t ms[8];
     node__ledger_be64(ms, now_ms);
     lkey lk = mk('L', tag, 32, NULL, 0);
-    return node_txn_put(t, NODE_DB_STATE, lk.b, lk.n, ms, 8);
+    if ((err = node_txn_put(t, NODE_DB_STATE, lk.b, lk.n, ms, 8)) != NODE_OK)
+        return err;
+    /* every new state (a local write, a merged delta, a rebuild) re-indexes its scope */
+    return node__find_update(t, tag0, s);
 }
 
 uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag0[32])
@@ -865,7 +869,9 @@ node_err node__ledger_scope_destroy(
 {
     *bodies = 0;
     key_list tags = { 0 }, ids = { 0 }, recs = { 0 };
-    node_err err = node__ledger_scope_keys(t, c, scope, tag_list_cb, &tags);
+    node_err err = node__find_drop(t, c, scope); /* its terms in the find index */
+    if (err == NODE_OK)
+        err = node__ledger_scope_keys(t, c, scope, tag_list_cb, &tags);
     for (size_t i = 0; err == NODE_OK && !tags.oom && i < tags.n; i++) {
         const uint8_t *tag = tags.v[i].b + 1;
         bool kept = false;

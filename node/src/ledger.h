@@ -163,6 +163,8 @@ node_err node__ledger_count(node_txn *t, node_db db, const char *prefix, size_t 
  * its epochs: any of its tags names it (it is kept under the first epoch's tag). */
 node_err node__ledger_state_get(
     node_txn *t, const uint8_t tag[32], const proto_limits *lim, crdt_scope **out);
+/* state_put also re-indexes the scope in the find index (findidx.h), in the same transaction;
+ * node__ledger_scope_destroy drops its terms. */
 node_err node__ledger_state_put(
     node_txn *t, const uint8_t tag[32], const crdt_scope *s, uint64_t now_ms);
 uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag[32]);

@@ -251,23 +251,60 @@ static bool parse_params(parser *p, const char *path, json_object *obj, node_fty
     return true;
 }
 
+static const struct {
+    const char *name;
+    node_field_check check;
+} checks[] = { { "codice_fiscale", NODE_CHECK_CODICE_FISCALE }, { "email", NODE_CHECK_EMAIL },
+    { "not_future", NODE_CHECK_NOT_FUTURE } };
+
+const char *node_check_name(node_field_check check)
+{
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+        if (checks[i].check == check)
+            return checks[i].name;
+    return "";
+}
+
+/* A field's "check": known, and for its type (text, or a set of text, for codice_fiscale and
+ * email; date for not_future). */
+static bool check_parse(parser *p, const char *path, const char *name, node_field *f)
+{
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        if (strcmp(name, checks[i].name) != 0)
+            continue;
+        bool text = f->type == NODE_F_TEXT || (f->type == NODE_F_SET && f->of == NODE_F_TEXT);
+        bool fits = checks[i].check == NODE_CHECK_NOT_FUTURE ? f->type == NODE_F_DATE : text;
+        /* f->of is parsed later: a set is let through here and checked in parse_field */
+        if (!fits && f->type != NODE_F_SET)
+            return fail(p, path, "check \"%s\" applies to a %s field", name,
+                checks[i].check == NODE_CHECK_NOT_FUTURE ? "date" : "text");
+        f->check = checks[i].check;
+        return true;
+    }
+    return fail(p, path, "check \"%s\" is not one of codice_fiscale email not_future", name);
+}
+
 static bool parse_field(parser *p, const char *path, json_object *obj, node_field *f)
 {
     if (!json_object_is_type(obj, json_type_object))
         return fail(p, path, "must be an object");
     static const char *const keys[]
-        = { "name", "label", "type", "of", "max", "min", "values", NULL };
-    char *type = NULL;
+        = { "name", "label", "type", "of", "max", "min", "values", "check", NULL };
+    char *type = NULL, *check = NULL;
     bool ok = only_keys(p, path, obj, keys)
         && get_string(p, path, obj, "name", true, NAME_MAX_LEN, &f->name)
         && get_string(p, path, obj, "label", false, LABEL_MAX_LEN, &f->label)
-        && get_string(p, path, obj, "type", true, 16, &type);
+        && get_string(p, path, obj, "type", true, 16, &type)
+        && get_string(p, path, obj, "check", false, 32, &check);
     if (ok && !name_ok(f->name))
         ok = fail(p, path, "name \"%s\" must be 1 to 32 of a-z 0-9 _", f->name);
     if (ok && !ftype_parse(type, &f->type))
         ok = fail(
             p, path, "type \"%s\" is not one of text date enum number set counter timeline", type);
     free(type);
+    if (ok && check != NULL)
+        ok = check_parse(p, path, check, f);
+    free(check);
     if (!ok)
         return false;
     json_object *tmp;
@@ -287,6 +324,10 @@ static bool parse_field(parser *p, const char *path, json_object *obj, node_fiel
         if ((has_values && f->of != NODE_F_ENUM) || has_min || (has_max && f->of != NODE_F_TEXT))
             return fail(p, path, "a set of %s takes %s", node_ftype_name(f->of),
                 f->of == NODE_F_TEXT ? "\"max\" only" : "\"values\" only");
+        if (f->check != NODE_CHECK_NONE
+            && (f->of != NODE_F_TEXT || f->check == NODE_CHECK_NOT_FUTURE))
+            return fail(p, path, "check \"%s\" does not apply to a set of %s",
+                node_check_name(f->check), node_ftype_name(f->of));
         return parse_params(p, path, obj, f->of, f);
     }
     case NODE_F_TEXT:
@@ -631,6 +672,154 @@ node_err node_schema_grows(const node_schema *old, const node_schema *new, node_
                 return node__fail(msg, NODE_EINVAL, "field %s.%s %s%s%s", a->name, fa->name, why,
                     value != NULL ? " " : "", value != NULL ? value : "");
         }
+    }
+    return NODE_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Semantic checks of local writes (a field's "check")                                      */
+
+static bool upper(char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+static bool digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The check digit of an 11-digit provisional codice fiscale (the partita IVA rule): digits in
+ * odd places (1st, 3rd, ...) add as they are, in even places doubled (less 9 above 9); the 11th
+ * makes the sum of all a multiple of 10. */
+static char provisional_check(const char *v)
+{
+    int sum = 0;
+    for (int i = 0; i < 10; i++) {
+        int x = v[i] - '0';
+        if (i % 2 == 1 && (x *= 2) > 9)
+            x -= 9;
+        sum += x;
+    }
+    return (char)('0' + (10 - sum % 10) % 10);
+}
+
+/* The check character of a 16-character codice fiscale (DM 23/12/1976): the characters in
+ * odd places map through the odd table, the others to their value, the sum modulo 26. */
+static char cf_check(const char *v)
+{
+    static const int odd[26] = { 1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12,
+        14, 16, 10, 22, 25, 24, 23 };
+    int sum = 0;
+    for (int i = 0; i < 15; i++) {
+        int x = digit(v[i]) ? v[i] - '0' : v[i] - 'A';
+        sum += i % 2 == 0 ? odd[x] : x;
+    }
+    return (char)('A' + sum % 26);
+}
+
+static node_err check_cf(
+    const node_scope_def *scope, const node_field *field, const char *v, node_errmsg *msg)
+{
+    size_t n = strlen(v);
+    if (n == 11 && strspn(v, "0123456789") == 11) {
+        char c = provisional_check(v);
+        if (v[10] != c)
+            return refuse(msg, scope, field,
+                "'%s' is not a provisional codice fiscale: its last digit should be %c, not %c "
+                "(a digit is mistyped)",
+                v, c, v[10]);
+        return NODE_OK;
+    }
+    /* AAAAAA 99 A 99 A 999 A; a digit may be a letter L-V (omocodia) */
+    static const char pattern[] = "LLLLLLNNLNNLNNNL";
+    bool shape = n == 16;
+    for (size_t i = 0; shape && i < 16; i++)
+        shape = pattern[i] == 'L' ? upper(v[i]) : (digit(v[i]) || strchr("LMNPQRSTUV", v[i]));
+    if (shape && strchr("ABCDEHLMPRST", v[8]) == NULL)
+        shape = false;
+    if (!shape)
+        return refuse(msg, scope, field,
+            "'%s' is not a codice fiscale: write the 16 characters in capitals (like "
+            "RSSMRA85T10A562S) or the 11 digits of a provisional one",
+            v);
+    char c = cf_check(v);
+    if (v[15] != c)
+        return refuse(msg, scope, field,
+            "'%s' is not a codice fiscale: its check character should be %c, not %c (a "
+            "character is mistyped)",
+            v, c, v[15]);
+    return NODE_OK;
+}
+
+static bool email_ok(const char *v)
+{
+    const char *at = strchr(v, '@');
+    if (at == NULL || strchr(at + 1, '@') != NULL)
+        return false;
+    size_t ll = (size_t)(at - v);
+    if (ll == 0 || ll > 64 || v[0] == '.' || at[-1] == '.')
+        return false;
+    for (const char *p = v; p < at; p++)
+        if (!(upper(*p) || digit(*p) || (*p >= 'a' && *p <= 'z')
+                || strchr(".!#$%&'*+/=?^_`{|}~-", *p) != NULL)
+            || (p[0] == '.' && p[1] == '.'))
+            return false;
+    const char *d = at + 1;
+    size_t labels = 0;
+    const char *last = d;
+    for (const char *s = d;;) {
+        const char *e = s;
+        while (*e != 0 && *e != '.')
+            e++;
+        size_t l = (size_t)(e - s);
+        if (l == 0 || l > 63 || s[0] == '-' || e[-1] == '-')
+            return false;
+        for (const char *p = s; p < e; p++)
+            if (!(upper(*p) || digit(*p) || (*p >= 'a' && *p <= 'z') || *p == '-'))
+                return false;
+        labels++;
+        last = s;
+        if (*e == 0)
+            break;
+        s = e + 1;
+    }
+    size_t tl = strlen(last);
+    bool tld = tl >= 2;
+    for (size_t i = 0; i < tl; i++)
+        tld = tld && !digit(last[i]) && last[i] != '-';
+    return labels >= 2 && tld && strlen(d) <= 253;
+}
+
+node_err node_schema_check_local(const node_scope_def *scope, const node_field *field,
+    const char *value, uint64_t now_ms, node_errmsg *msg)
+{
+    if (scope == NULL || field == NULL || value == NULL)
+        return NODE_EINVAL;
+    switch (field->check) {
+    case NODE_CHECK_NONE:
+        return NODE_OK;
+    case NODE_CHECK_CODICE_FISCALE:
+        return check_cf(scope, field, value, msg);
+    case NODE_CHECK_EMAIL:
+        if (!email_ok(value))
+            return refuse(msg, scope, field,
+                "'%s' is not an e-mail address: write it as name@domain.it", value);
+        return NODE_OK;
+    case NODE_CHECK_NOT_FUTURE: {
+        proto_date d;
+        proto_civil today;
+        if (proto_date_parse(value, strlen(value), &d) != PROTO_OK)
+            return NODE_OK; /* node_schema_check has refused it already */
+        proto_rome_civil(now_ms, &today);
+        long a = (long)d.year * 10000 + d.month * 100 + d.day;
+        long b = (long)today.year * 10000 + today.month * 100 + today.day;
+        if (a > b)
+            return refuse(msg, scope, field,
+                "cannot be in the future: %s is after today (%04d-%02d-%02d in Europe/Rome)", value,
+                today.year, today.month, today.day);
+        return NODE_OK;
+    }
     }
     return NODE_OK;
 }

@@ -39,6 +39,7 @@ static const char *const db_names[NODE_DB_COUNT] = {
     "manifest",
     "audit",
     "meta",
+    "find",
 };
 
 const char *node_db_name(node_db db)

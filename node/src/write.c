@@ -43,8 +43,13 @@ node_err node__edit_parse(node_engine *e, const char *text, node_edit *out, node
     if (f == NULL)
         return node__fail(msg, NODE_EINVAL, "scope %s has no field '%s' (see 'patto schema')",
             out->scope, out->field);
-    return node_schema_check(
+    node_err err = node_schema_check(
         sd, f, out->op, eq + 1, out->value, sizeof(out->value), &out->amount, msg);
+    /* The field's semantic check: this node's operators only (a value removed is not checked:
+     * a wrong one must be removable). Deltas from peers are judged by their types alone. */
+    if (err == NODE_OK && out->op != NODE_EDIT_REMOVE)
+        err = node_schema_check_local(sd, f, out->value, node__now(e), msg);
+    return err;
 }
 
 void node__event_id(const crdt_dot *d, char out[NODE_EVENT_ID_SIZE])

@@ -224,8 +224,11 @@ static void record_make(record *r, unsigned long i)
     snprintf(r->text[n++], 96, "anagrafica.data_nascita=%04lu-%02lu-%02lu", 1965 + (h >> 5) % 40,
         1 + (h >> 9) % 12, 1 + (h >> 13) % 28);
     snprintf(r->text[n++], 96, "anagrafica.paese_nascita=%s", NTH(countries, h >> 17));
-    snprintf(r->text[n++], 96, "anagrafica.codice_fiscale=XXXSYN%02lu%c%02lu%05lu", i % 100,
-        'A' + (int)(h % 20), 1 + i % 28, i % 100000);
+    char cf[17];
+    snprintf(cf, sizeof(cf), "XXXSYN%02lu%c%02luZ%03luX", i % 100, "ABCDEHLMPRST"[h % 12],
+        1 + i % 28, i % 1000);
+    nb_cf_check(cf);
+    snprintf(r->text[n++], 96, "anagrafica.codice_fiscale=%s", cf);
     snprintf(r->text[n++], 96, "lingua.livello=%s", NTH(levels, h >> 19));
     snprintf(r->text[n++], 96, "lingua.data_valutazione=2025-%02lu-%02lu", 1 + i % 12,
         1 + (h >> 21) % 28);

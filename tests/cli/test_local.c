@@ -780,8 +780,8 @@ static void test_help_and_version(void **state)
         { "network", "retire" }, { "network", "remove" }, { "network", "purpose" },
         { "network", "schema" }, { "network", "sign" }, { "init", NULL }, { "status", NULL },
         { "digest", NULL }, { "schema", NULL }, { "case", "new" }, { "case", "set" },
-        { "case", "unset" }, { "case", "show" }, { "case", "list" }, { "consent", "grant" },
-        { "consent", "list" }, { "manifest", "import" } };
+        { "case", "unset" }, { "case", "show" }, { "case", "list" }, { "case", "find" },
+        { "consent", "grant" }, { "consent", "list" }, { "manifest", "import" } };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         r = cmds[i][1] != NULL ? RUN(f, cmds[i][0], cmds[i][1], "--help")
                                : RUN(f, cmds[i][0], "--help");

@@ -198,6 +198,15 @@ static void bad_schemas_name_the_place(void **state)
             "scopes[0].fields[0]: name \"f-\" must be" },
         { "{\"schema\":\"x\",\"version\":1,\"colour\":2,\"scopes\":[]}", "unknown key \"colour\"" },
         { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"text\",\"check\":\"iban\"}]}]}",
+            "scopes[0].fields[0]: check \"iban\" is not one of codice_fiscale email not_future" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"text\",\"check\":\"not_future\"}]}]}",
+            "scopes[0].fields[0]: check \"not_future\" applies to a date field" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
+          "\"f\",\"type\":\"set\",\"of\":\"enum\",\"values\":[\"x\"],\"check\":\"email\"}]}]}",
+            "scopes[0].fields[0]: check \"email\" does not apply to a set of enum" },
+        { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
           "\"f\",\"type\":\"set\",\"of\":\"counter\"}]}]}",
             "a set's \"of\" must be" },
         { "{\"schema\":\"x\",\"version\":1,\"scopes\":[{\"name\":\"a\",\"fields\":[{\"name\":"
@@ -315,12 +324,80 @@ static void schema_only_grows(void **state)
     node_schema_free(old);
 }
 
+/* The semantic checks of default.json (SCHEMA.md, "Checks"), for local writes only. */
+static void local_checks(void **state)
+{
+    const node_schema *s = *state;
+    const node_scope_def *ana = node_schema_scope(s, "anagrafica");
+    const node_scope_def *con = node_schema_scope(s, "contatti");
+    const node_field *cf = node_schema_field(s, "anagrafica", "codice_fiscale");
+    const node_field *born = node_schema_field(s, "anagrafica", "data_nascita");
+    const node_field *mail = node_schema_field(s, "contatti", "email");
+    assert_int_equal(cf->check, NODE_CHECK_CODICE_FISCALE);
+    assert_int_equal(born->check, NODE_CHECK_NOT_FUTURE);
+    assert_int_equal(mail->check, NODE_CHECK_EMAIL);
+    uint64_t now = UINT64_C(1796601600000); /* 2026-12-07T00:00:00Z: 01:00 in Rome */
+    node_errmsg msg = { { 0 } };
+    static const char *const good_cf[] = { "RSSMRA85T10A562S", "NNZJSL90A01Z131I",
+        "BNCLRA92D45H501A", "12345678903", "98765432103" };
+    for (size_t i = 0; i < sizeof(good_cf) / sizeof(good_cf[0]); i++)
+        if (node_schema_check_local(ana, cf, good_cf[i], now, &msg) != NODE_OK)
+            fail_msg("%s refused: %s", good_cf[i], msg.text);
+    static const struct {
+        const char *v, *says;
+    } bad_cf[] = {
+        { "RSSMRA85T10A562X", "its check character should be S, not X" },
+        { "12345678901", "its last digit should be 3, not 1" },
+        { "rssmra85t10a562s", "write the 16 characters in capitals" },
+        { "RSSMRA85Z10A562S", "is not a codice fiscale" }, /* Z is no month */
+        { "RSSMRA85T10A56", "is not a codice fiscale" },
+        { "1234567890", "is not a codice fiscale" },
+    };
+    for (size_t i = 0; i < sizeof(bad_cf) / sizeof(bad_cf[0]); i++) {
+        msg.text[0] = 0;
+        assert_int_equal(node_schema_check_local(ana, cf, bad_cf[i].v, now, &msg), NODE_EINVAL);
+        if (strstr(msg.text, bad_cf[i].says) == NULL
+            || strncmp(msg.text, "anagrafica.codice_fiscale ", 26) != 0)
+            fail_msg("%s: '%s' does not say '%s'", bad_cf[i].v, msg.text, bad_cf[i].says);
+    }
+    static const char *const good_mail[]
+        = { "amina.traore@example.it", "a+b@posta.comune.example.org", "x_y@e-mail.eu" };
+    for (size_t i = 0; i < sizeof(good_mail) / sizeof(good_mail[0]); i++)
+        if (node_schema_check_local(con, mail, good_mail[i], now, &msg) != NODE_OK)
+            fail_msg("%s refused: %s", good_mail[i], msg.text);
+    static const char *const bad_mail[] = { "amina", "amina@", "@example.it", "a@b", "a@@b.it",
+        "a..b@example.it", "a@example.i", "a@-x.it", "a b@example.it", "a@example.123" };
+    for (size_t i = 0; i < sizeof(bad_mail) / sizeof(bad_mail[0]); i++) {
+        assert_int_equal(node_schema_check_local(con, mail, bad_mail[i], now, &msg), NODE_EINVAL);
+        assert_non_null(strstr(msg.text, "is not an e-mail address"));
+    }
+    /* today in Rome is 2026-12-07, also while it is still the 6th in UTC */
+    assert_int_equal(node_schema_check_local(ana, born, "2026-12-07", now, &msg), NODE_OK);
+    assert_int_equal(
+        node_schema_check_local(ana, born, "2026-12-07", now - 30 * 60 * 1000, &msg), NODE_OK);
+    assert_int_equal(
+        node_schema_check_local(ana, born, "2026-12-07", now - 90 * 60 * 1000, &msg), NODE_EINVAL);
+    assert_int_equal(node_schema_check_local(ana, born, "2026-12-08", now, &msg), NODE_EINVAL);
+    assert_non_null(strstr(msg.text, "cannot be in the future"));
+    assert_int_equal(node_schema_check_local(ana, born, "1990-01-01", now, &msg), NODE_OK);
+    /* The type check that judges received deltas (node_schema_check) does not carry them: a
+     * peer's delta is accepted or refused on signed data and types alone. */
+    char out[64];
+    assert_int_equal(
+        node_schema_check(ana, cf, NODE_EDIT_SET, "RSSMRA85T10A562X", out, sizeof out, NULL, &msg),
+        NODE_OK);
+    assert_int_equal(
+        node_schema_check(ana, born, NODE_EDIT_SET, "2199-01-01", out, sizeof out, NULL, &msg),
+        NODE_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             default_schema_has_the_design_scopes, load_default, free_schema),
         cmocka_unit_test_setup_teardown(edits_are_checked, load_default, free_schema),
+        cmocka_unit_test_setup_teardown(local_checks, load_default, free_schema),
         cmocka_unit_test(bad_schemas_name_the_place),
         cmocka_unit_test(schema_only_grows),
     };

@@ -164,6 +164,7 @@ typedef enum node_db {
     NODE_DB_MANIFEST,
     NODE_DB_AUDIT,
     NODE_DB_META,
+    NODE_DB_FIND, /* the find index (node/CONTROL.md, case.find) */
     NODE_DB_COUNT
 } node_db;
 
@@ -291,6 +292,15 @@ typedef enum node_ftype {
     NODE_F_TIMELINE, /* timeline of JSON objects */
 } node_ftype;
 
+/* A semantic check of a field (its "check" attribute, node/SCHEMA.md), applied to local writes
+ * only (node_schema_check_local): what peers send is judged by the type alone. */
+typedef enum node_field_check {
+    NODE_CHECK_NONE,
+    NODE_CHECK_CODICE_FISCALE, /* text: 16-character codice fiscale or 11-digit provisional */
+    NODE_CHECK_EMAIL,          /* text: local@domain.tld */
+    NODE_CHECK_NOT_FUTURE,     /* date: not after today in Europe/Rome */
+} node_field_check;
+
 typedef struct node_field {
     char *name;  /* [a-z0-9_]{1,32} */
     char *label; /* for people */
@@ -300,6 +310,7 @@ typedef struct node_field {
     int64_t min, max; /* number */
     char **values;    /* enum (and set of enum) */
     size_t nvalues;
+    node_field_check check; /* NODE_CHECK_NONE when the field has no "check" */
 } node_field;
 
 typedef struct node_scope_def {
@@ -353,6 +364,19 @@ const char *node_ftype_name(node_ftype type);
 NODE_NODISCARD node_err node_schema_check(const node_scope_def *scope, const node_field *field,
     node_edit_op op, const char *value, char *out, size_t outsize, int64_t *amount,
     node_errmsg *msg);
+
+/*
+ * The field's semantic check (its "check" attribute) of a value node_schema_check admitted (its
+ * canonical form), for an operator's edit on this node: NODE_OK, or NODE_EINVAL with a
+ * sentence for the operator ("anagrafica.codice_fiscale: the check character should be S, not
+ * X: a character is mistyped"). now_ms is this node's clock (a date not in the future is judged
+ * by the day in Europe/Rome). Never applied to what peers send: an accept or refuse decision on
+ * a received delta rests on signed data and the types alone.
+ */
+NODE_NODISCARD node_err node_schema_check_local(const node_scope_def *scope,
+    const node_field *field, const char *value, uint64_t now_ms, node_errmsg *msg);
+/* "codice_fiscale", "email", "not_future" ("" for none). */
+const char *node_check_name(node_field_check check);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Running a node                                                                            */
