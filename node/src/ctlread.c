@@ -874,8 +874,8 @@ static bool readable_here(node_txn *t, const node_engine *e, const proto_case_id
     const char *scope, char owner[PROTO_ORG_MAX + 1])
 {
     ledger_key k;
-    bool ok
-        = node__ledger_key_for(t, c, scope, &k) == NODE_OK && !ended_here(t, e, c, scope, k.tag);
+    bool ok = node__ledger_key_for(t, c, scope, &k) == NODE_OK
+        && !node__ended_here(t, e, c, scope, k.tag);
     if (ok && owner != NULL)
         snprintf(owner, PROTO_ORG_MAX + 1, "%s", k.owner_org);
     proto_wipe(&k, sizeof(k));
