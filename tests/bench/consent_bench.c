@@ -227,7 +227,7 @@ static void record_make(record *r, unsigned long i)
     char cf[17];
     snprintf(cf, sizeof(cf), "XXXSYN%02lu%c%02luZ%03luX", i % 100, "ABCDEHLMPRST"[h % 12],
         1 + i % 28, i % 1000);
-    nb_cf_check(cf);
+    th_cf_check(cf);
     snprintf(r->text[n++], 96, "anagrafica.codice_fiscale=%s", cf);
     snprintf(r->text[n++], 96, "lingua.livello=%s", NTH(levels, h >> 19));
     snprintf(r->text[n++], 96, "lingua.data_valutazione=2025-%02lu-%02lu", 1 + i % 12,

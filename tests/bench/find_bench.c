@@ -76,7 +76,7 @@ static void make_person(person *p, unsigned long i)
         cons[(i / 14) % 14], cons[(i / 196) % 14], cons[(i / 2744) % 14], cons[(h >> 5) % 14],
         cons[(h >> 9) % 14], (50 + (h >> 11) % 55) % 100, "ABCDEHLMPRST"[(h >> 17) % 12],
         1 + (h >> 21) % 28, i % 1000);
-    nb_cf_check(p->cf);
+    th_cf_check(p->cf);
     snprintf(p->permit, sizeof(p->permit), "I%08lu", i);
 }
 

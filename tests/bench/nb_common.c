@@ -76,19 +76,6 @@ static const char *const attestati[] = { "nessuno", "A1", "A2", "B1", "B2" };
 
 #define PICK(arr, k) (arr)[(k) % (sizeof(arr) / sizeof((arr)[0]))]
 
-void nb_cf_check(char cf[17])
-{
-    static const int odd[26] = { 1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12,
-        14, 16, 10, 22, 25, 24, 23 };
-    int sum = 0;
-    for (int i = 0; i < 15; i++) {
-        int x = cf[i] >= '0' && cf[i] <= '9' ? cf[i] - '0' : cf[i] - 'A';
-        sum += i % 2 == 0 ? odd[x] : x;
-    }
-    cf[15] = (char)('A' + sum % 26);
-    cf[16] = 0;
-}
-
 /* The 12 edits of case i at generation gen (0: opening the case), 6 of anagrafica and 6 of
  * lingua, all registers. Fills e->args[1..12]. */
 void make_edits(edits *e, unsigned long i, unsigned long gen)
@@ -99,7 +86,7 @@ void make_edits(edits *e, unsigned long i, unsigned long gen)
     snprintf(cf, sizeof(cf), "%c%c%c%c%c%c%02lu%c%02luZ%03lu%c", cons[k % 14], cons[(k / 3) % 14],
         cons[(k / 5) % 14], cons[(i / 7) % 14], cons[(i / 11) % 14], cons[(i / 13) % 14],
         60 + i % 40, "ABCDEHLMPRST"[i % 12], 1 + i % 28, (i * 37) % 1000, 'A' + (int)(k % 26));
-    nb_cf_check(cf);
+    th_cf_check(cf);
     snprintf(e->text[0], 96, "anagrafica.nome=%s", PICK(nomi, k));
     snprintf(e->text[1], 96, "anagrafica.cognome=%s", PICK(cognomi, k / 3));
     snprintf(e->text[2], 96, "anagrafica.sesso=%s", PICK(sessi, k));

@@ -17,10 +17,6 @@ typedef struct edits {
     const char *args[NB_NFIELDS + 1]; /* args[0] free for the case id */
 } edits;
 
-/* Set cf[15] to the check character of the 16-character codice fiscale cf[0..14] (the node
- * refuses a wrong one: node/SCHEMA.md, "Checks"). */
-void nb_cf_check(char cf[17]);
-
 /* The 12 edits of case i at generation gen ("scope.field=VALUE"), in e->args[1..12]. */
 void make_edits(edits *e, unsigned long i, unsigned long gen);
 

@@ -251,8 +251,8 @@ int th_start(th_net *net, size_t i)
                 fprintf(stderr, "harness: pattod %s was killed by signal %d during start\n",
                     nd->org, WTERMSIG(status));
             else
-                fprintf(stderr, "harness: pattod %s exited during start with status %d\n",
-                    nd->org, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                fprintf(stderr, "harness: pattod %s exited during start with status %d\n", nd->org,
+                    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
             return -1;
         }
         sleep_ms(20);
@@ -484,4 +484,17 @@ void th_dump_logs(th_net *net)
             tail ? tail : "");
         free(log);
     }
+}
+
+void th_cf_check(char cf[17])
+{
+    static const int odd[26] = { 1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12,
+        14, 16, 10, 22, 25, 24, 23 };
+    int sum = 0;
+    for (int i = 0; i < 15; i++) {
+        int x = cf[i] >= '0' && cf[i] <= '9' ? cf[i] - '0' : cf[i] - 'A';
+        sum += i % 2 == 0 ? odd[x] : x;
+    }
+    cf[15] = (char)('A' + sum % 26);
+    cf[16] = 0;
 }

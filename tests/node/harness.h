@@ -91,6 +91,10 @@ bool th_log_has(th_net *net, size_t i, const char *text);
 /* Print the last lines of every node's log (for failures). */
 void th_dump_logs(th_net *net);
 
+/* Set cf[15] to the check character of the 16-character codice fiscale cf[0..14] and cf[16] to
+ * NUL (the node refuses a wrong one: node/SCHEMA.md, "Checks"): for synthetic records. */
+void th_cf_check(char cf[17]);
+
 /* A free TCP port on 127.0.0.1 (bound and released). */
 uint16_t th_free_port(void);
 
