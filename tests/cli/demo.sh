@@ -14,6 +14,9 @@ esc=$'\033'
 if [[ $mode == file ]]; then
     env -u NO_COLOR "$src/scripts/demo" "$build" > "$out" 2>&1 </dev/null || fail "the demo failed"
     grep -q "== Done: three nodes" "$out" || fail "the demo did not finish"
+    grep -Eq "^Esempio Amina +1994-03-12 .*pc-" "$out" \
+        || fail "case find did not find the case by name"
+    grep -q "Livello QCER di italiano" "$out" || fail "the export has no labels"
     grep -Eq "^NEW .* lingua shared by comune-1: write, purpose lingua, basis consent" "$out" \
         || fail "the CPIA's inbox did not show the shared case"
     grep -Eq "^CLOSED .*scope lingua: access withdrawn by comune-1 .*purged here" "$out" \
