@@ -46,6 +46,8 @@ json_object *node__field_json(node_engine *e, const crdt_scope *s, const char *s
                 winner = j;
             if (all != NULL)
                 json_object_array_add(all, i == 0 ? json_object_get(j) : j);
+            else if (i > 0)
+                json_object_put(j); /* (no conflicts wanted: the winner alone) */
         }
         if (all != NULL) {
             char key[PROTO_SCOPE_NAME_MAX + CRDT_FIELD_MAX + 2];
