@@ -155,7 +155,8 @@ static const cli__cmd commands[] = {
         "--dry-run stops there. Then the valid rows are written, N a batch (default and at most\n"
         "1000), each batch one durable commit. A row whose key was imported already is\n"
         "skipped: an interrupted import run again finishes the rest. Exit 2 when a row was\n"
-        "refused (the others are imported).",
+        "refused (the others are imported). The map's \"grants\" give partners access to the\n"
+        "imported cases, to every row or to the rows whose column says yes (x, si, 1).",
         cli__import },
     { "export", "--all [--format ndjson]",
         "the readable caseload as NDJSON, one case a line (patto import reads it back)",

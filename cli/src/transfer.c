@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <csv.h>
+#include <ctype.h>
 #include <errno.h>
 #include <iconv.h>
 #include <inttypes.h>
@@ -213,9 +214,12 @@ static bool split_name(const char *name, char scope[64], char field[64])
 
 typedef struct row {
     size_t line;
-    char *key;   /* the identifier (owned), or NULL */
-    char **edit; /* "scope.field=V" etc. (owned) */
-    int *col;    /* the map column (or NDJSON member) of each edit, for reports */
+    uint32_t grants; /* the map's grants this row asks for (bit i: grant i) */
+    char id[64];     /* its case, once the node has answered (created or exists) */
+    bool existed;    /* imported before (its grants may stand already) */
+    char *key;       /* the identifier (owned), or NULL */
+    char **edit;     /* "scope.field=V" etc. (owned) */
+    int *col;        /* the map column (or NDJSON member) of each edit, for reports */
     size_t n, cap;
     bool refused, done;
 } row;
@@ -330,10 +334,20 @@ typedef struct colmap {
     json_object *values; /* replacements, or NULL */
 } colmap;
 
+/* A grant the map asks for ("grants"): to every row, or to the rows whose cell in `column`
+ * says yes. Strings borrowed from the map's JSON. */
+#define GRANTS_MAX 16
+typedef struct grantmap {
+    const char *to, *scopes, *purpose, *basis, *access, *until, *evidence, *provision;
+    const char *column; /* NULL: every row */
+} grantmap;
+
 typedef struct map {
     json_object *doc;
     colmap *c;
     size_t n;
+    grantmap g[GRANTS_MAX];
+    size_t ng;
     char delimiter; /* 0: guess */
     const char *key_name;
 } map;
@@ -342,6 +356,57 @@ static bool jbool(json_object *o, const char *key, bool dflt)
 {
     json_object *v = jmember(o, key);
     return v != NULL ? json_object_get_boolean(v) : dflt;
+}
+
+/* "grants": [{"to", "scopes", "purpose", "basis", "access"?, "until"?, "evidence"?,
+ * "provision"?, "column"?}]: checked here for shape; the node checks the rest of each grant. */
+static cli_err grants_read(cli__ctx *ctx, const char *path, bool ndjson, map *m)
+{
+    json_object *gs = jmember(m->doc, "grants");
+    if (gs == NULL)
+        return CLI_OK;
+    if (!json_object_is_type(gs, json_type_array) || json_object_array_length(gs) > GRANTS_MAX)
+        return cli__fail(ctx, CLI_EINPUT,
+            "%s: \"grants\" must be a list of at most %d {\"to\", \"scopes\", \"purpose\", "
+            "\"basis\", ...}",
+            path, GRANTS_MAX);
+    m->ng = json_object_array_length(gs);
+    for (size_t i = 0; i < m->ng; i++) {
+        json_object *o = json_object_array_get_idx(gs, i);
+        grantmap *g = &m->g[i];
+        static const char *const known[] = { "to", "scopes", "purpose", "basis", "access", "until",
+            "evidence", "provision", "column" };
+        if (!json_object_is_type(o, json_type_object))
+            return cli__fail(ctx, CLI_EINPUT, "%s: grant %zu is not an object", path, i + 1);
+        json_object_object_foreach(o, k, v)
+        {
+            bool ok = false;
+            for (size_t j = 0; j < sizeof known / sizeof known[0]; j++)
+                ok = ok || strcmp(k, known[j]) == 0;
+            if (!ok || !json_object_is_type(v, json_type_string))
+                return cli__fail(ctx, CLI_EINPUT,
+                    "%s: grant %zu: '%s' %s (known, each text: to, scopes, purpose, basis, "
+                    "access, until, evidence, provision, column)",
+                    path, i + 1, k, ok ? "is not text" : "is unknown");
+        }
+        g->to = cli__json_str(o, "to");
+        g->scopes = cli__json_str(o, "scopes");
+        g->purpose = cli__json_str(o, "purpose");
+        g->basis = cli__json_str(o, "basis");
+        g->access = cli__json_str(o, "access");
+        g->until = cli__json_str(o, "until");
+        g->evidence = cli__json_str(o, "evidence");
+        g->provision = cli__json_str(o, "provision");
+        g->column = cli__json_str(o, "column");
+        if (g->to == NULL || g->scopes == NULL || g->purpose == NULL || g->basis == NULL)
+            return cli__fail(ctx, CLI_EINPUT,
+                "%s: grant %zu needs \"to\", \"scopes\", \"purpose\" and \"basis\"", path, i + 1);
+        if (g->column != NULL && ndjson)
+            return cli__fail(ctx, CLI_EINPUT,
+                "%s: grant %zu: \"column\" is for CSV files (NDJSON: a grant goes to every row)",
+                path, i + 1);
+    }
+    return CLI_OK;
 }
 
 static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bool ndjson, map *m)
@@ -359,10 +424,14 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
     json_object_object_foreach(m->doc, k, v)
     {
         (void)v;
-        if (strcmp(k, "columns") != 0 && strcmp(k, "delimiter") != 0 && strcmp(k, "key_name") != 0)
+        if (strcmp(k, "columns") != 0 && strcmp(k, "delimiter") != 0 && strcmp(k, "key_name") != 0
+            && strcmp(k, "grants") != 0)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: unknown member '%s' (the map has columns, delimiter, key_name)", path, k);
+                "%s: unknown member '%s' (the map has columns, delimiter, key_name, grants)", path,
+                k);
     }
+    if ((err = grants_read(ctx, path, ndjson, m)) != CLI_OK)
+        return err;
     const char *d = cli__json_str(m->doc, "delimiter");
     if (d != NULL) {
         if (strlen(d) != 1 || (d[0] != ';' && d[0] != ',' && d[0] != '\t' && d[0] != '|'))
@@ -622,6 +691,29 @@ static void csv_state_free(csv_state *st)
     free(st->rowline);
 }
 
+/* A grant column's cell that asks for the grant: x, sì, si, s, yes, y, 1, true, vero (any case,
+ * spaces around ignored); anything else, the empty cell too, does not. */
+static bool says_yes(const char *cell)
+{
+    static const char *const yes[]
+        = { "x", "s\xc3\xac", "si", "s", "yes", "y", "1", "true", "vero" };
+    char buf[16];
+    size_t n = 0;
+    while (*cell == ' ' || *cell == '\t')
+        cell++;
+    for (; *cell != '\0' && n < sizeof buf - 1; cell++)
+        buf[n++] = (char)tolower((unsigned char)*cell);
+    while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    if (strcmp(buf, "s\xc3\x8c") == 0) /* (SÌ: tolower leaves the UTF-8 letter as it is) */
+        return true;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (strcmp(buf, yes[i]) == 0)
+            return true;
+    return false;
+}
+
 /* The delimiter of the header line: ';' when it has one outside quotes, else ','. */
 static char guess_delimiter(const char *text)
 {
@@ -679,6 +771,21 @@ static cli_err csv_rows(cli__ctx *ctx, const char *path, const char *text, size_
                 "%s: the header (line 1) has no column \"%s\" that the map names", path,
                 cols[i].column);
     }
+    int gidx[GRANTS_MAX]; /* each grant's column in the header */
+    for (size_t i = 0; err == CLI_OK && i < m->ng; i++) {
+        const grantmap *g = &m->g[i];
+        gidx[i] = -1;
+        for (size_t j = 0; g->column != NULL && j < st.rown[0] && gidx[i] < 0; j++) {
+            char *h = st.rowf[0][j];
+            trim(&h);
+            if (strcasecmp(h, g->column) == 0)
+                gidx[i] = (int)j;
+        }
+        if (g->column != NULL && gidx[i] < 0)
+            err = cli__fail(ctx, CLI_EINPUT,
+                "%s: the header (line 1) has no column \"%s\" that the map's grant %zu names", path,
+                g->column, i + 1);
+    }
     if (err == CLI_OK && (out->colname = calloc(m->n, sizeof(char *))) == NULL)
         err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
     for (size_t i = 0; err == CLI_OK && i < m->n; i++) {
@@ -691,6 +798,13 @@ static cli_err csv_rows(cli__ctx *ctx, const char *path, const char *text, size_
         if (x == NULL) {
             err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
             break;
+        }
+        for (size_t i = 0; i < m->ng; i++) {
+            const grantmap *g = &m->g[i];
+            char *cell
+                = g->column != NULL && (size_t)gidx[i] < st.rown[r] ? st.rowf[r][gidx[i]] : NULL;
+            if (g->column == NULL || (cell != NULL && says_yes(cell)))
+                x->grants |= 1u << i;
         }
         for (size_t i = 0; i < m->n && !x->refused; i++) {
             char *cell = (size_t)cols[i].index < st.rown[r] ? st.rowf[r][cols[i].index] : NULL;
@@ -860,7 +974,7 @@ static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t l
 /* Sending rows to the node                                                                  */
 
 typedef struct counts {
-    size_t created, exists, refused, deltas;
+    size_t created, exists, refused, deltas, granted, grants_stood;
     uint64_t node_us; /* the node's time in its write transactions */
 } counts;
 
@@ -932,10 +1046,93 @@ static cli_err send_batch(cli__ctx *ctx, rows *rs, const size_t *idx, size_t n,
             cnt->created++;
         } else if (strcmp(state, "exists") == 0) {
             x->done = true;
+            x->existed = true;
             cnt->exists++;
         }
+        const char *id = cli__json_str(r, "id");
+        if (x->done && id != NULL)
+            snprintf(x->id, sizeof x->id, "%s", id);
     }
     json_object_put(ans);
+    return err;
+}
+
+/* Does case id's consent list hold a grant in force to g->to on scope with g's access? (A
+ * re-run of an import does not grant again what stands.) */
+static bool grant_stands(json_object *list, const grantmap *g, const char *scope)
+{
+    json_object *entries = jmember(list, "grants");
+    const char *access = g->access != NULL ? g->access : "read";
+    for (size_t i = 0; entries != NULL && i < json_object_array_length(entries); i++) {
+        json_object *r = json_object_array_get_idx(entries, i);
+        const char *kind = cli__json_str(r, "kind"), *to = cli__json_str(r, "to"),
+                   *sc = cli__json_str(r, "scope"), *acc = cli__json_str(r, "access"),
+                   *state = cli__json_str(r, "state");
+        if (kind != NULL && strcmp(kind, "grant") == 0 && to != NULL && strcmp(to, g->to) == 0
+            && sc != NULL && strcmp(sc, scope) == 0 && acc != NULL && strcmp(acc, access) == 0
+            && state != NULL && strcmp(state, "active") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The grants the map asks for, for rows idx[0..n) the node took: one consent.grant per row and
+ * grant (of the scopes that do not stand already, for a row imported before). A grant the node
+ * refuses is reported on the row (its case stays). */
+static cli_err grant_rows(
+    cli__ctx *ctx, rows *rs, const size_t *idx, size_t n, const map *m, report *rep, counts *cnt)
+{
+    cli_err err = CLI_OK;
+    for (size_t i = 0; i < n && err == CLI_OK; i++) {
+        row *x = &rs->v[idx[i]];
+        if (!x->done || x->id[0] == '\0' || x->grants == 0)
+            continue;
+        json_object *list = NULL;
+        if (x->existed) {
+            proto_bytes a = { (const uint8_t *)x->id, strlen(x->id) };
+            if ((err = cli__call(ctx, "consent.list", &a, 1, &list)) != CLI_OK)
+                break;
+        }
+        for (size_t k = 0; k < m->ng && err == CLI_OK; k++) {
+            const grantmap *g = &m->g[k];
+            if (!(x->grants & (1u << k)))
+                continue;
+            char scopes[512] = "", copy[512];
+            snprintf(copy, sizeof copy, "%s", g->scopes);
+            for (char *save = NULL, *sc = strtok_r(copy, ",", &save); sc != NULL;
+                 sc = strtok_r(NULL, ",", &save)) {
+                if (list != NULL && grant_stands(list, g, sc)) {
+                    cnt->grants_stood++;
+                    continue;
+                }
+                size_t used = strlen(scopes);
+                snprintf(scopes + used, sizeof scopes - used, "%s%s", used ? "," : "", sc);
+            }
+            if (scopes[0] == '\0')
+                continue;
+            const char *args[] = { x->id, g->to, scopes, g->purpose, g->basis,
+                g->access != NULL ? g->access : "read", g->until != NULL ? g->until : "",
+                g->evidence != NULL ? g->evidence : "", g->provision != NULL ? g->provision : "" };
+            proto_bytes b[9];
+            for (size_t j = 0; j < 9; j++)
+                b[j] = (proto_bytes) { (const uint8_t *)args[j], strlen(args[j]) };
+            json_object *ans = NULL;
+            cli_err e = cli__call(ctx, "consent.grant", b, 9, &ans);
+            json_object_put(ans);
+            if (e == CLI_OK) {
+                cnt->granted++;
+            } else if (e == CLI_EINPUT || e == CLI_ENOTFOUND || e == CLI_EUSAGE) {
+                /* the node's sentence, on the row; the case stays, the next grant goes on */
+                if (!refuse_row(
+                        rep, x, g->column, "grant to %s of %s: %s", g->to, scopes, ctx->msg))
+                    err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                ctx->err = CLI_OK;
+            } else {
+                err = e;
+            }
+        }
+        json_object_put(list);
+    }
     return err;
 }
 
@@ -1021,7 +1218,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     memset(&rs, 0, sizeof(rs));
     report rep = { NULL, 0, 0 };
     size_t *idx = NULL;
-    counts cnt = { 0, 0, 0, 0, 0 };
+    counts cnt = { 0 };
     if ((err = cli__call(ctx, "schema", NULL, 0, &schema)) != CLI_OK)
         goto out;
     if (map_path != NULL && (err = map_read(ctx, mapabs, schema, ndjson, &m)) != CLI_OK)
@@ -1053,7 +1250,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
             if (!rs.v[i].refused)
                 idx[k++] = i;
         if (k > 0) {
-            counts dummy = { 0, 0, 0, 0, 0 };
+            counts dummy = { 0 };
             err = send_batch(ctx, &rs, idx, k, key_name, true, &rep, &dummy);
         }
     }
@@ -1073,6 +1270,8 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
         if (k == 0)
             break;
         err = send_batch(ctx, &rs, idx, k, key_name, false, &rep, &cnt);
+        if (err == CLI_OK && m.ng > 0)
+            err = grant_rows(ctx, &rs, idx, k, &m, &rep, &cnt);
         sent += k;
         if (err == CLI_OK && show)
             progress(tty, sent, nvalid, t0, sent == nvalid);
@@ -1109,6 +1308,8 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
                    "(%.1f s, %.0f rows/s, %zu deltas)\n",
                 path, rs.n, cnt.created, cnt.exists, rs.n - cnt.created - cnt.exists, secs,
                 secs > 0 ? (double)(cnt.created + cnt.exists) / secs : 0.0, cnt.deltas);
+        if (!dry && m.ng > 0)
+            printf("grants: %zu given, %zu already in force\n", cnt.granted, cnt.grants_stood);
     } else {
         json_object *o = json_object_new_object(), *ra = json_object_new_array();
         for (size_t i = 0; i < rep.n; i++) {
@@ -1130,6 +1331,9 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
             json_object_new_int64(
                 (int64_t)(dry ? refused_checked : rs.n - cnt.created - cnt.exists)));
         json_object_object_add(o, "deltas", json_object_new_int64((int64_t)cnt.deltas));
+        json_object_object_add(o, "granted", json_object_new_int64((int64_t)cnt.granted));
+        json_object_object_add(
+            o, "grants_in_force", json_object_new_int64((int64_t)cnt.grants_stood));
         json_object_object_add(o, "seconds", json_object_new_double(secs));
         json_object_object_add(
             o, "node_write_seconds", json_object_new_double((double)cnt.node_us / 1e6));

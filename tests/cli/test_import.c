@@ -521,6 +521,94 @@ static int teardown(void **state)
     return rc;
 }
 
+/* Grants from the map: a "CPIA" column whose cell says yes (x, sì, si, 1...) grants lingua to
+ * the CPIA on consent with the row's evidence; a grant to every row gives anagrafica read to
+ * the Prefettura on public task with its provision; a re-run gives none again (in force); a
+ * grant the node refuses (the provision missing) is a refused row and its case stays. */
+static const char grants_csv[] = "CF;Cognome;Livello;CPIA\n"
+                                 "TSTAMN80A41Z999V;Diallo;A1;x\n"
+                                 "TSTNCC90B02Z999M;Bianchi;A2;\n"
+                                 "TSTFTU75C43Z999R;Sow;B1;S\xc3\xac\n";
+
+static const char grants_map[]
+    = "{\"columns\": [{\"column\": \"CF\", \"field\": \"anagrafica.codice_fiscale\", \"key\": "
+      "true}, {\"column\": \"Cognome\", \"field\": \"anagrafica.cognome\"}, {\"column\": "
+      "\"Livello\", \"field\": \"lingua.livello\"}],"
+      " \"grants\": [{\"column\": \"CPIA\", \"to\": \"cpia-1\", \"scopes\": \"lingua\", "
+      "\"purpose\": \"lingua\", \"basis\": \"consent\", \"access\": \"write\", \"evidence\": "
+      "\"modulo di consenso\"}, {\"to\": \"prefettura-1\", \"scopes\": \"anagrafica\", "
+      "\"purpose\": \"lingua\", \"basis\": \"public-task\", \"provision\": \"D.Lgs. 286/1998 "
+      "art. 4-bis\"}]}";
+
+static const char grants_bad_map[]
+    = "{\"columns\": [{\"column\": \"CF\", \"field\": \"anagrafica.codice_fiscale\", \"key\": "
+      "true}, {\"column\": \"Cognome\", \"field\": \"anagrafica.cognome\"}],"
+      " \"grants\": [{\"to\": \"prefettura-1\", \"scopes\": \"lingua\", \"purpose\": "
+      "\"lingua\", \"basis\": \"public-task\"}]}";
+
+/* How many grant rows of case (found by cf at node 0) go to org on scope. */
+static size_t grants_to(th_net *net, const char *cf, const char *org, const char *scope)
+{
+    json_object *c = case_by_cf(net, 0, cf);
+    size_t n = 0;
+    if (c == NULL)
+        return 999;
+    th_out o = th_patto(net, 0, "consent", "list", jstr(c, "id"), NULL);
+    json_object *g = jget(o.json, "grants");
+    for (size_t i = 0; g != NULL && i < json_object_array_length(g); i++) {
+        json_object *r = json_object_array_get_idx(g, i);
+        n += strcmp(jstr(r, "kind"), "grant") == 0 && strcmp(jstr(r, "to"), org) == 0
+            && strcmp(jstr(r, "scope"), scope) == 0;
+    }
+    th_out_free(&o);
+    json_object_put(c);
+    return n;
+}
+
+static void test_grants(void **state)
+{
+    th_net *net = *state;
+    static const char *const three[]
+        = { "comune-1:comune", "cpia-1:cpia", "prefettura-1:prefettura" };
+    assert_int_equal(th_net_up(net, 3, three), 0);
+    char csv[400], map[400], bad[400];
+    snprintf(csv, sizeof csv, "%s/grants.csv", net->root);
+    snprintf(map, sizeof map, "%s/grants.json", net->root);
+    snprintf(bad, sizeof bad, "%s/bad.json", net->root);
+    write_file(net, csv, grants_csv, sizeof grants_csv - 1);
+    write_file(net, map, grants_map, sizeof grants_map - 1);
+    write_file(net, bad, grants_bad_map, sizeof grants_bad_map - 1);
+
+    th_out o = th_patto_write(net, 0, "import", csv, "--map", map, NULL);
+    expect(net, &o, 0);
+    assert_int_equal(jint(o.json, "created"), 3);
+    assert_int_equal(jint(o.json, "granted"), 5); /* 2 to the CPIA, 3 to the Prefettura */
+    th_out_free(&o);
+    assert_int_equal(grants_to(net, "TSTAMN80A41Z999V", "cpia-1", "lingua"), 1);
+    assert_int_equal(grants_to(net, "TSTNCC90B02Z999M", "cpia-1", "lingua"), 0);
+    assert_int_equal(grants_to(net, "TSTFTU75C43Z999R", "cpia-1", "lingua"), 1);
+    assert_int_equal(grants_to(net, "TSTNCC90B02Z999M", "prefettura-1", "anagrafica"), 1);
+
+    /* Again: every case exists, every grant stands. */
+    o = th_patto_write(net, 0, "import", csv, "--map", map, NULL);
+    expect(net, &o, 0);
+    assert_int_equal(jint(o.json, "exists"), 3);
+    assert_int_equal(jint(o.json, "granted"), 0);
+    assert_int_equal(jint(o.json, "grants_in_force"), 5);
+    th_out_free(&o);
+    assert_int_equal(grants_to(net, "TSTAMN80A41Z999V", "cpia-1", "lingua"), 1);
+
+    /* A grant the node refuses: public task without a provision. */
+    o = th_patto_write(net, 0, "import", csv, "--map", bad, NULL);
+    expect(net, &o, 2);
+    assert_int_equal(jint(o.json, "granted"), 0);
+    json_object *rr = jget(o.json, "refused_rows");
+    assert_true(rr != NULL && json_object_array_length(rr) == 3);
+    assert_non_null(strstr(jstr(json_object_array_get_idx(rr, 0), "reason"), "grant to"));
+    th_out_free(&o);
+    assert_int_equal(case_count(net, 0), 3);
+}
+
 int main(void)
 {
     th_programs(PATTO_BIN, PATTOD_BIN);
@@ -528,6 +616,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
     };
     return cmocka_run_group_tests_name("import", tests, NULL, NULL);
 }
