@@ -981,6 +981,45 @@ static void case_log_tells_who_changed_what(void **state)
     th_out_free(&o);
 }
 
+/* A withdrawal ends the grants recorded before it, not one the owner records after it: the
+ * beneficiary withdraws at the Prefettura's desk while the comune is down; the comune, back
+ * but not reached yet by the note, records a new consent-based grant to the CPIA; when the note
+ * arrives (the comune's inbox shows it), the new grant stands: no narrowing, the CPIA reads. */
+static void withdrawal_spares_a_later_grant(void **state)
+{
+    th_net *net = *state;
+    char id[64];
+    new_case(net, id, "lingua.livello=A1", NULL);
+    grant_on(net, id, "cpia-1", "lingua", "read", "consent");
+    show_want a1 = { CPIA, id, "scopes/lingua/livello", "A1" };
+    CHECK(net, th_wait(net, 10000, shows, &a1), "the CPIA never read the case");
+    CHECK(net, th_stop(net, COMUNE, SIGTERM) == 0, "the comune did not stop");
+    th_out o = th_patto_write(net, PREF, "consent", "withdraw", id, "--scopes", "lingua", "--to",
+        "cpia-1", "--evidence", "modulo 14/2026", "--owner", "comune-1", NULL);
+    CHECK(net, o.status == 0, "withdraw: %d %s %s", o.status, o.out, o.err);
+    th_out_free(&o);
+    CHECK(net, th_stop(net, PREF, SIGTERM) == 0, "the Prefettura did not stop");
+    CHECK(net, th_start(net, COMUNE) == 0, "the comune did not start");
+    grant_on(net, id, "cpia-1", "lingua", "read", "consent"); /* new consent, after the note */
+    CHECK(net, th_start(net, PREF) == 0, "the Prefettura did not start");
+    inbox_want wd = { COMUNE, NULL, "withdrawal", id, "lingua", false, true };
+    CHECK(net, th_wait(net, 15000, inbox_has, &wd), "the note never reached the owner");
+    /* The close pass has run on the note (it runs at the tick after a note is taken). */
+    row_want pending = { COMUNE, id, "lingua", "cpia-1", "withdrawal", "withdrawal pending" };
+    CHECK(net, th_wait(net, 10000, pending_gone, &pending), "the owner never settled the note");
+    o = th_patto(net, COMUNE, "consent", "list", id, NULL);
+    json_object *g = o.status == 0 && o.json ? jget(o.json, "grants") : NULL;
+    size_t narrowings = 0, active = 0;
+    for (size_t i = 0; g != NULL && i < json_object_array_length(g); i++) {
+        json_object *r = json_object_array_get_idx(g, i);
+        narrowings += strcmp(jstr(r, "kind"), "narrowing") == 0;
+        active += strcmp(jstr(r, "kind"), "grant") == 0 && strcmp(jstr(r, "state"), "active") == 0;
+    }
+    CHECK(net, narrowings == 0 && active == 1, "consent list after the note: %s", o.out);
+    th_out_free(&o);
+    CHECK(net, shows(net, &a1), "the CPIA lost the grant recorded after the withdrawal");
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -999,6 +1038,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(inbox_tells_what_is_new, setup, teardown),
         cmocka_unit_test_setup_teardown(timeline_redact_and_unset, setup, teardown),
         cmocka_unit_test_setup_teardown(case_log_tells_who_changed_what, setup, teardown),
+        cmocka_unit_test_setup_teardown(withdrawal_spares_a_later_grant, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
