@@ -74,7 +74,7 @@ static void pad_print(const char *s, int width)
 static cli_err stdout_ok(cli__ctx *ctx)
 {
     if (fflush(stdout) != 0 || ferror(stdout))
-        return cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout");
+        return cli__fail(ctx, CLI_EINTERNAL, _("cannot write to stdout"));
     return CLI_OK;
 }
 
@@ -89,7 +89,7 @@ static cli_err exchange(cli__ctx *ctx, const char *command, const char *const *a
 {
     proto_bytes *b = calloc(nargs + 1, sizeof *b);
     if (b == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n = 0;
     for (size_t i = 0; i < nargs; i++)
         b[n++] = (proto_bytes) { (const uint8_t *)args[i], strlen(args[i]) };
@@ -124,10 +124,11 @@ static cli_err case_id(cli__ctx *ctx, const char *text, char out[PROTO_CASE_ID_T
     proto_err perr = proto_case_id_parse(text, strlen(text), &id);
     if (perr == PROTO_ECHECKSUM)
         return cli__fail(ctx, CLI_EINPUT,
-            "'%s' is not a case id: its checksum does not match (a character is mistyped)", text);
+            _("'%s' is not a case id: its checksum does not match (a character is mistyped)"),
+            text);
     if (perr != PROTO_OK)
         return cli__fail(ctx, CLI_EUSAGE,
-            "'%s' is not a case id: expected pc- followed by 29 letters and digits", text);
+            _("'%s' is not a case id: expected pc- followed by 29 letters and digits"), text);
     proto_case_id_format(&id, out);
     return CLI_OK;
 }
@@ -463,21 +464,21 @@ static void render_case_set(json_object *p, const char *const *sent, size_t nsen
     (void)nsent;
     json_object *n = jget(p, "edits");
     long long edits = n != NULL ? (long long)json_object_get_int64(n) : 0;
-    printf("%s: %lld edit%s recorded\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0], edits,
-        edits == 1 ? "" : "s");
+    printf(P_("%s: %lld edit recorded\n", "%s: %lld edits recorded\n", (unsigned long)edits),
+        jget(p, "id") != NULL ? jtext(p, "id") : sent[0], edits);
 }
 
 static void render_case_unset(json_object *p, const char *const *sent, size_t nsent)
 {
-    printf("%s: %s removed\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
-        nsent > 1 ? sent[1] : "the field");
+    printf(_("%s: %s removed\n"), jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
+        nsent > 1 ? sent[1] : _("the field"));
 }
 
 cli_err cli__case_new(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);
     if (pos == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n;
     cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 0, (size_t)argc, &n);
     if (err == CLI_OK)
@@ -490,14 +491,14 @@ cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);
     if (pos == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n;
     char id[PROTO_CASE_ID_TEXT_SIZE];
     cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 0, (size_t)argc, &n);
     if (err == CLI_OK && n == 0)
-        err = cli__usage(ctx, cmd, "missing CASE");
+        err = cli__usage(ctx, cmd, _("missing CASE"));
     if (err == CLI_OK && n == 1)
-        err = cli__usage(ctx, cmd, "missing EDIT (scope.field=VALUE, += or -=)");
+        err = cli__usage(ctx, cmd, _("missing EDIT (scope.field=VALUE, += or -=)"));
     if (err == CLI_OK)
         err = case_id(ctx, pos[0], id);
     if (err == CLI_OK) {
@@ -519,7 +520,7 @@ cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **arg
     if (err != CLI_OK)
         return err;
     if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
-        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     pos[0] = id;
@@ -531,7 +532,7 @@ static void render_case_redact(json_object *p, const char *const *sent, size_t n
 {
     (void)sent;
     (void)nsent;
-    printf("%s: event %s of %s redacted (its time and author stay)\n", jtext(p, "id"),
+    printf(_("%s: event %s of %s redacted (its time and author stay)\n"), jtext(p, "id"),
         jtext(p, "event"), jtext(p, "field"));
 }
 
@@ -544,7 +545,7 @@ cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
     if (err != CLI_OK)
         return err;
     if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
-        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     pos[0] = id;
@@ -879,11 +880,11 @@ cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
         return err;
     if (sort != NULL && strcmp(sort, "name") != 0 && strcmp(sort, "birth") != 0
         && strcmp(sort, "change") != 0)
-        return cli__usage(ctx, cmd, "--sort must be name, birth or change (got '%s')", sort);
+        return cli__usage(ctx, cmd, _("--sort must be name, birth or change (got '%s')"), sort);
     if (where != NULL
         && (strchr(where, '=') == NULL || strchr(where, '.') == NULL
             || strchr(where, '.') > strchr(where, '=')))
-        return cli__usage(ctx, cmd, "--where takes scope.field=VALUE (got '%s')", where);
+        return cli__usage(ctx, cmd, _("--where takes scope.field=VALUE (got '%s')"), where);
     uint64_t lim = 0;
     char lims[24] = "";
     if (limit != NULL) {
@@ -936,7 +937,7 @@ cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
     const cli__opt opts[] = { { "limit", &limit, NULL }, { "fuzzy", NULL, &fuzzy } };
     const char **pos = calloc((size_t)argc + 1, sizeof(*pos));
     if (pos == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n;
     cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 2, pos, 1, 1, &n);
     uint64_t lim = 20;
@@ -990,12 +991,12 @@ static cli_err check_scopes(cli__ctx *ctx, const cli__cmd *cmd, const char *list
         size_t n = comma != NULL ? (size_t)(comma - name) : strlen(name);
         if (!proto_scope_name_valid(name, n))
             return cli__usage(ctx, cmd,
-                "--scopes '%s' is not a comma-separated list of scope names (e.g. "
-                "lingua,anagrafica)",
+                _("--scopes '%s' is not a comma-separated list of scope names (e.g. "
+                  "lingua,anagrafica)"),
                 list);
         for (const char *seen = list; seen < name; seen = strchr(seen, ',') + 1)
             if (strncmp(seen, name, n) == 0 && seen[n] == ',')
-                return cli__usage(ctx, cmd, "--scopes names %.*s twice", (int)n, name);
+                return cli__usage(ctx, cmd, _("--scopes names %.*s twice"), (int)n, name);
         if (comma == NULL)
             return CLI_OK;
         name = comma + 1;
@@ -1024,46 +1025,47 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
     if (err != CLI_OK)
         return err;
     if (to == NULL || scopes == NULL || purpose == NULL || basis == NULL)
-        return cli__usage(ctx, cmd, "--to, --scopes, --purpose and --basis are required");
+        return cli__usage(ctx, cmd, _("--to, --scopes, --purpose and --basis are required"));
     if (!proto_org_valid(to, strlen(to)))
-        return cli__usage(ctx, cmd, "--to '%s' is not an org id ([a-z0-9-], 1-32 characters)", to);
+        return cli__usage(
+            ctx, cmd, _("--to '%s' is not an org id ([a-z0-9-], 1-32 characters)"), to);
     if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if (!proto_org_valid(purpose, strlen(purpose)))
-        return cli__usage(
-            ctx, cmd, "--purpose '%s' is not a purpose id ([a-z0-9-], 1-32 characters)", purpose);
+        return cli__usage(ctx, cmd,
+            _("--purpose '%s' is not a purpose id ([a-z0-9-], 1-32 characters)"), purpose);
     if (proto_basis_parse(basis, strlen(basis)) == 0)
         return cli__usage(ctx, cmd,
-            "--basis '%s' is not one of public-task legal-obligation consent explicit-consent",
+            _("--basis '%s' is not one of public-task legal-obligation consent explicit-consent"),
             basis);
     if (access == NULL)
         access = "read";
     uint8_t level;
     if (!proto_access_parse(access, strlen(access), &level) || level == PROTO_ACCESS_NONE)
-        return cli__usage(ctx, cmd, "--access '%s' is not read or write", access);
+        return cli__usage(ctx, cmd, _("--access '%s' is not read or write"), access);
     proto_date day;
     if (until != NULL && proto_date_parse(until, strlen(until), &day) != PROTO_OK)
-        return cli__usage(ctx, cmd, "--until '%s' is not a date YYYY-MM-DD", until);
+        return cli__usage(ctx, cmd, _("--until '%s' is not a date YYYY-MM-DD"), until);
     /* Empty evidence is none; the node bounds its length. */
     if (evidence != NULL && evidence[0] != '\0'
         && !proto_text_valid(evidence, strlen(evidence), PROTO_TEXT_MAX))
         return cli__usage(ctx, cmd,
-            "--evidence must be at most %d bytes of text without control characters, and not "
-            "only spaces",
+            _("--evidence must be at most %d bytes of text without control characters, and not "
+              "only spaces"),
             PROTO_TEXT_MAX);
     /* Empty provision is none, like evidence. */
     if (provision != NULL && provision[0] != '\0'
         && !proto_text_valid(provision, strlen(provision), PROVISION_MAX))
         return cli__usage(ctx, cmd,
-            "--provision must be at most %d bytes of text without control characters, and not "
-            "only spaces (e.g. \"D.Lgs. 286/1998 art. 4-bis\")",
+            _("--provision must be at most %d bytes of text without control characters, and not "
+              "only spaces (e.g. \"D.Lgs. 286/1998 art. 4-bis\")"),
             PROVISION_MAX);
     uint8_t b = (uint8_t)proto_basis_parse(basis, strlen(basis));
     if ((provision == NULL || provision[0] == '\0')
         && (b == PROTO_BASIS_PUBLIC_TASK || b == PROTO_BASIS_LEGAL_OBLIGATION))
         return cli__usage(ctx, cmd,
-            "--basis %s needs --provision TEXT: the legal provision the grant rests on (e.g. "
-            "\"D.Lgs. 286/1998 art. 4-bis\")",
+            _("--basis %s needs --provision TEXT: the legal provision the grant rests on (e.g. "
+              "\"D.Lgs. 286/1998 art. 4-bis\")"),
             basis);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
@@ -1085,12 +1087,12 @@ static void render_consent_revoke(json_object *p, const char *const *sent, size_
     bool down = strcmp(sent[3], "read") == 0;
     for (size_t i = 0; scopes != NULL && i < jlen(scopes); i++) {
         json_object *o = json_object_array_get_idx(scopes, i), *epoch = jget(o, "new_epoch");
-        printf("%s: %s %s on %s (access-log entry %s)",
-            jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
-            down ? "downgraded to read for" : "access revoked for", sent[1], jtext(o, "scope"),
+        printf(down ? _("%s: downgraded to read for %s on %s (access-log entry %s)")
+                    : _("%s: access revoked for %s on %s (access-log entry %s)"),
+            jget(p, "id") != NULL ? jtext(p, "id") : sent[0], sent[1], jtext(o, "scope"),
             jtext(o, "entry"));
         if (epoch != NULL && !json_object_is_type(epoch, json_type_null))
-            printf("; new key, epoch %s, sent to the remaining holders", plain(epoch));
+            printf(_("; new key, epoch %s, sent to the remaining holders"), plain(epoch));
         printf("\n");
     }
 }
@@ -1111,17 +1113,17 @@ static cli_err revoke(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv,
     if (err != CLI_OK)
         return err;
     if (from == NULL)
-        return cli__usage(ctx, cmd, "--from ORG is required");
+        return cli__usage(ctx, cmd, _("--from ORG is required"));
     if (!proto_org_valid(from, strlen(from)))
         return cli__usage(
-            ctx, cmd, "--from '%s' is not an org id ([a-z0-9-], 1-32 characters)", from);
+            ctx, cmd, _("--from '%s' is not an org id ([a-z0-9-], 1-32 characters)"), from);
     if (scopes != NULL && (err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if (reason != NULL && reason[0] != '\0'
         && !proto_text_valid(reason, strlen(reason), REASON_MAX))
         return cli__usage(ctx, cmd,
-            "--reason must be at most %d bytes of text without control characters, and not only "
-            "spaces",
+            _("--reason must be at most %d bytes of text without control characters, and not only "
+              "spaces"),
             REASON_MAX);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
@@ -1154,12 +1156,16 @@ static void render_consent_note(json_object *p, const char *const *sent, size_t 
     for (size_t i = 0; i < jlen(scopes); i++)
         printf("%s%s", i > 0 ? "," : "", plain(json_object_array_get_idx(scopes, i)));
     if (applied)
-        printf(": consent withdrawn, %s's access revoked here (this node owns the case)\n",
+        printf(_(": consent withdrawn, %s's access revoked here (this node owns the case)\n"),
             jtext(p, "grantee"));
     else
-        printf(": %s of %s's access sent to the owner, %s; it ends the grant when it receives "
-               "it (a grant on another basis than consent waits for an operator there)\n",
-            nsent > 2 ? "withdrawal" : "drop", jtext(p, "grantee"), jtext(p, "owner"));
+        printf(nsent > 2 ? _(": withdrawal of %s's access sent to the owner, %s; it ends the grant "
+                             "when it receives it (a grant on another basis than consent waits "
+                             "for an operator there)\n")
+                         : _(": drop of %s's access sent to the owner, %s; it ends the grant when "
+                             "it receives it (a grant on another basis than consent waits for an "
+                             "operator there)\n"),
+            jtext(p, "grantee"), jtext(p, "owner"));
 }
 
 cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1179,16 +1185,17 @@ cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char
     if (err != CLI_OK)
         return err;
     if (scopes == NULL || to == NULL || evidence == NULL)
-        return cli__usage(ctx, cmd, "--scopes, --to and --evidence are required");
+        return cli__usage(ctx, cmd, _("--scopes, --to and --evidence are required"));
     if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if (!proto_org_valid(to, strlen(to))
         || (owner != NULL && !proto_org_valid(owner, strlen(owner))))
-        return cli__usage(ctx, cmd, "--to and --owner take an org id ([a-z0-9-], 1-32 characters)");
+        return cli__usage(
+            ctx, cmd, _("--to and --owner take an org id ([a-z0-9-], 1-32 characters)"));
     if (evidence[0] == '\0' || !proto_text_valid(evidence, strlen(evidence), REASON_MAX))
         return cli__usage(ctx, cmd,
-            "--evidence must be at most %d bytes of text without control characters, and not "
-            "only spaces (a reference to the signed form or protocol number)",
+            _("--evidence must be at most %d bytes of text without control characters, and not "
+              "only spaces (a reference to the signed form or protocol number)"),
             REASON_MAX);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
@@ -1209,7 +1216,7 @@ cli_err cli__consent_drop(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
     if (err != CLI_OK)
         return err;
     if (scopes == NULL)
-        return cli__usage(ctx, cmd, "--scopes is required");
+        return cli__usage(ctx, cmd, _("--scopes is required"));
     if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
@@ -1227,10 +1234,10 @@ static void render_manifest_import(json_object *p, const char *const *sent, size
     (void)nsent;
     json_object *again = jget(p, "already_in_force");
     if (again != NULL && json_object_get_boolean(again))
-        printf("manifest version %s is already in force (%s members): nothing changed\n",
+        printf(_("manifest version %s is already in force (%s members): nothing changed\n"),
             jtext(p, "version"), jtext(p, "members"));
     else
-        printf("manifest version %s imported (%s members)\n", jtext(p, "version"),
+        printf(_("manifest version %s imported (%s members)\n"), jtext(p, "version"),
             jtext(p, "members"));
 }
 
@@ -1250,7 +1257,7 @@ cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char 
     if (proto_peek(bytes, len, NULL, &kind, NULL) != PROTO_OK || kind != PROTO_K_MANIFEST) {
         free(bytes);
         return cli__fail(ctx, CLI_EINPUT,
-            "%s is not a signed manifest (write one with patto network sign ADMIN --out FILE)",
+            _("%s is not a signed manifest (write one with patto network sign ADMIN --out FILE)"),
             pos[0]);
     }
     proto_bytes b = { bytes, len };
@@ -1286,8 +1293,8 @@ static void render_store_compact(json_object *p, const char *const *sent, size_t
     size_text(jget(p, "bytes_before"), before, sizeof before);
     size_text(jget(p, "bytes_after"), after, sizeof after);
     size_text(jget(p, "disk_needed_bytes"), needed, sizeof needed);
-    printf("store compacted: data.mdb %s -> %s; the node paused %s ms; the copy needed %s of "
-           "disk\n",
+    printf(_("store compacted: data.mdb %s -> %s; the node paused %s ms; the copy needed %s of "
+             "disk\n"),
         before, after, jtext(p, "pause_ms"), needed);
 }
 
@@ -1378,7 +1385,7 @@ static cli_err since_ms(cli__ctx *ctx, const cli__cmd *cmd, const char *text, ui
         }
     }
     return cli__usage(
-        ctx, cmd, "--since '%s' is not a date (YYYY-MM-DD) or a time ago (30m, 12h, 7d)", text);
+        ctx, cmd, _("--since '%s' is not a date (YYYY-MM-DD) or a time ago (30m, 12h, 7d)"), text);
 }
 
 cli_err cli__inbox(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1413,7 +1420,7 @@ static void render_inbox_ack(json_object *p, const char *const *sent, size_t nse
     (void)sent;
     (void)nsent;
     char at[CLI_TIME_TEXT_SIZE];
-    printf("inbox of %s read up to %s\n", jtext(p, "operator"), when(p, "acked_at", at));
+    printf(_("inbox of %s read up to %s\n"), jtext(p, "operator"), when(p, "acked_at", at));
 }
 
 cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1503,7 +1510,7 @@ cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     if (err != CLI_OK)
         return err;
     if (n == 2 && (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL))
-        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
     uint64_t v;
     if (limit != NULL) {
         if ((err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 10000, &v)) != CLI_OK)
