@@ -79,6 +79,17 @@ cmp -s "$tmp/a.json" "$tmp/b.json" || { diff -u "$tmp/a.json" "$tmp/b.json"; fai
 run purpose-it "${it[@]}" -- network purpose "$tmp/admin-it" prova "una finalità di prova"
 has purpose-it out "finalità prova aggiunta in $tmp/admin-it/manifest.json ("
 
+# a remote command with no node to answer it: exit 4 in both, the sentence in each language
+mkdir "$tmp/data"
+run remote-it "${it[@]}" -- --dir "$tmp/data" status
+run remote-en "${en[@]}" -- --dir "$tmp/data" status
+has remote-it err "patto: impossibile raggiungere il nodo: $tmp/data/control.sock (pattod è in esecuzione?)"
+has remote-en err "patto: cannot reach the node: $tmp/data/control.sock (is pattod running?)"
+[[ $(cat "$tmp/remote-it.rc") == 4 && $(cat "$tmp/remote-en.rc") == 4 ]] || fail "no node must exit 4"
+run remote-json-it "${it[@]}" -- --dir "$tmp/data" --json status
+run remote-json-en "${en[@]}" -- --dir "$tmp/data" --json status
+same remote-json-it remote-json-en
+
 # How the Italian locale is chosen (cli/README.md, "Language")
 run lcall-it LC_ALL=it_IT.UTF-8 LANG=C -- nonsense
 has lcall-it err "comando sconosciuto"
