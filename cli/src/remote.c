@@ -159,31 +159,31 @@ static void duration_text(json_object *v, char *out, size_t n)
     }
     long long s = (long long)json_object_get_int64(v);
     if (s >= 86400)
-        snprintf(out, n, "%lld d %lld h", s / 86400, s % 86400 / 3600);
+        snprintf(out, n, _("%lld d %lld h"), s / 86400, s % 86400 / 3600);
     else if (s >= 3600)
-        snprintf(out, n, "%lld h %lld min", s / 3600, s % 3600 / 60);
+        snprintf(out, n, _("%lld h %lld min"), s / 3600, s % 3600 / 60);
     else if (s >= 60)
-        snprintf(out, n, "%lld min %lld s", s / 60, s % 60);
+        snprintf(out, n, _("%lld min %lld s"), s / 60, s % 60);
     else
-        snprintf(out, n, "%lld s", s);
+        snprintf(out, n, _("%lld s"), s);
 }
 
 /* A peer's last_heard_s: whole seconds (a fraction from an older node), or null for never. */
 static void heard_text(json_object *v, char *out, size_t n)
 {
     if (v == NULL || json_object_is_type(v, json_type_null))
-        snprintf(out, n, "never");
+        snprintf(out, n, "%s", _("never"));
     else if (json_object_is_type(v, json_type_int))
-        snprintf(out, n, "%lld s ago", (long long)json_object_get_int64(v));
+        snprintf(out, n, _("%lld s ago"), (long long)json_object_get_int64(v));
     else
-        snprintf(out, n, "%.1f s ago", json_object_get_double(v));
+        snprintf(out, n, _("%.1f s ago"), json_object_get_double(v));
 }
 
 /* A clock offset in ms as "+1.2 s" (the peer ahead) or "-0.3 s", or "unknown" for null. */
 static void offset_text(json_object *v, char *out, size_t n)
 {
     if (v == NULL || !json_object_is_type(v, json_type_int)) {
-        snprintf(out, n, "unknown");
+        snprintf(out, n, "%s", _("unknown"));
         return;
     }
     int64_t ms = json_object_get_int64(v);
@@ -208,10 +208,13 @@ static const char *origin_org(json_object *members, const char *origin)
 static void render_peers(json_object *peers)
 {
     if (jlen(peers) == 0) {
-        printf("no peers\n");
+        printf("%s", _("no peers\n"));
         return;
     }
-    printf("%-33s %-11s %8s  %-12s  %s\n", "PEER", "STATE", "LAG", "LAST HEARD", "CLOCK");
+    /* TRANSLATORS: the columns of patto status's peers; keep each within its width (33, 11, 8,
+       12 characters, no accented letters). */
+    printf("%-33s %-11s %8s  %-12s  %s\n", _("PEER"), _("STATE"), _("LAG"), _("LAST HEARD"),
+        _("CLOCK"));
     for (size_t i = 0; i < jlen(peers); i++) {
         json_object *e = json_object_array_get_idx(peers, i);
         char heard[64], clock[64];
@@ -228,7 +231,7 @@ static void render_vv(json_object *vv, json_object *members)
     if (vv == NULL || !json_object_is_type(vv, json_type_object)
         || json_object_object_length(vv) == 0)
         return;
-    int width = (int)strlen("ORIGIN");
+    int width = text_width(_("ORIGIN"));
     json_object_object_foreach(vv, origin, seq)
     {
         (void)seq;
@@ -236,12 +239,27 @@ static void render_vv(json_object *vv, json_object *members)
         if (w > width)
             width = w;
     }
-    printf("\n%-*s  %s\n", width, "ORIGIN", "SEQ");
+    printf("\n");
+    pad_print(_("ORIGIN"), width);
+    printf("  %s\n", _("SEQ"));
     json_object_object_foreach(vv, o2, s2)
     {
         pad_print(origin_org(members, o2), width);
         printf("  %s\n", plain(s2));
     }
+}
+
+/* A label of patto status (N_), translated, in a column of 11 characters then gap spaces; ""
+ * for none (a continuation line). */
+static void label_gap(const char *text, int gap)
+{
+    pad_print(text[0] != '\0' ? _(text) : "", 11);
+    printf("%*s", gap, "");
+}
+
+static void label(const char *text)
+{
+    label_gap(text, 2);
 }
 
 static void render_status(json_object *p, const char *const *sent, size_t nsent)
@@ -254,49 +272,65 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     json_object *members = jget(p, "members");
     char up[64];
     duration_text(jget(p, "uptime_s"), up, sizeof up);
-    printf("org          %s (%s)\n", jtext(p, "org"), jtext(p, "role"));
-    printf("node         pid %s, up %s, data %s\n", jtext(p, "pid"), up, jtext(p, "dir"));
-    printf("address      listen %s, advertised %s\n", jtext(p, "listen"), jtext(p, "advertise"));
-    printf("versions     program %s, protocol %s, schema %s, manifest %s\n", jtext(v, "program"),
+    /* TRANSLATORS: the labels of patto status are at most 11 characters. */
+    label(N_("org"));
+    printf("%s (%s)\n", jtext(p, "org"), jtext(p, "role"));
+    label(N_("node"));
+    printf(_("pid %s, up %s, data %s\n"), jtext(p, "pid"), up, jtext(p, "dir"));
+    label(N_("address"));
+    printf(_("listen %s, advertised %s\n"), jtext(p, "listen"), jtext(p, "advertise"));
+    label(N_("versions"));
+    printf(_("program %s, protocol %s, schema %s, manifest %s\n"), jtext(v, "program"),
         jtext(v, "protocol"), jtext(v, "schema"), jtext(v, "manifest"));
     json_object *manifest = NULL;
     if (v != NULL && json_object_object_get_ex(v, "manifest", &manifest) && manifest == NULL)
-        printf("no manifest yet: import one with patto manifest import FILE\n");
+        printf("%s", _("no manifest yet: import one with patto manifest import FILE\n"));
     json_object *removed = jget(p, "removed");
-    if (removed != NULL && json_object_get_boolean(removed))
-        printf("REMOVED      this node was removed from the network in manifest version %s (its "
-               "key is retired): it writes nothing and dials no one; its data stays readable\n",
+    if (removed != NULL && json_object_get_boolean(removed)) {
+        label(N_("REMOVED"));
+        printf(_("this node was removed from the network in manifest version %s (its key is "
+                 "retired): it writes nothing and dials no one; its data stays readable\n"),
             jtext(v, "manifest"));
+    }
     json_object *next = NULL;
-    if (v != NULL && json_object_object_get_ex(v, "schema_file", &next) && next != NULL)
-        printf("SCHEMA       the schema file (%s) waits for a manifest that names it; the "
-               "network's stays in force\n",
+    if (v != NULL && json_object_object_get_ex(v, "schema_file", &next) && next != NULL) {
+        label(N_("SCHEMA"));
+        printf(_("the schema file (%s) waits for a manifest that names it; the network's stays "
+                 "in force\n"),
             jtext(v, "schema_file"));
-    printf("counts       cases %s, headers %s, bodies %s\n", jtext(c, "cases"), jtext(c, "headers"),
+    }
+    label(N_("counts"));
+    printf(_("cases %s, headers %s, bodies %s\n"), jtext(c, "cases"), jtext(c, "headers"),
         jtext(c, "bodies"));
-    printf("waiting      causal %s, clock %s, key %s, bodies %s, headers %s\n", jtext(w, "causal"),
+    label(N_("waiting"));
+    printf(_("causal %s, clock %s, key %s, bodies %s, headers %s\n"), jtext(w, "causal"),
         jtext(w, "clock"), jtext(w, "key"), jtext(w, "bodies"), jtext(w, "headers"));
     json_object *alerts = jget(p, "alerts");
     for (size_t i = 0; i < jlen(alerts); i++) {
         json_object *a = json_object_array_get_idx(alerts, i);
         const char *kind = jtext(a, "kind");
-        if (strcmp(kind, "removed") != 0 && strcmp(kind, "fork") != 0) /* (said below) */
-            printf("ALERT        %s\n", jtext(a, "message"));
+        if (strcmp(kind, "removed") != 0 && strcmp(kind, "fork") != 0) { /* (said below) */
+            label(N_("ALERT"));
+            printf("%s\n", jtext(a, "message"));
+        }
     }
     json_object *q = jget(p, "quarantined");
     if (jlen(q) == 0) {
-        printf("quarantined  none\n");
+        label(N_("quarantined"));
+        printf("%s", _("none\n"));
     } else {
         for (size_t i = 0; i < jlen(q); i++) {
             json_object *e = json_object_array_get_idx(q, i);
-            printf("%s  %s: two different headers at seq %s\n",
-                i == 0 ? "QUARANTINED" : "           ", jtext(e, "org"), jtext(e, "seq"));
+            label(i == 0 ? N_("QUARANTINED") : "");
+            printf(_("%s: two different headers at seq %s\n"), jtext(e, "org"), jtext(e, "seq"));
             json_object *self = jget(e, "self");
-            if (self != NULL && json_object_get_boolean(self))
-                printf("             this node's own log forked: its %s writes from seq %s on are "
-                       "void at every node, and it cannot write again until the network "
-                       "administrator gives it a new key (patto network rekey)\n",
+            if (self != NULL && json_object_get_boolean(self)) {
+                printf("%13s", "");
+                printf(_("this node's own log forked: its %s writes from seq %s on "
+                         "are void at every node, and it cannot write again until the network "
+                         "administrator gives it a new key (patto network rekey)\n"),
                     jtext(e, "void_own"), jtext(e, "seq"));
+            }
             json_object *writes = jget(e, "void_own_writes");
             for (size_t k = 0; k < jlen(writes); k++) {
                 json_object *wr = json_object_array_get_idx(writes, k);
@@ -304,29 +338,37 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
                 json_object *ms = jget(wr, "at_ms");
                 cli_rome_time_ms(
                     ms != NULL ? (uint64_t)json_object_get_int64(ms) : 0, at, sizeof at);
-                printf("             void: seq %s, %s, case %s, scope %s, written %s\n",
-                    jtext(wr, "seq"), jtext(wr, "kind"), jtext(wr, "case"), jtext(wr, "scope"), at);
+                printf("%13s", "");
+                printf(_("void: seq %s, %s, case %s, scope %s, written %s\n"), jtext(wr, "seq"),
+                    jtext(wr, "kind"), jtext(wr, "case"), jtext(wr, "scope"), at);
             }
-            if ((size_t)json_object_get_int64(jget(e, "void_own")) > jlen(writes))
-                printf("             (the first %zu of %s listed)\n", jlen(writes),
-                    jtext(e, "void_own"));
+            if ((size_t)json_object_get_int64(jget(e, "void_own")) > jlen(writes)) {
+                printf("%13s", "");
+                printf(_("(the first %zu of %s listed)\n"), jlen(writes), jtext(e, "void_own"));
+            }
         }
     }
     json_object *closed = jget(p, "closed");
     for (size_t i = 0; i < jlen(closed); i++) {
         json_object *x = json_object_array_get_idx(closed, i), *purged = jget(x, "purged");
         char since[CLI_TIME_TEXT_SIZE];
-        printf("%s  case %s, scope %s: access %s by %s since %s (basis %s); %s; %s of this "
-               "node's writes refused\n",
-            i == 0 ? "CLOSED     " : "           ", jtext(x, "case"), jtext(x, "scope"),
-            strcmp(jtext(x, "access"), "read") == 0 ? "narrowed to read" : jtext(x, "reason"),
+        label(i == 0 ? N_("CLOSED") : "");
+        /* TRANSLATORS: the third %s is "narrowed to read" or the node's reason (revoked,
+           expired, withdrawn, dropped, left: not translated); the sixth "purged here" or "kept,
+           closed". */
+        printf(_("case %s, scope %s: access %s by %s since %s (basis %s); %s; %s of this node's "
+                 "writes refused\n"),
+            jtext(x, "case"), jtext(x, "scope"),
+            strcmp(jtext(x, "access"), "read") == 0 ? _("narrowed to read") : jtext(x, "reason"),
             jtext(x, "owner"), when(x, "since", since), jtext(x, "basis"),
-            purged != NULL && json_object_get_boolean(purged) ? "purged here" : "kept, closed",
+            purged != NULL && json_object_get_boolean(purged) ? _("purged here")
+                                                              : _("kept, closed"),
             jtext(x, "own_writes_refused"));
     }
-    if ((size_t)json_object_get_int64(jget(p, "closed_count")) > jlen(closed))
-        printf(
-            "             (the first %zu of %s listed)\n", jlen(closed), jtext(p, "closed_count"));
+    if ((size_t)json_object_get_int64(jget(p, "closed_count")) > jlen(closed)) {
+        printf("%13s", "");
+        printf(_("(the first %zu of %s listed)\n"), jlen(closed), jtext(p, "closed_count"));
+    }
     printf("\n");
     render_peers(jget(p, "peers"));
     render_vv(jget(p, "vv"), members);
@@ -335,25 +377,25 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     uint64_t now = wall_ms();
     for (size_t i = 0; i < jlen(members); i++) {
         json_object *e = json_object_array_get_idx(members, i);
-        printf("%s %s (%s)", i == 0 ? "members    " : "           ", jtext(e, "org"),
-            jtext(e, "role"));
+        label_gap(i == 0 ? N_("members") : "", 1);
+        printf("%s (%s)", jtext(e, "org"), jtext(e, "role"));
         json_object *active = jget(e, "active"), *from = jget(e, "key_effective_ms");
         if (active != NULL && json_object_is_type(active, json_type_boolean)
             && !json_object_get_boolean(active)) {
-            printf(", left the network");
+            printf("%s", _(", left the network"));
         } else if (from != NULL && json_object_is_type(from, json_type_int)
             && json_object_get_int64(from) > 0 && (uint64_t)json_object_get_int64(from) > now) {
             char at[CLI_TIME_TEXT_SIZE] = "?";
             cli_rome_time_ms((uint64_t)json_object_get_int64(from), at, sizeof at);
-            printf(", new key from %s", at);
+            printf(_(", new key from %s"), at);
         }
         printf("\n");
     }
     json_object *purposes = jget(p, "purposes");
     for (size_t i = 0; i < jlen(purposes); i++) {
         json_object *e = json_object_array_get_idx(purposes, i);
-        printf("%s %-16s %s\n", i == 0 ? "purposes   " : "           ", jtext(e, "id"),
-            jtext(e, "description"));
+        label_gap(i == 0 ? N_("purposes") : "", 1);
+        printf("%-16s %s\n", jtext(e, "id"), jtext(e, "description"));
     }
 }
 
