@@ -416,11 +416,11 @@ static void render_digest(json_object *p, const char *const *sent, size_t nsent)
     (void)nsent;
     json_object *vv = jget(p, "vv");
     json_object *tags = jget(p, "tags");
-    printf("%-64s  %s\n", "ORIGIN", "SEQ");
+    printf("%-64s  %s\n", _("ORIGIN"), _("SEQ"));
     if (vv != NULL && json_object_is_type(vv, json_type_object)) {
         json_object_object_foreach(vv, origin, seq) printf("%-64s  %s\n", origin, plain(seq));
     }
-    printf("\n%-64s  %s\n", "TAG", "DIGEST");
+    printf("\n%-64s  %s\n", _("TAG"), _("DIGEST"));
     if (tags != NULL && json_object_is_type(tags, json_type_object)) {
         json_object_object_foreach(tags, tag, digest) printf("%-64s  %s\n", tag, plain(digest));
     }
@@ -441,7 +441,7 @@ static void render_schema(json_object *p, const char *const *sent, size_t nsent)
 {
     (void)sent;
     (void)nsent;
-    printf("schema %s version %s, hash %s\n", jtext(p, "schema"), jtext(p, "version"),
+    printf(_("schema %s version %s, hash %s\n"), jtext(p, "schema"), jtext(p, "version"),
         jtext(p, "hash"));
     json_object *scopes = jget(p, "scopes");
     for (size_t i = 0; i < jlen(scopes); i++) {
@@ -455,7 +455,9 @@ static void render_schema(json_object *p, const char *const *sent, size_t nsent)
             json_object *f = json_object_array_get_idx(fields, j);
             char type[64];
             if (jget(f, "of") != NULL)
-                snprintf(type, sizeof type, "%s of %s", jtext(f, "type"), jtext(f, "of"));
+                /* TRANSLATORS: a field's type, as "set of text" (the types stay as the schema
+                   names them). */
+                snprintf(type, sizeof type, _("%s of %s"), jtext(f, "type"), jtext(f, "of"));
             else
                 snprintf(type, sizeof type, "%s", jtext(f, "type"));
             printf("  ");
@@ -605,7 +607,7 @@ static void print_field(const char *key, int width, json_object *value, json_obj
         size_t n = json_object_array_length(value);
         json_object *first = n > 0 ? json_object_array_get_idx(value, 0) : NULL;
         if (n == 0) {
-            printf("(empty)");
+            printf("%s", _("(empty)"));
         } else if (first != NULL && json_object_is_type(first, json_type_object)
             && jget(first, "at") != NULL) {
             /* A timeline: one event a line, in timeline order. */
@@ -618,7 +620,8 @@ static void print_field(const char *key, int width, json_object *value, json_obj
                 json_object *red = jget(e, "redacted");
                 char at[CLI_TIME_TEXT_SIZE];
                 printf("%s  %s  %s  [%s]", when(e, "at", at), jtext(e, "by"),
-                    red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"),
+                    red != NULL && json_object_get_boolean(red) ? _("(redacted)")
+                                                                : jtext(e, "event"),
                     jtext(e, "id"));
             }
         } else {
@@ -629,7 +632,7 @@ static void print_field(const char *key, int width, json_object *value, json_obj
         printf("%s", plain(value));
     }
     if (conflict != NULL && jlen(conflict) > 0) {
-        printf("  CONFLICT:");
+        printf("  %s", _("CONFLICT:"));
         for (size_t i = 0; i < jlen(conflict); i++)
             printf("%s %s", i > 0 ? " |" : "", plain(json_object_array_get_idx(conflict, i)));
     }
@@ -643,48 +646,52 @@ static void print_access_entry(json_object *e, bool with_state)
     char at[CLI_TIME_TEXT_SIZE], until[CLI_TIME_TEXT_SIZE];
     printf("#%s  %s  ", jtext(e, "number"), when(e, "recorded_at", at));
     if (strcmp(jtext(e, "kind"), "epoch") == 0) {
-        printf("new epoch %s (a new key for the scope)", jtext(e, "epoch"));
+        printf(_("new epoch %s (a new key for the scope)"), jtext(e, "epoch"));
         return;
     }
     if (strcmp(jtext(e, "kind"), "narrowing") == 0) {
         bool none = strcmp(jtext(e, "access"), "none") == 0;
-        printf("%s of %s (%s): %s", none ? "revocation" : "downgrade", jtext(e, "to"),
-            jtext(e, "reason"), none ? "no access" : "read only");
-        printf(", its writes beyond the cut refused, by %s", jtext(e, "operator"));
+        /* TRANSLATORS: the %s in brackets is the node's reason (revoked, withdrawn, ...). */
+        printf(none ? _("revocation of %s (%s): no access") : _("downgrade of %s (%s): read only"),
+            jtext(e, "to"), jtext(e, "reason"));
+        printf(_(", its writes beyond the cut refused, by %s"), jtext(e, "operator"));
         json_object *user = jget(e, "unix_user"), *note = jget(e, "note");
         if (user != NULL && json_object_is_type(user, json_type_string))
-            printf(" (unix user %s)", json_object_get_string(user));
+            printf(_(" (unix user %s)"), json_object_get_string(user));
         if (note != NULL && json_object_is_type(note, json_type_string))
-            printf(", reason: %s", json_object_get_string(note));
+            printf(_(", reason: %s"), json_object_get_string(note));
         return;
     }
     if (strcmp(jtext(e, "kind"), "withdrawal") == 0 || strcmp(jtext(e, "kind"), "drop") == 0) {
         json_object *evidence = jget(e, "evidence");
-        printf("%s of %s's access recorded at %s by %s", jtext(e, "kind"), jtext(e, "to"),
-            jtext(e, "from"), jtext(e, "operator"));
+        printf(strcmp(jtext(e, "kind"), "drop") == 0
+                ? _("drop of %s's access recorded at %s by %s")
+                : _("withdrawal of %s's access recorded at %s by %s"),
+            jtext(e, "to"), jtext(e, "from"), jtext(e, "operator"));
         if (evidence != NULL && json_object_is_type(evidence, json_type_string))
-            printf(", evidence %s", json_object_get_string(evidence));
+            printf(_(", evidence %s"), json_object_get_string(evidence));
         return;
     }
     if (strcmp(jtext(e, "kind"), "grant") != 0) {
         printf("%s", jtext(e, "kind")); /* a kind this CLI does not know yet */
         return;
     }
-    printf("grant to %s: %s, purpose %s, basis %s", jtext(e, "to"), jtext(e, "access"),
+    /* TRANSLATORS: access (read, write), purpose and basis are the node's ids, not translated. */
+    printf(_("grant to %s: %s, purpose %s, basis %s"), jtext(e, "to"), jtext(e, "access"),
         jtext(e, "purpose"), jtext(e, "basis"));
     json_object *provision = jget(e, "provision");
     if (provision != NULL && json_object_is_type(provision, json_type_string))
-        printf(", provision %s", json_object_get_string(provision));
+        printf(_(", provision %s"), json_object_get_string(provision));
     json_object *end = jget(e, "until");
     if (end != NULL && json_object_is_type(end, json_type_string))
-        printf(", until %s", when(e, "until", until));
-    printf(", by %s", jtext(e, "operator"));
+        printf(_(", until %s"), when(e, "until", until));
+    printf(_(", by %s"), jtext(e, "operator"));
     json_object *user = jget(e, "unix_user");
     if (user != NULL && json_object_is_type(user, json_type_string))
-        printf(" (unix user %s)", json_object_get_string(user));
+        printf(_(" (unix user %s)"), json_object_get_string(user));
     json_object *evidence = jget(e, "evidence");
     if (evidence != NULL && json_object_is_type(evidence, json_type_string))
-        printf(", evidence %s", json_object_get_string(evidence));
+        printf(_(", evidence %s"), json_object_get_string(evidence));
     json_object *state = with_state ? jget(e, "state") : NULL;
     if (state != NULL && json_object_is_type(state, json_type_string)
         && strcmp(json_object_get_string(state), "active") != 0)
@@ -695,7 +702,7 @@ static void print_access_entry(json_object *e, bool with_state)
 static void print_access(const char *scope, int width, json_object *entries)
 {
     char key[PROTO_SCOPE_NAME_MAX + 64];
-    snprintf(key, sizeof key, "%s access", scope);
+    snprintf(key, sizeof key, _("%s access"), scope);
     for (size_t i = 0; i < jlen(entries); i++) {
         pad_print(i == 0 ? key : "", width);
         printf("  ");
@@ -737,7 +744,7 @@ static int show_width(json_object *scopes, json_object *access, json_object *lab
     if (access != NULL && json_object_is_type(access, json_type_object)) {
         json_object_object_foreach(access, aname, entries)
         {
-            snprintf(key, sizeof key, "%s access", aname);
+            snprintf(key, sizeof key, _("%s access"), aname);
             if (jlen(entries) > 0 && text_width(key) > width)
                 width = text_width(key);
         }
@@ -754,9 +761,9 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
     json_object *labels = jget(p, "labels");
     char key[256], path[2 * PROTO_SCOPE_NAME_MAX + 64];
     int width = show_width(scopes, access, labels);
-    printf("case %s\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
+    printf(_("case %s\n"), jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
     if (jget(p, "owner") != NULL) {
-        pad_print("owner", width);
+        pad_print(_("owner"), width);
         printf("  %s\n", jtext(p, "owner"));
     }
     if (scopes != NULL && json_object_is_type(scopes, json_type_object)) {
@@ -765,7 +772,7 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
             if (fields == NULL || !json_object_is_type(fields, json_type_object)
                 || json_object_object_length(fields) == 0) {
                 pad_print(sname, width);
-                printf("  (readable, no fields)\n");
+                printf("  %s", _("(readable, no fields)\n"));
             } else {
                 json_object_object_foreach(fields, fname, fvalue)
                 {
@@ -783,7 +790,7 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
         {
             char since[CLI_TIME_TEXT_SIZE];
             pad_print(cname, width);
-            printf("  closed since %s (%s by %s, basis %s): kept, receives nothing new\n",
+            printf(_("  closed since %s (%s by %s, basis %s): kept, receives nothing new\n"),
                 when(x, "since", since), jtext(x, "reason"), jtext(x, "owner"), jtext(x, "basis"));
         }
     }
@@ -837,12 +844,13 @@ static void render_consent_list(json_object *p, const char *const *sent, size_t 
     (void)sent;
     (void)nsent;
     json_object *grants = jget(p, "grants");
-    printf("case %s, owner %s\n", jtext(p, "id"), jtext(p, "owner"));
+    printf(_("case %s, owner %s\n"), jtext(p, "id"), jtext(p, "owner"));
     if (jlen(grants) == 0) {
-        printf("no grant in the access logs this node can read\n");
+        printf("%s", _("no grant in the access logs this node can read\n"));
         return;
     }
-    printf("%-18s  %-12s  ENTRY\n", "STATE", "SCOPE");
+    /* TRANSLATORS: the columns of consent list (18 and 12 characters). */
+    printf("%-18s  %-12s  %s\n", _("STATE"), _("SCOPE"), _("ENTRY"));
     for (size_t i = 0; i < jlen(grants); i++) {
         json_object *g = json_object_array_get_idx(grants, i);
         printf("%-18s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
@@ -877,11 +885,11 @@ static void render_case_list(json_object *p, const char *const *sent, size_t nse
     json_object *cases = jget(p, "cases");
     if (jlen(cases) == 0) {
         printf("%s\n",
-            nsent > 0 && sent[0][0] ? "no readable case matches --where"
-                                    : "no case readable on this node");
+            nsent > 0 && sent[0][0] ? _("no readable case matches --where")
+                                    : _("no case readable on this node"));
         return;
     }
-    int width = 4, owidth = 5;
+    int width = text_width(_("NAME")), owidth = text_width(_("OWNER"));
     char name[420];
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
@@ -889,10 +897,12 @@ static void render_case_list(json_object *p, const char *const *sent, size_t nse
         width = w > width ? w : width;
         owidth = ow > owidth ? ow : owidth;
     }
-    pad_print("NAME", width);
-    printf("  %-10s  ", "BORN");
-    pad_print("OWNER", owidth);
-    printf("  %-25s  %-37s  %s\n", "LAST CHANGE", "CASE", "SCOPES");
+    /* TRANSLATORS: the columns of case list and case find (BORN: 10 characters, LAST CHANGE:
+       25, CASE: 37; no accented letters). */
+    pad_print(_("NAME"), width);
+    printf("  %-10s  ", _("BORN"));
+    pad_print(_("OWNER"), owidth);
+    printf("  %-25s  %-37s  %s\n", _("LAST CHANGE"), _("CASE"), _("SCOPES"));
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
         json_object *scopes = jget(c, "scopes");
@@ -907,7 +917,7 @@ static void render_case_list(json_object *p, const char *const *sent, size_t nse
     }
     json_object *total = jget(p, "total");
     if (total != NULL && json_object_get_int64(total) > (int64_t)jlen(cases))
-        printf("%zu of %s cases shown (--limit)\n", jlen(cases), jtext(p, "total"));
+        printf(_("%zu of %s cases shown (--limit)\n"), jlen(cases), jtext(p, "total"));
 }
 
 cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -948,20 +958,21 @@ static void render_case_find(json_object *p, const char *const *sent, size_t nse
     (void)nsent;
     json_object *cases = jget(p, "cases");
     if (jlen(cases) == 0) {
-        printf("no readable case matches '%s'%s\n", sent[0],
-            json_object_get_boolean(jget(p, "fuzzy")) ? ""
-                                                      : " (try --fuzzy for spelling variants)");
+        printf(json_object_get_boolean(jget(p, "fuzzy"))
+                ? _("no readable case matches '%s'\n")
+                : _("no readable case matches '%s' (try --fuzzy for spelling variants)\n"),
+            sent[0]);
         return;
     }
-    int width = 4;
+    int width = text_width(_("NAME"));
     char name[420];
     for (size_t i = 0; i < jlen(cases); i++) {
         int w = text_width(person_name(json_object_array_get_idx(cases, i), name, sizeof name));
         if (w > width)
             width = w;
     }
-    pad_print("NAME", width);
-    printf("  %-10s  %-16s  %-37s  %s\n", "BORN", "CODICE FISCALE", "CASE", "MATCHED");
+    pad_print(_("NAME"), width);
+    printf("  %-10s  %-16s  %-37s  %s\n", _("BORN"), "CODICE FISCALE", _("CASE"), _("MATCHED"));
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
         pad_print(person_name(c, name, sizeof name), width);
@@ -969,7 +980,8 @@ static void render_case_find(json_object *p, const char *const *sent, size_t nse
             jtext(c, "id"), jtext(c, "matched"));
     }
     if (json_object_get_boolean(jget(p, "more")))
-        printf("more cases match: narrow the query or raise --limit (now %s)\n", jtext(p, "limit"));
+        printf(
+            _("more cases match: narrow the query or raise --limit (now %s)\n"), jtext(p, "limit"));
 }
 
 cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1003,7 +1015,8 @@ cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
 static void render_consent_grant(json_object *p, const char *const *sent, size_t nsent)
 {
     json_object *scopes = jget(p, "scopes");
-    printf("%s: %s access to ", jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
+    /* TRANSLATORS: the second %s is read or write (not translated); the scopes follow. */
+    printf(_("%s: %s access to "), jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
         jget(p, "access") != NULL ? jtext(p, "access") : sent[5]);
     if (scopes != NULL) {
         for (size_t i = 0; i < jlen(scopes); i++)
@@ -1011,17 +1024,18 @@ static void render_consent_grant(json_object *p, const char *const *sent, size_t
     } else {
         printf("%s", sent[2]);
     }
-    printf(" granted to %s (purpose %s, basis %s", jget(p, "to") != NULL ? jtext(p, "to") : sent[1],
+    printf(_(" granted to %s (purpose %s, basis %s"),
+        jget(p, "to") != NULL ? jtext(p, "to") : sent[1],
         jget(p, "purpose") != NULL ? jtext(p, "purpose") : sent[3],
         jget(p, "basis") != NULL ? jtext(p, "basis") : sent[4]);
     json_object *provision = jget(p, "provision"); /* the answer's, else what was sent */
     if (provision != NULL && json_object_is_type(provision, json_type_string))
-        printf(", provision %s", json_object_get_string(provision));
+        printf(_(", provision %s"), json_object_get_string(provision));
     else if (provision == NULL && nsent > 8 && sent[8][0] != '\0')
-        printf(", provision %s", sent[8]);
+        printf(_(", provision %s"), sent[8]);
     json_object *until = jget(p, "until");
     if (until != NULL && !json_object_is_type(until, json_type_null))
-        printf(", until %s", plain(until));
+        printf(_(", until %s"), plain(until));
     printf(")\n");
 }
 
@@ -1354,7 +1368,7 @@ cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
 static void render_alerts(json_object *alerts)
 {
     for (size_t i = 0; i < jlen(alerts); i++)
-        printf("ALERT  %s\n", jtext(json_object_array_get_idx(alerts, i), "message"));
+        printf(_("ALERT  %s\n"), jtext(json_object_array_get_idx(alerts, i), "message"));
 }
 
 static void render_inbox_row(json_object *it)
@@ -1362,26 +1376,37 @@ static void render_inbox_row(json_object *it)
     char at[CLI_TIME_TEXT_SIZE];
     const char *kind = jtext(it, "kind");
     json_object *fresh = jget(it, "new");
-    printf("%-3s  %-25s  %-37s  ", fresh != NULL && json_object_get_boolean(fresh) ? "NEW" : "",
-        when(it, "at", at), jtext(it, "case"));
+    /* TRANSLATORS: the mark of a row not read yet in patto inbox. */
+    const char *mark = _("NEW");
+    int mw = text_width(mark) > 3 ? text_width(mark) : 3;
+    pad_print(fresh != NULL && json_object_get_boolean(fresh) ? mark : "", mw);
+    printf("  %-25s  %-37s  ", when(it, "at", at), jtext(it, "case"));
     if (strcmp(kind, "shared") == 0) {
-        printf("%s shared by %s: %s, purpose %s, basis %s", jtext(it, "scope"), jtext(it, "org"),
+        /* TRANSLATORS: access (read, write), purpose and basis are the node's ids. */
+        printf(_("%s shared by %s: %s, purpose %s, basis %s"), jtext(it, "scope"), jtext(it, "org"),
             jtext(it, "access"), jtext(it, "purpose"), jtext(it, "basis"));
         if (jget(it, "until") != NULL) {
             char until[CLI_TIME_TEXT_SIZE];
-            printf(", until %s", when(it, "until", until));
+            printf(_(", until %s"), when(it, "until", until));
         }
     } else if (strcmp(kind, "narrowed") == 0) {
-        printf("%s: %s by %s (%s)", jtext(it, "scope"),
-            strcmp(jtext(it, "access"), "read") == 0 ? "narrowed to read" : "access ended",
-            jtext(it, "org"), jtext(it, "reason"));
+        /* TRANSLATORS: the %s in brackets is the node's reason (revoked, expired, ...). */
+        printf(strcmp(jtext(it, "access"), "read") == 0 ? _("%s: narrowed to read by %s (%s)")
+                                                        : _("%s: access ended by %s (%s)"),
+            jtext(it, "scope"), jtext(it, "org"), jtext(it, "reason"));
     } else if (strcmp(kind, "changed") == 0) {
-        printf("changed by %s (%s change%s, the last in %s)", jtext(it, "org"),
-            jtext(it, "changes"), strcmp(jtext(it, "changes"), "1") == 0 ? "" : "s",
-            jtext(it, "scope"));
-    } else {
-        printf("%s of %s's access received from %s (scope %s...): see consent list", kind,
+        json_object *nc = jget(it, "changes");
+        unsigned long changes = nc != NULL ? (unsigned long)json_object_get_int64(nc) : 0;
+        printf(P_("changed by %s (%s change, the last in %s)",
+                   "changed by %s (%s changes, the last in %s)", changes),
+            jtext(it, "org"), jtext(it, "changes"), jtext(it, "scope"));
+    } else if (strcmp(kind, "withdrawal") == 0 || strcmp(kind, "drop") == 0) {
+        printf(strcmp(kind, "drop") == 0
+                ? _("drop of %s's access received from %s (scope %s...): see consent list")
+                : _("withdrawal of %s's access received from %s (scope %s...): see consent list"),
             jtext(it, "grantee"), jtext(it, "org"), jtext(it, "scope"));
+    } else {
+        printf("%s", kind); /* a kind this CLI does not know yet */
     }
     printf("\n");
 }
@@ -1393,13 +1418,13 @@ static void render_inbox(json_object *p, const char *const *sent, size_t nsent)
     json_object *items = jget(p, "items");
     render_alerts(jget(p, "alerts"));
     if (jlen(items) == 0)
-        printf(
-            "nothing new for %s (patto inbox --all shows what was read)\n", jtext(p, "operator"));
+        printf(_("nothing new for %s (patto inbox --all shows what was read)\n"),
+            jtext(p, "operator"));
     for (size_t i = 0; i < jlen(items); i++)
         render_inbox_row(json_object_array_get_idx(items, i));
     json_object *more = jget(p, "more");
     if (more != NULL && json_object_get_int64(more) > 0)
-        printf("(%s more: --limit N shows more)\n", jtext(p, "more"));
+        printf(_("(%s more: --limit N shows more)\n"), jtext(p, "more"));
 }
 
 /* --since WHEN: YYYY-MM-DD (from the start of that day in Europe/Rome), or Nm, Nh, Nd ago. */
@@ -1480,7 +1505,7 @@ cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
 static void print_log_value(json_object *v)
 {
     if (v == NULL || json_object_is_type(v, json_type_null)) {
-        printf("(none)");
+        printf("%s", _("(none)"));
         return;
     }
     if (!json_object_is_type(v, json_type_array)) {
@@ -1488,13 +1513,13 @@ static void print_log_value(json_object *v)
         return;
     }
     if (jlen(v) == 0)
-        printf("(empty)");
+        printf("%s", _("(empty)"));
     for (size_t i = 0; i < jlen(v); i++) {
         json_object *x = json_object_array_get_idx(v, i);
         json_object *red = json_object_is_type(x, json_type_object) ? jget(x, "redacted") : NULL;
         printf("%s", i > 0 ? ", " : "");
         if (red != NULL && json_object_get_boolean(red))
-            printf("(event %s redacted)", jtext(x, "id"));
+            printf(_("(event %s redacted)"), jtext(x, "id"));
         else if (json_object_is_type(x, json_type_object) && jget(x, "event") != NULL)
             printf("%s", plain(jget(x, "event")));
         else
@@ -1507,9 +1532,9 @@ static void render_case_log(json_object *p, const char *const *sent, size_t nsen
     (void)sent;
     (void)nsent;
     json_object *changes = jget(p, "changes");
-    printf("case %s\n", jtext(p, "id"));
+    printf(_("case %s\n"), jtext(p, "id"));
     if (jlen(changes) == 0)
-        printf("no change this node can read\n");
+        printf("%s", _("no change this node can read\n"));
     for (size_t i = 0; i < jlen(changes); i++) {
         json_object *c = json_object_array_get_idx(changes, i);
         char at[CLI_TIME_TEXT_SIZE], name[128];
@@ -1523,7 +1548,7 @@ static void render_case_log(json_object *p, const char *const *sent, size_t nsen
         } else if (first != NULL && json_object_is_type(first, json_type_object)) {
             printf("+ "); /* a timeline's events */
         } else {
-            printf("(none) -> ");
+            printf("%s -> ", _("(none)"));
         }
         print_log_value(nw);
         printf("\n");
@@ -1531,14 +1556,15 @@ static void render_case_log(json_object *p, const char *const *sent, size_t nsen
         for (size_t k = 0; k < jlen(conflict); k++) {
             json_object *x = json_object_array_get_idx(conflict, k);
             char xat[CLI_TIME_TEXT_SIZE];
-            printf("%-25s  %-14s  %-28s  %s %s (by %s, %s)\n", "", "", "",
-                k == 0 ? "CONFLICT:" : "         ", jtext(x, "value"), jtext(x, "by"),
-                when(x, "at", xat));
+            const char *head = _("CONFLICT:");
+            printf("%-25s  %-14s  %-28s  ", "", "", "");
+            pad_print(k == 0 ? head : "", text_width(head));
+            printf(_(" %s (by %s, %s)\n"), jtext(x, "value"), jtext(x, "by"), when(x, "at", xat));
         }
     }
     json_object *more = jget(p, "more");
     if (more != NULL && json_object_get_int64(more) > 0)
-        printf("(%s older changes: --limit N shows more)\n", jtext(p, "more"));
+        printf(_("(%s older changes: --limit N shows more)\n"), jtext(p, "more"));
 }
 
 cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
