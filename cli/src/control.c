@@ -197,7 +197,7 @@ static cli_err no_answer(cli__ctx *ctx, int waited_ms)
     else
         snprintf(waited, sizeof waited, "%d.%d s", waited_ms / 1000, waited_ms % 1000 / 100);
     return cli__fail(ctx, CLI_EUNREACHABLE,
-        "the node at %s does not answer (waited %s): the command may or may not have been done",
+        _("the node at %s does not answer (waited %s): the command may or may not have been done"),
         ctx->dir, waited);
 }
 
@@ -205,11 +205,11 @@ static cli_err unreachable(cli__ctx *ctx, int rv)
 {
     if (rv == NNG_EPERM)
         return cli__fail(ctx, CLI_EUNREACHABLE,
-            "cannot reach the node: %s/control.sock: permission denied (the socket belongs to "
-            "the node's group; is your user in it?)",
+            _("cannot reach the node: %s/control.sock: permission denied (the socket belongs "
+              "to the node's group; is your user in it?)"),
             ctx->dir);
     return cli__fail(ctx, CLI_EUNREACHABLE,
-        "cannot reach the node: %s/control.sock (is pattod running?)", ctx->dir);
+        _("cannot reach the node: %s/control.sock (is pattod running?)"), ctx->dir);
 }
 
 /* The answer: a control-response (its JSON payload) or a control-error (its code and message). */
@@ -223,41 +223,43 @@ static cli_err read_answer(cli__ctx *ctx, const char *command, uint64_t id, cons
     proto_diag diag = { 0, NULL };
     proto_err perr = proto_peek(msg, len, &lim, &kind, &diag);
     if (perr != PROTO_OK)
-        return cli__fail(ctx, CLI_EINTERNAL, "the node's answer to %s cannot be read: %s (%s)",
+        return cli__fail(ctx, CLI_EINTERNAL, _("the node's answer to %s cannot be read: %s (%s)"),
             command, proto_strerror(perr), diag.reason != NULL ? diag.reason : "no detail");
     if (kind == PROTO_K_CTL_ERROR) {
         proto_ctl_error e;
         perr = proto_ctl_error_decode(msg, len, &lim, &e, &diag);
         if (perr != PROTO_OK)
-            return cli__fail(ctx, CLI_EINTERNAL, "the node's error answer cannot be read: %s (%s)",
+            return cli__fail(ctx, CLI_EINTERNAL,
+                _("the node's error answer cannot be read: %s (%s)"),
                 proto_strerror(perr), diag.reason != NULL ? diag.reason : "no detail");
         if (e.id != id)
             return cli__fail(ctx, CLI_EINTERNAL,
-                "the node answered another request (id %llu, expected %llu)",
+                _("the node answered another request (id %llu, expected %llu)"),
                 (unsigned long long)e.id, (unsigned long long)id);
         cli_err code
             = e.code >= CLI_EUSAGE && e.code <= CLI_EINTERNAL ? (cli_err)e.code : CLI_EINTERNAL;
         if (e.message.len == 0)
-            return cli__fail(ctx, code, "the node refused %s: %s", command, cli_strerror(code));
+            return cli__fail(
+                ctx, code, _("the node refused %s: %s"), command, _(cli_strerror(code)));
         return cli__fail(ctx, code, "%.*s", (int)e.message.len, (const char *)e.message.p);
     }
     if (kind != PROTO_K_CTL_RESPONSE)
         return cli__fail(ctx, CLI_EINTERNAL,
-            "the node answered %s with a %s message instead of a control-response", command,
+            _("the node answered %s with a %s message instead of a control-response"), command,
             proto_kind_name(kind));
     proto_ctl_response r;
     perr = proto_ctl_response_decode(msg, len, &lim, &r, &diag);
     if (perr != PROTO_OK)
-        return cli__fail(ctx, CLI_EINTERNAL, "the node's answer to %s cannot be read: %s (%s)",
+        return cli__fail(ctx, CLI_EINTERNAL, _("the node's answer to %s cannot be read: %s (%s)"),
             command, proto_strerror(perr), diag.reason != NULL ? diag.reason : "no detail");
     if (r.id != id)
         return cli__fail(ctx, CLI_EINTERNAL,
-            "the node answered another request (id %llu, expected %llu)", (unsigned long long)r.id,
-            (unsigned long long)id);
+            _("the node answered another request (id %llu, expected %llu)"),
+            (unsigned long long)r.id, (unsigned long long)id);
     /* json-c wants a NUL after the text to finish a top-level number; the payload has none. */
     char *text = malloc(r.payload.len + 1);
     if (text == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory reading the node's answer");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory reading the node's answer"));
     if (r.payload.len > 0)
         memcpy(text, r.payload.p, r.payload.len);
     text[r.payload.len] = '\0';
@@ -265,7 +267,7 @@ static cli_err read_answer(cli__ctx *ctx, const char *command, uint64_t id, cons
     cli_err err = cli__json_parse(&tmp, "the node's answer", text, r.payload.len, payload);
     free(text);
     if (err != CLI_OK)
-        return cli__fail(ctx, CLI_EINTERNAL, "%s (command %s)", tmp.msg, command);
+        return cli__fail(ctx, CLI_EINTERNAL, _("%s (command %s)"), tmp.msg, command);
     return CLI_OK;
 }
 
@@ -275,9 +277,9 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
     *payload = NULL;
     if (ctx->dir == NULL || ctx->dir[0] == '\0')
         return cli__fail(ctx, CLI_EUSAGE,
-            "no data directory: give --dir DATA or set PATTO_DIR to the node's directory");
+            _("no data directory: give --dir DATA or set PATTO_DIR to the node's directory"));
     if (chdir(ctx->dir) != 0)
-        return cli__fail(ctx, CLI_EUNREACHABLE, "cannot reach the node: cannot enter %s: %s",
+        return cli__fail(ctx, CLI_EUNREACHABLE, _("cannot reach the node: cannot enter %s: %s"),
             ctx->dir, strerror(errno));
 
     cli_err err = CLI_OK;
@@ -287,7 +289,7 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
     bool opened = false;
     nng_msg *answer = NULL;
     if (all == NULL) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         goto done;
     }
     all[0] = (proto_bytes) { (const uint8_t *)ctx->operator_name, strlen(ctx->operator_name) };
@@ -303,7 +305,7 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
     proto_err perr = proto_ctl_request_encode(&r, &req);
     if (perr != PROTO_OK) {
         err = cli__fail(ctx, perr == PROTO_ELIMIT ? CLI_EINPUT : CLI_EINTERNAL,
-            "cannot encode the %s request: %s", command, proto_strerror(perr));
+            _("cannot encode the %s request: %s"), command, proto_strerror(perr));
         goto done;
     }
 
@@ -316,7 +318,8 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
     pthread_mutex_unlock(&watch.mu);
     int rv = nng_req0_open(&sock);
     if (rv != 0) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot open a control socket: %s", nng_strerror(rv));
+        err = cli__fail(
+            ctx, CLI_EINTERNAL, _("cannot open a control socket: %s"), nng_strerror(rv));
         goto done;
     }
     opened = true;
@@ -329,7 +332,7 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
         || (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, CONTROL_NO_REDIAL_MS)) != 0
         || (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMAXT, CONTROL_NO_REDIAL_MS)) != 0) {
         err = cli__fail(
-            ctx, CLI_EINTERNAL, "cannot set up the control socket: %s", nng_strerror(rv));
+            ctx, CLI_EINTERNAL, _("cannot set up the control socket: %s"), nng_strerror(rv));
         goto done;
     }
     if ((rv = dial(dialer, deadline)) != 0) {
@@ -347,8 +350,8 @@ cli_err cli__call(cli__ctx *ctx, const char *command, const proto_bytes *args, s
             err = no_answer(ctx, wait_ms);
         else
             err = cli__fail(ctx, CLI_EUNREACHABLE,
-                "lost the node at %s/control.sock before it answered (%s); the command may or "
-                "may not have been applied",
+                _("lost the node at %s/control.sock before it answered (%s); the command may "
+                  "or may not have been applied"),
                 ctx->dir, nng_strerror(rv));
         goto done;
     }

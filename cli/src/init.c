@@ -51,9 +51,9 @@ static cli_err init_parse(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
         return err;
     a->data = ctx->dir;
     if (a->data == NULL || a->data[0] == '\0')
-        return cli__usage(ctx, cmd, "--dir DATA is required (or set PATTO_DIR)");
+        return cli__usage(ctx, cmd, _("--dir DATA is required (or set PATTO_DIR)"));
     if (a->org == NULL || a->role == NULL || a->listen == NULL || a->admin_pub == NULL)
-        return cli__usage(ctx, cmd, "--org, --role, --listen and --admin-pub are required");
+        return cli__usage(ctx, cmd, _("--org, --role, --listen and --admin-pub are required"));
     if (a->name == NULL)
         a->name = a->org;
     return CLI_OK;
@@ -71,39 +71,40 @@ static cli_err init_check(cli__ctx *ctx, init_args *a)
 {
     if (!proto_org_valid(a->org, strlen(a->org)))
         return cli__fail(ctx, CLI_EINPUT,
-            "org '%s' is not an org id (1-32 of a-z 0-9 -, e.g. comune-latina)", a->org);
+            _("org '%s' is not an org id (1-32 of a-z 0-9 -, e.g. comune-latina)"), a->org);
     if ((a->role_num = proto_role_parse(a->role, strlen(a->role))) == 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "role '%s' is not one of comune cpia cpi prefettura coop coord", a->role);
+            _("role '%s' is not one of comune cpia cpi prefettura coop coord"), a->role);
     if (!proto_url_valid(a->listen, strlen(a->listen)))
         return cli__fail(ctx, CLI_EINPUT,
-            "listen URL '%s' is not tcp://HOST:PORT (e.g. tcp://10.0.0.5:7401)", a->listen);
+            _("listen URL '%s' is not tcp://HOST:PORT (e.g. tcp://10.0.0.5:7401)"), a->listen);
     if (a->advertise == NULL && proto_url_wildcard(a->listen, strlen(a->listen)))
         return cli__fail(ctx, CLI_EUSAGE,
-            "--listen %s binds every address of this machine, which the other members cannot "
-            "dial: add --advertise tcp://HOST:PORT, the address they reach this node at",
+            _("--listen %s binds every address of this machine, which the other members cannot "
+              "dial: add --advertise tcp://HOST:PORT, the address they reach this node at"),
             a->listen);
     if (a->advertise != NULL && !proto_url_valid(a->advertise, strlen(a->advertise)))
         return cli__fail(ctx, CLI_EINPUT,
-            "advertise URL '%s' is not tcp://HOST:PORT (e.g. tcp://10.0.0.5:7401)", a->advertise);
+            _("advertise URL '%s' is not tcp://HOST:PORT (e.g. tcp://10.0.0.5:7401)"),
+            a->advertise);
     if (a->advertise != NULL && proto_url_wildcard(a->advertise, strlen(a->advertise)))
         return cli__fail(ctx, CLI_EINPUT,
-            "--advertise %s binds every address: give the address the other members dial (e.g. "
-            "tcp://10.0.0.5:7401)",
+            _("--advertise %s binds every address: give the address the other members dial (e.g. "
+              "tcp://10.0.0.5:7401)"),
             a->advertise);
     if (!proto_hex_decode(a->admin_pub, strlen(a->admin_pub), a->pin, PROTO_ORIGIN_LEN))
         return cli__fail(ctx, CLI_EINPUT,
-            "--admin-pub must be the 64 hex digits of the network admin's public key (the "
-            "admin's admin.pub)");
+            _("--admin-pub must be the 64 hex digits of the network admin's public key (the "
+              "admin's admin.pub)"));
     if (!proto_text_valid(a->name, strlen(a->name), PROTO_TEXT_MAX))
         return cli__fail(ctx, CLI_EINPUT,
-            "--name must be 1-%d bytes of text without control characters, and not only spaces",
+            _("--name must be 1-%d bytes of text without control characters, and not only spaces"),
             PROTO_TEXT_MAX);
     /* cli_main checked it as text; here it also goes into the config file. */
     if (ctx->operator_flag != NULL && !ini_safe(ctx->operator_flag))
         return cli__fail(ctx, CLI_EINPUT,
-            "--operator must be 1-%d characters without control characters, ';' or '#', and "
-            "no spaces at either end",
+            _("--operator must be 1-%d characters without control characters, ';' or '#', and "
+              "no spaces at either end"),
             CLI__OPERATOR_MAX);
     return CLI_OK;
 }
@@ -118,18 +119,18 @@ static cli_err init_refuse(cli__ctx *ctx, const init_args *a, init_files *f)
         return err;
     if (cli__exists(f->conf) || cli__exists(f->key))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s already holds a node (%s or %s); refusing to replace its keys", a->data,
+            _("%s already holds a node (%s or %s); refusing to replace its keys"), a->data,
             CLI__NODE_CONF, CLI__NODE_KEY);
     if (cli__exists(f->sch))
-        return cli__fail(ctx, CLI_EINPUT, "%s already holds %s; use an empty or new directory",
+        return cli__fail(ctx, CLI_EINPUT, _("%s already holds %s; use an empty or new directory"),
             a->data, SCHEMA_FILE);
     static const char *const admin_marks[] = { CLI__ADMIN_KEY };
     char admin[4200];
     const char *mark;
     if (cli__inside(a->data, admin_marks, 1, admin, sizeof admin, &mark))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s is in the network admin directory %s (it holds %s): the admin key never enters a "
-            "node; give the node a data directory outside it",
+            _("%s is in the network admin directory %s (it holds %s): the admin key never enters a "
+              "node; give the node a data directory outside it"),
             a->data, admin, mark);
     return CLI_OK;
 }
@@ -139,12 +140,13 @@ static cli_err init_make_dir(cli__ctx *ctx, const char *data, init_files *f)
     if (mkdir(data, 0750) != 0) {
         if (errno == EEXIST)
             return CLI_OK;
-        return cli__fail(ctx, CLI_EINPUT, "cannot create %s: %s", data, strerror(errno));
+        return cli__fail(ctx, CLI_EINPUT, _("cannot create %s: %s"), data, strerror(errno));
     }
     f->made_dir = true;
     /* Exactly 0750 whatever the umask: the node's group reads the socket, not the keys. */
     if (chmod(data, 0750) != 0)
-        return cli__fail(ctx, CLI_EINPUT, "cannot set the mode of %s: %s", data, strerror(errno));
+        return cli__fail(
+            ctx, CLI_EINPUT, _("cannot set the mode of %s: %s"), data, strerror(errno));
     return CLI_OK;
 }
 
@@ -154,7 +156,7 @@ static cli_err init_write_key(cli__ctx *ctx, init_files *f, proto_identity **id)
     proto_err perr = proto_identity_new(NULL, id);
     if (perr != PROTO_OK)
         return cli__fail(
-            ctx, CLI_EINTERNAL, "cannot make the node's keys: %s", proto_strerror(perr));
+            ctx, CLI_EINTERNAL, _("cannot make the node's keys: %s"), proto_strerror(perr));
     uint8_t seeds[2 * PROTO_SEED_LEN];
     proto_identity_seeds(*id, seeds, seeds + PROTO_SEED_LEN);
     cli_err err = cli__write_file(ctx, f->key, seeds, sizeof seeds, 0600, true);
@@ -195,7 +197,7 @@ static cli_err init_write_config(cli__ctx *ctx, const init_args *a, init_files *
         a->advertise != NULL ? a->advertise : "", a->advertise != NULL ? "\n" : "",
         op != NULL ? "operator = " : "", op != NULL ? op : "", op != NULL ? "\n" : "", pin_hex);
     if (len < 0 || (size_t)len >= sizeof config)
-        return cli__fail(ctx, CLI_EINTERNAL, "the config file does not fit its buffer");
+        return cli__fail(ctx, CLI_EINTERNAL, _("the config file does not fit its buffer"));
     return cli__write_file(ctx, f->conf, config, (size_t)len, 0640, true);
 }
 
@@ -210,7 +212,7 @@ static cli_err init_print_entry(cli__ctx *ctx, const init_args *a, const proto_i
     memcpy(m.box_pk, proto_identity_box_pk(id), PROTO_BOX_PK_LEN);
     json_object *entry = cli__entry_new(&m);
     if (entry == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     cli_err err = cli__json_print(ctx, entry);
     json_object_put(entry);
     return err;
@@ -242,7 +244,7 @@ cli_err cli__init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
         return err;
     proto_identity *id = NULL;
     if (proto_init() != PROTO_OK) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot initialise the crypto library");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("cannot initialise the crypto library"));
         goto done;
     }
     if ((err = init_make_dir(ctx, a.data, &f)) != CLI_OK

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <json-c/json.h>
+#include <libintl.h>
 
 #include <proto/proto.h>
 
@@ -23,6 +24,19 @@
 #define CLI__PRINTF(f, a)
 #define CLI__NODISCARD
 #endif
+
+/* Messages for people go through gettext (cli/README.md, "Language"): _() translates a sentence
+ * where it is used, N_() marks one in a static table (translated with _() where it is printed).
+ * JSON keys, command and option names and the node's own messages are never marked. */
+#define CLI__DOMAIN "patto"
+#define _(s) dgettext(CLI__DOMAIN, s)
+#define N_(s) s
+#define P_(s, p, n) dngettext(CLI__DOMAIN, s, p, n) /* a sentence with a count */
+
+/* Choose the language of messages (i18n.c): setlocale from the environment (LC_NUMERIC stays
+ * "C"), Italian through LANGUAGE where the Italian locale is missing, and the catalogue beside
+ * the executable. cli_main calls it unless --json is given (JSON stays English). */
+void cli__i18n_init(void);
 
 /* The built-in record schema (node/schema/default.json), embedded by patto_embed. */
 extern const unsigned char patto_default_schema[];

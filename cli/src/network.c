@@ -42,8 +42,8 @@ cli_err cli__schema_read(
     if (err == CLI_OK
         && (!json_object_is_type(o, json_type_object)
             || !json_object_object_get_ex(o, "scopes", NULL)))
-        err = cli__fail(
-            ctx, CLI_EINPUT, "%s is not a record schema (no \"scopes\"; see node/SCHEMA.md)", path);
+        err = cli__fail(ctx, CLI_EINPUT,
+            _("%s is not a record schema (no \"scopes\"; see node/SCHEMA.md)"), path);
     json_object_put(o);
     if (err != CLI_OK) {
         free(bytes);
@@ -60,18 +60,18 @@ static cli_err init_refuse(
 {
     if (cli__exists(key))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s already holds a network admin key (%s); refusing to replace it", admin, key);
+            _("%s already holds a network admin key (%s); refusing to replace it"), admin, key);
     if (cli__exists(pub) || cli__exists(man))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s already holds %s or manifest.json; use an empty or new directory", admin,
+            _("%s already holds %s or manifest.json; use an empty or new directory"), admin,
             CLI__ADMIN_PUB);
     static const char *const node_marks[] = { CLI__NODE_CONF, CLI__NODE_KEY };
     char node[4200];
     const char *mark;
     if (cli__inside(admin, node_marks, 2, node, sizeof node, &mark))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s is in the data directory of a node, %s (it holds %s): the network admin key "
-            "never enters a node; create the admin directory outside it",
+            _("%s is in the data directory of a node, %s (it holds %s): the network admin key "
+              "never enters a node; create the admin directory outside it"),
             admin, node, mark);
     return CLI_OK;
 }
@@ -103,7 +103,7 @@ cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
         proto_schema_hash(patto_default_schema, patto_default_schema_len, hash);
     }
     if (proto_init() != PROTO_OK)
-        return cli__fail(ctx, CLI_EINTERNAL, "cannot initialise the crypto library: %s",
+        return cli__fail(ctx, CLI_EINTERNAL, _("cannot initialise the crypto library: %s"),
             proto_strerror(PROTO_ECRYPTO));
 
     bool made_dir = false, wrote_key = false, wrote_pub = false;
@@ -116,17 +116,18 @@ cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
     if (mkdir(admin, 0700) == 0) {
         made_dir = true;
     } else if (errno != EEXIST) {
-        return cli__fail(ctx, CLI_EINPUT, "cannot create %s: %s", admin, strerror(errno));
+        return cli__fail(ctx, CLI_EINPUT, _("cannot create %s: %s"), admin, strerror(errno));
     }
     /* The admin key must be the admin's alone, whatever the umask or an existing directory. */
     if (chmod(admin, 0700) != 0) {
         err = cli__fail(
-            ctx, CLI_EINPUT, "cannot make %s private (mode 0700): %s", admin, strerror(errno));
+            ctx, CLI_EINPUT, _("cannot make %s private (mode 0700): %s"), admin, strerror(errno));
         goto fail;
     }
     proto_err perr = proto_identity_new(NULL, &id);
     if (perr != PROTO_OK) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot make the admin key: %s", proto_strerror(perr));
+        err = cli__fail(
+            ctx, CLI_EINTERNAL, _("cannot make the admin key: %s"), proto_strerror(perr));
         goto fail;
     }
     proto_identity_seeds(id, seeds, seeds + PROTO_SEED_LEN);
@@ -154,8 +155,8 @@ cli_err cli__network_init(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
     }
     char human[CLI__HUMAN_MAX];
     snprintf(human, sizeof human,
-        "%s\nnetwork admin key written to %s; give the public key above (also in %s) to "
-        "every partner for patto init --admin-pub",
+        _("%s\nnetwork admin key written to %s; give the public key above (also in %s) to "
+          "every partner for patto init --admin-pub"),
         hex, key, pub);
     if ((err = cli__jadd_str(ctx, out, "admin_pub", hex)) == CLI_OK
         && (err = cli__jadd_str(ctx, out, "dir", admin)) == CLI_OK
@@ -205,17 +206,17 @@ static cli_err keys_unused(
     bool same_origin = memcmp(k->origin, e->origin, PROTO_ORIGIN_LEN) == 0;
     if (strcmp(o->org, e->org) != 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "the %s key of %s in %s is already a key of member %s; every node needs its own keys "
-            "(patto init)",
+            _("the %s key of %s in %s is already a key of member %s; every node needs its own keys "
+              "(patto init)"),
             same_origin ? "origin" : "box_pk", e->org, path, o->org);
     if (k != cli__wmember_current(o))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s holds a key %s had before (retired after header %" PRIu64
-            "): a retired key never comes back; the node needs new keys (patto init)",
+            _("%s holds a key %s had before (retired after header %" PRIu64
+              "): a retired key never comes back; the node needs new keys (patto init)"),
             path, o->org, k->last_seq);
     return cli__fail(ctx, CLI_EINPUT,
-        "%s holds the current key of %s: a new key comes from a new identity (patto init of the "
-        "node that takes over)",
+        _("%s holds the current key of %s: a new key comes from a new identity (patto init of the "
+          "node that takes over)"),
         path, o->org);
 }
 
@@ -226,17 +227,17 @@ static cli_err member_in_network(cli__ctx *ctx, const cli__working *w, const cha
     cli__wmember *m = cli__working_find(w, org);
     if (m == NULL)
         return cli__fail(ctx, CLI_ENOTFOUND,
-            "%s is not a member in %s; add it with patto network add %s ENTRY.json", org, w->path,
-            admin);
+            _("%s is not a member in %s; add it with patto network add %s ENTRY.json"), org,
+            w->path, admin);
     if (m->since == 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s was never in a signed manifest, so no node knows its key yet: remove it with "
-            "patto network remove %s %s%s",
-            org, admin, org, strcmp(cmd, "rekey") == 0 ? ", then add its new entry" : "");
+            _("%s was never in a signed manifest, so no node knows its key yet: remove it with "
+              "patto network remove %s %s%s"),
+            org, admin, org, strcmp(cmd, "rekey") == 0 ? _(", then add its new entry") : "");
     if (!cli__wmember_active(m))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s has left the network (its key is retired after header %" PRIu64
-            "): an org id is never used again",
+            _("%s has left the network (its key is retired after header %" PRIu64
+              "): an org id is never used again"),
             org, cli__wmember_current(m)->last_seq);
     *out = m;
     return CLI_OK;
@@ -253,14 +254,14 @@ static cli_err add_again(cli__ctx *ctx, cli__working *w, const char *admin, cons
     cli__wkey *cur = cli__wmember_current(o);
     if (!cli__wmember_active(o))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s has left the network (its key is retired after header %" PRIu64
-            "): an org id is never used again; give the node a new org id",
+            _("%s has left the network (its key is retired after header %" PRIu64
+              "): an org id is never used again; give the node a new org id"),
             o->org, cur->last_seq);
     if (memcmp(cur->origin, e->origin, PROTO_ORIGIN_LEN) == 0) {
         if (memcmp(cur->box_pk, e->box_pk, PROTO_BOX_PK_LEN) != 0)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s has the origin key of %s but another box_pk: an origin key has one box key; "
-                "take the entry the node's patto init printed",
+                _("%s has the origin key of %s but another box_pk: an origin key has one box key; "
+                  "take the entry the node's patto init printed"),
                 path, o->org);
         return cli__wmember_update(ctx, o, e);
     }
@@ -269,13 +270,14 @@ static cli_err add_again(cli__ctx *ctx, cli__working *w, const char *admin, cons
             return keys_unused(ctx, w, path, e);
     if (o->since == 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s is already in %s with another origin key, and no manifest has signed it yet: "
-            "to replace its entry, first run patto network remove %s %s",
+            _("%s is already in %s with another origin key, and no manifest has signed it yet: "
+              "to replace its entry, first run patto network remove %s %s"),
             o->org, w->path, admin, o->org);
     return cli__fail(ctx, CLI_EINPUT,
-        "%s is already a member with another origin key (in signed manifest version %" PRIu64
-        "): to give it this node's key, run patto network rekey %s %s --last-seq N (N: the seq of "
-        "%s's own origin that its node shows in patto status)",
+        _("%s is already a member with another origin key (in signed manifest version %" PRIu64
+          "): to give it this node's key, run patto network rekey %s %s --last-seq N (N: the seq "
+          "of "
+          "%s's own origin that its node shows in patto status)"),
         o->org, o->since, admin, path, o->org);
 }
 
@@ -307,9 +309,17 @@ cli_err cli__network_add(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
     }
     char human[CLI__HUMAN_MAX];
     snprintf(human, sizeof human,
-        "%s (%s) %s %s (%zu org%s); sign a new version with patto network sign %s --out FILE",
-        e.org, proto_role_name(e.role), updated ? "updated (name, role and url) in" : "added to",
-        w.path, w.nmembers, w.nmembers == 1 ? "" : "s", pos[0]);
+        updated ? P_("%s (%s) updated (name, role and url) in %s (%zu org); sign a new version "
+                     "with patto network sign %s --out FILE",
+            "%s (%s) updated (name, role and url) in %s (%zu orgs); sign a new version "
+            "with patto network sign %s --out FILE",
+            w.nmembers)
+                : P_("%s (%s) added to %s (%zu org); sign a new version with patto network sign "
+                     "%s --out FILE",
+                    "%s (%s) added to %s (%zu orgs); sign a new version with patto network "
+                    "sign %s --out FILE",
+                    w.nmembers),
+        e.org, proto_role_name(e.role), w.path, w.nmembers, pos[0]);
     if ((err = cli__jadd_str(ctx, out, "org", e.org)) == CLI_OK
         && (err = cli__jadd_u64(ctx, out, "members", w.nmembers)) == CLI_OK
         && (err = cli__jadd(ctx, out, "updated", json_object_new_boolean(updated))) == CLI_OK)
@@ -337,8 +347,8 @@ cli_err cli__network_rekey(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
         return err;
     if (seq_text == NULL)
         return cli__usage(ctx, cmd,
-            "--last-seq N is required (N: the seq of the org's own origin that its node shows "
-            "in patto status)");
+            _("--last-seq N is required (N: the seq of the org's own origin that its node shows "
+              "in patto status)"));
     if ((err = cli__parse_u64(ctx, cmd, "last-seq", seq_text, 0, INT64_MAX, &last_seq)) != CLI_OK
         || (hours_text != NULL
             && (err = cli__parse_u64(
@@ -382,15 +392,15 @@ cli_err cli__network_rekey(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
     key_short(m->keys[m->nkeys - 2].origin, old);
     key_short(e.origin, neu);
     snprintf(human, sizeof human,
-        "%s: key %s... retired after header %" PRIu64 "; new key %s...%s takes effect %" PRIu64
-        " h after the next patto network sign %s --out FILE. Every node refuses a manifest whose "
-        "new key takes effect sooner than its [network] rekey_notice_hours (default %u) after "
-        "signing, and alerts its operators.%s",
-        e.org, old, last_seq, neu, replaced ? " (replacing the one not signed yet)" : "", hours,
+        _("%s: key %s... retired after header %" PRIu64 "; new key %s...%s takes effect %" PRIu64
+          " h after the next patto network sign %s --out FILE. Every node refuses a manifest "
+          "whose new key takes effect sooner than its [network] rekey_notice_hours (default %u) "
+          "after signing, and alerts its operators.%s"),
+        e.org, old, last_seq, neu, replaced ? _(" (replacing the one not signed yet)") : "", hours,
         pos[0], CLI__NOTICE_HOURS_DEFAULT,
         hours < CLI__NOTICE_HOURS_DEFAULT
-            ? " With less than 72 h, nodes with the default [network] rekey_notice_hours (72) "
-              "refuse it: only for test networks."
+            ? _(" With less than 72 h, nodes with the default [network] rekey_notice_hours (72) "
+                "refuse it: only for test networks.")
             : "");
     if ((err = cli__jadd_str(ctx, out, "org", e.org)) == CLI_OK
         && (err = cli__jadd_u64(ctx, out, "keys", m->nkeys)) == CLI_OK
@@ -416,13 +426,13 @@ cli_err cli__network_retire(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
         return err;
     if (seq_text == NULL)
         return cli__usage(ctx, cmd,
-            "--last-seq N is required (N: the seq of the org's own origin that its node shows "
-            "in patto status)");
+            _("--last-seq N is required (N: the seq of the org's own origin that its node shows "
+              "in patto status)"));
     if ((err = cli__parse_u64(ctx, cmd, "last-seq", seq_text, 0, INT64_MAX, &last_seq)) != CLI_OK)
         return err;
     const char *org = pos[1];
     if (!proto_org_valid(org, strlen(org)))
-        return cli__fail(ctx, CLI_EINPUT, "'%s' is not an org id (1-32 of a-z 0-9 -)", org);
+        return cli__fail(ctx, CLI_EINPUT, _("'%s' is not an org id (1-32 of a-z 0-9 -)"), org);
     json_object *out = NULL;
     cli__working w;
     cli__wmember *m;
@@ -445,11 +455,11 @@ cli_err cli__network_retire(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
     }
     char human[CLI__HUMAN_MAX];
     snprintf(human, sizeof human,
-        "%s leaves the network: its key is retired after header %" PRIu64
-        "%s; nodes refuse its later headers once the next manifest is signed (patto network "
-        "sign %s --out FILE). It stays listed, and its org id is never used again. Removing a "
-        "member entirely (new keys for the scopes it held) is not built yet.",
-        org, last_seq, dropped ? " (its new key, not signed yet, is dropped)" : "", pos[0]);
+        _("%s leaves the network: its key is retired after header %" PRIu64
+          "%s; nodes refuse its later headers once the next manifest is signed (patto network "
+          "sign %s --out FILE). It stays listed, and its org id is never used again. Removing a "
+          "member entirely (new keys for the scopes it held) is not built yet."),
+        org, last_seq, dropped ? _(" (its new key, not signed yet, is dropped)") : "", pos[0]);
     if ((err = cli__jadd_str(ctx, out, "org", org)) == CLI_OK
         && (err = cli__jadd_u64(ctx, out, "last_seq", last_seq)) == CLI_OK
         && (err = cli__jadd_u64(ctx, out, "members", w.nmembers)) == CLI_OK)
@@ -472,21 +482,21 @@ cli_err cli__network_remove(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
         return err;
     const char *org = pos[1];
     if (!proto_org_valid(org, strlen(org)))
-        return cli__fail(ctx, CLI_EINPUT, "'%s' is not an org id (1-32 of a-z 0-9 -)", org);
+        return cli__fail(ctx, CLI_EINPUT, _("'%s' is not an org id (1-32 of a-z 0-9 -)"), org);
     cli__working w;
     if ((err = cli__working_load(ctx, pos[0], &w)) != CLI_OK)
         return err;
     json_object *out = NULL;
     cli__wmember *m = cli__working_find(&w, org);
     if (m == NULL) {
-        err = cli__fail(ctx, CLI_ENOTFOUND, "%s is not a member in %s", org, w.path);
+        err = cli__fail(ctx, CLI_ENOTFOUND, _("%s is not a member in %s"), org, w.path);
         goto done;
     }
     if (m->since != 0) {
         err = cli__fail(ctx, CLI_EINPUT,
-            "%s is in signed manifest version %" PRIu64
-            ": an org stays listed for ever; retire it with patto network retire %s %s "
-            "--last-seq N",
+            _("%s is in signed manifest version %" PRIu64
+              ": an org stays listed for ever; retire it with patto network retire %s %s "
+              "--last-seq N"),
             org, m->since, pos[0], org);
         goto done;
     }
@@ -499,9 +509,12 @@ cli_err cli__network_remove(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
     }
     char human[CLI__HUMAN_MAX];
     snprintf(human, sizeof human,
-        "%s removed from %s (%zu org%s left); no manifest had signed it. Sign a new version "
-        "with patto network sign %s --out FILE",
-        org, w.path, w.nmembers, w.nmembers == 1 ? "" : "s", pos[0]);
+        P_("%s removed from %s (%zu org left); no manifest had signed it. Sign a new version "
+           "with patto network sign %s --out FILE",
+            "%s removed from %s (%zu orgs left); no manifest had signed it. Sign a new version "
+            "with patto network sign %s --out FILE",
+            w.nmembers),
+        org, w.path, w.nmembers, pos[0]);
     if ((err = cli__jadd_str(ctx, out, "org", org)) == CLI_OK
         && (err = cli__jadd_u64(ctx, out, "members", w.nmembers)) == CLI_OK)
         err = cli__result_print(ctx, out, human);
@@ -520,11 +533,11 @@ cli_err cli__network_purpose(cli__ctx *ctx, const cli__cmd *cmd, int argc, char 
         return err;
     const char *id = pos[1], *text = pos[2];
     if (!proto_org_valid(id, strlen(id)))
-        return cli__fail(ctx, CLI_EINPUT, "purpose id '%s' is not 1-32 of a-z 0-9 -", id);
+        return cli__fail(ctx, CLI_EINPUT, _("purpose id '%s' is not 1-32 of a-z 0-9 -"), id);
     if (!proto_text_valid(text, strlen(text), PROTO_TEXT_MAX))
         return cli__fail(ctx, CLI_EINPUT,
-            "the description of %s must be 1-%d bytes of text without control characters, and "
-            "not only spaces",
+            _("the description of %s must be 1-%d bytes of text without control characters, and "
+              "not only spaces"),
             id, PROTO_TEXT_MAX);
     cli__working w;
     if ((err = cli__working_load(ctx, pos[0], &w)) != CLI_OK)
@@ -539,8 +552,12 @@ cli_err cli__network_purpose(cli__ctx *ctx, const cli__cmd *cmd, int argc, char 
         goto done;
     }
     char human[CLI__HUMAN_MAX];
-    snprintf(human, sizeof human, "purpose %s %s in %s (%zu purposes)", id,
-        replaced ? "replaced" : "added", w.path, w.npurposes);
+    snprintf(human, sizeof human,
+        replaced ? P_("purpose %s replaced in %s (%zu purpose)",
+            "purpose %s replaced in %s (%zu purposes)", w.npurposes)
+                 : P_("purpose %s added in %s (%zu purpose)",
+                     "purpose %s added in %s (%zu purposes)", w.npurposes),
+        id, w.path, w.npurposes);
     if ((err = cli__jadd_str(ctx, out, "id", id)) == CLI_OK
         && (err = cli__jadd_str(ctx, out, "description", text)) == CLI_OK
         && (err = cli__jadd_u64(ctx, out, "purposes", w.npurposes)) == CLI_OK)
@@ -581,10 +598,10 @@ cli_err cli__network_schema(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
     char hex[2 * PROTO_HASH_LEN + 1], human[CLI__HUMAN_MAX];
     proto_hex_encode(hash, PROTO_HASH_LEN, hex);
     snprintf(human, sizeof human,
-        same ? "%s already names schema %.16s (%s)"
-             : "%s now names schema %.16s (%s): give every node that file as its schema file "
-               "before it gets the next signed manifest; nodes refuse a schema that narrows the "
-               "one in force",
+        same ? _("%s already names schema %.16s (%s)")
+             : _("%s now names schema %.16s (%s): give every node that file as its schema file "
+                 "before it gets the next signed manifest; nodes refuse a schema that narrows "
+                 "the one in force"),
         w.path, hex, pos[1]);
     if ((err = cli__jadd_str(ctx, out, "schema_hash", hex)) == CLI_OK
         && (err = cli__jadd_str(ctx, out, "changed", same ? "no" : "yes")) == CLI_OK)

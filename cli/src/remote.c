@@ -74,7 +74,7 @@ static void pad_print(const char *s, int width)
 static cli_err stdout_ok(cli__ctx *ctx)
 {
     if (fflush(stdout) != 0 || ferror(stdout))
-        return cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout");
+        return cli__fail(ctx, CLI_EINTERNAL, _("cannot write to stdout"));
     return CLI_OK;
 }
 
@@ -89,7 +89,7 @@ static cli_err exchange(cli__ctx *ctx, const char *command, const char *const *a
 {
     proto_bytes *b = calloc(nargs + 1, sizeof *b);
     if (b == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n = 0;
     for (size_t i = 0; i < nargs; i++)
         b[n++] = (proto_bytes) { (const uint8_t *)args[i], strlen(args[i]) };
@@ -124,10 +124,11 @@ static cli_err case_id(cli__ctx *ctx, const char *text, char out[PROTO_CASE_ID_T
     proto_err perr = proto_case_id_parse(text, strlen(text), &id);
     if (perr == PROTO_ECHECKSUM)
         return cli__fail(ctx, CLI_EINPUT,
-            "'%s' is not a case id: its checksum does not match (a character is mistyped)", text);
+            _("'%s' is not a case id: its checksum does not match (a character is mistyped)"),
+            text);
     if (perr != PROTO_OK)
         return cli__fail(ctx, CLI_EUSAGE,
-            "'%s' is not a case id: expected pc- followed by 29 letters and digits", text);
+            _("'%s' is not a case id: expected pc- followed by 29 letters and digits"), text);
     proto_case_id_format(&id, out);
     return CLI_OK;
 }
@@ -158,31 +159,31 @@ static void duration_text(json_object *v, char *out, size_t n)
     }
     long long s = (long long)json_object_get_int64(v);
     if (s >= 86400)
-        snprintf(out, n, "%lld d %lld h", s / 86400, s % 86400 / 3600);
+        snprintf(out, n, _("%lld d %lld h"), s / 86400, s % 86400 / 3600);
     else if (s >= 3600)
-        snprintf(out, n, "%lld h %lld min", s / 3600, s % 3600 / 60);
+        snprintf(out, n, _("%lld h %lld min"), s / 3600, s % 3600 / 60);
     else if (s >= 60)
-        snprintf(out, n, "%lld min %lld s", s / 60, s % 60);
+        snprintf(out, n, _("%lld min %lld s"), s / 60, s % 60);
     else
-        snprintf(out, n, "%lld s", s);
+        snprintf(out, n, _("%lld s"), s);
 }
 
 /* A peer's last_heard_s: whole seconds (a fraction from an older node), or null for never. */
 static void heard_text(json_object *v, char *out, size_t n)
 {
     if (v == NULL || json_object_is_type(v, json_type_null))
-        snprintf(out, n, "never");
+        snprintf(out, n, "%s", _("never"));
     else if (json_object_is_type(v, json_type_int))
-        snprintf(out, n, "%lld s ago", (long long)json_object_get_int64(v));
+        snprintf(out, n, _("%lld s ago"), (long long)json_object_get_int64(v));
     else
-        snprintf(out, n, "%.1f s ago", json_object_get_double(v));
+        snprintf(out, n, _("%.1f s ago"), json_object_get_double(v));
 }
 
 /* A clock offset in ms as "+1.2 s" (the peer ahead) or "-0.3 s", or "unknown" for null. */
 static void offset_text(json_object *v, char *out, size_t n)
 {
     if (v == NULL || !json_object_is_type(v, json_type_int)) {
-        snprintf(out, n, "unknown");
+        snprintf(out, n, "%s", _("unknown"));
         return;
     }
     int64_t ms = json_object_get_int64(v);
@@ -207,10 +208,13 @@ static const char *origin_org(json_object *members, const char *origin)
 static void render_peers(json_object *peers)
 {
     if (jlen(peers) == 0) {
-        printf("no peers\n");
+        printf("%s", _("no peers\n"));
         return;
     }
-    printf("%-33s %-11s %8s  %-12s  %s\n", "PEER", "STATE", "LAG", "LAST HEARD", "CLOCK");
+    /* TRANSLATORS: the columns of patto status's peers; keep each within its width (33, 11, 8,
+       12 characters, no accented letters). */
+    printf("%-33s %-11s %8s  %-12s  %s\n", _("PEER"), _("STATE"), _("LAG"), _("LAST HEARD"),
+        _("CLOCK"));
     for (size_t i = 0; i < jlen(peers); i++) {
         json_object *e = json_object_array_get_idx(peers, i);
         char heard[64], clock[64];
@@ -227,7 +231,7 @@ static void render_vv(json_object *vv, json_object *members)
     if (vv == NULL || !json_object_is_type(vv, json_type_object)
         || json_object_object_length(vv) == 0)
         return;
-    int width = (int)strlen("ORIGIN");
+    int width = text_width(_("ORIGIN"));
     json_object_object_foreach(vv, origin, seq)
     {
         (void)seq;
@@ -235,12 +239,27 @@ static void render_vv(json_object *vv, json_object *members)
         if (w > width)
             width = w;
     }
-    printf("\n%-*s  %s\n", width, "ORIGIN", "SEQ");
+    printf("\n");
+    pad_print(_("ORIGIN"), width);
+    printf("  %s\n", _("SEQ"));
     json_object_object_foreach(vv, o2, s2)
     {
         pad_print(origin_org(members, o2), width);
         printf("  %s\n", plain(s2));
     }
+}
+
+/* A label of patto status (N_), translated, in a column of 11 characters then gap spaces; ""
+ * for none (a continuation line). */
+static void label_gap(const char *text, int gap)
+{
+    pad_print(text[0] != '\0' ? _(text) : "", 11);
+    printf("%*s", gap, "");
+}
+
+static void label(const char *text)
+{
+    label_gap(text, 2);
 }
 
 static void render_status(json_object *p, const char *const *sent, size_t nsent)
@@ -253,49 +272,65 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     json_object *members = jget(p, "members");
     char up[64];
     duration_text(jget(p, "uptime_s"), up, sizeof up);
-    printf("org          %s (%s)\n", jtext(p, "org"), jtext(p, "role"));
-    printf("node         pid %s, up %s, data %s\n", jtext(p, "pid"), up, jtext(p, "dir"));
-    printf("address      listen %s, advertised %s\n", jtext(p, "listen"), jtext(p, "advertise"));
-    printf("versions     program %s, protocol %s, schema %s, manifest %s\n", jtext(v, "program"),
+    /* TRANSLATORS: the labels of patto status are at most 11 characters. */
+    label(N_("org"));
+    printf("%s (%s)\n", jtext(p, "org"), jtext(p, "role"));
+    label(N_("node"));
+    printf(_("pid %s, up %s, data %s\n"), jtext(p, "pid"), up, jtext(p, "dir"));
+    label(N_("address"));
+    printf(_("listen %s, advertised %s\n"), jtext(p, "listen"), jtext(p, "advertise"));
+    label(N_("versions"));
+    printf(_("program %s, protocol %s, schema %s, manifest %s\n"), jtext(v, "program"),
         jtext(v, "protocol"), jtext(v, "schema"), jtext(v, "manifest"));
     json_object *manifest = NULL;
     if (v != NULL && json_object_object_get_ex(v, "manifest", &manifest) && manifest == NULL)
-        printf("no manifest yet: import one with patto manifest import FILE\n");
+        printf("%s", _("no manifest yet: import one with patto manifest import FILE\n"));
     json_object *removed = jget(p, "removed");
-    if (removed != NULL && json_object_get_boolean(removed))
-        printf("REMOVED      this node was removed from the network in manifest version %s (its "
-               "key is retired): it writes nothing and dials no one; its data stays readable\n",
+    if (removed != NULL && json_object_get_boolean(removed)) {
+        label(N_("REMOVED"));
+        printf(_("this node was removed from the network in manifest version %s (its key is "
+                 "retired): it writes nothing and dials no one; its data stays readable\n"),
             jtext(v, "manifest"));
+    }
     json_object *next = NULL;
-    if (v != NULL && json_object_object_get_ex(v, "schema_file", &next) && next != NULL)
-        printf("SCHEMA       the schema file (%s) waits for a manifest that names it; the "
-               "network's stays in force\n",
+    if (v != NULL && json_object_object_get_ex(v, "schema_file", &next) && next != NULL) {
+        label(N_("SCHEMA"));
+        printf(_("the schema file (%s) waits for a manifest that names it; the network's stays "
+                 "in force\n"),
             jtext(v, "schema_file"));
-    printf("counts       cases %s, headers %s, bodies %s\n", jtext(c, "cases"), jtext(c, "headers"),
+    }
+    label(N_("counts"));
+    printf(_("cases %s, headers %s, bodies %s\n"), jtext(c, "cases"), jtext(c, "headers"),
         jtext(c, "bodies"));
-    printf("waiting      causal %s, clock %s, key %s, bodies %s, headers %s\n", jtext(w, "causal"),
+    label(N_("waiting"));
+    printf(_("causal %s, clock %s, key %s, bodies %s, headers %s\n"), jtext(w, "causal"),
         jtext(w, "clock"), jtext(w, "key"), jtext(w, "bodies"), jtext(w, "headers"));
     json_object *alerts = jget(p, "alerts");
     for (size_t i = 0; i < jlen(alerts); i++) {
         json_object *a = json_object_array_get_idx(alerts, i);
         const char *kind = jtext(a, "kind");
-        if (strcmp(kind, "removed") != 0 && strcmp(kind, "fork") != 0) /* (said below) */
-            printf("ALERT        %s\n", jtext(a, "message"));
+        if (strcmp(kind, "removed") != 0 && strcmp(kind, "fork") != 0) { /* (said below) */
+            label(N_("ALERT"));
+            printf("%s\n", jtext(a, "message"));
+        }
     }
     json_object *q = jget(p, "quarantined");
     if (jlen(q) == 0) {
-        printf("quarantined  none\n");
+        label(N_("quarantined"));
+        printf("%s", _("none\n"));
     } else {
         for (size_t i = 0; i < jlen(q); i++) {
             json_object *e = json_object_array_get_idx(q, i);
-            printf("%s  %s: two different headers at seq %s\n",
-                i == 0 ? "QUARANTINED" : "           ", jtext(e, "org"), jtext(e, "seq"));
+            label(i == 0 ? N_("QUARANTINED") : "");
+            printf(_("%s: two different headers at seq %s\n"), jtext(e, "org"), jtext(e, "seq"));
             json_object *self = jget(e, "self");
-            if (self != NULL && json_object_get_boolean(self))
-                printf("             this node's own log forked: its %s writes from seq %s on are "
-                       "void at every node, and it cannot write again until the network "
-                       "administrator gives it a new key (patto network rekey)\n",
+            if (self != NULL && json_object_get_boolean(self)) {
+                printf("%13s", "");
+                printf(_("this node's own log forked: its %s writes from seq %s on "
+                         "are void at every node, and it cannot write again until the network "
+                         "administrator gives it a new key (patto network rekey)\n"),
                     jtext(e, "void_own"), jtext(e, "seq"));
+            }
             json_object *writes = jget(e, "void_own_writes");
             for (size_t k = 0; k < jlen(writes); k++) {
                 json_object *wr = json_object_array_get_idx(writes, k);
@@ -303,29 +338,37 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
                 json_object *ms = jget(wr, "at_ms");
                 cli_rome_time_ms(
                     ms != NULL ? (uint64_t)json_object_get_int64(ms) : 0, at, sizeof at);
-                printf("             void: seq %s, %s, case %s, scope %s, written %s\n",
-                    jtext(wr, "seq"), jtext(wr, "kind"), jtext(wr, "case"), jtext(wr, "scope"), at);
+                printf("%13s", "");
+                printf(_("void: seq %s, %s, case %s, scope %s, written %s\n"), jtext(wr, "seq"),
+                    jtext(wr, "kind"), jtext(wr, "case"), jtext(wr, "scope"), at);
             }
-            if ((size_t)json_object_get_int64(jget(e, "void_own")) > jlen(writes))
-                printf("             (the first %zu of %s listed)\n", jlen(writes),
-                    jtext(e, "void_own"));
+            if ((size_t)json_object_get_int64(jget(e, "void_own")) > jlen(writes)) {
+                printf("%13s", "");
+                printf(_("(the first %zu of %s listed)\n"), jlen(writes), jtext(e, "void_own"));
+            }
         }
     }
     json_object *closed = jget(p, "closed");
     for (size_t i = 0; i < jlen(closed); i++) {
         json_object *x = json_object_array_get_idx(closed, i), *purged = jget(x, "purged");
         char since[CLI_TIME_TEXT_SIZE];
-        printf("%s  case %s, scope %s: access %s by %s since %s (basis %s); %s; %s of this "
-               "node's writes refused\n",
-            i == 0 ? "CLOSED     " : "           ", jtext(x, "case"), jtext(x, "scope"),
-            strcmp(jtext(x, "access"), "read") == 0 ? "narrowed to read" : jtext(x, "reason"),
+        label(i == 0 ? N_("CLOSED") : "");
+        /* TRANSLATORS: the third %s is "narrowed to read" or the node's reason (revoked,
+           expired, withdrawn, dropped, left: not translated); the sixth "purged here" or "kept,
+           closed". */
+        printf(_("case %s, scope %s: access %s by %s since %s (basis %s); %s; %s of this node's "
+                 "writes refused\n"),
+            jtext(x, "case"), jtext(x, "scope"),
+            strcmp(jtext(x, "access"), "read") == 0 ? _("narrowed to read") : jtext(x, "reason"),
             jtext(x, "owner"), when(x, "since", since), jtext(x, "basis"),
-            purged != NULL && json_object_get_boolean(purged) ? "purged here" : "kept, closed",
+            purged != NULL && json_object_get_boolean(purged) ? _("purged here")
+                                                              : _("kept, closed"),
             jtext(x, "own_writes_refused"));
     }
-    if ((size_t)json_object_get_int64(jget(p, "closed_count")) > jlen(closed))
-        printf(
-            "             (the first %zu of %s listed)\n", jlen(closed), jtext(p, "closed_count"));
+    if ((size_t)json_object_get_int64(jget(p, "closed_count")) > jlen(closed)) {
+        printf("%13s", "");
+        printf(_("(the first %zu of %s listed)\n"), jlen(closed), jtext(p, "closed_count"));
+    }
     printf("\n");
     render_peers(jget(p, "peers"));
     render_vv(jget(p, "vv"), members);
@@ -334,25 +377,25 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     uint64_t now = wall_ms();
     for (size_t i = 0; i < jlen(members); i++) {
         json_object *e = json_object_array_get_idx(members, i);
-        printf("%s %s (%s)", i == 0 ? "members    " : "           ", jtext(e, "org"),
-            jtext(e, "role"));
+        label_gap(i == 0 ? N_("members") : "", 1);
+        printf("%s (%s)", jtext(e, "org"), jtext(e, "role"));
         json_object *active = jget(e, "active"), *from = jget(e, "key_effective_ms");
         if (active != NULL && json_object_is_type(active, json_type_boolean)
             && !json_object_get_boolean(active)) {
-            printf(", left the network");
+            printf("%s", _(", left the network"));
         } else if (from != NULL && json_object_is_type(from, json_type_int)
             && json_object_get_int64(from) > 0 && (uint64_t)json_object_get_int64(from) > now) {
             char at[CLI_TIME_TEXT_SIZE] = "?";
             cli_rome_time_ms((uint64_t)json_object_get_int64(from), at, sizeof at);
-            printf(", new key from %s", at);
+            printf(_(", new key from %s"), at);
         }
         printf("\n");
     }
     json_object *purposes = jget(p, "purposes");
     for (size_t i = 0; i < jlen(purposes); i++) {
         json_object *e = json_object_array_get_idx(purposes, i);
-        printf("%s %-16s %s\n", i == 0 ? "purposes   " : "           ", jtext(e, "id"),
-            jtext(e, "description"));
+        label_gap(i == 0 ? N_("purposes") : "", 1);
+        printf("%-16s %s\n", jtext(e, "id"), jtext(e, "description"));
     }
 }
 
@@ -373,11 +416,11 @@ static void render_digest(json_object *p, const char *const *sent, size_t nsent)
     (void)nsent;
     json_object *vv = jget(p, "vv");
     json_object *tags = jget(p, "tags");
-    printf("%-64s  %s\n", "ORIGIN", "SEQ");
+    printf("%-64s  %s\n", _("ORIGIN"), _("SEQ"));
     if (vv != NULL && json_object_is_type(vv, json_type_object)) {
         json_object_object_foreach(vv, origin, seq) printf("%-64s  %s\n", origin, plain(seq));
     }
-    printf("\n%-64s  %s\n", "TAG", "DIGEST");
+    printf("\n%-64s  %s\n", _("TAG"), _("DIGEST"));
     if (tags != NULL && json_object_is_type(tags, json_type_object)) {
         json_object_object_foreach(tags, tag, digest) printf("%-64s  %s\n", tag, plain(digest));
     }
@@ -398,7 +441,7 @@ static void render_schema(json_object *p, const char *const *sent, size_t nsent)
 {
     (void)sent;
     (void)nsent;
-    printf("schema %s version %s, hash %s\n", jtext(p, "schema"), jtext(p, "version"),
+    printf(_("schema %s version %s, hash %s\n"), jtext(p, "schema"), jtext(p, "version"),
         jtext(p, "hash"));
     json_object *scopes = jget(p, "scopes");
     for (size_t i = 0; i < jlen(scopes); i++) {
@@ -412,7 +455,9 @@ static void render_schema(json_object *p, const char *const *sent, size_t nsent)
             json_object *f = json_object_array_get_idx(fields, j);
             char type[64];
             if (jget(f, "of") != NULL)
-                snprintf(type, sizeof type, "%s of %s", jtext(f, "type"), jtext(f, "of"));
+                /* TRANSLATORS: a field's type, as "set of text" (the types stay as the schema
+                   names them). */
+                snprintf(type, sizeof type, _("%s of %s"), jtext(f, "type"), jtext(f, "of"));
             else
                 snprintf(type, sizeof type, "%s", jtext(f, "type"));
             printf("  ");
@@ -463,21 +508,21 @@ static void render_case_set(json_object *p, const char *const *sent, size_t nsen
     (void)nsent;
     json_object *n = jget(p, "edits");
     long long edits = n != NULL ? (long long)json_object_get_int64(n) : 0;
-    printf("%s: %lld edit%s recorded\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0], edits,
-        edits == 1 ? "" : "s");
+    printf(P_("%s: %lld edit recorded\n", "%s: %lld edits recorded\n", (unsigned long)edits),
+        jget(p, "id") != NULL ? jtext(p, "id") : sent[0], edits);
 }
 
 static void render_case_unset(json_object *p, const char *const *sent, size_t nsent)
 {
-    printf("%s: %s removed\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
-        nsent > 1 ? sent[1] : "the field");
+    printf(_("%s: %s removed\n"), jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
+        nsent > 1 ? sent[1] : _("the field"));
 }
 
 cli_err cli__case_new(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);
     if (pos == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n;
     cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 0, (size_t)argc, &n);
     if (err == CLI_OK)
@@ -490,14 +535,14 @@ cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);
     if (pos == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n;
     char id[PROTO_CASE_ID_TEXT_SIZE];
     cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 0, (size_t)argc, &n);
     if (err == CLI_OK && n == 0)
-        err = cli__usage(ctx, cmd, "missing CASE");
+        err = cli__usage(ctx, cmd, _("missing CASE"));
     if (err == CLI_OK && n == 1)
-        err = cli__usage(ctx, cmd, "missing EDIT (scope.field=VALUE, += or -=)");
+        err = cli__usage(ctx, cmd, _("missing EDIT (scope.field=VALUE, += or -=)"));
     if (err == CLI_OK)
         err = case_id(ctx, pos[0], id);
     if (err == CLI_OK) {
@@ -519,7 +564,7 @@ cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **arg
     if (err != CLI_OK)
         return err;
     if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
-        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     pos[0] = id;
@@ -531,7 +576,7 @@ static void render_case_redact(json_object *p, const char *const *sent, size_t n
 {
     (void)sent;
     (void)nsent;
-    printf("%s: event %s of %s redacted (its time and author stay)\n", jtext(p, "id"),
+    printf(_("%s: event %s of %s redacted (its time and author stay)\n"), jtext(p, "id"),
         jtext(p, "event"), jtext(p, "field"));
 }
 
@@ -544,7 +589,7 @@ cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
     if (err != CLI_OK)
         return err;
     if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
-        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
     pos[0] = id;
@@ -562,7 +607,7 @@ static void print_field(const char *key, int width, json_object *value, json_obj
         size_t n = json_object_array_length(value);
         json_object *first = n > 0 ? json_object_array_get_idx(value, 0) : NULL;
         if (n == 0) {
-            printf("(empty)");
+            printf("%s", _("(empty)"));
         } else if (first != NULL && json_object_is_type(first, json_type_object)
             && jget(first, "at") != NULL) {
             /* A timeline: one event a line, in timeline order. */
@@ -575,7 +620,8 @@ static void print_field(const char *key, int width, json_object *value, json_obj
                 json_object *red = jget(e, "redacted");
                 char at[CLI_TIME_TEXT_SIZE];
                 printf("%s  %s  %s  [%s]", when(e, "at", at), jtext(e, "by"),
-                    red != NULL && json_object_get_boolean(red) ? "(redacted)" : jtext(e, "event"),
+                    red != NULL && json_object_get_boolean(red) ? _("(redacted)")
+                                                                : jtext(e, "event"),
                     jtext(e, "id"));
             }
         } else {
@@ -586,7 +632,7 @@ static void print_field(const char *key, int width, json_object *value, json_obj
         printf("%s", plain(value));
     }
     if (conflict != NULL && jlen(conflict) > 0) {
-        printf("  CONFLICT:");
+        printf("  %s", _("CONFLICT:"));
         for (size_t i = 0; i < jlen(conflict); i++)
             printf("%s %s", i > 0 ? " |" : "", plain(json_object_array_get_idx(conflict, i)));
     }
@@ -600,48 +646,52 @@ static void print_access_entry(json_object *e, bool with_state)
     char at[CLI_TIME_TEXT_SIZE], until[CLI_TIME_TEXT_SIZE];
     printf("#%s  %s  ", jtext(e, "number"), when(e, "recorded_at", at));
     if (strcmp(jtext(e, "kind"), "epoch") == 0) {
-        printf("new epoch %s (a new key for the scope)", jtext(e, "epoch"));
+        printf(_("new epoch %s (a new key for the scope)"), jtext(e, "epoch"));
         return;
     }
     if (strcmp(jtext(e, "kind"), "narrowing") == 0) {
         bool none = strcmp(jtext(e, "access"), "none") == 0;
-        printf("%s of %s (%s): %s", none ? "revocation" : "downgrade", jtext(e, "to"),
-            jtext(e, "reason"), none ? "no access" : "read only");
-        printf(", its writes beyond the cut refused, by %s", jtext(e, "operator"));
+        /* TRANSLATORS: the %s in brackets is the node's reason (revoked, withdrawn, ...). */
+        printf(none ? _("revocation of %s (%s): no access") : _("downgrade of %s (%s): read only"),
+            jtext(e, "to"), jtext(e, "reason"));
+        printf(_(", its writes beyond the cut refused, by %s"), jtext(e, "operator"));
         json_object *user = jget(e, "unix_user"), *note = jget(e, "note");
         if (user != NULL && json_object_is_type(user, json_type_string))
-            printf(" (unix user %s)", json_object_get_string(user));
+            printf(_(" (unix user %s)"), json_object_get_string(user));
         if (note != NULL && json_object_is_type(note, json_type_string))
-            printf(", reason: %s", json_object_get_string(note));
+            printf(_(", reason: %s"), json_object_get_string(note));
         return;
     }
     if (strcmp(jtext(e, "kind"), "withdrawal") == 0 || strcmp(jtext(e, "kind"), "drop") == 0) {
         json_object *evidence = jget(e, "evidence");
-        printf("%s of %s's access recorded at %s by %s", jtext(e, "kind"), jtext(e, "to"),
-            jtext(e, "from"), jtext(e, "operator"));
+        printf(strcmp(jtext(e, "kind"), "drop") == 0
+                ? _("drop of %s's access recorded at %s by %s")
+                : _("withdrawal of %s's access recorded at %s by %s"),
+            jtext(e, "to"), jtext(e, "from"), jtext(e, "operator"));
         if (evidence != NULL && json_object_is_type(evidence, json_type_string))
-            printf(", evidence %s", json_object_get_string(evidence));
+            printf(_(", evidence %s"), json_object_get_string(evidence));
         return;
     }
     if (strcmp(jtext(e, "kind"), "grant") != 0) {
         printf("%s", jtext(e, "kind")); /* a kind this CLI does not know yet */
         return;
     }
-    printf("grant to %s: %s, purpose %s, basis %s", jtext(e, "to"), jtext(e, "access"),
+    /* TRANSLATORS: access (read, write), purpose and basis are the node's ids, not translated. */
+    printf(_("grant to %s: %s, purpose %s, basis %s"), jtext(e, "to"), jtext(e, "access"),
         jtext(e, "purpose"), jtext(e, "basis"));
     json_object *provision = jget(e, "provision");
     if (provision != NULL && json_object_is_type(provision, json_type_string))
-        printf(", provision %s", json_object_get_string(provision));
+        printf(_(", provision %s"), json_object_get_string(provision));
     json_object *end = jget(e, "until");
     if (end != NULL && json_object_is_type(end, json_type_string))
-        printf(", until %s", when(e, "until", until));
-    printf(", by %s", jtext(e, "operator"));
+        printf(_(", until %s"), when(e, "until", until));
+    printf(_(", by %s"), jtext(e, "operator"));
     json_object *user = jget(e, "unix_user");
     if (user != NULL && json_object_is_type(user, json_type_string))
-        printf(" (unix user %s)", json_object_get_string(user));
+        printf(_(" (unix user %s)"), json_object_get_string(user));
     json_object *evidence = jget(e, "evidence");
     if (evidence != NULL && json_object_is_type(evidence, json_type_string))
-        printf(", evidence %s", json_object_get_string(evidence));
+        printf(_(", evidence %s"), json_object_get_string(evidence));
     json_object *state = with_state ? jget(e, "state") : NULL;
     if (state != NULL && json_object_is_type(state, json_type_string)
         && strcmp(json_object_get_string(state), "active") != 0)
@@ -652,7 +702,7 @@ static void print_access_entry(json_object *e, bool with_state)
 static void print_access(const char *scope, int width, json_object *entries)
 {
     char key[PROTO_SCOPE_NAME_MAX + 64];
-    snprintf(key, sizeof key, "%s access", scope);
+    snprintf(key, sizeof key, _("%s access"), scope);
     for (size_t i = 0; i < jlen(entries); i++) {
         pad_print(i == 0 ? key : "", width);
         printf("  ");
@@ -694,7 +744,7 @@ static int show_width(json_object *scopes, json_object *access, json_object *lab
     if (access != NULL && json_object_is_type(access, json_type_object)) {
         json_object_object_foreach(access, aname, entries)
         {
-            snprintf(key, sizeof key, "%s access", aname);
+            snprintf(key, sizeof key, _("%s access"), aname);
             if (jlen(entries) > 0 && text_width(key) > width)
                 width = text_width(key);
         }
@@ -711,9 +761,9 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
     json_object *labels = jget(p, "labels");
     char key[256], path[2 * PROTO_SCOPE_NAME_MAX + 64];
     int width = show_width(scopes, access, labels);
-    printf("case %s\n", jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
+    printf(_("case %s\n"), jget(p, "id") != NULL ? jtext(p, "id") : sent[0]);
     if (jget(p, "owner") != NULL) {
-        pad_print("owner", width);
+        pad_print(_("owner"), width);
         printf("  %s\n", jtext(p, "owner"));
     }
     if (scopes != NULL && json_object_is_type(scopes, json_type_object)) {
@@ -722,7 +772,7 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
             if (fields == NULL || !json_object_is_type(fields, json_type_object)
                 || json_object_object_length(fields) == 0) {
                 pad_print(sname, width);
-                printf("  (readable, no fields)\n");
+                printf("  %s", _("(readable, no fields)\n"));
             } else {
                 json_object_object_foreach(fields, fname, fvalue)
                 {
@@ -740,7 +790,7 @@ static void render_case_show(json_object *p, const char *const *sent, size_t nse
         {
             char since[CLI_TIME_TEXT_SIZE];
             pad_print(cname, width);
-            printf("  closed since %s (%s by %s, basis %s): kept, receives nothing new\n",
+            printf(_("  closed since %s (%s by %s, basis %s): kept, receives nothing new\n"),
                 when(x, "since", since), jtext(x, "reason"), jtext(x, "owner"), jtext(x, "basis"));
         }
     }
@@ -794,12 +844,13 @@ static void render_consent_list(json_object *p, const char *const *sent, size_t 
     (void)sent;
     (void)nsent;
     json_object *grants = jget(p, "grants");
-    printf("case %s, owner %s\n", jtext(p, "id"), jtext(p, "owner"));
+    printf(_("case %s, owner %s\n"), jtext(p, "id"), jtext(p, "owner"));
     if (jlen(grants) == 0) {
-        printf("no grant in the access logs this node can read\n");
+        printf("%s", _("no grant in the access logs this node can read\n"));
         return;
     }
-    printf("%-18s  %-12s  ENTRY\n", "STATE", "SCOPE");
+    /* TRANSLATORS: the columns of consent list (18 and 12 characters). */
+    printf("%-18s  %-12s  %s\n", _("STATE"), _("SCOPE"), _("ENTRY"));
     for (size_t i = 0; i < jlen(grants); i++) {
         json_object *g = json_object_array_get_idx(grants, i);
         printf("%-18s  %-12s  ", jtext(g, "state"), jtext(g, "scope"));
@@ -834,11 +885,11 @@ static void render_case_list(json_object *p, const char *const *sent, size_t nse
     json_object *cases = jget(p, "cases");
     if (jlen(cases) == 0) {
         printf("%s\n",
-            nsent > 0 && sent[0][0] ? "no readable case matches --where"
-                                    : "no case readable on this node");
+            nsent > 0 && sent[0][0] ? _("no readable case matches --where")
+                                    : _("no case readable on this node"));
         return;
     }
-    int width = 4, owidth = 5;
+    int width = text_width(_("NAME")), owidth = text_width(_("OWNER"));
     char name[420];
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
@@ -846,10 +897,12 @@ static void render_case_list(json_object *p, const char *const *sent, size_t nse
         width = w > width ? w : width;
         owidth = ow > owidth ? ow : owidth;
     }
-    pad_print("NAME", width);
-    printf("  %-10s  ", "BORN");
-    pad_print("OWNER", owidth);
-    printf("  %-25s  %-37s  %s\n", "LAST CHANGE", "CASE", "SCOPES");
+    /* TRANSLATORS: the columns of case list and case find (BORN: 10 characters, LAST CHANGE:
+       25, CASE: 37; no accented letters). */
+    pad_print(_("NAME"), width);
+    printf("  %-10s  ", _("BORN"));
+    pad_print(_("OWNER"), owidth);
+    printf("  %-25s  %-37s  %s\n", _("LAST CHANGE"), _("CASE"), _("SCOPES"));
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
         json_object *scopes = jget(c, "scopes");
@@ -864,7 +917,7 @@ static void render_case_list(json_object *p, const char *const *sent, size_t nse
     }
     json_object *total = jget(p, "total");
     if (total != NULL && json_object_get_int64(total) > (int64_t)jlen(cases))
-        printf("%zu of %s cases shown (--limit)\n", jlen(cases), jtext(p, "total"));
+        printf(_("%zu of %s cases shown (--limit)\n"), jlen(cases), jtext(p, "total"));
 }
 
 cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -879,11 +932,11 @@ cli_err cli__case_list(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
         return err;
     if (sort != NULL && strcmp(sort, "name") != 0 && strcmp(sort, "birth") != 0
         && strcmp(sort, "change") != 0)
-        return cli__usage(ctx, cmd, "--sort must be name, birth or change (got '%s')", sort);
+        return cli__usage(ctx, cmd, _("--sort must be name, birth or change (got '%s')"), sort);
     if (where != NULL
         && (strchr(where, '=') == NULL || strchr(where, '.') == NULL
             || strchr(where, '.') > strchr(where, '=')))
-        return cli__usage(ctx, cmd, "--where takes scope.field=VALUE (got '%s')", where);
+        return cli__usage(ctx, cmd, _("--where takes scope.field=VALUE (got '%s')"), where);
     uint64_t lim = 0;
     char lims[24] = "";
     if (limit != NULL) {
@@ -905,20 +958,21 @@ static void render_case_find(json_object *p, const char *const *sent, size_t nse
     (void)nsent;
     json_object *cases = jget(p, "cases");
     if (jlen(cases) == 0) {
-        printf("no readable case matches '%s'%s\n", sent[0],
-            json_object_get_boolean(jget(p, "fuzzy")) ? ""
-                                                      : " (try --fuzzy for spelling variants)");
+        printf(json_object_get_boolean(jget(p, "fuzzy"))
+                ? _("no readable case matches '%s'\n")
+                : _("no readable case matches '%s' (try --fuzzy for spelling variants)\n"),
+            sent[0]);
         return;
     }
-    int width = 4;
+    int width = text_width(_("NAME"));
     char name[420];
     for (size_t i = 0; i < jlen(cases); i++) {
         int w = text_width(person_name(json_object_array_get_idx(cases, i), name, sizeof name));
         if (w > width)
             width = w;
     }
-    pad_print("NAME", width);
-    printf("  %-10s  %-16s  %-37s  %s\n", "BORN", "CODICE FISCALE", "CASE", "MATCHED");
+    pad_print(_("NAME"), width);
+    printf("  %-10s  %-16s  %-37s  %s\n", _("BORN"), "CODICE FISCALE", _("CASE"), _("MATCHED"));
     for (size_t i = 0; i < jlen(cases); i++) {
         json_object *c = json_object_array_get_idx(cases, i);
         pad_print(person_name(c, name, sizeof name), width);
@@ -926,7 +980,8 @@ static void render_case_find(json_object *p, const char *const *sent, size_t nse
             jtext(c, "id"), jtext(c, "matched"));
     }
     if (json_object_get_boolean(jget(p, "more")))
-        printf("more cases match: narrow the query or raise --limit (now %s)\n", jtext(p, "limit"));
+        printf(
+            _("more cases match: narrow the query or raise --limit (now %s)\n"), jtext(p, "limit"));
 }
 
 cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -936,7 +991,7 @@ cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
     const cli__opt opts[] = { { "limit", &limit, NULL }, { "fuzzy", NULL, &fuzzy } };
     const char **pos = calloc((size_t)argc + 1, sizeof(*pos));
     if (pos == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t n;
     cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 2, pos, 1, 1, &n);
     uint64_t lim = 20;
@@ -960,7 +1015,8 @@ cli_err cli__case_find(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
 static void render_consent_grant(json_object *p, const char *const *sent, size_t nsent)
 {
     json_object *scopes = jget(p, "scopes");
-    printf("%s: %s access to ", jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
+    /* TRANSLATORS: the second %s is read or write (not translated); the scopes follow. */
+    printf(_("%s: %s access to "), jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
         jget(p, "access") != NULL ? jtext(p, "access") : sent[5]);
     if (scopes != NULL) {
         for (size_t i = 0; i < jlen(scopes); i++)
@@ -968,17 +1024,18 @@ static void render_consent_grant(json_object *p, const char *const *sent, size_t
     } else {
         printf("%s", sent[2]);
     }
-    printf(" granted to %s (purpose %s, basis %s", jget(p, "to") != NULL ? jtext(p, "to") : sent[1],
+    printf(_(" granted to %s (purpose %s, basis %s"),
+        jget(p, "to") != NULL ? jtext(p, "to") : sent[1],
         jget(p, "purpose") != NULL ? jtext(p, "purpose") : sent[3],
         jget(p, "basis") != NULL ? jtext(p, "basis") : sent[4]);
     json_object *provision = jget(p, "provision"); /* the answer's, else what was sent */
     if (provision != NULL && json_object_is_type(provision, json_type_string))
-        printf(", provision %s", json_object_get_string(provision));
+        printf(_(", provision %s"), json_object_get_string(provision));
     else if (provision == NULL && nsent > 8 && sent[8][0] != '\0')
-        printf(", provision %s", sent[8]);
+        printf(_(", provision %s"), sent[8]);
     json_object *until = jget(p, "until");
     if (until != NULL && !json_object_is_type(until, json_type_null))
-        printf(", until %s", plain(until));
+        printf(_(", until %s"), plain(until));
     printf(")\n");
 }
 
@@ -990,12 +1047,12 @@ static cli_err check_scopes(cli__ctx *ctx, const cli__cmd *cmd, const char *list
         size_t n = comma != NULL ? (size_t)(comma - name) : strlen(name);
         if (!proto_scope_name_valid(name, n))
             return cli__usage(ctx, cmd,
-                "--scopes '%s' is not a comma-separated list of scope names (e.g. "
-                "lingua,anagrafica)",
+                _("--scopes '%s' is not a comma-separated list of scope names (e.g. "
+                  "lingua,anagrafica)"),
                 list);
         for (const char *seen = list; seen < name; seen = strchr(seen, ',') + 1)
             if (strncmp(seen, name, n) == 0 && seen[n] == ',')
-                return cli__usage(ctx, cmd, "--scopes names %.*s twice", (int)n, name);
+                return cli__usage(ctx, cmd, _("--scopes names %.*s twice"), (int)n, name);
         if (comma == NULL)
             return CLI_OK;
         name = comma + 1;
@@ -1024,46 +1081,47 @@ cli_err cli__consent_grant(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
     if (err != CLI_OK)
         return err;
     if (to == NULL || scopes == NULL || purpose == NULL || basis == NULL)
-        return cli__usage(ctx, cmd, "--to, --scopes, --purpose and --basis are required");
+        return cli__usage(ctx, cmd, _("--to, --scopes, --purpose and --basis are required"));
     if (!proto_org_valid(to, strlen(to)))
-        return cli__usage(ctx, cmd, "--to '%s' is not an org id ([a-z0-9-], 1-32 characters)", to);
+        return cli__usage(
+            ctx, cmd, _("--to '%s' is not an org id ([a-z0-9-], 1-32 characters)"), to);
     if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if (!proto_org_valid(purpose, strlen(purpose)))
-        return cli__usage(
-            ctx, cmd, "--purpose '%s' is not a purpose id ([a-z0-9-], 1-32 characters)", purpose);
+        return cli__usage(ctx, cmd,
+            _("--purpose '%s' is not a purpose id ([a-z0-9-], 1-32 characters)"), purpose);
     if (proto_basis_parse(basis, strlen(basis)) == 0)
         return cli__usage(ctx, cmd,
-            "--basis '%s' is not one of public-task legal-obligation consent explicit-consent",
+            _("--basis '%s' is not one of public-task legal-obligation consent explicit-consent"),
             basis);
     if (access == NULL)
         access = "read";
     uint8_t level;
     if (!proto_access_parse(access, strlen(access), &level) || level == PROTO_ACCESS_NONE)
-        return cli__usage(ctx, cmd, "--access '%s' is not read or write", access);
+        return cli__usage(ctx, cmd, _("--access '%s' is not read or write"), access);
     proto_date day;
     if (until != NULL && proto_date_parse(until, strlen(until), &day) != PROTO_OK)
-        return cli__usage(ctx, cmd, "--until '%s' is not a date YYYY-MM-DD", until);
+        return cli__usage(ctx, cmd, _("--until '%s' is not a date YYYY-MM-DD"), until);
     /* Empty evidence is none; the node bounds its length. */
     if (evidence != NULL && evidence[0] != '\0'
         && !proto_text_valid(evidence, strlen(evidence), PROTO_TEXT_MAX))
         return cli__usage(ctx, cmd,
-            "--evidence must be at most %d bytes of text without control characters, and not "
-            "only spaces",
+            _("--evidence must be at most %d bytes of text without control characters, and not "
+              "only spaces"),
             PROTO_TEXT_MAX);
     /* Empty provision is none, like evidence. */
     if (provision != NULL && provision[0] != '\0'
         && !proto_text_valid(provision, strlen(provision), PROVISION_MAX))
         return cli__usage(ctx, cmd,
-            "--provision must be at most %d bytes of text without control characters, and not "
-            "only spaces (e.g. \"D.Lgs. 286/1998 art. 4-bis\")",
+            _("--provision must be at most %d bytes of text without control characters, and not "
+              "only spaces (e.g. \"D.Lgs. 286/1998 art. 4-bis\")"),
             PROVISION_MAX);
     uint8_t b = (uint8_t)proto_basis_parse(basis, strlen(basis));
     if ((provision == NULL || provision[0] == '\0')
         && (b == PROTO_BASIS_PUBLIC_TASK || b == PROTO_BASIS_LEGAL_OBLIGATION))
         return cli__usage(ctx, cmd,
-            "--basis %s needs --provision TEXT: the legal provision the grant rests on (e.g. "
-            "\"D.Lgs. 286/1998 art. 4-bis\")",
+            _("--basis %s needs --provision TEXT: the legal provision the grant rests on (e.g. "
+              "\"D.Lgs. 286/1998 art. 4-bis\")"),
             basis);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
@@ -1085,12 +1143,12 @@ static void render_consent_revoke(json_object *p, const char *const *sent, size_
     bool down = strcmp(sent[3], "read") == 0;
     for (size_t i = 0; scopes != NULL && i < jlen(scopes); i++) {
         json_object *o = json_object_array_get_idx(scopes, i), *epoch = jget(o, "new_epoch");
-        printf("%s: %s %s on %s (access-log entry %s)",
-            jget(p, "id") != NULL ? jtext(p, "id") : sent[0],
-            down ? "downgraded to read for" : "access revoked for", sent[1], jtext(o, "scope"),
+        printf(down ? _("%s: downgraded to read for %s on %s (access-log entry %s)")
+                    : _("%s: access revoked for %s on %s (access-log entry %s)"),
+            jget(p, "id") != NULL ? jtext(p, "id") : sent[0], sent[1], jtext(o, "scope"),
             jtext(o, "entry"));
         if (epoch != NULL && !json_object_is_type(epoch, json_type_null))
-            printf("; new key, epoch %s, sent to the remaining holders", plain(epoch));
+            printf(_("; new key, epoch %s, sent to the remaining holders"), plain(epoch));
         printf("\n");
     }
 }
@@ -1111,17 +1169,17 @@ static cli_err revoke(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv,
     if (err != CLI_OK)
         return err;
     if (from == NULL)
-        return cli__usage(ctx, cmd, "--from ORG is required");
+        return cli__usage(ctx, cmd, _("--from ORG is required"));
     if (!proto_org_valid(from, strlen(from)))
         return cli__usage(
-            ctx, cmd, "--from '%s' is not an org id ([a-z0-9-], 1-32 characters)", from);
+            ctx, cmd, _("--from '%s' is not an org id ([a-z0-9-], 1-32 characters)"), from);
     if (scopes != NULL && (err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if (reason != NULL && reason[0] != '\0'
         && !proto_text_valid(reason, strlen(reason), REASON_MAX))
         return cli__usage(ctx, cmd,
-            "--reason must be at most %d bytes of text without control characters, and not only "
-            "spaces",
+            _("--reason must be at most %d bytes of text without control characters, and not only "
+              "spaces"),
             REASON_MAX);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
@@ -1154,12 +1212,16 @@ static void render_consent_note(json_object *p, const char *const *sent, size_t 
     for (size_t i = 0; i < jlen(scopes); i++)
         printf("%s%s", i > 0 ? "," : "", plain(json_object_array_get_idx(scopes, i)));
     if (applied)
-        printf(": consent withdrawn, %s's access revoked here (this node owns the case)\n",
+        printf(_(": consent withdrawn, %s's access revoked here (this node owns the case)\n"),
             jtext(p, "grantee"));
     else
-        printf(": %s of %s's access sent to the owner, %s; it ends the grant when it receives "
-               "it (a grant on another basis than consent waits for an operator there)\n",
-            nsent > 2 ? "withdrawal" : "drop", jtext(p, "grantee"), jtext(p, "owner"));
+        printf(nsent > 2 ? _(": withdrawal of %s's access sent to the owner, %s; it ends the grant "
+                             "when it receives it (a grant on another basis than consent waits "
+                             "for an operator there)\n")
+                         : _(": drop of %s's access sent to the owner, %s; it ends the grant when "
+                             "it receives it (a grant on another basis than consent waits for an "
+                             "operator there)\n"),
+            jtext(p, "grantee"), jtext(p, "owner"));
 }
 
 cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1179,16 +1241,17 @@ cli_err cli__consent_withdraw(cli__ctx *ctx, const cli__cmd *cmd, int argc, char
     if (err != CLI_OK)
         return err;
     if (scopes == NULL || to == NULL || evidence == NULL)
-        return cli__usage(ctx, cmd, "--scopes, --to and --evidence are required");
+        return cli__usage(ctx, cmd, _("--scopes, --to and --evidence are required"));
     if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if (!proto_org_valid(to, strlen(to))
         || (owner != NULL && !proto_org_valid(owner, strlen(owner))))
-        return cli__usage(ctx, cmd, "--to and --owner take an org id ([a-z0-9-], 1-32 characters)");
+        return cli__usage(
+            ctx, cmd, _("--to and --owner take an org id ([a-z0-9-], 1-32 characters)"));
     if (evidence[0] == '\0' || !proto_text_valid(evidence, strlen(evidence), REASON_MAX))
         return cli__usage(ctx, cmd,
-            "--evidence must be at most %d bytes of text without control characters, and not "
-            "only spaces (a reference to the signed form or protocol number)",
+            _("--evidence must be at most %d bytes of text without control characters, and not "
+              "only spaces (a reference to the signed form or protocol number)"),
             REASON_MAX);
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
         return err;
@@ -1209,7 +1272,7 @@ cli_err cli__consent_drop(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
     if (err != CLI_OK)
         return err;
     if (scopes == NULL)
-        return cli__usage(ctx, cmd, "--scopes is required");
+        return cli__usage(ctx, cmd, _("--scopes is required"));
     if ((err = check_scopes(ctx, cmd, scopes)) != CLI_OK)
         return err;
     if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
@@ -1227,10 +1290,10 @@ static void render_manifest_import(json_object *p, const char *const *sent, size
     (void)nsent;
     json_object *again = jget(p, "already_in_force");
     if (again != NULL && json_object_get_boolean(again))
-        printf("manifest version %s is already in force (%s members): nothing changed\n",
+        printf(_("manifest version %s is already in force (%s members): nothing changed\n"),
             jtext(p, "version"), jtext(p, "members"));
     else
-        printf("manifest version %s imported (%s members)\n", jtext(p, "version"),
+        printf(_("manifest version %s imported (%s members)\n"), jtext(p, "version"),
             jtext(p, "members"));
 }
 
@@ -1250,7 +1313,7 @@ cli_err cli__manifest_import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char 
     if (proto_peek(bytes, len, NULL, &kind, NULL) != PROTO_OK || kind != PROTO_K_MANIFEST) {
         free(bytes);
         return cli__fail(ctx, CLI_EINPUT,
-            "%s is not a signed manifest (write one with patto network sign ADMIN --out FILE)",
+            _("%s is not a signed manifest (write one with patto network sign ADMIN --out FILE)"),
             pos[0]);
     }
     proto_bytes b = { bytes, len };
@@ -1286,8 +1349,8 @@ static void render_store_compact(json_object *p, const char *const *sent, size_t
     size_text(jget(p, "bytes_before"), before, sizeof before);
     size_text(jget(p, "bytes_after"), after, sizeof after);
     size_text(jget(p, "disk_needed_bytes"), needed, sizeof needed);
-    printf("store compacted: data.mdb %s -> %s; the node paused %s ms; the copy needed %s of "
-           "disk\n",
+    printf(_("store compacted: data.mdb %s -> %s; the node paused %s ms; the copy needed %s of "
+             "disk\n"),
         before, after, jtext(p, "pause_ms"), needed);
 }
 
@@ -1305,7 +1368,7 @@ cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **
 static void render_alerts(json_object *alerts)
 {
     for (size_t i = 0; i < jlen(alerts); i++)
-        printf("ALERT  %s\n", jtext(json_object_array_get_idx(alerts, i), "message"));
+        printf(_("ALERT  %s\n"), jtext(json_object_array_get_idx(alerts, i), "message"));
 }
 
 static void render_inbox_row(json_object *it)
@@ -1313,26 +1376,37 @@ static void render_inbox_row(json_object *it)
     char at[CLI_TIME_TEXT_SIZE];
     const char *kind = jtext(it, "kind");
     json_object *fresh = jget(it, "new");
-    printf("%-3s  %-25s  %-37s  ", fresh != NULL && json_object_get_boolean(fresh) ? "NEW" : "",
-        when(it, "at", at), jtext(it, "case"));
+    /* TRANSLATORS: the mark of a row not read yet in patto inbox. */
+    const char *mark = _("NEW");
+    int mw = text_width(mark) > 3 ? text_width(mark) : 3;
+    pad_print(fresh != NULL && json_object_get_boolean(fresh) ? mark : "", mw);
+    printf("  %-25s  %-37s  ", when(it, "at", at), jtext(it, "case"));
     if (strcmp(kind, "shared") == 0) {
-        printf("%s shared by %s: %s, purpose %s, basis %s", jtext(it, "scope"), jtext(it, "org"),
+        /* TRANSLATORS: access (read, write), purpose and basis are the node's ids. */
+        printf(_("%s shared by %s: %s, purpose %s, basis %s"), jtext(it, "scope"), jtext(it, "org"),
             jtext(it, "access"), jtext(it, "purpose"), jtext(it, "basis"));
         if (jget(it, "until") != NULL) {
             char until[CLI_TIME_TEXT_SIZE];
-            printf(", until %s", when(it, "until", until));
+            printf(_(", until %s"), when(it, "until", until));
         }
     } else if (strcmp(kind, "narrowed") == 0) {
-        printf("%s: %s by %s (%s)", jtext(it, "scope"),
-            strcmp(jtext(it, "access"), "read") == 0 ? "narrowed to read" : "access ended",
-            jtext(it, "org"), jtext(it, "reason"));
+        /* TRANSLATORS: the %s in brackets is the node's reason (revoked, expired, ...). */
+        printf(strcmp(jtext(it, "access"), "read") == 0 ? _("%s: narrowed to read by %s (%s)")
+                                                        : _("%s: access ended by %s (%s)"),
+            jtext(it, "scope"), jtext(it, "org"), jtext(it, "reason"));
     } else if (strcmp(kind, "changed") == 0) {
-        printf("changed by %s (%s change%s, the last in %s)", jtext(it, "org"),
-            jtext(it, "changes"), strcmp(jtext(it, "changes"), "1") == 0 ? "" : "s",
-            jtext(it, "scope"));
-    } else {
-        printf("%s of %s's access received from %s (scope %s...): see consent list", kind,
+        json_object *nc = jget(it, "changes");
+        unsigned long changes = nc != NULL ? (unsigned long)json_object_get_int64(nc) : 0;
+        printf(P_("changed by %s (%s change, the last in %s)",
+                   "changed by %s (%s changes, the last in %s)", changes),
+            jtext(it, "org"), jtext(it, "changes"), jtext(it, "scope"));
+    } else if (strcmp(kind, "withdrawal") == 0 || strcmp(kind, "drop") == 0) {
+        printf(strcmp(kind, "drop") == 0
+                ? _("drop of %s's access received from %s (scope %s...): see consent list")
+                : _("withdrawal of %s's access received from %s (scope %s...): see consent list"),
             jtext(it, "grantee"), jtext(it, "org"), jtext(it, "scope"));
+    } else {
+        printf("%s", kind); /* a kind this CLI does not know yet */
     }
     printf("\n");
 }
@@ -1344,13 +1418,13 @@ static void render_inbox(json_object *p, const char *const *sent, size_t nsent)
     json_object *items = jget(p, "items");
     render_alerts(jget(p, "alerts"));
     if (jlen(items) == 0)
-        printf(
-            "nothing new for %s (patto inbox --all shows what was read)\n", jtext(p, "operator"));
+        printf(_("nothing new for %s (patto inbox --all shows what was read)\n"),
+            jtext(p, "operator"));
     for (size_t i = 0; i < jlen(items); i++)
         render_inbox_row(json_object_array_get_idx(items, i));
     json_object *more = jget(p, "more");
     if (more != NULL && json_object_get_int64(more) > 0)
-        printf("(%s more: --limit N shows more)\n", jtext(p, "more"));
+        printf(_("(%s more: --limit N shows more)\n"), jtext(p, "more"));
 }
 
 /* --since WHEN: YYYY-MM-DD (from the start of that day in Europe/Rome), or Nm, Nh, Nd ago. */
@@ -1378,7 +1452,7 @@ static cli_err since_ms(cli__ctx *ctx, const cli__cmd *cmd, const char *text, ui
         }
     }
     return cli__usage(
-        ctx, cmd, "--since '%s' is not a date (YYYY-MM-DD) or a time ago (30m, 12h, 7d)", text);
+        ctx, cmd, _("--since '%s' is not a date (YYYY-MM-DD) or a time ago (30m, 12h, 7d)"), text);
 }
 
 cli_err cli__inbox(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1413,7 +1487,7 @@ static void render_inbox_ack(json_object *p, const char *const *sent, size_t nse
     (void)sent;
     (void)nsent;
     char at[CLI_TIME_TEXT_SIZE];
-    printf("inbox of %s read up to %s\n", jtext(p, "operator"), when(p, "acked_at", at));
+    printf(_("inbox of %s read up to %s\n"), jtext(p, "operator"), when(p, "acked_at", at));
 }
 
 cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1431,7 +1505,7 @@ cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
 static void print_log_value(json_object *v)
 {
     if (v == NULL || json_object_is_type(v, json_type_null)) {
-        printf("(none)");
+        printf("%s", _("(none)"));
         return;
     }
     if (!json_object_is_type(v, json_type_array)) {
@@ -1439,13 +1513,13 @@ static void print_log_value(json_object *v)
         return;
     }
     if (jlen(v) == 0)
-        printf("(empty)");
+        printf("%s", _("(empty)"));
     for (size_t i = 0; i < jlen(v); i++) {
         json_object *x = json_object_array_get_idx(v, i);
         json_object *red = json_object_is_type(x, json_type_object) ? jget(x, "redacted") : NULL;
         printf("%s", i > 0 ? ", " : "");
         if (red != NULL && json_object_get_boolean(red))
-            printf("(event %s redacted)", jtext(x, "id"));
+            printf(_("(event %s redacted)"), jtext(x, "id"));
         else if (json_object_is_type(x, json_type_object) && jget(x, "event") != NULL)
             printf("%s", plain(jget(x, "event")));
         else
@@ -1458,9 +1532,9 @@ static void render_case_log(json_object *p, const char *const *sent, size_t nsen
     (void)sent;
     (void)nsent;
     json_object *changes = jget(p, "changes");
-    printf("case %s\n", jtext(p, "id"));
+    printf(_("case %s\n"), jtext(p, "id"));
     if (jlen(changes) == 0)
-        printf("no change this node can read\n");
+        printf("%s", _("no change this node can read\n"));
     for (size_t i = 0; i < jlen(changes); i++) {
         json_object *c = json_object_array_get_idx(changes, i);
         char at[CLI_TIME_TEXT_SIZE], name[128];
@@ -1474,7 +1548,7 @@ static void render_case_log(json_object *p, const char *const *sent, size_t nsen
         } else if (first != NULL && json_object_is_type(first, json_type_object)) {
             printf("+ "); /* a timeline's events */
         } else {
-            printf("(none) -> ");
+            printf("%s -> ", _("(none)"));
         }
         print_log_value(nw);
         printf("\n");
@@ -1482,14 +1556,15 @@ static void render_case_log(json_object *p, const char *const *sent, size_t nsen
         for (size_t k = 0; k < jlen(conflict); k++) {
             json_object *x = json_object_array_get_idx(conflict, k);
             char xat[CLI_TIME_TEXT_SIZE];
-            printf("%-25s  %-14s  %-28s  %s %s (by %s, %s)\n", "", "", "",
-                k == 0 ? "CONFLICT:" : "         ", jtext(x, "value"), jtext(x, "by"),
-                when(x, "at", xat));
+            const char *head = _("CONFLICT:");
+            printf("%-25s  %-14s  %-28s  ", "", "", "");
+            pad_print(k == 0 ? head : "", text_width(head));
+            printf(_(" %s (by %s, %s)\n"), jtext(x, "value"), jtext(x, "by"), when(x, "at", xat));
         }
     }
     json_object *more = jget(p, "more");
     if (more != NULL && json_object_get_int64(more) > 0)
-        printf("(%s older changes: --limit N shows more)\n", jtext(p, "more"));
+        printf(_("(%s older changes: --limit N shows more)\n"), jtext(p, "more"));
 }
 
 cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
@@ -1503,7 +1578,7 @@ cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     if (err != CLI_OK)
         return err;
     if (n == 2 && (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL))
-        return cli__usage(ctx, cmd, "'%s' is not SCOPE.FIELD", pos[1]);
+        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
     uint64_t v;
     if (limit != NULL) {
         if ((err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 10000, &v)) != CLI_OK)

@@ -27,17 +27,17 @@ static cli_err admin_identity(cli__ctx *ctx, const char *admin, proto_identity *
         return err;
     if (len != 2 * PROTO_SEED_LEN) {
         err = cli__fail(ctx, CLI_EINPUT,
-            "%s is not a network admin key (%d bytes expected, found %zu)", key, 2 * PROTO_SEED_LEN,
-            len);
+            _("%s is not a network admin key (%d bytes expected, found %zu)"), key,
+            2 * PROTO_SEED_LEN, len);
         goto done;
     }
     if (proto_init() != PROTO_OK) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot initialise the crypto library");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("cannot initialise the crypto library"));
         goto done;
     }
     proto_err perr = proto_identity_from_seeds(seeds, seeds + PROTO_SEED_LEN, out);
     if (perr != PROTO_OK) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot load %s: %s", key, proto_strerror(perr));
+        err = cli__fail(ctx, CLI_EINTERNAL, _("cannot load %s: %s"), key, proto_strerror(perr));
         goto done;
     }
     /* admin.pub is what partners pinned: a key that no longer matches it signs in vain. */
@@ -49,7 +49,7 @@ static cli_err admin_identity(cli__ctx *ctx, const char *admin, proto_identity *
     if (!proto_hex_decode((const char *)pubtext, publen, want, PROTO_ORIGIN_LEN)
         || memcmp(want, proto_identity_origin(*out), PROTO_ORIGIN_LEN) != 0) {
         err = cli__fail(ctx, CLI_EINPUT,
-            "%s does not hold the public key of %s; the admin directory is damaged", pub, key);
+            _("%s does not hold the public key of %s; the admin directory is damaged"), pub, key);
         goto done;
     }
 done:
@@ -90,7 +90,7 @@ static cli_err sign_build(
     a->keys = calloc(total + 1, sizeof *a->keys);
     a->purposes = calloc(w->npurposes + 1, sizeof *a->purposes);
     if (a->members == NULL || a->keys == NULL || a->purposes == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     for (size_t i = 0, o = 0; i < w->nmembers; i++) {
         const cli__wmember *wm = &w->members[i];
         a->members[i] = (proto_member) {
@@ -114,8 +114,8 @@ static cli_err sign_build(
                 char at[CLI_TIME_TEXT_SIZE] = "?";
                 cli_rome_time_ms(y[-1].effective_ms, at, sizeof at);
                 return cli__fail(ctx, CLI_EINPUT,
-                    "the new key of %s would take effect before its previous key (at %s): give "
-                    "it a longer notice with patto network rekey ... --notice-hours H",
+                    _("the new key of %s would take effect before its previous key (at %s): give "
+                      "it a longer notice with patto network rekey ... --notice-hours H"),
                     wm->org, at);
             }
         }
@@ -170,13 +170,13 @@ static cli_err sign_new_keys(cli__ctx *ctx, const cli__working *w, const proto_m
         cli_rome_time_ms(at, when, sizeof when);
         if (used < n)
             used += (size_t)snprintf(human + used, n - used,
-                "\nthe new key of %s takes effect at %s (%" PRIu64 " h notice)", w->members[i].org,
-                when, x->notice_hours);
+                _("\nthe new key of %s takes effect at %s (%" PRIu64 " h notice)"),
+                w->members[i].org, when, x->notice_hours);
         json_object *o = json_object_new_object();
         cli_err err;
         if (o == NULL || json_object_array_add(list, o) != 0) {
             json_object_put(o);
-            return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         }
         if ((err = cli__jadd_str(ctx, o, "org", w->members[i].org)) != CLI_OK
             || (err = cli__jadd_u64(ctx, o, "effective_ms", at)) != CLI_OK)
@@ -197,7 +197,7 @@ cli_err cli__network_sign(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
     if (err != CLI_OK)
         return err;
     if (outfile == NULL)
-        return cli__usage(ctx, cmd, "--out FILE is required");
+        return cli__usage(ctx, cmd, _("--out FILE is required"));
     if ((clock_text != NULL
             && (err = cli__parse_u64(ctx, cmd, "max-clock-ahead-ms", clock_text,
                     CLI__CLOCK_AHEAD_MIN_MS, CLI__CLOCK_AHEAD_MAX_MS, &clock_ahead))
@@ -227,18 +227,21 @@ cli_err cli__network_sign(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **a
     proto_err perr = proto_manifest_sign(&m, admin, &signed_bytes);
     if (perr != PROTO_OK) {
         err = cli__fail(ctx, perr == PROTO_EVALUE ? CLI_EINPUT : CLI_EINTERNAL,
-            "cannot sign the manifest in %s: %s", w.path, proto_strerror(perr));
+            _("cannot sign the manifest in %s: %s"), w.path, proto_strerror(perr));
         goto done;
     }
     char human[CLI__HUMAN_MAX], when[CLI_TIME_TEXT_SIZE] = "?";
     cli_rome_time_ms(signed_at, when, sizeof when);
+    char orgs[64], purposes[64];
+    snprintf(orgs, sizeof orgs, P_("%zu org", "%zu orgs", w.nmembers), w.nmembers);
+    snprintf(
+        purposes, sizeof purposes, P_("%zu purpose", "%zu purposes", w.npurposes), w.npurposes);
     snprintf(human, sizeof human,
-        "manifest version %" PRIu64 " signed at %s (%zu org%s, %zu purpose%s) and written to "
-        "%s; hand it to every node with patto manifest import %s",
-        m.version, when, w.nmembers, w.nmembers == 1 ? "" : "s", w.npurposes,
-        w.npurposes == 1 ? "" : "s", outfile, outfile);
+        _("manifest version %" PRIu64 " signed at %s (%s, %s) and written to %s; hand it to "
+          "every node with patto manifest import %s"),
+        m.version, when, orgs, purposes, outfile, outfile);
     if ((out = cli__result_new(ctx)) == NULL || (new_keys = json_object_new_array()) == NULL) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         goto done;
     }
     if ((err = sign_new_keys(ctx, &w, &m, new_keys, human, sizeof human)) != CLI_OK)

@@ -123,23 +123,23 @@ static cli_err to_utf8(cli__ctx *ctx, const char *path, const uint8_t *in, size_
         size_t ok = utf8_valid_prefix(in, len);
         if (ok != len)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: line %zu is not UTF-8 (byte 0x%02x); if Excel saved it as \"CSV "
-                "(separato da ;)\", give --encoding windows-1252",
+                _("%s: line %zu is not UTF-8 (byte 0x%02x); if Excel saved it as \"CSV "
+                  "(separato da ;)\", give --encoding windows-1252"),
                 path, line_of((const char *)in, ok), in[ok]);
         if ((*out = xstrdup((const char *)in, len)) == NULL)
-            return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         *outlen = len;
         return CLI_OK;
     }
     iconv_t cd = iconv_open("UTF-8", "WINDOWS-1252");
     if (cd == (iconv_t)-1)
         return cli__fail(
-            ctx, CLI_EINTERNAL, "iconv cannot convert from Windows-1252: %s", strerror(errno));
+            ctx, CLI_EINTERNAL, _("iconv cannot convert from Windows-1252: %s"), strerror(errno));
     size_t cap = len * 3 + 1;
     char *buf = malloc(cap);
     if (buf == NULL) {
         iconv_close(cd);
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     }
     char *ip = (char *)(uintptr_t)in, *op = buf;
     size_t il = len, ol = cap - 1;
@@ -147,7 +147,7 @@ static cli_err to_utf8(cli__ctx *ctx, const char *path, const uint8_t *in, size_
     if (iconv(cd, &ip, &il, &op, &ol) == (size_t)-1) {
         size_t off = (size_t)(ip - (const char *)in);
         err = cli__fail(ctx, CLI_EINPUT,
-            "%s: line %zu: byte 0x%02x is not a Windows-1252 character", path,
+            _("%s: line %zu: byte 0x%02x is not a Windows-1252 character"), path,
             line_of((const char *)in, off), off < len ? in[off] : 0);
         free(buf);
         buf = NULL;
@@ -367,8 +367,8 @@ static cli_err grants_read(cli__ctx *ctx, const char *path, bool ndjson, map *m)
         return CLI_OK;
     if (!json_object_is_type(gs, json_type_array) || json_object_array_length(gs) > GRANTS_MAX)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: \"grants\" must be a list of at most %d {\"to\", \"scopes\", \"purpose\", "
-            "\"basis\", ...}",
+            _("%s: \"grants\" must be a list of at most %d {\"to\", \"scopes\", \"purpose\", "
+              "\"basis\", ...}"),
             path, GRANTS_MAX);
     m->ng = json_object_array_length(gs);
     for (size_t i = 0; i < m->ng; i++) {
@@ -377,17 +377,20 @@ static cli_err grants_read(cli__ctx *ctx, const char *path, bool ndjson, map *m)
         static const char *const known[] = { "to", "scopes", "purpose", "basis", "access", "until",
             "evidence", "provision", "column" };
         if (!json_object_is_type(o, json_type_object))
-            return cli__fail(ctx, CLI_EINPUT, "%s: grant %zu is not an object", path, i + 1);
+            return cli__fail(ctx, CLI_EINPUT, _("%s: grant %zu is not an object"), path, i + 1);
         json_object_object_foreach(o, k, v)
         {
             bool ok = false;
             for (size_t j = 0; j < sizeof known / sizeof known[0]; j++)
                 ok = ok || strcmp(k, known[j]) == 0;
-            if (!ok || !json_object_is_type(v, json_type_string))
+            if (!ok)
                 return cli__fail(ctx, CLI_EINPUT,
-                    "%s: grant %zu: '%s' %s (known, each text: to, scopes, purpose, basis, "
-                    "access, until, evidence, provision, column)",
-                    path, i + 1, k, ok ? "is not text" : "is unknown");
+                    _("%s: grant %zu: '%s' is unknown (known, each text: to, scopes, purpose, "
+                      "basis, access, until, evidence, provision, column)"),
+                    path, i + 1, k);
+            if (!json_object_is_type(v, json_type_string))
+                return cli__fail(
+                    ctx, CLI_EINPUT, _("%s: grant %zu: '%s' is not text"), path, i + 1, k);
         }
         g->to = cli__json_str(o, "to");
         g->scopes = cli__json_str(o, "scopes");
@@ -400,10 +403,12 @@ static cli_err grants_read(cli__ctx *ctx, const char *path, bool ndjson, map *m)
         g->column = cli__json_str(o, "column");
         if (g->to == NULL || g->scopes == NULL || g->purpose == NULL || g->basis == NULL)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: grant %zu needs \"to\", \"scopes\", \"purpose\" and \"basis\"", path, i + 1);
+                _("%s: grant %zu needs \"to\", \"scopes\", \"purpose\" and \"basis\""), path,
+                i + 1);
         if (g->column != NULL && ndjson)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: grant %zu: \"column\" is for CSV files (NDJSON: a grant goes to every row)",
+                _("%s: grant %zu: \"column\" is for CSV files (NDJSON: a grant goes to every "
+                  "row)"),
                 path, i + 1);
     }
     return CLI_OK;
@@ -427,8 +432,8 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
         if (strcmp(k, "columns") != 0 && strcmp(k, "delimiter") != 0 && strcmp(k, "key_name") != 0
             && strcmp(k, "grants") != 0)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: unknown member '%s' (the map has columns, delimiter, key_name, grants)", path,
-                k);
+                _("%s: unknown member '%s' (the map has columns, delimiter, key_name, grants)"),
+                path, k);
     }
     if ((err = grants_read(ctx, path, ndjson, m)) != CLI_OK)
         return err;
@@ -436,7 +441,7 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
     if (d != NULL) {
         if (strlen(d) != 1 || (d[0] != ';' && d[0] != ',' && d[0] != '\t' && d[0] != '|'))
             return cli__fail(
-                ctx, CLI_EINPUT, "%s: delimiter must be one of \";\" \",\" \"\\t\" \"|\"", path);
+                ctx, CLI_EINPUT, _("%s: delimiter must be one of \";\" \",\" \"\\t\" \"|\""), path);
         m->delimiter = d[0];
     }
     m->key_name = cli__json_str(m->doc, "key_name");
@@ -446,11 +451,12 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
     if (cols == NULL || !json_object_is_type(cols, json_type_array)
         || json_object_array_length(cols) == 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: \"columns\" must be a list of {\"column\": NAME, \"field\": \"scope.field\", ...}",
+            _("%s: \"columns\" must be a list of {\"column\": NAME, \"field\": \"scope.field\", "
+              "...}"),
             path);
     m->n = json_object_array_length(cols);
     if ((m->c = calloc(m->n, sizeof(*m->c))) == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     size_t nkeys = 0;
     for (size_t i = 0; i < m->n; i++) {
         json_object *o = json_object_array_get_idx(cols, i);
@@ -458,7 +464,7 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
         c->index = -1;
         if (!json_object_is_type(o, json_type_object) || cli__json_str(o, "column") == NULL)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: column %zu has no \"column\" (the header's name)", path, i + 1);
+                _("%s: column %zu has no \"column\" (the header's name)"), path, i + 1);
         c->column = cli__json_str(o, "column");
         json_object_object_foreach(o, k2, v2)
         {
@@ -470,8 +476,8 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
                 ok = ok || strcmp(k2, known[j]) == 0;
             if (!ok)
                 return cli__fail(ctx, CLI_EINPUT,
-                    "%s: column \"%s\": unknown member '%s' (known: field, trim, upper, lower, "
-                    "key, date, split, values)",
+                    _("%s: column \"%s\": unknown member '%s' (known: field, trim, upper, lower, "
+                      "key, date, split, values)"),
                     path, c->column, k2);
         }
         c->trim = jbool(o, "trim", true);
@@ -481,33 +487,34 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
         nkeys += c->key;
         c->split = cli__json_str(o, "split");
         if (c->split != NULL && c->split[0] == '\0')
-            return cli__fail(ctx, CLI_EINPUT, "%s: column \"%s\": split is empty", path, c->column);
+            return cli__fail(
+                ctx, CLI_EINPUT, _("%s: column \"%s\": split is empty"), path, c->column);
         c->values = jmember(o, "values");
         if (c->values != NULL && !json_object_is_type(c->values, json_type_object))
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: column \"%s\": values must be an object {\"as written\": \"as stored\"}", path,
-                c->column);
+                _("%s: column \"%s\": values must be an object {\"as written\": \"as stored\"}"),
+                path, c->column);
         const char *date = cli__json_str(o, "date");
         if (date != NULL) {
             if (strcmp(date, "dd/mm/yyyy") == 0)
                 c->date_dmy = true;
             else if (strcmp(date, "yyyy-mm-dd") != 0)
                 return cli__fail(ctx, CLI_EINPUT,
-                    "%s: column \"%s\": date must be \"dd/mm/yyyy\" or \"yyyy-mm-dd\"", path,
+                    _("%s: column \"%s\": date must be \"dd/mm/yyyy\" or \"yyyy-mm-dd\""), path,
                     c->column);
         }
         const char *field = cli__json_str(o, "field");
         if (field == NULL && !c->key)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: column \"%s\" names no \"field\" (scope.field) and is not the key", path,
+                _("%s: column \"%s\" names no \"field\" (scope.field) and is not the key"), path,
                 c->column);
         if (field != NULL) {
             char sc[64], fl[64];
             json_object *f = split_name(field, sc, fl) ? schema_field(schema, sc, fl, NULL) : NULL;
             if (f == NULL)
                 return cli__fail(ctx, CLI_EINPUT,
-                    "%s: column \"%s\": '%s' is not a field of the node's schema (see patto "
-                    "schema)",
+                    _("%s: column \"%s\": '%s' is not a field of the node's schema (see patto "
+                      "schema)"),
                     path, c->column, field);
             snprintf(c->name, sizeof(c->name), "%s", field);
             c->type = cli__json_str(f, "type");
@@ -516,7 +523,7 @@ static cli_err map_read(cli__ctx *ctx, const char *path, json_object *schema, bo
         }
     }
     if (nkeys > 1)
-        return cli__fail(ctx, CLI_EINPUT, "%s: only one column can be the key", path);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: only one column can be the key"), path);
     return CLI_OK;
 }
 
@@ -551,7 +558,7 @@ static bool csv_cell(report *rep, row *x, const colmap *c, int col, char *cell)
         trim(&v);
     if (v[0] == '\0') {
         if (c->key)
-            return refuse_row(rep, x, c->column, "the identifier is empty");
+            return refuse_row(rep, x, c->column, _("the identifier is empty"));
         return true;
     }
     json_object *rep_v = jmember(c->values, v);
@@ -572,7 +579,7 @@ static bool csv_cell(report *rep, row *x, const colmap *c, int col, char *cell)
     if (c->date_dmy) {
         if (!dmy_date(v, date)) {
             ok = refuse_row(
-                rep, x, c->column, "'%s' is not a date dd/mm/yyyy (a day that exists)", v);
+                rep, x, c->column, _("'%s' is not a date dd/mm/yyyy (a day that exists)"), v);
             free(tmp);
             return ok;
         }
@@ -735,7 +742,7 @@ static cli_err csv_rows(cli__ctx *ctx, const char *path, const char *text, size_
     memset(&st, 0, sizeof(st));
     struct csv_parser p;
     if (csv_init(&p, CSV_APPEND_NULL) != 0)
-        return cli__fail(ctx, CLI_EINTERNAL, "cannot start the CSV parser");
+        return cli__fail(ctx, CLI_EINTERNAL, _("cannot start the CSV parser"));
     csv_set_delim(&p, (unsigned char)(m->delimiter ? m->delimiter : guess_delimiter(text)));
     cli_err err = CLI_OK;
     size_t off = 0;
@@ -745,18 +752,18 @@ static cli_err csv_rows(cli__ctx *ctx, const char *path, const char *text, size_
         size_t chunk = nl != NULL ? (size_t)(nl - (text + off)) + 1 : len - off;
         if (csv_parse(&p, text + off, chunk, csv_field_cb, csv_row_cb, &st) != chunk)
             err = cli__fail(
-                ctx, CLI_EINPUT, "%s: line %zu: %s", path, st.line, csv_strerror(csv_error(&p)));
+                ctx, CLI_EINPUT, _("%s: line %zu: %s"), path, st.line, csv_strerror(csv_error(&p)));
         off += chunk;
         st.line += nl != NULL;
     }
     if (err == CLI_OK && csv_fini(&p, csv_field_cb, csv_row_cb, &st) != 0)
-        err = cli__fail(
-            ctx, CLI_EINPUT, "%s: %s (a quote is not closed?)", path, csv_strerror(csv_error(&p)));
+        err = cli__fail(ctx, CLI_EINPUT, _("%s: %s (a quote is not closed?)"), path,
+            csv_strerror(csv_error(&p)));
     csv_free(&p);
     if (err == CLI_OK && st.nomem)
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory reading %s", path);
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory reading %s"), path);
     if (err == CLI_OK && st.nrows == 0)
-        err = cli__fail(ctx, CLI_EINPUT, "%s has no header line", path);
+        err = cli__fail(ctx, CLI_EINPUT, _("%s has no header line"), path);
     colmap *cols = m->c;
     /* The header: every mapped column must be there (names compared trimmed, ignoring case). */
     for (size_t i = 0; err == CLI_OK && i < m->n; i++) {
@@ -768,7 +775,7 @@ static cli_err csv_rows(cli__ctx *ctx, const char *path, const char *text, size_
         }
         if (cols[i].index < 0)
             err = cli__fail(ctx, CLI_EINPUT,
-                "%s: the header (line 1) has no column \"%s\" that the map names", path,
+                _("%s: the header (line 1) has no column \"%s\" that the map names"), path,
                 cols[i].column);
     }
     int gidx[GRANTS_MAX]; /* each grant's column in the header */
@@ -783,20 +790,20 @@ static cli_err csv_rows(cli__ctx *ctx, const char *path, const char *text, size_
         }
         if (g->column != NULL && gidx[i] < 0)
             err = cli__fail(ctx, CLI_EINPUT,
-                "%s: the header (line 1) has no column \"%s\" that the map's grant %zu names", path,
-                g->column, i + 1);
+                _("%s: the header (line 1) has no column \"%s\" that the map's grant %zu names"),
+                path, g->column, i + 1);
     }
     if (err == CLI_OK && (out->colname = calloc(m->n, sizeof(char *))) == NULL)
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     for (size_t i = 0; err == CLI_OK && i < m->n; i++) {
         if ((out->colname[i] = xstrdup(cols[i].column, strlen(cols[i].column))) == NULL)
-            err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         out->ncol = i + 1;
     }
     for (size_t r = 1; err == CLI_OK && r < st.nrows; r++) {
         row *x = row_new(out, st.rowline[r]);
         if (x == NULL) {
-            err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
             break;
         }
         for (size_t i = 0; i < m->ng; i++) {
@@ -809,19 +816,20 @@ static cli_err csv_rows(cli__ctx *ctx, const char *path, const char *text, size_
         for (size_t i = 0; i < m->n && !x->refused; i++) {
             char *cell = (size_t)cols[i].index < st.rown[r] ? st.rowf[r][cols[i].index] : NULL;
             if (cell == NULL) {
-                if (!refuse_row(rep, x, cols[i].column, "the row has only %zu columns", st.rown[r]))
-                    err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                if (!refuse_row(
+                        rep, x, cols[i].column, _("the row has only %zu columns"), st.rown[r]))
+                    err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
                 continue;
             }
             if (!csv_cell(rep, x, &cols[i], (int)i, cell))
-                err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         }
         if (err == CLI_OK && !x->refused && x->n == 0
-            && !refuse_row(rep, x, NULL, "the row has no value in any mapped column"))
-            err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            && !refuse_row(rep, x, NULL, _("the row has no value in any mapped column")))
+            err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         if (err == CLI_OK && !x->refused && x->n > EDITS_MAX
-            && !refuse_row(rep, x, NULL, "the row makes more than %d edits", EDITS_MAX))
-            err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            && !refuse_row(rep, x, NULL, _("the row makes more than %d edits"), EDITS_MAX))
+            err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     }
     csv_state_free(&st);
     return err;
@@ -837,7 +845,7 @@ static bool ndjson_member(
     char sc[64], fl[64];
     json_object *f = split_name(name, sc, fl) ? schema_field(schema, sc, fl, NULL) : NULL;
     if (f == NULL)
-        return refuse_row(rep, x, name, "'%s' is not a field of the node's schema", name);
+        return refuse_row(rep, x, name, _("'%s' is not a field of the node's schema"), name);
     const char *type = cli__json_str(f, "type");
     type = type != NULL ? type : "text";
     if (v == NULL || json_object_is_type(v, json_type_null))
@@ -848,7 +856,7 @@ static bool ndjson_member(
         return row_edit(x, col, name, "+=", json_object_get_string(v));
     if (list) {
         if (!json_object_is_type(v, json_type_array))
-            return refuse_row(rep, x, name, "a %s takes a list", type);
+            return refuse_row(rep, x, name, _("a %s takes a list"), type);
         for (size_t i = 0; i < json_object_array_length(v); i++) {
             json_object *e = json_object_array_get_idx(v, i);
             const char *t;
@@ -862,7 +870,7 @@ static bool ndjson_member(
             } else if (json_object_is_type(e, json_type_string)) {
                 t = json_object_get_string(e);
             } else {
-                return refuse_row(rep, x, name, "a set takes a list of strings");
+                return refuse_row(rep, x, name, _("a set takes a list of strings"));
             }
             if (!row_edit(x, col, name, "+=", t))
                 return false;
@@ -871,7 +879,7 @@ static bool ndjson_member(
     }
     if (strcmp(type, "counter") == 0) {
         if (!json_object_is_type(v, json_type_int))
-            return refuse_row(rep, x, name, "a counter takes a whole number");
+            return refuse_row(rep, x, name, _("a counter takes a whole number"));
         int64_t n = json_object_get_int64(v);
         if (n == 0)
             return true;
@@ -884,7 +892,7 @@ static bool ndjson_member(
     if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double))
         return row_edit(
             x, col, name, "=", json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
-    return refuse_row(rep, x, name, "takes a string or a number");
+    return refuse_row(rep, x, name, _("takes a string or a number"));
 }
 
 static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t len,
@@ -907,7 +915,7 @@ static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t l
             continue;
         row *x = row_new(out, line);
         if (x == NULL)
-            return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         json_tokener *tok = json_tokener_new();
         json_object *o = tok != NULL ? json_tokener_parse_ex(tok, t, (int)strlen(t)) : NULL;
         bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success
@@ -916,8 +924,8 @@ static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t l
             json_tokener_free(tok);
         if (o == NULL || !whole || !json_object_is_type(o, json_type_object)) {
             json_object_put(o);
-            if (!refuse_row(rep, x, NULL, "not one JSON object"))
-                return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            if (!refuse_row(rep, x, NULL, _("not one JSON object")))
+                return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
             continue;
         }
         json_object_object_foreach(o, k, v)
@@ -926,11 +934,11 @@ static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t l
                 break;
             if (strcmp(k, "_key") == 0) {
                 if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0)
-                    refuse_row(rep, x, k, "_key must be a non-empty string");
+                    refuse_row(rep, x, k, _("_key must be a non-empty string"));
                 else if ((x->key = xstrdup(
                               json_object_get_string(v), strlen(json_object_get_string(v))))
                     == NULL)
-                    err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                    err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
                 continue;
             }
             if (k[0] == '_')
@@ -944,27 +952,27 @@ static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t l
                     capc = capc ? capc * 2 : 32;
                     char **cn = realloc(out->colname, capc * sizeof(*cn));
                     if (cn == NULL) {
-                        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
                         break;
                     }
                     out->colname = cn;
                 }
                 if ((out->colname[out->ncol] = xstrdup(k, strlen(k))) == NULL) {
-                    err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                    err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
                     break;
                 }
                 col = (int)out->ncol++;
             }
             if (!ndjson_member(rep, x, schema, col, k, v))
-                err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         }
         json_object_put(o);
         if (err == CLI_OK && !x->refused && x->n == 0
-            && !refuse_row(rep, x, NULL, "the object has no field"))
-            err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            && !refuse_row(rep, x, NULL, _("the object has no field")))
+            err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         if (err == CLI_OK && !x->refused && x->n > EDITS_MAX
-            && !refuse_row(rep, x, NULL, "the object makes more than %d edits", EDITS_MAX))
-            err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+            && !refuse_row(rep, x, NULL, _("the object makes more than %d edits"), EDITS_MAX))
+            err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     }
     (void)path;
     return err;
@@ -987,7 +995,7 @@ static cli_err send_batch(cli__ctx *ctx, rows *rs, const size_t *idx, size_t n,
     if (doc == NULL || items == NULL) {
         json_object_put(doc);
         json_object_put(items);
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     }
     json_object_object_add(doc, "key_name", json_object_new_string(key_name));
     json_object_object_add(doc, "dry_run", json_object_new_boolean(dry));
@@ -1013,7 +1021,7 @@ static cli_err send_batch(cli__ctx *ctx, rows *rs, const size_t *idx, size_t n,
     if (res == NULL || !json_object_is_type(res, json_type_array)
         || json_object_array_length(res) != n) {
         json_object_put(ans);
-        return cli__fail(ctx, CLI_EINTERNAL, "the node's answer to case.batch has no results");
+        return cli__fail(ctx, CLI_EINTERNAL, _("the node's answer to case.batch has no results"));
     }
     json_object *d = jmember(ans, "deltas"), *wus = jmember(ans, "write_us");
     if (d != NULL)
@@ -1039,7 +1047,7 @@ static cli_err send_batch(cli__ctx *ctx, rows *rs, const size_t *idx, size_t n,
                 reason += used;
             }
             if (!refuse_row(rep, x, column, "%s", reason))
-                err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+                err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
             cnt->refused++;
         } else if (strcmp(state, "created") == 0) {
             x->done = true;
@@ -1124,7 +1132,7 @@ static cli_err grant_rows(
             } else if (e == CLI_EINPUT || e == CLI_ENOTFOUND || e == CLI_EUSAGE) {
                 /* the node's sentence, on the row; the case stays, the next grant goes on */
                 if (!refuse_row(
-                        rep, x, g->column, "grant to %s of %s: %s", g->to, scopes, ctx->msg))
+                        rep, x, g->column, _("grant to %s of %s: %s"), g->to, scopes, ctx->msg))
                     err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
                 ctx->err = CLI_OK;
             } else {
@@ -1142,10 +1150,9 @@ static void progress(bool tty, size_t done, size_t total, uint64_t t0, bool last
     double rate = s > 0 ? (double)done / s : 0;
     double eta = rate > 0 ? (double)(total - done) / rate : 0;
     if (tty)
-        fprintf(stderr, "\rimport: %zu/%zu rows, %.0f rows/s, ETA %.0f s   %s", done, total, rate,
-            eta, last ? "\n" : "");
-    else
-        fprintf(stderr, "import: %zu/%zu rows, %.0f rows/s, ETA %.0f s\n", done, total, rate, eta);
+        fprintf(stderr, "\r");
+    fprintf(stderr, _("import: %zu/%zu rows, %.0f rows/s, ETA %.0f s"), done, total, rate, eta);
+    fprintf(stderr, "%s", tty ? (last ? "   \n" : "   ") : "\n");
     fflush(stderr);
 }
 
@@ -1166,7 +1173,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     size_t npos = 0;
     const char **posv = calloc((size_t)argc + 1, sizeof *posv);
     if (posv == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     cli_err err
         = cli__parse(ctx, cmd, argc, argv, opts, sizeof opts / sizeof opts[0], posv, 1, 1, &npos);
     pos[0] = posv[0];
@@ -1179,10 +1186,10 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
                                  : (plen > 7 && strcmp(path + plen - 7, ".ndjson") == 0)
             || (plen > 6 && strcmp(path + plen - 6, ".jsonl") == 0);
     if (format != NULL && strcmp(format, "ndjson") != 0 && strcmp(format, "csv") != 0)
-        return cli__usage(ctx, cmd, "--format is csv or ndjson");
+        return cli__usage(ctx, cmd, _("--format is csv or ndjson"));
     if (encoding != NULL && strcasecmp(encoding, "utf-8") != 0 && strcasecmp(encoding, "utf8") != 0
         && strcasecmp(encoding, "windows-1252") != 0 && strcasecmp(encoding, "cp1252") != 0)
-        return cli__usage(ctx, cmd, "--encoding is utf-8 or windows-1252");
+        return cli__usage(ctx, cmd, _("--encoding is utf-8 or windows-1252"));
     bool cp1252 = encoding != NULL
         && (strcasecmp(encoding, "windows-1252") == 0 || strcasecmp(encoding, "cp1252") == 0);
     uint64_t batch = BATCH_DEFAULT;
@@ -1190,7 +1197,8 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
         && (err = cli__parse_u64(ctx, cmd, "batch", batch_text, 1, BATCH_MAX, &batch)) != CLI_OK)
         return err;
     if (!ndjson && map_path == NULL)
-        return cli__usage(ctx, cmd, "a CSV import needs --map MAP.json (columns to scope.field)");
+        return cli__usage(
+            ctx, cmd, _("a CSV import needs --map MAP.json (columns to scope.field)"));
 
     /* Files are read before DATA is entered: relative paths are the operator's. */
     uint8_t *raw = NULL;
@@ -1200,7 +1208,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     char mapabs[PATH_MAX] = "";
     if (map_path != NULL && realpath(map_path, mapabs) == NULL) {
         free(raw);
-        return cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: %s", map_path, strerror(errno));
+        return cli__fail(ctx, CLI_ENOTFOUND, _("cannot read %s: %s"), map_path, strerror(errno));
     }
     char dirbuf[PATH_MAX];
     absolute_dir(ctx, dirbuf);
@@ -1239,7 +1247,7 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     if (key_name[0] == '\0')
         key_name = "-"; /* no key column: no item carries a key */
     if ((idx = calloc(rs.n ? rs.n : 1, sizeof(*idx))) == NULL) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         goto out;
     }
     /* 1. every row checked by the node's schema, nothing written */
@@ -1285,31 +1293,33 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
         cli_err code = ctx->err;
         ctx->err = CLI_OK;
         err = cli__fail(ctx, code,
-            "%s; %zu rows were imported before this (each whole); run the same import again to "
-            "finish: rows already imported are skipped%s",
-            why, done, key_name[0] == '-' ? " only with a key column (the map has none)" : "");
+            _("%s; %zu rows were imported before this (each whole); run the same import again to "
+              "finish: rows already imported are skipped%s"),
+            why, done, key_name[0] == '-' ? _(" only with a key column (the map has none)") : "");
         goto out;
     }
     if (rep.n > 0)
         qsort(rep.v, rep.n, sizeof(*rep.v), refusal_cmp);
     if (!ctx->json) {
         for (size_t i = 0; i < rep.n && i < REFUSED_SHOWN; i++)
-            fprintf(stderr, "line %zu%s%s%s: %s\n", rep.v[i].line,
-                rep.v[i].column[0] ? ", column \"" : "", rep.v[i].column,
-                rep.v[i].column[0] ? "\"" : "", rep.v[i].reason);
+            if (rep.v[i].column[0])
+                fprintf(stderr, _("line %zu, column \"%s\": %s\n"), rep.v[i].line, rep.v[i].column,
+                    rep.v[i].reason);
+            else
+                fprintf(stderr, _("line %zu: %s\n"), rep.v[i].line, rep.v[i].reason);
         if (rep.n > REFUSED_SHOWN)
-            fprintf(
-                stderr, "(%zu more refused rows: --json lists them all)\n", rep.n - REFUSED_SHOWN);
+            fprintf(stderr, _("(%zu more refused rows: --json lists them all)\n"),
+                rep.n - REFUSED_SHOWN);
         if (dry)
-            printf("checked %s: %zu rows, %zu valid, %zu refused (dry run: nothing written)\n",
+            printf(_("checked %s: %zu rows, %zu valid, %zu refused (dry run: nothing written)\n"),
                 path, rs.n, nvalid, refused_checked);
         else
-            printf("imported %s: %zu rows, %zu created, %zu already imported, %zu refused "
-                   "(%.1f s, %.0f rows/s, %zu deltas)\n",
+            printf(_("imported %s: %zu rows, %zu created, %zu already imported, %zu refused "
+                     "(%.1f s, %.0f rows/s, %zu deltas)\n"),
                 path, rs.n, cnt.created, cnt.exists, rs.n - cnt.created - cnt.exists, secs,
                 secs > 0 ? (double)(cnt.created + cnt.exists) / secs : 0.0, cnt.deltas);
         if (!dry && m.ng > 0)
-            printf("grants: %zu given, %zu already in force\n", cnt.granted, cnt.grants_stood);
+            printf(_("grants: %zu given, %zu already in force\n"), cnt.granted, cnt.grants_stood);
     } else {
         json_object *o = json_object_new_object(), *ra = json_object_new_array();
         for (size_t i = 0; i < rep.n; i++) {
@@ -1343,8 +1353,10 @@ cli_err cli__import(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
         ctx->printed = err == CLI_OK;
     }
     if (err == CLI_OK && rep.n > 0)
-        err = cli__fail(ctx, CLI_EINPUT, "%zu of %zu rows refused%s", rep.n, rs.n,
-            dry ? " (dry run: nothing written)" : "; the others were imported");
+        err = cli__fail(ctx, CLI_EINPUT,
+            dry ? _("%zu of %zu rows refused (dry run: nothing written)")
+                : _("%zu of %zu rows refused; the others were imported"),
+            rep.n, rs.n);
 out:
     free(idx);
     free(rep.v);
@@ -1500,21 +1512,22 @@ cli_err cli__case_export(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);
     size_t npos = 0;
     if (pos == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 1, 1, &npos);
     const char *idtext = pos[0];
     free(pos);
     if (err != CLI_OK)
         return err;
     if (format != NULL && strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
-        return cli__usage(ctx, cmd, "--format is json or csv");
+        return cli__usage(ctx, cmd, _("--format is json or csv"));
     proto_case_id id;
     proto_err perr = proto_case_id_parse(idtext, strlen(idtext), &id);
     if (perr != PROTO_OK)
         return cli__fail(ctx, perr == PROTO_ECHECKSUM ? CLI_EINPUT : CLI_EUSAGE,
-            "'%s' is not a case id%s", idtext,
-            perr == PROTO_ECHECKSUM ? ": its checksum does not match (a character is mistyped)"
-                                    : "");
+            perr == PROTO_ECHECKSUM
+                ? _("'%s' is not a case id: its checksum does not match (a character is mistyped)")
+                : _("'%s' is not a case id"),
+            idtext);
     char canon[PROTO_CASE_ID_TEXT_SIZE];
     proto_case_id_format(&id, canon);
     char dirbuf[PATH_MAX];
@@ -1530,7 +1543,7 @@ cli_err cli__case_export(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
             err = cli__json_print(ctx, copy);
         json_object_put(copy);
         if (err == CLI_OK && (fflush(stdout) != 0 || ferror(stdout)))
-            err = cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout");
+            err = cli__fail(ctx, CLI_EINTERNAL, _("cannot write to stdout"));
     }
     json_object_put(schema);
     json_object_put(show);
@@ -1548,9 +1561,9 @@ cli_err cli__export(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     if (err != CLI_OK)
         return err;
     if (!all)
-        return cli__usage(ctx, cmd, "give --all (the whole readable caseload)");
+        return cli__usage(ctx, cmd, _("give --all (the whole readable caseload)"));
     if (format != NULL && strcmp(format, "ndjson") != 0)
-        return cli__usage(ctx, cmd, "--format is ndjson");
+        return cli__usage(ctx, cmd, _("--format is ndjson"));
     char dirbuf[PATH_MAX];
     absolute_dir(ctx, dirbuf);
     json_object *list = NULL;
@@ -1602,8 +1615,8 @@ cli_err cli__export(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     }
     json_object_put(list);
     if (err == CLI_OK && (fflush(stdout) != 0 || ferror(stdout)))
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("cannot write to stdout"));
     if (err == CLI_OK && !ctx->json)
-        fprintf(stderr, "exported %zu cases\n", written);
+        fprintf(stderr, P_("exported %zu case\n", "exported %zu cases\n", written), written);
     return err;
 }

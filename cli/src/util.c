@@ -49,7 +49,7 @@ cli_err cli__usage(cli__ctx *ctx, const cli__cmd *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return cli__fail(ctx, CLI_EUSAGE, "%s; usage: patto %s%s%s", what, cmd->name,
+    return cli__fail(ctx, CLI_EUSAGE, _("%s; usage: patto %s%s%s"), what, cmd->name,
         cmd->args[0] != '\0' ? " " : "", cmd->args);
 }
 
@@ -64,8 +64,9 @@ cli_err cli__parse_u64(cli__ctx *ctx, const cli__cmd *cmd, const char *name, con
         v = ok ? v * 10 + d : v;
     }
     if (!ok || v < min || v > max)
-        return cli__usage(ctx, cmd, "--%s '%s' is not a whole number from %" PRIu64 " to %" PRIu64,
-            name, text, min, max);
+        return cli__usage(ctx, cmd,
+            _("--%s '%s' is not a whole number from %" PRIu64 " to %" PRIu64), name, text, min,
+            max);
     *out = v;
     return CLI_OK;
 }
@@ -149,16 +150,16 @@ cli_err cli__parse(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv, co
         }
         if (options && a[0] == '-' && a[1] != '\0') {
             if (a[1] != '-')
-                return cli__usage(ctx, cmd, "unknown option '%s'", a);
+                return cli__usage(ctx, cmd, _("unknown option '%s'"), a);
             const char *name = a + 2;
             const char *eq = strchr(name, '=');
             size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
             const cli__opt *o = find_opt(opts, nopts, name, len);
             if (o == NULL)
-                return cli__usage(ctx, cmd, "unknown option '--%.*s'", (int)len, name);
+                return cli__usage(ctx, cmd, _("unknown option '--%.*s'"), (int)len, name);
             if (o->flag != NULL) {
                 if (eq != NULL)
-                    return cli__usage(ctx, cmd, "option '--%s' takes no value", o->name);
+                    return cli__usage(ctx, cmd, _("option '--%s' takes no value"), o->name);
                 *o->flag = true;
                 continue;
             }
@@ -167,20 +168,20 @@ cli_err cli__parse(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv, co
                 v = eq + 1;
             } else {
                 if (i + 1 >= argc)
-                    return cli__usage(ctx, cmd, "option '--%s' needs a value", o->name);
+                    return cli__usage(ctx, cmd, _("option '--%s' needs a value"), o->name);
                 v = argv[++i];
             }
             if (*o->value != NULL)
-                return cli__usage(ctx, cmd, "option '--%s' given twice", o->name);
+                return cli__usage(ctx, cmd, _("option '--%s' given twice"), o->name);
             *o->value = v;
             continue;
         }
         if (n >= maxpos)
-            return cli__usage(ctx, cmd, "unexpected argument '%s'", a);
+            return cli__usage(ctx, cmd, _("unexpected argument '%s'"), a);
         pos[n++] = a;
     }
     if (n < minpos)
-        return cli__usage(ctx, cmd, "missing argument");
+        return cli__usage(ctx, cmd, _("missing argument"));
     *npos = n;
     return CLI_OK;
 }
@@ -238,7 +239,7 @@ cli_err cli__path(cli__ctx *ctx, char *out, size_t n, const char *dir, const cha
 {
     int w = snprintf(out, n, "%s/%s", dir, name);
     if (w < 0 || (size_t)w >= n)
-        return cli__fail(ctx, CLI_EINPUT, "path too long: %s/%s", dir, name);
+        return cli__fail(ctx, CLI_EINPUT, _("path too long: %s/%s"), dir, name);
     return CLI_OK;
 }
 
@@ -248,27 +249,27 @@ cli_err cli__read_file(cli__ctx *ctx, const char *path, size_t max, uint8_t **ou
     *len = 0;
     int fd = open(path, O_RDONLY);
     if (fd < 0)
-        return cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
+        return cli__fail(ctx, CLI_ENOTFOUND, _("cannot read %s: %s"), path, strerror(errno));
     cli_err err = CLI_OK;
     uint8_t *buf = NULL;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        err = cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
+        err = cli__fail(ctx, CLI_ENOTFOUND, _("cannot read %s: %s"), path, strerror(errno));
         goto fail;
     }
     if (!S_ISREG(st.st_mode)) {
-        err = cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: not a regular file", path);
+        err = cli__fail(ctx, CLI_ENOTFOUND, _("cannot read %s: not a regular file"), path);
         goto fail;
     }
     if ((uintmax_t)st.st_size > max) {
-        err = cli__fail(ctx, CLI_EINPUT, "%s is too large (%jd bytes; at most %zu)", path,
+        err = cli__fail(ctx, CLI_EINPUT, _("%s is too large (%jd bytes; at most %zu)"), path,
             (intmax_t)st.st_size, max);
         goto fail;
     }
     size_t cap = (size_t)st.st_size;
     buf = malloc(cap + 1);
     if (buf == NULL) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory reading %s", path);
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory reading %s"), path);
         goto fail;
     }
     size_t got = 0;
@@ -277,7 +278,7 @@ cli_err cli__read_file(cli__ctx *ctx, const char *path, size_t max, uint8_t **ou
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            err = cli__fail(ctx, CLI_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
+            err = cli__fail(ctx, CLI_ENOTFOUND, _("cannot read %s: %s"), path, strerror(errno));
             goto fail;
         }
         if (r == 0)
@@ -301,13 +302,14 @@ cli_err cli__write_file(
     char tmp[PATH_MAX];
     int w = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
     if (w < 0 || (size_t)w >= sizeof tmp)
-        return cli__fail(ctx, CLI_EINPUT, "path too long: %s", path);
+        return cli__fail(ctx, CLI_EINPUT, _("path too long: %s"), path);
     int fd = mkstemp(tmp); /* mode 0600 until the fchmod below: never wider than asked */
     if (fd < 0)
-        return cli__fail(ctx, CLI_EINPUT, "cannot write %s: %s", path, strerror(errno));
+        return cli__fail(ctx, CLI_EINPUT, _("cannot write %s: %s"), path, strerror(errno));
     cli_err err = CLI_OK;
     if (fchmod(fd, mode) != 0) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot set the mode of %s: %s", tmp, strerror(errno));
+        err = cli__fail(
+            ctx, CLI_EINTERNAL, _("cannot set the mode of %s: %s"), tmp, strerror(errno));
         goto fail;
     }
     const uint8_t *p = data;
@@ -317,18 +319,18 @@ cli_err cli__write_file(
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            err = cli__fail(ctx, CLI_EINTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+            err = cli__fail(ctx, CLI_EINTERNAL, _("cannot write %s: %s"), tmp, strerror(errno));
             goto fail;
         }
         done += (size_t)r;
     }
     if (fsync(fd) != 0) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+        err = cli__fail(ctx, CLI_EINTERNAL, _("cannot write %s: %s"), tmp, strerror(errno));
         goto fail;
     }
     if (close(fd) != 0) {
         fd = -1;
-        err = cli__fail(ctx, CLI_EINTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+        err = cli__fail(ctx, CLI_EINTERNAL, _("cannot write %s: %s"), tmp, strerror(errno));
         goto fail;
     }
     fd = -1;
@@ -336,13 +338,13 @@ cli_err cli__write_file(
         /* link() refuses an existing target, so two concurrent inits cannot both win. */
         if (link(tmp, path) != 0) {
             err = errno == EEXIST
-                ? cli__fail(ctx, CLI_EINPUT, "%s already exists; refusing to overwrite it", path)
-                : cli__fail(ctx, CLI_EINPUT, "cannot create %s: %s", path, strerror(errno));
+                ? cli__fail(ctx, CLI_EINPUT, _("%s already exists; refusing to overwrite it"), path)
+                : cli__fail(ctx, CLI_EINPUT, _("cannot create %s: %s"), path, strerror(errno));
             goto fail;
         }
         unlink(tmp);
     } else if (rename(tmp, path) != 0) {
-        err = cli__fail(ctx, CLI_EINPUT, "cannot write %s: %s", path, strerror(errno));
+        err = cli__fail(ctx, CLI_EINPUT, _("cannot write %s: %s"), path, strerror(errno));
         goto fail;
     }
     char dir[PATH_MAX];
@@ -368,10 +370,10 @@ cli_err cli__json_parse(
 {
     *out = NULL;
     if (len > INT_MAX)
-        return cli__fail(ctx, CLI_EINPUT, "%s is too large to be read as JSON", what);
+        return cli__fail(ctx, CLI_EINPUT, _("%s is too large to be read as JSON"), what);
     json_tokener *tok = json_tokener_new();
     if (tok == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory reading %s", what);
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory reading %s"), what);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t used = json_tokener_get_parse_end(tok);
@@ -379,15 +381,15 @@ cli_err cli__json_parse(
     if (obj == NULL || jerr != json_tokener_success) {
         json_object_put(obj);
         if (jerr == json_tokener_continue)
-            return cli__fail(ctx, CLI_EINPUT, "%s is not valid JSON: it ends too early", what);
-        return cli__fail(ctx, CLI_EINPUT, "%s is not valid JSON: %s at byte %zu", what,
+            return cli__fail(ctx, CLI_EINPUT, _("%s is not valid JSON: it ends too early"), what);
+        return cli__fail(ctx, CLI_EINPUT, _("%s is not valid JSON: %s at byte %zu"), what,
             json_tokener_error_desc(jerr), used);
     }
     for (size_t i = used; i < len; i++) {
         if (text[i] != ' ' && text[i] != '\n' && text[i] != '\r' && text[i] != '\t') {
             json_object_put(obj);
             return cli__fail(ctx, CLI_EINPUT,
-                "%s is not valid JSON: unexpected text after the value at byte %zu", what, i);
+                _("%s is not valid JSON: unexpected text after the value at byte %zu"), what, i);
         }
     }
     *out = obj;
@@ -399,9 +401,9 @@ cli_err cli__json_print(cli__ctx *ctx, json_object *obj)
     const char *s = json_object_to_json_string_ext(
         obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
     if (s == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory printing JSON");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory printing JSON"));
     if (printf("%s\n", s) < 0)
-        return cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout: %s", strerror(errno));
+        return cli__fail(ctx, CLI_EINTERNAL, _("cannot write to stdout: %s"), strerror(errno));
     return CLI_OK;
 }
 
@@ -418,7 +420,7 @@ cli_err cli__jadd(cli__ctx *ctx, json_object *o, const char *key, json_object *v
 {
     if (v == NULL || json_object_object_add(o, key, v) != 0) {
         json_object_put(v);
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     }
     return CLI_OK;
 }
@@ -437,7 +439,7 @@ json_object *cli__result_new(cli__ctx *ctx)
 {
     json_object *o = json_object_new_object();
     if (o == NULL)
-        cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     return o;
 }
 
@@ -446,6 +448,6 @@ cli_err cli__result_print(cli__ctx *ctx, json_object *obj, const char *human)
     if (ctx->json)
         return cli__json_print(ctx, obj);
     if (printf("%s\n", human) < 0)
-        return cli__fail(ctx, CLI_EINTERNAL, "cannot write to stdout: %s", strerror(errno));
+        return cli__fail(ctx, CLI_EINTERNAL, _("cannot write to stdout: %s"), strerror(errno));
     return CLI_OK;
 }

@@ -40,7 +40,7 @@ static cli_err only_keys(
         for (size_t i = 0; i < nkeys; i++)
             known = known || strcmp(key, keys[i]) == 0;
         if (!known)
-            return cli__fail(ctx, CLI_EINPUT, "%s: unknown key \"%s\"", what, key);
+            return cli__fail(ctx, CLI_EINPUT, _("%s: unknown key \"%s\""), what, key);
     }
     return CLI_OK;
 }
@@ -50,7 +50,7 @@ static cli_err need_str(
 {
     *out = cli__json_str(o, key);
     if (*out == NULL)
-        return cli__fail(ctx, CLI_EINPUT, "%s: \"%s\" is missing or not a string", what, key);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: \"%s\" is missing or not a string"), what, key);
     return CLI_OK;
 }
 
@@ -63,11 +63,11 @@ static cli_err need_uint(cli__ctx *ctx, const char *what, json_object *o, const 
     if (!json_object_object_get_ex(o, key, &v)) {
         if (optional)
             return CLI_ENOTFOUND;
-        return cli__fail(ctx, CLI_EINPUT, "%s: \"%s\" is missing", what, key);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: \"%s\" is missing"), what, key);
     }
     if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0
         || json_object_get_uint64(v) < min || json_object_get_uint64(v) > max)
-        return cli__fail(ctx, CLI_EINPUT, "%s: \"%s\" must be a whole number from %llu to %llu",
+        return cli__fail(ctx, CLI_EINPUT, _("%s: \"%s\" must be a whole number from %llu to %llu"),
             what, key, (unsigned long long)min, (unsigned long long)max);
     *out = json_object_get_uint64(v);
     return CLI_OK;
@@ -82,7 +82,7 @@ static cli_err need_hex(cli__ctx *ctx, const char *what, json_object *o, const c
         return err;
     if (!proto_hex_decode(s, strlen(s), out, n))
         return cli__fail(
-            ctx, CLI_EINPUT, "%s: \"%s\" must be %zu hex digits (%s)", what, key, 2 * n, kind);
+            ctx, CLI_EINPUT, _("%s: \"%s\" must be %zu hex digits (%s)"), what, key, 2 * n, kind);
     return CLI_OK;
 }
 
@@ -104,25 +104,25 @@ static cli_err org_fields(cli__ctx *ctx, const char *what, json_object *o, const
         return err;
     if (!proto_org_valid(*org, strlen(*org)))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: org '%s' is not an org id (1-32 of a-z 0-9 -, e.g. comune-latina)", what, *org);
+            _("%s: org '%s' is not an org id (1-32 of a-z 0-9 -, e.g. comune-latina)"), what, *org);
     if (!proto_text_valid(*name, strlen(*name), PROTO_TEXT_MAX))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: the name of %s must be 1-%d bytes of text without control characters, and not "
-            "only spaces",
+            _("%s: the name of %s must be 1-%d bytes of text without control characters, and not "
+              "only spaces"),
             what, *org, PROTO_TEXT_MAX);
     if ((*role = proto_role_parse(r, strlen(r))) == 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: role '%s' is not one of comune cpia cpi prefettura coop coord", what, r);
+            _("%s: role '%s' is not one of comune cpia cpi prefettura coop coord"), what, r);
     if (!proto_url_valid(*url, strlen(*url)))
         return cli__fail(
-            ctx, CLI_EINPUT, "%s: url '%s' of %s is not tcp://HOST:PORT", what, *url, *org);
+            ctx, CLI_EINPUT, _("%s: url '%s' of %s is not tcp://HOST:PORT"), what, *url, *org);
     return CLI_OK;
 }
 
 cli_err cli__entry_read(cli__ctx *ctx, const char *what, json_object *o, cli__member *m)
 {
     if (!json_object_is_type(o, json_type_object))
-        return cli__fail(ctx, CLI_EINPUT, "%s: a member entry must be a JSON object", what);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: a member entry must be a JSON object"), what);
     const char *origin, *box_pk;
     cli_err err;
     if ((err = only_keys(ctx, what, o, entry_keys, 6)) != CLI_OK
@@ -131,11 +131,11 @@ cli_err cli__entry_read(cli__ctx *ctx, const char *what, json_object *o, cli__me
         || (err = need_str(ctx, what, o, "box_pk", &box_pk)) != CLI_OK)
         return err;
     if (!proto_hex_decode(origin, strlen(origin), m->origin, PROTO_ORIGIN_LEN))
-        return cli__fail(ctx, CLI_EINPUT, "%s: origin of %s must be 64 hex digits (an Ed25519 key)",
-            what, m->org);
+        return cli__fail(ctx, CLI_EINPUT,
+            _("%s: origin of %s must be 64 hex digits (an Ed25519 key)"), what, m->org);
     if (!proto_hex_decode(box_pk, strlen(box_pk), m->box_pk, PROTO_BOX_PK_LEN))
-        return cli__fail(ctx, CLI_EINPUT, "%s: box_pk of %s must be 64 hex digits (an X25519 key)",
-            what, m->org);
+        return cli__fail(ctx, CLI_EINPUT,
+            _("%s: box_pk of %s must be 64 hex digits (an X25519 key)"), what, m->org);
     return CLI_OK;
 }
 
@@ -248,11 +248,11 @@ cli_err cli__wmember_push_key(cli__ctx *ctx, cli__wmember *m, const cli__wkey *k
 {
     if (m->nkeys >= PROTO_MEMBER_KEYS_MAX)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s has had %d origin keys, the most a manifest lists for one org", m->org,
+            _("%s has had %d origin keys, the most a manifest lists for one org"), m->org,
             PROTO_MEMBER_KEYS_MAX);
     cli__wkey *keys = realloc(m->keys, (m->nkeys + 1) * sizeof *keys);
     if (keys == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     m->keys = keys;
     m->keys[m->nkeys++] = *k;
     return CLI_OK;
@@ -264,7 +264,7 @@ cli_err cli__wmember_update(cli__ctx *ctx, cli__wmember *m, const cli__member *e
     if (name == NULL || url == NULL) {
         free(name);
         free(url);
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     }
     free(m->name);
     free(m->url);
@@ -277,10 +277,11 @@ cli_err cli__wmember_update(cli__ctx *ctx, cli__wmember *m, const cli__member *e
 cli_err cli__working_add(cli__ctx *ctx, cli__working *w, const cli__member *e)
 {
     if (w->nmembers >= PROTO_MEMBERS_MAX)
-        return cli__fail(ctx, CLI_EINPUT, "the manifest already lists %d orgs", PROTO_MEMBERS_MAX);
+        return cli__fail(
+            ctx, CLI_EINPUT, _("the manifest already lists %d orgs"), PROTO_MEMBERS_MAX);
     cli__wmember *members = realloc(w->members, (w->nmembers + 1) * sizeof *members);
     if (members == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     w->members = members;
     cli__wmember m = { .org = dup_str(e->org), .role = e->role };
     cli__wkey k = { .retired = false };
@@ -288,7 +289,7 @@ cli_err cli__working_add(cli__ctx *ctx, cli__working *w, const cli__member *e)
     memcpy(k.box_pk, e->box_pk, PROTO_BOX_PK_LEN);
     cli_err err = CLI_OK;
     if (m.org == NULL)
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     if (err != CLI_OK || (err = cli__wmember_update(ctx, &m, e)) != CLI_OK
         || (err = cli__wmember_push_key(ctx, &m, &k)) != CLI_OK) {
         member_fini(&m);
@@ -310,7 +311,7 @@ cli_err cli__working_purpose(
 {
     char *desc = dup_str(description);
     if (desc == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     for (size_t i = 0; i < w->npurposes; i++)
         if (strcmp(w->purposes[i].id, id) == 0) {
             free(w->purposes[i].description);
@@ -322,7 +323,7 @@ cli_err cli__working_purpose(
     if (w->npurposes >= PROTO_MEMBERS_MAX) {
         free(desc);
         return cli__fail(
-            ctx, CLI_EINPUT, "the manifest already has %d purposes", PROTO_MEMBERS_MAX);
+            ctx, CLI_EINPUT, _("the manifest already has %d purposes"), PROTO_MEMBERS_MAX);
     }
     cli__wpurpose *p = realloc(w->purposes, (w->npurposes + 1) * sizeof *p);
     char *copy = dup_str(id);
@@ -331,7 +332,7 @@ cli_err cli__working_purpose(
     if (p == NULL || copy == NULL) {
         free(desc);
         free(copy);
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     }
     w->purposes[w->npurposes++] = (cli__wpurpose) { copy, desc };
     return CLI_OK;
@@ -396,22 +397,23 @@ static cli_err key_read(cli__ctx *ctx, const char *what, json_object *o, cli__wk
 {
     if (!json_object_is_type(o, json_type_object))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s must be an object {\"origin\", \"box_pk\", \"effective_ms\", \"retired\", "
-            "\"last_seq\"}",
+            _("%s must be an object {\"origin\", \"box_pk\", \"effective_ms\", \"retired\", "
+              "\"last_seq\"}"),
             what);
     cli_err err;
     json_object *r;
     if ((err = only_keys(ctx, what, o, key_keys, 6)) != CLI_OK
-        || (err = need_hex(ctx, what, o, "origin", k->origin, PROTO_ORIGIN_LEN, "an Ed25519 key"))
+        || (err
+               = need_hex(ctx, what, o, "origin", k->origin, PROTO_ORIGIN_LEN, _("an Ed25519 key")))
             != CLI_OK
-        || (err = need_hex(ctx, what, o, "box_pk", k->box_pk, PROTO_BOX_PK_LEN, "an X25519 key"))
+        || (err = need_hex(ctx, what, o, "box_pk", k->box_pk, PROTO_BOX_PK_LEN, _("an X25519 key")))
             != CLI_OK
         || (err = need_uint(ctx, what, o, "effective_ms", 0, INT64_MAX, false, &k->effective_ms))
             != CLI_OK
         || (err = need_uint(ctx, what, o, "last_seq", 0, INT64_MAX, false, &k->last_seq)) != CLI_OK)
         return err;
     if (!json_object_object_get_ex(o, "retired", &r) || !json_object_is_type(r, json_type_boolean))
-        return cli__fail(ctx, CLI_EINPUT, "%s: \"retired\" must be true or false", what);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: \"retired\" must be true or false"), what);
     k->retired = json_object_get_boolean(r);
     err = need_uint(ctx, what, o, "notice_hours", 1, CLI__NOTICE_HOURS_MAX, true, &k->notice_hours);
     if (err == CLI_ENOTFOUND)
@@ -420,13 +422,13 @@ static cli_err key_read(cli__ctx *ctx, const char *what, json_object *o, cli__wk
         return err;
     if (!k->retired && k->last_seq != 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: \"last_seq\" is %llu but the key is not retired (a key that is not retired has "
-            "last_seq 0)",
+            _("%s: \"last_seq\" is %llu but the key is not retired (a key that is not retired has "
+              "last_seq 0)"),
             what, (unsigned long long)k->last_seq);
     if (k->notice_hours != 0 && (k->effective_ms != 0 || k->retired))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: a key with \"notice_hours\" is one not signed yet: its effective_ms is 0 and it "
-            "is not retired",
+            _("%s: a key with \"notice_hours\" is one not signed yet: its effective_ms is 0 and it "
+              "is not retired"),
             what);
     return CLI_OK;
 }
@@ -439,14 +441,15 @@ static cli_err keys_read(cli__ctx *ctx, const char *what, json_object *a, cli__w
     size_t n = json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
     if (!json_object_is_type(a, json_type_array) || n == 0)
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: \"keys\" of %s must be an array of its origin keys, oldest first (an org without "
-            "keys cannot be signed)",
+            _("%s: \"keys\" of %s must be an array of its origin keys, oldest first (an org "
+              "without "
+              "keys cannot be signed)"),
             what, m->org);
     if (n > PROTO_MEMBER_KEYS_MAX)
-        return cli__fail(ctx, CLI_EINPUT, "%s: %s has %zu keys; a manifest lists at most %d", what,
-            m->org, n, PROTO_MEMBER_KEYS_MAX);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: %s has %zu keys; a manifest lists at most %d"),
+            what, m->org, n, PROTO_MEMBER_KEYS_MAX);
     if ((m->keys = calloc(n, sizeof *m->keys)) == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     for (size_t k = 0; k < n; k++) {
         snprintf(kwhat, sizeof kwhat, "%s.keys[%zu]", what, k);
         cli__wkey *x = &m->keys[k];
@@ -456,21 +459,21 @@ static cli_err keys_read(cli__ctx *ctx, const char *what, json_object *a, cli__w
         m->nkeys++;
         if (k + 1 < n && !x->retired)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: key %zu of %s is not retired but a newer key follows (every key but the "
-                "last is retired)",
+                _("%s: key %zu of %s is not retired but a newer key follows (every key but the "
+                  "last is retired)"),
                 kwhat, k + 1, m->org);
         if (k == 0 && x->notice_hours != 0)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: the first key of %s takes effect at once; \"notice_hours\" is for a new key "
-                "(patto network rekey)",
+                _("%s: the first key of %s takes effect at once; \"notice_hours\" is for a new key "
+                  "(patto network rekey)"),
                 kwhat, m->org);
         if (k + 1 < n && x->notice_hours != 0)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: only the newest key of %s may wait for its first signature", kwhat, m->org);
+                _("%s: only the newest key of %s may wait for its first signature"), kwhat, m->org);
         if (k > 0 && x->notice_hours == 0 && x->effective_ms < m->keys[k - 1].effective_ms)
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: key %zu of %s takes effect before the key it follows (keys are oldest "
-                "first)",
+                _("%s: key %zu of %s takes effect before the key it follows (keys are oldest "
+                  "first)"),
                 kwhat, k + 1, m->org);
     }
     return CLI_OK;
@@ -481,7 +484,7 @@ static cli_err member_read(
 {
     if (!json_object_is_type(o, json_type_object))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s must be an object {\"org\", \"name\", \"role\", \"url\", \"keys\"}", what);
+            _("%s must be an object {\"org\", \"name\", \"role\", \"url\", \"keys\"}"), what);
     const char *org, *name, *url;
     json_object *keys;
     cli_err err;
@@ -490,14 +493,14 @@ static cli_err member_read(
         return err;
     if ((m->org = dup_str(org)) == NULL || (m->name = dup_str(name)) == NULL
         || (m->url = dup_str(url)) == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     if (!json_object_object_get_ex(o, "keys", &keys))
-        return cli__fail(ctx, CLI_EINPUT, "%s: \"keys\" is missing", what);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: \"keys\" is missing"), what);
     if ((err = keys_read(ctx, what, keys, m)) != CLI_OK)
         return err;
     if (version == 0 && json_object_object_get_ex(o, "since", NULL))
         return cli__fail(ctx, CLI_EINPUT,
-            "%s: \"since\" names a signed version, but no version is signed yet", what);
+            _("%s: \"since\" names a signed version, but no version is signed yet"), what);
     err = need_uint(ctx, what, o, "since", 1, version, true, &m->since);
     if (err == CLI_ENOTFOUND)
         m->since = 0;
@@ -526,7 +529,7 @@ static cli_err unique_check(cli__ctx *ctx, const cli__working *w)
     const uint8_t **origins = calloc(total + 1, sizeof *origins);
     cli_err err = CLI_OK;
     if (orgs == NULL || origins == NULL) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
         goto done;
     }
     for (size_t i = 0, o = 0; i < w->nmembers; i++) {
@@ -537,7 +540,7 @@ static cli_err unique_check(cli__ctx *ctx, const cli__working *w)
     qsort(orgs, w->nmembers, sizeof *orgs, org_ptr_cmp);
     for (size_t i = 1; i < w->nmembers; i++)
         if (strcmp(orgs[i - 1], orgs[i]) == 0) {
-            err = cli__fail(ctx, CLI_EINPUT, "%s: org %s is listed twice", w->path, orgs[i]);
+            err = cli__fail(ctx, CLI_EINPUT, _("%s: org %s is listed twice"), w->path, orgs[i]);
             goto done;
         }
     qsort(origins, total, sizeof *origins, origin_cmp);
@@ -552,8 +555,8 @@ static cli_err unique_check(cli__ctx *ctx, const cli__working *w)
             char hex[2 * PROTO_ORIGIN_LEN + 1];
             proto_hex_encode(origins[i], PROTO_ORIGIN_LEN, hex);
             err = cli__fail(ctx, CLI_EINPUT,
-                "%s: origin key %s is listed twice (%s and %s): every key belongs to one node of "
-                "one org",
+                _("%s: origin key %s is listed twice (%s and %s): every key belongs to one node of "
+                  "one org"),
                 w->path, hex, who[0], who[1]);
             goto done;
         }
@@ -568,13 +571,14 @@ static cli_err purposes_read(cli__ctx *ctx, json_object *a, cli__working *w)
     char what[WHAT_MAX];
     size_t np = json_object_array_length(a);
     if (np > PROTO_MEMBERS_MAX)
-        return cli__fail(ctx, CLI_EINPUT, "%s: more than %d purposes", w->path, PROTO_MEMBERS_MAX);
+        return cli__fail(
+            ctx, CLI_EINPUT, _("%s: more than %d purposes"), w->path, PROTO_MEMBERS_MAX);
     for (size_t i = 0; i < np; i++) {
         json_object *p = json_object_array_get_idx(a, i);
         snprintf(what, sizeof what, "%s: purposes[%zu]", w->path, i);
         if (!json_object_is_type(p, json_type_object))
             return cli__fail(
-                ctx, CLI_EINPUT, "%s must be an object {\"id\", \"description\"}", what);
+                ctx, CLI_EINPUT, _("%s must be an object {\"id\", \"description\"}"), what);
         const char *id, *desc;
         bool replaced;
         cli_err err;
@@ -584,17 +588,18 @@ static cli_err purposes_read(cli__ctx *ctx, json_object *a, cli__working *w)
             return err;
         if (!proto_org_valid(id, strlen(id)))
             return cli__fail(
-                ctx, CLI_EINPUT, "%s: purpose id '%s' is not 1-32 of a-z 0-9 -", what, id);
+                ctx, CLI_EINPUT, _("%s: purpose id '%s' is not 1-32 of a-z 0-9 -"), what, id);
         if (!proto_text_valid(desc, strlen(desc), PROTO_TEXT_MAX))
             return cli__fail(ctx, CLI_EINPUT,
-                "%s: the description of %s must be 1-%d bytes of text without control characters, "
-                "and not only spaces",
+                _("%s: the description of %s must be 1-%d bytes of text without control "
+                  "characters, "
+                  "and not only spaces"),
                 what, id, PROTO_TEXT_MAX);
         size_t before = w->npurposes;
         if ((err = cli__working_purpose(ctx, w, id, desc, &replaced)) != CLI_OK)
             return err;
         if (replaced || w->npurposes == before)
-            return cli__fail(ctx, CLI_EINPUT, "%s: purpose %s is listed twice", w->path, id);
+            return cli__fail(ctx, CLI_EINPUT, _("%s: purpose %s is listed twice"), w->path, id);
     }
     return CLI_OK;
 }
@@ -604,9 +609,9 @@ static cli_err members_read(cli__ctx *ctx, json_object *a, cli__working *w)
     char what[WHAT_MAX];
     size_t nm = json_object_array_length(a);
     if (nm > PROTO_MEMBERS_MAX)
-        return cli__fail(ctx, CLI_EINPUT, "%s: more than %d orgs", w->path, PROTO_MEMBERS_MAX);
+        return cli__fail(ctx, CLI_EINPUT, _("%s: more than %d orgs"), w->path, PROTO_MEMBERS_MAX);
     if (nm > 0 && (w->members = calloc(nm, sizeof *w->members)) == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     for (size_t i = 0; i < nm; i++) {
         snprintf(what, sizeof what, "%s: members[%zu]", w->path, i);
         w->nmembers++; /* released by cli__working_fini whatever member_read reached */
@@ -623,12 +628,12 @@ static cli_err working_read(cli__ctx *ctx, json_object *root, cli__working *w)
     json_object *members, *purposes;
     cli_err err;
     if (!json_object_is_type(root, json_type_object))
-        return cli__fail(ctx, CLI_EINPUT, "%s must hold a JSON object", w->path);
+        return cli__fail(ctx, CLI_EINPUT, _("%s must hold a JSON object"), w->path);
     if ((err = only_keys(ctx, w->path, root, top_keys, 6)) != CLI_OK
         || (err = need_uint(ctx, w->path, root, "version", 0, INT64_MAX, false, &w->version))
             != CLI_OK
         || (err = need_hex(ctx, w->path, root, "schema_hash", w->schema_hash, PROTO_HASH_LEN,
-                "the BLAKE2b-256 hash of the schema file"))
+                _("the BLAKE2b-256 hash of the schema file")))
             != CLI_OK
         || (err = need_uint(ctx, w->path, root, "max_clock_ahead_ms", CLI__CLOCK_AHEAD_MIN_MS,
                 CLI__CLOCK_AHEAD_MAX_MS, false, &w->max_clock_ahead_ms))
@@ -642,7 +647,7 @@ static cli_err working_read(cli__ctx *ctx, json_object *root, cli__working *w)
         || !json_object_object_get_ex(root, "purposes", &purposes)
         || !json_object_is_type(purposes, json_type_array))
         return cli__fail(
-            ctx, CLI_EINPUT, "%s: \"members\" and \"purposes\" must be arrays", w->path);
+            ctx, CLI_EINPUT, _("%s: \"members\" and \"purposes\" must be arrays"), w->path);
     if ((err = members_read(ctx, members, w)) != CLI_OK)
         return err;
     return purposes_read(ctx, purposes, w);
@@ -658,7 +663,7 @@ cli_err cli__working_load(cli__ctx *ctx, const char *admin, cli__working *w)
         return err;
     if (!cli__exists(key))
         return cli__fail(ctx, CLI_ENOTFOUND,
-            "%s is not an admin directory (no %s); create one with patto network init %s", admin,
+            _("%s is not an admin directory (no %s); create one with patto network init %s"), admin,
             CLI__ADMIN_KEY, admin);
     uint8_t *text;
     size_t len;
@@ -775,14 +780,14 @@ cli_err cli__working_save(cli__ctx *ctx, cli__working *w, bool exclusive)
     cli__working_sort(w);
     json_object *root = working_json(w);
     if (root == NULL)
-        return cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        return cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     const char *s = json_object_to_json_string_ext(
         root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
     size_t n = s != NULL ? strlen(s) : 0;
     char *text = s != NULL ? malloc(n + 2) : NULL;
     cli_err err;
     if (text == NULL) {
-        err = cli__fail(ctx, CLI_EINTERNAL, "out of memory");
+        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
     } else {
         memcpy(text, s, n);
         text[n] = '\n';

@@ -287,6 +287,30 @@ static void test_status(void **state)
         assert_null(strstr(o.out, net->nodes[i].origin)); /* no origin as 64 hex digits */
     assert_null(strstr(o.out, "no manifest yet"));
     th_out_free(&o);
+    /* The same in Italian (cli/README.md, "Language"): the labels, columns and sentences
+     * translated, the node's values (org, role, peer states) as they are. Whether or not
+     * it_IT.UTF-8 is generated here. */
+    const char *lc_all = getenv("LC_ALL");
+    char saved[64];
+    snprintf(saved, sizeof saved, "%s", lc_all != NULL ? lc_all : "");
+    setenv("LC_ALL", "it_IT.UTF-8", 1);
+    o = patto_text(net, 0, "status", NULL, NULL);
+    if (lc_all != NULL)
+        setenv("LC_ALL", saved, 1);
+    else
+        unsetenv("LC_ALL");
+    expect_status(net, &o, 0, NULL);
+    snprintf(want, sizeof want, "ente         comune-1 (comune)\nnodo         pid %d, attivo da ",
+        (int)net->nodes[0].pid);
+    assert_non_null(strstr(o.out, want));
+    snprintf(want, sizeof want, "indirizzo    ascolto %s, pubblicato %s\n", listen, listen);
+    assert_non_null(strstr(o.out, want));
+    assert_non_null(strstr(o.out, "in attesa    causali 0, orologio 0, chiave 0, corpi "));
+    assert_non_null(strstr(o.out, "ULTIMO SEGNO  OROLOGIO\n"));
+    assert_non_null(strstr(o.out, "\nORIGINE"));
+    assert_non_null(strstr(o.out, "\nmembri      "));
+    assert_null(strstr(o.out, "waiting"));
+    th_out_free(&o);
     o = patto_text(net, 1, "status", NULL, NULL);
     expect_status(net, &o, 0, NULL);
     /* the peers table comes first: comune-1's line ends with its clock offset, "+0.0 s" */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # install.programs: `cmake --install` puts the three programs in one bin directory (with the
 # systemd unit and the documents), they run from there, and the installed patto-testnet drives
-# the patto and pattod installed beside it, not those of the build tree.
+# the patto and pattod installed beside it, not those of the build tree; patto finds its
+# Italian messages in share/locale.
 set -eu
 build=$1
 prefix=$(mktemp -d)
@@ -17,4 +18,8 @@ for p in patto pattod; do
     printf '%s\n' "$help" | grep -q "^  $p *$prefix/bin/$p\$" \
         || { echo "install.programs: the installed patto-testnet does not drive $prefix/bin/$p:"; printf '%s\n' "$help" | tail -12; exit 1; }
 done
+# patto's Italian catalogue is installed and found from the installed program (share/locale).
+[ -f "$prefix/share/locale/it/LC_MESSAGES/patto.mo" ] || { echo "install.programs: no share/locale/it/LC_MESSAGES/patto.mo"; exit 1; }
+env -i LANG=it_IT.UTF-8 "$prefix/bin/patto" --help | grep -q "^uso: patto" \
+    || { echo "install.programs: the installed patto does not speak Italian with LANG=it_IT.UTF-8"; exit 1; }
 echo "install.programs: pattod, patto and patto-testnet installed and found beside each other"
