@@ -16,7 +16,7 @@ static node_err layout_cb(node_txn *t, void *ctx)
     node_engine *e = ctx;
     node_err err = node__ledger_layout(t);
     /* a store from before the find index: index what it holds, once */
-    return err == NODE_OK ? node__find_build(t, &e->lim) : err;
+    return err == NODE_OK ? node__ledger_find_build(t, &e->lim) : err;
 }
 
 node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)

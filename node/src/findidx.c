@@ -461,18 +461,10 @@ static node_err index_scope(
     return err;
 }
 
-node_err node__find_update(node_txn *t, const uint8_t tag[32], const crdt_scope *s)
+node_err node__find_update(
+    node_txn *t, const proto_case_id *c, const char *scope, const crdt_scope *s)
 {
-    ledger_key k;
-    node_err err = node__ledger_key_get(t, tag, &k);
-    if (err == NODE_ENOTFOUND) {
-        proto_wipe(&k, sizeof(k));
-        return NODE_OK; /* no key: nothing this node reads */
-    }
-    if (err == NODE_OK && scope_indexed(k.scope))
-        err = index_scope(t, &k.case_id, k.scope, s);
-    proto_wipe(&k, sizeof(k));
-    return err;
+    return scope_indexed(scope) ? index_scope(t, c, scope, s) : NODE_OK;
 }
 
 node_err node__find_drop(node_txn *t, const proto_case_id *c, const char *scope)
@@ -487,45 +479,22 @@ node_err node__find_drop(node_txn *t, const proto_case_id *c, const char *scope)
     return err;
 }
 
-typedef struct build_ctx {
-    node_txn *t;
-    const proto_limits *lim;
-    node_err err;
-} build_ctx;
-
-static bool build_tag_cb(const uint8_t tag[32], void *ctx)
-{
-    build_ctx *b = ctx;
-    ledger_key k;
-    if (node__ledger_key_get(b->t, tag, &k) == NODE_OK && k.epoch == PROTO_EPOCH_FIRST
-        && scope_indexed(k.scope)) {
-        crdt_scope *s = NULL;
-        b->err = node__ledger_state_get(b->t, tag, b->lim, &s);
-        if (b->err == NODE_OK)
-            b->err = index_scope(b->t, &k.case_id, k.scope, s);
-        crdt_scope_free(s);
-    }
-    proto_wipe(&k, sizeof(k));
-    return b->err == NODE_OK;
-}
-
-node_err node__find_build(node_txn *t, const proto_limits *lim)
+bool node__find_built(node_txn *t, node_err *err)
 {
     const void *v;
     size_t n;
-    node_err err = node_txn_get(t, NODE_DB_META, FIND_MARK, strlen(FIND_MARK), &v, &n);
-    if (err != NODE_ENOTFOUND)
-        return err;
-    build_ctx b = { t, lim, NODE_OK };
-    /* A tag names the scope's first epoch when the key of that epoch is held; a scope whose
-     * first key is not held here has no state here either (the state is kept under it). */
-    err = node__ledger_key_tags(t, build_tag_cb, &b);
-    if (err == NODE_OK)
-        err = b.err;
+    *err = node_txn_get(t, NODE_DB_META, FIND_MARK, strlen(FIND_MARK), &v, &n);
+    if (*err == NODE_OK)
+        return true;
+    if (*err == NODE_ENOTFOUND)
+        *err = NODE_OK;
+    return false;
+}
+
+node_err node__find_built_mark(node_txn *t)
+{
     uint8_t mark = FIND_MARK_VERSION;
-    if (err == NODE_OK)
-        err = node_txn_put(t, NODE_DB_META, FIND_MARK, strlen(FIND_MARK), &mark, 1);
-    return err;
+    return node_txn_put(t, NODE_DB_META, FIND_MARK, strlen(FIND_MARK), &mark, 1);
 }
 
 bool node__find_summary(node_txn *t, const proto_case_id *c, find_summary *out)

@@ -29,14 +29,16 @@
 #define FIND_WORDS_MAX 8   /* words of a query */
 #define FIND_CAND_MAX 1000 /* cases a query looks at before it says it was cut short */
 
-/* Re-index (case, scope) of key tag from its new state (called by node__ledger_state_put).
- * Scopes without indexed fields cost one key lookup. */
-node_err node__find_update(node_txn *t, const uint8_t tag[32], const crdt_scope *s);
+/* Re-index (case c, scope) from its new state s (called by node__ledger_state_put); nothing
+ * for a scope without indexed fields. */
+node_err node__find_update(
+    node_txn *t, const proto_case_id *c, const char *scope, const crdt_scope *s);
 /* Drop every term of (case, scope) (called by node__ledger_scope_destroy). */
 node_err node__find_drop(node_txn *t, const proto_case_id *c, const char *scope);
-/* Index every state held when the store has no "find" mark yet (a store written before the
- * index existed), then set the mark. */
-node_err node__find_build(node_txn *t, const proto_limits *lim);
+/* Whether the store has its "find" mark (every state held was indexed); *err on a store error.
+ * node__ledger_find_build indexes a store without it, then sets it (node__find_built_mark). */
+bool node__find_built(node_txn *t, node_err *err);
+node_err node__find_built_mark(node_txn *t);
 
 /* UTF-8 text folded for matching: accents and other Latin letters transliterated to ASCII
  * (glibc iconv //TRANSLIT under C.UTF-8), lowercase, every other character a space. Returns

@@ -512,7 +512,49 @@ node_err node__ledger_state_put(
     if ((err = node_txn_put(t, NODE_DB_STATE, lk.b, lk.n, ms, 8)) != NODE_OK)
         return err;
     /* every new state (a local write, a merged delta, a rebuild) re-indexes its scope */
-    return node__find_update(t, tag0, s);
+    ledger_key k;
+    err = node__ledger_key_get(t, tag0, &k);
+    if (err == NODE_OK)
+        err = node__find_update(t, &k.case_id, k.scope, s);
+    else if (err == NODE_ENOTFOUND)
+        err = NODE_OK; /* no key: nothing this node reads */
+    proto_wipe(&k, sizeof(k));
+    return err;
+}
+
+typedef struct find_build {
+    node_txn *t;
+    const proto_limits *lim;
+    node_err err;
+} find_build;
+
+static bool find_build_cb(const uint8_t tag[32], void *ctx)
+{
+    find_build *b = ctx;
+    ledger_key k;
+    if (node__ledger_key_get(b->t, tag, &k) == NODE_OK && k.epoch == PROTO_EPOCH_FIRST) {
+        crdt_scope *s = NULL;
+        b->err = node__ledger_state_get(b->t, tag, b->lim, &s);
+        if (b->err == NODE_OK)
+            b->err = node__find_update(b->t, &k.case_id, k.scope, s);
+        crdt_scope_free(s);
+    }
+    proto_wipe(&k, sizeof(k));
+    return b->err == NODE_OK;
+}
+
+node_err node__ledger_find_build(node_txn *t, const proto_limits *lim)
+{
+    node_err err;
+    if (node__find_built(t, &err) || err != NODE_OK)
+        return err;
+    /* A tag names the scope's first epoch when the key of that epoch is held; a scope whose
+     * first key is not held here has no state here either (the state is kept under it). */
+    find_build b = { t, lim, NODE_OK };
+    err = node__ledger_key_tags(t, find_build_cb, &b);
+    if (err == NODE_OK)
+        err = b.err;
+    return err == NODE_OK ? node__find_built_mark(t) : err;
 }
 
 uint64_t node__ledger_last_change(node_txn *t, const uint8_t tag0[32])

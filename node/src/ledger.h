@@ -253,6 +253,10 @@ node_err node__ledger_note_get(node_txn *t, bool mine, const uint8_t id[32], led
 typedef bool (*ledger_note_cb)(const ledger_note *n, void *ctx);
 node_err node__ledger_notes(node_txn *t, bool mine, ledger_note_cb fn, void *ctx);
 
+/* Index every scope state held when the store has no find mark yet (a store written before the
+ * find index existed: findidx.h), then set the mark. Run at start. */
+node_err node__ledger_find_build(node_txn *t, const proto_limits *lim);
+
 /* The destruction primitive's store part: every key of (case, scope) (every epoch), the bodies
  * and applied marks of the headers under their tags, their states, and the scope's access
  * log. Headers stay (they are the network's log). The bodies of `own` (this node's origin, or
