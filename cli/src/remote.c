@@ -143,6 +143,14 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A command without arguments: the request alone, its answer rendered. */
+static cli_err plain_request(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv,
+    const char *request, render_fn render)
+{
+    cli_err err = no_args(ctx, cmd, argc, argv);
+    return err != CLI_OK ? err : exchange(ctx, request, NULL, 0, NULL, render);
+}
+
 /* A time the node wrote, for people (Europe/Rome); the text as it came when it is not one. */
 static const char *when(json_object *o, const char *key, char buf[CLI_TIME_TEXT_SIZE])
 {
@@ -401,10 +409,7 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
 
 cli_err cli__status(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    cli_err err = no_args(ctx, cmd, argc, argv);
-    if (err != CLI_OK)
-        return err;
-    return exchange(ctx, "status", NULL, 0, NULL, render_status);
+    return plain_request(ctx, cmd, argc, argv, "status", render_status);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -428,10 +433,7 @@ static void render_digest(json_object *p, const char *const *sent, size_t nsent)
 
 cli_err cli__digest(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    cli_err err = no_args(ctx, cmd, argc, argv);
-    if (err != CLI_OK)
-        return err;
-    return exchange(ctx, "digest", NULL, 0, NULL, render_digest);
+    return plain_request(ctx, cmd, argc, argv, "digest", render_digest);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -487,10 +489,7 @@ static void render_schema(json_object *p, const char *const *sent, size_t nsent)
 
 cli_err cli__schema(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    cli_err err = no_args(ctx, cmd, argc, argv);
-    if (err != CLI_OK)
-        return err;
-    return exchange(ctx, "schema", NULL, 0, NULL, render_schema);
+    return plain_request(ctx, cmd, argc, argv, "schema", render_schema);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1356,10 +1355,7 @@ static void render_store_compact(json_object *p, const char *const *sent, size_t
 
 cli_err cli__store_compact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    cli_err err = no_args(ctx, cmd, argc, argv);
-    if (err != CLI_OK)
-        return err;
-    return exchange(ctx, "store.compact", NULL, 0, NULL, render_store_compact);
+    return plain_request(ctx, cmd, argc, argv, "store.compact", render_store_compact);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1492,10 +1488,7 @@ static void render_inbox_ack(json_object *p, const char *const *sent, size_t nse
 
 cli_err cli__inbox_ack(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
-    cli_err err = no_args(ctx, cmd, argc, argv);
-    if (err != CLI_OK)
-        return err;
-    return exchange(ctx, "inbox.ack", NULL, 0, NULL, render_inbox_ack);
+    return plain_request(ctx, cmd, argc, argv, "inbox.ack", render_inbox_ack);
 }
 
 /* ---------------------------------------------------------------------------------------- */
