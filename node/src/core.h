@@ -224,6 +224,9 @@ struct node_engine {
     /* write.c: when the owner next closes the grants that ended (expired by this node's clock,
      * or to an org the manifest no longer lists as in the network); node__mono ms, 0: now */
     uint64_t ended_due_ms;
+    /* inbox.c: since when (node__mono ms) bodies have waited for a key without a pause, 0 when
+     * none waits (seen at each tick): the key alert is raised only past NODE_KEY_ALERT_MS */
+    uint64_t key_wait_since_ms;
 
     /* state.c: what this node waits for (in memory; rebuilt from the store at start) */
     node_pending_vec pending;            /* headers held out of order (bounds in ingest.c) */
@@ -813,6 +816,10 @@ node_err node__inbox_forget_case(node_txn *t, const proto_case_id *c);
  * removed, a forked (quarantined) origin, a peer's clock beyond the bound, writes waiting for a
  * key. A JSON array of {"kind", "org", "message", ...}. */
 struct json_object *node__alerts(node_engine *e);
+/* A key grant is usually a message behind the bodies it opens: waits for a key become an alert
+ * only when some have lasted this long (checked at each tick: node__alerts_tick). */
+#define NODE_KEY_ALERT_MS 60000
+void node__alerts_tick(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* link.c: the links to peers                                                                */

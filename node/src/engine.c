@@ -166,6 +166,7 @@ void node__tick(node_engine *e)
     if (e->stopping)
         return;
     node__ended_tick(e);
+    node__alerts_tick(e);
     node__peers_tick(e);
     node__anti_entropy(e);
     node__links_reap(e);

@@ -608,6 +608,22 @@ static node_err alerts_cb(node_txn *t, void *ctx)
     return node__ledger_quarantine_list(t, &a->e->lim, fork_cb, a);
 }
 
+static size_t key_waits(const node_engine *e)
+{
+    size_t key = 0;
+    for (size_t i = 0; i < e->waits.n; i++)
+        key += e->waits.v[i].why == WAIT_KEY;
+    return key;
+}
+
+void node__alerts_tick(node_engine *e)
+{
+    if (key_waits(e) == 0)
+        e->key_wait_since_ms = 0;
+    else if (e->key_wait_since_ms == 0)
+        e->key_wait_since_ms = node__mono(e);
+}
+
 json_object *node__alerts(node_engine *e)
 {
     alerts_ctx a = { e, json_object_new_array() };
@@ -642,14 +658,13 @@ json_object *node__alerts(node_engine *e)
         json_object_object_add(o, "offset_ms", json_object_new_int64(m->clock_offset_ms));
         json_object_array_add(a.list, o);
     }
-    size_t key = 0;
-    for (size_t i = 0; i < e->waits.n; i++)
-        key += e->waits.v[i].why == WAIT_KEY;
-    if (key > 0) {
+    size_t key = key_waits(e);
+    if (key > 0 && e->key_wait_since_ms != 0
+        && node__mono(e) - e->key_wait_since_ms >= NODE_KEY_ALERT_MS) {
         snprintf(msg, sizeof msg,
-            "%zu write%s of scopes whose key this node does not hold wait: the owner's key "
-            "grant has not come (yet); if it stays, check the link to the case's owner",
-            key, key == 1 ? "" : "s");
+            "%zu write%s of scopes whose key this node does not hold have waited over %d s: "
+            "the owner's key grant has not come; check the link to the cases' owners",
+            key, key == 1 ? "" : "s", NODE_KEY_ALERT_MS / 1000);
         json_object *o = alert("key", NULL, msg);
         json_object_object_add(o, "waiting", json_object_new_int64((int64_t)key));
         json_object_array_add(a.list, o);
