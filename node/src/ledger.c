@@ -916,17 +916,14 @@ node_err node__ledger_scope_destroy(
         err = node__ledger_scope_keys(t, c, scope, tag_list_cb, &tags);
     for (size_t i = 0; err == NODE_OK && !tags.oom && i < tags.n; i++) {
         const uint8_t *tag = tags.v[i].b + 1;
-        bool kept = false;
         ids.n = recs.n = 0;
         err = node__ledger_tag_headers(t, tag, id_list_cb, &ids);
         for (size_t j = 0; err == NODE_OK && !ids.oom && j < ids.n; j++) {
             uint8_t place[40];
             if (log_place(t, ids.v[j].b + 1, place) != NODE_OK)
                 continue;
-            if (own != NULL && memcmp(place, own, 32) == 0) {
-                kept = true; /* this node's own write: its ciphertext and mark stay */
-                continue;
-            }
+            if (own != NULL && memcmp(place, own, 32) == 0)
+                continue; /* this node's own write: its ciphertext and mark stay */
             if ((err = node_txn_del(t, NODE_DB_BODIES, place, 40)) == NODE_OK)
                 ++*bodies;
             if (err == NODE_ENOTFOUND)
@@ -939,7 +936,7 @@ node_err node__ledger_scope_destroy(
             err = NODE_ENOMEM;
         if (err == NODE_OK)
             err = key_list_del(t, NODE_DB_STATE, &recs);
-        if (err == NODE_OK && kept) {
+        if (err == NODE_OK) {
             uint8_t v[16 + PROTO_SCOPE_NAME_MAX];
             size_t sl = strnlen(scope, PROTO_SCOPE_NAME_MAX);
             memcpy(v, c->b, 16);

@@ -15,7 +15,7 @@
  *            'C' case(16) scope         -> tag(32)       (newest confirmed epoch of a scope)
  *            'P' case(16) len(1) scope epoch(8) -> tag(32) (every key of a scope, by epoch)
  *            'O' case(16)               -> created ms(8) nonce(16) (cases this node opened)
- *            'G' tag(32)                -> case(16) scope (a purged scope's tag: own bodies kept)
+ *            'G' tag(32)                -> case(16) scope (a tag of a scope purged here)
  *   state    'S' tag(32)                -> SCOPE message (the scope's state)
  *            'A' origin(32) seq(8)      -> status(1)     (body applied, or refused)
  *            'L' tag(32)                -> last change ms(8)
@@ -261,14 +261,14 @@ node_err node__ledger_find_build(node_txn *t, const proto_limits *lim);
  * and applied marks of the headers under their tags, their states, and the scope's access
  * log. Headers stay (they are the network's log). The bodies of `own` (this node's origin, or
  * NULL) stay with their marks, ciphertext under keys gone from here: a write of this node's
- * that the owner counted in but has not received yet would otherwise be served by nobody; a
- * 'G' record per tag under which one stayed names its (case, scope) (node__ledger_purged_get).
+ * that the owner counted in but has not received yet would otherwise be served by nobody. A
+ * 'G' record per tag names its (case, scope) (node__ledger_purged_get), as the closed record
+ * 'X' names the scope: the tag's keys are gone, so nothing else here does.
  * *bodies counts the bodies removed. LMDB frees the pages; they leave the file only when the
  * store is compacted. */
 node_err node__ledger_scope_destroy(
     node_txn *t, const proto_case_id *c, const char *scope, const uint8_t *own, size_t *bodies);
-/* The (case, scope) of a tag whose scope was purged here with bodies of this node's kept;
- * NODE_ENOTFOUND when none. */
+/* The (case, scope) of a tag whose scope was purged here; NODE_ENOTFOUND when none. */
 node_err node__ledger_purged_get(
     node_txn *t, const uint8_t tag[32], proto_case_id *c, char scope[PROTO_SCOPE_NAME_MAX + 1]);
 

@@ -1569,6 +1569,32 @@ node_err sim_case_set(
 node_err sim_grant(sim *s, size_t i, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, size_t to, bool write, node_errmsg *msg)
 {
+    return sim_grant_basis(s, i, c, scopes, nscopes, to, write, PROTO_BASIS_PUBLIC_TASK, msg);
+}
+
+node_err sim_revoke(sim *s, size_t i, const proto_case_id *c, const char *const *scopes,
+    size_t nscopes, size_t from, node_errmsg *msg)
+{
+    if (from >= s->n || from == i)
+        return node__fail(msg, NODE_EINVAL, "revoke another node of the network");
+    node_revoke *rv = calloc(1, sizeof(*rv));
+    if (rv == NULL)
+        return node__fail(msg, NODE_ENOMEM, "out of memory");
+    snprintf(rv->from, sizeof(rv->from), "%s", s->node[from].org);
+    rv->access = PROTO_ACCESS_NONE;
+    rv->reason = PROTO_NARROW_REVOKED;
+    snprintf(rv->operator_name, sizeof(rv->operator_name), "op-%s", s->node[i].org);
+    enter(s, i);
+    node_outs outs = { NULL, 0, 0 };
+    node_err err = node__case_revoke(s->node[i].e, c, scopes, nscopes, rv, &outs, msg);
+    after_write(s, i, err, &outs);
+    free(rv);
+    return err;
+}
+
+node_err sim_grant_basis(sim *s, size_t i, const proto_case_id *c, const char *const *scopes,
+    size_t nscopes, size_t to, bool write, uint8_t basis, node_errmsg *msg)
+{
     node_engine *e = s->node[i].e;
     if (to >= s->n || to == i)
         return node__fail(msg, NODE_EINVAL, "grant to another node of the network");
@@ -1576,7 +1602,7 @@ node_err sim_grant(sim *s, size_t i, const proto_case_id *c, const char *const *
     memset(&g, 0, sizeof(g));
     snprintf(g.to, sizeof(g.to), "%s", s->node[to].org);
     snprintf(g.purpose, sizeof(g.purpose), "integrazione");
-    g.basis = PROTO_BASIS_PUBLIC_TASK;
+    g.basis = basis;
     g.access = write ? PROTO_ACCESS_WRITE : PROTO_ACCESS_READ;
     snprintf(g.operator_name, sizeof(g.operator_name), "op-%s", s->node[i].org);
     enter(s, i);
@@ -2066,6 +2092,16 @@ static bool cut_by_narrowing(node_txn *t, sim *s, const sim_hdr *a)
     return cut;
 }
 
+/* Was the scope of tag purged at this node (its access ended on consent: keys destroyed)? */
+static bool purged_here(node_txn *t, const uint8_t tag[32])
+{
+    proto_case_id c;
+    char scope[PROTO_SCOPE_NAME_MAX + 1];
+    ledger_closed x;
+    return node__ledger_purged_get(t, tag, &c, scope) == NODE_OK
+        && node__ledger_closed_get(t, &c, scope, &x) == NODE_OK && x.purged;
+}
+
 typedef struct acked_ctx {
     sim *s;
     size_t node;
@@ -2087,8 +2123,10 @@ static node_err acked_cb(node_txn *t, void *ctx)
             bool has = node__ledger_key_get(t, h->tag, &key) == NODE_OK;
             proto_wipe(&key, sizeof(key));
             int applied = node__ledger_applied_get(t, h->id);
-            bool must = h->kind == PROTO_HDR_DELTA ? has : h->recipient == c->node;
-            if (h->kind == PROTO_HDR_KEY_GRANT && h->recipient == c->node && !has)
+            /* (a key grant to a node whose scope was purged there since: nothing of it stays) */
+            bool gone = h->kind == PROTO_HDR_KEY_GRANT && !has && purged_here(t, h->tag);
+            bool must = h->kind == PROTO_HDR_DELTA ? has : h->recipient == c->node && !gone;
+            if (h->kind == PROTO_HDR_KEY_GRANT && h->recipient == c->node && !has && !gone)
                 wrong = "the recipient holds no key of its tag";
             else if (must && applied != LEDGER_APPLIED
                 && !(applied == LEDGER_REFUSED && cut_by_narrowing(t, s, h)))

@@ -215,6 +215,13 @@ node_err sim_case_set(
 /* The owner (node i) grants scopes of case c to node `to`, read or write access. */
 node_err sim_grant(sim *s, size_t i, const proto_case_id *c, const char *const *scopes,
     size_t nscopes, size_t to, bool write, node_errmsg *msg);
+/* sim_grant on a legal basis (PROTO_BASIS_...; sim_grant's is public task). */
+node_err sim_grant_basis(sim *s, size_t i, const proto_case_id *c, const char *const *scopes,
+    size_t nscopes, size_t to, bool write, uint8_t basis, node_errmsg *msg);
+/* The owner (node i) revokes node from's access to scopes of case c: a narrowing with its cut
+ * and a new key for the others (as patto consent revoke). */
+node_err sim_revoke(sim *s, size_t i, const proto_case_id *c, const char *const *scopes,
+    size_t nscopes, size_t from, node_errmsg *msg);
 /* Every acknowledged header, in the order written (borrowed until the next write). */
 const sim_hdr *sim_acked(const sim *s, size_t *n);
 

@@ -276,6 +276,49 @@ static void wants_after_grace(void **state)
     converge(s, 10000);
 }
 
+static bool key_gone(sim *s, void *ctx)
+{
+    at_node *a = ctx;
+    return !sim_has_key(s, a->node, a->tag);
+}
+
+/* The CPIA (write on consent) writes; its connection to the comune is cut behind the header, so
+ * the comune holds the header and not the body when it revokes the CPIA at once: its cut counts
+ * the write in. The CPIA purges the scope before the comune asks for the body, keeps its own
+ * write's body (ciphertext under a key gone from it) and serves it to the comune alone, which
+ * merges it: the acknowledged write is not lost, and nobody waits for a body nobody holds. */
+static void purged_author_serves_its_write(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 3, 17, "purged_author_serves_its_write");
+    sim *s = start(state, &o);
+    proto_case_id c = new_case(s, COMUNE, "lingua.livello=A1");
+    sim_hdr created = last(s, 0);
+    node_errmsg msg = { { 0 } };
+    const char *sc[] = { "lingua" };
+    CHECK(s,
+        sim_grant_basis(s, COMUNE, &c, sc, 1, CPIA, true, PROTO_BASIS_CONSENT, &msg) == NODE_OK,
+        "grant: %s", msg.text);
+    converge(s, 10000);
+
+    sim_cut_after_next(s, CPIA, COMUNE);
+    set(s, CPIA, &c, "lingua.livello=B1");
+    sim_hdr d = last(s, 0);
+    at_node hdr = { .node = COMUNE, .origin = CPIA, .seq = d.seq };
+    CHECK(s, sim_run_until(s, vv_at_least, &hdr, 1000), "the header did not reach the comune");
+    CHECK(s, sim_applied(s, COMUNE, d.id) == 0, "the body came with its header");
+    CHECK(s, sim_revoke(s, COMUNE, &c, sc, 1, CPIA, &msg) == NODE_OK, "revoke: %s", msg.text);
+    at_node purged = { .node = CPIA, .tag = created.tag };
+    CHECK(s, sim_run_until(s, key_gone, &purged, 5000), "the CPIA did not purge the scope");
+    CHECK(s, sim_applied(s, COMUNE, d.id) == 0,
+        "the comune had the body before the CPIA purged (the case this test is for did not "
+        "happen)");
+    at_node body = { .node = COMUNE, .id = d.id };
+    CHECK(s, sim_run_until(s, merged, &body, 10000),
+        "the comune never got the CPIA's write from the purged CPIA");
+    converge(s, 10000);
+}
+
 /* The Prefettura is cut off for 30 s (its links die of the idle timeout, its redials get no
  * answer) while everyone writes; the check says what it lacks. Healed, it catches up. */
 static void anti_entropy_after_partition(void **state)
@@ -819,6 +862,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(ingest_order, teardown),
         cmocka_unit_test_teardown(causal_wait, teardown),
         cmocka_unit_test_teardown(wants_after_grace, teardown),
+        cmocka_unit_test_teardown(purged_author_serves_its_write, teardown),
         cmocka_unit_test_teardown(anti_entropy_after_partition, teardown),
         cmocka_unit_test_teardown(clock_ahead_waits, teardown),
         cmocka_unit_test_teardown(clock_step_back, teardown),
