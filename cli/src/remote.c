@@ -552,6 +552,19 @@ cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     return err;
 }
 
+/* pos[0] a case id and pos[1] (when there) SCOPE.FIELD, checked here; pos[0] becomes the
+ * case's canonical form, held in id. */
+static cli_err case_and_field(cli__ctx *ctx, const cli__cmd *cmd, const char **pos, size_t n,
+    char id[PROTO_CASE_ID_TEXT_SIZE])
+{
+    if (n >= 2 && (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL))
+        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
+    cli_err err = case_id(ctx, pos[0], id);
+    if (err == CLI_OK)
+        pos[0] = id;
+    return err;
+}
+
 cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
 {
     const char *pos[3];
@@ -560,13 +573,8 @@ cli_err cli__case_unset(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **arg
     const cli__opt opts[] = { { "all", NULL, &all } };
     char id[PROTO_CASE_ID_TEXT_SIZE];
     cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 2, 2, &n);
-    if (err != CLI_OK)
+    if (err != CLI_OK || (err = case_and_field(ctx, cmd, pos, n, id)) != CLI_OK)
         return err;
-    if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
-        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
-    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
-        return err;
-    pos[0] = id;
     pos[2] = "all";
     return exchange(ctx, "case.unset", pos, all ? 3 : 2, NULL, render_case_unset);
 }
@@ -585,13 +593,8 @@ cli_err cli__case_redact(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **ar
     size_t n;
     char id[PROTO_CASE_ID_TEXT_SIZE];
     cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 3, 3, &n);
-    if (err != CLI_OK)
+    if (err != CLI_OK || (err = case_and_field(ctx, cmd, pos, n, id)) != CLI_OK)
         return err;
-    if (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL)
-        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
-    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
-        return err;
-    pos[0] = id;
     return exchange(ctx, "case.redact", pos, 3, NULL, render_case_redact);
 }
 
@@ -1568,18 +1571,14 @@ cli_err cli__case_log(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     size_t n;
     char id[PROTO_CASE_ID_TEXT_SIZE], lbuf[24] = "";
     cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 1, 2, &n);
-    if (err != CLI_OK)
+    if (err != CLI_OK || (err = case_and_field(ctx, cmd, pos, n, id)) != CLI_OK)
         return err;
-    if (n == 2 && (strchr(pos[1], '.') == NULL || strchr(pos[1], '=') != NULL))
-        return cli__usage(ctx, cmd, _("'%s' is not SCOPE.FIELD"), pos[1]);
     uint64_t v;
     if (limit != NULL) {
         if ((err = cli__parse_u64(ctx, cmd, "limit", limit, 1, 10000, &v)) != CLI_OK)
             return err;
         snprintf(lbuf, sizeof lbuf, "%" PRIu64, v);
     }
-    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
-        return err;
     const char *args[] = { id, n == 2 ? pos[1] : "", lbuf };
     return exchange(ctx, "case.log", args, 3, NULL, render_case_log);
 }

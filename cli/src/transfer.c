@@ -257,16 +257,25 @@ static void rows_free(rows *r)
     free(r->colname);
 }
 
+/* Room for one more element in array v of n used: v itself when it has it, else v grown to
+ * twice *cap (first when empty) with *cap updated; NULL when out of memory (v untouched). */
+static void *room(void *v, size_t n, size_t *cap, size_t size, size_t first)
+{
+    if (n < *cap)
+        return v;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = realloc(v, c * size);
+    if (p != NULL)
+        *cap = c;
+    return p;
+}
+
 static row *row_new(rows *r, size_t line)
 {
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 256;
-        row *v = realloc(r->v, cap * sizeof(*v));
-        if (v == NULL)
-            return NULL;
-        r->v = v;
-        r->cap = cap;
-    }
+    row *v = room(r->v, r->n, &r->cap, sizeof(*v), 256);
+    if (v == NULL)
+        return NULL;
+    r->v = v;
     row *x = &r->v[r->n++];
     memset(x, 0, sizeof(*x));
     x->line = line;
@@ -275,18 +284,16 @@ static row *row_new(rows *r, size_t line)
 
 static bool row_edit(row *x, int col, const char *name, const char *op, const char *value)
 {
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 16;
-        char **e = realloc(x->edit, cap * sizeof(*e));
-        if (e == NULL)
-            return false;
-        x->edit = e;
-        int *c = realloc(x->col, cap * sizeof(*c));
-        if (c == NULL)
-            return false;
-        x->col = c;
-        x->cap = cap;
-    }
+    size_t cap = x->cap, cap2 = x->cap; /* (edit and col grow together) */
+    char **e = room(x->edit, x->n, &cap, sizeof(*e), 16);
+    if (e == NULL)
+        return false;
+    x->edit = e;
+    int *c = room(x->col, x->n, &cap2, sizeof(*c), 16);
+    if (c == NULL)
+        return false;
+    x->col = c;
+    x->cap = cap;
     size_t len = strlen(name) + strlen(op) + strlen(value) + 1;
     char *t = malloc(len);
     if (t == NULL)
@@ -302,14 +309,10 @@ static bool refuse_row(report *rep, row *x, const char *column, const char *fmt,
 static bool refuse_row(report *rep, row *x, const char *column, const char *fmt, ...)
 {
     x->refused = true;
-    if (rep->n == rep->cap) {
-        size_t cap = rep->cap ? rep->cap * 2 : 64;
-        refusal *v = realloc(rep->v, cap * sizeof(*v));
-        if (v == NULL)
-            return false;
-        rep->v = v;
-        rep->cap = cap;
-    }
+    refusal *v = room(rep->v, rep->n, &rep->cap, sizeof(*v), 64);
+    if (v == NULL)
+        return false;
+    rep->v = v;
     refusal *f = &rep->v[rep->n++];
     f->line = x->line;
     snprintf(f->column, sizeof(f->column), "%s", column != NULL ? column : "");
@@ -635,16 +638,12 @@ static void csv_field_cb(void *s, size_t len, void *data)
     csv_state *st = data;
     if (st->nomem)
         return;
-    if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 16;
-        char **f = realloc(st->f, cap * sizeof(*f));
-        if (f == NULL) {
-            st->nomem = true;
-            return;
-        }
-        st->f = f;
-        st->cap = cap;
+    char **f = room(st->f, st->n, &st->cap, sizeof(*f), 16);
+    if (f == NULL) {
+        st->nomem = true;
+        return;
     }
+    st->f = f;
     const char *p = s != NULL ? s : "";
     for (size_t i = 0; i < len; i++)
         st->nl_in_row += p[i] == '\n';
@@ -658,22 +657,20 @@ static void csv_row_cb(int c, void *data)
     csv_state *st = data;
     if (st->nomem)
         return;
-    if (st->nrows == st->rcap) {
-        size_t cap = st->rcap ? st->rcap * 2 : 256;
-        char ***rf = realloc(st->rowf, cap * sizeof(*rf));
-        size_t *rn = rf != NULL ? realloc(st->rown, cap * sizeof(*rn)) : NULL;
-        if (rf != NULL)
-            st->rowf = rf;
-        if (rn != NULL)
-            st->rown = rn;
-        size_t *rl = rn != NULL ? realloc(st->rowline, cap * sizeof(*rl)) : NULL;
-        if (rl == NULL) {
-            st->nomem = true;
-            return;
-        }
-        st->rowline = rl;
-        st->rcap = cap;
+    size_t c1 = st->rcap, c2 = st->rcap, c3 = st->rcap; /* (the three grow together) */
+    char ***rf = room(st->rowf, st->nrows, &c1, sizeof(*rf), 256);
+    if (rf != NULL)
+        st->rowf = rf;
+    size_t *rn = rf != NULL ? room(st->rown, st->nrows, &c2, sizeof(*rn), 256) : NULL;
+    if (rn != NULL)
+        st->rown = rn;
+    size_t *rl = rn != NULL ? room(st->rowline, st->nrows, &c3, sizeof(*rl), 256) : NULL;
+    if (rl == NULL) {
+        st->nomem = true;
+        return;
     }
+    st->rowline = rl;
+    st->rcap = c1;
     st->rowf[st->nrows] = st->f;
     st->rown[st->nrows] = st->n;
     st->rowline[st->nrows] = st->line - st->nl_in_row;
@@ -948,15 +945,12 @@ static cli_err ndjson_rows(cli__ctx *ctx, const char *path, char *text, size_t l
                 if (strcmp(out->colname[i], k) == 0)
                     col = (int)i;
             if (col < 0) {
-                if (out->ncol == capc) {
-                    capc = capc ? capc * 2 : 32;
-                    char **cn = realloc(out->colname, capc * sizeof(*cn));
-                    if (cn == NULL) {
-                        err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
-                        break;
-                    }
-                    out->colname = cn;
+                char **cn = room(out->colname, out->ncol, &capc, sizeof(*cn), 32);
+                if (cn == NULL) {
+                    err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
+                    break;
                 }
+                out->colname = cn;
                 if ((out->colname[out->ncol] = xstrdup(k, strlen(k))) == NULL) {
                     err = cli__fail(ctx, CLI_EINTERNAL, _("out of memory"));
                     break;
