@@ -49,26 +49,12 @@
 #define LAT_MAX (1u << 22) /* write latencies kept, at most */
 
 #define FAIL(...) nb_fail("compact-bench", __VA_ARGS__)
+#define CALL(...) nb_call("compact-bench", __VA_ARGS__)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Synthetic records (node-bench's kind: invented names, dates and codes)                   */
 
 /* ---------------------------------------------------------------------------------------- */
-
-static json_object *call(nb_ctl *c, const char *cmd, const char *const *args, size_t nargs)
-{
-    json_object *doc = NULL;
-    int rc = nb_ctl_call(c, cmd, args, nargs, 600000, &doc);
-    if (rc != 0)
-        FAIL("%s failed (%d): %s", cmd, rc, c->err);
-    return doc;
-}
-
-static int64_t jint(json_object *doc, const char *path)
-{
-    json_object *v = nb_json_at(doc, path);
-    return v != NULL ? json_object_get_int64(v) : -1;
-}
 
 static double mib(int64_t b)
 {
@@ -181,12 +167,12 @@ static void compact_under_writes(
     writer_start(w, &t);
     nb_sleep_ms((int)(lead_s * 1000));
     double t0 = nb_now_s();
-    json_object *doc = call(c, "store.compact", NULL, 0);
+    json_object *doc = CALL(c, "store.compact", NULL, 0);
     double t1 = nb_now_s();
     nb_sleep_ms((int)(lead_s * 1000));
     writer_stop(w, t);
-    int64_t pause = jint(doc, "pause_ms"), b0 = jint(doc, "bytes_before"),
-            b1 = jint(doc, "bytes_after"), need = jint(doc, "disk_needed_bytes");
+    int64_t pause = nb_jint(doc, "pause_ms"), b0 = nb_jint(doc, "bytes_before"),
+            b1 = nb_jint(doc, "bytes_after"), need = nb_jint(doc, "disk_needed_bytes");
     json_object_put(doc);
     printf("compaction: the node paused %lld ms (round trip %.0f ms); data.mdb %lld -> %lld bytes "
            "(%.1f -> %.1f MiB, %.0f%% of it freed); the copy needed %lld bytes (%.1f MiB) of "
@@ -242,15 +228,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "compact-bench: --cases >= 1, --sets >= 0, --base > 0\n");
         return 1;
     }
-    th_programs(PATTO_BIN, PATTOD_BIN);
-    if (proto_init() != PROTO_OK)
+    if (!nb_begin(argc, argv, PATTO_BIN, PATTOD_BIN))
         return 1;
-    signal(SIGPIPE, SIG_IGN);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("command:");
-    for (int i = 0; i < argc; i++)
-        printf(" %s", argv[i]);
-    printf("\nprograms: %s, %s\n", PATTO_BIN, PATTOD_BIN);
+    printf("programs: %s, %s\n", PATTO_BIN, PATTOD_BIN);
 
     static const char *const orgs[] = { "comune-1:comune" };
     th_net net;
@@ -274,7 +254,7 @@ int main(int argc, char **argv)
     for (long i = 0; i < cases; i++) {
         edits e;
         make_edits(&e, (unsigned long)i, 0);
-        json_object *doc = call(&c, "case.new", e.args + 1, NFIELDS);
+        json_object *doc = CALL(&c, "case.new", e.args + 1, NFIELDS);
         snprintf(
             ids[i], PROTO_CASE_ID_TEXT_SIZE, "%s", json_object_get_string(nb_json_at(doc, "id")));
         json_object_put(doc);
@@ -291,14 +271,14 @@ int main(int argc, char **argv)
         make_edits(&e, i, 1 + (unsigned long)k);
         const char *args[7]
             = { ids[i], e.args[1], e.args[2], e.args[3], e.args[4], e.args[5], e.args[6] };
-        json_object_put(call(&c, "case.set", args, 7));
+        json_object_put(CALL(&c, "case.set", args, 7));
     }
     double t_set = nb_now_s() - t0;
-    json_object *st = call(&c, "status", NULL, 0);
+    json_object *st = CALL(&c, "status", NULL, 0);
     printf("store: %ld cases (case.new of 12 fields, %.2f ms each), then %ld case.set of 6 fields "
            "(%.2f ms each); %lld headers, %lld bodies; data.mdb %.1f MiB\n",
         cases, 1e3 * t_new / (double)cases, sets, sets > 0 ? 1e3 * t_set / (double)sets : 0.0,
-        (long long)jint(st, "counts/headers"), (long long)jint(st, "counts/bodies"),
+        (long long)nb_jint(st, "counts/headers"), (long long)nb_jint(st, "counts/bodies"),
         mib((int64_t)file_bytes(dir, "data.mdb")));
     json_object_put(st);
 

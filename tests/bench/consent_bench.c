@@ -137,12 +137,6 @@ static json_object *call(nb_ctl *c, const char *cmd, const char *const *args, si
     return doc;
 }
 
-static int64_t jint(json_object *doc, const char *path)
-{
-    json_object *v = nb_json_at(doc, path);
-    return v != NULL ? json_object_get_int64(v) : -1;
-}
-
 /* case.show at c: the document (owned, NULL when the node reads no scope of it: code 3). */
 static json_object *show(nb_ctl *c, const char *id)
 {
@@ -372,7 +366,8 @@ static void phase_revoke(const opts *o)
         double s = nb_now_s();
         json_object *doc = call(&c[0], "consent.revoke", rev, 5);
         double revoked = nb_now_s() - s;
-        int64_t epoch = jint(json_object_array_get_idx(nb_json_at(doc, "scopes"), 0), "new_epoch");
+        int64_t epoch
+            = nb_jint(json_object_array_get_idx(nb_json_at(doc, "scopes"), 0), "new_epoch");
         json_object_put(doc);
         json_object_put(call(&c[0], "case.set", set, 2));
         double written = nb_now_s() - s;
@@ -519,7 +514,7 @@ static void phase_rebuild(const opts *o)
            "%.2f s (%.0f/s); the Prefettura showed ore_frequenza = %ld %.2f s after the last (the "
            "comune %.2f s); the Prefettura holds %lld headers, %lld bodies\n",
         o->deltas, wrote, (double)o->deltas / wrote, o->deltas, pref_s, nb_now_s() - s,
-        (long long)jint(st, "counts/headers"), (long long)jint(st, "counts/bodies"));
+        (long long)nb_jint(st, "counts/headers"), (long long)nb_jint(st, "counts/bodies"));
     json_object_put(st);
 
     /* The downgrade, and the rebuild it makes at every holder. */
@@ -720,7 +715,7 @@ static void phase_retire(const opts *o)
     json_object *st = call(&c[COMUNE], "status", NULL, 0);
     char vvpath[100];
     snprintf(vvpath, sizeof(vvpath), "vv/%s", net.nodes[COOP].origin);
-    int64_t coop_seq = jint(st, vvpath);
+    int64_t coop_seq = nb_jint(st, vvpath);
     json_object_put(st);
     char seq[32], m2[400];
     snprintf(seq, sizeof(seq), "%lld", (long long)(coop_seq > 0 ? coop_seq : 0));
@@ -899,17 +894,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "consent-bench: --scopes must be even (two scopes per case)\n");
         return 1;
     }
-    th_programs(PATTO_BIN, PATTOD_BIN);
-    if (proto_init() != PROTO_OK)
+    if (!nb_begin(argc, argv, PATTO_BIN, PATTOD_BIN))
         return 1;
-    signal(SIGPIPE, SIG_IGN);
-    setvbuf(stdout, NULL, _IOLBF, 0);
     srand((unsigned)time(NULL));
-
-    printf("command:");
-    for (int i = 0; i < argc; i++)
-        printf(" %s", argv[i]);
-    printf("\nprograms: %s, %s\n", PATTO_BIN, PATTOD_BIN);
+    printf("programs: %s, %s\n", PATTO_BIN, PATTOD_BIN);
     if (!o.skip_revoke)
         phase_revoke(&o);
     if (!o.skip_rebuild)

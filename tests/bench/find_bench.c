@@ -37,6 +37,7 @@
 #endif
 
 #define FAIL(...) nb_fail("find-bench", __VA_ARGS__)
+#define CALL(...) nb_call("find-bench", __VA_ARGS__)
 
 static const char *const nomi[] = { "Mohamed", "Amina", "Kwame", "Yusuf", "Mariam", "Ibrahim",
     "Fatou", "Samir", "Aisha", "Omar", "Nadia", "Tesfaye", "Lamin", "Chiara", "Giulia", "Mamadou",
@@ -80,15 +81,6 @@ static void make_person(person *p, unsigned long i)
     snprintf(p->permit, sizeof(p->permit), "I%08lu", i);
 }
 
-static json_object *call(nb_ctl *c, const char *cmd, const char *const *args, size_t nargs)
-{
-    json_object *doc = NULL;
-    int rc = nb_ctl_call(c, cmd, args, nargs, 600000, &doc);
-    if (rc != 0)
-        FAIL("%s failed (%d): %s", cmd, rc, c->err);
-    return doc;
-}
-
 typedef enum {
     Q_SURNAME,
     Q_FULL,
@@ -123,15 +115,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "find-bench: --cases and --queries are whole numbers >= 1\n");
         return 1;
     }
-    th_programs(PATTO_BIN, PATTOD_BIN);
-    if (proto_init() != PROTO_OK)
+    if (!nb_begin(argc, argv, PATTO_BIN, PATTOD_BIN))
         return 1;
-    signal(SIGPIPE, SIG_IGN);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("command:");
-    for (int i = 0; i < argc; i++)
-        printf(" %s", argv[i]);
-    printf("\n");
 
     static const char *const orgs[] = { "comune-1:comune" };
     th_net net;
@@ -155,7 +140,7 @@ int main(int argc, char **argv)
         snprintf(e[4], 96, "anagrafica.codice_fiscale=%s", p.cf);
         snprintf(e[5], 96, "documenti.permesso_numero=%s", p.permit);
         const char *args[6] = { e[0], e[1], e[2], e[3], e[4], e[5] };
-        json_object_put(call(&c, "case.new", args, 6));
+        json_object_put(CALL(&c, "case.new", args, 6));
         if (nb_now_s() - last > 10) {
             last = nb_now_s();
             printf("  case.new: %ld/%ld, %.0f/s\n", i + 1, cases, (double)(i + 1) / (last - t0));
@@ -206,7 +191,7 @@ int main(int argc, char **argv)
             }
             const char *args[3] = { text, mode, "20" };
             double s = nb_now_s();
-            json_object *doc = call(&c, "case.find", args, 3);
+            json_object *doc = CALL(&c, "case.find", args, 3);
             lat[q] = 1e3 * (nb_now_s() - s);
             json_object *cs = nb_json_at(doc, "cases");
             size_t n = cs != NULL ? json_object_array_length(cs) : 0;

@@ -3,7 +3,10 @@
  */
 #include "nb_common.h"
 
+#include <proto/proto.h>
+
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,4 +106,47 @@ void make_edits(edits *e, unsigned long i, unsigned long gen)
     snprintf(e->text[11], 96, "lingua.attestato=%s", PICK(attestati, k));
     for (int f = 0; f < NB_NFIELDS; f++)
         e->args[f + 1] = e->text[f];
+}
+
+json_object *nb_call(
+    const char *prog, nb_ctl *c, const char *cmd, const char *const *args, size_t nargs)
+{
+    json_object *doc = NULL;
+    int rc = nb_ctl_call(c, cmd, args, nargs, 600000, &doc);
+    if (rc != 0)
+        nb_fail(prog, "%s failed (%d): %s", cmd, rc, c->err);
+    return doc;
+}
+
+int64_t nb_jint(json_object *doc, const char *path)
+{
+    json_object *v = nb_json_at(doc, path);
+    return v != NULL ? json_object_get_int64(v) : -1;
+}
+
+uint64_t nb_vv_sum(json_object *vv)
+{
+    uint64_t n = 0;
+    if (vv == NULL)
+        return 0;
+    json_object_object_foreach(vv, key, val)
+    {
+        (void)key;
+        n += (uint64_t)json_object_get_int64(val);
+    }
+    return n;
+}
+
+bool nb_begin(int argc, char **argv, const char *patto, const char *pattod)
+{
+    th_programs(patto, pattod);
+    if (proto_init() != PROTO_OK)
+        return false;
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("command:");
+    for (int i = 0; i < argc; i++)
+        printf(" %s", argv[i]);
+    printf("\n");
+    return true;
 }

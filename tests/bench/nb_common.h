@@ -25,11 +25,22 @@ extern th_net *nb_cur_net;
 /* Print "PROG: message" on stderr, stop nb_cur_net (keeping its directory) and exit 1. */
 _Noreturn void nb_fail(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A benchmark's start: the programs under test, proto_init, SIGPIPE ignored, stdout line
+ * buffered, and its command line printed ("command: ..."); false when proto_init fails. */
+bool nb_begin(int argc, char **argv, const char *patto, const char *pattod);
 double nb_now_s(void); /* CLOCK_MONOTONIC, in seconds */
 void nb_sleep_ms(int ms);
 int nb_cmp_double(const void *a, const void *b); /* for qsort of doubles */
 /* A whole number >= 1 written in s, or -1. */
 long nb_positive(const char *s);
+/* A control request that must succeed (600 s at most); nb_fail(prog, ...) otherwise. Returns
+ * the answer (owned). */
+json_object *nb_call(
+    const char *prog, nb_ctl *c, const char *cmd, const char *const *args, size_t nargs);
+/* The whole number at path of doc (nb_json_at), or -1. */
+int64_t nb_jint(json_object *doc, const char *path);
+/* The sum of a version vector object {ORIGIN: SEQ}. */
+uint64_t nb_vv_sum(json_object *vv);
 /* Open a control client to node i, waiting (up to 20 s) until it listens; nb_fail otherwise. */
 void nb_ctl_open_wait(const char *prog, th_net *net, size_t i, nb_ctl *c);
 

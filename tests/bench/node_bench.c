@@ -272,26 +272,6 @@ static json_object *call(nb_ctl *c, const char *cmd, const char *const *args, si
     }
 }
 
-static int64_t jint(json_object *doc, const char *path)
-{
-    json_object *v = nb_json_at(doc, path);
-    return v != NULL ? json_object_get_int64(v) : -1;
-}
-
-/* Sum of a version vector object. */
-static uint64_t vv_sum(json_object *vv)
-{
-    uint64_t n = 0;
-    if (vv == NULL)
-        return 0;
-    json_object_object_foreach(vv, key, val)
-    {
-        (void)key;
-        n += (uint64_t)json_object_get_int64(val);
-    }
-    return n;
-}
-
 /* Open a case with 12 fields at c; its id into id. */
 static void open_case(nb_ctl *c, unsigned long i, char id[PROTO_CASE_ID_TEXT_SIZE])
 {
@@ -443,7 +423,7 @@ static void phase_pair(const opts *o)
     free(lat);
 
     json_object *da = call(&ca, "digest", NULL, 0);
-    uint64_t deltas = vv_sum(nb_json_at(da, "vv"));
+    uint64_t deltas = nb_vv_sum(nb_json_at(da, "vv"));
     size_t ntags = (size_t)json_object_object_length(nb_json_at(da, "tags"));
 
     /* 2, 3. B starts empty and catches up through the proxies. */
@@ -610,7 +590,7 @@ static void phase_full(const opts *o)
         t_grant += nb_now_s() - m;
         if (i == 0) {
             json_object *st = call(&ca, "status", NULL, 0);
-            per_case = (uint64_t)jint(st, "counts/headers");
+            per_case = (uint64_t)nb_jint(st, "counts/headers");
             json_object_put(st);
         }
         if (nb_now_s() - last > 10) {
@@ -708,8 +688,8 @@ static void phase_full(const opts *o)
         o->cases, res.full_read_s, merged - spawn, TARGET_SYNC_S,
         pass(res.full_read_s < TARGET_SYNC_S), res.full_polled_s, (unsigned long long)headers,
         res.full_ingest_s, 100 * res.full_ingest_s / res.ceiling, (unsigned long long)bytes,
-        res.full_wire_per_delta, polls, (long long)jint(st, "counts/headers"),
-        (long long)jint(st, "counts/bodies"), (long long)jint(st, "counts/cases"), status_s);
+        res.full_wire_per_delta, polls, (long long)nb_jint(st, "counts/headers"),
+        (long long)nb_jint(st, "counts/bodies"), (long long)nb_jint(st, "counts/cases"), status_s);
     json_object_put(st);
     nb_ctl_close(&cb);
     if (th_stop(&net, B, SIGTERM) != 0)
@@ -728,7 +708,7 @@ static void phase_full(const opts *o)
     last = spawn;
     for (;;) {
         json_object *sc = call(&cc, "status", NULL, 0);
-        int64_t have = jint(sc, "counts/headers");
+        int64_t have = nb_jint(sc, "counts/headers");
         json_object_put(sc);
         if (have >= (int64_t)headers)
             break;
@@ -918,16 +898,9 @@ int main(int argc, char **argv)
             stderr, "node-bench: cannot create --perf directory %s: %s\n", o.perf, strerror(errno));
         return 2;
     }
-    th_programs(PATTO_BIN, PATTOD_BIN);
-    if (proto_init() != PROTO_OK)
+    if (!nb_begin(argc, argv, PATTO_BIN, PATTOD_BIN))
         return 1;
-    signal(SIGPIPE, SIG_IGN);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-
-    printf("command:");
-    for (int i = 0; i < argc; i++)
-        printf(" %s", argv[i]);
-    printf("\nprograms: %s, %s\n", PATTO_BIN, PATTOD_BIN);
+    printf("programs: %s, %s\n", PATTO_BIN, PATTOD_BIN);
     measure_ceiling();
     if (!o.skip_pair)
         phase_pair(&o);

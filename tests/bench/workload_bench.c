@@ -49,6 +49,7 @@
 
 #define PROG "workload-bench"
 #define FAIL(...) nb_fail(PROG, __VA_ARGS__)
+#define CALL(...) nb_call(PROG, __VA_ARGS__)
 #define BATCH 1000
 #define PURPOSE "integrazione"
 
@@ -85,20 +86,20 @@ static const char *const paesi[20] = { "SEN", "NGA", "MAR", "EGY", "BGD", "PAK",
 static const char *const permessi[8] = { "lavoro-subordinato", "lavoro-autonomo", "famiglia",
     "studio", "asilo", "protezione-sussidiaria", "protezione-speciale", "attesa-occupazione" };
 static const char *const livelli[6] = { "pre-A1", "A1", "A2", "B1", "B2", "C1" };
-static const char *const comuni[12] = { "058091", "015146", "001272", "063049", "082053",
-    "048017", "037006", "027042", "010025", "072006", "087015", "092009" };
-static const char *const skills[24] = { "saldatura", "cucina", "pulizie", "magazzino",
-    "muratura", "elettricista", "idraulica", "giardinaggio", "assistenza-anziani", "sartoria",
-    "guida-muletto", "informatica-base", "contabilita", "vendita", "agricoltura", "panificazione",
-    "falegnameria", "meccanica", "verniciatura", "logistica", "ristorazione", "traduzione",
-    "cura-bambini", "imbianchino" };
+static const char *const comuni[12] = { "058091", "015146", "001272", "063049", "082053", "048017",
+    "037006", "027042", "010025", "072006", "087015", "092009" };
+static const char *const skills[24] = { "saldatura", "cucina", "pulizie", "magazzino", "muratura",
+    "elettricista", "idraulica", "giardinaggio", "assistenza-anziani", "sartoria", "guida-muletto",
+    "informatica-base", "contabilita", "vendita", "agricoltura", "panificazione", "falegnameria",
+    "meccanica", "verniciatura", "logistica", "ristorazione", "traduzione", "cura-bambini",
+    "imbianchino" };
 static const char *const ev_types[10] = { "colloquio", "orientamento", "corso", "tirocinio",
     "visita", "invio", "rinnovo", "verifica", "mediazione", "chiusura" };
 static const char *const ev_orgs[6]
     = { "comune-1", "cpia-1", "prefettura-1", "cpi-1", "coop-1", "asl-1" };
-static const char *const words[16] = { "incontro", "svolto", "documenti", "consegnati",
-    "richiesta", "inviata", "esito", "positivo", "da", "rivedere", "con", "mediatore",
-    "appuntamento", "fissato", "per", "gennaio" };
+static const char *const words[16] = { "incontro", "svolto", "documenti", "consegnati", "richiesta",
+    "inviata", "esito", "positivo", "da", "rivedere", "con", "mediatore", "appuntamento", "fissato",
+    "per", "gennaio" };
 
 /* Append "servizi.eventi+={...}" with a random event to out. */
 static void event_edit(char *out, size_t len)
@@ -125,8 +126,8 @@ static void update_edit(char *out, size_t len)
             snprintf(out, len, "documenti.permesso_tipo=%s", PICK(permessi));
             break;
         case 1:
-            snprintf(out, len, "documenti.permesso_scadenza=%u-%02u-%02u", 2025 + rn(4),
-                1 + rn(12), 1 + rn(28));
+            snprintf(out, len, "documenti.permesso_scadenza=%u-%02u-%02u", 2025 + rn(4), 1 + rn(12),
+                1 + rn(28));
             break;
         case 2:
             snprintf(out, len, "lingua.livello=%s", PICK(livelli));
@@ -193,34 +194,6 @@ static json_object *record_edits(void)
 /* ---------------------------------------------------------------------------------------- */
 /* Nodes                                                                                      */
 
-static json_object *call(nb_ctl *c, const char *cmd, const char *const *args, size_t nargs)
-{
-    json_object *doc = NULL;
-    int rc = nb_ctl_call(c, cmd, args, nargs, 600000, &doc);
-    if (rc != 0)
-        FAIL("%s failed (%d): %s", cmd, rc, c->err);
-    return doc;
-}
-
-static int64_t jint(json_object *doc, const char *path)
-{
-    json_object *v = nb_json_at(doc, path);
-    return v != NULL ? json_object_get_int64(v) : -1;
-}
-
-static uint64_t vv_sum(json_object *vv)
-{
-    uint64_t n = 0;
-    if (vv == NULL)
-        return 0;
-    json_object_object_foreach(vv, key, val)
-    {
-        (void)key;
-        n += (uint64_t)json_object_get_int64(val);
-    }
-    return n;
-}
-
 /* Send one case.batch of items; fail unless every item was created/updated. Returns the
  * answer (owned). */
 static json_object *batch(nb_ctl *c, json_object *items, long *deltas)
@@ -229,9 +202,9 @@ static json_object *batch(nb_ctl *c, json_object *items, long *deltas)
     json_object_object_add(req, "dry_run", json_object_new_boolean(0));
     json_object_object_add(req, "items", items);
     const char *arg = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-    json_object *doc = call(c, "case.batch", &arg, 1);
+    json_object *doc = CALL(c, "case.batch", &arg, 1);
     json_object_put(req);
-    if (jint(doc, "refused") != 0 || jint(doc, "exists") != 0) {
+    if (nb_jint(doc, "refused") != 0 || nb_jint(doc, "exists") != 0) {
         json_object *r = nb_json_at(doc, "results");
         for (size_t i = 0; r != NULL && i < json_object_array_length(r); i++) {
             json_object *x = json_object_array_get_idx(r, i);
@@ -242,7 +215,7 @@ static json_object *batch(nb_ctl *c, json_object *items, long *deltas)
         }
         FAIL("case.batch refused items");
     }
-    *deltas += jint(doc, "deltas");
+    *deltas += nb_jint(doc, "deltas");
     return doc;
 }
 
@@ -264,8 +237,8 @@ static long updates(nb_ctl *c, char (*ids)[PROTO_CASE_ID_TEXT_SIZE], long nids, 
             json_object_array_add(items, it);
         }
         json_object *doc = batch(c, items, &deltas);
-        if (jint(doc, "updated") != k)
-            FAIL("case.batch updated %lld of %ld", (long long)jint(doc, "updated"), k);
+        if (nb_jint(doc, "updated") != k)
+            FAIL("case.batch updated %lld of %ld", (long long)nb_jint(doc, "updated"), k);
         json_object_put(doc);
         done += k;
     }
@@ -274,9 +247,9 @@ static long updates(nb_ctl *c, char (*ids)[PROTO_CASE_ID_TEXT_SIZE], long nids, 
 
 static void grant(nb_ctl *c, const char *id, const char *org, const char *scopes, const char *acc)
 {
-    const char *args[] = { id, org, scopes, PURPOSE, "public-task", acc, "", "",
-        "L. 328/2000 art. 22" };
-    json_object_put(call(c, "consent.grant", args, 9));
+    const char *args[]
+        = { id, org, scopes, PURPOSE, "public-task", acc, "", "", "L. 328/2000 art. 22" };
+    json_object_put(CALL(c, "consent.grant", args, 9));
 }
 
 static long rss_kib(pid_t pid, const char *key)
@@ -308,10 +281,10 @@ static void mdb_size(th_net *net, size_t i, long long *disk, long long *size)
 /* Whether the digests (version vectors and tag states) of the nodes in which[] are equal. */
 static bool digests_equal(nb_ctl *c, const size_t *which, size_t n)
 {
-    json_object *d0 = call(&c[which[0]], "digest", NULL, 0);
+    json_object *d0 = CALL(&c[which[0]], "digest", NULL, 0);
     bool same = true;
     for (size_t k = 1; k < n && same; k++) {
-        json_object *d = call(&c[which[k]], "digest", NULL, 0);
+        json_object *d = CALL(&c[which[k]], "digest", NULL, 0);
         same = nb_json_same(nb_json_at(d0, "vv"), nb_json_at(d, "vv"))
             && nb_json_same(nb_json_at(d0, "tags"), nb_json_at(d, "tags"));
         json_object_put(d);
@@ -335,7 +308,7 @@ static void wait_digest(nb_ctl *c, json_object *ref, double limit_s, const char 
 {
     double t0 = nb_now_s();
     for (;;) {
-        json_object *d = call(c, "digest", NULL, 0);
+        json_object *d = CALL(c, "digest", NULL, 0);
         bool same = nb_json_same(nb_json_at(ref, "vv"), nb_json_at(d, "vv"))
             && nb_json_same(nb_json_at(ref, "tags"), nb_json_at(d, "tags"));
         json_object_put(d);
@@ -385,9 +358,10 @@ static void peer_ratios(const char *path, long n, long u, long cc, double ops, d
         return;
     }
     const char *name = json_object_get_string(nb_json_at(doc, "peer"));
-    if (jint(doc, "N") != n || jint(doc, "U") != u || jint(doc, "C") != cc)
+    if (nb_jint(doc, "N") != n || nb_jint(doc, "U") != u || nb_jint(doc, "C") != cc)
         printf("peer %s: N/U/C %lld/%lld/%lld differ from this run's: not comparable\n", path,
-            (long long)jint(doc, "N"), (long long)jint(doc, "U"), (long long)jint(doc, "C"));
+            (long long)nb_jint(doc, "N"), (long long)nb_jint(doc, "U"),
+            (long long)nb_jint(doc, "C"));
     double p_ops = jdbl(doc, "w1/opsPerS"), p_full = jdbl(doc, "w2/full/ms") / 1e3,
            p_fullb = jdbl(doc, "w2/full/bytes"), p_inc = jdbl(doc, "w2/incremental/ms") / 1e3,
            p_incb = jdbl(doc, "w2/incremental/bytes");
@@ -484,8 +458,8 @@ int main(int argc, char **argv)
     printf("network %s: A=comune-1 writes; B=cpia-1 (read, 6 scopes); C=prefettura-1 (write on "
            "5 scopes, read anagrafica); every link through a byte-counting proxy\n",
         net.root);
-    printf("N=%ld records, U=%ld updates, C=%ld concurrent updates each, seed %ld\n", n, u, cc,
-        seed);
+    printf(
+        "N=%ld records, U=%ld updates, C=%ld concurrent updates each, seed %ld\n", n, u, cc, seed);
 
     nb_ctl ctl[NNODES];
     memset(ctl, 0, sizeof(ctl));
@@ -507,11 +481,11 @@ int main(int argc, char **argv)
         }
         json_object *doc = batch(&ctl[A], items, &create_deltas);
         json_object *r = nb_json_at(doc, "results");
-        if (jint(doc, "created") != k || r == NULL)
-            FAIL("case.batch created %lld of %ld", (long long)jint(doc, "created"), k);
+        if (nb_jint(doc, "created") != k || r == NULL)
+            FAIL("case.batch created %lld of %ld", (long long)nb_jint(doc, "created"), k);
         for (long j = 0; j < k; j++) {
             json_object *x = json_object_array_get_idx(r, (size_t)j);
-            long idx = (long)jint(x, "index");
+            long idx = (long)nb_jint(x, "index");
             if (idx < 0 || idx >= k)
                 idx = j;
             snprintf(ids[done + idx], PROTO_CASE_ID_TEXT_SIZE, "%s",
@@ -532,8 +506,8 @@ int main(int argc, char **argv)
            "= %.0f creates/s; %ld updates (one edit = one delta a batch item, %ld deltas, "
            "batches of %d: durable group commits, every delta signed and encrypted) in %.2f s = "
            "%.0f updates/s; %.0f ops/s overall; A's RSS %ld KiB (peak %ld KiB)\n",
-        n, create_deltas, BATCH, t_create, (double)n / t_create, u, update_deltas, BATCH,
-        t_update, (double)u / t_update, (double)(n + u) / t_w1, rss, hwm);
+        n, create_deltas, BATCH, t_create, (double)n / t_create, u, update_deltas, BATCH, t_update,
+        (double)u / t_update, (double)(n + u) / t_w1, rss, hwm);
     printf("W3 A's data.mdb after W1: %lld bytes on disk (st_blocks*512), st_size %lld\n", w1_disk,
         w1_size);
 
@@ -549,8 +523,8 @@ int main(int argc, char **argv)
     printf("setup (untimed): %ld consent.grant in %.1f s (each case: B read on 6 scopes; C write "
            "on 5, read on anagrafica)\n",
         3 * n, nb_now_s() - tg);
-    json_object *da = call(&ctl[A], "digest", NULL, 0);
-    uint64_t total = vv_sum(nb_json_at(da, "vv"));
+    json_object *da = CALL(&ctl[A], "digest", NULL, 0);
+    uint64_t total = nb_vv_sum(nb_json_at(da, "vv"));
 
     /* W2 full sync A -> B. */
     for (size_t i = 0; i < np; i++)
@@ -574,8 +548,8 @@ int main(int argc, char **argv)
     double ts = nb_now_s();
     for (long i = 0; i < n; i++) {
         const char *a1[] = { ids[i] };
-        json_object *sa = call(&ctl[A], "case.show", a1, 1);
-        json_object *sb = call(&ctl[B], "case.show", a1, 1);
+        json_object *sa = CALL(&ctl[A], "case.show", a1, 1);
+        json_object *sb = CALL(&ctl[B], "case.show", a1, 1);
         const char *ja = json_object_to_json_string(nb_json_at(sa, "scopes"));
         const char *jb = json_object_to_json_string(nb_json_at(sb, "scopes"));
         if (strcmp(ja, jb) != 0)
@@ -666,8 +640,8 @@ int main(int argc, char **argv)
         w2_disk);
 
     for (size_t i = 0; i < npeers; i++)
-        peer_ratios(peers[i], n, u, cc, (double)(n + u) / t_w1, t_full, (double)full_bytes,
-            t_inc, (double)inc_bytes, per_update);
+        peer_ratios(peers[i], n, u, cc, (double)(n + u) / t_w1, t_full, (double)full_bytes, t_inc,
+            (double)inc_bytes, per_update);
 
     for (size_t x = 0; x < NNODES; x++)
         nb_ctl_close(&ctl[x]);
