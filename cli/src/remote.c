@@ -552,8 +552,8 @@ cli_err cli__case_set(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv)
     return err;
 }
 
-/* pos[0] a case id and pos[1] (when there) SCOPE.FIELD, checked here; pos[0] becomes the
- * case's canonical form, held in id. */
+/* pos[0] a case id and, when n >= 2, pos[1] SCOPE.FIELD, checked here (a typo is caught before
+ * the node is asked); pos[0] becomes the case's canonical form, held in id. */
 static cli_err case_and_field(cli__ctx *ctx, const cli__cmd *cmd, const char **pos, size_t n,
     char id[PROTO_CASE_ID_TEXT_SIZE])
 {
@@ -814,11 +814,8 @@ static cli_err case_request(cli__ctx *ctx, const cli__cmd *cmd, int argc, char *
     size_t n;
     char id[PROTO_CASE_ID_TEXT_SIZE];
     cli_err err = cli__parse(ctx, cmd, argc, argv, NULL, 0, pos, 1, 1, &n);
-    if (err != CLI_OK)
+    if (err != CLI_OK || (err = case_and_field(ctx, cmd, pos, n, id)) != CLI_OK)
         return err;
-    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
-        return err;
-    pos[0] = id;
     return exchange(ctx, request, pos, 1, NULL, render);
 }
 
@@ -830,9 +827,7 @@ cli_err cli__case_show(cli__ctx *ctx, const cli__cmd *cmd, int argc, char **argv
     size_t n;
     char id[PROTO_CASE_ID_TEXT_SIZE];
     cli_err err = cli__parse(ctx, cmd, argc, argv, opts, 1, pos, 1, 1, &n);
-    if (err != CLI_OK)
-        return err;
-    if ((err = case_id(ctx, pos[0], id)) != CLI_OK)
+    if (err != CLI_OK || (err = case_and_field(ctx, cmd, pos, n, id)) != CLI_OK)
         return err;
     const char *args[] = { id, "labels" };
     return exchange(ctx, "case.show", args, labels ? 2 : 1, NULL, render_case_show);

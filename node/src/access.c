@@ -35,7 +35,6 @@ static bool owner_before(node_txn *t, const ledger_key *k, uint64_t number, cons
     return ok;
 }
 
-/* Is a grant to org numbered after entry `after` in k's scope's log? */
 typedef struct grant_after {
     const char *org;
     uint64_t after;
@@ -50,6 +49,15 @@ static bool grant_after_cb(const ledger_entry *en, void *ctx)
     return !g->found;
 }
 
+node_err node__granted_after(node_txn *t, const proto_case_id *c, const char *scope,
+    const char *org, uint64_t after, bool *found)
+{
+    grant_after g = { org, after, false };
+    node_err err = node__ledger_entries(t, c, scope, grant_after_cb, &g);
+    *found = g.found;
+    return err;
+}
+
 bool node__cut_for_good(node_txn *t, node_engine *e, const proto_header *h)
 {
     const node_member *author = node__author(e, h->origin, NULL);
@@ -58,10 +66,10 @@ bool node__cut_for_good(node_txn *t, node_engine *e, const proto_header *h)
     if (h->kind == PROTO_HDR_DELTA && author != NULL
         && node__ledger_key_get(t, h->tag, &k) == NODE_OK && !node__is_owner(&k, author)) {
         uint64_t n = node__cut_by(t, &k, author->org, h, 0);
-        grant_after g = { author->org, n, false };
+        bool later = true;
         cut = n != 0 && n != UINT64_MAX
-            && node__ledger_entries(t, &k.case_id, k.scope, grant_after_cb, &g) == NODE_OK
-            && !g.found;
+            && node__granted_after(t, &k.case_id, k.scope, author->org, n, &later) == NODE_OK
+            && !later;
     }
     proto_wipe(&k, sizeof(k));
     return cut;

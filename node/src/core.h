@@ -408,6 +408,9 @@ bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h);
  * purged its own copy with the scope; the owner cut before what it never got), so a want of it
  * is moot (sync.c: asked rarely, not counted as waiting). */
 bool node__cut_for_good(node_txn *t, node_engine *e, const proto_header *h);
+/* *found: is there a grant to org numbered after entry `after` in (case c, scope)'s log? */
+node_err node__granted_after(node_txn *t, const proto_case_id *c, const char *scope,
+    const char *org, uint64_t after, bool *found);
 /* Is member m (an author, a peer) of the org that owns the case of key k? */
 bool node__is_owner(const ledger_key *k, const node_member *m);
 /* The newest grant entry for org among entries 1..upto of the (case, scope) access log

@@ -96,21 +96,6 @@ static bool own_key_cb(const ledger_key *k, void *ctx)
     return ok->err == NODE_OK;
 }
 
-/* Is there a grant to org numbered after `after` in the log? */
-typedef struct later_grant {
-    const char *org;
-    uint64_t after;
-    bool found;
-} later_grant;
-
-static bool later_cb(const ledger_entry *en, void *ctx)
-{
-    later_grant *l = ctx;
-    l->found = en->number > l->after && en->kind == PROTO_BODY_ACCESS_GRANT
-        && strcmp(en->grantee, l->org) == 0;
-    return !l->found;
-}
-
 /* The inbox row of an access-log entry en naming this node's org. */
 static node_err inbox_entry(
     node_txn *t, node_engine *e, const ledger_key *k, const ledger_entry *en, uint8_t kind)
@@ -169,10 +154,10 @@ node_err node__narrowed_here(node_txn *t, node_engine *e, const ledger_key *k,
 {
     /* An old narrowing taken again (after a purge, a later grant brought the keys back and the
      * log is read anew) changes nothing: a later grant stands, or it was recorded already. */
-    later_grant l = { e->cfg.org, en->number, false };
+    bool later = false;
     ledger_closed was;
-    node_err err = node__ledger_entries(t, &k->case_id, k->scope, later_cb, &l);
-    if (err != NODE_OK || l.found)
+    node_err err = node__granted_after(t, &k->case_id, k->scope, e->cfg.org, en->number, &later);
+    if (err != NODE_OK || later)
         return err;
     /* Nor when this node holds a key of an epoch after the narrowing's: only a later grant
      * brings it (the epoch the narrowing made goes to the others), its entry still on its way. */
