@@ -374,9 +374,8 @@ typedef struct row_ref {
 } row_ref;
 
 typedef struct inbox_ctx {
-    node_engine *e;
     const char *op;
-    uint64_t since_ms, last;
+    uint64_t since_ms;
     ack_mark mark;
     bool all;
     uint64_t limit;
@@ -413,7 +412,6 @@ static bool rows_cb(const void *k, size_t kl, const void *v, size_t vl, void *ct
     if ((c->err = row_decode(v, vl, &it)) != NODE_OK)
         return false;
     uint64_t seq = node__ledger_get64((const uint8_t *)k + 1);
-    c->last = seq;
     return keep(c, seq, &it, seq > c->mark.seq);
 }
 
@@ -474,7 +472,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 void node__cmd_inbox(req *r)
 {
     char since[24] = "", all[8] = "", limit[12] = "";
-    inbox_ctx c = { .e = r->e, .op = r->operator_name, .limit = 50 };
+    inbox_ctx c = { .op = r->operator_name, .limit = 50 };
     if (r->nargs > 4 || (r->nargs > 1 && !node__ctl_arg(r, 1, since, sizeof since))
         || (r->nargs > 2 && !node__ctl_arg(r, 2, all, sizeof all))
         || (r->nargs > 3 && !node__ctl_arg(r, 3, limit, sizeof limit))

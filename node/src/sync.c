@@ -396,15 +396,6 @@ static node_err want_cb(node_txn *t, void *ctx)
         for (size_t k = 0; k < e->nmembers && n > 0 && c->target[i] == NULL; k++)
             if (want_holder(t, e, &e->members[k], a, e->wants.v[i].tag) && pick-- == 0)
                 c->target[i] = &e->members[k];
-        char hex[65], id[PROTO_CASE_ID_TEXT_SIZE] = "?";
-        ledger_key k;
-        bool known = node__ledger_key_get(t, e->wants.v[i].tag, &k) == NODE_OK;
-        if (known)
-            proto_case_id_format(&k.case_id, id);
-        NODE_DEBUG("want.ask", "author=%s seq=%" PRIu64 " case=%s scope=%s to=%s candidates=%zu",
-            author_name(e, e->wants.v[i].origin, hex), e->wants.v[i].seq, id, known ? k.scope : "?",
-            c->target[i] != NULL ? c->target[i]->org : "(no holder up)", n);
-        proto_wipe(&k, sizeof(k));
     }
     return NODE_OK;
 }
