@@ -23,6 +23,7 @@
  *            'X' case(16) len(1) scope  -> closed scope (ledger_closed): access ended here
  *            'N' id(32)                 -> a note this node wrote (ledger_note)
  *            'W' id(32)                 -> a note to this node, as the case's owner (ledger_note)
+ *            'B' 'b' 'c' 'Y' 'Z'        -> the inbox (its layout: inbox.c)
  *   manifest "current"                  -> signed manifest bytes
  *   meta     "own"                      -> last seq(8) last id(32)
  *            "layout"                   -> 3 (protocol version 2; bodies and 'A' by log place)
