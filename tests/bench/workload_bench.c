@@ -1,6 +1,6 @@
 /*
- * workload-bench - the "cases" workload of the peer comparison (issue 18; the workload and the
- * peers' figures: WORKLOAD.md of the peer harness) run through real pattod processes on
+ * workload-bench - the "cases" workload of the peer comparison (issue 18; README.md says what it
+ * is and gives the peers' figures of the same sittings) run through real pattod processes on
  * 127.0.0.1, printing patto's row of that table. A program run by hand, never a ctest test.
  *
  *   W1  node A opens N records (12 fields over 6 scopes, values from a seeded PRNG, synthetic)
