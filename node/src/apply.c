@@ -4,8 +4,8 @@
  * scope key is decrypted, and an access-log entry is recorded (from the owner only) or a delta
  * checked against the access rule and joined into the state of its scope. The waits are retried in
  * passes, a bounded number per call, so that the loop keeps answering peers and operators during a
- * large backlog. May call: rebuild.c, quota.c, access.c, state.c, keycache.c, ledger.c, proto,
- * crdt.
+ * large backlog. May call: rebuild.c, quota.c, park.c, access.c, state.c, keycache.c, ledger.c,
+ * proto, crdt.
  */
 #include "core.h"
 
@@ -101,8 +101,10 @@ static node_err want_tag(node_txn *t, apply_ctx *c, const uint8_t tag[32])
 node_err node__apply_adopt(node_engine *e, apply_ctx *c)
 {
     node_err err = NODE_OK;
-    for (size_t i = 0; i < c->wants.n && err == NODE_OK; i++)
+    for (size_t i = 0; i < c->wants.n && err == NODE_OK; i++) {
         err = node__quota_want(e, &c->wants.v[i]);
+        node__park_wanted(e, &c->wants.v[i]);
+    }
     NODE_VEC_FREE(&c->wants);
     return err;
 }
@@ -766,4 +768,5 @@ void node__retry_waits(node_engine *e)
         NODE_ERROR("apply.fail", "error=\"out of memory indexing waiting bodies\"");
     if (more && !e->stopping)
         e->host.schedule(e->host.ctx, NODE_WORK_APPLY, 0);
+    node__park_drain(e); /* bodies a key taken in this pass made wanted */
 }

@@ -116,6 +116,7 @@ static const key_def keys[] = {
     { "sync", "held_headers_per_origin", K_NUM, OFF(held_per_origin), 100, 1000000, 1 },
     { "sync", "held_headers_mb", K_NUM, OFF(held_bytes), 1, 4096, 1 << 20 },
     { "sync", "pending_per_author", K_NUM, OFF(pending_per_author), 10, 1000000, 1 },
+    { "sync", "verify_each_signature", K_NUM, OFF(verify_each), 0, 1, 1 },
     { "network", "admin_pub", K_KEY, OFF(admin_pub), 0, 0, 0 },
     { "network", "schema", K_FILE, OFF(schema), 0, 0, 0 },
     { "network", "rekey_notice_hours", K_NUM, OFF(rekey_notice_ms), 0, 8760, 3600000 },

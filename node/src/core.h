@@ -147,6 +147,22 @@ typedef struct node_pending {
     size_t len;
 } node_pending;
 
+/* A body that came before this node held a key of its tag, kept in memory (park.c). */
+typedef struct node_parked {
+    uint8_t id[32];
+    uint8_t *body; /* NULL: gone */
+    size_t len;
+    uint64_t ms; /* node__mono when parked */
+} node_parked;
+typedef NODE_VEC(node_parked) node_parked_vec;
+/* A parked body wanted now, with its header's place (ingested in log order). */
+typedef struct node_unparked {
+    proto_body_item it; /* owns its body's bytes */
+    uint8_t origin[32];
+    uint64_t seq;
+} node_unparked;
+typedef NODE_VEC(node_unparked) node_unparked_vec;
+
 /* An id whose body this node lacks and may receive. */
 typedef struct node_want {
     uint8_t id[32];
@@ -242,9 +258,24 @@ struct node_engine {
     uint32_t *scope_gen; /* NODE_SCOPE_SLOTS of them (NULL: every wait is tried) */
     uint32_t all_gen;
     uint64_t waits_retried; /* causal waits tried again (decrypted, decided) since the start */
+    /* Traffic since the start (status "traffic"): what went out, and what came in that this
+     * node held already (a second copy of a header or body is bytes the network spent twice). */
+    struct {
+        uint64_t frames_sent, bytes_sent, headers_sent, bodies_sent;
+        uint64_t headers_got, headers_dup, bodies_got, bodies_dup;
+    } traffic;
     node_held_back_vec held_back; /* authors over the pending quota (quota.c, PROTO_VV_MAX) */
     node_want_vec wants;          /* bodies lacked (NODE_WANTS_MAX) */
-    idset want_ix, wait_ix;       /* id -> index in wants / waits */
+    /* park.c: bodies that came before their key (NODE_PARK_BYTES, NODE_PARK_MS) */
+    struct {
+        node_parked_vec v; /* oldest first from head */
+        size_t head, live, bytes;
+        idset ix;                /* id -> index in v */
+        node_unparked_vec ready; /* wanted now: ingested by node__park_drain */
+        bool draining;
+        uint64_t parked, unparked, evicted, expired; /* since the start, for status */
+    } park;
+    idset want_ix, wait_ix; /* id -> index in wants / waits */
 
     /* apply.c: the pass over the waits */
     size_t retry_at;       /* where the pass over the waits stopped */
@@ -478,6 +509,24 @@ bool node__void(node_txn *t, node_engine *e, const proto_header *h);
 node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, const crdt_scope *state,
     const proto_header *h, const node_member *author, const proto_body *plain,
     const crdt_scope *delta, const char **why);
+
+/* ---------------------------------------------------------------------------------------- */
+/* park.c: bodies that came before their key, in memory until a key makes them wanted       */
+
+#define NODE_PARK_BYTES ((size_t)48 << 20) /* all parked bodies; the oldest go first */
+#define NODE_PARK_MS 120000                /* each at most, then dropped (node__park_expire) */
+/* Keep a copy of a body (checked against its header) that this node may not hold yet because
+ * it holds no key of its tag. */
+void node__park_put(node_engine *e, const uint8_t id[32], const void *body, size_t len);
+/* The body was stored (it came again): the parked copy goes. */
+void node__park_forget(node_engine *e, const uint8_t id[32]);
+/* A key taken in made w's body wanted: a parked copy moves to the ready list. */
+void node__park_wanted(node_engine *e, const node_want *w);
+/* Ingest the ready bodies (not from inside an ingest: it returns at once then). */
+void node__park_drain(node_engine *e);
+/* Drop what was parked NODE_PARK_MS ago (the tick). */
+void node__park_expire(node_engine *e);
+void node__park_free(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* hcheck.c: header signatures checked on the worker threads                                */

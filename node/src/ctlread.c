@@ -1203,6 +1203,26 @@ void node__cmd_status(req *r)
     json_object_object_add(
         counts, "waits_retried", json_object_new_int64((int64_t)e->waits_retried));
     json_object_object_add(doc, "counts", counts);
+    json_object *tr = json_object_new_object();
+    json_object_object_add(
+        tr, "frames_sent", json_object_new_int64((int64_t)e->traffic.frames_sent));
+    json_object_object_add(tr, "bytes_sent", json_object_new_int64((int64_t)e->traffic.bytes_sent));
+    json_object_object_add(
+        tr, "headers_sent", json_object_new_int64((int64_t)e->traffic.headers_sent));
+    json_object_object_add(
+        tr, "bodies_sent", json_object_new_int64((int64_t)e->traffic.bodies_sent));
+    json_object_object_add(
+        tr, "headers_got", json_object_new_int64((int64_t)e->traffic.headers_got));
+    json_object_object_add(
+        tr, "headers_dup", json_object_new_int64((int64_t)e->traffic.headers_dup));
+    json_object_object_add(tr, "bodies_got", json_object_new_int64((int64_t)e->traffic.bodies_got));
+    json_object_object_add(tr, "bodies_dup", json_object_new_int64((int64_t)e->traffic.bodies_dup));
+    json_object_object_add(tr, "parked", json_object_new_int64((int64_t)e->park.parked));
+    json_object_object_add(tr, "unparked", json_object_new_int64((int64_t)e->park.unparked));
+    json_object_object_add(
+        tr, "park_dropped", json_object_new_int64((int64_t)(e->park.evicted + e->park.expired)));
+    json_object_object_add(tr, "park_bytes", json_object_new_int64((int64_t)e->park.bytes));
+    json_object_object_add(doc, "traffic", tr);
     json_object_object_add(doc, "quarantined", c.quarantined);
     json_object_object_add(doc, "closed", c.closed);
     json_object_object_add(doc, "closed_count", json_object_new_int64((int64_t)c.nclosed));
@@ -1289,8 +1309,49 @@ static node_err digest_cb(node_txn *t, void *ctx)
     return err != NODE_OK ? err : c->err;
 }
 
+/* `digest vv`: the version vector alone, and how much this node still has in hand (waiting
+ * bodies, wanted bodies, held-out-of-order headers, queued messages): O(origins), cheap enough
+ * to poll while a sync runs, where the whole digest reads and hashes every scope state. */
+static node_err digest_vv_cb(node_txn *t, void *ctx)
+{
+    digest_ctx *c = ctx;
+    return node__ledger_vv_all(t, &c->e->lim, &c->vv, &c->nvv);
+}
+
+static void digest_vv(req *r)
+{
+    node_engine *e = r->e;
+    digest_ctx c = { .e = e };
+    node_errmsg msg;
+    if (node_store_read(e->store, digest_vv_cb, &c, &msg) != NODE_OK) {
+        free(c.vv);
+        node__ctl_error(e, r->id, CODE_INTERNAL, msg.text);
+        return;
+    }
+    size_t wants = 0;
+    for (size_t i = 0; i < e->wants.n; i++)
+        wants += !e->wants.v[i].moot;
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "vv", vv_json(c.vv, c.nvv));
+    json_object_object_add(doc, "in_hand",
+        json_object_new_int64(
+            (int64_t)(e->waits.n + wants + e->pending.n + (e->inq_head != NULL ? 1 : 0))));
+    free(c.vv);
+    node__ctl_json(e, r->id, doc);
+}
+
 void node__cmd_digest(req *r)
 {
+    char arg[8];
+    if (r->nargs > 1) {
+        if (r->nargs == 2 && node__ctl_arg(r, 1, arg, sizeof(arg)) && strcmp(arg, "vv") == 0) {
+            digest_vv(r);
+        } else {
+            node__ctl_error(r->e, r->id, CODE_USAGE,
+                "digest takes no argument, or 'vv' for the version vector alone");
+        }
+        return;
+    }
     digest_ctx c = { .e = r->e, .tags = json_object_new_object() };
     node_errmsg msg;
     node_err err = node_store_read(r->e->store, digest_cb, &c, &msg);

@@ -76,6 +76,7 @@ void node__engine_free(node_engine *e)
     NODE_VEC_FREE(&e->waits);
     NODE_VEC_FREE(&e->wants);
     node__idset_free(&e->want_ix);
+    node__park_free(e);
     node__idset_free(&e->wait_ix);
     if (e->have_manifest)
         proto_manifest_fini(&e->manifest);
@@ -166,6 +167,7 @@ void node__tick(node_engine *e)
     if (e->stopping)
         return;
     node__ended_tick(e);
+    node__park_expire(e);
     node__alerts_tick(e);
     node__peers_tick(e);
     node__anti_entropy(e);

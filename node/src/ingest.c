@@ -121,10 +121,36 @@ static void log_own_behind(uint64_t seq, uint64_t own_seq)
         seq, own_seq);
 }
 
-static bool sig_good(const node_hdr *hd)
+/* Does a header held out of order (authentic: checked before it was held) at h's next seq
+ * name h's id as its prev? Then h is authentic by the chain (PROTOCOL.md section 9). */
+static bool vouched(const ingest_ctx *c, const proto_header *h)
+{
+    const node_pending *v[2] = { c->pend.v, c->e->pending.v };
+    size_t n[2] = { c->pend.n, c->e->pending.n };
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; i < n[k]; i++) {
+            const node_pending *p = &v[k][i];
+            if (p->seq != h->seq + 1 || memcmp(p->origin, h->origin, 32) != 0)
+                continue;
+            proto_header next;
+            if (proto_header_decode(p->bytes, p->len, &c->e->lim, &next, NULL) != PROTO_OK)
+                continue;
+            bool chained = memcmp(next.prev, h->id, 32) == 0;
+            proto_header_fini(&next);
+            if (chained)
+                return true;
+        }
+    return false;
+}
+
+/* Is the header authentic: its own signature, or (next: it is the next of its origin here)
+ * one held above it. hcheck.c checked the runs within its message; the scan of the held
+ * headers, at most held_headers_mb, is done only for the header that fills a gap. */
+static bool sig_good(const ingest_ctx *c, const node_hdr *hd, bool next)
 {
     return hd->sig == SIG_GOOD
-        || (hd->sig == SIG_UNKNOWN && proto_header_verify(&hd->h) == PROTO_OK);
+        || (hd->sig == SIG_UNKNOWN && proto_header_verify(&hd->h) == PROTO_OK)
+        || (next && vouched(c, &hd->h));
 }
 
 /* A header refused: counted, and logged once the group is done, one line per author and
@@ -184,7 +210,7 @@ static node_err ingest_held(node_txn *t, ingest_ctx *c, const node_hdr *hd, cons
     if ((err = stored_id(t, h->origin, h->seq, &c->e->lim, id)) != NODE_OK
         || memcmp(id, h->id, 32) == 0)
         return err;
-    if (!sig_good(hd)) {
+    if (!sig_good(c, hd, false)) {
         hdr_reject(c, hd, "bad signature");
         return NODE_OK;
     }
@@ -331,8 +357,10 @@ static node_err ingest_one(
     if (fork != 0) /* quarantined: only a proof of an earlier fork point is taken */
         return h->seq < fork && h->seq <= have ? ingest_held(t, c, hd, m)
                                                : fork_known(t, c, hd, fork);
-    if (h->seq <= have)
+    if (h->seq <= have) {
+        c->e->traffic.headers_dup++;
         return ingest_held(t, c, hd, m);
+    }
     if (h->seq > have + 1) {
         for (size_t i = 0; i < c->pend.n; i++)
             if (memcmp(c->pend.v[i].origin, h->origin, 32) == 0 && c->pend.v[i].seq == h->seq)
@@ -340,7 +368,7 @@ static node_err ingest_one(
         if (pending_held(e, h->origin, h->seq, hd->bytes.p, hd->bytes.len))
             return NODE_OK;
     }
-    if (!sig_good(hd)) {
+    if (!sig_good(c, hd, h->seq == have + 1)) {
         hdr_reject(c, hd, "bad signature");
         return NODE_OK;
     }
@@ -539,6 +567,7 @@ typedef struct bodies_ctx {
     idset hdr_ix;         /* their ids -> index in hdrs */
     bool *stored;         /* per item */
     bool *seen;           /* per item: looked at by bodies_store */
+    bool *park;           /* per item: kept in memory (park.c) for a key not held yet */
     proto_header *own;    /* per item whose header is not in the group: decoded from the store */
     bool *own_ok;
     node_held *held;  /* per item: its header and body */
@@ -588,9 +617,20 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c, uint8_t kind)
         if (h == NULL || (kind != 0 && h->kind != kind))
             continue;
         c->seen[i] = true;
-        if (node__ledger_body_has(t, it->header_id) || !node__may_hold(t, e, h)
-            || node__quota_holds_back(e, h->origin, h->seq))
-            continue; /* held already, not ours to hold, or beyond its author's quota */
+        if (node__ledger_body_has(t, it->header_id)) {
+            e->traffic.bodies_dup++;
+            continue;
+        }
+        if (node__quota_holds_back(e, h->origin, h->seq))
+            continue; /* beyond its author's quota */
+        if (!node__may_hold(t, e, h)) {
+            /* not ours to hold; unless no key of its tag is known here yet: then parked */
+            ledger_key k;
+            c->park[i] = h->kind != PROTO_HDR_NOTE && node__ledger_key_get(t, h->tag, &k) != NODE_OK
+                && proto_body_check(h, it->body.p, it->body.len) == PROTO_OK;
+            proto_wipe(&k, sizeof(k));
+            continue;
+        }
         proto_err perr = proto_body_check(h, it->body.p, it->body.len);
         if (perr != PROTO_OK) {
             NODE_WARN("body.reject", "reason=\"%s\"", proto_strerror(perr));
@@ -618,7 +658,7 @@ static node_err bodies_cb(node_txn *t, void *ctx)
             proto_header_fini(&c->own[i]);
             c->own_ok[i] = false;
         }
-        c->stored[i] = c->seen[i] = false;
+        c->stored[i] = c->seen[i] = c->park[i] = false;
         c->done[i] = true;
         c->why[i] = WAIT_KEY;
     }
@@ -676,6 +716,8 @@ static node_err group_cb(node_txn *t, void *ctx)
 
 node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *from)
 {
+    e->traffic.headers_got += in->nheaders;
+    e->traffic.bodies_got += in->nbodies;
     size_t k = in->nbodies ? in->nbodies : 1;
     group_ctx g = { .h = { .e = e, .headers = in->headers, .n = in->nheaders, .from = from },
         .b = { .e = e,
@@ -684,6 +726,7 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .hdrs = in->headers,
             .stored = calloc(k, sizeof(bool)),
             .seen = calloc(k, sizeof(bool)),
+            .park = calloc(k, sizeof(bool)),
             .own = calloc(k, sizeof(proto_header)),
             .own_ok = calloc(k, sizeof(bool)),
             .held = calloc(k, sizeof(node_held)),
@@ -692,8 +735,9 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .why = calloc(k, sizeof(wait_reason)) } };
     g.b.a.e = e;
     node_err err = NODE_ENOMEM;
-    if (g.b.stored == NULL || g.b.seen == NULL || g.b.own == NULL || g.b.own_ok == NULL
-        || g.b.held == NULL || g.b.w == NULL || g.b.done == NULL || g.b.why == NULL)
+    if (g.b.stored == NULL || g.b.seen == NULL || g.b.park == NULL || g.b.own == NULL
+        || g.b.own_ok == NULL || g.b.held == NULL || g.b.w == NULL || g.b.done == NULL
+        || g.b.why == NULL)
         goto out;
     for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
         if (in->headers[i].perr == PROTO_OK
@@ -713,11 +757,17 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
     if (in->nbodies == 0)
         goto out;
     e->refused += g.b.a.refused;
+    /* parked before the wants are adopted: a key taken in this group may want them at once */
+    for (size_t i = 0; i < in->nbodies; i++)
+        if (g.b.park[i])
+            node__park_put(
+                e, in->bodies[i].header_id, in->bodies[i].body.p, in->bodies[i].body.len);
     if ((err = node__apply_adopt(e, &g.b.a)) != NODE_OK)
         goto out;
     for (size_t i = 0; i < in->nbodies; i++) {
         if (!g.b.stored[i])
             continue;
+        node__park_forget(e, in->bodies[i].header_id);
         node__want_remove(e, in->bodies[i].header_id);
         if (g.b.done[i])
             continue;
@@ -738,6 +788,7 @@ out:
     node__idset_free(&g.b.hdr_ix);
     free(g.b.stored);
     free(g.b.seen);
+    free(g.b.park);
     free(g.b.own);
     free(g.b.own_ok);
     free(g.b.held);

@@ -112,6 +112,7 @@ bool node__link_send(node_engine *e, node_link *l, const proto_buf *m)
         node__link_drop(e, l, "cannot seal a frame");
         return false;
     }
+    size_t frame_len = frame.len;
     node_err err = e->host.send(e->host.ctx, l->pipe, frame.p, frame.len);
     proto_buf_free(&frame);
     if (err == NODE_ENOTFOUND) {
@@ -124,6 +125,8 @@ bool node__link_send(node_engine *e, node_link *l, const proto_buf *m)
         return false;
     }
     l->tx_ms = node__mono(e);
+    e->traffic.frames_sent++;
+    e->traffic.bytes_sent += frame_len;
     return true;
 }
 

@@ -142,8 +142,8 @@ static void flush_headers(node_engine *e, node_link *l, batch *b)
         return;
     proto_headers_msg hm = { b->items.v, b->items.n, NULL };
     proto_buf out = { NULL, 0 };
-    if (proto_headers_encode(&hm, &out) == PROTO_OK)
-        (void)node__link_send(e, l, &out);
+    if (proto_headers_encode(&hm, &out) == PROTO_OK && node__link_send(e, l, &out))
+        e->traffic.headers_sent += b->items.n;
     proto_buf_free(&out);
     batch_clear(b);
 }
@@ -154,8 +154,8 @@ static void flush_bodies(node_engine *e, node_link *l, batch *b)
         return;
     proto_bodies_msg bm = { b->bodies.v, b->bodies.n, NULL };
     proto_buf out = { NULL, 0 };
-    if (proto_bodies_encode(&bm, &out) == PROTO_OK)
-        (void)node__link_send(e, l, &out);
+    if (proto_bodies_encode(&bm, &out) == PROTO_OK && node__link_send(e, l, &out))
+        e->traffic.bodies_sent += b->bodies.n;
     proto_buf_free(&out);
     batch_clear(b);
 }
@@ -402,14 +402,29 @@ static node_err want_cb(node_txn *t, void *ctx)
 
 static void want_timer_next(node_engine *e);
 
+/* A want's place in its author's log, for sorting. */
+typedef struct want_place {
+    const uint8_t *origin;
+    uint64_t seq;
+    size_t i;
+} want_place;
+
+static int want_place_cmp(const void *a, const void *b)
+{
+    const want_place *x = a, *y = b;
+    int c = memcmp(x->origin, y->origin, 32);
+    return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
 static void send_wants(node_engine *e)
 {
     if (e->wants.n == 0)
         return;
     want_ctx c = { e, calloc(e->wants.n, sizeof(node_member *)), calloc(e->wants.n, sizeof(bool)) };
     proto_hash_bytes *ids = calloc(e->wants.n < WANT_MAX ? e->wants.n : WANT_MAX, sizeof(*ids));
+    want_place *order = calloc(e->wants.n < WANT_MAX ? e->wants.n : WANT_MAX, sizeof(*order));
     node_errmsg msg;
-    if (c.target == NULL || c.gone == NULL || ids == NULL
+    if (c.target == NULL || c.gone == NULL || ids == NULL || order == NULL
         || node_store_read(e->store, want_cb, &c, &msg) != NODE_OK)
         goto out;
     for (size_t k = 0; k < e->nmembers; k++) {
@@ -417,10 +432,15 @@ static void send_wants(node_engine *e)
         size_t n = 0;
         for (size_t i = 0; i < e->wants.n && n < WANT_MAX; i++) {
             if (c.target[i] == m)
-                memcpy(ids[n++].b, e->wants.v[i].id, 32);
+                order[n++] = (want_place) { e->wants.v[i].origin, e->wants.v[i].seq, i };
         }
         if (n == 0)
             continue;
+        /* In their authors' log order: bodies merged out of order make an owner's earlier
+         * delta look as if another had created its dots, and its scope is rebuilt. */
+        qsort(order, n, sizeof(*order), want_place_cmp);
+        for (size_t i = 0; i < n; i++)
+            memcpy(ids[i].b, e->wants.v[order[i].i].id, 32);
         proto_want_msg w = { ids, n, NULL };
         proto_buf out = { NULL, 0 };
         if (proto_want_encode(&w, &out) == PROTO_OK)
@@ -435,6 +455,7 @@ out:
     free(c.target);
     free(c.gone);
     free(ids);
+    free(order);
     want_timer_next(e);
 }
 
@@ -836,6 +857,7 @@ static void push_chunked(node_engine *e, const node_outs *outs, size_t chunk)
             node_member *m = &e->members[i];
             if (m->self || node__link_up_to(e, m) == NULL || !node__send_to(e, m, &hmsg))
                 continue;
+            e->traffic.headers_sent += b - a;
             size_t n = 0;
             for (size_t k = a; k < b; k++) {
                 if (!c.may[k * e->nmembers + i])
@@ -847,8 +869,8 @@ static void push_chunked(node_engine *e, const node_outs *outs, size_t chunk)
             }
             proto_bodies_msg bm = { items, n, NULL };
             proto_buf bmsg = { NULL, 0 };
-            if (n > 0 && proto_bodies_encode(&bm, &bmsg) == PROTO_OK)
-                node__send_to(e, m, &bmsg);
+            if (n > 0 && proto_bodies_encode(&bm, &bmsg) == PROTO_OK && node__send_to(e, m, &bmsg))
+                e->traffic.bodies_sent += n;
             proto_buf_free(&bmsg);
         }
         proto_buf_free(&hmsg);

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 th_net *nb_cur_net;
@@ -135,6 +136,50 @@ uint64_t nb_vv_sum(json_object *vv)
         n += (uint64_t)json_object_get_int64(val);
     }
     return n;
+}
+
+long nb_proc_kib(pid_t pid, const char *key)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, key, strlen(key)) == 0)
+            v = strtol(line + strlen(key) + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+double nb_wait_same(const char *prog, nb_ctl *c, json_object *ref, double limit_s, int poll_ms,
+    const char *what, pid_t pid, long *heap_kib)
+{
+    static const char *const vv_only[] = { "vv" };
+    double t0 = nb_now_s();
+    for (;;) {
+        if (heap_kib != NULL) {
+            long k = nb_proc_kib(pid, "RssAnon:");
+            if (k > *heap_kib)
+                *heap_kib = k;
+        }
+        json_object *d = nb_call(prog, c, "digest", vv_only, 1);
+        bool near = nb_json_same(nb_json_at(ref, "vv"), nb_json_at(d, "vv"))
+            && nb_jint(d, "in_hand") == 0;
+        json_object_put(d);
+        if (near) {
+            d = nb_call(prog, c, "digest", NULL, 0);
+            bool same = nb_json_same(nb_json_at(ref, "vv"), nb_json_at(d, "vv"))
+                && nb_json_same(nb_json_at(ref, "tags"), nb_json_at(d, "tags"));
+            json_object_put(d);
+            if (same)
+                return nb_now_s();
+        }
+        if (nb_now_s() - t0 > limit_s)
+            nb_fail(prog, "%s: no convergence within %.0f s", what, limit_s);
+        nb_sleep_ms(near ? 100 : poll_ms);
+    }
 }
 
 bool nb_begin(int argc, char **argv, const char *patto, const char *pattod)

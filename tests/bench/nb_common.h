@@ -41,6 +41,17 @@ json_object *nb_call(
 int64_t nb_jint(json_object *doc, const char *path);
 /* The sum of a version vector object {ORIGIN: SEQ}. */
 uint64_t nb_vv_sum(json_object *vv);
+/* The number after `key` (e.g. "RssAnon:") in /proc/PID/status, in KiB; -1 if absent. */
+long nb_proc_kib(pid_t pid, const char *key);
+/* Wait (up to limit_s) until the node at c holds what ref, another node's whole `digest`, holds:
+ * polls the cheap `digest vv` every poll_ms until the version vectors are equal and the node has
+ * nothing in hand, then compares whole digests (again every 100 ms until equal). A whole digest
+ * reads and hashes every scope state, so polling it would slow the sync it measures. Returns
+ * nb_now_s() when the whole digests were equal; nb_fail(prog, "WHAT: ...") past the limit.
+ * With heap_kib: the peak of process pid's RssAnon (its heap and other anonymous memory, not
+ * LMDB's mapped file) seen at each poll. */
+double nb_wait_same(const char *prog, nb_ctl *c, json_object *ref, double limit_s, int poll_ms,
+    const char *what, pid_t pid, long *heap_kib);
 /* Open a control client to node i, waiting (up to 20 s) until it listens; nb_fail otherwise. */
 void nb_ctl_open_wait(const char *prog, th_net *net, size_t i, nb_ctl *c);
 

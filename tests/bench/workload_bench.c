@@ -252,21 +252,6 @@ static void grant(nb_ctl *c, const char *id, const char *org, const char *scopes
     json_object_put(CALL(c, "consent.grant", args, 9));
 }
 
-static long rss_kib(pid_t pid, const char *key)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, key, strlen(key)) == 0)
-            v = strtol(line + strlen(key) + 1, NULL, 10);
-    fclose(f);
-    return v;
-}
-
 static void mdb_size(th_net *net, size_t i, long long *disk, long long *size)
 {
     char path[700];
@@ -278,46 +263,56 @@ static void mdb_size(th_net *net, size_t i, long long *disk, long long *size)
     *size = (long long)st.st_size;
 }
 
-/* Whether the digests (version vectors and tag states) of the nodes in which[] are equal. */
-static bool digests_equal(nb_ctl *c, const size_t *which, size_t n)
+/* Whether the digests of the nodes in which[] are equal: version vectors and tag states, or
+ * (cheap) with vv_only the version vectors, with nothing in hand at any of them. */
+static bool digests_equal(nb_ctl *c, const size_t *which, size_t n, bool vv_only)
 {
-    json_object *d0 = CALL(&c[which[0]], "digest", NULL, 0);
-    bool same = true;
+    static const char *const vv[] = { "vv" };
+    const char *const *args = vv_only ? vv : NULL;
+    json_object *d0 = CALL(&c[which[0]], "digest", args, vv_only ? 1 : 0);
+    bool same = !vv_only || nb_jint(d0, "in_hand") == 0;
     for (size_t k = 1; k < n && same; k++) {
-        json_object *d = CALL(&c[which[k]], "digest", NULL, 0);
+        json_object *d = CALL(&c[which[k]], "digest", args, vv_only ? 1 : 0);
         same = nb_json_same(nb_json_at(d0, "vv"), nb_json_at(d, "vv"))
-            && nb_json_same(nb_json_at(d0, "tags"), nb_json_at(d, "tags"));
+            && (vv_only ? nb_jint(d, "in_hand") == 0
+                        : nb_json_same(nb_json_at(d0, "tags"), nb_json_at(d, "tags")));
         json_object_put(d);
     }
     json_object_put(d0);
     return same;
 }
 
+/* Wait until the nodes in which[] are equal: the cheap probe first, then whole digests (which
+ * read and hash every scope state: polling them would slow the sync being measured). */
 static void wait_equal(nb_ctl *c, const size_t *which, size_t n, double limit_s, const char *what)
 {
     double t0 = nb_now_s();
-    while (!digests_equal(c, which, n)) {
-        if (nb_now_s() - t0 > limit_s)
-            FAIL("%s: no convergence within %.0f s", what, limit_s);
-        nb_sleep_ms(20);
-    }
-}
-
-/* Wait until node i's digest equals ref (a digest taken of a node that no longer changes). */
-static void wait_digest(nb_ctl *c, json_object *ref, double limit_s, const char *what)
-{
-    double t0 = nb_now_s();
     for (;;) {
-        json_object *d = CALL(c, "digest", NULL, 0);
-        bool same = nb_json_same(nb_json_at(ref, "vv"), nb_json_at(d, "vv"))
-            && nb_json_same(nb_json_at(ref, "tags"), nb_json_at(d, "tags"));
-        json_object_put(d);
-        if (same)
+        bool near = digests_equal(c, which, n, true);
+        if (near && digests_equal(c, which, n, false))
             return;
         if (nb_now_s() - t0 > limit_s)
             FAIL("%s: no convergence within %.0f s", what, limit_s);
-        nb_sleep_ms(20);
+        nb_sleep_ms(near ? 100 : 5);
     }
+}
+
+/* The node's traffic since its start (status "traffic"): what it sent, and the headers and
+ * bodies it got that it held already. */
+static void traffic_line(nb_ctl *c, const char *who)
+{
+    json_object *st = CALL(c, "status", NULL, 0);
+    json_object *tr = nb_json_at(st, "traffic");
+    printf("traffic of %s: sent %lld frames, %lld bytes, %lld headers, %lld bodies; got %lld "
+           "headers (%lld held already), %lld bodies (%lld held already); parked %lld bodies "
+           "that came before their key, %lld of them taken once it came, %lld dropped\n",
+        who, (long long)nb_jint(tr, "frames_sent"), (long long)nb_jint(tr, "bytes_sent"),
+        (long long)nb_jint(tr, "headers_sent"), (long long)nb_jint(tr, "bodies_sent"),
+        (long long)nb_jint(tr, "headers_got"), (long long)nb_jint(tr, "headers_dup"),
+        (long long)nb_jint(tr, "bodies_got"), (long long)nb_jint(tr, "bodies_dup"),
+        (long long)nb_jint(tr, "parked"), (long long)nb_jint(tr, "unparked"),
+        (long long)nb_jint(tr, "park_dropped"));
+    json_object_put(st);
 }
 
 static uint64_t sum_bytes(nb_proxy *const *p, size_t n, double *first)
@@ -499,7 +494,8 @@ int main(int argc, char **argv)
     long update_deltas = updates(&ctl[A], ids, n, u);
     double t_update = nb_now_s() - t1;
     double t_w1 = t_create + t_update;
-    long rss = rss_kib(net.nodes[A].pid, "VmRSS:"), hwm = rss_kib(net.nodes[A].pid, "VmHWM:");
+    long rss = nb_proc_kib(net.nodes[A].pid, "VmRSS:"),
+         hwm = nb_proc_kib(net.nodes[A].pid, "VmHWM:");
     long long w1_disk, w1_size;
     mdb_size(&net, A, &w1_disk, &w1_size);
     printf("W1 local writes on A: %ld creates (%ld deltas, case.batch of up to %d items) in %.2f s "
@@ -533,9 +529,10 @@ int main(int argc, char **argv)
     if (th_spawn(&net, B) != 0)
         FAIL("cannot start B");
     nb_ctl_open_wait(PROG, &net, B, &ctl[B]);
-    wait_digest(&ctl[B], da, 1800, "full sync");
+    long heap_b = 0;
+    double done = nb_wait_same(PROG, &ctl[B], da, 1800, 5, "full sync", net.nodes[B].pid, &heap_b);
+    double first;
     json_object_put(da);
-    double done = nb_now_s(), first;
     nb_proxy *abp[2] = { p[A][B], p[B][A] };
     uint64_t full_bytes = sum_bytes(abp, 2, &first);
     nb_proxy_counts k1, k2;
@@ -544,6 +541,11 @@ int main(int argc, char **argv)
     if (first == 0)
         FAIL("no connection went through the proxies");
     double t_full = done - first;
+    printf("B's heap during the full sync: RssAnon peak %.1f MiB (sampled at each 5 ms poll; "
+           "LMDB's mapped file not counted)\n",
+        (double)heap_b / 1024);
+    traffic_line(&ctl[A], "A after the full sync");
+    traffic_line(&ctl[B], "B after the full sync");
     /* B can read every record as A does. */
     double ts = nb_now_s();
     for (long i = 0; i < n; i++) {
@@ -612,6 +614,11 @@ int main(int argc, char **argv)
     if (first == 0)
         FAIL("no connection went through the proxies");
     double t_inc = done2 - first;
+    for (size_t x = 0; x < NNODES; x++)
+        traffic_line(&ctl[x],
+            x == A       ? "A after the incremental sync"
+                : x == B ? "B after the incremental sync"
+                         : "C after the incremental sync");
     double per_update = (double)inc_bytes / (double)(4 * cc);
     printf("W2 incremental: A and B started together (C running): the three digests equal %.2f s "
            "after the first connection (%.2f s after the starts); %llu bytes on the wire (all "
@@ -632,12 +639,13 @@ int main(int argc, char **argv)
         (double)inc_bytes / 1e6, per_update);
     printf("RAW n=%ld u=%ld c=%ld create_s=%.3f update_s=%.3f creates_per_s=%.0f "
            "updates_per_s=%.0f ops_per_s=%.0f rss_kib=%ld full_s=%.3f full_bytes=%llu "
-           "full_deltas=%llu inc_s=%.3f inc_bytes=%llu bytes_per_update=%.1f w1_mdb_disk=%lld "
+           "full_deltas=%llu heap_b_kib=%ld inc_s=%.3f inc_bytes=%llu bytes_per_update=%.1f "
+           "w1_mdb_disk=%lld "
            "w2_mdb_disk=%lld\n",
         n, u, cc, t_create, t_update, (double)n / t_create, (double)u / t_update,
         (double)(n + u) / t_w1, rss, t_full, (unsigned long long)full_bytes,
-        (unsigned long long)total, t_inc, (unsigned long long)inc_bytes, per_update, w1_disk,
-        w2_disk);
+        (unsigned long long)total, heap_b, t_inc, (unsigned long long)inc_bytes, per_update,
+        w1_disk, w2_disk);
 
     for (size_t i = 0; i < npeers; i++)
         peer_ratios(peers[i], n, u, cc, (double)(n + u) / t_w1, t_full, (double)full_bytes, t_inc,

@@ -446,6 +446,18 @@ static bool vv_is(th_net *net, void *ctx)
     return vv_of(net, w->node, w->of) == w->value;
 }
 
+typedef struct status_want {
+    size_t node;
+    const char *path;
+    int64_t value;
+} status_want;
+
+static bool status_is(th_net *net, void *ctx)
+{
+    status_want *w = ctx;
+    return status_num(net, w->node, w->path) == w->value;
+}
+
 /* Node holds every header the comune wrote, and waits for nothing (bodies, keys, causal
  * past, clock, out-of-order headers). */
 static bool settled(th_net *net, void *ctx)
@@ -796,6 +808,30 @@ static proto_err forge_header(
     proto_scope_key_free(key);
     return err;
 }
+
+/* A header of `author` at seq after prev whose signature does not verify (one bit of it
+ * flipped, after signing): its id is the hash of those bytes, as any header's. */
+static void forge_badly_signed(
+    const proto_identity *author, uint64_t seq, const uint8_t prev[32], forged *out)
+{
+    assert_int_equal(forge_header(author, seq, prev, now_ms(), out), PROTO_OK);
+    proto_header h;
+    assert_int_equal(proto_header_decode(out->header.p, out->header.len, NULL, &h, NULL), PROTO_OK);
+    uint8_t sig[PROTO_SIG_LEN];
+    memcpy(sig, h.sig, sizeof(sig));
+    proto_header_fini(&h);
+    size_t at = out->header.len;
+    for (size_t i = 0; at == out->header.len && i + sizeof(sig) <= out->header.len; i++)
+        if (memcmp(out->header.p + i, sig, sizeof(sig)) == 0)
+            at = i;
+    assert_true(at < out->header.len);
+    out->header.p[at + 10] ^= 0x01;
+    assert_int_equal(proto_header_decode(out->header.p, out->header.len, NULL, &h, NULL), PROTO_OK);
+    assert_int_not_equal(proto_header_verify(&h), PROTO_OK);
+    memcpy(out->id, h.id, 32);
+    proto_header_fini(&h);
+}
+
 static proto_buf headers_msg(const proto_buf *const *h, size_t n)
 {
     proto_bytes items[8];
@@ -1433,6 +1469,99 @@ static void session_ends_while_node_sends(void **state)
 
 /* ---------------------------------------------------------------------------------------- */
 /* 4. Forged and replayed headers                                                            */
+
+/* PROTOCOL.md section 9: a header is authentic when its signature verifies or when the next
+ * header of its origin is authentic and names its id. A node that checks one signature per run
+ * of chained headers (the default) and one that checks every header ([sync]
+ * verify_each_signature = 1: the second setup) take exactly the same headers: a bad signature
+ * under a good one is taken, a bad one on top of a run is not (until a good one comes to vouch
+ * for it, in its message or held out of order). */
+static void runs_of_headers_same_verdict(void **state)
+{
+    th_net *net = *state;
+    stop_node(net, CPIA);
+    proto_identity *cpia = member_identity(net, CPIA);
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 0, "cpia-1 has a log before the test");
+    uint8_t zero[32] = { 0 };
+    forged h[9];
+    memset(h, 0, sizeof(h));
+
+    /* 1 badly signed, 2 good above it: both taken. */
+    forge_badly_signed(cpia, 1, zero, &h[1]);
+    assert_int_equal(forge_header(cpia, 2, h[1].id, now_ms(), &h[2]), PROTO_OK);
+    const proto_buf *m1[] = { &h[1].header, &h[2].header };
+    proto_buf hm = headers_msg(m1, 2);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    vv_want w = { COMUNE, CPIA, 2 };
+    CHECK(net, th_wait(net, 5000, vv_is, &w),
+        "a badly signed header under a good one was not taken (vv %lld, want 2)",
+        (long long)vv_of(net, COMUNE, CPIA));
+
+    /* 3 good, 4 and 5 badly signed on top: 3 taken, 4 and 5 refused. */
+    assert_int_equal(forge_header(cpia, 3, h[2].id, now_ms(), &h[3]), PROTO_OK);
+    forge_badly_signed(cpia, 4, h[3].id, &h[4]);
+    forge_badly_signed(cpia, 5, h[4].id, &h[5]);
+    size_t before = count3(net, COMUNE, "event=header.reject", "bad signature", NULL);
+    const proto_buf *m2[] = { &h[3].header, &h[4].header, &h[5].header };
+    hm = headers_msg(m2, 3);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=header.reject", "bad signature", NULL),
+        "no header.reject for badly signed headers on top of a run");
+    w.value = 3;
+    CHECK(net, th_wait(net, 5000, vv_is, &w), "header 3 was not taken (vv %lld)",
+        (long long)vv_of(net, COMUNE, CPIA));
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 3, "a badly signed header on top was taken");
+
+    /* 4 and 5 again, with a good 6 above them: all three taken. */
+    assert_int_equal(forge_header(cpia, 6, h[5].id, now_ms(), &h[6]), PROTO_OK);
+    const proto_buf *m3[] = { &h[4].header, &h[5].header, &h[6].header };
+    hm = headers_msg(m3, 3);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    w.value = 6;
+    CHECK(net, th_wait(net, 5000, vv_is, &w),
+        "badly signed headers under a good one were not taken (vv %lld, want 6)",
+        (long long)vv_of(net, COMUNE, CPIA));
+
+    /* 7 badly signed alone: refused; 8 good alone: held out of order; 7 again: taken, vouched
+     * for by the held 8, and 8 with it. */
+    forge_badly_signed(cpia, 7, h[6].id, &h[7]);
+    assert_int_equal(forge_header(cpia, 8, h[7].id, now_ms(), &h[8]), PROTO_OK);
+    before = count3(net, COMUNE, "event=header.reject", "bad signature", NULL);
+    const proto_buf *m4[] = { &h[7].header };
+    hm = headers_msg(m4, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    CHECK(net, wait_log(net, COMUNE, before, 5000, "event=header.reject", "bad signature", NULL),
+        "no header.reject for a badly signed header alone");
+    const proto_buf *m5[] = { &h[8].header };
+    hm = headers_msg(m5, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    status_want held = { COMUNE, "waiting/headers", 1 };
+    CHECK(net, th_wait(net, 5000, status_is, &held), "header 8 was not held out of order");
+    hm = headers_msg(m4, 1);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    w.value = 8;
+    CHECK(net, th_wait(net, 5000, vv_is, &w),
+        "a badly signed header vouched for by a held one was not taken (vv %lld, want 8)",
+        (long long)vv_of(net, COMUNE, CPIA));
+    CHECK(net, !quarantined(net, COMUNE, "cpia-1"), "cpia-1 was taken for an equivocation");
+    CHECK(net, fp_closed_count(p) == 0, "the session was closed");
+    fp_close(p);
+    for (size_t i = 0; i < 9; i++)
+        forged_free(&h[i]);
+    proto_identity_free(cpia);
+}
+
+static int setup_verify_each(void **state)
+{
+    return setup_with(state, "\n[sync]\nverify_each_signature = 1\n");
+}
 
 /* A member whose session goes silent (a half-open connection after a partition looks the
  * same: no error, nothing arriving) is pinged and then dropped, while the comune's healthy
@@ -3754,6 +3883,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(session_ends_while_node_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(silent_peer_is_dropped, setup_short_idle, teardown),
         cmocka_unit_test_setup_teardown(forged_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(runs_of_headers_same_verdict, setup, teardown),
+        cmocka_unit_test_setup_teardown(runs_of_headers_same_verdict, setup_verify_each, teardown),
         cmocka_unit_test_setup_teardown(replayed_delta_merged_once, setup, teardown),
         cmocka_unit_test_setup_teardown(read_grant_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(clock_ahead_waits, setup, teardown),

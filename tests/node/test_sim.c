@@ -202,6 +202,7 @@ static void causal_wait(void **state)
     sim *s = start(state, &o);
     proto_case_id c = new_case(s, COMUNE, "lingua.livello=A1");
     grant(s, COMUNE, &c, "lingua", PREF, false);
+    sim_hdr first = last(s, 1);
     converge(s, 10000);
 
     sim_set_latency(s, COMUNE, PREF, 3000);
@@ -212,6 +213,11 @@ static void causal_wait(void **state)
     at_node cpia = { .node = CPIA, .id = access.id, .tag = access.tag };
     CHECK(s, sim_run_until(s, merged_with_key, &cpia, 2000),
         "the CPIA did not merge its write grant");
+    /* and the entry before it (the Prefettura's grant, wanted once the key came): a write
+     * grant counts when the access log is held without a gap up to it */
+    at_node before = { .node = CPIA, .id = first.id, .tag = first.tag };
+    CHECK(s, sim_run_until(s, merged_with_key, &before, 2000),
+        "the CPIA did not merge the access-log entry before its grant");
     set(s, CPIA, &c, "lingua.livello=B1");
     sim_hdr d = last(s, 0);
 

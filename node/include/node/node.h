@@ -117,8 +117,10 @@ typedef struct node_config {
     uint64_t idle_timeout_ms;                  /* [sync] idle_timeout_ms, default 20000 */
     uint64_t held_per_origin;                  /* [sync] held_headers_per_origin, default 10000 */
     uint64_t held_bytes;                       /* [sync] held_headers_mb * 2^20, default 64 MiB */
-    uint64_t pending_per_author;   /* [sync] pending_per_author: bodies waiting, default 10000 */
-    uint8_t admin_pub[32];         /* [network] admin_pub: the pinned admin key (required) */
+    uint64_t pending_per_author; /* [sync] pending_per_author: bodies waiting, default 10000 */
+    uint64_t verify_each;  /* [sync] verify_each_signature: 1 checks every header's signature, 0
+                              (default) one per run of chained headers; the same verdicts */
+    uint8_t admin_pub[32]; /* [network] admin_pub: the pinned admin key (required) */
     char schema[NODE_URL_MAX + 1]; /* [network] schema: file in DATA, default schema.json */
     uint64_t rekey_notice_ms;      /* [network] rekey_notice_hours * 3600000, default 72 h */
     node_dial *dials;              /* [dial] ORG = URL overrides, owned */

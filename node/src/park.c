@@ -1,0 +1,176 @@
+/*
+ * Parked bodies: a body that comes before this node holds a key of its tag is not this node's
+ * to store (ARCHITECTURE.md "Headers and bodies"), but in a catch-up it usually is a moment
+ * later: an owner's log holds a case's writes before the key grants that share it, and a
+ * version-vector answer carries them in that order. Dropping such bodies made the peer send
+ * each again when the node asked for it (a want) once the key came: twice the bytes, and a
+ * round trip per 4 MiB.
+ *
+ * Such a body (ciphertext, checked against its header) waits here, in memory only, never in
+ * the store: at most NODE_PARK_BYTES in all and NODE_PARK_MS each; beyond, the oldest go
+ * first (they are asked for again as before, when a key makes them wanted). When a key taken
+ * in makes a body wanted (node__apply_adopt), a parked copy is moved to a ready list, and the
+ * ready bodies are ingested at the end of the group (node__park_drain): stored if this node
+ * may hold them by then, checked as any body from a peer.
+ * May call: idset.c, ingest.c.
+ */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void entry_drop(node_engine *e, node_parked *p)
+{
+    if (p->body == NULL)
+        return;
+    e->park.bytes -= p->len;
+    e->park.live--;
+    node__idset_del(&e->park.ix, p->id);
+    free(p->body);
+    p->body = NULL;
+}
+
+/* Drop the entries before head that are gone, so the vector does not grow without end. */
+static void compact(node_engine *e)
+{
+    if (e->park.head < 1024 || e->park.head < e->park.v.n / 2)
+        return;
+    size_t k = 0;
+    for (size_t i = e->park.head; i < e->park.v.n; i++) {
+        if (e->park.v.v[i].body == NULL)
+            continue;
+        e->park.v.v[k] = e->park.v.v[i];
+        (void)node__idset_put(&e->park.ix, e->park.v.v[k].id, k); /* an update: no memory */
+        k++;
+    }
+    e->park.v.n = k;
+    e->park.head = 0;
+}
+
+/* The oldest entry out. */
+static void evict(node_engine *e)
+{
+    while (e->park.head < e->park.v.n && e->park.v.v[e->park.head].body == NULL)
+        e->park.head++;
+    if (e->park.head < e->park.v.n)
+        entry_drop(e, &e->park.v.v[e->park.head++]);
+    e->park.evicted++;
+}
+
+void node__park_put(node_engine *e, const uint8_t id[32], const void *body, size_t len)
+{
+    if (len > NODE_PARK_BYTES / 64 || node__idset_get(&e->park.ix, id) != SIZE_MAX)
+        return;
+    while (e->park.live > 0 && e->park.bytes + len > NODE_PARK_BYTES)
+        evict(e);
+    compact(e);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return;
+    node_parked *p = NODE_VEC_PUSH(&e->park.v, NODE_PARK_BYTES / 64);
+    if (p == NULL) {
+        free(copy);
+        return;
+    }
+    memcpy(copy, body, len);
+    memcpy(p->id, id, 32);
+    p->body = copy;
+    p->len = len;
+    p->ms = node__mono(e);
+    if (!node__idset_put(&e->park.ix, id, e->park.v.n - 1)) {
+        free(copy);
+        e->park.v.n--;
+        return;
+    }
+    e->park.bytes += len;
+    e->park.live++;
+    e->park.parked++;
+}
+
+void node__park_forget(node_engine *e, const uint8_t id[32])
+{
+    size_t i = node__idset_get(&e->park.ix, id);
+    if (i != SIZE_MAX)
+        entry_drop(e, &e->park.v.v[i]);
+}
+
+void node__park_wanted(node_engine *e, const node_want *w)
+{
+    size_t i = node__idset_get(&e->park.ix, w->id);
+    if (i == SIZE_MAX)
+        return;
+    node_parked *p = &e->park.v.v[i];
+    node_unparked *u = NODE_VEC_PUSH(&e->park.ready, NODE_PARK_BYTES / 64);
+    if (u == NULL)
+        return; /* wanted as before */
+    memcpy(u->it.header_id, p->id, 32);
+    u->it.body.p = p->body;
+    u->it.body.len = p->len;
+    memcpy(u->origin, w->origin, 32);
+    u->seq = w->seq;
+    /* the bytes move to the ready list */
+    node__idset_del(&e->park.ix, p->id);
+    e->park.bytes -= p->len;
+    e->park.live--;
+    p->body = NULL;
+}
+
+static int place_cmp(const void *a, const void *b)
+{
+    const node_unparked *x = a, *y = b;
+    int c = memcmp(x->origin, y->origin, 32);
+    return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+void node__park_drain(node_engine *e)
+{
+    if (e->park.draining)
+        return;
+    e->park.draining = true;
+    while (e->park.ready.n > 0) {
+        node_unparked *u = e->park.ready.v;
+        size_t n = e->park.ready.n;
+        e->park.ready.v = NULL;
+        e->park.ready.n = e->park.ready.cap = 0;
+        /* in their authors' log order, as a version-vector answer brings them (sync.c) */
+        qsort(u, n, sizeof(*u), place_cmp);
+        proto_body_item *items = malloc(n * sizeof(*items));
+        if (items != NULL) {
+            for (size_t i = 0; i < n; i++)
+                items[i] = u[i].it;
+            e->park.unparked += n;
+            (void)node__ingest_bodies(e, items, n, NULL); /* logged there; wanted if lost */
+        }
+        for (size_t i = 0; i < n; i++)
+            free((void *)(uintptr_t)u[i].it.body.p);
+        free(items);
+        free(u);
+    }
+    e->park.draining = false;
+}
+
+void node__park_expire(node_engine *e)
+{
+    uint64_t now = node__mono(e);
+    while (e->park.live > 0) {
+        while (e->park.head < e->park.v.n && e->park.v.v[e->park.head].body == NULL)
+            e->park.head++;
+        if (e->park.head >= e->park.v.n || now - e->park.v.v[e->park.head].ms < NODE_PARK_MS)
+            break;
+        entry_drop(e, &e->park.v.v[e->park.head++]);
+        e->park.expired++;
+    }
+    compact(e);
+}
+
+void node__park_free(node_engine *e)
+{
+    for (size_t i = 0; i < e->park.v.n; i++)
+        free(e->park.v.v[i].body);
+    for (size_t i = 0; i < e->park.ready.n; i++)
+        free((void *)(uintptr_t)e->park.ready.v[i].it.body.p);
+    NODE_VEC_FREE(&e->park.v);
+    NODE_VEC_FREE(&e->park.ready);
+    node__idset_free(&e->park.ix);
+    memset(&e->park, 0, sizeof(e->park));
+}
