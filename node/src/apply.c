@@ -4,8 +4,8 @@
  * scope key is decrypted, and an access-log entry is recorded (from the owner only) or a delta
  * checked against the access rule and joined into the state of its scope. The waits are retried in
  * passes, a bounded number per call, so that the loop keeps answering peers and operators during a
- * large backlog. May call: rebuild.c, quota.c, park.c, access.c, state.c, keycache.c, ledger.c,
- * proto, crdt.
+ * large backlog. May call: rebuild.c, quota.c, park.c, gopen.c, access.c, state.c, keycache.c,
+ * ledger.c, proto, crdt.
  */
 #include "core.h"
 
@@ -197,7 +197,9 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
     proto_diag diag = { 0, "" };
     proto_grant g;
     memset(&g, 0, sizeof(g));
-    proto_err perr = proto_key_grant_open_slot(h, e->me, slot, body, len, &e->lim, &g, &diag);
+    proto_err perr;
+    if (!node__gopen_take(e, h, slot, &g, &perr, &diag)) /* opened on the workers (gopen.c) */
+        perr = proto_key_grant_open_slot(h, e->me, slot, body, len, &e->lim, &g, &diag);
     if (perr != PROTO_OK)
         return refuse(t, c, w, h, "grant.reject", "?", proto_strerror(perr), diag.reason, done);
     node_err err = NODE_OK;

@@ -96,6 +96,7 @@ typedef enum link_state {
 
 typedef struct node_engine node_engine;
 typedef struct node_inmsg node_inmsg; /* a session message waiting its turn (peers.c) */
+typedef struct node_gopen node_gopen; /* key grants opening on the workers (gopen.c) */
 
 /* One nng pipe to a peer. */
 typedef struct node_keyslot node_keyslot;
@@ -276,6 +277,7 @@ struct node_engine {
         uint64_t parked, unparked, evicted, expired; /* since the start, for status */
     } park;
     idset want_ix, wait_ix; /* id -> index in wants / waits */
+    idset gopened; /* header id -> key grant opened on the workers, during an ingest (gopen.c) */
 
     /* apply.c: the pass over the waits */
     size_t retry_at;       /* where the pass over the waits stopped */
@@ -527,6 +529,21 @@ void node__park_drain(node_engine *e);
 /* Drop what was parked NODE_PARK_MS ago (the tick). */
 void node__park_expire(node_engine *e);
 void node__park_free(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* gopen.c: key grants sealed to this node, opened on the worker threads                     */
+
+/* Start opening the key grants of bm that carry this node's slot and whose headers are in hq
+ * (the HEADERS message queued before bm from the same connection); NULL when there are none.
+ * bm's bytes must outlive the result (its message owns it). */
+node_gopen *node__gopen_start(node_engine *e, const node_inmsg *hq, const proto_bodies_msg *bm);
+/* Wait for them and offer them to node__gopen_take until node__gopen_free. */
+void node__gopen_offer(node_engine *e, node_gopen *go);
+/* The grant of header h opened for slot `slot` on the workers, moved to *g with its result:
+ * true; false when it was not (the caller opens it). */
+bool node__gopen_take(node_engine *e, const proto_header *h, int slot, proto_grant *g,
+    proto_err *perr, proto_diag *diag);
+void node__gopen_free(node_engine *e, node_gopen *go);
 
 /* ---------------------------------------------------------------------------------------- */
 /* hcheck.c: header signatures checked on the worker threads                                */
@@ -919,6 +936,7 @@ struct node_inmsg {
     node_hdr *hdrs;       /* and its headers, each decoded once, [hm.n] */
     proto_bodies_msg bm;  /* decoded from plain when is_bodies */
     node_hcheck *chk;
+    node_gopen *gop; /* the key grants of a BODIES message opening on the workers (gopen.c) */
 };
 /* Queue the decrypted session message plain (taking it over) of kind from m on l: HEADERS
  * always, anything else but VV when the queue is not empty; schedules NODE_WORK_INQ. false: not

@@ -76,6 +76,7 @@ void node__engine_free(node_engine *e)
     NODE_VEC_FREE(&e->waits);
     NODE_VEC_FREE(&e->wants);
     node__idset_free(&e->want_ix);
+    node__idset_free(&e->gopened);
     node__park_free(e);
     node__idset_free(&e->wait_ix);
     if (e->have_manifest)

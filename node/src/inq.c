@@ -1,5 +1,5 @@
 /*
- * The inbound queue of session messages (see below). May call: hcheck.c, state.c (clock
+ * The inbound queue of session messages (see below). May call: hcheck.c, gopen.c, state.c (clock
  * samples), link.c (the link an answer goes back on), proto.
  */
 #include "core.h"
@@ -33,6 +33,7 @@
 void node__inmsg_free(node_engine *e, node_inmsg *q)
 {
     node__hcheck_free(e, q->chk);
+    node__gopen_free(e, q->gop);
     if (q->is_headers) {
         node__hdrs_free(q->hdrs, q->hm.n);
         proto_headers_fini(&q->hm);
@@ -98,6 +99,14 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
     plain->len = 0;
     if (q->is_headers)
         q->chk = node__hcheck_start(e, q->hdrs, q->hm.n);
+    if (q->is_bodies) {
+        /* the key grants sealed to this node open on the workers meanwhile */
+        const node_inmsg *hq = NULL;
+        for (const node_inmsg *x = e->inq_head; x != NULL; x = x->next)
+            if (x->pipe == q->pipe)
+                hq = x;
+        q->gop = node__gopen_start(e, hq, &q->bm);
+    }
     if (e->inq_tail != NULL)
         e->inq_tail->next = q;
     else

@@ -80,8 +80,26 @@ node_err node__ledger_header_get(
  * group commit of a thousand bodies rewrote a thousand pages (a fifth of a syncing node's time
  * went to writing them). In log order, new records fill the same few pages. The header's 'I'
  * record gives the place; a body or mark without a stored header has none. */
+/* A body is looked up by id several times in one transaction (held? stored, applied, marked):
+ * the places found are remembered in the transaction's memo, PLACE_MEMO of them by the id's
+ * first byte (ids are uniform hashes). Only places found are kept: a header's place never
+ * changes once stored, and the memo ends with the transaction (a rerun starts empty). */
+#define PLACE_MEMO 24
+typedef struct place_memo {
+    uint8_t id[PLACE_MEMO][32];
+    uint8_t place[PLACE_MEMO][40];
+    bool used[PLACE_MEMO];
+} place_memo;
+_Static_assert(sizeof(place_memo) <= NODE_TXN_MEMO_BYTES, "the place memo fits a transaction's");
+
 static node_err log_place(node_txn *t, const uint8_t id[32], uint8_t place[40])
 {
+    place_memo *m = node_txn_memo(t);
+    size_t slot = id[0] % PLACE_MEMO;
+    if (m->used[slot] && memcmp(m->id[slot], id, 32) == 0) {
+        memcpy(place, m->place[slot], 40);
+        return NODE_OK;
+    }
     lkey ik = mk('I', id, 32, NULL, 0);
     const void *loc;
     size_t n;
@@ -91,6 +109,9 @@ static node_err log_place(node_txn *t, const uint8_t id[32], uint8_t place[40])
     if (n != 40)
         return NODE_ECORRUPT;
     memcpy(place, loc, 40);
+    memcpy(m->id[slot], id, 32);
+    memcpy(m->place[slot], loc, 40);
+    m->used[slot] = true;
     return NODE_OK;
 }
 

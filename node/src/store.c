@@ -27,6 +27,7 @@ struct node_txn {
     node_store *st;
     MDB_txn *txn;
     int lmdb_err; /* the first LMDB failure inside the body, 0 if none */
+    _Alignas(8) uint8_t memo[NODE_TXN_MEMO_BYTES]; /* node_txn_memo: zero at each begin */
 };
 
 static const char *const db_names[NODE_DB_COUNT] = {
@@ -190,6 +191,11 @@ static node_err begin(node_store *st, unsigned flags, node_txn *t, node_errmsg *
     if (rc != 0)
         return lmdb_fail(msg, "cannot begin a transaction", rc);
     return NODE_OK;
+}
+
+void *node_txn_memo(node_txn *t)
+{
+    return t->memo;
 }
 
 node_err node_store_write(node_store *st, node_txn_cb fn, void *ctx, node_errmsg *msg)

@@ -757,6 +757,7 @@ static void inq_group(node_engine *e, size_t nmsg, size_t nh, size_t nb)
         } else {
             memcpy(bodies + nb, q->bm.items, q->bm.n * sizeof(*bodies));
             nb += q->bm.n;
+            node__gopen_offer(e, q->gop);
         }
     }
     size_t pending = e->pending.n;

@@ -7,7 +7,9 @@
 #
 # PEERS_DIR is the peers' harness (package.json, bench.mjs); it is copied to a temporary
 # directory and `npm ci` run there (Node.js 20 and the npm registry needed). Run from the
-# source root after `cmake --build build --target workload-bench`.
+# source root after `cmake --build build --target workload-bench`. WORKLOAD_BENCH names another
+# workload-bench binary; PEERS_OUT, a directory to keep the peers' results in (to pass them to
+# another workload-bench of the same sitting with --peer).
 set -eu
 peers=${1:?usage: $0 PEERS_DIR [N [U [C]]]}
 n=${2:-10000}
@@ -27,4 +29,8 @@ echo "load after the peers: $(cat /proc/loadavg)"
 "$bin" --records "$n" --updates "$u" --concurrent "$c" \
     --peer "$tmp/yjs-doc-per-record.json" --peer "$tmp/yjs-one-doc.json"
 echo "load after patto: $(cat /proc/loadavg)"
+if [ -n "${PEERS_OUT:-}" ]; then
+    mkdir -p "$PEERS_OUT"
+    cp "$tmp"/*.json "$PEERS_OUT"/
+fi
 rm -rf "$tmp"

@@ -270,6 +270,11 @@ NODE_NODISCARD node_err node_txn_put(
  * a write. NODE_ENOTFOUND if absent. */
 NODE_NODISCARD node_err node_txn_get(
     node_txn *txn, node_db db, const void *key, size_t klen, const void **val, size_t *vlen);
+/* NODE_TXN_MEMO_BYTES of scratch memory for the transaction's callers, zero when each attempt
+ * of it begins (a rerun starts from zero again) and gone at its end: for remembering what this
+ * transaction read (ledger.c keeps the places of the header ids it looked up). */
+#define NODE_TXN_MEMO_BYTES 2048
+void *node_txn_memo(node_txn *txn);
 /* NODE_ENOTFOUND if absent. */
 NODE_NODISCARD node_err node_txn_del(node_txn *txn, node_db db, const void *key, size_t klen);
 /*
