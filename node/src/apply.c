@@ -770,5 +770,4 @@ void node__retry_waits(node_engine *e)
         NODE_ERROR("apply.fail", "error=\"out of memory indexing waiting bodies\"");
     if (more && !e->stopping)
         e->host.schedule(e->host.ctx, NODE_WORK_APPLY, 0);
-    node__park_drain(e); /* bodies a key taken in this pass made wanted */
 }

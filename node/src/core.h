@@ -272,8 +272,8 @@ struct node_engine {
         node_parked_vec v; /* oldest first from head */
         size_t head, live, bytes;
         idset ix;                /* id -> index in v */
-        node_unparked_vec ready; /* wanted now: ingested by node__park_drain */
-        bool draining;
+        node_unparked_vec ready; /* wanted now: ingested by node__ingest_parked */
+        bool draining;           /* node__ingest_parked is running */
         uint64_t parked, unparked, evicted, expired; /* since the start, for status */
     } park;
     idset want_ix, wait_ix; /* id -> index in wants / waits */
@@ -524,8 +524,8 @@ void node__park_put(node_engine *e, const uint8_t id[32], const void *body, size
 void node__park_forget(node_engine *e, const uint8_t id[32]);
 /* A key taken in made w's body wanted: a parked copy moves to the ready list. */
 void node__park_wanted(node_engine *e, const node_want *w);
-/* Ingest the ready bodies (not from inside an ingest: it returns at once then). */
-void node__park_drain(node_engine *e);
+/* The bodies wanted now (owned, in log order; *n of them), the ready list emptied. */
+node_unparked *node__park_ready(node_engine *e, size_t *n);
 /* Drop what was parked NODE_PARK_MS ago (the tick). */
 void node__park_expire(node_engine *e);
 void node__park_free(node_engine *e);
@@ -710,6 +710,9 @@ node_err node__ingest_headers(node_engine *e, node_hdr *headers, size_t n, node_
 /* Check and store bodies from a peer, then merge what can be merged. */
 node_err node__ingest_bodies(
     node_engine *e, const proto_body_item *items, size_t n, node_member *from);
+/* Ingest the parked bodies a key taken in made wanted (park.c); nothing when called from inside
+ * itself. After every pass over the waits (node__retry_waits). */
+void node__ingest_parked(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* load.c: what the store holds, at start                                                    */

@@ -118,6 +118,7 @@ void node__work_run(node_engine *e, node_work w)
         break;
     case NODE_WORK_APPLY:
         node__retry_waits(e);
+        node__ingest_parked(e);
         break;
     case NODE_WORK_WANTS:
         node__wants_due(e);

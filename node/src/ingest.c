@@ -775,7 +775,8 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
         if ((err = node__wait_add(e, &g.b.w[i])) != NODE_OK)
             goto out;
     }
-    node__retry_waits(e); /* older waits may follow what was merged */
+    node__retry_waits(e);   /* older waits may follow what was merged */
+    node__ingest_parked(e); /* and parked bodies a key taken in made wanted */
 out:
     NODE_VEC_FREE(&g.b.a.wants);
     NODE_VEC_FREE(&g.b.a.rebuild);
@@ -796,6 +797,28 @@ out:
     free(g.b.done);
     free(g.b.why);
     return err;
+}
+
+void node__ingest_parked(node_engine *e)
+{
+    if (e->park.draining)
+        return; /* called from the ingest below */
+    e->park.draining = true;
+    size_t n;
+    node_unparked *u;
+    while ((u = node__park_ready(e, &n)) != NULL) {
+        proto_body_item *items = malloc(n * sizeof(*items));
+        if (items != NULL) {
+            for (size_t i = 0; i < n; i++)
+                items[i] = u[i].it;
+            (void)node__ingest_bodies(e, items, n, NULL); /* logged there; wanted if lost */
+        }
+        for (size_t i = 0; i < n; i++)
+            free((void *)(uintptr_t)u[i].it.body.p);
+        free(items);
+        free(u);
+    }
+    e->park.draining = false;
 }
 
 node_err node__ingest_bodies(

@@ -10,9 +10,9 @@
  * the store: at most NODE_PARK_BYTES in all and NODE_PARK_MS each; beyond, the oldest go
  * first (they are asked for again as before, when a key makes them wanted). When a key taken
  * in makes a body wanted (node__apply_adopt), a parked copy is moved to a ready list, and the
- * ready bodies are ingested at the end of the group (node__park_drain): stored if this node
- * may hold them by then, checked as any body from a peer.
- * May call: idset.c, ingest.c.
+ * ready bodies are ingested after the group (ingest.c, node__ingest_parked): stored if this
+ * node may hold them by then, checked as any body from a peer.
+ * May call: idset.c.
  */
 #include "core.h"
 
@@ -122,31 +122,17 @@ static int place_cmp(const void *a, const void *b)
     return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-void node__park_drain(node_engine *e)
+node_unparked *node__park_ready(node_engine *e, size_t *n)
 {
-    if (e->park.draining)
-        return;
-    e->park.draining = true;
-    while (e->park.ready.n > 0) {
-        node_unparked *u = e->park.ready.v;
-        size_t n = e->park.ready.n;
-        e->park.ready.v = NULL;
-        e->park.ready.n = e->park.ready.cap = 0;
-        /* in their authors' log order, as a version-vector answer brings them (sync.c) */
-        qsort(u, n, sizeof(*u), place_cmp);
-        proto_body_item *items = malloc(n * sizeof(*items));
-        if (items != NULL) {
-            for (size_t i = 0; i < n; i++)
-                items[i] = u[i].it;
-            e->park.unparked += n;
-            (void)node__ingest_bodies(e, items, n, NULL); /* logged there; wanted if lost */
-        }
-        for (size_t i = 0; i < n; i++)
-            free((void *)(uintptr_t)u[i].it.body.p);
-        free(items);
-        free(u);
-    }
-    e->park.draining = false;
+    node_unparked *u = e->park.ready.v;
+    *n = e->park.ready.n;
+    e->park.ready.v = NULL;
+    e->park.ready.n = e->park.ready.cap = 0;
+    /* in their authors' log order, as a version-vector answer brings them (sync.c) */
+    if (*n > 1)
+        qsort(u, *n, sizeof(*u), place_cmp);
+    e->park.unparked += *n;
+    return u;
 }
 
 void node__park_expire(node_engine *e)

@@ -925,6 +925,7 @@ void node__anti_entropy(node_engine *e)
     for (size_t i = 0; i < e->waits.n; i++) {
         if (e->waits.v[i].why == WAIT_CLOCK || e->waits.v[i].why == WAIT_CAUSAL) {
             node__retry_waits(e);
+            node__ingest_parked(e);
             break;
         }
     }

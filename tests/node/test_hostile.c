@@ -446,15 +446,16 @@ static bool vv_is(th_net *net, void *ctx)
     return vv_of(net, w->node, w->of) == w->value;
 }
 
-typedef struct status_want {
+/* A number of a node's status at path equals value. */
+typedef struct num_want {
     size_t node;
     const char *path;
     int64_t value;
-} status_want;
+} num_want;
 
-static bool status_is(th_net *net, void *ctx)
+static bool num_is(th_net *net, void *ctx)
 {
-    status_want *w = ctx;
+    num_want *w = ctx;
     return status_num(net, w->node, w->path) == w->value;
 }
 
@@ -1541,8 +1542,8 @@ static void runs_of_headers_same_verdict(void **state)
     hm = headers_msg(m5, 1);
     send_msg(net, p, &hm);
     proto_buf_free(&hm);
-    status_want held = { COMUNE, "waiting/headers", 1 };
-    CHECK(net, th_wait(net, 5000, status_is, &held), "header 8 was not held out of order");
+    num_want held = { COMUNE, "waiting/headers", 1 };
+    CHECK(net, th_wait(net, 5000, num_is, &held), "header 8 was not held out of order");
     hm = headers_msg(m4, 1);
     send_msg(net, p, &hm);
     proto_buf_free(&hm);
@@ -1911,17 +1912,6 @@ static void replayed_delta_merged_once(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* 6. A clock far ahead                                                                      */
 
-typedef struct num_want {
-    size_t node;
-    const char *path;
-    int64_t value;
-} num_want;
-
-static bool num_is(th_net *net, void *ctx)
-{
-    num_want *w = ctx;
-    return status_num(net, w->node, w->path) == w->value;
-}
 
 static void clock_ahead_waits(void **state)
 {
