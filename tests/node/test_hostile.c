@@ -1912,7 +1912,6 @@ static void replayed_delta_merged_once(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* 6. A clock far ahead                                                                      */
 
-
 static void clock_ahead_waits(void **state)
 {
     th_net *net = *state;
@@ -3851,6 +3850,85 @@ static void silent_member_cannot_stop_writes(void **state)
     still_serving(net, true);
 }
 
+/* A body that comes before any key of its tag (an owner's writes come before the grants that
+ * share them) is kept in memory, not dropped: once its key grant comes, it is merged without
+ * being asked for again. The CPIA, owner of a case of its own, sends the comune a write and
+ * the key grant that shares it, the write's body first in a message of its own. */
+static void body_before_its_key_is_parked(void **state)
+{
+    th_net *net = *state;
+    stop_node(net, CPIA);
+    proto_identity *cpia = member_identity(net, CPIA);
+    fp_peer *p = connect_as(net, COMUNE, cpia);
+    CHECK(net, vv_of(net, COMUNE, CPIA) == 0, "cpia-1 has a log before the test");
+    proto_case_id cid;
+    proto_case_nonce nonce;
+    proto_scope_key *key = NULL;
+    assert_int_equal(proto_case_id_new("cpia-1", 6, NULL, &cid, &nonce), PROTO_OK);
+    assert_int_equal(proto_scope_key_new(&cid, "lingua", PROTO_EPOCH_FIRST, NULL, &key), PROTO_OK);
+    uint8_t zero[32] = { 0 };
+    forged f[2];
+    uint64_t t = now_ms();
+    assert_int_equal(
+        forge_delta(cpia, key, NULL, 0, "livello", "B2", 0, 1, zero, t, &f[0]), PROTO_OK);
+    proto_recipient rec[1];
+    member_box_pk(net, COMUNE, rec[0].box_pk);
+    const proto_scope_key *keys[] = { key };
+    proto_seal_info info;
+    memset(&info, 0, sizeof(info));
+    info.seq = 2;
+    memcpy(info.prev, f[0].id, 32);
+    info.hlc.wall = t;
+    memset(&f[1], 0, sizeof(f[1]));
+    assert_int_equal(proto_key_grant_seal(cpia, "cpia-1", &nonce, keys, 1, &info, rec, 1, NULL,
+                         &f[1].header, &f[1].body),
+        PROTO_OK);
+    forged_id(&f[1]);
+
+    const proto_buf *hs[] = { &f[0].header, &f[1].header };
+    proto_buf hm = headers_msg(hs, 2);
+    send_msg(net, p, &hm);
+    proto_buf_free(&hm);
+    proto_buf bm = bodies_msg(&f[0]);
+    send_msg(net, p, &bm);
+    proto_buf_free(&bm);
+    num_want parked = { COMUNE, "traffic/parked", 1 };
+    CHECK(net, th_wait(net, 5000, num_is, &parked), "the write's body was not parked (%lld)",
+        (long long)status_num(net, COMUNE, "traffic/parked"));
+    bm = bodies_msg(&f[1]);
+    send_msg(net, p, &bm);
+    proto_buf_free(&bm);
+    num_want taken = { COMUNE, "traffic/unparked", 1 };
+    CHECK(net, th_wait(net, 5000, num_is, &taken), "the parked body was not taken (%lld)",
+        (long long)status_num(net, COMUNE, "traffic/unparked"));
+    char id[64];
+    proto_case_id_format(&cid, id);
+    th_out o = th_patto(net, COMUNE, "case", "show", id, NULL);
+    CHECK(net, o.status == 0 && o.out != NULL && strstr(o.out, "B2") != NULL,
+        "the comune does not read the CPIA's write: %d %s", o.status, o.out ? o.out : "");
+    th_out_free(&o);
+    /* Nothing was asked for: every WANT the comune sent is a ping (no ids). */
+    for (;;) {
+        proto_buf m;
+        unsigned kind;
+        if (fp_recv(p, 300, &m, &kind) != FP_OK)
+            break;
+        if (kind == PROTO_K_WANT) {
+            proto_want_msg w;
+            assert_int_equal(proto_want_decode(m.p, m.len, NULL, &w, NULL), PROTO_OK);
+            CHECK(net, w.n == 0, "the comune asked for %zu bodies again", w.n);
+            proto_want_fini(&w);
+        }
+        proto_buf_free(&m);
+    }
+    CHECK(net, fp_closed_count(p) == 0, "the session was closed");
+    fp_close(p);
+    forged_free(&f[0]);
+    forged_free(&f[1]);
+    proto_scope_key_free(key);
+    proto_identity_free(cpia);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -3875,6 +3953,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(forged_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(runs_of_headers_same_verdict, setup, teardown),
         cmocka_unit_test_setup_teardown(runs_of_headers_same_verdict, setup_verify_each, teardown),
+        cmocka_unit_test_setup_teardown(body_before_its_key_is_parked, setup, teardown),
         cmocka_unit_test_setup_teardown(replayed_delta_merged_once, setup, teardown),
         cmocka_unit_test_setup_teardown(read_grant_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(clock_ahead_waits, setup, teardown),
