@@ -515,7 +515,7 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
 /* ---------------------------------------------------------------------------------------- */
 /* park.c: bodies that came before their key, in memory until a key makes them wanted       */
 
-#define NODE_PARK_BYTES ((size_t)48 << 20) /* all parked bodies; the oldest go first */
+#define NODE_PARK_BYTES ((size_t)48 << 20) /* parked bodies and their index; oldest go first */
 #define NODE_PARK_MS 120000                /* each at most, then dropped (node__park_expire) */
 /* Keep a copy of a body (checked against its header) that this node may not hold yet because
  * it holds no key of its tag. */

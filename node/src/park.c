@@ -19,21 +19,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What an entry costs besides its body, counted in NODE_PARK_BYTES: its vector slot, up to
+ * twice over before a compaction, and its index slot (an idset at most half full). */
+#define ENTRY_COST (2 * sizeof(node_parked) + 2 * sizeof(idset_slot))
+
 static void entry_drop(node_engine *e, node_parked *p)
 {
     if (p->body == NULL)
         return;
-    e->park.bytes -= p->len;
+    e->park.bytes -= p->len + ENTRY_COST;
     e->park.live--;
     node__idset_del(&e->park.ix, p->id);
     free(p->body);
     p->body = NULL;
 }
 
-/* Drop the entries before head that are gone, so the vector does not grow without end. */
+/* Drop the entries that are gone (taken, dropped) once they are half of the vector or more,
+ * so that it holds at most twice the live entries (and nothing once none is left). */
 static void compact(node_engine *e)
 {
-    if (e->park.head < 1024 || e->park.head < e->park.v.n / 2)
+    if (e->park.live == 0) {
+        NODE_VEC_FREE(&e->park.v);
+        node__idset_free(&e->park.ix);
+        e->park.head = 0;
+        return;
+    }
+    if (e->park.v.n < 1024 || e->park.live * 2 > e->park.v.n)
         return;
     size_t k = 0;
     for (size_t i = e->park.head; i < e->park.v.n; i++) {
@@ -61,7 +72,7 @@ void node__park_put(node_engine *e, const uint8_t id[32], const void *body, size
 {
     if (len > NODE_PARK_BYTES / 64 || node__idset_get(&e->park.ix, id) != SIZE_MAX)
         return;
-    while (e->park.live > 0 && e->park.bytes + len > NODE_PARK_BYTES)
+    while (e->park.live > 0 && e->park.bytes + len + ENTRY_COST > NODE_PARK_BYTES)
         evict(e);
     compact(e);
     uint8_t *copy = malloc(len ? len : 1);
@@ -82,7 +93,7 @@ void node__park_put(node_engine *e, const uint8_t id[32], const void *body, size
         e->park.v.n--;
         return;
     }
-    e->park.bytes += len;
+    e->park.bytes += len + ENTRY_COST;
     e->park.live++;
     e->park.parked++;
 }
@@ -110,9 +121,10 @@ void node__park_wanted(node_engine *e, const node_want *w)
     u->seq = w->seq;
     /* the bytes move to the ready list */
     node__idset_del(&e->park.ix, p->id);
-    e->park.bytes -= p->len;
+    e->park.bytes -= p->len + ENTRY_COST;
     e->park.live--;
     p->body = NULL;
+    compact(e);
 }
 
 static int place_cmp(const void *a, const void *b)
