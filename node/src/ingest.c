@@ -53,6 +53,7 @@ typedef struct ingest_ctx {
         uint64_t seq;
     } back[INGEST_FORK_REPLIES];
     size_t nback;
+    size_t dup; /* headers at a place held already (status traffic.headers_dup, after commit) */
 } ingest_ctx;
 
 static void ingest_reset(ingest_ctx *c)
@@ -61,7 +62,7 @@ static void ingest_reset(ingest_ctx *c)
     c->nback = 0;
     c->wants.n = 0;
     c->pend.n = 0;
-    c->stored = c->rejected = 0;
+    c->stored = c->rejected = c->dup = 0;
     c->nrej = c->rej_other = 0;
     c->own_seq = c->e->own_seq;
     memcpy(c->own_last, c->e->own_last, 32);
@@ -358,7 +359,7 @@ static node_err ingest_one(
         return h->seq < fork && h->seq <= have ? ingest_held(t, c, hd, m)
                                                : fork_known(t, c, hd, fork);
     if (h->seq <= have) {
-        c->e->traffic.headers_dup++;
+        c->dup++;
         return ingest_held(t, c, hd, m);
     }
     if (h->seq > have + 1) {
@@ -568,6 +569,7 @@ typedef struct bodies_ctx {
     bool *stored;         /* per item */
     bool *seen;           /* per item: looked at by bodies_store */
     bool *park;           /* per item: kept in memory (park.c) for a key not held yet */
+    size_t dup;           /* bodies held already (status traffic.bodies_dup, after commit) */
     proto_header *own;    /* per item whose header is not in the group: decoded from the store */
     bool *own_ok;
     node_held *held;  /* per item: its header and body */
@@ -618,7 +620,7 @@ static node_err bodies_store(node_txn *t, bodies_ctx *c, uint8_t kind)
             continue;
         c->seen[i] = true;
         if (node__ledger_body_has(t, it->header_id)) {
-            e->traffic.bodies_dup++;
+            c->dup++;
             continue;
         }
         if (node__quota_holds_back(e, h->origin, h->seq))
@@ -664,6 +666,7 @@ static node_err bodies_cb(node_txn *t, void *ctx)
     }
     c->a.wants.n = c->a.rebuild.n = 0;
     c->a.progress = c->a.refused = 0;
+    c->dup = 0; /* a rerun counts again */
     /* The key grants first: a grant and the bodies under its key usually come in one group,
      * and those bodies are this node's to hold only once it holds the key. Then the rest are
      * stored and merged in the order they came (their authors' log order: merged out of order,
@@ -752,6 +755,9 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             from ? from->org : "?", in->nheaders, in->nbodies, msg.text);
         goto out;
     }
+    /* counted once the transaction committed (a rerun after a full map counts again) */
+    e->traffic.headers_dup += g.h.dup;
+    e->traffic.bodies_dup += g.b.dup;
     if (in->nheaders > 0 && (err = ingest_post(e, &g.h)) != NODE_OK)
         goto out;
     if (in->nbodies == 0)
