@@ -73,6 +73,11 @@ typedef struct node_member {
     size_t nvv;
     uint64_t vv_sent_ms;   /* when this node last sent it its version vector (node__mono) */
     uint64_t vv_sent_hash; /* and a hash of its bytes */
+    /* When HEADERS from it last arrived (node__mono); and whether a version vector to it is
+     * owed once VV_REPEAT_MS have passed since the last (sync.c: its version vector showed
+     * more than this node holds while the answer to ours was still to come). */
+    uint64_t headers_in_ms;
+    bool ask_again;
     /* This node's own log as it claims to hold it (state.c, node__own_log_settled): whether it
      * sent a version vector since this node started, how far it claims this node's log runs,
      * and the probe of that claim (rounds of VV + ping answered without the headers coming). */
@@ -85,6 +90,16 @@ typedef struct node_member {
      * (node__clock_sample); valid when clock_sampled_ms != 0. */
     int64_t clock_offset_ms;
     uint64_t clock_sampled_ms; /* when the estimate was last raised or renewed (node__mono) */
+    /* Which peer an origin is asked of (source.c): the origins it asked this node not to send
+     * (its last version vector's skip, malloc'd); and it as the source of its own log: slow
+     * when it owed some of it and sent none for two ticks in a row, stalls so far, the sum of
+     * its log's seqs held here at the last tick, and whether this node told other peers to
+     * skip its log since. */
+    proto_hash_bytes *skip;
+    size_t nskip;
+    bool slow, skipped;
+    uint8_t stalls;
+    uint64_t owed_held;
 } node_member;
 
 typedef enum link_state {
@@ -984,6 +999,25 @@ void node__push_batch(node_engine *e, const node_outs *outs);
 void node__anti_entropy(node_engine *e);
 /* Ask for bodies missing longer than the grace period. */
 void node__wants_due(node_engine *e);
+
+/* ---------------------------------------------------------------------------------------- */
+/* source.c: which peer an origin's headers are asked of                                     */
+
+/* The origins a version vector to `to` asks it not to send (sorted; *skip malloc'd, NULL when
+ * none): those of each other member that is up and not slow, unless `to` claims more of that
+ * log than its author. */
+node_err node__source_skip(
+    node_engine *e, const node_member *to, proto_hash_bytes **skip, size_t *nskip);
+/* m's version vector came: the origins it asks this node not to send. */
+void node__source_take(node_member *m, const proto_vv_msg *v);
+bool node__source_skipped(const node_member *m, const uint8_t origin[32]);
+/* At each tick, with what this node holds (held, sorted): is p slow to serve its own log?
+ * True when the other peers must now be asked for p's log (p went down or became slow after
+ * they were told to skip it). */
+bool node__source_judge(node_engine *e, node_member *p, const proto_vv_item *held, size_t n);
+/* Does m claim more of p's log than this node holds? */
+bool node__source_claims_more(const node_engine *e, const node_member *m, const node_member *p,
+    const proto_vv_item *held, size_t n);
 
 /* ---------------------------------------------------------------------------------------- */
 /* peers.c: connections, the handshake, keepalives                                           */

@@ -26,8 +26,9 @@ node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
         return err;
     if ((err = node_store_write(e->store, layout_cb, e, msg)) == NODE_ECONFIG)
         return node__fail(msg, NODE_ECONFIG,
-            "the store in %s was written by a pattod of protocol version 1, which this pattod "
-            "(protocol version %d) cannot read: move data.mdb and lock.mdb away and let the "
+            "the store in %s was written by a pattod of an earlier protocol version, which "
+            "this pattod (protocol version %d) cannot read: move data.mdb and lock.mdb away and "
+            "let the "
             "node sync again from its peers",
             e->dir, PROTO_VERSION);
     if (err != NODE_OK)
@@ -65,8 +66,10 @@ void node__engine_free(node_engine *e)
 {
     node__links_close(e);
     node__inq_free(e);
-    for (size_t i = 0; i < e->nmembers; i++)
+    for (size_t i = 0; i < e->nmembers; i++) {
         free(e->members[i].vv);
+        free(e->members[i].skip);
+    }
     free(e->members);
     for (size_t i = 0; i < e->pending.n; i++)
         free(e->pending.v[i].bytes);

@@ -68,6 +68,8 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
     /* A version vector is answered at once: what it asks for is what this node has stored,
      * and the one this node sends back counts the queue (node__inq_vv). The queue's bound
      * (INQ_MAX_BYTES) is what limits how far ahead a peer's answers run. */
+    if (kind == PROTO_K_HEADERS)
+        m->headers_in_ms = node__mono(e); /* sync.c: an answer to our version vector came */
     if (kind == PROTO_K_VV || (kind != PROTO_K_HEADERS && e->inq_head == NULL))
         return false;
     node_inmsg *q = calloc(1, sizeof(*q));

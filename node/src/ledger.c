@@ -629,7 +629,7 @@ int node__ledger_applied_get(node_txn *t, const uint8_t id[32])
 }
 
 #define LAYOUT_KEY "layout"
-#define LAYOUT_V2 3 /* protocol version 2; bodies and 'A' marks keyed by log place */
+#define LAYOUT 4 /* protocol version 3 (2 and 3: earlier protocols) */
 
 node_err node__ledger_layout(node_txn *t)
 {
@@ -637,17 +637,18 @@ node_err node__ledger_layout(node_txn *t)
     size_t n;
     node_err err = node_txn_get(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &v, &n);
     if (err == NODE_OK)
-        return n == 1 && *(const uint8_t *)v == LAYOUT_V2 ? NODE_OK : NODE_ECONFIG;
+        return n == 1 && *(const uint8_t *)v == LAYOUT ? NODE_OK : NODE_ECONFIG;
     if (err != NODE_ENOTFOUND)
         return err;
     /* No layout mark: a new store, or one of a pattod before layouts were marked. A store
-     * that holds anything without the mark is of protocol version 1. */
+     * that holds anything without the mark is of protocol version 1. Every header and body
+     * stored carries its protocol version, so a store of an earlier one cannot be read. */
     size_t held = 0;
     if ((err = node__ledger_count(t, NODE_DB_META, NULL, &held)) != NODE_OK)
         return err;
     if (held > 0)
         return NODE_ECONFIG;
-    uint8_t layout = LAYOUT_V2;
+    uint8_t layout = LAYOUT;
     return node_txn_put(t, NODE_DB_META, LAYOUT_KEY, strlen(LAYOUT_KEY), &layout, 1);
 }
 

@@ -26,7 +26,7 @@
  *            'B' 'b' 'c' 'Y' 'Z'        -> the inbox (its layout: inbox.c)
  *   manifest "current"                  -> signed manifest bytes
  *   meta     "own"                      -> last seq(8) last id(32)
- *            "layout"                   -> 3 (protocol version 2; bodies and 'A' by log place)
+ *            "layout"                   -> 4 (protocol version 3)
  *            "hlc"                      -> wall(8) logical(2)
  *            'Q' origin(32)             -> proof: len(4) header len(4) header
  */

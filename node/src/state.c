@@ -131,7 +131,10 @@ node_err node__members_rebuild(node_engine *e)
             nm->clock_sampled_ms = old->clock_sampled_ms;
             nm->vv = old->vv;
             nm->nvv = old->nvv;
+            nm->skip = old->skip;
+            nm->nskip = old->nskip;
             old->vv = NULL;
+            old->skip = NULL;
             old->dialer = 0;
         }
     }
@@ -142,6 +145,7 @@ node_err node__members_rebuild(node_engine *e)
         if (e->members[i].pipe != 0)
             e->host.drop(e->host.ctx, e->members[i].pipe);
         free(e->members[i].vv);
+        free(e->members[i].skip);
     }
     free(e->members);
     e->members = next;

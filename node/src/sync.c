@@ -2,7 +2,8 @@
  * The sync protocol inside a session: eager push of new deltas, anti-entropy by version
  * vectors, bodies only to members that hold the key of their tag, wants for bodies this node
  * lacks, and the work through the inbound queue (group commits of HEADERS and BODIES).
- * May call: inq.c, ingest.c, apply.c, rebuild.c, access.c, link.c, state.c, ledger.c, proto.
+ * May call: inq.c, ingest.c, apply.c, rebuild.c, access.c, link.c, state.c, ledger.c, source.c,
+ * proto.
  */
 #include "core.h"
 
@@ -54,7 +55,10 @@ void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
     if (node_store_read(e->store, vv_read_cb, &r, &msg) != NODE_OK)
         return;
     node__inq_vv(e, &r.vv, &r.n, m);
-    proto_vv_msg v = { r.vv, r.n, NULL };
+    proto_hash_bytes *skip = NULL;
+    size_t nskip = 0;
+    (void)node__source_skip(e, m, &skip, &nskip); /* out of memory: nothing skipped */
+    proto_vv_msg v = { .entries = r.vv, .n = r.n, .skip = skip, .nskip = nskip };
     proto_buf out = { NULL, 0 };
     uint64_t now = node__mono(e);
     if (proto_vv_encode(&v, &out) == PROTO_OK) {
@@ -62,11 +66,14 @@ void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
         if (!only_new || h != m->vv_sent_hash || now - m->vv_sent_ms >= VV_REPEAT_MS) {
             m->vv_sent_ms = now;
             m->vv_sent_hash = h;
+            m->ask_again = false;
+            NODE_DEBUG("sync.vv", "org=%s origins=%zu skip=%zu", m->org, r.n, nskip);
             (void)(l != NULL ? node__link_send(e, l, &out) : node__send_to(e, m, &out));
         }
     }
     proto_buf_free(&out);
     free(r.vv);
+    free(skip);
 }
 
 static const proto_vv_item *vv_find(const proto_vv_item *vv, size_t n, const uint8_t origin[32])
@@ -165,7 +172,7 @@ typedef struct lack_ctx {
     node_member *m;
     node_link *l;
     batch headers, bodies;
-    size_t sent;
+    size_t sent, nheaders, nbodies;
     bool truncated; /* more to send than one answer holds */
     bool ahead;     /* m has headers this node lacks */
 } lack_ctx;
@@ -183,6 +190,7 @@ static node_err lack_add(node_txn *t, lack_ctx *c, const void *hb, size_t hl)
         goto out;
     }
     c->sent += hl;
+    c->nheaders++;
     const void *bb;
     size_t bl;
     if (node__may_receive(t, e, &h, c->m) && node__ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
@@ -191,6 +199,7 @@ static node_err lack_add(node_txn *t, lack_ctx *c, const void *hb, size_t hl)
             goto out;
         }
         c->sent += bl;
+        c->nbodies++;
     }
     /* Headers go first, so that bodies always find theirs at the peer. */
     if (c->headers.bytes >= BATCH_BYTES || c->bodies.bytes >= BATCH_BYTES) {
@@ -280,7 +289,8 @@ static node_err lack_cb(node_txn *t, void *ctx)
     for (size_t i = 0; i < n && err == NODE_OK; i++) {
         const proto_vv_item *theirs = vv_find(c->m->vv, c->m->nvv, mine[i].origin);
         uint64_t fork = lower_cut(fork_of(theirs, &mine[i]), retired_cut(c->e, mine[i].origin));
-        uint64_t last = reach(&mine[i], fork);
+        /* of an origin m skips (it gets that log from its author), only a fork proof */
+        uint64_t last = node__source_skipped(c->m, mine[i].origin) ? 0 : reach(&mine[i], fork);
         for (uint64_t s = (theirs != NULL ? theirs->seq : 0) + 1; s <= last && err == NODE_OK;
              s++) {
             if (c->sent >= RESPONSE_BYTES) {
@@ -314,6 +324,8 @@ static void send_lacking(node_engine *e, node_link *l, node_member *m, bool *tru
     lack_ctx c = { .e = e, .m = m, .l = l };
     node_errmsg msg;
     if (node_store_read(e->store, lack_cb, &c, &msg) == NODE_OK) {
+        NODE_DEBUG("sync.answer", "org=%s headers=%zu bodies=%zu skip=%zu truncated=%s", m->org,
+            c.nheaders, c.nbodies, m->nskip, c.truncated ? "yes" : "no");
         flush_headers(e, l, &c.headers);
         flush_bodies(e, l, &c.bodies);
     }
@@ -630,15 +642,25 @@ void node__sync_message(
             m->vv = copy;
             m->nvv = v.n;
         }
+        node__source_take(m, &v);
         proto_vv_fini(&v);
         own_claim_seen(e, l, m);
+        uint64_t now = node__mono(e);
         /* Our version vector asks m for what we lack, or, after an answer cut short, makes m
          * ask again for the rest once it has taken this part: one answer in flight at a time.
-         * When neither holds, both sides are done. */
+         * When neither holds, both sides are done. When m is ahead but ours went to m within
+         * VV_REPEAT_MS and no headers came since, the two crossed (both are sent as a link
+         * comes up): m's answer to ours is still to come and holds at least what this one
+         * claims. It is asked again after VV_REPEAT_MS (node__anti_entropy), not now: the same
+         * headers would come twice. */
         bool truncated = false, ahead = false;
         send_lacking(e, l, m, &truncated, &ahead);
-        if (truncated || ahead)
+        bool crossed = m->vv_sent_ms != 0 && now - m->vv_sent_ms < VV_REPEAT_MS
+            && m->headers_in_ms <= m->vv_sent_ms;
+        if (truncated || (ahead && !crossed))
             node__send_vv(e, m, l, !truncated);
+        else if (ahead)
+            m->ask_again = true;
         return;
     }
     case PROTO_K_HEADERS: {
@@ -895,8 +917,43 @@ void node__push_batch(node_engine *e, const node_outs *outs)
     push_chunked(e, outs, 256);
 }
 
+/* Each member as the source of its own log (source.c): when one goes down or turns slow after
+ * the other peers were told to skip its log, those that claim more of it are asked now. */
+static void sources_tick(node_engine *e)
+{
+    node_member *self = NULL;
+    for (size_t i = 0; i < e->nmembers && self == NULL; i++)
+        if (e->members[i].self)
+            self = &e->members[i];
+    vv_read r = { &e->lim, NULL, 0 };
+    node_errmsg msg;
+    if (self == NULL || node_store_read(e->store, vv_read_cb, &r, &msg) != NODE_OK)
+        return;
+    /* queued headers count, whoever sent them (those of this node's own log are not judged) */
+    node__inq_vv(e, &r.vv, &r.n, self);
+    for (size_t i = 0; i < e->nmembers; i++) {
+        node_member *p = &e->members[i];
+        if (!node__source_judge(e, p, r.vv, r.n))
+            continue;
+        for (size_t k = 0; k < e->nmembers; k++) {
+            node_member *m = &e->members[k];
+            if (m != p && !m->self && node__link_up_to(e, m) != NULL
+                && node__source_claims_more(e, m, p, r.vv, r.n))
+                node__send_vv(e, m, NULL, false);
+        }
+    }
+    free(r.vv);
+}
+
 void node__anti_entropy(node_engine *e)
 {
+    sources_tick(e);
+    uint64_t now = node__mono(e);
+    for (size_t i = 0; i < e->nmembers; i++) {
+        node_member *m = &e->members[i];
+        if (m->ask_again && now - m->vv_sent_ms >= VV_REPEAT_MS && node__link_up_to(e, m) != NULL)
+            node__send_vv(e, m, NULL, false);
+    }
     size_t up = 0;
     for (size_t i = 0; i < e->nmembers; i++)
         if (!e->members[i].self && node__link_up_to(e, &e->members[i]) != NULL)

@@ -512,7 +512,7 @@ bool proto_member_active(const proto_member *mb)
 static void enc_vv(proto__w *w, const void *arg)
 {
     const proto_vv_msg *m = arg;
-    proto__w_head(w, 3, PROTO_K_VV);
+    proto__w_head(w, 4, PROTO_K_VV);
     proto__w_array(w, m->n);
     for (size_t i = 0; i < m->n; i++) {
         proto__w_array(w, m->entries[i].fork != 0 ? 4 : 3);
@@ -522,6 +522,9 @@ static void enc_vv(proto__w *w, const void *arg)
         if (m->entries[i].fork != 0)
             proto__w_uint(w, m->entries[i].fork);
     }
+    proto__w_array(w, m->nskip);
+    for (size_t i = 0; i < m->nskip; i++)
+        proto__w_bin(w, m->skip[i].b, PROTO_ORIGIN_LEN);
 }
 
 proto_err proto_vv_encode(const proto_vv_msg *m, proto_buf *out)
@@ -535,6 +538,11 @@ proto_err proto_vv_encode(const proto_vv_msg *m, proto_buf *out)
             || (i > 0
                 && memcmp(m->entries[i - 1].origin, m->entries[i].origin, PROTO_ORIGIN_LEN) >= 0))
             return PROTO_EVALUE;
+    if (m->nskip > PROTO_VV_MAX || (m->nskip > 0 && m->skip == NULL))
+        return m->nskip > PROTO_VV_MAX ? PROTO_ELIMIT : PROTO_EINVAL;
+    for (size_t i = 1; i < m->nskip; i++)
+        if (memcmp(m->skip[i - 1].b, m->skip[i].b, PROTO_ORIGIN_LEN) >= 0)
+            return PROTO_EVALUE;
     return proto__encode(enc_vv, m, out);
 }
 
@@ -545,9 +553,9 @@ proto_err proto_vv_decode(
         return PROTO_EINVAL;
     memset(out, 0, sizeof *out);
     proto__d d;
-    const msgpack_object *f, *items;
-    size_t n;
-    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_VV, 3, &f, diag);
+    const msgpack_object *f, *items, *skips;
+    size_t n, ns = 0;
+    proto_err err = proto__d_open(&d, msg, len, lim, 0, PROTO_K_VV, 4, &f, diag);
     if (err != PROTO_OK)
         return err;
     if (!proto__d_arr(&d, &f[2], PROTO_VV_MAX, &items, &n, "version vector must be an array"))
@@ -576,12 +584,29 @@ proto_err proto_vv_decode(
             proto__d_err(&d, &items[i], PROTO_ENONCANON,
                 "version vector must be sorted by origin without duplicates");
     }
+    if (d.err == PROTO_OK
+        && proto__d_arr(&d, &f[3], PROTO_VV_MAX, &skips, &ns, "skip must be an array of origins")
+        && (out->skip_ = proto__calloc(ns, sizeof *out->skip_)) == NULL) {
+        proto_vv_fini(out);
+        proto__d_close(&d);
+        return PROTO_ENOMEM;
+    }
+    for (size_t i = 0; i < ns && d.err == PROTO_OK; i++) {
+        if (!proto__d_fixed(&d, &skips[i], PROTO_ORIGIN_LEN, out->skip_[i].b,
+                "a skipped origin must be bin of 32"))
+            break;
+        if (i > 0 && memcmp(out->skip_[i - 1].b, out->skip_[i].b, PROTO_ORIGIN_LEN) >= 0)
+            proto__d_err(&d, &skips[i], PROTO_ENONCANON,
+                "skipped origins must be sorted without duplicates");
+    }
     if (d.err != PROTO_OK) {
         proto_vv_fini(out);
         return proto__d_fail(&d, diag);
     }
     out->entries = out->entries_;
     out->n = n;
+    out->skip = out->skip_;
+    out->nskip = ns;
     proto__d_close(&d);
     return PROTO_OK;
 }
@@ -591,6 +616,7 @@ void proto_vv_fini(proto_vv_msg *m)
     if (m == NULL)
         return;
     free(m->entries_);
+    free(m->skip_);
     memset(m, 0, sizeof *m);
 }
 

@@ -21,7 +21,9 @@
  *   W3  A's data.mdb (st_blocks * 512 and st_size) after W1 and after W2.
  *
  * Usage: workload-bench [--records N] [--updates U] [--concurrent C] [--seed S] [--keep]
- *                       [--peer FILE]...
+ *                       [--debug] [--peer FILE]...
+ * --debug: the nodes log at level debug (with --keep, their logs stay in the network's
+ * directory: sync.vv and sync.answer say who asked whom for what).
  * --peer FILE: the output of the peers' `node --expose-gc bench.mjs PEER` at the same N/U/C
  * (its RESULT line), to print the peer's row and patto/peer ratios.
  * Only synthetic data; only 127.0.0.1.
@@ -375,12 +377,13 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: " PROG " [--records N] [--updates U] [--concurrent C] [--seed S] [--keep]\n"
-        "       [--peer FILE]...\n"
+        "       [--debug] [--peer FILE]...\n"
         "  --records N     records created in W1; default 10000\n"
         "  --updates U     updates in W1; default 50000\n"
         "  --concurrent C  updates made by A and by C each while apart; default U/10\n"
         "  --seed S        seed of the generator; default 20240611\n"
         "  --keep          keep the network's directory\n"
+        "  --debug         the nodes log at level debug (their logs are kept with --keep)\n"
         "  --peer FILE     a result of the peers' harness (bench.mjs's RESULT line) to print\n"
         "                  patto/peer ratios against (repeatable, up to 8)\n");
     exit(2);
@@ -389,7 +392,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     long n = 10000, u = 50000, cc = -1, seed = 20240611;
-    bool keep = false;
+    bool keep = false, debug = false;
     const char *peers[8];
     size_t npeers = 0;
     for (int i = 1; i < argc; i++) {
@@ -405,6 +408,8 @@ int main(int argc, char **argv)
             dst = &seed;
         else if (strcmp(argv[i], "--keep") == 0)
             keep = true;
+        else if (strcmp(argv[i], "--debug") == 0)
+            debug = true;
         else if (strcmp(argv[i], "--peer") == 0 && has && npeers < 8)
             peers[npeers++] = argv[++i];
         else
@@ -442,7 +447,8 @@ int main(int argc, char **argv)
                 (unsigned)nb_proxy_port(p[x][y]));
             strcat(conf, line);
         }
-        if (th_conf_append(&net, x, conf) != 0)
+        if (th_conf_append(&net, x, conf) != 0
+            || (debug && th_conf_append(&net, x, "\n[node]\nlog_level = debug\n") != 0))
             FAIL("cannot edit a pattod.conf");
     }
     for (size_t x = 0; x < NNODES; x++)

@@ -1819,6 +1819,18 @@ bool sim_waiting_read(sim *s, size_t i, sim_waiting *w)
     return true;
 }
 
+sim_traffic sim_traffic_read(sim *s, size_t i)
+{
+    sim_traffic t = { -1, -1 };
+    json_object *doc = ctl_json(s, i, "status");
+    if (doc != NULL) {
+        t.headers_got = jnum(doc, "traffic", "headers_got");
+        t.headers_dup = jnum(doc, "traffic", "headers_dup");
+        json_object_put(doc);
+    }
+    return t;
+}
+
 bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q)
 {
     memset(q, 0, sizeof(*q));

@@ -273,6 +273,12 @@ typedef struct sim_quarantine {
     size_t nlisted;
 } sim_quarantine;
 bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q);
+/* Headers node i got from peers since it started, and how many of them it held already, from
+ * its status ("traffic": headers_got, headers_dup); -1 each when the status cannot be read. */
+typedef struct sim_traffic {
+    long long headers_got, headers_dup;
+} sim_traffic;
+sim_traffic sim_traffic_read(sim *s, size_t i);
 /* How many peers node i has a session with, from its status ("peers", state "up"). */
 size_t sim_peers_up(sim *s, size_t i);
 /* The engine's grace period before a missing body is asked for (NODE_WANT_GRACE_MS). */

@@ -35,6 +35,9 @@
  *    came, is void once it comes.
  * 9. Expiry while the owner is offline: a holder (with a test clock two days on) refuses the
  *    grantee's write stamped after its grant ended; the grantee's node no longer shows it.
+ * 10. A member that claims its own log and sends none of it, while another node holds it (a
+ *    version vector skips an author's log at the other peers): the node gets it from the
+ *    other once the author has been slow for two anti-entropy ticks.
  *
  * After each attack the node must keep serving: `patto status` answers and a new case still
  * reaches the other nodes. Every node must stop cleanly at the end, and under the sanitizers
@@ -870,7 +873,7 @@ static proto_buf bodies_msg(const forged *f)
 
 static proto_buf empty_vv_msg(void)
 {
-    proto_vv_msg m = { NULL, 0, NULL };
+    proto_vv_msg m = { .entries = NULL };
     proto_buf out = { NULL, 0 };
     assert_int_equal(proto_vv_encode(&m, &out), PROTO_OK);
     return out;
@@ -2557,6 +2560,24 @@ static void key_grant_header_adds_no_recipient(void **state)
     still_serving(net, false);
 }
 
+/* Send a version vector that claims node `of`'s log up to seq (its last id given), and nothing
+ * else; then a ping as the barrier (an empty VV would replace the claim): its answer comes
+ * after the claim was read. */
+static void send_claim(th_net *net, fp_peer *p, size_t of, uint64_t seq, const uint8_t id[32])
+{
+    proto_vv_item item;
+    memset(&item, 0, sizeof(item));
+    node_origin(net, of, item.origin);
+    item.seq = seq;
+    memcpy(item.id, id, 32);
+    proto_vv_msg vm = { .entries = &item, .n = 1 };
+    proto_buf m = { NULL, 0 };
+    assert_int_equal(proto_vv_encode(&vm, &m), PROTO_OK);
+    send_msg(net, p, &m);
+    proto_buf_free(&m);
+    barrier_ping(net, p);
+}
+
 /* Finding 5: a member's version vector claims the comune's own log up to 2^62 and no header
  * comes: the claim is probed (the comune's VV and a ping, twice) and disbelieved, and the
  * comune writes again. */
@@ -2569,19 +2590,9 @@ static void own_log_claim_is_probed_not_believed(void **state)
     proto_identity *pref = member_identity(net, PREF);
     size_t claims = count3(net, COMUNE, "event=own.claim", "org=prefettura-1", NULL);
     fp_peer *p = connect_as(net, COMUNE, pref);
-    proto_vv_item item;
-    memset(&item, 0, sizeof(item));
-    node_origin(net, COMUNE, item.origin);
-    item.seq = UINT64_C(1) << 62;
-    memset(item.id, 0x42, sizeof(item.id));
-    proto_vv_msg vm = { &item, 1, NULL };
-    proto_buf m = { NULL, 0 };
-    assert_int_equal(proto_vv_encode(&vm, &m), PROTO_OK);
-    send_msg(net, p, &m);
-    proto_buf_free(&m);
-    /* A ping as the barrier (an empty VV would replace the claim): its answer comes after the
-     * claim was read. */
-    barrier_ping(net, p);
+    uint8_t fake_id[32];
+    memset(fake_id, 0x42, sizeof(fake_id));
+    send_claim(net, p, COMUNE, UINT64_C(1) << 62, fake_id);
 
     /* `case new` until it succeeds (the first may be refused with "retry once it has synced"),
      * answering the comune's pings meanwhile, for at most 20 s. */
@@ -2661,6 +2672,67 @@ static void equivocation_found_by_version_vectors(void **state)
     }
     forged_free(&a);
     forged_free(&b);
+    proto_identity_free(pref);
+    still_serving(net, true);
+}
+
+/* A member that claims its own log and sends none of it: the Prefettura (a fake peer with its
+ * identity) tells the comune it holds three headers of its log that the comune lacks, and
+ * never sends them; the CPIA holds them. The comune asks the CPIA with the Prefettura's log
+ * skipped (it comes from its author), then, after two anti-entropy ticks without progress,
+ * marks the Prefettura slow and gets the three headers from the CPIA, while the Prefettura's
+ * session stays up. Without that, the author could keep any node from its log for as long as
+ * it stays connected. */
+static void withheld_own_log_comes_from_others(void **state)
+{
+    th_net *net = *state;
+    stop_node(net, PREF);
+    chain c = member_chain(net, PREF);
+    proto_identity *pref = member_identity(net, PREF);
+    forged f[3];
+    const proto_buf *hs[3];
+    uint8_t prev[32];
+    memcpy(prev, c.prev, 32);
+    uint64_t t = now_ms();
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            forge_header(pref, c.seq + (uint64_t)i, prev, t + (uint64_t)i, &f[i]), PROTO_OK);
+        memcpy(prev, f[i].id, 32);
+        hs[i] = &f[i].header;
+    }
+    int64_t held = vv_of(net, COMUNE, PREF), last = (int64_t)c.seq + 2;
+    CHECK(net, held == (int64_t)c.seq - 1,
+        "the comune holds %lld of the Prefettura's log, not %llu", (long long)held,
+        (unsigned long long)(c.seq - 1));
+
+    /* The Prefettura claims its log up to the third header at the comune, and stays silent. */
+    size_t slow = count3(net, COMUNE, "event=sync.slow", "org=prefettura-1", NULL);
+    fp_peer *p = connect_as(net, COMUNE, pref);
+    send_claim(net, p, PREF, (uint64_t)last, f[2].id);
+
+    /* The CPIA gets the three headers (from another session with the same identity). */
+    fp_peer *q = connect_as(net, CPIA, pref);
+    proto_buf hm = headers_msg(hs, 3);
+    send_msg(net, q, &hm);
+    proto_buf_free(&hm);
+    vv_want wc = { CPIA, PREF, last };
+    CHECK(net, th_wait(net, 10000, vv_is, &wc), "the CPIA did not store the three headers");
+
+    /* The comune gets them from the CPIA, the silent author's session up all along. */
+    bool got = false;
+    for (uint64_t until = now_ms() + 30000; !got && now_ms() < until;) {
+        pump(net, p, 250);
+        got = vv_of(net, COMUNE, PREF) == last;
+    }
+    CHECK(net, got, "the comune holds %lld of the Prefettura's log after 30 s, not %lld",
+        (long long)vv_of(net, COMUNE, PREF), (long long)last);
+    CHECK(net, fp_closed_count(p) == 0, "the comune closed the silent author's session");
+    CHECK(net, count3(net, COMUNE, "event=sync.slow", "org=prefettura-1", NULL) > slow,
+        "the comune got the log without logging event=sync.slow for its author");
+    fp_close(p);
+    fp_close(q);
+    for (int i = 0; i < 3; i++)
+        forged_free(&f[i]);
     proto_identity_free(pref);
     still_serving(net, true);
 }
@@ -3971,6 +4043,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(key_grant_header_adds_no_recipient, setup, teardown),
         cmocka_unit_test_setup_teardown(own_log_claim_is_probed_not_believed, setup, teardown),
         cmocka_unit_test_setup_teardown(equivocation_found_by_version_vectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(withheld_own_log_comes_from_others, setup, teardown),
         cmocka_unit_test_setup_teardown(silent_member_cannot_stop_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(
             merged_deltas_follow_the_schema, setup_counter_limit, teardown),

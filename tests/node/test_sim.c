@@ -365,6 +365,65 @@ static void anti_entropy_after_partition(void **state)
         sim_vv(s, PREF, COMUNE));
 }
 
+/* The CPIA is away while the comune and the Prefettura each write 40 deltas, which they trade.
+ * When the CPIA starts again, both are up: its version vector asks each for its own log only
+ * (the other's is skipped), so it gets each header once; before, both answered with both logs
+ * and 80 of the 160 headers came twice. The comune and the Prefettura get nothing twice
+ * either. Then the Prefettura is away when the CPIA starts again after missing 10 more of its
+ * writes: the CPIA skips the Prefettura's log at the comune for the first second (its link
+ * could be a moment behind), then asks the comune for it. */
+static void each_log_from_its_author(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 3, 21, "each_log_from_its_author");
+    sim *s = start(state, &o);
+    proto_case_id a = new_case(s, COMUNE, "lingua.livello=A1");
+    proto_case_id p = new_case(s, PREF, "anagrafica.nome=Vorudi");
+    converge(s, 10000);
+    sim_isolate(s, CPIA);
+    for (int k = 0; k < 40; k++) {
+        char edit[64];
+        snprintf(edit, sizeof(edit), "anagrafica.cognome=Selani%d", k);
+        set(s, COMUNE, &a, "lingua.ore_frequenza+=1");
+        set(s, PREF, &p, edit);
+        assert_true(sim_run_for(s, 50));
+    }
+    assert_true(sim_run_for(s, 5000));
+    CHECK(s,
+        sim_vv(s, COMUNE, PREF) == sim_vv(s, PREF, PREF)
+            && sim_vv(s, PREF, COMUNE) == sim_vv(s, COMUNE, COMUNE),
+        "the comune and the Prefettura did not trade their writes");
+    sim_traffic ca = sim_traffic_read(s, COMUNE), pa = sim_traffic_read(s, PREF);
+    sim_heal(s);
+    CHECK(s, sim_restart(s, CPIA), "the CPIA did not start again");
+    converge(s, 30000);
+    sim_traffic cb = sim_traffic_read(s, CPIA), cz = sim_traffic_read(s, COMUNE),
+                pz = sim_traffic_read(s, PREF);
+    CHECK(s, cb.headers_got == 80 && cb.headers_dup == 0,
+        "the CPIA got %lld headers after its restart, %lld of them twice (want 80, none twice)",
+        cb.headers_got, cb.headers_dup);
+    CHECK(s, cz.headers_dup == ca.headers_dup && pz.headers_dup == pa.headers_dup,
+        "the comune got %lld headers twice and the Prefettura %lld while the CPIA caught up",
+        cz.headers_dup - ca.headers_dup, pz.headers_dup - pa.headers_dup);
+
+    sim_isolate(s, CPIA);
+    for (int k = 0; k < 10; k++) {
+        set(s, PREF, &p, "anagrafica.nome=Teruna");
+        assert_true(sim_run_for(s, 50));
+    }
+    assert_true(sim_run_for(s, 3000));
+    uint64_t pref_log = sim_vv(s, PREF, PREF);
+    CHECK(s, sim_vv(s, COMUNE, PREF) == pref_log, "the comune lacks the Prefettura's writes");
+    const unsigned away[3] = { 0, 0, 1 }; /* the comune and the CPIA, the Prefettura apart */
+    sim_partition(s, away);
+    CHECK(s, sim_restart(s, CPIA), "the CPIA did not start again");
+    assert_true(sim_run_for(s, 6000));
+    CHECK(s, sim_vv(s, CPIA, PREF) == pref_log,
+        "6 s after its start the CPIA holds %" PRIu64 " of the Prefettura's log, not %" PRIu64
+        " (the comune has it, the Prefettura is away)",
+        sim_vv(s, CPIA, PREF), pref_log);
+}
+
 /* max_clock_ahead_ms = 1000 and the CPIA's clock 5 s ahead: the comune stores its headers at
  * once, its deltas wait until the comune's clock is within 1 s of their stamps, then merge. */
 static void clock_ahead_waits(void **state)
@@ -870,6 +929,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(wants_after_grace, teardown),
         cmocka_unit_test_teardown(purged_author_serves_its_write, teardown),
         cmocka_unit_test_teardown(anti_entropy_after_partition, teardown),
+        cmocka_unit_test_teardown(each_log_from_its_author, teardown),
         cmocka_unit_test_teardown(clock_ahead_waits, teardown),
         cmocka_unit_test_teardown(clock_step_back, teardown),
         cmocka_unit_test_teardown(seeded_schedule, teardown),

@@ -411,8 +411,8 @@ typedef struct hand {
 
 static hand hand_good(void)
 {
-    hand x = { 2, PROTO_K_NOTE_PLAIN, PROTO_NOTE_WITHDRAWAL, 10, 16, "comune-1", "cpia-1",
-        { "sociale", "documenti" }, 2, false, "prot. 41/2025", "l.verdi", "lverdi" };
+    hand x = { PROTO_VERSION, PROTO_K_NOTE_PLAIN, PROTO_NOTE_WITHDRAWAL, 10, 16, "comune-1",
+        "cpia-1", { "sociale", "documenti" }, 2, false, "prot. 41/2025", "l.verdi", "lverdi" };
     return x;
 }
 
@@ -516,7 +516,7 @@ static proto_err open_spec(
     randombytes_buf(boxes + l, 3 * l);
     tb b = { 0 };
     tb_array(&b, 3);
-    tb_uint(&b, 2);
+    tb_uint(&b, PROTO_VERSION);
     tb_uint(&b, 4);
     tb_array(&b, 4);
     for (int i = 0; i < 4; i++)
@@ -761,7 +761,7 @@ static void hand_header(
     uint8_t z[32] = { 0 }, sig[64];
     tb in = { 0 };
     tb_array(&in, 12);
-    tb_uint(&in, 2);
+    tb_uint(&in, PROTO_VERSION);
     tb_uint(&in, 2);
     size_t k_off = in.len;
     tb_uint(&in, k);
@@ -779,7 +779,7 @@ static void hand_header(
     tb_bin(&in, z, 32);
     memset(sig, 0x55, sizeof sig);
     tb_array(out, 4);
-    tb_uint(out, 2);
+    tb_uint(out, PROTO_VERSION);
     tb_uint(out, 1);
     tb_bin(out, in.p, in.len);
     size_t base = out->len - in.len;
@@ -1118,7 +1118,7 @@ static void spec_note_vector(const fx *f, const tu_vector *v, const proto_identi
     crypto_generichash(bh, 32, body, bl, NULL, 0);
     assert_memory_equal(bh, h.body_hash, 32);
     assert_int_equal(body[0], 0x93);
-    assert_int_equal(body[1], 2);
+    assert_int_equal(body[1], PROTO_VERSION);
     assert_int_equal(body[2], 4);
     assert_int_equal(body[3], 0x94);
     uint8_t epk[32], esk[32], seed[32], pk[32], sk[32];

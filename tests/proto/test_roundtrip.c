@@ -55,13 +55,23 @@ static void sync_messages(void **state)
             vv[i].fork = tu_next() % 3 == 0 ? 1 + tu_next() % vv[i].seq : 0;
         }
         qsort(vv, n, sizeof vv[0], vv_cmp);
-        proto_vv_msg m = { vv, n, NULL }, d;
+        /* skip: origins ascending (the first byte of each is its index, so unique) */
+        proto_hash_bytes skip[8];
+        size_t ns = tu_next() % 9;
+        for (size_t i = 0; i < ns; i++) {
+            rand_bytes(skip[i].b, 32);
+            skip[i].b[0] = (uint8_t)(i * 16);
+        }
+        proto_vv_msg m = { .entries = vv, .n = n, .skip = skip, .nskip = ns }, d;
         proto_buf a, b;
         assert_int_equal(proto_vv_encode(&m, &a), PROTO_OK);
         assert_int_equal(proto_vv_decode(a.p, a.len, NULL, &d, NULL), PROTO_OK);
         assert_int_equal(d.n, n);
         if (n > 0)
             assert_memory_equal(d.entries, vv, n * sizeof vv[0]);
+        assert_int_equal(d.nskip, ns);
+        if (ns > 0)
+            assert_memory_equal(d.skip, skip, ns * sizeof skip[0]);
         assert_int_equal(proto_vv_encode(&d, &b), PROTO_OK);
         same_bytes(&a, &b);
         proto_vv_fini(&d);
@@ -115,7 +125,7 @@ static void sync_messages(void **state)
     proto_vv_item bad[2];
     memset(bad, 0, sizeof bad);
     bad[0].seq = bad[1].seq = 1;
-    proto_vv_msg m = { bad, 2, NULL };
+    proto_vv_msg m = { .entries = bad, .n = 2 };
     proto_buf a;
     assert_int_equal(proto_vv_encode(&m, &a), PROTO_EVALUE);
     m.n = 1;
@@ -123,7 +133,7 @@ static void sync_messages(void **state)
     assert_int_equal(proto_vv_encode(&m, &a), PROTO_EVALUE);
     for (int c = 0; c < 3; c++) {
         tb b = { 0 };
-        tb_array(&b, 3);
+        tb_array(&b, 4);
         tb_uint(&b, PROTO_VERSION);
         tb_uint(&b, PROTO_K_VV);
         tb_array(&b, 2);
@@ -135,6 +145,7 @@ static void sync_messages(void **state)
             tb_uint(&b, c == 2 && i == 1 ? 0 : 1);
             tb_bin(&b, id, 32);
         }
+        tb_array(&b, 0);
         proto_vv_msg d;
         proto_diag dg;
         static const proto_err want[3] = { PROTO_ENONCANON, PROTO_ENONCANON, PROTO_EVALUE };
@@ -147,7 +158,7 @@ static void sync_messages(void **state)
     assert_int_equal(proto_vv_encode(&m, &a), PROTO_EVALUE);
     for (uint64_t fork = 0; fork <= 6; fork += 6) {
         tb b = { 0 };
-        tb_array(&b, 3);
+        tb_array(&b, 4);
         tb_uint(&b, PROTO_VERSION);
         tb_uint(&b, PROTO_K_VV);
         tb_array(&b, 1);
@@ -157,9 +168,41 @@ static void sync_messages(void **state)
         tb_uint(&b, 5);
         tb_bin(&b, id, 32);
         tb_uint(&b, fork);
+        tb_array(&b, 0);
         proto_vv_msg d;
         proto_diag dg;
         assert_int_equal(proto_vv_decode(b.p, b.len, NULL, &d, &dg), PROTO_EVALUE);
+        tb_free(&b);
+    }
+    /* skipped origins: unsorted or repeated refused on encode and on decode, a short one or a
+     * missing skip array on decode */
+    bad[0].fork = 0;
+    proto_hash_bytes sk[2];
+    memset(sk, 0, sizeof sk);
+    m.skip = sk;
+    m.nskip = 2;
+    assert_int_equal(proto_vv_encode(&m, &a), PROTO_EVALUE);
+    sk[0].b[0] = 2;
+    assert_int_equal(proto_vv_encode(&m, &a), PROTO_EVALUE);
+    for (int c = 0; c < 4; c++) {
+        tb b = { 0 };
+        tb_array(&b, c == 3 ? 3 : 4);
+        tb_uint(&b, PROTO_VERSION);
+        tb_uint(&b, PROTO_K_VV);
+        tb_array(&b, 0);
+        if (c < 3) {
+            tb_array(&b, 2);
+            for (int i = 0; i < 2; i++) {
+                uint8_t o[32] = { 0 };
+                o[0] = (uint8_t)(c == 0 ? 2 - i : 1); /* down, same, short */
+                tb_bin(&b, o, c == 2 && i == 1 ? 31 : 32);
+            }
+        }
+        proto_vv_msg d;
+        proto_diag dg;
+        static const proto_err want[4]
+            = { PROTO_ENONCANON, PROTO_ENONCANON, PROTO_ESHAPE, PROTO_ESHAPE };
+        assert_int_equal(proto_vv_decode(b.p, b.len, NULL, &d, &dg), want[c]);
         tb_free(&b);
     }
 }

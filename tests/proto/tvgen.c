@@ -696,20 +696,25 @@ void tv_generate(tu_vectors *vs)
     memcpy(vi[1].id, forget_id, 32);
     CHECK(
         memcmp(vi[0].origin, vi[1].origin, 32) >= 0 || memcmp(vi[1].origin, vi[2].origin, 32) >= 0);
-    proto_vv_msg vm = { vi, 3, NULL };
+    proto_vv_msg vm = { .entries = vi, .n = 3 };
     CHECK(proto_vv_encode(&vm, &m));
     v = tu_vectors_add(vs, "vv");
     tu_vector_put(v, "what",
         "carol seq 1, alice seq 5 (the forget's id), bob seq 7: the last contiguous header of "
-        "each origin and its id");
+        "each origin and its id; nothing skipped");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
     vi[2].fork = 4; /* bob's log known forked at seq 4 */
+    proto_hash_bytes skip;
+    memcpy(skip.b, vi[0].origin, 32);
+    vm.skip = &skip;
+    vm.nskip = 1;
     CHECK(proto_vv_encode(&vm, &m));
     v = tu_vectors_add(vs, "vv_fork");
     tu_vector_put(v, "what",
         "the same, with bob's origin quarantined: the sender holds a proof of two headers at "
-        "bob's seq 4 (the fork point), so bob's entry has a fourth element");
+        "bob's seq 4 (the fork point), so bob's entry has a fourth element; and carol's "
+        "origin skipped: the receiver sends none of carol's headers in its answer");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 

@@ -46,7 +46,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 /* Constants (PROTOCOL.md, "Constants")                                                      */
 
-#define PROTO_VERSION 2            /* first element of every top-level message */
+#define PROTO_VERSION 3            /* first element of every top-level message */
 #define PROTO_ORIGIN_LEN 32        /* Ed25519 public key */
 #define PROTO_BOX_PK_LEN 32        /* X25519 public key */
 #define PROTO_SEED_LEN 32          /* key seeds */
@@ -798,6 +798,11 @@ void proto_manifest_fini(proto_manifest *m);
 /* ---------------------------------------------------------------------------------------- */
 /* Peer sync messages                                                                        */
 
+/* 32 bytes: a header id, or an origin (both are 32 bytes long). */
+typedef struct proto_hash_bytes {
+    uint8_t b[PROTO_HASH_LEN];
+} proto_hash_bytes;
+
 /* One origin in a VV: the last header held of its contiguous log, and that header's id. */
 typedef struct proto_vv_item {
     uint8_t origin[PROTO_ORIGIN_LEN];
@@ -806,11 +811,16 @@ typedef struct proto_vv_item {
     uint64_t fork; /* 0, or the origin's fork point the sender holds a proof of (1..seq) */
 } proto_vv_item;
 
-/* VV: sorted by origin, unique. Decoded: entries owned. */
+/* VV: sorted by origin, unique. skip: the origins whose headers the receiver is not to send
+ * in its answer (the sender gets them from another peer), sorted, unique, at most
+ * PROTO_VV_MAX. Decoded: entries and skip owned. */
 typedef struct proto_vv_msg {
     const proto_vv_item *entries;
     size_t n;
+    const proto_hash_bytes *skip;
+    size_t nskip;
     proto_vv_item *entries_; /* private */
+    proto_hash_bytes *skip_; /* private */
 } proto_vv_msg;
 
 /* HEADERS: a batch of HEADER messages, each carried as bin (borrowed). */
@@ -832,9 +842,6 @@ typedef struct proto_bodies_msg {
 } proto_bodies_msg;
 
 /* WANT: header ids whose bodies the sender asks for. */
-typedef struct proto_hash_bytes {
-    uint8_t b[PROTO_HASH_LEN];
-} proto_hash_bytes;
 typedef struct proto_want_msg {
     const proto_hash_bytes *ids;
     size_t n;
