@@ -217,6 +217,7 @@ struct node_engine {
     node_host host;
     char dir[4096];      /* the data directory, absolute (the node runs chdir'd into it) */
     uint64_t started_ms; /* when the node started (node__mono) */
+    uint64_t first_up_ms; /* when its first session came up since the start (0: none yet) */
     node_config cfg;
     node_store *store;
     proto_identity *me;

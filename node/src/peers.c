@@ -56,6 +56,8 @@ static void established(node_engine *e, node_link *l)
         return;
     }
     l->state = LINK_UP;
+    if (e->first_up_ms == 0)
+        e->first_up_ms = node__mono(e);
     e->host.trust(e->host.ctx, l->pipe);
     m->last_heard_ms = l->rx_ms = l->tx_ms = node__mono(e);
     NODE_INFO(

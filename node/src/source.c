@@ -6,8 +6,8 @@
  * headers of the peers' workload's incremental sync).
  *
  * So a version vector names the origins its receiver is not to send (PROTOCOL.md, "Sync
- * messages": skip): those whose author is up (or, within a second of this node's start, not
- * heard from yet: its link is probably a moment behind) and is not known to lag, unless the
+ * messages": skip): those whose author is up (or, within a second of this node's first session
+ * since its start, not heard from yet: its link is probably a moment behind) and is not known to lag, unless the
  * receiver claims more of that log than its author does. Such a log comes from its author alone.
  * Every other origin (its author down, or relayed further than its author claims) is asked of every
  * peer, as before. An author that claims more of its own log than this node holds, and sends
@@ -24,9 +24,11 @@
 
 /* Ticks in a row without progress after which an author that owes its log is slow. */
 #define SLOW_TICKS 2
-/* For this long after this node starts, a member it has not heard from yet is taken to be
- * coming up: its links come up one by one, and a version vector sent on the first would
- * otherwise ask that peer for the logs of authors whose links are a moment behind. */
+/* Until this long after this node's first session since its start came up, a member it has
+ * not heard from yet is taken to be coming up: links come up one by one, and a version vector
+ * sent on the first would otherwise ask that peer for the logs of authors whose links are a
+ * moment behind. (From the first session, not from the start: opening a large store takes
+ * longer than that.) */
 #define START_GRACE_MS 1000
 
 static uint64_t claim_of(const node_member *m, const uint8_t origin[32])
@@ -60,10 +62,12 @@ static const proto_member *listed(const node_engine *e, const node_member *p)
     return e->have_manifest && k < e->manifest.nmembers ? &e->manifest.members[k] : NULL;
 }
 
-/* Is p a peer not heard from since this node started, within START_GRACE_MS of the start? */
+/* Is p a peer not heard from since this node started, within START_GRACE_MS of its first
+ * session? */
 static bool coming(node_engine *e, const node_member *p)
 {
-    return p->active && p->last_heard_ms == 0 && node__mono(e) - e->started_ms < START_GRACE_MS;
+    return p->active && p->last_heard_ms == 0
+        && (e->first_up_ms == 0 || node__mono(e) - e->first_up_ms < START_GRACE_MS);
 }
 
 /* Does p serve its own log to this node: a peer, up (or coming), not slow? */

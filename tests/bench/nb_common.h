@@ -47,7 +47,9 @@ long nb_proc_kib(pid_t pid, const char *key);
  * polls the cheap `digest vv` every poll_ms until the version vectors are equal and the node has
  * nothing in hand, then compares whole digests (again every 100 ms until equal). A whole digest
  * reads and hashes every scope state, so polling it would slow the sync it measures. Returns
- * nb_now_s() when the whole digests were equal; nb_fail(prog, "WHAT: ...") past the limit.
+ * nb_now_s() just after the probe that saw them equal in the round whose whole digests then
+ * agreed (the whole digest only confirms it: its seconds are not the sync's); nb_fail(prog,
+ * "WHAT: ...") past the limit.
  * With heap_kib: the peak of process pid's RssAnon (its heap and other anonymous memory, not
  * LMDB's mapped file) seen at each poll. */
 double nb_wait_same(const char *prog, nb_ctl *c, json_object *ref, double limit_s, int poll_ms,

@@ -285,14 +285,16 @@ static bool digests_equal(nb_ctl *c, const size_t *which, size_t n, bool vv_only
 }
 
 /* Wait until the nodes in which[] are equal: the cheap probe first, then whole digests (which
- * read and hash every scope state: polling them would slow the sync being measured). */
-static void wait_equal(nb_ctl *c, const size_t *which, size_t n, double limit_s, const char *what)
+ * read and hash every scope state: polling them would slow the sync being measured). Returns
+ * the time just after the probe of the round whose whole digests agreed. */
+static double wait_equal(nb_ctl *c, const size_t *which, size_t n, double limit_s, const char *what)
 {
     double t0 = nb_now_s();
     for (;;) {
         bool near = digests_equal(c, which, n, true);
+        double seen = nb_now_s();
         if (near && digests_equal(c, which, n, false))
-            return;
+            return seen; /* when the probe saw them equal: the whole digests only confirm it */
         if (nb_now_s() - t0 > limit_s)
             FAIL("%s: no convergence within %.0f s", what, limit_s);
         nb_sleep_ms(near ? 100 : 5);
@@ -583,7 +585,7 @@ int main(int argc, char **argv)
         FAIL("cannot start C");
     nb_ctl_open_wait(PROG, &net, C, &ctl[C]);
     const size_t abc[3] = { A, B, C };
-    wait_equal(ctl, abc, 3, 1800, "C's full copy");
+    (void)wait_equal(ctl, abc, 3, 1800, "C's full copy");
     printf("setup (untimed): C's full copy in %.1f s\n", nb_now_s() - tc);
 
     /* Apart: B and C down, A writes; A down, C writes. */
@@ -614,8 +616,7 @@ int main(int argc, char **argv)
         FAIL("cannot start A and B");
     nb_ctl_open_wait(PROG, &net, A, &ctl[A]);
     nb_ctl_open_wait(PROG, &net, B, &ctl[B]);
-    wait_equal(ctl, abc, 3, 1800, "incremental sync");
-    double done2 = nb_now_s();
+    double done2 = wait_equal(ctl, abc, 3, 1800, "incremental sync");
     uint64_t inc_bytes = sum_bytes(all, np, &first);
     if (first == 0)
         FAIL("no connection went through the proxies");
