@@ -471,6 +471,31 @@ static tn_err send_line(const tn_net *net, const char *line, int timeout_ms)
 /* ---------------------------------------------------------------------------------------- */
 /* up                                                                                        */
 
+/* Did the supervisor whose log is at logpath stop (it logs event=supervisor.exit) in what it
+ * wrote past offset `from` (the log's size before it started: the log of an earlier `up` of the
+ * same directory comes before)? Then *why holds its last error line (or the exit line). */
+static bool supervisor_gone(const char *logpath, size_t from, char *why, size_t whylen)
+{
+    char *all = NULL;
+    size_t len = 0;
+    if (tn_read_file(logpath, 4u << 20, &all, &len) != TN_OK)
+        return false;
+    const char *text = all + (from < len ? from : len);
+    bool gone = strstr(text, "event=supervisor.exit") != NULL;
+    if (gone) {
+        const char *line = strstr(text, "event=supervisor.exit"), *err = NULL;
+        for (const char *p = strstr(text, "level=error"); p != NULL;
+             p = strstr(p + 1, "level=error"))
+            err = p;
+        if (err != NULL)
+            line = err;
+        size_t n = strcspn(line, "\n");
+        snprintf(why, whylen, "%.*s", (int)(n < 300 ? n : 300), line);
+    }
+    free(all);
+    return gone;
+}
+
 static tn_err start_supervisor(const tn_net *net)
 {
     char self[PATH_MAX];
@@ -487,6 +512,8 @@ static tn_err start_supervisor(const tn_net *net)
         tn_msg("cannot run pattod at %s (set PATTOD_BIN)", pattod);
         return TN_EPROC;
     }
+    struct stat before;
+    size_t from = stat(logpath, &before) == 0 ? (size_t)before.st_size : 0;
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -524,6 +551,11 @@ static tn_err start_supervisor(const tn_net *net)
         free(ans);
         if (err == TN_OK)
             return TN_OK;
+        char why[320];
+        if (supervisor_gone(logpath, from, why, sizeof why)) {
+            tn_msg("the supervisor stopped at once (%s); see %s", why, logpath);
+            return TN_EUNREACHABLE;
+        }
         tn_sleep_ms(40);
     }
     tn_msg("the supervisor did not answer within 10 s; see %s", logpath);

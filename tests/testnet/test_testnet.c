@@ -31,6 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -753,6 +756,30 @@ static void names_and_ports(void **state)
     CHECK(t, o->status == 0, "patto after the second up: %s", o->out);
 }
 
+/* A proxy port another process holds: `up` says at once why the supervisor stopped (before, it
+ * waited 10 s and said the supervisor did not answer), and nothing is left running. */
+static void port_in_use_says_why(void **state)
+{
+    net *t = *state;
+    /* --base-port B: nodes on B and B+1, proxy 0->1 on B+3 (names_and_ports), held here. */
+    unsigned base = 20000 + (unsigned)(getpid() % 250) * 50 + 40;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)(base + 3)) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(t, fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0,
+        "cannot hold 127.0.0.1:%u for the test: %s", base + 3, strerror(errno));
+    char b[16];
+    snprintf(b, sizeof b, "%u", base);
+    run_out *o = tn("up", t->dir, "--nodes", "2", "--base-port", b, NULL);
+    close(fd);
+    CHECK(t,
+        o->status != 0 && strstr(o->out, "stopped at once") != NULL
+            && strstr(o->out, "address already in use") != NULL,
+        "up with a proxy port held elsewhere: %d %s", o->status, o->out);
+    o = tn("status", t->dir, NULL);
+    CHECK(t, o->status == 4, "status after the failed up: %d %s", o->status, o->out);
+}
+
 /* Called as patto by check_names_differing_tags: run the real patto and, for the node named
  * in TN_TEST_FAKE_DIGEST, change the digest of every tag that `digest` reports. */
 static int fake_patto(int argc, char **argv)
@@ -813,6 +840,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(kill_restart_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_cont_hung_node, setup, teardown),
         cmocka_unit_test_setup_teardown(names_and_ports, setup_empty, teardown),
+        cmocka_unit_test_setup_teardown(port_in_use_says_why, setup_empty, teardown),
     };
     if (argc > 3 && strcmp(argv[3], "procs") == 0)
         return cmocka_run_group_tests(procs, NULL, NULL);
