@@ -215,8 +215,8 @@ typedef NODE_VEC(node_held_back) node_held_back_vec;
 struct node_engine {
     /* node__engine_open / node__engine_free (engine.c); read everywhere */
     node_host host;
-    char dir[4096];      /* the data directory, absolute (the node runs chdir'd into it) */
-    uint64_t started_ms; /* when the node started (node__mono) */
+    char dir[4096];       /* the data directory, absolute (the node runs chdir'd into it) */
+    uint64_t started_ms;  /* when the node started (node__mono) */
     uint64_t first_up_ms; /* when its first session came up since the start (0: none yet) */
     node_config cfg;
     node_store *store;
@@ -1004,6 +1004,9 @@ void node__wants_due(node_engine *e);
 /* ---------------------------------------------------------------------------------------- */
 /* source.c: which peer an origin's headers are asked of                                     */
 
+/* The entry of origin in a version vector sorted by origin (NULL: none); its seq (0: none). */
+const proto_vv_item *node__vv_find(const proto_vv_item *vv, size_t n, const uint8_t origin[32]);
+uint64_t node__vv_seq(const proto_vv_item *vv, size_t n, const uint8_t origin[32]);
 /* The origins a version vector to `to` asks it not to send (sorted; *skip malloc'd, NULL when
  * none): those of each other member that is up and not slow, unless `to` claims more of that
  * log than its author. */
@@ -1012,7 +1015,7 @@ node_err node__source_skip(
 /* m's version vector came: the origins it asks this node not to send. */
 void node__source_take(node_member *m, const proto_vv_msg *v);
 bool node__source_skipped(const node_member *m, const uint8_t origin[32]);
-/* At each tick, with what this node holds (held, sorted): is p slow to serve its own log?
+/* At each tick, with what this node holds (held, sorted by origin): is p slow to serve its own log?
  * True when the other peers must now be asked for p's log (p went down or became slow after
  * they were told to skip it). */
 bool node__source_judge(node_engine *e, node_member *p, const proto_vv_item *held, size_t n);

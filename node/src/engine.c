@@ -28,8 +28,7 @@ node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
         return node__fail(msg, NODE_ECONFIG,
             "the store in %s was written by a pattod of an earlier protocol version, which "
             "this pattod (protocol version %d) cannot read: move data.mdb and lock.mdb away and "
-            "let the "
-            "node sync again from its peers",
+            "let the node sync again from its peers",
             e->dir, PROTO_VERSION);
     if (err != NODE_OK)
         return err;

@@ -7,15 +7,16 @@
  *
  * So a version vector names the origins its receiver is not to send (PROTOCOL.md, "Sync
  * messages": skip): those whose author is up (or, within a second of this node's first session
- * since its start, not heard from yet: its link is probably a moment behind) and is not known to lag, unless the
- * receiver claims more of that log than its author does. Such a log comes from its author alone.
- * Every other origin (its author down, or relayed further than its author claims) is asked of every
- * peer, as before. An author that claims more of its own log than this node holds, and sends
- * none of it for two anti-entropy ticks in a row, is slow: its log is asked of every peer that
- * claims more of it, until it owes nothing; an author that goes down (or never came up) after
+ * since its start, not heard from yet: its link is probably a moment behind) and is not known to
+ * lag, unless the receiver claims more of that log than its author does. Such a log comes from its
+ * author alone. Every other origin (its author down, or relayed further than its author claims) is
+ * asked of every peer, as before. An author that claims more of its own log than this node holds,
+ * and sends none of it for two anti-entropy ticks in a row, is slow: its log is asked of every peer
+ * that claims more of it, until it owes nothing; an author that goes down (or never came up) after
  * others were told to skip its log has it asked of them at the next tick. A modified author can
  * only delay its own log this way (and only as far as it claims), never a log another member wrote.
- * May call: idset.c (nothing that sends: sync.c does the asking).
+ * Also the one lookup of an origin in a version vector (node__vv_find). May call: link.c
+ * (nothing that sends: sync.c does the asking).
  */
 #include "core.h"
 
@@ -31,28 +32,32 @@
  * longer than that.) */
 #define START_GRACE_MS 1000
 
-static uint64_t claim_of(const node_member *m, const uint8_t origin[32])
+const proto_vv_item *node__vv_find(const proto_vv_item *vv, size_t n, const uint8_t origin[32])
 {
-    size_t lo = 0, hi = m->nvv;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(m->vv[mid].origin, origin, 32);
+        int c = memcmp(vv[mid].origin, origin, 32);
         if (c == 0)
-            return m->vv[mid].seq;
+            return &vv[mid];
         if (c < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return 0;
+    return NULL;
 }
 
-static uint64_t held_of(const proto_vv_item *held, size_t n, const uint8_t origin[32])
+uint64_t node__vv_seq(const proto_vv_item *vv, size_t n, const uint8_t origin[32])
 {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(held[i].origin, origin, 32) == 0)
-            return held[i].seq;
-    return 0;
+    const proto_vv_item *it = node__vv_find(vv, n, origin);
+    return it != NULL ? it->seq : 0;
+}
+
+/* How far m claims the log of origin runs (its last version vector). */
+static uint64_t claim_of(const node_member *m, const uint8_t origin[32])
+{
+    return node__vv_seq(m->vv, m->nvv, origin);
 }
 
 /* The manifest's entry for member p (the member table follows the manifest's order). */
@@ -86,11 +91,10 @@ node_err node__source_skip(
 {
     *skip = NULL;
     *nskip = 0;
-    size_t total = 0;
+    size_t total = 0; /* at most every key the manifest lists: 65,536 (4,096 members x 16) */
     for (size_t k = 0; k < e->nmembers; k++) {
         const proto_member *pm = listed(e, &e->members[k]);
-        if (pm != NULL && &e->members[k] != to && serves(e, &e->members[k]))
-            total += pm->nkeys;
+        total += pm != NULL ? pm->nkeys : 0;
     }
     if (total == 0)
         return NODE_OK;
@@ -145,7 +149,7 @@ bool node__source_judge(node_engine *e, node_member *p, const proto_vv_item *hel
     uint64_t progress = 0;
     bool owes = false;
     for (size_t j = 0; j < pm->nkeys; j++) {
-        uint64_t h = held_of(held, n, pm->keys[j].origin);
+        uint64_t h = node__vv_seq(held, n, pm->keys[j].origin);
         progress += h;
         owes = owes || (p->vv_seen && claim_of(p, pm->keys[j].origin) > h);
     }
@@ -174,7 +178,7 @@ bool node__source_claims_more(const node_engine *e, const node_member *m, const 
 {
     const proto_member *pm = listed(e, p);
     for (size_t j = 0; pm != NULL && j < pm->nkeys; j++)
-        if (claim_of(m, pm->keys[j].origin) > held_of(held, n, pm->keys[j].origin))
+        if (claim_of(m, pm->keys[j].origin) > node__vv_seq(held, n, pm->keys[j].origin))
             return true;
     return false;
 }

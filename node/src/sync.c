@@ -76,28 +76,6 @@ void node__send_vv(node_engine *e, node_member *m, node_link *l, bool only_new)
     free(skip);
 }
 
-static const proto_vv_item *vv_find(const proto_vv_item *vv, size_t n, const uint8_t origin[32])
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(vv[mid].origin, origin, 32);
-        if (c == 0)
-            return &vv[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-static uint64_t vv_lookup(const proto_vv_item *vv, size_t n, const uint8_t origin[32])
-{
-    const proto_vv_item *it = vv_find(vv, n, origin);
-    return it != NULL ? it->seq : 0;
-}
-
 /* A growing batch of HEADERS or BODIES, flushed as messages of at most BATCH_BYTES. */
 /* A growing HEADERS or BODIES message, flushed at BATCH_BYTES, so it holds far fewer than
  * PROTO_BATCH_MAX items. items[i] and bodies[i].body are the same copy. */
@@ -280,14 +258,14 @@ static node_err lack_cb(node_txn *t, void *ctx)
     if (err != NODE_OK)
         return err;
     for (size_t i = 0; i < c->m->nvv && err == NODE_OK; i++) {
-        const proto_vv_item *theirs = &c->m->vv[i], *my = vv_find(mine, n, theirs->origin);
+        const proto_vv_item *theirs = &c->m->vv[i], *my = node__vv_find(mine, n, theirs->origin);
         uint64_t fork = lower_cut(fork_of(theirs, my), retired_cut(c->e, theirs->origin));
         if (reach(my, fork) < reach(theirs, fork) || (theirs->fork != 0 && fork_of(NULL, my) == 0))
             c->ahead = true;
         err = lack_fork(t, c, theirs, my);
     }
     for (size_t i = 0; i < n && err == NODE_OK; i++) {
-        const proto_vv_item *theirs = vv_find(c->m->vv, c->m->nvv, mine[i].origin);
+        const proto_vv_item *theirs = node__vv_find(c->m->vv, c->m->nvv, mine[i].origin);
         uint64_t fork = lower_cut(fork_of(theirs, &mine[i]), retired_cut(c->e, mine[i].origin));
         /* of an origin m skips (it gets that log from its author), only a fork proof */
         uint64_t last = node__source_skipped(c->m, mine[i].origin) ? 0 : reach(&mine[i], fork);
@@ -582,7 +560,7 @@ static void own_probe_round(node_engine *e, node_link *l, node_member *m)
 static void own_claim_seen(node_engine *e, node_link *l, node_member *m)
 {
     m->vv_seen = true;
-    m->own_claim = vv_lookup(m->vv, m->nvv, proto_identity_origin(e->me));
+    m->own_claim = node__vv_seq(m->vv, m->nvv, proto_identity_origin(e->me));
     if (m->own_claim > e->own_seq && !m->own_disbelieved && !m->own_probe) {
         m->own_probe = true;
         m->own_rounds = 0;
