@@ -313,6 +313,14 @@ static void render_status(json_object *p, const char *const *sent, size_t nsent)
     label(N_("waiting"));
     printf(_("causal %s, clock %s, key %s, bodies %s, headers %s\n"), jtext(w, "causal"),
         jtext(w, "clock"), jtext(w, "key"), jtext(w, "bodies"), jtext(w, "headers"));
+    json_object *mem = jget(p, "memory");
+    if (mem != NULL) {
+        json_object *heap = jget(mem, "heap"), *budget = jget(mem, "budget");
+        label(N_("memory"));
+        printf(_("heap %.1f MiB, budget %.0f MiB ([node] memory_mb)\n"),
+            heap != NULL ? (double)json_object_get_int64(heap) / 1048576.0 : 0.0,
+            budget != NULL ? (double)json_object_get_int64(budget) / 1048576.0 : 0.0);
+    }
     json_object *alerts = jget(p, "alerts");
     for (size_t i = 0; i < jlen(alerts); i++) {
         json_object *a = json_object_array_get_idx(alerts, i);

@@ -1,6 +1,6 @@
 /* The configuration file, parsed with inih (Debian's libinih). The reference of every key is
  * node/CONFIG.md; keep the two in step. May call: common.c, proto (names and values). */
-#include "internal.h"
+#include "core.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -17,7 +17,7 @@ void node_config_defaults(node_config *cfg)
     cfg->compact_every_ms = UINT64_C(24) * 3600000;
     cfg->rekey_notice_ms = UINT64_C(72) * 3600000;
     cfg->held_per_origin = 10000;
-    cfg->held_bytes = UINT64_C(64) << 20;
+    cfg->memory_bytes = UINT64_C(128) << 20;
     cfg->pending_per_author = 10000;
     cfg->max_message_bytes = UINT64_C(16) << 20;
     cfg->handshake_timeout_ms = 5000;
@@ -106,6 +106,7 @@ static const key_def keys[] = {
     { "node", "advertise", K_URL, OFF(advertise), 0, 0, 0 },
     { "node", "operator", K_OPERATOR, OFF(operator_name), 0, 0, 0 },
     { "node", "log_level", K_LEVEL, OFF(log_level), 0, 0, 0 },
+    { "node", "memory_mb", K_NUM, OFF(memory_bytes), 32, 1 << 20, 1 << 20 },
     { "store", "map_size_mb", K_NUM, OFF(map_size), 1, 1 << 20, 1 << 20 },
     { "store", "max_size_mb", K_NUM, OFF(map_size_max), 1, 1 << 24, 1 << 20 },
     { "store", "compact_every_hours", K_NUM, OFF(compact_every_ms), 0, 8760, 3600000 },
@@ -257,6 +258,13 @@ node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg)
     else if (next.map_size > next.map_size_max)
         err = node__fail(
             msg, NODE_ECONFIG, "%s: [store] map_size_mb is larger than max_size_mb", path);
+    else if (next.held_bytes > next.memory_bytes / 8)
+        err = node__fail(msg, NODE_ECONFIG,
+            "%s: [sync] held_headers_mb = %llu is more than its share of [node] memory_mb = %llu "
+            "(an eighth, %llu): raise memory_mb or lower held_headers_mb",
+            path, (unsigned long long)(next.held_bytes >> 20),
+            (unsigned long long)(next.memory_bytes >> 20),
+            (unsigned long long)(next.memory_bytes >> 23));
     else if (next.idle_timeout_ms < 3 * next.anti_entropy_ms)
         err = node__fail(msg, NODE_ECONFIG,
             "%s: [sync] idle_timeout_ms must be at least 3 times anti_entropy_ms (keepalives are "
@@ -269,4 +277,18 @@ node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg)
     node_config_fini(cfg);
     *cfg = next;
     return NODE_OK;
+}
+
+void node__budget_split(const node_config *cfg, node_budget *b)
+{
+    size_t m = (size_t)cfg->memory_bytes;
+    b->total = m;
+    b->inq = m / 16 * 3;
+    b->park = m / 16 * 3;
+    b->held = cfg->held_bytes != 0 ? (size_t)cfg->held_bytes : m / 8;
+    b->rx = m / 16;
+    b->tx = m / 8;
+    b->lists = m / 8;
+    b->wants = b->lists / 2 / NODE_WANT_COST;
+    b->waits = b->lists / 2 / NODE_WAIT_COST;
 }

@@ -230,7 +230,7 @@ static void rx_cb(void *arg)
      * read once the loop has taken this one, so that a session frame sent right after
      * HELLO_FINISH is read under the limit the handshake's outcome sets (node__net_trust is
      * called while the loop takes HELLO_FINISH), not the handshake's. */
-    if (go && (c->rx_pending > RX_PAUSE_BYTES || (ok && !c->trusted))) {
+    if (go && (c->rx_pending > net__rx_limit_locked(n) || (ok && !c->trusted))) {
         c->rx_paused = true;
         go = false;
     }
@@ -281,6 +281,8 @@ static void tx_cb(void *arg)
         if (c->txq == NULL)
             c->txq_tail = NULL;
         c->txq_bytes -= t->len;
+        if (!c->ctl)
+            n->tx_queued -= t->len;
     }
     bool more = c->txq != NULL && !c->dead;
     if (!more)
@@ -303,10 +305,17 @@ static bool enqueue_locked(conn *c, tx_item *t)
         c->txq = t;
     c->txq_tail = t;
     c->txq_bytes += t->len;
+    if (!c->ctl)
+        c->net->tx_queued += t->len;
     if (c->tx_busy)
         return false;
     c->tx_busy = true;
     return true;
+}
+
+size_t net__rx_limit_locked(const node_net *n)
+{
+    return n->rx_share / (n->nconns > 0 ? n->nconns : 1);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -417,6 +426,7 @@ bool net__conn_start(node_net *n, nng_stream *s, uint32_t dialer_id, bool ctl)
         }
     }
     n->nctl += ctl;
+    n->nconns++;
     c->next = n->conns;
     n->conns = c;
     enqueue_locked(c, t);
@@ -464,9 +474,10 @@ node_err net__send(node_net *n, uint32_t pipe, const uint8_t hdr[4], const uint8
 
     pthread_mutex_lock(&n->lock);
     c = net__conn_find_locked(n, pipe);
-    node_err why = c == NULL || c->dead        ? NODE_ENOTFOUND
-        : c->txq_bytes + t->len > TX_QUEUE_MAX ? NODE_EIO
-                                               : NODE_OK;
+    node_err why = c == NULL || c->dead ? NODE_ENOTFOUND
+        : c->ctl ? (c->txq_bytes + t->len > TX_QUEUE_MAX ? NODE_EIO : NODE_OK)
+        : n->tx_queued + t->len > n->tx_share ? NODE_EIO
+                                              : NODE_OK;
     if (why != NODE_OK) {
         pthread_mutex_unlock(&n->lock);
         free(t);

@@ -53,6 +53,9 @@ typedef struct node_host {
     void (*schedule)(void *ctx, node_work w, uint64_t delay_ms);
     /* The Unix user of the control request being handled ("" when unknown); may be NULL. */
     void (*ctl_user)(void *ctx, char *out, size_t size);
+    /* The bytes of unread messages of all connections and in the peers' send queues
+     * (node__net_queued); may be NULL (none). */
+    void (*net_queued)(void *ctx, size_t *unread, size_t *send);
 } node_host;
 
 /* A member of the manifest (every org ever listed), as this node sees it at run time; its
@@ -219,6 +222,7 @@ struct node_engine {
     uint64_t started_ms;  /* when the node started (node__mono) */
     uint64_t first_up_ms; /* when its first session came up since the start (0: none yet) */
     node_config cfg;
+    node_budget budget; /* cfg's memory budget, split (node__budget_split at open) */
     node_store *store;
     proto_identity *me;
     node_schema *schema; /* the schema in force: the one the manifest in force names */
@@ -265,7 +269,7 @@ struct node_engine {
     node_pending_vec pending;            /* headers held out of order (bounds in ingest.c) */
     node_pending_stat_vec pending_stats; /* per origin, counted again after each change */
     size_t pending_bytes;
-    node_wait_vec waits; /* bodies held, not merged yet (NODE_WAITS_MAX) */
+    node_wait_vec waits; /* bodies held, not merged yet (budget.waits) */
     /* What a delta waiting for its causal past may wait for changes only when its (case, scope)
      * takes something in (a delta, its dots, an entry, an epoch, a rebuild: its slot of
      * scope_gen, a hash of the case and scope, moves) or something of every scope changes (a
@@ -282,8 +286,10 @@ struct node_engine {
         uint64_t headers_got, headers_dup, bodies_got, bodies_dup;
     } traffic;
     node_held_back_vec held_back; /* authors over the pending quota (quota.c, PROTO_VV_MAX) */
-    node_want_vec wants;          /* bodies lacked (NODE_WANTS_MAX) */
-    /* park.c: bodies that came before their key (NODE_PARK_BYTES, NODE_PARK_MS) */
+    node_want_vec wants;          /* bodies lacked (budget.wants) */
+    bool lists_full; /* a want or wait was left out at the lists' bound: node__lists_refill */
+    uint64_t lists_refills; /* how many times node__lists_refill listed from the store */
+    /* park.c: bodies that came before their key (budget.park, NODE_PARK_MS) */
     struct {
         node_parked_vec v; /* oldest first from head */
         size_t head, live, bytes;
@@ -420,11 +426,16 @@ node_err node__config_dials_fit(const node_engine *e, const proto_manifest *m, n
  * when none was imported yet; NODE_ECONFIG when it does not fit this configuration. */
 node_err node__manifest_load(node_engine *e, node_errmsg *msg);
 /* The wants (bodies lacked) and waits (bodies held, not merged yet), indexed by header id, at
- * most NODE_WANTS_MAX and NODE_WAITS_MAX (about 112 and 72 MiB at their bounds; beyond them
- * NODE_EFULL, and what was not listed is found again when the store is next loaded). Adding a
- * want schedules NODE_WORK_WANTS after its grace period. */
+ * most e->budget.wants and e->budget.waits (their share of the memory budget). Beyond them an
+ * add is not listed but sets e->lists_full: the store holds what it needs (the header without
+ * its body, or the body not merged yet), and node__lists_refill lists it again once the lists
+ * have room. Adding a want schedules NODE_WORK_WANTS after its grace period. The lists a
+ * transaction fills before they are added here are bounded by NODE_WANTS_MAX. */
 #define NODE_WANTS_MAX ((size_t)1 << 20)
-#define NODE_WAITS_MAX ((size_t)1 << 20)
+/* What an entry of each list is counted at in the budget: its vector slot and its index slot
+ * (an idset at most half full). */
+#define NODE_WANT_COST (sizeof(node_want) + 2 * sizeof(idset_slot))
+#define NODE_WAIT_COST (sizeof(node_wait) + 2 * sizeof(idset_slot))
 bool node__want_has(node_engine *e, const uint8_t id[32]);
 /* Want w's body (its id, tag, origin and seq are read; node__quota_want is the door for bodies
  * whose author may be held back). */
@@ -531,8 +542,7 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
 /* ---------------------------------------------------------------------------------------- */
 /* park.c: bodies that came before their key, in memory until a key makes them wanted       */
 
-#define NODE_PARK_BYTES ((size_t)48 << 20) /* parked bodies and their index; oldest go first */
-#define NODE_PARK_MS 120000                /* each at most, then dropped (node__park_expire) */
+#define NODE_PARK_MS 120000 /* each at most, then dropped (node__park_expire) */
 /* Keep a copy of a body (checked against its header) that this node may not hold yet because
  * it holds no key of its tag. */
 void node__park_put(node_engine *e, const uint8_t id[32], const void *body, size_t len);
@@ -560,6 +570,8 @@ void node__gopen_offer(node_engine *e, node_gopen *go);
 bool node__gopen_take(node_engine *e, const proto_header *h, int slot, proto_grant *g,
     proto_err *perr, proto_diag *diag);
 void node__gopen_free(node_engine *e, node_gopen *go);
+/* The memory go holds (0 for NULL), counted in the inbound queue's share. */
+size_t node__gopen_bytes(const node_gopen *go);
 
 /* ---------------------------------------------------------------------------------------- */
 /* hcheck.c: header signatures checked on the worker threads                                */
@@ -735,6 +747,9 @@ void node__ingest_parked(node_engine *e);
 
 /* At start: this node's log position and clock, and the waits and wants, from the store. */
 node_err node__load_store(node_engine *e, node_errmsg *msg);
+/* When a want or wait was left out at the lists' bounds (e->lists_full) and both lists are down
+ * to half of them: list again, from the store, what they lack (the tick). */
+void node__lists_refill(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* write.c: local changes                                                                    */
@@ -956,12 +971,13 @@ struct node_inmsg {
     proto_bodies_msg bm;  /* decoded from plain when is_bodies */
     node_hcheck *chk;
     node_gopen *gop; /* the key grants of a BODIES message opening on the workers (gopen.c) */
+    size_t cost;     /* the memory it holds, counted in e->inq_bytes (the inbound share) */
 };
 /* Queue the decrypted session message plain (taking it over) of kind from m on l: HEADERS
  * always, anything else but VV when the queue is not empty; schedules NODE_WORK_INQ. false: not
  * queued (plain is untouched), handle it now. */
 bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind, proto_buf *plain);
-/* The queue holds INQ_MAX_BYTES or more: work it down before taking more. */
+/* The queue holds its share of the memory budget or more: work it down before taking more. */
 bool node__inq_full(const node_engine *e);
 /* Raise *vv (this node's stored version vector, *n entries, malloc'd, sorted) by the queued
  * headers that continue it, as sent to member `to`. */

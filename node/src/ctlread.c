@@ -7,6 +7,7 @@
 #include "findidx.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -870,6 +871,47 @@ void node__cmd_case_list(req *r)
 #define FIND_LIMIT_DEFAULT 20
 #define FIND_LIMIT_MAX 1000
 
+/* One share of the memory budget: what it holds now and its bound, in bytes. */
+static void share_json(json_object *parts, const char *name, size_t bytes, size_t bound)
+{
+    json_object *s = json_object_new_object();
+    json_object_object_add(s, "bytes", json_object_new_int64((int64_t)bytes));
+    json_object_object_add(s, "bound", json_object_new_int64((int64_t)bound));
+    json_object_object_add(parts, name, s);
+}
+
+/* The memory budget ([node] memory_mb), what each share of it holds, and the heap as the C
+ * library counts it (node/CONFIG.md "Memory"). */
+static json_object *memory_json(const node_engine *e)
+{
+    const node_budget *b = &e->budget;
+    size_t unread = 0, send = 0;
+    if (e->host.net_queued != NULL)
+        e->host.net_queued(e->host.ctx, &unread, &send);
+    json_object *mem = json_object_new_object();
+    json_object_object_add(mem, "budget", json_object_new_int64((int64_t)b->total));
+#ifdef __GLIBC__
+    /* from the system: the main heap (arena) and the chunks mapped on their own (hblkhd),
+     * besides the arenas of other threads; in use: what is allocated and not freed */
+    struct mallinfo2 mi = mallinfo2();
+    json_object_object_add(mem, "heap", json_object_new_int64((int64_t)(mi.arena + mi.hblkhd)));
+    json_object_object_add(
+        mem, "heap_in_use", json_object_new_int64((int64_t)(mi.uordblks + mi.hblkhd)));
+#endif
+    json_object *parts = json_object_new_object();
+    share_json(parts, "inbound", e->inq_bytes, b->inq);
+    share_json(parts, "unread", unread, b->rx);
+    share_json(parts, "send", send, b->tx);
+    share_json(parts, "held_headers", e->pending_bytes, b->held);
+    share_json(parts, "parked", e->park.bytes, b->park);
+    share_json(parts, "wanted", e->wants.n * NODE_WANT_COST, b->wants * NODE_WANT_COST);
+    share_json(parts, "waiting", e->waits.n * NODE_WAIT_COST, b->waits * NODE_WAIT_COST);
+    json_object_object_add(mem, "shares", parts);
+    json_object_object_add(mem, "lists_full", json_object_new_boolean(e->lists_full));
+    json_object_object_add(mem, "refills", json_object_new_int64((int64_t)e->lists_refills));
+    return mem;
+}
+
 /* Is scope of case c readable here now (a key held, its grant here not ended)? owner gets the
  * case's owner when it is. */
 static bool readable_here(node_txn *t, const node_engine *e, const proto_case_id *c,
@@ -1223,6 +1265,7 @@ void node__cmd_status(req *r)
         tr, "park_dropped", json_object_new_int64((int64_t)(e->park.evicted + e->park.expired)));
     json_object_object_add(tr, "park_bytes", json_object_new_int64((int64_t)e->park.bytes));
     json_object_object_add(doc, "traffic", tr);
+    json_object_object_add(doc, "memory", memory_json(e));
     json_object_object_add(doc, "quarantined", c.quarantined);
     json_object_object_add(doc, "closed", c.closed);
     json_object_object_add(doc, "closed_count", json_object_new_int64((int64_t)c.nclosed));

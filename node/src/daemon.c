@@ -158,6 +158,14 @@ static node_err host_send(void *ctx, uint32_t pipe, const uint8_t *buf, size_t l
     return d->net != NULL ? node__net_send(d->net, pipe, buf, len) : NODE_ENOTFOUND;
 }
 
+static void host_net_queued(void *ctx, size_t *unread, size_t *send)
+{
+    daemon *d = ctx;
+    *unread = *send = 0;
+    if (d->net != NULL)
+        node__net_queued(d->net, unread, send);
+}
+
 static void host_drop(void *ctx, uint32_t pipe)
 {
     daemon *d = ctx;
@@ -430,7 +438,7 @@ int node_run(const char *dir)
 
     test_clock_init();
     e->host = (node_host) { d, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
-        host_undial, host_ctl_reply, host_schedule, host_ctl_user };
+        host_undial, host_ctl_reply, host_schedule, host_ctl_user, host_net_queued };
     e->started_ms = host_mono(d);
     node_err err = open_dir(e, dir, &lock, &msg);
     if (err == NODE_EINVAL) {
@@ -453,8 +461,8 @@ int node_run(const char *dir)
     loop_ok = true;
     e->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
     handles_init(d);
-    if ((err = node__net_open(
-             &d->loop, e->cfg.listen, e->cfg.max_message_bytes, net_cb, d, &d->net, &msg))
+    if ((err = node__net_open(&d->loop, e->cfg.listen, e->cfg.max_message_bytes, &e->budget, net_cb,
+             d, &d->net, &msg))
         != NODE_OK) {
         d->net = NULL;
         goto fail;

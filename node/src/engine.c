@@ -21,6 +21,7 @@ static node_err layout_cb(node_txn *t, void *ctx)
 
 node_err node__engine_open(node_engine *e, unsigned workers, node_errmsg *msg)
 {
+    node__budget_split(&e->cfg, &e->budget);
     node_err err = node_store_open(e->dir, e->cfg.map_size, e->cfg.map_size_max, &e->store, msg);
     if (err != NODE_OK)
         return err;
@@ -172,6 +173,7 @@ void node__tick(node_engine *e)
         return;
     node__ended_tick(e);
     node__park_expire(e);
+    node__lists_refill(e);
     node__alerts_tick(e);
     node__peers_tick(e);
     node__anti_entropy(e);

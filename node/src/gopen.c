@@ -32,6 +32,7 @@ struct node_gopen {
     node_engine *e;
     gopen_item *v;
     size_t n;
+    size_t bytes; /* what it holds: itself, v and the copies of the headers (the queue's cost) */
     bool finished;
 };
 
@@ -89,8 +90,10 @@ node_gopen *node__gopen_start(node_engine *e, const node_inmsg *hq, const proto_
         it->body = bm->items[i].body.p;
         it->len = bm->items[i].body.len;
         it->slot = slot;
+        go->bytes += hd->bytes.len;
         n++;
     }
+    go->bytes += sizeof(*go) + ix.n * sizeof(*v);
     node__idset_free(&ix);
     go->e = e;
     go->v = v;
@@ -155,4 +158,9 @@ void node__gopen_free(node_engine *e, node_gopen *go)
     }
     free(go->v);
     free(go);
+}
+
+size_t node__gopen_bytes(const node_gopen *go)
+{
+    return go != NULL ? go->bytes : 0;
 }

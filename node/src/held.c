@@ -80,13 +80,13 @@ void node__held_bound(node_engine *e)
             pending_trim(e, o, (size_t)e->cfg.held_per_origin, SIZE_MAX);
             k = (size_t)-1; /* the stats were counted again */
         }
-    while (e->pending_bytes > (size_t)e->cfg.held_bytes && e->pending_stats.n > 0) {
+    while (e->pending_bytes > e->budget.held && e->pending_stats.n > 0) {
         size_t big = 0;
         for (size_t k = 1; k < e->pending_stats.n; k++)
             if (e->pending_stats.v[k].bytes > e->pending_stats.v[big].bytes)
                 big = k;
         uint8_t o[32];
         memcpy(o, e->pending_stats.v[big].origin, 32);
-        pending_trim(e, o, SIZE_MAX, (size_t)e->cfg.held_bytes);
+        pending_trim(e, o, SIZE_MAX, e->budget.held);
     }
 }

@@ -283,16 +283,17 @@ static size_t held_of(
 
 /* A verified header beyond the next one expected of its origin: held (in memory) until the
  * headers before it come. At the bounds ([sync] held_headers_per_origin, default 10,000, and
- * held_headers_mb, default 64 MiB in all) one above every held one of its origin is not held;
- * one below is, and ingest_post drops the highest instead. What is not held is asked for again by a
- * later version vector. Its bytes are borrowed from the input until ingest_post copies them. */
+ * the budget's held share, default 16 MiB in all) one above every held one of its origin is not
+ * held; one below is, and ingest_post drops the highest instead. What is not held is asked for
+ * again by a later version vector. Its bytes are borrowed from the input until ingest_post copies
+ * them. */
 static node_err hold(ingest_ctx *c, const node_hdr *hd)
 {
     const node_engine *e = c->e;
     uint64_t max_seq;
     size_t bytes;
     size_t n = held_of(c, hd->h.origin, &max_seq, &bytes);
-    if ((n >= (size_t)e->cfg.held_per_origin || bytes + hd->bytes.len > (size_t)e->cfg.held_bytes)
+    if ((n >= (size_t)e->cfg.held_per_origin || bytes + hd->bytes.len > e->budget.held)
         && hd->h.seq > max_seq)
         return NODE_OK;
     node_pending *p = NODE_VEC_PUSH(&c->pend, NODE_GROUP_HEADERS);

@@ -22,12 +22,13 @@
  * running ends the group unless it is the first. At stop the queue is dropped: nothing in it
  * was acknowledged, and the peers send it again.
  *
- * A message in the queue no longer counts against its connection's receive buffer (net.c
- * pauses reading a connection that is that far ahead), so the queue has its own bound: beyond
- * INQ_MAX_BYTES of messages, the loop works the queue down before it takes another one, and
- * reading waits meanwhile as it did before the queue.
+ * A message in the queue no longer counts against the connections' receive share (net.c
+ * pauses reading while that far ahead), so the queue has its own bound, the inbound share of
+ * the memory budget (e->budget.inq): beyond it, the loop works the queue down before it takes
+ * another message, and reading waits meanwhile as it did before the queue. A message counts
+ * with all it holds: its plaintext, its decoded headers and their checks' state, its decoded
+ * bodies and the key grants opening for it (about 1.7 times the plaintext in a catch-up).
  */
-#define INQ_MAX_BYTES (32u << 20)
 #define GROUP_BYTES (6u << 20) /* a whole answer (RESPONSE_BYTES) and its framing */
 
 void node__inmsg_free(node_engine *e, node_inmsg *q)
@@ -60,14 +61,14 @@ static void clock_samples(node_engine *e, node_member *m, const node_hdr *hs, si
 
 bool node__inq_full(const node_engine *e)
 {
-    return e->inq_head != NULL && e->inq_bytes >= INQ_MAX_BYTES;
+    return e->inq_head != NULL && e->inq_bytes >= e->budget.inq;
 }
 
 bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind, proto_buf *plain)
 {
     /* A version vector is answered at once: what it asks for is what this node has stored,
      * and the one this node sends back counts the queue (node__inq_vv). The queue's bound
-     * (INQ_MAX_BYTES) is what limits how far ahead a peer's answers run. */
+     * (the inbound share) is what limits how far ahead a peer's answers run. */
     if (kind == PROTO_K_HEADERS)
         m->headers_in_ms = node__mono(e); /* sync.c: an answer to our version vector came */
     if (kind == PROTO_K_VV || (kind != PROTO_K_HEADERS && e->inq_head == NULL))
@@ -114,7 +115,13 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
     else
         e->inq_head = q;
     e->inq_tail = q;
-    e->inq_bytes += q->plain.len;
+    q->cost = sizeof(*q) + q->plain.len + node__gopen_bytes(q->gop);
+    if (q->is_headers) /* the decoded headers, and the checks' index, run marks and runs */
+        q->cost += q->hm.n
+            * (sizeof(node_hdr) + sizeof(proto_bytes) + 2 * sizeof(size_t) + sizeof(node_vvrun));
+    if (q->is_bodies)
+        q->cost += q->bm.n * sizeof(*q->bm.items);
+    e->inq_bytes += q->cost;
     if (!e->stopping)
         e->host.schedule(e->host.ctx, NODE_WORK_INQ, 0);
     return true;
@@ -192,7 +199,7 @@ node_inmsg *node__inq_pop(node_engine *e)
     e->inq_head = q->next;
     if (e->inq_head == NULL)
         e->inq_tail = NULL;
-    e->inq_bytes -= q->plain.len;
+    e->inq_bytes -= q->cost;
     q->next = NULL;
     return q;
 }

@@ -38,6 +38,27 @@ node_err node__fail(node_errmsg *msg, node_err err, const char *fmt, ...) NODE_P
 node_err node__vec_reserve(void *field, size_t *cap, size_t need, size_t size, size_t max);
 
 /* ---------------------------------------------------------------------------------------- */
+/* config.c: the one memory budget, [node] memory_mb, and its split (node/CONFIG.md "Memory").
+ * Every queue, list and buffer that grows with traffic draws its bound from one share; the
+ * shares are fixed fractions of the budget, so that they add up to it.                      */
+
+typedef struct node_budget {
+    size_t total; /* [node] memory_mb in bytes */
+    size_t inq;   /* 3/16: inbound messages read, decoded and checked, not stored yet */
+    size_t park;  /* 3/16: bodies that came before their key, with their index */
+    size_t held;  /* 1/8 (or less, [sync] held_headers_mb): headers held out of order */
+    size_t rx;    /* 1/16: unread messages of all connections together */
+    size_t tx;    /* 1/8: send queues of all connections together */
+    size_t lists; /* 1/8: wanted and waiting bodies, with their indexes (half each) */
+    size_t wants; /* how many wanted bodies lists/2 holds */
+    size_t waits; /* how many waiting bodies lists/2 holds */
+    /* the rest, 3/16: the store's write transaction (LMDB's dirty pages, one group commit),
+     * the key caches, the member table and its version vectors, libraries' buffers */
+} node_budget;
+/* The split of cfg's budget (the config is valid: node_config_load checked it). */
+void node__budget_split(const node_config *cfg, node_budget *b);
+
+/* ---------------------------------------------------------------------------------------- */
 /* log.c: values from outside the node (operator names, URLs, evidence) are logged inside double
  * quotes through node__logq, so that no value adds a key=value pair of its own; node_log itself
  * writes every control character of a line as \xNN, so that no value starts a line. */
@@ -95,16 +116,21 @@ typedef void (*node_net_cb)(
 /* Open both sockets, listen on listen_url and on ipc://control.sock (relative to the current
  * directory, the data directory). On error the loop must run once more to free what was
  * made. */
-node_err node__net_open(uv_loop_t *loop, const char *listen_url, size_t max_message, node_net_cb cb,
-    void *ctx, node_net **out, node_errmsg *msg);
+node_err node__net_open(uv_loop_t *loop, const char *listen_url, size_t max_message,
+    const node_budget *budget, node_net_cb cb, void *ctx, node_net **out, node_errmsg *msg);
 uint16_t node__net_port(const node_net *n);
 /* Dial url in the background, reconnecting with backoff; *dialer names the pipes it makes. */
 node_err node__net_dial(node_net *n, const char *url, uint32_t *dialer, node_errmsg *msg);
 void node__net_undial(node_net *n, uint32_t dialer);
-/* Queue a message to one pipe without blocking; NODE_EIO when its queue is full,
+/* Queue a message to one pipe without blocking; NODE_EIO when the send queues are full (the
+ * peers' send share of the memory budget, a control connection's TX_QUEUE_MAX),
  * NODE_ENOTFOUND when the connection is gone or going (its DOWN event, with the reason, is on
  * the way). */
 node_err node__net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len);
+/* The bytes of unread messages of all connections (handed to the loop, not taken yet; the
+ * budget's unread share bounds them) and in the send queues of all peer connections (the send
+ * share bounds them: a send that would take them past it fails with NODE_EIO). */
+void node__net_queued(node_net *n, size_t *unread, size_t *send);
 void node__net_drop(node_net *n, uint32_t pipe);
 /* The peer on this connection proved its identity: its messages may be as large as
  * max_message (until then, at most a handshake message's size). */

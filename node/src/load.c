@@ -1,7 +1,9 @@
 /*
  * Load: at start, this node's own log position and clock, and the lists of what it waits for
  * (bodies held, not decided yet) and lacks (bodies it may hold, asked for at once), rebuilt from
- * the store. May call: access.c, ledger.c, proto.
+ * the store; the same scan lists again what was left out at the lists' bounds
+ * (node__lists_refill). May call: access.c, ledger.c, state.c (the lists), apply.c and sync.c
+ * (to go on with what was listed), proto.
  */
 #include "core.h"
 
@@ -14,7 +16,8 @@ typedef struct load_ctx {
     node_want_vec wants;
     node_wait_vec waits;
     node_txn *t;
-    bool full; /* a list reached its bound */
+    size_t want_room, wait_room; /* how many each list may take */
+    bool full;                   /* a list reached its bound */
 } load_ctx;
 
 static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
@@ -24,11 +27,13 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
     if (kl != 65)
         return true;
     const uint8_t *tag = (const uint8_t *)k + 1, *id = (const uint8_t *)k + 33;
+    if (node__want_has(c->e, id) || node__idset_get(&c->e->wait_ix, id) != SIZE_MAX)
+        return true; /* listed already (a refill) */
     bool has_body = node__ledger_body_has(c->t, id);
     if (has_body && node__ledger_applied_get(c->t, id) == 0) {
-        node_wait *w = NODE_VEC_PUSH(&c->waits, NODE_WAITS_MAX);
+        node_wait *w = NODE_VEC_PUSH(&c->waits, c->wait_room);
         if (w == NULL) {
-            c->full = true; /* over the bound: found again at a later start, once these merged */
+            c->full = true; /* over the bound: found again by a refill, once these merged */
             return true;
         }
         memset(w, 0, sizeof(*w)); /* not placed, no generations: tried at once */
@@ -44,7 +49,7 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
             || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
             return true;
         if (node__may_hold(c->t, c->e, &h)) {
-            node_want *w = NODE_VEC_PUSH(&c->wants, NODE_WANTS_MAX);
+            node_want *w = NODE_VEC_PUSH(&c->wants, c->want_room);
             if (w == NULL) {
                 c->full = true;
                 proto_header_fini(&h);
@@ -62,6 +67,12 @@ static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void
         proto_header_fini(&h);
     }
     return true;
+}
+
+static node_err scan_lists(node_txn *t, load_ctx *c)
+{
+    c->t = t;
+    return node_txn_scan(t, NODE_DB_HEADERS, "T", 1, load_tag_cb, c);
 }
 
 static node_err load_cb(node_txn *t, void *ctx)
@@ -85,14 +96,12 @@ static node_err load_cb(node_txn *t, void *ctx)
         e->own_seq = held;
         memcpy(e->own_last, last, 32);
     }
-    if ((err = node_txn_scan(t, NODE_DB_HEADERS, "T", 1, load_tag_cb, c)) != NODE_OK)
-        return err;
-    return NODE_OK;
+    return scan_lists(t, c);
 }
 
 node_err node__load_store(node_engine *e, node_errmsg *msg)
 {
-    load_ctx c = { .e = e };
+    load_ctx c = { .e = e, .want_room = e->budget.wants, .wait_room = e->budget.waits };
     node_err err = node_store_read(e->store, load_cb, &c, msg);
     if (err != NODE_OK) {
         NODE_VEC_FREE(&c.wants);
@@ -101,13 +110,50 @@ node_err node__load_store(node_engine *e, node_errmsg *msg)
     }
     e->wants = c.wants;
     e->waits = c.waits;
+    e->lists_full = c.full;
     if (c.full)
-        NODE_WARN("store.load",
-            "wants=%zu waits=%zu detail=\"more bodies are lacked or held than "
-            "the in-memory lists hold; the rest is taken up at a later start\"",
+        NODE_INFO("store.load",
+            "wants=%zu waits=%zu detail=\"more bodies are lacked or held than the lists' share "
+            "of [node] memory_mb holds; the rest is listed as these are done\"",
             e->wants.n, e->waits.n);
     for (size_t i = 0; i < e->wants.n; i++)
         if (!node__idset_put(&e->want_ix, e->wants.v[i].id, i))
             return NODE_ENOMEM;
     return node__waits_reindex(e);
+}
+
+static node_err refill_cb(node_txn *t, void *ctx)
+{
+    return scan_lists(t, ctx);
+}
+
+void node__lists_refill(node_engine *e)
+{
+    /* once a list is down to half its bound: each refill is a scan of the store's headers, so
+     * it must list many at a time */
+    if (!e->lists_full || (e->wants.n > e->budget.wants / 2 && e->waits.n > e->budget.waits / 2))
+        return;
+    load_ctx c = {
+        .e = e, .want_room = e->budget.wants - e->wants.n, .wait_room = e->budget.waits - e->waits.n
+    };
+    node_errmsg msg = { 0 };
+    node_err err = node_store_read(e->store, refill_cb, &c, &msg);
+    e->lists_full = c.full || err != NODE_OK;
+    e->lists_refills++;
+    for (size_t i = 0; err == NODE_OK && i < c.waits.n; i++)
+        err = node__wait_add(e, &c.waits.v[i]);
+    for (size_t i = 0; err == NODE_OK && i < c.wants.n; i++) {
+        c.wants.v[i].since_ms = 1; /* its header came long ago: asked for at once */
+        err = node__want_add(e, &c.wants.v[i]);
+    }
+    if (err != NODE_OK)
+        NODE_ERROR("lists.refill", "error=\"%s\"", msg.text[0] ? msg.text : node_strerror(err));
+    else
+        NODE_INFO("lists.refill", "wants=%zu waits=%zu more=%s", c.wants.n, c.waits.n,
+            c.full ? "yes" : "no");
+    bool retry = c.waits.n > 0;
+    NODE_VEC_FREE(&c.wants);
+    NODE_VEC_FREE(&c.waits);
+    if (retry)
+        node__retry_waits(e);
 }

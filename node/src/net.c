@@ -155,6 +155,9 @@ static void reap(node_net *n, uint32_t id)
     if (c != NULL) {
         *pp = c->next;
         n->nctl -= c->ctl;
+        n->nconns--;
+        if (!c->ctl)
+            n->tx_queued -= c->txq_bytes;
     }
     dialer *d = c != NULL && c->dialer != 0 ? net__dialer_find_locked(n, c->dialer) : NULL;
     bool redial = d != NULL && !d->closed && d->state == DIAL_CONNECTED;
@@ -208,7 +211,7 @@ static void wake_cb(uv_async_t *h)
                 conn *c = net__conn_find_locked(n, ev->pipe);
                 if (c != NULL) {
                     c->rx_pending -= ev->off + ev->len;
-                    if (c->rx_paused && !c->dead && c->rx_pending <= RX_PAUSE_BYTES / 2) {
+                    if (c->rx_paused && !c->dead && c->rx_pending <= net__rx_limit_locked(n) / 2) {
                         c->rx_paused = false;
                         c->rx_busy = true;
                         resume = true;
@@ -232,8 +235,18 @@ static void wake_cb(uv_async_t *h)
 static void net_closed_cb(uv_handle_t *h);
 static void shut(node_net *n);
 
-node_err node__net_open(uv_loop_t *loop, const char *listen_url, size_t max_message, node_net_cb cb,
-    void *ctx, node_net **out, node_errmsg *msg)
+void node__net_queued(node_net *n, size_t *unread, size_t *send)
+{
+    pthread_mutex_lock(&n->lock);
+    *unread = 0;
+    for (const conn *c = n->conns; c != NULL; c = c->next)
+        *unread += c->rx_pending;
+    *send = n->tx_queued;
+    pthread_mutex_unlock(&n->lock);
+}
+
+node_err node__net_open(uv_loop_t *loop, const char *listen_url, size_t max_message,
+    const node_budget *budget, node_net_cb cb, void *ctx, node_net **out, node_errmsg *msg)
 {
     node_net *n = calloc(1, sizeof(*n));
     if (n == NULL)
@@ -241,6 +254,8 @@ node_err node__net_open(uv_loop_t *loop, const char *listen_url, size_t max_mess
     n->cb = cb;
     n->cb_ctx = ctx;
     n->max_message = max_message;
+    n->rx_share = budget->rx;
+    n->tx_share = budget->tx;
     pthread_mutex_init(&n->lock, NULL);
     n->wake.data = n;
     int rv = uv_async_init(loop, &n->wake, wake_cb);

@@ -14,8 +14,8 @@
 #define SP_HEADER_LEN 8
 #define SP_PAIR1 0x11
 #define FRAME_PREFIX 12 /* 64-bit length + 32-bit pair1 hop count */
+/* A control connection's send queue (its answers: at most 16 MiB each, CLI side) */
 #define TX_QUEUE_MAX ((size_t)96 << 20)
-#define RX_PAUSE_BYTES ((size_t)32 << 20)
 #define REDIAL_MIN_MS 100
 #define REDIAL_MAX_MS 2000
 #define STABLE_MS 10000 /* a connection that lived this long resets its dialer's backoff */
@@ -112,9 +112,13 @@ struct node_net {
     bool closing;
     uint16_t port;
     size_t max_message;
+    size_t rx_share; /* the memory budget's share for unread messages of all connections */
+    size_t tx_share; /* and for the send queues of the peer connections */
 
     pthread_mutex_t lock; /* everything below, and the fields of conns and dialers */
     conn *conns;
+    size_t nconns;    /* in conns */
+    size_t tx_queued; /* bytes in the send queues of the peer connections */
     dialer *dialers;
     uint32_t next_conn, next_dialer;
     net_ev *head, *tail;
@@ -131,6 +135,10 @@ dialer *net__dialer_find_locked(node_net *n, uint32_t id);
 void net__dial_later(dialer *d, nng_duration ms);
 
 /* conn.c */
+/* How far one connection's unread messages may run ahead of the loop before its reading pauses
+ * (lock held): the unread share split over the connections open, so that all of them together
+ * stay within it (each may go over by the one message that crossed the line). */
+size_t net__rx_limit_locked(const node_net *n);
 uint64_t net__mono_ms(void);
 /* Queue an event for the loop (lock held); false when out of memory. */
 bool net__push_locked(node_net *n, net_ev ev);

@@ -7,19 +7,18 @@
  * round trip per 4 MiB.
  *
  * Such a body (ciphertext, checked against its header) waits here, in memory only, never in
- * the store: at most NODE_PARK_BYTES in all and NODE_PARK_MS each; beyond, the oldest go
- * first (they are asked for again as before, when a key makes them wanted). When a key taken
- * in makes a body wanted (node__apply_adopt), a parked copy is moved to a ready list, and the
- * ready bodies are ingested after the group (ingest.c, node__ingest_parked): stored if this
- * node may hold them by then, checked as any body from a peer.
- * May call: idset.c.
+ * the store: at most the park's share of the memory budget (e->budget.park) in all and NODE_PARK_MS
+ * each; beyond, the oldest go first (they are asked for again as before, when a key makes them
+ * wanted). When a key taken in makes a body wanted (node__apply_adopt), a parked copy is moved to a
+ * ready list, and the ready bodies are ingested after the group (ingest.c, node__ingest_parked):
+ * stored if this node may hold them by then, checked as any body from a peer. May call: idset.c.
  */
 #include "core.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* What an entry costs besides its body, counted in NODE_PARK_BYTES: its vector slot, up to
+/* What an entry costs besides its body, counted in the park's share: its vector slot, up to
  * twice over before a compaction, and its index slot (an idset at most half full). */
 #define ENTRY_COST (2 * sizeof(node_parked) + 2 * sizeof(idset_slot))
 
@@ -70,15 +69,15 @@ static void evict(node_engine *e)
 
 void node__park_put(node_engine *e, const uint8_t id[32], const void *body, size_t len)
 {
-    if (len > NODE_PARK_BYTES / 64 || node__idset_get(&e->park.ix, id) != SIZE_MAX)
+    if (len > e->budget.park / 64 || node__idset_get(&e->park.ix, id) != SIZE_MAX)
         return;
-    while (e->park.live > 0 && e->park.bytes + len + ENTRY_COST > NODE_PARK_BYTES)
+    while (e->park.live > 0 && e->park.bytes + len + ENTRY_COST > e->budget.park)
         evict(e);
     compact(e);
     uint8_t *copy = malloc(len ? len : 1);
     if (copy == NULL)
         return;
-    node_parked *p = NODE_VEC_PUSH(&e->park.v, NODE_PARK_BYTES / 64);
+    node_parked *p = NODE_VEC_PUSH(&e->park.v, e->budget.park / 64);
     if (p == NULL) {
         free(copy);
         return;
@@ -111,7 +110,7 @@ void node__park_wanted(node_engine *e, const node_want *w)
     if (i == SIZE_MAX)
         return;
     node_parked *p = &e->park.v.v[i];
-    node_unparked *u = NODE_VEC_PUSH(&e->park.ready, NODE_PARK_BYTES / 64);
+    node_unparked *u = NODE_VEC_PUSH(&e->park.ready, e->budget.park / 64);
     if (u == NULL)
         return; /* wanted as before */
     memcpy(u->it.header_id, p->id, 32);

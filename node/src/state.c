@@ -464,9 +464,13 @@ node_err node__want_add(node_engine *e, const node_want *src)
 {
     if (node__want_has(e, src->id))
         return NODE_OK;
-    node_err err = NODE_VEC_RESERVE(&e->wants, e->wants.n + 1, NODE_WANTS_MAX);
+    node_err err = NODE_VEC_RESERVE(&e->wants, e->wants.n + 1, e->budget.wants);
+    if (err == NODE_EFULL) {
+        e->lists_full = true; /* found again in the store once the list has room */
+        return NODE_OK;
+    }
     if (err != NODE_OK)
-        return err; /* beyond the bound: asked again when the store is loaded next */
+        return err;
     if (!node__idset_put(&e->want_ix, src->id, e->wants.n))
         return NODE_ENOMEM;
     node_want *w = &e->wants.v[e->wants.n++];
@@ -502,9 +506,13 @@ node_err node__wait_add(node_engine *e, const node_wait *src)
 {
     if (node__idset_get(&e->wait_ix, src->id) != SIZE_MAX)
         return NODE_OK;
-    node_err err = NODE_VEC_RESERVE(&e->waits, e->waits.n + 1, NODE_WAITS_MAX);
+    node_err err = NODE_VEC_RESERVE(&e->waits, e->waits.n + 1, e->budget.waits);
+    if (err == NODE_EFULL) {
+        e->lists_full = true; /* its body is stored: found again once the list has room */
+        return NODE_OK;
+    }
     if (err != NODE_OK)
-        return err; /* beyond the bound: tried again when the store is loaded next */
+        return err;
     if (!node__idset_put(&e->wait_ix, src->id, e->waits.n))
         return NODE_ENOMEM;
     e->waits.v[e->waits.n++] = *src;

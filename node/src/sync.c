@@ -13,6 +13,32 @@
 
 #define BATCH_BYTES (1u << 20)    /* one HEADERS or BODIES message */
 #define RESPONSE_BYTES (4u << 20) /* all the messages answering one VV or WANT */
+
+/* How much one answer to a VV or WANT sends (it may end one header or body past it):
+ * RESPONSE_BYTES, or less so that one answer to each peer up takes at most a quarter of the
+ * send share of the memory budget. A peer has one answer to its version vector in flight at a
+ * time (the answer ends with our version vector, which makes it ask again): together they stay
+ * within that quarter. */
+static size_t answer_bytes(node_engine *e)
+{
+    size_t up = 0;
+    for (size_t i = 0; i < e->nmembers; i++)
+        up += !e->members[i].self && e->members[i].pipe != 0;
+    size_t share = e->budget.tx / 4 / (up > 0 ? up : 1);
+    return share < RESPONSE_BYTES ? share : RESPONSE_BYTES;
+}
+
+/* Is there room in the peers' send queues for an answer to a WANT? Only while they hold less
+ * than half their share with it; otherwise the WANT is not answered and its sender asks again
+ * (WANT_RETRY_MS). With the answers to version vectors (a quarter), pushes and pings have the
+ * last quarter: a send beyond the share drops its link. */
+static bool want_room(node_engine *e)
+{
+    size_t unread = 0, queued = 0;
+    if (e->host.net_queued != NULL)
+        e->host.net_queued(e->host.ctx, &unread, &queued);
+    return queued + answer_bytes(e) <= e->budget.tx / 2;
+}
 #define WANT_MAX 4096
 /* A want is asked only when its body has not come NODE_WANT_GRACE_MS after its header (it
  * usually follows in the next message), and asked again at most this often. */
@@ -150,6 +176,7 @@ typedef struct lack_ctx {
     node_member *m;
     node_link *l;
     batch headers, bodies;
+    size_t limit; /* answer_bytes */
     size_t sent, nheaders, nbodies;
     bool truncated; /* more to send than one answer holds */
     bool ahead;     /* m has headers this node lacks */
@@ -271,7 +298,7 @@ static node_err lack_cb(node_txn *t, void *ctx)
         uint64_t last = node__source_skipped(c->m, mine[i].origin) ? 0 : reach(&mine[i], fork);
         for (uint64_t s = (theirs != NULL ? theirs->seq : 0) + 1; s <= last && err == NODE_OK;
              s++) {
-            if (c->sent >= RESPONSE_BYTES) {
+            if (c->sent >= c->limit) {
                 c->truncated = true;
                 break;
             }
@@ -295,11 +322,11 @@ static node_err lack_cb(node_txn *t, void *ctx)
     return err;
 }
 
-/* Answer m's version vector on l. *truncated: the answer was cut at RESPONSE_BYTES; *ahead:
+/* Answer m's version vector on l. *truncated: the answer was cut at answer_bytes; *ahead:
  * m has headers this node lacks. */
 static void send_lacking(node_engine *e, node_link *l, node_member *m, bool *truncated, bool *ahead)
 {
-    lack_ctx c = { .e = e, .m = m, .l = l };
+    lack_ctx c = { .e = e, .m = m, .l = l, .limit = answer_bytes(e) };
     node_errmsg msg;
     if (node_store_read(e->store, lack_cb, &c, &msg) == NODE_OK) {
         NODE_DEBUG("sync.answer", "org=%s headers=%zu bodies=%zu skip=%zu truncated=%s", m->org,
@@ -311,6 +338,27 @@ static void send_lacking(node_engine *e, node_link *l, node_member *m, bool *tru
     batch_free(&c.bodies);
     *truncated = c.truncated;
     *ahead = c.ahead;
+}
+
+/* Answer m's last version vector (m->vv) on l. */
+static void answer_vv(node_engine *e, node_link *l, node_member *m)
+{
+    uint64_t now = node__mono(e);
+    /* Our version vector asks m for what we lack, or, after an answer cut short, makes m
+     * ask again for the rest once it has taken this part: one answer in flight at a time.
+     * When neither holds, both sides are done. When m is ahead but ours went to m within
+     * VV_REPEAT_MS and no headers came since, the two crossed (both are sent as a link
+     * comes up): m's answer to ours is still to come and holds at least what this one
+     * claims. It is asked again after VV_REPEAT_MS (node__anti_entropy), not now: the same
+     * headers would come twice. */
+    bool truncated = false, ahead = false;
+    send_lacking(e, l, m, &truncated, &ahead);
+    bool crossed = m->vv_sent_ms != 0 && now - m->vv_sent_ms < VV_REPEAT_MS
+        && m->headers_in_ms <= m->vv_sent_ms;
+    if (truncated || (ahead && !crossed))
+        node__send_vv(e, m, l, !truncated);
+    else if (ahead)
+        m->ask_again = true;
 }
 
 /* A header's author for the log: its org, or its origin in hex when no member has it. */
@@ -477,6 +525,7 @@ typedef struct serve_ctx {
     node_link *l;
     node_member *m;
     const proto_want_msg *want;
+    size_t limit; /* answer_bytes */
     batch bodies;
 } serve_ctx;
 
@@ -484,7 +533,7 @@ static node_err serve_cb(node_txn *t, void *ctx)
 {
     serve_ctx *c = ctx;
     size_t sent = 0;
-    for (size_t i = 0; i < c->want->n && sent < RESPONSE_BYTES; i++) {
+    for (size_t i = 0; i < c->want->n && sent < c->limit; i++) {
         const uint8_t *id = c->want->ids[i].b;
         const void *hb, *bb;
         size_t hl, bl;
@@ -623,22 +672,7 @@ void node__sync_message(
         node__source_take(m, &v);
         proto_vv_fini(&v);
         own_claim_seen(e, l, m);
-        uint64_t now = node__mono(e);
-        /* Our version vector asks m for what we lack, or, after an answer cut short, makes m
-         * ask again for the rest once it has taken this part: one answer in flight at a time.
-         * When neither holds, both sides are done. When m is ahead but ours went to m within
-         * VV_REPEAT_MS and no headers came since, the two crossed (both are sent as a link
-         * comes up): m's answer to ours is still to come and holds at least what this one
-         * claims. It is asked again after VV_REPEAT_MS (node__anti_entropy), not now: the same
-         * headers would come twice. */
-        bool truncated = false, ahead = false;
-        send_lacking(e, l, m, &truncated, &ahead);
-        bool crossed = m->vv_sent_ms != 0 && now - m->vv_sent_ms < VV_REPEAT_MS
-            && m->headers_in_ms <= m->vv_sent_ms;
-        if (truncated || (ahead && !crossed))
-            node__send_vv(e, m, l, !truncated);
-        else if (ahead)
-            m->ask_again = true;
+        answer_vv(e, l, m);
         return;
     }
     case PROTO_K_HEADERS: {
@@ -674,7 +708,13 @@ void node__sync_message(
             proto_want_fini(&w);
             return;
         }
-        serve_ctx c = { .e = e, .l = l, .m = m, .want = &w };
+        if (!want_room(e)) {
+            NODE_DEBUG(
+                "want.later", "org=%s ids=%zu detail=\"the send queues are full\"", m->org, w.n);
+            proto_want_fini(&w);
+            return; /* m asks again (WANT_RETRY_MS) */
+        }
+        serve_ctx c = { .e = e, .l = l, .m = m, .want = &w, .limit = answer_bytes(e) };
         node_errmsg msg;
         if (node_store_read(e->store, serve_cb, &c, &msg) == NODE_OK)
             flush_bodies(e, l, &c.bodies);

@@ -355,6 +355,16 @@ static void engine_setup(sim_node *nd, const node_host *host, const node_config 
     e->rng = rng; /* the anti-entropy peer choice (daemon.c seeds it from the clock) */
 }
 
+/* The shares of the memory budget a test sets (sim_opts.lists_max, no_park), once the engine
+ * has split its own (node__engine_open). */
+static void engine_budget(sim_node *nd, const sim_opts *o)
+{
+    if (o->lists_max > 0)
+        nd->e->budget.wants = nd->e->budget.waits = o->lists_max;
+    if (o->no_park)
+        nd->e->budget.park = 0;
+}
+
 static node_store *engine_store(const sim_node *nd)
 {
     return nd->e->store;
@@ -1066,7 +1076,7 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
     s->o.anti_entropy_ms = cfg.anti_entropy_ms;
     s->lim.max_message = cfg.max_message_bytes;
     node_host host = { nd, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
-        host_undial, host_ctl_reply, host_schedule, NULL };
+        host_undial, host_ctl_reply, host_schedule, NULL, NULL };
     engine_setup(nd, &host, &cfg, me, schema, s->schema_hash, &s->lim, rng_next(&s->net) | 1u);
     enter(s, i);
     node_err err = node__engine_open(nd->e, 0, &msg);
@@ -1074,6 +1084,7 @@ static bool engine_start(sim *s, size_t i, const proto_buf *manifest)
         fprintf(stderr, "sim: %s: cannot open the engine: %s\n", nd->org, msg.text);
         return false;
     }
+    engine_budget(nd, &s->o);
     nd->opened = true;
     if (manifest == NULL)
         return true;
@@ -1815,6 +1826,7 @@ bool sim_waiting_read(sim *s, size_t i, sim_waiting *w)
     w->key = jnum(doc, "waiting", "key");
     w->bodies = jnum(doc, "waiting", "bodies");
     w->headers = jnum(doc, "waiting", "headers");
+    w->refills = jnum(doc, "memory", "refills");
     json_object_put(doc);
     return true;
 }

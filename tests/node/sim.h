@@ -66,7 +66,7 @@
  * Reading a node goes through functions only: the ledger (ledger.h) in a read transaction for
  * version vectors, digests, keys and applied marks, and the control socket's status command
  * (ctl.c, through node_event) for what it waits for. The engine's fields are touched in one
- * place of sim.c (engine_setup, engine_store).
+ * place of sim.c (engine_setup, engine_budget, engine_store).
  *
  * Determinism: the sim draws every choice (latencies, jitter, faults, the ticks' phases, the
  * engines' anti-entropy RNG, case ids) from streams derived from the seed, and sim_global_init
@@ -109,6 +109,11 @@ typedef struct sim_opts {
     uint64_t anti_entropy_ms, max_clock_ahead_ms, idle_timeout_ms, handshake_timeout_ms;
     uint64_t max_steps; /* events before the run is declared a livelock (0: 20 million) */
     int64_t clock_offset_ms[SIM_MAX_NODES]; /* each node's clock from the start (ahead > 0) */
+    /* Shares of every node's memory budget, set once its engine opens (0: [node] memory_mb's
+     * default split): how many wanted and waiting bodies each list holds; no_park: no body
+     * that comes before its key is kept (the park's share is 0). */
+    size_t lists_max;
+    bool no_park;
 } sim_opts;
 
 /* n nodes, this seed, latencies 2..20 ms, no jitter, no faults. */
@@ -256,6 +261,7 @@ typedef struct sim_waiting {
     long long causal, clock, key; /* bodies held, not merged: why */
     long long bodies;             /* bodies lacked (wants) */
     long long headers;            /* headers held out of order */
+    long long refills;            /* lists refilled from the store (memory.refills) */
 } sim_waiting;
 bool sim_waiting_read(sim *s, size_t i, sim_waiting *w);
 /* What node i's status says of the quarantined origin of node `origin`: its fork point seq

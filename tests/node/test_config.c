@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "internal.h" /* node__budget_split */
 #include "node/node.h"
 #include "tmpdir.h"
 
@@ -127,6 +128,13 @@ static void errors_name_file_and_line(void **state)
             NODE_ECONFIG, "map_size_mb is larger than max_size_mb" },
         { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n", NODE_ECONFIG,
             "[network] needs admin_pub" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\nmemory_mb = 16\n",
+            NODE_ECONFIG, ":5: memory_mb must be a whole number from 32 to 1048576" },
+        { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\nmemory_mb = "
+          "64\n" ADMIN "[sync]\nheld_headers_mb = 9\n",
+            NODE_ECONFIG,
+            "[sync] held_headers_mb = 9 is more than its share of [node] memory_mb = 64 (an "
+            "eighth, 8): raise memory_mb or lower held_headers_mb" },
         { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n[network]\n"
           "admin_pub = 12zz\n",
             NODE_ECONFIG, ":6: admin_pub must be 64 hexadecimal digits" },
@@ -144,6 +152,43 @@ static void errors_name_file_and_line(void **state)
             fail_msg("case %zu: got %s \"%s\", want %s containing \"%s\"", i, node_strerror(err),
                 msg.text, node_strerror(cases[i].err), cases[i].says);
     }
+}
+
+/* One budget: the default split adds up to it, held_headers_mb lowers its share alone, and
+ * the lists' counts follow from their bytes. */
+static void memory_budget_split(void **state)
+{
+    fixture *f = *state;
+    node_errmsg msg;
+    assert_int_equal(load(f, good, &msg), NODE_OK);
+    assert_int_equal(f->cfg.memory_bytes, UINT64_C(128) << 20); /* the default */
+    node_budget b;
+    node__budget_split(&f->cfg, &b);
+    size_t mib = (size_t)1 << 20;
+    assert_int_equal(b.total, 128 * mib);
+    assert_int_equal(b.inq, 24 * mib);
+    assert_int_equal(b.park, 24 * mib);
+    assert_int_equal(b.held, 16 * mib);
+    assert_int_equal(b.rx, 8 * mib);
+    assert_int_equal(b.tx, 16 * mib);
+    assert_int_equal(b.lists, 16 * mib);
+    /* the rest, 3/16, for what is not split (the store's write transaction, caches, tables) */
+    assert_int_equal(b.total - (b.inq + b.park + b.held + b.rx + b.tx + b.lists), 24 * mib);
+    assert_true(b.wants > 10000 && b.waits > 10000);
+
+    size_t wants128 = b.wants, waits128 = b.waits;
+
+    assert_int_equal(load(f,
+                         "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n"
+                         "memory_mb = 256\n" ADMIN "[sync]\nheld_headers_mb = 20\n",
+                         &msg),
+        NODE_OK);
+    node__budget_split(&f->cfg, &b);
+    assert_int_equal(b.total, 256 * mib);
+    assert_int_equal(b.held, 20 * mib); /* lower than its share, 32 */
+    assert_int_equal(b.inq, 48 * mib);
+    assert_true(b.wants >= 2 * wants128 && b.wants <= 2 * wants128 + 1);
+    assert_true(b.waits >= 2 * waits128 && b.waits <= 2 * waits128 + 1);
 }
 
 static void failed_load_keeps_previous_config(void **state)
@@ -250,6 +295,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(reads_every_key, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_name_file_and_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(memory_budget_split, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_load_keeps_previous_config, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_file_is_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(advertise_separates_bind_from_dial, setup, teardown),

@@ -424,6 +424,53 @@ static void each_log_from_its_author(void **state)
         sim_vv(s, CPIA, PREF), pref_log);
 }
 
+/* The lists of wanted and waiting bodies hold 16 each, and nothing is parked: the CPIA, away
+ * while the comune writes 120 times to a scope and then grants it that scope, gets the bodies
+ * before the key, drops them, and wants all 120 once the key comes. It lists 16 (the rest stay
+ * in its store, headers without bodies), and each time a list is down to half it lists more
+ * from the store, until it holds them all; its list never holds more than 16. */
+typedef struct lists_watch {
+    long long most; /* the most bodies the CPIA listed as wanted at once */
+} lists_watch;
+
+static bool lists_done(sim *s, void *ctx)
+{
+    lists_watch *lw = ctx;
+    sim_waiting w;
+    if (!sim_waiting_read(s, CPIA, &w))
+        return false;
+    if (w.bodies > lw->most)
+        lw->most = w.bodies;
+    char why[256];
+    return w.bodies == 0 && w.causal + w.clock + w.key == 0 && sim_converged(s, why, sizeof(why));
+}
+
+static void lists_refilled_from_the_store(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 2, 31, "lists_refilled_from_the_store");
+    o.lists_max = 16;
+    o.no_park = true;
+    sim *s = start(state, &o);
+    proto_case_id c = new_case(s, COMUNE, "lingua.livello=A1");
+    converge(s, 10000);
+    sim_isolate(s, CPIA);
+    for (int k = 0; k < 120; k++)
+        set(s, COMUNE, &c, "lingua.ore_frequenza+=1");
+    grant(s, COMUNE, &c, "lingua", CPIA, false);
+    assert_true(sim_run_for(s, 100));
+    sim_heal(s);
+    lists_watch lw = { 0 };
+    CHECK(s, sim_run_until(s, lists_done, &lw, 300000),
+        "the CPIA did not get every body of the scope it was granted");
+    sim_waiting w = waiting(s, CPIA);
+    CHECK(s, lw.most > 0 && lw.most <= 16, "the CPIA listed up to %lld wanted bodies (bound 16)",
+        lw.most);
+    CHECK(s, w.refills >= 2, "the CPIA refilled its lists %lld times (120 wants, 16 at a time)",
+        w.refills);
+    converge(s, 10000);
+}
+
 /* max_clock_ahead_ms = 1000 and the CPIA's clock 5 s ahead: the comune stores its headers at
  * once, its deltas wait until the comune's clock is within 1 s of their stamps, then merge. */
 static void clock_ahead_waits(void **state)
@@ -930,6 +977,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(purged_author_serves_its_write, teardown),
         cmocka_unit_test_teardown(anti_entropy_after_partition, teardown),
         cmocka_unit_test_teardown(each_log_from_its_author, teardown),
+        cmocka_unit_test_teardown(lists_refilled_from_the_store, teardown),
         cmocka_unit_test_teardown(clock_ahead_waits, teardown),
         cmocka_unit_test_teardown(clock_step_back, teardown),
         cmocka_unit_test_teardown(seeded_schedule, teardown),

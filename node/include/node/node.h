@@ -108,16 +108,17 @@ typedef struct node_config {
     char advertise[NODE_URL_MAX + 1];          /* [node] advertise: the URL peers dial */
     char operator_name[NODE_OPERATOR_MAX + 1]; /* [node] operator: default operator name */
     node_log_level log_level;                  /* [node] log_level, default info */
-    uint64_t map_size;                         /* [store] map_size_mb * 2^20, default 256 MiB */
-    uint64_t map_size_max;                     /* [store] max_size_mb * 2^20, default 1 TiB */
-    uint64_t compact_every_ms;                 /* [store] compact_every_hours in ms; 0: never */
-    uint64_t max_message_bytes;                /* [sync] max_message_bytes, default 16 MiB */
-    uint64_t handshake_timeout_ms;             /* [sync] handshake_timeout_ms, default 5000 */
-    uint64_t anti_entropy_ms;                  /* [sync] anti_entropy_ms, default 2000 */
-    uint64_t idle_timeout_ms;                  /* [sync] idle_timeout_ms, default 20000 */
-    uint64_t held_per_origin;                  /* [sync] held_headers_per_origin, default 10000 */
-    uint64_t held_bytes;                       /* [sync] held_headers_mb * 2^20, default 64 MiB */
-    uint64_t pending_per_author; /* [sync] pending_per_author: bodies waiting, default 10000 */
+    uint64_t memory_bytes;         /* [node] memory_mb * 2^20: the memory budget, default 128 MiB */
+    uint64_t map_size;             /* [store] map_size_mb * 2^20, default 256 MiB */
+    uint64_t map_size_max;         /* [store] max_size_mb * 2^20, default 1 TiB */
+    uint64_t compact_every_ms;     /* [store] compact_every_hours in ms; 0: never */
+    uint64_t max_message_bytes;    /* [sync] max_message_bytes, default 16 MiB */
+    uint64_t handshake_timeout_ms; /* [sync] handshake_timeout_ms, default 5000 */
+    uint64_t anti_entropy_ms;      /* [sync] anti_entropy_ms, default 2000 */
+    uint64_t idle_timeout_ms;      /* [sync] idle_timeout_ms, default 20000 */
+    uint64_t held_per_origin;      /* [sync] held_headers_per_origin, default 10000 */
+    uint64_t held_bytes;           /* [sync] held_headers_mb * 2^20; 0 (default): memory_mb / 8 */
+    uint64_t pending_per_author;   /* [sync] pending_per_author: bodies waiting, default 10000 */
     uint64_t verify_each;  /* [sync] verify_each_signature: 1 checks every header's signature, 0
                               (default) one per run of chained headers; the same verdicts */
     uint8_t admin_pub[32]; /* [network] admin_pub: the pinned admin key (required) */
