@@ -283,10 +283,10 @@ void node__budget_split(const node_config *cfg, node_budget *b)
 {
     size_t m = (size_t)cfg->memory_bytes;
     b->total = m;
-    b->inq = m / 16 * 3;
+    b->inq = m / 8;
     b->park = m / 16 * 3;
     b->held = cfg->held_bytes != 0 ? (size_t)cfg->held_bytes : m / 8;
-    b->rx = m / 16;
+    b->rx = m / 8;
     b->tx = m / 8;
     b->lists = m / 8;
     b->wants = b->lists / 2 / NODE_WANT_COST;

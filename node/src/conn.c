@@ -230,7 +230,7 @@ static void rx_cb(void *arg)
      * read once the loop has taken this one, so that a session frame sent right after
      * HELLO_FINISH is read under the limit the handshake's outcome sets (node__net_trust is
      * called while the loop takes HELLO_FINISH), not the handshake's. */
-    if (go && (c->rx_pending > net__rx_limit_locked(n) || (ok && !c->trusted))) {
+    if (go && (c->rx_pending > net__rx_limit_locked(n, c) || (ok && !c->trusted))) {
         c->rx_paused = true;
         go = false;
     }
@@ -313,9 +313,12 @@ static bool enqueue_locked(conn *c, tx_item *t)
     return true;
 }
 
-size_t net__rx_limit_locked(const node_net *n)
+size_t net__rx_limit_locked(const node_net *n, const conn *c)
 {
-    return n->rx_share / (n->nconns > 0 ? n->nconns : 1);
+    if (c->ctl)
+        return 0; /* one request at a time: the loop answers them in turn */
+    size_t peers = n->nconns - n->nctl;
+    return n->rx_share / (peers > 0 ? peers : 1);
 }
 
 /* ---------------------------------------------------------------------------------------- */

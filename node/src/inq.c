@@ -27,7 +27,7 @@
  * the memory budget (e->budget.inq): beyond it, the loop works the queue down before it takes
  * another message, and reading waits meanwhile as it did before the queue. A message counts
  * with all it holds: its plaintext, its decoded headers and their checks' state, its decoded
- * bodies and the key grants opening for it (about 1.7 times the plaintext in a catch-up).
+ * bodies and the key grants opening for it (a header decoded is 400 bytes beside its 226).
  */
 #define GROUP_BYTES (6u << 20) /* a whole answer (RESPONSE_BYTES) and its framing */
 

@@ -211,7 +211,8 @@ static void wake_cb(uv_async_t *h)
                 conn *c = net__conn_find_locked(n, ev->pipe);
                 if (c != NULL) {
                     c->rx_pending -= ev->off + ev->len;
-                    if (c->rx_paused && !c->dead && c->rx_pending <= net__rx_limit_locked(n) / 2) {
+                    if (c->rx_paused && !c->dead
+                        && c->rx_pending <= net__rx_limit_locked(n, c) / 2) {
                         c->rx_paused = false;
                         c->rx_busy = true;
                         resume = true;

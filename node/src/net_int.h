@@ -135,10 +135,11 @@ dialer *net__dialer_find_locked(node_net *n, uint32_t id);
 void net__dial_later(dialer *d, nng_duration ms);
 
 /* conn.c */
-/* How far one connection's unread messages may run ahead of the loop before its reading pauses
- * (lock held): the unread share split over the connections open, so that all of them together
- * stay within it (each may go over by the one message that crossed the line). */
-size_t net__rx_limit_locked(const node_net *n);
+/* How far connection c's unread messages may run ahead of the loop before its reading pauses
+ * (lock held): for a peer's, the unread share split over the peer connections open, so that all
+ * of them together stay within it (each may go over by the one message that crossed the line);
+ * a control connection reads its next request once the loop took the last one. */
+size_t net__rx_limit_locked(const node_net *n, const conn *c);
 uint64_t net__mono_ms(void);
 /* Queue an event for the loop (lock held); false when out of memory. */
 bool net__push_locked(node_net *n, net_ev ev);

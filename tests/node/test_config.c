@@ -166,10 +166,10 @@ static void memory_budget_split(void **state)
     node__budget_split(&f->cfg, &b);
     size_t mib = (size_t)1 << 20;
     assert_int_equal(b.total, 128 * mib);
-    assert_int_equal(b.inq, 24 * mib);
+    assert_int_equal(b.inq, 16 * mib);
     assert_int_equal(b.park, 24 * mib);
     assert_int_equal(b.held, 16 * mib);
-    assert_int_equal(b.rx, 8 * mib);
+    assert_int_equal(b.rx, 16 * mib);
     assert_int_equal(b.tx, 16 * mib);
     assert_int_equal(b.lists, 16 * mib);
     /* the rest, 3/16, for what is not split (the store's write transaction, caches, tables) */
@@ -186,7 +186,7 @@ static void memory_budget_split(void **state)
     node__budget_split(&f->cfg, &b);
     assert_int_equal(b.total, 256 * mib);
     assert_int_equal(b.held, 20 * mib); /* lower than its share, 32 */
-    assert_int_equal(b.inq, 48 * mib);
+    assert_int_equal(b.inq, 32 * mib);
     assert_true(b.wants >= 2 * wants128 && b.wants <= 2 * wants128 + 1);
     assert_true(b.waits >= 2 * waits128 && b.waits <= 2 * waits128 + 1);
 }
