@@ -258,13 +258,13 @@ node_err node_config_load(const char *path, node_config *cfg, node_errmsg *msg)
     else if (next.map_size > next.map_size_max)
         err = node__fail(
             msg, NODE_ECONFIG, "%s: [store] map_size_mb is larger than max_size_mb", path);
-    else if (next.held_bytes > next.memory_bytes / 8)
+    else if (next.held_bytes > next.memory_bytes / 16)
         err = node__fail(msg, NODE_ECONFIG,
             "%s: [sync] held_headers_mb = %llu is more than its share of [node] memory_mb = %llu "
-            "(an eighth, %llu): raise memory_mb or lower held_headers_mb",
+            "(a sixteenth, %llu): raise memory_mb or lower held_headers_mb",
             path, (unsigned long long)(next.held_bytes >> 20),
             (unsigned long long)(next.memory_bytes >> 20),
-            (unsigned long long)(next.memory_bytes >> 23));
+            (unsigned long long)(next.memory_bytes >> 24));
     else if (next.idle_timeout_ms < 3 * next.anti_entropy_ms)
         err = node__fail(msg, NODE_ECONFIG,
             "%s: [sync] idle_timeout_ms must be at least 3 times anti_entropy_ms (keepalives are "
@@ -283,9 +283,9 @@ void node__budget_split(const node_config *cfg, node_budget *b)
 {
     size_t m = (size_t)cfg->memory_bytes;
     b->total = m;
-    b->inq = m / 8;
-    b->park = m / 16 * 3;
-    b->held = cfg->held_bytes != 0 ? (size_t)cfg->held_bytes : m / 8;
+    b->inq = m / 4;
+    b->park = m / 8;
+    b->held = cfg->held_bytes != 0 ? (size_t)cfg->held_bytes : m / 16;
     b->rx = m / 8;
     b->tx = m / 8;
     b->lists = m / 8;

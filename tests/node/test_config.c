@@ -131,10 +131,10 @@ static void errors_name_file_and_line(void **state)
         { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\nmemory_mb = 16\n",
             NODE_ECONFIG, ":5: memory_mb must be a whole number from 32 to 1048576" },
         { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\nmemory_mb = "
-          "64\n" ADMIN "[sync]\nheld_headers_mb = 9\n",
+          "64\n" ADMIN "[sync]\nheld_headers_mb = 5\n",
             NODE_ECONFIG,
-            "[sync] held_headers_mb = 9 is more than its share of [node] memory_mb = 64 (an "
-            "eighth, 8): raise memory_mb or lower held_headers_mb" },
+            "[sync] held_headers_mb = 5 is more than its share of [node] memory_mb = 64 (a "
+            "sixteenth, 4): raise memory_mb or lower held_headers_mb" },
         { "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n[network]\n"
           "admin_pub = 12zz\n",
             NODE_ECONFIG, ":6: admin_pub must be 64 hexadecimal digits" },
@@ -166,9 +166,9 @@ static void memory_budget_split(void **state)
     node__budget_split(&f->cfg, &b);
     size_t mib = (size_t)1 << 20;
     assert_int_equal(b.total, 128 * mib);
-    assert_int_equal(b.inq, 16 * mib);
-    assert_int_equal(b.park, 24 * mib);
-    assert_int_equal(b.held, 16 * mib);
+    assert_int_equal(b.inq, 32 * mib);
+    assert_int_equal(b.park, 16 * mib);
+    assert_int_equal(b.held, 8 * mib);
     assert_int_equal(b.rx, 16 * mib);
     assert_int_equal(b.tx, 16 * mib);
     assert_int_equal(b.lists, 16 * mib);
@@ -180,13 +180,13 @@ static void memory_budget_split(void **state)
 
     assert_int_equal(load(f,
                          "[node]\norg = comune-1\nrole = comune\nlisten = tcp://127.0.0.1:1\n"
-                         "memory_mb = 256\n" ADMIN "[sync]\nheld_headers_mb = 20\n",
+                         "memory_mb = 256\n" ADMIN "[sync]\nheld_headers_mb = 10\n",
                          &msg),
         NODE_OK);
     node__budget_split(&f->cfg, &b);
     assert_int_equal(b.total, 256 * mib);
-    assert_int_equal(b.held, 20 * mib); /* lower than its share, 32 */
-    assert_int_equal(b.inq, 32 * mib);
+    assert_int_equal(b.held, 10 * mib); /* lower than its share, 16 */
+    assert_int_equal(b.inq, 64 * mib);
     assert_true(b.wants >= 2 * wants128 && b.wants <= 2 * wants128 + 1);
     assert_true(b.waits >= 2 * waits128 && b.waits <= 2 * waits128 + 1);
 }

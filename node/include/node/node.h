@@ -117,7 +117,7 @@ typedef struct node_config {
     uint64_t anti_entropy_ms;      /* [sync] anti_entropy_ms, default 2000 */
     uint64_t idle_timeout_ms;      /* [sync] idle_timeout_ms, default 20000 */
     uint64_t held_per_origin;      /* [sync] held_headers_per_origin, default 10000 */
-    uint64_t held_bytes;           /* [sync] held_headers_mb * 2^20; 0 (default): memory_mb / 8 */
+    uint64_t held_bytes;           /* [sync] held_headers_mb * 2^20; 0 (default): memory_mb / 16 */
     uint64_t pending_per_author;   /* [sync] pending_per_author: bodies waiting, default 10000 */
     uint64_t verify_each;  /* [sync] verify_each_signature: 1 checks every header's signature, 0
                               (default) one per run of chained headers; the same verdicts */
