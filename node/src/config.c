@@ -284,11 +284,11 @@ void node__budget_split(const node_config *cfg, node_budget *b)
     size_t m = (size_t)cfg->memory_bytes;
     b->total = m;
     b->inq = m / 4;
-    b->park = m / 8;
+    b->park = m / 16 * 3;
     b->held = cfg->held_bytes != 0 ? (size_t)cfg->held_bytes : m / 16;
     b->rx = m / 8;
     b->tx = m / 8;
-    b->lists = m / 8;
+    b->lists = m / 16;
     b->wants = b->lists / 2 / NODE_WANT_COST;
     b->waits = b->lists / 2 / NODE_WAIT_COST;
 }

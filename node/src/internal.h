@@ -45,11 +45,11 @@ node_err node__vec_reserve(void *field, size_t *cap, size_t need, size_t size, s
 typedef struct node_budget {
     size_t total; /* [node] memory_mb in bytes */
     size_t inq;   /* 1/4: inbound messages read, decoded and checked, not stored yet */
-    size_t park;  /* 1/8: bodies that came before their key, with their index */
+    size_t park;  /* 3/16: bodies that came before their key, with their index */
     size_t held;  /* 1/16 (or less, [sync] held_headers_mb): headers held out of order */
     size_t rx;    /* 1/8: unread messages of the peer connections together */
     size_t tx;    /* 1/8: send queues of all connections together */
-    size_t lists; /* 1/8: wanted and waiting bodies, with their indexes (half each) */
+    size_t lists; /* 1/16: wanted and waiting bodies, with their indexes (half each) */
     size_t wants; /* how many wanted bodies lists/2 holds */
     size_t waits; /* how many waiting bodies lists/2 holds */
     /* the rest, 3/16: the store's write transaction (LMDB's dirty pages, one group commit),

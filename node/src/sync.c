@@ -15,29 +15,31 @@
 #define RESPONSE_BYTES (4u << 20) /* all the messages answering one VV or WANT */
 
 /* How much one answer to a VV or WANT sends (it may end one header or body past it):
- * RESPONSE_BYTES, or less so that one answer to each peer up takes at most a quarter of the
- * send share of the memory budget. A peer has one answer to its version vector in flight at a
- * time (the answer ends with our version vector, which makes it ask again): together they stay
- * within that quarter. */
+ * RESPONSE_BYTES, or less so that one answer to each peer up takes at most half the send share
+ * of the memory budget. A peer has one answer to its version vector in flight at a time (the
+ * answer ends with our version vector, which makes it ask again): together they stay within
+ * that half. (Smaller answers cost round trips, and the crossing rule below then sent some
+ * headers twice: a quarter gave 2 MiB answers with two peers up and 805 bytes per update.) */
 static size_t answer_bytes(node_engine *e)
 {
     size_t up = 0;
     for (size_t i = 0; i < e->nmembers; i++)
         up += !e->members[i].self && e->members[i].pipe != 0;
-    size_t share = e->budget.tx / 4 / (up > 0 ? up : 1);
+    size_t share = e->budget.tx / 2 / (up > 0 ? up : 1);
     return share < RESPONSE_BYTES ? share : RESPONSE_BYTES;
 }
 
 /* Is there room in the peers' send queues for an answer to a WANT? Only while they hold less
- * than half their share with it; otherwise the WANT is not answered and its sender asks again
- * (WANT_RETRY_MS). With the answers to version vectors (a quarter), pushes and pings have the
- * last quarter: a send beyond the share drops its link. */
+ * than three quarters of their share with it; otherwise the WANT is not answered and its sender
+ * asks again (WANT_RETRY_MS). The share itself is the hard bound: a send beyond it fails and
+ * drops its link (answers to version vectors, up to half of it, coming on top of WANT answers
+ * can reach it; a WANT gated at a quarter slowed a catch-up's wants too much to be worth it). */
 static bool want_room(node_engine *e)
 {
     size_t unread = 0, queued = 0;
     if (e->host.net_queued != NULL)
         e->host.net_queued(e->host.ctx, &unread, &queued);
-    return queued + answer_bytes(e) <= e->budget.tx / 2;
+    return queued + answer_bytes(e) <= e->budget.tx / 4 * 3;
 }
 #define WANT_MAX 4096
 /* A want is asked only when its body has not come NODE_WANT_GRACE_MS after its header (it
