@@ -133,10 +133,10 @@ void node__lists_refill(node_engine *e)
      * it must list many at a time */
     if (!e->lists_full || (e->wants.n > e->budget.wants / 2 && e->waits.n > e->budget.waits / 2))
         return;
-    load_ctx c = {
-        .e = e, .want_room = e->budget.wants - e->wants.n, .wait_room = e->budget.waits - e->waits.n
-    };
-    node_errmsg msg = { 0 };
+    load_ctx c = { .e = e,
+        .want_room = e->wants.n < e->budget.wants ? e->budget.wants - e->wants.n : 0,
+        .wait_room = e->waits.n < e->budget.waits ? e->budget.waits - e->waits.n : 0 };
+    node_errmsg msg = { { 0 } };
     node_err err = node_store_read(e->store, refill_cb, &c, &msg);
     e->lists_full = c.full || err != NODE_OK;
     e->lists_refills++;
