@@ -53,7 +53,7 @@ typedef struct node_host {
     void (*schedule)(void *ctx, node_work w, uint64_t delay_ms);
     /* The Unix user of the control request being handled ("" when unknown); may be NULL. */
     void (*ctl_user)(void *ctx, char *out, size_t size);
-    /* The bytes of unread messages of all connections and in the peers' send queues
+    /* The bytes of unread messages of the peer connections and in their send queues
      * (node__net_queued); may be NULL (none). */
     void (*net_queued)(void *ctx, size_t *unread, size_t *send);
 } node_host;
@@ -747,8 +747,8 @@ void node__ingest_parked(node_engine *e);
 
 /* At start: this node's log position and clock, and the waits and wants, from the store. */
 node_err node__load_store(node_engine *e, node_errmsg *msg);
-/* When a want or wait was left out at the lists' bounds (e->lists_full) and both lists are down
- * to half of them: list again, from the store, what they lack (the tick). */
+/* When a want or wait was left out at the lists' bounds (e->lists_full) and a list is down to
+ * half of its bound: list again, from the store, what they lack (the tick). */
 void node__lists_refill(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */

@@ -283,7 +283,7 @@ static size_t held_of(
 
 /* A verified header beyond the next one expected of its origin: held (in memory) until the
  * headers before it come. At the bounds ([sync] held_headers_per_origin, default 10,000, and
- * the budget's held share, default 16 MiB in all) one above every held one of its origin is not
+ * the budget's held share, default 8 MiB in all) one above every held one of its origin is not
  * held; one below is, and ingest_post drops the highest instead. What is not held is asked for
  * again by a later version vector. Its bytes are borrowed from the input until ingest_post copies
  * them. */

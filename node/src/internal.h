@@ -48,7 +48,7 @@ typedef struct node_budget {
     size_t park;  /* 3/16: bodies that came before their key, with their index */
     size_t held;  /* 1/16 (or less, [sync] held_headers_mb): headers held out of order */
     size_t rx;    /* 1/8: unread messages of the peer connections together */
-    size_t tx;    /* 1/8: send queues of all connections together */
+    size_t tx;    /* 1/8: send queues of the peer connections together */
     size_t lists; /* 1/16: wanted and waiting bodies, with their indexes (half each) */
     size_t wants; /* how many wanted bodies lists/2 holds */
     size_t waits; /* how many waiting bodies lists/2 holds */
@@ -127,7 +127,7 @@ void node__net_undial(node_net *n, uint32_t dialer);
  * NODE_ENOTFOUND when the connection is gone or going (its DOWN event, with the reason, is on
  * the way). */
 node_err node__net_send(node_net *n, uint32_t pipe, const uint8_t *buf, size_t len);
-/* The bytes of unread messages of all connections (handed to the loop, not taken yet; the
+/* The bytes of unread messages of the peer connections (handed to the loop, not taken yet; the
  * budget's unread share bounds them) and in the send queues of all peer connections (the send
  * share bounds them: a send that would take them past it fails with NODE_EIO). */
 void node__net_queued(node_net *n, size_t *unread, size_t *send);

@@ -2,8 +2,8 @@
  * Load: at start, this node's own log position and clock, and the lists of what it waits for
  * (bodies held, not decided yet) and lacks (bodies it may hold, asked for at once), rebuilt from
  * the store; the same scan lists again what was left out at the lists' bounds
- * (node__lists_refill). May call: access.c, ledger.c, state.c (the lists), apply.c and sync.c
- * (to go on with what was listed), proto.
+ * (node__lists_refill). May call: access.c, ledger.c, state.c (the lists), apply.c (to merge what
+ * was listed), proto.
  */
 #include "core.h"
 

@@ -241,7 +241,8 @@ void node__net_queued(node_net *n, size_t *unread, size_t *send)
     pthread_mutex_lock(&n->lock);
     *unread = 0;
     for (const conn *c = n->conns; c != NULL; c = c->next)
-        *unread += c->rx_pending;
+        if (!c->ctl)
+            *unread += c->rx_pending;
     *send = n->tx_queued;
     pthread_mutex_unlock(&n->lock);
 }

@@ -342,27 +342,6 @@ static void send_lacking(node_engine *e, node_link *l, node_member *m, bool *tru
     *ahead = c.ahead;
 }
 
-/* Answer m's last version vector (m->vv) on l. */
-static void answer_vv(node_engine *e, node_link *l, node_member *m)
-{
-    uint64_t now = node__mono(e);
-    /* Our version vector asks m for what we lack, or, after an answer cut short, makes m
-     * ask again for the rest once it has taken this part: one answer in flight at a time.
-     * When neither holds, both sides are done. When m is ahead but ours went to m within
-     * VV_REPEAT_MS and no headers came since, the two crossed (both are sent as a link
-     * comes up): m's answer to ours is still to come and holds at least what this one
-     * claims. It is asked again after VV_REPEAT_MS (node__anti_entropy), not now: the same
-     * headers would come twice. */
-    bool truncated = false, ahead = false;
-    send_lacking(e, l, m, &truncated, &ahead);
-    bool crossed = m->vv_sent_ms != 0 && now - m->vv_sent_ms < VV_REPEAT_MS
-        && m->headers_in_ms <= m->vv_sent_ms;
-    if (truncated || (ahead && !crossed))
-        node__send_vv(e, m, l, !truncated);
-    else if (ahead)
-        m->ask_again = true;
-}
-
 /* A header's author for the log: its org, or its origin in hex when no member has it. */
 static const char *author_name(node_engine *e, const uint8_t origin[32], char hex[65])
 {
@@ -674,7 +653,22 @@ void node__sync_message(
         node__source_take(m, &v);
         proto_vv_fini(&v);
         own_claim_seen(e, l, m);
-        answer_vv(e, l, m);
+        uint64_t now = node__mono(e);
+        /* Our version vector asks m for what we lack, or, after an answer cut short, makes m
+         * ask again for the rest once it has taken this part: one answer in flight at a time.
+         * When neither holds, both sides are done. When m is ahead but ours went to m within
+         * VV_REPEAT_MS and no headers came since, the two crossed (both are sent as a link
+         * comes up): m's answer to ours is still to come and holds at least what this one
+         * claims. It is asked again after VV_REPEAT_MS (node__anti_entropy), not now: the same
+         * headers would come twice. */
+        bool truncated = false, ahead = false;
+        send_lacking(e, l, m, &truncated, &ahead);
+        bool crossed = m->vv_sent_ms != 0 && now - m->vv_sent_ms < VV_REPEAT_MS
+            && m->headers_in_ms <= m->vv_sent_ms;
+        if (truncated || (ahead && !crossed))
+            node__send_vv(e, m, l, !truncated);
+        else if (ahead)
+            m->ask_again = true;
         return;
     }
     case PROTO_K_HEADERS: {
