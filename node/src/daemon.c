@@ -18,6 +18,52 @@
 
 #define IDENTITY_FILE "identity.key"
 
+/* glibc's malloc, tuned below; not under AddressSanitizer, whose allocator ignores it. */
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+#define HEAP_TUNED 1
+#include <malloc.h>
+/* A block this large or larger is mapped on its own and given back to the system when freed. */
+#define HEAP_MMAP_MIN (256u * 1024u)
+/* The free pages inside the heap are given back once this many more bytes are free than after
+ * the last time. */
+#define HEAP_FREE_MAX ((size_t)4 << 20)
+#endif
+
+/* How the C library keeps the heap, set before any thread starts (node/CONFIG.md "Memory"):
+ * one arena for every thread (the loop, the verifiers, the sealer, nng's threads), so that
+ * what status counts is the whole heap and no thread keeps free pages of its own; large blocks
+ * (messages, answers) mapped apart, given back as soon as they are freed, whatever sizes came
+ * before (a fixed threshold: glibc would otherwise raise it after each large free). */
+static void heap_setup(void)
+{
+#ifdef HEAP_TUNED
+    if (mallopt(M_ARENA_MAX, 1) != 1 || mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_MIN) != 1
+        || mallopt(M_TRIM_THRESHOLD, HEAP_MMAP_MIN) != 1)
+        NODE_WARN("node.heap",
+            "detail=\"the C library refused a heap setting; the heap may "
+            "hold more free pages than the memory budget counts\"");
+#endif
+}
+
+/* Give the free pages inside the heap back to the system once HEAP_FREE_MAX more bytes are free
+ * than after the last time (a trim leaves its free blocks in the heap, their pages given back):
+ * a catch-up frees many small blocks (parked bodies, decoded headers) among live ones, and
+ * without this the process keeps their pages. */
+static void heap_trim(size_t *last)
+{
+#ifdef HEAP_TUNED
+    size_t free_now = mallinfo2().fordblks;
+    if (free_now < *last)
+        *last = free_now;
+    if (free_now - *last > HEAP_FREE_MAX) {
+        malloc_trim(0);
+        *last = mallinfo2().fordblks;
+    }
+#else
+    (void)last;
+#endif
+}
+
 /* Read a whole small file into a malloc'd buffer (NUL-terminated, not counted). */
 static node_err slurp(const char *path, size_t max, uint8_t **out, size_t *len, node_errmsg *msg)
 {
@@ -104,6 +150,7 @@ typedef struct daemon {
     uv_signal_t sigint, sigterm;
     bool handles_on;   /* every handle above is initialised */
     bool store_failed; /* a compaction left the store closed: stop, exit 1 */
+    size_t heap_free;  /* the heap's free bytes after the last trim, or fewer since (heap_trim) */
 } daemon;
 
 /* Test builds only (CMake PATTO_TEST_CLOCK, off in Release builds): the node's wall clock moved
@@ -309,6 +356,7 @@ static void tick_cb(uv_timer_t *t)
 {
     daemon *d = t->data;
     node__tick(&d->e);
+    heap_trim(&d->heap_free);
 }
 
 /* [store] compact_every_hours: the store file rewritten without its free pages (node.h,
@@ -437,6 +485,7 @@ int node_run(const char *dir)
     bool loop_ok = false;
 
     test_clock_init();
+    heap_setup();
     e->host = (node_host) { d, host_now, host_mono, host_send, host_drop, host_trust, host_dial,
         host_undial, host_ctl_reply, host_schedule, host_ctl_user, host_net_queued };
     e->started_ms = host_mono(d);
