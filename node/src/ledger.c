@@ -644,7 +644,7 @@ node_err node__ledger_layout(node_txn *t)
      * that holds anything without the mark is of protocol version 1. Every header and body
      * stored carries its protocol version, so a store of an earlier one cannot be read. */
     size_t held = 0;
-    if ((err = node__ledger_count(t, NODE_DB_META, NULL, &held)) != NODE_OK)
+    if ((err = node_txn_count(t, NODE_DB_META, &held)) != NODE_OK)
         return err;
     if (held > 0)
         return NODE_ECONFIG;
@@ -857,19 +857,6 @@ node_err node__ledger_quarantine_list(
 {
     quar_ctx c = { lim, fn, ctx };
     return node_txn_scan(t, NODE_DB_META, "Q", 1, quar_cb, &c);
-}
-
-static bool count_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    (void)k, (void)kl, (void)v, (void)vl;
-    (*(size_t *)ctx)++;
-    return true;
-}
-
-node_err node__ledger_count(node_txn *t, node_db db, const char *prefix, size_t *n)
-{
-    *n = 0;
-    return node_txn_scan(t, db, prefix, prefix ? strlen(prefix) : 0, count_cb, n);
 }
 
 /* The destruction primitive's store part (ledger.h). Keys are gathered first, then deleted:

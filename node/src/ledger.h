@@ -157,8 +157,6 @@ node_err node__ledger_key_tags(node_txn *t, ledger_tag_cb fn, void *ctx);
 typedef bool (*ledger_quarantine_cb)(const uint8_t origin[32], uint64_t seq, void *ctx);
 node_err node__ledger_quarantine_list(
     node_txn *t, const proto_limits *lim, ledger_quarantine_cb fn, void *ctx);
-/* Records in a database. */
-node_err node__ledger_count(node_txn *t, node_db db, const char *prefix, size_t *n);
 
 /* States. *out is a new scope (empty when none is stored yet). A scope has one state for all
  * its epochs: any of its tags names it (it is kept under the first epoch's tag). */

@@ -330,6 +330,19 @@ node_err node_txn_scan(
     return NODE_OK;
 }
 
+node_err node_txn_count(node_txn *t, node_db db, size_t *n)
+{
+    *n = 0;
+    if (t == NULL || (unsigned)db >= NODE_DB_COUNT)
+        return NODE_EINVAL;
+    MDB_stat st;
+    int rc = mdb_stat(t->txn, t->st->dbi[db], &st);
+    if (rc != 0)
+        return txn_fail(t, rc);
+    *n = st.ms_entries;
+    return NODE_OK;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Compaction (node.h, node_store_compact)                                                   */
 

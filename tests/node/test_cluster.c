@@ -135,6 +135,18 @@ static uint64_t headers_of(th_net *net, size_t node)
     return n;
 }
 
+/* A count of node's status (counts/NAME), -1 when missing. */
+static int64_t count_of(th_net *net, size_t node, const char *name)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "counts/%s", name);
+    th_out o = th_patto(net, node, "status", NULL);
+    json_object *c = o.json ? jget(o.json, path) : NULL;
+    int64_t n = c ? json_object_get_int64(c) : -1;
+    th_out_free(&o);
+    return n;
+}
+
 typedef struct same_headers {
     size_t a, b;
 } same_headers;
@@ -179,10 +191,28 @@ static void consent_decides_who_reads(void **state)
         "the CPIA reads anagrafica without a grant: %s", o.out);
     th_out_free(&o);
 
+    /* A second case, shared with nobody. */
+    char other_id[64];
+    new_case(net, other_id, "anagrafica.nome=Bilal", NULL);
+
     /* The Prefettura gets every header, and nothing it could read. */
     same_headers s = { PREF, COMUNE };
     CHECK(net, th_wait(net, 10000, has_all_headers, &s),
         "the Prefettura did not receive every header");
+
+    /* status counts the cases each node lists (the comune opened both, the CPIA reads one, the
+     * Prefettura none) and the bodies each holds (the comune all of its own). */
+    int64_t headers = count_of(net, COMUNE, "headers");
+    CHECK(net, count_of(net, COMUNE, "cases") == 2 && count_of(net, COMUNE, "bodies") == headers,
+        "the comune's counts: %lld cases, %lld bodies of %lld headers",
+        (long long)count_of(net, COMUNE, "cases"), (long long)count_of(net, COMUNE, "bodies"),
+        (long long)headers);
+    CHECK(net, count_of(net, CPIA, "cases") == 1 && count_of(net, CPIA, "bodies") > 0,
+        "the CPIA's counts: %lld cases, %lld bodies", (long long)count_of(net, CPIA, "cases"),
+        (long long)count_of(net, CPIA, "bodies"));
+    CHECK(net, count_of(net, PREF, "cases") == 0 && count_of(net, PREF, "bodies") == 0,
+        "the Prefettura's counts: %lld cases, %lld bodies", (long long)count_of(net, PREF, "cases"),
+        (long long)count_of(net, PREF, "bodies"));
     o = th_patto(net, PREF, "case", "show", id, NULL);
     CHECK(net, o.status == 3, "prefettura case show: want exit 3, got %d %s", o.status, o.out);
     CHECK(net, strstr(o.out, "no readable scope of case") != NULL, "message: %s", o.out);

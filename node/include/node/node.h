@@ -285,6 +285,8 @@ NODE_NODISCARD node_err node_txn_del(node_txn *txn, node_db db, const void *key,
 typedef bool (*node_iter_cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ctx);
 NODE_NODISCARD node_err node_txn_scan(
     node_txn *txn, node_db db, const void *prefix, size_t plen, node_iter_cb fn, void *ctx);
+/* The number of records in db, as LMDB keeps it (nothing is read). */
+NODE_NODISCARD node_err node_txn_count(node_txn *txn, node_db db, size_t *n);
 
 /* ---------------------------------------------------------------------------------------- */
 /* The schema: scopes, fields, types and validation, shipped as data (node/schema/default.json, */
