@@ -890,8 +890,8 @@ static json_object *memory_json(const node_engine *e)
     json_object *mem = json_object_new_object();
     json_object_object_add(mem, "budget", json_object_new_int64((int64_t)b->total));
 #ifdef __GLIBC__
-    /* from the system: the heap (arena; one for every thread, daemon.c heap_setup) and the
-     * chunks mapped on their own (hblkhd); in use: what is allocated and not freed */
+    /* from the system: the main heap (arena) and the chunks mapped on their own (hblkhd),
+     * besides the arenas of other threads; in use: what is allocated and not freed */
     struct mallinfo2 mi = mallinfo2();
     json_object_object_add(mem, "heap", json_object_new_int64((int64_t)(mi.arena + mi.hblkhd)));
     json_object_object_add(
