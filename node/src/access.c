@@ -648,15 +648,13 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
     const crdt_scope *delta, const char **why)
 {
     node_auth r = node__verdict(t, e, k, h, author, plain, delta, why);
-    if (r != NODE_AUTH_OK)
+    if (r != NODE_AUTH_OK || node__is_owner(k, author))
         return r;
-    /* A delta waits for the causal past it names, the owner's too (merged before a delta whose
-     * dots its context names, it made that one look like a second creation of them, void until
-     * the rebuild decided its scope again), but for the dots of an origin caught forking (its own
-     * and its counter origins'): beyond its fork point those are void, and a node holding the
-     * other branch never decides them (void deltas join nothing, apply.c), so waiting for them
-     * could last for ever. This delays, never changes, a verdict: node__verdict above does not
-     * look. */
+    /* Another member's delta waits for the causal past it names, but for the dots of an origin
+     * caught forking (its own and its counter origins'): beyond its fork point those are void, and
+     * a node holding the other branch never decides them (void deltas join nothing, apply.c), so
+     * waiting for them could last for ever. This delays, never changes, a verdict: node__verdict
+     * above does not look. */
     const crdt_cc *cc = crdt_scope_cc(state);
     for (size_t i = 0; i < plain->nvv && r == NODE_AUTH_OK; i++)
         if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max

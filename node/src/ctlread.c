@@ -908,7 +908,6 @@ static json_object *memory_json(const node_engine *e)
     json_object_object_add(mem, "shares", parts);
     json_object_object_add(mem, "lists_full", json_object_new_boolean(e->lists_full));
     json_object_object_add(mem, "refills", json_object_new_int64((int64_t)e->lists_refills));
-    json_object_object_add(mem, "remakes", json_object_new_int64((int64_t)e->waits_remakes));
     return mem;
 }
 
