@@ -75,6 +75,24 @@ bool node__cut_for_good(node_txn *t, node_engine *e, const proto_header *h)
     return cut;
 }
 
+bool node__closed_here(node_txn *t, const ledger_key *k, ledger_closed *out)
+{
+    ledger_closed x;
+    bool closed = node__ledger_closed_get(t, &k->case_id, k->scope, &x) == NODE_OK
+        && x.access == PROTO_ACCESS_NONE && k->epoch <= x.epoch;
+    if (closed && out != NULL)
+        *out = x;
+    return closed;
+}
+
+bool node__tag_closed_here(node_txn *t, const uint8_t tag[32])
+{
+    ledger_key k;
+    bool closed = node__ledger_key_get(t, tag, &k) == NODE_OK && node__closed_here(t, &k, NULL);
+    proto_wipe(&k, sizeof(k));
+    return closed;
+}
+
 bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h)
 {
     ledger_key k;
@@ -83,9 +101,7 @@ bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h)
          * what the owner wrote up to the narrowing (its holders ship nothing else of it to this
          * node: node__may_receive); a later grant's keys are newer. */
         ledger_closed x;
-        bool closed = node__ledger_closed_get(t, &k.case_id, k.scope, &x) == NODE_OK
-            && x.access == PROTO_ACCESS_NONE && k.epoch <= x.epoch;
-        bool take = !closed || owner_before(t, &k, x.entry, h);
+        bool take = !node__closed_here(t, &k, &x) || owner_before(t, &k, x.entry, h);
         proto_wipe(&k, sizeof(k));
         return take;
     }
@@ -648,13 +664,15 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
     const crdt_scope *delta, const char **why)
 {
     node_auth r = node__verdict(t, e, k, h, author, plain, delta, why);
-    if (r != NODE_AUTH_OK || node__is_owner(k, author))
+    if (r != NODE_AUTH_OK)
         return r;
-    /* Another member's delta waits for the causal past it names, but for the dots of an origin
-     * caught forking (its own and its counter origins'): beyond its fork point those are void, and
-     * a node holding the other branch never decides them (void deltas join nothing, apply.c), so
-     * waiting for them could last for ever. This delays, never changes, a verdict: node__verdict
-     * above does not look. */
+    /* A delta waits for the causal past it names, the owner's too (merged before a delta whose
+     * dots its context names, it made that one look like a second creation of them, void until
+     * the rebuild decided its scope again), but for the dots of an origin caught forking (its own
+     * and its counter origins'): beyond its fork point those are void, and a node holding the
+     * other branch never decides them (void deltas join nothing, apply.c), so waiting for them
+     * could last for ever. This delays, never changes, a verdict: node__verdict above does not
+     * look. */
     const crdt_cc *cc = crdt_scope_cc(state);
     for (size_t i = 0; i < plain->nvv && r == NODE_AUTH_OK; i++)
         if (crdt_cc_vv_max(cc, &plain->vv[i].origin) < plain->vv[i].max
@@ -666,6 +684,13 @@ node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, cons
         r = nown == 0 ? NODE_AUTH_WAIT : context_covered(t, e, k, state, delta, own, nown);
         free(own);
     }
+    /* Nor where this node's access to the scope ended and what it received stays, closed
+     * (public task, legal obligation: purge.c): no peer sends it the scope's bodies any more, so
+     * the past a delta received before the end names may never come. It merges with what is
+     * here; a body of that past come after all is decided by the rebuild, as for any dot
+     * created twice. */
+    if (r == NODE_AUTH_WAIT && node__closed_here(t, k, NULL))
+        r = NODE_AUTH_OK;
     if (r == NODE_AUTH_WAIT)
         *why = "waits for the causal past it names";
     return r;

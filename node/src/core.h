@@ -289,6 +289,11 @@ struct node_engine {
     node_want_vec wants;          /* bodies lacked (budget.wants) */
     bool lists_full; /* a want or wait was left out at the lists' bound: node__lists_refill */
     uint64_t lists_refills; /* how many times node__lists_refill listed from the store */
+    /* load.c: the waits list made again from the store in log order (node__lists_refill) */
+    uint64_t waits_done;      /* waits decided (merged, refused, not ours) since the start */
+    uint64_t waits_done_seen; /* waits_done at the last tick */
+    uint64_t remake_at_ms, remake_gap_ms; /* the next remake no sooner; the gap, doubling */
+    uint64_t waits_remakes;               /* since the start, for status */
     /* park.c: bodies that came before their key (budget.park, NODE_PARK_MS) */
     struct {
         node_parked_vec v; /* oldest first from head */
@@ -463,6 +468,12 @@ bool node__reads_tag(node_txn *t, node_engine *e, const uint8_t tag[32]);
  * held to pass on to other holders), or h is a key grant one of whose hint slots is this
  * node's? */
 bool node__may_hold(node_txn *t, node_engine *e, const proto_header *h);
+/* Is the scope of key k closed to this node with nothing left to read under that key (a
+ * narrowing to none that kept what was received, purge.c; a later grant's keys are newer)?
+ * *out (may be NULL) gets the record. A store error answers no. */
+bool node__closed_here(node_txn *t, const ledger_key *k, ledger_closed *out);
+/* node__closed_here of the key of this tag (no key held: no). */
+bool node__tag_closed_here(node_txn *t, const uint8_t tag[32]);
 /* Is h a member's delta beyond the cut of a narrowing of its org, with no grant to that org
  * after it? Refused whatever its body says: nobody may be able to serve that body (its author
  * purged its own copy with the scope; the owner cut before what it never got), so a want of it
@@ -533,8 +544,8 @@ node_err node__context_only(
 bool node__void(node_txn *t, node_engine *e, const proto_header *h);
 #define NODE_VOID_WHY "its origin forked at or before it, or its key was retired before it"
 /* May the delta of header h by `author` (plain, decoded as delta) be merged into state under key
- * k? node__verdict; then another member's delta waits (NODE_AUTH_WAIT) until the causal past it
- * names is decided here. *why says why not (or why it waits). */
+ * k? node__verdict; then the delta waits (NODE_AUTH_WAIT) until the causal past it names is
+ * decided here. *why says why not (or why it waits). */
 node_auth node__authorise(node_txn *t, node_engine *e, const ledger_key *k, const crdt_scope *state,
     const proto_header *h, const node_member *author, const proto_body *plain,
     const crdt_scope *delta, const char **why);

@@ -908,6 +908,7 @@ static json_object *memory_json(const node_engine *e)
     json_object_object_add(mem, "shares", parts);
     json_object_object_add(mem, "lists_full", json_object_new_boolean(e->lists_full));
     json_object_object_add(mem, "refills", json_object_new_int64((int64_t)e->lists_refills));
+    json_object_object_add(mem, "remakes", json_object_new_int64((int64_t)e->waits_remakes));
     return mem;
 }
 
@@ -1337,13 +1338,7 @@ static bool digest_tag_cb(const uint8_t tag[32], void *ctx)
     digest_ctx *c = ctx;
     /* A scope closed here (access ended, kept: public task) no longer follows the others: its
      * state is what it held when its access ended, so it is left out. */
-    ledger_key k;
-    ledger_closed x;
-    bool closed = node__ledger_key_get(c->t, tag, &k) == NODE_OK
-        && node__ledger_closed_get(c->t, &k.case_id, k.scope, &x) == NODE_OK
-        && x.access == PROTO_ACCESS_NONE;
-    proto_wipe(&k, sizeof(k));
-    if (closed)
+    if (node__tag_closed_here(c->t, tag))
         return true;
     crdt_scope *s = NULL;
     if ((c->err = node__ledger_state_get(c->t, tag, &c->e->lim, &s)) != NODE_OK)

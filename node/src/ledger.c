@@ -620,6 +620,11 @@ int node__ledger_applied_get(node_txn *t, const uint8_t id[32])
     uint8_t place[40];
     if (log_place(t, id, place) != NODE_OK)
         return 0;
+    return node__ledger_applied_at(t, place);
+}
+
+int node__ledger_applied_at(node_txn *t, const uint8_t place[40])
+{
     lkey ak = mk('A', place, 40, NULL, 0);
     const void *v;
     size_t n;

@@ -173,6 +173,8 @@ node_err node__ledger_applied_put(node_txn *t, const uint8_t id[32], ledger_appl
 node_err node__ledger_sealed_put(node_txn *t, const proto_header *h, const uint8_t *header,
     size_t hlen, const uint8_t *body, size_t blen);
 int node__ledger_applied_get(node_txn *t, const uint8_t id[32]); /* 0 when not yet */
+/* The same, by the header's place: origin(32) be64(seq). */
+int node__ledger_applied_at(node_txn *t, const uint8_t place[40]);
 /* A store of this layout, or a new one (marked as this layout): NODE_OK. A store written by a
  * pattod of protocol version 1: NODE_ECONFIG (it cannot be read; the node says so). */
 node_err node__ledger_layout(node_txn *t);

@@ -2,8 +2,8 @@
  * Load: at start, this node's own log position and clock, and the lists of what it waits for
  * (bodies held, not decided yet) and lacks (bodies it may hold, asked for at once), rebuilt from
  * the store; the same scan lists again what was left out at the lists' bounds
- * (node__lists_refill). May call: access.c, ledger.c, state.c (the lists), apply.c (to merge what
- * was listed), proto.
+ * (node__lists_refill), and the waits list made again in log order when it is stuck. May call:
+ * access.c, ledger.c, state.c (the lists), apply.c (to merge what was listed), proto.
  */
 #include "core.h"
 
@@ -127,8 +127,111 @@ static node_err refill_cb(node_txn *t, void *ctx)
     return scan_lists(t, ctx);
 }
 
+/* The waits list made again from the store: its bodies in log order (the store keys them by
+ * their header's place), each author's lowest seqs first, at most an equal part of the list for
+ * each author. */
+typedef struct remake_ctx {
+    node_engine *e;
+    node_txn *t;
+    node_wait_vec waits;
+    size_t room, per_origin;
+    uint8_t origin[32]; /* the author scanned */
+    size_t taken;       /* of its bodies */
+} remake_ctx;
+
+static bool remake_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)v, (void)vl;
+    remake_ctx *c = ctx;
+    if (kl != 40)
+        return true;
+    if (memcmp(k, c->origin, 32) != 0) {
+        memcpy(c->origin, k, 32);
+        c->taken = 0;
+    }
+    if (c->taken >= c->per_origin || node__ledger_applied_at(c->t, k) != 0)
+        return true;
+    const void *hb;
+    size_t hl;
+    proto_header h;
+    if (node__ledger_header_get(c->t, k, node__ledger_get64((const uint8_t *)k + 32), &hb, &hl)
+            != NODE_OK
+        || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
+        return true;
+    node_wait *w = NODE_VEC_PUSH(&c->waits, c->room);
+    if (w != NULL) {
+        memset(w, 0, sizeof(*w)); /* no generations: tried at once */
+        memcpy(w->id, h.id, 32);
+        memcpy(w->tag, h.tag, 32);
+        memcpy(w->origin, h.origin, 32);
+        w->seq = h.seq;
+        w->placed = true;
+        w->why = WAIT_KEY;
+        w->kind = (uint8_t)h.kind;
+        c->taken++;
+    }
+    proto_header_fini(&h);
+    return w != NULL;
+}
+
+static node_err remake_cb_txn(node_txn *t, void *ctx)
+{
+    remake_ctx *c = ctx;
+    c->t = t;
+    c->waits.n = 0; /* a rerun starts again */
+    memset(c->origin, 0, sizeof(c->origin));
+    c->taken = 0;
+    return node_txn_scan(t, NODE_DB_BODIES, NULL, 0, remake_cb, c);
+}
+
+/* A waits list over half its bound that decided nothing since the last tick, while bodies were
+ * left out of it, may hold only deltas that wait for those (an author's later deltas listed,
+ * the earlier ones they name not): it is made again from the store, each author's lowest seqs
+ * first, so that what nothing else waits for is listed. Not more often than remake_gap_ms, which
+ * doubles (up to REMAKE_GAP_MAX_MS) while remakes decide nothing: bodies that wait for a key or
+ * a clock, or for a past that never comes, cost a scan of the store's bodies only that often. */
+#define REMAKE_GAP_MIN_MS 2000
+#define REMAKE_GAP_MAX_MS 300000
+
+static void waits_remake(node_engine *e)
+{
+    bool moved = e->waits_done != e->waits_done_seen;
+    e->waits_done_seen = e->waits_done;
+    if (moved)
+        e->remake_gap_ms = REMAKE_GAP_MIN_MS;
+    uint64_t now = node__mono(e);
+    if (moved || !e->lists_full || e->waits.n <= e->budget.waits / 2 || now < e->remake_at_ms)
+        return;
+    if (e->remake_gap_ms < REMAKE_GAP_MIN_MS)
+        e->remake_gap_ms = REMAKE_GAP_MIN_MS;
+    e->remake_at_ms = now + e->remake_gap_ms;
+    e->remake_gap_ms
+        = e->remake_gap_ms * 2 < REMAKE_GAP_MAX_MS ? e->remake_gap_ms * 2 : REMAKE_GAP_MAX_MS;
+    size_t members = e->nmembers > 0 ? e->nmembers : 1;
+    remake_ctx c = { .e = e,
+        .room = e->budget.waits,
+        .per_origin = e->budget.waits / members > 0 ? e->budget.waits / members : 1 };
+    node_errmsg msg = { { 0 } };
+    node_err err = node_store_read(e->store, remake_cb_txn, &c, &msg);
+    if (err == NODE_OK) {
+        e->waits.n = 0; /* each stays in the store: listed again by a later refill */
+        e->retry_at = e->retry_passes = 0;
+        err = node__waits_reindex(e);
+        for (size_t i = 0; err == NODE_OK && i < c.waits.n; i++)
+            err = node__wait_add(e, &c.waits.v[i]);
+    }
+    e->waits_remakes++;
+    if (err != NODE_OK)
+        NODE_ERROR("lists.remake", "error=\"%s\"", msg.text[0] ? msg.text : node_strerror(err));
+    else
+        NODE_INFO("lists.remake", "waits=%zu next_ms=%" PRIu64, c.waits.n, e->remake_gap_ms);
+    NODE_VEC_FREE(&c.waits);
+    node__retry_waits(e);
+}
+
 void node__lists_refill(node_engine *e)
 {
+    waits_remake(e);
     /* once a list is down to half its bound: each refill is a scan of the store's headers, so
      * it must list many at a time */
     if (!e->lists_full || (e->wants.n > e->budget.wants / 2 && e->waits.n > e->budget.waits / 2))

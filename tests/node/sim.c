@@ -1654,6 +1654,10 @@ static bool view_tag_cb(const uint8_t tag[32], void *ctx)
         c->v->tags = t;
         c->cap = cap;
     }
+    /* A scope closed here keeps what it held when its access ended: left out, as `patto
+     * digest` leaves it out (ctlread.c). */
+    if (node__tag_closed_here(c->t, tag))
+        return true;
     sim_tag *st = &c->v->tags[c->v->ntags];
     memcpy(st->tag, tag, 32);
     crdt_scope *state = NULL;
@@ -2126,6 +2130,23 @@ static bool purged_here(node_txn *t, const uint8_t tag[32])
         && node__ledger_closed_get(t, &c, scope, &x) == NODE_OK && x.purged;
 }
 
+/* Is the scope of a's tag closed at node i (its access ended, what it received kept) and a
+ * not one that such a scope still takes (the owner's writes up to the narrowing): nobody sends
+ * it there, so it need not be merged there? */
+static bool closed_out(node_txn *t, sim *s, size_t i, const sim_hdr *a)
+{
+    const void *hb;
+    size_t hl;
+    proto_header h;
+    bool out = false;
+    if (node__tag_closed_here(t, a->tag) && node__ledger_header_by_id(t, a->id, &hb, &hl) == NODE_OK
+        && proto_header_decode(hb, hl, &s->node[a->node].e->lim, &h, NULL) == PROTO_OK) {
+        out = !node__may_hold(t, s->node[i].e, &h);
+        proto_header_fini(&h);
+    }
+    return out;
+}
+
 typedef struct acked_ctx {
     sim *s;
     size_t node;
@@ -2149,7 +2170,8 @@ static node_err acked_cb(node_txn *t, void *ctx)
             int applied = node__ledger_applied_get(t, h->id);
             /* (a key grant to a node whose scope was purged there since: nothing of it stays) */
             bool gone = h->kind == PROTO_HDR_KEY_GRANT && !has && purged_here(t, h->tag);
-            bool must = h->kind == PROTO_HDR_DELTA ? has : h->recipient == c->node && !gone;
+            bool must = h->kind == PROTO_HDR_DELTA ? has && !closed_out(t, s, c->node, h)
+                                                   : h->recipient == c->node && !gone;
             if (h->kind == PROTO_HDR_KEY_GRANT && h->recipient == c->node && !has && !gone)
                 wrong = "the recipient holds no key of its tag";
             else if (must && applied != LEDGER_APPLIED

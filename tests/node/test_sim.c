@@ -282,6 +282,88 @@ static void wants_after_grace(void **state)
     converge(s, 10000);
 }
 
+static bool waits_causal(sim *s, void *ctx)
+{
+    at_node *a = ctx;
+    sim_waiting w;
+    return sim_waiting_read(s, a->node, &w) && w.causal > 0;
+}
+
+/* The comune writes lingua twice, the first time before the CPIA may read it (the CPIA holds
+ * the header only), the second right after granting it: the second comes with its body at once,
+ * the first body only once the CPIA asks for it. The later delta waits for the causal past it
+ * names, the owner's as anyone's, and both merge once the first body comes. Merged at once,
+ * the later delta's context held the first one's dot, and the first looked like a second
+ * creation of it: void until the scope was decided again. */
+static void owner_delta_waits_for_its_past(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 3, 14, "owner_delta_waits_for_its_past");
+    sim *s = start(state, &o);
+    proto_case_id c = new_case(s, COMUNE, "lingua.livello=A1");
+    set(s, COMUNE, &c, "lingua.livello=A2");
+    sim_hdr first = last(s, 0);
+    converge(s, 10000);
+    grant(s, COMUNE, &c, "lingua", CPIA, false);
+    set(s, COMUNE, &c, "lingua.livello=B1");
+    sim_hdr second = last(s, 0);
+
+    at_node wait = { .node = CPIA };
+    CHECK(s, sim_run_until(s, waits_causal, &wait, 1000) && sim_applied(s, CPIA, first.id) == 0,
+        "the comune's later delta did not wait for the one it overwrote (applied %d and %d)",
+        sim_applied(s, CPIA, first.id), sim_applied(s, CPIA, second.id));
+    CHECK(s, sim_applied(s, CPIA, second.id) == 0, "the later delta merged before its past");
+
+    at_node a = { .node = CPIA, .id = first.id }, b = { .node = CPIA, .id = second.id };
+    CHECK(s, sim_run_until(s, merged, &a, 5000) && sim_run_until(s, merged, &b, 1000),
+        "the two deltas did not both merge (applied %d and %d)", sim_applied(s, CPIA, first.id),
+        sim_applied(s, CPIA, second.id));
+    sim_waiting w = waiting(s, CPIA);
+    CHECK(s, w.causal == 0, "%lld deltas still wait for their causal past", w.causal);
+    converge(s, 10000);
+}
+
+/* The same wait where it cannot end: the prefettura writes lingua under its grant before the
+ * CPIA may read it (the CPIA holds the header only); the comune grants the CPIA (public task),
+ * writes over it, and revokes the CPIA before the CPIA asks for the prefettura's body. The
+ * CPIA keeps what it received, closed, and no peer sends it the scope's bodies any more: the
+ * comune's delta, which names the prefettura's dot, merges with what is there instead of
+ * waiting for good. */
+static void closed_scope_ends_causal_waits(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 3, 15, "closed_scope_ends_causal_waits");
+    sim *s = start(state, &o);
+    proto_case_id c = new_case(s, COMUNE, "lingua.livello=A1");
+    grant(s, COMUNE, &c, "lingua", PREF, true);
+    converge(s, 10000);
+    set(s, PREF, &c, "lingua.livello=A2");
+    sim_hdr pref = last(s, 0);
+    converge(s, 10000);
+    grant(s, COMUNE, &c, "lingua", CPIA, false);
+    set(s, COMUNE, &c, "lingua.livello=B1");
+    sim_hdr over = last(s, 0);
+
+    at_node wait = { .node = CPIA };
+    CHECK(s, sim_run_until(s, waits_causal, &wait, 1000) && sim_applied(s, CPIA, pref.id) == 0,
+        "the comune's delta did not wait for the prefettura's (applied %d and %d)",
+        sim_applied(s, CPIA, pref.id), sim_applied(s, CPIA, over.id));
+    node_errmsg msg = { { 0 } };
+    const char *sc[] = { "lingua" };
+    CHECK(s, sim_revoke(s, COMUNE, &c, sc, 1, CPIA, &msg) == NODE_OK, "revoke: %s", msg.text);
+
+    at_node b = { .node = CPIA, .id = over.id };
+    CHECK(s, sim_run_until(s, merged, &b, 5000),
+        "the comune's delta still waits at the CPIA after its access ended (applied %d, %lld "
+        "waiting for their causal past)",
+        sim_applied(s, CPIA, over.id), waiting(s, CPIA).causal);
+    CHECK(s, sim_applied(s, CPIA, pref.id) == 0,
+        "the prefettura's body came to the CPIA after all: the test shows nothing");
+    CHECK(s, waiting(s, CPIA).causal == 0, "%lld deltas still wait for their causal past",
+        waiting(s, CPIA).causal);
+    converge(s, 10000);
+}
+
 static bool key_gone(sim *s, void *ctx)
 {
     at_node *a = ctx;
@@ -974,6 +1056,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(ingest_order, teardown),
         cmocka_unit_test_teardown(causal_wait, teardown),
         cmocka_unit_test_teardown(wants_after_grace, teardown),
+        cmocka_unit_test_teardown(owner_delta_waits_for_its_past, teardown),
+        cmocka_unit_test_teardown(closed_scope_ends_causal_waits, teardown),
         cmocka_unit_test_teardown(purged_author_serves_its_write, teardown),
         cmocka_unit_test_teardown(anti_entropy_after_partition, teardown),
         cmocka_unit_test_teardown(each_log_from_its_author, teardown),
