@@ -22,7 +22,8 @@
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
 #define HEAP_TUNED 1
 #include <malloc.h>
-/* A block this large or larger is mapped on its own and given back to the system when freed. */
+/* A block this large or larger is mapped on its own and given back to the system when freed;
+ * and once this much is free at the top of the heap, free() gives it back (the trim threshold). */
 #define HEAP_MMAP_MIN (256u * 1024u)
 /* The free pages inside the heap are given back once this many more bytes are free than after
  * the last time. */
