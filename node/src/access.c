@@ -244,6 +244,23 @@ bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const
     return ok;
 }
 
+bool node__grant_place(
+    node_txn *t, const proto_header *h, const node_member *m, uint8_t origin[32], uint64_t *seq)
+{
+    ledger_key k;
+    if (node__ledger_key_get(t, h->tag, &k) != NODE_OK)
+        return false;
+    bool found = false;
+    if (strcmp(m->org, k.owner_org) != 0) {
+        ledger_entry *en = malloc(sizeof(*en));
+        found = en != NULL && node__grant_for(t, &k.case_id, k.scope, m->org, UINT64_MAX, en)
+            && node__ledger_place(t, en->id, origin, seq) == NODE_OK;
+        free(en);
+    }
+    proto_wipe(&k, sizeof(k));
+    return found;
+}
+
 bool node__holder(node_txn *t, const uint8_t tag[32], const node_member *m)
 {
     ledger_key k;

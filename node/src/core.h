@@ -494,6 +494,10 @@ bool node__grant_for(node_txn *t, const proto_case_id *c, const char *scope, con
  * gives it read (or write), not narrowed since, and had not expired at the header's clock; and
  * to an org whose access was narrowed, the access-log entries up to its newest narrowing. */
 bool node__may_receive(node_txn *t, node_engine *e, const proto_header *h, const node_member *m);
+/* The place (origin, seq) of the newest grant entry to m's org in the access log of h's scope
+ * (false: none, or m owns the case). */
+bool node__grant_place(
+    node_txn *t, const proto_header *h, const node_member *m, uint8_t origin[32], uint64_t *seq);
 /* Does member m hold the scope of this tag (owner, or granted), as far as this node knows: the
  * peers to ask for its bodies. */
 bool node__holder(node_txn *t, const uint8_t tag[32], const node_member *m);

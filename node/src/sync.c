@@ -184,6 +184,23 @@ typedef struct lack_ctx {
     bool ahead;     /* m has headers this node lacks */
 } lack_ctx;
 
+/* Does the grant that lets m read h's body come after it in this answer: in a header m's version
+ * vector does not cover, and not one of h's origin at or before h? Sent now, the body would reach
+ * m before the key it needs (parked, or dropped and asked for again: a catch-up where every
+ * write precedes the grants filled the park). It is left for m to want once the key came
+ * (ARCHITECTURE.md "Sender-side body filter"). */
+static bool grant_ahead(node_txn *t, lack_ctx *c, const proto_header *h)
+{
+    uint8_t origin[32];
+    uint64_t seq = 0;
+    if (h->kind != PROTO_HDR_DELTA || !node__grant_place(t, h, c->m, origin, &seq))
+        return false;
+    const proto_vv_item *theirs = node__vv_find(c->m->vv, c->m->nvv, origin);
+    if (theirs != NULL && theirs->seq >= seq)
+        return false;
+    return !(memcmp(origin, h->origin, 32) == 0 && seq <= h->seq);
+}
+
 /* A header of ours and its body (when m may hold it) into the answer. */
 static node_err lack_add(node_txn *t, lack_ctx *c, const void *hb, size_t hl)
 {
@@ -200,7 +217,8 @@ static node_err lack_add(node_txn *t, lack_ctx *c, const void *hb, size_t hl)
     c->nheaders++;
     const void *bb;
     size_t bl;
-    if (node__may_receive(t, e, &h, c->m) && node__ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
+    if (node__may_receive(t, e, &h, c->m) && !grant_ahead(t, c, &h)
+        && node__ledger_body_get(t, h.id, &bb, &bl) == NODE_OK) {
         if (!batch_add(&c->bodies, bb, bl, h.id)) {
             err = NODE_ENOMEM;
             goto out;

@@ -21,7 +21,9 @@
  *   W3  A's data.mdb (st_blocks * 512 and st_size) after W1 and after W2.
  *
  * Usage: workload-bench [--records N] [--updates U] [--concurrent C] [--seed S] [--keep]
- *                       [--debug] [--peer FILE]...
+ *                       [--debug] [--memory-mb MB] [--peer FILE]...
+ * --memory-mb MB: every node's [node] memory_mb (default: pattod's, 128), to see what a bound
+ * costs, e.g. the park's share in the full sync (README "Fifth stop").
  * --debug: the nodes log at level debug (with --keep, their logs stay in the network's
  * directory: sync.vv and sync.answer say who asked whom for what).
  * --peer FILE: the output of the peers' `node --expose-gc bench.mjs PEER` at the same N/U/C
@@ -379,13 +381,14 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: " PROG " [--records N] [--updates U] [--concurrent C] [--seed S] [--keep]\n"
-        "       [--debug] [--peer FILE]...\n"
+        "       [--debug] [--memory-mb MB] [--peer FILE]...\n"
         "  --records N     records created in W1; default 10000\n"
         "  --updates U     updates in W1; default 50000\n"
         "  --concurrent C  updates made by A and by C each while apart; default U/10\n"
         "  --seed S        seed of the generator; default 20240611\n"
         "  --keep          keep the network's directory\n"
         "  --debug         the nodes log at level debug (their logs are kept with --keep)\n"
+        "  --memory-mb MB  every node's [node] memory_mb (32-1048576); default pattod's (128)\n"
         "  --peer FILE     a result of the peers' harness (bench.mjs's RESULT line) to print\n"
         "                  patto/peer ratios against (repeatable, up to 8)\n");
     exit(2);
@@ -393,7 +396,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    long n = 10000, u = 50000, cc = -1, seed = 20240611;
+    long n = 10000, u = 50000, cc = -1, seed = 20240611, memory_mb = 0;
     bool keep = false, debug = false;
     const char *peers[8];
     size_t npeers = 0;
@@ -408,6 +411,8 @@ int main(int argc, char **argv)
             dst = &cc;
         else if (strcmp(argv[i], "--seed") == 0 && has)
             dst = &seed;
+        else if (strcmp(argv[i], "--memory-mb") == 0 && has)
+            dst = &memory_mb;
         else if (strcmp(argv[i], "--keep") == 0)
             keep = true;
         else if (strcmp(argv[i], "--debug") == 0)
@@ -421,6 +426,8 @@ int main(int argc, char **argv)
     }
     if (cc < 0)
         cc = u / 10 > 0 ? u / 10 : 1;
+    if (memory_mb != 0 && (memory_mb < 32 || memory_mb > 1048576))
+        usage();
     rng_state = (uint64_t)seed;
     th_programs(PATTO_BIN, PATTOD_BIN);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -449,7 +456,10 @@ int main(int argc, char **argv)
                 (unsigned)nb_proxy_port(p[x][y]));
             strcat(conf, line);
         }
-        if (th_conf_append(&net, x, conf) != 0
+        char node_conf[80] = "";
+        if (memory_mb != 0)
+            snprintf(node_conf, sizeof(node_conf), "\n[node]\nmemory_mb = %ld\n", memory_mb);
+        if (th_conf_append(&net, x, conf) != 0 || th_conf_append(&net, x, node_conf) != 0
             || (debug && th_conf_append(&net, x, "\n[node]\nlog_level = debug\n") != 0))
             FAIL("cannot edit a pattod.conf");
     }
@@ -461,8 +471,8 @@ int main(int argc, char **argv)
     printf("network %s: A=comune-1 writes; B=cpia-1 (read, 6 scopes); C=prefettura-1 (write on "
            "5 scopes, read anagrafica); every link through a byte-counting proxy\n",
         net.root);
-    printf(
-        "N=%ld records, U=%ld updates, C=%ld concurrent updates each, seed %ld\n", n, u, cc, seed);
+    printf("N=%ld records, U=%ld updates, C=%ld concurrent updates each, seed %ld, memory_mb %ld\n",
+        n, u, cc, seed, memory_mb != 0 ? memory_mb : 128);
 
     nb_ctl ctl[NNODES];
     memset(ctl, 0, sizeof(ctl));

@@ -1837,11 +1837,13 @@ bool sim_waiting_read(sim *s, size_t i, sim_waiting *w)
 
 sim_traffic sim_traffic_read(sim *s, size_t i)
 {
-    sim_traffic t = { -1, -1 };
+    sim_traffic t = { -1, -1, -1, -1 };
     json_object *doc = ctl_json(s, i, "status");
     if (doc != NULL) {
         t.headers_got = jnum(doc, "traffic", "headers_got");
         t.headers_dup = jnum(doc, "traffic", "headers_dup");
+        t.bodies_got = jnum(doc, "traffic", "bodies_got");
+        t.parked = jnum(doc, "traffic", "parked");
         json_object_put(doc);
     }
     return t;

@@ -283,6 +283,8 @@ bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q);
  * its status ("traffic": headers_got, headers_dup); -1 each when the status cannot be read. */
 typedef struct sim_traffic {
     long long headers_got, headers_dup;
+    long long bodies_got; /* bodies received */
+    long long parked;     /* of those, the ones that came before this node held their key */
 } sim_traffic;
 sim_traffic sim_traffic_read(sim *s, size_t i);
 /* How many peers node i has a session with, from its status ("peers", state "up"). */
