@@ -1,10 +1,11 @@
 /*
  * Parked bodies: a body that comes before this node holds a key of its tag is not this node's
  * to store (ARCHITECTURE.md "Headers and bodies"), but in a catch-up it usually is a moment
- * later: an owner's log holds a case's writes before the key grants that share it, and a
- * version-vector answer carries them in that order. Dropping such bodies made the peer send
- * each again when the node asked for it (a want) once the key came: twice the bytes, and a
- * round trip per 4 MiB.
+ * later: an owner's log holds a case's writes before the key grants that share it. A
+ * version-vector answer leaves out the bodies whose reader's grant comes later in it (sync.c
+ * grant_ahead), but what comes just before its key grant (a grant's own access entry) or by a
+ * push still comes early. Dropping such bodies made the peer send each again when the node
+ * asked for it (a want) once the key came: twice the bytes, and a round trip per 4 MiB.
  *
  * Such a body (ciphertext, checked against its header) waits here, in memory only, never in
  * the store: at most the park's share of the memory budget (e->budget.park) in all and NODE_PARK_MS
