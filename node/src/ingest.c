@@ -500,7 +500,7 @@ static node_err back_cb(node_txn *t, void *ctx)
             == NODE_OK)
             b->items[b->n++] = (proto_bytes) { hb, hl };
     }
-    proto_headers_msg m = { b->items, b->n, NULL };
+    proto_headers_msg m = { .headers = b->items, .n = b->n };
     /* Encoded inside the transaction: the bytes are borrowed from it. */
     return b->n == 0 || proto_headers_encode(&m, &b->out) == PROTO_OK ? NODE_OK : NODE_ENOMEM;
 }

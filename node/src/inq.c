@@ -116,9 +116,12 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
         e->inq_head = q;
     e->inq_tail = q;
     q->cost = sizeof(*q) + q->plain.len + node__gopen_bytes(q->gop);
-    if (q->is_headers) /* the decoded headers, and the checks' index, run marks and runs */
-        q->cost += q->hm.n
-            * (sizeof(node_hdr) + sizeof(proto_bytes) + 2 * sizeof(size_t) + sizeof(node_vvrun));
+    if (q->is_headers) /* the headers rebuilt from their compact form, the decoded headers, and
+                        * the checks' index, run marks and runs */
+        q->cost += q->hm.built_bytes
+            + q->hm.n
+                * (sizeof(node_hdr) + sizeof(proto_bytes) + 2 * sizeof(size_t)
+                    + sizeof(node_vvrun));
     if (q->is_bodies)
         q->cost += q->bm.n * sizeof(*q->bm.items);
     e->inq_bytes += q->cost;

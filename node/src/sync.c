@@ -153,7 +153,7 @@ static void flush_headers(node_engine *e, node_link *l, batch *b)
 {
     if (b->items.n == 0)
         return;
-    proto_headers_msg hm = { b->items.v, b->items.n, NULL };
+    proto_headers_msg hm = { .headers = b->items.v, .n = b->items.n };
     proto_buf out = { NULL, 0 };
     if (proto_headers_encode(&hm, &out) == PROTO_OK && node__link_send(e, l, &out))
         e->traffic.headers_sent += b->items.n;
@@ -904,7 +904,7 @@ static void push_chunked(node_engine *e, const node_outs *outs, size_t chunk)
             b++;
         for (size_t k = a; k < b; k++)
             hb[k - a] = (proto_bytes) { outs->v[k].header.p, outs->v[k].header.len };
-        proto_headers_msg hm = { hb, b - a, NULL };
+        proto_headers_msg hm = { .headers = hb, .n = b - a };
         proto_buf hmsg = { NULL, 0 };
         if (proto_headers_encode(&hm, &hmsg) != PROTO_OK)
             break;

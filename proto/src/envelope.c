@@ -138,6 +138,35 @@ void proto_header_fini(proto_header *h)
     (void)h; /* a header owns nothing since version 2 */
 }
 
+/* The fields of a header that its compact form in a HEADERS batch carries too (messages.c):
+ * kind, hlc wall, hlc logical, tag, hints, body length, body hash, in that order in f. */
+bool proto__header_rest(proto__d *d, const msgpack_object *const f[7], proto_header *out)
+{
+    uint64_t kind, logical;
+    const msgpack_object *hints;
+    size_t nh;
+    if (!proto__d_uint(
+            d, f[0], 255, &kind, "header kind must be 1 (delta), 2 (key grant) or 3 (note)")
+        || !proto__d_uint(d, f[1], CRDT_HLC_WALL_MAX, &out->hlc.wall,
+            "hlc wall must be an unsigned integer < 2^48")
+        || !proto__d_uint(d, f[2], CRDT_HLC_LOGICAL_MAX, &logical,
+            "hlc logical must be an unsigned integer < 2^16")
+        || !proto__d_fixed(d, f[3], PROTO_TAG_LEN, out->tag, "tag must be bin of 32")
+        || !proto__d_arr(d, f[4], PROTO_HINT_SLOTS, &hints, &nh,
+            "hints must be an array of at most 4 bins of 16")
+        || !proto__d_uint(
+            d, f[5], BODY_LEN_MAX, &out->body_len, "body length must be an unsigned integer < 2^32")
+        || !proto__d_fixed(d, f[6], PROTO_HASH_LEN, out->body_hash, "body hash must be bin of 32"))
+        return false;
+    for (size_t i = 0; i < nh; i++)
+        if (!proto__d_fixed(d, &hints[i], PROTO_HINT_LEN, out->hints[i].b, "a hint is bin of 16"))
+            return false;
+    out->kind = (uint8_t)kind;
+    out->hlc.logical = (uint16_t)logical;
+    out->nhints = nh;
+    return true;
+}
+
 proto_err proto_header_decode(
     const uint8_t *msg, size_t len, const proto_limits *lim, proto_header *out, proto_diag *diag)
 {
@@ -154,32 +183,12 @@ proto_err proto_header_decode(
         HEADER_FIELDS, &f, diag);
     if (err != PROTO_OK)
         return err;
-    uint64_t kind, logical;
-    const msgpack_object *hints;
-    size_t nh;
-    if (!proto__d_uint(
-            &d, &f[2], 255, &kind, "header kind must be 1 (delta), 2 (key grant) or 3 (note)")
-        || !proto__d_fixed(&d, &f[3], PROTO_ORIGIN_LEN, out->origin, "origin must be bin of 32")
+    const msgpack_object *rest[7] = { &f[2], &f[6], &f[7], &f[8], &f[9], &f[10], &f[11] };
+    if (!proto__d_fixed(&d, &f[3], PROTO_ORIGIN_LEN, out->origin, "origin must be bin of 32")
         || !proto__d_uint(&d, &f[4], UINT64_MAX, &out->seq, "seq must be an unsigned integer")
         || !proto__d_fixed(&d, &f[5], PROTO_HASH_LEN, out->prev, "prev must be bin of 32")
-        || !proto__d_uint(&d, &f[6], CRDT_HLC_WALL_MAX, &out->hlc.wall,
-            "hlc wall must be an unsigned integer < 2^48")
-        || !proto__d_uint(&d, &f[7], CRDT_HLC_LOGICAL_MAX, &logical,
-            "hlc logical must be an unsigned integer < 2^16")
-        || !proto__d_fixed(&d, &f[8], PROTO_TAG_LEN, out->tag, "tag must be bin of 32")
-        || !proto__d_arr(&d, &f[9], PROTO_HINT_SLOTS, &hints, &nh,
-            "hints must be an array of at most 4 bins of 16")
-        || !proto__d_uint(&d, &f[10], BODY_LEN_MAX, &out->body_len,
-            "body length must be an unsigned integer < 2^32")
-        || !proto__d_fixed(
-            &d, &f[11], PROTO_HASH_LEN, out->body_hash, "body hash must be bin of 32"))
+        || !proto__header_rest(&d, rest, out))
         return proto__d_fail(&d, diag);
-    for (size_t i = 0; i < nh; i++)
-        if (!proto__d_fixed(&d, &hints[i], PROTO_HINT_LEN, out->hints[i].b, "a hint is bin of 16"))
-            return proto__d_fail(&d, diag);
-    out->kind = (uint8_t)kind;
-    out->hlc.logical = (uint16_t)logical;
-    out->nhints = nh;
     int field;
     const char *why = header_rule(out, &field);
     if (why != NULL) {

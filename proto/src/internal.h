@@ -111,6 +111,8 @@ void proto__w_uint(proto__w *w, uint64_t v);
 void proto__w_bool(proto__w *w, bool v);
 void proto__w_bin(proto__w *w, const void *p, size_t n);
 void proto__w_str(proto__w *w, const void *p, size_t n);
+/* n bytes that are already one or more canonical values, copied as they are. */
+void proto__w_raw(proto__w *w, const void *p, size_t n);
 
 typedef struct proto__d {
     msgpack_unpacked u;
@@ -175,6 +177,10 @@ bool proto__seal_info_ok(const proto_seal_info *info);
  * and the tag (of the key; random for a note) (the body's length and hash come after). */
 void proto__header_fixed(proto_header *h, uint8_t kind, const proto_identity *author,
     const proto_seal_info *info, const uint8_t tag[PROTO_TAG_LEN]);
+/* Decode the header fields a compact header of a HEADERS batch carries (kind, hlc wall, hlc
+ * logical, tag, hints, body length, body hash; f in that order) into out; false with the failure
+ * recorded in d. The value rules are proto_header_encode's and proto_header_decode's. */
+bool proto__header_rest(proto__d *d, const msgpack_object *const f[7], proto_header *out);
 /* Sign h's fields with id and write the HEADER message; sets h->sig and h->id. */
 proto_err proto__header_sign(proto_header *h, const proto_identity *id, proto_buf *out);
 /* Version vectors [[origin bin32, max]...], sorted by origin, unique, max >= 1. */

@@ -620,13 +620,79 @@ void proto_vv_fini(proto_vv_msg *m)
     memset(m, 0, sizeof *m);
 }
 
+/*
+ * HEADERS on the wire (PROTOCOL.md section 19): a header that follows the batch's previous one
+ * in its origin's log (same origin, seq + 1, prev = the previous header's id) is carried
+ * compact, without origin, seq and prev, which the receiver has from that previous header:
+ * [header kind, hlc wall, hlc logical, tag, hints, body length, body hash, signature]; any
+ * other header as the bin of its HEADER message. The compact form is required where it applies,
+ * so the batch has one encoding.
+ */
+#define COMPACT_ITEMS 8
+
+/* The place in a batch that a compact header continues: the last header's origin, seq and id. */
+typedef struct run_place {
+    bool ok; /* the previous element decoded as a header */
+    uint8_t origin[PROTO_ORIGIN_LEN];
+    uint64_t seq;
+    uint8_t id[PROTO_HASH_LEN];
+} run_place;
+
+static bool continues(const run_place *r, const proto_header *h)
+{
+    return r->ok && r->seq < UINT64_MAX && h->seq == r->seq + 1
+        && memcmp(r->origin, h->origin, PROTO_ORIGIN_LEN) == 0
+        && memcmp(r->id, h->prev, PROTO_HASH_LEN) == 0;
+}
+
+static void run_at(run_place *r, const proto_header *h)
+{
+    r->ok = true;
+    memcpy(r->origin, h->origin, PROTO_ORIGIN_LEN);
+    r->seq = h->seq;
+    memcpy(r->id, h->id, PROTO_HASH_LEN);
+}
+
+/* Bytes of a canonical msgpack uint. */
+static size_t uint_len(uint64_t v)
+{
+    return v < 128 ? 1 : v <= UINT8_MAX ? 2 : v <= UINT16_MAX ? 3 : v <= UINT32_MAX ? 5 : 9;
+}
+
+/* How the encoder carries each header: whole (tail 0), or compact: the fields from hlc wall to
+ * body hash are copied as they are (their encoding is the same in both forms) from `tail`
+ * bytes into the signed fields, which begin `at` bytes into the HEADER message. */
+typedef struct enc_form {
+    uint8_t at, tail;
+} enc_form;
+
+typedef struct enc_plan {
+    const proto_headers_msg *m;
+    enc_form *form; /* per header */
+} enc_plan;
+
 static void enc_headers(proto__w *w, const void *arg)
 {
-    const proto_headers_msg *m = arg;
+    const enc_plan *pl = arg;
+    const proto_headers_msg *m = pl->m;
     proto__w_head(w, 3, PROTO_K_HEADERS);
     proto__w_array(w, m->n);
-    for (size_t i = 0; i < m->n; i++)
-        proto__w_bin(w, m->headers[i].p, m->headers[i].len);
+    for (size_t i = 0; i < m->n; i++) {
+        const proto_bytes *hb = &m->headers[i];
+        if (pl->form[i].tail == 0) {
+            proto__w_bin(w, hb->p, hb->len);
+            continue;
+        }
+        /* HEADER = [4, 1, fields bin, sig bin64]: the signature is the last 64 bytes and the
+         * fields end at its 2-byte bin head */
+        const uint8_t *sig = hb->p + hb->len - PROTO_SIG_LEN;
+        const uint8_t *fields = hb->p + pl->form[i].at;
+        const uint8_t *tail = fields + pl->form[i].tail;
+        proto__w_array(w, COMPACT_ITEMS);
+        proto__w_raw(w, fields + 3, 1); /* header kind: 1 to 3, one byte */
+        proto__w_raw(w, tail, (size_t)(sig - 2 - tail));
+        proto__w_bin(w, sig, PROTO_SIG_LEN);
+    }
 }
 
 proto_err proto_headers_encode(const proto_headers_msg *m, proto_buf *out)
@@ -635,7 +701,27 @@ proto_err proto_headers_encode(const proto_headers_msg *m, proto_buf *out)
         return PROTO_EINVAL;
     if (m->n > PROTO_BATCH_MAX)
         return PROTO_ELIMIT;
-    return proto__encode(enc_headers, m, out);
+    enc_plan pl = { m, proto__calloc(m->n, sizeof *pl.form) };
+    if (pl.form == NULL)
+        return PROTO_ENOMEM;
+    run_place r = { 0 };
+    for (size_t i = 0; i < m->n; i++) {
+        proto_header h;
+        if (proto_header_decode(m->headers[i].p, m->headers[i].len, NULL, &h, NULL) != PROTO_OK) {
+            r.ok = false; /* carried whole, as it is; the receiver refuses it */
+            continue;
+        }
+        if (continues(&r, &h)) {
+            /* the fields' array head, version, kind, header kind, origin, seq, prev */
+            pl.form[i].tail
+                = (uint8_t)(4 + 2 + PROTO_ORIGIN_LEN + uint_len(h.seq) + 2 + PROTO_HASH_LEN);
+            pl.form[i].at = (uint8_t)(h.signed_bytes.p - m->headers[i].p);
+        }
+        run_at(&r, &h);
+    }
+    proto_err err = proto__encode(enc_headers, &pl, out);
+    free(pl.form);
+    return err;
 }
 
 /* n bin items, borrowed from the input, into a new array (*out, owned). On failure nothing is
@@ -657,6 +743,37 @@ static proto_err dec_bins(proto__d *d, const msgpack_object *items, size_t n, si
     return PROTO_OK;
 }
 
+/* Rebuild the compact header at items[i] (after the place r) into *hb (bytes owned by the
+ * caller through *bufs); false with the failure recorded in d. */
+static bool rebuild(proto__d *d, const msgpack_object *o, run_place *r, proto_buf *hb)
+{
+    const msgpack_object *f;
+    if (!r->ok)
+        return proto__d_err(
+            d, o, PROTO_ESHAPE, "a compact header must follow a header of its origin in the batch");
+    if (!proto__d_tuple(d, o, COMPACT_ITEMS, &f,
+            "a compact header is [kind, wall, logical, tag, hints, body length, body hash, "
+            "signature]"))
+        return false;
+    proto_header h = { 0 };
+    const msgpack_object *rest[7] = { &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6] };
+    if (!proto__header_rest(d, rest, &h)
+        || !proto__d_fixed(d, &f[7], PROTO_SIG_LEN, h.sig, "signature must be bin of 64"))
+        return false;
+    if (r->seq == UINT64_MAX)
+        return proto__d_err(d, o, PROTO_EVALUE, "seq must be an unsigned integer");
+    memcpy(h.origin, r->origin, PROTO_ORIGIN_LEN);
+    h.seq = r->seq + 1;
+    memcpy(h.prev, r->id, PROTO_HASH_LEN);
+    proto_err err = proto_header_encode(&h, hb);
+    if (err != PROTO_OK)
+        return proto__d_err(d, o, err, "a compact header breaks a rule of header fields");
+    proto_bytes whole = { hb->p, hb->len };
+    proto__hash(r->id, PROTO_HASH_LEN, NULL, 0, &whole, 1);
+    r->seq = h.seq;
+    return true;
+}
+
 proto_err proto_headers_decode(const uint8_t *msg, size_t len, const proto_limits *lim,
     proto_headers_msg *out, proto_diag *diag)
 {
@@ -671,13 +788,73 @@ proto_err proto_headers_decode(const uint8_t *msg, size_t len, const proto_limit
         return err;
     if (!proto__d_arr(&d, &f[2], PROTO_BATCH_MAX, &items, &n, "headers must be an array"))
         return proto__d_fail(&d, diag);
-    if ((err = dec_bins(&d, items, n, len, &out->headers_, "each header is carried as bin", diag))
-        != PROTO_OK)
-        return err;
+    proto_bytes *v = proto__calloc(n, sizeof *v);
+    size_t *off = proto__calloc(n, sizeof *off); /* of a rebuilt header in `built`, plus 1 */
+    proto_buf built = { 0 };
+    size_t cap = 0;
+    run_place r = { 0 };
+    if (v == NULL || off == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].type == MSGPACK_OBJECT_ARRAY) {
+            proto_buf hb;
+            if (!rebuild(&d, &items[i], &r, &hb))
+                goto fail;
+            if (built.len + hb.len > cap) {
+                size_t ncap = cap > 0 ? cap * 2 : 4096;
+                while (ncap < built.len + hb.len)
+                    ncap *= 2;
+                uint8_t *p = realloc(built.p, ncap);
+                if (p == NULL) {
+                    proto_buf_free(&hb);
+                    goto nomem;
+                }
+                built.p = p;
+                cap = ncap;
+            }
+            memcpy(built.p + built.len, hb.p, hb.len);
+            off[i] = built.len + 1;
+            v[i].len = hb.len;
+            built.len += hb.len;
+            proto_buf_free(&hb);
+            continue;
+        }
+        if (!proto__d_bin(&d, &items[i], len, &v[i], "each header is carried as bin or compact"))
+            goto fail;
+        proto_header h;
+        if (proto_header_decode(v[i].p, v[i].len, lim, &h, NULL) != PROTO_OK) {
+            r.ok = false; /* passed on as it is: the receiver refuses it with its own reason */
+            continue;
+        }
+        if (continues(&r, &h)) {
+            proto__d_err(&d, &items[i], PROTO_ENONCANON,
+                "a header that follows the previous one of its origin must be carried compact");
+            goto fail;
+        }
+        run_at(&r, &h);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (off[i] != 0)
+            v[i].p = built.p + off[i] - 1;
+    free(off);
+    out->headers_ = v;
+    out->built_ = built.p;
+    out->built_bytes = built.len;
     out->headers = out->headers_;
     out->n = n;
     proto__d_close(&d);
     return PROTO_OK;
+nomem:
+    proto__d_close(&d);
+    err = PROTO_ENOMEM;
+    goto out;
+fail:
+    err = proto__d_fail(&d, diag);
+out:
+    free(v);
+    free(off);
+    free(built.p);
+    return err;
 }
 
 void proto_headers_fini(proto_headers_msg *m)
@@ -685,6 +862,7 @@ void proto_headers_fini(proto_headers_msg *m)
     if (m == NULL)
         return;
     free(m->headers_);
+    free(m->built_);
     memset(m, 0, sizeof *m);
 }
 

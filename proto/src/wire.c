@@ -74,6 +74,11 @@ static int write_cb(void *data, const char *buf, size_t len)
     return 0;
 }
 
+void proto__w_raw(proto__w *w, const void *p, size_t n)
+{
+    (void)write_cb(w, p, n); /* fails only past the size the counting pass found */
+}
+
 proto_err proto__encode(proto__enc_fn fn, const void *arg, proto_buf *out)
 {
     if (out == NULL)
@@ -221,7 +226,7 @@ proto_err proto__d_open(proto__d *d, const uint8_t *msg, size_t len, const proto
         return proto__d_fail(d, diag);
     }
     if (f[0].via.u64 != PROTO_VERSION) {
-        proto__d_err(d, &f[0], PROTO_EVERSION, "protocol version is not 3");
+        proto__d_err(d, &f[0], PROTO_EVERSION, "protocol version is not 4");
         return proto__d_fail(d, diag);
     }
     if (f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {

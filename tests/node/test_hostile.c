@@ -844,7 +844,7 @@ static proto_buf headers_msg(const proto_buf *const *h, size_t n)
         items[i].p = h[i]->p;
         items[i].len = h[i]->len;
     }
-    proto_headers_msg m = { items, n, NULL };
+    proto_headers_msg m = { .headers = items, .n = n };
     proto_buf out = { NULL, 0 };
     assert_int_equal(proto_headers_encode(&m, &out), PROTO_OK);
     return out;
@@ -2194,7 +2194,7 @@ static proto_buf headers_msg_n(const forged *f, size_t from, size_t n)
         items[i].p = f[from + i].header.p;
         items[i].len = f[from + i].header.len;
     }
-    proto_headers_msg m = { items, n, NULL };
+    proto_headers_msg m = { .headers = items, .n = n };
     proto_buf out = { NULL, 0 };
     assert_int_equal(proto_headers_encode(&m, &out), PROTO_OK);
     free(items);

@@ -44,7 +44,16 @@ static proto_bytes txt(const char *s)
     return (proto_bytes) { (const uint8_t *)s, strlen(s) };
 }
 
+static void make_delta_by(fx *f, const proto_identity *author, uint64_t seq, const uint8_t prev[32],
+    proto_buf *hdr, proto_buf *body);
+
 static void make_delta(fx *f, uint64_t seq, const uint8_t prev[32], proto_buf *hdr, proto_buf *body)
+{
+    make_delta_by(f, f->alice, seq, prev, hdr, body);
+}
+
+static void make_delta_by(fx *f, const proto_identity *author, uint64_t seq, const uint8_t prev[32],
+    proto_buf *hdr, proto_buf *body)
 {
     proto_body plain;
     memset(&plain, 0, sizeof plain);
@@ -60,7 +69,7 @@ static void make_delta(fx *f, uint64_t seq, const uint8_t prev[32], proto_buf *h
     if (prev != NULL)
         memcpy(info.prev, prev, 32);
     assert_int_equal(
-        proto_delta_seal(f->alice, f->key, &info, &plain, tu_rng(), hdr, body), PROTO_OK);
+        proto_delta_seal(author, f->key, &info, &plain, tu_rng(), hdr, body), PROTO_OK);
 }
 
 static int setup(void **state)
@@ -734,6 +743,183 @@ static void access_grant_values_checked(void **state)
 }
 
 /* Flip every bit of the HEADER message (fields and signature): never accepted. */
+/* A HEADERS batch per PROTOCOL.md section 19, written by hand: a header that follows the
+ * previous one of its origin in the batch is [kind, wall, logical, tag, hints, body length,
+ * body hash, signature]; any other one the bin of its HEADER message. */
+static void tb_compact(tb *b, const proto_header *h)
+{
+    tb_array(b, 8);
+    tb_uint(b, h->kind);
+    tb_uint(b, h->hlc.wall);
+    tb_uint(b, h->hlc.logical);
+    tb_bin(b, h->tag, 32);
+    tb_array(b, (uint32_t)h->nhints);
+    for (size_t i = 0; i < h->nhints; i++)
+        tb_bin(b, h->hints[i].b, 16);
+    tb_uint(b, h->body_len);
+    tb_bin(b, h->body_hash, 32);
+    tb_bin(b, h->sig, 64);
+}
+
+static proto_err headers_decode_at(const tb *b, proto_headers_msg *out, size_t *off)
+{
+    proto_diag d = { 0, NULL };
+    proto_err err = proto_headers_decode(b->p, b->len, NULL, out, &d);
+    *off = d.offset;
+    return err;
+}
+
+/* Runs of an origin's chained headers travel compact and come back whole, byte for byte; a
+ * header that does not follow the one before it in the batch (another origin, a gap, another
+ * prev, after bytes that are no header) travels whole; the decoder refuses a compact header
+ * with nothing to follow, a whole one where the compact form applies, and a compact one that
+ * breaks a header rule; it rebuilds but vouches for nothing (the signature is checked after). */
+static void headers_batch_carries_runs_compact(void **state)
+{
+    fx *f = *state;
+    /* alice 1..4 chained; bob 1, 2; a second alice 2 whose prev is not alice 1's id */
+    proto_buf a[5], b[2], bodies[7];
+    proto_header ha[5], hbob[2];
+    for (int i = 0; i < 4; i++) {
+        make_delta(f, (uint64_t)i + 1, i > 0 ? ha[i - 1].id : NULL, &a[i], &bodies[i]);
+        assert_int_equal(proto_header_decode(a[i].p, a[i].len, NULL, &ha[i], NULL), PROTO_OK);
+    }
+    uint8_t other[32];
+    memset(other, 0x5a, 32);
+    make_delta(f, 2, other, &a[4], &bodies[4]);
+    assert_int_equal(proto_header_decode(a[4].p, a[4].len, NULL, &ha[4], NULL), PROTO_OK);
+    for (int i = 0; i < 2; i++) {
+        make_delta_by(f, f->bob, (uint64_t)i + 1, i > 0 ? hbob[0].id : NULL, &b[i], &bodies[5 + i]);
+        assert_int_equal(proto_header_decode(b[i].p, b[i].len, NULL, &hbob[i], NULL), PROTO_OK);
+    }
+    static const uint8_t junk[] = { 0x93, 0x04, 0x01 };
+    /* a1 a2 a3 b1 b2 a4 | junk a2' a1 a3 */
+    const proto_bytes in[] = { { a[0].p, a[0].len }, { a[1].p, a[1].len }, { a[2].p, a[2].len },
+        { b[0].p, b[0].len }, { b[1].p, b[1].len }, { a[3].p, a[3].len }, { junk, sizeof junk },
+        { a[4].p, a[4].len }, { a[0].p, a[0].len }, { a[2].p, a[2].len } };
+    const size_t n = sizeof in / sizeof in[0];
+    const proto_header *cmp[]
+        = { NULL, &ha[1], &ha[2], NULL, &hbob[1], NULL, NULL, NULL, NULL, NULL };
+    tb want = { 0 };
+    tb_array(&want, 3);
+    tb_uint(&want, PROTO_VERSION);
+    tb_uint(&want, PROTO_K_HEADERS);
+    tb_array(&want, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        if (cmp[i] != NULL)
+            tb_compact(&want, cmp[i]);
+        else
+            tb_bin(&want, in[i].p, in[i].len);
+    }
+    proto_headers_msg hm = { .headers = in, .n = n }, hd;
+    proto_buf enc;
+    assert_int_equal(proto_headers_encode(&hm, &enc), PROTO_OK);
+    assert_int_equal(enc.len, want.len);
+    assert_memory_equal(enc.p, want.p, want.len);
+    /* each compact header is 78 bytes shorter than its whole form (seq < 128, no hints) */
+    tb all = { 0 };
+    tb_array(&all, 3);
+    tb_uint(&all, PROTO_VERSION);
+    tb_uint(&all, PROTO_K_HEADERS);
+    tb_array(&all, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        tb_bin(&all, in[i].p, in[i].len);
+    assert_int_equal(enc.len + 3 * 78, all.len);
+    tb_free(&all);
+    assert_int_equal(proto_headers_decode(enc.p, enc.len, NULL, &hd, NULL), PROTO_OK);
+    assert_int_equal(hd.n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(hd.headers[i].len, in[i].len);
+        assert_memory_equal(hd.headers[i].p, in[i].p, in[i].len);
+    }
+    assert_int_equal(hd.built_bytes, a[1].len + a[2].len + b[1].len);
+    proto_headers_fini(&hd);
+    proto_buf_free(&enc);
+
+    size_t off;
+    /* a compact header first, and one after bytes that are no header */
+    tb t = { 0 };
+    tb_array(&t, 3);
+    tb_uint(&t, PROTO_VERSION);
+    tb_uint(&t, PROTO_K_HEADERS);
+    tb_array(&t, 1);
+    tb_compact(&t, &ha[1]);
+    assert_int_equal(headers_decode_at(&t, &hd, &off), PROTO_ESHAPE);
+    assert_int_equal(off, 4);
+    tb_free(&t);
+    tb_array(&t, 3);
+    tb_uint(&t, PROTO_VERSION);
+    tb_uint(&t, PROTO_K_HEADERS);
+    tb_array(&t, 2);
+    tb_bin(&t, junk, sizeof junk);
+    tb_compact(&t, &ha[0]);
+    assert_int_equal(headers_decode_at(&t, &hd, &off), PROTO_ESHAPE);
+    assert_int_equal(off, 4 + 2 + sizeof junk);
+    tb_free(&t);
+    /* alice 2 whole after alice 1: not canonical, at its offset */
+    tb_array(&t, 3);
+    tb_uint(&t, PROTO_VERSION);
+    tb_uint(&t, PROTO_K_HEADERS);
+    tb_array(&t, 2);
+    tb_bin(&t, a[0].p, a[0].len);
+    size_t at = t.len;
+    tb_bin(&t, a[1].p, a[1].len);
+    assert_int_equal(headers_decode_at(&t, &hd, &off), PROTO_ENONCANON);
+    assert_int_equal(off, at);
+    tb_free(&t);
+    /* a compact header of seven items, and one whose body length breaks the delta rule */
+    proto_header bad = ha[1];
+    for (int c = 0; c < 2; c++) {
+        tb_array(&t, 3);
+        tb_uint(&t, PROTO_VERSION);
+        tb_uint(&t, PROTO_K_HEADERS);
+        tb_array(&t, 2);
+        tb_bin(&t, a[0].p, a[0].len);
+        at = t.len;
+        if (c == 0) {
+            tb_array(&t, 7);
+            tb_uint(&t, bad.kind);
+            tb_uint(&t, bad.hlc.wall);
+            tb_uint(&t, bad.hlc.logical);
+            tb_bin(&t, bad.tag, 32);
+            tb_array(&t, 0);
+            tb_uint(&t, bad.body_len);
+            tb_bin(&t, bad.body_hash, 32);
+        } else {
+            bad.body_len = 41;
+            tb_compact(&t, &bad);
+        }
+        assert_int_equal(headers_decode_at(&t, &hd, &off), c == 0 ? PROTO_ESHAPE : PROTO_EVALUE);
+        assert_int_equal(off, at);
+        tb_free(&t);
+    }
+    /* a compact header with another signature is rebuilt; its signature then fails */
+    bad = ha[1];
+    bad.sig[0] ^= 1;
+    tb_array(&t, 3);
+    tb_uint(&t, PROTO_VERSION);
+    tb_uint(&t, PROTO_K_HEADERS);
+    tb_array(&t, 2);
+    tb_bin(&t, a[0].p, a[0].len);
+    tb_compact(&t, &bad);
+    assert_int_equal(headers_decode_at(&t, &hd, &off), PROTO_OK);
+    proto_header rh;
+    assert_int_equal(
+        proto_header_decode(hd.headers[1].p, hd.headers[1].len, NULL, &rh, NULL), PROTO_OK);
+    assert_int_equal(rh.seq, 2);
+    assert_memory_equal(rh.prev, ha[0].id, 32);
+    assert_int_equal(proto_header_verify(&rh), PROTO_ESIG);
+    proto_headers_fini(&hd);
+    tb_free(&t);
+    tb_free(&want);
+    for (int i = 0; i < 5; i++)
+        proto_buf_free(&a[i]);
+    for (int i = 0; i < 2; i++)
+        proto_buf_free(&b[i]);
+    for (int i = 0; i < 7; i++)
+        proto_buf_free(&bodies[i]);
+}
+
 static void header_bit_flips_rejected(void **state)
 {
     fx *f = *state;
@@ -1872,6 +2058,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(delta_round_trip),
+        cmocka_unit_test(headers_batch_carries_runs_compact),
         cmocka_unit_test(import_nonce_keyed),
         cmocka_unit_test(forget_round_trip),
         cmocka_unit_test(access_grant_round_trip),

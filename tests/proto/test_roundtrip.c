@@ -91,7 +91,7 @@ static void sync_messages(void **state)
             items[i].body = hs[i];
             rand_bytes(ids[i].b, 32);
         }
-        proto_headers_msg hm = { hs, k, NULL }, hd;
+        proto_headers_msg hm = { .headers = hs, .n = k }, hd;
         assert_int_equal(proto_headers_encode(&hm, &a), PROTO_OK);
         assert_int_equal(proto_headers_decode(a.p, a.len, NULL, &hd, NULL), PROTO_OK);
         assert_int_equal(hd.n, k);

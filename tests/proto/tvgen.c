@@ -720,10 +720,12 @@ void tv_generate(tu_vectors *vs)
 
     proto_bytes hb[5] = { { agh.p, agh.len }, { dh.p, dh.len }, { aeh.p, aeh.len },
         { gh.p, gh.len }, { fh.p, fh.len } };
-    proto_headers_msg hm = { hb, 5, NULL };
+    proto_headers_msg hm = { .headers = hb, .n = 5 };
     CHECK(proto_headers_encode(&hm, &m));
     v = tu_vectors_add(vs, "headers");
-    tu_vector_put(v, "what", "alice's five headers above, in seq order");
+    tu_vector_put(v, "what",
+        "alice's five headers above, in seq order: the first whole, the other four compact (each "
+        "follows the one before it)");
     put_buf(v, "msg", &m);
     proto_buf_free(&m);
 

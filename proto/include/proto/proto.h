@@ -46,7 +46,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 /* Constants (PROTOCOL.md, "Constants")                                                      */
 
-#define PROTO_VERSION 3            /* first element of every top-level message */
+#define PROTO_VERSION 4            /* first element of every top-level message */
 #define PROTO_ORIGIN_LEN 32        /* Ed25519 public key */
 #define PROTO_BOX_PK_LEN 32        /* X25519 public key */
 #define PROTO_SEED_LEN 32          /* key seeds */
@@ -823,11 +823,16 @@ typedef struct proto_vv_msg {
     proto_hash_bytes *skip_; /* private */
 } proto_vv_msg;
 
-/* HEADERS: a batch of HEADER messages, each carried as bin (borrowed). */
+/* HEADERS: a batch of whole HEADER messages. On the wire a header that follows the previous
+ * one of its origin in the batch is carried compact (PROTOCOL.md section 19): the encoder
+ * compacts where that applies, the decoder rebuilds such headers whole (into memory it owns:
+ * built_bytes of them, at most about twice the message) and borrows the others from its input. */
 typedef struct proto_headers_msg {
     const proto_bytes *headers;
     size_t n;
-    proto_bytes *headers_;
+    size_t built_bytes;
+    proto_bytes *headers_; /* private */
+    uint8_t *built_;       /* private */
 } proto_headers_msg;
 
 /* BODIES: (header id, body) pairs. */
