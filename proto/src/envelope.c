@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,9 +12,12 @@
 #define BODY_OVERHEAD (PROTO_NONCE_LEN + PROTO__AEAD_ABYTES)
 #define BODY_LEN_MAX UINT32_MAX
 
-static const char ad_label[] = "patto-ad-v2";
-#define AD_LEN                                                                                     \
-    (sizeof ad_label - 1 + 1 + PROTO_ORIGIN_LEN + 8 + PROTO_HASH_LEN + 8 + 2 + PROTO_TAG_LEN)
+static const char ad_label[] = "patto-ad-v4";
+/* The associated data's length: its label, the header's fixed fields, the key's case, scope
+ * (its length byte and name) and epoch. */
+#define AD_MAX                                                                                     \
+    (sizeof ad_label - 1 + 1 + PROTO_ORIGIN_LEN + 8 + PROTO_HASH_LEN + 8 + 2 + PROTO_TAG_LEN       \
+        + PROTO_CASE_ID_LEN + 1 + PROTO_SCOPE_NAME_MAX + 8)
 
 /* Field positions in HEADER_FIELDS, for diagnostics. */
 enum { HF_KIND = 2, HF_SEQ = 4, HF_PREV = 5, HF_HINTS = 9, HF_BODY_LEN = 10 };
@@ -245,8 +249,9 @@ void proto__header_fixed(proto_header *h, uint8_t kind, const proto_identity *au
     memcpy(h->tag, tag, PROTO_TAG_LEN);
 }
 
-/* The associated data of a body: the header fields fixed before it is sealed (PROTOCOL.md). */
-static void header_ad(const proto_header *h, uint8_t ad[AD_LEN])
+/* The associated data of a body (PROTOCOL.md section 10): the header fields fixed before it is
+ * sealed, and the case, scope and epoch of the key it is sealed under. Returns its length. */
+static size_t header_ad(const proto_header *h, const proto_scope_key *key, uint8_t ad[AD_MAX])
 {
     size_t o = 0;
     memcpy(ad, ad_label, sizeof ad_label - 1);
@@ -263,6 +268,15 @@ static void header_ad(const proto_header *h, uint8_t ad[AD_LEN])
     ad[o++] = (uint8_t)(h->hlc.logical >> 8);
     ad[o++] = (uint8_t)h->hlc.logical;
     memcpy(ad + o, h->tag, PROTO_TAG_LEN);
+    o += PROTO_TAG_LEN;
+    memcpy(ad + o, key->case_id.b, PROTO_CASE_ID_LEN);
+    o += PROTO_CASE_ID_LEN;
+    size_t sl = strlen(key->scope); /* 1..32, a scope name */
+    ad[o++] = (uint8_t)sl;
+    memcpy(ad + o, key->scope, sl);
+    o += sl;
+    proto__be64(ad + o, key->epoch);
+    return o + 8;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -270,33 +284,30 @@ static void header_ad(const proto_header *h, uint8_t ad[AD_LEN])
 
 /* Field positions in the plaintexts, for diagnostics and arity. */
 enum {
-    BF_CASE = 2,
-    BF_SCOPE = 3,
-    BF_EPOCH = 4,
-    BF_VV = 5,
-    BF_ACCESS_SEEN = 6, /* DELTA */
-    BF_DELTA = 7,
-    BF_REASON = 6, /* FORGET */
-    BF_OPERATOR = 7,
-    BF_ENTRY = 5, /* ACCESS_GRANT, ACCESS_EPOCH */
-    BF_GRANTEE = 6,
-    BF_ACCESS = 7,
-    BF_PURPOSE = 8,
-    BF_BASIS = 9,
-    BF_PROVISION = 10,
-    BF_EXPIRY = 11,
-    BF_G_OPERATOR = 12,
-    BF_UNIX_USER = 13,
-    BF_EVIDENCE = 14,
-    BF_NEW_EPOCH = 6, /* ACCESS_EPOCH */
-    BF_KEY_HASH = 7,
-    BF_N_GRANTEE = 6, /* ACCESS_NARROW */
-    BF_N_ACCESS = 7,
-    BF_N_REASON = 8,
-    BF_CUT = 9,
-    BF_N_OPERATOR = 10,
-    BF_N_UNIX_USER = 11,
-    BF_NOTE = 12,
+    BF_VV = 2,
+    BF_ACCESS_SEEN = 3, /* DELTA */
+    BF_DELTA = 4,
+    BF_REASON = 3, /* FORGET */
+    BF_OPERATOR = 4,
+    BF_ENTRY = 2, /* ACCESS_GRANT, ACCESS_EPOCH */
+    BF_GRANTEE = 3,
+    BF_ACCESS = 4,
+    BF_PURPOSE = 5,
+    BF_BASIS = 6,
+    BF_PROVISION = 7,
+    BF_EXPIRY = 8,
+    BF_G_OPERATOR = 9,
+    BF_UNIX_USER = 10,
+    BF_EVIDENCE = 11,
+    BF_NEW_EPOCH = 3, /* ACCESS_EPOCH */
+    BF_KEY_HASH = 4,
+    BF_N_GRANTEE = 3, /* ACCESS_NARROW */
+    BF_N_ACCESS = 4,
+    BF_N_REASON = 5,
+    BF_CUT = 6,
+    BF_N_OPERATOR = 7,
+    BF_N_UNIX_USER = 8,
+    BF_NOTE = 9,
 };
 
 static size_t plain_fields(unsigned kind)
@@ -305,11 +316,11 @@ static size_t plain_fields(unsigned kind)
     case PROTO_K_DELTA_PLAIN:
     case PROTO_K_FORGET_PLAIN:
     case PROTO_K_ACCESS_EPOCH:
-        return 8;
+        return 5;
     case PROTO_K_ACCESS_NARROW:
-        return 13;
+        return 10;
     case PROTO_K_ACCESS_GRANT:
-        return 15;
+        return 12;
     default:
         return 0;
     }
@@ -330,19 +341,11 @@ static void w_bytes_str(proto__w *w, proto_bytes b)
     proto__w_str(w, b.p, b.len);
 }
 
-struct plain_arg {
-    const proto_body *b;
-    const proto_scope_key *k;
-};
-
+/* A body's plaintext; its case, scope and epoch are the key's, in the associated data. */
 static void enc_plain(proto__w *w, const void *arg)
 {
-    const struct plain_arg *a = arg;
-    const proto_body *b = a->b;
+    const proto_body *b = arg;
     proto__w_head(w, plain_fields(b->kind), b->kind);
-    proto__w_bin(w, a->k->case_id.b, PROTO_CASE_ID_LEN);
-    proto__w_str(w, a->k->scope, strlen(a->k->scope));
-    proto__w_uint(w, a->k->epoch);
     switch (b->kind) {
     case PROTO_BODY_DELTA:
         proto__w_vv(w, b->vv, b->nvv);
@@ -536,10 +539,9 @@ proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *
     if (!proto__seal_info_ok(info) || key->epoch < PROTO_EPOCH_FIRST)
         return PROTO_EVALUE;
 
-    struct plain_arg pa = { plain, key };
     proto_buf pt = { 0 };
     uint8_t *buf = NULL;
-    err = proto__encode(enc_plain, &pa, &pt);
+    err = proto__encode(enc_plain, plain, &pt);
     if (err != PROTO_OK)
         goto fail;
     size_t padded_max = (pt.len / PROTO_PAD_BLOCK + 1) * PROTO_PAD_BLOCK;
@@ -562,11 +564,11 @@ proto_err proto_delta_seal(const proto_identity *author, const proto_scope_key *
     }
     proto_header h = { 0 };
     proto__header_fixed(&h, PROTO_HDR_DELTA, author, info, key->tag);
-    uint8_t ad[AD_LEN];
-    header_ad(&h, ad);
+    uint8_t ad[AD_MAX];
+    size_t adlen = header_ad(&h, key, ad);
     proto__random(rng, body->p, PROTO_NONCE_LEN);
     proto__aead_seal(
-        body->p + PROTO_NONCE_LEN, buf, padded, ad, AD_LEN, body->p, key->sec->body_key);
+        body->p + PROTO_NONCE_LEN, buf, padded, ad, adlen, body->p, key->sec->body_key);
     body->len = PROTO_NONCE_LEN + padded + PROTO__AEAD_ABYTES;
     h.body_len = body->len;
     proto_bytes bb = { body->p, body->len };
@@ -742,9 +744,9 @@ static bool decode_access_seen(proto__d *d, const msgpack_object *o, proto_body 
     return true;
 }
 
-/* Decode a body plaintext (borrowing from msg) into out. */
-static proto_err decode_plain(
-    const uint8_t *msg, size_t len, const proto_limits *lim, proto_body *out, proto_diag *diag)
+/* Decode a body plaintext (borrowing from msg) into out; its case, scope and epoch are key's. */
+static proto_err decode_plain(const uint8_t *msg, size_t len, const proto_limits *lim,
+    const proto_scope_key *key, proto_body *out, proto_diag *diag)
 {
     proto__d d;
     const msgpack_object *f;
@@ -764,23 +766,9 @@ static proto_err decode_plain(
         return proto__d_fail(&d, diag);
     }
     out->kind = (uint8_t)kind;
-    proto_bytes scope;
-    if (!proto__d_fixed(
-            &d, &f[BF_CASE], PROTO_CASE_ID_LEN, out->case_id.b, "case id must be bin of 16")
-        || !proto__d_str(
-            &d, &f[BF_SCOPE], PROTO_SCOPE_NAME_MAX, &scope, "scope must be str of at most 32 bytes")
-        || !proto__d_uint(&d, &f[BF_EPOCH], UINT64_MAX, &out->epoch, "epoch"))
-        return proto__d_fail(&d, diag);
-    if (!proto__valid_scope(scope.p, scope.len)) {
-        proto__d_err(&d, &f[BF_SCOPE], PROTO_EVALUE, "scope name must match [a-z0-9_-]{1,32}");
-        return proto__d_fail(&d, diag);
-    }
-    if (out->epoch < PROTO_EPOCH_FIRST) {
-        proto__d_err(&d, &f[BF_EPOCH], PROTO_EVALUE, "epochs start at 1");
-        return proto__d_fail(&d, diag);
-    }
-    memcpy(out->scope, scope.p, scope.len);
-    out->scope[scope.len] = '\0';
+    out->case_id = key->case_id;
+    snprintf(out->scope, sizeof out->scope, "%s", key->scope);
+    out->epoch = key->epoch;
     uint64_t reason;
     switch (kind) {
     case PROTO_K_DELTA_PLAIN:
@@ -865,11 +853,11 @@ proto_err proto_body_open(const proto_header *h, const proto_scope_key *key, con
     uint8_t *pt = malloc(padded);
     if (pt == NULL)
         return PROTO_ENOMEM;
-    uint8_t ad[AD_LEN];
-    header_ad(h, ad);
+    uint8_t ad[AD_MAX];
+    size_t adlen = header_ad(h, key, ad);
     proto_err err;
     size_t plen;
-    if (!proto__aead_open(pt, body + PROTO_NONCE_LEN, len - PROTO_NONCE_LEN, ad, AD_LEN, body,
+    if (!proto__aead_open(pt, body + PROTO_NONCE_LEN, len - PROTO_NONCE_LEN, ad, adlen, body,
             key->sec->body_key)) {
         err = PROTO_EDECRYPT;
         goto fail;
@@ -880,21 +868,11 @@ proto_err proto_body_open(const proto_header *h, const proto_scope_key *key, con
     }
     out->plain_ = pt;
     out->plain_len_ = padded;
-    err = decode_plain(pt, plen, lim, out, diag);
-    if (err != PROTO_OK) {
+    /* The case, scope and epoch are the key's: the associated data bound them. */
+    err = decode_plain(pt, plen, lim, key, out, diag);
+    if (err != PROTO_OK)
         proto_body_fini(out);
-        return err;
-    }
-    if (memcmp(out->case_id.b, key->case_id.b, PROTO_CASE_ID_LEN) != 0
-        || strcmp(out->scope, key->scope) != 0 || out->epoch != key->epoch) {
-        proto_body_fini(out);
-        if (diag != NULL) {
-            diag->offset = 0;
-            diag->reason = "case, scope or epoch in the body differ from the key's";
-        }
-        return PROTO_EMISMATCH;
-    }
-    return PROTO_OK;
+    return err;
 fail:
     proto__wipe(pt, padded);
     free(pt);

@@ -136,10 +136,11 @@ static void fixed_init(void)
 }
 
 /* The AD of PROTOCOL.md, built independently of proto/src. */
-static size_t spec_ad(const proto_header *h, uint8_t ad[126])
+size_t tdec_spec_ad(const proto_header *h, const proto_case_id *c, const char *scope,
+    uint64_t epoch, uint8_t ad[TDEC_AD_MAX])
 {
     size_t o = 0;
-    memcpy(ad, "patto-ad-v2", 11);
+    memcpy(ad, "patto-ad-v4", 11);
     o = 11;
     ad[o++] = h->kind;
     memcpy(ad + o, h->origin, 32);
@@ -153,12 +154,16 @@ static size_t spec_ad(const proto_header *h, uint8_t ad[126])
     ad[o++] = (uint8_t)(h->hlc.logical >> 8);
     ad[o++] = (uint8_t)h->hlc.logical;
     memcpy(ad + o, h->tag, 32);
-    return o + 32;
-}
-
-size_t tdec_spec_ad(const proto_header *h, uint8_t ad[126])
-{
-    return spec_ad(h, ad);
+    o += 32;
+    memcpy(ad + o, c->b, 16);
+    o += 16;
+    size_t sl = strlen(scope);
+    ad[o++] = (uint8_t)sl;
+    memcpy(ad + o, scope, sl);
+    o += sl;
+    for (int i = 7; i >= 0; i--)
+        ad[o++] = (uint8_t)(epoch >> (8 * i));
+    return o;
 }
 
 /* Oracle of an opened body: sealing what was decoded again gives the same plaintext. */
@@ -202,13 +207,13 @@ static proto_err d_body(const uint8_t *p, size_t n)
     h.seq = 1;
     h.hlc.wall = 1700000000000;
     memcpy(h.tag, proto_scope_key_tag(key), 32);
-    uint8_t ad[126], bodykey[32], k[32];
-    spec_ad(&h, ad);
+    uint8_t ad[TDEC_AD_MAX], bodykey[32], k[32];
+    size_t adlen = tdec_spec_ad(&h, &cid, "sociale", 1, ad);
     proto_scope_key_export(key, k);
     crypto_kdf_derive_from_key(bodykey, 32, 2, "pattoscp", k);
     memset(body, 0x24, 24);
     crypto_aead_xchacha20poly1305_ietf_encrypt(
-        body + 24, NULL, buf, padded, ad, sizeof ad, NULL, body, bodykey);
+        body + 24, NULL, buf, padded, ad, adlen, NULL, body, bodykey);
     size_t blen = 24 + padded + 16;
     h.body_len = blen;
     crypto_generichash(h.body_hash, 32, body, blen, NULL, 0);
@@ -227,17 +232,9 @@ size_t tdec_access_grant_head(uint8_t out[32])
 {
     fixed_init();
     size_t o = 0;
-    out[o++] = 0x9f; /* fixarray of 15 */
+    out[o++] = 0x9c; /* fixarray of 12 */
     out[o++] = PROTO_VERSION;
     out[o++] = PROTO_K_ACCESS_GRANT;
-    out[o++] = 0xc4;
-    out[o++] = 16;
-    memcpy(out + o, cid.b, 16);
-    o += 16;
-    out[o++] = 0xa7;
-    memcpy(out + o, "sociale", 7);
-    o += 7;
-    out[o++] = 1; /* epoch */
     return o;
 }
 

@@ -12,8 +12,11 @@ typedef struct tdec {
 extern const tdec tdecoders[];
 extern const size_t ntdecoders;
 const tdec *tdec_find(const char *name);
-/* The associated data of a delta header as PROTOCOL.md defines it (126 bytes). */
-size_t tdec_spec_ad(const proto_header *h, uint8_t ad[126]);
+/* The associated data of a delta header's body sealed under the key of (case, scope, epoch), as
+ * PROTOCOL.md defines it: 151 bytes and the scope name's; returns its length. */
+#define TDEC_AD_MAX (151 + PROTO_SCOPE_NAME_MAX)
+size_t tdec_spec_ad(const proto_header *h, const proto_case_id *cid, const char *scope,
+    uint64_t epoch, uint8_t ad[TDEC_AD_MAX]);
 /* The first bytes of an ACCESS_GRANT plaintext of the fixed key, up to its entry number (the
  * access_grant entry appends its input to them); returns their length. */
 size_t tdec_access_grant_head(uint8_t out[32]);

@@ -423,33 +423,33 @@ static int narrow_variant(const fx *f, int c, proto_body *p, proto_cut cut[PROTO
     switch (c) {
     case 0:
         p->narrow.access = PROTO_ACCESS_WRITE;
-        return 7;
+        return 4;
     case 1:
         p->narrow.access = 3;
-        return 7;
+        return 4;
     case 2:
         p->narrow.reason = 0;
-        return 8;
+        return 5;
     case 3:
         p->narrow.reason = 5;
-        return 8;
+        return 5;
     case 4:
         p->entry = 0;
-        return 5;
+        return 2;
     case 5: { /* unsorted */
         proto_cut t = cut[0];
         cut[0] = cut[1];
         cut[1] = t;
         *decode_err = PROTO_ENONCANON;
-        return 9;
+        return 6;
     }
     case 6: /* one origin twice */
         memcpy(cut[1].origin, cut[0].origin, 32);
         *decode_err = PROTO_ENONCANON;
-        return 9;
+        return 6;
     case 7:
         cut[1].seq = 0;
-        return 9;
+        return 6;
     case 8: /* PROTO_CUT_MAX + 1 items, sorted */
         for (size_t i = 0; i <= PROTO_CUT_MAX; i++) {
             memset(&cut[i], 0, sizeof cut[i]);
@@ -458,25 +458,25 @@ static int narrow_variant(const fx *f, int c, proto_body *p, proto_cut cut[PROTO
         }
         p->narrow.ncut = PROTO_CUT_MAX + 1;
         *seal_err = *decode_err = PROTO_ELIMIT;
-        return 9;
+        return 6;
     case 9:
         p->narrow.grantee = txt("Coop Aurora");
-        return 6;
+        return 3;
     case 10:
         p->narrow.grantee = txt("");
-        return 6;
+        return 3;
     case 11:
         p->narrow.operator_name = txt("   ");
-        return 10;
+        return 7;
     case 12:
         p->narrow.operator_name = txt("");
-        return 10;
+        return 7;
     case 13:
         p->narrow.unix_user = txt("mario rossi");
-        return 11;
+        return 8;
     default:
         p->narrow.note = txt("a\tb");
-        return 12;
+        return 9;
     }
 }
 
@@ -521,31 +521,25 @@ static void tb_bytes(tb *b, proto_bytes s)
     tb_raw(b, s.p, s.len);
 }
 
-/* An ACCESS_NARROW plaintext of f->key as PROTOCOL.md lays it out, whatever its values;
+/* An ACCESS_NARROW plaintext as PROTOCOL.md lays it out, whatever its values;
  * off[i] is the offset of field i. */
-static void narrow_plain(const fx *f, const proto_body *p, tb *b, size_t off[13])
+static void narrow_plain(const proto_body *p, tb *b, size_t off[10])
 {
     const proto_narrow *n = &p->narrow;
-    tb_array(b, 13);
+    tb_array(b, 10);
     off[0] = b->len;
     tb_uint(b, PROTO_VERSION);
     off[1] = b->len;
     tb_uint(b, PROTO_K_ACCESS_NARROW);
     off[2] = b->len;
-    tb_bin(b, f->cid.b, 16);
-    off[3] = b->len;
-    tb_str(b, "sociale");
-    off[4] = b->len;
-    tb_uint(b, 1);
-    off[5] = b->len;
     tb_uint(b, p->entry);
-    off[6] = b->len;
+    off[3] = b->len;
     tb_bytes(b, n->grantee);
-    off[7] = b->len;
+    off[4] = b->len;
     tb_uint(b, n->access);
-    off[8] = b->len;
+    off[5] = b->len;
     tb_uint(b, n->reason);
-    off[9] = b->len;
+    off[6] = b->len;
     tb_array(b, (uint32_t)n->ncut);
     for (size_t i = 0; i < n->ncut; i++) {
         tb_array(b, 3);
@@ -553,18 +547,18 @@ static void narrow_plain(const fx *f, const proto_body *p, tb *b, size_t off[13]
         tb_uint(b, n->cut[i].seq);
         tb_bin(b, n->cut[i].id, 32);
     }
-    off[10] = b->len;
+    off[7] = b->len;
     tb_bytes(b, n->operator_name);
-    off[11] = b->len;
+    off[8] = b->len;
     tb_bytes(b, n->unix_user);
-    off[12] = b->len;
+    off[9] = b->len;
     tb_bytes(b, n->note);
 }
 
 /* Encrypt plaintext m under f->key and a header of alice's, per PROTOCOL.md with libsodium
- * alone, and open it with proto_body_open. */
-static proto_err open_spec(
-    const fx *f, const uint8_t *m, size_t n, proto_body *out, proto_diag *diag)
+ * alone, with the associated data of (case, scope, epoch), and open it with proto_body_open. */
+static proto_err open_spec_as(const fx *f, const uint8_t *m, size_t n, const proto_case_id *cid,
+    const char *scope, uint64_t epoch, proto_body *out, proto_diag *diag)
 {
     size_t padded_max = (n / PROTO_PAD_BLOCK + 1) * PROTO_PAD_BLOCK, padded;
     uint8_t *buf = malloc(padded_max), *body = malloc(24 + padded_max + 16);
@@ -580,13 +574,13 @@ static proto_err open_spec(
     memset(h.prev, 0x77, 32);
     h.hlc.wall = 1700000000000;
     memcpy(h.tag, proto_scope_key_tag(f->key), 32);
-    uint8_t ad[126], k[32], bodykey[32];
-    assert_int_equal(tdec_spec_ad(&h, ad), sizeof ad);
+    uint8_t ad[TDEC_AD_MAX], k[32], bodykey[32];
+    size_t adlen = tdec_spec_ad(&h, cid, scope, epoch, ad);
     proto_scope_key_export(f->key, k);
     crypto_kdf_derive_from_key(bodykey, 32, 2, "pattoscp", k);
     randombytes_buf(body, 24);
     crypto_aead_xchacha20poly1305_ietf_encrypt(
-        body + 24, NULL, buf, padded, ad, sizeof ad, NULL, body, bodykey);
+        body + 24, NULL, buf, padded, ad, adlen, NULL, body, bodykey);
     h.body_len = 24 + padded + 16;
     crypto_generichash(h.body_hash, 32, body, h.body_len, NULL, 0);
     proto_err err = proto_body_open(&h, f->key, body, h.body_len, NULL, out, diag);
@@ -597,6 +591,13 @@ static proto_err open_spec(
     return err;
 }
 
+/* The same with the key's own case, scope and epoch (f->key is of (f->cid, sociale, 1)). */
+static proto_err open_spec(
+    const fx *f, const uint8_t *m, size_t n, proto_body *out, proto_diag *diag)
+{
+    return open_spec_as(f, m, n, &f->cid, "sociale", 1, out, diag);
+}
+
 /* Every rule of a narrowing entry is checked on decoding too, at the offending field: the
  * plaintexts made by hand, encrypted under the right key and header. */
 static void access_narrow_decode_checked(void **state)
@@ -604,13 +605,13 @@ static void access_narrow_decode_checked(void **state)
     fx *f = *state;
     proto_body p, b;
     proto_diag d;
-    size_t off[13];
+    size_t off[10];
     proto_cut cut[PROTO_CUT_MAX + 1];
     /* the hand-made form of a good narrowing is what proto_delta_seal writes */
     two_cuts(f, cut);
     p = narrow_entry(cut, 2);
     tb m = { 0 };
-    narrow_plain(f, &p, &m, off);
+    narrow_plain(&p, &m, off);
     assert_int_equal(open_spec(f, m.p, m.len, &b, &d), PROTO_OK);
     assert_int_equal(b.kind, PROTO_BODY_ACCESS_NARROW);
     assert_int_equal(b.narrow.ncut, 2);
@@ -630,7 +631,7 @@ static void access_narrow_decode_checked(void **state)
         proto_err unused, want;
         int field = narrow_variant(f, c, &p, cut, &unused, &want);
         m = (tb) { 0 };
-        narrow_plain(f, &p, &m, off);
+        narrow_plain(&p, &m, off);
         d = (proto_diag) { 0, NULL };
         proto_err err = open_spec(f, m.p, m.len, &b, &d);
         if (err != want)
@@ -638,8 +639,8 @@ static void access_narrow_decode_checked(void **state)
                 proto_strerror(want));
         assert_non_null(d.reason);
         /* the offending field, or for the cut's order and seqs an item inside it */
-        if (field == 9 && (c == 5 || c == 6 || c == 7))
-            assert_true(d.offset > off[9] && d.offset < off[10]);
+        if (field == 6 && (c == 5 || c == 6 || c == 7))
+            assert_true(d.offset > off[6] && d.offset < off[7]);
         else if (d.offset != off[field])
             fail_msg(
                 "narrowing case %d: offset %zu (%s), want %zu", c, d.offset, d.reason, off[field]);
@@ -647,12 +648,9 @@ static void access_narrow_decode_checked(void **state)
     }
     /* a cut item that is not [origin, seq, id] */
     m = (tb) { 0 };
-    tb_array(&m, 13);
+    tb_array(&m, 10);
     tb_uint(&m, PROTO_VERSION);
     tb_uint(&m, PROTO_K_ACCESS_NARROW);
-    tb_bin(&m, f->cid.b, 16);
-    tb_str(&m, "sociale");
-    tb_uint(&m, 1);
     tb_uint(&m, 6);
     tb_str(&m, "coop-aurora");
     tb_uint(&m, 0);
@@ -666,13 +664,13 @@ static void access_narrow_decode_checked(void **state)
     tb_str(&m, "");
     assert_int_equal(open_spec(f, m.p, m.len, &b, &d), PROTO_ESHAPE);
     tb_free(&m);
-    /* 12 elements (the note missing) */
+    /* 9 elements (the note missing) */
     two_cuts(f, cut);
     p = narrow_entry(cut, 2);
     m = (tb) { 0 };
-    narrow_plain(f, &p, &m, off);
-    m.p[0] = 0x9c;
-    m.len = off[12];
+    narrow_plain(&p, &m, off);
+    m.p[0] = 0x99;
+    m.len = off[9];
     assert_int_equal(open_spec(f, m.p, m.len, &b, &d), PROTO_ESHAPE);
     tb_free(&m);
 }
@@ -1126,41 +1124,42 @@ static void wrong_key_rejected(void **state)
     proto_scope_key_free(other);
 }
 
-/* A plaintext encrypted and authenticated under the right key and header (tdecode's body
- * entry, with vectors.txt's key of (case, sociale, 1)) whose case, scope or epoch is not the
- * key's: refused after decryption. And the value rules of an ACCESS_EPOCH. */
+/* A body sealed with the right key bytes under the right header, but with the associated data
+ * of another case, scope or epoch, is refused by the AEAD: the key's case, scope and epoch are
+ * bound without being in the plaintext, which opens with the key's. And the value rules of an
+ * ACCESS_EPOCH, whose new epoch must be above the key's. */
 static void body_case_scope_epoch_checked(void **state)
 {
-    (void)state;
-    const tdec *body = tdec_find("body");
-    assert_non_null(body);
-    proto_case_nonce cn;
-    proto_case_id id;
-    tu_pattern(cn.b, 16, 0x00);
-    assert_int_equal(proto_case_id_derive("comune-1", 8, &cn, &id), PROTO_OK);
+    fx *f = *state;
     uint8_t hash[32];
     tu_pattern(hash, 32, 0x99);
-    static const proto_err want[] = { PROTO_OK, PROTO_EMISMATCH, PROTO_EMISMATCH, PROTO_EMISMATCH,
-        PROTO_EVALUE, PROTO_EVALUE, PROTO_EVALUE, PROTO_EKIND, PROTO_ESHAPE };
-    for (int c = 0; c < 9; c++) {
+    proto_case_id other = f->cid;
+    other.b[3] ^= 1;
+    static const proto_err want[] = { PROTO_OK, PROTO_EDECRYPT, PROTO_EDECRYPT, PROTO_EDECRYPT,
+        PROTO_EVALUE, PROTO_EVALUE, PROTO_EKIND, PROTO_ESHAPE };
+    for (int c = 0; c < 8; c++) {
         tb b = { 0 };
-        tb_array(&b, c == 8 ? 7 : 8);
+        tb_array(&b, c == 7 ? 4 : 5);
         tb_uint(&b, PROTO_VERSION);
-        tb_uint(&b, c == 7 ? PROTO_K_GRANT_PLAIN : PROTO_K_ACCESS_EPOCH);
-        proto_case_id x = id;
-        if (c == 1)
-            x.b[3] ^= 1;
-        tb_bin(&b, x.b, 16);
-        tb_str(&b, c == 2 ? "lavoro" : "sociale");
-        tb_uint(&b, c == 3 ? 2 : c == 4 ? 0 : 1); /* epoch */
-        tb_uint(&b, c == 5 ? 0 : 1);              /* entry */
-        tb_uint(&b, c == 6 ? 1 : 3);              /* new epoch */
-        if (c != 8)
+        tb_uint(&b, c == 6 ? PROTO_K_GRANT_PLAIN : PROTO_K_ACCESS_EPOCH);
+        tb_uint(&b, c == 4 ? 0 : 1); /* entry */
+        tb_uint(&b, c == 5 ? 1 : 3); /* new epoch */
+        if (c != 7)
             tb_bin(&b, hash, 32);
-        proto_err err = body->fn(b.p, b.len);
+        proto_body got;
+        proto_diag d;
+        proto_err err = open_spec_as(f, b.p, b.len, c == 1 ? &other : &f->cid,
+            c == 2 ? "lavoro" : "sociale", c == 3 ? 2 : 1, &got, &d);
         if (err != want[c])
             fail_msg("access epoch case %d: %s, want %s", c, proto_strerror(err),
                 proto_strerror(want[c]));
+        if (err == PROTO_OK) {
+            assert_memory_equal(got.case_id.b, f->cid.b, 16);
+            assert_string_equal(got.scope, "sociale");
+            assert_int_equal(got.epoch, 1);
+            assert_int_equal(got.new_epoch, 3);
+            proto_body_fini(&got);
+        }
         tb_free(&b);
     }
 }
@@ -1746,12 +1745,16 @@ static void spec_reimplementation_matches_vectors(void **state)
     proto_header h;
     assert_int_equal(proto_header_decode(hdr, hl, NULL, &h, NULL), PROTO_OK);
     assert_memory_equal(bh, h.body_hash, 32);
-    uint8_t ad[126];
-    assert_int_equal(tdec_spec_ad(&h, ad), 126);
+    /* the delta is sealed under the routing tag's key, of (case, sociale, 1) */
+    uint8_t ad[TDEC_AD_MAX];
+    proto_case_id dcid;
+    memcpy(dcid.b, cid, 16);
+    size_t adlen = tdec_spec_ad(&h, &dcid, "sociale", 1, ad);
+    assert_int_equal(adlen, 151 + 7);
     uint8_t *pt = malloc(bl);
     unsigned long long ptl;
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                         pt, &ptl, NULL, body + 24, bl - 24, ad, 126, body, bodykey),
+                         pt, &ptl, NULL, body + 24, bl - 24, ad, adlen, body, bodykey),
         0);
     assert_int_equal(ptl, pl);
     assert_memory_equal(pt, pad, pl);

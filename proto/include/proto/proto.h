@@ -561,9 +561,10 @@ PROTO_NODISCARD proto_err proto_delta_seal(const proto_identity *author, const p
     proto_buf *body);
 
 /* Open a body under a verified header: checks length, hash, the tag against the key, decrypts
- * with the header's associated data, unpads, decodes, and checks case, scope and epoch against
- * the key. Errors: PROTO_EKIND (not a delta header), PROTO_EKEY, PROTO_EBODYLEN,
- * PROTO_EBODYHASH, PROTO_EDECRYPT, PROTO_EPAD, PROTO_EMISMATCH, decode errors. */
+ * with the associated data of the header and of the key's case, scope and epoch (which the
+ * opened body then carries), unpads, decodes. Errors: PROTO_EKIND (not a delta header),
+ * PROTO_EKEY, PROTO_EBODYLEN, PROTO_EBODYHASH, PROTO_EDECRYPT (also a body sealed for another
+ * case, scope or epoch), PROTO_EPAD, decode errors. */
 PROTO_NODISCARD proto_err proto_body_open(const proto_header *h, const proto_scope_key *key,
     const uint8_t *body, size_t len, const proto_limits *lim, proto_body *out, proto_diag *diag);
 void proto_body_fini(proto_body *b);
