@@ -743,8 +743,8 @@ static proto_err dec_bins(proto__d *d, const msgpack_object *items, size_t n, si
     return PROTO_OK;
 }
 
-/* Rebuild the compact header at items[i] (after the place r) into *hb (bytes owned by the
- * caller through *bufs); false with the failure recorded in d. */
+/* Rebuild the compact header o (after the place r, which moves to it) into *hb (owned by the
+ * caller); false with the failure recorded in d. */
 static bool rebuild(proto__d *d, const msgpack_object *o, run_place *r, proto_buf *hb)
 {
     const msgpack_object *f;
@@ -832,6 +832,11 @@ proto_err proto_headers_decode(const uint8_t *msg, size_t len, const proto_limit
             goto fail;
         }
         run_at(&r, &h);
+    }
+    if (built.len > 0 && built.len < cap) { /* exactly what built_bytes says */
+        uint8_t *p = realloc(built.p, built.len);
+        if (p != NULL)
+            built.p = p;
     }
     for (size_t i = 0; i < n; i++)
         if (off[i] != 0)
