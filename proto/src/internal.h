@@ -164,6 +164,10 @@ bool proto__text_or_empty(const uint8_t *p, size_t n);
 #define PROTO__UNIX_USER_MAX 64
 bool proto__valid_unix_user(const uint8_t *p, size_t n);
 
+/* A macro's value as a string literal (PROTO__STR(PROTO_VERSION) is "4"). */
+#define PROTO__STR_(x) #x
+#define PROTO__STR(x) PROTO__STR_(x)
+
 /* Allocation helpers (malloc with overflow check). */
 void *proto__calloc(size_t n, size_t size);
 

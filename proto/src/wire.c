@@ -226,7 +226,8 @@ proto_err proto__d_open(proto__d *d, const uint8_t *msg, size_t len, const proto
         return proto__d_fail(d, diag);
     }
     if (f[0].via.u64 != PROTO_VERSION) {
-        proto__d_err(d, &f[0], PROTO_EVERSION, "protocol version is not 4");
+        proto__d_err(
+            d, &f[0], PROTO_EVERSION, "protocol version is not " PROTO__STR(PROTO_VERSION));
         return proto__d_fail(d, diag);
     }
     if (f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
