@@ -720,6 +720,7 @@ static size_t apply_batch(node_engine *e, size_t from, size_t n)
     memmove(&e->waits.v[w], &e->waits.v[from + n], (e->waits.n - from - n) * sizeof(*e->waits.v));
     e->waits.n -= finished;
     e->waits_done += finished;
+    node__lists_due(e);
     e->apply_progress += c.progress;
     if (node__apply_adopt(e, &c) != NODE_OK)
         NODE_ERROR("apply.fail", "error=\"out of memory listing the bodies a key unlocked\"");

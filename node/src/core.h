@@ -25,6 +25,7 @@ typedef enum node_work {
     NODE_WORK_INQ,   /* take the next group off the inbound queue (inq.c) */
     NODE_WORK_APPLY, /* merge waiting bodies left over from the last call (apply.c) */
     NODE_WORK_WANTS, /* ask peers for bodies whose grace period is over (sync.c) */
+    NODE_WORK_LISTS, /* list again what the lists left out at their bounds (load.c) */
     NODE_WORK_LINKS, /* drop links whose handshake deadline has passed (peers.c) */
     NODE_WORK_COUNT
 } node_work;
@@ -287,7 +288,16 @@ struct node_engine {
     } traffic;
     node_held_back_vec held_back; /* authors over the pending quota (quota.c, PROTO_VV_MAX) */
     node_want_vec wants;          /* bodies lacked (budget.wants) */
+    /* sync.c: wants asked within their retry time (the last round's count, less those whose
+     * bodies came since), and whether due wants were held back at NODE_WANT_ASK_MAX a holder */
+    size_t wants_asked;
+    bool wants_held;
     bool lists_full; /* a want or wait was left out at the lists' bound: node__lists_refill */
+    /* a want (a wait) was left out: listed again as soon as its list is down to half, not at
+     * the next tick (node__lists_due) */
+    bool wants_left, waits_left;
+    uint8_t refill_at[40];  /* load.c: the log place where the next refill's scan begins */
+    bool refill_at_set;     /* false: at the start */
     uint64_t lists_refills; /* how many times node__lists_refill listed from the store */
     /* load.c: the waits list made again from the store in log order (node__lists_refill) */
     uint64_t waits_done;      /* waits decided (merged, refused, not ours) since the start */
@@ -446,6 +456,8 @@ bool node__want_has(node_engine *e, const uint8_t id[32]);
  * whose author may be held back). */
 node_err node__want_add(node_engine *e, const node_want *w);
 void node__want_remove(node_engine *e, const uint8_t id[32]);
+/* sync.c: want w is about to go (its body came, or it is not this node's to hold any more). */
+void node__want_done(node_engine *e, const node_want *w);
 node_err node__wait_add(node_engine *e, const node_wait *w);
 /* Rebuild the wait index after the list was compacted. */
 node_err node__waits_reindex(node_engine *e);
@@ -454,6 +466,10 @@ node_err node__waits_reindex(node_engine *e);
 #define NODE_WANT_GRACE_MS 500
 /* A want was added: make sure NODE_WORK_WANTS comes within the grace period. */
 void node__wants_schedule(node_engine *e);
+/* One WANT asks a holder for at most this many bodies; due wants beyond it wait for the next
+ * round, which comes as soon as the wants asked are down to half of it (their bodies came) or
+ * when the first of them is due to be asked again. */
+#define NODE_WANT_ASK_MAX 4096
 
 /* ---------------------------------------------------------------------------------------- */
 /* access.c: the access rule                                                                 */
@@ -765,6 +781,8 @@ node_err node__load_store(node_engine *e, node_errmsg *msg);
 /* When a want or wait was left out at the lists' bounds (e->lists_full) and a list is down to
  * half of its bound: list again, from the store, what they lack (the tick). */
 void node__lists_refill(node_engine *e);
+/* A list got shorter: when it is down to half and left something out, NODE_WORK_LISTS now. */
+void node__lists_due(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */
 /* write.c: local changes                                                                    */

@@ -126,6 +126,9 @@ void node__work_run(node_engine *e, node_work w)
     case NODE_WORK_WANTS:
         node__wants_due(e);
         break;
+    case NODE_WORK_LISTS:
+        node__lists_refill(e);
+        break;
     case NODE_WORK_LINKS:
         node__links_due(e);
         break;

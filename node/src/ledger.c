@@ -248,6 +248,31 @@ node_err node__ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_
     return node_txn_scan(t, NODE_DB_HEADERS, tk.b, tk.n, tag_ids_cb, &c);
 }
 
+typedef struct log_headers {
+    ledger_header_cb fn;
+    void *ctx;
+} log_headers;
+
+static bool log_headers_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    log_headers *c = ctx;
+    return kl != 41 || c->fn((const uint8_t *)k + 1, v, vl, c->ctx);
+}
+
+node_err node__ledger_headers_from(node_txn *t, const uint8_t *from, ledger_header_cb fn, void *ctx)
+{
+    lkey hk = mk('H', from, from != NULL ? 40 : 0, NULL, 0);
+    log_headers c = { fn, ctx };
+    return node_txn_scan_from(t, NODE_DB_HEADERS, "H", 1, hk.b, hk.n, log_headers_cb, &c);
+}
+
+bool node__ledger_body_at(node_txn *t, const uint8_t place[40])
+{
+    const void *b;
+    size_t n;
+    return node_txn_get(t, NODE_DB_BODIES, place, 40, &b, &n) == NODE_OK;
+}
+
 node_err node__ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len)
 {
     uint8_t place[40];

@@ -121,7 +121,15 @@ node_err node__ledger_vv_all(node_txn *t, const proto_limits *lim, proto_vv_item
 typedef bool (*ledger_id_cb)(const uint8_t id[32], void *ctx);
 node_err node__ledger_tag_headers(node_txn *t, const uint8_t tag[32], ledger_id_cb fn, void *ctx);
 
+/* The headers in their authors' log order (origin, then seq), from the place `from` (origin(32)
+ * be64(seq); NULL: the first) on, while fn returns true; the bytes are borrowed for the call. */
+typedef bool (*ledger_header_cb)(const uint8_t place[40], const void *bytes, size_t len, void *ctx);
+node_err node__ledger_headers_from(
+    node_txn *t, const uint8_t *from, ledger_header_cb fn, void *ctx);
+
 /* Bodies. */
+/* Is the body of the header at this place held? */
+bool node__ledger_body_at(node_txn *t, const uint8_t place[40]);
 node_err node__ledger_body_put(node_txn *t, const uint8_t id[32], const uint8_t *body, size_t len);
 node_err node__ledger_body_get(node_txn *t, const uint8_t id[32], const void **body, size_t *len);
 bool node__ledger_body_has(node_txn *t, const uint8_t id[32]);

@@ -11,68 +11,124 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The scan that fills the lists goes through the headers in their authors' log order (a body
+ * merges only after its author's earlier ones, so a list filled in any other order holds bodies
+ * that wait for bodies it left out), and round: a refill begins where the last scan left
+ * something out, goes to the end, then from the start up to there. It stops when a list that
+ * had room for at least half its bound is full, so each refill reads about as many headers as
+ * it lists, not the whole log. */
 typedef struct load_ctx {
     node_engine *e;
     node_want_vec wants;
     node_wait_vec waits;
     node_txn *t;
     size_t want_room, wait_room; /* how many each list may take */
-    bool full;                   /* a list reached its bound */
+    bool want_open, wait_open;   /* the list had room for half its bound: stop when it is full */
+    const uint8_t *until;        /* the second part of the round ends here (NULL: no end) */
+    bool full;                   /* something was left out */
+    bool wants_left, waits_left; /* a want, a wait was left out */
+    bool stopped;                /* an open list is full: the scan stopped at `left` */
+    bool left_set;
+    uint8_t left[40]; /* the place of the first header left out: the next refill begins there */
 } load_ctx;
 
-static bool load_tag_cb(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+/* The header at place did not fit in its list: remember where to begin next time; stop the
+ * scan when that list is one of those it fills. */
+static bool left_out(load_ctx *c, const uint8_t place[40], bool open)
 {
-    (void)v, (void)vl;
+    if (!c->left_set)
+        memcpy(c->left, place, 40);
+    c->left_set = c->full = true;
+    c->stopped = open;
+    return !open;
+}
+
+/* The wait of a held body whose header is h: placed, no generations (tried at once). */
+static void wait_of(node_wait *w, const proto_header *h)
+{
+    memset(w, 0, sizeof(*w));
+    memcpy(w->id, h->id, 32);
+    memcpy(w->tag, h->tag, 32);
+    memcpy(w->origin, h->origin, 32);
+    w->seq = h->seq;
+    w->placed = true;
+    w->why = WAIT_KEY;
+    w->kind = (uint8_t)h->kind;
+}
+
+static bool load_header_cb(const uint8_t place[40], const void *hb, size_t hl, void *ctx)
+{
     load_ctx *c = ctx;
-    if (kl != 65)
+    if (c->until != NULL && memcmp(place, c->until, 40) >= 0)
+        return false; /* round the log */
+    bool has_body = node__ledger_body_at(c->t, place);
+    if (has_body && node__ledger_applied_at(c->t, place) != 0)
+        return true; /* merged (or refused) */
+    proto_header h;
+    if (proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
         return true;
-    const uint8_t *tag = (const uint8_t *)k + 1, *id = (const uint8_t *)k + 33;
-    if (node__want_has(c->e, id) || node__idset_get(&c->e->wait_ix, id) != SIZE_MAX)
-        return true; /* listed already (a refill) */
-    bool has_body = node__ledger_body_has(c->t, id);
-    if (has_body && node__ledger_applied_get(c->t, id) == 0) {
+    bool go = true;
+    if (node__want_has(c->e, h.id) || node__idset_get(&c->e->wait_ix, h.id) != SIZE_MAX) {
+        /* listed already (a refill) */
+    } else if (has_body) {
         node_wait *w = NODE_VEC_PUSH(&c->waits, c->wait_room);
-        if (w == NULL) {
-            c->full = true; /* over the bound: found again by a refill, once these merged */
-            return true;
+        if (w == NULL) { /* over the bound: found again by a refill, once these merged */
+            c->waits_left = true;
+            go = left_out(c, place, c->wait_open);
+        } else {
+            wait_of(w, &h);
         }
-        memset(w, 0, sizeof(*w)); /* not placed, no generations: tried at once */
-        memcpy(w->id, id, 32);
-        memcpy(w->tag, tag, 32);
-        w->why = WAIT_KEY;
-        w->kind = 0; /* unknown until tried: apply_one decodes it */
-    } else if (!has_body) {
-        const void *hb;
-        size_t hl;
-        proto_header h;
-        if (node__ledger_header_by_id(c->t, id, &hb, &hl) != NODE_OK
-            || proto_header_decode(hb, hl, &c->e->lim, &h, NULL) != PROTO_OK)
-            return true;
-        if (node__may_hold(c->t, c->e, &h)) {
-            node_want *w = NODE_VEC_PUSH(&c->wants, c->want_room);
-            if (w == NULL) {
-                c->full = true;
-                proto_header_fini(&h);
-                return true;
-            }
-            memcpy(w->id, id, 32);
-            memcpy(w->tag, tag, 32);
+    } else if (node__may_hold(c->t, c->e, &h)) {
+        node_want *w = NODE_VEC_PUSH(&c->wants, c->want_room);
+        if (w == NULL) {
+            c->wants_left = true;
+            go = left_out(c, place, c->want_open);
+        } else {
+            memset(w, 0, sizeof(*w)); /* missing since before the start: asked at once */
+            memcpy(w->id, h.id, 32);
+            memcpy(w->tag, h.tag, 32);
             memcpy(w->origin, h.origin, 32);
             w->seq = h.seq;
-            w->since_ms = 0; /* missing since before the start: ask at once */
-            w->asked_ms = 0;
-            w->tries = 0;
-            w->moot = false;
         }
-        proto_header_fini(&h);
     }
-    return true;
+    proto_header_fini(&h);
+    return go;
 }
 
 static node_err scan_lists(node_txn *t, load_ctx *c)
 {
+    node_engine *e = c->e;
     c->t = t;
-    return node_txn_scan(t, NODE_DB_HEADERS, "T", 1, load_tag_cb, c);
+    c->wants.n = c->waits.n = 0; /* a rerun starts again */
+    c->full = c->wants_left = c->waits_left = c->stopped = c->left_set = false;
+    c->until = NULL;
+    c->want_open = c->want_room >= e->budget.wants / 2;
+    c->wait_open = c->wait_room >= e->budget.waits / 2;
+    const uint8_t *from = e->refill_at_set ? e->refill_at : NULL;
+    node_err err = node__ledger_headers_from(t, from, load_header_cb, c);
+    if (err == NODE_OK && !c->stopped && from != NULL) {
+        c->until = from;
+        err = node__ledger_headers_from(t, NULL, load_header_cb, c);
+    }
+    return err;
+}
+
+/* Where the next scan begins: where this one left something out (the start when nothing). */
+static void scan_done(node_engine *e, const load_ctx *c)
+{
+    e->refill_at_set = c->left_set;
+    memcpy(e->refill_at, c->left, sizeof(e->refill_at));
+    e->lists_full = c->full;
+    e->wants_left = c->wants_left;
+    e->waits_left = c->waits_left;
+}
+
+void node__lists_due(node_engine *e)
+{
+    if (!e->stopping
+        && ((e->wants_left && e->wants.n <= e->budget.wants / 2)
+            || (e->waits_left && e->waits.n <= e->budget.waits / 2)))
+        e->host.schedule(e->host.ctx, NODE_WORK_LISTS, 0);
 }
 
 static node_err load_cb(node_txn *t, void *ctx)
@@ -110,7 +166,7 @@ node_err node__load_store(node_engine *e, node_errmsg *msg)
     }
     e->wants = c.wants;
     e->waits = c.waits;
-    e->lists_full = c.full;
+    scan_done(e, &c);
     if (c.full)
         NODE_INFO("store.load",
             "wants=%zu waits=%zu detail=\"more bodies are lacked or held than the lists' share "
@@ -160,14 +216,7 @@ static bool remake_cb(const void *k, size_t kl, const void *v, size_t vl, void *
         return true;
     node_wait *w = NODE_VEC_PUSH(&c->waits, c->room);
     if (w != NULL) {
-        memset(w, 0, sizeof(*w)); /* no generations: tried at once */
-        memcpy(w->id, h.id, 32);
-        memcpy(w->tag, h.tag, 32);
-        memcpy(w->origin, h.origin, 32);
-        w->seq = h.seq;
-        w->placed = true;
-        w->why = WAIT_KEY;
-        w->kind = (uint8_t)h.kind;
+        wait_of(w, &h);
         c->taken++;
     }
     proto_header_fini(&h);
@@ -241,7 +290,10 @@ void node__lists_refill(node_engine *e)
         .wait_room = e->waits.n < e->budget.waits ? e->budget.waits - e->waits.n : 0 };
     node_errmsg msg = { { 0 } };
     node_err err = node_store_read(e->store, refill_cb, &c, &msg);
-    e->lists_full = c.full || err != NODE_OK;
+    if (err == NODE_OK)
+        scan_done(e, &c);
+    else
+        e->wants_left = e->waits_left = false; /* not at once again: at the next tick */
     e->lists_refills++;
     for (size_t i = 0; err == NODE_OK && i < c.waits.n; i++)
         err = node__wait_add(e, &c.waits.v[i]);

@@ -466,7 +466,7 @@ node_err node__want_add(node_engine *e, const node_want *src)
         return NODE_OK;
     node_err err = NODE_VEC_RESERVE(&e->wants, e->wants.n + 1, e->budget.wants);
     if (err == NODE_EFULL) {
-        e->lists_full = true; /* found again in the store once the list has room */
+        e->lists_full = e->wants_left = true; /* found again in the store once there is room */
         return NODE_OK;
     }
     if (err != NODE_OK)
@@ -494,12 +494,14 @@ void node__want_remove(node_engine *e, const uint8_t id[32])
     size_t i = node__idset_get(&e->want_ix, id);
     if (i == SIZE_MAX)
         return;
+    node__want_done(e, &e->wants.v[i]);
     node__idset_del(&e->want_ix, id);
     if (i != --e->wants.n) {
         e->wants.v[i] = e->wants.v[e->wants.n];
         (void)node__idset_put(
             &e->want_ix, e->wants.v[i].id, i); /* updates in place: no allocation */
     }
+    node__lists_due(e);
 }
 
 node_err node__wait_add(node_engine *e, const node_wait *src)
@@ -508,7 +510,7 @@ node_err node__wait_add(node_engine *e, const node_wait *src)
         return NODE_OK;
     node_err err = NODE_VEC_RESERVE(&e->waits, e->waits.n + 1, e->budget.waits);
     if (err == NODE_EFULL) {
-        e->lists_full = true; /* its body is stored: found again once the list has room */
+        e->lists_full = e->waits_left = true; /* its body is stored: found again later */
         return NODE_OK;
     }
     if (err != NODE_OK)

@@ -308,15 +308,21 @@ node_err node_txn_del(node_txn *t, node_db db, const void *key, size_t klen)
 node_err node_txn_scan(
     node_txn *t, node_db db, const void *prefix, size_t plen, node_iter_cb fn, void *ctx)
 {
+    return node_txn_scan_from(t, db, prefix, plen, prefix, plen, fn, ctx);
+}
+
+node_err node_txn_scan_from(node_txn *t, node_db db, const void *prefix, size_t plen,
+    const void *from, size_t flen, node_iter_cb fn, void *ctx)
+{
     if (t == NULL || (unsigned)db >= NODE_DB_COUNT || fn == NULL || (plen && prefix == NULL)
-        || plen > 511)
+        || plen > 511 || (flen && from == NULL) || flen > 511)
         return NODE_EINVAL;
     MDB_cursor *cur;
     int rc = mdb_cursor_open(t->txn, t->st->dbi[db], &cur);
     if (rc != 0)
         return txn_fail(t, rc);
-    MDB_val k = { plen, (void *)(uintptr_t)prefix }, v;
-    rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+    MDB_val k = { flen, (void *)(uintptr_t)from }, v;
+    rc = mdb_cursor_get(cur, &k, &v, flen ? MDB_SET_RANGE : MDB_FIRST);
     while (rc == 0) {
         if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
             break;

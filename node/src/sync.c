@@ -41,7 +41,6 @@ static bool want_room(node_engine *e)
         e->host.net_queued(e->host.ctx, &unread, &queued);
     return queued + answer_bytes(e) <= e->budget.tx / 4 * 3;
 }
-#define WANT_MAX 4096
 /* A want is asked only when its body has not come NODE_WANT_GRACE_MS after its header (it
  * usually follows in the next message), and asked again at most this often. */
 #define WANT_RETRY_MS 2000
@@ -376,6 +375,8 @@ typedef struct want_ctx {
     node_engine *e;
     node_member **target; /* per want */
     bool *gone;           /* per want: no longer this node's to hold (its scope closed here) */
+    size_t *per;          /* per member: wants it is asked for in this round */
+    size_t held;          /* due wants held back: their holder's WANT is full */
 } want_ctx;
 
 /* Is want w to be asked now? Not within its grace (the body is probably in the next message)
@@ -383,6 +384,12 @@ typedef struct want_ctx {
 static uint64_t want_retry(const node_want *w)
 {
     return w->moot ? WANT_MOOT_RETRY_MS : WANT_RETRY_MS;
+}
+
+/* Was w asked for within its retry time (its body may be on its way)? */
+static bool want_asked(const node_want *w, uint64_t now)
+{
+    return w->asked_ms != 0 && now - w->asked_ms < want_retry(w);
 }
 
 static bool want_due(const node_want *w, uint64_t now)
@@ -403,10 +410,19 @@ static node_err want_cb(node_txn *t, void *ctx)
     want_ctx *c = ctx;
     node_engine *e = c->e;
     uint64_t now = node__mono(e);
+    size_t up = 0, room = 0;
+    for (size_t k = 0; k < e->nmembers; k++)
+        up += !e->members[k].self && node__link_up_to(e, &e->members[k]) != NULL;
+    c->held = 0;
     for (size_t i = 0; i < e->wants.n; i++) {
         c->target[i] = NULL;
+        c->gone[i] = false;
         if (!want_due(&e->wants.v[i], now))
             continue;
+        if (room >= up * NODE_WANT_ASK_MAX && up > 0) {
+            c->held++; /* every holder's WANT is full: asked in a later round */
+            continue;
+        }
         e->wants.v[i].asked_ms = now; /* tried now, whether a holder is up or not */
         const void *hb;
         size_t hl;
@@ -433,6 +449,19 @@ static node_err want_cb(node_txn *t, void *ctx)
         for (size_t k = 0; k < e->nmembers && n > 0 && c->target[i] == NULL; k++)
             if (want_holder(t, e, &e->members[k], a, e->wants.v[i].tag) && pick-- == 0)
                 c->target[i] = &e->members[k];
+        if (c->target[i] == NULL)
+            continue;
+        size_t *per = &c->per[c->target[i] - e->members];
+        if (*per >= NODE_WANT_ASK_MAX) {
+            /* its holder's WANT is full: due again at once, asked in a later round */
+            e->wants.v[i].asked_ms = 0;
+            e->wants.v[i].tries--;
+            c->target[i] = NULL;
+            c->held++;
+            continue;
+        }
+        (*per)++;
+        room++;
     }
     return NODE_OK;
 }
@@ -457,17 +486,21 @@ static void send_wants(node_engine *e)
 {
     if (e->wants.n == 0)
         return;
-    want_ctx c = { e, calloc(e->wants.n, sizeof(node_member *)), calloc(e->wants.n, sizeof(bool)) };
-    proto_hash_bytes *ids = calloc(e->wants.n < WANT_MAX ? e->wants.n : WANT_MAX, sizeof(*ids));
-    want_place *order = calloc(e->wants.n < WANT_MAX ? e->wants.n : WANT_MAX, sizeof(*order));
+    size_t most = e->wants.n < NODE_WANT_ASK_MAX ? e->wants.n : NODE_WANT_ASK_MAX;
+    want_ctx c = { .e = e,
+        .target = calloc(e->wants.n, sizeof(node_member *)),
+        .gone = calloc(e->wants.n, sizeof(bool)),
+        .per = calloc(e->nmembers ? e->nmembers : 1, sizeof(size_t)) };
+    proto_hash_bytes *ids = calloc(most, sizeof(*ids));
+    want_place *order = calloc(most, sizeof(*order));
     node_errmsg msg;
-    if (c.target == NULL || c.gone == NULL || ids == NULL || order == NULL
+    if (c.target == NULL || c.gone == NULL || c.per == NULL || ids == NULL || order == NULL
         || node_store_read(e->store, want_cb, &c, &msg) != NODE_OK)
         goto out;
     for (size_t k = 0; k < e->nmembers; k++) {
         node_member *m = &e->members[k];
         size_t n = 0;
-        for (size_t i = 0; i < e->wants.n && n < WANT_MAX; i++) {
+        for (size_t i = 0; i < e->wants.n && n < NODE_WANT_ASK_MAX; i++) {
             if (c.target[i] == m)
                 order[n++] = (want_place) { e->wants.v[i].origin, e->wants.v[i].seq, i };
         }
@@ -488,12 +521,31 @@ static void send_wants(node_engine *e)
     for (size_t i = e->wants.n; i-- > 0;)
         if (c.gone[i])
             node__want_remove(e, e->wants.v[i].id);
+    /* counted after the removals: node__want_remove counts down only what it finds here */
+    e->wants_held = c.held > 0;
+    e->wants_asked = 0;
+    uint64_t now = node__mono(e);
+    for (size_t i = 0; i < e->wants.n; i++)
+        e->wants_asked += want_asked(&e->wants.v[i], now);
 out:
     free(c.target);
     free(c.gone);
+    free(c.per);
     free(ids);
     free(order);
     want_timer_next(e);
+}
+
+/* A want's body came (or it went): when due wants were held back and the bodies of most of those
+ * asked have come, the next round is asked at once rather than at the retry time. */
+void node__want_done(node_engine *e, const node_want *w)
+{
+    if (!want_asked(w, node__mono(e)) || e->wants_asked == 0)
+        return;
+    if (--e->wants_asked <= NODE_WANT_ASK_MAX / 2 && e->wants_held && !e->stopping) {
+        e->wants_held = false; /* the round sets it again */
+        e->host.schedule(e->host.ctx, NODE_WORK_WANTS, 0);
+    }
 }
 
 /* Schedule NODE_WORK_WANTS at the earliest moment a want falls due. */
@@ -504,6 +556,8 @@ static void want_timer_next(node_engine *e)
     uint64_t now = node__mono(e), wait = WANT_RETRY_MS;
     for (size_t i = 0; i < e->wants.n && wait > 0; i++) {
         const node_want *w = &e->wants.v[i];
+        if (e->wants_held && w->asked_ms == 0 && w->since_ms + NODE_WANT_GRACE_MS <= now)
+            continue; /* held back: asked when those asked have come (node__want_done) */
         uint64_t due = w->since_ms + NODE_WANT_GRACE_MS;
         if (w->asked_ms != 0 && w->asked_ms + want_retry(w) > due)
             due = w->asked_ms + want_retry(w);

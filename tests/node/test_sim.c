@@ -596,6 +596,39 @@ static void lists_refilled_from_the_store(void **state)
     converge(s, 10000);
 }
 
+/* The CPIA holds the headers of 120 deltas of a scope it may not read; a grant of the scope
+ * makes it want their 120 bodies at once, 16 at a time (the lists' bound). Each refill comes as
+ * soon as the wants are down to half, not at the next tick: the bodies take a few round trips,
+ * not a tick (anti_entropy_ms, 2 s) for each 8 of them (about 30 s). */
+static void wants_refilled_without_the_tick(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 2, 37, "wants_refilled_without_the_tick");
+    o.lists_max = 16;
+    o.no_park = true;
+    o.anti_entropy_ms = 2000;
+    sim *s = start(state, &o);
+    proto_case_id c = new_case(s, COMUNE, "lingua.livello=A1");
+    for (int k = 0; k < 120; k++)
+        set(s, COMUNE, &c, "lingua.ore_frequenza+=1");
+    converge(s, 10000);
+    grant(s, COMUNE, &c, "lingua", CPIA, false);
+    uint64_t granted = sim_now(s);
+    lists_watch lw = { 0 };
+    CHECK(s, sim_run_until(s, lists_done, &lw, 300000),
+        "the CPIA did not get every body of the scope it was granted");
+    uint64_t took = sim_now(s) - granted;
+    sim_waiting w = waiting(s, CPIA);
+    CHECK(s, lw.most > 0 && lw.most <= 16, "the CPIA listed up to %lld wanted bodies (bound 16)",
+        lw.most);
+    CHECK(s, w.refills >= 2, "the CPIA refilled its lists %lld times (120 wants, 16 at a time)",
+        w.refills);
+    CHECK(s, took < o.anti_entropy_ms * 2,
+        "the CPIA took %llu ms of simulated time for 120 bodies 16 at a time (a tick is %llu ms)",
+        (unsigned long long)took, (unsigned long long)o.anti_entropy_ms);
+    converge(s, 10000);
+}
+
 /* max_clock_ahead_ms = 1000 and the CPIA's clock 5 s ahead: the comune stores its headers at
  * once, its deltas wait until the comune's clock is within 1 s of their stamps, then merge. */
 static void clock_ahead_waits(void **state)
@@ -1106,6 +1139,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(answer_leaves_bodies_ahead_of_grants, teardown),
         cmocka_unit_test_teardown(each_log_from_its_author, teardown),
         cmocka_unit_test_teardown(lists_refilled_from_the_store, teardown),
+        cmocka_unit_test_teardown(wants_refilled_without_the_tick, teardown),
         cmocka_unit_test_teardown(clock_ahead_waits, teardown),
         cmocka_unit_test_teardown(clock_step_back, teardown),
         cmocka_unit_test_teardown(seeded_schedule, teardown),

@@ -285,6 +285,10 @@ NODE_NODISCARD node_err node_txn_del(node_txn *txn, node_db db, const void *key,
 typedef bool (*node_iter_cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ctx);
 NODE_NODISCARD node_err node_txn_scan(
     node_txn *txn, node_db db, const void *prefix, size_t plen, node_iter_cb fn, void *ctx);
+/* The same from the first key at or after `from` (flen may be 0: the first key), while keys
+ * start with `prefix`: a scan that goes on where an earlier one stopped. */
+NODE_NODISCARD node_err node_txn_scan_from(node_txn *txn, node_db db, const void *prefix,
+    size_t plen, const void *from, size_t flen, node_iter_cb fn, void *ctx);
 /* The number of records in db, as LMDB keeps it (nothing is read). */
 NODE_NODISCARD node_err node_txn_count(node_txn *txn, node_db db, size_t *n);
 
