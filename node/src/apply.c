@@ -151,7 +151,7 @@ static node_err take_key(node_txn *t, apply_ctx *c, const proto_grant *g, proto_
     memcpy(k.tag, proto_scope_key_tag(sk), 32);
     k.case_id = g->case_id;
     k.nonce = g->nonce;
-    snprintf(k.scope, sizeof(k.scope), "%s", g->scope);
+    snprintf(k.scope, sizeof(k.scope), "%s", proto_scope_key_scope(sk));
     snprintf(k.owner_org, sizeof(k.owner_org), "%s", g->owner_org);
     k.epoch = proto_scope_key_epoch(sk);
     proto_scope_key_export(sk, k.key);
@@ -171,6 +171,33 @@ static node_err take_key(node_txn *t, apply_ctx *c, const proto_grant *g, proto_
         err = want_tag(t, c, k.tag);
 out:
     proto_wipe(&k, sizeof(k));
+    return err;
+}
+
+/* The keys g.keys[from..to) of one scope of a grant taken. A scope whose access ended here takes
+ * keys again only from a later grant: one that brings an epoch after those it held then (an old
+ * grant come late is kept, not taken: a purge stays a purge). held is scratch space. */
+static node_err take_scope_keys(node_txn *t, apply_ctx *c, const proto_grant *g, size_t from,
+    size_t to, held_keys *held, const proto_header *h)
+{
+    const char *scope = proto_scope_key_scope(g->keys[from]);
+    ledger_closed x;
+    memset(&x, 0, sizeof(x));
+    bool closed = node__ledger_closed_get(t, &g->case_id, scope, &x) == NODE_OK
+        && x.access == PROTO_ACCESS_NONE;
+    bool newer = proto_scope_key_epoch(g->keys[to - 1]) > x.epoch;
+    if (closed && !newer)
+        return NODE_OK; /* kept, decided: nothing taken */
+    held->n = 0;
+    node_err err = node__ledger_scope_keys(t, &g->case_id, scope, held_keys_cb, held);
+    for (size_t i = from; i < to && err == NODE_OK; i++)
+        err = take_key(t, c, g, g->keys[i], held, h);
+    if (err == NODE_OK && closed)
+        err = node__ledger_closed_del(t, &g->case_id, scope); /* granted again */
+    /* what the closed scope did not take under the keys it kept is asked for again */
+    for (size_t i = 0; err == NODE_OK && closed && i < held->n; i++)
+        if (held->v[i].confirmed)
+            err = want_tag(t, c, held->v[i].tag);
     return err;
 }
 
@@ -203,35 +230,24 @@ static node_err apply_grant(node_txn *t, apply_ctx *c, const node_wait *w, const
     if (perr != PROTO_OK)
         return refuse(t, c, w, h, "grant.reject", "?", proto_strerror(perr), diag.reason, done);
     node_err err = NODE_OK;
+    const char *first = g.nkeys > 0 ? proto_scope_key_scope(g.keys[0]) : "?";
     if (strcmp(g.owner_org, author->org) != 0) {
-        err = refuse(t, c, w, h, "grant.reject", g.scope, "a key grant for a case another org owns",
+        err = refuse(t, c, w, h, "grant.reject", first, "a key grant for a case another org owns",
             g.owner_org, done);
     } else if (strcmp(g.owner_org, e->cfg.org) == 0) {
         err = refuse(
-            t, c, w, h, "grant.reject", g.scope, "a key grant for a case this node owns", "", done);
+            t, c, w, h, "grant.reject", first, "a key grant for a case this node owns", "", done);
     } else {
         held_keys held = { calloc(PROTO_GRANT_EPOCHS_MAX, sizeof(ledger_key)), 0 };
-        /* A scope whose access ended here takes keys again only from a later grant: one that
-         * brings an epoch after those it held then (an old grant come late is kept, not taken:
-         * a purge stays a purge). */
-        ledger_closed x;
-        bool closed = node__ledger_closed_get(t, &g.case_id, g.scope, &x) == NODE_OK
-            && x.access == PROTO_ACCESS_NONE;
-        bool newer = g.nkeys > 0 && proto_scope_key_epoch(g.keys[g.nkeys - 1]) > x.epoch;
-        if (held.v == NULL) {
+        if (held.v == NULL)
             err = NODE_ENOMEM;
-        } else if (closed && !newer) {
-            /* kept, decided: nothing taken */
-        } else if ((err = node__ledger_scope_keys(t, &g.case_id, g.scope, held_keys_cb, &held))
-            == NODE_OK) {
-            for (size_t i = 0; i < g.nkeys && err == NODE_OK; i++)
-                err = take_key(t, c, &g, g.keys[i], &held, h);
-            if (err == NODE_OK && closed)
-                err = node__ledger_closed_del(t, &g.case_id, g.scope); /* granted again */
-            /* what the closed scope did not take under the keys it kept is asked for again */
-            for (size_t i = 0; err == NODE_OK && closed && i < held.n; i++)
-                if (held.v[i].confirmed)
-                    err = want_tag(t, c, held.v[i].tag);
+        /* each scope of the grant on its own (its keys are a run of g.keys) */
+        for (size_t i = 0, end; err == NODE_OK && i < g.nkeys; i = end) {
+            end = i + 1;
+            const char *scope = proto_scope_key_scope(g.keys[i]);
+            while (end < g.nkeys && strcmp(proto_scope_key_scope(g.keys[end]), scope) == 0)
+                end++;
+            err = take_scope_keys(t, c, &g, i, end, &held, h);
         }
         if (held.v != NULL)
             proto_wipe(held.v, PROTO_GRANT_EPOCHS_MAX * sizeof(ledger_key));

@@ -816,7 +816,7 @@ typedef struct node_out {
     proto_header h;
 } node_out;
 /* What a write made (owned; node__outs_free): one delta per scope an edit touches, or an
- * access delta and a key grant per scope granted, at most NODE_OUTS_MAX. */
+ * access delta per scope granted and a key grant for them all, at most NODE_OUTS_MAX. */
 #define NODE_OUTS_MAX 4096
 typedef NODE_VEC(node_out) node_outs;
 void node__outs_free(node_outs *o);

@@ -795,11 +795,14 @@ static node_err batch_items(node_txn *t, write_ctx *w)
     return NODE_OK;
 }
 
-/* The confirmed keys of a scope, opened (owned), for a grant that seals every epoch. */
+/* Confirmed keys opened (owned) for a key grant that seals every epoch of its scopes: one
+ * scope's (at most PROTO_GRANT_EPOCHS_MAX of them), or those of the scopes one grant command
+ * gives, gathered for one key grant. */
 typedef struct grant_keys {
     proto_scope_key *v[PROTO_GRANT_EPOCHS_MAX];
     size_t n;
     bool bad;
+    proto_case_nonce nonce; /* of their case */
 } grant_keys;
 
 static bool grant_keys_cb(const ledger_key *k, void *ctx)
@@ -823,10 +826,10 @@ static void grant_keys_free(grant_keys *g)
     g->n = 0;
 }
 
-/* A key grant of keys (of k's scope) to 1..PROTO_HINT_SLOTS recipients: this node's next
+/* A key grant of keys (of k's case) to 1..PROTO_HINT_SLOTS recipients: this node's next
  * header, decided, kept to push. */
-static node_err seal_key_grant(node_txn *t, write_ctx *w, const ledger_key *k,
-    const grant_keys *keys, const proto_recipient *r, size_t nr)
+static node_err seal_key_grant(
+    node_txn *t, write_ctx *w, const grant_keys *keys, const proto_recipient *r, size_t nr)
 {
     proto_buf header = { NULL, 0 }, body = { NULL, 0 };
     proto_header h;
@@ -835,7 +838,7 @@ static node_err seal_key_grant(node_txn *t, write_ctx *w, const ledger_key *k,
     node_err err = next_place(w, &info);
     if (err != NODE_OK)
         return err;
-    proto_err perr = proto_key_grant_seal(w->e->me, w->e->cfg.org, &k->nonce,
+    proto_err perr = proto_key_grant_seal(w->e->me, w->e->cfg.org, &keys->nonce,
         (const proto_scope_key *const *)keys->v, keys->n, &info, r, nr, NULL, &header, &body);
     if (perr != PROTO_OK)
         err = node__fail(
@@ -848,9 +851,6 @@ static node_err seal_key_grant(node_txn *t, write_ctx *w, const ledger_key *k,
     return err;
 }
 
-/* One scope granted: the grant entry in its access log (sealed under its current key, like a
- * delta, numbered after the last entry), then a key grant sealing every epoch's key to the
- * grantee. */
 static node_err narrow_scope(node_txn *t, write_ctx *w, const char *scope);
 
 /* A new grant that narrows the one in force (less access, or an end sooner, or an end where
@@ -883,7 +883,24 @@ static node_err narrow_before_grant(node_txn *t, write_ctx *w, const char *scope
     return err;
 }
 
-static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const node_member *to)
+/* The keys gathered for the grantee, sealed in one key grant to it (none when there are none). */
+static node_err seal_gathered(node_txn *t, write_ctx *w, grant_keys *pack, const node_member *to)
+{
+    if (pack->n == 0)
+        return NODE_OK;
+    proto_recipient r;
+    memcpy(r.box_pk, to->box_pk, 32);
+    node_err err = seal_key_grant(t, w, pack, &r, 1);
+    grant_keys_free(pack);
+    return err;
+}
+
+/* One scope granted: the grant entry in its access log (sealed under its current key, like a
+ * delta, numbered after the last entry); every epoch's key gathered into pack, which is sealed to
+ * the grantee first when they would not fit in one key grant with it (grant_cb seals the rest
+ * after the last scope: one key grant for all the scopes of a command, as a rule). */
+static node_err grant_scope(
+    node_txn *t, write_ctx *w, const char *scope, const node_member *to, grant_keys *pack)
 {
     ledger_key k;
     node_err err = narrow_before_grant(t, w, scope);
@@ -908,7 +925,7 @@ static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const 
     plain.grant.evidence = BYTES(g->evidence);
 #undef BYTES
     ledger_entry *en = calloc(1, sizeof(*en));
-    grant_keys keys = { { NULL }, 0, false };
+    grant_keys keys = { .n = 0 };
     if (en == NULL) {
         err = NODE_ENOMEM;
         goto out;
@@ -931,16 +948,20 @@ static node_err grant_scope(node_txn *t, write_ctx *w, const char *scope, const 
     if ((err = node__ledger_entry_put(t, &k.case_id, k.scope, en)) != NODE_OK)
         goto out;
     node__scope_moved(w->e, &k.case_id, k.scope);
-    /* The keys, sealed to the grantee's current key. */
+    /* The keys, for the grantee's current key. */
     if ((err = node__ledger_scope_keys(t, &k.case_id, k.scope, grant_keys_cb, &keys)) != NODE_OK)
         goto out;
     if (keys.bad || keys.n == 0) {
         err = NODE_ECORRUPT;
         goto out;
     }
-    proto_recipient r;
-    memcpy(r.box_pk, to->box_pk, 32);
-    err = seal_key_grant(t, w, &k, &keys, &r, 1);
+    if (pack->n + keys.n > PROTO_GRANT_EPOCHS_MAX
+        && (err = seal_gathered(t, w, pack, to)) != NODE_OK)
+        goto out;
+    memcpy(pack->v + pack->n, keys.v, keys.n * sizeof(*keys.v));
+    pack->n += keys.n;
+    pack->nonce = k.nonce;
+    keys.n = 0; /* now pack's */
 out:
     grant_keys_free(&keys);
     free(en);
@@ -973,8 +994,12 @@ static node_err grant_cb(node_txn *t, void *ctx)
     if (to == NULL || !to->active)
         return node__fail(w->msg, NODE_ENOTFOUND, "'%s' is not a member of the network", w->g->to);
     node_err err = NODE_OK;
+    grant_keys pack = { .n = 0 };
     for (size_t i = 0; i < w->nscopes && err == NODE_OK; i++)
-        err = grant_scope(t, w, w->scopes[i], to);
+        err = grant_scope(t, w, w->scopes[i], to, &pack);
+    if (err == NODE_OK)
+        err = seal_gathered(t, w, &pack, to);
+    grant_keys_free(&pack);
     return err != NODE_OK ? err : finish(t, w);
 }
 
@@ -1063,7 +1088,7 @@ static node_err rotate(node_txn *t, write_ctx *w, ledger_key *k, uint64_t *epoch
     readers *rd = calloc(1, sizeof(*rd));
     ledger_entry *en = calloc(1, sizeof(*en));
     node_err err = rd == NULL || en == NULL ? NODE_ENOMEM : NODE_OK;
-    grant_keys keys = { { NULL }, 0, false };
+    grant_keys keys = { .n = 0 };
     if (err == NODE_OK
         && proto_scope_key_new(&k->case_id, k->scope, k->epoch + 1, NULL, &sk) != PROTO_OK)
         err = NODE_ENOMEM;
@@ -1096,10 +1121,11 @@ static node_err rotate(node_txn *t, write_ctx *w, ledger_key *k, uint64_t *epoch
     if (err == NODE_OK) {
         keys.v[0] = sk;
         keys.n = 1;
+        keys.nonce = k->nonce;
     }
     for (size_t i = 0; err == NODE_OK && i < rd->n; i += PROTO_HINT_SLOTS)
         err = seal_key_grant(
-            t, w, k, &keys, rd->v + i, rd->n - i < PROTO_HINT_SLOTS ? rd->n - i : PROTO_HINT_SLOTS);
+            t, w, &keys, rd->v + i, rd->n - i < PROTO_HINT_SLOTS ? rd->n - i : PROTO_HINT_SLOTS);
     proto_scope_key_free(sk);
     free(rd);
     free(en);

@@ -1,7 +1,8 @@
 /*
- * grant.c - key grants (PROTOCOL.md, "Key grants" and "Hints"): the keys of one (case, scope),
- * one per epoch, sealed to up to four recipients in four boxes of one length, with a hint slot
- * per box in the header that only the grantor and that box's recipient can compute.
+ * grant.c - key grants (PROTOCOL.md, "Key grants" and "Hints"): the keys of one case, of one or
+ * more of its scopes, one per epoch, sealed to up to four recipients in four boxes of one length,
+ * with a hint slot per box in the header that only the grantor and that box's recipient can
+ * compute.
  *
  * Every grant looks the same from outside whatever the number of recipients: four hints of 16
  * bytes, four boxes of one length, the unused ones random bytes. Only the length of the boxes
@@ -15,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GRANT_PLAIN_FIELDS 7
+#define GRANT_PLAIN_FIELDS 6
 #define GRANT_BODY_FIELDS 3
 #define NOTE_PLAIN_FIELDS 10
 
@@ -127,13 +128,23 @@ int proto_key_grant_slot(
 /* ---------------------------------------------------------------------------------------- */
 /* Sealing                                                                                   */
 
+/* The keys of a grant sorted by (scope, epoch): each scope's keys form one item. */
 struct grant_plain_arg {
     const proto_case_nonce *nonce;
     const char *owner;
     size_t owner_len;
-    const proto_scope_key *const *keys;
-    size_t nkeys;
+    const proto_scope_key *const *keys; /* sorted */
+    size_t nkeys, nscopes;
 };
+
+/* The end of the run of keys of keys[i]'s scope. */
+static size_t scope_run_end(const proto_scope_key *const *keys, size_t n, size_t i)
+{
+    size_t j = i + 1;
+    while (j < n && strcmp(keys[j]->scope, keys[i]->scope) == 0)
+        j++;
+    return j;
+}
 
 static void enc_grant_plain(proto__w *w, const void *arg)
 {
@@ -143,12 +154,17 @@ static void enc_grant_plain(proto__w *w, const void *arg)
     proto__w_bin(w, k0->case_id.b, PROTO_CASE_ID_LEN);
     proto__w_bin(w, a->nonce->b, PROTO_CASE_NONCE_LEN);
     proto__w_str(w, a->owner, a->owner_len);
-    proto__w_str(w, k0->scope, strlen(k0->scope));
-    proto__w_array(w, a->nkeys);
-    for (size_t i = 0; i < a->nkeys; i++) {
+    proto__w_array(w, a->nscopes);
+    for (size_t i = 0; i < a->nkeys;) {
+        size_t end = scope_run_end(a->keys, a->nkeys, i);
         proto__w_array(w, 2);
-        proto__w_uint(w, a->keys[i]->epoch);
-        proto__w_bin(w, a->keys[i]->sec->key, PROTO_KEY_LEN);
+        proto__w_str(w, a->keys[i]->scope, strlen(a->keys[i]->scope));
+        proto__w_array(w, end - i);
+        for (; i < end; i++) {
+            proto__w_array(w, 2);
+            proto__w_uint(w, a->keys[i]->epoch);
+            proto__w_bin(w, a->keys[i]->sec->key, PROTO_KEY_LEN);
+        }
     }
 }
 
@@ -166,18 +182,31 @@ static void enc_grant_body(proto__w *w, const void *arg)
         proto__w_bin(w, a->boxes + i * a->len, a->len);
 }
 
-/* The arguments of a seal that are values: keys of one case and scope, epochs ascending, the
- * case id the owner's, recipients distinct. */
-static proto_err grant_args_check(const char *owner_org, const proto_case_nonce *nonce,
-    const proto_scope_key *const *keys, size_t nkeys, const proto_recipient *recipients, size_t n)
+static int key_order(const void *a, const void *b)
 {
-    for (size_t i = 0; i < nkeys; i++)
-        if (keys[i] == NULL)
-            return PROTO_EINVAL;
-    for (size_t i = 1; i < nkeys; i++)
-        if (memcmp(keys[i]->case_id.b, keys[0]->case_id.b, PROTO_CASE_ID_LEN) != 0
-            || strcmp(keys[i]->scope, keys[0]->scope) != 0 || keys[i]->epoch <= keys[i - 1]->epoch)
+    const proto_scope_key *x = *(const proto_scope_key *const *)a;
+    const proto_scope_key *y = *(const proto_scope_key *const *)b;
+    int c = strcmp(x->scope, y->scope);
+    return c != 0 ? c : (x->epoch > y->epoch) - (x->epoch < y->epoch);
+}
+
+/* The arguments of a seal that are values: keys (sorted by scope and epoch) of one case, no
+ * (scope, epoch) twice, the case id the owner's, recipients distinct; *nscopes counted. */
+static proto_err grant_args_check(const char *owner_org, const proto_case_nonce *nonce,
+    const proto_scope_key *const *keys, size_t nkeys, const proto_recipient *recipients, size_t n,
+    size_t *nscopes)
+{
+    *nscopes = nkeys > 0;
+    for (size_t i = 1; i < nkeys; i++) {
+        if (memcmp(keys[i]->case_id.b, keys[0]->case_id.b, PROTO_CASE_ID_LEN) != 0)
             return PROTO_EVALUE;
+        if (strcmp(keys[i]->scope, keys[i - 1]->scope) != 0)
+            (*nscopes)++;
+        else if (keys[i]->epoch == keys[i - 1]->epoch)
+            return PROTO_EVALUE;
+    }
+    if (*nscopes > PROTO_GRANT_SCOPES_MAX)
+        return PROTO_ELIMIT;
     proto_case_id cid;
     proto_err err = proto_case_id_derive(owner_org, strlen(owner_org), nonce, &cid);
     if (err != PROTO_OK)
@@ -273,22 +302,30 @@ proto_err proto_key_grant_seal(const proto_identity *grantor, const char *owner_
     header->len = body->len = 0;
     if (n == 0 || n > PROTO_RECIPIENTS_MAX || nkeys == 0 || nkeys > PROTO_GRANT_EPOCHS_MAX)
         return PROTO_ELIMIT;
-    proto_err err = grant_args_check(owner_org, nonce, keys, nkeys, recipients, n);
-    if (err != PROTO_OK)
-        return err;
-    if (!proto__seal_info_ok(info))
-        return PROTO_EVALUE;
-
-    struct grant_plain_arg ga = { nonce, owner_org, strlen(owner_org), keys, nkeys };
+    for (size_t i = 0; i < nkeys; i++)
+        if (keys[i] == NULL)
+            return PROTO_EINVAL;
+    const proto_scope_key **sorted = proto__calloc(nkeys, sizeof *sorted);
+    if (sorted == NULL)
+        return PROTO_ENOMEM;
+    memcpy(sorted, keys, nkeys * sizeof *sorted);
+    qsort(sorted, nkeys, sizeof *sorted, key_order);
+    size_t nscopes;
+    proto_err err = grant_args_check(owner_org, nonce, sorted, nkeys, recipients, n, &nscopes);
+    if (err == PROTO_OK && !proto__seal_info_ok(info))
+        err = PROTO_EVALUE;
     proto_buf plain = { 0 };
-    err = proto__encode(enc_grant_plain, &ga, &plain);
-    if (err != PROTO_OK)
-        return err;
-    proto_header h = { 0 };
-    proto__header_fixed(&h, PROTO_HDR_KEY_GRANT, grantor, info, keys[nkeys - 1]->tag);
-    err = seal_boxes(grantor, &h, plain.p, plain.len, recipients, n, rng, header, body);
-    proto__wipe(plain.p, plain.len); /* the keys */
-    proto_buf_free(&plain);
+    struct grant_plain_arg ga = { nonce, owner_org, strlen(owner_org), sorted, nkeys, nscopes };
+    if (err == PROTO_OK)
+        err = proto__encode(enc_grant_plain, &ga, &plain);
+    if (err == PROTO_OK) {
+        proto_header h = { 0 };
+        proto__header_fixed(&h, PROTO_HDR_KEY_GRANT, grantor, info, sorted[nkeys - 1]->tag);
+        err = seal_boxes(grantor, &h, plain.p, plain.len, recipients, n, rng, header, body);
+        proto__wipe(plain.p, plain.len); /* the keys */
+        proto_buf_free(&plain);
+    }
+    free(sorted);
     return err;
 }
 
@@ -510,9 +547,9 @@ static proto_err decode_grant_plain(
     const uint8_t *pt, size_t plen, const proto_limits *lim, proto_grant *out, proto_diag *diag)
 {
     proto__d d;
-    const msgpack_object *f, *items;
-    size_t nk;
-    proto_bytes owner, scope;
+    const msgpack_object *f, *scopes;
+    size_t ns;
+    proto_bytes owner;
     proto_err err
         = proto__d_open(&d, pt, plen, lim, 0, PROTO_K_GRANT_PLAIN, GRANT_PLAIN_FIELDS, &f, diag);
     if (err != PROTO_OK)
@@ -521,60 +558,92 @@ static proto_err decode_grant_plain(
         || !proto__d_fixed(
             &d, &f[3], PROTO_CASE_NONCE_LEN, out->nonce.b, "case nonce must be bin of 16")
         || !proto__d_str(&d, &f[4], PROTO_ORG_MAX, &owner, "owner must be an org id")
-        || !proto__d_str(&d, &f[5], PROTO_SCOPE_NAME_MAX, &scope, "scope must be a scope name")
-        || !proto__d_arr(&d, &f[6], PROTO_GRANT_EPOCHS_MAX, &items, &nk,
-            "keys must be an array of at most 256 [epoch, key]"))
+        || !proto__d_arr(&d, &f[5], PROTO_GRANT_SCOPES_MAX, &scopes, &ns,
+            "scopes must be an array of at most 64 [scope, keys]"))
         return proto__d_fail(&d, diag);
     if (!proto__valid_org(owner.p, owner.len)) {
         proto__d_err(&d, &f[4], PROTO_EVALUE, "owner must match [a-z0-9-]{1,32}");
         return proto__d_fail(&d, diag);
     }
-    if (!proto__valid_scope(scope.p, scope.len)) {
-        proto__d_err(&d, &f[5], PROTO_EVALUE, "scope name must match [a-z0-9_-]{1,32}");
-        return proto__d_fail(&d, diag);
-    }
-    if (nk == 0) {
-        proto__d_err(&d, &f[6], PROTO_EVALUE, "a grant carries at least one key");
+    if (ns == 0) {
+        proto__d_err(&d, &f[5], PROTO_EVALUE, "a grant carries at least one scope");
         return proto__d_fail(&d, diag);
     }
     memcpy(out->owner_org, owner.p, owner.len);
     out->owner_org[owner.len] = '\0';
-    memcpy(out->scope, scope.p, scope.len);
-    out->scope[scope.len] = '\0';
-    out->keys = proto__calloc(nk, sizeof *out->keys);
+    /* every item's shape, and the keys counted, before anything is made */
+    size_t total = 0;
+    for (size_t s = 0; s < ns; s++) {
+        const msgpack_object *x;
+        if (!proto__d_tuple(&d, &scopes[s], 2, &x, "a scope's item is [scope, keys]"))
+            return proto__d_fail(&d, diag);
+        if (x[1].type != MSGPACK_OBJECT_ARRAY) {
+            proto__d_err(&d, &x[1], PROTO_ESHAPE, "keys must be an array of [epoch, key]");
+            return proto__d_fail(&d, diag);
+        }
+        if (x[1].via.array.size == 0) {
+            proto__d_err(&d, &x[1], PROTO_EVALUE, "a scope's item carries at least one key");
+            return proto__d_fail(&d, diag);
+        }
+        total += x[1].via.array.size;
+        if (total > PROTO_GRANT_EPOCHS_MAX) {
+            proto__d_err(&d, &x[1], PROTO_ELIMIT, "a grant carries at most 256 keys");
+            return proto__d_fail(&d, diag);
+        }
+    }
+    out->keys = proto__calloc(total, sizeof *out->keys);
     if (out->keys == NULL) {
         proto__d_close(&d);
         return PROTO_ENOMEM;
     }
-    uint64_t prev = 0;
-    for (size_t i = 0; i < nk; i++) {
-        const msgpack_object *x;
-        uint64_t epoch;
-        if (!proto__d_tuple(&d, &items[i], 2, &x, "a key is [epoch, key]")
-            || !proto__d_uint(&d, &x[0], UINT64_MAX, &epoch, "epoch"))
+    char scope[PROTO_SCOPE_NAME_MAX + 1], prev_scope[PROTO_SCOPE_NAME_MAX + 1] = "";
+    for (size_t s = 0; s < ns; s++) {
+        const msgpack_object *x = scopes[s].via.array.ptr, *items = x[1].via.array.ptr;
+        proto_bytes sc;
+        if (!proto__d_str(&d, &x[0], PROTO_SCOPE_NAME_MAX, &sc, "scope must be a scope name"))
             return proto__d_fail(&d, diag);
-        if (x[1].type != MSGPACK_OBJECT_BIN || x[1].via.bin.size != PROTO_KEY_LEN) {
-            proto__d_err(&d, &x[1], PROTO_ESHAPE, "key must be bin of 32");
-            return proto__d_fail(&d, diag);
-        }
-        if (epoch < PROTO_EPOCH_FIRST) {
-            proto__d_err(&d, &x[0], PROTO_EVALUE, "epochs start at 1");
+        if (!proto__valid_scope(sc.p, sc.len)) {
+            proto__d_err(&d, &x[0], PROTO_EVALUE, "scope name must match [a-z0-9_-]{1,32}");
             return proto__d_fail(&d, diag);
         }
-        if (i > 0 && epoch <= prev) {
-            proto__d_err(
-                &d, &items[i], PROTO_ENONCANON, "keys must be in strictly ascending epochs");
+        memcpy(scope, sc.p, sc.len);
+        scope[sc.len] = '\0';
+        if (s > 0 && strcmp(scope, prev_scope) <= 0) {
+            proto__d_err(&d, &scopes[s], PROTO_ENONCANON,
+                "scopes must be in strictly ascending order of their names");
             return proto__d_fail(&d, diag);
         }
-        prev = epoch;
-        /* the key bytes are read in place: pt is secret memory */
-        err = proto_scope_key_from_bytes(
-            &out->case_id, out->scope, epoch, (const uint8_t *)x[1].via.bin.ptr, &out->keys[i]);
-        if (err != PROTO_OK) {
-            proto__d_close(&d);
-            return err;
+        memcpy(prev_scope, scope, sizeof scope);
+        uint64_t prev = 0;
+        for (size_t i = 0; i < x[1].via.array.size; i++) {
+            const msgpack_object *k;
+            uint64_t epoch;
+            if (!proto__d_tuple(&d, &items[i], 2, &k, "a key is [epoch, key]")
+                || !proto__d_uint(&d, &k[0], UINT64_MAX, &epoch, "epoch"))
+                return proto__d_fail(&d, diag);
+            if (k[1].type != MSGPACK_OBJECT_BIN || k[1].via.bin.size != PROTO_KEY_LEN) {
+                proto__d_err(&d, &k[1], PROTO_ESHAPE, "key must be bin of 32");
+                return proto__d_fail(&d, diag);
+            }
+            if (epoch < PROTO_EPOCH_FIRST) {
+                proto__d_err(&d, &k[0], PROTO_EVALUE, "epochs start at 1");
+                return proto__d_fail(&d, diag);
+            }
+            if (i > 0 && epoch <= prev) {
+                proto__d_err(&d, &items[i], PROTO_ENONCANON,
+                    "a scope's keys must be in strictly ascending epochs");
+                return proto__d_fail(&d, diag);
+            }
+            prev = epoch;
+            /* the key bytes are read in place: pt is secret memory */
+            err = proto_scope_key_from_bytes(&out->case_id, scope, epoch,
+                (const uint8_t *)k[1].via.bin.ptr, &out->keys[out->nkeys]);
+            if (err != PROTO_OK) {
+                proto__d_close(&d);
+                return err;
+            }
+            out->nkeys++;
         }
-        out->nkeys = i + 1;
     }
     proto__d_close(&d);
     return PROTO_OK;
@@ -648,7 +717,7 @@ proto_err proto_key_grant_open_slot(const proto_header *h, const proto_identity 
     }
     if (proto__memcmp_ct(proto_scope_key_tag(out->keys[out->nkeys - 1]), h->tag, PROTO_TAG_LEN)
         != 0) {
-        set_diag(diag, "the newest key's routing tag is not the header's");
+        set_diag(diag, "the routing tag of the last scope's newest key is not the header's");
         err = PROTO_EMISMATCH;
         goto fail;
     }

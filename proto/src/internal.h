@@ -201,10 +201,11 @@ proto_err proto__decode_signed(const uint8_t *msg, size_t len, const proto_limit
 /* grant.c                                                                                   */
 
 /* The longest GRANT_PLAIN (PROTOCOL.md, "Key grants"): array head, version, kind, case id and
- * nonce (bin 16), owner org and scope (str of 32), 256 keys [epoch uint64, key bin 32] in an
- * array16; and the longest padded one. A grant body's boxes are 48 + 256k bytes, 1 <= k <=
- * PROTO__GRANT_BLOCKS_MAX. */
-#define PROTO__GRANT_PLAIN_MAX (3 + 18 + 18 + 34 + 34 + 3 + PROTO_GRANT_EPOCHS_MAX * 44)
+ * nonce (bin 16), owner org (str of 32), 64 scope items (array16; each a fixarray, a scope str
+ * of 32 and an array16 of keys), 256 keys [epoch uint64, key bin 32]; and the longest padded
+ * one. A grant body's boxes are 48 + 256k bytes, 1 <= k <= PROTO__GRANT_BLOCKS_MAX. */
+#define PROTO__GRANT_PLAIN_MAX                                                                     \
+    (3 + 18 + 18 + 34 + 3 + PROTO_GRANT_SCOPES_MAX * (1 + 34 + 3) + PROTO_GRANT_EPOCHS_MAX * 44)
 #define PROTO__GRANT_BLOCKS_MAX (PROTO__GRANT_PLAIN_MAX / PROTO_GRANT_PAD_BLOCK + 1)
 /* The length of a GRANT_BODY whose boxes hold k blocks: [2, 4, [4 x bin16 of 48 + 256k]]. */
 #define PROTO__GRANT_BODY_LEN(k) (4 + 4 * (3 + PROTO__BOX_OVERHEAD + PROTO_GRANT_PAD_BLOCK * (k)))

@@ -2109,7 +2109,7 @@ static proto_err forge_grant_raw(const uint8_t seeds[64], const char *owner,
     memset(out, 0, sizeof(*out));
     uint8_t plain[2048];
     size_t n = 0;
-    plain[n++] = 0x97;
+    plain[n++] = 0x96;
     plain[n++] = PROTO_VERSION;
     plain[n++] = PROTO_K_GRANT_PLAIN;
     plain[n++] = 0xc4;
@@ -2121,6 +2121,8 @@ static proto_err forge_grant_raw(const uint8_t seeds[64], const char *owner,
     memcpy(plain + n, nonce->b, 16);
     n += 16;
     n += mp_str(plain + n, owner);
+    plain[n++] = 0x91; /* one scope: [scope, keys] */
+    plain[n++] = 0x92;
     n += mp_str(plain + n, scope);
     assert_true(nkeys < 16);
     plain[n++] = (uint8_t)(0x90 | nkeys);

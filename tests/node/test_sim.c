@@ -192,6 +192,38 @@ static void ingest_order(void **state)
     converge(s, 10000);
 }
 
+/* A grant of three scopes of a case is one key grant after its three access entries (protocol
+ * version 4: a key grant carries keys of several scopes), its tag that of the last scope in name
+ * order; the CPIA takes every scope's key from it and merges the three entries. */
+static void grant_of_scopes_is_one_key_grant(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 3, 13, "grant_of_scopes_is_one_key_grant");
+    sim *s = start(state, &o);
+    node_errmsg msg = { { 0 } };
+    const char *e[]
+        = { "lingua.livello=A1", "anagrafica.nome=Amina", "documenti.permesso_tipo=studio" };
+    proto_case_id c;
+    CHECK(s, sim_case_new(s, COMUNE, e, 3, &c, &msg) == NODE_OK, "case.new: %s", msg.text);
+    const char *sc[] = { "lingua", "anagrafica", "documenti" };
+    CHECK(s, sim_grant(s, COMUNE, &c, sc, 3, CPIA, false, &msg) == NODE_OK, "grant: %s", msg.text);
+    sim_hdr key = last(s, 0);
+    sim_hdr entry[3] = { last(s, 3), last(s, 2), last(s, 1) }; /* in the order given */
+    assert_int_equal(key.kind, PROTO_HDR_KEY_GRANT);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(entry[i].kind, PROTO_HDR_DELTA);
+        assert_int_equal(entry[i].seq + 3 - i, key.seq);
+    }
+    assert_int_equal(last(s, 4).kind, PROTO_HDR_DELTA); /* the case's creation, not a grant */
+    assert_memory_equal(key.tag, entry[0].tag, 32);     /* lingua: the last of the three by name */
+    for (size_t i = 0; i < 3; i++) {
+        at_node cpia = { .node = CPIA, .id = entry[i].id, .tag = entry[i].tag };
+        CHECK(s, sim_run_until(s, merged_with_key, &cpia, 5000),
+            "the CPIA did not take the key of %s from the one grant", sc[i]);
+    }
+    converge(s, 10000);
+}
+
 /* The CPIA gets a write grant and writes at once; its delta reaches the Prefettura (a reader of
  * the scope) while the grant's access entry is still on its way there over a slow link: the
  * delta waits for its causal past, then merges when the entry arrives. */
@@ -1130,6 +1162,7 @@ int main(int argc, char **argv)
         cmocka_set_test_filter(only);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(ingest_order, teardown),
+        cmocka_unit_test_teardown(grant_of_scopes_is_one_key_grant, teardown),
         cmocka_unit_test_teardown(causal_wait, teardown),
         cmocka_unit_test_teardown(wants_after_grace, teardown),
         cmocka_unit_test_teardown(owner_delta_waits_for_its_past, teardown),

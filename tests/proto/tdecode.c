@@ -387,7 +387,7 @@ static void spec_sealed_body(const proto_identity *to, const uint8_t *p, size_t 
 static proto_err d_grant_plain(const uint8_t *p, size_t n)
 {
     fixed_init();
-    if (n > 16384) /* a GRANT_PLAIN is at most 11374 bytes */
+    if (n > 16384) /* a GRANT_PLAIN is at most 13772 bytes */
         return PROTO_ELIMIT;
     tb b = { 0 };
     spec_sealed_body(bob, p, n, &b);

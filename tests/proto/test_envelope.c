@@ -982,12 +982,12 @@ static void header_hints_and_lengths_checked(void **state)
     assert_int_equal(proto_header_encode(&h, &out), PROTO_EVALUE);
     h.nhints = 4;
     const uint64_t bad[]
-        = { 16 + 4 * 560 + 1, 16 + 4 * 48, 16 + 4 * (48 + 128), 2048, 16 + 4 * (48 + 256 * 46) };
+        = { 16 + 4 * 560 + 1, 16 + 4 * 48, 16 + 4 * (48 + 128), 2048, 16 + 4 * (48 + 256 * 55) };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         h.body_len = bad[i];
         assert_int_equal(proto_header_encode(&h, &out), PROTO_EVALUE);
     }
-    h.body_len = 16 + 4 * (48 + 256 * 45); /* the most a grant of 256 keys needs */
+    h.body_len = 16 + 4 * (48 + 256 * 54); /* the most a grant of 256 keys in 64 scopes needs */
     assert_int_equal(proto_header_encode(&h, &out), PROTO_OK);
     proto_buf_free(&out);
     /* and the decoder refuses the same: a delta header with a hint, made by hand */
@@ -1331,7 +1331,7 @@ static void key_grant_round_trip(void **state)
         assert_memory_equal(g.case_id.b, f->cid.b, 16);
         assert_memory_equal(g.nonce.b, f->nonce.b, 16);
         assert_string_equal(g.owner_org, "comune-1");
-        assert_string_equal(g.scope, "sociale");
+        assert_string_equal(proto_scope_key_scope(g.keys[0]), "sociale");
         assert_int_equal(g.nkeys, 3);
         for (size_t k = 0; k < 3; k++) {
             uint8_t a[32], b[32];
@@ -1429,22 +1429,29 @@ static void grant_shape_hides_the_recipients(void **state)
     assert_int_equal(lens[0], lens[1]);
 }
 
-/* The largest grant: 256 keys with 9-byte epochs, an owner and a scope of 32 bytes. Its body
- * length is the largest the header rule allows (23 blocks), and it opens. */
+/* The largest grant: 256 keys with 9-byte epochs, 4 in each of 64 scopes of 32-byte names, an
+ * owner of 32 bytes. Its body length is the largest the header rule allows (54 blocks), and it
+ * opens with its keys in (scope, epoch) order. A key more, or a scope more, is refused. */
 static void largest_grant_fits(void **state)
 {
     fx *f = *state;
     const char *owner = "comune-di-sezze-romano-latina-lt"; /* 32 */
-    const char *scope = "scope_with_a_name_of_32_bytes_xx";
     assert_int_equal(strlen(owner), 32);
-    assert_int_equal(strlen(scope), 32);
     proto_case_nonce nonce;
     proto_case_id cid;
     assert_int_equal(proto_case_id_new(owner, 32, tu_rng(), &cid, &nonce), PROTO_OK);
-    proto_scope_key *keys[PROTO_GRANT_EPOCHS_MAX];
-    for (size_t i = 0; i < PROTO_GRANT_EPOCHS_MAX; i++)
+    enum { PER = PROTO_GRANT_EPOCHS_MAX / PROTO_GRANT_SCOPES_MAX };
+    proto_scope_key *keys[PROTO_GRANT_EPOCHS_MAX + 1];
+    /* given from the last scope to the first: sealing sorts them */
+    for (size_t i = 0; i < PROTO_GRANT_EPOCHS_MAX; i++) {
+        char scope[33];
+        snprintf(scope, sizeof scope, "scope_with_a_name_of_32_bytes_%02zu",
+            PROTO_GRANT_SCOPES_MAX - 1 - i / PER);
+        assert_int_equal(strlen(scope), 32);
         assert_int_equal(
-            proto_scope_key_new(&cid, scope, UINT64_MAX - 256 + i, tu_rng(), &keys[i]), PROTO_OK);
+            proto_scope_key_new(&cid, scope, UINT64_MAX - PER + i % PER, tu_rng(), &keys[i]),
+            PROTO_OK);
+    }
     proto_recipient rc;
     memcpy(rc.box_pk, proto_identity_box_pk(f->bob), 32);
     proto_seal_info info = { 9, { 1 }, { 1700000000000, 0 } };
@@ -1453,25 +1460,41 @@ static void largest_grant_fits(void **state)
         proto_key_grant_seal(f->alice, owner, &nonce, (const proto_scope_key *const *)keys,
             PROTO_GRANT_EPOCHS_MAX, &info, &rc, 1, tu_rng(), &hb, &bb),
         PROTO_OK);
-    assert_int_equal(bb.len, 16 + 4 * (48 + 256 * 45));
+    assert_int_equal(bb.len, 16 + 4 * (48 + 256 * 54));
     proto_header h;
     assert_int_equal(proto_header_decode(hb.p, hb.len, NULL, &h, NULL), PROTO_OK);
+    /* the tag is the last scope's newest key's */
+    assert_memory_equal(h.tag, proto_scope_key_tag(keys[PER - 1]), 32);
     proto_grant g;
     assert_int_equal(proto_key_grant_open(
                          &h, f->bob, proto_identity_box_pk(f->alice), bb.p, bb.len, NULL, &g, NULL),
         PROTO_OK);
     assert_int_equal(g.nkeys, PROTO_GRANT_EPOCHS_MAX);
-    assert_int_equal(proto_scope_key_epoch(g.keys[255]), UINT64_MAX - 1);
+    assert_string_equal(proto_scope_key_scope(g.keys[0]), "scope_with_a_name_of_32_bytes_00");
+    assert_string_equal(proto_scope_key_scope(g.keys[255]), "scope_with_a_name_of_32_bytes_63");
+    for (size_t i = 0; i < PROTO_GRANT_EPOCHS_MAX; i++)
+        assert_int_equal(proto_scope_key_epoch(g.keys[i]), UINT64_MAX - PER + i % PER);
     proto_grant_fini(&g);
-    /* one key more is refused */
-    proto_scope_key *extra[PROTO_GRANT_EPOCHS_MAX + 1];
-    memcpy(extra, keys, sizeof keys);
-    extra[PROTO_GRANT_EPOCHS_MAX] = keys[0];
     proto_buf x, y;
+    /* one key more */
+    keys[PROTO_GRANT_EPOCHS_MAX] = keys[0];
     assert_int_equal(
-        proto_key_grant_seal(f->alice, owner, &nonce, (const proto_scope_key *const *)extra,
+        proto_key_grant_seal(f->alice, owner, &nonce, (const proto_scope_key *const *)keys,
             PROTO_GRANT_EPOCHS_MAX + 1, &info, &rc, 1, tu_rng(), &x, &y),
         PROTO_ELIMIT);
+    /* one scope more: 65 scopes of one key each */
+    proto_scope_key *many[PROTO_GRANT_SCOPES_MAX + 1];
+    for (size_t i = 0; i <= PROTO_GRANT_SCOPES_MAX; i++) {
+        char scope[33];
+        snprintf(scope, sizeof scope, "s%02zu", i);
+        assert_int_equal(proto_scope_key_new(&cid, scope, 1, tu_rng(), &many[i]), PROTO_OK);
+    }
+    assert_int_equal(
+        proto_key_grant_seal(f->alice, owner, &nonce, (const proto_scope_key *const *)many,
+            PROTO_GRANT_SCOPES_MAX + 1, &info, &rc, 1, tu_rng(), &x, &y),
+        PROTO_ELIMIT);
+    for (size_t i = 0; i <= PROTO_GRANT_SCOPES_MAX; i++)
+        proto_scope_key_free(many[i]);
     for (size_t i = 0; i < PROTO_GRANT_EPOCHS_MAX; i++)
         proto_scope_key_free(keys[i]);
     proto_buf_free(&hb);
@@ -1505,15 +1528,29 @@ static void grant_seal_arguments_checked(void **state)
     assert_int_equal(SEAL("cpia-1", &f->nonce, ok, 2, rc, 1), PROTO_EVALUE);
     assert_int_equal(SEAL("comune-1", &n2, ok, 2, rc, 1), PROTO_EVALUE);
     assert_int_equal(SEAL("Comune-1", &f->nonce, ok, 2, rc, 1), PROTO_EVALUE);
-    /* keys of another scope or case, epochs not strictly ascending */
-    const proto_scope_key *mixed1[2] = { f->key, other_scope };
+    /* keys of several scopes of the case, in any order, are one grant; of another case, or an
+     * epoch of a scope twice, are refused */
+    const proto_scope_key *scopes[3] = { k2, other_scope, f->key };
     const proto_scope_key *mixed2[2] = { f->key, other_case };
-    const proto_scope_key *down[2] = { k2, f->key };
-    const proto_scope_key *same[2] = { k2, k2b };
-    assert_int_equal(SEAL("comune-1", &f->nonce, mixed1, 2, rc, 1), PROTO_EVALUE);
+    const proto_scope_key *same[3] = { k2, other_scope, k2b };
+    assert_int_equal(SEAL("comune-1", &f->nonce, scopes, 3, rc, 1), PROTO_OK);
+    proto_header sh;
+    assert_int_equal(proto_header_decode(hb.p, hb.len, NULL, &sh, NULL), PROTO_OK);
+    assert_memory_equal(sh.tag, proto_scope_key_tag(k2), 32); /* sociale's newest: the last */
+    proto_grant sg;
+    assert_int_equal(proto_key_grant_open(&sh, f->bob, proto_identity_box_pk(f->alice), bb.p,
+                         bb.len, NULL, &sg, NULL),
+        PROTO_OK);
+    assert_int_equal(sg.nkeys, 3);
+    assert_string_equal(proto_scope_key_scope(sg.keys[0]), "lavoro");
+    assert_string_equal(proto_scope_key_scope(sg.keys[1]), "sociale");
+    assert_int_equal(proto_scope_key_epoch(sg.keys[1]), 1);
+    assert_int_equal(proto_scope_key_epoch(sg.keys[2]), 2);
+    proto_grant_fini(&sg);
+    proto_buf_free(&hb);
+    proto_buf_free(&bb);
     assert_int_equal(SEAL("comune-1", &f->nonce, mixed2, 2, rc, 1), PROTO_EVALUE);
-    assert_int_equal(SEAL("comune-1", &f->nonce, down, 2, rc, 1), PROTO_EVALUE);
-    assert_int_equal(SEAL("comune-1", &f->nonce, same, 2, rc, 1), PROTO_EVALUE);
+    assert_int_equal(SEAL("comune-1", &f->nonce, same, 3, rc, 1), PROTO_EVALUE);
     /* recipients: 1..4, distinct, not of low order */
     assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, rc, 5), PROTO_ELIMIT);
     assert_int_equal(SEAL("comune-1", &f->nonce, ok, 2, rc, 0), PROTO_ELIMIT);
@@ -1538,26 +1575,45 @@ static void grant_seal_arguments_checked(void **state)
     proto_scope_key_free(other_case);
 }
 
+/* One scope's item of a GRANT_PLAIN made by hand: [scope, [[epoch, key]...]]. */
+static void tb_grant_scope(
+    tb *b, const char *scope, const uint64_t *epochs, uint8_t (*keys)[32], size_t n)
+{
+    tb_array(b, 2);
+    tb_str(b, scope);
+    tb_array(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        tb_array(b, 2);
+        tb_uint(b, epochs[i]);
+        tb_bin(b, keys[i], 32);
+    }
+}
+
 /* A GRANT_PLAIN sealed by hand (tdecode's grant_plain entry: padded, sealed to bob in slot 0 of
- * four boxes, under a header by alice with the tag of vectors.txt's epoch-2 key): the case id
- * must derive from the owner org and nonce, and the newest key's tag be the header's. */
+ * four boxes, under a header by alice with the tag of vectors.txt's epoch-2 key of sociale): the
+ * case id must derive from the owner org and nonce, the last scope's newest key's tag be the
+ * header's, the scopes be in ascending name order, each once, with at least one key each in
+ * strictly ascending epochs. */
 static void grant_case_id_checked_on_open(void **state)
 {
     (void)state;
     const tdec *gp = tdec_find("grant_plain");
     assert_non_null(gp);
-    uint8_t cid[16], nonce[16], key1[32], key2[32];
+    uint8_t cid[16], nonce[16], keys[2][32];
     proto_case_nonce cn;
     proto_case_id id;
     tu_pattern(cn.b, 16, 0x00);
     assert_int_equal(proto_case_id_derive("comune-1", 8, &cn, &id), PROTO_OK);
     memcpy(cid, id.b, 16);
     memcpy(nonce, cn.b, 16);
-    tu_pattern(key1, 32, 0x50);
-    tu_pattern(key2, 32, 0x70);
-    for (int c = 0; c < 8; c++) {
+    tu_pattern(keys[0], 32, 0x50);
+    tu_pattern(keys[1], 32, 0x70);
+    static const proto_err want[] = { PROTO_OK, PROTO_EMISMATCH, PROTO_EMISMATCH, PROTO_EMISMATCH,
+        PROTO_EMISMATCH, PROTO_ENONCANON, PROTO_OK, PROTO_EVALUE, PROTO_ENONCANON, PROTO_ENONCANON,
+        PROTO_EVALUE, PROTO_EVALUE, PROTO_EMISMATCH, PROTO_EVALUE, PROTO_ESHAPE };
+    for (int c = 0; c < (int)(sizeof want / sizeof want[0]); c++) {
         tb b = { 0 };
-        tb_array(&b, 7);
+        tb_array(&b, c == 14 ? 7 : 6);
         tb_uint(&b, PROTO_VERSION);
         tb_uint(&b, PROTO_K_GRANT_PLAIN);
         uint8_t x[16];
@@ -1570,23 +1626,36 @@ static void grant_case_id_checked_on_open(void **state)
             x[15] ^= 1;
         tb_bin(&b, x, 16);
         tb_str(&b, c == 1 ? "comune-2" : "comune-1");
-        tb_str(&b, "sociale");
-        tb_array(&b, c == 6 ? 1 : 2);
-        if (c != 6) {
-            tb_array(&b, 2);
-            tb_uint(&b, c == 5 ? 2 : 1);
-            tb_bin(&b, key1, 32);
-        }
-        tb_array(&b, 2);
-        tb_uint(&b, c == 7 ? 0 : 2);
-        uint8_t k[32];
-        memcpy(k, key2, 32);
+        if (c == 14) /* version 3's layout: one scope, then its keys */
+            tb_str(&b, "sociale");
+        uint64_t ep[2] = { c == 5 ? 2 : 1, c == 7 ? 0 : 2 };
+        uint8_t k[2][32];
+        memcpy(k, keys, sizeof k);
         if (c == 4)
-            k[9] ^= 1;
-        tb_bin(&b, k, 32);
+            k[1][9] ^= 1;
+        /* documenti [1] and sociale [1, 2], or as each case breaks it */
+        tb_array(&b, c == 10 ? 0 : c == 9 || c == 12 ? 3 : 2);
+        if (c == 8) {
+            tb_grant_scope(&b, "sociale", ep, k, 2);
+            tb_grant_scope(&b, "documenti", ep, k, 1);
+        } else if (c == 14) {
+            for (int i = 0; i < 2; i++) {
+                tb_array(&b, 2);
+                tb_uint(&b, ep[i]);
+                tb_bin(&b, k[i], 32);
+            }
+        } else if (c != 10) {
+            tb_grant_scope(&b, c == 13 ? "Documenti" : "documenti", ep, k, c == 11 ? 0 : 1);
+            if (c == 9)
+                tb_grant_scope(&b, "documenti", ep, k, 1);
+            if (c == 6)
+                tb_grant_scope(&b, "sociale", ep + 1, k + 1, 1);
+            else
+                tb_grant_scope(&b, "sociale", ep, k, 2);
+            if (c == 12) /* a last scope whose newest key is not the header's tag's */
+                tb_grant_scope(&b, "zeta", ep, k, 1);
+        }
         proto_err err = gp->fn(b.p, b.len);
-        static const proto_err want[8] = { PROTO_OK, PROTO_EMISMATCH, PROTO_EMISMATCH,
-            PROTO_EMISMATCH, PROTO_EMISMATCH, PROTO_ENONCANON, PROTO_OK, PROTO_EVALUE };
         if (err != want[c])
             fail_msg("grant plaintext case %d: %s, want %s", c, proto_strerror(err),
                 proto_strerror(want[c]));

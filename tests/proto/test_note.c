@@ -178,7 +178,7 @@ static void note_round_trip(void **state)
 }
 
 /* The largest note: org ids of 32 bytes, 64 scopes of 32 bytes, evidence and operator of 1024
- * bytes (multi-byte UTF-8), a unix user of 64: 18 blocks, within the key grants' 45. */
+ * bytes (multi-byte UTF-8), a unix user of 64: 18 blocks, within the key grants' 54. */
 static void largest_note_fits(void **state)
 {
     fx *f = *state;
@@ -801,12 +801,12 @@ static void note_headers_checked(void **state)
         int at; /* 0: the kind, 1: the hints, 2: the body length (the field after the hints) */
     } cases[] = {
         { PROTO_HDR_NOTE, 4, one_block, PROTO_OK, 0 },
-        { PROTO_HDR_NOTE, 4, 16 + 4 * (48 + 256 * 45), PROTO_OK, 0 },
+        { PROTO_HDR_NOTE, 4, 16 + 4 * (48 + 256 * 54), PROTO_OK, 0 },
         { PROTO_HDR_NOTE, 0, one_block, PROTO_EVALUE, 1 },
         { PROTO_HDR_NOTE, 3, one_block, PROTO_EVALUE, 1 },
         { PROTO_HDR_NOTE, 4, 40 + 256, PROTO_EVALUE, 2 }, /* a delta's length */
         { PROTO_HDR_NOTE, 4, one_block + 1, PROTO_EVALUE, 2 },
-        { PROTO_HDR_NOTE, 4, 16 + 4 * (48 + 256 * 46), PROTO_EVALUE, 2 },
+        { PROTO_HDR_NOTE, 4, 16 + 4 * (48 + 256 * 55), PROTO_EVALUE, 2 },
         { PROTO_HDR_KEY_GRANT, 4, one_block, PROTO_OK, 0 },
         { PROTO_HDR_KEY_GRANT, 0, one_block, PROTO_EVALUE, 1 },
         { PROTO_HDR_DELTA, 4, 40 + 256, PROTO_EVALUE, 1 },

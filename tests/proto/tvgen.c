@@ -438,7 +438,8 @@ void tv_generate(tu_vectors *vs)
     tu_vector_put_hex(v, "header_id", hdr.id, 32);
     put_buf(v, "header", &aeh);
 
-    /* A key grant of epochs 1 and 2 to bob alone, seq 4; slots 1..3 from the seeded stream. */
+    /* A key grant of sociale's epochs 1 and 2 and documenti's epoch 1 to bob alone, seq 4; slots
+     * 1..3 from the seeded stream. */
     stream_rng sr;
     uint8_t stream_seed[randombytes_SEEDBYTES];
     tu_pattern(stream_seed, sizeof stream_seed, 0xa0);
@@ -449,10 +450,10 @@ void tv_generate(tu_vectors *vs)
     memcpy(rc.box_pk, proto_identity_box_pk(bob), 32);
     proto_seal_info info4 = { 4, { 0 }, { 1700000200000, 0 } };
     memcpy(info4.prev, epoch_entry_id, 32);
-    const proto_scope_key *gkeys[2] = { key, key2 };
+    const proto_scope_key *gkeys[3] = { key, key2, key3 };
     proto_buf gh, gb;
     CHECK(
-        proto_key_grant_seal(alice, owner_org, &cnonce, gkeys, 2, &info4, &rc, 1, &grng, &gh, &gb));
+        proto_key_grant_seal(alice, owner_org, &cnonce, gkeys, 3, &info4, &rc, 1, &grng, &gh, &gb));
     CHECK(proto_header_decode(gh.p, gh.len, NULL, &hdr, NULL));
     CHECK(proto_header_verify(&hdr));
     CHECK(proto_key_grant_slot(&hdr, bob, proto_identity_box_pk(alice)) != 0);
@@ -482,8 +483,10 @@ void tv_generate(tu_vectors *vs)
     crypto_generichash_final(&hs, hk, 32);
     v = tu_vectors_add(vs, "key-grant");
     tu_vector_put(v, "what",
-        "alice (seq 4, prev = the access epoch) grants the keys of epochs 1 and 2 of (case, "
-        "sociale) to bob alone: slot 0 bob's, slots 1..3 random");
+        "alice (seq 4, prev = the access epoch) grants the keys of epoch 1 of (case, documenti) "
+        "and of epochs 1 and 2 of (case, sociale) to bob alone, in one grant: the scopes in "
+        "name order, the header's tag sociale's epoch 2's (the last scope's newest key); slot 0 "
+        "bob's, slots 1..3 random");
     tu_vector_put(v, "owner_org", owner_org);
     tu_vector_put_hex(v, "case_nonce", cnonce.b, 16);
     tu_vector_put(v, "rng",

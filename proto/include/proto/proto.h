@@ -67,6 +67,7 @@ extern "C" {
 #define PROTO_HINT_LEN 16          /* bytes of one hint */
 #define PROTO_RECIPIENTS_MAX PROTO_HINT_SLOTS /* recipients of one key grant */
 #define PROTO_GRANT_EPOCHS_MAX 256            /* keys (one per epoch) in one key grant */
+#define PROTO_GRANT_SCOPES_MAX 64             /* scopes of one case in one key grant */
 #define PROTO_EPOCH_FIRST 1                   /* the first epoch of every (case, scope) */
 #define PROTO_MEMBER_KEYS_MAX 16              /* origin keys an org has had, in one manifest */
 #define PROTO_MEMBERS_MAX 4096                /* members in a manifest */
@@ -578,13 +579,14 @@ typedef struct proto_recipient {
 } proto_recipient;
 
 /*
- * Seal the keys of one (case, scope) — 1..PROTO_GRANT_EPOCHS_MAX keys, one per epoch, strictly
- * ascending — with the case's nonce and owner org to 1..PROTO_HINT_SLOTS recipients, in a
- * KEY_GRANT header and body. The header's tag is the tag of the last (newest) key; each
- * recipient's hint slot holds a hint only it (and the grantor) can compute; the other slots
- * and boxes are random bytes of the same sizes. Errors: PROTO_EINVAL, PROTO_ELIMIT,
- * PROTO_EVALUE (keys of different cases or scopes, epochs not ascending, a recipient twice,
- * a case id that is not owner_org's), PROTO_ENOMEM.
+ * Seal keys of one case — 1..PROTO_GRANT_EPOCHS_MAX keys, of 1..PROTO_GRANT_SCOPES_MAX of its
+ * scopes, in any order (sealed sorted by scope name, then epoch) — with the case's nonce and
+ * owner org to 1..PROTO_HINT_SLOTS recipients, in a KEY_GRANT header and body. The header's tag
+ * is the tag of the newest key of the last scope (in name order); each recipient's hint slot
+ * holds a hint only it (and the grantor) can compute; the other slots and boxes are random
+ * bytes of the same sizes. Errors: PROTO_EINVAL, PROTO_ELIMIT, PROTO_EVALUE (keys of different
+ * cases, a (scope, epoch) twice, a recipient twice, a case id that is not owner_org's),
+ * PROTO_ENOMEM.
  */
 PROTO_NODISCARD proto_err proto_key_grant_seal(const proto_identity *grantor, const char *owner_org,
     const proto_case_nonce *nonce, const proto_scope_key *const *keys, size_t nkeys,
@@ -612,14 +614,15 @@ typedef struct proto_grant {
     proto_case_id case_id;
     proto_case_nonce nonce;
     char owner_org[PROTO_ORG_MAX + 1];
-    char scope[PROTO_SCOPE_NAME_MAX + 1];
-    proto_scope_key **keys; /* owned, ascending epochs; the last one's tag is the header's */
+    /* owned, sorted by scope name then epoch (proto_scope_key_scope, proto_scope_key_epoch);
+     * the last one's tag is the header's */
+    proto_scope_key **keys;
     size_t nkeys;
 } proto_grant;
 
 /* Open this node's box of a verified KEY_GRANT header. Checks length and hash, opens the box of
  * this node's slot, unpads, decodes, and checks that the case id derives from (owner org,
- * nonce) and that the newest key's tag is the header's. On success *out is owned
+ * nonce) and that the tag of the last scope's newest key is the header's. On success *out is owned
  * (proto_grant_fini). Errors: PROTO_EKIND, PROTO_ENOTRECIPIENT, PROTO_EBODYLEN,
  * PROTO_EBODYHASH, PROTO_ESEAL, PROTO_EPAD, PROTO_EMISMATCH, decode errors. */
 PROTO_NODISCARD proto_err proto_key_grant_open(const proto_header *h, const proto_identity *me,
