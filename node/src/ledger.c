@@ -659,7 +659,7 @@ int node__ledger_applied_at(node_txn *t, const uint8_t place[40])
 }
 
 #define LAYOUT_KEY "layout"
-#define LAYOUT 5 /* protocol version 4 (2 to 4: earlier protocols) */
+#define LAYOUT 6 /* protocol version 5 (2 to 5: earlier protocols) */
 
 node_err node__ledger_layout(node_txn *t)
 {

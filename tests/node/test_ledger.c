@@ -1,6 +1,6 @@
 /* node.ledger: bodies and applied marks are found by header id through the header's place in
  * its origin's log, and a body without a stored header has no place; a new store is marked with
- * the layout of protocol version 4 and a store of an earlier one is refused; key records keep their
+ * the layout of protocol version 5 and a store of an earlier one is refused; key records keep their
  * owner org, nonce and confirmation, and only a confirmed key becomes a scope's current one;
  * access-log entries round-trip and their contiguous run is counted. */
 #include <stdarg.h>
@@ -65,7 +65,7 @@ static node_err layout_cb(node_txn *t, void *ctx)
     return node__ledger_layout(t);
 }
 
-/* A store of protocol version 1, 2 or 3 (its layout mark says 2, 3 or 4) is refused; a new one is
+/* A store of protocol version 1 to 4 (its layout mark says 2 to 5) is refused; a new one is
  * marked and then accepted at every start. */
 static node_err old_store_cb(node_txn *t, void *ctx)
 {
@@ -73,13 +73,13 @@ static node_err old_store_cb(node_txn *t, void *ctx)
     return node_txn_put(t, NODE_DB_META, "layout", 6, &layout, 1);
 }
 
-static void layout_of_version_4(void **state)
+static void layout_of_version_5(void **state)
 {
     fixture *f = *state;
     node_errmsg msg;
     assert_int_equal(node_store_write(f->st, layout_cb, NULL, &msg), NODE_OK);
     assert_int_equal(node_store_write(f->st, layout_cb, NULL, &msg), NODE_OK);
-    for (uint8_t old = 2; old <= 4; old++) {
+    for (uint8_t old = 2; old <= 5; old++) {
         assert_int_equal(node_store_write(f->st, old_store_cb, &old, &msg), NODE_OK);
         assert_int_equal(node_store_write(f->st, layout_cb, NULL, &msg), NODE_ECONFIG);
     }
@@ -337,7 +337,7 @@ static void new_records_by_place(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(layout_of_version_4, setup, teardown),
+        cmocka_unit_test_setup_teardown(layout_of_version_5, setup, teardown),
         cmocka_unit_test_setup_teardown(unmarked_store_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(keys_keep_owner_and_confirmation, setup, teardown),
         cmocka_unit_test_setup_teardown(access_log_round_trip, setup, teardown),

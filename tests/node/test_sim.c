@@ -193,7 +193,7 @@ static void ingest_order(void **state)
 }
 
 /* A grant of three scopes of a case is one key grant after its three access entries (protocol
- * version 4: a key grant carries keys of several scopes), its tag that of the last scope in name
+ * version 5: a key grant carries keys of several scopes), its tag that of the last scope in name
  * order; the CPIA takes every scope's key from it and merges the three entries. */
 static void grant_of_scopes_is_one_key_grant(void **state)
 {

@@ -186,9 +186,9 @@ static void empty_origin_table_has_no_index(void **state)
     (void)state;
     static const bad_bytes cases[] = {
         /* [4, 20, [], [], [[0, 20]], []]: a cloud dot */
-        { { 0x96, 0x04, 0x14, 0x90, 0x90, 0x91, 0x92, 0x00, 0x14, 0x90 }, 10, 7 },
+        { { 0x96, 0x05, 0x14, 0x90, 0x90, 0x91, 0x92, 0x00, 0x14, 0x90 }, 10, 7 },
         /* [4, 20, [], [[0, 3]], [], []]: a vv entry */
-        { { 0x96, 0x04, 0x14, 0x90, 0x91, 0x92, 0x00, 0x03, 0x90, 0x90 }, 10, 6 },
+        { { 0x96, 0x05, 0x14, 0x90, 0x91, 0x92, 0x00, 0x03, 0x90, 0x90 }, 10, 6 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         crdt_scope *sc = NULL;
@@ -221,11 +221,11 @@ static void framing_errors(void **state)
     proto_diag d;
     proto_ctl_error e;
     /* trailing byte */
-    static const uint8_t trailing[] = { 0x95, 0x04, 0x13, 0x07, 0x03, 0xa1, 'x', 0x00 };
+    static const uint8_t trailing[] = { 0x95, 0x05, 0x13, 0x07, 0x03, 0xa1, 'x', 0x00 };
     assert_int_equal(
         proto_ctl_error_decode(trailing, sizeof trailing, NULL, &e, &d), PROTO_ETRAILING);
     assert_int_equal(d.offset, 7);
-    /* versions 1, 2 and 3, and an unknown version */
+    /* versions 1 to 4, and an unknown version */
     static const uint8_t v1[] = { 0x95, 0x01, 0x13, 0x07, 0x03, 0xa1, 'x' };
     assert_int_equal(proto_ctl_error_decode(v1, sizeof v1, NULL, &e, &d), PROTO_EVERSION);
     assert_int_equal(d.offset, 1);
@@ -233,22 +233,24 @@ static void framing_errors(void **state)
     assert_int_equal(proto_ctl_error_decode(v2, sizeof v2, NULL, &e, &d), PROTO_EVERSION);
     static const uint8_t v3[] = { 0x95, 0x03, 0x13, 0x07, 0x03, 0xa1, 'x' };
     assert_int_equal(proto_ctl_error_decode(v3, sizeof v3, NULL, &e, &d), PROTO_EVERSION);
-    static const uint8_t v5[] = { 0x95, 0x05, 0x13, 0x07, 0x03, 0xa1, 'x' };
-    assert_int_equal(proto_ctl_error_decode(v5, sizeof v5, NULL, &e, &d), PROTO_EVERSION);
+    static const uint8_t v4[] = { 0x95, 0x04, 0x13, 0x07, 0x03, 0xa1, 'x' };
+    assert_int_equal(proto_ctl_error_decode(v4, sizeof v4, NULL, &e, &d), PROTO_EVERSION);
+    static const uint8_t v6[] = { 0x95, 0x06, 0x13, 0x07, 0x03, 0xa1, 'x' };
+    assert_int_equal(proto_ctl_error_decode(v6, sizeof v6, NULL, &e, &d), PROTO_EVERSION);
     /* another kind */
-    static const uint8_t k18[] = { 0x95, 0x04, 0x12, 0x07, 0x03, 0xa1, 'x' };
+    static const uint8_t k18[] = { 0x95, 0x05, 0x12, 0x07, 0x03, 0xa1, 'x' };
     assert_int_equal(proto_ctl_error_decode(k18, sizeof k18, NULL, &e, &d), PROTO_EKIND);
     assert_int_equal(d.offset, 2);
     /* wrong arity */
-    static const uint8_t ar[] = { 0x94, 0x04, 0x13, 0x07, 0x03 };
+    static const uint8_t ar[] = { 0x94, 0x05, 0x13, 0x07, 0x03 };
     assert_int_equal(proto_ctl_error_decode(ar, sizeof ar, NULL, &e, &d), PROTO_ESHAPE);
     /* a field of the wrong type: offset points at it */
-    static const uint8_t ty[] = { 0x95, 0x04, 0x13, 0x07, 0xc4, 0x00, 0xa0 };
+    static const uint8_t ty[] = { 0x95, 0x05, 0x13, 0x07, 0xc4, 0x00, 0xa0 };
     assert_int_equal(proto_ctl_error_decode(ty, sizeof ty, NULL, &e, &d), PROTO_ESHAPE);
     assert_int_equal(d.offset, 4);
     assert_non_null(strstr(d.reason, "error code"));
     /* NUL in a text field */
-    static const uint8_t nul[] = { 0x95, 0x04, 0x13, 0x07, 0x03, 0xa2, 'a', 0x00 };
+    static const uint8_t nul[] = { 0x95, 0x05, 0x13, 0x07, 0x03, 0xa2, 'a', 0x00 };
     assert_int_equal(proto_ctl_error_decode(nul, sizeof nul, NULL, &e, &d), PROTO_EVALUE);
     assert_int_equal(d.offset, 5);
     /* every error code has its own sentence */

@@ -203,12 +203,12 @@ static void rome(void **state)
     assert_int_equal(c.offset_min, 120);
 }
 
-/* The kinds of version 4 by name (PROTOCOL.md, "Kinds"): 1 to 26, nothing else; the header
+/* The kinds of version 5 by name (PROTOCOL.md, "Kinds"): 1 to 26, nothing else; the header
  * kinds 1 to 3 (PROTOCOL.md, "Headers"). */
 static void kind_names(void **state)
 {
     (void)state;
-    assert_int_equal(PROTO_VERSION, 4);
+    assert_int_equal(PROTO_VERSION, 5);
     assert_string_equal(proto_kind_name(PROTO_K_ACCESS_GRANT), "access-grant");
     assert_int_equal(PROTO_K_ACCESS_GRANT, 21);
     assert_string_equal(proto_kind_name(PROTO_K_ACCESS_EPOCH), "access-epoch");

@@ -46,7 +46,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 /* Constants (PROTOCOL.md, "Constants")                                                      */
 
-#define PROTO_VERSION 4            /* first element of every top-level message */
+#define PROTO_VERSION 5            /* first element of every top-level message */
 #define PROTO_ORIGIN_LEN 32        /* Ed25519 public key */
 #define PROTO_BOX_PK_LEN 32        /* X25519 public key */
 #define PROTO_SEED_LEN 32          /* key seeds */
