@@ -455,9 +455,20 @@ bool node__want_has(node_engine *e, const uint8_t id[32]);
 /* Want w's body (its id, tag, origin and seq are read; node__quota_want is the door for bodies
  * whose author may be held back). */
 node_err node__want_add(node_engine *e, const node_want *w);
+/* Its body came, or it is not this node's to hold any more. When due wants were held back
+ * (NODE_WANT_ASK_MAX) and the bodies of most of those asked have come, the next round is asked
+ * at once rather than at the retry time; a list that left wants out is refilled once down to
+ * half (node__lists_due). */
 void node__want_remove(node_engine *e, const uint8_t id[32]);
-/* sync.c: want w is about to go (its body came, or it is not this node's to hold any more). */
-void node__want_done(node_engine *e, const node_want *w);
+/* A want is asked only when its body has not come NODE_WANT_GRACE_MS after its header (it
+ * usually follows in the next message), and asked again at most this often. */
+#define NODE_WANT_RETRY_MS 2000
+/* A moot want (a delta cut for good: refused whatever it says) is asked again this rarely: only
+ * the causal context of the refused delta is missed while nobody serves it. */
+#define NODE_WANT_MOOT_RETRY_MS 60000
+uint64_t node__want_retry(const node_want *w);
+/* Was w asked for within its retry time (its body may be on its way)? */
+bool node__want_asked(const node_want *w, uint64_t now);
 node_err node__wait_add(node_engine *e, const node_wait *w);
 /* Rebuild the wait index after the list was compacted. */
 node_err node__waits_reindex(node_engine *e);
@@ -781,7 +792,8 @@ node_err node__load_store(node_engine *e, node_errmsg *msg);
 /* When a want or wait was left out at the lists' bounds (e->lists_full) and a list is down to
  * half of its bound: list again, from the store, what they lack (the tick). */
 void node__lists_refill(node_engine *e);
-/* A list got shorter: when it is down to half and left something out, NODE_WORK_LISTS now. */
+/* state.c: a list got shorter: when it is down to half and left something out,
+ * NODE_WORK_LISTS now (which calls node__lists_refill). */
 void node__lists_due(node_engine *e);
 
 /* ---------------------------------------------------------------------------------------- */

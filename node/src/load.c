@@ -123,14 +123,6 @@ static void scan_done(node_engine *e, const load_ctx *c)
     e->waits_left = c->waits_left;
 }
 
-void node__lists_due(node_engine *e)
-{
-    if (!e->stopping
-        && ((e->wants_left && e->wants.n <= e->budget.wants / 2)
-            || (e->waits_left && e->waits.n <= e->budget.waits / 2)))
-        e->host.schedule(e->host.ctx, NODE_WORK_LISTS, 0);
-}
-
 static node_err load_cb(node_txn *t, void *ctx)
 {
     load_ctx *c = ctx;

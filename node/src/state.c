@@ -489,12 +489,41 @@ node_err node__want_add(node_engine *e, const node_want *src)
     return NODE_OK;
 }
 
+uint64_t node__want_retry(const node_want *w)
+{
+    return w->moot ? NODE_WANT_MOOT_RETRY_MS : NODE_WANT_RETRY_MS;
+}
+
+bool node__want_asked(const node_want *w, uint64_t now)
+{
+    return w->asked_ms != 0 && now - w->asked_ms < node__want_retry(w);
+}
+
+void node__lists_due(node_engine *e)
+{
+    if (!e->stopping
+        && ((e->wants_left && e->wants.n <= e->budget.wants / 2)
+            || (e->waits_left && e->waits.n <= e->budget.waits / 2)))
+        e->host.schedule(e->host.ctx, NODE_WORK_LISTS, 0);
+}
+
+/* w's body came, or it went: count it out of those asked (sync.c's round). */
+static void want_done(node_engine *e, const node_want *w)
+{
+    if (!node__want_asked(w, node__mono(e)) || e->wants_asked == 0)
+        return;
+    if (--e->wants_asked <= NODE_WANT_ASK_MAX / 2 && e->wants_held && !e->stopping) {
+        e->wants_held = false; /* the round sets it again */
+        e->host.schedule(e->host.ctx, NODE_WORK_WANTS, 0);
+    }
+}
+
 void node__want_remove(node_engine *e, const uint8_t id[32])
 {
     size_t i = node__idset_get(&e->want_ix, id);
     if (i == SIZE_MAX)
         return;
-    node__want_done(e, &e->wants.v[i]);
+    want_done(e, &e->wants.v[i]);
     node__idset_del(&e->want_ix, id);
     if (i != --e->wants.n) {
         e->wants.v[i] = e->wants.v[e->wants.n];

@@ -31,7 +31,7 @@ static size_t answer_bytes(node_engine *e)
 
 /* Is there room in the peers' send queues for an answer to a WANT? Only while they hold less
  * than three quarters of their share with it; otherwise the WANT is not answered and its sender
- * asks again (WANT_RETRY_MS). The share itself is the hard bound: a send beyond it fails and
+ * asks again (NODE_WANT_RETRY_MS). The share itself is the hard bound: a send beyond it fails and
  * drops its link (answers to version vectors, up to half of it, coming on top of WANT answers
  * can reach it; a WANT gated at a quarter slowed a catch-up's wants too much to be worth it). */
 static bool want_room(node_engine *e)
@@ -41,12 +41,6 @@ static bool want_room(node_engine *e)
         e->host.net_queued(e->host.ctx, &unread, &queued);
     return queued + answer_bytes(e) <= e->budget.tx / 4 * 3;
 }
-/* A want is asked only when its body has not come NODE_WANT_GRACE_MS after its header (it
- * usually follows in the next message), and asked again at most this often. */
-#define WANT_RETRY_MS 2000
-/* A moot want (a delta cut for good: refused whatever it says) is asked again this rarely: only
- * the causal context of the refused delta is missed while nobody serves it. */
-#define WANT_MOOT_RETRY_MS 60000
 /* A gap seen in pushed headers asks the pusher for its log at most this often. */
 #define GAP_VV_MS 1000
 /* The same version vector is not sent to a member again within this time only to ask for
@@ -380,22 +374,11 @@ typedef struct want_ctx {
 } want_ctx;
 
 /* Is want w to be asked now? Not within its grace (the body is probably in the next message)
- * nor again within WANT_RETRY_MS of the last time. */
-static uint64_t want_retry(const node_want *w)
-{
-    return w->moot ? WANT_MOOT_RETRY_MS : WANT_RETRY_MS;
-}
-
-/* Was w asked for within its retry time (its body may be on its way)? */
-static bool want_asked(const node_want *w, uint64_t now)
-{
-    return w->asked_ms != 0 && now - w->asked_ms < want_retry(w);
-}
-
+ * nor again within its retry time (node__want_retry) of the last time. */
 static bool want_due(const node_want *w, uint64_t now)
 {
     return now - w->since_ms >= NODE_WANT_GRACE_MS
-        && (w->asked_ms == 0 || now - w->asked_ms >= want_retry(w));
+        && (w->asked_ms == 0 || now - w->asked_ms >= node__want_retry(w));
 }
 
 /* Is m, not this node nor the author a, up and a holder of tag (one to ask for a body)? */
@@ -526,7 +509,7 @@ static void send_wants(node_engine *e)
     e->wants_asked = 0;
     uint64_t now = node__mono(e);
     for (size_t i = 0; i < e->wants.n; i++)
-        e->wants_asked += want_asked(&e->wants.v[i], now);
+        e->wants_asked += node__want_asked(&e->wants.v[i], now);
 out:
     free(c.target);
     free(c.gone);
@@ -536,31 +519,19 @@ out:
     want_timer_next(e);
 }
 
-/* A want's body came (or it went): when due wants were held back and the bodies of most of those
- * asked have come, the next round is asked at once rather than at the retry time. */
-void node__want_done(node_engine *e, const node_want *w)
-{
-    if (!want_asked(w, node__mono(e)) || e->wants_asked == 0)
-        return;
-    if (--e->wants_asked <= NODE_WANT_ASK_MAX / 2 && e->wants_held && !e->stopping) {
-        e->wants_held = false; /* the round sets it again */
-        e->host.schedule(e->host.ctx, NODE_WORK_WANTS, 0);
-    }
-}
-
 /* Schedule NODE_WORK_WANTS at the earliest moment a want falls due. */
 static void want_timer_next(node_engine *e)
 {
     if (e->stopping || e->wants.n == 0)
         return;
-    uint64_t now = node__mono(e), wait = WANT_RETRY_MS;
+    uint64_t now = node__mono(e), wait = NODE_WANT_RETRY_MS;
     for (size_t i = 0; i < e->wants.n && wait > 0; i++) {
         const node_want *w = &e->wants.v[i];
         if (e->wants_held && w->asked_ms == 0 && w->since_ms + NODE_WANT_GRACE_MS <= now)
-            continue; /* held back: asked when those asked have come (node__want_done) */
+            continue; /* held back: asked when those asked have come (node__want_remove) */
         uint64_t due = w->since_ms + NODE_WANT_GRACE_MS;
-        if (w->asked_ms != 0 && w->asked_ms + want_retry(w) > due)
-            due = w->asked_ms + want_retry(w);
+        if (w->asked_ms != 0 && w->asked_ms + node__want_retry(w) > due)
+            due = w->asked_ms + node__want_retry(w);
         uint64_t left = due > now ? due - now : 0;
         if (left < wait)
             wait = left;
@@ -780,7 +751,7 @@ void node__sync_message(
             NODE_DEBUG(
                 "want.later", "org=%s ids=%zu detail=\"the send queues are full\"", m->org, w.n);
             proto_want_fini(&w);
-            return; /* m asks again (WANT_RETRY_MS) */
+            return; /* m asks again (NODE_WANT_RETRY_MS) */
         }
         serve_ctx c = { .e = e, .l = l, .m = m, .want = &w, .limit = answer_bytes(e) };
         node_errmsg msg;
