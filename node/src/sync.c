@@ -396,7 +396,8 @@ static node_err want_cb(node_txn *t, void *ctx)
     size_t up = 0, room = 0;
     for (size_t k = 0; k < e->nmembers; k++)
         up += !e->members[k].self && node__link_up_to(e, &e->members[k]) != NULL;
-    c->held = 0;
+    c->held = 0; /* a rerun of the transaction counts again */
+    memset(c->per, 0, (e->nmembers ? e->nmembers : 1) * sizeof(*c->per));
     for (size_t i = 0; i < e->wants.n; i++) {
         c->target[i] = NULL;
         c->gone[i] = false;
