@@ -292,6 +292,11 @@ struct node_engine {
      * bodies came since), and whether due wants were held back at NODE_WANT_ASK_MAX a holder */
     size_t wants_asked;
     bool wants_held;
+    /* A want is asked again only once the inbound queue was seen empty past its retry time
+     * (node__want_retry_due): its answer may be queued there behind other messages. The last
+     * moment the queue was seen empty (node__mono), and whether a want waits for the next. */
+    uint64_t inq_empty_ms;
+    bool wants_drain;
     bool lists_full; /* a want or wait was left out at the lists' bound: node__lists_refill */
     /* a want (a wait) was left out: listed again as soon as its list is down to half, not at
      * the next tick (node__lists_due) */
@@ -467,8 +472,16 @@ void node__want_remove(node_engine *e, const uint8_t id[32]);
  * the causal context of the refused delta is missed while nobody serves it. */
 #define NODE_WANT_MOOT_RETRY_MS 60000
 uint64_t node__want_retry(const node_want *w);
-/* Was w asked for within its retry time (its body may be on its way)? */
-bool node__want_asked(const node_want *w, uint64_t now);
+/* May w, asked before, be asked again: its retry time has passed, and the inbound queue was seen
+ * empty since then (everything that came within that time was taken, so its body did not)? A
+ * node busy with a long queue asks again once it has worked the queue down, not while its
+ * answers wait there; the queue seen empty schedules the wants again (node__inq_seen_empty). */
+bool node__want_retry_due(const node_engine *e, const node_want *w, uint64_t now);
+/* Was w asked for and is not to be asked again yet (its body may be on its way)? */
+bool node__want_asked(const node_engine *e, const node_want *w, uint64_t now);
+/* The inbound queue is empty now (inq.c, sync.c): the moment is noted, and wants waiting for it
+ * are scheduled. */
+void node__inq_seen_empty(node_engine *e);
 node_err node__wait_add(node_engine *e, const node_wait *w);
 /* Rebuild the wait index after the list was compacted. */
 node_err node__waits_reindex(node_engine *e);

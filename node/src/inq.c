@@ -112,8 +112,10 @@ bool node__inq_take(node_engine *e, node_link *l, node_member *m, unsigned kind,
     }
     if (e->inq_tail != NULL)
         e->inq_tail->next = q;
-    else
+    else {
+        node__inq_seen_empty(e); /* up to this message */
         e->inq_head = q;
+    }
     e->inq_tail = q;
     q->cost = sizeof(*q) + q->plain.len + node__gopen_bytes(q->gop);
     if (q->is_headers) /* the headers rebuilt from their compact form, the decoded headers, and

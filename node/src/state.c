@@ -494,9 +494,25 @@ uint64_t node__want_retry(const node_want *w)
     return w->moot ? NODE_WANT_MOOT_RETRY_MS : NODE_WANT_RETRY_MS;
 }
 
-bool node__want_asked(const node_want *w, uint64_t now)
+bool node__want_retry_due(const node_engine *e, const node_want *w, uint64_t now)
 {
-    return w->asked_ms != 0 && now - w->asked_ms < node__want_retry(w);
+    uint64_t r = node__want_retry(w);
+    uint64_t empty = e->inq_head == NULL ? now : e->inq_empty_ms;
+    return now - w->asked_ms >= r && empty >= w->asked_ms + r;
+}
+
+bool node__want_asked(const node_engine *e, const node_want *w, uint64_t now)
+{
+    return w->asked_ms != 0 && !node__want_retry_due(e, w, now);
+}
+
+void node__inq_seen_empty(node_engine *e)
+{
+    e->inq_empty_ms = node__mono(e);
+    if (e->wants_drain && !e->stopping) {
+        e->wants_drain = false;
+        e->host.schedule(e->host.ctx, NODE_WORK_WANTS, 0);
+    }
 }
 
 void node__lists_due(node_engine *e)
@@ -510,7 +526,7 @@ void node__lists_due(node_engine *e)
 /* w's body came, or it went: count it out of those asked (sync.c's round). */
 static void want_done(node_engine *e, const node_want *w)
 {
-    if (!node__want_asked(w, node__mono(e)) || e->wants_asked == 0)
+    if (!node__want_asked(e, w, node__mono(e)) || e->wants_asked == 0)
         return;
     if (--e->wants_asked <= NODE_WANT_ASK_MAX / 2 && e->wants_held && !e->stopping) {
         e->wants_held = false; /* the round sets it again */

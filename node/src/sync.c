@@ -374,11 +374,11 @@ typedef struct want_ctx {
 } want_ctx;
 
 /* Is want w to be asked now? Not within its grace (the body is probably in the next message)
- * nor again within its retry time (node__want_retry) of the last time. */
-static bool want_due(const node_want *w, uint64_t now)
+ * nor again before node__want_retry_due. */
+static bool want_due(const node_engine *e, const node_want *w, uint64_t now)
 {
     return now - w->since_ms >= NODE_WANT_GRACE_MS
-        && (w->asked_ms == 0 || now - w->asked_ms >= node__want_retry(w));
+        && (w->asked_ms == 0 || node__want_retry_due(e, w, now));
 }
 
 /* Is m, not this node nor the author a, up and a holder of tag (one to ask for a body)? */
@@ -401,7 +401,7 @@ static node_err want_cb(node_txn *t, void *ctx)
     for (size_t i = 0; i < e->wants.n; i++) {
         c->target[i] = NULL;
         c->gone[i] = false;
-        if (!want_due(&e->wants.v[i], now))
+        if (!want_due(e, &e->wants.v[i], now))
             continue;
         if (room >= up * NODE_WANT_ASK_MAX && up > 0) {
             c->held++; /* every holder's WANT is full: asked in a later round */
@@ -510,7 +510,7 @@ static void send_wants(node_engine *e)
     e->wants_asked = 0;
     uint64_t now = node__mono(e);
     for (size_t i = 0; i < e->wants.n; i++)
-        e->wants_asked += node__want_asked(&e->wants.v[i], now);
+        e->wants_asked += node__want_asked(e, &e->wants.v[i], now);
 out:
     free(c.target);
     free(c.gone);
@@ -533,6 +533,10 @@ static void want_timer_next(node_engine *e)
         uint64_t due = w->since_ms + NODE_WANT_GRACE_MS;
         if (w->asked_ms != 0 && w->asked_ms + node__want_retry(w) > due)
             due = w->asked_ms + node__want_retry(w);
+        if (w->asked_ms != 0 && due <= now && !node__want_retry_due(e, w, now)) {
+            e->wants_drain = true; /* asked again once the inbound queue is seen empty */
+            continue;
+        }
         uint64_t left = due > now ? due - now : 0;
         if (left < wait)
             wait = left;
@@ -876,6 +880,8 @@ bool node__sync_step(node_engine *e)
         inq_group(e, nmsg, nh, nb);
     else if (e->inq_head != NULL)
         inq_one(e);
+    if (e->inq_head == NULL)
+        node__inq_seen_empty(e);
     return e->inq_head != NULL;
 }
 

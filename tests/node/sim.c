@@ -789,7 +789,7 @@ static void host_schedule(void *ctx, node_work w, uint64_t delay_ms)
     if (s->closing || (unsigned)w >= NODE_WORK_COUNT)
         return;
     sim_work *sw = &nd->work[w];
-    uint64_t due = s->now + delay_ms;
+    uint64_t due = s->now + delay_ms + (w == NODE_WORK_INQ ? s->o.inq_delay_ms[nd->i] : 0);
     if (sw->armed && sw->due <= due)
         return;
     sw->armed = true;
@@ -1417,6 +1417,12 @@ uint64_t sim_rand(sim *s, uint64_t n)
     return rng_below(&s->work, n);
 }
 
+void sim_set_inq_delay(sim *s, size_t i, uint32_t ms)
+{
+    if (i < s->n)
+        s->o.inq_delay_ms[i] = ms;
+}
+
 void sim_set_clock_offset(sim *s, size_t i, int64_t offset_ms)
 {
     s->node[i].offset = offset_ms;
@@ -1837,12 +1843,13 @@ bool sim_waiting_read(sim *s, size_t i, sim_waiting *w)
 
 sim_traffic sim_traffic_read(sim *s, size_t i)
 {
-    sim_traffic t = { -1, -1, -1, -1 };
+    sim_traffic t = { -1, -1, -1, -1, -1 };
     json_object *doc = ctl_json(s, i, "status");
     if (doc != NULL) {
         t.headers_got = jnum(doc, "traffic", "headers_got");
         t.headers_dup = jnum(doc, "traffic", "headers_dup");
         t.bodies_got = jnum(doc, "traffic", "bodies_got");
+        t.bodies_dup = jnum(doc, "traffic", "bodies_dup");
         t.parked = jnum(doc, "traffic", "parked");
         json_object_put(doc);
     }

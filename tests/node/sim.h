@@ -114,6 +114,9 @@ typedef struct sim_opts {
      * that comes before its key is kept (the park's share is 0). */
     size_t lists_max;
     bool no_park;
+    /* Node i works its inbound queue this late each time (a node busy with a long queue: what
+     * comes meanwhile waits in it); 0: at once. sim_set_inq_delay changes it. */
+    uint32_t inq_delay_ms[SIM_MAX_NODES];
 } sim_opts;
 
 /* n nodes, this seed, latencies 2..20 ms, no jitter, no faults. */
@@ -159,6 +162,8 @@ uint64_t sim_rand(sim *s, uint64_t n);
 /* Step node i's clock now to the simulated time plus offset_ms: a jump, as when NTP corrects
  * a wall clock (sim_opts.clock_offset_ms sets offsets from the start, without a step). */
 void sim_set_clock_offset(sim *s, size_t i, int64_t offset_ms);
+/* From now on node i works its inbound queue ms late each time (sim_opts.inq_delay_ms). */
+void sim_set_inq_delay(sim *s, size_t i, uint32_t ms);
 void sim_set_faults(sim *s, uint32_t cut_ppm, uint32_t dup_ppm, uint32_t jitter_ms);
 /* One-way latency from node a to node b, for frames sent from now on. */
 void sim_set_latency(sim *s, size_t a, size_t b, uint32_t ms);
@@ -284,6 +289,7 @@ bool sim_quarantine_read(sim *s, size_t i, size_t origin, sim_quarantine *q);
 typedef struct sim_traffic {
     long long headers_got, headers_dup;
     long long bodies_got; /* bodies received */
+    long long bodies_dup; /* of those, the ones it held already (a second copy) */
     long long parked;     /* of those, the ones that came before this node held their key */
 } sim_traffic;
 sim_traffic sim_traffic_read(sim *s, size_t i);

@@ -661,6 +661,38 @@ static void wants_refilled_without_the_tick(void **state)
     converge(s, 10000);
 }
 
+/* The CPIA holds the headers of 60 deltas of a scope it may not read. Then it works its inbound
+ * queue 1 s late each time (a node busy with a long queue), and the comune grants it the scope
+ * and at once writes 6 deltas of another case: the CPIA takes the grant and asks for the 60
+ * bodies, and their answer comes behind the 6 headers in its queue, where it waits about 6 s,
+ * past the retry time (2 s). The CPIA asks again only once its queue was seen empty since the
+ * retry time, so it gets every body once. (Asked again at the retry time alone, with the answer
+ * still queued, it got 183 second copies.) */
+static void want_not_asked_again_while_queued(void **state)
+{
+    sim_opts o;
+    sim_opts_default(&o, 2, 41, "want_not_asked_again_while_queued");
+    sim *s = start(state, &o);
+    proto_case_id c = new_case(s, COMUNE, "lingua.livello=A1");
+    for (int k = 0; k < 60; k++)
+        set(s, COMUNE, &c, "lingua.ore_frequenza+=1");
+    proto_case_id other = new_case(s, COMUNE, "lingua.livello=B1");
+    converge(s, 20000);
+    sim_traffic before = sim_traffic_read(s, CPIA);
+    sim_set_inq_delay(s, CPIA, 1000);
+    grant(s, COMUNE, &c, "lingua", CPIA, false);
+    for (int k = 0; k < 6; k++)
+        set(s, COMUNE, &other, "lingua.ore_frequenza+=1");
+    converge(s, 30000);
+    sim_traffic after = sim_traffic_read(s, CPIA);
+    CHECK(s, before.bodies_dup >= 0 && after.bodies_got - before.bodies_got >= 60,
+        "the CPIA got %lld bodies after the grant (60 wanted)",
+        after.bodies_got - before.bodies_got);
+    CHECK(s, after.bodies_dup == before.bodies_dup,
+        "the CPIA got %lld bodies twice: it asked again while their answer waited in its queue",
+        after.bodies_dup - before.bodies_dup);
+}
+
 /* max_clock_ahead_ms = 1000 and the CPIA's clock 5 s ahead: the comune stores its headers at
  * once, its deltas wait until the comune's clock is within 1 s of their stamps, then merge. */
 static void clock_ahead_waits(void **state)
@@ -1173,6 +1205,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(each_log_from_its_author, teardown),
         cmocka_unit_test_teardown(lists_refilled_from_the_store, teardown),
         cmocka_unit_test_teardown(wants_refilled_without_the_tick, teardown),
+        cmocka_unit_test_teardown(want_not_asked_again_while_queued, teardown),
         cmocka_unit_test_teardown(clock_ahead_waits, teardown),
         cmocka_unit_test_teardown(clock_step_back, teardown),
         cmocka_unit_test_teardown(seeded_schedule, teardown),
