@@ -64,36 +64,34 @@ static node_err refuse(node_txn *t, apply_ctx *c, const node_wait *w, const prot
 typedef struct tag_want {
     apply_ctx *c;
     node_txn *t;
+    const uint8_t *tag;
     node_err err;
 } tag_want;
 
 static bool tag_want_cb(const uint8_t id[32], void *ctx)
 {
     tag_want *w = ctx;
-    if (node__ledger_body_has(w->t, id))
-        return true;
-    const void *hb;
-    size_t hl;
-    proto_header h;
-    if (node__ledger_header_by_id(w->t, id, &hb, &hl) != NODE_OK
-        || proto_header_decode(hb, hl, &w->c->e->lim, &h, NULL) != PROTO_OK)
+    uint8_t origin[32];
+    uint64_t seq;
+    /* the tag index names the id, its 'I' record the place (the header is not decoded) */
+    if (node__ledger_body_has(w->t, id) || node__ledger_place(w->t, id, origin, &seq) != NODE_OK)
         return true;
     node_want *nw = NODE_VEC_PUSH(&w->c->wants, NODE_WANTS_MAX);
     if (nw == NULL) {
         w->err = NODE_ENOMEM;
         return false;
     }
-    memcpy(nw->id, h.id, 32);
-    memcpy(nw->tag, h.tag, 32);
-    memcpy(nw->origin, h.origin, 32);
-    nw->seq = h.seq;
+    memcpy(nw->id, id, 32);
+    memcpy(nw->tag, w->tag, 32);
+    memcpy(nw->origin, origin, 32);
+    nw->seq = seq;
     nw->since_ms = 1; /* held for a while: asked for at once (node__want_add) */
     return true;
 }
 
 static node_err want_tag(node_txn *t, apply_ctx *c, const uint8_t tag[32])
 {
-    tag_want w = { c, t, NODE_OK };
+    tag_want w = { c, t, tag, NODE_OK };
     node_err err = node__ledger_tag_headers(t, tag, tag_want_cb, &w);
     return err != NODE_OK ? err : w.err;
 }

@@ -573,6 +573,7 @@ typedef struct bodies_ctx {
     size_t dup;           /* bodies held already (status traffic.bodies_dup, after commit) */
     proto_header *own;    /* per item whose header is not in the group: decoded from the store */
     bool *own_ok;
+    uint8_t *looked;  /* per item: its header looked up in this transaction (item_header) */
     node_held *held;  /* per item: its header and body */
     node_wait *w;     /* per item: the wait it would be */
     bool *done;       /* per item: merged, refused or not ours */
@@ -583,19 +584,31 @@ typedef struct bodies_ctx {
 /* The header of body item i, if this node holds it: the group's decoded one (the id covers
  * every field a body is checked and merged against), else decoded from the store. NULL when
  * the header is not here (the body comes again with anti-entropy). */
+enum { LOOKED_NOT, LOOKED_ABSENT, LOOKED_GROUP };
+
 static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, node_err *err)
 {
     const uint8_t *id = c->items[i].header_id;
     const void *hb;
     size_t hl;
     *err = NODE_OK;
+    /* an earlier look in this transaction (bodies_store passes twice): headers stored stay */
     if (c->own_ok[i])
-        return &c->own[i]; /* decoded by an earlier look in this transaction */
-    if (node__ledger_header_by_id(t, id, &hb, &hl) != NODE_OK)
+        return &c->own[i];
+    if (c->looked[i] == LOOKED_ABSENT)
         return NULL;
-    size_t k = node__idset_get(&c->hdr_ix, id);
+    size_t k = c->looked[i] == LOOKED_GROUP ? node__idset_get(&c->hdr_ix, id) : SIZE_MAX;
     if (k != SIZE_MAX)
         return &c->hdrs[k].h;
+    if (node__ledger_header_by_id(t, id, &hb, &hl) != NODE_OK) {
+        c->looked[i] = LOOKED_ABSENT;
+        return NULL;
+    }
+    k = node__idset_get(&c->hdr_ix, id);
+    if (k != SIZE_MAX) {
+        c->looked[i] = LOOKED_GROUP;
+        return &c->hdrs[k].h;
+    }
     if (proto_header_decode(hb, hl, &c->e->lim, &c->own[i], NULL) != PROTO_OK) {
         *err = NODE_ECORRUPT;
         return NULL;
@@ -662,6 +675,7 @@ static node_err bodies_cb(node_txn *t, void *ctx)
             c->own_ok[i] = false;
         }
         c->stored[i] = c->seen[i] = c->park[i] = false;
+        c->looked[i] = LOOKED_NOT;
         c->done[i] = true;
         c->why[i] = WAIT_KEY;
     }
@@ -733,6 +747,7 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .park = calloc(k, sizeof(bool)),
             .own = calloc(k, sizeof(proto_header)),
             .own_ok = calloc(k, sizeof(bool)),
+            .looked = calloc(k, 1),
             .held = calloc(k, sizeof(node_held)),
             .w = calloc(k, sizeof(node_wait)),
             .done = calloc(k, sizeof(bool)),
@@ -740,8 +755,8 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
     g.b.a.e = e;
     node_err err = NODE_ENOMEM;
     if (g.b.stored == NULL || g.b.seen == NULL || g.b.park == NULL || g.b.own == NULL
-        || g.b.own_ok == NULL || g.b.held == NULL || g.b.w == NULL || g.b.done == NULL
-        || g.b.why == NULL)
+        || g.b.own_ok == NULL || g.b.looked == NULL || g.b.held == NULL || g.b.w == NULL
+        || g.b.done == NULL || g.b.why == NULL)
         goto out;
     for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
         if (in->headers[i].perr == PROTO_OK
@@ -799,6 +814,7 @@ out:
     free(g.b.park);
     free(g.b.own);
     free(g.b.own_ok);
+    free(g.b.looked);
     free(g.b.held);
     free(g.b.w);
     free(g.b.done);
