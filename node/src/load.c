@@ -23,7 +23,9 @@ typedef struct load_ctx {
     node_wait_vec waits;
     node_txn *t;
     size_t want_room, wait_room; /* how many each list may take */
-    bool want_open, wait_open;   /* the list had room for half its bound: stop when it is full */
+    bool want_open, wait_open;   /* a list the scan fills: it stops once every such one is full */
+    bool want_full, wait_full;   /* the list left something out in this scan */
+    bool refill;                 /* node__lists_refill (not the load at start) */
     const uint8_t *until;        /* the second part of the round ends here (NULL: no end) */
     bool full;                   /* something was left out */
     bool wants_left, waits_left; /* a want, a wait was left out */
@@ -32,15 +34,16 @@ typedef struct load_ctx {
     uint8_t left[40]; /* the place of the first header left out: the next refill begins there */
 } load_ctx;
 
-/* The header at place did not fit in its list: remember where to begin next time; stop the
- * scan when that list is one of those it fills. */
-static bool left_out(load_ctx *c, const uint8_t place[40], bool open)
+/* The header at place did not fit in its list (*full): remember where to begin next time; stop
+ * the scan once every list it fills is full. */
+static bool left_out(load_ctx *c, const uint8_t place[40], bool *full)
 {
     if (!c->left_set)
         memcpy(c->left, place, 40);
-    c->left_set = c->full = true;
-    c->stopped = open;
-    return !open;
+    c->left_set = c->full = *full = true;
+    c->stopped = (c->want_open || c->wait_open) && (!c->want_open || c->want_full)
+        && (!c->wait_open || c->wait_full);
+    return !c->stopped;
 }
 
 /* The wait of a held body whose header is h: placed, no generations (tried at once). */
@@ -74,7 +77,7 @@ static bool load_header_cb(const uint8_t place[40], const void *hb, size_t hl, v
         node_wait *w = NODE_VEC_PUSH(&c->waits, c->wait_room);
         if (w == NULL) { /* over the bound: found again by a refill, once these merged */
             c->waits_left = true;
-            go = left_out(c, place, c->wait_open);
+            go = left_out(c, place, &c->wait_full);
         } else {
             wait_of(w, &h);
         }
@@ -82,7 +85,7 @@ static bool load_header_cb(const uint8_t place[40], const void *hb, size_t hl, v
         node_want *w = NODE_VEC_PUSH(&c->wants, c->want_room);
         if (w == NULL) {
             c->wants_left = true;
-            go = left_out(c, place, c->want_open);
+            go = left_out(c, place, &c->want_full);
         } else {
             memset(w, 0, sizeof(*w)); /* missing since before the start: asked at once */
             memcpy(w->id, h.id, 32);
@@ -101,9 +104,14 @@ static node_err scan_lists(node_txn *t, load_ctx *c)
     c->t = t;
     c->wants.n = c->waits.n = 0; /* a rerun starts again */
     c->full = c->wants_left = c->waits_left = c->stopped = c->left_set = false;
+    c->want_full = c->wait_full = false;
     c->until = NULL;
-    c->want_open = c->want_room >= e->budget.wants / 2;
-    c->wait_open = c->wait_room >= e->budget.waits / 2;
+    /* The lists it fills: at start (and after a failed refill, which left the flags clear) those
+     * with room for half their bound; in a refill, those that left something out (the other one
+     * holds all there is: filling it would read the whole log for nothing). */
+    bool known = c->refill && (e->wants_left || e->waits_left);
+    c->want_open = known ? e->wants_left : c->want_room >= e->budget.wants / 2;
+    c->wait_open = known ? e->waits_left : c->wait_room >= e->budget.waits / 2;
     const uint8_t *from = e->refill_at_set ? e->refill_at : NULL;
     node_err err = node__ledger_headers_from(t, from, load_header_cb, c);
     if (err == NODE_OK && !c->stopped && from != NULL) {
@@ -273,11 +281,15 @@ static void waits_remake(node_engine *e)
 void node__lists_refill(node_engine *e)
 {
     waits_remake(e);
-    /* once a list is down to half its bound: each refill is a scan of the store's headers, so
-     * it must list many at a time */
-    if (!e->lists_full || (e->wants.n > e->budget.wants / 2 && e->waits.n > e->budget.waits / 2))
+    /* once a list is down to half its bound (each refill is a scan of the store's headers, so it
+     * must list many at a time), and a list that left something out has room */
+    bool room = (e->wants_left && e->wants.n < e->budget.wants)
+        || (e->waits_left && e->waits.n < e->budget.waits) || (!e->wants_left && !e->waits_left);
+    if (!e->lists_full || !room
+        || (e->wants.n > e->budget.wants / 2 && e->waits.n > e->budget.waits / 2))
         return;
     load_ctx c = { .e = e,
+        .refill = true,
         .want_room = e->wants.n < e->budget.wants ? e->budget.wants - e->wants.n : 0,
         .wait_room = e->waits.n < e->budget.waits ? e->budget.waits - e->waits.n : 0 };
     node_errmsg msg = { { 0 } };
