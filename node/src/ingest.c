@@ -572,28 +572,28 @@ typedef struct bodies_ctx {
     bool *park;           /* per item: kept in memory (park.c) for a key not held yet */
     size_t dup;           /* bodies held already (status traffic.bodies_dup, after commit) */
     proto_header *own;    /* per item whose header is not in the group: decoded from the store */
-    bool *own_ok;
-    uint8_t *looked;  /* per item: its header looked up in this transaction (item_header) */
-    node_held *held;  /* per item: its header and body */
-    node_wait *w;     /* per item: the wait it would be */
-    bool *done;       /* per item: merged, refused or not ours */
-    wait_reason *why; /* per item not done: what it waits for */
+    uint8_t *looked;      /* per item: what item_header found in this transaction (LOOKED_*) */
+    node_held *held;      /* per item: its header and body */
+    node_wait *w;         /* per item: the wait it would be */
+    bool *done;           /* per item: merged, refused or not ours */
+    wait_reason *why;     /* per item not done: what it waits for */
     apply_ctx a;
 } bodies_ctx;
 
+/* What an item's header lookup found: not looked yet, no header here, the group's, own[i]. */
+enum { LOOKED_NOT, LOOKED_ABSENT, LOOKED_GROUP, LOOKED_OWN };
+
 /* The header of body item i, if this node holds it: the group's decoded one (the id covers
  * every field a body is checked and merged against), else decoded from the store. NULL when
- * the header is not here (the body comes again with anti-entropy). */
-enum { LOOKED_NOT, LOOKED_ABSENT, LOOKED_GROUP };
-
+ * the header is not here (the body comes again with anti-entropy). Looked up once per
+ * transaction (bodies_store passes twice; a stored header stays). */
 static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, node_err *err)
 {
     const uint8_t *id = c->items[i].header_id;
     const void *hb;
     size_t hl;
     *err = NODE_OK;
-    /* an earlier look in this transaction (bodies_store passes twice): headers stored stay */
-    if (c->own_ok[i])
+    if (c->looked[i] == LOOKED_OWN)
         return &c->own[i];
     if (c->looked[i] == LOOKED_ABSENT)
         return NULL;
@@ -613,7 +613,7 @@ static const proto_header *item_header(node_txn *t, bodies_ctx *c, size_t i, nod
         *err = NODE_ECORRUPT;
         return NULL;
     }
-    c->own_ok[i] = true;
+    c->looked[i] = LOOKED_OWN;
     return &c->own[i];
 }
 
@@ -670,10 +670,8 @@ static node_err bodies_cb(node_txn *t, void *ctx)
 {
     bodies_ctx *c = ctx;
     for (size_t i = 0; i < c->n; i++) {
-        if (c->own_ok[i]) { /* a rerun of the transaction */
+        if (c->looked[i] == LOOKED_OWN) /* a rerun of the transaction */
             proto_header_fini(&c->own[i]);
-            c->own_ok[i] = false;
-        }
         c->stored[i] = c->seen[i] = c->park[i] = false;
         c->looked[i] = LOOKED_NOT;
         c->done[i] = true;
@@ -746,7 +744,6 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
             .seen = calloc(k, sizeof(bool)),
             .park = calloc(k, sizeof(bool)),
             .own = calloc(k, sizeof(proto_header)),
-            .own_ok = calloc(k, sizeof(bool)),
             .looked = calloc(k, 1),
             .held = calloc(k, sizeof(node_held)),
             .w = calloc(k, sizeof(node_wait)),
@@ -755,8 +752,8 @@ node_err node__ingest(node_engine *e, const node_ingest_in *in, node_member *fro
     g.b.a.e = e;
     node_err err = NODE_ENOMEM;
     if (g.b.stored == NULL || g.b.seen == NULL || g.b.park == NULL || g.b.own == NULL
-        || g.b.own_ok == NULL || g.b.looked == NULL || g.b.held == NULL || g.b.w == NULL
-        || g.b.done == NULL || g.b.why == NULL)
+        || g.b.looked == NULL || g.b.held == NULL || g.b.w == NULL || g.b.done == NULL
+        || g.b.why == NULL)
         goto out;
     for (size_t i = 0; in->nbodies > 0 && i < in->nheaders; i++)
         if (in->headers[i].perr == PROTO_OK
@@ -805,15 +802,14 @@ out:
     NODE_VEC_FREE(&g.h.wants);
     NODE_VEC_FREE(&g.h.pend);
     free(g.h.used_pending);
-    for (size_t i = 0; g.b.own_ok != NULL && i < in->nbodies; i++)
-        if (g.b.own_ok[i])
+    for (size_t i = 0; g.b.looked != NULL && i < in->nbodies; i++)
+        if (g.b.looked[i] == LOOKED_OWN)
             proto_header_fini(&g.b.own[i]);
     node__idset_free(&g.b.hdr_ix);
     free(g.b.stored);
     free(g.b.seen);
     free(g.b.park);
     free(g.b.own);
-    free(g.b.own_ok);
     free(g.b.looked);
     free(g.b.held);
     free(g.b.w);
